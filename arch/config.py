@@ -1,0 +1,164 @@
+"""The accelerator configuration: one frozen object read by hw, compiler and runtime.
+
+The configuration is passed explicitly, never held in a global. Everything the
+hardware, the compiler and the runtime need to agree on (array shape, buffer
+sizes, bus widths, LUT slots) is a field here or derived from one, and the whole
+object hashes to a ``config_id`` that the hardware reports in a register, the
+compiler writes into every artifact and the runtime checks before running.
+"""
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass
+
+from .errors import ConfigError
+
+__all__ = ["AcceleratorConfig", "PRESETS", "preset"]
+
+
+def _is_pow2(v):
+    return v > 0 and (v & (v - 1)) == 0
+
+
+@dataclass(frozen=True)
+class AcceleratorConfig:
+    """Shape and sizes of one Bamboo accelerator build.
+
+    Parameters
+    ----------
+    name : str
+        Preset name, informational (not part of ``config_id``).
+    rows : int
+        Systolic array rows: input channels consumed per cycle.
+    cols : int
+        Systolic array columns: output channels produced per cycle.
+    input_buffer_depth, weight_buffer_depth, acc_buffer_depth, output_buffer_depth : int
+        On-chip buffer depths in array-wide words (``rows`` bytes for input,
+        ``rows * cols`` bytes for weights, ``cols`` int32 for accumulators,
+        ``cols`` bytes for output).
+    axi_data_width : int
+        Data width of the AXI4 master in bits (S_AXI_HP0_FPD takes 32/64/128).
+    axi_addr_width : int
+        Address width of the AXI4 master in bits.
+    axil_addr_width : int
+        Address width of the AXI-Lite register window in bits.
+    lut_slots : int
+        Number of 256-entry activation LUTs held on chip at once.
+    dsp_packing : bool
+        Pack two INT8 multiplies sharing one operand into one DSP48E2 (Xilinx WP486).
+    clock_mhz : float
+        Design-intent clock, used by timing constraints and FPS projections.
+    """
+
+    name: str = "custom"
+    rows: int = 8
+    cols: int = 8
+    input_buffer_depth: int = 2048
+    weight_buffer_depth: int = 1024
+    acc_buffer_depth: int = 1024
+    output_buffer_depth: int = 1024
+    axi_data_width: int = 128
+    axi_addr_width: int = 40
+    axil_addr_width: int = 12
+    lut_slots: int = 2
+    dsp_packing: bool = False
+    clock_mhz: float = 250.0
+
+    def __post_init__(self):
+        for field in ("rows", "cols", "input_buffer_depth", "weight_buffer_depth",
+                      "acc_buffer_depth", "output_buffer_depth", "lut_slots"):
+            value = getattr(self, field)
+            if not isinstance(value, int) or not _is_pow2(value):
+                raise ConfigError(f"{field} must be a power of two, not {value!r}")
+        if self.axi_data_width not in (32, 64, 128):
+            raise ConfigError(
+                f"axi_data_width must be 32, 64 or 128, not {self.axi_data_width!r}")
+        if not 32 <= self.axi_addr_width <= 49:
+            raise ConfigError(
+                f"axi_addr_width must be between 32 and 49, not {self.axi_addr_width!r}")
+        if not 8 <= self.axil_addr_width <= 16:
+            raise ConfigError(
+                f"axil_addr_width must be between 8 and 16, not {self.axil_addr_width!r}")
+        if self.axi_data_width // 8 < 4:
+            raise ConfigError("axi_data_width must hold at least one int32")
+        if not self.clock_mhz > 0:
+            raise ConfigError(f"clock_mhz must be positive, not {self.clock_mhz!r}")
+
+    # Derived quantities -------------------------------------------------------------
+
+    @property
+    def macs_per_cycle(self):
+        """Peak multiply-accumulates per clock cycle of the array."""
+        return self.rows * self.cols
+
+    @property
+    def dsp_count(self):
+        """DSP48E2 slices the array needs (two MACs per DSP when packed)."""
+        return self.macs_per_cycle // 2 if self.dsp_packing else self.macs_per_cycle
+
+    @property
+    def axi_data_bytes(self):
+        return self.axi_data_width // 8
+
+    def buffer_addr_width(self, depth):
+        """Address bits for a buffer of ``depth`` words."""
+        return max(1, (depth - 1).bit_length())
+
+    def peak_gops(self, clock_mhz=None):
+        """Peak throughput in GOP/s (one MAC is two operations)."""
+        mhz = self.clock_mhz if clock_mhz is None else clock_mhz
+        return 2 * self.macs_per_cycle * mhz / 1000.0
+
+    # Identity ------------------------------------------------------------------------
+
+    def to_dict(self):
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data):
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ConfigError(f"unknown configuration fields: {sorted(unknown)}")
+        return cls(**data)
+
+    @property
+    def config_id(self):
+        """32-bit identity of everything that changes the hardware (not the name).
+
+        Hardware, artifact and runtime compare this value; it is the first four
+        bytes of a SHA-256 over the canonical JSON of the fields.
+        """
+        fields = self.to_dict()
+        del fields["name"]
+        blob = json.dumps(fields, sort_keys=True, separators=(",", ":")).encode()
+        return int.from_bytes(hashlib.sha256(blob).digest()[:4], "little")
+
+
+PRESETS = {
+    # Small enough that whole networks simulate in RTL within the test budget.
+    "tiny": AcceleratorConfig(
+        name="tiny", rows=4, cols=4,
+        input_buffer_depth=1024, weight_buffer_depth=256,
+        acc_buffer_depth=256, output_buffer_depth=256,
+        axi_data_width=64, lut_slots=2, dsp_packing=False, clock_mhz=100.0),
+    # xczu3eg (Ultra96): 360 DSP48E2, 70,560 LUT, 216 BRAM36.
+    # 16 x 32 = 512 MACs, packed two per DSP48E2 (WP486) = 256 DSPs (71 % of 360,
+    # under the 300-DSP budget), leaving DSPs for the post-processing multipliers.
+    "ultra96": AcceleratorConfig(
+        name="ultra96", rows=16, cols=32,
+        input_buffer_depth=8192, weight_buffer_depth=2048,
+        acc_buffer_depth=2048, output_buffer_depth=2048,
+        axi_data_width=128, lut_slots=4, dsp_packing=True, clock_mhz=250.0),
+}
+
+
+def preset(name):
+    """Return the preset configuration called ``name``."""
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise ConfigError(
+            f"unknown configuration {name!r}; choose one of {', '.join(sorted(PRESETS))}"
+        ) from None

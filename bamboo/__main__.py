@@ -1,0 +1,3 @@
+from bamboo.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,3 @@
+"""Board platforms and the Vivado flow behind ``make bitstream``."""
+
+__all__ = []

@@ -1,0 +1,3 @@
+"""Simulation: the instruction-level simulator and the cocotb RTL harness."""
+
+__all__ = []

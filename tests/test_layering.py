@@ -1,0 +1,60 @@
+"""Dependency direction, checked in a clean interpreter per package.
+
+arch <- runtime <- compiler; arch <- hw; sim -> arch, runtime, hw; boards -> hw, arch.
+The runtime runs on the board with numpy alone, so every one of its modules must
+import with nothing third-party but numpy.
+"""
+
+import json
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+
+ALLOWED = {
+    "arch": {"arch"},
+    "runtime": {"arch", "runtime"},
+    "compiler": {"arch", "runtime", "compiler"},
+    "hw": {"arch", "hw"},
+    "sim": {"arch", "runtime", "hw", "sim"},
+    "boards": {"arch", "hw", "boards"},
+}
+# Third-party top-level modules a package may pull in; None means unrestricted.
+# (cython_runtime is a module numpy's Cython extensions register, not a package.)
+THIRD_PARTY = {"arch": set(), "runtime": {"numpy", "cython_runtime"}}
+NEVER = {"torch", "torchvision"}
+
+PROBE = r"""
+import importlib, json, pkgutil, sys
+pkg = importlib.import_module(sys.argv[1])
+for info in pkgutil.walk_packages(pkg.__path__, pkg.__name__ + "."):
+    importlib.import_module(info.name)
+print(json.dumps(sorted(sys.modules)))
+"""
+
+
+def _loaded(package):
+    out = subprocess.run(
+        [sys.executable, "-c", PROBE, f"bamboo.{package}"],
+        capture_output=True, text=True, cwd=ROOT / "tests", check=False)
+    assert out.returncode == 0, f"importing bamboo.{package} failed:\n{out.stderr}"
+    return json.loads(out.stdout.splitlines()[-1])
+
+
+@pytest.mark.parametrize("package", sorted(ALLOWED))
+def test_dependency_direction(package):
+    modules = _loaded(package)
+    ours = {m.split(".")[1] for m in modules if m.startswith("bamboo.") and m.count(".") >= 1}
+    ours -= {"cli", "__main__"}
+    assert ours <= ALLOWED[package], (
+        f"bamboo.{package} imports {sorted(ours - ALLOWED[package])}; "
+        f"it may import only {sorted(ALLOWED[package])}")
+    top = {m.split(".")[0] for m in modules} - set(sys.stdlib_module_names) - {"bamboo"}
+    top = {m for m in top if not m.startswith("_")}
+    assert not top & NEVER, f"bamboo.{package} imports {sorted(top & NEVER)}"
+    if package in THIRD_PARTY:
+        extra = top - THIRD_PARTY[package]
+        assert not extra, f"bamboo.{package} imports third-party {sorted(extra)}"
