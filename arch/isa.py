@@ -1,0 +1,299 @@
+"""The Bamboo instruction set: one table, read by the hardware, the compiler and the simulators.
+
+Every instruction is ``INSN_BITS`` wide and starts with the same header: a 4-bit
+opcode and four dependency-token flags. The rest of the word is laid out by the
+opcode's field table below, least significant bit first. The hardware builds its
+``amaranth.lib.data`` layouts from :data:`FORMATS`; the compiler encodes and the
+instruction simulator decodes with :func:`encode` and :func:`decode`. Nothing else
+may define a field, an opcode or a width.
+
+Queues and tokens (the access-execute split of VTA, Ref: Moreau et al., "A Hardware-
+Software Blueprint for Flexible Deep Learning Specialization", 2019): the fetch
+unit dispatches ``LOAD`` to the load queue, ``CONV``/``VEC`` to the compute queue,
+``STORE`` to the store queue. ``FINISH`` goes to the compute queue. Between
+neighbouring queues (load <-> compute <-> store) run token FIFOs in both directions;
+an instruction with ``pop_prev``/``pop_next`` waits for a token from its
+previous/next neighbour before it starts, and one with ``push_prev``/``push_next``
+sends one when it ends. The compiler uses tokens to double-buffer: loads of tile
+n+1 overlap compute of tile n, stores of tile n-1 overlap both.
+
+On-chip buffers and their word sizes (``B`` = config.rows, ``C`` = config.cols):
+
+============  ===========================  ===================================
+buffer        one word                     filled by
+============  ===========================  ===================================
+``INP``       B int8 codes (one pixel of   LOAD (2-D strided, zero-point
+              a B-channel block)           padding inserted on the fly)
+``WGT``       C x B int8 weights           LOAD
+``PARAM``     C x 64 bits: per output      LOAD
+              channel int32 bias, 24-bit
+              mantissa m, signed shift e
+``LUT``       256 codes (one table)        LOAD
+``OUT``       C codes                      CONV / VEC; read by STORE
+============  ===========================  ===================================
+
+Activations live in DRAM channel-blocked, ``[C/B][H][W][B]`` per image (``B``-byte
+pixels), so a tile of one channel block is a 2-D strided transfer of ``y_size``
+rows of ``x_size`` pixels.
+"""
+
+from dataclasses import dataclass
+
+from .errors import BambooError
+
+__all__ = [
+    "ISA_VERSION", "INSN_BITS", "INSN_BYTES", "HEADER", "Field", "Opcode", "Buffer",
+    "VecOp", "Activation", "ConvMode", "FORMATS", "IsaError", "encode", "decode",
+    "encode_bytes", "decode_bytes", "render_markdown",
+]
+
+ISA_VERSION = 1
+INSN_BITS = 256
+INSN_BYTES = INSN_BITS // 8
+
+
+class IsaError(BambooError, ValueError):
+    """An instruction that cannot be encoded or decoded."""
+
+
+@dataclass(frozen=True)
+class Field:
+    """One instruction field: ``width`` bits, unsigned unless ``signed``."""
+
+    name: str
+    width: int
+    doc: str
+    signed: bool = False
+
+    @property
+    def min(self):
+        return -(1 << (self.width - 1)) if self.signed else 0
+
+    @property
+    def max(self):
+        return (1 << (self.width - 1)) - 1 if self.signed else (1 << self.width) - 1
+
+
+class Opcode:
+    """Opcodes. 0 is illegal, so zeroed memory traps instead of running."""
+
+    LOAD = 1
+    STORE = 2
+    CONV = 3
+    VEC = 4
+    FINISH = 5
+
+
+class Buffer:
+    """On-chip buffer selected by ``LOAD.buffer``."""
+
+    INP = 0
+    WGT = 1
+    PARAM = 2
+    LUT = 3
+
+
+class ConvMode:
+    """``CONV.mode``: how the array is used."""
+
+    DENSE = 0       # standard, pointwise and fully connected (1x1 over a 1x1 image)
+    DEPTHWISE = 1   # one input channel per output channel
+
+
+class Activation:
+    """``CONV.act`` / ``VEC.act``: what follows the requantizer in post-processing."""
+
+    NONE = 0        # clamp to [qmin, qmax] only (ReLU/ReLU6 are clamps)
+    LEAKY_SHIFT = 1  # v < 0: (v * 13) >> 7 on the zero-point corrected code
+    LUT = 2         # 256-entry table from LUT slot ``lut_slot``
+
+
+class VecOp:
+    """``VEC.vop``: vector-unit operations."""
+
+    ADD = 0         # residual add, onnxruntime's x86 formula
+    MAX_POOL = 1
+    AVG_POOL = 2
+    MUL_CHANNEL = 3  # squeeze-excite: x[c] * s[c]
+    COPY = 4        # requantizing copy (concat of differently scaled inputs)
+
+
+HEADER = (
+    Field("opcode", 4, "operation, see Opcode"),
+    Field("pop_prev", 1, "wait for a token from the previous queue before starting"),
+    Field("pop_next", 1, "wait for a token from the next queue before starting"),
+    Field("push_prev", 1, "send a token to the previous queue when done"),
+    Field("push_next", 1, "send a token to the next queue when done"),
+)
+
+_TRANSFER = (
+    Field("sram_addr", 16, "first word in the on-chip buffer"),
+    Field("dram_addr", 32, "byte offset of the first element from the DMA window base"),
+    Field("y_size", 12, "rows to transfer"),
+    Field("x_size", 12, "elements per row"),
+    Field("x_stride", 20, "DRAM distance between rows, in elements"),
+)
+
+FORMATS = {
+    Opcode.LOAD: _TRANSFER + (
+        Field("buffer", 2, "destination buffer, see Buffer"),
+        Field("pad_top", 4, "rows of pad_value inserted above"),
+        Field("pad_bottom", 4, "rows of pad_value inserted below"),
+        Field("pad_left", 4, "elements of pad_value inserted left of each row"),
+        Field("pad_right", 4, "elements of pad_value inserted right of each row"),
+        Field("pad_value", 8, "code written into padding (the input zero point)"),
+    ),
+    Opcode.STORE: _TRANSFER + (
+        Field("lane", 4, "which B-code slice of the C-code OUT word to write (C/B slices)"),
+    ),
+    Opcode.CONV: (
+        Field("mode", 2, "see ConvMode"),
+        Field("kernel_h", 4, "kernel height"),
+        Field("kernel_w", 4, "kernel width"),
+        Field("stride_h", 3, "vertical stride"),
+        Field("stride_w", 3, "horizontal stride"),
+        Field("dilation_h", 3, "vertical dilation"),
+        Field("dilation_w", 3, "horizontal dilation"),
+        Field("out_h", 10, "output tile height"),
+        Field("out_w", 10, "output tile width"),
+        Field("in_w", 12, "input tile width, padding included (row pitch in INP)"),
+        Field("in_blocks", 8, "input channel blocks of B accumulated (1 for depthwise)"),
+        Field("inp_addr", 16, "INP word of input block 0, pixel (0, 0)"),
+        Field("inp_block_stride", 16, "INP words between input channel blocks"),
+        Field("wgt_addr", 16, "WGT word of the first kernel tap"),
+        Field("param_addr", 12, "PARAM word with bias and requantizer of this output block"),
+        Field("out_addr", 16, "OUT word of output pixel (0, 0)"),
+        Field("acc_init", 1, "start from bias (1) or from the accumulators (0)"),
+        Field("acc_emit", 1, "post-process and write OUT (1) or keep accumulating (0)"),
+        Field("act", 2, "see Activation"),
+        Field("lut_slot", 3, "LUT used when act is LUT"),
+        Field("out_zp", 8, "output zero point"),
+        Field("qmin", 8, "lower clamp, as a code"),
+        Field("qmax", 8, "upper clamp, as a code"),
+        Field("signed", 1, "codes are int8 (1) or uint8 (0)"),
+    ),
+    Opcode.VEC: (
+        Field("vop", 3, "see VecOp"),
+        Field("kernel_h", 4, "pool window height"),
+        Field("kernel_w", 4, "pool window width"),
+        Field("stride_h", 3, "pool vertical stride"),
+        Field("stride_w", 3, "pool horizontal stride"),
+        Field("out_h", 10, "output tile height"),
+        Field("out_w", 10, "output tile width"),
+        Field("in_w", 12, "input tile width (row pitch in INP)"),
+        Field("src_a", 16, "INP word of the first operand"),
+        Field("src_b", 16, "INP word of the second operand (ADD) or scale vector (MUL)"),
+        Field("out_addr", 16, "OUT word of output pixel (0, 0)"),
+        Field("param_addr", 12, "PARAM word with the operation's scales"),
+        Field("act", 2, "see Activation"),
+        Field("lut_slot", 3, "LUT used when act is LUT"),
+        Field("a_zp", 8, "zero point of operand a"),
+        Field("b_zp", 8, "zero point of operand b"),
+        Field("out_zp", 8, "output zero point"),
+        Field("qmin", 8, "lower clamp, as a code"),
+        Field("qmax", 8, "upper clamp, as a code"),
+        Field("signed", 1, "codes are int8 (1) or uint8 (0)"),
+    ),
+    Opcode.FINISH: (
+        Field("irq", 1, "raise the interrupt when the engine stops"),
+    ),
+}
+
+_NAMES = {value: name for name, value in vars(Opcode).items() if name.isupper()}
+
+
+def _check_tables():
+    header = sum(f.width for f in HEADER)
+    for opcode, fields in FORMATS.items():
+        names = [f.name for f in HEADER + fields]
+        assert len(set(names)) == len(names), f"duplicate field in {_NAMES[opcode]}"
+        assert header + sum(f.width for f in fields) <= INSN_BITS, f"{_NAMES[opcode]} too wide"
+
+
+_check_tables()
+
+
+def opcode_name(opcode):
+    """The mnemonic of ``opcode`` (``"LOAD"``...), or raise :class:`IsaError`."""
+    try:
+        return _NAMES[opcode]
+    except KeyError:
+        raise IsaError(f"illegal opcode {opcode}") from None
+
+
+def encode(opcode, **values):
+    """Encode one instruction to an ``INSN_BITS``-bit integer.
+
+    Missing fields encode as 0; an unknown field or a value out of its range raises
+    :class:`IsaError` naming the field.
+    """
+    name = opcode_name(opcode)
+    fields = HEADER + FORMATS[opcode]
+    values = dict(values, opcode=opcode)
+    unknown = set(values) - {f.name for f in fields}
+    if unknown:
+        raise IsaError(f"{name} has no field(s) {', '.join(sorted(unknown))}")
+    word, pos = 0, 0
+    for f in fields:
+        v = int(values.get(f.name, 0))
+        if not f.min <= v <= f.max:
+            raise IsaError(f"{name}.{f.name} = {v} does not fit in {f.width} bits "
+                           f"({f.min}..{f.max})")
+        word |= (v & ((1 << f.width) - 1)) << pos
+        pos += f.width
+    return word
+
+
+def decode(word):
+    """Decode an instruction integer to a dict of field values (``opcode`` included)."""
+    opcode = word & ((1 << HEADER[0].width) - 1)
+    name = opcode_name(opcode)
+    out, pos = {}, 0
+    for f in HEADER + FORMATS[opcode]:
+        v = (word >> pos) & ((1 << f.width) - 1)
+        if f.signed and v >> (f.width - 1):
+            v -= 1 << f.width
+        out[f.name] = v
+        pos += f.width
+    if word >> pos:
+        raise IsaError(f"{name} has bits set above its last field (bit {pos} and up)")
+    return out
+
+
+def encode_bytes(instructions):
+    """Pack a list of instruction integers into little-endian bytes, as fetched from DDR."""
+    return b"".join(i.to_bytes(INSN_BYTES, "little") for i in instructions)
+
+
+def decode_bytes(blob):
+    """Split bytes into instruction integers (the inverse of :func:`encode_bytes`)."""
+    if len(blob) % INSN_BYTES:
+        raise IsaError(f"program of {len(blob)} bytes is not a whole number of "
+                       f"{INSN_BYTES}-byte instructions")
+    return [int.from_bytes(blob[i:i + INSN_BYTES], "little")
+            for i in range(0, len(blob), INSN_BYTES)]
+
+
+def render_markdown():
+    """The ISA reference (``docs/isa.md``), generated from the tables above."""
+    lines = [
+        "# Bamboo ISA", "",
+        f"Generated from `arch/isa.py` (ISA version {ISA_VERSION}) by "
+        "`python -m bamboo.arch.isa`; do not edit.", "",
+        f"Every instruction is {INSN_BITS} bits, little-endian in memory, fields packed "
+        "from bit 0 upward in the order listed.", "",
+    ]
+    for opcode, fields in [(None, HEADER)] + sorted(FORMATS.items()):
+        title = "Header (every instruction)" if opcode is None else \
+            f"{_NAMES[opcode]} (opcode {opcode})"
+        lines += [f"## {title}", "", "| bits | field | description |", "|---|---|---|"]
+        pos = 0 if opcode is None else sum(f.width for f in HEADER)
+        for f in fields:
+            lines.append(f"| {pos + f.width - 1}:{pos} | `{f.name}` | {f.doc} |")
+            pos += f.width
+        lines.append("")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(render_markdown(), end="")
