@@ -19,7 +19,7 @@ __all__ = ["quantize", "dequantize"]
 
 
 def _params(scale, zp, ndim, axis):
-    """Scale/zero point as float32/int64 arrays broadcastable along ``axis`` (per-axis) or scalar."""
+    """Scale and zero point as float32/int64, reshaped to broadcast along ``axis`` if 1-D."""
     scale = np.asarray(scale, dtype=np.float32)
     zp = np.asarray(zp, dtype=np.int64)
     if scale.ndim > 1 or zp.ndim > 1:
@@ -58,7 +58,8 @@ def quantize(x, scale, zp, dtype=np.uint8, axis=1):
     x = np.asarray(x, dtype=np.float32)
     scale, zp = _params(scale, zp, x.ndim, axis)
     if np.any(zp < qmin) or np.any(zp > qmax):
-        raise QuantizationError(f"zero point {zp!r} is outside the {np.dtype(dtype)} range")
+        raise QuantizationError(
+            f"zero point {zp.ravel().tolist()} is outside the {np.dtype(dtype)} range")
     # np.divide on two float32 arrays is one correctly rounded float32 division,
     # and np.rint rounds half to even: together RNE(f32(x / s)).
     with np.errstate(over="ignore"):

@@ -1,0 +1,225 @@
+"""Integer Conv2d (incl. group and depthwise) and fully connected layers: the reference kernels.
+
+The numeric contract (Ref: ../shared/numerics.md, "Conv, Gemm"; onnxruntime 1.32
+QLinearConv / QGemm / QLinearMatMul and fused QDQ Conv/Gemm)::
+
+    acc[o] = sum_k (x[k] - x_zp) * (w[o, k] - w_zp[o]) + bias[o]      (int32)
+    y[o]   = requantize(acc[o], rq)                                    (requant.py)
+
+Padding positions hold ``x_zp`` (the real zero), so they add nothing to ``acc``.
+
+Layouts: activations NHWC; conv weights OHWI, shape ``(C_out, KH, KW, C_in // groups)``
+(depthwise: ``(C * multiplier, KH, KW, 1)``); fully connected weights ``(O, K)``.
+Output channel ``o`` of group ``g = o // (C_out // groups)`` reads input channels
+``g * C_in/groups ... (g + 1) * C_in/groups - 1``, as ONNX Conv's ``group``.
+
+Why float64 matmul is exact: numpy's integer matmul does not use BLAS and is
+slow, so the dot products run in float64. Every operand is an integer with
+``|x - x_zp| <= 255`` and ``|w - w_zp| <= 255``, so each product is an integer below
+``2**16`` and every partial sum, in whatever order BLAS adds (with or without
+FMA), is an integer below ``K * 2**16``. Integers below ``2**53`` are exact in
+float64, so no rounding happens at all while ``K < 2**37`` (the kernels check the
+much smaller int32 bound on the result instead).
+"""
+
+import numpy as np
+from numpy.lib.stride_tricks import as_strided
+
+from .errors import QuantizationError
+from .requant import qrange, requantize
+
+__all__ = ["conv2d", "conv2d_acc", "fully_connected", "fully_connected_acc", "conv_output_size"]
+
+_INT32 = (-(1 << 31), (1 << 31) - 1)
+
+
+def conv_output_size(size, kernel, stride, dilation, pad_before, pad_after):
+    """Output length along one spatial axis (ONNX Conv/Pool, floor mode)."""
+    span = dilation * (kernel - 1) + 1
+    return (size + pad_before + pad_after - span) // stride + 1
+
+
+def _codes(x, name):
+    """Check an 8-bit code array; return its (qmin, qmax)."""
+    if x.dtype not in (np.uint8, np.int8):
+        raise QuantizationError(f"{name} must hold uint8 or int8 codes, not {x.dtype}")
+    return qrange(x.dtype)
+
+
+def _zero_point(zp, dtype, name, channels=None):
+    """Validate a zero point against the code range; return it as int64 (scalar or per channel)."""
+    zp = np.asarray(zp, dtype=np.int64)
+    qmin, qmax = qrange(dtype)
+    if np.any(zp < qmin) or np.any(zp > qmax):
+        raise QuantizationError(f"{name} {zp.tolist()} is outside the {np.dtype(dtype)} range")
+    if zp.ndim > 1 or (zp.ndim == 1 and zp.shape[0] != channels):
+        raise QuantizationError(f"{name} must be a scalar or have {channels} entries, "
+                                f"not shape {zp.shape}")
+    return zp
+
+
+def _bias(bias, channels):
+    if bias is None:
+        return np.zeros(channels, dtype=np.int64)
+    bias = np.asarray(bias)
+    if bias.shape != (channels,) or not np.issubdtype(bias.dtype, np.integer):
+        raise QuantizationError(
+            f"bias must be {channels} int32 values, not {bias.dtype}{bias.shape}")
+    return bias.astype(np.int64)
+
+
+def _finish(acc_f64, bias):
+    """float64 sums -> int64 accumulators (+ bias), checked against the int32 accumulator."""
+    acc = acc_f64.astype(np.int64) + bias  # exact: the float64 values are integers
+    if acc.size and (acc.min() < _INT32[0] or acc.max() > _INT32[1]):
+        raise QuantizationError("accumulator exceeds int32; the hardware would wrap")
+    return acc
+
+
+def _out(acc, rq, x_dtype, out_dtype):
+    """Requantize and cast, checking that the requantizer's range fits the output type."""
+    out_dtype = np.dtype(out_dtype or x_dtype)
+    qmin, qmax = qrange(out_dtype)
+    if rq.qmin < qmin or rq.qmax > qmax:
+        raise QuantizationError(f"requantizer range [{rq.qmin}, {rq.qmax}] does not fit "
+                                f"{out_dtype}")
+    return requantize(acc, rq, axis=-1).astype(out_dtype)
+
+
+def conv2d_acc(x, x_zp, w, bias=None, *, w_zp=0, stride=(1, 1), dilation=(1, 1),
+               pads=(0, 0, 0, 0), groups=1):
+    """Int32 accumulators of a quantized 2-D convolution (before requantization).
+
+    Parameters are as for :func:`conv2d`. Returns int64 array ``(N, Ho, Wo, C_out)``
+    whose values fit int32 (the width of the hardware accumulator).
+    """
+    x, w = np.asarray(x), np.asarray(w)
+    _codes(x, "x")
+    _codes(w, "w")
+    if x.ndim != 4 or w.ndim != 4:
+        raise QuantizationError(f"conv2d wants NHWC x and OHWI w, not {x.shape} and {w.shape}")
+    n, h, wd, c = x.shape
+    co, kh, kw, cg = w.shape
+    if groups < 1 or c % groups or co % groups or cg != c // groups:
+        raise QuantizationError(f"groups={groups} does not fit x channels {c} and w {w.shape}")
+    (sh, sw), (dh, dw) = stride, dilation
+    pt, pl, pb, pr = pads
+    if min(sh, sw, dh, dw) < 1 or min(pads) < 0:
+        raise QuantizationError(f"bad stride {stride}, dilation {dilation} or pads {pads}")
+    ho = conv_output_size(h, kh, sh, dh, pt, pb)
+    wo = conv_output_size(wd, kw, sw, dw, pl, pr)
+    if ho < 1 or wo < 1:
+        raise QuantizationError(f"kernel {kh}x{kw} does not fit input {h}x{wd} with pads {pads}")
+    x_zp = _zero_point(x_zp, x.dtype, "x_zp")
+    w_zp = _zero_point(w_zp, w.dtype, "w_zp", channels=co)
+    bias = _bias(bias, co)
+
+    # Subtract the zero point first, then pad with 0: the same as padding with x_zp.
+    xf = np.pad(x.astype(np.float64) - x_zp, ((0, 0), (pt, pb), (pl, pr), (0, 0)))
+    wf = w.astype(np.float64) - (w_zp.reshape(-1, 1, 1, 1) if w_zp.ndim else w_zp)
+    s = xf.strides
+    # patches[n, i, j, a, b, ch] = xf[n, i*sh + a*dh, j*sw + b*dw, ch]: a view, no copy yet.
+    patches = as_strided(xf, (n, ho, wo, kh, kw, c),
+                         (s[0], s[1] * sh, s[2] * sw, s[1] * dh, s[2] * dw, s[3]), writeable=False)
+
+    if cg == 1 and groups == c:
+        # Depthwise (with channel multiplier): one matmul per group would be C tiny
+        # matmuls; KH*KW vector multiply-adds over all channels are far faster.
+        mult = co // c
+        acc = np.zeros((n, ho, wo, co))
+        for a in range(kh):
+            for b in range(kw):
+                tap = patches[:, :, :, a, b, :]
+                if mult > 1:
+                    tap = np.repeat(tap, mult, axis=-1)  # output o reads input o // mult
+                acc += tap * wf[:, a, b, 0]
+        return _finish(acc, bias)
+
+    og = co // groups
+    cols = patches.reshape(n * ho * wo, kh * kw, groups, cg)        # copies: im2col
+    cols = cols.transpose(2, 0, 1, 3).reshape(groups, n * ho * wo, kh * kw * cg)
+    wm = wf.reshape(groups, og, kh * kw * cg).transpose(0, 2, 1)     # (G, K, Og)
+    acc = np.matmul(cols, wm)                                        # (G, M, Og)
+    acc = acc.transpose(1, 0, 2).reshape(n, ho, wo, co)
+    return _finish(acc, bias)
+
+
+def conv2d(x, x_zp, w, bias, rq, *, w_zp=0, stride=(1, 1), dilation=(1, 1), pads=(0, 0, 0, 0),
+           groups=1, out_dtype=None):
+    """Quantized 2-D convolution on NHWC codes, bit-exact with onnxruntime's QLinearConv.
+
+    Parameters
+    ----------
+    x : np.ndarray of uint8 or int8, shape (N, H, W, C_in)
+        Input codes.
+    x_zp : int
+        Input zero point; also the value of every padding position.
+    w : np.ndarray of int8 (or uint8), shape (C_out, KH, KW, C_in // groups)
+        Weight codes, OHWI. onnxruntime's quantizer makes them symmetric int8.
+    bias : array of int32, shape (C_out,), or None
+        Bias in accumulator units (``s_x * s_w[o]``).
+    rq : Requant
+        Output requantizer, scalar or per output channel, from
+        ``Requant.from_scale(conv_scale(s_x, s_w, s_y), y_zp, dtype)``.
+    w_zp : int or array of shape (C_out,)
+        Weight zero point(s), 0 for symmetric weights.
+    stride, dilation : (int, int)
+        Along (H, W).
+    pads : (top, left, bottom, right)
+        ONNX ``pads`` order for 2-D.
+    groups : int
+        ONNX ``group``; ``groups == C_in`` with ``C_in // groups == 1`` is depthwise.
+    out_dtype : np.uint8 or np.int8, optional
+        Output code type; default the type of ``x``.
+
+    Returns
+    -------
+    np.ndarray of ``out_dtype``, shape (N, Ho, Wo, C_out)
+
+    Raises
+    ------
+    QuantizationError
+        On shapes, zero points or groups that do not fit, or an accumulator beyond int32.
+    """
+    acc = conv2d_acc(x, x_zp, w, bias, w_zp=w_zp, stride=stride, dilation=dilation, pads=pads,
+                     groups=groups)
+    return _out(acc, rq, np.asarray(x).dtype, out_dtype)
+
+
+def fully_connected_acc(x, x_zp, w, bias=None, *, w_zp=0):
+    """Int32 accumulators ``(x - x_zp) @ (w - w_zp).T + bias`` for ``x`` (..., K), ``w`` (O, K)."""
+    x, w = np.asarray(x), np.asarray(w)
+    _codes(x, "x")
+    _codes(w, "w")
+    if w.ndim != 2 or x.shape[-1:] != w.shape[1:]:
+        raise QuantizationError(f"fully_connected wants x (..., K) and w (O, K), "
+                                f"not {x.shape} and {w.shape}")
+    x_zp = _zero_point(x_zp, x.dtype, "x_zp")
+    w_zp = _zero_point(w_zp, w.dtype, "w_zp", channels=w.shape[0])
+    wf = w.astype(np.float64) - (w_zp.reshape(-1, 1) if w_zp.ndim else w_zp)
+    acc = np.matmul(x.astype(np.float64) - x_zp, wf.T)  # exact, see the module docstring
+    return _finish(acc, _bias(bias, w.shape[0]))
+
+
+def fully_connected(x, x_zp, w, bias, rq, *, w_zp=0, out_dtype=None):
+    """Quantized fully connected layer (Gemm with transB=1, or MatMul with ``w.T``).
+
+    Parameters
+    ----------
+    x : np.ndarray of uint8 or int8, shape (..., K)
+    x_zp : int
+    w : np.ndarray of int8 (or uint8), shape (O, K)
+        One row per output, as ONNX Gemm's ``B`` with ``transB=1`` (MatMul's ``B.T``).
+    bias : array of int32, shape (O,), or None
+    rq : Requant
+        Scalar or per output channel, from ``conv_scale(s_x, s_w, s_y)``.
+    w_zp : int or array of shape (O,)
+    out_dtype : np.uint8 or np.int8, optional
+        Default the type of ``x``.
+
+    Returns
+    -------
+    np.ndarray of ``out_dtype``, shape (..., O)
+    """
+    acc = fully_connected_acc(x, x_zp, w, bias, w_zp=w_zp)
+    return _out(acc, rq, np.asarray(x).dtype, out_dtype)

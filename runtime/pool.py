@@ -1,0 +1,205 @@
+"""Integer pooling on NHWC codes: global average, windowed average and max.
+
+* ``global_avg_pool``: ``acc = sum(x) - x_zp * N`` over the ``N = H * W`` pixels of a
+  channel, then the conv requantizer with ``S = pool_scale(s_x, s_y, N)``, i.e.
+  ``f32(s_x / f32(s_y * N))``. Bit-exact with onnxruntime's
+  QLinearGlobalAveragePool and fused QDQ GlobalAveragePool
+  (Ref: ../shared/numerics.md, "GlobalAveragePool").
+* ``avg_pool``: the same integer formula per window, with ``N`` the number of
+  pixels averaged (the window area with ``count_include_pad``, else only the
+  pixels inside the image). This is the hardware contract. It is *not* quite
+  onnxruntime: QLinearAveragePool (what a QDQ AveragePool fuses into) computes
+  in float32, which ``avg_pool_float`` reproduces bit for bit. The two differ
+  by one code on a few outputs per million (measured in tests/runtime/test_pool.py).
+* ``max_pool``: max of the codes. Exact because quantization is monotonic and a
+  quantized MaxPool keeps its input scale and zero point (onnxruntime runs
+  MaxPool directly on uint8/int8).
+"""
+
+import numpy as np
+from numpy.lib.stride_tricks import as_strided
+
+from .conv import _codes, _out, _zero_point, conv_output_size
+from .errors import QuantizationError
+from .requant import Requant, pool_scale, qrange, requantize
+
+__all__ = ["global_avg_pool", "avg_pool", "avg_pool_float", "max_pool"]
+
+
+def _windows(x, kernel, stride, dilation, pads, fill):
+    """View ``(N, Ho, Wo, KH, KW, C)`` of ``x`` padded with ``fill``."""
+    n, h, w, c = x.shape
+    (kh, kw), (sh, sw), (dh, dw) = kernel, stride, dilation
+    pt, pl, pb, pr = pads
+    if min(kh, kw, sh, sw, dh, dw) < 1 or min(pads) < 0:
+        raise QuantizationError(f"bad kernel {kernel}, stride {stride}, dilation {dilation} "
+                                f"or pads {pads}")
+    if max(pt, pb) >= kh or max(pl, pr) >= kw:
+        # ONNX requires pads smaller than the kernel, so every window sees the image.
+        raise QuantizationError(f"pads {pads} must be smaller than the kernel {kernel}")
+    ho = conv_output_size(h, kh, sh, dh, pt, pb)
+    wo = conv_output_size(w, kw, sw, dw, pl, pr)
+    if ho < 1 or wo < 1:
+        raise QuantizationError(f"kernel {kernel} does not fit input {h}x{w} with pads {pads}")
+    xp = np.pad(x, ((0, 0), (pt, pb), (pl, pr), (0, 0)), constant_values=fill)
+    s = xp.strides
+    return as_strided(xp, (n, ho, wo, kh, kw, c),
+                      (s[0], s[1] * sh, s[2] * sw, s[1] * dh, s[2] * dw, s[3]), writeable=False)
+
+
+def global_avg_pool(x, x_zp, rq, out_dtype=None):
+    """Quantized GlobalAveragePool on NHWC codes.
+
+    Parameters
+    ----------
+    x : np.ndarray of uint8 or int8, shape (N, H, W, C)
+    x_zp : int
+    rq : Requant
+        ``Requant.from_scale(pool_scale(s_x, s_y, H * W), y_zp, dtype)``: the divide by
+        ``H * W`` lives in the scale, so the kernel itself only sums.
+    out_dtype : np.uint8 or np.int8, optional
+        Default the type of ``x``.
+
+    Returns
+    -------
+    np.ndarray of ``out_dtype``, shape (N, 1, 1, C)
+    """
+    x = np.asarray(x)
+    _codes(x, "x")
+    if x.ndim != 4:
+        raise QuantizationError(f"global_avg_pool wants NHWC x, not shape {x.shape}")
+    x_zp = _zero_point(x_zp, x.dtype, "x_zp")
+    n = x.shape[1] * x.shape[2]
+    # At most 2**23 pixels keep |acc| < 2**31 (255 * N): far beyond any image we pool.
+    acc = x.sum(axis=(1, 2), dtype=np.int64, keepdims=True) - x_zp * n
+    return _out(acc, rq, x.dtype, out_dtype)
+
+
+def avg_pool(x, x_zp, s_x, s_y, y_zp, kernel, *, stride=None, pads=(0, 0, 0, 0),
+             count_include_pad=False, out_dtype=None):
+    """Quantized AveragePool on NHWC codes (floor mode, no dilation).
+
+    Each output is ``requantize(sum(x - x_zp over the window), S_n)`` with
+    ``S_n = pool_scale(s_x, s_y, n)`` and ``n`` the divisor: the kernel area when
+    ``count_include_pad``, else the number of window pixels inside the image.
+    Padding contributes the real zero either way.
+
+    onnxruntime 1.32's QLinearAveragePool (what QDQ AveragePool fuses into at
+    EXTENDED) computes in float32 instead (see :func:`avg_pool_float`); the two
+    disagree by one code on a few outputs per million, where the float path
+    lands within float32 rounding of a half-way point.
+
+    Parameters
+    ----------
+    x : np.ndarray of uint8 or int8, shape (N, H, W, C)
+    x_zp : int
+    s_x, s_y : float
+        Input and output scales.
+    y_zp : int
+        Output zero point.
+    kernel : (int, int)
+    stride : (int, int), optional
+        Default the kernel (non-overlapping windows).
+    pads : (top, left, bottom, right)
+    count_include_pad : bool
+        ONNX ``count_include_pad``.
+    out_dtype : np.uint8 or np.int8, optional
+        Default the type of ``x``.
+
+    Returns
+    -------
+    np.ndarray of ``out_dtype``, shape (N, Ho, Wo, C)
+    """
+    x = np.asarray(x)
+    _codes(x, "x")
+    if x.ndim != 4:
+        raise QuantizationError(f"avg_pool wants NHWC x, not shape {x.shape}")
+    x_zp = int(_zero_point(x_zp, x.dtype, "x_zp"))
+    out_dtype = np.dtype(out_dtype or x.dtype)
+    kernel = tuple(kernel)
+    stride = tuple(stride or kernel)
+    win = _windows(x.astype(np.int64) - x_zp, kernel, stride, (1, 1), pads, 0)
+    acc = win.sum(axis=(3, 4))
+    if count_include_pad:
+        counts = np.full(acc.shape[1:3], kernel[0] * kernel[1])
+    else:
+        ones = np.ones((1,) + x.shape[1:3] + (1,), dtype=np.int64)
+        counts = _windows(ones, kernel, stride, (1, 1), pads, 0).sum(axis=(3, 4))[0, :, :, 0]
+    y = np.empty(acc.shape, dtype=out_dtype)
+    # A handful of distinct divisors (interior, edges, corners): one requantizer each.
+    for count in np.unique(counts):
+        rq = Requant.from_scale(pool_scale(s_x, s_y, int(count)), y_zp, out_dtype)
+        sel = counts == count
+        y[:, sel] = requantize(acc[:, sel], rq).astype(out_dtype)
+    return y
+
+
+def avg_pool_float(x, x_zp, s_x, s_y, y_zp, kernel, *, stride=None, pads=(0, 0, 0, 0),
+                   count_include_pad=False, out_dtype=None):
+    """AveragePool exactly as onnxruntime's QLinearAveragePool computes it, in float32.
+
+    Ref: onnxruntime contrib_ops/cpu/quantization/qlinear_pool.cc (1.32), measured
+    bit-exact against it. Per window, in float32::
+
+        d   = s_x * (x - x_zp)                    # each pixel dequantized
+        sum = ((d0 + d1) + d2) + ...              # row-major window order, image pixels only
+        avg = sum / n                             # n as in avg_pool
+        y   = sat(RNE(avg / s_y + y_zp))          # the zero point is added *before* rounding
+
+    When the window is the whole unpadded image, onnxruntime switches to its
+    integer GlobalAveragePool kernel, and so does this function. A golden
+    reference for tests and simulators, not a hardware contract: the accelerator
+    implements :func:`avg_pool`. Parameters as :func:`avg_pool`.
+    """
+    x = np.asarray(x)
+    _codes(x, "x")
+    if x.ndim != 4:
+        raise QuantizationError(f"avg_pool_float wants NHWC x, not shape {x.shape}")
+    x_zp = int(_zero_point(x_zp, x.dtype, "x_zp"))
+    out_dtype = np.dtype(out_dtype or x.dtype)
+    kernel = tuple(kernel)
+    if kernel == x.shape[1:3] and not any(pads):
+        rq = Requant.from_scale(pool_scale(s_x, s_y, kernel[0] * kernel[1]), y_zp, out_dtype)
+        return global_avg_pool(x, x_zp, rq, out_dtype)
+    f32 = np.float32
+    d = f32(s_x) * (x.astype(np.int32) - x_zp).astype(f32)
+    win = _windows(d, kernel, tuple(stride or kernel), (1, 1), pads, 0)
+    # Padding adds +0.0, an exact no-op, so summing every tap keeps the order and the bits.
+    acc = np.zeros(win.shape[:3] + win.shape[5:], dtype=f32)
+    for a in range(kernel[0]):
+        for b in range(kernel[1]):
+            acc = acc + win[:, :, :, a, b, :]
+    if count_include_pad:
+        counts = np.full(acc.shape[1:3], kernel[0] * kernel[1])
+    else:
+        ones = np.ones((1,) + x.shape[1:3] + (1,), dtype=np.int64)
+        counts = _windows(ones, kernel, tuple(stride or kernel), (1, 1), pads, 0).sum(axis=(3, 4))
+        counts = counts[0, :, :, 0]
+    avg = acc / counts[None, :, :, None].astype(f32)
+    y = np.rint((avg / f32(s_y) + f32(y_zp)).astype(f32))
+    return np.clip(y, *qrange(out_dtype)).astype(out_dtype)
+
+
+def max_pool(x, kernel, *, stride=None, dilation=(1, 1), pads=(0, 0, 0, 0)):
+    """MaxPool on NHWC codes (floor mode); padding never wins.
+
+    Parameters
+    ----------
+    x : np.ndarray of uint8 or int8, shape (N, H, W, C)
+    kernel, stride, dilation : (int, int)
+        ``stride`` defaults to the kernel.
+    pads : (top, left, bottom, right)
+
+    Returns
+    -------
+    np.ndarray of ``x.dtype``, shape (N, Ho, Wo, C)
+    """
+    x = np.asarray(x)
+    qmin, _ = _codes(x, "x")
+    if x.ndim != 4:
+        raise QuantizationError(f"max_pool wants NHWC x, not shape {x.shape}")
+    kernel = tuple(kernel)
+    # Padding with the smallest code is neutral for max, and every window holds at
+    # least one image pixel (pads < kernel), so a pad value is never the result.
+    win = _windows(x, kernel, tuple(stride or kernel), tuple(dilation), pads, qmin)
+    return win.max(axis=(3, 4))
