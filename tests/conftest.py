@@ -35,4 +35,18 @@ def pytest_terminal_summary(terminalreporter):
         terminalreporter.section("differential cases against onnxruntime (passed tests)")
         for kernel in sorted(totals):
             terminalreporter.write_line(
-                f"{kernel:<28} {totals[kernel]:>9} cases in {tests[kernel]:>4} test runs")
+                f"{kernel:<28} {totals[kernel]:>9} cases ({tests[kernel]} comparisons)")
+
+
+@pytest.fixture(params=["verilator", "icarus"])
+def simulator(request):
+    """Name of an HDL simulator that cocotb can use: each RTL test runs once per simulator.
+
+    Skips (with the reason discovery gave) only when that simulator is missing here.
+    """
+    from bamboo.sim.harness import find_simulators
+
+    info = find_simulators()[request.param]
+    if not info.available:
+        pytest.skip(f"{request.param} unavailable: {info.reason}")
+    return request.param
