@@ -62,3 +62,12 @@ def test_dependency_direction(package):
     if package in THIRD_PARTY:
         extra = top - THIRD_PARTY[package]
         assert not extra, f"bamboo.{package} imports third-party {sorted(extra)}"
+
+
+@pytest.mark.parametrize("folder", ["arch", "runtime"])
+def test_board_code_parses_as_python_310(folder):
+    """The board's PYNQ image runs Python 3.10: no newer syntax in what it imports."""
+    import ast
+
+    for path in sorted((ROOT / folder).rglob("*.py")):
+        ast.parse(path.read_text(), filename=str(path), feature_version=(3, 10))
