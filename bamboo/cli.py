@@ -33,6 +33,10 @@ def build_parser():
 
     p = sub.add_parser("demo", help="run the demo")
     p.set_defaults(func=_cmd_demo)
+
+    from bamboo.compiler.cli_inspect import add_inspect_parser
+
+    add_inspect_parser(sub)
     return parser
 
 

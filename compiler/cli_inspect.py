@@ -1,0 +1,39 @@
+"""The ``bamboo inspect MODEL.onnx`` subcommand (wired into ``bamboo/cli.py``)."""
+
+__all__ = ["add_inspect_parser", "cmd_inspect", "compile_model"]
+
+
+def add_inspect_parser(subparsers):
+    """Add the ``inspect`` subcommand to an argparse ``subparsers`` object."""
+    p = subparsers.add_parser(
+        "inspect", help="show how a quantized ONNX model maps onto fabric and CPU")
+    p.add_argument("model", help="quantized ONNX model (QDQ or QOperator)")
+    p.add_argument("--approx", action="append", default=[], choices=["leaky-shift"],
+                   help="allow an approximation (LeakyReLU by shift); default exact tables")
+    p.add_argument("--se-on-fabric", action="store_true",
+                   help="run squeeze-excite FCs on the fabric as 1x1 convs")
+    p.add_argument("--fc-on-fabric", action="store_true",
+                   help="run every fully connected layer on the fabric as a 1x1 conv")
+    p.add_argument("--dump-ir", action="store_true", help="print the IR after every pass")
+    p.set_defaults(func=cmd_inspect)
+    return p
+
+
+def compile_model(path, *, approx=(), se_on_fabric=False, fc_on_fabric=False, dump=None):
+    """Import ``path`` and run the pass pipeline; returns the partitioned IR graph."""
+    from .onnx_import import import_onnx
+    from .passes import compile_graph
+
+    graph = import_onnx(path, approx=approx)
+    return compile_graph(graph, approx=approx, dump=dump, fabric_options={
+        "se_on_fabric": se_on_fabric, "fc_on_fabric": fc_on_fabric})
+
+
+def cmd_inspect(args):
+    """Run ``bamboo inspect``; errors are :class:`BambooError` (one line from the CLI)."""
+    from .inspect import render
+
+    graph = compile_model(args.model, approx=args.approx, se_on_fabric=args.se_on_fabric,
+                          fc_on_fabric=args.fc_on_fabric, dump=args.dump_ir or None)
+    print(render(graph, title=str(args.model)))
+    return 0

@@ -1,0 +1,239 @@
+"""Lowering of ONNX ops that only move codes: views, transposes, MaxPool, Slice/Split, Resize.
+
+Their output keeps the input's quantization. Flatten/Reshape are views when the
+physical order allows it (an ND tensor, or an NHWC map with H = W = 1); otherwise
+the NHWC map is first transposed back to NCHW.
+"""
+
+import numpy as np
+from bamboo.runtime.conv import conv_output_size
+
+from . import ir
+from .errors import UnsupportedOpError
+
+__all__ = ["lower_move", "pool_geometry"]
+
+
+def _attrs(node):
+    from onnx import helper
+
+    return {a.name: helper.get_attribute_value(a) for a in node.attribute}
+
+
+def _label(node):
+    return node.name or node.op_type
+
+
+def pool_geometry(node, in_hw, kernel, attrs):
+    """``(stride, dilation, pads, out_hw)`` of a Conv/Pool node, resolving ``auto_pad``."""
+    nd = len(kernel)
+    stride = tuple(attrs.get("strides", (1,) * nd))
+    dil = tuple(attrs.get("dilations", (1,) * nd))
+    pads = tuple(attrs.get("pads", (0,) * 2 * nd))
+    auto = attrs.get("auto_pad", b"NOTSET")
+    auto = auto.decode() if isinstance(auto, bytes) else auto
+    if auto in ("SAME_UPPER", "SAME_LOWER"):
+        pads_b, pads_a = [], []
+        for size, k, s, d in zip(in_hw, kernel, stride, dil):
+            out = -(-size // s)
+            total = max(0, (out - 1) * s + d * (k - 1) + 1 - size)
+            small, big = total // 2, total - total // 2
+            pads_b.append(small if auto == "SAME_UPPER" else big)
+            pads_a.append(big if auto == "SAME_UPPER" else small)
+        pads = tuple(pads_b + pads_a)
+    elif auto == "VALID":
+        pads = (0,) * 2 * nd
+    if nd != 2:
+        raise UnsupportedOpError(f"node {_label(node)!r}: only 2-D kernels are supported")
+    if min(stride + dil + tuple(kernel)) < 1 or min(pads) < 0 or len(pads) != 4:
+        raise UnsupportedOpError(f"node {_label(node)!r}: invalid kernel {kernel}, strides "
+                                 f"{stride}, dilations {dil} or pads {pads}")
+    ceil = attrs.get("ceil_mode", 0)
+    out = []
+    for i in range(2):
+        if ceil:
+            span = dil[i] * (kernel[i] - 1) + 1
+            o = -(-(in_hw[i] + pads[i] + pads[i + 2] - span) // stride[i]) + 1
+        else:
+            o = conv_output_size(in_hw[i], kernel[i], stride[i], dil[i], pads[i], pads[i + 2])
+        out.append(o)
+    if min(out) < 1:
+        raise UnsupportedOpError(f"node {_label(node)!r}: kernel larger than its input {in_hw}")
+    # ONNX (top, left, bottom, right) order is what the runtime kernels take.
+    return stride, dil, (pads[0], pads[1], pads[2], pads[3]), tuple(out)
+
+
+def _view(lw, node, tname, shape):
+    t = lw.t(tname)
+    shape = tuple(int(s) for s in shape)
+    if int(np.prod(shape)) != t.size:
+        raise UnsupportedOpError(f"node {_label(node)!r}: cannot view {ir.logical_shape(t)} "
+                                 f"as {shape}")
+    if t.layout == ir.NHWC and not (t.shape[1] == 1 and t.shape[2] == 1):
+        tname = lw.logical(tname)
+    if shape == lw.t(tname).shape and lw.t(tname).layout == ir.ND:
+        return tname
+    out = lw.emit("view", _label(node), [tname], shape, t.q, ir.ND, source=[node.name],
+                  shape=shape)
+    if len(shape) == 4 and len(t.shape) != 4:
+        # A feature map rebuilt from another rank (channel shuffle's 5-D detour): back to
+        # NHWC now, so the ops after it and recognize_channel_shuffle see a map.
+        out = lw.nhwc(out)
+    return out
+
+
+def _reshape_target(node, lw, t):
+    op, a = node.op_type, _attrs(node)
+    shape = ir.logical_shape(t)
+    if op == "Reshape":
+        target = [int(s) for s in lw.const(node.input[1], node, "shape")]
+        out = []
+        for i, s in enumerate(target):
+            out.append(shape[i] if s == 0 and not a.get("allowzero", 0) else s)
+        if -1 in out:
+            known = int(np.prod([s for s in out if s != -1]))
+            out[out.index(-1)] = t.size // max(known, 1)
+        return out
+    if op == "Flatten":
+        axis = a.get("axis", 1) % len(shape) if shape else 0
+        return [int(np.prod(shape[:axis])), int(np.prod(shape[axis:]))]
+    if op in ("Squeeze", "Unsqueeze"):
+        axes = a.get("axes")
+        if axes is None and len(node.input) > 1 and node.input[1]:
+            axes = [int(x) for x in lw.const(node.input[1], node, "axes")]
+        if op == "Squeeze":
+            axes = [x % len(shape) for x in axes] if axes else [i for i, s in enumerate(shape)
+                                                                if s == 1]
+            return [s for i, s in enumerate(shape) if i not in axes]
+        out = list(shape)
+        rank = len(shape) + len(axes)
+        for x in sorted(x % rank for x in axes):
+            out.insert(x, 1)
+        return out
+    return list(shape)  # Identity
+
+
+def lower_move(lw, node, tname):
+    """Lower a code-moving ``node`` reading IR tensor ``tname``; returns its output tensors."""
+    op, a = node.op_type, _attrs(node)
+    t = lw.t(tname)
+    if op in ("Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity"):
+        return [_view(lw, node, tname, _reshape_target(node, lw, t))]
+    if op == "Transpose":
+        rank = len(t.shape)
+        perm = tuple(a.get("perm", tuple(reversed(range(rank)))))
+        base = (0, 3, 1, 2) if t.layout == ir.NHWC else tuple(range(rank))
+        phys = tuple(base[p] for p in perm)
+        shape = tuple(t.shape[p] for p in phys)
+        if phys == tuple(range(rank)):
+            if t.layout == ir.ND:
+                return [tname]
+            return [lw.emit("view", _label(node), [tname], shape, t.q, ir.ND,
+                            source=[node.name], shape=shape)]
+        return [lw.emit("transpose", _label(node), [tname], shape, t.q, ir.ND,
+                        source=[node.name], perm=phys)]
+    if op == "MaxPool":
+        if len(node.output) > 1 and node.output[1]:
+            raise UnsupportedOpError(f"node {_label(node)!r}: MaxPool indices are unsupported")
+        tname = lw.nhwc(tname)
+        n, h, w, c = lw.t(tname).shape
+        kernel = tuple(a["kernel_shape"])
+        stride, dil, pads, (ho, wo) = pool_geometry(node, (h, w), kernel, a)
+        if a.get("ceil_mode", 0):
+            raise UnsupportedOpError(f"node {_label(node)!r}: MaxPool ceil_mode=1 is "
+                                     f"unsupported; export with ceil_mode=0")
+        return [lw.emit("maxpool", _label(node), [tname], (n, ho, wo, c), t.q, ir.NHWC,
+                        source=[node.name], kernel=kernel, stride=stride, dilation=dil,
+                        pads=pads)]
+    if op in ("Slice", "Split"):
+        return _slice_split(lw, node, tname, a)
+    if op in ("Resize", "Upsample"):
+        return [_resize(lw, node, tname, a)]
+    raise UnsupportedOpError(f"node {_label(node)!r}: {op} unsupported")
+
+
+def _slice_split(lw, node, tname, a):
+    t = lw.t(tname)
+    shape = ir.logical_shape(t)
+    rank = len(shape)
+    if node.op_type == "Split":
+        axis = a.get("axis", 0) % rank
+        split = a.get("split")
+        if split is None and len(node.input) > 1 and node.input[1]:
+            split = [int(s) for s in lw.const(node.input[1], node, "split")]
+        if split is None:
+            k = len(node.output)
+            split = [shape[axis] // k] * k
+        ranges, start = [], 0
+        for s in split:
+            ranges.append((axis, start, start + s, 1))
+            start += s
+    else:
+        starts = lw.const(node.input[1], node, "starts")
+        ends = lw.const(node.input[2], node, "ends")
+        axes = lw.const(node.input[3], node, "axes") if len(node.input) > 3 and node.input[3] \
+            else np.arange(len(starts))
+        steps = lw.const(node.input[4], node, "steps") if len(node.input) > 4 and node.input[4] \
+            else np.ones(len(starts), np.int64)
+        sl = [slice(None)] * rank
+        for s, e, ax, st in zip(starts, ends, axes, steps):
+            sl[int(ax) % rank] = slice(int(s), int(e), int(st))
+        moved = [(i, sl[i].indices(shape[i])) for i in range(rank)
+                 if sl[i].indices(shape[i]) != (0, shape[i], 1)]
+        if len(moved) > 1:
+            raise UnsupportedOpError(f"node {_label(node)!r}: Slice on several axes at once")
+        if not moved:
+            return [tname]
+        ax, (s0, e0, st) = moved[0]
+        ranges = [(ax, s0, e0, st)]
+    outs = []
+    for k, (ax, s0, e0, st) in enumerate(ranges):
+        pax = ir.to_physical_axis(t, ax)
+        n = len(range(s0, e0, st))
+        phys = list(t.shape)
+        phys[pax] = n
+        outs.append(lw.emit("slice", f"{_label(node)}_{k}" if len(ranges) > 1 else _label(node),
+                            [tname], phys, t.q, t.layout, source=[node.name], axis=pax,
+                            start=s0, end=e0, step=st))
+    return outs
+
+
+def _resize(lw, node, tname, a):
+    mode = a.get("mode", b"nearest")
+    mode = mode.decode() if isinstance(mode, bytes) else mode
+    if mode != "nearest":
+        raise UnsupportedOpError(f"node {_label(node)!r}: Resize mode {mode!r}; Bamboo does "
+                                 f"nearest only")
+    t = lw.t(tname)
+    shape = ir.logical_shape(t)
+    scales = None
+    if node.op_type == "Upsample":
+        scales = lw.const(node.input[1], node, "scales")
+    else:
+        if len(node.input) > 2 and node.input[2]:
+            scales = lw.const(node.input[2], node, "scales")
+        if (scales is None or np.size(scales) == 0) and len(node.input) > 3 and node.input[3]:
+            sizes = lw.const(node.input[3], node, "sizes")
+            scales = np.asarray(sizes, np.float64) / np.asarray(shape, np.float64)
+    scales = np.asarray(scales, np.float64)
+    if len(shape) != 4 or scales.shape != (4,) or scales[0] != 1 or scales[1] != 1:
+        raise UnsupportedOpError(f"node {_label(node)!r}: Resize must scale H and W only")
+    fh, fw = scales[2], scales[3]
+    if fh != int(fh) or fw != int(fw) or fh < 1 or fw < 1:
+        raise UnsupportedOpError(f"node {_label(node)!r}: Resize by {fh}x{fw}; only integer "
+                                 f"factors are supported")
+    ctm = a.get("coordinate_transformation_mode", b"half_pixel")
+    ctm = ctm.decode() if isinstance(ctm, bytes) else ctm
+    nm = a.get("nearest_mode", b"round_prefer_floor")
+    nm = nm.decode() if isinstance(nm, bytes) else nm
+    ok = (ctm == "asymmetric" and nm == "floor") or \
+         (ctm in ("half_pixel", "pytorch_half_pixel") and nm == "round_prefer_floor"
+          and fh <= 2 and fw <= 2)
+    if not ok and node.op_type != "Upsample":
+        raise UnsupportedOpError(f"node {_label(node)!r}: Resize {ctm}/{nm} is not a pixel "
+                                 f"repeat; use coordinate_transformation_mode=asymmetric, "
+                                 f"nearest_mode=floor")
+    tname = lw.nhwc(tname)
+    n, h, w, c = lw.t(tname).shape
+    return lw.emit("resize", _label(node), [tname], (n, h * int(fh), w * int(fw), c), t.q,
+                   ir.NHWC, source=[node.name], scale=(int(fh), int(fw)))

@@ -1,0 +1,367 @@
+"""Lowering of ONNX nodes to IR nodes (used by :mod:`.onnx_import`).
+
+Every ONNX value is classified as it is met:
+
+``const``   a folded constant (numpy array)
+``qconst``  ``DequantizeLinear`` of a constant: integer codes with scale/zp/axis (weights, bias)
+``q``       8-bit codes, an IR tensor (QuantizeLinear or QOperator outputs)
+``dq``      the float view of an IR tensor (a DequantizeLinear output)
+``pending`` the float result of a compute op, waiting for the QuantizeLinear that fixes
+            its output scale (``DQ -> Conv -> Q``); ``Relu``/``Clip`` in between become a clamp
+``fin``     a float graph input, waiting for its QuantizeLinear
+
+Ops that only move codes (Reshape, Transpose, MaxPool, Slice, Resize nearest...) are
+lowered as soon as their input is ``q``/``dq``: the output keeps the input's
+quantization, and a QuantizeLinear with the same parameters after them is an alias.
+"""
+
+import numpy as np
+
+from . import ir
+from .errors import (
+    MissingInitializerError,
+    MixedPrecisionError,
+    NotQuantizedError,
+    UnsupportedOpError,
+)
+from .onnx_import import input_shapes
+
+__all__ = ["Lowering"]
+
+MS = "com.microsoft"
+_VIEW_OPS = {"Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity", "Transpose"}
+_MOVE_OPS = _VIEW_OPS | {"MaxPool", "Slice", "Split", "Resize", "Upsample"}
+_COMPUTE_OPS = {"Conv", "Gemm", "MatMul", "Add", "Mul", "Concat", "GlobalAveragePool",
+                "AveragePool", "Softmax", "Relu", "Clip"}
+_LUT_OPS = {"Sigmoid", "HardSigmoid", "HardSwish", "LeakyRelu", "Tanh"}
+_QOPS = {"QLinearConv", "QLinearMatMul", "QGemm", "QLinearAdd", "QLinearMul",
+         "QLinearGlobalAveragePool", "QLinearAveragePool", "QLinearConcat", "QLinearLeakyRelu",
+         "QLinearSigmoid", "QLinearSoftmax"}
+_FOLD_SKIP = {"DequantizeLinear"}  # DQ of a constant stays integer codes (weights)
+
+
+def _attrs(node):
+    from onnx import helper
+
+    return {a.name: helper.get_attribute_value(a) for a in node.attribute}
+
+
+def _scalar_q(scale, zp, where):
+    scale = np.asarray(scale, dtype=np.float32)
+    zp = np.asarray(zp)
+    if scale.size != 1 or zp.size != 1:
+        raise UnsupportedOpError(f"{where}: activations need one scale per tensor, "
+                                 f"not {scale.size}; quantize activations per tensor")
+    if not np.isfinite(scale).all() or (scale <= 0).any():
+        raise UnsupportedOpError(f"{where}: scale {float(scale.reshape(-1)[0])!r} is not "
+                                 f"positive and finite; re-quantize the model")
+    if zp.dtype not in (np.uint8, np.int8):
+        raise MixedPrecisionError(
+            f"{where}: activations are {zp.dtype}; Bamboo runs 8-bit codes only: quantize "
+            f"with activation_type QUInt8 or QInt8")
+    return ir.QType(str(zp.dtype), float(scale.reshape(())), int(zp.reshape(())))
+
+
+class Lowering:
+    """One pass over a prepared model; :meth:`run` returns the IR graph."""
+
+    def __init__(self, model, consts, *, approx=()):
+        self.model = model
+        self.approx = set(approx)
+        self.vals = {k: ("const", v) for k, v in consts.items()}
+        self.nodes = []
+        self.tensors = {}
+        self.inputs = []
+        self.node_names = set()
+        self.layout_cache = {}
+        self.labels = {}
+        self.current = None  # output tensor base name -> IR node name
+        self.opset = next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
+        self.quantized = any(n.op_type == "QuantizeLinear" or n.op_type in _QOPS
+                             for n in model.graph.node)
+        if not self.quantized:
+            raise NotQuantizedError(
+                "the model is float (no QuantizeLinear or QLinear* node); quantize it first "
+                "with onnxruntime.quantization.quantize_static (QDQ, uint8 activations)")
+        for name, shape in input_shapes(model).items():
+            elem = next(i for i in model.graph.input if i.name == name).type.tensor_type.elem_type
+            self.vals[name] = ("fin", name, shape, elem)
+
+    # --- bookkeeping -------------------------------------------------------------------------
+
+    def _uname(self, base, used):
+        name, k = base, 1
+        while name in used:
+            k += 1
+            name = f"{base}_{k}"
+        return name
+
+    def tensor(self, base, shape, q, layout=ir.ND):
+        name = self._uname(base, self.tensors)
+        self.tensors[name] = ir.Tensor(name, tuple(int(s) for s in shape), q, layout)
+        return name
+
+    def emit(self, op, base, inputs, out_shape, q, layout=ir.ND, source=(), **attrs):
+        name = self._uname(self.labels.get(base) or base or op, self.node_names)
+        self.node_names.add(name)
+        out = self.tensor(base or name, out_shape, q, layout)
+        self.nodes.append(ir.Node(name, op, tuple(inputs), (out,), attrs, source=tuple(source)))
+        return out
+
+    def get(self, name, node):
+        if not name:
+            return None
+        v = self.vals.get(name)
+        if v is None:
+            raise MissingInitializerError(
+                f"node {node.name or node.op_type!r} ({node.op_type}) reads {name!r}, which no "
+                f"initializer, input or earlier node provides; the model is incomplete")
+        return v
+
+    def const(self, name, node, what="input"):
+        v = self.get(name, node)
+        if v[0] != "const":
+            raise UnsupportedOpError(
+                f"node {node.name or node.op_type!r} ({node.op_type}): {what} {name!r} must be a "
+                f"constant, but it is computed at run time")
+        return v[1]
+
+    def t(self, name):
+        return self.tensors[name]
+
+    def act(self, name, node):
+        """IR tensor behind a ``q`` or ``dq`` value."""
+        v = self.get(name, node)
+        if v[0] in ("q", "dq"):
+            return v[1]
+        if v[0] == "fin":
+            raise NotQuantizedError(
+                f"node {node.name or node.op_type!r} ({node.op_type}) reads the float input "
+                f"{name!r} directly; quantize the model fully (QuantizeLinear on every input)")
+        if v[0] == "pending":
+            p = v[1]
+            raise NotQuantizedError(
+                f"node {node.name or node.op_type!r} ({node.op_type}) reads the float output of "
+                f"{p.name or p.op_type!r} ({p.op_type}); quantize that node (no "
+                f"QuantizeLinear follows it)")
+        raise UnsupportedOpError(
+            f"node {node.name or node.op_type!r} ({node.op_type}): input {name!r} is a constant "
+            f"where Bamboo expects an activation")
+
+    # --- layout ------------------------------------------------------------------------------
+
+    def nhwc(self, tname):
+        t = self.t(tname)
+        if t.layout == ir.NHWC:
+            return tname
+        if len(t.shape) != 4:
+            raise UnsupportedOpError(f"tensor {tname!r} of shape {t.shape} is not a feature map")
+        key = (tname, ir.NHWC)
+        if key not in self.layout_cache:
+            n, c, h, w = t.shape
+            if h == w == 1:  # (N, C, 1, 1): the same bytes in either layout
+                self.layout_cache[key] = self.emit("view", f"{tname}_nhwc", [tname],
+                                                   (n, h, w, c), t.q, ir.NHWC,
+                                                   shape=(n, h, w, c))
+            else:
+                self.layout_cache[key] = self.emit("transpose", f"{tname}_nhwc", [tname],
+                                                   (n, h, w, c), t.q, ir.NHWC,
+                                                   perm=(0, 2, 3, 1))
+        return self.layout_cache[key]
+
+    def logical(self, tname):
+        t = self.t(tname)
+        if t.layout == ir.ND:
+            return tname
+        key = (tname, ir.ND)
+        if key not in self.layout_cache:
+            shape = ir.logical_shape(t)
+            if t.shape[1] == t.shape[2] == 1:
+                self.layout_cache[key] = self.emit("view", f"{tname}_nchw", [tname], shape,
+                                                   t.q, ir.ND, shape=shape)
+            else:
+                self.layout_cache[key] = self.emit("transpose", f"{tname}_nchw", [tname], shape,
+                                                   t.q, ir.ND, perm=(0, 3, 1, 2))
+        return self.layout_cache[key]
+
+    # --- the walk ----------------------------------------------------------------------------
+
+    def run(self):
+        from .onnx_qop import lower_qop
+
+        for node in self.model.graph.node:
+            self.current = node
+            op = node.op_type
+            if node.domain not in ("", "ai.onnx", MS):
+                raise UnsupportedOpError(f"node {node.name!r}: domain {node.domain!r} is unknown")
+            ins = [self.get(i, node) if i else None for i in node.input]
+            if op == "Constant":
+                from onnx import numpy_helper
+                a = node.attribute[0]
+                if a.name != "value":
+                    raise UnsupportedOpError(f"node {node.name!r}: Constant {a.name} unsupported")
+                self.vals[node.output[0]] = ("const", numpy_helper.to_array(a.t))
+            elif op not in _FOLD_SKIP and all(v is None or v[0] == "const" for v in ins):
+                self.fold(node)
+            elif op in ("Shape", "Size"):
+                t = self.t(self.act(node.input[0], node))
+                shape = np.array(ir.logical_shape(t), dtype=np.int64)
+                val = shape if op == "Shape" else np.int64(shape.prod())
+                if op == "Shape":
+                    a = _attrs(node)
+                    val = shape[a.get("start", 0):a.get("end", len(shape))]
+                self.vals[node.output[0]] = ("const", val)
+            elif op == "QuantizeLinear":
+                self.quantize(node, ins)
+            elif op == "DequantizeLinear":
+                self.dequantize(node, ins)
+            elif op in _MOVE_OPS:
+                self.move(node)
+            elif op in _COMPUTE_OPS or op in _LUT_OPS:
+                for o in node.output:
+                    self.vals[o] = ("pending", node)
+            elif op in _QOPS:
+                lower_qop(self, node)
+            else:
+                raise UnsupportedOpError(
+                    f"node {node.name or op!r}: operator {node.domain + '.' if node.domain else ''}"
+                    f"{op} is not supported by Bamboo; replace it in the model or file an issue")
+        return self.finish()
+
+    def finish(self):
+        outputs = []
+        for vi in self.model.graph.output:
+            v = self.vals.get(vi.name)
+            if v is None:
+                raise MissingInitializerError(f"graph output {vi.name!r} is never computed")
+            if v[0] not in ("q", "dq"):
+                what = v[1].op_type if v[0] == "pending" else v[0]
+                raise NotQuantizedError(
+                    f"output {vi.name!r} comes from a float {what}; quantize the model so a "
+                    f"QuantizeLinear/DequantizeLinear pair ends every output")
+            t = self.t(v[1])
+            outputs.append(ir.IOSpec(vi.name, v[1], ir.logical_shape(t), v[0] == "dq"))
+        g = ir.Graph(tuple(self.nodes), self.tensors, tuple(self.inputs), tuple(outputs),
+                     name=self.model.graph.name or "model")
+        return ir.verify(g.prune())
+
+    # --- constants ---------------------------------------------------------------------------
+
+    def fold(self, node):
+        """Evaluate a node whose inputs are all constants (onnx's reference evaluator)."""
+        from onnx import helper
+        from onnx.reference import ReferenceEvaluator
+
+        feeds = {f"i{k}": self.vals[i][1] for k, i in enumerate(node.input) if i}
+        names = [f"i{k}" if i else "" for k, i in enumerate(node.input)]
+        outs = [f"o{k}" for k in range(len(node.output))]
+        n = helper.make_node(node.op_type, names, outs, domain=node.domain)
+        n.attribute.extend(node.attribute)
+        try:
+            g = helper.make_graph([n], "fold", [helper.make_tensor_value_info(
+                k, helper.np_dtype_to_tensor_dtype(np.asarray(v).dtype), None)
+                for k, v in feeds.items()],
+                [helper.make_tensor_value_info(o, 0, None) for o in outs])
+            m = helper.make_model(g, opset_imports=list(self.model.opset_import))
+            res = ReferenceEvaluator(m).run(None, {k: np.asarray(v) for k, v in feeds.items()})
+        except Exception as exc:
+            raise UnsupportedOpError(
+                f"node {node.name or node.op_type!r} ({node.op_type}): constant folding failed "
+                f"({type(exc).__name__}: {exc})") from None
+        for o, r in zip(node.output, res):
+            self.vals[o] = ("const", np.asarray(r))
+
+    # --- Q / DQ ------------------------------------------------------------------------------
+
+    def qparams(self, node, ins, k=1):
+        scale = ins[k][1] if ins[k] is not None and ins[k][0] == "const" else None
+        if scale is None:
+            raise UnsupportedOpError(f"node {node.name!r}: scale must be a constant")
+        zp = ins[k + 1][1] if len(ins) > k + 1 and ins[k + 1] is not None else np.uint8(0)
+        return scale, zp
+
+    def quantize(self, node, ins):
+        name = node.name or node.output[0]
+        scale, zp = self.qparams(node, ins)
+        q = _scalar_q(scale, zp, f"QuantizeLinear {name!r}")
+        kind = ins[0][0]
+        out = node.output[0]
+        if kind == "fin":
+            _, fname, shape, _ = ins[0]
+            layout = ir.NHWC if len(shape) == 4 else ir.ND
+            phys = (shape[0], shape[2], shape[3], shape[1]) if layout == ir.NHWC else shape
+            t = self.tensor(out, phys, q, layout)
+            self.inputs.append(ir.IOSpec(fname, t, tuple(shape), True))
+            self.vals[out] = ("q", t)
+        elif kind == "dq":
+            self.vals[out] = ("q", self.requant(ins[0][1], q, name))
+        elif kind == "pending":
+            self.vals[out] = ("q", self.compute(ins[0][1], q, out, clamp=None))
+        else:
+            raise UnsupportedOpError(f"QuantizeLinear {name!r}: input kind {kind} unsupported")
+
+    def dequantize(self, node, ins):
+        name = node.name or node.output[0]
+        kind = ins[0][0]
+        if kind == "q":
+            t = self.t(ins[0][1])
+            q = _scalar_q(*self.qparams(node, ins), f"DequantizeLinear {name!r}")
+            if (q.scale, q.zp) != (t.q.scale, t.q.zp):
+                raise UnsupportedOpError(f"DequantizeLinear {name!r}: parameters differ from "
+                                         f"the QuantizeLinear before it")
+            self.vals[node.output[0]] = ("dq", ins[0][1])
+        elif kind == "const":
+            codes = ins[0][1]
+            scale, zp = self.qparams(node, ins)
+            axis = _attrs(node).get("axis", 1)
+            if codes.dtype not in (np.int8, np.uint8, np.int32):
+                raise MixedPrecisionError(
+                    f"DequantizeLinear {name!r}: constant of type {codes.dtype}; Bamboo takes "
+                    f"int8/uint8 weights and int32 bias (quantize with weight_type QInt8)")
+            self.vals[node.output[0]] = ("qconst", codes, np.asarray(scale, np.float32),
+                                         np.asarray(zp), axis)
+        else:
+            raise UnsupportedOpError(f"DequantizeLinear {name!r}: input kind {kind} unsupported")
+
+    def requant(self, tname, q, base):
+        """``Q(DQ(t))`` with new parameters: an alias, or a requantizing LUT."""
+        t = self.t(tname)
+        if (t.q.dtype, t.q.scale, t.q.zp) == (q.dtype, q.scale, q.zp):
+            return tname
+        return self.emit("lut", base, [tname], t.shape, q, t.layout,
+                         table=requant_table(t.q, q), fn="requant")
+
+    # --- code-moving ops ---------------------------------------------------------------------
+
+    def move(self, node):
+        from .onnx_moves import lower_move
+
+        v = self.get(node.input[0], node)
+        if v[0] == "pending":
+            # A float op's result reshaped before its QuantizeLinear: keep it pending.
+            raise NotQuantizedError(
+                f"node {node.name or node.op_type!r} ({node.op_type}) reads the float output of "
+                f"{v[1].name or v[1].op_type!r}; quantize that node")
+        tname = self.act(node.input[0], node)
+        outs = lower_move(self, node, tname)
+        for o, t in zip(node.output, outs):
+            self.vals[o] = (v[0], t)
+
+    # --- compute ops -------------------------------------------------------------------------
+
+    def compute(self, node, q, base, clamp=None):
+        """Lower the float ``node`` whose output QuantizeLinear gives ``q``."""
+        from .onnx_compute import lower_compute
+
+        self.labels.setdefault(base, node.name or f"{node.op_type}_{node.output[0]}")
+        return lower_compute(self, node, q, base, clamp)
+
+
+def requant_table(qi, qo):
+    """Table of ``quantize(dequantize(code))`` from ``qi`` to ``qo`` (float32, as onnxruntime)."""
+    from bamboo.runtime.elementwise import requant_table as table
+
+    if qi.dtype != qo.dtype:
+        raise MixedPrecisionError(f"cannot requantize {qi.dtype} codes to {qo.dtype}")
+    return table(np.float32(qi.scale), qi.zp, np.float32(qo.scale), qo.zp, qi.np_dtype)
+

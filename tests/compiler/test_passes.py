@@ -1,0 +1,181 @@
+"""IR passes one by one, the partitioner, ``bamboo inspect`` and the IR switches."""
+
+import argparse
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from bamboo.arch.errors import BambooError
+from bamboo.compiler import ir, passes
+from bamboo.compiler.cli_inspect import add_inspect_parser, compile_model
+from bamboo.compiler.errors import IRError
+from bamboo.compiler.inspect import render, summary
+from bamboo.compiler.onnx_import import import_onnx
+from bamboo.compiler.partition import CPU, FABRIC, find_squeeze_excite, partition
+from test_frontend import ROOT, _Net, convnet, qdq, se_gemm, senet
+
+
+@pytest.fixture(scope="module")
+def se_graph():
+    return import_onnx(qdq(senet(), (1, 3, 8, 8), "senet"))
+
+
+@pytest.fixture(scope="module")
+def conv_graph():
+    return import_onnx(qdq(convnet(), (1, 3, 16, 16), "convnet"))
+
+
+def test_channel_shuffle_becomes_one_op(se_graph):
+    before = [n.op for n in se_graph.nodes]
+    assert before.count("transpose") >= 3
+    g = passes.recognize_channel_shuffle(se_graph)
+    ops = [n.op for n in g.nodes]
+    assert ops.count("shuffle") == 1 and "transpose" not in ops
+    (sh,) = [n for n in g.nodes if n.op == "shuffle"]
+    assert sh.attrs["groups"] == 2
+    ir.verify(g)
+
+
+def test_fuse_activation_folds_luts_into_convs(conv_graph):
+    g = passes.fuse_activation(conv_graph)
+    luts = [n for n in conv_graph.nodes if n.op == "lut"]
+    assert luts and not [n for n in g.nodes if n.op == "lut"]
+    fused = [n for n in g.nodes if n.op == "conv" and n.attrs.get("lut") is not None]
+    assert {n.attrs["lut_fn"] for n in fused} == {"LeakyRelu", "Sigmoid"}
+    assert all(n.fused for n in fused)
+    ir.verify(g)
+
+
+def test_fuse_clamp_narrows_the_requantizer():
+    n = _Net(4)
+    # Symmetric int8 activations keep ReLU as a clamp at the zero point.
+    y = n.conv("x", 3, 4, 3, act="relu")
+    import ortutil
+
+    fm = n.model((1, 3, 6, 6), [y])
+    m = ortutil.quantize_qdq(fm, [{"x": np.random.default_rng(0).uniform(
+        -1, 1, (1, 3, 6, 6)).astype(np.float32)} for _ in range(2)], activation_type="int8")
+    g = passes.fuse_activation(import_onnx(m))
+    (conv,) = [n for n in g.nodes if n.op == "conv"]
+    zp = g.tensors[conv.outputs[0]].q.zp
+    assert conv.attrs["rq"].qmin >= zp
+    from bamboo.compiler import executor
+
+    x = np.random.default_rng(1).uniform(-1, 1, (1, 3, 6, 6)).astype(np.float32)
+    (ref,) = ortutil.run(m, {"x": x})
+    (out,) = executor.run(g, {"x": x})
+    assert np.array_equal(out, ref)
+
+
+def test_fold_views_and_cancel_transposes(conv_graph):
+    g = passes.cancel_transposes(passes.fold_views(conv_graph))
+    ir.verify(g)
+    assert sum(n.op == "view" for n in g.nodes) <= sum(n.op == "view" for n in conv_graph.nodes)
+
+
+def test_squeeze_excite_on_cpu_and_option(se_graph):
+    g = passes.compile_graph(se_graph)
+    se = find_squeeze_excite(g)
+    assert len(se) == 1
+    inner = next(iter(se.values()))
+    by = {n.name: n for n in g.nodes}
+    assert all(by[k].target == CPU for k in inner if by[k].op != "view")
+    assert all(n.target == FABRIC for n in g.nodes if n.op in ("conv", "mul") and n.name
+               not in inner)
+    g2 = passes.compile_graph(se_graph, fabric_options={"se_on_fabric": True})
+    assert all(n.target == FABRIC for n in g2.nodes)
+    assert len(summary(g2)["segments"]) == 1
+
+
+def test_squeeze_excite_with_gemm():
+    g = passes.compile_graph(import_onnx(qdq(se_gemm(), (1, 3, 8, 8), "se_gemm")))
+    se = find_squeeze_excite(g)
+    assert len(se) == 1
+    by = {n.name: n for n in g.nodes}
+    assert [by[k].op for k in reversed(se[next(iter(se))]) if by[k].op != "view"] == ["fc", "fc"]
+    assert {n.op for n in g.nodes if n.target == CPU} == {"fc", "view"} or \
+        {n.op for n in g.nodes if n.target == CPU} == {"fc"}
+    assert "transpose" not in {n.op for n in g.nodes}
+
+
+def test_fc_and_softmax_on_cpu(conv_graph):
+    g = passes.compile_graph(conv_graph)
+    t = {n.op: n.target for n in g.nodes}
+    assert t["fc"] == CPU and t["softmax"] == CPU and t["conv"] == FABRIC
+    s = summary(g)
+    # fabric segment, then the CPU tail: one crossing in, two out (FC input, pooled map output)
+    assert [seg[0] for seg in s["segments"]] == [FABRIC, CPU]
+    assert s["bytes_per_frame"] == 16 * 16 * 3 + 16 + 16 * 4 * 4
+
+
+def test_partition_schedule_keeps_topological_order(se_graph):
+    g = partition(passes.recognize_channel_shuffle(se_graph))
+    ir.verify(g)
+
+
+def test_approx_leaky_shift_is_opt_in(conv_graph):
+    exact = passes.compile_graph(conv_graph)
+    assert not any(n.attrs.get("approx") for n in exact.nodes)
+    approx = passes.compile_graph(conv_graph, approx=("leaky-shift",))
+    (n,) = [n for n in approx.nodes if n.attrs.get("approx") == "leaky-shift"]
+    assert 0 <= n.attrs["approx_wrong_codes"] <= 256
+    assert "approx leaky-shift" in render(approx)
+
+
+def test_verify_catches_broken_ir(conv_graph):
+    bad = conv_graph.replace(nodes=tuple(reversed(conv_graph.nodes)))
+    with pytest.raises(IRError, match="before anything writes it"):
+        ir.verify(bad)
+    with pytest.raises(IRError, match="unknown op"):
+        ir.Node("n", "frobnicate", (), ())
+
+
+def test_node_params_are_immutable(conv_graph):
+    conv = conv_graph.nodes[0]
+    with pytest.raises(ValueError):
+        conv.attrs["w"][0, 0, 0, 0] = 1
+    with pytest.raises(TypeError):
+        conv.attrs["w"] = None
+
+
+def test_dump_and_verify_switches(conv_graph, monkeypatch, capsys):
+    monkeypatch.setenv("BAMBOO_DUMP_IR", "1")
+    monkeypatch.setenv("BAMBOO_VERIFY_IR", "1")
+    passes.compile_graph(conv_graph)
+    err = capsys.readouterr().err
+    for name, _ in passes.pipeline():
+        assert f"after {name}" in err
+
+
+def test_inspect_table(tmp_path, capsys):
+    path = tmp_path / "se.onnx"
+    path.write_bytes(qdq(senet(), (1, 3, 8, 8), "senet").SerializeToString())
+    parser = argparse.ArgumentParser()
+    add_inspect_parser(parser.add_subparsers())
+    args = parser.parse_args(["inspect", str(path)])
+    assert args.func(args) == 0
+    out = capsys.readouterr().out
+    for word in ("shuffle", "squeeze-excite", "segments:", "transitions:",
+                 "bytes crossing PS/PL per frame", "HardSwish"):
+        assert word in out
+
+
+def test_inspect_errors_are_bambooerrors(tmp_path):
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"\x08\x07garbage")
+    with pytest.raises(BambooError):
+        compile_model(str(bad))
+
+
+def test_cli_prints_one_line(tmp_path):
+    from bamboo import cli
+
+    if "inspect" not in cli.build_parser().format_help():
+        pytest.skip("bamboo inspect is not wired into bamboo/cli.py yet")
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"\x08\x07garbage")
+    r = subprocess.run([sys.executable, "-m", "bamboo", "inspect", str(bad)], cwd=ROOT,
+                       capture_output=True, text=True)
+    assert r.returncode != 0 and "Traceback" not in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
