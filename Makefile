@@ -30,10 +30,10 @@ $(STAMP): requirements-dev.txt pyproject.toml scripts/install_simulators.sh
 	@echo "setup: done ($(VENV))"
 
 test: $(STAMP)
-	$(SIMENV) $(BIN)/python -m pytest -n $(JOBS) $(PYTEST_ARGS)
+	$(SIMENV) $(BIN)/python -m pytest -n $(JOBS) -m "not slow" $(PYTEST_ARGS)
 
 test-fast: $(STAMP)
-	$(SIMENV) $(BIN)/python -m pytest -n $(JOBS) -m "not sim" $(PYTEST_ARGS)
+	$(SIMENV) $(BIN)/python -m pytest -n $(JOBS) -m "not sim and not slow" $(PYTEST_ARGS)
 
 demo: $(STAMP)
 	$(SIMENV) $(BIN)/bamboo demo
