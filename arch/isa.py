@@ -163,7 +163,8 @@ FORMATS = {
         Field("wgt_addr", 16, "WGT word of the first kernel tap"),
         Field("param_addr", 12, "PARAM word with bias and requantizer of this output block"),
         Field("out_addr", 16, "OUT word of output pixel (0, 0)"),
-        Field("acc_init", 1, "start from bias (1) or from the accumulators (0)"),
+        Field("acc_init", 1, "start from zero (1) or from the accumulators (0); bias is added "
+              "at emit"),
         Field("acc_emit", 1, "post-process and write OUT (1) or keep accumulating (0)"),
         Field("act", 2, "see Activation"),
         Field("lut_slot", 3, "LUT used when act is LUT"),
@@ -171,6 +172,7 @@ FORMATS = {
         Field("qmin", 8, "lower clamp, as a code"),
         Field("qmax", 8, "upper clamp, as a code"),
         Field("signed", 1, "codes are int8 (1) or uint8 (0)"),
+        Field("in_zp", 8, "input zero point, subtracted from every INP code before the array"),
     ),
     Opcode.VEC: (
         Field("vop", 3, "see VecOp"),

@@ -1,0 +1,186 @@
+"""The weight-stationary systolic array: ``rows x cols`` INT8 multiply-accumulate cells.
+
+Dataflow (Ref: Jouppi et al., "In-Datacenter Performance Analysis of a Tensor
+Processing Unit", ISCA 2017; Genc et al., "Gemmini", DAC 2021)::
+
+    x[0] ─▶ PE(0,0) ─▶ PE(0,1) ─▶ ... ─▶ PE(0,C-1)        x flows right
+    x[1] ─▶ PE(1,0) ─▶ PE(1,1) ─▶ ...                       psum flows down
+      ...      │          │
+               ▼          ▼
+            psum[0]    psum[1]  ...  psum[C-1]
+
+``PE(r, c)`` holds the weight ``w[c][r]`` (output channel ``c``, input channel ``r``)
+in one of two banks. An input word is one pixel: ``rows`` zero-point corrected
+codes ``x[r] = code[r] - x_zp``. Row ``r`` enters ``r`` cycles late (the skew) so it
+meets the partial sum of rows ``0..r-1`` of the same pixel; column ``c`` leaves the
+bottom ``c`` cycles late and is deskewed, so ``o_psum`` carries
+``psum[c] = sum_r x[r] * w[c][r]`` for all columns of one pixel at once.
+
+Double buffering: every input word names the weight bank it uses, and that bank bit
+travels through the array with the word, so two taps with different weights can be
+in flight on the same diagonal. ``i_weight`` writes one whole bank of every PE in
+one cycle (a broadcast of the ``cols x rows`` weight word). Writing a bank is safe
+from :attr:`SystolicArray.WEIGHT_GAP` cycles after the last word that used it
+entered; the sequencer enforces this (it costs nothing while a tap streams at least
+``WEIGHT_GAP`` pixels).
+"""
+
+from amaranth.hdl import Module, Mux, Signal, signed
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+__all__ = ["SystolicArray", "weight_layout", "input_layout"]
+
+
+def weight_layout(rows, cols):
+    """One WGT word: ``w[c][r]``, byte ``c * rows + r`` of the word (output channel major)."""
+    return data.ArrayLayout(data.ArrayLayout(signed(8), rows), cols)
+
+
+def input_layout(rows, x_width=9):
+    """One zero-point corrected pixel entering the array: ``rows`` signed values."""
+    return data.ArrayLayout(signed(x_width), rows)
+
+
+class SystolicArray(wiring.Component):
+    """Weight-stationary ``rows x cols`` array of signed multiply-accumulate cells.
+
+    Parameters
+    ----------
+    rows : int
+        Input channels consumed per cycle (``config.rows``).
+    cols : int
+        Output channels produced per cycle (``config.cols``).
+    x_width : int
+        Width of the signed activations (9: an 8-bit code minus an 8-bit zero point).
+    tag_shape : shape
+        Side data carried from ``i_data`` to ``o_psum`` unchanged (the sequencer's
+        accumulator address), so the consumer needs no delay line of its own.
+
+    Attributes
+    ----------
+    LATENCY : int
+        A word accepted on ``i_data`` in cycle ``t`` appears on ``o_psum`` in cycle
+        ``t + LATENCY`` (``rows + cols``).
+    WEIGHT_GAP : int
+        Cycles from the last ``i_data`` word using a bank to the earliest safe
+        ``i_weight`` write of that bank (``rows + cols - 1``).
+
+    Members
+    -------
+    i_data : ``In(stream.Signature({x, bank, tag}, always_ready=True))``
+    i_weight : ``In(stream.Signature({w, bank}, always_ready=True))``
+        ``valid`` writes ``w`` (:func:`weight_layout`) into ``bank`` of every PE.
+    depthwise : ``In(1)``
+        Depthwise mode, held while words are in flight: ``PE(r, c)`` multiplies
+        channel ``c`` of the word entered ``r`` cycles after the output's own word
+        (``c < rows``), so ``psum[c]`` of word ``t`` is ``sum_r x_{t+r}[c] * w[c][r]``:
+        rows are the horizontal taps of a 1-D convolution along the stream.
+    o_psum : ``Out(stream.Signature({psum, tag}, always_ready=True))``
+        ``psum`` is ``cols`` int32; the consumer cannot stall the array.
+    """
+
+    def __init__(self, rows, cols, *, x_width=9, tag_shape=1):
+        try:
+            for name, value in (("rows", rows), ("cols", cols)):
+                if not isinstance(value, int) or value < 1:
+                    raise ValueError(f"{name} must be a positive integer, not {value!r}")
+            if not isinstance(x_width, int) or not 2 <= x_width <= 18:
+                raise ValueError(f"x_width must be an integer from 2 to 18, not {x_width!r}")
+        except ValueError:
+            self._MustUse__silence = True  # a rejected component is not an unused one
+            raise
+        self.rows, self.cols, self.x_width = rows, cols, x_width
+        self.LATENCY = rows + cols
+        self.WEIGHT_GAP = rows + cols - 1
+        # A product needs x_width + 8 bits; a column sum of `rows` products needs
+        # log2(rows) more. Keep the chain narrow and sign-extend once at the bottom.
+        self.psum_width = x_width + 8 + (rows - 1).bit_length()
+        super().__init__({
+            "i_data": In(stream.Signature(data.StructLayout({
+                "x": input_layout(rows, x_width), "bank": 1, "tag": tag_shape,
+            }), always_ready=True)),
+            "i_weight": In(stream.Signature(data.StructLayout({
+                "w": weight_layout(rows, cols), "bank": 1,
+            }), always_ready=True)),
+            "depthwise": In(1),
+            "o_psum": Out(stream.Signature(data.StructLayout({
+                "psum": data.ArrayLayout(signed(32), cols), "tag": tag_shape,
+            }), always_ready=True)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        R, C = self.rows, self.cols
+
+        # Stage 0: skew. Row r waits r cycles so it meets the partial sum of rows
+        # 0..r-1 of the same pixel, which reaches row r one cycle per row later.
+        left_x, left_b = [], []
+        for r in range(R):
+            x, b = self.i_data.payload.x[r], self.i_data.payload.bank
+            for k in range(r):
+                x_d = Signal(signed(self.x_width), name=f"skew_x{r}_{k}")
+                b_d = Signal(name=f"skew_b{r}_{k}")
+                m.d.sync += [x_d.eq(x), b_d.eq(b)]
+                x, b = x_d, b_d
+            left_x.append(x)
+            left_b.append(b)
+
+        # Stage 1 .. R+C-1: the PE grid. PE(r, c) sees the pixel entered in cycle t
+        # during cycle t + r + c + 1 and registers its partial sum at the end of it.
+        grid = {(r, c): (Signal(signed(self.x_width), name=f"pe{r}_{c}_x"),
+                         Signal(name=f"pe{r}_{c}_bank"))
+                for r in range(R) for c in range(C)}
+        for (r, c), (a, b) in grid.items():
+            src_x, src_b = (left_x[r], left_b[r]) if c == 0 else grid[r, c - 1]
+            m.d.sync += [a.eq(src_x), b.eq(src_b)]
+
+        # Depthwise: column c instead hears channel c of the word entered c + 1 cycles
+        # ago, on all rows at once. The partial sum still steps down one row per
+        # cycle, so the wavefront of the word entered in cycle t meets, in row r, the
+        # word entered in cycle t + r: a transposed FIR whose taps are the rows.
+        col = []
+        for c in range(C):
+            x = self.i_data.payload.x[c] if c < R else 0
+            b = self.i_data.payload.bank
+            for k in range(c + 1):
+                x_d = Signal(signed(self.x_width), name=f"col_x{c}_{k}")
+                b_d = Signal(name=f"col_b{c}_{k}")
+                m.d.sync += [x_d.eq(x), b_d.eq(b)]
+                x, b = x_d, b_d
+            col.append((x, b))
+        bottom = []
+        for c in range(C):
+            above = 0
+            for r in range(R):
+                a = Mux(self.depthwise, col[c][0], grid[r, c][0])
+                b = Mux(self.depthwise, col[c][1], grid[r, c][1])
+                w = [Signal(signed(8), name=f"pe{r}_{c}_w{k}") for k in range(2)]
+                s = Signal(signed(self.psum_width), name=f"pe{r}_{c}_psum")
+                with m.If(self.i_weight.valid):
+                    with m.If(self.i_weight.payload.bank):
+                        m.d.sync += w[1].eq(self.i_weight.payload.w[c][r])
+                    with m.Else():
+                        m.d.sync += w[0].eq(self.i_weight.payload.w[c][r])
+                m.d.sync += s.eq(above + a * Mux(b, w[1], w[0]))
+                above = s
+            bottom.append(above)
+        # Stage R+C: deskew. Column c leaves c cycles before column C-1; delay it so
+        # one output word holds one pixel.
+        for c in range(C):
+            v = bottom[c]
+            for k in range(C - 1 - c):
+                v_d = Signal(signed(self.psum_width), name=f"deskew{c}_{k}")
+                m.d.sync += v_d.eq(v)
+                v = v_d
+            m.d.comb += self.o_psum.payload.psum[c].eq(v)
+
+        # valid and tag ride a delay line of LATENCY registers beside the data.
+        valid, tag = self.i_data.valid, self.i_data.payload.tag
+        for k in range(self.LATENCY):
+            valid_d = Signal(name=f"valid_d{k}")
+            tag_d = Signal.like(self.i_data.payload.tag, name=f"tag_d{k}")
+            m.d.sync += [valid_d.eq(valid), tag_d.eq(tag)]
+            valid, tag = valid_d, tag_d
+        m.d.comb += [self.o_psum.valid.eq(valid), self.o_psum.payload.tag.eq(tag)]
+        return m

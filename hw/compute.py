@@ -1,0 +1,280 @@
+"""The CONV sequencer: runs one CONV instruction through the systolic array.
+
+A walker (:class:`~bamboo.hw.walker.DenseWalker`, or
+:class:`~bamboo.hw.depthwise.DepthwiseWalker` for ``mode`` DEPTHWISE) issues one
+command per word entering the array. For each tap ``n`` (dense: ``blk``, ``ky``,
+``kx`` in that order; depthwise: ``ky``) the unit loads WGT word ``wgt_addr + n``
+into one weight bank of the array, alternating banks, while the previous tap still
+streams. The column sums leaving the array are added to the command's ACC word
+(``cols`` int32); the first tap of an instruction with ``acc_init`` overwrites
+instead (the bias is added once, in post-processing, when ``acc_emit`` drains the
+accumulators to ``o_acc``). See docs/compute.md.
+
+Pipeline, counted from the cycle a command issues (Stage 0):
+Stage 1 INP data, Stage 2 ``x - x_zp`` enters the array, Stage 2 + LATENCY the
+column sums leave it and the ACC read is issued, Stage 3 + LATENCY the sum is
+written back.
+"""
+
+from amaranth.hdl import Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, memory, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from ..arch.config import AcceleratorConfig
+from ..arch.isa import ConvMode, Opcode
+from .array import SystolicArray, weight_layout
+from .depthwise import DepthwiseWalker
+from .isa_layout import instruction_layout
+from .walker import DenseWalker
+
+__all__ = ["ComputeUnit", "StatusSignature", "acc_layout", "conv_cycles"]
+
+
+def acc_layout(config):
+    """One ACC word / ``o_acc`` beat: ``cols`` int32 accumulators of one pixel."""
+    return data.ArrayLayout(signed(32), config.cols)
+
+
+def conv_cycles(config, words_per_tap, taps, emit_pixels=0):
+    """Cycles a CONV instruction keeps :class:`ComputeUnit` busy (``status.busy``).
+
+    Exact for this sequencer (the tests check it against the RTL): the compiler's
+    cost model. One more idle cycle separates instructions.
+
+    Parameters
+    ----------
+    config : AcceleratorConfig
+    words_per_tap : int
+        Words streamed per tap: dense ``out_h * out_w``; depthwise
+        ``out_h * (stride_w * (out_w - 1) + kernel_w)``.
+    taps : int
+        Weight words: dense ``kernel_h * kernel_w * in_blocks``; depthwise ``kernel_h``.
+    emit_pixels : int
+        ``out_h * out_w`` if ``acc_emit`` (drain to ``o_acc`` without backpressure), else 0.
+    """
+    latency = config.rows + config.cols          # SystolicArray.LATENCY
+    cool = latency                               # ComputeUnit.COOL
+    # Tap j starts streaming one cycle after its weights load; the load waits for
+    # tap j-2 to leave the same bank.
+    end = [-1 - cool, -1 - cool]                 # taps -2, -1: never binding
+    start = 1
+    for j in range(taps):
+        start = max(end[-1] + 1, end[-2] + cool + 1, 1)
+        end.append(start + words_per_tap - 1)
+    run = end[-1] + 1
+    return 1 + run + (latency + 3) + (emit_pixels + 1 if emit_pixels else 0)
+
+
+class StatusSignature(wiring.Signature):
+    """Strobes for the performance counters, one bit each, driven by the unit.
+
+    ``busy``: an instruction is in progress; ``active``: a word whose result is kept
+    entered the array (dense: ``rows * cols`` MAC slots used); ``stall_weight``: streaming waits for a weight
+    bank; ``stall_emit``: post-processing holds ``o_acc``; ``done``: one-cycle pulse
+    when an instruction finishes (the queue then pushes its tokens).
+    """
+
+    def __init__(self):
+        super().__init__({name: Out(1) for name in
+                          ("busy", "active", "stall_weight", "stall_emit", "done")})
+
+
+class ComputeUnit(wiring.Component):
+    """CONV engine: INP/WGT/ACC buffers, the sequencer and the systolic array.
+
+    Parameters
+    ----------
+    config : AcceleratorConfig
+        Array shape and buffer depths.
+
+    Members
+    -------
+    i_insn : ``In(stream.Signature(instruction_layout(Opcode.CONV)))``
+        Decoded CONV instruction; accepted only when idle. ``mode`` DENSE or DEPTHWISE.
+    o_acc : ``Out(stream.Signature({acc, out_addr, last, insn}))``
+        At ``acc_emit``: one beat per output pixel, in raster order. ``acc[c]`` is
+        output channel ``c`` of the block (PARAM ``param_addr`` lane ``c``),
+        ``out_addr`` the OUT word, ``insn`` the instruction (for post-processing).
+    inp_w, wgt_w : ``Out(memory.WritePort.Signature(...))``
+        Write ports of INP (``rows`` uint8 codes) and WGT (:func:`weight_layout`),
+        for the load unit.
+    status : ``Out(StatusSignature())``
+    """
+
+    def __init__(self, config):
+        if not isinstance(config, AcceleratorConfig):
+            self._MustUse__silence = True  # a rejected component is not an unused one
+            raise TypeError(f"config must be an AcceleratorConfig, not {config!r}")
+        self.config = config
+        R, C = config.rows, config.cols
+        self.insn_layout = instruction_layout(Opcode.CONV)
+        self.inp_aw = config.buffer_addr_width(config.input_buffer_depth)
+        self.wgt_aw = config.buffer_addr_width(config.weight_buffer_depth)
+        self.acc_aw = config.buffer_addr_width(config.acc_buffer_depth)
+        self.inp_mem = memory.Memory(shape=data.ArrayLayout(unsigned(8), R),
+                                     depth=config.input_buffer_depth, init=[])
+        self.wgt_mem = memory.Memory(shape=weight_layout(R, C),
+                                     depth=config.weight_buffer_depth, init=[])
+        self.acc_mem = memory.Memory(shape=acc_layout(config),
+                                     depth=config.acc_buffer_depth, init=[])
+        self.walkers = {ConvMode.DENSE: DenseWalker(self.insn_layout, self.acc_aw),
+                        ConvMode.DEPTHWISE: DepthwiseWalker(self.insn_layout, self.acc_aw)}
+        self.array = SystolicArray(R, C, tag_shape=data.StructLayout({
+            "addr": self.acc_aw, "first": 1}))
+        # Pixel issue -> array input is 2 cycles, weight issue -> array input 1 cycle;
+        # a bank may be reissued COOL cycles after the last pixel that used it issued.
+        self.COOL = self.array.WEIGHT_GAP + 2 - 1
+        # Last pixel issued in cycle k -> its sum readable from ACC in cycle k + LATENCY + 4.
+        self.DRAIN = self.array.LATENCY + 2
+        super().__init__({
+            "i_insn": In(stream.Signature(self.insn_layout)),
+            "o_acc": Out(stream.Signature(data.StructLayout({
+                "acc": acc_layout(config), "out_addr": 16, "last": 1,
+                "insn": self.insn_layout}))),
+            "inp_w": Out(memory.WritePort.Signature(
+                addr_width=self.inp_aw, shape=data.ArrayLayout(unsigned(8), R))),
+            "wgt_w": Out(memory.WritePort.Signature(
+                addr_width=self.wgt_aw, shape=weight_layout(R, C))),
+            "status": Out(StatusSignature()),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        R, C = self.config.rows, self.config.cols
+        m.submodules.inp_mem = self.inp_mem
+        m.submodules.wgt_mem = self.wgt_mem
+        m.submodules.acc_mem = self.acc_mem
+        m.submodules.array = array = self.array
+        wiring.connect(m, wiring.flipped(self.inp_w), self.inp_mem.write_port())
+        wiring.connect(m, wiring.flipped(self.wgt_w), self.wgt_mem.write_port())
+        inp_rd = self.inp_mem.read_port()
+        wgt_rd = self.wgt_mem.read_port()
+        acc_wr = self.acc_mem.write_port()
+        # Transparent: a 1-pixel tap rereads the word written in the same cycle.
+        acc_rd = self.acc_mem.read_port(transparent_for=(acc_wr,))
+
+        insn = Signal(self.insn_layout)
+        depthwise = insn.mode == ConvMode.DEPTHWISE
+        n_taps = Signal(16)     # weight words of the instruction
+        n_pix = Signal(20)      # out_h * out_w, beats of the emit
+
+        # The walker of the instruction's mode; both see the same instruction.
+        cmd = Signal(self.walkers[ConvMode.DENSE].o_cmd.payload.shape())
+        cmd_valid, cmd_ready = Signal(), Signal()
+        for mode, walker in self.walkers.items():
+            m.submodules[f"walk_{mode}"] = walker
+            # Any mode but DEPTHWISE walks dense, so a bad mode cannot hang the unit.
+            mine = depthwise if mode == ConvMode.DEPTHWISE else ~depthwise
+            m.d.comb += [walker.i_insn.payload.eq(self.i_insn.payload),
+                         walker.i_insn.valid.eq(self.i_insn.valid & self.i_insn.ready &
+                                                ((self.i_insn.payload.mode ==
+                                                  ConvMode.DEPTHWISE) ==
+                                                 (mode == ConvMode.DEPTHWISE))),
+                         walker.o_cmd.ready.eq(cmd_ready & mine)]
+            with m.If(mine):
+                m.d.comb += [cmd.eq(walker.o_cmd.payload), cmd_valid.eq(walker.o_cmd.valid)]
+
+        # Weight banks: tap wl goes to bank wl % 2 once the last command using that
+        # bank (tap wl - 2) is COOL cycles old, at most one tap ahead of the stream.
+        wl = Signal(16)
+        cool = [Signal(range(self.COOL + 1), name=f"cool{b}", init=self.COOL) for b in range(2)]
+        issue, load = Signal(), Signal()
+        drain = Signal(range(self.DRAIN + 1))
+        emit_ptr = Signal(20)
+        m.d.comb += self.status.active.eq(issue & cmd.write)
+
+        with m.FSM():
+            with m.State("IDLE"):
+                m.d.comb += self.i_insn.ready.eq(1)
+                with m.If(self.i_insn.valid):
+                    m.d.sync += insn.eq(self.i_insn.payload)
+                    m.next = "SETUP"
+            with m.State("SETUP"):
+                m.d.sync += [
+                    n_taps.eq(Mux(depthwise, insn.kernel_h,
+                                  insn.kernel_h * insn.kernel_w * insn.in_blocks)),
+                    n_pix.eq(insn.out_h * insn.out_w),
+                    wl.eq(0),
+                ]
+                m.next = "RUN"
+            with m.State("RUN"):
+                m.d.comb += [
+                    load.eq((wl < n_taps) & (wl <= cmd.tap + 1) &
+                            (Mux(wl[0], cool[1], cool[0]) == self.COOL)),
+                    issue.eq(cmd_valid & (wl > cmd.tap)),
+                    cmd_ready.eq(issue),
+                    self.status.stall_weight.eq(~issue),
+                ]
+                with m.If(load):
+                    m.d.sync += wl.eq(wl + 1)
+                with m.If(issue & cmd.last):
+                    m.d.sync += drain.eq(self.DRAIN)
+                    m.next = "DRAIN"
+            with m.State("DRAIN"):
+                m.d.sync += drain.eq(drain - 1)
+                with m.If(drain == 0):
+                    m.d.sync += emit_ptr.eq(0)
+                    with m.If(insn.acc_emit):
+                        m.next = "EMIT"
+                    with m.Else():
+                        m.d.comb += self.status.done.eq(1)
+                        m.next = "IDLE"
+            with m.State("EMIT"):
+                # The ACC read port's output register doubles as the o_acc register:
+                # it only advances when the beat is taken, so backpressure needs no
+                # skid buffer.
+                advance = ~self.o_acc.valid | self.o_acc.ready
+                more = emit_ptr != n_pix
+                m.d.comb += [acc_rd.en.eq(advance), acc_rd.addr.eq(emit_ptr),
+                             self.status.stall_emit.eq(~advance)]
+                with m.If(advance):
+                    m.d.sync += [self.o_acc.valid.eq(more),
+                                 self.o_acc.payload.out_addr.eq(insn.out_addr + emit_ptr),
+                                 self.o_acc.payload.last.eq(emit_ptr == n_pix - 1)]
+                    with m.If(more):
+                        m.d.sync += emit_ptr.eq(emit_ptr + 1)
+                    with m.Else():
+                        m.d.comb += self.status.done.eq(1)
+                        m.next = "IDLE"
+        m.d.comb += [self.status.busy.eq(~self.i_insn.ready),
+                     self.o_acc.payload.acc.eq(acc_rd.data),
+                     self.o_acc.payload.insn.eq(insn)]
+        for b in range(2):
+            with m.If(issue & (cmd.tap[0] == b)):
+                m.d.sync += cool[b].eq(1)
+            with m.Elif(cool[b] != self.COOL):
+                m.d.sync += cool[b].eq(cool[b] + 1)
+
+        # Stage 0: reads. Both read ports hold their data between issues, and the
+        # stage registers below hold too: in depthwise mode a stalled stream must
+        # keep presenting words of banks that hold this instruction's weights.
+        m.d.comb += [inp_rd.addr.eq(cmd.inp_addr), inp_rd.en.eq(issue),
+                     wgt_rd.addr.eq(insn.wgt_addr + wl), wgt_rd.en.eq(load)]
+        v1, wv1, wbank1 = Signal(), Signal(), Signal()
+        bank1, tag1 = Signal(), Signal.like(array.i_data.payload.tag)
+        m.d.sync += [v1.eq(issue & cmd.write), wv1.eq(load), wbank1.eq(wl[0])]
+        with m.If(issue):
+            m.d.sync += [bank1.eq(cmd.tap[0]), tag1.addr.eq(cmd.acc_addr),
+                         tag1.first.eq(insn.acc_init & (cmd.tap == 0))]
+        # Stage 1: weights into the array; codes to signed, minus the zero point.
+        m.d.comb += [array.i_weight.valid.eq(wv1), array.i_weight.payload.bank.eq(wbank1),
+                     array.i_weight.payload.w.eq(wgt_rd.data), array.depthwise.eq(depthwise)]
+        zp = Mux(insn.signed, insn.in_zp.as_signed(), insn.in_zp)
+        for r in range(R):
+            code = Mux(insn.signed, inp_rd.data[r].as_signed(), inp_rd.data[r])
+            m.d.sync += array.i_data.payload.x[r].eq(code - zp)
+        m.d.sync += [array.i_data.valid.eq(v1), array.i_data.payload.bank.eq(bank1),
+                     array.i_data.payload.tag.eq(tag1)]
+
+        # Stage 2 + LATENCY: column sums out; fetch the accumulators they add to.
+        out = array.o_psum
+        psum3, tag3, v3 = Signal(acc_layout(self.config)), Signal.like(out.payload.tag), Signal()
+        with m.If(out.valid):
+            m.d.comb += [acc_rd.addr.eq(out.payload.tag.addr), acc_rd.en.eq(1)]
+        m.d.sync += [psum3.eq(out.payload.psum), tag3.eq(out.payload.tag), v3.eq(out.valid)]
+        # Stage 3 + LATENCY: add and write back (int32, wrapping like the hardware).
+        for c in range(C):
+            old = Mux(tag3.first, 0, acc_rd.data[c])
+            m.d.comb += acc_wr.data[c].eq(old + psum3[c])
+        m.d.comb += [acc_wr.addr.eq(tag3.addr), acc_wr.en.eq(v3)]
+        return m

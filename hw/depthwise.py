@@ -1,0 +1,116 @@
+"""Depthwise CONV on the systolic array: kernel columns on rows, channels on columns.
+
+A dense CONV shares each input pixel across all output channels, which is what
+the array's row broadcast is for. A depthwise CONV shares nothing across channels;
+its reuse is along the image, between overlapping windows. In depthwise mode
+(:attr:`~bamboo.hw.array.SystolicArray.depthwise`) column ``c`` therefore hears
+channel ``c`` of the word entering the array, on all rows at once, while partial
+sums keep stepping down one row per cycle. The sum leaving column ``c`` for the word
+entered in cycle ``t`` is ``sum_r w[c][r] * x_{t+r}[c]``: a transposed FIR filter
+whose taps are the rows, so streaming one input row gives one horizontal 1-D
+convolution per channel, one output per cycle, with no line buffer and no extra
+multiplier.
+
+:class:`DepthwiseWalker` streams, for each kernel row ``ky`` (one weight word, one
+"tap" of the sequencer), each output row ``oy``, the ``stride_w*(out_w-1) + kernel_w``
+input pixels of row ``oy*stride_h + ky*dilation_h`` in order, without gaps (the FIR
+needs consecutive words). Every ``stride_w``-th word starts an output window and is
+written to ACC word ``oy*out_w + ox``; the other words only feed the taps. The
+kernel rows accumulate in ACC like the taps of a dense CONV.
+
+Weight word of kernel row ``ky``: ``w[c][r] = weight(channel c, ky, kx=r)`` for
+``r < kernel_w`` and **0 for** ``r >= kernel_w`` (those rows see the next window's
+pixels). Channels per instruction: ``min(rows, cols)`` (one INP word); columns past
+``rows`` produce 0.
+
+Limits: ``kernel_w <= rows``; ``dilation_w`` must be 1 (``dilation_h`` is free).
+MAC utilization and the ultra96 plan are in docs/compute.md.
+"""
+
+from amaranth.hdl import Module, Signal
+from amaranth.lib import stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from .walker import command_layout
+
+__all__ = ["DepthwiseWalker"]
+
+
+class DepthwiseWalker(wiring.Component):
+    """Depthwise CONV loop nest: ``for ky (tap): for oy: for j in row: word``.
+
+    Parameters
+    ----------
+    insn_layout : data.StructLayout
+        The CONV instruction layout.
+    acc_addr_width : int
+
+    Members
+    -------
+    i_insn : ``In(stream.Signature(insn_layout))``
+    o_cmd : ``Out(stream.Signature(command_layout(acc_addr_width)))``
+        ``write`` marks words that start an output window.
+    """
+
+    def __init__(self, insn_layout, acc_addr_width):
+        self.insn_layout = insn_layout
+        super().__init__({
+            "i_insn": In(stream.Signature(insn_layout)),
+            "o_cmd": Out(stream.Signature(command_layout(acc_addr_width))),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        insn = Signal(self.insn_layout)
+        row_step, dil_row, row_len = Signal(16), Signal(16), Signal(14)
+        ky, oy = Signal(16), Signal(10)
+        j, ox = Signal(14), Signal(12)
+        phase = Signal(3)
+        tap_base, row_addr = Signal(16), Signal(16)
+        acc_row = Signal.like(self.o_cmd.payload.acc_addr)
+
+        last_j = j == row_len - 1
+        last_y = oy == insn.out_h - 1
+        last_ky = ky == insn.kernel_h - 1
+        cmd = self.o_cmd.payload
+        m.d.comb += [cmd.inp_addr.eq(row_addr + j), cmd.acc_addr.eq(acc_row + ox),
+                     cmd.tap.eq(ky), cmd.write.eq((phase == 0) & (ox < insn.out_w)),
+                     cmd.last.eq(last_j & last_y & last_ky)]
+
+        with m.FSM():
+            with m.State("IDLE"):
+                m.d.comb += self.i_insn.ready.eq(1)
+                with m.If(self.i_insn.valid):
+                    m.d.sync += insn.eq(self.i_insn.payload)
+                    m.next = "SETUP"
+            with m.State("SETUP"):
+                m.d.sync += [
+                    row_step.eq(insn.stride_h * insn.in_w),
+                    dil_row.eq(insn.dilation_h * insn.in_w),
+                    row_len.eq(insn.stride_w * (insn.out_w - 1) + insn.kernel_w),
+                    ky.eq(0), oy.eq(0), j.eq(0), ox.eq(0), phase.eq(0), acc_row.eq(0),
+                    tap_base.eq(insn.inp_addr), row_addr.eq(insn.inp_addr),
+                ]
+                m.next = "RUN"
+            with m.State("RUN"):
+                m.d.comb += self.o_cmd.valid.eq(1)
+                with m.If(self.o_cmd.ready):
+                    with m.If(~last_j):
+                        m.d.sync += j.eq(j + 1)
+                        # phase counts words modulo stride_w; a window starts at 0.
+                        with m.If(phase == insn.stride_w - 1):
+                            m.d.sync += [phase.eq(0), ox.eq(ox + 1)]
+                        with m.Else():
+                            m.d.sync += phase.eq(phase + 1)
+                    with m.Else():
+                        m.d.sync += [j.eq(0), phase.eq(0), ox.eq(0)]
+                        with m.If(~last_y):
+                            m.d.sync += [oy.eq(oy + 1), row_addr.eq(row_addr + row_step),
+                                         acc_row.eq(acc_row + insn.out_w)]
+                        with m.Else():
+                            m.d.sync += [oy.eq(0), ky.eq(ky + 1), acc_row.eq(0),
+                                         tap_base.eq(tap_base + dil_row),
+                                         row_addr.eq(tap_base + dil_row)]
+                    with m.If(cmd.last):
+                        m.next = "IDLE"
+        return m

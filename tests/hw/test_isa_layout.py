@@ -1,0 +1,36 @@
+"""hw.isa_layout: the data layouts read every field exactly where arch.isa.encode put it."""
+
+import random
+
+import pytest
+
+from bamboo.arch.isa import FORMATS, HEADER, INSN_BITS, Opcode, encode
+from bamboo.hw.isa_layout import field_offsets, instruction_layout
+
+
+@pytest.mark.parametrize("opcode", sorted(FORMATS))
+def test_layout_decodes_encoded_words(opcode):
+    rng = random.Random(opcode)
+    layout = instruction_layout(opcode)
+    assert layout.size <= INSN_BITS
+    for _ in range(20):
+        values = {f.name: rng.randint(f.min, f.max) for f in FORMATS[opcode]}
+        word = encode(opcode, **values)
+        view = layout.from_bits(word)
+        assert view.opcode == opcode
+        for name, value in values.items():
+            assert getattr(view, name) == value, name
+
+
+def test_offsets_are_consecutive_from_bit_zero():
+    offsets = field_offsets(Opcode.CONV)
+    pos = 0
+    for f in HEADER + FORMATS[Opcode.CONV]:
+        assert offsets[f.name] == (pos, f.width)
+        pos += f.width
+    assert instruction_layout(Opcode.CONV).size == pos
+
+
+def test_bad_opcode():
+    with pytest.raises(ValueError, match=r"opcode must be one of \[1, 2, 3, 4, 5\], not 9"):
+        instruction_layout(9)
