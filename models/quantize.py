@@ -1,0 +1,151 @@
+"""Static quantization with onnxruntime, and checks of the quantized graph.
+
+Settings follow ``shared/numerics.md`` ("Which quantized graph to expect"): uint8
+asymmetric activations, int8 symmetric per-channel weights, int32 bias, MinMax
+calibration on real photos, QDQ (default) or QOperator format.
+"""
+
+import logging
+import os
+import pathlib
+import tempfile
+
+import onnx
+
+__all__ = ["FORMATS", "conv_qdq_problems", "float_ops_after_optimization", "optimized_model",
+           "quantize"]
+
+FORMATS = ("qdq", "qoperator")
+# Not in onnxruntime's quantizer registries, so listed explicitly: without it a
+# HardSigmoid feeding anything but Mul would leave float tensors between integer ops.
+_EXTRA_OPS = ("HardSigmoid",)
+# Ops that must not run in float once onnxruntime has fused the QDQ groups.
+INTEGER_OPS = ("Conv", "FusedConv", "Gemm", "FusedGemm", "MatMul", "Add", "Mul",
+               "GlobalAveragePool", "Concat")
+
+
+def quantize(float_path, out_path, images, fmt="qdq", input_name="input"):
+    """Quantize ``float_path`` to ``out_path`` with onnxruntime's static quantizer.
+
+    Parameters
+    ----------
+    float_path, out_path : str or pathlib.Path
+    images : numpy.ndarray
+        Float32 NCHW calibration batch.
+    fmt : {"qdq", "qoperator"}
+    input_name : str
+
+    Returns
+    -------
+    pathlib.Path
+    """
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.registry import QDQRegistry, QLinearOpsRegistry
+
+    from .calibration import CalibrationReader
+
+    if fmt not in FORMATS:
+        raise ValueError(f"format must be one of {FORMATS}, not {fmt!r}")
+    out_path = pathlib.Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    ops = sorted(set(QLinearOpsRegistry) | set(QDQRegistry) | set(_EXTRA_OPS))
+    fd, tmp = tempfile.mkstemp(dir=out_path.parent, prefix=out_path.name + ".", suffix=".tmp")
+    os.close(fd)
+    quant_logger = logging.getLogger()
+    level = quant_logger.level
+    quant_logger.setLevel(logging.ERROR)  # "consider pre-processing": export_onnx already did
+    try:
+        quantize_static(
+            str(float_path), tmp, CalibrationReader(images, input_name),
+            quant_format=QuantFormat.QDQ if fmt == "qdq" else QuantFormat.QOperator,
+            op_types_to_quantize=ops,
+            per_channel=True,
+            reduce_range=False,
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+            calibrate_method=CalibrationMethod.MinMax,
+            extra_options={"ActivationSymmetric": False, "WeightSymmetric": True},
+        )
+        os.chmod(tmp, 0o644)  # mkstemp makes it private
+        os.replace(tmp, out_path)
+    finally:
+        quant_logger.setLevel(level)
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return out_path
+
+
+def optimized_model(path, level="extended"):
+    """The graph onnxruntime actually runs: ``path`` after its graph optimizations.
+
+    Parameters
+    ----------
+    path : str or pathlib.Path
+    level : {"basic", "extended", "all"}
+
+    Returns
+    -------
+    onnx.ModelProto
+    """
+    import onnxruntime as ort
+
+    levels = {"basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+              "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+              "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL}
+    if level not in levels:
+        raise ValueError(f"level must be one of {sorted(levels)}, not {level!r}")
+    with tempfile.TemporaryDirectory(prefix="bamboo-ort-") as tmp:
+        opts = ort.SessionOptions()
+        opts.graph_optimization_level = levels[level]
+        opts.intra_op_num_threads = 1
+        opts.optimized_model_filepath = os.path.join(tmp, "opt.onnx")
+        ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        return onnx.load(opts.optimized_model_filepath)
+
+
+def float_ops_after_optimization(path, level="extended"):
+    """Names and types of compute ops that still run in float after optimization.
+
+    A list of ``(op_type, node_name)``; empty when every Conv, Gemm, Add, Mul,
+    GlobalAveragePool and Concat became an integer kernel.
+    """
+    model = optimized_model(path, level)
+    return [(n.op_type, n.name) for n in model.graph.node if n.op_type in INTEGER_OPS]
+
+
+def conv_qdq_problems(model):
+    """Conv nodes of a QDQ model not wrapped as DQ(x), DQ(int8 w), DQ(int32 b) -> Q.
+
+    Parameters
+    ----------
+    model : onnx.ModelProto or str or pathlib.Path
+
+    Returns
+    -------
+    list of str
+        One message per problem; empty when every Conv is fully quantized.
+    """
+    if not isinstance(model, onnx.ModelProto):
+        model = onnx.load(str(model))
+    graph = model.graph
+    producer = {o: n for n in graph.node for o in n.output}
+    consumers = {}
+    for n in graph.node:
+        for i in n.input:
+            consumers.setdefault(i, []).append(n)
+    inits = {t.name: t for t in graph.initializer}
+    problems = []
+    for conv in (n for n in graph.node if n.op_type == "Conv"):
+        for slot, dtype in zip(conv.input, (None, onnx.TensorProto.INT8, onnx.TensorProto.INT32)):
+            dq = producer.get(slot)
+            if dq is None or dq.op_type != "DequantizeLinear":
+                problems.append(f"{conv.name}: input {slot} is not dequantized")
+            elif dtype is not None and (dq.input[0] not in inits
+                                        or inits[dq.input[0]].data_type != dtype):
+                kind = onnx.TensorProto.DataType.Name(dtype)
+                problems.append(f"{conv.name}: {slot} is not an {kind} constant")
+        users = consumers.get(conv.output[0], [])
+        if not users or any(u.op_type != "QuantizeLinear" for u in users):
+            problems.append(f"{conv.name}: output not consumed by QuantizeLinear alone "
+                            f"({sorted(u.op_type for u in users)})")
+    return problems
