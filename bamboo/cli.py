@@ -8,17 +8,10 @@ from bamboo import __version__
 __all__ = ["main"]
 
 
-def _cmd_selfcheck(args):
-    from bamboo.runtime.selfcheck import run_selfcheck
-
-    return run_selfcheck(verbose=args.verbose)
-
-
 def _cmd_demo(args):
-    from bamboo.runtime.selfcheck import run_selfcheck
+    from bamboo.models.demo import main as demo
 
-    print("Bamboo demo: reference-kernel self-check (the end-to-end demo arrives with the runtime)")
-    return run_selfcheck(verbose=True)
+    return demo()
 
 
 def build_parser():
@@ -27,11 +20,8 @@ def build_parser():
     parser.add_argument("--version", action="version", version=f"bamboo {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    p = sub.add_parser("selfcheck", help="check the integer reference kernels against onnxruntime")
-    p.add_argument("-v", "--verbose", action="store_true")
-    p.set_defaults(func=_cmd_selfcheck)
-
-    p = sub.add_parser("demo", help="run the demo")
+    p = sub.add_parser("demo", help="run the demo: trained and pretrained models, bit-exact "
+                       "against onnxruntime")
     p.set_defaults(func=_cmd_demo)
 
     from bamboo.compiler.cli_inspect import add_inspect_parser
