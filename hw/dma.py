@@ -1,0 +1,214 @@
+"""DMA building blocks: command layouts, the window check and the AXI4 burst generator.
+
+A 2-D transfer (the ISA's ``LOAD``/``STORE`` fields, ``arch/isa.py``) moves ``y_size``
+rows of ``x_size`` elements of ``2**elem_log2`` bytes; row ``y`` starts at byte
+``dram_addr + y * x_stride * elem_bytes`` from the DMA window base. Before an engine
+issues any beat it checks the whole range (first to last byte) against the window
+``[0, window_size)`` relative to ``window_base``; a transfer that leaves it touches no
+memory and ends with ``ErrorCode.DMA_OUT_OF_WINDOW``.
+
+The burst generator turns the rows into AXI4 INCR bursts of at most ``max_beats``
+beats that never cross a 4 KiB boundary (Ref: ARM IHI 0022E, A3.4.1). Each row starts
+a new burst, so a beat shared by two rows is fetched twice; rows whose ends are not
+beat aligned are handled by the engines with byte offsets and write strobes.
+"""
+
+from amaranth.hdl import Cat, Const, Module, Mux, Signal
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from ..arch.isa import FORMATS, Opcode
+from ..arch.registers import ErrorCode
+from .axi import MAX_BURST_BEATS, burst_split
+
+__all__ = [
+    "ELEM_LOG2_BITS", "transfer_fields", "StatusLayout", "BurstLayout", "RowsLayout",
+    "BurstGenerator", "WindowCheck",
+]
+
+#: Width of the engines' ``elem_log2`` command field (elements up to 2**15 bytes).
+ELEM_LOG2_BITS = 4
+
+
+def transfer_fields(opcode, names):
+    """``{name: unsigned(width)}`` of the ISA fields ``names`` of ``opcode``, in table order."""
+    fields = {f.name: f.width for f in FORMATS[opcode]}
+    missing = set(names) - set(fields)
+    assert not missing, f"ISA {opcode} lacks {missing}"
+    return {name: fields[name] for name in fields if name in names}
+
+
+#: ``o_status`` payload: the transfer's outcome, an ``arch.registers.ErrorCode``.
+StatusLayout = data.StructLayout({"error": 8})
+
+
+def BurstLayout(addr_width):
+    """One burst: beat-aligned ``addr``, ``len`` = beats - 1 (AxLEN), ``last`` of the transfer."""
+    return data.StructLayout({"addr": addr_width, "len": 8, "last": 1})
+
+
+def RowsLayout(addr_width, row_bytes_width, stride_width):
+    """A burst generator command: ``rows`` rows of ``row_bytes`` from ``addr``, ``stride`` apart."""
+    return data.StructLayout({
+        "addr": addr_width, "row_bytes": row_bytes_width, "stride": stride_width,
+        "rows": transfer_fields(Opcode.LOAD, ["y_size"])["y_size"],
+    })
+
+
+class BurstGenerator(wiring.Component):
+    """Splits a 2-D byte transfer into AXI4 INCR bursts, one per cycle.
+
+    Parameters
+    ----------
+    addr_width : int
+        Bus address width.
+    bus_bytes : int
+        Bytes per beat.
+    row_bytes_width, stride_width : int
+        Widths of the command's row length and row stride in bytes.
+    max_beats : int
+        Longest burst, 1 to 256.
+
+    Attributes
+    ----------
+    i_cmd : In(stream.Signature(RowsLayout))
+        ``rows`` >= 1 and ``row_bytes`` >= 1 (an empty transfer must not be sent).
+    o_burst : Out(stream.Signature(BurstLayout))
+        Bursts in address order; ``last`` marks the transfer's final burst.
+    busy : Out(1)
+        A command is being split or its last burst waits on ``o_burst``.
+    """
+
+    def __init__(self, addr_width, bus_bytes, row_bytes_width, stride_width,
+                 max_beats=MAX_BURST_BEATS):
+        if not 1 <= max_beats <= MAX_BURST_BEATS:
+            raise ValueError(f"max_beats must be from 1 to {MAX_BURST_BEATS}, not {max_beats!r}")
+        if bus_bytes < 1 or bus_bytes & (bus_bytes - 1):
+            raise ValueError(f"bus_bytes must be a power of two, not {bus_bytes!r}")
+        self.addr_width = addr_width
+        self.bus_bytes = bus_bytes
+        self.max_beats = max_beats
+        super().__init__({
+            "i_cmd": In(stream.Signature(RowsLayout(addr_width, row_bytes_width, stride_width))),
+            "o_burst": Out(stream.Signature(BurstLayout(addr_width))),
+            "busy": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        aw = self.addr_width
+        log_bus = (self.bus_bytes - 1).bit_length()
+        active = Signal()
+        cur = Signal(aw)          # next byte to fetch
+        row_start = Signal(aw)
+        row_end = Signal(aw)      # one past the current row's last byte
+        rows_left = Signal.like(self.i_cmd.payload.rows)
+        row_bytes = Signal.like(self.i_cmd.payload.row_bytes)
+        stride = Signal.like(self.i_cmd.payload.stride)
+
+        stop, length = burst_split(cur, row_end, bus_bytes=self.bus_bytes,
+                                   max_beats=self.max_beats)
+        row_done = stop == row_end
+        next_row = (row_start + stride)[:aw]
+        m.d.comb += [
+            self.i_cmd.ready.eq(~active),
+            self.busy.eq(active | self.o_burst.valid),
+        ]
+        with m.If(self.i_cmd.valid & ~active):
+            cmd = self.i_cmd.payload
+            m.d.sync += [
+                active.eq(1), cur.eq(cmd.addr), row_start.eq(cmd.addr),
+                row_end.eq(cmd.addr + cmd.row_bytes), rows_left.eq(cmd.rows),
+                row_bytes.eq(cmd.row_bytes), stride.eq(cmd.stride),
+            ]
+        # o_burst.valid is a register, so the address adders and the 4 KiB compare end
+        # in flip-flops instead of running on into the interconnect.
+        with m.If(active & (~self.o_burst.valid | self.o_burst.ready)):
+            m.d.sync += [
+                self.o_burst.valid.eq(1),
+                self.o_burst.payload.addr.eq(Cat(Const(0, log_bus), cur[log_bus:])),
+                self.o_burst.payload.len.eq(length),
+                self.o_burst.payload.last.eq(row_done & (rows_left == 1)),
+            ]
+            with m.If(row_done):
+                m.d.sync += [
+                    rows_left.eq(rows_left - 1), row_start.eq(next_row), cur.eq(next_row),
+                    row_end.eq(next_row + row_bytes),
+                ]
+                with m.If(rows_left == 1):
+                    m.d.sync += active.eq(0)
+            with m.Else():
+                m.d.sync += cur.eq(stop)
+        with m.Elif(self.o_burst.ready):
+            m.d.sync += self.o_burst.valid.eq(0)
+        return m
+
+
+class WindowCheck(wiring.Component):
+    """Checks a 2-D transfer against the DMA window and the element alignment.
+
+    Two cycles after ``start``, ``done`` pulses with ``error`` (an ``ErrorCode``) and
+    the derived ``addr`` (absolute first byte), ``row_bytes``, ``stride`` and ``empty``
+    (no byte to move) held until the next ``start``.
+
+    # Stage 1: (y_size - 1) * x_stride and window_base + dram_addr.
+    # Stage 2: extent, window compare, alignment.
+
+    Parameters
+    ----------
+    addr_width : int
+        Bus address width.
+    bus_bytes : int
+        Bytes per beat; an element must start on a multiple of ``min(elem, bus)`` bytes.
+    max_elem_log2 : int
+        Largest element size accepted, as a power of two.
+    """
+
+    LATENCY = 2
+
+    def __init__(self, addr_width, bus_bytes, max_elem_log2):
+        f = transfer_fields(Opcode.LOAD, ["dram_addr", "y_size", "x_size", "x_stride"])
+        self.bus_bytes = bus_bytes
+        self.max_elem_log2 = max_elem_log2
+        self.row_bytes_width = f["x_size"] + max_elem_log2
+        self.stride_width = f["x_stride"] + max_elem_log2
+        super().__init__({
+            "start": In(1),
+            "dram_addr": In(f["dram_addr"]), "y_size": In(f["y_size"]),
+            "x_size": In(f["x_size"]), "x_stride": In(f["x_stride"]),
+            "elem_log2": In(ELEM_LOG2_BITS),
+            "window_base": In(addr_width), "window_size": In(addr_width),
+            "done": Out(1), "error": Out(8), "empty": Out(1),
+            "addr": Out(addr_width), "row_bytes": Out(self.row_bytes_width),
+            "stride": Out(self.stride_width),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        log_bus = (self.bus_bytes - 1).bit_length()
+        s = self.elem_log2
+        # Stage 1
+        busy1 = Signal()
+        rows_span = Signal(len(self.y_size) + len(self.x_stride))
+        m.d.sync += [
+            busy1.eq(self.start),
+            rows_span.eq((self.y_size - 1) * self.x_stride),
+            self.addr.eq(self.window_base + self.dram_addr),
+            self.empty.eq((self.y_size == 0) | (self.x_size == 0)),
+            self.row_bytes.eq(self.x_size << s),
+            self.stride.eq(self.x_stride << s),
+        ]
+        # Stage 2
+        extent = ((rows_span + self.x_size) << s)
+        end = self.dram_addr + extent
+        align_log2 = Mux(s < log_bus, s, log_bus)
+        misaligned = (self.addr & ((Const(1, 16) << align_log2) - 1)[:log_bus + 1]) != 0
+        m.d.sync += self.done.eq(busy1)
+        with m.If(busy1):
+            with m.If((s > self.max_elem_log2) | misaligned):
+                m.d.sync += self.error.eq(ErrorCode.MALFORMED_INSTRUCTION)
+            with m.Elif(~self.empty & (end > self.window_size)):
+                m.d.sync += self.error.eq(ErrorCode.DMA_OUT_OF_WINDOW)
+            with m.Else():
+                m.d.sync += self.error.eq(ErrorCode.NONE)
+        return m

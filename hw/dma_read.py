@@ -1,0 +1,225 @@
+"""AXI4 read DMA: 2-D strided loads into on-chip buffer words, padding inserted on the fly.
+
+The engine takes one LOAD-shaped command at a time and emits the padded tile in
+row-major order as a stream of *chunks*: an element of ``2**elem_log2`` bytes no wider
+than the bus is one chunk (in the low bytes of ``data``); a wider element (a WGT word
+of ``rows * cols`` bytes) is ``elem_bytes / bus_bytes`` chunks, ``part`` 0 first. Every
+chunk carries the buffer word address ``addr`` (``sram_addr`` plus the element's index
+in the padded tile), so the load unit writes ``data`` to word ``addr``, slice ``part``.
+
+Padding elements (``pad_*`` of the command) are filled with ``pad_value`` replicated
+and cost no memory traffic; the AR side runs ahead of them, bounded by AXI
+back-pressure only. The output runs at one chunk per cycle; a bus beat holding several
+narrow elements is held (RREADY low) until its last element has left.
+
+The load unit sets ``elem_log2`` from ``LOAD.buffer``: log2 of ``rows`` (INP),
+``rows * cols`` (WGT), ``cols * 8`` (PARAM) or 256 (LUT) bytes, and writes chunk
+``part`` of word ``addr`` through a write port of ``bus_bytes`` granularity.
+"""
+
+from amaranth.hdl import Cat, Const, Module, Mux, Signal
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from ..arch.isa import Opcode
+from ..arch.registers import ErrorCode
+from .axi import BURST_INCR, CACHE_MODIFIABLE_BUFFERABLE, MAX_BURST_BEATS, AXI4Signature
+from .dma import ELEM_LOG2_BITS, BurstGenerator, StatusLayout, WindowCheck, transfer_fields
+
+__all__ = ["ReadCommandLayout", "ReadChunkLayout", "DMAReader"]
+
+_FIELDS = ["sram_addr", "dram_addr", "y_size", "x_size", "x_stride",
+           "pad_top", "pad_bottom", "pad_left", "pad_right", "pad_value"]
+
+
+def ReadCommandLayout():
+    """The LOAD transfer fields of the ISA plus ``elem_log2`` (bytes per element, as log2)."""
+    return data.StructLayout({**transfer_fields(Opcode.LOAD, _FIELDS),
+                              "elem_log2": ELEM_LOG2_BITS})
+
+
+def ReadChunkLayout(bus_bytes, max_parts):
+    """``o_data`` payload: buffer word ``addr``, chunk ``part`` of it, ``data``, ``last``."""
+    return data.StructLayout({
+        "addr": transfer_fields(Opcode.LOAD, ["sram_addr"])["sram_addr"],
+        "part": max(1, (max_parts - 1).bit_length()),
+        "data": 8 * bus_bytes,
+        "last": 1,
+    })
+
+
+class DMAReader(wiring.Component):
+    """The load side's AXI4 read engine.
+
+    Parameters
+    ----------
+    config : AcceleratorConfig
+        Bus widths come from ``axi_data_width``/``axi_addr_width``.
+    max_elem_bytes : int, optional
+        Largest element accepted (default: the widest buffer word of ``config``).
+    max_burst_beats : int
+        Longest AXI burst, 1 to 256.
+
+    Attributes
+    ----------
+    i_cmd : In(stream.Signature(ReadCommandLayout()))
+        One transfer; accepted when the previous one has reported its status.
+    o_data : Out(stream.Signature(ReadChunkLayout))
+        The padded tile, one chunk per transfer, row-major.
+    o_status : Out(stream.Signature(StatusLayout))
+        One per command, after its last chunk: ``ErrorCode.NONE``, ``DMA_OUT_OF_WINDOW``
+        (nothing was read or emitted), ``MALFORMED_INSTRUCTION`` (element misaligned or
+        too large; nothing read) or ``AXI_ERROR`` (an RRESP error; every chunk was
+        still emitted so the bus drains).
+    window_base, window_size : In(addr_width)
+        The DMA window; ``dram_addr`` is relative to ``window_base``.
+    m_axi : Out(AXI4Signature(read=True, write=False))
+    """
+
+    def __init__(self, config, *, max_elem_bytes=None, max_burst_beats=MAX_BURST_BEATS):
+        bus = config.axi_data_bytes
+        if max_elem_bytes is None:
+            max_elem_bytes = max(config.rows * config.cols, config.cols * 8, 256, bus)
+        if max_elem_bytes < 1 or max_elem_bytes & (max_elem_bytes - 1):
+            raise ValueError(f"max_elem_bytes must be a power of two, not {max_elem_bytes!r}")
+        if max_elem_bytes >= 1 << (1 << ELEM_LOG2_BITS):
+            raise ValueError(f"max_elem_bytes must be below 2**{1 << ELEM_LOG2_BITS}, "
+                             f"not {max_elem_bytes!r}")
+        self.config = config
+        self.bus_bytes = bus
+        self.max_elem_log2 = (max_elem_bytes - 1).bit_length()
+        self.max_parts = max(1, max_elem_bytes // bus)
+        self.max_burst_beats = max_burst_beats
+        super().__init__({
+            "i_cmd": In(stream.Signature(ReadCommandLayout())),
+            "o_data": Out(stream.Signature(ReadChunkLayout(bus, self.max_parts))),
+            "o_status": Out(stream.Signature(StatusLayout)),
+            "window_base": In(config.axi_addr_width),
+            "window_size": In(config.axi_addr_width),
+            "m_axi": Out(AXI4Signature.from_config(config, write=False)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        bus = self.bus_bytes
+        log_bus = (bus - 1).bit_length()
+        axi = self.m_axi
+        m.submodules.check = check = WindowCheck(
+            self.config.axi_addr_width, bus, self.max_elem_log2)
+        m.submodules.bursts = bursts = BurstGenerator(
+            self.config.axi_addr_width, bus, check.row_bytes_width, check.stride_width,
+            self.max_burst_beats)
+
+        cmd = Signal(ReadCommandLayout())
+        error = Signal(8)
+        s = cmd.elem_log2
+        m.d.comb += [
+            check.dram_addr.eq(cmd.dram_addr), check.y_size.eq(cmd.y_size),
+            check.x_size.eq(cmd.x_size), check.x_stride.eq(cmd.x_stride),
+            check.elem_log2.eq(s), check.window_base.eq(self.window_base),
+            check.window_size.eq(self.window_size),
+        ]
+
+        # AR channel straight from the burst generator (its valid is a register).
+        m.d.comb += [
+            axi.arvalid.eq(bursts.o_burst.valid),
+            axi.araddr.eq(bursts.o_burst.payload.addr),
+            axi.arlen.eq(bursts.o_burst.payload.len),
+            axi.arsize.eq(log_bus), axi.arburst.eq(BURST_INCR),
+            axi.arcache.eq(CACHE_MODIFIABLE_BUFFERABLE),
+            bursts.o_burst.ready.eq(axi.arready),
+        ]
+
+        # The tile walker: padded row wr, padded column wc, part wp of the element.
+        walking = Signal()
+        wr = Signal(16)
+        wc = Signal(16)
+        wp = Signal(range(self.max_parts))
+        waddr = Signal.like(cmd.sram_addr)
+        off = Signal(log_bus)        # byte of the current beat holding the next data chunk
+        row_off = Signal(log_bus)    # beat offset of the current data row's first byte
+        row_hi, col_hi = Signal(16), Signal(16)   # one past the last data row / column
+        rows_last, cols_last = Signal(16), Signal(16)
+        parts_last = Signal(range(self.max_parts))
+        chunk_log2 = Signal(range(log_bus + 1))
+        stride_lo = Signal(log_bus)
+        rerr = Signal()
+
+        in_row = (wr >= cmd.pad_top) & (wr < row_hi)
+        is_data = in_row & (wc >= cmd.pad_left) & (wc < col_hi)
+        last_part = wp == parts_last
+        chunk_end = (off + (1 << chunk_log2))[:log_bus + 1]
+        # Release the beat after its last chunk: beat full, or the row's last data chunk.
+        pop = (chunk_end == bus) | ((wc == col_hi - 1) & last_part)
+        pad_word = Cat(*[cmd.pad_value] * bus)
+        o = self.o_data
+        m.d.comb += [
+            o.valid.eq(walking & (~is_data | axi.rvalid)),
+            o.payload.addr.eq(waddr),
+            o.payload.part.eq(wp),
+            o.payload.data.eq(Mux(is_data, axi.rdata >> Cat(Const(0, 3), off), pad_word)),
+            o.payload.last.eq((wr == rows_last) & (wc == cols_last) & last_part),
+            axi.rready.eq(walking & is_data & o.ready & pop),
+        ]
+        with m.If(axi.rvalid & axi.rready & axi.rresp[1]):
+            m.d.sync += rerr.eq(1)
+        with m.If(o.valid & o.ready):
+            with m.If(is_data):
+                m.d.sync += off.eq(chunk_end)
+            m.d.sync += wp.eq(wp + 1)
+            with m.If(last_part):
+                m.d.sync += [wp.eq(0), waddr.eq(waddr + 1), wc.eq(wc + 1)]
+                with m.If(wc == cols_last):
+                    next_off = Mux(in_row, row_off + stride_lo, row_off)[:log_bus]
+                    m.d.sync += [wc.eq(0), wr.eq(wr + 1), row_off.eq(next_off),
+                                 off.eq(next_off)]
+                    with m.If(wr == rows_last):
+                        m.d.sync += walking.eq(0)
+
+        m.d.comb += bursts.i_cmd.payload.addr.eq(check.addr)
+        m.d.comb += bursts.i_cmd.payload.row_bytes.eq(check.row_bytes)
+        m.d.comb += bursts.i_cmd.payload.stride.eq(check.stride)
+        m.d.comb += bursts.i_cmd.payload.rows.eq(cmd.y_size)
+
+        with m.FSM():
+            with m.State("IDLE"):
+                m.d.comb += self.i_cmd.ready.eq(1)
+                with m.If(self.i_cmd.valid):
+                    m.d.sync += cmd.eq(self.i_cmd.payload)
+                    m.next = "CHECK"
+            with m.State("CHECK"):
+                m.d.comb += check.start.eq(1)
+                m.next = "WAIT"
+            with m.State("WAIT"):
+                with m.If(check.done):
+                    rows = cmd.pad_top + cmd.y_size + cmd.pad_bottom
+                    cols = cmd.pad_left + cmd.x_size + cmd.pad_right
+                    m.d.sync += [
+                        error.eq(check.error), rerr.eq(0),
+                        row_hi.eq(cmd.pad_top + cmd.y_size), col_hi.eq(cmd.pad_left + cmd.x_size),
+                        rows_last.eq(rows - 1), cols_last.eq(cols - 1),
+                        parts_last.eq(Mux(s > log_bus, (Const(1, 16) << (s - log_bus)[:4]) - 1, 0)),
+                        chunk_log2.eq(Mux(s < log_bus, s, log_bus)),
+                        stride_lo.eq(check.stride[:log_bus]),
+                        wr.eq(0), wc.eq(0), wp.eq(0), waddr.eq(cmd.sram_addr),
+                        off.eq(check.addr[:log_bus]), row_off.eq(check.addr[:log_bus]),
+                    ]
+                    with m.If(check.error != ErrorCode.NONE):
+                        m.next = "STATUS"
+                    with m.Else():
+                        m.d.sync += walking.eq((rows != 0) & (cols != 0))
+                        m.next = "START"
+            with m.State("START"):
+                m.d.comb += bursts.i_cmd.valid.eq(~check.empty)
+                with m.If(check.empty | bursts.i_cmd.ready):
+                    m.next = "RUN"
+            with m.State("RUN"):
+                with m.If(~walking & ~bursts.busy):
+                    m.d.sync += error.eq(Mux(rerr, ErrorCode.AXI_ERROR, ErrorCode.NONE))
+                    m.next = "STATUS"
+            with m.State("STATUS"):
+                m.d.comb += [self.o_status.valid.eq(1), self.o_status.payload.error.eq(error)]
+                with m.If(self.o_status.ready):
+                    m.next = "IDLE"
+        return m
+

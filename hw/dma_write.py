@@ -1,0 +1,242 @@
+"""AXI4 write DMA: 2-D strided stores of one lane of the OUT buffer's words.
+
+A STORE command writes ``y_size`` rows of ``x_size`` elements. Element ``i`` (row-major)
+is the ``lane``-th ``elem_bytes`` slice of OUT word ``sram_addr + i``: the engine
+requests the words on ``o_req`` (the store unit answers each, in order, on
+``i_data``), packs elements narrower than the bus into beats with byte strobes (a
+row's partial first and last beats strobe only its own bytes), splits elements wider
+than the bus into several beats, and writes them in INCR bursts that never cross
+4 KiB. The window check precedes the first request: a transfer leaving the window
+reads no OUT word and writes nothing.
+"""
+
+from amaranth.hdl import Cat, Const, Module, Mux, Signal
+from amaranth.lib import data, fifo, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from ..arch.isa import Opcode
+from ..arch.registers import ErrorCode
+from .axi import BURST_INCR, CACHE_MODIFIABLE_BUFFERABLE, MAX_BURST_BEATS, AXI4Signature
+from .dma import BurstGenerator, StatusLayout, WindowCheck, transfer_fields
+
+__all__ = ["WriteCommandLayout", "DMAWriter"]
+
+_FIELDS = ["sram_addr", "dram_addr", "y_size", "x_size", "x_stride", "lane"]
+# Bursts announced on AW whose beats are still to be sent on W; more lets AW run further
+# ahead of W through a slow interconnect.
+BURST_QUEUE_DEPTH = 4
+
+
+def WriteCommandLayout():
+    """The STORE transfer fields of the ISA (element size is fixed per engine)."""
+    return data.StructLayout(transfer_fields(Opcode.STORE, _FIELDS))
+
+
+class DMAWriter(wiring.Component):
+    """The store side's AXI4 write engine.
+
+    Parameters
+    ----------
+    config : AcceleratorConfig
+        Bus widths from ``axi_data_width``/``axi_addr_width``.
+    elem_bytes : int, optional
+        Bytes per stored element (default ``config.rows``: one B-channel pixel).
+    word_bytes : int, optional
+        Bytes per OUT word (default ``config.cols``); ``lane`` picks one of
+        ``word_bytes // elem_bytes`` slices.
+    max_burst_beats : int
+        Longest AXI burst, 1 to 256.
+
+    Attributes
+    ----------
+    i_cmd : In(stream.Signature(WriteCommandLayout()))
+    o_req : Out(stream.Signature(sram_addr width))
+        OUT word addresses, one per element, in order.
+    i_data : In(stream.Signature(8 * word_bytes))
+        The requested OUT words, in request order.
+    o_status : Out(stream.Signature(StatusLayout))
+        One per command, after its last write response: ``NONE``, ``DMA_OUT_OF_WINDOW``
+        (nothing read or written), ``MALFORMED_INSTRUCTION`` (misaligned ``dram_addr`` or
+        ``lane`` out of range; nothing read or written) or ``AXI_ERROR`` (a BRESP error).
+    window_base, window_size : In(addr_width)
+    m_axi : Out(AXI4Signature(read=False, write=True))
+    """
+
+    def __init__(self, config, *, elem_bytes=None, word_bytes=None,
+                 max_burst_beats=MAX_BURST_BEATS):
+        elem_bytes = config.rows if elem_bytes is None else elem_bytes
+        word_bytes = config.cols if word_bytes is None else word_bytes
+        bus = config.axi_data_bytes
+        if elem_bytes < 1 or elem_bytes & (elem_bytes - 1):
+            raise ValueError(f"elem_bytes must be a power of two, not {elem_bytes!r}")
+        if word_bytes % elem_bytes:
+            raise ValueError(f"word_bytes must be a multiple of elem_bytes ({elem_bytes}), "
+                             f"not {word_bytes!r}")
+        self.config = config
+        self.bus_bytes = bus
+        self.elem_bytes = elem_bytes
+        self.word_bytes = word_bytes
+        self.max_burst_beats = max_burst_beats
+        self.lanes = word_bytes // elem_bytes
+        sram_width = transfer_fields(Opcode.STORE, ["sram_addr"])["sram_addr"]
+        super().__init__({
+            "i_cmd": In(stream.Signature(WriteCommandLayout())),
+            "o_req": Out(stream.Signature(sram_width)),
+            "i_data": In(stream.Signature(8 * word_bytes)),
+            "o_status": Out(stream.Signature(StatusLayout)),
+            "window_base": In(config.axi_addr_width),
+            "window_size": In(config.axi_addr_width),
+            "m_axi": Out(AXI4Signature.from_config(config, read=False)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        bus, e = self.bus_bytes, self.elem_bytes
+        log_bus = (bus - 1).bit_length()
+        chunk = min(e, bus)                 # bytes of an element per beat
+        parts = max(1, e // bus)            # beats per element
+        axi = self.m_axi
+        elem_log2 = (e - 1).bit_length()
+        m.submodules.check = check = WindowCheck(self.config.axi_addr_width, bus, elem_log2)
+        m.submodules.bursts = bursts = BurstGenerator(
+            self.config.axi_addr_width, bus, check.row_bytes_width, check.stride_width,
+            self.max_burst_beats)
+        m.submodules.queue = queue = fifo.SyncFIFOBuffered(width=8, depth=BURST_QUEUE_DEPTH)
+
+        cmd = Signal(WriteCommandLayout())
+        error = Signal(8)
+        m.d.comb += [
+            check.dram_addr.eq(cmd.dram_addr), check.y_size.eq(cmd.y_size),
+            check.x_size.eq(cmd.x_size), check.x_stride.eq(cmd.x_stride),
+            check.elem_log2.eq(elem_log2), check.window_base.eq(self.window_base),
+            check.window_size.eq(self.window_size),
+            bursts.i_cmd.payload.addr.eq(check.addr),
+            bursts.i_cmd.payload.row_bytes.eq(check.row_bytes),
+            bursts.i_cmd.payload.stride.eq(check.stride),
+            bursts.i_cmd.payload.rows.eq(cmd.y_size),
+        ]
+
+        # AW channel: a burst is taken into the AW register and, in the same cycle, its
+        # length into the queue the W side follows. W thus never waits for AWREADY, as
+        # AXI requires (Ref: ARM IHI 0022E, A3.3.1: a subordinate may wait for WVALID
+        # before it asserts AWREADY).
+        ob = bursts.o_burst
+        aw_free = ~axi.awvalid | axi.awready
+        m.d.comb += [
+            axi.awsize.eq(log_bus), axi.awburst.eq(BURST_INCR),
+            axi.awcache.eq(CACHE_MODIFIABLE_BUFFERABLE),
+            ob.ready.eq(aw_free & queue.w_rdy),
+            queue.w_en.eq(ob.valid & ob.ready), queue.w_data.eq(ob.payload.len),
+        ]
+        with m.If(queue.w_en):
+            m.d.sync += [axi.awvalid.eq(1), axi.awaddr.eq(ob.payload.addr),
+                         axi.awlen.eq(ob.payload.len)]
+        with m.Elif(axi.awready):
+            m.d.sync += axi.awvalid.eq(0)
+
+        # B channel: count bursts in flight, remember any error response.
+        outstanding = Signal(24)
+        berr = Signal()
+        m.d.comb += axi.bready.eq(1)
+        m.d.sync += outstanding.eq(outstanding + queue.w_en - axi.bvalid)
+        with m.If(axi.bvalid & axi.bresp[1]):
+            m.d.sync += berr.eq(1)
+
+        # OUT word requests: a plain counter, running ahead of the data as far as the
+        # store unit lets it.
+        req_left = Signal(24)
+        req_addr = Signal.like(cmd.sram_addr)
+        m.d.comb += [self.o_req.valid.eq(req_left != 0), self.o_req.payload.eq(req_addr)]
+        with m.If(self.o_req.valid & self.o_req.ready):
+            m.d.sync += [req_left.eq(req_left - 1), req_addr.eq(req_addr + 1)]
+
+        # W packer: element x of the row, part p of the element, byte offset in the beat.
+        packing = Signal()
+        x = Signal.like(cmd.x_size)
+        rows_left = Signal.like(cmd.y_size)
+        p = Signal(range(parts))
+        off = Signal(log_bus)
+        row_off = Signal(log_bus)
+        stride_lo = Signal(log_bus)
+        acc = Signal(8 * bus)
+        acc_strb = Signal(bus)
+        beat = Signal(8)                     # beat index within the current burst
+
+        elem = self.i_data.payload.word_select(cmd.lane[:max(1, (self.lanes - 1).bit_length())]
+                                               if self.lanes > 1 else 0, 8 * e)
+        piece = elem.word_select(p, 8 * chunk) if parts > 1 else elem
+        placed = (piece << Cat(Const(0, 3), off))[:8 * bus]
+        strobe = (Const((1 << chunk) - 1, bus) << off)[:bus]
+        last_part = p == parts - 1
+        row_last = (x == cmd.x_size - 1) & last_part
+        chunk_end = (off + chunk)[:log_bus + 1]
+        flush = (chunk_end == bus) | row_last
+        w_free = ~axi.wvalid | axi.wready
+        take = packing & self.i_data.valid & (~flush | (w_free & queue.r_rdy))
+        m.d.comb += self.i_data.ready.eq(take & last_part)
+
+        with m.If(axi.wready):
+            m.d.sync += axi.wvalid.eq(0)
+        with m.If(take):
+            m.d.sync += [off.eq(chunk_end), p.eq(p + 1)]
+            with m.If(flush):
+                m.d.sync += [
+                    axi.wvalid.eq(1), axi.wdata.eq(acc | placed), axi.wstrb.eq(acc_strb | strobe),
+                    axi.wlast.eq(beat == queue.r_data), acc.eq(0), acc_strb.eq(0),
+                    beat.eq(beat + 1),
+                ]
+                with m.If(beat == queue.r_data):
+                    m.d.comb += queue.r_en.eq(1)
+                    m.d.sync += beat.eq(0)
+            with m.Else():
+                m.d.sync += [acc.eq(acc | placed), acc_strb.eq(acc_strb | strobe)]
+            with m.If(last_part):
+                m.d.sync += [p.eq(0), x.eq(x + 1)]
+                with m.If(row_last):
+                    next_off = (row_off + stride_lo)[:log_bus]
+                    m.d.sync += [x.eq(0), rows_left.eq(rows_left - 1), row_off.eq(next_off),
+                                 off.eq(next_off)]
+                    with m.If(rows_left == 1):
+                        m.d.sync += packing.eq(0)
+
+        with m.FSM():
+            with m.State("IDLE"):
+                m.d.comb += self.i_cmd.ready.eq(1)
+                with m.If(self.i_cmd.valid):
+                    m.d.sync += cmd.eq(self.i_cmd.payload)
+                    m.next = "CHECK"
+            with m.State("CHECK"):
+                m.d.comb += check.start.eq(1)
+                m.next = "WAIT"
+            with m.State("WAIT"):
+                with m.If(check.done):
+                    m.d.sync += [
+                        error.eq(check.error), berr.eq(0), x.eq(0), p.eq(0), beat.eq(0),
+                        rows_left.eq(cmd.y_size), off.eq(check.addr[:log_bus]),
+                        row_off.eq(check.addr[:log_bus]), stride_lo.eq(check.stride[:log_bus]),
+                        req_addr.eq(cmd.sram_addr), acc.eq(0), acc_strb.eq(0),
+                    ]
+                    with m.If(cmd.lane >= self.lanes):
+                        m.d.sync += error.eq(ErrorCode.MALFORMED_INSTRUCTION)
+                        m.next = "STATUS"
+                    with m.Elif(check.error != ErrorCode.NONE):
+                        m.next = "STATUS"
+                    with m.Elif(check.empty):
+                        m.next = "DRAIN"
+                    with m.Else():
+                        m.d.sync += [packing.eq(1), req_left.eq(cmd.y_size * cmd.x_size)]
+                        m.next = "START"
+            with m.State("START"):
+                m.d.comb += bursts.i_cmd.valid.eq(1)
+                with m.If(bursts.i_cmd.ready):
+                    m.next = "DRAIN"
+            with m.State("DRAIN"):
+                with m.If(~packing & ~bursts.busy & ~axi.awvalid & ~queue.r_rdy &
+                          ~axi.wvalid & (outstanding == 0)):
+                    m.d.sync += error.eq(Mux(berr, ErrorCode.AXI_ERROR, ErrorCode.NONE))
+                    m.next = "STATUS"
+            with m.State("STATUS"):
+                m.d.comb += [self.o_status.valid.eq(1), self.o_status.payload.error.eq(error)]
+                with m.If(self.o_status.ready):
+                    m.next = "IDLE"
+        return m
