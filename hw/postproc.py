@@ -1,0 +1,284 @@
+"""The post-processing lanes: accumulator + bias to 8-bit codes, with activation.
+
+One lane per array column (``cfg.cols``), each::
+
+    acc + bias -> Requantizer -> [LeakyReLU shift] -> [256-entry LUT] -> code byte
+
+* :class:`~bamboo.hw.requantizer.Requantizer` is bit-exact with ``runtime/requant.py``.
+* The LeakyReLU shift is ``runtime/elementwise.py``'s ``leaky_shift`` with equal
+  input and output quantization (the requantized code ``x``, its zero point ``zp``):
+  ``zp + (v >= 0 ? v : (v * 13) >> 7)`` with ``v = x - zp``, or ``(v * 13 + 64) >> 7``
+  when rounded. Opt-in and approximate (Ref: ../shared/numerics.md, "Elementwise
+  activations"); the exact path for any activation is the table.
+* The table is indexed by the code's bit pattern (``code & 0xFF``, int8 -128 is
+  entry 128), as ``runtime/elementwise.py``'s ``lut_apply``. ``cfg.lut_slots``
+  tables are held at once; each lane has its own copy (one read port each), all
+  written together through ``lut_w`` between layers.
+
+Every beat carries each lane's parameters (:class:`LaneParams`), so per-channel
+scales change with the output-channel tile without draining the pipeline.
+
+Flow control: the lanes are free-running pipelines (no clock enable on thousands
+of datapath registers, which would not close timing at 250 MHz across 32 lanes).
+A credit counter admits a beat only when the output FIFO is sure to have room for
+it, so ``i.ready`` is a register compare with no combinational path from ``o.ready``.
+
+Resources per lane, from Yosys ``synth_xilinx -family xcup`` (an estimate; Vivado
+has not been run): requantizer 2 DSP48E2, ~530 LUT, ~113 SRL16E, ~300 FF;
+activation ~55 LUT, ~55 FF, 1 RAMB18E2 (4 tables). With ``ultra96``'s 32 lanes:
+64 DSP48E2, ~22k LUT including SRLs (a third of the xczu3eg), 32 RAMB18E2.
+"""
+
+from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, enum, stream, wiring
+from amaranth.lib.fifo import SyncFIFOBuffered
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+from bamboo.arch import AcceleratorConfig
+
+from .requantizer import Requantizer, RequantParams
+
+__all__ = [
+    "LEAKY_MULT",
+    "LEAKY_SHIFT",
+    "LUT_ENTRIES",
+    "MAX_LUT_SLOTS",
+    "Activation",
+    "ActivationUnit",
+    "LaneParams",
+    "LutWriteSignature",
+    "PostProcessor",
+]
+
+# LeakyReLU(0.1) as v * 13 / 2**7, as runtime/elementwise.py (LEAKY_MULT, LEAKY_SHIFT).
+LEAKY_MULT, LEAKY_SHIFT = 13, 7
+LUT_ENTRIES = 256
+MAX_LUT_SLOTS = 16  # the width of LaneParams.lut_slot
+
+
+class Activation(enum.Enum, shape=2):
+    """What follows the requantizer in a lane."""
+
+    NONE = 0            #: the requantized code
+    LEAKY = 1           #: LeakyReLU shift, ``(v * 13) >> 7`` (floor)
+    LEAKY_ROUNDED = 2   #: LeakyReLU shift, ``(v * 13 + 64) >> 7``
+    LUT = 3             #: table lookup of the requantized code
+
+
+class LaneParams(data.Struct):
+    """Parameters of one lane for one beat.
+
+    Fields
+    ------
+    rq : RequantParams
+        Scale, zero point and bounds (``requant_fields`` builds them).
+    act : Activation
+        The activation after requantization.
+    lut_slot : unsigned(4)
+        Which of the ``cfg.lut_slots`` tables ``Activation.LUT`` reads (taken modulo
+        ``cfg.lut_slots``: the high bits are not wired).
+    """
+
+    rq: RequantParams
+    act: Activation
+    lut_slot: unsigned(4)
+
+
+class LutWriteSignature(wiring.Signature):
+    """Write port of the activation tables, from the writer's side.
+
+    Members
+    -------
+    addr : Out(range(slots * 256))
+        ``slot * 256 + index``.
+    data : Out(8)
+        The table entry (an 8-bit code).
+    en : Out(1)
+        Write strobe; one entry per cycle, every lane's copy at once.
+    """
+
+    def __init__(self, slots):
+        super().__init__({
+            "addr": Out(range(slots * LUT_ENTRIES)),
+            "data": Out(8),
+            "en": Out(1),
+        })
+
+
+def _act_tag(slots):
+    """What the activation stages need, carried through the requantizer as its tag."""
+    return data.StructLayout({"act": Activation, "lut_slot": range(slots)})
+
+
+class ActivationUnit(wiring.Component):
+    """LeakyReLU shift and table lookup of one lane (free-running, no back-pressure).
+
+    Parameters
+    ----------
+    slots : int
+        Number of 256-entry tables (a power of two, at most :data:`MAX_LUT_SLOTS`).
+
+    Attributes
+    ----------
+    i : In(stream.Signature(...), always_ready)
+        The requantizer's output: ``code``, ``zp`` and the ``tag`` (act, lut_slot).
+    o : Out(stream.Signature(unsigned(8)), always_ready)
+        The code byte, :data:`LATENCY` cycles later.
+    lut_w : In(LutWriteSignature(slots))
+        Table writes.
+    """
+
+    LATENCY = 3
+
+    def __init__(self, slots):
+        if not isinstance(slots, int) or not 0 < slots <= MAX_LUT_SLOTS or slots & (slots - 1):
+            raise ValueError(
+                f"slots must be a power of two of at most {MAX_LUT_SLOTS}, not {slots!r}")
+        self._slots = slots
+        super().__init__({
+            "i": In(stream.Signature(data.StructLayout({
+                "code": signed(9), "zp": signed(9), "tag": _act_tag(slots)}), always_ready=True)),
+            "o": Out(stream.Signature(unsigned(8), always_ready=True)),
+            "lut_w": In(LutWriteSignature(slots)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        p = self.i.payload
+        m.submodules.lut = lut = Memory(shape=unsigned(8), depth=self._slots * LUT_ENTRIES,
+                                        init=[])
+        wr = lut.write_port()
+        rd = lut.read_port()
+        m.d.comb += [wr.addr.eq(self.lut_w.addr), wr.data.eq(self.lut_w.data),
+                     wr.en.eq(self.lut_w.en)]
+
+        def reg(value, name, shape=None):
+            sig = Signal(value.shape() if shape is None else shape, name=name, reset_less=True)
+            m.d.sync += sig.eq(value)
+            return sig
+
+        valid = self.i.valid
+        for n in range(self.LATENCY):
+            v = Signal(name=f"valid{n + 1}")
+            m.d.sync += v.eq(valid)
+            valid = v
+
+        # Stage 1: the zero-point-corrected value and its product by 13, written as
+        # 8v + 4v + v: a `*` here would cost a DSP48E2 per lane (synthesis maps it so).
+        assert LEAKY_MULT == 0b1101
+        v = p.code - p.zp
+        v1 = reg(v, "v1", signed(10))
+        v13 = reg((v << 3) + (v << 2) + v, "v13_1", signed(14))
+        code1, zp1, tag1 = reg(p.code, "code1"), reg(p.zp, "zp1"), reg(p.tag, "tag1")
+        # Stage 2: shift negative values; the result lies between code and zp, so in range.
+        bias = Mux(tag1.act == Activation.LEAKY_ROUNDED, 1 << (LEAKY_SHIFT - 1), 0)
+        shifted = ((v13 + bias) >> LEAKY_SHIFT) + zp1
+        leaky = (tag1.act == Activation.LEAKY) | (tag1.act == Activation.LEAKY_ROUNDED)
+        code2 = reg(Mux(leaky & (v1 < 0), shifted, code1), "code2", signed(9))
+        tag2 = reg(tag1, "tag2")
+        # Stage 3: the table read (the memory's own register) alongside the code itself.
+        m.d.comb += rd.addr.eq(Cat(code2[:8], tag2.lut_slot))
+        code3 = reg(code2[:8], "code3", unsigned(8))
+        use_lut = reg(tag2.act == Activation.LUT, "use_lut3")
+
+        m.d.comb += [
+            self.o.valid.eq(valid),
+            self.o.payload.eq(Mux(use_lut, rd.data, code3)),
+        ]
+        return m
+
+
+class PostProcessor(wiring.Component):
+    """``cfg.cols`` post-processing lanes behind one stream, with back-pressure.
+
+    Parameters
+    ----------
+    cfg : AcceleratorConfig
+        ``cols`` lanes; ``lut_slots`` tables per lane.
+
+    Attributes
+    ----------
+    i : In(stream.Signature(ArrayLayout(lane_in, cols)))
+        Per lane: ``acc``, ``bias`` (int32, summed with 32-bit wrap) and
+        ``params`` (:class:`LaneParams`).
+    o : Out(stream.Signature(ArrayLayout(unsigned(8), cols)))
+        Per lane, the output code byte (uint8, or int8 in two's complement).
+    lut_w : In(LutWriteSignature(cfg.lut_slots))
+        Table writes, broadcast to every lane.
+    """
+
+    #: Cycles from an accepted input beat to its output beat being valid (o.ready high):
+    #: the lanes, then the FIFO's write and its output register.
+    LATENCY = Requantizer.LATENCY + ActivationUnit.LATENCY + 2
+    #: Beats admitted but not yet delivered; covers the pipeline so the lanes run at full rate.
+    CREDITS = 32
+
+    def __init__(self, cfg):
+        if not isinstance(cfg, AcceleratorConfig):
+            raise TypeError(f"cfg must be an AcceleratorConfig, not {cfg!r}")
+        if cfg.lut_slots > MAX_LUT_SLOTS:
+            raise ValueError(f"lut_slots must be at most {MAX_LUT_SLOTS}, not {cfg.lut_slots!r}")
+        self._cfg = cfg
+        super().__init__({
+            "i": In(stream.Signature(self.input_layout(cfg))),
+            "o": Out(stream.Signature(self.output_layout(cfg))),
+            "lut_w": In(LutWriteSignature(cfg.lut_slots)),
+        })
+
+    @staticmethod
+    def input_layout(cfg):
+        """Payload layout of ``i`` for ``cfg`` (testbenches pack beats without a component)."""
+        lane = data.StructLayout({"acc": signed(32), "bias": signed(32), "params": LaneParams})
+        return data.ArrayLayout(lane, cfg.cols)
+
+    @staticmethod
+    def output_layout(cfg):
+        """Payload layout of ``o`` for ``cfg``."""
+        return data.ArrayLayout(unsigned(8), cfg.cols)
+
+    @property
+    def cfg(self):
+        return self._cfg
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg = self._cfg
+        assert self.CREDITS > self.LATENCY + 2  # else the credits, not the lanes, limit the rate
+
+        credits = Signal(range(self.CREDITS + 1))  # beats in the lanes or the FIFO
+        take = self.i.valid & self.i.ready
+        give = self.o.valid & self.o.ready
+        m.d.comb += self.i.ready.eq(credits != self.CREDITS)
+        m.d.sync += credits.eq(credits + take - give)
+
+        m.submodules.fifo = fifo = SyncFIFOBuffered(width=8 * cfg.cols, depth=self.CREDITS)
+        codes = []
+        for n in range(cfg.cols):
+            lane_in = self.i.payload[n]
+            rq = Requantizer(tag_shape=_act_tag(cfg.lut_slots))
+            act = ActivationUnit(cfg.lut_slots)
+            m.submodules[f"requantizer{n}"] = rq
+            m.submodules[f"activation{n}"] = act
+            m.d.comb += [
+                rq.i.valid.eq(take),
+                rq.i.payload.acc.eq(lane_in.acc),
+                rq.i.payload.bias.eq(lane_in.bias),
+                rq.i.payload.params.eq(lane_in.params.rq),
+                rq.i.payload.tag.act.eq(lane_in.params.act),
+                rq.i.payload.tag.lut_slot.eq(lane_in.params.lut_slot),  # mod lut_slots
+                act.lut_w.addr.eq(self.lut_w.addr),
+                act.lut_w.data.eq(self.lut_w.data),
+                act.lut_w.en.eq(self.lut_w.en),
+            ]
+            wiring.connect(m, rq.o, act.i)
+            codes.append(act.o.payload)
+
+        # Every lane sees the same valid pattern, so any lane's valid stands for all of them.
+        m.d.comb += [
+            fifo.w_en.eq(act.o.valid),
+            fifo.w_data.eq(Cat(*codes)),
+            self.o.valid.eq(fifo.r_rdy),
+            self.o.payload.eq(fifo.r_data),
+            fifo.r_en.eq(self.o.ready),
+        ]
+        return m

@@ -1,0 +1,259 @@
+"""The requantizer: int32 accumulator plus bias to a saturated 8-bit code, bit-exact.
+
+Implements steps 1-4 of ``runtime/requant.py`` (Ref: ../shared/numerics.md,
+"Conv, Gemm") in integers, on the magnitude and sign of the accumulator (every
+rounding there is symmetric in sign, so the sign rides along to the end):
+
+1. ``q = RNE(|acc| / 2**s1)`` with ``s1 = bitlen(|acc|) - 24``: 24 significant bits,
+   rounded when ``s1 > 0``, an exact left shift when ``s1 <= 0`` (normalized);
+2. ``P = q * m``, a 24 x 24 bit unsigned product;
+3. ``r = RNE(P / 2**s2)`` keeps 24 significant bits of the product (``s2`` is 23 or 24);
+4. ``y = RNE(r * 2**t)`` with ``t = s1 + s2 + e``, then ``zp + sign * y``, saturated.
+
+Why this shape: rounding the accumulator before the multiply (which step 1 asks for
+anyway) shrinks a 33 x 24 signed product to 24 x 24 unsigned: two DSP48E2 slices
+per lane (26 x 17 unsigned each, the second taking the upper 7 bits of ``m``)
+instead of four. Normalizing ``q`` like ``m`` (both in ``[2**23, 2**24)``) leaves
+step 3 two cases instead of a 25-way shifter. Carrying ``s1`` and ``s2`` as
+exponents instead of shifting the product back keeps the datapath 25 bits wide
+after the multiply; step 4 then shifts the normalized ``r`` right by 15 to 24 only
+(any other exponent gives 0 or saturates). Every stage is at most a 32-bit add, a
+priority encoder or one shifter with its rounding bits, for 250 MHz on UltraScale+.
+
+Output bounds: ``|y| >= 511`` always saturates, since ``zp``, ``qmin`` and ``qmax``
+lie in ``[-128, 255]``, so ``y`` is clipped to 511 early and the last adders are
+11 bits wide. For the same reason ``e`` is 8 bits: any ``e < -128`` gives 0 like
+``e = -128`` (``t <= 9 + 24 - 128``, far below the 25 bits of ``r``) and any ``e > 127``
+saturates like ``e = 127``; :func:`requant_fields` clamps it.
+
+The unit is a free-running pipeline (no back-pressure: ``o`` is always ready);
+:class:`~bamboo.hw.postproc.PostProcessor` puts flow control around it.
+"""
+
+from amaranth.hdl import Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+__all__ = [
+    "CODE_MAX",
+    "CODE_MIN",
+    "E_MAX",
+    "E_MIN",
+    "RequantParams",
+    "Requantizer",
+    "requant_fields",
+]
+
+E_MIN, E_MAX = -128, 127
+# Zero points and bounds of uint8 and int8 codes together.
+CODE_MIN, CODE_MAX = -128, 255
+# |y| >= _Y_CLIP saturates for every zero point and bound in [CODE_MIN, CODE_MAX].
+_Y_CLIP = 511
+# Step 4 exponents from which a normalized r (>= 2**23) gives y >= 2**23 * 2**-14 = 512.
+_CLIP_T = -14
+_NO_TAG = unsigned(0)
+
+
+class RequantParams(data.Struct):
+    """Per-channel requantization parameters: ``S = m * 2**e``, zero point and bounds.
+
+    Fields
+    ------
+    m : unsigned(24)
+        Mantissa of the scale, as ``Requant.m``.
+    e : signed(8)
+        Exponent, as ``Requant.e`` clamped to ``[E_MIN, E_MAX]`` (results unchanged).
+    zp, qmin, qmax : signed(9)
+        Output zero point and saturation bounds, in ``[-128, 255]``.
+    """
+
+    m: unsigned(24)
+    e: signed(8)
+    zp: signed(9)
+    qmin: signed(9)
+    qmax: signed(9)
+
+
+def requant_fields(m, e, zp, qmin, qmax):
+    """Fields of a :class:`RequantParams` constant from ``Requant``-style integers.
+
+    Clamps ``e`` to ``[E_MIN, E_MAX]``, which does not change any result (module
+    docstring), and validates the rest.
+
+    Returns
+    -------
+    dict
+        For ``RequantParams.const(...)`` or a containing layout's ``const``.
+    """
+    m, e, zp, qmin, qmax = (int(v) for v in (m, e, zp, qmin, qmax))
+    if not 0 < m < 1 << 24:
+        raise ValueError(f"mantissa must be in [1, 2**24), not {m!r}")
+    for name, value in (("zp", zp), ("qmin", qmin), ("qmax", qmax)):
+        if not CODE_MIN <= value <= CODE_MAX:
+            raise ValueError(f"{name} must be in [{CODE_MIN}, {CODE_MAX}], not {value!r}")
+    if qmin > qmax:
+        raise ValueError(f"qmin must not exceed qmax, not {qmin!r} > {qmax!r}")
+    return {"m": m, "e": min(max(e, E_MIN), E_MAX), "zp": zp, "qmin": qmin, "qmax": qmax}
+
+
+def _register(m, value, name, shape=None):
+    """A register following ``value``; datapath registers have no reset (SRL/DSP friendly)."""
+    reg = Signal(value.shape() if shape is None else shape, name=name, reset_less=True)
+    m.d.sync += reg.eq(value)
+    return reg
+
+
+def _rne_right(m, x, amount, cases, name):
+    """``(x >> amount, round-up bit)`` of round-half-even, for ``amount`` in ``cases``.
+
+    One case per shift keeps guard and sticky bits constant slices (no variable
+    masks); amounts outside ``cases`` give 0.
+    """
+    q = Signal(len(x), name=f"{name}_q")
+    up = Signal(name=f"{name}_up")
+    with m.Switch(amount):
+        for k in cases:
+            with m.Case(k):
+                if k == 0:
+                    m.d.comb += q.eq(x)
+                else:
+                    guard = x[k - 1]
+                    sticky = x[:k - 1].any() if k > 1 else 0
+                    m.d.comb += [q.eq(x[k:]), up.eq(guard & (sticky | x[k]))]
+    return q, up
+
+
+def _bit_length(m, x, name):
+    """``bit_length(x)`` of an unsigned value (0 for 0): a priority encoder."""
+    length = Signal(range(len(x) + 1), name=name)
+    for k in range(len(x)):  # later assignments win: the highest set bit
+        with m.If(x[k]):
+            m.d.comb += length.eq(k + 1)
+    return length
+
+
+class Requantizer(wiring.Component):
+    """One requantizer lane: ``(acc + bias, RequantParams)`` to a saturated code.
+
+    Parameters
+    ----------
+    tag_shape : shape-like
+        Side data carried alongside each value, unchanged (default: none).
+
+    Attributes
+    ----------
+    i : In(stream.Signature(...), always_ready)
+        ``acc``, ``bias`` (int32; their sum wraps at 32 bits like the int32
+        accumulator), ``params`` (:class:`RequantParams`) and ``tag``.
+    o : Out(stream.Signature(...), always_ready)
+        ``code`` (signed(9), in ``[qmin, qmax]``), ``zp`` (the input's) and ``tag``,
+        :data:`LATENCY` cycles after the input.
+    """
+
+    LATENCY = 13
+
+    def __init__(self, tag_shape=_NO_TAG):
+        self._tag_shape = tag_shape
+        super().__init__({
+            "i": In(stream.Signature(data.StructLayout({
+                "acc": signed(32), "bias": signed(32), "params": RequantParams,
+                "tag": tag_shape}), always_ready=True)),
+            "o": Out(stream.Signature(data.StructLayout({
+                "code": signed(9), "zp": signed(9), "tag": tag_shape}), always_ready=True)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        p = self.i.payload
+        prm = p.params
+
+        def reg(value, name, shape=None):
+            return _register(m, value, name, shape)
+
+        # Valid travels with the data.
+        valid = [self.i.valid]
+        for n in range(self.LATENCY):
+            v = Signal(name=f"valid{n + 1}")
+            m.d.sync += v.eq(valid[-1])
+            valid.append(v)
+
+        def carry(sig, name, first, last):
+            """``{n: sig as held in stage n}`` for n in first..last (``sig`` is stage first's)."""
+            out = {first: sig}
+            for n in range(first + 1, last + 1):
+                out[n] = reg(out[n - 1], f"{name}{n}")
+            return out
+
+        # Parameters enter at stage 0; each is delayed only as far as its last use.
+        mant = carry(prm.m, "m", 0, 5)
+        e = carry(prm.e, "e", 0, 8)
+        zp = carry(prm.zp, "zp", 0, self.LATENCY)
+        qmin = carry(prm.qmin, "qmin", 0, 12)
+        qmax = carry(prm.qmax, "qmax", 0, 12)
+        tag = carry(p.tag, "tag", 0, self.LATENCY)
+
+        # Stage 1: acc + bias, wrapping at 32 bits as the int32 accumulator does.
+        acc = reg((p.acc + p.bias)[:32].as_signed(), "acc1", signed(32))
+        # Stage 2: sign and magnitude (|-2**31| = 2**31 still fits 32 unsigned bits).
+        neg = carry(reg(acc < 0, "neg2"), "neg", 2, 11)
+        mag = reg(Mux(acc < 0, -acc, acc)[:32], "mag2", unsigned(32))
+        # Stage 3: the shift that puts the top bit of |acc| at bit 23: right (rounding,
+        # step 1) when |acc| >= 2**24, left (exact) below. Normalizing small values too
+        # makes the product's top bit 46 or 47, so step 3 below has two cases, not 25.
+        s1_3 = reg(_bit_length(m, mag, "len_comb") - 24, "s1_3", signed(6))
+        mag3 = reg(mag, "mag3")
+        # Stage 4: step 1 (shift and round-up bit), or the exact left shift.
+        right, up0 = _rne_right(m, mag3, s1_3, range(1, 9), "step1")
+        left = mag3[:24] << Mux(s1_3 < 0, -s1_3, 0)[:5]
+        q4 = reg(Mux(s1_3 > 0, right[:24], left[:24]), "q4", unsigned(24))
+        up4, s1_4 = reg(up0, "up4"), reg(s1_3, "s1_4")
+        # Stage 5: add the round-up; a carry out to 2**24 renormalizes (exact: q = 2**23).
+        q_sum = q4 + up4
+        q5 = reg(Mux(q_sum[24], q_sum[1:25], q_sum[:24]), "q5", unsigned(24))
+        s1_5 = reg(s1_4 + q_sum[24], "s1_5", signed(6))
+        # Stage 6: step 2, the 24 x 24 product (two DSP48E2; stages 6-7 fill MREG and PREG).
+        prod6 = reg(q5 * mant[5], "prod6", unsigned(48))
+        s1_6 = reg(s1_5, "s1_6")
+        # Stage 7: product register.
+        prod7, s1_7 = reg(prod6, "prod7"), reg(s1_6, "s1_7")
+        # Stage 8: with q and m both in [2**23, 2**24), step 3 drops 23 or 24 bits (q = 0
+        # gives P = 0, which any shift keeps 0).
+        s2_8 = reg(23 + prod7[47], "s2_8", unsigned(5))
+        prod8, s1_8 = reg(prod7, "prod8"), reg(s1_7, "s1_8")
+        # Stage 9: step 3, round the product to 24 significant bits.
+        r0, up1 = _rne_right(m, prod8, s2_8, (23, 24), "step3")
+        r9, up9 = reg(r0[:24], "r9"), reg(up1, "up9")
+        t9 = reg(s1_8 + s2_8 + e[8], "t9", signed(10))
+        # Stage 10: add the round-up (r may reach 2**24); t = s1 + s2 + e is r's exponent.
+        r10 = reg(r9 + up9, "r10", unsigned(25))
+        t10 = reg(t9, "t10")
+        # Stage 11: step 4, y = RNE(r * 2**t). r is 0 or normalized to [2**23, 2**24],
+        # so t alone decides most cases: t >= -14 gives y >= 512, which saturates for
+        # every zero point (module docstring), and t <= -25 rounds to 0. Only 10 shifts
+        # remain, and their results (at most 512) need no clip.
+        y11 = Signal(range(_Y_CLIP + 2), name="y_comb")
+        up11 = Signal(name="up_comb")
+        with m.If(r10 == 0):
+            pass
+        with m.Elif(t10 >= _CLIP_T):
+            m.d.comb += y11.eq(_Y_CLIP)
+        with m.Else(), m.Switch(t10):
+            for k in range(1 - _CLIP_T, 25):  # t <= -25 (no case) rounds to 0
+                with m.Case(-k):
+                    sticky = r10[:k - 1].any()
+                    m.d.comb += [y11.eq(r10[k:]), up11.eq(r10[k - 1] & (sticky | r10[k]))]
+        y_11, up_11 = reg(y11, "y11"), reg(up11, "up11")
+        # Stage 12: apply the sign and the zero point in one adder: zp +/- (y + up).
+        y_up = y_11 + up_11
+        yz = reg(Mux(neg[11], zp[11] - y_up, zp[11] + y_up), "yz12", signed(12))
+        # Stage 13: saturate to [qmin, qmax].
+        code = Mux(yz < qmin[12], qmin[12], Mux(yz > qmax[12], qmax[12], yz))
+        code13 = reg(code, "code13", signed(9))
+
+        m.d.comb += [
+            self.o.valid.eq(valid[self.LATENCY]),
+            self.o.payload.code.eq(code13),
+            self.o.payload.zp.eq(zp[self.LATENCY]),
+            self.o.payload.tag.eq(tag[self.LATENCY]),
+        ]
+        return m
