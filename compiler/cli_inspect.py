@@ -31,9 +31,21 @@ def compile_model(path, *, approx=(), se_on_fabric=False, fc_on_fabric=False, du
 
 def cmd_inspect(args):
     """Run ``bamboo inspect``; errors are :class:`BambooError` (one line from the CLI)."""
+    from bamboo.arch.errors import BambooError
+
+    from .errors import CompilerError
     from .inspect import render
 
-    graph = compile_model(args.model, approx=args.approx, se_on_fabric=args.se_on_fabric,
-                          fc_on_fabric=args.fc_on_fabric, dump=args.dump_ir or None)
-    print(render(graph, title=str(args.model)))
+    try:
+        graph = compile_model(args.model, approx=args.approx, se_on_fabric=args.se_on_fabric,
+                              fc_on_fabric=args.fc_on_fabric, dump=args.dump_ir or None)
+        text = render(graph, title=str(args.model))
+    except BambooError:
+        raise
+    except Exception as exc:
+        # Backstop: the CLI prints one line, never a traceback (tests/compiler/test_fuzz.py
+        # looks for the compiler bugs that would land here).
+        raise CompilerError(f"{args.model}: internal compiler error ({type(exc).__name__}: "
+                            f"{str(exc)[:200]}); please report it with the model") from exc
+    print(text)
     return 0

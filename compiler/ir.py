@@ -17,7 +17,7 @@ Ops (``OPS``) and their attributes:
 ``fc``         w (O, I) int8, w_zp (O,), bias (O,) int32, rq, lut
 ``gap``        rq (global average pool, NHWC)
 ``avgpool``    kernel, stride, pads, count_include_pad, ceil_mode (float-like, as onnxruntime)
-``maxpool``    kernel, stride, pads, dilation, ceil_mode
+``maxpool``    kernel, stride, pads, dilation (ceil_mode folded into the trailing pads)
 ``add``        two inputs, the output's (scale, zp) on its tensor (float-FMA form)
 ``mul``        two inputs (elementwise or a per-channel vector: squeeze-excite scale)
 ``concat``     axis (physical), luts: per input a 256-entry requant table or None

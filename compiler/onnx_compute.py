@@ -260,7 +260,16 @@ def build_concat(lw, node, xs, axis, q, base):
 
     xs = _same_layout(lw, xs)
     ts = [lw.t(x) for x in xs]
+    rank = len(ts[0].shape)
+    if not -rank <= axis < rank:
+        raise UnsupportedOpError(f"node {_label(node)!r}: Concat axis {axis} out of range for "
+                                 f"rank {rank}")
     pax = ir.to_physical_axis(ts[0], axis)
+    if any(len(t.shape) != rank or t.layout != ts[0].layout or
+           t.shape[:pax] + t.shape[pax + 1:] != ts[0].shape[:pax] + ts[0].shape[pax + 1:]
+           for t in ts):
+        raise UnsupportedOpError(f"node {_label(node)!r}: Concat inputs "
+                                 f"{[ir.logical_shape(t) for t in ts]} differ off axis {axis}")
     shape = list(ts[0].shape)
     shape[pax] = sum(t.shape[pax] for t in ts)
     luts = tuple(None if (t.q.scale, t.q.zp) == (q.scale, q.zp) else requant_table(t.q, q)

@@ -45,6 +45,9 @@ def pool_geometry(node, in_hw, kernel, attrs):
         pads = (0,) * 2 * nd
     if nd != 2:
         raise UnsupportedOpError(f"node {_label(node)!r}: only 2-D kernels are supported")
+    if len(stride) != 2 or len(dil) != 2:
+        raise UnsupportedOpError(f"node {_label(node)!r}: strides {stride} and dilations {dil} "
+                                 f"must have 2 entries for a 2-D kernel")
     if min(stride + dil + tuple(kernel)) < 1 or min(pads) < 0 or len(pads) != 4:
         raise UnsupportedOpError(f"node {_label(node)!r}: invalid kernel {kernel}, strides "
                                  f"{stride}, dilations {dil} or pads {pads}")
@@ -54,6 +57,10 @@ def pool_geometry(node, in_hw, kernel, attrs):
         if ceil:
             span = dil[i] * (kernel[i] - 1) + 1
             o = -(-(in_hw[i] + pads[i] + pads[i + 2] - span) // stride[i]) + 1
+            # The last window must start inside the image or its leading pad (onnxruntime
+            # follows PyTorch here; measured on 1.32 for inputs 1-8, kernels 1-3, strides 1-3).
+            if (o - 1) * stride[i] >= in_hw[i] + pads[i]:
+                o -= 1
         else:
             o = conv_output_size(in_hw[i], kernel[i], stride[i], dil[i], pads[i], pads[i + 2])
         out.append(o)
@@ -122,6 +129,9 @@ def lower_move(lw, node, tname):
     if op == "Transpose":
         rank = len(t.shape)
         perm = tuple(a.get("perm", tuple(reversed(range(rank)))))
+        if sorted(perm) != list(range(rank)):
+            raise UnsupportedOpError(f"node {_label(node)!r}: perm {perm} is not a permutation "
+                                     f"of the {rank} axes of {ir.logical_shape(t)}")
         base = (0, 3, 1, 2) if t.layout == ir.NHWC else tuple(range(rank))
         phys = tuple(base[p] for p in perm)
         shape = tuple(t.shape[p] for p in phys)
@@ -139,9 +149,15 @@ def lower_move(lw, node, tname):
         n, h, w, c = lw.t(tname).shape
         kernel = tuple(a["kernel_shape"])
         stride, dil, pads, (ho, wo) = pool_geometry(node, (h, w), kernel, a)
-        if a.get("ceil_mode", 0):
-            raise UnsupportedOpError(f"node {_label(node)!r}: MaxPool ceil_mode=1 is "
-                                     f"unsupported; export with ceil_mode=0")
+        # ceil_mode: the extra windows hang over the bottom/right edge; padding with the
+        # smallest code never wins a max, so it is floor mode with larger trailing pads.
+        pt, pl, pb, pr = pads
+        pb += max(0, (ho - 1) * stride[0] + dil[0] * (kernel[0] - 1) + 1 - (h + pt + pb))
+        pr += max(0, (wo - 1) * stride[1] + dil[1] * (kernel[1] - 1) + 1 - (w + pl + pr))
+        pads = (pt, pl, pb, pr)
+        if max(pt, pb) >= kernel[0] or max(pl, pr) >= kernel[1]:
+            raise UnsupportedOpError(f"node {_label(node)!r}: MaxPool pads {pads} (ceil_mode "
+                                     f"included) must be smaller than the kernel {kernel}")
         return [lw.emit("maxpool", _label(node), [tname], (n, ho, wo, c), t.q, ir.NHWC,
                         source=[node.name], kernel=kernel, stride=stride, dilation=dil,
                         pads=pads)]

@@ -40,6 +40,16 @@ _QOPS = {"QLinearConv", "QLinearMatMul", "QGemm", "QLinearAdd", "QLinearMul",
 _FOLD_SKIP = {"DequantizeLinear"}  # DQ of a constant stays integer codes (weights)
 
 
+_FLOAT = 1  # onnx.TensorProto.FLOAT
+
+
+def _elem_name(elem):
+    from onnx import TensorProto
+
+    return TensorProto.DataType.Name(elem) if elem in TensorProto.DataType.values() else \
+        f"<unknown type {elem}>"
+
+
 def _attrs(node):
     from onnx import helper
 
@@ -287,7 +297,11 @@ class Lowering:
         kind = ins[0][0]
         out = node.output[0]
         if kind == "fin":
-            _, fname, shape, _ = ins[0]
+            _, fname, shape, elem = ins[0]
+            if elem != _FLOAT:
+                raise UnsupportedOpError(
+                    f"QuantizeLinear {name!r} quantizes the input {fname!r} of type "
+                    f"{_elem_name(elem)}; Bamboo takes float32 inputs (or 8-bit codes)")
             layout = ir.NHWC if len(shape) == 4 else ir.ND
             phys = (shape[0], shape[2], shape[3], shape[1]) if layout == ir.NHWC else shape
             t = self.tensor(out, phys, q, layout)

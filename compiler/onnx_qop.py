@@ -15,7 +15,7 @@ from .onnx_compute import (
     build_gap,
     build_softmax,
 )
-from .onnx_ops import _attrs, _scalar_q
+from .onnx_ops import _attrs, _elem_name, _scalar_q
 from .tables import ort_table
 
 __all__ = ["lower_qop"]
@@ -34,10 +34,17 @@ def _q(lw, node, k):
 
 def _act(lw, node, k, q):
     """IR tensor for activation input ``k`` quantized as ``q`` (raw graph inputs adopt ``q``)."""
+    from onnx import helper
+
     name = node.input[k]
     v = lw.get(name, node)
     if v[0] == "fin":
-        _, fname, shape, _ = v
+        _, fname, shape, elem = v
+        if elem != helper.np_dtype_to_tensor_dtype(q.np_dtype):
+            raise UnsupportedOpError(
+                f"node {_label(node)!r} ({node.op_type}) reads the input {fname!r} of type "
+                f"{_elem_name(elem)} as {q.dtype} codes; declare the input {q.dtype} or "
+                f"quantize it with a QuantizeLinear")
         layout = ir.NHWC if len(shape) == 4 else ir.ND
         phys = (shape[0], shape[2], shape[3], shape[1]) if layout == ir.NHWC else shape
         t = lw.tensor(fname, phys, q, layout)

@@ -139,3 +139,17 @@ def test_qlinear_average_pool_within_one_code():
     (ref,) = ortutil.run(m, x)
     (out,) = executor.run(g, {g.inputs[0].onnx_name: x})
     assert np.abs(out.astype(int) - ref.astype(int)).max() <= 1
+
+
+@pytest.mark.parametrize("size,kernel,stride,pad", [
+    (5, 2, 2, 0), (7, 3, 2, 0), (7, 3, 2, 1), (6, 3, 3, 2), (3, 2, 2, 1), (8, 3, 3, 1),
+    (13, 3, 2, 0)])
+def test_maxpool_ceil_mode_bit_exact(size, kernel, stride, pad, diff_cases):
+    """ceil_mode=1 (SqueezeNet): extra windows over the bottom/right edge, the last one
+    starting inside the image or its leading pad, as onnxruntime (checked by shape too)."""
+    model = ortutil.qdq_single_op("MaxPool", [((1, 4, size, size + 1), 0.05, 128)], (0.05, 128),
+                                  kernel_shape=[kernel, kernel], strides=[stride, stride],
+                                  pads=[pad] * 4, ceil_mode=1)
+    graph = compile_graph(import_onnx(model), verify=True)
+    x = np.random.default_rng(size).uniform(-6, 6, (1, 4, size, size + 1)).astype(np.float32)
+    _compare(model, graph, [{"x0": x}], diff_cases, "executor:maxpool-ceil")
