@@ -32,7 +32,7 @@ import numpy as np
 from bamboo.runtime.quant import dequantize, quantize
 from bamboo.runtime.requant import qrange
 
-__all__ = ["LUT_OPS", "build_lut", "build_lut_numpy", "lut_model", "input_codes"]
+__all__ = ["run_on_codes", "LUT_OPS", "build_lut", "build_lut_numpy", "lut_model", "input_codes"]
 
 # ONNX defaults where the op has attributes; LeakyRelu's 0.01 is ONNX's default too.
 LUT_OPS = {
@@ -120,15 +120,25 @@ def build_lut(op, x_scale, x_zp, y_scale, y_zp, dtype=np.uint8, **attrs):
     -------
     np.ndarray of ``dtype``, shape (256,), indexed by input bit pattern.
     """
+    model = lut_model(op, x_scale, x_zp, y_scale, y_zp, dtype, **attrs)
+    return run_on_codes(model, dtype).astype(dtype)
+
+
+def run_on_codes(model, dtype):
+    """Run ``model`` (input ``x``: 256 codes of ``dtype``, one output) on every code.
+
+    onnxruntime, CPU, ``ORT_ENABLE_EXTENDED`` (the level at which DQ->op->Q groups
+    fuse into the integer kernels a quantized graph really runs); returns the output.
+    """
     import onnxruntime as ort
 
-    model = lut_model(op, x_scale, x_zp, y_scale, y_zp, dtype, **attrs)
     so = ort.SessionOptions()
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
     so.intra_op_num_threads = 1
+    so.log_severity_level = 3
     sess = ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
-    (table,) = sess.run(None, {"x": input_codes(dtype)})
-    return table.astype(dtype)
+    (out,) = sess.run(None, {"x": input_codes(dtype)})
+    return out
 
 
 def _float_op(op, x, attrs):

@@ -8,13 +8,34 @@ computed tables were off by one LSB in a few entries). Front end only.
 
 import numpy as np
 
-__all__ = ["ort_table", "ort_island_table", "codes_for"]
+from .lut import run_on_codes
+
+__all__ = ["ort_table", "ort_island_table"]
 
 
-def codes_for(dtype):
-    """All codes of ``dtype`` in table order: index = the code's bit pattern (``code & 0xFF``),
-    as :func:`bamboo.runtime.elementwise.lut_apply` reads tables."""
-    return np.arange(256, dtype=np.uint8).view(np.dtype(dtype))
+def _qparams(qi, qo):
+    """Initializers ``xs, xz, ys, yz`` of the input/output quantization."""
+    from onnx import numpy_helper
+
+    return [numpy_helper.from_array(np.array(qi.scale, np.float32), "xs"),
+            numpy_helper.from_array(np.array(qi.zp, qi.np_dtype), "xz"),
+            numpy_helper.from_array(np.array(qo.scale, np.float32), "ys"),
+            numpy_helper.from_array(np.array(qo.zp, qo.np_dtype), "yz")]
+
+
+def _run(nodes, inits, qi, qo, opset, name):
+    """Build the one-input model ``x (256 codes) -> nodes -> y`` and run it on every code."""
+    from onnx import helper
+
+    graph = helper.make_graph(
+        nodes, name, [helper.make_tensor_value_info("x", helper.np_dtype_to_tensor_dtype(
+            qi.np_dtype), [256])],
+        [helper.make_tensor_value_info("y", helper.np_dtype_to_tensor_dtype(qo.np_dtype), [256])],
+        inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", max(opset, 13)),
+                                                    helper.make_opsetid("com.microsoft", 1)])
+    model.ir_version = 8
+    return run_on_codes(model, qi.np_dtype)
 
 
 def ort_table(op_node, qi, qo, opset, qoperator=False):
@@ -30,13 +51,9 @@ def ort_table(op_node, qi, qo, opset, qoperator=False):
     opset : int
         Default-domain opset of the generated model.
     """
-    import onnxruntime as ort
-    from onnx import helper, numpy_helper
+    from onnx import helper
 
-    inits = [numpy_helper.from_array(np.array(qi.scale, np.float32), "xs"),
-             numpy_helper.from_array(np.array(qi.zp, qi.np_dtype), "xz"),
-             numpy_helper.from_array(np.array(qo.scale, np.float32), "ys"),
-             numpy_helper.from_array(np.array(qo.zp, qo.np_dtype), "yz")]
+    inits = _qparams(qi, qo)
     node = helper.make_node(op_node.op_type, [], [], domain=op_node.domain)
     node.attribute.extend(op_node.attribute)
     if qoperator:
@@ -49,33 +66,16 @@ def ort_table(op_node, qi, qo, opset, qoperator=False):
         node.output.append("g")
         nodes = [helper.make_node("DequantizeLinear", ["x", "xs", "xz"], ["f"]), node,
                  helper.make_node("QuantizeLinear", ["g", "ys", "yz"], ["y"])]
-    elem_i = helper.np_dtype_to_tensor_dtype(qi.np_dtype)
-    elem_o = helper.np_dtype_to_tensor_dtype(qo.np_dtype)
-    graph = helper.make_graph(nodes, "table", [helper.make_tensor_value_info("x", elem_i, [256])],
-                              [helper.make_tensor_value_info("y", elem_o, [256])], inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", max(opset, 13)),
-                                                    helper.make_opsetid("com.microsoft", 1)])
-    model.ir_version = 8
-    so = ort.SessionOptions()
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
-    so.intra_op_num_threads = 1
-    so.log_severity_level = 3
-    sess = ort.InferenceSession(model.SerializeToString(), so,
-                                providers=["CPUExecutionProvider"])
-    return sess.run(None, {"x": codes_for(qi.np_dtype)})[0]
+    return _run(nodes, inits, qi, qo, opset, "table")
 
 
 def ort_island_table(nodes, src, dst, consts, qi, qo, opset):
     """Table of a float elementwise sub-graph ``src -> ... -> dst`` between one
     DequantizeLinear and one QuantizeLinear (e.g. HardSwish inlined by onnxruntime as
     ``x * HardSigmoid(x)``), measured by running it on all 256 codes."""
-    import onnxruntime as ort
     from onnx import helper, numpy_helper
 
-    inits = [numpy_helper.from_array(np.array(qi.scale, np.float32), "xs"),
-             numpy_helper.from_array(np.array(qi.zp, qi.np_dtype), "xz"),
-             numpy_helper.from_array(np.array(qo.scale, np.float32), "ys"),
-             numpy_helper.from_array(np.array(qo.zp, qo.np_dtype), "yz")]
+    inits = _qparams(qi, qo)
     inits += [numpy_helper.from_array(np.asarray(v), k) for k, v in consts.items()]
     srcs = [src] if isinstance(src, str) else list(src)
     body = [helper.make_node("DequantizeLinear", ["x", "xs", "xz"], [s]) for s in srcs]
@@ -84,17 +84,4 @@ def ort_island_table(nodes, src, dst, consts, qi, qo, opset):
         c.attribute.extend(n.attribute)
         body.append(c)
     body.append(helper.make_node("QuantizeLinear", [dst, "ys", "yz"], ["y"]))
-    elem_i = helper.np_dtype_to_tensor_dtype(qi.np_dtype)
-    elem_o = helper.np_dtype_to_tensor_dtype(qo.np_dtype)
-    graph = helper.make_graph(body, "island", [helper.make_tensor_value_info("x", elem_i, [256])],
-                              [helper.make_tensor_value_info("y", elem_o, [256])], inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", max(opset, 13)),
-                                                    helper.make_opsetid("com.microsoft", 1)])
-    model.ir_version = 8
-    so = ort.SessionOptions()
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
-    so.intra_op_num_threads = 1
-    so.log_severity_level = 3
-    sess = ort.InferenceSession(model.SerializeToString(), so,
-                                providers=["CPUExecutionProvider"])
-    return sess.run(None, {"x": codes_for(qi.np_dtype)})[0]
+    return _run(body, inits, qi, qo, opset, "island")
