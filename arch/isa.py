@@ -34,7 +34,57 @@ buffer        one word                     filled by
 
 Activations live in DRAM channel-blocked, ``[C/B][H][W][B]`` per image (``B``-byte
 pixels), so a tile of one channel block is a 2-D strided transfer of ``y_size``
-rows of ``x_size`` pixels.
+rows of ``x_size`` pixels. Byte layouts of the words: ``arch/layout.py`` (PARAM),
+docs/compute.md (WGT). ``bamboo.sim.isa`` executes exactly the pseudo-code below.
+
+Semantics (pseudo-code; ``E`` = element bytes of the buffer: INP ``B``, WGT ``C*B``,
+PARAM ``C*8``, LUT 256; codes are int8 when ``signed`` else uint8; ``zp``, ``qmin``,
+``qmax`` fields are 8-bit codes read the same way)::
+
+    LOAD:   W = pad_left + x_size + pad_right
+            for r < pad_top + y_size + pad_bottom, q < W:
+                y, x = r - pad_top, q - pad_left
+                buf[sram_addr + r*W + q] = DRAM[dram_addr + (y*x_stride + x)*E : +E]
+                                           if 0 <= y < y_size and 0 <= x < x_size
+                                           else pad_value repeated E times
+            (LUT: sram_addr is the slot; PARAM words are C little-endian 64-bit lanes)
+    STORE:  for y < y_size, x < x_size:
+                DRAM[dram_addr + (y*x_stride + x)*B : +B] =
+                    OUT[sram_addr + y*x_size + x][lane*B : (lane+1)*B]
+    CONV DENSE:  T = in_blocks*kernel_h*kernel_w taps, t = (blk*kernel_h + ky)*kernel_w + kx
+            for t, oy < out_h, ox < out_w, c < C:
+                p = oy*out_w + ox
+                x = INP[inp_addr + blk*inp_block_stride + (oy*stride_h + ky*dilation_h)*in_w
+                        + ox*stride_w + kx*dilation_w]          (B codes)
+                part[p][c] += sum_r (x[r] - in_zp) * WGT[wgt_addr + t][c][r]
+    CONV DEPTHWISE: (dilation_w = 1, kernel_w <= B; channel c < min(B, C), lanes >= B are 0)
+            for ky, oy, ox, c: part[p][c] += sum_{kx < kernel_w} (x[c] - in_zp) *
+                WGT[wgt_addr + ky][c][kx],  x = INP[inp_addr + (oy*stride_h + ky*dilation_h)*in_w
+                                                    + ox*stride_w + kx]
+    CONV (both): ACC[p] = (acc_init ? 0 : ACC[p]) + part[p]      (int32, wrapping)
+            if acc_emit: OUT[out_addr + p] = post(ACC[p], PARAM[param_addr])
+    post(acc, P)[c] = act(requantize(acc[c] + P[c].bias, P[c].m, P[c].e, out_zp, qmin, qmax))
+            requantize: bamboo.runtime.requant (24-bit rounding steps, then saturation)
+            act NONE: y; LEAKY_SHIFT: v = y - out_zp, v < 0 ? out_zp + ((v*13) >> 7) : y;
+            LEAKY_ROUNDED: as LEAKY_SHIFT with ((v*13 + 64) >> 7);
+            LUT: LUT[lut_slot][y & 0xFF]
+    VEC:    out_h = 0 or out_w = 0: no pixels (a barrier that only moves tokens). Else for
+            oy < out_h, ox < out_w, lane c < B (OUT lanes >= B are written 0):
+                a  = INP[src_a + oy*in_w + ox],  b = INP[src_b + oy*in_w + ox]
+                win = {INP[src_a + (oy*stride_h + ky)*in_w + ox*stride_w + kx]
+                       for ky < kernel_h, kx < kernel_w}
+            ADD:        y = sat(rint(fma(a, rA, fma(b, rB, K))))   float32 FMAs, as
+                        onnxruntime x86; PARAM lane 0 = rA | rB << 32, lane 1 = K (f32 bits)
+            MAX_POOL:   y = clamp(max(win), qmin, qmax)
+            AVG_POOL:   y = requantize(sum(win - a_zp) + P[c].bias, P[c].m, P[c].e, ...)
+            MUL_CHANNEL: s = INP[src_b] (one word); p = (a - a_zp) * (s - b_zp);
+                        y = sat(RNE(round24(round24(p*m) + out_zp*2**-e) * 2**e)), m, e of
+                        PARAM lane 0 (runtime.elementwise.mul_channel's integer form)
+            MUL:        as MUL_CHANNEL with s = b (one operand word per pixel)
+            COPY:       y = clamp(a, qmin, qmax)
+            then OUT[out_addr + oy*out_w + ox][c] = act(y)
+    FINISH: stop; raise the interrupt if irq.
+    Tokens: pops before the instruction starts, pushes after it ends.
 """
 
 from dataclasses import dataclass
@@ -105,7 +155,8 @@ class Activation:
 
     NONE = 0        # clamp to [qmin, qmax] only (ReLU/ReLU6 are clamps)
     LEAKY_SHIFT = 1  # v < 0: (v * 13) >> 7 on the zero-point corrected code
-    LUT = 2         # 256-entry table from LUT slot ``lut_slot``
+    LEAKY_ROUNDED = 2  # v < 0: (v * 13 + 64) >> 7
+    LUT = 3         # 256-entry table from LUT slot ``lut_slot``
 
 
 class VecOp:
@@ -116,6 +167,7 @@ class VecOp:
     AVG_POOL = 2
     MUL_CHANNEL = 3  # squeeze-excite: x[c] * s[c]
     COPY = 4        # requantizing copy (concat of differently scaled inputs)
+    MUL = 5         # elementwise product (SiLU's x * sigmoid(x)): MUL_CHANNEL's formula
 
 
 HEADER = (

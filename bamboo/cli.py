@@ -24,9 +24,11 @@ def build_parser():
                        "against onnxruntime")
     p.set_defaults(func=_cmd_demo)
 
+    from bamboo.compiler.cli_compile import add_compile_parser
     from bamboo.compiler.cli_inspect import add_inspect_parser
 
     add_inspect_parser(sub)
+    add_compile_parser(sub)
     return parser
 
 

@@ -35,6 +35,7 @@ from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 from bamboo.arch import AcceleratorConfig
+from bamboo.arch import isa
 
 from .requantizer import Requantizer, RequantParams
 
@@ -57,12 +58,12 @@ MAX_LUT_SLOTS = 16  # the width of LaneParams.lut_slot
 
 
 class Activation(enum.Enum, shape=2):
-    """What follows the requantizer in a lane."""
+    """What follows the requantizer in a lane; values are the ISA's ``act`` codes."""
 
-    NONE = 0            #: the requantized code
-    LEAKY = 1           #: LeakyReLU shift, ``(v * 13) >> 7`` (floor)
-    LEAKY_ROUNDED = 2   #: LeakyReLU shift, ``(v * 13 + 64) >> 7``
-    LUT = 3             #: table lookup of the requantized code
+    NONE = isa.Activation.NONE                    #: the requantized code
+    LEAKY = isa.Activation.LEAKY_SHIFT            #: LeakyReLU shift, ``(v * 13) >> 7`` (floor)
+    LEAKY_ROUNDED = isa.Activation.LEAKY_ROUNDED  #: LeakyReLU shift, ``(v * 13 + 64) >> 7``
+    LUT = isa.Activation.LUT                      #: table lookup of the requantized code
 
 
 class LaneParams(data.Struct):

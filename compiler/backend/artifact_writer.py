@@ -1,0 +1,100 @@
+"""The ``.bmb`` sections: metadata JSON (schedule, tensors, memory plan, CPU nodes) and I/O.
+
+CPU nodes travel in the metadata with their attributes: numpy arrays as
+``{"__nd__": base64, "dtype", "shape"}``, requantizers as ``{"__rq__": {...}}``.
+"""
+
+import base64
+
+import numpy as np
+from bamboo.arch import artifact as art
+from bamboo.runtime.requant import Requant
+
+from ..partition import CPU
+from .check import canon
+
+__all__ = ["build", "decode_value", "encode_value", "ioquant", "metadata"]
+
+
+def encode_value(v):
+    """A JSON-able form of an IR attribute value."""
+    if isinstance(v, np.ndarray):
+        return {"__nd__": base64.b64encode(np.ascontiguousarray(v).tobytes()).decode(),
+                "dtype": str(v.dtype), "shape": list(v.shape)}
+    if isinstance(v, Requant):
+        return {"__rq__": {"m": encode_value(np.asarray(v.m)), "e": encode_value(np.asarray(v.e)),
+                           "zp": int(v.zp), "qmin": int(v.qmin), "qmax": int(v.qmax)}}
+    if isinstance(v, (tuple, list)):
+        return [encode_value(x) for x in v]
+    if isinstance(v, (np.integer,)):
+        return int(v)
+    if isinstance(v, (np.floating,)):
+        return float(v)
+    return v
+
+
+def decode_value(v):
+    """Inverse of :func:`encode_value` (tuples come back as lists)."""
+    if isinstance(v, dict) and "__nd__" in v:
+        return np.frombuffer(base64.b64decode(v["__nd__"]), v["dtype"]).reshape(v["shape"])
+    if isinstance(v, dict) and "__rq__" in v:
+        r = v["__rq__"]
+        return Requant(decode_value(r["m"]), decode_value(r["e"]), r["zp"], r["qmin"], r["qmax"])
+    if isinstance(v, list):
+        return [decode_value(x) for x in v]
+    return v
+
+
+def _tensor(t, plan):
+    d = {"shape": list(t.shape), "layout": t.layout, "dtype": t.q.dtype, "scale": t.q.scale,
+         "zp": t.q.zp}
+    c = canon(t)
+    if c is not None and (t.name in plan.buffers or t.name in plan.alias):
+        d["canon"] = list(c)
+        d["offset"] = plan.offset(t.name)
+    return d
+
+
+def metadata(compiled):
+    """The METADATA section of a :class:`~bamboo.compiler.backend.Compiled`."""
+    g = compiled.graph
+    cpu = {n.name: {"op": n.op, "inputs": list(n.inputs), "outputs": list(n.outputs),
+                    "attrs": {k: encode_value(v) for k, v in n.attrs.items()}}
+           for n in g.nodes if n.target == CPU}
+    return {
+        "name": g.name,
+        "config": compiled.config.to_dict(),
+        "memory": compiled.plan.to_json(),
+        "steps": compiled.steps,
+        "layers": [{"node": n, "first": f, "count": c} for n, f, c in compiled.layers],
+        "placement": {n.name: {"target": n.target, "reason": n.reason, "op": n.op}
+                      for n in g.nodes},
+        "tensors": {k: _tensor(t, compiled.plan) for k, t in g.tensors.items()},
+        "cpu_nodes": cpu,
+    }
+
+
+def ioquant(compiled):
+    """The IOQUANT section: every model input and output, its quantization and buffer."""
+    g, plan = compiled.graph, compiled.plan
+
+    def spec(s):
+        t = g.tensors[s.tensor]
+        d = {"name": s.onnx_name, "tensor": s.tensor, "onnx_shape": list(s.onnx_shape),
+             "float": s.float, "dtype": t.q.dtype, "scale": t.q.scale, "zp": t.q.zp,
+             "layout": t.layout}
+        if s.tensor in plan.buffers or s.tensor in plan.alias:
+            d["offset"] = plan.offset(s.tensor)
+        return d
+
+    return {"inputs": [spec(s) for s in g.inputs], "outputs": [spec(s) for s in g.outputs]}
+
+
+def build(compiled):
+    """The artifact bytes."""
+    return art.write_artifact({
+        art.Section.PROGRAM: compiled.program,
+        art.Section.WEIGHTS: compiled.weights,
+        art.Section.METADATA: metadata(compiled),
+        art.Section.IOQUANT: ioquant(compiled),
+    }, config_id=compiled.config.config_id)

@@ -1,0 +1,361 @@
+"""Lowering of fabric nodes to steps of LOAD / CONV / VEC / STORE (tiling.py, emit.py).
+
+One function per op. Every emitted field is checked against the buffer depths by
+:func:`check_bounds` (tests call it on every instruction of every program).
+"""
+
+import copy
+
+from bamboo.arch import isa
+from bamboo.arch.layout import act_blocks
+
+from .check import canon
+from .emit import Op, Step, assign_tokens, barrier_step, finish_step
+from .tiling import Slots, fits_isa, input_tile_loads, load_op, spatial_tiles, store_ops
+
+__all__ = ["Lowerer"]
+
+
+def _codes(v):
+    return int(v) & 0xFF
+
+
+class Lowerer:
+    """Lowers the fabric segments of ``graph`` with tensor addresses from ``plan``."""
+
+    def __init__(self, graph, config, plan, winfo, weights_base=0):
+        self.g, self.c, self.plan, self.w = graph, config, plan, winfo
+        self.wbase = weights_base
+        self.slots = Slots(config)
+
+    # helpers ---------------------------------------------------------------------------
+    def _t(self, name):
+        return self.g.tensors[name], canon(self.g.tensors[name]), self.plan.offset(name)
+
+    def _param(self, step, key, dram):
+        k, hit = self.slots.param.get(key)
+        base = self.slots.param.bases[k]
+        if not hit:
+            step.loads.append(load_op(isa.Buffer.PARAM, self.slots.param.slot(k), base,
+                                      self.wbase + dram, 1, 1, 1, self.c.cols * 8))
+        return base, self.slots.param.slot(k)
+
+    def _load_lut(self, step, dram):
+        k, hit = self.slots.lut.get(("lut", dram))
+        if not hit:
+            step.loads.append(load_op(isa.Buffer.LUT, self.slots.lut.slot(k), k,
+                                      self.wbase + dram, 1, 1, 1, 256))
+        return k, self.slots.lut.slot(k)
+
+    def _post(self, node, step, reads, lut=False):
+        """act / lut_slot / qmin / qmax / signed / out_zp fields of ``node``'s post-processing.
+
+        ``lut``: a LUT offset overriding the node's own (False: the node's)."""
+        tout = self.g.tensors[node.outputs[0]]
+        rq = node.attrs.get("rq") if node.op in ("conv", "fc", "gap") else None
+        # The requantizer's zero point: a fused LUT may map to another quantization.
+        zp, qmin, qmax = (rq.zp, rq.qmin, rq.qmax) if rq is not None else \
+            (tout.q.zp, *self.w[node.name]["qrange"])
+        f = {"out_zp": _codes(zp), "qmin": _codes(qmin), "qmax": _codes(qmax),
+                 "signed": int(tout.q.dtype == "int8")}
+        lut = self.w[node.name].get("lut") if lut is False else lut
+        if lut is not None:
+            slot, sl = self._load_lut(step, lut)
+            f.update(act=isa.Activation.LUT, lut_slot=slot)
+            reads.append(sl)
+        return f
+
+    # segments --------------------------------------------------------------------------
+    def segment(self, nodes, progress=None):
+        """Steps of one fabric segment (a list of nodes), tokens assigned, ending in FINISH.
+
+        ``progress(k, node name)`` is called before node ``k`` (1-based) is lowered."""
+        self.slots = Slots(self.c)
+        steps = []
+        for k, node in enumerate(nodes):
+            if progress:
+                progress(k + 1, node.name)
+            if node.op == "view":
+                continue
+            if steps:
+                steps.append(barrier_step(node.name))
+            steps += getattr(self, "_" + node.op)(node)
+        steps.append(finish_step())
+        return assign_tokens(steps)
+
+    # dense and depthwise convolution ----------------------------------------------------
+    def _fc(self, node):
+        return self._conv(node)
+
+    def _conv(self, node):
+        a, c = node.attrs, self.c
+        B = c.rows
+        tin, (h, w, cin), tbase = self._t(node.inputs[0])
+        srcs = self.w[node.name].get("srcs")
+        if srcs is not None:   # a channel move: the inputs' blocks stacked
+            cin = len(srcs) * c.rows
+            srcs = [(self.plan.offset(t), b) for t, b in srcs]
+        _, (ho, wo, cout), obase = self._t(node.outputs[0])
+        kh, kw = (a["w"].shape[1:3]) if node.op == "conv" else (1, 1)
+        (sh, sw), (dh, dw) = a.get("stride", (1, 1)), a.get("dilation", (1, 1))
+        pt, pl = a.get("pads", (0, 0, 0, 0))[:2]
+        dw_mode = self.w[node.name]["depthwise"]
+        geo = {"h": h, "w": w, "kh": kh, "kw": kw, "sh": sh, "sw": sw, "dh": dh, "dw": dw,
+               "pt": pt, "pl": pl, "tbase": tbase, "obase": obase, "ho": ho, "wo": wo,
+               "tin": tin, "cin": cin, "cout": cout, "srcs": srcs}
+        ib = act_blocks(cin, B)
+        taps = kh * kw
+        kc = 1 if dw_mode else min(ib, 255, (c.weight_buffer_depth // 2) // taps)
+        pmax = min(c.acc_buffer_depth, c.output_buffer_depth // 2)
+
+        def ext(th, tw):
+            return (th - 1) * sh + (kh - 1) * dh + 1, (tw - 1) * sw + (kw - 1) * dw + 1
+
+        def fits(kres):
+            def f(th, tw):
+                r, q = ext(th, tw)
+                return th * tw <= pmax and fits_isa(th, tw, r, q) and \
+                    r * q * kres <= c.input_buffer_depth // 2 and r * q < 1 << 16
+            return f
+
+        resident = not dw_mode
+        tiles = spatial_tiles(ho, wo, fits(1 if dw_mode else ib))
+        if tiles is None:
+            resident, tiles = False, spatial_tiles(ho, wo, fits(kc))
+        assert tiles is not None, f"{node.name}: no tile fits (the check should have said so)"
+        best = None
+        for order in ("spatial", "channel"):
+            saved = copy.deepcopy(self.slots)
+            steps = self._conv_steps(node, geo, tiles, order, ext, kc, resident, dw_mode)
+            nbytes = sum(op.nbytes for s in steps for op in s.loads)
+            if best is None or nbytes < best[0]:
+                best = (nbytes, steps, self.slots)
+            self.slots = saved
+        self.slots = best[2]
+        return best[1]
+
+    def _conv_steps(self, node, g, tiles, order, ext, kc, resident, dw_mode):
+        c, nm, info = self.c, node.name, self.w[node.name]
+        B, C = c.rows, c.cols
+        ib = act_blocks(g["cin"], B)
+        nout = act_blocks(g["cout"], B)
+        ob_n = nout if dw_mode else act_blocks(g["cout"], C)
+        chunks = [(k, list(range(k * kc, min(ib, (k + 1) * kc)))) for k in range(-(-ib // kc))]
+        # Depthwise kernels wider than the array's rows run as column chunks into one ACC.
+        cols = info.get("dw_chunks", [(0, g["kw"])])
+        taps = g["kw"] * g["kh"]
+        items = [(t, ob) for t in tiles for ob in range(ob_n)] if order == "spatial" else \
+            [(t, ob) for ob in range(ob_n) for t in tiles]
+        zp = _codes(g["tin"].q.zp)
+        steps = []
+        for (oy0, th, ox0, tw), ob in items:
+            rows_in, cols_in = ext(th, tw)
+            tile_words = rows_in * cols_in
+            ok, _ = self.slots.out.get(None)
+            out_base, out_slot = self.slots.out.bases[ok], self.slots.out.slot(ok)
+            parts = [(k, b, (0, g["kw"])) for k, b in chunks] if not dw_mode else \
+                [(k, [ob], cx) for k, cx in enumerate(cols)]
+            for k, blocks, (kx0, kwc) in parts:
+                step = Step(nm)
+                if resident:
+                    key, blist, first = (nm, "inp", oy0, ox0), list(range(ib)), k * kc
+                else:
+                    key, blist, first = (nm, "inp", oy0, ox0, tuple(blocks)), blocks, 0
+                si, hit = self.slots.inp.get(key)
+                ibase = self.slots.inp.bases[si]
+                if not hit:
+                    tb, bl = (g["tbase"], blist) if g["srcs"] is None else \
+                        (None, [g["srcs"][b] for b in blist])
+                    step.loads += input_tile_loads(
+                        self.slots.inp, si, ibase, tb, bl, g["h"], g["w"],
+                        oy0 * g["sh"] - g["pt"], rows_in, ox0 * g["sw"] - g["pl"], cols_in,
+                        B, zp)
+                wk, hit = self.slots.wgt.get((nm, "wgt", ob, k))
+                wbase = self.slots.wgt.bases[wk]
+                nwords = g["kh"] if dw_mode else len(blocks) * taps
+                if not hit:
+                    first_word = (ob * len(cols) + k) * g["kh"] if dw_mode else \
+                        ob * ib * taps + blocks[0] * taps
+                    step.loads.append(load_op(
+                        isa.Buffer.WGT, self.slots.wgt.slot(wk), wbase,
+                        self.wbase + info["wgt"] + first_word * B * C, 1, nwords, nwords, B * C))
+                reads = [self.slots.inp.slot(si), self.slots.wgt.slot(wk)]
+                emit = k == len(parts) - 1
+                if k == 0:
+                    pbase, pslot = self._param(step, (nm, "param", ob),
+                                               info["param"] + ob * C * 8)
+                reads.append(pslot)
+                fields = {
+                    "mode": isa.ConvMode.DEPTHWISE if dw_mode else isa.ConvMode.DENSE,
+                    "kernel_h": g["kh"], "kernel_w": kwc, "stride_h": g["sh"],
+                    "stride_w": g["sw"], "dilation_h": g["dh"], "dilation_w": g["dw"],
+                    "out_h": th, "out_w": tw, "in_w": cols_in,
+                    "in_blocks": len(blocks), "inp_addr": ibase + first * tile_words + kx0,
+                    "inp_block_stride": tile_words, "wgt_addr": wbase, "param_addr": pbase,
+                    "out_addr": out_base, "acc_init": int(k == 0), "acc_emit": int(emit),
+                    "in_zp": _codes(info["in_zp"])}
+                fields.update(self._post(node, step, reads))
+                macs = th * tw * (g["kh"] * kwc * B if dw_mode else taps * len(blocks) * B * C)
+                step.computes.append(Op(isa.Opcode.CONV, fields, reads=tuple(reads),
+                                        writes=(out_slot,) if emit else (), macs=macs))
+                if emit:
+                    lanes = [(0, ob)] if dw_mode else \
+                        [(j, ob * (C // B) + j) for j in range(C // B) if ob * (C // B) + j < nout]
+                    step.stores = store_ops(out_slot, out_base, g["obase"], lanes, g["ho"],
+                                            g["wo"], oy0, th, ox0, tw, B)
+                steps.append(step)
+        return steps
+
+    # vector unit --------------------------------------------------------------------------
+    def _vec(self, node, vop, srcs, kernel=(1, 1), stride=(1, 1), pads=(0, 0), pad_value=0,
+             extra=None, param=None, vector=None, blocks=None, lut=False):
+        """Tiles of a VEC op over the first source's map; ``vector``: a per-channel operand.
+
+        ``blocks``: ``[(source block, output block)]`` (default: the same block)."""
+        c, nm = self.c, node.name
+        B = c.rows
+        _, (ho, wo, cout), obase = self._t(node.outputs[0])
+        src = [self._t(s) for s in srcs]
+        h, w = src[0][1][:2]
+        (kh, kw), (sh, sw) = kernel, stride
+
+        def ext(th, tw):
+            return (th - 1) * sh + kh, (tw - 1) * sw + kw
+
+        def fits(th, tw):
+            r, q = ext(th, tw)
+            return th * tw <= c.output_buffer_depth // 2 and fits_isa(th, tw, r, q) and \
+                r * q * len(srcs) + (1 if vector else 0) <= c.input_buffer_depth // 2
+
+        tiles = spatial_tiles(ho, wo, fits)
+        steps = []
+        for oy0, th, ox0, tw in tiles:
+            r, q = ext(th, tw)
+            for blk, oblk in blocks or [(b, b) for b in range(act_blocks(cout, B))]:
+                step = Step(nm)
+                si, _ = self.slots.inp.get((nm, oy0, ox0, blk, oblk))
+                base = self.slots.inp.bases[si]
+                for k, (_, _, sbase) in enumerate(src):
+                    step.loads += input_tile_loads(
+                        self.slots.inp, si, base + k * r * q, sbase, [blk], h, w,
+                        oy0 * sh - pads[0], r, ox0 * sw - pads[1], q, B, pad_value)
+                srcb = base + r * q if len(srcs) > 1 else 0
+                if vector:
+                    vbase = self._t(vector)[2]
+                    srcb = base + r * q * len(srcs)
+                    step.loads.append(load_op(isa.Buffer.INP, self.slots.inp.slot(si), srcb,
+                                              vbase + blk * B, 1, 1, 1, B))
+                reads = [self.slots.inp.slot(si)]
+                fields = dict(vop=vop, kernel_h=kh, kernel_w=kw, stride_h=sh, stride_w=sw,
+                              out_h=th, out_w=tw, in_w=q, src_a=base, src_b=srcb, **(extra or {}))
+                if param is not None:
+                    pbase, pslot = self._param(step, (nm, "param"), param)
+                    fields["param_addr"] = pbase
+                    reads.append(pslot)
+                fields.update(self._post(node, step, reads, lut))
+                ok, _ = self.slots.out.get(None)
+                out_base, out_slot = self.slots.out.bases[ok], self.slots.out.slot(ok)
+                fields["out_addr"] = out_base
+                step.computes.append(Op(isa.Opcode.VEC, fields, reads=tuple(reads),
+                                        writes=(out_slot,)))
+                step.stores = store_ops(out_slot, out_base, obase, [(0, oblk)], ho, wo, oy0, th,
+                                        ox0, tw, B)
+                steps.append(step)
+        return steps
+
+    def _gap(self, node):
+        tin, (h, w, _), _ = self._t(node.inputs[0])
+        if "ident" in self.w[node.name]:
+            return self._gap_conv(node)
+        return self._vec(node, isa.VecOp.AVG_POOL, [node.inputs[0]], kernel=(h, w),
+                         extra={"a_zp": _codes(tin.q.zp)}, param=self.w[node.name]["param"])
+
+    def _maxpool(self, node):
+        a = node.attrs
+        tin = self.g.tensors[node.inputs[0]]
+        return self._vec(node, isa.VecOp.MAX_POOL, [node.inputs[0]], kernel=a["kernel"],
+                         stride=a["stride"], pads=a["pads"][:2], pad_value=tin.q.qmin)
+
+    def _add(self, node):
+        ins = list(node.inputs)
+        if self.w[node.name]["swap"]:
+            ins.reverse()
+        ta, tb = (self.g.tensors[i] for i in ins)
+        return self._vec(node, isa.VecOp.ADD, ins, param=self.w[node.name]["param"],
+                         extra={"a_zp": _codes(ta.q.zp), "b_zp": _codes(tb.q.zp)})
+
+    def _mul(self, node):
+        d = self.w[node.name]
+        tx, ts = self.g.tensors[d["x"]], self.g.tensors[d["s"]]
+        zps = {"a_zp": _codes(tx.q.zp), "b_zp": _codes(ts.q.zp)}
+        if d["elementwise"]:
+            return self._vec(node, isa.VecOp.MUL, [d["x"], d["s"]], param=d["param"], extra=zps)
+        return self._vec(node, isa.VecOp.MUL_CHANNEL, [d["x"]], vector=d["s"], param=d["param"],
+                         extra={"a_zp": _codes(tx.q.zp), "b_zp": _codes(ts.q.zp)})
+
+    def _lut(self, node):
+        return self._vec(node, isa.VecOp.COPY, [node.inputs[0]])
+
+    def _shuffle(self, node):
+        return self._conv(node)   # always a gather
+
+    def _concat(self, node):
+        """Channel concat: each input's blocks copied (through its LUT) to its channel offset."""
+        if "srcs" in self.w[node.name]:
+            return self._conv(node)
+        steps, off = [], 0
+        for src, lut in zip(node.inputs, self.w[node.name]["luts"]):
+            c = canon(self.g.tensors[src])[2]
+            blocks = [(b, off // self.c.rows + b) for b in range(act_blocks(c, self.c.rows))]
+            steps += self._vec(node, isa.VecOp.COPY, [src], blocks=blocks, lut=lut)
+            off += c
+        return steps
+
+    def _slice(self, node):
+        """Channel slice from a block boundary: the kept blocks copied."""
+        if "srcs" in self.w[node.name]:
+            return self._conv(node)
+        first = node.attrs["start"] // self.c.rows
+        n = act_blocks(canon(self.g.tensors[node.outputs[0]])[2], self.c.rows)
+        return self._vec(node, isa.VecOp.COPY, [node.inputs[0]],
+                         blocks=[(first + b, b) for b in range(n)])
+
+    def _gap_conv(self, node):
+        """Global pool past the VEC window: per channel block, CONVs summing ``ident_n``
+        pixels each (pixels as input blocks, identity weights) into one ACC word."""
+        c, nm, info = self.c, node.name, self.w[node.name]
+        B, C = c.rows, c.cols
+        _, (h, w, ch), tbase = self._t(node.inputs[0])
+        obase = self._t(node.outputs[0])[2]
+        n_id, steps = info["ident_n"], []
+        for blk in range(act_blocks(ch, B)):
+            ok, _ = self.slots.out.get(None)
+            out_base, out_slot = self.slots.out.bases[ok], self.slots.out.slot(ok)
+            step = Step(nm)
+            si, _ = self.slots.inp.get((nm, blk))
+            ibase = self.slots.inp.bases[si]
+            step.loads += input_tile_loads(self.slots.inp, si, ibase, tbase, [blk], h, w, 0, h,
+                                           0, w, B, 0)
+            wk, hit = self.slots.wgt.get((nm, "ident"))
+            wbase = self.slots.wgt.bases[wk]
+            if not hit:
+                step.loads.append(load_op(isa.Buffer.WGT, self.slots.wgt.slot(wk), wbase,
+                                          self.wbase + info["ident"], 1, n_id, n_id, B * C))
+            pbase, pslot = self._param(step, (nm, "param"), info["param"])
+            starts = list(range(0, h * w, n_id))
+            for k, p0 in enumerate(starts):
+                n = min(n_id, h * w - p0)
+                reads = [self.slots.inp.slot(si), self.slots.wgt.slot(wk), pslot]
+                emit = k == len(starts) - 1
+                fields = {"mode": isa.ConvMode.DENSE, "kernel_h": 1, "kernel_w": 1,
+                          "stride_h": 1, "stride_w": 1, "dilation_h": 1, "dilation_w": 1,
+                          "out_h": 1, "out_w": 1, "in_w": 1, "in_blocks": n,
+                          "inp_addr": ibase + p0, "inp_block_stride": 1, "wgt_addr": wbase,
+                          "param_addr": pbase, "out_addr": out_base, "acc_init": int(k == 0),
+                          "acc_emit": int(emit), "in_zp": _codes(info["in_zp"])}
+                fields.update(self._post(node, step, reads))
+                step.computes.append(Op(isa.Opcode.CONV, fields, reads=tuple(reads),
+                                        writes=(out_slot,) if emit else (), macs=n * B * C))
+            step.stores = store_ops(out_slot, out_base, obase, [(0, blk)], 1, 1, 0, 1, 0, 1, B)
+            steps.append(step)
+        return steps

@@ -1,0 +1,143 @@
+"""Per-layer tiling to the on-chip buffer depths, and the steps that move and compute tiles.
+
+Buffers are split in two slots each (INP, WGT, OUT halves; PARAM two words per slot)
+so the loads of one tile overlap the compute of the previous one (emit.py sets the
+tokens). A slot cache remembers what each slot holds: a tile of input blocks or a
+run of weight words already on chip is not loaded again.
+
+Dense CONV: output tiles of ``th x tw`` pixels (``th*tw`` within ACC and half of
+OUT), input tiles with their halo (and zero-point padding inserted by LOAD) within
+half of INP, for all input channel blocks when they fit (else in chunks, chained
+with ``acc_init``/``acc_emit``); weights of ``kc`` input blocks per CONV within half
+of WGT. Two loop orders are generated, spatial tiles outer (weights reloaded per
+tile) and output-channel blocks outer (inputs reloaded per block), and the one
+moving fewer DRAM bytes is kept.
+"""
+
+from bamboo.arch import isa
+
+from .emit import Op, Step
+
+__all__ = ["SlotCache", "Slots", "fits_isa", "load_op", "spatial_tiles", "store_ops"]
+
+_OUT_MAX = 1023   # out_h / out_w: 10 bits
+_IN_W_MAX = 4095  # in_w, x_size: 12 bits
+
+
+class SlotCache:
+    """``n`` slots of one buffer, least recently used replaced; keys say what a slot holds."""
+
+    def __init__(self, name, n, size, base=0):
+        self.name, self.size = name, size
+        self.bases = [base + k * size for k in range(n)]
+        self.keys = [None] * n
+        self.used = [-1] * n
+        self.clock = 0
+
+    def get(self, key):
+        """``(slot index, hit)`` for ``key``; a miss takes the least recently used slot."""
+        self.clock += 1
+        if key is not None and key in self.keys:
+            k = self.keys.index(key)
+            self.used[k] = self.clock
+            return k, True
+        k = min(range(len(self.keys)), key=lambda i: self.used[i])
+        self.keys[k], self.used[k] = key, self.clock
+        return k, False
+
+    def slot(self, k):
+        return (self.name, k)
+
+
+class Slots:
+    """The slot caches of one program segment."""
+
+    def __init__(self, config):
+        c = config
+        self.inp = SlotCache("inp", 2, c.input_buffer_depth // 2)
+        self.wgt = SlotCache("wgt", 2, c.weight_buffer_depth // 2)
+        self.param = SlotCache("param", 2, 2)
+        self.out = SlotCache("out", 2, c.output_buffer_depth // 2)
+        self.lut = SlotCache("lut", c.lut_slots, 1)
+
+
+def fits_isa(th, tw, in_rows, in_cols):
+    return th <= _OUT_MAX and tw <= _OUT_MAX and in_cols <= _IN_W_MAX and in_rows <= _IN_W_MAX
+
+
+def spatial_tiles(ho, wo, fits):
+    """Tiles ``(oy0, th, ox0, tw)`` covering ``ho x wo``: widest rows first, then most rows.
+
+    ``fits(th, tw)`` says whether a tile fits the buffers; returns None if 1x1 does not.
+    """
+    if not fits(1, 1):
+        return None
+    nw = 1
+    while not fits(1, -(-wo // nw)):
+        nw += 1
+    tw = -(-wo // nw)
+    lo, hi = 1, ho
+    while lo < hi:  # largest th that fits (fits is monotone in th)
+        mid = (lo + hi + 1) // 2
+        lo, hi = (mid, hi) if fits(mid, tw) else (lo, mid - 1)
+    nh = -(-ho // lo)
+    th = -(-ho // nh)
+    return [(oy, min(th, ho - oy), ox, min(tw, wo - ox))
+            for oy in range(0, ho, th) for ox in range(0, wo, tw)]
+
+
+def load_op(buffer, slot, sram_addr, dram_addr, y_size, x_size, x_stride, elem_bytes,
+            pads=(0, 0, 0, 0), pad_value=0):
+    """A LOAD op. ``pads`` = (top, left, bottom, right) around the ``y_size x x_size`` region."""
+    pt, pl, pb, pr = pads
+    fields = {"buffer": buffer, "sram_addr": sram_addr, "dram_addr": dram_addr,
+              "y_size": y_size, "x_size": x_size, "x_stride": x_stride, "pad_top": pt,
+              "pad_left": pl, "pad_bottom": pb, "pad_right": pr, "pad_value": pad_value & 0xFF}
+    return Op(isa.Opcode.LOAD, fields, writes=(slot,), nbytes=y_size * x_size * elem_bytes)
+
+
+def store_ops(out_slot, sram_addr, tensor_base, blocks, h, w, oy0, th, ox0, tw, rows):
+    """STOREs of a ``th x tw`` tile from OUT: ``blocks`` = ``[(lane, channel block)]``."""
+    ops = []
+    for lane, blk in blocks:
+        dram = tensor_base + ((blk * h + oy0) * w + ox0) * rows
+        ops.append(Op(isa.Opcode.STORE, {"sram_addr": sram_addr, "dram_addr": dram, "y_size": th,
+                                             "x_size": tw, "x_stride": w, "lane": lane},
+                      reads=(out_slot,), nbytes=th * tw * rows))
+    return ops
+
+
+def input_tile_loads(slots_inp, slot, base, tensor_base, blocks, h, w, iy0, in_rows, ix0,
+                     in_cols, rows, pad_value):
+    """LOADs of an input tile (rows ``iy0..``, cols ``ix0..``, may start outside the image)
+    for channel ``blocks``, block ``k`` at INP word ``base + k * in_rows * in_cols``.
+
+    ``tensor_base`` None: ``blocks`` are ``(tensor base, block)`` pairs (blocks gathered
+    from several tensors of the same height and width)."""
+    srcs = list(blocks) if tensor_base is None else [(tensor_base, b) for b in blocks]
+    y_lo, y_hi = max(iy0, 0), min(iy0 + in_rows, h)
+    x_lo, x_hi = max(ix0, 0), min(ix0 + in_cols, w)
+    assert y_hi > y_lo and x_hi > x_lo, "a tile entirely in the padding"
+    pads = (y_lo - iy0, x_lo - ix0, iy0 + in_rows - y_hi, ix0 + in_cols - x_hi)
+    whole = not any(pads) and in_cols == w and in_rows * w <= _IN_W_MAX and h * w < 1 << 20
+    ops, k = [], 0
+    while k < len(srcs):
+        tb, blk = srcs[k]
+        n = 1
+        while whole and k + n < len(srcs) and n < _IN_W_MAX and srcs[k + n] == (tb, blk + n):
+            n += 1
+        if n > 1:
+            # Whole rows of consecutive blocks: one 2-D transfer, a block per DRAM "row".
+            ops.append(load_op(isa.Buffer.INP, slots_inp.slot(slot), base + k * in_rows * in_cols,
+                               tb + (blk * h + y_lo) * w * rows, n, in_rows * w, h * w, rows,
+                               (0, 0, 0, 0), pad_value))
+        else:
+            dram = tb + ((blk * h + y_lo) * w + x_lo) * rows
+            ops.append(load_op(isa.Buffer.INP, slots_inp.slot(slot), base + k * in_rows * in_cols,
+                               dram, y_hi - y_lo, x_hi - x_lo, w, rows, pads, pad_value))
+        k += n
+    return ops
+
+
+def new_step(node):
+    return Step(node)

@@ -1,0 +1,171 @@
+"""The weight region image: every fabric node's WGT words, PARAM words and LUTs, packed.
+
+:func:`pack_weights` walks the fabric nodes and appends their parameters in the
+hardware layouts (pack.py), each blob aligned to the AXI data width, and returns the
+image with ``{node name: {"wgt"|"param"|"lut": offset, ...}}``.
+"""
+
+import numpy as np
+from bamboo.arch.layout import align
+from bamboo.runtime.requant import Requant
+from bamboo.runtime.requant import qrange as _qrange
+
+from ..partition import FABRIC
+from . import pack
+from .check import canon, is_depthwise, move_kind
+
+__all__ = ["WeightImage", "conv_weights_2d", "pack_weights"]
+
+_f32 = np.float32
+
+
+class WeightImage:
+    """A growing byte image; :meth:`add` returns each blob's offset."""
+
+    def __init__(self, alignment):
+        self.alignment = alignment
+        self.data = bytearray()
+
+    def add(self, blob):
+        off = align(len(self.data), self.alignment)
+        self.data += bytes(off - len(self.data)) + np.ascontiguousarray(blob).tobytes()
+        return off
+
+
+def conv_weights_2d(node, graph=None):
+    """OHWI weights of a conv or fc node (fc: ``(O, 1, 1, K)``).
+
+    A grouped (not depthwise) conv comes back dense, zero outside its groups: exact, at
+    ``group`` times the MACs.
+    """
+    w = node.attrs["w"]
+    if node.op == "fc":
+        return w.reshape(w.shape[0], 1, 1, w.shape[1])
+    g = node.attrs.get("group", 1)
+    if g == 1 or (graph is not None and is_depthwise(node, graph)):
+        return w
+    o, kh, kw, cg = w.shape
+    full = np.zeros((o, kh, kw, cg * g), np.int8)
+    og = o // g
+    for k in range(g):
+        full[k * og:(k + 1) * og, :, :, k * cg:(k + 1) * cg] = w[k * og:(k + 1) * og]
+    return full
+
+
+def _lut_blob(table):
+    return np.asarray(table).view(np.uint8)
+
+
+def pack_weights(graph, config):
+    """``(bytes, {node: offsets and derived constants})`` for every fabric node of ``graph``."""
+    img = WeightImage(config.axi_data_bytes)
+    rows, cols = config.rows, config.cols
+    info = {}
+    for n in graph.nodes:
+        if n.target != FABRIC:
+            continue
+        a, d = n.attrs, {}
+        tin = graph.tensors[n.inputs[0]]
+        tout = graph.tensors[n.outputs[0]]
+        signed = tin.q.dtype == "int8"
+        if n.op in ("conv", "fc"):
+            w = conv_weights_2d(n, graph)
+            cout = w.shape[0]
+            in_zp = pack.in_zp_for(config, tin.q.zp, signed)
+            bias = pack.fold_in_zp(a["bias"], w, tin.q.zp, in_zp)
+            m, e = pack.requant_of(a["rq"], cout)
+            if n.op == "conv" and is_depthwise(n, graph):
+                kw = w.shape[2]
+                chunks = [(x, min(rows, kw - x)) for x in range(0, kw, rows)]
+                words = [pack.depthwise_weights(w[:, :, x:x + n], rows, cols) for x, n in chunks]
+                d["wgt"] = img.add(np.stack(words, axis=1))   # (nb, chunk, kh, C*B)
+                d["dw_chunks"] = chunks
+                d["param"] = img.add(pack.param_words(bias, m, e, cols, rows))
+                d["depthwise"] = True
+            else:
+                d["wgt"] = img.add(pack.dense_weights(w, rows, cols))
+                d["param"] = img.add(pack.param_words(bias, m, e, cols))
+                d["depthwise"] = False
+            d["in_zp"] = in_zp
+            if a.get("lut") is not None:
+                d["lut"] = img.add(_lut_blob(a["lut"]))
+        elif n.op == "gap":
+            rq = a["rq"]
+            m, e = pack.requant_of(rq, rows)
+            h, w, _ = canon(tin)
+            bias = np.zeros(rows, np.int64)
+            if h > 15 or w > 15:
+                # Past the 15x15 pool window: a dense CONV whose "input blocks" are the
+                # pixels (inp_block_stride 1) and whose weights are identity words.
+                d["in_zp"] = pack.in_zp_for(config, tin.q.zp, signed)
+                d["ident_n"] = n_id = min(255, config.weight_buffer_depth // 2, h * w)
+                ident = np.zeros((n_id, cols, rows), np.int8)
+                ident[:, np.arange(rows), np.arange(rows)] = 1
+                d["ident"] = img.add(ident.view(np.uint8))
+                bias += (d["in_zp"] - tin.q.zp) * h * w
+            d["param"] = img.add(pack.param_words(bias, m, e, cols))
+        elif n.op == "add":
+            ta, tb = graph.tensors[n.inputs[0]], graph.tensors[n.inputs[1]]
+            swap = all(v == 1 for v in canon(ta))  # runtime swaps when nothing varies
+            if swap:
+                ta, tb = tb, ta
+            d["swap"] = swap
+            d["param"] = img.add(pack.add_params(ta.q.scale, tb.q.scale, tout.q.scale, ta.q.zp,
+                                                 tb.q.zp, tout.q.zp, cols))
+        elif n.op == "mul":
+            x, s = n.inputs
+            if canon(graph.tensors[x])[:2] == (1, 1) and canon(graph.tensors[s])[:2] != (1, 1):
+                x, s = s, x
+            d["elementwise"] = canon(graph.tensors[x]) == canon(graph.tensors[s])
+            tx, ts = graph.tensors[x], graph.tensors[s]
+            scale = _f32(_f32(_f32(tx.q.scale) * _f32(ts.q.scale)) / _f32(tout.q.scale))
+            rq = Requant.from_scale(scale, tout.q.zp, tout.q.np_dtype)
+            if not -54 <= int(rq.e) <= 0:
+                raise ValueError(f"node {n.name!r}: mul scale out of range")
+            d["x"], d["s"] = x, s
+            d["param"] = img.add(pack.param_words(np.zeros(1, np.int64), np.atleast_1d(rq.m),
+                                                  np.atleast_1d(rq.e), cols))
+        elif n.op in ("concat", "slice", "shuffle") and \
+                move_kind(n, graph, config)[0] == "gather":
+            _gather(n, graph, config, img, d)
+        elif n.op == "concat":
+            d["luts"] = [None if t is None else img.add(_lut_blob(t)) for t in a["luts"]]
+        elif n.op == "lut":
+            d["lut"] = img.add(_lut_blob(a["table"]))
+        d["qrange"] = _qrange(tout.q.np_dtype)
+        info[n.name] = d
+    return bytes(img.data), info
+
+
+def _gather(n, graph, config, img, d):
+    """A channel move as a 1x1 CONV: 0/1 selection weights over the inputs' blocks stacked
+    ("virtual" input channel ``block * rows + lane``), unit requantizer (``S = 2**23 * 2**-23``:
+    ``y = x - in_zp + in_zp``, exact)."""
+    rows, cols = config.rows, config.cols
+    tin = graph.tensors[n.inputs[0]]
+    cout = canon(graph.tensors[n.outputs[0]])[2]
+    srcs, first = [], {}
+    for t in n.inputs:
+        first[t] = len(srcs)
+        srcs += [(t, b) for b in range(-(-canon(graph.tensors[t])[2] // rows))]
+    src = []   # input (tensor, channel) of each output channel
+    if n.op == "concat":
+        for t in n.inputs:
+            src += [(t, c) for c in range(canon(graph.tensors[t])[2])]
+    elif n.op == "slice":
+        a = n.attrs
+        src = [(n.inputs[0], c) for c in range(a["start"], a["end"], a["step"])][:cout]
+    else:  # shuffle: output j * g + k <- input k * (C / g) + j
+        g = n.attrs["groups"]
+        per = cout // g
+        src = [(n.inputs[0], (o % g) * per + o // g) for o in range(cout)]
+    assert len(src) == cout
+    w = np.zeros((cout, 1, 1, len(srcs) * rows), np.int8)
+    for o, (t, c) in enumerate(src):
+        w[o, 0, 0, first[t] * rows + c] = 1
+    signed = tin.q.dtype == "int8"
+    in_zp = pack.in_zp_for(config, tin.q.zp, signed)
+    bias = pack.fold_in_zp(np.zeros(cout, np.int64), w, tin.q.zp, in_zp)
+    d["wgt"] = img.add(pack.dense_weights(w, rows, cols))
+    d["param"] = img.add(pack.param_words(bias, np.full(cout, 1 << 23), np.full(cout, -23), cols))
+    d.update(in_zp=in_zp, depthwise=False, srcs=srcs)
