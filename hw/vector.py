@@ -1,0 +1,348 @@
+"""The vector unit: runs one VEC instruction (ADD, pools, MUL, COPY) from INP to OUT.
+
+Semantics: the VEC pseudo-code of ``arch/isa.py``, executed exactly as
+``bamboo.sim.isa_ops.vec`` does (the tests compare the two on random
+instructions). A sequencer reads INP words, one per cycle, through one read port:
+for every output pixel the elements of its window (pools), its two operands
+(ADD, MUL: ``a`` then ``b``) or its one operand (COPY, MUL_CHANNEL). A reducer
+folds them per lane (max, sum of ``code - a_zp``, or holds ``a``) and emits one
+beat per pixel into ``rows`` lanes, each::
+
+    ADD, MUL, MUL_CHANNEL -> FusedMultiplyAdd x2 -> round to integer -+
+    AVG_POOL              -> Requantizer (PARAM bias, m, e per lane) -+-> clamp -> activation
+    MAX_POOL, COPY        -> (delay) ---------------------------------+
+
+ADD is onnxruntime's x86 formula ``sat(rint(fma(a, rA, fma(b, rB, K))))`` with
+float32 ``rA``, ``rB``, ``K`` from PARAM (Ref: ../shared/numerics.md, "Add"), done
+in integers by :class:`~bamboo.hw.fma.FusedMultiplyAdd`. MUL and MUL_CHANNEL
+(``runtime.elementwise.mul_channel``'s integer form) use the same two units:
+``round24(round24(p * R) + out_zp)`` is ``fma(out_zp, 1.0, fma(p, R, 0))`` with
+``R = m * 2**e`` (PARAM lane 0) and ``p = (a - a_zp) * (s - b_zp)``.
+
+The unit reads PARAM word ``param_addr`` once per instruction. OUT lanes ``>= rows``
+are written 0. The pipeline never stalls: with the ports to itself (the compute
+queue runs one instruction at a time) it issues one INP read per cycle and writes
+a pixel :data:`VectorUnit.LATENCY` cycles after the read of its last element.
+
+Cost, Yosys ``synth_xilinx -family xcup`` on ``ultra96`` (16 lanes; an estimate,
+Vivado not run), measured with a 2-DSP first FMA before it narrowed to 17 bits:
+98 DSP48E2 (82 now: the 17-bit FMA alone is 1 DSP, 995 LUT; at 18 bits 2 DSP),
+46.4k LUT (3.4k of them SRL16E), 18.2k FF, 16 RAMB18E2 (each lane's activation
+tables), 24 logic levels. Per lane: two FMAs (~1.0k and ~1.3k LUT; the first's
+addend is aligned once per instruction), a requantizer (~0.5k LUT, 2 DSP), the
+activation. Two thirds of the xczu3eg's LUTs: too much next to the array. ADD and
+MUL read two words per pixel, so half as many FMA lanes, each taking two lanes in
+turn, would keep their rate.
+"""
+
+from amaranth.hdl import Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, memory, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from ..arch.config import AcceleratorConfig
+from ..arch.isa import Activation as IsaActivation
+from ..arch.isa import Opcode, VecOp
+from ..arch.layout import PARAM_DEPTH
+from .fma import Float, FusedMultiplyAdd, align_addend, float_const, mantissa_float, unpack_f32
+from .isa_layout import instruction_layout
+from .postproc import Activation, ActivationUnit, LutWriteSignature
+from .requantizer import Requantizer
+
+__all__ = ["VectorStatusSignature", "VectorUnit"]
+
+# The first FMA's integer: a code (ADD) or (a - a_zp) * (s - b_zp), |p| <= 255 * 255 < 2**16.
+# 17 bits keep |x| within the DSP48E2's 18-bit signed port: one DSP per product, not two.
+_X1 = 17
+
+# VEC.act feeds the activation lanes as it is: the ISA numbers them as hw.postproc does.
+assert (IsaActivation.NONE, IsaActivation.LEAKY_SHIFT, IsaActivation.LEAKY_ROUNDED,
+        IsaActivation.LUT) == tuple(a.value for a in Activation)
+
+
+class VectorStatusSignature(wiring.Signature):
+    """Strobes for the performance counters, driven by the unit.
+
+    ``busy``: an instruction is in progress; ``active``: an OUT word is written;
+    ``stall``: busy but no INP read issued (PARAM fetch, setup, pipeline drain);
+    ``done``: one-cycle pulse when the instruction's last OUT word is written (or at
+    once for an instruction without pixels).
+    """
+
+    def __init__(self):
+        super().__init__({name: Out(1) for name in ("busy", "active", "stall", "done")})
+
+
+class VectorUnit(wiring.Component):
+    """VEC engine: sequencer, reducer and ``config.rows`` arithmetic lanes.
+
+    Parameters
+    ----------
+    config : AcceleratorConfig
+        ``rows`` lanes (INP word), ``cols`` codes per OUT word, buffer depths.
+    param_depth : int
+        Words of the PARAM buffer (sets the width of ``param_r.addr``).
+
+    Members
+    -------
+    i_insn : ``In(stream.Signature(instruction_layout(Opcode.VEC)))``
+        Decoded VEC instruction; accepted only when idle.
+    inp_r : ``In(memory.ReadPort.Signature(...))``
+        Read port of INP (``rows`` uint8 codes, synchronous), driven by the unit.
+    param_r : ``In(memory.ReadPort.Signature(...))``
+        Read port of PARAM (``unsigned(64 * cols)``: ``cols`` lanes, arch/layout.py), read
+        once per instruction, in the cycle the instruction is accepted.
+    out_w : ``In(memory.WritePort.Signature(...))``
+        Write port of OUT (``cols`` codes), driven by the unit.
+    lut_w : ``In(LutWriteSignature(config.lut_slots))``
+        Activation table writes (the unit keeps its own copies, one per lane).
+    status : ``Out(VectorStatusSignature())``
+    """
+
+    _CORE = 1 + 2 * FusedMultiplyAdd.LATENCY + 3   # lane input to activation, every op
+    #: Cycles from the INP read of a pixel's last element to its OUT write (read data,
+    #: reducer, lanes, activation).
+    LATENCY = 2 + _CORE + ActivationUnit.LATENCY
+    #: Cycles from accepting an instruction to its first INP read (PARAM read, setup).
+    START = 3
+
+    @classmethod
+    def cycles(cls, pixels, elements):
+        """Cycles from accepting an instruction to its ``done`` pulse (the compiler's cost).
+
+        ``elements`` INP reads per pixel: pools ``kernel_h * kernel_w``, ADD and MUL 2,
+        else 1. An instruction without pixels is done in the cycle it is accepted.
+        """
+        if pixels == 0:
+            return 0
+        return cls.START + pixels * elements + cls.LATENCY
+
+    def __init__(self, config, param_depth=PARAM_DEPTH):
+        if not isinstance(config, AcceleratorConfig):
+            self._MustUse__silence = True
+            raise TypeError(f"config must be an AcceleratorConfig, not {config!r}")
+        if config.cols < 2 or config.rows > config.cols:
+            self._MustUse__silence = True
+            raise ValueError(f"the vector unit needs 2 <= cols and rows <= cols, not "
+                             f"rows {config.rows!r}, cols {config.cols!r}")
+        self.config = config
+        self.insn_layout = instruction_layout(Opcode.VEC)
+        self.inp_aw = config.buffer_addr_width(config.input_buffer_depth)
+        self.out_aw = config.buffer_addr_width(config.output_buffer_depth)
+        self.param_aw = config.buffer_addr_width(param_depth)
+        super().__init__({
+            "i_insn": In(stream.Signature(self.insn_layout)),
+            "inp_r": In(memory.ReadPort.Signature(
+                addr_width=self.inp_aw, shape=data.ArrayLayout(unsigned(8), config.rows))),
+            "param_r": In(memory.ReadPort.Signature(
+                addr_width=self.param_aw, shape=unsigned(64 * config.cols))),
+            "out_w": In(memory.WritePort.Signature(
+                addr_width=self.out_aw, shape=data.ArrayLayout(unsigned(8), config.cols))),
+            "lut_w": In(LutWriteSignature(config.lut_slots)),
+            "status": Out(VectorStatusSignature()),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        B = self.config.rows
+        insn = Signal(self.insn_layout)
+        vop = insn.vop
+        pool = (vop == VecOp.MAX_POOL) | (vop == VecOp.AVG_POOL)
+        two = (vop == VecOp.ADD) | (vop == VecOp.MUL)
+        fma_op = two | (vop == VecOp.MUL_CHANNEL)
+
+        def code(v):
+            """An 8-bit field or INP byte as the code it stands for, signed(9)."""
+            return Mux(insn.signed, v.as_signed(), v.as_unsigned())
+
+        def reg(value, name, shape=None):
+            sig = Signal(value.shape() if shape is None else shape, name=name, reset_less=True)
+            m.d.sync += sig.eq(value)
+            return sig
+
+        def ctl(value, name):
+            """A control register: reset, unlike the datapath's (no X in simulation)."""
+            sig = Signal(value.shape(), name=name)
+            m.d.sync += sig.eq(value)
+            return sig
+
+        def delay(value, n, name):
+            for k in range(n):
+                value = reg(value, f"{name}_d{k + 1}")
+            return value
+
+        # ---- sequencer --------------------------------------------------------------------
+        kh = Signal(4)
+        kw = Signal(4)
+        sw = Signal(3)
+        row_step = Signal(16)                  # INP words between output rows
+        n_pix = Signal(20)
+        kx, ky = Signal(4), Signal(4)
+        ox, oy = Signal(10), Signal(10)
+        row_off, col_off, win_off = Signal(24), Signal(24), Signal(24)
+        written = Signal(20)
+        wr_addr = Signal(self.out_aw)
+        lanes = max(B, 2)
+        param = Signal(data.ArrayLayout(unsigned(64), lanes))
+        s_word = Signal(data.ArrayLayout(unsigned(8), B))
+        s_latch = Signal()
+        issue, first, last = Signal(), Signal(), Signal()
+        write = Signal()
+        m.d.sync += s_latch.eq(0)
+
+        with m.FSM():
+            with m.State("IDLE"):
+                m.d.comb += [self.i_insn.ready.eq(1),
+                             self.param_r.addr.eq(self.i_insn.payload.param_addr),
+                             self.param_r.en.eq(1)]
+                with m.If(self.i_insn.valid):
+                    m.d.sync += [insn.eq(self.i_insn.payload), wr_addr.eq(
+                        self.i_insn.payload.out_addr)]
+                    with m.If((self.i_insn.payload.out_h == 0) |
+                              (self.i_insn.payload.out_w == 0)):
+                        m.d.comb += self.status.done.eq(1)    # a barrier: tokens only
+                    with m.Else():
+                        m.next = "PARAM"
+            with m.State("PARAM"):
+                # The PARAM word read in IDLE; window geometry (0 reads as 1, as the simulator).
+                m.d.sync += [param.eq(self.param_r.data[:len(param.as_value())]),
+                             kh.eq(Mux(pool & (insn.kernel_h != 0), insn.kernel_h, 1)),
+                             kw.eq(Mux(pool, Mux(insn.kernel_w != 0, insn.kernel_w, 1),
+                                       Mux(two, 2, 1))),
+                             sw.eq(Mux(pool & (insn.stride_w != 0), insn.stride_w, 1)),
+                             row_step.eq(insn.in_w * Mux(pool & (insn.stride_h != 0),
+                                                         insn.stride_h, 1)),
+                             n_pix.eq(insn.out_h * insn.out_w),
+                             kx.eq(0), ky.eq(0), ox.eq(0), oy.eq(0), written.eq(0),
+                             row_off.eq(0), col_off.eq(0), win_off.eq(0)]
+                m.next = "SETUP"
+            with m.State("SETUP"):
+                # MUL_CHANNEL's scale word; the lanes' constants settle from `param`.
+                m.d.comb += [self.inp_r.addr.eq(insn.src_b), self.inp_r.en.eq(1)]
+                m.d.sync += s_latch.eq(1)
+                m.next = "RUN"
+            with m.State("RUN"):
+                m.d.comb += [issue.eq(1), first.eq((kx == 0) & (ky == 0)),
+                             last.eq((kx == kw - 1) & (ky == kh - 1))]
+                base = Mux(two & (kx == 1), insn.src_b, insn.src_a)
+                offset = row_off + col_off + Mux(two, 0, win_off + kx)
+                m.d.comb += [self.inp_r.addr.eq(base + offset), self.inp_r.en.eq(1)]
+                m.d.sync += kx.eq(kx + 1)
+                with m.If(kx == kw - 1):
+                    m.d.sync += [kx.eq(0), ky.eq(ky + 1), win_off.eq(win_off + insn.in_w)]
+                    with m.If(ky == kh - 1):
+                        m.d.sync += [ky.eq(0), win_off.eq(0), ox.eq(ox + 1),
+                                     col_off.eq(col_off + sw)]
+                        with m.If(ox == insn.out_w - 1):
+                            m.d.sync += [ox.eq(0), col_off.eq(0), oy.eq(oy + 1),
+                                         row_off.eq(row_off + row_step)]
+                            with m.If(oy == insn.out_h - 1):
+                                m.next = "DRAIN"
+            with m.State("DRAIN"):
+                with m.If(written == n_pix):
+                    m.d.comb += self.status.done.eq(1)
+                    m.next = "IDLE"
+        with m.If(s_latch):
+            m.d.sync += s_word.eq(self.inp_r.data)
+        with m.If(write):
+            m.d.sync += [written.eq(written + 1), wr_addr.eq(wr_addr + 1)]
+        m.d.comb += [self.status.busy.eq(~self.i_insn.ready),
+                     self.status.stall.eq(~self.i_insn.ready & ~issue),
+                     self.status.active.eq(write)]
+
+        # ---- per-instruction constants of the lanes ---------------------------------------
+        ra = unpack_f32(m, param[0][:32], "ra")
+        rb = unpack_f32(m, param[0][32:], "rb")
+        k = unpack_f32(m, param[1][:32], "k")
+        r_mul = mantissa_float(m, param[0][32:56], param[0][56:].as_signed(), "r_mul")
+        is_add = vop == VecOp.ADD
+        f1 = reg(Mux(is_add, rb.as_value(), r_mul.as_value()), "f1", Float)
+        z1 = reg(Mux(is_add, k.as_value(), Float.const(float_const(0)).as_value()), "z1", Float)
+        f2 = reg(Mux(is_add, ra.as_value(), Float.const(float_const(1.0)).as_value()), "f2",
+                 Float)
+        # K (or 0) aligned to the products with rB (or R) once, for every lane's first FMA.
+        z1_aligned = reg(align_addend(m, _X1, f1, z1, "z1_comb"), "z1_aligned")
+        a_zp, b_zp, out_zp = code(insn.a_zp), code(insn.b_zp), code(insn.out_zp)
+        qmin, qmax = code(insn.qmin), code(insn.qmax)
+
+        # ---- reducer: data of the read issued last cycle -----------------------------------
+        v1, first1, last1 = ctl(issue, "rd_valid"), reg(first, "rd_first"), reg(last, "rd_last")
+        emit = ctl(v1 & last1, "emit")                        # Stage 0 of the lanes
+        valid = [emit]
+        for n in range(self.LATENCY - 2):
+            valid.append(ctl(valid[-1], f"valid{n + 1}"))
+        write_now = valid[-1]
+        m.d.comb += [write.eq(write_now), self.out_w.en.eq(write_now),
+                     self.out_w.addr.eq(wr_addr)]
+
+        for c in range(B):
+            x = code(self.inp_r.data[c])
+            held_max, held_sum, held_a = Signal(signed(9)), Signal(signed(18)), Signal(signed(9))
+            new_max = Mux(first1 | (x > held_max), x, held_max)
+            new_sum = Mux(first1, 0, held_sum) + (x - a_zp)
+            new_a = Mux(first1, x, held_a)
+            with m.If(v1):
+                m.d.sync += [held_max.eq(new_max), held_sum.eq(new_sum), held_a.eq(new_a)]
+            # Stage 0: one beat per pixel (the registers below hold it for the lanes).
+            e_code = reg(Mux(vop == VecOp.MAX_POOL, new_max, new_a), f"e_code{c}", signed(9))
+            e_sum = reg(new_sum, f"e_sum{c}", signed(18))
+            e_b = reg(Mux(vop == VecOp.MUL_CHANNEL, code(s_word[c]), x), f"e_b{c}", signed(9))
+
+            # Stage 1: FMA operands. ADD: fma(a, rA, fma(b, rB, K)); MUL: fma(zp, 1, fma(p, R, 0)).
+            prod = (e_code - a_zp) * (e_b - b_zp)
+            x1 = reg(Mux(is_add, e_b, prod), f"x1_{c}", signed(_X1))
+            x2 = reg(Mux(is_add, e_code, out_zp), f"x2_{c}", signed(9))
+            fma1 = FusedMultiplyAdd(_X1, aligned=True)
+            fma2 = FusedMultiplyAdd(9)
+            m.submodules[f"fma1_{c}"] = fma1
+            m.submodules[f"fma2_{c}"] = fma2
+            m.d.comb += [fma1.i.payload.x.eq(x1), fma1.i.payload.f.eq(f1),
+                         fma1.i.payload.z.eq(z1), fma1.i.payload.za.eq(z1_aligned),
+                         fma2.i.payload.x.eq(delay(x2, FusedMultiplyAdd.LATENCY, f"x2_{c}")),
+                         fma2.i.payload.f.eq(f2), fma2.i.payload.z.eq(fma1.o.payload.r)]
+            # Stages 2-15: the two FMAs. Stage 16: round to an integer (RNE) and clip.
+            r = fma2.o.payload.r
+            y16, up16 = Signal(range(512), name=f"y16_{c}"), Signal(name=f"up16_{c}")
+            with m.If(r.zero):
+                pass
+            with m.Elif(r.exp >= -14):                        # |v| >= 512 saturates
+                m.d.comb += y16.eq(511)
+            with m.Else(), m.Switch(r.exp):
+                for sh in range(15, 25):                      # exp <= -25: |v| < 0.5
+                    with m.Case(-sh):
+                        sticky = r.mant[:sh - 1].any()
+                        odd = r.mant[sh] if sh < len(r.mant) else 0
+                        m.d.comb += [y16.eq(r.mant[sh:]),
+                                     up16.eq(r.mant[sh - 1] & (sticky | odd))]
+            y_16, u_16, s_16 = (reg(y16, f"y16r_{c}"), reg(up16, f"up16r_{c}"),
+                                reg(r.sign, f"s16r_{c}"))
+            # Stage 17: the sign.
+            mag = y_16 + u_16
+            fma_y = reg(Mux(s_16, -mag, mag), f"fma_y{c}", signed(11))
+            # Stage 18: clamp, numpy's order (max with qmin, then min with qmax).
+            plain = delay(e_code, 17, f"plain{c}")
+            y = Mux(fma_op, fma_y, plain)
+            lo = Mux(y < qmin, qmin, y)
+            clamped = reg(Mux(lo > qmax, qmax, lo), f"clamped{c}", signed(9))
+            # Stages 1-13: AVG_POOL through the requantizer, delayed to stage 18.
+            rq = Requantizer()
+            m.submodules[f"requantizer{c}"] = rq
+            bias, mant, exp = param[c][:32], param[c][32:56], param[c][56:]
+            m.d.comb += [rq.i.valid.eq(emit), rq.i.payload.acc.eq(e_sum),
+                         rq.i.payload.bias.eq(bias.as_signed()),
+                         rq.i.payload.params.m.eq(mant), rq.i.payload.params.e.eq(exp.as_signed()),
+                         rq.i.payload.params.zp.eq(out_zp), rq.i.payload.params.qmin.eq(qmin),
+                         rq.i.payload.params.qmax.eq(qmax)]
+            avg = delay(rq.o.payload.code, self._CORE - Requantizer.LATENCY, f"avg{c}")
+            # Stages 19-21: activation (the lane's own tables).
+            act = ActivationUnit(self.config.lut_slots)
+            m.submodules[f"activation{c}"] = act
+            m.d.comb += [act.i.valid.eq(valid[self._CORE]),
+                         act.i.payload.code.eq(Mux(vop == VecOp.AVG_POOL, avg, clamped)),
+                         act.i.payload.zp.eq(out_zp),
+                         act.i.payload.tag.act.eq(insn.act),
+                         act.i.payload.tag.lut_slot.eq(insn.lut_slot),    # mod lut_slots
+                         act.lut_w.addr.eq(self.lut_w.addr), act.lut_w.data.eq(self.lut_w.data),
+                         act.lut_w.en.eq(self.lut_w.en),
+                         self.out_w.data[c].eq(act.o.payload)]
+        assert self._CORE >= Requantizer.LATENCY
+        return m
