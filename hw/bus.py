@@ -1,0 +1,130 @@
+"""The engine's one AXI4 manager port: fetch and load reads, store writes, and a safe abort.
+
+:class:`BusArbiter` joins the fetch unit's and the load unit's read channels (round
+robin per burst, AR registered) and passes the store unit's write channels, and
+keeps the port legal when the engine aborts (error, soft reset, end of a run): the
+units are reset at once, but every burst the arbiter has already announced still
+completes. Read beats still owed are taken and dropped; write beats still owed are
+sent with ``WSTRB = 0`` (they write nothing, so an aborted STORE never writes
+partly past the point it was stopped at), and every write response is taken.
+``idle`` says when nothing is outstanding and the engine may report that it stopped.
+
+A burst enters the arbiter's AR/AW register only when its tracking FIFO has room,
+and a unit's W beat passes only once its burst's AW is in that FIFO, so the
+arbiter always knows how many beats it owes.
+
+Ref: ARM IHI 0022E, A3.2.1 (once VALID is asserted it must stay until the handshake),
+A3.3.1 (W may precede AW).
+"""
+
+from amaranth.hdl import Module, Mux, Signal
+from amaranth.lib import fifo, wiring
+from amaranth.lib.wiring import In, Out
+
+from .axi import AXI4Signature
+
+__all__ = ["BusArbiter"]
+
+#: Bursts announced and not yet finished, per direction.
+TRACK_DEPTH = 4
+
+
+class BusArbiter(wiring.Component):
+    """Two AXI4 read managers and one write manager onto one AXI4 port.
+
+    Parameters
+    ----------
+    config : AcceleratorConfig
+        Bus widths.
+
+    Attributes
+    ----------
+    fetch, load : In(AXI4Signature(read=True, write=False))
+        Read managers (instruction fetch, LOAD data).
+    store : In(AXI4Signature(read=False, write=True))
+        The write manager (STORE data).
+    m_axi : Out(AXI4Signature)
+        The engine's port.
+    abort : In(1)
+        The units are held in reset: take no new burst, drain the announced ones.
+    idle : Out(1)
+        No burst announced and unfinished, no write response outstanding.
+    """
+
+    def __init__(self, config):
+        self.config = config
+        rd = AXI4Signature.from_config(config, write=False)
+        wr = AXI4Signature.from_config(config, read=False)
+        super().__init__({
+            "fetch": In(rd), "load": In(rd), "store": In(wr),
+            "m_axi": Out(AXI4Signature.from_config(config)),
+            "abort": In(1), "idle": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        bus, fe, ld, st = self.m_axi, self.fetch, self.load, self.store
+        m.submodules.rtrack = rtrack = fifo.SyncFIFO(width=1, depth=TRACK_DEPTH)
+        m.submodules.wtrack = wtrack = fifo.SyncFIFO(width=8, depth=TRACK_DEPTH)
+
+        # AR: one register, loaded from the fetch or the load unit (round robin).
+        ar_full = Signal()
+        prio_fetch = Signal()
+        pick_fetch = fe.arvalid & (~ld.arvalid | prio_fetch)
+        take_ar = ~ar_full & rtrack.w_rdy & ~self.abort & (fe.arvalid | ld.arvalid)
+        m.d.comb += [bus.arvalid.eq(ar_full), rtrack.w_en.eq(take_ar),
+                     rtrack.w_data.eq(~pick_fetch)]
+        with m.If(take_ar):
+            m.d.sync += [ar_full.eq(1), prio_fetch.eq(~pick_fetch)]
+            for name in ("araddr", "arlen", "arsize", "arburst", "arcache", "arprot"):
+                m.d.sync += getattr(bus, name).eq(Mux(pick_fetch, getattr(fe, name),
+                                                      getattr(ld, name)))
+            m.d.comb += [fe.arready.eq(pick_fetch), ld.arready.eq(~pick_fetch)]
+        with m.If(bus.arvalid & bus.arready):
+            m.d.sync += ar_full.eq(0)
+
+        # R: to the owner of the oldest burst; dropped while aborting.
+        owner_load = rtrack.r_data[0]
+        for unit, mine in ((fe, ~owner_load), (ld, owner_load)):
+            m.d.comb += [unit.rvalid.eq(bus.rvalid & rtrack.r_rdy & mine & ~self.abort),
+                         unit.rdata.eq(bus.rdata), unit.rresp.eq(bus.rresp),
+                         unit.rlast.eq(bus.rlast), unit.rid.eq(bus.rid)]
+        m.d.comb += [
+            bus.rready.eq(rtrack.r_rdy & (self.abort | Mux(owner_load, ld.rready, fe.rready))),
+            rtrack.r_en.eq(bus.rvalid & bus.rready & bus.rlast),
+        ]
+
+        # AW: one register; the burst's length goes to the W tracker at the same time.
+        aw_full = Signal()
+        take_aw = ~aw_full & wtrack.w_rdy & ~self.abort & st.awvalid
+        m.d.comb += [bus.awvalid.eq(aw_full), st.awready.eq(take_aw),
+                     wtrack.w_en.eq(take_aw), wtrack.w_data.eq(st.awlen)]
+        with m.If(take_aw):
+            m.d.sync += aw_full.eq(1)
+            for name in ("awaddr", "awlen", "awsize", "awburst", "awcache", "awprot"):
+                m.d.sync += getattr(bus, name).eq(getattr(st, name))
+        with m.If(bus.awvalid & bus.awready):
+            m.d.sync += aw_full.eq(0)
+
+        # W: the unit's beats of announced bursts; while aborting, empty beats.
+        beat = Signal(8)
+        last = beat == wtrack.r_data
+        with m.If(self.abort):
+            m.d.comb += [bus.wvalid.eq(wtrack.r_rdy), bus.wstrb.eq(0), bus.wdata.eq(0)]
+        with m.Else():
+            m.d.comb += [bus.wvalid.eq(st.wvalid & wtrack.r_rdy), bus.wstrb.eq(st.wstrb),
+                         bus.wdata.eq(st.wdata), st.wready.eq(bus.wready & wtrack.r_rdy)]
+        m.d.comb += bus.wlast.eq(last)
+        with m.If(bus.wvalid & bus.wready):
+            m.d.sync += beat.eq(Mux(last, 0, beat + 1))
+            m.d.comb += wtrack.r_en.eq(last)
+
+        # B: always taken; counted so the engine knows when every write has landed.
+        pending_b = Signal(range(2 * TRACK_DEPTH + 2))
+        m.d.comb += [bus.bready.eq(1), st.bvalid.eq(bus.bvalid & ~self.abort),
+                     st.bresp.eq(bus.bresp), st.bid.eq(bus.bid)]
+        m.d.sync += pending_b.eq(pending_b + take_aw - (bus.bvalid & bus.bready))
+
+        m.d.comb += self.idle.eq(~ar_full & ~rtrack.r_rdy & ~aw_full & ~wtrack.r_rdy &
+                                 (pending_b == 0))
+        return m

@@ -1,0 +1,357 @@
+"""Instruction fetch from DDR, and the dispatcher that checks every instruction first.
+
+:class:`Fetcher` reads ``INSN_COUNT`` instructions from ``INSN_BASE`` (bus aligned),
+one AXI4 burst of ``INSN_BYTES`` each (two across a 4 KiB page), into a stream of
+:func:`~bamboo.hw.queues.entry_layout` entries (word, index, fetch fault).
+
+:class:`Dispatcher` decodes each entry through the ``arch/isa.py`` layouts, checks
+it completely and only then sends it to the load, compute or store queue. The
+checks are the instruction simulator's (``bamboo.sim.isa``), in program order, so an
+instruction that would trap never starts and nothing after it is dispatched:
+illegal opcode; bits above the last field; a token bit towards a missing queue;
+transfers of zero elements, past a buffer's depth, or outside the DMA window (the
+whole extent, checked against ``WINDOW_SIZE`` before any beat is issued); CONV
+sizes of zero, undefined modes or activations, accumulators, INP, WGT, OUT or PARAM
+words past their buffers; VEC operations, INP windows, OUT and PARAM words likewise
+(not the MUL exponent range: a PARAM value). One check is the hardware's own: a DMA
+element must start on a multiple of ``min(element, bus)`` bytes
+(``MALFORMED_INSTRUCTION``). ``VEC`` with pixels needs a vector unit; without one it
+is an ``ILLEGAL_OPCODE``
+(``VEC`` with ``out_h = 0`` or ``out_w = 0`` is a token barrier and always legal).
+
+Checking takes three register stages (# Stage 1: products, # Stage 2: extents,
+# Stage 3: compares), a few cycles per instruction against tens to thousands of
+cycles of work each.
+"""
+
+from amaranth.hdl import Cat, Const, Module, Mux, Signal
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from ..arch.isa import INSN_BYTES, Activation, Buffer, ConvMode, Opcode, VecOp
+from ..arch.layout import PARAM_DEPTH
+from ..arch.registers import ErrorCode
+from .axi import BURST_INCR, CACHE_MODIFIABLE_BUFFERABLE, PAGE_BYTES, AXI4Signature
+from .isa_layout import instruction_layout
+from .queues import INDEX_BITS, Fault, entry_layout
+
+__all__ = ["Dispatcher", "Fetcher"]
+
+
+class Fetcher(wiring.Component):
+    """Reads the program, one instruction per burst, in order.
+
+    Attributes
+    ----------
+    go : In(1)
+        Pulse: start at ``insn_base`` for ``insn_count`` instructions.
+    o_insn : Out(stream.Signature(entry_layout()))
+    m_axi : Out(AXI4Signature(read=True, write=False))
+    busy : Out(1)
+        A burst is in flight or an instruction waits to be taken.
+    """
+
+    def __init__(self, config):
+        self.config = config
+        aw = config.axi_addr_width
+        super().__init__({
+            "go": In(1), "insn_base": In(aw), "insn_count": In(INDEX_BITS),
+            "o_insn": Out(stream.Signature(entry_layout())),
+            "m_axi": Out(AXI4Signature.from_config(config, write=False)),
+            "busy": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        bus = self.config.axi_data_bytes
+        log_bus = (bus - 1).bit_length()
+        beats = max(1, INSN_BYTES // bus)
+        axi = self.m_axi
+        pc, left = Signal(INDEX_BITS), Signal(INDEX_BITS)
+        base = Signal.like(self.insn_base)
+        word = Signal(8 * max(INSN_BYTES, bus))
+        beat = Signal(range(beats + 1))
+        fault = Signal(2)
+        log_insn = (INSN_BYTES - 1).bit_length()
+        # An instruction is one burst, or two where it straddles a 4 KiB page (INSN_BASE
+        # need only be bus aligned; AXI forbids a burst across 4 KiB, ARM IHI 0022E A3.4.1).
+        addr = Signal.like(base)
+        m.d.comb += addr.eq(base + (pc << log_insn) + (beat << log_bus))
+        page_beats = (PAGE_BYTES - addr[:12]) >> log_bus
+        rest = beats - beat
+        m.d.comb += [
+            axi.araddr.eq(addr), axi.arlen.eq(Mux(page_beats < rest, page_beats, rest) - 1),
+            axi.arsize.eq(log_bus), axi.arburst.eq(BURST_INCR),
+            axi.arcache.eq(CACHE_MODIFIABLE_BUFFERABLE),
+            self.o_insn.payload.word.eq(word), self.o_insn.payload.index.eq(pc),
+            self.o_insn.payload.fault.eq(fault),
+        ]
+        with m.FSM():
+            with m.State("IDLE"):
+                with m.If(self.go):
+                    m.d.sync += [pc.eq(0), left.eq(self.insn_count), base.eq(self.insn_base),
+                                 beat.eq(0), fault.eq(Fault.NONE)]
+                    with m.If(self.insn_base[:log_bus] != 0):
+                        m.d.sync += fault.eq(Fault.MISALIGNED)
+                        m.next = "PUSH"
+                    with m.Elif(self.insn_count != 0):
+                        m.next = "ADDR"
+            with m.State("ADDR"):
+                m.d.comb += [axi.arvalid.eq(1), self.busy.eq(1)]
+                with m.If(axi.arready):
+                    m.next = "DATA"
+            with m.State("DATA"):
+                m.d.comb += [axi.rready.eq(1), self.busy.eq(1)]
+                with m.If(axi.rvalid):
+                    for k in range(beats):
+                        with m.If(beat == k):
+                            m.d.sync += word[8 * bus * k:8 * bus * (k + 1)].eq(axi.rdata)
+                    m.d.sync += beat.eq(beat + 1)
+                    with m.If(axi.rresp[1]):
+                        m.d.sync += fault.eq(Fault.AXI_ERROR)
+                    with m.If(axi.rlast):
+                        m.next = "ADDR"
+                        with m.If(beat == beats - 1):
+                            m.next = "PUSH"
+            with m.State("PUSH"):
+                m.d.comb += [self.o_insn.valid.eq(1), self.busy.eq(1)]
+                with m.If(self.o_insn.ready):
+                    m.d.sync += [pc.eq(pc + 1), left.eq(left - 1), beat.eq(0)]
+                    with m.If((left > 1) & (fault == Fault.NONE)):
+                        m.next = "ADDR"
+                    with m.Else():
+                        m.next = "IDLE"
+        return m
+
+
+class Dispatcher(wiring.Component):
+    """Checks instructions in order and routes them to the three queues.
+
+    Parameters
+    ----------
+    config : AcceleratorConfig
+    vector : bool
+        A vector unit is present (VEC with pixels is legal).
+
+    Attributes
+    ----------
+    go : In(1)
+        Pulse: a run starts (``insn_count`` is sampled).
+    i_insn : In(stream.Signature(entry_layout()))
+    o_load, o_compute, o_store : Out(stream.Signature(entry_layout()))
+    error : Out(1)
+        Pulse: the instruction ``error_index`` failed its check with ``error_code``
+        (both valid with the pulse); the dispatcher then halts until reset.
+    all_dispatched : Out(1)
+        FINISH, or the last of ``insn_count`` instructions, has been dispatched.
+    busy, stall : Out(1)
+        Checking an instruction; waiting for room in a queue.
+    """
+
+    def __init__(self, config, *, vector=False):
+        self.config = config
+        self.vector = vector
+        aw = config.axi_addr_width
+        st = stream.Signature(entry_layout())
+        super().__init__({
+            "go": In(1), "insn_count": In(INDEX_BITS),
+            "window_base": In(aw), "window_size": In(aw),
+            "i_insn": In(st), "o_load": Out(st), "o_compute": Out(st), "o_store": Out(st),
+            "error": Out(1), "error_code": Out(8), "error_index": Out(INDEX_BITS),
+            "all_dispatched": Out(1), "busy": Out(1), "stall": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg = self.config
+        R, C, bus = cfg.rows, cfg.cols, cfg.axi_data_bytes
+        cur = Signal(entry_layout())
+        word = cur.word
+        opcode = word[:4]
+        views = {op: data.View(instruction_layout(op), word[:instruction_layout(op).size])
+                 for op in (Opcode.LOAD, Opcode.STORE, Opcode.CONV, Opcode.VEC, Opcode.FINISH)}
+        ld, sto, cv, vec = (views[o] for o in (Opcode.LOAD, Opcode.STORE, Opcode.CONV,
+                                                Opcode.VEC))
+        dispatched = Signal(INDEX_BITS)
+        count = Signal(INDEX_BITS)
+
+        # Element bytes (as log2) and buffer depth of a LOAD's destination.
+        log2 = lambda n: (n - 1).bit_length()  # noqa: E731
+        load_elog2 = Signal(4)
+        load_depth = Signal(17)
+        with m.Switch(ld.buffer):
+            for buf, e, depth in ((Buffer.INP, R, cfg.input_buffer_depth),
+                                  (Buffer.WGT, R * C, cfg.weight_buffer_depth),
+                                  (Buffer.PARAM, C * 8, PARAM_DEPTH),
+                                  (Buffer.LUT, 256, cfg.lut_slots)):
+                with m.Case(buf):
+                    m.d.comb += [load_elog2.eq(log2(e)), load_depth.eq(depth)]
+        is_load, is_store = opcode == Opcode.LOAD, opcode == Opcode.STORE
+        elog2 = Mux(is_load, load_elog2, log2(R))
+
+        # Stage 1: products of fields.
+        span = Signal(32)           # (y_size - 1) * x_stride
+        tile = Signal(32)           # LOAD: padded rows and columns; STORE: y * x
+        rows_p, cols_p = Signal(16), Signal(16)
+        pix = Signal(20)            # CONV out_h * out_w
+        khkw = Signal(8)
+        row1, row2, blk_off, col = Signal(16), Signal(16), Signal(24), Signal(16)
+        # Stage 2: extents.
+        end = Signal(64)
+        n_words = Signal(32)
+        taps = Signal(16)
+        row_off = Signal(32)
+        # Stage 3 reads these and the fields.
+        inp_max = Signal(40)
+        # VEC: pixels, window and pixel extents in INP (kernel and stride 0 count as 1).
+        one = lambda v: Mux(v == 0, 1, v)  # noqa: E731
+        v_pix, v_row, v_col = Signal(20), Signal(16), Signal(16)
+        v_win_off, v_pix_off = Signal(32), Signal(32)
+        v_win_max, v_a_max, v_b_max = Signal(40), Signal(40), Signal(40)
+
+        def ext_sizes_zero():
+            return Cat(cv.kernel_h == 0, cv.kernel_w == 0, cv.stride_h == 0, cv.stride_w == 0,
+                       cv.dilation_h == 0, cv.dilation_w == 0, cv.out_h == 0, cv.out_w == 0,
+                       cv.in_blocks == 0).any()
+
+        size = {op: instruction_layout(op).size for op in views}
+        high = Signal()
+        with m.Switch(opcode):
+            for op, n in size.items():
+                with m.Case(op):
+                    m.d.comb += high.eq(word[n:] != 0)
+
+        code = Signal(8)
+        depthwise = cv.mode == ConvMode.DEPTHWISE
+        align = Mux(elog2 < log2(bus), (Const(1, 16) << elog2) - 1, bus - 1)
+        misaligned = ((self.window_base + ld.dram_addr) & align) != 0
+        zero_xfer = (ld.y_size == 0) | (ld.x_size == 0)
+        # Stage 3: the checks, first failing one wins (the order of bamboo.sim.isa).
+        with m.Switch(opcode):
+            with m.Case(Opcode.LOAD):
+                with m.If(ld.pop_prev | ld.push_prev | high):
+                    m.d.comb += code.eq(ErrorCode.MALFORMED_INSTRUCTION)
+                with m.Elif((ld.sram_addr + n_words > load_depth) | zero_xfer | misaligned):
+                    m.d.comb += code.eq(ErrorCode.MALFORMED_INSTRUCTION)
+                with m.Elif(end > self.window_size):
+                    m.d.comb += code.eq(ErrorCode.DMA_OUT_OF_WINDOW)
+            with m.Case(Opcode.STORE):
+                with m.If(sto.pop_next | sto.push_next | high | (sto.lane >= C // R) |
+                          (sto.sram_addr + n_words > cfg.output_buffer_depth) | zero_xfer |
+                          misaligned):
+                    m.d.comb += code.eq(ErrorCode.MALFORMED_INSTRUCTION)
+                with m.Elif(end > self.window_size):
+                    m.d.comb += code.eq(ErrorCode.DMA_OUT_OF_WINDOW)
+            with m.Case(Opcode.CONV):
+                bad = Cat(
+                    high, ext_sizes_zero(), cv.mode > ConvMode.DEPTHWISE,
+                    pix > cfg.acc_buffer_depth,
+                    depthwise & ((cv.kernel_w > R) | (cv.dilation_w != 1)),
+                    cv.wgt_addr + taps > cfg.weight_buffer_depth,
+                    inp_max >= cfg.input_buffer_depth,
+                    cv.acc_emit & ((cv.out_addr + pix > cfg.output_buffer_depth) |
+                                   (cv.param_addr >= PARAM_DEPTH) | (cv.act > Activation.LUT) |
+                                   ((cv.act == Activation.LUT) & (cv.lut_slot >= cfg.lut_slots))))
+                with m.If(bad.any()):
+                    m.d.comb += code.eq(ErrorCode.MALFORMED_INSTRUCTION)
+            with m.Case(Opcode.VEC):
+                vop = vec.vop
+                pool = (vop == VecOp.MAX_POOL) | (vop == VecOp.AVG_POOL)
+                two = (vop == VecOp.ADD) | (vop == VecOp.MUL)
+                depth = cfg.input_buffer_depth
+                bad = Cat(
+                    vop > VecOp.MUL, vec.out_addr + v_pix > cfg.output_buffer_depth,
+                    pool & (v_win_max >= depth), ~pool & (v_a_max >= depth),
+                    two & (v_b_max >= depth), (vop == VecOp.MUL_CHANNEL) & (vec.src_b >= depth),
+                    ~((vop == VecOp.MAX_POOL) | (vop == VecOp.COPY)) &
+                    (vec.param_addr >= PARAM_DEPTH),
+                    (vec.act == Activation.LUT) & (vec.lut_slot >= cfg.lut_slots))
+                with m.If(high):
+                    m.d.comb += code.eq(ErrorCode.MALFORMED_INSTRUCTION)
+                with m.Elif((vec.out_h != 0) & (vec.out_w != 0)):
+                    if self.vector:
+                        with m.If(bad.any()):
+                            m.d.comb += code.eq(ErrorCode.MALFORMED_INSTRUCTION)
+                    else:
+                        m.d.comb += code.eq(ErrorCode.ILLEGAL_OPCODE)
+            with m.Case(Opcode.FINISH):
+                with m.If(high):
+                    m.d.comb += code.eq(ErrorCode.MALFORMED_INSTRUCTION)
+            with m.Default():
+                m.d.comb += code.eq(ErrorCode.ILLEGAL_OPCODE)
+        with m.If(cur.fault == Fault.AXI_ERROR):
+            m.d.comb += code.eq(ErrorCode.AXI_ERROR)
+        with m.Elif(cur.fault == Fault.MISALIGNED):
+            m.d.comb += code.eq(ErrorCode.MALFORMED_INSTRUCTION)
+
+        target_ready = Mux(is_load, self.o_load.ready,
+                           Mux(is_store, self.o_store.ready, self.o_compute.ready))
+        for o in (self.o_load, self.o_store, self.o_compute):
+            m.d.comb += o.payload.eq(cur)
+
+        with m.FSM():
+            with m.State("IDLE"):
+                with m.If(self.go):
+                    m.d.sync += [count.eq(self.insn_count), dispatched.eq(0),
+                                 self.all_dispatched.eq(self.insn_count == 0)]
+                with m.Elif(~self.all_dispatched):
+                    m.d.comb += self.i_insn.ready.eq(1)
+                    with m.If(self.i_insn.valid):
+                        m.d.sync += cur.eq(self.i_insn.payload)
+                        m.next = "S1"
+            with m.State("S1"):
+                m.d.comb += self.busy.eq(1)
+                m.d.sync += [
+                    span.eq((ld.y_size - 1) * ld.x_stride),
+                    rows_p.eq(ld.pad_top + ld.y_size + ld.pad_bottom),
+                    cols_p.eq(ld.pad_left + ld.x_size + ld.pad_right),
+                    tile.eq(sto.y_size * sto.x_size),
+                    pix.eq(cv.out_h * cv.out_w), khkw.eq(cv.kernel_h * cv.kernel_w),
+                    row1.eq((cv.out_h - 1) * cv.stride_h),
+                    row2.eq((cv.kernel_h - 1) * cv.dilation_h),
+                    blk_off.eq((cv.in_blocks - 1) * cv.inp_block_stride),
+                    col.eq((cv.out_w - 1) * cv.stride_w + (cv.kernel_w - 1) * cv.dilation_w),
+                    v_pix.eq(vec.out_h * vec.out_w), v_row.eq((vec.out_h - 1) * one(vec.stride_h)),
+                    v_col.eq((vec.out_w - 1) * one(vec.stride_w) + one(vec.kernel_w) - 1),
+                ]
+                m.next = "S2"
+            with m.State("S2"):
+                m.d.comb += self.busy.eq(1)
+                m.d.sync += [
+                    end.eq(ld.dram_addr + ((span + ld.x_size) << elog2)),
+                    n_words.eq(Mux(is_load, rows_p * cols_p, tile)),
+                    taps.eq(Mux(depthwise, cv.kernel_h, khkw * cv.in_blocks)),
+                    row_off.eq((row1 + row2) * cv.in_w),
+                    v_win_off.eq((v_row + one(vec.kernel_h) - 1) * vec.in_w),
+                    v_pix_off.eq((vec.out_h - 1) * vec.in_w),
+                ]
+                m.next = "S3"
+            with m.State("S3"):
+                m.d.comb += self.busy.eq(1)
+                m.d.sync += [
+                    inp_max.eq(cv.inp_addr + Mux(depthwise, 0, blk_off) + row_off + col),
+                    v_win_max.eq(vec.src_a + v_win_off + v_col),
+                    v_a_max.eq(vec.src_a + v_pix_off + vec.out_w - 1),
+                    v_b_max.eq(vec.src_b + v_pix_off + vec.out_w - 1),
+                ]
+                m.next = "CHECK"
+            with m.State("CHECK"):
+                m.d.comb += self.busy.eq(1)
+                with m.If(code != ErrorCode.NONE):
+                    m.d.comb += [self.error.eq(1), self.error_code.eq(code),
+                                 self.error_index.eq(cur.index)]
+                    m.next = "HALT"
+                with m.Else():
+                    m.next = "SEND"
+            with m.State("SEND"):
+                m.d.comb += [self.stall.eq(~target_ready),
+                             self.o_load.valid.eq(is_load), self.o_store.valid.eq(is_store),
+                             self.o_compute.valid.eq(~is_load & ~is_store)]
+                with m.If(target_ready):
+                    m.d.sync += dispatched.eq(dispatched + 1)
+                    with m.If((opcode == Opcode.FINISH) | (dispatched + 1 == count)):
+                        m.d.sync += self.all_dispatched.eq(1)
+                    m.next = "IDLE"
+            with m.State("HALT"):
+                pass
+        return m

@@ -1,0 +1,143 @@
+"""Instruction queues and dependency tokens: the access-execute split (arch/isa.py).
+
+The dispatcher (hw/fetch.py) fills three FIFOs of :func:`entry_layout` entries: the
+load, compute and store queues. Each queue's head goes through a
+:class:`QueueController`, which waits until the tokens its header asks to pop are
+there, takes them, hands the instruction to its unit and, when the unit reports it
+done, pushes the tokens it asks to push. Tokens live in :class:`TokenCounter`\\ s,
+one per direction between neighbours (load -> compute, compute -> load,
+compute -> store, store -> compute).
+
+Ref: Moreau et al., "A Hardware-Software Blueprint for Flexible Deep Learning
+Specialization" (VTA), 2019, section 3 (decoupled access-execute).
+"""
+
+from amaranth.hdl import Module, Signal
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from ..arch.isa import HEADER, INSN_BITS
+
+__all__ = ["INDEX_BITS", "Fault", "QueueController", "TokenCounter", "entry_layout",
+           "header_layout"]
+
+#: Width of an instruction index (``ERR_INSN``, ``INSN_COUNT``).
+INDEX_BITS = 32
+
+
+class Fault:
+    """``entry.fault``: what the fetch unit saw while reading the instruction."""
+
+    NONE = 0
+    AXI_ERROR = 1     # RRESP was SLVERR or DECERR
+    MISALIGNED = 2    # INSN_BASE is not a multiple of the bus width
+
+
+def entry_layout():
+    """A queued instruction: the raw ``word``, its ``index`` from INSN_BASE, a fetch ``fault``."""
+    return data.StructLayout({"word": INSN_BITS, "index": INDEX_BITS, "fault": 2})
+
+
+def header_layout():
+    """The header every instruction starts with (opcode and token flags)."""
+    return data.StructLayout({f.name: f.width for f in HEADER})
+
+
+class TokenCounter(wiring.Component):
+    """Tokens sent one way between two neighbouring queues.
+
+    Attributes
+    ----------
+    push, pop : In(1)
+        One token in / out this cycle (pop only when ``avail``).
+    avail : Out(1)
+        At least one token is there.
+    """
+
+    def __init__(self, width=16):
+        self._width = width
+        super().__init__({"push": In(1), "pop": In(1), "avail": Out(1)})
+
+    def elaborate(self, platform):
+        m = Module()
+        count = Signal(self._width)
+        m.d.sync += count.eq(count + self.push - self.pop)
+        m.d.comb += self.avail.eq(count != 0)
+        return m
+
+
+class QueueController(wiring.Component):
+    """Pops tokens, issues the head instruction to its unit, pushes tokens when it is done.
+
+    Parameters
+    ----------
+    prev, next : bool
+        Whether this queue has a previous / next neighbour (load has no previous,
+        store no next; the dispatcher rejects token bits towards a missing one).
+
+    Attributes
+    ----------
+    i_insn : In(stream.Signature(entry_layout()))
+        The queue FIFO's head.
+    o_exec : Out(stream.Signature(entry_layout()))
+        To the unit; after the handshake the unit pulses ``done`` (a later cycle).
+    done : In(1)
+    prev_avail, next_avail : In(1)
+        Tokens waiting from the previous / next queue.
+    pop_prev, pop_next, push_prev, push_next : Out(1)
+        One-cycle strobes into the token counters.
+    busy : Out(1)
+        An instruction has been issued and is not done.
+    stall : Out(1)
+        The head instruction waits for a token.
+    idle : Out(1)
+        Nothing issued and the queue is empty.
+    index : Out(INDEX_BITS)
+        Index of the head (when ``stall``) or of the issued instruction.
+    """
+
+    def __init__(self, *, prev=True, next=True):
+        self._prev, self._next = prev, next
+        super().__init__({
+            "i_insn": In(stream.Signature(entry_layout())),
+            "o_exec": Out(stream.Signature(entry_layout())),
+            "done": In(1),
+            "prev_avail": In(1), "next_avail": In(1),
+            "pop_prev": Out(1), "pop_next": Out(1), "push_prev": Out(1), "push_next": Out(1),
+            "busy": Out(1), "stall": Out(1), "idle": Out(1), "index": Out(INDEX_BITS),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        head = data.View(header_layout(), self.i_insn.payload.word[:header_layout().size])
+        cur = Signal(entry_layout())
+        hdr = data.View(header_layout(), cur.word[:header_layout().size])
+        prev_ok = ~head.pop_prev | self.prev_avail if self._prev else 1
+        next_ok = ~head.pop_next | self.next_avail if self._next else 1
+        m.d.comb += self.o_exec.payload.eq(cur)
+
+        with m.FSM():
+            with m.State("IDLE"):
+                m.d.comb += [self.idle.eq(~self.i_insn.valid),
+                             self.index.eq(self.i_insn.payload.index)]
+                with m.If(self.i_insn.valid):
+                    with m.If(prev_ok & next_ok):
+                        m.d.comb += [self.i_insn.ready.eq(1),
+                                     self.pop_prev.eq(head.pop_prev if self._prev else 0),
+                                     self.pop_next.eq(head.pop_next if self._next else 0)]
+                        m.d.sync += cur.eq(self.i_insn.payload)
+                        m.next = "ISSUE"
+                    with m.Else():
+                        m.d.comb += self.stall.eq(1)
+            with m.State("ISSUE"):
+                m.d.comb += [self.o_exec.valid.eq(1), self.busy.eq(1),
+                             self.index.eq(cur.index)]
+                with m.If(self.o_exec.ready):
+                    m.next = "RUN"
+            with m.State("RUN"):
+                m.d.comb += [self.busy.eq(1), self.index.eq(cur.index)]
+                with m.If(self.done):
+                    m.d.comb += [self.push_prev.eq(hdr.push_prev if self._prev else 0),
+                                 self.push_next.eq(hdr.push_next if self._next else 0)]
+                    m.next = "IDLE"
+        return m

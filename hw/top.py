@@ -1,0 +1,355 @@
+"""The whole accelerator: register file, fetch, three queues, load / compute / store units.
+
+::
+
+    AXI-Lite -> RegisterFile -> engine control (start, soft reset, window, counters, irq)
+    m_axi <- BusArbiter <- Fetcher -> Dispatcher (checks) -> load / compute / store queues
+                         <- LoadUnit  (LOAD -> INP, WGT, PARAM, LUT)
+                         <- StoreUnit (STORE <- OUT)
+    compute queue -> ComputeUnit (CONV) -> PostProcessor (PARAM lanes) -> OUT
+
+Queues run decoupled and synchronize through dependency tokens (hw/queues.py), so
+loads and stores overlap compute as the compiler's tokens allow (arch/isa.py).
+
+Runs end in one way: the units are held in reset and :class:`~bamboo.hw.bus.BusArbiter`
+finishes the bursts already announced (reads dropped, writes with no strobes), then
+``done`` or ``error`` pulses into the register file. A run ends
+
+* when FINISH (or the last of ``INSN_COUNT`` instructions) has been dispatched and
+  every queue is empty and idle: ``done``;
+* when an instruction fails the dispatcher's checks (hw/fetch.py): dispatch stops, the
+  instructions already dispatched finish as far as their tokens allow, then ``error``
+  with the failing instruction's index, so memory holds what the instruction simulator
+  leaves (nothing of the failing instruction or anything after it);
+* when a DMA reports an AXI error response: ``error`` at once;
+* when nothing moves for ``watchdog`` cycles (a token nobody pushes): ``TIMEOUT``,
+  with the index of the oldest instruction waiting for a token;
+* on a soft reset: silently (STATUS and IRQ_STATUS are cleared by the register file).
+
+``busy`` stays high until the bus is quiet, and the register file ignores a start
+while busy, so a start after an error or a soft reset always begins from a clean
+engine. If the bus does not go quiet within ``watchdog`` cycles the arbiter is reset.
+
+VEC: the compute queue's executor hands VEC to the vector unit (hw/vector.py), which
+has its own INP and PARAM read ports and shares the OUT write port (the compute queue
+runs one instruction at a time). Built without it (``vector=False``), VEC with pixels
+is refused by the dispatcher and VEC without pixels is a token barrier.
+"""
+
+from amaranth.hdl import Module, Mux, ResetInserter, Signal
+from amaranth.lib import fifo, memory, wiring
+from amaranth.lib.wiring import In, Out
+
+from ..arch.config import AcceleratorConfig
+from ..arch.isa import Activation, Opcode
+from ..arch.layout import PARAM_DEPTH
+from ..arch.registers import ErrorCode
+from .axi import AXI4Signature
+from .bus import BusArbiter
+from .compute import ComputeUnit
+from .fetch import Dispatcher, Fetcher
+from .isa_layout import instruction_layout
+from .load import LoadUnit, param_layout
+from .postproc import Activation as PostActivation
+from .postproc import PostProcessor
+from .queues import QueueController, TokenCounter, entry_layout
+from .regfile import AXI4LiteSignature, RegisterFile
+from .store import StoreUnit, out_layout
+from .vector import VectorUnit
+
+__all__ = ["Accelerator", "QUEUE_DEPTH", "WATCHDOG_CYCLES"]
+
+#: Instructions each queue holds ahead of its unit.
+QUEUE_DEPTH = 8
+#: Cycles without progress before a run stops with TIMEOUT.
+WATCHDOG_CYCLES = 1 << 20
+
+
+class Accelerator(wiring.Component):
+    """The Bamboo engine for one :class:`~bamboo.arch.config.AcceleratorConfig`.
+
+    Parameters
+    ----------
+    config : AcceleratorConfig
+    watchdog : int
+        Cycles without progress (no bus handshake, no compute, no instruction issued
+        or finished) before a run stops with ``TIMEOUT``.
+    vector : bool
+        Include the vector unit (hw/vector.py). Without it, VEC with pixels is an
+        ``ILLEGAL_OPCODE``.
+
+    Attributes
+    ----------
+    s_axi : In(AXI4LiteSignature(config.axil_addr_width))
+        The register file (arch/registers.py).
+    m_axi : Out(AXI4Signature.from_config(config))
+        The one AXI4 manager port: instruction fetch, LOAD reads, STORE writes.
+    irq : Out(1)
+        ``CTRL.irq_enable`` and any ``IRQ_STATUS`` bit.
+    """
+
+    def __init__(self, config, *, watchdog=WATCHDOG_CYCLES, vector=True):
+        if not isinstance(config, AcceleratorConfig):
+            raise TypeError(f"config must be an AcceleratorConfig, not {config!r}")
+        if not isinstance(watchdog, int) or watchdog < 16:
+            raise ValueError(f"watchdog must be an integer of at least 16, not {watchdog!r}")
+        self.config = config
+        self.watchdog = watchdog
+        self.vector = bool(vector)
+        super().__init__({
+            "s_axi": In(AXI4LiteSignature(config.axil_addr_width)),
+            "m_axi": Out(AXI4Signature.from_config(config)),
+            "irq": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg = self.config
+        C = cfg.cols
+        aw = cfg.axi_addr_width
+        abort = Signal()        # units held in reset
+        force = Signal()        # the bus did not go quiet: reset the arbiter too
+
+        def unit(name, u, reset=abort):
+            m.submodules[name] = ResetInserter({"sync": reset})(u)
+            return u
+
+        m.submodules.regfile = regs = RegisterFile(cfg)
+        eng = regs.engine
+        wiring.connect(m, wiring.flipped(self.s_axi), regs.s_axi)
+        m.d.comb += self.irq.eq(regs.irq)
+
+        bus = unit("bus", BusArbiter(cfg), force)
+        wiring.connect(m, bus.m_axi, wiring.flipped(self.m_axi))
+        m.d.comb += bus.abort.eq(abort)
+        fetcher = unit("fetcher", Fetcher(cfg))
+        disp = unit("dispatcher", Dispatcher(cfg, vector=self.vector))
+        load = unit("load", LoadUnit(cfg))
+        store = unit("store", StoreUnit(cfg))
+        compute = unit("compute", ComputeUnit(cfg))
+        post = unit("postproc", PostProcessor(cfg))
+        vec = unit("vector", VectorUnit(cfg, param_depth=PARAM_DEPTH)) if self.vector else None
+        wiring.connect(m, fetcher.m_axi, bus.fetch)
+        wiring.connect(m, load.m_axi, bus.load)
+        wiring.connect(m, store.m_axi, bus.store)
+        # A small FIFO lets fetch run ahead of the checks; it also keeps Icarus's always_comb
+        # from looping at time 0 over the fetcher's and the dispatcher's comb handshakes.
+        prefetch = unit("prefetch", fifo.SyncFIFOBuffered(width=entry_layout().size, depth=2))
+        m.d.comb += [prefetch.w_en.eq(fetcher.o_insn.valid),
+                     prefetch.w_data.eq(fetcher.o_insn.payload),
+                     fetcher.o_insn.ready.eq(prefetch.w_rdy),
+                     disp.i_insn.valid.eq(prefetch.r_rdy), disp.i_insn.payload.eq(prefetch.r_data),
+                     prefetch.r_en.eq(disp.i_insn.ready)]
+
+        # Run parameters, sampled at start.
+        go = Signal()
+        base, count = Signal(aw), Signal.like(eng.insn_count)
+        win_base, win_size = Signal(aw), Signal(aw)
+        for u in (disp, load, store):
+            m.d.comb += [u.window_base.eq(win_base), u.window_size.eq(win_size)]
+        m.d.comb += [fetcher.go.eq(go), fetcher.insn_base.eq(base),
+                     fetcher.insn_count.eq(count), disp.go.eq(go), disp.insn_count.eq(count)]
+
+        # Queues and tokens.
+        queues = {}
+        for name, out, prev, nxt in (("load", disp.o_load, False, True),
+                                     ("compute", disp.o_compute, True, True),
+                                     ("store", disp.o_store, True, False)):
+            q = unit(f"{name}_fifo", fifo.SyncFIFO(width=entry_layout().size, depth=QUEUE_DEPTH))
+            ctl = unit(f"{name}_queue", QueueController(prev=prev, next=nxt))
+            m.d.comb += [q.w_en.eq(out.valid), q.w_data.eq(out.payload), out.ready.eq(q.w_rdy),
+                         ctl.i_insn.valid.eq(q.r_rdy), ctl.i_insn.payload.eq(q.r_data),
+                         q.r_en.eq(ctl.i_insn.ready)]
+            queues[name] = ctl
+        ql, qc, qs = queues["load"], queues["compute"], queues["store"]
+        for name, src, dst, push, pop, avail in (
+                ("l2c", ql, qc, "push_next", "pop_prev", "prev_avail"),
+                ("c2l", qc, ql, "push_prev", "pop_next", "next_avail"),
+                ("c2s", qc, qs, "push_next", "pop_prev", "prev_avail"),
+                ("s2c", qs, qc, "push_prev", "pop_next", "next_avail")):
+            t = unit(f"tokens_{name}", TokenCounter())
+            m.d.comb += [t.push.eq(getattr(src, push)), t.pop.eq(getattr(dst, pop)),
+                         getattr(dst, avail).eq(t.avail)]
+        wiring.connect(m, ql.o_exec, load.i_insn)
+        wiring.connect(m, qs.o_exec, store.i_insn)
+        m.d.comb += [ql.done.eq(load.done), qs.done.eq(store.done)]
+
+        # Buffers of this level: PARAM (load -> post-processing), OUT (post -> store).
+        param_mem = memory.Memory(shape=param_layout(cfg), depth=PARAM_DEPTH, init=[])
+        out_mem = memory.Memory(shape=out_layout(cfg), depth=cfg.output_buffer_depth, init=[])
+        m.submodules.param_mem, m.submodules.out_mem = param_mem, out_mem
+        wiring.connect(m, load.param_w, param_mem.write_port())
+        wiring.connect(m, load.inp_w, compute.inp_w)
+        wiring.connect(m, load.wgt_w, compute.wgt_w)
+        wiring.connect(m, load.lut_w, post.lut_w)
+        wiring.connect(m, store.out_r, out_mem.read_port())
+        param_rd = param_mem.read_port()
+        out_wr = out_mem.write_port()
+        if vec is not None:
+            # The vector unit's own INP and PARAM read ports (INP lives in the ComputeUnit;
+            # a port added before it elaborates is built with the others).
+            wiring.connect(m, vec.inp_r, compute.inp_mem.read_port())
+            wiring.connect(m, vec.param_r, param_mem.read_port())
+            m.d.comb += [vec.lut_w.addr.eq(load.lut_w.addr), vec.lut_w.data.eq(load.lut_w.data),
+                         vec.lut_w.en.eq(load.lut_w.en)]
+
+        # Compute queue executor: CONV to the ComputeUnit, VEC to the vector unit; FINISH
+        # (and VEC without a vector unit: a barrier, the dispatcher refused the others)
+        # ends at once. One instruction at a time, so OUT has one writer at a time.
+        ex = qc.o_exec
+        size = instruction_layout(Opcode.CONV).size
+        is_conv = ex.payload.word[:4] == Opcode.CONV
+        is_vec = (ex.payload.word[:4] == Opcode.VEC) if vec is not None else 0
+        conv_active, other_done, vec_done = Signal(), Signal(), Signal()
+        addr_q = unit("out_addr_fifo", fifo.SyncFIFO(width=16, depth=PostProcessor.CREDITS))
+        m.d.comb += [compute.i_insn.payload.eq(ex.payload.word[:size]),
+                     compute.i_insn.valid.eq(ex.valid & is_conv),
+                     ex.ready.eq(Mux(is_conv, compute.i_insn.ready, 1))]
+        if vec is not None:
+            m.d.comb += [vec.i_insn.payload.eq(ex.payload.word[:instruction_layout(
+                             Opcode.VEC).size]),
+                         vec.i_insn.valid.eq(ex.valid & is_vec)]
+            with m.If(is_vec):
+                m.d.comb += ex.ready.eq(vec.i_insn.ready)
+            # Registered: a VEC without pixels is done in the cycle it is accepted.
+            m.d.sync += vec_done.eq(vec.status.done & ~abort)
+        m.d.sync += other_done.eq(ex.valid & ex.ready & ~is_conv & ~is_vec & ~abort)
+        conv_end = conv_active & ~compute.status.busy & (addr_q.level == 0)
+        with m.If(ex.valid & ex.ready & is_conv):
+            m.d.sync += conv_active.eq(1)
+        with m.Elif(conv_end):
+            m.d.sync += conv_active.eq(0)
+        m.d.comb += qc.done.eq(other_done | conv_end | vec_done)
+
+        # ACC -> PostProcessor with the PARAM lanes of the instruction -> OUT.
+        acc = compute.o_acc
+        insn = acc.payload.insn
+        m.d.comb += [param_rd.addr.eq(insn.param_addr), param_rd.en.eq(1)]
+        # One process drives the activation and every lane copies it: Icarus's always_comb
+        # loops at time 0 when several processes write slices of one vector.
+        post_act = Signal(PostActivation)
+        with m.Switch(insn.act):
+            for isa_act, hw_act in ((Activation.LEAKY_SHIFT, PostActivation.LEAKY),
+                                    (Activation.LEAKY_ROUNDED, PostActivation.LEAKY_ROUNDED),
+                                    (Activation.LUT, PostActivation.LUT)):
+                with m.Case(isa_act):
+                    m.d.comb += post_act.eq(hw_act)
+            with m.Default():
+                m.d.comb += post_act.eq(PostActivation.NONE)
+        for c in range(C):
+            lane = param_rd.data[64 * c:64 * (c + 1)]
+            p = post.i.payload[c]
+            m.d.comb += [
+                p.acc.eq(acc.payload.acc[c]), p.bias.eq(lane[:32]),
+                p.params.rq.m.eq(lane[32:56]), p.params.rq.e.eq(lane[56:64]),
+                p.params.lut_slot.eq(insn.lut_slot), p.params.act.eq(post_act),
+            ]
+            for field in ("zp", "qmin", "qmax"):
+                v = getattr(insn, {"zp": "out_zp"}.get(field, field))
+                m.d.comb += getattr(p.params.rq, field).eq(Mux(insn.signed, v.as_signed(), v))
+        m.d.comb += [
+            post.i.valid.eq(acc.valid & addr_q.w_rdy), acc.ready.eq(post.i.ready & addr_q.w_rdy),
+            addr_q.w_en.eq(acc.valid & acc.ready), addr_q.w_data.eq(acc.payload.out_addr),
+            post.o.ready.eq(1), addr_q.r_en.eq(post.o.valid),
+            out_wr.en.eq(post.o.valid), out_wr.addr.eq(addr_q.r_data),
+            out_wr.data.eq(post.o.payload),
+        ]
+        if vec is not None:
+            with m.If(vec.out_w.en):
+                m.d.comb += [out_wr.en.eq(1), out_wr.addr.eq(vec.out_w.addr),
+                             out_wr.data.eq(vec.out_w.data)]
+
+        # Engine control.
+        err_code, err_index = Signal(8), Signal.like(eng.err_insn)
+        silent = Signal()
+        unit_error = load.error | store.error
+        unit_code = Mux(load.error, load.error_code, store.error_code)
+        unit_index = Mux(load.error, ql.index, qs.index)
+        finished = disp.all_dispatched & ql.idle & qc.idle & qs.idle
+        quiescent = ((ql.idle | ql.stall) & (qc.idle | qc.stall) & (qs.idle | qs.stall))
+        # The oldest instruction waiting for a token (for TIMEOUT's ERR_INSN).
+        waiting = Signal.like(err_index)
+        m.d.comb += waiting.eq(disp.error_index)
+        for q in (qs, ql, qc):
+            with m.If(q.stall & (~((ql.stall & (ql.index < q.index)) |
+                                   (qc.stall & (qc.index < q.index)) |
+                                   (qs.stall & (qs.index < q.index))))):
+                m.d.comb += waiting.eq(q.index)
+
+        progress = Signal()
+        bus_port = self.m_axi
+        m.d.comb += progress.eq(
+            (bus_port.arvalid & bus_port.arready) | (bus_port.rvalid & bus_port.rready) |
+            (bus_port.awvalid & bus_port.awready) | (bus_port.wvalid & bus_port.wready) |
+            (bus_port.bvalid & bus_port.bready) | compute.status.busy | disp.busy |
+            (vec.status.busy if vec is not None else 0) |
+            load.done | store.done | qc.done | ql.i_insn.ready | qc.i_insn.ready |
+            qs.i_insn.ready | (fetcher.o_insn.valid & fetcher.o_insn.ready))
+        idle_cycles = Signal(range(self.watchdog + 1))
+        stuck = idle_cycles == self.watchdog
+        with m.If(progress | abort):
+            m.d.sync += idle_cycles.eq(0)
+        with m.Elif(~stuck):
+            m.d.sync += idle_cycles.eq(idle_cycles + 1)
+        drain_cycles = Signal(range(self.watchdog + 1))
+
+        m.d.sync += go.eq(0)
+        m.d.comb += [
+            eng.fetch_busy.eq(fetcher.busy), eng.fetch_stall.eq(disp.stall),
+            eng.load_busy.eq(ql.busy), eng.load_stall.eq(ql.stall),
+            eng.compute_busy.eq(qc.busy), eng.compute_stall.eq(qc.stall),
+            eng.store_busy.eq(qs.busy), eng.store_stall.eq(qs.stall),
+            eng.error_code.eq(err_code), eng.err_insn.eq(err_index),
+        ]
+        with m.FSM():
+            with m.State("IDLE"):
+                m.d.comb += abort.eq(1)
+                with m.If(eng.start):
+                    wide = eng.window_size[aw:].any()
+                    m.d.sync += [
+                        go.eq(1), base.eq(eng.insn_base), count.eq(eng.insn_count),
+                        win_base.eq(eng.window_base),
+                        win_size.eq(Mux(wide, (1 << aw) - 1, eng.window_size)),
+                        err_code.eq(ErrorCode.NONE), silent.eq(0),
+                    ]
+                    m.next = "RUN"
+            with m.State("RUN"):
+                m.d.comb += eng.busy.eq(1)
+                with m.If(eng.soft_reset):
+                    m.d.sync += silent.eq(1)
+                    m.next = "DRAIN"
+                with m.Elif(unit_error):
+                    m.d.sync += [err_code.eq(unit_code), err_index.eq(unit_index)]
+                    m.next = "DRAIN"
+                with m.Elif(disp.error):
+                    m.d.sync += [err_code.eq(disp.error_code), err_index.eq(disp.error_index)]
+                    m.next = "QUIESCE"
+                with m.Elif(stuck):
+                    m.d.sync += [err_code.eq(ErrorCode.TIMEOUT), err_index.eq(waiting)]
+                    m.next = "DRAIN"
+                with m.Elif(finished & ~go):
+                    m.next = "DRAIN"
+            with m.State("QUIESCE"):
+                # Earlier instructions finish; a unit error among them is the older one.
+                m.d.comb += eng.busy.eq(1)
+                with m.If(eng.soft_reset):
+                    m.d.sync += silent.eq(1)
+                    m.next = "DRAIN"
+                with m.Elif(unit_error):
+                    m.d.sync += [err_code.eq(unit_code), err_index.eq(unit_index)]
+                    m.next = "DRAIN"
+                with m.Elif(quiescent | stuck):
+                    m.next = "DRAIN"
+            with m.State("DRAIN"):
+                m.d.comb += [abort.eq(1), eng.busy.eq(1)]
+                m.d.sync += drain_cycles.eq(drain_cycles + 1)
+                with m.If(eng.soft_reset):
+                    m.d.sync += silent.eq(1)
+                with m.If((bus.idle & (drain_cycles != 0)) | (drain_cycles == self.watchdog)):
+                    m.d.comb += force.eq(drain_cycles == self.watchdog)
+                    m.d.sync += drain_cycles.eq(0)
+                    with m.If(~silent & ~eng.soft_reset):
+                        m.d.comb += [eng.done.eq(err_code == ErrorCode.NONE),
+                                     eng.error.eq(err_code != ErrorCode.NONE)]
+                    m.next = "IDLE"
+        return m

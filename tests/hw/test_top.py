@@ -1,0 +1,129 @@
+"""The whole accelerator in RTL: random layers bit-exact, faults, back-pressure, soft reset.
+
+The design is ``Accelerator(preset("tiny"), watchdog=4096)``; the cocotb tests are in
+``cocotb_top.py`` and run on Verilator and Icarus. Programs are hand-assembled
+(``top_programs.py``); references are the runtime kernels and the instruction
+simulator, which are first checked against each other here without RTL. Conv graphs
+also go through the compiler back end (``compiler/backend``): the artifact's DDR image
+runs on the RTL and must leave the instruction simulator's memory and the reference
+executor's outputs.
+"""
+
+import gc
+import json
+import os
+import pickle
+import re
+
+import numpy as np
+import pytest
+from top_programs import (
+    COMPILED_GRAPHS,
+    VEC_GRAPHS,
+    WINDOW_SIZE,
+    compiled_case,
+    make_layer,
+    output_codes,
+    reference_codes,
+    window_image,
+)
+
+from bamboo.arch.config import AcceleratorConfig, preset
+
+CFG = preset("tiny")
+WATCHDOG = 4096
+
+
+def test_programs_match_runtime_on_the_isa_simulator():
+    from bamboo.sim.isa import Machine
+
+    rng = np.random.default_rng(5)
+    for _ in range(40):
+        layer = make_layer(rng, CFG)
+        window = window_image(layer, rng.integers(0, 256, WINDOW_SIZE, dtype=np.uint8))
+        machine = Machine(CFG, window)
+        machine.run(layer.words)
+        assert not any(machine.tokens.values())
+        assert np.array_equal(output_codes(layer, window, CFG.rows), reference_codes(layer))
+
+
+@pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable")
+def test_constructor_validation():
+    from bamboo.hw.top import Accelerator
+
+    with pytest.raises(TypeError, match="config must be an AcceleratorConfig"):
+        Accelerator("tiny")
+    with pytest.raises(ValueError, match="watchdog must be an integer of at least 16, not 3"):
+        Accelerator(CFG, watchdog=3)
+    top = Accelerator(CFG)
+    assert {"s_axi", "m_axi", "irq"} == set(top.signature.members)
+    del top
+    gc.collect()  # report the unelaborated components' UnusedElaboratable inside this test
+
+
+_KICK = re.compile(r"^(  reg (\\\$auto\$verilog_backend\.cc:\d+:dump_module\$\d+)  = 0;)$", re.M)
+
+
+def _for_icarus(verilog):
+    """The design for Icarus: ``always @*`` kept, its time-0 trigger fired by ``initial #0``.
+
+    The harness turns Yosys's ``always @*`` into ``always_comb`` for Icarus (time-0
+    race, amaranth-lang/amaranth#594). On this design Icarus 11 then never leaves time 0
+    (found by bisection: it takes two adjacent modules joined by a stream handshake, the
+    fetcher and the dispatcher, or the load queue, the load unit and its DMA; Yosys
+    ``check`` finds no loop). Instead this keeps ``always @*`` and makes the trigger
+    register Yosys already puts in every such block (``dump_module$N``, declared ``= 0``
+    and read by every block) change at time 0, after the blocks wait on it. The comment
+    line pushes the Yosys banner out of the harness's view so it leaves the file alone.
+    """
+    out = verilog.with_name(verilog.stem + "-icarus-kick.v")
+    if not out.exists():
+        text, n = _KICK.subn(lambda mo: f"{mo.group(1)}\n  initial #0 {mo.group(2)} = 1'h1;",
+                             verilog.read_text())
+        assert n, "no Yosys time-0 trigger register found"
+        tmp = out.with_suffix(f".tmp{os.getpid()}")
+        tmp.write_text("// Icarus: always @* with a time-0 kick (tests/hw/test_top.py)."
+                       + " " * 600 + "\n" + text)
+        tmp.replace(out)
+    return out
+
+
+def _run(simulator, tmp_path, cases, seed=1, testcase=None):
+    from bamboo.hw.top import Accelerator
+    from bamboo.sim.harness import generate_verilog, run_cocotb
+
+    verilog = generate_verilog(Accelerator(CFG, watchdog=WATCHDOG), "bamboo_top")
+    if simulator == "icarus":
+        verilog = _for_icarus(verilog)
+    report = tmp_path / "report.json"
+    compiled = tmp_path / "compiled.pkl"
+    with open(compiled, "wb") as f:
+        pickle.dump([compiled_case(CFG, b, a, seed=k)
+                     for k, (b, a) in enumerate(COMPILED_GRAPHS + VEC_GRAPHS)], f)
+    result = run_cocotb(verilog, os.path.join(os.path.dirname(__file__), "cocotb_top.py"),
+                        simulator, name="bamboo_top", testcase=testcase, extra_env={
+                            "TOP_CONFIG": json.dumps(CFG.to_dict()), "TOP_SEED": seed,
+                            "TOP_CASES": cases, "TOP_WATCHDOG": WATCHDOG,
+                            "TOP_REPORT": report, "TOP_COMPILED": compiled})
+    data = json.loads(report.read_text()) if report.exists() else {}
+    print(simulator, json.dumps(data, indent=1))
+    return result, data
+
+
+@pytest.mark.sim
+def test_rtl_accelerator(simulator, tmp_path):
+    result, data = _run(simulator, tmp_path, cases=21)
+    assert result.tests == 6
+    assert data["random_layers"]["cases"] == 21
+    assert len(data["compiled_graphs"]) == len(COMPILED_GRAPHS + VEC_GRAPHS)
+
+
+@pytest.mark.sim
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", [11, 12, 13])
+def test_rtl_accelerator_sweep(simulator, tmp_path, seed):
+    _run(simulator, tmp_path, cases=60, seed=seed, testcase="random_layers")
+
+
+def test_config_is_an_accelerator_config():
+    assert isinstance(CFG, AcceleratorConfig)
