@@ -1,7 +1,7 @@
 """DDR memory plan: where every tensor, weight and instruction lives in the DMA window.
 
 The window (``WINDOW_BASE`` .. ``+ footprint``) holds four regions, each aligned to
-the AXI data width, in this order::
+the AXI data width (the program to ``INSN_BYTES``), in this order::
 
     weights       WGT words, PARAM words, LUTs (read-only, from the artifact)
     activations   tensors produced and consumed on the fabric only: reused by liveness
@@ -18,6 +18,7 @@ from the producing node to the last reader, inclusive) are disjoint.
 import itertools
 from dataclasses import dataclass, field
 
+from bamboo.arch.isa import INSN_BYTES
 from bamboo.arch.layout import act_bytes, align
 
 from ..partition import FABRIC
@@ -126,7 +127,9 @@ def plan_memory(graph, config, weights_size, program_size=0):
         buffers[t] = TensorBuffer(t, "exchange", off, size, start[t], end.get(t, len(pos)))
         off += size
     regions["exchange"] = (ex_base, off - ex_base)
-    regions["program"] = (align(off, a), program_size)
+    # The fetcher reads whole instructions: INSN_BASE must be a multiple of INSN_BYTES
+    # (hw/fetch.py faults otherwise), wider than the AXI data width.
+    regions["program"] = (align(off, max(a, INSN_BYTES)), program_size)
     return MemoryPlan(regions=regions, buffers=buffers, alias=alias)
 
 

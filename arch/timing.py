@@ -1,0 +1,168 @@
+"""Cycle formulas of the engine and the memory timing of the boards: the cost model's contract.
+
+The compiler's tiler, the cycle model (``bamboo.sim.cycles``) and the benchmark read
+these; the hardware tests check them against the RTL. Standard library only.
+
+Per unit (Ref: docs/compute.md, hw/compute.py, hw/vector.py, hw/dma_read.py,
+hw/dma_write.py, hw/load.py, hw/fetch.py):
+
+* CONV: :func:`conv_cycles`, the sequencer's exact busy time (equal to
+  ``bamboo.hw.compute.conv_cycles``, which tests/sim/test_cycles.py asserts).
+* VEC: :func:`vec_cycles`, ``START + pixels * elements + LATENCY`` (one INP read per
+  cycle, ``bamboo.hw.vector.VectorUnit.cycles``).
+* LOAD: the read engine emits one chunk per cycle (an element no wider than the bus is
+  one chunk, a wider one ``elem / bus`` chunks; padding elements too, without memory
+  traffic); LUT words are written a byte per cycle (256 cycles). Memory side: the
+  row's beats, one burst per row (at most 256 beats), after the read latency.
+* STORE: one element per cycle on the engine side, beats to memory, then the write
+  response.
+* Fetch: one instruction per AXI burst, not pipelined (ADDR, read latency, beats, PUSH).
+
+Memory: :class:`MemoryTiming` (sustained bandwidth shared by all masters, latencies,
+per-burst overhead). ``BOARDS["ultra96"]``: LPDDR4-2133 ... see the comment there.
+"""
+
+from dataclasses import dataclass
+
+__all__ = ["BOARDS", "MemoryTiming", "VEC_LATENCY", "VEC_START", "conv_cycles",
+           "conv_insn_cycles", "load_chunks", "transfer_beats", "vec_cycles",
+           "vec_insn_cycles", "LUT_BYTES_PER_CYCLE", "INSN_FETCH_OVERHEAD"]
+
+#: hw/vector.py VectorUnit.START / LATENCY (2 + 18 + ActivationUnit.LATENCY).
+VEC_START = 3
+VEC_LATENCY = 23
+#: The load unit writes LUT entries a byte per cycle.
+LUT_BYTES_PER_CYCLE = 1
+#: Fetcher cycles per instruction besides the read latency and the beats (ADDR, PUSH).
+INSN_FETCH_OVERHEAD = 2
+_MAX_BURST_BEATS = 256
+
+
+def conv_cycles(config, words_per_tap, taps, emit_pixels=0):
+    """Cycles a CONV instruction keeps the compute unit busy (docs/compute.md).
+
+    Closed form of the sequencer's recurrence: tap ``j`` starts at
+    ``max(end(j-1) + 1, end(j-2) + rows + cols + 1)``, so with ``W`` words per tap and
+    ``cool = rows + cols`` tap ``j`` starts at ``1 + (j // 2) * max(2W, W + cool) +
+    (j % 2) * W``. Busy = ``1 + run + (rows + cols + 3) + (emit_pixels + 1 if emit)``.
+    """
+    if taps < 1 or words_per_tap < 1:
+        raise ValueError(f"taps and words_per_tap must be positive, not {taps!r}, "
+                         f"{words_per_tap!r}")
+    w, cool = words_per_tap, config.rows + config.cols
+    j = taps - 1
+    run = 1 + (j // 2) * max(2 * w, w + cool) + (j % 2) * w + w
+    return 1 + run + (cool + 3) + (emit_pixels + 1 if emit_pixels else 0)
+
+
+def conv_insn_cycles(config, f):
+    """:func:`conv_cycles` of a decoded CONV instruction ``f`` (a dict of fields)."""
+    oh, ow = f["out_h"], f["out_w"]
+    if f["mode"] == 1:   # ConvMode.DEPTHWISE: the walker streams whole input row spans
+        words, taps = oh * (f["stride_w"] * (ow - 1) + f["kernel_w"]), f["kernel_h"]
+    else:
+        words, taps = oh * ow, f["kernel_h"] * f["kernel_w"] * f["in_blocks"]
+    return conv_cycles(config, words, taps, oh * ow if f["acc_emit"] else 0)
+
+
+def vec_cycles(pixels, elements):
+    """Cycles of a VEC instruction: ``elements`` INP reads per pixel, one per cycle."""
+    return 0 if pixels == 0 else VEC_START + pixels * elements + VEC_LATENCY
+
+
+def vec_insn_cycles(f):
+    """:func:`vec_cycles` of a decoded VEC instruction: pools read their window, ADD and
+    MUL two operands, the rest one."""
+    pixels = f["out_h"] * f["out_w"]
+    vop = f["vop"]
+    if vop in (1, 2):          # MAX_POOL, AVG_POOL
+        elements = max(1, f["kernel_h"]) * max(1, f["kernel_w"])
+    elif vop in (0, 5):        # ADD, MUL
+        elements = 2
+    else:
+        elements = 1
+    return vec_cycles(pixels, elements)
+
+
+def load_chunks(config, elem_bytes, words, lut=False):
+    """Engine-side cycles of a LOAD of ``words`` padded elements of ``elem_bytes``."""
+    if lut:
+        return words * elem_bytes // LUT_BYTES_PER_CYCLE
+    return words * max(1, elem_bytes // config.axi_data_bytes)
+
+
+def transfer_beats(config, dram_addr, y_size, x_size, x_stride, elem_bytes):
+    """``(beats, bursts)`` on the bus of a 2-D transfer: each row its own bursts."""
+    bus = config.axi_data_bytes
+    row = x_size * elem_bytes
+    if x_stride * elem_bytes % bus == 0 or y_size == 1:
+        off = dram_addr % bus
+        per_row = -(-(off + row) // bus)
+        beats = per_row * y_size
+    else:
+        beats = sum(-(-((dram_addr + y * x_stride * elem_bytes) % bus + row) // bus)
+                    for y in range(y_size))
+        per_row = -(-beats // y_size)
+    bursts = y_size * -(-per_row // _MAX_BURST_BEATS)
+    return beats, bursts
+
+
+@dataclass(frozen=True)
+class MemoryTiming:
+    """What the engine's AXI master sees of the memory behind it.
+
+    Parameters
+    ----------
+    name : str
+    bandwidth_gbps : float
+        Sustained bandwidth shared by every master of the engine, in GB/s (bytes per ns).
+        ``0``: unlimited (the bus's one beat per cycle is the limit).
+    read_latency_ns, write_latency_ns : float
+        Address to first read beat; last write beat to write response.
+    burst_overhead_ns : float
+        Memory time lost per burst (command slots, bank/turnaround), on top of its bytes.
+    latency_cycles : tuple
+        ``(read, write)`` latencies in engine cycles added to the ns figures (for a
+        simulation model clocked with the engine).
+    """
+
+    name: str
+    bandwidth_gbps: float
+    read_latency_ns: float = 0.0
+    write_latency_ns: float = 0.0
+    burst_overhead_ns: float = 0.0
+    latency_cycles: tuple = (0, 0)
+
+    def bytes_per_cycle(self, config, clock_mhz):
+        """Sustained bytes per engine cycle: the memory's share or the bus, whichever is less."""
+        bus = config.axi_data_bytes
+        if not self.bandwidth_gbps:
+            return float(bus)
+        return min(float(bus), self.bandwidth_gbps * 1000.0 / clock_mhz)
+
+    def latencies(self, clock_mhz):
+        """``(read, write)`` latency in engine cycles."""
+        return (self.read_latency_ns * clock_mhz / 1000.0 + self.latency_cycles[0],
+                self.write_latency_ns * clock_mhz / 1000.0 + self.latency_cycles[1])
+
+
+BOARDS = {
+    # Ultra96 (xczu3eg): 2 GB LPDDR4, 32-bit, run at 1066 MT/s by the board's PS
+    # configuration: 4 B x 1.066 GT/s = 4.26 GB/s peak. Sustained: 75 % of peak = 3.2 GB/s,
+    # because (a) the DDR controller of the Zynq UltraScale+ PS reaches ~80-90 % of peak
+    # on long sequential single-stream bursts, (b) Bamboo mixes reads and writes (bus
+    # turnarounds) and row-strided 2-D tiles (page misses), (c) refresh and the PS (Linux,
+    # DisplayPort scan-out) share the same DDR. The engine's one S_AXI_HP port of 128 bits
+    # caps it further at 16 B x f_clk (3.0 GB/s at 187.5 MHz, 4.0 GB/s at 250 MHz).
+    # Latencies: HP port to LPDDR4 and back, ~200 ns read (published ZynqMP HP measurements
+    # are 150-250 ns), ~150 ns write response. 10 ns of DDR time per burst: short rows
+    # (3-pixel halo rows of 48 B) pay it, 4 KiB bursts do not notice it.
+    "ultra96": MemoryTiming("ultra96", bandwidth_gbps=3.2, read_latency_ns=200.0,
+                            write_latency_ns=150.0, burst_overhead_ns=10.0),
+    # cocotbext-axi's AxiRam behind the RTL tests (tests/sim/cocotb_cycles.py): a beat per
+    # cycle; the latencies (with the engine's own pipeline around them) are fitted to the
+    # RTL's CYCLES counter together with sim.cycles.Calibration.
+    "cocotb": MemoryTiming("cocotb", bandwidth_gbps=0.0, latency_cycles=(2, 2)),
+    # An ideal memory: one beat per cycle, no latency (upper bound of the engine).
+    "ideal": MemoryTiming("ideal", bandwidth_gbps=0.0),
+}

@@ -1,0 +1,360 @@
+"""Cycle model: per-layer cycles of a Bamboo program, from its instruction stream alone.
+
+An event simulation of the engine (hw/top.py) at instruction granularity:
+
+* Fetch reads one instruction per AXI burst, in program order, not pipelined
+  (``INSN_FETCH_OVERHEAD`` + read latency + beats each); the dispatcher hands it to its
+  queue after ``DISPATCH_LATENCY`` cycles, and stalls while that queue already holds
+  ``QUEUE_DEPTH`` instructions not yet started (head-of-line blocking, as the RTL).
+* The load, compute and store units each run one instruction at a time, one idle
+  cycle between instructions. An instruction starts when dispatched, when its unit is
+  free and when the tokens it pops have been pushed (the k-th pop of a token FIFO takes
+  the k-th push, pushed when the pushing instruction ends).
+* Durations: CONV and VEC from :mod:`bamboo.arch.timing` (the RTL formulas); LOAD and
+  STORE the larger of the engine side (a chunk or element per cycle) and the memory
+  side (the transfer's beats, a beat per cycle on its AXI channel, read or write; with a
+  finite bandwidth also at the sustained DDR rate plus a per-burst overhead through one
+  DDR shared by both channels: transfers reserve it in the order they start), plus
+  latency and the engine's fixed overheads.
+
+:func:`simulate` runs a list of instruction words; :func:`model_artifact` runs every
+fabric segment of a ``.bmb`` and attributes cycles to layers. CPU steps are not timed.
+"""
+
+from dataclasses import dataclass, field
+
+from bamboo.arch import isa
+from bamboo.arch import timing as T
+
+__all__ = ["Calibration", "CycleReport", "LayerCycles", "insn_costs", "model_artifact",
+           "model_compiled", "render", "simulate"]
+
+_QUEUE = {isa.Opcode.LOAD: 0, isa.Opcode.CONV: 1, isa.Opcode.VEC: 1, isa.Opcode.FINISH: 1,
+          isa.Opcode.STORE: 2}
+_QNAMES = ("load", "compute", "store")
+# (queue, header bit) -> token FIFO: l2c, c2l, c2s, s2c
+_POP = {(0, "pop_next"): "c2l", (1, "pop_prev"): "l2c", (1, "pop_next"): "s2c",
+        (2, "pop_prev"): "c2s"}
+_PUSH = {(0, "push_next"): "l2c", (1, "push_prev"): "c2l", (1, "push_next"): "c2s",
+         (2, "push_prev"): "s2c"}
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """Fixed per-instruction overheads of the RTL around the formulas, in cycles.
+
+    The defaults were fitted to the ``CYCLES`` counter of hw/top.py (tiny, behind the
+    cocotb AxiRam, ``BOARDS["cocotb"]``) on half of the layers of
+    tests/sim/test_cycles.py (and the fetch-bound ``pointwise_wide``); the other half is
+    within 4.8 % (docs/cycles.md). ``compute_post`` = 26: the PostProcessor's 18-cycle
+    latency, the OUT write and the end-of-CONV handshake of hw/top.py.
+
+    ``load_pre``: command accepted to first AR (window check, burst setup);
+    ``load_post``/``store_post``: last beat to done; ``compute_post``: a CONV's last
+    emit beat to its OUT write (post-processing pipeline); ``dispatch``: fetched to
+    queued; ``fetch``: fetcher cycles per instruction beyond ``INSN_FETCH_OVERHEAD``,
+    the latency and the beats (arbitration, the dispatcher's checks); ``run``: start
+    to first fetch plus last instruction to ``done`` (bus quiet); ``queue_depth``:
+    instructions a queue holds (hw/top.py QUEUE_DEPTH).
+    """
+
+    load_pre: int = 8
+    load_post: int = 2
+    store_pre: int = 11
+    store_post: int = 0
+    compute_post: int = 26
+    vec_post: int = 6
+    dispatch: int = 3
+    fetch: int = 0
+    run: int = 0
+    queue_depth: int = 8
+    gap: int = 1
+
+
+@dataclass
+class LayerCycles:
+    node: str
+    cycles: int = 0          # attributed wall cycles (sums to the total)
+    compute: int = 0         # compute-unit busy cycles
+    load: int = 0            # load-unit busy cycles
+    store: int = 0           # store-unit busy cycles
+    macs: int = 0
+    bytes: int = 0
+    instructions: int = 0
+    bound: str = ""
+    utilization: float = 0.0
+
+
+@dataclass
+class CycleReport:
+    config: object
+    memory: object
+    clock_mhz: float
+    total: int = 0
+    layers: list = field(default_factory=list)
+    busy: dict = field(default_factory=dict)
+    macs: int = 0
+    bytes: int = 0
+
+    @property
+    def seconds(self):
+        return self.total / (self.clock_mhz * 1e6)
+
+    @property
+    def fps(self):
+        return 1.0 / self.seconds if self.total else float("inf")
+
+    @property
+    def utilization(self):
+        return self.macs / (self.config.macs_per_cycle * self.total) if self.total else 0.0
+
+
+def insn_costs(config, f):
+    """``(queue, macs, bytes)`` of a decoded instruction (no timing)."""
+    op = f["opcode"]
+    B, C = config.rows, config.cols
+    if op == isa.Opcode.CONV:
+        P = f["out_h"] * f["out_w"]
+        if f["mode"] == isa.ConvMode.DEPTHWISE:
+            return 1, P * f["kernel_h"] * f["kernel_w"] * B, 0
+        return 1, P * f["kernel_h"] * f["kernel_w"] * f["in_blocks"] * B * C, 0
+    if op in (isa.Opcode.LOAD, isa.Opcode.STORE):
+        eb = _elem_bytes(config, f) if op == isa.Opcode.LOAD else B
+        return _QUEUE[op], 0, f["y_size"] * f["x_size"] * eb
+    return _QUEUE[op], 0, 0
+
+
+def _elem_bytes(config, f):
+    return {isa.Buffer.INP: config.rows, isa.Buffer.WGT: config.rows * config.cols,
+            isa.Buffer.PARAM: config.cols * 8, isa.Buffer.LUT: 256}[f["buffer"]]
+
+
+class _Engine:
+    """The event simulation of one run (see the module docstring)."""
+
+    def __init__(self, config, memory, clock_mhz, cal):
+        self.c, self.cal = config, cal
+        self.bpc = memory.bytes_per_cycle(config, clock_mhz)
+        self.rd_lat, self.wr_lat = memory.latencies(clock_mhz)
+        self.burst_ovh = memory.burst_overhead_ns * clock_mhz / 1000.0
+        self.fetch = T.INSN_FETCH_OVERHEAD + self.rd_lat + cal.fetch + \
+            -(-isa.INSN_BYTES // config.axi_data_bytes)
+        self.mem_free = 0.0
+        self.chan_free = [0.0, 0.0]
+
+    def _memory(self, channel, t0, beats, bursts):
+        """When the memory side of a transfer ends: its AXI channel (read or write) moves a
+        beat per cycle, and with a finite bandwidth the DDR behind both channels is shared
+        (each transfer reserves both in the order transfers start)."""
+        c0 = max(t0, self.chan_free[channel])
+        self.chan_free[channel] = c0 + beats
+        end = c0 + beats
+        if self.bpc < self.c.axi_data_bytes or self.burst_ovh:
+            ddr = beats * self.c.axi_data_bytes / self.bpc + bursts * self.burst_ovh
+            d0 = max(t0, self.mem_free)
+            self.mem_free = d0 + ddr
+            end = max(end, d0 + ddr)
+        return end
+
+    def dma(self, f, start):
+        c, cal = self.c, self.cal
+        load = f["opcode"] == isa.Opcode.LOAD
+        eb = _elem_bytes(c, f) if load else c.rows
+        beats, bursts = T.transfer_beats(c, f["dram_addr"], f["y_size"], f["x_size"],
+                                         f["x_stride"], eb)
+        if load:
+            words = (f["pad_top"] + f["y_size"] + f["pad_bottom"]) * \
+                (f["pad_left"] + f["x_size"] + f["pad_right"])
+            engine = T.load_chunks(c, eb, words, lut=f["buffer"] == isa.Buffer.LUT)
+            t0 = start + cal.load_pre
+            mem_end = self._memory(0, t0, beats, bursts)
+            return max(t0 + engine, mem_end) + self.rd_lat + cal.load_post
+        engine = f["y_size"] * f["x_size"]
+        t0 = start + cal.store_pre
+        mem_end = self._memory(1, t0, beats, bursts)
+        return max(t0 + engine, mem_end) + self.wr_lat + cal.store_post
+
+    def compute(self, f, start):
+        op = f["opcode"]
+        if op == isa.Opcode.CONV:
+            return start + T.conv_insn_cycles(self.c, f) + \
+                (self.cal.compute_post if f["acc_emit"] else 0)
+        if op == isa.Opcode.VEC:
+            n = T.vec_insn_cycles(f)
+            return start + (n + self.cal.vec_post if n else 0)
+        return start
+
+    def run(self, fields):
+        """``(start, end)`` per instruction of one run (ends at FINISH or the last word)."""
+        cal = self.cal
+        n = len(fields)
+        queue = [_QUEUE[f["opcode"]] for f in fields]
+        qpos, qlists = [], ([], [], [])
+        for i, q in enumerate(queue):
+            qpos.append(len(qlists[q]))
+            qlists[q].append(i)
+        start, end, disp = [None] * n, [None] * n, [None] * n
+        pushes = {k: [] for k in ("l2c", "c2l", "c2s", "s2c")}
+        pops = {k: 0 for k in pushes}
+        head = [0, 0, 0]
+        free = [0.0, 0.0, 0.0]
+        fetched = float(cal.run)   # when the fetcher may start the next instruction
+        p = 0           # next instruction to dispatch
+        done = 0
+        while done < n:
+            # Dispatch in order as far as queue space is known.
+            while p < n:
+                q, k = queue[p], qpos[p]
+                if k >= cal.queue_depth:
+                    blocker = qlists[q][k - cal.queue_depth]
+                    if start[blocker] is None:
+                        break
+                    space = start[blocker]
+                else:
+                    space = 0.0
+                ready = fetched + self.fetch
+                disp[p] = max(ready, space)
+                fetched = disp[p]
+                p += 1
+            best = None
+            for q in range(3):
+                if head[q] >= len(qlists[q]):
+                    continue
+                i = qlists[q][head[q]]
+                if disp[i] is None:
+                    continue
+                t = max(disp[i] + cal.dispatch, free[q])
+                f = fields[i]
+                ok = True
+                for (qq, bit), fifo in _POP.items():
+                    if qq == q and f[bit]:
+                        k = pops[fifo]
+                        if k >= len(pushes[fifo]):
+                            ok = False
+                            break
+                        t = max(t, pushes[fifo][k])
+                if ok and (best is None or t < best[0]):
+                    best = (t, q, i)
+            if best is None:
+                raise RuntimeError(f"cycle model deadlock at instruction {p} "
+                                   "(a pop whose push never comes)")
+            t, q, i = best
+            f = fields[i]
+            for (qq, bit), fifo in _POP.items():
+                if qq == q and f[bit]:
+                    pops[fifo] += 1
+            e = self.dma(f, t) if q != 1 else self.compute(f, t)
+            start[i], end[i] = t, e
+            for (qq, bit), fifo in _PUSH.items():
+                if qq == q and f[bit]:
+                    pushes[fifo].append(e)
+            free[q] = e + cal.gap
+            head[q] += 1
+            done += 1
+        return start, end
+
+
+def simulate(config, words, memory=T.BOARDS["ideal"], clock_mhz=None, cal=Calibration()):
+    """``(start, end, fields)`` cycle times of ``words`` (ints, one run ending in FINISH)."""
+    clock = config.clock_mhz if clock_mhz is None else clock_mhz
+    fields = [isa.decode(w) for w in words]
+    for k, f in enumerate(fields):
+        if f["opcode"] == isa.Opcode.FINISH:
+            fields = fields[:k + 1]
+            break
+    start, end = _Engine(config, memory, clock, cal).run(fields)
+    return start, end, fields
+
+
+def _attribute(config, report, fields, start, end, layers, offset, base):
+    """Add the per-layer rows of one run to ``report`` (``layers``: ``(node, first, count)``
+    in absolute instruction indices; ``offset``: index of ``fields[0]``)."""
+    prev = 0.0
+    n = len(fields)
+    for node, first, count in layers:
+        lo, hi = first - offset, min(first - offset + count, n)
+        if hi <= 0 or lo >= n:
+            continue
+        lo = max(lo, 0)
+        row = LayerCycles(node)
+        last = prev
+        for i in range(lo, hi):
+            f = fields[i]
+            q, macs, nbytes = insn_costs(config, f)
+            dur = end[i] - start[i]
+            if q == 0:
+                row.load += dur
+            elif q == 1:
+                row.compute += dur
+            else:
+                row.store += dur
+            row.macs += macs
+            row.bytes += nbytes
+            row.instructions += 1
+            last = max(last, end[i])
+        row.cycles = last - prev
+        prev = last
+        report.layers.append(row)
+    return prev
+
+
+def _finish(config, report):
+    for row in report.layers:
+        busy = {"compute": row.compute, "load": row.load, "store": row.store}
+        row.bound = max(busy, key=busy.get) if row.cycles else ""
+        if row.bound in ("load", "store"):
+            row.bound = "dma:" + row.bound
+        row.utilization = row.macs / (config.macs_per_cycle * row.cycles) if row.cycles else 0.0
+        for k in ("cycles", "compute", "load", "store"):
+            setattr(row, k, int(round(getattr(row, k))))
+    report.total = sum(r.cycles for r in report.layers)
+    report.macs = sum(r.macs for r in report.layers)
+    report.bytes = sum(r.bytes for r in report.layers)
+    report.busy = {k: sum(getattr(r, k) for r in report.layers)
+                   for k in ("compute", "load", "store")}
+    return report
+
+
+def _model(config, words, runs, layers, memory, clock_mhz, cal):
+    clock = config.clock_mhz if clock_mhz is None else clock_mhz
+    report = CycleReport(config, memory, clock)
+    for first, count in runs:
+        start, end, fields = simulate(config, words[first:first + count], memory, clock, cal)
+        mine = [ly for ly in layers if first <= ly[1] < first + count]
+        _attribute(config, report, fields, start, end, mine, first, 0)
+    return _finish(config, report)
+
+
+def model_compiled(compiled, memory=T.BOARDS["ideal"], clock_mhz=None, cal=Calibration()):
+    """:class:`CycleReport` of a :class:`bamboo.compiler.backend.Compiled`."""
+    runs = [(s["insn_start"], s["insn_count"]) for s in compiled.steps
+            if s["target"] == "fabric"]
+    return _model(compiled.config, compiled.words, runs, compiled.layers, memory, clock_mhz,
+                  cal)
+
+
+def model_artifact(blob, config, memory=T.BOARDS["ideal"], clock_mhz=None, cal=Calibration()):
+    """:class:`CycleReport` of ``.bmb`` bytes for ``config``."""
+    from bamboo.arch.artifact import read_artifact
+
+    art = read_artifact(blob, config_id=config.config_id)
+    meta = art.metadata
+    words = isa.decode_bytes(art.program)
+    runs = [(s["insn_start"], s["insn_count"]) for s in meta["steps"] if s["target"] == "fabric"]
+    layers = [(ly["node"], ly["first"], ly["count"]) for ly in meta["layers"]]
+    return _model(config, words, runs, layers, memory, clock_mhz, cal)
+
+
+def render(report, top=None):
+    """The per-layer table and totals as text."""
+    lines = [f"{'layer':<40} {'cycles':>10} {'compute':>10} {'load':>10} {'store':>10} "
+             f"{'bound':>11} {'MAC util':>8}"]
+    rows = report.layers if top is None else \
+        sorted(report.layers, key=lambda r: -r.cycles)[:top]
+    for r in rows:
+        lines.append(f"{r.node[:40]:<40} {r.cycles:>10} {r.compute:>10} {r.load:>10} "
+                     f"{r.store:>10} {r.bound:>11} {r.utilization:>8.3f}")
+    lines.append(f"total {report.total} cycles = {report.seconds * 1e3:.3f} ms at "
+                 f"{report.clock_mhz:g} MHz ({report.fps:.1f} FPS), MAC utilization "
+                 f"{report.utilization:.3f}, busy {report.busy}, memory {report.memory.name}")
+    return "\n".join(lines)
