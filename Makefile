@@ -47,3 +47,6 @@ clean:
 
 distclean: clean
 	rm -rf $(VENV) *.egg-info
+
+# make bitstream BOARD=..., make resources BOARD=...
+include boards/boards.mk
