@@ -26,9 +26,11 @@ def build_parser():
 
     from bamboo.compiler.cli_compile import add_compile_parser
     from bamboo.compiler.cli_inspect import add_inspect_parser
+    from bamboo.runtime.cli_run import add_run_parser
 
     add_inspect_parser(sub)
     add_compile_parser(sub)
+    add_run_parser(sub)
     return parser
 
 

@@ -10,8 +10,15 @@ tests compare them bit for bit with onnxruntime.
 """
 
 from .conv import conv2d, conv2d_acc, conv_output_size, fully_connected, fully_connected_acc
-from .elementwise import (add, concat, leaky_shift, lut_apply, mul_channel, requant_table,
-                          upsample_nearest2x)
+from .elementwise import (
+    add,
+    concat,
+    leaky_shift,
+    lut_apply,
+    mul_channel,
+    requant_table,
+    upsample_nearest2x,
+)
 from .errors import QuantizationError, RuntimeBambooError
 from .pool import avg_pool, avg_pool_float, global_avg_pool, max_pool
 from .quant import dequantize, quantize

@@ -19,14 +19,16 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 import numpy as np
+
 from bamboo.arch import isa
 from bamboo.arch.artifact import read_artifact
 from bamboo.arch.errors import BambooError
 from bamboo.arch.layout import PARAM_DEPTH
 from bamboo.arch.registers import ErrorCode
+from bamboo.runtime.layout import from_blocked, to_blocked
 
 from . import isa_ops
-from .isa_ops import Trap, from_blocked, to_blocked
+from .isa_ops import Trap
 
 __all__ = ["IsaSimError", "Machine", "Stats", "layer_stats", "run_artifact"]
 

@@ -1,13 +1,16 @@
 """The ``.bmb`` sections: metadata JSON (schedule, tensors, memory plan, CPU nodes) and I/O.
 
 CPU nodes travel in the metadata with their attributes: numpy arrays as
-``{"__nd__": base64, "dtype", "shape"}``, requantizers as ``{"__rq__": {...}}``.
+``{"__nd__": base64, "dtype", "shape"}``, requantizers as ``{"__rq__": {...}}``
+(read back by ``bamboo.runtime.cpu_ops.decode_value``, which the board runs).
 """
 
 import base64
 
 import numpy as np
+
 from bamboo.arch import artifact as art
+from bamboo.runtime.cpu_ops import decode_value  # noqa: F401 (the reader lives in the runtime)
 from bamboo.runtime.requant import Requant
 
 from ..partition import CPU
@@ -33,18 +36,6 @@ def encode_value(v):
     return v
 
 
-def decode_value(v):
-    """Inverse of :func:`encode_value` (tuples come back as lists)."""
-    if isinstance(v, dict) and "__nd__" in v:
-        return np.frombuffer(base64.b64decode(v["__nd__"]), v["dtype"]).reshape(v["shape"])
-    if isinstance(v, dict) and "__rq__" in v:
-        r = v["__rq__"]
-        return Requant(decode_value(r["m"]), decode_value(r["e"]), r["zp"], r["qmin"], r["qmax"])
-    if isinstance(v, list):
-        return [decode_value(x) for x in v]
-    return v
-
-
 def _tensor(t, plan):
     d = {"shape": list(t.shape), "layout": t.layout, "dtype": t.q.dtype, "scale": t.q.scale,
          "zp": t.q.zp}
@@ -58,9 +49,11 @@ def _tensor(t, plan):
 def metadata(compiled):
     """The METADATA section of a :class:`~bamboo.compiler.backend.Compiled`."""
     g = compiled.graph
+    # Every node the CPU runs: CPU nodes, and fabric views in CPU steps (a reshape only).
+    on_cpu = {name for s in compiled.steps if s["target"] == CPU for name in s["nodes"]}
     cpu = {n.name: {"op": n.op, "inputs": list(n.inputs), "outputs": list(n.outputs),
                     "attrs": {k: encode_value(v) for k, v in n.attrs.items()}}
-           for n in g.nodes if n.target == CPU}
+           for n in g.nodes if n.target == CPU or n.name in on_cpu}
     return {
         "name": g.name,
         "config": compiled.config.to_dict(),

@@ -1,0 +1,199 @@
+"""CPU operators of a compiled model: one numpy function per IR op, on NHWC codes.
+
+The reference executor (``bamboo.compiler.executor``) and the runtime session both
+dispatch through :func:`run_op`, so the board runs its CPU nodes with exactly the
+kernels the compiler is tested with, and needs no compiler to do it. An op function
+takes the node's attributes, its input code arrays, the inputs' and the output's
+quantization (anything with ``scale``, ``zp`` and ``np_dtype``: the compiler's
+``ir.QType`` or :class:`QInfo` read from an artifact) and returns the output codes.
+"""
+
+import base64
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import conv as kconv
+from . import elementwise as kel
+from . import pool as kpool
+from .requant import Requant
+
+__all__ = ["BINARY", "KERNELS", "QInfo", "decode_value", "run_op", "softmax_ort"]
+
+_F32 = np.float32
+
+
+@dataclass(frozen=True)
+class QInfo:
+    """Quantization of a tensor as an artifact records it: ``real = (code - zp) * scale``."""
+
+    dtype: str
+    scale: float
+    zp: int
+
+    @property
+    def np_dtype(self):
+        return np.dtype(self.dtype)
+
+
+def decode_value(v):
+    """An attribute value from an artifact's METADATA JSON.
+
+    numpy arrays travel as ``{"__nd__": base64, "dtype", "shape"}`` and requantizers as
+    ``{"__rq__": {...}}`` (written by ``bamboo.compiler.backend.artifact_writer``);
+    tuples come back as lists.
+    """
+    if isinstance(v, dict) and "__nd__" in v:
+        return np.frombuffer(base64.b64decode(v["__nd__"]), v["dtype"]).reshape(v["shape"])
+    if isinstance(v, dict) and "__rq__" in v:
+        r = v["__rq__"]
+        return Requant(decode_value(r["m"]), decode_value(r["e"]), r["zp"], r["qmin"], r["qmax"])
+    if isinstance(v, list):
+        return [decode_value(x) for x in v]
+    return v
+
+
+def _lut(y, table):
+    return y if table is None else kel.lut_apply(y, table)
+
+
+def _conv(a, x, tin, tout):
+    y = kconv.conv2d(x, tin.zp, a["w"], a["bias"], a["rq"], w_zp=a["w_zp"], stride=a["stride"],
+                     dilation=a["dilation"], pads=a["pads"], groups=a["group"],
+                     out_dtype=tout.np_dtype)
+    return _lut(y, a.get("lut"))
+
+
+def _fc(a, x, tin, tout):
+    y = kconv.fully_connected(x, tin.zp, a["w"], a["bias"], a["rq"], w_zp=a["w_zp"],
+                              out_dtype=tout.np_dtype)
+    return _lut(y, a.get("lut"))
+
+
+def _gap(a, x, tin, tout):
+    return kpool.global_avg_pool(x, tin.zp, a["rq"], out_dtype=tout.np_dtype)
+
+
+def _avgpool(a, x, tin, tout):
+    return kpool.avg_pool(x, tin.zp, tin.scale, tout.scale, tout.zp, a["kernel"],
+                          stride=a["stride"], pads=a["pads"],
+                          count_include_pad=a["count_include_pad"], out_dtype=tout.np_dtype)
+
+
+def _maxpool(a, x, tin, tout):
+    return kpool.max_pool(x, a["kernel"], stride=a["stride"], dilation=a["dilation"],
+                          pads=a["pads"])
+
+
+def _add(a, x, y, tx, ty, tout):
+    return kel.add(x, _F32(tx.scale), tx.zp, y, _F32(ty.scale), ty.zp,
+                   _F32(tout.scale), tout.zp, dtype=tout.np_dtype)
+
+
+def _mul(a, x, y, tx, ty, tout):
+    return kel.mul_channel(x, _F32(tx.scale), tx.zp, y, _F32(ty.scale), ty.zp,
+                           _F32(tout.scale), tout.zp, dtype=tout.np_dtype)
+
+
+def _concat(a, xs, tins, tout):
+    parts = [_lut(x, lut) for x, lut in zip(xs, a["luts"])]
+    return np.concatenate(parts, axis=a["axis"])
+
+
+def _slice(a, x, tin, tout):
+    sl = [slice(None)] * x.ndim
+    sl[a["axis"]] = slice(a["start"], a["end"], a["step"])
+    return x[tuple(sl)]
+
+
+def _shuffle(a, x, tin, tout):
+    n, h, w, c = x.shape
+    g = a["groups"]
+    return x.reshape(n, h, w, g, c // g).transpose(0, 1, 2, 4, 3).reshape(n, h, w, c)
+
+
+def _resize(a, x, tin, tout):
+    fh, fw = a["scale"]
+    return np.repeat(np.repeat(x, fh, axis=1), fw, axis=2)
+
+
+def _table(a, x, tin, tout):
+    return kel.lut_apply(x, a["table"])
+
+
+def _view(a, x, tin, tout):
+    return x.reshape(a["shape"])
+
+
+def _transpose(a, x, tin, tout):
+    return np.ascontiguousarray(x.transpose(a["perm"]))
+
+
+def softmax_ort(x, axis, x_scale, y_scale, y_zp):
+    """Quantized Softmax over ``axis`` of uint8 codes, as onnxruntime's QLinearSoftmax (x86).
+
+    Ref: onnxruntime contrib_ops/cpu/quantization/qlinear_softmax.cc: a float table of
+    ``exp((i - 255 + shift) * x_scale)``, a float32 sum in element order, and
+    ``y = sat(nearbyint(table[x] * floor(1 / y_scale) / sum) + y_zp)``.
+    """
+    x = np.moveaxis(np.asarray(x), axis, -1)
+    d = x.shape[-1]
+    shift = max(0.0, float(np.log(np.finfo(np.float32).max / d)) - 5.0) / float(x_scale)
+    i = np.arange(256, dtype=np.float64)
+    table = np.exp((i - 255.0 + shift) * float(_F32(x_scale))).astype(_F32)
+    vals = table[(255 - x.max(axis=-1, keepdims=True).astype(np.int64)) + x.astype(np.int64)]
+    vsum = np.zeros(x.shape[:-1] + (1,), _F32)
+    for k in range(d):  # float32 sum in element order, as the C loop
+        vsum = (vsum + vals[..., k:k + 1]).astype(_F32)
+    ys = _F32(np.floor(_F32(1.0) / _F32(y_scale)))
+    q = np.rint(((vals * ys).astype(_F32) / vsum).astype(_F32)).astype(np.int64) + int(y_zp)
+    y = np.minimum(q, 255).astype(np.uint8)
+    return np.moveaxis(y, -1, axis)
+
+
+def _softmax(a, x, tin, tout):
+    return softmax_ort(x, a["axis"], tin.scale, tout.scale, tout.zp)
+
+
+#: Unary ops: ``f(attrs, x, tin, tout)``.
+KERNELS = {
+    "conv": _conv, "fc": _fc, "gap": _gap, "avgpool": _avgpool, "maxpool": _maxpool,
+    "slice": _slice, "shuffle": _shuffle, "resize": _resize, "lut": _table, "view": _view,
+    "transpose": _transpose, "softmax": _softmax,
+}
+#: Binary ops: ``f(attrs, a, b, ta, tb, tout)``.
+BINARY = {"add": _add, "mul": _mul}
+
+
+def run_op(op, attrs, xs, tins, tout):
+    """Run one operator.
+
+    Parameters
+    ----------
+    op : str
+        IR op name (``"conv"``, ``"add"``, ``"concat"``...).
+    attrs : dict
+        The node's attributes (IR values, or decoded from an artifact's metadata).
+    xs : list of np.ndarray
+        Input codes, NHWC for feature maps.
+    tins : list
+        Inputs' quantization (``scale``, ``zp``, ``np_dtype``).
+    tout
+        Output quantization.
+
+    Returns
+    -------
+    np.ndarray
+        Output codes.
+    """
+    if op in BINARY:
+        return BINARY[op](attrs, xs[0], xs[1], tins[0], tins[1], tout)
+    if op == "concat":
+        return _concat(attrs, xs, tins, tout)
+    try:
+        kernel = KERNELS[op]
+    except KeyError:
+        from .errors import RuntimeBambooError
+
+        raise RuntimeBambooError(f"no CPU kernel for op {op!r}") from None
+    return kernel(attrs, xs[0], tins[0], tout)
