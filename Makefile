@@ -41,6 +41,9 @@ demo: $(STAMP)
 bench: $(STAMP)
 	$(SIMENV) $(BIN)/python -m pytest -n $(JOBS) -m slow $(PYTEST_ARGS)
 
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
 clean:
 	rm -rf build .pytest_cache .hypothesis sim_build
 	find . -name __pycache__ -prune -exec rm -rf {} +

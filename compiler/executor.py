@@ -10,7 +10,6 @@ at ``ORT_ENABLE_EXTENDED`` bit for bit (tests/compiler/test_executor.py).
 """
 
 import numpy as np
-
 from bamboo.runtime.cpu_ops import BINARY, KERNELS, run_op, softmax_ort
 from bamboo.runtime.quant import dequantize, quantize
 

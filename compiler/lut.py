@@ -28,7 +28,6 @@ Table order: entry ``i`` is the output for the input code whose bit pattern is `
 """
 
 import numpy as np
-
 from bamboo.runtime.quant import dequantize, quantize
 from bamboo.runtime.requant import qrange
 

@@ -69,9 +69,9 @@ class StatusSignature(wiring.Signature):
     """Strobes for the performance counters, one bit each, driven by the unit.
 
     ``busy``: an instruction is in progress; ``active``: a word whose result is kept
-    entered the array (dense: ``rows * cols`` MAC slots used); ``stall_weight``: streaming waits for a weight
-    bank; ``stall_emit``: post-processing holds ``o_acc``; ``done``: one-cycle pulse
-    when an instruction finishes (the queue then pushes its tokens).
+    entered the array (dense: ``rows * cols`` MAC slots used); ``stall_weight``: streaming
+    waits for a weight bank; ``stall_emit``: post-processing holds ``o_acc``; ``done``:
+    one-cycle pulse when an instruction finishes (the queue then pushes its tokens).
     """
 
     def __init__(self):

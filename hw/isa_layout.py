@@ -21,7 +21,8 @@ def field_shape(field):
 
 
 def instruction_fields(opcode):
-    """Header and operand fields of ``opcode`` (an :class:`~bamboo.arch.isa.Opcode`), in bit order."""
+    """Header and operand fields of ``opcode`` (an :class:`~bamboo.arch.isa.Opcode`),
+    in bit order."""
     if opcode not in FORMATS:
         raise ValueError(f"opcode must be one of {sorted(FORMATS)}, not {opcode!r}")
     return HEADER + FORMATS[opcode]

@@ -34,8 +34,7 @@ from amaranth.lib import data, enum, stream, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
-from bamboo.arch import AcceleratorConfig
-from bamboo.arch import isa
+from bamboo.arch import AcceleratorConfig, isa
 
 from .requantizer import Requantizer, RequantParams
 

@@ -16,7 +16,6 @@ writes, :meth:`DeviceBuffer.invalidate` before the CPU reads.
 import time
 
 import numpy as np
-
 from bamboo.arch.registers import REGISTERS, ErrorCode, decode, encode, register
 
 from .errors import RuntimeBambooError

@@ -33,7 +33,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-
 from bamboo.arch.artifact import ArtifactMismatchError, read_artifact
 from bamboo.arch.config import AcceleratorConfig
 from bamboo.arch.isa import INSN_BYTES, ISA_VERSION

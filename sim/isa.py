@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 import numpy as np
-
 from bamboo.arch import isa
 from bamboo.arch.artifact import read_artifact
 from bamboo.arch.errors import BambooError

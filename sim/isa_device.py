@@ -15,7 +15,6 @@ which lets tests exercise the runtime's timeout (``latency=float("inf")``: a han
 import time
 
 import numpy as np
-
 from bamboo.arch import isa
 from bamboo.arch.errors import BambooError
 from bamboo.arch.registers import REGISTERS, ErrorCode

@@ -7,7 +7,6 @@ numeric contract: the same functions are called here).
 """
 
 import numpy as np
-
 from bamboo.arch.isa import Activation, ConvMode, VecOp
 from bamboo.arch.registers import ErrorCode
 from bamboo.runtime.elementwise import LEAKY_MULT, LEAKY_SHIFT, fma_f32

@@ -19,7 +19,6 @@ import threading
 import time
 
 import numpy as np
-
 from bamboo.arch.errors import BambooError
 from bamboo.arch.registers import encode
 from bamboo.runtime.device import Device, DeviceBuffer
@@ -33,7 +32,6 @@ def unavailable(simulator="verilator"):
     """Why the rtl backend cannot run here (a string), or None when it can."""
     try:
         import cocotbext.axi  # noqa: F401
-
         from bamboo.hw.top import Accelerator  # noqa: F401
         from bamboo.sim.harness import find_simulators
     except ImportError as exc:

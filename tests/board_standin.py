@@ -3,7 +3,6 @@
 from amaranth.hdl import Module
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
-
 from bamboo.hw.axi import AXI4Signature
 from bamboo.hw.regfile import AXI4LiteSignature, RegisterFile
 

@@ -8,7 +8,6 @@ with ``ortutil.run`` (ORT_ENABLE_EXTENDED). Only tests import this module.
 """
 
 import numpy as np
-
 import ortutil as ou
 from onnx import helper
 

@@ -1,6 +1,7 @@
 """Dependency direction, checked in a clean interpreter per package.
 
-arch <- runtime <- compiler; arch <- hw; sim -> arch, runtime, hw; boards -> hw, arch; models -> compiler, runtime, arch.
+arch <- runtime <- compiler; arch <- hw; sim -> arch, runtime, hw; boards -> hw, arch;
+models -> compiler, runtime, arch.
 The runtime runs on the board with numpy alone, so every one of its modules must
 import with nothing third-party but numpy.
 """

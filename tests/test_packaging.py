@@ -3,6 +3,7 @@
 import pathlib
 import subprocess
 import sys
+
 import tomllib
 
 import bamboo

@@ -8,7 +8,6 @@ CPU nodes travel in the metadata with their attributes: numpy arrays as
 import base64
 
 import numpy as np
-
 from bamboo.arch import artifact as art
 from bamboo.runtime.cpu_ops import decode_value  # noqa: F401 (the reader lives in the runtime)
 from bamboo.runtime.requant import Requant

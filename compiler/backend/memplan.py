@@ -83,7 +83,9 @@ def plan_memory(graph, config, weights_size, program_size=0):
         if n.op == "view" and n.target == FABRIC:
             src = n.inputs[0]
             alias[n.outputs[0]] = alias.get(src, src)
-    root = lambda t: alias.get(t, t)
+    def root(t):
+        return alias.get(t, t)
+
     outputs = {root(o.tensor) for o in graph.outputs}
     pos = {n.name: k for k, n in enumerate(graph.nodes)}
     start, end, side_in, side_out, touched = {}, {}, {}, {}, set()

@@ -1,7 +1,6 @@
 import dataclasses
 
 import pytest
-
 from bamboo.arch import PRESETS, AcceleratorConfig, ConfigError, preset
 
 

@@ -5,12 +5,18 @@ import subprocess
 import sys
 
 import pytest
-
 from bamboo.arch import registers as regs
 from bamboo.arch.config import PRESETS
 from bamboo.arch.isa import ISA_VERSION
 from bamboo.arch.registers import (
-    REGISTERS, ErrorCode, Field, Register, RegisterError, decode, encode, register,
+    REGISTERS,
+    ErrorCode,
+    Field,
+    Register,
+    RegisterError,
+    decode,
+    encode,
+    register,
 )
 
 

@@ -4,7 +4,6 @@ import subprocess
 import sys
 
 import pytest
-
 from bamboo.arch.config import PRESETS
 from bamboo.boards.platforms import BOARDS, MAX_DIVIDER, BoardError, board, check_config
 

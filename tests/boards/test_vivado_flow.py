@@ -10,13 +10,12 @@ import sys
 from pathlib import Path
 
 import pytest
-from board_standin import accelerator_factory
-
 from bamboo.arch.config import preset
 from bamboo.boards.platforms import BOARDS, BoardError, board
 from bamboo.boards.tclcheck import dry_run
 from bamboo.boards.verilog import TOP_NAME, interfaces, parse_ports
 from bamboo.boards.vivado import EXIT_NO_VIVADO, build_root, check, generate, lint
+from board_standin import accelerator_factory
 
 needs_tclsh = pytest.mark.skipif(shutil.which("tclsh") is None, reason="tclsh is not installed")
 

@@ -87,8 +87,9 @@ def test_quantized_model_prints_the_table(tmp_path):
 
 def test_internal_errors_become_one_line(tmp_path, monkeypatch, capsys):
     """A compiler bug (a non-Bamboo exception) still reaches the user as one line."""
-    from bamboo import cli
     from bamboo.compiler import inspect
+
+    from bamboo import cli
 
     def broken(graph, title=""):
         raise KeyError("boom")

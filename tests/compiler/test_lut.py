@@ -8,10 +8,9 @@ count how far the numpy fallback is off.
 """
 
 import numpy as np
-import pytest
-
 import ortutil as ou
 import ortutil_elementwise as oe
+import pytest
 from bamboo.compiler import lut
 from bamboo.runtime.elementwise import lut_apply
 

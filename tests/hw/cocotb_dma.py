@@ -14,14 +14,13 @@ import random
 
 import cocotb
 import numpy as np
-from cocotb.clock import Clock
-from cocotb.triggers import RisingEdge
-from cocotbext.axi import AxiBus, AxiRam
-
 from bamboo.arch.config import AcceleratorConfig
 from bamboo.arch.registers import ErrorCode
 from bamboo.hw.dma_read import ReadChunkLayout, ReadCommandLayout
 from bamboo.hw.dma_write import WriteCommandLayout
+from cocotb.clock import Clock
+from cocotb.triggers import RisingEdge
+from cocotbext.axi import AxiBus, AxiRam
 
 CFG = AcceleratorConfig.from_dict(json.loads(os.environ["DMA_CONFIG"]))
 SEED = int(os.environ.get("DMA_SEED", "1"))

@@ -10,13 +10,12 @@ import os
 import random
 
 import cocotb
-from cocotb.clock import Clock
-from cocotb.triggers import ClockCycles, RisingEdge
-from cocotbext.axi import AxiLiteBus, AxiLiteMaster, AxiResp
-
 from bamboo.arch import registers as regs
 from bamboo.arch.config import preset
 from bamboo.arch.registers import ErrorCode, decode, encode
+from cocotb.clock import Clock
+from cocotb.triggers import ClockCycles, RisingEdge
+from cocotbext.axi import AxiLiteBus, AxiLiteMaster, AxiResp
 
 __all__ = []
 

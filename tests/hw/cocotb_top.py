@@ -16,6 +16,12 @@ import time
 
 import cocotb
 import numpy as np
+from bamboo.arch import isa
+from bamboo.arch import registers as regs
+from bamboo.arch.config import AcceleratorConfig
+from bamboo.arch.isa import Opcode
+from bamboo.arch.registers import ErrorCode, decode, encode
+from bamboo.sim.isa import IsaSimError, Machine
 from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, First, RisingEdge, Timer
 from cocotb.utils import get_sim_time
@@ -31,13 +37,6 @@ from top_programs import (
     reference_codes,
     window_image,
 )
-
-from bamboo.arch import isa
-from bamboo.arch import registers as regs
-from bamboo.arch.config import AcceleratorConfig
-from bamboo.arch.isa import Opcode
-from bamboo.arch.registers import ErrorCode, decode, encode
-from bamboo.sim.isa import IsaSimError, Machine
 
 CFG = AcceleratorConfig.from_dict(json.loads(os.environ["TOP_CONFIG"]))
 SEED = int(os.environ.get("TOP_SEED", "1"))

@@ -16,12 +16,11 @@ import os
 
 import cocotb
 import numpy as np
+from bamboo.arch import isa, preset
+from bamboo.hw.postproc import LUT_ENTRIES
 from cocotb.clock import Clock
 from cocotb.triggers import FallingEdge, ReadOnly, RisingEdge
 from vector_vectors import OPS, add_exhaustive, make_case, words
-
-from bamboo.arch import isa, preset
-from bamboo.hw.postproc import LUT_ENTRIES
 
 __all__ = ["vector_add_pairs", "vector_random_ops"]
 

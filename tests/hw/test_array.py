@@ -3,7 +3,6 @@
 import numpy as np
 import pytest
 from amaranth.sim import Simulator
-
 from bamboo.hw.array import SystolicArray
 
 SHAPES = [(4, 4), (2, 4), (4, 2), (1, 1)]

@@ -3,7 +3,6 @@
 import numpy as np
 import pytest
 from amaranth.sim import Simulator
-
 from bamboo.arch.config import AcceleratorConfig, preset
 from bamboo.arch.isa import ConvMode, Opcode, encode
 from bamboo.hw.compute import ComputeUnit, conv_cycles
@@ -47,7 +46,7 @@ def random_layer(rng, cfg, *, kernel=None, stride=None, dilation=None, blocks=No
 
 def buffers(cfg, layer, inp_addr, wgt_addr, slack):
     """INP words (per block, padded with the zero point) and WGT words of a layer."""
-    R, C = cfg.rows, cfg.cols
+    R = cfg.rows
     x, (pt, pl, pb, pr) = layer["x"], layer["pads"]
     xp = np.pad(x[0], ((pt, pb), (pl, pr), (0, 0)), constant_values=layer["zp"])
     hp, wp, _ = xp.shape

@@ -3,12 +3,11 @@ against bamboo.runtime.conv.conv2d_acc with groups = channels."""
 
 import numpy as np
 import pytest
-from test_compute import CONFIGS, buffers, encode_conv, random_layer, simulate
-from test_compute import expected as expected_dense
-
 from bamboo.arch.isa import ConvMode
 from bamboo.hw.compute import conv_cycles
 from bamboo.runtime.conv import conv2d_acc
+from test_compute import CONFIGS, buffers, encode_conv, random_layer, simulate
+from test_compute import expected as expected_dense
 
 
 def depthwise_case(cfg, rng, *, kernel=None, stride=None, out=None, inp_base=0, wgt_base=0):

@@ -18,7 +18,6 @@ from amaranth.hdl import Module
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.sim import Simulator
-
 from bamboo.arch.config import AcceleratorConfig
 from bamboo.arch.registers import ErrorCode
 from bamboo.hw.axi import AXI4Signature

@@ -6,7 +6,6 @@ import pytest
 from amaranth.hdl import Module
 from amaranth.lib import wiring
 from amaranth.sim import Simulator
-
 from bamboo.hw.fma import Float, FusedMultiplyAdd, align_addend, float_const
 from bamboo.runtime.elementwise import fma_f32
 from bamboo.sim.tools import pack

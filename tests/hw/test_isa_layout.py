@@ -3,7 +3,6 @@
 import random
 
 import pytest
-
 from bamboo.arch.isa import FORMATS, HEADER, INSN_BITS, Opcode, encode
 from bamboo.hw.isa_layout import field_offsets, instruction_layout
 

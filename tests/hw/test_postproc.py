@@ -113,7 +113,8 @@ def test_rejects_bad_configuration():
 
 @pytest.mark.parametrize("slots", [0, 3, 32, "2"])
 def test_activation_unit_rejects_bad_slots(slots):
-    with pytest.raises(ValueError, match=f"slots must be a power of two of at most 16, not {slots!r}"):
+    message = f"slots must be a power of two of at most 16, not {slots!r}"
+    with pytest.raises(ValueError, match=message):
         ActivationUnit(slots)
 
 

@@ -13,7 +13,6 @@ import random
 
 import pytest
 from amaranth.sim import Simulator
-
 from bamboo.arch import registers as regs
 from bamboo.arch.config import preset
 from bamboo.arch.registers import ErrorCode, decode, encode

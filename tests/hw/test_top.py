@@ -17,6 +17,7 @@ import re
 
 import numpy as np
 import pytest
+from bamboo.arch.config import AcceleratorConfig, preset
 from top_programs import (
     COMPILED_GRAPHS,
     VEC_GRAPHS,
@@ -27,8 +28,6 @@ from top_programs import (
     reference_codes,
     window_image,
 )
-
-from bamboo.arch.config import AcceleratorConfig, preset
 
 CFG = preset("tiny")
 WATCHDOG = 4096

@@ -16,12 +16,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 from amaranth.sim import Simulator
-from vector_vectors import OPS, add_exhaustive, make_case, words
-
 from bamboo.arch import isa, preset
 from bamboo.hw.postproc import LUT_ENTRIES
 from bamboo.hw.vector import VectorUnit
 from bamboo.runtime.elementwise import add as add_reference
+from vector_vectors import OPS, add_exhaustive, make_case, words
 
 COCOTB_MODULE = Path(__file__).with_name("cocotb_vector.py")
 TINY = preset("tiny")

@@ -15,7 +15,6 @@ requantize, the activation formulas) and the instruction simulator ``bamboo.sim.
 from dataclasses import dataclass, field
 
 import numpy as np
-
 from bamboo.arch import isa
 from bamboo.arch.isa import Activation, Buffer, ConvMode, Opcode
 from bamboo.arch.layout import param_lane
@@ -262,7 +261,6 @@ def compiled_case(cfg, builder, graph_args, seed=0):
     compiler's reference executor, i.e. the runtime kernels).
     """
     import isa_graphs
-
     from bamboo.arch.artifact import read_artifact
     from bamboo.compiler import executor, ir
     from bamboo.compiler.backend import artifact_writer, lower_graph

@@ -11,7 +11,6 @@ buffer rows into the integers a testbench drives.
 from dataclasses import dataclass
 
 import numpy as np
-
 from bamboo.arch import isa
 from bamboo.arch.layout import PARAM_DEPTH, param_lane
 from bamboo.sim import isa_ops

@@ -5,9 +5,8 @@ import io
 
 import numpy as np
 import pytest
-from test_session import _compiled
-
 from bamboo.runtime.cli_run import add_run_parser, cmd_run, main
+from test_session import _compiled
 
 
 def _args(argv):

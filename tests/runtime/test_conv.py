@@ -6,14 +6,13 @@ graph is checked to hold no float op. Every comparison is bit for bit.
 """
 
 import numpy as np
-import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
-
 import ortutil as ou
+import pytest
 from bamboo.runtime.conv import conv2d, conv2d_acc, fully_connected
 from bamboo.runtime.errors import QuantizationError
 from bamboo.runtime.requant import Requant, conv_scale
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 SETTINGS = settings(max_examples=100, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow,
@@ -117,7 +116,7 @@ def test_conv2d_mobilenet_layers(x_dtype, diff_cases):
 @pytest.mark.parametrize("depthwise", [False, True])
 def test_conv2d_matches_qdq_conv(activation, per_channel, depthwise, diff_cases):
     """quantize_static QDQ Conv (+ReLU folded away): fused at EXTENDED, then bit-exact."""
-    
+
     rng = np.random.default_rng([activation == "int8", per_channel, depthwise])
     c, o, groups = (6, 6, 6) if depthwise else (5, 7, 1)
     wf = rng.normal(0, 0.3, (o, c // groups, 3, 3)).astype(np.float32)

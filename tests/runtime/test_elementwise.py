@@ -8,10 +8,9 @@ against a scalar transcription of the MLAS source instead.
 """
 
 import numpy as np
-import pytest
-
 import ortutil as ou
 import ortutil_elementwise as oe
+import pytest
 from bamboo.runtime import elementwise as ew
 from bamboo.runtime.errors import QuantizationError
 from bamboo.runtime.requant import Requant, requantize

@@ -6,14 +6,13 @@ on uint8/int8, and QDQ models from ``quantize_static`` checked to fuse.
 """
 
 import numpy as np
-import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
-
 import ortutil as ou
+import pytest
 from bamboo.runtime.errors import QuantizationError
 from bamboo.runtime.pool import avg_pool, avg_pool_float, global_avg_pool, max_pool
 from bamboo.runtime.requant import Requant, pool_scale
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 SETTINGS = settings(max_examples=50, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow,

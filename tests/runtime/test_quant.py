@@ -1,13 +1,12 @@
 """Differential tests: runtime.quant against onnxruntime's QuantizeLinear / DequantizeLinear."""
 
 import numpy as np
-import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
-
 import ortutil as ou
+import pytest
 from bamboo.runtime.errors import QuantizationError
 from bamboo.runtime.quant import dequantize, quantize
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 SETTINGS = settings(max_examples=60, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow,

@@ -12,11 +12,10 @@ against onnxruntime's QLinearConv.
 """
 
 import numpy as np
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
-
 import ortutil as ou
 from bamboo.runtime.requant import Requant, conv_scale, requantize
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 SETTINGS = settings(max_examples=60, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow,

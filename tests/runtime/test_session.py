@@ -12,7 +12,6 @@ import pathlib
 
 import numpy as np
 import pytest
-
 from bamboo.arch import preset
 from bamboo.arch.artifact import (
     ArtifactCorruptError,

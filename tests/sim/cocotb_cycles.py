@@ -12,13 +12,12 @@ import os
 
 import cocotb
 import numpy as np
-from cocotb.clock import Clock
-from cocotb.triggers import ClockCycles, First, RisingEdge, Timer
-from cocotbext.axi import AxiBus, AxiLiteBus, AxiLiteMaster, AxiRam, AxiResp
-
 from bamboo.arch import isa
 from bamboo.arch import registers as regs
 from bamboo.arch.registers import decode, encode
+from cocotb.clock import Clock
+from cocotb.triggers import ClockCycles, First, RisingEdge, Timer
+from cocotbext.axi import AxiBus, AxiLiteBus, AxiLiteMaster, AxiRam, AxiResp
 
 CASES = os.environ["CYCLES_CASES"]
 REPORT = os.environ["CYCLES_REPORT"]

@@ -19,14 +19,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from isa_graphs import add_graph, conv_graph, fc_graph, gap_graph, maxpool_graph, mul_graph
-
 from bamboo.arch import isa, preset
 from bamboo.arch import timing as T
 from bamboo.arch.config import AcceleratorConfig
 from bamboo.compiler.backend import lower_graph
 from bamboo.compiler.partition import partition
 from bamboo.sim import cycles
+from isa_graphs import add_graph, conv_graph, fc_graph, gap_graph, maxpool_graph, mul_graph
 
 TINY = preset("tiny")
 

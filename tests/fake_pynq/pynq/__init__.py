@@ -22,7 +22,6 @@ import json
 from pathlib import Path
 
 import numpy as np
-
 from bamboo.arch.config import AcceleratorConfig
 from bamboo.sim.isa_device import Memory, RegisterModel
 
