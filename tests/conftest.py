@@ -32,7 +32,7 @@ def pytest_terminal_summary(terminalreporter):
                 totals[kernel] += value
                 tests[kernel] += 1
     if totals:
-        terminalreporter.section("differential cases against onnxruntime (passed tests)")
+        terminalreporter.section("differential cases per kernel or unit (passed tests)")
         for kernel in sorted(totals):
             terminalreporter.write_line(
                 f"{kernel:<28} {totals[kernel]:>9} cases ({tests[kernel]} comparisons)")
