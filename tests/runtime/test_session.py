@@ -106,21 +106,6 @@ def backend(request, tmp_path, monkeypatch):
     be.close()
 
 
-def _run(backend, sess, *args, **kw):
-    """``sess.run``; on an RTL without a vector unit, a VEC refused is an expected failure."""
-    try:
-        return sess.run(*args, **kw)
-    except DeviceError as exc:
-        if backend.name == "rtl" and exc.code == ErrorCode.ILLEGAL_OPCODE:
-            from bamboo.arch import isa
-
-            word = isa.decode_bytes(sess.artifact.program[exc.index * INSN_BYTES:
-                                                         (exc.index + 1) * INSN_BYTES])[0]
-            if word & 0xF == isa.Opcode.VEC:
-                pytest.xfail(f"hw/top.py refuses VEC (no vector unit yet): {exc}")
-        raise
-
-
 def _ort(path, x):
     import onnx
     from ortutil import run
@@ -139,7 +124,7 @@ def test_model_bit_exact(backend, model, diff_cases):
     assert sess.get_outputs()[0].shape == list(graph.outputs[0].onnx_shape)
     rng = np.random.default_rng(3)
     x = rng.standard_normal(arg.shape).astype(np.float32)
-    (got,) = _run(backend, sess, None, {arg.name: x})
+    (got,) = sess.run(None, {arg.name: x})
     (ref,) = executor.run(graph, {arg.name: x})
     (ort,) = _ort(path, x)
     assert got.dtype == np.float32 and np.array_equal(got, ref)
@@ -161,7 +146,7 @@ def test_pipelined_batch_equals_sequential(backend):
     rng = np.random.default_rng(4)
     n = 2 if backend.name == "rtl" else 4      # the RTL simulates every cycle
     feeds = [{name: rng.standard_normal((1, 1, 32, 32)).astype(np.float32)} for _ in range(n)]
-    seq = [_run(backend, sess, None, f)[0] for f in feeds]
+    seq = [sess.run(None, f)[0] for f in feeds]
     par = sess.run_batch(feeds, pipeline=True)
     assert all(np.array_equal(a, b[0]) for a, b in zip(seq, par))
     assert sess.stats()["frames"] == 2 * n
@@ -266,3 +251,28 @@ def test_unknown_backend_and_bad_feeds():
         sess.run(None, np.zeros((1, 32, 32), np.float32))
     with pytest.raises(RuntimeBambooError, match="no output named 'nope'"):
         sess.run(["nope"], np.zeros((1, 1, 32, 32), np.float32))
+
+
+@pytest.mark.sim
+def test_rtl_runs_digits_end_to_end():
+    """`make test` runs one model on the RTL of the whole accelerator (Verilator, tiny):
+    bit-exact with onnxruntime, with the hardware's cycle counters reported."""
+    import bamboo.sim.rtl_device as rtl
+    from bamboo.runtime.session import Session
+
+    reason = rtl.unavailable()
+    if reason:
+        pytest.skip(f"rtl backend unavailable: {reason}")
+    path, _, blob = _compiled("digits", "tiny")
+    sess = Session(blob, backend="rtl")
+    try:
+        (arg,) = sess.get_inputs()
+        x = np.random.default_rng(5).standard_normal(arg.shape).astype(np.float32)
+        (got,) = sess.run(None, {arg.name: x})
+        (ort,) = _ort(path, x)
+        assert np.array_equal(got, ort), f"{np.count_nonzero(got != ort)} of {got.size} differ"
+        segments = sess.stats()["segments"]
+        assert segments and all(s["cycles"] > 0 for s in segments)
+        print("RTL cycle counters per fabric segment:", [s["cycles"] for s in segments])
+    finally:
+        sess.close()
