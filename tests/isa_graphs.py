@@ -7,6 +7,7 @@ the instruction simulator, CPU steps through ``executor.run_node``.
 """
 
 import numpy as np
+import pytest
 from bamboo.compiler import executor, ir
 from bamboo.compiler.backend import artifact_writer, lower_graph
 from bamboo.compiler.partition import partition
@@ -14,6 +15,7 @@ from bamboo.runtime.requant import Requant, conv_scale, pool_scale
 from bamboo.sim.isa import run_artifact
 
 __all__ = [
+    "zoo_graph",
     "add_graph",
     "check_bounds",
     "conv_graph",
@@ -207,3 +209,19 @@ def check_bounds(word, config):
             (f["out_w"] - 1) * f["stride_w"] + f["kernel_w"] - 1
         assert last < c.input_buffer_depth and f["src_b"] + p <= c.input_buffer_depth, f
         assert f["param_addr"] < PARAM_WORDS_USED, f
+
+
+def zoo_graph(name):
+    """``(onnx path, compiled IR graph)`` of ``digits`` or a zoo model at its test size."""
+    onnx = pytest.importorskip("onnx")
+    pytest.importorskip("torch", reason="the model zoo needs torch")
+    from bamboo.compiler.onnx_import import import_onnx
+    from bamboo.compiler.passes import compile_graph
+    from bamboo.models import digits, zoo
+
+    if name == "digits":
+        path = digits.build_quantized()
+    else:
+        e = zoo.ZOO[name]
+        path = zoo.build_quantized(name, e.test_resolution, e.test_width)
+    return path, compile_graph(import_onnx(onnx.load(str(path))))

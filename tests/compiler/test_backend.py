@@ -15,7 +15,7 @@ from bamboo.compiler.backend import compile_artifact, fabric_reason, lower_graph
 from bamboo.compiler.backend.memplan import check_plan
 from bamboo.compiler.backend.pack import dense_weights, depthwise_weights, param_words
 from bamboo.compiler.partition import partition
-from isa_graphs import check_bounds, conv_graph, gap_graph
+from isa_graphs import check_bounds, conv_graph, gap_graph, zoo_graph
 
 CONFIGS = ["tiny", "ultra96"]
 
@@ -63,18 +63,7 @@ def test_unlowerable_nodes_go_to_cpu_with_a_reason():
 # Memory plan, bounds, tokens --------------------------------------------------------------------
 
 def _model(name):
-    onnx = pytest.importorskip("onnx")
-    pytest.importorskip("torch", reason="the model zoo needs torch")
-    from bamboo.compiler.onnx_import import import_onnx
-    from bamboo.compiler.passes import compile_graph
-    from bamboo.models import digits, zoo
-
-    if name == "digits":
-        path = digits.build_quantized()
-    else:
-        e = zoo.ZOO[name]
-        path = zoo.build_quantized(name, e.test_resolution, e.test_width)
-    return compile_graph(import_onnx(onnx.load(str(path))))
+    return zoo_graph(name)[1]
 
 
 def _accesses(f, c):

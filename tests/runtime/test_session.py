@@ -24,6 +24,7 @@ from bamboo.arch.isa import INSN_BYTES
 from bamboo.arch.registers import ErrorCode
 from bamboo.runtime.device import DeviceError, DeviceTimeout
 from bamboo.runtime.session import Session
+from isa_graphs import zoo_graph
 
 FAKE_PYNQ = pathlib.Path(__file__).resolve().parent.parent / "fake_pynq"
 CONFIG = "ultra96"
@@ -32,19 +33,9 @@ CONFIG = "ultra96"
 @functools.lru_cache(maxsize=None)
 def _compiled(model, config=CONFIG):
     """``(onnx path, IR graph, artifact bytes)`` of a model at test size."""
-    onnx = pytest.importorskip("onnx")
-    pytest.importorskip("torch", reason="the model builders need torch")
     from bamboo.compiler.backend import compile_artifact
-    from bamboo.compiler.onnx_import import import_onnx
-    from bamboo.compiler.passes import compile_graph
-    from bamboo.models import digits, zoo
 
-    if model == "digits":
-        path = digits.build_quantized()
-    else:
-        e = zoo.ZOO[model]
-        path = zoo.build_quantized(model, e.test_resolution, e.test_width)
-    graph = compile_graph(import_onnx(onnx.load(str(path))))
+    path, graph = zoo_graph(model)
     return path, graph, compile_artifact(graph, preset(config))
 
 

@@ -21,6 +21,7 @@ from isa_graphs import (
     maxpool_graph,
     mul_graph,
     run_both,
+    zoo_graph,
 )
 
 CONFIGS = ["tiny", "ultra96"]
@@ -76,18 +77,7 @@ def test_fc_on_fabric(config):
 
 
 def _model_graph(name):
-    onnx = pytest.importorskip("onnx")
-    pytest.importorskip("torch", reason="the model zoo needs torch")
-    from bamboo.compiler.onnx_import import import_onnx
-    from bamboo.compiler.passes import compile_graph
-    from bamboo.models import digits, zoo
-
-    if name == "digits":
-        path = digits.build_quantized()
-    else:
-        e = zoo.ZOO[name]
-        path = zoo.build_quantized(name, e.test_resolution, e.test_width)
-    return compile_graph(import_onnx(onnx.load(str(path))))
+    return zoo_graph(name)[1]
 
 
 @pytest.mark.parametrize("config", CONFIGS)
