@@ -93,7 +93,11 @@ def _reshape_target(node, lw, t):
     op, a = node.op_type, _attrs(node)
     shape = ir.logical_shape(t)
     if op == "Reshape":
-        target = [int(s) for s in lw.const(node.input[1], node, "shape")]
+        raw = np.asarray(lw.const(node.input[1], node, "shape"))
+        if raw.ndim != 1:
+            raise UnsupportedOpError(f"node {_label(node)!r}: Reshape's shape input must be "
+                                     f"1-D, not {raw.shape}")
+        target = [int(s) for s in raw]
         out = []
         for i, s in enumerate(target):
             out.append(shape[i] if s == 0 and not a.get("allowzero", 0) else s)

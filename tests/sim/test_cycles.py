@@ -192,7 +192,6 @@ def _has_vector_unit():
 
 
 @pytest.mark.sim
-@pytest.mark.slow
 def test_model_matches_rtl_cycle_counters(tmp_path):
     why = _top_usable()
     if why:
