@@ -249,3 +249,23 @@ def test_frontend_nets_bit_exact(net, config):
     for n in compiled.graph.nodes:
         assert n.reason, n.name   # every placement says why
 
+
+
+def _zoo_names():
+    try:
+        from bamboo.models.zoo import ZOO
+    except ImportError:  # torch missing: zoo_graph skips each case with the reason
+        return ["mobilenet_v2"]
+    return sorted(ZOO)
+
+
+@pytest.mark.parametrize("name", _zoo_names())
+def test_every_zoo_model_compiles(name):
+    """Every zoo model (test size) compiles for ultra96 into an artifact that loads back."""
+    from bamboo.arch.artifact import read_artifact
+
+    cfg = preset("ultra96")
+    _, graph = zoo_graph(name)
+    blob = compile_artifact(graph, cfg)
+    art = read_artifact(blob, config_id=cfg.config_id)
+    assert len(art.program) % isa.INSN_BYTES == 0 and len(art.program) > 0

@@ -173,7 +173,8 @@ def test_load_pads_and_store_lanes():
 
 @pytest.mark.slow
 @pytest.mark.parametrize("config", CONFIGS)
-@pytest.mark.parametrize("model", ["efficientnet_b0", "ghostnet", "mcunet", "mobilenet_v1",
+@pytest.mark.parametrize("model", ["efficientnet_b0", "efficientnet_b4", "ghostnet", "mcunet",
+                                   "mobilenet_v1",
                                    "mobilenet_v3_large", "mobilenet_v3_small", "shufflenet_v1",
                                    "shufflenet_v2", "squeezenet1_1", "tiny_yolov3"])
 def test_zoo_bit_exact(model, config):
