@@ -29,6 +29,7 @@ renormalizes.
 from amaranth.hdl import Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
+from bamboo.hw.pipeline import delay_chain, register
 
 __all__ = ["EXP_WIDTH", "Float", "FusedMultiplyAdd", "addend_layout", "align_addend",
            "bit_length", "float_const", "mantissa_float", "unpack_f32"]
@@ -187,15 +188,9 @@ class FusedMultiplyAdd(wiring.Component):
         width = self._width
 
         def reg(value, name, shape=None):
-            sig = Signal(value.shape() if shape is None else shape, name=name, reset_less=True)
-            m.d.sync += sig.eq(value)
-            return sig
+            return register(m, value, name, shape)
 
-        valid = self.i.valid
-        for n in range(self.LATENCY):
-            v = Signal(name=f"valid{n + 1}")
-            m.d.sync += v.eq(valid)
-            valid = v
+        valid = delay_chain(m, self.i.valid, self.LATENCY)[-1]
         tag = p.tag
         for n in range(self.LATENCY):
             tag = reg(tag, f"tag{n + 1}")

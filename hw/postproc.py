@@ -35,6 +35,7 @@ from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 from bamboo.arch import AcceleratorConfig, isa
+from bamboo.hw.pipeline import delay_chain, register
 
 from .requantizer import Requantizer, RequantParams
 
@@ -153,15 +154,9 @@ class ActivationUnit(wiring.Component):
                      wr.en.eq(self.lut_w.en)]
 
         def reg(value, name, shape=None):
-            sig = Signal(value.shape() if shape is None else shape, name=name, reset_less=True)
-            m.d.sync += sig.eq(value)
-            return sig
+            return register(m, value, name, shape)
 
-        valid = self.i.valid
-        for n in range(self.LATENCY):
-            v = Signal(name=f"valid{n + 1}")
-            m.d.sync += v.eq(valid)
-            valid = v
+        valid = delay_chain(m, self.i.valid, self.LATENCY)[-1]
 
         # Stage 1: the zero-point-corrected value and its product by 13, written as
         # 8v + 4v + v: a `*` here would cost a DSP48E2 per lane (synthesis maps it so).

@@ -33,6 +33,7 @@ The unit is a free-running pipeline (no back-pressure: ``o`` is always ready);
 from amaranth.hdl import Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
+from bamboo.hw.pipeline import delay_chain, register
 
 __all__ = [
     "CODE_MAX",
@@ -94,13 +95,6 @@ def requant_fields(m, e, zp, qmin, qmax):
     if qmin > qmax:
         raise ValueError(f"qmin must not exceed qmax, not {qmin!r} > {qmax!r}")
     return {"m": m, "e": min(max(e, E_MIN), E_MAX), "zp": zp, "qmin": qmin, "qmax": qmax}
-
-
-def _register(m, value, name, shape=None):
-    """A register following ``value``; datapath registers have no reset (SRL/DSP friendly)."""
-    reg = Signal(value.shape() if shape is None else shape, name=name, reset_less=True)
-    m.d.sync += reg.eq(value)
-    return reg
 
 
 def _rne_right(m, x, amount, cases, name):
@@ -168,14 +162,10 @@ class Requantizer(wiring.Component):
         prm = p.params
 
         def reg(value, name, shape=None):
-            return _register(m, value, name, shape)
+            return register(m, value, name, shape)
 
         # Valid travels with the data.
-        valid = [self.i.valid]
-        for n in range(self.LATENCY):
-            v = Signal(name=f"valid{n + 1}")
-            m.d.sync += v.eq(valid[-1])
-            valid.append(v)
+        valid = delay_chain(m, self.i.valid, self.LATENCY)
 
         def carry(sig, name, first, last):
             """``{n: sig as held in stage n}`` for n in first..last (``sig`` is stage first's)."""

@@ -38,6 +38,7 @@ turn, would keep their rate.
 from amaranth.hdl import Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
+from bamboo.hw.pipeline import register
 
 from ..arch.config import AcceleratorConfig
 from ..arch.isa import Activation as IsaActivation
@@ -155,9 +156,7 @@ class VectorUnit(wiring.Component):
             return Mux(insn.signed, v.as_signed(), v.as_unsigned())
 
         def reg(value, name, shape=None):
-            sig = Signal(value.shape() if shape is None else shape, name=name, reset_less=True)
-            m.d.sync += sig.eq(value)
-            return sig
+            return register(m, value, name, shape)
 
         def ctl(value, name):
             """A control register: reset, unlike the datapath's (no X in simulation)."""
