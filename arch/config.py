@@ -84,6 +84,13 @@ class AcceleratorConfig:
             raise ConfigError("axi_data_width must hold at least one int32")
         if not self.clock_mhz > 0:
             raise ConfigError(f"clock_mhz must be positive, not {self.clock_mhz!r}")
+        if self.dsp_packing and not (self.rows <= 16 and self.cols >= 2 * self.rows):
+            # A column pair's low lane holds sums of `rows` products of 8-bit codes and
+            # weights in [-127, 127]: 15 + log2(rows) bits, and the high weight shifted
+            # that far must fit the DSP48E2's 27-bit port (rows <= 16). In depthwise mode
+            # pair k computes channel k: `rows` channels need `cols / 2 >= rows` pairs.
+            raise ConfigError(f"dsp_packing needs rows <= 16 and cols >= 2 * rows, not "
+                              f"rows={self.rows}, cols={self.cols}")
 
     # Derived quantities -------------------------------------------------------------
 
@@ -96,6 +103,14 @@ class AcceleratorConfig:
     def dsp_count(self):
         """DSP48E2 slices the array needs (two MACs per DSP when packed)."""
         return self.macs_per_cycle // 2 if self.dsp_packing else self.macs_per_cycle
+
+    @property
+    def array_latency(self):
+        """Cycles from a word entering the array to its column sums leaving it.
+
+        ``rows + cols``; a packed array has ``cols / 2`` DSP columns, so ``rows + cols / 2``.
+        """
+        return self.rows + (self.cols // 2 if self.dsp_packing else self.cols)
 
     @property
     def axi_data_bytes(self):
@@ -155,10 +170,11 @@ PRESETS = {
         acc_buffer_depth=1024, output_buffer_depth=2048,
         axi_data_width=128, lut_slots=4, dsp_packing=True, clock_mhz=250.0),
     # xczu7ev (ZCU104): 1728 DSP48E2, 230,400 LUT, 312 BRAM36, 96 URAM.
-    # 32 x 32 = 1024 MACs packed = 512 DSPs (30 %); buffers ~210 BRAM36 (67 %): an
-    # 8192-bit weight word takes 114 RAMB36 at any depth up to 512.
+    # 16 x 64 = 1024 MACs packed = 512 DSPs (30 %); packing needs rows <= 16 and
+    # cols >= 2 * rows. Buffers ~210 BRAM36 (67 %): an 8192-bit weight word takes 114
+    # RAMB36 at any depth up to 512.
     "zcu104": AcceleratorConfig(
-        name="zcu104", rows=32, cols=32,
+        name="zcu104", rows=16, cols=64,
         input_buffer_depth=8192, weight_buffer_depth=512,
         acc_buffer_depth=1024, output_buffer_depth=1024,
         axi_data_width=128, lut_slots=4, dsp_packing=True, clock_mhz=250.0),

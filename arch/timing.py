@@ -20,11 +20,16 @@ hw/dma_write.py, hw/load.py, hw/fetch.py):
 
 Memory: :class:`MemoryTiming` (sustained bandwidth shared by all masters, latencies,
 per-burst overhead). ``BOARDS["ultra96"]``: LPDDR4-2133 ... see the comment there.
+
+The processor side: :class:`HostTiming`, what the board's ARM cores spend per frame on
+the runtime's CPU steps and on each fabric step (``HOSTS["ultra96"]``, an assumption
+until measured on the board, see the comment there).
 """
 
 from dataclasses import dataclass
 
-__all__ = ["BOARDS", "MemoryTiming", "VEC_LATENCY", "VEC_START", "conv_cycles",
+__all__ = ["BOARDS", "HOSTS", "HostTiming", "MemoryTiming", "VEC_LATENCY", "VEC_START",
+           "conv_cycles",
            "conv_insn_cycles", "load_chunks", "transfer_beats", "vec_cycles",
            "vec_insn_cycles", "LUT_BYTES_PER_CYCLE", "INSN_FETCH_OVERHEAD"]
 
@@ -42,14 +47,17 @@ def conv_cycles(config, words_per_tap, taps, emit_pixels=0):
     """Cycles a CONV instruction keeps the compute unit busy (docs/compute.md).
 
     Closed form of the sequencer's recurrence: tap ``j`` starts at
-    ``max(end(j-1) + 1, end(j-2) + rows + cols + 1)``, so with ``W`` words per tap and
-    ``cool = rows + cols`` tap ``j`` starts at ``1 + (j // 2) * max(2W, W + cool) +
-    (j % 2) * W``. Busy = ``1 + run + (rows + cols + 3) + (emit_pixels + 1 if emit)``.
+    ``max(end(j-1) + 1, end(j-2) + L + 1)``, where ``L = config.array_latency``
+    (``rows + cols``, or ``rows + cols / 2`` packed), so with ``W`` words per tap and
+    ``cool = L`` tap ``j`` starts at ``1 + (j // 2) * max(2W, W + cool) +
+    (j % 2) * W``. Busy = ``1 + run + (L + 3) + (emit_pixels + 1 if emit)``.
+    Exact for ``hw/compute.py``'s sequencer: tests/hw/test_compute.py checks it against
+    the RTL.
     """
     if taps < 1 or words_per_tap < 1:
         raise ValueError(f"taps and words_per_tap must be positive, not {taps!r}, "
                          f"{words_per_tap!r}")
-    w, cool = words_per_tap, config.rows + config.cols
+    w, cool = words_per_tap, config.array_latency
     j = taps - 1
     run = 1 + (j // 2) * max(2 * w, w + cool) + (j % 2) * w + w
     return 1 + run + (cool + 3) + (emit_pixels + 1 if emit_pixels else 0)
@@ -165,4 +173,67 @@ BOARDS = {
     "cocotb": MemoryTiming("cocotb", bandwidth_gbps=0.0, latency_cycles=(2, 2)),
     # An ideal memory: one beat per cycle, no latency (upper bound of the engine).
     "ideal": MemoryTiming("ideal", bandwidth_gbps=0.0),
+}
+
+
+@dataclass(frozen=True)
+class HostTiming:
+    """What the processor side costs per frame: the runtime (``bamboo.runtime.session``,
+    numpy) on the board's ARM cores.
+
+    Parameters
+    ----------
+    name : str
+    op_us : float
+        Fixed cost of one CPU node (Python dispatch and the numpy calls of one kernel).
+    step_us : float
+        Fixed cost of one fabric step (register writes, start, completion, cache
+        maintenance calls).
+    macs_per_us : float
+        Multiply-accumulates per microsecond of a CPU convolution or fully connected node.
+    bytes_per_us : float
+        Bytes (inputs plus output) per microsecond of any other CPU node.
+    exchange_bytes_per_us : float
+        Bytes per microsecond of a tensor crossing PS/PL (quantize or dequantize, channel
+        blocking, copy, cache flush or invalidate).
+    """
+
+    name: str
+    op_us: float
+    step_us: float
+    macs_per_us: float
+    bytes_per_us: float
+    exchange_bytes_per_us: float
+
+    def __post_init__(self):
+        for f in ("op_us", "step_us"):
+            if getattr(self, f) < 0:
+                raise ValueError(f"{f} must not be negative, not {getattr(self, f)!r}")
+        for f in ("macs_per_us", "bytes_per_us", "exchange_bytes_per_us"):
+            if not getattr(self, f) > 0:
+                raise ValueError(f"{f} must be positive, not {getattr(self, f)!r}")
+
+    def node_seconds(self, macs, nbytes):
+        """Seconds of one CPU node of ``macs`` MACs touching ``nbytes`` bytes."""
+        return (self.op_us + macs / self.macs_per_us + nbytes / self.bytes_per_us) * 1e-6
+
+    def step_seconds(self, exchange_bytes):
+        """Seconds of one fabric step moving ``exchange_bytes`` across PS/PL."""
+        return (self.step_us + exchange_bytes / self.exchange_bytes_per_us) * 1e-6
+
+
+HOSTS = {
+    # Ultra96: four Cortex-A53 at 1.2 GHz (xczu3eg, -1 speed grade), PYNQ (Python 3.10,
+    # numpy 1.x), one core running the runtime. Assumed, not measured on the board yet:
+    # * op_us 40: a CPU node is ~10 numpy calls (cast, zero point, kernel, requantize,
+    #   clip, table), ~4 us each on an in-order 1.2 GHz core.
+    # * step_us 60: ~6 AXI-Lite accesses through PYNQ's MMIO from Python (~3 us each),
+    #   the completion interrupt's wake-up (~20 us) and the flush/invalidate calls.
+    # * macs_per_us 100: the runtime's fully connected layer is an exact float64 GEMV
+    #   (runtime/conv.py): converting the int8 weights and streaming them as float64 is
+    #   ~30 bytes of DDR traffic per MAC at ~3 GB/s.
+    # * bytes_per_us 300 and exchange_bytes_per_us 500: numpy elementwise passes over uint8
+    #   data with int32/float32 temporaries, several passes per byte.
+    "ultra96": HostTiming("ultra96", op_us=40.0, step_us=60.0, macs_per_us=100.0,
+                          bytes_per_us=300.0, exchange_bytes_per_us=500.0),
 }

@@ -23,6 +23,20 @@ one cycle (a broadcast of the ``cols x rows`` weight word). Writing a bank is sa
 from :attr:`SystolicArray.WEIGHT_GAP` cycles after the last word that used it
 entered; the sequencer enforces this (it costs nothing while a tap streams at least
 ``WEIGHT_GAP`` pixels).
+
+Packed (``packed=True``, Xilinx WP486): columns ``2k`` and ``2k + 1`` share their
+activation, so one multiplier serves both. PE pair ``(r, k)`` holds the 27-bit weight
+``W = w[2k+1][r] * 2**S + w[2k][r]`` (``S = 15 + log2(rows)``) and multiplies it by the
+8-bit ``x[r]``; the pair's partial sum carries both lanes, ``H * 2**S + L``, down the
+column, and the bottom splits it: ``L = signext(P[0:S])``, ``H = (P >> S) + P[S-1]`` (a
+negative low lane borrowed one from the high lane). Exact while every ``|L|, |H| <
+2**(S-1)``: 8-bit ``x`` (the compiler picks ``in_zp`` so that ``x - in_zp`` is 8-bit)
+and weights in ``[-127, 127]`` (onnxruntime's symmetric int8 range; the compiler
+refuses -128). One DSP48E2 per pair: ``x * W`` is 8 x 27 bits, the column sum its
+post-adder cascade. Depthwise in a packed array: pair ``k`` computes channel ``k`` in
+its low lane (``W = w[k][r]``) and the bottom routes it to column ``k``, so ``rows``
+channels need ``cols / 2 >= rows`` pairs (``AcceleratorConfig`` checks it). The array
+is ``cols / 2`` DSP columns wide: ``LATENCY = rows + cols / 2``.
 """
 
 from amaranth.hdl import Module, Mux, Signal, signed
@@ -56,15 +70,18 @@ class SystolicArray(wiring.Component):
     tag_shape : shape
         Side data carried from ``i_data`` to ``o_psum`` unchanged (the sequencer's
         accumulator address), so the consumer needs no delay line of its own.
+    packed : bool
+        Two multiplies per DSP48E2 (``config.dsp_packing``): needs an even ``cols``,
+        ``rows <= 16``; only the low 8 bits of each ``x`` are used.
 
     Attributes
     ----------
     LATENCY : int
         A word accepted on ``i_data`` in cycle ``t`` appears on ``o_psum`` in cycle
-        ``t + LATENCY`` (``rows + cols``).
+        ``t + LATENCY`` (``rows + cols``; packed ``rows + cols / 2``).
     WEIGHT_GAP : int
         Cycles from the last ``i_data`` word using a bank to the earliest safe
-        ``i_weight`` write of that bank (``rows + cols - 1``).
+        ``i_weight`` write of that bank (``LATENCY - 1``).
 
     Members
     -------
@@ -74,28 +91,36 @@ class SystolicArray(wiring.Component):
     depthwise : ``In(1)``
         Depthwise mode, held while words are in flight: ``PE(r, c)`` multiplies
         channel ``c`` of the word entered ``r`` cycles after the output's own word
-        (``c < rows``), so ``psum[c]`` of word ``t`` is ``sum_r x_{t+r}[c] * w[c][r]``:
-        rows are the horizontal taps of a 1-D convolution along the stream.
+        (``c < rows``; packed: ``c < min(rows, cols / 2)``), so ``psum[c]`` of word ``t``
+        is ``sum_r x_{t+r}[c] * w[c][r]``: rows are the horizontal taps of a 1-D
+        convolution along the stream. For the weights, held also while ``i_weight``
+        writes (a packed array builds ``W`` by mode).
     o_psum : ``Out(stream.Signature({psum, tag}, always_ready=True))``
         ``psum`` is ``cols`` int32; the consumer cannot stall the array.
     """
 
-    def __init__(self, rows, cols, *, x_width=9, tag_shape=1):
+    def __init__(self, rows, cols, *, x_width=9, tag_shape=1, packed=False):
         try:
             for name, value in (("rows", rows), ("cols", cols)):
                 if not isinstance(value, int) or value < 1:
                     raise ValueError(f"{name} must be a positive integer, not {value!r}")
             if not isinstance(x_width, int) or not 2 <= x_width <= 18:
                 raise ValueError(f"x_width must be an integer from 2 to 18, not {x_width!r}")
+            if packed and (cols % 2 or rows > 16 or x_width < 8):
+                raise ValueError(f"a packed array needs an even cols, rows <= 16 and "
+                                 f"x_width >= 8, not {rows} x {cols}, x_width {x_width}")
         except ValueError:
             self._MustUse__silence = True  # a rejected component is not an unused one
             raise
-        self.rows, self.cols, self.x_width = rows, cols, x_width
-        self.LATENCY = rows + cols
-        self.WEIGHT_GAP = rows + cols - 1
+        self.rows, self.cols, self.x_width, self.packed = rows, cols, x_width, packed
+        self.LATENCY = rows + (cols // 2 if packed else cols)
+        self.WEIGHT_GAP = self.LATENCY - 1
         # A product needs x_width + 8 bits; a column sum of `rows` products needs
         # log2(rows) more. Keep the chain narrow and sign-extend once at the bottom.
-        self.psum_width = x_width + 8 + (rows - 1).bit_length()
+        # Packed: each lane holds |sum| <= rows * 128 * 127 < 2**(S - 1).
+        self.lane_shift = 15 + (rows - 1).bit_length()
+        self.psum_width = 2 * self.lane_shift + 1 if packed else \
+            x_width + 8 + (rows - 1).bit_length()
         super().__init__({
             "i_data": In(stream.Signature(data.StructLayout({
                 "x": input_layout(rows, x_width), "bank": 1, "tag": tag_shape,
@@ -111,7 +136,9 @@ class SystolicArray(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        R, C = self.rows, self.cols
+        R = self.rows
+        # Multiplier columns: one per output column, or one per column pair when packed.
+        C = self.cols // 2 if self.packed else self.cols
 
         # Stage 0: skew. Row r waits r cycles so it meets the partial sum of rows
         # 0..r-1 of the same pixel, which reaches row r one cycle per row later.
@@ -155,25 +182,53 @@ class SystolicArray(wiring.Component):
             for r in range(R):
                 a = Mux(self.depthwise, col[c][0], grid[r, c][0])
                 b = Mux(self.depthwise, col[c][1], grid[r, c][1])
-                w = [Signal(signed(8), name=f"pe{r}_{c}_w{k}") for k in range(2)]
+                w_in = self.i_weight.payload.w
+                if self.packed:
+                    # W = w_hi * 2**S + w_lo, built once per weight write; depthwise:
+                    # channel c alone, in the low lane.
+                    a = a[:8].as_signed()
+                    wd = w_in[c][r] if c < self.cols else 0
+                    new_w = Mux(self.depthwise, wd, (w_in[2 * c + 1][r] << self.lane_shift)
+                                + w_in[2 * c][r])
+                    w_shape = signed(8 + self.lane_shift)
+                else:
+                    new_w, w_shape = w_in[c][r], signed(8)
+                w = [Signal(w_shape, name=f"pe{r}_{c}_w{k}") for k in range(2)]
                 s = Signal(signed(self.psum_width), name=f"pe{r}_{c}_psum")
                 with m.If(self.i_weight.valid):
                     with m.If(self.i_weight.payload.bank):
-                        m.d.sync += w[1].eq(self.i_weight.payload.w[c][r])
+                        m.d.sync += w[1].eq(new_w)
                     with m.Else():
-                        m.d.sync += w[0].eq(self.i_weight.payload.w[c][r])
+                        m.d.sync += w[0].eq(new_w)
                 m.d.sync += s.eq(above + a * Mux(b, w[1], w[0]))
                 above = s
             bottom.append(above)
         # Stage R+C: deskew. Column c leaves c cycles before column C-1; delay it so
         # one output word holds one pixel.
+        out = []
         for c in range(C):
             v = bottom[c]
             for k in range(C - 1 - c):
                 v_d = Signal(signed(self.psum_width), name=f"deskew{c}_{k}")
                 m.d.sync += v_d.eq(v)
                 v = v_d
-            m.d.comb += self.o_psum.payload.psum[c].eq(v)
+            out.append(v)
+        if not self.packed:
+            for c in range(C):
+                m.d.comb += self.o_psum.payload.psum[c].eq(out[c])
+        else:
+            # Split each pair's lanes; depthwise routes pair k's low lane to column k.
+            S = self.lane_shift
+            lanes = []
+            for c in range(C):
+                lo = Signal(signed(S), name=f"lane{2 * c}")
+                hi = Signal(signed(self.psum_width - S + 1), name=f"lane{2 * c + 1}")
+                m.d.comb += [lo.eq(out[c][:S].as_signed()),
+                             hi.eq((out[c] >> S) + out[c][S - 1])]
+                lanes += [lo, hi]
+            for c in range(self.cols):
+                dw = lanes[2 * c] if c < C else 0
+                m.d.comb += self.o_psum.payload.psum[c].eq(Mux(self.depthwise, dw, lanes[c]))
 
         # valid and tag ride a delay line of LATENCY registers beside the data.
         valid, tag = self.i_data.valid, self.i_data.payload.tag

@@ -52,7 +52,7 @@ def conv_cycles(config, words_per_tap, taps, emit_pixels=0):
     emit_pixels : int
         ``out_h * out_w`` if ``acc_emit`` (drain to ``o_acc`` without backpressure), else 0.
     """
-    latency = config.rows + config.cols          # SystolicArray.LATENCY
+    latency = config.array_latency               # SystolicArray.LATENCY
     cool = latency                               # ComputeUnit.COOL
     # Tap j starts streaming one cycle after its weights load; the load waits for
     # tap j-2 to leave the same bank.
@@ -119,8 +119,9 @@ class ComputeUnit(wiring.Component):
                                      depth=config.acc_buffer_depth, init=[])
         self.walkers = {ConvMode.DENSE: DenseWalker(self.insn_layout, self.acc_aw),
                         ConvMode.DEPTHWISE: DepthwiseWalker(self.insn_layout, self.acc_aw)}
-        self.array = SystolicArray(R, C, tag_shape=data.StructLayout({
+        self.array = SystolicArray(R, C, packed=config.dsp_packing, tag_shape=data.StructLayout({
             "addr": self.acc_aw, "first": 1}))
+        assert self.array.LATENCY == config.array_latency
         # Pixel issue -> array input is 2 cycles, weight issue -> array input 1 cycle;
         # a bank may be reissued COOL cycles after the last pixel that used it issued.
         self.COOL = self.array.WEIGHT_GAP + 2 - 1

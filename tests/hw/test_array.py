@@ -6,15 +6,24 @@ from amaranth.sim import Simulator
 from bamboo.hw.array import SystolicArray
 
 SHAPES = [(4, 4), (2, 4), (4, 2), (1, 1)]
+# Packed (two multiplies per DSP48E2): cols even; depthwise needs cols >= 2 * rows.
+PACKED = [(4, 8), (2, 4), (1, 2), (2, 6), (16, 32)]
 
 
-def _run(rows, cols, seed, n_taps=6, gaps=True):
+def _run(rows, cols, seed, n_taps=6, gaps=True, packed=False):
     """Stream taps of random length through the array, swapping banks with no idle cycle
     beyond WEIGHT_GAP. Return (expected, got, first_in, first_out, cycles, words)."""
     rng = np.random.default_rng(seed)
-    dut = SystolicArray(rows, cols, tag_shape=16)
-    taps = [(rng.integers(-128, 128, (cols, rows)),
-             rng.integers(-255, 256, (int(rng.integers(1, 9)), rows))) for _ in range(n_taps)]
+    dut = SystolicArray(rows, cols, tag_shape=16, packed=packed)
+    # Packed: 8-bit x and weights in [-127, 127]; the first tap holds the extremes.
+    wlo, (xlo, xhi) = (-127 if packed else -128), ((-128, 128) if packed else (-255, 256))
+    taps = [(rng.integers(wlo, 128, (cols, rows)),
+             rng.integers(xlo, xhi, (int(rng.integers(1, 9)), rows))) for _ in range(n_taps)]
+    if packed:
+        taps[0][0][:] = np.where(np.arange(cols)[:, None] % 2, -127, 127)
+        taps[0][1][0] = -128
+        taps[1][0][:] = -127
+        taps[1][1][0] = -128
     expected = [x @ w.T for w, xs in taps for x in xs]
     got, stamps = {}, {}
 
@@ -80,20 +89,34 @@ def test_array_matches_numpy(rows, cols, seed):
     assert stamps["out"] - stamps["in"] == dut.LATENCY == rows + cols
 
 
+@pytest.mark.parametrize("rows,cols", PACKED)
+@pytest.mark.parametrize("seed", [0, 1])
+def test_packed_array_matches_numpy(rows, cols, seed):
+    """Two lanes per multiplier, split at the bottom: exact at the lane extremes."""
+    dut, expected, got, stamps = _run(rows, cols, seed, packed=True)
+    for i, e in enumerate(expected):
+        assert got[i] == list(e), f"word {i}"
+    assert stamps["out"] - stamps["in"] == dut.LATENCY == rows + cols // 2
+
+
 def test_array_rejects_bad_shape():
     with pytest.raises(ValueError, match=r"rows must be a positive integer, not 0"):
         SystolicArray(0, 4)
     with pytest.raises(ValueError, match=r"x_width must be an integer from 2 to 18, not 40"):
         SystolicArray(4, 4, x_width=40)
+    with pytest.raises(ValueError, match=r"a packed array needs an even cols"):
+        SystolicArray(4, 3, packed=True)
 
 
-@pytest.mark.parametrize("rows,cols", SHAPES)
-def test_array_depthwise_fir(rows, cols):
-    """Depthwise mode: psum[c] of word t is sum_r x_{t+r}[c] * w[c][r] (c < rows)."""
+@pytest.mark.parametrize("rows,cols,packed", [(r, c, False) for r, c in SHAPES] +
+                         [(r, c, True) for r, c in PACKED])
+def test_array_depthwise_fir(rows, cols, packed):
+    """Depthwise mode: psum[c] of word t is sum_r x_{t+r}[c] * w[c][r] (c < rows;
+    packed: c < min(rows, cols / 2), pair c's low lane)."""
     rng = np.random.default_rng(rows * 10 + cols)
-    dut = SystolicArray(rows, cols, tag_shape=16)
-    w = rng.integers(-128, 128, (cols, rows))
-    xs = rng.integers(-255, 256, (12, rows))
+    dut = SystolicArray(rows, cols, tag_shape=16, packed=packed)
+    w = rng.integers(-127 if packed else -128, 128, (cols, rows))
+    xs = rng.integers(*((-128, 128) if packed else (-255, 256)), (rows + 8, rows))
     got = {}
 
     async def bench(ctx):
@@ -119,7 +142,7 @@ def test_array_depthwise_fir(rows, cols):
     sim.add_clock(1e-8)
     sim.add_testbench(bench)
     sim.run()
-    lanes = min(rows, cols)
+    lanes = min(rows, cols // 2 if packed else cols)
     for t in range(len(xs) - rows + 1):
         want = [int(sum(xs[t + r, c] * w[c, r] for r in range(rows))) if c < lanes else 0
                 for c in range(cols)]

@@ -13,12 +13,27 @@ CONFIGS = {
     "2x4": AcceleratorConfig(name="2x4", rows=2, cols=4, input_buffer_depth=1024,
                              weight_buffer_depth=256, acc_buffer_depth=256,
                              output_buffer_depth=256),
+    # Two multiplies per DSP48E2 (WP486), as ultra96: 8-bit x - in_zp, weights >= -127.
+    "4x8p": AcceleratorConfig(name="4x8p", rows=4, cols=8, input_buffer_depth=1024,
+                              weight_buffer_depth=256, acc_buffer_depth=256,
+                              output_buffer_depth=256, dsp_packing=True),
 }
 
 
 def encode_conv(**fields):
     """Encode a CONV word."""
     return encode(Opcode.CONV, **fields)
+
+
+def packed_zp(cfg, dtype):
+    """The zero point a packed array takes (8-bit ``x - zp``; the compiler folds the
+    layer's own zero point into the bias: compiler/backend/pack.py ``in_zp_for``)."""
+    return 0 if dtype == np.int8 else 128
+
+
+def weight_min(cfg):
+    """Smallest weight: a packed array needs [-127, 127] (onnxruntime's symmetric int8)."""
+    return -127 if cfg.dsp_packing else -128
 
 
 def random_layer(rng, cfg, *, kernel=None, stride=None, dilation=None, blocks=None, out=None):
@@ -39,8 +54,8 @@ def random_layer(rng, cfg, *, kernel=None, stride=None, dilation=None, blocks=No
     dtype = np.int8 if rng.random() < 0.5 else np.uint8
     info = np.iinfo(dtype)
     x = rng.integers(info.min, info.max + 1, (1, h, w, nb * R)).astype(dtype)
-    zp = int(rng.integers(info.min, info.max + 1))
-    wt = rng.integers(-128, 128, (C, kh, kw, nb * R)).astype(np.int8)
+    zp = packed_zp(cfg, dtype) if cfg.dsp_packing else int(rng.integers(info.min, info.max + 1))
+    wt = rng.integers(weight_min(cfg), 128, (C, kh, kw, nb * R)).astype(np.int8)
     return dict(x=x, zp=zp, w=wt, pads=pads, stride=(sh, sw), dilation=(dh, dw), blocks=nb)
 
 

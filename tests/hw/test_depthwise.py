@@ -6,7 +6,8 @@ import pytest
 from bamboo.arch.isa import ConvMode
 from bamboo.hw.compute import conv_cycles
 from bamboo.runtime.conv import conv2d_acc
-from test_compute import CONFIGS, buffers, encode_conv, random_layer, simulate
+from test_compute import (CONFIGS, buffers, encode_conv, packed_zp, random_layer, simulate,
+                          weight_min)
 from test_compute import expected as expected_dense
 
 
@@ -23,8 +24,8 @@ def depthwise_case(cfg, rng, *, kernel=None, stride=None, out=None, inp_base=0, 
     dtype = np.int8 if rng.random() < 0.5 else np.uint8
     info = np.iinfo(dtype)
     x = rng.integers(info.min, info.max + 1, (1, hp - pads[0], wp - pads[1], lanes)).astype(dtype)
-    zp = int(rng.integers(info.min, info.max + 1))
-    w = rng.integers(-128, 128, (lanes, kh, kw, 1)).astype(np.int8)
+    zp = packed_zp(cfg, dtype) if cfg.dsp_packing else int(rng.integers(info.min, info.max + 1))
+    w = rng.integers(weight_min(cfg), 128, (lanes, kh, kw, 1)).astype(np.int8)
     acc = conv2d_acc(x, zp, w, stride=(sh, sw), dilation=(dh, 1), pads=pads, groups=lanes)[0]
     acc = acc[:ho, :wo]  # the row pitch may hold pixels past the tile
     expected = np.zeros((ho * wo, C), dtype=np.int64)
@@ -65,9 +66,10 @@ def test_random_depthwise(cfg_name, seed, diff_cases):
     diff_cases("hw.compute.depthwise", acc.size)
 
 
-def test_dense_depthwise_dense():
+@pytest.mark.parametrize("cfg_name", ["tiny", "4x8p"])     # 3-wide kernel rows
+def test_dense_depthwise_dense(cfg_name):
     """Mode switches reuse the weight banks and ACC: nothing leaks between instructions."""
-    cfg = CONFIGS["tiny"]
+    cfg = CONFIGS[cfg_name]
     rng = np.random.default_rng(5)
     layer = random_layer(rng, cfg, kernel=3, stride=1, dilation=1, blocks=2, out=(2, 2))
     d_inp, d_wgt, _, wp, stride_blk = buffers(cfg, layer, 0, 0, 0)
