@@ -158,14 +158,14 @@ PRESETS = {
         input_buffer_depth=1024, weight_buffer_depth=256,
         acc_buffer_depth=256, output_buffer_depth=256,
         axi_data_width=64, lut_slots=2, dsp_packing=False, clock_mhz=100.0),
-    # xczu3eg (Ultra96): 360 DSP48E2, 70,560 LUT, 216 BRAM36.
-    # 16 x 32 = 512 MACs, meant to be packed two per DSP48E2 (WP486) = 256 DSPs, under
-    # the 300-DSP budget. The packing is designed (docs/compute.md) but hw/array.py does
-    # not implement it yet, so today's build needs 512 DSPs and does not fit
-    # (`make resources BOARD=ultra96`). A 4096-bit weight word takes 57 BRAM36 per
-    # 512 words, so WGT is 512 deep; all buffers together ~131 BRAM36 (61 %).
+    # xczu3eg (Ultra96): 360 DSP48E2, 70,560 LUT, 216 BRAM36; budget 300 DSP.
+    # The shape comes from the DSP count (Yosys, `make resources BOARD=ultra96`):
+    # post-processing needs 2 DSP48E2 per column (32 x 24-bit requantizer products),
+    # the vector unit ~5 per row lane, control ~25. 16 x 32 packed would be 256 + 64
+    # + 82 + 25 = 427; 8 x 32 packed (WP486, two MACs per DSP) is 128 + 130 = 258.
+    # 256 MACs per cycle: 128 GOP/s at 250 MHz.
     "ultra96": AcceleratorConfig(
-        name="ultra96", rows=16, cols=32,
+        name="ultra96", rows=8, cols=32,
         input_buffer_depth=8192, weight_buffer_depth=512,
         acc_buffer_depth=1024, output_buffer_depth=2048,
         axi_data_width=128, lut_slots=4, dsp_packing=True, clock_mhz=250.0),

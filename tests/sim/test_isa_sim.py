@@ -5,6 +5,7 @@ Reference: ``compiler.executor.run`` (raw codes), itself bit-exact with onnxrunt
 ``executor.run_node``.
 """
 
+import dataclasses
 import time
 
 import numpy as np
@@ -158,7 +159,7 @@ def test_pop_without_push_would_hang():
 
 def test_load_pads_and_store_lanes():
     """LOAD inserts pad_value around a strided region; STORE writes one lane slice."""
-    cfg = preset("ultra96")   # rows 16, cols 32: two lanes per OUT word
+    cfg = dataclasses.replace(preset("ultra96"), rows=16, cols=32)  # two lanes per OUT word
     m = Machine(cfg, np.arange(4096, dtype=np.int64).astype(np.uint8))
     m.run([isa.encode(isa.Opcode.LOAD, buffer=isa.Buffer.INP, sram_addr=3, dram_addr=32,
                       y_size=2, x_size=2, x_stride=4, pad_top=1, pad_left=1, pad_value=0xEE)])
