@@ -83,7 +83,10 @@ PARAM ``C*8``, LUT 256; codes are int8 when ``signed`` else uint8; ``zp``, ``qmi
             MUL:        as MUL_CHANNEL with s = b (one operand word per pixel)
             COPY:       y = clamp(a, qmin, qmax)
             then OUT[out_addr + oy*out_w + ox][c] = act(y)
-    FINISH: stop; raise the interrupt if irq.
+    FINISH: stop once every earlier instruction has ended (the run is done); with irq,
+            also raise the done interrupt (IRQ_STATUS.done, the irq line if
+            CTRL.irq_enable). Without irq, or when a run ends after INSN_COUNT
+            instructions and no FINISH, only STATUS.done is set. Errors always interrupt.
     Tokens: pops before the instruction starts, pushes after it ends.
 """
 
@@ -249,7 +252,7 @@ FORMATS = {
         Field("signed", 1, "codes are int8 (1) or uint8 (0)"),
     ),
     Opcode.FINISH: (
-        Field("irq", 1, "raise the interrupt when the engine stops"),
+        Field("irq", 1, "raise the done interrupt (IRQ_STATUS.done) when the run ends here"),
     ),
 }
 

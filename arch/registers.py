@@ -261,7 +261,8 @@ def _build():
                   signal="error_code", trigger="error"),
         )),
         Register("IRQ_STATUS", 0x018, "Pending interrupt sources; write 1 to acknowledge.", (
-            Field("done", 0, 1, "event", "A run finished.", signal="done"),
+            Field("done", 0, 1, "event", "A run finished at a FINISH with irq set (a run "
+                  "that ends otherwise sets only STATUS.done).", signal="done_irq"),
             Field("error", 1, 1, "event", "A run stopped on an error.", signal="error"),
         )),
         _word("ERR_INSN", 0x01C, "Index of the instruction that raised STATUS.error.", "capture",
@@ -392,7 +393,11 @@ def render_markdown():
     out += ["", "## Interrupt", "",
             "The `irq` line is high while `CTRL.irq_enable` is set and any bit of "
             "`IRQ_STATUS` is set; write the bits back to `IRQ_STATUS` to acknowledge. "
-            "A new start leaves `IRQ_STATUS` alone; a soft reset clears it.", ""]
+            "A new start leaves `IRQ_STATUS` alone; a soft reset clears it.", "",
+            "A run that ends at a `FINISH` with `irq = 1` sets `IRQ_STATUS.done`; one that "
+            "ends at a `FINISH` with `irq = 0`, or after `INSN_COUNT` instructions without "
+            "a `FINISH`, sets only `STATUS.done` (software polls). Every error sets "
+            "`IRQ_STATUS.error`.", ""]
     return "\n".join(out)
 
 

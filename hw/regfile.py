@@ -94,8 +94,9 @@ class ControlSignature(wiring.Signature):
 
     Outputs: ``start`` and ``soft_reset`` (one-cycle pulses), ``irq_enable``,
     ``insn_base``, ``insn_count``, ``window_base``, ``window_size``. Inputs:
-    ``busy`` (level), ``done`` and ``error`` (pulses), ``error_code`` and
-    ``err_insn`` (valid with ``error``), and a busy and stall strobe per unit
+    ``busy`` (level), ``done`` and ``error`` (pulses), ``done_irq`` (pulses with ``done``
+    when the run ended at a FINISH with ``irq`` set: the interrupt source), ``error_code``
+    and ``err_insn`` (valid with ``error``), and a busy and stall strobe per unit
     (``fetch_busy``, ``fetch_stall``...). The list is derived from the register table.
     """
 

@@ -21,10 +21,16 @@ finishes the bursts already announced (reads dropped, writes with no strobes), t
   instructions already dispatched finish as far as their tokens allow, then ``error``
   with the failing instruction's index, so memory holds what the instruction simulator
   leaves (nothing of the failing instruction or anything after it);
-* when a DMA reports an AXI error response: ``error`` at once;
+* when an AXI error response (SLVERR, DECERR) reaches the load or the store unit:
+  ``AXI_ERROR`` with that unit's instruction index, the units held in reset from the
+  next cycle, so no write beat carries strobes after the response (a fetch error is
+  the fetched instruction's fault, reported in program order as above);
 * when nothing moves for ``watchdog`` cycles (a token nobody pushes): ``TIMEOUT``,
   with the index of the oldest instruction waiting for a token;
 * on a soft reset: silently (STATUS and IRQ_STATUS are cleared by the register file).
+
+``done`` comes with ``done_irq`` (the interrupt source ``IRQ_STATUS.done``) only when
+the compute queue ran a FINISH with ``irq`` set (arch/isa.py); errors always interrupt.
 
 ``busy`` stays high until the bus is quiet, and the register file ignores a start
 while busy, so a start after an error or a soft reset always begins from a clean
@@ -37,7 +43,7 @@ is refused by the dispatcher and VEC without pixels is a token barrier.
 """
 
 from amaranth.hdl import Module, Mux, ResetInserter, Signal
-from amaranth.lib import fifo, memory, wiring
+from amaranth.lib import data, fifo, memory, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..arch.config import AcceleratorConfig
@@ -220,6 +226,11 @@ class Accelerator(wiring.Component):
         with m.Elif(conv_end):
             m.d.sync += conv_active.eq(0)
         m.d.comb += qc.done.eq(other_done | conv_end | vec_done)
+        fin_layout = instruction_layout(Opcode.FINISH)
+        fin = data.View(fin_layout, ex.payload.word[:fin_layout.size])
+        finish_irq = Signal()       # this run has executed a FINISH with irq set
+        with m.If(ex.valid & ex.ready & (fin.opcode == Opcode.FINISH) & fin.irq):
+            m.d.sync += finish_irq.eq(1)
 
         # ACC -> PostProcessor with the PARAM lanes of the instruction -> OUT.
         acc = compute.o_acc
@@ -262,9 +273,15 @@ class Accelerator(wiring.Component):
         # Engine control.
         err_code, err_index = Signal(8), Signal.like(eng.err_insn)
         silent = Signal()
-        unit_error = load.error | store.error
-        unit_code = Mux(load.error, load.error_code, store.error_code)
-        unit_index = Mux(load.error, ql.index, qs.index)
+        # An error response is acted on when it arrives; the DMAs report it only after their
+        # transfer, and a STORE's later bursts (or another unit's) would write meanwhile.
+        load_rerr = load.m_axi.rvalid & load.m_axi.rready & load.m_axi.rresp[1]
+        store_berr = store.m_axi.bvalid & store.m_axi.bready & store.m_axi.bresp[1]
+        load_fail = load.error | load_rerr
+        unit_error = load_fail | store.error | store_berr
+        unit_code = Mux(load_fail, Mux(load.error, load.error_code, ErrorCode.AXI_ERROR),
+                        Mux(store.error, store.error_code, ErrorCode.AXI_ERROR))
+        unit_index = Mux(load_fail, ql.index, qs.index)
         finished = disp.all_dispatched & ql.idle & qc.idle & qs.idle
         quiescent = ((ql.idle | ql.stall) & (qc.idle | qc.stall) & (qs.idle | qs.stall))
         # The oldest instruction waiting for a token (for TIMEOUT's ERR_INSN).
@@ -310,7 +327,7 @@ class Accelerator(wiring.Component):
                         go.eq(1), base.eq(eng.insn_base), count.eq(eng.insn_count),
                         win_base.eq(eng.window_base),
                         win_size.eq(Mux(wide, (1 << aw) - 1, eng.window_size)),
-                        err_code.eq(ErrorCode.NONE), silent.eq(0),
+                        err_code.eq(ErrorCode.NONE), silent.eq(0), finish_irq.eq(0),
                     ]
                     m.next = "RUN"
             with m.State("RUN"):
@@ -350,6 +367,7 @@ class Accelerator(wiring.Component):
                     m.d.sync += drain_cycles.eq(0)
                     with m.If(~silent & ~eng.soft_reset):
                         m.d.comb += [eng.done.eq(err_code == ErrorCode.NONE),
+                                     eng.done_irq.eq((err_code == ErrorCode.NONE) & finish_irq),
                                      eng.error.eq(err_code != ErrorCode.NONE)]
                     m.next = "IDLE"
         return m

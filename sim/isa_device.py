@@ -10,8 +10,12 @@ numpy buffers; the fake PYNQ of the tests maps its MMIO onto the same model.
 The simulator has no clock: a run completes inside the write to ``CTRL``, the cycle
 counters read zero, and ``latency`` (seconds) only delays when STATUS shows the end,
 which lets tests exercise the runtime's timeout (``latency=float("inf")``: a hang).
+With ``pace=True`` the device emulates the fabric's time instead
+(:class:`bamboo.sim.pacing.FabricPacer`): STATUS shows the end the cycle model's time
+after the start, and the simulator's results are memoized by the bytes a run reads.
 """
 
+import functools
 import time
 
 import numpy as np
@@ -54,6 +58,16 @@ class Memory:
         self.regions = [(a, r) for a, r in self.regions if r is not arr]
 
 
+@functools.lru_cache(maxsize=256)   # a session starts the same few segments every frame
+def _finish_irq(raw):
+    """The ``irq`` bit of the first FINISH in the program bytes ``raw`` (0 without one)."""
+    for word in isa.decode_bytes(raw):
+        f = isa.decode(word)
+        if f["opcode"] == isa.Opcode.FINISH:
+            return f["irq"]
+    return 0
+
+
 class RegisterModel:
     """The AXI-Lite register file, driving the instruction simulator.
 
@@ -65,10 +79,13 @@ class RegisterModel:
         DDR as the engine's DMA sees it.
     latency : float
         Seconds after a start before STATUS reports the end (``inf``: never).
+    pacer : FabricPacer, optional
+        Emulated fabric time: STATUS reports the end the cycle model's time after the
+        start (plus ``latency``), and results are memoized (``bamboo.sim.pacing``).
     """
 
-    def __init__(self, config, memory, latency=0.0):
-        self.config, self.memory, self.latency = config, memory, latency
+    def __init__(self, config, memory, latency=0.0, pacer=None):
+        self.config, self.memory, self.latency, self.pacer = config, memory, latency, pacer
         self.by_offset = {r.offset: r for r in REGISTERS}
         self.stored = {r.offset: r.reset for r in REGISTERS}
         self.machine = self.window = None
@@ -78,7 +95,7 @@ class RegisterModel:
 
     def _clear(self):
         self.sig = {"busy": 0, "done": 0, "error": 0, "error_code": 0, "err_insn": 0}
-        self.irq_bits = {"done": 0, "error": 0}
+        self.irq_bits = {"done_irq": 0, "error": 0}   # IRQ_STATUS by engine signal
         self.pending = None
         self.ends_at = 0.0
 
@@ -86,8 +103,8 @@ class RegisterModel:
         """Apply a finished run's result once its latency has passed."""
         if self.pending is not None and time.monotonic() >= self.ends_at:
             self.sig.update(self.pending, busy=0)
-            for k in ("done", "error"):
-                self.irq_bits[k] |= self.pending[k]
+            for k in self.irq_bits:
+                self.irq_bits[k] |= self.pending.get(k, 0)
             self.pending = None
 
     @property
@@ -144,33 +161,49 @@ class RegisterModel:
         return self.stored[lo] | self.stored[lo + 4] << 32
 
     def _start(self):
+        started = time.monotonic()
         self.starts += 1
         self.sig.update(done=0, error=0, error_code=0, err_insn=0)
         base, size = self._wide("WINDOW_BASE"), self._wide("WINDOW_SIZE")
         insn_base, count = self._wide("INSN_BASE"), self.stored[0x028]
         result = {"done": 1, "error": 0, "error_code": 0, "err_insn": 0}
+        paced = None
         try:
             window = self.memory.view(base, size)
-            words = isa.decode_bytes(self.memory.view(insn_base, count * isa.INSN_BYTES).tobytes())
+            raw = self.memory.view(insn_base, count * isa.INSN_BYTES).tobytes()
         except BambooError:
             result.update(done=0, error=1, error_code=int(ErrorCode.AXI_ERROR))
         else:
-            # On-chip buffers keep their contents across runs, as the hardware's do.
-            if self.machine is None or self.window != (base, size):
-                self.machine, self.window = Machine(self.config, window), (base, size)
-            m = self.machine
-            m.tokens = dict.fromkeys(m.tokens, 0)
-            try:
-                m.run(words, 0, count)
-                if any(m.tokens.values()):
-                    raise IsaSimError(ErrorCode.TIMEOUT, count - 1,
-                                      f"tokens left at FINISH: {m.tokens}")
-            except IsaSimError as exc:
-                result.update(done=0, error=1, error_code=int(exc.code), err_insn=exc.index)
+            hit = key = None
+            if self.pacer is not None:
+                paced = self.pacer.program(raw, size)
+                hit, key = self.pacer.replay(raw, paced, window)
+            if not hit:
+                result = self._simulate(base, size, window, isa.decode_bytes(raw), count)
+                if self.pacer is not None and result["done"]:
+                    self.pacer.record(key, paced, window)
+        # IRQ_STATUS.done only for a run that ends at a FINISH with irq set (arch/isa.py).
+        result["done_irq"] = int(bool(result["done"]) and _finish_irq(raw))
         self.sig["busy"] = 1
         self.pending = result
-        self.ends_at = time.monotonic() + self.latency
+        self.ends_at = started + (paced.seconds if paced is not None else 0.0) + self.latency
         self._settle()
+
+    def _simulate(self, base, size, window, words, count):
+        result = {"done": 1, "error": 0, "error_code": 0, "err_insn": 0}
+        # On-chip buffers keep their contents across runs, as the hardware's do.
+        if self.machine is None or self.window != (base, size):
+            self.machine, self.window = Machine(self.config, window), (base, size)
+        m = self.machine
+        m.tokens = dict.fromkeys(m.tokens, 0)
+        try:
+            m.run(words, 0, count)
+            if any(m.tokens.values()):
+                raise IsaSimError(ErrorCode.TIMEOUT, count - 1,
+                                  f"tokens left at FINISH: {m.tokens}")
+        except IsaSimError as exc:
+            result.update(done=0, error=1, error_code=int(exc.code), err_insn=exc.index)
+        return result
 
 
 class IsaDevice(Device):
@@ -182,15 +215,33 @@ class IsaDevice(Device):
         The simulated accelerator.
     latency : float
         Seconds a run appears busy (tests of the runtime's timeout).
+    pace : bool or float
+        Emulate the fabric's time (:mod:`bamboo.sim.pacing`): a run ends the cycle
+        model's time after its start (times ``pace`` when a number: 10 emulates a fabric
+        ten times slower), waited for in ``time.sleep``; results are memoized by the
+        bytes a run reads, so only the first run on given inputs pays the simulator. The
+        backend is then called ``isa-paced``.
+    pace_clock_mhz : float, optional
+        Clock of the cycle model (default the configuration's).
+    pace_memory : str
+        Memory timing of the emulation (``bamboo.arch.timing.BOARDS``, default ``ultra96``).
     """
 
     name = "isa"
     poll_interval = 0.0
 
-    def __init__(self, config, latency=0.0):
+    def __init__(self, config, latency=0.0, pace=False, pace_clock_mhz=None,
+                 pace_memory="ultra96"):
         self.config = config
         self.memory = Memory()
-        self.regs = RegisterModel(config, self.memory, latency=latency)
+        self.pacer = None
+        if pace is not False and pace is not None:
+            from .pacing import FabricPacer
+
+            stretch = 1.0 if pace is True else float(pace)
+            self.pacer = FabricPacer(config, pace_memory, pace_clock_mhz, stretch)
+            self.name = "isa-paced"
+        self.regs = RegisterModel(config, self.memory, latency=latency, pacer=self.pacer)
 
     def _read(self, offset):
         return self.regs.read(offset)
@@ -203,5 +254,7 @@ class IsaDevice(Device):
         return DeviceBuffer(arr, addr)
 
     def _wait_event(self, timeout):
-        # A run ends inside CTRL.start unless a latency was asked for: sleep in small steps.
-        time.sleep(min(timeout, 1e-3))
+        # A run ends inside CTRL.start unless a latency or pacing delays it: sleep until then.
+        regs = self.regs
+        left = regs.ends_at - time.monotonic() if regs.pending is not None else 1e-3
+        time.sleep(max(0.0, min(timeout, left)))

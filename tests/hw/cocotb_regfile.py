@@ -22,7 +22,7 @@ __all__ = []
 CFG = preset(os.environ.get("REGFILE_CONFIG", "tiny"))
 SEED = int(os.environ.get("REGFILE_SEED", "1"))
 OFF = {r.name: r.offset for r in regs.REGISTERS}
-ENGINE_INPUTS = ("busy", "done", "error", "error_code", "err_insn",
+ENGINE_INPUTS = ("busy", "done", "done_irq", "error", "error_code", "err_insn",
                  *(f"{u}_{w}" for u in regs.UNITS for w in ("busy", "stall")))
 
 
@@ -138,8 +138,10 @@ async def run_error_and_interrupt(dut):
     dut.engine__busy.value = 0
     dut.engine__compute_busy.value = 0
     dut.engine__done.value = 1
+    dut.engine__done_irq.value = 1
     await RisingEdge(dut.clk)
     dut.engine__done.value = 0
+    dut.engine__done_irq.value = 0
     await RisingEdge(dut.clk)
     assert int(dut.irq.value) == 1
     assert decode("STATUS", await rd(axil, "STATUS"))["done"] == 1

@@ -6,8 +6,15 @@ import pytest
 from bamboo.arch.isa import ConvMode
 from bamboo.hw.compute import conv_cycles
 from bamboo.runtime.conv import conv2d_acc
-from test_compute import (CONFIGS, buffers, encode_conv, packed_zp, random_layer, simulate,
-                          weight_min)
+from test_compute import (
+    CONFIGS,
+    buffers,
+    encode_conv,
+    packed_zp,
+    random_layer,
+    simulate,
+    weight_min,
+)
 from test_compute import expected as expected_dense
 
 

@@ -238,7 +238,11 @@ def test_status_errors_and_irq():
             for k in inputs:
                 ctx.set(getattr(eng, k), 0)
 
+        # A run that ends without a FINISH.irq: STATUS.done, no interrupt source.
         await pulse(done=1)
+        assert decode("STATUS", await bus.reg("STATUS"))["done"] == 1
+        assert await bus.reg("IRQ_STATUS") == 0
+        await pulse(done=1, done_irq=1)
         assert decode("STATUS", await bus.reg("STATUS"))["done"] == 1
         assert decode("IRQ_STATUS", await bus.reg("IRQ_STATUS")) == {"done": 1, "error": 0}
         assert not ctx.get(irq)  # pending, but not enabled

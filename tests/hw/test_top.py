@@ -1,12 +1,19 @@
-"""The whole accelerator in RTL: random layers bit-exact, faults, back-pressure, soft reset.
+"""The whole accelerator in RTL: random layers bit-exact, faults, AXI error responses,
+FINISH.irq, back-pressure, soft reset.
 
 The design is ``Accelerator(preset("tiny"), watchdog=4096)``; the cocotb tests are in
-``cocotb_top.py`` and run on Verilator and Icarus. Programs are hand-assembled
-(``top_programs.py``); references are the runtime kernels and the instruction
-simulator, which are first checked against each other here without RTL. Conv graphs
-also go through the compiler back end (``compiler/backend``): the artifact's DDR image
-runs on the RTL and must leave the instruction simulator's memory and the reference
-executor's outputs.
+``cocotb_top.py`` and run on Verilator and Icarus, all in one simulation per simulator.
+Programs are hand-assembled (``top_programs.py``: dense KxK, 3x3, pointwise, depthwise,
+fully connected; ``top_vec_programs.py``: add, max / average / global average pool);
+references are the runtime kernels and the instruction simulator, which are first
+checked against each other here without RTL. ``random_layers`` runs
+:data:`RANDOM_LAYERS` random layer configurations per simulator, every kind in turn:
+at least 200 on Verilator (the primary simulator), a smaller set on Icarus, which
+simulates this design an order of magnitude slower (the same generator, seed and kinds,
+three of each; the ``make bench`` sweep runs more). The terminal summary counts them per kind and
+simulator. Conv and VEC graphs also go through the compiler back end
+(``compiler/backend``): the artifact's DDR image runs on the RTL and must leave the
+instruction simulator's memory and the reference executor's outputs.
 """
 
 import gc
@@ -25,25 +32,37 @@ from top_programs import (
     compiled_case,
     make_layer,
     output_codes,
-    reference_codes,
     window_image,
 )
+from top_vec_programs import ALL_KINDS, make_vec_layer, random_layer
 
 CFG = preset("tiny")
 WATCHDOG = 4096
+#: Random layer configurations of ``random_layers`` in ``make test``, per simulator.
+RANDOM_LAYERS = {"verilator": 225, "icarus": 27}
 
 
-def test_programs_match_runtime_on_the_isa_simulator():
+@pytest.mark.parametrize("kind", ALL_KINDS)
+def test_programs_match_runtime_on_the_isa_simulator(kind, diff_cases):
     from bamboo.sim.isa import Machine
 
     rng = np.random.default_rng(5)
-    for _ in range(40):
-        layer = make_layer(rng, CFG)
+    for _ in range(30):
+        layer = random_layer(rng, CFG, kind)
         window = window_image(layer, rng.integers(0, 256, WINDOW_SIZE, dtype=np.uint8))
         machine = Machine(CFG, window)
         machine.run(layer.words)
         assert not any(machine.tokens.values())
-        assert np.array_equal(output_codes(layer, window, CFG.rows), reference_codes(layer))
+        assert np.array_equal(output_codes(layer, window, CFG.rows), layer.reference()), \
+            layer.describe()
+    diff_cases(f"top programs isa/{kind}", 30)
+
+
+def test_vec_layer_kinds_are_checked():
+    with pytest.raises(ValueError, match="kind must be one of"):
+        make_vec_layer(np.random.default_rng(0), CFG, "conv")
+    with pytest.raises(ValueError, match="kind must be one of"):
+        make_layer(np.random.default_rng(0), CFG, "add")
 
 
 @pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable")
@@ -110,10 +129,14 @@ def _run(simulator, tmp_path, cases, seed=1, testcase=None):
 
 
 @pytest.mark.sim
-def test_rtl_accelerator(simulator, tmp_path):
-    result, data = _run(simulator, tmp_path, cases=21)
-    assert result.tests == 6
-    assert data["random_layers"]["cases"] == 21
+def test_rtl_accelerator(simulator, tmp_path, diff_cases):
+    cases = RANDOM_LAYERS[simulator]
+    result, data = _run(simulator, tmp_path, cases=cases)
+    assert result.tests == 8
+    layers = data["random_layers"]
+    assert layers["passed"] == cases and set(layers["kinds"]) == set(ALL_KINDS)
+    for kind, n in sorted(layers["kinds"].items()):
+        diff_cases(f"rtl {simulator}/{kind}", n)
     assert len(data["compiled_graphs"]) == len(COMPILED_GRAPHS + VEC_GRAPHS)
 
 

@@ -1,15 +1,18 @@
 """Hand-assembled Bamboo programs for the accelerator tests, and their references.
 
-A :class:`Layer` is one quantized convolution (3x3 dense, pointwise or depthwise)
-with random shapes, zero points, scales, activation (none, ReLU clamp, LeakyReLU
-shift floored or rounded, LUT) and its program: LOADs of INP blocks, WGT, PARAM (and
-LUT), one CONV per output block, one STORE per output block, FINISH, synchronized by
-tokens. With
+A :class:`Layer` is one quantized convolution (:data:`CONV_KINDS`: 3x3 dense, dense
+with any kernel from 1x1 to 5x5, strides 1 to 3 and dilation 1 or 2 per axis, pointwise,
+depthwise, fully connected as a 1x1 conv over one pixel) with random shapes, padding,
+zero points, scales, activation (none, ReLU clamp, LeakyReLU shift floored or rounded,
+LUT in a random slot) and its program: LOADs of INP blocks, WGT, PARAM (and LUT), one
+CONV per output block, one STORE per output block, FINISH, synchronized by tokens. With
 ``reuse`` the output blocks share the WGT/PARAM/OUT words, so the program needs
-the compute -> load and store -> compute tokens as well.
+the compute -> load and store -> compute tokens as well. VEC layers (add, pools) are in
+``top_vec_programs.py``.
 
 References (independent of the RTL): ``bamboo.runtime`` kernels (conv2d_acc,
-requantize, the activation formulas) and the instruction simulator ``bamboo.sim.isa``.
+fully_connected_acc, requantize, the activation formulas) and the instruction
+simulator ``bamboo.sim.isa``.
 """
 
 from dataclasses import dataclass, field
@@ -18,19 +21,23 @@ import numpy as np
 from bamboo.arch import isa
 from bamboo.arch.isa import Activation, Buffer, ConvMode, Opcode
 from bamboo.arch.layout import param_lane
-from bamboo.runtime.conv import conv2d_acc
+from bamboo.runtime.conv import conv2d_acc, fully_connected_acc
 from bamboo.runtime.requant import Requant, requantize
 
-__all__ = ["INSN_BASE", "WINDOW_BASE", "WINDOW_SIZE", "MEM_SIZE", "OUT_OFF", "Layer",
-           "make_layer", "reference_codes", "to_blocked", "from_blocked", "window_image",
-           "output_codes", "COMPILED_GRAPHS", "VEC_GRAPHS", "compiled_case"]
+__all__ = ["INSN_BASE", "WINDOW_BASE", "WINDOW_SIZE", "MEM_SIZE", "OUT_OFF", "KINDS",
+           "CONV_KINDS", "Layer", "activate", "make_layer", "reference_codes", "to_blocked",
+           "from_blocked", "window_image", "output_codes", "COMPILED_GRAPHS", "VEC_GRAPHS",
+           "compiled_case"]
 
 MEM_SIZE = 1 << 19
 INSN_BASE = 0x1000
 WINDOW_BASE = 0x10000
 WINDOW_SIZE = 0x30000
 INP_OFF, WGT_OFF, PARAM_OFF, LUT_OFF, OUT_OFF = 0x0, 0x8000, 0xC000, 0xD000, 0x10000
+#: What :func:`make_layer` draws from when no kind is given (the fault tests rely on
+#: every one of them reading more than one INP word per CONV).
 KINDS = ("conv3x3", "pointwise", "depthwise")
+CONV_KINDS = ("conv3x3", "conv", "pointwise", "depthwise", "fc")
 
 
 def to_blocked(x, rows):
@@ -66,48 +73,94 @@ class Layer:
     words: list = field(default_factory=list)
     image: dict = field(default_factory=dict)   # window offset -> bytes
     out_shape: tuple = ()
+    lut_slot: int = 1
+
+    def reference(self):
+        return reference_codes(self)
+
+    def describe(self):
+        oh, ow, co = self.out_shape
+        return (f"{self.kind} {'int8' if self.signed else 'uint8'} x{self.x.shape} "
+                f"k{self.w.shape[1:3]} ->{(oh, ow, co)} s{self.stride} d{self.dilation} "
+                f"pads{self.pads} in_zp {self.in_zp} out_zp {self.rq.zp} "
+                f"clamp[{self.rq.qmin}, {self.rq.qmax}] act{self.act} slot{self.lut_slot} "
+                f"reuse{int(self.reuse)}")
 
 
 def _code(v):
     return int(v) & 0xFF
 
 
-def reference_codes(layer):
-    """The layer through the runtime kernels: (Ho, Wo, cout) codes as uint8 bytes."""
-    groups = layer.x.shape[2] if layer.kind == "depthwise" else 1
-    acc = conv2d_acc(layer.x[None], layer.in_zp, layer.w, layer.bias, stride=layer.stride,
-                     dilation=layer.dilation, pads=layer.pads, groups=groups)[0]
-    acc = ((acc + (1 << 31)) & 0xFFFFFFFF) - (1 << 31)
-    y = requantize(acc, layer.rq, axis=-1).astype(np.int64)
-    if layer.act in (Activation.LEAKY_SHIFT, Activation.LEAKY_ROUNDED):
-        v = y - layer.rq.zp
-        half = 64 if layer.act == Activation.LEAKY_ROUNDED else 0
-        y = np.where(v < 0, layer.rq.zp + ((v * 13 + half) >> 7), y)
-    elif layer.act == Activation.LUT:
-        y = layer.lut[(y & 0xFF)].astype(np.int64)
+def activate(y, act, zp, lut):
+    """The activation stage (arch/isa.py ``post``) on requantized codes ``y`` -> bytes."""
+    y = np.asarray(y, np.int64)
+    if act in (Activation.LEAKY_SHIFT, Activation.LEAKY_ROUNDED):
+        v = y - zp
+        half = 64 if act == Activation.LEAKY_ROUNDED else 0
+        y = np.where(v < 0, zp + ((v * 13 + half) >> 7), y)
+    elif act == Activation.LUT:
+        y = lut[(y & 0xFF)].astype(np.int64)
     return (y & 0xFF).astype(np.uint8)
 
 
+def reference_codes(layer):
+    """The layer through the runtime kernels: (Ho, Wo, cout) codes as uint8 bytes."""
+    if layer.kind == "fc":
+        cout, cin = layer.w.shape[0], layer.x.shape[2]
+        acc = fully_connected_acc(layer.x.reshape(1, cin), layer.in_zp,
+                                  layer.w.reshape(cout, cin), layer.bias).reshape(1, 1, cout)
+    else:
+        groups = layer.x.shape[2] if layer.kind == "depthwise" else 1
+        acc = conv2d_acc(layer.x[None], layer.in_zp, layer.w, layer.bias, stride=layer.stride,
+                         dilation=layer.dilation, pads=layer.pads, groups=groups)[0]
+    acc = ((acc + (1 << 31)) & 0xFFFFFFFF) - (1 << 31)
+    y = requantize(acc, layer.rq, axis=-1)
+    return activate(y, layer.act, layer.rq.zp, layer.lut)
+
+
+def _geometry(rng, kind, B):
+    """``(kernel, stride, dilation, pads)`` of a random layer of ``kind``."""
+    if kind == "fc":
+        return (1, 1), (1, 1), (1, 1), (0, 0, 0, 0)
+    if kind == "conv":
+        k = tuple(int(v) for v in rng.integers(1, 6, 2))
+        stride = tuple(int(v) for v in rng.integers(1, 4, 2))
+        dil = tuple(int(v) for v in np.where(rng.random(2) < 0.3, 2, 1))
+    elif kind == "depthwise":
+        k = int(rng.integers(1, 6)), int(rng.integers(1, min(B, 5) + 1))
+        stride = tuple(int(v) for v in rng.integers(1, 3, 2))
+        dil = (2 if rng.random() < 0.25 else 1, 1)
+    else:
+        k = (3, 3) if kind == "conv3x3" else (1, 1)
+        stride = (int(rng.integers(1, 3)),) * 2
+        dil = (2, 2) if kind == "conv3x3" and rng.random() < 0.2 else (1, 1)
+    if kind == "conv":
+        pads = tuple(int(rng.integers(0, min(k[i % 2], 3))) for i in range(4))
+    else:
+        pads = tuple(int(v) for v in rng.integers(0, 2, 4)) if k[0] > 1 else (0, 0, 0, 0)
+    return k, stride, dil, pads
+
+
 def make_layer(rng, cfg, kind=None, reuse=None):
-    """A random layer of ``kind`` and its program for ``cfg``; ``rng`` is a numpy Generator."""
+    """A random layer of ``kind`` (one of :data:`CONV_KINDS`, default drawn from
+    :data:`KINDS`) and its program for ``cfg``; ``rng`` is a numpy Generator."""
     B, C = cfg.rows, cfg.cols
     kind = kind or KINDS[rng.integers(len(KINDS))]
+    if kind not in CONV_KINDS:
+        raise ValueError(f"kind must be one of {CONV_KINDS}, not {kind!r}")
     signed = bool(rng.integers(2))
     dt = np.int8 if signed else np.uint8
     lo, hi = (-128, 127) if signed else (0, 255)
     if kind == "depthwise":
         cin = cout = int(rng.integers(1, 2 * min(B, C) + 1))
-        kh = kw = int(rng.choice([3, min(3, B)]))
+    elif kind == "fc":
+        cin, cout = int(rng.integers(1, 12 * B + 1)), int(rng.integers(1, 4 * C + 1))
     else:
         cin = int(rng.integers(1, 2 * B + 1))
         cout = int(rng.integers(1, 2 * C + 1))
-        kh = kw = 3 if kind == "conv3x3" else 1
-    stride = (int(rng.integers(1, 3)),) * 2
-    dil = (2, 2) if kind == "conv3x3" and rng.random() < 0.2 else (1, 1)
-    dil = (dil[0], 1) if kind == "depthwise" else dil
-    pads = tuple(int(v) for v in rng.integers(0, 2, 4)) if kh > 1 else (0, 0, 0, 0)
+    (kh, kw), stride, dil, pads = _geometry(rng, kind, B)
     while True:
-        h, w = (int(v) for v in rng.integers(2, 10, 2))
+        h, w = (1, 1) if kind == "fc" else (int(v) for v in rng.integers(2, 10, 2))
         hp, wp = h + pads[0] + pads[2], w + pads[1] + pads[3]
         oh = (hp - dil[0] * (kh - 1) - 1) // stride[0] + 1
         ow = (wp - dil[1] * (kw - 1) - 1) // stride[1] + 1
@@ -119,16 +172,19 @@ def make_layer(rng, cfg, kind=None, reuse=None):
     in_zp = int(rng.integers(lo, hi + 1))
     bias = rng.integers(-3000, 3000, cout).astype(np.int64)
     k = kh * kw * (1 if kind == "depthwise" else cin)
-    scale = (rng.uniform(0.3, 3.0, cout) / (128 * np.sqrt(k) * 40)).astype(np.float32)
+    scale = (rng.uniform(0.3, 3.0, cout) * 2.0 ** rng.uniform(-2, 2)
+             / (128 * np.sqrt(k) * 40)).astype(np.float32)
     out_zp = int(rng.integers(lo // 2, hi // 2 + 1))
     act = int(rng.choice([Activation.NONE, Activation.NONE, Activation.LEAKY_SHIFT,
                           Activation.LEAKY_ROUNDED, Activation.LUT]))
-    clamp = (out_zp, hi) if act == Activation.NONE and rng.random() < 0.3 else None
+    # ReLU (zero point up) or a ReLU6-like band.
+    clamp = ((out_zp, int(rng.choice([hi, rng.integers(out_zp, hi + 1)])))
+             if act == Activation.NONE and rng.random() < 0.3 else None)
     rq = Requant.from_scale(scale, out_zp, dt, clamp=clamp)
     lut = rng.integers(0, 256, 256).astype(np.uint8) if act == Activation.LUT else None
     reuse = bool(rng.integers(2)) if reuse is None else reuse
     layer = Layer(kind, signed, x, wgt, bias, rq, in_zp, stride, dil, pads, act, lut, reuse,
-                  out_shape=(oh, ow, cout))
+                  out_shape=(oh, ow, cout), lut_slot=int(rng.integers(cfg.lut_slots)))
     _assemble(layer, cfg, h, w, hp, wp, oh, ow, cin, cout, kh, kw)
     return layer
 
@@ -142,7 +198,7 @@ def _assemble(ly, cfg, h, w, hp, wp, oh, ow, cin, cout, kh, kw):
     P = oh * ow
     blk_words = hp * wp
     ly.image[INP_OFF] = to_blocked(ly.x, B).tobytes()
-    rng_slot = 1 if ly.act == Activation.LUT else 0
+    rng_slot = ly.lut_slot if ly.act == Activation.LUT else 0
     if ly.act == Activation.LUT:
         ly.image[LUT_OFF] = ly.lut.tobytes()
     common = dict(signed=int(ly.signed), in_zp=_code(ly.in_zp), out_zp=_code(ly.rq.zp),
