@@ -22,10 +22,12 @@ DequantizeLinear do (``bamboo.runtime.quant``), unless ``raw=True``.
 
 :meth:`Session.run_batch` (or ``pipeline=True``) runs frames two at a time, each with
 its own copy of the DMA window, so one frame's CPU steps overlap the other's fabric
-steps; the engine itself runs one step at a time.
+steps; the engine itself runs one step at a time, the older frame's first.
 """
 
+import heapq
 import importlib
+import itertools
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -77,6 +79,34 @@ def make_device(backend, config, **options):
     return getattr(mod, cls)(config, **options)
 
 
+class _Engine:
+    """The engine, held by one fabric step at a time; waiting steps go oldest frame first.
+
+    With a plain lock two frames in flight take turns at every segment and end up in
+    step, both in their last CPU steps while the engine idles. Serving the oldest frame
+    first lets it run as if alone, and the younger frame fills the engine's idle time
+    (the older frame's CPU steps): the overlap the pipeline is for.
+    """
+
+    def __init__(self):
+        self._cond = threading.Condition()
+        self._busy = False
+        self._waiting = []          # frame numbers, a heap
+
+    def acquire(self, frame):
+        with self._cond:
+            heapq.heappush(self._waiting, frame)
+            while self._busy or self._waiting[0] != frame:
+                self._cond.wait()
+            heapq.heappop(self._waiting)
+            self._busy = True
+
+    def release(self):
+        with self._cond:
+            self._busy = False
+            self._cond.notify_all()
+
+
 class _Context:
     """One copy of the DMA window in DDR: weights, activations, exchange, program."""
 
@@ -109,7 +139,8 @@ class Session:
     pipeline : bool
         Make :meth:`run_batch` overlap frames (default True); :meth:`run` is unaffected.
     **backend_options
-        Passed to the backend's Device (``bitstream=``, ``latency=``...).
+        Passed to the backend's Device (``bitstream=``, ``latency=``; on ``isa``,
+        ``pace=`` emulates the fabric's time, see ``bamboo.sim.pacing``).
 
     Raises
     ------
@@ -151,7 +182,8 @@ class Session:
                        art.program, regions["program"][0])
         self._program_offset = regions["program"][0]
         self._contexts = [self._new_context()]
-        self._engine = threading.Lock()
+        self._engine = _Engine()
+        self._frame_numbers = itertools.count()     # next() is atomic under the GIL
         self._stats_lock = threading.Lock()
         self.tensors = meta["tensors"]
         self.nodes = {name: {**n, "attrs": {k: decode_value(v) for k, v in n["attrs"].items()}}
@@ -227,7 +259,7 @@ class Session:
         """
         start = time.perf_counter()
         values = self._feed(input_feed, raw)
-        self._execute(values, self._contexts[0])
+        self._execute(values, self._contexts[0], next(self._frame_numbers))
         outs = self._fetch(values, output_names, raw)
         self._count("frames", 1, time.perf_counter() - start)
         return outs
@@ -246,13 +278,13 @@ class Session:
         slots = threading.Semaphore(2)
         lock = threading.Lock()
 
-        def frame(feed):
+        def frame(feed, number):
             start = time.perf_counter()
             with lock:
                 ctx = free.pop()
             try:
                 values = self._feed(feed, raw)
-                self._execute(values, ctx)
+                self._execute(values, ctx, number)
                 return self._fetch(values, output_names, raw)
             finally:
                 with lock:
@@ -264,14 +296,14 @@ class Session:
             futures = []
             for feed in feeds_list:
                 slots.acquire()
-                futures.append(pool.submit(frame, feed))
+                futures.append(pool.submit(frame, feed, next(self._frame_numbers)))
             return [f.result() for f in futures]
 
     # Statistics -------------------------------------------------------------------------
     def reset_stats(self):
         """Zero the transfer, segment and CPU counters."""
         seg = [{"step": k, "insn_start": s["insn_start"], "insn_count": s["insn_count"],
-                "runs": 0, "seconds": 0.0, "cycles": 0}
+                "runs": 0, "seconds": 0.0, "cycles": 0, "in_bytes": 0, "out_bytes": 0}
                for k, s in enumerate(self.steps) if s["target"] == "fabric"]
         self._stats = {
             "backend": self.backend, "frames": 0, "frame_seconds": 0.0,
@@ -279,11 +311,14 @@ class Session:
             "pl_to_ps": {"transfers": 0, "bytes": 0, "seconds": 0.0},
             "segments": {s["step"]: s for s in seg},
             "cpu": {},
+            "cpu_nodes": {},
         }
 
-    def _count(self, what, nbytes, seconds, key=None):
+    def _count(self, what, nbytes, seconds, key=None, step=None):
         with self._stats_lock:
             s = self._stats
+            if step is not None:     # a transfer of fabric step ``step``
+                s["segments"][step]["in_bytes" if what == "ps_to_pl" else "out_bytes"] += nbytes
             if what == "frames":
                 s["frames"] += 1
                 s["frame_seconds"] += seconds
@@ -293,7 +328,12 @@ class Session:
                 d["seconds"] += seconds
                 d["cycles"] += nbytes
             elif what == "cpu":
-                d = s["cpu"].setdefault(key, {"runs": 0, "seconds": 0.0})
+                name, op, k = key
+                d = s["cpu"].setdefault(op, {"runs": 0, "seconds": 0.0})
+                d["runs"] += 1
+                d["seconds"] += seconds
+                d = s["cpu_nodes"].setdefault(name, {"op": op, "step": k, "runs": 0,
+                                                     "seconds": 0.0})
                 d["runs"] += 1
                 d["seconds"] += seconds
             else:
@@ -307,8 +347,10 @@ class Session:
 
         ``ps_to_pl`` / ``pl_to_ps``: transfers, bytes and seconds (blocking, copy and
         cache maintenance); ``segments``: per fabric step, runs, seconds from start to
-        done, engine cycles (board/RTL); ``cpu``: per op, runs and seconds; ``frames``
-        and ``frame_seconds``: whole runs (overlapping ones when pipelined).
+        done, engine cycles (board/RTL; zero on the instruction simulator), bytes in and
+        out; ``cpu``: per op, runs and seconds; ``cpu_nodes``: the same per node (with its
+        ``op`` and schedule ``step``); ``frames`` and ``frame_seconds``: whole runs
+        (overlapping ones when pipelined).
         """
         import copy
 
@@ -366,19 +408,19 @@ class Session:
             outs.append(y)
         return outs
 
-    def _execute(self, values, ctx):
+    def _execute(self, values, ctx, frame):
         ctx.on_device = set()
         for k, step in enumerate(self.steps):
             if step["target"] == "cpu":
-                self._cpu_step(step, values)
+                self._cpu_step(k, step, values)
             else:
-                self._fabric_step(k, step, values, ctx)
+                self._fabric_step(k, step, values, ctx, frame)
 
     def _q(self, name):
         t = self.tensors[name]
         return QInfo(t["dtype"], t["scale"], t["zp"])
 
-    def _cpu_step(self, step, values):
+    def _cpu_step(self, k, step, values):
         for name in step["nodes"]:
             node = self.nodes[name]
             start = time.perf_counter()
@@ -391,9 +433,9 @@ class Session:
                                          f"{y.dtype}{list(y.shape)}, expected "
                                          f"{t['dtype']}{t['shape']}")
             values[out] = y
-            self._count("cpu", 0, time.perf_counter() - start, node["op"])
+            self._count("cpu", 0, time.perf_counter() - start, (name, node["op"], k))
 
-    def _fabric_step(self, k, step, values, ctx):
+    def _fabric_step(self, k, step, values, ctx, frame):
         rows = self.config.rows
         start = time.perf_counter()
         nbytes = 0
@@ -404,10 +446,11 @@ class Session:
             ctx.buf.write(self.tensors[t]["offset"], blob)
             nbytes += blob.size
         ctx.buf.flush()
-        self._count("ps_to_pl", nbytes, time.perf_counter() - start)
+        self._count("ps_to_pl", nbytes, time.perf_counter() - start, step=k)
         insn_base = ctx.base + self._program_offset + step["insn_start"] * INSN_BYTES
         window = (ctx.base, ctx.buf.size)
-        with self._engine:
+        self._engine.acquire(frame)
+        try:
             start = time.perf_counter()
             self.device.start(insn_base, step["insn_count"], window)
             try:
@@ -418,6 +461,8 @@ class Session:
                 raise self._located(exc, step) from None
             seconds = time.perf_counter() - start
             cycles = self.device.read_wide("CYCLES")
+        finally:
+            self._engine.release()
         self._count("segment", cycles, seconds, k)
         start = time.perf_counter()
         ctx.buf.invalidate()
@@ -430,7 +475,7 @@ class Session:
             values[t] = from_blocked(raw, h, w, c, rows, np.dtype(d["dtype"])).reshape(d["shape"])
             nbytes += n
         ctx.on_device.update(step["outputs"])
-        self._count("pl_to_ps", nbytes, time.perf_counter() - start)
+        self._count("pl_to_ps", nbytes, time.perf_counter() - start, step=k)
 
     def _located(self, exc, step):
         index = step["insn_start"] + exc.index

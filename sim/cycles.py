@@ -17,8 +17,9 @@ An event simulation of the engine (hw/top.py) at instruction granularity:
   DDR shared by both channels: transfers reserve it in the order they start), plus
   latency and the engine's fixed overheads.
 
-:func:`simulate` runs a list of instruction words; :func:`model_artifact` runs every
-fabric segment of a ``.bmb`` and attributes cycles to layers. CPU steps are not timed.
+:func:`simulate` runs a list of instruction words; :func:`model_artifact` (or
+:func:`model_program`, from a loaded artifact's sections) runs every fabric segment of a
+``.bmb`` and attributes cycles to layers. CPU steps are not timed.
 """
 
 from dataclasses import dataclass, field
@@ -27,7 +28,7 @@ from bamboo.arch import isa
 from bamboo.arch import timing as T
 
 __all__ = ["Calibration", "CycleReport", "LayerCycles", "insn_costs", "model_artifact",
-           "model_compiled", "render", "simulate"]
+           "model_compiled", "model_program", "render", "simulate"]
 
 _QUEUE = {isa.Opcode.LOAD: 0, isa.Opcode.CONV: 1, isa.Opcode.VEC: 1, isa.Opcode.FINISH: 1,
           isa.Opcode.STORE: 2}
@@ -180,7 +181,7 @@ class _Engine:
             return start + T.conv_insn_cycles(self.c, f) + \
                 (self.cal.compute_post if f["acc_emit"] else 0)
         if op == isa.Opcode.VEC:
-            n = T.vec_insn_cycles(f)
+            n = T.vec_insn_cycles(self.c, f)
             return start + (n + self.cal.vec_post if n else 0)
         return start
 
@@ -338,8 +339,13 @@ def model_artifact(blob, config, memory=T.BOARDS["ideal"], clock_mhz=None, cal=C
     from bamboo.arch.artifact import read_artifact
 
     art = read_artifact(blob, config_id=config.config_id)
-    meta = art.metadata
-    words = isa.decode_bytes(art.program)
+    return model_program(config, art.program, art.metadata, memory, clock_mhz, cal)
+
+
+def model_program(config, program, meta, memory=T.BOARDS["ideal"], clock_mhz=None,
+                  cal=Calibration()):
+    """:class:`CycleReport` of an artifact's PROGRAM bytes and METADATA (steps, layers)."""
+    words = isa.decode_bytes(program)
     runs = [(s["insn_start"], s["insn_count"]) for s in meta["steps"] if s["target"] == "fabric"]
     layers = [(ly["node"], ly["first"], ly["count"]) for ly in meta["layers"]]
     return _model(config, words, runs, layers, memory, clock_mhz, cal)

@@ -247,8 +247,10 @@ def test_unknown_backend_and_bad_feeds():
 @pytest.mark.sim
 def test_rtl_runs_digits_end_to_end():
     """`make test` runs one model on the RTL of the whole accelerator (Verilator, tiny):
-    bit-exact with onnxruntime, with the hardware's cycle counters reported."""
+    bit-exact with onnxruntime, with the hardware's cycle counters reported, and profiled
+    (``bamboo profile``'s counter column, against the cycle model behind the cocotb memory)."""
     import bamboo.sim.rtl_device as rtl
+    from bamboo.runtime.profiling import profile, render
     from bamboo.runtime.session import Session
 
     reason = rtl.unavailable()
@@ -265,5 +267,12 @@ def test_rtl_runs_digits_end_to_end():
         segments = sess.stats()["segments"]
         assert segments and all(s["cycles"] > 0 for s in segments)
         print("RTL cycle counters per fabric segment:", [s["cycles"] for s in segments])
+        prof = profile(sess, memory="cocotb")      # the frame just run: no second RTL frame
+        assert [s.counter_cycles for s in prof.segments] == [s["cycles"] for s in segments]
+        assert prof.totals["fabric_source"] == "counters"
+        # tests/sim/test_cycles.py holds the model to 5 % per layer; the sum is as close.
+        assert prof.totals["model_cycles"] == pytest.approx(prof.totals["counter_cycles"],
+                                                            rel=0.05)
+        print(render(prof))
     finally:
         sess.close()
