@@ -47,6 +47,11 @@ class AcceleratorConfig:
         Number of 256-entry activation LUTs held on chip at once.
     dsp_packing : bool
         Pack two INT8 multiplies sharing one operand into one DSP48E2 (Xilinx WP486).
+    vector_lanes : int or None
+        Arithmetic lanes of the vector unit (ADD, pools, MUL); ``None``: one per row.
+        Fewer lanes take an INP word's ``rows`` channels in ``rows / vector_lanes``
+        turns (:attr:`vector_turns`), which costs ADD nothing while it is at most 2
+        (ADD reads two words per pixel anyway).
     clock_mhz : float
         Design-intent clock, used by timing constraints and FPS projections.
     """
@@ -64,6 +69,7 @@ class AcceleratorConfig:
     lut_slots: int = 2
     dsp_packing: bool = False
     clock_mhz: float = 250.0
+    vector_lanes: int | None = None
 
     def __post_init__(self):
         for field in ("rows", "cols", "input_buffer_depth", "weight_buffer_depth",
@@ -84,6 +90,11 @@ class AcceleratorConfig:
             raise ConfigError("axi_data_width must hold at least one int32")
         if not self.clock_mhz > 0:
             raise ConfigError(f"clock_mhz must be positive, not {self.clock_mhz!r}")
+        if self.vector_lanes is not None and not (
+                isinstance(self.vector_lanes, int) and _is_pow2(self.vector_lanes)
+                and self.vector_lanes <= self.rows):
+            raise ConfigError(f"vector_lanes must be a power of two up to rows ({self.rows}), "
+                              f"not {self.vector_lanes!r}")
         if self.dsp_packing and not (self.rows <= 16 and self.cols >= 2 * self.rows):
             # A column pair's low lane holds sums of `rows` products of 8-bit codes and
             # weights in [-127, 127]: 15 + log2(rows) bits, and the high weight shifted
@@ -111,6 +122,11 @@ class AcceleratorConfig:
         ``rows + cols``; a packed array has ``cols / 2`` DSP columns, so ``rows + cols / 2``.
         """
         return self.rows + (self.cols // 2 if self.dsp_packing else self.cols)
+
+    @property
+    def vector_turns(self):
+        """Cycles the vector unit's lanes take per pixel: ``rows / vector_lanes``."""
+        return self.rows // (self.vector_lanes or self.rows)
 
     @property
     def axi_data_bytes(self):
@@ -157,7 +173,8 @@ PRESETS = {
         name="tiny", rows=4, cols=4,
         input_buffer_depth=1024, weight_buffer_depth=256,
         acc_buffer_depth=256, output_buffer_depth=256,
-        axi_data_width=64, lut_slots=2, dsp_packing=False, clock_mhz=100.0),
+        axi_data_width=64, lut_slots=2, dsp_packing=False, clock_mhz=100.0,
+        vector_lanes=2),
     # xczu3eg (Ultra96): 360 DSP48E2, 70,560 LUT, 216 BRAM36; budget 300 DSP.
     # The shape comes from the DSP count (Yosys, `make resources BOARD=ultra96`):
     # post-processing needs 2 DSP48E2 per column (32 x 24-bit requantizer products),

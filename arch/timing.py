@@ -8,8 +8,8 @@ hw/dma_write.py, hw/load.py, hw/fetch.py):
 
 * CONV: :func:`conv_cycles`, the sequencer's exact busy time (equal to
   ``bamboo.hw.compute.conv_cycles``, which tests/sim/test_cycles.py asserts).
-* VEC: :func:`vec_cycles`, ``START + pixels * elements + LATENCY`` (one INP read per
-  cycle, ``bamboo.hw.vector.VectorUnit.cycles``).
+* VEC: :func:`vec_cycles`, ``START + pixels * max(elements, turns) + LATENCY`` about
+  (one INP read per cycle, ``bamboo.hw.vector.VectorUnit.cycles``).
 * LOAD: the read engine emits one chunk per cycle (an element no wider than the bus is
   one chunk, a wider one ``elem / bus`` chunks; padding elements too, without memory
   traffic); LUT words are written a byte per cycle (256 cycles). Memory side: the
@@ -73,12 +73,21 @@ def conv_insn_cycles(config, f):
     return conv_cycles(config, words, taps, oh * ow if f["acc_emit"] else 0)
 
 
-def vec_cycles(pixels, elements):
-    """Cycles of a VEC instruction: ``elements`` INP reads per pixel, one per cycle."""
-    return 0 if pixels == 0 else VEC_START + pixels * elements + VEC_LATENCY
+def vec_cycles(config, pixels, elements):
+    """Cycles of a VEC instruction: ``elements`` INP reads per pixel, one per cycle.
+
+    The lanes take ``turns = config.vector_turns`` cycles per pixel, so pixels start
+    ``max(elements, turns)`` cycles apart and the last one leaves ``turns - 1``
+    cycles after its first lane group.
+    """
+    if pixels == 0:
+        return 0
+    turns = config.vector_turns
+    return (VEC_START + (pixels - 1) * max(elements, turns) + elements + VEC_LATENCY
+            + turns - 1)
 
 
-def vec_insn_cycles(f):
+def vec_insn_cycles(config, f):
     """:func:`vec_cycles` of a decoded VEC instruction: pools read their window, ADD and
     MUL two operands, the rest one."""
     pixels = f["out_h"] * f["out_w"]
@@ -89,7 +98,7 @@ def vec_insn_cycles(f):
         elements = 2
     else:
         elements = 1
-    return vec_cycles(pixels, elements)
+    return vec_cycles(config, pixels, elements)
 
 
 def load_chunks(config, elem_bytes, words, lut=False):
@@ -181,59 +190,48 @@ class HostTiming:
     """What the processor side costs per frame: the runtime (``bamboo.runtime.session``,
     numpy) on the board's ARM cores.
 
+    The runtime's own CPU work (its CPU nodes, quantizing, channel-blocking) is measured
+    on the workstation (``bamboo.report.host_time``) and scaled by ``slowdown``; what
+    cannot run there is modelled.
+
     Parameters
     ----------
     name : str
-    op_us : float
-        Fixed cost of one CPU node (Python dispatch and the numpy calls of one kernel).
+    slowdown : float
+        Board core seconds per workstation CPU second of the same numpy code.
     step_us : float
-        Fixed cost of one fabric step (register writes, start, completion, cache
-        maintenance calls).
-    macs_per_us : float
-        Multiply-accumulates per microsecond of a CPU convolution or fully connected node.
-    bytes_per_us : float
-        Bytes (inputs plus output) per microsecond of any other CPU node.
-    exchange_bytes_per_us : float
-        Bytes per microsecond of a tensor crossing PS/PL (quantize or dequantize, channel
-        blocking, copy, cache flush or invalidate).
+        Fixed cost of one fabric step on the board (register accesses, start, completion).
+    copy_bytes_per_us : float
+        Copying an exchange tensor into or out of the DMA buffer, with its cache flush or
+        invalidate, per microsecond.
     """
 
     name: str
-    op_us: float
+    slowdown: float
     step_us: float
-    macs_per_us: float
-    bytes_per_us: float
-    exchange_bytes_per_us: float
+    copy_bytes_per_us: float
 
     def __post_init__(self):
-        for f in ("op_us", "step_us"):
-            if getattr(self, f) < 0:
-                raise ValueError(f"{f} must not be negative, not {getattr(self, f)!r}")
-        for f in ("macs_per_us", "bytes_per_us", "exchange_bytes_per_us"):
+        for f in ("slowdown", "copy_bytes_per_us"):
             if not getattr(self, f) > 0:
                 raise ValueError(f"{f} must be positive, not {getattr(self, f)!r}")
+        if self.step_us < 0:
+            raise ValueError(f"step_us must not be negative, not {self.step_us!r}")
 
-    def node_seconds(self, macs, nbytes):
-        """Seconds of one CPU node of ``macs`` MACs touching ``nbytes`` bytes."""
-        return (self.op_us + macs / self.macs_per_us + nbytes / self.bytes_per_us) * 1e-6
-
-    def step_seconds(self, exchange_bytes):
-        """Seconds of one fabric step moving ``exchange_bytes`` across PS/PL."""
-        return (self.step_us + exchange_bytes / self.exchange_bytes_per_us) * 1e-6
+    def seconds(self, workstation_cpu_s, steps, exchange_bytes):
+        """Board seconds per frame: scaled CPU work, fixed step costs and the copies."""
+        return (self.slowdown * workstation_cpu_s + 1e-6 * steps * self.step_us
+                + 1e-6 * exchange_bytes / self.copy_bytes_per_us)
 
 
 HOSTS = {
     # Ultra96: four Cortex-A53 at 1.2 GHz (xczu3eg, -1 speed grade), PYNQ (Python 3.10,
     # numpy 1.x), one core running the runtime. Assumed, not measured on the board yet:
-    # * op_us 40: a CPU node is ~10 numpy calls (cast, zero point, kernel, requantize,
-    #   clip, table), ~4 us each on an in-order 1.2 GHz core.
+    # * slowdown 4: an in-order 1.2 GHz A53 (NEON 128-bit, LPDDR4 shared with the fabric)
+    #   against a recent x86-64 core (AVX2, ~3-4 GHz) on numpy's streaming loops.
     # * step_us 60: ~6 AXI-Lite accesses through PYNQ's MMIO from Python (~3 us each),
-    #   the completion interrupt's wake-up (~20 us) and the flush/invalidate calls.
-    # * macs_per_us 100: the runtime's fully connected layer is an exact float64 GEMV
-    #   (runtime/conv.py): converting the int8 weights and streaming them as float64 is
-    #   ~30 bytes of DDR traffic per MAC at ~3 GB/s.
-    # * bytes_per_us 300 and exchange_bytes_per_us 500: numpy elementwise passes over uint8
-    #   data with int32/float32 temporaries, several passes per byte.
-    "ultra96": HostTiming("ultra96", op_us=40.0, step_us=60.0, macs_per_us=100.0,
-                          bytes_per_us=300.0, exchange_bytes_per_us=500.0),
+    #   the completion interrupt's wake-up (~20 us), the flush/invalidate calls.
+    # * copy_bytes_per_us 1000: memcpy into the uncached-coherent DMA buffer plus the cache
+    #   flush or invalidate of its lines, ~1 GB/s on one A53.
+    "ultra96": HostTiming("ultra96", slowdown=4.0, step_us=60.0, copy_bytes_per_us=1000.0),
 }

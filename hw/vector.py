@@ -35,7 +35,7 @@ MUL read two words per pixel, so half as many FMA lanes, each taking two lanes i
 turn, would keep their rate.
 """
 
-from amaranth.hdl import Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Array, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 from bamboo.hw.pipeline import register
@@ -107,15 +107,20 @@ class VectorUnit(wiring.Component):
     START = 3
 
     @classmethod
-    def cycles(cls, pixels, elements):
+    def cycles(cls, config, pixels, elements):
         """Cycles from accepting an instruction to its ``done`` pulse (the compiler's cost).
 
         ``elements`` INP reads per pixel: pools ``kernel_h * kernel_w``, ADD and MUL 2,
-        else 1. An instruction without pixels is done in the cycle it is accepted.
+        else 1. An instruction without pixels is done in the cycle it is accepted. The
+        lanes take ``T = config.vector_turns`` cycles per pixel: pixels start
+        ``max(elements, T)`` cycles apart, and the last lane group of a pixel enters
+        the lanes ``T - 1`` cycles after its first.
         """
         if pixels == 0:
             return 0
-        return cls.START + pixels * elements + cls.LATENCY
+        turns = config.vector_turns
+        return (cls.START + (pixels - 1) * max(elements, turns) + elements + cls.LATENCY
+                + turns - 1)
 
     def __init__(self, config, param_depth=PARAM_DEPTH):
         if not isinstance(config, AcceleratorConfig):
@@ -126,6 +131,8 @@ class VectorUnit(wiring.Component):
             raise ValueError(f"the vector unit needs 2 <= cols and rows <= cols, not "
                              f"rows {config.rows!r}, cols {config.cols!r}")
         self.config = config
+        self.lanes = config.vector_lanes or config.rows
+        self.turns = config.vector_turns
         self.insn_layout = instruction_layout(Opcode.VEC)
         self.inp_aw = config.buffer_addr_width(config.input_buffer_depth)
         self.out_aw = config.buffer_addr_width(config.output_buffer_depth)
@@ -145,6 +152,7 @@ class VectorUnit(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         B = self.config.rows
+        V, T = self.lanes, self.turns        # lanes, and cycles to take B channels
         insn = Signal(self.insn_layout)
         vop = insn.vop
         pool = (vop == VecOp.MAX_POOL) | (vop == VecOp.AVG_POOL)
@@ -185,6 +193,8 @@ class VectorUnit(wiring.Component):
         s_word = Signal(data.ArrayLayout(unsigned(8), B))
         s_latch = Signal()
         issue, first, last = Signal(), Signal(), Signal()
+        # Idle cycles after a pixel's reads so that pixels start >= T cycles apart.
+        gap, gap_len = Signal(range(T + 1)), Signal(range(T + 1))
         write = Signal()
         m.d.sync += s_latch.eq(0)
 
@@ -217,11 +227,20 @@ class VectorUnit(wiring.Component):
             with m.State("SETUP"):
                 # MUL_CHANNEL's scale word; the lanes' constants settle from `param`.
                 m.d.comb += [self.inp_r.addr.eq(insn.src_b), self.inp_r.en.eq(1)]
-                m.d.sync += s_latch.eq(1)
+                m.d.sync += [s_latch.eq(1), gap.eq(0),
+                             gap_len.eq(Mux(kh * kw < T, T - kh * kw, 0))]
                 m.next = "RUN"
+            with m.State("GAP"):
+                m.d.sync += gap.eq(gap - 1)
+                with m.If(gap == 1):
+                    m.next = "RUN"
             with m.State("RUN"):
                 m.d.comb += [issue.eq(1), first.eq((kx == 0) & (ky == 0)),
                              last.eq((kx == kw - 1) & (ky == kh - 1))]
+                if T > 1:
+                    with m.If(last & (gap_len != 0)):
+                        m.d.sync += gap.eq(gap_len)
+                        m.next = "GAP"
                 base = Mux(two & (kx == 1), insn.src_b, insn.src_a)
                 offset = row_off + col_off + Mux(two, 0, win_off + kx)
                 m.d.comb += [self.inp_r.addr.eq(base + offset), self.inp_r.en.eq(1)]
@@ -266,13 +285,24 @@ class VectorUnit(wiring.Component):
         # ---- reducer: data of the read issued last cycle -----------------------------------
         v1, first1, last1 = ctl(issue, "rd_valid"), reg(first, "rd_first"), reg(last, "rd_last")
         emit = ctl(v1 & last1, "emit")                        # Stage 0 of the lanes
-        valid = [emit]
+        # Lane groups: channels g*V .. g*V + V - 1 enter the V lanes in cycle emit + g.
+        turn = Signal(range(max(T, 2)), name="turn")
+        if T > 1:
+            with m.If(emit):
+                m.d.sync += turn.eq(1)
+            with m.Elif(turn != 0):
+                m.d.sync += turn.eq(Mux(turn == T - 1, 0, turn + 1))
+        in_turn = emit | (turn != 0)
+        group = Mux(emit, 0, turn)
+        valid, groups = [in_turn], [group]
         for n in range(self.LATENCY - 2):
             valid.append(ctl(valid[-1], f"valid{n + 1}"))
-        write_now = valid[-1]
+            groups.append(reg(groups[-1], f"group{n + 1}", unsigned(len(turn))))
+        write_now = valid[-1] & (groups[-1] == T - 1)
         m.d.comb += [write.eq(write_now), self.out_w.en.eq(write_now),
                      self.out_w.addr.eq(wr_addr)]
 
+        e_codes, e_sums, e_bs = [], [], []
         for c in range(B):
             x = code(self.inp_r.data[c])
             held_max, held_sum, held_a = Signal(signed(9)), Signal(signed(18)), Signal(signed(9))
@@ -281,26 +311,42 @@ class VectorUnit(wiring.Component):
             new_a = Mux(first1, x, held_a)
             with m.If(v1):
                 m.d.sync += [held_max.eq(new_max), held_sum.eq(new_sum), held_a.eq(new_a)]
-            # Stage 0: one beat per pixel (the registers below hold it for the lanes).
-            e_code = reg(Mux(vop == VecOp.MAX_POOL, new_max, new_a), f"e_code{c}", signed(9))
-            e_sum = reg(new_sum, f"e_sum{c}", signed(18))
-            e_b = reg(Mux(vop == VecOp.MUL_CHANNEL, code(s_word[c]), x), f"e_b{c}", signed(9))
+            # Stage 0: one beat per pixel, held while its lane groups go through.
+            e_code = Signal(signed(9), name=f"e_code{c}")
+            e_sum = Signal(signed(18), name=f"e_sum{c}")
+            e_b = Signal(signed(9), name=f"e_b{c}")
+            with m.If(v1 & last1):
+                m.d.sync += [e_code.eq(Mux(vop == VecOp.MAX_POOL, new_max, new_a)),
+                             e_sum.eq(new_sum),
+                             e_b.eq(Mux(vop == VecOp.MUL_CHANNEL, code(s_word[c]), x))]
+            e_codes.append(e_code)
+            e_sums.append(e_sum)
+            e_bs.append(e_b)
+
+        def pick(values, i):
+            """Lane ``i``'s operand of the current group: channel ``group * V + i``."""
+            return values[i] if T == 1 else Array(values[g * V + i] for g in range(T))[group]
+
+        held = [Signal(8, name=f"out_held{c}") for c in range(B - V)]
+        for i in range(V):
+            l_code, l_sum, l_b = pick(e_codes, i), pick(e_sums, i), pick(e_bs, i)
+            l_param = pick([param[c] for c in range(B)], i)
 
             # Stage 1: FMA operands. ADD: fma(a, rA, fma(b, rB, K)); MUL: fma(zp, 1, fma(p, R, 0)).
-            prod = (e_code - a_zp) * (e_b - b_zp)
-            x1 = reg(Mux(is_add, e_b, prod), f"x1_{c}", signed(_X1))
-            x2 = reg(Mux(is_add, e_code, out_zp), f"x2_{c}", signed(9))
+            prod = (l_code - a_zp) * (l_b - b_zp)
+            x1 = reg(Mux(is_add, l_b, prod), f"x1_{i}", signed(_X1))
+            x2 = reg(Mux(is_add, l_code, out_zp), f"x2_{i}", signed(9))
             fma1 = FusedMultiplyAdd(_X1, aligned=True)
             fma2 = FusedMultiplyAdd(9)
-            m.submodules[f"fma1_{c}"] = fma1
-            m.submodules[f"fma2_{c}"] = fma2
+            m.submodules[f"fma1_{i}"] = fma1
+            m.submodules[f"fma2_{i}"] = fma2
             m.d.comb += [fma1.i.payload.x.eq(x1), fma1.i.payload.f.eq(f1),
                          fma1.i.payload.z.eq(z1), fma1.i.payload.za.eq(z1_aligned),
-                         fma2.i.payload.x.eq(delay(x2, FusedMultiplyAdd.LATENCY, f"x2_{c}")),
+                         fma2.i.payload.x.eq(delay(x2, FusedMultiplyAdd.LATENCY, f"x2_{i}")),
                          fma2.i.payload.f.eq(f2), fma2.i.payload.z.eq(fma1.o.payload.r)]
             # Stages 2-15: the two FMAs. Stage 16: round to an integer (RNE) and clip.
             r = fma2.o.payload.r
-            y16, up16 = Signal(range(512), name=f"y16_{c}"), Signal(name=f"up16_{c}")
+            y16, up16 = Signal(range(512), name=f"y16_{i}"), Signal(name=f"up16_{i}")
             with m.If(r.zero):
                 pass
             with m.Elif(r.exp >= -14):                        # |v| >= 512 saturates
@@ -312,36 +358,41 @@ class VectorUnit(wiring.Component):
                         odd = r.mant[sh] if sh < len(r.mant) else 0
                         m.d.comb += [y16.eq(r.mant[sh:]),
                                      up16.eq(r.mant[sh - 1] & (sticky | odd))]
-            y_16, u_16, s_16 = (reg(y16, f"y16r_{c}"), reg(up16, f"up16r_{c}"),
-                                reg(r.sign, f"s16r_{c}"))
+            y_16, u_16, s_16 = (reg(y16, f"y16r_{i}"), reg(up16, f"up16r_{i}"),
+                                reg(r.sign, f"s16r_{i}"))
             # Stage 17: the sign.
             mag = y_16 + u_16
-            fma_y = reg(Mux(s_16, -mag, mag), f"fma_y{c}", signed(11))
+            fma_y = reg(Mux(s_16, -mag, mag), f"fma_y{i}", signed(11))
             # Stage 18: clamp, numpy's order (max with qmin, then min with qmax).
-            plain = delay(e_code, 17, f"plain{c}")
+            plain = delay(l_code, 17, f"plain{i}")
             y = Mux(fma_op, fma_y, plain)
             lo = Mux(y < qmin, qmin, y)
-            clamped = reg(Mux(lo > qmax, qmax, lo), f"clamped{c}", signed(9))
+            clamped = reg(Mux(lo > qmax, qmax, lo), f"clamped{i}", signed(9))
             # Stages 1-13: AVG_POOL through the requantizer, delayed to stage 18.
             rq = Requantizer()
-            m.submodules[f"requantizer{c}"] = rq
-            bias, mant, exp = param[c][:32], param[c][32:56], param[c][56:]
-            m.d.comb += [rq.i.valid.eq(emit), rq.i.payload.acc.eq(e_sum),
+            m.submodules[f"requantizer{i}"] = rq
+            bias, mant, exp = l_param[:32], l_param[32:56], l_param[56:]
+            m.d.comb += [rq.i.valid.eq(in_turn), rq.i.payload.acc.eq(l_sum),
                          rq.i.payload.bias.eq(bias.as_signed()),
                          rq.i.payload.params.m.eq(mant), rq.i.payload.params.e.eq(exp.as_signed()),
                          rq.i.payload.params.zp.eq(out_zp), rq.i.payload.params.qmin.eq(qmin),
                          rq.i.payload.params.qmax.eq(qmax)]
-            avg = delay(rq.o.payload.code, self._CORE - Requantizer.LATENCY, f"avg{c}")
+            avg = delay(rq.o.payload.code, self._CORE - Requantizer.LATENCY, f"avg{i}")
             # Stages 19-21: activation (the lane's own tables).
             act = ActivationUnit(self.config.lut_slots)
-            m.submodules[f"activation{c}"] = act
+            m.submodules[f"activation{i}"] = act
             m.d.comb += [act.i.valid.eq(valid[self._CORE]),
                          act.i.payload.code.eq(Mux(vop == VecOp.AVG_POOL, avg, clamped)),
                          act.i.payload.zp.eq(out_zp),
                          act.i.payload.tag.act.eq(insn.act),
                          act.i.payload.tag.lut_slot.eq(insn.lut_slot),    # mod lut_slots
                          act.lut_w.addr.eq(self.lut_w.addr), act.lut_w.data.eq(self.lut_w.data),
-                         act.lut_w.en.eq(self.lut_w.en),
-                         self.out_w.data[c].eq(act.o.payload)]
+                         act.lut_w.en.eq(self.lut_w.en)]
+            # Groups before the last wait in `held`; the last group's lanes write with them.
+            for g in range(T - 1):
+                with m.If(valid[-1] & (groups[-1] == g)):
+                    m.d.sync += held[g * V + i].eq(act.o.payload)
+                m.d.comb += self.out_w.data[g * V + i].eq(held[g * V + i])
+            m.d.comb += self.out_w.data[(T - 1) * V + i].eq(act.o.payload)
         assert self._CORE >= Requantizer.LATENCY
         return m

@@ -24,6 +24,9 @@ from vector_vectors import OPS, add_exhaustive, make_case, words
 
 COCOTB_MODULE = Path(__file__).with_name("cocotb_vector.py")
 TINY = preset("tiny")
+# Lane counts: the tiny preset's own, one lane (4 turns per pixel), one lane per row.
+LANES = {"tiny": TINY, "1-lane": dataclasses.replace(TINY, vector_lanes=1),
+         "4-lanes": dataclasses.replace(TINY, vector_lanes=4)}
 RTL_ADD_INSNS = 4   # x 256 pixels x 4 lanes = 4096 ADD vectors per simulator
 F32 = np.float32
 
@@ -105,21 +108,26 @@ def _lut(seed):
 _NAMES = {v: k for k, v in vars(isa.VecOp).items() if k.isupper()}
 
 
+@pytest.mark.parametrize("lanes", sorted(LANES))
 @pytest.mark.parametrize("vop", OPS, ids=_NAMES.get)
-def test_random_instructions(vop, diff_cases):
+def test_random_instructions(vop, lanes, diff_cases):
     """Random instructions of one VecOp against sim.isa_ops.vec on the same buffers."""
+    config = LANES[lanes]
     rng = np.random.default_rng(100 + vop)
     lut = _lut(vop)
-    cases = [make_case(TINY, vop, rng, lut) for _ in range(12)]
-    bench = Bench(TINY, cases, lut)
+    cases = [make_case(config, vop, rng, lut) for _ in range(12 if lanes == "tiny" else 4)]
+    bench = Bench(config, cases, lut)
     bench.simulate()
     for case, writes in zip(cases, bench.got):
-        _check(TINY, case, writes)
-    diff_cases(f"hw.vector.{_NAMES[vop]}", sum(c.pixels for c in cases) * TINY.rows)
+        _check(config, case, writes)
+    diff_cases(f"hw.vector.{_NAMES[vop]}", sum(c.pixels for c in cases) * config.rows)
 
 
-def test_latency_and_cycles():
-    """First OUT write LATENCY cycles after the first read; one read per element and cycle."""
+@pytest.mark.parametrize("lanes", sorted(LANES))
+def test_latency_and_cycles(lanes):
+    """First OUT write LATENCY cycles after the first read; one read per element and cycle,
+    pixels at least ``vector_turns`` cycles apart."""
+    TINY = LANES[lanes]
     rng = np.random.default_rng(7)
     lut = _lut(0)
     cases = []
@@ -138,8 +146,10 @@ def test_latency_and_cycles():
         elements = f["kernel_h"] * f["kernel_w"] if f["vop"] == isa.VecOp.MAX_POOL else \
             (2 if f["vop"] == isa.VecOp.ADD else 1)
         # accept, PARAM, SETUP, reads, LATENCY to the last write, done the cycle after
-        assert cycles == VectorUnit.cycles(f["out_h"] * f["out_w"], elements)
-        assert cycles == 3 + f["out_h"] * f["out_w"] * elements + VectorUnit.LATENCY
+        pixels, turns = f["out_h"] * f["out_w"], TINY.vector_turns
+        assert cycles == VectorUnit.cycles(TINY, pixels, elements)
+        assert cycles == (3 + (pixels - 1) * max(elements, turns) + elements
+                          + VectorUnit.LATENCY + turns - 1)
 
 
 def test_barrier_is_done_at_once():

@@ -12,6 +12,7 @@
   ``CYCLES`` counter of every run within 5 % of the model's cycles.
 """
 
+import dataclasses
 import importlib.util
 import json
 import os
@@ -94,9 +95,12 @@ def test_vec_cycles_equals_the_vector_unit_formula():
     from bamboo.hw.vector import VectorUnit
 
     assert (T.VEC_START, T.VEC_LATENCY) == (VectorUnit.START, VectorUnit.LATENCY)
-    for pixels in (0, 1, 7, 64, 1000):
-        for elements in (1, 2, 9, 49):
-            assert T.vec_cycles(pixels, elements) == VectorUnit.cycles(pixels, elements)
+    configs = [preset(n) for n in ("tiny", "ultra96", "pynqz2")]
+    for config in configs + [dataclasses.replace(configs[1], vector_lanes=1)]:
+        for pixels in (0, 1, 7, 64, 1000):
+            for elements in (1, 2, 9, 49):
+                assert T.vec_cycles(config, pixels, elements) == \
+                    VectorUnit.cycles(config, pixels, elements)
 
 
 def test_conv_cycles_rejects_empty_instructions():
