@@ -124,6 +124,18 @@ class AcceleratorConfig:
         return self.rows + (self.cols // 2 if self.dsp_packing else self.cols)
 
     @property
+    def depthwise_column_step(self):
+        """WGT columns per depthwise channel: channel ``c``'s kernel row sits in column
+        ``c * step``. A packed array multiplies column pair ``(2k, 2k + 1)`` as one
+        operand, so channel ``k`` takes the pair's low column and the high one holds 0."""
+        return 2 if self.dsp_packing else 1
+
+    @property
+    def depthwise_channels(self):
+        """Channels one depthwise CONV computes: ``min(rows, cols / depthwise_column_step)``."""
+        return min(self.rows, self.cols // self.depthwise_column_step)
+
+    @property
     def vector_turns(self):
         """Cycles the vector unit's lanes take per pixel: ``rows / vector_lanes``."""
         return self.rows // (self.vector_lanes or self.rows)
@@ -185,7 +197,8 @@ PRESETS = {
         name="ultra96", rows=8, cols=32,
         input_buffer_depth=8192, weight_buffer_depth=512,
         acc_buffer_depth=1024, output_buffer_depth=2048,
-        axi_data_width=128, lut_slots=4, dsp_packing=True, clock_mhz=250.0),
+        axi_data_width=128, lut_slots=4, dsp_packing=True, clock_mhz=250.0,
+        vector_lanes=2),
     # xczu7ev (ZCU104): 1728 DSP48E2, 230,400 LUT, 312 BRAM36, 96 URAM.
     # 16 x 64 = 1024 MACs packed = 512 DSPs (30 %); packing needs rows <= 16 and
     # cols >= 2 * rows. Buffers ~210 BRAM36 (67 %): an 8192-bit weight word takes 114

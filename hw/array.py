@@ -34,8 +34,9 @@ negative low lane borrowed one from the high lane). Exact while every ``|L|, |H|
 and weights in ``[-127, 127]`` (onnxruntime's symmetric int8 range; the compiler
 refuses -128). One DSP48E2 per pair: ``x * W`` is 8 x 27 bits, the column sum its
 post-adder cascade. Depthwise in a packed array: pair ``k`` computes channel ``k`` in
-its low lane (``W = w[k][r]``) and the bottom routes it to column ``k``, so ``rows``
-channels need ``cols / 2 >= rows`` pairs (``AcceleratorConfig`` checks it). The array
+its low lane, so its WGT word holds channel ``k``'s taps in column ``2k`` and zeros in
+column ``2k + 1`` (``AcceleratorConfig.depthwise_column_step``), and the bottom routes
+the lane to column ``k``; ``rows`` channels need ``cols / 2 >= rows`` pairs. The array
 is ``cols / 2`` DSP columns wide: ``LATENCY = rows + cols / 2``.
 """
 
@@ -93,8 +94,7 @@ class SystolicArray(wiring.Component):
         channel ``c`` of the word entered ``r`` cycles after the output's own word
         (``c < rows``; packed: ``c < min(rows, cols / 2)``), so ``psum[c]`` of word ``t``
         is ``sum_r x_{t+r}[c] * w[c][r]``: rows are the horizontal taps of a 1-D
-        convolution along the stream. For the weights, held also while ``i_weight``
-        writes (a packed array builds ``W`` by mode).
+        convolution along the stream. Packed: channel ``c``'s weights in column ``2c``.
     o_psum : ``Out(stream.Signature({psum, tag}, always_ready=True))``
         ``psum`` is ``cols`` int32; the consumer cannot stall the array.
     """
@@ -184,12 +184,10 @@ class SystolicArray(wiring.Component):
                 b = Mux(self.depthwise, col[c][1], grid[r, c][1])
                 w_in = self.i_weight.payload.w
                 if self.packed:
-                    # W = w_hi * 2**S + w_lo, built once per weight write; depthwise:
-                    # channel c alone, in the low lane.
+                    # W = w_hi * 2**S + w_lo, built once per weight write. Depthwise
+                    # words hold channel c in column 2c and 0 in 2c + 1: the low lane.
                     a = a[:8].as_signed()
-                    wd = w_in[c][r] if c < self.cols else 0
-                    new_w = Mux(self.depthwise, wd, (w_in[2 * c + 1][r] << self.lane_shift)
-                                + w_in[2 * c][r])
+                    new_w = (w_in[2 * c + 1][r] << self.lane_shift) + w_in[2 * c][r]
                     w_shape = signed(8 + self.lane_shift)
                 else:
                     new_w, w_shape = w_in[c][r], signed(8)

@@ -76,6 +76,11 @@ def _check_inp(m, idx):
           f"INP words up to {int(idx.max()) if idx.size else 0} beyond depth {m.inp.shape[0]}")
 
 
+def _wrap_x(m, x):
+    """A packed array (dsp_packing) multiplies the low 8 bits of ``x - in_zp``, signed."""
+    return ((x + 128) & 255) - 128 if m.config.dsp_packing else x
+
+
 def conv(m, f):
     """One CONV instruction (docs/compute.md: dense and depthwise walkers)."""
     B, C = m.config.rows, m.config.cols
@@ -93,13 +98,13 @@ def conv(m, f):
     if depthwise:
         _need(kw <= B and dw == 1, "depthwise needs kernel_w <= rows and dilation_w 1")
         _need(f["wgt_addr"] + kh <= m.wgt.shape[0], "WGT words beyond depth")
-        n = min(B, C)
+        n, step = m.config.depthwise_channels, m.config.depthwise_column_step
         ky, kx = np.arange(kh), np.arange(kw)
         idx = (f["inp_addr"] + (oy[None, None] + ky[:, None, None, None] * dh) * f["in_w"]
                + ox[None, None] + kx[None, :, None, None])          # (kh, kw, oh, ow)
         _check_inp(m, idx)
-        x = _codes(m.inp[idx], signed)[..., :n] - zp                 # (kh, kw, oh, ow, n)
-        w = m.wgt[f["wgt_addr"]:f["wgt_addr"] + kh, :n, :kw].astype(np.int64)  # (kh, n, kw)
+        x = _wrap_x(m, _codes(m.inp[idx], signed)[..., :n] - zp)      # (kh, kw, oh, ow, n)
+        w = m.wgt[f["wgt_addr"]:f["wgt_addr"] + kh, :n * step:step, :kw].astype(np.int64)
         part = np.zeros((P, C), np.int64)
         part[:, :n] = np.einsum("yxhwc,ycx->hwc", x, w).reshape(P, n)
         macs = P * kh * kw * B
@@ -114,7 +119,7 @@ def conv(m, f):
         _check_inp(m, idx)
         # float64 matmul (BLAS) is exact here: |x - zp| < 2**9, |w| <= 2**7 and at most
         # 255 * 15 * 15 * 32 products, so every partial sum stays far below 2**53.
-        x = _codes(m.inp[idx.reshape(T, P).T], signed) - zp          # (P, T, B)
+        x = _wrap_x(m, _codes(m.inp[idx.reshape(T, P).T], signed) - zp)  # (P, T, B)
         w = m.wgt[f["wgt_addr"]:f["wgt_addr"] + T]                   # (T, C, B)
         part = (x.reshape(P, T * B).astype(np.float64) @
                 w.transpose(0, 2, 1).reshape(T * B, C).astype(np.float64)).astype(np.int64)

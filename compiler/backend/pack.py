@@ -39,14 +39,18 @@ def dense_weights(w, rows, cols):
     return np.ascontiguousarray(words).reshape(ob, ib, kh, kw, cols * rows).view(np.uint8)
 
 
-def depthwise_weights(w, rows, cols):
-    """``(C, kh, kw, 1)`` int8 ``w`` -> uint8 array ``(nb, kh, C*B)`` of WGT words."""
+def depthwise_weights(w, rows, cols, step=1):
+    """``(C, kh, kw, 1)`` int8 ``w`` -> uint8 array ``(nb, kh, C*B)`` of WGT words.
+
+    Channel ``c`` of a block sits in column ``c * step``
+    (``AcceleratorConfig.depthwise_column_step``), rows ``0 .. kw - 1``.
+    """
     c, kh, kw, _ = w.shape
     nb = -(-c // rows)
     full = np.zeros((nb * rows, kh, kw), np.int8)
     full[:c] = w[..., 0]
     words = np.zeros((nb, kh, cols, rows), np.int8)
-    words[:, :, :rows, :kw] = full.reshape(nb, rows, kh, kw).transpose(0, 2, 1, 3)
+    words[:, :, :rows * step:step, :kw] = full.reshape(nb, rows, kh, kw).transpose(0, 2, 1, 3)
     return words.reshape(nb, kh, cols * rows).view(np.uint8)
 
 

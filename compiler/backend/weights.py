@@ -77,7 +77,9 @@ def pack_weights(graph, config):
             if n.op == "conv" and is_depthwise(n, graph):
                 kw = w.shape[2]
                 chunks = [(x, min(rows, kw - x)) for x in range(0, kw, rows)]
-                words = [pack.depthwise_weights(w[:, :, x:x + n], rows, cols) for x, n in chunks]
+                words = [pack.depthwise_weights(w[:, :, x:x + n], rows, cols,
+                                                config.depthwise_column_step)
+                         for x, n in chunks]
                 d["wgt"] = img.add(np.stack(words, axis=1))   # (nb, chunk, kh, C*B)
                 d["dw_chunks"] = chunks
                 d["param"] = img.add(pack.param_words(bias, m, e, cols, rows))

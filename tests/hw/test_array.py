@@ -116,6 +116,11 @@ def test_array_depthwise_fir(rows, cols, packed):
     rng = np.random.default_rng(rows * 10 + cols)
     dut = SystolicArray(rows, cols, tag_shape=16, packed=packed)
     w = rng.integers(-127 if packed else -128, 128, (cols, rows))
+    lanes = min(rows, cols // 2 if packed else cols)
+    # Packed: channel c's weights in column 2c, zeros in 2c + 1 (depthwise_column_step).
+    step = 2 if packed else 1
+    w_word = np.zeros_like(w)
+    w_word[:lanes * step:step] = w[:lanes]
     xs = rng.integers(*((-128, 128) if packed else (-255, 256)), (rows + 8, rows))
     got = {}
 
@@ -124,7 +129,7 @@ def test_array_depthwise_fir(rows, cols, packed):
         ctx.set(dut.i_weight.valid, 1)
         for c in range(cols):
             for r in range(rows):
-                ctx.set(dut.i_weight.payload.w[c][r], int(w[c, r]))
+                ctx.set(dut.i_weight.payload.w[c][r], int(w_word[c, r]))
         await ctx.tick()
         ctx.set(dut.i_weight.valid, 0)
         for cycle in range(len(xs) + dut.LATENCY + 1):
@@ -142,7 +147,6 @@ def test_array_depthwise_fir(rows, cols, packed):
     sim.add_clock(1e-8)
     sim.add_testbench(bench)
     sim.run()
-    lanes = min(rows, cols // 2 if packed else cols)
     for t in range(len(xs) - rows + 1):
         want = [int(sum(xs[t + r, c] * w[c, r] for r in range(rows))) if c < lanes else 0
                 for c in range(cols)]

@@ -21,7 +21,7 @@ from test_compute import expected as expected_dense
 def depthwise_case(cfg, rng, *, kernel=None, stride=None, out=None, inp_base=0, wgt_base=0):
     """Random depthwise tile: returns (inp, wgt, insn, expected (Ho*Wo, cols), layer)."""
     R, C = cfg.rows, cfg.cols
-    lanes = min(R, C)
+    lanes, step = cfg.depthwise_channels, cfg.depthwise_column_step
     kh, kw = kernel or (int(rng.choice([1, 3])), int(rng.integers(1, min(3, R) + 1)))
     sh, sw = stride or (int(rng.choice([1, 2])), int(rng.choice([1, 2])))
     dh = int(rng.choice([1, 2]))
@@ -47,11 +47,11 @@ def depthwise_case(cfg, rng, *, kernel=None, stride=None, out=None, inp_base=0, 
             word = np.zeros(R, dtype=np.uint8)
             word[:lanes] = xp[y, xx].view(np.uint8)
             inp[inp_addr + y * wp + xx] = word
-    # Depthwise WGT word of kernel row ky: w[c][r] = weight(c, ky, r), 0 for r >= kw.
+    # Depthwise WGT word of kernel row ky: w[c * step][r] = weight(c, ky, r), 0 for r >= kw.
     wgt = {}
     for ky in range(kh):
         word = np.zeros((C, R), dtype=np.int64)
-        word[:lanes, :kw] = w[:, ky, :, 0]
+        word[:lanes * step:step, :kw] = w[:, ky, :, 0]
         wgt[wgt_addr + ky] = word
     insn = encode_conv(
         mode=ConvMode.DEPTHWISE, kernel_h=kh, kernel_w=kw, stride_h=sh, stride_w=sw,
