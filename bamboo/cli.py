@@ -9,9 +9,9 @@ __all__ = ["main"]
 
 
 def _cmd_demo(args):
-    from bamboo.models.demo import main as demo
+    from bamboo.demo import main as demo
 
-    return demo()
+    return demo(out=args.out, rtl_images=args.rtl_images, headline=not args.no_headline)
 
 
 def build_parser():
@@ -21,16 +21,25 @@ def build_parser():
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     p = sub.add_parser("demo", help="run the demo: trained and pretrained models, bit-exact "
-                       "against onnxruntime")
+                       "against onnxruntime, on the instruction simulator and the RTL, with "
+                       "cycle tables, FPS projections and charts")
+    p.add_argument("--out", default="build/demo", help="folder of the PNGs (default %(default)s)")
+    p.add_argument("--rtl-images", type=int, default=4,
+                   help="held-out digits run through the RTL simulation (default %(default)s; "
+                   "0 skips it)")
+    p.add_argument("--no-headline", action="store_true",
+                   help="skip the MobileNetV2-1.0@224 projection (it builds the model once)")
     p.set_defaults(func=_cmd_demo)
 
     from bamboo.compiler.cli_compile import add_compile_parser
     from bamboo.compiler.cli_inspect import add_inspect_parser
+    from bamboo.runtime.cli_profile import add_profile_parser
     from bamboo.runtime.cli_run import add_run_parser
 
     add_inspect_parser(sub)
     add_compile_parser(sub)
     add_run_parser(sub)
+    add_profile_parser(sub)
     return parser
 
 

@@ -44,8 +44,11 @@ CAPABILITIES = {
 def find_squeeze_excite(graph):
     """Names of the nodes between GAP and a channel Mul that form a squeeze-excite block.
 
-    Returns ``{mul node name: [inner node names]}``; the inner nodes are the chain
-    GAP-output -> ... -> Mul's per-channel operand (fc, lut, view nodes).
+    Returns ``{mul node name: [inner node names]}``; the inner nodes are everything
+    between the GAP's output and the Mul's per-channel operand: fc, 1x1 conv, lut and
+    view nodes, and elementwise add/mul of two such vectors (the ``x * sigmoid(x)`` of a
+    SiLU or ``x * hsigmoid(x)`` of a HardSwish inside the bottleneck), at least one fc or
+    conv, all of it fed by the one GAP. Listed from the Mul's operand backwards.
     """
     prod = graph.producers()
     found = {}
@@ -57,14 +60,39 @@ def find_squeeze_excite(graph):
             other = graph.tensors[n.inputs[1 - k]]
             if t.size * 4 > other.size:  # the per-channel operand is the small one
                 continue
-            chain, cur, has_fc = [], prod.get(i), False
-            while cur is not None and cur.op in ("fc", "lut", "view", "conv"):
-                has_fc |= cur.op in ("fc", "conv")
-                chain.append(cur.name)
-                cur = prod.get(cur.inputs[0])
-            if cur is not None and cur.op == "gap" and has_fc:
+            chain = _bottleneck(graph, prod, i)
+            if chain:
                 found[n.name] = chain
     return found
+
+
+def _bottleneck(graph, prod, tensor):
+    """The nodes producing ``tensor`` back to one GAP (see :func:`find_squeeze_excite`),
+    or None when something else feeds it."""
+    chain, gaps, has_fc = [], set(), False
+    todo, seen = [tensor], set()
+    while todo:
+        cur = prod.get(todo.pop())
+        if cur is None:
+            return None
+        if cur.op == "gap":
+            gaps.add(cur.name)
+            continue
+        if cur.name in seen:
+            continue
+        seen.add(cur.name)
+        size = graph.tensors[cur.outputs[0]].size
+        if cur.op in ("fc", "lut", "view", "conv"):
+            inputs = cur.inputs[:1]
+        elif cur.op in ("mul", "add") and all(graph.tensors[x].size == size
+                                               for x in cur.inputs):
+            inputs = cur.inputs     # elementwise on the bottleneck vector, no broadcast
+        else:
+            return None
+        has_fc |= cur.op in ("fc", "conv")
+        chain.append(cur.name)
+        todo.extend(inputs)
+    return chain if has_fc and len(gaps) == 1 else None
 
 
 def partition(graph, *, se_on_fabric=False, fc_on_fabric=False):

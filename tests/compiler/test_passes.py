@@ -99,6 +99,36 @@ def test_squeeze_excite_with_gemm():
     assert "transpose" not in {n.op for n in g.nodes}
 
 
+def silu_senet(seed=3):
+    """EfficientNet's squeeze-excite: GAP, 1x1 conv, SiLU (x * Sigmoid(x)), 1x1 conv,
+    Sigmoid, channel Mul."""
+    n = _Net(seed)
+    x = n.conv("x", 3, 16, 3)
+    g = n.node("GlobalAveragePool", [x])
+    s1 = n.conv(g, 16, 4, 1, act=None)
+    a = n.node("Mul", [s1, n.node("Sigmoid", [s1])])
+    s2 = n.conv(a, 4, 16, 1, act=None)
+    y = n.node("Mul", [x, n.node("Sigmoid", [s2])])
+    return n.model((1, 3, 8, 8), [y])
+
+
+def test_squeeze_excite_with_silu_inside_goes_to_cpu():
+    from bamboo.compiler import executor
+    from ortutil import run
+
+    m = qdq(silu_senet(), (1, 3, 8, 8), "silu_senet")
+    g = passes.compile_graph(import_onnx(m))
+    se = find_squeeze_excite(g)
+    assert len(se) == 1
+    by = {n.name: n for n in g.nodes}
+    inner = se[next(iter(se))]
+    assert sorted(by[k].op for k in inner) == ["conv", "conv", "lut", "mul"]
+    assert {n.name for n in g.nodes if n.target == CPU} == set(inner)
+    assert [seg[0] for seg in summary(g)["segments"]] == [FABRIC, CPU, FABRIC]
+    x = np.random.default_rng(4).uniform(-1, 1, (1, 3, 8, 8)).astype(np.float32)
+    assert np.array_equal(executor.run(g, {"x": x})[0], run(m, {"x": x})[0])
+
+
 def test_fc_and_softmax_on_cpu(conv_graph):
     g = passes.compile_graph(conv_graph)
     t = {n.op: n.target for n in g.nodes}
