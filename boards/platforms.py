@@ -52,6 +52,8 @@ class Board:
         Address of the accelerator's register window as the PS sees it.
     board_parts : tuple of str
         Vivado board-part globs; when one is installed its PS preset is applied first.
+    dsp_budget : int
+        DSP slices the accelerator may take (0: 85 % of the device); :attr:`budget`.
     """
 
     name: str
@@ -66,6 +68,16 @@ class Board:
     preset: str
     reg_base: int
     board_parts: tuple = ()
+    dsp_budget: int = 0
+
+    @property
+    def budget(self):
+        """What the preset's build may use: ``{resource: limit}``. DSP as
+        :attr:`dsp_budget`, at most 70 % of the LUTs (room for Vivado's placer and the
+        user's own logic) and 80 % of the BRAM36."""
+        cap = self.capacity
+        return dict(dsp=self.dsp_budget or int(0.85 * cap["dsp"]), lut=0.70 * cap["lut"],
+                    bram36=0.80 * cap["bram36"])
 
     @property
     def part(self):
@@ -137,11 +149,11 @@ BOARDS = {b.name: b for b in [
     # Avnet Ultra96-V2: industrial-grade xczu3eg. IOPLL 1500 MHz (33.333 MHz PS_REF x 45).
     Board("ultra96", "Ultra96-V2", "xczu3eg", "sbva484", "1-i",
           capacity=dict(dsp=360, lut=70560, ff=141120, bram36=216, uram=0),
-          clock_range=(100.0, 300.0), preset="ultra96",
+          clock_range=(100.0, 300.0), preset="ultra96", dsp_budget=300,
           board_parts=("avnet.com:ultra96v2:part0:*",), **_ZYNQMP),
     Board("ultra96v1", "Ultra96 (V1)", "xczu3eg", "sbva484", "1-e",
           capacity=dict(dsp=360, lut=70560, ff=141120, bram36=216, uram=0),
-          clock_range=(100.0, 300.0), preset="ultra96",
+          clock_range=(100.0, 300.0), preset="ultra96", dsp_budget=300,
           board_parts=("em.avnet.com:ultra96:part0:*", "avnet.com:ultra96v1:part0:*"),
           **_ZYNQMP),
     Board("zcu104", "ZCU104", "xczu7ev", "ffvc1156", "2-e",

@@ -10,6 +10,13 @@ Results are cached under ``build/<board>/`` by the hash of the design.
 Yosys is not Vivado: its LUT counts run higher (no cross-boundary optimisation of
 the kind ``opt_design`` does) and it places no design, so the numbers bound the
 fit and the logic depth, not the achievable clock.
+
+Recorded estimates: ``--record`` also writes the result of the board's own preset to
+``boards/estimates/<board>.json``, keyed by the hash of the design's RTLIL. The
+estimate is reused only while that hash matches, so ``make test`` can check the fit
+of the real design in the seconds the elaboration takes (tests/boards/
+test_board_resources.py) instead of the half hour Yosys takes on two cores; any
+change to the hardware invalidates it, and the test says which command to rerun.
 """
 
 import argparse
@@ -29,7 +36,8 @@ from .platforms import board as get_board
 from .verilog import TOP_NAME, BoardTop, write_atomic
 from .vivado import build_root, default_accelerator
 
-__all__ = ["Resources", "bram36_for", "buffer_bram36", "estimate", "main", "synthesize"]
+__all__ = ["RECORDED", "Resources", "bram36_for", "buffer_bram36", "design_rtlil", "estimate",
+           "main", "recorded", "synthesize"]
 
 # LUTs per distributed-RAM / shift-register primitive (UG574 / UG474).
 _LUTRAM = {"RAM32M": 4, "RAM32M16": 8, "RAM64M": 4, "RAM64M8": 8, "RAM32X1D": 2, "RAM64X1D": 2,
@@ -37,6 +45,8 @@ _LUTRAM = {"RAM32M": 4, "RAM32M16": 8, "RAM64M": 4, "RAM64M8": 8, "RAM32X1D": 2,
            "RAM256X1S": 4, "SRL16E": 1, "SRLC32E": 1, "SRLC16E": 1}
 # Part of the cache key: bump when the script or the counting changes.
 _REV = "resources-1"
+#: Committed estimates of the boards' presets (``--record``).
+RECORDED = Path(__file__).resolve().parent / "estimates"
 
 
 @dataclass
@@ -78,6 +88,11 @@ class Resources:
             used = getattr(self, key)
             out[key] = (used, have, 100.0 * used / have if have else (0.0 if not used else 1e9))
         return out
+
+    def over_budget(self, board):
+        """``[(resource, used, limit)]`` of every resource above ``board.budget``."""
+        return [(k, getattr(self, k), limit) for k, limit in board.budget.items()
+                if getattr(self, k) > limit]
 
     def table(self, capacity):
         lines = [f"{'resource':<10}{'used':>10}{'device':>10}{'use':>8}"]
@@ -183,7 +198,28 @@ def _count(cells, board):
     return dict(dsp=dsp, lut=lut + lutram, lutram=lutram, ff=ff, bram36=bram, uram=uram)
 
 
-def estimate(board_name, *, config=None, accelerator=None, folder=None):
+def design_rtlil(board_name, *, config=None, accelerator=None):
+    """``(config, rtlil text, design hash)`` of a board's accelerator, as Yosys reads it."""
+    import amaranth
+    from amaranth.back import rtlil
+
+    b = get_board(board_name)
+    config = b.config() if config is None else config
+    check_config(b, config)
+    top = BoardTop((accelerator or default_accelerator)(config))
+    text = rtlil.convert(top, name=TOP_NAME, emit_src=False)
+    digest = hashlib.sha256(text.encode() + amaranth.__version__.encode()
+                            + _REV.encode()).hexdigest()[:20]
+    return config, text, digest
+
+
+def recorded(board_name):
+    """The committed estimate of ``board_name``'s preset (:data:`RECORDED`), or None."""
+    path = RECORDED / f"{board_name}.json"
+    return Resources(**json.loads(path.read_text())) if path.exists() else None
+
+
+def estimate(board_name, *, config=None, accelerator=None, folder=None, record=False):
     """Resources of ``board_name``'s accelerator (its preset, or ``config``), cached.
 
     Yosys reads the design as RTLIL, the form Amaranth writes in seconds; the
@@ -191,20 +227,22 @@ def estimate(board_name, *, config=None, accelerator=None, folder=None):
     run (minutes for the ultra96 configuration) and is not needed here. The cache
     key is the hash of that RTLIL (``design_hash``).
     """
-    import amaranth
-    from amaranth.back import rtlil
-
     b = get_board(board_name)
-    config = b.config() if config is None else config
-    check_config(b, config)
+    own = config is None and accelerator is None
+    config, text, digest = design_rtlil(board_name, config=config, accelerator=accelerator)
     folder = Path(folder) if folder else build_root() / b.name
-    top = BoardTop((accelerator or default_accelerator)(config))
-    text = rtlil.convert(top, name=TOP_NAME, emit_src=False)
-    digest = hashlib.sha256(text.encode() + amaranth.__version__.encode()
-                            + _REV.encode()).hexdigest()[:20]
     cache = folder / f"resources-{digest}.json"
-    if cache.exists():
-        return Resources(**json.loads(cache.read_text()))
+    # Boards of one device family synthesize the same design to the same cells
+    # (Ultra96 V1 and V2 differ in speed grade only): that cache is shared.
+    shared = build_root() / "resources-cache" / f"{b.yosys_family}-{digest}.json"
+    known = recorded(b.name) if own else None
+    hit = next((p for p in (cache, shared) if p.exists()), None)
+    if hit or (known is not None and known.design_hash == digest):
+        result = Resources(**json.loads(hit.read_text())) if hit else known
+        result.board = b.name
+        if record and own:
+            write_atomic(RECORDED / f"{b.name}.json", json.dumps(asdict(result), indent=2) + "\n")
+        return result
     workdir = folder / "yosys"
     workdir.mkdir(parents=True, exist_ok=True)
     design = workdir / f"{TOP_NAME}.il"
@@ -214,6 +252,11 @@ def estimate(board_name, *, config=None, accelerator=None, folder=None):
                        design_hash=digest, levels=levels, cells=cells,
                        seconds=round(seconds, 1), **_count(cells, b))
     write_atomic(cache, json.dumps(asdict(result), indent=2) + "\n")
+    shared.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(shared, json.dumps(asdict(result), indent=2) + "\n")
+    if record and own:
+        RECORDED.mkdir(exist_ok=True)
+        write_atomic(RECORDED / f"{b.name}.json", json.dumps(asdict(result), indent=2) + "\n")
     return result
 
 
@@ -222,6 +265,8 @@ def main(argv=None):
                                      description="Yosys resource estimate of a board's build.")
     parser.add_argument("board", help=f"one of: {', '.join(BOARDS)}")
     parser.add_argument("--config", help="a preset other than the board's own")
+    parser.add_argument("--record", action="store_true",
+                        help="also write boards/estimates/<board>.json (the board's own preset)")
     args = parser.parse_args(argv)
     try:
         b = get_board(args.board)
@@ -231,13 +276,20 @@ def main(argv=None):
 
             config = b.config() if args.config == b.preset else preset(args.config)
         folder = None if config is None else build_root() / b.name / f"config-{args.config}"
-        r = estimate(args.board, config=config, folder=folder)
+        r = estimate(args.board, config=config, folder=folder, record=args.record)
     except BoardError as exc:
         print(f"bamboo: error: {exc}", file=sys.stderr)
         return 1
     print(f"{b.title} ({b.part}), config {r.config!r} 0x{r.config_id:08x}, "
           f"Yosys synth_xilinx -family {b.yosys_family} ({r.seconds:g} s when measured)")
     print(r.table(b.capacity))
+    over = r.over_budget(b)
+    budget = ", ".join(f"{k.upper()} <= {v:g}" for k, v in b.budget.items())
+    if over:
+        print(f"does NOT fit the budget ({budget}): " +
+              "; ".join(f"{k.upper()} {u:g} > {lim:g}" for k, u, lim in over))
+        return 3
+    print(f"fits the budget ({budget})")
     return 0
 
 

@@ -5,7 +5,16 @@ import time
 import pytest
 from bamboo.arch.config import preset
 from bamboo.boards.platforms import board
-from bamboo.boards.resources import _count, bram36_for, buffer_bram36, estimate, synthesize
+from bamboo.boards.resources import (
+    RECORDED,
+    _count,
+    bram36_for,
+    buffer_bram36,
+    design_rtlil,
+    estimate,
+    recorded,
+    synthesize,
+)
 from board_standin import accelerator_factory
 
 
@@ -66,15 +75,39 @@ def test_tiny_config_fits_ultra96():
 
 @pytest.mark.slow
 def test_ultra96_preset_fits():
-    """The ultra96 preset: <= 300 DSP48E2, <= 70 % of the LUTs, <= 80 % of the BRAM36.
-
-    Uncached it converts ~8 MB of Verilog and synthesizes it: tens of minutes on two
-    shared cores (`make resources BOARD=ultra96` caches the result under build/ultra96).
-    """
+    """The ultra96 preset: <= 300 DSP48E2, <= 70 % of the LUTs, <= 80 % of the BRAM36,
+    synthesized now (about half an hour of Yosys on two shared cores, unless
+    build/ultra96 caches this very design)."""
     b = board("ultra96")
-    r = estimate("ultra96", accelerator=accelerator_factory())
+    r = estimate("ultra96", accelerator=accelerator_factory(), folder=build_root_of("ultra96"))
     print(r.table(b.capacity))
     _fits(r, b.capacity, dsp=300, lut_pct=70, bram_pct=80)
+
+
+def build_root_of(name):
+    from bamboo.boards.vivado import build_root
+
+    return build_root() / name / "fit-test"
+
+
+def test_ultra96_has_a_recorded_estimate():
+    assert recorded("ultra96") is not None, \
+        "run `make resources BOARD=ultra96 RECORD=1` and commit boards/estimates/ultra96.json"
+
+
+@pytest.mark.parametrize("name", sorted(p.stem for p in RECORDED.glob("*.json")))
+def test_recorded_estimate_is_this_design_and_fits(name):
+    """The committed Yosys estimate of the board's preset is of the design as it is now
+    (same RTLIL hash; elaborating takes ~1 min, Yosys ~30) and fits the board's budget."""
+    b = board(name)
+    r = recorded(name)
+    config, _, digest = design_rtlil(name)
+    assert (r.config, r.config_id) == (config.name, config.config_id)
+    assert r.design_hash == digest, (
+        f"the hardware changed since boards/estimates/{name}.json was recorded: run "
+        f"`make resources BOARD={name} RECORD=1` (Yosys) and commit the new estimate")
+    print(r.table(b.capacity))
+    assert not r.over_budget(b), r.table(b.capacity)
 
 
 @pytest.mark.parametrize("name", ["ultra96", "ultra96v1", "zcu104", "kv260", "pynqz2"])
