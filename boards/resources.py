@@ -241,6 +241,7 @@ def estimate(board_name, *, config=None, accelerator=None, folder=None, record=F
         result = Resources(**json.loads(hit.read_text())) if hit else known
         result.board = b.name
         if record and own:
+            RECORDED.mkdir(exist_ok=True)
             write_atomic(RECORDED / f"{b.name}.json", json.dumps(asdict(result), indent=2) + "\n")
         return result
     workdir = folder / "yosys"
