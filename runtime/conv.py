@@ -28,7 +28,8 @@ from numpy.lib.stride_tricks import as_strided
 from .errors import QuantizationError
 from .requant import qrange, requantize
 
-__all__ = ["conv2d", "conv2d_acc", "fully_connected", "fully_connected_acc", "conv_output_size"]
+__all__ = ["conv2d", "conv2d_acc", "fc_weights", "fully_connected", "fully_connected_acc",
+           "conv_output_size"]
 
 _INT32 = (-(1 << 31), (1 << 31) - 1)
 
@@ -186,22 +187,35 @@ def conv2d(x, x_zp, w, bias, rq, *, w_zp=0, stride=(1, 1), dilation=(1, 1), pads
     return _out(acc, rq, np.asarray(x).dtype, out_dtype)
 
 
-def fully_connected_acc(x, x_zp, w, bias=None, *, w_zp=0):
-    """Int32 accumulators ``(x - x_zp) @ (w - w_zp).T + bias`` for ``x`` (..., K), ``w`` (O, K)."""
+def fc_weights(w, w_zp=0):
+    """``(w - w_zp).T`` as float64 ``(K, O)``: the operand :func:`fully_connected_acc`
+    multiplies by, to be computed once per layer and passed as ``weights``."""
+    w = np.asarray(w)
+    _codes(w, "w")
+    if w.ndim != 2:
+        raise QuantizationError(f"fully_connected wants w (O, K), not {w.shape}")
+    w_zp = _zero_point(w_zp, w.dtype, "w_zp", channels=w.shape[0])
+    return np.ascontiguousarray((w.astype(np.float64) -
+                                 (w_zp.reshape(-1, 1) if w_zp.ndim else w_zp)).T)
+
+
+def fully_connected_acc(x, x_zp, w, bias=None, *, w_zp=0, weights=None):
+    """Int32 accumulators ``(x - x_zp) @ (w - w_zp).T + bias`` for ``x`` (..., K), ``w`` (O, K).
+
+    ``weights``: :func:`fc_weights` of ``w`` and ``w_zp``, if already computed.
+    """
     x, w = np.asarray(x), np.asarray(w)
     _codes(x, "x")
-    _codes(w, "w")
     if w.ndim != 2 or x.shape[-1:] != w.shape[1:]:
         raise QuantizationError(f"fully_connected wants x (..., K) and w (O, K), "
                                 f"not {x.shape} and {w.shape}")
     x_zp = _zero_point(x_zp, x.dtype, "x_zp")
-    w_zp = _zero_point(w_zp, w.dtype, "w_zp", channels=w.shape[0])
-    wf = w.astype(np.float64) - (w_zp.reshape(-1, 1) if w_zp.ndim else w_zp)
-    acc = np.matmul(x.astype(np.float64) - x_zp, wf.T)  # exact, see the module docstring
+    wf = fc_weights(w, w_zp) if weights is None else weights
+    acc = np.matmul(x.astype(np.float64) - x_zp, wf)  # exact, see the module docstring
     return _finish(acc, _bias(bias, w.shape[0]))
 
 
-def fully_connected(x, x_zp, w, bias, rq, *, w_zp=0, out_dtype=None):
+def fully_connected(x, x_zp, w, bias, rq, *, w_zp=0, out_dtype=None, weights=None):
     """Quantized fully connected layer (Gemm with transB=1, or MatMul with ``w.T``).
 
     Parameters
@@ -216,10 +230,12 @@ def fully_connected(x, x_zp, w, bias, rq, *, w_zp=0, out_dtype=None):
     w_zp : int or array of shape (O,)
     out_dtype : np.uint8 or np.int8, optional
         Default the type of ``x``.
+    weights : np.ndarray, optional
+        :func:`fc_weights` ``(w, w_zp)``, computed once per layer by the caller.
 
     Returns
     -------
     np.ndarray of ``out_dtype``, shape (..., O)
     """
-    acc = fully_connected_acc(x, x_zp, w, bias, w_zp=w_zp)
+    acc = fully_connected_acc(x, x_zp, w, bias, w_zp=w_zp, weights=weights)
     return _out(acc, rq, np.asarray(x).dtype, out_dtype)
