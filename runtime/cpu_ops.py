@@ -59,6 +59,15 @@ def _lut(y, table):
 
 
 def _conv(a, x, tin, tout):
+    w = a["w"]
+    if w.shape[1:3] == (1, 1) and a["group"] == 1 and tuple(a["stride"]) == (1, 1) and \
+            not any(a["pads"]):
+        # A 1x1 convolution (squeeze-excite's on the CPU) is a fully connected layer over
+        # the pixels: the same sums, with the weights converted once.
+        w2 = w.reshape(w.shape[0], w.shape[3])
+        y = kconv.fully_connected(x, tin.zp, w2, a["bias"], a["rq"], w_zp=a["w_zp"],
+                                  out_dtype=tout.np_dtype, weights=_fc_weights(w, a["w_zp"]))
+        return _lut(y, a.get("lut"))
     y = kconv.conv2d(x, tin.zp, a["w"], a["bias"], a["rq"], w_zp=a["w_zp"], stride=a["stride"],
                      dilation=a["dilation"], pads=a["pads"], groups=a["group"],
                      out_dtype=tout.np_dtype)
@@ -77,11 +86,12 @@ _FC_WEIGHTS = {}
 
 
 def _fc_weights(w, w_zp):
+    """``kconv.fc_weights`` of ``w`` (O, K), or of a 1x1 kernel (O, 1, 1, K), cached."""
     key = (id(w), np.asarray(w_zp).tobytes())
     hit = _FC_WEIGHTS.get(key)
     if hit is not None and hit[0]() is w:
         return hit[1]
-    wf = kconv.fc_weights(w, w_zp)
+    wf = kconv.fc_weights(w.reshape(w.shape[0], -1), w_zp)
     if len(_FC_WEIGHTS) >= 256:
         _FC_WEIGHTS.pop(next(iter(_FC_WEIGHTS)))
     _FC_WEIGHTS[key] = (weakref.ref(w), wf)
