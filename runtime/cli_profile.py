@@ -9,7 +9,6 @@ model (``bamboo.sim.pacing``), the way to see on this machine what the pipeline 
 on the board.
 """
 
-import argparse
 import json
 import sys
 
@@ -112,17 +111,10 @@ def cmd_profile(args, out=None):
 
 def main(argv=None):
     """``python -m bamboo.runtime.cli_profile MODEL.bmb``: the compiler-free CLI."""
-    from bamboo.arch.errors import BambooError
+    from .cli_run import standalone
 
-    parser = argparse.ArgumentParser(prog="bamboo profile",
-                                     description="profile a .bmb artifact per layer")
-    _arguments(parser)
-    args = parser.parse_args(argv)
-    try:
-        return cmd_profile(args)
-    except BambooError as exc:
-        print(f"bamboo profile: error: {exc}", file=sys.stderr)
-        return 1
+    return standalone("bamboo profile", "profile a .bmb artifact per layer", _arguments,
+                      cmd_profile, argv)
 
 
 if __name__ == "__main__":

@@ -141,19 +141,25 @@ def cmd_run(args, out=None):
     return 0
 
 
-def main(argv=None):
-    """``python -m bamboo.runtime.cli_run MODEL.bmb --input x.npy``: the compiler-free CLI."""
+def standalone(prog, description, arguments, command, argv=None):
+    """A compiler-free CLI (the board has only the runtime wheel): parse ``argv`` with
+    ``arguments(parser)``, run ``command(args)``, report a BambooError as one line."""
     from bamboo.arch.errors import BambooError
 
-    parser = argparse.ArgumentParser(prog="bamboo run",
-                                     description="run a .bmb artifact (no compiler needed)")
-    _arguments(parser)
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    arguments(parser)
     args = parser.parse_args(argv)
     try:
-        return cmd_run(args)
+        return command(args)
     except BambooError as exc:
-        print(f"bamboo run: error: {exc}", file=sys.stderr)
+        print(f"{prog}: error: {exc}", file=sys.stderr)
         return 1
+
+
+def main(argv=None):
+    """``python -m bamboo.runtime.cli_run MODEL.bmb --input x.npy``: the compiler-free CLI."""
+    return standalone("bamboo run", "run a .bmb artifact (no compiler needed)", _arguments,
+                      cmd_run, argv)
 
 
 if __name__ == "__main__":
