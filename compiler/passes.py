@@ -6,6 +6,7 @@
     cancel_transposes           a transpose undone by the next one disappears
     recognize_channel_shuffle   NCHW Reshape-Transpose-Reshape on a map becomes ``shuffle``
     approx_leaky_shift          only with approx={"leaky-shift"}: LeakyReLU tables by shift
+    fuse_unary_mul              ``x * f(x)`` (SiLU, HardSwish by parts) becomes one ``lut``
     fuse_activation             a lut/clamp after conv/fc goes into its post-processing
     prune                       drop what no output needs
     partition                   place every node on fabric or CPU (partition.py)
@@ -16,12 +17,15 @@
 import sys
 
 import numpy as np
+from bamboo.runtime.cpu_ops import run_op
 
 from . import ir
+from .lut import input_codes
 
 __all__ = [
     "fold_views", "cancel_transposes", "recognize_channel_shuffle", "approx_leaky_shift",
-    "fuse_activation", "prune", "substitute", "pipeline", "run_passes", "compile_graph",
+    "fuse_unary_mul", "fuse_activation", "prune", "substitute", "pipeline", "run_passes",
+    "compile_graph",
 ]
 
 
@@ -147,6 +151,87 @@ def approx_leaky_shift(graph):
     return graph.replace(nodes=tuple(nodes))
 
 
+def _unary_chain(prod, tensor):
+    """``(tensors, nodes)`` back from ``tensor`` through ``lut`` and ``view`` nodes:
+    ``tensors[k]`` is written by ``nodes[k]``, which reads ``tensors[k + 1]``."""
+    tensors, nodes = [tensor], []
+    while True:
+        p = prod.get(tensors[-1])
+        if p is None or p.op not in ("lut", "view"):
+            return tensors, nodes
+        nodes.append(p)
+        tensors.append(p.inputs[0])
+
+
+def _chain_codes(graph, nodes, codes):
+    """``codes`` sent through ``nodes`` (listed from the last back to the first) with the
+    executor's kernels; a view moves no data, so on a flat code vector it is the identity."""
+    for n in reversed(nodes):
+        if n.op == "lut":
+            codes = run_op("lut", n.attrs, [codes], [graph.tensors[n.inputs[0]].q],
+                           graph.tensors[n.outputs[0]].q)
+    return codes
+
+
+def fuse_unary_mul(graph):
+    """Replace ``mul(a, b)`` where ``a`` and ``b`` are both elementwise functions of one
+    tensor ``t`` (``x * Sigmoid(x)``: SiLU; ``x * HardSigmoid(x)``: HardSwish by parts) by
+    one ``lut`` node ``t -> y``.
+
+    Each side is ``t`` itself or ``t`` through ``lut`` and ``view`` nodes, with at least one
+    ``lut`` in all. Then every output code is a function of the one input code, and the table
+    is measured by running the executor's own kernels (``bamboo.runtime.cpu_ops.run_op``: the
+    tables, then onnxruntime's QLinearMul formula) on all 256 codes of ``t``: bit-exact by
+    construction. Conditions: the mul's operands and output have one shape (no broadcast),
+    every ``lut`` on the way has no reader but the next node (it disappears), and none is an
+    opt-in approximation (its accuracy cost is counted per table). The new node reads ``t``
+    when ``t`` has the output's shape and layout, so :func:`fuse_activation` can fold it into
+    the producing conv, else the operand that is ``t`` through views only.
+    """
+    prod, cons = graph.producers(), graph.consumers()
+    outputs = {o.tensor for o in graph.outputs}
+    replace = {}
+    for m in graph.nodes:
+        if m.op != "mul":
+            continue
+        (a, b), y = m.inputs, graph.tensors[m.outputs[0]]
+        ta, tb = graph.tensors[a], graph.tensors[b]
+        if not ta.shape == tb.shape == y.shape or ta.q.dtype != tb.q.dtype:
+            continue
+        (pa, na), (pb, nb) = _unary_chain(prod, a), _unary_chain(prod, b)
+        root = next((t for t in pa if t in pb), None)
+        if root is None:
+            continue
+        na, nb = na[:pa.index(root)], nb[:pb.index(root)]
+        luts = [n for n in na + nb if n.op == "lut"]
+        if not luts or any(n.attrs.get("approx") for n in luts) or any(
+                len({r.name for r in cons.get(n.outputs[0], [])}) != 1 or n.outputs[0] in outputs
+                for n in luts):
+            continue
+        t = graph.tensors[root]
+        if t.shape == y.shape and t.layout == y.layout:
+            src = root
+        else:
+            src = next((x for x, chain in ((a, na), (b, nb))
+                        if not any(n.op == "lut" for n in chain)
+                        and graph.tensors[x].layout == y.layout), None)
+            if src is None:
+                continue
+        codes = input_codes(t.q.np_dtype)
+        table = run_op("mul", m.attrs, [_chain_codes(graph, na, codes),
+                                        _chain_codes(graph, nb, codes)], [ta.q, tb.q], y.q)
+        luts = luts[::-1]       # in the order they run
+        fn = "+".join([n.attrs.get("fn", "lut") for n in luts] + ["Mul"])
+        replace[m.name] = ir.Node(
+            m.name, "lut", (src,), m.outputs, {"table": table, "fn": fn},
+            source=sum((n.source for n in luts), ()) + m.source,
+            fused=sum(((n.name,) + n.fused for n in luts), ()) + m.fused)
+    if not replace:
+        return graph
+    nodes = [replace.get(n.name, n) for n in graph.nodes]
+    return graph.replace(nodes=tuple(nodes)).prune()
+
+
 def _is_clamp(table, q):
     codes = np.arange(256, dtype=np.uint8).view(q.np_dtype).astype(np.int64)
     t = np.asarray(table).astype(np.int64)
@@ -212,7 +297,8 @@ def pipeline(approx=(), fabric_options=None):
               ("recognize_channel_shuffle", recognize_channel_shuffle)]
     if "leaky-shift" in set(approx):
         passes.append(("approx_leaky_shift", approx_leaky_shift))
-    passes += [("fuse_activation", fuse_activation), ("prune", prune),
+    passes += [("fuse_unary_mul", fuse_unary_mul), ("fuse_activation", fuse_activation),
+               ("prune", prune),
                ("partition", lambda g: partition(g, **(fabric_options or {})))]
     return passes
 

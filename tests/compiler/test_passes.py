@@ -122,11 +122,99 @@ def test_squeeze_excite_with_silu_inside_goes_to_cpu():
     assert len(se) == 1
     by = {n.name: n for n in g.nodes}
     inner = se[next(iter(se))]
-    assert sorted(by[k].op for k in inner) == ["conv", "conv", "lut", "mul"]
+    # The SiLU became one table in the reduce conv, the gate Sigmoid is in the expand conv.
+    assert sorted(by[k].op for k in inner) == ["conv", "conv"]
+    assert sorted(str(by[k].attrs.get("lut_fn")) for k in inner) == ["Sigmoid", "Sigmoid+Mul"]
     assert {n.name for n in g.nodes if n.target == CPU} == set(inner)
     assert [seg[0] for seg in summary(g)["segments"]] == [FABRIC, CPU, FABRIC]
     x = np.random.default_rng(4).uniform(-1, 1, (1, 3, 8, 8)).astype(np.float32)
     assert np.array_equal(executor.run(g, {"x": x})[0], run(m, {"x": x})[0])
+
+
+def silu_convnet(seed=5):
+    """Conv -> SiLU as ``x * Sigmoid(x)`` -> Conv -> SiLU written ``Sigmoid(x) * x``."""
+    n = _Net(seed)
+    x = n.conv("x", 3, 8, 3, act=None)
+    a = n.node("Mul", [x, n.node("Sigmoid", [x])])
+    z = n.conv(a, 8, 8, 3, stride=2, act=None)
+    return n.model((1, 3, 12, 12), [n.node("Mul", [n.node("Sigmoid", [z]), z])])
+
+
+def hardswish_convnet(seed=6):
+    """Conv -> HardSwish by parts, ``x * HardSigmoid(x)`` (as onnxruntime inlines it), twice;
+    the second conv's output is also a graph output, so its table stays a separate node."""
+    n = _Net(seed)
+    x = n.conv("x", 3, 8, 3, act=None)
+    a = n.node("Mul", [x, n.node("HardSigmoid", [x], alpha=1.0 / 6, beta=0.5)])
+    z = n.conv(a, 8, 8, 1, act=None)
+    y = n.node("Mul", [n.node("HardSigmoid", [z], alpha=1.0 / 6, beta=0.5), z])
+    return n.model((1, 3, 10, 10), [y, z])
+
+
+@pytest.mark.parametrize("make, shape, fn, in_conv", [
+    (silu_convnet, (1, 3, 12, 12), "Sigmoid+Mul", [True, True]),
+    (hardswish_convnet, (1, 3, 10, 10), "HardSigmoid+Mul", [True, False])])
+def test_fuse_unary_mul_makes_one_table_in_the_conv(make, shape, fn, in_conv):
+    from bamboo.compiler import executor
+    from ortutil import run
+
+    m = qdq(make(), shape, make.__name__)
+    g0 = import_onnx(m)
+    assert [n.op for n in g0.nodes].count("mul") == 2    # the quantizer kept the Mul apart
+    g1 = passes.fuse_unary_mul(g0)
+    ir.verify(g1)
+    assert not [n for n in g1.nodes if n.op == "mul"]
+    luts = [n for n in g1.nodes if n.op == "lut"]
+    assert [n.attrs["fn"] for n in luts] == [fn, fn]
+    assert all(len(n.fused) == 1 for n in luts)
+    g = passes.compile_graph(g0, verify=True)
+    assert [n.op for n in g.nodes] == ["conv", "conv"] + ["lut"] * in_conv.count(False)
+    convs = [n for n in g.nodes if n.op == "conv"]
+    assert [n.attrs.get("lut_fn") for n in convs] == [fn if f else None for f in in_conv]
+    assert [n.attrs["fn"] for n in g.nodes if n.op == "lut"] == [fn] * in_conv.count(False)
+    assert all(n.target == FABRIC for n in g.nodes)
+    rng = np.random.default_rng(7)
+    for _ in range(4):
+        x = rng.uniform(-1.5, 1.5, shape).astype(np.float32)
+        ours, theirs = executor.run(g, {"x": x}), run(m, {"x": x})
+        assert len(ours) == len(theirs)
+        for a, b in zip(ours, theirs):
+            assert np.array_equal(a, b)
+
+
+def test_fuse_unary_mul_table_is_every_code_through_both_nodes():
+    from bamboo.runtime.elementwise import lut_apply, mul_channel
+
+    g0 = import_onnx(qdq(silu_convnet(), (1, 3, 12, 12), "silu_convnet"))
+    by = {n.name: n for n in g0.nodes}
+    mul = next(n for n in g0.nodes if n.op == "mul")
+    sig = next(by[k] for k in by if by[k].op == "lut" and by[k].outputs[0] in mul.inputs)
+    t, s, y = (g0.tensors[k] for k in (sig.inputs[0], sig.outputs[0], mul.outputs[0]))
+    codes = np.arange(256, dtype=np.uint8)
+    want = mul_channel(codes, np.float32(t.q.scale), t.q.zp,
+                       lut_apply(codes, sig.attrs["table"]), np.float32(s.q.scale), s.q.zp,
+                       np.float32(y.q.scale), y.q.zp)
+    (new,) = [n for n in passes.fuse_unary_mul(g0).nodes if n.name == mul.name]
+    assert new.op == "lut" and new.inputs == (sig.inputs[0],)
+    assert np.array_equal(new.attrs["table"], want)
+    # The Sigmoid's own output rounding counts: a SiLU table measured in float from t to y
+    # (what an unquantized x * Sigmoid(x) island gives) is a different table.
+    from bamboo.compiler.lut import build_lut
+
+    silu = build_lut("SiLU", np.float32(t.q.scale), t.q.zp, np.float32(y.q.scale), y.q.zp)
+    assert np.count_nonzero(silu != new.attrs["table"]) > 0
+
+
+def test_fuse_unary_mul_keeps_a_table_with_other_readers():
+    n = _Net(8)
+    x = n.conv("x", 3, 8, 3, act=None)
+    s = n.node("Sigmoid", [x])
+    y = n.node("Mul", [x, s])
+    m = qdq(n.model((1, 3, 8, 8), [y, s]), (1, 3, 8, 8), "silu_shared_sigmoid")
+    g0 = import_onnx(m)
+    assert passes.fuse_unary_mul(g0) is g0
+    g = passes.compile_graph(g0)
+    assert [n.op for n in g.nodes].count("mul") == 1
 
 
 def test_fc_and_softmax_on_cpu(conv_graph):
