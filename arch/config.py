@@ -209,21 +209,26 @@ PRESETS = {
         acc_buffer_depth=1024, output_buffer_depth=1024,
         axi_data_width=128, lut_slots=4, dsp_packing=True, clock_mhz=250.0),
     # xck26 (Kria KV260): 1248 DSP48E2, 117,120 LUT, 144 BRAM36, 64 URAM.
-    # Only 144 BRAM36: the weight word (8 * rows * cols bits) needs rows * cols / 9 of
-    # them, so the array stays 16 x 32 (256 DSPs packed); buffers ~105 BRAM36 (73 %).
+    # BRAM bounds it: Yosys maps every buffer through 36-bit-wide true-dual-port
+    # blocks, so a 16 x 32 weight word (4096 bits) alone takes 114 of the 115 BRAM36
+    # the budget allows. 8 x 32 packed as ultra96, with smaller INP/OUT buffers (the
+    # ultra96 build is 120.5 BRAM36) and 4 vector lanes (more LUTs to spend).
     "kv260": AcceleratorConfig(
-        name="kv260", rows=16, cols=32,
+        name="kv260", rows=8, cols=32,
         input_buffer_depth=4096, weight_buffer_depth=512,
         acc_buffer_depth=1024, output_buffer_depth=1024,
-        axi_data_width=128, lut_slots=4, dsp_packing=True, clock_mhz=250.0),
+        axi_data_width=128, lut_slots=4, dsp_packing=True, clock_mhz=250.0,
+        vector_lanes=4),
     # xc7z020 (PYNQ-Z2): 220 DSP48E1, 53,200 LUT, 140 BRAM36; HP0 is 64 bits, addresses
-    # 32 bits. 8 x 16 = 128 MACs, one DSP48E1 each (WP486 packing needs DSP48E2's 27x18).
+    # 32 bits. No packing (WP486 needs DSP48E2's 27x18), and a DSP48E1's 25x18 takes
+    # more slices per requantizer product: 8 x 16 came to 226 DSP / 43.3k LUT by Yosys
+    # (budget 187 / 37.2k), so 8 x 8 = 64 MACs with 2 vector lanes.
     "pynqz2": AcceleratorConfig(
-        name="pynqz2", rows=8, cols=16,
+        name="pynqz2", rows=8, cols=8,
         input_buffer_depth=4096, weight_buffer_depth=1024,
         acc_buffer_depth=1024, output_buffer_depth=1024,
         axi_data_width=64, axi_addr_width=32, lut_slots=2, dsp_packing=False,
-        clock_mhz=100.0),
+        clock_mhz=100.0, vector_lanes=2),
 }
 
 
