@@ -200,13 +200,15 @@ PRESETS = {
         axi_data_width=128, lut_slots=4, dsp_packing=True, clock_mhz=250.0,
         vector_lanes=2),
     # xczu7ev (ZCU104): 1728 DSP48E2, 230,400 LUT, 312 BRAM36, 96 URAM.
-    # 16 x 64 = 1024 MACs packed = 512 DSPs (30 %); packing needs rows <= 16 and
-    # cols >= 2 * rows. Buffers ~210 BRAM36 (67 %): an 8192-bit weight word takes 114
-    # RAMB36 at any depth up to 512.
+    # The DSPs would allow a far larger array, but BRAM bounds what Yosys can place:
+    # it maps every buffer through 36-bit-wide true-dual-port blocks, which takes a
+    # 16 x 32 design to ~380 BRAM36 (budget 250). So the ultra96 array with deeper
+    # buffers and a lane per row in the vector unit; a wider array wants the buffers
+    # in URAM (not done).
     "zcu104": AcceleratorConfig(
-        name="zcu104", rows=16, cols=64,
-        input_buffer_depth=8192, weight_buffer_depth=512,
-        acc_buffer_depth=1024, output_buffer_depth=1024,
+        name="zcu104", rows=8, cols=32,
+        input_buffer_depth=16384, weight_buffer_depth=1024,
+        acc_buffer_depth=2048, output_buffer_depth=2048,
         axi_data_width=128, lut_slots=4, dsp_packing=True, clock_mhz=250.0),
     # xck26 (Kria KV260): 1248 DSP48E2, 117,120 LUT, 144 BRAM36, 64 URAM.
     # BRAM bounds it: Yosys maps every buffer through 36-bit-wide true-dual-port
