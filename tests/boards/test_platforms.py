@@ -75,7 +75,7 @@ def test_zynq7_refuses_packing_and_wide_bus():
 
     b = board("pynqz2")
     with pytest.raises(BoardError, match="dsp_packing needs DSP48E2"):
-        check_config(b, dataclasses.replace(b.config(), dsp_packing=True))
+        check_config(b, dataclasses.replace(b.config(), cols=16, dsp_packing=True))
     with pytest.raises(BoardError, match="at most 64 bits"):
         check_config(b, dataclasses.replace(b.config(), axi_data_width=128))
 
