@@ -102,12 +102,15 @@ def _pipelined(model, rounds=5):
     return tp
 
 
+@pytest.mark.slow
 def test_pipeline_overlaps_emulated_fabric():
     """MobileNetV2 (test size): one fabric segment, then the classifier on the CPU. With
     the fabric stretched to the measured host time per frame, two frames in flight can
     reach 2x; measured 1.26x to 1.46x on the reference machine under a load of 5 (a
     thread that never sleeps gets a smaller share of a loaded machine than one that does).
-    Asserted: more than 1.15x, and equal outputs."""
+    Asserted: more than 1.15x, and equal outputs. In the slow set (`make bench-tests`):
+    a clean-clone `make test` beside the Verilator runs measured 0.99x once, a throughput
+    that depends on the machine's other load is no gate for every commit."""
     tp = _pipelined("mobilenet_v2")
     assert tp["gain"] > 1.15, tp
 
