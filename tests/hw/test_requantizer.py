@@ -90,7 +90,7 @@ def test_fields_validate(args, message):
 
 @pytest.mark.slow
 def test_bit_exact_sweep():
-    """A longer random sweep (40,000 vectors over 8 seeds) for `make bench`."""
+    """A longer random sweep (40,000 vectors over 8 seeds) for `make bench-tests`."""
     for seed in range(100, 108):
         vec = make_vectors(cols=1, slots=1, beats=5000, seed=seed, adversarial=seed == 100)
         np.testing.assert_array_equal(_simulate(vec), requantized(vec).ravel())
