@@ -10,8 +10,8 @@ checked against each other here without RTL. ``random_layers`` runs
 :data:`RANDOM_LAYERS` random layer configurations per simulator, every kind in turn:
 at least 200 on Verilator (the primary simulator), a smaller set on Icarus, which
 simulates this design an order of magnitude slower (the same generator, seed and kinds,
-three of each; the ``make bench-tests`` sweep runs more). The terminal summary counts them per kind and
-simulator. Conv and VEC graphs also go through the compiler back end
+three of each; the ``make bench-tests`` sweep runs more). The terminal summary counts
+them per kind and simulator. Conv and VEC graphs also go through the compiler back end
 (``compiler/backend``): the artifact's DDR image runs on the RTL and must leave the
 instruction simulator's memory and the reference executor's outputs.
 """
