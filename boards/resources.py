@@ -240,25 +240,25 @@ def estimate(board_name, *, config=None, accelerator=None, folder=None, record=F
     if hit or (known is not None and known.design_hash == digest):
         result = Resources(**json.loads(hit.read_text())) if hit else known
         result.board = b.name
-        if record and own:
-            RECORDED.mkdir(exist_ok=True)
-            write_atomic(RECORDED / f"{b.name}.json", json.dumps(asdict(result), indent=2) + "\n")
-        return result
-    workdir = folder / "yosys"
-    workdir.mkdir(parents=True, exist_ok=True)
-    design = workdir / f"{TOP_NAME}.il"
-    write_atomic(design, text)
-    cells, levels, seconds = synthesize(design, b, TOP_NAME, workdir=workdir)
-    result = Resources(board=b.name, config=config.name, config_id=config.config_id,
-                       design_hash=digest, levels=levels, cells=cells,
-                       seconds=round(seconds, 1), **_count(cells, b))
-    write_atomic(cache, json.dumps(asdict(result), indent=2) + "\n")
-    shared.parent.mkdir(parents=True, exist_ok=True)
-    write_atomic(shared, json.dumps(asdict(result), indent=2) + "\n")
+    else:
+        workdir = folder / "yosys"
+        workdir.mkdir(parents=True, exist_ok=True)
+        design = workdir / f"{TOP_NAME}.il"
+        write_atomic(design, text)
+        cells, levels, seconds = synthesize(design, b, TOP_NAME, workdir=workdir)
+        result = Resources(board=b.name, config=config.name, config_id=config.config_id,
+                           design_hash=digest, levels=levels, cells=cells,
+                           seconds=round(seconds, 1), **_count(cells, b))
+        _save(cache, result)
+        _save(shared, result)
     if record and own:
-        RECORDED.mkdir(exist_ok=True)
-        write_atomic(RECORDED / f"{b.name}.json", json.dumps(asdict(result), indent=2) + "\n")
+        _save(RECORDED / f"{b.name}.json", result)
     return result
+
+
+def _save(path, result):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(path, json.dumps(asdict(result), indent=2) + "\n")
 
 
 def main(argv=None):

@@ -111,18 +111,17 @@ def _run(simulator, tmp_path, cases, seed=1, testcase=None, cfg=CFG):
     from bamboo.hw.top import Accelerator
     from bamboo.sim.harness import generate_verilog, run_cocotb
 
-    CFG = cfg
-    verilog = generate_verilog(Accelerator(CFG, watchdog=WATCHDOG), "bamboo_top")
+    verilog = generate_verilog(Accelerator(cfg, watchdog=WATCHDOG), "bamboo_top")
     if simulator == "icarus":
         verilog = _for_icarus(verilog)
     report = tmp_path / "report.json"
     compiled = tmp_path / "compiled.pkl"
     with open(compiled, "wb") as f:
-        pickle.dump([compiled_case(CFG, b, a, seed=k)
+        pickle.dump([compiled_case(cfg, b, a, seed=k)
                      for k, (b, a) in enumerate(COMPILED_GRAPHS + VEC_GRAPHS)], f)
     result = run_cocotb(verilog, os.path.join(os.path.dirname(__file__), "cocotb_top.py"),
                         simulator, name="bamboo_top", testcase=testcase, extra_env={
-                            "TOP_CONFIG": json.dumps(CFG.to_dict()), "TOP_SEED": seed,
+                            "TOP_CONFIG": json.dumps(cfg.to_dict()), "TOP_SEED": seed,
                             "TOP_CASES": cases, "TOP_WATCHDOG": WATCHDOG,
                             "TOP_REPORT": report, "TOP_COMPILED": compiled})
     data = json.loads(report.read_text()) if report.exists() else {}
