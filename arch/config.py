@@ -54,6 +54,17 @@ class AcceleratorConfig:
         (ADD reads two words per pixel anyway).
     clock_mhz : float
         Design-intent clock, used by timing constraints and FPS projections.
+    depthwise_blocks : int
+        Channel blocks (of ``rows`` channels) one depthwise CONV computes side by side,
+        each on its own column range, read through its own INP port: the depthwise
+        channels are ``min(depthwise_blocks * rows, cols / depthwise_column_step)``.
+    depthwise_groups : int
+        Row groups of the array in depthwise mode: ``rows / depthwise_groups`` rows
+        each, group ``g`` holding kernel row ``ky = p * groups + g`` of pass ``p`` and
+        reading its own input row through its own INP port, so a kernel of
+        ``kernel_w <= rows / groups`` takes ``ceil(kernel_h / groups)`` passes instead of
+        ``kernel_h``. The depthwise path reads ``depthwise_blocks * depthwise_groups``
+        INP words a cycle (:attr:`depthwise_ports`).
     """
 
     name: str = "custom"
@@ -70,6 +81,8 @@ class AcceleratorConfig:
     dsp_packing: bool = False
     clock_mhz: float = 250.0
     vector_lanes: int | None = None
+    depthwise_blocks: int = 1
+    depthwise_groups: int = 1
 
     def __post_init__(self):
         for field in ("rows", "cols", "input_buffer_depth", "weight_buffer_depth",
@@ -95,6 +108,19 @@ class AcceleratorConfig:
                 and self.vector_lanes <= self.rows):
             raise ConfigError(f"vector_lanes must be a power of two up to rows ({self.rows}), "
                               f"not {self.vector_lanes!r}")
+        for field in ("depthwise_blocks", "depthwise_groups"):
+            value = getattr(self, field)
+            if not isinstance(value, int) or not _is_pow2(value):
+                raise ConfigError(f"{field} must be a power of two, not {value!r}")
+        if self.depthwise_groups > self.rows:
+            raise ConfigError(f"depthwise_groups must be at most rows ({self.rows}), "
+                              f"not {self.depthwise_groups}")
+        step = 2 if self.dsp_packing else 1
+        if self.depthwise_blocks > 1 and self.depthwise_blocks * self.rows > self.cols // step:
+            raise ConfigError(
+                f"depthwise_blocks {self.depthwise_blocks} needs "
+                f"{self.depthwise_blocks * self.rows} depthwise columns, the array has "
+                f"{self.cols // step}")
         if self.dsp_packing and not (self.rows <= 16 and self.cols >= 2 * self.rows):
             # A column pair's low lane holds sums of `rows` products of 8-bit codes and
             # weights in [-127, 127]: 15 + log2(rows) bits, and the high weight shifted
@@ -132,8 +158,25 @@ class AcceleratorConfig:
 
     @property
     def depthwise_channels(self):
-        """Channels one depthwise CONV computes: ``min(rows, cols / depthwise_column_step)``."""
-        return min(self.rows, self.cols // self.depthwise_column_step)
+        """Channels one depthwise CONV computes:
+        ``min(depthwise_blocks * rows, cols / depthwise_column_step)``."""
+        return min(self.depthwise_blocks * self.rows, self.cols // self.depthwise_column_step)
+
+    @property
+    def depthwise_ports(self):
+        """INP words the depthwise path reads a cycle: one per channel block and row group."""
+        return self.depthwise_blocks * self.depthwise_groups
+
+    def depthwise_row_groups(self, kernel_w):
+        """Row groups a depthwise CONV of ``kernel_w`` uses: ``depthwise_groups`` when a
+        kernel row fits a group's ``rows / depthwise_groups`` rows, else 1."""
+        g = self.depthwise_groups
+        return g if kernel_w <= self.rows // g else 1
+
+    def depthwise_passes(self, kernel_h, kernel_w):
+        """WGT words (passes over the input) of a depthwise CONV:
+        ``ceil(kernel_h / depthwise_row_groups(kernel_w))``."""
+        return -(-kernel_h // self.depthwise_row_groups(kernel_w))
 
     @property
     def vector_turns(self):
@@ -186,7 +229,7 @@ PRESETS = {
         input_buffer_depth=1024, weight_buffer_depth=256,
         acc_buffer_depth=256, output_buffer_depth=256,
         axi_data_width=64, lut_slots=2, dsp_packing=False, clock_mhz=100.0,
-        vector_lanes=2),
+        vector_lanes=2, depthwise_groups=2),
     # xczu3eg (Ultra96): 360 DSP48E2, 70,560 LUT, 216 BRAM36; budget 300 DSP.
     # The shape comes from the DSP count (Yosys, `make resources BOARD=ultra96`):
     # post-processing needs 2 DSP48E2 per column (32 x 24-bit requantizer products),
@@ -198,7 +241,7 @@ PRESETS = {
         input_buffer_depth=8192, weight_buffer_depth=512,
         acc_buffer_depth=1024, output_buffer_depth=2048,
         axi_data_width=128, lut_slots=4, dsp_packing=True, clock_mhz=250.0,
-        vector_lanes=2),
+        vector_lanes=2, depthwise_blocks=2, depthwise_groups=2),
     # xczu7ev (ZCU104): 1728 DSP48E2, 230,400 LUT, 312 BRAM36, 96 URAM.
     # The DSPs would allow a far larger array, but BRAM bounds what Yosys can place:
     # it maps every buffer through 36-bit-wide true-dual-port blocks, which takes a
@@ -207,9 +250,10 @@ PRESETS = {
     # in URAM (not done).
     "zcu104": AcceleratorConfig(
         name="zcu104", rows=8, cols=32,
-        input_buffer_depth=16384, weight_buffer_depth=1024,
+        input_buffer_depth=8192, weight_buffer_depth=1024,
         acc_buffer_depth=2048, output_buffer_depth=2048,
-        axi_data_width=128, lut_slots=4, dsp_packing=True, clock_mhz=250.0),
+        axi_data_width=128, lut_slots=4, dsp_packing=True, clock_mhz=250.0,
+        depthwise_blocks=2, depthwise_groups=2),
     # xck26 (Kria KV260): 1248 DSP48E2, 117,120 LUT, 144 BRAM36, 64 URAM.
     # BRAM bounds it: Yosys maps every buffer through 36-bit-wide true-dual-port
     # blocks, so a 16 x 32 weight word (4096 bits) alone takes 114 of the 115 BRAM36
@@ -220,7 +264,7 @@ PRESETS = {
         input_buffer_depth=4096, weight_buffer_depth=512,
         acc_buffer_depth=1024, output_buffer_depth=1024,
         axi_data_width=128, lut_slots=4, dsp_packing=True, clock_mhz=250.0,
-        vector_lanes=4),
+        vector_lanes=4, depthwise_blocks=2, depthwise_groups=2),
     # xc7z020 (PYNQ-Z2): 220 DSP48E1, 53,200 LUT, 140 BRAM36; HP0 is 64 bits, addresses
     # 32 bits. No packing (WP486 needs DSP48E2's 27x18), and a DSP48E1's 25x18 takes
     # more slices per requantizer product: 8 x 16 came to 226 DSP / 43.3k LUT by Yosys
@@ -230,7 +274,7 @@ PRESETS = {
         input_buffer_depth=4096, weight_buffer_depth=1024,
         acc_buffer_depth=1024, output_buffer_depth=1024,
         axi_data_width=64, axi_addr_width=32, lut_slots=2, dsp_packing=False,
-        clock_mhz=100.0, vector_lanes=2),
+        clock_mhz=100.0, vector_lanes=2, depthwise_groups=2),
 }
 
 

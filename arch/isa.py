@@ -58,10 +58,14 @@ PARAM ``C*8``, LUT 256; codes are int8 when ``signed`` else uint8; ``zp``, ``qmi
                         + ox*stride_w + kx*dilation_w]          (B codes)
                 part[p][c] += sum_r (x[r] - in_zp) * WGT[wgt_addr + t][c][r]
     CONV DEPTHWISE: (dilation_w = 1, kernel_w <= B; channel c < N = config.depthwise_channels,
-            lanes >= N are 0; s = config.depthwise_column_step: 2 when dsp_packing, else 1)
-            for ky, oy, ox, c: part[p][c] += sum_{kx < kernel_w} (x[c] - in_zp) *
-                WGT[wgt_addr + ky][c*s][kx],  x = INP[inp_addr + (oy*stride_h + ky*dilation_h)*in_w
-                                                      + ox*stride_w + kx]
+            lanes >= N are 0; s = config.depthwise_column_step: 2 when dsp_packing, else 1;
+            G = config.depthwise_row_groups(kernel_w), Rg = B / G row groups; kernel_h
+            takes ceil(kernel_h / G) WGT words (passes); WGT rows outside the kernel are 0)
+            for ky, oy, ox, c: q, g = ky // G, ky % G      (pass q, row group g)
+                part[p][c] += sum_{kx < kernel_w} (x[c % B] - in_zp) *
+                    WGT[wgt_addr + q][c*s][g*Rg + kx],
+                x = INP[inp_addr + (c // B)*inp_block_stride + (oy*stride_h + ky*dilation_h)*in_w
+                        + ox*stride_w + kx]
             (dsp_packing: x - in_zp is taken as 8 bits and weights must be in [-127, 127])
     CONV (both): ACC[p] = (acc_init ? 0 : ACC[p]) + part[p]      (int32, wrapping)
             if acc_emit: OUT[out_addr + p] = post(ACC[p], PARAM[param_addr])

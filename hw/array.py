@@ -74,6 +74,11 @@ class SystolicArray(wiring.Component):
     packed : bool
         Two multiplies per DSP48E2 (``config.dsp_packing``): needs an even ``cols``,
         ``rows <= 16``; only the low 8 bits of each ``x`` are used.
+    dw_channels : int or None
+        Depthwise channels (``config.depthwise_channels``), at most the multiplier
+        columns (``cols``, packed ``cols / 2``); ``None``: as many as rows fit.
+    dw_groups : int
+        Depthwise row groups (``config.depthwise_groups``), dividing ``rows``.
 
     Attributes
     ----------
@@ -86,20 +91,29 @@ class SystolicArray(wiring.Component):
 
     Members
     -------
-    i_data : ``In(stream.Signature({x, bank, tag}, always_ready=True))``
+    i_data : ``In(stream.Signature({x, dw, bank, tag}, always_ready=True))``
+        ``x``: the dense word (``rows`` values); ``dw``: the depthwise words,
+        ``dw_groups x dw_channels`` values (group ``g`` is one input row).
     i_weight : ``In(stream.Signature({w, bank}, always_ready=True))``
         ``valid`` writes ``w`` (:func:`weight_layout`) into ``bank`` of every PE.
     depthwise : ``In(1)``
         Depthwise mode, held while words are in flight: ``PE(r, c)`` multiplies
-        channel ``c`` of the word entered ``r`` cycles after the output's own word
-        (``c < rows``; packed: ``c < min(rows, cols / 2)``), so ``psum[c]`` of word ``t``
-        is ``sum_r x_{t+r}[c] * w[c][r]``: rows are the horizontal taps of a 1-D
-        convolution along the stream. Packed: channel ``c``'s weights in column ``2c``.
+        channel ``c`` of ``i_data.payload.dw[g]``, the group ``g`` of row ``r``, entered
+        ``r`` cycles after the output's own word (``c < dw_channels``), so ``psum[c]`` of
+        word ``t`` is ``sum_r dw_{t+r}[g(r)][c] * w[c][r]``: rows are the horizontal taps
+        of a 1-D convolution along the stream. Packed: channel ``c``'s weights in column
+        ``2c``, its sum in the pair's low lane, routed to column ``c``.
+    dw_grouped : ``In(1)``
+        With ``depthwise``: row ``r`` belongs to group ``g(r) = r // (rows / dw_groups)``
+        and hears group ``g``'s stream ``g * rows / dw_groups`` cycles late (the partial
+        sum reaches the group that much later), so each group is a 1-D convolution of
+        its own input row and the column adds them. Else every row hears group 0.
     o_psum : ``Out(stream.Signature({psum, tag}, always_ready=True))``
         ``psum`` is ``cols`` int32; the consumer cannot stall the array.
     """
 
-    def __init__(self, rows, cols, *, x_width=9, tag_shape=1, packed=False):
+    def __init__(self, rows, cols, *, x_width=9, tag_shape=1, packed=False, dw_channels=None,
+                 dw_groups=1):
         try:
             for name, value in (("rows", rows), ("cols", cols)):
                 if not isinstance(value, int) or value < 1:
@@ -109,10 +123,19 @@ class SystolicArray(wiring.Component):
             if packed and (cols % 2 or rows > 16 or x_width < 8):
                 raise ValueError(f"a packed array needs an even cols, rows <= 16 and "
                                  f"x_width >= 8, not {rows} x {cols}, x_width {x_width}")
+            mult_cols = cols // 2 if packed else cols
+            if dw_channels is None:
+                dw_channels = min(rows, mult_cols)
+            if not isinstance(dw_channels, int) or not 1 <= dw_channels <= mult_cols:
+                raise ValueError(f"dw_channels must be an integer from 1 to {mult_cols}, "
+                                 f"not {dw_channels!r}")
+            if not isinstance(dw_groups, int) or dw_groups < 1 or rows % dw_groups:
+                raise ValueError(f"dw_groups must divide rows ({rows}), not {dw_groups!r}")
         except ValueError:
             self._MustUse__silence = True  # a rejected component is not an unused one
             raise
         self.rows, self.cols, self.x_width, self.packed = rows, cols, x_width, packed
+        self.dw_channels, self.dw_groups = dw_channels, dw_groups
         self.LATENCY = rows + (cols // 2 if packed else cols)
         self.WEIGHT_GAP = self.LATENCY - 1
         # A product needs x_width + 8 bits; a column sum of `rows` products needs
@@ -123,12 +146,15 @@ class SystolicArray(wiring.Component):
             x_width + 8 + (rows - 1).bit_length()
         super().__init__({
             "i_data": In(stream.Signature(data.StructLayout({
-                "x": input_layout(rows, x_width), "bank": 1, "tag": tag_shape,
+                "x": input_layout(rows, x_width),
+                "dw": data.ArrayLayout(input_layout(dw_channels, x_width), dw_groups),
+                "bank": 1, "tag": tag_shape,
             }), always_ready=True)),
             "i_weight": In(stream.Signature(data.StructLayout({
                 "w": weight_layout(rows, cols), "bank": 1,
             }), always_ready=True)),
             "depthwise": In(1),
+            "dw_grouped": In(1),
             "o_psum": Out(stream.Signature(data.StructLayout({
                 "psum": data.ArrayLayout(signed(32), cols), "tag": tag_shape,
             }), always_ready=True)),
@@ -166,22 +192,40 @@ class SystolicArray(wiring.Component):
         # ago, on all rows at once. The partial sum still steps down one row per
         # cycle, so the wavefront of the word entered in cycle t meets, in row r, the
         # word entered in cycle t + r: a transposed FIR whose taps are the rows.
-        col = []
-        for c in range(C):
-            x = self.i_data.payload.x[c] if c < R else 0
-            b = self.i_data.payload.bank
-            for k in range(c + 1):
-                x_d = Signal(signed(self.x_width), name=f"col_x{c}_{k}")
-                b_d = Signal(name=f"col_b{c}_{k}")
-                m.d.sync += [x_d.eq(x), b_d.eq(b)]
-                x, b = x_d, b_d
-            col.append((x, b))
+        # Group g (rows g*Rg ..) hears its own stream g*Rg cycles later still.
+        N, G = self.dw_channels, self.dw_groups
+        Rg = R // G
+
+        def delayed(v, n, name):
+            for k in range(n):
+                v_d = Signal.like(v, name=f"{name}_{k}")
+                m.d.sync += v_d.eq(v)
+                v = v_d
+            return v
+
+        col = {}    # (g, c) -> (x, bank) of PE column c's depthwise input for group g
+        for c in range(N):
+            bank = self.i_data.payload.bank
+            for g in range(G):
+                bank = delayed(bank, c + 1 if g == 0 else Rg, f"col_b{c}_{g}")
+                col[g, c] = (delayed(self.i_data.payload.dw[g][c], c + 1 + g * Rg,
+                                     f"col_x{c}_{g}"), bank)
+
+        def dw_input(r, c):
+            if c >= N:
+                return 0, 0
+            if r < Rg:
+                return col[0, c]
+            (x0, b0), (xg, bg) = col[0, c], col[r // Rg, c]
+            return Mux(self.dw_grouped, xg, x0), Mux(self.dw_grouped, bg, b0)
+
         bottom = []
         for c in range(C):
             above = 0
             for r in range(R):
-                a = Mux(self.depthwise, col[c][0], grid[r, c][0])
-                b = Mux(self.depthwise, col[c][1], grid[r, c][1])
+                dx, db = dw_input(r, c)
+                a = Mux(self.depthwise, dx, grid[r, c][0])
+                b = Mux(self.depthwise, db, grid[r, c][1])
                 w_in = self.i_weight.payload.w
                 if self.packed:
                     # W = w_hi * 2**S + w_lo, built once per weight write. Depthwise
@@ -225,7 +269,7 @@ class SystolicArray(wiring.Component):
                              hi.eq((out[c] >> S) + out[c][S - 1])]
                 lanes += [lo, hi]
             for c in range(self.cols):
-                dw = lanes[2 * c] if c < C else 0
+                dw = lanes[2 * c] if c < N else 0
                 m.d.comb += self.o_psum.payload.psum[c].eq(Mux(self.depthwise, dw, lanes[c]))
 
         # valid and tag ride a delay line of LATENCY registers beside the data.

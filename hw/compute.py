@@ -23,7 +23,7 @@ from amaranth.lib.wiring import In, Out
 from ..arch.config import AcceleratorConfig
 from ..arch.isa import ConvMode, Opcode
 from .array import SystolicArray, weight_layout
-from .depthwise import DepthwiseWalker
+from .depthwise import DepthwiseWalker, depthwise_geometry
 from .isa_layout import instruction_layout
 from .walker import DenseWalker
 
@@ -98,6 +98,9 @@ class ComputeUnit(wiring.Component):
     inp_w, wgt_w : ``Out(memory.WritePort.Signature(...))``
         Write ports of INP (``rows`` uint8 codes) and WGT (:func:`weight_layout`),
         for the load unit.
+    inp_r : ``Out(memory.ReadPort.Signature(...))``
+        An INP read port lent to the vector unit while no CONV runs (the compute queue
+        runs one instruction at a time); a depthwise CONV uses it as its second port.
     status : ``Out(StatusSignature())``
     """
 
@@ -118,9 +121,12 @@ class ComputeUnit(wiring.Component):
         self.acc_mem = memory.Memory(shape=acc_layout(config),
                                      depth=config.acc_buffer_depth, init=[])
         self.walkers = {ConvMode.DENSE: DenseWalker(self.insn_layout, self.acc_aw),
-                        ConvMode.DEPTHWISE: DepthwiseWalker(self.insn_layout, self.acc_aw)}
-        self.array = SystolicArray(R, C, packed=config.dsp_packing, tag_shape=data.StructLayout({
-            "addr": self.acc_aw, "first": 1}))
+                        ConvMode.DEPTHWISE: DepthwiseWalker(self.insn_layout, self.acc_aw,
+                                                            R, config.depthwise_groups)}
+        self.array = SystolicArray(
+            R, C, packed=config.dsp_packing, dw_channels=config.depthwise_channels,
+            dw_groups=config.depthwise_groups,
+            tag_shape=data.StructLayout({"addr": self.acc_aw, "first": 1}))
         assert self.array.LATENCY == config.array_latency
         # Pixel issue -> array input is 2 cycles, weight issue -> array input 1 cycle;
         # a bank may be reissued COOL cycles after the last pixel that used it issued.
@@ -136,6 +142,8 @@ class ComputeUnit(wiring.Component):
                 addr_width=self.inp_aw, shape=data.ArrayLayout(unsigned(8), R))),
             "wgt_w": Out(memory.WritePort.Signature(
                 addr_width=self.wgt_aw, shape=weight_layout(R, C))),
+            "inp_r": Out(memory.ReadPort.Signature(
+                addr_width=self.inp_aw, shape=data.ArrayLayout(unsigned(8), R))),
             "status": Out(StatusSignature()),
         })
 
@@ -148,7 +156,11 @@ class ComputeUnit(wiring.Component):
         m.submodules.array = array = self.array
         wiring.connect(m, wiring.flipped(self.inp_w), self.inp_mem.write_port())
         wiring.connect(m, wiring.flipped(self.wgt_w), self.wgt_mem.write_port())
-        inp_rd = self.inp_mem.read_port()
+        # INP read ports: (group g, block b) of a depthwise word is port g * blocks + b;
+        # port 0 serves dense CONV too, port 1 is the one lent to the vector unit.
+        blocks, groups = self.config.depthwise_blocks, self.config.depthwise_groups
+        inp_ports = [self.inp_mem.read_port() for _ in range(max(2, blocks * groups))]
+        inp_rd = inp_ports[0]
         wgt_rd = self.wgt_mem.read_port()
         acc_wr = self.acc_mem.write_port()
         # Transparent: a 1-pixel tap rereads the word written in the same cycle.
@@ -156,6 +168,9 @@ class ComputeUnit(wiring.Component):
 
         insn = Signal(self.insn_layout)
         depthwise = insn.mode == ConvMode.DEPTHWISE
+        grouped, passes = depthwise_geometry(insn, R, groups)
+        dw_grouped = Signal()   # row groups hold kernel rows (set at SETUP)
+        port_off = [Signal(self.inp_aw, name=f"port_off{k}") for k in range(blocks * groups)]
         n_taps = Signal(16)     # weight words of the instruction
         n_pix = Signal(20)      # out_h * out_w, beats of the emit
 
@@ -192,8 +207,9 @@ class ComputeUnit(wiring.Component):
                     m.next = "SETUP"
             with m.State("SETUP"):
                 m.d.sync += [
-                    n_taps.eq(Mux(depthwise, insn.kernel_h,
+                    n_taps.eq(Mux(depthwise, passes,
                                   insn.kernel_h * insn.kernel_w * insn.in_blocks)),
+                    dw_grouped.eq(grouped),
                     n_pix.eq(insn.out_h * insn.out_w),
                     wl.eq(0),
                 ]
@@ -249,8 +265,24 @@ class ComputeUnit(wiring.Component):
         # Stage 0: reads. Both read ports hold their data between issues, and the
         # stage registers below hold too: in depthwise mode a stalled stream must
         # keep presenting words of banks that hold this instruction's weights.
-        m.d.comb += [inp_rd.addr.eq(cmd.inp_addr), inp_rd.en.eq(issue),
-                     wgt_rd.addr.eq(insn.wgt_addr + wl), wgt_rd.en.eq(load)]
+        m.d.comb += [wgt_rd.addr.eq(insn.wgt_addr + wl), wgt_rd.en.eq(load)]
+        # Port (g, b) reads block b of group g's input row: g kernel rows further down.
+        with m.If(self.i_insn.valid & self.i_insn.ready):
+            for g in range(groups):
+                for b in range(blocks):
+                    p = self.i_insn.payload
+                    m.d.sync += port_off[g * blocks + b].eq(
+                        b * p.inp_block_stride + g * p.dilation_h * p.in_w)
+        running = ~self.i_insn.ready
+        for k, port in enumerate(inp_ports):
+            if k < len(port_off):
+                addr = cmd.inp_addr + port_off[k] if k else cmd.inp_addr
+                m.d.comb += [port.addr.eq(addr), port.en.eq(issue)]
+            if k == 1:
+                # Lent to the vector unit while idle.
+                with m.If(~running):
+                    m.d.comb += [port.addr.eq(self.inp_r.addr), port.en.eq(self.inp_r.en)]
+                m.d.comb += self.inp_r.data.eq(port.data)
         v1, wv1, wbank1 = Signal(), Signal(), Signal()
         bank1, tag1 = Signal(), Signal.like(array.i_data.payload.tag)
         m.d.sync += [v1.eq(issue & cmd.write), wv1.eq(load), wbank1.eq(wl[0])]
@@ -259,11 +291,24 @@ class ComputeUnit(wiring.Component):
                          tag1.first.eq(insn.acc_init & (cmd.tap == 0))]
         # Stage 1: weights into the array; codes to signed, minus the zero point.
         m.d.comb += [array.i_weight.valid.eq(wv1), array.i_weight.payload.bank.eq(wbank1),
-                     array.i_weight.payload.w.eq(wgt_rd.data), array.depthwise.eq(depthwise)]
+                     array.i_weight.payload.w.eq(wgt_rd.data), array.depthwise.eq(depthwise),
+                     array.dw_grouped.eq(dw_grouped)]
         zp = Mux(insn.signed, insn.in_zp.as_signed(), insn.in_zp)
-        for r in range(R):
-            code = Mux(insn.signed, inp_rd.data[r].as_signed(), inp_rd.data[r])
-            m.d.sync += array.i_data.payload.x[r].eq(code - zp)
+        dw_x = array.i_data.payload.dw
+        for k in range(blocks * groups):
+            g, b = divmod(k, blocks)
+            for r in range(R):
+                c = b * R + r       # channel of the depthwise word
+                if c >= self.config.depthwise_channels and k:
+                    continue
+                word = inp_ports[k].data
+                code = Mux(insn.signed, word[r].as_signed(), word[r])
+                if k == 0:
+                    m.d.sync += array.i_data.payload.x[r].eq(code - zp)
+                    if c < self.config.depthwise_channels:
+                        m.d.comb += dw_x[0][c].eq(array.i_data.payload.x[r])
+                else:
+                    m.d.sync += dw_x[g][c].eq(code - zp)
         m.d.sync += [array.i_data.valid.eq(v1), array.i_data.payload.bank.eq(bank1),
                      array.i_data.payload.tag.eq(tag1)]
 

@@ -4,46 +4,69 @@ A dense CONV shares each input pixel across all output channels, which is what
 the array's row broadcast is for. A depthwise CONV shares nothing across channels;
 its reuse is along the image, between overlapping windows. In depthwise mode
 (:attr:`~bamboo.hw.array.SystolicArray.depthwise`) column ``c`` therefore hears
-channel ``c`` of the word entering the array, on all rows at once, while partial
+channel ``c`` of the words entering the array, on all rows at once, while partial
 sums keep stepping down one row per cycle. The sum leaving column ``c`` for the word
 entered in cycle ``t`` is ``sum_r w[c][r] * x_{t+r}[c]``: a transposed FIR filter
 whose taps are the rows, so streaming one input row gives one horizontal 1-D
 convolution per channel, one output per cycle, with no line buffer and no extra
 multiplier.
 
-:class:`DepthwiseWalker` streams, for each kernel row ``ky`` (one weight word, one
-"tap" of the sequencer), each output row ``oy``, the ``stride_w*(out_w-1) + kernel_w``
-input pixels of row ``oy*stride_h + ky*dilation_h`` in order, without gaps (the FIR
-needs consecutive words). Every ``stride_w``-th word starts an output window and is
-written to ACC word ``oy*out_w + ox``; the other words only feed the taps. The
-kernel rows accumulate in ACC like the taps of a dense CONV.
+Two things keep more of the array busy than one INP word's ``rows`` channels on
+``kernel_w`` rows would:
 
-Weight word of kernel row ``ky``: ``w[c][r] = weight(channel c, ky, kx=r)`` for
-``r < kernel_w`` and **0 for** ``r >= kernel_w`` (those rows see the next window's
-pixels). Channels per instruction: ``min(rows, cols)`` (one INP word); columns past
-``rows`` produce 0.
+- Channel blocks (``config.depthwise_blocks``): the unit reads block ``b`` of the
+  same pixel (``inp_addr + b * inp_block_stride``) through its own INP read port, so
+  ``config.depthwise_channels`` columns work at once.
+- Row groups (``config.depthwise_groups``): when a kernel row fits ``Rg = rows /
+  groups`` rows, group ``g`` (rows ``g*Rg ..``) holds kernel row ``ky = p*G + g`` of
+  pass ``p`` and hears input row ``oy*stride_h + ky*dilation_h`` through its own read
+  port (the array delays it ``g*Rg`` cycles, as the partial sum arrives that late), so
+  one pass covers ``G`` kernel rows.
+
+:class:`DepthwiseWalker` streams, for each pass ``p`` (one weight word, one "tap" of
+the sequencer), each output row ``oy``, the ``stride_w*(out_w-1) + kernel_w`` input
+pixels of group 0's row ``oy*stride_h + p*G*dilation_h`` in order, without gaps (the
+FIR needs consecutive words). Every ``stride_w``-th word starts an output window and
+is written to ACC word ``oy*out_w + ox``; the other words only feed the taps. The
+passes accumulate in ACC like the taps of a dense CONV.
+
+Weight word of pass ``p``: ``w[c*s][g*Rg + kx] = weight(channel c, p*G + g, kx)`` and
+**0 elsewhere** (other rows see other windows' pixels; a group past ``kernel_h`` in
+the last pass reads a row of no use). See arch/isa.py.
 
 Limits: ``kernel_w <= rows``; ``dilation_w`` must be 1 (``dilation_h`` is free).
-MAC utilization and the ultra96 plan are in docs/compute.md.
+MAC utilization is in docs/compute.md.
 """
 
-from amaranth.hdl import Module, Signal
+from amaranth.hdl import Module, Mux, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .walker import command_layout
 
-__all__ = ["DepthwiseWalker"]
+__all__ = ["DepthwiseWalker", "depthwise_geometry"]
+
+
+def depthwise_geometry(insn, rows, groups):
+    """``(grouped, passes)`` of a depthwise CONV ``insn`` as expressions:
+    ``config.depthwise_row_groups`` and ``config.depthwise_passes`` in hardware."""
+    if groups == 1:
+        return 0, insn.kernel_h
+    grouped = insn.kernel_w <= rows // groups
+    shift = (groups - 1).bit_length()
+    return grouped, Mux(grouped, (insn.kernel_h + groups - 1) >> shift, insn.kernel_h)
 
 
 class DepthwiseWalker(wiring.Component):
-    """Depthwise CONV loop nest: ``for ky (tap): for oy: for j in row: word``.
+    """Depthwise CONV loop nest: ``for pass (tap): for oy: for j in row: word``.
 
     Parameters
     ----------
     insn_layout : data.StructLayout
         The CONV instruction layout.
     acc_addr_width : int
+    rows, groups : int
+        ``config.rows`` and ``config.depthwise_groups``.
 
     Members
     -------
@@ -52,8 +75,9 @@ class DepthwiseWalker(wiring.Component):
         ``write`` marks words that start an output window.
     """
 
-    def __init__(self, insn_layout, acc_addr_width):
+    def __init__(self, insn_layout, acc_addr_width, rows=1, groups=1):
         self.insn_layout = insn_layout
+        self.rows, self.groups = rows, groups
         super().__init__({
             "i_insn": In(stream.Signature(insn_layout)),
             "o_cmd": Out(stream.Signature(command_layout(acc_addr_width))),
@@ -71,7 +95,8 @@ class DepthwiseWalker(wiring.Component):
 
         last_j = j == row_len - 1
         last_y = oy == insn.out_h - 1
-        last_ky = ky == insn.kernel_h - 1
+        passes = Signal(8)
+        last_ky = ky == passes - 1
         cmd = self.o_cmd.payload
         m.d.comb += [cmd.inp_addr.eq(row_addr + j), cmd.acc_addr.eq(acc_row + ox),
                      cmd.tap.eq(ky), cmd.write.eq((phase == 0) & (ox < insn.out_w)),
@@ -84,9 +109,14 @@ class DepthwiseWalker(wiring.Component):
                     m.d.sync += insn.eq(self.i_insn.payload)
                     m.next = "SETUP"
             with m.State("SETUP"):
+                grouped, n_pass = depthwise_geometry(insn, self.rows, self.groups)
+                shift = (self.groups - 1).bit_length()
                 m.d.sync += [
                     row_step.eq(insn.stride_h * insn.in_w),
-                    dil_row.eq(insn.dilation_h * insn.in_w),
+                    # One pass moves group 0 down G kernel rows when grouped.
+                    dil_row.eq(Mux(grouped, (insn.dilation_h * insn.in_w) << shift,
+                                   insn.dilation_h * insn.in_w)),
+                    passes.eq(n_pass),
                     row_len.eq(insn.stride_w * (insn.out_w - 1) + insn.kernel_w),
                     ky.eq(0), oy.eq(0), j.eq(0), ox.eq(0), phase.eq(0), acc_row.eq(0),
                     tap_base.eq(insn.inp_addr), row_addr.eq(insn.inp_addr),

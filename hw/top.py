@@ -192,9 +192,8 @@ class Accelerator(wiring.Component):
         param_rd = param_mem.read_port()
         out_wr = out_mem.write_port()
         if vec is not None:
-            # The vector unit's own INP and PARAM read ports (INP lives in the ComputeUnit;
-            # a port added before it elaborates is built with the others).
-            wiring.connect(m, vec.inp_r, compute.inp_mem.read_port())
+            # The vector unit's PARAM read port, and the INP port the ComputeUnit lends it.
+            wiring.connect(m, vec.inp_r, compute.inp_r)
             wiring.connect(m, vec.param_r, param_mem.read_port())
             m.d.comb += [vec.lut_w.addr.eq(load.lut_w.addr), vec.lut_w.data.eq(load.lut_w.data),
                          vec.lut_w.en.eq(load.lut_w.en)]

@@ -39,19 +39,31 @@ def dense_weights(w, rows, cols):
     return np.ascontiguousarray(words).reshape(ob, ib, kh, kw, cols * rows).view(np.uint8)
 
 
-def depthwise_weights(w, rows, cols, step=1):
-    """``(C, kh, kw, 1)`` int8 ``w`` -> uint8 array ``(nb, kh, C*B)`` of WGT words.
+def depthwise_weights(w, rows, cols, step=1, channels=None, groups=1):
+    """``(C, kh, kw, 1)`` int8 ``w`` -> uint8 array ``(nb, passes, C*B)`` of WGT words.
 
-    Channel ``c`` of a block sits in column ``c * step``
-    (``AcceleratorConfig.depthwise_column_step``), rows ``0 .. kw - 1``.
+    One depthwise CONV computes ``channels`` channels (``AcceleratorConfig.
+    depthwise_channels``, default ``rows``): ``nb = ceil(C / channels)`` channel groups.
+    Its ``groups`` row groups (``AcceleratorConfig.depthwise_row_groups(kw)``) of
+    ``rows / groups`` rows each take kernel rows ``ky = p * groups + g`` of pass ``p``
+    (``passes = ceil(kh / groups)``). Channel ``c`` of a group sits in column
+    ``c * step`` (``AcceleratorConfig.depthwise_column_step``), kernel column ``kx`` of
+    group ``g`` in row ``g * rows / groups + kx``; everything else is 0.
     """
     c, kh, kw, _ = w.shape
-    nb = -(-c // rows)
-    full = np.zeros((nb * rows, kh, kw), np.int8)
-    full[:c] = w[..., 0]
-    words = np.zeros((nb, kh, cols, rows), np.int8)
-    words[:, :, :rows * step:step, :kw] = full.reshape(nb, rows, kh, kw).transpose(0, 2, 1, 3)
-    return words.reshape(nb, kh, cols * rows).view(np.uint8)
+    n = channels or rows
+    rg = rows // groups
+    if kw > rg or n * step > cols:
+        raise ValueError(f"a {kw}-wide kernel row in {groups} groups of {rows} rows, or "
+                         f"{n} channels at column step {step} in {cols} columns, does not fit")
+    nb, passes = -(-c // n), -(-kh // groups)
+    full = np.zeros((nb * n, passes * groups, kw), np.int8)
+    full[:c, :kh] = w[..., 0]
+    words = np.zeros((nb, passes, cols, groups, rg), np.int8)
+    # (nb, n, passes, groups, kw) -> (nb, passes, n, groups, kw)
+    words[:, :, :n * step:step, :, :kw] = \
+        full.reshape(nb, n, passes, groups, kw).transpose(0, 2, 1, 3, 4)
+    return words.reshape(nb, passes, cols * rows).view(np.uint8)
 
 
 def param_words(bias, m, e, lanes_per_word, channels_per_word=None):

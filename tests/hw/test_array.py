@@ -108,24 +108,35 @@ def test_array_rejects_bad_shape():
         SystolicArray(4, 3, packed=True)
 
 
-@pytest.mark.parametrize("rows,cols,packed", [(r, c, False) for r, c in SHAPES] +
-                         [(r, c, True) for r, c in PACKED])
-def test_array_depthwise_fir(rows, cols, packed):
-    """Depthwise mode: psum[c] of word t is sum_r x_{t+r}[c] * w[c][r] (c < rows;
-    packed: c < min(rows, cols / 2), pair c's low lane)."""
-    rng = np.random.default_rng(rows * 10 + cols)
-    dut = SystolicArray(rows, cols, tag_shape=16, packed=packed)
+DW_CASES = ([(r, c, False, None, 1) for r, c in SHAPES] +
+            [(r, c, True, None, 1) for r, c in PACKED] +
+            # As the presets: ultra96 (two blocks, two row groups), pynqz2, tiny.
+            [(8, 32, True, 16, 2), (8, 8, False, 8, 2), (4, 4, False, 4, 2), (4, 16, True, 8, 4)])
+
+
+@pytest.mark.parametrize("grouped", [False, True])
+@pytest.mark.parametrize("rows,cols,packed,channels,groups", DW_CASES)
+def test_array_depthwise_fir(rows, cols, packed, channels, groups, grouped):
+    """Depthwise mode: psum[c] of word t is sum_r dw_{t+r-g(r)*Rg}[g(r)][c] * w[c][r]
+    for c < dw_channels (packed: pair c's low lane), g(r) = r // Rg, Rg = rows / groups
+    when grouped, else 0: each group a FIR over its own stream, aligned on word t."""
+    if grouped and groups == 1:
+        pytest.skip("one group: grouped is ungrouped")
+    rng = np.random.default_rng(rows * 10 + cols + groups)
+    dut = SystolicArray(rows, cols, tag_shape=16, packed=packed, dw_channels=channels,
+                        dw_groups=groups)
+    lanes, G = dut.dw_channels, dut.dw_groups
     w = rng.integers(-127 if packed else -128, 128, (cols, rows))
-    lanes = min(rows, cols // 2 if packed else cols)
     # Packed: channel c's weights in column 2c, zeros in 2c + 1 (depthwise_column_step).
     step = 2 if packed else 1
     w_word = np.zeros_like(w)
     w_word[:lanes * step:step] = w[:lanes]
-    xs = rng.integers(*((-128, 128) if packed else (-255, 256)), (rows + 8, rows))
+    xs = rng.integers(*((-128, 128) if packed else (-255, 256)), (rows + 8, G, lanes))
     got = {}
 
     async def bench(ctx):
         ctx.set(dut.depthwise, 1)
+        ctx.set(dut.dw_grouped, grouped)
         ctx.set(dut.i_weight.valid, 1)
         for c in range(cols):
             for r in range(rows):
@@ -136,8 +147,9 @@ def test_array_depthwise_fir(rows, cols, packed):
             ctx.set(dut.i_data.valid, cycle < len(xs))
             if cycle < len(xs):
                 ctx.set(dut.i_data.payload.tag, cycle)
-                for r in range(rows):
-                    ctx.set(dut.i_data.payload.x[r], int(xs[cycle, r]))
+                for g in range(G):
+                    for c in range(lanes):
+                        ctx.set(dut.i_data.payload.dw[g][c], int(xs[cycle, g, c]))
             if ctx.get(dut.o_psum.valid):
                 got[ctx.get(dut.o_psum.payload.tag)] = \
                     [ctx.get(dut.o_psum.payload.psum[c]) for c in range(cols)]
@@ -147,7 +159,16 @@ def test_array_depthwise_fir(rows, cols, packed):
     sim.add_clock(1e-8)
     sim.add_testbench(bench)
     sim.run()
+    rg = rows // G
+    group = [r // rg if grouped else 0 for r in range(rows)]
     for t in range(len(xs) - rows + 1):
-        want = [int(sum(xs[t + r, c] * w[c, r] for r in range(rows))) if c < lanes else 0
-                for c in range(cols)]
+        want = [int(sum(xs[t + r - group[r] * rg, group[r], c] * w[c, r] for r in range(rows)))
+                if c < lanes else 0 for c in range(cols)]
         assert got[t] == want, f"word {t}"
+
+
+def test_array_rejects_bad_depthwise_shape():
+    with pytest.raises(ValueError, match=r"dw_channels must be an integer from 1 to 4"):
+        SystolicArray(4, 8, packed=True, dw_channels=8)
+    with pytest.raises(ValueError, match=r"dw_groups must divide rows \(4\), not 3"):
+        SystolicArray(4, 4, dw_groups=3)

@@ -17,6 +17,12 @@ CONFIGS = {
     "4x8p": AcceleratorConfig(name="4x8p", rows=4, cols=8, input_buffer_depth=1024,
                               weight_buffer_depth=256, acc_buffer_depth=256,
                               output_buffer_depth=256, dsp_packing=True),
+    # The ultra96 array (two MACs per DSP, two depthwise blocks and row groups) with
+    # small buffers.
+    "8x32p": AcceleratorConfig(name="8x32p", rows=8, cols=32, input_buffer_depth=1024,
+                               weight_buffer_depth=256, acc_buffer_depth=64,
+                               output_buffer_depth=64, dsp_packing=True,
+                               depthwise_blocks=2, depthwise_groups=2),
 }
 
 

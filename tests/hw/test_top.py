@@ -144,8 +144,10 @@ def test_rtl_accelerator(simulator, tmp_path, diff_cases):
 # The packed array (two INT8 MACs per DSP48E2) through the whole accelerator: the
 # compiled graphs, i.e. the compiler's in_zp fold and packed depthwise weight layout
 # against the RTL. The hand-assembled random layers use zero points and -128 weights a
-# packed array does not take, so they run on `tiny` only.
-PACKED = dataclasses.replace(CFG, name="tiny-packed", cols=8, dsp_packing=True)
+# packed array does not take, so they run on `tiny` only. Two depthwise channel blocks
+# and two row groups, as ultra96: 3-wide kernels on all rows, 2-wide ones on groups.
+PACKED = dataclasses.replace(CFG, name="tiny-packed", cols=16, dsp_packing=True,
+                             depthwise_blocks=2, depthwise_groups=2)
 
 
 @pytest.mark.sim

@@ -295,6 +295,10 @@ COMPILED_GRAPHS = (
     ("conv_graph", dict(h=9, w=9, cin=4, cout=12, k=3, stride=2, lut=True, signed=True)),
     ("conv_graph", dict(h=7, w=5, cin=9, cout=5, k=3, dilation=2, pad=2, signed=True,
                         clamp=(128, 255))),
+    # Depthwise with a partial last channel group, strided; a 2-wide kernel fits the row
+    # groups of a 4-row array.
+    ("conv_graph", dict(h=7, w=9, cin=11, cout=11, k=3, stride=2, group=11, signed=True)),
+    ("conv_graph", dict(h=6, w=7, cin=6, cout=6, k=2, pad=1, group=6)),
 )
 VEC_GRAPHS = (
     ("add_graph", dict(h=6, w=5, c=7)),
