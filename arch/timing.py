@@ -66,8 +66,10 @@ def conv_cycles(config, words_per_tap, taps, emit_pixels=0):
 def conv_insn_cycles(config, f):
     """:func:`conv_cycles` of a decoded CONV instruction ``f`` (a dict of fields)."""
     oh, ow = f["out_h"], f["out_w"]
-    if f["mode"] == 1:   # ConvMode.DEPTHWISE: the walker streams whole input row spans
-        words, taps = oh * (f["stride_w"] * (ow - 1) + f["kernel_w"]), f["kernel_h"]
+    if f["mode"] == 1:   # ConvMode.DEPTHWISE: the walker streams whole input row spans,
+        # one pass per WGT word (row groups take several kernel rows a pass)
+        words = oh * (f["stride_w"] * (ow - 1) + f["kernel_w"])
+        taps = config.depthwise_passes(f["kernel_h"], f["kernel_w"])
     else:
         words, taps = oh * ow, f["kernel_h"] * f["kernel_w"] * f["in_blocks"]
     return conv_cycles(config, words, taps, oh * ow if f["acc_emit"] else 0)

@@ -160,7 +160,6 @@ class ComputeUnit(wiring.Component):
         # port 0 serves dense CONV too, port 1 is the one lent to the vector unit.
         blocks, groups = self.config.depthwise_blocks, self.config.depthwise_groups
         inp_ports = [self.inp_mem.read_port() for _ in range(max(2, blocks * groups))]
-        inp_rd = inp_ports[0]
         wgt_rd = self.wgt_mem.read_port()
         acc_wr = self.acc_mem.write_port()
         # Transparent: a 1-pixel tap rereads the word written in the same cycle.

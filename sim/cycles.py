@@ -117,7 +117,7 @@ def insn_costs(config, f):
     if op == isa.Opcode.CONV:
         P = f["out_h"] * f["out_w"]
         if f["mode"] == isa.ConvMode.DEPTHWISE:
-            return 1, P * f["kernel_h"] * f["kernel_w"] * B, 0
+            return 1, P * f["kernel_h"] * f["kernel_w"] * config.depthwise_channels, 0
         return 1, P * f["kernel_h"] * f["kernel_w"] * f["in_blocks"] * B * C, 0
     if op in (isa.Opcode.LOAD, isa.Opcode.STORE):
         eb = _elem_bytes(config, f) if op == isa.Opcode.LOAD else B

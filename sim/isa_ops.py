@@ -81,6 +81,37 @@ def _wrap_x(m, x):
     return ((x + 128) & 255) - 128 if m.config.dsp_packing else x
 
 
+def _depthwise(m, f, oy, ox, zp, signed):
+    """``(part (P, C) int64, macs)`` of a depthwise CONV (arch/isa.py, CONV DEPTHWISE).
+
+    Channel ``c < N`` (``config.depthwise_channels``) reads lane ``c % B`` of INP block
+    ``c // B`` (``inp_block_stride`` apart); kernel row ``ky`` is row group ``ky % G`` of
+    WGT word ``wgt_addr + ky // G`` (``G = config.depthwise_row_groups(kernel_w)``)."""
+    cfg = m.config
+    B, C = cfg.rows, cfg.cols
+    kh, kw, dh = f["kernel_h"], f["kernel_w"], f["dilation_h"]
+    _need(kw <= B and f["dilation_w"] == 1, "depthwise needs kernel_w <= rows and dilation_w 1")
+    groups = cfg.depthwise_row_groups(kw)
+    _need(f["wgt_addr"] + cfg.depthwise_passes(kh, kw) <= m.wgt.shape[0],
+          "WGT words beyond depth")
+    n, step = cfg.depthwise_channels, cfg.depthwise_column_step
+    nblk = -(-n // B)
+    blk, ky, kx = np.arange(nblk), np.arange(kh), np.arange(kw)
+    idx = (f["inp_addr"] + blk[:, None, None, None, None] * f["inp_block_stride"]
+           + (oy[None, None, None] + ky[None, :, None, None, None] * dh) * f["in_w"]
+           + ox[None, None, None] + kx[None, None, :, None, None])   # (nblk, kh, kw, oh, ow)
+    _check_inp(m, idx)
+    x = np.moveaxis(_codes(m.inp[idx], signed), 0, -2)               # (kh, kw, oh, ow, nblk, B)
+    x = _wrap_x(m, x.reshape(x.shape[:4] + (nblk * B,))[..., :n] - zp)
+    rows = (ky % groups)[:, None, None] * (B // groups) + kx[None, None, :]
+    w = m.wgt[(f["wgt_addr"] + ky // groups)[:, None, None],
+              (np.arange(n) * step)[None, :, None], rows].astype(np.int64)  # (kh, n, kw)
+    P = x.shape[2] * x.shape[3]
+    part = np.zeros((P, C), np.int64)
+    part[:, :n] = np.einsum("yxhwc,ycx->hwc", x, w).reshape(P, n)
+    return part, P * kh * kw * n
+
+
 def conv(m, f):
     """One CONV instruction (docs/compute.md: dense and depthwise walkers)."""
     B, C = m.config.rows, m.config.cols
@@ -96,18 +127,7 @@ def conv(m, f):
     ox = np.arange(ow)[None, :] * sw
     depthwise = f["mode"] == ConvMode.DEPTHWISE
     if depthwise:
-        _need(kw <= B and dw == 1, "depthwise needs kernel_w <= rows and dilation_w 1")
-        _need(f["wgt_addr"] + kh <= m.wgt.shape[0], "WGT words beyond depth")
-        n, step = m.config.depthwise_channels, m.config.depthwise_column_step
-        ky, kx = np.arange(kh), np.arange(kw)
-        idx = (f["inp_addr"] + (oy[None, None] + ky[:, None, None, None] * dh) * f["in_w"]
-               + ox[None, None] + kx[None, :, None, None])          # (kh, kw, oh, ow)
-        _check_inp(m, idx)
-        x = _wrap_x(m, _codes(m.inp[idx], signed)[..., :n] - zp)      # (kh, kw, oh, ow, n)
-        w = m.wgt[f["wgt_addr"]:f["wgt_addr"] + kh, :n * step:step, :kw].astype(np.int64)
-        part = np.zeros((P, C), np.int64)
-        part[:, :n] = np.einsum("yxhwc,ycx->hwc", x, w).reshape(P, n)
-        macs = P * kh * kw * B
+        part, macs = _depthwise(m, f, oy, ox, zp, signed)
     else:
         nb = f["in_blocks"]
         T = nb * kh * kw

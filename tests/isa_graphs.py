@@ -193,10 +193,13 @@ def check_bounds(word, config):
         p = f["out_h"] * f["out_w"]
         assert p <= c.acc_buffer_depth and f["out_addr"] + p <= c.output_buffer_depth, f
         dw = f["mode"] == isa.ConvMode.DEPTHWISE
-        taps = f["kernel_h"] * (1 if dw else f["kernel_w"] * f["in_blocks"])
+        # depthwise: ceil(kernel_h / G) WGT words; every block of its channels read
+        taps = c.depthwise_passes(f["kernel_h"], f["kernel_w"]) if dw else \
+            f["kernel_h"] * f["kernel_w"] * f["in_blocks"]
+        blocks = -(-c.depthwise_channels // c.rows) if dw else f["in_blocks"]
         assert f["wgt_addr"] + taps <= c.weight_buffer_depth, f
         assert f["param_addr"] < PARAM_WORDS_USED, f
-        last = f["inp_addr"] + (0 if dw else (f["in_blocks"] - 1) * f["inp_block_stride"]) + \
+        last = f["inp_addr"] + (blocks - 1) * f["inp_block_stride"] + \
             ((f["out_h"] - 1) * f["stride_h"] + (f["kernel_h"] - 1) * f["dilation_h"]) * \
             f["in_w"] + (f["out_w"] - 1) * f["stride_w"] + (f["kernel_w"] - 1) * f["dilation_w"]
         assert last < c.input_buffer_depth, f

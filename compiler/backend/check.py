@@ -55,8 +55,11 @@ def _conv_reason(node, graph, config, depthwise):
     if depthwise:
         if dil[1] != 1:
             return "depthwise needs dilation_w 1"
-        if config.cols < config.rows:
-            return "depthwise needs cols >= rows"
+        if config.depthwise_channels < config.rows:
+            return "depthwise needs cols / depthwise_column_step >= rows"
+        if span * (config.depthwise_channels // config.rows) > config.input_buffer_depth // 2:
+            return "one output pixel's window of every depthwise block does not fit half " \
+                "the input buffer"
         if kh > config.weight_buffer_depth // 2:
             return "kernel too tall for the weight buffer"
     elif kh * kw > config.weight_buffer_depth // 2:

@@ -84,6 +84,10 @@ class Lowerer:
         return assign_tokens(steps)
 
     # dense and depthwise convolution ----------------------------------------------------
+    def _dw_blocks(self):
+        """Channel blocks of ``rows`` one depthwise CONV computes (``depthwise_channels``)."""
+        return self.c.depthwise_channels // self.c.rows
+
     def _fc(self, node):
         return self._conv(node)
 
@@ -119,8 +123,10 @@ class Lowerer:
             return f
 
         resident = not dw_mode
-        tiles = spatial_tiles(ho, wo, fits(1 if dw_mode else ib))
-        if tiles is None:
+        # A depthwise CONV reads the input tiles of all its channel blocks (a missing
+        # block's words too: they meet zero weights but must lie inside the slot).
+        tiles = spatial_tiles(ho, wo, fits(self._dw_blocks() if dw_mode else ib))
+        if tiles is None and not dw_mode:
             resident, tiles = False, spatial_tiles(ho, wo, fits(kc))
         assert tiles is not None, f"{node.name}: no tile fits (the check should have said so)"
         best = None
@@ -139,10 +145,13 @@ class Lowerer:
         B, C = c.rows, c.cols
         ib = act_blocks(g["cin"], B)
         nout = act_blocks(g["cout"], B)
-        ob_n = nout if dw_mode else act_blocks(g["cout"], C)
+        nbg = self._dw_blocks()
+        # Depthwise: "output block" ob is a group of nbg channel blocks (one CONV).
+        ob_n = -(-nout // nbg) if dw_mode else act_blocks(g["cout"], C)
         chunks = [(k, list(range(k * kc, min(ib, (k + 1) * kc)))) for k in range(-(-ib // kc))]
         # Depthwise kernels wider than the array's rows run as column chunks into one ACC.
-        cols = info.get("dw_chunks", [(0, g["kw"])])
+        cols = info.get("dw_chunks", [])
+        dw_words = sum(ch[3] for ch in cols)
         taps = g["kw"] * g["kh"]
         items = [(t, ob) for t in tiles for ob in range(ob_n)] if order == "spatial" else \
             [(t, ob) for ob in range(ob_n) for t in tiles]
@@ -154,7 +163,8 @@ class Lowerer:
             ok, _ = self.slots.out.get(None)
             out_base, out_slot = self.slots.out.bases[ok], self.slots.out.slot(ok)
             parts = [(k, b, (0, g["kw"])) for k, b in chunks] if not dw_mode else \
-                [(k, [ob], cx) for k, cx in enumerate(cols)]
+                [(k, list(range(ob * nbg, min(nout, (ob + 1) * nbg))), cx[:2])
+                 for k, cx in enumerate(cols)]
             for k, blocks, (kx0, kwc) in parts:
                 step = Step(nm)
                 if resident:
@@ -172,9 +182,9 @@ class Lowerer:
                         B, zp)
                 wk, hit = self.slots.wgt.get((nm, "wgt", ob, k))
                 wbase = self.slots.wgt.bases[wk]
-                nwords = g["kh"] if dw_mode else len(blocks) * taps
+                nwords = cols[k][3] if dw_mode else len(blocks) * taps
                 if not hit:
-                    first_word = (ob * len(cols) + k) * g["kh"] if dw_mode else \
+                    first_word = ob * dw_words + cols[k][2] if dw_mode else \
                         ob * ib * taps + blocks[0] * taps
                     step.loads.append(load_op(
                         isa.Buffer.WGT, self.slots.wgt.slot(wk), wbase,
@@ -190,16 +200,19 @@ class Lowerer:
                     "kernel_h": g["kh"], "kernel_w": kwc, "stride_h": g["sh"],
                     "stride_w": g["sw"], "dilation_h": g["dh"], "dilation_w": g["dw"],
                     "out_h": th, "out_w": tw, "in_w": cols_in,
-                    "in_blocks": len(blocks), "inp_addr": ibase + first * tile_words + kx0,
+                    "in_blocks": 1 if dw_mode else len(blocks),
+                    "inp_addr": ibase + first * tile_words + kx0,
                     "inp_block_stride": tile_words, "wgt_addr": wbase, "param_addr": pbase,
                     "out_addr": out_base, "acc_init": int(k == 0), "acc_emit": int(emit),
                     "in_zp": _codes(info["in_zp"])}
                 fields.update(self._post(node, step, reads))
-                macs = th * tw * (g["kh"] * kwc * B if dw_mode else taps * len(blocks) * B * C)
+                # the array's MACs (as the ISA simulator and the cycle model count them)
+                macs = th * tw * (g["kh"] * kwc * c.depthwise_channels if dw_mode
+                                  else taps * len(blocks) * B * C)
                 step.computes.append(Op(isa.Opcode.CONV, fields, reads=tuple(reads),
                                         writes=(out_slot,) if emit else (), macs=macs))
                 if emit:
-                    lanes = [(0, ob)] if dw_mode else \
+                    lanes = list(enumerate(blocks)) if dw_mode else \
                         [(j, ob * (C // B) + j) for j in range(C // B) if ob * (C // B) + j < nout]
                     step.stores = store_ops(out_slot, out_base, g["obase"], lanes, g["ho"],
                                             g["wo"], oy0, th, ox0, tw, B)

@@ -2,8 +2,9 @@
 
 WGT (docs/compute.md, "WGT word layout"): one word is ``C x B`` int8, byte ``c*B + r``
 is ``w[c][r]``. Dense words run ``[ob][blk][ky][kx]`` so the taps of any run of input
-blocks of one output block are contiguous in DRAM. Depthwise words run ``[blk][ky]``,
-byte ``c*B + r`` = ``W[blk*B + c, ky, r, 0]`` for ``r < kw``, zero elsewhere.
+blocks of one output block are contiguous in DRAM. Depthwise words run ``[group][pass]``
+(:func:`depthwise_weights`: ``N = depthwise_channels`` channels a group, kernel row ``ky``
+in pass ``ky // G``, row group ``ky % G``), zero outside the kernel.
 PARAM: ``bamboo.arch.layout`` (lane ``c`` = bias, m, e of output channel ``c``).
 """
 
@@ -69,7 +70,8 @@ def depthwise_weights(w, rows, cols, step=1, channels=None, groups=1):
 def param_words(bias, m, e, lanes_per_word, channels_per_word=None):
     """PARAM words ``(n, lanes * 8)`` uint8: channel ``k`` in word ``k // cpw``, lane ``k % cpw``.
 
-    ``channels_per_word`` defaults to the lanes (dense); depthwise fills only ``rows``.
+    ``channels_per_word`` defaults to the lanes (dense); depthwise fills only
+    ``depthwise_channels``.
     """
     cpw = channels_per_word or lanes_per_word
     n = len(bias)

@@ -12,6 +12,11 @@ with ``acc_init``/``acc_emit``); weights of ``kc`` input blocks per CONV within 
 of WGT. Two loop orders are generated, spatial tiles outer (weights reloaded per
 tile) and output-channel blocks outer (inputs reloaded per block), and the one
 moving fewer DRAM bytes is kept.
+
+Depthwise CONV: one instruction per group of ``depthwise_channels / rows`` channel
+blocks, their input tiles ``inp_block_stride`` apart in one INP slot (a group short of
+blocks still has its missing blocks' words read, inside the slot), so the tile must fit
+that many times in half of INP; kernels wider than ``rows`` run as column chunks.
 """
 
 from bamboo.arch import isa

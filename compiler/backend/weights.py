@@ -14,7 +14,7 @@ from ..partition import FABRIC
 from . import pack
 from .check import canon, is_depthwise, move_kind
 
-__all__ = ["WeightImage", "conv_weights_2d", "pack_weights"]
+__all__ = ["WeightImage", "conv_weights_2d", "depthwise_chunks", "pack_weights"]
 
 _f32 = np.float32
 
@@ -52,6 +52,28 @@ def conv_weights_2d(node, graph=None):
     return full
 
 
+def depthwise_chunks(w, config):
+    """``(words, chunks)``: the WGT words of depthwise ``w`` ``(C, kh, kw, 1)`` and its column
+    chunks.
+
+    A kernel wider than ``rows`` runs as column chunks of up to ``rows`` columns summed in
+    ACC; chunk ``k`` is ``(kx0, width, first, passes)``: its ``passes =
+    config.depthwise_passes(kh, width)`` WGT words start at word ``first`` of every channel
+    group's run. ``words``: uint8 ``(groups, sum of passes, C*B)``, a channel group
+    (``config.depthwise_channels`` channels, one CONV) after the other."""
+    rows, kh, kw = config.rows, w.shape[1], w.shape[2]
+    blobs, chunks, first = [], [], 0
+    for x0 in range(0, kw, rows):
+        width = min(rows, kw - x0)
+        blobs.append(pack.depthwise_weights(
+            w[:, :, x0:x0 + width], rows, config.cols, config.depthwise_column_step,
+            config.depthwise_channels, config.depthwise_row_groups(width)))
+        passes = config.depthwise_passes(kh, width)
+        chunks.append((x0, width, first, passes))
+        first += passes
+    return np.concatenate(blobs, axis=1), chunks
+
+
 def _lut_blob(table):
     return np.asarray(table).view(np.uint8)
 
@@ -75,14 +97,10 @@ def pack_weights(graph, config):
             bias = pack.fold_in_zp(a["bias"], w, tin.q.zp, in_zp)
             m, e = pack.requant_of(a["rq"], cout)
             if n.op == "conv" and is_depthwise(n, graph):
-                kw = w.shape[2]
-                chunks = [(x, min(rows, kw - x)) for x in range(0, kw, rows)]
-                words = [pack.depthwise_weights(w[:, :, x:x + n], rows, cols,
-                                                config.depthwise_column_step)
-                         for x, n in chunks]
-                d["wgt"] = img.add(np.stack(words, axis=1))   # (nb, chunk, kh, C*B)
-                d["dw_chunks"] = chunks
-                d["param"] = img.add(pack.param_words(bias, m, e, cols, rows))
+                words, d["dw_chunks"] = depthwise_chunks(w, config)
+                d["wgt"] = img.add(words)
+                d["param"] = img.add(pack.param_words(bias, m, e, cols,
+                                                      config.depthwise_channels))
                 d["depthwise"] = True
             else:
                 d["wgt"] = img.add(pack.dense_weights(w, rows, cols))

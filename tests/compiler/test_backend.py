@@ -37,6 +37,27 @@ def test_wgt_word_layout_matches_docs():
     assert (dwords[:, :, :, 3] == 0).all() and (dwords[:, :, R:] == 0).all()
 
 
+@pytest.mark.parametrize("channels,groups,step,kw", [(16, 2, 2, 3), (8, 2, 1, 4), (8, 1, 1, 5),
+                                                     (16, 4, 2, 2)])
+def test_depthwise_word_layout_groups_and_passes(channels, groups, step, kw):
+    """Channel ``c`` of group ``c // N``, kernel row ``ky``: WGT word ``ky // G`` of the
+    group, column ``(c % N) * step``, row ``(ky % G) * B / G + kx``; all else 0."""
+    rng = np.random.default_rng(channels + groups + kw)
+    R, C, kh = 8, 32, 5
+    d = rng.integers(-127, 128, (21, kh, kw, 1)).astype(np.int8)
+    words = depthwise_weights(d, R, C, step, channels, groups).view(np.int8)
+    nb, passes = -(-21 // channels), -(-kh // groups)
+    assert words.shape == (nb, passes, C * R)
+    want = np.zeros((nb, passes, C, R), np.int8)
+    for c in range(21):
+        for ky in range(kh):
+            want[c // channels, ky // groups, (c % channels) * step,
+                 (ky % groups) * (R // groups):(ky % groups) * (R // groups) + kw] = d[c, ky, :, 0]
+    assert np.array_equal(words.reshape(want.shape), want)
+    with pytest.raises(ValueError):
+        depthwise_weights(d, R, C, step, channels, groups=R)   # kw wider than a group
+
+
 def test_param_word_layout():
     words = param_words(np.array([-5, 7]), np.array([0x800001, 0xFFFFFF]), np.array([-40, 300]),
                         4)
@@ -85,8 +106,11 @@ def _accesses(f, c):
             out.append(("dram", a, a + f["x_size"] * c.rows, True))
     elif op == isa.Opcode.CONV:
         dw = f["mode"] == isa.ConvMode.DEPTHWISE
-        taps = f["kernel_h"] * (1 if dw else f["kernel_w"] * f["in_blocks"])
-        last = f["inp_addr"] + (0 if dw else (f["in_blocks"] - 1) * f["inp_block_stride"]) + \
+        # depthwise: ceil(kernel_h / G) WGT words; every block of its channels read
+        taps = c.depthwise_passes(f["kernel_h"], f["kernel_w"]) if dw else \
+            f["kernel_h"] * f["kernel_w"] * f["in_blocks"]
+        blocks = -(-c.depthwise_channels // c.rows) if dw else f["in_blocks"]
+        last = f["inp_addr"] + (blocks - 1) * f["inp_block_stride"] + \
             ((f["out_h"] - 1) * f["stride_h"] + (f["kernel_h"] - 1) * f["dilation_h"]) * \
             f["in_w"] + (f["out_w"] - 1) * f["stride_w"] + (f["kernel_w"] - 1) * f["dilation_w"]
         out += [("inp", f["inp_addr"], last + 1, False),

@@ -193,8 +193,11 @@ def _assemble(ly, cfg, h, w, hp, wp, oh, ow, cin, cout, kh, kw):
     B, C = cfg.rows, cfg.cols
     dw = ly.kind == "depthwise"
     nb = -(-cin // B)
-    per = min(B, C) if dw else C          # output channels per CONV
+    per = cfg.depthwise_channels if dw else C          # output channels per CONV
     nob = -(-cout // per)
+    # Depthwise: per // B channel blocks a CONV; kernel rows on row groups (arch/isa.py).
+    groups = cfg.depthwise_row_groups(kw)
+    rg, step = B // groups, cfg.depthwise_column_step
     P = oh * ow
     blk_words = hp * wp
     ly.image[INP_OFF] = to_blocked(ly.x, B).tobytes()
@@ -207,7 +210,7 @@ def _assemble(ly, cfg, h, w, hp, wp, oh, ow, cin, cout, kh, kw):
                   dilation_w=ly.dilation[1], kernel_h=kh, kernel_w=kw, out_h=oh, out_w=ow,
                   in_w=wp, acc_init=1, acc_emit=1)
     wgt_blob, param_blob = bytearray(), bytearray()
-    taps = kh if dw else nb * kh * kw
+    taps = cfg.depthwise_passes(kh, kw) if dw else nb * kh * kw
     for ob in range(nob):
         words = np.zeros((taps, C, B), np.int8)
         lanes = []
@@ -219,7 +222,9 @@ def _assemble(ly, cfg, h, w, hp, wp, oh, ow, cin, cout, kh, kw):
             if not real:
                 continue
             if dw:
-                words[:, c, :kw] = ly.w[o, :, :, 0]
+                for ky in range(kh):
+                    q, g = divmod(ky, groups)
+                    words[q, c * step, g * rg:g * rg + kw] = ly.w[o, ky, :, 0]
             else:
                 for blk in range(nb):
                     r = min(B, cin - blk * B)
@@ -250,7 +255,8 @@ def _assemble(ly, cfg, h, w, hp, wp, oh, ow, cin, cout, kh, kw):
         prog.append(load(Buffer.WGT, wa, WGT_OFF + ob * taps * wgt_bytes, 1, taps, taps, **first))
         prog.append(load(Buffer.PARAM, pa, PARAM_OFF + ob * param_bytes, 1, 1, 1, push_next=1))
         conv = dict(op=Opcode.CONV, mode=ConvMode.DEPTHWISE if dw else ConvMode.DENSE,
-                    in_blocks=1 if dw else nb, inp_addr=ob * blk_words if dw else 0,
+                    in_blocks=1 if dw else nb,
+                    inp_addr=ob * (per // B) * blk_words if dw else 0,
                     inp_block_stride=blk_words, wgt_addr=wa, param_addr=pa, out_addr=oa,
                     pop_prev=1, push_next=1, **common)
         if ly.reuse and ob + 1 < nob:
@@ -258,7 +264,7 @@ def _assemble(ly, cfg, h, w, hp, wp, oh, ow, cin, cout, kh, kw):
         if ly.reuse and ob:
             conv["pop_next"] = 1
         prog.append(conv)
-        lanes = 1 if dw else C // B
+        lanes = per // B
         for lane in range(lanes):
             st = dict(op=Opcode.STORE, sram_addr=oa,
                       dram_addr=OUT_OFF + (ob * lanes + lane) * P * B, y_size=oh,

@@ -38,6 +38,7 @@ LAYERS = {
     "depthwise_s2": lambda: conv_graph(33, 30, 20, 20, group=20, stride=2, seed=5),
     "depthwise_5x5": lambda: conv_graph(11, 10, 9, 9, k=5, group=9),   # wider than tiny's rows
     "depthwise_7x7_s2": lambda: conv_graph(15, 14, 6, 6, k=7, stride=2, group=6),
+    "depthwise_40_s2": lambda: conv_graph(17, 19, 40, 40, group=40, stride=2, seed=11),
     "grouped_conv": lambda: conv_graph(8, 8, 12, 6, group=3, seed=9),
     "conv_lut_clamp": lambda: conv_graph(5, 5, 4, 6, lut=True, clamp=(3, 200)),
     "add": lambda: add_graph(15, 14, 9),
@@ -46,6 +47,8 @@ LAYERS = {
     "gap_large": lambda: gap_graph(19, 17, 10),   # past the 15x15 window: CONV sums
     "int8_conv3x3_s2": lambda: conv_graph(9, 7, 5, 9, stride=2, signed=True, seed=7),
     "int8_depthwise": lambda: conv_graph(8, 8, 6, 6, group=6, signed=True, seed=8),
+    "int8_depthwise_1x1": lambda: conv_graph(6, 7, 21, 21, k=1, pad=0, group=21, signed=True,
+                                             seed=12),
     "int8_pointwise_lut": lambda: conv_graph(6, 6, 20, 12, k=1, pad=0, signed=True, lut=True),
     "int8_add": lambda: add_graph(5, 6, 7, signed=True),
     "int8_maxpool": lambda: maxpool_graph(9, 8, 5, signed=True),
@@ -159,7 +162,8 @@ def test_pop_without_push_would_hang():
 
 def test_load_pads_and_store_lanes():
     """LOAD inserts pad_value around a strided region; STORE writes one lane slice."""
-    cfg = dataclasses.replace(preset("ultra96"), rows=16, cols=32)  # two lanes per OUT word
+    cfg = dataclasses.replace(preset("ultra96"), rows=16, cols=32,  # two lanes per OUT word
+                              depthwise_blocks=1)
     m = Machine(cfg, np.arange(4096, dtype=np.int64).astype(np.uint8))
     m.run([isa.encode(isa.Opcode.LOAD, buffer=isa.Buffer.INP, sram_addr=3, dram_addr=32,
                       y_size=2, x_size=2, x_stride=4, pad_top=1, pad_left=1, pad_value=0xEE)])
