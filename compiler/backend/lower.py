@@ -7,11 +7,22 @@ One function per op. Every emitted field is checked against the buffer depths by
 import copy
 
 from bamboo.arch import isa
+from bamboo.arch import timing as T
 from bamboo.arch.layout import act_blocks
 
 from .check import canon
 from .emit import Op, Step, assign_tokens, barrier_step, finish_step
-from .tiling import Slots, fits_isa, input_tile_loads, load_op, spatial_tiles, store_ops
+from .tiling import (
+    CONV_OVERHEAD,
+    LOAD_OVERHEAD,
+    Slots,
+    fits_isa,
+    input_tile_loads,
+    load_op,
+    spatial_tiles,
+    store_ops,
+    wgt_batches,
+)
 
 __all__ = ["Lowerer"]
 
@@ -32,12 +43,15 @@ class Lowerer:
     def _t(self, name):
         return self.g.tensors[name], canon(self.g.tensors[name]), self.plan.offset(name)
 
-    def _param(self, step, key, dram):
+    def _param(self, step, key, dram, words=1):
+        """PARAM slot base of ``key``, loading ``words`` consecutive words from ``dram``
+        on a miss (at most a slot: several output blocks' words in one LOAD)."""
+        assert words <= self.slots.param.size
         k, hit = self.slots.param.get(key)
         base = self.slots.param.bases[k]
         if not hit:
             step.loads.append(load_op(isa.Buffer.PARAM, self.slots.param.slot(k), base,
-                                      self.wbase + dram, 1, 1, 1, self.c.cols * 8))
+                                      self.wbase + dram, 1, words, words, self.c.cols * 8))
         return base, self.slots.param.slot(k)
 
     def _load_lut(self, step, dram):
@@ -106,7 +120,7 @@ class Lowerer:
         dw_mode = self.w[node.name]["depthwise"]
         geo = {"h": h, "w": w, "kh": kh, "kw": kw, "sh": sh, "sw": sw, "dh": dh, "dw": dw,
                "pt": pt, "pl": pl, "tbase": tbase, "obase": obase, "ho": ho, "wo": wo,
-               "tin": tin, "cin": cin, "cout": cout, "srcs": srcs}
+               "tin": tin, "cin": cin, "cout": cout, "srcs": srcs, "node": node.name}
         ib = act_blocks(cin, B)
         taps = kh * kw
         kc = 1 if dw_mode else min(ib, 255, (c.weight_buffer_depth // 2) // taps)
@@ -125,7 +139,8 @@ class Lowerer:
         resident = not dw_mode
         # A depthwise CONV reads the input tiles of all its channel blocks (a missing
         # block's words too: they meet zero weights but must lie inside the slot).
-        tiles = spatial_tiles(ho, wo, fits(self._dw_blocks() if dw_mode else ib))
+        tiles = spatial_tiles(ho, wo, fits(self._dw_blocks() if dw_mode else ib),
+                              self._dw_cost(geo, ext) if dw_mode else None)
         if tiles is None and not dw_mode:
             resident, tiles = False, spatial_tiles(ho, wo, fits(kc))
         assert tiles is not None, f"{node.name}: no tile fits (the check should have said so)"
@@ -140,6 +155,21 @@ class Lowerer:
         self.slots = best[2]
         return best[1]
 
+    def _dw_cycles(self, g, ext, th, tw):
+        """``(load, compute)``: the tiler's estimate of the cycles of one depthwise CONV of a
+        ``th x tw`` tile (all its chunks) and of its input tiles' LOADs."""
+        c, cols = self.c, self.w[g["node"]]["dw_chunks"]
+        r, q = ext(th, tw)
+        load = self._dw_blocks() * (T.load_chunks(c, c.rows, r * q) + LOAD_OVERHEAD)
+        conv = CONV_OVERHEAD + sum(
+            T.conv_cycles(c, th * (g["sw"] * (tw - 1) + cx[1]), cx[3], th * tw) for cx in cols)
+        return load, conv
+
+    def _dw_cost(self, g, ext):
+        """The tiling cost of a depthwise layer: its tiles' loads and compute overlap (the
+        loads run a tile ahead), so each tile costs the larger of the two."""
+        return lambda tiles: sum(max(self._dw_cycles(g, ext, th, tw)) for _, th, _, tw in tiles)
+
     def _conv_steps(self, node, g, tiles, order, ext, kc, resident, dw_mode):
         c, nm, info = self.c, node.name, self.w[node.name]
         B, C = c.rows, c.cols
@@ -152,6 +182,21 @@ class Lowerer:
         # Depthwise kernels wider than the array's rows run as column chunks into one ACC.
         cols = info.get("dw_chunks", [])
         dw_words = sum(ch[3] for ch in cols)
+        # Every LOAD pays the read latency and the load unit's overheads (~60 cycles at
+        # 250 MHz on ultra96), more than a 3x3 depthwise group's two WGT words and its
+        # PARAM word take: one LOAD brings the PARAM words of a slot's worth of output
+        # blocks, and a depthwise layer's WGT words come in batches of channel groups.
+        pw = self.slots.param.size
+        wbatch = {}
+        if dw_mode:
+            # Batches (as large as a WGT slot) when the loads of a tile (nearly) bound the
+            # layer: a LOAD fewer per group. Else a LOAD per group, whose overhead hides
+            # in the spare load time of every tile, where a batch's words, all loaded
+            # with one tile (the loads run a tile ahead at most), would stall the compute.
+            inp, conv = self._dw_cycles(g, ext, tiles[0][1], tiles[0][3])
+            param = T.load_chunks(c, C * 8, 1) + LOAD_OVERHEAD // pw
+            cap = self.slots.wgt.size // dw_words if conv < inp + param + LOAD_OVERHEAD else 1
+            wbatch = dict(wgt_batches(ob_n, max(1, cap)))
         taps = g["kw"] * g["kh"]
         items = [(t, ob) for t in tiles for ob in range(ob_n)] if order == "spatial" else \
             [(t, ob) for ob in range(ob_n) for t in tiles]
@@ -180,20 +225,26 @@ class Lowerer:
                         self.slots.inp, si, ibase, tb, bl, g["h"], g["w"],
                         oy0 * g["sh"] - g["pt"], rows_in, ox0 * g["sw"] - g["pl"], cols_in,
                         B, zp)
-                wk, hit = self.slots.wgt.get((nm, "wgt", ob, k))
+                if dw_mode:   # the WGT words of the groups of ob's batch, all their chunks
+                    b0, nb = wbatch[ob]
+                    wkey, first_word = (nm, "wgt", b0), b0 * dw_words
+                    nwords, woff = nb * dw_words, (ob - b0) * dw_words + cols[k][2]
+                else:
+                    wkey, first_word = (nm, "wgt", ob, k), ob * ib * taps + blocks[0] * taps
+                    nwords, woff = len(blocks) * taps, 0
+                wk, hit = self.slots.wgt.get(wkey)
                 wbase = self.slots.wgt.bases[wk]
-                nwords = cols[k][3] if dw_mode else len(blocks) * taps
                 if not hit:
-                    first_word = ob * dw_words + cols[k][2] if dw_mode else \
-                        ob * ib * taps + blocks[0] * taps
                     step.loads.append(load_op(
                         isa.Buffer.WGT, self.slots.wgt.slot(wk), wbase,
                         self.wbase + info["wgt"] + first_word * B * C, 1, nwords, nwords, B * C))
                 reads = [self.slots.inp.slot(si), self.slots.wgt.slot(wk)]
                 emit = k == len(parts) - 1
                 if k == 0:
-                    pbase, pslot = self._param(step, (nm, "param", ob),
-                                               info["param"] + ob * C * 8)
+                    p0 = ob // pw * pw
+                    pbase, pslot = self._param(step, (nm, "param", p0),
+                                               info["param"] + p0 * C * 8, min(pw, ob_n - p0))
+                    pbase += ob - p0
                 reads.append(pslot)
                 fields = {
                     "mode": isa.ConvMode.DEPTHWISE if dw_mode else isa.ConvMode.DENSE,
@@ -202,7 +253,7 @@ class Lowerer:
                     "out_h": th, "out_w": tw, "in_w": cols_in,
                     "in_blocks": 1 if dw_mode else len(blocks),
                     "inp_addr": ibase + first * tile_words + kx0,
-                    "inp_block_stride": tile_words, "wgt_addr": wbase, "param_addr": pbase,
+                    "inp_block_stride": tile_words, "wgt_addr": wbase + woff, "param_addr": pbase,
                     "out_addr": out_base, "acc_init": int(k == 0), "acc_emit": int(emit),
                     "in_zp": _codes(info["in_zp"])}
                 fields.update(self._post(node, step, reads))

@@ -16,14 +16,29 @@ moving fewer DRAM bytes is kept.
 Depthwise CONV: one instruction per group of ``depthwise_channels / rows`` channel
 blocks, their input tiles ``inp_block_stride`` apart in one INP slot (a group short of
 blocks still has its missing blocks' words read, inside the slot), so the tile must fit
-that many times in half of INP; kernels wider than ``rows`` run as column chunks.
+that many times in half of INP; kernels wider than ``rows`` run as column chunks. Its
+tiles are the cheapest of a few column counts by the estimate that a tile costs the
+larger of its CONV and its input LOADs (the loads run a tile ahead): large stride-2 maps
+are bound by the load unit writing one INP word a cycle, so fewer halo words win there.
+When the LOADs bound the layer, the WGT words of several groups come in one LOAD
+(:func:`wgt_batches`), since every LOAD also pays the read latency.
+
+PARAM words: one LOAD brings a slot's two words (two output blocks or depthwise groups).
 """
 
 from bamboo.arch import isa
 
 from .emit import Op, Step
 
-__all__ = ["SlotCache", "Slots", "fits_isa", "load_op", "spatial_tiles", "store_ops"]
+__all__ = ["CONV_OVERHEAD", "LOAD_OVERHEAD", "SlotCache", "Slots", "fits_isa", "load_op",
+           "spatial_tiles", "store_ops", "wgt_batches"]
+
+#: Cycles a LOAD costs besides its chunks, as the tiler reckons: ~200 ns of read latency
+#: (ultra96 at 250 MHz, arch/timing.py BOARDS) and the load unit's fixed overheads; and a
+#: CONV besides arch.timing.conv_cycles (post-processing, sim/cycles.py Calibration).
+#: They only weigh schedule choices, never affect what a program computes.
+LOAD_OVERHEAD = 64
+CONV_OVERHEAD = 26
 
 _OUT_MAX = 1023   # out_h / out_w: 10 bits
 _IN_W_MAX = 4095  # in_w, x_size: 12 bits
@@ -70,25 +85,49 @@ def fits_isa(th, tw, in_rows, in_cols):
     return th <= _OUT_MAX and tw <= _OUT_MAX and in_cols <= _IN_W_MAX and in_rows <= _IN_W_MAX
 
 
-def spatial_tiles(ho, wo, fits):
+def spatial_tiles(ho, wo, fits, cost=None, widths=8):
     """Tiles ``(oy0, th, ox0, tw)`` covering ``ho x wo``: widest rows first, then most rows.
 
     ``fits(th, tw)`` says whether a tile fits the buffers; returns None if 1x1 does not.
+    ``cost(tiles)``: the cheapest of the tilings into the fewest columns that fit and the
+    next ``widths - 1`` column counts (each with the most rows that fit) instead.
     """
     if not fits(1, 1):
         return None
     nw = 1
     while not fits(1, -(-wo // nw)):
         nw += 1
-    tw = -(-wo // nw)
-    lo, hi = 1, ho
-    while lo < hi:  # largest th that fits (fits is monotone in th)
-        mid = (lo + hi + 1) // 2
-        lo, hi = (mid, hi) if fits(mid, tw) else (lo, mid - 1)
-    nh = -(-ho // lo)
-    th = -(-ho // nh)
-    return [(oy, min(th, ho - oy), ox, min(tw, wo - ox))
-            for oy in range(0, ho, th) for ox in range(0, wo, tw)]
+    best = None
+    for n in range(nw, min(wo, nw + widths - 1) + 1) if cost else (nw,):
+        tw = -(-wo // n)
+        if n > nw and -(-wo // (n - 1)) == tw:
+            continue   # the same tiles
+        lo, hi = 1, ho
+        while lo < hi:  # largest th that fits (fits is monotone in th)
+            mid = (lo + hi + 1) // 2
+            lo, hi = (mid, hi) if fits(mid, tw) else (lo, mid - 1)
+        nh = -(-ho // lo)
+        th = -(-ho // nh)
+        tiles = [(oy, min(th, ho - oy), ox, min(tw, wo - ox))
+                 for oy in range(0, ho, th) for ox in range(0, wo, tw)]
+        c = cost(tiles) if cost else 0
+        if best is None or c < best[0]:
+            best = (c, tiles)
+    return best[1]
+
+
+def wgt_batches(n, cap):
+    """``[(k, (first, size))]`` for ``k < n``: the batch of ``n`` weight runs (depthwise
+    channel groups) that one LOAD brings with run ``k``. Sizes double from 1 up to ``cap``:
+    the first batch, loaded before the layer's first compute, stays short, and the
+    later ones, loaded while the previous tiles compute, save a LOAD per run."""
+    out, first, size = [], 0, 1
+    while first < n:
+        size = min(size, cap, n - first)
+        out += [(k, (first, size)) for k in range(first, first + size)]
+        first += size
+        size *= 2
+    return out
 
 
 def load_op(buffer, slot, sram_addr, dram_addr, y_size, x_size, x_stride, elem_bytes,
