@@ -16,7 +16,7 @@ resolution and the UltraFace detector) on one configuration (default ``ultra96``
   (counted by the runtime), projected CPU milliseconds;
 * FPS: the fabric alone, and with the processor side overlapped (two frames in flight,
   ``Session.run_batch``), which is the figure reported as ``fps_*``; the bound
-  (compute, DDR or CPU) says which side limits it.
+  (compute, DMA or CPU) says which side limits it.
 
 ``--out DIR`` writes ``DIR/results.json`` (one object per model) and ``DIR/results.md``
 (the tables and the targets of issue #8, each met or missed by how much and why).
@@ -99,7 +99,7 @@ def _compulsory(compiled):
 
 def _fabric_bound(rows):
     dma = sum(r.cycles for r in rows if r.bound.startswith("dma"))
-    return "DDR" if dma > sum(r.cycles for r in rows) - dma else "compute"
+    return "DMA" if dma > sum(r.cycles for r in rows) - dma else "compute"
 
 
 def bench_model(spec, config_name="ultra96", board="ultra96", simulate=True, top=0, out=None):
@@ -224,8 +224,8 @@ def _why(row, field, goal=None):
             fabric = dict(row, **{f"bound_{k}": row.get(f"fabric_bound_{k}", "compute")})
             return why + (f"; the fabric alone gives {fabric_fps:.1f} FPS, also short: "
                           + _why(fabric, field))
-        if bound == "DDR":
-            return (f"DDR-bound: layers waiting on DMA take most of the fabric's "
+        if bound == "DMA":
+            return (f"DMA-bound: layers waiting on the load/store units take most of the fabric's "
                     f"{fabric_ms:.1f} ms; {row['memory_stall_share']:.0%} of the time at "
                     f"{REFERENCE_MHZ:g} MHz is lost to the memory ({row['dram_bytes'] / 1e6:.1f}"
                     f" MB/frame, {row['dram_vs_compulsory']}x the compulsory minimum)")
@@ -249,8 +249,9 @@ def _why(row, field, goal=None):
         return (f"compute-bound: {d['compute_bound_share']:.0%} of these layers' time is "
                 f"compute-bound, and while computing them the array does "
                 f"{d['occupancy']:.1%} of its peak MACs (the mapping's occupancy)")
-    return (f"DDR-bound: {1 - d['compute_bound_share']:.0%} of these layers' time waits on "
-            f"DMA; while computing, the array reaches {d['occupancy']:.1%} of its peak")
+    return (f"DMA-bound: {1 - d['compute_bound_share']:.0%} of these layers' time waits on "
+            f"the load/store units (a buffer word a cycle, or the DDR); while computing, "
+            f"the array reaches {d['occupancy']:.1%} of its peak")
 
 
 def check_targets(rows):
@@ -307,8 +308,8 @@ def render_markdown(rows, targets, command, seconds=None):
               "`BOARDS`). CPU ms: the processor side per frame, the runtime's own CPU work "
               "timed here and scaled to the board's A53 (`HOSTS`). FPS: both overlapped, two "
               "frames in flight, as 1 / max(fabric, CPU) (an upper bound); bound: what "
-              "limits it at 250 MHz (CPU, DDR: layers waiting "
-              "on DMA, or compute). Utilization: the network's MACs over rows x cols per "
+              "limits it at 250 MHz (CPU, DMA: layers waiting "
+              "on the load/store units, or compute). Utilization: the network's MACs over rows x cols per "
               "cycle at 250 MHz. DRAM: bytes the program loads and stores per frame, and "
               "that over the compulsory minimum (weights and biases once, PS/PL tensors "
               "once).", "",

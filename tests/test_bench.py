@@ -74,8 +74,8 @@ def test_targets_met_missed_and_why():
     assert not dw["met"] and dw["miss"] == pytest.approx(0.875)
     assert dw["why"].startswith("compute-bound") and "5.5%" in dw["why"]
     assert pw["met"]
-    ddr = _row(fps_250mhz=80.0, fabric_fps_250mhz=80.0, bound_250mhz="DDR")
-    assert check_targets([ddr])[0]["why"].startswith("DDR-bound")
+    ddr = _row(fps_250mhz=80.0, fabric_fps_250mhz=80.0, bound_250mhz="DMA")
+    assert check_targets([ddr])[0]["why"].startswith("DMA-bound")
 
 
 def test_main_writes_json_and_markdown(tmp_path, capsys):
