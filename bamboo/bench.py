@@ -308,9 +308,9 @@ def render_markdown(rows, targets, command, seconds=None):
               "`BOARDS`). CPU ms: the processor side per frame, the runtime's own CPU work "
               "timed here and scaled to the board's A53 (`HOSTS`). FPS: both overlapped, two "
               "frames in flight, as 1 / max(fabric, CPU) (an upper bound); bound: what "
-              "limits it at 250 MHz (CPU, DMA: layers waiting "
-              "on the load/store units, or compute). Utilization: the network's MACs over rows x cols per "
-              "cycle at 250 MHz. DRAM: bytes the program loads and stores per frame, and "
+              "limits it at 250 MHz (CPU, DMA: layers waiting on the load/store units, or "
+              "compute). Utilization: the network's MACs over rows x cols per cycle at 250 MHz. "
+              "DRAM: bytes the program loads and stores per frame, and "
               "that over the compulsory minimum (weights and biases once, PS/PL tensors "
               "once).", "",
               "Toolflow speed on this machine (wall seconds; CPU seconds in results.json):", "",

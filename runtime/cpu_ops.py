@@ -80,8 +80,9 @@ def _fc(a, x, tin, tout):
     return _lut(y, a.get("lut"))
 
 
-# float64 weights of the CPU's fully connected layers, converted once per weight array
-# rather than per frame (a 1280 x 1000 classifier: ~5 ms a frame on the board's A53).
+# The weight operands of the CPU's fully connected layers (``kconv.FcWeights``), made once
+# per weight array rather than per frame (a 1280 x 1000 classifier: ~5 ms a frame on the
+# board's A53).
 _FC_WEIGHTS = {}
 
 

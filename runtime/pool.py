@@ -70,9 +70,22 @@ def global_avg_pool(x, x_zp, rq, out_dtype=None):
         raise QuantizationError(f"global_avg_pool wants NHWC x, not shape {x.shape}")
     x_zp = _zero_point(x_zp, x.dtype, "x_zp")
     n = x.shape[1] * x.shape[2]
-    # At most 2**23 pixels keep |acc| < 2**31 (255 * N): far beyond any image we pool.
-    acc = x.sum(axis=(1, 2), dtype=np.int64, keepdims=True) - x_zp * n
-    return _out(acc, rq, x.dtype, out_dtype)
+    return _out(_channel_sums(x) - x_zp * n, rq, x.dtype, out_dtype)
+
+
+def _channel_sums(x):
+    """``x.sum(axis=(1, 2), keepdims=True)`` of NHWC codes, as float64 integers.
+
+    Up to ``2**24 / 255`` pixels, in float32: every partial sum, in whatever order numpy
+    adds, is an integer below ``2**24`` and so exact, and float32 halves the bytes of the
+    int64 sum. Beyond, in int64; at most 2**23 pixels keep ``|acc| < 2**31``.
+    """
+    n, h, w, c = x.shape
+    if h * w * 255 < 1 << 24:
+        sums = np.einsum("nhwc->nc", x.astype(np.float32))
+    else:
+        sums = x.sum(axis=(1, 2), dtype=np.int64)
+    return sums.astype(np.float64).reshape(n, 1, 1, c)
 
 
 def avg_pool(x, x_zp, s_x, s_y, y_zp, kernel, *, stride=None, pads=(0, 0, 0, 0),

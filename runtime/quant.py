@@ -63,9 +63,14 @@ def quantize(x, scale, zp, dtype=np.uint8, axis=1):
     # np.divide on two float32 arrays is one correctly rounded float32 division,
     # and np.rint rounds half to even: together RNE(f32(x / s)).
     with np.errstate(over="ignore"):
-        q = np.rint(np.divide(x, scale, dtype=np.float32))
-    # Clip in float before the integer cast: huge quotients would overflow int64.
-    q = np.clip(q.astype(np.float64) + zp, qmin, qmax)
+        q = np.divide(x, scale, dtype=np.float32)
+    np.rint(q, out=q)
+    # The zero point is added in float32, exactly below 2**24; a quotient beyond that
+    # saturates either way. Clip in float before the integer cast: huge quotients would
+    # overflow it.
+    q += zp.astype(np.float32)
+    np.maximum(q, np.float32(qmin), out=q)
+    np.minimum(q, np.float32(qmax), out=q)
     return q.astype(dtype)
 
 

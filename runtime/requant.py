@@ -13,14 +13,23 @@ integer-only form with the same result, which is what the fabric implements:
 Ref: ../shared/numerics.md ("Conv, Gemm"), measured against onnxruntime 1.32.
 Every kernel that requantizes calls :func:`requantize`; the parameters are made
 once per output channel by :meth:`Requant.from_scale`.
+
+:func:`requantize_int` evaluates the four steps in int64, one numpy call per bit
+operation: the reference, and about 250 us a call however small the tensor.
+:func:`requantize` gets the same bits from a handful of numpy calls by letting IEEE
+conversions do the roundings: every operand is an integer held exactly, and a float32
+conversion or multiply *is* "round to 24 significant bits, nearest-even"
+(see :func:`_requantize_float`). tests/runtime/test_fast_paths.py checks the two against
+each other on ties, extremes and random inputs.
 """
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
 __all__ = [
-    "MANTISSA_BITS", "Requant", "requantize", "round_significant", "rne_shift",
+    "MANTISSA_BITS", "Requant", "requantize", "requantize_int", "round_significant", "rne_shift",
     "conv_scale", "pool_scale", "qrange",
 ]
 
@@ -124,12 +133,74 @@ class Requant:
         """The float32 scale these parameters encode."""
         return np.ldexp(self.m.astype(np.float64), self.e).astype(np.float32)
 
+    @cached_property
+    def float_operands(self):
+        """``(m, 2**e, zp, qmin, qmax)`` for :func:`_requantize_float`: float32 ``m``, the
+        rest float64, made once per requantizer. ``None`` unless ``0 < m < 2**24`` and
+        ``e < 0`` everywhere (true of every requantizer :meth:`from_scale` makes for a
+        scale below ``2**23``)."""
+        m, e = np.asarray(self.m, np.int64), np.asarray(self.e, np.int64)
+        if not (np.all(m > 0) and np.all(m < 1 << MANTISSA_BITS) and np.all(e < 0)):
+            return None
+        f64 = np.float64
+        return m.astype(np.float32), np.ldexp(1.0, e.astype(np.int32)), f64(self.zp), \
+            f64(self.qmin), f64(self.qmax)
+
+
+def _along(v, ndim, axis):
+    """Per-channel ``v`` (shape ``(C,)``) shaped to broadcast along ``axis`` of ``ndim`` axes."""
+    if np.ndim(v) != 1 or axis in (-1, ndim - 1):
+        return v
+    shape = [1] * ndim
+    shape[axis] = v.shape[0]
+    return v.reshape(shape)
+
+
+def _requantize_float(acc, m, pow2, zp, qmin, qmax):
+    """Steps 1 to 4 of the module docstring through IEEE roundings, for ``|acc| < 2**39``.
+
+    ``m`` (float32) and ``pow2 = 2**e`` (float64, ``e < 0``) as
+    :attr:`Requant.float_operands` makes them. Why each line is the integer step exactly:
+
+    1. ``acc`` converts to float64 exactly (below ``2**53``), and float64 to float32
+       rounds once, nearest-even, to 24 significant bits: ``round_significant(acc)``.
+    2, 3. ``a`` and ``m`` are integers of at most 24 significant bits, both exact in
+       float32; a float32 multiply is the exact product ``a * m`` rounded once to
+       24 significant bits, and ``|a * m| < 2**63`` does not overflow float32.
+    4. ``p * 2**e`` in float64 only moves the exponent (``p`` is 0 or at least 1, and
+       ``2**e >= 2**-173``: no underflow), and ``np.rint`` rounds half to even. The
+       zero point is added and the result saturated in float64; a sum that rounds
+       (``|y| >= 2**53``) saturates all the same.
+    """
+    a = acc.astype(np.float64).astype(np.float32)
+    p = np.multiply(a, m, dtype=np.float32)
+    y = np.asarray(np.multiply(p, pow2, dtype=np.float64))   # an array also for 0-d ``acc``
+    np.rint(y, out=y)
+    np.add(y, zp, out=y)
+    np.maximum(y, qmin, out=y)
+    np.minimum(y, qmax, out=y)
+    return y.astype(np.int32)
+
 
 def requantize(acc, rq, axis=-1):
     """Requantize int32 accumulators with ``rq``; per-channel parameters run along ``axis``.
 
-    Returns int32 codes in ``[rq.qmin, rq.qmax]`` (cast to the 8-bit type by the caller).
+    ``acc`` holds integers: any integer type, or float64 holding integers (the
+    kernels' float64 sums). Returns int32 codes in ``[rq.qmin, rq.qmax]`` (cast to the
+    8-bit type by the caller), equal to :func:`requantize_int`'s for any ``|acc| < 2**39``.
     """
+    ops = rq.float_operands
+    if ops is None:
+        return requantize_int(acc, rq, axis)
+    acc = np.asarray(acc)
+    m, pow2, zp, qmin, qmax = ops
+    return _requantize_float(acc, _along(m, acc.ndim, axis), _along(pow2, acc.ndim, axis),
+                             zp, qmin, qmax)
+
+
+def requantize_int(acc, rq, axis=-1):
+    """:func:`requantize` in int64 arithmetic, step by step: the reference (and the path of
+    requantizers :func:`requantize` has no float operands for)."""
     acc = np.asarray(acc, dtype=np.int64)
     m, e = rq.m, rq.e
     if m.ndim == 1:
