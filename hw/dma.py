@@ -1,4 +1,5 @@
-"""DMA building blocks: command layouts, the window check and the AXI4 burst generator.
+"""DMA building blocks: command layouts, the window check, the AXI4 burst generator and
+the command states both engines (hw/dma_read.py, hw/dma_write.py) are built on.
 
 A 2-D transfer (the ISA's ``LOAD``/``STORE`` fields, ``arch/isa.py``) moves ``y_size``
 rows of ``x_size`` elements of ``2**elem_log2`` bytes; row ``y`` starts at byte
@@ -13,17 +14,19 @@ a new burst, so a beat shared by two rows is fetched twice; rows whose ends are 
 beat aligned are handled by the engines with byte offsets and write strobes.
 """
 
+import contextlib
+
 from amaranth.hdl import Cat, Const, Module, Mux, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..arch.isa import FORMATS, Opcode
 from ..arch.registers import ErrorCode
-from .axi import MAX_BURST_BEATS, burst_split
+from .axi import MAX_BURST_BEATS, AXI4Signature, burst_split
 
 __all__ = [
     "ELEM_LOG2_BITS", "transfer_fields", "StatusLayout", "BurstLayout", "RowsLayout",
-    "BurstGenerator", "WindowCheck",
+    "BurstGenerator", "WindowCheck", "engine_members", "checked_bursts", "command_states",
 ]
 
 #: Width of the engines' ``elem_log2`` command field (elements up to 2**15 bytes).
@@ -212,3 +215,72 @@ class WindowCheck(wiring.Component):
             with m.Else():
                 m.d.sync += self.error.eq(ErrorCode.NONE)
         return m
+
+
+def engine_members(config, *, write):
+    """The members both engines end with: ``o_status`` (Out stream of
+    :data:`StatusLayout`), ``window_base`` and ``window_size`` (In ``axi_addr_width``)
+    and ``m_axi``, an AXI4 write (``write``) or read manager of ``config``'s widths."""
+    return {
+        "o_status": Out(stream.Signature(StatusLayout)),
+        "window_base": In(config.axi_addr_width),
+        "window_size": In(config.axi_addr_width),
+        "m_axi": Out(AXI4Signature.from_config(config, read=not write, write=write)),
+    }
+
+
+def checked_bursts(m, engine, cmd, elem_log2, max_elem_log2):
+    """An engine's :class:`WindowCheck` and :class:`BurstGenerator`, submodules ``check``
+    and ``bursts`` of ``m``.
+
+    ``engine`` has ``config``, ``bus_bytes``, ``max_burst_beats``, ``window_base`` and
+    ``window_size``; ``cmd`` (the engine's held command) ``dram_addr``, ``y_size``,
+    ``x_size`` and ``x_stride``. The check reads ``cmd``, ``elem_log2`` and the window;
+    the burst generator's command is the check's result, ``cmd.y_size`` rows. The engine
+    drives ``check.start`` and ``bursts.i_cmd.valid`` and takes ``bursts.o_burst``.
+
+    Returns
+    -------
+    (WindowCheck, BurstGenerator)
+    """
+    aw, bus = engine.config.axi_addr_width, engine.bus_bytes
+    m.submodules.check = check = WindowCheck(aw, bus, max_elem_log2)
+    m.submodules.bursts = bursts = BurstGenerator(
+        aw, bus, check.row_bytes_width, check.stride_width, engine.max_burst_beats)
+    m.d.comb += [
+        check.dram_addr.eq(cmd.dram_addr), check.y_size.eq(cmd.y_size),
+        check.x_size.eq(cmd.x_size), check.x_stride.eq(cmd.x_stride),
+        check.elem_log2.eq(elem_log2), check.window_base.eq(engine.window_base),
+        check.window_size.eq(engine.window_size),
+        bursts.i_cmd.payload.addr.eq(check.addr),
+        bursts.i_cmd.payload.row_bytes.eq(check.row_bytes),
+        bursts.i_cmd.payload.stride.eq(check.stride),
+        bursts.i_cmd.payload.rows.eq(cmd.y_size),
+    ]
+    return check, bursts
+
+
+@contextlib.contextmanager
+def command_states(m, engine, cmd, check, error):
+    """An engine's FSM: the states every engine starts and ends with, its own in between.
+
+    Use as ``with command_states(...):`` around the engine's own ``m.State`` blocks.
+    ``IDLE`` takes ``engine.i_cmd`` into the register ``cmd``; ``CHECK`` starts
+    ``check``; the engine's states begin with ``WAIT`` (for ``check.done``) and end
+    with ``m.next = "STATUS"``, which offers ``error`` on ``engine.o_status`` (one per
+    command) and returns to ``IDLE``.
+    """
+    with m.FSM():
+        with m.State("IDLE"):
+            m.d.comb += engine.i_cmd.ready.eq(1)
+            with m.If(engine.i_cmd.valid):
+                m.d.sync += cmd.eq(engine.i_cmd.payload)
+                m.next = "CHECK"
+        with m.State("CHECK"):
+            m.d.comb += check.start.eq(1)
+            m.next = "WAIT"
+        yield
+        with m.State("STATUS"):
+            m.d.comb += [engine.o_status.valid.eq(1), engine.o_status.payload.error.eq(error)]
+            with m.If(engine.o_status.ready):
+                m.next = "IDLE"

@@ -23,8 +23,8 @@ from amaranth.lib.wiring import In, Out
 
 from ..arch.isa import Opcode
 from ..arch.registers import ErrorCode
-from .axi import BURST_INCR, CACHE_MODIFIABLE_BUFFERABLE, MAX_BURST_BEATS, AXI4Signature
-from .dma import ELEM_LOG2_BITS, BurstGenerator, StatusLayout, WindowCheck, transfer_fields
+from .axi import BURST_INCR, CACHE_MODIFIABLE_BUFFERABLE, MAX_BURST_BEATS
+from .dma import ELEM_LOG2_BITS, checked_bursts, command_states, engine_members, transfer_fields
 
 __all__ = ["ReadCommandLayout", "ReadChunkLayout", "DMAReader"]
 
@@ -93,10 +93,7 @@ class DMAReader(wiring.Component):
         super().__init__({
             "i_cmd": In(stream.Signature(ReadCommandLayout())),
             "o_data": Out(stream.Signature(ReadChunkLayout(bus, self.max_parts))),
-            "o_status": Out(stream.Signature(StatusLayout)),
-            "window_base": In(config.axi_addr_width),
-            "window_size": In(config.axi_addr_width),
-            "m_axi": Out(AXI4Signature.from_config(config, write=False)),
+            **engine_members(config, write=False),
         })
 
     def elaborate(self, platform):
@@ -104,21 +101,10 @@ class DMAReader(wiring.Component):
         bus = self.bus_bytes
         log_bus = (bus - 1).bit_length()
         axi = self.m_axi
-        m.submodules.check = check = WindowCheck(
-            self.config.axi_addr_width, bus, self.max_elem_log2)
-        m.submodules.bursts = bursts = BurstGenerator(
-            self.config.axi_addr_width, bus, check.row_bytes_width, check.stride_width,
-            self.max_burst_beats)
-
         cmd = Signal(ReadCommandLayout())
         error = Signal(8)
         s = cmd.elem_log2
-        m.d.comb += [
-            check.dram_addr.eq(cmd.dram_addr), check.y_size.eq(cmd.y_size),
-            check.x_size.eq(cmd.x_size), check.x_stride.eq(cmd.x_stride),
-            check.elem_log2.eq(s), check.window_base.eq(self.window_base),
-            check.window_size.eq(self.window_size),
-        ]
+        check, bursts = checked_bursts(m, self, cmd, s, self.max_elem_log2)
 
         # AR channel straight from the burst generator (its valid is a register).
         m.d.comb += [
@@ -176,20 +162,7 @@ class DMAReader(wiring.Component):
                     with m.If(wr == rows_last):
                         m.d.sync += walking.eq(0)
 
-        m.d.comb += bursts.i_cmd.payload.addr.eq(check.addr)
-        m.d.comb += bursts.i_cmd.payload.row_bytes.eq(check.row_bytes)
-        m.d.comb += bursts.i_cmd.payload.stride.eq(check.stride)
-        m.d.comb += bursts.i_cmd.payload.rows.eq(cmd.y_size)
-
-        with m.FSM():
-            with m.State("IDLE"):
-                m.d.comb += self.i_cmd.ready.eq(1)
-                with m.If(self.i_cmd.valid):
-                    m.d.sync += cmd.eq(self.i_cmd.payload)
-                    m.next = "CHECK"
-            with m.State("CHECK"):
-                m.d.comb += check.start.eq(1)
-                m.next = "WAIT"
+        with command_states(m, self, cmd, check, error):
             with m.State("WAIT"):
                 with m.If(check.done):
                     rows = cmd.pad_top + cmd.y_size + cmd.pad_bottom
@@ -217,9 +190,5 @@ class DMAReader(wiring.Component):
                 with m.If(~walking & ~bursts.busy):
                     m.d.sync += error.eq(Mux(rerr, ErrorCode.AXI_ERROR, ErrorCode.NONE))
                     m.next = "STATUS"
-            with m.State("STATUS"):
-                m.d.comb += [self.o_status.valid.eq(1), self.o_status.payload.error.eq(error)]
-                with m.If(self.o_status.ready):
-                    m.next = "IDLE"
         return m
 

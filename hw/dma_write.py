@@ -16,8 +16,8 @@ from amaranth.lib.wiring import In, Out
 
 from ..arch.isa import Opcode
 from ..arch.registers import ErrorCode
-from .axi import BURST_INCR, CACHE_MODIFIABLE_BUFFERABLE, MAX_BURST_BEATS, AXI4Signature
-from .dma import BurstGenerator, StatusLayout, WindowCheck, transfer_fields
+from .axi import BURST_INCR, CACHE_MODIFIABLE_BUFFERABLE, MAX_BURST_BEATS
+from .dma import checked_bursts, command_states, engine_members, transfer_fields
 
 __all__ = ["WriteCommandLayout", "DMAWriter"]
 
@@ -83,10 +83,7 @@ class DMAWriter(wiring.Component):
             "i_cmd": In(stream.Signature(WriteCommandLayout())),
             "o_req": Out(stream.Signature(sram_width)),
             "i_data": In(stream.Signature(8 * word_bytes)),
-            "o_status": Out(stream.Signature(StatusLayout)),
-            "window_base": In(config.axi_addr_width),
-            "window_size": In(config.axi_addr_width),
-            "m_axi": Out(AXI4Signature.from_config(config, read=False)),
+            **engine_members(config, write=True),
         })
 
     def elaborate(self, platform):
@@ -97,24 +94,10 @@ class DMAWriter(wiring.Component):
         parts = max(1, e // bus)            # beats per element
         axi = self.m_axi
         elem_log2 = (e - 1).bit_length()
-        m.submodules.check = check = WindowCheck(self.config.axi_addr_width, bus, elem_log2)
-        m.submodules.bursts = bursts = BurstGenerator(
-            self.config.axi_addr_width, bus, check.row_bytes_width, check.stride_width,
-            self.max_burst_beats)
-        m.submodules.queue = queue = fifo.SyncFIFOBuffered(width=8, depth=BURST_QUEUE_DEPTH)
-
         cmd = Signal(WriteCommandLayout())
         error = Signal(8)
-        m.d.comb += [
-            check.dram_addr.eq(cmd.dram_addr), check.y_size.eq(cmd.y_size),
-            check.x_size.eq(cmd.x_size), check.x_stride.eq(cmd.x_stride),
-            check.elem_log2.eq(elem_log2), check.window_base.eq(self.window_base),
-            check.window_size.eq(self.window_size),
-            bursts.i_cmd.payload.addr.eq(check.addr),
-            bursts.i_cmd.payload.row_bytes.eq(check.row_bytes),
-            bursts.i_cmd.payload.stride.eq(check.stride),
-            bursts.i_cmd.payload.rows.eq(cmd.y_size),
-        ]
+        check, bursts = checked_bursts(m, self, cmd, elem_log2, elem_log2)
+        m.submodules.queue = queue = fifo.SyncFIFOBuffered(width=8, depth=BURST_QUEUE_DEPTH)
 
         # AW channel: a burst is taken into the AW register and, in the same cycle, its
         # length into the queue the W side follows. W thus never waits for AWREADY, as
@@ -199,15 +182,7 @@ class DMAWriter(wiring.Component):
                     with m.If(rows_left == 1):
                         m.d.sync += packing.eq(0)
 
-        with m.FSM():
-            with m.State("IDLE"):
-                m.d.comb += self.i_cmd.ready.eq(1)
-                with m.If(self.i_cmd.valid):
-                    m.d.sync += cmd.eq(self.i_cmd.payload)
-                    m.next = "CHECK"
-            with m.State("CHECK"):
-                m.d.comb += check.start.eq(1)
-                m.next = "WAIT"
+        with command_states(m, self, cmd, check, error):
             with m.State("WAIT"):
                 with m.If(check.done):
                     m.d.sync += [
@@ -235,8 +210,4 @@ class DMAWriter(wiring.Component):
                           ~axi.wvalid & (outstanding == 0)):
                     m.d.sync += error.eq(Mux(berr, ErrorCode.AXI_ERROR, ErrorCode.NONE))
                     m.next = "STATUS"
-            with m.State("STATUS"):
-                m.d.comb += [self.o_status.valid.eq(1), self.o_status.payload.error.eq(error)]
-                with m.If(self.o_status.ready):
-                    m.next = "IDLE"
         return m

@@ -29,10 +29,10 @@ renormalizes.
 from amaranth.hdl import Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
-from bamboo.hw.pipeline import delay_chain, register
+from bamboo.hw.pipeline import bit_length, delay_chain, register, round_up
 
 __all__ = ["EXP_WIDTH", "Float", "FusedMultiplyAdd", "addend_layout", "align_addend",
-           "bit_length", "float_const", "mantissa_float", "unpack_f32"]
+           "float_const", "mantissa_float", "unpack_f32"]
 
 #: Exponent width of :class:`Float`: float32 values and the window's offsets fit easily.
 EXP_WIDTH = 12
@@ -70,15 +70,6 @@ def float_const(value):
     if mant / (1 << _MANT) != frac:
         raise ValueError(f"value must have at most 24 significant bits, not {value!r}")
     return {"zero": 0, "sign": int(value < 0), "mant": mant, "exp": exp - _MANT}
-
-
-def bit_length(m, x, name):
-    """``bit_length(x)`` of an unsigned value (0 for 0): a priority encoder, combinational."""
-    length = Signal(range(len(x) + 1), name=name)
-    for k in range(len(x)):  # later assignments win: the highest set bit
-        with m.If(x[k]):
-            m.d.comb += length.eq(k + 1)
-    return length
 
 
 def _normalized(m, mant, exp, name):
@@ -238,11 +229,10 @@ class FusedMultiplyAdd(wiring.Component):
         zero5 = reg(len4 == 0, "zero5")
         neg5, pzero5, z5 = reg(neg4, "neg5"), reg(pzero4, "pzero5"), reg(z4, "z5")
         # Stage 6: the round-up; a carry out to 2**24 renormalizes (then q is exactly 2**23).
-        qs = q5 + up5
+        mant6, carry6 = round_up(q5, up5)
         res = Signal(Float, name="res6_comb")
-        m.d.comb += [res.zero.eq(zero5), res.sign.eq(neg5),
-                     res.mant.eq(Mux(qs[_MANT], qs[1:], qs[:_MANT])),
-                     res.exp.eq(exp5 + qs[_MANT])]
+        m.d.comb += [res.zero.eq(zero5), res.sign.eq(neg5), res.mant.eq(mant6),
+                     res.exp.eq(exp5 + carry6)]
         r6 = reg(Mux(pzero5, z5.as_value(), res.as_value()), "r6", Float)
         # Stage 7: output register (the next unit's alignment starts from a clean register).
         r7 = reg(r6, "r7", Float)

@@ -5,23 +5,22 @@ first for elements wider than the bus. This unit gathers the parts of a word in 
 staging register and writes the whole word with its last part (INP, WGT and PARAM
 write ports are one word wide), and writes LUT chunks a byte per cycle into the
 post-processing tables (holding the DMA meanwhile). An instruction is done when the
-engine reports its status, which follows its last chunk; an error status (an AXI
-error response) is reported instead of done.
+engine reports its status, which follows its last chunk (and waits for the last LUT
+byte); an error status (an AXI error response) is reported instead of done. Taking
+instructions and reporting status is the store unit's too (hw/dma_insn.py).
 """
 
 from amaranth.hdl import Cat, Module, Mux, Signal, unsigned
-from amaranth.lib import data, memory, stream, wiring
+from amaranth.lib import data, memory, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..arch.isa import Buffer, Opcode
 from ..arch.layout import PARAM_DEPTH, PARAM_LANE_BYTES
-from ..arch.registers import ErrorCode
 from .array import weight_layout
 from .axi import AXI4Signature
+from .dma_insn import instruction_members, run_instructions
 from .dma_read import DMAReader
-from .isa_layout import instruction_layout
 from .postproc import LUT_ENTRIES, LutWriteSignature
-from .queues import entry_layout
 
 __all__ = ["LoadUnit", "param_layout"]
 
@@ -42,6 +41,9 @@ class LoadUnit(wiring.Component):
         Pulse: the instruction's last word is written.
     error : Out(1)
         Pulse instead of ``done``: the DMA reported ``error_code``.
+    error_code : Out(8)
+    window_base, window_size : In(config.axi_addr_width)
+        The DMA window (:func:`~bamboo.hw.dma_insn.instruction_members`).
     inp_w, wgt_w, param_w : In(memory.WritePort.Signature(...))
         Buffer write ports (flipped: this unit drives them).
     lut_w : Out(LutWriteSignature(config.lut_slots))
@@ -55,9 +57,7 @@ class LoadUnit(wiring.Component):
         aw = config.buffer_addr_width
         self.dma = DMAReader(config)
         super().__init__({
-            "i_insn": In(stream.Signature(entry_layout())),
-            "done": Out(1), "error": Out(1), "error_code": Out(8), "busy": Out(1),
-            "window_base": In(config.axi_addr_width), "window_size": In(config.axi_addr_width),
+            **instruction_members(config),
             "inp_w": In(memory.WritePort.Signature(
                 addr_width=aw(config.input_buffer_depth),
                 shape=data.ArrayLayout(unsigned(8), R))),
@@ -73,12 +73,9 @@ class LoadUnit(wiring.Component):
         m = Module()
         cfg = self.config
         R, C, bus = cfg.rows, cfg.cols, cfg.axi_data_bytes
-        m.submodules.dma = dma = self.dma
-        wiring.connect(m, dma.m_axi, wiring.flipped(self.m_axi))
-        m.d.comb += [dma.window_base.eq(self.window_base), dma.window_size.eq(self.window_size)]
-
-        layout = instruction_layout(Opcode.LOAD)
-        cur = Signal(layout)
+        dma = self.dma
+        lut_busy = Signal()
+        cur = run_instructions(m, self, Opcode.LOAD, hold=lut_busy)
         log2 = lambda n: (n - 1).bit_length()  # noqa: E731
         elog2 = Signal(4)
         with m.Switch(cur.buffer):
@@ -86,11 +83,7 @@ class LoadUnit(wiring.Component):
                            (Buffer.PARAM, C * PARAM_LANE_BYTES), (Buffer.LUT, LUT_ENTRIES)):
                 with m.Case(buf):
                     m.d.comb += elog2.eq(log2(e))
-        cmd = dma.i_cmd.payload
-        for name in ("sram_addr", "dram_addr", "y_size", "x_size", "x_stride", "pad_top",
-                     "pad_bottom", "pad_left", "pad_right", "pad_value"):
-            m.d.comb += getattr(cmd, name).eq(getattr(cur, name))
-        m.d.comb += cmd.elem_log2.eq(elog2)
+        m.d.comb += dma.i_cmd.payload.elem_log2.eq(elog2)
 
         # Chunks: gather the parts of a word, write it with its last part.
         chunk = dma.o_data.payload
@@ -99,7 +92,6 @@ class LoadUnit(wiring.Component):
         stage = Signal(8 * bus * parts)
         whole = Cat(*[Mux(chunk.part == k, chunk.data, stage[8 * bus * k:8 * bus * (k + 1)])
                       for k in range(parts)])
-        lut_busy = Signal()
         take = dma.o_data.valid & dma.o_data.ready
         m.d.comb += dma.o_data.ready.eq(~lut_busy)
         with m.If(take):
@@ -129,23 +121,4 @@ class LoadUnit(wiring.Component):
             with m.If(lut_k == bus - 1):
                 m.d.sync += lut_busy.eq(0)
 
-        with m.FSM():
-            with m.State("IDLE"):
-                m.d.comb += self.i_insn.ready.eq(1)
-                with m.If(self.i_insn.valid):
-                    m.d.sync += cur.eq(self.i_insn.payload.word[:layout.size])
-                    m.next = "CMD"
-            with m.State("CMD"):
-                m.d.comb += [dma.i_cmd.valid.eq(1), self.busy.eq(1)]
-                with m.If(dma.i_cmd.ready):
-                    m.next = "RUN"
-            with m.State("RUN"):
-                m.d.comb += [self.busy.eq(1), dma.o_status.ready.eq(~lut_busy)]
-                with m.If(dma.o_status.valid & ~lut_busy):
-                    with m.If(dma.o_status.payload.error == ErrorCode.NONE):
-                        m.d.comb += self.done.eq(1)
-                    with m.Else():
-                        m.d.comb += [self.error.eq(1),
-                                     self.error_code.eq(dma.o_status.payload.error)]
-                    m.next = "IDLE"
         return m

@@ -1,8 +1,8 @@
 """Small helpers for pipelined datapaths, shared by the arithmetic units."""
 
-from amaranth.hdl import Signal
+from amaranth.hdl import Mux, Signal
 
-__all__ = ["register", "delay_chain"]
+__all__ = ["register", "delay_chain", "bit_length", "round_up"]
 
 
 def register(m, value, name, shape=None):
@@ -21,3 +21,22 @@ def delay_chain(m, signal, stages, prefix="valid"):
         m.d.sync += v.eq(chain[-1])
         chain.append(v)
     return chain
+
+
+def bit_length(m, x, name):
+    """``bit_length(x)`` of an unsigned value (0 for 0): a priority encoder, combinational."""
+    length = Signal(range(len(x) + 1), name=name)
+    for k in range(len(x)):  # later assignments win: the highest set bit
+        with m.If(x[k]):
+            m.d.comb += length.eq(k + 1)
+    return length
+
+
+def round_up(q, up):
+    """``(mant, carry)``: a rounded mantissa ``q`` plus its round-up bit ``up``, in
+    ``len(q)`` bits. A carry out of the top (all-ones ``q`` plus one) renormalizes:
+    ``mant`` is the sum shifted right by one (exact, the sum being a power of two) and
+    ``carry``, 1, is what the exponent gains."""
+    total = q + up
+    width = len(q)
+    return Mux(total[width], total[1:width + 1], total[:width]), total[width]

@@ -33,7 +33,7 @@ The unit is a free-running pipeline (no back-pressure: ``o`` is always ready);
 from amaranth.hdl import Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
-from bamboo.hw.pipeline import delay_chain, register
+from bamboo.hw.pipeline import bit_length, delay_chain, register, round_up
 
 __all__ = [
     "CODE_MAX",
@@ -117,15 +117,6 @@ def _rne_right(m, x, amount, cases, name):
     return q, up
 
 
-def _bit_length(m, x, name):
-    """``bit_length(x)`` of an unsigned value (0 for 0): a priority encoder."""
-    length = Signal(range(len(x) + 1), name=name)
-    for k in range(len(x)):  # later assignments win: the highest set bit
-        with m.If(x[k]):
-            m.d.comb += length.eq(k + 1)
-    return length
-
-
 class Requantizer(wiring.Component):
     """One requantizer lane: ``(acc + bias, RequantParams)`` to a saturated code.
 
@@ -190,7 +181,7 @@ class Requantizer(wiring.Component):
         # Stage 3: the shift that puts the top bit of |acc| at bit 23: right (rounding,
         # step 1) when |acc| >= 2**24, left (exact) below. Normalizing small values too
         # makes the product's top bit 46 or 47, so step 3 below has two cases, not 25.
-        s1_3 = reg(_bit_length(m, mag, "len_comb") - 24, "s1_3", signed(6))
+        s1_3 = reg(bit_length(m, mag, "len_comb") - 24, "s1_3", signed(6))
         mag3 = reg(mag, "mag3")
         # Stage 4: step 1 (shift and round-up bit), or the exact left shift.
         right, up0 = _rne_right(m, mag3, s1_3, range(1, 9), "step1")
@@ -198,9 +189,9 @@ class Requantizer(wiring.Component):
         q4 = reg(Mux(s1_3 > 0, right[:24], left[:24]), "q4", unsigned(24))
         up4, s1_4 = reg(up0, "up4"), reg(s1_3, "s1_4")
         # Stage 5: add the round-up; a carry out to 2**24 renormalizes (exact: q = 2**23).
-        q_sum = q4 + up4
-        q5 = reg(Mux(q_sum[24], q_sum[1:25], q_sum[:24]), "q5", unsigned(24))
-        s1_5 = reg(s1_4 + q_sum[24], "s1_5", signed(6))
+        q_up, carry = round_up(q4, up4)
+        q5 = reg(q_up, "q5", unsigned(24))
+        s1_5 = reg(s1_4 + carry, "s1_5", signed(6))
         # Stage 6: step 2, the 24 x 24 product (two DSP48E2; stages 6-7 fill MREG and PREG).
         prod6 = reg(q5 * mant[5], "prod6", unsigned(48))
         s1_6 = reg(s1_5, "s1_6")

@@ -4,19 +4,18 @@ The DMA engine (hw/dma_write.py) requests OUT words in order on ``o_req``; this 
 reads them through the OUT buffer's synchronous read port and answers on
 ``i_data``, holding the read port's data while the engine is not ready (a read
 port keeps its data when not enabled, so no skid buffer is needed). An instruction
-is done when the engine reports its status, after the last write response.
+is done when the engine reports its status, after the last write response. Taking
+instructions and reporting status is the load unit's too (hw/dma_insn.py).
 """
 
 from amaranth.hdl import Module, Signal, unsigned
-from amaranth.lib import data, memory, stream, wiring
+from amaranth.lib import data, memory, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..arch.isa import Opcode
-from ..arch.registers import ErrorCode
 from .axi import AXI4Signature
+from .dma_insn import instruction_members, run_instructions
 from .dma_write import DMAWriter
-from .isa_layout import instruction_layout
-from .queues import entry_layout
 
 __all__ = ["StoreUnit", "out_layout"]
 
@@ -35,6 +34,9 @@ class StoreUnit(wiring.Component):
         A STORE, already checked by the dispatcher.
     done, error : Out(1)
         Pulses: finished, or the DMA reported ``error_code`` (an AXI error response).
+    error_code : Out(8)
+    window_base, window_size : In(config.axi_addr_width)
+        The DMA window (:func:`~bamboo.hw.dma_insn.instruction_members`).
     out_r : In(memory.ReadPort.Signature(...))
         The OUT buffer's read port (flipped: this unit drives address and enable).
     m_axi : Out(AXI4Signature(read=False, write=True))
@@ -45,9 +47,7 @@ class StoreUnit(wiring.Component):
         self.config = config
         self.dma = DMAWriter(config)
         super().__init__({
-            "i_insn": In(stream.Signature(entry_layout())),
-            "done": Out(1), "error": Out(1), "error_code": Out(8), "busy": Out(1),
-            "window_base": In(config.axi_addr_width), "window_size": In(config.axi_addr_width),
+            **instruction_members(config),
             "out_r": In(memory.ReadPort.Signature(
                 addr_width=config.buffer_addr_width(config.output_buffer_depth),
                 shape=out_layout(config))),
@@ -56,13 +56,8 @@ class StoreUnit(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        m.submodules.dma = dma = self.dma
-        wiring.connect(m, dma.m_axi, wiring.flipped(self.m_axi))
-        m.d.comb += [dma.window_base.eq(self.window_base), dma.window_size.eq(self.window_size)]
-        layout = instruction_layout(Opcode.STORE)
-        cur = Signal(layout)
-        for name in ("sram_addr", "dram_addr", "y_size", "x_size", "x_stride", "lane"):
-            m.d.comb += getattr(dma.i_cmd.payload, name).eq(getattr(cur, name))
+        dma = self.dma
+        run_instructions(m, self, Opcode.STORE)
 
         # OUT reads: one request in flight, its word held until the engine takes it.
         held = Signal()
@@ -76,24 +71,4 @@ class StoreUnit(wiring.Component):
             m.d.sync += held.eq(1)
         with m.Elif(dma.i_data.ready):
             m.d.sync += held.eq(0)
-
-        with m.FSM():
-            with m.State("IDLE"):
-                m.d.comb += self.i_insn.ready.eq(1)
-                with m.If(self.i_insn.valid):
-                    m.d.sync += cur.eq(self.i_insn.payload.word[:layout.size])
-                    m.next = "CMD"
-            with m.State("CMD"):
-                m.d.comb += [dma.i_cmd.valid.eq(1), self.busy.eq(1)]
-                with m.If(dma.i_cmd.ready):
-                    m.next = "RUN"
-            with m.State("RUN"):
-                m.d.comb += [self.busy.eq(1), dma.o_status.ready.eq(1)]
-                with m.If(dma.o_status.valid):
-                    with m.If(dma.o_status.payload.error == ErrorCode.NONE):
-                        m.d.comb += self.done.eq(1)
-                    with m.Else():
-                        m.d.comb += [self.error.eq(1),
-                                     self.error_code.eq(dma.o_status.payload.error)]
-                    m.next = "IDLE"
         return m

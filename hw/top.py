@@ -329,33 +329,31 @@ class Accelerator(wiring.Component):
                         err_code.eq(ErrorCode.NONE), silent.eq(0), finish_irq.eq(0),
                     ]
                     m.next = "RUN"
-            with m.State("RUN"):
-                m.d.comb += eng.busy.eq(1)
-                with m.If(eng.soft_reset):
-                    m.d.sync += silent.eq(1)
-                    m.next = "DRAIN"
-                with m.Elif(unit_error):
-                    m.d.sync += [err_code.eq(unit_code), err_index.eq(unit_index)]
-                    m.next = "DRAIN"
-                with m.Elif(disp.error):
-                    m.d.sync += [err_code.eq(disp.error_code), err_index.eq(disp.error_index)]
-                    m.next = "QUIESCE"
-                with m.Elif(stuck):
-                    m.d.sync += [err_code.eq(ErrorCode.TIMEOUT), err_index.eq(waiting)]
-                    m.next = "DRAIN"
-                with m.Elif(finished & ~go):
-                    m.next = "DRAIN"
-            with m.State("QUIESCE"):
-                # Earlier instructions finish; a unit error among them is the older one.
-                m.d.comb += eng.busy.eq(1)
-                with m.If(eng.soft_reset):
-                    m.d.sync += silent.eq(1)
-                    m.next = "DRAIN"
-                with m.Elif(unit_error):
-                    m.d.sync += [err_code.eq(unit_code), err_index.eq(unit_index)]
-                    m.next = "DRAIN"
-                with m.Elif(quiescent | stuck):
-                    m.next = "DRAIN"
+            # RUN, and QUIESCE after a dispatch error (the instructions dispatched before it
+            # finish; a unit error among them is the older one): both end at once on a soft
+            # reset or a unit error.
+            for state in ("RUN", "QUIESCE"):
+                with m.State(state):
+                    m.d.comb += eng.busy.eq(1)
+                    with m.If(eng.soft_reset):
+                        m.d.sync += silent.eq(1)
+                        m.next = "DRAIN"
+                    with m.Elif(unit_error):
+                        m.d.sync += [err_code.eq(unit_code), err_index.eq(unit_index)]
+                        m.next = "DRAIN"
+                    if state == "RUN":
+                        with m.Elif(disp.error):
+                            m.d.sync += [err_code.eq(disp.error_code),
+                                         err_index.eq(disp.error_index)]
+                            m.next = "QUIESCE"
+                        with m.Elif(stuck):
+                            m.d.sync += [err_code.eq(ErrorCode.TIMEOUT), err_index.eq(waiting)]
+                            m.next = "DRAIN"
+                        with m.Elif(finished & ~go):
+                            m.next = "DRAIN"
+                    else:
+                        with m.Elif(quiescent | stuck):
+                            m.next = "DRAIN"
             with m.State("DRAIN"):
                 m.d.comb += [abort.eq(1), eng.busy.eq(1)]
                 m.d.sync += drain_cycles.eq(drain_cycles + 1)
