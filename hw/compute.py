@@ -25,6 +25,7 @@ from ..arch.isa import ConvMode, Opcode
 from .array import SystolicArray, weight_layout
 from .depthwise import DepthwiseWalker, depthwise_geometry
 from .isa_layout import instruction_layout
+from .pipeline import accept
 from .walker import DenseWalker
 
 __all__ = ["ComputeUnit", "StatusSignature", "acc_layout", "conv_cycles"]
@@ -200,10 +201,7 @@ class ComputeUnit(wiring.Component):
 
         with m.FSM():
             with m.State("IDLE"):
-                m.d.comb += self.i_insn.ready.eq(1)
-                with m.If(self.i_insn.valid):
-                    m.d.sync += insn.eq(self.i_insn.payload)
-                    m.next = "SETUP"
+                accept(m, self.i_insn, insn, "SETUP")
             with m.State("SETUP"):
                 m.d.sync += [
                     n_taps.eq(Mux(depthwise, passes,

@@ -42,6 +42,7 @@ from amaranth.hdl import Module, Mux, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from .pipeline import accept
 from .walker import command_layout
 
 __all__ = ["DepthwiseWalker", "depthwise_geometry"]
@@ -104,10 +105,7 @@ class DepthwiseWalker(wiring.Component):
 
         with m.FSM():
             with m.State("IDLE"):
-                m.d.comb += self.i_insn.ready.eq(1)
-                with m.If(self.i_insn.valid):
-                    m.d.sync += insn.eq(self.i_insn.payload)
-                    m.next = "SETUP"
+                accept(m, self.i_insn, insn, "SETUP")
             with m.State("SETUP"):
                 grouped, n_pass = depthwise_geometry(insn, self.rows, self.groups)
                 shift = (self.groups - 1).bit_length()

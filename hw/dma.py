@@ -23,6 +23,7 @@ from amaranth.lib.wiring import In, Out
 from ..arch.isa import FORMATS, Opcode
 from ..arch.registers import ErrorCode
 from .axi import MAX_BURST_BEATS, AXI4Signature, burst_split
+from .pipeline import accept
 
 __all__ = [
     "ELEM_LOG2_BITS", "transfer_fields", "StatusLayout", "BurstLayout", "RowsLayout",
@@ -272,10 +273,7 @@ def command_states(m, engine, cmd, check, error):
     """
     with m.FSM():
         with m.State("IDLE"):
-            m.d.comb += engine.i_cmd.ready.eq(1)
-            with m.If(engine.i_cmd.valid):
-                m.d.sync += cmd.eq(engine.i_cmd.payload)
-                m.next = "CHECK"
+            accept(m, engine.i_cmd, cmd, "CHECK")
         with m.State("CHECK"):
             m.d.comb += check.start.eq(1)
             m.next = "WAIT"

@@ -33,6 +33,7 @@ from ..arch.layout import PARAM_DEPTH
 from ..arch.registers import ErrorCode
 from .axi import BURST_INCR, CACHE_MODIFIABLE_BUFFERABLE, PAGE_BYTES, AXI4Signature
 from .isa_layout import instruction_layout
+from .pipeline import accept
 from .queues import INDEX_BITS, Fault, entry_layout
 
 __all__ = ["Dispatcher", "Fetcher"]
@@ -295,10 +296,7 @@ class Dispatcher(wiring.Component):
                     m.d.sync += [count.eq(self.insn_count), dispatched.eq(0),
                                  self.all_dispatched.eq(self.insn_count == 0)]
                 with m.Elif(~self.all_dispatched):
-                    m.d.comb += self.i_insn.ready.eq(1)
-                    with m.If(self.i_insn.valid):
-                        m.d.sync += cur.eq(self.i_insn.payload)
-                        m.next = "S1"
+                    accept(m, self.i_insn, cur, "S1")
             with m.State("S1"):
                 m.d.comb += self.busy.eq(1)
                 m.d.sync += [

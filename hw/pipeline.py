@@ -1,8 +1,8 @@
-"""Small helpers for pipelined datapaths, shared by the arithmetic units."""
+"""Small helpers for pipelined datapaths and sequencers, shared by the units."""
 
 from amaranth.hdl import Mux, Signal
 
-__all__ = ["register", "delay_chain", "bit_length", "round_up"]
+__all__ = ["register", "delay_chain", "bit_length", "round_up", "accept"]
 
 
 def register(m, value, name, shape=None):
@@ -40,3 +40,12 @@ def round_up(q, up):
     total = q + up
     width = len(q)
     return Mux(total[width], total[1:width + 1], total[:width]), total[width]
+
+
+def accept(m, port, reg, next_state):
+    """In the current FSM state: ready for ``port`` (a stream); a valid payload is taken
+    into the register ``reg`` and the FSM goes to ``next_state``."""
+    m.d.comb += port.ready.eq(1)
+    with m.If(port.valid):
+        m.d.sync += reg.eq(port.payload)
+        m.next = next_state

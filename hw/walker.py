@@ -14,6 +14,8 @@ from amaranth.hdl import Module, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from .pipeline import accept
+
 __all__ = ["command_layout", "DenseWalker"]
 
 
@@ -86,10 +88,7 @@ class DenseWalker(wiring.Component):
 
         with m.FSM():
             with m.State("IDLE"):
-                m.d.comb += self.i_insn.ready.eq(1)
-                with m.If(self.i_insn.valid):
-                    m.d.sync += insn.eq(self.i_insn.payload)
-                    m.next = "SETUP"
+                accept(m, self.i_insn, insn, "SETUP")
             with m.State("SETUP"):
                 m.d.sync += [
                     row_step.eq(insn.stride_h * insn.in_w),
