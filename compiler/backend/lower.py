@@ -11,7 +11,7 @@ from bamboo.arch import timing as T
 from bamboo.arch.layout import act_blocks
 
 from .check import canon
-from .emit import Op, Step, assign_tokens, barrier_step, finish_step
+from .emit import Op, Step, assign_tokens, finish_step
 from .tiling import (
     CONV_OVERHEAD,
     LOAD_OVERHEAD,
@@ -91,8 +91,6 @@ class Lowerer:
                 progress(k + 1, node.name)
             if node.op == "view":
                 continue
-            if steps:
-                steps.append(barrier_step(node.name))
             steps += getattr(self, "_" + node.op)(node)
         steps.append(finish_step())
         return assign_tokens(steps)

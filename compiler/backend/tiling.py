@@ -137,7 +137,8 @@ def load_op(buffer, slot, sram_addr, dram_addr, y_size, x_size, x_stride, elem_b
     fields = {"buffer": buffer, "sram_addr": sram_addr, "dram_addr": dram_addr,
               "y_size": y_size, "x_size": x_size, "x_stride": x_stride, "pad_top": pt,
               "pad_left": pl, "pad_bottom": pb, "pad_right": pr, "pad_value": pad_value & 0xFF}
-    return Op(isa.Opcode.LOAD, fields, writes=(slot,), nbytes=y_size * x_size * elem_bytes)
+    return Op(isa.Opcode.LOAD, fields, writes=(slot,), nbytes=y_size * x_size * elem_bytes,
+              dram=(dram_addr, y_size, x_size * elem_bytes, x_stride * elem_bytes))
 
 
 def store_ops(out_slot, sram_addr, tensor_base, blocks, h, w, oy0, th, ox0, tw, rows):
@@ -147,7 +148,8 @@ def store_ops(out_slot, sram_addr, tensor_base, blocks, h, w, oy0, th, ox0, tw, 
         dram = tensor_base + ((blk * h + oy0) * w + ox0) * rows
         ops.append(Op(isa.Opcode.STORE, {"sram_addr": sram_addr, "dram_addr": dram, "y_size": th,
                                              "x_size": tw, "x_stride": w, "lane": lane},
-                      reads=(out_slot,), nbytes=th * tw * rows))
+                      reads=(out_slot,), nbytes=th * tw * rows,
+                      dram=(dram, th, tw * rows, w * rows)))
     return ops
 
 
