@@ -235,7 +235,9 @@ PRESETS = {
     # post-processing needs 2 DSP48E2 per column (32 x 24-bit requantizer products),
     # the vector unit ~5 per row lane, control ~25. 16 x 32 packed would be 256 + 64
     # + 82 + 25 = 427; 8 x 32 packed (WP486, two MACs per DSP) is 128 + 130 = 258.
-    # 256 MACs per cycle: 128 GOP/s at 250 MHz.
+    # 256 MACs per cycle: 128 GOP/s at 250 MHz. Depthwise: two channel blocks and two
+    # row groups read through four INP ports; Yosys replicates INP for the two new ones
+    # (+32 BRAM36: 152.5 in all, budget 172.8).
     "ultra96": AcceleratorConfig(
         name="ultra96", rows=8, cols=32,
         input_buffer_depth=8192, weight_buffer_depth=512,
@@ -246,8 +248,9 @@ PRESETS = {
     # The DSPs would allow a far larger array, but BRAM bounds what Yosys can place:
     # it maps every buffer through 36-bit-wide true-dual-port blocks, which takes a
     # 16 x 32 design to ~380 BRAM36 (budget 250). So the ultra96 array with deeper
-    # buffers and a lane per row in the vector unit; a wider array wants the buffers
-    # in URAM (not done).
+    # WGT/ACC buffers and a lane per row in the vector unit; INP as ultra96, since the
+    # depthwise path's four read ports replicate it four times. A wider array wants the
+    # buffers in URAM (not done).
     "zcu104": AcceleratorConfig(
         name="zcu104", rows=8, cols=32,
         input_buffer_depth=8192, weight_buffer_depth=1024,
@@ -258,7 +261,8 @@ PRESETS = {
     # BRAM bounds it: Yosys maps every buffer through 36-bit-wide true-dual-port
     # blocks, so a 16 x 32 weight word (4096 bits) alone takes 114 of the 115 BRAM36
     # the budget allows. 8 x 32 packed as ultra96, with smaller INP/OUT buffers (the
-    # ultra96 build is 120.5 BRAM36) and 4 vector lanes (more LUTs to spend).
+    # ultra96 build is 152.5 BRAM36, this one 114.5) and 4 vector lanes (more LUTs to
+    # spend).
     "kv260": AcceleratorConfig(
         name="kv260", rows=8, cols=32,
         input_buffer_depth=4096, weight_buffer_depth=512,
