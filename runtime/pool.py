@@ -16,6 +16,8 @@
   MaxPool directly on uint8/int8).
 """
 
+import functools
+
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
@@ -26,9 +28,9 @@ from .requant import Requant, pool_scale, qrange, requantize
 __all__ = ["global_avg_pool", "avg_pool", "avg_pool_float", "max_pool"]
 
 
-def _windows(x, kernel, stride, dilation, pads, fill):
-    """View ``(N, Ho, Wo, KH, KW, C)`` of ``x`` padded with ``fill``."""
-    n, h, w, c = x.shape
+def _geometry(shape, kernel, stride, dilation, pads):
+    """Output ``(Ho, Wo)`` of a pool over NHWC ``shape``; raises on bad attributes."""
+    n, h, w, c = shape
     (kh, kw), (sh, sw), (dh, dw) = kernel, stride, dilation
     pt, pl, pb, pr = pads
     if min(kh, kw, sh, sw, dh, dw) < 1 or min(pads) < 0:
@@ -41,6 +43,15 @@ def _windows(x, kernel, stride, dilation, pads, fill):
     wo = conv_output_size(w, kw, sw, dw, pl, pr)
     if ho < 1 or wo < 1:
         raise QuantizationError(f"kernel {kernel} does not fit input {h}x{w} with pads {pads}")
+    return ho, wo
+
+
+def _windows(x, kernel, stride, dilation, pads, fill):
+    """View ``(N, Ho, Wo, KH, KW, C)`` of ``x`` padded with ``fill``."""
+    n, h, w, c = x.shape
+    (kh, kw), (sh, sw), (dh, dw) = kernel, stride, dilation
+    pt, pl, pb, pr = pads
+    ho, wo = _geometry(x.shape, kernel, stride, dilation, pads)
     xp = np.pad(x, ((0, 0), (pt, pb), (pl, pr), (0, 0)), constant_values=fill)
     s = xp.strides
     return as_strided(xp, (n, ho, wo, kh, kw, c),
@@ -131,20 +142,89 @@ def avg_pool(x, x_zp, s_x, s_y, y_zp, kernel, *, stride=None, pads=(0, 0, 0, 0),
     out_dtype = np.dtype(out_dtype or x.dtype)
     kernel = tuple(kernel)
     stride = tuple(stride or kernel)
-    win = _windows(x.astype(np.int64) - x_zp, kernel, stride, (1, 1), pads, 0)
-    acc = win.sum(axis=(3, 4))
+    pads = tuple(int(p) for p in pads)
+    acc = _window_sums(x, x_zp, kernel, stride, pads)
+    counts = _counts(x.shape[1:3], kernel, stride, pads, count_include_pad, acc.shape[1:3])
+    qmin, qmax = qrange(x.dtype)
+    bound = max(x_zp - qmin, qmax - x_zp) * kernel[0] * kernel[1]   # of |acc|
+    return _requantize_counts(acc, counts, bound, s_x, s_y, y_zp, out_dtype)
+
+
+def _window_sums(x, x_zp, kernel, stride, pads):
+    """``sum(x - x_zp)`` over each window (padding adds 0), exact integers, ``(N, Ho, Wo, C)``.
+
+    Separable: the ``kw`` column taps of every padded row first, then the ``kh`` row taps,
+    each a sum of strided slices. In int16 while ``kh * kw * 255`` fits, else int32 or int64.
+    """
+    n, h, w, c = x.shape
+    (kh, kw), (sh, sw), (pt, pl, pb, pr) = kernel, stride, pads
+    ho, wo = _geometry(x.shape, kernel, stride, (1, 1), pads)
+    bound = kh * kw * 255
+    acc_t = np.int16 if bound <= 32767 else np.int32 if bound < 1 << 31 else np.int64
+    xp = np.zeros((n, h + pt + pb, w + pl + pr, c), dtype=acc_t)
+    np.subtract(x, acc_t(x_zp), out=xp[:, pt:pt + h, pl:pl + w], dtype=acc_t)
+    rows = xp[:, :(ho - 1) * sh + kh]                 # the padded rows some window reads
+    cols = rows[:, :, 0:(wo - 1) * sw + 1:sw].copy()
+    for b in range(1, kw):
+        cols += rows[:, :, b:b + (wo - 1) * sw + 1:sw]
+    acc = cols[:, 0:(ho - 1) * sh + 1:sh].copy()
+    for a in range(1, kh):
+        acc += cols[:, a:a + (ho - 1) * sh + 1:sh]
+    return acc
+
+
+def _counts(hw, kernel, stride, pads, count_include_pad, out_hw):
+    """Divisor of each output pixel ``(Ho, Wo)``: the kernel area, or the image pixels only."""
+    (kh, kw), (sh, sw), (pt, pl, _, _) = kernel, stride, pads
     if count_include_pad:
-        counts = np.full(acc.shape[1:3], kernel[0] * kernel[1])
+        return np.full(out_hw, kh * kw, dtype=np.int64)
+
+    def inside(size, k, s, p, out):
+        start = np.arange(out, dtype=np.int64) * s - p
+        return np.minimum(start + k, size) - np.maximum(start, 0)
+
+    return np.multiply.outer(inside(hw[0], kh, sh, pt, out_hw[0]),
+                             inside(hw[1], kw, sw, pl, out_hw[1]))
+
+
+def _requantize_counts(acc, counts, bound, s_x, s_y, y_zp, out_dtype):
+    """``requantize(acc, Requant(pool_scale(s_x, s_y, count)))`` per output pixel.
+
+    Window sums are small integers (``|acc| <= bound``), so when that range is no
+    bigger than the output, the requantizer runs once on every possible sum and the
+    outputs are a table look-up: the same function, element for element.
+    """
+    if counts.min() == counts.max():
+        uniq, where = (int(counts.flat[0]),), None
     else:
-        ones = np.ones((1,) + x.shape[1:3] + (1,), dtype=np.int64)
-        counts = _windows(ones, kernel, stride, (1, 1), pads, 0).sum(axis=(3, 4))[0, :, :, 0]
+        uniq, where = np.unique(counts, return_inverse=True)
+        uniq, where = tuple(int(k) for k in uniq), where.reshape(counts.shape)
+    width = 2 * bound + 1
+    if len(uniq) * width <= acc.size:
+        table = _pool_table(float(np.float32(s_x)), float(np.float32(s_y)), int(y_zp),
+                            np.dtype(out_dtype).str, uniq, bound)
+        idx = acc.astype(np.intp) + bound
+        if where is not None:
+            idx += (where * width)[None, :, :, None]
+        return table.take(idx)
     y = np.empty(acc.shape, dtype=out_dtype)
     # A handful of distinct divisors (interior, edges, corners): one requantizer each.
-    for count in np.unique(counts):
-        rq = Requant.from_scale(pool_scale(s_x, s_y, int(count)), y_zp, out_dtype)
+    for count in uniq:
+        rq = Requant.from_scale(pool_scale(s_x, s_y, count), y_zp, out_dtype)
         sel = counts == count
         y[:, sel] = requantize(acc[:, sel], rq).astype(out_dtype)
     return y
+
+
+@functools.lru_cache(maxsize=64)
+def _pool_table(s_x, s_y, y_zp, dtype, counts, bound):
+    """Outputs for sums ``-bound .. bound`` of each divisor in ``counts``, one row each."""
+    sums = np.arange(-bound, bound + 1, dtype=np.int64)
+    rows = [requantize(sums, Requant.from_scale(pool_scale(s_x, s_y, k), y_zp, dtype))
+            for k in counts]
+    table = np.concatenate(rows).astype(dtype)
+    table.flags.writeable = False
+    return table
 
 
 def avg_pool_float(x, x_zp, s_x, s_y, y_zp, kernel, *, stride=None, pads=(0, 0, 0, 0),

@@ -10,7 +10,7 @@ import ortutil as ou
 import pytest
 from bamboo.runtime.errors import QuantizationError
 from bamboo.runtime.pool import avg_pool, avg_pool_float, global_avg_pool, max_pool
-from bamboo.runtime.requant import Requant, pool_scale
+from bamboo.runtime.requant import Requant, pool_scale, requantize_int
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -181,6 +181,63 @@ def test_avg_pool_integer_contract_deviates_at_a_float_near_tie():
     assert want[0, 0, 1, 0] == 216
     np.testing.assert_array_equal(avg_pool_float(*args, **kw), want)
     assert avg_pool(*args, **kw)[0, 0, 1, 0] == 215
+
+
+def _avg_pool_reference(x, x_zp, s_x, s_y, y_zp, kernel, stride, pads, count_include_pad,
+                       out_dtype):
+    """The integer contract window by window: int64 sums, integer requantizer per divisor."""
+    n, h, w, c = x.shape
+    (kh, kw), (sh, sw), (pt, pl, pb, pr) = kernel, stride, pads
+    ho, wo = (h + pt + pb - kh) // sh + 1, (w + pl + pr - kw) // sw + 1
+    y = np.empty((n, ho, wo, c), out_dtype)
+    for i in range(ho):
+        for j in range(wo):
+            r0, c0 = i * sh - pt, j * sw - pl
+            r, q = slice(max(r0, 0), min(r0 + kh, h)), slice(max(c0, 0), min(c0 + kw, w))
+            acc = (x[:, r, q].astype(np.int64) - x_zp).sum(axis=(1, 2))
+            count = kh * kw if count_include_pad else \
+                (r.stop - r.start) * (q.stop - q.start)
+            rq = Requant.from_scale(pool_scale(s_x, s_y, count), y_zp, out_dtype)
+            y[:, i, j] = requantize_int(acc, rq)
+    return y
+
+
+@st.composite
+def wide_pool_geometry(draw):
+    """Kernels up to 13 (sums beyond int16), strides past the kernel, pads up to kernel - 1."""
+    kh, kw = draw(st.integers(1, 13)), draw(st.integers(1, 13))
+    pads = tuple(draw(st.integers(0, k - 1)) for k in (kh, kw, kh, kw))
+    h = draw(st.integers(max(1, kh - pads[0] - pads[2]), 20))
+    w = draw(st.integers(max(1, kw - pads[1] - pads[3]), 20))
+    return dict(kernel=(kh, kw), stride=(draw(st.integers(1, 15)), draw(st.integers(1, 15))),
+                pads=pads, h=h, w=w, c=draw(st.integers(1, 5)), n=draw(st.integers(1, 2)))
+
+
+@settings(SETTINGS, max_examples=300)
+@given(g=wide_pool_geometry(), dtype=DTYPES, out_int8=st.booleans(),
+       count_include_pad=st.booleans(), fill=st.sampled_from(["random", "min", "max"]),
+       zp_end=st.sampled_from([None, "min", "max"]), s_y_scale=st.sampled_from([1e-3, 1, 1e3]),
+       seed=st.integers(0, 2**32 - 1))
+def test_avg_pool_matches_window_reference(g, dtype, out_int8, count_include_pad, fill, zp_end,
+                                           s_y_scale, seed):
+    """The vectorised kernel (separable sums, look-up tables) is the per-window formula."""
+    rng = np.random.default_rng(seed)
+    lo = 0 if np.dtype(dtype) == np.uint8 else -128
+    x = _codes(rng, (g["n"], g["h"], g["w"], g["c"]), dtype)
+    if fill != "random":
+        x[:] = lo if fill == "min" else lo + 255
+    s_x, x_zp, s_y, y_zp = _qparams(rng, dtype)
+    if zp_end is not None:
+        x_zp = lo if zp_end == "min" else lo + 255
+    s_y = np.float32(s_y * s_y_scale)
+    out_dtype = np.dtype(np.int8 if out_int8 else np.uint8)
+    y_zp = int(y_zp) - lo + (-128 if out_int8 else 0)
+    args = (x, x_zp, s_x, s_y, y_zp, g["kernel"], g["stride"], g["pads"], count_include_pad,
+            out_dtype)
+    got = avg_pool(*args[:6], stride=g["stride"], pads=g["pads"],
+                   count_include_pad=count_include_pad, out_dtype=out_dtype)
+    assert got.dtype == out_dtype
+    np.testing.assert_array_equal(got, _avg_pool_reference(*args))
 
 
 @SETTINGS
