@@ -259,15 +259,15 @@ class ComputeUnit(wiring.Component):
             with m.Elif(cool[b] != self.COOL):
                 m.d.sync += cool[b].eq(cool[b] + 1)
 
-        # Stage 0: reads. Both read ports hold their data between issues, and the
+        # Stage 0: reads. The read ports hold their data between issues, and the
         # stage registers below hold too: in depthwise mode a stalled stream must
         # keep presenting words of banks that hold this instruction's weights.
         m.d.comb += [wgt_rd.addr.eq(insn.wgt_addr + wl), wgt_rd.en.eq(load)]
         # Port (g, b) reads block b of group g's input row: g kernel rows further down.
         with m.If(self.i_insn.valid & self.i_insn.ready):
+            p = self.i_insn.payload
             for g in range(groups):
                 for b in range(blocks):
-                    p = self.i_insn.payload
                     m.d.sync += port_off[g * blocks + b].eq(
                         b * p.inp_block_stride + g * p.dilation_h * p.in_w)
         running = ~self.i_insn.ready
@@ -291,21 +291,22 @@ class ComputeUnit(wiring.Component):
                      array.i_weight.payload.w.eq(wgt_rd.data), array.depthwise.eq(depthwise),
                      array.dw_grouped.eq(dw_grouped)]
         zp = Mux(insn.signed, insn.in_zp.as_signed(), insn.in_zp)
-        dw_x = array.i_data.payload.dw
-        for k in range(blocks * groups):
+        x, dw_x, N = array.i_data.payload.x, array.i_data.payload.dw, self.config.depthwise_channels
+
+        def x_minus_zp(k, r):
+            code = inp_ports[k].data[r]
+            return Mux(insn.signed, code.as_signed(), code) - zp
+
+        # Port 0 is the dense word and block 0 of depthwise group 0; port (g, b) gives
+        # channels b * rows .. of group g.
+        for r in range(R):
+            m.d.sync += x[r].eq(x_minus_zp(0, r))
+            if r < N:
+                m.d.comb += dw_x[0][r].eq(x[r])
+        for k in range(1, blocks * groups):
             g, b = divmod(k, blocks)
-            for r in range(R):
-                c = b * R + r       # channel of the depthwise word
-                if c >= self.config.depthwise_channels and k:
-                    continue
-                word = inp_ports[k].data
-                code = Mux(insn.signed, word[r].as_signed(), word[r])
-                if k == 0:
-                    m.d.sync += array.i_data.payload.x[r].eq(code - zp)
-                    if c < self.config.depthwise_channels:
-                        m.d.comb += dw_x[0][c].eq(array.i_data.payload.x[r])
-                else:
-                    m.d.sync += dw_x[g][c].eq(code - zp)
+            for r in range(min(R, N - b * R)):
+                m.d.sync += dw_x[g][b * R + r].eq(x_minus_zp(k, r))
         m.d.sync += [array.i_data.valid.eq(v1), array.i_data.payload.bank.eq(bank1),
                      array.i_data.payload.tag.eq(tag1)]
 
