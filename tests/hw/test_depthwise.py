@@ -146,3 +146,29 @@ def test_depthwise_utilization(cfg_name, stride, record_property):
     print(f"{cfg_name} depthwise 3x3 stride {stride}: MAC utilization {util:.3f}, "
           f"per multiplier {dsp:.3f} {stats}")
     assert util > 0
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+def test_depthwise_utilization_ultra96_tiles(stride):
+    """3x3 depthwise on ultra96 for a 28x28 (ACC-sized) tile by conv_cycles, which
+    test_depthwise_utilization checks against the ComputeUnit: two channel blocks and
+    two row groups against one of each (the mapping before them). Prints the figures
+    docs/compute.md quotes (``-s``)."""
+    from dataclasses import replace
+
+    from bamboo.arch.config import preset
+    ultra96 = preset("ultra96")
+    before = replace(ultra96, depthwise_blocks=1, depthwise_groups=1)
+    ho = wo = 28
+    words = ho * (stride * (wo - 1) + 3)
+    util = {}
+    for name, cfg in (("now", ultra96), ("before", before)):
+        passes = cfg.depthwise_passes(3, 3)
+        macs = ho * wo * 9 * cfg.depthwise_channels
+        busy = conv_cycles(cfg, words, passes, ho * wo)
+        util[name] = macs / (cfg.macs_per_cycle * busy)
+        streaming = macs / (cfg.macs_per_cycle * passes * words)
+        print(f"stride {stride} {name}: MAC utilization {util[name]:.3f} "
+              f"(per DSP {2 * util[name]:.3f}), while streaming {streaming:.3f} "
+              f"(per DSP {2 * streaming:.3f})")
+    assert util["now"] > 2.5 * util["before"]
