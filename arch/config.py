@@ -12,7 +12,22 @@ import hashlib
 import json
 from dataclasses import dataclass
 
+from . import isa
 from .errors import ConfigError
+from .isa import Opcode
+
+# The instruction fields that address each sized part of the configuration: a size
+# the narrowest of them cannot address is refused when the configuration is made.
+_ADDRESSED_BY = {
+    "input_buffer_depth": ((Opcode.LOAD, "sram_addr"), (Opcode.CONV, "inp_addr"),
+                           (Opcode.CONV, "inp_block_stride"), (Opcode.VEC, "src_a"),
+                           (Opcode.VEC, "src_b")),
+    "weight_buffer_depth": ((Opcode.LOAD, "sram_addr"), (Opcode.CONV, "wgt_addr")),
+    "output_buffer_depth": ((Opcode.STORE, "sram_addr"), (Opcode.CONV, "out_addr"),
+                            (Opcode.VEC, "out_addr")),
+    "lut_slots": ((Opcode.LOAD, "sram_addr"), (Opcode.CONV, "lut_slot"),
+                  (Opcode.VEC, "lut_slot")),
+}
 
 __all__ = ["AcceleratorConfig", "PRESETS", "preset"]
 
@@ -90,6 +105,16 @@ class AcceleratorConfig:
             value = getattr(self, field)
             if not isinstance(value, int) or not _is_pow2(value):
                 raise ConfigError(f"{field} must be a power of two, not {value!r}")
+        for name, fields in _ADDRESSED_BY.items():
+            op, f = min(((op, isa.field(op, n)) for op, n in fields), key=lambda p: p[1].max)
+            if getattr(self, name) > f.max + 1:
+                raise ConfigError(
+                    f"{name} must be at most {f.max + 1} ({isa.opcode_name(op)}.{f.name} is "
+                    f"{f.width} bits), not {getattr(self, name)!r}")
+        lanes = isa.field(Opcode.STORE, "lane")
+        if self.cols // self.rows > lanes.max + 1:
+            raise ConfigError(f"cols / rows must be at most {lanes.max + 1} (STORE.lane is "
+                              f"{lanes.width} bits), not {self.cols // self.rows}")
         if self.axi_data_width not in (32, 64, 128):
             raise ConfigError(
                 f"axi_data_width must be 32, 64 or 128, not {self.axi_data_width!r}")
@@ -190,11 +215,6 @@ class AcceleratorConfig:
     def buffer_addr_width(self, depth):
         """Address bits for a buffer of ``depth`` words."""
         return max(1, (depth - 1).bit_length())
-
-    def peak_gops(self, clock_mhz=None):
-        """Peak throughput in GOP/s (one MAC is two operations)."""
-        mhz = self.clock_mhz if clock_mhz is None else clock_mhz
-        return 2 * self.macs_per_cycle * mhz / 1000.0
 
     # Identity ------------------------------------------------------------------------
 

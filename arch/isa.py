@@ -103,7 +103,8 @@ from .errors import BambooError
 __all__ = [
     "ISA_VERSION", "INSN_BITS", "INSN_BYTES", "HEADER", "Field", "Opcode", "Buffer",
     "VecOp", "Activation", "ConvMode", "FORMATS", "IsaError", "encode", "decode",
-    "encode_bytes", "decode_bytes", "render_markdown",
+    "encode_bytes", "decode_bytes", "render_markdown", "field", "opcode_name",
+    "QUEUES", "QUEUE_OF", "TokenFifo", "TOKEN_FIFOS", "token_bits",
 ]
 
 ISA_VERSION = 1
@@ -263,6 +264,54 @@ FORMATS = {
 }
 
 _NAMES = {value: name for name, value in vars(Opcode).items() if name.isupper()}
+
+#: The three instruction queues, in neighbour order: a queue's ``prev`` is the one
+#: before it here and its ``next`` the one after.
+QUEUES = ("load", "compute", "store")
+#: The queue each opcode is dispatched to.
+QUEUE_OF = {Opcode.LOAD: "load", Opcode.STORE: "store", Opcode.CONV: "compute",
+            Opcode.VEC: "compute", Opcode.FINISH: "compute"}
+
+
+@dataclass(frozen=True)
+class TokenFifo:
+    """One token FIFO: queue ``src`` pushes with header bit ``push`` (after an
+    instruction ends), queue ``dst`` pops with header bit ``pop`` (before one starts)."""
+
+    name: str
+    src: str
+    dst: str
+    push: str
+    pop: str
+
+
+def _token_fifos():
+    fifos = []
+    for a, b in zip(QUEUES, QUEUES[1:]):
+        fifos += [TokenFifo(f"{a[0]}2{b[0]}", a, b, "push_next", "pop_prev"),
+                  TokenFifo(f"{b[0]}2{a[0]}", b, a, "push_prev", "pop_next")]
+    return tuple(fifos)
+
+
+#: Every token FIFO, both directions between neighbouring queues (``l2c``, ``c2l``,
+#: ``c2s``, ``s2c``).
+TOKEN_FIFOS = _token_fifos()
+
+
+def token_bits(queue):
+    """``{header bit: TokenFifo}`` of the token bits legal in ``queue``'s instructions
+    (a bit towards a missing neighbour is malformed)."""
+    return {**{f.push: f for f in TOKEN_FIFOS if f.src == queue},
+            **{f.pop: f for f in TOKEN_FIFOS if f.dst == queue}}
+
+
+def field(opcode, name):
+    """The :class:`Field` ``name`` of ``opcode`` (header fields included), or raise
+    :class:`IsaError`; its ``width``, ``min`` and ``max`` bound what an instruction holds."""
+    for f in HEADER + FORMATS[opcode] if opcode in FORMATS else opcode_name(opcode):
+        if f.name == name:
+            return f
+    raise IsaError(f"{opcode_name(opcode)} has no field {name}")
 
 
 def _check_tables():

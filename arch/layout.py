@@ -19,27 +19,65 @@ VEC ops reuse the word: ``AVG_POOL`` and ``MUL_CHANNEL`` read ``m``/``e`` per la
 lane 0 = ``rA | rB << 32``, lane 1 = ``K`` (see the VEC docstring in ``isa.py``).
 """
 
+from .isa import Buffer, Opcode
+
 __all__ = [
     "E_MAX",
     "E_MIN",
+    "BUFFERS",
+    "LUT_ENTRIES",
     "PARAM_DEPTH",
     "PARAM_LANE_BYTES",
+    "PARAM_SLOTS",
+    "PARAM_SLOT_WORDS",
     "PARAM_WORDS_USED",
     "act_blocks",
     "act_bytes",
     "act_offset",
     "align",
+    "buffer_depth",
+    "elem_bytes",
     "param_lane",
-    "unpack_param_lane",
+    "transfer_elem_bytes",
 ]
 
 PARAM_LANE_BYTES = 8
-#: PARAM words the compiler uses (two double-buffered slots of two words).
-PARAM_WORDS_USED = 4
+#: PARAM slots the compiler double-buffers, and words per slot (one LOAD brings a slot).
+PARAM_SLOTS, PARAM_SLOT_WORDS = 2, 2
+#: PARAM words the compiler uses.
+PARAM_WORDS_USED = PARAM_SLOTS * PARAM_SLOT_WORDS
 #: Depth of the PARAM buffer the simulator models (AcceleratorConfig has no field for it
 #: yet; the compiler needs PARAM_WORDS_USED).
 PARAM_DEPTH = 16
 E_MIN, E_MAX = -128, 127
+#: The buffers a LOAD can fill (``LOAD.buffer`` values).
+BUFFERS = (Buffer.INP, Buffer.WGT, Buffer.PARAM, Buffer.LUT)
+#: Entries of one activation table (a LUT word): one per 8-bit code.
+LUT_ENTRIES = 256
+
+
+def elem_bytes(config, buffer):
+    """Bytes of one word of ``buffer`` (``LOAD.buffer``), which is also one DRAM element of
+    a LOAD into it: INP ``rows``, WGT ``rows * cols``, PARAM ``cols * PARAM_LANE_BYTES``,
+    LUT ``LUT_ENTRIES``."""
+    return {Buffer.INP: config.rows, Buffer.WGT: config.rows * config.cols,
+            Buffer.PARAM: config.cols * PARAM_LANE_BYTES, Buffer.LUT: LUT_ENTRIES}[buffer]
+
+
+def buffer_depth(config, buffer):
+    """Words of ``buffer`` (``LOAD.buffer``) on chip; LUT words are tables (slots)."""
+    return {Buffer.INP: config.input_buffer_depth, Buffer.WGT: config.weight_buffer_depth,
+            Buffer.PARAM: PARAM_DEPTH, Buffer.LUT: config.lut_slots}[buffer]
+
+
+def transfer_elem_bytes(config, fields):
+    """DRAM bytes per element of a decoded LOAD or STORE (``fields`` as
+    :func:`~bamboo.arch.isa.decode` returns them): a LOAD's buffer word, a STORE's
+    ``rows`` codes (one lane slice of an OUT word)."""
+    if fields["opcode"] == Opcode.LOAD:
+        return elem_bytes(config, fields["buffer"])
+    assert fields["opcode"] == Opcode.STORE, fields["opcode"]
+    return config.rows
 
 
 def param_lane(bias, m, e):
@@ -51,14 +89,6 @@ def param_lane(bias, m, e):
         raise ValueError(f"m must fit 24 bits, not {m!r}")
     e = min(max(e, E_MIN), E_MAX)
     return (bias & 0xFFFFFFFF) | (m << 32) | ((e & 0xFF) << 56)
-
-
-def unpack_param_lane(lane):
-    """``(bias, m, e)`` of a 64-bit PARAM lane value."""
-    bias = lane & 0xFFFFFFFF
-    e = (lane >> 56) & 0xFF
-    return (bias - (1 << 32) if bias >> 31 else bias, (lane >> 32) & 0xFFFFFF,
-            e - 256 if e >> 7 else e)
 
 
 def act_blocks(channels, rows):

@@ -28,6 +28,8 @@ until measured on the board, see the comment there).
 
 from dataclasses import dataclass
 
+from .isa import ConvMode, VecOp
+
 __all__ = ["BOARDS", "HOSTS", "HostTiming", "MemoryTiming", "VEC_LATENCY", "VEC_START",
            "conv_cycles",
            "conv_insn_cycles", "load_chunks", "transfer_beats", "vec_cycles",
@@ -66,7 +68,7 @@ def conv_cycles(config, words_per_tap, taps, emit_pixels=0):
 def conv_insn_cycles(config, f):
     """:func:`conv_cycles` of a decoded CONV instruction ``f`` (a dict of fields)."""
     oh, ow = f["out_h"], f["out_w"]
-    if f["mode"] == 1:   # ConvMode.DEPTHWISE: the walker streams whole input row spans,
+    if f["mode"] == ConvMode.DEPTHWISE:   # the walker streams whole input row spans,
         # one pass per WGT word (row groups take several kernel rows a pass)
         words = oh * (f["stride_w"] * (ow - 1) + f["kernel_w"])
         taps = config.depthwise_passes(f["kernel_h"], f["kernel_w"])
@@ -94,9 +96,9 @@ def vec_insn_cycles(config, f):
     MUL two operands, the rest one."""
     pixels = f["out_h"] * f["out_w"]
     vop = f["vop"]
-    if vop in (1, 2):          # MAX_POOL, AVG_POOL
+    if vop in (VecOp.MAX_POOL, VecOp.AVG_POOL):
         elements = max(1, f["kernel_h"]) * max(1, f["kernel_w"])
-    elif vop in (0, 5):        # ADD, MUL
+    elif vop in (VecOp.ADD, VecOp.MUL):
         elements = 2
     else:
         elements = 1

@@ -91,10 +91,6 @@ class Board:
         """``synth_xilinx -family`` of the device."""
         return "xc7" if self.ps == "zynq7" else "xcup"
 
-    @property
-    def dsp_primitive(self):
-        return "DSP48E1" if self.ps == "zynq7" else "DSP48E2"
-
     def clock_choices(self):
         """PL clock frequencies in MHz the PS can produce, fastest first."""
         return clock_choices(self.pll_mhz, *self.clock_range)

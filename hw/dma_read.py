@@ -12,8 +12,8 @@ and cost no memory traffic; the AR side runs ahead of them, bounded by AXI
 back-pressure only. The output runs at one chunk per cycle; a bus beat holding several
 narrow elements is held (RREADY low) until its last element has left.
 
-The load unit sets ``elem_log2`` from ``LOAD.buffer``: log2 of ``rows`` (INP),
-``rows * cols`` (WGT), ``cols * 8`` (PARAM) or 256 (LUT) bytes, and writes chunk
+The load unit sets ``elem_log2`` from ``LOAD.buffer`` (log2 of
+:func:`bamboo.arch.layout.elem_bytes`: a buffer word's bytes), and writes chunk
 ``part`` of word ``addr`` through a write port of ``bus_bytes`` granularity.
 """
 
@@ -22,6 +22,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..arch.isa import Opcode
+from ..arch.layout import BUFFERS, elem_bytes
 from ..arch.registers import ErrorCode
 from .axi import BURST_INCR, CACHE_MODIFIABLE_BUFFERABLE, MAX_BURST_BEATS
 from .dma import ELEM_LOG2_BITS, checked_bursts, command_states, engine_members, transfer_fields
@@ -79,7 +80,7 @@ class DMAReader(wiring.Component):
     def __init__(self, config, *, max_elem_bytes=None, max_burst_beats=MAX_BURST_BEATS):
         bus = config.axi_data_bytes
         if max_elem_bytes is None:
-            max_elem_bytes = max(config.rows * config.cols, config.cols * 8, 256, bus)
+            max_elem_bytes = max(max(elem_bytes(config, b) for b in BUFFERS), bus)
         if max_elem_bytes < 1 or max_elem_bytes & (max_elem_bytes - 1):
             raise ValueError(f"max_elem_bytes must be a power of two, not {max_elem_bytes!r}")
         if max_elem_bytes >= 1 << (1 << ELEM_LOG2_BITS):

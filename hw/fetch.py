@@ -28,8 +28,8 @@ from amaranth.hdl import Cat, Const, Module, Mux, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from ..arch.isa import INSN_BYTES, Activation, Buffer, ConvMode, Opcode, VecOp
-from ..arch.layout import PARAM_DEPTH
+from ..arch.isa import INSN_BYTES, QUEUE_OF, Activation, ConvMode, Opcode, VecOp
+from ..arch.layout import BUFFERS, PARAM_DEPTH, buffer_depth, elem_bytes
 from ..arch.registers import ErrorCode
 from .axi import BURST_INCR, CACHE_MODIFIABLE_BUFFERABLE, PAGE_BYTES, AXI4Signature
 from .isa_layout import instruction_layout
@@ -181,13 +181,14 @@ class Dispatcher(wiring.Component):
         load_elog2 = Signal(4)
         load_depth = Signal(17)
         with m.Switch(ld.buffer):
-            for buf, e, depth in ((Buffer.INP, R, cfg.input_buffer_depth),
-                                  (Buffer.WGT, R * C, cfg.weight_buffer_depth),
-                                  (Buffer.PARAM, C * 8, PARAM_DEPTH),
-                                  (Buffer.LUT, 256, cfg.lut_slots)):
+            for buf in BUFFERS:
                 with m.Case(buf):
-                    m.d.comb += [load_elog2.eq(log2(e)), load_depth.eq(depth)]
-        is_load, is_store = opcode == Opcode.LOAD, opcode == Opcode.STORE
+                    m.d.comb += [load_elog2.eq(log2(elem_bytes(cfg, buf))),
+                                 load_depth.eq(buffer_depth(cfg, buf))]
+        # The load and store queues take one opcode each, the compute queue the others.
+        (load_op,), (store_op,) = ([op for op, q in QUEUE_OF.items() if q == queue]
+                                   for queue in ("load", "store"))
+        is_load, is_store = opcode == load_op, opcode == store_op
         elog2 = Mux(is_load, load_elog2, log2(R))
 
         # Stage 1: products of fields.

@@ -15,12 +15,12 @@ from amaranth.lib import data, memory, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..arch.isa import Buffer, Opcode
-from ..arch.layout import PARAM_DEPTH, PARAM_LANE_BYTES
+from ..arch.layout import BUFFERS, PARAM_DEPTH, PARAM_LANE_BYTES, elem_bytes
 from .array import weight_layout
 from .axi import AXI4Signature
 from .dma_insn import instruction_members, run_instructions
 from .dma_read import DMAReader
-from .postproc import LUT_ENTRIES, LutWriteSignature
+from .postproc import LutWriteSignature
 
 __all__ = ["LoadUnit", "param_layout"]
 
@@ -72,22 +72,22 @@ class LoadUnit(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         cfg = self.config
-        R, C, bus = cfg.rows, cfg.cols, cfg.axi_data_bytes
+        bus = cfg.axi_data_bytes
         dma = self.dma
         lut_busy = Signal()
         cur = run_instructions(m, self, Opcode.LOAD, hold=lut_busy)
         log2 = lambda n: (n - 1).bit_length()  # noqa: E731
         elog2 = Signal(4)
         with m.Switch(cur.buffer):
-            for buf, e in ((Buffer.INP, R), (Buffer.WGT, R * C),
-                           (Buffer.PARAM, C * PARAM_LANE_BYTES), (Buffer.LUT, LUT_ENTRIES)):
+            for buf in BUFFERS:
                 with m.Case(buf):
-                    m.d.comb += elog2.eq(log2(e))
+                    m.d.comb += elog2.eq(log2(elem_bytes(cfg, buf)))
         m.d.comb += dma.i_cmd.payload.elem_log2.eq(elog2)
 
         # Chunks: gather the parts of a word, write it with its last part.
         chunk = dma.o_data.payload
-        widest = max(R, R * C, C * PARAM_LANE_BYTES)
+        words = (Buffer.INP, Buffer.WGT, Buffer.PARAM)   # written a word at a time
+        widest = max(elem_bytes(cfg, buf) for buf in words)
         parts = max(1, widest // bus)
         stage = Signal(8 * bus * parts)
         whole = Cat(*[Mux(chunk.part == k, chunk.data, stage[8 * bus * k:8 * bus * (k + 1)])
@@ -98,8 +98,8 @@ class LoadUnit(wiring.Component):
             for k in range(parts):
                 with m.If(chunk.part == k):
                     m.d.sync += stage[8 * bus * k:8 * bus * (k + 1)].eq(chunk.data)
-        for port, buf, e in ((self.inp_w, Buffer.INP, R), (self.wgt_w, Buffer.WGT, R * C),
-                             (self.param_w, Buffer.PARAM, C * PARAM_LANE_BYTES)):
+        for port, buf in zip((self.inp_w, self.wgt_w, self.param_w), words):
+            e = elem_bytes(cfg, buf)
             m.d.comb += [
                 port.en.eq(take & (cur.buffer == buf) & (chunk.part == max(1, e // bus) - 1)),
                 port.addr.eq(chunk.addr),

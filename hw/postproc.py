@@ -35,6 +35,7 @@ from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 from bamboo.arch import AcceleratorConfig, isa
+from bamboo.arch.layout import LUT_ENTRIES
 from bamboo.hw.pipeline import delay_chain, register
 
 from .requantizer import Requantizer, RequantParams
@@ -53,8 +54,9 @@ __all__ = [
 
 # LeakyReLU(0.1) as v * 13 / 2**7, as runtime/elementwise.py (LEAKY_MULT, LEAKY_SHIFT).
 LEAKY_MULT, LEAKY_SHIFT = 13, 7
-LUT_ENTRIES = 256
-MAX_LUT_SLOTS = 16  # the width of LaneParams.lut_slot
+#: Tables the ISA can address (``CONV.lut_slot``/``VEC.lut_slot``); AcceleratorConfig refuses
+#: more. LaneParams.lut_slot is one bit wider (its top bit is never set).
+MAX_LUT_SLOTS = isa.field(isa.Opcode.CONV, "lut_slot").max + 1
 
 
 class Activation(enum.Enum, shape=2):

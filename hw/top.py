@@ -47,7 +47,7 @@ from amaranth.lib import data, fifo, memory, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..arch.config import AcceleratorConfig
-from ..arch.isa import Activation, Opcode
+from ..arch.isa import QUEUES, TOKEN_FIFOS, Activation, Opcode
 from ..arch.layout import PARAM_DEPTH
 from ..arch.registers import ErrorCode
 from .axi import AXI4Signature
@@ -158,9 +158,8 @@ class Accelerator(wiring.Component):
 
         # Queues and tokens.
         queues = {}
-        for name, out, prev, nxt in (("load", disp.o_load, False, True),
-                                     ("compute", disp.o_compute, True, True),
-                                     ("store", disp.o_store, True, False)):
+        for k, name in enumerate(QUEUES):
+            out, prev, nxt = getattr(disp, f"o_{name}"), k > 0, k < len(QUEUES) - 1
             q = unit(f"{name}_fifo", fifo.SyncFIFO(width=entry_layout().size, depth=QUEUE_DEPTH))
             ctl = unit(f"{name}_queue", QueueController(prev=prev, next=nxt))
             m.d.comb += [q.w_en.eq(out.valid), q.w_data.eq(out.payload), out.ready.eq(q.w_rdy),
@@ -168,13 +167,11 @@ class Accelerator(wiring.Component):
                          q.r_en.eq(ctl.i_insn.ready)]
             queues[name] = ctl
         ql, qc, qs = queues["load"], queues["compute"], queues["store"]
-        for name, src, dst, push, pop, avail in (
-                ("l2c", ql, qc, "push_next", "pop_prev", "prev_avail"),
-                ("c2l", qc, ql, "push_prev", "pop_next", "next_avail"),
-                ("c2s", qc, qs, "push_next", "pop_prev", "prev_avail"),
-                ("s2c", qs, qc, "push_prev", "pop_next", "next_avail")):
-            t = unit(f"tokens_{name}", TokenCounter())
-            m.d.comb += [t.push.eq(getattr(src, push)), t.pop.eq(getattr(dst, pop)),
+        for tok in TOKEN_FIFOS:
+            src, dst = queues[tok.src], queues[tok.dst]
+            avail = tok.pop.removeprefix("pop_") + "_avail"   # prev_avail / next_avail
+            t = unit(f"tokens_{tok.name}", TokenCounter())
+            m.d.comb += [t.push.eq(getattr(src, tok.push)), t.pop.eq(getattr(dst, tok.pop)),
                          getattr(dst, avail).eq(t.avail)]
         wiring.connect(m, ql.o_exec, load.i_insn)
         wiring.connect(m, qs.o_exec, store.i_insn)

@@ -26,18 +26,17 @@ from dataclasses import dataclass, field
 
 from bamboo.arch import isa
 from bamboo.arch import timing as T
+from bamboo.arch.layout import transfer_elem_bytes
 
 __all__ = ["Calibration", "CycleReport", "LayerCycles", "insn_costs", "model_artifact",
            "model_compiled", "model_program", "render", "simulate"]
 
-_QUEUE = {isa.Opcode.LOAD: 0, isa.Opcode.CONV: 1, isa.Opcode.VEC: 1, isa.Opcode.FINISH: 1,
-          isa.Opcode.STORE: 2}
-_QNAMES = ("load", "compute", "store")
-# (queue, header bit) -> token FIFO: l2c, c2l, c2s, s2c
-_POP = {(0, "pop_next"): "c2l", (1, "pop_prev"): "l2c", (1, "pop_next"): "s2c",
-        (2, "pop_prev"): "c2s"}
-_PUSH = {(0, "push_next"): "l2c", (1, "push_prev"): "c2l", (1, "push_next"): "c2s",
-         (2, "push_prev"): "s2c"}
+# Queues by index (arch/isa.py QUEUES order: load, compute, store).
+_LOAD_Q, _COMPUTE_Q = isa.QUEUES.index("load"), isa.QUEUES.index("compute")
+_QUEUE = {op: isa.QUEUES.index(q) for op, q in isa.QUEUE_OF.items()}
+# (queue, header bit) -> token FIFO name
+_POP = {(isa.QUEUES.index(t.dst), t.pop): t.name for t in isa.TOKEN_FIFOS}
+_PUSH = {(isa.QUEUES.index(t.src), t.push): t.name for t in isa.TOKEN_FIFOS}
 
 
 @dataclass(frozen=True)
@@ -117,17 +116,11 @@ def insn_costs(config, f):
     if op == isa.Opcode.CONV:
         P = f["out_h"] * f["out_w"]
         if f["mode"] == isa.ConvMode.DEPTHWISE:
-            return 1, P * f["kernel_h"] * f["kernel_w"] * config.depthwise_channels, 0
-        return 1, P * f["kernel_h"] * f["kernel_w"] * f["in_blocks"] * B * C, 0
+            return _COMPUTE_Q, P * f["kernel_h"] * f["kernel_w"] * config.depthwise_channels, 0
+        return _COMPUTE_Q, P * f["kernel_h"] * f["kernel_w"] * f["in_blocks"] * B * C, 0
     if op in (isa.Opcode.LOAD, isa.Opcode.STORE):
-        eb = _elem_bytes(config, f) if op == isa.Opcode.LOAD else B
-        return _QUEUE[op], 0, f["y_size"] * f["x_size"] * eb
+        return _QUEUE[op], 0, f["y_size"] * f["x_size"] * transfer_elem_bytes(config, f)
     return _QUEUE[op], 0, 0
-
-
-def _elem_bytes(config, f):
-    return {isa.Buffer.INP: config.rows, isa.Buffer.WGT: config.rows * config.cols,
-            isa.Buffer.PARAM: config.cols * 8, isa.Buffer.LUT: 256}[f["buffer"]]
 
 
 class _Engine:
@@ -160,7 +153,7 @@ class _Engine:
     def dma(self, f, start):
         c, cal = self.c, self.cal
         load = f["opcode"] == isa.Opcode.LOAD
-        eb = _elem_bytes(c, f) if load else c.rows
+        eb = transfer_elem_bytes(c, f)
         beats, bursts = T.transfer_beats(c, f["dram_addr"], f["y_size"], f["x_size"],
                                          f["x_stride"], eb)
         if load:
@@ -190,15 +183,15 @@ class _Engine:
         cal = self.cal
         n = len(fields)
         queue = [_QUEUE[f["opcode"]] for f in fields]
-        qpos, qlists = [], ([], [], [])
+        qpos, qlists = [], tuple([] for _ in isa.QUEUES)
         for i, q in enumerate(queue):
             qpos.append(len(qlists[q]))
             qlists[q].append(i)
         start, end, disp = [None] * n, [None] * n, [None] * n
-        pushes = {k: [] for k in ("l2c", "c2l", "c2s", "s2c")}
+        pushes = {t.name: [] for t in isa.TOKEN_FIFOS}
         pops = {k: 0 for k in pushes}
-        head = [0, 0, 0]
-        free = [0.0, 0.0, 0.0]
+        head = [0] * len(isa.QUEUES)
+        free = [0.0] * len(isa.QUEUES)
         fetched = float(cal.run)   # when the fetcher may start the next instruction
         p = 0           # next instruction to dispatch
         done = 0
@@ -218,7 +211,7 @@ class _Engine:
                 fetched = disp[p]
                 p += 1
             best = None
-            for q in range(3):
+            for q in range(len(isa.QUEUES)):
                 if head[q] >= len(qlists[q]):
                     continue
                 i = qlists[q][head[q]]
@@ -244,7 +237,7 @@ class _Engine:
             for (qq, bit), fifo in _POP.items():
                 if qq == q and f[bit]:
                     pops[fifo] += 1
-            e = self.dma(f, t) if q != 1 else self.compute(f, t)
+            e = self.dma(f, t) if q != _COMPUTE_Q else self.compute(f, t)
             start[i], end[i] = t, e
             for (qq, bit), fifo in _PUSH.items():
                 if qq == q and f[bit]:
@@ -283,9 +276,9 @@ def _attribute(config, report, fields, start, end, layers, offset, base):
             f = fields[i]
             q, macs, nbytes = insn_costs(config, f)
             dur = end[i] - start[i]
-            if q == 0:
+            if q == _LOAD_Q:
                 row.load += dur
-            elif q == 1:
+            elif q == _COMPUTE_Q:
                 row.compute += dur
             else:
                 row.store += dur

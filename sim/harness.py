@@ -43,7 +43,6 @@ __all__ = [
     "CocotbResult",
     "SimulationError",
     "SimulatorInfo",
-    "available_simulators",
     "build_root",
     "find_simulators",
     "generate_verilog",
@@ -92,11 +91,6 @@ class CocotbResult:
     built: bool
     build_seconds: float
     run_seconds: float
-
-
-def available_simulators():
-    """Names of the simulators that can run cocotb here, primary first."""
-    return [name for name, info in find_simulators().items() if info.available]
 
 
 def build_root():

@@ -22,7 +22,7 @@ import numpy as np
 from bamboo.arch import isa
 from bamboo.arch.artifact import read_artifact
 from bamboo.arch.errors import BambooError
-from bamboo.arch.layout import PARAM_DEPTH
+from bamboo.arch.layout import LUT_ENTRIES, PARAM_DEPTH, elem_bytes
 from bamboo.arch.registers import ErrorCode
 from bamboo.runtime.layout import from_blocked, to_blocked
 
@@ -65,11 +65,11 @@ class Machine:
         self.inp = np.zeros((c.input_buffer_depth, B), np.uint8)
         self.wgt = np.zeros((c.weight_buffer_depth, C, B), np.int8)
         self.param = np.zeros((PARAM_DEPTH, C), np.uint64)
-        self.lut = np.zeros((c.lut_slots, 256), np.uint8)
+        self.lut = np.zeros((c.lut_slots, LUT_ENTRIES), np.uint8)
         self.acc = np.zeros((c.acc_buffer_depth, C), np.int64)
         self.out = np.zeros((c.output_buffer_depth, C), np.uint8)
         self.stats = Stats()
-        self.tokens = {"l2c": 0, "c2l": 0, "c2s": 0, "s2c": 0}
+        self.tokens = {t.name: 0 for t in isa.TOKEN_FIFOS}
 
     # DMA ---------------------------------------------------------------------------------
     def _dram_rows(self, f, eb):
@@ -85,8 +85,7 @@ class Machine:
     def _load(self, f):
         c = self.config
         buf = f["buffer"]
-        eb = {isa.Buffer.INP: c.rows, isa.Buffer.WGT: c.rows * c.cols,
-              isa.Buffer.PARAM: c.cols * 8, isa.Buffer.LUT: 256}[buf]
+        eb = elem_bytes(c, buf)
         target = {isa.Buffer.INP: self.inp, isa.Buffer.WGT: self.wgt,
                   isa.Buffer.PARAM: self.param, isa.Buffer.LUT: self.lut}[buf]
         pt, pb, pl, pr = f["pad_top"], f["pad_bottom"], f["pad_left"], f["pad_right"]
@@ -122,26 +121,23 @@ class Machine:
         return n * B
 
     # tokens -------------------------------------------------------------------------------
-    _POPS: ClassVar[dict] = {"load": {"pop_next": "c2l"}, "store": {"pop_prev": "c2s"},
-                             "compute": {"pop_prev": "l2c", "pop_next": "s2c"}}
-    _PUSHES: ClassVar[dict] = {"load": {"push_next": "l2c"}, "store": {"push_prev": "s2c"},
-                               "compute": {"push_prev": "c2l", "push_next": "c2s"}}
+    _TOKEN_BITS: ClassVar[tuple] = tuple(f.name for f in isa.HEADER if f.name != "opcode")
 
-    def _tokens(self, f, queue, table):
-        for bit in ("pop_prev", "pop_next", "push_prev", "push_next"):
+    def _tokens(self, f, queue, pop):
+        legal = isa.token_bits(queue)
+        for bit in self._TOKEN_BITS:
             if not f[bit]:
                 continue
-            if bit not in self._POPS[queue] and bit not in self._PUSHES[queue]:
+            if bit not in legal:
                 raise Trap(ErrorCode.MALFORMED_INSTRUCTION, f"{queue} queue has no {bit} token")
-            if bit in table[queue]:
-                fifo = table[queue][bit]
-                if table is self._POPS:
-                    if self.tokens[fifo] == 0:
-                        raise Trap(ErrorCode.TIMEOUT, f"{bit} waits for a {fifo} token that no "
-                                   "earlier instruction pushes")
-                    self.tokens[fifo] -= 1
-                else:
-                    self.tokens[fifo] += 1
+            fifo = legal[bit].name
+            if pop and bit == legal[bit].pop:
+                if self.tokens[fifo] == 0:
+                    raise Trap(ErrorCode.TIMEOUT, f"{bit} waits for a {fifo} token that no "
+                               "earlier instruction pushes")
+                self.tokens[fifo] -= 1
+            elif not pop and bit == legal[bit].push:
+                self.tokens[fifo] += 1
 
     # run ----------------------------------------------------------------------------------
     def step(self, word):
@@ -153,8 +149,8 @@ class Machine:
             f = isa.decode(word)
         except isa.IsaError as exc:
             raise Trap(ErrorCode.MALFORMED_INSTRUCTION, str(exc)) from None
-        queue = {isa.Opcode.LOAD: "load", isa.Opcode.STORE: "store"}.get(opcode, "compute")
-        self._tokens(f, queue, self._POPS)
+        queue = isa.QUEUE_OF[opcode]
+        self._tokens(f, queue, pop=True)
         nbytes = macs = 0
         if opcode == isa.Opcode.LOAD:
             nbytes = self._load(f)
@@ -164,7 +160,7 @@ class Machine:
             macs = isa_ops.conv(self, f)
         elif opcode == isa.Opcode.VEC:
             macs = isa_ops.vec(self, f)
-        self._tokens(f, queue, self._PUSHES)
+        self._tokens(f, queue, pop=False)
         return opcode, nbytes, macs
 
     def run(self, words, start=0, count=None):

@@ -31,6 +31,7 @@ import numpy as np
 from bamboo.arch import isa
 from bamboo.arch import timing as T
 from bamboo.arch.errors import BambooError
+from bamboo.arch.layout import transfer_elem_bytes
 
 __all__ = ["FabricPacer", "PacedProgram"]
 
@@ -64,11 +65,7 @@ def _intervals(mask):
 
 def _transfer_bytes(config, f):
     """Window byte indices of a LOAD's or STORE's DRAM side, row by row."""
-    if f["opcode"] == isa.Opcode.LOAD:
-        eb = {isa.Buffer.INP: config.rows, isa.Buffer.WGT: config.rows * config.cols,
-              isa.Buffer.PARAM: config.cols * 8, isa.Buffer.LUT: 256}[f["buffer"]]
-    else:
-        eb = config.rows
+    eb = transfer_elem_bytes(config, f)
     rows = f["dram_addr"] + np.arange(f["y_size"], dtype=np.int64)[:, None] * f["x_stride"] * eb
     return (rows + np.arange(f["x_size"] * eb, dtype=np.int64)[None, :]).reshape(-1)
 

@@ -38,9 +38,6 @@ _SPLIT_BYTES = 16384
 
 __all__ = ["Op", "Step", "assign_tokens", "barrier_step", "encode_steps", "finish_step"]
 
-_QUEUE = {isa.Opcode.LOAD: "load", isa.Opcode.STORE: "store", isa.Opcode.CONV: "compute",
-          isa.Opcode.VEC: "compute", isa.Opcode.FINISH: "compute"}
-
 
 @dataclass
 class Op:
@@ -58,7 +55,7 @@ class Op:
 
     @property
     def queue(self):
-        return _QUEUE[self.opcode]
+        return isa.QUEUE_OF[self.opcode]
 
 
 @dataclass

@@ -8,7 +8,7 @@ import copy
 
 from bamboo.arch import isa
 from bamboo.arch import timing as T
-from bamboo.arch.layout import act_blocks
+from bamboo.arch.layout import act_blocks, elem_bytes
 
 from .check import canon
 from .emit import Op, Step, assign_tokens, finish_step
@@ -25,6 +25,11 @@ from .tiling import (
 )
 
 __all__ = ["Lowerer"]
+
+# Field limits (arch/isa.py): input channel blocks one CONV accumulates; INP words between
+# them (a tile's words per block).
+_IN_BLOCKS_MAX = isa.field(isa.Opcode.CONV, "in_blocks").max
+_BLOCK_STRIDE_MAX = isa.field(isa.Opcode.CONV, "inp_block_stride").max
 
 
 def _codes(v):
@@ -51,14 +56,16 @@ class Lowerer:
         base = self.slots.param.bases[k]
         if not hit:
             step.loads.append(load_op(isa.Buffer.PARAM, self.slots.param.slot(k), base,
-                                      self.wbase + dram, 1, words, words, self.c.cols * 8))
+                                      self.wbase + dram, 1, words, words,
+                                      elem_bytes(self.c, isa.Buffer.PARAM)))
         return base, self.slots.param.slot(k)
 
     def _load_lut(self, step, dram):
         k, hit = self.slots.lut.get(("lut", dram))
         if not hit:
             step.loads.append(load_op(isa.Buffer.LUT, self.slots.lut.slot(k), k,
-                                      self.wbase + dram, 1, 1, 1, 256))
+                                      self.wbase + dram, 1, 1, 1,
+                                      elem_bytes(self.c, isa.Buffer.LUT)))
         return k, self.slots.lut.slot(k)
 
     def _post(self, node, step, reads, lut=False):
@@ -121,7 +128,7 @@ class Lowerer:
                "tin": tin, "cin": cin, "cout": cout, "srcs": srcs, "node": node.name}
         ib = act_blocks(cin, B)
         taps = kh * kw
-        kc = 1 if dw_mode else min(ib, 255, (c.weight_buffer_depth // 2) // taps)
+        kc = 1 if dw_mode else min(ib, _IN_BLOCKS_MAX, (c.weight_buffer_depth // 2) // taps)
         pmax = min(c.acc_buffer_depth, c.output_buffer_depth // 2)
 
         def ext(th, tw):
@@ -131,7 +138,7 @@ class Lowerer:
             def f(th, tw):
                 r, q = ext(th, tw)
                 return th * tw <= pmax and fits_isa(th, tw, r, q) and \
-                    r * q * kres <= c.input_buffer_depth // 2 and r * q < 1 << 16
+                    r * q * kres <= c.input_buffer_depth // 2 and r * q <= _BLOCK_STRIDE_MAX
             return f
 
         resident = not dw_mode
@@ -192,7 +199,7 @@ class Lowerer:
             # in the spare load time of every tile, where a batch's words, all loaded
             # with one tile (the loads run a tile ahead at most), would stall the compute.
             inp, conv = self._dw_cycles(g, ext, tiles[0][1], tiles[0][3])
-            param = T.load_chunks(c, C * 8, 1) + LOAD_OVERHEAD // pw
+            param = T.load_chunks(c, elem_bytes(c, isa.Buffer.PARAM), 1) + LOAD_OVERHEAD // pw
             cap = self.slots.wgt.size // dw_words if conv < inp + param + LOAD_OVERHEAD else 1
             wbatch = dict(wgt_batches(ob_n, max(1, cap)))
         taps = g["kw"] * g["kh"]
@@ -235,13 +242,15 @@ class Lowerer:
                 if not hit:
                     step.loads.append(load_op(
                         isa.Buffer.WGT, self.slots.wgt.slot(wk), wbase,
-                        self.wbase + info["wgt"] + first_word * B * C, 1, nwords, nwords, B * C))
+                        self.wbase + info["wgt"] + first_word * B * C, 1, nwords, nwords,
+                        elem_bytes(c, isa.Buffer.WGT)))
                 reads = [self.slots.inp.slot(si), self.slots.wgt.slot(wk)]
                 emit = k == len(parts) - 1
                 if k == 0:
                     p0 = ob // pw * pw
                     pbase, pslot = self._param(step, (nm, "param", p0),
-                                               info["param"] + p0 * C * 8, min(pw, ob_n - p0))
+                                               info["param"] + p0 * elem_bytes(c, isa.Buffer.PARAM),
+                                               min(pw, ob_n - p0))
                     pbase += ob - p0
                 reads.append(pslot)
                 fields = {
@@ -402,7 +411,8 @@ class Lowerer:
             wbase = self.slots.wgt.bases[wk]
             if not hit:
                 step.loads.append(load_op(isa.Buffer.WGT, self.slots.wgt.slot(wk), wbase,
-                                          self.wbase + info["ident"], 1, n_id, n_id, B * C))
+                                          self.wbase + info["ident"], 1, n_id, n_id,
+                                          elem_bytes(c, isa.Buffer.WGT)))
             pbase, pslot = self._param(step, (nm, "param"), info["param"])
             starts = list(range(0, h * w, n_id))
             for k, p0 in enumerate(starts):

@@ -27,8 +27,9 @@ PARAM words: one LOAD brings a slot's two words (two output blocks or depthwise 
 """
 
 from bamboo.arch import isa
+from bamboo.arch.layout import PARAM_SLOT_WORDS, PARAM_SLOTS
 
-from .emit import Op, Step
+from .emit import Op
 
 __all__ = ["CONV_OVERHEAD", "LOAD_OVERHEAD", "SlotCache", "Slots", "fits_isa", "load_op",
            "spatial_tiles", "store_ops", "wgt_batches"]
@@ -40,8 +41,15 @@ __all__ = ["CONV_OVERHEAD", "LOAD_OVERHEAD", "SlotCache", "Slots", "fits_isa", "
 LOAD_OVERHEAD = 64
 CONV_OVERHEAD = 26
 
-_OUT_MAX = 1023   # out_h / out_w: 10 bits
-_IN_W_MAX = 4095  # in_w, x_size: 12 bits
+# Field limits (arch/isa.py): output tile sides, input tile sides (CONV.in_w; LOAD
+# x_size and y_size), a LOAD's row pitch.
+_OUT_MAX = min(isa.field(op, n).max for op in (isa.Opcode.CONV, isa.Opcode.VEC)
+               for n in ("out_h", "out_w"))
+_IN_W_MAX = min(isa.field(isa.Opcode.CONV, "in_w").max,
+                isa.field(isa.Opcode.LOAD, "x_size").max, isa.field(isa.Opcode.LOAD, "y_size").max)
+_X_SIZE_MAX = isa.field(isa.Opcode.LOAD, "x_size").max
+_Y_SIZE_MAX = isa.field(isa.Opcode.LOAD, "y_size").max
+_X_STRIDE_MAX = isa.field(isa.Opcode.LOAD, "x_stride").max
 
 
 class SlotCache:
@@ -76,7 +84,7 @@ class Slots:
         c = config
         self.inp = SlotCache("inp", 2, c.input_buffer_depth // 2)
         self.wgt = SlotCache("wgt", 2, c.weight_buffer_depth // 2)
-        self.param = SlotCache("param", 2, 2)
+        self.param = SlotCache("param", PARAM_SLOTS, PARAM_SLOT_WORDS)
         self.out = SlotCache("out", 2, c.output_buffer_depth // 2)
         self.lut = SlotCache("lut", c.lut_slots, 1)
 
@@ -165,12 +173,13 @@ def input_tile_loads(slots_inp, slot, base, tensor_base, blocks, h, w, iy0, in_r
     x_lo, x_hi = max(ix0, 0), min(ix0 + in_cols, w)
     assert y_hi > y_lo and x_hi > x_lo, "a tile entirely in the padding"
     pads = (y_lo - iy0, x_lo - ix0, iy0 + in_rows - y_hi, ix0 + in_cols - x_hi)
-    whole = not any(pads) and in_cols == w and in_rows * w <= _IN_W_MAX and h * w < 1 << 20
+    whole = not any(pads) and in_cols == w and in_rows * w <= _X_SIZE_MAX and \
+        h * w <= _X_STRIDE_MAX
     ops, k = [], 0
     while k < len(srcs):
         tb, blk = srcs[k]
         n = 1
-        while whole and k + n < len(srcs) and n < _IN_W_MAX and srcs[k + n] == (tb, blk + n):
+        while whole and k + n < len(srcs) and n < _Y_SIZE_MAX and srcs[k + n] == (tb, blk + n):
             n += 1
         if n > 1:
             # Whole rows of consecutive blocks: one 2-D transfer, a block per DRAM "row".
@@ -183,7 +192,3 @@ def input_tile_loads(slots_inp, slot, base, tensor_base, blocks, h, w, iy0, in_r
                                dram, y_hi - y_lo, x_hi - x_lo, w, rows, pads, pad_value))
         k += n
     return ops
-
-
-def new_step(node):
-    return Step(node)

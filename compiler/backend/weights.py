@@ -6,6 +6,7 @@ image with ``{node name: {"wgt"|"param"|"lut": offset, ...}}``.
 """
 
 import numpy as np
+from bamboo.arch import isa
 from bamboo.arch.layout import align
 from bamboo.runtime.requant import Requant
 from bamboo.runtime.requant import qrange as _qrange
@@ -118,7 +119,8 @@ def pack_weights(graph, config):
                 # Past the 15x15 pool window: a dense CONV whose "input blocks" are the
                 # pixels (inp_block_stride 1) and whose weights are identity words.
                 d["in_zp"] = pack.in_zp_for(config, tin.q.zp, signed)
-                d["ident_n"] = n_id = min(255, config.weight_buffer_depth // 2, h * w)
+                d["ident_n"] = n_id = min(isa.field(isa.Opcode.CONV, "in_blocks").max,
+                                         config.weight_buffer_depth // 2, h * w)
                 ident = np.zeros((n_id, cols, rows), np.int8)
                 ident[:, np.arange(rows), np.arange(rows)] = 1
                 d["ident"] = img.add(ident.view(np.uint8))
