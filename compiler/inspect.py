@@ -1,5 +1,8 @@
 """``bamboo inspect``: a per-node table and a partition summary of a compiled graph."""
 
+import sys
+import types
+
 import numpy as np
 
 from . import ir
@@ -79,3 +82,19 @@ def render(graph, title=""):
         lines.append(f"  {src} -> {dst}: {nbytes:,} bytes ({names})")
     lines.append(f"bytes crossing PS/PL per frame: {s['bytes_per_frame']:,}")
     return "\n".join(lines)
+
+
+
+class _InspectModule(types.ModuleType):
+    """This module, callable: ``bamboo.compiler.inspect(model)`` is
+    :func:`bamboo.compiler.api.inspect`, and ``render``/``summary``/``macs`` stay its
+    attributes (a function of that name in the package would be replaced by this module
+    as soon as anything imported it)."""
+
+    def __call__(self, model, **options):
+        from .api import inspect  # here: keeps importing render/summary free of the back end
+
+        return inspect(model, **options)
+
+
+sys.modules[__name__].__class__ = _InspectModule

@@ -17,6 +17,7 @@ import numpy as np
 from . import conv as kconv
 from . import elementwise as kel
 from . import pool as kpool
+from .errors import RuntimeBambooError
 from .requant import Requant
 
 __all__ = ["BINARY", "KERNELS", "QInfo", "decode_value", "run_op", "softmax_ort"]
@@ -222,7 +223,5 @@ def run_op(op, attrs, xs, tins, tout):
     try:
         kernel = KERNELS[op]
     except KeyError:
-        from .errors import RuntimeBambooError
-
         raise RuntimeBambooError(f"no CPU kernel for op {op!r}") from None
     return kernel(attrs, xs[0], tins[0], tout)

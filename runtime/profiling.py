@@ -19,6 +19,7 @@ the pipeline of :meth:`Session.run_batch`. :func:`render` prints the table,
 :func:`save_chart` draws it (matplotlib, imported only there).
 """
 
+import importlib
 import time
 from dataclasses import asdict, dataclass, field
 
@@ -37,6 +38,10 @@ WALL_MEANING = {
     "rtl": "RTL simulation time, not fabric time",
     "board": "measured on the board",
 }
+
+#: The cycle model (module, function), found when asked for like the simulator backends
+#: (session.BACKENDS): the runtime does not depend on bamboo.sim, which depends on it.
+CYCLE_MODEL = ("bamboo.sim.cycles", "model_program")
 
 
 @dataclass
@@ -105,10 +110,10 @@ def _cycle_model(session, memory, clock_mhz):
         raise RuntimeBambooError(f"memory must be one of {', '.join(sorted(BOARDS))}, "
                                  f"not {memory!r}")
     try:
-        from bamboo.sim import cycles
+        model_program = getattr(importlib.import_module(CYCLE_MODEL[0]), CYCLE_MODEL[1])
     except ImportError:      # a board install without the simulator: counters only
         return None
-    return cycles.model_program(session.config, session.artifact.program, session.meta,
+    return model_program(session.config, session.artifact.program, session.meta,
                                 BOARDS[memory], clock_mhz)
 
 

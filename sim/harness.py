@@ -94,8 +94,9 @@ class CocotbResult:
 
 
 def build_root():
-    """``build/sim/`` of the repository, or ``$BAMBOO_BUILD_DIR/sim`` when that is set."""
-    base = os.environ.get("BAMBOO_BUILD_DIR")
+    """``build/sim/`` of the repository, or ``$BAMBOO_BUILD/sim`` when that is set (the one
+    build-folder variable, as boards/vivado.py reads it)."""
+    base = os.environ.get("BAMBOO_BUILD")
     root = Path(base) if base else Path(__file__).resolve().parent.parent / "build"
     return root / "sim"
 

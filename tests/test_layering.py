@@ -8,6 +8,7 @@ import with nothing third-party but numpy.
 
 import json
 import pathlib
+import re
 import subprocess
 import sys
 
@@ -72,3 +73,59 @@ def test_board_code_parses_as_python_310(folder):
 
     for path in sorted((ROOT / folder).rglob("*.py")):
         ast.parse(path.read_text(), filename=str(path), feature_version=(3, 10))
+
+
+# Modules a package names by string and imports only when asked for (never at import
+# time): the runtime's backend lookup and its cycle model, both implemented in sim.
+LAZY = {
+    ("runtime/session.py", "bamboo.sim.isa_device"),
+    ("runtime/session.py", "bamboo.sim.rtl_device"),
+    ("runtime/profiling.py", "bamboo.sim.cycles"),
+}
+
+
+def _imports(path, package):
+    """``(line, module)`` of every import in ``path``, inside functions too, and of every
+    string naming a ``bamboo.`` module (as ``importlib.import_module`` takes it)."""
+    import ast
+
+    tree = ast.parse(path.read_text(), filename=str(path))
+    parts = ["bamboo", package, *path.relative_to(ROOT / package).with_suffix("").parts]
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                yield node.lineno, alias.name
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = parts[:-1]      # the module's package (an __init__'s is itself)
+                base = base[:len(base) - node.level + 1]
+                yield node.lineno, ".".join(base + ([node.module] if node.module else []))
+            else:
+                yield node.lineno, node.module
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str) and \
+                re.fullmatch(r"bamboo\.(%s)(\.\w+)*" % "|".join(ALLOWED), node.value):
+            yield node.lineno, node.value
+
+
+@pytest.mark.parametrize("package", sorted(ALLOWED))
+def test_every_import_respects_the_direction(package):
+    """By the source, not by what got loaded: imports inside functions count too, and so
+    do module names handed to importlib, except the lazy lookups listed in LAZY."""
+    bad = []
+    for path in sorted((ROOT / package).rglob("*.py")):
+        rel = str(path.relative_to(ROOT))
+        for line, module in _imports(path, package):
+            if not module.startswith("bamboo.") or (rel, module) in LAZY:
+                continue
+            target = module.split(".")[1]
+            if target not in ALLOWED[package]:
+                bad.append(f"{rel}:{line}: {module}")
+    assert not bad, f"bamboo.{package} may import only {sorted(ALLOWED[package])}:\n" + \
+        "\n".join(bad)
+
+
+def test_the_lazy_lookups_are_still_there():
+    """Each LAZY entry names a module string its file still holds (no stale allowances)."""
+    for rel, module in LAZY:
+        package = rel.split("/")[0]
+        assert module in {m for _, m in _imports(ROOT / rel, package)}, (rel, module)

@@ -1,0 +1,59 @@
+"""The public Python API at the package roots (docs/api.md): the same results as the CLI,
+and the artifact runs bit-exact against onnxruntime."""
+
+import argparse
+
+import numpy as np
+import pytest
+
+onnx = pytest.importorskip("onnx")
+ort = pytest.importorskip("onnxruntime")
+import bamboo.compiler  # noqa: E402
+from bamboo.arch import PRESETS, ConfigError  # noqa: E402
+from test_frontend import convnet, qdq  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory):
+    path = tmp_path_factory.mktemp("api") / "convnet.onnx"
+    onnx.save(qdq(convnet(), (1, 3, 16, 16), "convnet"), str(path))
+    return path
+
+
+def test_inspect_is_what_the_cli_prints(model, capsys):
+    from bamboo.compiler.cli_inspect import cmd_inspect
+
+    graph = bamboo.compiler.inspect(model)
+    assert bamboo.compiler.inspect.summary(graph)["nodes"] == len(graph.nodes)
+    cmd_inspect(argparse.Namespace(model=str(model), approx=[], se_on_fabric=False,
+                                   fc_on_fabric=False, dump_ir=False))
+    assert capsys.readouterr().out == bamboo.compiler.inspect.render(graph, str(model)) + "\n"
+
+
+def test_compile_is_what_the_cli_writes(model, tmp_path):
+    from bamboo.compiler.cli_compile import cmd_compile
+
+    out = tmp_path / "m.bmb"
+    cmd_compile(argparse.Namespace(model=str(model), output=str(out), config="tiny",
+                                   approx=[], fabric_se=False, quiet=True))
+    assert bamboo.compiler.compile(model, "tiny") == out.read_bytes()
+    assert bamboo.compiler.compile(model, PRESETS["tiny"]) == out.read_bytes()
+
+
+def test_compiled_artifact_runs_bit_exact(model):
+    from bamboo.runtime.session import Session
+
+    blob = bamboo.compiler.compile(model, "tiny")
+    ref = ort.InferenceSession(str(model))
+    x = np.random.default_rng(0).standard_normal((1, 3, 16, 16)).astype(np.float32)
+    name = ref.get_inputs()[0].name
+    with Session(blob, backend="isa", config=PRESETS["tiny"]) as sess:
+        got = sess.run(None, {name: x})
+    want = ref.run(None, {name: x})
+    for g, w in zip(got, want):
+        np.testing.assert_array_equal(g, w)
+
+
+def test_compile_refuses_an_unknown_config(model):
+    with pytest.raises(ConfigError, match="unknown configuration 'nope'"):
+        bamboo.compiler.compile(model, "nope")
