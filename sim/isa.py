@@ -122,9 +122,10 @@ class Machine:
 
     # tokens -------------------------------------------------------------------------------
     _TOKEN_BITS: ClassVar[tuple] = tuple(f.name for f in isa.HEADER if f.name != "opcode")
+    _LEGAL: ClassVar[dict] = {q: isa.token_bits(q) for q in isa.QUEUES}
 
     def _tokens(self, f, queue, pop):
-        legal = isa.token_bits(queue)
+        legal = self._LEGAL[queue]
         for bit in self._TOKEN_BITS:
             if not f[bit]:
                 continue
