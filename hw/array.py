@@ -114,26 +114,22 @@ class SystolicArray(wiring.Component):
 
     def __init__(self, rows, cols, *, x_width=9, tag_shape=1, packed=False, dw_channels=None,
                  dw_groups=1):
-        try:
-            for name, value in (("rows", rows), ("cols", cols)):
-                if not isinstance(value, int) or value < 1:
-                    raise ValueError(f"{name} must be a positive integer, not {value!r}")
-            if not isinstance(x_width, int) or not 2 <= x_width <= 18:
-                raise ValueError(f"x_width must be an integer from 2 to 18, not {x_width!r}")
-            if packed and (cols % 2 or rows > 16 or x_width < 8):
-                raise ValueError(f"a packed array needs an even cols, rows <= 16 and "
-                                 f"x_width >= 8, not {rows} x {cols}, x_width {x_width}")
-            mult_cols = cols // 2 if packed else cols
-            if dw_channels is None:
-                dw_channels = min(rows, mult_cols)
-            if not isinstance(dw_channels, int) or not 1 <= dw_channels <= mult_cols:
-                raise ValueError(f"dw_channels must be an integer from 1 to {mult_cols}, "
-                                 f"not {dw_channels!r}")
-            if not isinstance(dw_groups, int) or dw_groups < 1 or rows % dw_groups:
-                raise ValueError(f"dw_groups must divide rows ({rows}), not {dw_groups!r}")
-        except ValueError:
-            self._MustUse__silence = True  # a rejected component is not an unused one
-            raise
+        for name, value in (("rows", rows), ("cols", cols)):
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, not {value!r}")
+        if not isinstance(x_width, int) or not 2 <= x_width <= 18:
+            raise ValueError(f"x_width must be an integer from 2 to 18, not {x_width!r}")
+        if packed and (cols % 2 or rows > 16 or x_width < 8):
+            raise ValueError(f"a packed array needs an even cols, rows <= 16 and "
+                             f"x_width >= 8, not {rows} x {cols}, x_width {x_width}")
+        mult_cols = cols // 2 if packed else cols
+        if dw_channels is None:
+            dw_channels = min(rows, mult_cols)
+        if not isinstance(dw_channels, int) or not 1 <= dw_channels <= mult_cols:
+            raise ValueError(f"dw_channels must be an integer from 1 to {mult_cols}, "
+                             f"not {dw_channels!r}")
+        if not isinstance(dw_groups, int) or dw_groups < 1 or rows % dw_groups:
+            raise ValueError(f"dw_groups must divide rows ({rows}), not {dw_groups!r}")
         self.rows, self.cols, self.x_width, self.packed = rows, cols, x_width, packed
         self.dw_channels, self.dw_groups = dw_channels, dw_groups
         self.LATENCY = rows + (cols // 2 if packed else cols)

@@ -107,7 +107,6 @@ class ComputeUnit(wiring.Component):
 
     def __init__(self, config):
         if not isinstance(config, AcceleratorConfig):
-            self._MustUse__silence = True  # a rejected component is not an unused one
             raise TypeError(f"config must be an AcceleratorConfig, not {config!r}")
         self.config = config
         R, C = config.rows, config.cols

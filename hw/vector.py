@@ -124,10 +124,8 @@ class VectorUnit(wiring.Component):
 
     def __init__(self, config, param_depth=PARAM_DEPTH):
         if not isinstance(config, AcceleratorConfig):
-            self._MustUse__silence = True
             raise TypeError(f"config must be an AcceleratorConfig, not {config!r}")
         if config.cols < 2 or config.rows > config.cols:
-            self._MustUse__silence = True
             raise ValueError(f"the vector unit needs 2 <= cols and rows <= cols, not "
                              f"rows {config.rows!r}, cols {config.cols!r}")
         self.config = config

@@ -1,3 +1,4 @@
+# amaranth: UnusedElaboratable=no
 """SystolicArray against numpy: dot products, double-buffered weights, latency."""
 
 import numpy as np

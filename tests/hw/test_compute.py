@@ -1,3 +1,4 @@
+# amaranth: UnusedElaboratable=no
 """ComputeUnit (dense CONV) against bamboo.runtime.conv.conv2d_acc, on small arrays."""
 
 import numpy as np

@@ -50,7 +50,6 @@ class _Aligned(wiring.Component):
         self.fma = FusedMultiplyAdd(x_width, aligned=True)
         plain = FusedMultiplyAdd(x_width)
         super().__init__(plain.signature)
-        plain._MustUse__silence = True
 
     def elaborate(self, platform):
         m = Module()
