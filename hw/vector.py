@@ -24,15 +24,10 @@ are written 0. The pipeline never stalls: with the ports to itself (the compute
 queue runs one instruction at a time) it issues one INP read per cycle and writes
 a pixel :data:`VectorUnit.LATENCY` cycles after the read of its last element.
 
-Cost, Yosys ``synth_xilinx -family xcup`` on ``ultra96`` (16 lanes; an estimate,
-Vivado not run), measured with a 2-DSP first FMA before it narrowed to 17 bits:
-98 DSP48E2 (82 now: the 17-bit FMA alone is 1 DSP, 995 LUT; at 18 bits 2 DSP),
-46.4k LUT (3.4k of them SRL16E), 18.2k FF, 16 RAMB18E2 (each lane's activation
-tables), 24 logic levels. Per lane: two FMAs (~1.0k and ~1.3k LUT; the first's
-addend is aligned once per instruction), a requantizer (~0.5k LUT, 2 DSP), the
-activation. Two thirds of the xczu3eg's LUTs: too much next to the array. ADD and
-MUL read two words per pixel, so half as many FMA lanes, each taking two lanes in
-turn, would keep their rate.
+Per lane: two FMAs, a requantizer and the activation. ADD and MUL read two words per
+pixel, so half as many FMA lanes, each taking two lanes in turn, keep their rate
+(``AcceleratorConfig.vector_lanes``). What it costs: docs/hardware.md ("Vector unit
+cost"), measured by ``make resources``.
 """
 
 from amaranth.hdl import Array, Module, Mux, Signal, signed, unsigned
