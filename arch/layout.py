@@ -39,6 +39,7 @@ __all__ = [
     "elem_bytes",
     "param_lane",
     "transfer_elem_bytes",
+    "unpack_param_lane",
 ]
 
 PARAM_LANE_BYTES = 8
@@ -89,6 +90,14 @@ def param_lane(bias, m, e):
         raise ValueError(f"m must fit 24 bits, not {m!r}")
     e = min(max(e, E_MIN), E_MAX)
     return (bias & 0xFFFFFFFF) | (m << 32) | ((e & 0xFF) << 56)
+
+
+def unpack_param_lane(lane):
+    """``(bias, m, e)`` of a 64-bit PARAM lane value (the inverse of :func:`param_lane`)."""
+    bias = lane & 0xFFFFFFFF
+    e = (lane >> 56) & 0xFF
+    return (bias - (1 << 32) if bias >> 31 else bias, (lane >> 32) & 0xFFFFFF,
+            e - 256 if e >> 7 else e)
 
 
 def act_blocks(channels, rows):

@@ -8,6 +8,7 @@ numeric contract: the same functions are called here).
 
 import numpy as np
 from bamboo.arch.isa import Activation, ConvMode, VecOp
+from bamboo.arch.layout import unpack_param_lane
 from bamboo.arch.registers import ErrorCode
 from bamboo.runtime.elementwise import LEAKY_MULT, LEAKY_SHIFT, fma_f32
 from bamboo.runtime.layout import from_blocked, to_blocked  # noqa: F401 (re-exported)
@@ -36,12 +37,8 @@ def _codes(words, signed):
 
 def _lanes(m, addr):
     """``(bias, mant, exp)`` int64 arrays of PARAM word ``addr``."""
-    w = m.param[addr]
-    bias = (w & np.uint64(0xFFFFFFFF)).astype(np.int64)
-    bias = np.where(bias >= 1 << 31, bias - (1 << 32), bias)
-    mant = ((w >> np.uint64(32)) & np.uint64(0xFFFFFF)).astype(np.int64)
-    e = ((w >> np.uint64(56)) & np.uint64(0xFF)).astype(np.int64)
-    return bias, mant, np.where(e >= 128, e - 256, e)
+    lanes = [unpack_param_lane(v) for v in m.param[addr].tolist()]
+    return tuple(np.array(v, np.int64) for v in zip(*lanes))
 
 
 def _activation(m, f, y, signed):

@@ -9,7 +9,7 @@ PARAM: ``bamboo.arch.layout`` (lane ``c`` = bias, m, e of output channel ``c``).
 """
 
 import numpy as np
-from bamboo.arch.layout import E_MAX, E_MIN
+from bamboo.arch.layout import E_MIN, param_lane
 from bamboo.runtime.elementwise import fma_f32
 from bamboo.runtime.requant import Requant
 
@@ -77,14 +77,12 @@ def param_words(bias, m, e, lanes_per_word, channels_per_word=None):
     n = len(bias)
     words = -(-n // cpw)
     lane = np.zeros((words, lanes_per_word), np.uint64)
-    lane[:] = np.uint64(UNUSED_M << 32) | np.uint64((UNUSED_E & 0xFF) << 56)
-    e = np.clip(np.broadcast_to(np.asarray(e, np.int64), (n,)), E_MIN, E_MAX)
+    lane[:] = param_lane(0, UNUSED_M, UNUSED_E)
+    e = np.broadcast_to(np.asarray(e, np.int64), (n,))
     m = np.broadcast_to(np.asarray(m, np.int64), (n,))
-    bias = np.asarray(bias, np.int64)
-    if np.any(bias < -(1 << 31)) or np.any(bias >= 1 << 31):
-        raise ValueError("bias does not fit int32")
-    val = (bias & 0xFFFFFFFF).astype(np.uint64) | (m.astype(np.uint64) << np.uint64(32)) | \
-        ((e & 0xFF).astype(np.uint64) << np.uint64(56))
+    val = np.array([param_lane(b, mm, ee) for b, mm, ee in zip(np.asarray(bias).tolist(),
+                                                               m.tolist(), e.tolist())],
+                   np.uint64)
     idx = np.arange(n)
     lane[idx // cpw, idx % cpw] = val
     return lane.astype("<u8").view(np.uint8).reshape(words, lanes_per_word * 8)

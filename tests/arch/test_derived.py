@@ -99,6 +99,8 @@ _RESTATED = [
     (r"min\([^)]*\b255\b", "an ISA field limit (arch.isa.field(op, name).max)"),
     (r"MAX_LUT_SLOTS\s*=\s*\d", "the LUT slots the ISA addresses (arch.isa.field)"),
     (r"cols \* 8\b|C \* 8\b", "PARAM word bytes (arch.layout.elem_bytes)"),
+    (r"(>>|<<)\s*(np\.uint64\()?56\b|0xFFFFFF\)",
+     "the PARAM lane layout (arch.layout.param_lane, unpack_param_lane)"),
     (r"(\[[\"'](mode|vop|act|buffer)[\"']\]|\bvop)\s*(==|!=|in)\s*\(?\d",
      "a raw enum value (arch.isa.ConvMode, VecOp, Activation, Buffer)"),
 ]
@@ -129,7 +131,9 @@ def test_no_restated_facts_outside_arch():
     ('eb = {isa.Buffer.INP: c.rows}', 0), ("for buf, e in ((Buffer.INP, R),", 1),
     ('q = {Opcode.LOAD: "load"}', 2), ('tokens = {"l2c": 0}', 3), ("_OUT_MAX = 1023", 4),
     ("kc = min(ib, 255, d)", 5), ("MAX_LUT_SLOTS = 16", 6), ("eb = config.cols * 8", 7),
-    ('if f["mode"] == 1:', 8), ("if vop in (1, 2):", 8)])
+    ("e = ((w >> np.uint64(56)) & np.uint64(0xFF))", 8),
+    ("mant = ((w >> np.uint64(32)) & np.uint64(0xFFFFFF)).astype(np.int64)", 8),
+    ('if f["mode"] == 1:', 9), ("if vop in (1, 2):", 9)])
 def test_the_restatement_patterns_match(source, pattern):
     """Each pattern finds the restatement it was written for (as they stood in the code)."""
     assert re.search(_RESTATED[pattern][0], source)
