@@ -144,8 +144,7 @@ class _Pool:
                 raise RuntimeBambooError("the session is closed: make a new Session to run")
             if self._free:
                 return self._free.pop()
-        ctx = self._make()       # outside the lock: allocating may take a while
-        with self._lock:
+            ctx = self._make()   # under the lock: a device's allocator need not be thread-safe
             self.all.append(ctx)
             return ctx
 
