@@ -227,3 +227,41 @@ def test_load_image_refuses_zero_std(tmp_path):
 
 def test_errors_derive_from_bamboo_error():
     assert issubclass(RuntimeBambooError, BambooError)
+
+
+@pytest.fixture(scope="module")
+def onnx_model():
+    import pathlib
+
+    return pathlib.Path(_compiled("digits")[0])     # the quantized digits model
+
+
+def test_compile_output_paths(onnx_model, tmp_path):
+    """Items 5 and 6: unwritable -o is one line; compile never overwrites its input."""
+    import os
+    import shutil
+
+    src = tmp_path / "m.onnx"
+    shutil.copy(onnx_model, src)
+    disguised = tmp_path / "model.bmb"        # an ONNX file named .bmb, no -o
+    shutil.copy(onnx_model, disguised)
+    cases = [(["-o", str(src)], "refusing to overwrite"), ([], "refusing to overwrite"),
+             (["-o", str(tmp_path / "no" / "m.bmb")], "does not exist"),
+             (["-o", str(tmp_path)], "is a directory"), (["-o", "/proc/m.bmb"], "cannot write"),
+             (["-o", "/dev/full"], "cannot write")]
+    for argv, match in cases:
+        model = str(disguised) if not argv else str(src)
+        r = _bamboo("compile", model, "--config", "tiny", "--quiet", *argv)
+        assert r.returncode == 1 and match in r.stderr, (argv, r.stderr)
+        assert r.stderr.count("\n") == 1
+    assert src.read_bytes() == onnx_model.read_bytes() == disguised.read_bytes()
+    assert sorted(os.listdir(tmp_path)) == ["m.onnx", "model.bmb"]
+    r = _bamboo("compile", str(src), "--config", "tiny", "--quiet")
+    assert r.returncode == 0 and art.read_artifact((tmp_path / "m.bmb").read_bytes())
+
+
+def test_inspect_into_a_closed_pipe_is_quiet(onnx_model):
+    """Item 9: ``bamboo inspect MODEL | head -1`` prints one line, no BrokenPipeError."""
+    r = subprocess.run(f"{sys.executable} -m bamboo inspect {onnx_model} | head -1",
+                       shell=True, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0 and r.stdout.count("\n") == 1 and r.stderr == ""
