@@ -476,9 +476,14 @@ def _check_memory(mem, program_size, weights_size):
 def _check_tensors(meta, rows):
     lo = meta.memory.regions["activations"][0]
     ex_off, ex_size = meta.memory.regions["exchange"]
+    mem = meta.memory
     for name, t in meta.tensors.items():
         if t.in_dram:
             n = act_bytes(*t.canon, rows)
+            b = mem.buffers.get(mem.alias.get(name, name))
+            if b is None or b.offset != t.offset or b.size < n:
+                raise MetadataError(f"tensor {name!r} at {t.offset} ({n} bytes) is not where "
+                                    "the memory plan puts its buffer")
             if t.offset < lo or t.offset + n > ex_off + ex_size:
                 raise MetadataError(f"tensor {name!r} [{t.offset}, {t.offset + n}) lies outside "
                                     "the activation and exchange regions")
@@ -517,6 +522,17 @@ def _check_schedule(meta, io, insns):
     missing = sorted({s.tensor for s in io.outputs} - ready)
     if missing:
         raise MetadataError(f"model outputs {missing} are made by no step")
+    # A tensor the processor makes that has a DRAM buffer is there for the fabric to read:
+    # some fabric step must copy it in, or the engine would read stale bytes.
+    mem = meta.memory
+    from_cpu = {s.tensor for s in io.inputs} | {t for n in meta.cpu_nodes.values()
+                                                  for t in n.outputs}
+    copied = {t for s in meta.steps if s.on_fabric for t in s.inputs}
+    for t in sorted(from_cpu - copied):
+        b = mem.buffers.get(mem.alias.get(t, t))
+        if t in meta.tensors and meta.tensors[t].in_dram and b is not None and \
+                b.region == "exchange":
+            raise MetadataError(f"{t!r} has an exchange buffer but no fabric step copies it in")
     for ly in meta.layers:
         if ly.first + ly.count > insns:
             raise MetadataError(f"layer {ly.node!r} spans instructions past the program end")

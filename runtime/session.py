@@ -557,8 +557,17 @@ class Session:
         for name in step.nodes:
             node = self.nodes[name]
             start = time.perf_counter()
-            y = run_op(node["op"], node["attrs"], [values[i] for i in node["inputs"]],
-                       [self._q(i) for i in node["inputs"]], self._q(node["outputs"][0]))
+            try:
+                y = run_op(node["op"], node["attrs"], [values[i] for i in node["inputs"]],
+                           [self._q(i) for i in node["inputs"]], self._q(node["outputs"][0]))
+            except BambooError:
+                raise
+            except (IndexError, KeyError, TypeError, ValueError, AttributeError) as exc:
+                # Only an artifact whose CPU node does not fit its kernel gets here (the
+                # loader checked everything else): name the node, no traceback.
+                raise ArtifactCorruptError(
+                    f"invalid artifact: CPU node {name!r} ({node['op']}) does not fit its "
+                    f"kernel: {type(exc).__name__}: {exc}") from None
             out = node["outputs"][0]
             t = self.tensors[out]
             if list(y.shape) != list(t.shape) or y.dtype != np.dtype(t.dtype):
