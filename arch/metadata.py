@@ -225,40 +225,41 @@ class Step:
                    _strs(_get(d, "outputs", where), f"{where}.outputs"))
 
 
+class _Flat:
+    """A record of scalar fields, each read by its entry of ``_READERS`` (name: reader)."""
+
+    _READERS: dict = {}
+
+    def to_json(self):
+        return {name: getattr(self, name) for name in self._READERS}
+
+    @classmethod
+    def from_json(cls, d, where):
+        return cls(**{name: read(_get(d, name, where), f"{where}.{name}")
+                      for name, read in cls._READERS.items()})
+
+
 @dataclass(frozen=True)
-class Layer:
+class Layer(_Flat):
     """The instructions ``[first, first + count)`` of fabric node ``node``."""
 
     node: str
     first: int
     count: int
 
-    def to_json(self):
-        return {"node": self.node, "first": self.first, "count": self.count}
-
-    @classmethod
-    def from_json(cls, d, where):
-        return cls(_str(_get(d, "node", where), f"{where}.node"),
-                   _int(_get(d, "first", where), f"{where}.first"),
-                   _int(_get(d, "count", where), f"{where}.count"))
+    _READERS = {"node": _str, "first": _int, "count": _int}
 
 
 @dataclass(frozen=True)
-class Placement:
+class Placement(_Flat):
     """Where a node runs (``target``), why, and its ``op``."""
 
     target: str
     reason: str
     op: str
 
-    def to_json(self):
-        return {"target": self.target, "reason": self.reason, "op": self.op}
-
-    @classmethod
-    def from_json(cls, d, where):
-        return cls(_str(_get(d, "target", where), f"{where}.target", (FABRIC, CPU)),
-                   _str(_get(d, "reason", where), f"{where}.reason"),
-                   _str(_get(d, "op", where), f"{where}.op"))
+    _READERS = {"target": lambda v, where: _str(v, where, (FABRIC, CPU)), "reason": _str,
+                "op": _str}
 
 
 @dataclass(frozen=True)
