@@ -21,8 +21,11 @@ nodes) and ``IOQUANT`` (UTF-8 JSON: quantization and DRAM placement of the model
 inputs and outputs). Unknown section kinds are kept, so newer writers stay readable.
 
 Loading checks, in order: length, magic, format version, size field, checksum,
-section table bounds, then ISA version and config_id against the expected ones.
-Each failure raises an :class:`ArtifactError` subclass naming what is wrong.
+section table bounds, ISA version and config_id against the expected ones, then the
+whole content against its schema (``bamboo.arch.metadata``: all four sections present,
+JSON of the schema's version, the section sizes and the memory plan, the schedule
+against the program and the tensors). Each failure raises an :class:`ArtifactError`
+subclass naming what is wrong, before anything runs.
 """
 
 import hashlib
@@ -31,6 +34,7 @@ import struct
 from dataclasses import dataclass, field
 from typing import ClassVar
 
+from . import metadata as md
 from .errors import BambooError
 from .isa import ISA_VERSION
 
@@ -45,6 +49,7 @@ __all__ = [
     "ArtifactError",
     "ArtifactMismatchError",
     "ArtifactTruncatedError",
+    "REQUIRED",
     "Section",
     "read_artifact",
     "write_artifact",
@@ -88,14 +93,20 @@ class ArtifactMismatchError(ArtifactError):
     """A valid artifact for another format version, ISA version or accelerator configuration."""
 
 
+#: The sections every artifact holds.
+REQUIRED = (Section.PROGRAM, Section.WEIGHTS, Section.METADATA, Section.IOQUANT)
+
+
 @dataclass(frozen=True)
 class Artifact:
-    """A loaded artifact: header values and section payloads (``{kind: bytes}``)."""
+    """A loaded artifact: header values, section payloads (``{kind: bytes}``) and, when
+    read with validation, the typed METADATA and IOQUANT and the configuration."""
 
     isa_version: int
     config_id: int
     sections: dict = field(default_factory=dict)
     format_version: int = FORMAT_VERSION
+    parsed: tuple = field(default=None, compare=False, repr=False)
 
     @property
     def program(self):
@@ -107,11 +118,54 @@ class Artifact:
 
     @property
     def metadata(self):
-        return json.loads(self.sections.get(Section.METADATA, b"{}").decode())
+        """The METADATA section, a :class:`bamboo.arch.metadata.Metadata`."""
+        return self._parsed()[0]
 
     @property
     def ioquant(self):
-        return json.loads(self.sections.get(Section.IOQUANT, b"{}").decode())
+        """The IOQUANT section, a :class:`bamboo.arch.metadata.IoQuant`."""
+        return self._parsed()[1]
+
+    @property
+    def config(self):
+        """The :class:`~bamboo.arch.config.AcceleratorConfig` the program was compiled for."""
+        return self._parsed()[2]
+
+    def _parsed(self):
+        if self.parsed is None:
+            raise ArtifactError("this artifact was read without validation: its metadata is "
+                                "unchecked (read_artifact(..., validate=True))")
+        return self.parsed
+
+
+def _json(sections, kind):
+    name = Section.NAMES[kind]
+    try:
+        return json.loads(sections[kind].decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise ArtifactCorruptError(f"the {name.upper()} section is not UTF-8 JSON: "
+                                   f"{str(exc).splitlines()[0]}") from None
+    except RecursionError:
+        raise ArtifactCorruptError(f"the {name.upper()} section nests too deeply") from None
+
+
+def _validate(sections, config_id):
+    """``(Metadata, IoQuant, AcceleratorConfig)`` of checked ``sections`` (see module doc)."""
+    missing = [Section.NAMES[k].upper() for k in REQUIRED if k not in sections]
+    if missing:
+        raise ArtifactCorruptError(f"artifact lacks its {', '.join(missing)} section"
+                                   f"{'s' if len(missing) > 1 else ''}")
+    meta_json, io_json = _json(sections, Section.METADATA), _json(sections, Section.IOQUANT)
+    try:
+        meta, io = md.Metadata.from_json(meta_json), md.IoQuant.from_json(io_json)
+        config = md.check_artifact(meta, io, program_size=len(sections[Section.PROGRAM]),
+                                   weights_size=len(sections[Section.WEIGHTS]),
+                                   config_id=config_id)
+    except md.MetadataVersionError as exc:
+        raise ArtifactMismatchError(f"artifact {exc}") from None
+    except md.MetadataError as exc:
+        raise ArtifactCorruptError(f"invalid artifact: {exc}") from None
+    return meta, io, config
 
 
 def _align(n, a=SECTION_ALIGN):
@@ -119,9 +173,12 @@ def _align(n, a=SECTION_ALIGN):
 
 
 def write_artifact(sections, *, config_id, isa_version=ISA_VERSION):
-    """Serialize ``sections`` (``{Section kind: bytes}``, JSON sections may be dicts) to bytes."""
+    """Serialize ``sections`` (``{Section kind: bytes}``) to bytes; JSON sections may be
+    dicts or objects with ``to_json`` (``bamboo.arch.metadata``)."""
     items = []
     for kind, payload in sorted(sections.items()):
+        if hasattr(payload, "to_json"):
+            payload = payload.to_json()
         if isinstance(payload, (dict, list)):
             payload = json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()
         if not isinstance(kind, int) or not 0 < kind < 1 << 32:
@@ -142,8 +199,11 @@ def write_artifact(sections, *, config_id, isa_version=ISA_VERSION):
     return bytes(blob)
 
 
-def read_artifact(data, *, config_id=None, isa_version=ISA_VERSION):
+def read_artifact(data, *, config_id=None, isa_version=ISA_VERSION, validate=True):
     """Parse and check an artifact; ``config_id`` (if given) must match the artifact's.
+
+    ``validate=False`` checks only the container (header, checksum, section table):
+    the typed :attr:`Artifact.metadata` needs the full check.
 
     Raises
     ------
@@ -192,4 +252,6 @@ def read_artifact(data, *, config_id=None, isa_version=ISA_VERSION):
         raise ArtifactMismatchError(
             f"artifact config_id {cfg:#010x} does not match the accelerator's {config_id:#010x}: "
             "recompile for this configuration")
-    return Artifact(isa_version=isa_v, config_id=cfg, sections=sections, format_version=fmt)
+    parsed = _validate(sections, cfg) if validate else None
+    return Artifact(isa_version=isa_v, config_id=cfg, sections=sections, format_version=fmt,
+                    parsed=parsed)

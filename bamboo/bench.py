@@ -86,10 +86,10 @@ def _compulsory(compiled):
     by_name = {n.name: n for n in g.nodes}
     total = 0
     for step in compiled.steps:
-        if step["target"] != "fabric":
+        if not step.on_fabric:
             continue
-        total += sum(g.tensors[t].size for t in step["inputs"] + step["outputs"])
-        for name in step["nodes"]:
+        total += sum(g.tensors[t].size for t in step.inputs + step.outputs)
+        for name in step.nodes:
             n = by_name[name]
             if n.op in ("conv", "fc"):
                 w = n.attrs["w"]

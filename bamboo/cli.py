@@ -56,3 +56,10 @@ def main(argv=None):
     except BambooError as exc:
         print(f"bamboo {args.command}: error: {exc}", file=sys.stderr)
         return 1
+    except BrokenPipeError:
+        # The reader went away (``bamboo inspect MODEL | head -1``): stop quietly, and
+        # keep Python from reporting the failed flush of stdout at exit.
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0

@@ -153,63 +153,62 @@ def host_time(blob, host, repeats=5):
     import numpy as np
 
     from bamboo.arch.artifact import read_artifact
-    from bamboo.arch.config import AcceleratorConfig
+    from bamboo.arch.layout import act_bytes
     from bamboo.runtime.cpu_ops import QInfo, decode_value, run_op
     from bamboo.runtime.layout import from_blocked, to_blocked
     from bamboo.runtime.quant import dequantize, quantize
 
     art = read_artifact(blob)
     meta = art.metadata
-    rows = AcceleratorConfig.from_dict(meta["config"]).rows
-    tensors = meta["tensors"]
+    rows = art.config.rows
+    tensors = meta.tensors
     rng = np.random.default_rng(0)
 
     def q(name):
         t = tensors[name]
-        return QInfo(t["dtype"], t["scale"], t["zp"])
+        return QInfo(t.dtype, t.scale, t.zp)
 
     node_s, ops = {}, {}
     total = 0.0
-    for spec in art.ioquant["inputs"]:
-        if spec["float"]:
-            x = rng.standard_normal(spec["onnx_shape"]).astype(np.float32)
-            total += _cpu_seconds(lambda: quantize(x, np.float32(spec["scale"]), spec["zp"],
-                                                   np.dtype(spec["dtype"])), repeats)
-    for spec in art.ioquant["outputs"]:
-        if spec["float"]:
-            y = _codes(rng, spec["onnx_shape"], spec["dtype"])
-            total += _cpu_seconds(lambda: dequantize(y, np.float32(spec["scale"]), spec["zp"]),
+    for spec in art.ioquant.inputs:
+        if spec.float:
+            x = rng.standard_normal(spec.onnx_shape).astype(np.float32)
+            total += _cpu_seconds(lambda: quantize(x, np.float32(spec.scale), spec.zp,
+                                                   np.dtype(spec.dtype)), repeats)
+    for spec in art.ioquant.outputs:
+        if spec.float:
+            y = _codes(rng, spec.onnx_shape, spec.dtype)
+            total += _cpu_seconds(lambda: dequantize(y, np.float32(spec.scale), spec.zp),
                                   repeats)
     on_device, steps, exchange = set(), 0, 0
-    for step in meta["steps"]:
-        if step["target"] == "cpu":
-            for name in step["nodes"]:
-                n = meta["cpu_nodes"][name]
-                attrs = {k: decode_value(v) for k, v in n["attrs"].items()}
-                xs = [_codes(rng, tensors[i]["shape"], tensors[i]["dtype"]) for i in n["inputs"]]
-                tins, tout = [q(i) for i in n["inputs"]], q(n["outputs"][0])
-                sec = _cpu_seconds(lambda: run_op(n["op"], attrs, xs, tins, tout), repeats)
-                node_s[n["op"]] = node_s.get(n["op"], 0.0) + sec
-                ops[n["op"]] = ops.get(n["op"], 0) + 1
+    for step in meta.steps:
+        if not step.on_fabric:
+            for name in step.nodes:
+                n = meta.cpu_nodes[name]
+                attrs = {k: decode_value(v) for k, v in n.attrs.items()}
+                xs = [_codes(rng, tensors[i].shape, tensors[i].dtype) for i in n.inputs]
+                tins, tout = [q(i) for i in n.inputs], q(n.outputs[0])
+                sec = _cpu_seconds(lambda: run_op(n.op, attrs, xs, tins, tout), repeats)
+                node_s[n.op] = node_s.get(n.op, 0.0) + sec
+                ops[n.op] = ops.get(n.op, 0) + 1
                 total += sec
-            on_device -= {o for name in step["nodes"] for o in meta["cpu_nodes"][name]["outputs"]}
+            on_device -= {o for name in step.nodes for o in meta.cpu_nodes[name].outputs}
             continue
         steps += 1
-        for t in step["inputs"]:
+        for t in step.inputs:
             if t in on_device:
                 continue      # the session leaves a fabric step's output in DDR
-            x = _codes(rng, tensors[t]["shape"], tensors[t]["dtype"])
+            x = _codes(rng, tensors[t].shape, tensors[t].dtype)
             total += _cpu_seconds(lambda: to_blocked(x, rows), repeats)
-            h, w, c = tensors[t]["canon"]
-            exchange += -(-c // rows) * h * w * rows
-        for t in step["outputs"]:
-            h, w, c = tensors[t]["canon"]
-            n = -(-c // rows) * h * w * rows
+            exchange += act_bytes(*tensors[t].canon, rows)
+        for t in step.outputs:
+            h, w, c = tensors[t].canon
+            n = act_bytes(h, w, c, rows)
             buf = rng.integers(0, 256, n).astype(np.uint8)
-            dtype = np.dtype(tensors[t]["dtype"])
+            dtype = np.dtype(tensors[t].dtype)
             total += _cpu_seconds(lambda: from_blocked(buf, h, w, c, rows, dtype), repeats)
             exchange += n
-        on_device |= set(step["outputs"])
+        on_device |= set(step.outputs)
     return {"seconds": host.seconds(total, steps, exchange), "workstation_cpu_s": total,
             "cpu_nodes": dict(sorted(ops.items())), "cpu_node_s": dict(sorted(node_s.items())),
             "fabric_steps": steps, "exchange_bytes": exchange}

@@ -44,8 +44,10 @@ def cmd_compile(args, out=None):
 
     compiled = lower_graph(graph, config, progress)
     blob = artifact_writer.build(compiled)
+    from bamboo.runtime.files import write_atomic
+
     path = Path(args.output) if args.output else Path(args.model).with_suffix(".bmb")
-    path.write_bytes(blob)
+    write_atomic(path, blob, protect=(args.model,))
     if not args.quiet:
         s = compiled.stats
         cpu = [n for n in compiled.graph.nodes if n.target == "cpu"]

@@ -23,6 +23,7 @@ from .errors import QuantizationError, RuntimeBambooError
 from .pool import avg_pool, avg_pool_float, global_avg_pool, max_pool
 from .quant import dequantize, quantize
 from .requant import Requant, conv_scale, pool_scale, requantize
+from .session import Session
 
 __all__ = [
     "Requant", "requantize", "conv_scale", "pool_scale",
@@ -30,5 +31,5 @@ __all__ = [
     "global_avg_pool", "avg_pool", "avg_pool_float", "max_pool",
     "add", "mul_channel", "concat", "requant_table", "upsample_nearest2x", "lut_apply",
     "leaky_shift", "quantize", "dequantize",
-    "QuantizationError", "RuntimeBambooError",
+    "QuantizationError", "RuntimeBambooError", "Session",
 ]

@@ -54,6 +54,9 @@ def load_image(path, shape, mean=127.5, std=127.5):
     except ImportError:
         raise RuntimeBambooError("reading images needs Pillow (pip install pillow); "
                                  "or pass a .npy array") from None
+    if not (np.isfinite(mean) and np.isfinite(std) and std != 0):
+        raise RuntimeBambooError(f"--mean and --std must be finite and --std nonzero, not "
+                                 f"{mean} and {std}")
     if len(shape) != 4 or shape[1] not in (1, 3):
         raise RuntimeBambooError(f"the model input {shape} is not an image (1, C, H, W) "
                                  "with 1 or 3 channels; pass a .npy array")
@@ -81,11 +84,12 @@ def _load_input(args, spec):
         return load_image(path, spec.shape, args.mean, args.std)
     try:
         x = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        raise RuntimeBambooError(f"cannot read {path} as a .npy array: {exc}") from None
-    if list(x.shape) != list(spec.shape) and x.size == int(np.prod(spec.shape)):
-        x = x.reshape(spec.shape)   # e.g. (C, H, W) for (1, C, H, W)
-    return x
+    except (OSError, ValueError, EOFError) as exc:
+        raise RuntimeBambooError(f"cannot read {path} as a .npy array: "
+                                 f"{str(exc) or type(exc).__name__}") from None
+    if not isinstance(x, np.ndarray):
+        raise RuntimeBambooError(f"{path} is an .npz archive: pass one .npy array")
+    return x   # the session checks dtype and shape (no reshaping)
 
 
 def _format_stats(st):
@@ -134,10 +138,16 @@ def cmd_run(args, out=None):
         for line in _format_stats(stats):
             print(line, file=out)
     if args.output:
+        import io
+
+        from bamboo.runtime.files import write_atomic
+
+        buf = io.BytesIO()
         if len(outs) == 1:
-            np.save(args.output, outs[0])
+            np.save(buf, outs[0])
         else:
-            np.savez(args.output, **{a.name: y for a, y in zip(sess.get_outputs(), outs)})
+            np.savez(buf, **{a.name: y for a, y in zip(sess.get_outputs(), outs)})
+        write_atomic(args.output, buf.getvalue(), protect=(args.model, args.input))
     return 0
 
 

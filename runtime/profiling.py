@@ -156,23 +156,23 @@ def profile(session, input_feed=None, repeat=1, *, raw=False, memory="ultra96",
         for row in report.layers:
             model.setdefault(row.node, row)
     meta, n = session.meta, st["frames"]
-    placement = meta.get("placement", {})
-    layers = sorted((ly["first"], ly["node"]) for ly in meta["layers"])
+    placement = meta.placement
+    layers = sorted((ly.first, ly.node) for ly in meta.layers)
     segments = {s["step"]: s for s in st["segments"]}
-    prof = Profile(meta.get("name", ""), session.backend, session.config.name, clock,
+    prof = Profile(meta.name, session.backend, session.config.name, clock,
                    memory if report is not None else None, n)
     pacer = getattr(session.device, "pacer", None)
     if pacer is not None:
         prof.emulation = {"stretch": pacer.stretch, "memory": pacer.memory.name,
                           "clock_mhz": pacer.clock_mhz}
     for k, step in enumerate(session.steps):
-        if step["target"] == "fabric":
-            lo, hi = step["insn_start"], step["insn_start"] + step["insn_count"]
+        if step.on_fabric:
+            lo, hi = step.insn_start, step.insn_start + step.insn_count
             names = [name for first, name in layers if lo <= first < hi]
             for name in names:
                 m = model.get(name)
                 prof.rows.append(LayerRow(
-                    k, name, placement.get(name, {}).get("op", "-"), "fabric",
+                    k, name, placement[name].op if name in placement else "-", "fabric",
                     m.macs if m else None, m.cycles if m else None,
                     m.cycles / (clock * 1e6) if m else None, "model" if m else "-",
                     m.bound if m else ""))
@@ -184,10 +184,10 @@ def profile(session, input_feed=None, repeat=1, *, raw=False, memory="ultra96",
                 k, len(names), model_cycles, seg["cycles"] // runs or None,
                 seg["seconds"] / runs, seg["in_bytes"] // runs, seg["out_bytes"] // runs))
         else:
-            for name in step["nodes"]:
+            for name in step.nodes:
                 d = st["cpu_nodes"].get(name, {"runs": 0, "seconds": 0.0})
                 node = session.nodes[name]
-                out = session.tensors[node["outputs"][0]]["shape"]
+                out = session.tensors[node["outputs"][0]].shape
                 prof.rows.append(LayerRow(k, name, node["op"], "cpu", _cpu_macs(node, out),
                                           None, d["seconds"] / max(n, 1), "measured"))
     prof.totals = _totals(prof, st, report, clock, n)

@@ -62,7 +62,7 @@ def quantize(x, scale, zp, dtype=np.uint8, axis=1):
             f"zero point {zp.ravel().tolist()} is outside the {np.dtype(dtype)} range")
     # np.divide on two float32 arrays is one correctly rounded float32 division,
     # and np.rint rounds half to even: together RNE(f32(x / s)).
-    with np.errstate(over="ignore"):
+    with np.errstate(over="ignore", invalid="ignore"):
         q = np.divide(x, scale, dtype=np.float32)
     np.rint(q, out=q)
     # The zero point is added in float32, exactly below 2**24; a quotient beyond that
@@ -71,7 +71,8 @@ def quantize(x, scale, zp, dtype=np.uint8, axis=1):
     q += zp.astype(np.float32)
     np.maximum(q, np.float32(qmin), out=q)
     np.minimum(q, np.float32(qmax), out=q)
-    return q.astype(dtype)
+    with np.errstate(invalid="ignore"):    # NaN: no warning on stderr
+        return q.astype(dtype)
 
 
 def dequantize(codes, scale, zp, axis=1):

@@ -321,8 +321,7 @@ def _model(config, words, runs, layers, memory, clock_mhz, cal):
 
 def model_compiled(compiled, memory=T.BOARDS["ideal"], clock_mhz=None, cal=Calibration()):
     """:class:`CycleReport` of a :class:`bamboo.compiler.backend.Compiled`."""
-    runs = [(s["insn_start"], s["insn_count"]) for s in compiled.steps
-            if s["target"] == "fabric"]
+    runs = [(s.insn_start, s.insn_count) for s in compiled.steps if s.on_fabric]
     return _model(compiled.config, compiled.words, runs, compiled.layers, memory, clock_mhz,
                   cal)
 
@@ -337,10 +336,11 @@ def model_artifact(blob, config, memory=T.BOARDS["ideal"], clock_mhz=None, cal=C
 
 def model_program(config, program, meta, memory=T.BOARDS["ideal"], clock_mhz=None,
                   cal=Calibration()):
-    """:class:`CycleReport` of an artifact's PROGRAM bytes and METADATA (steps, layers)."""
+    """:class:`CycleReport` of an artifact's PROGRAM bytes and METADATA
+    (:class:`bamboo.arch.metadata.Metadata`: steps, layers)."""
     words = isa.decode_bytes(program)
-    runs = [(s["insn_start"], s["insn_count"]) for s in meta["steps"] if s["target"] == "fabric"]
-    layers = [(ly["node"], ly["first"], ly["count"]) for ly in meta["layers"]]
+    runs = [(s.insn_start, s.insn_count) for s in meta.steps if s.on_fabric]
+    layers = [(ly.node, ly.first, ly.count) for ly in meta.layers]
     return _model(config, words, runs, layers, memory, clock_mhz, cal)
 
 

@@ -24,7 +24,7 @@ from bamboo.arch.artifact import read_artifact
 from bamboo.arch.errors import BambooError
 from bamboo.arch.layout import LUT_ENTRIES, PARAM_DEPTH, elem_bytes
 from bamboo.arch.registers import ErrorCode
-from bamboo.runtime.layout import from_blocked, to_blocked
+from bamboo.runtime.schedule import Port, walk
 
 from . import isa_ops
 from .isa_ops import Trap
@@ -184,11 +184,12 @@ class Machine:
 
 
 def layer_stats(stats, layers):
-    """``{node: {"instructions", "bytes", "macs"}}`` from :class:`Stats` and artifact layers."""
+    """``{node: {"instructions", "bytes", "macs"}}`` from :class:`Stats` and artifact layers
+    (:class:`bamboo.arch.metadata.Layer`)."""
     out = {}
     for ly in layers:
-        d = out.setdefault(ly["node"], {"instructions": 0, "bytes": 0, "macs": 0})
-        for i in range(ly["first"], ly["first"] + ly["count"]):
+        d = out.setdefault(ly.node, {"instructions": 0, "bytes": 0, "macs": 0})
+        for i in range(ly.first, ly.first + ly.count):
             if i in stats.per_insn:
                 b, m = stats.per_insn[i]
                 d["instructions"] += 1
@@ -197,41 +198,49 @@ def layer_stats(stats, layers):
     return out
 
 
+class _DramPort(Port):
+    """The simulator's DRAM array and :class:`Machine` as the schedule walker's port."""
+
+    def __init__(self, machine, dram, program):
+        self.machine, self.dram = machine, dram
+        self.words = isa.decode_bytes(program)
+
+    def write(self, k, step, blobs):
+        for offset, blob in blobs:
+            self.dram[offset:offset + blob.size] = blob
+
+    def execute(self, k, step):
+        m = self.machine
+        m.run(self.words, step.insn_start, step.insn_count)
+        if any(m.tokens.values()):
+            raise IsaSimError(ErrorCode.TIMEOUT, step.insn_start + step.insn_count - 1,
+                              f"tokens left at FINISH: {m.tokens}")
+
+    def read(self, k, step, spans):
+        return [self.dram[offset:offset + n] for offset, n in spans]
+
+
 def run_artifact(data, feeds, config, cpu=None):
     """Run a ``.bmb`` on ``feeds`` (``{tensor: codes}``, IR physical layout).
 
     ``cpu(nodes, values)`` runs CPU steps (updating ``values``, a dict of code
-    arrays). Returns ``(values, machine)``: every tensor computed, by name.
+    arrays). The schedule is walked by ``bamboo.runtime.schedule.walk``, as the
+    session walks it. Returns ``(values, machine)``: every tensor computed, by name.
     """
     art = read_artifact(data, config_id=config.config_id)
     meta = art.metadata
-    regions = meta["memory"]["regions"]
-    dram = np.zeros(meta["memory"]["footprint"], np.uint8)
-    w0 = regions["weights"][0]
+    dram = np.zeros(meta.memory.footprint, np.uint8)
+    w0 = meta.memory.region("weights")[0]
     dram[w0:w0 + len(art.weights)] = np.frombuffer(art.weights, np.uint8)
-    p0 = regions["program"][0]
+    p0 = meta.memory.region("program")[0]
     dram[p0:p0 + len(art.program)] = np.frombuffer(art.program, np.uint8)
-    words = isa.decode_bytes(dram[p0:p0 + len(art.program)].tobytes())
     machine = Machine(config, dram)
-    tensors = meta["tensors"]
-    values = dict(feeds)
-    for step in meta["steps"]:
-        if step["target"] == "cpu":
-            if cpu is None:
-                raise BambooError(f"CPU step {step['nodes']} needs a cpu callback")
-            cpu(step["nodes"], values)
-        else:
-            for t in step["inputs"]:
-                d = tensors[t]
-                blob = to_blocked(values[t], config.rows)
-                dram[d["offset"]:d["offset"] + blob.size] = blob
-            machine.run(words, step["insn_start"], step["insn_count"])
-            if any(machine.tokens.values()):
-                raise IsaSimError(ErrorCode.TIMEOUT, step["insn_start"] + step["insn_count"] - 1,
-                                  f"tokens left at FINISH: {machine.tokens}")
-            for t in step["outputs"]:
-                d = tensors[t]
-                h, w, c = d["canon"]
-                x = from_blocked(dram[d["offset"]:], h, w, c, config.rows, np.dtype(d["dtype"]))
-                values[t] = x.reshape(d["shape"])
+
+    def cpu_step(k, step, values):
+        if cpu is None:
+            raise BambooError(f"CPU step {list(step.nodes)} needs a cpu callback")
+        cpu(list(step.nodes), values)
+
+    values = walk(meta, config.rows, dict(feeds), _DramPort(machine, dram, art.program),
+                  cpu_step)
     return values, machine

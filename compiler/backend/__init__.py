@@ -15,6 +15,7 @@ Passes, top to bottom (each a module)::
 from dataclasses import dataclass, field
 
 from bamboo.arch.isa import encode_bytes
+from bamboo.arch.metadata import Step
 
 from ..partition import CPU, FABRIC, segments
 from . import artifact_writer
@@ -36,7 +37,7 @@ class Compiled:
     plan: object
     weights: bytes
     program: bytes
-    steps: list = field(default_factory=list)     # schedule: fabric segments and CPU runs
+    steps: list = field(default_factory=list)     # schedule: arch.metadata.Step, in order
     layers: list = field(default_factory=list)    # (node, first insn, count)
     words: list = field(default_factory=list)     # instruction integers
     stats: dict = field(default_factory=dict)
@@ -65,7 +66,7 @@ def lower_graph(graph, config, progress=None):
             t for s in segs[k + 1:] for name in s.nodes for t in by_name[name].inputs}
         if seg.target == CPU or all(n.op == "view" for n in nodes):
             # A run of views alone moves no data: the CPU reshapes (the buffer is shared).
-            steps.append({"target": CPU, "nodes": list(seg.nodes)})
+            steps.append(Step(CPU, tuple(seg.nodes)))
             produced_before |= made
             continue
         seg_steps = lowerer.segment(nodes, progress and (
@@ -81,9 +82,8 @@ def lower_graph(graph, config, progress=None):
             return plan.buffers[plan.alias.get(t, t)].region == "exchange"
 
         reads = {t for n in nodes for t in n.inputs if t not in made and exchange(t)}
-        steps.append({"target": FABRIC, "nodes": list(seg.nodes), "insn_start": first,
-                      "insn_count": len(seg_words), "inputs": sorted(reads),
-                      "outputs": sorted(t for t in made & later if exchange(t))})
+        steps.append(Step(FABRIC, tuple(seg.nodes), first, len(seg_words), tuple(sorted(reads)),
+                          tuple(sorted(t for t in made & later if exchange(t)))))
         produced_before |= made
         done += len(nodes)
     program = encode_bytes(words)

@@ -9,6 +9,7 @@ import base64
 
 import numpy as np
 from bamboo.arch import artifact as art
+from bamboo.arch import metadata as md
 from bamboo.runtime.cpu_ops import decode_value  # noqa: F401 (the reader lives in the runtime)
 from bamboo.runtime.requant import Requant
 
@@ -36,50 +37,45 @@ def encode_value(v):
 
 
 def _tensor(t, plan):
-    d = {"shape": list(t.shape), "layout": t.layout, "dtype": t.q.dtype, "scale": t.q.scale,
-         "zp": t.q.zp}
     c = canon(t)
-    if c is not None and (t.name in plan.buffers or t.name in plan.alias):
-        d["canon"] = list(c)
-        d["offset"] = plan.offset(t.name)
-    return d
+    placed = c is not None and (t.name in plan.buffers or t.name in plan.alias)
+    return md.Tensor(tuple(t.shape), t.layout, t.q.dtype, t.q.scale, t.q.zp,
+                     tuple(c) if placed else None, plan.offset(t.name) if placed else None)
 
 
 def metadata(compiled):
-    """The METADATA section of a :class:`~bamboo.compiler.backend.Compiled`."""
+    """The METADATA section (:class:`bamboo.arch.metadata.Metadata`) of a
+    :class:`~bamboo.compiler.backend.Compiled`."""
     g = compiled.graph
     # Every node the CPU runs: CPU nodes, and fabric views in CPU steps (a reshape only).
-    on_cpu = {name for s in compiled.steps if s["target"] == CPU for name in s["nodes"]}
-    cpu = {n.name: {"op": n.op, "inputs": list(n.inputs), "outputs": list(n.outputs),
-                    "attrs": {k: encode_value(v) for k, v in n.attrs.items()}}
+    on_cpu = {name for s in compiled.steps if s.target == CPU for name in s.nodes}
+    cpu = {n.name: md.CpuNode(n.op, tuple(n.inputs), tuple(n.outputs),
+                              {k: encode_value(v) for k, v in n.attrs.items()})
            for n in g.nodes if n.target == CPU or n.name in on_cpu}
-    return {
-        "name": g.name,
-        "config": compiled.config.to_dict(),
-        "memory": compiled.plan.to_json(),
-        "steps": compiled.steps,
-        "layers": [{"node": n, "first": f, "count": c} for n, f, c in compiled.layers],
-        "placement": {n.name: {"target": n.target, "reason": n.reason, "op": n.op}
-                      for n in g.nodes},
-        "tensors": {k: _tensor(t, compiled.plan) for k, t in g.tensors.items()},
-        "cpu_nodes": cpu,
-    }
+    return md.Metadata(
+        name=g.name,
+        config=compiled.config.to_dict(),
+        memory=compiled.plan.schema(),
+        steps=tuple(compiled.steps),
+        layers=tuple(md.Layer(n, f, c) for n, f, c in compiled.layers),
+        tensors={k: _tensor(t, compiled.plan) for k, t in g.tensors.items()},
+        cpu_nodes=cpu,
+        placement={n.name: md.Placement(n.target, n.reason, n.op) for n in g.nodes},
+    )
 
 
 def ioquant(compiled):
-    """The IOQUANT section: every model input and output, its quantization and buffer."""
+    """The IOQUANT section (:class:`bamboo.arch.metadata.IoQuant`): every model input and
+    output, its quantization and buffer."""
     g, plan = compiled.graph, compiled.plan
 
     def spec(s):
         t = g.tensors[s.tensor]
-        d = {"name": s.onnx_name, "tensor": s.tensor, "onnx_shape": list(s.onnx_shape),
-             "float": s.float, "dtype": t.q.dtype, "scale": t.q.scale, "zp": t.q.zp,
-             "layout": t.layout}
-        if s.tensor in plan.buffers or s.tensor in plan.alias:
-            d["offset"] = plan.offset(s.tensor)
-        return d
+        placed = s.tensor in plan.buffers or s.tensor in plan.alias
+        return md.IoSpec(s.onnx_name, s.tensor, tuple(s.onnx_shape), bool(s.float), t.q.dtype,
+                         t.q.scale, t.q.zp, t.layout, plan.offset(s.tensor) if placed else None)
 
-    return {"inputs": [spec(s) for s in g.inputs], "outputs": [spec(s) for s in g.outputs]}
+    return md.IoQuant(tuple(spec(s) for s in g.inputs), tuple(spec(s) for s in g.outputs))
 
 
 def build(compiled):

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 
 from bamboo.arch.isa import INSN_BYTES
 from bamboo.arch.layout import act_bytes, align
+from bamboo.arch.metadata import Buffer, Memory
 
 from ..partition import FABRIC
 from .check import canon
@@ -54,11 +55,11 @@ class MemoryPlan:
     def offset(self, tensor):
         return self.buffers[self.alias.get(tensor, tensor)].offset
 
-    def to_json(self):
-        return {"regions": {k: list(v) for k, v in self.regions.items()},
-                "footprint": self.footprint, "alias": dict(self.alias),
-                "buffers": {k: {"region": b.region, "offset": b.offset, "size": b.size,
-                                "live": [b.start, b.end]} for k, b in self.buffers.items()}}
+    def schema(self):
+        """The plan as the artifact records it (:class:`bamboo.arch.metadata.Memory`)."""
+        return Memory({k: tuple(v) for k, v in self.regions.items()}, self.footprint,
+                      {k: Buffer(b.region, b.offset, b.size, (b.start, b.end))
+                       for k, b in self.buffers.items()}, dict(self.alias))
 
 
 def _tensor_bytes(graph, name, rows):

@@ -76,7 +76,7 @@ def test_unlowerable_nodes_go_to_cpu_with_a_reason():
     compiled = lower_graph(g, cfg)
     node = compiled.graph.nodes[0]
     assert node.target == "cpu" and node.reason.startswith("back end: global pool over 32x24")
-    assert compiled.words == [] and compiled.steps[0]["target"] == "cpu"
+    assert compiled.words == [] and compiled.steps[0].target == "cpu"
     grouped = partition(conv_graph(8, 8, 8, 8, group=2))
     assert fabric_reason(grouped.nodes[0], grouped, cfg) is None   # as dense, zero blocks
 
@@ -201,8 +201,8 @@ def test_model_plan_bounds_and_tokens(model, config):
         check_bounds(word, cfg)
     assert compiled.stats["footprint"] == plan.footprint
     for step in compiled.steps:
-        if step["target"] == "fabric":
-            seg = compiled.words[step["insn_start"]:step["insn_start"] + step["insn_count"]]
+        if step.on_fabric:
+            seg = compiled.words[step.insn_start:step.insn_start + step.insn_count]
             ratio = race_check(seg, cfg, plan.footprint, seed=len(seg))
             assert ratio < 0.9   # loads, compute and stores overlap
 
@@ -235,8 +235,8 @@ def test_compile_cli(tmp_path):
     assert args.func(args) == 0
     a = read_artifact((tmp_path / "convnet.bmb").read_bytes(), config_id=preset("tiny").config_id)
     meta = a.metadata
-    assert meta["steps"] and len(a.program) % isa.INSN_BYTES == 0
-    assert a.ioquant["inputs"][0]["name"] == "x"
+    assert meta.steps and len(a.program) % isa.INSN_BYTES == 0
+    assert a.ioquant.inputs[0].name == "x"
     del ortutil
 
 

@@ -49,9 +49,9 @@ def chain_graph(h, w, c0, c1, c2, seed=0):
 
 def _times(compiled):
     """``{node: [(opcode, buffer, start, end)]}`` by the cycle model (ultra96, 250 MHz)."""
-    (seg,) = [s for s in compiled.steps if s["target"] == "fabric"]
+    (seg,) = [s for s in compiled.steps if s.on_fabric]
     start, end, fields = cycles.simulate(
-        U96, compiled.words[seg["insn_start"]:seg["insn_start"] + seg["insn_count"]],
+        U96, compiled.words[seg.insn_start:seg.insn_start + seg.insn_count],
         T.BOARDS["ultra96"], 250.0)
     out = {}
     for node, first, count in compiled.layers:

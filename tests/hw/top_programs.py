@@ -340,8 +340,8 @@ def compiled_case(cfg, builder, graph_args, seed=0):
     ref = executor.run(g, feeds, raw=True)
     compiled = lower_graph(g, cfg)
     meta = read_artifact(artifact_writer.build(compiled), config_id=cfg.config_id).metadata
-    regions, tensors = meta["memory"]["regions"], meta["tensors"]
-    window = np.zeros(meta["memory"]["footprint"], np.uint8)
+    regions, tensors = meta.memory.regions, meta.tensors
+    window = np.zeros(meta.memory.footprint, np.uint8)
     w0, p0 = regions["weights"][0], regions["program"][0]
     window[w0:w0 + len(compiled.weights)] = np.frombuffer(compiled.weights, np.uint8)
     window[p0:p0 + len(compiled.program)] = np.frombuffer(compiled.program, np.uint8)
@@ -350,20 +350,20 @@ def compiled_case(cfg, builder, graph_args, seed=0):
         x = np.asarray(feeds[spec.onnx_name]).astype(t.q.np_dtype)
         x = x.transpose(0, 2, 3, 1)[0] if t.layout == ir.NHWC else x.reshape(1, 1, -1)
         blob = to_blocked(np.ascontiguousarray(x), cfg.rows)
-        off = tensors[spec.tensor]["offset"]
+        off = tensors[spec.tensor].offset
         window[off:off + blob.size] = blob
-    steps = [(s["insn_start"], s["insn_count"]) for s in meta["steps"] if s["target"] == "fabric"]
-    assert len(steps) == len(meta["steps"]), "a CPU step in a single-layer graph"
+    steps = [(s.insn_start, s.insn_count) for s in meta.steps if s.on_fabric]
+    assert len(steps) == len(meta.steps), "a CPU step in a single-layer graph"
     machine = Machine(cfg, window.copy())
     for start, count in steps:
         machine.run(compiled.words, start, count)
     outputs = []
     for spec, y in zip(compiled.graph.outputs, ref, strict=True):
         d = tensors[spec.tensor]
-        h, w, c = d["canon"]
+        h, w, c = d.canon
         want = np.ascontiguousarray(np.asarray(y).transpose(0, 2, 3, 1)[0]).view(np.uint8)
-        got = from_blocked(machine.dram[d["offset"]:], h, w, c, cfg.rows)
+        got = from_blocked(machine.dram[d.offset:], h, w, c, cfg.rows)
         assert np.array_equal(got, want), "instruction simulator differs from the executor"
-        outputs.append((d["offset"], h, w, c, want))
+        outputs.append((d.offset, h, w, c, want))
     return {"window": window, "program": p0, "steps": steps, "expected": machine.dram,
             "outputs": outputs, "args": f"{builder}({graph_args})"}

@@ -44,12 +44,12 @@ def test_paced_device_gives_the_simulator_outputs_and_the_model_time():
         for x, y in zip(xs + xs[::-1], want + want[::-1]):
             assert np.array_equal(sess.run(None, x)[0], y)
         pacer = device.pacer
-        segments = sum(s["target"] == "fabric" for s in sess.steps)
+        segments = sum(s.on_fabric for s in sess.steps)
         assert pacer.misses == 2 * segments and pacer.hits == 2 * segments
         for seg in sess.stats()["segments"]:
             words = read_artifact(blob).program[seg["insn_start"] * INSN_BYTES:(
                 seg["insn_start"] + seg["insn_count"]) * INSN_BYTES]
-            modelled = pacer.program(words, sess._contexts[0].buf.size).seconds
+            modelled = pacer.program(words, sess.meta.memory.footprint).seconds
             assert modelled > 0 and seg["seconds"] / seg["runs"] >= modelled
 
 

@@ -41,17 +41,17 @@ def test_rows_follow_the_schedule_and_the_simulator(digits):
     assert prof.frames == 2 and prof.backend == "isa" and prof.memory == "ultra96"
     fabric = [r for r in prof.rows if r.where == "fabric"]
     cpu = [r for r in prof.rows if r.where == "cpu"]
-    assert [r.name for r in fabric] == [ly["node"] for ly in sorted(
-        meta["layers"], key=lambda ly: ly["first"])]
-    assert [r.name for r in cpu] == [n for s in meta["steps"] if s["target"] == "cpu"
-                                     for n in s["nodes"]]
+    assert [r.name for r in fabric] == [ly.node for ly in sorted(
+        meta.layers, key=lambda ly: ly.first)]
+    assert [r.name for r in cpu] == [n for s in meta.steps if not s.on_fabric
+                                     for n in s.nodes]
     assert all(r.cycles is not None and r.source == "model" for r in fabric)
     assert all(r.seconds > 0 and r.source == "measured" for r in cpu)
     # Conv MACs: the cycle model against the simulator executing the program.
     codes = {graph.inputs[0].onnx_name: np.random.default_rng(1).integers(
         0, 256, (1, 1, 32, 32)).astype(np.uint8)}
     _, machine = sim_outputs(graph, blob, codes, preset("ultra96"))
-    executed = layer_stats(machine.stats, meta["layers"])
+    executed = layer_stats(machine.stats, meta.layers)
     convs = [r for r in fabric if r.op == "conv"]
     assert convs and all(r.macs == executed[r.name]["macs"] > 0 for r in convs)
     by_name = {n.name: n for n in graph.nodes}

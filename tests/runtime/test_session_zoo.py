@@ -55,23 +55,23 @@ def _check(name, config, diff_cases):
     ort = ortutil.session(onnx.load(str(path)))
     images = _images(name)
     with Session(blob, backend="isa") as sess:
-        (spec,) = sess.io["inputs"]
+        (spec,) = sess.io.inputs
         assert [o.name for o in sess.get_outputs()] == [o.name for o in ort.get_outputs()]
         for k in range(len(images)):
             x = images[k:k + 1]
-            want = ort.run(None, {spec["name"]: x})
-            got = sess.run(None, {spec["name"]: x})
-            for g, w, out in zip(got, want, sess.io["outputs"]):
+            want = ort.run(None, {spec.name: x})
+            got = sess.run(None, {spec.name: x})
+            for g, w, out in zip(got, want, sess.io.outputs):
                 assert g.dtype == w.dtype == np.float32 and g.shape == w.shape
                 differ = np.count_nonzero(g.view(np.uint32) != w.view(np.uint32))
-                assert differ == 0, f"{out['name']}: {differ} of {g.size} values differ"
+                assert differ == 0, f"{out.name}: {differ} of {g.size} values differ"
                 diff_cases(f"session-zoo:{config}", g.size)
-            codes = quantize(x, np.float32(spec["scale"]), spec["zp"], np.dtype(spec["dtype"]))
-            raw = sess.run(None, {spec["name"]: codes}, raw=True)
-            for r, w, out in zip(raw, want, sess.io["outputs"]):
-                want_codes = np.rint(w / np.float32(out["scale"])).astype(np.int64) + out["zp"]
-                assert r.dtype == np.dtype(out["dtype"])
-                assert np.array_equal(r.astype(np.int64), want_codes), out["name"]
+            codes = quantize(x, np.float32(spec.scale), spec.zp, np.dtype(spec.dtype))
+            raw = sess.run(None, {spec.name: codes}, raw=True)
+            for r, w, out in zip(raw, want, sess.io.outputs):
+                want_codes = np.rint(w / np.float32(out.scale)).astype(np.int64) + out.zp
+                assert r.dtype == np.dtype(out.dtype)
+                assert np.array_equal(r.astype(np.int64), want_codes), out.name
         st = sess.stats()
         assert st["frames"] == 2 * len(images) and st["segments"]
 

@@ -39,9 +39,9 @@ x = np.load(x_path)
 with Session(model, backend="isa") as sess:
     name = sess.get_inputs()[0].name
     (y,) = sess.run(None, {name: x})
-    spec = sess.io["inputs"][0]
+    spec = sess.io.inputs[0]
     from bamboo.runtime.quant import quantize
-    codes = quantize(x, np.float32(spec["scale"]), spec["zp"], np.dtype(spec["dtype"]))
+    codes = quantize(x, np.float32(spec.scale), spec.zp, np.dtype(spec.dtype))
     (raw,) = sess.run(None, {name: codes}, raw=True)
 np.savez(out, y=y, raw=raw)
 ours = sorted({m.split(".")[0] for m in sys.modules if not m.startswith("_")}
@@ -125,10 +125,10 @@ def test_wheel_runs_a_model_in_a_fresh_venv(tmp_path):
     got = np.load(tmp_path / "out.npz")
     with Session(blob, backend="isa") as sess:
         (want,) = sess.run(None, x)
-        spec = sess.io["inputs"][0]
+        spec = sess.io.inputs[0]
         from bamboo.runtime.quant import quantize
 
-        codes = quantize(x, np.float32(spec["scale"]), spec["zp"], np.dtype(spec["dtype"]))
+        codes = quantize(x, np.float32(spec.scale), spec.zp, np.dtype(spec.dtype))
         (want_raw,) = sess.run(None, codes, raw=True)
     assert np.array_equal(got["y"].view(np.uint32), want.view(np.uint32))
     assert got["raw"].dtype == want_raw.dtype and np.array_equal(got["raw"], want_raw)

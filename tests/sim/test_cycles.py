@@ -68,7 +68,7 @@ def _compiled(name, config=TINY):
 
 
 def _runs(compiled):
-    return [(s["insn_start"], s["insn_count"]) for s in compiled.steps if s["target"] == "fabric"]
+    return [(s.insn_start, s.insn_count) for s in compiled.steps if s.on_fabric]
 
 
 # Formulas against the hardware's -------------------------------------------------------------

@@ -11,6 +11,7 @@ import time
 import numpy as np
 import pytest
 from bamboo.arch import isa, preset
+from bamboo.arch.metadata import Layer
 from bamboo.arch.registers import ErrorCode
 from bamboo.sim.isa import IsaSimError, Machine, layer_stats
 from isa_graphs import (
@@ -99,8 +100,7 @@ def test_model_bit_exact(model, config, diff_cases):
     diff_cases(f"isa-sim:{model}", ref[0].size)
     # Every fabric node lowered; only the classifier stays on the CPU by default.
     assert [n.op for n in compiled.graph.nodes if n.target == "cpu"] == ["fc"]
-    per_layer = layer_stats(machine.stats, [{"node": n, "first": f, "count": c}
-                                            for n, f, c in compiled.layers])
+    per_layer = layer_stats(machine.stats, [Layer(n, f, c) for n, f, c in compiled.layers])
     convs = [n.name for n in compiled.graph.nodes if n.op == "conv"]
     assert all(per_layer[n]["macs"] > 0 and per_layer[n]["bytes"] > 0 for n in convs)
     assert sum(d["macs"] for d in per_layer.values()) == machine.stats.macs
