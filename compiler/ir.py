@@ -175,9 +175,11 @@ class Graph:
     inputs: tuple
     outputs: tuple
     name: str = "model"
+    notes: tuple = ()  # what the front end assumed (a dynamic batch compiled as 1...)
 
     def __post_init__(self):
         object.__setattr__(self, "nodes", tuple(self.nodes))
+        object.__setattr__(self, "notes", tuple(self.notes))
         object.__setattr__(self, "inputs", tuple(self.inputs))
         object.__setattr__(self, "outputs", tuple(self.outputs))
         object.__setattr__(self, "tensors", types.MappingProxyType(dict(self.tensors)))

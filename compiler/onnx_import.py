@@ -17,11 +17,7 @@ the passes, the partitioner and the executor do not.
 """
 
 
-from .errors import (
-    CompilerError,
-    DynamicShapeError,
-    ModelLoadError,
-)
+from .errors import CompilerError, ModelLoadError
 
 __all__ = ["load_model", "prepare", "lower", "import_onnx", "MIN_OPSET", "MAX_OPSET"]
 
@@ -97,18 +93,22 @@ def prepare(model):
     return model, consts
 
 
-def import_onnx(source, *, approx=()):
-    """Load, prepare and lower ``source`` into an IR :class:`~bamboo.compiler.ir.Graph`."""
+def import_onnx(source, *, approx=(), input_shapes=None):
+    """Load, prepare and lower ``source`` into an IR :class:`~bamboo.compiler.ir.Graph`.
+
+    ``input_shapes`` maps input names to shapes that pin dynamic dimensions (see
+    :func:`bamboo.compiler.shapes.parse_input_shapes`).
+    """
     model = load_model(source)
     model, consts = prepare(model)
-    return lower(model, consts, approx=approx)
+    return lower(model, consts, approx=approx, input_shapes=input_shapes)
 
 
-def lower(model, consts, *, approx=()):
+def lower(model, consts, *, approx=(), input_shapes=None):
     """Lower a prepared quantized ONNX model to the IR (see the module docstring)."""
     from .onnx_ops import Lowering
 
-    lw = Lowering(model, consts, approx=approx)
+    lw = Lowering(model, consts, approx=approx, input_shapes=input_shapes)
     try:
         return lw.run()
     except CompilerError:
@@ -121,24 +121,3 @@ def lower(model, consts, *, approx=()):
         raise ModelLoadError(f"{where} cannot be lowered: {type(exc).__name__}: "
                              f"{str(exc)[:200]}; check the model (onnx.checker, "
                              f"onnxruntime) or report a Bamboo bug") from exc
-
-
-def input_shapes(model):
-    """Static shapes of the model's (non-initializer) inputs; DynamicShapeError otherwise."""
-    shapes = {}
-    for vi in model.graph.input:
-        tt = vi.type.tensor_type
-        dims = []
-        for d in tt.shape.dim:
-            if d.HasField("dim_value") and d.dim_value > 0:
-                dims.append(d.dim_value)
-            else:
-                what = d.dim_param or "?"
-                raise DynamicShapeError(
-                    f"input {vi.name!r} has a dynamic dimension {what!r}; export the model "
-                    f"with a fixed input shape (e.g. batch 1)")
-        if not tt.HasField("shape"):
-            raise DynamicShapeError(f"input {vi.name!r} has no shape; export with a fixed shape")
-        shapes[vi.name] = tuple(dims)
-    return shapes
-

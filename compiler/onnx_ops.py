@@ -19,12 +19,13 @@ import numpy as np
 
 from . import ir
 from .errors import (
+    CompilerError,
     MissingInitializerError,
     MixedPrecisionError,
     NotQuantizedError,
     UnsupportedOpError,
 )
-from .onnx_import import input_shapes
+from .shapes import MAX_TENSOR_BYTES, check_tensor_size, resolve_input_shapes
 
 __all__ = ["Lowering"]
 
@@ -75,7 +76,7 @@ def _scalar_q(scale, zp, where):
 class Lowering:
     """One pass over a prepared model; :meth:`run` returns the IR graph."""
 
-    def __init__(self, model, consts, *, approx=()):
+    def __init__(self, model, consts, *, approx=(), input_shapes=None):
         self.model = model
         self.approx = set(approx)
         self.vals = {k: ("const", v) for k, v in consts.items()}
@@ -93,7 +94,10 @@ class Lowering:
             raise NotQuantizedError(
                 "the model is float (no QuantizeLinear or QLinear* node); quantize it first "
                 "with onnxruntime.quantization.quantize_static (QDQ, uint8 activations)")
-        for name, shape in input_shapes(model).items():
+        resolved = resolve_input_shapes(model, input_shapes)
+        self.notes = resolved.notes
+        self.total_bytes = 0
+        for name, shape in resolved.shapes.items():
             elem = next(i for i in model.graph.input if i.name == name).type.tensor_type.elem_type
             self.vals[name] = ("fin", name, shape, elem)
 
@@ -108,7 +112,14 @@ class Lowering:
 
     def tensor(self, base, shape, q, layout=ir.ND):
         name = self._uname(base, self.tensors)
-        self.tensors[name] = ir.Tensor(name, tuple(int(s) for s in shape), q, layout)
+        shape = tuple(int(s) for s in shape)
+        self.total_bytes += check_tensor_size(f"tensor {name!r}", shape)
+        if self.total_bytes > MAX_TENSOR_BYTES:
+            raise CompilerError(
+                f"the model's activations exceed the {MAX_TENSOR_BYTES:,} bytes the "
+                f"accelerator's DMA offsets can address (at tensor {name!r}); use a smaller "
+                f"input")
+        self.tensors[name] = ir.Tensor(name, shape, q, layout)
         return name
 
     def emit(self, op, base, inputs, out_shape, q, layout=ir.ND, source=(), **attrs):
@@ -252,7 +263,7 @@ class Lowering:
             t = self.t(v[1])
             outputs.append(ir.IOSpec(vi.name, v[1], ir.logical_shape(t), v[0] == "dq"))
         g = ir.Graph(tuple(self.nodes), self.tensors, tuple(self.inputs), tuple(outputs),
-                     name=self.model.graph.name or "model")
+                     name=self.model.graph.name or "model", notes=self.notes)
         return ir.verify(g.prune())
 
     # --- constants ---------------------------------------------------------------------------

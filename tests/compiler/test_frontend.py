@@ -313,8 +313,8 @@ def test_unsupported_op_names_node():
 def test_dynamic_shape_and_missing_initializer():
     model = qdq(convnet(), (1, 3, 16, 16), "convnet")
     m = onnx.ModelProto.FromString(model.SerializeToString())
-    m.graph.input[0].type.tensor_type.shape.dim[0].dim_param = "batch"
-    _err(m, errors.DynamicShapeError, "'x'", "fixed")
+    m.graph.input[0].type.tensor_type.shape.dim[1].dim_param = "channels"
+    _err(m, errors.DynamicShapeError, "'x'", "'channels'", "--input-shape")
     m = onnx.ModelProto.FromString(model.SerializeToString())
     victim = next(n for n in m.graph.node if n.op_type == "DequantizeLinear" and
                   n.input[0] in {i.name for i in m.graph.initializer})
