@@ -30,6 +30,9 @@ Ops (``OPS``) and their attributes:
 ``view``       shape: new physical shape, layout (no data moves)
 ``transpose``  perm (physical), layout of the result
 ``softmax``    axis (physical), as onnxruntime's QLinearSoftmax (CPU)
+``pad``        pads ((before, after) per physical axis; negative crops), mode (constant,
+               edge, reflect, wrap), value (the constant's code); an explicit Pad that
+               could not fold into the Conv/pool after it
 
 Requantization parameters (``rq``) are :class:`bamboo.runtime.requant.Requant`.
 """
@@ -52,7 +55,7 @@ NHWC = "NHWC"
 ND = "ND"
 OPS = frozenset({
     "conv", "fc", "gap", "avgpool", "maxpool", "add", "mul", "concat", "slice", "shuffle",
-    "resize", "lut", "view", "transpose", "softmax",
+    "resize", "lut", "view", "transpose", "softmax", "pad",
 })
 _NHWC_TO_NCHW = (0, 3, 1, 2)
 

@@ -145,6 +145,8 @@ def lower_compute(lw, node, q, base, clamp):
                                              base), clamp)
     if op == "GlobalAveragePool":
         return build_gap(lw, node, lw.act(node.input[0], node), q, base, clamp)
+    if op == "ReduceMean":
+        return _reduce_mean(lw, node, q, base, clamp)
     if op == "AveragePool":
         out = build_avgpool(lw, node, lw.act(node.input[0], node), q, base, _attrs(node))
         return _apply_clamp(lw, out, clamp)
@@ -153,6 +155,30 @@ def lower_compute(lw, node, q, base, clamp):
         axis = a.get("axis", 1 if lw.opset < 13 else -1)
         return build_softmax(lw, node, lw.act(node.input[0], node), q, base, axis, lw.opset)
     raise UnsupportedOpError(f"node {_label(node)!r}: {op} unsupported")
+
+
+def _reduce_mean(lw, node, q, base, clamp):
+    """``ReduceMean`` over H and W (``x.mean([2, 3])``, keepdims 0 or 1) is a global average
+    pool; axes come from the attribute (opset < 18) or the second input (opset 18)."""
+    x = lw.act(node.input[0], node)
+    a = _attrs(node)
+    shape = ir.logical_shape(lw.t(x))
+    axes = a.get("axes")
+    if axes is None and len(node.input) > 1 and node.input[1]:
+        axes = [int(v) for v in np.asarray(lw.const(node.input[1], node, "axes")).reshape(-1)]
+    if not axes:
+        axes = [] if a.get("noop_with_empty_axes", 0) else list(range(len(shape)))
+    axes = sorted({int(v) % len(shape) for v in axes})
+    if len(shape) != 4 or axes != [2, 3]:
+        raise UnsupportedOpError(
+            f"node {_label(node)!r}: ReduceMean over axes {axes} of {shape}; Bamboo runs the "
+            f"mean over the spatial axes [2, 3] (a global average pool)")
+    keep = a.get("keepdims", 1)
+    out = build_gap(lw, node, x, q, base if keep else f"{base}_gap", clamp)
+    if keep:
+        return out
+    n, _, _, c = lw.t(out).shape
+    return lw.emit("view", base, [out], (n, c), q, ir.ND, source=[node.name], shape=(n, c))
 
 
 def _clamp_table(qi, qo, c):
@@ -203,6 +229,9 @@ def build_conv(lw, node, x, codes, ws, wz, bias, q, base, a, clamp=None):
         raise UnsupportedOpError(f"node {_label(node)!r}: weights {codes.shape} with group "
                                  f"{group} do not fit {c} input channels")
     stride, dil, pads, (ho, wo) = pool_geometry(node, (h, w), (kh, kw), a)
+    src, outer, value = lw.explicit_pad(x)
+    if value == xt.q.zp:  # a Pad of real zero before the Conv: the Conv's own padding
+        x, pads = src, tuple(int(p) for p in np.add(pads, outer))
     _check_scales(node, ws, o)
     scale = conv_scale(np.float32(xt.q.scale), _per_channel(ws, o), np.float32(q.scale))
     rq = Requant.from_scale(scale, q.zp, q.np_dtype, clamp)
@@ -295,9 +324,14 @@ def build_avgpool(lw, node, x, q, base, a):
     stride, _, pads, (ho, wo) = pool_geometry(node, (h, w), kernel, a)
     if a.get("ceil_mode", 0):
         raise UnsupportedOpError(f"node {_label(node)!r}: AveragePool ceil_mode=1 unsupported")
+    include = bool(a.get("count_include_pad", 0))
+    src, outer, value = lw.explicit_pad(x)
+    # Explicitly padded pixels are real zeros the average counts: fold them when every pad
+    # then counts (the pool's own pads count too, or it has none).
+    if value == lw.t(x).q.zp and (include or not any(pads)):
+        x, pads, include = src, tuple(int(p) for p in np.add(pads, outer)), True
     return lw.emit("avgpool", base, [x], (n, ho, wo, c), q, ir.NHWC, source=[node.name],
-                   kernel=kernel, stride=stride, pads=pads,
-                   count_include_pad=bool(a.get("count_include_pad", 0)))
+                   kernel=kernel, stride=stride, pads=pads, count_include_pad=include)
 
 
 def build_softmax(lw, node, x, q, base, axis, opset):

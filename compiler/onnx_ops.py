@@ -31,9 +31,9 @@ __all__ = ["Lowering"]
 
 MS = "com.microsoft"
 _VIEW_OPS = {"Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity", "Transpose"}
-_MOVE_OPS = _VIEW_OPS | {"MaxPool", "Slice", "Split", "Resize", "Upsample"}
+_MOVE_OPS = _VIEW_OPS | {"MaxPool", "Slice", "Split", "Resize", "Upsample", "Pad"}
 _COMPUTE_OPS = {"Conv", "Gemm", "MatMul", "Add", "Mul", "Concat", "GlobalAveragePool",
-                "AveragePool", "Softmax", "Relu", "Clip"}
+                "AveragePool", "Softmax", "Relu", "Clip", "ReduceMean"}
 _LUT_OPS = {"Sigmoid", "HardSigmoid", "HardSwish", "LeakyRelu", "Tanh"}
 _QOPS = {"QLinearConv", "QLinearMatMul", "QGemm", "QLinearAdd", "QLinearMul",
          "QLinearGlobalAveragePool", "QLinearAveragePool", "QLinearConcat", "QLinearLeakyRelu",
@@ -86,6 +86,7 @@ class Lowering:
         self.node_names = set()
         self.layout_cache = {}
         self.labels = {}
+        self.producer = {}
         self.current = None  # output tensor base name -> IR node name
         self.opset = next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
         self.quantized = any(n.op_type == "QuantizeLinear" or n.op_type in _QOPS
@@ -127,7 +128,21 @@ class Lowering:
         self.node_names.add(name)
         out = self.tensor(base or name, out_shape, q, layout)
         self.nodes.append(ir.Node(name, op, tuple(inputs), (out,), attrs, source=tuple(source)))
+        self.producer[out] = self.nodes[-1]
         return out
+
+    def explicit_pad(self, tname):
+        """``(source, (top, left, bottom, right), code)`` if NHWC ``tname`` is a constant-mode
+        spatial ``pad`` (no cropping) of ``source``, else ``(tname, zeros, None)``: a Conv or
+        pool reading it may take the padding as its own (the pad node is then pruned)."""
+        p = self.producer.get(tname)
+        if p is None or p.op != "pad" or p.attrs["mode"] != "constant" or \
+                self.t(tname).layout != ir.NHWC:
+            return tname, (0, 0, 0, 0), None
+        (n0, n1), (t, b), (le, r), (c0, c1) = p.attrs["pads"]
+        if n0 or n1 or c0 or c1 or min(t, b, le, r) < 0:
+            return tname, (0, 0, 0, 0), None
+        return p.inputs[0], (t, le, b, r), p.attrs["value"]
 
     def get(self, name, node):
         if not name:
@@ -321,7 +336,14 @@ class Lowering:
         elif kind == "dq":
             self.vals[out] = ("q", self.requant(ins[0][1], q, name))
         elif kind == "pending":
-            self.vals[out] = ("q", self.compute(ins[0][1], q, out, clamp=None))
+            views = ins[0][2] if len(ins[0]) > 2 else ()
+            t = self.compute(ins[0][1], q, f"{out}_pre" if views else out, clamp=None)
+            if views:
+                from .onnx_moves import lower_move
+
+                for view in views:
+                    (t,) = lower_move(self, view, t)
+            self.vals[out] = ("q", t)
         else:
             raise UnsupportedOpError(f"QuantizeLinear {name!r}: input kind {kind} unsupported")
 
@@ -362,8 +384,12 @@ class Lowering:
         from .onnx_moves import lower_move
 
         v = self.get(node.input[0], node)
+        if v[0] == "pending" and node.op_type in _VIEW_OPS and len(node.output) == 1:
+            # A float op's result reshaped before its QuantizeLinear (ReduceMean -> Flatten):
+            # still pending; the view applies to the codes once the QuantizeLinear is met.
+            self.vals[node.output[0]] = ("pending", v[1], v[2:] and v[2] + (node,) or (node,))
+            return
         if v[0] == "pending":
-            # A float op's result reshaped before its QuantizeLinear: keep it pending.
             raise NotQuantizedError(
                 f"node {node.name or node.op_type!r} ({node.op_type}) reads the float output of "
                 f"{v[1].name or v[1].op_type!r}; quantize that node")

@@ -38,6 +38,7 @@ CAPABILITIES = {
     "fc": (CPU, "fully connected (CPU by default)"),
     "transpose": (CPU, "layout transpose"),
     "softmax": (CPU, "softmax (CPU)"),
+    "pad": (CPU, "explicit Pad that does not fold into the next Conv/pool's padding"),
 }
 
 

@@ -111,7 +111,7 @@ def _avgpool(a, x, tin, tout):
 
 def _maxpool(a, x, tin, tout):
     return kpool.max_pool(x, a["kernel"], stride=a["stride"], dilation=a["dilation"],
-                          pads=a["pads"])
+                          pads=a["pads"], pad_value=a.get("pad_value"))
 
 
 def _add(a, x, y, tx, ty, tout):
@@ -144,6 +144,17 @@ def _shuffle(a, x, tin, tout):
 def _resize(a, x, tin, tout):
     fh, fw = a["scale"]
     return np.repeat(np.repeat(x, fh, axis=1), fw, axis=2)
+
+
+def _pad(a, x, tin, tout):
+    """ONNX Pad on codes: ``pads`` per physical axis as (before, after); negative crops."""
+    crop = tuple(slice(max(0, -b), x.shape[i] - max(0, -e)) for i, (b, e) in
+                 enumerate(a["pads"]))
+    width = [(max(0, b), max(0, e)) for b, e in a["pads"]]
+    if a["mode"] == "constant":
+        return np.pad(x[crop], width, mode="constant", constant_values=a["value"])
+    return np.pad(x[crop], width, mode={"edge": "edge", "reflect": "reflect",
+                                        "wrap": "wrap"}[a["mode"]])
 
 
 def _table(a, x, tin, tout):
@@ -188,7 +199,7 @@ def _softmax(a, x, tin, tout):
 KERNELS = {
     "conv": _conv, "fc": _fc, "gap": _gap, "avgpool": _avgpool, "maxpool": _maxpool,
     "slice": _slice, "shuffle": _shuffle, "resize": _resize, "lut": _table, "view": _view,
-    "transpose": _transpose, "softmax": _softmax,
+    "transpose": _transpose, "softmax": _softmax, "pad": _pad,
 }
 #: Binary ops: ``f(attrs, a, b, ta, tb, tout)``.
 BINARY = {"add": _add, "mul": _mul}

@@ -273,8 +273,8 @@ def avg_pool_float(x, x_zp, s_x, s_y, y_zp, kernel, *, stride=None, pads=(0, 0, 
     return np.clip(y, *qrange(out_dtype)).astype(out_dtype)
 
 
-def max_pool(x, kernel, *, stride=None, dilation=(1, 1), pads=(0, 0, 0, 0)):
-    """MaxPool on NHWC codes (floor mode); padding never wins.
+def max_pool(x, kernel, *, stride=None, dilation=(1, 1), pads=(0, 0, 0, 0), pad_value=None):
+    """MaxPool on NHWC codes (floor mode); padding never wins unless ``pad_value`` is given.
 
     Parameters
     ----------
@@ -282,6 +282,9 @@ def max_pool(x, kernel, *, stride=None, dilation=(1, 1), pads=(0, 0, 0, 0)):
     kernel, stride, dilation : (int, int)
         ``stride`` defaults to the kernel.
     pads : (top, left, bottom, right)
+    pad_value : int, optional
+        The code the padding holds (an explicit ONNX Pad folded into the pool: the zero
+        point); default the smallest code, which never wins.
 
     Returns
     -------
@@ -289,6 +292,7 @@ def max_pool(x, kernel, *, stride=None, dilation=(1, 1), pads=(0, 0, 0, 0)):
     """
     x = np.asarray(x)
     qmin, _ = _codes(x, "x")
+    qmin = qmin if pad_value is None else int(pad_value)
     if x.ndim != 4:
         raise QuantizationError(f"max_pool wants NHWC x, not shape {x.shape}")
     kernel = tuple(kernel)
