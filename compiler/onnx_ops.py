@@ -223,46 +223,71 @@ class Lowering:
     # --- the walk ----------------------------------------------------------------------------
 
     def run(self):
-        from .onnx_qop import lower_qop
-
+        """Lower every node; unsupported ones are collected and refused together."""
+        refused = []
         for node in self.model.graph.node:
             self.current = node
-            op = node.op_type
-            if node.domain not in ("", "ai.onnx", MS):
-                raise UnsupportedOpError(f"node {node.name!r}: domain {node.domain!r} is unknown")
-            ins = [self.get(i, node) if i else None for i in node.input]
-            if op == "Constant":
-                from onnx import numpy_helper
-                a = node.attribute[0]
-                if a.name != "value":
-                    raise UnsupportedOpError(f"node {node.name!r}: Constant {a.name} unsupported")
-                self.vals[node.output[0]] = ("const", numpy_helper.to_array(a.t))
-            elif op not in _FOLD_SKIP and all(v is None or v[0] == "const" for v in ins):
-                self.fold(node)
-            elif op in ("Shape", "Size"):
-                t = self.t(self.act(node.input[0], node))
-                shape = np.array(ir.logical_shape(t), dtype=np.int64)
-                val = shape if op == "Shape" else np.int64(shape.prod())
-                if op == "Shape":
-                    a = _attrs(node)
-                    val = shape[a.get("start", 0):a.get("end", len(shape))]
-                self.vals[node.output[0]] = ("const", val)
-            elif op == "QuantizeLinear":
-                self.quantize(node, ins)
-            elif op == "DequantizeLinear":
-                self.dequantize(node, ins)
-            elif op in _MOVE_OPS:
-                self.move(node)
-            elif op in _COMPUTE_OPS or op in _LUT_OPS:
-                for o in node.output:
-                    self.vals[o] = ("pending", node)
-            elif op in _QOPS:
-                lower_qop(self, node)
+            if any(self.vals.get(i, ("",))[0] == "bad" for i in node.input if i):
+                bad = True  # downstream of an unsupported node: its error says it all
             else:
-                raise UnsupportedOpError(
-                    f"node {node.name or op!r}: operator {node.domain + '.' if node.domain else ''}"
-                    f"{op} is not supported by Bamboo; replace it in the model or file an issue")
+                try:
+                    self.lower_node(node)
+                    bad = False
+                except UnsupportedOpError as exc:
+                    refused.append(str(exc))
+                    bad = True
+            if bad:
+                for o in node.output:
+                    self.vals[o] = ("bad", node)
+        if len(refused) == 1:
+            raise UnsupportedOpError(refused[0])
+        if refused:
+            raise UnsupportedOpError(f"{len(refused)} nodes are not supported: " +
+                                     "; ".join(refused))
         return self.finish()
+
+    def lower_node(self, node):
+        from .onnx_qop import lower_qop
+
+        op = node.op_type
+        if node.domain not in ("", "ai.onnx", MS):
+            raise UnsupportedOpError(
+                f"node {node.name or op!r}: {op} is a custom op of domain {node.domain!r}, "
+                f"which needs its own runtime library; Bamboo runs standard ONNX and "
+                f"com.microsoft quantized ops: export the model without it (or replace it "
+                f"with standard ops)")
+        ins = [self.get(i, node) if i else None for i in node.input]
+        if op == "Constant":
+            from onnx import numpy_helper
+            a = node.attribute[0]
+            if a.name != "value":
+                raise UnsupportedOpError(f"node {node.name!r}: Constant {a.name} unsupported")
+            self.vals[node.output[0]] = ("const", numpy_helper.to_array(a.t))
+        elif op not in _FOLD_SKIP and all(v is None or v[0] == "const" for v in ins):
+            self.fold(node)
+        elif op in ("Shape", "Size"):
+            t = self.t(self.act(node.input[0], node))
+            shape = np.array(ir.logical_shape(t), dtype=np.int64)
+            val = shape if op == "Shape" else np.int64(shape.prod())
+            if op == "Shape":
+                a = _attrs(node)
+                val = shape[a.get("start", 0):a.get("end", len(shape))]
+            self.vals[node.output[0]] = ("const", val)
+        elif op == "QuantizeLinear":
+            self.quantize(node, ins)
+        elif op == "DequantizeLinear":
+            self.dequantize(node, ins)
+        elif op in _MOVE_OPS:
+            self.move(node)
+        elif op in _COMPUTE_OPS or op in _LUT_OPS:
+            for o in node.output:
+                self.vals[o] = ("pending", node)
+        elif op in _QOPS:
+            lower_qop(self, node)
+        else:
+            raise UnsupportedOpError(
+                f"node {node.name or op!r}: operator {node.domain + '.' if node.domain else ''}"
+                f"{op} is not supported by Bamboo; replace it in the model or file an issue")
 
     def finish(self):
         outputs = []
