@@ -415,7 +415,8 @@ def test_local_functions_are_inlined():
     del pool.attribute[:]
     pool.op_type, pool.domain = "Pool2", "local.fn"
     onnx.checker.check_model(m)
-    assert [n.op for n in import_onnx(m).nodes] == [n.op for n in import_onnx(_convnet_copy()).nodes]
+    want = [n.op for n in import_onnx(_convnet_copy()).nodes]
+    assert [n.op for n in import_onnx(m).nodes] == want
 
 
 def test_external_data_is_read_beside_the_model(tmp_path, monkeypatch):
