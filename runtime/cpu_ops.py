@@ -104,7 +104,8 @@ def _gap(a, x, tin, tout):
 
 
 def _avgpool(a, x, tin, tout):
-    return kpool.avg_pool(x, tin.zp, tin.scale, tout.scale, tout.zp, a["kernel"],
+    # The float form: what onnxruntime computes (the integer avg_pool differs on ties).
+    return kpool.avg_pool_float(x, tin.zp, tin.scale, tout.scale, tout.zp, a["kernel"],
                           stride=a["stride"], pads=a["pads"],
                           count_include_pad=a["count_include_pad"], out_dtype=tout.np_dtype)
 

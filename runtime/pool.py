@@ -10,7 +10,9 @@
   pixels inside the image). This is the hardware contract. It is *not* quite
   onnxruntime: QLinearAveragePool (what a QDQ AveragePool fuses into) computes
   in float32, which ``avg_pool_float`` reproduces bit for bit. The two differ
-  by one code on a few outputs per million (measured in tests/runtime/test_pool.py).
+  by one code on exact ties (an odd zero point: up to a quarter of a 2x2 pool's outputs),
+  so compiled models run ``avg_pool_float`` on the CPU (``cpu_ops``; the back end keeps
+  non-global average pools off the fabric).
 * ``max_pool``: max of the codes. Exact because quantization is monotonic and a
   quantized MaxPool keeps its input scale and zero point (onnxruntime runs
   MaxPool directly on uint8/int8).
