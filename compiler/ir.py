@@ -30,6 +30,8 @@ Ops (``OPS``) and their attributes:
 ``view``       shape: new physical shape, layout (no data moves)
 ``transpose``  perm (physical), layout of the result
 ``softmax``    axis (physical), as onnxruntime's QLinearSoftmax (CPU)
+``add_const``  operand (codes or float32, broadcast to the input's physical shape),
+``mul_const``  operand_scale/operand_zp (None for a float operand); fn "add"/"mul"
 ``pad``        pads ((before, after) per physical axis; negative crops), mode (constant,
                edge, reflect, wrap), value (the constant's code); an explicit Pad that
                could not fold into the Conv/pool after it
@@ -56,6 +58,7 @@ ND = "ND"
 OPS = frozenset({
     "conv", "fc", "gap", "avgpool", "maxpool", "add", "mul", "concat", "slice", "shuffle",
     "resize", "lut", "view", "transpose", "softmax", "pad",
+    "add_const", "mul_const",
 })
 _NHWC_TO_NCHW = (0, 3, 1, 2)
 

@@ -13,7 +13,8 @@ from .errors import NotQuantizedError, UnsupportedOpError
 from .onnx_moves import pool_geometry
 from .tables import ort_island_table, ort_table
 
-__all__ = ["lower_compute", "build_conv", "build_fc", "build_binary", "build_concat",
+__all__ = ["lower_compute", "build_conv", "build_fc", "build_binary", "build_const_operand",
+           "build_concat",
            "build_gap", "build_avgpool", "build_softmax", "clamp_codes"]
 
 
@@ -135,6 +136,19 @@ def lower_compute(lw, node, q, base, clamp):
                                      t.q, q, lw.opset)
             out = lw.emit("lut", base, [src], t.shape, q, t.layout, source=[n.name for n in nodes],
                           table=table, fn="+".join(n.op_type for n in nodes))
+            return _apply_clamp(lw, out, clamp)
+        kinds = [lw.get(i, node)[0] for i in node.input[:2]]
+        if kinds[0] in ("const", "qconst") or kinds[1] in ("const", "qconst"):
+            k = 0 if kinds[0] in ("const", "qconst") else 1
+            v = lw.get(node.input[k], node)
+            operand = (np.asarray(v[1]), None, None) if v[0] == "const" else \
+                (np.asarray(v[1]), float(np.asarray(v[2]).reshape(-1)[0]),
+                 int(np.asarray(v[3]).reshape(-1)[0]))
+            if v[0] == "qconst" and (np.size(v[2]) != 1 or np.size(v[3]) != 1):
+                raise UnsupportedOpError(f"node {_label(node)!r}: {op} constant quantized per "
+                                         f"axis; quantize it per tensor")
+            x = lw.act(node.input[1 - k], node)
+            out = build_const_operand(lw, node, op.lower(), x, operand, q, base)
             return _apply_clamp(lw, out, clamp)
         a = lw.act(node.input[0], node)
         b = lw.act(node.input[1], node)
@@ -281,6 +295,39 @@ def build_binary(lw, node, op, a, b, q, base):
         raise UnsupportedOpError(f"node {_label(node)!r}: shapes {ir.logical_shape(ta)} and "
                                  f"{ir.logical_shape(tb)} do not broadcast") from None
     return lw.emit(op, base, [a, b], shape, q, ta.layout, source=[node.name])
+
+
+def build_const_operand(lw, node, op, x, operand, q, base):
+    """``add``/``mul`` of activation ``x`` and a constant ``operand = (values, scale, zp)``
+    (scale None: float values). A scalar becomes a 256-entry table (fabric); a per-channel
+    or per-element constant an ``add_const``/``mul_const`` node (CPU)."""
+    from bamboo.runtime.cpu_ops import run_op
+
+    values, scale, zp = operand
+    t = lw.t(x)
+    shape = ir.logical_shape(t)
+    try:
+        out_shape = np.broadcast_shapes(shape, values.shape)
+    except ValueError:
+        out_shape = None
+    if out_shape != tuple(shape):
+        raise UnsupportedOpError(f"node {_label(node)!r}: constant of shape {values.shape} does "
+                                 f"not broadcast to the activation {shape}")
+    if scale is not None and values.dtype != t.q.np_dtype:
+        raise UnsupportedOpError(f"node {_label(node)!r}: {values.dtype} constant with "
+                                 f"{t.q.dtype} activations")
+    attrs = {"fn": op, "operand_scale": scale, "operand_zp": zp}
+    if values.size == 1:
+        codes = np.arange(256, dtype=np.uint8).view(t.q.np_dtype)  # index = the code's bits
+        table = run_op(f"{op}_const", {**attrs, "operand": values.reshape(())}, [codes], [t.q], q)
+        return lw.emit("lut", base, [x], t.shape, q, t.layout, source=[node.name],
+                       table=np.asarray(table, q.np_dtype), fn=f"{op.capitalize()} constant")
+    full = values.reshape((1,) * (len(shape) - values.ndim) + values.shape)
+    if t.layout == ir.NHWC:
+        full = full.transpose(0, 2, 3, 1)
+    return lw.emit(f"{op}_const", base, [x], t.shape, q, t.layout, source=[node.name],
+                   operand=np.ascontiguousarray(full if scale is not None else
+                                                full.astype(np.float32)), **attrs)
 
 
 def build_concat(lw, node, xs, axis, q, base):

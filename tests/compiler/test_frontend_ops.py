@@ -151,3 +151,73 @@ def test_activation_on_a_shared_tensor_is_a_clamp(act):
     assert "Relu" in ortutil.op_types(model) or "Clip" in ortutil.op_types(model)
     g = _session_exact(model, shape)
     assert any(v.op == "lut" and v.attrs["fn"] in ("Relu", "Clip") for v in g.nodes)
+
+
+# --- constant operands --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("op", ["Add", "Mul"])
+@pytest.mark.parametrize("per_channel", [False, True])
+def test_constant_operand(op, per_channel):
+    """``x + c`` / ``x * c`` with a quantized constant (scalar: a table on the fabric;
+    per channel: the QLinearAdd/QLinearMul formula on the CPU)."""
+    n = _Net(50)
+    x = n.conv("x", 3, 8, 3, act=None)
+    c = n.rng.uniform(0.2, 1.5, (1, 8, 1, 1) if per_channel else ()).astype(np.float32)
+    y = n.conv(n.node(op, [x, n.const(c)]), 8, 4, 1, act=None)
+    shape = (1, 3, 6, 6)
+    model = qdq(n.model(shape, [y]), shape, f"const-{op}-{per_channel}")
+    g = _session_exact(model, shape, count=4)
+    if per_channel:
+        node = next(v for v in g.nodes if v.op == f"{op.lower()}_const")
+        assert node.target == "cpu" and node.reason
+    else:  # the table fuses into the Conv before it, on the fabric
+        node = next(v for v in g.nodes if any(s.startswith(op) for s in v.fused))
+        assert node.op == "conv" and node.target == "fabric"
+
+
+def test_float_constant_operand():
+    """A constant the quantizer left in float (DQ -> Add(c) -> Q): onnxruntime adds in float."""
+    n = _Net(51)
+    x = n.conv("x", 3, 8, 3, act=None)
+    c = n.rng.uniform(-1, 1, (1, 8, 1, 1)).astype(np.float32)
+    y = n.conv(n.node("Add", [x, n.const(c)]), 8, 4, 1, act=None)
+    shape = (1, 3, 6, 6)
+    model = qdq(n.model(shape, [y]), shape, "const-float")
+    m = onnx.ModelProto.FromString(model.SerializeToString())
+    add = next(v for v in m.graph.node if v.op_type == "Add")
+    dq = next(v for v in m.graph.node if v.output[0] == add.input[1])
+    codes = next(t for t in m.graph.initializer if t.name == dq.input[0])
+    from onnx import numpy_helper
+
+    real = numpy_helper.to_array(codes).astype(np.float32)  # any float constant will do
+    m.graph.initializer.append(numpy_helper.from_array(real * np.float32(0.01), "cf"))
+    add.input[1] = "cf"
+    g = _session_exact(m, shape)
+    assert any(v.op == "add_const" and v.attrs["operand_scale"] is None for v in g.nodes)
+
+
+def test_qlinear_matmul_then_constant_bias_add():
+    """Older QOperator models: QLinearMatMul, then QLinearAdd of the constant bias codes."""
+    from onnx import helper
+
+    rng = np.random.default_rng(52)
+    w = rng.integers(-127, 128, (16, 6)).astype(np.int8)
+    bias = rng.integers(0, 256, (6,)).astype(np.uint8)
+    u8, f32 = (lambda v: np.array(v, np.uint8)), np.float32
+    inits = {"xs": f32(0.03), "xz": u8(120), "w": w, "ws": f32(0.01), "wz": np.array(0, np.int8),
+             "ms": f32(0.05), "mz": u8(128), "b": bias, "bs": f32(0.02), "bz": u8(128),
+             "ys": f32(0.06), "yz": u8(125)}
+    nodes = [helper.make_node("QLinearMatMul", ["x", "xs", "xz", "w", "ws", "wz", "ms", "mz"],
+                              ["m"]),
+             helper.make_node("QLinearAdd", ["m", "ms", "mz", "b", "bs", "bz", "ys", "yz"],
+                              ["y"], domain="com.microsoft")]
+    model = ortutil.make_model(nodes, [("x", np.uint8, [2, 16])], [("y", np.uint8, None)], inits)
+    graph = compile_graph(import_onnx(model), verify=True)
+    assert [v.op for v in graph.nodes] == ["fc", "add_const"]
+    blob = compile_artifact(graph, preset("ultra96"))
+    with Session(blob, backend="isa") as s:
+        for _ in range(4):
+            x = rng.integers(0, 256, (2, 16)).astype(np.uint8)
+            (ref,) = ortutil.run(model, {"x": x})
+            (got,) = s.run(None, {"x": x})
+            np.testing.assert_array_equal(got, ref)
