@@ -98,9 +98,13 @@ def resolve_input_shapes(model, overrides=None):
             continue
         dims = _dims(vi)
         for i, (v, _) in enumerate(dims):
-            if v is not None and v <= 0:
+            if v is not None and v < 0:
                 raise DynamicShapeError(
-                    f"input {vi.name!r} declares dimension {i} as {v} (an empty tensor): "
+                    f"input {vi.name!r} declares dimension {i} as {v}: a negative size is not "
+                    f"a valid ONNX shape; re-export the model")
+            if v == 0:
+                raise DynamicShapeError(
+                    f"input {vi.name!r} declares dimension {i} as 0 (an empty tensor): "
                     f"Bamboo needs every dimension at least 1; re-export the model with "
                     f"a real input shape")
         if vi.name in overrides:

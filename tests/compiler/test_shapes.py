@@ -134,3 +134,8 @@ def test_inputs_of_the_pinned_model_run_like_the_static_one():
             outs.append(s.run(None, {"x": x}))
     for a, b in zip(*outs):
         np.testing.assert_array_equal(a, b)
+
+
+def test_negative_dimension_is_invalid():
+    with pytest.raises(errors.DynamicShapeError, match="dimension 3 as -4: a negative size"):
+        import_onnx(_model(1, 3, 16, -4))
