@@ -10,22 +10,14 @@ from bamboo.runtime.requant import Requant, conv_scale, pool_scale
 
 from . import ir
 from .errors import NotQuantizedError, UnsupportedOpError
+from .onnx_common import attrs as _attrs
+from .onnx_common import label as _label
 from .onnx_moves import pool_geometry
 from .tables import ort_island_table, ort_table
 
 __all__ = ["lower_compute", "build_conv", "build_fc", "build_binary", "build_const_operand",
            "build_concat",
            "build_gap", "build_avgpool", "build_softmax", "clamp_codes"]
-
-
-def _attrs(node):
-    from onnx import helper
-
-    return {a.name: helper.get_attribute_value(a) for a in node.attribute}
-
-
-def _label(node):
-    return node.name or node.op_type
 
 
 def clamp_codes(q, lo, hi):

@@ -10,18 +10,10 @@ from bamboo.runtime.conv import conv_output_size
 
 from . import ir
 from .errors import UnsupportedOpError
+from .onnx_common import attrs as _attrs
+from .onnx_common import label as _label
 
 __all__ = ["lower_move", "pool_geometry"]
-
-
-def _attrs(node):
-    from onnx import helper
-
-    return {a.name: helper.get_attribute_value(a) for a in node.attribute}
-
-
-def _label(node):
-    return node.name or node.op_type
 
 
 def pool_geometry(node, in_hw, kernel, attrs):

@@ -25,6 +25,7 @@ from .errors import (
     NotQuantizedError,
     UnsupportedOpError,
 )
+from .onnx_common import attrs as _attrs
 from .shapes import MAX_TENSOR_BYTES, check_tensor_size, resolve_input_shapes
 
 __all__ = ["Lowering"]
@@ -49,12 +50,6 @@ def _elem_name(elem):
 
     return TensorProto.DataType.Name(elem) if elem in TensorProto.DataType.values() else \
         f"<unknown type {elem}>"
-
-
-def _attrs(node):
-    from onnx import helper
-
-    return {a.name: helper.get_attribute_value(a) for a in node.attribute}
 
 
 def _scalar_q(scale, zp, where):

@@ -6,6 +6,7 @@ import numpy as np
 
 from . import ir
 from .errors import UnsupportedOpError
+from .onnx_common import attrs as _attrs
 from .onnx_compute import (
     build_avgpool,
     build_binary,
@@ -16,7 +17,7 @@ from .onnx_compute import (
     build_gap,
     build_softmax,
 )
-from .onnx_ops import _attrs, _elem_name, _scalar_q
+from .onnx_ops import _elem_name, _scalar_q
 from .tables import ort_table
 
 __all__ = ["lower_qop"]
