@@ -272,6 +272,10 @@ class Lowering:
             self.quantize(node, ins)
         elif op == "DequantizeLinear":
             self.dequantize(node, ins)
+        elif op == "Identity" and ins[0] is not None and ins[0][0] in ("qconst", "pending"):
+            # The dynamo exporter shares a weight or bias through an Identity (after its
+            # DequantizeLinear), and may put one after a float op: the same value.
+            self.vals[node.output[0]] = ins[0]
         elif op in _MOVE_OPS:
             self.move(node)
         elif op in _COMPUTE_OPS or op in _LUT_OPS:

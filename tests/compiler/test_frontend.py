@@ -437,3 +437,16 @@ def test_external_data_is_read_beside_the_model(tmp_path, monkeypatch):
     (model_dir / "net.data").unlink()
     _err(str(path), errors.ModelLoadError, "external data file 'net.data' is missing",
          str(model_dir))
+
+
+def test_identity_of_a_dequantized_weight():
+    """The dynamo exporter shares weights and biases through Identity nodes."""
+    m = _convnet_copy()
+    conv = next(n for n in m.graph.node if n.op_type == "Conv")
+    for k in (1, 2):
+        ident = helper.make_node("Identity", [conv.input[k]], [f"shared{k}"], name=f"Id{k}")
+        m.graph.node.insert(list(m.graph.node).index(conv), ident)
+        conv.input[k] = f"shared{k}"
+    a, b = import_onnx(m), import_onnx(_convnet_copy())
+    assert [n.op for n in a.nodes] == [n.op for n in b.nodes]
+    assert np.array_equal(a.nodes[0].attrs["w"], b.nodes[0].attrs["w"])
