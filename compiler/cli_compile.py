@@ -15,10 +15,9 @@ def add_compile_parser(subparsers):
 
     p.add_argument("--config", default="ultra96", choices=sorted(PRESETS),
                    help="accelerator preset (default ultra96)")
-    p.add_argument("--approx", action="append", default=[], choices=["leaky-shift"],
-                   help="allow an approximation (LeakyReLU by shift); default exact tables")
-    p.add_argument("--fabric-se", action="store_true",
-                   help="run squeeze-excite FCs on the fabric as 1x1 convs")
+    from .cli_inspect import add_frontend_arguments
+
+    add_frontend_arguments(p)
     p.add_argument("--quiet", action="store_true", help="no progress output")
     p.set_defaults(func=cmd_compile)
     return p
@@ -36,7 +35,8 @@ def cmd_compile(args, out=None):
     out = out or sys.stderr
     config = preset(args.config)
     start = time.perf_counter()
-    graph = compile_model(args.model, approx=args.approx, se_on_fabric=args.fabric_se)
+    graph = compile_model(args.model, approx=args.approx, se_on_fabric=args.se_on_fabric,
+                          input_shapes=args.input_shape)
 
     def progress(done, total, name):
         if not args.quiet:
@@ -54,6 +54,8 @@ def cmd_compile(args, out=None):
         print(f"\r{' ' * 72}\r{path}: {len(blob)} bytes, {s['instructions']} instructions, "
               f"DDR footprint {s['footprint']} bytes {s['regions']}, "
               f"{len(cpu)} CPU nodes, {time.perf_counter() - start:.1f} s", file=out)
+        for note in graph.notes:
+            print(f"  note: {note}", file=out)
         for n in cpu:
             print(f"  cpu: {n.name} ({n.op}): {n.reason}", file=out)
     return 0

@@ -70,6 +70,7 @@ def render(graph, title=""):
     """The inspect report as text."""
     rows = node_rows(graph)
     lines = [f"{title or graph.name}: {len(rows)} nodes"]
+    lines += [f"note: {note}" for note in graph.notes]
     lines += _table(rows, ["node", "op", "in", "out", "macs", "target", "why", "fused"])
     s = summary(graph)
     lines.append("")

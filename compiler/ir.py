@@ -30,6 +30,11 @@ Ops (``OPS``) and their attributes:
 ``view``       shape: new physical shape, layout (no data moves)
 ``transpose``  perm (physical), layout of the result
 ``softmax``    axis (physical), as onnxruntime's QLinearSoftmax (CPU)
+``add_const``  operand (codes or float32, broadcast to the input's physical shape),
+``mul_const``  operand_scale/operand_zp (None for a float operand); fn "add"/"mul"
+``pad``        pads ((before, after) per physical axis; negative crops), mode (constant,
+               edge, reflect, wrap), value (the constant's code); an explicit Pad that
+               could not fold into the Conv/pool after it
 
 Requantization parameters (``rq``) are :class:`bamboo.runtime.requant.Requant`.
 """
@@ -52,7 +57,8 @@ NHWC = "NHWC"
 ND = "ND"
 OPS = frozenset({
     "conv", "fc", "gap", "avgpool", "maxpool", "add", "mul", "concat", "slice", "shuffle",
-    "resize", "lut", "view", "transpose", "softmax",
+    "resize", "lut", "view", "transpose", "softmax", "pad",
+    "add_const", "mul_const",
 })
 _NHWC_TO_NCHW = (0, 3, 1, 2)
 
@@ -175,9 +181,11 @@ class Graph:
     inputs: tuple
     outputs: tuple
     name: str = "model"
+    notes: tuple = ()  # what the front end assumed (a dynamic batch compiled as 1...)
 
     def __post_init__(self):
         object.__setattr__(self, "nodes", tuple(self.nodes))
+        object.__setattr__(self, "notes", tuple(self.notes))
         object.__setattr__(self, "inputs", tuple(self.inputs))
         object.__setattr__(self, "outputs", tuple(self.outputs))
         object.__setattr__(self, "tensors", types.MappingProxyType(dict(self.tensors)))

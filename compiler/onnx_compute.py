@@ -10,21 +10,14 @@ from bamboo.runtime.requant import Requant, conv_scale, pool_scale
 
 from . import ir
 from .errors import NotQuantizedError, UnsupportedOpError
+from .onnx_common import attrs as _attrs
+from .onnx_common import label as _label
 from .onnx_moves import pool_geometry
 from .tables import ort_island_table, ort_table
 
-__all__ = ["lower_compute", "build_conv", "build_fc", "build_binary", "build_concat",
+__all__ = ["lower_compute", "build_conv", "build_fc", "build_binary", "build_const_operand",
+           "build_concat",
            "build_gap", "build_avgpool", "build_softmax", "clamp_codes"]
-
-
-def _attrs(node):
-    from onnx import helper
-
-    return {a.name: helper.get_attribute_value(a) for a in node.attribute}
-
-
-def _label(node):
-    return node.name or node.op_type
 
 
 def clamp_codes(q, lo, hi):
@@ -136,6 +129,19 @@ def lower_compute(lw, node, q, base, clamp):
             out = lw.emit("lut", base, [src], t.shape, q, t.layout, source=[n.name for n in nodes],
                           table=table, fn="+".join(n.op_type for n in nodes))
             return _apply_clamp(lw, out, clamp)
+        kinds = [lw.get(i, node)[0] for i in node.input[:2]]
+        if kinds[0] in ("const", "qconst") or kinds[1] in ("const", "qconst"):
+            k = 0 if kinds[0] in ("const", "qconst") else 1
+            v = lw.get(node.input[k], node)
+            operand = (np.asarray(v[1]), None, None) if v[0] == "const" else \
+                (np.asarray(v[1]), float(np.asarray(v[2]).reshape(-1)[0]),
+                 int(np.asarray(v[3]).reshape(-1)[0]))
+            if v[0] == "qconst" and (np.size(v[2]) != 1 or np.size(v[3]) != 1):
+                raise UnsupportedOpError(f"node {_label(node)!r}: {op} constant quantized per "
+                                         f"axis; quantize it per tensor")
+            x = lw.act(node.input[1 - k], node)
+            out = build_const_operand(lw, node, op.lower(), x, operand, q, base)
+            return _apply_clamp(lw, out, clamp)
         a = lw.act(node.input[0], node)
         b = lw.act(node.input[1], node)
         return _apply_clamp(lw, build_binary(lw, node, op.lower(), a, b, q, base), clamp)
@@ -145,6 +151,8 @@ def lower_compute(lw, node, q, base, clamp):
                                              base), clamp)
     if op == "GlobalAveragePool":
         return build_gap(lw, node, lw.act(node.input[0], node), q, base, clamp)
+    if op == "ReduceMean":
+        return _reduce_mean(lw, node, q, base, clamp)
     if op == "AveragePool":
         out = build_avgpool(lw, node, lw.act(node.input[0], node), q, base, _attrs(node))
         return _apply_clamp(lw, out, clamp)
@@ -153,6 +161,30 @@ def lower_compute(lw, node, q, base, clamp):
         axis = a.get("axis", 1 if lw.opset < 13 else -1)
         return build_softmax(lw, node, lw.act(node.input[0], node), q, base, axis, lw.opset)
     raise UnsupportedOpError(f"node {_label(node)!r}: {op} unsupported")
+
+
+def _reduce_mean(lw, node, q, base, clamp):
+    """``ReduceMean`` over H and W (``x.mean([2, 3])``, keepdims 0 or 1) is a global average
+    pool; axes come from the attribute (opset < 18) or the second input (opset 18)."""
+    x = lw.act(node.input[0], node)
+    a = _attrs(node)
+    shape = ir.logical_shape(lw.t(x))
+    axes = a.get("axes")
+    if axes is None and len(node.input) > 1 and node.input[1]:
+        axes = [int(v) for v in np.asarray(lw.const(node.input[1], node, "axes")).reshape(-1)]
+    if not axes:
+        axes = [] if a.get("noop_with_empty_axes", 0) else list(range(len(shape)))
+    axes = sorted({int(v) % len(shape) for v in axes})
+    if len(shape) != 4 or axes != [2, 3]:
+        raise UnsupportedOpError(
+            f"node {_label(node)!r}: ReduceMean over axes {axes} of {shape}; Bamboo runs the "
+            f"mean over the spatial axes [2, 3] (a global average pool)")
+    keep = a.get("keepdims", 1)
+    out = build_gap(lw, node, x, q, base if keep else f"{base}_gap", clamp)
+    if keep:
+        return out
+    n, _, _, c = lw.t(out).shape
+    return lw.emit("view", base, [out], (n, c), q, ir.ND, source=[node.name], shape=(n, c))
 
 
 def _clamp_table(qi, qo, c):
@@ -203,6 +235,9 @@ def build_conv(lw, node, x, codes, ws, wz, bias, q, base, a, clamp=None):
         raise UnsupportedOpError(f"node {_label(node)!r}: weights {codes.shape} with group "
                                  f"{group} do not fit {c} input channels")
     stride, dil, pads, (ho, wo) = pool_geometry(node, (h, w), (kh, kw), a)
+    src, outer, value = lw.explicit_pad(x)
+    if value == xt.q.zp:  # a Pad of real zero before the Conv: the Conv's own padding
+        x, pads = src, tuple(int(p) for p in np.add(pads, outer))
     _check_scales(node, ws, o)
     scale = conv_scale(np.float32(xt.q.scale), _per_channel(ws, o), np.float32(q.scale))
     rq = Requant.from_scale(scale, q.zp, q.np_dtype, clamp)
@@ -254,6 +289,39 @@ def build_binary(lw, node, op, a, b, q, base):
     return lw.emit(op, base, [a, b], shape, q, ta.layout, source=[node.name])
 
 
+def build_const_operand(lw, node, op, x, operand, q, base):
+    """``add``/``mul`` of activation ``x`` and a constant ``operand = (values, scale, zp)``
+    (scale None: float values). A scalar becomes a 256-entry table (fabric); a per-channel
+    or per-element constant an ``add_const``/``mul_const`` node (CPU)."""
+    from bamboo.runtime.cpu_ops import run_op
+
+    values, scale, zp = operand
+    t = lw.t(x)
+    shape = ir.logical_shape(t)
+    try:
+        out_shape = np.broadcast_shapes(shape, values.shape)
+    except ValueError:
+        out_shape = None
+    if out_shape != tuple(shape):
+        raise UnsupportedOpError(f"node {_label(node)!r}: constant of shape {values.shape} does "
+                                 f"not broadcast to the activation {shape}")
+    if scale is not None and values.dtype != t.q.np_dtype:
+        raise UnsupportedOpError(f"node {_label(node)!r}: {values.dtype} constant with "
+                                 f"{t.q.dtype} activations")
+    attrs = {"fn": op, "operand_scale": scale, "operand_zp": zp}
+    if values.size == 1:
+        codes = np.arange(256, dtype=np.uint8).view(t.q.np_dtype)  # index = the code's bits
+        table = run_op(f"{op}_const", {**attrs, "operand": values.reshape(())}, [codes], [t.q], q)
+        return lw.emit("lut", base, [x], t.shape, q, t.layout, source=[node.name],
+                       table=np.asarray(table, q.np_dtype), fn=f"{op.capitalize()} constant")
+    full = values.reshape((1,) * (len(shape) - values.ndim) + values.shape)
+    if t.layout == ir.NHWC:
+        full = full.transpose(0, 2, 3, 1)
+    return lw.emit(f"{op}_const", base, [x], t.shape, q, t.layout, source=[node.name],
+                   operand=np.ascontiguousarray(full if scale is not None else
+                                                full.astype(np.float32)), **attrs)
+
+
 def build_concat(lw, node, xs, axis, q, base):
     """``concat`` along logical ``axis``; inputs with other parameters get a requant table."""
     from .onnx_ops import requant_table
@@ -295,9 +363,14 @@ def build_avgpool(lw, node, x, q, base, a):
     stride, _, pads, (ho, wo) = pool_geometry(node, (h, w), kernel, a)
     if a.get("ceil_mode", 0):
         raise UnsupportedOpError(f"node {_label(node)!r}: AveragePool ceil_mode=1 unsupported")
+    include = bool(a.get("count_include_pad", 0))
+    src, outer, value = lw.explicit_pad(x)
+    # Explicitly padded pixels are real zeros the average counts: fold them when every pad
+    # then counts (the pool's own pads count too, or it has none).
+    if value == lw.t(x).q.zp and (include or not any(pads)):
+        x, pads, include = src, tuple(int(p) for p in np.add(pads, outer)), True
     return lw.emit("avgpool", base, [x], (n, ho, wo, c), q, ir.NHWC, source=[node.name],
-                   kernel=kernel, stride=stride, pads=pads,
-                   count_include_pad=bool(a.get("count_include_pad", 0)))
+                   kernel=kernel, stride=stride, pads=pads, count_include_pad=include)
 
 
 def build_softmax(lw, node, x, q, base, axis, opset):

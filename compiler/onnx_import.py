@@ -17,13 +17,12 @@ the passes, the partitioner and the executor do not.
 """
 
 
-from .errors import (
-    CompilerError,
-    DynamicShapeError,
-    ModelLoadError,
-)
+import os
 
-__all__ = ["load_model", "prepare", "lower", "import_onnx", "MIN_OPSET", "MAX_OPSET"]
+from .errors import CompilerError, ModelLoadError
+
+__all__ = ["load_model", "prepare", "lower", "import_onnx", "check_ssa", "MIN_OPSET",
+           "MAX_OPSET"]
 
 MIN_OPSET, MAX_OPSET = 11, 21
 
@@ -66,6 +65,11 @@ def load_model(source):
                 f"({type(exc).__name__}); re-export the model") from None
     if not model.graph.node:
         raise ModelLoadError("the model has no nodes: a truncated or empty ONNX file?")
+    if model.functions:
+        model = _inline_functions(model)
+    check_ssa(model)
+    if not isinstance(source, (bytes, bytearray, onnx.ModelProto)):
+        _load_external_data(model, os.path.dirname(os.path.abspath(source)))
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
     if opset is None or not MIN_OPSET <= opset <= MAX_OPSET:
         raise ModelLoadError(
@@ -87,6 +91,11 @@ def prepare(model):
         try:
             consts[t.name] = numpy_helper.to_array(t)
         except Exception as exc:
+            if t.data_location == onnx.TensorProto.EXTERNAL:
+                raise ModelLoadError(
+                    f"initializer {t.name!r} is stored in an external data file that was "
+                    f"not loaded; pass the model's path (the .data file is looked up beside "
+                    f"it), not its bytes") from None
             raise ModelLoadError(f"initializer {t.name!r} cannot be read ({exc}); "
                                  f"the file may be truncated") from None
     if any(i.name in consts for i in model.graph.input):
@@ -97,18 +106,22 @@ def prepare(model):
     return model, consts
 
 
-def import_onnx(source, *, approx=()):
-    """Load, prepare and lower ``source`` into an IR :class:`~bamboo.compiler.ir.Graph`."""
+def import_onnx(source, *, approx=(), input_shapes=None):
+    """Load, prepare and lower ``source`` into an IR :class:`~bamboo.compiler.ir.Graph`.
+
+    ``input_shapes`` maps input names to shapes that pin dynamic dimensions (see
+    :func:`bamboo.compiler.shapes.parse_input_shapes`).
+    """
     model = load_model(source)
     model, consts = prepare(model)
-    return lower(model, consts, approx=approx)
+    return lower(model, consts, approx=approx, input_shapes=input_shapes)
 
 
-def lower(model, consts, *, approx=()):
+def lower(model, consts, *, approx=(), input_shapes=None):
     """Lower a prepared quantized ONNX model to the IR (see the module docstring)."""
     from .onnx_ops import Lowering
 
-    lw = Lowering(model, consts, approx=approx)
+    lw = Lowering(model, consts, approx=approx, input_shapes=input_shapes)
     try:
         return lw.run()
     except CompilerError:
@@ -123,22 +136,61 @@ def lower(model, consts, *, approx=()):
                              f"onnxruntime) or report a Bamboo bug") from exc
 
 
-def input_shapes(model):
-    """Static shapes of the model's (non-initializer) inputs; DynamicShapeError otherwise."""
-    shapes = {}
-    for vi in model.graph.input:
-        tt = vi.type.tensor_type
-        dims = []
-        for d in tt.shape.dim:
-            if d.HasField("dim_value") and d.dim_value > 0:
-                dims.append(d.dim_value)
-            else:
-                what = d.dim_param or "?"
-                raise DynamicShapeError(
-                    f"input {vi.name!r} has a dynamic dimension {what!r}; export the model "
-                    f"with a fixed input shape (e.g. batch 1)")
-        if not tt.HasField("shape"):
-            raise DynamicShapeError(f"input {vi.name!r} has no shape; export with a fixed shape")
-        shapes[vi.name] = tuple(dims)
-    return shapes
+def check_ssa(model):
+    """Refuse a graph where a name is written twice (onnx.checker and onnxruntime refuse it)."""
+    seen = {i.name for i in model.graph.input} | {t.name for t in model.graph.initializer}
+    twice = []
+    for node in model.graph.node:
+        for o in node.output:
+            if not o:
+                continue
+            if o in seen and o not in twice:
+                twice.append(o)
+            seen.add(o)
+    if twice:
+        raise ModelLoadError(
+            f"the graph is not in SSA form: {', '.join(map(repr, twice[:5]))}"
+            f"{' ...' if len(twice) > 5 else ''} written more than once (by two nodes, or a "
+            f"node and an input/initializer); rename the outputs so each is written once")
 
+
+def _inline_functions(model):
+    """Inline the model's local functions (onnxruntime runs them), then lower node by node."""
+    from onnx import inliner
+
+    try:
+        return inliner.inline_local_functions(model)
+    except Exception as exc:
+        raise ModelLoadError(f"the model's local functions cannot be inlined "
+                             f"({type(exc).__name__}: {str(exc)[:200]}); check the model "
+                             f"with onnx.checker") from None
+
+
+def _load_external_data(model, base_dir):
+    """Read external initializers from files beside the model (not the working directory)."""
+    from onnx import TensorProto, external_data_helper
+
+    tensors = [t for t in external_data_helper._get_all_tensors(model)
+               if t.data_location == TensorProto.EXTERNAL]
+    for t in tensors:
+        info = external_data_helper.ExternalDataInfo(t)
+        loc = info.location
+        path = os.path.normpath(os.path.join(base_dir, loc))
+        if os.path.isabs(loc) or not path.startswith(os.path.normpath(base_dir) + os.sep):
+            raise ModelLoadError(f"initializer {t.name!r}: external data location {loc!r} "
+                                 f"is outside the model's folder {base_dir}")
+        if not os.path.isfile(path):
+            raise ModelLoadError(f"initializer {t.name!r}: its external data file {loc!r} is "
+                                 f"missing (looked for {path}); copy it beside the model")
+        size = os.path.getsize(path)
+        end = (info.offset or 0) + (info.length or 0)
+        if info.length and end > size:
+            raise ModelLoadError(f"initializer {t.name!r}: external data file {loc!r} holds "
+                                 f"{size} bytes, fewer than offset+length {end}: truncated")
+        try:
+            external_data_helper.load_external_data_for_tensor(t, base_dir)
+        except OSError as exc:
+            raise ModelLoadError(f"initializer {t.name!r}: cannot read its external data file "
+                                 f"{loc!r} ({exc.strerror})") from None
+        t.data_location = TensorProto.DEFAULT
+        del t.external_data[:]

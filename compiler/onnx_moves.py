@@ -10,18 +10,10 @@ from bamboo.runtime.conv import conv_output_size
 
 from . import ir
 from .errors import UnsupportedOpError
+from .onnx_common import attrs as _attrs
+from .onnx_common import label as _label
 
 __all__ = ["lower_move", "pool_geometry"]
-
-
-def _attrs(node):
-    from onnx import helper
-
-    return {a.name: helper.get_attribute_value(a) for a in node.attribute}
-
-
-def _label(node):
-    return node.name or node.op_type
 
 
 def pool_geometry(node, in_hw, kernel, attrs):
@@ -153,22 +145,34 @@ def lower_move(lw, node, tname):
         n, h, w, c = lw.t(tname).shape
         kernel = tuple(a["kernel_shape"])
         stride, dil, pads, (ho, wo) = pool_geometry(node, (h, w), kernel, a)
+        extra = {}
         # ceil_mode: the extra windows hang over the bottom/right edge; padding with the
         # smallest code never wins a max, so it is floor mode with larger trailing pads.
         pt, pl, pb, pr = pads
         pb += max(0, (ho - 1) * stride[0] + dil[0] * (kernel[0] - 1) + 1 - (h + pt + pb))
         pr += max(0, (wo - 1) * stride[1] + dil[1] * (kernel[1] - 1) + 1 - (w + pl + pr))
         pads = (pt, pl, pb, pr)
-        if max(pt, pb) >= kernel[0] or max(pl, pr) >= kernel[1]:
+        # An explicit Pad before the pool folds into its padding: with the smallest code it
+        # never wins (as the pool's own padding); with another code (the zero point, real 0)
+        # only when the pool has no padding of its own, as the pool's pad value.
+        src, outer, value = lw.explicit_pad(tname)
+        if src != tname and max(np.add(pads, outer)[[0, 2]]) < kernel[0] and \
+                max(np.add(pads, outer)[[1, 3]]) < kernel[1] and \
+                (value == lw.t(src).q.qmin or not any(pads)):
+            tname, pads = src, tuple(int(p) for p in np.add(pads, outer))
+            extra = {} if value == lw.t(src).q.qmin else {"pad_value": value}
+        if max(pads[0], pads[2]) >= kernel[0] or max(pads[1], pads[3]) >= kernel[1]:
             raise UnsupportedOpError(f"node {_label(node)!r}: MaxPool pads {pads} (ceil_mode "
                                      f"included) must be smaller than the kernel {kernel}")
         return [lw.emit("maxpool", _label(node), [tname], (n, ho, wo, c), t.q, ir.NHWC,
                         source=[node.name], kernel=kernel, stride=stride, dilation=dil,
-                        pads=pads)]
+                        pads=pads, **extra)]
     if op in ("Slice", "Split"):
         return _slice_split(lw, node, tname, a)
     if op in ("Resize", "Upsample"):
         return [_resize(lw, node, tname, a)]
+    if op == "Pad":
+        return [_pad(lw, node, tname, a)]
     raise UnsupportedOpError(f"node {_label(node)!r}: {op} unsupported")
 
 
@@ -257,3 +261,68 @@ def _resize(lw, node, tname, a):
     n, h, w, c = lw.t(tname).shape
     return lw.emit("resize", _label(node), [tname], (n, h * int(fh), w * int(fw), c), t.q,
                    ir.NHWC, source=[node.name], scale=(int(fh), int(fw)))
+
+
+_PAD_MODES = ("constant", "edge", "reflect", "wrap")
+
+
+def _pad(lw, node, tname, a):
+    """An IR ``pad`` (the Conv/pool after it may fold it into its own padding)."""
+    t = lw.t(tname)
+    shape = ir.logical_shape(t)
+    rank = len(shape)
+    mode = a.get("mode", b"constant")
+    mode = mode.decode() if isinstance(mode, bytes) else mode
+    if mode not in _PAD_MODES:
+        raise UnsupportedOpError(f"node {_label(node)!r}: Pad mode {mode!r} is not an ONNX mode")
+    raw = [int(p) for p in np.asarray(lw.const(node.input[1], node, "pads")).reshape(-1)]
+    axes = list(range(rank))
+    if len(node.input) > 3 and node.input[3]:
+        axes = [int(x) % rank for x in np.asarray(lw.const(node.input[3], node, "axes"))]
+    if len(raw) != 2 * len(axes):
+        raise UnsupportedOpError(f"node {_label(node)!r}: {len(raw)} pads for {len(axes)} axes")
+    logical = [[0, 0] for _ in range(rank)]
+    for k, ax in enumerate(axes):
+        logical[ax] = [raw[k], raw[k + len(axes)]]
+    value = _pad_code(lw, node, t.q)
+    spatial = rank == 4 and logical[0] == logical[1] == [0, 0]
+    if spatial:
+        tname = lw.nhwc(tname)
+    else:
+        tname = lw.logical(tname)
+    t = lw.t(tname)
+    phys = [logical[i] for i in ((0, 2, 3, 1) if t.layout == ir.NHWC else range(rank))]
+    shape = [s + b + e for s, (b, e) in zip(t.shape, phys)]
+    if min(shape) < 1:
+        raise UnsupportedOpError(f"node {_label(node)!r}: pads {raw} leave an empty tensor")
+    if mode == "reflect" and any(b >= s or e >= s for s, (b, e) in zip(t.shape, phys)):
+        raise UnsupportedOpError(f"node {_label(node)!r}: reflect pads {raw} reach past the "
+                                 f"tensor {ir.logical_shape(t)}")
+    return lw.emit("pad", _label(node), [tname], shape, t.q, t.layout, source=[node.name],
+                   pads=tuple(tuple(p) for p in phys), mode=mode, value=value)
+
+
+def _pad_code(lw, node, q):
+    """The code of Pad's constant value: the input is codes (``q``) or their float view."""
+    kind = lw.get(node.input[0], node)[0]
+    v = 0
+    if len(node.input) > 2 and node.input[2]:
+        cv = lw.get(node.input[2], node)
+        if cv[0] == "qconst":  # DequantizeLinear of a constant code: its real value
+            from bamboo.runtime.quant import dequantize
+
+            v = dequantize(np.asarray(cv[1]).reshape(-1)[:1], np.asarray(cv[2]).reshape(-1)[0],
+                           np.asarray(cv[3]).reshape(-1)[0])[0] if np.size(cv[1]) else 0
+        else:
+            v = np.asarray(lw.const(node.input[2], node, "constant value")).reshape(-1)
+            v = v[0] if v.size else 0
+    if kind == "q":
+        code = int(v)
+    else:
+        from bamboo.runtime.quant import quantize
+
+        code = int(quantize(np.float32(v), np.float32(q.scale), q.zp, q.np_dtype))
+    if not q.qmin <= code <= q.qmax:
+        raise UnsupportedOpError(f"node {_label(node)!r}: Pad value {v} is outside the "
+                                 f"{q.dtype} codes")
+    return code

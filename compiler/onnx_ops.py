@@ -19,20 +19,22 @@ import numpy as np
 
 from . import ir
 from .errors import (
+    CompilerError,
     MissingInitializerError,
     MixedPrecisionError,
     NotQuantizedError,
     UnsupportedOpError,
 )
-from .onnx_import import input_shapes
+from .onnx_common import attrs as _attrs
+from .shapes import MAX_TENSOR_BYTES, check_tensor_size, resolve_input_shapes
 
 __all__ = ["Lowering"]
 
 MS = "com.microsoft"
 _VIEW_OPS = {"Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity", "Transpose"}
-_MOVE_OPS = _VIEW_OPS | {"MaxPool", "Slice", "Split", "Resize", "Upsample"}
+_MOVE_OPS = _VIEW_OPS | {"MaxPool", "Slice", "Split", "Resize", "Upsample", "Pad"}
 _COMPUTE_OPS = {"Conv", "Gemm", "MatMul", "Add", "Mul", "Concat", "GlobalAveragePool",
-                "AveragePool", "Softmax", "Relu", "Clip"}
+                "AveragePool", "Softmax", "Relu", "Clip", "ReduceMean"}
 _LUT_OPS = {"Sigmoid", "HardSigmoid", "HardSwish", "LeakyRelu", "Tanh"}
 _QOPS = {"QLinearConv", "QLinearMatMul", "QGemm", "QLinearAdd", "QLinearMul",
          "QLinearGlobalAveragePool", "QLinearAveragePool", "QLinearConcat", "QLinearLeakyRelu",
@@ -48,12 +50,6 @@ def _elem_name(elem):
 
     return TensorProto.DataType.Name(elem) if elem in TensorProto.DataType.values() else \
         f"<unknown type {elem}>"
-
-
-def _attrs(node):
-    from onnx import helper
-
-    return {a.name: helper.get_attribute_value(a) for a in node.attribute}
 
 
 def _scalar_q(scale, zp, where):
@@ -75,7 +71,7 @@ def _scalar_q(scale, zp, where):
 class Lowering:
     """One pass over a prepared model; :meth:`run` returns the IR graph."""
 
-    def __init__(self, model, consts, *, approx=()):
+    def __init__(self, model, consts, *, approx=(), input_shapes=None):
         self.model = model
         self.approx = set(approx)
         self.vals = {k: ("const", v) for k, v in consts.items()}
@@ -85,6 +81,7 @@ class Lowering:
         self.node_names = set()
         self.layout_cache = {}
         self.labels = {}
+        self.producer = {}
         self.current = None  # output tensor base name -> IR node name
         self.opset = next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
         self.quantized = any(n.op_type == "QuantizeLinear" or n.op_type in _QOPS
@@ -93,7 +90,10 @@ class Lowering:
             raise NotQuantizedError(
                 "the model is float (no QuantizeLinear or QLinear* node); quantize it first "
                 "with onnxruntime.quantization.quantize_static (QDQ, uint8 activations)")
-        for name, shape in input_shapes(model).items():
+        resolved = resolve_input_shapes(model, input_shapes)
+        self.notes = resolved.notes
+        self.total_bytes = 0
+        for name, shape in resolved.shapes.items():
             elem = next(i for i in model.graph.input if i.name == name).type.tensor_type.elem_type
             self.vals[name] = ("fin", name, shape, elem)
 
@@ -108,7 +108,14 @@ class Lowering:
 
     def tensor(self, base, shape, q, layout=ir.ND):
         name = self._uname(base, self.tensors)
-        self.tensors[name] = ir.Tensor(name, tuple(int(s) for s in shape), q, layout)
+        shape = tuple(int(s) for s in shape)
+        self.total_bytes += check_tensor_size(f"tensor {name!r}", shape)
+        if self.total_bytes > MAX_TENSOR_BYTES:
+            raise CompilerError(
+                f"the model's activations exceed the {MAX_TENSOR_BYTES:,} bytes the "
+                f"accelerator's DMA offsets can address (at tensor {name!r}); use a smaller "
+                f"input")
+        self.tensors[name] = ir.Tensor(name, shape, q, layout)
         return name
 
     def emit(self, op, base, inputs, out_shape, q, layout=ir.ND, source=(), **attrs):
@@ -116,7 +123,21 @@ class Lowering:
         self.node_names.add(name)
         out = self.tensor(base or name, out_shape, q, layout)
         self.nodes.append(ir.Node(name, op, tuple(inputs), (out,), attrs, source=tuple(source)))
+        self.producer[out] = self.nodes[-1]
         return out
+
+    def explicit_pad(self, tname):
+        """``(source, (top, left, bottom, right), code)`` if NHWC ``tname`` is a constant-mode
+        spatial ``pad`` (no cropping) of ``source``, else ``(tname, zeros, None)``: a Conv or
+        pool reading it may take the padding as its own (the pad node is then pruned)."""
+        p = self.producer.get(tname)
+        if p is None or p.op != "pad" or p.attrs["mode"] != "constant" or \
+                self.t(tname).layout != ir.NHWC:
+            return tname, (0, 0, 0, 0), None
+        (n0, n1), (t, b), (le, r), (c0, c1) = p.attrs["pads"]
+        if n0 or n1 or c0 or c1 or min(t, b, le, r) < 0:
+            return tname, (0, 0, 0, 0), None
+        return p.inputs[0], (t, le, b, r), p.attrs["value"]
 
     def get(self, name, node):
         if not name:
@@ -197,46 +218,75 @@ class Lowering:
     # --- the walk ----------------------------------------------------------------------------
 
     def run(self):
-        from .onnx_qop import lower_qop
-
+        """Lower every node; unsupported ones are collected and refused together."""
+        refused = []
         for node in self.model.graph.node:
             self.current = node
-            op = node.op_type
-            if node.domain not in ("", "ai.onnx", MS):
-                raise UnsupportedOpError(f"node {node.name!r}: domain {node.domain!r} is unknown")
-            ins = [self.get(i, node) if i else None for i in node.input]
-            if op == "Constant":
-                from onnx import numpy_helper
-                a = node.attribute[0]
-                if a.name != "value":
-                    raise UnsupportedOpError(f"node {node.name!r}: Constant {a.name} unsupported")
-                self.vals[node.output[0]] = ("const", numpy_helper.to_array(a.t))
-            elif op not in _FOLD_SKIP and all(v is None or v[0] == "const" for v in ins):
-                self.fold(node)
-            elif op in ("Shape", "Size"):
-                t = self.t(self.act(node.input[0], node))
-                shape = np.array(ir.logical_shape(t), dtype=np.int64)
-                val = shape if op == "Shape" else np.int64(shape.prod())
-                if op == "Shape":
-                    a = _attrs(node)
-                    val = shape[a.get("start", 0):a.get("end", len(shape))]
-                self.vals[node.output[0]] = ("const", val)
-            elif op == "QuantizeLinear":
-                self.quantize(node, ins)
-            elif op == "DequantizeLinear":
-                self.dequantize(node, ins)
-            elif op in _MOVE_OPS:
-                self.move(node)
-            elif op in _COMPUTE_OPS or op in _LUT_OPS:
-                for o in node.output:
-                    self.vals[o] = ("pending", node)
-            elif op in _QOPS:
-                lower_qop(self, node)
+            if any(self.vals.get(i, ("",))[0] == "bad" for i in node.input if i):
+                bad = True  # downstream of an unsupported node: its error says it all
             else:
-                raise UnsupportedOpError(
-                    f"node {node.name or op!r}: operator {node.domain + '.' if node.domain else ''}"
-                    f"{op} is not supported by Bamboo; replace it in the model or file an issue")
+                try:
+                    self.lower_node(node)
+                    bad = False
+                except UnsupportedOpError as exc:
+                    refused.append(str(exc))
+                    bad = True
+            if bad:
+                for o in node.output:
+                    self.vals[o] = ("bad", node)
+        if len(refused) == 1:
+            raise UnsupportedOpError(refused[0])
+        if refused:
+            raise UnsupportedOpError(f"{len(refused)} nodes are not supported: " +
+                                     "; ".join(refused))
         return self.finish()
+
+    def lower_node(self, node):
+        from .onnx_qop import lower_qop
+
+        op = node.op_type
+        if node.domain not in ("", "ai.onnx", MS):
+            raise UnsupportedOpError(
+                f"node {node.name or op!r}: {op} is a custom op of domain {node.domain!r}, "
+                f"which needs its own runtime library; Bamboo runs standard ONNX and "
+                f"com.microsoft quantized ops: export the model without it (or replace it "
+                f"with standard ops)")
+        ins = [self.get(i, node) if i else None for i in node.input]
+        if op == "Constant":
+            from onnx import numpy_helper
+            a = node.attribute[0]
+            if a.name != "value":
+                raise UnsupportedOpError(f"node {node.name!r}: Constant {a.name} unsupported")
+            self.vals[node.output[0]] = ("const", numpy_helper.to_array(a.t))
+        elif op not in _FOLD_SKIP and all(v is None or v[0] == "const" for v in ins):
+            self.fold(node)
+        elif op in ("Shape", "Size"):
+            t = self.t(self.act(node.input[0], node))
+            shape = np.array(ir.logical_shape(t), dtype=np.int64)
+            val = shape if op == "Shape" else np.int64(shape.prod())
+            if op == "Shape":
+                a = _attrs(node)
+                val = shape[a.get("start", 0):a.get("end", len(shape))]
+            self.vals[node.output[0]] = ("const", val)
+        elif op == "QuantizeLinear":
+            self.quantize(node, ins)
+        elif op == "DequantizeLinear":
+            self.dequantize(node, ins)
+        elif op == "Identity" and ins[0] is not None and ins[0][0] in ("qconst", "pending"):
+            # The dynamo exporter shares a weight or bias through an Identity (after its
+            # DequantizeLinear), and may put one after a float op: the same value.
+            self.vals[node.output[0]] = ins[0]
+        elif op in _MOVE_OPS:
+            self.move(node)
+        elif op in _COMPUTE_OPS or op in _LUT_OPS:
+            for o in node.output:
+                self.vals[o] = ("pending", node)
+        elif op in _QOPS:
+            lower_qop(self, node)
+        else:
+            raise UnsupportedOpError(
+                f"node {node.name or op!r}: operator {node.domain + '.' if node.domain else ''}"
+                f"{op} is not supported by Bamboo; replace it in the model or file an issue")
 
     def finish(self):
         outputs = []
@@ -252,7 +302,7 @@ class Lowering:
             t = self.t(v[1])
             outputs.append(ir.IOSpec(vi.name, v[1], ir.logical_shape(t), v[0] == "dq"))
         g = ir.Graph(tuple(self.nodes), self.tensors, tuple(self.inputs), tuple(outputs),
-                     name=self.model.graph.name or "model")
+                     name=self.model.graph.name or "model", notes=self.notes)
         return ir.verify(g.prune())
 
     # --- constants ---------------------------------------------------------------------------
@@ -310,7 +360,14 @@ class Lowering:
         elif kind == "dq":
             self.vals[out] = ("q", self.requant(ins[0][1], q, name))
         elif kind == "pending":
-            self.vals[out] = ("q", self.compute(ins[0][1], q, out, clamp=None))
+            views = ins[0][2] if len(ins[0]) > 2 else ()
+            t = self.compute(ins[0][1], q, f"{out}_pre" if views else out, clamp=None)
+            if views:
+                from .onnx_moves import lower_move
+
+                for view in views:
+                    (t,) = lower_move(self, view, t)
+            self.vals[out] = ("q", t)
         else:
             raise UnsupportedOpError(f"QuantizeLinear {name!r}: input kind {kind} unsupported")
 
@@ -351,8 +408,12 @@ class Lowering:
         from .onnx_moves import lower_move
 
         v = self.get(node.input[0], node)
+        if v[0] == "pending" and node.op_type in _VIEW_OPS and len(node.output) == 1:
+            # A float op's result reshaped before its QuantizeLinear (ReduceMean -> Flatten):
+            # still pending; the view applies to the codes once the QuantizeLinear is met.
+            self.vals[node.output[0]] = ("pending", v[1], v[2:] and v[2] + (node,) or (node,))
+            return
         if v[0] == "pending":
-            # A float op's result reshaped before its QuantizeLinear: keep it pending.
             raise NotQuantizedError(
                 f"node {node.name or node.op_type!r} ({node.op_type}) reads the float output of "
                 f"{v[1].name or v[1].op_type!r}; quantize that node")

@@ -6,16 +6,18 @@ import numpy as np
 
 from . import ir
 from .errors import UnsupportedOpError
+from .onnx_common import attrs as _attrs
 from .onnx_compute import (
     build_avgpool,
     build_binary,
     build_concat,
+    build_const_operand,
     build_conv,
     build_fc,
     build_gap,
     build_softmax,
 )
-from .onnx_ops import _attrs, _elem_name, _scalar_q
+from .onnx_ops import _elem_name, _scalar_q
 from .tables import ort_table
 
 __all__ = ["lower_qop"]
@@ -91,6 +93,15 @@ def lower_qop(lw, node):
         else:
             w, bias, qo = codes.T, None, _q(lw, node, 6)
         out = build_fc(lw, node, x, w, ws, wz, bias, qo, base)
+    elif op in ("QLinearAdd", "QLinearMul") and any(
+            lw.get(node.input[k], node)[0] == "const" for k in (0, 3)):
+        # A constant operand (the bias after a QLinearMatMul of older quantizers).
+        k = 3 if lw.get(node.input[3], node)[0] == "const" else 0
+        qc = _q(lw, node, k + 1)
+        x = _act(lw, node, 3 - k, _q(lw, node, 4 - k))
+        out = build_const_operand(lw, node, op[7:].lower(), x,
+                                  (np.asarray(lw.const(node.input[k], node)), qc.scale, qc.zp),
+                                  _q(lw, node, 6), base)
     elif op in ("QLinearAdd", "QLinearMul"):
         xa = _act(lw, node, 0, _q(lw, node, 1))
         xb = _act(lw, node, 3, _q(lw, node, 4))

@@ -38,6 +38,9 @@ CAPABILITIES = {
     "fc": (CPU, "fully connected (CPU by default)"),
     "transpose": (CPU, "layout transpose"),
     "softmax": (CPU, "softmax (CPU)"),
+    "add_const": (CPU, "per-channel constant operand (CPU)"),
+    "mul_const": (CPU, "per-channel constant operand (CPU)"),
+    "pad": (CPU, "explicit Pad that does not fold into the next Conv/pool's padding"),
 }
 
 

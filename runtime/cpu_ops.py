@@ -17,6 +17,7 @@ import numpy as np
 from . import conv as kconv
 from . import elementwise as kel
 from . import pool as kpool
+from . import quant as kquant
 from .errors import RuntimeBambooError
 from .requant import Requant
 
@@ -105,14 +106,15 @@ def _gap(a, x, tin, tout):
 
 
 def _avgpool(a, x, tin, tout):
-    return kpool.avg_pool(x, tin.zp, tin.scale, tout.scale, tout.zp, a["kernel"],
+    # The float form: what onnxruntime computes (the integer avg_pool differs on ties).
+    return kpool.avg_pool_float(x, tin.zp, tin.scale, tout.scale, tout.zp, a["kernel"],
                           stride=a["stride"], pads=a["pads"],
                           count_include_pad=a["count_include_pad"], out_dtype=tout.np_dtype)
 
 
 def _maxpool(a, x, tin, tout):
     return kpool.max_pool(x, a["kernel"], stride=a["stride"], dilation=a["dilation"],
-                          pads=a["pads"])
+                          pads=a["pads"], pad_value=a.get("pad_value"))
 
 
 def _add(a, x, y, tx, ty, tout):
@@ -145,6 +147,34 @@ def _shuffle(a, x, tin, tout):
 def _resize(a, x, tin, tout):
     fh, fw = a["scale"]
     return np.repeat(np.repeat(x, fh, axis=1), fw, axis=2)
+
+
+def _const_operand(a, x, tin, tout):
+    """``add_const``/``mul_const``: ``x`` with a constant operand broadcast to it.
+
+    Quantized operand (``operand_scale`` set): the QLinearAdd/QLinearMul formulas of
+    :mod:`.elementwise`. Float operand: onnxruntime's float op between DequantizeLinear and
+    QuantizeLinear, ``Q(DQ(x) op c)`` in float32.
+    """
+    c = np.asarray(a["operand"])
+    if a["operand_scale"] is not None:
+        kernel = kel.add if a["fn"] == "add" else kel.mul_channel
+        return kernel(x, _F32(tin.scale), tin.zp, c.astype(x.dtype), _F32(a["operand_scale"]),
+                      a["operand_zp"], _F32(tout.scale), tout.zp, dtype=tout.np_dtype)
+    v = kquant.dequantize(x, _F32(tin.scale), tin.zp)
+    v = (v + c.astype(_F32) if a["fn"] == "add" else v * c.astype(_F32)).astype(_F32)
+    return kquant.quantize(v, _F32(tout.scale), tout.zp, tout.np_dtype)
+
+
+def _pad(a, x, tin, tout):
+    """ONNX Pad on codes: ``pads`` per physical axis as (before, after); negative crops."""
+    crop = tuple(slice(max(0, -b), x.shape[i] - max(0, -e)) for i, (b, e) in
+                 enumerate(a["pads"]))
+    width = [(max(0, b), max(0, e)) for b, e in a["pads"]]
+    if a["mode"] == "constant":
+        return np.pad(x[crop], width, mode="constant", constant_values=a["value"])
+    return np.pad(x[crop], width, mode={"edge": "edge", "reflect": "reflect",
+                                        "wrap": "wrap"}[a["mode"]])
 
 
 def _table(a, x, tin, tout):
@@ -189,7 +219,8 @@ def _softmax(a, x, tin, tout):
 KERNELS = {
     "conv": _conv, "fc": _fc, "gap": _gap, "avgpool": _avgpool, "maxpool": _maxpool,
     "slice": _slice, "shuffle": _shuffle, "resize": _resize, "lut": _table, "view": _view,
-    "transpose": _transpose, "softmax": _softmax,
+    "transpose": _transpose, "softmax": _softmax, "pad": _pad,
+    "add_const": _const_operand, "mul_const": _const_operand,
 }
 #: Binary ops: ``f(attrs, a, b, ta, tb, tout)``.
 BINARY = {"add": _add, "mul": _mul}

@@ -10,7 +10,9 @@
   pixels inside the image). This is the hardware contract. It is *not* quite
   onnxruntime: QLinearAveragePool (what a QDQ AveragePool fuses into) computes
   in float32, which ``avg_pool_float`` reproduces bit for bit. The two differ
-  by one code on a few outputs per million (measured in tests/runtime/test_pool.py).
+  by one code on exact ties (an odd zero point: up to a quarter of a 2x2 pool's outputs),
+  so compiled models run ``avg_pool_float`` on the CPU (``cpu_ops``; the back end keeps
+  non-global average pools off the fabric).
 * ``max_pool``: max of the codes. Exact because quantization is monotonic and a
   quantized MaxPool keeps its input scale and zero point (onnxruntime runs
   MaxPool directly on uint8/int8).
@@ -273,8 +275,8 @@ def avg_pool_float(x, x_zp, s_x, s_y, y_zp, kernel, *, stride=None, pads=(0, 0, 
     return np.clip(y, *qrange(out_dtype)).astype(out_dtype)
 
 
-def max_pool(x, kernel, *, stride=None, dilation=(1, 1), pads=(0, 0, 0, 0)):
-    """MaxPool on NHWC codes (floor mode); padding never wins.
+def max_pool(x, kernel, *, stride=None, dilation=(1, 1), pads=(0, 0, 0, 0), pad_value=None):
+    """MaxPool on NHWC codes (floor mode); padding never wins unless ``pad_value`` is given.
 
     Parameters
     ----------
@@ -282,6 +284,9 @@ def max_pool(x, kernel, *, stride=None, dilation=(1, 1), pads=(0, 0, 0, 0)):
     kernel, stride, dilation : (int, int)
         ``stride`` defaults to the kernel.
     pads : (top, left, bottom, right)
+    pad_value : int, optional
+        The code the padding holds (an explicit ONNX Pad folded into the pool: the zero
+        point); default the smallest code, which never wins.
 
     Returns
     -------
@@ -289,6 +294,7 @@ def max_pool(x, kernel, *, stride=None, dilation=(1, 1), pads=(0, 0, 0, 0)):
     """
     x = np.asarray(x)
     qmin, _ = _codes(x, "x")
+    qmin = qmin if pad_value is None else int(pad_value)
     if x.ndim != 4:
         raise QuantizationError(f"max_pool wants NHWC x, not shape {x.shape}")
     kernel = tuple(kernel)

@@ -63,7 +63,8 @@ def quantize(x, scale, zp, dtype=np.uint8, axis=1):
     # np.divide on two float32 arrays is one correctly rounded float32 division,
     # and np.rint rounds half to even: together RNE(f32(x / s)).
     with np.errstate(over="ignore", invalid="ignore"):
-        q = np.divide(x, scale, dtype=np.float32)
+        # np.asarray: on 0-d input numpy returns a scalar, which cannot be an ``out=``.
+        q = np.asarray(np.divide(x, scale, dtype=np.float32))
     np.rint(q, out=q)
     # The zero point is added in float32, exactly below 2**24; a quotient beyond that
     # saturates either way. Clip in float before the integer cast: huge quotients would

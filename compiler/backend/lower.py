@@ -345,7 +345,8 @@ class Lowerer:
         a = node.attrs
         tin = self.g.tensors[node.inputs[0]]
         return self._vec(node, isa.VecOp.MAX_POOL, [node.inputs[0]], kernel=a["kernel"],
-                         stride=a["stride"], pads=a["pads"][:2], pad_value=tin.q.qmin)
+                         stride=a["stride"], pads=a["pads"][:2],
+                         pad_value=a.get("pad_value", tin.q.qmin))
 
     def _add(self, node):
         ins = list(node.inputs)

@@ -313,8 +313,8 @@ def test_unsupported_op_names_node():
 def test_dynamic_shape_and_missing_initializer():
     model = qdq(convnet(), (1, 3, 16, 16), "convnet")
     m = onnx.ModelProto.FromString(model.SerializeToString())
-    m.graph.input[0].type.tensor_type.shape.dim[0].dim_param = "batch"
-    _err(m, errors.DynamicShapeError, "'x'", "fixed")
+    m.graph.input[0].type.tensor_type.shape.dim[1].dim_param = "channels"
+    _err(m, errors.DynamicShapeError, "'x'", "'channels'", "--input-shape")
     m = onnx.ModelProto.FromString(model.SerializeToString())
     victim = next(n for n in m.graph.node if n.op_type == "DequantizeLinear" and
                   n.input[0] in {i.name for i in m.graph.initializer})
@@ -378,3 +378,75 @@ def test_transpose_perm_and_concat_shapes_are_checked():
 
 
 # Fuzzing (truncation, random bytes, structural mutations of real models): test_fuzz.py.
+
+
+# --- issue 14: SSA, external data, custom domains, local functions, all refusals ---------------
+
+def _convnet_copy():
+    return onnx.ModelProto.FromString(qdq(convnet(), (1, 3, 16, 16), "convnet").SerializeToString())
+
+
+def test_non_ssa_graph_is_refused():
+    m = _convnet_copy()
+    convs = [n for n in m.graph.node if n.op_type == "Conv"]
+    convs[1].output[0] = convs[0].output[0]
+    msg = _err(m, errors.ModelLoadError, "SSA", repr(convs[0].output[0]))
+    assert "once" in msg
+
+
+def test_every_unsupported_node_is_listed():
+    m = _convnet_copy()
+    pool, conv = [n for n in m.graph.node if n.op_type == "Conv"][4:6]  # two parallel branches
+    pool.op_type = "LpPool"
+    conv.op_type, conv.domain = "FancyConv", "com.example"
+    msg = _err(m, errors.UnsupportedOpError, "2 nodes are not supported", pool.name, "LpPool",
+               conv.name, "custom op of domain 'com.example'", "export the model without it")
+    assert msg.count("node ") == 2
+
+
+def test_local_functions_are_inlined():
+    m = _convnet_copy()
+    pool = next(n for n in m.graph.node if n.op_type == "MaxPool")
+    body = helper.make_node("MaxPool", ["a"], ["b"], kernel_shape=[2, 2], strides=[2, 2])
+    fn = helper.make_function("local.fn", "Pool2", ["a"], ["b"], [body],
+                              [helper.make_opsetid("", m.opset_import[0].version)])
+    m.functions.append(fn)
+    m.opset_import.append(helper.make_opsetid("local.fn", 1))
+    del pool.attribute[:]
+    pool.op_type, pool.domain = "Pool2", "local.fn"
+    onnx.checker.check_model(m)
+    want = [n.op for n in import_onnx(_convnet_copy()).nodes]
+    assert [n.op for n in import_onnx(m).nodes] == want
+
+
+def test_external_data_is_read_beside_the_model(tmp_path, monkeypatch):
+    model_dir = tmp_path / "model"
+    model_dir.mkdir()
+    path = model_dir / "net.onnx"
+    onnx.save(_convnet_copy(), str(path), save_as_external_data=True, location="net.data",
+              size_threshold=0)
+    assert (model_dir / "net.data").stat().st_size > 0
+    monkeypatch.chdir(tmp_path)  # not the model's folder
+    want = import_onnx(_convnet_copy())
+    got = import_onnx(str(path))
+    for a, b in zip(got.nodes, want.nodes):
+        assert a.op == b.op
+        if a.op == "conv":
+            assert np.array_equal(a.attrs["w"], b.attrs["w"])
+    _err(path.read_bytes(), errors.ModelLoadError, "external data file that was not loaded")
+    (model_dir / "net.data").unlink()
+    _err(str(path), errors.ModelLoadError, "external data file 'net.data' is missing",
+         str(model_dir))
+
+
+def test_identity_of_a_dequantized_weight():
+    """The dynamo exporter shares weights and biases through Identity nodes."""
+    m = _convnet_copy()
+    conv = next(n for n in m.graph.node if n.op_type == "Conv")
+    for k in (1, 2):
+        ident = helper.make_node("Identity", [conv.input[k]], [f"shared{k}"], name=f"Id{k}")
+        m.graph.node.insert(list(m.graph.node).index(conv), ident)
+        conv.input[k] = f"shared{k}"
+    a, b = import_onnx(m), import_onnx(_convnet_copy())
+    assert [n.op for n in a.nodes] == [n.op for n in b.nodes]
+    assert np.array_equal(a.nodes[0].attrs["w"], b.nodes[0].attrs["w"])

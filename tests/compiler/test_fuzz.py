@@ -4,12 +4,17 @@ Base models: the quantized face detector (UltraFace, reduced to 60x80), two zoo 
 at their test sizes (MobileNetV3-Small QDQ, Tiny-YOLOv3 QOperator) and the synthetic
 convnet of test_frontend.py. Each case mutates one of them (bytes: truncation, random
 bytes; structure: removed initializers or nodes, wrong initializer or input shapes and
-dtypes, changed attributes, op types, opsets, rewired inputs), then imports and compiles
-it. A case passes when that raises a :class:`BambooError` subclass, or when it compiles
+dtypes, changed attributes, op types, opsets, rewired inputs; input dimensions that are
+zero, huge or negative; outputs written twice; initializers moved to an external data file
+that is kept, cut short or removed; nodes wrapped in local functions), then imports and
+compiles it. A case passes when that raises a :class:`BambooError` subclass, or when it compiles
 and the reference executor runs it on a random input (or raises a BambooError). Any
 other exception is a bug. Hypothesis runs derandomized without a database, so the
 cases are the same on every run.
 """
+
+import os
+import tempfile
 
 import numpy as np
 import pytest
@@ -32,7 +37,8 @@ OP_TYPES = ["Conv", "Add", "Mul", "Relu", "MaxPool", "QLinearConv", "QLinearAdd"
             "Concat", "DequantizeLinear", "QuantizeLinear", "Sigmoid", "Gemm", "Softmax",
             "Resize", "Slice", "Transpose", "Foo"]
 KINDS = ["truncate", "bytes", "drop_initializer", "initializer_shape", "initializer_dtype",
-         "input_shape", "input_dtype", "drop_node", "attribute", "rewire", "opset", "op_type"]
+         "input_shape", "input_dtype", "drop_node", "attribute", "rewire", "opset", "op_type",
+         "extreme_shape", "ssa", "external_data", "function"]
 
 
 def _base(name):
@@ -74,8 +80,48 @@ def _mutate_attribute(data, a):
                            label="attribute type")
 
 
-def _mutate(data, base, blob, kind):
-    """Serialized bytes of ``base`` after one mutation of ``kind``."""
+def _mutate_external(data, m, folder):
+    """Save ``m`` with its initializers in ``folder/w.data``, then keep, cut or remove it."""
+    import os
+
+    os.makedirs(folder, exist_ok=True)
+    path = os.path.join(folder, "model.onnx")
+    onnx.save(m, path, save_as_external_data=True, location="w.data", size_threshold=0)
+    how = data.draw(st.sampled_from(["keep", "cut", "remove", "elsewhere"]), label="how")
+    data_path = os.path.join(folder, "w.data")
+    if how == "cut":
+        with open(data_path, "r+b") as f:
+            f.truncate(data.draw(st.integers(0, os.path.getsize(data_path) - 1), label="cut"))
+    elif how == "remove":
+        os.remove(data_path)
+    elif how == "elsewhere":  # a location outside the model's folder
+        m2 = onnx.load(path, load_external_data=False)
+        t = m2.graph.initializer[_index(data, m2.graph.initializer, "initializer")]
+        next(e for e in t.external_data if e.key == "location").value = "../w.data"
+        onnx.save(m2, path)
+    return path
+
+
+def _mutate_function(data, m):
+    """Move one node into a local function (domain ``local.fn``) and call it."""
+    from onnx import helper
+
+    n = m.graph.node[_index(data, m.graph.node, "node")]
+    ins = [f"i{k}" for k in range(len(n.input))]
+    outs = [f"o{k}" for k in range(len(n.output))]
+    body = helper.make_node(n.op_type, ins, outs, domain=n.domain)
+    body.attribute.extend(n.attribute)
+    imports = [helper.make_opsetid(o.domain, o.version) for o in m.opset_import]
+    fn = helper.make_function("local.fn", "Wrapped", ins, outs, [body], imports)
+    m.functions.append(fn)
+    m.opset_import.append(helper.make_opsetid("local.fn", 1))
+    del n.attribute[:]
+    n.op_type = "Wrapped"
+    n.domain = data.draw(st.sampled_from(["local.fn", "local.other"]), label="domain")
+
+
+def _mutate(data, base, blob, kind, folder=None):
+    """Serialized bytes of ``base`` after one mutation of ``kind`` (a path for external data)."""
     if kind == "truncate":
         return blob[:data.draw(st.integers(0, len(blob) - 1), label="cut at")]
     if kind == "bytes":
@@ -136,6 +182,18 @@ def _mutate(data, base, blob, kind):
             n.input[_index(data, n.input, "input")] = names[_index(data, names, "name")]
     elif kind == "opset":
         m.opset_import[0].version = data.draw(st.integers(7, 23), label="opset")
+    elif kind == "extreme_shape":
+        dims = g.input[0].type.tensor_type.shape.dim
+        dims[_index(data, dims, "dim")].dim_value = data.draw(
+            st.sampled_from([0, -1, -7, 100000, 2**31, 2**40, 2**62]), label="size")
+    elif kind == "ssa":
+        a, b = (g.node[_index(data, g.node, f"node {k}")] for k in "ab")
+        if a.output and b.output:
+            b.output[_index(data, b.output, "output")] = a.output[0]
+    elif kind == "external_data":
+        return _mutate_external(data, m, folder)
+    elif kind == "function":
+        _mutate_function(data, m)
     else:
         g.node[_index(data, g.node, "node")].op_type = data.draw(st.sampled_from(OP_TYPES),
                                                                  label="op type")
@@ -164,10 +222,13 @@ def test_mutated_models_fail_cleanly(name, diff_cases):
                                      HealthCheck.large_base_example])
     @given(kind=st.sampled_from(KINDS), data=st.data(), seed=st.integers(0, 2**32 - 1))
     def case(kind, data, seed):
-        mutated = _mutate(data, base, blob, kind)
-        try:
-            graph = compile_model(mutated)
-        except BambooError:
+        with tempfile.TemporaryDirectory() as folder:
+            mutated = _mutate(data, base, blob, kind, os.path.join(folder, "m"))
+            try:
+                graph = compile_model(mutated)
+            except BambooError:
+                graph = None
+        if graph is None:
             outcomes["rejected"] += 1
             return
         outcomes["compiled"] += 1

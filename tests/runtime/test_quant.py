@@ -108,3 +108,13 @@ def test_quant_errors_name_the_problem():
         quantize([1.0], 0.1, 300)
     with pytest.raises(ValueError, match="quantized type must be uint8 or int8"):
         quantize([1.0], 0.1, 0, np.int16)
+
+
+@pytest.mark.parametrize("value", [0.0, 6.0, -0.7, 1e30])
+def test_quantize_takes_0d_input(value):
+    """Issue 13: a Relu/Clip bound is a 0-d value (it raised 'return arrays must be of
+    ArrayType')."""
+    scale, zp = np.float32(0.0235), np.asarray(3, np.uint8)
+    got = quantize(np.float32(value), scale, zp)
+    assert got.shape == () and got.dtype == np.uint8
+    assert got == _ort_quantize(np.array([value], np.float32), scale, zp)[0]
