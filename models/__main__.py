@@ -1,7 +1,7 @@
 """``python -m bamboo.models NAME [--resolution R] [--width W] [--format F]``: build, print path.
 
 NAME is a zoo model, ``digits`` (the trained digits classifier) or ``ultraface``
-(the shared pretrained face detector). ``--stats`` prints parameters and MACs
+(the vendored pretrained face detector). ``--stats`` prints parameters and MACs
 instead; ``--list`` prints the zoo with its nominal sizes.
 """
 

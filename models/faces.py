@@ -1,6 +1,7 @@
-"""The real pretrained face detector from ``shared/models``, quantized for Bamboo.
+"""The real pretrained face detector vendored in ``models/pretrained/ultraface``, quantized.
 
-UltraFace RFB-320 (``ultraface_rfb_320.onnx``, see ``shared/models/README.md``) is a
+UltraFace RFB-320 (``ultraface_rfb_320.onnx``, MIT; source and licence in
+``models/pretrained/ultraface/``) is a
 float opset-9 model whose initializers are also listed in ``graph.input`` (IR v4
 style). Before quantizing, those inputs are dropped (onnxruntime treats a listed
 initializer as an overridable input: it neither folds nor quantizes it as a
@@ -10,34 +11,17 @@ Calibration uses the sample photos at 320x240, normalised as ``(x - 127) / 128``
 """
 
 import hashlib
-import os
 import pathlib
 
-__all__ = ["HEIGHT", "WIDTH", "build_float", "build_quantized", "shared_model"]
+__all__ = ["HEIGHT", "WIDTH", "build_float", "build_quantized", "source_model"]
 
 HEIGHT, WIDTH = 240, 320
 FILE = "ultraface_rfb_320.onnx"
 
 
-class MissingModelError(FileNotFoundError):
-    """The shared model file is not there (``shared/`` sits beside the repository)."""
-
-
-def shared_model():
-    """Path of the original model: ``BAMBOO_SHARED/models`` or ``<repo>/../shared/models``.
-
-    Raises
-    ------
-    MissingModelError
-        When the file is missing; tests skip on it.
-    """
-    from .zoo import ROOT
-
-    shared = pathlib.Path(os.environ.get("BAMBOO_SHARED", ROOT.parent / "shared"))
-    path = shared / "models" / FILE
-    if not path.is_file():
-        raise MissingModelError(f"{path} not found: shared/ must sit beside the repository")
-    return path
+def source_model():
+    """Path of the original float model, vendored in the repository."""
+    return pathlib.Path(__file__).resolve().parent / "pretrained" / "ultraface" / FILE
 
 
 def _key(path, kind):
@@ -54,7 +38,7 @@ def build_float():
 
     from .export import _atomic_save
 
-    src = shared_model()
+    src = source_model()
     path = _key(src, "float")
     if path.exists():
         return path
@@ -80,7 +64,7 @@ def build_quantized(format="qdq"):  # noqa: A002
     """UltraFace quantized by onnxruntime (uint8 activations, int8 per-channel weights)."""
     from .quantize import quantize
 
-    src = shared_model()
+    src = source_model()
     path = _key(src, format)
     if path.exists():
         return path

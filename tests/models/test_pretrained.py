@@ -1,4 +1,4 @@
-"""The zoo's real models: the trained digits classifier and the shared face detector."""
+"""The zoo's real models: the trained digits classifier and the vendored face detector."""
 
 import numpy as np
 import pytest
@@ -31,10 +31,6 @@ def test_digits_dataset_split():
 
 @pytest.fixture(scope="module")
 def ultraface():
-    try:
-        faces.shared_model()
-    except faces.MissingModelError as exc:
-        pytest.skip(str(exc))
     return faces.build_float(), faces.build_quantized()
 
 
@@ -56,3 +52,13 @@ def test_ultraface_int8_agrees_with_float(ultraface):
     assert np.corrcoef(fout[0].ravel(), qout[0].ravel())[0, 1] > 0.99
     assert np.corrcoef(fout[1].ravel(), qout[1].ravel())[0, 1] > 0.98
     assert (fout[0][0, :, 1] > 0.7).any() and (qout[0][0, :, 1] > 0.7).any()
+
+
+def test_ultraface_is_vendored_with_its_licence():
+    import hashlib
+
+    src = faces.source_model()
+    digest = hashlib.sha256(src.read_bytes()).hexdigest()
+    note = (src.parent / "README.md").read_text()
+    assert digest in note, "the vendored model differs from the one its README describes"
+    assert (src.parent / "LICENSE").read_text().startswith("MIT License")

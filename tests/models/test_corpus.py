@@ -1,0 +1,83 @@
+"""The corpus of real exports (``bamboo.models.corpus``), each file exactly as exported.
+
+Every entry at its small resolution (``make test``; the nominal resolution under
+``slow``): the quantized file keeps the exporter's dynamic batch axis, ``bamboo inspect``
+and ``bamboo compile`` take it as it is (exit code 0), and the artifact on
+``Session(backend="isa")`` is bit-exact with onnxruntime (CPU, ``ORT_ENABLE_EXTENDED``,
+one thread) on seeded random inputs, compared as float32 bit patterns.
+
+Building the corpus from an empty cache (export, pre-processing, calibration) is most of
+the time; the files are cached under ``build/models/corpus``.
+"""
+
+import numpy as np
+import pytest
+
+pytest.importorskip("torch", reason="the corpus is exported from torch")
+onnx = pytest.importorskip("onnx")
+pytest.importorskip("onnxruntime")
+pytest.importorskip("skimage", reason="calibration photos come from scikit-image")
+
+import ortutil  # noqa: E402
+from bamboo.models import corpus  # noqa: E402
+from bamboo.runtime.session import Session  # noqa: E402
+
+from bamboo.cli import main as bamboo  # noqa: E402
+
+NAMES = sorted(corpus.CORPUS)
+INPUTS = 2
+
+
+def _check(name, full, tmp_path, capsys, diff_cases):
+    path = corpus.build(name, full)
+    model = onnx.load(str(path))
+    (inp,) = [i for i in model.graph.input
+              if i.name not in {t.name for t in model.graph.initializer}]
+    batch = inp.type.tensor_type.shape.dim[0]
+    assert batch.dim_param and not batch.HasField("dim_value"), \
+        f"{path}: the batch axis is not dynamic as exported"
+
+    assert bamboo(["inspect", str(path)]) == 0, capsys.readouterr().err
+    text = capsys.readouterr().out
+    assert "bytes crossing PS/PL" in text, text
+
+    artifact = tmp_path / f"{name}.bmb"
+    assert bamboo(["compile", str(path), "-o", str(artifact), "--config", "ultra96",
+                   "--quiet"]) == 0, capsys.readouterr().err
+
+    ref = ortutil.session(model)
+    with Session(str(artifact), backend="isa") as sess:
+        (spec,) = sess.io["inputs"]
+        assert [o.name for o in sess.get_outputs()] == [o.name for o in ref.get_outputs()]
+        for x in corpus.random_inputs(name, INPUTS, full):
+            want = ref.run(None, {inp.name: x})
+            got = sess.run(None, {spec["name"]: x})
+            for g, w, out in zip(got, want, sess.io["outputs"]):
+                assert g.dtype == w.dtype == np.float32 and g.shape == w.shape, out["name"]
+                differ = np.count_nonzero(g.view(np.uint32) != w.view(np.uint32))
+                assert differ == 0, f"{out['name']}: {differ} of {g.size} values differ"
+                diff_cases("corpus", g.size)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_corpus_entry_inspects_compiles_and_is_bit_exact(name, tmp_path, capsys, diff_cases):
+    _check(name, False, tmp_path, capsys, diff_cases)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", NAMES)
+def test_corpus_entry_full_resolution(name, tmp_path, capsys, diff_cases):
+    _check(name, True, tmp_path, capsys, diff_cases)
+
+
+def test_corpus_covers_every_axis():
+    """Each exporter, pre-processing choice, format and activation type appears, and
+    every format and activation type under both exporters."""
+    entries = corpus.CORPUS.values()
+    seen = {(e.exporter, e.format) for e in entries} | {(e.exporter, e.activation)
+                                                        for e in entries}
+    for exporter in ("legacy", "dynamo"):
+        for value in ("qdq", "qoperator", "uint8", "int8"):
+            assert (exporter, value) in seen, (exporter, value)
+    assert {e.pre_process for e in entries} == {True, False}
+    assert {e.library for e in entries} == {"torchvision", "timm", "detector"}
