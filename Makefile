@@ -22,10 +22,11 @@ help:
 
 setup: $(STAMP)
 
-$(STAMP): requirements-dev.txt pyproject.toml scripts/install_simulators.sh
+$(STAMP): requirements-dev.txt requirements-nodeps.txt pyproject.toml scripts/install_simulators.sh
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -r requirements-dev.txt
+	$(BIN)/python -m pip install -q --no-deps -r requirements-nodeps.txt
 	$(BIN)/python -m pip install -q --no-deps -e .
 	bash scripts/install_simulators.sh
 	@touch $@

@@ -31,11 +31,13 @@ def build_parser():
                    help="skip the MobileNetV2-1.0@224 projection (it builds the model once)")
     p.set_defaults(func=_cmd_demo)
 
+    from bamboo.cli_quantize import add_quantize_parser
     from bamboo.compiler.cli_compile import add_compile_parser
     from bamboo.compiler.cli_inspect import add_inspect_parser
     from bamboo.runtime.cli_profile import add_profile_parser
     from bamboo.runtime.cli_run import add_run_parser
 
+    add_quantize_parser(sub)
     add_inspect_parser(sub)
     add_compile_parser(sub)
     add_run_parser(sub)

@@ -15,7 +15,7 @@
    frames per second at 187.5 and 250 MHz (fabric, processor side, both overlapped),
    the same for MobileNetV2-1.0@224, and PNGs of per-layer MAC utilization and a
    roofline under the array's peak and the DDR bandwidth.
-5. The pretrained UltraFace detector from ``../shared/models`` on the instruction
+5. The pretrained UltraFace detector (vendored in ``models/pretrained``) on the instruction
    simulator, both outputs compared bit for bit with onnxruntime.
 
 A top-level tool: it joins models, compiler, runtime and sim. Every figure is computed
@@ -264,12 +264,8 @@ def faces_section():
     from bamboo.models import faces
     from bamboo.runtime.session import Session
 
-    print("== 5. UltraFace RFB-320 face detector (pretrained, ../shared/models) ==")
-    try:
-        q_path = faces.build_quantized()
-    except FileNotFoundError as exc:
-        print(f"  skipped: {exc}")
-        return True
+    print("== 5. UltraFace RFB-320 face detector (pretrained, models/pretrained/ultraface) ==")
+    q_path = faces.build_quantized()
     graph, compiled, blob = _compile(q_path, CONFIG)
     x = faces.calibration_images(count=1)
     ort = _ort_session(q_path)

@@ -11,11 +11,14 @@ import pathlib
 import tempfile
 
 import onnx
+from bamboo.arch.errors import BambooError
 
-__all__ = ["FORMATS", "conv_qdq_problems", "float_ops_after_optimization", "optimized_model",
-           "quantize"]
+__all__ = ["ACTIVATIONS", "FORMATS", "QuantizeError", "conv_qdq_problems",
+           "float_ops_after_optimization", "optimized_model", "pre_process", "quantize"]
 
 FORMATS = ("qdq", "qoperator")
+# Activation code types: onnxruntime's default uint8 (asymmetric), or int8 (asymmetric too).
+ACTIVATIONS = ("uint8", "int8")
 # Not in onnxruntime's quantizer registries, so listed explicitly: without it a
 # HardSigmoid feeding anything but Mul would leave float tensors between integer ops.
 _EXTRA_OPS = ("HardSigmoid",)
@@ -24,7 +27,12 @@ INTEGER_OPS = ("Conv", "FusedConv", "Gemm", "FusedGemm", "MatMul", "Add", "Mul",
                "GlobalAveragePool", "Concat")
 
 
-def quantize(float_path, out_path, images, fmt="qdq", input_name="input"):
+class QuantizeError(BambooError):
+    """A model or calibration set that cannot be quantized as asked (one line, no traceback)."""
+
+
+def quantize(float_path, out_path, images, fmt="qdq", input_name="input", activation="uint8",
+             progress=None):
     """Quantize ``float_path`` to ``out_path`` with onnxruntime's static quantizer.
 
     Parameters
@@ -34,6 +42,10 @@ def quantize(float_path, out_path, images, fmt="qdq", input_name="input"):
         Float32 NCHW calibration batch.
     fmt : {"qdq", "qoperator"}
     input_name : str
+    activation : {"uint8", "int8"}
+        Activation code type (asymmetric either way).
+    progress : callable, optional
+        ``progress(done, total)`` as calibration images are consumed.
 
     Returns
     -------
@@ -46,6 +58,8 @@ def quantize(float_path, out_path, images, fmt="qdq", input_name="input"):
 
     if fmt not in FORMATS:
         raise ValueError(f"format must be one of {FORMATS}, not {fmt!r}")
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"activation must be one of {ACTIVATIONS}, not {activation!r}")
     out_path = pathlib.Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     ops = sorted(set(QLinearOpsRegistry) | set(QDQRegistry) | set(_EXTRA_OPS))
@@ -56,12 +70,12 @@ def quantize(float_path, out_path, images, fmt="qdq", input_name="input"):
     quant_logger.setLevel(logging.ERROR)  # "consider pre-processing": export_onnx already did
     try:
         quantize_static(
-            str(float_path), tmp, CalibrationReader(images, input_name),
+            str(float_path), tmp, CalibrationReader(images, input_name, progress),
             quant_format=QuantFormat.QDQ if fmt == "qdq" else QuantFormat.QOperator,
             op_types_to_quantize=ops,
             per_channel=True,
             reduce_range=False,
-            activation_type=QuantType.QUInt8,
+            activation_type=QuantType.QUInt8 if activation == "uint8" else QuantType.QInt8,
             weight_type=QuantType.QInt8,
             calibrate_method=CalibrationMethod.MinMax,
             extra_options={"ActivationSymmetric": False, "WeightSymmetric": True},
@@ -72,6 +86,31 @@ def quantize(float_path, out_path, images, fmt="qdq", input_name="input"):
         quant_logger.setLevel(level)
         if os.path.exists(tmp):
             os.unlink(tmp)
+    return out_path
+
+
+def pre_process(float_path, out_path):
+    """onnxruntime's recommended pre-processing before :func:`quantize`.
+
+    ``quant_pre_process``: symbolic and ONNX shape inference, then onnxruntime's basic
+    graph optimizations (constant folding of exporters' shape arithmetic, BatchNorm into
+    Conv). Dynamic dimensions stay dynamic.
+
+    Returns
+    -------
+    pathlib.Path
+    """
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    out_path = pathlib.Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    quant_logger = logging.getLogger()
+    level = quant_logger.level
+    quant_logger.setLevel(logging.ERROR)
+    try:
+        quant_pre_process(str(float_path), str(out_path))
+    finally:
+        quant_logger.setLevel(level)
     return out_path
 
 

@@ -98,10 +98,6 @@ def test_zoo_qoperator_bit_exact(name, diff_cases):
 
 @pytest.fixture(scope="module")
 def face_images():
-    try:
-        faces.shared_model()
-    except faces.MissingModelError as exc:
-        pytest.skip(str(exc))
     return faces.calibration_images(PHOTOS)
 
 

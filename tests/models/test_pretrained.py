@@ -1,4 +1,4 @@
-"""The zoo's real models: the trained digits classifier and the shared face detector."""
+"""The zoo's real models: the trained digits classifier and the vendored face detector."""
 
 import numpy as np
 import pytest
@@ -31,10 +31,6 @@ def test_digits_dataset_split():
 
 @pytest.fixture(scope="module")
 def ultraface():
-    try:
-        faces.shared_model()
-    except faces.MissingModelError as exc:
-        pytest.skip(str(exc))
     return faces.build_float(), faces.build_quantized()
 
 
@@ -56,3 +52,40 @@ def test_ultraface_int8_agrees_with_float(ultraface):
     assert np.corrcoef(fout[0].ravel(), qout[0].ravel())[0, 1] > 0.99
     assert np.corrcoef(fout[1].ravel(), qout[1].ravel())[0, 1] > 0.98
     assert (fout[0][0, :, 1] > 0.7).any() and (qout[0][0, :, 1] > 0.7).any()
+
+
+def test_ultraface_is_vendored_with_its_licence():
+    import hashlib
+
+    src = faces.source_model()
+    digest = hashlib.sha256(src.read_bytes()).hexdigest()
+    note = (src.parent / "README.md").read_text()
+    assert digest in note, "the vendored model differs from the one its README describes"
+    assert (src.parent / "LICENSE").read_text().startswith("MIT License")
+
+
+def test_lfw_inputs_are_the_labelled_subset():
+    x, labels = faces.lfw_inputs([0, 99, 100, 199])
+    assert x.shape == (4, 3, faces.HEIGHT, faces.WIDTH) and x.dtype == np.float32
+    assert labels.tolist() == [1, 1, 0, 0]
+    # The frame around the scaled image is mid-grey, the image itself is not flat.
+    assert np.all(x[:, :, 0, 0] == (128 - 127) / 128)
+    assert all(x[k, 0].std() > 0.05 for k in range(4))
+
+
+def _lfw_check(indices, min_accuracy):
+    acc = faces.lfw_accuracy(indices)
+    print(acc)
+    assert acc["bit_exact"] == acc["images"] == len(indices)
+    assert acc["bamboo-isa"] == acc["onnxruntime-int8"]
+    assert acc["float"] >= min_accuracy and acc["onnxruntime-int8"] >= min_accuracy
+
+
+def test_lfw_face_accuracy_subset_on_the_instruction_simulator():
+    """Ten faces and ten non-faces: the compiled detector decides as onnxruntime, bit-exact."""
+    _lfw_check(list(range(0, 100, 10)) + list(range(105, 200, 10)), 0.85)
+
+
+@pytest.mark.slow
+def test_lfw_face_accuracy_all_200():
+    _lfw_check(list(range(200)), 0.9)

@@ -82,10 +82,6 @@ def test_zoo_session_isa_bit_exact(name, diff_cases):
 
 
 def test_face_detector_session_isa_bit_exact(diff_cases):
-    try:
-        faces.shared_model()
-    except faces.MissingModelError as exc:
-        pytest.skip(str(exc))
     _check("ultraface", "ultra96", diff_cases)
 
 
