@@ -17,6 +17,7 @@ import numpy as np
 from . import conv as kconv
 from . import elementwise as kel
 from . import pool as kpool
+from . import resize as rsz
 from .requant import Requant
 
 __all__ = ["BINARY", "KERNELS", "QInfo", "decode_value", "run_op", "softmax_ort"]
@@ -142,8 +143,9 @@ def _shuffle(a, x, tin, tout):
 
 
 def _resize(a, x, tin, tout):
-    fh, fw = a["scale"]
-    return np.repeat(np.repeat(x, fh, axis=1), fw, axis=2)
+    if a["mode"] == "nearest":
+        return rsz.resize_nearest(x, a["rows"], a["cols"])
+    return rsz.resize_linear(x, a["ymap"], a["xmap"], a["requant"])
 
 
 def _table(a, x, tin, tout):

@@ -270,13 +270,18 @@ class Lowerer:
 
     # vector unit --------------------------------------------------------------------------
     def _vec(self, node, vop, srcs, kernel=(1, 1), stride=(1, 1), pads=(0, 0), pad_value=0,
-             extra=None, param=None, vector=None, blocks=None, lut=False):
+             extra=None, param=None, vector=None, blocks=None, lut=False, stores=None):
         """Tiles of a VEC op over the first source's map; ``vector``: a per-channel operand.
 
-        ``blocks``: ``[(source block, output block)]`` (default: the same block)."""
+        ``blocks``: ``[(source block, output block)]`` (default: the same block).
+        ``stores(out_slot, out_base, oy0, th, ox0, tw, oblk)``: the STOREs of a tile whose
+        VEC output (a ``th x tw`` tile) is not stored as the output map's own tile (resize);
+        tiles then cover the source's map."""
         c, nm = self.c, node.name
         B = c.rows
         _, (ho, wo, cout), obase = self._t(node.outputs[0])
+        if stores is not None:
+            ho, wo = self._t(srcs[0])[1][:2]
         src = [self._t(s) for s in srcs]
         h, w = src[0][1][:2]
         (kh, kw), (sh, sw) = kernel, stride
@@ -321,7 +326,8 @@ class Lowerer:
                 step.computes.append(Op(isa.Opcode.VEC, fields, reads=tuple(reads),
                                         writes=(out_slot,)))
                 step.stores = store_ops(out_slot, out_base, obase, [(0, oblk)], ho, wo, oy0, th,
-                                        ox0, tw, B)
+                                        ox0, tw, B) if stores is None else \
+                    stores(out_slot, out_base, oy0, th, ox0, tw, oblk)
                 steps.append(step)
         return steps
 
@@ -354,6 +360,33 @@ class Lowerer:
             return self._vec(node, isa.VecOp.MUL, [d["x"], d["s"]], param=d["param"], extra=zps)
         return self._vec(node, isa.VecOp.MUL_CHANNEL, [d["x"]], vector=d["s"], param=d["param"],
                          extra={"a_zp": _codes(tx.q.zp), "b_zp": _codes(ts.q.zp)})
+
+    def _resize(self, node):
+        """Nearest resize by integer factors ``fh x fw``: each input tile is copied to OUT
+        once (VEC COPY) and stored ``fh * fw`` times. A STORE writes contiguous pixels, so
+        the ``fw`` copies of a row go out as ``fw`` STOREs of one-pixel rows ``fw`` pixels
+        apart (``x_size`` 1, ``x_stride`` fw); with ``fw`` 1, one STORE per output row
+        phase writes the whole tile ``fh`` rows apart."""
+        fh, fw = node.attrs["scale"]
+        B = self.c.rows
+        _, (ho, wo, _), obase = self._t(node.outputs[0])
+
+        def store(out_slot, sram, y, x, y_size, x_size, x_stride, blk):
+            dram = obase + ((blk * ho + y) * wo + x) * B
+            return Op(isa.Opcode.STORE, {"sram_addr": sram, "dram_addr": dram, "y_size": y_size,
+                                         "x_size": x_size, "x_stride": x_stride, "lane": 0},
+                      reads=(out_slot,), nbytes=y_size * x_size * B,
+                      dram=(dram, y_size, x_size * B, x_stride * B))
+
+        def stores(out_slot, out_base, oy0, th, ox0, tw, blk):
+            if fw == 1:
+                return [store(out_slot, out_base, oy0 * fh + dy, ox0, th, tw, fh * wo, blk)
+                        for dy in range(fh)]
+            return [store(out_slot, out_base + iy * tw, (oy0 + iy) * fh + dy, ox0 * fw + dx,
+                          tw, 1, fw, blk)
+                    for iy in range(th) for dy in range(fh) for dx in range(fw)]
+
+        return self._vec(node, isa.VecOp.COPY, [node.inputs[0]], stores=stores)
 
     def _lut(self, node):
         return self._vec(node, isa.VecOp.COPY, [node.inputs[0]])
