@@ -9,7 +9,7 @@ IR attributes of ``resize`` (NHWC):
 
 ``mode``       "nearest" or "linear"
 ``rows``, ``cols``   nearest: source row of each output row, source column of each column
-``ymap``, ``xmap``   linear: ``(i1, i2, d1, d2)`` per axis (:func:`bamboo.runtime.resize.linear_map`)
+``ymap``, ``xmap``   linear: ``(i1, i2, d1, d2)`` per axis (``runtime.resize.linear_map``)
 ``requant``    linear in QDQ: ``(s_in, zp_in, s_out, zp_out)``, float Resize between
                DequantizeLinear and QuantizeLinear (onnxruntime keeps it float); None on
                codes (QOperator: uint8/int8 Resize, truncating)
