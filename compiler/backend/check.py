@@ -138,6 +138,8 @@ def fabric_reason(node, graph, config):
     if op == "resize":
         if a["mode"] != "nearest" or a["scale"] is None:
             return "resize other than a nearest pixel repeat"
+        if a["scale"][1] > _K_MAX:
+            return f"horizontal repeat {a['scale'][1]} beyond the VEC window ({_K_MAX})"
         return None
     if op == "avgpool":
         return "non-global AvgPool: onnxruntime computes it in float (CPU)"

@@ -270,18 +270,13 @@ class Lowerer:
 
     # vector unit --------------------------------------------------------------------------
     def _vec(self, node, vop, srcs, kernel=(1, 1), stride=(1, 1), pads=(0, 0), pad_value=0,
-             extra=None, param=None, vector=None, blocks=None, lut=False, stores=None):
+             extra=None, param=None, vector=None, blocks=None, lut=False):
         """Tiles of a VEC op over the first source's map; ``vector``: a per-channel operand.
 
-        ``blocks``: ``[(source block, output block)]`` (default: the same block).
-        ``stores(out_slot, out_base, oy0, th, ox0, tw, oblk)``: the STOREs of a tile whose
-        VEC output (a ``th x tw`` tile) is not stored as the output map's own tile (resize);
-        tiles then cover the source's map."""
+        ``blocks``: ``[(source block, output block)]`` (default: the same block)."""
         c, nm = self.c, node.name
         B = c.rows
         _, (ho, wo, cout), obase = self._t(node.outputs[0])
-        if stores is not None:
-            ho, wo = self._t(srcs[0])[1][:2]
         src = [self._t(s) for s in srcs]
         h, w = src[0][1][:2]
         (kh, kw), (sh, sw) = kernel, stride
@@ -326,8 +321,7 @@ class Lowerer:
                 step.computes.append(Op(isa.Opcode.VEC, fields, reads=tuple(reads),
                                         writes=(out_slot,)))
                 step.stores = store_ops(out_slot, out_base, obase, [(0, oblk)], ho, wo, oy0, th,
-                                        ox0, tw, B) if stores is None else \
-                    stores(out_slot, out_base, oy0, th, ox0, tw, oblk)
+                                        ox0, tw, B)
                 steps.append(step)
         return steps
 
@@ -362,31 +356,56 @@ class Lowerer:
                          extra={"a_zp": _codes(tx.q.zp), "b_zp": _codes(ts.q.zp)})
 
     def _resize(self, node):
-        """Nearest resize by integer factors ``fh x fw``: each input tile is copied to OUT
-        once (VEC COPY) and stored ``fh * fw`` times. A STORE writes contiguous pixels, so
-        the ``fw`` copies of a row go out as ``fw`` STOREs of one-pixel rows ``fw`` pixels
-        apart (``x_size`` 1, ``x_stride`` fw); with ``fw`` 1, one STORE per output row
-        phase writes the whole tile ``fh`` rows apart."""
+        """Nearest resize by integer factors ``fh x fw`` as data movement, per input tile:
+
+        * LOAD the tile's pixels as one-pixel rows with ``fw - 1`` words of ``qmin`` before
+          each (``pad_left``), so INP holds every pixel at the end of its own ``fw`` words,
+          and one row of ``qmin`` after the tile (``pad_bottom``);
+        * VEC MAX_POOL with a ``1 x fw`` window, stride 1: each window holds exactly one
+          pixel and ``qmin`` padding, so OUT gets every pixel ``fw`` times in a row;
+        * ``fh`` STOREs of the tile's rows, each ``fh`` output rows apart.
+        """
+        c, nm = self.c, node.name
+        B = c.rows
         fh, fw = node.attrs["scale"]
-        B = self.c.rows
+        tin, (h, w, ch), tbase = self._t(node.inputs[0])
         _, (ho, wo, _), obase = self._t(node.outputs[0])
+        qmin = tin.q.qmin
 
-        def store(out_slot, sram, y, x, y_size, x_size, x_stride, blk):
-            dram = obase + ((blk * ho + y) * wo + x) * B
-            return Op(isa.Opcode.STORE, {"sram_addr": sram, "dram_addr": dram, "y_size": y_size,
-                                         "x_size": x_size, "x_stride": x_stride, "lane": 0},
-                      reads=(out_slot,), nbytes=y_size * x_size * B,
-                      dram=(dram, y_size, x_size * B, x_stride * B))
+        def fits(th, tw):
+            return th * tw * fw <= c.output_buffer_depth // 2 and \
+                fits_isa(th, tw * fw, th, tw * fw) and \
+                th * tw * fw + fw <= c.input_buffer_depth // 2
 
-        def stores(out_slot, out_base, oy0, th, ox0, tw, blk):
-            if fw == 1:
-                return [store(out_slot, out_base, oy0 * fh + dy, ox0, th, tw, fh * wo, blk)
-                        for dy in range(fh)]
-            return [store(out_slot, out_base + iy * tw, (oy0 + iy) * fh + dy, ox0 * fw + dx,
-                          tw, 1, fw, blk)
-                    for iy in range(th) for dy in range(fh) for dx in range(fw)]
-
-        return self._vec(node, isa.VecOp.COPY, [node.inputs[0]], stores=stores)
+        steps = []
+        for oy0, th, ox0, tw in spatial_tiles(h, w, fits):
+            for blk in range(act_blocks(ch, B)):
+                step = Step(nm)
+                si, _ = self.slots.inp.get((nm, oy0, ox0, blk))
+                base, islot = self.slots.inp.bases[si], self.slots.inp.slot(si)
+                rows = [(0, th)] if tw == w else [(iy, 1) for iy in range(th)]
+                for k, (iy, n) in enumerate(rows):   # whole rows: one LOAD of th * w pixels
+                    last = k == len(rows) - 1
+                    step.loads.append(load_op(
+                        isa.Buffer.INP, islot, base + iy * tw * fw,
+                        tbase + ((blk * h + oy0 + iy) * w + ox0) * B, n * tw, 1, 1, B,
+                        (0, fw - 1, int(last), 0), qmin))
+                ok, _ = self.slots.out.get(None)
+                out_base, out_slot = self.slots.out.bases[ok], self.slots.out.slot(ok)
+                fields = dict(vop=isa.VecOp.MAX_POOL, kernel_h=1, kernel_w=fw, stride_h=1,
+                              stride_w=1, out_h=th, out_w=tw * fw, in_w=tw * fw, src_a=base,
+                              src_b=0, out_addr=out_base)
+                fields.update(self._post(node, step, []))
+                step.computes.append(Op(isa.Opcode.VEC, fields, reads=(islot,),
+                                        writes=(out_slot,)))
+                for dy in range(fh):
+                    dram = obase + ((blk * ho + oy0 * fh + dy) * wo + ox0 * fw) * B
+                    step.stores.append(Op(isa.Opcode.STORE, {
+                        "sram_addr": out_base, "dram_addr": dram, "y_size": th,
+                        "x_size": tw * fw, "x_stride": fh * wo, "lane": 0}, reads=(out_slot,),
+                        nbytes=th * tw * fw * B, dram=(dram, th, tw * fw * B, fh * wo * B)))
+                steps.append(step)
+        return steps
 
     def _lut(self, node):
         return self._vec(node, isa.VecOp.COPY, [node.inputs[0]])

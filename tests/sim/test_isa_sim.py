@@ -60,6 +60,7 @@ LAYERS = {
     "resize_3x2": lambda: resize_graph(5, 7, 9, 3, 2),
     "resize_rows_only": lambda: resize_graph(4, 6, 5, 2, 1),
     "resize_tiled": lambda: resize_graph(30, 29, 3, 2, 2),
+    "resize_wide_3x": lambda: resize_graph(3, 200, 4, 3, 3),   # tiles narrower than a row
     "int8_resize_2x": lambda: resize_graph(7, 6, 12, 2, 2, signed=True),
 }
 
