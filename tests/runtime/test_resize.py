@@ -110,6 +110,25 @@ def test_resize_qdq_float(dtype, same, diff_cases):
     diff_cases("resize_qdq", n)
 
 
+@pytest.mark.parametrize("mode", ["nearest", "linear"])
+def test_resize10_is_asymmetric_simple(mode, diff_cases):
+    """Resize-10 (and Upsample): asymmetric coordinates, nearest by truncation."""
+    rng = np.random.default_rng(23)
+    n = 0
+    for sh, sw in [(2.0, 2.0), (3.0, 1.0), (1.5, 2.5), (0.5, 0.75)]:
+        x = rng.integers(0, 256, (1, 2, 6, 8)).astype(np.uint8)
+        node = helper.make_node("Resize", ["x", "sc"], ["y"], mode=mode)
+        model = ou.make_model([node], [("x", np.uint8, x.shape)], [("y", np.uint8, None)],
+                              {"sc": np.array([1, 1, sh, sw], np.float32)}, opset=10)
+        want = ou.run(model, x)[0]
+        oh, ow = int(np.float32(sh) * 6), int(np.float32(sw) * 8)
+        attrs = {"mode": mode, "coordinate_transformation_mode": "asymmetric",
+                 "nearest_mode": "simple"}
+        np.testing.assert_array_equal(_kernel(x, attrs, (oh, sh), (ow, sw)), want)
+        n += want.size
+    diff_cases("resize_codes", n)
+
+
 def test_linear_on_codes_truncates():
     """The codes path converts by truncation, not rounding: a 2x half-pixel resize of
     [0, 1] gives 0.25 and 0.75 between them, both truncated to 0."""
@@ -117,6 +136,15 @@ def test_linear_on_codes_truncates():
     m = rs.linear_map(4, 2, 2.0, "half_pixel")
     y = rs.resize_linear(x, rs.linear_map(1, 1, 1.0, "half_pixel"), m)
     assert y.reshape(-1).tolist() == [0, 0, 0, 1]
+
+
+@pytest.mark.parametrize("ctm, nm, f", [
+    ("asymmetric", "floor", 2), ("asymmetric", "floor", 3), ("asymmetric", "simple", 4),
+    ("half_pixel", "round_prefer_floor", 2), ("pytorch_half_pixel", "round_prefer_ceil", 2),
+    ("half_pixel", "round_prefer_floor", 3)])
+def test_pixel_repeats(ctm, nm, f):
+    """The nearest maps the fabric runs (README's operator table)."""
+    assert rs.repeat_factor(rs.nearest_map(7 * f, 7, f, ctm, nm), 7) == f
 
 
 @pytest.mark.parametrize("f", [1, 2, 3])
