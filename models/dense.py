@@ -10,13 +10,18 @@ graph ends where a user's post-processing begins:
 * ``ssdlite320_mobilenet_v3_large``: backbone and SSDLite head, before anchors and NMS:
   box regressions (N, anchors, 4) and class logits (N, anchors, 91), the head's
   Reshape/Transpose/Concat included.
+
+And Tiny-YOLOv3 in Darknet's layout (:class:`TinyYOLOv3Darknet`), whose zero ``Pad``
+before the stride-1 max pool the exporter leaves in the graph.
 """
 
+import torch
 from torch import nn
 
+from .nets import TinyYOLOv3
 from .vision import torchvision
 
-__all__ = ["DeepLabV3", "LRASPP", "SSDLite"]
+__all__ = ["DeepLabV3", "LRASPP", "SSDLite", "TinyYOLOv3Darknet"]
 
 
 class _Logits(nn.Module):
@@ -66,3 +71,17 @@ class SSDLite(nn.Module):
 def _full_width(width):
     if width != 1.0:
         raise ValueError(f"torchvision's dense models come at width 1.0, not {width!r}")
+
+
+class TinyYOLOv3Darknet(TinyYOLOv3):
+    """Tiny-YOLOv3 in Darknet's layout: ``nn.ZeroPad2d((0, 1, 0, 1))`` before the stride-1
+    max pool (a ``Pad`` node in the graph, not folded into the pool's own padding)."""
+
+    def __init__(self, width=1.0, **kw):
+        super().__init__(width, **kw)
+        self.pad = nn.ZeroPad2d((0, 1, 0, 1))
+
+    def forward(self, x):
+        route = self.body(x)
+        y = self.reduce(self.neck(self.pool1(self.pad(self.tail(route)))))
+        return self.head1(y), self.head2(torch.cat([self.lateral(y), route], 1))

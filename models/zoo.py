@@ -102,6 +102,8 @@ ZOO = {
 #: Zoo models the benchmark leaves out (``bench --all``), built the same way.
 EXTRA = {
     "deeplabv3_mobilenet_v3": ZooModel(_dense("DeepLabV3"), 512, ("out",), 32, 64, 1.0),
+    "tiny_yolov3_darknet": ZooModel(_dense("TinyYOLOv3Darknet"), 416, ("boxes32", "boxes16"),
+                                    32, 64),
 }
 
 

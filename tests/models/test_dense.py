@@ -19,18 +19,29 @@ import ortutil  # noqa: E402
 from bamboo.arch import preset  # noqa: E402
 from bamboo.compiler.backend import compile_artifact, lower_graph  # noqa: E402
 from bamboo.compiler.cli_inspect import compile_model  # noqa: E402
+from bamboo.compiler.errors import UnsupportedOpError  # noqa: E402
 from bamboo.models import calibration, zoo  # noqa: E402
 from bamboo.runtime.session import Session  # noqa: E402
 
-DENSE = ("lraspp_mobilenet_v3", "deeplabv3_mobilenet_v3", "ssdlite_mobilenet_v3")
+DENSE = ("lraspp_mobilenet_v3", "deeplabv3_mobilenet_v3", "ssdlite_mobilenet_v3",
+         "tiny_yolov3_darknet")
 
 
 def _entry(name):
     return zoo.ZOO.get(name) or zoo.EXTRA[name]
 
 
+def _compile(path):
+    try:
+        return compile_model(path)
+    except UnsupportedOpError as exc:
+        if "operator Pad is not supported" in str(exc):   # issue 20's Pad-before-MaxPool
+            pytest.xfail(f"the front end does not lower Pad yet: {exc}")
+        raise
+
+
 def _session_matches_ort(path, resolution, diff_cases):
-    blob = compile_artifact(compile_model(path), preset("ultra96"))
+    blob = compile_artifact(_compile(path), preset("ultra96"))
     ort = ortutil.session(onnx.load(str(path)))
     x = calibration.photos(resolution, count=1)[:1]
     with Session(blob, backend="isa") as sess:
@@ -47,6 +58,17 @@ def _session_matches_ort(path, resolution, diff_cases):
 def test_deeplabv3_session_bit_exact(diff_cases):
     e = zoo.EXTRA["deeplabv3_mobilenet_v3"]
     path = zoo.build_quantized("deeplabv3_mobilenet_v3", e.test_resolution, e.test_width)
+    _session_matches_ort(path, e.test_resolution, diff_cases)
+
+
+def test_tiny_yolov3_darknet_bit_exact(diff_cases):
+    """Darknet's layout keeps a zero Pad before the stride-1 MaxPool; the upsample runs on
+    the fabric."""
+    e = zoo.EXTRA["tiny_yolov3_darknet"]
+    path = zoo.build_quantized("tiny_yolov3_darknet", e.test_resolution, e.test_width)
+    assert "Pad" in {n.op_type for n in onnx.load(str(path)).graph.node}
+    placed = lower_graph(_compile(path), preset("ultra96")).graph
+    assert [n.target for n in placed.nodes if n.op == "resize"] == ["fabric"]
     _session_matches_ort(path, e.test_resolution, diff_cases)
 
 
