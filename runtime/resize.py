@@ -140,14 +140,20 @@ def resize_linear(x, ymap, xmap, requant=None):
     def w(a, b):   # (H_out, W_out, 1) float32 products a[y] * b[x]
         return (a.astype(_F32)[:, None] * b.astype(_F32)[None, :])[..., None]
 
+    # In place, one float32 rounding per operation, in the C++ expression's order.
     r1, r2 = v[:, y1], v[:, y2]
-    acc = (w(dy2, dx2) * r1[:, :, x1]).astype(_F32)
-    acc = (acc + (w(dy2, dx1) * r1[:, :, x2]).astype(_F32)).astype(_F32)
-    acc = (acc + (w(dy1, dx2) * r2[:, :, x1]).astype(_F32)).astype(_F32)
-    acc = (acc + (w(dy1, dx1) * r2[:, :, x2]).astype(_F32)).astype(_F32)
-    if requant is None:
-        return np.trunc(acc).astype(x.dtype)
-    s_out, zp_out = _F32(requant[2]), int(requant[3])
+    acc = np.take(r1, x1, axis=2)
+    acc *= w(dy2, dx2)
+    tmp = np.empty_like(acc)
+    for r, xs, wy, wx in ((r1, x2, dy2, dx1), (r2, x1, dy1, dx2), (r2, x2, dy1, dx1)):
+        np.take(r, xs, axis=2, out=tmp)
+        tmp *= w(wy, wx)
+        acc += tmp
     info = np.iinfo(x.dtype)
-    q = np.rint((acc / s_out).astype(_F32)).astype(np.int64) + zp_out
-    return np.clip(q, info.min, info.max).astype(x.dtype)
+    if requant is None:
+        return np.trunc(acc, out=acc).astype(x.dtype)
+    s_out, zp_out = _F32(requant[2]), int(requant[3])
+    acc /= s_out
+    np.rint(acc, out=acc)
+    acc += _F32(zp_out)   # integers below 2**24: exact
+    return np.clip(acc, info.min, info.max, out=acc).astype(x.dtype)
