@@ -11,7 +11,8 @@ __all__ = ["main"]
 def _cmd_demo(args):
     from bamboo.demo import main as demo
 
-    return demo(out=args.out, rtl_images=args.rtl_images, headline=not args.no_headline)
+    return demo(out=args.out, rtl_images=args.rtl_images, headline=not args.no_headline,
+                task=args.task)
 
 
 def build_parser():
@@ -29,6 +30,9 @@ def build_parser():
                    "0 skips it)")
     p.add_argument("--no-headline", action="store_true",
                    help="skip the MobileNetV2-1.0@224 projection (it builds the model once)")
+    p.add_argument("--task", choices=("all", "segment", "detect"), default="all",
+                   help="segment: the digit segmenter with a mask PNG; detect: the face "
+                   "detector; all: the full demo (default)")
     p.set_defaults(func=_cmd_demo)
 
     from bamboo.cli_quantize import add_quantize_parser

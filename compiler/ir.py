@@ -23,7 +23,7 @@ Ops (``OPS``) and their attributes:
 ``concat``     axis (physical), luts: per input a 256-entry requant table or None
 ``slice``      axis (physical), start, end, step
 ``shuffle``    groups (channel shuffle on NHWC: Reshape-Transpose-Reshape)
-``resize``     scale (h, w) integer factors, nearest
+``resize``     mode, rows/cols (nearest) or ymap/xmap (linear), requant, scale: compiler/resize.py
 ``lut``        table: 256 output codes indexed by the input code's bit pattern (``code & 0xFF``);
                fn: the ONNX op(s) it stands for (Sigmoid, HardSigmoid+Mul, requant...);
                alpha (LeakyRelu); approx, approx_wrong_codes (opt-in leaky-shift)

@@ -86,6 +86,11 @@ def lower_compute(lw, node, q, base, clamp):
         table = _clamp_table(lw.t(x).q, q, c)
         t = lw.t(x)
         return lw.emit("lut", base, [x], t.shape, q, t.layout, source=src, table=table, fn=op)
+    if op in ("Resize", "Upsample"):   # linear between DQ and Q (compiler/resize.py)
+        from .resize import lower_resize
+
+        return _apply_clamp(lw, lower_resize(lw, node, lw.act(node.input[0], node), q, base),
+                            clamp)
     if op in ("Sigmoid", "HardSigmoid", "HardSwish", "LeakyRelu", "Tanh"):
         x = lw.act(node.input[0], node)
         t = lw.t(x)

@@ -170,7 +170,9 @@ def lower_move(lw, node, tname):
     if op in ("Slice", "Split"):
         return _slice_split(lw, node, tname, a)
     if op in ("Resize", "Upsample"):
-        return [_resize(lw, node, tname, a)]
+        from .resize import lower_resize
+
+        return [lower_resize(lw, node, tname)]
     if op == "Pad":
         return [_pad(lw, node, tname, a)]
     raise UnsupportedOpError(f"node {_label(node)!r}: {op} unsupported")
@@ -220,47 +222,6 @@ def _slice_split(lw, node, tname, a):
                             [tname], phys, t.q, t.layout, source=[node.name], axis=pax,
                             start=s0, end=e0, step=st))
     return outs
-
-
-def _resize(lw, node, tname, a):
-    mode = a.get("mode", b"nearest")
-    mode = mode.decode() if isinstance(mode, bytes) else mode
-    if mode != "nearest":
-        raise UnsupportedOpError(f"node {_label(node)!r}: Resize mode {mode!r}; Bamboo does "
-                                 f"nearest only")
-    t = lw.t(tname)
-    shape = ir.logical_shape(t)
-    scales = None
-    if node.op_type == "Upsample":
-        scales = lw.const(node.input[1], node, "scales")
-    else:
-        if len(node.input) > 2 and node.input[2]:
-            scales = lw.const(node.input[2], node, "scales")
-        if (scales is None or np.size(scales) == 0) and len(node.input) > 3 and node.input[3]:
-            sizes = lw.const(node.input[3], node, "sizes")
-            scales = np.asarray(sizes, np.float64) / np.asarray(shape, np.float64)
-    scales = np.asarray(scales, np.float64)
-    if len(shape) != 4 or scales.shape != (4,) or scales[0] != 1 or scales[1] != 1:
-        raise UnsupportedOpError(f"node {_label(node)!r}: Resize must scale H and W only")
-    fh, fw = scales[2], scales[3]
-    if fh != int(fh) or fw != int(fw) or fh < 1 or fw < 1:
-        raise UnsupportedOpError(f"node {_label(node)!r}: Resize by {fh}x{fw}; only integer "
-                                 f"factors are supported")
-    ctm = a.get("coordinate_transformation_mode", b"half_pixel")
-    ctm = ctm.decode() if isinstance(ctm, bytes) else ctm
-    nm = a.get("nearest_mode", b"round_prefer_floor")
-    nm = nm.decode() if isinstance(nm, bytes) else nm
-    ok = (ctm == "asymmetric" and nm == "floor") or \
-         (ctm in ("half_pixel", "pytorch_half_pixel") and nm == "round_prefer_floor"
-          and fh <= 2 and fw <= 2)
-    if not ok and node.op_type != "Upsample":
-        raise UnsupportedOpError(f"node {_label(node)!r}: Resize {ctm}/{nm} is not a pixel "
-                                 f"repeat; use coordinate_transformation_mode=asymmetric, "
-                                 f"nearest_mode=floor")
-    tname = lw.nhwc(tname)
-    n, h, w, c = lw.t(tname).shape
-    return lw.emit("resize", _label(node), [tname], (n, h * int(fh), w * int(fw), c), t.q,
-                   ir.NHWC, source=[node.name], scale=(int(fh), int(fw)))
 
 
 _PAD_MODES = ("constant", "edge", "reflect", "wrap")

@@ -406,6 +406,7 @@ class Lowering:
 
     def move(self, node):
         from .onnx_moves import lower_move
+        from .resize import is_float_resize
 
         v = self.get(node.input[0], node)
         if v[0] == "pending" and node.op_type in _VIEW_OPS and len(node.output) == 1:
@@ -417,6 +418,9 @@ class Lowering:
             raise NotQuantizedError(
                 f"node {node.name or node.op_type!r} ({node.op_type}) reads the float output of "
                 f"{v[1].name or v[1].op_type!r}; quantize that node")
+        if is_float_resize(node, v[0]):   # QDQ linear Resize: float, fixed by its Q
+            self.vals[node.output[0]] = ("pending", node)
+            return
         tname = self.act(node.input[0], node)
         outs = lower_move(self, node, tname)
         for o, t in zip(node.output, outs):

@@ -32,7 +32,7 @@ CAPABILITIES = {
     "concat": (FABRIC, "channel concat (address offsets)"),
     "slice": (FABRIC, "channel slice (address offsets)"),
     "shuffle": (FABRIC, "channel shuffle (address pattern)"),
-    "resize": (FABRIC, "nearest resize (address pattern)"),
+    "resize": (FABRIC, "nearest resize by integer factors (data movement)"),
     "lut": (FABRIC, "256-entry LUT"),
     "view": (None, "view: no data moves"),
     "fc": (CPU, "fully connected (CPU by default)"),
@@ -106,6 +106,10 @@ def partition(graph, *, se_on_fabric=False, fc_on_fabric=False):
     placed, nodes = {}, []
     for n in graph.nodes:
         target, reason = CAPABILITIES[n.op]
+        if n.op == "resize":
+            from .resize import placement
+
+            target, reason = placement(n.attrs)
         if n.name in inner and n.op != "view":
             if se_on_fabric:
                 target, reason = FABRIC, "squeeze-excite on fabric (FC as 1x1 conv)"

@@ -16,14 +16,14 @@ import json
 import os
 import pathlib
 
-__all__ = ["ZOO", "ZooModel", "build_float", "build_quantized", "cache_dir", "graph_stats",
+__all__ = ["EXTRA", "ZOO", "ZooModel", "build_float", "build_quantized", "cache_dir", "graph_stats",
            "source_hash"]
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 # Modules whose source decides the bytes of a built model.
 _SOURCES = ("layers", "mobilenet", "nets", "efficientnet", "export", "quantize", "calibration",
-            "zoo")
-_VERSIONED = ("torch", "onnx", "onnxruntime", "numpy", "scikit-image")
+            "zoo", "dense", "vision")
+_VERSIONED = ("torch", "torchvision", "onnx", "onnxruntime", "numpy", "scikit-image")
 CALIBRATION_IMAGES = 8
 
 
@@ -67,6 +67,13 @@ def _nets(cls_name, **kw):
     return make
 
 
+def _dense(cls_name):
+    def make(width):
+        from . import dense
+        return getattr(dense, cls_name)(width=width)
+    return make
+
+
 def _efficientnet(variant):
     def make(width):
         from .efficientnet import EfficientNet
@@ -88,6 +95,15 @@ ZOO = {
     "tiny_yolov3": ZooModel(_nets("TinyYOLOv3"), 416, ("boxes32", "boxes16"), 32, 64),
     # Nominal B4 input is 380; the zoo's size is the benchmark's 256.
     "efficientnet_b4": ZooModel(_efficientnet("b4"), 256, test_width=0.125),
+    # torchvision's dense prediction models (models/dense.py): full width, small tests.
+    "lraspp_mobilenet_v3": ZooModel(_dense("LRASPP"), 512, ("out",), 32, 64, 1.0),
+    "ssdlite_mobilenet_v3": ZooModel(_dense("SSDLite"), 320, ("boxes", "logits"), 32, 64, 1.0),
+}
+#: Zoo models the benchmark leaves out (``bench --all``), built the same way.
+EXTRA = {
+    "deeplabv3_mobilenet_v3": ZooModel(_dense("DeepLabV3"), 512, ("out",), 32, 64, 1.0),
+    "tiny_yolov3_darknet": ZooModel(_dense("TinyYOLOv3Darknet"), 416, ("boxes32", "boxes16"),
+                                    32, 64),
 }
 
 
@@ -113,9 +129,9 @@ def source_hash(*modules):
 
 
 def _entry(name):
-    if name not in ZOO:
-        raise ValueError(f"model must be one of {sorted(ZOO)}, not {name!r}")
-    return ZOO[name]
+    if name not in ZOO and name not in EXTRA:
+        raise ValueError(f"model must be one of {sorted(ZOO | EXTRA)}, not {name!r}")
+    return ZOO.get(name) or EXTRA[name]
 
 
 def _path(name, resolution, width, seed, kind):

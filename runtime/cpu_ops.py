@@ -18,6 +18,7 @@ from . import conv as kconv
 from . import elementwise as kel
 from . import pool as kpool
 from . import quant as kquant
+from . import resize as rsz
 from .errors import RuntimeBambooError
 from .requant import Requant
 
@@ -145,8 +146,9 @@ def _shuffle(a, x, tin, tout):
 
 
 def _resize(a, x, tin, tout):
-    fh, fw = a["scale"]
-    return np.repeat(np.repeat(x, fh, axis=1), fw, axis=2)
+    if a["mode"] == "nearest":
+        return rsz.resize_nearest(x, a["rows"], a["cols"])
+    return rsz.resize_linear(x, a["ymap"], a["xmap"], a["requant"])
 
 
 def _const_operand(a, x, tin, tout):

@@ -123,6 +123,17 @@ def gap_graph(h, w, c, signed=False):
     return _graph([node], {"x": x, "y": y}, ["x"], ["y"])
 
 
+def resize_graph(h, w, c, fh, fw, signed=False):
+    """Nearest resize by integer factors (a pixel repeat: the fabric's data movement)."""
+    dt, _ = _types(signed)
+    x = _t("x", (1, h, w, c), 0.02, 7, dt)
+    y = _t("y", (1, h * fh, w * fw, c), 0.02, 7, dt)
+    node = ir.Node("up", "resize", ("x",), ("y",), {
+        "mode": "nearest", "rows": np.arange(h * fh) // fh, "cols": np.arange(w * fw) // fw,
+        "scale": (fh, fw), "requant": None})
+    return _graph([node], {"x": x, "y": y}, ["x"], ["y"])
+
+
 def random_feeds(graph, seed=0):
     rng = np.random.default_rng(seed)
     feeds = {}

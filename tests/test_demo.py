@@ -22,3 +22,18 @@ def test_demo_runs_and_is_bit_exact(tmp_path):
         for kind in ("utilization", "roofline"):
             data = (tmp_path / f"{name}_{kind}.png").read_bytes()
             assert data[:8] == b"\x89PNG\r\n\x1a\n" and struct.unpack(">I", data[16:20])[0] > 0
+
+
+def test_demo_segment_task(tmp_path, capsys):
+    """``bamboo demo --task segment``: the trained segmenter through Session(isa), every
+    output bit-exact with onnxruntime, the mask PNG written."""
+    pytest.importorskip("torch", reason="the segmenter is trained with torch")
+    pytest.importorskip("onnxruntime")
+    from bamboo.cli import main
+
+    assert main(["demo", "--task", "segment", "--out", str(tmp_path)]) == 0
+    text = capsys.readouterr().out
+    assert "bit-exact with onnxruntime: yes" in text
+    png = (tmp_path / "segment.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    assert struct.unpack(">II", png[16:24]) == (64 * 8, 32 * 8)   # width, height

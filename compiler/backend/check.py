@@ -135,6 +135,12 @@ def fabric_reason(node, graph, config):
         if src != dst and not (src[:2] == dst[:2] == (1, 1) and src[2] == dst[2]):
             return "view changes the channel-blocked layout"
         return None
+    if op == "resize":
+        if a["mode"] != "nearest" or a["scale"] is None:
+            return "resize other than a nearest pixel repeat"
+        if a["scale"][1] > _K_MAX:
+            return f"horizontal repeat {a['scale'][1]} beyond the VEC window ({_K_MAX})"
+        return None
     if op == "avgpool":
         return "non-global AvgPool: onnxruntime computes it in float (CPU)"
     return f"{op}: not lowered by the back end yet"

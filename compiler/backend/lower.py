@@ -365,6 +365,58 @@ class Lowerer:
         return self._vec(node, isa.VecOp.MUL_CHANNEL, [d["x"]], vector=d["s"], param=d["param"],
                          extra={"a_zp": _codes(tx.q.zp), "b_zp": _codes(ts.q.zp)})
 
+    def _resize(self, node):
+        """Nearest resize by integer factors ``fh x fw`` as data movement, per input tile:
+
+        * LOAD the tile's pixels as one-pixel rows with ``fw - 1`` words of ``qmin`` before
+          each (``pad_left``), so INP holds every pixel at the end of its own ``fw`` words,
+          and one row of ``qmin`` after the tile (``pad_bottom``);
+        * VEC MAX_POOL with a ``1 x fw`` window, stride 1: each window holds exactly one
+          pixel and ``qmin`` padding, so OUT gets every pixel ``fw`` times in a row;
+        * ``fh`` STOREs of the tile's rows, each ``fh`` output rows apart.
+        """
+        c, nm = self.c, node.name
+        B = c.rows
+        fh, fw = node.attrs["scale"]
+        tin, (h, w, ch), tbase = self._t(node.inputs[0])
+        _, (ho, wo, _), obase = self._t(node.outputs[0])
+        qmin = tin.q.qmin
+
+        def fits(th, tw):
+            return th * tw * fw <= c.output_buffer_depth // 2 and \
+                fits_isa(th, tw * fw, th, tw * fw) and \
+                th * tw * fw + fw <= c.input_buffer_depth // 2
+
+        steps = []
+        for oy0, th, ox0, tw in spatial_tiles(h, w, fits):
+            for blk in range(act_blocks(ch, B)):
+                step = Step(nm)
+                si, _ = self.slots.inp.get((nm, oy0, ox0, blk))
+                base, islot = self.slots.inp.bases[si], self.slots.inp.slot(si)
+                rows = [(0, th)] if tw == w else [(iy, 1) for iy in range(th)]
+                for k, (iy, n) in enumerate(rows):   # whole rows: one LOAD of th * w pixels
+                    last = k == len(rows) - 1
+                    step.loads.append(load_op(
+                        isa.Buffer.INP, islot, base + iy * tw * fw,
+                        tbase + ((blk * h + oy0 + iy) * w + ox0) * B, n * tw, 1, 1, B,
+                        (0, fw - 1, int(last), 0), qmin))
+                ok, _ = self.slots.out.get(None)
+                out_base, out_slot = self.slots.out.bases[ok], self.slots.out.slot(ok)
+                fields = dict(vop=isa.VecOp.MAX_POOL, kernel_h=1, kernel_w=fw, stride_h=1,
+                              stride_w=1, out_h=th, out_w=tw * fw, in_w=tw * fw, src_a=base,
+                              src_b=0, out_addr=out_base)
+                fields.update(self._post(node, step, []))
+                step.computes.append(Op(isa.Opcode.VEC, fields, reads=(islot,),
+                                        writes=(out_slot,)))
+                for dy in range(fh):
+                    dram = obase + ((blk * ho + oy0 * fh + dy) * wo + ox0 * fw) * B
+                    step.stores.append(Op(isa.Opcode.STORE, {
+                        "sram_addr": out_base, "dram_addr": dram, "y_size": th,
+                        "x_size": tw * fw, "x_stride": fh * wo, "lane": 0}, reads=(out_slot,),
+                        nbytes=th * tw * fw * B, dram=(dram, th, tw * fw * B, fh * wo * B)))
+                steps.append(step)
+        return steps
+
     def _lut(self, node):
         return self._vec(node, isa.VecOp.COPY, [node.inputs[0]])
 

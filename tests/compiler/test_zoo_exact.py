@@ -30,8 +30,9 @@ from bamboo.models import calibration, faces, zoo  # noqa: E402
 # in the fast path (its reduced QDQ build takes seconds) so the whole zoo is covered.
 QOPERATOR_FAST = ("efficientnet_b0", "mobilenet_v2", "mobilenet_v3_small", "shufflenet_v2",
                   "tiny_yolov3")
-# Float ops onnxruntime leaves between DequantizeLinear and QuantizeLinear on purpose.
-FLOAT_ISLANDS = frozenset({"HardSigmoid"})
+# Float ops onnxruntime leaves between DequantizeLinear and QuantizeLinear on purpose
+# (linear Resize stays float even with equal parameters: tests/runtime/test_resize.py).
+FLOAT_ISLANDS = frozenset({"HardSigmoid", "Resize"})
 CODE_MOVES = frozenset({"Slice", "Reshape", "Transpose", "Flatten", "Split", "MaxPool"})
 PHOTOS = 2
 

@@ -313,6 +313,9 @@ VEC_GRAPHS = (
     ("gap_graph", dict(h=5, w=6, c=7)),
     ("mul_graph", dict(h=4, w=5, c=6)),
     ("mul_graph", dict(h=4, w=5, c=6, elementwise=True)),
+    # nearest upsample as data movement: interleaving LOAD pads, 1 x fw MAX_POOL, fh STOREs
+    ("resize_graph", dict(h=4, w=5, c=6, fh=2, fw=2)),
+    ("resize_graph", dict(h=3, w=4, c=5, fh=1, fw=3, signed=True)),
 )
 
 

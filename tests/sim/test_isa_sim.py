@@ -22,6 +22,7 @@ from isa_graphs import (
     gap_graph,
     maxpool_graph,
     mul_graph,
+    resize_graph,
     run_both,
     zoo_graph,
 )
@@ -56,6 +57,12 @@ LAYERS = {
     "int8_gap": lambda: gap_graph(5, 5, 7, signed=True),
     "mul_channel": lambda: mul_graph(6, 5, 10),
     "mul_elementwise": lambda: mul_graph(7, 9, 10, seed=2, elementwise=True),
+    "resize_2x": lambda: resize_graph(6, 5, 10, 2, 2),
+    "resize_3x2": lambda: resize_graph(5, 7, 9, 3, 2),
+    "resize_rows_only": lambda: resize_graph(4, 6, 5, 2, 1),
+    "resize_tiled": lambda: resize_graph(30, 29, 3, 2, 2),
+    "resize_wide_3x": lambda: resize_graph(3, 200, 4, 3, 3),   # tiles narrower than a row
+    "int8_resize_2x": lambda: resize_graph(7, 6, 12, 2, 2, signed=True),
 }
 
 
