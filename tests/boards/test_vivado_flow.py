@@ -264,3 +264,53 @@ def test_dry_run_of_the_board_preset(name):
     """The real configuration of every board through generation, lint and the dry run."""
     project = check(generate(name, accelerator=accelerator_factory()))
     assert project.config.name == board(name).preset
+
+
+@needs_tclsh
+def test_dry_run_log_cannot_pass_for_a_build():
+    project = check(small_project("ultra96"))
+    log = (project.folder / "dry_run.log").read_text().splitlines()
+    script_lines = [ln for ln in log if "bamboo:" in ln]
+    assert script_lines and all(ln.startswith("DRY RUN, nothing built or timed: ")
+                                for ln in script_lines)
+    assert any("slack untimed" in ln for ln in script_lines)
+    assert log[-1].endswith("nothing was built or timed")
+    assert any("bamboo.xsa is PL-only" in ln for ln in script_lines)
+
+
+@needs_tclsh
+@pytest.mark.parametrize("installed,applied", [
+    ({"em.avnet.com:ultra96v2:part0:1.0": "xczu3eg-sbva484-1-e"}, None),   # the -e part
+    ({"avnet.com:ultra96v2:part0:1.2": "xczu3eg-sbva484-1-i"}, "avnet.com:ultra96v2:part0:1.2"),
+    ({"Avnet-tria:ultra96v2:part0:1.3": "xczu3eg-sbva484-1-i",
+      "em.avnet.com:ultra96v2:part0:1.0": "xczu3eg-sbva484-1-e"},
+     "Avnet-tria:ultra96v2:part0:1.3"),
+])
+def test_board_files_of_every_version_match_only_with_the_board_part(tmp_path, installed,
+                                                                     applied):
+    project = small_project("ultra96")
+    shutil.copy(project.verilog, tmp_path / project.verilog.name)
+    shutil.copy(project.tcl, tmp_path / "bamboo.tcl")
+    log = dry_run(tmp_path / "bamboo.tcl", tmp_path / project.verilog.name, project.board,
+                  project.config, TOP_NAME, board_files=installed)
+    if applied:
+        assert f"board preset {applied} applied" in log and "PL-only" not in log
+    else:
+        assert "board preset" not in log and "bamboo.xsa is PL-only" in log
+
+
+@needs_tclsh
+def test_every_hp0_segment_is_assigned_or_excluded(tmp_path):
+    project = small_project("ultra96")
+    tcl = project.tcl.read_text()
+    design = (check(project).folder / "dry_run_design.txt").read_text()
+    assert "exclude bamboo/m_axi ps/SAXIGP2/HP0_DDR_HIGH" in design
+    for seg in ("HP0_DDR_LOW", "HP0_QSPI", "HP0_LPS_OCM"):
+        assert f"bamboo/m_axi ps/SAXIGP2/{seg}" in design
+    start = tcl.index("exclude_bd_addr_seg")
+    end = tcl.index("\n", tcl.index("HP0_DDR_HIGH", start))
+    (tmp_path / "bamboo.tcl").write_text(tcl[:start] + tcl[end + 1:])
+    shutil.copy(project.verilog, tmp_path / project.verilog.name)
+    with pytest.raises(BoardError, match="HP0_DDR_HIGH is neither assigned nor excluded"):
+        dry_run(tmp_path / "bamboo.tcl", tmp_path / project.verilog.name, project.board,
+                project.config, TOP_NAME)
