@@ -304,18 +304,19 @@ class SimDevice(Device):
         return _Memory(self)
 
     def flush(self, bo, offset, ptr, size):
-        with self.lock:
-            b = self.bos[bo]
-            b.ddr[offset:offset + size] = b.cpu[offset:offset + size]
-            b.engine_wrote = False
-            self.log.append(("flush", b.addr))
+        self._sync("flush", bo, offset, size)
 
     def invalidate(self, bo, offset, ptr, size):
+        self._sync("invalidate", bo, offset, size)
+
+    def _sync(self, kind, bo, offset, size):
+        """``flush``: the CPU's view to DDR; ``invalidate``: DDR to the CPU's view."""
         with self.lock:
             b = self.bos[bo]
-            b.cpu[offset:offset + size] = b.ddr[offset:offset + size]
+            src, dst = (b.cpu, b.ddr) if kind == "flush" else (b.ddr, b.cpu)
+            dst[offset:offset + size] = src[offset:offset + size]
             b.engine_wrote = False
-            self.log.append(("invalidate", b.addr))
+            self.log.append((kind, b.addr))
 
     # PYNQ's device interface, as EmbeddedDevice without XRT ----------------------------
     def get_bitfile_metadata(self, bitfile_name, partial=False):
