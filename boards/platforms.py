@@ -51,7 +51,8 @@ class Board:
     reg_base : int
         Address of the accelerator's register window as the PS sees it.
     board_parts : tuple of str
-        Vivado board-part globs; when one is installed its PS preset is applied first.
+        Vivado board-part globs; when one of :attr:`part` is installed its PS preset is
+        applied first (else the ``.xsa`` is PL-only, which PYNQ does not mind).
     dsp_budget : int
         DSP slices the accelerator may take (0: 85 % of the device); :attr:`budget`.
     """
@@ -146,11 +147,12 @@ BOARDS = {b.name: b for b in [
     Board("ultra96", "Ultra96-V2", "xczu3eg", "sbva484", "1-i",
           capacity=dict(dsp=360, lut=70560, ff=141120, bram36=216, uram=0),
           clock_range=(100.0, 300.0), preset="ultra96", dsp_budget=300,
-          board_parts=("avnet.com:ultra96v2:part0:*",), **_ZYNQMP),
+          # Avnet/bdf: em.avnet.com (1.0, part -1-e), avnet.com (1.2), Avnet-tria (1.3).
+          board_parts=("*:ultra96v2:part0:*",), **_ZYNQMP),
     Board("ultra96v1", "Ultra96 (V1)", "xczu3eg", "sbva484", "1-e",
           capacity=dict(dsp=360, lut=70560, ff=141120, bram36=216, uram=0),
           clock_range=(100.0, 300.0), preset="ultra96", dsp_budget=300,
-          board_parts=("em.avnet.com:ultra96:part0:*", "avnet.com:ultra96v1:part0:*"),
+          board_parts=("*:ultra96v1:part0:*", "*:ultra96:part0:*"),
           **_ZYNQMP),
     Board("zcu104", "ZCU104", "xczu7ev", "ffvc1156", "2-e",
           capacity=dict(dsp=1728, lut=230400, ff=460800, bram36=312, uram=96),

@@ -17,7 +17,10 @@ checks that clock's period after synthesis against the chosen frequency and adds
 so there is never a duplicate clock.
 """
 
-__all__ = ["flow_tcl", "ps_names", "xdc"]
+__all__ = ["INTC_OFFSET", "INTC_RANGE", "flow_tcl", "ps_names", "xdc"]
+
+#: The axi_intc's register window: this far above the accelerator's, this long.
+INTC_OFFSET, INTC_RANGE = 0x10000, 0x10000
 
 # Ref: UG1085 "PS-PL AXI interfaces": HPM0_FPD is M_AXI_GP0, HP0_FPD is S_AXI_GP2.
 _ZYNQMP = {
@@ -25,7 +28,13 @@ _ZYNQMP = {
     "m_axi": "M_AXI_HPM0_FPD", "m_clk": "maxihpm0_fpd_aclk",
     "s_axi": "S_AXI_HP0_FPD", "s_clk": "saxihp0_fpd_aclk",
     "clk": "pl_clk0", "resetn": "pl_resetn0", "irq": "pl_ps_irq0",
-    "ddr_seg": "SAXIGP2/HP0_DDR_LOW", "clock_name": "clk_pl_0",
+    # What the engine's DMA reaches through S_AXI_HP0_FPD: (segment, offset, range), as
+    # PYNQ's base designs map them (ZCU104 base.tcl); the Ultra96's 2 GB of DDR are all
+    # in DDR_LOW, so DDR_HIGH is excluded explicitly. Ref: UG1085 table 10-1.
+    "ddr_segs": (("SAXIGP2/HP0_DDR_LOW", 0x0000_0000, 0x8000_0000),
+                 ("SAXIGP2/HP0_QSPI", 0xC000_0000, 0x2000_0000),
+                 ("SAXIGP2/HP0_LPS_OCM", 0xFF00_0000, 0x0100_0000)),
+    "excluded_segs": ("SAXIGP2/HP0_DDR_HIGH",), "clock_name": "clk_pl_0",
     # A glob: `[0]` in a filter pattern is a character class, so match the bus.
     "clock_pin": "*/PS8_i/PLCLK*",
 }
@@ -34,7 +43,8 @@ _ZYNQ7 = {
     "m_axi": "M_AXI_GP0", "m_clk": "M_AXI_GP0_ACLK",
     "s_axi": "S_AXI_HP0", "s_clk": "S_AXI_HP0_ACLK",
     "clk": "FCLK_CLK0", "resetn": "FCLK_RESET0_N", "irq": "IRQ_F2P",
-    "ddr_seg": "S_AXI_HP0/HP0_DDR_LOWOCM", "clock_name": "clk_fpga_0",
+    "ddr_segs": (("S_AXI_HP0/HP0_DDR_LOWOCM", None, None),), "excluded_segs": (),
+    "clock_name": "clk_fpga_0",
     "clock_pin": "*/PS7_i/FCLKCLK*",
 }
 
@@ -70,6 +80,20 @@ def _dict(props):
     return " ".join(f"CONFIG.{k} {{{v}}}" for k, v in props.items())
 
 
+def _ddr_addresses(ps):
+    """``assign_bd_address`` / ``exclude_bd_addr_seg`` lines of the engine's master."""
+    space = "[get_bd_addr_spaces bamboo/m_axi]"
+    lines = []
+    for seg, offset, size in ps["ddr_segs"]:
+        where = "" if offset is None else f"-offset 0x{offset:08X} -range 0x{size:08X} "
+        lines.append(f"assign_bd_address {where}-target_address_space {space} \\\n"
+                     f"    [get_bd_addr_segs ps/{seg}] -force")
+    for seg in ps["excluded_segs"]:
+        lines.append(f"exclude_bd_addr_seg -target_address_space {space} \\\n"
+                     f"    [get_bd_addr_segs ps/{seg}]")
+    return "\n".join(lines) + "\n"
+
+
 def flow_tcl(board, config, top, verilog_name, *, jobs=2):
     """The Vivado batch script (``vivado -mode batch -source bamboo.tcl``), as text.
 
@@ -102,16 +126,30 @@ set jobs {jobs}
 set expected_period {period:.4f}
 
 create_project -force bamboo_prj $here/vivado -part {board.part}
+# Board files name the vendor differently by version (Ultra96-V2: em.avnet.com 1.0 with
+# the -e part, avnet.com 1.2, Avnet-tria 1.3): match any vendor, and take only a board
+# part of this very part, which set_property board_part would otherwise change.
 set preset 0
 foreach pattern {{{board_parts}}} {{
-    set found [get_board_parts -quiet -latest_file_version $pattern]
-    if {{[llength $found]}} {{
-        set_property board_part [lindex $found 0] [current_project]
-        set preset 1
-        break
+    foreach found [lsort -decreasing [get_board_parts -quiet $pattern]] {{
+        if {{[get_property PART_NAME [get_board_parts $found]] eq "{board.part}"}} {{
+            set_property board_part $found [current_project]
+            set preset 1
+            puts "bamboo: board preset $found applied"
+            break
+        }}
+    }}
+    if {{$preset}} break
+}}
+if {{!$preset}} {{
+    puts "bamboo: no board file for {board.title} with part {board.part} is installed (tried \
+{board_parts}); explicit PS settings only: the PS DDR and MIO are not configured, so \
+bamboo.xsa is PL-only (not usable for a boot image); bamboo.bit and bamboo.hwh for \
+PYNQ are unaffected"
+    if {{[info exists ::env(BAMBOO_REQUIRE_BOARD_FILE)]}} {{
+        error "bamboo: BAMBOO_REQUIRE_BOARD_FILE is set and no board file matches"
     }}
 }}
-puts "bamboo: board preset [expr {{$preset ? "applied" : "not installed, explicit PS settings"}}]"
 add_files -norecurse $here/{verilog_name}
 update_compile_order -fileset sources_1
 
@@ -150,12 +188,10 @@ connect_bd_net [get_bd_pins intc/irq] [get_bd_pins ps/{ps['irq']}]
 assign_bd_address -offset 0x{board.reg_base:08X} -range 0x{reg_range:X} \\
     -target_address_space [get_bd_addr_spaces ps/Data] \\
     [get_bd_addr_segs -of_objects [get_bd_intf_pins bamboo/s_axi]] -force
-assign_bd_address -offset 0x{board.reg_base + 0x10000:08X} -range 0x10000 \\
+assign_bd_address -offset 0x{board.reg_base + INTC_OFFSET:08X} -range 0x{INTC_RANGE:X} \\
     -target_address_space [get_bd_addr_spaces ps/Data] \\
     [get_bd_addr_segs -of_objects [get_bd_intf_pins intc/s_axi]] -force
-assign_bd_address -target_address_space [get_bd_addr_spaces bamboo/m_axi] \\
-    [get_bd_addr_segs ps/{ps['ddr_seg']}] -force
-validate_bd_design
+{_ddr_addresses(ps)}validate_bd_design
 save_bd_design
 
 set wrapper [make_wrapper -files [get_files $bd.bd] -top]
@@ -198,7 +234,7 @@ write_hw_platform -fixed -include_bit -force -file $here/bamboo.xsa
 file copy -force [lindex [glob $here/vivado/bamboo_prj.runs/impl_1/*.bit] 0] $here/bamboo.bit
 file copy -force [lindex [glob $here/vivado/bamboo_prj.gen/sources_1/bd/$bd/hw_handoff/$bd.hwh \\
     $here/vivado/bamboo_prj.srcs/sources_1/bd/$bd/hw_handoff/$bd.hwh] 0] $here/bamboo.hwh
-if {{$wns < 0}} {{
+if {{[string is double -strict $wns] && $wns < 0}} {{
     puts "bamboo: TIMING NOT MET (WNS $wns ns); see timing.rpt"
     exit 3
 }}

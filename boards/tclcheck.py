@@ -12,6 +12,8 @@ per net, both address maps assigned. The run commands check their order
 -fixed -include_bit``) and the files copied out.
 
 A wrong name anywhere (``bamboo/s_axil``, ``ps/pl_ps_irq``) fails with the line.
+Every line the script prints under the stubs starts ``DRY RUN, nothing built or
+timed:`` (slack reads ``untimed``), so its log cannot pass for a build's.
 """
 
 import re
@@ -31,7 +33,7 @@ def _tcl_list(items):
     return " ".join("{" + str(i) + "}" for i in items)
 
 
-def _database(board, config, verilog_path, top):
+def _database(board, config, verilog_path, top, board_files=None):
     """Tcl that sets the stubs' tables: IP pins, the accelerator's ports, expected values."""
     lines = []
     for vlnv, table in IP_TABLES.items():
@@ -77,6 +79,8 @@ def _database(board, config, verilog_path, top):
               f"set ::expect_reg_base 0x{board.reg_base:08X}",
               "set ::expect_cell bamboo",
               f"set ::expect_clock_name {ps_names(board)['clock_name']}"]
+    for board_part, part in (board_files or {}).items():
+        lines.append(f"dict set ::installed_board_parts {{{board_part}}} {part}")
     return "\n".join(lines) + "\n"
 
 
@@ -98,8 +102,13 @@ def _failure(stderr, script):
 _STUBS = Path(__file__).with_name("vivado_stub.tcl")
 
 
-def dry_run(tcl_path, verilog_path, board, config, top, *, tclsh=None):
+def dry_run(tcl_path, verilog_path, board, config, top, *, tclsh=None, board_files=None):
     """Run ``tcl_path`` under ``tclsh`` with the checking stubs; return its log.
+
+    Every line the script prints is marked as a dry run's. The block design the
+    script built is written to ``dry_run_design.txt`` beside it (:mod:`.hwh` turns it
+    into the hardware handoff). ``board_files`` (``{board part: part}``) are the
+    Vivado board files the run pretends are installed (none by default).
 
     Raises
     ------
@@ -111,7 +120,7 @@ def dry_run(tcl_path, verilog_path, board, config, top, *, tclsh=None):
         raise BoardError("the Tcl dry run needs `tclsh` (Debian: apt-get install tcl)")
     tcl_path = Path(tcl_path).resolve()
     db = tcl_path.with_name("dry_run_db.tcl")
-    db.write_text(_database(board, config, verilog_path, top))
+    db.write_text(_database(board, config, verilog_path, top, board_files))
     driver = tcl_path.with_name("dry_run.tcl")
     driver.write_text(
         f"source {{{_STUBS}}}\nsource {{{db}}}\n"

@@ -4,9 +4,11 @@ A block design instantiates the accelerator as a module reference
 (``create_bd_cell -type module -reference bamboo_top``). Vivado turns ports into
 interface pins from their ``X_INTERFACE_INFO`` attributes: ``s_axi__awaddr`` with
 ``xilinx.com:interface:aximm:1.0 s_axi AWADDR`` becomes part of the AXI pin
-``accel/s_axi``. :class:`BoardTop` puts those attributes on the Amaranth signals
-(Amaranth copies ``Signal.attrs`` onto the Verilog port declarations) and makes
-the clock and reset explicit ports, so they carry attributes too.
+``accel/s_axi``. :class:`BoardTop` lists those attributes port by port
+(:attr:`BoardTop.port_attrs`) and makes the clock and reset explicit ports, so they
+carry attributes too; :func:`write_verilog` writes them onto the port declarations
+by port name (:func:`annotate_ports`), because Amaranth's own copy of
+``Signal.attrs`` merges the attributes of ports driven by one value.
 
 The reset is active high (``rst``, Amaranth's ``sync`` domain reset); the block
 design drives it from ``proc_sys_reset/peripheral_reset``.
@@ -23,14 +25,15 @@ from amaranth.hdl import ClockDomain, Module, Shape
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In
 
-__all__ = ["TOP_NAME", "BoardTop", "interfaces", "parse_ports", "write_atomic", "write_verilog"]
+__all__ = ["TOP_NAME", "BoardTop", "annotate_ports", "interfaces", "parse_ports", "write_atomic",
+           "write_verilog"]
 
 #: Module name of the board top level in the Verilog and the block design.
 TOP_NAME = "bamboo_top"
 
 _AXIMM = "xilinx.com:interface:aximm:1.0"
 # Part of the Verilog cache key: bump when the text processing below changes.
-_REV = "ports-only-1"
+_REV = "by-port-name-1"
 
 
 class BoardTop(wiring.Component):
@@ -65,25 +68,38 @@ class BoardTop(wiring.Component):
         self._annotate()
 
     def _annotate(self):
-        def put(sig, info, param=None):
-            sig.attrs["X_INTERFACE_INFO"] = info
+        """Fill :attr:`port_attrs`, ``{verilog port name: {attribute: value}}``, one entry a port.
+
+        The same attributes go on the Amaranth signals (so the RTLIL, and the design
+        hash the resource estimates are keyed by, is what it always was), but the
+        Verilog is annotated from this table by port name (:func:`annotate_ports`):
+        Amaranth's RTLIL back end merges the attributes of outputs driven by the same
+        value (amaranth-lang/amaranth#1616), so ``m_axi__arid``, ``m_axi__awid`` and
+        ``m_axi__arlock``, all tied to 0, would otherwise all claim ``AWLOCK``.
+        """
+        self.port_attrs = {}
+
+        def put(sig, port, info, param=None, mode=None):
+            attrs = {} if mode is None else {"X_INTERFACE_MODE": mode}
+            attrs["X_INTERFACE_INFO"] = info
             if param is not None:
-                sig.attrs["X_INTERFACE_PARAMETER"] = param
+                attrs["X_INTERFACE_PARAMETER"] = param
+            sig.attrs.update(attrs)
+            self.port_attrs[port] = attrs
 
         lite, full = self.s_axi.signature.flip(), self.m_axi.signature
-        for n, (bus, mode, sig) in enumerate([("s_axi", "slave", lite), ("m_axi", "master", full)]):
-            for i, (name, _member) in enumerate(sig.members.items()):
+        for bus, mode, sig in [("s_axi", "slave", lite), ("m_axi", "master", full)]:
+            for i, name in enumerate(sig.members):
                 port = getattr(getattr(self, bus), name)
-                param = None
-                if i == 0:
-                    port.attrs["X_INTERFACE_MODE"] = f"{mode} {bus}"
-                    param = _aximm_parameters(bus, sig)
-                put(port, f"{_AXIMM} {bus} {name.upper()}", param)
-        put(self.clk, "xilinx.com:signal:clock:1.0 clk CLK",
+                first = i == 0
+                put(port, f"{bus}__{name}", f"{_AXIMM} {bus} {name.upper()}",
+                    _aximm_parameters(bus, sig) if first else None,
+                    f"{mode} {bus}" if first else None)
+        put(self.clk, "clk", "xilinx.com:signal:clock:1.0 clk CLK",
             "XIL_INTERFACENAME clk, ASSOCIATED_BUSIF s_axi:m_axi, ASSOCIATED_RESET rst")
-        put(self.rst, "xilinx.com:signal:reset:1.0 rst RST",
+        put(self.rst, "rst", "xilinx.com:signal:reset:1.0 rst RST",
             "XIL_INTERFACENAME rst, POLARITY ACTIVE_HIGH")
-        put(self.irq, "xilinx.com:signal:interrupt:1.0 irq INTERRUPT",
+        put(self.irq, "irq", "xilinx.com:signal:interrupt:1.0 irq INTERRUPT",
             "XIL_INTERFACENAME irq, SENSITIVITY LEVEL_HIGH")
 
     def elaborate(self, platform):
@@ -135,7 +151,8 @@ def write_verilog(top, path, cache):
                          + amaranth.__version__.encode() + _REV.encode()).hexdigest()[:20]
     cached = cache / f"{key}.v"
     if not cached.exists():
-        text = _ports_only(verilog.convert(top, name=TOP_NAME, emit_src=False))
+        text = annotate_ports(verilog.convert(top, name=TOP_NAME, emit_src=False),
+                              top.port_attrs)
         tmp = cached.with_suffix(f".tmp{os.getpid()}")
         tmp.write_text(text)
         tmp.replace(cached)
@@ -152,24 +169,39 @@ def write_atomic(path, text):
     tmp.replace(path)
 
 
-def _ports_only(text):
-    """Drop the interface attributes Yosys copies onto internal aliases of the ports.
+def annotate_ports(text, port_attrs, module=TOP_NAME):
+    """Put the interface attributes on ``module``'s port declarations by port name.
 
-    Amaranth names a port's internal alias after it (``\\clk$59``) and Yosys gives
-    the alias the port's attributes; only the port declaration should carry them.
+    Every ``X_INTERFACE_*`` attribute Yosys wrote in ``module`` is dropped first:
+    those on the ports may have been merged across ports driven by the same value
+    (amaranth-lang/amaranth#1616), and Yosys also copies them onto internal aliases
+    named after the ports (``\\clk$59``). Then each port in ``port_attrs``
+    (``{port: {attribute: value}}``) gets exactly its own attributes.
+
+    Raises
+    ------
+    ValueError
+        A port of ``port_attrs`` is not declared in ``module``.
     """
-    out, pending = [], []
-    for line in text.splitlines(keepends=True):
+    start = re.search(rf"^module\s+{re.escape(module)}\s*\(", text, re.MULTILINE)
+    if start is None:
+        raise ValueError(f"no module {module!r} in the Verilog")
+    end = text.index("endmodule", start.end())
+    out, done = [], set()
+    for line in text[start.end():end].splitlines(keepends=True):
         stripped = line.strip()
-        if stripped.startswith("(*") and stripped.endswith("*)"):
-            pending.append(line)
+        if stripped.startswith("(*") and stripped.endswith("*)") and "X_INTERFACE" in stripped:
             continue
-        if pending and not re.match(r"\s*(input|output|inout)\b", line):
-            pending = [a for a in pending if "X_INTERFACE" not in a]
-        out += pending
+        decl = _DECL.match(line)
+        if decl and decl[4] in port_attrs:
+            indent = line[:len(line) - len(line.lstrip())]
+            out += [f'{indent}(* {k} = "{v}" *)\n' for k, v in port_attrs[decl[4]].items()]
+            done.add(decl[4])
         out.append(line)
-        pending = []
-    return "".join(out + pending)
+    missing = sorted(set(port_attrs) - done)
+    if missing:
+        raise ValueError(f"ports {missing} are not declared in module {module!r}")
+    return text[:start.end()] + "".join(out) + text[end:]
 
 
 _ATTR = re.compile(r'\(\*\s*(\w+)\s*=\s*"([^"]*)"\s*\*\)')
@@ -208,8 +240,14 @@ def interfaces(ports):
     Returns
     -------
     dict
-        ``{name: {"vlnv": ..., "mode": "master"/"slave"/None, "signals": {LOGICAL: port},
-        "parameters": {...}}}``.
+        ``{name: {"vlnv": ..., "mode": "master"/"slave"/None, "declared_mode": the
+        X_INTERFACE_MODE value or None, "signals": {LOGICAL: port}, "parameters": {...}}}``.
+
+    Raises
+    ------
+    ValueError
+        Two ports claim one logical signal, or an interface's mode or parameters
+        are on more than one port (Vivado would refuse or silently pick one).
     """
     out = {}
     for port, (direction, _width, attrs) in ports.items():
@@ -217,16 +255,28 @@ def interfaces(ports):
         if info is None:
             continue
         vlnv, name, logical = info.split()
-        intf = out.setdefault(name, {"vlnv": vlnv, "mode": None, "signals": {},
-                                     "parameters": {}})
+        intf = out.setdefault(name, {"vlnv": vlnv, "mode": None, "declared_mode": None,
+                                     "signals": {}, "parameters": {}})
         if intf["vlnv"] != vlnv:
             raise ValueError(f"interface {name!r} mixes {intf['vlnv']} and {vlnv}")
+        if logical in intf["signals"]:
+            raise ValueError(f"{name} {logical} is claimed by both {intf['signals'][logical]} "
+                             f"and {port}")
         intf["signals"][logical] = port
         param = attrs.get("X_INTERFACE_PARAMETER")
         if param:
+            if intf["parameters"]:
+                raise ValueError(f"interface {name!r} has X_INTERFACE_PARAMETER on more "
+                                 f"than one port ({port})")
             for item in param.split(","):
                 key, _, value = item.strip().partition(" ")
                 intf["parameters"][key] = value.strip()
+        mode = attrs.get("X_INTERFACE_MODE")
+        if mode is not None:
+            if intf["declared_mode"] is not None:
+                raise ValueError(f"interface {name!r} has X_INTERFACE_MODE on more than "
+                                 f"one port ({port})")
+            intf["declared_mode"] = mode
         if vlnv == _AXIMM and logical == "AWVALID":
             intf["mode"] = "master" if direction == "output" else "slave"
     return out

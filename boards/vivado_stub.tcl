@@ -10,6 +10,10 @@ set ::driven [dict create]
 set ::connected [dict create]
 set ::intf_peer [dict create]
 set ::addr [dict create]
+set ::ranges [dict create]
+set ::excluded [dict create]
+set ::nets [list]
+set ::intf_nets [list]
 set ::runs [dict create]
 set ::copied [list]
 set ::generated [list]
@@ -44,7 +48,19 @@ proc create_project {args} {
     if {[llength $args] != 2} { fail "create_project: expected a name and a folder, got $args" }
     set ::project [lindex $args 0]
 }
-proc get_board_parts {args} { return "" }
+# Board files "installed" for the dry run: {board_part part ...} (dry_run_db.tcl may set it).
+set ::installed_board_parts [dict create]
+set ::board_part ""
+proc get_board_parts {args} {
+    flag args -quiet
+    flag args -latest_file_version
+    set pattern [lindex $args 0]
+    set out {}
+    foreach bp [dict keys $::installed_board_parts] {
+        if {[string match -nocase $pattern $bp]} { lappend out $bp }
+    }
+    return $out
+}
 proc current_project {} { return $::project }
 proc current_fileset {} { return sources_1 }
 proc update_compile_order {args} {}
@@ -99,6 +115,11 @@ proc apply_bd_automation {args} {
 }
 proc set_property {args} {
     set d [opt args -dict]
+    if {[lindex $args 0] eq "board_part"} {
+        if {![dict exists $::installed_board_parts [lindex $args 1]]} { fail "set_property: no board part [lindex $args 1]" }
+        set ::board_part [lindex $args 1]
+        return
+    }
     if {$d eq ""} { return }
     set cell [lindex $args 0]
     if {![dict exists $::cells $cell]} { fail "set_property: no cell $cell" }
@@ -116,7 +137,8 @@ proc get_property {name obj} {
         PROGRESS { return 100% }
         STATUS { return "Complete" }
         PERIOD { return [expr {1000.0 / $::expect_mhz}] }
-        SLACK { return 0.100 }
+        SLACK { return untimed }
+        PART_NAME { return [dict get $::installed_board_parts $obj] }
     }
     fail "get_property: $name not stubbed"
 }
@@ -161,6 +183,7 @@ proc connect_bd_net {args} {
     }
     if {[llength $drivers] != 1} { fail "connect_bd_net: [llength $drivers] drivers ($drivers) on $args" }
     foreach p $args { dict set ::connected $p [lindex $drivers 0] }
+    lappend ::nets [concat [list [lindex $drivers 0]] $args]
 }
 proc connect_bd_intf_net {a b} {
     set pa [lookup connect_bd_intf_net $a intf]
@@ -172,6 +195,7 @@ proc connect_bd_intf_net {a b} {
     foreach p [list $a $b] { if {[dict exists $::connected $p]} { fail "connect_bd_intf_net: $p is connected already" } }
     dict set ::connected $a $b
     dict set ::connected $b $a
+    lappend ::intf_nets [list $a $b]
 }
 proc get_bd_addr_spaces {path} {
     lassign [split $path /] cell space
@@ -210,7 +234,36 @@ proc assign_bd_address {args} {
     if {$space eq ""} { fail "assign_bd_address: give -target_address_space" }
     if {$range ne "" && ($range & ($range - 1))} { fail "assign_bd_address: range $range" }
     if {$offset ne "" && $range ne "" && ($offset % $range)} { fail "assign_bd_address: $offset not aligned to $range" }
-    foreach seg [lindex $args 0] { dict set ::addr $space $seg $offset }
+    foreach seg [lindex $args 0] {
+        dict set ::addr $space $seg $offset
+        dict set ::ranges $space $seg $range
+    }
+}
+proc exclude_bd_addr_seg {args} {
+    set space [opt args -target_address_space]
+    if {$space eq ""} { fail "exclude_bd_addr_seg: give -target_address_space" }
+    foreach seg [lindex $args 0] { dict set ::excluded $space $seg 1 }
+}
+# Every segment a master reaches through a slave interface must be assigned or excluded,
+# else Vivado's address validation warns of unmapped segments (PYNQ's base designs map
+# or exclude all of them).
+proc check_segments {} {
+    dict for {space segs} $::addr {
+        foreach seg [dict keys $segs] {
+            set cell [lindex [split $seg /] 0]
+            set vlnv [dict get $::cells $cell vlnv]
+            if {[dict get $::cells $cell kind] ne "ip"} { continue }
+            set name [join [lrange [split $seg /] 1 end] /]
+            dict for {intf names} [dict get $::ip_tables $vlnv segments] {
+                if {[lsearch -exact $names $name] < 0} { continue }
+                foreach other $names {
+                    if {![dict exists $::addr $space $cell/$other] && ![dict exists $::excluded $space $cell/$other]} {
+                        fail "finish: $space reaches $cell/$intf but $cell/$other is neither assigned nor excluded"
+                    }
+                }
+            }
+        }
+    }
 }
 proc validate_bd_design {} {
     dict for {cell c} $::cells {
@@ -291,6 +344,36 @@ proc glob {args} { return $args }
 rename exit _exit
 proc exit {{code 0}} { if {$code} { fail "the script exits with $code" } }
 
+# Every line the script prints says that this is a dry run (nothing built or timed).
+rename puts _puts
+proc puts {args} {
+    if {[llength $args] == 1} {
+        _puts "DRY RUN, nothing built or timed: [lindex $args 0]"
+    } else {
+        _puts {*}$args
+    }
+}
+
+# The recorded block design, for boards/hwh.py (the hardware handoff PYNQ reads).
+proc write_design {path} {
+    set f [open $path w]
+    dict for {cell c} $::cells {
+        _puts $f [list cell $cell [dict get $c kind] [dict get $c vlnv]]
+        dict for {k v} [dict get $c props] { _puts $f [list prop $cell $k $v] }
+    }
+    foreach n $::nets { _puts $f [concat net $n] }
+    foreach n $::intf_nets { _puts $f [concat intf $n] }
+    dict for {space segs} $::addr {
+        dict for {seg offset} $segs {
+            _puts $f [list addr $space $seg $offset [dict get $::ranges $space $seg]]
+        }
+    }
+    dict for {space segs} $::excluded {
+        foreach seg [dict keys $segs] { _puts $f [list exclude $space $seg] }
+    }
+    close $f
+}
+
 proc bamboo_stub_finish {} {
     set out [_file dirname [_file normalize [info script]]]
     foreach f {bamboo.bit bamboo.hwh} {
@@ -312,5 +395,7 @@ proc bamboo_stub_finish {} {
     if {![dict exists $::cells $::expect_cell] || [dict get $::cells $::expect_cell kind] ne "module"} {
         fail "finish: no module cell $::expect_cell (the runtime looks the accelerator up by it)"
     }
-    puts "dry run: OK ([dict size $::cells] cells, [dict size $::connected] connected pins)"
+    check_segments
+    write_design [_file join $out dry_run_design.txt]
+    _puts "dry run: OK ([dict size $::cells] cells, [dict size $::connected] connected pins); nothing was built or timed"
 }

@@ -7,23 +7,37 @@ the runtime imports on any machine. Two ways to load the PL:
   port widths from the handoff file; the register base is the accelerator's entry in
   ``ip_dict`` and the interrupt its ``irq`` pin;
 * ``Bitstream("bamboo.bit").download()`` for a bare ``.bit``: the runtime sets
-  ``pynq.Clocks.fclk0_mhz`` to the configuration's clock and the AXI port widths
-  itself (HPM0_FPD: bits 9:8 of 0xFD615000; S_AXI_HP0_FPD: AFIFM RDCTRL/WRCTRL at
-  0xFD380000/0xFD380014), and the registers are at 0xA000_0000. Unconfirmed on a
-  board (docs: /work/shared/ultra96.md).
+  ``pynq.Clocks.fclk0_mhz`` to the configuration's clock *before* the download (the
+  order ``Overlay.download`` keeps) and the AXI port widths after it (as PYNQ's
+  ``EmbeddedDevice.download`` does; HPM0_FPD: bits 9:8 of 0xFD615000; S_AXI_HP0_FPD:
+  AFIFM RDCTRL/WRCTRL at 0xFD380000/0xFD380014), and the registers are at 0xA000_0000.
 
 Buffers come from ``pynq.allocate`` (physically contiguous). S_AXI_HP0 is not
 cache-coherent, so the session flushes them before a run and invalidates them after.
-Completion is by interrupt (``pynq.Interrupt``, with asyncio) when the overlay
-describes one, else by polling STATUS; a timeout soft-resets the engine.
+Completion is by polling STATUS unless ``interrupt=True``. PYNQ 3.0.1's
+``Interrupt`` registers the UIO file descriptor with ``asyncio.get_event_loop()``
+when it is made and waits on an ``asyncio.Event`` of that loop, so one loop must
+own it: :class:`InterruptWaiter` runs that loop in a thread of its own, makes the
+``Interrupt`` there, and every wait (from any thread, e.g. ``run_batch``'s workers)
+is submitted to it with ``asyncio.run_coroutine_threadsafe``. A timeout soft-resets
+the engine either way.
+
+Checked against the real ``pynq`` 3.0.1 package over a simulated device
+(``tests/pynq_board``); only a board can check the kernel side itself.
 """
+
+import threading
 
 import numpy as np
 
 from .device import Device, DeviceBuffer
 from .errors import RuntimeBambooError
 
-__all__ = ["DEFAULT_REGISTER_BASE", "BoardBuffer", "BoardDevice"]
+__all__ = ["DEFAULT_REGISTER_BASE", "BD_CELL", "BoardBuffer", "BoardDevice", "InterruptWaiter"]
+
+#: The accelerator's cell in the block design (``create_bd_cell ... bamboo``): its
+#: ``ip_dict`` key, and ``bamboo/irq`` its interrupt pin.
+BD_CELL = "bamboo"
 
 #: Where Vivado's address editor puts the register window behind HPM0_FPD.
 DEFAULT_REGISTER_BASE = 0xA000_0000
@@ -46,9 +60,63 @@ class BoardBuffer(DeviceBuffer):
         self.pbuf.invalidate()
 
     def free(self):
-        close = getattr(self.pbuf, "freebuffer", None) or getattr(self.pbuf, "close", None)
-        if close is not None:
-            close()
+        # pynq 3.0.1: freebuffer() releases the memory; close() only warns.
+        self.pbuf.freebuffer()
+
+
+class InterruptWaiter:
+    """One thread owning an asyncio loop and the ``pynq.Interrupt`` made in it.
+
+    ``pynq.Interrupt(pin)`` must be made in the thread whose loop serves it (its UIO
+    reader is added to ``asyncio.get_event_loop()``); :meth:`wait` may be called from
+    any thread and blocks until the interrupt or ``timeout``.
+    """
+
+    def __init__(self, pynq, pin):
+        import asyncio
+
+        self._asyncio = asyncio
+        self.loop = asyncio.new_event_loop()
+        made = threading.Event()
+        box = {}
+
+        def run():
+            asyncio.set_event_loop(self.loop)
+            try:
+                box["interrupt"] = pynq.Interrupt(pin)
+            except Exception as exc:      # reported to the maker below
+                box["error"] = exc
+            made.set()
+            if "error" not in box:
+                self.loop.run_forever()
+            self.loop.close()
+
+        self.thread = threading.Thread(target=run, name=f"pynq-interrupt {pin}", daemon=True)
+        self.thread.start()
+        made.wait()
+        if "error" in box:
+            self.thread.join()
+            raise RuntimeBambooError(f"cannot wait on interrupt {pin}: {box['error']}")
+        self.interrupt = box["interrupt"]
+
+    def wait(self, timeout):
+        """True when the interrupt came, False after ``timeout`` seconds."""
+        asyncio = self._asyncio
+
+        async def wait():
+            await asyncio.wait_for(self.interrupt.wait(), timeout)
+
+        future = asyncio.run_coroutine_threadsafe(wait(), self.loop)
+        try:
+            future.result()
+        except asyncio.TimeoutError:
+            return False
+        return True
+
+    def close(self):
+        if self.thread.is_alive():
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self.thread.join()
 
 
 class BoardDevice(Device):
@@ -64,7 +132,8 @@ class BoardDevice(Device):
     register_base : int or None
         Override the register window address.
     interrupt : bool
-        Wait on the interrupt line when the overlay has one (else poll STATUS).
+        Wait on the overlay's ``bamboo/irq`` interrupt (through its ``axi_intc``)
+        instead of polling STATUS. Needs the ``.hwh``; off by default.
     cacheable : bool
         Allocate cacheable buffers (fast CPU access; flush/invalidate do the work).
     set_clock : bool
@@ -74,7 +143,7 @@ class BoardDevice(Device):
     name = "board"
     poll_interval = 20e-6
 
-    def __init__(self, config=None, bitstream=None, register_base=None, interrupt=True,
+    def __init__(self, config=None, bitstream=None, register_base=None, interrupt=False,
                  cacheable=True, set_clock=True, ip_name=None):
         try:
             import pynq
@@ -94,6 +163,9 @@ class BoardDevice(Device):
             from bamboo.arch.registers import encode
 
             self.write_reg("CTRL", encode("CTRL", irq_enable=1))
+        elif interrupt:
+            raise RuntimeBambooError("interrupt=True needs a bitstream with its .hwh (the "
+                                     "overlay names the interrupt pin)")
 
     def _load(self, bitstream, base, interrupt, set_clock, ip_name):
         from pathlib import Path
@@ -107,21 +179,25 @@ class BoardDevice(Device):
             name, ip = self._find_ip(self.overlay.ip_dict, ip_name)
             if base is None:
                 base = ip["phys_addr"]
-            if interrupt and ip.get("interrupts"):
+            if interrupt:
+                if not ip.get("interrupts"):
+                    raise RuntimeBambooError(f"the overlay's {name} has no interrupt pin")
                 irq = next(iter(ip["interrupts"]))
-                self.interrupt = pynq.Interrupt(f"{name}/{irq}")
+                self.interrupt = InterruptWaiter(pynq, f"{name}/{irq}")
             return base
+        if set_clock and self.config is not None:
+            pynq.Clocks.fclk0_mhz = self.config.clock_mhz     # before the download, as PYNQ
         pynq.Bitstream(str(bit)).download()
         if set_clock and self.config is not None:
-            pynq.Clocks.fclk0_mhz = self.config.clock_mhz
             self._set_port_widths()
         return base
 
     @staticmethod
     def _find_ip(ip_dict, ip_name):
+        if (ip_name or BD_CELL) in ip_dict:
+            return ip_name or BD_CELL, ip_dict[ip_name or BD_CELL]
         for name, ip in ip_dict.items():
-            if (ip_name and name == ip_name) or (not ip_name and "bamboo" in
-                                                  (name + str(ip.get("type", ""))).lower()):
+            if not ip_name and "bamboo" in (name + str(ip.get("type", ""))).lower():
                 return name, ip
         raise RuntimeBambooError(f"the overlay has no Bamboo accelerator among "
                                  f"{sorted(ip_dict)}; pass ip_name=")
@@ -152,18 +228,7 @@ class BoardDevice(Device):
     def _wait_event(self, timeout):
         if self.interrupt is None:
             return super()._wait_event(timeout)
-        import asyncio
-
-        async def wait():
-            await asyncio.wait_for(self.interrupt.wait(), timeout)
-
-        loop = asyncio.new_event_loop()
-        try:
-            loop.run_until_complete(wait())
-        except asyncio.TimeoutError:
-            pass
-        finally:
-            loop.close()
+        self.interrupt.wait(timeout)
 
     def close(self):
         for buf in self.buffers:
@@ -173,4 +238,6 @@ class BoardDevice(Device):
             from bamboo.arch.registers import encode
 
             self.write_reg("CTRL", encode("CTRL", irq_enable=0))
+            self.interrupt.close()
+            self.interrupt = None
 

@@ -51,27 +51,96 @@ def test_dry_run_passes(name):
     assert f"set expected_period {period}" in tcl
 
 
+# The AXI4 / AXI4-Lite signals (ARM IHI 0022, without the optional REGION and USER
+# signals: HAS_REGION 0), written out here rather than taken from hw/axi.py.
+_AXI4 = {"AW": "ID ADDR LEN SIZE BURST LOCK CACHE PROT QOS VALID READY",
+         "W": "DATA STRB LAST VALID READY", "B": "ID RESP VALID READY",
+         "AR": "ID ADDR LEN SIZE BURST LOCK CACHE PROT QOS VALID READY",
+         "R": "ID DATA RESP LAST VALID READY"}
+_AXI4LITE = {"AW": "ADDR PROT VALID READY", "W": "DATA STRB VALID READY", "B": "RESP VALID READY",
+             "AR": "ADDR PROT VALID READY", "R": "DATA RESP VALID READY"}
+
+
+def _axi_signals(table):
+    """``{LOGICAL: driven by the manager}``: VALID and payload flow with the channel,
+    READY against it."""
+    out = {}
+    for channel, names in table.items():
+        forward = channel in ("AW", "W", "AR")
+        for name in names.split():
+            out[channel + name] = forward != (name == "READY")
+    return out
+
+
 def test_verilog_interfaces():
     project = small_project("ultra96")
-    ports = parse_ports(project.verilog.read_text())
+    text = project.verilog.read_text()
+    ports = parse_ports(text)
     intfs = interfaces(ports)
     assert set(intfs) == {"s_axi", "m_axi", "clk", "rst", "irq"}
     s, m = intfs["s_axi"], intfs["m_axi"]
     assert (s["mode"], m["mode"]) == ("slave", "master")
-    assert set(s["signals"]) == {"AWADDR", "AWPROT", "AWVALID", "AWREADY", "WDATA", "WSTRB",
-                                 "WVALID", "WREADY", "BRESP", "BVALID", "BREADY", "ARADDR",
-                                 "ARPROT", "ARVALID", "ARREADY", "RDATA", "RRESP", "RVALID",
-                                 "RREADY"}
-    assert {"ARLEN", "AWBURST", "WLAST", "RLAST", "BID"} <= set(m["signals"])
+    assert (s["declared_mode"], m["declared_mode"]) == ("slave s_axi", "master m_axi")
+    # Port by port: each AXI port claims exactly its own signal, with the direction the
+    # AXI specification gives it, and every signal of the protocol is claimed once.
+    for bus, table, manager in [("s_axi", _AXI4LITE, False), ("m_axi", _AXI4, True)]:
+        spec = _axi_signals(table)
+        claimed = {}
+        for port, (direction, _width, attrs) in ports.items():
+            if not port.startswith(bus + "__"):
+                continue
+            info = attrs.get("X_INTERFACE_INFO", "")
+            suffix = port[len(bus) + 2:].upper()
+            assert info == f"xilinx.com:interface:aximm:1.0 {bus} {suffix}", port
+            logical = info.split()[-1]
+            assert logical not in claimed, f"{logical} claimed by {claimed[logical]} and {port}"
+            claimed[logical] = port
+            assert direction == ("output" if spec[logical] == manager else "input"), port
+        assert set(claimed) == set(spec), set(spec) ^ set(claimed)
+        # Mode and parameters on one port of the interface only.
+        assert sum("X_INTERFACE_MODE" in ports[p][2] for p in claimed.values()) == 1
+        assert sum("X_INTERFACE_PARAMETER" in ports[p][2] for p in claimed.values()) == 1
     assert s["parameters"]["PROTOCOL"] == "AXI4LITE" and m["parameters"]["PROTOCOL"] == "AXI4"
     assert int(m["parameters"]["DATA_WIDTH"]) == project.config.axi_data_width
     assert intfs["clk"]["parameters"]["ASSOCIATED_BUSIF"] == "s_axi:m_axi"
     assert intfs["rst"]["parameters"]["POLARITY"] == "ACTIVE_HIGH"
     assert intfs["irq"]["parameters"]["SENSITIVITY"] == "LEVEL_HIGH"
-    # Attributes only on the ports, not on the internal aliases Yosys also names after them.
-    text = project.verilog.read_text()
+    # No attribute twice on a port, and only the ports carry them (not Yosys's aliases).
+    for line in text.splitlines():
+        assert line.count("X_INTERFACE") <= 1, line
     assert text.count("X_INTERFACE_INFO") == len([p for p in ports.values()
                                                   if "X_INTERFACE_INFO" in p[2]])
+
+
+# What Yosys writes when Amaranth has merged the attributes of three outputs tied to
+# one constant (amaranth-lang/amaranth#1616): all three claim AWLOCK.
+_MERGED = """module bamboo_top(m_axi__arid, m_axi__awid, m_axi__awlock);
+  (* X_INTERFACE_INFO = "xilinx.com:interface:aximm:1.0 m_axi AWLOCK" *)
+  output m_axi__arid;
+  wire m_axi__arid;
+  (* X_INTERFACE_INFO = "xilinx.com:interface:aximm:1.0 m_axi AWLOCK" *)
+  output m_axi__awid;
+  (* X_INTERFACE_INFO = "xilinx.com:interface:aximm:1.0 m_axi AWLOCK" *)
+  output m_axi__awlock;
+  (* X_INTERFACE_INFO = "xilinx.com:interface:aximm:1.0 m_axi AWLOCK" *)
+  wire \\m_axi__awlock$3 ;
+endmodule
+"""
+
+
+def test_merged_attributes_are_refused_and_rewritten_by_port_name():
+    from bamboo.boards.verilog import annotate_ports
+
+    with pytest.raises(ValueError, match="AWLOCK is claimed by both"):
+        interfaces(parse_ports(_MERGED))
+    table = {p: {"X_INTERFACE_INFO": f"xilinx.com:interface:aximm:1.0 m_axi {p[7:].upper()}"}
+             for p in ("m_axi__arid", "m_axi__awid", "m_axi__awlock")}
+    fixed = annotate_ports(_MERGED, table)
+    assert interfaces(parse_ports(fixed))["m_axi"]["signals"] == {
+        "ARID": "m_axi__arid", "AWID": "m_axi__awid", "AWLOCK": "m_axi__awlock"}
+    assert fixed.count("X_INTERFACE_INFO") == 3
+    with pytest.raises(ValueError, match="not declared"):
+        annotate_ports(_MERGED, {"m_axi__arqos": {}})
 
 
 MUTATIONS = [
@@ -195,3 +264,53 @@ def test_dry_run_of_the_board_preset(name):
     """The real configuration of every board through generation, lint and the dry run."""
     project = check(generate(name, accelerator=accelerator_factory()))
     assert project.config.name == board(name).preset
+
+
+@needs_tclsh
+def test_dry_run_log_cannot_pass_for_a_build():
+    project = check(small_project("ultra96"))
+    log = (project.folder / "dry_run.log").read_text().splitlines()
+    script_lines = [ln for ln in log if "bamboo:" in ln]
+    assert script_lines and all(ln.startswith("DRY RUN, nothing built or timed: ")
+                                for ln in script_lines)
+    assert any("slack untimed" in ln for ln in script_lines)
+    assert log[-1].endswith("nothing was built or timed")
+    assert any("bamboo.xsa is PL-only" in ln for ln in script_lines)
+
+
+@needs_tclsh
+@pytest.mark.parametrize("installed,applied", [
+    ({"em.avnet.com:ultra96v2:part0:1.0": "xczu3eg-sbva484-1-e"}, None),   # the -e part
+    ({"avnet.com:ultra96v2:part0:1.2": "xczu3eg-sbva484-1-i"}, "avnet.com:ultra96v2:part0:1.2"),
+    ({"Avnet-tria:ultra96v2:part0:1.3": "xczu3eg-sbva484-1-i",
+      "em.avnet.com:ultra96v2:part0:1.0": "xczu3eg-sbva484-1-e"},
+     "Avnet-tria:ultra96v2:part0:1.3"),
+])
+def test_board_files_of_every_version_match_only_with_the_board_part(tmp_path, installed,
+                                                                     applied):
+    project = small_project("ultra96")
+    shutil.copy(project.verilog, tmp_path / project.verilog.name)
+    shutil.copy(project.tcl, tmp_path / "bamboo.tcl")
+    log = dry_run(tmp_path / "bamboo.tcl", tmp_path / project.verilog.name, project.board,
+                  project.config, TOP_NAME, board_files=installed)
+    if applied:
+        assert f"board preset {applied} applied" in log and "PL-only" not in log
+    else:
+        assert "board preset" not in log and "bamboo.xsa is PL-only" in log
+
+
+@needs_tclsh
+def test_every_hp0_segment_is_assigned_or_excluded(tmp_path):
+    project = small_project("ultra96")
+    tcl = project.tcl.read_text()
+    design = (check(project).folder / "dry_run_design.txt").read_text()
+    assert "exclude bamboo/m_axi ps/SAXIGP2/HP0_DDR_HIGH" in design
+    for seg in ("HP0_DDR_LOW", "HP0_QSPI", "HP0_LPS_OCM"):
+        assert f"bamboo/m_axi ps/SAXIGP2/{seg}" in design
+    start = tcl.index("exclude_bd_addr_seg")
+    end = tcl.index("\n", tcl.index("HP0_DDR_HIGH", start))
+    (tmp_path / "bamboo.tcl").write_text(tcl[:start] + tcl[end + 1:])
+    shutil.copy(project.verilog, tmp_path / project.verilog.name)
+    with pytest.raises(BoardError, match="HP0_DDR_HIGH is neither assigned nor excluded"):
+        dry_run(tmp_path / "bamboo.tcl", tmp_path / project.verilog.name, project.board,
+                project.config, TOP_NAME)

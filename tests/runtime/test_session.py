@@ -215,6 +215,8 @@ def test_board_bare_bitstream_sets_clock_and_port_widths(tmp_path, monkeypatch):
     bit = be.pynq.fake_bitstream(tmp_path / "bare.bit", cfg, hwh=False)
     sess = Session(blob, backend="board", bitstream=str(bit))
     assert be.pynq.Clocks.fclk0_mhz == cfg.clock_mhz
+    events = [e for e, _ in be.pynq.state.events]
+    assert events.index("clock") < events.index("download")     # as Overlay.download
     assert be.pynq.state.ps_regs[0xFD380000] & 3 == 0      # HP0 at 128 bits
     assert sess.run(None, np.zeros((1, 1, 32, 32), np.float32))[0].shape == (1, 10)
 
@@ -223,12 +225,43 @@ def test_board_interrupt_completion(tmp_path, monkeypatch):
     be = Backend("board", tmp_path, monkeypatch)
     _, graph, blob = _compiled("digits")
     bit = be.pynq.fake_bitstream(tmp_path / "irq.bit", preset(CONFIG), interrupt=True)
-    sess = Session(blob, backend="board", bitstream=str(bit))
+    assert Session(blob, backend="board", bitstream=str(bit)).device.interrupt is None
+    sess = Session(blob, backend="board", bitstream=str(bit), interrupt=True)
     assert sess.device.interrupt is not None
     x = np.ones((1, 1, 32, 32), np.float32)
     from bamboo.compiler import executor
 
-    assert np.array_equal(sess.run(None, x)[0], executor.run(graph, x)[0])
+    ref = executor.run(graph, x)[0]
+    assert np.array_equal(sess.run(None, x)[0], ref)
+    # Waits come from run_batch's worker threads too: the loop thread serves them all.
+    outs = sess.run_batch([{sess.get_inputs()[0].name: x}] * 3, pipeline=True)
+    assert all(np.array_equal(o[0], ref) for o in outs)
+    sess.close()
+    assert not sess.device.buffers
+
+
+def test_board_fake_accepts_no_more_than_pynq(tmp_path, monkeypatch):
+    """The fake refuses what pynq 3.0.1 refuses (tests/pynq_board checks the real one)."""
+    import asyncio
+
+    be = Backend("board", tmp_path, monkeypatch)
+    pynq = be.pynq
+    with pytest.raises(RuntimeError, match="Overlay is not downloaded"):
+        pynq.allocate((16,), np.uint8)
+    bit = pynq.fake_bitstream(tmp_path / "irq.bit", preset(CONFIG), interrupt=True)
+    ov = pynq.Overlay(str(bit))
+    assert set(ov.ip_dict) == {"bamboo"}
+    with pytest.raises(ValueError, match="No Pin of name bamboo/intr"):
+        pynq.Interrupt("bamboo/intr")
+    irq = pynq.Interrupt("bamboo/irq")
+    loop = asyncio.new_event_loop()
+    with pytest.raises(RuntimeError, match="different event loop"):
+        loop.run_until_complete(irq.wait())
+    loop.close()
+    buf = pynq.allocate((16,), np.uint8)
+    with pytest.warns(DeprecationWarning):
+        buf.close()
+    assert any(b is buf for b in pynq.state.buffers)      # close() freed nothing
 
 
 def test_unknown_backend_and_bad_feeds():

@@ -15,10 +15,16 @@ invalidate leaves the CPU reading stale bytes.
 A fake bitstream is a JSON file of the AcceleratorConfig (:func:`fake_bitstream`); a
 ``.hwh`` beside it makes ``Overlay`` accept it. Module state (the programmed PL, DDR,
 the event log) is global as on a board; :func:`reset` clears it between tests.
+
+It accepts no more than pynq 3.0.1 does (``tests/pynq_board`` runs the real package):
+``allocate`` before a download fails, ``Interrupt`` knows only the overlay's pins and
+serves only the event loop of the thread that made it, ``PynqBuffer.close`` frees
+nothing, and ``ip_dict`` is keyed by the block design's cell name.
 """
 
 import asyncio
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +36,7 @@ __all__ = ["MMIO", "Bitstream", "Clocks", "FakePynqError", "Interrupt", "Overlay
 
 __version__ = "0.0-fake"
 REGISTER_BASE = 0xA000_0000
-IP_NAME = "bamboo_0"
+IP_NAME = "bamboo"                 # the cell name in the block design (boards/tcl.py)
 
 
 class FakePynqError(RuntimeError):
@@ -45,6 +51,7 @@ class _State:
         self.events = []          # ("flush"|"invalidate"|"start"|"soft_reset", address)
         self.ps_regs = {}         # other MMIO writes (PS configuration registers)
         self.downloads = []
+        self.interrupt_pins = {}  # of the loaded overlay
 
 
 state = _State()
@@ -70,6 +77,7 @@ def _program(bitfile):
     config = AcceleratorConfig.from_dict(data["config"])
     state.pl = _PL(config, state.memory, latency=data.get("latency", 0.0))
     state.downloads.append(str(bitfile))
+    state.events.append(("download", str(bitfile)))
 
 
 class _PL(RegisterModel):
@@ -124,11 +132,15 @@ class PynqBuffer(np.ndarray):
         state.memory.remove(self._ddr)
 
     def close(self):
-        self.freebuffer()
+        """As pynq 3.0.1: frees nothing."""
+        warnings.warn(".close no longer functional - use scopes to manage buffers",
+                      DeprecationWarning, stacklevel=2)
 
 
-def allocate(shape, dtype="u8", target=None, cacheable=False, **kwargs):
+def allocate(shape, dtype="u4", target=None, cacheable=False, **kwargs):
     """A physically contiguous buffer: a numpy array with ``physical_address``."""
+    if state.pl is None:
+        raise RuntimeError("Overlay is not downloaded")      # EmbeddedDevice.default_memory
     dtype = np.dtype(dtype)
     nbytes = int(np.prod(shape)) * dtype.itemsize
     addr, ddr = state.memory.add(nbytes)
@@ -190,26 +202,48 @@ class Overlay:
         if download:
             _program(bit)
         info = json.loads(hwh.read_text())
+        pin = {"controller": "intc", "index": 0, "fullpath": f"{IP_NAME}/irq"}
+        self.interrupt_pins = {f"{IP_NAME}/irq": pin} if info.get("interrupt") else {}
+        state.interrupt_pins = self.interrupt_pins
         self.ip_dict = {IP_NAME: {
-            "phys_addr": REGISTER_BASE, "addr_range": 0x1000, "type": "bamboo:user:bamboo:1.0",
-            "interrupts": {"irq": {"controller": "axi_intc_0", "index": 0}}
-            if info.get("interrupt") else {}}}
+            "phys_addr": REGISTER_BASE, "addr_range": 0x1000,
+            "type": "xilinx.com:module_ref:bamboo_top:1.0",
+            "interrupts": {"irq": pin} if info.get("interrupt") else {}}}
 
 
 class Interrupt:
-    """An interrupt pin ``"ip/pin"``: ``await wait()`` returns while the line is high."""
+    """An interrupt pin ``"ip/pin"``: ``await wait()`` returns while the line is high.
+
+    As pynq 3.0.1: the pin must be one of the overlay's, and the object belongs to
+    ``asyncio.get_event_loop()`` of the thread that made it (there the real one adds
+    its UIO reader); waiting in another loop fails as the real ``asyncio.Event`` does.
+    """
 
     def __init__(self, pinname):
-        if state.pl is None:
-            raise FakePynqError("no bitstream loaded")
+        if pinname not in state.interrupt_pins:
+            raise ValueError("No Pin of name {} found".format(pinname))
         self.pinname = pinname
+        self.loop = asyncio.get_event_loop()
 
     async def wait(self):
+        if asyncio.get_running_loop() is not self.loop:
+            raise RuntimeError(f"{self!r} is bound to a different event loop")
         while not state.pl.irq:
             await asyncio.sleep(1e-4)
 
 
-class Clocks:
-    """PL clock control (only the attribute the runtime sets)."""
+class _ClocksMeta(type):
+    @property
+    def fclk0_mhz(cls):
+        return cls._fclk0_mhz
 
-    fclk0_mhz = 100.0
+    @fclk0_mhz.setter
+    def fclk0_mhz(cls, mhz):
+        cls._fclk0_mhz = float(mhz)
+        state.events.append(("clock", float(mhz)))
+
+
+class Clocks(metaclass=_ClocksMeta):
+    """PL clock control (only the attribute the runtime sets); setting it is logged."""
+
+    _fclk0_mhz = 100.0
