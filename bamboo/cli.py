@@ -31,6 +31,7 @@ def build_parser():
                    help="skip the MobileNetV2-1.0@224 projection (it builds the model once)")
     p.set_defaults(func=_cmd_demo)
 
+    from bamboo.advise import add_advise_parser
     from bamboo.compiler.cli_compile import add_compile_parser
     from bamboo.compiler.cli_inspect import add_inspect_parser
     from bamboo.runtime.cli_profile import add_profile_parser
@@ -40,6 +41,7 @@ def build_parser():
     add_compile_parser(sub)
     add_run_parser(sub)
     add_profile_parser(sub)
+    add_advise_parser(sub)
     return parser
 
 
