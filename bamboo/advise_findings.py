@@ -225,10 +225,10 @@ def findings(qpath, base, config, board, clock, work, progress=None):
     from .advise import estimate, measure
 
     def est(path, options):
-        return estimate(path, config, board, clock, options)
+        return estimate(path, config, board, clock, options, like=base)
 
     def meas(graph):
-        return measure(graph, config, board, clock)
+        return measure(graph, config, board, clock, like=base)
 
     out = []
     steps = (lambda: _placement(qpath, base, config, board, clock, est),
