@@ -1,4 +1,4 @@
-"""``bamboo advise MODEL.onnx``: what a network costs on a board, block by block, and what to change.
+"""``bamboo advise MODEL.onnx``: what a network costs on a board, block by block, what to change.
 
 The figures come from the same chain as ``make bench`` (:mod:`bamboo.bench`): the
 compiler (import, passes, fabric/CPU partition, lowering), the cycle model

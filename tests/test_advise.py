@@ -70,8 +70,9 @@ def test_float_torch_export_is_quantized_and_said_so(advice):
 
 def _cycles_of(path):
     """The rewritten network's figures by the ordinary route: quantize, compile, cycle model."""
-    from bamboo.advise import estimate, load_model
     from bamboo.arch import preset
+
+    from bamboo.advise import estimate, load_model
 
     qpath, _ = load_model(path, path.parent)
     return estimate(qpath, preset("ultra96"), "ultra96", 250.0)
@@ -141,8 +142,9 @@ def test_sweep_grid_marks_the_target_and_plots(tmp_path):
     "shufflenet_v1", "shufflenet_v2", "squeezenet1_1", "ghostnet", "efficientnet_b0", "mcunet",
     "tiny_yolov3", "efficientnet_b4"])
 def test_every_zoo_model(name):
-    from bamboo.advise import advise
     from bamboo.models import zoo
+
+    from bamboo.advise import advise
 
     entry = zoo.ZOO[name]
     path = zoo.build_quantized(name, entry.test_resolution, entry.test_width)
