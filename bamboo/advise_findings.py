@@ -71,26 +71,24 @@ def _placement(qpath, base, config, board, clock, est):
     trips = f"{base.cpu['fabric_steps']} fabric steps per frame, " \
         f"{base.cpu['exchange_bytes'] / 1e3:.1f} KB across PS/PL in all"
     out = []
+
+    def moved(kind, names, title, option, what):
+        f = {"kind": kind, "layers": names, "title": title,
+             "cost": f"{_cpu_ms(base, names):.2f} ms/frame of processor work, {trips}",
+             "change": f"{what} on the fabric as 1x1 convs (compiler option {option})"}
+        f.update(_effect(base, est(qpath, {option: True})))
+        out.append(f)
+
     if se_cpu:
         blocks = len(find_squeeze_excite(g))
-        f = {"kind": "squeeze-excite on the CPU", "layers": se_cpu,
-             "title": f"{blocks} squeeze-excite block{'s' * (blocks != 1)} run their "
-             f"{len(se_cpu)} bottleneck layers on the ARM cores: a PS/PL round trip in "
-             "every block",
-             "cost": f"{_cpu_ms(base, se_cpu):.2f} ms/frame of processor work, {trips}",
-             "change": "squeeze-excite FCs on the fabric as 1x1 convs (compiler option "
-             "se_on_fabric)"}
-        f.update(_effect(base, est(qpath, {"se_on_fabric": True})))
-        out.append(f)
+        moved("squeeze-excite on the CPU", se_cpu,
+              f"{blocks} squeeze-excite block{'s' * (blocks != 1)} run their {len(se_cpu)} "
+              "bottleneck layers on the ARM cores: a PS/PL round trip in every block",
+              "se_on_fabric", "squeeze-excite FCs")
     if fc_cpu:
-        f = {"kind": "FC on the CPU", "layers": fc_cpu,
-             "title": f"{len(fc_cpu)} fully connected layer{'s' * (len(fc_cpu) != 1)} on "
-             "the ARM cores",
-             "cost": f"{_cpu_ms(base, fc_cpu):.2f} ms/frame of processor work, {trips}",
-             "change": "fully connected layers on the fabric as 1x1 convs (compiler option "
-             "fc_on_fabric)"}
-        f.update(_effect(base, est(qpath, {"fc_on_fabric": True})))
-        out.append(f)
+        moved("FC on the CPU", fc_cpu, f"{len(fc_cpu)} fully connected layer"
+              f"{'s' * (len(fc_cpu) != 1)} on the ARM cores", "fc_on_fabric",
+              "fully connected layers")
     if rest:
         names = [n.name for n in rest]
         out.append({"kind": "other CPU ops", "layers": names,
