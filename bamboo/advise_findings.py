@@ -169,20 +169,25 @@ def _channels(base, config, measure):
 
 
 def _resolution(qpath, base, config, board, clock, work):
-    from .advise import AdviseError, estimate
+    from bamboo.arch.errors import BambooError
+
+    from .advise import estimate
     from .advise_rewrite import at_resolution
 
     g = base.graph
     shape = g.tensors[g.inputs[0].tensor].shape
     h, w = shape[1], shape[2]
-    step = next((m for m in (32, 16, 8) if h % m == 0 and w % m == 0), 1)
-    nh, nw = (max(step, round(RESOLUTION_SCALE * v / step) * step) for v in (h, w))
-    if (nh, nw) == (h, w):
+    # The coarsest step of the network's likely total stride that still changes the size.
+    sizes = [tuple(max(m, round(RESOLUTION_SCALE * v / m) * m) for v in (h, w))
+             for m in (32, 16, 8) if h % m == 0 and w % m == 0]
+    sizes = [s for s in sizes if s != (h, w)]
+    if not sizes:
         return []
+    nh, nw = sizes[0]
     path = at_resolution(qpath, nh, nw, pathlib.Path(work) / f"resolution-{nh}x{nw}.onnx")
     try:
         after = estimate(path, config, board, clock)
-    except AdviseError as exc:
+    except BambooError as exc:
         return [{"kind": "resolution", "layers": [], "title": f"input {h}x{w}",
                  "cost": "every feature map scales with the input area", "change":
                  f"input {nh}x{nw}", "effect": f"not measured: the model does not compile "
@@ -193,6 +198,34 @@ def _resolution(qpath, base, config, board, clock, work):
          "change": f"input {nh}x{nw}"}
     f.update(_effect(base, after))
     return [f]
+
+
+def _first_layer(base, config):
+    """The layer reading the image: few input channels leave most array rows idle."""
+    g = base.graph
+    image = {i.tensor for i in g.inputs}
+    stem = next((n for n in g.nodes if n.op == "conv" and n.inputs[0] in image), None)
+    rows = {r.node: r for r in base.report.layers}
+    if stem is None or stem.name not in rows:
+        return []
+    cin = g.tensors[stem.inputs[0]].shape[-1]
+    if cin >= config.rows:
+        return []
+    r = rows[stem.name]
+    from bamboo.compiler.inspect import macs as node_macs
+
+    util = node_macs(g, stem) / (config.macs_per_cycle * r.cycles) if r.cycles else 0.0
+    kh, kw = stem.attrs["kernel"]
+    return [{"kind": "first layer", "layers": [stem.name],
+             "title": f"the first layer ({kh}x{kw}, stride {stem.attrs['stride'][0]}) reads "
+             f"{cin} input channels: {config.rows - cin} of the array's {config.rows} rows "
+             "idle",
+             "cost": f"{_fabric_ms(base, [stem.name]):.2f} ms/frame "
+             f"({r.cycles / max(base.report.total, 1):.1%} of the fabric time) at "
+             f"{util:.1%} MAC utilization",
+             "change": None,
+             "effect": "not rewritten (it changes the input format): a space-to-depth input "
+             f"({cin * 4} channels at half the size) would fill the rows"}]
 
 
 def _ddr(base):
@@ -233,6 +266,7 @@ def findings(qpath, base, config, board, clock, work, progress=None):
              lambda: _activations(base, meas), lambda: _kernels(base, meas),
              lambda: _channels(base, config, meas),
              lambda: _resolution(qpath, base, config, board, clock, work),
+             lambda: _first_layer(base, config),
              lambda: _ddr(base))
     for k, step in enumerate(steps):
         out += step()

@@ -153,3 +153,18 @@ def test_every_zoo_model(name):
     assert sum(b["cycles"] for b in res["blocks"]) == res["cycles"]
     for f in res["findings"]:
         assert f["cost"] and f["effect"]
+
+
+def test_resolution_finding_matches_the_zoo_model_at_that_size():
+    from bamboo.arch import preset
+    from bamboo.models import zoo
+
+    from bamboo.advise import advise, estimate
+
+    res = advise(zoo.build_quantized("mobilenet_v2", 32, 0.25))
+    finding = next(f for f in res["findings"] if f["kind"] == "resolution")
+    assert finding["change"] == "input 24x24"
+    theirs = estimate(zoo.build_quantized("mobilenet_v2", 24, 0.25), preset("ultra96"),
+                      "ultra96", 250.0)
+    assert finding["after"]["macs"] == theirs.macs
+    assert finding["after"]["cycles"] == pytest.approx(theirs.report.total, rel=0.01)
