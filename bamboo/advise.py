@@ -24,8 +24,7 @@ from dataclasses import dataclass
 from bamboo.arch.errors import BambooError
 
 __all__ = ["AdviseError", "Estimate", "add_advise_parser", "advise", "cmd_advise", "estimate",
-           "load_model", "main", "measure",
-           "render"]
+           "load_model", "measure", "render"]
 
 _QUANT_OPS = ("QuantizeLinear", "DequantizeLinear", "QLinearConv", "QLinearMatMul",
               "ConvInteger", "MatMulInteger")
@@ -297,7 +296,13 @@ def cmd_advise(args, out=None):
             write_sweep_png(result, args.png)
         print(json.dumps(result, indent=1) if args.json else render_sweep(result), file=out)
         return 0
-    result = advise(args.model, args.board, args.clock, args.fps)
+    import time
+
+    from .report import progress as bar
+
+    start = time.perf_counter()
+    result = advise(args.model, args.board, args.clock, args.fps, progress=lambda i, n: bar(
+        "findings", i, n, start, time.perf_counter()))
     if args.png:
         from .advise_sweep import write_blocks_png
 
@@ -305,16 +310,3 @@ def cmd_advise(args, out=None):
     print(json.dumps(result, indent=1) if args.json else render(result, args.top), file=out)
     return 0
 
-
-def main(argv=None):
-    import argparse
-
-    parser = argparse.ArgumentParser(prog="bamboo advise")
-    sub = parser.add_subparsers(dest="command")
-    add_advise_parser(sub)
-    args = parser.parse_args(["advise"] + list(sys.argv[1:] if argv is None else argv))
-    try:
-        return cmd_advise(args)
-    except BambooError as exc:
-        print(f"bamboo advise: error: {exc}", file=sys.stderr)
-        return 1
