@@ -100,6 +100,37 @@ def _placement(qpath, base, config, board, clock, est):
     return out
 
 
+def _squeeze_excite(base, measure):
+    """What the squeeze-excite blocks cost in all: pool and Mul over the map on the
+    fabric, the bottleneck on the CPU, the round trips; measured by removing them."""
+    from bamboo.compiler.partition import find_squeeze_excite
+
+    from .advise_rewrite import remove_squeeze_excite, repartition
+
+    g = base.graph
+    se = find_squeeze_excite(g)
+    if not se:
+        return []
+    prod = g.producers()
+    names = set(se) | {n for chain in se.values() for n in chain}
+    by_name = {n.name: n for n in g.nodes}
+    for n in list(names):         # the GAP feeding each bottleneck
+        for i in by_name[n].inputs:
+            p = prod.get(i)
+            if p is not None and p.op == "gap":
+                names.add(p.name)
+    after = measure(repartition(remove_squeeze_excite(g), {}))
+    fabric = _fabric_ms(base, names)
+    f = {"kind": "squeeze-excite blocks", "layers": sorted(names),
+         "title": f"{len(se)} squeeze-excite blocks: a global pool and a channel Mul over "
+         "the whole map on the vector unit, a bottleneck between them",
+         "cost": f"{fabric:.2f} ms/frame on the fabric ({fabric / (1e3 * base.fabric_s):.0%} "
+         f"of its time) and {_cpu_ms(base, names):.2f} ms/frame on the processor",
+         "change": "no squeeze-excite (the channel Mul passes the map through)"}
+    f.update(_effect(base, after, "what the blocks cost; accuracy is for you to weigh"))
+    return [f]
+
+
 def _activations(base, measure):
     from .advise_rewrite import repartition, table_activations, table_activations_to_relu
 
@@ -263,6 +294,7 @@ def findings(qpath, base, config, board, clock, work, progress=None):
 
     out = []
     steps = (lambda: _placement(qpath, base, config, board, clock, est),
+             lambda: _squeeze_excite(base, meas),
              lambda: _activations(base, meas), lambda: _kernels(base, meas),
              lambda: _channels(base, config, meas),
              lambda: _resolution(qpath, base, config, board, clock, work),

@@ -10,6 +10,7 @@ operators and placement are, and they decide the time.
 * :func:`table_activations_to_relu`: h-swish, SiLU, sigmoid, ... (a 256-entry table after
   the requantizer, or a separate LUT pass) replaced by a ReLU, which is the requantizer's
   clamp and costs nothing;
+* :func:`remove_squeeze_excite`: the network without its squeeze-excite blocks;
 * :func:`depthwise_to_3x3`: 5x5 / 7x7 depthwise kernels shrunk to 3x3 (same padding
   rule, same output size);
 * :func:`pad_channels`: the channel counts of the layers ``names`` rounded up to a
@@ -27,7 +28,8 @@ A top-level tool's helper: it uses the compiler's IR and passes.
 import numpy as np
 
 __all__ = ["ACTIVATION_FREE", "at_resolution", "depthwise_to_3x3", "pad_channels",
-           "paddable_layers", "repartition", "table_activations", "table_activations_to_relu"]
+           "paddable_layers", "remove_squeeze_excite", "repartition", "table_activations",
+           "table_activations_to_relu"]
 
 #: Table names (``fn`` of a ``lut``) that a ReLU-like clamp or a requantizer stands for.
 ACTIVATION_FREE = ("Relu", "Clip", "requant", "lut")
@@ -85,6 +87,24 @@ def table_activations_to_relu(graph, names):
     keep = {o.tensor for o in graph.outputs}
     mapping = {k: v for k, v in mapping.items() if k not in keep}
     drop = {n.name for n in graph.nodes if n.name in drop and n.outputs[0] in mapping}
+    return substitute(graph, mapping, drop) if mapping else graph
+
+
+def remove_squeeze_excite(graph):
+    """``graph`` without its squeeze-excite blocks: each channel Mul passes its feature map
+    through, and the pool and bottleneck that fed it are pruned."""
+    from bamboo.compiler.partition import find_squeeze_excite
+    from bamboo.compiler.passes import substitute
+
+    by_name = {n.name: n for n in graph.nodes}
+    mapping, drop = {}, set()
+    for name in find_squeeze_excite(graph):
+        mul = by_name[name]
+        big = max(mul.inputs, key=lambda t: graph.tensors[t].size)
+        if mul.outputs[0] in {o.tensor for o in graph.outputs}:
+            continue
+        mapping[mul.outputs[0]] = big
+        drop.add(name)
     return substitute(graph, mapping, drop) if mapping else graph
 
 

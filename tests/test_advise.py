@@ -15,14 +15,16 @@ nn = torch.nn
 
 class Net(nn.Module):
     """A ``c``-channel stem, a depthwise ``kernel`` conv with ``act`` and a squeeze-excite
-    of ``se`` channels, a ``mid``-channel pointwise unit, global pool, classifier."""
+    of ``se`` channels (none if 0), a ``mid``-channel pointwise unit, global pool, classifier."""
 
     def __init__(self, kernel=5, act=nn.Hardswish, c=16, se=8, mid=24):
         super().__init__()
         self.stem = nn.Sequential(nn.Conv2d(3, c, 3, 2, 1), nn.BatchNorm2d(c), nn.ReLU())
         self.dw = nn.Sequential(nn.Conv2d(c, c, kernel, 1, kernel // 2, groups=c),
                                 nn.BatchNorm2d(c), act())
-        self.se_reduce, self.se_expand = nn.Conv2d(c, se, 1), nn.Conv2d(se, c, 1)
+        self.se = se
+        if se:
+            self.se_reduce, self.se_expand = nn.Conv2d(c, se, 1), nn.Conv2d(se, c, 1)
         self.pw = nn.Sequential(nn.Conv2d(c, mid, 1), nn.BatchNorm2d(mid), act())
         self.head = nn.Sequential(nn.Conv2d(mid, 64, 1), nn.ReLU())
         self.pool = nn.AdaptiveAvgPool2d(1)
@@ -30,8 +32,9 @@ class Net(nn.Module):
 
     def forward(self, x):
         x = self.dw(self.stem(x))
-        s = torch.sigmoid(self.se_expand(torch.relu(self.se_reduce(self.pool(x)))))
-        x = self.head(self.pw(x * s))
+        if self.se:
+            x = x * torch.sigmoid(self.se_expand(torch.relu(self.se_reduce(self.pool(x)))))
+        x = self.head(self.pw(x))
         return self.fc(torch.flatten(self.pool(x), 1))
 
 
@@ -81,6 +84,7 @@ def _cycles_of(path):
 @pytest.mark.parametrize("kind,variant", [
     ("depthwise kernel size", {"kernel": 3}),
     ("table activations", {"act": nn.ReLU}),
+    ("squeeze-excite blocks", {"se": 0}),
     # Every channel count rounded up to the array's 32 columns.
     ("channel counts", {"c": 32, "se": 32, "mid": 32}),
 ])
