@@ -123,6 +123,16 @@ def test_errors_are_one_line(argv, message, capsys):
     assert message in err and "\n" not in err
 
 
+def test_a_file_that_is_not_onnx_is_one_line(tmp_path, capsys):
+    from bamboo.cli import main
+
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"not a model")
+    assert main(["advise", str(bad)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "not an ONNX model" in err and "\n" not in err
+
+
 def test_sweep_grid_marks_the_target_and_plots(tmp_path):
     from bamboo.advise_sweep import render_sweep, sweep, write_sweep_png
 
