@@ -35,6 +35,7 @@ def build_parser():
                    "detector; all: the full demo (default)")
     p.set_defaults(func=_cmd_demo)
 
+    from bamboo.advise import add_advise_parser
     from bamboo.cli_quantize import add_quantize_parser
     from bamboo.compiler.cli_compile import add_compile_parser
     from bamboo.compiler.cli_inspect import add_inspect_parser
@@ -46,6 +47,7 @@ def build_parser():
     add_compile_parser(sub)
     add_run_parser(sub)
     add_profile_parser(sub)
+    add_advise_parser(sub)
     return parser
 
 

@@ -147,7 +147,8 @@ def host_time(blob, host, repeats=5):
     -------
     dict
         ``seconds`` (board), ``workstation_cpu_s``, ``cpu_nodes`` (count per op),
-        ``cpu_node_s`` (workstation CPU seconds per op), ``fabric_steps``,
+        ``cpu_node_s`` (workstation CPU seconds per op), ``cpu_named_s`` (the same per
+        CPU node name), ``fabric_steps``,
         ``exchange_bytes`` (copied across PS/PL per frame).
     """
     import numpy as np
@@ -168,7 +169,7 @@ def host_time(blob, host, repeats=5):
         t = tensors[name]
         return QInfo(t.dtype, t.scale, t.zp)
 
-    node_s, ops = {}, {}
+    node_s, named_s, ops = {}, {}, {}
     total = 0.0
     for spec in art.ioquant.inputs:
         if spec.float:
@@ -190,6 +191,7 @@ def host_time(blob, host, repeats=5):
                 tins, tout = [q(i) for i in n.inputs], q(n.outputs[0])
                 sec = _cpu_seconds(lambda: run_op(n.op, attrs, xs, tins, tout), repeats)
                 node_s[n.op] = node_s.get(n.op, 0.0) + sec
+                named_s[name] = sec
                 ops[n.op] = ops.get(n.op, 0) + 1
                 total += sec
             on_device -= {o for name in step.nodes for o in meta.cpu_nodes[name].outputs}
@@ -211,6 +213,7 @@ def host_time(blob, host, repeats=5):
         on_device |= set(step.outputs)
     return {"seconds": host.seconds(total, steps, exchange), "workstation_cpu_s": total,
             "cpu_nodes": dict(sorted(ops.items())), "cpu_node_s": dict(sorted(node_s.items())),
+            "cpu_named_s": named_s,
             "fabric_steps": steps, "exchange_bytes": exchange}
 
 
