@@ -364,3 +364,56 @@ def test_yosys_netlist_end_to_end(tmp_path):
     print(r.render())
     assert r.paths and 100 < r.fmax_mhz < 1000
     assert any("DSP48E2" in c for c in r.paths[0].cells)
+
+
+# In the resources flow ---------------------------------------------------------------------------
+
+def test_estimate_scores_the_netlist_yosys_writes(tmp_path, monkeypatch):
+    """``estimate`` runs the analysis on the netlist beside Yosys's statistics and keeps
+    Fmax and the worst paths in the result (Yosys replaced by a hand-made netlist)."""
+    import json
+
+    import bamboo.boards.resources as resources
+    from bamboo.arch.config import preset
+    from bamboo.boards.platforms import board
+    from board_standin import PortStandIn
+
+    monkeypatch.setenv("BAMBOO_BUILD", str(tmp_path / "build"))
+
+    def fake_yosys(design, b, top, *, workdir):
+        n = Netlist()
+        n.ff("a", d=1, q=2)
+        n.lut(6, "l", [2], 3)
+        n.ff("b", d=3, q=4)
+        (Path(workdir) / resources.NETLIST).write_text(json.dumps({"modules": {
+            "top": n.module()}}))
+        return {"FDRE": 2, "LUT6": 1}, 1, 0.1
+
+    monkeypatch.setattr(resources, "synthesize", fake_yosys)
+    r = resources.estimate("ultra96", config=preset("tiny"), accelerator=PortStandIn,
+                           folder=tmp_path / "work")
+    ns = T.ff_clk_q + T.route(1) + T.lut["LUT6"] + T.route_local + T.ff_setup_d
+    assert r.period_ns == pytest.approx(ns + T.clock_uncertainty, abs=1e-3)
+    assert r.fmax_mhz == pytest.approx(1000 / r.period_ns, abs=0.1)
+    assert r.worst_paths[0]["start"] == "a" and r.worst_paths[0]["end"] == "b"
+    text = r.timing()
+    assert text.startswith(f"estimated Fmax: {r.fmax_mhz:.0f} MHz") and "a  ->  b" in text
+    assert resources._timing(tmp_path, board("pynqz2")) == {}     # 7-series: no table
+    r.fmax_mhz = None
+    assert "none (the delay table is for UltraScale+ only)" in r.timing()
+
+
+@pytest.mark.parametrize("name", ["ultra96", "ultra96v1", "zcu104", "kv260"])
+def test_recorded_ultrascale_estimates_have_timing(name):
+    """The committed estimates of the UltraScale+ boards carry Fmax and ten named paths
+    (`make resources BOARD=... RECORD=1`; tests/boards/test_board_resources.py checks
+    that they are of the design as it is now)."""
+    from bamboo.boards.resources import recorded
+
+    r = recorded(name)
+    assert r.fmax_mhz is not None and r.timing_table == T.name, \
+        f"run `make resources BOARD={name} RECORD=1` and commit boards/estimates/{name}.json"
+    assert len(r.worst_paths) == 10
+    assert r.worst_paths[0]["ns"] + T.clock_uncertainty == pytest.approx(r.period_ns, abs=2e-3)
+    assert all(p["start"] and p["end"] for p in r.worst_paths)
+    print(r.timing())
