@@ -643,7 +643,7 @@ class _Labels:
         return f"{self.kinds.get(cell, '?')} {_clean(cell)}"
 
     def _register(self, cell):
-        if cell in self.kinds and self.kinds[cell].startswith("FD"):
+        if cell in self.kinds and self.kinds[cell].startswith(("FD", "SRL")):
             q = _bits(self.cells[cell], "Q")
             if q and q[0] in self.names:
                 return self.names[q[0]]
