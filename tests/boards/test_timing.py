@@ -338,26 +338,11 @@ def test_dsp_figures_agree_with_ds925():
 def test_yosys_netlist_end_to_end(tmp_path):
     """A registered INT8 MAC through Yosys (synth_xilinx -family xcup): the netlist the
     resources flow writes scores without unknown cells, and the worst path is the DSP's."""
-    from amaranth.back import verilog
-    from amaranth.hdl import Module, Signal, signed
-    from amaranth.lib import wiring
-    from amaranth.lib.wiring import In, Out
     from bamboo.boards.platforms import board
     from bamboo.boards.resources import NETLIST, synthesize
+    from test_board_resources import mac_verilog
 
-    class Mac(wiring.Component):
-        a: In(signed(8))
-        b: In(signed(8))
-        acc: Out(signed(32))
-
-        def elaborate(self, platform):
-            m = Module()
-            a, b = Signal(signed(8)), Signal(signed(8))
-            m.d.sync += [a.eq(self.a), b.eq(self.b), self.acc.eq(self.acc + a * b)]
-            return m
-
-    v = tmp_path / "mac.v"
-    v.write_text(verilog.convert(Mac(), name="mac", emit_src=False))
+    v = mac_verilog(tmp_path / "mac.v")
     work = tmp_path / "y"
     synthesize(v, board("ultra96"), "mac", workdir=work)
     r = analyze(work / NETLIST)
