@@ -102,6 +102,31 @@ def _fabric_bound(rows):
     return "DMA" if dma > sum(r.cycles for r in rows) - dma else "compute"
 
 
+def timing_estimate(config_name):
+    """``(estimated Fmax MHz, record)`` of configuration ``config_name`` from the committed
+    Yosys estimates (``boards/estimates/*.json``, ``make resources BOARD=... RECORD=1``;
+    the static timing estimate of :mod:`bamboo.boards.timing`), the lowest over the boards
+    that build it; ``(None, None)`` when none has one."""
+    from bamboo.boards.resources import RECORDED
+
+    best = (None, None)
+    for path in sorted(RECORDED.glob("*.json")):
+        data = json.loads(path.read_text())
+        fmax = data.get("fmax_mhz")
+        if data.get("config") == config_name and fmax is not None and \
+                (best[0] is None or fmax < best[0]):
+            best = (fmax, f"boards/estimates/{path.name}")
+    return best
+
+
+def projected_clock(config):
+    """``(MHz, Fmax estimate or None, its record)``: the clock FPS is projected at, the
+    lower of the design clock and the estimated Fmax."""
+    fmax, source = timing_estimate(config.name)
+    mhz = config.clock_mhz if fmax is None else min(config.clock_mhz, fmax)
+    return round(mhz, 1), fmax, source
+
+
 def bench_model(spec, config_name="ultra96", board="ultra96", simulate=True, top=0, out=None):
     """Measure one model; returns a dict of the figures (and prints a line to ``out``)."""
     from bamboo.arch import preset
@@ -164,7 +189,10 @@ def bench_model(spec, config_name="ultra96", board="ultra96", simulate=True, top
         row["bitexact"] = None
         row["ps_pl_bytes"] = cpu["exchange_bytes"]
     reps = {}
-    for mhz in CLOCKS:
+    projected, fmax, fmax_source = projected_clock(config)
+    row.update(design_mhz=config.clock_mhz, fmax_estimate_mhz=fmax, fmax_source=fmax_source,
+               projected_mhz=projected)
+    for mhz in sorted(set(CLOCKS) | {projected}):
         t0 = time.perf_counter()
         rep = reps[mhz] = cycles.model_compiled(compiled, memory, mhz)
         row[f"cycle_model_s_{_key(mhz)}"] = round(time.perf_counter() - t0, 3)
@@ -189,12 +217,17 @@ def bench_model(spec, config_name="ultra96", board="ultra96", simulate=True, top
     row["memory_stall_share"] = round(1.0 - ideal.total / ref.total, 4)
     row["ideal_memory_fabric_fps_250mhz"] = round(ideal.fps, 1)
     row["bound"] = row[f"bound_{_key(REFERENCE_MHZ)}"]
+    for what in ("fps", "fabric_fps", "bound"):
+        row[f"{what}_projected"] = row[f"{what}_{_key(projected)}"]
     label = f"{name} {resolution}" + (f" x{width:g}" if width != 1.0 else "")
     print(f"{label} on {config_name}/{board}: "
           f"{net_macs / 1e6:.0f} M MACs, compile {t_compile:.2f} s"
           + (f", ISA sim {row['isa_sim_s']:.1f} s/frame, bit-exact "
              f"{'yes' if row['bitexact'] else 'NO'}" if simulate else "")
           + ", " + ", ".join(f"{row[f'fps_{_key(m)}']} FPS @ {m:g} MHz" for m in CLOCKS)
+          + f", projected {row['fps_projected']} FPS @ {projected:g} MHz (design "
+          f"{config.clock_mhz:g} MHz, estimated Fmax "
+          + (f"{fmax:g} MHz" if fmax is not None else "none") + ")"
           + f" (fabric {row['fabric_fps_250mhz']}, CPU {row['cpu_ms']} ms), "
           f"util {row['mac_utilization']:.1%}, bound {row['bound']}", file=out, flush=True)
     if top:
@@ -287,11 +320,22 @@ def render_markdown(rows, targets, command, seconds=None):
         lines.append(f"Configuration `{name}`: {array} array, {macs} MACs/cycle ({dsp} "
                      "DSP48E2), peak " + ", ".join(f"{2 * macs * m / 1e3:.0f} GOP/s at {m:g} MHz"
                                                    for m in CLOCKS) + ".")
+    for name, design, fmax, source, mhz in sorted({
+            (r["config"], r.get("design_mhz"), r.get("fmax_estimate_mhz"), r.get("fmax_source"),
+             r.get("projected_mhz")) for r in rows}, key=str):
+        if fmax is None:
+            lines.append(f"Projected clock of `{name}`: its design clock, {design:g} MHz (no "
+                         "timing estimate recorded).")
+        else:
+            lines.append(f"Projected clock of `{name}`: {mhz:g} MHz, the lower of the design "
+                         f"clock ({design:g} MHz) and the estimated Fmax ({fmax:g} MHz: the "
+                         f"static timing estimate over the Yosys netlist in `{source}`, "
+                         "`make resources`; an estimate, not Vivado's timing).")
     lines += ["",
              "| model | input | GMACs | fabric FPS @187.5 / @250 | CPU ms | FPS @187.5 | "
-             "FPS @250 | FPS @100 | bound | MAC util | dw util | pw util | "
-             "DRAM MB/frame (x min) | PS/PL KB | CPU ops | bit-exact |",
-             "|---|---|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---|---|"]
+             "FPS @250 | FPS @100 | FPS projected (MHz) | bound | MAC util | dw util | "
+             "pw util | DRAM MB/frame (x min) | PS/PL KB | CPU ops | bit-exact |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---|---|"]
     for r in rows:
         ops = ", ".join(f"{k} {v}" for k, v in r["cpu_ops"].items()) or "-"
         exact = {True: "yes", False: "**no**", None: "-"}[r["bitexact"]]
@@ -300,14 +344,16 @@ def render_markdown(rows, targets, command, seconds=None):
             f"| {name} | {r['resolution']} | {r['macs'] / 1e9:.3f} | "
             f"{r['fabric_fps_187_5mhz']:.1f} / {r['fabric_fps_250mhz']:.1f} | "
             f"{r['cpu_ms']:.1f} | {r['fps_187_5mhz']:.1f} | {r['fps_250mhz']:.1f} | "
-            f"{r['fps_100mhz']:.1f} | {r['bound']} | {_pct(r['mac_utilization'])} | "
+            f"{r['fps_100mhz']:.1f} | {r['fps_projected']:.1f} ({r['projected_mhz']:g}) | "
+            f"{r['bound']} | {_pct(r['mac_utilization'])} | "
             f"{_pct(r['dw_utilization'])} | {_pct(r['pw_utilization'])} | "
             f"{r['dram_bytes'] / 1e6:.1f} ({r['dram_vs_compulsory']:.1f}x) | "
             f"{r['ps_pl_bytes'] / 1e3:.1f} | {ops} | {exact} |")
     lines += ["", "Fabric FPS: the cycle model behind the board's memory (`arch/timing.py` "
               "`BOARDS`). CPU ms: the processor side per frame, the runtime's own CPU work "
               "timed here and scaled to the board's A53 (`HOSTS`). FPS: both overlapped, two "
-              "frames in flight, as 1 / max(fabric, CPU) (an upper bound); bound: what "
+              "frames in flight, as 1 / max(fabric, CPU) (an upper bound); FPS projected: "
+              "the same at the projected clock above; bound: what "
               "limits it at 250 MHz (CPU, DMA: layers waiting on the load/store units, or "
               "compute). Utilization: the network's MACs over rows x cols per cycle at 250 MHz. "
               "DRAM: bytes the program loads and stores per frame, and "

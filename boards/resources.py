@@ -28,7 +28,7 @@ import shutil
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .platforms import BOARDS, BoardError, check_config
@@ -43,6 +43,8 @@ __all__ = ["RECORDED", "Resources", "bram36_for", "buffer_bram36", "design_rtlil
 _LUTRAM = {"RAM32M": 4, "RAM32M16": 8, "RAM64M": 4, "RAM64M8": 8, "RAM32X1D": 2, "RAM64X1D": 2,
            "RAM128X1D": 4, "RAM256X1D": 8, "RAM32X1S": 1, "RAM64X1S": 1, "RAM128X1S": 2,
            "RAM256X1S": 4, "SRL16E": 1, "SRLC32E": 1, "SRLC16E": 1}
+#: The mapped netlist Yosys writes beside its statistics (read by boards/timing.py).
+NETLIST = "netlist.json"
 # Part of the cache key: bump when the script or the counting changes.
 _REV = "resources-1"
 #: Committed estimates of the boards' presets (``--record``).
@@ -64,6 +66,13 @@ class Resources:
         Every cell type and its count.
     seconds : float
         Yosys's run time when measured (a cached result keeps it).
+    fmax_mhz, period_ns : float or None
+        The static timing estimate of the netlist (:mod:`bamboo.boards.timing`);
+        None where no delay table applies (7-series) or for a record made before it.
+    timing_table : str or None
+        The delay table the estimate used.
+    worst_paths : list of dict
+        The worst paths, ``{"ns", "levels", "start", "end", "cells"}``, worst first.
     """
 
     board: str
@@ -79,6 +88,10 @@ class Resources:
     levels: int
     cells: dict
     seconds: float
+    fmax_mhz: float = None
+    period_ns: float = None
+    timing_table: str = None
+    worst_paths: list = field(default_factory=list)
 
     def usage(self, capacity):
         """``{resource: (used, available, percent)}``."""
@@ -101,6 +114,18 @@ class Resources:
             lines.append(f"{names[key]:<10}{used:>10g}{have:>10}{pct:>7.1f}%")
         lines.append(f"LUT as RAM/SRL: {self.lutram}; longest combinational path: "
                      f"{self.levels} cells (LUT/carry/mux/DSP levels)")
+        return "\n".join(lines)
+
+    def timing(self, count=10):
+        """The timing estimate's lines: Fmax and the ``count`` worst paths."""
+        if self.fmax_mhz is None:
+            return "estimated Fmax: none (the delay table is for UltraScale+ only)"
+        lines = [f"estimated Fmax: {self.fmax_mhz:.0f} MHz (worst path {self.period_ns:.3f} ns "
+                 f"with 0.035 ns clock uncertainty; static estimate over the Yosys netlist, "
+                 f"delay table {self.timing_table}, routing by fanout: not Vivado)",
+                 f"{count} worst paths (ns, logic levels, start -> end):"]
+        for k, p in enumerate(self.worst_paths[:count], 1):
+            lines.append(f"{k:>3}. {p['ns']:6.3f} {p['levels']:>3}  {p['start']}  ->  {p['end']}")
         return "\n".join(lines)
 
 
@@ -150,6 +175,7 @@ def _script(verilog, family, top, stat_json):
         f"tee -q -o {Path(stat_json).with_name('stat_mapped.json')} stat -json",
         f"{synth} -run fine:",
         f"tee -q -o {stat_json} stat -json",
+        f"write_json -compat-int {Path(stat_json).with_name(NETLIST)}",
         "delete t:FD* t:RAMB* t:URAM* t:SRL* t:RAM32* t:RAM64* t:RAM128* t:RAM256* t:IBUF t:OBUF",
         "ltp",
     ]) + "\n"
@@ -237,10 +263,13 @@ def estimate(board_name, *, config=None, accelerator=None, folder=None, record=F
     shared = build_root() / "resources-cache" / f"{b.yosys_family}-{digest}.json"
     known = recorded(b.name) if own else None
     hit = next((p for p in (cache, shared) if p.exists()), None)
+    result = None
     if hit or (known is not None and known.design_hash == digest):
         result = Resources(**json.loads(hit.read_text())) if hit else known
         result.board = b.name
-    else:
+        if result.fmax_mhz is None and _timing_table(b) is not None:
+            result = None                       # recorded before the timing estimate
+    if result is None:
         workdir = folder / "yosys"
         workdir.mkdir(parents=True, exist_ok=True)
         design = workdir / f"{TOP_NAME}.il"
@@ -248,7 +277,8 @@ def estimate(board_name, *, config=None, accelerator=None, folder=None, record=F
         cells, levels, seconds = synthesize(design, b, TOP_NAME, workdir=workdir)
         result = Resources(board=b.name, config=config.name, config_id=config.config_id,
                            design_hash=digest, levels=levels, cells=cells,
-                           seconds=round(seconds, 1), **_count(cells, b))
+                           seconds=round(seconds, 1), **_count(cells, b),
+                           **_timing(workdir / NETLIST, b))
         _save(cache, result)
         _save(shared, result)
     if record and own:
@@ -256,9 +286,34 @@ def estimate(board_name, *, config=None, accelerator=None, folder=None, record=F
     return result
 
 
+def _timing_table(b):
+    """The delay table of board ``b``'s fabric, or None (only UltraScale+ has one)."""
+    from .timing import XCZU3EG_1
+
+    return XCZU3EG_1 if b.yosys_family == "xcup" else None
+
+
+def _timing(netlist, b, count=10):
+    """The Resources fields of the static timing estimate of ``netlist``."""
+    from .timing import analyze
+
+    table = _timing_table(b)
+    if table is None:
+        return {}
+    report = analyze(netlist, table, count=count)
+    return dict(fmax_mhz=report.fmax_mhz, period_ns=report.period_ns, timing_table=table.name,
+                worst_paths=[dict(ns=p.ns, levels=p.levels, start=p.start, end=p.end,
+                                  cells=p.cells) for p in report.paths])
+
+
 def _save(path, result):
     path.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(path, json.dumps(asdict(result), indent=2) + "\n")
+
+
+def config_clock(b, config=None):
+    """The design clock in MHz of board ``b``'s build (its preset, or ``config``)."""
+    return (config or b.config()).clock_mhz
 
 
 def main(argv=None):
@@ -284,6 +339,9 @@ def main(argv=None):
     print(f"{b.title} ({b.part}), config {r.config!r} 0x{r.config_id:08x}, "
           f"Yosys synth_xilinx -family {b.yosys_family} ({r.seconds:g} s when measured)")
     print(r.table(b.capacity))
+    print(r.timing())
+    if r.fmax_mhz is not None and r.fmax_mhz < config_clock(b, config):
+        print(f"the design clock, {config_clock(b, config):g} MHz, is above the estimated Fmax")
     over = r.over_budget(b)
     budget = ", ".join(f"{k.upper()} <= {v:g}" for k, v in b.budget.items())
     if over:

@@ -25,8 +25,8 @@ def test_count_cells():
         dsp=7, lut=15 + 12 + 2, lutram=14, ff=42, bram36=5.5, uram=0)
 
 
-def test_synthesize_small_design(tmp_path):
-    """The Yosys script, its statistics and the path depth on a registered INT8 MAC."""
+def mac_verilog(path):
+    """A registered INT8 MAC as Verilog at ``path`` (top ``mac``): a small Yosys design."""
     from amaranth.back import verilog
     from amaranth.hdl import Module, Signal, signed
     from amaranth.lib import wiring
@@ -43,8 +43,13 @@ def test_synthesize_small_design(tmp_path):
             m.d.sync += [a.eq(self.a), b.eq(self.b), self.acc.eq(self.acc + a * b)]
             return m
 
-    v = tmp_path / "mac.v"
-    v.write_text(verilog.convert(Mac(), name="mac", emit_src=False))
+    path.write_text(verilog.convert(Mac(), name="mac", emit_src=False))
+    return path
+
+
+def test_synthesize_small_design(tmp_path):
+    """The Yosys script, its statistics and the path depth on a registered INT8 MAC."""
+    v = mac_verilog(tmp_path / "mac.v")
     cells, levels, seconds = synthesize(v, board("ultra96"), "mac", workdir=tmp_path / "y")
     counts = _count(cells, board("ultra96"))
     assert counts["dsp"] == 1 and counts["bram36"] == 0

@@ -158,6 +158,20 @@ def test_rtl_packed_accelerator(simulator, tmp_path):
 
 
 @pytest.mark.sim
+def test_rtl_ultra96_accelerator(tmp_path):
+    """The product configuration as a whole (8 x 32 packed array, two depthwise blocks and
+    row groups, two vector lanes) on Verilator: every compiled graph bit-exact with the
+    instruction simulator and the runtime kernels. The Verilator build of this size is
+    the cost: 238 s measured here on two shared cores, then 2 s for the graphs (cached
+    under build/sim by design hash; the same build serves tests/sim/test_cycles.py)."""
+    result, data = _run("verilator", tmp_path, cases=0, testcase="compiled_graphs",
+                        cfg=preset("ultra96"))
+    print(f"ultra96: build {result.build_seconds:.0f} s, run {result.run_seconds:.0f} s")
+    assert result.tests == 1
+    assert len(data["compiled_graphs"]) == len(COMPILED_GRAPHS + VEC_GRAPHS)
+
+
+@pytest.mark.sim
 @pytest.mark.slow
 @pytest.mark.parametrize("seed", [11, 12, 13])
 def test_rtl_accelerator_sweep(simulator, tmp_path, seed):
