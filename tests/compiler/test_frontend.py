@@ -24,7 +24,7 @@ from onnx import helper, numpy_helper  # noqa: E402
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 CACHE = ROOT / "build" / "models"
-ULTRAFACE = ROOT.parent / "shared" / "models" / "ultraface_rfb_320.onnx"
+ULTRAFACE = ROOT / "models" / "pretrained" / "ultraface" / "ultraface_rfb_320.onnx"
 
 
 # --- model builders -----------------------------------------------------------------------------

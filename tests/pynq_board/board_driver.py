@@ -38,7 +38,7 @@ def main(folder):
         refused["allocate before a download"] = str(exc)
     # The "bitstreams": the artifact's configuration, at the block design's addresses.
     place = json.loads((folder / "design.json").read_text())
-    config = AcceleratorConfig.from_dict(read_artifact(model.read_bytes()).metadata["config"])
+    config = AcceleratorConfig.from_dict(read_artifact(model.read_bytes()).metadata.config)
     for bit in ("bamboo.bit", "bare.bit"):
         simdevice.write_bitstream(folder / bit, config, **place)
 
