@@ -346,10 +346,10 @@ def evaluate(name, full=False, config="ultra96", count=2):
     ref = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
     differ = 0
     with Session(blob, backend="isa") as sess:
-        (spec,) = sess.io["inputs"]
+        (spec,) = sess.io.inputs
         for x in random_inputs(name, count, full):
-            want = ref.run(None, {spec["name"]: x})
-            got = sess.run(None, {spec["name"]: x})
+            want = ref.run(None, {spec.name: x})
+            got = sess.run(None, {spec.name: x})
             for g, w in zip(got, want):
                 g, w = np.asarray(g, np.float32), np.asarray(w, np.float32)
                 differ += (w.size if g.shape != w.shape

@@ -148,7 +148,7 @@ def test_errors_are_one_line(float_model, tmp_path, capsys):
     assert "no such file" in _error(["quantize", str(tmp_path / "missing.onnx"),
                                      "--calibration", str(npy)], capsys)
     assert "--calibration is required" in _error(["quantize", str(float_model)], capsys)
-    assert "expected NAME=D1xD2x" in _error(base + ["--input-shape", "1x3x16x16"], capsys)
+    assert "expected NAME=DxDx" in _error(base + ["--input-shape", "1x3x16x16"], capsys)
     assert "names 'image'" in _error(base + ["--input-shape", "image=1x3x16x16"], capsys)
     assert "dimension 2 is 16" in _error(base + ["--input-shape", "input=1x3x8x16"], capsys)
     assert "must be non-zero" in _error(["quantize", str(float_model), "--calibration",

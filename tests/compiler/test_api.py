@@ -1,8 +1,6 @@
 """The public Python API at the package roots (docs/api.md): the same results as the CLI,
 and the artifact runs bit-exact against onnxruntime."""
 
-import argparse
-
 import numpy as np
 import pytest
 
@@ -11,6 +9,8 @@ ort = pytest.importorskip("onnxruntime")
 import bamboo.compiler  # noqa: E402
 from bamboo.arch import PRESETS, ConfigError  # noqa: E402
 from test_frontend import convnet, qdq  # noqa: E402
+
+from bamboo.cli import build_parser  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -21,21 +21,18 @@ def model(tmp_path_factory):
 
 
 def test_inspect_is_what_the_cli_prints(model, capsys):
-    from bamboo.compiler.cli_inspect import cmd_inspect
-
     graph = bamboo.compiler.inspect(model)
     assert bamboo.compiler.inspect.summary(graph)["nodes"] == len(graph.nodes)
-    cmd_inspect(argparse.Namespace(model=str(model), approx=[], se_on_fabric=False,
-                                   fc_on_fabric=False, dump_ir=False))
+    args = build_parser().parse_args(["inspect", str(model)])
+    args.func(args)
     assert capsys.readouterr().out == bamboo.compiler.inspect.render(graph, str(model)) + "\n"
 
 
 def test_compile_is_what_the_cli_writes(model, tmp_path):
-    from bamboo.compiler.cli_compile import cmd_compile
-
     out = tmp_path / "m.bmb"
-    cmd_compile(argparse.Namespace(model=str(model), output=str(out), config="tiny",
-                                   approx=[], fabric_se=False, quiet=True))
+    args = build_parser().parse_args(["compile", str(model), "-o", str(out), "--config", "tiny",
+                                      "--quiet"])
+    args.func(args)
     assert bamboo.compiler.compile(model, "tiny") == out.read_bytes()
     assert bamboo.compiler.compile(model, PRESETS["tiny"]) == out.read_bytes()
 

@@ -106,14 +106,14 @@ def test_vectors_cover_the_corners():
 def test_rejects_bad_configuration():
     with pytest.raises(TypeError, match="cfg must be an AcceleratorConfig"):
         PostProcessor("tiny")
-    cfg = dataclasses.replace(TINY, lut_slots=32)
-    with pytest.raises(ValueError, match="lut_slots must be at most 16, not 32"):
-        PostProcessor(cfg)
+    # The configuration itself refuses more slots than CONV.lut_slot can address.
+    with pytest.raises(ValueError, match=r"at most 8 \(CONV.lut_slot is 3 bits\)"):
+        dataclasses.replace(TINY, lut_slots=32)
 
 
 @pytest.mark.parametrize("slots", [0, 3, 32, "2"])
 def test_activation_unit_rejects_bad_slots(slots):
-    message = f"slots must be a power of two of at most 16, not {slots!r}"
+    message = f"slots must be a power of two of at most 8, not {slots!r}"
     with pytest.raises(ValueError, match=message):
         ActivationUnit(slots)
 

@@ -26,6 +26,12 @@ from bamboo.cli import main as bamboo  # noqa: E402
 
 NAMES = sorted(corpus.CORPUS)
 INPUTS = 2
+# Entries Bamboo still refuses (issue 13, open), each with the one line it must print: the
+# test fails when the refusal changes, and when the model starts working (then drop it here).
+REFUSED = {
+    "tv_squeezenet1_1": "comes from a float ReduceMean",
+    "yolo_style_mobilenet_v3": "reads the float output of",
+}
 
 
 def _check(name, full, tmp_path, capsys, diff_cases):
@@ -37,6 +43,11 @@ def _check(name, full, tmp_path, capsys, diff_cases):
     assert batch.dim_param and not batch.HasField("dim_value"), \
         f"{path}: the batch axis is not dynamic as exported"
 
+    if name in REFUSED:
+        assert bamboo(["inspect", str(path)]) == 1
+        err = capsys.readouterr().err
+        assert REFUSED[name] in err and len(err.strip().splitlines()) == 1, err
+        return
     assert bamboo(["inspect", str(path)]) == 0, capsys.readouterr().err
     text = capsys.readouterr().out
     assert "bytes crossing PS/PL" in text, text
@@ -47,15 +58,15 @@ def _check(name, full, tmp_path, capsys, diff_cases):
 
     ref = ortutil.session(model)
     with Session(str(artifact), backend="isa") as sess:
-        (spec,) = sess.io["inputs"]
+        (spec,) = sess.io.inputs
         assert [o.name for o in sess.get_outputs()] == [o.name for o in ref.get_outputs()]
         for x in corpus.random_inputs(name, INPUTS, full):
             want = ref.run(None, {inp.name: x})
-            got = sess.run(None, {spec["name"]: x})
-            for g, w, out in zip(got, want, sess.io["outputs"]):
-                assert g.dtype == w.dtype == np.float32 and g.shape == w.shape, out["name"]
+            got = sess.run(None, {spec.name: x})
+            for g, w, out in zip(got, want, sess.io.outputs):
+                assert g.dtype == w.dtype == np.float32 and g.shape == w.shape, out.name
                 differ = np.count_nonzero(g.view(np.uint32) != w.view(np.uint32))
-                assert differ == 0, f"{out['name']}: {differ} of {g.size} values differ"
+                assert differ == 0, f"{out.name}: {differ} of {g.size} values differ"
                 diff_cases("corpus", g.size)
 
 

@@ -45,7 +45,7 @@ def _session_matches_ort(path, resolution, diff_cases):
     ort = ortutil.session(onnx.load(str(path)))
     x = calibration.photos(resolution, count=1)[:1]
     with Session(blob, backend="isa") as sess:
-        name = sess.io["inputs"][0]["name"]
+        name = sess.io.inputs[0].name
         want = ort.run(None, {name: x})
         got = sess.run(None, {name: x})
     for g, w in zip(got, want):
