@@ -24,7 +24,6 @@ from bamboo.runtime.session import Session  # noqa: E402
 
 from bamboo.cli import main as bamboo  # noqa: E402
 
-NAMES = sorted(corpus.CORPUS)
 INPUTS = 2
 # Entries Bamboo still refuses (issue 13, open), each with the one line it must print: the
 # test fails when the refusal changes, and when the model starts working (then drop it here).
@@ -32,6 +31,12 @@ REFUSED = {
     "tv_squeezenet1_1": "comes from a float ReduceMean",
     "yolo_style_mobilenet_v3": "reads the float output of",
 }
+# Known wrong output (issue 13, open): torchvision EfficientNet-B0 with int8 activations
+# differs from onnxruntime (937 of 1000 values on the second input; the reference executor
+# too, so the front end's reading of the graph, not the back end). Strict: it fails once fixed.
+WRONG = {"tv_efficientnet_b0": "int8-activation EfficientNet-B0 differs from onnxruntime"}
+NAMES = [pytest.param(n, marks=pytest.mark.xfail(strict=True, reason=WRONG[n])) if n in WRONG
+         else n for n in sorted(corpus.CORPUS)]
 
 
 def _check(name, full, tmp_path, capsys, diff_cases):
