@@ -176,7 +176,8 @@ def _script(verilog, family, top, stat_json):
         f"{synth} -run fine:",
         f"tee -q -o {stat_json} stat -json",
         f"write_json -compat-int {Path(stat_json).with_name(NETLIST)}",
-        "delete t:FD* t:RAMB* t:URAM* t:SRL* t:RAM32* t:RAM64* t:RAM128* t:RAM256* t:IBUF t:OBUF",
+        "delete t:FD* t:RAMB* t:URAM* t:SRL* t:RAM32* t:RAM64* t:RAM128* t:RAM256* "
+        "t:IBUF t:OBUF",
         "ltp",
     ]) + "\n"
 
