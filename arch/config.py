@@ -257,7 +257,7 @@ PRESETS = {
     # + 82 + 25 = 427; 8 x 32 packed (WP486, two MACs per DSP) is 128 + 130 = 258.
     # 256 MACs per cycle: 128 GOP/s at 250 MHz. Depthwise: two channel blocks and two
     # row groups read through four INP ports; Yosys replicates INP for the two new ones
-    # (+32 BRAM36: 152.5 in all, budget 172.8).
+    # (BRAM36 in all: boards/estimates/ultra96.json, budget 172.8).
     "ultra96": AcceleratorConfig(
         name="ultra96", rows=8, cols=32,
         input_buffer_depth=8192, weight_buffer_depth=512,
@@ -280,9 +280,8 @@ PRESETS = {
     # xck26 (Kria KV260): 1248 DSP48E2, 117,120 LUT, 144 BRAM36, 64 URAM.
     # BRAM bounds it: Yosys maps every buffer through 36-bit-wide true-dual-port
     # blocks, so a 16 x 32 weight word (4096 bits) alone takes 114 of the 115 BRAM36
-    # the budget allows. 8 x 32 packed as ultra96, with smaller INP/OUT buffers (the
-    # ultra96 build is 152.5 BRAM36, this one 114.5) and 4 vector lanes (more LUTs to
-    # spend).
+    # the budget allows. 8 x 32 packed as ultra96, with smaller INP/OUT buffers (fewer
+    # BRAM36: boards/estimates/kv260.json) and 4 vector lanes (more LUTs to spend).
     "kv260": AcceleratorConfig(
         name="kv260", rows=8, cols=32,
         input_buffer_depth=4096, weight_buffer_depth=512,
@@ -291,8 +290,8 @@ PRESETS = {
         vector_lanes=4, depthwise_blocks=2, depthwise_groups=2),
     # xc7z020 (PYNQ-Z2): 220 DSP48E1, 53,200 LUT, 140 BRAM36; HP0 is 64 bits, addresses
     # 32 bits. No packing (WP486 needs DSP48E2's 27x18), and a DSP48E1's 25x18 takes
-    # more slices per requantizer product: 8 x 16 came to 226 DSP / 43.3k LUT by Yosys
-    # (budget 187 / 37.2k), so 8 x 8 = 64 MACs with 2 vector lanes.
+    # more slices per requantizer product: 8 x 16 does not fit the budget (docs/hardware.md,
+    # "Other presets"), so 8 x 8 = 64 MACs with 2 vector lanes.
     "pynqz2": AcceleratorConfig(
         name="pynqz2", rows=8, cols=8,
         input_buffer_depth=4096, weight_buffer_depth=1024,

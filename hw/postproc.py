@@ -23,10 +23,8 @@ of datapath registers, which would not close timing at 250 MHz across 32 lanes).
 A credit counter admits a beat only when the output FIFO is sure to have room for
 it, so ``i.ready`` is a register compare with no combinational path from ``o.ready``.
 
-Resources per lane, from Yosys ``synth_xilinx -family xcup`` (an estimate; Vivado
-has not been run): requantizer 2 DSP48E2, ~530 LUT, ~113 SRL16E, ~300 FF;
-activation ~55 LUT, ~55 FF, 1 RAMB18E2 (4 tables). With ``ultra96``'s 32 lanes:
-64 DSP48E2, ~22k LUT including SRLs (a third of the xczu3eg), 32 RAMB18E2.
+What it costs: docs/hardware.md ("Post-processing cost"), measured by
+``make resources``.
 """
 
 from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned

@@ -84,8 +84,8 @@ def _fc(a, x, tin, tout):
 
 
 # The weight operands of the CPU's fully connected layers (``kconv.FcWeights``), made once
-# per weight array rather than per frame (a 1280 x 1000 classifier: ~5 ms a frame on the
-# board's A53).
+# per weight array rather than per frame (a 1280 x 1000 classifier's would otherwise be
+# remade every frame).
 _FC_WEIGHTS = {}
 
 

@@ -15,7 +15,7 @@ Every kernel that requantizes calls :func:`requantize`; the parameters are made
 once per output channel by :meth:`Requant.from_scale`.
 
 :func:`requantize_int` evaluates the four steps in int64, one numpy call per bit
-operation: the reference, and about 250 us a call however small the tensor.
+operation: the reference, and slow however small the tensor (docs/runtime.md, "CPU costs").
 :func:`requantize` gets the same bits from a handful of numpy calls by letting IEEE
 conversions do the roundings: every operand is an integer held exactly, and a float32
 conversion or multiply *is* "round to 24 significant bits, nearest-even"

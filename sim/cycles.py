@@ -46,8 +46,8 @@ class Calibration:
     The defaults were fitted to the ``CYCLES`` counter of hw/top.py (tiny, behind the
     cocotb AxiRam, ``BOARDS["cocotb"]``) on half of the layers of
     tests/sim/test_cycles.py (and the fetch-bound ``pointwise_wide``); the other half is
-    within 4.8 % (docs/cycles.md). ``compute_post`` = 26: the PostProcessor's 18-cycle
-    latency, the OUT write and the end-of-CONV handshake of hw/top.py.
+    held out (the errors: docs/cycles.md, "Validation against the RTL"). ``compute_post``:
+    the PostProcessor's latency, the OUT write and the end-of-CONV handshake of hw/top.py.
 
     ``load_pre``: command accepted to first AR (window check, burst setup);
     ``load_post``/``store_post``: last beat to done; ``compute_post``: a CONV's last

@@ -30,7 +30,7 @@ import numpy as np
 from bamboo.arch import isa
 
 #: Steps a store is assumed to lag its compute by: a DRAM barrier also waits for the
-#: stores of steps this far before it (cycle model, MobileNetV2: 2 is best, by 0.1 %).
+#: stores of steps this far before it (chosen on the cycle model: docs/backend.md, "Tokens").
 _STORE_LAG = 2
 #: LOADs at least this long are cut by the steps that stored their rows (:func:`_pieces`);
 #: shorter ones gain less than the LOADs and barriers the cuts add (cycle model).
