@@ -137,3 +137,17 @@ def test_no_restated_facts_outside_arch():
 def test_the_restatement_patterns_match(source, pattern):
     """Each pattern finds the restatement it was written for (as they stood in the code)."""
     assert re.search(_RESTATED[pattern][0], source)
+
+
+def test_contract_map_names_real_places():
+    """docs/contract.md, the map of where each fact lives: every file and test it names exists."""
+    text = (ROOT / "docs" / "contract.md").read_text()
+    names = re.findall(r"`((?:arch|hw|sim|runtime|compiler|boards|tests|docs)/[\w/.*]+)"
+                       r"(?:::(\w+))?`", text)
+    assert len(names) > 40, "the map names fewer places than it should"
+    for path, test in names:
+        files = list(ROOT.glob(path))
+        assert files, f"docs/contract.md names {path}, which does not exist"
+        if test:
+            assert re.search(rf"^def {test}\(", files[0].read_text(), re.M), \
+                f"docs/contract.md names {path}::{test}, which does not exist"
