@@ -12,7 +12,6 @@ counts: the unit's latency is free to change.
 import numpy as np
 import pytest
 from amaranth.hdl import Value
-from amaranth.sim import Simulator
 from axi_memory import AxiMemory, execute
 from bamboo.arch import PRESETS, isa
 from bamboo.arch.layout import BUFFERS, LUT_ENTRIES, PARAM_DEPTH, buffer_depth, elem_bytes
@@ -20,6 +19,7 @@ from bamboo.arch.registers import ErrorCode
 from bamboo.hw.load import LoadUnit
 from bamboo.sim.isa import Machine
 from bamboo.sim.isa_ops import Trap
+from sim_bench import simulate
 
 BASE, WINDOW = 0x10000, 0x8000
 POISON = BASE + WINDOW - 4096       # the window's last page answers SLVERR
@@ -86,12 +86,7 @@ def _hardware(config, instructions, dram, seed):
             results.append((verdict,
                             {b: a.copy() for b, a in bufs.items()}, lut.copy()))
 
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_process(mem.reader)
-    sim.add_process(ports_bench)
-    sim.add_testbench(bench)
-    sim.run()
+    simulate(dut, bench, mem.reader, ports_bench)
     return results
 
 

@@ -10,13 +10,13 @@ Results only, no cycle counts: the unit's latency is free to change.
 
 import numpy as np
 import pytest
-from amaranth.sim import Simulator
 from axi_memory import AxiMemory, execute
 from bamboo.arch import PRESETS, isa
 from bamboo.arch.registers import ErrorCode
 from bamboo.hw.store import StoreUnit
 from bamboo.sim.isa import Machine
 from bamboo.sim.isa_ops import Trap
+from sim_bench import simulate
 
 BASE, WINDOW = 0x20000, 0x8000
 POISON = BASE + WINDOW - 4096       # the window's last page answers SLVERR
@@ -65,12 +65,7 @@ def _hardware(config, instructions, out, dram, seed):
             verdict = await execute(ctx, dut, isa.Opcode.STORE, f)
             results.append((verdict, mem.mem.copy()))
 
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_process(mem.writer)
-    sim.add_process(out_port)
-    sim.add_testbench(bench)
-    sim.run()
+    simulate(dut, bench, mem.writer, out_port)
     return results
 
 

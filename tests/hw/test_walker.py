@@ -5,11 +5,11 @@ instructions and the largest field values (arch's ``field().max``), with a rando
 
 import numpy as np
 import pytest
-from amaranth.sim import Simulator
 from bamboo.arch import PRESETS, isa
 from bamboo.hw.depthwise import DepthwiseWalker
 from bamboo.hw.isa_layout import instruction_layout
 from bamboo.hw.walker import DenseWalker
+from sim_bench import simulate
 
 _CONV = isa.Opcode.CONV
 _ACC_AW = 12
@@ -79,10 +79,7 @@ def _run(walker, instructions, seed):
             ctx.set(walker.o_cmd.ready, 0)
             got.append(cmds)
 
-    sim = Simulator(walker)
-    sim.add_clock(1e-8)
-    sim.add_testbench(bench)
-    sim.run()
+    simulate(walker, bench)
     return got
 
 
