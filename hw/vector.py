@@ -39,7 +39,19 @@ from ..arch.config import AcceleratorConfig
 from ..arch.isa import Activation as IsaActivation
 from ..arch.isa import Opcode, VecOp
 from ..arch.layout import PARAM_DEPTH
-from .fma import Float, FusedMultiplyAdd, align_addend, float_const, mantissa_float, unpack_f32
+from .fma import (
+    Float,
+    FusedMultiplyAdd,
+    addend_layout,
+    addend_shift,
+    addend_shift_layout,
+    float_const,
+    mantissa_float,
+    partial_layout,
+    shift_addend,
+    unpack_f32,
+    window_addend,
+)
 from .isa_layout import instruction_layout
 from .postproc import Activation, ActivationUnit, LutWriteSignature
 from .requantizer import Requantizer
@@ -271,7 +283,14 @@ class VectorUnit(wiring.Component):
         f2 = reg(Mux(is_add, ra.as_value(), Float.const(float_const(1.0)).as_value()), "f2",
                  Float)
         # K (or 0) aligned to the products with rB (or R) once, for every lane's first FMA.
-        z1_aligned = reg(align_addend(m, _X1, f1, z1, "z1_comb"), "z1_aligned")
+        # Pipelined as in the FMA: the exponents' difference, the shift, its two steps.
+        z1_diff, f1_exp = reg(z1.exp - f1.exp, "z1_diff"), reg(f1.exp, "f1_exp")
+        z1_sh = reg(addend_shift(m, _X1, f1_exp, z1.exp, z1_diff, "z1_sh_comb"), "z1_sh",
+                    addend_shift_layout(_X1))
+        z1_part = reg(shift_addend(m, _X1, z1, z1_sh, "z1_part_comb"), "z1_part",
+                      partial_layout(_X1))
+        z1_aligned = reg(window_addend(m, _X1, z1_part, "z1_comb"), "z1_aligned",
+                         addend_layout(_X1))
         a_zp, b_zp, out_zp = code(insn.a_zp), code(insn.b_zp), code(insn.out_zp)
         qmin, qmax = code(insn.qmin), code(insn.qmax)
 
@@ -337,7 +356,8 @@ class VectorUnit(wiring.Component):
                          fma1.i.payload.z.eq(z1), fma1.i.payload.za.eq(z1_aligned),
                          fma2.i.payload.x.eq(delay(x2, FusedMultiplyAdd.LATENCY, f"x2_{i}")),
                          fma2.i.payload.f.eq(f2), fma2.i.payload.z.eq(fma1.o.payload.r)]
-            # Stages 2-15: the two FMAs. Stage 16: round to an integer (RNE) and clip.
+            # Stages 2 to 1 + 2 * FMA LATENCY (F): the two FMAs. Stage F + 2: round to an
+            # integer (RNE) and clip.
             r = fma2.o.payload.r
             y16, up16 = Signal(range(512), name=f"y16_{i}"), Signal(name=f"up16_{i}")
             with m.If(r.zero):
@@ -353,15 +373,15 @@ class VectorUnit(wiring.Component):
                                      up16.eq(r.mant[sh - 1] & (sticky | odd))]
             y_16, u_16, s_16 = (reg(y16, f"y16r_{i}"), reg(up16, f"up16r_{i}"),
                                 reg(r.sign, f"s16r_{i}"))
-            # Stage 17: the sign.
+            # Stage F + 3: the sign.
             mag = y_16 + u_16
             fma_y = reg(Mux(s_16, -mag, mag), f"fma_y{i}", signed(11))
-            # Stage 18: clamp, numpy's order (max with qmin, then min with qmax).
-            plain = delay(l_code, 17, f"plain{i}")
+            # Stage F + 4 (_CORE): clamp, numpy's order (max with qmin, then min with qmax).
+            plain = delay(l_code, self._CORE - 1, f"plain{i}")
             y = Mux(fma_op, fma_y, plain)
             lo = Mux(y < qmin, qmin, y)
             clamped = reg(Mux(lo > qmax, qmax, lo), f"clamped{i}", signed(9))
-            # Stages 1-13: AVG_POOL through the requantizer, delayed to stage 18.
+            # AVG_POOL through the requantizer from stage 1, delayed to stage _CORE.
             rq = Requantizer()
             m.submodules[f"requantizer{i}"] = rq
             bias, mant, exp = l_param[:32], l_param[32:56], l_param[56:]
@@ -371,7 +391,7 @@ class VectorUnit(wiring.Component):
                          rq.i.payload.params.zp.eq(out_zp), rq.i.payload.params.qmin.eq(qmin),
                          rq.i.payload.params.qmax.eq(qmax)]
             avg = delay(rq.o.payload.code, self._CORE - Requantizer.LATENCY, f"avg{i}")
-            # Stages 19-21: activation (the lane's own tables).
+            # Stages _CORE + 1 on: activation (the lane's own tables).
             act = ActivationUnit(self.config.lut_slots)
             m.submodules[f"activation{i}"] = act
             m.d.comb += [act.i.valid.eq(valid[self._CORE]),
