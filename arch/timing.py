@@ -35,9 +35,9 @@ __all__ = ["BOARDS", "HOSTS", "HostTiming", "MemoryTiming", "VEC_LATENCY", "VEC_
            "conv_insn_cycles", "load_chunks", "transfer_beats", "vec_cycles",
            "vec_insn_cycles", "LUT_BYTES_PER_CYCLE", "INSN_FETCH_OVERHEAD"]
 
-#: hw/vector.py VectorUnit.START / LATENCY (2 + 30 + ActivationUnit.LATENCY: two 13-stage FMAs).
+#: hw/vector.py VectorUnit.START / LATENCY (2 + 31 + ActivationUnit.LATENCY: two 13-stage FMAs).
 VEC_START = 3
-VEC_LATENCY = 35
+VEC_LATENCY = 36
 #: The load unit writes LUT entries a byte per cycle.
 LUT_BYTES_PER_CYCLE = 1
 #: Fetcher cycles per instruction besides the read latency and the beats (ADDR, PUSH).

@@ -106,7 +106,7 @@ class VectorUnit(wiring.Component):
     status : ``Out(VectorStatusSignature())``
     """
 
-    _CORE = 1 + 2 * FusedMultiplyAdd.LATENCY + 3   # lane input to activation, every op
+    _CORE = 2 + 2 * FusedMultiplyAdd.LATENCY + 3   # lane input to activation, every op
     #: Cycles from the INP read of a pixel's last element to its OUT write (read data,
     #: reducer, lanes, activation).
     LATENCY = 2 + _CORE + ActivationUnit.LATENCY
@@ -273,10 +273,12 @@ class VectorUnit(wiring.Component):
                      self.status.active.eq(write)]
 
         # ---- per-instruction constants of the lanes ---------------------------------------
-        ra = unpack_f32(m, param[0][:32], "ra")
-        rb = unpack_f32(m, param[0][32:], "rb")
-        k = unpack_f32(m, param[1][:32], "k")
-        r_mul = mantissa_float(m, param[0][32:56], param[0][56:].as_signed(), "r_mul")
+        # Unpacked into registers (a normalizing shift each), then chosen by the operation.
+        ra = reg(unpack_f32(m, param[0][:32], "ra_comb"), "ra", Float)
+        rb = reg(unpack_f32(m, param[0][32:], "rb_comb"), "rb", Float)
+        k = reg(unpack_f32(m, param[1][:32], "k_comb"), "k", Float)
+        r_mul = reg(mantissa_float(m, param[0][32:56], param[0][56:].as_signed(), "r_mul_comb"),
+                    "r_mul", Float)
         is_add = vop == VecOp.ADD
         f1 = reg(Mux(is_add, rb.as_value(), r_mul.as_value()), "f1", Float)
         z1 = reg(Mux(is_add, k.as_value(), Float.const(float_const(0)).as_value()), "z1", Float)
@@ -291,8 +293,8 @@ class VectorUnit(wiring.Component):
                       partial_layout(_X1))
         z1_aligned = reg(window_addend(m, _X1, z1_part, "z1_comb"), "z1_aligned",
                          addend_layout(_X1))
-        a_zp, b_zp, out_zp = code(insn.a_zp), code(insn.b_zp), code(insn.out_zp)
-        qmin, qmax = code(insn.qmin), code(insn.qmax)
+        a_zp, b_zp, out_zp, qmin, qmax = (reg(code(getattr(insn, f)), f, signed(9)) for f in
+                                          ("a_zp", "b_zp", "out_zp", "qmin", "qmax"))
 
         # ---- reducer: data of the read issued last cycle -----------------------------------
         v1, first1, last1 = ctl(issue, "rd_valid"), reg(first, "rd_first"), reg(last, "rd_last")
@@ -344,10 +346,12 @@ class VectorUnit(wiring.Component):
             l_code, l_sum, l_b = pick(e_codes, i), pick(e_sums, i), pick(e_bs, i)
             l_param = pick([param[c] for c in range(B)], i)
 
-            # Stage 1: FMA operands. ADD: fma(a, rA, fma(b, rB, K)); MUL: fma(zp, 1, fma(p, R, 0)).
-            prod = (l_code - a_zp) * (l_b - b_zp)
-            x1 = reg(Mux(is_add, l_b, prod), f"x1_{i}", signed(_X1))
-            x2 = reg(Mux(is_add, l_code, out_zp), f"x2_{i}", signed(9))
+            # Stages 1-2: FMA operands. ADD: fma(a, rA, fma(b, rB, K)); MUL: fma(zp, 1,
+            # fma(p, R, 0)) with p = (a - a_zp) * (b - b_zp), the zero points off first.
+            da, db = reg(l_code - a_zp, f"da{i}"), reg(l_b - b_zp, f"db{i}")
+            l_b1 = reg(l_b, f"l_b1_{i}")
+            x1 = reg(Mux(is_add, l_b1, da * db), f"x1_{i}", signed(_X1))
+            x2 = reg(Mux(is_add, reg(l_code, f"l_code1_{i}"), out_zp), f"x2_{i}", signed(9))
             fma1 = FusedMultiplyAdd(_X1, aligned=True)
             fma2 = FusedMultiplyAdd(9)
             m.submodules[f"fma1_{i}"] = fma1
@@ -356,7 +360,7 @@ class VectorUnit(wiring.Component):
                          fma1.i.payload.z.eq(z1), fma1.i.payload.za.eq(z1_aligned),
                          fma2.i.payload.x.eq(delay(x2, FusedMultiplyAdd.LATENCY, f"x2_{i}")),
                          fma2.i.payload.f.eq(f2), fma2.i.payload.z.eq(fma1.o.payload.r)]
-            # Stages 2 to 1 + 2 * FMA LATENCY (F): the two FMAs. Stage F + 2: round to an
+            # Stages 3 to 2 + 2 * FMA LATENCY (F): the two FMAs. Stage F + 3: round to an
             # integer (RNE) and clip.
             r = fma2.o.payload.r
             y16, up16 = Signal(range(512), name=f"y16_{i}"), Signal(name=f"up16_{i}")
@@ -373,10 +377,10 @@ class VectorUnit(wiring.Component):
                                      up16.eq(r.mant[sh - 1] & (sticky | odd))]
             y_16, u_16, s_16 = (reg(y16, f"y16r_{i}"), reg(up16, f"up16r_{i}"),
                                 reg(r.sign, f"s16r_{i}"))
-            # Stage F + 3: the sign.
+            # Stage F + 4: the sign.
             mag = y_16 + u_16
             fma_y = reg(Mux(s_16, -mag, mag), f"fma_y{i}", signed(11))
-            # Stage F + 4 (_CORE): clamp, numpy's order (max with qmin, then min with qmax).
+            # Stage F + 5 (_CORE): clamp, numpy's order (max with qmin, then min with qmax).
             plain = delay(l_code, self._CORE - 1, f"plain{i}")
             y = Mux(fma_op, fma_y, plain)
             lo = Mux(y < qmin, qmin, y)
