@@ -50,7 +50,8 @@ def conv_cycles(config, words_per_tap, taps, emit_pixels=0):
 
     Closed form of the sequencer's recurrence: tap ``j`` starts at
     ``max(end(j-1) + 1, end(j-2) + L + 1)``, where ``L = config.array_latency``
-    (``rows + cols``, or ``rows + cols / 2`` packed), so with ``W`` words per tap and
+    (``rows + cols + 2``, or ``rows + cols / 2 + 2`` packed), so with ``W`` words per
+    tap and
     ``cool = L`` tap ``j`` starts at ``1 + (j // 2) * max(2W, W + cool) +
     (j % 2) * W``. Busy = ``1 + run + (L + 3) + (emit_pixels + 1 if emit)``.
     Exact for ``hw/compute.py``'s sequencer: tests/hw/test_compute.py checks it against

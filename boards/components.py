@@ -50,6 +50,18 @@ def _unit(module, cls, **kwargs):
     return make
 
 
+def _array(cfg):
+    from amaranth.lib import data
+
+    from ..hw.array import SystolicArray
+
+    # As the ComputeUnit builds it (its tag: the ACC address and the first-tap flag).
+    return SystolicArray(cfg.rows, cfg.cols, packed=cfg.dsp_packing,
+                         dw_channels=cfg.depthwise_channels, dw_groups=cfg.depthwise_groups,
+                         tag_shape=data.StructLayout({
+                             "addr": cfg.buffer_addr_width(cfg.acc_buffer_depth), "first": 1}))
+
+
 def _requantizer(cfg):
     from ..hw.requantizer import Requantizer
 
@@ -57,8 +69,9 @@ def _requantizer(cfg):
 
 
 #: ``{name: factory(config) -> wiring.Component}``: the accelerator's units by their
-#: submodule names in :class:`~bamboo.hw.top.Accelerator`, plus one vector lane's
-#: ``fma1`` and ``fma2`` (:class:`~bamboo.hw.fma.FusedMultiplyAdd`) and ``requantizer``.
+#: submodule names in :class:`~bamboo.hw.top.Accelerator`, plus the compute unit's
+#: ``array``, one vector lane's ``fma1`` and ``fma2`` (:class:`~bamboo.hw.fma.
+#: FusedMultiplyAdd`) and ``requantizer``.
 COMPONENTS = {
     "vector": _unit("vector", "VectorUnit"),
     "compute": _unit("compute", "ComputeUnit"),
@@ -69,6 +82,7 @@ COMPONENTS = {
     "dispatcher": _unit("fetch", "Dispatcher"),
     "bus": _unit("bus", "BusArbiter"),
     "regfile": _unit("regfile", "RegisterFile"),
+    "array": _array,
     "fma1": _fma(True),
     "fma2": _fma(False),
     "requantizer": _requantizer,

@@ -468,7 +468,7 @@ def test_component_cli_errors(capsys):
 
 
 @pytest.mark.parametrize("name", ["vector", "compute", "postproc", "load", "store", "fetcher",
-                                  "dispatcher", "bus", "regfile", "fma1", "fma2",
+                                  "dispatcher", "bus", "regfile", "array", "fma1", "fma2",
                                   "requantizer"])
 def test_components_elaborate(name):
     """Every registered component elaborates at ultra96 with its ports (no Yosys)."""
