@@ -82,34 +82,44 @@ def float_const(value):
     return {"zero": 0, "sign": int(value < 0), "mant": mant, "exp": exp - _MANT}
 
 
-def _normalized(m, mant, exp, name):
-    """``(mant << shift, exp - shift)`` with the top bit of the 24-bit ``mant`` at bit 23."""
+def _normalized(m, mant, exp, name, stage=None):
+    """``(mant << shift, exp - shift)`` with the top bit of the 24-bit ``mant`` at bit 23;
+    ``stage(value, name)``, if given, registers the bit length, ``mant`` and ``exp``
+    before the shift."""
     length = bit_length(m, mant, f"{name}_len")
+    if stage is not None:
+        mant, exp, length = (stage(v, f"{name}_{k}") for k, v in
+                             (("mant", mant), ("exp", exp), ("len", length)))
     shift = (_MANT - length)[:5]
     return (mant << shift)[:_MANT], exp - shift
 
 
-def unpack_f32(m, bits, name):
+def unpack_f32(m, bits, name, stage=None):
     """A :class:`Float` view of float32 ``bits`` (combinational; subnormals normalized).
 
     Infinities and NaNs are not float32 values the compiler writes; they read as
-    finite numbers with exponent 128.
+    finite numbers with exponent 128. ``stage(value, name)``, if given, makes it two
+    steps: the normalizing shift a register later than the bit length.
     """
     out = Signal(Float, name=name)
     e8, frac = bits[23:31], bits[:23]
     mant = Mux(e8 == 0, frac, frac | (1 << 23))
     exp = Mux(e8 == 0, 1, e8) - 150
-    norm, nexp = _normalized(m, mant[:_MANT], exp, name)
-    m.d.comb += [out.zero.eq(mant == 0), out.sign.eq(bits[31]), out.mant.eq(norm),
-                 out.exp.eq(nexp)]
+    zero, sign = mant == 0, bits[31]
+    if stage is not None:
+        zero, sign = stage(zero, f"{name}_zero"), stage(sign, f"{name}_sign")
+    norm, nexp = _normalized(m, mant[:_MANT], exp, name, stage)
+    m.d.comb += [out.zero.eq(zero), out.sign.eq(sign), out.mant.eq(norm), out.exp.eq(nexp)]
     return out
 
 
-def mantissa_float(m, mant, exp, name):
-    """A :class:`Float` of ``mant * 2**exp`` (``mant`` unsigned, up to 24 bits)."""
+def mantissa_float(m, mant, exp, name, stage=None):
+    """A :class:`Float` of ``mant * 2**exp`` (``mant`` unsigned, up to 24 bits);
+    ``stage`` as :func:`unpack_f32`'s."""
     out = Signal(Float, name=name)
-    norm, nexp = _normalized(m, mant, exp, name)
-    m.d.comb += [out.zero.eq(mant == 0), out.mant.eq(norm), out.exp.eq(nexp)]
+    zero = mant == 0 if stage is None else stage(mant == 0, f"{name}_zero")
+    norm, nexp = _normalized(m, mant, exp, name, stage)
+    m.d.comb += [out.zero.eq(zero), out.mant.eq(norm), out.exp.eq(nexp)]
     return out
 
 

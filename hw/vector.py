@@ -187,6 +187,7 @@ class VectorUnit(wiring.Component):
         kw = Signal(4)
         sw = Signal(3)
         row_step = Signal(16)                  # INP words between output rows
+        step_h = Signal(3)                     # rows of INP between output rows
         n_pix = Signal(20)
         kx, ky = Signal(4), Signal(4)
         ox, oy = Signal(10), Signal(10)
@@ -223,8 +224,7 @@ class VectorUnit(wiring.Component):
                              kw.eq(Mux(pool, Mux(insn.kernel_w != 0, insn.kernel_w, 1),
                                        Mux(two, 2, 1))),
                              sw.eq(Mux(pool & (insn.stride_w != 0), insn.stride_w, 1)),
-                             row_step.eq(insn.in_w * Mux(pool & (insn.stride_h != 0),
-                                                         insn.stride_h, 1)),
+                             step_h.eq(Mux(pool & (insn.stride_h != 0), insn.stride_h, 1)),
                              n_pix.eq(insn.out_h * insn.out_w),
                              kx.eq(0), ky.eq(0), ox.eq(0), oy.eq(0), written.eq(0),
                              row_off.eq(0), col_off.eq(0), win_off.eq(0)]
@@ -232,7 +232,7 @@ class VectorUnit(wiring.Component):
             with m.State("SETUP"):
                 # MUL_CHANNEL's scale word; the lanes' constants settle from `param`.
                 m.d.comb += [self.inp_r.addr.eq(insn.src_b), self.inp_r.en.eq(1)]
-                m.d.sync += [s_latch.eq(1), gap.eq(0),
+                m.d.sync += [s_latch.eq(1), gap.eq(0), row_step.eq(insn.in_w * step_h),
                              gap_len.eq(Mux(kh * kw < T, T - kh * kw, 0))]
                 m.next = "RUN"
             with m.State("GAP"):
@@ -273,12 +273,13 @@ class VectorUnit(wiring.Component):
                      self.status.active.eq(write)]
 
         # ---- per-instruction constants of the lanes ---------------------------------------
-        # Unpacked into registers (a normalizing shift each), then chosen by the operation.
-        ra = reg(unpack_f32(m, param[0][:32], "ra_comb"), "ra", Float)
-        rb = reg(unpack_f32(m, param[0][32:], "rb_comb"), "rb", Float)
-        k = reg(unpack_f32(m, param[1][:32], "k_comb"), "k", Float)
-        r_mul = reg(mantissa_float(m, param[0][32:56], param[0][56:].as_signed(), "r_mul_comb"),
-                    "r_mul", Float)
+        # Unpacked in two registered steps (bit length, normalizing shift), then chosen by
+        # the operation.
+        ra = reg(unpack_f32(m, param[0][:32], "ra_comb", reg), "ra", Float)
+        rb = reg(unpack_f32(m, param[0][32:], "rb_comb", reg), "rb", Float)
+        k = reg(unpack_f32(m, param[1][:32], "k_comb", reg), "k", Float)
+        r_mul = reg(mantissa_float(m, param[0][32:56], param[0][56:].as_signed(), "r_mul_comb",
+                                   reg), "r_mul", Float)
         is_add = vop == VecOp.ADD
         f1 = reg(Mux(is_add, rb.as_value(), r_mul.as_value()), "f1", Float)
         z1 = reg(Mux(is_add, k.as_value(), Float.const(float_const(0)).as_value()), "z1", Float)
