@@ -27,7 +27,7 @@ from .vivado import build_root
 
 __all__ = ["COMPONENTS", "ComponentTiming", "component_estimate", "component_rtlil"]
 
-_REV = "component-1"
+_REV = "component-2"
 
 
 def _fma(aligned):
@@ -104,18 +104,17 @@ class ComponentTiming:
     bram36: float
     fmax_mhz: float
     period_ns: float
+    timing_table: str
     worst_paths: list
     seconds: float
 
     def render(self, count=10):
-        lines = [f"component {self.component!r} of config {self.config!r} alone "
-                 f"(ports registered): DSP {self.dsp}, LUT {self.lut}, FF {self.ff}, "
-                 f"BRAM36 {self.bram36:g} (Yosys {self.seconds:g} s when measured)",
-                 f"estimated Fmax: {self.fmax_mhz:.0f} MHz (worst path {self.period_ns:.3f} ns "
-                 f"with clock uncertainty; static estimate, not Vivado)"]
-        for k, p in enumerate(self.worst_paths[:count], 1):
-            lines.append(f"{k:>3}. {p['ns']:6.3f} {p['levels']:>3}  {p['start']}  ->  {p['end']}")
-        return "\n".join(lines)
+        from .resources import timing_lines
+
+        return (f"component {self.component!r} of config {self.config!r} alone "
+                f"(ports registered): DSP {self.dsp}, LUT {self.lut}, FF {self.ff}, "
+                f"BRAM36 {self.bram36:g} (Yosys {self.seconds:g} s when measured)\n"
+                + timing_lines(self, count))
 
 
 def component_rtlil(name, config):
@@ -165,7 +164,8 @@ def component_estimate(board_name, name, *, config=None, folder=None, count=10):
     result = ComponentTiming(
         board=b.name, component=name, config=config.name, design_hash=digest, cells=cells,
         dsp=counts["dsp"], lut=counts["lut"], ff=counts["ff"], bram36=counts["bram36"],
-        fmax_mhz=report.fmax_mhz, period_ns=report.period_ns, seconds=round(seconds, 1),
+        fmax_mhz=report.fmax_mhz, period_ns=report.period_ns, timing_table=table.name,
+        seconds=round(seconds, 1),
         worst_paths=[dict(ns=p.ns, levels=p.levels, start=p.start, end=p.end, cells=p.cells)
                      for p in report.paths])
     write_atomic(cache, json.dumps(asdict(result), indent=2) + "\n")

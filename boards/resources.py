@@ -38,7 +38,7 @@ from .verilog import TOP_NAME, BoardTop, write_atomic
 from .vivado import build_root, default_accelerator
 
 __all__ = ["RECORDED", "Resources", "bram36_for", "buffer_bram36", "design_rtlil", "estimate",
-           "main", "recorded", "synthesize"]
+           "main", "recorded", "synthesize", "timing_lines"]
 
 # LUTs per distributed-RAM / shift-register primitive (UG574 / UG474).
 _LUTRAM = {"RAM32M": 4, "RAM32M16": 8, "RAM64M": 4, "RAM64M8": 8, "RAM32X1D": 2, "RAM64X1D": 2,
@@ -121,13 +121,19 @@ class Resources:
         """The timing estimate's lines: Fmax and the ``count`` worst paths."""
         if self.fmax_mhz is None:
             return "estimated Fmax: none (the delay table is for UltraScale+ only)"
-        lines = [f"estimated Fmax: {self.fmax_mhz:.0f} MHz (worst path {self.period_ns:.3f} ns "
-                 f"with 0.035 ns clock uncertainty; static estimate over the Yosys netlist, "
-                 f"delay table {self.timing_table}, routing by fanout: not Vivado)",
-                 f"{count} worst paths (ns, logic levels, start -> end):"]
-        for k, p in enumerate(self.worst_paths[:count], 1):
-            lines.append(f"{k:>3}. {p['ns']:6.3f} {p['levels']:>3}  {p['start']}  ->  {p['end']}")
-        return "\n".join(lines)
+        return timing_lines(self, count)
+
+
+def timing_lines(r, count=10):
+    """Fmax and the ``count`` worst paths of ``r`` (its ``fmax_mhz``, ``period_ns``,
+    ``timing_table``, ``worst_paths``), as printed by ``make resources``."""
+    lines = [f"estimated Fmax: {r.fmax_mhz:.0f} MHz (worst path {r.period_ns:.3f} ns "
+             f"with 0.035 ns clock uncertainty; static estimate over the Yosys netlist, "
+             f"delay table {r.timing_table}, routing by fanout: not Vivado)",
+             f"{count} worst paths (ns, logic levels, start -> end):"]
+    for k, p in enumerate(r.worst_paths[:count], 1):
+        lines.append(f"{k:>3}. {p['ns']:6.3f} {p['levels']:>3}  {p['start']}  ->  {p['end']}")
+    return "\n".join(lines)
 
 
 # Simple dual-port RAMB36 shapes (depth, width): UG573 table 1-11 (UltraScale), UG473 (7 series).

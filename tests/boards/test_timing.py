@@ -467,11 +467,16 @@ def test_component_cli_errors(capsys):
     assert "--record is for the whole design" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("name", ["vector", "compute", "postproc", "load", "store", "fetcher",
-                                  "dispatcher", "bus", "regfile", "array", "fma1", "fma2",
-                                  "requantizer"])
+_BIG = {"vector", "compute", "postproc", "array"}        # tens of seconds each to elaborate
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in _BIG else n
+                                  for n in ("vector", "compute", "postproc", "load", "store",
+                                            "fetcher", "dispatcher", "bus", "regfile", "array",
+                                            "fma1", "fma2", "requantizer")])
 def test_components_elaborate(name):
-    """Every registered component elaborates at ultra96 with its ports (no Yosys)."""
+    """Every registered component elaborates at ultra96 with its ports (no Yosys; the
+    big units in the slow set)."""
     from bamboo.boards.components import component_rtlil
     from bamboo.boards.platforms import board
 
