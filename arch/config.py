@@ -170,9 +170,11 @@ class AcceleratorConfig:
     def array_latency(self):
         """Cycles from a word entering the array to its column sums leaving it.
 
-        ``rows + cols``; a packed array has ``cols / 2`` DSP columns, so ``rows + cols / 2``.
+        ``rows + cols + 2``; a packed array has ``cols / 2`` DSP columns, so
+        ``rows + cols / 2 + 2`` (the skew, one cycle per PE, plus the PE's operand and
+        product registers: hw/array.py).
         """
-        return self.rows + (self.cols // 2 if self.dsp_packing else self.cols)
+        return self.rows + (self.cols // 2 if self.dsp_packing else self.cols) + 2
 
     @property
     def depthwise_column_step(self):

@@ -35,9 +35,9 @@ __all__ = ["BOARDS", "HOSTS", "HostTiming", "MemoryTiming", "VEC_LATENCY", "VEC_
            "conv_insn_cycles", "load_chunks", "transfer_beats", "vec_cycles",
            "vec_insn_cycles", "LUT_BYTES_PER_CYCLE", "INSN_FETCH_OVERHEAD"]
 
-#: hw/vector.py VectorUnit.START / LATENCY (2 + 18 + ActivationUnit.LATENCY).
+#: hw/vector.py VectorUnit.START / LATENCY (2 + 31 + ActivationUnit.LATENCY: two 13-stage FMAs).
 VEC_START = 3
-VEC_LATENCY = 23
+VEC_LATENCY = 36
 #: The load unit writes LUT entries a byte per cycle.
 LUT_BYTES_PER_CYCLE = 1
 #: Fetcher cycles per instruction besides the read latency and the beats (ADDR, PUSH).
@@ -50,7 +50,8 @@ def conv_cycles(config, words_per_tap, taps, emit_pixels=0):
 
     Closed form of the sequencer's recurrence: tap ``j`` starts at
     ``max(end(j-1) + 1, end(j-2) + L + 1)``, where ``L = config.array_latency``
-    (``rows + cols``, or ``rows + cols / 2`` packed), so with ``W`` words per tap and
+    (``rows + cols + 2``, or ``rows + cols / 2 + 2`` packed), so with ``W`` words per
+    tap and
     ``cool = L`` tap ``j`` starts at ``1 + (j // 2) * max(2W, W + cool) +
     (j % 2) * W``. Busy = ``1 + run + (L + 3) + (emit_pixels + 1 if emit)``.
     Exact for ``hw/compute.py``'s sequencer: tests/hw/test_compute.py checks it against

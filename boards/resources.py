@@ -31,13 +31,14 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from ..arch.errors import BambooError
 from .platforms import BOARDS, BoardError, check_config
 from .platforms import board as get_board
 from .verilog import TOP_NAME, BoardTop, write_atomic
 from .vivado import build_root, default_accelerator
 
 __all__ = ["RECORDED", "Resources", "bram36_for", "buffer_bram36", "design_rtlil", "estimate",
-           "main", "recorded", "synthesize"]
+           "main", "recorded", "synthesize", "timing_lines"]
 
 # LUTs per distributed-RAM / shift-register primitive (UG574 / UG474).
 _LUTRAM = {"RAM32M": 4, "RAM32M16": 8, "RAM64M": 4, "RAM64M8": 8, "RAM32X1D": 2, "RAM64X1D": 2,
@@ -120,13 +121,19 @@ class Resources:
         """The timing estimate's lines: Fmax and the ``count`` worst paths."""
         if self.fmax_mhz is None:
             return "estimated Fmax: none (the delay table is for UltraScale+ only)"
-        lines = [f"estimated Fmax: {self.fmax_mhz:.0f} MHz (worst path {self.period_ns:.3f} ns "
-                 f"with 0.035 ns clock uncertainty; static estimate over the Yosys netlist, "
-                 f"delay table {self.timing_table}, routing by fanout: not Vivado)",
-                 f"{count} worst paths (ns, logic levels, start -> end):"]
-        for k, p in enumerate(self.worst_paths[:count], 1):
-            lines.append(f"{k:>3}. {p['ns']:6.3f} {p['levels']:>3}  {p['start']}  ->  {p['end']}")
-        return "\n".join(lines)
+        return timing_lines(self, count)
+
+
+def timing_lines(r, count=10):
+    """Fmax and the ``count`` worst paths of ``r`` (its ``fmax_mhz``, ``period_ns``,
+    ``timing_table``, ``worst_paths``), as printed by ``make resources``."""
+    lines = [f"estimated Fmax: {r.fmax_mhz:.0f} MHz (worst path {r.period_ns:.3f} ns "
+             f"with 0.035 ns clock uncertainty; static estimate over the Yosys netlist, "
+             f"delay table {r.timing_table}, routing by fanout: not Vivado)",
+             f"{count} worst paths (ns, logic levels, start -> end):"]
+    for k, p in enumerate(r.worst_paths[:count], 1):
+        lines.append(f"{k:>3}. {p['ns']:6.3f} {p['levels']:>3}  {p['start']}  ->  {p['end']}")
+    return "\n".join(lines)
 
 
 # Simple dual-port RAMB36 shapes (depth, width): UG573 table 1-11 (UltraScale), UG473 (7 series).
@@ -324,6 +331,9 @@ def main(argv=None):
     parser.add_argument("--config", help="a preset other than the board's own")
     parser.add_argument("--record", action="store_true",
                         help="also write boards/estimates/<board>.json (the board's own preset)")
+    parser.add_argument("--component", metavar="NAME",
+                        help="time one unit alone, ports registered (boards/components.py): "
+                             "vector, compute, postproc, load, store, fma1, ...")
     args = parser.parse_args(argv)
     try:
         b = get_board(args.board)
@@ -332,9 +342,16 @@ def main(argv=None):
             from ..arch.config import preset
 
             config = b.config() if args.config == b.preset else preset(args.config)
+        if args.component:
+            from .components import component_estimate
+
+            if args.record:
+                raise BoardError("--record is for the whole design, not --component")
+            print(component_estimate(args.board, args.component, config=config).render())
+            return 0
         folder = None if config is None else build_root() / b.name / f"config-{args.config}"
         r = estimate(args.board, config=config, folder=folder, record=args.record)
-    except BoardError as exc:
+    except BambooError as exc:
         print(f"bamboo: error: {exc}", file=sys.stderr)
         return 1
     print(f"{b.title} ({b.part}), config {r.config!r} 0x{r.config_id:08x}, "

@@ -37,7 +37,7 @@ post-adder cascade. Depthwise in a packed array: pair ``k`` computes channel ``k
 its low lane, so its WGT word holds channel ``k``'s taps in column ``2k`` and zeros in
 column ``2k + 1`` (``AcceleratorConfig.depthwise_column_step``), and the bottom routes
 the lane to column ``k``; ``rows`` channels need ``cols / 2 >= rows`` pairs. The array
-is ``cols / 2`` DSP columns wide: ``LATENCY = rows + cols / 2``.
+is ``cols / 2`` DSP columns wide: ``LATENCY = rows + cols / 2 + 2``.
 """
 
 from amaranth.hdl import Module, Mux, Signal, signed
@@ -84,10 +84,12 @@ class SystolicArray(wiring.Component):
     ----------
     LATENCY : int
         A word accepted on ``i_data`` in cycle ``t`` appears on ``o_psum`` in cycle
-        ``t + LATENCY`` (``rows + cols``; packed ``rows + cols / 2``).
+        ``t + LATENCY`` (``rows + cols + 2``; packed ``rows + cols / 2 + 2``: the
+        skew, one cycle per PE, and the PE's operand and product registers).
     WEIGHT_GAP : int
         Cycles from the last ``i_data`` word using a bank to the earliest safe
-        ``i_weight`` write of that bank (``LATENCY - 1``).
+        ``i_weight`` write of that bank (``LATENCY - 1``: a PE reads its weight bank two
+        cycles before its sum, so this is two cycles conservative).
 
     Members
     -------
@@ -132,7 +134,7 @@ class SystolicArray(wiring.Component):
             raise ValueError(f"dw_groups must divide rows ({rows}), not {dw_groups!r}")
         self.rows, self.cols, self.x_width, self.packed = rows, cols, x_width, packed
         self.dw_channels, self.dw_groups = dw_channels, dw_groups
-        self.LATENCY = rows + (cols // 2 if packed else cols)
+        self.LATENCY = rows + (cols // 2 if packed else cols) + 2
         self.WEIGHT_GAP = self.LATENCY - 1
         # A product needs x_width + 8 bits; a column sum of `rows` products needs
         # log2(rows) more. Keep the chain narrow and sign-extend once at the bottom.
@@ -175,8 +177,9 @@ class SystolicArray(wiring.Component):
             left_x.append(x)
             left_b.append(b)
 
-        # Stage 1 .. R+C-1: the PE grid. PE(r, c) sees the pixel entered in cycle t
-        # during cycle t + r + c + 1 and registers its partial sum at the end of it.
+        # Stage 1 .. R+C+1: the PE grid. PE(r, c) sees the pixel entered in cycle t
+        # during cycle t + r + c + 1 and registers its operands at the end of it, its
+        # product at the end of the next and its partial sum at the end of the third.
         grid = {(r, c): (Signal(signed(self.x_width), name=f"pe{r}_{c}_x"),
                          Signal(name=f"pe{r}_{c}_bank"))
                 for r in range(R) for c in range(C)}
@@ -238,10 +241,17 @@ class SystolicArray(wiring.Component):
                         m.d.sync += w[1].eq(new_w)
                     with m.Else():
                         m.d.sync += w[0].eq(new_w)
-                m.d.sync += s.eq(above + a * Mux(b, w[1], w[0]))
+                # The multiplier's operands and its product are registers (the DSP48E2's
+                # AREG/BREG and MREG): the mode and bank multiplexers and the column's
+                # adder each get a cycle of their own.
+                a_reg = Signal(signed(len(a)), name=f"pe{r}_{c}_a")
+                w_reg = Signal(w_shape, name=f"pe{r}_{c}_wsel")
+                prod = Signal(signed(len(a) + len(w_reg)), name=f"pe{r}_{c}_prod")
+                m.d.sync += [a_reg.eq(a), w_reg.eq(Mux(b, w[1], w[0])),
+                             prod.eq(a_reg * w_reg), s.eq(above + prod)]
                 above = s
             bottom.append(above)
-        # Stage R+C: deskew. Column c leaves c cycles before column C-1; delay it so
+        # Stage R+C+2: deskew. Column c leaves c cycles before column C-1; delay it so
         # one output word holds one pixel.
         out = []
         for c in range(C):

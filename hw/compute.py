@@ -166,7 +166,9 @@ class ComputeUnit(wiring.Component):
         acc_rd = self.acc_mem.read_port(transparent_for=(acc_wr,))
 
         insn = Signal(self.insn_layout)
-        depthwise = insn.mode == ConvMode.DEPTHWISE
+        # insn.mode == DEPTHWISE, decoded as the instruction is taken: the walker choice
+        # and the array's mode come from a register, not from the decode.
+        depthwise = Signal()
         grouped, passes = depthwise_geometry(insn, R, groups)
         dw_grouped = Signal()   # row groups hold kernel rows (set at SETUP)
         port_off = [Signal(self.inp_aw, name=f"port_off{k}") for k in range(blocks * groups)]
@@ -265,6 +267,7 @@ class ComputeUnit(wiring.Component):
         # Port (g, b) reads block b of group g's input row: g kernel rows further down.
         with m.If(self.i_insn.valid & self.i_insn.ready):
             p = self.i_insn.payload
+            m.d.sync += depthwise.eq(p.mode == ConvMode.DEPTHWISE)
             for g in range(groups):
                 for b in range(blocks):
                     m.d.sync += port_off[g * blocks + b].eq(

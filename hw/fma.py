@@ -26,13 +26,23 @@ round-half-even) or an exact left shift, and a carry out of the round-up
 renormalizes.
 """
 
-from amaranth.hdl import Const, Module, Mux, Signal, signed, unsigned
+from types import SimpleNamespace
+
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
-from bamboo.hw.pipeline import bit_length, delay_chain, register, round_up
+from bamboo.hw.pipeline import (
+    bit_length,
+    combine_lengths,
+    delay_chain,
+    group_lengths,
+    register,
+    round_up,
+)
 
-__all__ = ["EXP_WIDTH", "Float", "FusedMultiplyAdd", "addend_layout", "align_addend",
-           "float_const", "mantissa_float", "unpack_f32"]
+__all__ = ["EXP_WIDTH", "Float", "FusedMultiplyAdd", "addend_layout", "addend_shift",
+           "addend_shift_layout", "align_addend", "float_const", "mantissa_float",
+           "partial_layout", "shift_addend", "unpack_f32", "window_addend"]
 
 #: Exponent width of :class:`Float`: float32 values and the window's offsets fit easily.
 EXP_WIDTH = 12
@@ -72,34 +82,44 @@ def float_const(value):
     return {"zero": 0, "sign": int(value < 0), "mant": mant, "exp": exp - _MANT}
 
 
-def _normalized(m, mant, exp, name):
-    """``(mant << shift, exp - shift)`` with the top bit of the 24-bit ``mant`` at bit 23."""
+def _normalized(m, mant, exp, name, stage=None):
+    """``(mant << shift, exp - shift)`` with the top bit of the 24-bit ``mant`` at bit 23;
+    ``stage(value, name)``, if given, registers the bit length, ``mant`` and ``exp``
+    before the shift."""
     length = bit_length(m, mant, f"{name}_len")
+    if stage is not None:
+        mant, exp, length = (stage(v, f"{name}_{k}") for k, v in
+                             (("mant", mant), ("exp", exp), ("len", length)))
     shift = (_MANT - length)[:5]
     return (mant << shift)[:_MANT], exp - shift
 
 
-def unpack_f32(m, bits, name):
+def unpack_f32(m, bits, name, stage=None):
     """A :class:`Float` view of float32 ``bits`` (combinational; subnormals normalized).
 
     Infinities and NaNs are not float32 values the compiler writes; they read as
-    finite numbers with exponent 128.
+    finite numbers with exponent 128. ``stage(value, name)``, if given, makes it two
+    steps: the normalizing shift a register later than the bit length.
     """
     out = Signal(Float, name=name)
     e8, frac = bits[23:31], bits[:23]
     mant = Mux(e8 == 0, frac, frac | (1 << 23))
     exp = Mux(e8 == 0, 1, e8) - 150
-    norm, nexp = _normalized(m, mant[:_MANT], exp, name)
-    m.d.comb += [out.zero.eq(mant == 0), out.sign.eq(bits[31]), out.mant.eq(norm),
-                 out.exp.eq(nexp)]
+    zero, sign = mant == 0, bits[31]
+    if stage is not None:
+        zero, sign = stage(zero, f"{name}_zero"), stage(sign, f"{name}_sign")
+    norm, nexp = _normalized(m, mant[:_MANT], exp, name, stage)
+    m.d.comb += [out.zero.eq(zero), out.sign.eq(sign), out.mant.eq(norm), out.exp.eq(nexp)]
     return out
 
 
-def mantissa_float(m, mant, exp, name):
-    """A :class:`Float` of ``mant * 2**exp`` (``mant`` unsigned, up to 24 bits)."""
+def mantissa_float(m, mant, exp, name, stage=None):
+    """A :class:`Float` of ``mant * 2**exp`` (``mant`` unsigned, up to 24 bits);
+    ``stage`` as :func:`unpack_f32`'s."""
     out = Signal(Float, name=name)
-    norm, nexp = _normalized(m, mant, exp, name)
-    m.d.comb += [out.zero.eq(mant == 0), out.mant.eq(norm), out.exp.eq(nexp)]
+    zero = mant == 0 if stage is None else stage(mant == 0, f"{name}_zero")
+    norm, nexp = _normalized(m, mant, exp, name, stage)
+    m.d.comb += [out.zero.eq(zero), out.mant.eq(norm), out.exp.eq(nexp)]
     return out
 
 
@@ -115,23 +135,77 @@ def addend_layout(x_width):
                               "pexp": signed(EXP_WIDTH)})
 
 
+def addend_shift_layout(x_width):
+    """The alignment of ``z`` to ``x_width``-bit products (:func:`addend_shift`)."""
+    top, _ = _window(x_width)
+    return data.StructLayout({"shift": unsigned((top + _MANT).bit_length()),
+                              "pexp": signed(EXP_WIDTH)})
+
+
+def addend_shift(m, x_width, f_exp, z_exp, diff, name):
+    """The first part of :func:`align_addend`: the left shift of ``z``'s mantissa into
+    the window and the window's exponent, from the exponents and their difference
+    ``diff = z_exp - f_exp`` (a register in a pipeline; combinational: compares with
+    constants, one adder)."""
+    (top, _), below = _window(x_width), _MANT
+    out = Signal(addend_shift_layout(x_width), name=name)
+    # z's last bit sits at window position G + diff.
+    clamp = diff > top - _G
+    m.d.comb += [out.shift.eq(Mux(diff < -(_G + below), 0,
+                                  Mux(clamp, top + below, diff + (_G + below)))),
+                 # A clamped z moves the window up with it (the product only rounds).
+                 out.pexp.eq(Mux(clamp, z_exp + (_G - top), f_exp))]
+    return out
+
+
+def partial_layout(x_width):
+    """``z``'s mantissa shifted by the low three bits of its alignment (:func:`shift_addend`)."""
+    top, _ = _window(x_width)
+    return data.StructLayout({"part": unsigned(_MANT + 7), "hi": unsigned(
+        max((top + _MANT).bit_length() - 3, 1)), "sticky": 1, "pexp": signed(EXP_WIDTH)})
+
+
+def shift_addend(m, x_width, z, sh, name):
+    """The second part of :func:`align_addend`: ``z``'s mantissa shifted by the low three
+    bits of ``sh.shift`` (:func:`addend_shift`), and the sticky bit: the mantissa's bits
+    that land below window bit 1, its bits below ``25 - shift``, taken with a mask
+    decoded from the shift (combinational; a Signal of :func:`partial_layout`)."""
+    below = _MANT
+    out = Signal(partial_layout(x_width), name=name)
+    mant = Mux(z.zero, 0, z.mant)
+    keep = Signal(_MANT, name=f"{name}_low")
+    with m.Switch(sh.shift):
+        for k in range(below + 1):
+            with m.Case(k):
+                m.d.comb += keep.eq((1 << min(below + 1 - k, _MANT)) - 1)
+    m.d.comb += [out.part.eq(mant << sh.shift[:3]), out.hi.eq(sh.shift[3:]),
+                 out.sticky.eq((mant & keep).any()), out.pexp.eq(sh.pexp)]
+    return out
+
+
+def window_addend(m, x_width, part, name):
+    """The last part of :func:`align_addend`: the partly shifted mantissa moved by the
+    multiple of eight left (combinational; a Signal of :func:`addend_layout`)."""
+    (_, width), below = _window(x_width), _MANT
+    out = Signal(addend_layout(x_width), name=name)
+    zwide = (part.part << Cat(Const(0, 3), part.hi))[:width + below]
+    m.d.comb += [out.win.eq(zwide[below + 1:]), out.sticky.eq(part.sticky),
+                 out.pexp.eq(part.pexp)]
+    return out
+
+
 def align_addend(m, x_width, f, z, name):
     """``z`` aligned to the products ``x * f`` (combinational).
 
     With ``f`` and ``z`` constant over many operations (ADD's ``rB`` and ``K``), one
     shifter per instruction replaces one per lane (``FusedMultiplyAdd(aligned=True)``).
     Returns a Signal of :func:`addend_layout`: window bits 1 and up, the sticky bit 0,
-    and the window's exponent (bit ``G`` weighs ``2**pexp``).
+    and the window's exponent (bit ``G`` weighs ``2**pexp``). A pipelined datapath
+    registers between its three parts: :func:`addend_shift`, :func:`shift_addend`,
+    :func:`window_addend`.
     """
-    (top, width), below = _window(x_width), _MANT
-    out = Signal(addend_layout(x_width), name=name)
-    pos = _G + z.exp - f.exp                    # window position of z's last bit
-    shift = Mux(pos + below < 0, 0, Mux(pos > top, top + below, pos + below))
-    zwide = (Mux(z.zero, 0, z.mant) << shift[:(top + below).bit_length()])[:width + below]
-    m.d.comb += [out.win.eq(zwide[below + 1:]), out.sticky.eq(zwide[:below + 1].any()),
-                 # A clamped z moves the window up with it (the product only rounds).
-                 out.pexp.eq(f.exp + Mux(pos > top, pos - top, 0))]
-    return out
+    sh = addend_shift(m, x_width, f.exp, z.exp, z.exp - f.exp, f"{name}_sh")
+    return window_addend(m, x_width, shift_addend(m, x_width, z, sh, f"{name}_part"), name)
 
 
 class FusedMultiplyAdd(wiring.Component):
@@ -146,7 +220,8 @@ class FusedMultiplyAdd(wiring.Component):
     aligned : bool
         Take ``z`` also pre-aligned (``za``), for an addend shared
         by many units (:func:`align_addend`); ``z`` itself is then only the result when
-        ``x * f == 0``.
+        ``x * f == 0``. ``za`` is read :data:`ZA_LAG` cycles after the other operands
+        (it is needed only then: the vector unit's is a per-instruction constant).
 
     Attributes
     ----------
@@ -156,7 +231,9 @@ class FusedMultiplyAdd(wiring.Component):
         ``r`` :class:`Float`, :data:`LATENCY` cycles after the input.
     """
 
-    LATENCY = 7
+    LATENCY = 13
+    #: Cycles from an operation's ``x``, ``f``, ``z`` to its ``za`` (``aligned=True``).
+    ZA_LAG = 3
 
     def __init__(self, x_width, tag_shape=unsigned(0), *, aligned=False):
         if not isinstance(x_width, int) or not 2 <= x_width <= 24:
@@ -186,56 +263,89 @@ class FusedMultiplyAdd(wiring.Component):
         for n in range(self.LATENCY):
             tag = reg(tag, f"tag{n + 1}")
 
-        # Stage 1: |x|, the product's sign and zero flag, z's position relative to the product.
+        def delay(value, n, name):
+            for k in range(n):
+                value = reg(value, f"{name}_d{k + 1}")
+            return value
+
+        def stage(n, **values):
+            """Registers ``{name}{n}`` of ``values``, as a namespace."""
+            return SimpleNamespace(**{k: reg(v, f"{k}{n}") for k, v in values.items()})
+
+        # Stage 1: |x|, the product's sign and zero flag, z's exponent relative to f's.
         neg_x = p.x < 0
-        mag1 = reg(Mux(neg_x, -p.x, p.x), "mag1", unsigned(self.x_width))
-        fm1 = reg(p.f.mant, "fm1")
-        psign1 = reg(neg_x ^ p.f.sign, "psign1")
-        pzero1 = reg((p.x == 0) | p.f.zero, "pzero1")
-        z1 = reg(p.z, "z1")
-        f1 = reg(p.f, "f1")
-        za1 = reg(p.za, "za1") if self.aligned else None
-        # Stage 2: the product (a DSP48E2), and z's mantissa shifted into the window (or
-        # the aligned addend given).
-        prod2 = reg(mag1 * fm1, "prod2", unsigned(self.x_width + _MANT))
-        za2 = reg(za1 if self.aligned else align_addend(m, self.x_width, f1, z1, "za_comb"),
-                  "za2", addend_layout(self.x_width))
-        zwin2, zsticky2, pexp2 = za2.win, za2.sticky, za2.pexp
-        psign2, pzero2, z2 = (reg(v, f"{n}2") for n, v in
-                              (("psign", psign1), ("pzero", pzero1), ("z", z1)))
-        # Stage 3: the exact signed sum (z's sticky as bit 0), window bit 0 has weight
-        # 2**(pexp - G).
-        pw = Mux(pzero2, 0, prod2) << _G
-        zw = Mux(z2.zero, 0, (zwin2 << 1) | zsticky2)
-        total = Mux(psign2, -pw, pw) + Mux(z2.sign, -zw, zw)
-        sum3 = reg(total, "sum3", signed(width + 2))
-        pzero3, pexp3, z3 = reg(pzero2, "pzero3"), reg(pexp2, "pexp3"), reg(z2, "z3")
-        # Stage 4: sign, magnitude and its bit length.
-        mag4 = reg(Mux(sum3 < 0, -sum3, sum3)[:width + 1], "mag4", unsigned(width + 1))
-        neg4 = reg(sum3 < 0, "neg4")
-        len4 = reg(bit_length(m, Mux(sum3 < 0, -sum3, sum3)[:width + 1], "len_comb"), "len4")
-        pzero4, pexp4, z4 = reg(pzero3, "pzero4"), reg(pexp3, "pexp4"), reg(z3, "z4")
-        # Stage 5: to 24 bits: a right shift keeping guard and sticky, or an exact left shift.
-        over = len4 - _MANT                         # bits below the 24 kept
-        right = Signal(range(width + 2), name="right")
-        m.d.comb += right.eq(Mux(over > 0, over - 1, 0))
-        t = mag4 >> right                           # guard bit at t[0]
-        mask = ~(Const(-1, signed(width + 2)) << right)
-        sticky = (mag4 & mask[:width + 1]).any()
-        left = (mag4 << Mux(over < 0, -over, 0)[:5])[:_MANT]
-        q5 = reg(Mux(over > 0, t[1:_MANT + 1], left), "q5", unsigned(_MANT))
-        up5 = reg((over > 0) & t[0] & (sticky | t[1]), "up5")
-        exp5 = reg(pexp4 - _G + over, "exp5", signed(EXP_WIDTH))
-        zero5 = reg(len4 == 0, "zero5")
-        neg5, pzero5, z5 = reg(neg4, "neg5"), reg(pzero4, "pzero5"), reg(z4, "z5")
-        # Stage 6: the round-up; a carry out to 2**24 renormalizes (then q is exactly 2**23).
-        mant6, carry6 = round_up(q5, up5)
-        res = Signal(Float, name="res6_comb")
-        m.d.comb += [res.zero.eq(zero5), res.sign.eq(neg5), res.mant.eq(mant6),
-                     res.exp.eq(exp5 + carry6)]
-        r6 = reg(Mux(pzero5, z5.as_value(), res.as_value()), "r6", Float)
-        # Stage 7: output register (the next unit's alignment starts from a clean register).
-        r7 = reg(r6, "r7", Float)
-        m.d.comb += [self.o.valid.eq(valid), self.o.payload.r.eq(r7),
+        s1 = stage(1, mag=Mux(neg_x, -p.x, p.x)[:self.x_width], fm=p.f.mant,
+                   psign=neg_x ^ p.f.sign, pzero=(p.x == 0) | p.f.zero, z=p.z)
+        if not self.aligned:
+            diff1, fexp1 = reg(p.z.exp - p.f.exp, "diff1", signed(EXP_WIDTH + 1)), reg(
+                p.f.exp, "fexp1")
+        # Stages 2-4: the product (a DSP48E2, registered twice); z's mantissa shifted into
+        # the window in three steps (:func:`align_addend`), or the aligned addend, given
+        # ZA_LAG cycles late.
+        prod2 = reg(s1.mag * s1.fm, "prod2", unsigned(self.x_width + _MANT))
+        prod3 = reg(Mux(delay(s1.pzero, 1, "pz"), 0, prod2), "prod3")
+        prod4 = reg(prod3, "prod4")
+        if self.aligned:
+            za4 = reg(p.za, "za4", addend_layout(self.x_width))
+        else:
+            sh2 = reg(addend_shift(m, self.x_width, fexp1, s1.z.exp, diff1, "sh_comb"),
+                      "sh2", addend_shift_layout(self.x_width))
+            part3 = reg(shift_addend(m, self.x_width, delay(s1.z, 1, "zs"), sh2, "part_comb"),
+                        "part3", partial_layout(self.x_width))
+            za4 = reg(window_addend(m, self.x_width, part3, "za_comb"), "za4",
+                      addend_layout(self.x_width))
+        s4 = stage(4, psign=delay(s1.psign, 2, "psign"), pzero=delay(s1.pzero, 2, "pzero"),
+                   z=delay(s1.z, 2, "z"))
+        # Stage 5: the addends in the window (window bit 0 has weight 2**(pexp - G)); z's
+        # complemented when the signs differ.
+        sub = s4.z.sign ^ s4.psign
+        zw = Mux(s4.z.zero, 0, (za4.win << 1) | za4.sticky)
+        s5 = stage(5, pw=(prod4 << _G)[:width], zx=(zw ^ Mux(sub, -1, 0))[:width + 1], sub=sub,
+                   psign=s4.psign, pzero=s4.pzero, pexp=za4.pexp, z=s4.z)
+        # Stage 6: t = |P| +- |z| in one carry chain (the complement's +1 as its carry in);
+        # the exact sum is t, or -t for a negative product.
+        t = (Cat(1, s5.pw, 0).as_signed() + Cat(s5.sub, s5.zx.as_signed()).as_signed())[1:]
+        s6 = stage(6, t=t.as_signed(), psign=s5.psign, pzero=s5.pzero, pexp=s5.pexp, z=s5.z)
+        # Stage 7: the sum's sign and magnitude (a zero sum's sign is don't-care).
+        s7 = stage(7, mag=Mux(s6.t < 0, -s6.t, s6.t)[:width + 1], neg=(s6.t < 0) ^ s6.psign,
+                   pzero=s6.pzero, pexp=s6.pexp, z=s6.z)
+        # Stages 8-9: the magnitude's bit length, by bytes then whole.
+        groups = [tuple(reg(v, f"{k}{g}_8") for k, v in zip(("nz", "len"), pair))
+                  for g, pair in enumerate(group_lengths(m, s7.mag, "glen"))]
+        s8 = stage(8, mag=s7.mag, neg=s7.neg, pzero=s7.pzero, pexp=s7.pexp, z=s7.z)
+        length = combine_lengths(m, groups, "len_comb")
+        s9 = stage(9, len=length, nz=Cat(nz for nz, _ in groups), mag=s8.mag, neg=s8.neg,
+                   pzero=s8.pzero, pexp=s8.pexp, z=s8.z)
+        # Stage 10: the shifts to 24 bits: right (keeping a guard bit) or exactly left.
+        over = s9.len - _MANT                       # bits below the 24 kept
+        right = Mux(over > 0, over - 1, 0)
+        s10 = stage(10, right=right[:(width + 1).bit_length()], left=Mux(over < 0, -over, 0)[:5],
+                    rnd=over > 0, exp=s9.pexp - _G + over, zero=s9.len == 0, nz=s9.nz,
+                    mag=s9.mag, neg=s9.neg, pzero=s9.pzero, z=s9.z)
+        # Stage 11: the right shift by whole bytes (the bytes shifted out are sticky: the
+        # bit length's non-zero flags) and the left shift.
+        hi, lo = s10.right[3:], s10.right[:3]
+        coarse = (s10.mag >> Cat(Const(0, 3), hi))[:_MANT + 9]
+        dropped = Signal(len(s10.nz), name="dropped")
+        with m.Switch(hi):
+            for k in range(min(len(s10.nz) + 1, 1 << len(hi))):
+                with m.Case(k):
+                    m.d.comb += dropped.eq((1 << k) - 1)
+        s11 = stage(11, coarse=coarse, lo=lo, sticky=(s10.nz & dropped).any(),
+                    left=(s10.mag[:_MANT] << s10.left)[:_MANT], rnd=s10.rnd,
+                    exp=s10.exp, zero=s10.zero, neg=s10.neg, pzero=s10.pzero, z=s10.z)
+        # Stage 12: the rest of the right shift, its guard and sticky bits, the round-up.
+        fine = s11.coarse >> s11.lo                 # guard bit at fine[0]
+        sticky = s11.sticky | (s11.coarse & ~(Const(-1, signed(9)) << s11.lo)[:8]).any()
+        s12 = stage(12, q=Mux(s11.rnd, fine[1:_MANT + 1], s11.left)[:_MANT],
+                    up=s11.rnd & fine[0] & (sticky | fine[1]), exp=s11.exp, zero=s11.zero,
+                    neg=s11.neg, pzero=s11.pzero, z=s11.z)
+        # Stage 13: the round-up; a carry out to 2**24 renormalizes (then q is exactly 2**23).
+        mant, carry = round_up(s12.q, s12.up)
+        res = Signal(Float, name="res_comb")
+        m.d.comb += [res.zero.eq(s12.zero), res.sign.eq(s12.neg), res.mant.eq(mant),
+                     res.exp.eq(s12.exp + carry)]
+        r13 = reg(Mux(s12.pzero, s12.z.as_value(), res.as_value()), "r13", Float)
+        m.d.comb += [self.o.valid.eq(valid), self.o.payload.r.eq(r13),
                      self.o.payload.tag.eq(tag)]
         return m

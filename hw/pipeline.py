@@ -2,7 +2,8 @@
 
 from amaranth.hdl import Mux, Signal
 
-__all__ = ["register", "delay_chain", "bit_length", "round_up", "accept"]
+__all__ = ["register", "delay_chain", "bit_length", "group_lengths", "combine_lengths",
+           "round_up", "accept"]
 
 
 def register(m, value, name, shape=None):
@@ -29,6 +30,23 @@ def bit_length(m, x, name):
     for k in range(len(x)):  # later assignments win: the highest set bit
         with m.If(x[k]):
             m.d.comb += length.eq(k + 1)
+    return length
+
+
+def group_lengths(m, x, name, group=8):
+    """The first half of a two-stage :func:`bit_length`: ``[(any, bit_length)]`` of each
+    ``group``-bit slice of ``x`` from bit 0 (combinational, a few LUT levels)."""
+    return [(x[lo:lo + group].any(), bit_length(m, x[lo:lo + group], f"{name}{g}"))
+            for g, lo in enumerate(range(0, len(x), group))]
+
+
+def combine_lengths(m, groups, name, group=8):
+    """The second half: ``bit_length(x)`` from :func:`group_lengths` (registered by the
+    caller in between): the highest non-empty slice's length plus its offset."""
+    length = Signal(range(group * len(groups) + 1), name=name)
+    for g, (nonzero, part) in enumerate(groups):   # later assignments win
+        with m.If(nonzero):
+            m.d.comb += length.eq(g * group + part)
     return length
 
 

@@ -192,11 +192,13 @@ class Requantizer(wiring.Component):
         q_up, carry = round_up(q4, up4)
         q5 = reg(q_up, "q5", unsigned(24))
         s1_5 = reg(s1_4 + carry, "s1_5", signed(6))
-        # Stage 6: step 2, the 24 x 24 product (two DSP48E2; stages 6-7 fill MREG and PREG).
-        prod6 = reg(q5 * mant[5], "prod6", unsigned(48))
+        # Stage 6: step 2, the 24 x 24 product as two 24 x 12 partial products (one
+        # DSP48E2 each, registered); stage 7 adds them.
+        lo6 = reg(q5 * mant[5][:12], "lo6", unsigned(36))
+        hi6 = reg(q5 * mant[5][12:], "hi6", unsigned(36))
         s1_6 = reg(s1_5, "s1_6")
-        # Stage 7: product register.
-        prod7, s1_7 = reg(prod6, "prod7"), reg(s1_6, "s1_7")
+        # Stage 7: the product.
+        prod7, s1_7 = reg(lo6 + (hi6 << 12), "prod7", unsigned(48)), reg(s1_6, "s1_7")
         # Stage 8: with q and m both in [2**23, 2**24), step 3 drops 23 or 24 bits (q = 0
         # gives P = 0, which any shift keeps 0).
         s2_8 = reg(23 + prod7[47], "s2_8", unsigned(5))

@@ -39,7 +39,19 @@ from ..arch.config import AcceleratorConfig
 from ..arch.isa import Activation as IsaActivation
 from ..arch.isa import Opcode, VecOp
 from ..arch.layout import PARAM_DEPTH
-from .fma import Float, FusedMultiplyAdd, align_addend, float_const, mantissa_float, unpack_f32
+from .fma import (
+    Float,
+    FusedMultiplyAdd,
+    addend_layout,
+    addend_shift,
+    addend_shift_layout,
+    float_const,
+    mantissa_float,
+    partial_layout,
+    shift_addend,
+    unpack_f32,
+    window_addend,
+)
 from .isa_layout import instruction_layout
 from .postproc import Activation, ActivationUnit, LutWriteSignature
 from .requantizer import Requantizer
@@ -94,7 +106,7 @@ class VectorUnit(wiring.Component):
     status : ``Out(VectorStatusSignature())``
     """
 
-    _CORE = 1 + 2 * FusedMultiplyAdd.LATENCY + 3   # lane input to activation, every op
+    _CORE = 2 + 2 * FusedMultiplyAdd.LATENCY + 3   # lane input to activation, every op
     #: Cycles from the INP read of a pixel's last element to its OUT write (read data,
     #: reducer, lanes, activation).
     LATENCY = 2 + _CORE + ActivationUnit.LATENCY
@@ -175,6 +187,7 @@ class VectorUnit(wiring.Component):
         kw = Signal(4)
         sw = Signal(3)
         row_step = Signal(16)                  # INP words between output rows
+        step_h = Signal(3)                     # rows of INP between output rows
         n_pix = Signal(20)
         kx, ky = Signal(4), Signal(4)
         ox, oy = Signal(10), Signal(10)
@@ -211,8 +224,7 @@ class VectorUnit(wiring.Component):
                              kw.eq(Mux(pool, Mux(insn.kernel_w != 0, insn.kernel_w, 1),
                                        Mux(two, 2, 1))),
                              sw.eq(Mux(pool & (insn.stride_w != 0), insn.stride_w, 1)),
-                             row_step.eq(insn.in_w * Mux(pool & (insn.stride_h != 0),
-                                                         insn.stride_h, 1)),
+                             step_h.eq(Mux(pool & (insn.stride_h != 0), insn.stride_h, 1)),
                              n_pix.eq(insn.out_h * insn.out_w),
                              kx.eq(0), ky.eq(0), ox.eq(0), oy.eq(0), written.eq(0),
                              row_off.eq(0), col_off.eq(0), win_off.eq(0)]
@@ -220,7 +232,7 @@ class VectorUnit(wiring.Component):
             with m.State("SETUP"):
                 # MUL_CHANNEL's scale word; the lanes' constants settle from `param`.
                 m.d.comb += [self.inp_r.addr.eq(insn.src_b), self.inp_r.en.eq(1)]
-                m.d.sync += [s_latch.eq(1), gap.eq(0),
+                m.d.sync += [s_latch.eq(1), gap.eq(0), row_step.eq(insn.in_w * step_h),
                              gap_len.eq(Mux(kh * kw < T, T - kh * kw, 0))]
                 m.next = "RUN"
             with m.State("GAP"):
@@ -261,19 +273,29 @@ class VectorUnit(wiring.Component):
                      self.status.active.eq(write)]
 
         # ---- per-instruction constants of the lanes ---------------------------------------
-        ra = unpack_f32(m, param[0][:32], "ra")
-        rb = unpack_f32(m, param[0][32:], "rb")
-        k = unpack_f32(m, param[1][:32], "k")
-        r_mul = mantissa_float(m, param[0][32:56], param[0][56:].as_signed(), "r_mul")
+        # Unpacked in two registered steps (bit length, normalizing shift), then chosen by
+        # the operation.
+        ra = reg(unpack_f32(m, param[0][:32], "ra_comb", reg), "ra", Float)
+        rb = reg(unpack_f32(m, param[0][32:], "rb_comb", reg), "rb", Float)
+        k = reg(unpack_f32(m, param[1][:32], "k_comb", reg), "k", Float)
+        r_mul = reg(mantissa_float(m, param[0][32:56], param[0][56:].as_signed(), "r_mul_comb",
+                                   reg), "r_mul", Float)
         is_add = vop == VecOp.ADD
         f1 = reg(Mux(is_add, rb.as_value(), r_mul.as_value()), "f1", Float)
         z1 = reg(Mux(is_add, k.as_value(), Float.const(float_const(0)).as_value()), "z1", Float)
         f2 = reg(Mux(is_add, ra.as_value(), Float.const(float_const(1.0)).as_value()), "f2",
                  Float)
         # K (or 0) aligned to the products with rB (or R) once, for every lane's first FMA.
-        z1_aligned = reg(align_addend(m, _X1, f1, z1, "z1_comb"), "z1_aligned")
-        a_zp, b_zp, out_zp = code(insn.a_zp), code(insn.b_zp), code(insn.out_zp)
-        qmin, qmax = code(insn.qmin), code(insn.qmax)
+        # Pipelined as in the FMA: the exponents' difference, the shift, its two steps.
+        z1_diff, f1_exp = reg(z1.exp - f1.exp, "z1_diff"), reg(f1.exp, "f1_exp")
+        z1_sh = reg(addend_shift(m, _X1, f1_exp, z1.exp, z1_diff, "z1_sh_comb"), "z1_sh",
+                    addend_shift_layout(_X1))
+        z1_part = reg(shift_addend(m, _X1, z1, z1_sh, "z1_part_comb"), "z1_part",
+                      partial_layout(_X1))
+        z1_aligned = reg(window_addend(m, _X1, z1_part, "z1_comb"), "z1_aligned",
+                         addend_layout(_X1))
+        a_zp, b_zp, out_zp, qmin, qmax = (reg(code(getattr(insn, f)), f, signed(9)) for f in
+                                          ("a_zp", "b_zp", "out_zp", "qmin", "qmax"))
 
         # ---- reducer: data of the read issued last cycle -----------------------------------
         v1, first1, last1 = ctl(issue, "rd_valid"), reg(first, "rd_first"), reg(last, "rd_last")
@@ -325,10 +347,12 @@ class VectorUnit(wiring.Component):
             l_code, l_sum, l_b = pick(e_codes, i), pick(e_sums, i), pick(e_bs, i)
             l_param = pick([param[c] for c in range(B)], i)
 
-            # Stage 1: FMA operands. ADD: fma(a, rA, fma(b, rB, K)); MUL: fma(zp, 1, fma(p, R, 0)).
-            prod = (l_code - a_zp) * (l_b - b_zp)
-            x1 = reg(Mux(is_add, l_b, prod), f"x1_{i}", signed(_X1))
-            x2 = reg(Mux(is_add, l_code, out_zp), f"x2_{i}", signed(9))
+            # Stages 1-2: FMA operands. ADD: fma(a, rA, fma(b, rB, K)); MUL: fma(zp, 1,
+            # fma(p, R, 0)) with p = (a - a_zp) * (b - b_zp), the zero points off first.
+            da, db = reg(l_code - a_zp, f"da{i}"), reg(l_b - b_zp, f"db{i}")
+            l_b1 = reg(l_b, f"l_b1_{i}")
+            x1 = reg(Mux(is_add, l_b1, da * db), f"x1_{i}", signed(_X1))
+            x2 = reg(Mux(is_add, reg(l_code, f"l_code1_{i}"), out_zp), f"x2_{i}", signed(9))
             fma1 = FusedMultiplyAdd(_X1, aligned=True)
             fma2 = FusedMultiplyAdd(9)
             m.submodules[f"fma1_{i}"] = fma1
@@ -337,7 +361,8 @@ class VectorUnit(wiring.Component):
                          fma1.i.payload.z.eq(z1), fma1.i.payload.za.eq(z1_aligned),
                          fma2.i.payload.x.eq(delay(x2, FusedMultiplyAdd.LATENCY, f"x2_{i}")),
                          fma2.i.payload.f.eq(f2), fma2.i.payload.z.eq(fma1.o.payload.r)]
-            # Stages 2-15: the two FMAs. Stage 16: round to an integer (RNE) and clip.
+            # Stages 3 to 2 + 2 * FMA LATENCY (F): the two FMAs. Stage F + 3: round to an
+            # integer (RNE) and clip.
             r = fma2.o.payload.r
             y16, up16 = Signal(range(512), name=f"y16_{i}"), Signal(name=f"up16_{i}")
             with m.If(r.zero):
@@ -353,15 +378,15 @@ class VectorUnit(wiring.Component):
                                      up16.eq(r.mant[sh - 1] & (sticky | odd))]
             y_16, u_16, s_16 = (reg(y16, f"y16r_{i}"), reg(up16, f"up16r_{i}"),
                                 reg(r.sign, f"s16r_{i}"))
-            # Stage 17: the sign.
+            # Stage F + 4: the sign.
             mag = y_16 + u_16
             fma_y = reg(Mux(s_16, -mag, mag), f"fma_y{i}", signed(11))
-            # Stage 18: clamp, numpy's order (max with qmin, then min with qmax).
-            plain = delay(l_code, 17, f"plain{i}")
+            # Stage F + 5 (_CORE): clamp, numpy's order (max with qmin, then min with qmax).
+            plain = delay(l_code, self._CORE - 1, f"plain{i}")
             y = Mux(fma_op, fma_y, plain)
             lo = Mux(y < qmin, qmin, y)
             clamped = reg(Mux(lo > qmax, qmax, lo), f"clamped{i}", signed(9))
-            # Stages 1-13: AVG_POOL through the requantizer, delayed to stage 18.
+            # AVG_POOL through the requantizer from stage 1, delayed to stage _CORE.
             rq = Requantizer()
             m.submodules[f"requantizer{i}"] = rq
             bias, mant, exp = l_param[:32], l_param[32:56], l_param[56:]
@@ -371,7 +396,7 @@ class VectorUnit(wiring.Component):
                          rq.i.payload.params.zp.eq(out_zp), rq.i.payload.params.qmin.eq(qmin),
                          rq.i.payload.params.qmax.eq(qmax)]
             avg = delay(rq.o.payload.code, self._CORE - Requantizer.LATENCY, f"avg{i}")
-            # Stages 19-21: activation (the lane's own tables).
+            # Stages _CORE + 1 on: activation (the lane's own tables).
             act = ActivationUnit(self.config.lut_slots)
             m.submodules[f"activation{i}"] = act
             m.d.comb += [act.i.valid.eq(valid[self._CORE]),

@@ -87,7 +87,7 @@ def test_array_matches_numpy(rows, cols, seed):
     for i, e in enumerate(expected):
         assert got[i] == list(e), f"word {i}"
     # Latency measured, not assumed: first word in -> first word out.
-    assert stamps["out"] - stamps["in"] == dut.LATENCY == rows + cols
+    assert stamps["out"] - stamps["in"] == dut.LATENCY == rows + cols + 2
 
 
 @pytest.mark.parametrize("rows,cols", PACKED)
@@ -97,7 +97,7 @@ def test_packed_array_matches_numpy(rows, cols, seed):
     dut, expected, got, stamps = _run(rows, cols, seed, packed=True)
     for i, e in enumerate(expected):
         assert got[i] == list(e), f"word {i}"
-    assert stamps["out"] - stamps["in"] == dut.LATENCY == rows + cols // 2
+    assert stamps["out"] - stamps["in"] == dut.LATENCY == rows + cols // 2 + 2
 
 
 def test_array_rejects_bad_shape():

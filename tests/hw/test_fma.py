@@ -7,6 +7,7 @@ from amaranth.hdl import Module
 from amaranth.lib import wiring
 from amaranth.sim import Simulator
 from bamboo.hw.fma import Float, FusedMultiplyAdd, align_addend, float_const
+from bamboo.hw.pipeline import register
 from bamboo.runtime.elementwise import fma_f32
 from bamboo.sim.tools import pack
 
@@ -56,6 +57,8 @@ class _Aligned(wiring.Component):
         m.submodules.fma = fma = self.fma
         p = self.i.payload
         za = align_addend(m, fma.x_width, p.f, p.z, "za")
+        for k in range(fma.ZA_LAG):             # given ZA_LAG cycles after x, f, z
+            za = register(m, za, f"za{k}")
         m.d.comb += [fma.i.valid.eq(self.i.valid), fma.i.payload.x.eq(p.x),
                      fma.i.payload.f.eq(p.f), fma.i.payload.z.eq(p.z), fma.i.payload.za.eq(za),
                      self.o.valid.eq(fma.o.valid), self.o.payload.eq(fma.o.payload)]

@@ -1,13 +1,21 @@
 """hw/pipeline.py's helpers against Python: registers and delay chains delay by their
-stage count, bit_length and round_up compute what int.bit_length and addition do, accept
-takes a stream payload into a register."""
+stage count, bit_length (whole or in two halves) and round_up compute what
+int.bit_length and addition do, accept takes a stream payload into a register."""
 
 import numpy as np
 from amaranth.hdl import Module, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.sim import Simulator
-from bamboo.hw.pipeline import accept, bit_length, delay_chain, register, round_up
+from bamboo.hw.pipeline import (
+    accept,
+    bit_length,
+    combine_lengths,
+    delay_chain,
+    group_lengths,
+    register,
+    round_up,
+)
 
 
 class _Helpers(wiring.Component):
@@ -18,6 +26,7 @@ class _Helpers(wiring.Component):
     reg: Out(12)
     chain: Out(3)
     length: Out(4)
+    length2: Out(4)
     mant: Out(8)
     carry: Out(1)
     s: In(stream.Signature(12))
@@ -29,7 +38,10 @@ class _Helpers(wiring.Component):
         m.d.comb += self.reg.eq(register(m, self.i, "r"))
         c = delay_chain(m, self.valid, 3)
         m.d.comb += [self.chain.eq(c[1] | (c[2] << 1) | (c[3] << 2)),
-                     self.length.eq(bit_length(m, self.i, "len"))]
+                     self.length.eq(bit_length(m, self.i, "len")),
+                     # In two halves, slices of 5 bits (the last one of 2).
+                     self.length2.eq(combine_lengths(m, group_lengths(m, self.i, "g", 5),
+                                                     "len2", 5))]
         mant, carry = round_up(self.q, self.up)
         m.d.comb += [self.mant.eq(mant), self.carry.eq(carry)]
         taken = Signal(12)
@@ -60,7 +72,7 @@ def test_helpers_match_python():
         for n, (x, v) in enumerate(zip(xs, vs)):
             ctx.set(dut.i, x)
             ctx.set(dut.valid, v)
-            assert ctx.get(dut.length) == x.bit_length()
+            assert ctx.get(dut.length) == ctx.get(dut.length2) == x.bit_length()
             await ctx.tick()
             assert ctx.get(dut.reg) == x
             past = [vs[n - k] if n - k >= 0 else 0 for k in range(3)]
