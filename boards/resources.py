@@ -31,6 +31,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from ..arch.errors import BambooError
 from .platforms import BOARDS, BoardError, check_config
 from .platforms import board as get_board
 from .verilog import TOP_NAME, BoardTop, write_atomic
@@ -323,6 +324,9 @@ def main(argv=None):
     parser.add_argument("--config", help="a preset other than the board's own")
     parser.add_argument("--record", action="store_true",
                         help="also write boards/estimates/<board>.json (the board's own preset)")
+    parser.add_argument("--component", metavar="NAME",
+                        help="time one unit alone, ports registered (boards/components.py): "
+                             "vector, compute, postproc, load, store, fma1, ...")
     args = parser.parse_args(argv)
     try:
         b = get_board(args.board)
@@ -331,9 +335,16 @@ def main(argv=None):
             from ..arch.config import preset
 
             config = b.config() if args.config == b.preset else preset(args.config)
+        if args.component:
+            from .components import component_estimate
+
+            if args.record:
+                raise BoardError("--record is for the whole design, not --component")
+            print(component_estimate(args.board, args.component, config=config).render())
+            return 0
         folder = None if config is None else build_root() / b.name / f"config-{args.config}"
         r = estimate(args.board, config=config, folder=folder, record=args.record)
-    except BoardError as exc:
+    except BambooError as exc:
         print(f"bamboo: error: {exc}", file=sys.stderr)
         return 1
     print(f"{b.title} ({b.part}), config {r.config!r} 0x{r.config_id:08x}, "

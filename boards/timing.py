@@ -472,7 +472,7 @@ def _names(module):
     return {b: v[1].lstrip("\\") for b, v in best.items()}
 
 
-def analyze(netlist, table=XCZU3EG_1, count=10, top=None):
+def analyze(netlist, table=XCZU3EG_1, count=10, top=None, registered_ports=False):
     """Score every register-to-register path of a Yosys JSON netlist.
 
     Parameters
@@ -483,6 +483,10 @@ def analyze(netlist, table=XCZU3EG_1, count=10, top=None):
     count : int
         Worst paths kept, one per (start signal, end signal) pair with bus indices
         dropped, so a 32-bit adder's 32 paths count once.
+    registered_ports : bool
+        Treat the top-level ports as flip-flops (an input starts at ``ff_clk_q``, an
+        output ends at ``ff_setup_d``), for one component timed alone
+        (:mod:`bamboo.boards.components`); by default they start and end at 0 ns.
 
     Returns
     -------
@@ -514,9 +518,9 @@ def analyze(netlist, table=XCZU3EG_1, count=10, top=None):
             if not isinstance(b, int):
                 continue
             if port["direction"] == "input":
-                g.start(b, 0.0, f"port {pname}")
+                g.start(b, table.ff_clk_q if registered_ports else 0.0, f"port {pname}")
             else:
-                g.end(b, 0.0, f"port {pname}")
+                g.end(b, table.ff_setup_d if registered_ports else 0.0, f"port {pname}")
     return _propagate(g, table, module, kinds, count)
 
 

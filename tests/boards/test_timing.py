@@ -403,3 +403,77 @@ def test_recorded_ultrascale_estimates_have_timing(name):
     assert r.worst_paths[0]["ns"] + T.clock_uncertainty == pytest.approx(r.period_ns, abs=2e-3)
     assert all(p["start"] and p["end"] for p in r.worst_paths)
     print(r.timing())
+
+
+# One component alone (boards/components.py) ------------------------------------------------------
+
+def test_registered_ports():
+    """``registered_ports``: an input port starts at a flip-flop's clock-to-out, an
+    output port ends at its setup; by default both are 0 ns."""
+    n = Netlist()
+    n.lut(6, "l", [2], 3)
+    n.ports = {"a": {"direction": "input", "bits": [2]},
+               "y": {"direction": "output", "bits": [3]}}
+    plain = analyze(n.module())
+    reg = analyze(n.module(), registered_ports=True)
+    assert (reg.paths[0].start, reg.paths[0].end) == ("port a", "port y")
+    assert reg.paths[0].ns == pytest.approx(plain.paths[0].ns + T.ff_clk_q + T.ff_setup_d,
+                                            abs=1e-3)
+
+
+def test_component_estimate(tmp_path, monkeypatch):
+    """A small component through Yosys and the estimate: a registered 16-bit adder whose
+    worst path is input port -> carry chain -> register; then the cache."""
+    from amaranth.hdl import Module, Signal
+    from amaranth.lib import wiring
+    from amaranth.lib.wiring import In, Out
+    from bamboo.boards import components
+
+    class Adder(wiring.Component):
+        a: In(16)
+        b: In(16)
+        s: Out(17)
+
+        def elaborate(self, platform):
+            m = Module()
+            total = Signal(17)
+            m.d.sync += total.eq(self.a + self.b)
+            m.d.comb += self.s.eq(total)
+            return m
+
+    monkeypatch.setitem(components.COMPONENTS, "adder", lambda cfg: Adder())
+    r = components.component_estimate("ultra96", "adder", folder=tmp_path)
+    assert (r.dsp, r.bram36) == (0, 0) and r.ff == 17 and r.lut >= 8
+    worst = r.worst_paths[0]
+    # The sum register drives the output port: Yosys names it ``s``.
+    assert worst["start"][0] in "ab" and worst["end"].startswith("s[")
+    assert any("CARRY" in c for c in worst["cells"])
+    assert worst["cells"][0].startswith("port ")
+    # Ports registered: at least a clock-to-out, a carry chain and a setup.
+    assert r.period_ns > T.ff_clk_q + T.carry_s_co + T.ff_setup_d
+    assert f"estimated Fmax: {r.fmax_mhz:.0f} MHz" in r.render()
+    assert components.component_estimate("ultra96", "adder", folder=tmp_path) == r
+
+
+def test_component_cli_errors(capsys):
+    from bamboo.boards.resources import main
+
+    assert main(["ultra96", "--component", "nonesuch"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("bamboo: error: unknown component 'nonesuch'; one of: vector")
+    assert main(["pynqz2", "--component", "vector"]) == 1
+    assert "the timing estimate is for UltraScale+ only" in capsys.readouterr().err
+    assert main(["ultra96", "--component", "vector", "--record"]) == 1
+    assert "--record is for the whole design" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", ["vector", "compute", "postproc", "load", "store", "fetcher",
+                                  "dispatcher", "bus", "regfile", "fma1", "fma2",
+                                  "requantizer"])
+def test_components_elaborate(name):
+    """Every registered component elaborates at ultra96 with its ports (no Yosys)."""
+    from bamboo.boards.components import component_rtlil
+    from bamboo.boards.platforms import board
+
+    text, digest = component_rtlil(name, board("ultra96").config())
+    assert f"module \\{name}" in text and len(digest) == 20

@@ -1,0 +1,158 @@
+"""Timing one component alone: ``python -m bamboo.boards.resources ultra96 --component vector``.
+
+A full ``make resources BOARD=ultra96`` takes Yosys six minutes or more; pipelining a
+path needs a faster loop. :func:`component_estimate` elaborates one unit of the
+accelerator at the board's configuration by itself (:data:`COMPONENTS`, named as the
+accelerator's submodules are, so path names read as in the full report less the
+``accel.`` prefix), synthesizes it with the same Yosys script (:func:`~bamboo.boards.
+resources.synthesize`) and runs the same static timing estimate
+(:func:`~bamboo.boards.timing.analyze`).
+
+The component's ports stand for the registers around it in the accelerator: every
+input port starts a path at a flip-flop's clock-to-out, every output port ends one at
+a flip-flop's setup (``analyze(..., registered_ports=True)``). Where the accelerator
+actually drives a port from logic (a FIFO's comb handshake, a block RAM's
+unregistered output) the full report is the reference; the component report can only
+be optimistic there. Its resource counts are the unit's alone.
+"""
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass
+
+from .platforms import BoardError, check_config
+from .platforms import board as get_board
+from .verilog import write_atomic
+from .vivado import build_root
+
+__all__ = ["COMPONENTS", "ComponentTiming", "component_estimate", "component_rtlil"]
+
+_REV = "component-1"
+
+
+def _fma(aligned):
+    def make(cfg):
+        from ..hw.fma import FusedMultiplyAdd
+        from ..hw.vector import _X1
+
+        # As the vector unit's lanes: fma1 takes its addend aligned, fma2 aligns its own.
+        return FusedMultiplyAdd(_X1, aligned=True) if aligned else FusedMultiplyAdd(9)
+
+    return make
+
+
+def _unit(module, cls, **kwargs):
+    def make(cfg):
+        import importlib
+
+        return getattr(importlib.import_module(f"bamboo.hw.{module}"), cls)(cfg, **kwargs)
+
+    return make
+
+
+def _requantizer(cfg):
+    from ..hw.requantizer import Requantizer
+
+    return Requantizer()
+
+
+#: ``{name: factory(config) -> wiring.Component}``: the accelerator's units by their
+#: submodule names in :class:`~bamboo.hw.top.Accelerator`, plus one vector lane's
+#: ``fma1`` and ``fma2`` (:class:`~bamboo.hw.fma.FusedMultiplyAdd`) and ``requantizer``.
+COMPONENTS = {
+    "vector": _unit("vector", "VectorUnit"),
+    "compute": _unit("compute", "ComputeUnit"),
+    "postproc": _unit("postproc", "PostProcessor"),
+    "load": _unit("load", "LoadUnit"),
+    "store": _unit("store", "StoreUnit"),
+    "fetcher": _unit("fetch", "Fetcher"),
+    "dispatcher": _unit("fetch", "Dispatcher"),
+    "bus": _unit("bus", "BusArbiter"),
+    "regfile": _unit("regfile", "RegisterFile"),
+    "fma1": _fma(True),
+    "fma2": _fma(False),
+    "requantizer": _requantizer,
+}
+
+
+@dataclass
+class ComponentTiming:
+    """Yosys's cells and the timing estimate of one component (see the module docstring)."""
+
+    board: str
+    component: str
+    config: str
+    design_hash: str
+    cells: dict
+    dsp: int
+    lut: int
+    ff: int
+    bram36: float
+    fmax_mhz: float
+    period_ns: float
+    worst_paths: list
+    seconds: float
+
+    def render(self, count=10):
+        lines = [f"component {self.component!r} of config {self.config!r} alone "
+                 f"(ports registered): DSP {self.dsp}, LUT {self.lut}, FF {self.ff}, "
+                 f"BRAM36 {self.bram36:g} (Yosys {self.seconds:g} s when measured)",
+                 f"estimated Fmax: {self.fmax_mhz:.0f} MHz (worst path {self.period_ns:.3f} ns "
+                 f"with clock uncertainty; static estimate, not Vivado)"]
+        for k, p in enumerate(self.worst_paths[:count], 1):
+            lines.append(f"{k:>3}. {p['ns']:6.3f} {p['levels']:>3}  {p['start']}  ->  {p['end']}")
+        return "\n".join(lines)
+
+
+def component_rtlil(name, config):
+    """``(rtlil text, design hash)`` of component ``name`` built for ``config``."""
+    import amaranth
+    from amaranth.back import rtlil
+
+    if name not in COMPONENTS:
+        raise BoardError(f"unknown component {name!r}; one of: {', '.join(COMPONENTS)}")
+    from amaranth.hdl import Signal, Value
+
+    unit = COMPONENTS[name](config)
+    # Every port but the constants of a signature (an always-ready stream's ``ready``).
+    ports = [v for v in (Value.cast(v) for _, _, v in unit.signature.flatten(unit))
+             if isinstance(v, Signal)]
+    text = rtlil.convert(unit, name=name, ports=ports, emit_src=False)
+    digest = hashlib.sha256(text.encode() + amaranth.__version__.encode()
+                            + _REV.encode()).hexdigest()[:20]
+    return text, digest
+
+
+def component_estimate(board_name, name, *, config=None, folder=None, count=10):
+    """:class:`ComponentTiming` of component ``name`` at ``board_name``'s preset (or
+    ``config``), cached under ``build/<board>/component-<name>/`` by the design hash."""
+    from .resources import NETLIST, _count, _timing_table, synthesize
+    from .timing import analyze
+
+    b = get_board(board_name)
+    table = _timing_table(b)
+    if table is None:
+        raise BoardError(f"no delay table for {b.name} ({b.yosys_family}): "
+                         "the timing estimate is for UltraScale+ only")
+    config = b.config() if config is None else config
+    check_config(b, config)
+    text, digest = component_rtlil(name, config)
+    folder = build_root() / b.name / f"component-{name}" if folder is None else folder
+    cache = folder / f"timing-{digest}.json"
+    if cache.exists():
+        return ComponentTiming(**json.loads(cache.read_text()))
+    work = folder / "yosys"
+    work.mkdir(parents=True, exist_ok=True)
+    design = work / f"{name}.il"
+    write_atomic(design, text)
+    cells, _, seconds = synthesize(design, b, name, workdir=work)
+    report = analyze(work / NETLIST, table, count=count, registered_ports=True)
+    counts = _count(cells, b)
+    result = ComponentTiming(
+        board=b.name, component=name, config=config.name, design_hash=digest, cells=cells,
+        dsp=counts["dsp"], lut=counts["lut"], ff=counts["ff"], bram36=counts["bram36"],
+        fmax_mhz=report.fmax_mhz, period_ns=report.period_ns, seconds=round(seconds, 1),
+        worst_paths=[dict(ns=p.ns, levels=p.levels, start=p.start, end=p.end, cells=p.cells)
+                     for p in report.paths])
+    write_atomic(cache, json.dumps(asdict(result), indent=2) + "\n")
+    return result
