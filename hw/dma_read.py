@@ -132,12 +132,23 @@ class DMAReader(wiring.Component):
         stride_lo = Signal(log_bus)
         rerr = Signal()
 
-        in_row = (wr >= cmd.pad_top) & (wr < row_hi)
-        is_data = in_row & (wc >= cmd.pad_left) & (wc < col_hi)
+        # Where the walker stands, as flags kept in registers: every decision of a cycle
+        # (valid, RREADY, the beat release) is a few LUTs on them, not 16-bit compares of
+        # wr and wc. Each flag is computed for the walker's next position, a cycle ahead.
+        row_in, col_in = Signal(), Signal()          # a data row / a data column
+        col_end = Signal()                           # wc == col_hi - 1 (the row's last data)
+        wc_last, wr_last = Signal(), Signal()        # wc == cols_last / wr == rows_last
+
+        def col_flags(wc_n):
+            return [col_in.eq((wc_n >= cmd.pad_left) & (wc_n < col_hi)),
+                    col_end.eq(wc_n + 1 == col_hi), wc_last.eq(wc_n == cols_last)]
+
+        in_row = row_in
+        is_data = row_in & col_in
         last_part = wp == parts_last
         chunk_end = (off + (1 << chunk_log2))[:log_bus + 1]
         # Release the beat after its last chunk: beat full, or the row's last data chunk.
-        pop = (chunk_end == bus) | ((wc == col_hi - 1) & last_part)
+        pop = (chunk_end == bus) | (col_end & last_part)
         pad_word = Cat(*[cmd.pad_value] * bus)
         o = self.o_data
         m.d.comb += [
@@ -145,7 +156,7 @@ class DMAReader(wiring.Component):
             o.payload.addr.eq(waddr),
             o.payload.part.eq(wp),
             o.payload.data.eq(Mux(is_data, axi.rdata >> Cat(Const(0, 3), off), pad_word)),
-            o.payload.last.eq((wr == rows_last) & (wc == cols_last) & last_part),
+            o.payload.last.eq(wr_last & wc_last & last_part),
             axi.rready.eq(walking & is_data & o.ready & pop),
         ]
         with m.If(axi.rvalid & axi.rready & axi.rresp[1]):
@@ -155,12 +166,15 @@ class DMAReader(wiring.Component):
                 m.d.sync += off.eq(chunk_end)
             m.d.sync += wp.eq(wp + 1)
             with m.If(last_part):
-                m.d.sync += [wp.eq(0), waddr.eq(waddr + 1), wc.eq(wc + 1)]
-                with m.If(wc == cols_last):
+                m.d.sync += [wp.eq(0), waddr.eq(waddr + 1), wc.eq(wc + 1), *col_flags(wc + 1)]
+                with m.If(wc_last):
                     next_off = Mux(in_row, row_off + stride_lo, row_off)[:log_bus]
-                    m.d.sync += [wc.eq(0), wr.eq(wr + 1), row_off.eq(next_off),
-                                 off.eq(next_off)]
-                    with m.If(wr == rows_last):
+                    wr_n = wr + 1
+                    m.d.sync += [wc.eq(0), wr.eq(wr_n), row_off.eq(next_off),
+                                 off.eq(next_off), *col_flags(Const(0, 16)),
+                                 row_in.eq((wr_n >= cmd.pad_top) & (wr_n < row_hi)),
+                                 wr_last.eq(wr_n == rows_last)]
+                    with m.If(wr_last):
                         m.d.sync += walking.eq(0)
 
         with command_states(m, self, cmd, check, error):
@@ -176,6 +190,10 @@ class DMAReader(wiring.Component):
                         chunk_log2.eq(Mux(s < log_bus, s, log_bus)),
                         stride_lo.eq(check.stride[:log_bus]),
                         wr.eq(0), wc.eq(0), wp.eq(0), waddr.eq(cmd.sram_addr),
+                        row_in.eq((cmd.pad_top == 0) & (cmd.y_size != 0)),
+                        col_in.eq((cmd.pad_left == 0) & (cmd.x_size != 0)),
+                        col_end.eq(cmd.pad_left + cmd.x_size == 1),
+                        wr_last.eq(rows == 1), wc_last.eq(cols == 1),
                         off.eq(check.addr[:log_bus]), row_off.eq(check.addr[:log_bus]),
                     ]
                     with m.If(check.error != ErrorCode.NONE):

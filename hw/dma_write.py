@@ -126,21 +126,31 @@ class DMAWriter(wiring.Component):
             m.d.sync += berr.eq(1)
 
         # OUT word requests: a plain counter, running ahead of the data as far as the
-        # store unit lets it.
+        # store unit lets it. ``req_any`` is ``req_left != 0`` kept in a register.
         req_left = Signal(24)
+        req_any = Signal()
         req_addr = Signal.like(cmd.sram_addr)
-        m.d.comb += [self.o_req.valid.eq(req_left != 0), self.o_req.payload.eq(req_addr)]
+        m.d.comb += [self.o_req.valid.eq(req_any), self.o_req.payload.eq(req_addr)]
         with m.If(self.o_req.valid & self.o_req.ready):
-            m.d.sync += [req_left.eq(req_left - 1), req_addr.eq(req_addr + 1)]
+            m.d.sync += [req_left.eq(req_left - 1), req_addr.eq(req_addr + 1),
+                         req_any.eq(req_left != 1)]
 
-        # W packer: element x of the row, part p of the element, byte offset in the beat.
+        # W packer: element x of the row, part p of the element, chunk slot in the beat.
+        # Every decision of a cycle reads flags kept in registers (the row's last element,
+        # the beat's last slot), so the take/flush logic is a few LUTs deep before it fans
+        # out to the beat register: ``x_left`` counts the row's elements after this one and
+        # ``x_last`` is ``x_left == 0``, both updated a cycle ahead.
+        slots = bus // chunk                # chunks per beat (1 for elements >= the bus)
+        log_chunk = (chunk - 1).bit_length()
         packing = Signal()
-        x = Signal.like(cmd.x_size)
+        x_left, x_init = Signal.like(cmd.x_size), Signal.like(cmd.x_size)
+        x_last, x_one = Signal(), Signal()
         rows_left = Signal.like(cmd.y_size)
+        rows_one = Signal()                  # rows_left == 1
         p = Signal(range(parts))
-        off = Signal(log_bus)
-        row_off = Signal(log_bus)
-        stride_lo = Signal(log_bus)
+        off = Signal(range(slots))           # chunk slot of the next piece in the beat
+        row_off = Signal(range(slots))
+        stride_lo = Signal(range(slots))
         acc = Signal(8 * bus)
         acc_strb = Signal(bus)
         beat = Signal(8)                     # beat index within the current burst
@@ -148,12 +158,16 @@ class DMAWriter(wiring.Component):
         elem = self.i_data.payload.word_select(cmd.lane[:max(1, (self.lanes - 1).bit_length())]
                                                if self.lanes > 1 else 0, 8 * e)
         piece = elem.word_select(p, 8 * chunk) if parts > 1 else elem
-        placed = (piece << Cat(Const(0, 3), off))[:8 * bus]
-        strobe = (Const((1 << chunk) - 1, bus) << off)[:bus]
+        if slots > 1:
+            placed = piece << Cat(Const(0, 3 + log_chunk), off)
+            strobe = Const((1 << chunk) - 1, bus) << Cat(Const(0, log_chunk), off)
+            full = off == slots - 1
+        else:
+            placed, strobe, full = piece, Const((1 << bus) - 1, bus), Const(1, 1)
+        placed, strobe = placed[:8 * bus], strobe[:bus]
         last_part = p == parts - 1
-        row_last = (x == cmd.x_size - 1) & last_part
-        chunk_end = (off + chunk)[:log_bus + 1]
-        flush = (chunk_end == bus) | row_last
+        row_last = x_last & last_part
+        flush = full | row_last
         w_free = ~axi.wvalid | axi.wready
         take = packing & self.i_data.valid & (~flush | (w_free & queue.r_rdy))
         m.d.comb += self.i_data.ready.eq(take & last_part)
@@ -161,7 +175,7 @@ class DMAWriter(wiring.Component):
         with m.If(axi.wready):
             m.d.sync += axi.wvalid.eq(0)
         with m.If(take):
-            m.d.sync += [off.eq(chunk_end), p.eq(p + 1)]
+            m.d.sync += [off.eq(off + 1), p.eq(p + 1)]
             with m.If(flush):
                 m.d.sync += [
                     axi.wvalid.eq(1), axi.wdata.eq(acc | placed), axi.wstrb.eq(acc_strb | strobe),
@@ -174,21 +188,26 @@ class DMAWriter(wiring.Component):
             with m.Else():
                 m.d.sync += [acc.eq(acc | placed), acc_strb.eq(acc_strb | strobe)]
             with m.If(last_part):
-                m.d.sync += [p.eq(0), x.eq(x + 1)]
-                with m.If(row_last):
-                    next_off = (row_off + stride_lo)[:log_bus]
-                    m.d.sync += [x.eq(0), rows_left.eq(rows_left - 1), row_off.eq(next_off),
-                                 off.eq(next_off)]
-                    with m.If(rows_left == 1):
+                m.d.sync += [p.eq(0), x_left.eq(x_left - 1), x_last.eq(x_left == 1)]
+                with m.If(x_last):
+                    next_off = row_off + stride_lo
+                    m.d.sync += [x_left.eq(x_init), x_last.eq(x_one),
+                                 rows_left.eq(rows_left - 1), rows_one.eq(rows_left == 2),
+                                 row_off.eq(next_off), off.eq(next_off)]
+                    with m.If(rows_one):
                         m.d.sync += packing.eq(0)
 
         with command_states(m, self, cmd, check, error):
             with m.State("WAIT"):
                 with m.If(check.done):
                     m.d.sync += [
-                        error.eq(check.error), berr.eq(0), x.eq(0), p.eq(0), beat.eq(0),
-                        rows_left.eq(cmd.y_size), off.eq(check.addr[:log_bus]),
-                        row_off.eq(check.addr[:log_bus]), stride_lo.eq(check.stride[:log_bus]),
+                        error.eq(check.error), berr.eq(0), p.eq(0), beat.eq(0),
+                        x_left.eq(cmd.x_size - 1), x_init.eq(cmd.x_size - 1),
+                        x_last.eq(cmd.x_size == 1), x_one.eq(cmd.x_size == 1),
+                        rows_left.eq(cmd.y_size), rows_one.eq(cmd.y_size == 1),
+                        off.eq(check.addr[log_chunk:log_bus]),
+                        row_off.eq(check.addr[log_chunk:log_bus]),
+                        stride_lo.eq(check.stride[log_chunk:log_bus]),
                         req_addr.eq(cmd.sram_addr), acc.eq(0), acc_strb.eq(0),
                     ]
                     with m.If(cmd.lane >= self.lanes):
@@ -199,7 +218,8 @@ class DMAWriter(wiring.Component):
                     with m.Elif(check.empty):
                         m.next = "DRAIN"
                     with m.Else():
-                        m.d.sync += [packing.eq(1), req_left.eq(cmd.y_size * cmd.x_size)]
+                        m.d.sync += [packing.eq(1), req_left.eq(cmd.y_size * cmd.x_size),
+                                     req_any.eq(1)]
                         m.next = "START"
             with m.State("START"):
                 m.d.comb += bursts.i_cmd.valid.eq(1)

@@ -60,9 +60,18 @@ class TokenCounter(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
+        # ``avail`` (count != 0) and ``one`` (count == 1) are registers updated with the
+        # count, so a pop decided late in the cycle only selects among values computed
+        # from registers (count + 1, count - 1, count == 2) instead of running through a
+        # three-operand adder and a 16-bit zero test.
         count = Signal(self._width)
-        m.d.sync += count.eq(count + self.push - self.pop)
-        m.d.comb += self.avail.eq(count != 0)
+        one = Signal()
+        avail = Signal()
+        m.d.comb += self.avail.eq(avail)
+        with m.If(self.push & ~self.pop):
+            m.d.sync += [count.eq(count + 1), avail.eq(1), one.eq(~avail)]
+        with m.Elif(self.pop & ~self.push):
+            m.d.sync += [count.eq(count - 1), avail.eq(~one), one.eq(count == 2)]
         return m
 
 

@@ -216,15 +216,20 @@ class RegisterFile(wiring.Component):
             return Cat(*parts, Const(0, 32 - pos))
 
         # AXI write: AW and W each land in a one-deep buffer, in whichever order they come.
-        aw_full, aw_addr = Signal(), Signal(self.config.axil_addr_width)
+        aw_full = Signal()
         w_full, w_data, w_strb = Signal(), Signal(32), Signal(4)
         do_write = Signal()
         m.d.comb += [
             bus.awready.eq(~aw_full), bus.wready.eq(~w_full),
             do_write.eq(aw_full & w_full & (~bus.bvalid | bus.bready)),
         ]
+        # One comparator per register, decoded as the address is taken (so a write's
+        # enables start from flip-flops) and shared by every field's write enable; the
+        # read side below does the same for its AND-OR multiplexer.
+        w_hit = {r.name: Signal(name=f"w_hit_{r.name}") for r in REGISTERS}
         with m.If(bus.awvalid & bus.awready):
-            m.d.sync += [aw_full.eq(1), aw_addr.eq(bus.awaddr)]
+            m.d.sync += aw_full.eq(1)
+            m.d.sync += [w_hit[r.name].eq(bus.awaddr[2:] == r.offset >> 2) for r in REGISTERS]
         with m.If(bus.wvalid & bus.wready):
             m.d.sync += [w_full.eq(1), w_data.eq(bus.wdata), w_strb.eq(bus.wstrb)]
         with m.If(bus.bvalid & bus.bready):
@@ -232,9 +237,6 @@ class RegisterFile(wiring.Component):
         # Byte-lane mask from WSTRB: a write touches only the lanes it enables.
         w_mask = Cat(*(b.replicate(8) for b in w_strb))
         w_ones = w_data & w_mask
-        # One comparator per register, shared by every field's write enable and, below,
-        # by the AND-OR read multiplexer (flatter than a Switch per field after Yosys).
-        w_hit = {r.name: aw_addr[2:] == r.offset >> 2 for r in REGISTERS}
         with m.If(do_write):
             m.d.sync += [aw_full.eq(0), w_full.eq(0), bus.bvalid.eq(1), bus.bresp.eq(RESP_OKAY)]
             if self.unmapped_error:
@@ -254,16 +256,18 @@ class RegisterFile(wiring.Component):
                         m.d.sync += q.eq(q & ~w_ones[bits])
 
         # AXI read: AR is buffered one deep; R is registered and held until RREADY.
-        ar_full, ar_addr = Signal(), Signal(self.config.axil_addr_width)
+        ar_full = Signal()
+        r_hit = {r.name: Signal(name=f"r_hit_{r.name}") for r in REGISTERS}
         do_read = Signal()
         m.d.comb += [bus.arready.eq(~ar_full),
                      do_read.eq(ar_full & (~bus.rvalid | bus.rready))]
         with m.If(bus.arvalid & bus.arready):
-            m.d.sync += [ar_full.eq(1), ar_addr.eq(bus.araddr)]
+            m.d.sync += ar_full.eq(1)
+            m.d.sync += [r_hit[r.name].eq(bus.araddr[2:] == r.offset >> 2) for r in REGISTERS]
         with m.If(bus.rvalid & bus.rready):
             m.d.sync += bus.rvalid.eq(0)
-        # The read multiplexer is an AND-OR tree over the same one-hot decode.
-        r_hit = {r.name: ar_addr[2:] == r.offset >> 2 for r in REGISTERS}
+        # The read multiplexer is an AND-OR tree over the registered one-hot decode
+        # (flatter than a Switch per field after Yosys).
         with m.If(do_read):
             m.d.sync += [
                 ar_full.eq(0), bus.rvalid.eq(1), bus.rresp.eq(RESP_OKAY),
@@ -288,8 +292,13 @@ class RegisterFile(wiring.Component):
 
         # Hardware-side updates, after the bus writes so they win: an engine event
         # arriving in the same cycle as its acknowledgement is not lost.
+        # The counters clear a cycle after the start or soft reset is written (from a
+        # register: the clear reaches every counter bit), before any engine strobe of
+        # the new run, which begins with the registered start.
+        clear_counters = Signal()
+        m.d.sync += clear_counters.eq(clear)
         for strobe, (count, _) in counters.items():
-            with m.If(clear):
+            with m.If(clear_counters):
                 m.d.sync += count.eq(0)
             with m.Elif(getattr(eng, strobe)):
                 m.d.sync += count.eq(count + 1)
