@@ -57,6 +57,11 @@ class RtlDevice(Device):
         Cycles simulated per wait step before STATUS is read again.
     connect_timeout : float
         Seconds to wait for the simulator to build and connect.
+
+    Attributes
+    ----------
+    design : str
+        The simulated Verilog's name, ``bamboo_top-<content hash>``.
     """
 
     name = "rtl"
@@ -83,6 +88,7 @@ class RtlDevice(Device):
         listener.listen(1)
         verilog = generate_verilog(
             Accelerator(config, watchdog=watchdog or WATCHDOG_CYCLES), "bamboo_top")
+        self.design = verilog.stem      # "bamboo_top-<content hash>": which RTL this runs
         self.error = None
 
         def simulate():
