@@ -79,12 +79,14 @@ def record_rtl_cycles(section, runs, design, path=RTL_RECORD):
         The simulated Verilog's name (``bamboo_top-<content hash>``).
     """
     import fcntl
+    import os
 
     if section not in _RTL_SECTIONS:
         raise ValueError(f"section must be one of {sorted(_RTL_SECTIONS)}, not {section!r}")
     path = pathlib.Path(path)
-    with open(path.with_suffix(".lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    folder = os.open(path.parent, os.O_RDONLY)     # the lock: two tests may write at once
+    try:
+        fcntl.flock(folder, fcntl.LOCK_EX)
         data = json.loads(path.read_text()) if path.exists() else {}
         data.update({
             "about": "The cycle model (bamboo.sim.cycles, memory BOARDS['cocotb']) against the "
@@ -95,6 +97,8 @@ def record_rtl_cycles(section, runs, design, path=RTL_RECORD):
                          "runs": {k: [{"rtl": int(r["rtl"]), "model": int(round(r["model"]))}
                                       for r in v] for k, v in sorted(runs.items())}}
         path.write_text(json.dumps(data, indent=1) + "\n")
+    finally:
+        os.close(folder)        # and the lock with it
 
 
 def rtl_cycle_summary(path=RTL_RECORD):
@@ -132,8 +136,8 @@ def rtl_cycle_text(summary):
                          f"{s['worst']:+.1%} ({s['worst_name']}), mean |error| "
                          f"{s['mean_abs']:.1%}")
     return (f"Cycle model against the RTL: the `{summary['config']}` accelerator in Verilator "
-            "(bit-exact with onnxruntime), its CYCLES counter against the model behind the "
-            "same memory (cocotb's AxiRam): " + "; ".join(parts) + ". Recorded in "
+            "(the CYCLES counter against the model behind the same memory, cocotb's "
+            "AxiRam): " + "; ".join(parts) + ". Recorded in "
             f"`bench/rtl_cycles_ultra96.json` by `{summary['command']}`. The FPS here "
             "are the same model behind the board's memory figures (`BOARDS`), which only a "
             "board can check.")
