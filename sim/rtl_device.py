@@ -9,8 +9,8 @@ numpy memmaps, the RTL's AXI manager reads and writes the same bytes through
 
 The first use builds the simulator (minutes for Verilator; cached by design hash under
 ``build/sim``); a run simulates every cycle (at ``ultra96`` about a thousand cycles a
-second of wall time on this project's loaded 2-core machine), so run ``tiny`` or single blocks at reduced resolution
-(tests/sim/test_rtl_blocks.py).
+second of wall time on this project's loaded 2-core machine), so run ``tiny`` or single
+blocks at reduced resolution (tests/sim/test_rtl_blocks.py).
 """
 
 import json
