@@ -17,6 +17,8 @@ hw/dma_write.py, hw/load.py, hw/fetch.py):
 * STORE: one element per cycle on the engine side, beats to memory, then the write
   response.
 * Fetch: one instruction per AXI burst, not pipelined (ADDR, read latency, beats, PUSH).
+* Bus: a burst announced every ``BURST_ISSUE_CYCLES`` per direction; fetch and LOAD
+  share the read direction (hw/bus.py).
 
 Memory: :class:`MemoryTiming` (sustained bandwidth shared by all masters, latencies,
 per-burst overhead). ``BOARDS["ultra96"]``: LPDDR4-2133 ... see the comment there.
@@ -33,7 +35,8 @@ from .isa import ConvMode, VecOp
 __all__ = ["BOARDS", "HOSTS", "HostTiming", "MemoryTiming", "VEC_LATENCY", "VEC_START",
            "conv_cycles",
            "conv_insn_cycles", "load_chunks", "transfer_beats", "vec_cycles",
-           "vec_insn_cycles", "LUT_BYTES_PER_CYCLE", "INSN_FETCH_OVERHEAD"]
+           "vec_insn_cycles", "BURST_ISSUE_CYCLES", "LUT_BYTES_PER_CYCLE",
+           "INSN_FETCH_OVERHEAD"]
 
 #: hw/vector.py VectorUnit.START / LATENCY (2 + 31 + ActivationUnit.LATENCY: two 13-stage FMAs).
 VEC_START = 3
@@ -42,6 +45,11 @@ VEC_LATENCY = 36
 LUT_BYTES_PER_CYCLE = 1
 #: Fetcher cycles per instruction besides the read latency and the beats (ADDR, PUSH).
 INSN_FETCH_OVERHEAD = 2
+#: Cycles between two bursts the engine's bus arbiter announces in one direction
+#: (hw/bus.py: its AR and AW registers load in the cycle after their handshake). The
+#: fetcher's and the load unit's read bursts share the AR register, round robin; a
+#: transfer of one-beat rows (a fully connected layer's input column) is AR-bound.
+BURST_ISSUE_CYCLES = 2
 _MAX_BURST_BEATS = 256
 
 

@@ -29,8 +29,9 @@ import pathlib
 import sys
 import time
 
-__all__ = ["ALL_MODELS", "CLOCKS", "DEFAULT_MODELS", "TARGETS", "bench_model", "check_targets",
-           "main", "render_markdown"]
+__all__ = ["ALL_MODELS", "CLOCKS", "DEFAULT_MODELS", "RTL_RECORD", "RTL_RECORD_COMMAND", "TARGETS",
+           "bench_model", "check_targets", "main", "record_rtl_cycles", "render_markdown",
+           "rtl_cycle_summary", "rtl_cycle_text"]
 
 DEFAULT_MODELS = ("mobilenet_v2@224x1.0", "mobilenet_v1@224x1.0", "mcunet@160x1.0",
                   "squeezenet1_1@224x1.0", "shufflenet_v2@224x1.0")
@@ -54,6 +55,92 @@ TARGETS = (
     ("efficientnet_b4", "256x256", "fps_100mhz", 18.0,
      "EfficientNet-B4@256 >= 18 FPS at 100 MHz, squeeze-excite on the CPU"),
 )
+
+
+#: The cycle model against the ``ultra96`` RTL's CYCLES counter (Verilator, behind the cocotb
+#: memory): per compiled layer (tests/sim/test_cycles.py) and per fabric segment of whole
+#: blocks (tests/sim/test_rtl_blocks.py), written by the slow tests' full sets.
+RTL_RECORD = pathlib.Path(__file__).resolve().parent.parent / "bench" / "rtl_cycles_ultra96.json"
+RTL_RECORD_COMMAND = "make bench-tests PYTEST_ARGS=\"-n 0 -k 'ultra96_rtl and all'\""
+_RTL_SECTIONS = {
+    "layers": "tests/sim/test_cycles.py::test_model_matches_ultra96_rtl_cycle_counters[all]",
+    "blocks": "tests/sim/test_rtl_blocks.py::test_blocks_on_ultra96_rtl[all]"}
+
+
+def record_rtl_cycles(section, runs, design, path=RTL_RECORD):
+    """Write one section of :data:`RTL_RECORD` (the other is kept).
+
+    Parameters
+    ----------
+    section : {"layers", "blocks"}
+    runs : dict
+        name -> ``[{"rtl": CYCLES counter, "model": model cycles}]``, one per fabric run.
+    design : str
+        The simulated Verilog's name (``bamboo_top-<content hash>``).
+    """
+    import fcntl
+    import os
+
+    if section not in _RTL_SECTIONS:
+        raise ValueError(f"section must be one of {sorted(_RTL_SECTIONS)}, not {section!r}")
+    path = pathlib.Path(path)
+    folder = os.open(path.parent, os.O_RDONLY)     # the lock: two tests may write at once
+    try:
+        fcntl.flock(folder, fcntl.LOCK_EX)
+        data = json.loads(path.read_text()) if path.exists() else {}
+        data.update({
+            "about": "The cycle model (bamboo.sim.cycles, memory BOARDS['cocotb']) against the "
+                     "CYCLES counter of the ultra96 accelerator's RTL in Verilator, per fabric "
+                     "run; written by the slow tests named in each section.",
+            "command": RTL_RECORD_COMMAND, "config": "ultra96", "memory": "cocotb"})
+        data[section] = {"test": _RTL_SECTIONS[section], "design": design,
+                         "runs": {k: [{"rtl": int(r["rtl"]), "model": int(round(r["model"]))}
+                                      for r in v] for k, v in sorted(runs.items())}}
+        path.write_text(json.dumps(data, indent=1) + "\n")
+    finally:
+        os.close(folder)        # and the lock with it
+
+
+def rtl_cycle_summary(path=RTL_RECORD):
+    """The model's error per section of :data:`RTL_RECORD` (None when there is no record):
+    ``{section: {"names", "runs", "worst", "worst_name", "mean_abs", "design"}}``, errors
+    ``(model - RTL) / RTL``, plus ``"command"``."""
+    path = pathlib.Path(path)
+    if not path.exists():
+        return None
+    data = json.loads(path.read_text())
+    out = {"command": data["command"], "config": data["config"]}
+    for section in _RTL_SECTIONS:
+        if section not in data:
+            continue
+        errors = [((r["model"] - r["rtl"]) / r["rtl"], name)
+                  for name, runs in data[section]["runs"].items() for r in runs]
+        worst, worst_name = max(errors, key=lambda e: abs(e[0]))
+        out[section] = {"names": len(data[section]["runs"]), "runs": len(errors),
+                        "worst": worst, "worst_name": worst_name,
+                        "mean_abs": sum(abs(e) for e, _ in errors) / len(errors),
+                        "design": data[section]["design"]}
+    return out
+
+
+def rtl_cycle_text(summary):
+    """One paragraph on :func:`rtl_cycle_summary` for the report."""
+    if summary is None:
+        return ("Cycle model against the RTL: no record (`bench/rtl_cycles_ultra96.json`; "
+                f"`{RTL_RECORD_COMMAND}` writes it).")
+    parts = []
+    for section, what in (("layers", "compiled layers"), ("blocks", "whole blocks")):
+        s = summary.get(section)
+        if s:
+            parts.append(f"{s['names']} {what} ({s['runs']} fabric runs): worst "
+                         f"{s['worst']:+.1%} ({s['worst_name']}), mean |error| "
+                         f"{s['mean_abs']:.1%}")
+    return (f"Cycle model against the RTL: the `{summary['config']}` accelerator in Verilator "
+            "(the CYCLES counter against the model behind the same memory, cocotb's "
+            "AxiRam): " + "; ".join(parts) + ". Recorded in "
+            f"`bench/rtl_cycles_ultra96.json` by `{summary['command']}`. The FPS here "
+            "are the same model behind the board's memory figures (`BOARDS`), which only a "
+            "board can check.")
 
 
 def _key(mhz):
@@ -310,8 +397,9 @@ def _pct(v):
     return "-" if v is None else f"{100 * v:.1f} %"
 
 
-def render_markdown(rows, targets, command, seconds=None):
-    """The results as Markdown: the main table, the toolflow's speed, the targets."""
+def render_markdown(rows, targets, command, seconds=None, rtl=None):
+    """The results as Markdown: the main table, the cycle model's measured error (``rtl``,
+    :func:`rtl_cycle_summary`), the toolflow's speed, the targets."""
     took = f" in {seconds:.0f} s" if seconds is not None else ""
     lines = [f"Generated by `{command}`{took} (cycle model and instruction simulator; "
              "no board measurement)."]
@@ -358,7 +446,7 @@ def render_markdown(rows, targets, command, seconds=None):
               "compute). Utilization: the network's MACs over rows x cols per cycle at 250 MHz. "
               "DRAM: bytes the program loads and stores per frame, and "
               "that over the compulsory minimum (weights and biases once, PS/PL tensors "
-              "once).", "",
+              "once).", "", rtl_cycle_text(rtl), "",
               "Toolflow speed on this machine (wall seconds; CPU seconds in results.json):", "",
               "| model | compile s | ISA sim s/frame | cycles @250 | memory stall @250 | "
               "fabric FPS @250, ideal memory |", "|---|---:|---:|---:|---:|---:|"]
@@ -405,6 +493,9 @@ def main(argv=None):
               file=sys.stderr, flush=True)
         rows.append(bench_model(spec, args.config, args.board, not args.no_sim, args.top))
     targets = check_targets(rows) if args.config == "ultra96" else []
+    rtl = rtl_cycle_summary() if args.config == "ultra96" else None
+    print(rtl_cycle_text(rtl) if args.config == "ultra96" else
+          f"Cycle model against the RTL: measured on ultra96 only, not on {args.config}.")
     for t in targets:
         state = {True: "met", False: f"MISSED by {t['miss']:.0%}" if t["miss"] else "",
                  None: "n/a"}[t["met"]]
@@ -417,7 +508,7 @@ def main(argv=None):
         command = "python -m bamboo.bench " + " ".join(argv if argv is not None else sys.argv[1:])
         (out / "results.json").write_text(json.dumps(rows, indent=1) + "\n")
         (out / "results.md").write_text(render_markdown(rows, targets, command,
-                                                        time.perf_counter() - start))
+                                                        time.perf_counter() - start, rtl))
         print(f"wrote {out / 'results.json'} and {out / 'results.md'} "
               f"({time.perf_counter() - start:.0f} s)", file=sys.stderr)
     return 0

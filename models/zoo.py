@@ -16,13 +16,15 @@ import json
 import os
 import pathlib
 
+from .blocks import BLOCKS
+
 __all__ = ["EXTRA", "ZOO", "ZooModel", "build_float", "build_quantized", "cache_dir", "graph_stats",
            "source_hash"]
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 # Modules whose source decides the bytes of a built model.
 _SOURCES = ("layers", "mobilenet", "nets", "efficientnet", "export", "quantize", "calibration",
-            "zoo", "dense", "vision")
+            "zoo", "dense", "vision", "blocks")
 _VERSIONED = ("torch", "torchvision", "onnx", "onnxruntime", "numpy", "scikit-image")
 CALIBRATION_IMAGES = 8
 
@@ -74,6 +76,13 @@ def _dense(cls_name):
     return make
 
 
+def _block(name):
+    def make(width):
+        from .blocks import make_block
+        return make_block(name, width)
+    return make
+
+
 def _efficientnet(variant):
     def make(width):
         from .efficientnet import EfficientNet
@@ -104,6 +113,8 @@ EXTRA = {
     "deeplabv3_mobilenet_v3": ZooModel(_dense("DeepLabV3"), 512, ("out",), 32, 64, 1.0),
     "tiny_yolov3_darknet": ZooModel(_dense("TinyYOLOv3Darknet"), 416, ("boxes32", "boxes16"),
                                     32, 64),
+    # One block behind a stem (models/blocks.py), for the RTL: 32x32 in, the block at 16x16.
+    **{name: ZooModel(_block(name), 32, test_resolution=32, test_width=1.0) for name in BLOCKS},
 }
 
 

@@ -12,7 +12,8 @@ An event simulation of the engine (hw/top.py) at instruction granularity:
   the k-th push, pushed when the pushing instruction ends).
 * Durations: CONV and VEC from :mod:`bamboo.arch.timing` (the RTL formulas); LOAD and
   STORE the larger of the engine side (a chunk or element per cycle) and the memory
-  side (the transfer's beats, a beat per cycle on its AXI channel, read or write; with a
+  side (the transfer's beats, a beat per cycle on its AXI channel, read or write, and a
+  burst announced every ``BURST_ISSUE_CYCLES``, a LOAD's in turn with the fetcher's; with a
   finite bandwidth also at the sustained DDR rate plus a per-burst overhead through one
   DDR shared by both channels: transfers reserve it in the order they start), plus
   latency and the engine's fixed overheads.
@@ -34,6 +35,8 @@ __all__ = ["Calibration", "CycleReport", "LayerCycles", "insn_costs", "model_art
 # Queues by index (arch/isa.py QUEUES order: load, compute, store).
 _LOAD_Q, _COMPUTE_Q = isa.QUEUES.index("load"), isa.QUEUES.index("compute")
 _QUEUE = {op: isa.QUEUES.index(q) for op, q in isa.QUEUE_OF.items()}
+#: Cycles from the fetcher's start on an instruction to its read burst's announcement.
+INSN_ISSUE = 1
 # (queue, header bit) -> token FIFO name
 _POP = {(isa.QUEUES.index(t.dst), t.pop): t.name for t in isa.TOKEN_FIFOS}
 _PUSH = {(isa.QUEUES.index(t.src), t.push): t.name for t in isa.TOKEN_FIFOS}
@@ -135,20 +138,38 @@ class _Engine:
             -(-isa.INSN_BYTES // config.axi_data_bytes)
         self.mem_free = 0.0
         self.chan_free = [0.0, 0.0]
+        self.fetch_issue = []      # when the fetcher announces each instruction's burst
 
     def _memory(self, channel, t0, beats, bursts):
         """When the memory side of a transfer ends: its AXI channel (read or write) moves a
-        beat per cycle, and with a finite bandwidth the DDR behind both channels is shared
-        (each transfer reserves both in the order transfers start)."""
+        beat per cycle and takes a burst every ``BURST_ISSUE_CYCLES`` (reads between the
+        fetcher's, see :meth:`_issue`), and with a finite bandwidth the DDR behind both
+        channels is shared (each transfer reserves both in the order transfers start)."""
         c0 = max(t0, self.chan_free[channel])
-        self.chan_free[channel] = c0 + beats
-        end = c0 + beats
+        last_issue = self._issue(channel, c0, bursts)
+        end = max(c0 + beats, last_issue + -(-beats // bursts))
+        self.chan_free[channel] = end
         if self.bpc < self.c.axi_data_bytes or self.burst_ovh:
             ddr = beats * self.c.axi_data_bytes / self.bpc + bursts * self.burst_ovh
             d0 = max(t0, self.mem_free)
             self.mem_free = d0 + ddr
             end = max(end, d0 + ddr)
         return end
+
+    def _issue(self, channel, t0, bursts):
+        """When the last of ``bursts`` bursts from ``t0`` is announced: one every
+        ``BURST_ISSUE_CYCLES``; on the read channel the fetcher's bursts (one per fetched
+        instruction, :attr:`fetch_issue`) that fall among them take their turn too."""
+        step = T.BURST_ISSUE_CYCLES
+        last = t0 + step * (bursts - 1)
+        if channel == 0 and bursts > 1:
+            taken = -1
+            while True:
+                n = sum(t0 <= t <= last for t in self.fetch_issue)
+                if n == taken:
+                    break
+                taken, last = n, t0 + step * (bursts - 1 + n)
+        return last
 
     def dma(self, f, start):
         c, cal = self.c, self.cal
@@ -207,6 +228,7 @@ class _Engine:
                 else:
                     space = 0.0
                 ready = fetched + self.fetch
+                self.fetch_issue.append(fetched + INSN_ISSUE)
                 disp[p] = max(ready, space)
                 fetched = disp[p]
                 p += 1

@@ -8,7 +8,9 @@ numpy memmaps, the RTL's AXI manager reads and writes the same bytes through
 ``cocotbext.axi.AxiRam``. Physical addresses are offsets in that file (from 4 KiB).
 
 The first use builds the simulator (minutes for Verilator; cached by design hash under
-``build/sim``); a run simulates every cycle, so use the ``tiny`` configuration.
+``build/sim``); a run simulates every cycle (at ``ultra96`` about a thousand cycles a
+second of wall time on this project's loaded 2-core machine), so run ``tiny`` or single
+blocks at reduced resolution (tests/sim/test_rtl_blocks.py).
 """
 
 import json
@@ -57,6 +59,11 @@ class RtlDevice(Device):
         Cycles simulated per wait step before STATUS is read again.
     connect_timeout : float
         Seconds to wait for the simulator to build and connect.
+
+    Attributes
+    ----------
+    design : str
+        The simulated Verilog's name, ``bamboo_top-<content hash>``.
     """
 
     name = "rtl"
@@ -83,6 +90,7 @@ class RtlDevice(Device):
         listener.listen(1)
         verilog = generate_verilog(
             Accelerator(config, watchdog=watchdog or WATCHDOG_CYCLES), "bamboo_top")
+        self.design = verilog.stem      # "bamboo_top-<content hash>": which RTL this runs
         self.error = None
 
         def simulate():
