@@ -168,18 +168,25 @@ def lower_compute(lw, node, q, base, clamp):
     raise UnsupportedOpError(f"node {_label(node)!r}: {op} unsupported")
 
 
+def reduce_axes(lw, node, rank):
+    """The sorted, non-negative axes a Reduce* ``node`` reduces over a rank-``rank`` input:
+    from the attribute (opset < 18) or the second input (opset 18)."""
+    a = _attrs(node)
+    axes = a.get("axes")
+    if axes is None and len(node.input) > 1 and node.input[1]:
+        axes = [int(v) for v in np.asarray(lw.const(node.input[1], node, "axes")).reshape(-1)]
+    if not axes:
+        axes = [] if a.get("noop_with_empty_axes", 0) else list(range(rank))
+    return sorted({int(v) % rank for v in axes})
+
+
 def _reduce_mean(lw, node, q, base, clamp):
     """``ReduceMean`` over H and W (``x.mean([2, 3])``, keepdims 0 or 1) is a global average
     pool; axes come from the attribute (opset < 18) or the second input (opset 18)."""
     x = lw.act(node.input[0], node)
     a = _attrs(node)
     shape = ir.logical_shape(lw.t(x))
-    axes = a.get("axes")
-    if axes is None and len(node.input) > 1 and node.input[1]:
-        axes = [int(v) for v in np.asarray(lw.const(node.input[1], node, "axes")).reshape(-1)]
-    if not axes:
-        axes = [] if a.get("noop_with_empty_axes", 0) else list(range(len(shape)))
-    axes = sorted({int(v) % len(shape) for v in axes})
+    axes = reduce_axes(lw, node, len(shape))
     if len(shape) != 4 or axes != [2, 3]:
         raise UnsupportedOpError(
             f"node {_label(node)!r}: ReduceMean over axes {axes} of {shape}; Bamboo runs the "

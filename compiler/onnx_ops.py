@@ -294,6 +294,9 @@ class Lowering:
             v = self.vals.get(vi.name)
             if v is None:
                 raise MissingInitializerError(f"graph output {vi.name!r} is never computed")
+            if v[0] == "pending" and v[1].op_type == "ReduceMean":
+                outputs.append(self.float_mean_output(vi, v))
+                continue
             if v[0] not in ("q", "dq"):
                 what = v[1].op_type if v[0] == "pending" else v[0]
                 raise NotQuantizedError(
@@ -305,14 +308,52 @@ class Lowering:
                      name=self.model.graph.name or "model", notes=self.notes)
         return ir.verify(g.prune())
 
+    def float_mean_output(self, vi, v):
+        """An output that is a float ``ReduceMean`` of dequantized codes (then reshaped), as
+        SqueezeNet's head: onnxruntime runs it in float after DequantizeLinear, and so does
+        the CPU (``IOSpec.mean_axes``, ``bamboo.runtime.pool.mean_float``)."""
+        from .onnx_compute import reduce_axes
+
+        node, views = v[1], (v[2] if len(v) > 2 else ())
+        src = self.get(node.input[0], node)
+        if src[0] != "dq":
+            raise NotQuantizedError(
+                f"output {vi.name!r} comes from a float ReduceMean of a value that is not "
+                f"dequantized codes; quantize the model so a QuantizeLinear/DequantizeLinear "
+                f"pair ends every output")
+        shape = ir.logical_shape(self.t(src[1]))
+        axes = reduce_axes(self, node, len(shape))
+        if not axes or axes != list(range(len(shape) - len(axes), len(shape))):
+            raise UnsupportedOpError(
+                f"output {vi.name!r} comes from a float ReduceMean over axes {axes} of "
+                f"{shape}; Bamboo reproduces onnxruntime's float mean over trailing axes only")
+        out = np.zeros(shape, np.float32).mean(axis=tuple(axes),
+                                               keepdims=bool(_attrs(node).get("keepdims", 1)))
+        for view in views:
+            out = self.fold_value(view, out)
+        self.notes = tuple(self.notes) + (
+            f"output {vi.name!r} is a float ReduceMean over axes {axes} of dequantized codes "
+            f"(no QuantizeLinear follows it): onnxruntime runs it in float, and so does the "
+            f"CPU after the output's DequantizeLinear, in onnxruntime's summation order",)
+        return ir.IOSpec(vi.name, src[1], tuple(int(d) for d in out.shape), True,
+                         mean_axes=tuple(axes))
+
     # --- constants ---------------------------------------------------------------------------
 
-    def fold(self, node):
-        """Evaluate a node whose inputs are all constants (onnx's reference evaluator)."""
+    def fold_value(self, node, value):
+        """``node``'s first output when its first input is ``value`` (its other inputs are
+        constants): the shape a view gives a value that is not a constant."""
+        return self.fold(node, {node.input[0]: value})[0]
+
+    def fold(self, node, given=None):
+        """Evaluate a node whose inputs are all constants (onnx's reference evaluator), or
+        ``given`` values; the outputs are recorded as constants (not with ``given``)."""
         from onnx import helper
         from onnx.reference import ReferenceEvaluator
 
-        feeds = {f"i{k}": self.vals[i][1] for k, i in enumerate(node.input) if i}
+        given = given or {}
+        feeds = {f"i{k}": given[i] if i in given else self.vals[i][1]
+                 for k, i in enumerate(node.input) if i}
         names = [f"i{k}" if i else "" for k, i in enumerate(node.input)]
         outs = [f"o{k}" for k in range(len(node.output))]
         n = helper.make_node(node.op_type, names, outs, domain=node.domain)
@@ -328,6 +369,8 @@ class Lowering:
             raise UnsupportedOpError(
                 f"node {node.name or node.op_type!r} ({node.op_type}): constant folding failed "
                 f"({type(exc).__name__}: {exc})") from None
+        if given:
+            return [np.asarray(r) for r in res]
         for o, r in zip(node.output, res):
             self.vals[o] = ("const", np.asarray(r))
 
@@ -406,12 +449,15 @@ class Lowering:
 
     def move(self, node):
         from .onnx_moves import lower_move
-        from .resize import is_float_resize
+        from .resize import is_copy_resize, is_float_resize
 
         v = self.get(node.input[0], node)
-        if v[0] == "pending" and node.op_type in _VIEW_OPS and len(node.output) == 1:
-            # A float op's result reshaped before its QuantizeLinear (ReduceMean -> Flatten):
-            # still pending; the view applies to the codes once the QuantizeLinear is met.
+        if v[0] == "pending" and (node.op_type in _VIEW_OPS or is_copy_resize(node)) \
+                and len(node.output) == 1:
+            # A float op's result reshaped (ReduceMean -> Flatten) or copied (HardSwish ->
+            # nearest Resize) before its QuantizeLinear: still pending. Moving elements
+            # commutes with quantizing them, so the move applies to the codes once the
+            # QuantizeLinear is met.
             self.vals[node.output[0]] = ("pending", v[1], v[2:] and v[2] + (node,) or (node,))
             return
         if v[0] == "pending":

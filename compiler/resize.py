@@ -26,7 +26,7 @@ from bamboo.runtime import resize as rs
 from . import ir
 from .errors import UnsupportedOpError
 
-__all__ = ["is_float_resize", "lower_resize", "placement", "resize_geometry"]
+__all__ = ["is_copy_resize", "is_float_resize", "lower_resize", "placement", "resize_geometry"]
 
 
 def _label(node):
@@ -52,6 +52,12 @@ def is_float_resize(node, kind):
     """Whether ``node`` reading a value of ``kind`` computes new values in float: linear
     Resize after a DequantizeLinear (onnxruntime runs it in float, then QuantizeLinear)."""
     return node.op_type in ("Resize", "Upsample") and kind == "dq" and _mode(node) == "linear"
+
+
+def is_copy_resize(node):
+    """Whether ``node`` only copies elements (nearest Resize/Upsample): then it commutes with
+    a QuantizeLinear, and a float value it reads may be quantized first."""
+    return node.op_type in ("Resize", "Upsample") and _mode(node) == "nearest"
 
 
 def resize_geometry(lw, node, shape):

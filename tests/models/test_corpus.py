@@ -31,8 +31,6 @@ INPUTS = 2
 # Entries Bamboo still refuses (issue 13, open), each with the one line it must print: the
 # test fails when the refusal changes, and when the model starts working (then drop it here).
 REFUSED = {
-    "tv_squeezenet1_1": "comes from a float ReduceMean",
-    "yolo_style_mobilenet_v3": "reads the float output of",
 }
 NAMES = sorted(corpus.CORPUS)
 
