@@ -12,6 +12,7 @@ from . import ir
 from .errors import NotQuantizedError, UnsupportedOpError
 from .onnx_common import attrs as _attrs
 from .onnx_common import label as _label
+from .onnx_common import requant_table
 from .onnx_moves import pool_geometry
 from .tables import ort_island_table, ort_table
 
@@ -200,8 +201,6 @@ def _reduce_mean(lw, node, q, base, clamp):
 
 
 def _clamp_table(qi, qo, c):
-    from .onnx_ops import requant_table
-
     return np.clip(requant_table(qi, qo).astype(np.int64), c[0], c[1]).astype(qo.np_dtype)
 
 
@@ -336,8 +335,6 @@ def build_const_operand(lw, node, op, x, operand, q, base):
 
 def build_concat(lw, node, xs, axis, q, base):
     """``concat`` along logical ``axis``; inputs with other parameters get a requant table."""
-    from .onnx_ops import requant_table
-
     xs = _same_layout(lw, xs)
     ts = [lw.t(x) for x in xs]
     rank = len(ts[0].shape)

@@ -26,6 +26,9 @@ from .errors import (
     UnsupportedOpError,
 )
 from .onnx_common import attrs as _attrs
+from .onnx_common import elem_name as _elem_name
+from .onnx_common import requant_table
+from .onnx_common import scalar_q as _scalar_q
 from .shapes import MAX_TENSOR_BYTES, check_tensor_size, resolve_input_shapes
 
 __all__ = ["Lowering"]
@@ -43,29 +46,6 @@ _FOLD_SKIP = {"DequantizeLinear"}  # DQ of a constant stays integer codes (weigh
 
 
 _FLOAT = 1  # onnx.TensorProto.FLOAT
-
-
-def _elem_name(elem):
-    from onnx import TensorProto
-
-    return TensorProto.DataType.Name(elem) if elem in TensorProto.DataType.values() else \
-        f"<unknown type {elem}>"
-
-
-def _scalar_q(scale, zp, where):
-    scale = np.asarray(scale, dtype=np.float32)
-    zp = np.asarray(zp)
-    if scale.size != 1 or zp.size != 1:
-        raise UnsupportedOpError(f"{where}: activations need one scale per tensor, "
-                                 f"not {scale.size}; quantize activations per tensor")
-    if not np.isfinite(scale).all() or (scale <= 0).any():
-        raise UnsupportedOpError(f"{where}: scale {float(scale.reshape(-1)[0])!r} is not "
-                                 f"positive and finite; re-quantize the model")
-    if zp.dtype not in (np.uint8, np.int8):
-        raise MixedPrecisionError(
-            f"{where}: activations are {zp.dtype}; Bamboo runs 8-bit codes only: quantize "
-            f"with activation_type QUInt8 or QInt8")
-    return ir.QType(str(zp.dtype), float(scale.reshape(())), int(zp.reshape(())))
 
 
 class Lowering:
@@ -480,13 +460,3 @@ class Lowering:
 
         self.labels.setdefault(base, node.name or f"{node.op_type}_{node.output[0]}")
         return lower_compute(self, node, q, base, clamp)
-
-
-def requant_table(qi, qo):
-    """Table of ``quantize(dequantize(code))`` from ``qi`` to ``qo`` (float32, as onnxruntime)."""
-    from bamboo.runtime.elementwise import requant_table as table
-
-    if qi.dtype != qo.dtype:
-        raise MixedPrecisionError(f"cannot requantize {qi.dtype} codes to {qo.dtype}")
-    return table(np.float32(qi.scale), qi.zp, np.float32(qo.scale), qo.zp, qi.np_dtype)
-

@@ -7,6 +7,8 @@ import numpy as np
 from . import ir
 from .errors import UnsupportedOpError
 from .onnx_common import attrs as _attrs
+from .onnx_common import elem_name as _elem_name
+from .onnx_common import scalar_q as _scalar_q
 from .onnx_compute import (
     build_avgpool,
     build_binary,
@@ -17,7 +19,6 @@ from .onnx_compute import (
     build_gap,
     build_softmax,
 )
-from .onnx_ops import _elem_name, _scalar_q
 from .tables import ort_table
 
 __all__ = ["lower_qop"]

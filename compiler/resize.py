@@ -25,18 +25,10 @@ from bamboo.runtime import resize as rs
 
 from . import ir
 from .errors import UnsupportedOpError
+from .onnx_common import attrs as _attrs
+from .onnx_common import label as _label
 
 __all__ = ["is_copy_resize", "is_float_resize", "lower_resize", "placement", "resize_geometry"]
-
-
-def _label(node):
-    return node.name or node.op_type
-
-
-def _attrs(node):
-    from onnx import helper
-
-    return {a.name: helper.get_attribute_value(a) for a in node.attribute}
 
 
 def _s(v, default):

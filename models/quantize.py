@@ -14,7 +14,8 @@ import onnx
 from bamboo.arch.errors import BambooError
 
 __all__ = ["ACTIVATIONS", "FORMATS", "QuantizeError", "conv_qdq_problems",
-           "float_ops_after_optimization", "uint8_twin", "optimized_model", "pre_process", "quantize"]
+           "float_ops_after_optimization", "optimized_model", "pre_process", "quantize",
+           "uint8_twin"]
 
 FORMATS = ("qdq", "qoperator")
 # Activation code types: onnxruntime's default uint8 (asymmetric), or int8 (asymmetric too).

@@ -111,7 +111,8 @@ def test_float_reduce_mean_head_runs_as_onnxruntime(dtype, tmp_path):
     rng = np.random.default_rng(3)
     mk = ortutil.helper.make_node
     inits = {**i_init, **c_init, "w": rng.integers(-127, 128, (24, 4, 1, 1)).astype(np.int8),
-             "ws": np.float32(0.01), "wz": np.zeros((), np.int8), "axes": np.array([2, 3], np.int64),
+             "ws": np.float32(0.01), "wz": np.zeros((), np.int8),
+             "axes": np.array([2, 3], np.int64),
              "shape": np.array([-1, 24], np.int64)}
     nodes = [*i_nodes, mk("DequantizeLinear", ["w", "ws", "wz"], ["wdq"]),
              mk("Conv", ["x_dq", "wdq"], ["c"]), *c_nodes,

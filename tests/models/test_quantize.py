@@ -9,9 +9,8 @@ entirely on onnxruntime's integer kernels, and that Bamboo equals it bit for bit
 """
 
 import numpy as np
-import pytest
-
 import ortutil as ou
+import pytest
 from bamboo.compiler import executor
 from bamboo.compiler.onnx_import import import_onnx
 from bamboo.models.quantize import uint8_twin
