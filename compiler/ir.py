@@ -50,11 +50,13 @@ from .errors import IRError
 
 __all__ = [
     "OPS", "QType", "Tensor", "Node", "Graph", "IOSpec", "verify", "dump", "NHWC", "ND",
+    "FABRIC", "CPU",
     "logical_shape", "to_physical_axis",
 ]
 
 NHWC = "NHWC"
 ND = "ND"
+FABRIC, CPU = "fabric", "cpu"  # Node.target, set by the partitioner
 OPS = frozenset({
     "conv", "fc", "gap", "avgpool", "maxpool", "add", "mul", "concat", "slice", "shuffle",
     "resize", "lut", "view", "transpose", "softmax", "pad",

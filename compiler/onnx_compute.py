@@ -10,10 +10,12 @@ from bamboo.runtime.requant import Requant, conv_scale, pool_scale
 
 from . import ir
 from .errors import NotQuantizedError, UnsupportedOpError
+from .lut import build_lut
 from .onnx_common import attrs as _attrs
 from .onnx_common import label as _label
 from .onnx_common import requant_table
 from .onnx_moves import pool_geometry
+from .resize import lower_resize
 from .tables import ort_island_table, ort_table
 
 __all__ = ["lower_compute", "build_conv", "build_fc", "build_binary", "build_const_operand",
@@ -88,16 +90,12 @@ def lower_compute(lw, node, q, base, clamp):
         t = lw.t(x)
         return lw.emit("lut", base, [x], t.shape, q, t.layout, source=src, table=table, fn=op)
     if op in ("Resize", "Upsample"):   # linear between DQ and Q (compiler/resize.py)
-        from .resize import lower_resize
-
         return _apply_clamp(lw, lower_resize(lw, node, lw.act(node.input[0], node), q, base),
                             clamp)
     if op in ("Sigmoid", "HardSigmoid", "HardSwish", "LeakyRelu", "Tanh"):
         x = lw.act(node.input[0], node)
         t = lw.t(x)
         if t.q.dtype == q.dtype:
-            from .lut import build_lut
-
             table = build_lut(op, np.float32(t.q.scale), t.q.zp, np.float32(q.scale), q.zp,
                               q.np_dtype, **{k: float(v) for k, v in _attrs(node).items()})
         else:

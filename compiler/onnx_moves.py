@@ -12,6 +12,7 @@ from . import ir
 from .errors import UnsupportedOpError
 from .onnx_common import attrs as _attrs
 from .onnx_common import label as _label
+from .resize import lower_resize
 
 __all__ = ["lower_move", "pool_geometry"]
 
@@ -170,8 +171,6 @@ def lower_move(lw, node, tname):
     if op in ("Slice", "Split"):
         return _slice_split(lw, node, tname, a)
     if op in ("Resize", "Upsample"):
-        from .resize import lower_resize
-
         return [lower_resize(lw, node, tname)]
     if op == "Pad":
         return [_pad(lw, node, tname, a)]

@@ -29,6 +29,10 @@ from .onnx_common import attrs as _attrs
 from .onnx_common import elem_name as _elem_name
 from .onnx_common import requant_table
 from .onnx_common import scalar_q as _scalar_q
+from .onnx_compute import lower_compute, reduce_axes
+from .onnx_moves import lower_move
+from .onnx_qop import lower_qop
+from .resize import is_copy_resize, is_float_resize
 from .shapes import MAX_TENSOR_BYTES, check_tensor_size, resolve_input_shapes
 
 __all__ = ["Lowering"]
@@ -222,8 +226,6 @@ class Lowering:
         return self.finish()
 
     def lower_node(self, node):
-        from .onnx_qop import lower_qop
-
         op = node.op_type
         if node.domain not in ("", "ai.onnx", MS):
             raise UnsupportedOpError(
@@ -292,8 +294,6 @@ class Lowering:
         """An output that is a float ``ReduceMean`` of dequantized codes (then reshaped), as
         SqueezeNet's head: onnxruntime runs it in float after DequantizeLinear, and so does
         the CPU (``IOSpec.mean_axes``, ``bamboo.runtime.pool.mean_float``)."""
-        from .onnx_compute import reduce_axes
-
         node, views = v[1], (v[2] if len(v) > 2 else ())
         src = self.get(node.input[0], node)
         if src[0] != "dq":
@@ -386,8 +386,6 @@ class Lowering:
             views = ins[0][2] if len(ins[0]) > 2 else ()
             t = self.compute(ins[0][1], q, f"{out}_pre" if views else out, clamp=None)
             if views:
-                from .onnx_moves import lower_move
-
                 for view in views:
                     (t,) = lower_move(self, view, t)
             self.vals[out] = ("q", t)
@@ -428,9 +426,6 @@ class Lowering:
     # --- code-moving ops ---------------------------------------------------------------------
 
     def move(self, node):
-        from .onnx_moves import lower_move
-        from .resize import is_copy_resize, is_float_resize
-
         v = self.get(node.input[0], node)
         if v[0] == "pending" and (node.op_type in _VIEW_OPS or is_copy_resize(node)) \
                 and len(node.output) == 1:
@@ -456,7 +451,5 @@ class Lowering:
 
     def compute(self, node, q, base, clamp=None):
         """Lower the float ``node`` whose output QuantizeLinear gives ``q``."""
-        from .onnx_compute import lower_compute
-
         self.labels.setdefault(base, node.name or f"{node.op_type}_{node.output[0]}")
         return lower_compute(self, node, q, base, clamp)

@@ -142,14 +142,12 @@ def lower_resize(lw, node, tname, q=None, base=None):
 
 def placement(attrs):
     """``(target, reason)`` of a ``resize`` node (see the module docstring)."""
-    from .partition import CPU, FABRIC
-
     if attrs["mode"] == "nearest":
         if attrs["scale"] is not None:
             fh, fw = attrs["scale"]
-            return FABRIC, f"nearest {fh}x{fw} pixel repeat (data movement)"
-        return CPU, "nearest resize that is not an integer pixel repeat (gather on the CPU)"
+            return ir.FABRIC, f"nearest {fh}x{fw} pixel repeat (data movement)"
+        return ir.CPU, "nearest resize that is not an integer pixel repeat (gather on the CPU)"
     if attrs["requant"] is not None:
-        return CPU, ("bilinear resize in float32 between DequantizeLinear and QuantizeLinear "
+        return ir.CPU, ("bilinear resize in float32 between DequantizeLinear and QuantizeLinear "
                      "(onnxruntime's rounding; the fabric has no float blend)")
-    return CPU, "bilinear resize on codes (float32 weights, truncated; CPU)"
+    return ir.CPU, "bilinear resize on codes (float32 weights, truncated; CPU)"
