@@ -46,7 +46,8 @@ _LUT_OPS = {"Sigmoid", "HardSigmoid", "HardSwish", "LeakyRelu", "Tanh"}
 _QOPS = {"QLinearConv", "QLinearMatMul", "QGemm", "QLinearAdd", "QLinearMul",
          "QLinearGlobalAveragePool", "QLinearAveragePool", "QLinearConcat", "QLinearLeakyRelu",
          "QLinearSigmoid", "QLinearSoftmax"}
-_FOLD_SKIP = {"DequantizeLinear"}  # DQ of a constant stays integer codes (weights)
+# Never folded: DQ of a constant stays integer codes (weights); Constant is read directly.
+_FOLD_SKIP = {"DequantizeLinear", "Constant"}
 
 
 _FLOAT = 1  # onnx.TensorProto.FLOAT
@@ -234,41 +235,52 @@ class Lowering:
                 f"com.microsoft quantized ops: export the model without it (or replace it "
                 f"with standard ops)")
         ins = [self.get(i, node) if i else None for i in node.input]
-        if op == "Constant":
-            from onnx import numpy_helper
-            a = node.attribute[0]
-            if a.name != "value":
-                raise UnsupportedOpError(f"node {node.name!r}: Constant {a.name} unsupported")
-            self.vals[node.output[0]] = ("const", numpy_helper.to_array(a.t))
-        elif op not in _FOLD_SKIP and all(v is None or v[0] == "const" for v in ins):
-            self.fold(node)
-        elif op in ("Shape", "Size"):
-            t = self.t(self.act(node.input[0], node))
-            shape = np.array(ir.logical_shape(t), dtype=np.int64)
-            val = shape if op == "Shape" else np.int64(shape.prod())
-            if op == "Shape":
-                a = _attrs(node)
-                val = shape[a.get("start", 0):a.get("end", len(shape))]
-            self.vals[node.output[0]] = ("const", val)
-        elif op == "QuantizeLinear":
-            self.quantize(node, ins)
-        elif op == "DequantizeLinear":
-            self.dequantize(node, ins)
-        elif op == "Identity" and ins[0] is not None and ins[0][0] in ("qconst", "pending"):
-            # The dynamo exporter shares a weight or bias through an Identity (after its
-            # DequantizeLinear), and may put one after a float op: the same value.
-            self.vals[node.output[0]] = ins[0]
-        elif op in _MOVE_OPS:
-            self.move(node)
-        elif op in _COMPUTE_OPS or op in _LUT_OPS:
-            for o in node.output:
-                self.vals[o] = ("pending", node)
-        elif op in _QOPS:
-            lower_qop(self, node)
-        else:
+        if op not in _FOLD_SKIP and all(v is None or v[0] == "const" for v in ins):
+            self.fold(node)   # any op, supported or not, of constants (shape arithmetic)
+            return
+        handler = HANDLERS.get(op)
+        if handler is None:
             raise UnsupportedOpError(
                 f"node {node.name or op!r}: operator {node.domain + '.' if node.domain else ''}"
                 f"{op} is not supported by Bamboo; replace it in the model or file an issue")
+        handler(self, node, ins)
+
+    # --- the handlers of HANDLERS: (self, node, input values) --------------------------------
+
+    def constant(self, node, ins):
+        from onnx import numpy_helper
+
+        a = node.attribute[0]
+        if a.name != "value":
+            raise UnsupportedOpError(f"node {node.name!r}: Constant {a.name} unsupported")
+        self.vals[node.output[0]] = ("const", numpy_helper.to_array(a.t))
+
+    def shape(self, node, ins):
+        """``Shape``/``Size`` of a tensor whose shape is known: a constant."""
+        t = self.t(self.act(node.input[0], node))
+        shape = np.array(ir.logical_shape(t), dtype=np.int64)
+        if node.op_type == "Size":
+            val = np.int64(shape.prod())
+        else:
+            a = _attrs(node)
+            val = shape[a.get("start", 0):a.get("end", len(shape))]
+        self.vals[node.output[0]] = ("const", val)
+
+    def identity(self, node, ins):
+        if ins[0] is not None and ins[0][0] in ("qconst", "pending"):
+            # The dynamo exporter shares a weight or bias through an Identity (after its
+            # DequantizeLinear), and may put one after a float op: the same value.
+            self.vals[node.output[0]] = ins[0]
+        else:
+            self.move(node, ins)
+
+    def defer(self, node, ins):
+        """A float op: its output waits for the QuantizeLinear that fixes its scale."""
+        for o in node.output:
+            self.vals[o] = ("pending", node)
+
+    def qop(self, node, ins):
+        lower_qop(self, node)
 
     def finish(self):
         outputs = []
@@ -425,7 +437,7 @@ class Lowering:
 
     # --- code-moving ops ---------------------------------------------------------------------
 
-    def move(self, node):
+    def move(self, node, ins=None):
         v = self.get(node.input[0], node)
         if v[0] == "pending" and (node.op_type in _VIEW_OPS or is_copy_resize(node)) \
                 and len(node.output) == 1:
@@ -453,3 +465,18 @@ class Lowering:
         """Lower the float ``node`` whose output QuantizeLinear gives ``q``."""
         self.labels.setdefault(base, node.name or f"{node.op_type}_{node.output[0]}")
         return lower_compute(self, node, q, base, clamp)
+
+
+# {op_type: Lowering method(node, input values)}: every op the front end reads. A node
+# whose inputs are all constants is folded instead (except DequantizeLinear of weights).
+HANDLERS = {
+    "Constant": Lowering.constant,
+    "Shape": Lowering.shape,
+    "Size": Lowering.shape,
+    "QuantizeLinear": Lowering.quantize,
+    "DequantizeLinear": Lowering.dequantize,
+    **{op: Lowering.move for op in _MOVE_OPS},
+    "Identity": Lowering.identity,
+    **{op: Lowering.defer for op in _COMPUTE_OPS | _LUT_OPS},
+    **{op: Lowering.qop for op in _QOPS},
+}
