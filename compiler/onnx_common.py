@@ -1,12 +1,75 @@
 """Helpers every front-end module shares (imports nothing else of the front end)."""
 
+from dataclasses import dataclass
+from typing import ClassVar
+
 import numpy as np
 from bamboo.runtime.elementwise import requant_table as _table
 
 from . import ir
 from .errors import MixedPrecisionError, UnsupportedOpError
 
-__all__ = ["attrs", "elem_name", "label", "requant_table", "scalar_q"]
+__all__ = ["attrs", "elem_name", "label", "requant_table", "scalar_q", "Const", "QConst",
+           "Codes", "Dequantized", "Pending", "FloatInput", "Refused"]
+
+
+# What an ONNX value is, as the walk meets it. ``kind`` names the class in messages.
+
+@dataclass(frozen=True, eq=False)
+class Const:
+    """A folded constant."""
+    value: object
+    kind: ClassVar[str] = "const"
+
+
+@dataclass(frozen=True, eq=False)
+class QConst:
+    """``DequantizeLinear`` of a constant: integer codes with their scale, zero point and
+    axis (weights, bias)."""
+    codes: np.ndarray
+    scale: np.ndarray
+    zp: np.ndarray
+    axis: int
+    kind: ClassVar[str] = "qconst"
+
+
+@dataclass(frozen=True)
+class Codes:
+    """8-bit codes: the IR ``tensor`` (QuantizeLinear or QOperator outputs)."""
+    tensor: str
+    kind: ClassVar[str] = "q"
+
+
+@dataclass(frozen=True)
+class Dequantized:
+    """The float view of IR ``tensor`` (a DequantizeLinear output)."""
+    tensor: str
+    kind: ClassVar[str] = "dq"
+
+
+@dataclass(frozen=True)
+class Pending:
+    """The float result of compute ``node``, waiting for the QuantizeLinear that fixes its
+    output scale; ``views``: element moves met on the way (applied to the codes)."""
+    node: object
+    views: tuple = ()
+    kind: ClassVar[str] = "pending"
+
+
+@dataclass(frozen=True)
+class FloatInput:
+    """A graph input waiting for its QuantizeLinear (or a QOperator reading it as codes)."""
+    name: str
+    shape: tuple
+    elem: int
+    kind: ClassVar[str] = "fin"
+
+
+@dataclass(frozen=True)
+class Refused:
+    """The output of an unsupported ``node`` (already reported)."""
+    node: object
+    kind: ClassVar[str] = "bad"
 
 
 def attrs(node):

@@ -45,14 +45,14 @@ def _clip_bounds(lw, node):
 
 def _weights(lw, name, node, what="weights"):
     v = lw.get(name, node)
-    if v[0] == "const":
+    if v.kind == "const":
         raise NotQuantizedError(
             f"node {_label(node)!r} ({node.op_type}): {what} {name!r} are float; quantize the "
             f"weights too (quantize_static quantizes them unless the op is excluded)")
-    if v[0] != "qconst":
+    if v.kind != "qconst":
         raise UnsupportedOpError(f"node {_label(node)!r} ({node.op_type}): {what} {name!r} "
                                  f"must be constant")
-    return v[1:]
+    return v.codes, v.scale, v.zp, v.axis
 
 
 def _bias(lw, name, node):
@@ -79,9 +79,9 @@ def lower_compute(lw, node, q, base, clamp):
         if clamp is not None:
             c = (max(c[0], clamp[0]), min(c[1], clamp[1]))
         v = lw.get(node.input[0], node)
-        if v[0] == "pending" and v[1].op_type in ("Conv", "Gemm", "MatMul", "GlobalAveragePool",
+        if v.kind == "pending" and v.node.op_type in ("Conv", "Gemm", "MatMul", "GlobalAveragePool",
                                                  "Relu", "Clip"):
-            out = lw.compute(v[1], q, base, clamp=c)
+            out = lw.compute(v.node, q, base, clamp=c)
             last = lw.nodes[-1]
             lw.nodes[-1] = last.replace(fused=last.fused + (_label(node),))
             return out
@@ -133,14 +133,14 @@ def lower_compute(lw, node, q, base, clamp):
             out = lw.emit("lut", base, [src], t.shape, q, t.layout, source=[n.name for n in nodes],
                           table=table, fn="+".join(n.op_type for n in nodes))
             return _apply_clamp(lw, out, clamp)
-        kinds = [lw.get(i, node)[0] for i in node.input[:2]]
+        kinds = [lw.get(i, node).kind for i in node.input[:2]]
         if kinds[0] in ("const", "qconst") or kinds[1] in ("const", "qconst"):
             k = 0 if kinds[0] in ("const", "qconst") else 1
             v = lw.get(node.input[k], node)
-            operand = (np.asarray(v[1]), None, None) if v[0] == "const" else \
-                (np.asarray(v[1]), float(np.asarray(v[2]).reshape(-1)[0]),
-                 int(np.asarray(v[3]).reshape(-1)[0]))
-            if v[0] == "qconst" and (np.size(v[2]) != 1 or np.size(v[3]) != 1):
+            operand = (np.asarray(v.value), None, None) if v.kind == "const" else \
+                (np.asarray(v.codes), float(np.asarray(v.scale).reshape(-1)[0]),
+                 int(np.asarray(v.zp).reshape(-1)[0]))
+            if v.kind == "qconst" and (np.size(v.scale) != 1 or np.size(v.zp) != 1):
                 raise UnsupportedOpError(f"node {_label(node)!r}: {op} constant quantized per "
                                          f"axis; quantize it per tensor")
             x = lw.act(node.input[1 - k], node)
@@ -414,12 +414,12 @@ def _elementwise_island(lw, root):
             v = lw.vals.get(i)
             if v is None:
                 return False
-            if v[0] == "dq":
-                srcs.add((v[1], i))
-            elif v[0] == "const":
-                consts[i] = v[1]
-            elif v[0] == "pending":
-                if not walk(v[1]):
+            if v.kind == "dq":
+                srcs.add((v.tensor, i))
+            elif v.kind == "const":
+                consts[i] = v.value
+            elif v.kind == "pending":
+                if not walk(v.node):
                     return False
             else:
                 return False
@@ -439,6 +439,6 @@ def _dq_name(lw, nodes, src):
     for n in nodes:
         for i in n.input:
             v = lw.vals.get(i)
-            if v is not None and v[0] == "dq" and v[1] == src and i not in names:
+            if v is not None and v.kind == "dq" and v.tensor == src and i not in names:
                 names.append(i)
     return names
