@@ -385,7 +385,10 @@ class Metadata:
 @dataclass(frozen=True)
 class IoSpec:
     """A model input or output: ONNX ``name`` and shape, IR ``tensor``, whether it is
-    float (quantized on the way in, dequantized on the way out) and its codes."""
+    float (quantized on the way in, dequantized on the way out) and its codes.
+    ``mean_axes`` (a float output only): after dequantizing, the float32 mean over these
+    trailing axes as onnxruntime computes it, reshaped to ``onnx_shape`` (a model ending
+    in a float ReduceMean)."""
 
     name: str
     tensor: str
@@ -396,6 +399,7 @@ class IoSpec:
     zp: int
     layout: str
     offset: Optional[int] = None
+    mean_axes: tuple = ()
 
     def to_json(self):
         d = {"name": self.name, "tensor": self.tensor, "onnx_shape": list(self.onnx_shape),
@@ -403,6 +407,8 @@ class IoSpec:
              "layout": self.layout}
         if self.offset is not None:
             d["offset"] = self.offset
+        if self.mean_axes:
+            d["mean_axes"] = list(self.mean_axes)
         return d
 
     @classmethod
@@ -417,7 +423,8 @@ class IoSpec:
                    _scale(_get(d, "scale", where), f"{where}.scale"),
                    _int(_get(d, "zp", where), f"{where}.zp", *DTYPES[dtype]),
                    _str(_get(d, "layout", where), f"{where}.layout", LAYOUTS),
-                   None if d.get("offset") is None else _int(d["offset"], f"{where}.offset"))
+                   None if d.get("offset") is None else _int(d["offset"], f"{where}.offset"),
+                   _ints(d.get("mean_axes", []), f"{where}.mean_axes"))
 
 
 @dataclass(frozen=True)
@@ -545,12 +552,28 @@ def _check_io(meta, io):
             t = meta.tensors.get(s.tensor)
             if t is None:
                 raise MetadataError(f"model {kind} {s.name!r} is unknown tensor {s.tensor!r}")
-            if (s.dtype, s.layout) != (t.dtype, t.layout) or \
+            if s.mean_axes:
+                _check_mean(kind, s, t)
+            elif (s.dtype, s.layout) != (t.dtype, t.layout) or \
                     _prod(s.onnx_shape) != _prod(t.shape) or \
                     (s.layout == "NHWC" and len(s.onnx_shape) != 4):
                 raise MetadataError(f"model {kind} {s.name!r} ({s.dtype}{list(s.onnx_shape)} "
                                     f"{s.layout}) does not match its tensor ({t.dtype}"
                                     f"{list(t.shape)} {t.layout})")
+
+
+def _check_mean(kind, s, t):
+    """An output whose float mean over ``mean_axes`` of its tensor has ``onnx_shape``."""
+    rank = len(t.shape)
+    if kind != "output" or not s.float or (s.dtype, s.layout) != (t.dtype, t.layout) or \
+            list(s.mean_axes) != list(range(rank - len(s.mean_axes), rank)):
+        raise MetadataError(f"model {kind} {s.name!r}: mean_axes {list(s.mean_axes)} do not "
+                            f"apply to its tensor ({t.dtype}{list(t.shape)} {t.layout})")
+    logical = [t.shape[i] for i in (0, 3, 1, 2)] if t.layout == "NHWC" else list(t.shape)
+    if _prod(s.onnx_shape) * _prod([logical[a] for a in s.mean_axes]) != _prod(t.shape):
+        raise MetadataError(f"model output {s.name!r} ({list(s.onnx_shape)}, the mean over "
+                            f"axes {list(s.mean_axes)}) does not match its tensor "
+                            f"({t.dtype}{list(t.shape)} {t.layout})")
 
 
 def check_artifact(meta, io, *, program_size, weights_size, config_id):

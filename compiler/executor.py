@@ -11,6 +11,7 @@ at ``ORT_ENABLE_EXTENDED`` bit for bit (tests/compiler/test_executor.py).
 
 import numpy as np
 from bamboo.runtime.cpu_ops import BINARY, KERNELS, run_op, softmax_ort
+from bamboo.runtime.pool import mean_float
 from bamboo.runtime.quant import dequantize, quantize
 
 from . import ir
@@ -74,5 +75,7 @@ def run(graph, feeds, *, raw=False, keep=False):
             y = np.ascontiguousarray(y.transpose(0, 3, 1, 2))
         if not raw and spec.float:
             y = dequantize(y, _F32(t.q.scale), t.q.zp)
+            if spec.mean_axes:
+                y = mean_float(y, spec.mean_axes).reshape(spec.onnx_shape)
         outs.append(y)
     return (outs, values) if keep else outs

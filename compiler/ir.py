@@ -50,11 +50,13 @@ from .errors import IRError
 
 __all__ = [
     "OPS", "QType", "Tensor", "Node", "Graph", "IOSpec", "verify", "dump", "NHWC", "ND",
+    "FABRIC", "CPU",
     "logical_shape", "to_physical_axis",
 ]
 
 NHWC = "NHWC"
 ND = "ND"
+FABRIC, CPU = "fabric", "cpu"  # Node.target, set by the partitioner
 OPS = frozenset({
     "conv", "fc", "gap", "avgpool", "maxpool", "add", "mul", "concat", "slice", "shuffle",
     "resize", "lut", "view", "transpose", "softmax", "pad",
@@ -163,13 +165,20 @@ class IOSpec:
 
     ``onnx_name``/``onnx_shape`` are the ONNX value; ``tensor`` the IR tensor of
     codes; ``float`` says whether ONNX carries float values there (a Quantize-
-    or DequantizeLinear sits at the boundary) or the raw codes.
+    or DequantizeLinear sits at the boundary) or the raw codes. ``mean_axes`` (outputs
+    only): the model ends in a float ``ReduceMean`` over these trailing logical axes of
+    the dequantized tensor, computed on the CPU as onnxruntime does
+    (``bamboo.runtime.pool.mean_float``), then reshaped to ``onnx_shape``.
     """
 
     onnx_name: str
     tensor: str
     onnx_shape: tuple
     float: bool
+    mean_axes: tuple = ()
+
+    def replace(self, **kw):
+        return dataclasses.replace(self, **kw)
 
 
 @dataclass(frozen=True)

@@ -10,9 +10,12 @@ from bamboo.runtime.requant import Requant, conv_scale, pool_scale
 
 from . import ir
 from .errors import NotQuantizedError, UnsupportedOpError
+from .lut import build_lut
 from .onnx_common import attrs as _attrs
 from .onnx_common import label as _label
+from .onnx_common import requant_table
 from .onnx_moves import pool_geometry
+from .resize import lower_resize
 from .tables import ort_island_table, ort_table
 
 __all__ = ["lower_compute", "build_conv", "build_fc", "build_binary", "build_const_operand",
@@ -42,14 +45,14 @@ def _clip_bounds(lw, node):
 
 def _weights(lw, name, node, what="weights"):
     v = lw.get(name, node)
-    if v[0] == "const":
+    if v.kind == "const":
         raise NotQuantizedError(
             f"node {_label(node)!r} ({node.op_type}): {what} {name!r} are float; quantize the "
             f"weights too (quantize_static quantizes them unless the op is excluded)")
-    if v[0] != "qconst":
+    if v.kind != "qconst":
         raise UnsupportedOpError(f"node {_label(node)!r} ({node.op_type}): {what} {name!r} "
                                  f"must be constant")
-    return v[1:]
+    return v.codes, v.scale, v.zp, v.axis
 
 
 def _bias(lw, name, node):
@@ -76,9 +79,9 @@ def lower_compute(lw, node, q, base, clamp):
         if clamp is not None:
             c = (max(c[0], clamp[0]), min(c[1], clamp[1]))
         v = lw.get(node.input[0], node)
-        if v[0] == "pending" and v[1].op_type in ("Conv", "Gemm", "MatMul", "GlobalAveragePool",
+        if v.kind == "pending" and v.node.op_type in ("Conv", "Gemm", "MatMul", "GlobalAveragePool",
                                                  "Relu", "Clip"):
-            out = lw.compute(v[1], q, base, clamp=c)
+            out = lw.compute(v.node, q, base, clamp=c)
             last = lw.nodes[-1]
             lw.nodes[-1] = last.replace(fused=last.fused + (_label(node),))
             return out
@@ -87,16 +90,12 @@ def lower_compute(lw, node, q, base, clamp):
         t = lw.t(x)
         return lw.emit("lut", base, [x], t.shape, q, t.layout, source=src, table=table, fn=op)
     if op in ("Resize", "Upsample"):   # linear between DQ and Q (compiler/resize.py)
-        from .resize import lower_resize
-
         return _apply_clamp(lw, lower_resize(lw, node, lw.act(node.input[0], node), q, base),
                             clamp)
     if op in ("Sigmoid", "HardSigmoid", "HardSwish", "LeakyRelu", "Tanh"):
         x = lw.act(node.input[0], node)
         t = lw.t(x)
         if t.q.dtype == q.dtype:
-            from .lut import build_lut
-
             table = build_lut(op, np.float32(t.q.scale), t.q.zp, np.float32(q.scale), q.zp,
                               q.np_dtype, **{k: float(v) for k, v in _attrs(node).items()})
         else:
@@ -134,14 +133,14 @@ def lower_compute(lw, node, q, base, clamp):
             out = lw.emit("lut", base, [src], t.shape, q, t.layout, source=[n.name for n in nodes],
                           table=table, fn="+".join(n.op_type for n in nodes))
             return _apply_clamp(lw, out, clamp)
-        kinds = [lw.get(i, node)[0] for i in node.input[:2]]
+        kinds = [lw.get(i, node).kind for i in node.input[:2]]
         if kinds[0] in ("const", "qconst") or kinds[1] in ("const", "qconst"):
             k = 0 if kinds[0] in ("const", "qconst") else 1
             v = lw.get(node.input[k], node)
-            operand = (np.asarray(v[1]), None, None) if v[0] == "const" else \
-                (np.asarray(v[1]), float(np.asarray(v[2]).reshape(-1)[0]),
-                 int(np.asarray(v[3]).reshape(-1)[0]))
-            if v[0] == "qconst" and (np.size(v[2]) != 1 or np.size(v[3]) != 1):
+            operand = (np.asarray(v.value), None, None) if v.kind == "const" else \
+                (np.asarray(v.codes), float(np.asarray(v.scale).reshape(-1)[0]),
+                 int(np.asarray(v.zp).reshape(-1)[0]))
+            if v.kind == "qconst" and (np.size(v.scale) != 1 or np.size(v.zp) != 1):
                 raise UnsupportedOpError(f"node {_label(node)!r}: {op} constant quantized per "
                                          f"axis; quantize it per tensor")
             x = lw.act(node.input[1 - k], node)
@@ -168,18 +167,25 @@ def lower_compute(lw, node, q, base, clamp):
     raise UnsupportedOpError(f"node {_label(node)!r}: {op} unsupported")
 
 
+def reduce_axes(lw, node, rank):
+    """The sorted, non-negative axes a Reduce* ``node`` reduces over a rank-``rank`` input:
+    from the attribute (opset < 18) or the second input (opset 18)."""
+    a = _attrs(node)
+    axes = a.get("axes")
+    if axes is None and len(node.input) > 1 and node.input[1]:
+        axes = [int(v) for v in np.asarray(lw.const(node.input[1], node, "axes")).reshape(-1)]
+    if not axes:
+        axes = [] if a.get("noop_with_empty_axes", 0) else list(range(rank))
+    return sorted({int(v) % rank for v in axes})
+
+
 def _reduce_mean(lw, node, q, base, clamp):
     """``ReduceMean`` over H and W (``x.mean([2, 3])``, keepdims 0 or 1) is a global average
     pool; axes come from the attribute (opset < 18) or the second input (opset 18)."""
     x = lw.act(node.input[0], node)
     a = _attrs(node)
     shape = ir.logical_shape(lw.t(x))
-    axes = a.get("axes")
-    if axes is None and len(node.input) > 1 and node.input[1]:
-        axes = [int(v) for v in np.asarray(lw.const(node.input[1], node, "axes")).reshape(-1)]
-    if not axes:
-        axes = [] if a.get("noop_with_empty_axes", 0) else list(range(len(shape)))
-    axes = sorted({int(v) % len(shape) for v in axes})
+    axes = reduce_axes(lw, node, len(shape))
     if len(shape) != 4 or axes != [2, 3]:
         raise UnsupportedOpError(
             f"node {_label(node)!r}: ReduceMean over axes {axes} of {shape}; Bamboo runs the "
@@ -193,8 +199,6 @@ def _reduce_mean(lw, node, q, base, clamp):
 
 
 def _clamp_table(qi, qo, c):
-    from .onnx_ops import requant_table
-
     return np.clip(requant_table(qi, qo).astype(np.int64), c[0], c[1]).astype(qo.np_dtype)
 
 
@@ -329,8 +333,6 @@ def build_const_operand(lw, node, op, x, operand, q, base):
 
 def build_concat(lw, node, xs, axis, q, base):
     """``concat`` along logical ``axis``; inputs with other parameters get a requant table."""
-    from .onnx_ops import requant_table
-
     xs = _same_layout(lw, xs)
     ts = [lw.t(x) for x in xs]
     rank = len(ts[0].shape)
@@ -412,12 +414,12 @@ def _elementwise_island(lw, root):
             v = lw.vals.get(i)
             if v is None:
                 return False
-            if v[0] == "dq":
-                srcs.add((v[1], i))
-            elif v[0] == "const":
-                consts[i] = v[1]
-            elif v[0] == "pending":
-                if not walk(v[1]):
+            if v.kind == "dq":
+                srcs.add((v.tensor, i))
+            elif v.kind == "const":
+                consts[i] = v.value
+            elif v.kind == "pending":
+                if not walk(v.node):
                     return False
             else:
                 return False
@@ -437,6 +439,6 @@ def _dq_name(lw, nodes, src):
     for n in nodes:
         for i in n.input:
             v = lw.vals.get(i)
-            if v is not None and v[0] == "dq" and v[1] == src and i not in names:
+            if v is not None and v.kind == "dq" and v.tensor == src and i not in names:
                 names.append(i)
     return names

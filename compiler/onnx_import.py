@@ -20,6 +20,7 @@ the passes, the partitioner and the executor do not.
 import os
 
 from .errors import CompilerError, ModelLoadError
+from .onnx_ops import Lowering
 
 __all__ = ["load_model", "prepare", "lower", "import_onnx", "check_ssa", "MIN_OPSET",
            "MAX_OPSET"]
@@ -119,8 +120,6 @@ def import_onnx(source, *, approx=(), input_shapes=None):
 
 def lower(model, consts, *, approx=(), input_shapes=None):
     """Lower a prepared quantized ONNX model to the IR (see the module docstring)."""
-    from .onnx_ops import Lowering
-
     lw = Lowering(model, consts, approx=approx, input_shapes=input_shapes)
     try:
         return lw.run()

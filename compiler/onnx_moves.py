@@ -12,6 +12,7 @@ from . import ir
 from .errors import UnsupportedOpError
 from .onnx_common import attrs as _attrs
 from .onnx_common import label as _label
+from .resize import lower_resize
 
 __all__ = ["lower_move", "pool_geometry"]
 
@@ -170,8 +171,6 @@ def lower_move(lw, node, tname):
     if op in ("Slice", "Split"):
         return _slice_split(lw, node, tname, a)
     if op in ("Resize", "Upsample"):
-        from .resize import lower_resize
-
         return [lower_resize(lw, node, tname)]
     if op == "Pad":
         return [_pad(lw, node, tname, a)]
@@ -265,15 +264,16 @@ def _pad(lw, node, tname, a):
 
 def _pad_code(lw, node, q):
     """The code of Pad's constant value: the input is codes (``q``) or their float view."""
-    kind = lw.get(node.input[0], node)[0]
+    kind = lw.get(node.input[0], node).kind
     v = 0
     if len(node.input) > 2 and node.input[2]:
         cv = lw.get(node.input[2], node)
-        if cv[0] == "qconst":  # DequantizeLinear of a constant code: its real value
+        if cv.kind == "qconst":  # DequantizeLinear of a constant code: its real value
             from bamboo.runtime.quant import dequantize
 
-            v = dequantize(np.asarray(cv[1]).reshape(-1)[:1], np.asarray(cv[2]).reshape(-1)[0],
-                           np.asarray(cv[3]).reshape(-1)[0])[0] if np.size(cv[1]) else 0
+            v = dequantize(np.asarray(cv.codes).reshape(-1)[:1],
+                           np.asarray(cv.scale).reshape(-1)[0],
+                           np.asarray(cv.zp).reshape(-1)[0])[0] if np.size(cv.codes) else 0
         else:
             v = np.asarray(lw.const(node.input[2], node, "constant value")).reshape(-1)
             v = v[0] if v.size else 0

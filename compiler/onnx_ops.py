@@ -1,14 +1,20 @@
 """Lowering of ONNX nodes to IR nodes (used by :mod:`.onnx_import`).
 
-Every ONNX value is classified as it is met:
+Every ONNX value is classified as it is met, as one of the value classes of
+:mod:`.onnx_common` (``kind`` in messages):
 
-``const``   a folded constant (numpy array)
-``qconst``  ``DequantizeLinear`` of a constant: integer codes with scale/zp/axis (weights, bias)
-``q``       8-bit codes, an IR tensor (QuantizeLinear or QOperator outputs)
-``dq``      the float view of an IR tensor (a DequantizeLinear output)
-``pending`` the float result of a compute op, waiting for the QuantizeLinear that fixes
-            its output scale (``DQ -> Conv -> Q``); ``Relu``/``Clip`` in between become a clamp
-``fin``     a float graph input, waiting for its QuantizeLinear
+``Const``        (``const``)   a folded constant (numpy array)
+``QConst``       (``qconst``)  ``DequantizeLinear`` of a constant: integer codes with
+                               scale/zp/axis (weights, bias)
+``Codes``        (``q``)       8-bit codes, an IR tensor (QuantizeLinear or QOperator outputs)
+``Dequantized``  (``dq``)      the float view of an IR tensor (a DequantizeLinear output)
+``Pending``      (``pending``) the float result of a compute op, waiting for the
+                               QuantizeLinear that fixes its output scale (``DQ -> Conv ->
+                               Q``); ``Relu``/``Clip`` in between become a clamp
+``FloatInput``   (``fin``)     a float graph input, waiting for its QuantizeLinear
+``Refused``      (``bad``)     the output of an unsupported node (reported once)
+
+Each op is lowered by its entry in ``HANDLERS`` (at the bottom).
 
 Ops that only move codes (Reshape, Transpose, MaxPool, Slice, Resize nearest...) are
 lowered as soon as their input is ``q``/``dq``: the output keeps the input's
@@ -25,7 +31,23 @@ from .errors import (
     NotQuantizedError,
     UnsupportedOpError,
 )
+from .onnx_common import (
+    Codes,
+    Const,
+    Dequantized,
+    FloatInput,
+    Pending,
+    QConst,
+    Refused,
+    requant_table,
+)
 from .onnx_common import attrs as _attrs
+from .onnx_common import elem_name as _elem_name
+from .onnx_common import scalar_q as _scalar_q
+from .onnx_compute import lower_compute, reduce_axes
+from .onnx_moves import lower_move
+from .onnx_qop import lower_qop
+from .resize import is_copy_resize, is_float_resize
 from .shapes import MAX_TENSOR_BYTES, check_tensor_size, resolve_input_shapes
 
 __all__ = ["Lowering"]
@@ -39,33 +61,11 @@ _LUT_OPS = {"Sigmoid", "HardSigmoid", "HardSwish", "LeakyRelu", "Tanh"}
 _QOPS = {"QLinearConv", "QLinearMatMul", "QGemm", "QLinearAdd", "QLinearMul",
          "QLinearGlobalAveragePool", "QLinearAveragePool", "QLinearConcat", "QLinearLeakyRelu",
          "QLinearSigmoid", "QLinearSoftmax"}
-_FOLD_SKIP = {"DequantizeLinear"}  # DQ of a constant stays integer codes (weights)
+# Never folded: DQ of a constant stays integer codes (weights); Constant is read directly.
+_FOLD_SKIP = {"DequantizeLinear", "Constant"}
 
 
 _FLOAT = 1  # onnx.TensorProto.FLOAT
-
-
-def _elem_name(elem):
-    from onnx import TensorProto
-
-    return TensorProto.DataType.Name(elem) if elem in TensorProto.DataType.values() else \
-        f"<unknown type {elem}>"
-
-
-def _scalar_q(scale, zp, where):
-    scale = np.asarray(scale, dtype=np.float32)
-    zp = np.asarray(zp)
-    if scale.size != 1 or zp.size != 1:
-        raise UnsupportedOpError(f"{where}: activations need one scale per tensor, "
-                                 f"not {scale.size}; quantize activations per tensor")
-    if not np.isfinite(scale).all() or (scale <= 0).any():
-        raise UnsupportedOpError(f"{where}: scale {float(scale.reshape(-1)[0])!r} is not "
-                                 f"positive and finite; re-quantize the model")
-    if zp.dtype not in (np.uint8, np.int8):
-        raise MixedPrecisionError(
-            f"{where}: activations are {zp.dtype}; Bamboo runs 8-bit codes only: quantize "
-            f"with activation_type QUInt8 or QInt8")
-    return ir.QType(str(zp.dtype), float(scale.reshape(())), int(zp.reshape(())))
 
 
 class Lowering:
@@ -74,7 +74,7 @@ class Lowering:
     def __init__(self, model, consts, *, approx=(), input_shapes=None):
         self.model = model
         self.approx = set(approx)
-        self.vals = {k: ("const", v) for k, v in consts.items()}
+        self.vals = {k: Const(v) for k, v in consts.items()}
         self.nodes = []
         self.tensors = {}
         self.inputs = []
@@ -95,7 +95,7 @@ class Lowering:
         self.total_bytes = 0
         for name, shape in resolved.shapes.items():
             elem = next(i for i in model.graph.input if i.name == name).type.tensor_type.elem_type
-            self.vals[name] = ("fin", name, shape, elem)
+            self.vals[name] = FloatInput(name, shape, elem)
 
     # --- bookkeeping -------------------------------------------------------------------------
 
@@ -151,11 +151,11 @@ class Lowering:
 
     def const(self, name, node, what="input"):
         v = self.get(name, node)
-        if v[0] != "const":
+        if v.kind != "const":
             raise UnsupportedOpError(
                 f"node {node.name or node.op_type!r} ({node.op_type}): {what} {name!r} must be a "
                 f"constant, but it is computed at run time")
-        return v[1]
+        return v.value
 
     def t(self, name):
         return self.tensors[name]
@@ -163,14 +163,14 @@ class Lowering:
     def act(self, name, node):
         """IR tensor behind a ``q`` or ``dq`` value."""
         v = self.get(name, node)
-        if v[0] in ("q", "dq"):
-            return v[1]
-        if v[0] == "fin":
+        if v.kind in ("q", "dq"):
+            return v.tensor
+        if v.kind == "fin":
             raise NotQuantizedError(
                 f"node {node.name or node.op_type!r} ({node.op_type}) reads the float input "
                 f"{name!r} directly; quantize the model fully (QuantizeLinear on every input)")
-        if v[0] == "pending":
-            p = v[1]
+        if v.kind == "pending":
+            p = v.node
             raise NotQuantizedError(
                 f"node {node.name or node.op_type!r} ({node.op_type}) reads the float output of "
                 f"{p.name or p.op_type!r} ({p.op_type}); quantize that node (no "
@@ -222,7 +222,7 @@ class Lowering:
         refused = []
         for node in self.model.graph.node:
             self.current = node
-            if any(self.vals.get(i, ("",))[0] == "bad" for i in node.input if i):
+            if any(isinstance(self.vals.get(i), Refused) for i in node.input if i):
                 bad = True  # downstream of an unsupported node: its error says it all
             else:
                 try:
@@ -233,7 +233,7 @@ class Lowering:
                     bad = True
             if bad:
                 for o in node.output:
-                    self.vals[o] = ("bad", node)
+                    self.vals[o] = Refused(node)
         if len(refused) == 1:
             raise UnsupportedOpError(refused[0])
         if refused:
@@ -242,8 +242,6 @@ class Lowering:
         return self.finish()
 
     def lower_node(self, node):
-        from .onnx_qop import lower_qop
-
         op = node.op_type
         if node.domain not in ("", "ai.onnx", MS):
             raise UnsupportedOpError(
@@ -252,41 +250,52 @@ class Lowering:
                 f"com.microsoft quantized ops: export the model without it (or replace it "
                 f"with standard ops)")
         ins = [self.get(i, node) if i else None for i in node.input]
-        if op == "Constant":
-            from onnx import numpy_helper
-            a = node.attribute[0]
-            if a.name != "value":
-                raise UnsupportedOpError(f"node {node.name!r}: Constant {a.name} unsupported")
-            self.vals[node.output[0]] = ("const", numpy_helper.to_array(a.t))
-        elif op not in _FOLD_SKIP and all(v is None or v[0] == "const" for v in ins):
-            self.fold(node)
-        elif op in ("Shape", "Size"):
-            t = self.t(self.act(node.input[0], node))
-            shape = np.array(ir.logical_shape(t), dtype=np.int64)
-            val = shape if op == "Shape" else np.int64(shape.prod())
-            if op == "Shape":
-                a = _attrs(node)
-                val = shape[a.get("start", 0):a.get("end", len(shape))]
-            self.vals[node.output[0]] = ("const", val)
-        elif op == "QuantizeLinear":
-            self.quantize(node, ins)
-        elif op == "DequantizeLinear":
-            self.dequantize(node, ins)
-        elif op == "Identity" and ins[0] is not None and ins[0][0] in ("qconst", "pending"):
-            # The dynamo exporter shares a weight or bias through an Identity (after its
-            # DequantizeLinear), and may put one after a float op: the same value.
-            self.vals[node.output[0]] = ins[0]
-        elif op in _MOVE_OPS:
-            self.move(node)
-        elif op in _COMPUTE_OPS or op in _LUT_OPS:
-            for o in node.output:
-                self.vals[o] = ("pending", node)
-        elif op in _QOPS:
-            lower_qop(self, node)
-        else:
+        if op not in _FOLD_SKIP and all(v is None or v.kind == "const" for v in ins):
+            self.fold(node)   # any op, supported or not, of constants (shape arithmetic)
+            return
+        handler = HANDLERS.get(op)
+        if handler is None:
             raise UnsupportedOpError(
                 f"node {node.name or op!r}: operator {node.domain + '.' if node.domain else ''}"
                 f"{op} is not supported by Bamboo; replace it in the model or file an issue")
+        handler(self, node, ins)
+
+    # --- the handlers of HANDLERS: (self, node, input values) --------------------------------
+
+    def constant(self, node, ins):
+        from onnx import numpy_helper
+
+        a = node.attribute[0]
+        if a.name != "value":
+            raise UnsupportedOpError(f"node {node.name!r}: Constant {a.name} unsupported")
+        self.vals[node.output[0]] = Const(numpy_helper.to_array(a.t))
+
+    def shape(self, node, ins):
+        """``Shape``/``Size`` of a tensor whose shape is known: a constant."""
+        t = self.t(self.act(node.input[0], node))
+        shape = np.array(ir.logical_shape(t), dtype=np.int64)
+        if node.op_type == "Size":
+            val = np.int64(shape.prod())
+        else:
+            a = _attrs(node)
+            val = shape[a.get("start", 0):a.get("end", len(shape))]
+        self.vals[node.output[0]] = Const(val)
+
+    def identity(self, node, ins):
+        if ins[0] is not None and ins[0].kind in ("qconst", "pending"):
+            # The dynamo exporter shares a weight or bias through an Identity (after its
+            # DequantizeLinear), and may put one after a float op: the same value.
+            self.vals[node.output[0]] = ins[0]
+        else:
+            self.move(node, ins)
+
+    def defer(self, node, ins):
+        """A float op: its output waits for the QuantizeLinear that fixes its scale."""
+        for o in node.output:
+            self.vals[o] = Pending(node)
+
+    def qop(self, node, ins):
+        lower_qop(self, node)
 
     def finish(self):
         outputs = []
@@ -294,25 +303,64 @@ class Lowering:
             v = self.vals.get(vi.name)
             if v is None:
                 raise MissingInitializerError(f"graph output {vi.name!r} is never computed")
-            if v[0] not in ("q", "dq"):
-                what = v[1].op_type if v[0] == "pending" else v[0]
+            if v.kind == "pending" and v.node.op_type == "ReduceMean":
+                outputs.append(self.float_mean_output(vi, v))
+                continue
+            if v.kind not in ("q", "dq"):
+                what = v.node.op_type if v.kind == "pending" else v.kind
                 raise NotQuantizedError(
                     f"output {vi.name!r} comes from a float {what}; quantize the model so a "
                     f"QuantizeLinear/DequantizeLinear pair ends every output")
-            t = self.t(v[1])
-            outputs.append(ir.IOSpec(vi.name, v[1], ir.logical_shape(t), v[0] == "dq"))
+            t = self.t(v.tensor)
+            outputs.append(ir.IOSpec(vi.name, v.tensor, ir.logical_shape(t), v.kind == "dq"))
         g = ir.Graph(tuple(self.nodes), self.tensors, tuple(self.inputs), tuple(outputs),
                      name=self.model.graph.name or "model", notes=self.notes)
         return ir.verify(g.prune())
 
+    def float_mean_output(self, vi, v):
+        """An output that is a float ``ReduceMean`` of dequantized codes (then reshaped), as
+        SqueezeNet's head: onnxruntime runs it in float after DequantizeLinear, and so does
+        the CPU (``IOSpec.mean_axes``, ``bamboo.runtime.pool.mean_float``)."""
+        node, views = v.node, v.views
+        src = self.get(node.input[0], node)
+        if src.kind != "dq":
+            raise NotQuantizedError(
+                f"output {vi.name!r} comes from a float ReduceMean of a value that is not "
+                f"dequantized codes; quantize the model so a QuantizeLinear/DequantizeLinear "
+                f"pair ends every output")
+        shape = ir.logical_shape(self.t(src.tensor))
+        axes = reduce_axes(self, node, len(shape))
+        if not axes or axes != list(range(len(shape) - len(axes), len(shape))):
+            raise UnsupportedOpError(
+                f"output {vi.name!r} comes from a float ReduceMean over axes {axes} of "
+                f"{shape}; Bamboo reproduces onnxruntime's float mean over trailing axes only")
+        out = np.zeros(shape, np.float32).mean(axis=tuple(axes),
+                                               keepdims=bool(_attrs(node).get("keepdims", 1)))
+        for view in views:
+            out = self.fold_value(view, out)
+        self.notes = tuple(self.notes) + (
+            f"output {vi.name!r} is a float ReduceMean over axes {axes} of dequantized codes "
+            f"(no QuantizeLinear follows it): onnxruntime runs it in float, and so does the "
+            f"CPU after the output's DequantizeLinear, in onnxruntime's summation order",)
+        return ir.IOSpec(vi.name, src.tensor, tuple(int(d) for d in out.shape), True,
+                         mean_axes=tuple(axes))
+
     # --- constants ---------------------------------------------------------------------------
 
-    def fold(self, node):
-        """Evaluate a node whose inputs are all constants (onnx's reference evaluator)."""
+    def fold_value(self, node, value):
+        """``node``'s first output when its first input is ``value`` (its other inputs are
+        constants): the shape a view gives a value that is not a constant."""
+        return self.fold(node, {node.input[0]: value})[0]
+
+    def fold(self, node, given=None):
+        """Evaluate a node whose inputs are all constants (onnx's reference evaluator), or
+        ``given`` values; the outputs are recorded as constants (not with ``given``)."""
         from onnx import helper
         from onnx.reference import ReferenceEvaluator
 
-        feeds = {f"i{k}": self.vals[i][1] for k, i in enumerate(node.input) if i}
+        given = given or {}
+        feeds = {f"i{k}": given[i] if i in given else self.vals[i].value
+                 for k, i in enumerate(node.input) if i}
         names = [f"i{k}" if i else "" for k, i in enumerate(node.input)]
         outs = [f"o{k}" for k in range(len(node.output))]
         n = helper.make_node(node.op_type, names, outs, domain=node.domain)
@@ -328,26 +376,30 @@ class Lowering:
             raise UnsupportedOpError(
                 f"node {node.name or node.op_type!r} ({node.op_type}): constant folding failed "
                 f"({type(exc).__name__}: {exc})") from None
+        if given:
+            return [np.asarray(r) for r in res]
         for o, r in zip(node.output, res):
-            self.vals[o] = ("const", np.asarray(r))
+            self.vals[o] = Const(np.asarray(r))
 
     # --- Q / DQ ------------------------------------------------------------------------------
 
     def qparams(self, node, ins, k=1):
-        scale = ins[k][1] if ins[k] is not None and ins[k][0] == "const" else None
+        scale = ins[k].value if ins[k] is not None and ins[k].kind == "const" else None
         if scale is None:
             raise UnsupportedOpError(f"node {node.name!r}: scale must be a constant")
-        zp = ins[k + 1][1] if len(ins) > k + 1 and ins[k + 1] is not None else np.uint8(0)
+        zp = self.const(node.input[k + 1], node, "zero point") \
+            if len(ins) > k + 1 and ins[k + 1] is not None else np.uint8(0)
         return scale, zp
 
     def quantize(self, node, ins):
         name = node.name or node.output[0]
         scale, zp = self.qparams(node, ins)
         q = _scalar_q(scale, zp, f"QuantizeLinear {name!r}")
-        kind = ins[0][0]
+        v = ins[0]
+        kind = v.kind
         out = node.output[0]
         if kind == "fin":
-            _, fname, shape, elem = ins[0]
+            fname, shape, elem = v.name, v.shape, v.elem
             if elem != _FLOAT:
                 raise UnsupportedOpError(
                     f"QuantizeLinear {name!r} quantizes the input {fname!r} of type "
@@ -356,41 +408,38 @@ class Lowering:
             phys = (shape[0], shape[2], shape[3], shape[1]) if layout == ir.NHWC else shape
             t = self.tensor(out, phys, q, layout)
             self.inputs.append(ir.IOSpec(fname, t, tuple(shape), True))
-            self.vals[out] = ("q", t)
+            self.vals[out] = Codes(t)
         elif kind == "dq":
-            self.vals[out] = ("q", self.requant(ins[0][1], q, name))
+            self.vals[out] = Codes(self.requant(v.tensor, q, name))
         elif kind == "pending":
-            views = ins[0][2] if len(ins[0]) > 2 else ()
-            t = self.compute(ins[0][1], q, f"{out}_pre" if views else out, clamp=None)
-            if views:
-                from .onnx_moves import lower_move
-
-                for view in views:
-                    (t,) = lower_move(self, view, t)
-            self.vals[out] = ("q", t)
+            t = self.compute(v.node, q, f"{out}_pre" if v.views else out, clamp=None)
+            for view in v.views:
+                (t,) = lower_move(self, view, t)
+            self.vals[out] = Codes(t)
         else:
             raise UnsupportedOpError(f"QuantizeLinear {name!r}: input kind {kind} unsupported")
 
     def dequantize(self, node, ins):
         name = node.name or node.output[0]
-        kind = ins[0][0]
+        v = ins[0]
+        kind = v.kind
         if kind == "q":
-            t = self.t(ins[0][1])
+            t = self.t(v.tensor)
             q = _scalar_q(*self.qparams(node, ins), f"DequantizeLinear {name!r}")
             if (q.scale, q.zp) != (t.q.scale, t.q.zp):
                 raise UnsupportedOpError(f"DequantizeLinear {name!r}: parameters differ from "
                                          f"the QuantizeLinear before it")
-            self.vals[node.output[0]] = ("dq", ins[0][1])
+            self.vals[node.output[0]] = Dequantized(v.tensor)
         elif kind == "const":
-            codes = ins[0][1]
+            codes = v.value
             scale, zp = self.qparams(node, ins)
             axis = _attrs(node).get("axis", 1)
             if codes.dtype not in (np.int8, np.uint8, np.int32):
                 raise MixedPrecisionError(
                     f"DequantizeLinear {name!r}: constant of type {codes.dtype}; Bamboo takes "
                     f"int8/uint8 weights and int32 bias (quantize with weight_type QInt8)")
-            self.vals[node.output[0]] = ("qconst", codes, np.asarray(scale, np.float32),
-                                         np.asarray(zp), axis)
+            self.vals[node.output[0]] = QConst(codes, np.asarray(scale, np.float32),
+                                               np.asarray(zp), axis)
         else:
             raise UnsupportedOpError(f"DequantizeLinear {name!r}: input kind {kind} unsupported")
 
@@ -404,43 +453,46 @@ class Lowering:
 
     # --- code-moving ops ---------------------------------------------------------------------
 
-    def move(self, node):
-        from .onnx_moves import lower_move
-        from .resize import is_float_resize
-
+    def move(self, node, ins=None):
         v = self.get(node.input[0], node)
-        if v[0] == "pending" and node.op_type in _VIEW_OPS and len(node.output) == 1:
-            # A float op's result reshaped before its QuantizeLinear (ReduceMean -> Flatten):
-            # still pending; the view applies to the codes once the QuantizeLinear is met.
-            self.vals[node.output[0]] = ("pending", v[1], v[2:] and v[2] + (node,) or (node,))
+        if v.kind == "pending" and (node.op_type in _VIEW_OPS or is_copy_resize(node)) \
+                and len(node.output) == 1:
+            # A float op's result reshaped (ReduceMean -> Flatten) or copied (HardSwish ->
+            # nearest Resize) before its QuantizeLinear: still pending. Moving elements
+            # commutes with quantizing them, so the move applies to the codes once the
+            # QuantizeLinear is met.
+            self.vals[node.output[0]] = Pending(v.node, v.views + (node,))
             return
-        if v[0] == "pending":
+        if v.kind == "pending":
             raise NotQuantizedError(
                 f"node {node.name or node.op_type!r} ({node.op_type}) reads the float output of "
-                f"{v[1].name or v[1].op_type!r}; quantize that node")
-        if is_float_resize(node, v[0]):   # QDQ linear Resize: float, fixed by its Q
-            self.vals[node.output[0]] = ("pending", node)
+                f"{v.node.name or v.node.op_type!r}; quantize that node")
+        if is_float_resize(node, v.kind):   # QDQ linear Resize: float, fixed by its Q
+            self.vals[node.output[0]] = Pending(node)
             return
         tname = self.act(node.input[0], node)
         outs = lower_move(self, node, tname)
         for o, t in zip(node.output, outs):
-            self.vals[o] = (v[0], t)
+            self.vals[o] = type(v)(t)
 
     # --- compute ops -------------------------------------------------------------------------
 
     def compute(self, node, q, base, clamp=None):
         """Lower the float ``node`` whose output QuantizeLinear gives ``q``."""
-        from .onnx_compute import lower_compute
-
         self.labels.setdefault(base, node.name or f"{node.op_type}_{node.output[0]}")
         return lower_compute(self, node, q, base, clamp)
 
 
-def requant_table(qi, qo):
-    """Table of ``quantize(dequantize(code))`` from ``qi`` to ``qo`` (float32, as onnxruntime)."""
-    from bamboo.runtime.elementwise import requant_table as table
-
-    if qi.dtype != qo.dtype:
-        raise MixedPrecisionError(f"cannot requantize {qi.dtype} codes to {qo.dtype}")
-    return table(np.float32(qi.scale), qi.zp, np.float32(qo.scale), qo.zp, qi.np_dtype)
-
+# {op_type: Lowering method(node, input values)}: every op the front end reads. A node
+# whose inputs are all constants is folded instead (except DequantizeLinear of weights).
+HANDLERS = {
+    "Constant": Lowering.constant,
+    "Shape": Lowering.shape,
+    "Size": Lowering.shape,
+    "QuantizeLinear": Lowering.quantize,
+    "DequantizeLinear": Lowering.dequantize,
+    **{op: Lowering.move for op in _MOVE_OPS},
+    "Identity": Lowering.identity,
+    **{op: Lowering.defer for op in _COMPUTE_OPS | _LUT_OPS},
+    **{op: Lowering.qop for op in _QOPS},
+}

@@ -6,7 +6,10 @@ import numpy as np
 
 from . import ir
 from .errors import UnsupportedOpError
+from .onnx_common import Codes
 from .onnx_common import attrs as _attrs
+from .onnx_common import elem_name as _elem_name
+from .onnx_common import scalar_q as _scalar_q
 from .onnx_compute import (
     build_avgpool,
     build_binary,
@@ -17,7 +20,6 @@ from .onnx_compute import (
     build_gap,
     build_softmax,
 )
-from .onnx_ops import _elem_name, _scalar_q
 from .tables import ort_table
 
 __all__ = ["lower_qop"]
@@ -40,8 +42,8 @@ def _act(lw, node, k, q):
 
     name = node.input[k]
     v = lw.get(name, node)
-    if v[0] == "fin":
-        _, fname, shape, elem = v
+    if v.kind == "fin":
+        fname, shape, elem = v.name, v.shape, v.elem
         if elem != helper.np_dtype_to_tensor_dtype(q.np_dtype):
             raise UnsupportedOpError(
                 f"node {_label(node)!r} ({node.op_type}) reads the input {fname!r} of type "
@@ -51,7 +53,7 @@ def _act(lw, node, k, q):
         phys = (shape[0], shape[2], shape[3], shape[1]) if layout == ir.NHWC else shape
         t = lw.tensor(fname, phys, q, layout)
         lw.inputs.append(ir.IOSpec(fname, t, tuple(shape), False))
-        lw.vals[name] = ("q", t)
+        lw.vals[name] = Codes(t)
         return t
     t = lw.act(name, node)
     tq = lw.t(t).q
@@ -94,9 +96,9 @@ def lower_qop(lw, node):
             w, bias, qo = codes.T, None, _q(lw, node, 6)
         out = build_fc(lw, node, x, w, ws, wz, bias, qo, base)
     elif op in ("QLinearAdd", "QLinearMul") and any(
-            lw.get(node.input[k], node)[0] == "const" for k in (0, 3)):
+            lw.get(node.input[k], node).kind == "const" for k in (0, 3)):
         # A constant operand (the bias after a QLinearMatMul of older quantizers).
-        k = 3 if lw.get(node.input[3], node)[0] == "const" else 0
+        k = 3 if lw.get(node.input[3], node).kind == "const" else 0
         qc = _q(lw, node, k + 1)
         x = _act(lw, node, 3 - k, _q(lw, node, 4 - k))
         out = build_const_operand(lw, node, op[7:].lower(), x,
@@ -135,4 +137,4 @@ def lower_qop(lw, node):
         out = build_softmax(lw, node, x, _q(lw, node, 3), base, axis, int(a.get("opset", 13)))
     else:
         raise UnsupportedOpError(f"node {_label(node)!r}: {op} unsupported")
-    lw.vals[node.output[0]] = ("q", out)
+    lw.vals[node.output[0]] = Codes(out)

@@ -16,10 +16,11 @@ prefers staying on the current side) to minimise fabric<->CPU switches.
 
 from dataclasses import dataclass
 
+from .ir import CPU, FABRIC
+from .resize import placement
+
 __all__ = ["CAPABILITIES", "partition", "segments", "Segment", "transitions", "Transition",
            "find_squeeze_excite"]
-
-FABRIC, CPU = "fabric", "cpu"
 
 # op -> (target, reason)
 CAPABILITIES = {
@@ -107,8 +108,6 @@ def partition(graph, *, se_on_fabric=False, fc_on_fabric=False):
     for n in graph.nodes:
         target, reason = CAPABILITIES[n.op]
         if n.op == "resize":
-            from .resize import placement
-
             target, reason = placement(n.attrs)
         if n.name in inner and n.op != "view":
             if se_on_fabric:

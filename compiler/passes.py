@@ -39,8 +39,7 @@ def substitute(graph, mapping, drop=()):
     drop = set(drop)
     nodes = [n.replace(inputs=tuple(m(i) for i in n.inputs))
              for n in graph.nodes if n.name not in drop]
-    outputs = [o.__class__(o.onnx_name, m(o.tensor), o.onnx_shape, o.float)
-               for o in graph.outputs]
+    outputs = [o.replace(tensor=m(o.tensor)) for o in graph.outputs]
     return graph.replace(nodes=tuple(nodes), outputs=tuple(outputs)).prune()
 
 

@@ -25,18 +25,10 @@ from bamboo.runtime import resize as rs
 
 from . import ir
 from .errors import UnsupportedOpError
+from .onnx_common import attrs as _attrs
+from .onnx_common import label as _label
 
-__all__ = ["is_float_resize", "lower_resize", "placement", "resize_geometry"]
-
-
-def _label(node):
-    return node.name or node.op_type
-
-
-def _attrs(node):
-    from onnx import helper
-
-    return {a.name: helper.get_attribute_value(a) for a in node.attribute}
+__all__ = ["is_copy_resize", "is_float_resize", "lower_resize", "placement", "resize_geometry"]
 
 
 def _s(v, default):
@@ -52,6 +44,12 @@ def is_float_resize(node, kind):
     """Whether ``node`` reading a value of ``kind`` computes new values in float: linear
     Resize after a DequantizeLinear (onnxruntime runs it in float, then QuantizeLinear)."""
     return node.op_type in ("Resize", "Upsample") and kind == "dq" and _mode(node) == "linear"
+
+
+def is_copy_resize(node):
+    """Whether ``node`` only copies elements (nearest Resize/Upsample): then it commutes with
+    a QuantizeLinear, and a float value it reads may be quantized first."""
+    return node.op_type in ("Resize", "Upsample") and _mode(node) == "nearest"
 
 
 def resize_geometry(lw, node, shape):
@@ -144,14 +142,12 @@ def lower_resize(lw, node, tname, q=None, base=None):
 
 def placement(attrs):
     """``(target, reason)`` of a ``resize`` node (see the module docstring)."""
-    from .partition import CPU, FABRIC
-
     if attrs["mode"] == "nearest":
         if attrs["scale"] is not None:
             fh, fw = attrs["scale"]
-            return FABRIC, f"nearest {fh}x{fw} pixel repeat (data movement)"
-        return CPU, "nearest resize that is not an integer pixel repeat (gather on the CPU)"
+            return ir.FABRIC, f"nearest {fh}x{fw} pixel repeat (data movement)"
+        return ir.CPU, "nearest resize that is not an integer pixel repeat (gather on the CPU)"
     if attrs["requant"] is not None:
-        return CPU, ("bilinear resize in float32 between DequantizeLinear and QuantizeLinear "
+        return ir.CPU, ("bilinear resize in float32 between DequantizeLinear and QuantizeLinear "
                      "(onnxruntime's rounding; the fabric has no float blend)")
-    return CPU, "bilinear resize on codes (float32 weights, truncated; CPU)"
+    return ir.CPU, "bilinear resize on codes (float32 weights, truncated; CPU)"

@@ -52,6 +52,7 @@ from bamboo.arch.registers import MAGIC
 from .cpu_ops import QInfo, decode_value, run_op
 from .device import DeviceError, DeviceTimeout
 from .errors import RuntimeBambooError
+from .pool import mean_float
 from .quant import dequantize, quantize
 from .schedule import Port, walk
 
@@ -546,6 +547,8 @@ class Session:
                 y = np.ascontiguousarray(y.transpose(0, 3, 1, 2))
             if not raw and s.float:
                 y = dequantize(y, _F32(s.scale), s.zp)
+                if s.mean_axes:
+                    y = mean_float(y, s.mean_axes).reshape(s.onnx_shape)
             outs.append(y)
         return outs
 

@@ -129,3 +129,35 @@ def test_the_lazy_lookups_are_still_there():
     for rel, module in LAZY:
         package = rel.split("/")[0]
         assert module in {m for _, m in _imports(ROOT / rel, package)}, (rel, module)
+
+
+# The ONNX front end, bottom first: each module imports only modules listed before it, and
+# only at module level (no import inside a function holding a cycle together).
+FRONT_END = ["errors", "ir", "shapes", "lut", "tables", "onnx_common", "resize", "partition",
+             "onnx_moves", "onnx_compute", "onnx_qop", "onnx_ops", "onnx_import"]
+
+
+def _compiler_imports(name):
+    """``(line, imported front-end module, inside a function)`` for compiler/``name``.py."""
+    import ast
+
+    tree = ast.parse((ROOT / "compiler" / f"{name}.py").read_text())
+    inner = {id(n) for f in ast.walk(tree) if isinstance(f, (ast.FunctionDef,
+                                                              ast.AsyncFunctionDef))
+             for n in ast.walk(f)}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.level == 1:
+            mods = [node.module] if node.module else [a.name for a in node.names]
+            for m in mods:
+                if m.split(".")[0] in FRONT_END:
+                    yield node.lineno, m.split(".")[0], id(node) in inner
+
+
+def test_front_end_modules_import_downward_at_module_level():
+    bad = []
+    for k, name in enumerate(FRONT_END):
+        for line, target, in_function in _compiler_imports(name):
+            if in_function or target not in FRONT_END[:k]:
+                where = "inside a function" if in_function else "upward"
+                bad.append(f"compiler/{name}.py:{line}: imports {target} {where}")
+    assert not bad, "\n".join(bad)

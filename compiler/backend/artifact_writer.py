@@ -73,7 +73,8 @@ def ioquant(compiled):
         t = g.tensors[s.tensor]
         placed = s.tensor in plan.buffers or s.tensor in plan.alias
         return md.IoSpec(s.onnx_name, s.tensor, tuple(s.onnx_shape), bool(s.float), t.q.dtype,
-                         t.q.scale, t.q.zp, t.layout, plan.offset(s.tensor) if placed else None)
+                         t.q.scale, t.q.zp, t.layout, plan.offset(s.tensor) if placed else None,
+                         tuple(s.mean_axes))
 
     return md.IoQuant(tuple(spec(s) for s in g.inputs), tuple(spec(s) for s in g.outputs))
 

@@ -4,7 +4,9 @@ Every entry at its small resolution (``make test``; the nominal resolution under
 ``slow``): the quantized file keeps the exporter's dynamic batch axis, ``bamboo inspect``
 and ``bamboo compile`` take it as it is (exit code 0), and the artifact on
 ``Session(backend="isa")`` is bit-exact with onnxruntime (CPU, ``ORT_ENABLE_EXTENDED``,
-one thread) on seeded random inputs, compared as float32 bit patterns.
+one thread) on seeded random inputs, compared as float32 bit patterns. For int8-activation
+QDQ files the reference is onnxruntime on the file's uint8 twin (``uint8_twin``: the same
+integer model; onnxruntime runs the int8 file partly in float).
 
 Building the corpus from an empty cache (export, pre-processing, calibration) is most of
 the time; the files are cached under ``build/models/corpus``.
@@ -20,6 +22,7 @@ pytest.importorskip("skimage", reason="calibration photos come from scikit-image
 
 import ortutil  # noqa: E402
 from bamboo.models import corpus  # noqa: E402
+from bamboo.models.quantize import uint8_twin  # noqa: E402
 from bamboo.runtime.session import Session  # noqa: E402
 
 from bamboo.cli import main as bamboo  # noqa: E402
@@ -28,15 +31,8 @@ INPUTS = 2
 # Entries Bamboo still refuses (issue 13, open), each with the one line it must print: the
 # test fails when the refusal changes, and when the model starts working (then drop it here).
 REFUSED = {
-    "tv_squeezenet1_1": "comes from a float ReduceMean",
-    "yolo_style_mobilenet_v3": "reads the float output of",
 }
-# Known wrong output (issue 13, open): torchvision EfficientNet-B0 with int8 activations
-# differs from onnxruntime (937 of 1000 values on the second input; the reference executor
-# too, so the front end's reading of the graph, not the back end). Strict: it fails once fixed.
-WRONG = {"tv_efficientnet_b0": "int8-activation EfficientNet-B0 differs from onnxruntime"}
-NAMES = [pytest.param(n, marks=pytest.mark.xfail(strict=True, reason=WRONG[n])) if n in WRONG
-         else n for n in sorted(corpus.CORPUS)]
+NAMES = sorted(corpus.CORPUS)
 
 
 def _check(name, full, tmp_path, capsys, diff_cases):
@@ -61,7 +57,9 @@ def _check(name, full, tmp_path, capsys, diff_cases):
     assert bamboo(["compile", str(path), "-o", str(artifact), "--config", "ultra96",
                    "--quiet"]) == 0, capsys.readouterr().err
 
-    ref = ortutil.session(model)
+    # int8-activation QDQ: onnxruntime runs part of the graph in float; its integer result
+    # is the uint8 twin's (tests/models/test_quantize.py). A no-op for the other entries.
+    ref = ortutil.session(uint8_twin(model))
     with Session(str(artifact), backend="isa") as sess:
         (spec,) = sess.io.inputs
         assert [o.name for o in sess.get_outputs()] == [o.name for o in ref.get_outputs()]

@@ -9,7 +9,7 @@ import numpy as np
 import ortutil as ou
 import pytest
 from bamboo.runtime.errors import QuantizationError
-from bamboo.runtime.pool import avg_pool, avg_pool_float, global_avg_pool, max_pool
+from bamboo.runtime.pool import avg_pool, avg_pool_float, global_avg_pool, max_pool, mean_float
 from bamboo.runtime.requant import Requant, pool_scale, requantize_int
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -264,3 +264,31 @@ def test_pool_errors_name_the_problem():
         global_avg_pool(x[0], 0, Requant.from_scale(0.1, 0))
     with pytest.raises(QuantizationError, match="x_zp -1 is outside the uint8 range"):
         avg_pool(x, -1, 0.1, 0.1, 0, (2, 2))
+
+
+@pytest.mark.parametrize("shape,axes", [
+    ((1, 37, 3, 3), (2, 3)), ((1, 37, 13, 13), (2, 3)), ((1, 37, 14, 14), (2, 3)),
+    ((1, 16, 4, 4), (2, 3)), ((1, 23, 1, 5), (2, 3)), ((1, 9, 2, 3), (2, 3)),
+    ((1, 11, 1, 1), (2, 3)), ((2, 5, 7, 7), (2, 3)), ((1, 1, 6, 6), (2, 3)),
+    ((1, 10, 30), (2,)), ((1, 6, 5, 8), (3,)), ((1, 4, 3, 3), (1, 2, 3)),
+])
+def test_mean_float_is_onnxruntime_reduce_mean(shape, axes, diff_cases):
+    """Dequantized codes (as SqueezeNet's head averages them), bit for bit."""
+    rng = np.random.default_rng(len(shape) * 100 + shape[-1])
+    model = ou.make_model([ou.helper.make_node("ReduceMean", ["x", "axes"], ["y"], keepdims=1)],
+                          [("x", np.float32, shape)], [("y", np.float32, None)],
+                          {"axes": np.array(axes, np.int64)})
+    sess = ou.session(model)
+    for k in range(8):
+        scale = np.float32(rng.uniform(0.001, 0.5))
+        x = (rng.integers(-128, 128, shape).astype(np.float32) * scale).astype(np.float32)
+        (want,) = sess.run(None, {"x": x})
+        got = mean_float(x, axes)
+        assert got.shape == want.shape and np.array_equal(got.view(np.uint32),
+                                                          want.view(np.uint32)), (k, scale)
+        diff_cases("mean_float", want.size)
+
+
+def test_mean_float_refuses_leading_axes():
+    with pytest.raises(QuantizationError, match="trailing axes"):
+        mean_float(np.zeros((1, 3, 2, 2), np.float32), (1, 2))
