@@ -12,7 +12,7 @@ def _cmd_demo(args):
     from bamboo.demo import main as demo
 
     return demo(out=args.out, rtl_images=args.rtl_images, headline=not args.no_headline,
-                task=args.task)
+                task=args.task, image=args.image)
 
 
 def build_parser():
@@ -32,7 +32,9 @@ def build_parser():
                    help="skip the MobileNetV2-1.0@224 projection (it builds the model once)")
     p.add_argument("--task", choices=("all", "segment", "detect"), default="all",
                    help="segment: the digit segmenter with a mask PNG; detect: the face "
-                   "detector; all: the full demo (default)")
+                   "detector with the faces drawn in a PNG; all: the full demo (default)")
+    p.add_argument("--image", default=None,
+                   help="photo for the face detector (default: scikit-image's astronaut)")
     p.set_defaults(func=_cmd_demo)
 
     from bamboo.advise import add_advise_parser

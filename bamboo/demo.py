@@ -16,7 +16,8 @@
    the same for MobileNetV2-1.0@224, and PNGs of per-layer MAC utilization and a
    roofline under the array's peak and the DDR bandwidth.
 5. The pretrained UltraFace detector (vendored in ``models/pretrained``) on the instruction
-   simulator, both outputs compared bit for bit with onnxruntime.
+   simulator on a photo, both outputs compared bit for bit with onnxruntime, the faces
+   decoded and drawn into ``detect.png`` (``bamboo.demo_dense``).
 
 A top-level tool: it joins models, compiler, runtime and sim. Every figure is computed
 when the demo runs; nothing is recorded.
@@ -258,38 +259,7 @@ def cycles_section(state, out, headline=True):
     return True
 
 
-def faces_section():
-    """Section 5: UltraFace on the instruction simulator against onnxruntime."""
-    from bamboo.compiler.inspect import summary
-    from bamboo.models import faces
-    from bamboo.runtime.session import Session
-
-    print("== 5. UltraFace RFB-320 face detector (pretrained, models/pretrained/ultraface) ==")
-    q_path = faces.build_quantized()
-    graph, compiled, blob = _compile(q_path, CONFIG)
-    x = faces.calibration_images(count=1)
-    ort = _ort_session(q_path)
-    name = ort.get_inputs()[0].name
-    t0 = _now()
-    with Session(blob, backend="isa") as sess:
-        ours = sess.run(None, {name: x})
-    elapsed = _now() - t0
-    theirs = ort.run(None, {name: x})
-    same = all(_same(a, b) for a, b in zip(ours, theirs))
-    s = summary(compiled.graph)
-    print(f"  model: {q_path.name}, compiled for {CONFIG}: "
-          f"{compiled.stats['instructions']} instructions")
-    print("  MACs per frame: " + ", ".join(f"{k} {v:,}" for k, v in s["macs"].items()))
-    print(f"  instruction simulator bit-exact with onnxruntime on a real photo: "
-          f"{'yes' if same else 'NO'} (scores {ours[0].shape}, boxes {ours[1].shape}; "
-          f"{elapsed:.1f} s)")
-    faces_found = int(np.sum(ours[0][0, :, 1] > 0.7))
-    print(f"  anchors scoring > 0.7 as a face: {faces_found}")
-    print()
-    return same
-
-
-def main(out="build/demo", rtl_images=4, headline=True, task="all"):
+def main(out="build/demo", rtl_images=4, headline=True, task="all", image=None):
     """Run the demo; returns the process exit code (non-zero if anything is not bit-exact).
 
     Parameters
@@ -303,13 +273,16 @@ def main(out="build/demo", rtl_images=4, headline=True, task="all"):
     task : str
         "all" (the sections above), "segment" (the trained digit segmenter,
         ``bamboo.demo_dense``) or "detect" (the face detector, section 5).
+    image : str or Path, optional
+        Photo for the face detector (default: scikit-image's astronaut).
     """
     t0 = _now()
     out = pathlib.Path(out)
-    if task in ("segment", "detect"):
-        from .demo_dense import segment_section
+    from .demo_dense import detect_section, segment_section
 
-        ok = segment_section(out, _compile) if task == "segment" else faces_section()
+    if task in ("segment", "detect"):
+        ok = (segment_section(out, _compile) if task == "segment"
+              else detect_section(out, _compile, image))
         print(f"demo finished in {_now() - t0:.0f} s: "
               f"{'all outputs bit-exact with onnxruntime' if ok else 'MISMATCH'}")
         return 0 if ok else 1
@@ -317,7 +290,7 @@ def main(out="build/demo", rtl_images=4, headline=True, task="all"):
     ok = digits_section(state, rtl_images)
     ok = rtl_section(state, rtl_images) and ok
     ok = cycles_section(state, out, headline) and ok
-    ok = faces_section() and ok
+    ok = detect_section(out, _compile, image, "5. UltraFace RFB-320 face detector") and ok
     print(f"demo finished in {_now() - t0:.0f} s: "
           f"{'all outputs bit-exact with onnxruntime' if ok else 'MISMATCH against onnxruntime'}")
     sys.stdout.flush()

@@ -16,7 +16,8 @@ def macs(graph, node):
     out = graph.tensors[node.outputs[0]]
     if node.op == "conv":
         kh, kw, cg = node.attrs["w"].shape[1:]
-        return out.size * kh * kw * cg
+        stuffed = node.attrs.get("w_stuffed", 1)   # zero columns the back end added
+        return out.size * kh * ((kw - 1) // stuffed + 1) * cg
     if node.op == "fc":
         return out.size * node.attrs["w"].shape[1]
     if node.op in ("gap", "avgpool"):

@@ -13,8 +13,9 @@ Calibration uses the sample photos at 320x240, normalised as ``(x - 127) / 128``
 import hashlib
 import pathlib
 
-__all__ = ["FACE_THRESHOLD", "HEIGHT", "LFW_SIZE", "WIDTH", "build_float", "build_quantized",
-           "is_face", "lfw_accuracy", "lfw_inputs", "source_model"]
+__all__ = ["FACE_THRESHOLD", "HEIGHT", "IOU_THRESHOLD", "LFW_SIZE", "WIDTH", "build_float",
+           "build_quantized", "decode", "demo_image", "detect", "iou", "is_face", "lfw_accuracy",
+           "lfw_inputs", "nms", "priors", "source_model", "to_input"]
 
 HEIGHT, WIDTH = 240, 320
 FILE = "ultraface_rfb_320.onnx"
@@ -59,6 +60,33 @@ def calibration_images(count=8):
     from .calibration import photos
 
     return photos(HEIGHT, WIDTH, count=count, mean=127.0, std=128.0)
+
+
+def demo_image(path=None):
+    """A photo with a face as uint8 240x320x3 RGB: scikit-image's astronaut (public domain),
+    its top 4:3 part (the face is near the top), or the image at ``path`` (the largest
+    centred 4:3 crop)."""
+    import numpy as np
+
+    from .calibration import fit
+
+    if path is None:
+        import skimage.data
+
+        img = skimage.data.astronaut()
+        return fit(img[:img.shape[1] * HEIGHT // WIDTH], HEIGHT, WIDTH)
+    from PIL import Image
+
+    with Image.open(path) as im:
+        return fit(np.asarray(im.convert("RGB")), HEIGHT, WIDTH)
+
+
+def to_input(image):
+    """A uint8 HxWx3 RGB image as the detector's input: float32 1x3xHxW, ``(x - 127) / 128``."""
+    import numpy as np
+
+    x = (image.astype(np.float32) - 127.0) / 128.0
+    return np.ascontiguousarray(x.transpose(2, 0, 1)[None])
 
 
 def build_quantized(format="qdq"):  # noqa: A002
@@ -163,3 +191,91 @@ def lfw_accuracy(indices=None, config="ultra96", out=None):
     result = {key: value / len(x) for key, value in hits.items()}
     result.update(images=len(x), bit_exact=exact)
     return result
+
+
+# Post-processing of the raw head outputs, as the detector's authors decode them (Ref:
+# Linzaer/Ultra-Light-Fast-Generic-Face-Detector-1MB, vision/ssd/config/fd_config.py and
+# vision/utils/box_utils.py: generate_priors, convert_locations_to_boxes, hard_nms; MIT).
+# The model ends at the softmax of the class logits and the box regressions; the priors,
+# the decoding and the non-maximum suppression run on the CPU in numpy.
+MIN_BOXES = ((10, 16, 24), (32, 48), (64, 96), (128, 192, 256))
+STRIDES = (8, 16, 32, 64)
+CENTER_VARIANCE, SIZE_VARIANCE = 0.1, 0.2
+IOU_THRESHOLD = 0.3
+
+
+def priors(height=HEIGHT, width=WIDTH):
+    """The detector's anchors, ``(4420, 4)`` float32 ``(cx, cy, w, h)`` in 0..1 of the frame,
+    in the order of the head outputs: per stride, per feature-map row and column, per size."""
+    import math
+
+    import numpy as np
+
+    out = []
+    for stride, sizes in zip(STRIDES, MIN_BOXES):
+        fh, fw = math.ceil(height / stride), math.ceil(width / stride)
+        cy, cx = np.meshgrid((np.arange(fh) + 0.5) / fh, (np.arange(fw) + 0.5) / fw,
+                             indexing="ij")
+        for_size = [np.stack([cx, cy, np.full_like(cx, s / width), np.full_like(cy, s / height)],
+                             axis=-1) for s in sizes]
+        out.append(np.stack(for_size, axis=2).reshape(-1, 4))
+    return np.clip(np.concatenate(out), 0.0, 1.0).astype(np.float32)
+
+
+def iou(a, b):
+    """Intersection over union of corner-form boxes ``a`` (N, 4) against ``b`` (M, 4): (N, M)."""
+    import numpy as np
+
+    a, b = np.asarray(a, np.float64)[:, None], np.asarray(b, np.float64)[None]
+    lt, rb = np.maximum(a[..., :2], b[..., :2]), np.minimum(a[..., 2:], b[..., 2:])
+    inter = np.prod(np.clip(rb - lt, 0, None), axis=-1)
+
+    def area(x):
+        return np.prod(np.clip(x[..., 2:] - x[..., :2], 0, None), axis=-1)
+
+    return inter / np.maximum(area(a) + area(b) - inter, 1e-12)
+
+
+def nms(boxes, scores, threshold=IOU_THRESHOLD):
+    """Indices of the boxes greedy non-maximum suppression keeps, best score first: a box
+    goes when it overlaps a better kept one by more than ``threshold`` IoU."""
+    import numpy as np
+
+    order = np.argsort(-np.asarray(scores), kind="stable")
+    keep = []
+    while len(order):
+        keep.append(order[0])
+        order = order[1:][iou(boxes[order[:1]], boxes[order[1:]])[0] <= threshold]
+    return np.asarray(keep, np.int64)
+
+
+def decode(boxes, anchors=None):
+    """Regressions ``(N, 4)`` to corner-form boxes ``(x0, y0, x1, y1)`` in 0..1 of the frame."""
+    import numpy as np
+
+    anchors = priors() if anchors is None else anchors
+    loc = np.asarray(boxes, np.float64)
+    centre = loc[:, :2] * CENTER_VARIANCE * anchors[:, 2:] + anchors[:, :2]
+    size = np.exp(loc[:, 2:] * SIZE_VARIANCE) * anchors[:, 2:]
+    return np.concatenate([centre - size / 2, centre + size / 2], axis=1)
+
+
+def detect(outputs, threshold=FACE_THRESHOLD, iou_threshold=IOU_THRESHOLD):
+    """Faces in the detector's outputs ``(scores (1, 4420, 2), boxes (1, 4420, 4))``.
+
+    Returns
+    -------
+    boxes : numpy.ndarray
+        ``(K, 4)`` corner-form boxes in pixels of the 320x240 input, best score first,
+        after the score threshold and non-maximum suppression.
+    scores : numpy.ndarray
+        ``(K,)`` their face scores.
+    """
+    import numpy as np
+
+    scores, regressions = outputs[0][0, :, 1], outputs[1][0]
+    hit = np.flatnonzero(scores >= threshold)
+    corners = decode(regressions[hit], priors()[hit])
+    keep = nms(corners, scores[hit], iou_threshold)
+    scale = np.array([WIDTH, HEIGHT, WIDTH, HEIGHT], np.float64)
+    return corners[keep] * scale, scores[hit][keep].astype(np.float64)

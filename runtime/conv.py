@@ -47,6 +47,11 @@ _F32_EXACT = 1 << 24
 _MAX_X = 255
 
 
+#: Output elements a depthwise convolution sums at a time (:func:`conv2d_acc`): a block of
+#: output rows small enough that its sums stay in the processor's cache over the taps.
+DEPTHWISE_BLOCK = 1 << 15
+
+
 def conv_output_size(size, kernel, stride, dilation, pad_before, pad_after):
     """Output length along one spatial axis (ONNX Conv/Pool, floor mode)."""
     span = dilation * (kernel - 1) + 1
@@ -142,26 +147,39 @@ def conv2d_acc(x, x_zp, w, bias=None, *, w_zp=0, stride=(1, 1), dilation=(1, 1),
     w_zp = _zero_point(w_zp, w.dtype, "w_zp", channels=co)
     bias = _bias(bias, co)
 
-    # Subtract the zero point first, then pad with 0: the same as padding with x_zp.
-    xf = np.pad(x.astype(np.float64) - x_zp, ((0, 0), (pt, pb), (pl, pr), (0, 0)))
     wf = w.astype(np.float64) - (w_zp.reshape(-1, 1, 1, 1) if w_zp.ndim else w_zp)
+    depthwise = cg == 1 and groups == c
+    # Depthwise sums are short (KH*KW terms): when even the largest possible one stays
+    # below 2**24, float32 holds every partial sum exactly, in half the bytes.
+    info = np.iinfo(x.dtype)
+    x_bound = max(int(x_zp.max()) - info.min, info.max - int(x_zp.min()))
+    ftype = np.float32 if depthwise and \
+        kh * kw * x_bound * float(np.abs(wf).max(initial=0)) < 2 ** 24 else np.float64
+    # Subtract the zero point first, then pad with 0: the same as padding with x_zp.
+    xf = np.pad(x.astype(ftype) - x_zp.astype(ftype), ((0, 0), (pt, pb), (pl, pr), (0, 0)))
     s = xf.strides
     # patches[n, i, j, a, b, ch] = xf[n, i*sh + a*dh, j*sw + b*dw, ch]: a view, no copy yet.
     patches = as_strided(xf, (n, ho, wo, kh, kw, c),
                          (s[0], s[1] * sh, s[2] * sw, s[1] * dh, s[2] * dw, s[3]), writeable=False)
 
-    if cg == 1 and groups == c:
+    if depthwise:
         # Depthwise (with channel multiplier): one matmul per group would be C tiny
         # matmuls; KH*KW vector multiply-adds over all channels are far faster.
+        # Blocks of output rows keep the sums in cache across the KH*KW passes.
         mult = co // c
-        acc = np.zeros((n, ho, wo, co))
-        for a in range(kh):
-            for b in range(kw):
-                tap = patches[:, :, :, a, b, :]
-                if mult > 1:
-                    tap = np.repeat(tap, mult, axis=-1)  # output o reads input o // mult
-                acc += tap * wf[:, a, b, 0]
-        return _finish(acc, bias)
+        acc = np.zeros((n, ho, wo, co), ftype)
+        wt = wf.astype(ftype)
+        step = max(1, DEPTHWISE_BLOCK // (n * wo * co))
+        for r in range(0, ho, step):
+            blk = acc[:, r:r + step]
+            tmp = np.empty_like(blk)
+            for a in range(kh):
+                for b in range(kw):
+                    tap = patches[:, r:r + step, :, a, b, :]
+                    if mult > 1:
+                        tap = np.repeat(tap, mult, axis=-1)  # output o reads input o // mult
+                    blk += np.multiply(tap, wt[:, a, b, 0], out=tmp)
+        return _finish(acc.astype(np.float64, copy=False), bias)
 
     og = co // groups
     cols = patches.reshape(n * ho * wo, kh * kw, groups, cg)        # copies: im2col

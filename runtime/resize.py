@@ -115,6 +115,12 @@ def resize_nearest(x, rows, cols):
     return np.ascontiguousarray(x[:, np.asarray(rows)][:, :, np.asarray(cols)])
 
 
+#: Output elements :func:`resize_linear` computes at a time: a block of output rows whose
+#: float32 temporaries stay in the processor's cache (on the A53, 1 MB of L2 shared by
+#: four cores); a whole 512x512 map of logits at once streams every pass through DDR.
+BLOCK_ELEMENTS = 1 << 16
+
+
 def resize_linear(x, ymap, xmap, requant=None):
     """Bilinear resize of an NHWC map of codes.
 
@@ -128,6 +134,11 @@ def resize_linear(x, ymap, xmap, requant=None):
         ``(s_in, zp_in, s_out, zp_out)``: resize the dequantized values and quantize the
         result (onnxruntime's float Resize between DequantizeLinear and QuantizeLinear with
         different parameters). None: resize the codes themselves (truncating).
+
+    Notes
+    -----
+    The output is made a block of rows at a time (:data:`BLOCK_ELEMENTS`), each element
+    by the same float32 operations in the same order, so the blocking changes no bit.
     """
     y1, y2, dy1, dy2 = (np.asarray(a) for a in ymap)
     x1, x2, dx1, dx2 = (np.asarray(a) for a in xmap)
@@ -136,24 +147,38 @@ def resize_linear(x, ymap, xmap, requant=None):
     else:
         s_in, zp_in = _F32(requant[0]), int(requant[1])
         v = ((x.astype(np.int32) - zp_in).astype(_F32) * s_in).astype(_F32)
+    n, _, _, c = x.shape
+    out = np.empty((n, len(y1), len(x1), c), x.dtype)
+    # Columns first: the four corner columns of every output column, once for all rows.
+    c1, c2 = np.take(v, x1, axis=2), np.take(v, x2, axis=2)   # (N, H_in, W_out, C)
+    wx1, wx2 = dx1.astype(_F32)[:, None], dx2.astype(_F32)[:, None]
+    step = max(1, BLOCK_ELEMENTS // max(1, n * len(x1) * c))
+    for r0 in range(0, len(y1), step):
+        r = slice(r0, r0 + step)
+        out[:, r] = _linear_rows(c1, c2, y1[r], y2[r], dy1[r], dy2[r], wx1, wx2, requant,
+                                 x.dtype)
+    return out
 
-    def w(a, b):   # (H_out, W_out, 1) float32 products a[y] * b[x]
-        return (a.astype(_F32)[:, None] * b.astype(_F32)[None, :])[..., None]
 
-    # In place, one float32 rounding per operation, in the C++ expression's order.
-    r1, r2 = v[:, y1], v[:, y2]
-    acc = np.take(r1, x1, axis=2)
-    acc *= w(dy2, dx2)
+def _linear_rows(c1, c2, y1, y2, dy1, dy2, wx1, wx2, requant, dtype):
+    """Output rows ``y`` of :func:`resize_linear` from the column-gathered maps."""
+    def w(a, b):   # (rows, W_out, 1) float32 products a[y] * b[x]
+        return (a.astype(_F32)[:, None, None] * b[None])
+
+    # One float32 rounding per operation, in the C++ expression's order:
+    # d2y*d2x*X11 + d2y*d1x*X21 + d1y*d2x*X12 + d1y*d1x*X22.
+    acc = c1[:, y1]
+    acc *= w(dy2, wx2)
     tmp = np.empty_like(acc)
-    for r, xs, wy, wx in ((r1, x2, dy2, dx1), (r2, x1, dy1, dx2), (r2, x2, dy1, dx1)):
-        np.take(r, xs, axis=2, out=tmp)
+    for src, ys, wy, wx in ((c2, y1, dy2, wx1), (c1, y2, dy1, wx2), (c2, y2, dy1, wx1)):
+        np.take(src, ys, axis=1, out=tmp)
         tmp *= w(wy, wx)
         acc += tmp
-    info = np.iinfo(x.dtype)
+    info = np.iinfo(dtype)
     if requant is None:
-        return np.trunc(acc, out=acc).astype(x.dtype)
+        return np.trunc(acc, out=acc).astype(dtype)
     s_out, zp_out = _F32(requant[2]), int(requant[3])
     acc /= s_out
     np.rint(acc, out=acc)
     acc += _F32(zp_out)   # integers below 2**24: exact
-    return np.clip(acc, info.min, info.max, out=acc).astype(x.dtype)
+    return np.clip(acc, info.min, info.max, out=acc).astype(dtype)

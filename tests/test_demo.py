@@ -37,3 +37,59 @@ def test_demo_segment_task(tmp_path, capsys):
     png = (tmp_path / "segment.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
     assert struct.unpack(">II", png[16:24]) == (64 * 8, 32 * 8)   # width, height
+
+
+# The astronaut's face in the detector's 320x240 picture, labelled by eye (hairline to chin,
+# cheek to cheek): an answer that does not come from any model.
+ASTRONAUT_FACE = (116, 48, 167, 110)
+
+
+def test_demo_detect_task(tmp_path, capsys):
+    """``bamboo demo --task detect``: UltraFace through Session(isa) bit-exact with
+    onnxruntime, the decoded face where onnxruntime's float model and a human put it, and
+    the box drawn in the PNG."""
+    import json
+
+    import numpy as np
+    from PIL import Image
+
+    pytest.importorskip("onnxruntime")
+    from bamboo.models import faces
+
+    from bamboo.cli import main
+    from bamboo.report import ort_session
+
+    assert main(["demo", "--task", "detect", "--out", str(tmp_path)]) == 0
+    text = capsys.readouterr().out
+    assert "bit-exact with onnxruntime: yes" in text
+    record = json.loads((tmp_path / "detect.json").read_text())
+    boxes = np.array(record["boxes"])
+    assert record["bit_exact"] and boxes.shape == (1, 4) and record["scores"][0] >= 0.9
+    assert "face 1: score" in text
+    picture = faces.demo_image()
+    ref_boxes, _ = faces.detect(ort_session(faces.build_float()).run(
+        None, {"input": faces.to_input(picture)}))
+    assert len(ref_boxes) == 1 and faces.iou(boxes, ref_boxes)[0, 0] >= 0.85
+    assert faces.iou(boxes, [ASTRONAUT_FACE])[0, 0] >= 0.6
+    # The PNG is the picture scaled twice, changed on the box outline and nowhere far from it.
+    scale = record["scale"]
+    png = np.asarray(Image.open(tmp_path / "detect.png").convert("RGB")).astype(int)
+    plain = picture.repeat(scale, axis=0).repeat(scale, axis=1).astype(int)
+    assert png.shape == plain.shape == (480, 640, 3)
+    x0, y0, x1, y1 = (int(round(v * scale)) for v in boxes[0])
+    edges = [png[(y0 + y1) // 2, x0] - plain[(y0 + y1) // 2, x0],
+             png[(y0 + y1) // 2, x1] - plain[(y0 + y1) // 2, x1],
+             png[y1, (x0 + x1) // 2] - plain[y1, (x0 + x1) // 2]]
+    assert all(np.abs(d).sum() > 60 for d in edges)
+    changed = np.abs(png - plain).sum(axis=2) > 0
+    assert changed[y0 - 30:y1 + 4, x0 - 4:x1 + 120].sum() == changed.sum() > 0
+
+
+def test_demo_detect_unreadable_image(tmp_path, capsys):
+    from bamboo.cli import main
+
+    bad = tmp_path / "not-an-image.png"
+    bad.write_text("hello")
+    assert main(["demo", "--task", "detect", "--image", str(bad), "--out", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("bamboo demo: error: cannot read the image") and err.count("\n") == 1

@@ -11,7 +11,7 @@ import numpy as np
 from .. import ir
 from ..partition import CPU, FABRIC, _schedule
 
-__all__ = ["canon", "fabric_reason", "is_depthwise", "restrict_to_backend"]
+__all__ = ["canon", "fabric_reason", "is_depthwise", "restrict_to_backend", "widen_dilation_w"]
 
 _K_MAX, _S_MAX, _D_MAX, _PAD_MAX = 15, 7, 7, 15
 
@@ -176,13 +176,35 @@ def split_concat_luts(graph, config):
     return graph.replace(nodes=tuple(nodes), tensors=tensors) if changed else graph
 
 
+def widen_dilation_w(node, graph, config):
+    """A fabric depthwise conv with ``dilation_w > 1`` as one the depthwise engine runs:
+    ``dilation_w`` 1 and the kernel widened to ``(kw - 1) * dilation_w + 1`` columns, the
+    model's taps every ``dilation_w``-th column and zeros between them. The same sums (a
+    zero weight adds nothing, padding and output size are unchanged); the engine does
+    the zero taps' multiply-accumulates too. ``attrs["w_stuffed"]`` keeps ``dilation_w``
+    so the MAC count stays the model's. Other nodes, and widened kernels the back end
+    still cannot lower, are returned as they are."""
+    a = node.attrs
+    if node.op != "conv" or node.target != FABRIC or a["dilation"][1] == 1 or \
+            not is_depthwise(node, graph):
+        return node
+    (dh, dw), (o, kh, kw, _) = a["dilation"], a["w"].shape
+    w = np.zeros((o, kh, (kw - 1) * dw + 1, 1), a["w"].dtype)
+    w[:, :, ::dw] = a["w"]
+    wide = node.replace(attrs={**a, "w": w, "kernel": (kh, w.shape[2]), "dilation": (dh, 1),
+                               "w_stuffed": dw})
+    return wide if fabric_reason(wide, graph, config) is None else node
+
+
 def restrict_to_backend(graph, config):
-    """Move fabric nodes the back end cannot lower for ``config`` to the CPU, with the reason."""
+    """Move fabric nodes the back end cannot lower for ``config`` to the CPU, with the reason
+    (after :func:`widen_dilation_w`)."""
     graph = split_concat_luts(graph, config)
     prod = graph.producers()
     placed, nodes = {}, []
     for n in graph.nodes:
         if n.target == FABRIC:
+            n = widen_dilation_w(n, graph, config)
             why = fabric_reason(n, graph, config)
             if why is not None:
                 n = n.replace(target=CPU, reason=f"back end: {why}")

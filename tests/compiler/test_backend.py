@@ -81,6 +81,27 @@ def test_unlowerable_nodes_go_to_cpu_with_a_reason():
     assert fabric_reason(grouped.nodes[0], grouped, cfg) is None   # as dense, zero blocks
 
 
+def test_depthwise_dilated_in_w_runs_widened_on_the_fabric():
+    """dilation_w > 1 (the engine steps one column) becomes a zero-stuffed kernel: the
+    model's taps every dilation_w-th column, the MAC count still the model's. A kernel
+    that cannot widen within the ISA (15 columns) stays on the CPU with the reason."""
+    from bamboo.compiler.inspect import macs
+
+    cfg = preset("ultra96")
+    g = partition(conv_graph(14, 13, 20, 20, k=5, dilation=2, pad=4, group=20))
+    assert fabric_reason(g.nodes[0], g, cfg) == "depthwise needs dilation_w 1"
+    node = lower_graph(g, cfg).graph.nodes[0]
+    w, w0 = node.attrs["w"], g.nodes[0].attrs["w"]
+    assert node.target == "fabric" and node.attrs["dilation"] == (2, 1)
+    assert w.shape == (20, 5, 9, 1) and node.attrs["kernel"] == (5, 9)
+    assert np.array_equal(w[:, :, ::2], w0) and not w[:, :, 1::2].any()
+    assert macs(g, node) == macs(g, g.nodes[0]) == 14 * 13 * 20 * 25
+    wide = partition(conv_graph(30, 30, 8, 8, k=5, dilation=4, pad=8, group=8))
+    node = lower_graph(wide, cfg).graph.nodes[0]
+    assert node.target == "cpu" and node.reason == "back end: depthwise needs dilation_w 1"
+    assert node.attrs["w"].shape == (8, 5, 5, 1)
+
+
 # Memory plan, bounds, tokens --------------------------------------------------------------------
 
 def _model(name):

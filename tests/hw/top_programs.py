@@ -305,6 +305,8 @@ COMPILED_GRAPHS = (
     # groups of a 4-row array.
     ("conv_graph", dict(h=7, w=9, cin=11, cout=11, k=3, stride=2, group=11, signed=True)),
     ("conv_graph", dict(h=6, w=7, cin=6, cout=6, k=2, pad=1, group=6)),
+    # Depthwise dilated by 2 in W: the back end's zero-stuffed 3x5 kernel, in column chunks.
+    ("conv_graph", dict(h=7, w=9, cin=6, cout=6, k=3, dilation=2, pad=2, group=6)),
 )
 VEC_GRAPHS = (
     ("add_graph", dict(h=6, w=5, c=7)),

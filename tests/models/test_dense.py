@@ -92,3 +92,20 @@ def test_resize_placement():
     placed = lower_graph(g, preset("ultra96")).graph
     (up,) = [n for n in placed.nodes if n.op == "resize"]
     assert up.target == "fabric" and "pixel repeat" in up.reason
+
+
+def test_lraspp_dilated_depthwise_on_the_fabric():
+    """LR-ASPP's dilated 5x5 depthwise layers (dilation 2 in H and W) run on the fabric with
+    zero-stuffed kernels; the CPU keeps only squeeze-excite and the bilinear resizes."""
+    e = zoo.ZOO["lraspp_mobilenet_v3"]
+    g = compile_model(zoo.build_quantized("lraspp_mobilenet_v3", e.test_resolution, 1.0))
+    placed = lower_graph(g, preset("ultra96")).graph
+    dilated = [n for n in g.nodes if n.op == "conv" and n.attrs["dilation"] != (1, 1)]
+    assert len(dilated) == 3
+    by_name = {n.name: n for n in placed.nodes}
+    assert all(by_name[n.name].target == "fabric" and by_name[n.name].attrs["w_stuffed"] == 2
+               for n in dilated)
+    cpu = {n.op for n in placed.nodes if n.target == "cpu"}
+    assert cpu <= {"conv", "resize"}
+    assert all("squeeze-excite" in n.reason for n in placed.nodes
+               if n.target == "cpu" and n.op == "conv")

@@ -89,3 +89,61 @@ def test_lfw_face_accuracy_subset_on_the_instruction_simulator():
 @pytest.mark.slow
 def test_lfw_face_accuracy_all_200():
     _lfw_check(list(range(200)), 0.9)
+
+
+def test_ultraface_priors_follow_the_head_layout(ultraface):
+    """One prior per head output, in the heads' order: per stride, row, column, size."""
+    shape = onnx.load(str(ultraface[0])).graph.output[1].type.tensor_type.shape
+    p = faces.priors()
+    assert p.shape == (shape.dim[1].dim_value, 4) == (4420, 4)
+    # Stride 8 (40x30 cells, sizes 10/16/24): cell (row 2, column 5), size 16.
+    np.testing.assert_allclose(p[(2 * 40 + 5) * 3 + 1], [5.5 / 40, 2.5 / 30, 16 / 320, 16 / 240],
+                               rtol=1e-6)
+    # The last prior: stride 64 (5x4 cells), size 256, its height clipped to the frame.
+    np.testing.assert_allclose(p[-1], [4.5 / 5, 3.5 / 4, 256 / 320, 1.0], rtol=1e-6)
+    assert p.min() >= 0 and p.max() <= 1
+
+
+def test_ultraface_decode_inverts_the_encoding():
+    """Regressions made by the authors' encoding (centre offset over 0.1 x prior size, log
+    size ratio over 0.2) decode back to the boxes they encode."""
+    rng = np.random.default_rng(1)
+    anchors = faces.priors()[rng.choice(4420, 50, replace=False)].astype(np.float64)
+    cx = anchors[:, 0] + rng.uniform(-0.05, 0.05, 50)
+    cy = anchors[:, 1] + rng.uniform(-0.05, 0.05, 50)
+    w, h = anchors[:, 2] * rng.uniform(0.5, 2, 50), anchors[:, 3] * rng.uniform(0.5, 2, 50)
+    loc = np.stack([(cx - anchors[:, 0]) / anchors[:, 2] / 0.1,
+                    (cy - anchors[:, 1]) / anchors[:, 3] / 0.1,
+                    np.log(w / anchors[:, 2]) / 0.2, np.log(h / anchors[:, 3]) / 0.2], axis=1)
+    np.testing.assert_allclose(faces.decode(loc, anchors),
+                               np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], 1),
+                               atol=1e-6)
+
+
+def _nms_reference(boxes, scores, threshold):
+    """Greedy NMS one box at a time with a scalar IoU, as the textbook writes it."""
+    def iou(a, b):
+        iw = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+        ih = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+        inter = iw * ih
+        return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
+
+    keep = []
+    for i in sorted(range(len(scores)), key=lambda k: (-scores[k], k)):
+        if all(iou(boxes[i], boxes[j]) <= threshold for j in keep):
+            keep.append(i)
+    return keep
+
+
+def test_ultraface_nms_against_a_scalar_reference():
+    assert faces.iou([[0, 0, 2, 2]], [[1, 1, 3, 3], [0, 0, 2, 2], [5, 5, 6, 6]]).tolist() == \
+        [[1 / 7, 1.0, 0.0]]
+    rng = np.random.default_rng(2)
+    for _ in range(30):
+        n = int(rng.integers(1, 40))
+        xy = rng.uniform(0, 1, (n, 2))
+        boxes = np.concatenate([xy, xy + rng.uniform(0.05, 0.4, (n, 2))], axis=1)
+        scores = rng.uniform(0.7, 1.0, n)
+        for threshold in (0.1, 0.3, 0.6):
+            assert faces.nms(boxes, scores, threshold).tolist() == \
+                _nms_reference(boxes, scores, threshold)

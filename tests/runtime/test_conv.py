@@ -249,6 +249,36 @@ def test_conv2d_acc_per_channel_weight_zero_point():
                 assert acc[0, i, j, o] == ref
 
 
+@pytest.mark.parametrize("block", ["default", "one-row"])
+@pytest.mark.parametrize("x_dtype", [np.uint8, np.int8])
+def test_conv2d_lraspp_dilated_depthwise(x_dtype, block, monkeypatch, diff_cases):
+    """LR-ASPP's CPU layers at a quarter of their channels: 5x5 depthwise, dilation 2, on
+    32x32, in float32 sums (row blocks, or one output row a block) against QLinearConv."""
+    import bamboo.runtime.conv as kconv
+
+    if block == "one-row":
+        monkeypatch.setattr(kconv, "DEPTHWISE_BLOCK", 1)
+    p = dict(n=1, h=32, w=32, c=240, o=240, kh=5, kw=5, stride=(1, 1), dilation=(2, 2),
+             pads=(4, 4, 4, 4), groups=240, x_dtype=x_dtype, per_channel=True, w_kind="sym",
+             seed=11)
+    want, got = _run_conv(p)
+    np.testing.assert_array_equal(got, want)
+    diff_cases("conv2d", want.size)
+
+
+def test_depthwise_float32_sums_are_exact_at_their_bound():
+    """Worst-case depthwise operands: 16x16 and 17x17 taps of |x - zp| = 255 and |w| = 128
+    stay below 2**24 (float32 sums); 17x17 with |w - w_zp| = 255 reach 18,792,225, odd and
+    above 2**24, which float32 cannot hold (float64 sums). Each equals the int64 sum."""
+    for k, w_dtype, w_zp in ((16, np.int8, 0), (17, np.int8, 0), (17, np.uint8, 255)):
+        x = np.zeros((1, k, k, 2), np.uint8)
+        w = np.full((2, k, k, 1), -128 if w_dtype == np.int8 else 0, w_dtype)
+        acc = conv2d_acc(x, 255, w, w_zp=w_zp, groups=2)
+        ref = np.einsum("hwc,chw->c", x[0].astype(np.int64) - 255,
+                        w[..., 0].astype(np.int64) - w_zp)
+        np.testing.assert_array_equal(acc[0, 0, 0], ref)
+
+
 def test_float64_accumulation_is_exact_for_deep_kernels():
     """Worst-case operands over K = 3*3*2048: float64 sums equal int64 sums."""
     rng = np.random.default_rng(5)

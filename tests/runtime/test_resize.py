@@ -12,6 +12,14 @@ SCALES = (0.5, 0.75, 1.0, 4 / 3, 1.5, 2.0, 2.5, 3.0, 4.0)
 CASES = 160
 
 
+@pytest.fixture(params=["one-block", "row-blocks"])
+def blocks(request, monkeypatch):
+    """The linear kernel whole, or one output row a block (its blocking must change no bit)."""
+    if request.param == "row-blocks":
+        monkeypatch.setattr(rs, "BLOCK_ELEMENTS", 1)
+    return request.param
+
+
 def _case(rng, dtype):
     """One random Resize: shape, attributes, scales or sizes, output size."""
     h, w = (int(v) for v in rng.integers(1, 10, 2))
@@ -53,7 +61,7 @@ def _kernel(x, attrs, hmap, wmap, requant=None):
 
 
 @pytest.mark.parametrize("dtype", [np.uint8, np.int8])
-def test_resize_on_codes(dtype, diff_cases):
+def test_resize_on_codes(dtype, blocks, diff_cases):
     """QOperator graphs: Resize on the codes themselves (linear truncates)."""
     rng = np.random.default_rng(20)
     n = 0
@@ -72,7 +80,7 @@ def test_resize_on_codes(dtype, diff_cases):
 
 @pytest.mark.parametrize("dtype", [np.uint8, np.int8])
 @pytest.mark.parametrize("same", [True, False], ids=["same-q", "requant"])
-def test_resize_qdq_float(dtype, same, diff_cases):
+def test_resize_qdq_float(dtype, same, blocks, diff_cases):
     """QDQ: onnxruntime keeps DequantizeLinear -> float Resize -> QuantizeLinear (even with
     equal parameters; checked here) and the kernel reproduces its float arithmetic."""
     rng = np.random.default_rng(21 + same)
@@ -127,6 +135,30 @@ def test_resize10_is_asymmetric_simple(mode, diff_cases):
         np.testing.assert_array_equal(_kernel(x, attrs, (oh, sh), (ow, sw)), want)
         n += want.size
     diff_cases("resize_codes", n)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.int8])
+@pytest.mark.parametrize("same", [True, False], ids=["same-q", "requant"])
+def test_resize_lraspp_upsampling(dtype, same, diff_cases):
+    """LR-ASPP's last Resize at a third of its size (21 logits, 8x half-pixel bilinear,
+    QDQ): maps large enough for many blocks at the default block size."""
+    rng = np.random.default_rng(24)
+    info = np.iinfo(dtype)
+    x = rng.integers(info.min, info.max + 1, (1, 21, 24, 24)).astype(dtype)
+    s_in, z_in = np.float32(0.173), dtype(rng.integers(info.min, info.max + 1))
+    s_out, z_out = (s_in, z_in) if same else (np.float32(0.0911), dtype(info.min + 3))
+    attrs = {"mode": "linear", "coordinate_transformation_mode": "half_pixel"}
+    inputs = {"sc": np.array([1, 1, 8, 8], np.float32)}
+    nodes = [helper.make_node("DequantizeLinear", ["x", "si", "zi"], ["xf"]),
+             helper.make_node("Resize", _resize_inputs("xf", inputs), ["yf"], **attrs),
+             helper.make_node("QuantizeLinear", ["yf", "so", "zo"], ["y"])]
+    inits = {**inputs, "si": s_in, "zi": np.asarray(z_in), "so": s_out, "zo": np.asarray(z_out)}
+    model = ou.make_model(nodes, [("x", dtype, x.shape)], [("y", dtype, None)], inits)
+    want = ou.run(model, x)[0]
+    assert want.shape == (1, 21, 192, 192) and rs.BLOCK_ELEMENTS * 4 < want.size
+    got = _kernel(x, attrs, (192, 8.0), (192, 8.0), (s_in, int(z_in), s_out, int(z_out)))
+    np.testing.assert_array_equal(got, want)
+    diff_cases("resize_qdq", want.size)
 
 
 def test_linear_on_codes_truncates():

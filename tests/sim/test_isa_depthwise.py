@@ -75,6 +75,7 @@ CASES = [  # config, channels, (kh, kw), stride, dilation, signed
     ("ultra96", 11, (1, 1), 1, 1, False),
     ("ultra96", 16, (7, 7), 1, 1, False),
     ("ultra96", 9, (4, 4), 1, 3, True),     # 4 rows a group, 2 passes
+    ("ultra96", 12, (5, 9), 1, 2, False),   # a zero-stuffed 5x5 at dilation 2: 8 + 1 columns
     ("zcu104", 16, (3, 3), 1, 1, True),
     ("tiny", 3, (7, 7), 2, 1, False),       # chunks of 4 and 3 columns
     ("tiny", 4, (5, 5), 1, 1, True),        # chunks of 4 (1 group) and 1 (2 groups)

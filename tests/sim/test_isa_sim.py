@@ -41,6 +41,13 @@ LAYERS = {
     "depthwise_5x5": lambda: conv_graph(11, 10, 9, 9, k=5, group=9),   # wider than tiny's rows
     "depthwise_7x7_s2": lambda: conv_graph(15, 14, 6, 6, k=7, stride=2, group=6),
     "depthwise_40_s2": lambda: conv_graph(17, 19, 40, 40, group=40, stride=2, seed=11),
+    # Dilated in W: the back end widens the kernel with zero columns (LR-ASPP's 5x5, d=2).
+    "depthwise_5x5_dilated": lambda: conv_graph(14, 13, 20, 20, k=5, dilation=2, pad=4,
+                                                group=20, seed=13),
+    "depthwise_3x3_d3_s2": lambda: conv_graph(16, 17, 9, 9, dilation=3, stride=2, pad=3,
+                                              group=9, seed=14),
+    "int8_depthwise_dilated": lambda: conv_graph(9, 11, 6, 6, dilation=2, pad=2, group=6,
+                                                 signed=True, seed=15),
     "grouped_conv": lambda: conv_graph(8, 8, 12, 6, group=3, seed=9),
     "conv_lut_clamp": lambda: conv_graph(5, 5, 4, 6, lut=True, clamp=(3, 200)),
     "add": lambda: add_graph(15, 14, 9),
