@@ -5,10 +5,11 @@ the search predicts them. Every resource is a linear model over a few *features*
 the configuration (:data:`FEATURES`), each a count of something the generator builds
 once per unit of the knob: DSP48E2 per array slice (exact: ``config.dsp_count``), per
 output column (the requantizer products of post-processing) and per vector lane; BRAM36
-per buffer from its shape (:func:`bamboo.boards.resources.bram36_for`, with the INP
-buffer replicated per extra depthwise read port); LUT and FF per MAC, per column, per
-lane and per bit of the datapath widths. Structural coefficients are fixed; the rest
-are fitted by non-negative least squares on Yosys's counts of real builds
+entirely structural, per memory from its shape as Yosys maps it (RAMB36 or RAMB18
+halves, :func:`_bram`), the INP buffer once per depthwise read port
+(:func:`inp_copies`) and an activation table per column and per vector lane; LUT and FF
+per MAC, per column, per vector lane and per depthwise INP port. Structural
+coefficients are fixed; the rest are fitted by non-negative least squares on Yosys's counts of real builds
 (:func:`bamboo.boards.calibrate.points`: the committed ``boards/calibration/
 resource_points.json`` and ``boards/estimates/*.json``).
 
@@ -36,14 +37,28 @@ def _lanes(c):
     return c.vector_lanes or c.rows
 
 
+# RAMB18E2 shapes (depth, width), counted as half a BRAM36 (UG573).
+_RAMB18 = [(512, 36), (1024, 18), (2048, 9), (4096, 4), (8192, 2), (16384, 1)]
+
+
 def _bram(depth, width):
-    # Yosys maps the buffers through the 36-bit-wide true-dual-port shapes: no 72-bit
-    # simple-dual-port mode (boards/estimates: a 512 x 2048-bit WGT takes 57 BRAM36).
-    return bram36_for(depth, width) if depth >= 1024 else -(-width // 36) * -(-depth // 1024)
+    """BRAM36 of one memory as Yosys maps it: the cheaper of RAMB36 (with the 72-bit
+    simple-dual-port shape) and RAMB18 halves, at the best aspect ratio."""
+    half = min(-(-depth // d) * -(-width // w) for d, w in _RAMB18)
+    return min(bram36_for(depth, width), half / 2)
 
 
-def _inp(c):
-    return _bram(c.input_buffer_depth, 8 * c.rows)
+def inp_copies(c):
+    """INP buffers Yosys builds: one per depthwise read port, and at least two (the
+    array's and the vector unit's reads). Read off the mapped netlists of the calibration
+    builds (``accel.compute.inp_mem`` cells), not derived from the RTL."""
+    return max(2, c.depthwise_ports)
+
+
+def _lut_tables(c):
+    """Activation tables: one ``lut_slots x 256``-byte memory per output column
+    (post-processing) and per vector lane."""
+    return (c.cols + _lanes(c)) * _bram(256 * c.lut_slots, 8)
 
 
 #: ``{resource: [(feature name, function of a config, fixed coefficient or None)]}``.
@@ -56,12 +71,11 @@ FEATURES = {
         ("control", lambda c: 1, None),
     ],
     "bram36": [
-        ("WGT + ACC + OUT blocks", lambda c: _bram(c.weight_buffer_depth, 8 * c.rows * c.cols)
-         + _bram(c.acc_buffer_depth, 32 * c.cols) + _bram(c.output_buffer_depth, 8 * c.cols), None),
-        ("INP blocks", _inp, None),
-        ("INP blocks per extra depthwise port", lambda c: _inp(c) * (c.depthwise_ports - 1),
-         None),
-        ("fixed (LUT slots, parameters, queues)", lambda c: 1, None),
+        ("WGT", lambda c: _bram(c.weight_buffer_depth, 8 * c.rows * c.cols), 1.0),
+        ("ACC", lambda c: _bram(c.acc_buffer_depth, 32 * c.cols), 1.0),
+        ("OUT", lambda c: _bram(c.output_buffer_depth, 8 * c.cols), 1.0),
+        ("INP x copies", lambda c: _bram(c.input_buffer_depth, 8 * c.rows) * inp_copies(c), 1.0),
+        ("activation tables", _lut_tables, 1.0),
     ],
     "lut": [
         ("per MAC", lambda c: c.macs_per_cycle, None),
@@ -136,7 +150,7 @@ def fit(points):
         free = [i for i, (_, _, k) in enumerate(feats) if k is None]
         a = np.array([[feats[i][1](p["config"]) for i in free] for p in points], float)
         b = np.array([p[res] for p in points], float) - fixed
-        x = _nnls(a, b)
+        x = _nnls(a, b) if free else []
         full = [k for _, _, k in feats]
         for i, v in zip(free, x):
             full[i] = float(v)
