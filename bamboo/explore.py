@@ -221,14 +221,9 @@ class _Models:
         return out
 
 
-def _fmax_of(config):
-    """``(MHz, source)`` of a Yosys timing estimate of exactly ``config``, or ``(None, None)``."""
-    from bamboo.boards.calibrate import points
-
-    for p in points():
-        if p["config"].config_id == config.config_id and p.get("fmax_mhz"):
-            return p["fmax_mhz"], p["source"]
-    return None, None
+def _built(config, calibration):
+    """The Yosys build of exactly ``config`` among the calibration points, or None."""
+    return next((p for p in calibration if p["config"].config_id == config.config_id), None)
 
 
 def _boards_fit(pred):
@@ -264,6 +259,16 @@ def explore(board="ultra96", models=DEFAULT_MODELS, size="reduced", knobs=None, 
         raise ExploreError(f"no valid configuration among the knobs' values: "
                            f"{invalid[0][1]}")
     model = default_model()
+    cal = calibration()
+
+    def resources(cfg):
+        # A configuration Yosys has built keeps its measured counts.
+        built = _built(cfg, cal)
+        pred = model.predict(cfg) if built is None else {r: built[r] for r in RESOURCES}
+        return {**pred, "measured": built is not None, "fits": _boards_fit(pred),
+                "fmax_mhz": built and built.get("fmax_mhz"),
+                "fmax_source": built and built["source"]}
+
     start = time.perf_counter()
     points, over = [], 0
     for cfg in configs:
@@ -272,24 +277,21 @@ def explore(board="ultra96", models=DEFAULT_MODELS, size="reduced", knobs=None, 
         except BoardError as exc:
             invalid.append((cfg.to_dict(), str(exc)))
             continue
-        pred = model.predict(cfg)
-        fits = _boards_fit(pred)
-        if board not in fits:
+        res = resources(cfg)
+        if board not in res["fits"]:
             over += 1
             continue
-        points.append({"config": cfg, **pred, "fits": fits})
+        points.append({"config": cfg, **res})
     # The board's own preset is always a point, in budget or not, so it can be placed.
     if not any(p["config"].config_id == base.config_id for p in points):
-        points.append({"config": base, **model.predict(base), "fits": _boards_fit(
-            model.predict(base))})
+        points.append({"config": base, **resources(base)})
     runner = _Models(specs, board, cache)
     total = len(points) * len(specs)
     done = 0
     for p in points:
         cfg = p["config"]
-        fmax, source = _fmax_of(cfg)
+        fmax = p["fmax_mhz"]
         p["preset"] = cfg.config_id == base.config_id
-        p["fmax_mhz"], p["fmax_source"] = fmax, source
         p["fps"], p["fabric_fps"], p["fps_at_fmax"] = {}, {}, {}
         for label, name, res in specs:
             r = runner.fps(label, name, res, cfg)
@@ -307,8 +309,8 @@ def explore(board="ultra96", models=DEFAULT_MODELS, size="reduced", knobs=None, 
     front = pareto(flat, [f"fps:{k}" for k in labels], ["dsp", "lut", "bram36"])
     for i in front:
         points[i]["front"] = True
-    cal = calibration()
     _, err = leave_one_out(cal)
+    fmaxes = [p["fmax_mhz"] for p in cal if p.get("fmax_mhz")]
     return {"board": board, "budget": b.budget, "size": size, "models": labels,
             "knobs": {k.field: (knobs or {}).get(k.field, k.values) for k in KNOBS},
             "combinations": math.prod(len(v) for v in ({k.field: k.values for k in KNOBS}
@@ -316,7 +318,8 @@ def explore(board="ultra96", models=DEFAULT_MODELS, size="reduced", knobs=None, 
             "valid": len(configs), "invalid": invalid, "over_budget": over,
             "points": points, "front": front, "seconds": round(time.perf_counter() - start, 1),
             "cache_hits": runner.hits, "calibration_points": len(cal),
-            "loo_error": err, "resources": RESOURCES, "clock_mhz": base.clock_mhz}
+            "loo_error": err, "resources": RESOURCES, "clock_mhz": base.clock_mhz,
+            "fmax_range": (min(fmaxes), max(fmaxes)) if fmaxes else None}
 
 
 def _knob_cells(cfg):
@@ -340,8 +343,14 @@ def render(result, top=10):
                  f"{r.upper()} {m:.1f} % ({x:.1f} %)" for r, (m, x) in
                  result["loo_error"].items()),
              f"FPS: cycle model at the design clock ({result['clock_mhz']:g} MHz), processor "
-             "side overlapped; 'at Fmax' where a Yosys timing estimate of that exact build "
-             "exists (none for the others: their FPS assumes the design clock closes)"]
+             "side overlapped; in parentheses at min(design clock, estimated Fmax) where "
+             "Yosys has built that exact configuration (the others have no Fmax estimate)"]
+    if result["fmax_range"]:
+        lo, hi = result["fmax_range"]
+        lines.append(f"estimated Fmax of the {result['calibration_points']} Yosys builds: "
+                     f"{lo:.0f}-{hi:.0f} MHz (boards/timing.py, static, not Vivado): at that "
+                     f"clock every FPS scales by about {lo / result['clock_mhz']:.2f} where "
+                     "the fabric bounds it")
     pts = result["points"]
     front = sorted((pts[i] for i in result["front"]), key=lambda p: -p["fps_geomean"])
     lines.append(f"Pareto front (FPS per model vs DSP, LUT, BRAM36): {len(front)} of "
@@ -362,6 +371,7 @@ def _table(points, models):
     rows = []
     for p in points:
         cells = _knob_cells(p["config"]) + [str(p["dsp"]), str(p["lut"]), f"{p['bram36']:g}"]
+        cells[-3:] = [c + ("*" if p["measured"] else "") for c in cells[-3:]]
         for m in models:
             at = p["fps_at_fmax"].get(m)
             cells.append(f"{p['fps'][m]:.1f}" + (f" ({at:.1f})" if at else ""))
@@ -370,8 +380,8 @@ def _table(points, models):
         widths = [max(w, len(c)) for w, c in zip(widths, cells)]
     fmt = lambda cs: "  " + " ".join(c.rjust(w) for c, w in zip(cs, widths))  # noqa: E731
     return [fmt(heads)] + [fmt(r) for r in rows] + \
-        ["  (FPS in parentheses: at the build's estimated Fmax)"] * any(
-            p["fps_at_fmax"] for p in points)
+        ["  (* Yosys's count of that build; FPS in parentheses: at its estimated Fmax)"] * any(
+            p["measured"] for p in points)
 
 
 def _place(preset, pts, result):
@@ -410,14 +420,15 @@ def write_csv(result, path):
         w.writerow([k.field for k in KNOBS] + list(result["resources"]) +
                    [f"fps {m}" for m in models] + [f"fabric fps {m}" for m in models] +
                    ["fps geomean", "front", "fits", "preset",
-                                                   "fmax_mhz"])
+                                                   "fmax_mhz", "measured"])
         for p in result["points"]:
             w.writerow([getattr(p["config"], k.field) for k in KNOBS] +
                        [p[r] for r in result["resources"]] +
                        [round(p["fps"][m], 2) for m in models] +
                        [round(p["fabric_fps"][m], 2) for m in models] +
                        [round(p["fps_geomean"], 2), int(bool(p.get("front"))),
-                        " ".join(p["fits"]), int(p["preset"]), p["fmax_mhz"] or ""])
+                        " ".join(p["fits"]), int(p["preset"]), p["fmax_mhz"] or "",
+                        int(p["measured"])])
     return path
 
 

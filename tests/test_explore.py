@@ -73,6 +73,7 @@ def test_cli_tiny_sweep_against_the_advise_chain(tmp_path, monkeypatch, capsys):
     from bamboo.advise import estimate
     from bamboo.arch import preset
     from bamboo.boards.resource_model import default_model
+    from bamboo.boards.resources import recorded
     from bamboo.cli import main
     from bamboo.models import zoo
 
@@ -97,7 +98,14 @@ def test_cli_tiny_sweep_against_the_advise_chain(tmp_path, monkeypatch, capsys):
         1.0 / ref.fabric_s, rel=1e-3)
     # The processor side is timed again here: its noise allows 30 %.
     assert got == pytest.approx(1.0 / max(ref.fabric_s, ref.cpu_s), rel=0.3)
-    assert int(rows[32, 2]["dsp"]) == default_model().predict(cfg)["dsp"]
+    # The preset's resources are Yosys's recorded counts, the others the fitted model's.
+    rec = recorded("ultra96")
+    assert rows[32, 2]["measured"] == "1" and int(rows[32, 2]["dsp"]) == rec.dsp
+    assert float(rows[32, 2]["bram36"]) == rec.bram36
+    small = rows[16, 1]
+    assert small["measured"] == "0"
+    assert int(small["lut"]) == default_model().predict(
+        cfg.__class__(**{**cfg.to_dict(), "cols": 16, "depthwise_blocks": 1}))["lut"]
     # The 8 x 16 array has half the MACs: never faster on the fabric side.
     assert float(rows[16, 1]["fabric fps mobilenet_v2@32"]) <= \
         float(rows[32, 2]["fabric fps mobilenet_v2@32"])
