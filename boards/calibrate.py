@@ -1,4 +1,4 @@
-"""Yosys data points for the resource model of ``bamboo explore`` (:mod:`bamboo.boards.resource_model`).
+"""Yosys data points of the resource model of ``bamboo explore`` (:mod:`.resource_model`).
 
 ``python -m bamboo.boards.calibrate`` synthesizes every configuration of :data:`POINTS`
 for the UltraScale+ fabric (:func:`bamboo.boards.resources.estimate`, the ``make

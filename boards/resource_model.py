@@ -9,8 +9,8 @@ entirely structural, per memory from its shape as Yosys maps it (RAMB36 or RAMB1
 halves, :func:`_bram`), the INP buffer once per depthwise read port
 (:func:`inp_copies`) and an activation table per column and per vector lane; LUT and FF
 per MAC, per column, per vector lane and per depthwise INP port. Structural
-coefficients are fixed; the rest are fitted by non-negative least squares on Yosys's counts of real builds
-(:func:`bamboo.boards.calibrate.points`: the committed ``boards/calibration/
+coefficients are fixed; the rest are fitted by non-negative least squares on Yosys's
+counts of real builds (:func:`bamboo.boards.calibrate.points`: the committed ``boards/calibration/
 resource_points.json`` and ``boards/estimates/*.json``).
 
 :func:`leave_one_out` is the honest error: every point predicted by a model fitted on
@@ -25,7 +25,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..arch.config import AcceleratorConfig
 from .resources import bram36_for
 
 __all__ = ["FEATURES", "RESOURCES", "ResourceModel", "fit", "leave_one_out", "main"]
@@ -61,6 +60,14 @@ def _lut_tables(c):
     return (c.cols + _lanes(c)) * _bram(256 * c.lut_slots, 8)
 
 
+_LOGIC = [
+    ("per MAC", lambda c: c.macs_per_cycle, None),
+    ("per column", lambda c: c.cols, None),
+    ("per vector lane", _lanes, None),
+    ("per INP byte x depthwise port", lambda c: c.rows * c.depthwise_ports, None),
+    ("control", lambda c: 1, None),
+]
+
 #: ``{resource: [(feature name, function of a config, fixed coefficient or None)]}``.
 #: None: fitted (non-negative). The function names say what is counted.
 FEATURES = {
@@ -77,20 +84,9 @@ FEATURES = {
         ("INP x copies", lambda c: _bram(c.input_buffer_depth, 8 * c.rows) * inp_copies(c), 1.0),
         ("activation tables", _lut_tables, 1.0),
     ],
-    "lut": [
-        ("per MAC", lambda c: c.macs_per_cycle, None),
-        ("per column", lambda c: c.cols, None),
-        ("per vector lane", _lanes, None),
-        ("per INP byte x depthwise port", lambda c: c.rows * c.depthwise_ports, None),
-        ("control", lambda c: 1, None),
-    ],
-    "ff": [
-        ("per MAC", lambda c: c.macs_per_cycle, None),
-        ("per column", lambda c: c.cols, None),
-        ("per vector lane", _lanes, None),
-        ("per INP byte x depthwise port", lambda c: c.rows * c.depthwise_ports, None),
-        ("control", lambda c: 1, None),
-    ],
+    # LUT and FF: the same units, each fitted on its own.
+    "lut": _LOGIC,
+    "ff": _LOGIC,
 }
 
 

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from bamboo.explore import ExploreError, grid, parse_knobs, pareto
+from bamboo.explore import ExploreError, grid, pareto, parse_knobs
 
 
 def test_pareto_on_hand_made_points():
@@ -70,12 +70,13 @@ _TINY = ["--models", "mobilenet_v2@32", "--knob", "rows=8", "--knob", "cols=16,3
 
 
 def test_cli_tiny_sweep_against_the_advise_chain(tmp_path, monkeypatch, capsys):
-    from bamboo.advise import estimate
     from bamboo.arch import preset
     from bamboo.boards.resource_model import default_model
     from bamboo.boards.resources import recorded
-    from bamboo.cli import main
     from bamboo.models import zoo
+
+    from bamboo.advise import estimate
+    from bamboo.cli import main
 
     monkeypatch.setenv("BAMBOO_BUILD", str(tmp_path))
     out_csv, png = tmp_path / "points.csv", tmp_path / "front.png"

@@ -10,7 +10,6 @@ import json
 
 import numpy as np
 import pytest
-
 from bamboo.boards import calibrate
 from bamboo.boards.resource_model import FEATURES, _nnls, fit, leave_one_out
 
