@@ -263,10 +263,12 @@ def explore(board="ultra96", models=DEFAULT_MODELS, size="reduced", knobs=None, 
     cal = calibration()
 
     def resources(cfg):
-        # A configuration Yosys has built keeps its measured counts.
+        # Every point is compared on the model's predictions (one yardstick); a
+        # configuration Yosys has built also carries its counts, which decide its fits.
         built = _built(cfg, cal)
-        pred = model.predict(cfg) if built is None else {r: built[r] for r in RESOURCES}
-        return {**pred, "measured": built is not None, "fits": _boards_fit(pred),
+        pred = model.predict(cfg)
+        yosys = None if built is None else {r: built[r] for r in RESOURCES}
+        return {**pred, "yosys": yosys, "fits": _boards_fit(yosys or pred),
                 "fmax_mhz": built and built.get("fmax_mhz"),
                 "fmax_source": built and built["source"]}
 
@@ -362,6 +364,11 @@ def render(result, top=10):
     if preset is not None:
         lines.append("")
         lines.append(_place(preset, pts, result))
+        if preset["yosys"]:
+            y = preset["yosys"]
+            lines.append(f"(the preset as Yosys built it: DSP {y['dsp']}, LUT {y['lut']}, FF "
+                         f"{y['ff']}, BRAM36 {y['bram36']:g}; predicted: DSP {preset['dsp']}, "
+                         f"LUT {preset['lut']}, FF {preset['ff']}, BRAM36 {preset['bram36']:g})")
     return "\n".join(lines)
 
 
@@ -372,7 +379,8 @@ def _table(points, models):
     rows = []
     for p in points:
         cells = _knob_cells(p["config"]) + [str(p["dsp"]), str(p["lut"]), f"{p['bram36']:g}"]
-        cells[-3:] = [c + ("*" if p["measured"] else "") for c in cells[-3:]]
+        if p["yosys"]:
+            cells[-3:] = [c + "*" for c in cells[-3:]]
         for m in models:
             at = p["fps_at_fmax"].get(m)
             cells.append(f"{p['fps'][m]:.1f}" + (f" ({at:.1f})" if at else ""))
@@ -381,8 +389,8 @@ def _table(points, models):
         widths = [max(w, len(c)) for w, c in zip(widths, cells)]
     fmt = lambda cs: "  " + " ".join(c.rjust(w) for c, w in zip(cs, widths))  # noqa: E731
     return [fmt(heads)] + [fmt(r) for r in rows] + \
-        ["  (* Yosys's count of that build; FPS in parentheses: at its estimated Fmax)"] * any(
-            p["measured"] for p in points)
+        ["  (* Yosys has built this configuration: its counts are in the CSV and below; FPS "
+         "in parentheses: at its estimated Fmax)"] * any(p["yosys"] for p in points)
 
 
 def _place(preset, pts, result):
@@ -421,15 +429,16 @@ def write_csv(result, path):
         w.writerow([k.field for k in KNOBS] + list(result["resources"]) +
                    [f"fps {m}" for m in models] + [f"fabric fps {m}" for m in models] +
                    ["fps geomean", "front", "fits", "preset",
-                                                   "fmax_mhz", "measured"])
+                                                   "fmax_mhz"] +
+                   [f"yosys {r}" for r in result["resources"]])
         for p in result["points"]:
             w.writerow([getattr(p["config"], k.field) for k in KNOBS] +
                        [p[r] for r in result["resources"]] +
                        [round(p["fps"][m], 2) for m in models] +
                        [round(p["fabric_fps"][m], 2) for m in models] +
                        [round(p["fps_geomean"], 2), int(bool(p.get("front"))),
-                        " ".join(p["fits"]), int(p["preset"]), p["fmax_mhz"] or "",
-                        int(p["measured"])])
+                        " ".join(p["fits"]), int(p["preset"]), p["fmax_mhz"] or ""] +
+                       [(p["yosys"] or {}).get(r, "") for r in result["resources"]])
     return path
 
 

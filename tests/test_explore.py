@@ -99,12 +99,13 @@ def test_cli_tiny_sweep_against_the_advise_chain(tmp_path, monkeypatch, capsys):
         1.0 / ref.fabric_s, rel=1e-3)
     # The processor side is timed again here: its noise allows 30 %.
     assert got == pytest.approx(1.0 / max(ref.fabric_s, ref.cpu_s), rel=0.3)
-    # The preset's resources are Yosys's recorded counts, the others the fitted model's.
+    # Every point carries the model's prediction; the preset also Yosys's recorded counts.
     rec = recorded("ultra96")
-    assert rows[32, 2]["measured"] == "1" and int(rows[32, 2]["dsp"]) == rec.dsp
-    assert float(rows[32, 2]["bram36"]) == rec.bram36
+    assert int(rows[32, 2]["yosys dsp"]) == rec.dsp and float(rows[32, 2]["yosys bram36"]) == \
+        rec.bram36
+    assert int(rows[32, 2]["lut"]) == default_model().predict(cfg)["lut"]
     small = rows[16, 1]
-    assert small["measured"] == "0"
+    assert small["yosys lut"] == ""
     assert int(small["lut"]) == default_model().predict(
         cfg.__class__(**{**cfg.to_dict(), "cols": 16, "depthwise_blocks": 1}))["lut"]
     # The 8 x 16 array has half the MACs: never faster on the fabric side.
