@@ -262,7 +262,7 @@ PRESETS = {
     # docs/explore.md): within the budget it is on the Pareto front with the highest
     # geometric-mean FPS of MobileNetV2, EfficientNet-B4 and Tiny-YOLOv3; no 16-row
     # array fits the DSPs, the best 8 x 16 runs 12-40 % slower, INP 4096 costs
-    # Tiny-YOLOv3 19-41 %, and the one near-equal neighbour (OUT 1024: 7 BRAM36 fewer) is
+    # Tiny-YOLOv3 24-41 %, and the one near-equal neighbour (OUT 1024: 7 BRAM36 fewer) is
     # 0.1-0.2 % slower at full size.
     "ultra96": AcceleratorConfig(
         name="ultra96", rows=8, cols=32,
