@@ -235,15 +235,75 @@ def _boards_fit(pred):
             and all(pred[k] <= lim for k, lim in b.budget.items())]
 
 
+def _resources(cfg, model, cal):
+    """Predicted resources of ``cfg`` and, if Yosys built it, its counts and Fmax.
+
+    Every point is compared on the model's predictions (one yardstick); a configuration
+    Yosys has built also carries its counts, which decide the boards it fits."""
+    from bamboo.boards.resource_model import RESOURCES
+
+    built = _built(cfg, cal)
+    pred = model.predict(cfg)
+    yosys = None if built is None else {r: built[r] for r in RESOURCES}
+    return {**pred, "yosys": yosys, "fits": _boards_fit(yosys or pred),
+            "fmax_mhz": built and built.get("fmax_mhz"),
+            "fmax_source": built and built["source"]}
+
+
+def _candidates(b, base, configs, invalid, model, cal):
+    """``(points within board b's budget, count over it)``; the preset always a point.
+
+    Configurations the board refuses join ``invalid``."""
+    from bamboo.boards.platforms import BoardError, check_config
+
+    points, over = [], 0
+    for cfg in configs:
+        try:
+            check_config(b, cfg)
+        except BoardError as exc:
+            invalid.append((cfg.to_dict(), str(exc)))
+            continue
+        res = _resources(cfg, model, cal)
+        if b.name not in res["fits"]:
+            over += 1
+            continue
+        points.append({"config": cfg, **res})
+    # The board's own preset is always a point, in budget or not, so it can be placed.
+    if not any(p["config"].config_id == base.config_id for p in points):
+        points.append({"config": base, **_resources(base, model, cal)})
+    for p in points:
+        p["preset"] = p["config"].config_id == base.config_id
+    return points, over
+
+
+def _speed(points, specs, runner, progress):
+    """FPS of every model on every point (and at its estimated Fmax where one exists)."""
+    from .report import progress as bar
+
+    start, done, total = time.perf_counter(), 0, len(points) * len(specs)
+    for p in points:
+        cfg, fmax = p["config"], p["fmax_mhz"]
+        p["fps"], p["fabric_fps"], p["fps_at_fmax"] = {}, {}, {}
+        for label, name, res in specs:
+            r = runner.fps(label, name, res, cfg)
+            p["fps"][label] = 1.0 / max(r["fabric_s"], r["cpu_s"])
+            p["fabric_fps"][label] = 1.0 / r["fabric_s"]
+            if fmax is not None and fmax < cfg.clock_mhz:
+                fab = r["fabric_s"] * cfg.clock_mhz / fmax
+                p["fps_at_fmax"][label] = 1.0 / max(fab, r["cpu_s"])
+            done += 1
+            if progress:
+                bar("explore", done, total, start, time.perf_counter())
+        p["fps_geomean"] = math.exp(sum(math.log(v) for v in p["fps"].values()) / len(specs))
+
+
 def explore(board="ultra96", models=DEFAULT_MODELS, size="reduced", knobs=None, cache=True,
             progress=True):
     """Run the search; returns a dict of every point and the front (see :func:`render`)."""
     from bamboo.arch.timing import BOARDS as MEMORIES
     from bamboo.boards.calibrate import points as calibration
-    from bamboo.boards.platforms import BOARDS, BoardError, check_config
+    from bamboo.boards.platforms import BOARDS
     from bamboo.boards.resource_model import RESOURCES, default_model, leave_one_out
-
-    from .report import progress as bar
 
     if board not in BOARDS:
         raise ExploreError(f"unknown board {board!r}; choose one of {', '.join(BOARDS)}")
@@ -259,54 +319,11 @@ def explore(board="ultra96", models=DEFAULT_MODELS, size="reduced", knobs=None, 
     if not configs:
         raise ExploreError(f"no valid configuration among the knobs' values: "
                            f"{invalid[0][1]}")
-    model = default_model()
     cal = calibration()
-
-    def resources(cfg):
-        # Every point is compared on the model's predictions (one yardstick); a
-        # configuration Yosys has built also carries its counts, which decide its fits.
-        built = _built(cfg, cal)
-        pred = model.predict(cfg)
-        yosys = None if built is None else {r: built[r] for r in RESOURCES}
-        return {**pred, "yosys": yosys, "fits": _boards_fit(yosys or pred),
-                "fmax_mhz": built and built.get("fmax_mhz"),
-                "fmax_source": built and built["source"]}
-
+    points, over = _candidates(b, base, configs, invalid, default_model(), cal)
     start = time.perf_counter()
-    points, over = [], 0
-    for cfg in configs:
-        try:
-            check_config(b, cfg)
-        except BoardError as exc:
-            invalid.append((cfg.to_dict(), str(exc)))
-            continue
-        res = resources(cfg)
-        if board not in res["fits"]:
-            over += 1
-            continue
-        points.append({"config": cfg, **res})
-    # The board's own preset is always a point, in budget or not, so it can be placed.
-    if not any(p["config"].config_id == base.config_id for p in points):
-        points.append({"config": base, **resources(base)})
     runner = _Models(specs, board, cache)
-    total = len(points) * len(specs)
-    done = 0
-    for p in points:
-        cfg = p["config"]
-        fmax = p["fmax_mhz"]
-        p["preset"] = cfg.config_id == base.config_id
-        p["fps"], p["fabric_fps"], p["fps_at_fmax"] = {}, {}, {}
-        for label, name, res in specs:
-            r = runner.fps(label, name, res, cfg)
-            p["fps"][label] = 1.0 / max(r["fabric_s"], r["cpu_s"])
-            p["fabric_fps"][label] = 1.0 / r["fabric_s"]
-            if fmax is not None and fmax < cfg.clock_mhz:
-                fab = r["fabric_s"] * cfg.clock_mhz / fmax
-                p["fps_at_fmax"][label] = 1.0 / max(fab, r["cpu_s"])
-            done += 1
-            if progress:
-                bar("explore", done, total, start, time.perf_counter())
-        p["fps_geomean"] = math.exp(sum(math.log(v) for v in p["fps"].values()) / len(specs))
+    _speed(points, specs, runner, progress)
     labels = [s[0] for s in specs]
     flat = [{**{f"fps:{k}": v for k, v in p["fps"].items()}, **p} for p in points]
     front = pareto(flat, [f"fps:{k}" for k in labels], ["dsp", "lut", "bram36"])
@@ -338,6 +355,9 @@ def render(result, top=10):
              f"{', '.join(result['models'])} ({result['size']} size)",
              "knobs: " + "; ".join(f"{k} {','.join(str(v) for v in vs)}"
                                    for k, vs in result["knobs"].items()),
+             f"{result['combinations']} combinations: {len(result['invalid'])} refused by the "
+             "configuration's or the board's rules"
+             + (f" (e.g. {result['invalid'][0][1]})" if result["invalid"] else "") + ", "
              f"{result['valid']} valid configurations, {result['over_budget']} over the "
              f"predicted budget, {len(result['points'])} compiled and cycle-modelled in "
              f"{result['seconds']:.0f} s ({result['cache_hits']} cached results)",
