@@ -260,6 +260,12 @@ PRESETS = {
     # 256 MACs per cycle: 128 GOP/s at 250 MHz. Depthwise: two channel blocks and two
     # row groups read through four INP ports; Yosys replicates INP for the two new ones
     # (BRAM36 in all: boards/estimates/ultra96.json, budget 172.8).
+    # The design-space search reproduces this choice (`bamboo explore --board ultra96`,
+    # docs/explore.md): within the budget it is on the Pareto front with the highest
+    # geometric-mean FPS of MobileNetV2, EfficientNet-B4 and Tiny-YOLOv3; no 16-row
+    # array fits the DSPs, the best 8 x 16 runs 12-40 % slower, INP 4096 costs
+    # Tiny-YOLOv3 24-41 %, and the one near-equal neighbour (OUT 1024: 7 BRAM36 fewer) is
+    # 0.1-0.2 % slower at full size.
     "ultra96": AcceleratorConfig(
         name="ultra96", rows=8, cols=32,
         input_buffer_depth=8192, weight_buffer_depth=512,

@@ -41,6 +41,7 @@ def build_parser():
     from bamboo.cli_quantize import add_quantize_parser
     from bamboo.compiler.cli_compile import add_compile_parser
     from bamboo.compiler.cli_inspect import add_inspect_parser
+    from bamboo.explore import add_explore_parser
     from bamboo.runtime.cli_profile import add_profile_parser
     from bamboo.runtime.cli_run import add_run_parser
 
@@ -50,6 +51,7 @@ def build_parser():
     add_run_parser(sub)
     add_profile_parser(sub)
     add_advise_parser(sub)
+    add_explore_parser(sub)
     return parser
 
 

@@ -1,0 +1,207 @@
+"""Predicted DSP48E2, LUT, FF and BRAM36 of a configuration, calibrated against Yosys.
+
+``bamboo explore`` sweeps hundreds of configurations; Yosys takes minutes on each, so
+the search predicts them. Every resource is a linear model over a few *features* of
+the configuration (:data:`FEATURES`), each a count of something the generator builds
+once per unit of the knob: DSP48E2 per array slice (exact: ``config.dsp_count``), per
+output column (the requantizer products of post-processing) and per vector lane; BRAM36
+entirely structural, per memory from its shape as Yosys maps it (RAMB36 or RAMB18
+halves, :func:`_bram`), the INP buffer once per depthwise read port
+(:func:`inp_copies`) and an activation table per column and per vector lane; LUT and FF
+per MAC, per column, per vector lane and per depthwise INP port. Structural
+coefficients are fixed; the rest are fitted by non-negative least squares on Yosys's
+counts of real builds (:func:`bamboo.boards.calibrate.points`: the committed ``boards/calibration/
+resource_points.json`` and ``boards/estimates/*.json``).
+
+:func:`leave_one_out` is the honest error: every point predicted by a model fitted on
+the others. ``python -m bamboo.boards.resource_model`` prints it.
+
+All figures are UltraScale+ (``synth_xilinx -family xcup``); a Zynq-7000 build maps to
+DSP48E1 differently and is not modelled (:func:`fit` takes only xcup points).
+"""
+
+import sys
+from dataclasses import dataclass
+
+import numpy as np
+
+from .resources import bram36_for
+
+__all__ = ["FEATURES", "RESOURCES", "ResourceModel", "fit", "leave_one_out", "main"]
+
+RESOURCES = ("dsp", "lut", "ff", "bram36")
+
+
+def _lanes(c):
+    return c.vector_lanes or c.rows
+
+
+# RAMB18E2 shapes (depth, width), counted as half a BRAM36 (UG573).
+_RAMB18 = [(512, 36), (1024, 18), (2048, 9), (4096, 4), (8192, 2), (16384, 1)]
+
+
+def _bram(depth, width):
+    """BRAM36 of one memory as Yosys maps it: the cheaper of RAMB36 (with the 72-bit
+    simple-dual-port shape) and RAMB18 halves, at the best aspect ratio."""
+    half = min(-(-depth // d) * -(-width // w) for d, w in _RAMB18)
+    return min(bram36_for(depth, width), half / 2)
+
+
+def inp_copies(c):
+    """INP buffers Yosys builds: one per depthwise read port, and at least two (the
+    array's and the vector unit's reads). Read off the mapped netlists of the calibration
+    builds (``accel.compute.inp_mem`` cells), not derived from the RTL."""
+    return max(2, c.depthwise_ports)
+
+
+def _lut_tables(c):
+    """Activation tables: one ``lut_slots x 256``-byte memory per output column
+    (post-processing) and per vector lane."""
+    return (c.cols + _lanes(c)) * _bram(256 * c.lut_slots, 8)
+
+
+_LOGIC = [
+    ("per MAC", lambda c: c.macs_per_cycle, None),
+    ("per column", lambda c: c.cols, None),
+    ("per vector lane", _lanes, None),
+    ("per INP byte x depthwise port", lambda c: c.rows * c.depthwise_ports, None),
+    ("control", lambda c: 1, None),
+]
+
+#: ``{resource: [(feature name, function of a config, fixed coefficient or None)]}``.
+#: None: fitted (non-negative). The function names say what is counted.
+FEATURES = {
+    "dsp": [
+        ("array DSP (rows x cols, / 2 packed)", lambda c: c.dsp_count, 1.0),
+        ("per output column (requantizer)", lambda c: c.cols, None),
+        ("per vector lane", _lanes, None),
+        ("control", lambda c: 1, None),
+    ],
+    "bram36": [
+        ("WGT", lambda c: _bram(c.weight_buffer_depth, 8 * c.rows * c.cols), 1.0),
+        ("ACC", lambda c: _bram(c.acc_buffer_depth, 32 * c.cols), 1.0),
+        ("OUT", lambda c: _bram(c.output_buffer_depth, 8 * c.cols), 1.0),
+        ("INP x copies", lambda c: _bram(c.input_buffer_depth, 8 * c.rows) * inp_copies(c), 1.0),
+        ("activation tables", _lut_tables, 1.0),
+    ],
+    # LUT and FF: the same units, each fitted on its own.
+    "lut": _LOGIC,
+    "ff": _LOGIC,
+}
+
+
+def _nnls(a, b, iters=200):
+    """Non-negative least squares (Lawson-Hanson active set): ``argmin |a x - b|, x >= 0``."""
+    m, n = a.shape
+    x = np.zeros(n)
+    free = np.zeros(n, bool)
+    for _ in range(iters):
+        w = a.T @ (b - a @ x)
+        if free.all() or (w[~free] <= 1e-9 * max(1.0, np.abs(w).max())).all():
+            break
+        free[np.argmax(np.where(free, -np.inf, w))] = True
+        while True:
+            z = np.zeros(n)
+            z[free] = np.linalg.lstsq(a[:, free], b, rcond=None)[0]
+            if (z[free] > 0).all():
+                x = z
+                break
+            neg = free & (z <= 0)
+            alpha = np.min(x[neg] / (x[neg] - z[neg]))
+            x = x + alpha * (z - x)
+            free &= x > 1e-12
+    return x
+
+
+@dataclass(frozen=True)
+class ResourceModel:
+    """Fitted coefficients: ``{resource: tuple of coefficients in FEATURES order}``."""
+
+    coefficients: dict
+    points: int
+
+    def predict(self, config):
+        """``{resource: predicted count}`` of ``config`` (BRAM36 in halves, the rest whole)."""
+        out = {}
+        for res, feats in FEATURES.items():
+            v = sum(k * f(config) for (_, f, _), k in zip(feats, self.coefficients[res]))
+            out[res] = round(2 * v) / 2 if res == "bram36" else int(round(v))
+        return out
+
+    def describe(self):
+        """One line per resource: its fitted formula."""
+        return [f"{res}: " + " + ".join(f"{k:.3g} x {name}" for (name, _, _), k
+                                         in zip(FEATURES[res], self.coefficients[res]) if k)
+                for res in RESOURCES]
+
+
+def fit(points):
+    """Fit :data:`FEATURES` to ``points`` (dicts with ``config`` and the counts)."""
+    if not points:
+        raise ValueError("no Yosys data points to fit the resource model to")
+    coefs = {}
+    for res, feats in FEATURES.items():
+        fixed = np.array([sum(k * f(p["config"]) for _, f, k in feats if k is not None)
+                          for p in points], float)
+        free = [i for i, (_, _, k) in enumerate(feats) if k is None]
+        a = np.array([[feats[i][1](p["config"]) for i in free] for p in points], float)
+        b = np.array([p[res] for p in points], float) - fixed
+        x = _nnls(a, b) if free else []
+        full = [k for _, _, k in feats]
+        for i, v in zip(free, x):
+            full[i] = float(v)
+        coefs[res] = tuple(full)
+    return ResourceModel(coefs, len(points))
+
+
+def leave_one_out(points):
+    """Every point predicted by the model fitted on the others.
+
+    Returns ``[(point, prediction)]`` and ``{resource: (mean abs % error, max abs % error)}``.
+    """
+    rows = []
+    for k, p in enumerate(points):
+        model = fit(points[:k] + points[k + 1:])
+        rows.append((p, model.predict(p["config"])))
+    err = {}
+    for res in RESOURCES:
+        e = [abs(pred[res] - p[res]) / p[res] * 100 for p, pred in rows if p[res]]
+        err[res] = (float(np.mean(e)), float(np.max(e)))
+    return rows, err
+
+
+_MODEL = None
+
+
+def default_model():
+    """The model fitted on every committed data point (cached)."""
+    global _MODEL
+    if _MODEL is None:
+        from .calibrate import points
+
+        _MODEL = fit(points())
+    return _MODEL
+
+
+def main(argv=None):
+    from .calibrate import DATA, points
+
+    pts = points()
+    model = fit(pts)
+    print(f"resource model fitted on {len(pts)} Yosys builds ({DATA.name} and "
+          "boards/estimates), UltraScale+:")
+    for line in model.describe():
+        print("  " + line)
+    rows, err = leave_one_out(pts)
+    print("leave-one-out (each build predicted by the model fitted on the others):")
+    print(f"  {'point':<12}" + "".join(f"{r:>16}" for r in RESOURCES))
+    for p, pred in rows:
+        print(f"  {p['name']:<12}" + "".join(
+            f"{pred[r]:>8g}/{p[r]:<7g}" for r in RESOURCES))
+    print("  mean |error|  " + "  ".join(f"{r} {m:.1f} % (max {x:.1f} %)"
+                                         for r, (m, x) in err.items()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,73 @@
+"""The resource model of ``bamboo explore`` against held-out Yosys builds.
+
+Every committed Yosys build (boards/calibration/resource_points.json and the UltraScale+
+boards/estimates/*.json) is predicted by the model fitted on the others; the tolerances
+are the leave-one-out errors measured when the points were committed
+(``python -m bamboo.boards.resource_model`` prints them), rounded up.
+"""
+
+import json
+
+import numpy as np
+import pytest
+from bamboo.boards import calibrate
+from bamboo.boards.resource_model import FEATURES, _nnls, fit, leave_one_out
+
+#: Largest held-out relative error per resource (percent): measured max 0.9, 3.9, 7.6 and
+#: 0.0 (BRAM36 is structural: exact) on 10 builds, plus margin.
+TOLERANCE = {"dsp": 2.0, "lut": 6.0, "ff": 12.0, "bram36": 0.0}
+
+
+@pytest.fixture(scope="module")
+def points():
+    return calibrate.points()
+
+
+def test_data_points_are_committed_with_their_command(points):
+    data = json.loads(calibrate.DATA.read_text())
+    assert data["command"] == "python -m bamboo.boards.calibrate"
+    assert {p["name"] for p in data["points"]} <= set(calibrate.POINTS)
+    assert len(points) >= 8
+    # Every recorded point is the configuration calibrate.py names, byte for byte.
+    for p in data["points"]:
+        assert p["config"] == calibrate.POINTS[p["name"]].to_dict()
+
+
+def test_held_out_yosys_builds_are_predicted_within_tolerance(points):
+    rows, err = leave_one_out(points)
+    for p, pred in rows:
+        for res, tol in TOLERANCE.items():
+            assert abs(pred[res] - p[res]) <= tol / 100 * p[res], (p["name"], res, pred[res],
+                                                                   p[res])
+    assert err["dsp"][0] < err["lut"][0] + 1e-9 or err["dsp"][0] < 2.0
+
+
+def test_array_dsp_is_structural(points):
+    # The array's DSP48E2 are counted, not fitted: doubling the packed array's columns
+    # adds exactly its cols * rows / 2 slices plus the per-column requantizers.
+    model = fit(points)
+    cfg = calibrate.POINTS["x8x16p"]
+    wide = cfg.__class__(**{**cfg.to_dict(), "cols": 32})
+    per_col = model.coefficients["dsp"][1]
+    assert model.predict(wide)["dsp"] - model.predict(cfg)["dsp"] == pytest.approx(
+        64 + 16 * per_col, abs=1)
+    assert FEATURES["dsp"][0][2] == 1.0
+
+
+def test_nnls_against_a_brute_force_search():
+    rng = np.random.default_rng(1)
+    for _ in range(20):
+        a = rng.standard_normal((7, 3))
+        b = rng.standard_normal(7)
+        x = _nnls(a, b)
+        assert (x >= 0).all()
+        # Every subset of free variables with an unconstrained solution >= 0: the best.
+        best = np.inf
+        for mask in range(8):
+            cols = [i for i in range(3) if mask >> i & 1]
+            z = np.zeros(3)
+            if cols:
+                z[cols] = np.linalg.lstsq(a[:, cols], b, rcond=None)[0]
+            if (z >= 0).all():
+                best = min(best, np.linalg.norm(a @ z - b))
+        assert np.linalg.norm(a @ x - b) == pytest.approx(best, abs=1e-9)
