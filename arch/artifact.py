@@ -133,8 +133,10 @@ class Artifact:
 
     def _parsed(self):
         if self.parsed is None:
-            raise ArtifactError("this artifact was read without validation: its metadata is "
-                                "unchecked (read_artifact(..., validate=True))")
+            raise ArtifactError(
+                "this artifact was read without validation: its metadata is "
+                "unchecked (read_artifact(..., validate=True))"
+            )
         return self.parsed
 
 
@@ -143,8 +145,9 @@ def _json(sections, kind):
     try:
         return json.loads(sections[kind].decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as exc:
-        raise ArtifactCorruptError(f"the {name.upper()} section is not UTF-8 JSON: "
-                                   f"{str(exc).splitlines()[0]}") from None
+        raise ArtifactCorruptError(
+            f"the {name.upper()} section is not UTF-8 JSON: {str(exc).splitlines()[0]}"
+        ) from None
     except RecursionError:
         raise ArtifactCorruptError(f"the {name.upper()} section nests too deeply") from None
 
@@ -153,14 +156,19 @@ def _validate(sections, config_id):
     """``(Metadata, IoQuant, AcceleratorConfig)`` of checked ``sections`` (see module doc)."""
     missing = [Section.NAMES[k].upper() for k in REQUIRED if k not in sections]
     if missing:
-        raise ArtifactCorruptError(f"artifact lacks its {', '.join(missing)} section"
-                                   f"{'s' if len(missing) > 1 else ''}")
+        raise ArtifactCorruptError(
+            f"artifact lacks its {', '.join(missing)} section{'s' if len(missing) > 1 else ''}"
+        )
     meta_json, io_json = _json(sections, Section.METADATA), _json(sections, Section.IOQUANT)
     try:
         meta, io = md.Metadata.from_json(meta_json), md.IoQuant.from_json(io_json)
-        config = md.check_artifact(meta, io, program_size=len(sections[Section.PROGRAM]),
-                                   weights_size=len(sections[Section.WEIGHTS]),
-                                   config_id=config_id)
+        config = md.check_artifact(
+            meta,
+            io,
+            program_size=len(sections[Section.PROGRAM]),
+            weights_size=len(sections[Section.WEIGHTS]),
+            config_id=config_id,
+        )
     except md.MetadataVersionError as exc:
         raise ArtifactMismatchError(f"artifact {exc}") from None
     except md.MetadataError as exc:
@@ -192,8 +200,9 @@ def write_artifact(sections, *, config_id, isa_version=ISA_VERSION):
         body += bytes(pos - table_end - len(body)) + payload
         pos = _align(pos + len(payload))
     total = table_end + len(body)
-    head = _HEADER.pack(MAGIC, FORMAT_VERSION, isa_version, config_id & 0xFFFFFFFF,
-                        len(items), 0, total, bytes(32))
+    head = _HEADER.pack(
+        MAGIC, FORMAT_VERSION, isa_version, config_id & 0xFFFFFFFF, len(items), 0, total, bytes(32)
+    )
     blob = bytearray(head + b"".join(entries) + body)
     blob[32:64] = hashlib.sha256(blob).digest()
     return bytes(blob)
@@ -212,22 +221,26 @@ def read_artifact(data, *, config_id=None, isa_version=ISA_VERSION, validate=Tru
     """
     data = bytes(data)
     if len(data) < HEADER_SIZE:
-        if not MAGIC.startswith(data[:len(MAGIC)]):
+        if not MAGIC.startswith(data[: len(MAGIC)]):
             raise ArtifactCorruptError("not a Bamboo artifact: bad magic number")
         raise ArtifactTruncatedError(
-            f"artifact truncated: {len(data)} bytes, the header alone is {HEADER_SIZE}")
+            f"artifact truncated: {len(data)} bytes, the header alone is {HEADER_SIZE}"
+        )
     magic, fmt, isa_v, cfg, count, _flags, total, digest = _HEADER.unpack_from(data)
     if magic != MAGIC:
         raise ArtifactCorruptError(f"not a Bamboo artifact: bad magic number {magic!r}")
     if fmt != FORMAT_VERSION:
         raise ArtifactMismatchError(
-            f"artifact format version {fmt}, this loader reads version {FORMAT_VERSION}")
+            f"artifact format version {fmt}, this loader reads version {FORMAT_VERSION}"
+        )
     if len(data) < total:
         raise ArtifactTruncatedError(
-            f"artifact truncated: {len(data)} bytes of the {total} its header announces")
+            f"artifact truncated: {len(data)} bytes of the {total} its header announces"
+        )
     if len(data) > total:
         raise ArtifactCorruptError(
-            f"artifact has {len(data) - total} trailing bytes after the {total} announced")
+            f"artifact has {len(data) - total} trailing bytes after the {total} announced"
+        )
     check = bytearray(data)
     check[32:64] = bytes(32)
     if hashlib.sha256(check).digest() != digest:
@@ -241,17 +254,21 @@ def read_artifact(data, *, config_id=None, isa_version=ISA_VERSION, validate=Tru
         name = Section.NAMES.get(kind, f"kind {kind}")
         if off < table_end or off + size > total:
             raise ArtifactCorruptError(
-                f"section {name} [{off}, {off + size}) lies outside the file body")
+                f"section {name} [{off}, {off + size}) lies outside the file body"
+            )
         if kind in sections:
             raise ArtifactCorruptError(f"section {name} appears twice")
-        sections[kind] = data[off:off + size]
+        sections[kind] = data[off : off + size]
     if isa_v != isa_version:
         raise ArtifactMismatchError(
-            f"artifact was compiled for ISA version {isa_v}, the hardware runs {isa_version}")
+            f"artifact was compiled for ISA version {isa_v}, the hardware runs {isa_version}"
+        )
     if config_id is not None and cfg != config_id:
         raise ArtifactMismatchError(
             f"artifact config_id {cfg:#010x} does not match the accelerator's {config_id:#010x}: "
-            "recompile for this configuration")
+            "recompile for this configuration"
+        )
     parsed = _validate(sections, cfg) if validate else None
-    return Artifact(isa_version=isa_v, config_id=cfg, sections=sections, format_version=fmt,
-                    parsed=parsed)
+    return Artifact(
+        isa_version=isa_v, config_id=cfg, sections=sections, format_version=fmt, parsed=parsed
+    )

@@ -19,14 +19,20 @@ from .isa import Opcode
 # The instruction fields that address each sized part of the configuration: a size
 # the narrowest of them cannot address is refused when the configuration is made.
 _ADDRESSED_BY = {
-    "input_buffer_depth": ((Opcode.LOAD, "sram_addr"), (Opcode.CONV, "inp_addr"),
-                           (Opcode.CONV, "inp_block_stride"), (Opcode.VEC, "src_a"),
-                           (Opcode.VEC, "src_b")),
+    "input_buffer_depth": (
+        (Opcode.LOAD, "sram_addr"),
+        (Opcode.CONV, "inp_addr"),
+        (Opcode.CONV, "inp_block_stride"),
+        (Opcode.VEC, "src_a"),
+        (Opcode.VEC, "src_b"),
+    ),
     "weight_buffer_depth": ((Opcode.LOAD, "sram_addr"), (Opcode.CONV, "wgt_addr")),
-    "output_buffer_depth": ((Opcode.STORE, "sram_addr"), (Opcode.CONV, "out_addr"),
-                            (Opcode.VEC, "out_addr")),
-    "lut_slots": ((Opcode.LOAD, "sram_addr"), (Opcode.CONV, "lut_slot"),
-                  (Opcode.VEC, "lut_slot")),
+    "output_buffer_depth": (
+        (Opcode.STORE, "sram_addr"),
+        (Opcode.CONV, "out_addr"),
+        (Opcode.VEC, "out_addr"),
+    ),
+    "lut_slots": ((Opcode.LOAD, "sram_addr"), (Opcode.CONV, "lut_slot"), (Opcode.VEC, "lut_slot")),
 }
 
 __all__ = ["AcceleratorConfig", "PRESETS", "preset"]
@@ -100,8 +106,15 @@ class AcceleratorConfig:
     depthwise_groups: int = 1
 
     def __post_init__(self):
-        for field in ("rows", "cols", "input_buffer_depth", "weight_buffer_depth",
-                      "acc_buffer_depth", "output_buffer_depth", "lut_slots"):
+        for field in (
+            "rows",
+            "cols",
+            "input_buffer_depth",
+            "weight_buffer_depth",
+            "acc_buffer_depth",
+            "output_buffer_depth",
+            "lut_slots",
+        ):
             value = getattr(self, field)
             if not isinstance(value, int) or not _is_pow2(value):
                 raise ConfigError(f"{field} must be a power of two, not {value!r}")
@@ -110,49 +123,61 @@ class AcceleratorConfig:
             if getattr(self, name) > f.max + 1:
                 raise ConfigError(
                     f"{name} must be at most {f.max + 1} ({isa.opcode_name(op)}.{f.name} is "
-                    f"{f.width} bits), not {getattr(self, name)!r}")
+                    f"{f.width} bits), not {getattr(self, name)!r}"
+                )
         lanes = isa.field(Opcode.STORE, "lane")
         if self.cols // self.rows > lanes.max + 1:
-            raise ConfigError(f"cols / rows must be at most {lanes.max + 1} (STORE.lane is "
-                              f"{lanes.width} bits), not {self.cols // self.rows}")
-        if self.axi_data_width not in (32, 64, 128):
             raise ConfigError(
-                f"axi_data_width must be 32, 64 or 128, not {self.axi_data_width!r}")
+                f"cols / rows must be at most {lanes.max + 1} (STORE.lane is "
+                f"{lanes.width} bits), not {self.cols // self.rows}"
+            )
+        if self.axi_data_width not in (32, 64, 128):
+            raise ConfigError(f"axi_data_width must be 32, 64 or 128, not {self.axi_data_width!r}")
         if not 32 <= self.axi_addr_width <= 49:
             raise ConfigError(
-                f"axi_addr_width must be between 32 and 49, not {self.axi_addr_width!r}")
+                f"axi_addr_width must be between 32 and 49, not {self.axi_addr_width!r}"
+            )
         if not 8 <= self.axil_addr_width <= 16:
             raise ConfigError(
-                f"axil_addr_width must be between 8 and 16, not {self.axil_addr_width!r}")
+                f"axil_addr_width must be between 8 and 16, not {self.axil_addr_width!r}"
+            )
         if self.axi_data_width // 8 < 4:
             raise ConfigError("axi_data_width must hold at least one int32")
         if not self.clock_mhz > 0:
             raise ConfigError(f"clock_mhz must be positive, not {self.clock_mhz!r}")
         if self.vector_lanes is not None and not (
-                isinstance(self.vector_lanes, int) and _is_pow2(self.vector_lanes)
-                and self.vector_lanes <= self.rows):
-            raise ConfigError(f"vector_lanes must be a power of two up to rows ({self.rows}), "
-                              f"not {self.vector_lanes!r}")
+            isinstance(self.vector_lanes, int)
+            and _is_pow2(self.vector_lanes)
+            and self.vector_lanes <= self.rows
+        ):
+            raise ConfigError(
+                f"vector_lanes must be a power of two up to rows ({self.rows}), "
+                f"not {self.vector_lanes!r}"
+            )
         for field in ("depthwise_blocks", "depthwise_groups"):
             value = getattr(self, field)
             if not isinstance(value, int) or not _is_pow2(value):
                 raise ConfigError(f"{field} must be a power of two, not {value!r}")
         if self.depthwise_groups > self.rows:
-            raise ConfigError(f"depthwise_groups must be at most rows ({self.rows}), "
-                              f"not {self.depthwise_groups}")
+            raise ConfigError(
+                f"depthwise_groups must be at most rows ({self.rows}), not {self.depthwise_groups}"
+            )
         step = 2 if self.dsp_packing else 1
         if self.depthwise_blocks > 1 and self.depthwise_blocks * self.rows > self.cols // step:
             raise ConfigError(
                 f"depthwise_blocks {self.depthwise_blocks} needs "
                 f"{self.depthwise_blocks * self.rows} depthwise columns, the array has "
-                f"{self.cols // step}")
+                f"{self.cols // step}"
+            )
         if self.dsp_packing and not (self.rows <= 16 and self.cols >= 2 * self.rows):
             # A column pair's low lane holds sums of `rows` products of 8-bit codes and
             # weights in [-127, 127]: 15 + log2(rows) bits, and the high weight shifted
             # that far must fit the DSP48E2's 27-bit port (rows <= 16). In depthwise mode
             # pair k computes channel k: `rows` channels need `cols / 2 >= rows` pairs.
-            raise ConfigError(f"dsp_packing needs rows <= 16 and cols >= 2 * rows, not "
-                              f"rows={self.rows}, cols={self.cols}")
+            raise ConfigError(
+                f"dsp_packing needs rows <= 16 and cols >= 2 * rows, not "
+                f"rows={self.rows}, cols={self.cols}"
+            )
 
     # Derived quantities -------------------------------------------------------------
 
@@ -247,11 +272,20 @@ class AcceleratorConfig:
 PRESETS = {
     # Small enough that whole networks simulate in RTL within the test budget.
     "tiny": AcceleratorConfig(
-        name="tiny", rows=4, cols=4,
-        input_buffer_depth=1024, weight_buffer_depth=256,
-        acc_buffer_depth=256, output_buffer_depth=256,
-        axi_data_width=64, lut_slots=2, dsp_packing=False, clock_mhz=100.0,
-        vector_lanes=2, depthwise_groups=2),
+        name="tiny",
+        rows=4,
+        cols=4,
+        input_buffer_depth=1024,
+        weight_buffer_depth=256,
+        acc_buffer_depth=256,
+        output_buffer_depth=256,
+        axi_data_width=64,
+        lut_slots=2,
+        dsp_packing=False,
+        clock_mhz=100.0,
+        vector_lanes=2,
+        depthwise_groups=2,
+    ),
     # xczu3eg (Ultra96): 360 DSP48E2, 70,560 LUT, 216 BRAM36; budget 300 DSP.
     # The shape comes from the DSP count (Yosys, `make resources BOARD=ultra96`):
     # post-processing needs 2 DSP48E2 per column (32 x 24-bit requantizer products),
@@ -267,11 +301,21 @@ PRESETS = {
     # Tiny-YOLOv3 24-41 %, and the one near-equal neighbour (OUT 1024: 7 BRAM36 fewer) is
     # 0.1-0.2 % slower at full size.
     "ultra96": AcceleratorConfig(
-        name="ultra96", rows=8, cols=32,
-        input_buffer_depth=8192, weight_buffer_depth=512,
-        acc_buffer_depth=1024, output_buffer_depth=2048,
-        axi_data_width=128, lut_slots=4, dsp_packing=True, clock_mhz=250.0,
-        vector_lanes=2, depthwise_blocks=2, depthwise_groups=2),
+        name="ultra96",
+        rows=8,
+        cols=32,
+        input_buffer_depth=8192,
+        weight_buffer_depth=512,
+        acc_buffer_depth=1024,
+        output_buffer_depth=2048,
+        axi_data_width=128,
+        lut_slots=4,
+        dsp_packing=True,
+        clock_mhz=250.0,
+        vector_lanes=2,
+        depthwise_blocks=2,
+        depthwise_groups=2,
+    ),
     # xczu7ev (ZCU104): 1728 DSP48E2, 230,400 LUT, 312 BRAM36, 96 URAM.
     # The DSPs would allow a far larger array, but BRAM bounds what Yosys can place:
     # it maps every buffer through 36-bit-wide true-dual-port blocks, which takes a
@@ -280,32 +324,61 @@ PRESETS = {
     # depthwise path's four read ports replicate it four times. A wider array wants the
     # buffers in URAM (not done).
     "zcu104": AcceleratorConfig(
-        name="zcu104", rows=8, cols=32,
-        input_buffer_depth=8192, weight_buffer_depth=1024,
-        acc_buffer_depth=2048, output_buffer_depth=2048,
-        axi_data_width=128, lut_slots=4, dsp_packing=True, clock_mhz=250.0,
-        depthwise_blocks=2, depthwise_groups=2),
+        name="zcu104",
+        rows=8,
+        cols=32,
+        input_buffer_depth=8192,
+        weight_buffer_depth=1024,
+        acc_buffer_depth=2048,
+        output_buffer_depth=2048,
+        axi_data_width=128,
+        lut_slots=4,
+        dsp_packing=True,
+        clock_mhz=250.0,
+        depthwise_blocks=2,
+        depthwise_groups=2,
+    ),
     # xck26 (Kria KV260): 1248 DSP48E2, 117,120 LUT, 144 BRAM36, 64 URAM.
     # BRAM bounds it: Yosys maps every buffer through 36-bit-wide true-dual-port
     # blocks, so a 16 x 32 weight word (4096 bits) alone takes 114 of the 115 BRAM36
     # the budget allows. 8 x 32 packed as ultra96, with smaller INP/OUT buffers (fewer
     # BRAM36: boards/estimates/kv260.json) and 4 vector lanes (more LUTs to spend).
     "kv260": AcceleratorConfig(
-        name="kv260", rows=8, cols=32,
-        input_buffer_depth=4096, weight_buffer_depth=512,
-        acc_buffer_depth=1024, output_buffer_depth=1024,
-        axi_data_width=128, lut_slots=4, dsp_packing=True, clock_mhz=250.0,
-        vector_lanes=4, depthwise_blocks=2, depthwise_groups=2),
+        name="kv260",
+        rows=8,
+        cols=32,
+        input_buffer_depth=4096,
+        weight_buffer_depth=512,
+        acc_buffer_depth=1024,
+        output_buffer_depth=1024,
+        axi_data_width=128,
+        lut_slots=4,
+        dsp_packing=True,
+        clock_mhz=250.0,
+        vector_lanes=4,
+        depthwise_blocks=2,
+        depthwise_groups=2,
+    ),
     # xc7z020 (PYNQ-Z2): 220 DSP48E1, 53,200 LUT, 140 BRAM36; HP0 is 64 bits, addresses
     # 32 bits. No packing (WP486 needs DSP48E2's 27x18), and a DSP48E1's 25x18 takes
     # more slices per requantizer product: 8 x 16 does not fit the budget (docs/hardware.md,
     # "Other presets"), so 8 x 8 = 64 MACs with 2 vector lanes.
     "pynqz2": AcceleratorConfig(
-        name="pynqz2", rows=8, cols=8,
-        input_buffer_depth=4096, weight_buffer_depth=1024,
-        acc_buffer_depth=1024, output_buffer_depth=1024,
-        axi_data_width=64, axi_addr_width=32, lut_slots=2, dsp_packing=False,
-        clock_mhz=100.0, vector_lanes=2, depthwise_groups=2),
+        name="pynqz2",
+        rows=8,
+        cols=8,
+        input_buffer_depth=4096,
+        weight_buffer_depth=1024,
+        acc_buffer_depth=1024,
+        output_buffer_depth=1024,
+        axi_data_width=64,
+        axi_addr_width=32,
+        lut_slots=2,
+        dsp_packing=False,
+        clock_mhz=100.0,
+        vector_lanes=2,
+        depthwise_groups=2,
+    ),
 }
 
 

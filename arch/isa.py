@@ -101,10 +101,30 @@ from dataclasses import dataclass
 from .errors import BambooError
 
 __all__ = [
-    "ISA_VERSION", "INSN_BITS", "INSN_BYTES", "HEADER", "Field", "Opcode", "Buffer",
-    "VecOp", "Activation", "ConvMode", "FORMATS", "IsaError", "encode", "decode",
-    "encode_bytes", "decode_bytes", "render_markdown", "field", "opcode_name",
-    "QUEUES", "QUEUE_OF", "TokenFifo", "TOKEN_FIFOS", "token_bits",
+    "ISA_VERSION",
+    "INSN_BITS",
+    "INSN_BYTES",
+    "HEADER",
+    "Field",
+    "Opcode",
+    "Buffer",
+    "VecOp",
+    "Activation",
+    "ConvMode",
+    "FORMATS",
+    "IsaError",
+    "encode",
+    "decode",
+    "encode_bytes",
+    "decode_bytes",
+    "render_markdown",
+    "field",
+    "opcode_name",
+    "QUEUES",
+    "QUEUE_OF",
+    "TokenFifo",
+    "TOKEN_FIFOS",
+    "token_bits",
 ]
 
 ISA_VERSION = 1
@@ -156,28 +176,28 @@ class Buffer:
 class ConvMode:
     """``CONV.mode``: how the array is used."""
 
-    DENSE = 0       # standard, pointwise and fully connected (1x1 over a 1x1 image)
-    DEPTHWISE = 1   # one input channel per output channel
+    DENSE = 0  # standard, pointwise and fully connected (1x1 over a 1x1 image)
+    DEPTHWISE = 1  # one input channel per output channel
 
 
 class Activation:
     """``CONV.act`` / ``VEC.act``: what follows the requantizer in post-processing."""
 
-    NONE = 0        # clamp to [qmin, qmax] only (ReLU/ReLU6 are clamps)
+    NONE = 0  # clamp to [qmin, qmax] only (ReLU/ReLU6 are clamps)
     LEAKY_SHIFT = 1  # v < 0: (v * 13) >> 7 on the zero-point corrected code
     LEAKY_ROUNDED = 2  # v < 0: (v * 13 + 64) >> 7
-    LUT = 3         # 256-entry table from LUT slot ``lut_slot``
+    LUT = 3  # 256-entry table from LUT slot ``lut_slot``
 
 
 class VecOp:
     """``VEC.vop``: vector-unit operations."""
 
-    ADD = 0         # residual add, onnxruntime's x86 formula
+    ADD = 0  # residual add, onnxruntime's x86 formula
     MAX_POOL = 1
     AVG_POOL = 2
     MUL_CHANNEL = 3  # squeeze-excite: x[c] * s[c]
-    COPY = 4        # requantizing copy (concat of differently scaled inputs)
-    MUL = 5         # elementwise product (SiLU's x * sigmoid(x)): MUL_CHANNEL's formula
+    COPY = 4  # requantizing copy (concat of differently scaled inputs)
+    MUL = 5  # elementwise product (SiLU's x * sigmoid(x)): MUL_CHANNEL's formula
 
 
 HEADER = (
@@ -197,7 +217,8 @@ _TRANSFER = (
 )
 
 FORMATS = {
-    Opcode.LOAD: _TRANSFER + (
+    Opcode.LOAD: _TRANSFER
+    + (
         Field("buffer", 2, "destination buffer, see Buffer"),
         Field("pad_top", 4, "rows of pad_value inserted above"),
         Field("pad_bottom", 4, "rows of pad_value inserted below"),
@@ -205,9 +226,8 @@ FORMATS = {
         Field("pad_right", 4, "elements of pad_value inserted right of each row"),
         Field("pad_value", 8, "code written into padding (the input zero point)"),
     ),
-    Opcode.STORE: _TRANSFER + (
-        Field("lane", 4, "which B-code slice of the C-code OUT word to write (C/B slices)"),
-    ),
+    Opcode.STORE: _TRANSFER
+    + (Field("lane", 4, "which B-code slice of the C-code OUT word to write (C/B slices)"),),
     Opcode.CONV: (
         Field("mode", 2, "see ConvMode"),
         Field("kernel_h", 4, "kernel height"),
@@ -225,8 +245,9 @@ FORMATS = {
         Field("wgt_addr", 16, "WGT word of the first kernel tap"),
         Field("param_addr", 12, "PARAM word with bias and requantizer of this output block"),
         Field("out_addr", 16, "OUT word of output pixel (0, 0)"),
-        Field("acc_init", 1, "start from zero (1) or from the accumulators (0); bias is added "
-              "at emit"),
+        Field(
+            "acc_init", 1, "start from zero (1) or from the accumulators (0); bias is added at emit"
+        ),
         Field("acc_emit", 1, "post-process and write OUT (1) or keep accumulating (0)"),
         Field("act", 2, "see Activation"),
         Field("lut_slot", 3, "LUT used when act is LUT"),
@@ -269,8 +290,13 @@ _NAMES = {value: name for name, value in vars(Opcode).items() if name.isupper()}
 #: before it here and its ``next`` the one after.
 QUEUES = ("load", "compute", "store")
 #: The queue each opcode is dispatched to.
-QUEUE_OF = {Opcode.LOAD: "load", Opcode.STORE: "store", Opcode.CONV: "compute",
-            Opcode.VEC: "compute", Opcode.FINISH: "compute"}
+QUEUE_OF = {
+    Opcode.LOAD: "load",
+    Opcode.STORE: "store",
+    Opcode.CONV: "compute",
+    Opcode.VEC: "compute",
+    Opcode.FINISH: "compute",
+}
 
 
 @dataclass(frozen=True)
@@ -288,8 +314,10 @@ class TokenFifo:
 def _token_fifos():
     fifos = []
     for a, b in zip(QUEUES, QUEUES[1:]):
-        fifos += [TokenFifo(f"{a[0]}2{b[0]}", a, b, "push_next", "pop_prev"),
-                  TokenFifo(f"{b[0]}2{a[0]}", b, a, "push_prev", "pop_next")]
+        fifos += [
+            TokenFifo(f"{a[0]}2{b[0]}", a, b, "push_next", "pop_prev"),
+            TokenFifo(f"{b[0]}2{a[0]}", b, a, "push_prev", "pop_next"),
+        ]
     return tuple(fifos)
 
 
@@ -301,8 +329,10 @@ TOKEN_FIFOS = _token_fifos()
 def token_bits(queue):
     """``{header bit: TokenFifo}`` of the token bits legal in ``queue``'s instructions
     (a bit towards a missing neighbour is malformed)."""
-    return {**{f.push: f for f in TOKEN_FIFOS if f.src == queue},
-            **{f.pop: f for f in TOKEN_FIFOS if f.dst == queue}}
+    return {
+        **{f.push: f for f in TOKEN_FIFOS if f.src == queue},
+        **{f.pop: f for f in TOKEN_FIFOS if f.dst == queue},
+    }
 
 
 def field(opcode, name):
@@ -349,8 +379,9 @@ def encode(opcode, **values):
     for f in fields:
         v = int(values.get(f.name, 0))
         if not f.min <= v <= f.max:
-            raise IsaError(f"{name}.{f.name} = {v} does not fit in {f.width} bits "
-                           f"({f.min}..{f.max})")
+            raise IsaError(
+                f"{name}.{f.name} = {v} does not fit in {f.width} bits ({f.min}..{f.max})"
+            )
         word |= (v & ((1 << f.width) - 1)) << pos
         pos += f.width
     return word
@@ -380,24 +411,32 @@ def encode_bytes(instructions):
 def decode_bytes(blob):
     """Split bytes into instruction integers (the inverse of :func:`encode_bytes`)."""
     if len(blob) % INSN_BYTES:
-        raise IsaError(f"program of {len(blob)} bytes is not a whole number of "
-                       f"{INSN_BYTES}-byte instructions")
-    return [int.from_bytes(blob[i:i + INSN_BYTES], "little")
-            for i in range(0, len(blob), INSN_BYTES)]
+        raise IsaError(
+            f"program of {len(blob)} bytes is not a whole number of {INSN_BYTES}-byte instructions"
+        )
+    return [
+        int.from_bytes(blob[i : i + INSN_BYTES], "little") for i in range(0, len(blob), INSN_BYTES)
+    ]
 
 
 def render_markdown():
     """The ISA reference (``docs/isa.md``), generated from the tables above."""
     lines = [
-        "# Bamboo ISA", "",
+        "# Bamboo ISA",
+        "",
         f"Generated from `arch/isa.py` (ISA version {ISA_VERSION}) by "
-        "`python -m bamboo.arch.isa`; do not edit.", "",
+        "`python -m bamboo.arch.isa`; do not edit.",
+        "",
         f"Every instruction is {INSN_BITS} bits, little-endian in memory, fields packed "
-        "from bit 0 upward in the order listed.", "",
+        "from bit 0 upward in the order listed.",
+        "",
     ]
     for opcode, fields in [(None, HEADER)] + sorted(FORMATS.items()):
-        title = "Header (every instruction)" if opcode is None else \
-            f"{_NAMES[opcode]} (opcode {opcode})"
+        title = (
+            "Header (every instruction)"
+            if opcode is None
+            else f"{_NAMES[opcode]} (opcode {opcode})"
+        )
         lines += [f"## {title}", "", "| bits | field | description |", "|---|---|---|"]
         pos = 0 if opcode is None else sum(f.width for f in HEADER)
         for f in fields:

@@ -61,14 +61,22 @@ def elem_bytes(config, buffer):
     """Bytes of one word of ``buffer`` (``LOAD.buffer``), which is also one DRAM element of
     a LOAD into it: INP ``rows``, WGT ``rows * cols``, PARAM ``cols * PARAM_LANE_BYTES``,
     LUT ``LUT_ENTRIES``."""
-    return {Buffer.INP: config.rows, Buffer.WGT: config.rows * config.cols,
-            Buffer.PARAM: config.cols * PARAM_LANE_BYTES, Buffer.LUT: LUT_ENTRIES}[buffer]
+    return {
+        Buffer.INP: config.rows,
+        Buffer.WGT: config.rows * config.cols,
+        Buffer.PARAM: config.cols * PARAM_LANE_BYTES,
+        Buffer.LUT: LUT_ENTRIES,
+    }[buffer]
 
 
 def buffer_depth(config, buffer):
     """Words of ``buffer`` (``LOAD.buffer``) on chip; LUT words are tables (slots)."""
-    return {Buffer.INP: config.input_buffer_depth, Buffer.WGT: config.weight_buffer_depth,
-            Buffer.PARAM: PARAM_DEPTH, Buffer.LUT: config.lut_slots}[buffer]
+    return {
+        Buffer.INP: config.input_buffer_depth,
+        Buffer.WGT: config.weight_buffer_depth,
+        Buffer.PARAM: PARAM_DEPTH,
+        Buffer.LUT: config.lut_slots,
+    }[buffer]
 
 
 def transfer_elem_bytes(config, fields):
@@ -96,8 +104,11 @@ def unpack_param_lane(lane):
     """``(bias, m, e)`` of a 64-bit PARAM lane value (the inverse of :func:`param_lane`)."""
     bias = lane & 0xFFFFFFFF
     e = (lane >> 56) & 0xFF
-    return (bias - (1 << 32) if bias >> 31 else bias, (lane >> 32) & 0xFFFFFF,
-            e - 256 if e >> 7 else e)
+    return (
+        bias - (1 << 32) if bias >> 31 else bias,
+        (lane >> 32) & 0xFFFFFF,
+        e - 256 if e >> 7 else e,
+    )
 
 
 def act_blocks(channels, rows):

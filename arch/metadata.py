@@ -75,6 +75,7 @@ class MetadataVersionError(MetadataError):
 
 # Field readers: each names the field at fault -------------------------------------------
 
+
 def _dict(v, where):
     if not isinstance(v, dict):
         raise MetadataError(f"{where} must be an object, not {type(v).__name__}")
@@ -133,6 +134,7 @@ def _prod(shape):
 
 # The sections ----------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class Buffer:
     """A tensor's DRAM buffer in the memory plan: ``region``, ``offset``, ``size``, ``live``."""
@@ -143,15 +145,21 @@ class Buffer:
     live: tuple
 
     def to_json(self):
-        return {"region": self.region, "offset": self.offset, "size": self.size,
-                "live": list(self.live)}
+        return {
+            "region": self.region,
+            "offset": self.offset,
+            "size": self.size,
+            "live": list(self.live),
+        }
 
     @classmethod
     def from_json(cls, d, where):
-        return cls(_str(_get(d, "region", where), f"{where}.region", REGIONS),
-                   _int(_get(d, "offset", where), f"{where}.offset"),
-                   _int(_get(d, "size", where), f"{where}.size"),
-                   _ints(_get(d, "live", where), f"{where}.live", 2, lo=-1))
+        return cls(
+            _str(_get(d, "region", where), f"{where}.region", REGIONS),
+            _int(_get(d, "offset", where), f"{where}.offset"),
+            _int(_get(d, "size", where), f"{where}.size"),
+            _ints(_get(d, "live", where), f"{where}.live", 2, lo=-1),
+        )
 
 
 @dataclass(frozen=True)
@@ -168,25 +176,36 @@ class Memory:
         return self.regions[name]
 
     def to_json(self):
-        return {"regions": {k: list(v) for k, v in self.regions.items()},
-                "footprint": self.footprint, "alias": dict(self.alias),
-                "buffers": {k: b.to_json() for k, b in self.buffers.items()}}
+        return {
+            "regions": {k: list(v) for k, v in self.regions.items()},
+            "footprint": self.footprint,
+            "alias": dict(self.alias),
+            "buffers": {k: b.to_json() for k, b in self.buffers.items()},
+        }
 
     @classmethod
     def from_json(cls, d, where="memory"):
         regions = _dict(_get(d, "regions", where), f"{where}.regions")
         missing = [r for r in REGIONS if r not in regions]
         if missing or len(regions) != len(REGIONS):
-            raise MetadataError(f"{where}.regions must be exactly {', '.join(REGIONS)}; has "
-                                f"{', '.join(map(str, regions)) or 'none'}")
+            raise MetadataError(
+                f"{where}.regions must be exactly {', '.join(REGIONS)}; has "
+                f"{', '.join(map(str, regions)) or 'none'}"
+            )
         buffers = _dict(d.get("buffers", {}), f"{where}.buffers")
         alias = _dict(d.get("alias", {}), f"{where}.alias")
-        return cls({r: _ints(regions[r], f"{where}.regions.{r}", 2) for r in REGIONS},
-                   _int(_get(d, "footprint", where), f"{where}.footprint"),
-                   {_str(k, f"{where}.buffers key"): Buffer.from_json(b, f"{where}.buffers.{k}")
-                    for k, b in buffers.items()},
-                   {_str(k, f"{where}.alias key"): _str(v, f"{where}.alias.{k}")
-                    for k, v in alias.items()})
+        return cls(
+            {r: _ints(regions[r], f"{where}.regions.{r}", 2) for r in REGIONS},
+            _int(_get(d, "footprint", where), f"{where}.footprint"),
+            {
+                _str(k, f"{where}.buffers key"): Buffer.from_json(b, f"{where}.buffers.{k}")
+                for k, b in buffers.items()
+            },
+            {
+                _str(k, f"{where}.alias key"): _str(v, f"{where}.alias.{k}")
+                for k, v in alias.items()
+            },
+        )
 
 
 @dataclass(frozen=True)
@@ -209,8 +228,12 @@ class Step:
     def to_json(self):
         d = {"target": self.target, "nodes": list(self.nodes)}
         if self.on_fabric:
-            d.update(insn_start=self.insn_start, insn_count=self.insn_count,
-                     inputs=list(self.inputs), outputs=list(self.outputs))
+            d.update(
+                insn_start=self.insn_start,
+                insn_count=self.insn_count,
+                inputs=list(self.inputs),
+                outputs=list(self.outputs),
+            )
         return d
 
     @classmethod
@@ -219,10 +242,14 @@ class Step:
         nodes = _strs(_get(d, "nodes", where), f"{where}.nodes")
         if target == CPU:
             return cls(target, nodes)
-        return cls(target, nodes, _int(_get(d, "insn_start", where), f"{where}.insn_start"),
-                   _int(_get(d, "insn_count", where), f"{where}.insn_count", 1),
-                   _strs(_get(d, "inputs", where), f"{where}.inputs"),
-                   _strs(_get(d, "outputs", where), f"{where}.outputs"))
+        return cls(
+            target,
+            nodes,
+            _int(_get(d, "insn_start", where), f"{where}.insn_start"),
+            _int(_get(d, "insn_count", where), f"{where}.insn_count", 1),
+            _strs(_get(d, "inputs", where), f"{where}.inputs"),
+            _strs(_get(d, "outputs", where), f"{where}.outputs"),
+        )
 
 
 class _Flat:
@@ -235,8 +262,12 @@ class _Flat:
 
     @classmethod
     def from_json(cls, d, where):
-        return cls(**{name: read(_get(d, name, where), f"{where}.{name}")
-                      for name, read in cls._READERS.items()})
+        return cls(
+            **{
+                name: read(_get(d, name, where), f"{where}.{name}")
+                for name, read in cls._READERS.items()
+            }
+        )
 
 
 @dataclass(frozen=True)
@@ -258,8 +289,11 @@ class Placement(_Flat):
     reason: str
     op: str
 
-    _READERS = {"target": lambda v, where: _str(v, where, (FABRIC, CPU)), "reason": _str,
-                "op": _str}
+    _READERS = {
+        "target": lambda v, where: _str(v, where, (FABRIC, CPU)),
+        "reason": _str,
+        "op": _str,
+    }
 
 
 @dataclass(frozen=True)
@@ -280,8 +314,13 @@ class Tensor:
         return self.canon is not None
 
     def to_json(self):
-        d = {"shape": list(self.shape), "layout": self.layout, "dtype": self.dtype,
-             "scale": self.scale, "zp": self.zp}
+        d = {
+            "shape": list(self.shape),
+            "layout": self.layout,
+            "dtype": self.dtype,
+            "scale": self.scale,
+            "zp": self.zp,
+        }
         if self.in_dram:
             d.update(canon=list(self.canon), offset=self.offset)
         return d
@@ -293,10 +332,15 @@ class Tensor:
         if "canon" in d or "offset" in d:
             canon = _ints(_get(d, "canon", where), f"{where}.canon", 3)
             offset = _int(_get(d, "offset", where), f"{where}.offset")
-        t = cls(_ints(_get(d, "shape", where), f"{where}.shape"),
-                _str(_get(d, "layout", where), f"{where}.layout", LAYOUTS), dtype,
-                _scale(_get(d, "scale", where), f"{where}.scale"),
-                _int(_get(d, "zp", where), f"{where}.zp", *DTYPES[dtype]), canon, offset)
+        t = cls(
+            _ints(_get(d, "shape", where), f"{where}.shape"),
+            _str(_get(d, "layout", where), f"{where}.layout", LAYOUTS),
+            dtype,
+            _scale(_get(d, "scale", where), f"{where}.scale"),
+            _int(_get(d, "zp", where), f"{where}.zp", *DTYPES[dtype]),
+            canon,
+            offset,
+        )
         if canon is not None and _prod(canon) != _prod(t.shape):
             raise MetadataError(f"{where}.canon {list(canon)} does not hold shape {list(t.shape)}")
         return t
@@ -313,22 +357,31 @@ class CpuNode:
     attrs: dict
 
     def to_json(self):
-        return {"op": self.op, "inputs": list(self.inputs), "outputs": list(self.outputs),
-                "attrs": dict(self.attrs)}
+        return {
+            "op": self.op,
+            "inputs": list(self.inputs),
+            "outputs": list(self.outputs),
+            "attrs": dict(self.attrs),
+        }
 
     @classmethod
     def from_json(cls, d, where):
         outputs = _strs(_get(d, "outputs", where), f"{where}.outputs")
         if not outputs:
             raise MetadataError(f"{where}.outputs is empty")
-        return cls(_str(_get(d, "op", where), f"{where}.op"),
-                   _strs(_get(d, "inputs", where), f"{where}.inputs"), outputs,
-                   dict(_dict(_get(d, "attrs", where), f"{where}.attrs")))
+        return cls(
+            _str(_get(d, "op", where), f"{where}.op"),
+            _strs(_get(d, "inputs", where), f"{where}.inputs"),
+            outputs,
+            dict(_dict(_get(d, "attrs", where), f"{where}.attrs")),
+        )
 
 
 def _table(d, where, cls):
-    return {_str(k, f"{where} key"): cls.from_json(v, f"{where}.{k}")
-            for k, v in _dict(d, where).items()}
+    return {
+        _str(k, f"{where} key"): cls.from_json(v, f"{where}.{k}")
+        for k, v in _dict(d, where).items()
+    }
 
 
 def _rows(v, where, cls):
@@ -357,29 +410,38 @@ class Metadata:
             raise MetadataError(f"config is not an accelerator configuration: {exc}") from None
 
     def to_json(self):
-        return {"version": self.version, "name": self.name, "config": dict(self.config),
-                "memory": self.memory.to_json(), "steps": [s.to_json() for s in self.steps],
-                "layers": [ly.to_json() for ly in self.layers],
-                "placement": {k: p.to_json() for k, p in self.placement.items()},
-                "tensors": {k: t.to_json() for k, t in self.tensors.items()},
-                "cpu_nodes": {k: n.to_json() for k, n in self.cpu_nodes.items()}}
+        return {
+            "version": self.version,
+            "name": self.name,
+            "config": dict(self.config),
+            "memory": self.memory.to_json(),
+            "steps": [s.to_json() for s in self.steps],
+            "layers": [ly.to_json() for ly in self.layers],
+            "placement": {k: p.to_json() for k, p in self.placement.items()},
+            "tensors": {k: t.to_json() for k, t in self.tensors.items()},
+            "cpu_nodes": {k: n.to_json() for k, n in self.cpu_nodes.items()},
+        }
 
     @classmethod
     def from_json(cls, d):
         where = "metadata"
         version = _get(d, "version", where)
         if version != SCHEMA_VERSION:
-            raise MetadataVersionError(f"metadata schema version {version!r:.20}, this loader "
-                                       f"reads version {SCHEMA_VERSION}: recompile the model")
-        return cls(_str(_get(d, "name", where), "metadata.name"),
-                   dict(_dict(_get(d, "config", where), "metadata.config")),
-                   Memory.from_json(_get(d, "memory", where)),
-                   _rows(_get(d, "steps", where), "metadata.steps", Step),
-                   _rows(_get(d, "layers", where), "metadata.layers", Layer),
-                   _table(_get(d, "tensors", where), "metadata.tensors", Tensor),
-                   _table(_get(d, "cpu_nodes", where), "metadata.cpu_nodes", CpuNode),
-                   _table(d.get("placement", {}), "metadata.placement", Placement),
-                   version)
+            raise MetadataVersionError(
+                f"metadata schema version {version!r:.20}, this loader "
+                f"reads version {SCHEMA_VERSION}: recompile the model"
+            )
+        return cls(
+            _str(_get(d, "name", where), "metadata.name"),
+            dict(_dict(_get(d, "config", where), "metadata.config")),
+            Memory.from_json(_get(d, "memory", where)),
+            _rows(_get(d, "steps", where), "metadata.steps", Step),
+            _rows(_get(d, "layers", where), "metadata.layers", Layer),
+            _table(_get(d, "tensors", where), "metadata.tensors", Tensor),
+            _table(_get(d, "cpu_nodes", where), "metadata.cpu_nodes", CpuNode),
+            _table(d.get("placement", {}), "metadata.placement", Placement),
+            version,
+        )
 
 
 @dataclass(frozen=True)
@@ -402,9 +464,16 @@ class IoSpec:
     mean_axes: tuple = ()
 
     def to_json(self):
-        d = {"name": self.name, "tensor": self.tensor, "onnx_shape": list(self.onnx_shape),
-             "float": self.float, "dtype": self.dtype, "scale": self.scale, "zp": self.zp,
-             "layout": self.layout}
+        d = {
+            "name": self.name,
+            "tensor": self.tensor,
+            "onnx_shape": list(self.onnx_shape),
+            "float": self.float,
+            "dtype": self.dtype,
+            "scale": self.scale,
+            "zp": self.zp,
+            "layout": self.layout,
+        }
         if self.offset is not None:
             d["offset"] = self.offset
         if self.mean_axes:
@@ -417,14 +486,18 @@ class IoSpec:
         is_float = _get(d, "float", where)
         if not isinstance(is_float, bool):
             raise MetadataError(f"{where}.float must be true or false, not {is_float!r:.20}")
-        return cls(_str(_get(d, "name", where), f"{where}.name"),
-                   _str(_get(d, "tensor", where), f"{where}.tensor"),
-                   _ints(_get(d, "onnx_shape", where), f"{where}.onnx_shape"), is_float, dtype,
-                   _scale(_get(d, "scale", where), f"{where}.scale"),
-                   _int(_get(d, "zp", where), f"{where}.zp", *DTYPES[dtype]),
-                   _str(_get(d, "layout", where), f"{where}.layout", LAYOUTS),
-                   None if d.get("offset") is None else _int(d["offset"], f"{where}.offset"),
-                   _ints(d.get("mean_axes", []), f"{where}.mean_axes"))
+        return cls(
+            _str(_get(d, "name", where), f"{where}.name"),
+            _str(_get(d, "tensor", where), f"{where}.tensor"),
+            _ints(_get(d, "onnx_shape", where), f"{where}.onnx_shape"),
+            is_float,
+            dtype,
+            _scale(_get(d, "scale", where), f"{where}.scale"),
+            _int(_get(d, "zp", where), f"{where}.zp", *DTYPES[dtype]),
+            _str(_get(d, "layout", where), f"{where}.layout", LAYOUTS),
+            None if d.get("offset") is None else _int(d["offset"], f"{where}.offset"),
+            _ints(d.get("mean_axes", []), f"{where}.mean_axes"),
+        )
 
 
 @dataclass(frozen=True)
@@ -435,13 +508,17 @@ class IoQuant:
     outputs: tuple
 
     def to_json(self):
-        return {"inputs": [s.to_json() for s in self.inputs],
-                "outputs": [s.to_json() for s in self.outputs]}
+        return {
+            "inputs": [s.to_json() for s in self.inputs],
+            "outputs": [s.to_json() for s in self.outputs],
+        }
 
     @classmethod
     def from_json(cls, d):
-        io = cls(_rows(_get(d, "inputs", "ioquant"), "ioquant.inputs", IoSpec),
-                 _rows(_get(d, "outputs", "ioquant"), "ioquant.outputs", IoSpec))
+        io = cls(
+            _rows(_get(d, "inputs", "ioquant"), "ioquant.inputs", IoSpec),
+            _rows(_get(d, "outputs", "ioquant"), "ioquant.outputs", IoSpec),
+        )
         for kind, specs in (("inputs", io.inputs), ("outputs", io.outputs)):
             names = [s.name for s in specs]
             if len(set(names)) != len(names):
@@ -453,32 +530,45 @@ class IoQuant:
 
 # Whole-artifact consistency --------------------------------------------------------------
 
+
 def _check_memory(mem, program_size, weights_size):
     regions = mem.regions
     if mem.footprint > WINDOW_LIMIT:
-        raise MetadataError(f"memory footprint {mem.footprint} bytes exceeds the "
-                            f"{WINDOW_LIMIT} the DMA's dram_addr can address")
+        raise MetadataError(
+            f"memory footprint {mem.footprint} bytes exceeds the "
+            f"{WINDOW_LIMIT} the DMA's dram_addr can address"
+        )
     end = 0
     for name in REGIONS:
         off, size = regions[name]
         if off < end or off + size > mem.footprint:
-            raise MetadataError(f"memory region {name} [{off}, {off + size}) is out of order or "
-                                f"outside the window [0, {mem.footprint})")
+            raise MetadataError(
+                f"memory region {name} [{off}, {off + size}) is out of order or "
+                f"outside the window [0, {mem.footprint})"
+            )
         end = off + size
     if regions["weights"][1] != weights_size:
-        raise MetadataError(f"the WEIGHTS section has {weights_size} bytes, the memory plan's "
-                            f"weights region {regions['weights'][1]}")
+        raise MetadataError(
+            f"the WEIGHTS section has {weights_size} bytes, the memory plan's "
+            f"weights region {regions['weights'][1]}"
+        )
     if regions["program"][1] != program_size:
-        raise MetadataError(f"the PROGRAM section has {program_size} bytes, the memory plan's "
-                            f"program region {regions['program'][1]}")
+        raise MetadataError(
+            f"the PROGRAM section has {program_size} bytes, the memory plan's "
+            f"program region {regions['program'][1]}"
+        )
     if program_size % isa.INSN_BYTES or regions["program"][0] % isa.INSN_BYTES:
-        raise MetadataError(f"the program region {list(regions['program'])} is not whole "
-                            f"{isa.INSN_BYTES}-byte instructions")
+        raise MetadataError(
+            f"the program region {list(regions['program'])} is not whole "
+            f"{isa.INSN_BYTES}-byte instructions"
+        )
     for name, b in mem.buffers.items():
         off, size = regions[b.region]
         if b.offset < off or b.offset + b.size > off + size:
-            raise MetadataError(f"buffer of {name!r} [{b.offset}, {b.offset + b.size}) lies "
-                                f"outside its {b.region} region")
+            raise MetadataError(
+                f"buffer of {name!r} [{b.offset}, {b.offset + b.size}) lies "
+                f"outside its {b.region} region"
+            )
 
 
 def _check_tensors(meta, rows):
@@ -490,11 +580,15 @@ def _check_tensors(meta, rows):
             n = act_bytes(*t.canon, rows)
             b = mem.buffers.get(mem.alias.get(name, name))
             if b is None or b.offset != t.offset or b.size < n:
-                raise MetadataError(f"tensor {name!r} at {t.offset} ({n} bytes) is not where "
-                                    "the memory plan puts its buffer")
+                raise MetadataError(
+                    f"tensor {name!r} at {t.offset} ({n} bytes) is not where "
+                    "the memory plan puts its buffer"
+                )
             if t.offset < lo or t.offset + n > ex_off + ex_size:
-                raise MetadataError(f"tensor {name!r} [{t.offset}, {t.offset + n}) lies outside "
-                                    "the activation and exchange regions")
+                raise MetadataError(
+                    f"tensor {name!r} [{t.offset}, {t.offset + n}) lies outside "
+                    "the activation and exchange regions"
+                )
     for name, node in meta.cpu_nodes.items():
         for t in node.inputs + node.outputs:
             if t not in meta.tensors:
@@ -509,7 +603,8 @@ def _check_schedule(meta, io, insns):
             if step.insn_start + step.insn_count > insns:
                 raise MetadataError(
                     f"{where} runs instructions [{step.insn_start}, "
-                    f"{step.insn_start + step.insn_count}) of a {insns}-instruction program")
+                    f"{step.insn_start + step.insn_count}) of a {insns}-instruction program"
+                )
             for t in step.inputs + step.outputs:
                 if t not in meta.tensors or not meta.tensors[t].in_dram:
                     raise MetadataError(f"{where} exchanges {t!r}, a tensor with no DRAM buffer")
@@ -533,13 +628,18 @@ def _check_schedule(meta, io, insns):
     # A tensor the processor makes that has a DRAM buffer is there for the fabric to read:
     # some fabric step must copy it in, or the engine would read stale bytes.
     mem = meta.memory
-    from_cpu = {s.tensor for s in io.inputs} | {t for n in meta.cpu_nodes.values()
-                                                  for t in n.outputs}
+    from_cpu = {s.tensor for s in io.inputs} | {
+        t for n in meta.cpu_nodes.values() for t in n.outputs
+    }
     copied = {t for s in meta.steps if s.on_fabric for t in s.inputs}
     for t in sorted(from_cpu - copied):
         b = mem.buffers.get(mem.alias.get(t, t))
-        if t in meta.tensors and meta.tensors[t].in_dram and b is not None and \
-                b.region == "exchange":
+        if (
+            t in meta.tensors
+            and meta.tensors[t].in_dram
+            and b is not None
+            and b.region == "exchange"
+        ):
             raise MetadataError(f"{t!r} has an exchange buffer but no fabric step copies it in")
     for ly in meta.layers:
         if ly.first + ly.count > insns:
@@ -554,26 +654,38 @@ def _check_io(meta, io):
                 raise MetadataError(f"model {kind} {s.name!r} is unknown tensor {s.tensor!r}")
             if s.mean_axes:
                 _check_mean(kind, s, t)
-            elif (s.dtype, s.layout) != (t.dtype, t.layout) or \
-                    _prod(s.onnx_shape) != _prod(t.shape) or \
-                    (s.layout == "NHWC" and len(s.onnx_shape) != 4):
-                raise MetadataError(f"model {kind} {s.name!r} ({s.dtype}{list(s.onnx_shape)} "
-                                    f"{s.layout}) does not match its tensor ({t.dtype}"
-                                    f"{list(t.shape)} {t.layout})")
+            elif (
+                (s.dtype, s.layout) != (t.dtype, t.layout)
+                or _prod(s.onnx_shape) != _prod(t.shape)
+                or (s.layout == "NHWC" and len(s.onnx_shape) != 4)
+            ):
+                raise MetadataError(
+                    f"model {kind} {s.name!r} ({s.dtype}{list(s.onnx_shape)} "
+                    f"{s.layout}) does not match its tensor ({t.dtype}"
+                    f"{list(t.shape)} {t.layout})"
+                )
 
 
 def _check_mean(kind, s, t):
     """An output whose float mean over ``mean_axes`` of its tensor has ``onnx_shape``."""
     rank = len(t.shape)
-    if kind != "output" or not s.float or (s.dtype, s.layout) != (t.dtype, t.layout) or \
-            list(s.mean_axes) != list(range(rank - len(s.mean_axes), rank)):
-        raise MetadataError(f"model {kind} {s.name!r}: mean_axes {list(s.mean_axes)} do not "
-                            f"apply to its tensor ({t.dtype}{list(t.shape)} {t.layout})")
+    if (
+        kind != "output"
+        or not s.float
+        or (s.dtype, s.layout) != (t.dtype, t.layout)
+        or list(s.mean_axes) != list(range(rank - len(s.mean_axes), rank))
+    ):
+        raise MetadataError(
+            f"model {kind} {s.name!r}: mean_axes {list(s.mean_axes)} do not "
+            f"apply to its tensor ({t.dtype}{list(t.shape)} {t.layout})"
+        )
     logical = [t.shape[i] for i in (0, 3, 1, 2)] if t.layout == "NHWC" else list(t.shape)
     if _prod(s.onnx_shape) * _prod([logical[a] for a in s.mean_axes]) != _prod(t.shape):
-        raise MetadataError(f"model output {s.name!r} ({list(s.onnx_shape)}, the mean over "
-                            f"axes {list(s.mean_axes)}) does not match its tensor "
-                            f"({t.dtype}{list(t.shape)} {t.layout})")
+        raise MetadataError(
+            f"model output {s.name!r} ({list(s.onnx_shape)}, the mean over "
+            f"axes {list(s.mean_axes)}) does not match its tensor "
+            f"({t.dtype}{list(t.shape)} {t.layout})"
+        )
 
 
 def check_artifact(meta, io, *, program_size, weights_size, config_id):
@@ -588,8 +700,10 @@ def check_artifact(meta, io, *, program_size, weights_size, config_id):
     """
     config = meta.accelerator()
     if config.config_id != config_id:
-        raise MetadataError(f"the metadata's configuration has config_id "
-                            f"{config.config_id:#010x}, the header {config_id:#010x}")
+        raise MetadataError(
+            f"the metadata's configuration has config_id "
+            f"{config.config_id:#010x}, the header {config_id:#010x}"
+        )
     _check_memory(meta.memory, program_size, weights_size)
     _check_tensors(meta, config.rows)
     _check_io(meta, io)

@@ -18,9 +18,22 @@ from .errors import BambooError
 from .isa import ISA_VERSION
 
 __all__ = [
-    "ACCESS", "ERROR_CODES", "ErrorCode", "Field", "HW_VERSION_MAJOR", "HW_VERSION_MINOR",
-    "KINDS", "MAGIC", "REGISTERS", "Register", "RegisterError", "UNITS",
-    "decode", "encode", "register", "render_markdown",
+    "ACCESS",
+    "ERROR_CODES",
+    "ErrorCode",
+    "Field",
+    "HW_VERSION_MAJOR",
+    "HW_VERSION_MINOR",
+    "KINDS",
+    "MAGIC",
+    "REGISTERS",
+    "Register",
+    "RegisterError",
+    "UNITS",
+    "decode",
+    "encode",
+    "register",
+    "render_markdown",
 ]
 
 #: Value of the ``ID`` register: ASCII "BAMB", so software can tell it mapped the right IP.
@@ -33,14 +46,14 @@ UNITS = ("fetch", "load", "compute", "store")
 
 #: Field kind -> (software access, how the hardware drives it).
 KINDS = {
-    "rw":      ("RW", "read/write storage, driven to the engine as an output"),
-    "pulse":   ("W1P", "writing 1 sends the engine a one-cycle pulse; reads as 0"),
-    "status":  ("RO", "live value of an engine input"),
-    "sticky":  ("RO", "set by an engine pulse, cleared by start and soft reset"),
+    "rw": ("RW", "read/write storage, driven to the engine as an output"),
+    "pulse": ("W1P", "writing 1 sends the engine a one-cycle pulse; reads as 0"),
+    "status": ("RO", "live value of an engine input"),
+    "sticky": ("RO", "set by an engine pulse, cleared by start and soft reset"),
     "capture": ("RO", "loaded from an engine input when its trigger pulses; cleared like sticky"),
-    "event":   ("W1C", "set by an engine pulse; writing 1 clears it (interrupt source)"),
-    "const":   ("RO", "constant of this hardware revision"),
-    "config":  ("RO", "constant taken from the AcceleratorConfig attribute named by signal"),
+    "event": ("W1C", "set by an engine pulse; writing 1 clears it (interrupt source)"),
+    "const": ("RO", "constant of this hardware revision"),
+    "config": ("RO", "constant taken from the AcceleratorConfig attribute named by signal"),
     "counter": ("RO", "counts cycles its engine strobe is high; cleared by start and soft reset"),
 }
 #: The software-visible access types.
@@ -121,7 +134,8 @@ class Field:
             raise RegisterError(f"{where}: kind must be one of {sorted(KINDS)}, not {self.kind!r}")
         if not (0 <= self.lsb and 1 <= self.width and self.lsb + self.width <= 32):
             raise RegisterError(
-                f"{where}: bits [{self.lsb + self.width - 1}:{self.lsb}] do not fit in 32 bits")
+                f"{where}: bits [{self.lsb + self.width - 1}:{self.lsb}] do not fit in 32 bits"
+            )
         if not 0 <= self.reset < (1 << self.width):
             raise RegisterError(f"{where}: reset {self.reset:#x} does not fit {self.width} bits")
         if self.reset and self.kind not in ("rw", "const"):
@@ -178,7 +192,8 @@ class Register:
         if not (self.offset >= 0 and self.offset % 4 == 0):
             raise RegisterError(
                 f"register {self.name}: offset must be a non-negative multiple of 4, "
-                f"not {self.offset!r}")
+                f"not {self.offset!r}"
+            )
         if not self.fields:
             raise RegisterError(f"register {self.name}: needs at least one field")
         names = [f.name for f in self.fields]
@@ -209,80 +224,198 @@ class Register:
         for f in self.fields:
             if f.name == name:
                 return f
-        raise RegisterError(f"register {self.name} has no field {name!r}; "
-                            f"it has {', '.join(f.name for f in self.fields)}")
+        raise RegisterError(
+            f"register {self.name} has no field {name!r}; "
+            f"it has {', '.join(f.name for f in self.fields)}"
+        )
 
 
-def _word(name, offset, description, kind, field_description, *, signal=None,
-          signal_lsb=0, reset=0, width=32, trigger=None):
+def _word(
+    name,
+    offset,
+    description,
+    kind,
+    field_description,
+    *,
+    signal=None,
+    signal_lsb=0,
+    reset=0,
+    width=32,
+    trigger=None,
+):
     """A register holding one field called ``value`` (most of the map)."""
-    field = Field("value", 0, width, kind, field_description, reset=reset, signal=signal,
-                  signal_lsb=signal_lsb, trigger=trigger)
+    field = Field(
+        "value",
+        0,
+        width,
+        kind,
+        field_description,
+        reset=reset,
+        signal=signal,
+        signal_lsb=signal_lsb,
+        trigger=trigger,
+    )
     return Register(name, offset, description, (field,))
 
 
 def _wide(name, offset, description, kind, signal):
     """A 64-bit value as a ``_LO``/``_HI`` pair (software writes or reads LO first)."""
     return (
-        _word(f"{name}_LO", offset, f"{description} (bits 31:0).", kind, "Low word.",
-              signal=signal),
-        _word(f"{name}_HI", offset + 4, f"{description} (bits 63:32).", kind, "High word.",
-              signal=signal, signal_lsb=32),
+        _word(
+            f"{name}_LO", offset, f"{description} (bits 31:0).", kind, "Low word.", signal=signal
+        ),
+        _word(
+            f"{name}_HI",
+            offset + 4,
+            f"{description} (bits 63:32).",
+            kind,
+            "High word.",
+            signal=signal,
+            signal_lsb=32,
+        ),
     )
 
 
 def _build():
     regs = [
-        _word("ID", 0x000, "Identification: ASCII 'BAMB'.", "const", "Magic number.",
-              reset=MAGIC),
-        Register("HW_VERSION", 0x004, "Hardware revision of the register file and engine.", (
-            Field("minor", 0, 16, "const", "Minor revision.", reset=HW_VERSION_MINOR),
-            Field("major", 16, 16, "const", "Major revision.", reset=HW_VERSION_MAJOR),
-        )),
-        _word("ISA_VERSION", 0x008, "Instruction set version the engine decodes.", "const",
-              "ISA version.", reset=ISA_VERSION),
-        _word("CONFIG_ID", 0x00C, "AcceleratorConfig.config_id of this build; the runtime "
-              "compares it with the artifact's.", "config", "Configuration hash.",
-              signal="config_id"),
-        Register("CTRL", 0x010, "Control.", (
-            Field("start", 0, 1, "pulse", "Start executing INSN_COUNT instructions at "
-                  "INSN_BASE; clears STATUS and the counters. Ignored while busy.",
-                  signal="start"),
-            Field("soft_reset", 1, 1, "pulse", "Abort the engine and clear STATUS, IRQ_STATUS "
-                  "and the counters; RW registers keep their values.", signal="soft_reset"),
-            Field("irq_enable", 2, 1, "rw", "Drive the interrupt line while IRQ_STATUS has "
-                  "a bit set.", signal="irq_enable"),
-        )),
-        Register("STATUS", 0x014, "Engine status.", (
-            Field("busy", 0, 1, "status", "The engine is running.", signal="busy"),
-            Field("done", 1, 1, "sticky", "The last run finished.", signal="done"),
-            Field("error", 2, 1, "sticky", "The last run stopped on an error.", signal="error"),
-            Field("error_code", 8, 8, "capture", "Why it stopped: see the error codes.",
-                  signal="error_code", trigger="error"),
-        )),
-        Register("IRQ_STATUS", 0x018, "Pending interrupt sources; write 1 to acknowledge.", (
-            Field("done", 0, 1, "event", "A run finished at a FINISH with irq set (a run "
-                  "that ends otherwise sets only STATUS.done).", signal="done_irq"),
-            Field("error", 1, 1, "event", "A run stopped on an error.", signal="error"),
-        )),
-        _word("ERR_INSN", 0x01C, "Index of the instruction that raised STATUS.error.", "capture",
-              "Instruction index from INSN_BASE.", signal="err_insn", trigger="error"),
+        _word("ID", 0x000, "Identification: ASCII 'BAMB'.", "const", "Magic number.", reset=MAGIC),
+        Register(
+            "HW_VERSION",
+            0x004,
+            "Hardware revision of the register file and engine.",
+            (
+                Field("minor", 0, 16, "const", "Minor revision.", reset=HW_VERSION_MINOR),
+                Field("major", 16, 16, "const", "Major revision.", reset=HW_VERSION_MAJOR),
+            ),
+        ),
+        _word(
+            "ISA_VERSION",
+            0x008,
+            "Instruction set version the engine decodes.",
+            "const",
+            "ISA version.",
+            reset=ISA_VERSION,
+        ),
+        _word(
+            "CONFIG_ID",
+            0x00C,
+            "AcceleratorConfig.config_id of this build; the runtime "
+            "compares it with the artifact's.",
+            "config",
+            "Configuration hash.",
+            signal="config_id",
+        ),
+        Register(
+            "CTRL",
+            0x010,
+            "Control.",
+            (
+                Field(
+                    "start",
+                    0,
+                    1,
+                    "pulse",
+                    "Start executing INSN_COUNT instructions at "
+                    "INSN_BASE; clears STATUS and the counters. Ignored while busy.",
+                    signal="start",
+                ),
+                Field(
+                    "soft_reset",
+                    1,
+                    1,
+                    "pulse",
+                    "Abort the engine and clear STATUS, IRQ_STATUS "
+                    "and the counters; RW registers keep their values.",
+                    signal="soft_reset",
+                ),
+                Field(
+                    "irq_enable",
+                    2,
+                    1,
+                    "rw",
+                    "Drive the interrupt line while IRQ_STATUS has a bit set.",
+                    signal="irq_enable",
+                ),
+            ),
+        ),
+        Register(
+            "STATUS",
+            0x014,
+            "Engine status.",
+            (
+                Field("busy", 0, 1, "status", "The engine is running.", signal="busy"),
+                Field("done", 1, 1, "sticky", "The last run finished.", signal="done"),
+                Field("error", 2, 1, "sticky", "The last run stopped on an error.", signal="error"),
+                Field(
+                    "error_code",
+                    8,
+                    8,
+                    "capture",
+                    "Why it stopped: see the error codes.",
+                    signal="error_code",
+                    trigger="error",
+                ),
+            ),
+        ),
+        Register(
+            "IRQ_STATUS",
+            0x018,
+            "Pending interrupt sources; write 1 to acknowledge.",
+            (
+                Field(
+                    "done",
+                    0,
+                    1,
+                    "event",
+                    "A run finished at a FINISH with irq set (a run "
+                    "that ends otherwise sets only STATUS.done).",
+                    signal="done_irq",
+                ),
+                Field("error", 1, 1, "event", "A run stopped on an error.", signal="error"),
+            ),
+        ),
+        _word(
+            "ERR_INSN",
+            0x01C,
+            "Index of the instruction that raised STATUS.error.",
+            "capture",
+            "Instruction index from INSN_BASE.",
+            signal="err_insn",
+            trigger="error",
+        ),
         *_wide("INSN_BASE", 0x020, "Bus address of the first instruction", "rw", "insn_base"),
-        _word("INSN_COUNT", 0x028, "Number of instructions to execute.", "rw",
-              "Instruction count.", signal="insn_count"),
-        _word("SCRATCH", 0x02C, "Scratch word for bus tests; no effect on the engine.", "rw",
-              "Any value."),
+        _word(
+            "INSN_COUNT",
+            0x028,
+            "Number of instructions to execute.",
+            "rw",
+            "Instruction count.",
+            signal="insn_count",
+        ),
+        _word(
+            "SCRATCH",
+            0x02C,
+            "Scratch word for bus tests; no effect on the engine.",
+            "rw",
+            "Any value.",
+        ),
         *_wide("WINDOW_BASE", 0x030, "Lowest bus address the DMA may touch", "rw", "window_base"),
         *_wide("WINDOW_SIZE", 0x038, "Size in bytes of the DMA window", "rw", "window_size"),
         *_wide("CYCLES", 0x040, "Cycles busy since start", "counter", "busy"),
     ]
     for i, unit in enumerate(UNITS):
         for j, what in enumerate(("busy", "stall")):
-            regs.append(_word(
-                f"{unit.upper()}_{what.upper()}", 0x080 + 8 * i + 4 * j,
-                f"Cycles the {unit} unit was {'working' if what == 'busy' else 'stalled'} "
-                f"since start (wraps at 2**32).", "counter", "Cycle count.",
-                signal=f"{unit}_{what}"))
+            regs.append(
+                _word(
+                    f"{unit.upper()}_{what.upper()}",
+                    0x080 + 8 * i + 4 * j,
+                    f"Cycles the {unit} unit was {'working' if what == 'busy' else 'stalled'} "
+                    f"since start (wraps at 2**32).",
+                    "counter",
+                    "Cycle count.",
+                    signal=f"{unit}_{what}",
+                )
+            )
     return tuple(regs)
 
 
@@ -354,8 +487,7 @@ def render_markdown():
     out = [
         "# Bamboo register map",
         "",
-        "<!-- Generated by `python -m bamboo.arch.registers > docs/registers.md`;"
-        " do not edit. -->",
+        "<!-- Generated by `python -m bamboo.arch.registers > docs/registers.md`; do not edit. -->",
         "",
         "An AXI4-Lite slave with 32-bit data, byte addresses, word-aligned registers "
         "(address bits 1:0 are ignored; WSTRB masks RW bytes). Unmapped offsets read "
@@ -382,22 +514,35 @@ def render_markdown():
         out.append(f"| {r.offset:#05x} | {r.name} | {r.access} | {reset} | {r.description} |")
     out += ["", "## Registers", ""]
     for r in REGISTERS:
-        out += [f"### {r.name} ({r.offset:#05x})", "", r.description, "",
-                "| Bits | Field | Access | Reset | Description |", "|---|---|---|---|---|"]
+        out += [
+            f"### {r.name} ({r.offset:#05x})",
+            "",
+            r.description,
+            "",
+            "| Bits | Field | Access | Reset | Description |",
+            "|---|---|---|---|---|",
+        ]
         for f in sorted(r.fields, key=lambda f: -f.lsb):
-            out.append(f"| {_bits(f)} | {f.name} | {f.access} | {_reset_text(f)} | "
-                       f"{f.description} |")
+            out.append(
+                f"| {_bits(f)} | {f.name} | {f.access} | {_reset_text(f)} | {f.description} |"
+            )
         out.append("")
     out += ["## Error codes", "", "| Code | Name | Meaning |", "|---|---|---|"]
     out += [f"| {int(c)} | {c.name} | {ERROR_CODES[c]} |" for c in ErrorCode]
-    out += ["", "## Interrupt", "",
-            "The `irq` line is high while `CTRL.irq_enable` is set and any bit of "
-            "`IRQ_STATUS` is set; write the bits back to `IRQ_STATUS` to acknowledge. "
-            "A new start leaves `IRQ_STATUS` alone; a soft reset clears it.", "",
-            "A run that ends at a `FINISH` with `irq = 1` sets `IRQ_STATUS.done`; one that "
-            "ends at a `FINISH` with `irq = 0`, or after `INSN_COUNT` instructions without "
-            "a `FINISH`, sets only `STATUS.done` (software polls). Every error sets "
-            "`IRQ_STATUS.error`.", ""]
+    out += [
+        "",
+        "## Interrupt",
+        "",
+        "The `irq` line is high while `CTRL.irq_enable` is set and any bit of "
+        "`IRQ_STATUS` is set; write the bits back to `IRQ_STATUS` to acknowledge. "
+        "A new start leaves `IRQ_STATUS` alone; a soft reset clears it.",
+        "",
+        "A run that ends at a `FINISH` with `irq = 1` sets `IRQ_STATUS.done`; one that "
+        "ends at a `FINISH` with `irq = 0`, or after `INSN_COUNT` instructions without "
+        "a `FINISH`, sets only `STATUS.done` (software polls). Every error sets "
+        "`IRQ_STATUS.error`.",
+        "",
+    ]
     return "\n".join(out)
 
 

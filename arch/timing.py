@@ -32,11 +32,23 @@ from dataclasses import dataclass
 
 from .isa import ConvMode, VecOp
 
-__all__ = ["BOARDS", "HOSTS", "HostTiming", "MemoryTiming", "VEC_LATENCY", "VEC_START",
-           "conv_cycles",
-           "conv_insn_cycles", "load_chunks", "transfer_beats", "vec_cycles",
-           "vec_insn_cycles", "BURST_ISSUE_CYCLES", "LUT_BYTES_PER_CYCLE",
-           "INSN_FETCH_OVERHEAD"]
+__all__ = [
+    "BOARDS",
+    "HOSTS",
+    "HostTiming",
+    "MemoryTiming",
+    "VEC_LATENCY",
+    "VEC_START",
+    "conv_cycles",
+    "conv_insn_cycles",
+    "load_chunks",
+    "transfer_beats",
+    "vec_cycles",
+    "vec_insn_cycles",
+    "BURST_ISSUE_CYCLES",
+    "LUT_BYTES_PER_CYCLE",
+    "INSN_FETCH_OVERHEAD",
+]
 
 #: hw/vector.py VectorUnit.START / LATENCY (2 + 31 + ActivationUnit.LATENCY: two 13-stage FMAs).
 VEC_START = 3
@@ -66,8 +78,9 @@ def conv_cycles(config, words_per_tap, taps, emit_pixels=0):
     the RTL.
     """
     if taps < 1 or words_per_tap < 1:
-        raise ValueError(f"taps and words_per_tap must be positive, not {taps!r}, "
-                         f"{words_per_tap!r}")
+        raise ValueError(
+            f"taps and words_per_tap must be positive, not {taps!r}, {words_per_tap!r}"
+        )
     w, cool = words_per_tap, config.array_latency
     j = taps - 1
     run = 1 + (j // 2) * max(2 * w, w + cool) + (j % 2) * w + w
@@ -77,7 +90,7 @@ def conv_cycles(config, words_per_tap, taps, emit_pixels=0):
 def conv_insn_cycles(config, f):
     """:func:`conv_cycles` of a decoded CONV instruction ``f`` (a dict of fields)."""
     oh, ow = f["out_h"], f["out_w"]
-    if f["mode"] == ConvMode.DEPTHWISE:   # the walker streams whole input row spans,
+    if f["mode"] == ConvMode.DEPTHWISE:  # the walker streams whole input row spans,
         # one pass per WGT word (row groups take several kernel rows a pass)
         words = oh * (f["stride_w"] * (ow - 1) + f["kernel_w"])
         taps = config.depthwise_passes(f["kernel_h"], f["kernel_w"])
@@ -96,8 +109,7 @@ def vec_cycles(config, pixels, elements):
     if pixels == 0:
         return 0
     turns = config.vector_turns
-    return (VEC_START + (pixels - 1) * max(elements, turns) + elements + VEC_LATENCY
-            + turns - 1)
+    return VEC_START + (pixels - 1) * max(elements, turns) + elements + VEC_LATENCY + turns - 1
 
 
 def vec_insn_cycles(config, f):
@@ -130,8 +142,9 @@ def transfer_beats(config, dram_addr, y_size, x_size, x_stride, elem_bytes):
         per_row = -(-(off + row) // bus)
         beats = per_row * y_size
     else:
-        beats = sum(-(-((dram_addr + y * x_stride * elem_bytes) % bus + row) // bus)
-                    for y in range(y_size))
+        beats = sum(
+            -(-((dram_addr + y * x_stride * elem_bytes) % bus + row) // bus) for y in range(y_size)
+        )
         per_row = -(-beats // y_size)
     bursts = y_size * -(-per_row // _MAX_BURST_BEATS)
     return beats, bursts
@@ -172,8 +185,10 @@ class MemoryTiming:
 
     def latencies(self, clock_mhz):
         """``(read, write)`` latency in engine cycles."""
-        return (self.read_latency_ns * clock_mhz / 1000.0 + self.latency_cycles[0],
-                self.write_latency_ns * clock_mhz / 1000.0 + self.latency_cycles[1])
+        return (
+            self.read_latency_ns * clock_mhz / 1000.0 + self.latency_cycles[0],
+            self.write_latency_ns * clock_mhz / 1000.0 + self.latency_cycles[1],
+        )
 
 
 BOARDS = {
@@ -187,8 +202,13 @@ BOARDS = {
     # Latencies: HP port to LPDDR4 and back, ~200 ns read (published ZynqMP HP measurements
     # are 150-250 ns), ~150 ns write response. 10 ns of DDR time per burst: short rows
     # (3-pixel halo rows of 48 B) pay it, 4 KiB bursts do not notice it.
-    "ultra96": MemoryTiming("ultra96", bandwidth_gbps=3.2, read_latency_ns=200.0,
-                            write_latency_ns=150.0, burst_overhead_ns=10.0),
+    "ultra96": MemoryTiming(
+        "ultra96",
+        bandwidth_gbps=3.2,
+        read_latency_ns=200.0,
+        write_latency_ns=150.0,
+        burst_overhead_ns=10.0,
+    ),
     # cocotbext-axi's AxiRam behind the RTL tests (tests/sim/cocotb_cycles.py): a beat per
     # cycle; the latencies (with the engine's own pipeline around them) are fitted to the
     # RTL's CYCLES counter together with sim.cycles.Calibration.
@@ -233,8 +253,11 @@ class HostTiming:
 
     def seconds(self, workstation_cpu_s, steps, exchange_bytes):
         """Board seconds per frame: scaled CPU work, fixed step costs and the copies."""
-        return (self.slowdown * workstation_cpu_s + 1e-6 * steps * self.step_us
-                + 1e-6 * exchange_bytes / self.copy_bytes_per_us)
+        return (
+            self.slowdown * workstation_cpu_s
+            + 1e-6 * steps * self.step_us
+            + 1e-6 * exchange_bytes / self.copy_bytes_per_us
+        )
 
 
 HOSTS = {

@@ -23,11 +23,26 @@ from dataclasses import dataclass
 
 from bamboo.arch.errors import BambooError
 
-__all__ = ["AdviseError", "Estimate", "add_advise_parser", "advise", "cmd_advise", "estimate",
-           "load_model", "measure", "render"]
+__all__ = [
+    "AdviseError",
+    "Estimate",
+    "add_advise_parser",
+    "advise",
+    "cmd_advise",
+    "estimate",
+    "load_model",
+    "measure",
+    "render",
+]
 
-_QUANT_OPS = ("QuantizeLinear", "DequantizeLinear", "QLinearConv", "QLinearMatMul",
-              "ConvInteger", "MatMulInteger")
+_QUANT_OPS = (
+    "QuantizeLinear",
+    "DequantizeLinear",
+    "QLinearConv",
+    "QLinearMatMul",
+    "ConvInteger",
+    "MatMulInteger",
+)
 CALIBRATION_SAMPLES = 4
 
 
@@ -39,11 +54,11 @@ class AdviseError(BambooError):
 class Estimate:
     """One network on one board: the compiled program and every figure of its frame."""
 
-    graph: object           # the partitioned IR graph it was lowered from
+    graph: object  # the partitioned IR graph it was lowered from
     compiled: object
-    report: object          # cycle report at the board's memory and clock
-    ideal: object           # the same with an ideal memory
-    cpu: dict               # bamboo.report.host_time
+    report: object  # cycle report at the board's memory and clock
+    ideal: object  # the same with an ideal memory
+    cpu: dict  # bamboo.report.host_time
     host: object
     clock_mhz: float
 
@@ -71,10 +86,16 @@ class Estimate:
         return sum(macs(g, n) for n in g.nodes if n.op in ("conv", "fc"))
 
     def summary(self):
-        return {"fps": round(self.fps, 2), "fabric_ms": round(1e3 * self.fabric_s, 4),
-                "cpu_ms": round(1e3 * self.cpu_s, 4), "bound": self.bound, "macs": self.macs,
-                "cycles": self.report.total, "fabric_steps": self.cpu["fabric_steps"],
-                "pspl_bytes": self.cpu["exchange_bytes"]}
+        return {
+            "fps": round(self.fps, 2),
+            "fabric_ms": round(1e3 * self.fabric_s, 4),
+            "cpu_ms": round(1e3 * self.cpu_s, 4),
+            "bound": self.bound,
+            "macs": self.macs,
+            "cycles": self.report.total,
+            "fabric_steps": self.cpu["fabric_steps"],
+            "pspl_bytes": self.cpu["exchange_bytes"],
+        }
 
 
 def _cpu_work(compiled):
@@ -87,10 +108,14 @@ def _cpu_work(compiled):
         return tuple(g.tensors[t].shape for t in ts)
 
     return tuple(
-        tuple((name, by_name[name].op, shapes(by_name[name].inputs),
-               shapes(by_name[name].outputs)) for name in s.nodes)
-        if not s.on_fabric else ("fabric", shapes(s.inputs), shapes(s.outputs))
-        for s in compiled.steps)
+        tuple(
+            (name, by_name[name].op, shapes(by_name[name].inputs), shapes(by_name[name].outputs))
+            for name in s.nodes
+        )
+        if not s.on_fabric
+        else ("fabric", shapes(s.inputs), shapes(s.outputs))
+        for s in compiled.steps
+    )
 
 
 def measure(graph, config, board, clock_mhz, like=None):
@@ -113,9 +138,15 @@ def measure(graph, config, board, clock_mhz, like=None):
         cpu = like.cpu
     else:
         cpu = report.host_time(blob, host)
-    return Estimate(graph, compiled, cycles.model_compiled(compiled, BOARDS[board], clock_mhz),
-                    cycles.model_compiled(compiled, BOARDS["ideal"], clock_mhz), cpu, host,
-                    clock_mhz)
+    return Estimate(
+        graph,
+        compiled,
+        cycles.model_compiled(compiled, BOARDS[board], clock_mhz),
+        cycles.model_compiled(compiled, BOARDS["ideal"], clock_mhz),
+        cpu,
+        host,
+        clock_mhz,
+    )
 
 
 def estimate(path, config, board, clock_mhz, options=None, like=None):
@@ -138,8 +169,7 @@ def _image_input(model):
         raise AdviseError(f"the model must have one input, it has {len(inputs)}")
     dims = [d.dim_value for d in inputs[0].type.tensor_type.shape.dim]
     if len(dims) != 4 or not all(d > 0 for d in dims[1:]):
-        raise AdviseError(f"input {inputs[0].name!r} must be NCHW with a fixed size, "
-                          f"not {dims}")
+        raise AdviseError(f"input {inputs[0].name!r} must be NCHW with a fixed size, not {dims}")
     return inputs[0].name, [1] + dims[1:]
 
 
@@ -165,9 +195,11 @@ def load_model(path, workdir):
     images = rng.standard_normal([CALIBRATION_SAMPLES] + shape[1:]).astype(np.float32)
     out = pathlib.Path(workdir) / (path.stem + ".qdq.onnx")
     quantize(path, out, images, "qdq", input_name=name)
-    return out, (f"{path.name} is a float model: quantized to INT8 (QDQ, onnxruntime) on "
-                 f"{CALIBRATION_SAMPLES} synthetic N(0,1) calibration inputs for this estimate; "
-                 "times depend on shapes and operators, not on the calibration")
+    return out, (
+        f"{path.name} is a float model: quantized to INT8 (QDQ, onnxruntime) on "
+        f"{CALIBRATION_SAMPLES} synthetic N(0,1) calibration inputs for this estimate; "
+        "times depend on shapes and operators, not on the calibration"
+    )
 
 
 def advise(path, board="ultra96", clock_mhz=250.0, fps=None, progress=None):
@@ -182,10 +214,18 @@ def advise(path, board="ultra96", clock_mhz=250.0, fps=None, progress=None):
         qpath, note = load_model(path, work)
         base = estimate(qpath, config, board, clock_mhz)
         found = findings(qpath, base, config, board, clock_mhz, work, progress)
-    result = {"model": str(path), "board": board, "config": config.name,
-              "array": f"{config.rows} x {config.cols}", "clock_mhz": clock_mhz,
-              "quantized_here": note, "target_fps": fps, **base.summary(),
-              "blocks": block_rows(base), "findings": found}
+    result = {
+        "model": str(path),
+        "board": board,
+        "config": config.name,
+        "array": f"{config.rows} x {config.cols}",
+        "clock_mhz": clock_mhz,
+        "quantized_here": note,
+        "target_fps": fps,
+        **base.summary(),
+        "blocks": block_rows(base),
+        "findings": found,
+    }
     if fps is not None:
         result["meets_target"] = base.fps >= fps
     return result
@@ -197,33 +237,48 @@ def _ms(v):
 
 def render(res, top=None):
     """The result of :func:`advise` as text."""
-    lines = [f"{res['model']} on {res['board']} ({res['array']} array) at "
-             f"{res['clock_mhz']:g} MHz: {res['macs'] / 1e6:.1f} M MACs, {res['fps']:.1f} FPS "
-             f"(fabric {res['fabric_ms']:.2f} ms, processor {res['cpu_ms']:.2f} ms per frame; "
-             f"{res['bound']}-bound; {res['fabric_steps']} fabric step"
-             f"{'s' * (res['fabric_steps'] != 1)}, {res['pspl_bytes'] / 1e3:.1f} KB across PS/PL)"]
+    lines = [
+        f"{res['model']} on {res['board']} ({res['array']} array) at "
+        f"{res['clock_mhz']:g} MHz: {res['macs'] / 1e6:.1f} M MACs, {res['fps']:.1f} FPS "
+        f"(fabric {res['fabric_ms']:.2f} ms, processor {res['cpu_ms']:.2f} ms per frame; "
+        f"{res['bound']}-bound; {res['fabric_steps']} fabric step"
+        f"{'s' * (res['fabric_steps'] != 1)}, {res['pspl_bytes'] / 1e3:.1f} KB across PS/PL)"
+    ]
     if res["quantized_here"]:
         lines.append(f"note: {res['quantized_here']}")
     if res["target_fps"] is not None:
-        lines.append(f"target {res['target_fps']:g} FPS: "
-                     + ("met" if res["meets_target"] else
-                        f"missed by {res['target_fps'] - res['fps']:.1f} FPS"))
+        lines.append(
+            f"target {res['target_fps']:g} FPS: "
+            + (
+                "met"
+                if res["meets_target"]
+                else f"missed by {res['target_fps'] - res['fps']:.1f} FPS"
+            )
+        )
     blocks = res["blocks"]
     if top:
         keep = {b["block"] for b in sorted(blocks, key=lambda b: -b["share"])[:top]}
         blocks = [b for b in blocks if b["block"] in keep]
     w = max([5] + [min(len(b["block"]), 36) for b in blocks])
-    lines += ["", f"{'block':<{w}} {'MACs':>8} {'cycles':>8} {'fab ms':>7} {'CPU ms':>7} "
-              f"{'PS/PL B':>8} {'share':>6} {'util':>6} {'fab/cpu':>7}  bound"]
+    lines += [
+        "",
+        f"{'block':<{w}} {'MACs':>8} {'cycles':>8} {'fab ms':>7} {'CPU ms':>7} "
+        f"{'PS/PL B':>8} {'share':>6} {'util':>6} {'fab/cpu':>7}  bound",
+    ]
     for b in blocks:
-        name = b["block"] if len(b["block"]) <= w else "..." + b["block"][-(w - 3):]
-        lines.append(f"{name:<{w}} {b['macs'] / 1e6:>7.2f}M {b['cycles']:>8} "
-                     f"{_ms(b['fabric_ms']):>7} {_ms(b['cpu_ms']):>7} {b['pspl_bytes']:>8} "
-                     f"{b['share']:>6.1%} {b['utilization']:>6.1%} {b['split']:>7}  {b['bound']}")
+        name = b["block"] if len(b["block"]) <= w else "..." + b["block"][-(w - 3) :]
+        lines.append(
+            f"{name:<{w}} {b['macs'] / 1e6:>7.2f}M {b['cycles']:>8} "
+            f"{_ms(b['fabric_ms']):>7} {_ms(b['cpu_ms']):>7} {b['pspl_bytes']:>8} "
+            f"{b['share']:>6.1%} {b['utilization']:>6.1%} {b['split']:>7}  {b['bound']}"
+        )
     if top and len(blocks) < len(res["blocks"]):
         lines.append(f"({len(res['blocks']) - len(blocks)} more blocks; --top 0 shows all)")
-    lines += ["", "findings (each effect measured by compiling the rewritten network and "
-              "running the cycle and processor models on it):"]
+    lines += [
+        "",
+        "findings (each effect measured by compiling the rewritten network and "
+        "running the cycle and processor models on it):",
+    ]
     if not res["findings"]:
         lines.append("  none")
     for k, f in enumerate(res["findings"], 1):
@@ -238,26 +293,42 @@ def render(res, top=None):
 def add_advise_parser(subparsers):
     """Add the ``advise`` subcommand to an argparse ``subparsers`` object."""
     p = subparsers.add_parser(
-        "advise", help="per-block cost of a network on a board, findings with measured "
-        "effects, and a width/resolution sweep of the zoo families")
-    p.add_argument("model", help="ONNX model (float or quantized), or with --sweep a zoo "
-                   "family name (mobilenet_v2, efficientnet_b0, ...)")
-    p.add_argument("--board", default="ultra96", help="board and configuration "
-                   "(default %(default)s)")
-    p.add_argument("--clock", type=float, default=250.0, help="fabric clock in MHz "
-                   "(default %(default)s)")
+        "advise",
+        help="per-block cost of a network on a board, findings with measured "
+        "effects, and a width/resolution sweep of the zoo families",
+    )
+    p.add_argument(
+        "model",
+        help="ONNX model (float or quantized), or with --sweep a zoo "
+        "family name (mobilenet_v2, efficientnet_b0, ...)",
+    )
+    p.add_argument(
+        "--board", default="ultra96", help="board and configuration (default %(default)s)"
+    )
+    p.add_argument(
+        "--clock", type=float, default=250.0, help="fabric clock in MHz (default %(default)s)"
+    )
     p.add_argument("--fps", type=float, help="target frames per second")
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
-    p.add_argument("--png", metavar="FILE", help="write a bar chart (per block; with "
-                   "--sweep: FPS against MACs)")
+    p.add_argument(
+        "--png",
+        metavar="FILE",
+        help="write a bar chart (per block; with --sweep: FPS against MACs)",
+    )
     p.add_argument("--top", type=int, default=0, help="show only the N costliest blocks")
-    p.add_argument("--sweep", action="store_true", help="sweep width multiplier and "
-                   "resolution of the model's zoo family")
+    p.add_argument(
+        "--sweep",
+        action="store_true",
+        help="sweep width multiplier and resolution of the model's zoo family",
+    )
     p.add_argument("--family", help="zoo family of --sweep when the file name does not say")
     p.add_argument("--widths", help="comma-separated width multipliers of --sweep")
     p.add_argument("--resolutions", help="comma-separated input sizes of --sweep")
-    p.add_argument("--accuracy", metavar="CSV", help="your measured accuracies for the "
-                   "sweep's points: columns width,resolution,accuracy")
+    p.add_argument(
+        "--accuracy",
+        metavar="CSV",
+        help="your measured accuracies for the sweep's points: columns width,resolution,accuracy",
+    )
     p.set_defaults(func=cmd_advise)
     return p
 
@@ -290,8 +361,16 @@ def cmd_advise(args, out=None):
 
         widths = _floats(args.widths, "widths") if args.widths else None
         res = _floats(args.resolutions, "resolutions", int) if args.resolutions else None
-        result = sweep(args.model, args.board, args.clock, args.fps, widths, res,
-                       family=args.family, accuracy=args.accuracy)
+        result = sweep(
+            args.model,
+            args.board,
+            args.clock,
+            args.fps,
+            widths,
+            res,
+            family=args.family,
+            accuracy=args.accuracy,
+        )
         if args.png:
             write_sweep_png(result, args.png)
         print(json.dumps(result, indent=1) if args.json else render_sweep(result), file=out)
@@ -301,12 +380,16 @@ def cmd_advise(args, out=None):
     from .report import progress as bar
 
     start = time.perf_counter()
-    result = advise(args.model, args.board, args.clock, args.fps, progress=lambda i, n: bar(
-        "findings", i, n, start, time.perf_counter()))
+    result = advise(
+        args.model,
+        args.board,
+        args.clock,
+        args.fps,
+        progress=lambda i, n: bar("findings", i, n, start, time.perf_counter()),
+    )
     if args.png:
         from .advise_sweep import write_blocks_png
 
         write_blocks_png(result, args.png)
     print(json.dumps(result, indent=1) if args.json else render(result, args.top), file=out)
     return 0
-

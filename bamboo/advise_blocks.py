@@ -15,8 +15,13 @@ __all__ = ["BOUNDS", "block_key", "block_rows", "group_blocks"]
 #: What can bound a block, in the order they are listed.
 BOUNDS = ("array", "depthwise path", "vector unit", "load/store", "DDR", "CPU", "PS/PL transfer")
 _NUMBERED = re.compile(r"(^|\.)\d+$")
-_COMPUTE = {"conv": "array", "pointwise": "array", "fc": "array", "depthwise": "depthwise path",
-            "other": "vector unit"}
+_COMPUTE = {
+    "conv": "array",
+    "pointwise": "array",
+    "fc": "array",
+    "depthwise": "depthwise path",
+    "other": "vector unit",
+}
 
 
 def _parts(node):
@@ -30,10 +35,13 @@ def block_key(parts, nested):
     numbered prefixes whose numbered children are units of their own."""
     for i, p in enumerate(parts):
         if _NUMBERED.search(p):
-            key = parts[:i + 1]
-            while len(parts) > len(key) and "/".join(key) in nested \
-                    and _NUMBERED.search(parts[len(key)]):
-                key = parts[:len(key) + 1]
+            key = parts[: i + 1]
+            while (
+                len(parts) > len(key)
+                and "/".join(key) in nested
+                and _NUMBERED.search(parts[len(key)])
+            ):
+                key = parts[: len(key) + 1]
             return "/".join(key)
     return "/".join(parts)
 
@@ -46,9 +54,9 @@ def group_blocks(graph):
     for ps in parts.values():
         for i in range(len(ps) - 1):
             if _NUMBERED.search(ps[i]) and _NUMBERED.search(ps[i + 1]):
-                child = "/".join(ps[:i + 2])
-                counts.setdefault("/".join(ps[:i + 1]), {}).setdefault(child, 0)
-                counts["/".join(ps[:i + 1])][child] += 1
+                child = "/".join(ps[: i + 2])
+                counts.setdefault("/".join(ps[: i + 1]), {}).setdefault(child, 0)
+                counts["/".join(ps[: i + 1])][child] += 1
     nested = {k for k, ch in counts.items() if sum(c >= 2 for c in ch.values()) >= 2}
     return {name: block_key(ps, nested) for name, ps in parts.items()}
 
@@ -73,9 +81,18 @@ def block_rows(est):
     def row(node_name):
         b = blocks.get(node_name, node_name)
         if b not in out:
-            out[b] = {"block": b, "nodes": 0, "fabric_nodes": 0, "cpu_nodes": 0, "macs": 0,
-                      "cycles": 0, "cpu_ms": 0.0, "pspl_bytes": 0, "pspl_ms": 0.0,
-                      "time": dict.fromkeys(BOUNDS, 0.0)}
+            out[b] = {
+                "block": b,
+                "nodes": 0,
+                "fabric_nodes": 0,
+                "cpu_nodes": 0,
+                "macs": 0,
+                "cycles": 0,
+                "cpu_ms": 0.0,
+                "pspl_bytes": 0,
+                "pspl_ms": 0.0,
+                "time": dict.fromkeys(BOUNDS, 0.0),
+            }
         return out[b]
 
     for n in g.nodes:
@@ -121,11 +138,13 @@ def block_rows(est):
         r["fabric_ms"] = 1e3 * r["cycles"] / (clock * 1e6)
         r["share"] = (r["fabric_ms"] + r["cpu_ms"] + r["pspl_ms"]) / total
         peak = est.compiled.config.macs_per_cycle * r["cycles"]
-        fabric_macs = sum(node_macs(g, n) for n in g.nodes if n.op in ("conv", "fc")
-                          and n.target == "fabric" and blocks[n.name] == r["block"])
+        fabric_macs = sum(
+            node_macs(g, n)
+            for n in g.nodes
+            if n.op in ("conv", "fc") and n.target == "fabric" and blocks[n.name] == r["block"]
+        )
         r["utilization"] = fabric_macs / peak if peak else 0.0
-        r["bound"] = max(BOUNDS, key=lambda k: r["time"][k]) if any(r["time"].values()) \
-            else "-"
+        r["bound"] = max(BOUNDS, key=lambda k: r["time"][k]) if any(r["time"].values()) else "-"
         r["split"] = f"{r['fabric_nodes']}/{r['cpu_nodes']}"
         r["time"] = {k: round(v, 4) for k, v in r["time"].items() if v}
         result.append(r)

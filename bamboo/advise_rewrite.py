@@ -27,9 +27,17 @@ A top-level tool's helper: it uses the compiler's IR and passes.
 
 import numpy as np
 
-__all__ = ["ACTIVATION_FREE", "at_resolution", "depthwise_to_3x3", "pad_channels",
-           "paddable_layers", "remove_squeeze_excite", "repartition", "table_activations",
-           "table_activations_to_relu"]
+__all__ = [
+    "ACTIVATION_FREE",
+    "at_resolution",
+    "depthwise_to_3x3",
+    "pad_channels",
+    "paddable_layers",
+    "remove_squeeze_excite",
+    "repartition",
+    "table_activations",
+    "table_activations_to_relu",
+]
 
 #: Table names (``fn`` of a ``lut``) that a ReLU-like clamp or a requantizer stands for.
 ACTIVATION_FREE = ("Relu", "Clip", "requant", "lut")
@@ -124,13 +132,18 @@ def depthwise_to_3x3(graph, names=None):
             kh, kw = n.attrs["kernel"]
             if kh > 3 or kw > 3:
                 dh, dw = (kh - 3) // 2 if kh > 3 else 0, (kw - 3) // 2 if kw > 3 else 0
-                w = n.attrs["w"][:, dh:dh + min(kh, 3), dw:dw + min(kw, 3), :]
+                w = n.attrs["w"][:, dh : dh + min(kh, 3), dw : dw + min(kw, 3), :]
                 dil = n.attrs.get("dilation", (1, 1))
                 t, left, b, r = n.attrs["pads"]
-                pads = (max(0, t - dh * dil[0]), max(0, left - dw * dil[1]),
-                        max(0, b - dh * dil[0]), max(0, r - dw * dil[1]))
-                n = n.with_attrs(w=np.ascontiguousarray(w), kernel=(w.shape[1], w.shape[2]),
-                                 pads=pads)
+                pads = (
+                    max(0, t - dh * dil[0]),
+                    max(0, left - dw * dil[1]),
+                    max(0, b - dh * dil[0]),
+                    max(0, r - dw * dil[1]),
+                )
+                n = n.with_attrs(
+                    w=np.ascontiguousarray(w), kernel=(w.shape[1], w.shape[2]), pads=pads
+                )
         nodes.append(n)
     return graph.replace(nodes=tuple(nodes))
 
@@ -170,8 +183,11 @@ def _channel_group(graph, start):
                 todo.extend(c.outputs)
                 if c.op in ("add", "mul"):
                     todo.extend(c.inputs)
-            elif c.op in ("conv", "fc") and c.attrs.get("group", 1) == 1 \
-                    and len(graph.tensors[t].shape) in (2, 4):
+            elif (
+                c.op in ("conv", "fc")
+                and c.attrs.get("group", 1) == 1
+                and len(graph.tensors[t].shape) in (2, 4)
+            ):
                 readers.add(c.name)
             else:
                 return None
@@ -204,12 +220,15 @@ def _pad_out(n, extra):
     a = dict(n.attrs)
     w = a["w"]
     zeros = np.zeros((extra,) + w.shape[1:], w.dtype)
-    new = {"w": np.concatenate([w, zeros]),
-           "bias": np.concatenate([a["bias"], np.zeros(extra, a["bias"].dtype)])}
+    new = {
+        "w": np.concatenate([w, zeros]),
+        "bias": np.concatenate([a["bias"], np.zeros(extra, a["bias"].dtype)]),
+    }
     new["w_zp"] = _pad_last(a["w_zp"], extra)
     rq = a["rq"]
-    new["rq"] = rq.__class__(_pad_last(rq.m, extra), _pad_last(rq.e, extra), rq.zp, rq.qmin,
-                             rq.qmax)
+    new["rq"] = rq.__class__(
+        _pad_last(rq.m, extra), _pad_last(rq.e, extra), rq.zp, rq.qmin, rq.qmax
+    )
     if _depthwise_attrs(n):
         new["group"] = a["group"] + extra
     return n.with_attrs(**new)

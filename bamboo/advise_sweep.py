@@ -11,8 +11,15 @@ import csv
 import pathlib
 import time
 
-__all__ = ["default_grid", "family_of", "read_accuracy", "render_sweep", "sweep",
-           "write_blocks_png", "write_sweep_png"]
+__all__ = [
+    "default_grid",
+    "family_of",
+    "read_accuracy",
+    "render_sweep",
+    "sweep",
+    "write_blocks_png",
+    "write_sweep_png",
+]
 
 WIDTHS = (0.5, 0.75, 1.0)
 #: Input sizes of the default grid, as fractions of the family's nominal size.
@@ -27,15 +34,19 @@ def family_of(model, family=None):
 
     if family is not None:
         if family not in zoo.ZOO:
-            raise AdviseError(f"--family must be one of {', '.join(sorted(zoo.ZOO))}, "
-                              f"not {family!r}")
+            raise AdviseError(
+                f"--family must be one of {', '.join(sorted(zoo.ZOO))}, not {family!r}"
+            )
         return family
     stem = pathlib.Path(str(model)).name
-    names = [n for n in zoo.ZOO if stem == n or stem.startswith(n + "-") or
-             stem.startswith(n + ".")]
+    names = [
+        n for n in zoo.ZOO if stem == n or stem.startswith(n + "-") or stem.startswith(n + ".")
+    ]
     if not names:
-        raise AdviseError(f"--sweep needs a zoo family: {stem!r} names none; pass --family "
-                          f"(one of {', '.join(sorted(zoo.ZOO))})")
+        raise AdviseError(
+            f"--sweep needs a zoo family: {stem!r} names none; pass --family "
+            f"(one of {', '.join(sorted(zoo.ZOO))})"
+        )
     return max(names, key=len)
 
 
@@ -60,12 +71,22 @@ def read_accuracy(path):
     except OSError as exc:
         raise AdviseError(f"--accuracy {path}: {exc.strerror}") from None
     except (KeyError, ValueError, TypeError):
-        raise AdviseError(f"--accuracy {path}: needs columns width,resolution,accuracy with "
-                          "numbers") from None
+        raise AdviseError(
+            f"--accuracy {path}: needs columns width,resolution,accuracy with numbers"
+        ) from None
 
 
-def sweep(model, board="ultra96", clock_mhz=250.0, fps=None, widths=None, resolutions=None,
-          family=None, accuracy=None, progress=True):
+def sweep(
+    model,
+    board="ultra96",
+    clock_mhz=250.0,
+    fps=None,
+    widths=None,
+    resolutions=None,
+    family=None,
+    accuracy=None,
+    progress=True,
+):
     """Estimate ``family`` (or the family of ``model``) at every width x resolution."""
     from bamboo.arch import preset
     from bamboo.models import zoo
@@ -93,20 +114,29 @@ def sweep(model, board="ultra96", clock_mhz=250.0, fps=None, widths=None, resolu
             points.append(p)
             if progress:
                 bar(f"{family} sweep", len(points), total, start, time.perf_counter())
-    return {"family": family, "board": board, "clock_mhz": clock_mhz, "target_fps": fps,
-            "widths": widths, "resolutions": resolutions, "points": points,
-            "seconds": round(time.perf_counter() - start, 1)}
+    return {
+        "family": family,
+        "board": board,
+        "clock_mhz": clock_mhz,
+        "target_fps": fps,
+        "widths": widths,
+        "resolutions": resolutions,
+        "points": points,
+        "seconds": round(time.perf_counter() - start, 1),
+    }
 
 
 def render_sweep(result):
     """The sweep as a grid: a row per resolution, a column per width, FPS and MACs."""
     fps = result["target_fps"]
-    lines = [f"{result['family']} on {result['board']} at {result['clock_mhz']:g} MHz: "
-             "projected FPS / M MACs" + (f"; * meets {fps:g} FPS" if fps else "")
-             + f" ({len(result['points'])} points in {result['seconds']:.0f} s)"]
+    lines = [
+        f"{result['family']} on {result['board']} at {result['clock_mhz']:g} MHz: "
+        "projected FPS / M MACs"
+        + (f"; * meets {fps:g} FPS" if fps else "")
+        + f" ({len(result['points'])} points in {result['seconds']:.0f} s)"
+    ]
     at = {(p["width"], p["resolution"]): p for p in result["points"]}
-    lines.append(f"{'res':>5} " + " ".join(f"{'x' + format(w, 'g'):>18}"
-                                            for w in result["widths"]))
+    lines.append(f"{'res':>5} " + " ".join(f"{'x' + format(w, 'g'):>18}" for w in result["widths"]))
     for r in result["resolutions"]:
         cells = []
         for w in result["widths"]:
@@ -118,9 +148,11 @@ def render_sweep(result):
         best = [p for p in result["points"] if p["meets_target"]]
         if best:
             top = max(best, key=lambda p: (p["accuracy"] or 0, p["macs"]))
-            lines.append(f"largest configuration meeting {fps:g} FPS: x{top['width']:g} @ "
-                         f"{top['resolution']} ({top['fps']:.1f} FPS, "
-                         f"{top['macs'] / 1e6:.1f} M MACs, {top['bound']}-bound)")
+            lines.append(
+                f"largest configuration meeting {fps:g} FPS: x{top['width']:g} @ "
+                f"{top['resolution']} ({top['fps']:.1f} FPS, "
+                f"{top['macs'] / 1e6:.1f} M MACs, {top['bound']}-bound)"
+            )
         else:
             lines.append(f"no configuration meets {fps:g} FPS")
     return "\n".join(lines)
@@ -133,8 +165,9 @@ def write_sweep_png(result, path):
     plt = _pyplot()
     pts = result["points"]
     with_acc = [p for p in pts if p["accuracy"] is not None]
-    fig, axes = plt.subplots(1, 2 if with_acc else 1, figsize=(11 if with_acc else 6.5, 4.5),
-                             dpi=100, squeeze=False)
+    fig, axes = plt.subplots(
+        1, 2 if with_acc else 1, figsize=(11 if with_acc else 6.5, 4.5), dpi=100, squeeze=False
+    )
     try:
         panels = [("macs", "M MACs per frame", 1e-6)]
         if with_acc:
@@ -143,20 +176,35 @@ def write_sweep_png(result, path):
             shown = [p for p in pts if p[key] is not None]
             for w in result["widths"]:
                 mine = [p for p in shown if p["width"] == w]
-                ax.plot([p[key] * scale for p in mine], [p["fps"] for p in mine], marker="o",
-                        label=f"width x{w:g}")
+                ax.plot(
+                    [p[key] * scale for p in mine],
+                    [p["fps"] for p in mine],
+                    marker="o",
+                    label=f"width x{w:g}",
+                )
                 for p in mine:
-                    ax.annotate(str(p["resolution"]), (p[key] * scale, p["fps"]), fontsize=7,
-                                xytext=(3, 3), textcoords="offset points")
+                    ax.annotate(
+                        str(p["resolution"]),
+                        (p[key] * scale, p["fps"]),
+                        fontsize=7,
+                        xytext=(3, 3),
+                        textcoords="offset points",
+                    )
             if result["target_fps"]:
-                ax.axhline(result["target_fps"], color="black", linestyle="--", linewidth=1,
-                           label=f"target {result['target_fps']:g} FPS")
+                ax.axhline(
+                    result["target_fps"],
+                    color="black",
+                    linestyle="--",
+                    linewidth=1,
+                    label=f"target {result['target_fps']:g} FPS",
+                )
             ax.set_xlabel(label)
             ax.set_ylabel(f"projected FPS at {result['clock_mhz']:g} MHz")
             ax.grid(True, linewidth=0.3)
             ax.legend(fontsize=8)
-        fig.suptitle(f"{result['family']} on {result['board']} (cycle model; labels: input "
-                     "size)", fontsize=9)
+        fig.suptitle(
+            f"{result['family']} on {result['board']} (cycle model; labels: input size)", fontsize=9
+        )
         fig.tight_layout()
         fig.savefig(path)
     finally:
@@ -177,13 +225,21 @@ def write_blocks_png(result, path):
         cpu = [b["cpu_ms"] for b in blocks]
         ax.bar(xs, fab, label="fabric", color="tab:blue")
         ax.bar(xs, cpu, bottom=fab, label="processor", color="tab:red")
-        ax.bar(xs, [b["pspl_ms"] for b in blocks], bottom=[a + b for a, b in zip(fab, cpu)],
-               label="PS/PL transfer", color="tab:gray")
+        ax.bar(
+            xs,
+            [b["pspl_ms"] for b in blocks],
+            bottom=[a + b for a, b in zip(fab, cpu)],
+            label="PS/PL transfer",
+            color="tab:gray",
+        )
         ax.set_xticks(list(xs))
         ax.set_xticklabels([b["block"][-12:] for b in blocks], rotation=90, fontsize=6)
         ax.set_ylabel("ms per frame")
-        ax.set_title(f"{pathlib.Path(result['model']).name} on {result['board']} at "
-                     f"{result['clock_mhz']:g} MHz: {result['fps']:.1f} FPS", fontsize=9)
+        ax.set_title(
+            f"{pathlib.Path(result['model']).name} on {result['board']} at "
+            f"{result['clock_mhz']:g} MHz: {result['fps']:.1f} FPS",
+            fontsize=9,
+        )
         ax.legend(fontsize=8)
         fig.tight_layout()
         fig.savefig(path)

@@ -29,16 +29,45 @@ import pathlib
 import sys
 import time
 
-__all__ = ["ALL_MODELS", "CLOCKS", "DEFAULT_MODELS", "RTL_RECORD", "RTL_RECORD_COMMAND", "TARGETS",
-           "bench_model", "check_targets", "main", "record_rtl_cycles", "render_markdown",
-           "rtl_cycle_summary", "rtl_cycle_text"]
+__all__ = [
+    "ALL_MODELS",
+    "CLOCKS",
+    "DEFAULT_MODELS",
+    "RTL_RECORD",
+    "RTL_RECORD_COMMAND",
+    "TARGETS",
+    "bench_model",
+    "check_targets",
+    "main",
+    "record_rtl_cycles",
+    "render_markdown",
+    "rtl_cycle_summary",
+    "rtl_cycle_text",
+]
 
-DEFAULT_MODELS = ("mobilenet_v2@224x1.0", "mobilenet_v1@224x1.0", "mcunet@160x1.0",
-                  "squeezenet1_1@224x1.0", "shufflenet_v2@224x1.0")
+DEFAULT_MODELS = (
+    "mobilenet_v2@224x1.0",
+    "mobilenet_v1@224x1.0",
+    "mcunet@160x1.0",
+    "squeezenet1_1@224x1.0",
+    "shufflenet_v2@224x1.0",
+)
 #: ``--all``: the zoo at full resolution, then the pretrained face detector.
-ALL_MODELS = ("mobilenet_v1", "mobilenet_v2", "mobilenet_v3_small", "mobilenet_v3_large",
-              "shufflenet_v1", "shufflenet_v2", "squeezenet1_1", "ghostnet", "efficientnet_b0",
-              "mcunet", "tiny_yolov3", "efficientnet_b4", "ultraface")
+ALL_MODELS = (
+    "mobilenet_v1",
+    "mobilenet_v2",
+    "mobilenet_v3_small",
+    "mobilenet_v3_large",
+    "shufflenet_v1",
+    "shufflenet_v2",
+    "squeezenet1_1",
+    "ghostnet",
+    "efficientnet_b0",
+    "mcunet",
+    "tiny_yolov3",
+    "efficientnet_b4",
+    "ultraface",
+)
 CLOCKS = (100.0, 187.5, 250.0)
 #: The clock of the utilization and bound figures.
 REFERENCE_MHZ = 250.0
@@ -46,14 +75,28 @@ FACES = "ultraface"
 
 #: Issue #8's targets for the ``ultra96`` config: (model, resolution, field, minimum, text).
 TARGETS = (
-    ("mobilenet_v2", "224x224", "fps_250mhz", 100.0,
-     "MobileNetV2-1.0@224 >= 100 FPS at 250 MHz"),
-    ("mobilenet_v2", "224x224", "dw_utilization", 0.40,
-     "MobileNetV2-1.0@224 depthwise layers >= 40 % MAC utilization"),
-    ("mobilenet_v2", "224x224", "pw_utilization", 0.80,
-     "MobileNetV2-1.0@224 pointwise layers >= 80 % MAC utilization"),
-    ("efficientnet_b4", "256x256", "fps_100mhz", 18.0,
-     "EfficientNet-B4@256 >= 18 FPS at 100 MHz, squeeze-excite on the CPU"),
+    ("mobilenet_v2", "224x224", "fps_250mhz", 100.0, "MobileNetV2-1.0@224 >= 100 FPS at 250 MHz"),
+    (
+        "mobilenet_v2",
+        "224x224",
+        "dw_utilization",
+        0.40,
+        "MobileNetV2-1.0@224 depthwise layers >= 40 % MAC utilization",
+    ),
+    (
+        "mobilenet_v2",
+        "224x224",
+        "pw_utilization",
+        0.80,
+        "MobileNetV2-1.0@224 pointwise layers >= 80 % MAC utilization",
+    ),
+    (
+        "efficientnet_b4",
+        "256x256",
+        "fps_100mhz",
+        18.0,
+        "EfficientNet-B4@256 >= 18 FPS at 100 MHz, squeeze-excite on the CPU",
+    ),
 )
 
 
@@ -64,7 +107,8 @@ RTL_RECORD = pathlib.Path(__file__).resolve().parent.parent / "bench" / "rtl_cyc
 RTL_RECORD_COMMAND = "make bench-tests PYTEST_ARGS=\"-n 0 -k 'ultra96_rtl and all'\""
 _RTL_SECTIONS = {
     "layers": "tests/sim/test_cycles.py::test_model_matches_ultra96_rtl_cycle_counters[all]",
-    "blocks": "tests/sim/test_rtl_blocks.py::test_blocks_on_ultra96_rtl[all]"}
+    "blocks": "tests/sim/test_rtl_blocks.py::test_blocks_on_ultra96_rtl[all]",
+}
 
 
 def record_rtl_cycles(section, runs, design, path=RTL_RECORD):
@@ -84,21 +128,31 @@ def record_rtl_cycles(section, runs, design, path=RTL_RECORD):
     if section not in _RTL_SECTIONS:
         raise ValueError(f"section must be one of {sorted(_RTL_SECTIONS)}, not {section!r}")
     path = pathlib.Path(path)
-    folder = os.open(path.parent, os.O_RDONLY)     # the lock: two tests may write at once
+    folder = os.open(path.parent, os.O_RDONLY)  # the lock: two tests may write at once
     try:
         fcntl.flock(folder, fcntl.LOCK_EX)
         data = json.loads(path.read_text()) if path.exists() else {}
-        data.update({
-            "about": "The cycle model (bamboo.sim.cycles, memory BOARDS['cocotb']) against the "
-                     "CYCLES counter of the ultra96 accelerator's RTL in Verilator, per fabric "
-                     "run; written by the slow tests named in each section.",
-            "command": RTL_RECORD_COMMAND, "config": "ultra96", "memory": "cocotb"})
-        data[section] = {"test": _RTL_SECTIONS[section], "design": design,
-                         "runs": {k: [{"rtl": int(r["rtl"]), "model": int(round(r["model"]))}
-                                      for r in v] for k, v in sorted(runs.items())}}
+        data.update(
+            {
+                "about": "The cycle model (bamboo.sim.cycles, memory BOARDS['cocotb']) against the "
+                "CYCLES counter of the ultra96 accelerator's RTL in Verilator, per fabric "
+                "run; written by the slow tests named in each section.",
+                "command": RTL_RECORD_COMMAND,
+                "config": "ultra96",
+                "memory": "cocotb",
+            }
+        )
+        data[section] = {
+            "test": _RTL_SECTIONS[section],
+            "design": design,
+            "runs": {
+                k: [{"rtl": int(r["rtl"]), "model": int(round(r["model"]))} for r in v]
+                for k, v in sorted(runs.items())
+            },
+        }
         path.write_text(json.dumps(data, indent=1) + "\n")
     finally:
-        os.close(folder)        # and the lock with it
+        os.close(folder)  # and the lock with it
 
 
 def rtl_cycle_summary(path=RTL_RECORD):
@@ -113,34 +167,47 @@ def rtl_cycle_summary(path=RTL_RECORD):
     for section in _RTL_SECTIONS:
         if section not in data:
             continue
-        errors = [((r["model"] - r["rtl"]) / r["rtl"], name)
-                  for name, runs in data[section]["runs"].items() for r in runs]
+        errors = [
+            ((r["model"] - r["rtl"]) / r["rtl"], name)
+            for name, runs in data[section]["runs"].items()
+            for r in runs
+        ]
         worst, worst_name = max(errors, key=lambda e: abs(e[0]))
-        out[section] = {"names": len(data[section]["runs"]), "runs": len(errors),
-                        "worst": worst, "worst_name": worst_name,
-                        "mean_abs": sum(abs(e) for e, _ in errors) / len(errors),
-                        "design": data[section]["design"]}
+        out[section] = {
+            "names": len(data[section]["runs"]),
+            "runs": len(errors),
+            "worst": worst,
+            "worst_name": worst_name,
+            "mean_abs": sum(abs(e) for e, _ in errors) / len(errors),
+            "design": data[section]["design"],
+        }
     return out
 
 
 def rtl_cycle_text(summary):
     """One paragraph on :func:`rtl_cycle_summary` for the report."""
     if summary is None:
-        return ("Cycle model against the RTL: no record (`bench/rtl_cycles_ultra96.json`; "
-                f"`{RTL_RECORD_COMMAND}` writes it).")
+        return (
+            "Cycle model against the RTL: no record (`bench/rtl_cycles_ultra96.json`; "
+            f"`{RTL_RECORD_COMMAND}` writes it)."
+        )
     parts = []
     for section, what in (("layers", "compiled layers"), ("blocks", "whole blocks")):
         s = summary.get(section)
         if s:
-            parts.append(f"{s['names']} {what} ({s['runs']} fabric runs): worst "
-                         f"{s['worst']:+.1%} ({s['worst_name']}), mean |error| "
-                         f"{s['mean_abs']:.1%}")
-    return (f"Cycle model against the RTL: the `{summary['config']}` accelerator in Verilator "
-            "(the CYCLES counter against the model behind the same memory, cocotb's "
-            "AxiRam): " + "; ".join(parts) + ". Recorded in "
-            f"`bench/rtl_cycles_ultra96.json` by `{summary['command']}`. The FPS here "
-            "are the same model behind the board's memory figures (`BOARDS`), which only a "
-            "board can check.")
+            parts.append(
+                f"{s['names']} {what} ({s['runs']} fabric runs): worst "
+                f"{s['worst']:+.1%} ({s['worst_name']}), mean |error| "
+                f"{s['mean_abs']:.1%}"
+            )
+    return (
+        f"Cycle model against the RTL: the `{summary['config']}` accelerator in Verilator "
+        "(the CYCLES counter against the model behind the same memory, cocotb's "
+        "AxiRam): " + "; ".join(parts) + ". Recorded in "
+        f"`bench/rtl_cycles_ultra96.json` by `{summary['command']}`. The FPS here "
+        "are the same model behind the board's memory figures (`BOARDS`), which only a "
+        "board can check."
+    )
 
 
 def _key(mhz):
@@ -159,8 +226,13 @@ def _model(spec):
 
     name, res, width = _parse(spec)
     if name == FACES:
-        return name, 1.0, f"{faces.WIDTH}x{faces.HEIGHT}", faces.build_quantized(), \
-            faces.calibration_images(count=1)
+        return (
+            name,
+            1.0,
+            f"{faces.WIDTH}x{faces.HEIGHT}",
+            faces.build_quantized(),
+            faces.calibration_images(count=1),
+        )
     res = zoo.ZOO[name].resolution if res is None and name in zoo.ZOO else res
     path = zoo.build_quantized(name, res, width)
     return name, width, f"{res}x{res}", path, calibration.photos(res, count=1)
@@ -200,8 +272,11 @@ def timing_estimate(config_name):
     for path in sorted(RECORDED.glob("*.json")):
         data = json.loads(path.read_text())
         fmax = data.get("fmax_mhz")
-        if data.get("config") == config_name and fmax is not None and \
-                (best[0] is None or fmax < best[0]):
+        if (
+            data.get("config") == config_name
+            and fmax is not None
+            and (best[0] is None or fmax < best[0])
+        ):
             best = (fmax, f"boards/estimates/{path.name}")
     return best
 
@@ -240,22 +315,34 @@ def bench_model(spec, config_name="ultra96", board="ultra96", simulate=True, top
     g = compiled.graph
     net_macs = sum(node_macs(g, n) for n in g.nodes if n.op in ("conv", "fc"))
     cpu = report.host_time(blob, host)
-    cpu_macs = sum(node_macs(g, n) for n in g.nodes
-                   if n.op in ("conv", "fc") and n.target == "cpu")
-    row = {"model": name, "width": width, "resolution": resolution, "config": config_name,
-           "array": f"{config.rows} x {config.cols}", "macs_per_cycle": config.macs_per_cycle,
-           "dsp48e2": config.dsp_count, "board": board, "macs": net_macs,
-           "fabric_macs": net_macs - cpu_macs, "cpu_macs": cpu_macs,
-           "model_build_s": round(t_build, 3),
-           "compile_s": round(t_compile, 3), "compile_cpu_s": round(cpu_compile, 3),
-           "artifact_bytes": len(blob), "instructions": compiled.stats["instructions"],
-           "dram_bytes": compiled.stats["dram_bytes"],
-           "insn_bytes": len(compiled.program),
-           "dram_compulsory_bytes": _compulsory(compiled),
-           "cpu_ops": cpu["cpu_nodes"], "fabric_steps": cpu["fabric_steps"],
-           "exchange_bytes": cpu["exchange_bytes"],
-           "cpu_workstation_ms": {k: round(v * 1e3, 3) for k, v in cpu["cpu_node_s"].items()},
-           "host_slowdown": host.slowdown, "cpu_ms": round(cpu["seconds"] * 1e3, 3)}
+    cpu_macs = sum(node_macs(g, n) for n in g.nodes if n.op in ("conv", "fc") and n.target == "cpu")
+    row = {
+        "model": name,
+        "width": width,
+        "resolution": resolution,
+        "config": config_name,
+        "array": f"{config.rows} x {config.cols}",
+        "macs_per_cycle": config.macs_per_cycle,
+        "dsp48e2": config.dsp_count,
+        "board": board,
+        "macs": net_macs,
+        "fabric_macs": net_macs - cpu_macs,
+        "cpu_macs": cpu_macs,
+        "model_build_s": round(t_build, 3),
+        "compile_s": round(t_compile, 3),
+        "compile_cpu_s": round(cpu_compile, 3),
+        "artifact_bytes": len(blob),
+        "instructions": compiled.stats["instructions"],
+        "dram_bytes": compiled.stats["dram_bytes"],
+        "insn_bytes": len(compiled.program),
+        "dram_compulsory_bytes": _compulsory(compiled),
+        "cpu_ops": cpu["cpu_nodes"],
+        "fabric_steps": cpu["fabric_steps"],
+        "exchange_bytes": cpu["exchange_bytes"],
+        "cpu_workstation_ms": {k: round(v * 1e3, 3) for k, v in cpu["cpu_node_s"].items()},
+        "host_slowdown": host.slowdown,
+        "cpu_ms": round(cpu["seconds"] * 1e3, 3),
+    }
     row["dram_vs_compulsory"] = round(row["dram_bytes"] / row["dram_compulsory_bytes"], 2)
     if simulate:
         from bamboo.runtime.session import Session
@@ -270,15 +357,20 @@ def bench_model(spec, config_name="ultra96", board="ultra96", simulate=True, top
             st = sess.stats()
         theirs = ort.run(None, feed)
         row["bitexact"] = len(ours) == len(theirs) and all(
-            report.bit_equal(a, b) for a, b in zip(ours, theirs))
+            report.bit_equal(a, b) for a, b in zip(ours, theirs)
+        )
         row["ps_pl_bytes"] = st["ps_to_pl"]["bytes"] + st["pl_to_ps"]["bytes"]
     else:
         row["bitexact"] = None
         row["ps_pl_bytes"] = cpu["exchange_bytes"]
     reps = {}
     projected, fmax, fmax_source = projected_clock(config)
-    row.update(design_mhz=config.clock_mhz, fmax_estimate_mhz=fmax, fmax_source=fmax_source,
-               projected_mhz=projected)
+    row.update(
+        design_mhz=config.clock_mhz,
+        fmax_estimate_mhz=fmax,
+        fmax_source=fmax_source,
+        projected_mhz=projected,
+    )
     for mhz in sorted(set(CLOCKS) | {projected}):
         t0 = time.perf_counter()
         rep = reps[mhz] = cycles.model_compiled(compiled, memory, mhz)
@@ -294,29 +386,43 @@ def bench_model(spec, config_name="ultra96", board="ultra96", simulate=True, top
     kinds = report.kind_summary(rows, config)
     ideal = cycles.model_compiled(compiled, BOARDS["ideal"], REFERENCE_MHZ)
     row["cycles"] = ref.total
-    row["mac_utilization"] = round(sum(r.macs for r in rows) / (config.macs_per_cycle * ref.total),
-                                   4)
+    row["mac_utilization"] = round(
+        sum(r.macs for r in rows) / (config.macs_per_cycle * ref.total), 4
+    )
     for short, kind in (("conv", "conv"), ("dw", "depthwise"), ("pw", "pointwise")):
-        row[f"{short}_utilization"] = round(kinds[kind]["utilization"], 4) \
-            if kind in kinds else None
-    row["op_kinds"] = {k: {f: round(v, 4) if isinstance(v, float) else v for f, v in d.items()}
-                       for k, d in kinds.items()}
+        row[f"{short}_utilization"] = (
+            round(kinds[kind]["utilization"], 4) if kind in kinds else None
+        )
+    row["op_kinds"] = {
+        k: {f: round(v, 4) if isinstance(v, float) else v for f, v in d.items()}
+        for k, d in kinds.items()
+    }
     row["memory_stall_share"] = round(1.0 - ideal.total / ref.total, 4)
     row["ideal_memory_fabric_fps_250mhz"] = round(ideal.fps, 1)
     row["bound"] = row[f"bound_{_key(REFERENCE_MHZ)}"]
     for what in ("fps", "fabric_fps", "bound"):
         row[f"{what}_projected"] = row[f"{what}_{_key(projected)}"]
     label = f"{name} {resolution}" + (f" x{width:g}" if width != 1.0 else "")
-    print(f"{label} on {config_name}/{board}: "
-          f"{net_macs / 1e6:.0f} M MACs, compile {t_compile:.2f} s"
-          + (f", ISA sim {row['isa_sim_s']:.1f} s/frame, bit-exact "
-             f"{'yes' if row['bitexact'] else 'NO'}" if simulate else "")
-          + ", " + ", ".join(f"{row[f'fps_{_key(m)}']} FPS @ {m:g} MHz" for m in CLOCKS)
-          + f", projected {row['fps_projected']} FPS @ {projected:g} MHz (design "
-          f"{config.clock_mhz:g} MHz, estimated Fmax "
-          + (f"{fmax:g} MHz" if fmax is not None else "none") + ")"
-          + f" (fabric {row['fabric_fps_250mhz']}, CPU {row['cpu_ms']} ms), "
-          f"util {row['mac_utilization']:.1%}, bound {row['bound']}", file=out, flush=True)
+    print(
+        f"{label} on {config_name}/{board}: "
+        f"{net_macs / 1e6:.0f} M MACs, compile {t_compile:.2f} s"
+        + (
+            f", ISA sim {row['isa_sim_s']:.1f} s/frame, bit-exact "
+            f"{'yes' if row['bitexact'] else 'NO'}"
+            if simulate
+            else ""
+        )
+        + ", "
+        + ", ".join(f"{row[f'fps_{_key(m)}']} FPS @ {m:g} MHz" for m in CLOCKS)
+        + f", projected {row['fps_projected']} FPS @ {projected:g} MHz (design "
+        f"{config.clock_mhz:g} MHz, estimated Fmax "
+        + (f"{fmax:g} MHz" if fmax is not None else "none")
+        + ")"
+        + f" (fabric {row['fabric_fps_250mhz']}, CPU {row['cpu_ms']} ms), "
+        f"util {row['mac_utilization']:.1%}, bound {row['bound']}",
+        file=out,
+        flush=True,
+    )
     if top:
         print(report.render_table(rows, ref, top=top), file=out)
     return row
@@ -325,53 +431,72 @@ def bench_model(spec, config_name="ultra96", board="ultra96", simulate=True, top
 def _why(row, field, goal=None):
     """Why ``row`` misses a target on ``field``: the limiting side, from the figures."""
     if field.startswith("fps"):
-        k = field[len("fps_"):]
+        k = field[len("fps_") :]
         bound = row[f"bound_{k}"]
         fabric_fps = row[f"fabric_fps_{k}"]
         fabric_ms = 1e3 / fabric_fps
         if bound == "CPU":
-            work = ", ".join(f"{op} x{row['cpu_ops'][op]} {ms:.1f} ms"
-                             for op, ms in sorted(row["cpu_workstation_ms"].items(),
-                                                  key=lambda kv: -kv[1]))
-            why = (f"CPU-bound: the processor side takes {row['cpu_ms']:.1f} ms/frame on the "
-                   f"board's A53 against {fabric_ms:.1f} ms on the fabric; the runtime's CPU "
-                   f"nodes take {work or 'nothing'} on the workstation "
-                   f"(x{row['host_slowdown']:g} on the A53), plus {row['fabric_steps']} "
-                   f"fabric step{'s' * (row['fabric_steps'] != 1)} and "
-                   f"{row['ps_pl_bytes'] / 1e3:.0f} KB across PS/PL")
+            work = ", ".join(
+                f"{op} x{row['cpu_ops'][op]} {ms:.1f} ms"
+                for op, ms in sorted(row["cpu_workstation_ms"].items(), key=lambda kv: -kv[1])
+            )
+            why = (
+                f"CPU-bound: the processor side takes {row['cpu_ms']:.1f} ms/frame on the "
+                f"board's A53 against {fabric_ms:.1f} ms on the fabric; the runtime's CPU "
+                f"nodes take {work or 'nothing'} on the workstation "
+                f"(x{row['host_slowdown']:g} on the A53), plus {row['fabric_steps']} "
+                f"fabric step{'s' * (row['fabric_steps'] != 1)} and "
+                f"{row['ps_pl_bytes'] / 1e3:.0f} KB across PS/PL"
+            )
             if goal is None or fabric_fps >= goal:
                 return why + f"; the fabric alone gives {fabric_fps:.1f} FPS"
             fabric = dict(row, **{f"bound_{k}": row.get(f"fabric_bound_{k}", "compute")})
-            return why + (f"; the fabric alone gives {fabric_fps:.1f} FPS, also short: "
-                          + _why(fabric, field))
+            return why + (
+                f"; the fabric alone gives {fabric_fps:.1f} FPS, also short: " + _why(fabric, field)
+            )
         if bound == "DMA":
-            return (f"DMA-bound: layers waiting on the load/store units take most of the fabric's "
-                    f"{fabric_ms:.1f} ms; {row['memory_stall_share']:.0%} of the time at "
-                    f"{REFERENCE_MHZ:g} MHz is lost to the memory ({row['dram_bytes'] / 1e6:.1f}"
-                    f" MB/frame, {row['dram_vs_compulsory']}x the compulsory minimum)")
+            return (
+                f"DMA-bound: layers waiting on the load/store units take most of the fabric's "
+                f"{fabric_ms:.1f} ms; {row['memory_stall_share']:.0%} of the time at "
+                f"{REFERENCE_MHZ:g} MHz is lost to the memory ({row['dram_bytes'] / 1e6:.1f}"
+                f" MB/frame, {row['dram_vs_compulsory']}x the compulsory minimum)"
+            )
         # The op kind that loses the most array time: its share of the time, unused.
         kinds = {k: v for k, v in row["op_kinds"].items() if k != "fc"}
-        worst = max(kinds, key=lambda k: kinds[k]["share"] * (1 - kinds[k]["utilization"]),
-                    default=None)
+        worst = max(
+            kinds, key=lambda k: kinds[k]["share"] * (1 - kinds[k]["utilization"]), default=None
+        )
         if worst is None:
             return f"compute-bound: MAC utilization {row['mac_utilization']:.1%}"
         w = kinds[worst]
-        what = "pooling, elementwise and LUT layers (no MACs)" if worst == "other" else \
-            f"{worst} layers at {w['utilization']:.1%} utilization"
-        return (f"compute-bound: MAC utilization {row['mac_utilization']:.1%} at "
-                f"{REFERENCE_MHZ:g} MHz; {what} take {w['share']:.0%} of the time")
-    kind = {"dw_utilization": "depthwise", "pw_utilization": "pointwise",
-            "conv_utilization": "conv"}[field]
+        what = (
+            "pooling, elementwise and LUT layers (no MACs)"
+            if worst == "other"
+            else f"{worst} layers at {w['utilization']:.1%} utilization"
+        )
+        return (
+            f"compute-bound: MAC utilization {row['mac_utilization']:.1%} at "
+            f"{REFERENCE_MHZ:g} MHz; {what} take {w['share']:.0%} of the time"
+        )
+    kind = {
+        "dw_utilization": "depthwise",
+        "pw_utilization": "pointwise",
+        "conv_utilization": "conv",
+    }[field]
     d = row["op_kinds"].get(kind)
     if d is None:
         return f"no {kind} layers"
     if d["compute_bound_share"] >= 0.5:
-        return (f"compute-bound: {d['compute_bound_share']:.0%} of these layers' time is "
-                f"compute-bound, and while computing them the array does "
-                f"{d['occupancy']:.1%} of its peak MACs (the mapping's occupancy)")
-    return (f"DMA-bound: {1 - d['compute_bound_share']:.0%} of these layers' time waits on "
-            f"the load/store units (a buffer word a cycle, or the DDR); while computing, "
-            f"the array reaches {d['occupancy']:.1%} of its peak")
+        return (
+            f"compute-bound: {d['compute_bound_share']:.0%} of these layers' time is "
+            f"compute-bound, and while computing them the array does "
+            f"{d['occupancy']:.1%} of its peak MACs (the mapping's occupancy)"
+        )
+    return (
+        f"DMA-bound: {1 - d['compute_bound_share']:.0%} of these layers' time waits on "
+        f"the load/store units (a buffer word a cycle, or the DDR); while computing, "
+        f"the array reaches {d['occupancy']:.1%} of its peak"
+    )
 
 
 def check_targets(rows):
@@ -379,17 +504,38 @@ def check_targets(rows):
     ``met``, ``miss`` (the shortfall relative to the goal) and ``why`` when missed."""
     out = []
     for model, res, field, goal, text in TARGETS:
-        row = next((r for r in rows if r["model"] == model and r["resolution"] == res
-                    and r.get("width", 1.0) == 1.0), None)
+        row = next(
+            (
+                r
+                for r in rows
+                if r["model"] == model and r["resolution"] == res and r.get("width", 1.0) == 1.0
+            ),
+            None,
+        )
         if row is None or row.get(field) is None:
-            out.append({"target": text, "value": None, "goal": goal, "met": None,
-                        "miss": None, "why": "not benchmarked"})
+            out.append(
+                {
+                    "target": text,
+                    "value": None,
+                    "goal": goal,
+                    "met": None,
+                    "miss": None,
+                    "why": "not benchmarked",
+                }
+            )
             continue
         value = row[field]
         met = value >= goal
-        out.append({"target": text, "value": value, "goal": goal, "met": met,
-                    "miss": None if met else round((goal - value) / goal, 4),
-                    "why": None if met else _why(row, field, goal)})
+        out.append(
+            {
+                "target": text,
+                "value": value,
+                "goal": goal,
+                "met": met,
+                "miss": None if met else round((goal - value) / goal, 4),
+                "why": None if met else _why(row, field, goal),
+            }
+        )
     return out
 
 
@@ -401,29 +547,51 @@ def render_markdown(rows, targets, command, seconds=None, rtl=None):
     """The results as Markdown: the main table, the cycle model's measured error (``rtl``,
     :func:`rtl_cycle_summary`), the toolflow's speed, the targets."""
     took = f" in {seconds:.0f} s" if seconds is not None else ""
-    lines = [f"Generated by `{command}`{took} (cycle model and instruction simulator; "
-             "no board measurement)."]
-    for name, array, macs, dsp in sorted({(r["config"], r["array"], r["macs_per_cycle"],
-                                           r["dsp48e2"]) for r in rows}):
-        lines.append(f"Configuration `{name}`: {array} array, {macs} MACs/cycle ({dsp} "
-                     "DSP48E2), peak " + ", ".join(f"{2 * macs * m / 1e3:.0f} GOP/s at {m:g} MHz"
-                                                   for m in CLOCKS) + ".")
-    for name, design, fmax, source, mhz in sorted({
-            (r["config"], r.get("design_mhz"), r.get("fmax_estimate_mhz"), r.get("fmax_source"),
-             r.get("projected_mhz")) for r in rows}, key=str):
+    lines = [
+        f"Generated by `{command}`{took} (cycle model and instruction simulator; "
+        "no board measurement)."
+    ]
+    for name, array, macs, dsp in sorted(
+        {(r["config"], r["array"], r["macs_per_cycle"], r["dsp48e2"]) for r in rows}
+    ):
+        lines.append(
+            f"Configuration `{name}`: {array} array, {macs} MACs/cycle ({dsp} "
+            "DSP48E2), peak "
+            + ", ".join(f"{2 * macs * m / 1e3:.0f} GOP/s at {m:g} MHz" for m in CLOCKS)
+            + "."
+        )
+    for name, design, fmax, source, mhz in sorted(
+        {
+            (
+                r["config"],
+                r.get("design_mhz"),
+                r.get("fmax_estimate_mhz"),
+                r.get("fmax_source"),
+                r.get("projected_mhz"),
+            )
+            for r in rows
+        },
+        key=str,
+    ):
         if fmax is None:
-            lines.append(f"Projected clock of `{name}`: its design clock, {design:g} MHz (no "
-                         "timing estimate recorded).")
+            lines.append(
+                f"Projected clock of `{name}`: its design clock, {design:g} MHz (no "
+                "timing estimate recorded)."
+            )
         else:
-            lines.append(f"Projected clock of `{name}`: {mhz:g} MHz, the lower of the design "
-                         f"clock ({design:g} MHz) and the estimated Fmax ({fmax:g} MHz: the "
-                         f"static timing estimate over the Yosys netlist in `{source}`, "
-                         "`make resources`; an estimate, not Vivado's timing).")
-    lines += ["",
-             "| model | input | GMACs | fabric FPS @187.5 / @250 | CPU ms | FPS @187.5 | "
-             "FPS @250 | FPS @100 | FPS projected (MHz) | bound | MAC util | dw util | "
-             "pw util | DRAM MB/frame (x min) | PS/PL KB | CPU ops | bit-exact |",
-             "|---|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---|---|"]
+            lines.append(
+                f"Projected clock of `{name}`: {mhz:g} MHz, the lower of the design "
+                f"clock ({design:g} MHz) and the estimated Fmax ({fmax:g} MHz: the "
+                f"static timing estimate over the Yosys netlist in `{source}`, "
+                "`make resources`; an estimate, not Vivado's timing)."
+            )
+    lines += [
+        "",
+        "| model | input | GMACs | fabric FPS @187.5 / @250 | CPU ms | FPS @187.5 | "
+        "FPS @250 | FPS @100 | FPS projected (MHz) | bound | MAC util | dw util | "
+        "pw util | DRAM MB/frame (x min) | PS/PL KB | CPU ops | bit-exact |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---|---|",
+    ]
     for r in rows:
         ops = ", ".join(f"{k} {v}" for k, v in r["cpu_ops"].items()) or "-"
         exact = {True: "yes", False: "**no**", None: "-"}[r["bitexact"]]
@@ -436,25 +604,36 @@ def render_markdown(rows, targets, command, seconds=None, rtl=None):
             f"{r['bound']} | {_pct(r['mac_utilization'])} | "
             f"{_pct(r['dw_utilization'])} | {_pct(r['pw_utilization'])} | "
             f"{r['dram_bytes'] / 1e6:.1f} ({r['dram_vs_compulsory']:.1f}x) | "
-            f"{r['ps_pl_bytes'] / 1e3:.1f} | {ops} | {exact} |")
-    lines += ["", "Fabric FPS: the cycle model behind the board's memory (`arch/timing.py` "
-              "`BOARDS`). CPU ms: the processor side per frame, the runtime's own CPU work "
-              "timed here and scaled to the board's A53 (`HOSTS`). FPS: both overlapped, two "
-              "frames in flight, as 1 / max(fabric, CPU) (an upper bound); FPS projected: "
-              "the same at the projected clock above; bound: what "
-              "limits it at 250 MHz (CPU, DMA: layers waiting on the load/store units, or "
-              "compute). Utilization: the network's MACs over rows x cols per cycle at 250 MHz. "
-              "DRAM: bytes the program loads and stores per frame, and "
-              "that over the compulsory minimum (weights and biases once, PS/PL tensors "
-              "once).", "", rtl_cycle_text(rtl), "",
-              "Toolflow speed on this machine (wall seconds; CPU seconds in results.json):", "",
-              "| model | compile s | ISA sim s/frame | cycles @250 | memory stall @250 | "
-              "fabric FPS @250, ideal memory |", "|---|---:|---:|---:|---:|---:|"]
+            f"{r['ps_pl_bytes'] / 1e3:.1f} | {ops} | {exact} |"
+        )
+    lines += [
+        "",
+        "Fabric FPS: the cycle model behind the board's memory (`arch/timing.py` "
+        "`BOARDS`). CPU ms: the processor side per frame, the runtime's own CPU work "
+        "timed here and scaled to the board's A53 (`HOSTS`). FPS: both overlapped, two "
+        "frames in flight, as 1 / max(fabric, CPU) (an upper bound); FPS projected: "
+        "the same at the projected clock above; bound: what "
+        "limits it at 250 MHz (CPU, DMA: layers waiting on the load/store units, or "
+        "compute). Utilization: the network's MACs over rows x cols per cycle at 250 MHz. "
+        "DRAM: bytes the program loads and stores per frame, and "
+        "that over the compulsory minimum (weights and biases once, PS/PL tensors "
+        "once).",
+        "",
+        rtl_cycle_text(rtl),
+        "",
+        "Toolflow speed on this machine (wall seconds; CPU seconds in results.json):",
+        "",
+        "| model | compile s | ISA sim s/frame | cycles @250 | memory stall @250 | "
+        "fabric FPS @250, ideal memory |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
     for r in rows:
         isa = "-" if r.get("isa_sim_s") is None else f"{r['isa_sim_s']:.1f}"
-        lines.append(f"| {r['model']} | {r['compile_s']:.2f} | {isa} | {r['cycles']:,} | "
-                     f"{_pct(r['memory_stall_share'])} | "
-                     f"{r['ideal_memory_fabric_fps_250mhz']:.1f} |")
+        lines.append(
+            f"| {r['model']} | {r['compile_s']:.2f} | {isa} | {r['cycles']:,} | "
+            f"{_pct(r['memory_stall_share'])} | "
+            f"{r['ideal_memory_fabric_fps_250mhz']:.1f} |"
+        )
     lines += ["", "Targets (issue #8, `ultra96`):", ""]
     for t in targets:
         if t["met"] is None:
@@ -464,23 +643,36 @@ def render_markdown(rows, targets, command, seconds=None, rtl=None):
         if t["met"]:
             lines.append(f"- {t['target']}: **met** ({value})")
         else:
-            lines.append(f"- {t['target']}: **missed** ({value}, {t['miss']:.0%} short). "
-                         f"{t['why']}")
+            lines.append(
+                f"- {t['target']}: **missed** ({value}, {t['miss']:.0%} short). {t['why']}"
+            )
     return "\n".join(lines) + "\n"
 
 
 def main(argv=None):
     p = argparse.ArgumentParser(prog="python -m bamboo.bench", description=__doc__.split("\n")[0])
-    p.add_argument("models", nargs="*",
-                   help=f"zoo models as name[@resolution[xwidth]] or {FACES} "
-                   f"(default: {' '.join(DEFAULT_MODELS)})")
-    p.add_argument("--all", action="store_true",
-                   help="every zoo model at full resolution and the face detector")
+    p.add_argument(
+        "models",
+        nargs="*",
+        help=f"zoo models as name[@resolution[xwidth]] or {FACES} "
+        f"(default: {' '.join(DEFAULT_MODELS)})",
+    )
+    p.add_argument(
+        "--all",
+        action="store_true",
+        help="every zoo model at full resolution and the face detector",
+    )
     p.add_argument("--config", default="ultra96")
-    p.add_argument("--board", default="ultra96", help="memory and processor timing "
-                   "(arch/timing.py BOARDS, HOSTS)")
-    p.add_argument("--no-sim", action="store_true",
-                   help="skip the instruction simulator (and the bit-exact check)")
+    p.add_argument(
+        "--board",
+        default="ultra96",
+        help="memory and processor timing (arch/timing.py BOARDS, HOSTS)",
+    )
+    p.add_argument(
+        "--no-sim",
+        action="store_true",
+        help="skip the instruction simulator (and the bit-exact check)",
+    )
     p.add_argument("--top", type=int, default=0, help="print the N slowest layers")
     p.add_argument("--json", help="write the figures to this file")
     p.add_argument("--out", help="write OUT/results.json and OUT/results.md")
@@ -489,16 +681,25 @@ def main(argv=None):
     rows = []
     start = time.perf_counter()
     for k, spec in enumerate(models):
-        print(f"[{k + 1}/{len(models)}] {spec} ({time.perf_counter() - start:.0f} s so far)",
-              file=sys.stderr, flush=True)
+        print(
+            f"[{k + 1}/{len(models)}] {spec} ({time.perf_counter() - start:.0f} s so far)",
+            file=sys.stderr,
+            flush=True,
+        )
         rows.append(bench_model(spec, args.config, args.board, not args.no_sim, args.top))
     targets = check_targets(rows) if args.config == "ultra96" else []
     rtl = rtl_cycle_summary() if args.config == "ultra96" else None
-    print(rtl_cycle_text(rtl) if args.config == "ultra96" else
-          f"Cycle model against the RTL: measured on ultra96 only, not on {args.config}.")
+    print(
+        rtl_cycle_text(rtl)
+        if args.config == "ultra96"
+        else f"Cycle model against the RTL: measured on ultra96 only, not on {args.config}."
+    )
     for t in targets:
-        state = {True: "met", False: f"MISSED by {t['miss']:.0%}" if t["miss"] else "",
-                 None: "n/a"}[t["met"]]
+        state = {
+            True: "met",
+            False: f"MISSED by {t['miss']:.0%}" if t["miss"] else "",
+            None: "n/a",
+        }[t["met"]]
         print(f"target: {t['target']}: {state}" + (f" ({t['why']})" if t["why"] else ""))
     if args.json:
         pathlib.Path(args.json).write_text(json.dumps(rows, indent=1) + "\n")
@@ -507,10 +708,14 @@ def main(argv=None):
         out.mkdir(parents=True, exist_ok=True)
         command = "python -m bamboo.bench " + " ".join(argv if argv is not None else sys.argv[1:])
         (out / "results.json").write_text(json.dumps(rows, indent=1) + "\n")
-        (out / "results.md").write_text(render_markdown(rows, targets, command,
-                                                        time.perf_counter() - start, rtl))
-        print(f"wrote {out / 'results.json'} and {out / 'results.md'} "
-              f"({time.perf_counter() - start:.0f} s)", file=sys.stderr)
+        (out / "results.md").write_text(
+            render_markdown(rows, targets, command, time.perf_counter() - start, rtl)
+        )
+        print(
+            f"wrote {out / 'results.json'} and {out / 'results.md'} "
+            f"({time.perf_counter() - start:.0f} s)",
+            file=sys.stderr,
+        )
     return 0
 
 

@@ -73,13 +73,18 @@ def digits_section(state, rtl_images=0):
             state["rtl_skipped"] = reason
         else:
             state["rtl"] = start_rtl(q_path)
-            print(f"  building the RTL simulator of the {RTL_CONFIG} config in the background "
-                  "(section 3)", flush=True)
+            print(
+                f"  building the RTL simulator of the {RTL_CONFIG} config in the background "
+                "(section 3)",
+                flush=True,
+            )
     _, _, x_te, y_te = digits.dataset()
     t0 = _now()
     graph, compiled, blob = _compile(q_path, CONFIG)
-    print(f"  compiled for {CONFIG} in {_now() - t0:.2f} s: {len(blob):,} bytes, "
-          f"{compiled.stats['instructions']} instructions")
+    print(
+        f"  compiled for {CONFIG} in {_now() - t0:.2f} s: {len(blob):,} bytes, "
+        f"{compiled.stats['instructions']} instructions"
+    )
     fsess, qsess = _ort_session(float_path), _ort_session(q_path)
     name = qsess.get_inputs()[0].name
     hits = {"float": 0, "onnxruntime int8": 0, "bamboo (instruction simulator)": 0}
@@ -87,7 +92,7 @@ def digits_section(state, rtl_images=0):
     start = _now()
     with Session(blob, backend="isa") as sess:
         for i in range(len(x_te)):
-            x = x_te[i:i + 1]
+            x = x_te[i : i + 1]
             (ours,) = sess.run(None, {name: x})
             (theirs,) = qsess.run(None, {name: x})
             exact += _same(ours, theirs)
@@ -95,19 +100,23 @@ def digits_section(state, rtl_images=0):
             hits["onnxruntime int8"] += int(np.argmax(theirs) == y_te[i])
             hits["bamboo (instruction simulator)"] += int(np.argmax(ours) == y_te[i])
             if (i + 1) % 25 == 0 or i + 1 == len(x_te):
-                progress("held-out split on the instruction simulator", i + 1, len(x_te),
-                         start, _now())
+                progress(
+                    "held-out split on the instruction simulator", i + 1, len(x_te), start, _now()
+                )
     print(f"  accuracy on {len(x_te)} held-out digits:")
     for label, n in hits.items():
         print(f"    {label:<32} {n / len(x_te):.2%}")
-    print(f"  bit-exact with onnxruntime: {exact}/{len(x_te)} images "
-          f"({'yes' if exact == len(x_te) else 'NO'})")
+    print(
+        f"  bit-exact with onnxruntime: {exact}/{len(x_te)} images "
+        f"({'yes' if exact == len(x_te) else 'NO'})"
+    )
     print()
     print("== 2. fabric/CPU partition of the digits model (bamboo inspect) ==")
     print(render(graph, title=q_path.name))
     print()
-    state.update(digits_q=q_path, digits_compiled=compiled, digits_blob=blob, digits_x=x_te,
-                 digits_y=y_te)
+    state.update(
+        digits_q=q_path, digits_compiled=compiled, digits_blob=blob, digits_x=x_te, digits_y=y_te
+    )
     return exact == len(x_te)
 
 
@@ -152,12 +161,15 @@ def rtl_section(state, images):
     model_cycles = cycles.model_compiled(compiled, BOARDS["cocotb"]).total
     qsess = _ort_session(q_path)
     name = qsess.get_inputs()[0].name
-    print(f"  the digits model compiled for {RTL_CONFIG} ({compiled.stats['instructions']} "
-          "instructions); waiting for the simulator (Verilator, built in the background "
-          "since section 1, cached under build/sim) ...", flush=True)
+    print(
+        f"  the digits model compiled for {RTL_CONFIG} ({compiled.stats['instructions']} "
+        "instructions); waiting for the simulator (Verilator, built in the background "
+        "since section 1, cached under build/sim) ...",
+        flush=True,
+    )
     try:
         sess, took = future.result()
-    except Exception as exc:     # a failed build or start: report it, the demo goes on
+    except Exception as exc:  # a failed build or start: report it, the demo goes on
         print(f"  the RTL simulation could not start: {type(exc).__name__}: {exc}")
         print()
         return False
@@ -168,7 +180,7 @@ def rtl_section(state, images):
         results = []
         progress("images through the RTL", 0, images, start, start)
         for i in range(images):
-            x = x_te[i:i + 1]
+            x = x_te[i : i + 1]
             sess.reset_stats()
             (got,) = sess.run(None, {name: x})
             hw_cycles = sum(s["cycles"] for s in sess.stats()["segments"])
@@ -177,18 +189,24 @@ def rtl_section(state, images):
             results.append((i, got, ref, ort, hw_cycles))
             progress("images through the RTL", i + 1, images, start, _now())
     per = (_now() - start) / images
-    print(f"  {'image':>5} {'label':>5} {'RTL':>4} {'ISA':>4} {'ORT':>4}  "
-          f"{'= ORT':>5} {'= ISA':>5} {'RTL cycles':>10} {'model':>8} {'error':>7}")
+    print(
+        f"  {'image':>5} {'label':>5} {'RTL':>4} {'ISA':>4} {'ORT':>4}  "
+        f"{'= ORT':>5} {'= ISA':>5} {'RTL cycles':>10} {'model':>8} {'error':>7}"
+    )
     for i, got, ref, ort, hw_cycles in results:
         same_ort, same_isa = _same(got, ort), _same(got, ref)
         ok = ok and same_ort and same_isa
         err = (model_cycles - hw_cycles) / hw_cycles if hw_cycles else float("nan")
-        print(f"  {i:>5} {y_te[i]:>5} {int(np.argmax(got)):>4} {int(np.argmax(ref)):>4} "
-              f"{int(np.argmax(ort)):>4}  {'yes' if same_ort else 'NO':>5} "
-              f"{'yes' if same_isa else 'NO':>5} {hw_cycles:>10} {model_cycles:>8} "
-              f"{err:>+7.1%}")
-    print(f"  {images} images, {per:.0f} s of simulation each; all bit-exact with onnxruntime "
-          f"and the instruction simulator: {'yes' if ok else 'NO'}")
+        print(
+            f"  {i:>5} {y_te[i]:>5} {int(np.argmax(got)):>4} {int(np.argmax(ref)):>4} "
+            f"{int(np.argmax(ort)):>4}  {'yes' if same_ort else 'NO':>5} "
+            f"{'yes' if same_isa else 'NO':>5} {hw_cycles:>10} {model_cycles:>8} "
+            f"{err:>+7.1%}"
+        )
+    print(
+        f"  {images} images, {per:.0f} s of simulation each; all bit-exact with onnxruntime "
+        f"and the instruction simulator: {'yes' if ok else 'NO'}"
+    )
     print("  (cycle model: the same program behind the cocotb AXI memory, BOARDS['cocotb'])")
     print()
     return ok
@@ -210,25 +228,36 @@ def _projection(compiled, blob, q_name, out, tag, top=None):
         print(f"  (the {top} slowest of {len(rows)} layers; total over all)")
     cpu = report.host_time(blob, host)
     cfg = compiled.config
-    print(f"  {cfg.name}: {cfg.rows}x{cfg.cols} array ({cfg.macs_per_cycle} MACs/cycle), "
-          f"DDR {memory.bandwidth_gbps:g} GB/s sustained")
-    print(f"  processor side: {sum(cpu['cpu_nodes'].values())} CPU nodes {cpu['cpu_nodes']}, "
-          f"{cpu['fabric_steps']} fabric steps, {cpu['exchange_bytes']:,} bytes across PS/PL: "
-          f"{cpu['workstation_cpu_s'] * 1e3:.2f} ms of CPU time here, projected "
-          f"{cpu['seconds'] * 1e3:.2f} ms/frame on the board's A53 (arch/timing.py HOSTS)")
+    print(
+        f"  {cfg.name}: {cfg.rows}x{cfg.cols} array ({cfg.macs_per_cycle} MACs/cycle), "
+        f"DDR {memory.bandwidth_gbps:g} GB/s sustained"
+    )
+    print(
+        f"  processor side: {sum(cpu['cpu_nodes'].values())} CPU nodes {cpu['cpu_nodes']}, "
+        f"{cpu['fabric_steps']} fabric steps, {cpu['exchange_bytes']:,} bytes across PS/PL: "
+        f"{cpu['workstation_cpu_s'] * 1e3:.2f} ms of CPU time here, projected "
+        f"{cpu['seconds'] * 1e3:.2f} ms/frame on the board's A53 (arch/timing.py HOSTS)"
+    )
     fps = {}
     for mhz, rep in reps.items():
         both = 1.0 / max(rep.seconds, cpu["seconds"])
         fps[mhz] = both
-        util = sum(r.macs for r in report.layer_rows(compiled, rep)) / \
-            (cfg.macs_per_cycle * rep.total)
-        print(f"  projected at {mhz:g} MHz: {rep.total:,} cycles = {rep.seconds * 1e3:.3f} ms "
-              f"= {rep.fps:,.0f} FPS on the fabric (MAC utilization {util:.1%}); "
-              f"{both:,.0f} FPS with the processor side overlapped (two frames in flight)")
+        util = sum(r.macs for r in report.layer_rows(compiled, rep)) / (
+            cfg.macs_per_cycle * rep.total
+        )
+        print(
+            f"  projected at {mhz:g} MHz: {rep.total:,} cycles = {rep.seconds * 1e3:.3f} ms "
+            f"= {rep.fps:,.0f} FPS on the fabric (MAC utilization {util:.1%}); "
+            f"{both:,.0f} FPS with the processor side overlapped (two frames in flight)"
+        )
     kinds = report.kind_summary(rows, cfg)
-    print("  per op kind at 250 MHz: " + "; ".join(
-        f"{k} {v['share']:.0%} of the time at {v['utilization']:.1%} utilization"
-        for k, v in kinds.items()))
+    print(
+        "  per op kind at 250 MHz: "
+        + "; ".join(
+            f"{k} {v['share']:.0%} of the time at {v['utilization']:.1%} utilization"
+            for k, v in kinds.items()
+        )
+    )
     out.mkdir(parents=True, exist_ok=True)
     title = f"{q_name} on {cfg.name} at {clock:g} MHz (cycle model)"
     u = report.write_utilization_png(rows, cfg, out / f"{tag}_utilization.png", title)
@@ -241,11 +270,13 @@ def cycles_section(state, out, headline=True):
     """Section 4: cycle tables, FPS and PNGs for the digits model and MobileNetV2@224."""
     from bamboo.models import zoo
 
-    print(f"== 4. cycle model on {CONFIG} (per-layer cycles at {CLOCKS[-1]:g} MHz, "
-          f"memory {BOARD}) ==")
+    print(
+        f"== 4. cycle model on {CONFIG} (per-layer cycles at {CLOCKS[-1]:g} MHz, memory {BOARD}) =="
+    )
     print("  -- the digits model (input 1x32x32) --")
-    _projection(state["digits_compiled"], state["digits_blob"], state["digits_q"].name, out,
-                "digits")
+    _projection(
+        state["digits_compiled"], state["digits_blob"], state["digits_q"].name, out, "digits"
+    )
     if headline:
         print()
         print("  -- MobileNetV2-1.0@224 from the zoo (random weights; speed only) --")
@@ -281,18 +312,25 @@ def main(out="build/demo", rtl_images=4, headline=True, task="all", image=None):
     from .demo_dense import detect_section, segment_section
 
     if task in ("segment", "detect"):
-        ok = (segment_section(out, _compile) if task == "segment"
-              else detect_section(out, _compile, image))
-        print(f"demo finished in {_now() - t0:.0f} s: "
-              f"{'all outputs bit-exact with onnxruntime' if ok else 'MISMATCH'}")
+        ok = (
+            segment_section(out, _compile)
+            if task == "segment"
+            else detect_section(out, _compile, image)
+        )
+        print(
+            f"demo finished in {_now() - t0:.0f} s: "
+            f"{'all outputs bit-exact with onnxruntime' if ok else 'MISMATCH'}"
+        )
         return 0 if ok else 1
     state = {}
     ok = digits_section(state, rtl_images)
     ok = rtl_section(state, rtl_images) and ok
     ok = cycles_section(state, out, headline) and ok
     ok = detect_section(out, _compile, image, "5. UltraFace RFB-320 face detector") and ok
-    print(f"demo finished in {_now() - t0:.0f} s: "
-          f"{'all outputs bit-exact with onnxruntime' if ok else 'MISMATCH against onnxruntime'}")
+    print(
+        f"demo finished in {_now() - t0:.0f} s: "
+        f"{'all outputs bit-exact with onnxruntime' if ok else 'MISMATCH against onnxruntime'}"
+    )
     sys.stdout.flush()
     return 0 if ok else 1
 

@@ -34,6 +34,7 @@ __all__ = ["DemoInputError", "detect_section", "draw_boxes", "segment_section"]
 class DemoInputError(BambooError, ValueError):
     """An image given to the demo cannot be read."""
 
+
 PAIRS = 16
 
 
@@ -67,16 +68,18 @@ def segment_section(out, compile_fn):
     q_path = segmenter.build_quantized()
     graph, compiled, blob = compile_fn(q_path, "ultra96")
     where = sorted({(n.op, n.target) for n in compiled.graph.nodes if n.op == "resize"})
-    print(f"  model: {q_path.name}; {compiled.stats['instructions']} instructions; "
-          f"resize on {', '.join(t for _, t in where)}")
+    print(
+        f"  model: {q_path.name}; {compiled.stats['instructions']} instructions; "
+        f"resize on {', '.join(t for _, t in where)}"
+    )
     x, labels = segmenter.pairs("test", PAIRS)
     ort = _ort_session(q_path)
     same, ours = True, []
     t0 = time.perf_counter()
     with Session(blob, backend="isa") as sess:
         for k in range(PAIRS):
-            got = sess.run(None, {"input": x[k:k + 1]})[0]
-            want = ort.run(None, {"input": x[k:k + 1]})[0]
+            got = sess.run(None, {"input": x[k : k + 1]})[0]
+            want = ort.run(None, {"input": x[k : k + 1]})[0]
             same = same and _same(got, want)
             ours.append(got)
     elapsed = time.perf_counter() - t0
@@ -84,12 +87,16 @@ def segment_section(out, compile_fn):
     c0 = time.process_time()
     masks = ours.argmax(axis=1)
     argmax_ms = (time.process_time() - c0) * 1e3 / PAIRS
-    theirs = np.concatenate([ort.run(None, {"input": x[k:k + 1]})[0] for k in range(PAIRS)])
-    print(f"  {PAIRS} held-out pairs through Session(isa) bit-exact with onnxruntime: "
-          f"{'yes' if same else 'NO'} ({elapsed:.1f} s)")
-    print(f"  pixel accuracy: onnxruntime int8 {segmenter.pixel_accuracy(theirs, labels):.4f}, "
-          f"Bamboo {float(np.mean(masks == labels)):.4f} (background alone "
-          f"{float(np.mean(labels == 0)):.4f})")
+    theirs = np.concatenate([ort.run(None, {"input": x[k : k + 1]})[0] for k in range(PAIRS)])
+    print(
+        f"  {PAIRS} held-out pairs through Session(isa) bit-exact with onnxruntime: "
+        f"{'yes' if same else 'NO'} ({elapsed:.1f} s)"
+    )
+    print(
+        f"  pixel accuracy: onnxruntime int8 {segmenter.pixel_accuracy(theirs, labels):.4f}, "
+        f"Bamboo {float(np.mean(masks == labels)):.4f} (background alone "
+        f"{float(np.mean(labels == 0)):.4f})"
+    )
     print(f"  argmax over 11 classes on the CPU: {argmax_ms:.3f} ms per 32x64 frame here")
     out = pathlib.Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -99,7 +106,7 @@ def segment_section(out, compile_fn):
     return same
 
 
-DETECT_SCALE = 2   # the PNG is the 320x240 input scaled up twice, for legible scores
+DETECT_SCALE = 2  # the PNG is the 320x240 input scaled up twice, for legible scores
 
 
 def draw_boxes(image, boxes, scores, path, scale=DETECT_SCALE):
@@ -131,43 +138,58 @@ def detect_section(out, compile_fn, image=None, title="UltraFace RFB-320 face de
 
     try:
         picture = faces.demo_image(image)
-    except OSError as exc:   # missing, unreadable or not an image
+    except OSError as exc:  # missing, unreadable or not an image
         raise DemoInputError(f"cannot read the image {str(image)!r}: {exc}") from None
     print(f"== {title} (pretrained, models/pretrained/ultraface) ==")
     q_path = faces.build_quantized()
     graph, compiled, blob = compile_fn(q_path, "ultra96")
     x = faces.to_input(picture)
-    print(f"  model: {q_path.name}, compiled for ultra96: "
-          f"{compiled.stats['instructions']} instructions")
-    print("  MACs per frame: " + ", ".join(f"{k} {v:,}" for k, v in summary(compiled.graph)
-                                           ["macs"].items()))
+    print(
+        f"  model: {q_path.name}, compiled for ultra96: "
+        f"{compiled.stats['instructions']} instructions"
+    )
+    print(
+        "  MACs per frame: "
+        + ", ".join(f"{k} {v:,}" for k, v in summary(compiled.graph)["macs"].items())
+    )
     t0 = time.perf_counter()
     with Session(blob, backend="isa") as sess:
         ours = sess.run(None, {"input": x})
     elapsed = time.perf_counter() - t0
     theirs = _ort_session(q_path).run(None, {"input": x})
     same = all(_same(a, b) for a, b in zip(ours, theirs))
-    print(f"  {image or 'astronaut (scikit-image)'} through Session(isa): scores "
-          f"{ours[0].shape}, boxes {ours[1].shape}, bit-exact with onnxruntime: "
-          f"{'yes' if same else 'NO'} ({elapsed:.1f} s)")
+    print(
+        f"  {image or 'astronaut (scikit-image)'} through Session(isa): scores "
+        f"{ours[0].shape}, boxes {ours[1].shape}, bit-exact with onnxruntime: "
+        f"{'yes' if same else 'NO'} ({elapsed:.1f} s)"
+    )
     c0 = time.process_time()
     boxes, scores = faces.detect(ours)
     post_ms = (time.process_time() - c0) * 1e3
     ref_boxes, ref_scores = faces.detect(_ort_session(faces.build_float()).run(None, {"input": x}))
-    print(f"  decoding on the CPU (priors, score >= {faces.FACE_THRESHOLD}, NMS at IoU "
-          f"{faces.IOU_THRESHOLD}): {post_ms:.2f} ms here; {len(boxes)} face(s), float model "
-          f"{len(ref_boxes)}")
+    print(
+        f"  decoding on the CPU (priors, score >= {faces.FACE_THRESHOLD}, NMS at IoU "
+        f"{faces.IOU_THRESHOLD}): {post_ms:.2f} ms here; {len(boxes)} face(s), float model "
+        f"{len(ref_boxes)}"
+    )
     for k, (box, score) in enumerate(zip(boxes, scores)):
         best = float(faces.iou(box[None], ref_boxes).max()) if len(ref_boxes) else 0.0
-        print(f"  face {k + 1}: score {score:.3f}, box x0 {box[0]:.1f} y0 {box[1]:.1f} "
-              f"x1 {box[2]:.1f} y1 {box[3]:.1f} (pixels of 320x240); IoU with the float "
-              f"model's nearest box {best:.3f}")
+        print(
+            f"  face {k + 1}: score {score:.3f}, box x0 {box[0]:.1f} y0 {box[1]:.1f} "
+            f"x1 {box[2]:.1f} y1 {box[3]:.1f} (pixels of 320x240); IoU with the float "
+            f"model's nearest box {best:.3f}"
+        )
     out = pathlib.Path(out)
     out.mkdir(parents=True, exist_ok=True)
     png = draw_boxes(picture, boxes, scores, out / "detect.png")
-    record = {"image": str(image) if image else "skimage.data.astronaut", "scale": DETECT_SCALE,
-              "bit_exact": same, "boxes": boxes.round(3).tolist(),
-              "scores": scores.round(5).tolist(), "float_boxes": ref_boxes.round(3).tolist()}
+    record = {
+        "image": str(image) if image else "skimage.data.astronaut",
+        "scale": DETECT_SCALE,
+        "bit_exact": same,
+        "boxes": boxes.round(3).tolist(),
+        "scores": scores.round(5).tolist(),
+        "float_boxes": ref_boxes.round(3).tolist(),
+    }
     (out / "detect.json").write_text(json.dumps(record, indent=1) + "\n")
     print(f"  wrote {png} and {out / 'detect.json'}")
     print()

@@ -35,8 +35,19 @@ from dataclasses import dataclass
 
 from bamboo.arch.errors import BambooError
 
-__all__ = ["DEFAULT_MODELS", "KNOBS", "ExploreError", "Knob", "add_explore_parser",
-           "cmd_explore", "explore", "pareto", "render", "write_csv", "write_png"]
+__all__ = [
+    "DEFAULT_MODELS",
+    "KNOBS",
+    "ExploreError",
+    "Knob",
+    "add_explore_parser",
+    "cmd_explore",
+    "explore",
+    "pareto",
+    "render",
+    "write_csv",
+    "write_png",
+]
 
 #: The models of issue #15's targets.
 DEFAULT_MODELS = ("mobilenet_v2", "efficientnet_b4", "tiny_yolov3")
@@ -98,8 +109,10 @@ def parse_knobs(specs):
         name, eq, text = spec.partition("=")
         name = name.strip()
         if not eq or name not in _BY_FIELD:
-            raise ExploreError(f"--knob must be NAME=V1,V2,... with NAME one of "
-                               f"{', '.join(_BY_FIELD)}; not {spec!r}")
+            raise ExploreError(
+                f"--knob must be NAME=V1,V2,... with NAME one of "
+                f"{', '.join(_BY_FIELD)}; not {spec!r}"
+            )
         try:
             values = tuple(_BY_FIELD[name].parse(v) for v in text.split(",") if v.strip())
         except ValueError:
@@ -132,14 +145,18 @@ def grid(base, values=None):
 def pareto(points, maximize, minimize):
     """Indices of the points no other point dominates (at least as good in every objective,
     better in one). ``points``: dicts; ``maximize``/``minimize``: their keys."""
+
     def vec(p):
         return [p[k] for k in maximize] + [-p[k] for k in minimize]
 
     vs = [vec(p) for p in points]
     front = []
     for i, a in enumerate(vs):
-        if not any(all(x >= y for x, y in zip(b, a)) and any(x > y for x, y in zip(b, a))
-                   for j, b in enumerate(vs) if j != i):
+        if not any(
+            all(x >= y for x, y in zip(b, a)) and any(x > y for x, y in zip(b, a))
+            for j, b in enumerate(vs)
+            if j != i
+        ):
             front.append(i)
     return front
 
@@ -195,8 +212,9 @@ class _Models:
         from bamboo.models import zoo
 
         path = zoo.build_quantized(name, res, 1.0)
-        key = hashlib.sha256(json.dumps([_REV, path.name, self.board, config.to_dict()],
-                                        sort_keys=True).encode()).hexdigest()[:24]
+        key = hashlib.sha256(
+            json.dumps([_REV, path.name, self.board, config.to_dict()], sort_keys=True).encode()
+        ).hexdigest()[:24]
         file = _cache_dir() / f"{key}.json"
         if self.cache and file.exists():
             self.hits += 1
@@ -231,8 +249,11 @@ def _boards_fit(pred):
     """Names of the UltraScale+ boards whose budget the predicted resources fit."""
     from bamboo.boards.platforms import BOARDS
 
-    return [b.name for b in BOARDS.values() if b.yosys_family == "xcup"
-            and all(pred[k] <= lim for k, lim in b.budget.items())]
+    return [
+        b.name
+        for b in BOARDS.values()
+        if b.yosys_family == "xcup" and all(pred[k] <= lim for k, lim in b.budget.items())
+    ]
 
 
 def _resources(cfg, model, cal):
@@ -245,9 +266,13 @@ def _resources(cfg, model, cal):
     built = _built(cfg, cal)
     pred = model.predict(cfg)
     yosys = None if built is None else {r: built[r] for r in RESOURCES}
-    return {**pred, "yosys": yosys, "fits": _boards_fit(yosys or pred),
-            "fmax_mhz": built and built.get("fmax_mhz"),
-            "fmax_source": built and built["source"]}
+    return {
+        **pred,
+        "yosys": yosys,
+        "fits": _boards_fit(yosys or pred),
+        "fmax_mhz": built and built.get("fmax_mhz"),
+        "fmax_source": built and built["source"],
+    }
 
 
 def _candidates(b, base, configs, invalid, model, cal):
@@ -297,8 +322,9 @@ def _speed(points, specs, runner, progress):
         p["fps_geomean"] = math.exp(sum(math.log(v) for v in p["fps"].values()) / len(specs))
 
 
-def explore(board="ultra96", models=DEFAULT_MODELS, size="reduced", knobs=None, cache=True,
-            progress=True):
+def explore(
+    board="ultra96", models=DEFAULT_MODELS, size="reduced", knobs=None, cache=True, progress=True
+):
     """Run the search; returns a dict of every point and the front (see :func:`render`)."""
     from bamboo.arch.timing import BOARDS as MEMORIES
     from bamboo.boards.calibrate import points as calibration
@@ -309,16 +335,17 @@ def explore(board="ultra96", models=DEFAULT_MODELS, size="reduced", knobs=None, 
         raise ExploreError(f"unknown board {board!r}; choose one of {', '.join(BOARDS)}")
     b = BOARDS[board]
     if b.yosys_family != "xcup" or board not in MEMORIES:
-        raise ExploreError(f"{board}: the resource model is calibrated for UltraScale+ "
-                           "boards only (ultra96, ultra96v1, zcu104, kv260)")
+        raise ExploreError(
+            f"{board}: the resource model is calibrated for UltraScale+ "
+            "boards only (ultra96, ultra96v1, zcu104, kv260)"
+        )
     if size not in ("reduced", "full"):
         raise ExploreError(f"--size must be reduced or full, not {size!r}")
     specs = model_specs(models, size)
     base = b.config()
     configs, invalid = grid(base, knobs)
     if not configs:
-        raise ExploreError(f"no valid configuration among the knobs' values: "
-                           f"{invalid[0][1]}")
+        raise ExploreError(f"no valid configuration among the knobs' values: {invalid[0][1]}")
     cal = calibration()
     points, over = _candidates(b, base, configs, invalid, default_model(), cal)
     start = time.perf_counter()
@@ -331,54 +358,79 @@ def explore(board="ultra96", models=DEFAULT_MODELS, size="reduced", knobs=None, 
         points[i]["front"] = True
     _, err = leave_one_out(cal)
     fmaxes = [p["fmax_mhz"] for p in cal if p.get("fmax_mhz")]
-    return {"board": board, "budget": b.budget, "size": size, "models": labels,
-            "knobs": {k.field: (knobs or {}).get(k.field, k.values) for k in KNOBS},
-            "combinations": math.prod(len(v) for v in ({k.field: k.values for k in KNOBS}
-                                                        | dict(knobs or {})).values()),
-            "valid": len(configs), "invalid": invalid, "over_budget": over,
-            "points": points, "front": front, "seconds": round(time.perf_counter() - start, 1),
-            "cache_hits": runner.hits, "calibration_points": len(cal),
-            "loo_error": err, "resources": RESOURCES, "clock_mhz": base.clock_mhz,
-            "fmax_range": (min(fmaxes), max(fmaxes)) if fmaxes else None}
+    return {
+        "board": board,
+        "budget": b.budget,
+        "size": size,
+        "models": labels,
+        "knobs": {k.field: (knobs or {}).get(k.field, k.values) for k in KNOBS},
+        "combinations": math.prod(
+            len(v) for v in ({k.field: k.values for k in KNOBS} | dict(knobs or {})).values()
+        ),
+        "valid": len(configs),
+        "invalid": invalid,
+        "over_budget": over,
+        "points": points,
+        "front": front,
+        "seconds": round(time.perf_counter() - start, 1),
+        "cache_hits": runner.hits,
+        "calibration_points": len(cal),
+        "loo_error": err,
+        "resources": RESOURCES,
+        "clock_mhz": base.clock_mhz,
+        "fmax_range": (min(fmaxes), max(fmaxes)) if fmaxes else None,
+    }
 
 
 def _knob_cells(cfg):
-    return [str(getattr(cfg, k.field)) if k.field != "dsp_packing" else
-            ("y" if cfg.dsp_packing else "n") for k in KNOBS]
+    return [
+        str(getattr(cfg, k.field))
+        if k.field != "dsp_packing"
+        else ("y" if cfg.dsp_packing else "n")
+        for k in KNOBS
+    ]
 
 
 def render(result, top=10):
     """The search as text: what was swept, the model's error, the front's best ``top``."""
     b = result["budget"]
-    lines = [f"bamboo explore on {result['board']}: budget DSP48E2 <= {b['dsp']:g}, "
-             f"LUT <= {b['lut']:.0f}, BRAM36 <= {b['bram36']:g}; models "
-             f"{', '.join(result['models'])} ({result['size']} size)",
-             "knobs: " + "; ".join(f"{k} {','.join(str(v) for v in vs)}"
-                                   for k, vs in result["knobs"].items()),
-             f"{result['combinations']} combinations: {len(result['invalid'])} refused by the "
-             "configuration's or the board's rules"
-             + (f" (e.g. {result['invalid'][0][1]})" if result["invalid"] else "") + ", "
-             f"{result['valid']} valid configurations, {result['over_budget']} over the "
-             f"predicted budget, {len(result['points'])} compiled and cycle-modelled in "
-             f"{result['seconds']:.0f} s ({result['cache_hits']} cached results)",
-             f"resources predicted by a model fitted on {result['calibration_points']} Yosys "
-             "builds; leave-one-out mean (max) error: " + ", ".join(
-                 f"{r.upper()} {m:.1f} % ({x:.1f} %)" for r, (m, x) in
-                 result["loo_error"].items()),
-             f"FPS: cycle model at the design clock ({result['clock_mhz']:g} MHz), processor "
-             "side overlapped; in parentheses at min(design clock, estimated Fmax) where "
-             "Yosys has built that exact configuration (the others have no Fmax estimate)"]
+    lines = [
+        f"bamboo explore on {result['board']}: budget DSP48E2 <= {b['dsp']:g}, "
+        f"LUT <= {b['lut']:.0f}, BRAM36 <= {b['bram36']:g}; models "
+        f"{', '.join(result['models'])} ({result['size']} size)",
+        "knobs: "
+        + "; ".join(f"{k} {','.join(str(v) for v in vs)}" for k, vs in result["knobs"].items()),
+        f"{result['combinations']} combinations: {len(result['invalid'])} refused by the "
+        "configuration's or the board's rules"
+        + (f" (e.g. {result['invalid'][0][1]})" if result["invalid"] else "")
+        + ", "
+        f"{result['valid']} valid configurations, {result['over_budget']} over the "
+        f"predicted budget, {len(result['points'])} compiled and cycle-modelled in "
+        f"{result['seconds']:.0f} s ({result['cache_hits']} cached results)",
+        f"resources predicted by a model fitted on {result['calibration_points']} Yosys "
+        "builds; leave-one-out mean (max) error: "
+        + ", ".join(
+            f"{r.upper()} {m:.1f} % ({x:.1f} %)" for r, (m, x) in result["loo_error"].items()
+        ),
+        f"FPS: cycle model at the design clock ({result['clock_mhz']:g} MHz), processor "
+        "side overlapped; in parentheses at min(design clock, estimated Fmax) where "
+        "Yosys has built that exact configuration (the others have no Fmax estimate)",
+    ]
     if result["fmax_range"]:
         lo, hi = result["fmax_range"]
-        lines.append(f"estimated Fmax of the {result['calibration_points']} Yosys builds: "
-                     f"{lo:.0f}-{hi:.0f} MHz (boards/timing.py, static, not Vivado): at that "
-                     f"clock every FPS scales by about {lo / result['clock_mhz']:.2f} where "
-                     "the fabric bounds it")
+        lines.append(
+            f"estimated Fmax of the {result['calibration_points']} Yosys builds: "
+            f"{lo:.0f}-{hi:.0f} MHz (boards/timing.py, static, not Vivado): at that "
+            f"clock every FPS scales by about {lo / result['clock_mhz']:.2f} where "
+            "the fabric bounds it"
+        )
     pts = result["points"]
     front = sorted((pts[i] for i in result["front"]), key=lambda p: -p["fps_geomean"])
-    lines.append(f"Pareto front (FPS per model vs DSP, LUT, BRAM36): {len(front)} of "
-                 f"{len(pts)} points; the {min(top, len(front)) if top else len(front)} "
-                 "with the highest geometric-mean FPS:")
+    lines.append(
+        f"Pareto front (FPS per model vs DSP, LUT, BRAM36): {len(front)} of "
+        f"{len(pts)} points; the {min(top, len(front)) if top else len(front)} "
+        "with the highest geometric-mean FPS:"
+    )
     lines += _table(front[:top] if top else front, result["models"])
     preset = next((p for p in pts if p["preset"]), None)
     if preset is not None:
@@ -386,15 +438,21 @@ def render(result, top=10):
         lines.append(_place(preset, pts, result))
         if preset["yosys"]:
             y = preset["yosys"]
-            lines.append(f"(the preset as Yosys built it: DSP {y['dsp']}, LUT {y['lut']}, FF "
-                         f"{y['ff']}, BRAM36 {y['bram36']:g}; predicted: DSP {preset['dsp']}, "
-                         f"LUT {preset['lut']}, FF {preset['ff']}, BRAM36 {preset['bram36']:g})")
+            lines.append(
+                f"(the preset as Yosys built it: DSP {y['dsp']}, LUT {y['lut']}, FF "
+                f"{y['ff']}, BRAM36 {y['bram36']:g}; predicted: DSP {preset['dsp']}, "
+                f"LUT {preset['lut']}, FF {preset['ff']}, BRAM36 {preset['bram36']:g})"
+            )
     return "\n".join(lines)
 
 
 def _table(points, models):
-    heads = [k.short for k in KNOBS] + ["DSP", "LUT", "BRAM"] + \
-        [m.split("@")[0][:14] for m in models] + ["fits"]
+    heads = (
+        [k.short for k in KNOBS]
+        + ["DSP", "LUT", "BRAM"]
+        + [m.split("@")[0][:14] for m in models]
+        + ["fits"]
+    )
     widths = [max(4, len(h)) for h in heads]
     rows = []
     for p in points:
@@ -408,33 +466,54 @@ def _table(points, models):
         rows.append(cells)
         widths = [max(w, len(c)) for w, c in zip(widths, cells)]
     fmt = lambda cs: "  " + " ".join(c.rjust(w) for c, w in zip(cs, widths))  # noqa: E731
-    return [fmt(heads)] + [fmt(r) for r in rows] + \
-        ["  (* Yosys has built this configuration: its counts are in the CSV and below; FPS "
-         "in parentheses: at its estimated Fmax)"] * any(p["yosys"] for p in points)
+    return (
+        [fmt(heads)]
+        + [fmt(r) for r in rows]
+        + [
+            "  (* Yosys has built this configuration: its counts are in the CSV and below; FPS "
+            "in parentheses: at its estimated Fmax)"
+        ]
+        * any(p["yosys"] for p in points)
+    )
 
 
 def _place(preset, pts, result):
     """Where the board's preset stands: on the front, or which points dominate it."""
     name = preset["config"].name
     if preset.get("front"):
-        better = [p for p in pts if p is not preset and p.get("front") and
-                  p["fps_geomean"] > preset["fps_geomean"] and result["board"] in p["fits"]]
+        better = [
+            p
+            for p in pts
+            if p is not preset
+            and p.get("front")
+            and p["fps_geomean"] > preset["fps_geomean"]
+            and result["board"] in p["fits"]
+        ]
         text = f"preset {name!r} is on the Pareto front"
         if better:
             best = max(better, key=lambda p: p["fps_geomean"])
-            text += (f"; {len(better)} front points within budget have a higher geometric-mean "
-                     f"FPS, the best {best['fps_geomean'] / preset['fps_geomean']:.2f}x at DSP "
-                     f"{best['dsp']}, LUT {best['lut']}, BRAM36 {best['bram36']:g} "
-                     f"({_describe(best['config'])})")
+            text += (
+                f"; {len(better)} front points within budget have a higher geometric-mean "
+                f"FPS, the best {best['fps_geomean'] / preset['fps_geomean']:.2f}x at DSP "
+                f"{best['dsp']}, LUT {best['lut']}, BRAM36 {best['bram36']:g} "
+                f"({_describe(best['config'])})"
+            )
         return text
-    dom = [p for p in pts if all(p["fps"][m] >= preset["fps"][m] for m in result["models"])
-           and all(p[k] <= preset[k] for k in ("dsp", "lut", "bram36")) and p is not preset]
+    dom = [
+        p
+        for p in pts
+        if all(p["fps"][m] >= preset["fps"][m] for m in result["models"])
+        and all(p[k] <= preset[k] for k in ("dsp", "lut", "bram36"))
+        and p is not preset
+    ]
     best = max(dom, key=lambda p: p["fps_geomean"])
-    return (f"preset {name!r} is NOT on the front: {len(dom)} points dominate it, e.g. "
-            f"{_describe(best['config'])}: FPS " + ", ".join(
-                f"{best['fps'][m]:.1f} vs {preset['fps'][m]:.1f}" for m in result["models"])
-            + f" at DSP {best['dsp']} vs {preset['dsp']}, LUT {best['lut']} vs {preset['lut']}, "
-            f"BRAM36 {best['bram36']:g} vs {preset['bram36']:g}")
+    return (
+        f"preset {name!r} is NOT on the front: {len(dom)} points dominate it, e.g. "
+        f"{_describe(best['config'])}: FPS "
+        + ", ".join(f"{best['fps'][m]:.1f} vs {preset['fps'][m]:.1f}" for m in result["models"])
+        + f" at DSP {best['dsp']} vs {preset['dsp']}, LUT {best['lut']} vs {preset['lut']}, "
+        f"BRAM36 {best['bram36']:g} vs {preset['bram36']:g}"
+    )
 
 
 def _describe(cfg):
@@ -446,19 +525,29 @@ def write_csv(result, path):
     models = result["models"]
     with open(path, "w", newline="") as fh:
         w = csv.writer(fh)
-        w.writerow([k.field for k in KNOBS] + list(result["resources"]) +
-                   [f"fps {m}" for m in models] + [f"fabric fps {m}" for m in models] +
-                   ["fps geomean", "front", "fits", "preset",
-                                                   "fmax_mhz"] +
-                   [f"yosys {r}" for r in result["resources"]])
+        w.writerow(
+            [k.field for k in KNOBS]
+            + list(result["resources"])
+            + [f"fps {m}" for m in models]
+            + [f"fabric fps {m}" for m in models]
+            + ["fps geomean", "front", "fits", "preset", "fmax_mhz"]
+            + [f"yosys {r}" for r in result["resources"]]
+        )
         for p in result["points"]:
-            w.writerow([getattr(p["config"], k.field) for k in KNOBS] +
-                       [p[r] for r in result["resources"]] +
-                       [round(p["fps"][m], 2) for m in models] +
-                       [round(p["fabric_fps"][m], 2) for m in models] +
-                       [round(p["fps_geomean"], 2), int(bool(p.get("front"))),
-                        " ".join(p["fits"]), int(p["preset"]), p["fmax_mhz"] or ""] +
-                       [(p["yosys"] or {}).get(r, "") for r in result["resources"]])
+            w.writerow(
+                [getattr(p["config"], k.field) for k in KNOBS]
+                + [p[r] for r in result["resources"]]
+                + [round(p["fps"][m], 2) for m in models]
+                + [round(p["fabric_fps"][m], 2) for m in models]
+                + [
+                    round(p["fps_geomean"], 2),
+                    int(bool(p.get("front"))),
+                    " ".join(p["fits"]),
+                    int(p["preset"]),
+                    p["fmax_mhz"] or "",
+                ]
+                + [(p["yosys"] or {}).get(r, "") for r in result["resources"]]
+            )
     return path
 
 
@@ -471,26 +560,51 @@ def write_png(result, path):
     fig, axes = plt.subplots(1, 3, figsize=(13, 4.2), dpi=100)
     try:
         b = result["budget"]
-        for ax, (key, label) in zip(axes, (("dsp", "DSP48E2"), ("lut", "LUT"),
-                                           ("bram36", "BRAM36"))):
+        for ax, (key, label) in zip(
+            axes, (("dsp", "DSP48E2"), ("lut", "LUT"), ("bram36", "BRAM36"))
+        ):
             rest = [p for p in pts if not p.get("front")]
             front = [p for p in pts if p.get("front")]
-            ax.scatter([p[key] for p in rest], [p["fps_geomean"] for p in rest], s=10,
-                       color="tab:gray", label="dominated")
-            ax.scatter([p[key] for p in front], [p["fps_geomean"] for p in front], s=16,
-                       color="tab:blue", label="Pareto front")
+            ax.scatter(
+                [p[key] for p in rest],
+                [p["fps_geomean"] for p in rest],
+                s=10,
+                color="tab:gray",
+                label="dominated",
+            )
+            ax.scatter(
+                [p[key] for p in front],
+                [p["fps_geomean"] for p in front],
+                s=16,
+                color="tab:blue",
+                label="Pareto front",
+            )
             for p in pts:
                 if p["preset"]:
-                    ax.scatter([p[key]], [p["fps_geomean"]], s=60, marker="*",
-                               color="tab:red", label="preset")
-            ax.axvline(b[key], color="black", linestyle="--", linewidth=1,
-                       label=f"{result['board']} budget")
+                    ax.scatter(
+                        [p[key]],
+                        [p["fps_geomean"]],
+                        s=60,
+                        marker="*",
+                        color="tab:red",
+                        label="preset",
+                    )
+            ax.axvline(
+                b[key],
+                color="black",
+                linestyle="--",
+                linewidth=1,
+                label=f"{result['board']} budget",
+            )
             ax.set_xlabel(f"predicted {label}")
             ax.set_ylabel("geometric-mean FPS (cycle model)")
             ax.grid(True, linewidth=0.3)
         axes[0].legend(fontsize=7)
-        fig.suptitle(f"bamboo explore on {result['board']}: {', '.join(result['models'])} "
-                     f"({result['size']} size)", fontsize=9)
+        fig.suptitle(
+            f"bamboo explore on {result['board']}: {', '.join(result['models'])} "
+            f"({result['size']} size)",
+            fontsize=9,
+        )
         fig.tight_layout()
         fig.savefig(path)
     finally:
@@ -501,18 +615,31 @@ def write_png(result, path):
 def add_explore_parser(subparsers):
     """Add the ``explore`` subcommand to an argparse ``subparsers`` object."""
     p = subparsers.add_parser(
-        "explore", help="design-space search: configurations through the compiler and the "
-        "cycle model, resources predicted from Yosys, the Pareto front")
-    p.add_argument("--board", default="ultra96", help="board whose preset, budget and memory "
-                   "the search uses (default %(default)s)")
-    p.add_argument("--models", default=",".join(DEFAULT_MODELS),
-                   help="comma-separated zoo models, each optionally NAME@SIZE "
-                   "(default %(default)s)")
-    p.add_argument("--size", default="reduced", help="reduced (half the nominal input size, "
-                   "the default) or full")
-    p.add_argument("--knob", action="append", metavar="NAME=V1,V2",
-                   help="values of one knob (repeatable); knobs: " +
-                   ", ".join(k.field for k in KNOBS))
+        "explore",
+        help="design-space search: configurations through the compiler and the "
+        "cycle model, resources predicted from Yosys, the Pareto front",
+    )
+    p.add_argument(
+        "--board",
+        default="ultra96",
+        help="board whose preset, budget and memory the search uses (default %(default)s)",
+    )
+    p.add_argument(
+        "--models",
+        default=",".join(DEFAULT_MODELS),
+        help="comma-separated zoo models, each optionally NAME@SIZE (default %(default)s)",
+    )
+    p.add_argument(
+        "--size",
+        default="reduced",
+        help="reduced (half the nominal input size, the default) or full",
+    )
+    p.add_argument(
+        "--knob",
+        action="append",
+        metavar="NAME=V1,V2",
+        help="values of one knob (repeatable); knobs: " + ", ".join(k.field for k in KNOBS),
+    )
     p.add_argument("--top", type=int, default=10, help="front points shown (0: all)")
     p.add_argument("--csv", metavar="FILE", help="write every point as CSV")
     p.add_argument("--png", metavar="FILE", help="write FPS against DSP/LUT/BRAM36")
@@ -536,12 +663,15 @@ def cmd_explore(args, out=None):
     models = [m for m in args.models.split(",") if m.strip()]
     if not models:
         raise ExploreError("--models names no model")
-    result = explore(args.board, models, args.size, parse_knobs(args.knob),
-                     cache=not args.no_cache)
+    result = explore(args.board, models, args.size, parse_knobs(args.knob), cache=not args.no_cache)
     if args.csv:
         write_csv(result, args.csv)
     if args.png:
         write_png(result, args.png)
-    print(json.dumps(_jsonable(result), indent=1, default=str) if args.json
-          else render(result, args.top), file=out)
+    print(
+        json.dumps(_jsonable(result), indent=1, default=str)
+        if args.json
+        else render(result, args.top),
+        file=out,
+    )
     return 0

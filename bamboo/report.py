@@ -16,15 +16,31 @@ import sys
 import time
 from dataclasses import dataclass
 
-__all__ = ["KINDS", "LayerRow", "bit_equal", "host_time", "kind_summary", "layer_rows", "op_kind",
-           "ort_session", "progress", "render_table", "write_roofline_png",
-           "write_utilization_png"]
+__all__ = [
+    "KINDS",
+    "LayerRow",
+    "bit_equal",
+    "host_time",
+    "kind_summary",
+    "layer_rows",
+    "op_kind",
+    "ort_session",
+    "progress",
+    "render_table",
+    "write_roofline_png",
+    "write_utilization_png",
+]
 
 #: Op kinds of the per-type figures; ``other`` is pooling, elementwise and channel moves.
 KINDS = ("conv", "depthwise", "pointwise", "fc", "other")
 _ARRAY_KINDS = ("conv", "depthwise", "pointwise", "fc")
-_COLORS = {"conv": "tab:blue", "depthwise": "tab:orange", "pointwise": "tab:green",
-           "fc": "tab:purple", "other": "tab:gray"}
+_COLORS = {
+    "conv": "tab:blue",
+    "depthwise": "tab:orange",
+    "pointwise": "tab:green",
+    "fc": "tab:purple",
+    "other": "tab:gray",
+}
 
 
 def op_kind(graph, node):
@@ -85,8 +101,22 @@ def layer_rows(compiled, report):
         kind = op_kind(graph, node) if node is not None else "other"
         macs = node_macs(graph, node) if kind in _ARRAY_KINDS else 0
         util = macs / (config.macs_per_cycle * r.cycles) if r.cycles else 0.0
-        rows.append(LayerRow(r.node, kind, r.cycles, r.compute, r.load, r.store, r.bound, macs,
-                             r.macs, r.bytes, r.instructions, util))
+        rows.append(
+            LayerRow(
+                r.node,
+                kind,
+                r.cycles,
+                r.compute,
+                r.load,
+                r.store,
+                r.bound,
+                macs,
+                r.macs,
+                r.bytes,
+                r.instructions,
+                util,
+            )
+        )
     return rows
 
 
@@ -108,7 +138,10 @@ def kind_summary(rows, config):
         busy = sum(r.compute for r in mine)
         compute_bound = sum(r.cycles for r in mine if r.bound == "compute")
         out[kind] = {
-            "layers": len(mine), "cycles": cycles, "share": cycles / total, "macs": macs,
+            "layers": len(mine),
+            "cycles": cycles,
+            "share": cycles / total,
+            "macs": macs,
             "utilization": macs / (config.macs_per_cycle * cycles) if cycles else 0.0,
             "occupancy": macs / (config.macs_per_cycle * busy) if busy else 0.0,
             "compute_bound_share": compute_bound / cycles if cycles else 0.0,
@@ -174,13 +207,13 @@ def host_time(blob, host, repeats=5):
     for spec in art.ioquant.inputs:
         if spec.float:
             x = rng.standard_normal(spec.onnx_shape).astype(np.float32)
-            total += _cpu_seconds(lambda: quantize(x, np.float32(spec.scale), spec.zp,
-                                                   np.dtype(spec.dtype)), repeats)
+            total += _cpu_seconds(
+                lambda: quantize(x, np.float32(spec.scale), spec.zp, np.dtype(spec.dtype)), repeats
+            )
     for spec in art.ioquant.outputs:
         if spec.float:
             y = _codes(rng, spec.onnx_shape, spec.dtype)
-            total += _cpu_seconds(lambda: dequantize(y, np.float32(spec.scale), spec.zp),
-                                  repeats)
+            total += _cpu_seconds(lambda: dequantize(y, np.float32(spec.scale), spec.zp), repeats)
     on_device, steps, exchange = set(), 0, 0
     for step in meta.steps:
         if not step.on_fabric:
@@ -199,7 +232,7 @@ def host_time(blob, host, repeats=5):
         steps += 1
         for t in step.inputs:
             if t in on_device:
-                continue      # the session leaves a fabric step's output in DDR
+                continue  # the session leaves a fabric step's output in DDR
             x = _codes(rng, tensors[t].shape, tensors[t].dtype)
             total += _cpu_seconds(lambda: to_blocked(x, rows), repeats)
             exchange += act_bytes(*tensors[t].canon, rows)
@@ -211,10 +244,15 @@ def host_time(blob, host, repeats=5):
             total += _cpu_seconds(lambda: from_blocked(buf, h, w, c, rows, dtype), repeats)
             exchange += n
         on_device |= set(step.outputs)
-    return {"seconds": host.seconds(total, steps, exchange), "workstation_cpu_s": total,
-            "cpu_nodes": dict(sorted(ops.items())), "cpu_node_s": dict(sorted(node_s.items())),
-            "cpu_named_s": named_s,
-            "fabric_steps": steps, "exchange_bytes": exchange}
+    return {
+        "seconds": host.seconds(total, steps, exchange),
+        "workstation_cpu_s": total,
+        "cpu_nodes": dict(sorted(ops.items())),
+        "cpu_node_s": dict(sorted(node_s.items())),
+        "cpu_named_s": named_s,
+        "fabric_steps": steps,
+        "exchange_bytes": exchange,
+    }
 
 
 def render_table(rows, report, top=None):
@@ -222,25 +260,31 @@ def render_table(rows, report, top=None):
     clock = report.clock_mhz
     shown = rows if top is None else sorted(rows, key=lambda r: -r.cycles)[:top]
     width = max([24] + [min(len(r.node), 44) for r in shown])
-    lines = [f"{'layer':<{width}} {'kind':<9} {'cycles':>9} {'us':>8} {'bound':>9} "
-             f"{'MACs':>11} {'DRAM B':>10} {'MAC util':>8}"]
+    lines = [
+        f"{'layer':<{width}} {'kind':<9} {'cycles':>9} {'us':>8} {'bound':>9} "
+        f"{'MACs':>11} {'DRAM B':>10} {'MAC util':>8}"
+    ]
     for r in shown:
-        name = r.node if len(r.node) <= width else "..." + r.node[-(width - 3):]
-        lines.append(f"{name:<{width}} {r.kind:<9} {r.cycles:>9} "
-                     f"{r.seconds(clock) * 1e6:>8.1f} {r.bound or '-':>9} {r.macs:>11,} "
-                     f"{r.bytes:>10,} {r.utilization:>8.1%}")
+        name = r.node if len(r.node) <= width else "..." + r.node[-(width - 3) :]
+        lines.append(
+            f"{name:<{width}} {r.kind:<9} {r.cycles:>9} "
+            f"{r.seconds(clock) * 1e6:>8.1f} {r.bound or '-':>9} {r.macs:>11,} "
+            f"{r.bytes:>10,} {r.utilization:>8.1%}"
+        )
     total = sum(r.cycles for r in rows)
     macs = sum(r.macs for r in rows)
     util = macs / (report.config.macs_per_cycle * total) if total else 0.0
-    lines.append(f"{'total':<{width}} {'':<9} {total:>9} {total / clock:>8.1f} {'':>9} "
-                 f"{macs:>11,} {sum(r.bytes for r in rows):>10,} {util:>8.1%}")
+    lines.append(
+        f"{'total':<{width}} {'':<9} {total:>9} {total / clock:>8.1f} {'':>9} "
+        f"{macs:>11,} {sum(r.bytes for r in rows):>10,} {util:>8.1%}"
+    )
     return "\n".join(lines)
 
 
 def _pyplot():
     import matplotlib
 
-    matplotlib.use("Agg")      # files only: no display on a build machine or the board
+    matplotlib.use("Agg")  # files only: no display on a build machine or the board
     import matplotlib.pyplot as plt
 
     return plt
@@ -253,12 +297,17 @@ def write_utilization_png(rows, config, path, title):
     fig, ax = plt.subplots(figsize=(max(6.0, 0.18 * len(shown) + 2), 4.0), dpi=100)
     try:
         xs = range(len(shown))
-        ax.bar(xs, [100 * r.utilization for r in shown],
-               color=[_COLORS[r.kind] for r in shown], width=0.8)
+        ax.bar(
+            xs,
+            [100 * r.utilization for r in shown],
+            color=[_COLORS[r.kind] for r in shown],
+            width=0.8,
+        )
         from matplotlib.patches import Patch
 
-        handles = [Patch(color=_COLORS[k], label=k) for k in KINDS
-                   if any(r.kind == k for r in shown)]
+        handles = [
+            Patch(color=_COLORS[k], label=k) for k in KINDS if any(r.kind == k for r in shown)
+        ]
         ax.set_xlabel("layer (program order)")
         ax.set_ylabel(f"MAC utilization, % of {config.macs_per_cycle} MACs/cycle")
         ax.set_ylim(0, 100)
@@ -275,26 +324,39 @@ def write_roofline_png(rows, config, memory, clock_mhz, path, title):
     """Layers as points (ops per DRAM byte, achieved GOP/s) under the array's peak and the
     memory's sustained bandwidth (``memory.bytes_per_cycle`` at ``clock_mhz``)."""
     plt = _pyplot()
-    peak = 2.0 * config.macs_per_cycle * clock_mhz / 1e3                 # GOP/s
-    bw = memory.bytes_per_cycle(config, clock_mhz) * clock_mhz / 1e3     # GB/s
-    pts = [(r.ops_per_byte(), 2.0 * r.macs / r.seconds(clock_mhz) / 1e9, r.kind)
-           for r in rows if r.macs and r.bytes and r.cycles]
+    peak = 2.0 * config.macs_per_cycle * clock_mhz / 1e3  # GOP/s
+    bw = memory.bytes_per_cycle(config, clock_mhz) * clock_mhz / 1e3  # GB/s
+    pts = [
+        (r.ops_per_byte(), 2.0 * r.macs / r.seconds(clock_mhz) / 1e9, r.kind)
+        for r in rows
+        if r.macs and r.bytes and r.cycles
+    ]
     fig, ax = plt.subplots(figsize=(6.5, 4.5), dpi=100)
     try:
         lo = min([0.1] + [p[0] for p in pts]) / 2
         hi = max([10 * peak / bw] + [p[0] for p in pts]) * 2
         ridge = peak / bw
         ax.plot([lo, ridge, hi], [lo * bw, peak, peak], color="black", linewidth=1.2)
-        ax.annotate(f"array peak {peak:.0f} GOP/s", (hi, peak), ha="right", va="bottom",
-                    fontsize=8)
+        ax.annotate(f"array peak {peak:.0f} GOP/s", (hi, peak), ha="right", va="bottom", fontsize=8)
         x = (lo * ridge) ** 0.5
-        ax.annotate(f"DDR {bw:.2f} GB/s ({memory.name})", (x, x * bw * 1.5), ha="right",
-                    va="bottom", fontsize=8)
+        ax.annotate(
+            f"DDR {bw:.2f} GB/s ({memory.name})",
+            (x, x * bw * 1.5),
+            ha="right",
+            va="bottom",
+            fontsize=8,
+        )
         for kind in KINDS:
             mine = [p for p in pts if p[2] == kind]
             if mine:
-                ax.scatter([p[0] for p in mine], [p[1] for p in mine], s=14,
-                           color=_COLORS[kind], label=kind, alpha=0.8)
+                ax.scatter(
+                    [p[0] for p in mine],
+                    [p[1] for p in mine],
+                    s=14,
+                    color=_COLORS[kind],
+                    label=kind,
+                    alpha=0.8,
+                )
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xlim(lo, hi)

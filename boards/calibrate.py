@@ -27,34 +27,88 @@ __all__ = ["DATA", "POINTS", "main", "points"]
 DATA = Path(__file__).resolve().parent / "calibration" / "resource_points.json"
 #: The board the points are synthesized for (UltraScale+, the family of every zynqmp board).
 BOARD = "ultra96"
-_SMALL = dict(input_buffer_depth=1024, weight_buffer_depth=256, acc_buffer_depth=256,
-              output_buffer_depth=256)
+_SMALL = dict(
+    input_buffer_depth=1024, weight_buffer_depth=256, acc_buffer_depth=256, output_buffer_depth=256
+)
 
 #: ``{name: AcceleratorConfig}``: the configurations synthesized beside the presets.
-POINTS = {p.name: p for p in [
-    AcceleratorConfig(name="x4x8", rows=4, cols=8, axi_data_width=64, vector_lanes=2,
-                      depthwise_groups=2, **_SMALL),
-    AcceleratorConfig(name="x8x8", rows=8, cols=8),
-    AcceleratorConfig(name="x8x16p", rows=8, cols=16, dsp_packing=True, input_buffer_depth=4096,
-                      weight_buffer_depth=512, vector_lanes=4, lut_slots=4,
-                      depthwise_groups=2),
-    AcceleratorConfig(name="x4x16p", rows=4, cols=16, dsp_packing=True, axi_data_width=64,
-                      weight_buffer_depth=512, acc_buffer_depth=512, output_buffer_depth=512,
-                      vector_lanes=4, depthwise_blocks=2),
-    AcceleratorConfig(name="x8x16", rows=8, cols=16, input_buffer_depth=8192,
-                      weight_buffer_depth=256, acc_buffer_depth=2048, output_buffer_depth=2048,
-                      vector_lanes=2, lut_slots=8, depthwise_blocks=2, depthwise_groups=4),
-    AcceleratorConfig(name="x16x16", rows=16, cols=16, vector_lanes=4, **_SMALL),
-    AcceleratorConfig(name="x8x32p-v8", rows=8, cols=32, dsp_packing=True,
-                      input_buffer_depth=4096, weight_buffer_depth=512,
-                      output_buffer_depth=2048, lut_slots=4),
-]}
+POINTS = {
+    p.name: p
+    for p in [
+        AcceleratorConfig(
+            name="x4x8",
+            rows=4,
+            cols=8,
+            axi_data_width=64,
+            vector_lanes=2,
+            depthwise_groups=2,
+            **_SMALL,
+        ),
+        AcceleratorConfig(name="x8x8", rows=8, cols=8),
+        AcceleratorConfig(
+            name="x8x16p",
+            rows=8,
+            cols=16,
+            dsp_packing=True,
+            input_buffer_depth=4096,
+            weight_buffer_depth=512,
+            vector_lanes=4,
+            lut_slots=4,
+            depthwise_groups=2,
+        ),
+        AcceleratorConfig(
+            name="x4x16p",
+            rows=4,
+            cols=16,
+            dsp_packing=True,
+            axi_data_width=64,
+            weight_buffer_depth=512,
+            acc_buffer_depth=512,
+            output_buffer_depth=512,
+            vector_lanes=4,
+            depthwise_blocks=2,
+        ),
+        AcceleratorConfig(
+            name="x8x16",
+            rows=8,
+            cols=16,
+            input_buffer_depth=8192,
+            weight_buffer_depth=256,
+            acc_buffer_depth=2048,
+            output_buffer_depth=2048,
+            vector_lanes=2,
+            lut_slots=8,
+            depthwise_blocks=2,
+            depthwise_groups=4,
+        ),
+        AcceleratorConfig(name="x16x16", rows=16, cols=16, vector_lanes=4, **_SMALL),
+        AcceleratorConfig(
+            name="x8x32p-v8",
+            rows=8,
+            cols=32,
+            dsp_packing=True,
+            input_buffer_depth=4096,
+            weight_buffer_depth=512,
+            output_buffer_depth=2048,
+            lut_slots=4,
+        ),
+    ]
+}
 
 
 def _row(name, r, config, source):
-    return {"name": name, "source": source, "config": config.to_dict(),
-            "design_hash": r.design_hash, "dsp": r.dsp, "lut": r.lut, "ff": r.ff,
-            "bram36": r.bram36, "fmax_mhz": r.fmax_mhz, "seconds": r.seconds}
+    return {
+        "name": name,
+        "source": source,
+        "config": config.to_dict(),
+        "design_hash": r.design_hash,
+        "dsp": r.dsp,
+        "lut": r.lut,
+        "ff": r.ff,
+        "bram36": r.bram36,
+        "fmax_mhz": r.fmax_mhz,
+        "seconds": r.seconds,
+    }
 
 
 def points():
@@ -78,24 +132,35 @@ def points():
             continue
         seen.add(rec["design_hash"])
         cfg = preset(b.preset)
-        rows.append({"name": b.preset, "source": f"boards/estimates/{b.name}.json",
-                     "config": cfg.to_dict(), **{k: rec.get(k) for k in (
-                         "design_hash", "dsp", "lut", "ff", "bram36", "fmax_mhz", "seconds")}})
+        rows.append(
+            {
+                "name": b.preset,
+                "source": f"boards/estimates/{b.name}.json",
+                "config": cfg.to_dict(),
+                **{
+                    k: rec.get(k)
+                    for k in ("design_hash", "dsp", "lut", "ff", "bram36", "fmax_mhz", "seconds")
+                },
+            }
+        )
     for r in rows:
         r["config"] = AcceleratorConfig.from_dict(r["config"])
     return rows
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m bamboo.boards.calibrate",
-                                     description="Yosys data points of the resource model.")
+    parser = argparse.ArgumentParser(
+        prog="python -m bamboo.boards.calibrate",
+        description="Yosys data points of the resource model.",
+    )
     parser.add_argument("--only", action="append", help="one point of POINTS (repeatable)")
     args = parser.parse_args(argv)
     names = args.only or list(POINTS)
     unknown = [n for n in names if n not in POINTS]
     if unknown:
-        print(f"bamboo: error: unknown points {unknown}; known: {', '.join(POINTS)}",
-              file=sys.stderr)
+        print(
+            f"bamboo: error: unknown points {unknown}; known: {', '.join(POINTS)}", file=sys.stderr
+        )
         return 1
     data = json.loads(DATA.read_text()) if DATA.exists() else {}
     rows = {r["name"]: r for r in data.get("points", [])}
@@ -103,14 +168,26 @@ def main(argv=None):
         config = POINTS[name]
         r = estimate(BOARD, config=config, folder=build_root() / BOARD / f"calibrate-{name}")
         rows[name] = _row(name, r, config, "python -m bamboo.boards.calibrate")
-        print(f"{name}: DSP {r.dsp} LUT {r.lut} FF {r.ff} BRAM36 {r.bram36:g} "
-              f"Fmax {r.fmax_mhz} MHz ({r.seconds:g} s)", flush=True)
+        print(
+            f"{name}: DSP {r.dsp} LUT {r.lut} FF {r.ff} BRAM36 {r.bram36:g} "
+            f"Fmax {r.fmax_mhz} MHz ({r.seconds:g} s)",
+            flush=True,
+        )
         DATA.parent.mkdir(parents=True, exist_ok=True)
-        DATA.write_text(json.dumps({
-            "command": "python -m bamboo.boards.calibrate",
-            "board": BOARD, "note": "Yosys synth_xilinx -family xcup of the design at the "
-            "commit that wrote each row (design_hash); boards/estimates/*.json add the presets",
-            "points": [rows[n] for n in POINTS if n in rows]}, indent=1) + "\n")
+        DATA.write_text(
+            json.dumps(
+                {
+                    "command": "python -m bamboo.boards.calibrate",
+                    "board": BOARD,
+                    "note": "Yosys synth_xilinx -family xcup of the design at the "
+                    "commit that wrote each row (design_hash); "
+                    "boards/estimates/*.json add the presets",
+                    "points": [rows[n] for n in POINTS if n in rows],
+                },
+                indent=1,
+            )
+            + "\n"
+        )
     return 0
 
 

@@ -56,10 +56,16 @@ def _array(cfg):
     from ..hw.array import SystolicArray
 
     # As the ComputeUnit builds it (its tag: the ACC address and the first-tap flag).
-    return SystolicArray(cfg.rows, cfg.cols, packed=cfg.dsp_packing,
-                         dw_channels=cfg.depthwise_channels, dw_groups=cfg.depthwise_groups,
-                         tag_shape=data.StructLayout({
-                             "addr": cfg.buffer_addr_width(cfg.acc_buffer_depth), "first": 1}))
+    return SystolicArray(
+        cfg.rows,
+        cfg.cols,
+        packed=cfg.dsp_packing,
+        dw_channels=cfg.depthwise_channels,
+        dw_groups=cfg.depthwise_groups,
+        tag_shape=data.StructLayout(
+            {"addr": cfg.buffer_addr_width(cfg.acc_buffer_depth), "first": 1}
+        ),
+    )
 
 
 def _requantizer(cfg):
@@ -111,10 +117,12 @@ class ComponentTiming:
     def render(self, count=10):
         from .resources import timing_lines
 
-        return (f"component {self.component!r} of config {self.config!r} alone "
-                f"(ports registered): DSP {self.dsp}, LUT {self.lut}, FF {self.ff}, "
-                f"BRAM36 {self.bram36:g} (Yosys {self.seconds:g} s when measured)\n"
-                + timing_lines(self, count))
+        return (
+            f"component {self.component!r} of config {self.config!r} alone "
+            f"(ports registered): DSP {self.dsp}, LUT {self.lut}, FF {self.ff}, "
+            f"BRAM36 {self.bram36:g} (Yosys {self.seconds:g} s when measured)\n"
+            + timing_lines(self, count)
+        )
 
 
 def component_rtlil(name, config):
@@ -128,11 +136,15 @@ def component_rtlil(name, config):
 
     unit = COMPONENTS[name](config)
     # Every port but the constants of a signature (an always-ready stream's ``ready``).
-    ports = [v for v in (Value.cast(v) for _, _, v in unit.signature.flatten(unit))
-             if isinstance(v, Signal)]
+    ports = [
+        v
+        for v in (Value.cast(v) for _, _, v in unit.signature.flatten(unit))
+        if isinstance(v, Signal)
+    ]
     text = rtlil.convert(unit, name=name, ports=ports, emit_src=False)
-    digest = hashlib.sha256(text.encode() + amaranth.__version__.encode()
-                            + _REV.encode()).hexdigest()[:20]
+    digest = hashlib.sha256(
+        text.encode() + amaranth.__version__.encode() + _REV.encode()
+    ).hexdigest()[:20]
     return text, digest
 
 
@@ -145,8 +157,10 @@ def component_estimate(board_name, name, *, config=None, folder=None, count=10):
     b = get_board(board_name)
     table = _timing_table(b)
     if table is None:
-        raise BoardError(f"no delay table for {b.name} ({b.yosys_family}): "
-                         "the timing estimate is for UltraScale+ only")
+        raise BoardError(
+            f"no delay table for {b.name} ({b.yosys_family}): "
+            "the timing estimate is for UltraScale+ only"
+        )
     config = b.config() if config is None else config
     check_config(b, config)
     text, digest = component_rtlil(name, config)
@@ -162,11 +176,23 @@ def component_estimate(board_name, name, *, config=None, folder=None, count=10):
     report = analyze(work / NETLIST, table, count=count, registered_ports=True)
     counts = _count(cells, b)
     result = ComponentTiming(
-        board=b.name, component=name, config=config.name, design_hash=digest, cells=cells,
-        dsp=counts["dsp"], lut=counts["lut"], ff=counts["ff"], bram36=counts["bram36"],
-        fmax_mhz=report.fmax_mhz, period_ns=report.period_ns, timing_table=table.name,
+        board=b.name,
+        component=name,
+        config=config.name,
+        design_hash=digest,
+        cells=cells,
+        dsp=counts["dsp"],
+        lut=counts["lut"],
+        ff=counts["ff"],
+        bram36=counts["bram36"],
+        fmax_mhz=report.fmax_mhz,
+        period_ns=report.period_ns,
+        timing_table=table.name,
         seconds=round(seconds, 1),
-        worst_paths=[dict(ns=p.ns, levels=p.levels, start=p.start, end=p.end, cells=p.cells)
-                     for p in report.paths])
+        worst_paths=[
+            dict(ns=p.ns, levels=p.levels, start=p.start, end=p.end, cells=p.cells)
+            for p in report.paths
+        ],
+    )
     write_atomic(cache, json.dumps(asdict(result), indent=2) + "\n")
     return result

@@ -27,9 +27,13 @@ from .verilog import TOP_NAME, interfaces, parse_ports
 __all__ = ["handoff", "read_design"]
 
 #: IP versions Vivado 2022.1 (PYNQ 3.0.1's) instantiates for the unversioned VLNVs.
-_VERSIONS = {"xilinx.com:ip:zynq_ultra_ps_e": "3.4", "xilinx.com:ip:processing_system7": "5.5",
-             "xilinx.com:ip:proc_sys_reset": "5.0", "xilinx.com:ip:smartconnect": "1.0",
-             "xilinx.com:ip:axi_intc": "4.1"}
+_VERSIONS = {
+    "xilinx.com:ip:zynq_ultra_ps_e": "3.4",
+    "xilinx.com:ip:processing_system7": "5.5",
+    "xilinx.com:ip:proc_sys_reset": "5.0",
+    "xilinx.com:ip:smartconnect": "1.0",
+    "xilinx.com:ip:axi_intc": "4.1",
+}
 _AXIMM = "xilinx.com:interface:aximm:1.0"
 
 
@@ -46,7 +50,7 @@ def read_design(text):
         elif kind == "prop":
             design["props"][rest[0]][rest[1]] = rest[2]
         elif kind == "net":
-            design["nets"].append(rest)            # driver first, then every pin
+            design["nets"].append(rest)  # driver first, then every pin
         elif kind == "intf":
             design["intf"].append(rest)
         elif kind == "addr":
@@ -68,8 +72,8 @@ class _Cell:
 
     def __init__(self, name, kind, vlnv, props):
         self.name, self.kind, self.props = name, kind, dict(props)
-        self.ports = {}            # name -> (dir, width, sigis, [connections])
-        self.busifs = {}           # name -> (type, {logical: physical})
+        self.ports = {}  # name -> (dir, width, sigis, [connections])
+        self.busifs = {}  # name -> (type, {logical: physical})
         self.memranges = []
         if kind == "module":
             self.vlnv = f"xilinx.com:module_ref:{vlnv}:1.0"
@@ -87,9 +91,15 @@ class _Cell:
 
     def xml(self, ps):
         is_ps = self.name == ps
-        head = _attrs(FULLNAME=f"/{self.name}", INSTANCE=self.name, IPTYPE="PERIPHERAL",
-                      IS_ENABLE=1, MODCLASS="PROCESSOR" if is_ps else "PERIPHERAL",
-                      MODTYPE=self.modtype, VLNV=self.vlnv)
+        head = _attrs(
+            FULLNAME=f"/{self.name}",
+            INSTANCE=self.name,
+            IPTYPE="PERIPHERAL",
+            IS_ENABLE=1,
+            MODCLASS="PROCESSOR" if is_ps else "PERIPHERAL",
+            MODTYPE=self.modtype,
+            VLNV=self.vlnv,
+        )
         if is_ps:
             head += " " + _attrs(IS_PL="FALSE")
         out = [f"    <MODULE {head}>", "      <PARAMETERS>"]
@@ -104,11 +114,15 @@ class _Cell:
         out += ["      </PORTS>", "      <BUSINTERFACES>"]
         for name, (btype, portmap) in self.busifs.items():
             busname = f"{self.name}_{name}"
-            out.append(f"        <BUSINTERFACE "
-                       f"{_attrs(BUSNAME=busname, NAME=name, TYPE=btype, VLNV=_AXIMM)}>")
+            out.append(
+                f"        <BUSINTERFACE "
+                f"{_attrs(BUSNAME=busname, NAME=name, TYPE=btype, VLNV=_AXIMM)}>"
+            )
             out.append("          <PORTMAPS>")
-            out += [f"            <PORTMAP {_attrs(LOGICAL=lg, PHYSICAL=ph)}/>"
-                    for lg, ph in portmap.items()]
+            out += [
+                f"            <PORTMAP {_attrs(LOGICAL=lg, PHYSICAL=ph)}/>"
+                for lg, ph in portmap.items()
+            ]
             out += ["          </PORTMAPS>", "        </BUSINTERFACE>"]
         out.append("      </BUSINTERFACES>")
         if self.memranges:
@@ -143,8 +157,9 @@ def handoff(design_text, verilog_text, board, config, *, name="bamboo", top=TOP_
     design = read_design(design_text)
     ps = ps_names(board)
     _, divider = board.pl_clock(config.clock_mhz)
-    cells = {c: _Cell(c, kind, vlnv, design["props"][c])
-             for c, (kind, vlnv) in design["cells"].items()}
+    cells = {
+        c: _Cell(c, kind, vlnv, design["props"][c]) for c, (kind, vlnv) in design["cells"].items()
+    }
     ps_cell = next(c for c, (kind, vlnv) in design["cells"].items() if vlnv == ps["vlnv"])
     accel = next(c for c, (kind, vlnv) in design["cells"].items() if kind == "module")
     # What Vivado adds to the PS's parameters and PYNQ reads: the port widths
@@ -159,7 +174,7 @@ def handoff(design_text, verilog_text, board, config, *, name="bamboo", top=TOP_
                 props[f"C_SAXIGP{n}_DATA_WIDTH"] = props[f"PSU__SAXIGP{n}__DATA_WIDTH"]
         props["PSU__CRL_APB__PL0_REF_CTRL__DIVISOR0"] = divider
         props["PSU__CRL_APB__PL0_REF_CTRL__DIVISOR1"] = 1
-        for n in range(1, 4):      # unused: disabled, at the IP's default 100 MHz
+        for n in range(1, 4):  # unused: disabled, at the IP's default 100 MHz
             props.setdefault(f"PSU__FPGA_PL{n}_ENABLE", 0)
             props.setdefault(f"PSU__CRL_APB__PL{n}_REF_CTRL__DIVISOR0", 15)
             props.setdefault(f"PSU__CRL_APB__PL{n}_REF_CTRL__DIVISOR1", 1)
@@ -208,19 +223,33 @@ def handoff(design_text, verilog_text, board, config, *, name="bamboo", top=TOP_
             segs = IP_TABLES[design["cells"][target][1]]["segments"]
             slave = next(i for i, names in segs.items() if block_path in names)
             memtype = "REGISTER" if block.endswith("LPS_OCM") else "MEMORY"
-        cells[master_cell].memranges.append(_attrs(
-            ADDRESSBLOCK=block, BASENAME="C_BASEADDR", BASEVALUE=f"0x{offset:08X}",
-            HIGHNAME="C_HIGHADDR", HIGHVALUE=f"0x{offset + size - 1:08X}", INSTANCE=target,
-            IS_DATA="TRUE", IS_INSTRUCTION="TRUE", MASTERBUSINTERFACE=master, MEMTYPE=memtype,
-            SLAVEBUSINTERFACE=slave))
+        cells[master_cell].memranges.append(
+            _attrs(
+                ADDRESSBLOCK=block,
+                BASENAME="C_BASEADDR",
+                BASEVALUE=f"0x{offset:08X}",
+                HIGHNAME="C_HIGHADDR",
+                HIGHVALUE=f"0x{offset + size - 1:08X}",
+                INSTANCE=target,
+                IS_DATA="TRUE",
+                IS_INSTRUCTION="TRUE",
+                MASTERBUSINTERFACE=master,
+                MEMTYPE=memtype,
+                SLAVEBUSINTERFACE=slave,
+            )
+        )
     arch = "zynquplus" if board.ps == "zynqmp" else "zynq"
     speed = "-" + board.speed.split("-")[0]
-    out = ['<?xml version="1.0" encoding="UTF-8" standalone="no" ?>',
-           '<EDKSYSTEM EDWVERSION="1.2" TIMESTAMP="(not built: bamboo dry run)" '
-           'VIVADOVERSION="2022.1">',
-           f"  <SYSTEMINFO {_attrs(ARCH=arch, DEVICE=board.device, NAME=name)} "
-           f"{_attrs(PACKAGE=board.package, SPEEDGRADE=speed)}/>",
-           "  <EXTERNALPORTS/>", "  <EXTERNALINTERFACES/>", "  <MODULES>"]
+    out = [
+        '<?xml version="1.0" encoding="UTF-8" standalone="no" ?>',
+        '<EDKSYSTEM EDWVERSION="1.2" TIMESTAMP="(not built: bamboo dry run)" '
+        'VIVADOVERSION="2022.1">',
+        f"  <SYSTEMINFO {_attrs(ARCH=arch, DEVICE=board.device, NAME=name)} "
+        f"{_attrs(PACKAGE=board.package, SPEEDGRADE=speed)}/>",
+        "  <EXTERNALPORTS/>",
+        "  <EXTERNALINTERFACES/>",
+        "  <MODULES>",
+    ]
     for cell in cells.values():
         out += cell.xml(ps_cell)
     out += ["  </MODULES>", "</EDKSYSTEM>", ""]

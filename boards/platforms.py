@@ -77,8 +77,11 @@ class Board:
         :attr:`dsp_budget`, at most 70 % of the LUTs (room for Vivado's placer and the
         user's own logic) and 80 % of the BRAM36."""
         cap = self.capacity
-        return dict(dsp=self.dsp_budget or int(0.85 * cap["dsp"]), lut=0.70 * cap["lut"],
-                    bram36=0.80 * cap["bram36"])
+        return dict(
+            dsp=self.dsp_budget or int(0.85 * cap["dsp"]),
+            lut=0.70 * cap["lut"],
+            bram36=0.80 * cap["bram36"],
+        )
 
     @property
     def part(self):
@@ -104,7 +107,8 @@ class Board:
         listed = ", ".join(_fmt(f) for f in self.clock_choices())
         raise BoardError(
             f"{self.title}'s PS cannot clock the PL at {_fmt(mhz)} MHz ({_fmt(self.pll_mhz)} "
-            f"MHz PLL / integer divider); choose one of: {listed}")
+            f"MHz PLL / integer divider); choose one of: {listed}"
+        )
 
     def config(self, clock_mhz=None):
         """The :class:`AcceleratorConfig` built for this board, at ``clock_mhz`` if given."""
@@ -118,8 +122,14 @@ class Board:
         """An Amaranth ``XilinxPlatform`` for the part (no PL pins: the PS owns the I/O)."""
         from amaranth.vendor import XilinxPlatform
 
-        attrs = {"device": self.device, "package": self.package, "speed": self.speed,
-                 "default_clk": None, "resources": [], "connectors": []}
+        attrs = {
+            "device": self.device,
+            "package": self.package,
+            "speed": self.speed,
+            "default_clk": None,
+            "resources": [],
+            "connectors": [],
+        }
         cls = type(f"{self.name.capitalize()}Platform", (XilinxPlatform,), attrs)
         return cls(toolchain="Vivado")
 
@@ -142,32 +152,78 @@ def clock_choices(pll_mhz, low, high):
 
 _ZYNQMP = dict(ps="zynqmp", pll_mhz=1500.0, reg_base=0xA000_0000)
 
-BOARDS = {b.name: b for b in [
-    # Avnet Ultra96-V2: industrial-grade xczu3eg. IOPLL 1500 MHz (33.333 MHz PS_REF x 45).
-    Board("ultra96", "Ultra96-V2", "xczu3eg", "sbva484", "1-i",
-          capacity=dict(dsp=360, lut=70560, ff=141120, bram36=216, uram=0),
-          clock_range=(100.0, 300.0), preset="ultra96", dsp_budget=300,
-          # Avnet/bdf: em.avnet.com (1.0, part -1-e), avnet.com (1.2), Avnet-tria (1.3).
-          board_parts=("*:ultra96v2:part0:*",), **_ZYNQMP),
-    Board("ultra96v1", "Ultra96 (V1)", "xczu3eg", "sbva484", "1-e",
-          capacity=dict(dsp=360, lut=70560, ff=141120, bram36=216, uram=0),
-          clock_range=(100.0, 300.0), preset="ultra96", dsp_budget=300,
-          board_parts=("*:ultra96v1:part0:*", "*:ultra96:part0:*"),
-          **_ZYNQMP),
-    Board("zcu104", "ZCU104", "xczu7ev", "ffvc1156", "2-e",
-          capacity=dict(dsp=1728, lut=230400, ff=460800, bram36=312, uram=96),
-          clock_range=(100.0, 300.0), preset="zcu104",
-          board_parts=("xilinx.com:zcu104:part0:*",), **_ZYNQMP),
-    Board("kv260", "Kria KV260", "xck26", "sfvc784", "2LV-c",
-          capacity=dict(dsp=1248, lut=117120, ff=234240, bram36=144, uram=64),
-          clock_range=(100.0, 300.0), preset="kv260",
-          board_parts=("xilinx.com:kv260_som:part0:*",), **_ZYNQMP),
-    # TUL PYNQ-Z2: IOPLL 1000 MHz (50 MHz PS_CLK x 20), 7-series fabric at speed grade -1.
-    Board("pynqz2", "PYNQ-Z2", "xc7z020", "clg400", "1", ps="zynq7",
-          capacity=dict(dsp=220, lut=53200, ff=106400, bram36=140, uram=0),
-          pll_mhz=1000.0, clock_range=(50.0, 200.0), preset="pynqz2", reg_base=0x4000_0000,
-          board_parts=("tul.com.tw:pynq-z2:part0:*",)),
-]}
+BOARDS = {
+    b.name: b
+    for b in [
+        # Avnet Ultra96-V2: industrial-grade xczu3eg. IOPLL 1500 MHz (33.333 MHz PS_REF x 45).
+        Board(
+            "ultra96",
+            "Ultra96-V2",
+            "xczu3eg",
+            "sbva484",
+            "1-i",
+            capacity=dict(dsp=360, lut=70560, ff=141120, bram36=216, uram=0),
+            clock_range=(100.0, 300.0),
+            preset="ultra96",
+            dsp_budget=300,
+            # Avnet/bdf: em.avnet.com (1.0, part -1-e), avnet.com (1.2), Avnet-tria (1.3).
+            board_parts=("*:ultra96v2:part0:*",),
+            **_ZYNQMP,
+        ),
+        Board(
+            "ultra96v1",
+            "Ultra96 (V1)",
+            "xczu3eg",
+            "sbva484",
+            "1-e",
+            capacity=dict(dsp=360, lut=70560, ff=141120, bram36=216, uram=0),
+            clock_range=(100.0, 300.0),
+            preset="ultra96",
+            dsp_budget=300,
+            board_parts=("*:ultra96v1:part0:*", "*:ultra96:part0:*"),
+            **_ZYNQMP,
+        ),
+        Board(
+            "zcu104",
+            "ZCU104",
+            "xczu7ev",
+            "ffvc1156",
+            "2-e",
+            capacity=dict(dsp=1728, lut=230400, ff=460800, bram36=312, uram=96),
+            clock_range=(100.0, 300.0),
+            preset="zcu104",
+            board_parts=("xilinx.com:zcu104:part0:*",),
+            **_ZYNQMP,
+        ),
+        Board(
+            "kv260",
+            "Kria KV260",
+            "xck26",
+            "sfvc784",
+            "2LV-c",
+            capacity=dict(dsp=1248, lut=117120, ff=234240, bram36=144, uram=64),
+            clock_range=(100.0, 300.0),
+            preset="kv260",
+            board_parts=("xilinx.com:kv260_som:part0:*",),
+            **_ZYNQMP,
+        ),
+        # TUL PYNQ-Z2: IOPLL 1000 MHz (50 MHz PS_CLK x 20), 7-series fabric at speed grade -1.
+        Board(
+            "pynqz2",
+            "PYNQ-Z2",
+            "xc7z020",
+            "clg400",
+            "1",
+            ps="zynq7",
+            capacity=dict(dsp=220, lut=53200, ff=106400, bram36=140, uram=0),
+            pll_mhz=1000.0,
+            clock_range=(50.0, 200.0),
+            preset="pynqz2",
+            reg_base=0x4000_0000,
+            board_parts=("tul.com.tw:pynq-z2:part0:*",),
+        ),
+    ]
+}
 
 
 def board(name):
@@ -183,8 +239,9 @@ def check_config(b, config):
     if not isinstance(config, AcceleratorConfig):
         raise BoardError(f"config must be an AcceleratorConfig, not {config!r}")
     if b.ps == "zynq7" and config.axi_data_width > 64:
-        raise BoardError(f"{b.title}'s S_AXI_HP0 is at most 64 bits wide, "
-                         f"not {config.axi_data_width}")
+        raise BoardError(
+            f"{b.title}'s S_AXI_HP0 is at most 64 bits wide, not {config.axi_data_width}"
+        )
     if b.ps == "zynq7" and config.dsp_packing:
         # WP486 packs two products into the 27x18 DSP48E2; the DSP48E1 multiplier is 25x18.
         raise BoardError(f"{b.title} has DSP48E1 slices: dsp_packing needs DSP48E2")

@@ -130,9 +130,15 @@ class ResourceModel:
 
     def describe(self):
         """One line per resource: its fitted formula."""
-        return [f"{res}: " + " + ".join(f"{k:.3g} x {name}" for (name, _, _), k
-                                         in zip(FEATURES[res], self.coefficients[res]) if k)
-                for res in RESOURCES]
+        return [
+            f"{res}: "
+            + " + ".join(
+                f"{k:.3g} x {name}"
+                for (name, _, _), k in zip(FEATURES[res], self.coefficients[res])
+                if k
+            )
+            for res in RESOURCES
+        ]
 
 
 def fit(points):
@@ -141,8 +147,9 @@ def fit(points):
         raise ValueError("no Yosys data points to fit the resource model to")
     coefs = {}
     for res, feats in FEATURES.items():
-        fixed = np.array([sum(k * f(p["config"]) for _, f, k in feats if k is not None)
-                          for p in points], float)
+        fixed = np.array(
+            [sum(k * f(p["config"]) for _, f, k in feats if k is not None) for p in points], float
+        )
         free = [i for i, (_, _, k) in enumerate(feats) if k is None]
         a = np.array([[feats[i][1](p["config"]) for i in free] for p in points], float)
         b = np.array([p[res] for p in points], float) - fixed
@@ -161,7 +168,7 @@ def leave_one_out(points):
     """
     rows = []
     for k, p in enumerate(points):
-        model = fit(points[:k] + points[k + 1:])
+        model = fit(points[:k] + points[k + 1 :])
         rows.append((p, model.predict(p["config"])))
     err = {}
     for res in RESOURCES:
@@ -188,18 +195,21 @@ def main(argv=None):
 
     pts = points()
     model = fit(pts)
-    print(f"resource model fitted on {len(pts)} Yosys builds ({DATA.name} and "
-          "boards/estimates), UltraScale+:")
+    print(
+        f"resource model fitted on {len(pts)} Yosys builds ({DATA.name} and "
+        "boards/estimates), UltraScale+:"
+    )
     for line in model.describe():
         print("  " + line)
     rows, err = leave_one_out(pts)
     print("leave-one-out (each build predicted by the model fitted on the others):")
     print(f"  {'point':<12}" + "".join(f"{r:>16}" for r in RESOURCES))
     for p, pred in rows:
-        print(f"  {p['name']:<12}" + "".join(
-            f"{pred[r]:>8g}/{p[r]:<7g}" for r in RESOURCES))
-    print("  mean |error|  " + "  ".join(f"{r} {m:.1f} % (max {x:.1f} %)"
-                                         for r, (m, x) in err.items()))
+        print(f"  {p['name']:<12}" + "".join(f"{pred[r]:>8g}/{p[r]:<7g}" for r in RESOURCES))
+    print(
+        "  mean |error|  "
+        + "  ".join(f"{r} {m:.1f} % (max {x:.1f} %)" for r, (m, x) in err.items())
+    )
     return 0
 
 

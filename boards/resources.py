@@ -37,13 +37,37 @@ from .platforms import board as get_board
 from .verilog import TOP_NAME, BoardTop, write_atomic
 from .vivado import build_root, default_accelerator
 
-__all__ = ["RECORDED", "Resources", "bram36_for", "buffer_bram36", "design_rtlil", "estimate",
-           "main", "recorded", "synthesize", "timing_lines"]
+__all__ = [
+    "RECORDED",
+    "Resources",
+    "bram36_for",
+    "buffer_bram36",
+    "design_rtlil",
+    "estimate",
+    "main",
+    "recorded",
+    "synthesize",
+    "timing_lines",
+]
 
 # LUTs per distributed-RAM / shift-register primitive (UG574 / UG474).
-_LUTRAM = {"RAM32M": 4, "RAM32M16": 8, "RAM64M": 4, "RAM64M8": 8, "RAM32X1D": 2, "RAM64X1D": 2,
-           "RAM128X1D": 4, "RAM256X1D": 8, "RAM32X1S": 1, "RAM64X1S": 1, "RAM128X1S": 2,
-           "RAM256X1S": 4, "SRL16E": 1, "SRLC32E": 1, "SRLC16E": 1}
+_LUTRAM = {
+    "RAM32M": 4,
+    "RAM32M16": 8,
+    "RAM64M": 4,
+    "RAM64M8": 8,
+    "RAM32X1D": 2,
+    "RAM64X1D": 2,
+    "RAM128X1D": 4,
+    "RAM256X1D": 8,
+    "RAM32X1S": 1,
+    "RAM64X1S": 1,
+    "RAM128X1S": 2,
+    "RAM256X1S": 4,
+    "SRL16E": 1,
+    "SRLC32E": 1,
+    "SRLC16E": 1,
+}
 #: The mapped netlist Yosys writes beside its statistics (read by boards/timing.py).
 NETLIST = "netlist.json"
 # Part of the cache key: bump when the script or the counting changes.
@@ -105,16 +129,21 @@ class Resources:
 
     def over_budget(self, board):
         """``[(resource, used, limit)]`` of every resource above ``board.budget``."""
-        return [(k, getattr(self, k), limit) for k, limit in board.budget.items()
-                if getattr(self, k) > limit]
+        return [
+            (k, getattr(self, k), limit)
+            for k, limit in board.budget.items()
+            if getattr(self, k) > limit
+        ]
 
     def table(self, capacity):
         lines = [f"{'resource':<10}{'used':>10}{'device':>10}{'use':>8}"]
         names = {"dsp": "DSP", "lut": "LUT", "ff": "FF", "bram36": "BRAM36", "uram": "URAM"}
         for key, (used, have, pct) in self.usage(capacity).items():
             lines.append(f"{names[key]:<10}{used:>10g}{have:>10}{pct:>7.1f}%")
-        lines.append(f"LUT as RAM/SRL: {self.lutram}; longest combinational path: "
-                     f"{self.levels} cells (LUT/carry/mux/DSP levels)")
+        lines.append(
+            f"LUT as RAM/SRL: {self.lutram}; longest combinational path: "
+            f"{self.levels} cells (LUT/carry/mux/DSP levels)"
+        )
         return "\n".join(lines)
 
     def timing(self, count=10):
@@ -127,10 +156,12 @@ class Resources:
 def timing_lines(r, count=10):
     """Fmax and the ``count`` worst paths of ``r`` (its ``fmax_mhz``, ``period_ns``,
     ``timing_table``, ``worst_paths``), as printed by ``make resources``."""
-    lines = [f"estimated Fmax: {r.fmax_mhz:.0f} MHz (worst path {r.period_ns:.3f} ns "
-             f"with 0.035 ns clock uncertainty; static estimate over the Yosys netlist, "
-             f"delay table {r.timing_table}, routing by fanout: not Vivado)",
-             f"{count} worst paths (ns, logic levels, start -> end):"]
+    lines = [
+        f"estimated Fmax: {r.fmax_mhz:.0f} MHz (worst path {r.period_ns:.3f} ns "
+        f"with 0.035 ns clock uncertainty; static estimate over the Yosys netlist, "
+        f"delay table {r.timing_table}, routing by fanout: not Vivado)",
+        f"{count} worst paths (ns, logic levels, start -> end):",
+    ]
     for k, p in enumerate(r.worst_paths[:count], 1):
         lines.append(f"{k:>3}. {p['ns']:6.3f} {p['levels']:>3}  {p['start']}  ->  {p['end']}")
     return "\n".join(lines)
@@ -176,17 +207,22 @@ def _script(verilog, family, top, stat_json):
     # the BRAM and DSP counts, early) and at the end.
     synth = f"synth_xilinx -family {family} -top {top} -flatten -noiopad"
     reader = "read_rtlil" if str(verilog).endswith(".il") else "read_verilog"
-    return "\n".join([
-        f"{reader} {verilog}",
-        f"{synth} -run :fine",
-        f"tee -q -o {Path(stat_json).with_name('stat_mapped.json')} stat -json",
-        f"{synth} -run fine:",
-        f"tee -q -o {stat_json} stat -json",
-        f"write_json -compat-int {Path(stat_json).with_name(NETLIST)}",
-        "delete t:FD* t:RAMB* t:URAM* t:SRL* t:RAM32* t:RAM64* t:RAM128* t:RAM256* "
-        "t:IBUF t:OBUF",
-        "ltp",
-    ]) + "\n"
+    return (
+        "\n".join(
+            [
+                f"{reader} {verilog}",
+                f"{synth} -run :fine",
+                f"tee -q -o {Path(stat_json).with_name('stat_mapped.json')} stat -json",
+                f"{synth} -run fine:",
+                f"tee -q -o {stat_json} stat -json",
+                f"write_json -compat-int {Path(stat_json).with_name(NETLIST)}",
+                "delete t:FD* t:RAMB* t:URAM* t:SRL* t:RAM32* t:RAM64* t:RAM128* t:RAM256* "
+                "t:IBUF t:OBUF",
+                "ltp",
+            ]
+        )
+        + "\n"
+    )
 
 
 def synthesize(verilog, board, top="bamboo_top", *, workdir):
@@ -200,14 +236,19 @@ def synthesize(verilog, board, top="bamboo_top", *, workdir):
     stat_json = workdir / "stat.json"
     script = workdir / "synth.ys"
     full = workdir / "yosys.full.log"
-    script.write_text(_script(verilog.relative_to(cwd), board.yosys_family, top,
-                              stat_json.relative_to(cwd)))
+    script.write_text(
+        _script(verilog.relative_to(cwd), board.yosys_family, top, stat_json.relative_to(cwd))
+    )
     log = workdir / "yosys.log"
     t0 = time.monotonic()
     with open(log, "w") as f:
-        out = subprocess.run([_yosys(), "-q", "-l", str(full.relative_to(cwd)), "-s",
-                              str(script.relative_to(cwd))], stdout=f, stderr=subprocess.STDOUT,
-                             cwd=cwd, check=False)
+        out = subprocess.run(
+            [_yosys(), "-q", "-l", str(full.relative_to(cwd)), "-s", str(script.relative_to(cwd))],
+            stdout=f,
+            stderr=subprocess.STDOUT,
+            cwd=cwd,
+            check=False,
+        )
     seconds = time.monotonic() - t0
     text = (full if full.exists() else log).read_text(errors="replace")
     if out.returncode != 0:
@@ -226,8 +267,10 @@ def _count(cells, board):
     lutram = sum(n * _LUTRAM[t] for t, n in cells.items() if t in _LUTRAM)
     ff = sum(n for t, n in cells.items() if re.fullmatch(r"FD[A-Z]*", t))
     dsp = sum(n for t, n in cells.items() if t.startswith("DSP48"))
-    bram = sum(n for t, n in cells.items() if t.startswith("RAMB36")) + \
-        sum(n for t, n in cells.items() if t.startswith("RAMB18")) / 2
+    bram = (
+        sum(n for t, n in cells.items() if t.startswith("RAMB36"))
+        + sum(n for t, n in cells.items() if t.startswith("RAMB18")) / 2
+    )
     uram = sum(n for t, n in cells.items() if t.startswith("URAM"))
     return dict(dsp=dsp, lut=lut + lutram, lutram=lutram, ff=ff, bram36=bram, uram=uram)
 
@@ -242,8 +285,9 @@ def design_rtlil(board_name, *, config=None, accelerator=None):
     check_config(b, config)
     top = BoardTop((accelerator or default_accelerator)(config))
     text = rtlil.convert(top, name=TOP_NAME, emit_src=False)
-    digest = hashlib.sha256(text.encode() + amaranth.__version__.encode()
-                            + _REV.encode()).hexdigest()[:20]
+    digest = hashlib.sha256(
+        text.encode() + amaranth.__version__.encode() + _REV.encode()
+    ).hexdigest()[:20]
     return config, text, digest
 
 
@@ -276,17 +320,24 @@ def estimate(board_name, *, config=None, accelerator=None, folder=None, record=F
         result = Resources(**json.loads(hit.read_text())) if hit else known
         result.board = b.name
         if result.fmax_mhz is None and _timing_table(b) is not None:
-            result = None                       # recorded before the timing estimate
+            result = None  # recorded before the timing estimate
     if result is None:
         workdir = folder / "yosys"
         workdir.mkdir(parents=True, exist_ok=True)
         design = workdir / f"{TOP_NAME}.il"
         write_atomic(design, text)
         cells, levels, seconds = synthesize(design, b, TOP_NAME, workdir=workdir)
-        result = Resources(board=b.name, config=config.name, config_id=config.config_id,
-                           design_hash=digest, levels=levels, cells=cells,
-                           seconds=round(seconds, 1), **_count(cells, b),
-                           **_timing(workdir / NETLIST, b))
+        result = Resources(
+            board=b.name,
+            config=config.name,
+            config_id=config.config_id,
+            design_hash=digest,
+            levels=levels,
+            cells=cells,
+            seconds=round(seconds, 1),
+            **_count(cells, b),
+            **_timing(workdir / NETLIST, b),
+        )
         _save(cache, result)
         _save(shared, result)
     if record and own:
@@ -309,9 +360,15 @@ def _timing(netlist, b, count=10):
     if table is None:
         return {}
     report = analyze(netlist, table, count=count)
-    return dict(fmax_mhz=report.fmax_mhz, period_ns=report.period_ns, timing_table=table.name,
-                worst_paths=[dict(ns=p.ns, levels=p.levels, start=p.start, end=p.end,
-                                  cells=p.cells) for p in report.paths])
+    return dict(
+        fmax_mhz=report.fmax_mhz,
+        period_ns=report.period_ns,
+        timing_table=table.name,
+        worst_paths=[
+            dict(ns=p.ns, levels=p.levels, start=p.start, end=p.end, cells=p.cells)
+            for p in report.paths
+        ],
+    )
 
 
 def _save(path, result):
@@ -325,15 +382,23 @@ def config_clock(b, config=None):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m bamboo.boards.resources",
-                                     description="Yosys resource estimate of a board's build.")
+    parser = argparse.ArgumentParser(
+        prog="python -m bamboo.boards.resources",
+        description="Yosys resource estimate of a board's build.",
+    )
     parser.add_argument("board", help=f"one of: {', '.join(BOARDS)}")
     parser.add_argument("--config", help="a preset other than the board's own")
-    parser.add_argument("--record", action="store_true",
-                        help="also write boards/estimates/<board>.json (the board's own preset)")
-    parser.add_argument("--component", metavar="NAME",
-                        help="time one unit alone, ports registered (boards/components.py): "
-                             "vector, compute, postproc, load, store, fma1, ...")
+    parser.add_argument(
+        "--record",
+        action="store_true",
+        help="also write boards/estimates/<board>.json (the board's own preset)",
+    )
+    parser.add_argument(
+        "--component",
+        metavar="NAME",
+        help="time one unit alone, ports registered (boards/components.py): "
+        "vector, compute, postproc, load, store, fma1, ...",
+    )
     args = parser.parse_args(argv)
     try:
         b = get_board(args.board)
@@ -354,8 +419,10 @@ def main(argv=None):
     except BambooError as exc:
         print(f"bamboo: error: {exc}", file=sys.stderr)
         return 1
-    print(f"{b.title} ({b.part}), config {r.config!r} 0x{r.config_id:08x}, "
-          f"Yosys synth_xilinx -family {b.yosys_family} ({r.seconds:g} s when measured)")
+    print(
+        f"{b.title} ({b.part}), config {r.config!r} 0x{r.config_id:08x}, "
+        f"Yosys synth_xilinx -family {b.yosys_family} ({r.seconds:g} s when measured)"
+    )
     print(r.table(b.capacity))
     print(r.timing())
     if r.fmax_mhz is not None and r.fmax_mhz < config_clock(b, config):
@@ -363,8 +430,10 @@ def main(argv=None):
     over = r.over_budget(b)
     budget = ", ".join(f"{k.upper()} <= {v:g}" for k, v in b.budget.items())
     if over:
-        print(f"does NOT fit the budget ({budget}): " +
-              "; ".join(f"{k.upper()} {u:g} > {lim:g}" for k, u, lim in over))
+        print(
+            f"does NOT fit the budget ({budget}): "
+            + "; ".join(f"{k.upper()} {u:g} > {lim:g}" for k, u, lim in over)
+        )
         return 3
     print(f"fits the budget ({budget})")
     return 0

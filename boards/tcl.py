@@ -24,26 +24,40 @@ INTC_OFFSET, INTC_RANGE = 0x10000, 0x10000
 
 # Ref: UG1085 "PS-PL AXI interfaces": HPM0_FPD is M_AXI_GP0, HP0_FPD is S_AXI_GP2.
 _ZYNQMP = {
-    "vlnv": "xilinx.com:ip:zynq_ultra_ps_e", "rule": "xilinx.com:bd_rule:zynq_ultra_ps_e",
-    "m_axi": "M_AXI_HPM0_FPD", "m_clk": "maxihpm0_fpd_aclk",
-    "s_axi": "S_AXI_HP0_FPD", "s_clk": "saxihp0_fpd_aclk",
-    "clk": "pl_clk0", "resetn": "pl_resetn0", "irq": "pl_ps_irq0",
+    "vlnv": "xilinx.com:ip:zynq_ultra_ps_e",
+    "rule": "xilinx.com:bd_rule:zynq_ultra_ps_e",
+    "m_axi": "M_AXI_HPM0_FPD",
+    "m_clk": "maxihpm0_fpd_aclk",
+    "s_axi": "S_AXI_HP0_FPD",
+    "s_clk": "saxihp0_fpd_aclk",
+    "clk": "pl_clk0",
+    "resetn": "pl_resetn0",
+    "irq": "pl_ps_irq0",
     # What the engine's DMA reaches through S_AXI_HP0_FPD: (segment, offset, range), as
     # PYNQ's base designs map them (ZCU104 base.tcl); the Ultra96's 2 GB of DDR are all
     # in DDR_LOW, so DDR_HIGH is excluded explicitly. Ref: UG1085 table 10-1.
-    "ddr_segs": (("SAXIGP2/HP0_DDR_LOW", 0x0000_0000, 0x8000_0000),
-                 ("SAXIGP2/HP0_QSPI", 0xC000_0000, 0x2000_0000),
-                 ("SAXIGP2/HP0_LPS_OCM", 0xFF00_0000, 0x0100_0000)),
-    "excluded_segs": ("SAXIGP2/HP0_DDR_HIGH",), "clock_name": "clk_pl_0",
+    "ddr_segs": (
+        ("SAXIGP2/HP0_DDR_LOW", 0x0000_0000, 0x8000_0000),
+        ("SAXIGP2/HP0_QSPI", 0xC000_0000, 0x2000_0000),
+        ("SAXIGP2/HP0_LPS_OCM", 0xFF00_0000, 0x0100_0000),
+    ),
+    "excluded_segs": ("SAXIGP2/HP0_DDR_HIGH",),
+    "clock_name": "clk_pl_0",
     # A glob: `[0]` in a filter pattern is a character class, so match the bus.
     "clock_pin": "*/PS8_i/PLCLK*",
 }
 _ZYNQ7 = {
-    "vlnv": "xilinx.com:ip:processing_system7", "rule": "xilinx.com:bd_rule:processing_system7",
-    "m_axi": "M_AXI_GP0", "m_clk": "M_AXI_GP0_ACLK",
-    "s_axi": "S_AXI_HP0", "s_clk": "S_AXI_HP0_ACLK",
-    "clk": "FCLK_CLK0", "resetn": "FCLK_RESET0_N", "irq": "IRQ_F2P",
-    "ddr_segs": (("S_AXI_HP0/HP0_DDR_LOWOCM", None, None),), "excluded_segs": (),
+    "vlnv": "xilinx.com:ip:processing_system7",
+    "rule": "xilinx.com:bd_rule:processing_system7",
+    "m_axi": "M_AXI_GP0",
+    "m_clk": "M_AXI_GP0_ACLK",
+    "s_axi": "S_AXI_HP0",
+    "s_clk": "S_AXI_HP0_ACLK",
+    "clk": "FCLK_CLK0",
+    "resetn": "FCLK_RESET0_N",
+    "irq": "IRQ_F2P",
+    "ddr_segs": (("S_AXI_HP0/HP0_DDR_LOWOCM", None, None),),
+    "excluded_segs": (),
     "clock_name": "clk_fpga_0",
     "clock_pin": "*/PS7_i/FCLKCLK*",
 }
@@ -57,19 +71,27 @@ def ps_names(board):
 def _ps_properties(board, config, mhz):
     if board.ps == "zynq7":
         return {
-            "PCW_USE_M_AXI_GP0": 1, "PCW_USE_S_AXI_HP0": 1,
+            "PCW_USE_M_AXI_GP0": 1,
+            "PCW_USE_S_AXI_HP0": 1,
             "PCW_S_AXI_HP0_DATA_WIDTH": config.axi_data_width,
-            "PCW_EN_CLK0_PORT": 1, "PCW_EN_RST0_PORT": 1,
-            "PCW_FCLK0_PERIPHERAL_CLKSRC": "IO PLL", "PCW_FPGA0_PERIPHERAL_FREQMHZ": mhz,
-            "PCW_USE_FABRIC_INTERRUPT": 1, "PCW_IRQ_F2P_INTR": 1,
+            "PCW_EN_CLK0_PORT": 1,
+            "PCW_EN_RST0_PORT": 1,
+            "PCW_FCLK0_PERIPHERAL_CLKSRC": "IO PLL",
+            "PCW_FPGA0_PERIPHERAL_FREQMHZ": mhz,
+            "PCW_USE_FABRIC_INTERRUPT": 1,
+            "PCW_IRQ_F2P_INTR": 1,
         }
     return {
         # HPM0_FPD for the registers (32 bits wide, as pynq expects for MMIO).
-        "PSU__USE__M_AXI_GP0": 1, "PSU__MAXIGP0__DATA_WIDTH": 32,
+        "PSU__USE__M_AXI_GP0": 1,
+        "PSU__MAXIGP0__DATA_WIDTH": 32,
         # The default configuration also enables HPM1_FPD, whose clock would dangle.
-        "PSU__USE__M_AXI_GP1": 0, "PSU__USE__M_AXI_GP2": 0,
-        "PSU__USE__S_AXI_GP2": 1, "PSU__SAXIGP2__DATA_WIDTH": config.axi_data_width,
-        "PSU__FPGA_PL0_ENABLE": 1, "PSU__USE__FABRIC__RST": 1,
+        "PSU__USE__M_AXI_GP1": 0,
+        "PSU__USE__M_AXI_GP2": 0,
+        "PSU__USE__S_AXI_GP2": 1,
+        "PSU__SAXIGP2__DATA_WIDTH": config.axi_data_width,
+        "PSU__FPGA_PL0_ENABLE": 1,
+        "PSU__USE__FABRIC__RST": 1,
         "PSU__CRL_APB__PL0_REF_CTRL__SRCSEL": "IOPLL",
         "PSU__CRL_APB__PL0_REF_CTRL__FREQMHZ": mhz,
         "PSU__USE__IRQ0": 1,
@@ -86,11 +108,14 @@ def _ddr_addresses(ps):
     lines = []
     for seg, offset, size in ps["ddr_segs"]:
         where = "" if offset is None else f"-offset 0x{offset:08X} -range 0x{size:08X} "
-        lines.append(f"assign_bd_address {where}-target_address_space {space} \\\n"
-                     f"    [get_bd_addr_segs ps/{seg}] -force")
+        lines.append(
+            f"assign_bd_address {where}-target_address_space {space} \\\n"
+            f"    [get_bd_addr_segs ps/{seg}] -force"
+        )
     for seg in ps["excluded_segs"]:
-        lines.append(f"exclude_bd_addr_seg -target_address_space {space} \\\n"
-                     f"    [get_bd_addr_segs ps/{seg}]")
+        lines.append(
+            f"exclude_bd_addr_seg -target_address_space {space} \\\n    [get_bd_addr_segs ps/{seg}]"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -112,9 +137,12 @@ def flow_tcl(board, config, top, verilog_name, *, jobs=2):
     ps = ps_names(board)
     reg_range = 1 << config.axil_addr_width
     board_parts = " ".join(board.board_parts)
-    automation = ('{apply_board_preset "1"}' if board.ps == "zynqmp" else
-                  '[list make_external "FIXED_IO, DDR" apply_board_preset $preset '
-                  'Master Disable Slave Disable]')
+    automation = (
+        '{apply_board_preset "1"}'
+        if board.ps == "zynqmp"
+        else '[list make_external "FIXED_IO, DDR" apply_board_preset $preset '
+        "Master Disable Slave Disable]"
+    )
     return f"""\
 # Bamboo on {board.title} ({board.part}): Vivado project, block design, bitstream, handoff.
 # Generated by bamboo.boards.vivado; run `vivado -mode batch -source bamboo.tcl` in this folder.
@@ -154,9 +182,9 @@ add_files -norecurse $here/{verilog_name}
 update_compile_order -fileset sources_1
 
 create_bd_design $bd
-set ps [create_bd_cell -type ip -vlnv {ps['vlnv']} ps]
+set ps [create_bd_cell -type ip -vlnv {ps["vlnv"]} ps]
 if {{$preset || {int(board.ps == "zynq7")}}} {{
-    apply_bd_automation -rule {ps['rule']} -config {automation} $ps
+    apply_bd_automation -rule {ps["rule"]} -config {automation} $ps
 }}
 set_property -dict [list {_dict(_ps_properties(board, config, f"{mhz:.10g}"))}] $ps
 
@@ -169,21 +197,21 @@ set intc [create_bd_cell -type ip -vlnv xilinx.com:ip:axi_intc intc]
 set mem_ic [create_bd_cell -type ip -vlnv xilinx.com:ip:smartconnect mem_ic]
 set_property -dict [list CONFIG.NUM_SI {{1}} CONFIG.NUM_MI {{1}}] $mem_ic
 
-connect_bd_net [get_bd_pins ps/{ps['clk']}] [get_bd_pins ps/{ps['m_clk']}] \\
-    [get_bd_pins ps/{ps['s_clk']}] [get_bd_pins bamboo/clk] [get_bd_pins rst_pl/slowest_sync_clk] \\
+connect_bd_net [get_bd_pins ps/{ps["clk"]}] [get_bd_pins ps/{ps["m_clk"]}] \\
+    [get_bd_pins ps/{ps["s_clk"]}] [get_bd_pins bamboo/clk] [get_bd_pins rst_pl/slowest_sync_clk] \\
     [get_bd_pins ctl_ic/aclk] [get_bd_pins mem_ic/aclk] [get_bd_pins intc/s_axi_aclk]
-connect_bd_net [get_bd_pins ps/{ps['resetn']}] [get_bd_pins rst_pl/ext_reset_in]
+connect_bd_net [get_bd_pins ps/{ps["resetn"]}] [get_bd_pins rst_pl/ext_reset_in]
 connect_bd_net [get_bd_pins rst_pl/peripheral_reset] [get_bd_pins bamboo/rst]
 connect_bd_net [get_bd_pins rst_pl/interconnect_aresetn] [get_bd_pins ctl_ic/aresetn] \\
     [get_bd_pins mem_ic/aresetn]
 connect_bd_net [get_bd_pins rst_pl/peripheral_aresetn] [get_bd_pins intc/s_axi_aresetn]
-connect_bd_intf_net [get_bd_intf_pins ps/{ps['m_axi']}] [get_bd_intf_pins ctl_ic/S00_AXI]
+connect_bd_intf_net [get_bd_intf_pins ps/{ps["m_axi"]}] [get_bd_intf_pins ctl_ic/S00_AXI]
 connect_bd_intf_net [get_bd_intf_pins ctl_ic/M00_AXI] [get_bd_intf_pins bamboo/s_axi]
 connect_bd_intf_net [get_bd_intf_pins bamboo/m_axi] [get_bd_intf_pins mem_ic/S00_AXI]
-connect_bd_intf_net [get_bd_intf_pins mem_ic/M00_AXI] [get_bd_intf_pins ps/{ps['s_axi']}]
+connect_bd_intf_net [get_bd_intf_pins mem_ic/M00_AXI] [get_bd_intf_pins ps/{ps["s_axi"]}]
 connect_bd_intf_net [get_bd_intf_pins ctl_ic/M01_AXI] [get_bd_intf_pins intc/s_axi]
 connect_bd_net [get_bd_pins bamboo/irq] [get_bd_pins intc/intr]
-connect_bd_net [get_bd_pins intc/irq] [get_bd_pins ps/{ps['irq']}]
+connect_bd_net [get_bd_pins intc/irq] [get_bd_pins ps/{ps["irq"]}]
 
 assign_bd_address -offset 0x{board.reg_base:08X} -range 0x{reg_range:X} \\
     -target_address_space [get_bd_addr_spaces ps/Data] \\
@@ -210,9 +238,9 @@ bamboo_run synth_1
 
 # The PS IP constrains its PL clock; check it is the clock we chose, else add ours.
 open_run synth_1
-set clocks [get_clocks -quiet {ps['clock_name']}]
+set clocks [get_clocks -quiet {ps["clock_name"]}]
 if {{[llength $clocks] == 0}} {{
-    puts "bamboo: the PS IP made no clock {ps['clock_name']}; adding bamboo.xdc"
+    puts "bamboo: the PS IP made no clock {ps["clock_name"]}; adding bamboo.xdc"
     add_files -fileset constrs_1 -norecurse $here/bamboo.xdc
 }} else {{
     set period [get_property PERIOD [lindex $clocks 0]]
@@ -247,10 +275,10 @@ def xdc(board, config):
     mhz, divider = board.pl_clock(config.clock_mhz)
     ps = ps_names(board)
     return f"""\
-# Bamboo on {board.title}: the PL clock is the PS's {ps['clk']}, {mhz:g} MHz
-# ({board.pll_mhz:g} MHz PLL / {divider}). The PS IP normally constrains it as {ps['clock_name']};
+# Bamboo on {board.title}: the PL clock is the PS's {ps["clk"]}, {mhz:g} MHz
+# ({board.pll_mhz:g} MHz PLL / {divider}). The PS IP normally constrains it as {ps["clock_name"]};
 # bamboo.tcl adds this file only when it did not. Only the first PL clock is enabled, so
 # the pattern (all of the PS's PL clock pins) has one clocked pin.
-create_clock -period {1000.0 / mhz:.4f} -name {ps['clock_name']} \\
-    [get_pins -hierarchical -filter {{NAME =~ {ps['clock_pin']}}}]
+create_clock -period {1000.0 / mhz:.4f} -name {ps["clock_name"]} \\
+    [get_pins -hierarchical -filter {{NAME =~ {ps["clock_pin"]}}}]
 """

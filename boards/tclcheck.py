@@ -40,27 +40,34 @@ def _database(board, config, verilog_path, top, board_files=None):
         pins = []
         for p in table["pins"]:
             needs = "" if p.needs is None else _tcl_list(p.needs)
-            pins.append(_tcl_list([p.name, p.kind, p.direction, needs, p.clock or "",
-                                   p.vlnv or ""]))
+            pins.append(
+                _tcl_list([p.name, p.kind, p.direction, needs, p.clock or "", p.vlnv or ""])
+            )
         segs = []
         for intf, names in table["segments"].items():
             segs += [intf, _tcl_list(names)]
         defaults = []
         for k, v in table["defaults"].items():
             defaults += [k, v]
-        lines.append(f"dict set ::ip_tables {vlnv} [dict create "
-                     f"pins {{{_tcl_list(pins)}}} keys {{{' '.join(sorted(table['keys']))}}} "
-                     f"segments {{{_tcl_list(segs)}}} defaults {{{_tcl_list(defaults)}}} "
-                     f"external {{{' '.join(table['external'])}}} "
-                     f"required {{{' '.join(table.get('required', []))}}} "
-                     f"clock {{{' '.join(table.get('clock', ()))}}}]")
+        lines.append(
+            f"dict set ::ip_tables {vlnv} [dict create "
+            f"pins {{{_tcl_list(pins)}}} keys {{{' '.join(sorted(table['keys']))}}} "
+            f"segments {{{_tcl_list(segs)}}} defaults {{{_tcl_list(defaults)}}} "
+            f"external {{{' '.join(table['external'])}}} "
+            f"required {{{' '.join(table.get('required', []))}}} "
+            f"clock {{{' '.join(table.get('clock', ()))}}}]"
+        )
     text = Path(verilog_path).read_text()
     ports = parse_ports(text, top)
     intfs = interfaces(ports)
-    in_intf = {p for i in intfs.values() if i["vlnv"].endswith("aximm:1.0")
-               for p in i["signals"].values()}
-    pins = [_tcl_list([name, "pin", "I" if d == "input" else "O", "", "", ""])
-            for name, (d, _w, _a) in ports.items() if name not in in_intf]
+    in_intf = {
+        p for i in intfs.values() if i["vlnv"].endswith("aximm:1.0") for p in i["signals"].values()
+    }
+    pins = [
+        _tcl_list([name, "pin", "I" if d == "input" else "O", "", "", ""])
+        for name, (d, _w, _a) in ports.items()
+        if name not in in_intf
+    ]
     busifs = []
     for name, intf in intfs.items():
         if intf["vlnv"].endswith("aximm:1.0"):
@@ -69,16 +76,20 @@ def _database(board, config, verilog_path, top, board_files=None):
             pins.append(_tcl_list([name, "intf", intf["mode"], "", "clk", "aximm"]))
             busifs.append(name)
     clock = intfs.get("clk", {"parameters": {}})["parameters"].get("ASSOCIATED_BUSIF", "")
-    lines.append(f"dict set ::modules {top} [dict create file {Path(verilog_path).name} "
-                 f"pins {{{_tcl_list(pins)}}} busif {{{' '.join(busifs)}}} "
-                 f"associated {{{' '.join(clock.split(':'))}}}]")
+    lines.append(
+        f"dict set ::modules {top} [dict create file {Path(verilog_path).name} "
+        f"pins {{{_tcl_list(pins)}}} busif {{{' '.join(busifs)}}} "
+        f"associated {{{' '.join(clock.split(':'))}}}]"
+    )
     mhz, _ = board.pl_clock(config.clock_mhz)
-    lines += [f"set ::expect_part {board.part}",
-              f"set ::expect_ps {ps_names(board)['vlnv']}",
-              f"set ::expect_mhz {mhz}",
-              f"set ::expect_reg_base 0x{board.reg_base:08X}",
-              "set ::expect_cell bamboo",
-              f"set ::expect_clock_name {ps_names(board)['clock_name']}"]
+    lines += [
+        f"set ::expect_part {board.part}",
+        f"set ::expect_ps {ps_names(board)['vlnv']}",
+        f"set ::expect_mhz {mhz}",
+        f"set ::expect_reg_base 0x{board.reg_base:08X}",
+        "set ::expect_cell bamboo",
+        f"set ::expect_clock_name {ps_names(board)['clock_name']}",
+    ]
     for board_part, part in (board_files or {}).items():
         lines.append(f"dict set ::installed_board_parts {{{board_part}}} {part}")
     return "\n".join(lines) + "\n"
@@ -125,14 +136,17 @@ def dry_run(tcl_path, verilog_path, board, config, top, *, tclsh=None, board_fil
     driver.write_text(
         f"source {{{_STUBS}}}\nsource {{{db}}}\n"
         f"if {{[catch {{source {{{tcl_path}}}}} msg opts]}} {{\n"
-        f"    puts stderr \"DRY RUN FAILED: $msg\"\n"
+        f'    puts stderr "DRY RUN FAILED: $msg"\n'
         f"    puts stderr [dict get $opts -errorinfo]\n    _exit 1\n}}\n"
-        f"bamboo_stub_finish\n")
-    out = subprocess.run([tclsh, str(driver)], capture_output=True, text=True, timeout=120,
-                         cwd=tcl_path.parent)
+        f"bamboo_stub_finish\n"
+    )
+    out = subprocess.run(
+        [tclsh, str(driver)], capture_output=True, text=True, timeout=120, cwd=tcl_path.parent
+    )
     log = out.stdout + out.stderr
     (tcl_path.with_name("dry_run.log")).write_text(log)
     if out.returncode != 0:
-        raise BoardError(f"Tcl dry run of {tcl_path.name} failed: "
-                         f"{_failure(out.stderr, tcl_path.name)}")
+        raise BoardError(
+            f"Tcl dry run of {tcl_path.name} failed: {_failure(out.stderr, tcl_path.name)}"
+        )
     return log

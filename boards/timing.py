@@ -44,8 +44,15 @@ from pathlib import Path
 
 from .platforms import BoardError
 
-__all__ = ["XCZU3EG_1", "DelayTable", "TimingError", "TimingPath", "TimingReport", "analyze",
-           "load_netlist"]
+__all__ = [
+    "XCZU3EG_1",
+    "DelayTable",
+    "TimingError",
+    "TimingPath",
+    "TimingReport",
+    "analyze",
+    "load_netlist",
+]
 
 
 class TimingError(BoardError):
@@ -120,8 +127,16 @@ class DelayTable:
     ff_setup_d: float = 0.027
     ff_setup_ce: float = -0.043
     ff_setup_sr: float = -0.072
-    lut: dict = field(default_factory=lambda: {
-        "LUT1": 0.05, "LUT2": 0.12, "LUT3": 0.10, "LUT4": 0.13, "LUT5": 0.20, "LUT6": 0.18})
+    lut: dict = field(
+        default_factory=lambda: {
+            "LUT1": 0.05,
+            "LUT2": 0.12,
+            "LUT3": 0.10,
+            "LUT4": 0.13,
+            "LUT5": 0.20,
+            "LUT6": 0.18,
+        }
+    )
     mux_data: float = 0.087
     mux_select: float = 0.27
     carry_ci_co: float = 0.030
@@ -197,9 +212,11 @@ class TimingReport:
     end_points: int
 
     def render(self, count=10):
-        lines = [f"estimated Fmax: {self.fmax_mhz:.0f} MHz (worst path {self.period_ns:.3f} ns "
-                 f"with clock uncertainty; static estimate over the Yosys netlist, delay table "
-                 f"{self.table}; not Vivado)"]
+        lines = [
+            f"estimated Fmax: {self.fmax_mhz:.0f} MHz (worst path {self.period_ns:.3f} ns "
+            f"with clock uncertainty; static estimate over the Yosys netlist, delay table "
+            f"{self.table}; not Vivado)"
+        ]
         for k, p in enumerate(self.paths[:count], 1):
             lines.append(f"{k:>3}. {p.ns:6.3f} ns  {p.levels:>2} levels  {p.start}  ->  {p.end}")
         return "\n".join(lines)
@@ -217,9 +234,9 @@ _DEDICATED_IN = {"CI", "CIN", "PCIN", "ACIN", "BCIN", "CARRYCASCIN", "MULTSIGNIN
 
 class _Graph:
     def __init__(self):
-        self.arcs = defaultdict(list)      # node -> [(node, delay, cell)]
-        self.starts = {}                   # node -> (clock-to-out, cell)
-        self.ends = []                     # (node, setup, cell, load pin)
+        self.arcs = defaultdict(list)  # node -> [(node, delay, cell)]
+        self.starts = {}  # node -> (clock-to-out, cell)
+        self.ends = []  # (node, setup, cell, load pin)
 
     def arc(self, src, dst, delay, cell):
         self.arcs[src].append((dst, delay, cell))
@@ -249,8 +266,11 @@ def _param(cell, name, default=0):
 
 
 def _inputs(cell):
-    return [p for p, d in cell.get("port_directions", {}).items()
-            if d == "input" and p not in _CLOCK_PINS]
+    return [
+        p
+        for p, d in cell.get("port_directions", {}).items()
+        if d == "input" and p not in _CLOCK_PINS
+    ]
 
 
 def _outputs(cell):
@@ -286,8 +306,10 @@ def _carry(g, t, name, cell, ctype):
                     g.arc(b, co[j], ci_top if j == n - 1 else t.carry_ci_inner, name)
                 if j < len(o) and isinstance(o[j], int):
                     g.arc(b, o[j], t.carry_ci_o, name)
-    for port, to_co, to_o in (("S", t.carry_s_co, t.carry_s_o),
-                              ("DI", t.carry_di_co, t.carry_di_o)):
+    for port, to_co, to_o in (
+        ("S", t.carry_s_co, t.carry_s_o),
+        ("DI", t.carry_di_co, t.carry_di_o),
+    ):
         bits = cell["connections"].get(port, [])
         for i, b in enumerate(bits):
             if not isinstance(b, int):
@@ -332,11 +354,11 @@ def _lutram(g, t, name, cell, ctype):
     srl = ctype.startswith("SRL")
     for p in _inputs(cell):
         m = re.fullmatch(r"ADDR([A-H])", p)
-        if m:                                   # RAM32M/RAM64M(8)/RAM32M16
+        if m:  # RAM32M/RAM64M(8)/RAM32M16
             reads = [f"DO{m.group(1)}"]
-        elif p.startswith("DPRA"):              # RAMnX1D second read port
+        elif p.startswith("DPRA"):  # RAMnX1D second read port
             reads = ["DPO"]
-        elif re.fullmatch(r"A\d*", p):          # RAMnX1S/D port A, SRL address
+        elif re.fullmatch(r"A\d*", p):  # RAMnX1S/D port A, SRL address
             reads = ["SPO", "O", "Q"]
         else:
             reads = []
@@ -353,6 +375,7 @@ def _dsp(g, t, name, cell, ctype):
     """DSP48E2 as its stages ([UG579] figure 2-1): A/B/C/D input registers, pre-adder
     (ADREG), multiplier (MREG), ALU (PREG); each register present per its parameter is
     an end point of the stage before and a start point of the stage after."""
+
     def node(stage):
         return (name, stage)
 
@@ -370,17 +393,22 @@ def _dsp(g, t, name, cell, ctype):
 
     preadd = "AD" in (_param(cell, "AMULTSEL", "A"), _param(cell, "BMULTSEL", "B"))
     use_mult = _param(cell, "USE_MULT", "MULTIPLY") != "NONE"
-    for stage, ports, reg_param in (("a", ("A", "ACIN"), "AREG"), ("b", ("B", "BCIN"), "BREG"),
-                                    ("c", ("C",), "CREG"), ("d", ("D",), "DREG"),
-                                    ("inmode", ("INMODE",), "INMODEREG"),
-                                    ("ctrl", ("OPMODE", "ALUMODE", "CARRYIN", "CARRYINSEL"),
-                                     None)):
+    for stage, ports, reg_param in (
+        ("a", ("A", "ACIN"), "AREG"),
+        ("b", ("B", "BCIN"), "BREG"),
+        ("c", ("C",), "CREG"),
+        ("d", ("D",), "DREG"),
+        ("inmode", ("INMODE",), "INMODEREG"),
+        ("ctrl", ("OPMODE", "ALUMODE", "CARRYIN", "CARRYINSEL"), None),
+    ):
         if not any(_bits(cell, p) for p in ports):
-            continue                            # tied off: a constant, no path
+            continue  # tied off: a constant, no path
         pins(ports, node(stage + "_d"), t.dsp_in)
         if reg_param is None:
-            present = any(_param(cell, r, 1) for r in ("OPMODEREG", "ALUMODEREG",
-                                                      "CARRYINREG", "CARRYINSELREG"))
+            present = any(
+                _param(cell, r, 1)
+                for r in ("OPMODEREG", "ALUMODEREG", "CARRYINREG", "CARRYINSELREG")
+            )
         else:
             present = _param(cell, reg_param, 1) > 0
         reg(node(stage + "_d"), node(stage + "_q"), present, t.dsp_setup_in, t.dsp_in_clk)
@@ -390,12 +418,17 @@ def _dsp(g, t, name, cell, ctype):
     pre = t.dsp_preadd if preadd else t.dsp_preadd_bypass
     for src in ("a_q", "b_q", "d_q", "inmode_q"):
         g.arc(node(src), node("ad_d"), pre, name)
-    reg(node("ad_d"), node("ad_q"), preadd and _param(cell, "ADREG", 1) > 0,
-        t.dsp_setup_m, t.dsp_in_clk)
+    reg(
+        node("ad_d"),
+        node("ad_q"),
+        preadd and _param(cell, "ADREG", 1) > 0,
+        t.dsp_setup_m,
+        t.dsp_in_clk,
+    )
     if use_mult:
         g.arc(node("ad_q"), node("m_d"), t.dsp_mult + t.dsp_m_data, name)
         reg(node("m_d"), node("m_q"), _param(cell, "MREG", 1) > 0, t.dsp_setup_m, t.dsp_in_clk)
-    else:                                       # A:B straight to the ALU's X multiplexer
+    else:  # A:B straight to the ALU's X multiplexer
         g.arc(node("a_q"), node("m_q"), 0.0, name)
         g.arc(node("b_q"), node("m_q"), 0.0, name)
     for src in ("m_q", "c_q", "ctrl_q"):
@@ -405,12 +438,15 @@ def _dsp(g, t, name, cell, ctype):
     if preg:
         g.end(node("alu"), t.dsp_setup_p, name)
         g.start(node("p"), t.dsp_clk_p, name)
-        g.arc(node("p"), node("alu"), t.dsp_alu, name)     # P feedback (accumulate)
+        g.arc(node("p"), node("alu"), t.dsp_alu, name)  # P feedback (accumulate)
     for p in _outputs(cell):
         if p in ("ACOUT", "BCOUT"):
             continue
-        delay = 0.0 if preg else (t.dsp_out_pcout if p.endswith("COUT") or p.startswith(
-            "PCOUT") else t.dsp_out_p)
+        delay = (
+            0.0
+            if preg
+            else (t.dsp_out_pcout if p.endswith("COUT") or p.startswith("PCOUT") else t.dsp_out_p)
+        )
         for b in _bits(cell, p):
             g.arc(node("p") if preg else node("alu"), b, delay, name)
     for p in _inputs(cell):
@@ -438,6 +474,7 @@ def _model(ctype):
 
 
 # --- analysis -----------------------------------------------------------------------------------
+
 
 def load_netlist(path, top=None):
     """The top module of a Yosys ``write_json`` netlist (flattened)."""
@@ -550,7 +587,7 @@ def _route_delays(module, kinds, table):
         if dpin.startswith(_CASCADE_OUT) and load.startswith(("CARRY", "DSP48")):
             return table.route_cascade
         if _is_lut(dtype) and load.startswith("MUXF"):
-            return table.route_local            # the LUTs feeding a wide mux: in the slice
+            return table.route_local  # the LUTs feeding a wide mux: in the slice
         if dtype.startswith("MUXF") and load.startswith("MUXF"):
             return table.route_local
         if fanout[bit] == 1 and _is_lut(dtype) and load.startswith(("FD", "CARRY")):
@@ -595,10 +632,12 @@ def _propagate(g, table, module, kinds, count):
                 ready.append(dst)
     if seen < len(nodes):
         names = _names(module)
-        stuck = sorted({names.get(n, str(n)) for n in nodes if indeg[n] > 0 and
-                        isinstance(n, int)})[:4]
-        raise TimingError(f"combinational loop through {len(nodes) - seen} nets, e.g. "
-                          + ", ".join(stuck))
+        stuck = sorted(
+            {names.get(n, str(n)) for n in nodes if indeg[n] > 0 and isinstance(n, int)}
+        )[:4]
+        raise TimingError(
+            f"combinational loop through {len(nodes) - seen} nets, e.g. " + ", ".join(stuck)
+        )
 
     scored = []
     for node, setup, cell in g.ends:
@@ -615,7 +654,7 @@ def _propagate(g, table, module, kinds, count):
             p, via = prev.get(n, (None, None))
             chain.append((p, via))
             n = p
-        chain.reverse()                          # [(None, start cell), ..., (end, end cell)]
+        chain.reverse()  # [(None, start cell), ..., (end, end cell)]
         start = label.node(chain[1][0], chain[0][1])
         end = label.end(node, cell)
         key = (re.sub(r"\[\d+\]", "", start), re.sub(r"\[\d+\]", "", end))
@@ -628,9 +667,14 @@ def _propagate(g, table, module, kinds, count):
         if len(paths) >= count:
             break
     worst = (scored[0][0] if scored else 0.0) + table.clock_uncertainty
-    return TimingReport(table=table.name, period_ns=round(worst, 3),
-                        fmax_mhz=round(1000.0 / worst, 1), paths=paths,
-                        start_points=len(g.starts), end_points=len(g.ends))
+    return TimingReport(
+        table=table.name,
+        period_ns=round(worst, 3),
+        fmax_mhz=round(1000.0 / worst, 1),
+        paths=paths,
+        start_points=len(g.starts),
+        end_points=len(g.ends),
+    )
 
 
 class _Labels:

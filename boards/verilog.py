@@ -25,8 +25,15 @@ from amaranth.hdl import ClockDomain, Module, Shape
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In
 
-__all__ = ["TOP_NAME", "BoardTop", "annotate_ports", "interfaces", "parse_ports", "write_atomic",
-           "write_verilog"]
+__all__ = [
+    "TOP_NAME",
+    "BoardTop",
+    "annotate_ports",
+    "interfaces",
+    "parse_ports",
+    "write_atomic",
+    "write_verilog",
+]
 
 #: Module name of the board top level in the Verilog and the block design.
 TOP_NAME = "bamboo_top"
@@ -61,8 +68,9 @@ class BoardTop(wiring.Component):
             if name not in members:
                 raise ValueError(f"the accelerator has no {name!r} port; it has {sorted(members)}")
         if "clk" in members or "rst" in members:
-            raise ValueError("the accelerator must be clocked by its sync domain, "
-                             "not by clk/rst ports")
+            raise ValueError(
+                "the accelerator must be clocked by its sync domain, not by clk/rst ports"
+            )
         self.accel = accel
         super().__init__({"clk": In(1), "rst": In(1), **members})
         self._annotate()
@@ -92,15 +100,31 @@ class BoardTop(wiring.Component):
             for i, name in enumerate(sig.members):
                 port = getattr(getattr(self, bus), name)
                 first = i == 0
-                put(port, f"{bus}__{name}", f"{_AXIMM} {bus} {name.upper()}",
+                put(
+                    port,
+                    f"{bus}__{name}",
+                    f"{_AXIMM} {bus} {name.upper()}",
                     _aximm_parameters(bus, sig) if first else None,
-                    f"{mode} {bus}" if first else None)
-        put(self.clk, "clk", "xilinx.com:signal:clock:1.0 clk CLK",
-            "XIL_INTERFACENAME clk, ASSOCIATED_BUSIF s_axi:m_axi, ASSOCIATED_RESET rst")
-        put(self.rst, "rst", "xilinx.com:signal:reset:1.0 rst RST",
-            "XIL_INTERFACENAME rst, POLARITY ACTIVE_HIGH")
-        put(self.irq, "irq", "xilinx.com:signal:interrupt:1.0 irq INTERRUPT",
-            "XIL_INTERFACENAME irq, SENSITIVITY LEVEL_HIGH")
+                    f"{mode} {bus}" if first else None,
+                )
+        put(
+            self.clk,
+            "clk",
+            "xilinx.com:signal:clock:1.0 clk CLK",
+            "XIL_INTERFACENAME clk, ASSOCIATED_BUSIF s_axi:m_axi, ASSOCIATED_RESET rst",
+        )
+        put(
+            self.rst,
+            "rst",
+            "xilinx.com:signal:reset:1.0 rst RST",
+            "XIL_INTERFACENAME rst, POLARITY ACTIVE_HIGH",
+        )
+        put(
+            self.irq,
+            "irq",
+            "xilinx.com:signal:interrupt:1.0 irq INTERRUPT",
+            "XIL_INTERFACENAME irq, SENSITIVITY LEVEL_HIGH",
+        )
 
     def elaborate(self, platform):
         m = Module()
@@ -120,12 +144,21 @@ def _aximm_parameters(bus, sig):
         return Shape.cast(sig.members[name].shape).width
 
     lite = "awlen" not in names
-    params = {"XIL_INTERFACENAME": bus, "PROTOCOL": "AXI4LITE" if lite else "AXI4",
-              "DATA_WIDTH": width("wdata"),
-              "ADDR_WIDTH": width("awaddr")}
+    params = {
+        "XIL_INTERFACENAME": bus,
+        "PROTOCOL": "AXI4LITE" if lite else "AXI4",
+        "DATA_WIDTH": width("wdata"),
+        "ADDR_WIDTH": width("awaddr"),
+    }
     if not lite:
-        params.update({"ID_WIDTH": width("awid"), "MAX_BURST_LENGTH": 256,
-                       "SUPPORTS_NARROW_BURST": 0, "HAS_REGION": 0})
+        params.update(
+            {
+                "ID_WIDTH": width("awid"),
+                "MAX_BURST_LENGTH": 256,
+                "SUPPORTS_NARROW_BURST": 0,
+                "HAS_REGION": 0,
+            }
+        )
     return ", ".join(f"{k} {v}" for k, v in params.items())
 
 
@@ -147,12 +180,14 @@ def write_verilog(top, path, cache):
     path = Path(path)
     cache = Path(cache)
     cache.mkdir(parents=True, exist_ok=True)
-    key = hashlib.sha256(rtlil.convert(top, name=TOP_NAME, emit_src=False).encode()
-                         + amaranth.__version__.encode() + _REV.encode()).hexdigest()[:20]
+    key = hashlib.sha256(
+        rtlil.convert(top, name=TOP_NAME, emit_src=False).encode()
+        + amaranth.__version__.encode()
+        + _REV.encode()
+    ).hexdigest()[:20]
     cached = cache / f"{key}.v"
     if not cached.exists():
-        text = annotate_ports(verilog.convert(top, name=TOP_NAME, emit_src=False),
-                              top.port_attrs)
+        text = annotate_ports(verilog.convert(top, name=TOP_NAME, emit_src=False), top.port_attrs)
         tmp = cached.with_suffix(f".tmp{os.getpid()}")
         tmp.write_text(text)
         tmp.replace(cached)
@@ -188,25 +223,27 @@ def annotate_ports(text, port_attrs, module=TOP_NAME):
         raise ValueError(f"no module {module!r} in the Verilog")
     end = text.index("endmodule", start.end())
     out, done = [], set()
-    for line in text[start.end():end].splitlines(keepends=True):
+    for line in text[start.end() : end].splitlines(keepends=True):
         stripped = line.strip()
         if stripped.startswith("(*") and stripped.endswith("*)") and "X_INTERFACE" in stripped:
             continue
         decl = _DECL.match(line)
         if decl and decl[4] in port_attrs:
-            indent = line[:len(line) - len(line.lstrip())]
+            indent = line[: len(line) - len(line.lstrip())]
             out += [f'{indent}(* {k} = "{v}" *)\n' for k, v in port_attrs[decl[4]].items()]
             done.add(decl[4])
         out.append(line)
     missing = sorted(set(port_attrs) - done)
     if missing:
         raise ValueError(f"ports {missing} are not declared in module {module!r}")
-    return text[:start.end()] + "".join(out) + text[end:]
+    return text[: start.end()] + "".join(out) + text[end:]
 
 
 _ATTR = re.compile(r'\(\*\s*(\w+)\s*=\s*"([^"]*)"\s*\*\)')
-_DECL = re.compile(r"^\s*(input|output|inout)\s+(?:wire\s+|reg\s+)?(?:\[(\d+):(\d+)\]\s*)?"
-                   r"(\\?\S+?)\s*;")
+_DECL = re.compile(
+    r"^\s*(input|output|inout)\s+(?:wire\s+|reg\s+)?(?:\[(\d+):(\d+)\]\s*)?"
+    r"(\\?\S+?)\s*;"
+)
 
 
 def parse_ports(text, module=TOP_NAME):
@@ -220,7 +257,7 @@ def parse_ports(text, module=TOP_NAME):
         raise ValueError(f"no module {module!r} in the Verilog")
     end = text.index("endmodule", start.end())
     ports, attrs = {}, {}
-    for line in text[start.end():end].splitlines():
+    for line in text[start.end() : end].splitlines():
         found = _ATTR.findall(line)
         if found and line.strip().startswith("(*"):
             attrs.update(found)
@@ -255,27 +292,32 @@ def interfaces(ports):
         if info is None:
             continue
         vlnv, name, logical = info.split()
-        intf = out.setdefault(name, {"vlnv": vlnv, "mode": None, "declared_mode": None,
-                                     "signals": {}, "parameters": {}})
+        intf = out.setdefault(
+            name,
+            {"vlnv": vlnv, "mode": None, "declared_mode": None, "signals": {}, "parameters": {}},
+        )
         if intf["vlnv"] != vlnv:
             raise ValueError(f"interface {name!r} mixes {intf['vlnv']} and {vlnv}")
         if logical in intf["signals"]:
-            raise ValueError(f"{name} {logical} is claimed by both {intf['signals'][logical]} "
-                             f"and {port}")
+            raise ValueError(
+                f"{name} {logical} is claimed by both {intf['signals'][logical]} and {port}"
+            )
         intf["signals"][logical] = port
         param = attrs.get("X_INTERFACE_PARAMETER")
         if param:
             if intf["parameters"]:
-                raise ValueError(f"interface {name!r} has X_INTERFACE_PARAMETER on more "
-                                 f"than one port ({port})")
+                raise ValueError(
+                    f"interface {name!r} has X_INTERFACE_PARAMETER on more than one port ({port})"
+                )
             for item in param.split(","):
                 key, _, value = item.strip().partition(" ")
                 intf["parameters"][key] = value.strip()
         mode = attrs.get("X_INTERFACE_MODE")
         if mode is not None:
             if intf["declared_mode"] is not None:
-                raise ValueError(f"interface {name!r} has X_INTERFACE_MODE on more than "
-                                 f"one port ({port})")
+                raise ValueError(
+                    f"interface {name!r} has X_INTERFACE_MODE on more than one port ({port})"
+                )
             intf["declared_mode"] = mode
         if vlnv == _AXIMM and logical == "AWVALID":
             intf["mode"] = "master" if direction == "output" else "slave"

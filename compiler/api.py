@@ -23,12 +23,14 @@ def inspect(model, *, approx=(), se_on_fabric=False, fc_on_fabric=False):
     squeeze-excite / every fully connected layer on the fabric as 1x1 convolutions.
     Errors are :class:`~bamboo.arch.errors.BambooError`.
     """
-    return compile_model(str(model), approx=tuple(approx), se_on_fabric=se_on_fabric,
-                         fc_on_fabric=fc_on_fabric)
+    return compile_model(
+        str(model), approx=tuple(approx), se_on_fabric=se_on_fabric, fc_on_fabric=fc_on_fabric
+    )
 
 
-def compile(model, config="ultra96", *, approx=(), se_on_fabric=False, fc_on_fabric=False,
-            progress=None):
+def compile(
+    model, config="ultra96", *, approx=(), se_on_fabric=False, fc_on_fabric=False, progress=None
+):
     """Compile ``model`` for ``config`` (a preset name or an
     :class:`~bamboo.arch.AcceleratorConfig`); returns the ``.bmb`` artifact's bytes, which
     ``bamboo.runtime.session.Session`` runs. Options as :func:`inspect`;

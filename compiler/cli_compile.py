@@ -13,8 +13,12 @@ def add_compile_parser(subparsers):
     p.add_argument("-o", "--output", help="artifact path (default: MODEL with .bmb)")
     from bamboo.arch import PRESETS
 
-    p.add_argument("--config", default="ultra96", choices=sorted(PRESETS),
-                   help="accelerator preset (default ultra96)")
+    p.add_argument(
+        "--config",
+        default="ultra96",
+        choices=sorted(PRESETS),
+        help="accelerator preset (default ultra96)",
+    )
     from .cli_inspect import add_frontend_arguments
 
     add_frontend_arguments(p)
@@ -35,8 +39,12 @@ def cmd_compile(args, out=None):
     out = out or sys.stderr
     config = preset(args.config)
     start = time.perf_counter()
-    graph = compile_model(args.model, approx=args.approx, se_on_fabric=args.se_on_fabric,
-                          input_shapes=args.input_shape)
+    graph = compile_model(
+        args.model,
+        approx=args.approx,
+        se_on_fabric=args.se_on_fabric,
+        input_shapes=args.input_shape,
+    )
 
     def progress(done, total, name):
         if not args.quiet:
@@ -51,9 +59,12 @@ def cmd_compile(args, out=None):
     if not args.quiet:
         s = compiled.stats
         cpu = [n for n in compiled.graph.nodes if n.target == "cpu"]
-        print(f"\r{' ' * 72}\r{path}: {len(blob)} bytes, {s['instructions']} instructions, "
-              f"DDR footprint {s['footprint']} bytes {s['regions']}, "
-              f"{len(cpu)} CPU nodes, {time.perf_counter() - start:.1f} s", file=out)
+        print(
+            f"\r{' ' * 72}\r{path}: {len(blob)} bytes, {s['instructions']} instructions, "
+            f"DDR footprint {s['footprint']} bytes {s['regions']}, "
+            f"{len(cpu)} CPU nodes, {time.perf_counter() - start:.1f} s",
+            file=out,
+        )
         for note in graph.notes:
             print(f"  note: {note}", file=out)
         for n in cpu:

@@ -3,8 +3,14 @@
 from bamboo.arch.errors import BambooError
 
 __all__ = [
-    "CompilerError", "ModelLoadError", "NotQuantizedError", "UnsupportedOpError",
-    "DynamicShapeError", "MixedPrecisionError", "MissingInitializerError", "IRError",
+    "CompilerError",
+    "ModelLoadError",
+    "NotQuantizedError",
+    "UnsupportedOpError",
+    "DynamicShapeError",
+    "MixedPrecisionError",
+    "MissingInitializerError",
+    "IRError",
 ]
 
 

@@ -26,11 +26,12 @@ def run_node(node, values, graph):
     """Execute one IR node on ``values`` (a dict of code arrays); returns its output array."""
     tins = [graph.tensors[i] for i in node.inputs]
     tout = graph.tensors[node.outputs[0]]
-    y = run_op(node.op, node.attrs, [values[i] for i in node.inputs], [t.q for t in tins],
-               tout.q)
+    y = run_op(node.op, node.attrs, [values[i] for i in node.inputs], [t.q for t in tins], tout.q)
     if y.shape != tout.shape or y.dtype != tout.q.np_dtype:
-        raise CompilerError(f"node {node.name!r} ({node.op}) produced {y.dtype}{y.shape}, "
-                            f"expected {tout.q.dtype}{tout.shape}")
+        raise CompilerError(
+            f"node {node.name!r} ({node.op}) produced {y.dtype}{y.shape}, "
+            f"expected {tout.q.dtype}{tout.shape}"
+        )
     return y
 
 
@@ -57,8 +58,9 @@ def run(graph, feeds, *, raw=False, keep=False):
         t = graph.tensors[spec.tensor]
         x = np.asarray(feeds[spec.onnx_name])
         if tuple(x.shape) != tuple(spec.onnx_shape):
-            raise CompilerError(f"input {spec.onnx_name!r} has shape {x.shape}, the model "
-                                f"takes {spec.onnx_shape}")
+            raise CompilerError(
+                f"input {spec.onnx_name!r} has shape {x.shape}, the model takes {spec.onnx_shape}"
+            )
         if not raw and spec.float:
             x = quantize(x, _F32(t.q.scale), t.q.zp, t.q.np_dtype)
         x = x.astype(t.q.np_dtype)

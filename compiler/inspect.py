@@ -16,13 +16,16 @@ def macs(graph, node):
     out = graph.tensors[node.outputs[0]]
     if node.op == "conv":
         kh, kw, cg = node.attrs["w"].shape[1:]
-        stuffed = node.attrs.get("w_stuffed", 1)   # zero columns the back end added
+        stuffed = node.attrs.get("w_stuffed", 1)  # zero columns the back end added
         return out.size * kh * ((kw - 1) // stuffed + 1) * cg
     if node.op == "fc":
         return out.size * node.attrs["w"].shape[1]
     if node.op in ("gap", "avgpool"):
-        return graph.tensors[node.inputs[0]].size if node.op == "gap" else \
-            out.size * int(np.prod(node.attrs["kernel"]))
+        return (
+            graph.tensors[node.inputs[0]].size
+            if node.op == "gap"
+            else out.size * int(np.prod(node.attrs["kernel"]))
+        )
     if node.op in ("add", "mul"):
         return out.size
     return 0
@@ -37,8 +40,18 @@ def node_rows(graph):
         fused = ", ".join(n.fused)
         if n.attrs.get("approx"):
             fused += f" [approx {n.attrs['approx']}: {n.attrs['approx_wrong_codes']}/256 codes off]"
-        rows.append({"node": n.name, "op": n.op, "in": ins, "out": out, "macs": macs(graph, n),
-                     "target": n.target or "-", "why": n.reason, "fused": fused})
+        rows.append(
+            {
+                "node": n.name,
+                "op": n.op,
+                "in": ins,
+                "out": out,
+                "macs": macs(graph, n),
+                "target": n.target or "-",
+                "why": n.reason,
+                "fused": fused,
+            }
+        )
     return rows
 
 
@@ -76,15 +89,15 @@ def render(graph, title=""):
     s = summary(graph)
     lines.append("")
     lines.append("MACs per frame: " + ", ".join(f"{k} {v:,}" for k, v in s["macs"].items()))
-    lines.append(f"segments: {len(s['segments'])} (" + ", ".join(
-        f"{t}:{n}" for t, n in s["segments"]) + ")")
+    lines.append(
+        f"segments: {len(s['segments'])} (" + ", ".join(f"{t}:{n}" for t, n in s["segments"]) + ")"
+    )
     lines.append(f"transitions: {len(s['transitions'])}")
     for src, dst, tensors, nbytes in s["transitions"]:
         names = ", ".join(tensors[:3]) + (" ..." if len(tensors) > 3 else "")
         lines.append(f"  {src} -> {dst}: {nbytes:,} bytes ({names})")
     lines.append(f"bytes crossing PS/PL per frame: {s['bytes_per_frame']:,}")
     return "\n".join(lines)
-
 
 
 class _InspectModule(types.ModuleType):

@@ -49,19 +49,47 @@ import numpy as np
 from .errors import IRError
 
 __all__ = [
-    "OPS", "QType", "Tensor", "Node", "Graph", "IOSpec", "verify", "dump", "NHWC", "ND",
-    "FABRIC", "CPU",
-    "logical_shape", "to_physical_axis",
+    "OPS",
+    "QType",
+    "Tensor",
+    "Node",
+    "Graph",
+    "IOSpec",
+    "verify",
+    "dump",
+    "NHWC",
+    "ND",
+    "FABRIC",
+    "CPU",
+    "logical_shape",
+    "to_physical_axis",
 ]
 
 NHWC = "NHWC"
 ND = "ND"
 FABRIC, CPU = "fabric", "cpu"  # Node.target, set by the partitioner
-OPS = frozenset({
-    "conv", "fc", "gap", "avgpool", "maxpool", "add", "mul", "concat", "slice", "shuffle",
-    "resize", "lut", "view", "transpose", "softmax", "pad",
-    "add_const", "mul_const",
-})
+OPS = frozenset(
+    {
+        "conv",
+        "fc",
+        "gap",
+        "avgpool",
+        "maxpool",
+        "add",
+        "mul",
+        "concat",
+        "slice",
+        "shuffle",
+        "resize",
+        "lut",
+        "view",
+        "transpose",
+        "softmax",
+        "pad",
+        "add_const",
+        "mul_const",
+    }
+)
 _NHWC_TO_NCHW = (0, 3, 1, 2)
 
 
@@ -69,8 +97,8 @@ _NHWC_TO_NCHW = (0, 3, 1, 2)
 class QType:
     """8-bit quantization of a tensor: ``real = (code - zp) * scale``."""
 
-    dtype: str          # "uint8" or "int8"
-    scale: float        # a float32 value (kept exactly in a Python float)
+    dtype: str  # "uint8" or "int8"
+    scale: float  # a float32 value (kept exactly in a Python float)
     zp: int
 
     @property
@@ -283,8 +311,9 @@ def dump(graph, title=""):
         lines.append(f"  input  {i.tensor} {t.shape} {t.layout} {t.q}")
     for n in graph.nodes:
         outs = ", ".join(f"{o}{graph.tensors[o].shape}" for o in n.outputs)
-        attrs = " ".join(f"{k}={_fmt_attr(v)}" for k, v in n.attrs.items()
-                         if k not in ("w", "bias", "w_zp"))
+        attrs = " ".join(
+            f"{k}={_fmt_attr(v)}" for k, v in n.attrs.items() if k not in ("w", "bias", "w_zp")
+        )
         extra = f" fused={list(n.fused)}" if n.fused else ""
         extra += f" @{n.target}" if n.target else ""
         lines.append(f"  {n.name}: {n.op}({', '.join(n.inputs)}) -> {outs} {attrs}{extra}")

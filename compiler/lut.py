@@ -82,18 +82,31 @@ def lut_model(op, x_scale, x_zp, y_scale, y_zp, dtype=np.uint8, **attrs):
     attrs = _attrs(op, attrs)
     dtype = _check_qparams(x_scale, x_zp, y_scale, y_zp, dtype)
     elem = helper.np_dtype_to_tensor_dtype(dtype)
-    inits = [numpy_helper.from_array(np.asarray(v, t), n) for n, v, t in (
-        ("xs", x_scale, np.float32), ("xz", x_zp, dtype),
-        ("ys", y_scale, np.float32), ("yz", y_zp, dtype))]
+    inits = [
+        numpy_helper.from_array(np.asarray(v, t), n)
+        for n, v, t in (
+            ("xs", x_scale, np.float32),
+            ("xz", x_zp, dtype),
+            ("ys", y_scale, np.float32),
+            ("yz", y_zp, dtype),
+        )
+    ]
     nodes = [helper.make_node("DequantizeLinear", ["x", "xs", "xz"], ["xf"])]
     if op == "SiLU":
-        nodes += [helper.make_node("Sigmoid", ["xf"], ["sig"]),
-                  helper.make_node("Mul", ["xf", "sig"], ["yf"])]
+        nodes += [
+            helper.make_node("Sigmoid", ["xf"], ["sig"]),
+            helper.make_node("Mul", ["xf", "sig"], ["yf"]),
+        ]
     else:
         nodes.append(helper.make_node(op, ["xf"], ["yf"], **attrs))
     nodes.append(helper.make_node("QuantizeLinear", ["yf", "ys", "yz"], ["y"]))
-    graph = helper.make_graph(nodes, f"lut_{op}", [helper.make_tensor_value_info("x", elem, [256])],
-                              [helper.make_tensor_value_info("y", elem, [256])], inits)
+    graph = helper.make_graph(
+        nodes,
+        f"lut_{op}",
+        [helper.make_tensor_value_info("x", elem, [256])],
+        [helper.make_tensor_value_info("y", elem, [256])],
+        inits,
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", _OPSET)])
     model.ir_version = _IR_VERSION
     return model
@@ -147,17 +160,17 @@ def _float_op(op, x, attrs):
     if op in ("HardSigmoid", "HardSwish"):
         alpha, beta = (attrs["alpha"], attrs["beta"]) if op == "HardSigmoid" else (1 / 6, 0.5)
         hs = np.clip(f32(alpha) * x + f32(beta), f32(0), f32(1))
-        return hs if op == "HardSigmoid" else x * hs          # HardSwish inlines as x * HardSigmoid
+        return hs if op == "HardSigmoid" else x * hs  # HardSwish inlines as x * HardSigmoid
     if op == "LeakyRelu":
         return np.where(x >= 0, x, f32(attrs["alpha"]) * x)
     xd = x.astype(np.float64)
-    with np.errstate(over="ignore"):                          # exp overflow -> inf -> exact 0
+    with np.errstate(over="ignore"):  # exp overflow -> inf -> exact 0
         sig = 1.0 / (1.0 + np.exp(-xd))
     if op == "Sigmoid":
         return sig.astype(f32)
     if op == "Tanh":
         return np.tanh(xd).astype(f32)
-    return x * sig.astype(f32)                                # SiLU: Sigmoid, then a float32 Mul
+    return x * sig.astype(f32)  # SiLU: Sigmoid, then a float32 Mul
 
 
 def build_lut_numpy(op, x_scale, x_zp, y_scale, y_zp, dtype=np.uint8, **attrs):

@@ -9,15 +9,29 @@ from bamboo.runtime.elementwise import requant_table as _table
 from . import ir
 from .errors import MixedPrecisionError, UnsupportedOpError
 
-__all__ = ["attrs", "elem_name", "label", "requant_table", "scalar_q", "Const", "QConst",
-           "Codes", "Dequantized", "Pending", "FloatInput", "Refused"]
+__all__ = [
+    "attrs",
+    "elem_name",
+    "label",
+    "requant_table",
+    "scalar_q",
+    "Const",
+    "QConst",
+    "Codes",
+    "Dequantized",
+    "Pending",
+    "FloatInput",
+    "Refused",
+]
 
 
 # What an ONNX value is, as the walk meets it. ``kind`` names the class in messages.
 
+
 @dataclass(frozen=True, eq=False)
 class Const:
     """A folded constant."""
+
     value: object
     kind: ClassVar[str] = "const"
 
@@ -26,6 +40,7 @@ class Const:
 class QConst:
     """``DequantizeLinear`` of a constant: integer codes with their scale, zero point and
     axis (weights, bias)."""
+
     codes: np.ndarray
     scale: np.ndarray
     zp: np.ndarray
@@ -36,6 +51,7 @@ class QConst:
 @dataclass(frozen=True)
 class Codes:
     """8-bit codes: the IR ``tensor`` (QuantizeLinear or QOperator outputs)."""
+
     tensor: str
     kind: ClassVar[str] = "q"
 
@@ -43,6 +59,7 @@ class Codes:
 @dataclass(frozen=True)
 class Dequantized:
     """The float view of IR ``tensor`` (a DequantizeLinear output)."""
+
     tensor: str
     kind: ClassVar[str] = "dq"
 
@@ -51,6 +68,7 @@ class Dequantized:
 class Pending:
     """The float result of compute ``node``, waiting for the QuantizeLinear that fixes its
     output scale; ``views``: element moves met on the way (applied to the codes)."""
+
     node: object
     views: tuple = ()
     kind: ClassVar[str] = "pending"
@@ -59,6 +77,7 @@ class Pending:
 @dataclass(frozen=True)
 class FloatInput:
     """A graph input waiting for its QuantizeLinear (or a QOperator reading it as codes)."""
+
     name: str
     shape: tuple
     elem: int
@@ -68,6 +87,7 @@ class FloatInput:
 @dataclass(frozen=True)
 class Refused:
     """The output of an unsupported ``node`` (already reported)."""
+
     node: object
     kind: ClassVar[str] = "bad"
 
@@ -88,8 +108,11 @@ def elem_name(elem):
     """An ONNX element type's name (``FLOAT``), or a placeholder for an unknown one."""
     from onnx import TensorProto
 
-    return TensorProto.DataType.Name(elem) if elem in TensorProto.DataType.values() else \
-        f"<unknown type {elem}>"
+    return (
+        TensorProto.DataType.Name(elem)
+        if elem in TensorProto.DataType.values()
+        else f"<unknown type {elem}>"
+    )
 
 
 def scalar_q(scale, zp, where):
@@ -98,15 +121,20 @@ def scalar_q(scale, zp, where):
     scale = np.asarray(scale, dtype=np.float32)
     zp = np.asarray(zp)
     if scale.size != 1 or zp.size != 1:
-        raise UnsupportedOpError(f"{where}: activations need one scale per tensor, "
-                                 f"not {scale.size}; quantize activations per tensor")
+        raise UnsupportedOpError(
+            f"{where}: activations need one scale per tensor, "
+            f"not {scale.size}; quantize activations per tensor"
+        )
     if not np.isfinite(scale).all() or (scale <= 0).any():
-        raise UnsupportedOpError(f"{where}: scale {float(scale.reshape(-1)[0])!r} is not "
-                                 f"positive and finite; re-quantize the model")
+        raise UnsupportedOpError(
+            f"{where}: scale {float(scale.reshape(-1)[0])!r} is not "
+            f"positive and finite; re-quantize the model"
+        )
     if zp.dtype not in (np.uint8, np.int8):
         raise MixedPrecisionError(
             f"{where}: activations are {zp.dtype}; Bamboo runs 8-bit codes only: quantize "
-            f"with activation_type QUInt8 or QInt8")
+            f"with activation_type QUInt8 or QInt8"
+        )
     return ir.QType(str(zp.dtype), float(scale.reshape(())), int(zp.reshape(())))
 
 
@@ -115,4 +143,3 @@ def requant_table(qi, qo):
     if qi.dtype != qo.dtype:
         raise MixedPrecisionError(f"cannot requantize {qi.dtype} codes to {qo.dtype}")
     return _table(np.float32(qi.scale), qi.zp, np.float32(qo.scale), qo.zp, qi.np_dtype)
-

@@ -16,14 +16,12 @@ The front end is this module, ``onnx_ops`` (the walk), ``onnx_moves``, ``onnx_co
 the passes, the partitioner and the executor do not.
 """
 
-
 import os
 
 from .errors import CompilerError, ModelLoadError
 from .onnx_ops import Lowering
 
-__all__ = ["load_model", "prepare", "lower", "import_onnx", "check_ssa", "MIN_OPSET",
-           "MAX_OPSET"]
+__all__ = ["load_model", "prepare", "lower", "import_onnx", "check_ssa", "MIN_OPSET", "MAX_OPSET"]
 
 MIN_OPSET, MAX_OPSET = 11, 21
 
@@ -63,7 +61,8 @@ def load_model(source):
         except Exception as exc:  # protobuf raises DecodeError and friends
             raise ModelLoadError(
                 f"{label}: not a valid ONNX file, truncated or corrupt "
-                f"({type(exc).__name__}); re-export the model") from None
+                f"({type(exc).__name__}); re-export the model"
+            ) from None
     if not model.graph.node:
         raise ModelLoadError("the model has no nodes: a truncated or empty ONNX file?")
     if model.functions:
@@ -75,7 +74,8 @@ def load_model(source):
     if opset is None or not MIN_OPSET <= opset <= MAX_OPSET:
         raise ModelLoadError(
             f"model opset {opset} is outside {MIN_OPSET}-{MAX_OPSET}; convert it with "
-            f"onnx.version_converter.convert_version(model, 13) before quantizing")
+            f"onnx.version_converter.convert_version(model, 13) before quantizing"
+        )
     return model
 
 
@@ -96,9 +96,11 @@ def prepare(model):
                 raise ModelLoadError(
                     f"initializer {t.name!r} is stored in an external data file that was "
                     f"not loaded; pass the model's path (the .data file is looked up beside "
-                    f"it), not its bytes") from None
-            raise ModelLoadError(f"initializer {t.name!r} cannot be read ({exc}); "
-                                 f"the file may be truncated") from None
+                    f"it), not its bytes"
+                ) from None
+            raise ModelLoadError(
+                f"initializer {t.name!r} cannot be read ({exc}); the file may be truncated"
+            ) from None
     if any(i.name in consts for i in model.graph.input):
         model = onnx.ModelProto.FromString(model.SerializeToString())
         keep = [i for i in model.graph.input if i.name not in consts]
@@ -130,9 +132,11 @@ def lower(model, consts, *, approx=(), input_shapes=None):
         # that contradict the weights...): report the node instead of a traceback.
         node = lw.current
         where = f"node {node.name or node.op_type!r} ({node.op_type})" if node else "the model"
-        raise ModelLoadError(f"{where} cannot be lowered: {type(exc).__name__}: "
-                             f"{str(exc)[:200]}; check the model (onnx.checker, "
-                             f"onnxruntime) or report a Bamboo bug") from exc
+        raise ModelLoadError(
+            f"{where} cannot be lowered: {type(exc).__name__}: "
+            f"{str(exc)[:200]}; check the model (onnx.checker, "
+            f"onnxruntime) or report a Bamboo bug"
+        ) from exc
 
 
 def check_ssa(model):
@@ -150,7 +154,8 @@ def check_ssa(model):
         raise ModelLoadError(
             f"the graph is not in SSA form: {', '.join(map(repr, twice[:5]))}"
             f"{' ...' if len(twice) > 5 else ''} written more than once (by two nodes, or a "
-            f"node and an input/initializer); rename the outputs so each is written once")
+            f"node and an input/initializer); rename the outputs so each is written once"
+        )
 
 
 def _inline_functions(model):
@@ -160,36 +165,49 @@ def _inline_functions(model):
     try:
         return inliner.inline_local_functions(model)
     except Exception as exc:
-        raise ModelLoadError(f"the model's local functions cannot be inlined "
-                             f"({type(exc).__name__}: {str(exc)[:200]}); check the model "
-                             f"with onnx.checker") from None
+        raise ModelLoadError(
+            f"the model's local functions cannot be inlined "
+            f"({type(exc).__name__}: {str(exc)[:200]}); check the model "
+            f"with onnx.checker"
+        ) from None
 
 
 def _load_external_data(model, base_dir):
     """Read external initializers from files beside the model (not the working directory)."""
     from onnx import TensorProto, external_data_helper
 
-    tensors = [t for t in external_data_helper._get_all_tensors(model)
-               if t.data_location == TensorProto.EXTERNAL]
+    tensors = [
+        t
+        for t in external_data_helper._get_all_tensors(model)
+        if t.data_location == TensorProto.EXTERNAL
+    ]
     for t in tensors:
         info = external_data_helper.ExternalDataInfo(t)
         loc = info.location
         path = os.path.normpath(os.path.join(base_dir, loc))
         if os.path.isabs(loc) or not path.startswith(os.path.normpath(base_dir) + os.sep):
-            raise ModelLoadError(f"initializer {t.name!r}: external data location {loc!r} "
-                                 f"is outside the model's folder {base_dir}")
+            raise ModelLoadError(
+                f"initializer {t.name!r}: external data location {loc!r} "
+                f"is outside the model's folder {base_dir}"
+            )
         if not os.path.isfile(path):
-            raise ModelLoadError(f"initializer {t.name!r}: its external data file {loc!r} is "
-                                 f"missing (looked for {path}); copy it beside the model")
+            raise ModelLoadError(
+                f"initializer {t.name!r}: its external data file {loc!r} is "
+                f"missing (looked for {path}); copy it beside the model"
+            )
         size = os.path.getsize(path)
         end = (info.offset or 0) + (info.length or 0)
         if info.length and end > size:
-            raise ModelLoadError(f"initializer {t.name!r}: external data file {loc!r} holds "
-                                 f"{size} bytes, fewer than offset+length {end}: truncated")
+            raise ModelLoadError(
+                f"initializer {t.name!r}: external data file {loc!r} holds "
+                f"{size} bytes, fewer than offset+length {end}: truncated"
+            )
         try:
             external_data_helper.load_external_data_for_tensor(t, base_dir)
         except OSError as exc:
-            raise ModelLoadError(f"initializer {t.name!r}: cannot read its external data file "
-                                 f"{loc!r} ({exc.strerror})") from None
+            raise ModelLoadError(
+                f"initializer {t.name!r}: cannot read its external data file "
+                f"{loc!r} ({exc.strerror})"
+            ) from None
         t.data_location = TensorProto.DEFAULT
         del t.external_data[:]

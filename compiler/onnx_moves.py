@@ -39,11 +39,15 @@ def pool_geometry(node, in_hw, kernel, attrs):
     if nd != 2:
         raise UnsupportedOpError(f"node {_label(node)!r}: only 2-D kernels are supported")
     if len(stride) != 2 or len(dil) != 2:
-        raise UnsupportedOpError(f"node {_label(node)!r}: strides {stride} and dilations {dil} "
-                                 f"must have 2 entries for a 2-D kernel")
+        raise UnsupportedOpError(
+            f"node {_label(node)!r}: strides {stride} and dilations {dil} "
+            f"must have 2 entries for a 2-D kernel"
+        )
     if min(stride + dil + tuple(kernel)) < 1 or min(pads) < 0 or len(pads) != 4:
-        raise UnsupportedOpError(f"node {_label(node)!r}: invalid kernel {kernel}, strides "
-                                 f"{stride}, dilations {dil} or pads {pads}")
+        raise UnsupportedOpError(
+            f"node {_label(node)!r}: invalid kernel {kernel}, strides "
+            f"{stride}, dilations {dil} or pads {pads}"
+        )
     ceil = attrs.get("ceil_mode", 0)
     out = []
     for i in range(2):
@@ -67,14 +71,14 @@ def _view(lw, node, tname, shape):
     t = lw.t(tname)
     shape = tuple(int(s) for s in shape)
     if int(np.prod(shape)) != t.size:
-        raise UnsupportedOpError(f"node {_label(node)!r}: cannot view {ir.logical_shape(t)} "
-                                 f"as {shape}")
+        raise UnsupportedOpError(
+            f"node {_label(node)!r}: cannot view {ir.logical_shape(t)} as {shape}"
+        )
     if t.layout == ir.NHWC and not (t.shape[1] == 1 and t.shape[2] == 1):
         tname = lw.logical(tname)
     if shape == lw.t(tname).shape and lw.t(tname).layout == ir.ND:
         return tname
-    out = lw.emit("view", _label(node), [tname], shape, t.q, ir.ND, source=[node.name],
-                  shape=shape)
+    out = lw.emit("view", _label(node), [tname], shape, t.q, ir.ND, source=[node.name], shape=shape)
     if len(shape) == 4 and len(t.shape) != 4:
         # A feature map rebuilt from another rank (channel shuffle's 5-D detour): back to
         # NHWC now, so the ops after it and recognize_channel_shuffle see a map.
@@ -88,8 +92,9 @@ def _reshape_target(node, lw, t):
     if op == "Reshape":
         raw = np.asarray(lw.const(node.input[1], node, "shape"))
         if raw.ndim != 1:
-            raise UnsupportedOpError(f"node {_label(node)!r}: Reshape's shape input must be "
-                                     f"1-D, not {raw.shape}")
+            raise UnsupportedOpError(
+                f"node {_label(node)!r}: Reshape's shape input must be 1-D, not {raw.shape}"
+            )
         target = [int(s) for s in raw]
         out = []
         for i, s in enumerate(target):
@@ -106,8 +111,11 @@ def _reshape_target(node, lw, t):
         if axes is None and len(node.input) > 1 and node.input[1]:
             axes = [int(x) for x in lw.const(node.input[1], node, "axes")]
         if op == "Squeeze":
-            axes = [x % len(shape) for x in axes] if axes else [i for i, s in enumerate(shape)
-                                                                if s == 1]
+            axes = (
+                [x % len(shape) for x in axes]
+                if axes
+                else [i for i, s in enumerate(shape) if s == 1]
+            )
             return [s for i, s in enumerate(shape) if i not in axes]
         out = list(shape)
         rank = len(shape) + len(axes)
@@ -127,18 +135,33 @@ def lower_move(lw, node, tname):
         rank = len(t.shape)
         perm = tuple(a.get("perm", tuple(reversed(range(rank)))))
         if sorted(perm) != list(range(rank)):
-            raise UnsupportedOpError(f"node {_label(node)!r}: perm {perm} is not a permutation "
-                                     f"of the {rank} axes of {ir.logical_shape(t)}")
+            raise UnsupportedOpError(
+                f"node {_label(node)!r}: perm {perm} is not a permutation "
+                f"of the {rank} axes of {ir.logical_shape(t)}"
+            )
         base = (0, 3, 1, 2) if t.layout == ir.NHWC else tuple(range(rank))
         phys = tuple(base[p] for p in perm)
         shape = tuple(t.shape[p] for p in phys)
         if phys == tuple(range(rank)):
             if t.layout == ir.ND:
                 return [tname]
-            return [lw.emit("view", _label(node), [tname], shape, t.q, ir.ND,
-                            source=[node.name], shape=shape)]
-        return [lw.emit("transpose", _label(node), [tname], shape, t.q, ir.ND,
-                        source=[node.name], perm=phys)]
+            return [
+                lw.emit(
+                    "view",
+                    _label(node),
+                    [tname],
+                    shape,
+                    t.q,
+                    ir.ND,
+                    source=[node.name],
+                    shape=shape,
+                )
+            ]
+        return [
+            lw.emit(
+                "transpose", _label(node), [tname], shape, t.q, ir.ND, source=[node.name], perm=phys
+            )
+        ]
     if op == "MaxPool":
         if len(node.output) > 1 and node.output[1]:
             raise UnsupportedOpError(f"node {_label(node)!r}: MaxPool indices are unsupported")
@@ -157,17 +180,35 @@ def lower_move(lw, node, tname):
         # never wins (as the pool's own padding); with another code (the zero point, real 0)
         # only when the pool has no padding of its own, as the pool's pad value.
         src, outer, value = lw.explicit_pad(tname)
-        if src != tname and max(np.add(pads, outer)[[0, 2]]) < kernel[0] and \
-                max(np.add(pads, outer)[[1, 3]]) < kernel[1] and \
-                (value == lw.t(src).q.qmin or not any(pads)):
+        if (
+            src != tname
+            and max(np.add(pads, outer)[[0, 2]]) < kernel[0]
+            and max(np.add(pads, outer)[[1, 3]]) < kernel[1]
+            and (value == lw.t(src).q.qmin or not any(pads))
+        ):
             tname, pads = src, tuple(int(p) for p in np.add(pads, outer))
             extra = {} if value == lw.t(src).q.qmin else {"pad_value": value}
         if max(pads[0], pads[2]) >= kernel[0] or max(pads[1], pads[3]) >= kernel[1]:
-            raise UnsupportedOpError(f"node {_label(node)!r}: MaxPool pads {pads} (ceil_mode "
-                                     f"included) must be smaller than the kernel {kernel}")
-        return [lw.emit("maxpool", _label(node), [tname], (n, ho, wo, c), t.q, ir.NHWC,
-                        source=[node.name], kernel=kernel, stride=stride, dilation=dil,
-                        pads=pads, **extra)]
+            raise UnsupportedOpError(
+                f"node {_label(node)!r}: MaxPool pads {pads} (ceil_mode "
+                f"included) must be smaller than the kernel {kernel}"
+            )
+        return [
+            lw.emit(
+                "maxpool",
+                _label(node),
+                [tname],
+                (n, ho, wo, c),
+                t.q,
+                ir.NHWC,
+                source=[node.name],
+                kernel=kernel,
+                stride=stride,
+                dilation=dil,
+                pads=pads,
+                **extra,
+            )
+        ]
     if op in ("Slice", "Split"):
         return _slice_split(lw, node, tname, a)
     if op in ("Resize", "Upsample"):
@@ -196,15 +237,24 @@ def _slice_split(lw, node, tname, a):
     else:
         starts = lw.const(node.input[1], node, "starts")
         ends = lw.const(node.input[2], node, "ends")
-        axes = lw.const(node.input[3], node, "axes") if len(node.input) > 3 and node.input[3] \
+        axes = (
+            lw.const(node.input[3], node, "axes")
+            if len(node.input) > 3 and node.input[3]
             else np.arange(len(starts))
-        steps = lw.const(node.input[4], node, "steps") if len(node.input) > 4 and node.input[4] \
+        )
+        steps = (
+            lw.const(node.input[4], node, "steps")
+            if len(node.input) > 4 and node.input[4]
             else np.ones(len(starts), np.int64)
+        )
         sl = [slice(None)] * rank
         for s, e, ax, st in zip(starts, ends, axes, steps):
             sl[int(ax) % rank] = slice(int(s), int(e), int(st))
-        moved = [(i, sl[i].indices(shape[i])) for i in range(rank)
-                 if sl[i].indices(shape[i]) != (0, shape[i], 1)]
+        moved = [
+            (i, sl[i].indices(shape[i]))
+            for i in range(rank)
+            if sl[i].indices(shape[i]) != (0, shape[i], 1)
+        ]
         if len(moved) > 1:
             raise UnsupportedOpError(f"node {_label(node)!r}: Slice on several axes at once")
         if not moved:
@@ -217,9 +267,21 @@ def _slice_split(lw, node, tname, a):
         n = len(range(s0, e0, st))
         phys = list(t.shape)
         phys[pax] = n
-        outs.append(lw.emit("slice", f"{_label(node)}_{k}" if len(ranges) > 1 else _label(node),
-                            [tname], phys, t.q, t.layout, source=[node.name], axis=pax,
-                            start=s0, end=e0, step=st))
+        outs.append(
+            lw.emit(
+                "slice",
+                f"{_label(node)}_{k}" if len(ranges) > 1 else _label(node),
+                [tname],
+                phys,
+                t.q,
+                t.layout,
+                source=[node.name],
+                axis=pax,
+                start=s0,
+                end=e0,
+                step=st,
+            )
+        )
     return outs
 
 
@@ -256,10 +318,21 @@ def _pad(lw, node, tname, a):
     if min(shape) < 1:
         raise UnsupportedOpError(f"node {_label(node)!r}: pads {raw} leave an empty tensor")
     if mode == "reflect" and any(b >= s or e >= s for s, (b, e) in zip(t.shape, phys)):
-        raise UnsupportedOpError(f"node {_label(node)!r}: reflect pads {raw} reach past the "
-                                 f"tensor {ir.logical_shape(t)}")
-    return lw.emit("pad", _label(node), [tname], shape, t.q, t.layout, source=[node.name],
-                   pads=tuple(tuple(p) for p in phys), mode=mode, value=value)
+        raise UnsupportedOpError(
+            f"node {_label(node)!r}: reflect pads {raw} reach past the tensor {ir.logical_shape(t)}"
+        )
+    return lw.emit(
+        "pad",
+        _label(node),
+        [tname],
+        shape,
+        t.q,
+        t.layout,
+        source=[node.name],
+        pads=tuple(tuple(p) for p in phys),
+        mode=mode,
+        value=value,
+    )
 
 
 def _pad_code(lw, node, q):
@@ -271,9 +344,15 @@ def _pad_code(lw, node, q):
         if cv.kind == "qconst":  # DequantizeLinear of a constant code: its real value
             from bamboo.runtime.quant import dequantize
 
-            v = dequantize(np.asarray(cv.codes).reshape(-1)[:1],
-                           np.asarray(cv.scale).reshape(-1)[0],
-                           np.asarray(cv.zp).reshape(-1)[0])[0] if np.size(cv.codes) else 0
+            v = (
+                dequantize(
+                    np.asarray(cv.codes).reshape(-1)[:1],
+                    np.asarray(cv.scale).reshape(-1)[0],
+                    np.asarray(cv.zp).reshape(-1)[0],
+                )[0]
+                if np.size(cv.codes)
+                else 0
+            )
         else:
             v = np.asarray(lw.const(node.input[2], node, "constant value")).reshape(-1)
             v = v[0] if v.size else 0
@@ -284,6 +363,7 @@ def _pad_code(lw, node, q):
 
         code = int(quantize(np.float32(v), np.float32(q.scale), q.zp, q.np_dtype))
     if not q.qmin <= code <= q.qmax:
-        raise UnsupportedOpError(f"node {_label(node)!r}: Pad value {v} is outside the "
-                                 f"{q.dtype} codes")
+        raise UnsupportedOpError(
+            f"node {_label(node)!r}: Pad value {v} is outside the {q.dtype} codes"
+        )
     return code

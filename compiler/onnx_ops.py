@@ -55,12 +55,34 @@ __all__ = ["Lowering"]
 MS = "com.microsoft"
 _VIEW_OPS = {"Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity", "Transpose"}
 _MOVE_OPS = _VIEW_OPS | {"MaxPool", "Slice", "Split", "Resize", "Upsample", "Pad"}
-_COMPUTE_OPS = {"Conv", "Gemm", "MatMul", "Add", "Mul", "Concat", "GlobalAveragePool",
-                "AveragePool", "Softmax", "Relu", "Clip", "ReduceMean"}
+_COMPUTE_OPS = {
+    "Conv",
+    "Gemm",
+    "MatMul",
+    "Add",
+    "Mul",
+    "Concat",
+    "GlobalAveragePool",
+    "AveragePool",
+    "Softmax",
+    "Relu",
+    "Clip",
+    "ReduceMean",
+}
 _LUT_OPS = {"Sigmoid", "HardSigmoid", "HardSwish", "LeakyRelu", "Tanh"}
-_QOPS = {"QLinearConv", "QLinearMatMul", "QGemm", "QLinearAdd", "QLinearMul",
-         "QLinearGlobalAveragePool", "QLinearAveragePool", "QLinearConcat", "QLinearLeakyRelu",
-         "QLinearSigmoid", "QLinearSoftmax"}
+_QOPS = {
+    "QLinearConv",
+    "QLinearMatMul",
+    "QGemm",
+    "QLinearAdd",
+    "QLinearMul",
+    "QLinearGlobalAveragePool",
+    "QLinearAveragePool",
+    "QLinearConcat",
+    "QLinearLeakyRelu",
+    "QLinearSigmoid",
+    "QLinearSoftmax",
+}
 # Never folded: DQ of a constant stays integer codes (weights); Constant is read directly.
 _FOLD_SKIP = {"DequantizeLinear", "Constant"}
 
@@ -84,12 +106,14 @@ class Lowering:
         self.producer = {}
         self.current = None  # output tensor base name -> IR node name
         self.opset = next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
-        self.quantized = any(n.op_type == "QuantizeLinear" or n.op_type in _QOPS
-                             for n in model.graph.node)
+        self.quantized = any(
+            n.op_type == "QuantizeLinear" or n.op_type in _QOPS for n in model.graph.node
+        )
         if not self.quantized:
             raise NotQuantizedError(
                 "the model is float (no QuantizeLinear or QLinear* node); quantize it first "
-                "with onnxruntime.quantization.quantize_static (QDQ, uint8 activations)")
+                "with onnxruntime.quantization.quantize_static (QDQ, uint8 activations)"
+            )
         resolved = resolve_input_shapes(model, input_shapes)
         self.notes = resolved.notes
         self.total_bytes = 0
@@ -114,7 +138,8 @@ class Lowering:
             raise CompilerError(
                 f"the model's activations exceed the {MAX_TENSOR_BYTES:,} bytes the "
                 f"accelerator's DMA offsets can address (at tensor {name!r}); use a smaller "
-                f"input")
+                f"input"
+            )
         self.tensors[name] = ir.Tensor(name, shape, q, layout)
         return name
 
@@ -131,8 +156,12 @@ class Lowering:
         spatial ``pad`` (no cropping) of ``source``, else ``(tname, zeros, None)``: a Conv or
         pool reading it may take the padding as its own (the pad node is then pruned)."""
         p = self.producer.get(tname)
-        if p is None or p.op != "pad" or p.attrs["mode"] != "constant" or \
-                self.t(tname).layout != ir.NHWC:
+        if (
+            p is None
+            or p.op != "pad"
+            or p.attrs["mode"] != "constant"
+            or self.t(tname).layout != ir.NHWC
+        ):
             return tname, (0, 0, 0, 0), None
         (n0, n1), (t, b), (le, r), (c0, c1) = p.attrs["pads"]
         if n0 or n1 or c0 or c1 or min(t, b, le, r) < 0:
@@ -146,7 +175,8 @@ class Lowering:
         if v is None:
             raise MissingInitializerError(
                 f"node {node.name or node.op_type!r} ({node.op_type}) reads {name!r}, which no "
-                f"initializer, input or earlier node provides; the model is incomplete")
+                f"initializer, input or earlier node provides; the model is incomplete"
+            )
         return v
 
     def const(self, name, node, what="input"):
@@ -154,7 +184,8 @@ class Lowering:
         if v.kind != "const":
             raise UnsupportedOpError(
                 f"node {node.name or node.op_type!r} ({node.op_type}): {what} {name!r} must be a "
-                f"constant, but it is computed at run time")
+                f"constant, but it is computed at run time"
+            )
         return v.value
 
     def t(self, name):
@@ -168,16 +199,19 @@ class Lowering:
         if v.kind == "fin":
             raise NotQuantizedError(
                 f"node {node.name or node.op_type!r} ({node.op_type}) reads the float input "
-                f"{name!r} directly; quantize the model fully (QuantizeLinear on every input)")
+                f"{name!r} directly; quantize the model fully (QuantizeLinear on every input)"
+            )
         if v.kind == "pending":
             p = v.node
             raise NotQuantizedError(
                 f"node {node.name or node.op_type!r} ({node.op_type}) reads the float output of "
                 f"{p.name or p.op_type!r} ({p.op_type}); quantize that node (no "
-                f"QuantizeLinear follows it)")
+                f"QuantizeLinear follows it)"
+            )
         raise UnsupportedOpError(
             f"node {node.name or node.op_type!r} ({node.op_type}): input {name!r} is a constant "
-            f"where Bamboo expects an activation")
+            f"where Bamboo expects an activation"
+        )
 
     # --- layout ------------------------------------------------------------------------------
 
@@ -191,13 +225,19 @@ class Lowering:
         if key not in self.layout_cache:
             n, c, h, w = t.shape
             if h == w == 1:  # (N, C, 1, 1): the same bytes in either layout
-                self.layout_cache[key] = self.emit("view", f"{tname}_nhwc", [tname],
-                                                   (n, h, w, c), t.q, ir.NHWC,
-                                                   shape=(n, h, w, c))
+                self.layout_cache[key] = self.emit(
+                    "view", f"{tname}_nhwc", [tname], (n, h, w, c), t.q, ir.NHWC, shape=(n, h, w, c)
+                )
             else:
-                self.layout_cache[key] = self.emit("transpose", f"{tname}_nhwc", [tname],
-                                                   (n, h, w, c), t.q, ir.NHWC,
-                                                   perm=(0, 2, 3, 1))
+                self.layout_cache[key] = self.emit(
+                    "transpose",
+                    f"{tname}_nhwc",
+                    [tname],
+                    (n, h, w, c),
+                    t.q,
+                    ir.NHWC,
+                    perm=(0, 2, 3, 1),
+                )
         return self.layout_cache[key]
 
     def logical(self, tname):
@@ -208,11 +248,13 @@ class Lowering:
         if key not in self.layout_cache:
             shape = ir.logical_shape(t)
             if t.shape[1] == t.shape[2] == 1:
-                self.layout_cache[key] = self.emit("view", f"{tname}_nchw", [tname], shape,
-                                                   t.q, ir.ND, shape=shape)
+                self.layout_cache[key] = self.emit(
+                    "view", f"{tname}_nchw", [tname], shape, t.q, ir.ND, shape=shape
+                )
             else:
-                self.layout_cache[key] = self.emit("transpose", f"{tname}_nchw", [tname], shape,
-                                                   t.q, ir.ND, perm=(0, 3, 1, 2))
+                self.layout_cache[key] = self.emit(
+                    "transpose", f"{tname}_nchw", [tname], shape, t.q, ir.ND, perm=(0, 3, 1, 2)
+                )
         return self.layout_cache[key]
 
     # --- the walk ----------------------------------------------------------------------------
@@ -237,8 +279,9 @@ class Lowering:
         if len(refused) == 1:
             raise UnsupportedOpError(refused[0])
         if refused:
-            raise UnsupportedOpError(f"{len(refused)} nodes are not supported: " +
-                                     "; ".join(refused))
+            raise UnsupportedOpError(
+                f"{len(refused)} nodes are not supported: " + "; ".join(refused)
+            )
         return self.finish()
 
     def lower_node(self, node):
@@ -248,16 +291,18 @@ class Lowering:
                 f"node {node.name or op!r}: {op} is a custom op of domain {node.domain!r}, "
                 f"which needs its own runtime library; Bamboo runs standard ONNX and "
                 f"com.microsoft quantized ops: export the model without it (or replace it "
-                f"with standard ops)")
+                f"with standard ops)"
+            )
         ins = [self.get(i, node) if i else None for i in node.input]
         if op not in _FOLD_SKIP and all(v is None or v.kind == "const" for v in ins):
-            self.fold(node)   # any op, supported or not, of constants (shape arithmetic)
+            self.fold(node)  # any op, supported or not, of constants (shape arithmetic)
             return
         handler = HANDLERS.get(op)
         if handler is None:
             raise UnsupportedOpError(
                 f"node {node.name or op!r}: operator {node.domain + '.' if node.domain else ''}"
-                f"{op} is not supported by Bamboo; replace it in the model or file an issue")
+                f"{op} is not supported by Bamboo; replace it in the model or file an issue"
+            )
         handler(self, node, ins)
 
     # --- the handlers of HANDLERS: (self, node, input values) --------------------------------
@@ -278,7 +323,7 @@ class Lowering:
             val = np.int64(shape.prod())
         else:
             a = _attrs(node)
-            val = shape[a.get("start", 0):a.get("end", len(shape))]
+            val = shape[a.get("start", 0) : a.get("end", len(shape))]
         self.vals[node.output[0]] = Const(val)
 
     def identity(self, node, ins):
@@ -310,11 +355,18 @@ class Lowering:
                 what = v.node.op_type if v.kind == "pending" else v.kind
                 raise NotQuantizedError(
                     f"output {vi.name!r} comes from a float {what}; quantize the model so a "
-                    f"QuantizeLinear/DequantizeLinear pair ends every output")
+                    f"QuantizeLinear/DequantizeLinear pair ends every output"
+                )
             t = self.t(v.tensor)
             outputs.append(ir.IOSpec(vi.name, v.tensor, ir.logical_shape(t), v.kind == "dq"))
-        g = ir.Graph(tuple(self.nodes), self.tensors, tuple(self.inputs), tuple(outputs),
-                     name=self.model.graph.name or "model", notes=self.notes)
+        g = ir.Graph(
+            tuple(self.nodes),
+            self.tensors,
+            tuple(self.inputs),
+            tuple(outputs),
+            name=self.model.graph.name or "model",
+            notes=self.notes,
+        )
         return ir.verify(g.prune())
 
     def float_mean_output(self, vi, v):
@@ -327,23 +379,28 @@ class Lowering:
             raise NotQuantizedError(
                 f"output {vi.name!r} comes from a float ReduceMean of a value that is not "
                 f"dequantized codes; quantize the model so a QuantizeLinear/DequantizeLinear "
-                f"pair ends every output")
+                f"pair ends every output"
+            )
         shape = ir.logical_shape(self.t(src.tensor))
         axes = reduce_axes(self, node, len(shape))
         if not axes or axes != list(range(len(shape) - len(axes), len(shape))):
             raise UnsupportedOpError(
                 f"output {vi.name!r} comes from a float ReduceMean over axes {axes} of "
-                f"{shape}; Bamboo reproduces onnxruntime's float mean over trailing axes only")
-        out = np.zeros(shape, np.float32).mean(axis=tuple(axes),
-                                               keepdims=bool(_attrs(node).get("keepdims", 1)))
+                f"{shape}; Bamboo reproduces onnxruntime's float mean over trailing axes only"
+            )
+        out = np.zeros(shape, np.float32).mean(
+            axis=tuple(axes), keepdims=bool(_attrs(node).get("keepdims", 1))
+        )
         for view in views:
             out = self.fold_value(view, out)
         self.notes = tuple(self.notes) + (
             f"output {vi.name!r} is a float ReduceMean over axes {axes} of dequantized codes "
             f"(no QuantizeLinear follows it): onnxruntime runs it in float, and so does the "
-            f"CPU after the output's DequantizeLinear, in onnxruntime's summation order",)
-        return ir.IOSpec(vi.name, src.tensor, tuple(int(d) for d in out.shape), True,
-                         mean_axes=tuple(axes))
+            f"CPU after the output's DequantizeLinear, in onnxruntime's summation order",
+        )
+        return ir.IOSpec(
+            vi.name, src.tensor, tuple(int(d) for d in out.shape), True, mean_axes=tuple(axes)
+        )
 
     # --- constants ---------------------------------------------------------------------------
 
@@ -359,23 +416,34 @@ class Lowering:
         from onnx.reference import ReferenceEvaluator
 
         given = given or {}
-        feeds = {f"i{k}": given[i] if i in given else self.vals[i].value
-                 for k, i in enumerate(node.input) if i}
+        feeds = {
+            f"i{k}": given[i] if i in given else self.vals[i].value
+            for k, i in enumerate(node.input)
+            if i
+        }
         names = [f"i{k}" if i else "" for k, i in enumerate(node.input)]
         outs = [f"o{k}" for k in range(len(node.output))]
         n = helper.make_node(node.op_type, names, outs, domain=node.domain)
         n.attribute.extend(node.attribute)
         try:
-            g = helper.make_graph([n], "fold", [helper.make_tensor_value_info(
-                k, helper.np_dtype_to_tensor_dtype(np.asarray(v).dtype), None)
-                for k, v in feeds.items()],
-                [helper.make_tensor_value_info(o, 0, None) for o in outs])
+            g = helper.make_graph(
+                [n],
+                "fold",
+                [
+                    helper.make_tensor_value_info(
+                        k, helper.np_dtype_to_tensor_dtype(np.asarray(v).dtype), None
+                    )
+                    for k, v in feeds.items()
+                ],
+                [helper.make_tensor_value_info(o, 0, None) for o in outs],
+            )
             m = helper.make_model(g, opset_imports=list(self.model.opset_import))
             res = ReferenceEvaluator(m).run(None, {k: np.asarray(v) for k, v in feeds.items()})
         except Exception as exc:
             raise UnsupportedOpError(
                 f"node {node.name or node.op_type!r} ({node.op_type}): constant folding failed "
-                f"({type(exc).__name__}: {exc})") from None
+                f"({type(exc).__name__}: {exc})"
+            ) from None
         if given:
             return [np.asarray(r) for r in res]
         for o, r in zip(node.output, res):
@@ -387,8 +455,11 @@ class Lowering:
         scale = ins[k].value if ins[k] is not None and ins[k].kind == "const" else None
         if scale is None:
             raise UnsupportedOpError(f"node {node.name!r}: scale must be a constant")
-        zp = self.const(node.input[k + 1], node, "zero point") \
-            if len(ins) > k + 1 and ins[k + 1] is not None else np.uint8(0)
+        zp = (
+            self.const(node.input[k + 1], node, "zero point")
+            if len(ins) > k + 1 and ins[k + 1] is not None
+            else np.uint8(0)
+        )
         return scale, zp
 
     def quantize(self, node, ins):
@@ -403,7 +474,8 @@ class Lowering:
             if elem != _FLOAT:
                 raise UnsupportedOpError(
                     f"QuantizeLinear {name!r} quantizes the input {fname!r} of type "
-                    f"{_elem_name(elem)}; Bamboo takes float32 inputs (or 8-bit codes)")
+                    f"{_elem_name(elem)}; Bamboo takes float32 inputs (or 8-bit codes)"
+                )
             layout = ir.NHWC if len(shape) == 4 else ir.ND
             phys = (shape[0], shape[2], shape[3], shape[1]) if layout == ir.NHWC else shape
             t = self.tensor(out, phys, q, layout)
@@ -427,8 +499,10 @@ class Lowering:
             t = self.t(v.tensor)
             q = _scalar_q(*self.qparams(node, ins), f"DequantizeLinear {name!r}")
             if (q.scale, q.zp) != (t.q.scale, t.q.zp):
-                raise UnsupportedOpError(f"DequantizeLinear {name!r}: parameters differ from "
-                                         f"the QuantizeLinear before it")
+                raise UnsupportedOpError(
+                    f"DequantizeLinear {name!r}: parameters differ from "
+                    f"the QuantizeLinear before it"
+                )
             self.vals[node.output[0]] = Dequantized(v.tensor)
         elif kind == "const":
             codes = v.value
@@ -437,9 +511,11 @@ class Lowering:
             if codes.dtype not in (np.int8, np.uint8, np.int32):
                 raise MixedPrecisionError(
                     f"DequantizeLinear {name!r}: constant of type {codes.dtype}; Bamboo takes "
-                    f"int8/uint8 weights and int32 bias (quantize with weight_type QInt8)")
-            self.vals[node.output[0]] = QConst(codes, np.asarray(scale, np.float32),
-                                               np.asarray(zp), axis)
+                    f"int8/uint8 weights and int32 bias (quantize with weight_type QInt8)"
+                )
+            self.vals[node.output[0]] = QConst(
+                codes, np.asarray(scale, np.float32), np.asarray(zp), axis
+            )
         else:
             raise UnsupportedOpError(f"DequantizeLinear {name!r}: input kind {kind} unsupported")
 
@@ -448,15 +524,19 @@ class Lowering:
         t = self.t(tname)
         if (t.q.dtype, t.q.scale, t.q.zp) == (q.dtype, q.scale, q.zp):
             return tname
-        return self.emit("lut", base, [tname], t.shape, q, t.layout,
-                         table=requant_table(t.q, q), fn="requant")
+        return self.emit(
+            "lut", base, [tname], t.shape, q, t.layout, table=requant_table(t.q, q), fn="requant"
+        )
 
     # --- code-moving ops ---------------------------------------------------------------------
 
     def move(self, node, ins=None):
         v = self.get(node.input[0], node)
-        if v.kind == "pending" and (node.op_type in _VIEW_OPS or is_copy_resize(node)) \
-                and len(node.output) == 1:
+        if (
+            v.kind == "pending"
+            and (node.op_type in _VIEW_OPS or is_copy_resize(node))
+            and len(node.output) == 1
+        ):
             # A float op's result reshaped (ReduceMean -> Flatten) or copied (HardSwish ->
             # nearest Resize) before its QuantizeLinear: still pending. Moving elements
             # commutes with quantizing them, so the move applies to the codes once the
@@ -466,8 +546,9 @@ class Lowering:
         if v.kind == "pending":
             raise NotQuantizedError(
                 f"node {node.name or node.op_type!r} ({node.op_type}) reads the float output of "
-                f"{v.node.name or v.node.op_type!r}; quantize that node")
-        if is_float_resize(node, v.kind):   # QDQ linear Resize: float, fixed by its Q
+                f"{v.node.name or v.node.op_type!r}; quantize that node"
+            )
+        if is_float_resize(node, v.kind):  # QDQ linear Resize: float, fixed by its Q
             self.vals[node.output[0]] = Pending(node)
             return
         tname = self.act(node.input[0], node)

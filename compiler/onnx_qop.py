@@ -31,8 +31,11 @@ def _label(node):
 
 def _q(lw, node, k):
     scale = lw.const(node.input[k], node, "scale")
-    zp = lw.const(node.input[k + 1], node, "zero point") if len(node.input) > k + 1 and \
-        node.input[k + 1] else np.uint8(0)
+    zp = (
+        lw.const(node.input[k + 1], node, "zero point")
+        if len(node.input) > k + 1 and node.input[k + 1]
+        else np.uint8(0)
+    )
     return _scalar_q(scale, zp, f"{node.op_type} {_label(node)!r}")
 
 
@@ -48,7 +51,8 @@ def _act(lw, node, k, q):
             raise UnsupportedOpError(
                 f"node {_label(node)!r} ({node.op_type}) reads the input {fname!r} of type "
                 f"{_elem_name(elem)} as {q.dtype} codes; declare the input {q.dtype} or "
-                f"quantize it with a QuantizeLinear")
+                f"quantize it with a QuantizeLinear"
+            )
         layout = ir.NHWC if len(shape) == 4 else ir.ND
         phys = (shape[0], shape[2], shape[3], shape[1]) if layout == ir.NHWC else shape
         t = lw.tensor(fname, phys, q, layout)
@@ -65,8 +69,11 @@ def _act(lw, node, k, q):
 def _wconst(lw, node, k):
     codes = lw.const(node.input[k], node, "weights")
     scale = np.asarray(lw.const(node.input[k + 1], node, "weight scale"), np.float32)
-    zp = lw.const(node.input[k + 2], node, "weight zero point") if node.input[k + 2] else \
-        np.zeros((), codes.dtype)
+    zp = (
+        lw.const(node.input[k + 2], node, "weight zero point")
+        if node.input[k + 2]
+        else np.zeros((), codes.dtype)
+    )
     return codes, scale, np.asarray(zp)
 
 
@@ -78,8 +85,9 @@ def lower_qop(lw, node):
     if op == "QLinearConv":
         x = _act(lw, node, 0, _q(lw, node, 1))
         codes, ws, wz = _wconst(lw, node, 3)
-        bias = lw.const(node.input[8], node, "bias") if len(node.input) > 8 and node.input[8] \
-            else None
+        bias = (
+            lw.const(node.input[8], node, "bias") if len(node.input) > 8 and node.input[8] else None
+        )
         out = build_conv(lw, node, x, codes, ws, wz, bias, _q(lw, node, 6), base, a)
     elif op in ("QLinearMatMul", "QGemm"):
         x = _act(lw, node, 0, _q(lw, node, 1))
@@ -96,14 +104,21 @@ def lower_qop(lw, node):
             w, bias, qo = codes.T, None, _q(lw, node, 6)
         out = build_fc(lw, node, x, w, ws, wz, bias, qo, base)
     elif op in ("QLinearAdd", "QLinearMul") and any(
-            lw.get(node.input[k], node).kind == "const" for k in (0, 3)):
+        lw.get(node.input[k], node).kind == "const" for k in (0, 3)
+    ):
         # A constant operand (the bias after a QLinearMatMul of older quantizers).
         k = 3 if lw.get(node.input[3], node).kind == "const" else 0
         qc = _q(lw, node, k + 1)
         x = _act(lw, node, 3 - k, _q(lw, node, 4 - k))
-        out = build_const_operand(lw, node, op[7:].lower(), x,
-                                  (np.asarray(lw.const(node.input[k], node)), qc.scale, qc.zp),
-                                  _q(lw, node, 6), base)
+        out = build_const_operand(
+            lw,
+            node,
+            op[7:].lower(),
+            x,
+            (np.asarray(lw.const(node.input[k], node)), qc.scale, qc.zp),
+            _q(lw, node, 6),
+            base,
+        )
     elif op in ("QLinearAdd", "QLinearMul"):
         xa = _act(lw, node, 0, _q(lw, node, 1))
         xb = _act(lw, node, 3, _q(lw, node, 4))
@@ -113,8 +128,11 @@ def lower_qop(lw, node):
             raise UnsupportedOpError(f"node {_label(node)!r}: channels_last=1 is unsupported")
         x = _act(lw, node, 0, _q(lw, node, 1))
         qo = _q(lw, node, 3)
-        out = build_gap(lw, node, x, qo, base) if op == "QLinearGlobalAveragePool" else \
-            build_avgpool(lw, node, x, qo, base, a)
+        out = (
+            build_gap(lw, node, x, qo, base)
+            if op == "QLinearGlobalAveragePool"
+            else build_avgpool(lw, node, x, qo, base, a)
+        )
     elif op == "QLinearConcat":
         qo = _q(lw, node, 0)
         xs = []
@@ -129,8 +147,9 @@ def lower_qop(lw, node):
         table = ort_table(node, qi, qo, lw.opset, qoperator=True)
         extra = {"alpha": float(a.get("alpha", 0.01))} if op == "QLinearLeakyRelu" else {}
         fn = "LeakyRelu" if op == "QLinearLeakyRelu" else "Sigmoid"
-        out = lw.emit("lut", base, [x], t.shape, qo, t.layout, source=[node.name], table=table,
-                      fn=fn, **extra)
+        out = lw.emit(
+            "lut", base, [x], t.shape, qo, t.layout, source=[node.name], table=table, fn=fn, **extra
+        )
     elif op == "QLinearSoftmax":
         x = _act(lw, node, 0, _q(lw, node, 1))
         axis = a.get("axis", -1)

@@ -19,8 +19,15 @@ from dataclasses import dataclass
 from .ir import CPU, FABRIC
 from .resize import placement
 
-__all__ = ["CAPABILITIES", "partition", "segments", "Segment", "transitions", "Transition",
-           "find_squeeze_excite"]
+__all__ = [
+    "CAPABILITIES",
+    "partition",
+    "segments",
+    "Segment",
+    "transitions",
+    "Transition",
+    "find_squeeze_excite",
+]
 
 # op -> (target, reason)
 CAPABILITIES = {
@@ -88,9 +95,8 @@ def _bottleneck(graph, prod, tensor):
         size = graph.tensors[cur.outputs[0]].size
         if cur.op in ("fc", "lut", "view", "conv"):
             inputs = cur.inputs[:1]
-        elif cur.op in ("mul", "add") and all(graph.tensors[x].size == size
-                                               for x in cur.inputs):
-            inputs = cur.inputs     # elementwise on the bottleneck vector, no broadcast
+        elif cur.op in ("mul", "add") and all(graph.tensors[x].size == size for x in cur.inputs):
+            inputs = cur.inputs  # elementwise on the bottleneck vector, no broadcast
         else:
             return None
         has_fc |= cur.op in ("fc", "conv")
@@ -194,10 +200,12 @@ def transitions(graph):
                     crossing.append(i)
         if crossing:
             src = CPU if s.target == FABRIC else FABRIC
-            out.append(Transition(src, s.target, tuple(crossing),
-                                  sum(graph.tensors[t].size for t in crossing)))
+            out.append(
+                Transition(
+                    src, s.target, tuple(crossing), sum(graph.tensors[t].size for t in crossing)
+                )
+            )
     to_cpu = tuple(o.tensor for o in graph.outputs if where.get(o.tensor) == FABRIC)
     if to_cpu:
         out.append(Transition(FABRIC, CPU, to_cpu, sum(graph.tensors[t].size for t in to_cpu)))
     return out
-

@@ -23,22 +23,32 @@ from . import ir
 from .lut import input_codes
 
 __all__ = [
-    "fold_views", "cancel_transposes", "recognize_channel_shuffle", "approx_leaky_shift",
-    "fuse_unary_mul", "fuse_activation", "prune", "substitute", "pipeline", "run_passes",
+    "fold_views",
+    "cancel_transposes",
+    "recognize_channel_shuffle",
+    "approx_leaky_shift",
+    "fuse_unary_mul",
+    "fuse_activation",
+    "prune",
+    "substitute",
+    "pipeline",
+    "run_passes",
     "compile_graph",
 ]
 
 
 def substitute(graph, mapping, drop=()):
     """Rename tensor reads by ``mapping`` and remove the nodes called in ``drop``."""
+
     def m(name):
         while name in mapping:
             name = mapping[name]
         return name
 
     drop = set(drop)
-    nodes = [n.replace(inputs=tuple(m(i) for i in n.inputs))
-             for n in graph.nodes if n.name not in drop]
+    nodes = [
+        n.replace(inputs=tuple(m(i) for i in n.inputs)) for n in graph.nodes if n.name not in drop
+    ]
     outputs = [o.replace(tensor=m(o.tensor)) for o in graph.outputs]
     return graph.replace(nodes=tuple(nodes), outputs=tuple(outputs)).prune()
 
@@ -62,8 +72,11 @@ def fold_views(graph):
                 src = mapping[src]
             p = prod.get(src)
             st, ot = graph.tensors[src], graph.tensors[n.outputs[0]]
-            if st.shape == ot.shape and st.layout == ot.layout and \
-                    not any(o.tensor == n.outputs[0] for o in graph.outputs):
+            if (
+                st.shape == ot.shape
+                and st.layout == ot.layout
+                and not any(o.tensor == n.outputs[0] for o in graph.outputs)
+            ):
                 mapping[n.outputs[0]] = src
                 drop.add(n.name)
                 continue
@@ -85,9 +98,11 @@ def cancel_transposes(graph):
             continue
         composed = tuple(p.attrs["perm"][i] for i in n.attrs["perm"])
         src = graph.tensors[p.inputs[0]]
-        if composed == tuple(range(len(composed))) and \
-                src.layout == graph.tensors[n.outputs[0]].layout and \
-                not any(o.tensor == n.outputs[0] for o in graph.outputs):
+        if (
+            composed == tuple(range(len(composed)))
+            and src.layout == graph.tensors[n.outputs[0]].layout
+            and not any(o.tensor == n.outputs[0] for o in graph.outputs)
+        ):
             mapping[n.outputs[0]] = p.inputs[0]
             drop.add(n.name)
     return substitute(graph, mapping, drop) if drop else graph
@@ -111,19 +126,32 @@ def recognize_channel_shuffle(graph):
             continue
         first, v5, tr, _, _ = chain[4], chain[3], chain[2], chain[1], chain[0]
         src = graph.tensors[first.inputs[0]]
-        if first.attrs["perm"] != (0, 3, 1, 2) or src.layout != ir.NHWC or \
-                tr.attrs["perm"] != (0, 2, 1, 3, 4) or len(v5.attrs["shape"]) != 5:
+        if (
+            first.attrs["perm"] != (0, 3, 1, 2)
+            or src.layout != ir.NHWC
+            or tr.attrs["perm"] != (0, 2, 1, 3, 4)
+            or len(v5.attrs["shape"]) != 5
+        ):
             continue
         n_, g, cg, h, w = v5.attrs["shape"]
         out = graph.tensors[last.outputs[0]]
         if out.shape != src.shape:
             continue
         names = {c.name for c in chain}
-        shuffle = ir.Node(tr.name, "shuffle", (first.inputs[0],), last.outputs,
-                          {"groups": int(g)}, source=sum((c.source for c in reversed(chain)), ()),
-                          fused=tuple(c.name for c in reversed(chain[1:])))
-        nodes = [shuffle if n.name == last.name else n for n in nodes if n.name not in names
-                 or n.name == last.name]
+        shuffle = ir.Node(
+            tr.name,
+            "shuffle",
+            (first.inputs[0],),
+            last.outputs,
+            {"groups": int(g)},
+            source=sum((c.source for c in reversed(chain)), ()),
+            fused=tuple(c.name for c in reversed(chain[1:])),
+        )
+        nodes = [
+            shuffle if n.name == last.name else n
+            for n in nodes
+            if n.name not in names or n.name == last.name
+        ]
     return graph.replace(nodes=tuple(nodes)).prune()
 
 
@@ -138,12 +166,22 @@ def approx_leaky_shift(graph):
 
     nodes = []
     for n in graph.nodes:
-        if n.op == "lut" and n.attrs.get("fn") in ("LeakyRelu", "QLinearLeakyRelu") and \
-                abs(n.attrs.get("alpha", 0) - 0.1) < 1e-6:
+        if (
+            n.op == "lut"
+            and n.attrs.get("fn") in ("LeakyRelu", "QLinearLeakyRelu")
+            and abs(n.attrs.get("alpha", 0) - 0.1) < 1e-6
+        ):
             ti, to = graph.tensors[n.inputs[0]], graph.tensors[n.outputs[0]]
             codes = np.arange(256, dtype=np.uint8).view(ti.q.np_dtype)
-            table = leaky_shift(codes, np.float32(ti.q.scale), ti.q.zp, np.float32(to.q.scale),
-                                to.q.zp, dtype=to.q.np_dtype, rounded=True)
+            table = leaky_shift(
+                codes,
+                np.float32(ti.q.scale),
+                ti.q.zp,
+                np.float32(to.q.scale),
+                to.q.zp,
+                dtype=to.q.np_dtype,
+                rounded=True,
+            )
             wrong = int(np.count_nonzero(table != n.attrs["table"]))
             n = n.with_attrs(table=table, approx="leaky-shift", approx_wrong_codes=wrong)
         nodes.append(n)
@@ -167,8 +205,13 @@ def _chain_codes(graph, nodes, codes):
     executor's kernels; a view moves no data, so on a flat code vector it is the identity."""
     for n in reversed(nodes):
         if n.op == "lut":
-            codes = run_op("lut", n.attrs, [codes], [graph.tensors[n.inputs[0]].q],
-                           graph.tensors[n.outputs[0]].q)
+            codes = run_op(
+                "lut",
+                n.attrs,
+                [codes],
+                [graph.tensors[n.inputs[0]].q],
+                graph.tensors[n.outputs[0]].q,
+            )
     return codes
 
 
@@ -201,30 +244,50 @@ def fuse_unary_mul(graph):
         root = next((t for t in pa if t in pb), None)
         if root is None:
             continue
-        na, nb = na[:pa.index(root)], nb[:pb.index(root)]
+        na, nb = na[: pa.index(root)], nb[: pb.index(root)]
         luts = [n for n in na + nb if n.op == "lut"]
-        if not luts or any(n.attrs.get("approx") for n in luts) or any(
+        if (
+            not luts
+            or any(n.attrs.get("approx") for n in luts)
+            or any(
                 len({r.name for r in cons.get(n.outputs[0], [])}) != 1 or n.outputs[0] in outputs
-                for n in luts):
+                for n in luts
+            )
+        ):
             continue
         t = graph.tensors[root]
         if t.shape == y.shape and t.layout == y.layout:
             src = root
         else:
-            src = next((x for x, chain in ((a, na), (b, nb))
-                        if not any(n.op == "lut" for n in chain)
-                        and graph.tensors[x].layout == y.layout), None)
+            src = next(
+                (
+                    x
+                    for x, chain in ((a, na), (b, nb))
+                    if not any(n.op == "lut" for n in chain) and graph.tensors[x].layout == y.layout
+                ),
+                None,
+            )
             if src is None:
                 continue
         codes = input_codes(t.q.np_dtype)
-        table = run_op("mul", m.attrs, [_chain_codes(graph, na, codes),
-                                        _chain_codes(graph, nb, codes)], [ta.q, tb.q], y.q)
-        luts = luts[::-1]       # in the order they run
+        table = run_op(
+            "mul",
+            m.attrs,
+            [_chain_codes(graph, na, codes), _chain_codes(graph, nb, codes)],
+            [ta.q, tb.q],
+            y.q,
+        )
+        luts = luts[::-1]  # in the order they run
         fn = "+".join([n.attrs.get("fn", "lut") for n in luts] + ["Mul"])
         replace[m.name] = ir.Node(
-            m.name, "lut", (src,), m.outputs, {"table": table, "fn": fn},
+            m.name,
+            "lut",
+            (src,),
+            m.outputs,
+            {"table": table, "fn": fn},
             source=sum((n.source for n in luts), ()) + m.source,
-            fused=sum(((n.name,) + n.fused for n in luts), ()) + m.fused)
+            fused=sum(((n.name,) + n.fused for n in luts), ()) + m.fused,
+        )
     if not replace:
         return graph
     nodes = [replace.get(n.name, n) for n in graph.nodes]
@@ -271,10 +334,12 @@ def fuse_activation(graph):
         else:
             fused = p.with_attrs(lut=n.attrs["table"], lut_fn=n.attrs.get("fn", "lut"))
         if n.attrs.get("approx"):
-            fused = fused.with_attrs(approx=n.attrs["approx"],
-                                     approx_wrong_codes=n.attrs["approx_wrong_codes"])
-        fused = fused.replace(outputs=n.outputs, fused=p.fused + (n.name,) + n.fused,
-                              source=p.source + n.source)
+            fused = fused.with_attrs(
+                approx=n.attrs["approx"], approx_wrong_codes=n.attrs["approx_wrong_codes"]
+            )
+        fused = fused.replace(
+            outputs=n.outputs, fused=p.fused + (n.name,) + n.fused, source=p.source + n.source
+        )
         replace[p.name] = fused
         drop.add(n.name)
     if not replace:
@@ -292,13 +357,19 @@ def pipeline(approx=(), fabric_options=None):
     """The named passes :func:`compile_graph` runs, in order."""
     from .partition import partition
 
-    passes = [("fold_views", fold_views), ("cancel_transposes", cancel_transposes),
-              ("recognize_channel_shuffle", recognize_channel_shuffle)]
+    passes = [
+        ("fold_views", fold_views),
+        ("cancel_transposes", cancel_transposes),
+        ("recognize_channel_shuffle", recognize_channel_shuffle),
+    ]
     if "leaky-shift" in set(approx):
         passes.append(("approx_leaky_shift", approx_leaky_shift))
-    passes += [("fuse_unary_mul", fuse_unary_mul), ("fuse_activation", fuse_activation),
-               ("prune", prune),
-               ("partition", lambda g: partition(g, **(fabric_options or {})))]
+    passes += [
+        ("fuse_unary_mul", fuse_unary_mul),
+        ("fuse_activation", fuse_activation),
+        ("prune", prune),
+        ("partition", lambda g: partition(g, **(fabric_options or {}))),
+    ]
     return passes
 
 

@@ -60,22 +60,26 @@ def resize_geometry(lw, node, shape):
     where = f"node {_label(node)!r}"
     mode = _mode(node)
     if mode not in ("nearest", "linear"):
-        raise UnsupportedOpError(f"{where}: Resize mode {mode!r}; Bamboo does nearest and "
-                                 f"linear")
+        raise UnsupportedOpError(f"{where}: Resize mode {mode!r}; Bamboo does nearest and linear")
     legacy = node.op_type == "Upsample" or lw.opset < 11
     ctm = "asymmetric" if legacy else _s(a.get("coordinate_transformation_mode"), "half_pixel")
     nm = "simple" if legacy else _s(a.get("nearest_mode"), "round_prefer_floor")
     if ctm not in rs.COORDINATE_MODES:
-        raise UnsupportedOpError(f"{where}: coordinate_transformation_mode {ctm!r} is not "
-                                 f"supported (one of {', '.join(rs.COORDINATE_MODES)})")
+        raise UnsupportedOpError(
+            f"{where}: coordinate_transformation_mode {ctm!r} is not "
+            f"supported (one of {', '.join(rs.COORDINATE_MODES)})"
+        )
     if a.get("antialias", 0):
         raise UnsupportedOpError(f"{where}: Resize with antialias is not supported")
     if a.get("axes") is not None or _s(a.get("keep_aspect_ratio_policy"), "stretch") != "stretch":
-        raise UnsupportedOpError(f"{where}: Resize axes / keep_aspect_ratio_policy are not "
-                                 f"supported; give scales or sizes for every axis")
+        raise UnsupportedOpError(
+            f"{where}: Resize axes / keep_aspect_ratio_policy are not "
+            f"supported; give scales or sizes for every axis"
+        )
     if len(shape) != 4:
-        raise UnsupportedOpError(f"{where}: Resize of a {len(shape)}-D tensor; Bamboo resizes "
-                                 f"feature maps (N, C, H, W)")
+        raise UnsupportedOpError(
+            f"{where}: Resize of a {len(shape)}-D tensor; Bamboo resizes feature maps (N, C, H, W)"
+        )
     scales = sizes = None
     if node.op_type == "Upsample":
         scales = lw.const(node.input[1], node, "scales")
@@ -89,24 +93,26 @@ def resize_geometry(lw, node, shape):
     if sizes is not None:
         sizes = sizes.reshape(-1)
         if sizes.shape != (4,):
-            raise UnsupportedOpError(f"{where}: Resize sizes {sizes.tolist()} must have 4 "
-                                     f"entries")
+            raise UnsupportedOpError(f"{where}: Resize sizes {sizes.tolist()} must have 4 entries")
         scales = np.float32(sizes) / np.float32(shape)
         out = [int(v) for v in sizes]
     elif scales is not None and np.size(scales):
         scales = np.asarray(scales, np.float32).reshape(-1)
         if scales.shape != (4,):
-            raise UnsupportedOpError(f"{where}: Resize scales {scales.tolist()} must have 4 "
-                                     f"entries")
+            raise UnsupportedOpError(
+                f"{where}: Resize scales {scales.tolist()} must have 4 entries"
+            )
         out = [int(s * np.float32(d)) for s, d in zip(scales, shape)]
     else:
         raise UnsupportedOpError(f"{where}: Resize needs constant scales or sizes")
     if out[0] != shape[0] or out[1] != shape[1]:
-        raise UnsupportedOpError(f"{where}: Resize must scale H and W only, not "
-                                 f"{list(shape)} -> {out}")
+        raise UnsupportedOpError(
+            f"{where}: Resize must scale H and W only, not {list(shape)} -> {out}"
+        )
     if min(out) < 1 or not np.all(np.isfinite(scales)) or np.any(scales <= 0):
-        raise UnsupportedOpError(f"{where}: Resize scales {scales.tolist()} give an empty or "
-                                 f"invalid output {out}")
+        raise UnsupportedOpError(
+            f"{where}: Resize scales {scales.tolist()} give an empty or invalid output {out}"
+        )
     return mode, ctm, nm, (out[2], scales[2]), (out[3], scales[3])
 
 
@@ -119,8 +125,10 @@ def lower_resize(lw, node, tname, q=None, base=None):
     """
     t = lw.t(tname)
     if q is not None and q.dtype != t.q.dtype:
-        raise UnsupportedOpError(f"node {_label(node)!r}: Resize from {t.q.dtype} to {q.dtype} "
-                                 f"codes; quantize its input and output alike")
+        raise UnsupportedOpError(
+            f"node {_label(node)!r}: Resize from {t.q.dtype} to {q.dtype} "
+            f"codes; quantize its input and output alike"
+        )
     shape = ir.logical_shape(t)
     mode, ctm, nm, (oh, sh), (ow, sw) = resize_geometry(lw, node, shape)
     h, w = shape[2], shape[3]
@@ -132,12 +140,21 @@ def lower_resize(lw, node, tname, q=None, base=None):
         fh, fw = rs.repeat_factor(rows, h), rs.repeat_factor(cols, w)
         attrs.update(rows=rows, cols=cols, scale=(fh, fw) if fh and fw else None)
     else:
-        attrs.update(ymap=tuple(rs.linear_map(oh, h, sh, ctm)),
-                     xmap=tuple(rs.linear_map(ow, w, sw, ctm)))
+        attrs.update(
+            ymap=tuple(rs.linear_map(oh, h, sh, ctm)), xmap=tuple(rs.linear_map(ow, w, sw, ctm))
+        )
         if q is not None:
             attrs["requant"] = (float(t.q.scale), int(t.q.zp), float(q.scale), int(q.zp))
-    return lw.emit("resize", base or _label(node), [tname], (n, oh, ow, c), q or t.q, ir.NHWC,
-                   source=[node.name], **attrs)
+    return lw.emit(
+        "resize",
+        base or _label(node),
+        [tname],
+        (n, oh, ow, c),
+        q or t.q,
+        ir.NHWC,
+        source=[node.name],
+        **attrs,
+    )
 
 
 def placement(attrs):
@@ -148,6 +165,8 @@ def placement(attrs):
             return ir.FABRIC, f"nearest {fh}x{fw} pixel repeat (data movement)"
         return ir.CPU, "nearest resize that is not an integer pixel repeat (gather on the CPU)"
     if attrs["requant"] is not None:
-        return ir.CPU, ("bilinear resize in float32 between DequantizeLinear and QuantizeLinear "
-                     "(onnxruntime's rounding; the fabric has no float blend)")
+        return ir.CPU, (
+            "bilinear resize in float32 between DequantizeLinear and QuantizeLinear "
+            "(onnxruntime's rounding; the fabric has no float blend)"
+        )
     return ir.CPU, "bilinear resize on codes (float32 weights, truncated; CPU)"

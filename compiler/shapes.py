@@ -13,8 +13,14 @@ from bamboo.arch.isa import FORMATS, Opcode
 
 from .errors import CompilerError, DynamicShapeError
 
-__all__ = ["parse_input_shapes", "resolve_input_shapes", "ResolvedShapes", "MAX_TENSOR_BYTES",
-           "check_tensor_size", "FLAG"]
+__all__ = [
+    "parse_input_shapes",
+    "resolve_input_shapes",
+    "ResolvedShapes",
+    "MAX_TENSOR_BYTES",
+    "check_tensor_size",
+    "FLAG",
+]
 
 FLAG = "--input-shape"
 # Every DMA transfer addresses DDR by a byte offset from the window base: a tensor (and the
@@ -40,12 +46,13 @@ def parse_input_shapes(specs):
     for spec in specs or ():
         name, sep, dims = str(spec).rpartition("=")
         if not sep or not name or not dims:
-            raise InputShapeError(f"{FLAG} {spec!r}: expected NAME=DxDx..., e.g. "
-                                  f"input=1x3x224x224")
+            raise InputShapeError(f"{FLAG} {spec!r}: expected NAME=DxDx..., e.g. input=1x3x224x224")
         parts = dims.lower().replace(",", "x").split("x")
         if not all(p.strip().isdigit() for p in parts):
-            raise InputShapeError(f"{FLAG} {spec!r}: dimensions must be integers separated "
-                                  f"by 'x', e.g. {name}=1x3x224x224")
+            raise InputShapeError(
+                f"{FLAG} {spec!r}: dimensions must be integers separated "
+                f"by 'x', e.g. {name}=1x3x224x224"
+            )
         shape = tuple(int(p) for p in parts)
         if min(shape) < 1:
             raise InputShapeError(f"{FLAG} {spec!r}: every dimension must be at least 1")
@@ -85,15 +92,19 @@ def resolve_input_shapes(model, overrides=None):
     names = [vi.name for vi in model.graph.input]
     unknown = sorted(set(overrides) - set(names))
     if unknown:
-        raise InputShapeError(f"{FLAG} names {', '.join(map(repr, unknown))}, which is not an "
-                              f"input of the model (inputs: {', '.join(map(repr, names))})")
+        raise InputShapeError(
+            f"{FLAG} names {', '.join(map(repr, unknown))}, which is not an "
+            f"input of the model (inputs: {', '.join(map(repr, names))})"
+        )
     shapes, notes = {}, []
     for vi in model.graph.input:
         tt = vi.type.tensor_type
         if not tt.HasField("shape"):
             if vi.name not in overrides:
-                raise DynamicShapeError(f"input {vi.name!r} has no declared shape; give it with "
-                                        f"{FLAG} {vi.name}=1x3x224x224 (its real shape)")
+                raise DynamicShapeError(
+                    f"input {vi.name!r} has no declared shape; give it with "
+                    f"{FLAG} {vi.name}=1x3x224x224 (its real shape)"
+                )
             shapes[vi.name] = overrides[vi.name]
             continue
         dims = _dims(vi)
@@ -101,28 +112,35 @@ def resolve_input_shapes(model, overrides=None):
             if v is not None and v < 0:
                 raise DynamicShapeError(
                     f"input {vi.name!r} declares dimension {i} as {v}: a negative size is not "
-                    f"a valid ONNX shape; re-export the model")
+                    f"a valid ONNX shape; re-export the model"
+                )
             if v == 0:
                 raise DynamicShapeError(
                     f"input {vi.name!r} declares dimension {i} as 0 (an empty tensor): "
                     f"Bamboo needs every dimension at least 1; re-export the model with "
-                    f"a real input shape")
+                    f"a real input shape"
+                )
         if vi.name in overrides:
             shape = overrides[vi.name]
             if len(shape) != len(dims):
-                raise InputShapeError(f"{FLAG} {vi.name}={'x'.join(map(str, shape))} has "
-                                      f"{len(shape)} dimensions; the model declares "
-                                      f"{len(dims)}")
+                raise InputShapeError(
+                    f"{FLAG} {vi.name}={'x'.join(map(str, shape))} has "
+                    f"{len(shape)} dimensions; the model declares "
+                    f"{len(dims)}"
+                )
             for i, ((v, _), s) in enumerate(zip(dims, shape)):
                 if v is not None and v != s:
                     raise InputShapeError(
                         f"{FLAG} {vi.name}={'x'.join(map(str, shape))}: dimension {i} is "
-                        f"{v} in the model, not {s}")
-            pinned = [(i, sym, s) for i, ((v, sym), s) in enumerate(zip(dims, shape))
-                      if v is None]
+                        f"{v} in the model, not {s}"
+                    )
+            pinned = [(i, sym, s) for i, ((v, sym), s) in enumerate(zip(dims, shape)) if v is None]
             if pinned:
-                notes.append(f"input {vi.name!r}: " + ", ".join(
-                    f"dynamic {sym!r} = {s}" for _, sym, s in pinned) + f" (from {FLAG})")
+                notes.append(
+                    f"input {vi.name!r}: "
+                    + ", ".join(f"dynamic {sym!r} = {s}" for _, sym, s in pinned)
+                    + f" (from {FLAG})"
+                )
             shapes[vi.name] = tuple(shape)
             continue
         shape = []
@@ -131,14 +149,17 @@ def resolve_input_shapes(model, overrides=None):
                 shape.append(v)
             elif i == 0 and len(dims) >= 2:
                 shape.append(1)
-                notes.append(f"input {vi.name!r}: dynamic batch {sym!r} compiled as 1 "
-                             f"(pin it with {FLAG} {vi.name}=...)")
+                notes.append(
+                    f"input {vi.name!r}: dynamic batch {sym!r} compiled as 1 "
+                    f"(pin it with {FLAG} {vi.name}=...)"
+                )
             else:
                 declared = "x".join(str(d) if d is not None else sym for d, sym in dims)
                 raise DynamicShapeError(
                     f"input {vi.name!r} has a dynamic dimension {sym!r} (dimension {i} of "
                     f"{declared}); pin it with {FLAG} {vi.name}=DxDx... (all "
-                    f"{len(dims)} dimensions)")
+                    f"{len(dims)} dimensions)"
+                )
         shapes[vi.name] = tuple(shape)
     for name, shape in shapes.items():
         check_tensor_size(f"input {name!r}", shape)
@@ -154,5 +175,6 @@ def check_tensor_size(what, shape, elem_bytes=1):
         raise CompilerError(
             f"{what} of shape {'x'.join(map(str, shape))} is {n:,} bytes: more than the "
             f"{MAX_TENSOR_BYTES:,} bytes the accelerator's {_DRAM_ADDR_BITS}-bit DMA offsets "
-            f"(ISA field dram_addr) can address; use a smaller input")
+            f"(ISA field dram_addr) can address; use a smaller input"
+        )
     return n

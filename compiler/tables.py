@@ -17,10 +17,12 @@ def _qparams(qi, qo):
     """Initializers ``xs, xz, ys, yz`` of the input/output quantization."""
     from onnx import numpy_helper
 
-    return [numpy_helper.from_array(np.array(qi.scale, np.float32), "xs"),
-            numpy_helper.from_array(np.array(qi.zp, qi.np_dtype), "xz"),
-            numpy_helper.from_array(np.array(qo.scale, np.float32), "ys"),
-            numpy_helper.from_array(np.array(qo.zp, qo.np_dtype), "yz")]
+    return [
+        numpy_helper.from_array(np.array(qi.scale, np.float32), "xs"),
+        numpy_helper.from_array(np.array(qi.zp, qi.np_dtype), "xz"),
+        numpy_helper.from_array(np.array(qo.scale, np.float32), "ys"),
+        numpy_helper.from_array(np.array(qo.zp, qo.np_dtype), "yz"),
+    ]
 
 
 def _run(nodes, inits, qi, qo, opset, name):
@@ -28,12 +30,19 @@ def _run(nodes, inits, qi, qo, opset, name):
     from onnx import helper
 
     graph = helper.make_graph(
-        nodes, name, [helper.make_tensor_value_info("x", helper.np_dtype_to_tensor_dtype(
-            qi.np_dtype), [256])],
+        nodes,
+        name,
+        [helper.make_tensor_value_info("x", helper.np_dtype_to_tensor_dtype(qi.np_dtype), [256])],
         [helper.make_tensor_value_info("y", helper.np_dtype_to_tensor_dtype(qo.np_dtype), [256])],
-        inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", max(opset, 13)),
-                                                    helper.make_opsetid("com.microsoft", 1)])
+        inits,
+    )
+    model = helper.make_model(
+        graph,
+        opset_imports=[
+            helper.make_opsetid("", max(opset, 13)),
+            helper.make_opsetid("com.microsoft", 1),
+        ],
+    )
     model.ir_version = 8
     return run_on_codes(model, qi.np_dtype)
 
@@ -64,8 +73,11 @@ def ort_table(op_node, qi, qo, opset, qoperator=False):
         node.input.append("f")
         node.input.extend(op_node.input[1:])  # constant extra inputs (e.g. Clip bounds)
         node.output.append("g")
-        nodes = [helper.make_node("DequantizeLinear", ["x", "xs", "xz"], ["f"]), node,
-                 helper.make_node("QuantizeLinear", ["g", "ys", "yz"], ["y"])]
+        nodes = [
+            helper.make_node("DequantizeLinear", ["x", "xs", "xz"], ["f"]),
+            node,
+            helper.make_node("QuantizeLinear", ["g", "ys", "yz"], ["y"]),
+        ]
     return _run(nodes, inits, qi, qo, opset, "table")
 
 

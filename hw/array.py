@@ -114,22 +114,26 @@ class SystolicArray(wiring.Component):
         ``psum`` is ``cols`` int32; the consumer cannot stall the array.
     """
 
-    def __init__(self, rows, cols, *, x_width=9, tag_shape=1, packed=False, dw_channels=None,
-                 dw_groups=1):
+    def __init__(
+        self, rows, cols, *, x_width=9, tag_shape=1, packed=False, dw_channels=None, dw_groups=1
+    ):
         for name, value in (("rows", rows), ("cols", cols)):
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, not {value!r}")
         if not isinstance(x_width, int) or not 2 <= x_width <= 18:
             raise ValueError(f"x_width must be an integer from 2 to 18, not {x_width!r}")
         if packed and (cols % 2 or rows > 16 or x_width < 8):
-            raise ValueError(f"a packed array needs an even cols, rows <= 16 and "
-                             f"x_width >= 8, not {rows} x {cols}, x_width {x_width}")
+            raise ValueError(
+                f"a packed array needs an even cols, rows <= 16 and "
+                f"x_width >= 8, not {rows} x {cols}, x_width {x_width}"
+            )
         mult_cols = cols // 2 if packed else cols
         if dw_channels is None:
             dw_channels = min(rows, mult_cols)
         if not isinstance(dw_channels, int) or not 1 <= dw_channels <= mult_cols:
-            raise ValueError(f"dw_channels must be an integer from 1 to {mult_cols}, "
-                             f"not {dw_channels!r}")
+            raise ValueError(
+                f"dw_channels must be an integer from 1 to {mult_cols}, not {dw_channels!r}"
+            )
         if not isinstance(dw_groups, int) or dw_groups < 1 or rows % dw_groups:
             raise ValueError(f"dw_groups must divide rows ({rows}), not {dw_groups!r}")
         self.rows, self.cols, self.x_width, self.packed = rows, cols, x_width, packed
@@ -140,23 +144,52 @@ class SystolicArray(wiring.Component):
         # log2(rows) more. Keep the chain narrow and sign-extend once at the bottom.
         # Packed: each lane holds |sum| <= rows * 128 * 127 < 2**(S - 1).
         self.lane_shift = 15 + (rows - 1).bit_length()
-        self.psum_width = 2 * self.lane_shift + 1 if packed else \
-            x_width + 8 + (rows - 1).bit_length()
-        super().__init__({
-            "i_data": In(stream.Signature(data.StructLayout({
-                "x": input_layout(rows, x_width),
-                "dw": data.ArrayLayout(input_layout(dw_channels, x_width), dw_groups),
-                "bank": 1, "tag": tag_shape,
-            }), always_ready=True)),
-            "i_weight": In(stream.Signature(data.StructLayout({
-                "w": weight_layout(rows, cols), "bank": 1,
-            }), always_ready=True)),
-            "depthwise": In(1),
-            "dw_grouped": In(1),
-            "o_psum": Out(stream.Signature(data.StructLayout({
-                "psum": data.ArrayLayout(signed(32), cols), "tag": tag_shape,
-            }), always_ready=True)),
-        })
+        self.psum_width = (
+            2 * self.lane_shift + 1 if packed else x_width + 8 + (rows - 1).bit_length()
+        )
+        super().__init__(
+            {
+                "i_data": In(
+                    stream.Signature(
+                        data.StructLayout(
+                            {
+                                "x": input_layout(rows, x_width),
+                                "dw": data.ArrayLayout(
+                                    input_layout(dw_channels, x_width), dw_groups
+                                ),
+                                "bank": 1,
+                                "tag": tag_shape,
+                            }
+                        ),
+                        always_ready=True,
+                    )
+                ),
+                "i_weight": In(
+                    stream.Signature(
+                        data.StructLayout(
+                            {
+                                "w": weight_layout(rows, cols),
+                                "bank": 1,
+                            }
+                        ),
+                        always_ready=True,
+                    )
+                ),
+                "depthwise": In(1),
+                "dw_grouped": In(1),
+                "o_psum": Out(
+                    stream.Signature(
+                        data.StructLayout(
+                            {
+                                "psum": data.ArrayLayout(signed(32), cols),
+                                "tag": tag_shape,
+                            }
+                        ),
+                        always_ready=True,
+                    )
+                ),
+            }
+        )
 
     def elaborate(self, platform):
         m = Module()
@@ -180,9 +213,14 @@ class SystolicArray(wiring.Component):
         # Stage 1 .. R+C+1: the PE grid. PE(r, c) sees the pixel entered in cycle t
         # during cycle t + r + c + 1 and registers its operands at the end of it, its
         # product at the end of the next and its partial sum at the end of the third.
-        grid = {(r, c): (Signal(signed(self.x_width), name=f"pe{r}_{c}_x"),
-                         Signal(name=f"pe{r}_{c}_bank"))
-                for r in range(R) for c in range(C)}
+        grid = {
+            (r, c): (
+                Signal(signed(self.x_width), name=f"pe{r}_{c}_x"),
+                Signal(name=f"pe{r}_{c}_bank"),
+            )
+            for r in range(R)
+            for c in range(C)
+        }
         for (r, c), (a, b) in grid.items():
             src_x, src_b = (left_x[r], left_b[r]) if c == 0 else grid[r, c - 1]
             m.d.sync += [a.eq(src_x), b.eq(src_b)]
@@ -202,13 +240,15 @@ class SystolicArray(wiring.Component):
                 v = v_d
             return v
 
-        col = {}    # (g, c) -> (x, bank) of PE column c's depthwise input for group g
+        col = {}  # (g, c) -> (x, bank) of PE column c's depthwise input for group g
         for c in range(N):
             bank = self.i_data.payload.bank
             for g in range(G):
                 bank = delayed(bank, c + 1 if g == 0 else Rg, f"col_b{c}_{g}")
-                col[g, c] = (delayed(self.i_data.payload.dw[g][c], c + 1 + g * Rg,
-                                     f"col_x{c}_{g}"), bank)
+                col[g, c] = (
+                    delayed(self.i_data.payload.dw[g][c], c + 1 + g * Rg, f"col_x{c}_{g}"),
+                    bank,
+                )
 
         def dw_input(r, c):
             if c >= N:
@@ -247,8 +287,12 @@ class SystolicArray(wiring.Component):
                 a_reg = Signal(signed(len(a)), name=f"pe{r}_{c}_a")
                 w_reg = Signal(w_shape, name=f"pe{r}_{c}_wsel")
                 prod = Signal(signed(len(a) + len(w_reg)), name=f"pe{r}_{c}_prod")
-                m.d.sync += [a_reg.eq(a), w_reg.eq(Mux(b, w[1], w[0])),
-                             prod.eq(a_reg * w_reg), s.eq(above + prod)]
+                m.d.sync += [
+                    a_reg.eq(a),
+                    w_reg.eq(Mux(b, w[1], w[0])),
+                    prod.eq(a_reg * w_reg),
+                    s.eq(above + prod),
+                ]
                 above = s
             bottom.append(above)
         # Stage R+C+2: deskew. Column c leaves c cycles before column C-1; delay it so
@@ -271,8 +315,7 @@ class SystolicArray(wiring.Component):
             for c in range(C):
                 lo = Signal(signed(S), name=f"lane{2 * c}")
                 hi = Signal(signed(self.psum_width - S + 1), name=f"lane{2 * c + 1}")
-                m.d.comb += [lo.eq(out[c][:S].as_signed()),
-                             hi.eq((out[c] >> S) + out[c][S - 1])]
+                m.d.comb += [lo.eq(out[c][:S].as_signed()), hi.eq((out[c] >> S) + out[c][S - 1])]
                 lanes += [lo, hi]
             for c in range(self.cols):
                 dw = lanes[2 * c] if c < N else 0

@@ -15,8 +15,16 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 __all__ = [
-    "AXI4Signature", "BURST_INCR", "RESP_OKAY", "RESP_EXOKAY", "RESP_SLVERR", "RESP_DECERR",
-    "CACHE_MODIFIABLE_BUFFERABLE", "MAX_BURST_BEATS", "PAGE_BYTES", "burst_split",
+    "AXI4Signature",
+    "BURST_INCR",
+    "RESP_OKAY",
+    "RESP_EXOKAY",
+    "RESP_SLVERR",
+    "RESP_DECERR",
+    "CACHE_MODIFIABLE_BUFFERABLE",
+    "MAX_BURST_BEATS",
+    "PAGE_BYTES",
+    "burst_split",
 ]
 
 BURST_INCR = 0b01
@@ -34,21 +42,47 @@ PAGE_BYTES = 4096
 
 _CHANNELS = {
     "ar": lambda a, d, i: {
-        "arid": Out(i), "araddr": Out(a), "arlen": Out(8), "arsize": Out(3),
-        "arburst": Out(2), "arlock": Out(1), "arcache": Out(4), "arprot": Out(3),
-        "arqos": Out(4), "arvalid": Out(1), "arready": In(1)},
+        "arid": Out(i),
+        "araddr": Out(a),
+        "arlen": Out(8),
+        "arsize": Out(3),
+        "arburst": Out(2),
+        "arlock": Out(1),
+        "arcache": Out(4),
+        "arprot": Out(3),
+        "arqos": Out(4),
+        "arvalid": Out(1),
+        "arready": In(1),
+    },
     "r": lambda a, d, i: {
-        "rid": In(i), "rdata": In(d), "rresp": In(2), "rlast": In(1), "rvalid": In(1),
-        "rready": Out(1)},
+        "rid": In(i),
+        "rdata": In(d),
+        "rresp": In(2),
+        "rlast": In(1),
+        "rvalid": In(1),
+        "rready": Out(1),
+    },
     "aw": lambda a, d, i: {
-        "awid": Out(i), "awaddr": Out(a), "awlen": Out(8), "awsize": Out(3),
-        "awburst": Out(2), "awlock": Out(1), "awcache": Out(4), "awprot": Out(3),
-        "awqos": Out(4), "awvalid": Out(1), "awready": In(1)},
+        "awid": Out(i),
+        "awaddr": Out(a),
+        "awlen": Out(8),
+        "awsize": Out(3),
+        "awburst": Out(2),
+        "awlock": Out(1),
+        "awcache": Out(4),
+        "awprot": Out(3),
+        "awqos": Out(4),
+        "awvalid": Out(1),
+        "awready": In(1),
+    },
     "w": lambda a, d, i: {
-        "wdata": Out(d), "wstrb": Out(d // 8), "wlast": Out(1), "wvalid": Out(1),
-        "wready": In(1)},
-    "b": lambda a, d, i: {
-        "bid": In(i), "bresp": In(2), "bvalid": In(1), "bready": Out(1)},
+        "wdata": Out(d),
+        "wstrb": Out(d // 8),
+        "wlast": Out(1),
+        "wvalid": Out(1),
+        "wready": In(1),
+    },
+    "b": lambda a, d, i: {"bid": In(i), "bresp": In(2), "bvalid": In(1), "bready": Out(1)},
 }
 
 
@@ -72,8 +106,9 @@ class AXI4Signature(wiring.Signature):
         if not isinstance(addr_width, int) or not 12 <= addr_width <= 64:
             raise ValueError(f"addr_width must be an integer from 12 to 64, not {addr_width!r}")
         if data_width not in (32, 64, 128, 256, 512, 1024):
-            raise ValueError(f"data_width must be a power of two from 32 to 1024, "
-                             f"not {data_width!r}")
+            raise ValueError(
+                f"data_width must be a power of two from 32 to 1024, not {data_width!r}"
+            )
         if not isinstance(id_width, int) or not 1 <= id_width <= 16:
             raise ValueError(f"id_width must be an integer from 1 to 16, not {id_width!r}")
         if not (read or write):
@@ -94,17 +129,24 @@ class AXI4Signature(wiring.Signature):
         return cls(config.axi_addr_width, config.axi_data_width, **kwargs)
 
     def __eq__(self, other):
-        return (type(other) is type(self) and
-                (self.addr_width, self.data_width, self.id_width, self.read, self.write) ==
-                (other.addr_width, other.data_width, other.id_width, other.read, other.write))
+        return type(other) is type(self) and (
+            self.addr_width,
+            self.data_width,
+            self.id_width,
+            self.read,
+            self.write,
+        ) == (other.addr_width, other.data_width, other.id_width, other.read, other.write)
 
     def __hash__(self):
-        return hash((type(self), self.addr_width, self.data_width, self.id_width,
-                     self.read, self.write))
+        return hash(
+            (type(self), self.addr_width, self.data_width, self.id_width, self.read, self.write)
+        )
 
     def __repr__(self):
-        return (f"AXI4Signature({self.addr_width}, {self.data_width}, id_width={self.id_width}, "
-                f"read={self.read}, write={self.write})")
+        return (
+            f"AXI4Signature({self.addr_width}, {self.data_width}, id_width={self.id_width}, "
+            f"read={self.read}, write={self.write})"
+        )
 
 
 def burst_split(addr, end, *, bus_bytes, max_beats=MAX_BURST_BEATS):
@@ -135,8 +177,9 @@ def burst_split(addr, end, *, bus_bytes, max_beats=MAX_BURST_BEATS):
     limit = page_end
     if max_beats * bus_bytes < PAGE_BYTES:
         # Burst starts are beat aligned, so the length limit is a beat-aligned address too.
-        limit = Mux(aligned + max_beats * bus_bytes < page_end,
-                    aligned + max_beats * bus_bytes, page_end)
+        limit = Mux(
+            aligned + max_beats * bus_bytes < page_end, aligned + max_beats * bus_bytes, page_end
+        )
     stop = Mux(end < limit, end, limit)
     beats = (stop - aligned + bus_bytes - 1) >> log_bus
     return stop, (beats - 1)[:8]

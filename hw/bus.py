@@ -55,11 +55,16 @@ class BusArbiter(wiring.Component):
         self.config = config
         rd = AXI4Signature.from_config(config, write=False)
         wr = AXI4Signature.from_config(config, read=False)
-        super().__init__({
-            "fetch": In(rd), "load": In(rd), "store": In(wr),
-            "m_axi": Out(AXI4Signature.from_config(config)),
-            "abort": In(1), "idle": Out(1),
-        })
+        super().__init__(
+            {
+                "fetch": In(rd),
+                "load": In(rd),
+                "store": In(wr),
+                "m_axi": Out(AXI4Signature.from_config(config)),
+                "abort": In(1),
+                "idle": Out(1),
+            }
+        )
 
     def elaborate(self, platform):
         m = Module()
@@ -72,13 +77,17 @@ class BusArbiter(wiring.Component):
         prio_fetch = Signal()
         pick_fetch = fe.arvalid & (~ld.arvalid | prio_fetch)
         take_ar = ~ar_full & rtrack.w_rdy & ~self.abort & (fe.arvalid | ld.arvalid)
-        m.d.comb += [bus.arvalid.eq(ar_full), rtrack.w_en.eq(take_ar),
-                     rtrack.w_data.eq(~pick_fetch)]
+        m.d.comb += [
+            bus.arvalid.eq(ar_full),
+            rtrack.w_en.eq(take_ar),
+            rtrack.w_data.eq(~pick_fetch),
+        ]
         with m.If(take_ar):
             m.d.sync += [ar_full.eq(1), prio_fetch.eq(~pick_fetch)]
             for name in ("araddr", "arlen", "arsize", "arburst", "arcache", "arprot"):
-                m.d.sync += getattr(bus, name).eq(Mux(pick_fetch, getattr(fe, name),
-                                                      getattr(ld, name)))
+                m.d.sync += getattr(bus, name).eq(
+                    Mux(pick_fetch, getattr(fe, name), getattr(ld, name))
+                )
             m.d.comb += [fe.arready.eq(pick_fetch), ld.arready.eq(~pick_fetch)]
         with m.If(bus.arvalid & bus.arready):
             m.d.sync += ar_full.eq(0)
@@ -86,9 +95,13 @@ class BusArbiter(wiring.Component):
         # R: to the owner of the oldest burst; dropped while aborting.
         owner_load = rtrack.r_data[0]
         for unit, mine in ((fe, ~owner_load), (ld, owner_load)):
-            m.d.comb += [unit.rvalid.eq(bus.rvalid & rtrack.r_rdy & mine & ~self.abort),
-                         unit.rdata.eq(bus.rdata), unit.rresp.eq(bus.rresp),
-                         unit.rlast.eq(bus.rlast), unit.rid.eq(bus.rid)]
+            m.d.comb += [
+                unit.rvalid.eq(bus.rvalid & rtrack.r_rdy & mine & ~self.abort),
+                unit.rdata.eq(bus.rdata),
+                unit.rresp.eq(bus.rresp),
+                unit.rlast.eq(bus.rlast),
+                unit.rid.eq(bus.rid),
+            ]
         m.d.comb += [
             bus.rready.eq(rtrack.r_rdy & (self.abort | Mux(owner_load, ld.rready, fe.rready))),
             rtrack.r_en.eq(bus.rvalid & bus.rready & bus.rlast),
@@ -97,8 +110,12 @@ class BusArbiter(wiring.Component):
         # AW: one register; the burst's length goes to the W tracker at the same time.
         aw_full = Signal()
         take_aw = ~aw_full & wtrack.w_rdy & ~self.abort & st.awvalid
-        m.d.comb += [bus.awvalid.eq(aw_full), st.awready.eq(take_aw),
-                     wtrack.w_en.eq(take_aw), wtrack.w_data.eq(st.awlen)]
+        m.d.comb += [
+            bus.awvalid.eq(aw_full),
+            st.awready.eq(take_aw),
+            wtrack.w_en.eq(take_aw),
+            wtrack.w_data.eq(st.awlen),
+        ]
         with m.If(take_aw):
             m.d.sync += aw_full.eq(1)
             for name in ("awaddr", "awlen", "awsize", "awburst", "awcache", "awprot"):
@@ -112,8 +129,12 @@ class BusArbiter(wiring.Component):
         with m.If(self.abort):
             m.d.comb += [bus.wvalid.eq(wtrack.r_rdy), bus.wstrb.eq(0), bus.wdata.eq(0)]
         with m.Else():
-            m.d.comb += [bus.wvalid.eq(st.wvalid & wtrack.r_rdy), bus.wstrb.eq(st.wstrb),
-                         bus.wdata.eq(st.wdata), st.wready.eq(bus.wready & wtrack.r_rdy)]
+            m.d.comb += [
+                bus.wvalid.eq(st.wvalid & wtrack.r_rdy),
+                bus.wstrb.eq(st.wstrb),
+                bus.wdata.eq(st.wdata),
+                st.wready.eq(bus.wready & wtrack.r_rdy),
+            ]
         m.d.comb += bus.wlast.eq(last)
         with m.If(bus.wvalid & bus.wready):
             m.d.sync += beat.eq(Mux(last, 0, beat + 1))
@@ -121,10 +142,15 @@ class BusArbiter(wiring.Component):
 
         # B: always taken; counted so the engine knows when every write has landed.
         pending_b = Signal(range(2 * TRACK_DEPTH + 2))
-        m.d.comb += [bus.bready.eq(1), st.bvalid.eq(bus.bvalid & ~self.abort),
-                     st.bresp.eq(bus.bresp), st.bid.eq(bus.bid)]
+        m.d.comb += [
+            bus.bready.eq(1),
+            st.bvalid.eq(bus.bvalid & ~self.abort),
+            st.bresp.eq(bus.bresp),
+            st.bid.eq(bus.bid),
+        ]
         m.d.sync += pending_b.eq(pending_b + take_aw - (bus.bvalid & bus.bready))
 
-        m.d.comb += self.idle.eq(~ar_full & ~rtrack.r_rdy & ~aw_full & ~wtrack.r_rdy &
-                                 (pending_b == 0))
+        m.d.comb += self.idle.eq(
+            ~ar_full & ~rtrack.r_rdy & ~aw_full & ~wtrack.r_rdy & (pending_b == 0)
+        )
         return m

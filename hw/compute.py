@@ -53,11 +53,11 @@ def conv_cycles(config, words_per_tap, taps, emit_pixels=0):
     emit_pixels : int
         ``out_h * out_w`` if ``acc_emit`` (drain to ``o_acc`` without backpressure), else 0.
     """
-    latency = config.array_latency               # SystolicArray.LATENCY
-    cool = latency                               # ComputeUnit.COOL
+    latency = config.array_latency  # SystolicArray.LATENCY
+    cool = latency  # ComputeUnit.COOL
     # Tap j starts streaming one cycle after its weights load; the load waits for
     # tap j-2 to leave the same bank.
-    end = [-1 - cool, -1 - cool]                 # taps -2, -1: never binding
+    end = [-1 - cool, -1 - cool]  # taps -2, -1: never binding
     start = 1
     for j in range(taps):
         start = max(end[-1] + 1, end[-2] + cool + 1, 1)
@@ -76,8 +76,9 @@ class StatusSignature(wiring.Signature):
     """
 
     def __init__(self):
-        super().__init__({name: Out(1) for name in
-                          ("busy", "active", "stall_weight", "stall_emit", "done")})
+        super().__init__(
+            {name: Out(1) for name in ("busy", "active", "stall_weight", "stall_emit", "done")}
+        )
 
 
 class ComputeUnit(wiring.Component):
@@ -114,38 +115,66 @@ class ComputeUnit(wiring.Component):
         self.inp_aw = config.buffer_addr_width(config.input_buffer_depth)
         self.wgt_aw = config.buffer_addr_width(config.weight_buffer_depth)
         self.acc_aw = config.buffer_addr_width(config.acc_buffer_depth)
-        self.inp_mem = memory.Memory(shape=data.ArrayLayout(unsigned(8), R),
-                                     depth=config.input_buffer_depth, init=[])
-        self.wgt_mem = memory.Memory(shape=weight_layout(R, C),
-                                     depth=config.weight_buffer_depth, init=[])
-        self.acc_mem = memory.Memory(shape=acc_layout(config),
-                                     depth=config.acc_buffer_depth, init=[])
-        self.walkers = {ConvMode.DENSE: DenseWalker(self.insn_layout, self.acc_aw),
-                        ConvMode.DEPTHWISE: DepthwiseWalker(self.insn_layout, self.acc_aw,
-                                                            R, config.depthwise_groups)}
+        self.inp_mem = memory.Memory(
+            shape=data.ArrayLayout(unsigned(8), R), depth=config.input_buffer_depth, init=[]
+        )
+        self.wgt_mem = memory.Memory(
+            shape=weight_layout(R, C), depth=config.weight_buffer_depth, init=[]
+        )
+        self.acc_mem = memory.Memory(
+            shape=acc_layout(config), depth=config.acc_buffer_depth, init=[]
+        )
+        self.walkers = {
+            ConvMode.DENSE: DenseWalker(self.insn_layout, self.acc_aw),
+            ConvMode.DEPTHWISE: DepthwiseWalker(
+                self.insn_layout, self.acc_aw, R, config.depthwise_groups
+            ),
+        }
         self.array = SystolicArray(
-            R, C, packed=config.dsp_packing, dw_channels=config.depthwise_channels,
+            R,
+            C,
+            packed=config.dsp_packing,
+            dw_channels=config.depthwise_channels,
             dw_groups=config.depthwise_groups,
-            tag_shape=data.StructLayout({"addr": self.acc_aw, "first": 1}))
+            tag_shape=data.StructLayout({"addr": self.acc_aw, "first": 1}),
+        )
         assert self.array.LATENCY == config.array_latency
         # Pixel issue -> array input is 2 cycles, weight issue -> array input 1 cycle;
         # a bank may be reissued COOL cycles after the last pixel that used it issued.
         self.COOL = self.array.WEIGHT_GAP + 2 - 1
         # Last pixel issued in cycle k -> its sum readable from ACC in cycle k + LATENCY + 4.
         self.DRAIN = self.array.LATENCY + 2
-        super().__init__({
-            "i_insn": In(stream.Signature(self.insn_layout)),
-            "o_acc": Out(stream.Signature(data.StructLayout({
-                "acc": acc_layout(config), "out_addr": 16, "last": 1,
-                "insn": self.insn_layout}))),
-            "inp_w": Out(memory.WritePort.Signature(
-                addr_width=self.inp_aw, shape=data.ArrayLayout(unsigned(8), R))),
-            "wgt_w": Out(memory.WritePort.Signature(
-                addr_width=self.wgt_aw, shape=weight_layout(R, C))),
-            "inp_r": Out(memory.ReadPort.Signature(
-                addr_width=self.inp_aw, shape=data.ArrayLayout(unsigned(8), R))),
-            "status": Out(StatusSignature()),
-        })
+        super().__init__(
+            {
+                "i_insn": In(stream.Signature(self.insn_layout)),
+                "o_acc": Out(
+                    stream.Signature(
+                        data.StructLayout(
+                            {
+                                "acc": acc_layout(config),
+                                "out_addr": 16,
+                                "last": 1,
+                                "insn": self.insn_layout,
+                            }
+                        )
+                    )
+                ),
+                "inp_w": Out(
+                    memory.WritePort.Signature(
+                        addr_width=self.inp_aw, shape=data.ArrayLayout(unsigned(8), R)
+                    )
+                ),
+                "wgt_w": Out(
+                    memory.WritePort.Signature(addr_width=self.wgt_aw, shape=weight_layout(R, C))
+                ),
+                "inp_r": Out(
+                    memory.ReadPort.Signature(
+                        addr_width=self.inp_aw, shape=data.ArrayLayout(unsigned(8), R)
+                    )
+                ),
+                "status": Out(StatusSignature()),
+            }
+        )
 
     def elaborate(self, platform):
         m = Module()
@@ -170,10 +199,10 @@ class ComputeUnit(wiring.Component):
         # and the array's mode come from a register, not from the decode.
         depthwise = Signal()
         grouped, passes = depthwise_geometry(insn, R, groups)
-        dw_grouped = Signal()   # row groups hold kernel rows (set at SETUP)
+        dw_grouped = Signal()  # row groups hold kernel rows (set at SETUP)
         port_off = [Signal(self.inp_aw, name=f"port_off{k}") for k in range(blocks * groups)]
-        n_taps = Signal(16)     # weight words of the instruction
-        n_pix = Signal(20)      # out_h * out_w, beats of the emit
+        n_taps = Signal(16)  # weight words of the instruction
+        n_pix = Signal(20)  # out_h * out_w, beats of the emit
 
         # The walker of the instruction's mode; both see the same instruction.
         cmd = Signal(self.walkers[ConvMode.DENSE].o_cmd.payload.shape())
@@ -182,12 +211,18 @@ class ComputeUnit(wiring.Component):
             m.submodules[f"walk_{mode}"] = walker
             # Any mode but DEPTHWISE walks dense, so a bad mode cannot hang the unit.
             mine = depthwise if mode == ConvMode.DEPTHWISE else ~depthwise
-            m.d.comb += [walker.i_insn.payload.eq(self.i_insn.payload),
-                         walker.i_insn.valid.eq(self.i_insn.valid & self.i_insn.ready &
-                                                ((self.i_insn.payload.mode ==
-                                                  ConvMode.DEPTHWISE) ==
-                                                 (mode == ConvMode.DEPTHWISE))),
-                         walker.o_cmd.ready.eq(cmd_ready & mine)]
+            m.d.comb += [
+                walker.i_insn.payload.eq(self.i_insn.payload),
+                walker.i_insn.valid.eq(
+                    self.i_insn.valid
+                    & self.i_insn.ready
+                    & (
+                        (self.i_insn.payload.mode == ConvMode.DEPTHWISE)
+                        == (mode == ConvMode.DEPTHWISE)
+                    )
+                ),
+                walker.o_cmd.ready.eq(cmd_ready & mine),
+            ]
             with m.If(mine):
                 m.d.comb += [cmd.eq(walker.o_cmd.payload), cmd_valid.eq(walker.o_cmd.valid)]
 
@@ -205,8 +240,9 @@ class ComputeUnit(wiring.Component):
                 accept(m, self.i_insn, insn, "SETUP")
             with m.State("SETUP"):
                 m.d.sync += [
-                    n_taps.eq(Mux(depthwise, passes,
-                                  insn.kernel_h * insn.kernel_w * insn.in_blocks)),
+                    n_taps.eq(
+                        Mux(depthwise, passes, insn.kernel_h * insn.kernel_w * insn.in_blocks)
+                    ),
                     dw_grouped.eq(grouped),
                     n_pix.eq(insn.out_h * insn.out_w),
                     wl.eq(0),
@@ -214,8 +250,11 @@ class ComputeUnit(wiring.Component):
                 m.next = "RUN"
             with m.State("RUN"):
                 m.d.comb += [
-                    load.eq((wl < n_taps) & (wl <= cmd.tap + 1) &
-                            (Mux(wl[0], cool[1], cool[0]) == self.COOL)),
+                    load.eq(
+                        (wl < n_taps)
+                        & (wl <= cmd.tap + 1)
+                        & (Mux(wl[0], cool[1], cool[0]) == self.COOL)
+                    ),
                     issue.eq(cmd_valid & (wl > cmd.tap)),
                     cmd_ready.eq(issue),
                     self.status.stall_weight.eq(~issue),
@@ -240,20 +279,27 @@ class ComputeUnit(wiring.Component):
                 # skid buffer.
                 advance = ~self.o_acc.valid | self.o_acc.ready
                 more = emit_ptr != n_pix
-                m.d.comb += [acc_rd.en.eq(advance), acc_rd.addr.eq(emit_ptr),
-                             self.status.stall_emit.eq(~advance)]
+                m.d.comb += [
+                    acc_rd.en.eq(advance),
+                    acc_rd.addr.eq(emit_ptr),
+                    self.status.stall_emit.eq(~advance),
+                ]
                 with m.If(advance):
-                    m.d.sync += [self.o_acc.valid.eq(more),
-                                 self.o_acc.payload.out_addr.eq(insn.out_addr + emit_ptr),
-                                 self.o_acc.payload.last.eq(emit_ptr == n_pix - 1)]
+                    m.d.sync += [
+                        self.o_acc.valid.eq(more),
+                        self.o_acc.payload.out_addr.eq(insn.out_addr + emit_ptr),
+                        self.o_acc.payload.last.eq(emit_ptr == n_pix - 1),
+                    ]
                     with m.If(more):
                         m.d.sync += emit_ptr.eq(emit_ptr + 1)
                     with m.Else():
                         m.d.comb += self.status.done.eq(1)
                         m.next = "IDLE"
-        m.d.comb += [self.status.busy.eq(~self.i_insn.ready),
-                     self.o_acc.payload.acc.eq(acc_rd.data),
-                     self.o_acc.payload.insn.eq(insn)]
+        m.d.comb += [
+            self.status.busy.eq(~self.i_insn.ready),
+            self.o_acc.payload.acc.eq(acc_rd.data),
+            self.o_acc.payload.insn.eq(insn),
+        ]
         for b in range(2):
             with m.If(issue & (cmd.tap[0] == b)):
                 m.d.sync += cool[b].eq(1)
@@ -271,7 +317,8 @@ class ComputeUnit(wiring.Component):
             for g in range(groups):
                 for b in range(blocks):
                     m.d.sync += port_off[g * blocks + b].eq(
-                        b * p.inp_block_stride + g * p.dilation_h * p.in_w)
+                        b * p.inp_block_stride + g * p.dilation_h * p.in_w
+                    )
         running = ~self.i_insn.ready
         for k, port in enumerate(inp_ports):
             if k < len(port_off):
@@ -286,12 +333,19 @@ class ComputeUnit(wiring.Component):
         bank1, tag1 = Signal(), Signal.like(array.i_data.payload.tag)
         m.d.sync += [v1.eq(issue & cmd.write), wv1.eq(load), wbank1.eq(wl[0])]
         with m.If(issue):
-            m.d.sync += [bank1.eq(cmd.tap[0]), tag1.addr.eq(cmd.acc_addr),
-                         tag1.first.eq(insn.acc_init & (cmd.tap == 0))]
+            m.d.sync += [
+                bank1.eq(cmd.tap[0]),
+                tag1.addr.eq(cmd.acc_addr),
+                tag1.first.eq(insn.acc_init & (cmd.tap == 0)),
+            ]
         # Stage 1: weights into the array; codes to signed, minus the zero point.
-        m.d.comb += [array.i_weight.valid.eq(wv1), array.i_weight.payload.bank.eq(wbank1),
-                     array.i_weight.payload.w.eq(wgt_rd.data), array.depthwise.eq(depthwise),
-                     array.dw_grouped.eq(dw_grouped)]
+        m.d.comb += [
+            array.i_weight.valid.eq(wv1),
+            array.i_weight.payload.bank.eq(wbank1),
+            array.i_weight.payload.w.eq(wgt_rd.data),
+            array.depthwise.eq(depthwise),
+            array.dw_grouped.eq(dw_grouped),
+        ]
         zp = Mux(insn.signed, insn.in_zp.as_signed(), insn.in_zp)
         x, dw_x, N = array.i_data.payload.x, array.i_data.payload.dw, self.config.depthwise_channels
 
@@ -309,8 +363,11 @@ class ComputeUnit(wiring.Component):
             g, b = divmod(k, blocks)
             for r in range(min(R, N - b * R)):
                 m.d.sync += dw_x[g][b * R + r].eq(x_minus_zp(k, r))
-        m.d.sync += [array.i_data.valid.eq(v1), array.i_data.payload.bank.eq(bank1),
-                     array.i_data.payload.tag.eq(tag1)]
+        m.d.sync += [
+            array.i_data.valid.eq(v1),
+            array.i_data.payload.bank.eq(bank1),
+            array.i_data.payload.tag.eq(tag1),
+        ]
 
         # Stage 2 + LATENCY: column sums out; fetch the accumulators they add to.
         out = array.o_psum

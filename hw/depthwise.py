@@ -79,10 +79,12 @@ class DepthwiseWalker(wiring.Component):
     def __init__(self, insn_layout, acc_addr_width, rows=1, groups=1):
         self.insn_layout = insn_layout
         self.rows, self.groups = rows, groups
-        super().__init__({
-            "i_insn": In(stream.Signature(insn_layout)),
-            "o_cmd": Out(stream.Signature(command_layout(acc_addr_width))),
-        })
+        super().__init__(
+            {
+                "i_insn": In(stream.Signature(insn_layout)),
+                "o_cmd": Out(stream.Signature(command_layout(acc_addr_width))),
+            }
+        )
 
     def elaborate(self, platform):
         m = Module()
@@ -99,9 +101,13 @@ class DepthwiseWalker(wiring.Component):
         passes = Signal(8)
         last_ky = ky == passes - 1
         cmd = self.o_cmd.payload
-        m.d.comb += [cmd.inp_addr.eq(row_addr + j), cmd.acc_addr.eq(acc_row + ox),
-                     cmd.tap.eq(ky), cmd.write.eq((phase == 0) & (ox < insn.out_w)),
-                     cmd.last.eq(last_j & last_y & last_ky)]
+        m.d.comb += [
+            cmd.inp_addr.eq(row_addr + j),
+            cmd.acc_addr.eq(acc_row + ox),
+            cmd.tap.eq(ky),
+            cmd.write.eq((phase == 0) & (ox < insn.out_w)),
+            cmd.last.eq(last_j & last_y & last_ky),
+        ]
 
         with m.FSM():
             with m.State("IDLE"):
@@ -112,12 +118,23 @@ class DepthwiseWalker(wiring.Component):
                 m.d.sync += [
                     row_step.eq(insn.stride_h * insn.in_w),
                     # One pass moves group 0 down G kernel rows when grouped.
-                    dil_row.eq(Mux(grouped, (insn.dilation_h * insn.in_w) << shift,
-                                   insn.dilation_h * insn.in_w)),
+                    dil_row.eq(
+                        Mux(
+                            grouped,
+                            (insn.dilation_h * insn.in_w) << shift,
+                            insn.dilation_h * insn.in_w,
+                        )
+                    ),
                     passes.eq(n_pass),
                     row_len.eq(insn.stride_w * (insn.out_w - 1) + insn.kernel_w),
-                    ky.eq(0), oy.eq(0), j.eq(0), ox.eq(0), phase.eq(0), acc_row.eq(0),
-                    tap_base.eq(insn.inp_addr), row_addr.eq(insn.inp_addr),
+                    ky.eq(0),
+                    oy.eq(0),
+                    j.eq(0),
+                    ox.eq(0),
+                    phase.eq(0),
+                    acc_row.eq(0),
+                    tap_base.eq(insn.inp_addr),
+                    row_addr.eq(insn.inp_addr),
                 ]
                 m.next = "RUN"
             with m.State("RUN"):
@@ -133,12 +150,19 @@ class DepthwiseWalker(wiring.Component):
                     with m.Else():
                         m.d.sync += [j.eq(0), phase.eq(0), ox.eq(0)]
                         with m.If(~last_y):
-                            m.d.sync += [oy.eq(oy + 1), row_addr.eq(row_addr + row_step),
-                                         acc_row.eq(acc_row + insn.out_w)]
+                            m.d.sync += [
+                                oy.eq(oy + 1),
+                                row_addr.eq(row_addr + row_step),
+                                acc_row.eq(acc_row + insn.out_w),
+                            ]
                         with m.Else():
-                            m.d.sync += [oy.eq(0), ky.eq(ky + 1), acc_row.eq(0),
-                                         tap_base.eq(tap_base + dil_row),
-                                         row_addr.eq(tap_base + dil_row)]
+                            m.d.sync += [
+                                oy.eq(0),
+                                ky.eq(ky + 1),
+                                acc_row.eq(0),
+                                tap_base.eq(tap_base + dil_row),
+                                row_addr.eq(tap_base + dil_row),
+                            ]
                     with m.If(cmd.last):
                         m.next = "IDLE"
         return m

@@ -26,8 +26,16 @@ from .axi import MAX_BURST_BEATS, AXI4Signature, burst_split
 from .pipeline import accept
 
 __all__ = [
-    "ELEM_LOG2_BITS", "transfer_fields", "StatusLayout", "BurstLayout", "RowsLayout",
-    "BurstGenerator", "WindowCheck", "engine_members", "checked_bursts", "command_states",
+    "ELEM_LOG2_BITS",
+    "transfer_fields",
+    "StatusLayout",
+    "BurstLayout",
+    "RowsLayout",
+    "BurstGenerator",
+    "WindowCheck",
+    "engine_members",
+    "checked_bursts",
+    "command_states",
 ]
 
 #: Width of the engines' ``elem_log2`` command field (elements up to 2**15 bytes).
@@ -53,10 +61,14 @@ def BurstLayout(addr_width):
 
 def RowsLayout(addr_width, row_bytes_width, stride_width):
     """A burst generator command: ``rows`` rows of ``row_bytes`` from ``addr``, ``stride`` apart."""
-    return data.StructLayout({
-        "addr": addr_width, "row_bytes": row_bytes_width, "stride": stride_width,
-        "rows": transfer_fields(Opcode.LOAD, ["y_size"])["y_size"],
-    })
+    return data.StructLayout(
+        {
+            "addr": addr_width,
+            "row_bytes": row_bytes_width,
+            "stride": stride_width,
+            "rows": transfer_fields(Opcode.LOAD, ["y_size"])["y_size"],
+        }
+    )
 
 
 class BurstGenerator(wiring.Component):
@@ -83,8 +95,9 @@ class BurstGenerator(wiring.Component):
         A command is being split or its last burst waits on ``o_burst``.
     """
 
-    def __init__(self, addr_width, bus_bytes, row_bytes_width, stride_width,
-                 max_beats=MAX_BURST_BEATS):
+    def __init__(
+        self, addr_width, bus_bytes, row_bytes_width, stride_width, max_beats=MAX_BURST_BEATS
+    ):
         if not 1 <= max_beats <= MAX_BURST_BEATS:
             raise ValueError(f"max_beats must be from 1 to {MAX_BURST_BEATS}, not {max_beats!r}")
         if bus_bytes < 1 or bus_bytes & (bus_bytes - 1):
@@ -92,26 +105,29 @@ class BurstGenerator(wiring.Component):
         self.addr_width = addr_width
         self.bus_bytes = bus_bytes
         self.max_beats = max_beats
-        super().__init__({
-            "i_cmd": In(stream.Signature(RowsLayout(addr_width, row_bytes_width, stride_width))),
-            "o_burst": Out(stream.Signature(BurstLayout(addr_width))),
-            "busy": Out(1),
-        })
+        super().__init__(
+            {
+                "i_cmd": In(
+                    stream.Signature(RowsLayout(addr_width, row_bytes_width, stride_width))
+                ),
+                "o_burst": Out(stream.Signature(BurstLayout(addr_width))),
+                "busy": Out(1),
+            }
+        )
 
     def elaborate(self, platform):
         m = Module()
         aw = self.addr_width
         log_bus = (self.bus_bytes - 1).bit_length()
         active = Signal()
-        cur = Signal(aw)          # next byte to fetch
+        cur = Signal(aw)  # next byte to fetch
         row_start = Signal(aw)
-        row_end = Signal(aw)      # one past the current row's last byte
+        row_end = Signal(aw)  # one past the current row's last byte
         rows_left = Signal.like(self.i_cmd.payload.rows)
         row_bytes = Signal.like(self.i_cmd.payload.row_bytes)
         stride = Signal.like(self.i_cmd.payload.stride)
 
-        stop, length = burst_split(cur, row_end, bus_bytes=self.bus_bytes,
-                                   max_beats=self.max_beats)
+        stop, length = burst_split(cur, row_end, bus_bytes=self.bus_bytes, max_beats=self.max_beats)
         row_done = stop == row_end
         next_row = (row_start + stride)[:aw]
         m.d.comb += [
@@ -121,9 +137,13 @@ class BurstGenerator(wiring.Component):
         with m.If(self.i_cmd.valid & ~active):
             cmd = self.i_cmd.payload
             m.d.sync += [
-                active.eq(1), cur.eq(cmd.addr), row_start.eq(cmd.addr),
-                row_end.eq(cmd.addr + cmd.row_bytes), rows_left.eq(cmd.rows),
-                row_bytes.eq(cmd.row_bytes), stride.eq(cmd.stride),
+                active.eq(1),
+                cur.eq(cmd.addr),
+                row_start.eq(cmd.addr),
+                row_end.eq(cmd.addr + cmd.row_bytes),
+                rows_left.eq(cmd.rows),
+                row_bytes.eq(cmd.row_bytes),
+                stride.eq(cmd.stride),
             ]
         # o_burst.valid is a register, so the address adders and the 4 KiB compare end
         # in flip-flops instead of running on into the interconnect.
@@ -136,7 +156,9 @@ class BurstGenerator(wiring.Component):
             ]
             with m.If(row_done):
                 m.d.sync += [
-                    rows_left.eq(rows_left - 1), row_start.eq(next_row), cur.eq(next_row),
+                    rows_left.eq(rows_left - 1),
+                    row_start.eq(next_row),
+                    cur.eq(next_row),
                     row_end.eq(next_row + row_bytes),
                 ]
                 with m.If(rows_left == 1):
@@ -176,16 +198,24 @@ class WindowCheck(wiring.Component):
         self.max_elem_log2 = max_elem_log2
         self.row_bytes_width = f["x_size"] + max_elem_log2
         self.stride_width = f["x_stride"] + max_elem_log2
-        super().__init__({
-            "start": In(1),
-            "dram_addr": In(f["dram_addr"]), "y_size": In(f["y_size"]),
-            "x_size": In(f["x_size"]), "x_stride": In(f["x_stride"]),
-            "elem_log2": In(ELEM_LOG2_BITS),
-            "window_base": In(addr_width), "window_size": In(addr_width),
-            "done": Out(1), "error": Out(8), "empty": Out(1),
-            "addr": Out(addr_width), "row_bytes": Out(self.row_bytes_width),
-            "stride": Out(self.stride_width),
-        })
+        super().__init__(
+            {
+                "start": In(1),
+                "dram_addr": In(f["dram_addr"]),
+                "y_size": In(f["y_size"]),
+                "x_size": In(f["x_size"]),
+                "x_stride": In(f["x_stride"]),
+                "elem_log2": In(ELEM_LOG2_BITS),
+                "window_base": In(addr_width),
+                "window_size": In(addr_width),
+                "done": Out(1),
+                "error": Out(8),
+                "empty": Out(1),
+                "addr": Out(addr_width),
+                "row_bytes": Out(self.row_bytes_width),
+                "stride": Out(self.stride_width),
+            }
+        )
 
     def elaborate(self, platform):
         m = Module()
@@ -203,10 +233,10 @@ class WindowCheck(wiring.Component):
             self.stride.eq(self.x_stride << s),
         ]
         # Stage 2
-        extent = ((rows_span + self.x_size) << s)
+        extent = (rows_span + self.x_size) << s
         end = self.dram_addr + extent
         align_log2 = Mux(s < log_bus, s, log_bus)
-        misaligned = (self.addr & ((Const(1, 16) << align_log2) - 1)[:log_bus + 1]) != 0
+        misaligned = (self.addr & ((Const(1, 16) << align_log2) - 1)[: log_bus + 1]) != 0
         m.d.sync += self.done.eq(busy1)
         with m.If(busy1):
             with m.If((s > self.max_elem_log2) | misaligned):
@@ -247,11 +277,15 @@ def checked_bursts(m, engine, cmd, elem_log2, max_elem_log2):
     aw, bus = engine.config.axi_addr_width, engine.bus_bytes
     m.submodules.check = check = WindowCheck(aw, bus, max_elem_log2)
     m.submodules.bursts = bursts = BurstGenerator(
-        aw, bus, check.row_bytes_width, check.stride_width, engine.max_burst_beats)
+        aw, bus, check.row_bytes_width, check.stride_width, engine.max_burst_beats
+    )
     m.d.comb += [
-        check.dram_addr.eq(cmd.dram_addr), check.y_size.eq(cmd.y_size),
-        check.x_size.eq(cmd.x_size), check.x_stride.eq(cmd.x_stride),
-        check.elem_log2.eq(elem_log2), check.window_base.eq(engine.window_base),
+        check.dram_addr.eq(cmd.dram_addr),
+        check.y_size.eq(cmd.y_size),
+        check.x_size.eq(cmd.x_size),
+        check.x_stride.eq(cmd.x_stride),
+        check.elem_log2.eq(elem_log2),
+        check.window_base.eq(engine.window_base),
         check.window_size.eq(engine.window_size),
         bursts.i_cmd.payload.addr.eq(check.addr),
         bursts.i_cmd.payload.row_bytes.eq(check.row_bytes),

@@ -30,8 +30,12 @@ def instruction_members(config):
     """
     return {
         "i_insn": In(stream.Signature(entry_layout())),
-        "done": Out(1), "error": Out(1), "error_code": Out(8), "busy": Out(1),
-        "window_base": In(config.axi_addr_width), "window_size": In(config.axi_addr_width),
+        "done": Out(1),
+        "error": Out(1),
+        "error_code": Out(8),
+        "busy": Out(1),
+        "window_base": In(config.axi_addr_width),
+        "window_size": In(config.axi_addr_width),
     }
 
 
@@ -65,7 +69,7 @@ def run_instructions(m, unit, opcode, *, hold=Const(0, 1)):
         with m.State("IDLE"):
             m.d.comb += unit.i_insn.ready.eq(1)
             with m.If(unit.i_insn.valid):
-                m.d.sync += cur.eq(unit.i_insn.payload.word[:layout.size])
+                m.d.sync += cur.eq(unit.i_insn.payload.word[: layout.size])
                 m.next = "CMD"
         with m.State("CMD"):
             m.d.comb += [dma.i_cmd.valid.eq(1), unit.busy.eq(1)]

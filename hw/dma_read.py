@@ -29,24 +29,35 @@ from .dma import ELEM_LOG2_BITS, checked_bursts, command_states, engine_members,
 
 __all__ = ["ReadCommandLayout", "ReadChunkLayout", "DMAReader"]
 
-_FIELDS = ["sram_addr", "dram_addr", "y_size", "x_size", "x_stride",
-           "pad_top", "pad_bottom", "pad_left", "pad_right", "pad_value"]
+_FIELDS = [
+    "sram_addr",
+    "dram_addr",
+    "y_size",
+    "x_size",
+    "x_stride",
+    "pad_top",
+    "pad_bottom",
+    "pad_left",
+    "pad_right",
+    "pad_value",
+]
 
 
 def ReadCommandLayout():
     """The LOAD transfer fields of the ISA plus ``elem_log2`` (bytes per element, as log2)."""
-    return data.StructLayout({**transfer_fields(Opcode.LOAD, _FIELDS),
-                              "elem_log2": ELEM_LOG2_BITS})
+    return data.StructLayout({**transfer_fields(Opcode.LOAD, _FIELDS), "elem_log2": ELEM_LOG2_BITS})
 
 
 def ReadChunkLayout(bus_bytes, max_parts):
     """``o_data`` payload: buffer word ``addr``, chunk ``part`` of it, ``data``, ``last``."""
-    return data.StructLayout({
-        "addr": transfer_fields(Opcode.LOAD, ["sram_addr"])["sram_addr"],
-        "part": max(1, (max_parts - 1).bit_length()),
-        "data": 8 * bus_bytes,
-        "last": 1,
-    })
+    return data.StructLayout(
+        {
+            "addr": transfer_fields(Opcode.LOAD, ["sram_addr"])["sram_addr"],
+            "part": max(1, (max_parts - 1).bit_length()),
+            "data": 8 * bus_bytes,
+            "last": 1,
+        }
+    )
 
 
 class DMAReader(wiring.Component):
@@ -84,18 +95,21 @@ class DMAReader(wiring.Component):
         if max_elem_bytes < 1 or max_elem_bytes & (max_elem_bytes - 1):
             raise ValueError(f"max_elem_bytes must be a power of two, not {max_elem_bytes!r}")
         if max_elem_bytes >= 1 << (1 << ELEM_LOG2_BITS):
-            raise ValueError(f"max_elem_bytes must be below 2**{1 << ELEM_LOG2_BITS}, "
-                             f"not {max_elem_bytes!r}")
+            raise ValueError(
+                f"max_elem_bytes must be below 2**{1 << ELEM_LOG2_BITS}, not {max_elem_bytes!r}"
+            )
         self.config = config
         self.bus_bytes = bus
         self.max_elem_log2 = (max_elem_bytes - 1).bit_length()
         self.max_parts = max(1, max_elem_bytes // bus)
         self.max_burst_beats = max_burst_beats
-        super().__init__({
-            "i_cmd": In(stream.Signature(ReadCommandLayout())),
-            "o_data": Out(stream.Signature(ReadChunkLayout(bus, self.max_parts))),
-            **engine_members(config, write=False),
-        })
+        super().__init__(
+            {
+                "i_cmd": In(stream.Signature(ReadCommandLayout())),
+                "o_data": Out(stream.Signature(ReadChunkLayout(bus, self.max_parts))),
+                **engine_members(config, write=False),
+            }
+        )
 
     def elaborate(self, platform):
         m = Module()
@@ -112,7 +126,8 @@ class DMAReader(wiring.Component):
             axi.arvalid.eq(bursts.o_burst.valid),
             axi.araddr.eq(bursts.o_burst.payload.addr),
             axi.arlen.eq(bursts.o_burst.payload.len),
-            axi.arsize.eq(log_bus), axi.arburst.eq(BURST_INCR),
+            axi.arsize.eq(log_bus),
+            axi.arburst.eq(BURST_INCR),
             axi.arcache.eq(CACHE_MODIFIABLE_BUFFERABLE),
             bursts.o_burst.ready.eq(axi.arready),
         ]
@@ -123,9 +138,9 @@ class DMAReader(wiring.Component):
         wc = Signal(16)
         wp = Signal(range(self.max_parts))
         waddr = Signal.like(cmd.sram_addr)
-        off = Signal(log_bus)        # byte of the current beat holding the next data chunk
-        row_off = Signal(log_bus)    # beat offset of the current data row's first byte
-        row_hi, col_hi = Signal(16), Signal(16)   # one past the last data row / column
+        off = Signal(log_bus)  # byte of the current beat holding the next data chunk
+        row_off = Signal(log_bus)  # beat offset of the current data row's first byte
+        row_hi, col_hi = Signal(16), Signal(16)  # one past the last data row / column
         rows_last, cols_last = Signal(16), Signal(16)
         parts_last = Signal(range(self.max_parts))
         chunk_log2 = Signal(range(log_bus + 1))
@@ -135,18 +150,21 @@ class DMAReader(wiring.Component):
         # Where the walker stands, as flags kept in registers: every decision of a cycle
         # (valid, RREADY, the beat release) is a few LUTs on them, not 16-bit compares of
         # wr and wc. Each flag is computed for the walker's next position, a cycle ahead.
-        row_in, col_in = Signal(), Signal()          # a data row / a data column
-        col_end = Signal()                           # wc == col_hi - 1 (the row's last data)
-        wc_last, wr_last = Signal(), Signal()        # wc == cols_last / wr == rows_last
+        row_in, col_in = Signal(), Signal()  # a data row / a data column
+        col_end = Signal()  # wc == col_hi - 1 (the row's last data)
+        wc_last, wr_last = Signal(), Signal()  # wc == cols_last / wr == rows_last
 
         def col_flags(wc_n):
-            return [col_in.eq((wc_n >= cmd.pad_left) & (wc_n < col_hi)),
-                    col_end.eq(wc_n + 1 == col_hi), wc_last.eq(wc_n == cols_last)]
+            return [
+                col_in.eq((wc_n >= cmd.pad_left) & (wc_n < col_hi)),
+                col_end.eq(wc_n + 1 == col_hi),
+                wc_last.eq(wc_n == cols_last),
+            ]
 
         in_row = row_in
         is_data = row_in & col_in
         last_part = wp == parts_last
-        chunk_end = (off + (1 << chunk_log2))[:log_bus + 1]
+        chunk_end = (off + (1 << chunk_log2))[: log_bus + 1]
         # Release the beat after its last chunk: beat full, or the row's last data chunk.
         pop = (chunk_end == bus) | (col_end & last_part)
         pad_word = Cat(*[cmd.pad_value] * bus)
@@ -170,10 +188,15 @@ class DMAReader(wiring.Component):
                 with m.If(wc_last):
                     next_off = Mux(in_row, row_off + stride_lo, row_off)[:log_bus]
                     wr_n = wr + 1
-                    m.d.sync += [wc.eq(0), wr.eq(wr_n), row_off.eq(next_off),
-                                 off.eq(next_off), *col_flags(Const(0, 16)),
-                                 row_in.eq((wr_n >= cmd.pad_top) & (wr_n < row_hi)),
-                                 wr_last.eq(wr_n == rows_last)]
+                    m.d.sync += [
+                        wc.eq(0),
+                        wr.eq(wr_n),
+                        row_off.eq(next_off),
+                        off.eq(next_off),
+                        *col_flags(Const(0, 16)),
+                        row_in.eq((wr_n >= cmd.pad_top) & (wr_n < row_hi)),
+                        wr_last.eq(wr_n == rows_last),
+                    ]
                     with m.If(wr_last):
                         m.d.sync += walking.eq(0)
 
@@ -183,18 +206,26 @@ class DMAReader(wiring.Component):
                     rows = cmd.pad_top + cmd.y_size + cmd.pad_bottom
                     cols = cmd.pad_left + cmd.x_size + cmd.pad_right
                     m.d.sync += [
-                        error.eq(check.error), rerr.eq(0),
-                        row_hi.eq(cmd.pad_top + cmd.y_size), col_hi.eq(cmd.pad_left + cmd.x_size),
-                        rows_last.eq(rows - 1), cols_last.eq(cols - 1),
+                        error.eq(check.error),
+                        rerr.eq(0),
+                        row_hi.eq(cmd.pad_top + cmd.y_size),
+                        col_hi.eq(cmd.pad_left + cmd.x_size),
+                        rows_last.eq(rows - 1),
+                        cols_last.eq(cols - 1),
                         parts_last.eq(Mux(s > log_bus, (Const(1, 16) << (s - log_bus)[:4]) - 1, 0)),
                         chunk_log2.eq(Mux(s < log_bus, s, log_bus)),
                         stride_lo.eq(check.stride[:log_bus]),
-                        wr.eq(0), wc.eq(0), wp.eq(0), waddr.eq(cmd.sram_addr),
+                        wr.eq(0),
+                        wc.eq(0),
+                        wp.eq(0),
+                        waddr.eq(cmd.sram_addr),
                         row_in.eq((cmd.pad_top == 0) & (cmd.y_size != 0)),
                         col_in.eq((cmd.pad_left == 0) & (cmd.x_size != 0)),
                         col_end.eq(cmd.pad_left + cmd.x_size == 1),
-                        wr_last.eq(rows == 1), wc_last.eq(cols == 1),
-                        off.eq(check.addr[:log_bus]), row_off.eq(check.addr[:log_bus]),
+                        wr_last.eq(rows == 1),
+                        wc_last.eq(cols == 1),
+                        off.eq(check.addr[:log_bus]),
+                        row_off.eq(check.addr[:log_bus]),
                     ]
                     with m.If(check.error != ErrorCode.NONE):
                         m.next = "STATUS"
@@ -210,4 +241,3 @@ class DMAReader(wiring.Component):
                     m.d.sync += error.eq(Mux(rerr, ErrorCode.AXI_ERROR, ErrorCode.NONE))
                     m.next = "STATUS"
         return m
-

@@ -62,16 +62,18 @@ class DMAWriter(wiring.Component):
     m_axi : Out(AXI4Signature(read=False, write=True))
     """
 
-    def __init__(self, config, *, elem_bytes=None, word_bytes=None,
-                 max_burst_beats=MAX_BURST_BEATS):
+    def __init__(
+        self, config, *, elem_bytes=None, word_bytes=None, max_burst_beats=MAX_BURST_BEATS
+    ):
         elem_bytes = config.rows if elem_bytes is None else elem_bytes
         word_bytes = config.cols if word_bytes is None else word_bytes
         bus = config.axi_data_bytes
         if elem_bytes < 1 or elem_bytes & (elem_bytes - 1):
             raise ValueError(f"elem_bytes must be a power of two, not {elem_bytes!r}")
         if word_bytes % elem_bytes:
-            raise ValueError(f"word_bytes must be a multiple of elem_bytes ({elem_bytes}), "
-                             f"not {word_bytes!r}")
+            raise ValueError(
+                f"word_bytes must be a multiple of elem_bytes ({elem_bytes}), not {word_bytes!r}"
+            )
         self.config = config
         self.bus_bytes = bus
         self.elem_bytes = elem_bytes
@@ -79,19 +81,21 @@ class DMAWriter(wiring.Component):
         self.max_burst_beats = max_burst_beats
         self.lanes = word_bytes // elem_bytes
         sram_width = transfer_fields(Opcode.STORE, ["sram_addr"])["sram_addr"]
-        super().__init__({
-            "i_cmd": In(stream.Signature(WriteCommandLayout())),
-            "o_req": Out(stream.Signature(sram_width)),
-            "i_data": In(stream.Signature(8 * word_bytes)),
-            **engine_members(config, write=True),
-        })
+        super().__init__(
+            {
+                "i_cmd": In(stream.Signature(WriteCommandLayout())),
+                "o_req": Out(stream.Signature(sram_width)),
+                "i_data": In(stream.Signature(8 * word_bytes)),
+                **engine_members(config, write=True),
+            }
+        )
 
     def elaborate(self, platform):
         m = Module()
         bus, e = self.bus_bytes, self.elem_bytes
         log_bus = (bus - 1).bit_length()
-        chunk = min(e, bus)                 # bytes of an element per beat
-        parts = max(1, e // bus)            # beats per element
+        chunk = min(e, bus)  # bytes of an element per beat
+        parts = max(1, e // bus)  # beats per element
         axi = self.m_axi
         elem_log2 = (e - 1).bit_length()
         cmd = Signal(WriteCommandLayout())
@@ -106,14 +110,19 @@ class DMAWriter(wiring.Component):
         ob = bursts.o_burst
         aw_free = ~axi.awvalid | axi.awready
         m.d.comb += [
-            axi.awsize.eq(log_bus), axi.awburst.eq(BURST_INCR),
+            axi.awsize.eq(log_bus),
+            axi.awburst.eq(BURST_INCR),
             axi.awcache.eq(CACHE_MODIFIABLE_BUFFERABLE),
             ob.ready.eq(aw_free & queue.w_rdy),
-            queue.w_en.eq(ob.valid & ob.ready), queue.w_data.eq(ob.payload.len),
+            queue.w_en.eq(ob.valid & ob.ready),
+            queue.w_data.eq(ob.payload.len),
         ]
         with m.If(queue.w_en):
-            m.d.sync += [axi.awvalid.eq(1), axi.awaddr.eq(ob.payload.addr),
-                         axi.awlen.eq(ob.payload.len)]
+            m.d.sync += [
+                axi.awvalid.eq(1),
+                axi.awaddr.eq(ob.payload.addr),
+                axi.awlen.eq(ob.payload.len),
+            ]
         with m.Elif(axi.awready):
             m.d.sync += axi.awvalid.eq(0)
 
@@ -132,31 +141,35 @@ class DMAWriter(wiring.Component):
         req_addr = Signal.like(cmd.sram_addr)
         m.d.comb += [self.o_req.valid.eq(req_any), self.o_req.payload.eq(req_addr)]
         with m.If(self.o_req.valid & self.o_req.ready):
-            m.d.sync += [req_left.eq(req_left - 1), req_addr.eq(req_addr + 1),
-                         req_any.eq(req_left != 1)]
+            m.d.sync += [
+                req_left.eq(req_left - 1),
+                req_addr.eq(req_addr + 1),
+                req_any.eq(req_left != 1),
+            ]
 
         # W packer: element x of the row, part p of the element, chunk slot in the beat.
         # Every decision of a cycle reads flags kept in registers (the row's last element,
         # the beat's last slot), so the take/flush logic is a few LUTs deep before it fans
         # out to the beat register: ``x_left`` counts the row's elements after this one and
         # ``x_last`` is ``x_left == 0``, both updated a cycle ahead.
-        slots = bus // chunk                # chunks per beat (1 for elements >= the bus)
+        slots = bus // chunk  # chunks per beat (1 for elements >= the bus)
         log_chunk = (chunk - 1).bit_length()
         packing = Signal()
         x_left, x_init = Signal.like(cmd.x_size), Signal.like(cmd.x_size)
         x_last, x_one = Signal(), Signal()
         rows_left = Signal.like(cmd.y_size)
-        rows_one = Signal()                  # rows_left == 1
+        rows_one = Signal()  # rows_left == 1
         p = Signal(range(parts))
-        off = Signal(range(slots))           # chunk slot of the next piece in the beat
+        off = Signal(range(slots))  # chunk slot of the next piece in the beat
         row_off = Signal(range(slots))
         stride_lo = Signal(range(slots))
         acc = Signal(8 * bus)
         acc_strb = Signal(bus)
-        beat = Signal(8)                     # beat index within the current burst
+        beat = Signal(8)  # beat index within the current burst
 
-        elem = self.i_data.payload.word_select(cmd.lane[:max(1, (self.lanes - 1).bit_length())]
-                                               if self.lanes > 1 else 0, 8 * e)
+        elem = self.i_data.payload.word_select(
+            cmd.lane[: max(1, (self.lanes - 1).bit_length())] if self.lanes > 1 else 0, 8 * e
+        )
         piece = elem.word_select(p, 8 * chunk) if parts > 1 else elem
         if slots > 1:
             placed = piece << Cat(Const(0, 3 + log_chunk), off)
@@ -164,7 +177,7 @@ class DMAWriter(wiring.Component):
             full = off == slots - 1
         else:
             placed, strobe, full = piece, Const((1 << bus) - 1, bus), Const(1, 1)
-        placed, strobe = placed[:8 * bus], strobe[:bus]
+        placed, strobe = placed[: 8 * bus], strobe[:bus]
         last_part = p == parts - 1
         row_last = x_last & last_part
         flush = full | row_last
@@ -178,8 +191,12 @@ class DMAWriter(wiring.Component):
             m.d.sync += [off.eq(off + 1), p.eq(p + 1)]
             with m.If(flush):
                 m.d.sync += [
-                    axi.wvalid.eq(1), axi.wdata.eq(acc | placed), axi.wstrb.eq(acc_strb | strobe),
-                    axi.wlast.eq(beat == queue.r_data), acc.eq(0), acc_strb.eq(0),
+                    axi.wvalid.eq(1),
+                    axi.wdata.eq(acc | placed),
+                    axi.wstrb.eq(acc_strb | strobe),
+                    axi.wlast.eq(beat == queue.r_data),
+                    acc.eq(0),
+                    acc_strb.eq(0),
                     beat.eq(beat + 1),
                 ]
                 with m.If(beat == queue.r_data):
@@ -191,9 +208,14 @@ class DMAWriter(wiring.Component):
                 m.d.sync += [p.eq(0), x_left.eq(x_left - 1), x_last.eq(x_left == 1)]
                 with m.If(x_last):
                     next_off = row_off + stride_lo
-                    m.d.sync += [x_left.eq(x_init), x_last.eq(x_one),
-                                 rows_left.eq(rows_left - 1), rows_one.eq(rows_left == 2),
-                                 row_off.eq(next_off), off.eq(next_off)]
+                    m.d.sync += [
+                        x_left.eq(x_init),
+                        x_last.eq(x_one),
+                        rows_left.eq(rows_left - 1),
+                        rows_one.eq(rows_left == 2),
+                        row_off.eq(next_off),
+                        off.eq(next_off),
+                    ]
                     with m.If(rows_one):
                         m.d.sync += packing.eq(0)
 
@@ -201,14 +223,22 @@ class DMAWriter(wiring.Component):
             with m.State("WAIT"):
                 with m.If(check.done):
                     m.d.sync += [
-                        error.eq(check.error), berr.eq(0), p.eq(0), beat.eq(0),
-                        x_left.eq(cmd.x_size - 1), x_init.eq(cmd.x_size - 1),
-                        x_last.eq(cmd.x_size == 1), x_one.eq(cmd.x_size == 1),
-                        rows_left.eq(cmd.y_size), rows_one.eq(cmd.y_size == 1),
+                        error.eq(check.error),
+                        berr.eq(0),
+                        p.eq(0),
+                        beat.eq(0),
+                        x_left.eq(cmd.x_size - 1),
+                        x_init.eq(cmd.x_size - 1),
+                        x_last.eq(cmd.x_size == 1),
+                        x_one.eq(cmd.x_size == 1),
+                        rows_left.eq(cmd.y_size),
+                        rows_one.eq(cmd.y_size == 1),
                         off.eq(check.addr[log_chunk:log_bus]),
                         row_off.eq(check.addr[log_chunk:log_bus]),
                         stride_lo.eq(check.stride[log_chunk:log_bus]),
-                        req_addr.eq(cmd.sram_addr), acc.eq(0), acc_strb.eq(0),
+                        req_addr.eq(cmd.sram_addr),
+                        acc.eq(0),
+                        acc_strb.eq(0),
                     ]
                     with m.If(cmd.lane >= self.lanes):
                         m.d.sync += error.eq(ErrorCode.MALFORMED_INSTRUCTION)
@@ -218,16 +248,25 @@ class DMAWriter(wiring.Component):
                     with m.Elif(check.empty):
                         m.next = "DRAIN"
                     with m.Else():
-                        m.d.sync += [packing.eq(1), req_left.eq(cmd.y_size * cmd.x_size),
-                                     req_any.eq(1)]
+                        m.d.sync += [
+                            packing.eq(1),
+                            req_left.eq(cmd.y_size * cmd.x_size),
+                            req_any.eq(1),
+                        ]
                         m.next = "START"
             with m.State("START"):
                 m.d.comb += bursts.i_cmd.valid.eq(1)
                 with m.If(bursts.i_cmd.ready):
                     m.next = "DRAIN"
             with m.State("DRAIN"):
-                with m.If(~packing & ~bursts.busy & ~axi.awvalid & ~queue.r_rdy &
-                          ~axi.wvalid & (outstanding == 0)):
+                with m.If(
+                    ~packing
+                    & ~bursts.busy
+                    & ~axi.awvalid
+                    & ~queue.r_rdy
+                    & ~axi.wvalid
+                    & (outstanding == 0)
+                ):
                     m.d.sync += error.eq(Mux(berr, ErrorCode.AXI_ERROR, ErrorCode.NONE))
                     m.next = "STATUS"
         return m

@@ -55,12 +55,16 @@ class Fetcher(wiring.Component):
     def __init__(self, config):
         self.config = config
         aw = config.axi_addr_width
-        super().__init__({
-            "go": In(1), "insn_base": In(aw), "insn_count": In(INDEX_BITS),
-            "o_insn": Out(stream.Signature(entry_layout())),
-            "m_axi": Out(AXI4Signature.from_config(config, write=False)),
-            "busy": Out(1),
-        })
+        super().__init__(
+            {
+                "go": In(1),
+                "insn_base": In(aw),
+                "insn_count": In(INDEX_BITS),
+                "o_insn": Out(stream.Signature(entry_layout())),
+                "m_axi": Out(AXI4Signature.from_config(config, write=False)),
+                "busy": Out(1),
+            }
+        )
 
     def elaborate(self, platform):
         m = Module()
@@ -81,17 +85,25 @@ class Fetcher(wiring.Component):
         page_beats = (PAGE_BYTES - addr[:12]) >> log_bus
         rest = beats - beat
         m.d.comb += [
-            axi.araddr.eq(addr), axi.arlen.eq(Mux(page_beats < rest, page_beats, rest) - 1),
-            axi.arsize.eq(log_bus), axi.arburst.eq(BURST_INCR),
+            axi.araddr.eq(addr),
+            axi.arlen.eq(Mux(page_beats < rest, page_beats, rest) - 1),
+            axi.arsize.eq(log_bus),
+            axi.arburst.eq(BURST_INCR),
             axi.arcache.eq(CACHE_MODIFIABLE_BUFFERABLE),
-            self.o_insn.payload.word.eq(word), self.o_insn.payload.index.eq(pc),
+            self.o_insn.payload.word.eq(word),
+            self.o_insn.payload.index.eq(pc),
             self.o_insn.payload.fault.eq(fault),
         ]
         with m.FSM():
             with m.State("IDLE"):
                 with m.If(self.go):
-                    m.d.sync += [pc.eq(0), left.eq(self.insn_count), base.eq(self.insn_base),
-                                 beat.eq(0), fault.eq(Fault.NONE)]
+                    m.d.sync += [
+                        pc.eq(0),
+                        left.eq(self.insn_count),
+                        base.eq(self.insn_base),
+                        beat.eq(0),
+                        fault.eq(Fault.NONE),
+                    ]
                     with m.If(self.insn_base[:log_bus] != 0):
                         m.d.sync += fault.eq(Fault.MISALIGNED)
                         m.next = "PUSH"
@@ -106,7 +118,7 @@ class Fetcher(wiring.Component):
                 with m.If(axi.rvalid):
                     for k in range(beats):
                         with m.If(beat == k):
-                            m.d.sync += word[8 * bus * k:8 * bus * (k + 1)].eq(axi.rdata)
+                            m.d.sync += word[8 * bus * k : 8 * bus * (k + 1)].eq(axi.rdata)
                     m.d.sync += beat.eq(beat + 1)
                     with m.If(axi.rresp[1]):
                         m.d.sync += fault.eq(Fault.AXI_ERROR)
@@ -154,13 +166,24 @@ class Dispatcher(wiring.Component):
         self.vector = vector
         aw = config.axi_addr_width
         st = stream.Signature(entry_layout())
-        super().__init__({
-            "go": In(1), "insn_count": In(INDEX_BITS),
-            "window_base": In(aw), "window_size": In(aw),
-            "i_insn": In(st), "o_load": Out(st), "o_compute": Out(st), "o_store": Out(st),
-            "error": Out(1), "error_code": Out(8), "error_index": Out(INDEX_BITS),
-            "all_dispatched": Out(1), "busy": Out(1), "stall": Out(1),
-        })
+        super().__init__(
+            {
+                "go": In(1),
+                "insn_count": In(INDEX_BITS),
+                "window_base": In(aw),
+                "window_size": In(aw),
+                "i_insn": In(st),
+                "o_load": Out(st),
+                "o_compute": Out(st),
+                "o_store": Out(st),
+                "error": Out(1),
+                "error_code": Out(8),
+                "error_index": Out(INDEX_BITS),
+                "all_dispatched": Out(1),
+                "busy": Out(1),
+                "stall": Out(1),
+            }
+        )
 
     def elaborate(self, platform):
         m = Module()
@@ -169,10 +192,11 @@ class Dispatcher(wiring.Component):
         cur = Signal(entry_layout())
         word = cur.word
         opcode = word[:4]
-        views = {op: data.View(instruction_layout(op), word[:instruction_layout(op).size])
-                 for op in (Opcode.LOAD, Opcode.STORE, Opcode.CONV, Opcode.VEC, Opcode.FINISH)}
-        ld, sto, cv, vec = (views[o] for o in (Opcode.LOAD, Opcode.STORE, Opcode.CONV,
-                                                Opcode.VEC))
+        views = {
+            op: data.View(instruction_layout(op), word[: instruction_layout(op).size])
+            for op in (Opcode.LOAD, Opcode.STORE, Opcode.CONV, Opcode.VEC, Opcode.FINISH)
+        }
+        ld, sto, cv, vec = (views[o] for o in (Opcode.LOAD, Opcode.STORE, Opcode.CONV, Opcode.VEC))
         dispatched = Signal(INDEX_BITS)
         count = Signal(INDEX_BITS)
 
@@ -183,19 +207,22 @@ class Dispatcher(wiring.Component):
         with m.Switch(ld.buffer):
             for buf in BUFFERS:
                 with m.Case(buf):
-                    m.d.comb += [load_elog2.eq(log2(elem_bytes(cfg, buf))),
-                                 load_depth.eq(buffer_depth(cfg, buf))]
+                    m.d.comb += [
+                        load_elog2.eq(log2(elem_bytes(cfg, buf))),
+                        load_depth.eq(buffer_depth(cfg, buf)),
+                    ]
         # The load and store queues take one opcode each, the compute queue the others.
-        (load_op,), (store_op,) = ([op for op, q in QUEUE_OF.items() if q == queue]
-                                   for queue in ("load", "store"))
+        (load_op,), (store_op,) = (
+            [op for op, q in QUEUE_OF.items() if q == queue] for queue in ("load", "store")
+        )
         is_load, is_store = opcode == load_op, opcode == store_op
         elog2 = Mux(is_load, load_elog2, log2(R))
 
         # Stage 1: products of fields.
-        span = Signal(32)           # (y_size - 1) * x_stride
-        tile = Signal(32)           # LOAD: padded rows and columns; STORE: y * x
+        span = Signal(32)  # (y_size - 1) * x_stride
+        tile = Signal(32)  # LOAD: padded rows and columns; STORE: y * x
         rows_p, cols_p = Signal(16), Signal(16)
-        pix = Signal(20)            # CONV out_h * out_w
+        pix = Signal(20)  # CONV out_h * out_w
         khkw = Signal(8)
         row1, row2, blk_off, col = Signal(16), Signal(16), Signal(24), Signal(16)
         # Stage 2: extents.
@@ -212,9 +239,17 @@ class Dispatcher(wiring.Component):
         v_win_max, v_a_max, v_b_max = Signal(40), Signal(40), Signal(40)
 
         def ext_sizes_zero():
-            return Cat(cv.kernel_h == 0, cv.kernel_w == 0, cv.stride_h == 0, cv.stride_w == 0,
-                       cv.dilation_h == 0, cv.dilation_w == 0, cv.out_h == 0, cv.out_w == 0,
-                       cv.in_blocks == 0).any()
+            return Cat(
+                cv.kernel_h == 0,
+                cv.kernel_w == 0,
+                cv.stride_h == 0,
+                cv.stride_w == 0,
+                cv.dilation_h == 0,
+                cv.dilation_w == 0,
+                cv.out_h == 0,
+                cv.out_w == 0,
+                cv.in_blocks == 0,
+            ).any()
 
         size = {op: instruction_layout(op).size for op in views}
         high = Signal()
@@ -238,22 +273,35 @@ class Dispatcher(wiring.Component):
                 with m.Elif(end > self.window_size):
                     m.d.comb += code.eq(ErrorCode.DMA_OUT_OF_WINDOW)
             with m.Case(Opcode.STORE):
-                with m.If(sto.pop_next | sto.push_next | high | (sto.lane >= C // R) |
-                          (sto.sram_addr + n_words > cfg.output_buffer_depth) | zero_xfer |
-                          misaligned):
+                with m.If(
+                    sto.pop_next
+                    | sto.push_next
+                    | high
+                    | (sto.lane >= C // R)
+                    | (sto.sram_addr + n_words > cfg.output_buffer_depth)
+                    | zero_xfer
+                    | misaligned
+                ):
                     m.d.comb += code.eq(ErrorCode.MALFORMED_INSTRUCTION)
                 with m.Elif(end > self.window_size):
                     m.d.comb += code.eq(ErrorCode.DMA_OUT_OF_WINDOW)
             with m.Case(Opcode.CONV):
                 bad = Cat(
-                    high, ext_sizes_zero(), cv.mode > ConvMode.DEPTHWISE,
+                    high,
+                    ext_sizes_zero(),
+                    cv.mode > ConvMode.DEPTHWISE,
                     pix > cfg.acc_buffer_depth,
                     depthwise & ((cv.kernel_w > R) | (cv.dilation_w != 1)),
                     cv.wgt_addr + taps > cfg.weight_buffer_depth,
                     inp_max >= cfg.input_buffer_depth,
-                    cv.acc_emit & ((cv.out_addr + pix > cfg.output_buffer_depth) |
-                                   (cv.param_addr >= PARAM_DEPTH) | (cv.act > Activation.LUT) |
-                                   ((cv.act == Activation.LUT) & (cv.lut_slot >= cfg.lut_slots))))
+                    cv.acc_emit
+                    & (
+                        (cv.out_addr + pix > cfg.output_buffer_depth)
+                        | (cv.param_addr >= PARAM_DEPTH)
+                        | (cv.act > Activation.LUT)
+                        | ((cv.act == Activation.LUT) & (cv.lut_slot >= cfg.lut_slots))
+                    ),
+                )
                 with m.If(bad.any()):
                     m.d.comb += code.eq(ErrorCode.MALFORMED_INSTRUCTION)
             with m.Case(Opcode.VEC):
@@ -262,12 +310,16 @@ class Dispatcher(wiring.Component):
                 two = (vop == VecOp.ADD) | (vop == VecOp.MUL)
                 depth = cfg.input_buffer_depth
                 bad = Cat(
-                    vop > VecOp.MUL, vec.out_addr + v_pix > cfg.output_buffer_depth,
-                    pool & (v_win_max >= depth), ~pool & (v_a_max >= depth),
-                    two & (v_b_max >= depth), (vop == VecOp.MUL_CHANNEL) & (vec.src_b >= depth),
-                    ~((vop == VecOp.MAX_POOL) | (vop == VecOp.COPY)) &
-                    (vec.param_addr >= PARAM_DEPTH),
-                    (vec.act == Activation.LUT) & (vec.lut_slot >= cfg.lut_slots))
+                    vop > VecOp.MUL,
+                    vec.out_addr + v_pix > cfg.output_buffer_depth,
+                    pool & (v_win_max >= depth),
+                    ~pool & (v_a_max >= depth),
+                    two & (v_b_max >= depth),
+                    (vop == VecOp.MUL_CHANNEL) & (vec.src_b >= depth),
+                    ~((vop == VecOp.MAX_POOL) | (vop == VecOp.COPY))
+                    & (vec.param_addr >= PARAM_DEPTH),
+                    (vec.act == Activation.LUT) & (vec.lut_slot >= cfg.lut_slots),
+                )
                 with m.If(high):
                     m.d.comb += code.eq(ErrorCode.MALFORMED_INSTRUCTION)
                 with m.Elif((vec.out_h != 0) & (vec.out_w != 0)):
@@ -286,16 +338,20 @@ class Dispatcher(wiring.Component):
         with m.Elif(cur.fault == Fault.MISALIGNED):
             m.d.comb += code.eq(ErrorCode.MALFORMED_INSTRUCTION)
 
-        target_ready = Mux(is_load, self.o_load.ready,
-                           Mux(is_store, self.o_store.ready, self.o_compute.ready))
+        target_ready = Mux(
+            is_load, self.o_load.ready, Mux(is_store, self.o_store.ready, self.o_compute.ready)
+        )
         for o in (self.o_load, self.o_store, self.o_compute):
             m.d.comb += o.payload.eq(cur)
 
         with m.FSM():
             with m.State("IDLE"):
                 with m.If(self.go):
-                    m.d.sync += [count.eq(self.insn_count), dispatched.eq(0),
-                                 self.all_dispatched.eq(self.insn_count == 0)]
+                    m.d.sync += [
+                        count.eq(self.insn_count),
+                        dispatched.eq(0),
+                        self.all_dispatched.eq(self.insn_count == 0),
+                    ]
                 with m.Elif(~self.all_dispatched):
                     accept(m, self.i_insn, cur, "S1")
             with m.State("S1"):
@@ -305,12 +361,14 @@ class Dispatcher(wiring.Component):
                     rows_p.eq(ld.pad_top + ld.y_size + ld.pad_bottom),
                     cols_p.eq(ld.pad_left + ld.x_size + ld.pad_right),
                     tile.eq(sto.y_size * sto.x_size),
-                    pix.eq(cv.out_h * cv.out_w), khkw.eq(cv.kernel_h * cv.kernel_w),
+                    pix.eq(cv.out_h * cv.out_w),
+                    khkw.eq(cv.kernel_h * cv.kernel_w),
                     row1.eq((cv.out_h - 1) * cv.stride_h),
                     row2.eq((cv.kernel_h - 1) * cv.dilation_h),
                     blk_off.eq((cv.in_blocks - 1) * cv.inp_block_stride),
                     col.eq((cv.out_w - 1) * cv.stride_w + (cv.kernel_w - 1) * cv.dilation_w),
-                    v_pix.eq(vec.out_h * vec.out_w), v_row.eq((vec.out_h - 1) * one(vec.stride_h)),
+                    v_pix.eq(vec.out_h * vec.out_w),
+                    v_row.eq((vec.out_h - 1) * one(vec.stride_h)),
                     v_col.eq((vec.out_w - 1) * one(vec.stride_w) + one(vec.kernel_w) - 1),
                 ]
                 m.next = "S2"
@@ -337,15 +395,21 @@ class Dispatcher(wiring.Component):
             with m.State("CHECK"):
                 m.d.comb += self.busy.eq(1)
                 with m.If(code != ErrorCode.NONE):
-                    m.d.comb += [self.error.eq(1), self.error_code.eq(code),
-                                 self.error_index.eq(cur.index)]
+                    m.d.comb += [
+                        self.error.eq(1),
+                        self.error_code.eq(code),
+                        self.error_index.eq(cur.index),
+                    ]
                     m.next = "HALT"
                 with m.Else():
                     m.next = "SEND"
             with m.State("SEND"):
-                m.d.comb += [self.stall.eq(~target_ready),
-                             self.o_load.valid.eq(is_load), self.o_store.valid.eq(is_store),
-                             self.o_compute.valid.eq(~is_load & ~is_store)]
+                m.d.comb += [
+                    self.stall.eq(~target_ready),
+                    self.o_load.valid.eq(is_load),
+                    self.o_store.valid.eq(is_store),
+                    self.o_compute.valid.eq(~is_load & ~is_store),
+                ]
                 with m.If(target_ready):
                     m.d.sync += dispatched.eq(dispatched + 1)
                     with m.If((opcode == Opcode.FINISH) | (dispatched + 1 == count)):

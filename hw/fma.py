@@ -40,15 +40,27 @@ from bamboo.hw.pipeline import (
     round_up,
 )
 
-__all__ = ["EXP_WIDTH", "Float", "FusedMultiplyAdd", "addend_layout", "addend_shift",
-           "addend_shift_layout", "align_addend", "float_const", "mantissa_float",
-           "partial_layout", "shift_addend", "unpack_f32", "window_addend"]
+__all__ = [
+    "EXP_WIDTH",
+    "Float",
+    "FusedMultiplyAdd",
+    "addend_layout",
+    "addend_shift",
+    "addend_shift_layout",
+    "align_addend",
+    "float_const",
+    "mantissa_float",
+    "partial_layout",
+    "shift_addend",
+    "unpack_f32",
+    "window_addend",
+]
 
 #: Exponent width of :class:`Float`: float32 values and the window's offsets fit easily.
 EXP_WIDTH = 12
 _MANT = 24
-_G = 3          # the product's first bit in the window
-_ABOVE = 2      # zero bits between the product's top and a clamped z
+_G = 3  # the product's first bit in the window
+_ABOVE = 2  # zero bits between the product's top and a clamped z
 
 
 class Float(data.Struct):
@@ -88,8 +100,9 @@ def _normalized(m, mant, exp, name, stage=None):
     before the shift."""
     length = bit_length(m, mant, f"{name}_len")
     if stage is not None:
-        mant, exp, length = (stage(v, f"{name}_{k}") for k, v in
-                             (("mant", mant), ("exp", exp), ("len", length)))
+        mant, exp, length = (
+            stage(v, f"{name}_{k}") for k, v in (("mant", mant), ("exp", exp), ("len", length))
+        )
     shift = (_MANT - length)[:5]
     return (mant << shift)[:_MANT], exp - shift
 
@@ -125,21 +138,23 @@ def mantissa_float(m, mant, exp, name, stage=None):
 
 def _window(x_width):
     """``(top, width)``: highest window position of z's last bit, and the window's bits."""
-    top = _G + x_width + _MANT + _ABOVE       # the product has x_width + 24 bits
+    top = _G + x_width + _MANT + _ABOVE  # the product has x_width + 24 bits
     return top, top + _MANT
 
 
 def addend_layout(x_width):
     """``z`` aligned to the window of ``x_width``-bit products (:func:`align_addend`)."""
-    return data.StructLayout({"win": unsigned(_window(x_width)[1] - 1), "sticky": 1,
-                              "pexp": signed(EXP_WIDTH)})
+    return data.StructLayout(
+        {"win": unsigned(_window(x_width)[1] - 1), "sticky": 1, "pexp": signed(EXP_WIDTH)}
+    )
 
 
 def addend_shift_layout(x_width):
     """The alignment of ``z`` to ``x_width``-bit products (:func:`addend_shift`)."""
     top, _ = _window(x_width)
-    return data.StructLayout({"shift": unsigned((top + _MANT).bit_length()),
-                              "pexp": signed(EXP_WIDTH)})
+    return data.StructLayout(
+        {"shift": unsigned((top + _MANT).bit_length()), "pexp": signed(EXP_WIDTH)}
+    )
 
 
 def addend_shift(m, x_width, f_exp, z_exp, diff, name):
@@ -151,18 +166,25 @@ def addend_shift(m, x_width, f_exp, z_exp, diff, name):
     out = Signal(addend_shift_layout(x_width), name=name)
     # z's last bit sits at window position G + diff.
     clamp = diff > top - _G
-    m.d.comb += [out.shift.eq(Mux(diff < -(_G + below), 0,
-                                  Mux(clamp, top + below, diff + (_G + below)))),
-                 # A clamped z moves the window up with it (the product only rounds).
-                 out.pexp.eq(Mux(clamp, z_exp + (_G - top), f_exp))]
+    m.d.comb += [
+        out.shift.eq(Mux(diff < -(_G + below), 0, Mux(clamp, top + below, diff + (_G + below)))),
+        # A clamped z moves the window up with it (the product only rounds).
+        out.pexp.eq(Mux(clamp, z_exp + (_G - top), f_exp)),
+    ]
     return out
 
 
 def partial_layout(x_width):
     """``z``'s mantissa shifted by the low three bits of its alignment (:func:`shift_addend`)."""
     top, _ = _window(x_width)
-    return data.StructLayout({"part": unsigned(_MANT + 7), "hi": unsigned(
-        max((top + _MANT).bit_length() - 3, 1)), "sticky": 1, "pexp": signed(EXP_WIDTH)})
+    return data.StructLayout(
+        {
+            "part": unsigned(_MANT + 7),
+            "hi": unsigned(max((top + _MANT).bit_length() - 3, 1)),
+            "sticky": 1,
+            "pexp": signed(EXP_WIDTH),
+        }
+    )
 
 
 def shift_addend(m, x_width, z, sh, name):
@@ -178,8 +200,12 @@ def shift_addend(m, x_width, z, sh, name):
         for k in range(below + 1):
             with m.Case(k):
                 m.d.comb += keep.eq((1 << min(below + 1 - k, _MANT)) - 1)
-    m.d.comb += [out.part.eq(mant << sh.shift[:3]), out.hi.eq(sh.shift[3:]),
-                 out.sticky.eq((mant & keep).any()), out.pexp.eq(sh.pexp)]
+    m.d.comb += [
+        out.part.eq(mant << sh.shift[:3]),
+        out.hi.eq(sh.shift[3:]),
+        out.sticky.eq((mant & keep).any()),
+        out.pexp.eq(sh.pexp),
+    ]
     return out
 
 
@@ -188,9 +214,8 @@ def window_addend(m, x_width, part, name):
     multiple of eight left (combinational; a Signal of :func:`addend_layout`)."""
     (_, width), below = _window(x_width), _MANT
     out = Signal(addend_layout(x_width), name=name)
-    zwide = (part.part << Cat(Const(0, 3), part.hi))[:width + below]
-    m.d.comb += [out.win.eq(zwide[below + 1:]), out.sticky.eq(part.sticky),
-                 out.pexp.eq(part.pexp)]
+    zwide = (part.part << Cat(Const(0, 3), part.hi))[: width + below]
+    m.d.comb += [out.win.eq(zwide[below + 1 :]), out.sticky.eq(part.sticky), out.pexp.eq(part.pexp)]
     return out
 
 
@@ -244,11 +269,16 @@ class FusedMultiplyAdd(wiring.Component):
         fields = {"x": signed(x_width), "f": Float, "z": Float, "tag": tag_shape}
         if aligned:
             fields["za"] = addend_layout(x_width)
-        super().__init__({
-            "i": In(stream.Signature(data.StructLayout(fields), always_ready=True)),
-            "o": Out(stream.Signature(data.StructLayout({"r": Float, "tag": tag_shape}),
-                                      always_ready=True)),
-        })
+        super().__init__(
+            {
+                "i": In(stream.Signature(data.StructLayout(fields), always_ready=True)),
+                "o": Out(
+                    stream.Signature(
+                        data.StructLayout({"r": Float, "tag": tag_shape}), always_ready=True
+                    )
+                ),
+            }
+        )
 
     def elaborate(self, platform):
         m = Module()
@@ -274,11 +304,19 @@ class FusedMultiplyAdd(wiring.Component):
 
         # Stage 1: |x|, the product's sign and zero flag, z's exponent relative to f's.
         neg_x = p.x < 0
-        s1 = stage(1, mag=Mux(neg_x, -p.x, p.x)[:self.x_width], fm=p.f.mant,
-                   psign=neg_x ^ p.f.sign, pzero=(p.x == 0) | p.f.zero, z=p.z)
+        s1 = stage(
+            1,
+            mag=Mux(neg_x, -p.x, p.x)[: self.x_width],
+            fm=p.f.mant,
+            psign=neg_x ^ p.f.sign,
+            pzero=(p.x == 0) | p.f.zero,
+            z=p.z,
+        )
         if not self.aligned:
-            diff1, fexp1 = reg(p.z.exp - p.f.exp, "diff1", signed(EXP_WIDTH + 1)), reg(
-                p.f.exp, "fexp1")
+            diff1, fexp1 = (
+                reg(p.z.exp - p.f.exp, "diff1", signed(EXP_WIDTH + 1)),
+                reg(p.f.exp, "fexp1"),
+            )
         # Stages 2-4: the product (a DSP48E2, registered twice); z's mantissa shifted into
         # the window in three steps (:func:`align_addend`), or the aligned addend, given
         # ZA_LAG cycles late.
@@ -288,64 +326,129 @@ class FusedMultiplyAdd(wiring.Component):
         if self.aligned:
             za4 = reg(p.za, "za4", addend_layout(self.x_width))
         else:
-            sh2 = reg(addend_shift(m, self.x_width, fexp1, s1.z.exp, diff1, "sh_comb"),
-                      "sh2", addend_shift_layout(self.x_width))
-            part3 = reg(shift_addend(m, self.x_width, delay(s1.z, 1, "zs"), sh2, "part_comb"),
-                        "part3", partial_layout(self.x_width))
-            za4 = reg(window_addend(m, self.x_width, part3, "za_comb"), "za4",
-                      addend_layout(self.x_width))
-        s4 = stage(4, psign=delay(s1.psign, 2, "psign"), pzero=delay(s1.pzero, 2, "pzero"),
-                   z=delay(s1.z, 2, "z"))
+            sh2 = reg(
+                addend_shift(m, self.x_width, fexp1, s1.z.exp, diff1, "sh_comb"),
+                "sh2",
+                addend_shift_layout(self.x_width),
+            )
+            part3 = reg(
+                shift_addend(m, self.x_width, delay(s1.z, 1, "zs"), sh2, "part_comb"),
+                "part3",
+                partial_layout(self.x_width),
+            )
+            za4 = reg(
+                window_addend(m, self.x_width, part3, "za_comb"), "za4", addend_layout(self.x_width)
+            )
+        s4 = stage(
+            4,
+            psign=delay(s1.psign, 2, "psign"),
+            pzero=delay(s1.pzero, 2, "pzero"),
+            z=delay(s1.z, 2, "z"),
+        )
         # Stage 5: the addends in the window (window bit 0 has weight 2**(pexp - G)); z's
         # complemented when the signs differ.
         sub = s4.z.sign ^ s4.psign
         zw = Mux(s4.z.zero, 0, (za4.win << 1) | za4.sticky)
-        s5 = stage(5, pw=(prod4 << _G)[:width], zx=(zw ^ Mux(sub, -1, 0))[:width + 1], sub=sub,
-                   psign=s4.psign, pzero=s4.pzero, pexp=za4.pexp, z=s4.z)
+        s5 = stage(
+            5,
+            pw=(prod4 << _G)[:width],
+            zx=(zw ^ Mux(sub, -1, 0))[: width + 1],
+            sub=sub,
+            psign=s4.psign,
+            pzero=s4.pzero,
+            pexp=za4.pexp,
+            z=s4.z,
+        )
         # Stage 6: t = |P| +- |z| in one carry chain (the complement's +1 as its carry in);
         # the exact sum is t, or -t for a negative product.
         t = (Cat(1, s5.pw, 0).as_signed() + Cat(s5.sub, s5.zx.as_signed()).as_signed())[1:]
         s6 = stage(6, t=t.as_signed(), psign=s5.psign, pzero=s5.pzero, pexp=s5.pexp, z=s5.z)
         # Stage 7: the sum's sign and magnitude (a zero sum's sign is don't-care).
-        s7 = stage(7, mag=Mux(s6.t < 0, -s6.t, s6.t)[:width + 1], neg=(s6.t < 0) ^ s6.psign,
-                   pzero=s6.pzero, pexp=s6.pexp, z=s6.z)
+        s7 = stage(
+            7,
+            mag=Mux(s6.t < 0, -s6.t, s6.t)[: width + 1],
+            neg=(s6.t < 0) ^ s6.psign,
+            pzero=s6.pzero,
+            pexp=s6.pexp,
+            z=s6.z,
+        )
         # Stages 8-9: the magnitude's bit length, by bytes then whole.
-        groups = [tuple(reg(v, f"{k}{g}_8") for k, v in zip(("nz", "len"), pair))
-                  for g, pair in enumerate(group_lengths(m, s7.mag, "glen"))]
+        groups = [
+            tuple(reg(v, f"{k}{g}_8") for k, v in zip(("nz", "len"), pair))
+            for g, pair in enumerate(group_lengths(m, s7.mag, "glen"))
+        ]
         s8 = stage(8, mag=s7.mag, neg=s7.neg, pzero=s7.pzero, pexp=s7.pexp, z=s7.z)
         length = combine_lengths(m, groups, "len_comb")
-        s9 = stage(9, len=length, nz=Cat(nz for nz, _ in groups), mag=s8.mag, neg=s8.neg,
-                   pzero=s8.pzero, pexp=s8.pexp, z=s8.z)
+        s9 = stage(
+            9,
+            len=length,
+            nz=Cat(nz for nz, _ in groups),
+            mag=s8.mag,
+            neg=s8.neg,
+            pzero=s8.pzero,
+            pexp=s8.pexp,
+            z=s8.z,
+        )
         # Stage 10: the shifts to 24 bits: right (keeping a guard bit) or exactly left.
-        over = s9.len - _MANT                       # bits below the 24 kept
+        over = s9.len - _MANT  # bits below the 24 kept
         right = Mux(over > 0, over - 1, 0)
-        s10 = stage(10, right=right[:(width + 1).bit_length()], left=Mux(over < 0, -over, 0)[:5],
-                    rnd=over > 0, exp=s9.pexp - _G + over, zero=s9.len == 0, nz=s9.nz,
-                    mag=s9.mag, neg=s9.neg, pzero=s9.pzero, z=s9.z)
+        s10 = stage(
+            10,
+            right=right[: (width + 1).bit_length()],
+            left=Mux(over < 0, -over, 0)[:5],
+            rnd=over > 0,
+            exp=s9.pexp - _G + over,
+            zero=s9.len == 0,
+            nz=s9.nz,
+            mag=s9.mag,
+            neg=s9.neg,
+            pzero=s9.pzero,
+            z=s9.z,
+        )
         # Stage 11: the right shift by whole bytes (the bytes shifted out are sticky: the
         # bit length's non-zero flags) and the left shift.
         hi, lo = s10.right[3:], s10.right[:3]
-        coarse = (s10.mag >> Cat(Const(0, 3), hi))[:_MANT + 9]
+        coarse = (s10.mag >> Cat(Const(0, 3), hi))[: _MANT + 9]
         dropped = Signal(len(s10.nz), name="dropped")
         with m.Switch(hi):
             for k in range(min(len(s10.nz) + 1, 1 << len(hi))):
                 with m.Case(k):
                     m.d.comb += dropped.eq((1 << k) - 1)
-        s11 = stage(11, coarse=coarse, lo=lo, sticky=(s10.nz & dropped).any(),
-                    left=(s10.mag[:_MANT] << s10.left)[:_MANT], rnd=s10.rnd,
-                    exp=s10.exp, zero=s10.zero, neg=s10.neg, pzero=s10.pzero, z=s10.z)
+        s11 = stage(
+            11,
+            coarse=coarse,
+            lo=lo,
+            sticky=(s10.nz & dropped).any(),
+            left=(s10.mag[:_MANT] << s10.left)[:_MANT],
+            rnd=s10.rnd,
+            exp=s10.exp,
+            zero=s10.zero,
+            neg=s10.neg,
+            pzero=s10.pzero,
+            z=s10.z,
+        )
         # Stage 12: the rest of the right shift, its guard and sticky bits, the round-up.
-        fine = s11.coarse >> s11.lo                 # guard bit at fine[0]
+        fine = s11.coarse >> s11.lo  # guard bit at fine[0]
         sticky = s11.sticky | (s11.coarse & ~(Const(-1, signed(9)) << s11.lo)[:8]).any()
-        s12 = stage(12, q=Mux(s11.rnd, fine[1:_MANT + 1], s11.left)[:_MANT],
-                    up=s11.rnd & fine[0] & (sticky | fine[1]), exp=s11.exp, zero=s11.zero,
-                    neg=s11.neg, pzero=s11.pzero, z=s11.z)
+        s12 = stage(
+            12,
+            q=Mux(s11.rnd, fine[1 : _MANT + 1], s11.left)[:_MANT],
+            up=s11.rnd & fine[0] & (sticky | fine[1]),
+            exp=s11.exp,
+            zero=s11.zero,
+            neg=s11.neg,
+            pzero=s11.pzero,
+            z=s11.z,
+        )
         # Stage 13: the round-up; a carry out to 2**24 renormalizes (then q is exactly 2**23).
         mant, carry = round_up(s12.q, s12.up)
         res = Signal(Float, name="res_comb")
-        m.d.comb += [res.zero.eq(s12.zero), res.sign.eq(s12.neg), res.mant.eq(mant),
-                     res.exp.eq(s12.exp + carry)]
+        m.d.comb += [
+            res.zero.eq(s12.zero),
+            res.sign.eq(s12.neg),
+            res.mant.eq(mant),
+            res.exp.eq(s12.exp + carry),
+        ]
         r13 = reg(Mux(s12.pzero, s12.z.as_value(), res.as_value()), "r13", Float)
-        m.d.comb += [self.o.valid.eq(valid), self.o.payload.r.eq(r13),
-                     self.o.payload.tag.eq(tag)]
+        m.d.comb += [self.o.valid.eq(valid), self.o.payload.r.eq(r13), self.o.payload.tag.eq(tag)]
         return m

@@ -36,8 +36,7 @@ def instruction_layout(opcode):
     :func:`bamboo.arch.isa.encode`. View a raw ``INSN_BITS`` word through it with
     ``data.View(layout, word[:layout.size])``.
     """
-    return data.StructLayout({f.name: field_shape(f)
-                              for f in instruction_fields(opcode)})
+    return data.StructLayout({f.name: field_shape(f) for f in instruction_fields(opcode)})
 
 
 def field_offsets(opcode):

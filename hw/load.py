@@ -56,18 +56,29 @@ class LoadUnit(wiring.Component):
         R, C = config.rows, config.cols
         aw = config.buffer_addr_width
         self.dma = DMAReader(config)
-        super().__init__({
-            **instruction_members(config),
-            "inp_w": In(memory.WritePort.Signature(
-                addr_width=aw(config.input_buffer_depth),
-                shape=data.ArrayLayout(unsigned(8), R))),
-            "wgt_w": In(memory.WritePort.Signature(
-                addr_width=aw(config.weight_buffer_depth), shape=weight_layout(R, C))),
-            "param_w": In(memory.WritePort.Signature(
-                addr_width=aw(PARAM_DEPTH), shape=param_layout(config))),
-            "lut_w": Out(LutWriteSignature(config.lut_slots)),
-            "m_axi": Out(AXI4Signature.from_config(config, write=False)),
-        })
+        super().__init__(
+            {
+                **instruction_members(config),
+                "inp_w": In(
+                    memory.WritePort.Signature(
+                        addr_width=aw(config.input_buffer_depth),
+                        shape=data.ArrayLayout(unsigned(8), R),
+                    )
+                ),
+                "wgt_w": In(
+                    memory.WritePort.Signature(
+                        addr_width=aw(config.weight_buffer_depth), shape=weight_layout(R, C)
+                    )
+                ),
+                "param_w": In(
+                    memory.WritePort.Signature(
+                        addr_width=aw(PARAM_DEPTH), shape=param_layout(config)
+                    )
+                ),
+                "lut_w": Out(LutWriteSignature(config.lut_slots)),
+                "m_axi": Out(AXI4Signature.from_config(config, write=False)),
+            }
+        )
 
     def elaborate(self, platform):
         m = Module()
@@ -86,24 +97,28 @@ class LoadUnit(wiring.Component):
 
         # Chunks: gather the parts of a word, write it with its last part.
         chunk = dma.o_data.payload
-        words = (Buffer.INP, Buffer.WGT, Buffer.PARAM)   # written a word at a time
+        words = (Buffer.INP, Buffer.WGT, Buffer.PARAM)  # written a word at a time
         widest = max(elem_bytes(cfg, buf) for buf in words)
         parts = max(1, widest // bus)
         stage = Signal(8 * bus * parts)
-        whole = Cat(*[Mux(chunk.part == k, chunk.data, stage[8 * bus * k:8 * bus * (k + 1)])
-                      for k in range(parts)])
+        whole = Cat(
+            *[
+                Mux(chunk.part == k, chunk.data, stage[8 * bus * k : 8 * bus * (k + 1)])
+                for k in range(parts)
+            ]
+        )
         take = dma.o_data.valid & dma.o_data.ready
         m.d.comb += dma.o_data.ready.eq(~lut_busy)
         with m.If(take):
             for k in range(parts):
                 with m.If(chunk.part == k):
-                    m.d.sync += stage[8 * bus * k:8 * bus * (k + 1)].eq(chunk.data)
+                    m.d.sync += stage[8 * bus * k : 8 * bus * (k + 1)].eq(chunk.data)
         for port, buf in zip((self.inp_w, self.wgt_w, self.param_w), words):
             e = elem_bytes(cfg, buf)
             m.d.comb += [
                 port.en.eq(take & (cur.buffer == buf) & (chunk.part == max(1, e // bus) - 1)),
                 port.addr.eq(chunk.addr),
-                port.data.eq(whole[:8 * e]),
+                port.data.eq(whole[: 8 * e]),
             ]
 
         # LUT chunks: one byte per cycle into every lane's table.
@@ -112,11 +127,18 @@ class LoadUnit(wiring.Component):
         lut_k = Signal(range(bus))
         log_bus = log2(bus)
         with m.If(take & (cur.buffer == Buffer.LUT)):
-            m.d.sync += [lut_busy.eq(1), lut_k.eq(0), lut_data.eq(chunk.data),
-                         lut_addr.eq((chunk.addr << 8) + (chunk.part << log_bus))]
+            m.d.sync += [
+                lut_busy.eq(1),
+                lut_k.eq(0),
+                lut_data.eq(chunk.data),
+                lut_addr.eq((chunk.addr << 8) + (chunk.part << log_bus)),
+            ]
         with m.If(lut_busy):
-            m.d.comb += [self.lut_w.en.eq(1), self.lut_w.addr.eq(lut_addr + lut_k),
-                         self.lut_w.data.eq(lut_data.word_select(lut_k, 8))]
+            m.d.comb += [
+                self.lut_w.en.eq(1),
+                self.lut_w.addr.eq(lut_addr + lut_k),
+                self.lut_w.data.eq(lut_data.word_select(lut_k, 8)),
+            ]
             m.d.sync += lut_k.eq(lut_k + 1)
             with m.If(lut_k == bus - 1):
                 m.d.sync += lut_busy.eq(0)

@@ -2,8 +2,15 @@
 
 from amaranth.hdl import Mux, Signal
 
-__all__ = ["register", "delay_chain", "bit_length", "group_lengths", "combine_lengths",
-           "round_up", "accept"]
+__all__ = [
+    "register",
+    "delay_chain",
+    "bit_length",
+    "group_lengths",
+    "combine_lengths",
+    "round_up",
+    "accept",
+]
 
 
 def register(m, value, name, shape=None):
@@ -36,15 +43,17 @@ def bit_length(m, x, name):
 def group_lengths(m, x, name, group=8):
     """The first half of a two-stage :func:`bit_length`: ``[(any, bit_length)]`` of each
     ``group``-bit slice of ``x`` from bit 0 (combinational, a few LUT levels)."""
-    return [(x[lo:lo + group].any(), bit_length(m, x[lo:lo + group], f"{name}{g}"))
-            for g, lo in enumerate(range(0, len(x), group))]
+    return [
+        (x[lo : lo + group].any(), bit_length(m, x[lo : lo + group], f"{name}{g}"))
+        for g, lo in enumerate(range(0, len(x), group))
+    ]
 
 
 def combine_lengths(m, groups, name, group=8):
     """The second half: ``bit_length(x)`` from :func:`group_lengths` (registered by the
     caller in between): the highest non-empty slice's length plus its offset."""
     length = Signal(range(group * len(groups) + 1), name=name)
-    for g, (nonzero, part) in enumerate(groups):   # later assignments win
+    for g, (nonzero, part) in enumerate(groups):  # later assignments win
         with m.If(nonzero):
             m.d.comb += length.eq(g * group + part)
     return length
@@ -57,7 +66,7 @@ def round_up(q, up):
     ``carry``, 1, is what the exponent gains."""
     total = q + up
     width = len(q)
-    return Mux(total[width], total[1:width + 1], total[:width]), total[width]
+    return Mux(total[width], total[1 : width + 1], total[:width]), total[width]
 
 
 def accept(m, port, reg, next_state):

@@ -60,10 +60,10 @@ MAX_LUT_SLOTS = isa.field(isa.Opcode.CONV, "lut_slot").max + 1
 class Activation(enum.Enum, shape=2):
     """What follows the requantizer in a lane; values are the ISA's ``act`` codes."""
 
-    NONE = isa.Activation.NONE                    #: the requantized code
-    LEAKY = isa.Activation.LEAKY_SHIFT            #: LeakyReLU shift, ``(v * 13) >> 7`` (floor)
+    NONE = isa.Activation.NONE  #: the requantized code
+    LEAKY = isa.Activation.LEAKY_SHIFT  #: LeakyReLU shift, ``(v * 13) >> 7`` (floor)
     LEAKY_ROUNDED = isa.Activation.LEAKY_ROUNDED  #: LeakyReLU shift, ``(v * 13 + 64) >> 7``
-    LUT = isa.Activation.LUT                      #: table lookup of the requantized code
+    LUT = isa.Activation.LUT  #: table lookup of the requantized code
 
 
 class LaneParams(data.Struct):
@@ -99,11 +99,13 @@ class LutWriteSignature(wiring.Signature):
     """
 
     def __init__(self, slots):
-        super().__init__({
-            "addr": Out(range(slots * LUT_ENTRIES)),
-            "data": Out(8),
-            "en": Out(1),
-        })
+        super().__init__(
+            {
+                "addr": Out(range(slots * LUT_ENTRIES)),
+                "data": Out(8),
+                "en": Out(1),
+            }
+        )
 
 
 def _act_tag(slots):
@@ -134,24 +136,35 @@ class ActivationUnit(wiring.Component):
     def __init__(self, slots):
         if not isinstance(slots, int) or not 0 < slots <= MAX_LUT_SLOTS or slots & (slots - 1):
             raise ValueError(
-                f"slots must be a power of two of at most {MAX_LUT_SLOTS}, not {slots!r}")
+                f"slots must be a power of two of at most {MAX_LUT_SLOTS}, not {slots!r}"
+            )
         self._slots = slots
-        super().__init__({
-            "i": In(stream.Signature(data.StructLayout({
-                "code": signed(9), "zp": signed(9), "tag": _act_tag(slots)}), always_ready=True)),
-            "o": Out(stream.Signature(unsigned(8), always_ready=True)),
-            "lut_w": In(LutWriteSignature(slots)),
-        })
+        super().__init__(
+            {
+                "i": In(
+                    stream.Signature(
+                        data.StructLayout(
+                            {"code": signed(9), "zp": signed(9), "tag": _act_tag(slots)}
+                        ),
+                        always_ready=True,
+                    )
+                ),
+                "o": Out(stream.Signature(unsigned(8), always_ready=True)),
+                "lut_w": In(LutWriteSignature(slots)),
+            }
+        )
 
     def elaborate(self, platform):
         m = Module()
         p = self.i.payload
-        m.submodules.lut = lut = Memory(shape=unsigned(8), depth=self._slots * LUT_ENTRIES,
-                                        init=[])
+        m.submodules.lut = lut = Memory(shape=unsigned(8), depth=self._slots * LUT_ENTRIES, init=[])
         wr = lut.write_port()
         rd = lut.read_port()
-        m.d.comb += [wr.addr.eq(self.lut_w.addr), wr.data.eq(self.lut_w.data),
-                     wr.en.eq(self.lut_w.en)]
+        m.d.comb += [
+            wr.addr.eq(self.lut_w.addr),
+            wr.data.eq(self.lut_w.data),
+            wr.en.eq(self.lut_w.en),
+        ]
 
         def reg(value, name, shape=None):
             return register(m, value, name, shape)
@@ -214,11 +227,13 @@ class PostProcessor(wiring.Component):
         if cfg.lut_slots > MAX_LUT_SLOTS:
             raise ValueError(f"lut_slots must be at most {MAX_LUT_SLOTS}, not {cfg.lut_slots!r}")
         self._cfg = cfg
-        super().__init__({
-            "i": In(stream.Signature(self.input_layout(cfg))),
-            "o": Out(stream.Signature(self.output_layout(cfg))),
-            "lut_w": In(LutWriteSignature(cfg.lut_slots)),
-        })
+        super().__init__(
+            {
+                "i": In(stream.Signature(self.input_layout(cfg))),
+                "o": Out(stream.Signature(self.output_layout(cfg))),
+                "lut_w": In(LutWriteSignature(cfg.lut_slots)),
+            }
+        )
 
     @staticmethod
     def input_layout(cfg):

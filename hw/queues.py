@@ -18,8 +18,14 @@ from amaranth.lib.wiring import In, Out
 
 from ..arch.isa import HEADER, INSN_BITS
 
-__all__ = ["INDEX_BITS", "Fault", "QueueController", "TokenCounter", "entry_layout",
-           "header_layout"]
+__all__ = [
+    "INDEX_BITS",
+    "Fault",
+    "QueueController",
+    "TokenCounter",
+    "entry_layout",
+    "header_layout",
+]
 
 #: Width of an instruction index (``ERR_INSN``, ``INSN_COUNT``).
 INDEX_BITS = 32
@@ -29,8 +35,8 @@ class Fault:
     """``entry.fault``: what the fetch unit saw while reading the instruction."""
 
     NONE = 0
-    AXI_ERROR = 1     # RRESP was SLVERR or DECERR
-    MISALIGNED = 2    # INSN_BASE is not a multiple of the bus width
+    AXI_ERROR = 1  # RRESP was SLVERR or DECERR
+    MISALIGNED = 2  # INSN_BASE is not a multiple of the bus width
 
 
 def entry_layout():
@@ -107,46 +113,60 @@ class QueueController(wiring.Component):
 
     def __init__(self, *, prev=True, next=True):
         self._prev, self._next = prev, next
-        super().__init__({
-            "i_insn": In(stream.Signature(entry_layout())),
-            "o_exec": Out(stream.Signature(entry_layout())),
-            "done": In(1),
-            "prev_avail": In(1), "next_avail": In(1),
-            "pop_prev": Out(1), "pop_next": Out(1), "push_prev": Out(1), "push_next": Out(1),
-            "busy": Out(1), "stall": Out(1), "idle": Out(1), "index": Out(INDEX_BITS),
-        })
+        super().__init__(
+            {
+                "i_insn": In(stream.Signature(entry_layout())),
+                "o_exec": Out(stream.Signature(entry_layout())),
+                "done": In(1),
+                "prev_avail": In(1),
+                "next_avail": In(1),
+                "pop_prev": Out(1),
+                "pop_next": Out(1),
+                "push_prev": Out(1),
+                "push_next": Out(1),
+                "busy": Out(1),
+                "stall": Out(1),
+                "idle": Out(1),
+                "index": Out(INDEX_BITS),
+            }
+        )
 
     def elaborate(self, platform):
         m = Module()
-        head = data.View(header_layout(), self.i_insn.payload.word[:header_layout().size])
+        head = data.View(header_layout(), self.i_insn.payload.word[: header_layout().size])
         cur = Signal(entry_layout())
-        hdr = data.View(header_layout(), cur.word[:header_layout().size])
+        hdr = data.View(header_layout(), cur.word[: header_layout().size])
         prev_ok = ~head.pop_prev | self.prev_avail if self._prev else 1
         next_ok = ~head.pop_next | self.next_avail if self._next else 1
         m.d.comb += self.o_exec.payload.eq(cur)
 
         with m.FSM():
             with m.State("IDLE"):
-                m.d.comb += [self.idle.eq(~self.i_insn.valid),
-                             self.index.eq(self.i_insn.payload.index)]
+                m.d.comb += [
+                    self.idle.eq(~self.i_insn.valid),
+                    self.index.eq(self.i_insn.payload.index),
+                ]
                 with m.If(self.i_insn.valid):
                     with m.If(prev_ok & next_ok):
-                        m.d.comb += [self.i_insn.ready.eq(1),
-                                     self.pop_prev.eq(head.pop_prev if self._prev else 0),
-                                     self.pop_next.eq(head.pop_next if self._next else 0)]
+                        m.d.comb += [
+                            self.i_insn.ready.eq(1),
+                            self.pop_prev.eq(head.pop_prev if self._prev else 0),
+                            self.pop_next.eq(head.pop_next if self._next else 0),
+                        ]
                         m.d.sync += cur.eq(self.i_insn.payload)
                         m.next = "ISSUE"
                     with m.Else():
                         m.d.comb += self.stall.eq(1)
             with m.State("ISSUE"):
-                m.d.comb += [self.o_exec.valid.eq(1), self.busy.eq(1),
-                             self.index.eq(cur.index)]
+                m.d.comb += [self.o_exec.valid.eq(1), self.busy.eq(1), self.index.eq(cur.index)]
                 with m.If(self.o_exec.ready):
                     m.next = "RUN"
             with m.State("RUN"):
                 m.d.comb += [self.busy.eq(1), self.index.eq(cur.index)]
                 with m.If(self.done):
-                    m.d.comb += [self.push_prev.eq(hdr.push_prev if self._prev else 0),
-                                 self.push_next.eq(hdr.push_next if self._next else 0)]
+                    m.d.comb += [
+                        self.push_prev.eq(hdr.push_prev if self._prev else 0),
+                        self.push_next.eq(hdr.push_next if self._next else 0),
+                    ]
                     m.next = "IDLE"
         return m

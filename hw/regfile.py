@@ -50,18 +50,36 @@ class AXI4LiteSignature(wiring.Signature):
             raise ValueError(f"data_width must be 32 or 64, not {data_width!r}")
         self.addr_width = addr_width
         self.data_width = data_width
-        super().__init__({
-            "awaddr": Out(addr_width), "awprot": Out(3), "awvalid": Out(1), "awready": In(1),
-            "wdata": Out(data_width), "wstrb": Out(data_width // 8), "wvalid": Out(1),
-            "wready": In(1),
-            "bresp": In(2), "bvalid": In(1), "bready": Out(1),
-            "araddr": Out(addr_width), "arprot": Out(3), "arvalid": Out(1), "arready": In(1),
-            "rdata": In(data_width), "rresp": In(2), "rvalid": In(1), "rready": Out(1),
-        })
+        super().__init__(
+            {
+                "awaddr": Out(addr_width),
+                "awprot": Out(3),
+                "awvalid": Out(1),
+                "awready": In(1),
+                "wdata": Out(data_width),
+                "wstrb": Out(data_width // 8),
+                "wvalid": Out(1),
+                "wready": In(1),
+                "bresp": In(2),
+                "bvalid": In(1),
+                "bready": Out(1),
+                "araddr": Out(addr_width),
+                "arprot": Out(3),
+                "arvalid": Out(1),
+                "arready": In(1),
+                "rdata": In(data_width),
+                "rresp": In(2),
+                "rvalid": In(1),
+                "rready": Out(1),
+            }
+        )
 
     def __eq__(self, other):
-        return (type(other) is type(self) and other.addr_width == self.addr_width
-                and other.data_width == self.data_width)
+        return (
+            type(other) is type(self)
+            and other.addr_width == self.addr_width
+            and other.data_width == self.data_width
+        )
 
     def __hash__(self):
         return hash((type(self), self.addr_width, self.data_width))
@@ -101,10 +119,12 @@ class ControlSignature(wiring.Signature):
     """
 
     def __init__(self):
-        super().__init__({
-            name: (Out if out else In)(width)
-            for name, (out, width) in sorted(_engine_signals().items())
-        })
+        super().__init__(
+            {
+                name: (Out if out else In)(width)
+                for name, (out, width) in sorted(_engine_signals().items())
+            }
+        )
 
     def __eq__(self, other):
         return type(other) is type(self)
@@ -146,16 +166,20 @@ class RegisterFile(wiring.Component):
             raise ValueError(f"unmapped_error must be a bool, not {unmapped_error!r}")
         end = max(r.offset for r in REGISTERS) + 4
         if end > 1 << config.axil_addr_width:
-            raise ValueError(f"the register map needs {end} bytes; axil_addr_width "
-                             f"{config.axil_addr_width} gives {1 << config.axil_addr_width}")
+            raise ValueError(
+                f"the register map needs {end} bytes; axil_addr_width "
+                f"{config.axil_addr_width} gives {1 << config.axil_addr_width}"
+            )
         self.config = config
         self.unmapped_error = unmapped_error
         self.registers = REGISTERS
-        super().__init__({
-            "s_axi": In(AXI4LiteSignature(config.axil_addr_width)),
-            "engine": Out(ControlSignature()),
-            "irq": Out(1),
-        })
+        super().__init__(
+            {
+                "s_axi": In(AXI4LiteSignature(config.axil_addr_width)),
+                "engine": Out(ControlSignature()),
+                "irq": Out(1),
+            }
+        )
 
     def elaborate(self, platform):
         m = Module()
@@ -168,8 +192,9 @@ class RegisterFile(wiring.Component):
         # State for every field that holds a value, created from the table.
         for name, (out, width) in _engine_signals().items():
             if out and name not in ("start", "soft_reset"):
-                init = sum(f.reset << f.signal_lsb for r in REGISTERS for f in r.fields
-                           if f.signal == name)
+                init = sum(
+                    f.reset << f.signal_lsb for r in REGISTERS for f in r.fields if f.signal == name
+                )
                 store[name] = Signal(width, init=init, name=f"q_{name}")
                 m.d.comb += getattr(eng, name).eq(store[name])
         for reg in REGISTERS:
@@ -182,8 +207,12 @@ class RegisterFile(wiring.Component):
                 elif f.kind == "pulse":
                     pulses[f.signal] = Signal(name=f"req_{f.signal}")
                 elif f.kind == "counter" and f.signal not in counters:
-                    width = max(g.signal_lsb + g.width for r in REGISTERS for g in r.fields
-                                if g.kind == "counter" and g.signal == f.signal)
+                    width = max(
+                        g.signal_lsb + g.width
+                        for r in REGISTERS
+                        for g in r.fields
+                        if g.kind == "counter" and g.signal == f.signal
+                    )
                     # Counters wider than a word keep a shadow of their upper bits,
                     # latched when the low word is read, so LO-then-HI reads agree.
                     shadow = Signal(width - 32, name=f"shadow_{f.signal}") if width > 32 else None
@@ -197,14 +226,14 @@ class RegisterFile(wiring.Component):
             if f.kind == "pulse":
                 return Const(0, f.width)
             if f.kind == "status":
-                return getattr(eng, f.signal)[f.signal_lsb:f.signal_lsb + f.width]
+                return getattr(eng, f.signal)[f.signal_lsb : f.signal_lsb + f.width]
             if f.kind == "counter":
                 count, shadow = counters[f.signal]
                 if f.signal_lsb >= 32:
-                    return shadow[f.signal_lsb - 32:f.signal_lsb - 32 + f.width]
-                return count[f.signal_lsb:f.signal_lsb + f.width]
+                    return shadow[f.signal_lsb - 32 : f.signal_lsb - 32 + f.width]
+                return count[f.signal_lsb : f.signal_lsb + f.width]
             if f.signal is not None and f.kind == "rw":
-                return store[f.signal][f.signal_lsb:f.signal_lsb + f.width]
+                return store[f.signal][f.signal_lsb : f.signal_lsb + f.width]
             return store[(reg.name, f.name)]
 
         def word(reg):
@@ -220,7 +249,8 @@ class RegisterFile(wiring.Component):
         w_full, w_data, w_strb = Signal(), Signal(32), Signal(4)
         do_write = Signal()
         m.d.comb += [
-            bus.awready.eq(~aw_full), bus.wready.eq(~w_full),
+            bus.awready.eq(~aw_full),
+            bus.wready.eq(~w_full),
             do_write.eq(aw_full & w_full & (~bus.bvalid | bus.bready)),
         ]
         # One comparator per register, decoded as the address is taken (so a write's
@@ -259,8 +289,7 @@ class RegisterFile(wiring.Component):
         ar_full = Signal()
         r_hit = {r.name: Signal(name=f"r_hit_{r.name}") for r in REGISTERS}
         do_read = Signal()
-        m.d.comb += [bus.arready.eq(~ar_full),
-                     do_read.eq(ar_full & (~bus.rvalid | bus.rready))]
+        m.d.comb += [bus.arready.eq(~ar_full), do_read.eq(ar_full & (~bus.rvalid | bus.rready))]
         with m.If(bus.arvalid & bus.arready):
             m.d.sync += ar_full.eq(1)
             m.d.sync += [r_hit[r.name].eq(bus.araddr[2:] == r.offset >> 2) for r in REGISTERS]
@@ -270,9 +299,14 @@ class RegisterFile(wiring.Component):
         # (flatter than a Switch per field after Yosys).
         with m.If(do_read):
             m.d.sync += [
-                ar_full.eq(0), bus.rvalid.eq(1), bus.rresp.eq(RESP_OKAY),
-                bus.rdata.eq(functools.reduce(
-                    operator.or_, (Mux(r_hit[r.name], word(r), 0) for r in REGISTERS))),
+                ar_full.eq(0),
+                bus.rvalid.eq(1),
+                bus.rresp.eq(RESP_OKAY),
+                bus.rdata.eq(
+                    functools.reduce(
+                        operator.or_, (Mux(r_hit[r.name], word(r), 0) for r in REGISTERS)
+                    )
+                ),
             ]
             if self.unmapped_error:
                 with m.If(~Cat(*r_hit.values()).any()):
@@ -313,13 +347,12 @@ class RegisterFile(wiring.Component):
                     m.d.sync += q.eq(0)
                 if f.kind == "capture":
                     with m.If(getattr(eng, f.trigger)):
-                        m.d.sync += q.eq(getattr(eng, f.signal)[f.signal_lsb:][:f.width])
+                        m.d.sync += q.eq(getattr(eng, f.signal)[f.signal_lsb :][: f.width])
                 else:
                     with m.If(getattr(eng, f.signal)):
                         m.d.sync += q.eq(1)
 
-        events = [store[(r.name, f.name)] for r in REGISTERS for f in r.fields
-                  if f.kind == "event"]
+        events = [store[(r.name, f.name)] for r in REGISTERS for f in r.fields if f.kind == "event"]
         m.d.comb += self.irq.eq(eng.irq_enable & Cat(*events).any())
         # Kept so a simulation can preload a counter near a carry (2**32 cycles is too long).
         self._counters = {strobe: count for strobe, (count, _) in counters.items()}

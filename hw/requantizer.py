@@ -112,7 +112,7 @@ def _rne_right(m, x, amount, cases, name):
                     m.d.comb += q.eq(x)
                 else:
                     guard = x[k - 1]
-                    sticky = x[:k - 1].any() if k > 1 else 0
+                    sticky = x[: k - 1].any() if k > 1 else 0
                     m.d.comb += [q.eq(x[k:]), up.eq(guard & (sticky | x[k]))]
     return q, up
 
@@ -139,13 +139,29 @@ class Requantizer(wiring.Component):
 
     def __init__(self, tag_shape=_NO_TAG):
         self._tag_shape = tag_shape
-        super().__init__({
-            "i": In(stream.Signature(data.StructLayout({
-                "acc": signed(32), "bias": signed(32), "params": RequantParams,
-                "tag": tag_shape}), always_ready=True)),
-            "o": Out(stream.Signature(data.StructLayout({
-                "code": signed(9), "zp": signed(9), "tag": tag_shape}), always_ready=True)),
-        })
+        super().__init__(
+            {
+                "i": In(
+                    stream.Signature(
+                        data.StructLayout(
+                            {
+                                "acc": signed(32),
+                                "bias": signed(32),
+                                "params": RequantParams,
+                                "tag": tag_shape,
+                            }
+                        ),
+                        always_ready=True,
+                    )
+                ),
+                "o": Out(
+                    stream.Signature(
+                        data.StructLayout({"code": signed(9), "zp": signed(9), "tag": tag_shape}),
+                        always_ready=True,
+                    )
+                ),
+            }
+        )
 
     def elaborate(self, platform):
         m = Module()
@@ -223,7 +239,7 @@ class Requantizer(wiring.Component):
         with m.Else(), m.Switch(t10):
             for k in range(1 - _CLIP_T, 25):  # t <= -25 (no case) rounds to 0
                 with m.Case(-k):
-                    sticky = r10[:k - 1].any()
+                    sticky = r10[: k - 1].any()
                     m.d.comb += [y11.eq(r10[k:]), up11.eq(r10[k - 1] & (sticky | r10[k]))]
         y_11, up_11 = reg(y11, "y11"), reg(up11, "up11")
         # Stage 12: apply the sign and the zero point in one adder: zp +/- (y + up).

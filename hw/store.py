@@ -46,13 +46,18 @@ class StoreUnit(wiring.Component):
     def __init__(self, config):
         self.config = config
         self.dma = DMAWriter(config)
-        super().__init__({
-            **instruction_members(config),
-            "out_r": In(memory.ReadPort.Signature(
-                addr_width=config.buffer_addr_width(config.output_buffer_depth),
-                shape=out_layout(config))),
-            "m_axi": Out(AXI4Signature.from_config(config, read=False)),
-        })
+        super().__init__(
+            {
+                **instruction_members(config),
+                "out_r": In(
+                    memory.ReadPort.Signature(
+                        addr_width=config.buffer_addr_width(config.output_buffer_depth),
+                        shape=out_layout(config),
+                    )
+                ),
+                "m_axi": Out(AXI4Signature.from_config(config, read=False)),
+            }
+        )
 
     def elaborate(self, platform):
         m = Module()
@@ -64,8 +69,10 @@ class StoreUnit(wiring.Component):
         req = dma.o_req.valid & dma.o_req.ready
         m.d.comb += [
             dma.o_req.ready.eq(~held | dma.i_data.ready),
-            self.out_r.en.eq(req), self.out_r.addr.eq(dma.o_req.payload),
-            dma.i_data.valid.eq(held), dma.i_data.payload.eq(self.out_r.data.as_value()),
+            self.out_r.en.eq(req),
+            self.out_r.addr.eq(dma.o_req.payload),
+            dma.i_data.valid.eq(held),
+            dma.i_data.payload.eq(self.out_r.data.as_value()),
         ]
         with m.If(req):
             m.d.sync += held.eq(1)

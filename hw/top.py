@@ -102,19 +102,21 @@ class Accelerator(wiring.Component):
         self.config = config
         self.watchdog = watchdog
         self.vector = bool(vector)
-        super().__init__({
-            "s_axi": In(AXI4LiteSignature(config.axil_addr_width)),
-            "m_axi": Out(AXI4Signature.from_config(config)),
-            "irq": Out(1),
-        })
+        super().__init__(
+            {
+                "s_axi": In(AXI4LiteSignature(config.axil_addr_width)),
+                "m_axi": Out(AXI4Signature.from_config(config)),
+                "irq": Out(1),
+            }
+        )
 
     def elaborate(self, platform):
         m = Module()
         cfg = self.config
         C = cfg.cols
         aw = cfg.axi_addr_width
-        abort = Signal()        # units held in reset
-        force = Signal()        # the bus did not go quiet: reset the arbiter too
+        abort = Signal()  # units held in reset
+        force = Signal()  # the bus did not go quiet: reset the arbiter too
 
         def unit(name, u, reset=abort):
             m.submodules[name] = ResetInserter({"sync": reset})(u)
@@ -141,11 +143,14 @@ class Accelerator(wiring.Component):
         # A small FIFO lets fetch run ahead of the checks; it also keeps Icarus's always_comb
         # from looping at time 0 over the fetcher's and the dispatcher's comb handshakes.
         prefetch = unit("prefetch", fifo.SyncFIFOBuffered(width=entry_layout().size, depth=2))
-        m.d.comb += [prefetch.w_en.eq(fetcher.o_insn.valid),
-                     prefetch.w_data.eq(fetcher.o_insn.payload),
-                     fetcher.o_insn.ready.eq(prefetch.w_rdy),
-                     disp.i_insn.valid.eq(prefetch.r_rdy), disp.i_insn.payload.eq(prefetch.r_data),
-                     prefetch.r_en.eq(disp.i_insn.ready)]
+        m.d.comb += [
+            prefetch.w_en.eq(fetcher.o_insn.valid),
+            prefetch.w_data.eq(fetcher.o_insn.payload),
+            fetcher.o_insn.ready.eq(prefetch.w_rdy),
+            disp.i_insn.valid.eq(prefetch.r_rdy),
+            disp.i_insn.payload.eq(prefetch.r_data),
+            prefetch.r_en.eq(disp.i_insn.ready),
+        ]
 
         # Run parameters, sampled at start.
         go = Signal()
@@ -153,8 +158,13 @@ class Accelerator(wiring.Component):
         win_base, win_size = Signal(aw), Signal(aw)
         for u in (disp, load, store):
             m.d.comb += [u.window_base.eq(win_base), u.window_size.eq(win_size)]
-        m.d.comb += [fetcher.go.eq(go), fetcher.insn_base.eq(base),
-                     fetcher.insn_count.eq(count), disp.go.eq(go), disp.insn_count.eq(count)]
+        m.d.comb += [
+            fetcher.go.eq(go),
+            fetcher.insn_base.eq(base),
+            fetcher.insn_count.eq(count),
+            disp.go.eq(go),
+            disp.insn_count.eq(count),
+        ]
 
         # Queues and tokens.
         queues = {}
@@ -162,17 +172,25 @@ class Accelerator(wiring.Component):
             out, prev, nxt = getattr(disp, f"o_{name}"), k > 0, k < len(QUEUES) - 1
             q = unit(f"{name}_fifo", fifo.SyncFIFO(width=entry_layout().size, depth=QUEUE_DEPTH))
             ctl = unit(f"{name}_queue", QueueController(prev=prev, next=nxt))
-            m.d.comb += [q.w_en.eq(out.valid), q.w_data.eq(out.payload), out.ready.eq(q.w_rdy),
-                         ctl.i_insn.valid.eq(q.r_rdy), ctl.i_insn.payload.eq(q.r_data),
-                         q.r_en.eq(ctl.i_insn.ready)]
+            m.d.comb += [
+                q.w_en.eq(out.valid),
+                q.w_data.eq(out.payload),
+                out.ready.eq(q.w_rdy),
+                ctl.i_insn.valid.eq(q.r_rdy),
+                ctl.i_insn.payload.eq(q.r_data),
+                q.r_en.eq(ctl.i_insn.ready),
+            ]
             queues[name] = ctl
         ql, qc, qs = queues["load"], queues["compute"], queues["store"]
         for tok in TOKEN_FIFOS:
             src, dst = queues[tok.src], queues[tok.dst]
-            avail = tok.pop.removeprefix("pop_") + "_avail"   # prev_avail / next_avail
+            avail = tok.pop.removeprefix("pop_") + "_avail"  # prev_avail / next_avail
             t = unit(f"tokens_{tok.name}", TokenCounter())
-            m.d.comb += [t.push.eq(getattr(src, tok.push)), t.pop.eq(getattr(dst, tok.pop)),
-                         getattr(dst, avail).eq(t.avail)]
+            m.d.comb += [
+                t.push.eq(getattr(src, tok.push)),
+                t.pop.eq(getattr(dst, tok.pop)),
+                getattr(dst, avail).eq(t.avail),
+            ]
         wiring.connect(m, ql.o_exec, load.i_insn)
         wiring.connect(m, qs.o_exec, store.i_insn)
         m.d.comb += [ql.done.eq(load.done), qs.done.eq(store.done)]
@@ -192,8 +210,11 @@ class Accelerator(wiring.Component):
             # The vector unit's PARAM read port, and the INP port the ComputeUnit lends it.
             wiring.connect(m, vec.inp_r, compute.inp_r)
             wiring.connect(m, vec.param_r, param_mem.read_port())
-            m.d.comb += [vec.lut_w.addr.eq(load.lut_w.addr), vec.lut_w.data.eq(load.lut_w.data),
-                         vec.lut_w.en.eq(load.lut_w.en)]
+            m.d.comb += [
+                vec.lut_w.addr.eq(load.lut_w.addr),
+                vec.lut_w.data.eq(load.lut_w.data),
+                vec.lut_w.en.eq(load.lut_w.en),
+            ]
 
         # Compute queue executor: CONV to the ComputeUnit, VEC to the vector unit; FINISH
         # (and VEC without a vector unit: a barrier, the dispatcher refused the others)
@@ -204,13 +225,16 @@ class Accelerator(wiring.Component):
         is_vec = (ex.payload.word[:4] == Opcode.VEC) if vec is not None else 0
         conv_active, other_done, vec_done = Signal(), Signal(), Signal()
         addr_q = unit("out_addr_fifo", fifo.SyncFIFO(width=16, depth=PostProcessor.CREDITS))
-        m.d.comb += [compute.i_insn.payload.eq(ex.payload.word[:size]),
-                     compute.i_insn.valid.eq(ex.valid & is_conv),
-                     ex.ready.eq(Mux(is_conv, compute.i_insn.ready, 1))]
+        m.d.comb += [
+            compute.i_insn.payload.eq(ex.payload.word[:size]),
+            compute.i_insn.valid.eq(ex.valid & is_conv),
+            ex.ready.eq(Mux(is_conv, compute.i_insn.ready, 1)),
+        ]
         if vec is not None:
-            m.d.comb += [vec.i_insn.payload.eq(ex.payload.word[:instruction_layout(
-                             Opcode.VEC).size]),
-                         vec.i_insn.valid.eq(ex.valid & is_vec)]
+            m.d.comb += [
+                vec.i_insn.payload.eq(ex.payload.word[: instruction_layout(Opcode.VEC).size]),
+                vec.i_insn.valid.eq(ex.valid & is_vec),
+            ]
             with m.If(is_vec):
                 m.d.comb += ex.ready.eq(vec.i_insn.ready)
             # Registered: a VEC without pixels is done in the cycle it is accepted.
@@ -223,8 +247,8 @@ class Accelerator(wiring.Component):
             m.d.sync += conv_active.eq(0)
         m.d.comb += qc.done.eq(other_done | conv_end | vec_done)
         fin_layout = instruction_layout(Opcode.FINISH)
-        fin = data.View(fin_layout, ex.payload.word[:fin_layout.size])
-        finish_irq = Signal()       # this run has executed a FINISH with irq set
+        fin = data.View(fin_layout, ex.payload.word[: fin_layout.size])
+        finish_irq = Signal()  # this run has executed a FINISH with irq set
         with m.If(ex.valid & ex.ready & (fin.opcode == Opcode.FINISH) & fin.irq):
             m.d.sync += finish_irq.eq(1)
 
@@ -236,35 +260,47 @@ class Accelerator(wiring.Component):
         # loops at time 0 when several processes write slices of one vector.
         post_act = Signal(PostActivation)
         with m.Switch(insn.act):
-            for isa_act, hw_act in ((Activation.LEAKY_SHIFT, PostActivation.LEAKY),
-                                    (Activation.LEAKY_ROUNDED, PostActivation.LEAKY_ROUNDED),
-                                    (Activation.LUT, PostActivation.LUT)):
+            for isa_act, hw_act in (
+                (Activation.LEAKY_SHIFT, PostActivation.LEAKY),
+                (Activation.LEAKY_ROUNDED, PostActivation.LEAKY_ROUNDED),
+                (Activation.LUT, PostActivation.LUT),
+            ):
                 with m.Case(isa_act):
                     m.d.comb += post_act.eq(hw_act)
             with m.Default():
                 m.d.comb += post_act.eq(PostActivation.NONE)
         for c in range(C):
-            lane = param_rd.data[64 * c:64 * (c + 1)]
+            lane = param_rd.data[64 * c : 64 * (c + 1)]
             p = post.i.payload[c]
             m.d.comb += [
-                p.acc.eq(acc.payload.acc[c]), p.bias.eq(lane[:32]),
-                p.params.rq.m.eq(lane[32:56]), p.params.rq.e.eq(lane[56:64]),
-                p.params.lut_slot.eq(insn.lut_slot), p.params.act.eq(post_act),
+                p.acc.eq(acc.payload.acc[c]),
+                p.bias.eq(lane[:32]),
+                p.params.rq.m.eq(lane[32:56]),
+                p.params.rq.e.eq(lane[56:64]),
+                p.params.lut_slot.eq(insn.lut_slot),
+                p.params.act.eq(post_act),
             ]
             for field in ("zp", "qmin", "qmax"):
                 v = getattr(insn, {"zp": "out_zp"}.get(field, field))
                 m.d.comb += getattr(p.params.rq, field).eq(Mux(insn.signed, v.as_signed(), v))
         m.d.comb += [
-            post.i.valid.eq(acc.valid & addr_q.w_rdy), acc.ready.eq(post.i.ready & addr_q.w_rdy),
-            addr_q.w_en.eq(acc.valid & acc.ready), addr_q.w_data.eq(acc.payload.out_addr),
-            post.o.ready.eq(1), addr_q.r_en.eq(post.o.valid),
-            out_wr.en.eq(post.o.valid), out_wr.addr.eq(addr_q.r_data),
+            post.i.valid.eq(acc.valid & addr_q.w_rdy),
+            acc.ready.eq(post.i.ready & addr_q.w_rdy),
+            addr_q.w_en.eq(acc.valid & acc.ready),
+            addr_q.w_data.eq(acc.payload.out_addr),
+            post.o.ready.eq(1),
+            addr_q.r_en.eq(post.o.valid),
+            out_wr.en.eq(post.o.valid),
+            out_wr.addr.eq(addr_q.r_data),
             out_wr.data.eq(post.o.payload),
         ]
         if vec is not None:
             with m.If(vec.out_w.en):
-                m.d.comb += [out_wr.en.eq(1), out_wr.addr.eq(vec.out_w.addr),
-                             out_wr.data.eq(vec.out_w.data)]
+                m.d.comb += [
+                    out_wr.en.eq(1),
+                    out_wr.addr.eq(vec.out_w.addr),
+                    out_wr.data.eq(vec.out_w.data),
+                ]
 
         # Engine control.
         err_code, err_index = Signal(8), Signal.like(eng.err_insn)
@@ -275,29 +311,49 @@ class Accelerator(wiring.Component):
         store_berr = store.m_axi.bvalid & store.m_axi.bready & store.m_axi.bresp[1]
         load_fail = load.error | load_rerr
         unit_error = load_fail | store.error | store_berr
-        unit_code = Mux(load_fail, Mux(load.error, load.error_code, ErrorCode.AXI_ERROR),
-                        Mux(store.error, store.error_code, ErrorCode.AXI_ERROR))
+        unit_code = Mux(
+            load_fail,
+            Mux(load.error, load.error_code, ErrorCode.AXI_ERROR),
+            Mux(store.error, store.error_code, ErrorCode.AXI_ERROR),
+        )
         unit_index = Mux(load_fail, ql.index, qs.index)
         finished = disp.all_dispatched & ql.idle & qc.idle & qs.idle
-        quiescent = ((ql.idle | ql.stall) & (qc.idle | qc.stall) & (qs.idle | qs.stall))
+        quiescent = (ql.idle | ql.stall) & (qc.idle | qc.stall) & (qs.idle | qs.stall)
         # The oldest instruction waiting for a token (for TIMEOUT's ERR_INSN).
         waiting = Signal.like(err_index)
         m.d.comb += waiting.eq(disp.error_index)
         for q in (qs, ql, qc):
-            with m.If(q.stall & (~((ql.stall & (ql.index < q.index)) |
-                                   (qc.stall & (qc.index < q.index)) |
-                                   (qs.stall & (qs.index < q.index))))):
+            with m.If(
+                q.stall
+                & (
+                    ~(
+                        (ql.stall & (ql.index < q.index))
+                        | (qc.stall & (qc.index < q.index))
+                        | (qs.stall & (qs.index < q.index))
+                    )
+                )
+            ):
                 m.d.comb += waiting.eq(q.index)
 
         progress = Signal()
         bus_port = self.m_axi
         m.d.comb += progress.eq(
-            (bus_port.arvalid & bus_port.arready) | (bus_port.rvalid & bus_port.rready) |
-            (bus_port.awvalid & bus_port.awready) | (bus_port.wvalid & bus_port.wready) |
-            (bus_port.bvalid & bus_port.bready) | compute.status.busy | disp.busy |
-            (vec.status.busy if vec is not None else 0) |
-            load.done | store.done | qc.done | ql.i_insn.ready | qc.i_insn.ready |
-            qs.i_insn.ready | (fetcher.o_insn.valid & fetcher.o_insn.ready))
+            (bus_port.arvalid & bus_port.arready)
+            | (bus_port.rvalid & bus_port.rready)
+            | (bus_port.awvalid & bus_port.awready)
+            | (bus_port.wvalid & bus_port.wready)
+            | (bus_port.bvalid & bus_port.bready)
+            | compute.status.busy
+            | disp.busy
+            | (vec.status.busy if vec is not None else 0)
+            | load.done
+            | store.done
+            | qc.done
+            | ql.i_insn.ready
+            | qc.i_insn.ready
+            | qs.i_insn.ready
+            | (fetcher.o_insn.valid & fetcher.o_insn.ready)
+        )
         idle_cycles = Signal(range(self.watchdog + 1))
         stuck = idle_cycles == self.watchdog
         with m.If(progress | abort):
@@ -308,11 +364,16 @@ class Accelerator(wiring.Component):
 
         m.d.sync += go.eq(0)
         m.d.comb += [
-            eng.fetch_busy.eq(fetcher.busy), eng.fetch_stall.eq(disp.stall),
-            eng.load_busy.eq(ql.busy), eng.load_stall.eq(ql.stall),
-            eng.compute_busy.eq(qc.busy), eng.compute_stall.eq(qc.stall),
-            eng.store_busy.eq(qs.busy), eng.store_stall.eq(qs.stall),
-            eng.error_code.eq(err_code), eng.err_insn.eq(err_index),
+            eng.fetch_busy.eq(fetcher.busy),
+            eng.fetch_stall.eq(disp.stall),
+            eng.load_busy.eq(ql.busy),
+            eng.load_stall.eq(ql.stall),
+            eng.compute_busy.eq(qc.busy),
+            eng.compute_stall.eq(qc.stall),
+            eng.store_busy.eq(qs.busy),
+            eng.store_stall.eq(qs.stall),
+            eng.error_code.eq(err_code),
+            eng.err_insn.eq(err_index),
         ]
         with m.FSM():
             with m.State("IDLE"):
@@ -320,10 +381,14 @@ class Accelerator(wiring.Component):
                 with m.If(eng.start):
                     wide = eng.window_size[aw:].any()
                     m.d.sync += [
-                        go.eq(1), base.eq(eng.insn_base), count.eq(eng.insn_count),
+                        go.eq(1),
+                        base.eq(eng.insn_base),
+                        count.eq(eng.insn_count),
                         win_base.eq(eng.window_base),
                         win_size.eq(Mux(wide, (1 << aw) - 1, eng.window_size)),
-                        err_code.eq(ErrorCode.NONE), silent.eq(0), finish_irq.eq(0),
+                        err_code.eq(ErrorCode.NONE),
+                        silent.eq(0),
+                        finish_irq.eq(0),
                     ]
                     m.next = "RUN"
             # RUN, and QUIESCE after a dispatch error (the instructions dispatched before it
@@ -340,8 +405,10 @@ class Accelerator(wiring.Component):
                         m.next = "DRAIN"
                     if state == "RUN":
                         with m.Elif(disp.error):
-                            m.d.sync += [err_code.eq(disp.error_code),
-                                         err_index.eq(disp.error_index)]
+                            m.d.sync += [
+                                err_code.eq(disp.error_code),
+                                err_index.eq(disp.error_index),
+                            ]
                             m.next = "QUIESCE"
                         with m.Elif(stuck):
                             m.d.sync += [err_code.eq(ErrorCode.TIMEOUT), err_index.eq(waiting)]
@@ -360,8 +427,10 @@ class Accelerator(wiring.Component):
                     m.d.comb += force.eq(drain_cycles == self.watchdog)
                     m.d.sync += drain_cycles.eq(0)
                     with m.If(~silent & ~eng.soft_reset):
-                        m.d.comb += [eng.done.eq(err_code == ErrorCode.NONE),
-                                     eng.done_irq.eq((err_code == ErrorCode.NONE) & finish_irq),
-                                     eng.error.eq(err_code != ErrorCode.NONE)]
+                        m.d.comb += [
+                            eng.done.eq(err_code == ErrorCode.NONE),
+                            eng.done_irq.eq((err_code == ErrorCode.NONE) & finish_irq),
+                            eng.error.eq(err_code != ErrorCode.NONE),
+                        ]
                     m.next = "IDLE"
         return m

@@ -63,8 +63,12 @@ __all__ = ["VectorStatusSignature", "VectorUnit"]
 _X1 = 17
 
 # VEC.act feeds the activation lanes as it is: the ISA numbers them as hw.postproc does.
-assert (IsaActivation.NONE, IsaActivation.LEAKY_SHIFT, IsaActivation.LEAKY_ROUNDED,
-        IsaActivation.LUT) == tuple(a.value for a in Activation)
+assert (
+    IsaActivation.NONE,
+    IsaActivation.LEAKY_SHIFT,
+    IsaActivation.LEAKY_ROUNDED,
+    IsaActivation.LUT,
+) == tuple(a.value for a in Activation)
 
 
 class VectorStatusSignature(wiring.Signature):
@@ -106,7 +110,7 @@ class VectorUnit(wiring.Component):
     status : ``Out(VectorStatusSignature())``
     """
 
-    _CORE = 2 + 2 * FusedMultiplyAdd.LATENCY + 3   # lane input to activation, every op
+    _CORE = 2 + 2 * FusedMultiplyAdd.LATENCY + 3  # lane input to activation, every op
     #: Cycles from the INP read of a pixel's last element to its OUT write (read data,
     #: reducer, lanes, activation).
     LATENCY = 2 + _CORE + ActivationUnit.LATENCY
@@ -126,15 +130,16 @@ class VectorUnit(wiring.Component):
         if pixels == 0:
             return 0
         turns = config.vector_turns
-        return (cls.START + (pixels - 1) * max(elements, turns) + elements + cls.LATENCY
-                + turns - 1)
+        return cls.START + (pixels - 1) * max(elements, turns) + elements + cls.LATENCY + turns - 1
 
     def __init__(self, config, param_depth=PARAM_DEPTH):
         if not isinstance(config, AcceleratorConfig):
             raise TypeError(f"config must be an AcceleratorConfig, not {config!r}")
         if config.cols < 2 or config.rows > config.cols:
-            raise ValueError(f"the vector unit needs 2 <= cols and rows <= cols, not "
-                             f"rows {config.rows!r}, cols {config.cols!r}")
+            raise ValueError(
+                f"the vector unit needs 2 <= cols and rows <= cols, not "
+                f"rows {config.rows!r}, cols {config.cols!r}"
+            )
         self.config = config
         self.lanes = config.vector_lanes or config.rows
         self.turns = config.vector_turns
@@ -142,22 +147,33 @@ class VectorUnit(wiring.Component):
         self.inp_aw = config.buffer_addr_width(config.input_buffer_depth)
         self.out_aw = config.buffer_addr_width(config.output_buffer_depth)
         self.param_aw = config.buffer_addr_width(param_depth)
-        super().__init__({
-            "i_insn": In(stream.Signature(self.insn_layout)),
-            "inp_r": In(memory.ReadPort.Signature(
-                addr_width=self.inp_aw, shape=data.ArrayLayout(unsigned(8), config.rows))),
-            "param_r": In(memory.ReadPort.Signature(
-                addr_width=self.param_aw, shape=unsigned(64 * config.cols))),
-            "out_w": In(memory.WritePort.Signature(
-                addr_width=self.out_aw, shape=data.ArrayLayout(unsigned(8), config.cols))),
-            "lut_w": In(LutWriteSignature(config.lut_slots)),
-            "status": Out(VectorStatusSignature()),
-        })
+        super().__init__(
+            {
+                "i_insn": In(stream.Signature(self.insn_layout)),
+                "inp_r": In(
+                    memory.ReadPort.Signature(
+                        addr_width=self.inp_aw, shape=data.ArrayLayout(unsigned(8), config.rows)
+                    )
+                ),
+                "param_r": In(
+                    memory.ReadPort.Signature(
+                        addr_width=self.param_aw, shape=unsigned(64 * config.cols)
+                    )
+                ),
+                "out_w": In(
+                    memory.WritePort.Signature(
+                        addr_width=self.out_aw, shape=data.ArrayLayout(unsigned(8), config.cols)
+                    )
+                ),
+                "lut_w": In(LutWriteSignature(config.lut_slots)),
+                "status": Out(VectorStatusSignature()),
+            }
+        )
 
     def elaborate(self, platform):
         m = Module()
         B = self.config.rows
-        V, T = self.lanes, self.turns        # lanes, and cycles to take B channels
+        V, T = self.lanes, self.turns  # lanes, and cycles to take B channels
         insn = Signal(self.insn_layout)
         vop = insn.vop
         pool = (vop == VecOp.MAX_POOL) | (vop == VecOp.AVG_POOL)
@@ -186,8 +202,8 @@ class VectorUnit(wiring.Component):
         kh = Signal(4)
         kw = Signal(4)
         sw = Signal(3)
-        row_step = Signal(16)                  # INP words between output rows
-        step_h = Signal(3)                     # rows of INP between output rows
+        row_step = Signal(16)  # INP words between output rows
+        step_h = Signal(3)  # rows of INP between output rows
         n_pix = Signal(20)
         kx, ky = Signal(4), Signal(4)
         ox, oy = Signal(10), Signal(10)
@@ -206,42 +222,59 @@ class VectorUnit(wiring.Component):
 
         with m.FSM():
             with m.State("IDLE"):
-                m.d.comb += [self.i_insn.ready.eq(1),
-                             self.param_r.addr.eq(self.i_insn.payload.param_addr),
-                             self.param_r.en.eq(1)]
+                m.d.comb += [
+                    self.i_insn.ready.eq(1),
+                    self.param_r.addr.eq(self.i_insn.payload.param_addr),
+                    self.param_r.en.eq(1),
+                ]
                 with m.If(self.i_insn.valid):
-                    m.d.sync += [insn.eq(self.i_insn.payload), wr_addr.eq(
-                        self.i_insn.payload.out_addr)]
-                    with m.If((self.i_insn.payload.out_h == 0) |
-                              (self.i_insn.payload.out_w == 0)):
-                        m.d.comb += self.status.done.eq(1)    # a barrier: tokens only
+                    m.d.sync += [
+                        insn.eq(self.i_insn.payload),
+                        wr_addr.eq(self.i_insn.payload.out_addr),
+                    ]
+                    with m.If((self.i_insn.payload.out_h == 0) | (self.i_insn.payload.out_w == 0)):
+                        m.d.comb += self.status.done.eq(1)  # a barrier: tokens only
                     with m.Else():
                         m.next = "PARAM"
             with m.State("PARAM"):
                 # The PARAM word read in IDLE; window geometry (0 reads as 1, as the simulator).
-                m.d.sync += [param.eq(self.param_r.data[:len(param.as_value())]),
-                             kh.eq(Mux(pool & (insn.kernel_h != 0), insn.kernel_h, 1)),
-                             kw.eq(Mux(pool, Mux(insn.kernel_w != 0, insn.kernel_w, 1),
-                                       Mux(two, 2, 1))),
-                             sw.eq(Mux(pool & (insn.stride_w != 0), insn.stride_w, 1)),
-                             step_h.eq(Mux(pool & (insn.stride_h != 0), insn.stride_h, 1)),
-                             n_pix.eq(insn.out_h * insn.out_w),
-                             kx.eq(0), ky.eq(0), ox.eq(0), oy.eq(0), written.eq(0),
-                             row_off.eq(0), col_off.eq(0), win_off.eq(0)]
+                m.d.sync += [
+                    param.eq(self.param_r.data[: len(param.as_value())]),
+                    kh.eq(Mux(pool & (insn.kernel_h != 0), insn.kernel_h, 1)),
+                    kw.eq(Mux(pool, Mux(insn.kernel_w != 0, insn.kernel_w, 1), Mux(two, 2, 1))),
+                    sw.eq(Mux(pool & (insn.stride_w != 0), insn.stride_w, 1)),
+                    step_h.eq(Mux(pool & (insn.stride_h != 0), insn.stride_h, 1)),
+                    n_pix.eq(insn.out_h * insn.out_w),
+                    kx.eq(0),
+                    ky.eq(0),
+                    ox.eq(0),
+                    oy.eq(0),
+                    written.eq(0),
+                    row_off.eq(0),
+                    col_off.eq(0),
+                    win_off.eq(0),
+                ]
                 m.next = "SETUP"
             with m.State("SETUP"):
                 # MUL_CHANNEL's scale word; the lanes' constants settle from `param`.
                 m.d.comb += [self.inp_r.addr.eq(insn.src_b), self.inp_r.en.eq(1)]
-                m.d.sync += [s_latch.eq(1), gap.eq(0), row_step.eq(insn.in_w * step_h),
-                             gap_len.eq(Mux(kh * kw < T, T - kh * kw, 0))]
+                m.d.sync += [
+                    s_latch.eq(1),
+                    gap.eq(0),
+                    row_step.eq(insn.in_w * step_h),
+                    gap_len.eq(Mux(kh * kw < T, T - kh * kw, 0)),
+                ]
                 m.next = "RUN"
             with m.State("GAP"):
                 m.d.sync += gap.eq(gap - 1)
                 with m.If(gap == 1):
                     m.next = "RUN"
             with m.State("RUN"):
-                m.d.comb += [issue.eq(1), first.eq((kx == 0) & (ky == 0)),
-                             last.eq((kx == kw - 1) & (ky == kh - 1))]
+                m.d.comb += [
+                    issue.eq(1),
+                    first.eq((kx == 0) & (ky == 0)),
+                    last.eq((kx == kw - 1) & (ky == kh - 1)),
+                ]
                 if T > 1:
                     with m.If(last & (gap_len != 0)):
                         m.d.sync += gap.eq(gap_len)
@@ -253,11 +286,19 @@ class VectorUnit(wiring.Component):
                 with m.If(kx == kw - 1):
                     m.d.sync += [kx.eq(0), ky.eq(ky + 1), win_off.eq(win_off + insn.in_w)]
                     with m.If(ky == kh - 1):
-                        m.d.sync += [ky.eq(0), win_off.eq(0), ox.eq(ox + 1),
-                                     col_off.eq(col_off + sw)]
+                        m.d.sync += [
+                            ky.eq(0),
+                            win_off.eq(0),
+                            ox.eq(ox + 1),
+                            col_off.eq(col_off + sw),
+                        ]
                         with m.If(ox == insn.out_w - 1):
-                            m.d.sync += [ox.eq(0), col_off.eq(0), oy.eq(oy + 1),
-                                         row_off.eq(row_off + row_step)]
+                            m.d.sync += [
+                                ox.eq(0),
+                                col_off.eq(0),
+                                oy.eq(oy + 1),
+                                row_off.eq(row_off + row_step),
+                            ]
                             with m.If(oy == insn.out_h - 1):
                                 m.next = "DRAIN"
             with m.State("DRAIN"):
@@ -268,9 +309,11 @@ class VectorUnit(wiring.Component):
             m.d.sync += s_word.eq(self.inp_r.data)
         with m.If(write):
             m.d.sync += [written.eq(written + 1), wr_addr.eq(wr_addr + 1)]
-        m.d.comb += [self.status.busy.eq(~self.i_insn.ready),
-                     self.status.stall.eq(~self.i_insn.ready & ~issue),
-                     self.status.active.eq(write)]
+        m.d.comb += [
+            self.status.busy.eq(~self.i_insn.ready),
+            self.status.stall.eq(~self.i_insn.ready & ~issue),
+            self.status.active.eq(write),
+        ]
 
         # ---- per-instruction constants of the lanes ---------------------------------------
         # Unpacked in two registered steps (bit length, normalizing shift), then chosen by
@@ -278,28 +321,37 @@ class VectorUnit(wiring.Component):
         ra = reg(unpack_f32(m, param[0][:32], "ra_comb", reg), "ra", Float)
         rb = reg(unpack_f32(m, param[0][32:], "rb_comb", reg), "rb", Float)
         k = reg(unpack_f32(m, param[1][:32], "k_comb", reg), "k", Float)
-        r_mul = reg(mantissa_float(m, param[0][32:56], param[0][56:].as_signed(), "r_mul_comb",
-                                   reg), "r_mul", Float)
+        r_mul = reg(
+            mantissa_float(m, param[0][32:56], param[0][56:].as_signed(), "r_mul_comb", reg),
+            "r_mul",
+            Float,
+        )
         is_add = vop == VecOp.ADD
         f1 = reg(Mux(is_add, rb.as_value(), r_mul.as_value()), "f1", Float)
         z1 = reg(Mux(is_add, k.as_value(), Float.const(float_const(0)).as_value()), "z1", Float)
-        f2 = reg(Mux(is_add, ra.as_value(), Float.const(float_const(1.0)).as_value()), "f2",
-                 Float)
+        f2 = reg(Mux(is_add, ra.as_value(), Float.const(float_const(1.0)).as_value()), "f2", Float)
         # K (or 0) aligned to the products with rB (or R) once, for every lane's first FMA.
         # Pipelined as in the FMA: the exponents' difference, the shift, its two steps.
         z1_diff, f1_exp = reg(z1.exp - f1.exp, "z1_diff"), reg(f1.exp, "f1_exp")
-        z1_sh = reg(addend_shift(m, _X1, f1_exp, z1.exp, z1_diff, "z1_sh_comb"), "z1_sh",
-                    addend_shift_layout(_X1))
-        z1_part = reg(shift_addend(m, _X1, z1, z1_sh, "z1_part_comb"), "z1_part",
-                      partial_layout(_X1))
-        z1_aligned = reg(window_addend(m, _X1, z1_part, "z1_comb"), "z1_aligned",
-                         addend_layout(_X1))
-        a_zp, b_zp, out_zp, qmin, qmax = (reg(code(getattr(insn, f)), f, signed(9)) for f in
-                                          ("a_zp", "b_zp", "out_zp", "qmin", "qmax"))
+        z1_sh = reg(
+            addend_shift(m, _X1, f1_exp, z1.exp, z1_diff, "z1_sh_comb"),
+            "z1_sh",
+            addend_shift_layout(_X1),
+        )
+        z1_part = reg(
+            shift_addend(m, _X1, z1, z1_sh, "z1_part_comb"), "z1_part", partial_layout(_X1)
+        )
+        z1_aligned = reg(
+            window_addend(m, _X1, z1_part, "z1_comb"), "z1_aligned", addend_layout(_X1)
+        )
+        a_zp, b_zp, out_zp, qmin, qmax = (
+            reg(code(getattr(insn, f)), f, signed(9))
+            for f in ("a_zp", "b_zp", "out_zp", "qmin", "qmax")
+        )
 
         # ---- reducer: data of the read issued last cycle -----------------------------------
         v1, first1, last1 = ctl(issue, "rd_valid"), reg(first, "rd_first"), reg(last, "rd_last")
-        emit = ctl(v1 & last1, "emit")                        # Stage 0 of the lanes
+        emit = ctl(v1 & last1, "emit")  # Stage 0 of the lanes
         # Lane groups: channels g*V .. g*V + V - 1 enter the V lanes in cycle emit + g.
         turn = Signal(range(max(T, 2)), name="turn")
         if T > 1:
@@ -314,8 +366,7 @@ class VectorUnit(wiring.Component):
             valid.append(ctl(valid[-1], f"valid{n + 1}"))
             groups.append(reg(groups[-1], f"group{n + 1}", unsigned(len(turn))))
         write_now = valid[-1] & (groups[-1] == T - 1)
-        m.d.comb += [write.eq(write_now), self.out_w.en.eq(write_now),
-                     self.out_w.addr.eq(wr_addr)]
+        m.d.comb += [write.eq(write_now), self.out_w.en.eq(write_now), self.out_w.addr.eq(wr_addr)]
 
         e_codes, e_sums, e_bs = [], [], []
         for c in range(B):
@@ -331,9 +382,11 @@ class VectorUnit(wiring.Component):
             e_sum = Signal(signed(18), name=f"e_sum{c}")
             e_b = Signal(signed(9), name=f"e_b{c}")
             with m.If(v1 & last1):
-                m.d.sync += [e_code.eq(Mux(vop == VecOp.MAX_POOL, new_max, new_a)),
-                             e_sum.eq(new_sum),
-                             e_b.eq(Mux(vop == VecOp.MUL_CHANNEL, code(s_word[c]), x))]
+                m.d.sync += [
+                    e_code.eq(Mux(vop == VecOp.MAX_POOL, new_max, new_a)),
+                    e_sum.eq(new_sum),
+                    e_b.eq(Mux(vop == VecOp.MUL_CHANNEL, code(s_word[c]), x)),
+                ]
             e_codes.append(e_code)
             e_sums.append(e_sum)
             e_bs.append(e_b)
@@ -357,27 +410,34 @@ class VectorUnit(wiring.Component):
             fma2 = FusedMultiplyAdd(9)
             m.submodules[f"fma1_{i}"] = fma1
             m.submodules[f"fma2_{i}"] = fma2
-            m.d.comb += [fma1.i.payload.x.eq(x1), fma1.i.payload.f.eq(f1),
-                         fma1.i.payload.z.eq(z1), fma1.i.payload.za.eq(z1_aligned),
-                         fma2.i.payload.x.eq(delay(x2, FusedMultiplyAdd.LATENCY, f"x2_{i}")),
-                         fma2.i.payload.f.eq(f2), fma2.i.payload.z.eq(fma1.o.payload.r)]
+            m.d.comb += [
+                fma1.i.payload.x.eq(x1),
+                fma1.i.payload.f.eq(f1),
+                fma1.i.payload.z.eq(z1),
+                fma1.i.payload.za.eq(z1_aligned),
+                fma2.i.payload.x.eq(delay(x2, FusedMultiplyAdd.LATENCY, f"x2_{i}")),
+                fma2.i.payload.f.eq(f2),
+                fma2.i.payload.z.eq(fma1.o.payload.r),
+            ]
             # Stages 3 to 2 + 2 * FMA LATENCY (F): the two FMAs. Stage F + 3: round to an
             # integer (RNE) and clip.
             r = fma2.o.payload.r
             y16, up16 = Signal(range(512), name=f"y16_{i}"), Signal(name=f"up16_{i}")
             with m.If(r.zero):
                 pass
-            with m.Elif(r.exp >= -14):                        # |v| >= 512 saturates
+            with m.Elif(r.exp >= -14):  # |v| >= 512 saturates
                 m.d.comb += y16.eq(511)
             with m.Else(), m.Switch(r.exp):
-                for sh in range(15, 25):                      # exp <= -25: |v| < 0.5
+                for sh in range(15, 25):  # exp <= -25: |v| < 0.5
                     with m.Case(-sh):
-                        sticky = r.mant[:sh - 1].any()
+                        sticky = r.mant[: sh - 1].any()
                         odd = r.mant[sh] if sh < len(r.mant) else 0
-                        m.d.comb += [y16.eq(r.mant[sh:]),
-                                     up16.eq(r.mant[sh - 1] & (sticky | odd))]
-            y_16, u_16, s_16 = (reg(y16, f"y16r_{i}"), reg(up16, f"up16r_{i}"),
-                                reg(r.sign, f"s16r_{i}"))
+                        m.d.comb += [y16.eq(r.mant[sh:]), up16.eq(r.mant[sh - 1] & (sticky | odd))]
+            y_16, u_16, s_16 = (
+                reg(y16, f"y16r_{i}"),
+                reg(up16, f"up16r_{i}"),
+                reg(r.sign, f"s16r_{i}"),
+            )
             # Stage F + 4: the sign.
             mag = y_16 + u_16
             fma_y = reg(Mux(s_16, -mag, mag), f"fma_y{i}", signed(11))
@@ -390,22 +450,30 @@ class VectorUnit(wiring.Component):
             rq = Requantizer()
             m.submodules[f"requantizer{i}"] = rq
             bias, mant, exp = l_param[:32], l_param[32:56], l_param[56:]
-            m.d.comb += [rq.i.valid.eq(in_turn), rq.i.payload.acc.eq(l_sum),
-                         rq.i.payload.bias.eq(bias.as_signed()),
-                         rq.i.payload.params.m.eq(mant), rq.i.payload.params.e.eq(exp.as_signed()),
-                         rq.i.payload.params.zp.eq(out_zp), rq.i.payload.params.qmin.eq(qmin),
-                         rq.i.payload.params.qmax.eq(qmax)]
+            m.d.comb += [
+                rq.i.valid.eq(in_turn),
+                rq.i.payload.acc.eq(l_sum),
+                rq.i.payload.bias.eq(bias.as_signed()),
+                rq.i.payload.params.m.eq(mant),
+                rq.i.payload.params.e.eq(exp.as_signed()),
+                rq.i.payload.params.zp.eq(out_zp),
+                rq.i.payload.params.qmin.eq(qmin),
+                rq.i.payload.params.qmax.eq(qmax),
+            ]
             avg = delay(rq.o.payload.code, self._CORE - Requantizer.LATENCY, f"avg{i}")
             # Stages _CORE + 1 on: activation (the lane's own tables).
             act = ActivationUnit(self.config.lut_slots)
             m.submodules[f"activation{i}"] = act
-            m.d.comb += [act.i.valid.eq(valid[self._CORE]),
-                         act.i.payload.code.eq(Mux(vop == VecOp.AVG_POOL, avg, clamped)),
-                         act.i.payload.zp.eq(out_zp),
-                         act.i.payload.tag.act.eq(insn.act),
-                         act.i.payload.tag.lut_slot.eq(insn.lut_slot),    # mod lut_slots
-                         act.lut_w.addr.eq(self.lut_w.addr), act.lut_w.data.eq(self.lut_w.data),
-                         act.lut_w.en.eq(self.lut_w.en)]
+            m.d.comb += [
+                act.i.valid.eq(valid[self._CORE]),
+                act.i.payload.code.eq(Mux(vop == VecOp.AVG_POOL, avg, clamped)),
+                act.i.payload.zp.eq(out_zp),
+                act.i.payload.tag.act.eq(insn.act),
+                act.i.payload.tag.lut_slot.eq(insn.lut_slot),  # mod lut_slots
+                act.lut_w.addr.eq(self.lut_w.addr),
+                act.lut_w.data.eq(self.lut_w.data),
+                act.lut_w.en.eq(self.lut_w.en),
+            ]
             # Groups before the last wait in `held`; the last group's lanes write with them.
             for g in range(T - 1):
                 with m.If(valid[-1] & (groups[-1] == g)):

@@ -35,8 +35,9 @@ def command_layout(acc_addr_width):
     last : unsigned(1)
         Last command of the instruction.
     """
-    return data.StructLayout({"inp_addr": 16, "acc_addr": acc_addr_width, "tap": 16,
-                              "write": 1, "last": 1})
+    return data.StructLayout(
+        {"inp_addr": 16, "acc_addr": acc_addr_width, "tap": 16, "write": 1, "last": 1}
+    )
 
 
 class DenseWalker(wiring.Component):
@@ -61,10 +62,12 @@ class DenseWalker(wiring.Component):
 
     def __init__(self, insn_layout, acc_addr_width):
         self.insn_layout = insn_layout
-        super().__init__({
-            "i_insn": In(stream.Signature(insn_layout)),
-            "o_cmd": Out(stream.Signature(command_layout(acc_addr_width))),
-        })
+        super().__init__(
+            {
+                "i_insn": In(stream.Signature(insn_layout)),
+                "o_cmd": Out(stream.Signature(command_layout(acc_addr_width))),
+            }
+        )
 
     def elaborate(self, platform):
         m = Module()
@@ -83,8 +86,13 @@ class DenseWalker(wiring.Component):
         last_ky = ky == insn.kernel_h - 1
         last_blk = blk == insn.in_blocks - 1
         cmd = self.o_cmd.payload
-        m.d.comb += [cmd.inp_addr.eq(pix_addr), cmd.acc_addr.eq(pix), cmd.tap.eq(s),
-                     cmd.write.eq(1), cmd.last.eq(last_x & last_y & last_kx & last_ky & last_blk)]
+        m.d.comb += [
+            cmd.inp_addr.eq(pix_addr),
+            cmd.acc_addr.eq(pix),
+            cmd.tap.eq(s),
+            cmd.write.eq(1),
+            cmd.last.eq(last_x & last_y & last_kx & last_ky & last_blk),
+        ]
 
         with m.FSM():
             with m.State("IDLE"):
@@ -93,9 +101,17 @@ class DenseWalker(wiring.Component):
                 m.d.sync += [
                     row_step.eq(insn.stride_h * insn.in_w),
                     dil_row.eq(insn.dilation_h * insn.in_w),
-                    s.eq(0), kx.eq(0), ky.eq(0), blk.eq(0), ox.eq(0), oy.eq(0), pix.eq(0),
-                    blk_base.eq(insn.inp_addr), ky_base.eq(insn.inp_addr),
-                    tap_base.eq(insn.inp_addr), row_addr.eq(insn.inp_addr),
+                    s.eq(0),
+                    kx.eq(0),
+                    ky.eq(0),
+                    blk.eq(0),
+                    ox.eq(0),
+                    oy.eq(0),
+                    pix.eq(0),
+                    blk_base.eq(insn.inp_addr),
+                    ky_base.eq(insn.inp_addr),
+                    tap_base.eq(insn.inp_addr),
+                    row_addr.eq(insn.inp_addr),
                     pix_addr.eq(insn.inp_addr),
                 ]
                 m.next = "RUN"
@@ -103,12 +119,19 @@ class DenseWalker(wiring.Component):
                 m.d.comb += self.o_cmd.valid.eq(1)
                 with m.If(self.o_cmd.ready):
                     with m.If(~last_x):
-                        m.d.sync += [ox.eq(ox + 1), pix.eq(pix + 1),
-                                     pix_addr.eq(pix_addr + insn.stride_w)]
+                        m.d.sync += [
+                            ox.eq(ox + 1),
+                            pix.eq(pix + 1),
+                            pix_addr.eq(pix_addr + insn.stride_w),
+                        ]
                     with m.Elif(~last_y):
-                        m.d.sync += [ox.eq(0), oy.eq(oy + 1), pix.eq(pix + 1),
-                                     row_addr.eq(row_addr + row_step),
-                                     pix_addr.eq(row_addr + row_step)]
+                        m.d.sync += [
+                            ox.eq(0),
+                            oy.eq(oy + 1),
+                            pix.eq(pix + 1),
+                            row_addr.eq(row_addr + row_step),
+                            pix_addr.eq(row_addr + row_step),
+                        ]
                     with m.Else():
                         # Next tap: kx steps by the dilation, then ky, then the block.
                         nb = Signal(16)
@@ -120,10 +143,22 @@ class DenseWalker(wiring.Component):
                             m.d.sync += [kx.eq(0), ky.eq(ky + 1), ky_base.eq(nb)]
                         with m.Else():
                             m.d.comb += nb.eq(blk_base + insn.inp_block_stride)
-                            m.d.sync += [kx.eq(0), ky.eq(0), blk.eq(blk + 1),
-                                         blk_base.eq(nb), ky_base.eq(nb)]
-                        m.d.sync += [ox.eq(0), oy.eq(0), pix.eq(0), s.eq(s + 1),
-                                     tap_base.eq(nb), row_addr.eq(nb), pix_addr.eq(nb)]
+                            m.d.sync += [
+                                kx.eq(0),
+                                ky.eq(0),
+                                blk.eq(blk + 1),
+                                blk_base.eq(nb),
+                                ky_base.eq(nb),
+                            ]
+                        m.d.sync += [
+                            ox.eq(0),
+                            oy.eq(0),
+                            pix.eq(0),
+                            s.eq(s + 1),
+                            tap_base.eq(nb),
+                            row_addr.eq(nb),
+                            pix_addr.eq(nb),
+                        ]
                     with m.If(cmd.last):
                         m.next = "IDLE"
         return m

@@ -32,12 +32,16 @@ def fit(img, height, width):
         img = np.stack([img] * 3, axis=-1)
     h, w = img.shape[:2]
     # Largest centred crop with the target aspect ratio.
-    ch, cw = (h, round(h * width / height)) if w * height >= h * width else (
-        round(w * height / width), w)
+    ch, cw = (
+        (h, round(h * width / height))
+        if w * height >= h * width
+        else (round(w * height / width), w)
+    )
     top, left = (h - ch) // 2, (w - cw) // 2
-    img = img[top:top + ch, left:left + cw, :3]
-    out = skimage.transform.resize(img, (height, width), order=1, anti_aliasing=True,
-                                   preserve_range=True)
+    img = img[top : top + ch, left : left + cw, :3]
+    out = skimage.transform.resize(
+        img, (height, width), order=1, anti_aliasing=True, preserve_range=True
+    )
     return np.clip(np.rint(out), 0, 255).astype(np.uint8)
 
 
@@ -114,7 +118,7 @@ class CalibrationReader:
     def get_next(self):
         if self._next >= len(self.images):
             return None
-        image = self.images[self._next:self._next + 1]
+        image = self.images[self._next : self._next + 1]
         self._next += 1
         if self.progress is not None:
             self.progress(self._next, len(self.images))

@@ -56,8 +56,16 @@ import warnings
 
 import numpy as np
 
-__all__ = ["CORPUS", "CorpusEntry", "build", "build_float", "evaluate", "main", "random_inputs",
-           "table"]
+__all__ = [
+    "CORPUS",
+    "CorpusEntry",
+    "build",
+    "build_float",
+    "evaluate",
+    "main",
+    "random_inputs",
+    "table",
+]
 
 _VERSIONED = ("torch", "torchvision", "timm", "onnx", "onnxscript", "onnxruntime", "numpy")
 _SOURCES = ("corpus", "export", "quantize", "calibration", "vision")
@@ -95,34 +103,59 @@ class CorpusEntry:
     full_resolution: int = 224
 
 
-CORPUS = {e_name: e for e_name, e in (
-    ("tv_mobilenet_v2", CorpusEntry("torchvision", "mobilenet_v2")),
-    ("tv_mobilenet_v3_small", CorpusEntry("torchvision", "mobilenet_v3_small", "dynamo")),
-    ("timm_mobilenetv3_large_100", CorpusEntry("timm", "mobilenetv3_large_100",
-                                               format="qoperator")),
-    ("tv_shufflenet_v2_x1_0", CorpusEntry("torchvision", "shufflenet_v2_x1_0",
-                                          format="qoperator")),
-    ("tv_squeezenet1_1", CorpusEntry("torchvision", "squeezenet1_1", "dynamo",
-                                     pre_process=False, activation="int8")),
-    ("tv_efficientnet_b0", CorpusEntry("torchvision", "efficientnet_b0", activation="int8")),
-    ("tv_efficientnet_b4", CorpusEntry("torchvision", "efficientnet_b4", "dynamo",
-                                       full_resolution=380)),
-    ("tv_mnasnet1_0", CorpusEntry("torchvision", "mnasnet1_0", pre_process=False)),
-    ("tv_regnet_x_400mf", CorpusEntry("torchvision", "regnet_x_400mf", "dynamo",
-                                      format="qoperator")),
-    ("tv_resnet18", CorpusEntry("torchvision", "resnet18", format="qoperator",
-                                activation="int8")),
-    ("tv_googlenet", CorpusEntry("torchvision", "googlenet", resolution=96)),
-    ("timm_ghostnet_100", CorpusEntry("timm", "ghostnet_100", "dynamo")),
-    ("timm_efficientnet_lite0", CorpusEntry("timm", "efficientnet_lite0", format="qoperator",
-                                            activation="int8")),
-    ("timm_tinynet_e", CorpusEntry("timm", "tinynet_e", "dynamo", pre_process=False,
-                                   full_resolution=106)),
-    ("timm_mobilenetv3_large_100_qdq", CorpusEntry("timm", "mobilenetv3_large_100",
-                                                   pre_process=False)),
-    ("yolo_style_mobilenet_v3", CorpusEntry("detector", "mobilenet_v3_large",
-                                            pre_process=False, full_resolution=320)),
-)}
+CORPUS = {
+    e_name: e
+    for e_name, e in (
+        ("tv_mobilenet_v2", CorpusEntry("torchvision", "mobilenet_v2")),
+        ("tv_mobilenet_v3_small", CorpusEntry("torchvision", "mobilenet_v3_small", "dynamo")),
+        (
+            "timm_mobilenetv3_large_100",
+            CorpusEntry("timm", "mobilenetv3_large_100", format="qoperator"),
+        ),
+        (
+            "tv_shufflenet_v2_x1_0",
+            CorpusEntry("torchvision", "shufflenet_v2_x1_0", format="qoperator"),
+        ),
+        (
+            "tv_squeezenet1_1",
+            CorpusEntry(
+                "torchvision", "squeezenet1_1", "dynamo", pre_process=False, activation="int8"
+            ),
+        ),
+        ("tv_efficientnet_b0", CorpusEntry("torchvision", "efficientnet_b0", activation="int8")),
+        (
+            "tv_efficientnet_b4",
+            CorpusEntry("torchvision", "efficientnet_b4", "dynamo", full_resolution=380),
+        ),
+        ("tv_mnasnet1_0", CorpusEntry("torchvision", "mnasnet1_0", pre_process=False)),
+        (
+            "tv_regnet_x_400mf",
+            CorpusEntry("torchvision", "regnet_x_400mf", "dynamo", format="qoperator"),
+        ),
+        (
+            "tv_resnet18",
+            CorpusEntry("torchvision", "resnet18", format="qoperator", activation="int8"),
+        ),
+        ("tv_googlenet", CorpusEntry("torchvision", "googlenet", resolution=96)),
+        ("timm_ghostnet_100", CorpusEntry("timm", "ghostnet_100", "dynamo")),
+        (
+            "timm_efficientnet_lite0",
+            CorpusEntry("timm", "efficientnet_lite0", format="qoperator", activation="int8"),
+        ),
+        (
+            "timm_tinynet_e",
+            CorpusEntry("timm", "tinynet_e", "dynamo", pre_process=False, full_resolution=106),
+        ),
+        (
+            "timm_mobilenetv3_large_100_qdq",
+            CorpusEntry("timm", "mobilenetv3_large_100", pre_process=False),
+        ),
+        (
+            "yolo_style_mobilenet_v3",
+            CorpusEntry("detector", "mobilenet_v3_large", pre_process=False, full_resolution=320),
+        ),
+    )
+}
 
 
 def cache_dir():
@@ -172,9 +205,12 @@ def _detector(backbone_name, classes=4, anchors=3):
     from .vision import torchvision
 
     features = getattr(torchvision().models, backbone_name)().features
-    split = max(i for i, m in enumerate(features)
-                if any(getattr(c, "stride", (1,))[0] == 2 for c in m.modules()
-                       if isinstance(c, nn.Conv2d)) and i < len(features) - 1)
+    split = max(
+        i
+        for i, m in enumerate(features)
+        if any(getattr(c, "stride", (1,))[0] == 2 for c in m.modules() if isinstance(c, nn.Conv2d))
+        and i < len(features) - 1
+    )
     fine_ch = _channels(features[:split])
     coarse_ch = _channels(features)
     outs = anchors * (5 + classes)
@@ -184,8 +220,9 @@ def _detector(backbone_name, classes=4, anchors=3):
             super().__init__()
             self.stem = features[:split]
             self.tail = features[split:]
-            self.lateral = nn.Sequential(nn.Conv2d(coarse_ch, 64, 1, bias=False),
-                                         nn.BatchNorm2d(64), nn.Hardswish())
+            self.lateral = nn.Sequential(
+                nn.Conv2d(coarse_ch, 64, 1, bias=False), nn.BatchNorm2d(64), nn.Hardswish()
+            )
             self.head_coarse = nn.Conv2d(coarse_ch, outs, 1)
             self.head_fine = nn.Conv2d(fine_ch + 64, outs, 1)
 
@@ -197,11 +234,12 @@ def _detector(backbone_name, classes=4, anchors=3):
         def forward(self, x):
             fine = self.stem(x)
             coarse = self.tail(fine)
-            up = nn.functional.interpolate(self.lateral(coarse), scale_factor=2.0,
-                                           mode="nearest")
+            up = nn.functional.interpolate(self.lateral(coarse), scale_factor=2.0, mode="nearest")
             merged = torch.cat([fine, up], dim=1)
-            return torch.cat([self._decode(self.head_coarse(coarse)),
-                              self._decode(self.head_fine(merged))], dim=1)
+            return torch.cat(
+                [self._decode(self.head_coarse(coarse)), self._decode(self.head_fine(merged))],
+                dim=1,
+            )
 
     return Detector()
 
@@ -230,14 +268,30 @@ def _export(module, path, resolution, exporter):
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
         if exporter == "legacy":
-            torch.onnx.export(module, (x,), str(path), dynamo=False, opset_version=LEGACY_OPSET,
-                              input_names=["input"], output_names=["output"],
-                              dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}})
+            torch.onnx.export(
+                module,
+                (x,),
+                str(path),
+                dynamo=False,
+                opset_version=LEGACY_OPSET,
+                input_names=["input"],
+                output_names=["output"],
+                dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}},
+            )
         else:
             batch = torch.export.Dim("batch", min=1, max=1024)
-            torch.onnx.export(module, (x,), str(path), dynamo=True, external_data=False,
-                              input_names=["input"], output_names=["output"],
-                              dynamic_shapes=({0: batch},), verbose=False, report=False)
+            torch.onnx.export(
+                module,
+                (x,),
+                str(path),
+                dynamo=True,
+                external_data=False,
+                input_names=["input"],
+                output_names=["output"],
+                dynamic_shapes=({0: batch},),
+                verbose=False,
+                report=False,
+            )
 
 
 def build_float(name, full=False):
@@ -298,10 +352,19 @@ def build(name, full=False):
         return path
     float_path = build_float(name, full)
     with tempfile.TemporaryDirectory(dir=cache_dir(), prefix=".quantize-") as tmp:
-        source = (pre_process(float_path, pathlib.Path(tmp) / "pre.onnx") if entry.pre_process
-                  else float_path)
-        quantize(source, path, photos(resolution, count=CALIBRATION_IMAGES), entry.format,
-                 "input", entry.activation)
+        source = (
+            pre_process(float_path, pathlib.Path(tmp) / "pre.onnx")
+            if entry.pre_process
+            else float_path
+        )
+        quantize(
+            source,
+            path,
+            photos(resolution, count=CALIBRATION_IMAGES),
+            entry.format,
+            "input",
+            entry.activation,
+        )
     return path
 
 
@@ -311,8 +374,9 @@ def random_inputs(name, count=2, full=False):
     resolution = entry.full_resolution if full else entry.resolution
     seed = int.from_bytes(hashlib.sha256(name.encode()).digest()[:4], "little")
     rng = np.random.default_rng(seed)
-    return [rng.standard_normal((1, 3, resolution, resolution), dtype=np.float32)
-            for _ in range(count)]
+    return [
+        rng.standard_normal((1, 3, resolution, resolution), dtype=np.float32) for _ in range(count)
+    ]
 
 
 def evaluate(name, full=False, config="ultra96", count=2):
@@ -354,8 +418,10 @@ def evaluate(name, full=False, config="ultra96", count=2):
     opts.log_severity_level = 3
     model = onnx.load(str(path))
     twin = uint8_twin(model)
-    refs = [ort.InferenceSession(m.SerializeToString(), opts, providers=["CPUExecutionProvider"])
-            for m in ([twin, model] if twin != model else [twin])]
+    refs = [
+        ort.InferenceSession(m.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+        for m in ([twin, model] if twin != model else [twin])
+    ]
     differ = [0] * len(refs)
     with Session(blob, backend="isa") as sess:
         (spec,) = sess.io.inputs
@@ -364,12 +430,19 @@ def evaluate(name, full=False, config="ultra96", count=2):
             for k, ref in enumerate(refs):
                 for g, w in zip(got, ref.run(None, {spec.name: x})):
                     g, w = np.asarray(g, np.float32), np.asarray(w, np.float32)
-                    differ[k] += (w.size if g.shape != w.shape else
-                                  int(np.count_nonzero(g.view(np.uint32) != w.view(np.uint32))))
-    out = {"fabric": len(graph.nodes) - len(cpu), "cpu": len(cpu),
-           "cpu_ops": sorted({n.op for n in cpu}) + ["float mean (output)"] * any(
-               s.mean_axes for s in graph.outputs), "bit_exact": differ[0] == 0,
-           "differ": differ[0]}
+                    differ[k] += (
+                        w.size
+                        if g.shape != w.shape
+                        else int(np.count_nonzero(g.view(np.uint32) != w.view(np.uint32)))
+                    )
+    out = {
+        "fabric": len(graph.nodes) - len(cpu),
+        "cpu": len(cpu),
+        "cpu_ops": sorted({n.op for n in cpu})
+        + ["float mean (output)"] * any(s.mean_axes for s in graph.outputs),
+        "bit_exact": differ[0] == 0,
+        "differ": differ[0],
+    }
     if len(refs) > 1:
         out["float_fallback_differ"] = differ[1]
     return out
@@ -383,9 +456,11 @@ def table(names, full=False, out=None):
     """The corpus table (markdown lines) for ``names``: one :func:`evaluate` each, each
     row also printed to ``out`` as it is made."""
     out = out or sys.stdout
-    lines = ["| model | library | exporter | pre-process | format | activations | input | "
-             "fabric / CPU nodes | CPU ops | bit-exact |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| model | library | exporter | pre-process | format | activations | input | "
+        "fabric / CPU nodes | CPU ops | bit-exact |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
     print("\n".join(lines), file=out, flush=True)
     for name in names:
         e = CORPUS[name]
@@ -401,12 +476,16 @@ def table(names, full=False, out=None):
             ops = ", ".join(r["cpu_ops"]) or "-"
             exact = "yes" if r["bit_exact"] else f"no ({r['differ']} values differ)"
             if r.get("float_fallback_differ"):
-                exact += (f" (int8 QDQ: vs onnxruntime's partly-float run of the file, "
-                          f"{r['float_fallback_differ']} differ)")
+                exact += (
+                    f" (int8 QDQ: vs onnxruntime's partly-float run of the file, "
+                    f"{r['float_fallback_differ']} differ)"
+                )
         exact = exact.replace("|", "\\|")
-        lines.append(f"| {name} | {e.library} {e.arch} | {e.exporter} | "
-                     f"{'yes' if e.pre_process else 'no'} | {e.format} | {e.activation} | "
-                     f"{res}x{res} | {split} | {ops} | {exact} |")
+        lines.append(
+            f"| {name} | {e.library} {e.arch} | {e.exporter} | "
+            f"{'yes' if e.pre_process else 'no'} | {e.format} | {e.activation} | "
+            f"{res}x{res} | {split} | {ops} | {exact} |"
+        )
         print(lines[-1], file=out, flush=True)
     return lines
 
@@ -422,18 +501,26 @@ def write_readme(path, lines, command):
 
 def main(argv=None):
     """Entry point; returns the process exit code."""
-    parser = argparse.ArgumentParser(prog="python -m bamboo.models.corpus",
-                                     description="build (and check) the corpus of real exports")
+    parser = argparse.ArgumentParser(
+        prog="python -m bamboo.models.corpus",
+        description="build (and check) the corpus of real exports",
+    )
     parser.add_argument("names", nargs="*", metavar="NAME", help="entries (default: all)")
     parser.add_argument("--full", action="store_true", help="the full (nominal) resolution")
     parser.add_argument("--list", action="store_true", help="list the entries")
     parser.add_argument("--float", action="store_true", help="print the float exports' paths")
     parser.add_argument("--copy-to", metavar="DIR", help="also copy each file into DIR")
-    parser.add_argument("--table", action="store_true",
-                        help="compile each entry, run it on the instruction simulator against "
-                        "onnxruntime and print the README's corpus table")
-    parser.add_argument("--readme", metavar="README",
-                        help="with --table: also write the table into README's corpus section")
+    parser.add_argument(
+        "--table",
+        action="store_true",
+        help="compile each entry, run it on the instruction simulator against "
+        "onnxruntime and print the README's corpus table",
+    )
+    parser.add_argument(
+        "--readme",
+        metavar="README",
+        help="with --table: also write the table into README's corpus section",
+    )
     args = parser.parse_args(argv)
     unknown = sorted(set(args.names) - set(CORPUS))
     if unknown:

@@ -39,16 +39,20 @@ def LRASPP(width=1.0, classes=21):  # noqa: N802 (a model class, as the zoo name
     """LR-ASPP on MobileNetV3-Large (torchvision ``lraspp_mobilenet_v3_large``)."""
     _full_width(width)
     seg = torchvision().models.segmentation
-    return _Logits(seg.lraspp_mobilenet_v3_large(weights=None, weights_backbone=None,
-                                                 num_classes=classes))
+    return _Logits(
+        seg.lraspp_mobilenet_v3_large(weights=None, weights_backbone=None, num_classes=classes)
+    )
 
 
 def DeepLabV3(width=1.0, classes=21):  # noqa: N802
     """DeepLabV3 on MobileNetV3-Large (torchvision ``deeplabv3_mobilenet_v3_large``)."""
     _full_width(width)
     seg = torchvision().models.segmentation
-    return _Logits(seg.deeplabv3_mobilenet_v3_large(weights=None, weights_backbone=None,
-                                                    num_classes=classes, aux_loss=False))
+    return _Logits(
+        seg.deeplabv3_mobilenet_v3_large(
+            weights=None, weights_backbone=None, num_classes=classes, aux_loss=False
+        )
+    )
 
 
 class SSDLite(nn.Module):
@@ -59,8 +63,9 @@ class SSDLite(nn.Module):
         super().__init__()
         _full_width(width)
         det = torchvision().models.detection
-        net = det.ssdlite320_mobilenet_v3_large(weights=None, weights_backbone=None,
-                                                num_classes=classes)
+        net = det.ssdlite320_mobilenet_v3_large(
+            weights=None, weights_backbone=None, num_classes=classes
+        )
         self.backbone, self.head = net.backbone, net.head
 
     def forward(self, x):

@@ -17,8 +17,16 @@ import json
 
 import numpy as np
 
-__all__ = ["RESOLUTION", "DigitsNet", "accuracy", "build_float", "build_quantized",
-           "dataset", "onnx_predict", "report"]
+__all__ = [
+    "RESOLUTION",
+    "DigitsNet",
+    "accuracy",
+    "build_float",
+    "build_quantized",
+    "dataset",
+    "onnx_predict",
+    "report",
+]
 
 RESOLUTION = 32
 EPOCHS = 12
@@ -39,8 +47,9 @@ def dataset():
     padded = np.pad(up, ((0, 0), (1, 0), (1, 0)), mode="edge")
     up = 0.25 * (padded[:, 1:, 1:] + padded[:, :-1, 1:] + padded[:, 1:, :-1] + padded[:, :-1, :-1])
     x = (up * 2.0 - 1.0)[:, None].astype(np.float32)
-    x_tr, x_te, y_tr, y_te = train_test_split(x, digits.target, test_size=0.25,
-                                              stratify=digits.target, random_state=0)
+    x_tr, x_te, y_tr, y_te = train_test_split(
+        x, digits.target, test_size=0.25, stratify=digits.target, random_state=0
+    )
     return x_tr, y_tr.astype(np.int64), x_te, y_te.astype(np.int64)
 
 
@@ -78,7 +87,7 @@ def _train():
         for _ in range(EPOCHS):
             order = torch.randperm(len(x), generator=gen)
             for i in range(0, len(x), 64):
-                idx = order[i:i + 64]
+                idx = order[i : i + 64]
                 # Random shifts of up to 2 pixels: the test digits are not all centred alike.
                 dy, dx = (int(v) for v in torch.randint(-2, 3, (2,), generator=gen))
                 batch = torch.roll(x[idx], shifts=(dy, dx), dims=(2, 3))
@@ -95,8 +104,9 @@ def _train():
 def _path(kind):
     from .zoo import _SOURCES, cache_dir, source_hash
 
-    h = hashlib.sha256((source_hash(*_SOURCES, "digits") + json.dumps(
-        [RESOLUTION, EPOCHS, SEED, BLOCKS])).encode()).hexdigest()[:12]
+    h = hashlib.sha256(
+        (source_hash(*_SOURCES, "digits") + json.dumps([RESOLUTION, EPOCHS, SEED, BLOCKS])).encode()
+    ).hexdigest()[:12]
     return cache_dir() / f"digits-{RESOLUTION}-1-{h}.{kind}.onnx"
 
 
@@ -130,7 +140,8 @@ def onnx_predict(path):
     opts.intra_op_num_threads = 1
     session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
     return lambda x: np.concatenate(
-        [session.run(None, {"input": x[i:i + 1]})[0] for i in range(len(x))])
+        [session.run(None, {"input": x[i : i + 1]})[0] for i in range(len(x))]
+    )
 
 
 def accuracy(predict):
@@ -141,8 +152,10 @@ def accuracy(predict):
 
 def report():
     """``{"float": acc, "onnxruntime-int8": acc}`` on the held-out split."""
-    return {"float": accuracy(onnx_predict(build_float())),
-            "onnxruntime-int8": accuracy(onnx_predict(build_quantized()))}
+    return {
+        "float": accuracy(onnx_predict(build_float())),
+        "onnxruntime-int8": accuracy(onnx_predict(build_quantized())),
+    }
 
 
 if __name__ == "__main__":

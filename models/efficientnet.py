@@ -14,8 +14,13 @@ from .layers import ConvBNAct, SqueezeExcite, scale_channels
 __all__ = ["COEFFICIENTS", "EfficientNet"]
 
 # Variant: (width, depth, nominal resolution).
-COEFFICIENTS = {"b0": (1.0, 1.0, 224), "b1": (1.0, 1.1, 240), "b2": (1.1, 1.2, 260),
-                "b3": (1.2, 1.4, 300), "b4": (1.4, 1.8, 380)}
+COEFFICIENTS = {
+    "b0": (1.0, 1.0, 224),
+    "b1": (1.0, 1.1, 240),
+    "b2": (1.1, 1.2, 260),
+    "b3": (1.2, 1.4, 300),
+    "b4": (1.4, 1.8, 380),
+}
 
 
 class MBConv(nn.Module):
@@ -25,9 +30,11 @@ class MBConv(nn.Module):
         super().__init__()
         hidden = cin * expand
         layers = [] if expand == 1 else [ConvBNAct(cin, hidden, 1, act="silu")]
-        layers += [ConvBNAct(hidden, hidden, kernel, stride, groups=hidden, act="silu"),
-                   SqueezeExcite(hidden, max(1, cin // 4), act="silu", gate="sigmoid"),
-                   ConvBNAct(hidden, cout, 1, act=None)]
+        layers += [
+            ConvBNAct(hidden, hidden, kernel, stride, groups=hidden, act="silu"),
+            SqueezeExcite(hidden, max(1, cin // 4), act="silu", gate="sigmoid"),
+            ConvBNAct(hidden, cout, 1, act=None),
+        ]
         self.block = nn.Sequential(*layers)
         self.residual = stride == 1 and cin == cout
 
@@ -40,8 +47,15 @@ class EfficientNet(nn.Sequential):
     """EfficientNet of the given variant; ``width`` multiplies the variant's own width."""
 
     # (expansion, kernel, stride, out channels, repeats) of the B0 baseline.
-    STAGES = ((1, 3, 1, 16, 1), (6, 3, 2, 24, 2), (6, 5, 2, 40, 2), (6, 3, 2, 80, 3),
-              (6, 5, 1, 112, 3), (6, 5, 2, 192, 4), (6, 3, 1, 320, 1))
+    STAGES = (
+        (1, 3, 1, 16, 1),
+        (6, 3, 2, 24, 2),
+        (6, 5, 2, 40, 2),
+        (6, 3, 2, 80, 3),
+        (6, 5, 1, 112, 3),
+        (6, 5, 2, 192, 4),
+        (6, 3, 1, 320, 1),
+    )
 
     def __init__(self, variant="b0", width=1.0, classes=1000, in_channels=3):
         if variant not in COEFFICIENTS:
@@ -56,6 +70,10 @@ class EfficientNet(nn.Sequential):
                 layers.append(MBConv(c, out, t, k, s if i == 0 else 1))
                 c = out
         last = scale_channels(1280, w)
-        layers += [ConvBNAct(c, last, 1, act="silu"), nn.AdaptiveAvgPool2d(1), nn.Flatten(1),
-                   nn.Linear(last, classes)]
+        layers += [
+            ConvBNAct(c, last, 1, act="silu"),
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(1),
+            nn.Linear(last, classes),
+        ]
         super().__init__(*layers)

@@ -128,9 +128,15 @@ def export_onnx(module, path, input_shape, output_names=("output",)):
             # folds BatchNorm and writes no dynamic shapes.
             warnings.simplefilter("ignore")
             torch.onnx.export(
-                module, torch.zeros(input_shape), raw, dynamo=False, opset_version=OPSET,
-                input_names=["input"], output_names=list(output_names),
-                do_constant_folding=True)
+                module,
+                torch.zeros(input_shape),
+                raw,
+                dynamo=False,
+                opset_version=OPSET,
+                input_names=["input"],
+                output_names=list(output_names),
+                do_constant_folding=True,
+            )
         # Constant-folds the traced shape arithmetic (Shape/Gather/Div feeding Slice, Pad).
         quant_pre_process(raw, clean, skip_symbolic_shape=True)
         model = fold_edge_pad_into_maxpool(onnx.load(clean))

@@ -13,9 +13,26 @@ Calibration uses the sample photos at 320x240, normalised as ``(x - 127) / 128``
 import hashlib
 import pathlib
 
-__all__ = ["FACE_THRESHOLD", "HEIGHT", "IOU_THRESHOLD", "LFW_SIZE", "WIDTH", "build_float",
-           "build_quantized", "decode", "demo_image", "detect", "iou", "is_face", "lfw_accuracy",
-           "lfw_inputs", "nms", "priors", "source_model", "to_input"]
+__all__ = [
+    "FACE_THRESHOLD",
+    "HEIGHT",
+    "IOU_THRESHOLD",
+    "LFW_SIZE",
+    "WIDTH",
+    "build_float",
+    "build_quantized",
+    "decode",
+    "demo_image",
+    "detect",
+    "iou",
+    "is_face",
+    "lfw_accuracy",
+    "lfw_inputs",
+    "nms",
+    "priors",
+    "source_model",
+    "to_input",
+]
 
 HEIGHT, WIDTH = 240, 320
 FILE = "ultraface_rfb_320.onnx"
@@ -74,7 +91,7 @@ def demo_image(path=None):
         import skimage.data
 
         img = skimage.data.astronaut()
-        return fit(img[:img.shape[1] * HEIGHT // WIDTH], HEIGHT, WIDTH)
+        return fit(img[: img.shape[1] * HEIGHT // WIDTH], HEIGHT, WIDTH)
     from PIL import Image
 
     with Image.open(path) as im:
@@ -132,9 +149,10 @@ def lfw_inputs(indices=None):
     top, left = (HEIGHT - LFW_SIZE) // 2, (WIDTH - LFW_SIZE) // 2
     x = np.full((len(indices), 3, HEIGHT, WIDTH), 0.5, np.float32)
     for k, i in enumerate(indices):
-        big = skimage.transform.resize(images[i], (LFW_SIZE, LFW_SIZE), order=1,
-                                       anti_aliasing=False)
-        x[k, :, top:top + LFW_SIZE, left:left + LFW_SIZE] = big
+        big = skimage.transform.resize(
+            images[i], (LFW_SIZE, LFW_SIZE), order=1, anti_aliasing=False
+        )
+        x[k, :, top : top + LFW_SIZE, left : left + LFW_SIZE] = big
     x = (np.rint(x * 255) - 127) / 128
     return x.astype(np.float32), (indices < 100).astype(np.int64)
 
@@ -176,13 +194,17 @@ def lfw_accuracy(indices=None, config="ultra96", out=None):
     exact = 0
     with Session(blob, backend="isa") as sess:
         for k in range(len(x)):
-            feed = {"input": x[k:k + 1]}
+            feed = {"input": x[k : k + 1]}
             want = qsess.run(None, feed)
             got = sess.run(None, feed)
-            exact += all(np.array_equal(g.view(np.uint32), w.view(np.uint32))
-                         for g, w in zip(got, want))
-            for key, outputs in (("float", fsess.run(None, feed)), ("onnxruntime-int8", want),
-                                 ("bamboo-isa", got)):
+            exact += all(
+                np.array_equal(g.view(np.uint32), w.view(np.uint32)) for g, w in zip(got, want)
+            )
+            for key, outputs in (
+                ("float", fsess.run(None, feed)),
+                ("onnxruntime-int8", want),
+                ("bamboo-isa", got),
+            ):
                 hits[key] += is_face(outputs[0]) == bool(labels[k])
             if out is not None:
                 print(f"\r  {k + 1}/{len(x)}", end="", file=out, flush=True)
@@ -214,10 +236,11 @@ def priors(height=HEIGHT, width=WIDTH):
     out = []
     for stride, sizes in zip(STRIDES, MIN_BOXES):
         fh, fw = math.ceil(height / stride), math.ceil(width / stride)
-        cy, cx = np.meshgrid((np.arange(fh) + 0.5) / fh, (np.arange(fw) + 0.5) / fw,
-                             indexing="ij")
-        for_size = [np.stack([cx, cy, np.full_like(cx, s / width), np.full_like(cy, s / height)],
-                             axis=-1) for s in sizes]
+        cy, cx = np.meshgrid((np.arange(fh) + 0.5) / fh, (np.arange(fw) + 0.5) / fw, indexing="ij")
+        for_size = [
+            np.stack([cx, cy, np.full_like(cx, s / width), np.full_like(cy, s / height)], axis=-1)
+            for s in sizes
+        ]
         out.append(np.stack(for_size, axis=2).reshape(-1, 4))
     return np.clip(np.concatenate(out), 0.0, 1.0).astype(np.float32)
 

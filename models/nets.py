@@ -51,10 +51,17 @@ class ShuffleNetV1(nn.Sequential):
         c = stem
         for stage, repeats in enumerate((4, 8, 4)):
             # Multiple of 4 * groups so the bottleneck splits evenly into groups.
-            out = make_divisible(self.STAGES[groups] * 2 ** stage * width, 4 * groups)
+            out = make_divisible(self.STAGES[groups] * 2**stage * width, 4 * groups)
             for i in range(repeats):
-                layers.append(ShuffleUnitV1(c, out, 2 if i == 0 else 1, groups,
-                                            first_grouped=not (stage == 0 and i == 0)))
+                layers.append(
+                    ShuffleUnitV1(
+                        c,
+                        out,
+                        2 if i == 0 else 1,
+                        groups,
+                        first_grouped=not (stage == 0 and i == 0),
+                    )
+                )
                 c = out
         super().__init__(*layers, Classifier(c, classes))
 
@@ -69,15 +76,18 @@ class ShuffleUnitV2(nn.Module):
         src = cin if stride == 2 else half
         self.split = half
         if stride == 2:
-            self.left = nn.Sequential(ConvBNAct(cin, cin, 3, 2, groups=cin, act=None),
-                                      ConvBNAct(cin, half, 1))
-        self.right = nn.Sequential(ConvBNAct(src, half, 1),
-                                   ConvBNAct(half, half, 3, stride, groups=half, act=None),
-                                   ConvBNAct(half, half, 1))
+            self.left = nn.Sequential(
+                ConvBNAct(cin, cin, 3, 2, groups=cin, act=None), ConvBNAct(cin, half, 1)
+            )
+        self.right = nn.Sequential(
+            ConvBNAct(src, half, 1),
+            ConvBNAct(half, half, 3, stride, groups=half, act=None),
+            ConvBNAct(half, half, 1),
+        )
 
     def forward(self, x):
         if self.stride == 1:
-            a, b = x[:, :self.split], x[:, self.split:]
+            a, b = x[:, : self.split], x[:, self.split :]
             out = torch.cat([a, self.right(b)], 1)
         else:
             out = torch.cat([self.left(x), self.right(x)], 1)
@@ -117,8 +127,18 @@ class Fire(nn.Module):
 class SqueezeNet(nn.Sequential):
     """SqueezeNet 1.1: fire modules, ceil-mode max pools, conv classifier (no BN)."""
 
-    FIRES = ((16, 64), (16, 64), "pool", (32, 128), (32, 128), "pool", (48, 192), (48, 192),
-             (64, 256), (64, 256))
+    FIRES = (
+        (16, 64),
+        (16, 64),
+        "pool",
+        (32, 128),
+        (32, 128),
+        "pool",
+        (48, 192),
+        (48, 192),
+        (64, 256),
+        (64, 256),
+    )
 
     def __init__(self, width=1.0, classes=1000, in_channels=3):
         c = scale_channels(64, width)
@@ -148,7 +168,7 @@ class GhostModule(nn.Module):
     def forward(self, x):
         y = self.primary(x)
         out = torch.cat([y, self.cheap(y)], 1)
-        return out if self.trim is None else out[:, :self.trim]
+        return out if self.trim is None else out[:, : self.trim]
 
 
 class GhostBottleneck(nn.Module):
@@ -168,7 +188,8 @@ class GhostBottleneck(nn.Module):
         else:
             self.shortcut = nn.Sequential(
                 ConvBNAct(cin, cin, kernel, stride, groups=cin, act=None),
-                ConvBNAct(cin, cout, 1, act=None))
+                ConvBNAct(cin, cout, 1, act=None),
+            )
 
     def forward(self, x):
         return self.block(x) + self.shortcut(x)
@@ -178,12 +199,24 @@ class GhostNet(nn.Sequential):
     """GhostNet 1.0x: ghost bottlenecks with SE (HardSigmoid gate), ReLU."""
 
     # (kernel, expanded, out, SE, stride), as in the paper's Table 7.
-    BLOCKS = ((3, 16, 16, False, 1), (3, 48, 24, False, 2), (3, 72, 24, False, 1),
-              (5, 72, 40, True, 2), (5, 120, 40, True, 1), (3, 240, 80, False, 2),
-              (3, 200, 80, False, 1), (3, 184, 80, False, 1), (3, 184, 80, False, 1),
-              (3, 480, 112, True, 1), (3, 672, 112, True, 1), (5, 672, 160, True, 2),
-              (5, 960, 160, False, 1), (5, 960, 160, True, 1), (5, 960, 160, False, 1),
-              (5, 960, 160, True, 1))
+    BLOCKS = (
+        (3, 16, 16, False, 1),
+        (3, 48, 24, False, 2),
+        (3, 72, 24, False, 1),
+        (5, 72, 40, True, 2),
+        (5, 120, 40, True, 1),
+        (3, 240, 80, False, 2),
+        (3, 200, 80, False, 1),
+        (3, 184, 80, False, 1),
+        (3, 184, 80, False, 1),
+        (3, 480, 112, True, 1),
+        (3, 672, 112, True, 1),
+        (5, 672, 160, True, 2),
+        (5, 960, 160, False, 1),
+        (5, 960, 160, True, 1),
+        (5, 960, 160, False, 1),
+        (5, 960, 160, True, 1),
+    )
 
     def __init__(self, width=1.0, classes=1000, in_channels=3):
         c = scale_channels(16, width, 4)
@@ -193,8 +226,14 @@ class GhostNet(nn.Sequential):
             layers.append(GhostBottleneck(c, exp, out, k, s, se))
             c = out
         last = scale_channels(960, width, 4)
-        layers += [ConvBNAct(c, last, 1), nn.AdaptiveAvgPool2d(1),
-                   nn.Conv2d(last, 1280, 1), nn.ReLU(), nn.Flatten(1), nn.Linear(1280, classes)]
+        layers += [
+            ConvBNAct(c, last, 1),
+            nn.AdaptiveAvgPool2d(1),
+            nn.Conv2d(last, 1280, 1),
+            nn.ReLU(),
+            nn.Flatten(1),
+            nn.Linear(1280, classes),
+        ]
         super().__init__(*layers)
 
 

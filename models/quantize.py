@@ -13,9 +13,17 @@ import tempfile
 import onnx
 from bamboo.arch.errors import BambooError
 
-__all__ = ["ACTIVATIONS", "FORMATS", "QuantizeError", "conv_qdq_problems",
-           "float_ops_after_optimization", "optimized_model", "pre_process", "quantize",
-           "uint8_twin"]
+__all__ = [
+    "ACTIVATIONS",
+    "FORMATS",
+    "QuantizeError",
+    "conv_qdq_problems",
+    "float_ops_after_optimization",
+    "optimized_model",
+    "pre_process",
+    "quantize",
+    "uint8_twin",
+]
 
 FORMATS = ("qdq", "qoperator")
 # Activation code types: onnxruntime's default uint8 (asymmetric), or int8 (asymmetric too).
@@ -24,16 +32,26 @@ ACTIVATIONS = ("uint8", "int8")
 # HardSigmoid feeding anything but Mul would leave float tensors between integer ops.
 _EXTRA_OPS = ("HardSigmoid",)
 # Ops that must not run in float once onnxruntime has fused the QDQ groups.
-INTEGER_OPS = ("Conv", "FusedConv", "Gemm", "FusedGemm", "MatMul", "Add", "Mul",
-               "GlobalAveragePool", "Concat")
+INTEGER_OPS = (
+    "Conv",
+    "FusedConv",
+    "Gemm",
+    "FusedGemm",
+    "MatMul",
+    "Add",
+    "Mul",
+    "GlobalAveragePool",
+    "Concat",
+)
 
 
 class QuantizeError(BambooError):
     """A model or calibration set that cannot be quantized as asked (one line, no traceback)."""
 
 
-def quantize(float_path, out_path, images, fmt="qdq", input_name="input", activation="uint8",
-             progress=None):
+def quantize(
+    float_path, out_path, images, fmt="qdq", input_name="input", activation="uint8", progress=None
+):
     """Quantize ``float_path`` to ``out_path`` with onnxruntime's static quantizer.
 
     Parameters
@@ -71,7 +89,9 @@ def quantize(float_path, out_path, images, fmt="qdq", input_name="input", activa
     quant_logger.setLevel(logging.ERROR)  # "consider pre-processing": export_onnx already did
     try:
         quantize_static(
-            str(float_path), tmp, CalibrationReader(images, input_name, progress),
+            str(float_path),
+            tmp,
+            CalibrationReader(images, input_name, progress),
             quant_format=QuantFormat.QDQ if fmt == "qdq" else QuantFormat.QOperator,
             op_types_to_quantize=ops,
             per_channel=True,
@@ -129,9 +149,11 @@ def optimized_model(path, level="extended"):
     """
     import onnxruntime as ort
 
-    levels = {"basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
-              "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
-              "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL}
+    levels = {
+        "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+        "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+        "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+    }
     if level not in levels:
         raise ValueError(f"level must be one of {sorted(levels)}, not {level!r}")
     with tempfile.TemporaryDirectory(prefix="bamboo-ort-") as tmp:
@@ -194,9 +216,16 @@ def uint8_twin(model):
     for q in [n for n in graph.node if n.op_type == "QuantizeLinear" and len(n.input) == 3]:
         zp = inits.get(q.input[2])
         users = consumers.get(q.output[0], [])
-        if (zp is None or zp.data_type != onnx.TensorProto.INT8 or q.output[0] in outputs
-                or not users or any(u.op_type != "DequantizeLinear" or len(u.input) != 3
-                                    or u.input[2] != q.input[2] for u in users)):
+        if (
+            zp is None
+            or zp.data_type != onnx.TensorProto.INT8
+            or q.output[0] in outputs
+            or not users
+            or any(
+                u.op_type != "DequantizeLinear" or len(u.input) != 3 or u.input[2] != q.input[2]
+                for u in users
+            )
+        ):
             continue
         name = f"{q.input[2]}_uint8_twin"
         if name not in made:
@@ -239,12 +268,15 @@ def conv_qdq_problems(model):
             dq = producer.get(slot)
             if dq is None or dq.op_type != "DequantizeLinear":
                 problems.append(f"{conv.name}: input {slot} is not dequantized")
-            elif dtype is not None and (dq.input[0] not in inits
-                                        or inits[dq.input[0]].data_type != dtype):
+            elif dtype is not None and (
+                dq.input[0] not in inits or inits[dq.input[0]].data_type != dtype
+            ):
                 kind = onnx.TensorProto.DataType.Name(dtype)
                 problems.append(f"{conv.name}: {slot} is not an {kind} constant")
         users = consumers.get(conv.output[0], [])
         if not users or any(u.op_type != "QuantizeLinear" for u in users):
-            problems.append(f"{conv.name}: output not consumed by QuantizeLinear alone "
-                            f"({sorted(u.op_type for u in users)})")
+            problems.append(
+                f"{conv.name}: output not consumed by QuantizeLinear alone "
+                f"({sorted(u.op_type for u in users)})"
+            )
     return problems

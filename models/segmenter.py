@@ -14,8 +14,15 @@ import json
 
 import numpy as np
 
-__all__ = ["CLASSES", "EPOCHS", "Segmenter", "build_float", "build_quantized", "pairs",
-           "pixel_accuracy"]
+__all__ = [
+    "CLASSES",
+    "EPOCHS",
+    "Segmenter",
+    "build_float",
+    "build_quantized",
+    "pairs",
+    "pixel_accuracy",
+]
 
 CLASSES = 11
 EPOCHS = 6
@@ -33,8 +40,9 @@ def pairs(split="train", count=PAIRS, seed=SEED):
     idx = rng.integers(0, len(x), (count, 2))
     img = np.concatenate([x[idx[:, 0]], x[idx[:, 1]]], axis=3)
     ink = img[:, 0] > -1.0 + 2.0 / 3.0
-    cls = np.concatenate([np.broadcast_to(y[idx[:, k], None, None] + 1, (count, 32, 32))
-                          for k in range(2)], axis=2)
+    cls = np.concatenate(
+        [np.broadcast_to(y[idx[:, k], None, None] + 1, (count, 32, 32)) for k in range(2)], axis=2
+    )
     return img.astype(np.float32), np.where(ink, cls, 0).astype(np.int64)
 
 
@@ -44,10 +52,14 @@ def Segmenter():  # noqa: N802 (a factory standing in for a class)
 
     from .layers import ConvBNAct
 
-    return nn.Sequential(ConvBNAct(1, 16, 3, 2), ConvBNAct(16, 32, 3, 2),
-                         ConvBNAct(32, 32, 3, 1), ConvBNAct(32, 32, 3, 1),
-                         nn.Conv2d(32, CLASSES, 1),
-                         nn.Upsample(scale_factor=4.0, mode="bilinear", align_corners=False))
+    return nn.Sequential(
+        ConvBNAct(1, 16, 3, 2),
+        ConvBNAct(16, 32, 3, 2),
+        ConvBNAct(32, 32, 3, 1),
+        ConvBNAct(32, 32, 3, 1),
+        nn.Conv2d(32, CLASSES, 1),
+        nn.Upsample(scale_factor=4.0, mode="bilinear", align_corners=False),
+    )
 
 
 def _train():
@@ -65,7 +77,7 @@ def _train():
         for _ in range(EPOCHS):
             order = torch.randperm(len(x), generator=gen)
             for i in range(0, len(x), 32):
-                idx = order[i:i + 32]
+                idx = order[i : i + 32]
                 loss = torch.nn.functional.cross_entropy(model(x[idx]), y[idx])
                 opt.zero_grad()
                 loss.backward()
@@ -78,8 +90,12 @@ def _train():
 def _path(kind):
     from .zoo import _SOURCES, cache_dir, source_hash
 
-    h = hashlib.sha256((source_hash(*_SOURCES, "digits", "segmenter") + json.dumps(
-        [CLASSES, EPOCHS, SEED, PAIRS])).encode()).hexdigest()[:12]
+    h = hashlib.sha256(
+        (
+            source_hash(*_SOURCES, "digits", "segmenter")
+            + json.dumps([CLASSES, EPOCHS, SEED, PAIRS])
+        ).encode()
+    ).hexdigest()[:12]
     return cache_dir() / f"segmenter-{h}.{kind}.onnx"
 
 

@@ -18,13 +18,32 @@ import pathlib
 
 from .blocks import BLOCKS
 
-__all__ = ["EXTRA", "ZOO", "ZooModel", "build_float", "build_quantized", "cache_dir", "graph_stats",
-           "source_hash"]
+__all__ = [
+    "EXTRA",
+    "ZOO",
+    "ZooModel",
+    "build_float",
+    "build_quantized",
+    "cache_dir",
+    "graph_stats",
+    "source_hash",
+]
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 # Modules whose source decides the bytes of a built model.
-_SOURCES = ("layers", "mobilenet", "nets", "efficientnet", "export", "quantize", "calibration",
-            "zoo", "dense", "vision", "blocks")
+_SOURCES = (
+    "layers",
+    "mobilenet",
+    "nets",
+    "efficientnet",
+    "export",
+    "quantize",
+    "calibration",
+    "zoo",
+    "dense",
+    "vision",
+    "blocks",
+)
 _VERSIONED = ("torch", "torchvision", "onnx", "onnxruntime", "numpy", "scikit-image")
 CALIBRATION_IMAGES = 8
 
@@ -58,35 +77,45 @@ class ZooModel:
 def _mobilenet(cls_name, **kw):
     def make(width):
         from . import mobilenet
+
         return getattr(mobilenet, cls_name)(width=width, **kw)
+
     return make
 
 
 def _nets(cls_name, **kw):
     def make(width):
         from . import nets
+
         return getattr(nets, cls_name)(width=width, **kw)
+
     return make
 
 
 def _dense(cls_name):
     def make(width):
         from . import dense
+
         return getattr(dense, cls_name)(width=width)
+
     return make
 
 
 def _block(name):
     def make(width):
         from .blocks import make_block
+
         return make_block(name, width)
+
     return make
 
 
 def _efficientnet(variant):
     def make(width):
         from .efficientnet import EfficientNet
+
         return EfficientNet(variant, width=width)
+
     return make
 
 
@@ -111,8 +140,9 @@ ZOO = {
 #: Zoo models the benchmark leaves out (``bench --all``), built the same way.
 EXTRA = {
     "deeplabv3_mobilenet_v3": ZooModel(_dense("DeepLabV3"), 512, ("out",), 32, 64, 1.0),
-    "tiny_yolov3_darknet": ZooModel(_dense("TinyYOLOv3Darknet"), 416, ("boxes32", "boxes16"),
-                                    32, 64),
+    "tiny_yolov3_darknet": ZooModel(
+        _dense("TinyYOLOv3Darknet"), 416, ("boxes32", "boxes16"), 32, 64
+    ),
     # One block behind a stem (models/blocks.py), for the RTL: 32x32 in, the block at 16x16.
     **{name: ZooModel(_block(name), 32, test_resolution=32, test_width=1.0) for name in BLOCKS},
 }
@@ -155,8 +185,9 @@ def _resolve(name, resolution, width):
     entry = _entry(name)
     resolution = entry.resolution if resolution is None else int(resolution)
     if resolution < entry.multiple or resolution % entry.multiple:
-        raise ValueError(f"{name} resolution must be a positive multiple of {entry.multiple}, "
-                         f"not {resolution!r}")
+        raise ValueError(
+            f"{name} resolution must be a positive multiple of {entry.multiple}, not {resolution!r}"
+        )
     if not width > 0:
         raise ValueError(f"width must be positive, not {width!r}")
     return entry, resolution, float(width)
@@ -244,11 +275,14 @@ def graph_stats(model):
         model = onnx.load(str(model))
     model = onnx.shape_inference.infer_shapes(model)
     g = model.graph
-    shapes = {v.name: [d.dim_value for d in v.type.tensor_type.shape.dim]
-              for v in list(g.value_info) + list(g.input) + list(g.output)}
+    shapes = {
+        v.name: [d.dim_value for d in v.type.tensor_type.shape.dim]
+        for v in list(g.value_info) + list(g.input) + list(g.output)
+    }
     shapes.update({t.name: list(t.dims) for t in g.initializer})
-    params = sum(int(np.prod(t.dims)) for t in g.initializer
-                 if t.data_type == onnx.TensorProto.FLOAT)
+    params = sum(
+        int(np.prod(t.dims)) for t in g.initializer if t.data_type == onnx.TensorProto.FLOAT
+    )
     macs = 0
     for n in g.node:
         if n.op_type == "Conv":

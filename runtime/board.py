@@ -42,8 +42,8 @@ BD_CELL = "bamboo"
 #: Where Vivado's address editor puts the register window behind HPM0_FPD.
 DEFAULT_REGISTER_BASE = 0xA000_0000
 REGISTER_SPAN = 0x1000
-_FPD_SLCR_AFI_FS = 0xFD615000      # HPM0_FPD data width, bits 9:8: 0=32, 1=64, 2=128 bits
-_AFIFM0_RDCTRL, _AFIFM0_WRCTRL = 0xFD380000, 0xFD380014   # S_AXI_HP0: 0=128, 1=64, 2=32
+_FPD_SLCR_AFI_FS = 0xFD615000  # HPM0_FPD data width, bits 9:8: 0=32, 1=64, 2=128 bits
+_AFIFM0_RDCTRL, _AFIFM0_WRCTRL = 0xFD380000, 0xFD380014  # S_AXI_HP0: 0=128, 1=64, 2=32
 
 
 class BoardBuffer(DeviceBuffer):
@@ -84,7 +84,7 @@ class InterruptWaiter:
             asyncio.set_event_loop(self.loop)
             try:
                 box["interrupt"] = pynq.Interrupt(pin)
-            except Exception as exc:      # reported to the maker below
+            except Exception as exc:  # reported to the maker below
                 box["error"] = exc
             made.set()
             if "error" not in box:
@@ -143,13 +143,22 @@ class BoardDevice(Device):
     name = "board"
     poll_interval = 20e-6
 
-    def __init__(self, config=None, bitstream=None, register_base=None, interrupt=False,
-                 cacheable=True, set_clock=True, ip_name=None):
+    def __init__(
+        self,
+        config=None,
+        bitstream=None,
+        register_base=None,
+        interrupt=False,
+        cacheable=True,
+        set_clock=True,
+        ip_name=None,
+    ):
         try:
             import pynq
         except ImportError as exc:
-            raise RuntimeBambooError(f"the board backend needs pynq (on the board's PYNQ "
-                                     f"image): {exc}") from None
+            raise RuntimeBambooError(
+                f"the board backend needs pynq (on the board's PYNQ image): {exc}"
+            ) from None
         self.pynq, self.config, self.cacheable = pynq, config, cacheable
         self.overlay = None
         self.interrupt = None
@@ -164,8 +173,10 @@ class BoardDevice(Device):
 
             self.write_reg("CTRL", encode("CTRL", irq_enable=1))
         elif interrupt:
-            raise RuntimeBambooError("interrupt=True needs a bitstream with its .hwh (the "
-                                     "overlay names the interrupt pin)")
+            raise RuntimeBambooError(
+                "interrupt=True needs a bitstream with its .hwh (the "
+                "overlay names the interrupt pin)"
+            )
 
     def _load(self, bitstream, base, interrupt, set_clock, ip_name):
         from pathlib import Path
@@ -186,7 +197,7 @@ class BoardDevice(Device):
                 self.interrupt = InterruptWaiter(pynq, f"{name}/{irq}")
             return base
         if set_clock and self.config is not None:
-            pynq.Clocks.fclk0_mhz = self.config.clock_mhz     # before the download, as PYNQ
+            pynq.Clocks.fclk0_mhz = self.config.clock_mhz  # before the download, as PYNQ
         pynq.Bitstream(str(bit)).download()
         if set_clock and self.config is not None:
             self._set_port_widths()
@@ -199,8 +210,9 @@ class BoardDevice(Device):
         for name, ip in ip_dict.items():
             if not ip_name and "bamboo" in (name + str(ip.get("type", ""))).lower():
                 return name, ip
-        raise RuntimeBambooError(f"the overlay has no Bamboo accelerator among "
-                                 f"{sorted(ip_dict)}; pass ip_name=")
+        raise RuntimeBambooError(
+            f"the overlay has no Bamboo accelerator among {sorted(ip_dict)}; pass ip_name="
+        )
 
     def _set_port_widths(self):
         """HPM0_FPD at 32 bits (AXI-Lite), S_AXI_HP0_FPD at the configuration's width."""
@@ -240,4 +252,3 @@ class BoardDevice(Device):
             self.write_reg("CTRL", encode("CTRL", irq_enable=0))
             self.interrupt.close()
             self.interrupt = None
-

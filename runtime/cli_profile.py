@@ -19,8 +19,10 @@ __all__ = ["add_profile_parser", "cmd_profile", "main"]
 
 def add_profile_parser(subparsers):
     """Add the ``profile`` subcommand to an argparse ``subparsers`` object."""
-    p = subparsers.add_parser("profile", help="per-layer cycles and time of a .bmb artifact, "
-                              "fabric vs CPU, PS/PL transfers")
+    p = subparsers.add_parser(
+        "profile",
+        help="per-layer cycles and time of a .bmb artifact, fabric vs CPU, PS/PL transfers",
+    )
     _arguments(p)
     p.set_defaults(func=cmd_profile)
     return p
@@ -28,26 +30,54 @@ def add_profile_parser(subparsers):
 
 def _arguments(p):
     p.add_argument("model", help="compiled artifact (.bmb)")
-    p.add_argument("--input", "-i", help=".npy array shaped as the ONNX input, or an image "
-                   "(default: standard normal values, seed 0)")
-    p.add_argument("--backend", default="isa", choices=["isa", "rtl", "board"],
-                   help="instruction simulator (default), RTL simulation or the board")
+    p.add_argument(
+        "--input",
+        "-i",
+        help=".npy array shaped as the ONNX input, or an image "
+        "(default: standard normal values, seed 0)",
+    )
+    p.add_argument(
+        "--backend",
+        default="isa",
+        choices=["isa", "rtl", "board"],
+        help="instruction simulator (default), RTL simulation or the board",
+    )
     p.add_argument("--bitstream", help="board: .bit to load (with its .hwh for an Overlay)")
     p.add_argument("--raw", action="store_true", help="the input holds quantized codes")
     p.add_argument("--mean", type=float, default=127.5, help="image normalization mean")
     p.add_argument("--std", type=float, default=127.5, help="image normalization std")
     p.add_argument("--repeat", type=int, default=1, help="frames to profile (times are means)")
-    p.add_argument("--warmup", type=int, help="frames run before profiling (default 1, 0 on "
-                   "rtl; at least 1 with --pace, whose first run pays the simulator)")
-    p.add_argument("--memory", help="memory timing of the cycle model (arch/timing.py BOARDS; "
-                   "default ultra96, cocotb on rtl)")
-    p.add_argument("--clock", type=float, help="clock in MHz of the projection and of the "
-                   "counters (default: the configuration's)")
-    p.add_argument("--frames", type=int, default=0,
-                   help="also measure frames/s over N frames, sequential and pipelined")
-    p.add_argument("--pace", type=float, nargs="?", const=1.0, metavar="STRETCH",
-                   help="isa: emulate fabric time by the cycle model (memoized results), "
-                   "STRETCH times slower (default 1)")
+    p.add_argument(
+        "--warmup",
+        type=int,
+        help="frames run before profiling (default 1, 0 on "
+        "rtl; at least 1 with --pace, whose first run pays the simulator)",
+    )
+    p.add_argument(
+        "--memory",
+        help="memory timing of the cycle model (arch/timing.py BOARDS; "
+        "default ultra96, cocotb on rtl)",
+    )
+    p.add_argument(
+        "--clock",
+        type=float,
+        help="clock in MHz of the projection and of the counters (default: the configuration's)",
+    )
+    p.add_argument(
+        "--frames",
+        type=int,
+        default=0,
+        help="also measure frames/s over N frames, sequential and pipelined",
+    )
+    p.add_argument(
+        "--pace",
+        type=float,
+        nargs="?",
+        const=1.0,
+        metavar="STRETCH",
+        help="isa: emulate fabric time by the cycle model (memoized results), "
+        "STRETCH times slower (default 1)",
+    )
     p.add_argument("--png", help="draw the profile to this PNG (needs matplotlib)")
     p.add_argument("--json", action="store_true", help="print the profile as JSON")
 
@@ -87,14 +117,13 @@ def cmd_profile(args, out=None):
         options["pace"] = args.pace
     memory = args.memory or ("cocotb" if args.backend == "rtl" else "ultra96")
     warmup = args.warmup if args.warmup is not None else (0 if args.backend == "rtl" else 1)
-    if args.pace is not None:   # the first run pays the simulator; the memo serves the rest
+    if args.pace is not None:  # the first run pays the simulator; the memo serves the rest
         warmup = max(warmup, 1)
     with Session(args.model, backend=args.backend, **options) as sess:
         feed = _feed(args, sess)
         for _ in range(warmup):
             sess.run(None, feed, raw=args.raw)
-        prof = profile(sess, feed, args.repeat, raw=args.raw, memory=memory,
-                       clock_mhz=args.clock)
+        prof = profile(sess, feed, args.repeat, raw=args.raw, memory=memory, clock_mhz=args.clock)
         if args.frames:
             prof.throughput = throughput(sess, feed, args.frames, raw=args.raw)
     if args.json:
@@ -113,8 +142,9 @@ def main(argv=None):
     """``python -m bamboo.runtime.cli_profile MODEL.bmb``: the compiler-free CLI."""
     from .cli_run import standalone
 
-    return standalone("bamboo profile", "profile a .bmb artifact per layer", _arguments,
-                      cmd_profile, argv)
+    return standalone(
+        "bamboo profile", "profile a .bmb artifact per layer", _arguments, cmd_profile, argv
+    )
 
 
 if __name__ == "__main__":

@@ -19,8 +19,18 @@ import numpy as np
 
 __all__ = ["add_run_parser", "cmd_run", "load_image", "main"]
 
-_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm",
-                   ".pgm")
+_IMAGE_SUFFIXES = (
+    ".png",
+    ".jpg",
+    ".jpeg",
+    ".bmp",
+    ".gif",
+    ".tif",
+    ".tiff",
+    ".webp",
+    ".ppm",
+    ".pgm",
+)
 
 
 def add_run_parser(subparsers):
@@ -33,10 +43,15 @@ def add_run_parser(subparsers):
 
 def _arguments(p):
     p.add_argument("model", help="compiled artifact (.bmb)")
-    p.add_argument("--input", "-i", required=True,
-                   help=".npy array shaped as the ONNX input, or an image file")
-    p.add_argument("--backend", default="isa", choices=["isa", "rtl", "board"],
-                   help="instruction simulator (default), RTL simulation or the board")
+    p.add_argument(
+        "--input", "-i", required=True, help=".npy array shaped as the ONNX input, or an image file"
+    )
+    p.add_argument(
+        "--backend",
+        default="isa",
+        choices=["isa", "rtl", "board"],
+        help="instruction simulator (default), RTL simulation or the board",
+    )
     p.add_argument("--output", "-o", help="save the first output (or all, as .npz) here")
     p.add_argument("--raw", action="store_true", help="input and outputs are quantized codes")
     p.add_argument("--bitstream", help="board: .bit to load (with its .hwh for an Overlay)")
@@ -52,14 +67,18 @@ def load_image(path, shape, mean=127.5, std=127.5):
     try:
         from PIL import Image
     except ImportError:
-        raise RuntimeBambooError("reading images needs Pillow (pip install pillow); "
-                                 "or pass a .npy array") from None
+        raise RuntimeBambooError(
+            "reading images needs Pillow (pip install pillow); or pass a .npy array"
+        ) from None
     if not (np.isfinite(mean) and np.isfinite(std) and std != 0):
-        raise RuntimeBambooError(f"--mean and --std must be finite and --std nonzero, not "
-                                 f"{mean} and {std}")
+        raise RuntimeBambooError(
+            f"--mean and --std must be finite and --std nonzero, not {mean} and {std}"
+        )
     if len(shape) != 4 or shape[1] not in (1, 3):
-        raise RuntimeBambooError(f"the model input {shape} is not an image (1, C, H, W) "
-                                 "with 1 or 3 channels; pass a .npy array")
+        raise RuntimeBambooError(
+            f"the model input {shape} is not an image (1, C, H, W) "
+            "with 1 or 3 channels; pass a .npy array"
+        )
     try:
         img = Image.open(path)
         img = img.convert("L" if shape[1] == 1 else "RGB")
@@ -85,26 +104,31 @@ def _load_input(args, spec):
     try:
         x = np.load(path, allow_pickle=False)
     except (OSError, ValueError, EOFError) as exc:
-        raise RuntimeBambooError(f"cannot read {path} as a .npy array: "
-                                 f"{str(exc) or type(exc).__name__}") from None
+        raise RuntimeBambooError(
+            f"cannot read {path} as a .npy array: {str(exc) or type(exc).__name__}"
+        ) from None
     if not isinstance(x, np.ndarray):
         raise RuntimeBambooError(f"{path} is an .npz archive: pass one .npy array")
-    return x   # the session checks dtype and shape (no reshaping)
+    return x  # the session checks dtype and shape (no reshaping)
 
 
 def _format_stats(st):
     lines = []
     for key, label in (("ps_to_pl", "PS->PL"), ("pl_to_ps", "PL->PS")):
         d = st[key]
-        lines.append(f"  {label}: {d['transfers']} transfers, {d['bytes']} bytes, "
-                     f"{d['seconds'] * 1e3:.3f} ms")
+        lines.append(
+            f"  {label}: {d['transfers']} transfers, {d['bytes']} bytes, "
+            f"{d['seconds'] * 1e3:.3f} ms"
+        )
     seg = st["segments"]
-    lines.append(f"  fabric: {len(seg)} segments, {sum(s['runs'] for s in seg)} runs, "
-                 f"{st['fabric_seconds'] * 1e3:.3f} ms"
-                 + (f", {sum(s['cycles'] for s in seg)} cycles" if any(s["cycles"] for s in seg)
-                    else ""))
-    cpu = ", ".join(f"{op} {d['runs']}x {d['seconds'] * 1e3:.2f} ms"
-                    for op, d in sorted(st["cpu"].items()))
+    lines.append(
+        f"  fabric: {len(seg)} segments, {sum(s['runs'] for s in seg)} runs, "
+        f"{st['fabric_seconds'] * 1e3:.3f} ms"
+        + (f", {sum(s['cycles'] for s in seg)} cycles" if any(s["cycles"] for s in seg) else "")
+    )
+    cpu = ", ".join(
+        f"{op} {d['runs']}x {d['seconds'] * 1e3:.2f} ms" for op, d in sorted(st["cpu"].items())
+    )
     lines.append(f"  cpu: {st['cpu_seconds'] * 1e3:.3f} ms ({cpu or 'none'})")
     lines.append(f"  frames: {st['frames']}, {st['frame_seconds'] * 1e3:.3f} ms")
     return lines
@@ -121,8 +145,9 @@ def cmd_run(args, out=None):
         if len(sess.get_inputs()) != 1:
             from bamboo.runtime.errors import RuntimeBambooError
 
-            raise RuntimeBambooError("bamboo run feeds one input; this model takes "
-                                     f"{len(sess.get_inputs())}")
+            raise RuntimeBambooError(
+                f"bamboo run feeds one input; this model takes {len(sess.get_inputs())}"
+            )
         x = _load_input(args, spec)
         for _ in range(max(1, args.repeat)):
             outs = sess.run(None, {spec.name: x}, raw=args.raw)
@@ -132,8 +157,9 @@ def cmd_run(args, out=None):
             flat = np.asarray(y).reshape(y.shape[0], -1) if y.ndim >= 1 else None
             if flat is not None and y.ndim == 2 and y.shape[0] == 1 and y.shape[1] >= 2:
                 top = np.argsort(-flat[0].astype(np.float64), kind="stable")[:5]
-                print("  top-5: " + ", ".join(f"{int(i)} ({flat[0, i]:.4g})" for i in top),
-                      file=out)
+                print(
+                    "  top-5: " + ", ".join(f"{int(i)} ({flat[0, i]:.4g})" for i in top), file=out
+                )
         print(f"{args.backend}:", file=out)
         for line in _format_stats(stats):
             print(line, file=out)
@@ -168,8 +194,9 @@ def standalone(prog, description, arguments, command, argv=None):
 
 def main(argv=None):
     """``python -m bamboo.runtime.cli_run MODEL.bmb --input x.npy``: the compiler-free CLI."""
-    return standalone("bamboo run", "run a .bmb artifact (no compiler needed)", _arguments,
-                      cmd_run, argv)
+    return standalone(
+        "bamboo run", "run a .bmb artifact (no compiler needed)", _arguments, cmd_run, argv
+    )
 
 
 if __name__ == "__main__":

@@ -37,8 +37,15 @@ from numpy.lib.stride_tricks import as_strided
 from .errors import QuantizationError
 from .requant import qrange, requantize
 
-__all__ = ["FcWeights", "conv2d", "conv2d_acc", "fc_weights", "fully_connected",
-           "fully_connected_acc", "conv_output_size"]
+__all__ = [
+    "FcWeights",
+    "conv2d",
+    "conv2d_acc",
+    "fc_weights",
+    "fully_connected",
+    "fully_connected_acc",
+    "conv_output_size",
+]
 
 _INT32 = (-(1 << 31), (1 << 31) - 1)
 #: Integers below this magnitude are exact in float32.
@@ -68,7 +75,7 @@ def _codes(x, name):
 def _zero_point(zp, dtype, name, channels=None):
     """Validate a zero point against the code range; return it as int64 (scalar or per channel)."""
     qmin, qmax = qrange(dtype)
-    if isinstance(zp, (int, np.integer)):   # the usual scalar, without array checks
+    if isinstance(zp, (int, np.integer)):  # the usual scalar, without array checks
         if not qmin <= zp <= qmax:
             raise QuantizationError(f"{name} {int(zp)} is outside the {np.dtype(dtype)} range")
         return np.int64(zp)
@@ -76,8 +83,9 @@ def _zero_point(zp, dtype, name, channels=None):
     if np.any(zp < qmin) or np.any(zp > qmax):
         raise QuantizationError(f"{name} {zp.tolist()} is outside the {np.dtype(dtype)} range")
     if zp.ndim > 1 or (zp.ndim == 1 and zp.shape[0] != channels):
-        raise QuantizationError(f"{name} must be a scalar or have {channels} entries, "
-                                f"not shape {zp.shape}")
+        raise QuantizationError(
+            f"{name} must be a scalar or have {channels} entries, not shape {zp.shape}"
+        )
     return zp
 
 
@@ -88,7 +96,8 @@ def _bias(bias, channels):
     bias = np.asarray(bias)
     if bias.shape != (channels,) or bias.dtype.kind not in "iu":
         raise QuantizationError(
-            f"bias must be {channels} int32 values, not {bias.dtype}{bias.shape}")
+            f"bias must be {channels} int32 values, not {bias.dtype}{bias.shape}"
+        )
     return bias
 
 
@@ -114,13 +123,15 @@ def _out(acc, rq, x_dtype, out_dtype):
     out_dtype = np.dtype(out_dtype or x_dtype)
     qmin, qmax = qrange(out_dtype)
     if rq.qmin < qmin or rq.qmax > qmax:
-        raise QuantizationError(f"requantizer range [{rq.qmin}, {rq.qmax}] does not fit "
-                                f"{out_dtype}")
+        raise QuantizationError(
+            f"requantizer range [{rq.qmin}, {rq.qmax}] does not fit {out_dtype}"
+        )
     return requantize(acc, rq, axis=-1).astype(out_dtype)
 
 
-def conv2d_acc(x, x_zp, w, bias=None, *, w_zp=0, stride=(1, 1), dilation=(1, 1),
-               pads=(0, 0, 0, 0), groups=1):
+def conv2d_acc(
+    x, x_zp, w, bias=None, *, w_zp=0, stride=(1, 1), dilation=(1, 1), pads=(0, 0, 0, 0), groups=1
+):
     """Int32 accumulators of a quantized 2-D convolution (before requantization).
 
     Parameters are as for :func:`conv2d`. Returns int64 array ``(N, Ho, Wo, C_out)``
@@ -153,14 +164,21 @@ def conv2d_acc(x, x_zp, w, bias=None, *, w_zp=0, stride=(1, 1), dilation=(1, 1),
     # below 2**24, float32 holds every partial sum exactly, in half the bytes.
     info = np.iinfo(x.dtype)
     x_bound = max(int(x_zp.max()) - info.min, info.max - int(x_zp.min()))
-    ftype = np.float32 if depthwise and \
-        kh * kw * x_bound * float(np.abs(wf).max(initial=0)) < 2 ** 24 else np.float64
+    ftype = (
+        np.float32
+        if depthwise and kh * kw * x_bound * float(np.abs(wf).max(initial=0)) < 2**24
+        else np.float64
+    )
     # Subtract the zero point first, then pad with 0: the same as padding with x_zp.
     xf = np.pad(x.astype(ftype) - x_zp.astype(ftype), ((0, 0), (pt, pb), (pl, pr), (0, 0)))
     s = xf.strides
     # patches[n, i, j, a, b, ch] = xf[n, i*sh + a*dh, j*sw + b*dw, ch]: a view, no copy yet.
-    patches = as_strided(xf, (n, ho, wo, kh, kw, c),
-                         (s[0], s[1] * sh, s[2] * sw, s[1] * dh, s[2] * dw, s[3]), writeable=False)
+    patches = as_strided(
+        xf,
+        (n, ho, wo, kh, kw, c),
+        (s[0], s[1] * sh, s[2] * sw, s[1] * dh, s[2] * dw, s[3]),
+        writeable=False,
+    )
 
     if depthwise:
         # Depthwise (with channel multiplier): one matmul per group would be C tiny
@@ -171,27 +189,39 @@ def conv2d_acc(x, x_zp, w, bias=None, *, w_zp=0, stride=(1, 1), dilation=(1, 1),
         wt = wf.astype(ftype)
         step = max(1, DEPTHWISE_BLOCK // (n * wo * co))
         for r in range(0, ho, step):
-            blk = acc[:, r:r + step]
+            blk = acc[:, r : r + step]
             tmp = np.empty_like(blk)
             for a in range(kh):
                 for b in range(kw):
-                    tap = patches[:, r:r + step, :, a, b, :]
+                    tap = patches[:, r : r + step, :, a, b, :]
                     if mult > 1:
                         tap = np.repeat(tap, mult, axis=-1)  # output o reads input o // mult
                     blk += np.multiply(tap, wt[:, a, b, 0], out=tmp)
         return _finish(acc.astype(np.float64, copy=False), bias)
 
     og = co // groups
-    cols = patches.reshape(n * ho * wo, kh * kw, groups, cg)        # copies: im2col
+    cols = patches.reshape(n * ho * wo, kh * kw, groups, cg)  # copies: im2col
     cols = cols.transpose(2, 0, 1, 3).reshape(groups, n * ho * wo, kh * kw * cg)
-    wm = wf.reshape(groups, og, kh * kw * cg).transpose(0, 2, 1)     # (G, K, Og)
-    acc = np.matmul(cols, wm)                                        # (G, M, Og)
+    wm = wf.reshape(groups, og, kh * kw * cg).transpose(0, 2, 1)  # (G, K, Og)
+    acc = np.matmul(cols, wm)  # (G, M, Og)
     acc = acc.transpose(1, 0, 2).reshape(n, ho, wo, co)
     return _finish(acc, bias)
 
 
-def conv2d(x, x_zp, w, bias, rq, *, w_zp=0, stride=(1, 1), dilation=(1, 1), pads=(0, 0, 0, 0),
-           groups=1, out_dtype=None):
+def conv2d(
+    x,
+    x_zp,
+    w,
+    bias,
+    rq,
+    *,
+    w_zp=0,
+    stride=(1, 1),
+    dilation=(1, 1),
+    pads=(0, 0, 0, 0),
+    groups=1,
+    out_dtype=None,
+):
     """Quantized 2-D convolution on NHWC codes, bit-exact with onnxruntime's QLinearConv.
 
     Parameters
@@ -227,8 +257,9 @@ def conv2d(x, x_zp, w, bias, rq, *, w_zp=0, stride=(1, 1), dilation=(1, 1), pads
     QuantizationError
         On shapes, zero points or groups that do not fit, or an accumulator beyond int32.
     """
-    acc = conv2d_acc(x, x_zp, w, bias, w_zp=w_zp, stride=stride, dilation=dilation, pads=pads,
-                     groups=groups)
+    acc = conv2d_acc(
+        x, x_zp, w, bias, w_zp=w_zp, stride=stride, dilation=dilation, pads=pads, groups=groups
+    )
     return _out(acc, rq, np.asarray(x).dtype, out_dtype)
 
 
@@ -236,12 +267,12 @@ def _exact_slices(wabs):
     """Bounds ``(k0, k1)`` cutting the rows of ``|w - w_zp|`` (K, O) into the fewest slices
     whose float32 dot products with ``|x - x_zp| <= 255`` are exact (module docstring)."""
     cum = np.zeros((wabs.shape[0] + 1, wabs.shape[1]), np.int64)
-    np.cumsum(wabs, axis=0, out=cum[1:])            # nondecreasing along K
+    np.cumsum(wabs, axis=0, out=cum[1:])  # nondecreasing along K
     bounds, k0 = [], 0
     while k0 < wabs.shape[0]:
         # The largest k1 with 255 * max_o (cum[k1] - cum[k0]) < 2**24. The maxima grow with
         # k1, so a binary search finds it; one row alone always fits (255 * 255 < 2**24).
-        span = (cum[k0 + 1:] - cum[k0]).max(axis=1) * _MAX_X
+        span = (cum[k0 + 1 :] - cum[k0]).max(axis=1) * _MAX_X
         k1 = k0 + max(1, int(np.searchsorted(span, _F32_EXACT, side="left")))
         bounds.append((k0, k1))
         k0 = k1
@@ -257,7 +288,7 @@ class FcWeights:
     """
 
     def __init__(self, diff):
-        self._diff = diff          # int64 (K, O): (w - w_zp).T
+        self._diff = diff  # int64 (K, O): (w - w_zp).T
 
     @property
     def shape(self):
@@ -278,7 +309,7 @@ class FcWeights:
     def vector(self, x, x_zp):
         """float64 ``(O,)`` sums ``(x - x_zp) @ (w - w_zp).T`` of one row of codes ``x`` (K,)."""
         d = x.astype(np.float32)
-        d -= np.float32(x_zp)                   # exact: |x - x_zp| <= 255
+        d -= np.float32(x_zp)  # exact: |x - x_zp| <= 255
         k0, acc = 0, 0.0
         for w in self.slices:
             k1 = k0 + w.shape[0]
@@ -303,11 +334,12 @@ def _fc_sums(x, x_zp, w, bias, w_zp, weights):
     x, w = np.asarray(x), np.asarray(w)
     _codes(x, "x")
     if w.ndim != 2 or x.shape[-1:] != w.shape[1:]:
-        raise QuantizationError(f"fully_connected wants x (..., K) and w (O, K), "
-                                f"not {x.shape} and {w.shape}")
+        raise QuantizationError(
+            f"fully_connected wants x (..., K) and w (O, K), not {x.shape} and {w.shape}"
+        )
     x_zp = _zero_point(x_zp, x.dtype, "x_zp")
     wf = fc_weights(w, w_zp) if weights is None else weights
-    if x.size == x.shape[-1]:       # a single row: squeeze-excite, a classifier
+    if x.size == x.shape[-1]:  # a single row: squeeze-excite, a classifier
         acc = wf.vector(x.reshape(-1), x_zp).reshape(x.shape[:-1] + (w.shape[0],))
     else:
         acc = np.matmul(x.astype(np.float64) - x_zp, wf.matrix)  # exact, see module docstring

@@ -63,23 +63,53 @@ def _lut(y, table):
 
 def _conv(a, x, tin, tout):
     w = a["w"]
-    if w.shape[1:3] == (1, 1) and a["group"] == 1 and tuple(a["stride"]) == (1, 1) and \
-            not any(a["pads"]):
+    if (
+        w.shape[1:3] == (1, 1)
+        and a["group"] == 1
+        and tuple(a["stride"]) == (1, 1)
+        and not any(a["pads"])
+    ):
         # A 1x1 convolution (squeeze-excite's on the CPU) is a fully connected layer over
         # the pixels: the same sums, with the weights converted once.
         w2 = w.reshape(w.shape[0], w.shape[3])
-        y = kconv.fully_connected(x, tin.zp, w2, a["bias"], a["rq"], w_zp=a["w_zp"],
-                                  out_dtype=tout.np_dtype, weights=_fc_weights(w, a["w_zp"]))
+        y = kconv.fully_connected(
+            x,
+            tin.zp,
+            w2,
+            a["bias"],
+            a["rq"],
+            w_zp=a["w_zp"],
+            out_dtype=tout.np_dtype,
+            weights=_fc_weights(w, a["w_zp"]),
+        )
         return _lut(y, a.get("lut"))
-    y = kconv.conv2d(x, tin.zp, a["w"], a["bias"], a["rq"], w_zp=a["w_zp"], stride=a["stride"],
-                     dilation=a["dilation"], pads=a["pads"], groups=a["group"],
-                     out_dtype=tout.np_dtype)
+    y = kconv.conv2d(
+        x,
+        tin.zp,
+        a["w"],
+        a["bias"],
+        a["rq"],
+        w_zp=a["w_zp"],
+        stride=a["stride"],
+        dilation=a["dilation"],
+        pads=a["pads"],
+        groups=a["group"],
+        out_dtype=tout.np_dtype,
+    )
     return _lut(y, a.get("lut"))
 
 
 def _fc(a, x, tin, tout):
-    y = kconv.fully_connected(x, tin.zp, a["w"], a["bias"], a["rq"], w_zp=a["w_zp"],
-                              out_dtype=tout.np_dtype, weights=_fc_weights(a["w"], a["w_zp"]))
+    y = kconv.fully_connected(
+        x,
+        tin.zp,
+        a["w"],
+        a["bias"],
+        a["rq"],
+        w_zp=a["w_zp"],
+        out_dtype=tout.np_dtype,
+        weights=_fc_weights(a["w"], a["w_zp"]),
+    )
     return _lut(y, a.get("lut"))
 
 
@@ -108,24 +138,57 @@ def _gap(a, x, tin, tout):
 
 def _avgpool(a, x, tin, tout):
     # The float form: what onnxruntime computes (the integer avg_pool differs on ties).
-    return kpool.avg_pool_float(x, tin.zp, tin.scale, tout.scale, tout.zp, a["kernel"],
-                          stride=a["stride"], pads=a["pads"],
-                          count_include_pad=a["count_include_pad"], out_dtype=tout.np_dtype)
+    return kpool.avg_pool_float(
+        x,
+        tin.zp,
+        tin.scale,
+        tout.scale,
+        tout.zp,
+        a["kernel"],
+        stride=a["stride"],
+        pads=a["pads"],
+        count_include_pad=a["count_include_pad"],
+        out_dtype=tout.np_dtype,
+    )
 
 
 def _maxpool(a, x, tin, tout):
-    return kpool.max_pool(x, a["kernel"], stride=a["stride"], dilation=a["dilation"],
-                          pads=a["pads"], pad_value=a.get("pad_value"))
+    return kpool.max_pool(
+        x,
+        a["kernel"],
+        stride=a["stride"],
+        dilation=a["dilation"],
+        pads=a["pads"],
+        pad_value=a.get("pad_value"),
+    )
 
 
 def _add(a, x, y, tx, ty, tout):
-    return kel.add(x, _F32(tx.scale), tx.zp, y, _F32(ty.scale), ty.zp,
-                   _F32(tout.scale), tout.zp, dtype=tout.np_dtype)
+    return kel.add(
+        x,
+        _F32(tx.scale),
+        tx.zp,
+        y,
+        _F32(ty.scale),
+        ty.zp,
+        _F32(tout.scale),
+        tout.zp,
+        dtype=tout.np_dtype,
+    )
 
 
 def _mul(a, x, y, tx, ty, tout):
-    return kel.mul_channel(x, _F32(tx.scale), tx.zp, y, _F32(ty.scale), ty.zp,
-                           _F32(tout.scale), tout.zp, dtype=tout.np_dtype)
+    return kel.mul_channel(
+        x,
+        _F32(tx.scale),
+        tx.zp,
+        y,
+        _F32(ty.scale),
+        ty.zp,
+        _F32(tout.scale),
+        tout.zp,
+        dtype=tout.np_dtype,
+    )
 
 
 def _concat(a, xs, tins, tout):
@@ -161,8 +224,17 @@ def _const_operand(a, x, tin, tout):
     c = np.asarray(a["operand"])
     if a["operand_scale"] is not None:
         kernel = kel.add if a["fn"] == "add" else kel.mul_channel
-        return kernel(x, _F32(tin.scale), tin.zp, c.astype(x.dtype), _F32(a["operand_scale"]),
-                      a["operand_zp"], _F32(tout.scale), tout.zp, dtype=tout.np_dtype)
+        return kernel(
+            x,
+            _F32(tin.scale),
+            tin.zp,
+            c.astype(x.dtype),
+            _F32(a["operand_scale"]),
+            a["operand_zp"],
+            _F32(tout.scale),
+            tout.zp,
+            dtype=tout.np_dtype,
+        )
     v = kquant.dequantize(x, _F32(tin.scale), tin.zp)
     v = (v + c.astype(_F32) if a["fn"] == "add" else v * c.astype(_F32)).astype(_F32)
     return kquant.quantize(v, _F32(tout.scale), tout.zp, tout.np_dtype)
@@ -170,13 +242,13 @@ def _const_operand(a, x, tin, tout):
 
 def _pad(a, x, tin, tout):
     """ONNX Pad on codes: ``pads`` per physical axis as (before, after); negative crops."""
-    crop = tuple(slice(max(0, -b), x.shape[i] - max(0, -e)) for i, (b, e) in
-                 enumerate(a["pads"]))
+    crop = tuple(slice(max(0, -b), x.shape[i] - max(0, -e)) for i, (b, e) in enumerate(a["pads"]))
     width = [(max(0, b), max(0, e)) for b, e in a["pads"]]
     if a["mode"] == "constant":
         return np.pad(x[crop], width, mode="constant", constant_values=a["value"])
-    return np.pad(x[crop], width, mode={"edge": "edge", "reflect": "reflect",
-                                        "wrap": "wrap"}[a["mode"]])
+    return np.pad(
+        x[crop], width, mode={"edge": "edge", "reflect": "reflect", "wrap": "wrap"}[a["mode"]]
+    )
 
 
 def _table(a, x, tin, tout):
@@ -206,7 +278,7 @@ def softmax_ort(x, axis, x_scale, y_scale, y_zp):
     vals = table[(255 - x.max(axis=-1, keepdims=True).astype(np.int64)) + x.astype(np.int64)]
     vsum = np.zeros(x.shape[:-1] + (1,), _F32)
     for k in range(d):  # float32 sum in element order, as the C loop
-        vsum = (vsum + vals[..., k:k + 1]).astype(_F32)
+        vsum = (vsum + vals[..., k : k + 1]).astype(_F32)
     ys = _F32(np.floor(_F32(1.0) / _F32(y_scale)))
     q = np.rint(((vals * ys).astype(_F32) / vsum).astype(_F32)).astype(np.int64) + int(y_zp)
     y = np.minimum(q, 255).astype(np.uint8)
@@ -219,10 +291,21 @@ def _softmax(a, x, tin, tout):
 
 #: Unary ops: ``f(attrs, x, tin, tout)``.
 KERNELS = {
-    "conv": _conv, "fc": _fc, "gap": _gap, "avgpool": _avgpool, "maxpool": _maxpool,
-    "slice": _slice, "shuffle": _shuffle, "resize": _resize, "lut": _table, "view": _view,
-    "transpose": _transpose, "softmax": _softmax, "pad": _pad,
-    "add_const": _const_operand, "mul_const": _const_operand,
+    "conv": _conv,
+    "fc": _fc,
+    "gap": _gap,
+    "avgpool": _avgpool,
+    "maxpool": _maxpool,
+    "slice": _slice,
+    "shuffle": _shuffle,
+    "resize": _resize,
+    "lut": _table,
+    "view": _view,
+    "transpose": _transpose,
+    "softmax": _softmax,
+    "pad": _pad,
+    "add_const": _const_operand,
+    "mul_const": _const_operand,
 }
 #: Binary ops: ``f(attrs, a, b, ta, tb, tout)``.
 BINARY = {"add": _add, "mul": _mul}

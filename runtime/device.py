@@ -40,8 +40,11 @@ class DeviceTimeout(DeviceError):
     """The engine did not finish within the timeout; it was soft-reset."""
 
     def __init__(self, seconds, index=None):
-        super().__init__(ErrorCode.TIMEOUT, index,
-                         f"engine did not finish within {seconds:g} s; it was soft-reset")
+        super().__init__(
+            ErrorCode.TIMEOUT,
+            index,
+            f"engine did not finish within {seconds:g} s; it was soft-reset",
+        )
         self.seconds = seconds
 
 
@@ -65,15 +68,17 @@ class DeviceBuffer:
         data = np.ascontiguousarray(data).reshape(-1).view(np.uint8)
         if offset < 0 or offset + data.size > self.size:
             raise RuntimeBambooError(
-                f"write of {data.size} bytes at {offset} passes the {self.size}-byte buffer")
-        self.array[offset:offset + data.size] = data
+                f"write of {data.size} bytes at {offset} passes the {self.size}-byte buffer"
+            )
+        self.array[offset : offset + data.size] = data
 
     def read(self, offset, nbytes):
         """A copy of ``nbytes`` bytes at ``offset``."""
         if offset < 0 or offset + nbytes > self.size:
             raise RuntimeBambooError(
-                f"read of {nbytes} bytes at {offset} passes the {self.size}-byte buffer")
-        return np.array(self.array[offset:offset + nbytes], np.uint8)
+                f"read of {nbytes} bytes at {offset} passes the {self.size}-byte buffer"
+            )
+        return np.array(self.array[offset : offset + nbytes], np.uint8)
 
     def flush(self):
         """Make CPU writes visible to the engine (write back the cache)."""
@@ -156,8 +161,12 @@ class Device:
 
     def identity(self):
         """``{"id", "isa_version", "config_id", "hw_version"}`` from the registers."""
-        return {"id": self.read_reg("ID"), "isa_version": self.read_reg("ISA_VERSION"),
-                "config_id": self.read_reg("CONFIG_ID"), "hw_version": self.read_reg("HW_VERSION")}
+        return {
+            "id": self.read_reg("ID"),
+            "isa_version": self.read_reg("ISA_VERSION"),
+            "config_id": self.read_reg("CONFIG_ID"),
+            "hw_version": self.read_reg("HW_VERSION"),
+        }
 
     def counters(self):
         """Cycle counters of the last run: ``{"cycles", "fetch_busy", ...}``."""

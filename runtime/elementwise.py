@@ -56,9 +56,17 @@ from .quant import dequantize, quantize
 from .requant import Requant, qrange, requantize, rne_shift, round_significant
 
 __all__ = [
-    "ADD_FORMULAS", "LEAKY_MULT", "LEAKY_SHIFT",
-    "add", "mul_channel", "concat", "requant_table", "upsample_nearest2x", "lut_apply",
-    "leaky_shift", "fma_f32",
+    "ADD_FORMULAS",
+    "LEAKY_MULT",
+    "LEAKY_SHIFT",
+    "add",
+    "mul_channel",
+    "concat",
+    "requant_table",
+    "upsample_nearest2x",
+    "lut_apply",
+    "leaky_shift",
+    "fma_f32",
 ]
 
 ADD_FORMULAS = ("ort-x86", "fixed-point")
@@ -108,7 +116,7 @@ def fma_f32(x, y, z):
     p = x * y
     s = p + z
     bv = s - p
-    err = (p - (s - bv)) + (z - bv)                 # TwoSum: s + err == p + z exactly
+    err = (p - (s - bv)) + (z - bv)  # TwoSum: s + err == p + z exactly
     inexact_even = (err != 0) & ((s.view(np.int64) & 1) == 0)
     toward = np.where(err > 0, np.inf, -np.inf)
     s = np.where(inexact_even, np.nextafter(s, toward), s)
@@ -135,17 +143,17 @@ def _add_x86(a, sa, za, b, sb, zb, sc, zc, qmin, qmax):
     ra, rb = _f32(sa / sc), _f32(sb / sc)
     k = _f32(_f32(zc) - fma_f32(ra, _f32(za), _f32(rb * _f32(zb))))
     v = fma_f32(a.astype(_f32), ra, fma_f32(b.astype(_f32), rb, k))
-    return np.clip(np.rint(v), qmin, qmax)          # rint: RNE, as cvtps2dq
+    return np.clip(np.rint(v), qmin, qmax)  # rint: RNE, as cvtps2dq
 
 
 def _add_fixed(a, sa, za, b, sb, zb, sc, zc, qmin, qmax):
     ra, rb = _f32(sa / sc), _f32(sb / sc)
     big = max(ra, rb)
-    shift = 21 - (int(np.frexp(big)[1]) - 1)        # 21 - unbiased exponent of the larger ratio
-    ok = all(2.0 ** -14 <= r < 256.0 for r in (ra, rb)) and 13 <= shift <= 31
+    shift = 21 - (int(np.frexp(big)[1]) - 1)  # 21 - unbiased exponent of the larger ratio
+    ok = all(2.0**-14 <= r < 256.0 for r in (ra, rb)) and 13 <= shift <= 31
     if ok:
-        ma = int(np.rint(np.float64(ra) * 2.0 ** shift))   # exact product, RNE as lrintf
-        mb = int(np.rint(np.float64(rb) * 2.0 ** shift))
+        ma = int(np.rint(np.float64(ra) * 2.0**shift))  # exact product, RNE as lrintf
+        mb = int(np.rint(np.float64(rb) * 2.0**shift))
         ok = ma < (1 << 22) and mb < (1 << 22) and max(ma, mb) >= (1 << 21)
     if not ok:
         # MLAS's plain C++ fallback: dequantize, add, divide, round.
@@ -224,8 +232,8 @@ def mul_channel(x, x_scale, x_zp, s, s_scale, s_zp, y_scale, y_zp, dtype=None):
     if not -54 <= e <= 0:  # keeps zc * 2**-e and the products inside int64
         raise QuantizationError(f"mul scale ratio {rq.scale!r} is out of the supported range")
     p = (x.astype(np.int64) - zx) * (s.astype(np.int64) - zs)
-    big = round_significant(p * int(rq.m))                  # f32(f32(p) * R) / 2**e
-    q = round_significant(big + (zy << -e))                 # f32(... + zc) / 2**e
+    big = round_significant(p * int(rq.m))  # f32(f32(p) * R) / 2**e
+    q = round_significant(big + (zy << -e))  # f32(... + zc) / 2**e
     y = rne_shift(q, -e)
     return np.clip(y, rq.qmin, rq.qmax).astype(dtype)
 
@@ -238,8 +246,12 @@ def requant_table(x_scale, x_zp, y_scale, y_zp, dtype=np.uint8):
     """
     dtype = np.dtype(dtype)
     codes = np.arange(256, dtype=np.uint8).view(dtype)
-    return quantize(dequantize(codes, _scale(x_scale, "x_scale"), _zp(x_zp, dtype, "x_zp")),
-                    _scale(y_scale, "y_scale"), _zp(y_zp, dtype, "y_zp"), dtype)
+    return quantize(
+        dequantize(codes, _scale(x_scale, "x_scale"), _zp(x_zp, dtype, "x_zp")),
+        _scale(y_scale, "y_scale"),
+        _zp(y_zp, dtype, "y_zp"),
+        dtype,
+    )
 
 
 def concat(tensors, scales, zps, y_scale, y_zp, axis=-1):
@@ -260,7 +272,8 @@ def concat(tensors, scales, zps, y_scale, y_zp, axis=-1):
     if not tensors or len(scales) != len(tensors) or len(zps) != len(tensors):
         raise QuantizationError(
             f"concat needs one scale and zero point per input: {len(tensors)} inputs, "
-            f"{len(scales)} scales, {len(zps)} zero points")
+            f"{len(scales)} scales, {len(zps)} zero points"
+        )
     dtype = tensors[0].dtype
     if any(t.dtype != dtype for t in tensors):
         raise QuantizationError("concat inputs must share a code type")
@@ -292,7 +305,8 @@ def lut_apply(x, table):
     table = np.asarray(table)
     if table.shape != (256,) or table.dtype not in (np.uint8, np.int8):
         raise QuantizationError(
-            f"table must be 256 uint8/int8 entries, not {table.dtype} {table.shape}")
+            f"table must be 256 uint8/int8 entries, not {table.dtype} {table.shape}"
+        )
     return table[x.view(np.uint8)]
 
 

@@ -21,8 +21,9 @@ def write_atomic(path, data, *, protect=()):
     for other in protect:
         try:
             if path.resolve() == Path(other).resolve():
-                raise RuntimeBambooError(f"refusing to overwrite the input {other} with the "
-                                         "output: pass another -o path")
+                raise RuntimeBambooError(
+                    f"refusing to overwrite the input {other} with the output: pass another -o path"
+                )
         except OSError:
             pass
     if path.is_dir():

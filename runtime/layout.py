@@ -39,8 +39,8 @@ def to_blocked(x, rows):
         return out.reshape(-1)
     out = np.zeros((nb, h, w, rows), np.uint8)
     if full:
-        out[:full] = src[..., :full * rows].reshape(h, w, full, rows).transpose(2, 0, 1, 3)
-    for j in range(c - full * rows):     # the partial last block: fewer than ``rows`` channels
+        out[:full] = src[..., : full * rows].reshape(h, w, full, rows).transpose(2, 0, 1, 3)
+    for j in range(c - full * rows):  # the partial last block: fewer than ``rows`` channels
         out[full, :, :, j] = src[..., full * rows + j]
     return out.reshape(-1)
 
@@ -48,7 +48,7 @@ def to_blocked(x, rows):
 def from_blocked(buf, h, w, c, rows, dtype):
     """Inverse of :func:`to_blocked`: ``(h, w, c)`` codes of ``dtype`` from bytes ``buf``."""
     nb = -(-c // rows)
-    blocks = np.ascontiguousarray(np.asarray(buf[:nb * h * w * rows])).reshape(nb, h, w, rows)
+    blocks = np.ascontiguousarray(np.asarray(buf[: nb * h * w * rows])).reshape(nb, h, w, rows)
     if c == nb * rows:
         out = np.empty((h, w, nb, rows), np.uint8)
         np.copyto(_words(out), _words(blocks).transpose(1, 2, 0, 3))

@@ -39,8 +39,9 @@ def _geometry(shape, kernel, stride, dilation, pads):
     (kh, kw), (sh, sw), (dh, dw) = kernel, stride, dilation
     pt, pl, pb, pr = pads
     if min(kh, kw, sh, sw, dh, dw) < 1 or min(pads) < 0:
-        raise QuantizationError(f"bad kernel {kernel}, stride {stride}, dilation {dilation} "
-                                f"or pads {pads}")
+        raise QuantizationError(
+            f"bad kernel {kernel}, stride {stride}, dilation {dilation} or pads {pads}"
+        )
     if max(pt, pb) >= kh or max(pl, pr) >= kw:
         # ONNX requires pads smaller than the kernel, so every window sees the image.
         raise QuantizationError(f"pads {pads} must be smaller than the kernel {kernel}")
@@ -59,8 +60,12 @@ def _windows(x, kernel, stride, dilation, pads, fill):
     ho, wo = _geometry(x.shape, kernel, stride, dilation, pads)
     xp = np.pad(x, ((0, 0), (pt, pb), (pl, pr), (0, 0)), constant_values=fill)
     s = xp.strides
-    return as_strided(xp, (n, ho, wo, kh, kw, c),
-                      (s[0], s[1] * sh, s[2] * sw, s[1] * dh, s[2] * dw, s[3]), writeable=False)
+    return as_strided(
+        xp,
+        (n, ho, wo, kh, kw, c),
+        (s[0], s[1] * sh, s[2] * sw, s[1] * dh, s[2] * dw, s[3]),
+        writeable=False,
+    )
 
 
 def global_avg_pool(x, x_zp, rq, out_dtype=None):
@@ -104,8 +109,19 @@ def _channel_sums(x):
     return sums.astype(np.float64).reshape(n, 1, 1, c)
 
 
-def avg_pool(x, x_zp, s_x, s_y, y_zp, kernel, *, stride=None, pads=(0, 0, 0, 0),
-             count_include_pad=False, out_dtype=None):
+def avg_pool(
+    x,
+    x_zp,
+    s_x,
+    s_y,
+    y_zp,
+    kernel,
+    *,
+    stride=None,
+    pads=(0, 0, 0, 0),
+    count_include_pad=False,
+    out_dtype=None,
+):
     """Quantized AveragePool on NHWC codes (floor mode, no dilation).
 
     Each output is ``requantize(sum(x - x_zp over the window), S_n)`` with
@@ -151,7 +167,7 @@ def avg_pool(x, x_zp, s_x, s_y, y_zp, kernel, *, stride=None, pads=(0, 0, 0, 0),
     acc = _window_sums(x, x_zp, kernel, stride, pads)
     counts = _counts(x.shape[1:3], kernel, stride, pads, count_include_pad, acc.shape[1:3])
     qmin, qmax = qrange(x.dtype)
-    bound = max(x_zp - qmin, qmax - x_zp) * kernel[0] * kernel[1]   # of |acc|
+    bound = max(x_zp - qmin, qmax - x_zp) * kernel[0] * kernel[1]  # of |acc|
     return _requantize_counts(acc, counts, bound, s_x, s_y, y_zp, out_dtype)
 
 
@@ -167,14 +183,14 @@ def _window_sums(x, x_zp, kernel, stride, pads):
     bound = kh * kw * 255
     acc_t = np.int16 if bound <= 32767 else np.int32 if bound < 1 << 31 else np.int64
     xp = np.zeros((n, h + pt + pb, w + pl + pr, c), dtype=acc_t)
-    np.subtract(x, acc_t(x_zp), out=xp[:, pt:pt + h, pl:pl + w], dtype=acc_t)
-    rows = xp[:, :(ho - 1) * sh + kh]                 # the padded rows some window reads
-    cols = rows[:, :, 0:(wo - 1) * sw + 1:sw].copy()
+    np.subtract(x, acc_t(x_zp), out=xp[:, pt : pt + h, pl : pl + w], dtype=acc_t)
+    rows = xp[:, : (ho - 1) * sh + kh]  # the padded rows some window reads
+    cols = rows[:, :, 0 : (wo - 1) * sw + 1 : sw].copy()
     for b in range(1, kw):
-        cols += rows[:, :, b:b + (wo - 1) * sw + 1:sw]
-    acc = cols[:, 0:(ho - 1) * sh + 1:sh].copy()
+        cols += rows[:, :, b : b + (wo - 1) * sw + 1 : sw]
+    acc = cols[:, 0 : (ho - 1) * sh + 1 : sh].copy()
     for a in range(1, kh):
-        acc += cols[:, a:a + (ho - 1) * sh + 1:sh]
+        acc += cols[:, a : a + (ho - 1) * sh + 1 : sh]
     return acc
 
 
@@ -188,8 +204,9 @@ def _counts(hw, kernel, stride, pads, count_include_pad, out_hw):
         start = np.arange(out, dtype=np.int64) * s - p
         return np.minimum(start + k, size) - np.maximum(start, 0)
 
-    return np.multiply.outer(inside(hw[0], kh, sh, pt, out_hw[0]),
-                             inside(hw[1], kw, sw, pl, out_hw[1]))
+    return np.multiply.outer(
+        inside(hw[0], kh, sh, pt, out_hw[0]), inside(hw[1], kw, sw, pl, out_hw[1])
+    )
 
 
 def _requantize_counts(acc, counts, bound, s_x, s_y, y_zp, out_dtype):
@@ -206,8 +223,14 @@ def _requantize_counts(acc, counts, bound, s_x, s_y, y_zp, out_dtype):
         uniq, where = tuple(int(k) for k in uniq), where.reshape(counts.shape)
     width = 2 * bound + 1
     if len(uniq) * width <= acc.size:
-        table = _pool_table(float(np.float32(s_x)), float(np.float32(s_y)), int(y_zp),
-                            np.dtype(out_dtype).str, uniq, bound)
+        table = _pool_table(
+            float(np.float32(s_x)),
+            float(np.float32(s_y)),
+            int(y_zp),
+            np.dtype(out_dtype).str,
+            uniq,
+            bound,
+        )
         idx = acc.astype(np.intp) + bound
         if where is not None:
             idx += (where * width)[None, :, :, None]
@@ -225,15 +248,27 @@ def _requantize_counts(acc, counts, bound, s_x, s_y, y_zp, out_dtype):
 def _pool_table(s_x, s_y, y_zp, dtype, counts, bound):
     """Outputs for sums ``-bound .. bound`` of each divisor in ``counts``, one row each."""
     sums = np.arange(-bound, bound + 1, dtype=np.int64)
-    rows = [requantize(sums, Requant.from_scale(pool_scale(s_x, s_y, k), y_zp, dtype))
-            for k in counts]
+    rows = [
+        requantize(sums, Requant.from_scale(pool_scale(s_x, s_y, k), y_zp, dtype)) for k in counts
+    ]
     table = np.concatenate(rows).astype(dtype)
     table.flags.writeable = False
     return table
 
 
-def avg_pool_float(x, x_zp, s_x, s_y, y_zp, kernel, *, stride=None, pads=(0, 0, 0, 0),
-                   count_include_pad=False, out_dtype=None):
+def avg_pool_float(
+    x,
+    x_zp,
+    s_x,
+    s_y,
+    y_zp,
+    kernel,
+    *,
+    stride=None,
+    pads=(0, 0, 0, 0),
+    count_include_pad=False,
+    out_dtype=None,
+):
     """AveragePool exactly as onnxruntime's QLinearAveragePool computes it, in float32.
 
     Ref: onnxruntime contrib_ops/cpu/quantization/qlinear_pool.cc (1.32), measured
@@ -326,9 +361,10 @@ def mean_float(x, axes):
     x = np.asarray(x, dtype=np.float32)
     axes = tuple(sorted(a % x.ndim for a in axes))
     if axes != tuple(range(x.ndim - len(axes), x.ndim)) or not axes:
-        raise QuantizationError(f"mean_float reduces trailing axes only, not {axes} of a "
-                                f"{x.ndim}-D tensor")
-    kept = x.shape[:x.ndim - len(axes)]
+        raise QuantizationError(
+            f"mean_float reduces trailing axes only, not {axes} of a {x.ndim}-D tensor"
+        )
+    kept = x.shape[: x.ndim - len(axes)]
     rows = x.reshape(-1, int(np.prod([x.shape[a] for a in axes], dtype=np.int64)))
     n = rows.shape[1]
     out = np.empty(rows.shape[0], np.float32)
@@ -353,13 +389,13 @@ def _eigen_sum(rows, start):
     body = rows[:, start:]
     acc0 = body[:, :p].copy()
     if whole > p:
-        acc1 = body[:, p:2 * p].copy()
+        acc1 = body[:, p : 2 * p].copy()
         for i in range(2 * p, whole2, 2 * p):
-            acc0 = acc0 + body[:, i:i + p]
-            acc1 = acc1 + body[:, i + p:i + 2 * p]
+            acc0 = acc0 + body[:, i : i + p]
+            acc1 = acc1 + body[:, i + p : i + 2 * p]
         acc0 = acc0 + acc1
         if whole > whole2:
-            acc0 = acc0 + body[:, whole2:whole2 + p]
+            acc0 = acc0 + body[:, whole2 : whole2 + p]
     res = (acc0[:, 0] + acc0[:, 2]) + (acc0[:, 1] + acc0[:, 3])
     for i in [*range(start), *range(start + whole, n)]:
         res = res + rows[:, i]

@@ -28,8 +28,16 @@ from bamboo.arch.timing import BOARDS
 
 from .errors import RuntimeBambooError
 
-__all__ = ["LayerRow", "Profile", "SegmentRow", "WALL_MEANING", "profile", "render",
-           "save_chart", "throughput"]
+__all__ = [
+    "LayerRow",
+    "Profile",
+    "SegmentRow",
+    "WALL_MEANING",
+    "profile",
+    "render",
+    "save_chart",
+    "throughput",
+]
 
 #: What a fabric segment's wall time means on each backend.
 WALL_MEANING = {
@@ -70,11 +78,11 @@ class SegmentRow:
 
     step: int
     layers: int
-    model_cycles: object          # cycle model, None without it
-    counter_cycles: object        # the engine's CYCLES counter, None when it reads zero
-    wall_seconds: float           # start to done, as the backend took it
-    in_bytes: int                 # PS->PL transfer before the run
-    out_bytes: int                # PL->PS transfer after it
+    model_cycles: object  # cycle model, None without it
+    counter_cycles: object  # the engine's CYCLES counter, None when it reads zero
+    wall_seconds: float  # start to done, as the backend took it
+    in_bytes: int  # PS->PL transfer before the run
+    out_bytes: int  # PL->PS transfer after it
 
 
 @dataclass
@@ -91,7 +99,7 @@ class Profile:
     segments: list = field(default_factory=list)
     totals: dict = field(default_factory=dict)
     throughput: object = None
-    emulation: object = None      # isa-paced: {"stretch", "memory", "clock_mhz"}
+    emulation: object = None  # isa-paced: {"stretch", "memory", "clock_mhz"}
 
     def to_dict(self):
         return asdict(self)
@@ -107,18 +115,19 @@ def _cpu_macs(node, out_shape):
 
 def _cycle_model(session, memory, clock_mhz):
     if memory not in BOARDS:
-        raise RuntimeBambooError(f"memory must be one of {', '.join(sorted(BOARDS))}, "
-                                 f"not {memory!r}")
+        raise RuntimeBambooError(
+            f"memory must be one of {', '.join(sorted(BOARDS))}, not {memory!r}"
+        )
     try:
         model_program = getattr(importlib.import_module(CYCLE_MODEL[0]), CYCLE_MODEL[1])
-    except ImportError:      # a board install without the simulator: counters only
+    except ImportError:  # a board install without the simulator: counters only
         return None
-    return model_program(session.config, session.artifact.program, session.meta,
-                                BOARDS[memory], clock_mhz)
+    return model_program(
+        session.config, session.artifact.program, session.meta, BOARDS[memory], clock_mhz
+    )
 
 
-def profile(session, input_feed=None, repeat=1, *, raw=False, memory="ultra96",
-            clock_mhz=None):
+def profile(session, input_feed=None, repeat=1, *, raw=False, memory="ultra96", clock_mhz=None):
     """Run ``input_feed`` ``repeat`` times and profile it per layer.
 
     Parameters
@@ -159,37 +168,73 @@ def profile(session, input_feed=None, repeat=1, *, raw=False, memory="ultra96",
     placement = meta.placement
     layers = sorted((ly.first, ly.node) for ly in meta.layers)
     segments = {s["step"]: s for s in st["segments"]}
-    prof = Profile(meta.name, session.backend, session.config.name, clock,
-                   memory if report is not None else None, n)
+    prof = Profile(
+        meta.name,
+        session.backend,
+        session.config.name,
+        clock,
+        memory if report is not None else None,
+        n,
+    )
     pacer = getattr(session.device, "pacer", None)
     if pacer is not None:
-        prof.emulation = {"stretch": pacer.stretch, "memory": pacer.memory.name,
-                          "clock_mhz": pacer.clock_mhz}
+        prof.emulation = {
+            "stretch": pacer.stretch,
+            "memory": pacer.memory.name,
+            "clock_mhz": pacer.clock_mhz,
+        }
     for k, step in enumerate(session.steps):
         if step.on_fabric:
             lo, hi = step.insn_start, step.insn_start + step.insn_count
             names = [name for first, name in layers if lo <= first < hi]
             for name in names:
                 m = model.get(name)
-                prof.rows.append(LayerRow(
-                    k, name, placement[name].op if name in placement else "-", "fabric",
-                    m.macs if m else None, m.cycles if m else None,
-                    m.cycles / (clock * 1e6) if m else None, "model" if m else "-",
-                    m.bound if m else ""))
+                prof.rows.append(
+                    LayerRow(
+                        k,
+                        name,
+                        placement[name].op if name in placement else "-",
+                        "fabric",
+                        m.macs if m else None,
+                        m.cycles if m else None,
+                        m.cycles / (clock * 1e6) if m else None,
+                        "model" if m else "-",
+                        m.bound if m else "",
+                    )
+                )
             seg = segments[k]
             runs = max(seg["runs"], 1)
-            model_cycles = sum(model[x].cycles for x in names if x in model) \
-                if report is not None else None
-            prof.segments.append(SegmentRow(
-                k, len(names), model_cycles, seg["cycles"] // runs or None,
-                seg["seconds"] / runs, seg["in_bytes"] // runs, seg["out_bytes"] // runs))
+            model_cycles = (
+                sum(model[x].cycles for x in names if x in model) if report is not None else None
+            )
+            prof.segments.append(
+                SegmentRow(
+                    k,
+                    len(names),
+                    model_cycles,
+                    seg["cycles"] // runs or None,
+                    seg["seconds"] / runs,
+                    seg["in_bytes"] // runs,
+                    seg["out_bytes"] // runs,
+                )
+            )
         else:
             for name in step.nodes:
                 d = st["cpu_nodes"].get(name, {"runs": 0, "seconds": 0.0})
                 node = session.nodes[name]
                 out = session.tensors[node["outputs"][0]].shape
-                prof.rows.append(LayerRow(k, name, node["op"], "cpu", _cpu_macs(node, out),
-                                          None, d["seconds"] / max(n, 1), "measured"))
+                prof.rows.append(
+                    LayerRow(
+                        k,
+                        name,
+                        node["op"],
+                        "cpu",
+                        _cpu_macs(node, out),
+                        None,
+                        d["seconds"] / max(n, 1),
+                        "measured",
+                    )
+                )
     prof.totals = _totals(prof, st, report, clock, n)
     return prof
 
@@ -211,15 +256,22 @@ def _totals(prof, st, report, clock, n):
         "cpu_seconds": st["cpu_seconds"] / max(n, 1),
         "frame_seconds": st["frame_seconds"] / max(n, 1),
     }
-    t["counter_seconds"] = t["counter_cycles"] / (clock * 1e6) \
-        if t["counter_cycles"] is not None else None
+    t["counter_seconds"] = (
+        t["counter_cycles"] / (clock * 1e6) if t["counter_cycles"] is not None else None
+    )
     for key in ("ps_to_pl", "pl_to_ps"):
         d = st[key]
-        t[key] = {"transfers": d["transfers"] / max(n, 1), "bytes": d["bytes"] / max(n, 1),
-                  "seconds": d["seconds"] / max(n, 1)}
+        t[key] = {
+            "transfers": d["transfers"] / max(n, 1),
+            "bytes": d["bytes"] / max(n, 1),
+            "seconds": d["seconds"] / max(n, 1),
+        }
     fabric = t["counter_seconds"] if t["counter_seconds"] is not None else t["model_seconds"]
-    t["fabric_source"] = "counters" if t["counter_seconds"] is not None else \
-        ("model" if fabric is not None else None)
+    t["fabric_source"] = (
+        "counters"
+        if t["counter_seconds"] is not None
+        else ("model" if fabric is not None else None)
+    )
     if fabric is not None:
         xfer = t["ps_to_pl"]["seconds"] + t["pl_to_ps"]["seconds"]
         t["projected_frame_seconds"] = fabric + t["cpu_seconds"] + xfer
@@ -256,14 +308,22 @@ def throughput(session, input_feed, frames=8, rounds=3, *, raw=False):
             start = time.perf_counter()
             outs[mode] = session.run_batch(feeds, raw=raw, pipeline=mode)
             best[mode] = min(best[mode], time.perf_counter() - start)
-    equal = all(np.array_equal(a, b) for fa, fb in zip(outs[False], outs[True])
-                for a, b in zip(fa, fb))
+    equal = all(
+        np.array_equal(a, b) for fa, fb in zip(outs[False], outs[True]) for a, b in zip(fa, fb)
+    )
     seq, par = frames / best[False], frames / best[True]
-    return {"frames": frames, "rounds": max(1, rounds), "sequential_fps": seq,
-            "pipelined_fps": par, "gain": par / seq, "outputs_equal": equal}
+    return {
+        "frames": frames,
+        "rounds": max(1, rounds),
+        "sequential_fps": seq,
+        "pipelined_fps": par,
+        "gain": par / seq,
+        "outputs_equal": equal,
+    }
 
 
 # Text --------------------------------------------------------------------------------------
+
 
 def _num(v, fmt="{:d}"):
     return "-" if v is None else fmt.format(v)
@@ -276,10 +336,12 @@ def _ms(seconds):
 def render(prof, width=44):
     """The profile as a text table with totals."""
     memory = f"cycle model behind {prof.memory} memory" if prof.memory else "no cycle model"
-    lines = [f"{prof.name or 'model'} on {prof.backend} ({prof.config}, {prof.clock_mhz:g} MHz, "
-             f"{memory}), {prof.frames} frame(s); times per frame",
-             f"{'step':>4}  {'layer':<{width}} {'op':<9} {'where':<6} {'MACs':>11} "
-             f"{'cycles':>9} {'time us':>10}  source"]
+    lines = [
+        f"{prof.name or 'model'} on {prof.backend} ({prof.config}, {prof.clock_mhz:g} MHz, "
+        f"{memory}), {prof.frames} frame(s); times per frame",
+        f"{'step':>4}  {'layer':<{width}} {'op':<9} {'where':<6} {'MACs':>11} "
+        f"{'cycles':>9} {'time us':>10}  source",
+    ]
     segs = {s.step: s for s in prof.segments}
     last = None
     for r in prof.rows:
@@ -287,10 +349,12 @@ def render(prof, width=44):
             lines.append(_segment_line(segs[last], prof))
         last = r.step
         t = None if r.seconds is None else r.seconds * 1e6
-        name = r.name if len(r.name) <= width else "…" + r.name[-(width - 1):]
-        lines.append(f"{r.step:>4}  {name:<{width}} {r.op:<9} {r.where:<6} {_num(r.macs):>11} "
-                     f"{_num(r.cycles):>9} {_num(t, '{:.2f}'):>10}  {r.source}"
-                     + (f" ({r.bound})" if r.bound else ""))
+        name = r.name if len(r.name) <= width else "…" + r.name[-(width - 1) :]
+        lines.append(
+            f"{r.step:>4}  {name:<{width}} {r.op:<9} {r.where:<6} {_num(r.macs):>11} "
+            f"{_num(r.cycles):>9} {_num(t, '{:.2f}'):>10}  {r.source}"
+            + (f" ({r.bound})" if r.bound else "")
+        )
     if last in segs:
         lines.append(_segment_line(segs[last], prof))
     lines += _total_lines(prof)
@@ -298,12 +362,17 @@ def render(prof, width=44):
 
 
 def _segment_line(s, prof):
-    model = "-" if s.model_cycles is None else \
-        f"{s.model_cycles} cycles = {s.model_cycles / prof.clock_mhz:.2f} us"
+    model = (
+        "-"
+        if s.model_cycles is None
+        else f"{s.model_cycles} cycles = {s.model_cycles / prof.clock_mhz:.2f} us"
+    )
     counters = "-" if s.counter_cycles is None else f"{s.counter_cycles} cycles"
-    return (f"{'':>4}  `- segment {s.step}: {s.layers} layers; model {model}; counters "
-            f"{counters}; wall {_ms(s.wall_seconds)}; PS->PL {s.in_bytes} B, "
-            f"PL->PS {s.out_bytes} B")
+    return (
+        f"{'':>4}  `- segment {s.step}: {s.layers} layers; model {model}; counters "
+        f"{counters}; wall {_ms(s.wall_seconds)}; PS->PL {s.in_bytes} B, "
+        f"PL->PS {s.out_bytes} B"
+    )
 
 
 def _total_lines(prof):
@@ -311,12 +380,19 @@ def _total_lines(prof):
     wall = WALL_MEANING.get(prof.backend, "measured")
     if prof.emulation:
         e = prof.emulation
-        wall += (f": {e['stretch']:g}x the model at {e['clock_mhz']:g} MHz behind "
-                 f"{e['memory']} memory")
-    model = "-" if t["model_cycles"] is None else \
-        f"{t['model_cycles']} cycles = {_ms(t['model_seconds'])} at {prof.clock_mhz:g} MHz"
-    counters = "-" if t["counter_cycles"] is None else \
-        f"{t['counter_cycles']} cycles = {_ms(t['counter_seconds'])}"
+        wall += (
+            f": {e['stretch']:g}x the model at {e['clock_mhz']:g} MHz behind {e['memory']} memory"
+        )
+    model = (
+        "-"
+        if t["model_cycles"] is None
+        else f"{t['model_cycles']} cycles = {_ms(t['model_seconds'])} at {prof.clock_mhz:g} MHz"
+    )
+    counters = (
+        "-"
+        if t["counter_cycles"] is None
+        else f"{t['counter_cycles']} cycles = {_ms(t['counter_seconds'])}"
+    )
     macs = "-" if t["fabric_macs"] is None else f"{t['fabric_macs']} MACs"
     out = [
         f"fabric: {t['segments']} segments, {t['fabric_layers']} layers, {macs}; "
@@ -327,26 +403,32 @@ def _total_lines(prof):
     xfer = []
     for key, label in (("ps_to_pl", "PS->PL"), ("pl_to_ps", "PL->PS")):
         d = t[key]
-        xfer.append(f"{label} {d['transfers']:g} transfers, {d['bytes']:.0f} bytes, "
-                    f"{_ms(d['seconds'])}")
+        xfer.append(
+            f"{label} {d['transfers']:g} transfers, {d['bytes']:.0f} bytes, {_ms(d['seconds'])}"
+        )
     out.append("transfers: " + "; ".join(xfer))
     line = f"frame: {_ms(t['frame_seconds'])} measured on {prof.backend}"
     if t["projected_frame_seconds"] is not None:
         p, sp = t["projected_frame_seconds"], t["projected_split"]
         share = ", ".join(f"{k} {v / p:.0%}" for k, v in sp.items()) if p else ""
-        line += (f"; fabric ({t['fabric_source']}) + cpu + transfers = {_ms(p)} "
-                 f"({share}; cpu and transfers as measured on this machine)")
+        line += (
+            f"; fabric ({t['fabric_source']}) + cpu + transfers = {_ms(p)} "
+            f"({share}; cpu and transfers as measured on this machine)"
+        )
     out.append(line)
     if prof.throughput:
         tp = prof.throughput
-        out.append(f"throughput over {tp['frames']} frames on {prof.backend}: sequential "
-                   f"{tp['sequential_fps']:.2f} frames/s, pipelined {tp['pipelined_fps']:.2f} "
-                   f"frames/s, gain {tp['gain']:.2f}x (best of {tp['rounds']} rounds; outputs "
-                   f"{'equal' if tp['outputs_equal'] else 'DIFFER'})")
+        out.append(
+            f"throughput over {tp['frames']} frames on {prof.backend}: sequential "
+            f"{tp['sequential_fps']:.2f} frames/s, pipelined {tp['pipelined_fps']:.2f} "
+            f"frames/s, gain {tp['gain']:.2f}x (best of {tp['rounds']} rounds; outputs "
+            f"{'equal' if tp['outputs_equal'] else 'DIFFER'})"
+        )
     return out
 
 
 # Chart -------------------------------------------------------------------------------------
+
 
 def save_chart(prof, path, top=60):
     """Draw the profile as a PNG: per-layer time (left), the frame's split (right).
@@ -360,9 +442,10 @@ def save_chart(prof, path, top=60):
         from matplotlib.figure import Figure
         from matplotlib.patches import Patch
     except ImportError:
-        raise RuntimeBambooError("--png needs matplotlib (pip install matplotlib); the "
-                                 "table and --json do not") from None
-    rows = [r for r in prof.rows if r.seconds]     # not FINISH (0 cycles): a log axis
+        raise RuntimeBambooError(
+            "--png needs matplotlib (pip install matplotlib); the table and --json do not"
+        ) from None
+    rows = [r for r in prof.rows if r.seconds]  # not FINISH (0 cycles): a log axis
     if len(rows) > top:
         keep = set(id(r) for r in sorted(rows, key=lambda r: -r.seconds)[:top])
         rows = [r for r in rows if id(r) in keep]
@@ -377,10 +460,13 @@ def save_chart(prof, path, top=60):
     ax.set_yticks(y, [f"{r.name[-40:]} ({r.op})" for r in rows], fontsize=6)
     ax.invert_yaxis()
     ax.set_xlabel("time per frame (us, log): fabric = cycle model, cpu = measured")
-    ax.set_title(f"{prof.name or 'model'} on {prof.backend} ({prof.config}, "
-                 f"{prof.clock_mhz:g} MHz)", fontsize=9)
-    ax.legend(handles=[Patch(color=c, label=w) for w, c in colors.items()],
-              loc="lower right", fontsize=7)
+    ax.set_title(
+        f"{prof.name or 'model'} on {prof.backend} ({prof.config}, {prof.clock_mhz:g} MHz)",
+        fontsize=9,
+    )
+    ax.legend(
+        handles=[Patch(color=c, label=w) for w, c in colors.items()], loc="lower right", fontsize=7
+    )
     side = fig.add_subplot(grid[1])
     split = prof.totals.get("projected_split") or {}
     bottom = 0.0

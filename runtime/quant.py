@@ -59,7 +59,8 @@ def quantize(x, scale, zp, dtype=np.uint8, axis=1):
     scale, zp = _params(scale, zp, x.ndim, axis)
     if np.any(zp < qmin) or np.any(zp > qmax):
         raise QuantizationError(
-            f"zero point {zp.ravel().tolist()} is outside the {np.dtype(dtype)} range")
+            f"zero point {zp.ravel().tolist()} is outside the {np.dtype(dtype)} range"
+        )
     # np.divide on two float32 arrays is one correctly rounded float32 division,
     # and np.rint rounds half to even: together RNE(f32(x / s)).
     with np.errstate(over="ignore", invalid="ignore"):
@@ -72,7 +73,7 @@ def quantize(x, scale, zp, dtype=np.uint8, axis=1):
     q += zp.astype(np.float32)
     np.maximum(q, np.float32(qmin), out=q)
     np.minimum(q, np.float32(qmax), out=q)
-    with np.errstate(invalid="ignore"):    # NaN: no warning on stderr
+    with np.errstate(invalid="ignore"):  # NaN: no warning on stderr
         return q.astype(dtype)
 
 

@@ -29,8 +29,15 @@ from functools import cached_property
 import numpy as np
 
 __all__ = [
-    "MANTISSA_BITS", "Requant", "requantize", "requantize_int", "round_significant", "rne_shift",
-    "conv_scale", "pool_scale", "qrange",
+    "MANTISSA_BITS",
+    "Requant",
+    "requantize",
+    "requantize_int",
+    "round_significant",
+    "rne_shift",
+    "conv_scale",
+    "pool_scale",
+    "qrange",
 ]
 
 MANTISSA_BITS = 24
@@ -143,8 +150,13 @@ class Requant:
         if not (np.all(m > 0) and np.all(m < 1 << MANTISSA_BITS) and np.all(e < 0)):
             return None
         f64 = np.float64
-        return m.astype(np.float32), np.ldexp(1.0, e.astype(np.int32)), f64(self.zp), \
-            f64(self.qmin), f64(self.qmax)
+        return (
+            m.astype(np.float32),
+            np.ldexp(1.0, e.astype(np.int32)),
+            f64(self.zp),
+            f64(self.qmin),
+            f64(self.qmax),
+        )
 
 
 def _along(v, ndim, axis):
@@ -174,7 +186,7 @@ def _requantize_float(acc, m, pow2, zp, qmin, qmax):
     """
     a = acc.astype(np.float64).astype(np.float32)
     p = np.multiply(a, m, dtype=np.float32)
-    y = np.asarray(np.multiply(p, pow2, dtype=np.float64))   # an array also for 0-d ``acc``
+    y = np.asarray(np.multiply(p, pow2, dtype=np.float64))  # an array also for 0-d ``acc``
     np.rint(y, out=y)
     np.add(y, zp, out=y)
     np.maximum(y, qmin, out=y)
@@ -194,8 +206,9 @@ def requantize(acc, rq, axis=-1):
         return requantize_int(acc, rq, axis)
     acc = np.asarray(acc)
     m, pow2, zp, qmin, qmax = ops
-    return _requantize_float(acc, _along(m, acc.ndim, axis), _along(pow2, acc.ndim, axis),
-                             zp, qmin, qmax)
+    return _requantize_float(
+        acc, _along(m, acc.ndim, axis), _along(pow2, acc.ndim, axis), zp, qmin, qmax
+    )
 
 
 def requantize_int(acc, rq, axis=-1):
@@ -207,7 +220,7 @@ def requantize_int(acc, rq, axis=-1):
         shape = [1] * acc.ndim
         shape[axis] = m.shape[0]
         m, e = m.reshape(shape), e.reshape(shape)
-    a = round_significant(acc)                      # 1. f32(acc)
-    p = round_significant(a * m)                    # 2, 3. f32(f32(acc) * S), scaled by 2**-e
+    a = round_significant(acc)  # 1. f32(acc)
+    p = round_significant(a * m)  # 2, 3. f32(f32(acc) * S), scaled by 2**-e
     y = np.where(e >= 0, p << np.maximum(e, 0), rne_shift(p, np.maximum(-e, 0)))  # 4.
     return np.clip(y + rq.zp, rq.qmin, rq.qmax).astype(np.int32)

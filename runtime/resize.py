@@ -21,14 +21,27 @@ onnxruntime itself (``tests/runtime/test_resize.py``).
 
 import numpy as np
 
-__all__ = ["COORDINATE_MODES", "NEAREST_MODES", "source_coords", "nearest_map", "linear_map",
-           "repeat_factor", "resize_nearest", "resize_linear"]
+__all__ = [
+    "COORDINATE_MODES",
+    "NEAREST_MODES",
+    "source_coords",
+    "nearest_map",
+    "linear_map",
+    "repeat_factor",
+    "resize_nearest",
+    "resize_linear",
+]
 
 _F32 = np.float32
 
 #: ``coordinate_transformation_mode`` values these kernels reproduce.
-COORDINATE_MODES = ("half_pixel", "pytorch_half_pixel", "align_corners", "asymmetric",
-                    "tf_half_pixel_for_nn")
+COORDINATE_MODES = (
+    "half_pixel",
+    "pytorch_half_pixel",
+    "align_corners",
+    "asymmetric",
+    "tf_half_pixel_for_nn",
+)
 #: ``nearest_mode`` values (``simple``: Upsample and Resize-10, before the attribute existed).
 NEAREST_MODES = ("round_prefer_floor", "round_prefer_ceil", "floor", "ceil", "simple")
 
@@ -56,8 +69,9 @@ def source_coords(out_len, in_len, scale, mode):
         if out_len == 1:
             return np.zeros(1, _F32)
         return ((x * (lo - _F32(1))) / (lr - _F32(1))).astype(_F32)
-    raise ValueError(f"coordinate_transformation_mode must be one of {COORDINATE_MODES}, "
-                     f"not {mode!r}")
+    raise ValueError(
+        f"coordinate_transformation_mode must be one of {COORDINATE_MODES}, not {mode!r}"
+    )
 
 
 def _round_half_away(v):
@@ -150,20 +164,20 @@ def resize_linear(x, ymap, xmap, requant=None):
     n, _, _, c = x.shape
     out = np.empty((n, len(y1), len(x1), c), x.dtype)
     # Columns first: the four corner columns of every output column, once for all rows.
-    c1, c2 = np.take(v, x1, axis=2), np.take(v, x2, axis=2)   # (N, H_in, W_out, C)
+    c1, c2 = np.take(v, x1, axis=2), np.take(v, x2, axis=2)  # (N, H_in, W_out, C)
     wx1, wx2 = dx1.astype(_F32)[:, None], dx2.astype(_F32)[:, None]
     step = max(1, BLOCK_ELEMENTS // max(1, n * len(x1) * c))
     for r0 in range(0, len(y1), step):
         r = slice(r0, r0 + step)
-        out[:, r] = _linear_rows(c1, c2, y1[r], y2[r], dy1[r], dy2[r], wx1, wx2, requant,
-                                 x.dtype)
+        out[:, r] = _linear_rows(c1, c2, y1[r], y2[r], dy1[r], dy2[r], wx1, wx2, requant, x.dtype)
     return out
 
 
 def _linear_rows(c1, c2, y1, y2, dy1, dy2, wx1, wx2, requant, dtype):
     """Output rows ``y`` of :func:`resize_linear` from the column-gathered maps."""
-    def w(a, b):   # (rows, W_out, 1) float32 products a[y] * b[x]
-        return (a.astype(_F32)[:, None, None] * b[None])
+
+    def w(a, b):  # (rows, W_out, 1) float32 products a[y] * b[x]
+        return a.astype(_F32)[:, None, None] * b[None]
 
     # One float32 rounding per operation, in the C++ expression's order:
     # d2y*d2x*X11 + d2y*d1x*X21 + d1y*d2x*X12 + d1y*d1x*X22.
@@ -180,5 +194,5 @@ def _linear_rows(c1, c2, y1, y2, dy1, dy2, wx1, wx2, requant, dtype):
     s_out, zp_out = _F32(requant[2]), int(requant[3])
     acc /= s_out
     np.rint(acc, out=acc)
-    acc += _F32(zp_out)   # integers below 2**24: exact
+    acc += _F32(zp_out)  # integers below 2**24: exact
     return np.clip(acc, info.min, info.max, out=acc).astype(dtype)

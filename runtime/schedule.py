@@ -45,8 +45,15 @@ def walk(meta, rows, values, port, cpu):
         if not step.on_fabric:
             cpu(k, step, values)
             continue
-        port.write(k, step, [(tensors[t].offset, to_blocked(values[t], rows))
-                             for t in step.inputs if t not in on_device])
+        port.write(
+            k,
+            step,
+            [
+                (tensors[t].offset, to_blocked(values[t], rows))
+                for t in step.inputs
+                if t not in on_device
+            ],
+        )
         port.execute(k, step)
         outs = [tensors[t] for t in step.outputs]
         raws = port.read(k, step, [(d.offset, act_bytes(*d.canon, rows)) for d in outs])

@@ -80,7 +80,8 @@ def make_device(backend, config, **options):
     """A :class:`~bamboo.runtime.device.Device` of ``backend`` for ``config``."""
     if backend not in BACKENDS:
         raise RuntimeBambooError(
-            f"backend must be one of {', '.join(sorted(BACKENDS))}, not {backend!r}")
+            f"backend must be one of {', '.join(sorted(BACKENDS))}, not {backend!r}"
+        )
     module, cls = BACKENDS[backend]
     try:
         mod = importlib.import_module(module)
@@ -89,8 +90,9 @@ def make_device(backend, config, **options):
     try:
         return getattr(mod, cls)(config, **options)
     except TypeError as exc:
-        raise RuntimeBambooError(f"backend {backend!r} does not take these options "
-                                 f"{sorted(options)}: {exc}") from None
+        raise RuntimeBambooError(
+            f"backend {backend!r} does not take these options {sorted(options)}: {exc}"
+        ) from None
 
 
 class _Engine:
@@ -105,7 +107,7 @@ class _Engine:
     def __init__(self):
         self._cond = threading.Condition()
         self._busy = False
-        self._waiting = []          # frame numbers, a heap
+        self._waiting = []  # frame numbers, a heap
 
     def acquire(self, frame):
         with self._cond:
@@ -145,7 +147,7 @@ class _Pool:
                 raise RuntimeBambooError("the session is closed: make a new Session to run")
             if self._free:
                 return self._free.pop()
-            ctx = self._make()   # under the lock: a device's allocator need not be thread-safe
+            ctx = self._make()  # under the lock: a device's allocator need not be thread-safe
             self.all.append(ctx)
             return ctx
 
@@ -176,8 +178,9 @@ class _Port(Port):
         for offset, blob in blobs:
             self.ctx.buf.write(offset, blob)
         self.ctx.buf.flush()
-        self.s._count("ps_to_pl", sum(b.size for _, b in blobs), time.perf_counter() - start,
-                      step=k)
+        self.s._count(
+            "ps_to_pl", sum(b.size for _, b in blobs), time.perf_counter() - start, step=k
+        )
 
     def execute(self, k, step):
         s, ctx = self.s, self.ctx
@@ -238,41 +241,64 @@ class Session:
         Arguments of the wrong kind, an unreadable file, an unavailable backend.
     """
 
-    def __init__(self, path_or_bytes, backend="isa", config=None, *, device=None,
-                 timeout=None, pipeline=True, **backend_options):
-        self._pool = None       # close() before the end of __init__ has nothing to free
+    def __init__(
+        self,
+        path_or_bytes,
+        backend="isa",
+        config=None,
+        *,
+        device=None,
+        timeout=None,
+        pipeline=True,
+        **backend_options,
+    ):
+        self._pool = None  # close() before the end of __init__ has nothing to free
         if isinstance(path_or_bytes, (str, Path)):
             try:
                 data = Path(path_or_bytes).read_bytes()
             except OSError as exc:
-                raise RuntimeBambooError(f"cannot read artifact {path_or_bytes}: "
-                                         f"{exc.strerror or exc}") from None
+                raise RuntimeBambooError(
+                    f"cannot read artifact {path_or_bytes}: {exc.strerror or exc}"
+                ) from None
         elif isinstance(path_or_bytes, (bytes, bytearray, memoryview)):
             data = bytes(path_or_bytes)
         else:
             raise RuntimeBambooError(
                 "Session takes a .bmb path (str or pathlib.Path) or the artifact's bytes, not "
-                f"{type(path_or_bytes).__name__}")
+                f"{type(path_or_bytes).__name__}"
+            )
         if config is not None and not isinstance(config, AcceleratorConfig):
-            raise RuntimeBambooError("config must be an AcceleratorConfig (bamboo.arch.preset("
-                                     f"name)) or None, not {type(config).__name__}")
-        if timeout is not None and (isinstance(timeout, bool) or
-                                    not isinstance(timeout, (int, float)) or not timeout > 0):
-            raise RuntimeBambooError(f"timeout must be a positive number of seconds, not "
-                                     f"{timeout!r}")
+            raise RuntimeBambooError(
+                "config must be an AcceleratorConfig (bamboo.arch.preset("
+                f"name)) or None, not {type(config).__name__}"
+            )
+        if timeout is not None and (
+            isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0
+        ):
+            raise RuntimeBambooError(
+                f"timeout must be a positive number of seconds, not {timeout!r}"
+            )
         art = read_artifact(data, config_id=None if config is None else config.config_id)
         meta = art.metadata
         config = art.config if config is None else config
         self.config, self.artifact, self.meta, self.io = config, art, meta, art.ioquant
         try:
-            self.nodes = {name: {"op": n.op, "inputs": n.inputs, "outputs": n.outputs,
-                                 "attrs": {k: decode_value(v) for k, v in n.attrs.items()}}
-                          for name, n in meta.cpu_nodes.items()}
+            self.nodes = {
+                name: {
+                    "op": n.op,
+                    "inputs": n.inputs,
+                    "outputs": n.outputs,
+                    "attrs": {k: decode_value(v) for k, v in n.attrs.items()},
+                }
+                for name, n in meta.cpu_nodes.items()
+            }
         except (BambooError, ValueError, TypeError, KeyError) as exc:
-            raise ArtifactCorruptError(f"invalid artifact: a CPU node's attributes do not "
-                                       f"decode: {exc}") from None
-        self.device = device if device is not None else make_device(backend, config,
-                                                                   **backend_options)
+            raise ArtifactCorruptError(
+                f"invalid artifact: a CPU node's attributes do not decode: {exc}"
+            ) from None
+        self.device = (
+            device if device is not None else make_device(backend, config, **backend_options)
+        )
         self.backend, self.pipeline = getattr(self.device, "name", backend), pipeline
         self.timeout = self.device.default_timeout if timeout is None else timeout
         try:
@@ -282,11 +308,16 @@ class Session:
                 self.device.close()
             raise
         mem = meta.memory
-        self._image = (mem.footprint, art.weights, mem.region("weights")[0], art.program,
-                       mem.region("program")[0])
+        self._image = (
+            mem.footprint,
+            art.weights,
+            mem.region("weights")[0],
+            art.program,
+            mem.region("program")[0],
+        )
         self._program_offset = mem.region("program")[0]
         self._engine = _Engine()
-        self._frame_numbers = itertools.count()     # next() is atomic under the GIL
+        self._frame_numbers = itertools.count()  # next() is atomic under the GIL
         self._stats_lock = threading.Lock()
         self.tensors = meta.tensors
         self.steps = meta.steps
@@ -294,7 +325,7 @@ class Session:
         self.reset_stats()
         try:
             self._pool = _Pool(lambda: _Context(self.device, *self._image))
-            self._pool.give(self._pool.take())     # one window copy ready for the first run
+            self._pool.give(self._pool.take())  # one window copy ready for the first run
         except Exception:
             if device is None:
                 self.device.close()
@@ -306,16 +337,19 @@ class Session:
         if ident["id"] != MAGIC:
             raise RuntimeBambooError(
                 f"no Bamboo engine at the register base: ID reads {ident['id']:#010x}, "
-                f"expected {MAGIC:#010x}")
+                f"expected {MAGIC:#010x}"
+            )
         if ident["isa_version"] != self.artifact.isa_version:
             raise ArtifactMismatchError(
                 f"the {self.backend} engine runs ISA version {ident['isa_version']}, the "
-                f"artifact was compiled for {self.artifact.isa_version}")
+                f"artifact was compiled for {self.artifact.isa_version}"
+            )
         if ident["config_id"] != self.artifact.config_id:
             raise ArtifactMismatchError(
                 f"the {self.backend} engine has config_id {ident['config_id']:#010x}, the "
                 f"artifact was compiled for {self.artifact.config_id:#010x}: recompile for "
-                "the loaded bitstream")
+                "the loaded bitstream"
+            )
         assert ISA_VERSION == self.artifact.isa_version
 
     def close(self):
@@ -387,8 +421,10 @@ class Session:
         """
         pipeline = self.pipeline if pipeline is None else pipeline
         if isinstance(feeds_list, (dict, np.ndarray)) or not hasattr(feeds_list, "__iter__"):
-            raise RuntimeBambooError("run_batch takes a list of feeds (one per frame), not "
-                                     f"{type(feeds_list).__name__}: use run() for one frame")
+            raise RuntimeBambooError(
+                "run_batch takes a list of feeds (one per frame), not "
+                f"{type(feeds_list).__name__}: use run() for one frame"
+            )
         self._output_names(output_names)
         if not pipeline:
             return [self.run(output_names, f, raw=raw) for f in feeds_list]
@@ -410,11 +446,24 @@ class Session:
     # Statistics -------------------------------------------------------------------------
     def reset_stats(self):
         """Zero the transfer, segment and CPU counters."""
-        seg = [{"step": k, "insn_start": s.insn_start, "insn_count": s.insn_count,
-                "runs": 0, "seconds": 0.0, "cycles": 0, "in_bytes": 0, "out_bytes": 0}
-               for k, s in enumerate(self.steps) if s.on_fabric]
+        seg = [
+            {
+                "step": k,
+                "insn_start": s.insn_start,
+                "insn_count": s.insn_count,
+                "runs": 0,
+                "seconds": 0.0,
+                "cycles": 0,
+                "in_bytes": 0,
+                "out_bytes": 0,
+            }
+            for k, s in enumerate(self.steps)
+            if s.on_fabric
+        ]
         self._stats = {
-            "backend": self.backend, "frames": 0, "frame_seconds": 0.0,
+            "backend": self.backend,
+            "frames": 0,
+            "frame_seconds": 0.0,
             "ps_to_pl": {"transfers": 0, "bytes": 0, "seconds": 0.0},
             "pl_to_ps": {"transfers": 0, "bytes": 0, "seconds": 0.0},
             "segments": {s["step"]: s for s in seg},
@@ -425,7 +474,7 @@ class Session:
     def _count(self, what, nbytes, seconds, key=None, step=None):
         with self._stats_lock:
             s = self._stats
-            if step is not None:     # a transfer of fabric step ``step``
+            if step is not None:  # a transfer of fabric step ``step``
                 s["segments"][step]["in_bytes" if what == "ps_to_pl" else "out_bytes"] += nbytes
             if what == "frames":
                 s["frames"] += 1
@@ -440,8 +489,9 @@ class Session:
                 d = s["cpu"].setdefault(op, {"runs": 0, "seconds": 0.0})
                 d["runs"] += 1
                 d["seconds"] += seconds
-                d = s["cpu_nodes"].setdefault(name, {"op": op, "step": k, "runs": 0,
-                                                     "seconds": 0.0})
+                d = s["cpu_nodes"].setdefault(
+                    name, {"op": op, "step": k, "runs": 0, "seconds": 0.0}
+                )
                 d["runs"] += 1
                 d["seconds"] += seconds
             else:
@@ -478,8 +528,10 @@ class Session:
         if output_names is None:
             return specs
         if isinstance(output_names, (str, bytes)) or not isinstance(output_names, (list, tuple)):
-            raise RuntimeBambooError(f"output_names must be a list of output names or None, "
-                                     f"not {type(output_names).__name__}")
+            raise RuntimeBambooError(
+                f"output_names must be a list of output names or None, "
+                f"not {type(output_names).__name__}"
+            )
         for name in output_names:
             if name not in specs:
                 raise RuntimeBambooError(f"no output named {name!r}; outputs: {specs}")
@@ -491,12 +543,15 @@ class Session:
             if input_feed is None or len(specs) != 1:
                 raise RuntimeBambooError(
                     f"feed a dict {{input name: array}} of the model's {len(specs)} input(s) "
-                    f"{[s.name for s in specs]}")
+                    f"{[s.name for s in specs]}"
+                )
             input_feed = {specs[0].name: input_feed}
         unknown = set(input_feed) - {s.name for s in specs}
         if unknown:
-            raise RuntimeBambooError(f"unknown inputs {sorted(map(str, unknown))}; the model "
-                                     f"takes {[s.name for s in specs]}")
+            raise RuntimeBambooError(
+                f"unknown inputs {sorted(map(str, unknown))}; the model "
+                f"takes {[s.name for s in specs]}"
+            )
         values = {}
         for s in specs:
             if s.name not in input_feed:
@@ -523,18 +578,25 @@ class Session:
         if codes and (x.dtype.kind not in "iu"):
             raise RuntimeBambooError(
                 f"input {s.name!r} is {x.dtype}, the model takes {want}"
-                + (": pass raw=False for float values" if raw and s.float else ""))
+                + (": pass raw=False for float values" if raw and s.float else "")
+            )
         if not codes and x.dtype.kind != "f":
-            raise RuntimeBambooError(f"input {s.name!r} is {x.dtype}, the model takes {want}: "
-                                     "convert it with .astype(np.float32)")
+            raise RuntimeBambooError(
+                f"input {s.name!r} is {x.dtype}, the model takes {want}: "
+                "convert it with .astype(np.float32)"
+            )
         if list(x.shape) != list(s.onnx_shape):
-            raise RuntimeBambooError(f"input {s.name!r} has shape {list(x.shape)}, the model "
-                                     f"takes {list(s.onnx_shape)} (no reshaping is done)")
+            raise RuntimeBambooError(
+                f"input {s.name!r} has shape {list(x.shape)}, the model "
+                f"takes {list(s.onnx_shape)} (no reshaping is done)"
+            )
         if codes and x.size:
             lo, hi = DTYPES[s.dtype]
             if x.min() < lo or x.max() > hi:
-                raise RuntimeBambooError(f"input {s.name!r} has codes in [{x.min()}, {x.max()}],"
-                                         f" outside the {s.dtype} range [{lo}, {hi}]")
+                raise RuntimeBambooError(
+                    f"input {s.name!r} has codes in [{x.min()}, {x.max()}],"
+                    f" outside the {s.dtype} range [{lo}, {hi}]"
+                )
         return x
 
     def _fetch(self, values, names, raw):
@@ -561,8 +623,13 @@ class Session:
             node = self.nodes[name]
             start = time.perf_counter()
             try:
-                y = run_op(node["op"], node["attrs"], [values[i] for i in node["inputs"]],
-                           [self._q(i) for i in node["inputs"]], self._q(node["outputs"][0]))
+                y = run_op(
+                    node["op"],
+                    node["attrs"],
+                    [values[i] for i in node["inputs"]],
+                    [self._q(i) for i in node["inputs"]],
+                    self._q(node["outputs"][0]),
+                )
             except BambooError:
                 raise
             except (IndexError, KeyError, TypeError, ValueError, AttributeError) as exc:
@@ -570,20 +637,25 @@ class Session:
                 # loader checked everything else): name the node, no traceback.
                 raise ArtifactCorruptError(
                     f"invalid artifact: CPU node {name!r} ({node['op']}) does not fit its "
-                    f"kernel: {type(exc).__name__}: {exc}") from None
+                    f"kernel: {type(exc).__name__}: {exc}"
+                ) from None
             out = node["outputs"][0]
             t = self.tensors[out]
             if list(y.shape) != list(t.shape) or y.dtype != np.dtype(t.dtype):
-                raise RuntimeBambooError(f"CPU node {name!r} ({node['op']}) produced "
-                                         f"{y.dtype}{list(y.shape)}, expected "
-                                         f"{t.dtype}{list(t.shape)}")
+                raise RuntimeBambooError(
+                    f"CPU node {name!r} ({node['op']}) produced "
+                    f"{y.dtype}{list(y.shape)}, expected "
+                    f"{t.dtype}{list(t.shape)}"
+                )
             values[out] = y
             self._count("cpu", 0, time.perf_counter() - start, (name, node["op"], k))
 
     def _located(self, exc, step):
         index = step.insn_start + exc.index
-        node = next((name for first, count, name in self._layers
-                     if first <= index < first + count), None)
+        node = next(
+            (name for first, count, name in self._layers if first <= index < first + count), None
+        )
         where = f" (layer {node!r})" if node else ""
-        return DeviceError(exc.code, index, f"instruction {index}{where}: engine error "
-                           f"{exc.code.name}")
+        return DeviceError(
+            exc.code, index, f"instruction {index}{where}: engine error {exc.code.name}"
+        )

@@ -29,8 +29,17 @@ from bamboo.arch import isa
 from bamboo.arch import timing as T
 from bamboo.arch.layout import transfer_elem_bytes
 
-__all__ = ["Calibration", "CycleReport", "LayerCycles", "insn_costs", "model_artifact",
-           "model_compiled", "model_program", "render", "simulate"]
+__all__ = [
+    "Calibration",
+    "CycleReport",
+    "LayerCycles",
+    "insn_costs",
+    "model_artifact",
+    "model_compiled",
+    "model_program",
+    "render",
+    "simulate",
+]
 
 # Queues by index (arch/isa.py QUEUES order: load, compute, store).
 _LOAD_Q, _COMPUTE_Q = isa.QUEUES.index("load"), isa.QUEUES.index("compute")
@@ -77,10 +86,10 @@ class Calibration:
 @dataclass
 class LayerCycles:
     node: str
-    cycles: int = 0          # attributed wall cycles (sums to the total)
-    compute: int = 0         # compute-unit busy cycles
-    load: int = 0            # load-unit busy cycles
-    store: int = 0           # store-unit busy cycles
+    cycles: int = 0  # attributed wall cycles (sums to the total)
+    compute: int = 0  # compute-unit busy cycles
+    load: int = 0  # load-unit busy cycles
+    store: int = 0  # store-unit busy cycles
     macs: int = 0
     bytes: int = 0
     instructions: int = 0
@@ -134,11 +143,15 @@ class _Engine:
         self.bpc = memory.bytes_per_cycle(config, clock_mhz)
         self.rd_lat, self.wr_lat = memory.latencies(clock_mhz)
         self.burst_ovh = memory.burst_overhead_ns * clock_mhz / 1000.0
-        self.fetch = T.INSN_FETCH_OVERHEAD + self.rd_lat + cal.fetch + \
-            -(-isa.INSN_BYTES // config.axi_data_bytes)
+        self.fetch = (
+            T.INSN_FETCH_OVERHEAD
+            + self.rd_lat
+            + cal.fetch
+            + -(-isa.INSN_BYTES // config.axi_data_bytes)
+        )
         self.mem_free = 0.0
         self.chan_free = [0.0, 0.0]
-        self.fetch_issue = []      # when the fetcher announces each instruction's burst
+        self.fetch_issue = []  # when the fetcher announces each instruction's burst
 
     def _memory(self, channel, t0, beats, bursts):
         """When the memory side of a transfer ends: its AXI channel (read or write) moves a
@@ -175,11 +188,13 @@ class _Engine:
         c, cal = self.c, self.cal
         load = f["opcode"] == isa.Opcode.LOAD
         eb = transfer_elem_bytes(c, f)
-        beats, bursts = T.transfer_beats(c, f["dram_addr"], f["y_size"], f["x_size"],
-                                         f["x_stride"], eb)
+        beats, bursts = T.transfer_beats(
+            c, f["dram_addr"], f["y_size"], f["x_size"], f["x_stride"], eb
+        )
         if load:
-            words = (f["pad_top"] + f["y_size"] + f["pad_bottom"]) * \
-                (f["pad_left"] + f["x_size"] + f["pad_right"])
+            words = (f["pad_top"] + f["y_size"] + f["pad_bottom"]) * (
+                f["pad_left"] + f["x_size"] + f["pad_right"]
+            )
             engine = T.load_chunks(c, eb, words, lut=f["buffer"] == isa.Buffer.LUT)
             t0 = start + cal.load_pre
             mem_end = self._memory(0, t0, beats, bursts)
@@ -192,8 +207,11 @@ class _Engine:
     def compute(self, f, start):
         op = f["opcode"]
         if op == isa.Opcode.CONV:
-            return start + T.conv_insn_cycles(self.c, f) + \
-                (self.cal.compute_post if f["acc_emit"] else 0)
+            return (
+                start
+                + T.conv_insn_cycles(self.c, f)
+                + (self.cal.compute_post if f["acc_emit"] else 0)
+            )
         if op == isa.Opcode.VEC:
             n = T.vec_insn_cycles(self.c, f)
             return start + (n + self.cal.vec_post if n else 0)
@@ -213,8 +231,8 @@ class _Engine:
         pops = {k: 0 for k in pushes}
         head = [0] * len(isa.QUEUES)
         free = [0.0] * len(isa.QUEUES)
-        fetched = float(cal.run)   # when the fetcher may start the next instruction
-        p = 0           # next instruction to dispatch
+        fetched = float(cal.run)  # when the fetcher may start the next instruction
+        p = 0  # next instruction to dispatch
         done = 0
         while done < n:
             # Dispatch in order as far as queue space is known.
@@ -252,8 +270,9 @@ class _Engine:
                 if ok and (best is None or t < best[0]):
                     best = (t, q, i)
             if best is None:
-                raise RuntimeError(f"cycle model deadlock at instruction {p} "
-                                   "(a pop whose push never comes)")
+                raise RuntimeError(
+                    f"cycle model deadlock at instruction {p} (a pop whose push never comes)"
+                )
             t, q, i = best
             f = fields[i]
             for (qq, bit), fifo in _POP.items():
@@ -276,7 +295,7 @@ def simulate(config, words, memory=T.BOARDS["ideal"], clock_mhz=None, cal=Calibr
     fields = [isa.decode(w) for w in words]
     for k, f in enumerate(fields):
         if f["opcode"] == isa.Opcode.FINISH:
-            fields = fields[:k + 1]
+            fields = fields[: k + 1]
             break
     start, end = _Engine(config, memory, clock, cal).run(fields)
     return start, end, fields
@@ -326,8 +345,9 @@ def _finish(config, report):
     report.total = sum(r.cycles for r in report.layers)
     report.macs = sum(r.macs for r in report.layers)
     report.bytes = sum(r.bytes for r in report.layers)
-    report.busy = {k: sum(getattr(r, k) for r in report.layers)
-                   for k in ("compute", "load", "store")}
+    report.busy = {
+        k: sum(getattr(r, k) for r in report.layers) for k in ("compute", "load", "store")
+    }
     return report
 
 
@@ -335,7 +355,7 @@ def _model(config, words, runs, layers, memory, clock_mhz, cal):
     clock = config.clock_mhz if clock_mhz is None else clock_mhz
     report = CycleReport(config, memory, clock)
     for first, count in runs:
-        start, end, fields = simulate(config, words[first:first + count], memory, clock, cal)
+        start, end, fields = simulate(config, words[first : first + count], memory, clock, cal)
         mine = [ly for ly in layers if first <= ly[1] < first + count]
         _attribute(config, report, fields, start, end, mine, first, 0)
     return _finish(config, report)
@@ -344,8 +364,7 @@ def _model(config, words, runs, layers, memory, clock_mhz, cal):
 def model_compiled(compiled, memory=T.BOARDS["ideal"], clock_mhz=None, cal=Calibration()):
     """:class:`CycleReport` of a :class:`bamboo.compiler.backend.Compiled`."""
     runs = [(s.insn_start, s.insn_count) for s in compiled.steps if s.on_fabric]
-    return _model(compiled.config, compiled.words, runs, compiled.layers, memory, clock_mhz,
-                  cal)
+    return _model(compiled.config, compiled.words, runs, compiled.layers, memory, clock_mhz, cal)
 
 
 def model_artifact(blob, config, memory=T.BOARDS["ideal"], clock_mhz=None, cal=Calibration()):
@@ -356,8 +375,9 @@ def model_artifact(blob, config, memory=T.BOARDS["ideal"], clock_mhz=None, cal=C
     return model_program(config, art.program, art.metadata, memory, clock_mhz, cal)
 
 
-def model_program(config, program, meta, memory=T.BOARDS["ideal"], clock_mhz=None,
-                  cal=Calibration()):
+def model_program(
+    config, program, meta, memory=T.BOARDS["ideal"], clock_mhz=None, cal=Calibration()
+):
     """:class:`CycleReport` of an artifact's PROGRAM bytes and METADATA
     (:class:`bamboo.arch.metadata.Metadata`: steps, layers)."""
     words = isa.decode_bytes(program)
@@ -368,14 +388,19 @@ def model_program(config, program, meta, memory=T.BOARDS["ideal"], clock_mhz=Non
 
 def render(report, top=None):
     """The per-layer table and totals as text."""
-    lines = [f"{'layer':<40} {'cycles':>10} {'compute':>10} {'load':>10} {'store':>10} "
-             f"{'bound':>11} {'MAC util':>8}"]
-    rows = report.layers if top is None else \
-        sorted(report.layers, key=lambda r: -r.cycles)[:top]
+    lines = [
+        f"{'layer':<40} {'cycles':>10} {'compute':>10} {'load':>10} {'store':>10} "
+        f"{'bound':>11} {'MAC util':>8}"
+    ]
+    rows = report.layers if top is None else sorted(report.layers, key=lambda r: -r.cycles)[:top]
     for r in rows:
-        lines.append(f"{r.node[:40]:<40} {r.cycles:>10} {r.compute:>10} {r.load:>10} "
-                     f"{r.store:>10} {r.bound:>11} {r.utilization:>8.3f}")
-    lines.append(f"total {report.total} cycles = {report.seconds * 1e3:.3f} ms at "
-                 f"{report.clock_mhz:g} MHz ({report.fps:.1f} FPS), MAC utilization "
-                 f"{report.utilization:.3f}, busy {report.busy}, memory {report.memory.name}")
+        lines.append(
+            f"{r.node[:40]:<40} {r.cycles:>10} {r.compute:>10} {r.load:>10} "
+            f"{r.store:>10} {r.bound:>11} {r.utilization:>8.3f}"
+        )
+    lines.append(
+        f"total {report.total} cycles = {report.seconds * 1e3:.3f} ms at "
+        f"{report.clock_mhz:g} MHz ({report.fps:.1f} FPS), MAC utilization "
+        f"{report.utilization:.3f}, busy {report.busy}, memory {report.memory.name}"
+    )
     return "\n".join(lines)

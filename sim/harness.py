@@ -153,8 +153,9 @@ def generate_verilog(component, name, ports=None, *, emit_src=False):
     if ports is None:
         ports = _signature_ports(component)
     # Elaborating twice (RTLIL for the key, Verilog on a miss) costs far less than Yosys.
-    key = _digest(rtlil.convert(component, name=name, ports=ports, emit_src=emit_src),
-                  amaranth.__version__)
+    key = _digest(
+        rtlil.convert(component, name=name, ports=ports, emit_src=emit_src), amaranth.__version__
+    )
     path = build_root() / "verilog" / f"{name}-{key}.v"
     with _locked(path.with_suffix(".lock")):
         if not path.exists():
@@ -266,20 +267,38 @@ def _build(runner, sources, name, build_dir, info, waves):
             sources = [_for_icarus(s, build_dir) for s in sources]
         log = build_dir / "build.log"
         try:
-            runner.build(sources=[str(s) for s in sources], hdl_toplevel=name,
-                         build_dir=str(build_dir), parameters=runner.parameters,
-                         build_args=BUILD_ARGS[info.name],
-                         timescale=TIMESCALE, waves=waves, always=True, log_file=str(log))
+            runner.build(
+                sources=[str(s) for s in sources],
+                hdl_toplevel=name,
+                build_dir=str(build_dir),
+                parameters=runner.parameters,
+                build_args=BUILD_ARGS[info.name],
+                timescale=TIMESCALE,
+                waves=waves,
+                always=True,
+                log_file=str(log),
+            )
         except (RuntimeError, SystemExit) as exc:
             raise SimulationError(
                 f"{info.name} could not build {name} in {build_dir} ({exc}); "
-                f"end of {log}:\n{_tail(log)}") from None
+                f"end of {log}:\n{_tail(log)}"
+            ) from None
         stamp.write_text(f"{info.name} {info.version}\n")
         return True
 
 
-def run_cocotb(design, test_module, simulator, *, name=None, parameters=None, extra_env=None,
-               seed=None, testcase=None, waves=False):
+def run_cocotb(
+    design,
+    test_module,
+    simulator,
+    *,
+    name=None,
+    parameters=None,
+    extra_env=None,
+    seed=None,
+    testcase=None,
+    waves=False,
+):
     """Build ``design`` once for ``simulator`` and run the cocotb tests of ``test_module``.
 
     Parameters
@@ -324,9 +343,17 @@ def run_cocotb(design, test_module, simulator, *, name=None, parameters=None, ex
     sources, name = _design_sources(design, name)
     module, module_dir = _resolve_module(test_module)
     parameters = dict(parameters or {})
-    key = _digest(*(s.read_bytes() for s in sources), name, simulator, info.version,
-                  repr(BUILD_ARGS[simulator]), _PREPARE_REV,
-                  repr(sorted(parameters.items())), repr(TIMESCALE), str(bool(waves)))
+    key = _digest(
+        *(s.read_bytes() for s in sources),
+        name,
+        simulator,
+        info.version,
+        repr(BUILD_ARGS[simulator]),
+        _PREPARE_REV,
+        repr(sorted(parameters.items())),
+        repr(TIMESCALE),
+        str(bool(waves)),
+    )
     build_dir = build_root() / f"{key}-{simulator}"
     test_dir = build_dir / f"run-{module}-{os.getpid()}"
     results_xml = test_dir / "results.xml"
@@ -342,12 +369,21 @@ def run_cocotb(design, test_module, simulator, *, name=None, parameters=None, ex
         # The runner calls sys.exit() on failure when it sees PYTEST_CURRENT_TEST; we
         # read the results file ourselves, so turn that into an error with context.
         try:
-            runner.test(test_module=module, hdl_toplevel=name, hdl_toplevel_lang="verilog",
-                        build_dir=str(build_dir),
-                        test_dir=str(test_dir), results_xml=str(results_xml),
-                        extra_env={k: str(v) for k, v in (extra_env or {}).items()},
-                        parameters=parameters, seed=seed, testcase=testcase, waves=waves,
-                        timescale=TIMESCALE, log_file=str(test_dir / "sim.log"))
+            runner.test(
+                test_module=module,
+                hdl_toplevel=name,
+                hdl_toplevel_lang="verilog",
+                build_dir=str(build_dir),
+                test_dir=str(test_dir),
+                results_xml=str(results_xml),
+                extra_env={k: str(v) for k, v in (extra_env or {}).items()},
+                parameters=parameters,
+                seed=seed,
+                testcase=testcase,
+                waves=waves,
+                timescale=TIMESCALE,
+                log_file=str(test_dir / "sim.log"),
+            )
         except (RuntimeError, SystemExit):
             pass
         t2 = time.monotonic()
@@ -356,16 +392,24 @@ def run_cocotb(design, test_module, simulator, *, name=None, parameters=None, ex
     if not results_xml.is_file():
         raise SimulationError(
             f"{simulator} ended without cocotb results for {module} on {name}; "
-            f"end of {log}:\n{_tail(log)}")
+            f"end of {log}:\n{_tail(log)}"
+        )
     tests, failures = _read_results(results_xml)
     if failures or tests == 0:
         summary = "\n".join(failures) if failures else "no cocotb tests ran"
         raise SimulationError(
             f"{len(failures)} of {tests} cocotb tests failed on {simulator} "
-            f"({module} on {name}):\n{summary}\nend of {log}:\n{_tail(log)}")
-    return CocotbResult(simulator=simulator, build_dir=build_dir, results_xml=results_xml,
-                        tests=tests, built=built, build_seconds=(t1 - t0) if built else 0.0,
-                        run_seconds=t2 - t1)
+            f"({module} on {name}):\n{summary}\nend of {log}:\n{_tail(log)}"
+        )
+    return CocotbResult(
+        simulator=simulator,
+        build_dir=build_dir,
+        results_xml=results_xml,
+        tests=tests,
+        built=built,
+        build_seconds=(t1 - t0) if built else 0.0,
+        run_seconds=t2 - t1,
+    )
 
 
 @contextlib.contextmanager

@@ -31,8 +31,12 @@ from .isa_ops import Trap
 
 __all__ = ["IsaSimError", "Machine", "Stats", "layer_stats", "run_artifact"]
 
-_ELEM = {isa.Buffer.INP: "rows", isa.Buffer.WGT: "wgt", isa.Buffer.PARAM: "param",
-         isa.Buffer.LUT: "lut"}
+_ELEM = {
+    isa.Buffer.INP: "rows",
+    isa.Buffer.WGT: "wgt",
+    isa.Buffer.PARAM: "param",
+    isa.Buffer.LUT: "lut",
+}
 
 
 class IsaSimError(BambooError):
@@ -51,7 +55,7 @@ class Stats:
     load_bytes: dict = field(default_factory=dict)
     store_bytes: int = 0
     macs: int = 0
-    per_insn: dict = field(default_factory=dict)   # index -> (bytes, macs)
+    per_insn: dict = field(default_factory=dict)  # index -> (bytes, macs)
     tokens_left: dict = field(default_factory=dict)
 
 
@@ -78,33 +82,44 @@ class Machine:
             raise Trap(ErrorCode.MALFORMED_INSTRUCTION, "transfer of zero elements")
         first, last = f["dram_addr"], f["dram_addr"] + ((y - 1) * stride + x) * eb
         if last > self.dram.size:
-            raise Trap(ErrorCode.DMA_OUT_OF_WINDOW,
-                       f"DRAM bytes [{first}, {last}) leave the {self.dram.size}-byte window")
-        return (f["dram_addr"] + (np.arange(y)[:, None] * stride + np.arange(x)[None, :]) * eb)
+            raise Trap(
+                ErrorCode.DMA_OUT_OF_WINDOW,
+                f"DRAM bytes [{first}, {last}) leave the {self.dram.size}-byte window",
+            )
+        return f["dram_addr"] + (np.arange(y)[:, None] * stride + np.arange(x)[None, :]) * eb
 
     def _load(self, f):
         c = self.config
         buf = f["buffer"]
         eb = elem_bytes(c, buf)
-        target = {isa.Buffer.INP: self.inp, isa.Buffer.WGT: self.wgt,
-                  isa.Buffer.PARAM: self.param, isa.Buffer.LUT: self.lut}[buf]
+        target = {
+            isa.Buffer.INP: self.inp,
+            isa.Buffer.WGT: self.wgt,
+            isa.Buffer.PARAM: self.param,
+            isa.Buffer.LUT: self.lut,
+        }[buf]
         pt, pb, pl, pr = f["pad_top"], f["pad_bottom"], f["pad_left"], f["pad_right"]
         rows, cols = pt + f["y_size"] + pb, pl + f["x_size"] + pr
         n = rows * cols
         if f["sram_addr"] + n > target.shape[0]:
-            raise Trap(ErrorCode.MALFORMED_INSTRUCTION, f"LOAD of {n} words at "
-                       f"{f['sram_addr']} passes the {_ELEM[buf]} buffer depth {target.shape[0]}")
+            raise Trap(
+                ErrorCode.MALFORMED_INSTRUCTION,
+                f"LOAD of {n} words at "
+                f"{f['sram_addr']} passes the {_ELEM[buf]} buffer depth {target.shape[0]}",
+            )
         starts = self._dram_rows(f, eb)
-        data = self.dram[starts[..., None] + np.arange(eb)]          # (y, x, eb)
+        data = self.dram[starts[..., None] + np.arange(eb)]  # (y, x, eb)
         tile = np.full((rows, cols, eb), f["pad_value"], np.uint8)
-        tile[pt:pt + f["y_size"], pl:pl + f["x_size"]] = data
+        tile[pt : pt + f["y_size"], pl : pl + f["x_size"]] = data
         words = tile.reshape(n, eb)
         if buf == isa.Buffer.PARAM:
             words = words.view("<u8").astype(np.uint64)
-        target[f["sram_addr"]:f["sram_addr"] + n] = words.view(target.dtype).reshape(
-            (n,) + target.shape[1:])
-        self.stats.load_bytes[_ELEM[buf]] = self.stats.load_bytes.get(_ELEM[buf], 0) + \
-            f["y_size"] * f["x_size"] * eb
+        target[f["sram_addr"] : f["sram_addr"] + n] = words.view(target.dtype).reshape(
+            (n,) + target.shape[1:]
+        )
+        self.stats.load_bytes[_ELEM[buf]] = (
+            self.stats.load_bytes.get(_ELEM[buf], 0) + f["y_size"] * f["x_size"] * eb
+        )
         return f["y_size"] * f["x_size"] * eb
 
     def _store(self, f):
@@ -115,7 +130,7 @@ class Machine:
         if f["sram_addr"] + n > self.out.shape[0]:
             raise Trap(ErrorCode.MALFORMED_INSTRUCTION, "STORE passes the OUT buffer depth")
         starts = self._dram_rows(f, B)
-        words = self.out[f["sram_addr"]:f["sram_addr"] + n, f["lane"] * B:(f["lane"] + 1) * B]
+        words = self.out[f["sram_addr"] : f["sram_addr"] + n, f["lane"] * B : (f["lane"] + 1) * B]
         self.dram[starts[..., None] + np.arange(B)] = words.reshape(f["y_size"], f["x_size"], B)
         self.stats.store_bytes += n * B
         return n * B
@@ -134,8 +149,10 @@ class Machine:
             fifo = legal[bit].name
             if pop and bit == legal[bit].pop:
                 if self.tokens[fifo] == 0:
-                    raise Trap(ErrorCode.TIMEOUT, f"{bit} waits for a {fifo} token that no "
-                               "earlier instruction pushes")
+                    raise Trap(
+                        ErrorCode.TIMEOUT,
+                        f"{bit} waits for a {fifo} token that no earlier instruction pushes",
+                    )
                 self.tokens[fifo] -= 1
             elif not pop and bit == legal[bit].push:
                 self.tokens[fifo] += 1
@@ -207,17 +224,20 @@ class _DramPort(Port):
 
     def write(self, k, step, blobs):
         for offset, blob in blobs:
-            self.dram[offset:offset + blob.size] = blob
+            self.dram[offset : offset + blob.size] = blob
 
     def execute(self, k, step):
         m = self.machine
         m.run(self.words, step.insn_start, step.insn_count)
         if any(m.tokens.values()):
-            raise IsaSimError(ErrorCode.TIMEOUT, step.insn_start + step.insn_count - 1,
-                              f"tokens left at FINISH: {m.tokens}")
+            raise IsaSimError(
+                ErrorCode.TIMEOUT,
+                step.insn_start + step.insn_count - 1,
+                f"tokens left at FINISH: {m.tokens}",
+            )
 
     def read(self, k, step, spans):
-        return [self.dram[offset:offset + n] for offset, n in spans]
+        return [self.dram[offset : offset + n] for offset, n in spans]
 
 
 def run_artifact(data, feeds, config, cpu=None):
@@ -231,9 +251,9 @@ def run_artifact(data, feeds, config, cpu=None):
     meta = art.metadata
     dram = np.zeros(meta.memory.footprint, np.uint8)
     w0 = meta.memory.region("weights")[0]
-    dram[w0:w0 + len(art.weights)] = np.frombuffer(art.weights, np.uint8)
+    dram[w0 : w0 + len(art.weights)] = np.frombuffer(art.weights, np.uint8)
     p0 = meta.memory.region("program")[0]
-    dram[p0:p0 + len(art.program)] = np.frombuffer(art.program, np.uint8)
+    dram[p0 : p0 + len(art.program)] = np.frombuffer(art.program, np.uint8)
     machine = Machine(config, dram)
 
     def cpu_step(k, step, values):
@@ -241,6 +261,5 @@ def run_artifact(data, feeds, config, cpu=None):
             raise BambooError(f"CPU step {list(step.nodes)} needs a cpu callback")
         cpu(list(step.nodes), values)
 
-    values = walk(meta, config.rows, dict(feeds), _DramPort(machine, dram, art.program),
-                  cpu_step)
+    values = walk(meta, config.rows, dict(feeds), _DramPort(machine, dram, art.program), cpu_step)
     return values, machine

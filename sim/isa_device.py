@@ -51,14 +51,14 @@ class Memory:
         """The bytes ``[addr, addr + nbytes)``; they must lie in one buffer."""
         for base, arr in self.regions:
             if base <= addr and addr + nbytes <= base + arr.size:
-                return arr[addr - base:addr - base + nbytes]
+                return arr[addr - base : addr - base + nbytes]
         raise BambooError(f"bus addresses [{addr:#x}, {addr + nbytes:#x}) are not in any buffer")
 
     def remove(self, arr):
         self.regions = [(a, r) for a, r in self.regions if r is not arr]
 
 
-@functools.lru_cache(maxsize=256)   # a session starts the same few segments every frame
+@functools.lru_cache(maxsize=256)  # a session starts the same few segments every frame
 def _finish_irq(raw):
     """The ``irq`` bit of the first FINISH in the program bytes ``raw`` (0 without one)."""
     for word in isa.decode_bytes(raw):
@@ -95,7 +95,7 @@ class RegisterModel:
 
     def _clear(self):
         self.sig = {"busy": 0, "done": 0, "error": 0, "error_code": 0, "err_insn": 0}
-        self.irq_bits = {"done_irq": 0, "error": 0}   # IRQ_STATUS by engine signal
+        self.irq_bits = {"done_irq": 0, "error": 0}  # IRQ_STATUS by engine signal
         self.pending = None
         self.ends_at = 0.0
 
@@ -125,7 +125,7 @@ class RegisterModel:
             return self.irq_bits[f.signal]
         if f.kind in ("status", "sticky", "capture"):
             return self.sig[f.signal]
-        return 0    # pulse, counter (no clock)
+        return 0  # pulse, counter (no clock)
 
     def read(self, offset):
         """The register word at ``offset`` (unmapped offsets read zero)."""
@@ -199,8 +199,9 @@ class RegisterModel:
         try:
             m.run(words, 0, count)
             if any(m.tokens.values()):
-                raise IsaSimError(ErrorCode.TIMEOUT, count - 1,
-                                  f"tokens left at FINISH: {m.tokens}")
+                raise IsaSimError(
+                    ErrorCode.TIMEOUT, count - 1, f"tokens left at FINISH: {m.tokens}"
+                )
         except IsaSimError as exc:
             result.update(done=0, error=1, error_code=int(exc.code), err_insn=exc.index)
         return result
@@ -230,8 +231,7 @@ class IsaDevice(Device):
     name = "isa"
     poll_interval = 0.0
 
-    def __init__(self, config, latency=0.0, pace=False, pace_clock_mhz=None,
-                 pace_memory="ultra96"):
+    def __init__(self, config, latency=0.0, pace=False, pace_clock_mhz=None, pace_memory="ultra96"):
         self.config = config
         self.memory = Memory()
         self.pacer = None

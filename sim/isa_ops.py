@@ -62,15 +62,18 @@ def _requant(m, f, acc, lanes, signed):
     _need(f["param_addr"] < m.param.shape[0], f"param_addr {f['param_addr']} beyond PARAM")
     bias, mant, e = (v[:lanes] for v in _lanes(m, f["param_addr"]))
     acc = acc + bias
-    acc = ((acc + (1 << 31)) & 0xFFFFFFFF) - (1 << 31)      # 32-bit wrap, as the hardware
-    rq = Requant(mant, e, code(f["out_zp"], signed), code(f["qmin"], signed),
-                 code(f["qmax"], signed))
+    acc = ((acc + (1 << 31)) & 0xFFFFFFFF) - (1 << 31)  # 32-bit wrap, as the hardware
+    rq = Requant(
+        mant, e, code(f["out_zp"], signed), code(f["qmin"], signed), code(f["qmax"], signed)
+    )
     return _activation(m, f, requantize(acc, rq, axis=-1).astype(np.int64), signed)
 
 
 def _check_inp(m, idx):
-    _need(idx.size == 0 or (idx.min() >= 0 and idx.max() < m.inp.shape[0]),
-          f"INP words up to {int(idx.max()) if idx.size else 0} beyond depth {m.inp.shape[0]}")
+    _need(
+        idx.size == 0 or (idx.min() >= 0 and idx.max() < m.inp.shape[0]),
+        f"INP words up to {int(idx.max()) if idx.size else 0} beyond depth {m.inp.shape[0]}",
+    )
 
 
 def _wrap_x(m, x):
@@ -89,20 +92,24 @@ def _depthwise(m, f, oy, ox, zp, signed):
     kh, kw, dh = f["kernel_h"], f["kernel_w"], f["dilation_h"]
     _need(kw <= B and f["dilation_w"] == 1, "depthwise needs kernel_w <= rows and dilation_w 1")
     groups = cfg.depthwise_row_groups(kw)
-    _need(f["wgt_addr"] + cfg.depthwise_passes(kh, kw) <= m.wgt.shape[0],
-          "WGT words beyond depth")
+    _need(f["wgt_addr"] + cfg.depthwise_passes(kh, kw) <= m.wgt.shape[0], "WGT words beyond depth")
     n, step = cfg.depthwise_channels, cfg.depthwise_column_step
     nblk = -(-n // B)
     blk, ky, kx = np.arange(nblk), np.arange(kh), np.arange(kw)
-    idx = (f["inp_addr"] + blk[:, None, None, None, None] * f["inp_block_stride"]
-           + (oy[None, None, None] + ky[None, :, None, None, None] * dh) * f["in_w"]
-           + ox[None, None, None] + kx[None, None, :, None, None])   # (nblk, kh, kw, oh, ow)
+    idx = (
+        f["inp_addr"]
+        + blk[:, None, None, None, None] * f["inp_block_stride"]
+        + (oy[None, None, None] + ky[None, :, None, None, None] * dh) * f["in_w"]
+        + ox[None, None, None]
+        + kx[None, None, :, None, None]
+    )  # (nblk, kh, kw, oh, ow)
     _check_inp(m, idx)
-    x = np.moveaxis(_codes(m.inp[idx], signed), 0, -2)               # (kh, kw, oh, ow, nblk, B)
+    x = np.moveaxis(_codes(m.inp[idx], signed), 0, -2)  # (kh, kw, oh, ow, nblk, B)
     x = _wrap_x(m, x.reshape(x.shape[:4] + (nblk * B,))[..., :n] - zp)
     rows = (ky % groups)[:, None, None] * (B // groups) + kx[None, None, :]
-    w = m.wgt[(f["wgt_addr"] + ky // groups)[:, None, None],
-              (np.arange(n) * step)[None, :, None], rows].astype(np.int64)  # (kh, n, kw)
+    w = m.wgt[
+        (f["wgt_addr"] + ky // groups)[:, None, None], (np.arange(n) * step)[None, :, None], rows
+    ].astype(np.int64)  # (kh, n, kw)
     P = x.shape[2] * x.shape[3]
     part = np.zeros((P, C), np.int64)
     part[:, :n] = np.einsum("yxhwc,ycx->hwc", x, w).reshape(P, n)
@@ -130,16 +137,22 @@ def conv(m, f):
         T = nb * kh * kw
         _need(f["wgt_addr"] + T <= m.wgt.shape[0], "WGT words beyond depth")
         blk, ky, kx = np.arange(nb), np.arange(kh), np.arange(kw)
-        idx = (f["inp_addr"] + blk[:, None, None, None, None] * f["inp_block_stride"]
-               + (oy[None, None, None] + ky[None, :, None, None, None] * dh) * f["in_w"]
-               + ox[None, None, None] + kx[None, None, :, None, None] * dw)
+        idx = (
+            f["inp_addr"]
+            + blk[:, None, None, None, None] * f["inp_block_stride"]
+            + (oy[None, None, None] + ky[None, :, None, None, None] * dh) * f["in_w"]
+            + ox[None, None, None]
+            + kx[None, None, :, None, None] * dw
+        )
         _check_inp(m, idx)
         # float64 matmul (BLAS) is exact here: |x - zp| < 2**9, |w| <= 2**7 and at most
         # 255 * 15 * 15 * 32 products, so every partial sum stays far below 2**53.
         x = _wrap_x(m, _codes(m.inp[idx.reshape(T, P).T], signed) - zp)  # (P, T, B)
-        w = m.wgt[f["wgt_addr"]:f["wgt_addr"] + T]                   # (T, C, B)
-        part = (x.reshape(P, T * B).astype(np.float64) @
-                w.transpose(0, 2, 1).reshape(T * B, C).astype(np.float64)).astype(np.int64)
+        w = m.wgt[f["wgt_addr"] : f["wgt_addr"] + T]  # (T, C, B)
+        part = (
+            x.reshape(P, T * B).astype(np.float64)
+            @ w.transpose(0, 2, 1).reshape(T * B, C).astype(np.float64)
+        ).astype(np.int64)
         macs = P * T * B * C
     if f["acc_init"]:
         m.acc[:P] = part
@@ -148,7 +161,7 @@ def conv(m, f):
     m.acc[:P] = ((m.acc[:P] + (1 << 31)) & 0xFFFFFFFF) - (1 << 31)
     if f["acc_emit"]:
         _need(f["out_addr"] + P <= m.out.shape[0], "OUT words beyond depth")
-        m.out[f["out_addr"]:f["out_addr"] + P] = _requant(m, f, m.acc[:P], C, signed)
+        m.out[f["out_addr"] : f["out_addr"] + P] = _requant(m, f, m.acc[:P], C, signed)
     return macs
 
 
@@ -173,8 +186,13 @@ def vec(m, f):
 
     def window(base):
         ky, kx = np.arange(kh), np.arange(kw)
-        idx = base + oy[None, None] + ox[None, None] + ky[:, None, None, None] * f["in_w"] + \
-            kx[None, :, None, None]
+        idx = (
+            base
+            + oy[None, None]
+            + ox[None, None]
+            + ky[:, None, None, None] * f["in_w"]
+            + kx[None, :, None, None]
+        )
         _check_inp(m, idx)
         return _codes(m.inp[idx], signed).reshape(kh * kw, P, B)
 
@@ -212,7 +230,6 @@ def vec(m, f):
         y = _activation(m, f, np.clip(pixels(f["src_a"]), qmin, qmax), signed)
     else:
         raise Trap(ErrorCode.MALFORMED_INSTRUCTION, f"undefined VEC op {vop}")
-    m.out[f["out_addr"]:f["out_addr"] + P] = 0
-    m.out[f["out_addr"]:f["out_addr"] + P, :B] = y
+    m.out[f["out_addr"] : f["out_addr"] + P] = 0
+    m.out[f["out_addr"] : f["out_addr"] + P, :B] = y
     return P * kh * kw * B if vop in (VecOp.MAX_POOL, VecOp.AVG_POOL) else P * B
-

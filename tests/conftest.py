@@ -14,6 +14,7 @@ def diff_cases(record_property):
     Counts travel in the test report (so they survive pytest-xdist) and are summed
     per kernel at the end of the run.
     """
+
     def count(kernel, n=1):
         record_property(_DIFF_PREFIX + kernel, int(n))
 
@@ -28,14 +29,15 @@ def pytest_terminal_summary(terminalreporter):
             continue
         for name, value in getattr(report, "user_properties", []):
             if name.startswith(_DIFF_PREFIX):
-                kernel = name[len(_DIFF_PREFIX):]
+                kernel = name[len(_DIFF_PREFIX) :]
                 totals[kernel] += value
                 tests[kernel] += 1
     if totals:
         terminalreporter.section("differential cases per kernel or unit (passed tests)")
         for kernel in sorted(totals):
             terminalreporter.write_line(
-                f"{kernel:<28} {totals[kernel]:>9} cases ({tests[kernel]} comparisons)")
+                f"{kernel:<28} {totals[kernel]:>9} cases ({tests[kernel]} comparisons)"
+            )
 
 
 @pytest.fixture(params=["verilator", "icarus"])

@@ -30,16 +30,21 @@ __all__ = [
 
 
 def _t(name, shape, scale, zp, dtype="uint8", layout=ir.NHWC):
-    return ir.Tensor(name, tuple(shape), ir.QType(dtype, float(np.float32(scale)), int(zp)),
-                     layout)
+    return ir.Tensor(name, tuple(shape), ir.QType(dtype, float(np.float32(scale)), int(zp)), layout)
 
 
 def _graph(nodes, tensors, inputs, outputs, name="g"):
     def spec(t):
         shape = ir.logical_shape(tensors[t])
         return ir.IOSpec(t, t, shape, False)
-    g = ir.Graph(tuple(nodes), {t.name: t for t in tensors.values()},
-                 tuple(spec(t) for t in inputs), tuple(spec(t) for t in outputs), name)
+
+    g = ir.Graph(
+        tuple(nodes),
+        {t.name: t for t in tensors.values()},
+        tuple(spec(t) for t in inputs),
+        tuple(spec(t) for t in outputs),
+        name,
+    )
     return ir.verify(g)
 
 
@@ -48,8 +53,21 @@ def _types(signed):
     return ("int8", 128) if signed else ("uint8", 0)
 
 
-def conv_graph(h, w, cin, cout, k=3, stride=1, pad=None, group=1, seed=0, dilation=1,
-               lut=False, clamp=None, signed=False):
+def conv_graph(
+    h,
+    w,
+    cin,
+    cout,
+    k=3,
+    stride=1,
+    pad=None,
+    group=1,
+    seed=0,
+    dilation=1,
+    lut=False,
+    clamp=None,
+    signed=False,
+):
     rng = np.random.default_rng(seed)
     dt, off = _types(signed)
     pad = k // 2 if pad is None else pad
@@ -62,12 +80,24 @@ def conv_graph(h, w, cin, cout, k=3, stride=1, pad=None, group=1, seed=0, dilati
     bias = rng.integers(-3000, 3000, cout).astype(np.int32)
     # With a LUT the requantizer's zero point differs from the output's (the table maps).
     rq_zp = (y.q.zp + off + 77) % 256 - off if lut else y.q.zp
-    rq = Requant.from_scale(conv_scale(x.q.scale, s_w, y.q.scale), rq_zp, dt,
-                            None if clamp is None else (clamp[0] - off, clamp[1] - off))
-    attrs = {"w": wt, "w_zp": np.zeros(cout, np.int8), "bias": bias, "rq": rq,
-             "lut": rng.integers(0, 256, 256).astype(np.uint8).view(dt) if lut else None,
-             "kernel": (k, k), "stride": (stride, stride), "dilation": (dilation, dilation),
-             "pads": (pad, pad, pad, pad), "group": group}
+    rq = Requant.from_scale(
+        conv_scale(x.q.scale, s_w, y.q.scale),
+        rq_zp,
+        dt,
+        None if clamp is None else (clamp[0] - off, clamp[1] - off),
+    )
+    attrs = {
+        "w": wt,
+        "w_zp": np.zeros(cout, np.int8),
+        "bias": bias,
+        "rq": rq,
+        "lut": rng.integers(0, 256, 256).astype(np.uint8).view(dt) if lut else None,
+        "kernel": (k, k),
+        "stride": (stride, stride),
+        "dilation": (dilation, dilation),
+        "pads": (pad, pad, pad, pad),
+        "group": group,
+    }
     node = ir.Node("conv", "conv", ("x",), ("y",), attrs)
     return _graph([node], {"x": x, "y": y}, ["x"], ["y"])
 
@@ -77,10 +107,13 @@ def fc_graph(k, o, seed=0):
     x = _t("x", (1, k), 0.02, 100, layout=ir.ND)
     y = _t("y", (1, o), 0.05, 120, layout=ir.ND)
     s_w = rng.uniform(0.002, 0.01, o).astype(np.float32)
-    attrs = {"w": rng.integers(-127, 128, (o, k)).astype(np.int8), "w_zp": np.zeros(o, np.int8),
-             "bias": rng.integers(-3000, 3000, o).astype(np.int32),
-             "rq": Requant.from_scale(conv_scale(x.q.scale, s_w, y.q.scale), y.q.zp),
-             "lut": None}
+    attrs = {
+        "w": rng.integers(-127, 128, (o, k)).astype(np.int8),
+        "w_zp": np.zeros(o, np.int8),
+        "bias": rng.integers(-3000, 3000, o).astype(np.int32),
+        "rq": Requant.from_scale(conv_scale(x.q.scale, s_w, y.q.scale), y.q.zp),
+        "lut": None,
+    }
     return _graph([ir.Node("fc", "fc", ("x",), ("y",), attrs)], {"x": x, "y": y}, ["x"], ["y"])
 
 
@@ -108,9 +141,19 @@ def maxpool_graph(h, w, c, k=3, stride=2, pad=1, signed=False):
     x = _t("x", (1, h, w, c), 0.02, 7, dt)
     ho, wo = (h + 2 * pad - k) // stride + 1, (w + 2 * pad - k) // stride + 1
     y = _t("y", (1, ho, wo, c), 0.02, 7, dt)
-    node = ir.Node("pool", "maxpool", ("x",), ("y",), {
-        "kernel": (k, k), "stride": (stride, stride), "pads": (pad,) * 4, "dilation": (1, 1),
-        "ceil_mode": False})
+    node = ir.Node(
+        "pool",
+        "maxpool",
+        ("x",),
+        ("y",),
+        {
+            "kernel": (k, k),
+            "stride": (stride, stride),
+            "pads": (pad,) * 4,
+            "dilation": (1, 1),
+            "ceil_mode": False,
+        },
+    )
     return _graph([node], {"x": x, "y": y}, ["x"], ["y"])
 
 
@@ -128,9 +171,19 @@ def resize_graph(h, w, c, fh, fw, signed=False):
     dt, _ = _types(signed)
     x = _t("x", (1, h, w, c), 0.02, 7, dt)
     y = _t("y", (1, h * fh, w * fw, c), 0.02, 7, dt)
-    node = ir.Node("up", "resize", ("x",), ("y",), {
-        "mode": "nearest", "rows": np.arange(h * fh) // fh, "cols": np.arange(w * fw) // fw,
-        "scale": (fh, fw), "requant": None})
+    node = ir.Node(
+        "up",
+        "resize",
+        ("x",),
+        ("y",),
+        {
+            "mode": "nearest",
+            "rows": np.arange(h * fh) // fh,
+            "cols": np.arange(w * fw) // fw,
+            "scale": (fh, fw),
+            "requant": None,
+        },
+    )
     return _graph([node], {"x": x, "y": y}, ["x"], ["y"])
 
 
@@ -150,8 +203,9 @@ def sim_outputs(graph, blob, feeds, config):
     for spec in graph.inputs:
         t = graph.tensors[spec.tensor]
         x = np.asarray(feeds[spec.onnx_name]).astype(t.q.np_dtype)
-        values[spec.tensor] = np.ascontiguousarray(x.transpose(0, 2, 3, 1)) \
-            if t.layout == ir.NHWC else x
+        values[spec.tensor] = (
+            np.ascontiguousarray(x.transpose(0, 2, 3, 1)) if t.layout == ir.NHWC else x
+        )
     by_name = {n.name: n for n in graph.nodes}
 
     def cpu(nodes, vals):
@@ -191,11 +245,16 @@ def check_bounds(word, config):
     c = config
     f = isa.decode(word)
     op = f["opcode"]
-    depth = {isa.Buffer.INP: c.input_buffer_depth, isa.Buffer.WGT: c.weight_buffer_depth,
-             isa.Buffer.PARAM: PARAM_WORDS_USED, isa.Buffer.LUT: c.lut_slots}
+    depth = {
+        isa.Buffer.INP: c.input_buffer_depth,
+        isa.Buffer.WGT: c.weight_buffer_depth,
+        isa.Buffer.PARAM: PARAM_WORDS_USED,
+        isa.Buffer.LUT: c.lut_slots,
+    }
     if op == isa.Opcode.LOAD:
-        n = (f["pad_top"] + f["y_size"] + f["pad_bottom"]) * \
-            (f["pad_left"] + f["x_size"] + f["pad_right"])
+        n = (f["pad_top"] + f["y_size"] + f["pad_bottom"]) * (
+            f["pad_left"] + f["x_size"] + f["pad_right"]
+        )
         assert f["y_size"] and f["x_size"] and f["sram_addr"] + n <= depth[f["buffer"]], f
     elif op == isa.Opcode.STORE:
         assert f["sram_addr"] + f["y_size"] * f["x_size"] <= c.output_buffer_depth, f
@@ -205,22 +264,34 @@ def check_bounds(word, config):
         assert p <= c.acc_buffer_depth and f["out_addr"] + p <= c.output_buffer_depth, f
         dw = f["mode"] == isa.ConvMode.DEPTHWISE
         # depthwise: ceil(kernel_h / G) WGT words; every block of its channels read
-        taps = c.depthwise_passes(f["kernel_h"], f["kernel_w"]) if dw else \
-            f["kernel_h"] * f["kernel_w"] * f["in_blocks"]
+        taps = (
+            c.depthwise_passes(f["kernel_h"], f["kernel_w"])
+            if dw
+            else f["kernel_h"] * f["kernel_w"] * f["in_blocks"]
+        )
         blocks = -(-c.depthwise_channels // c.rows) if dw else f["in_blocks"]
         assert f["wgt_addr"] + taps <= c.weight_buffer_depth, f
         assert f["param_addr"] < PARAM_WORDS_USED, f
-        last = f["inp_addr"] + (blocks - 1) * f["inp_block_stride"] + \
-            ((f["out_h"] - 1) * f["stride_h"] + (f["kernel_h"] - 1) * f["dilation_h"]) * \
-            f["in_w"] + (f["out_w"] - 1) * f["stride_w"] + (f["kernel_w"] - 1) * f["dilation_w"]
+        last = (
+            f["inp_addr"]
+            + (blocks - 1) * f["inp_block_stride"]
+            + ((f["out_h"] - 1) * f["stride_h"] + (f["kernel_h"] - 1) * f["dilation_h"]) * f["in_w"]
+            + (f["out_w"] - 1) * f["stride_w"]
+            + (f["kernel_w"] - 1) * f["dilation_w"]
+        )
         assert last < c.input_buffer_depth, f
         if f["act"] == isa.Activation.LUT:
             assert f["lut_slot"] < c.lut_slots, f
     elif op == isa.Opcode.VEC and f["out_h"] and f["out_w"]:
         p = f["out_h"] * f["out_w"]
         assert f["out_addr"] + p <= c.output_buffer_depth, f
-        last = f["src_a"] + ((f["out_h"] - 1) * f["stride_h"] + f["kernel_h"] - 1) * f["in_w"] + \
-            (f["out_w"] - 1) * f["stride_w"] + f["kernel_w"] - 1
+        last = (
+            f["src_a"]
+            + ((f["out_h"] - 1) * f["stride_h"] + f["kernel_h"] - 1) * f["in_w"]
+            + (f["out_w"] - 1) * f["stride_w"]
+            + f["kernel_w"]
+            - 1
+        )
         assert last < c.input_buffer_depth and f["src_b"] + p <= c.input_buffer_depth, f
         assert f["param_addr"] < PARAM_WORDS_USED, f
 

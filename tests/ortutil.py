@@ -34,23 +34,58 @@ ort = pytest.importorskip("onnxruntime", reason="differential tests need onnxrun
 from onnx import helper, numpy_helper  # noqa: E402
 
 __all__ = [
-    "helper", "OPSET", "MS_OPSET", "FLOAT_OPS", "EXTENDED",
-    "make_model", "tensor", "initializers", "qlinear_conv", "qgemm", "qlinear_matmul",
-    "qlinear_global_avg_pool", "qlinear_avg_pool", "quantize_qdq", "qdq_single_op",
-    "dequantized_initializers", "strip_io_qdq",
+    "helper",
+    "OPSET",
+    "MS_OPSET",
+    "FLOAT_OPS",
+    "EXTENDED",
+    "make_model",
+    "tensor",
+    "initializers",
+    "qlinear_conv",
+    "qgemm",
+    "qlinear_matmul",
+    "qlinear_global_avg_pool",
+    "qlinear_avg_pool",
+    "quantize_qdq",
+    "qdq_single_op",
+    "dequantized_initializers",
+    "strip_io_qdq",
     "codes_from_dequantized",
-    "session", "run", "optimized_model", "op_types", "assert_integer_graph",
-    "nhwc_to_nchw", "nchw_to_nhwc",
+    "session",
+    "run",
+    "optimized_model",
+    "op_types",
+    "assert_integer_graph",
+    "nhwc_to_nchw",
+    "nchw_to_nhwc",
 ]
 
 OPSET = 21
 MS_OPSET = 1
 # Ops that, left in an optimized graph, mean some arithmetic ran in float.
-FLOAT_OPS = frozenset({
-    "Conv", "ConvTranspose", "Gemm", "MatMul", "Add", "Sub", "Mul", "Div", "Sum",
-    "AveragePool", "GlobalAveragePool", "FusedConv", "FusedGemm", "FusedMatMul",
-    "Sigmoid", "LeakyRelu", "HardSigmoid", "Softmax",
-})
+FLOAT_OPS = frozenset(
+    {
+        "Conv",
+        "ConvTranspose",
+        "Gemm",
+        "MatMul",
+        "Add",
+        "Sub",
+        "Mul",
+        "Div",
+        "Sum",
+        "AveragePool",
+        "GlobalAveragePool",
+        "FusedConv",
+        "FusedGemm",
+        "FusedMatMul",
+        "Sigmoid",
+        "LeakyRelu",
+        "HardSigmoid",
+        "Softmax",
+    }
+)
 EXTENDED = "extended"
 _LEVELS = {
     "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
@@ -61,6 +96,7 @@ _LEVELS = {
 
 
 # --- building -----------------------------------------------------------------------------------
+
 
 def tensor(name, value):
     """An initializer from a numpy array (dtype kept) or a Python scalar (float32)."""
@@ -79,6 +115,7 @@ def make_model(nodes, inputs, outputs, inits=(), opset=OPSET):
         Graph inputs/outputs; a shape entry may be None or a string for a free dimension.
     inits : dict of name -> array, or iterable of TensorProto
     """
+
     def vi(name, dtype, shape):
         elem = helper.np_dtype_to_tensor_dtype(np.dtype(dtype))
         if shape is not None:
@@ -87,10 +124,16 @@ def make_model(nodes, inputs, outputs, inits=(), opset=OPSET):
 
     if isinstance(inits, dict):
         inits = [tensor(k, v) for k, v in inits.items()]
-    graph = helper.make_graph(list(nodes), "g", [vi(*i) for i in inputs],
-                              [vi(*o) for o in outputs], list(inits))
-    model = helper.make_model(graph, opset_imports=[
-        helper.make_opsetid("", opset), helper.make_opsetid("com.microsoft", MS_OPSET)])
+    graph = helper.make_graph(
+        list(nodes), "g", [vi(*i) for i in inputs], [vi(*o) for o in outputs], list(inits)
+    )
+    model = helper.make_model(
+        graph,
+        opset_imports=[
+            helper.make_opsetid("", opset),
+            helper.make_opsetid("com.microsoft", MS_OPSET),
+        ],
+    )
     model.ir_version = 10  # onnxruntime 1.32 reads IR <= 11; pin so newer onnx cannot outrun it
     return model
 
@@ -104,73 +147,154 @@ def _zp(value, dtype):
     return np.asarray(value, dtype=dtype)
 
 
-def qlinear_conv(x_shape, x_dtype, x_scale, x_zp, w, w_scale, w_zp, bias, y_scale, y_zp,
-                 *, y_dtype=None, strides=(1, 1), dilations=(1, 1), pads=(0, 0, 0, 0), group=1):
+def qlinear_conv(
+    x_shape,
+    x_dtype,
+    x_scale,
+    x_zp,
+    w,
+    w_scale,
+    w_zp,
+    bias,
+    y_scale,
+    y_zp,
+    *,
+    y_dtype=None,
+    strides=(1, 1),
+    dilations=(1, 1),
+    pads=(0, 0, 0, 0),
+    group=1,
+):
     """QLinearConv model ``x -> y`` over NCHW codes; ``w`` is OIHW codes, ``bias`` int32 or None.
 
     ``pads`` is ONNX order (top, left, bottom, right). ``w_scale``/``w_zp`` may be per
     output channel (1-D).
     """
     y_dtype = np.dtype(y_dtype or x_dtype)
-    inits = {"xs": np.float32(x_scale), "xz": _zp(x_zp, x_dtype), "w": w,
-             "ws": np.asarray(w_scale, np.float32), "wz": _zp(w_zp, w.dtype),
-             "ys": np.float32(y_scale), "yz": _zp(y_zp, y_dtype)}
+    inits = {
+        "xs": np.float32(x_scale),
+        "xz": _zp(x_zp, x_dtype),
+        "w": w,
+        "ws": np.asarray(w_scale, np.float32),
+        "wz": _zp(w_zp, w.dtype),
+        "ys": np.float32(y_scale),
+        "yz": _zp(y_zp, y_dtype),
+    }
     ins = ["x", "xs", "xz", "w", "ws", "wz", "ys", "yz"]
     if bias is not None:
         inits["b"] = np.asarray(bias, np.int32)
         ins.append("b")
-    node = helper.make_node("QLinearConv", ins, ["y"], strides=list(strides),
-                            dilations=list(dilations), pads=list(pads), group=group,
-                            kernel_shape=list(w.shape[2:]))
+    node = helper.make_node(
+        "QLinearConv",
+        ins,
+        ["y"],
+        strides=list(strides),
+        dilations=list(dilations),
+        pads=list(pads),
+        group=group,
+        kernel_shape=list(w.shape[2:]),
+    )
     return make_model([node], [("x", x_dtype, list(x_shape))], [("y", y_dtype, None)], inits)
 
 
 def qgemm(x_shape, x_dtype, x_scale, x_zp, w, w_scale, w_zp, bias, y_scale, y_zp, *, y_dtype=None):
     """com.microsoft QGemm ``y = x @ w.T + bias`` with ``w`` (O, K) codes (transB=1)."""
     y_dtype = np.dtype(y_dtype or x_dtype)
-    inits = {"xs": np.float32(x_scale), "xz": _zp(x_zp, x_dtype), "w": w,
-             "ws": np.asarray(w_scale, np.float32), "wz": np.full(np.shape(w_scale), w_zp, w.dtype),
-             "b": np.asarray(bias, np.int32),
-             "ys": np.float32(y_scale), "yz": _zp(y_zp, y_dtype)}
-    node = helper.make_node("QGemm", ["x", "xs", "xz", "w", "ws", "wz", "b", "ys", "yz"], ["y"],
-                            domain="com.microsoft", transB=1)
+    inits = {
+        "xs": np.float32(x_scale),
+        "xz": _zp(x_zp, x_dtype),
+        "w": w,
+        "ws": np.asarray(w_scale, np.float32),
+        "wz": np.full(np.shape(w_scale), w_zp, w.dtype),
+        "b": np.asarray(bias, np.int32),
+        "ys": np.float32(y_scale),
+        "yz": _zp(y_zp, y_dtype),
+    }
+    node = helper.make_node(
+        "QGemm",
+        ["x", "xs", "xz", "w", "ws", "wz", "b", "ys", "yz"],
+        ["y"],
+        domain="com.microsoft",
+        transB=1,
+    )
     return make_model([node], [("x", x_dtype, list(x_shape))], [("y", y_dtype, None)], inits)
 
 
-def qlinear_matmul(x_shape, x_dtype, x_scale, x_zp, w, w_scale, w_zp, y_scale, y_zp,
-                   *, y_dtype=None):
+def qlinear_matmul(
+    x_shape, x_dtype, x_scale, x_zp, w, w_scale, w_zp, y_scale, y_zp, *, y_dtype=None
+):
     """QLinearMatMul ``y = x @ w`` with ``w`` (K, O) codes, no bias."""
     y_dtype = np.dtype(y_dtype or x_dtype)
-    inits = {"xs": np.float32(x_scale), "xz": _zp(x_zp, x_dtype), "w": w,
-             "ws": np.asarray(w_scale, np.float32), "wz": _zp(w_zp, w.dtype),
-             "ys": np.float32(y_scale), "yz": _zp(y_zp, y_dtype)}
+    inits = {
+        "xs": np.float32(x_scale),
+        "xz": _zp(x_zp, x_dtype),
+        "w": w,
+        "ws": np.asarray(w_scale, np.float32),
+        "wz": _zp(w_zp, w.dtype),
+        "ys": np.float32(y_scale),
+        "yz": _zp(y_zp, y_dtype),
+    }
     node = helper.make_node("QLinearMatMul", ["x", "xs", "xz", "w", "ws", "wz", "ys", "yz"], ["y"])
     return make_model([node], [("x", x_dtype, list(x_shape))], [("y", y_dtype, None)], inits)
 
 
 def qlinear_global_avg_pool(x_shape, x_dtype, x_scale, x_zp, y_scale, y_zp, *, channels_last=0):
     """com.microsoft QLinearGlobalAveragePool (NCHW unless ``channels_last``)."""
-    inits = {"xs": np.float32(x_scale), "xz": _zp(x_zp, x_dtype),
-             "ys": np.float32(y_scale), "yz": _zp(y_zp, x_dtype)}
-    node = helper.make_node("QLinearGlobalAveragePool", ["x", "xs", "xz", "ys", "yz"], ["y"],
-                            domain="com.microsoft", channels_last=channels_last)
+    inits = {
+        "xs": np.float32(x_scale),
+        "xz": _zp(x_zp, x_dtype),
+        "ys": np.float32(y_scale),
+        "yz": _zp(y_zp, x_dtype),
+    }
+    node = helper.make_node(
+        "QLinearGlobalAveragePool",
+        ["x", "xs", "xz", "ys", "yz"],
+        ["y"],
+        domain="com.microsoft",
+        channels_last=channels_last,
+    )
     return make_model([node], [("x", x_dtype, list(x_shape))], [("y", x_dtype, None)], inits)
 
 
-def qlinear_avg_pool(x_shape, x_dtype, x_scale, x_zp, y_scale, y_zp, kernel, *, strides=None,
-                     pads=(0, 0, 0, 0), count_include_pad=0, ceil_mode=0, channels_last=0):
+def qlinear_avg_pool(
+    x_shape,
+    x_dtype,
+    x_scale,
+    x_zp,
+    y_scale,
+    y_zp,
+    kernel,
+    *,
+    strides=None,
+    pads=(0, 0, 0, 0),
+    count_include_pad=0,
+    ceil_mode=0,
+    channels_last=0,
+):
     """com.microsoft QLinearAveragePool."""
-    inits = {"xs": np.float32(x_scale), "xz": _zp(x_zp, x_dtype),
-             "ys": np.float32(y_scale), "yz": _zp(y_zp, x_dtype)}
-    node = helper.make_node("QLinearAveragePool", ["x", "xs", "xz", "ys", "yz"], ["y"],
-                            domain="com.microsoft", kernel_shape=list(kernel),
-                            strides=list(strides or kernel), pads=list(pads),
-                            count_include_pad=count_include_pad, ceil_mode=ceil_mode,
-                            channels_last=channels_last)
+    inits = {
+        "xs": np.float32(x_scale),
+        "xz": _zp(x_zp, x_dtype),
+        "ys": np.float32(y_scale),
+        "yz": _zp(y_zp, x_dtype),
+    }
+    node = helper.make_node(
+        "QLinearAveragePool",
+        ["x", "xs", "xz", "ys", "yz"],
+        ["y"],
+        domain="com.microsoft",
+        kernel_shape=list(kernel),
+        strides=list(strides or kernel),
+        pads=list(pads),
+        count_include_pad=count_include_pad,
+        ceil_mode=ceil_mode,
+        channels_last=channels_last,
+    )
     return make_model([node], [("x", x_dtype, list(x_shape))], [("y", x_dtype, None)], inits)
 
 
 # --- QDQ through the onnxruntime quantizer ------------------------------------------------------
+
 
 class _Reader:
     """CalibrationDataReader over a list of feed dicts."""
@@ -182,8 +306,16 @@ class _Reader:
         return next(self._it, None)
 
 
-def quantize_qdq(model, calib_feeds, *, per_channel=True, activation_type="uint8",
-                 weight_type="int8", extra_options=None, **kw):
+def quantize_qdq(
+    model,
+    calib_feeds,
+    *,
+    per_channel=True,
+    activation_type="uint8",
+    weight_type="int8",
+    extra_options=None,
+    **kw,
+):
     """Quantize a float ``model`` with ``quantize_static`` (QDQ format, MinMax calibration).
 
     ``calib_feeds`` is a list of ``{input name: float32 array}``. ``activation_type`` /
@@ -195,9 +327,17 @@ def quantize_qdq(model, calib_feeds, *, per_channel=True, activation_type="uint8
     with tempfile.TemporaryDirectory() as d:
         src, dst = os.path.join(d, "f.onnx"), os.path.join(d, "q.onnx")
         onnx.save(model, src)
-        quantize_static(src, dst, _Reader(calib_feeds), quant_format=QuantFormat.QDQ,
-                        per_channel=per_channel, activation_type=qtype[activation_type],
-                        weight_type=qtype[weight_type], extra_options=extra_options or {}, **kw)
+        quantize_static(
+            src,
+            dst,
+            _Reader(calib_feeds),
+            quant_format=QuantFormat.QDQ,
+            per_channel=per_channel,
+            activation_type=qtype[activation_type],
+            weight_type=qtype[weight_type],
+            extra_options=extra_options or {},
+            **kw,
+        )
         return onnx.load(dst)
 
 
@@ -213,14 +353,17 @@ def qdq_single_op(op, inputs, y_qparams, dtype=np.uint8, domain="", **attrs):
     nodes, ins, inits = [], [], {}
     for i, (shape, s, z) in enumerate(inputs):
         inits[f"s{i}"], inits[f"z{i}"] = np.float32(s), np.asarray(z, dtype)
-        nodes += [helper.make_node("QuantizeLinear", [f"x{i}", f"s{i}", f"z{i}"], [f"q{i}"]),
-                  helper.make_node("DequantizeLinear", [f"q{i}", f"s{i}", f"z{i}"], [f"d{i}"])]
+        nodes += [
+            helper.make_node("QuantizeLinear", [f"x{i}", f"s{i}", f"z{i}"], [f"q{i}"]),
+            helper.make_node("DequantizeLinear", [f"q{i}", f"s{i}", f"z{i}"], [f"d{i}"]),
+        ]
         ins.append((f"x{i}", np.float32, list(shape)))
     inits["sy"], inits["zy"] = np.float32(y_qparams[0]), np.asarray(y_qparams[1], dtype)
-    nodes += [helper.make_node(op, [f"d{i}" for i in range(len(inputs))], ["t"], domain=domain,
-                               **attrs),
-              helper.make_node("QuantizeLinear", ["t", "sy", "zy"], ["qy"]),
-              helper.make_node("DequantizeLinear", ["qy", "sy", "zy"], ["y"])]
+    nodes += [
+        helper.make_node(op, [f"d{i}" for i in range(len(inputs))], ["t"], domain=domain, **attrs),
+        helper.make_node("QuantizeLinear", ["t", "sy", "zy"], ["qy"]),
+        helper.make_node("DequantizeLinear", ["qy", "sy", "zy"], ["y"]),
+    ]
     return make_model(nodes, ins, [("y", np.float32, None)], inits)
 
 
@@ -268,14 +411,20 @@ def strip_io_qdq(model, inputs=True, outputs=True):
                 qparams[n.input[0]] = (s, z)
                 continue
             qparams[n.output[0]] = (s, z)
-            new_in.append(helper.make_tensor_value_info(
-                n.output[0], helper.np_dtype_to_tensor_dtype(z.dtype), None))
+            new_in.append(
+                helper.make_tensor_value_info(
+                    n.output[0], helper.np_dtype_to_tensor_dtype(z.dtype), None
+                )
+            )
             drop.append(n)
         elif n.op_type == "DequantizeLinear" and n.output[0] in out_names and outputs:
             s, z = inits[n.input[1]], inits[n.input[2]]
             qparams[n.input[0]] = (s, z)
-            new_out.append(helper.make_tensor_value_info(
-                n.input[0], helper.np_dtype_to_tensor_dtype(z.dtype), None))
+            new_out.append(
+                helper.make_tensor_value_info(
+                    n.input[0], helper.np_dtype_to_tensor_dtype(z.dtype), None
+                )
+            )
             drop.append(n)
     for n in drop:
         g.node.remove(n)
@@ -300,6 +449,7 @@ def codes_from_dequantized(y, scale, zp):
 
 
 # --- running ------------------------------------------------------------------------------------
+
 
 def session(model, level=EXTENDED, optimized_path=None):
     """An InferenceSession (CPU, one thread: deterministic and kind to shared machines)."""
@@ -346,12 +496,14 @@ def assert_integer_graph(model, level=EXTENDED, float_ops=FLOAT_OPS):
     consumed = {i for n in opt.graph.node for i in n.input}
     bad = sorted(set(ops) & set(float_ops))
     bad += ["DequantizeLinear"] * any(
-        n.op_type == "DequantizeLinear" and n.output[0] in consumed for n in opt.graph.node)
+        n.op_type == "DequantizeLinear" and n.output[0] in consumed for n in opt.graph.node
+    )
     assert not bad, f"float ops remain after {level} optimization: {bad} in {ops}"
     return ops
 
 
 # --- layout -------------------------------------------------------------------------------------
+
 
 def nhwc_to_nchw(x):
     """NHWC -> NCHW (contiguous copy)."""

@@ -12,8 +12,16 @@ import ortutil as ou
 from onnx import helper
 
 __all__ = [
-    "qlinear_binary", "qlinear_concat", "qlinear_unary", "qdq_unary", "resize_nearest",
-    "float_binary", "float_concat", "float_unary", "codes", "all_pairs",
+    "qlinear_binary",
+    "qlinear_concat",
+    "qlinear_unary",
+    "qdq_unary",
+    "resize_nearest",
+    "float_binary",
+    "float_concat",
+    "float_unary",
+    "codes",
+    "all_pairs",
 ]
 
 
@@ -23,12 +31,23 @@ def _qp(prefix, scale, zp, dtype):
 
 def qlinear_binary(op, dtype, a_shape, a_scale, a_zp, b_shape, b_scale, b_zp, y_scale, y_zp):
     """com.microsoft ``QLinearAdd`` / ``QLinearMul`` (``op`` is "Add" or "Mul"): ``(a, b) -> y``."""
-    inits = {**_qp("a", a_scale, a_zp, dtype), **_qp("b", b_scale, b_zp, dtype),
-             **_qp("y", y_scale, y_zp, dtype)}
-    node = helper.make_node(f"QLinear{op}", ["a", "as", "az", "b", "bs", "bz", "ys", "yz"], ["y"],
-                            domain="com.microsoft")
-    return ou.make_model([node], [("a", dtype, list(a_shape)), ("b", dtype, list(b_shape))],
-                         [("y", dtype, None)], inits)
+    inits = {
+        **_qp("a", a_scale, a_zp, dtype),
+        **_qp("b", b_scale, b_zp, dtype),
+        **_qp("y", y_scale, y_zp, dtype),
+    }
+    node = helper.make_node(
+        f"QLinear{op}",
+        ["a", "as", "az", "b", "bs", "bz", "ys", "yz"],
+        ["y"],
+        domain="com.microsoft",
+    )
+    return ou.make_model(
+        [node],
+        [("a", dtype, list(a_shape)), ("b", dtype, list(b_shape))],
+        [("y", dtype, None)],
+        inits,
+    )
 
 
 def qlinear_concat(dtype, shapes, scales, zps, y_scale, y_zp, axis):
@@ -39,15 +58,20 @@ def qlinear_concat(dtype, shapes, scales, zps, y_scale, y_zp, axis):
         inits.update(_qp(f"x{i}", s, z, dtype))
         names += [f"x{i}", f"x{i}s", f"x{i}z"]
     node = helper.make_node("QLinearConcat", names, ["y"], domain="com.microsoft", axis=axis)
-    return ou.make_model([node], [(f"x{i}", dtype, list(s)) for i, s in enumerate(shapes)],
-                         [("y", dtype, None)], inits)
+    return ou.make_model(
+        [node],
+        [(f"x{i}", dtype, list(s)) for i, s in enumerate(shapes)],
+        [("y", dtype, None)],
+        inits,
+    )
 
 
 def qlinear_unary(op, dtype, shape, x_scale, x_zp, y_scale, y_zp, **attrs):
     """com.microsoft ``QLinearLeakyRelu`` / ``QLinearSigmoid`` (``op`` without the prefix)."""
     inits = {**_qp("x", x_scale, x_zp, dtype), **_qp("y", y_scale, y_zp, dtype)}
-    node = helper.make_node(f"QLinear{op}", ["x", "xs", "xz", "ys", "yz"], ["y"],
-                            domain="com.microsoft", **attrs)
+    node = helper.make_node(
+        f"QLinear{op}", ["x", "xs", "xz", "ys", "yz"], ["y"], domain="com.microsoft", **attrs
+    )
     return ou.make_model([node], [("x", dtype, list(shape))], [("y", dtype, None)], inits)
 
 
@@ -59,8 +83,10 @@ def qdq_unary(op, dtype, shape, x_scale, x_zp, y_scale, y_zp, **attrs):
     inits = {**_qp("x", x_scale, x_zp, dtype), **_qp("y", y_scale, y_zp, dtype)}
     nodes = [helper.make_node("DequantizeLinear", ["x", "xs", "xz"], ["xf"])]
     if op == "SiLU":
-        nodes += [helper.make_node("Sigmoid", ["xf"], ["sg"]),
-                  helper.make_node("Mul", ["xf", "sg"], ["yf"])]
+        nodes += [
+            helper.make_node("Sigmoid", ["xf"], ["sg"]),
+            helper.make_node("Mul", ["xf", "sg"], ["yf"]),
+        ]
     else:
         nodes.append(helper.make_node(op, ["xf"], ["yf"], **attrs))
     nodes.append(helper.make_node("QuantizeLinear", ["yf", "ys", "yz"], ["y"]))
@@ -70,8 +96,12 @@ def qdq_unary(op, dtype, shape, x_scale, x_zp, y_scale, y_zp, **attrs):
 def resize_nearest(dtype, shape, scale=2, **attrs):
     """ONNX ``Resize`` (nearest) on codes, scaling H and W of an NCHW tensor by ``scale``."""
     node = helper.make_node("Resize", ["x", "", "sc"], ["y"], mode="nearest", **attrs)
-    return ou.make_model([node], [("x", dtype, list(shape))], [("y", dtype, None)],
-                         {"sc": np.array([1, 1, scale, scale], np.float32)})
+    return ou.make_model(
+        [node],
+        [("x", dtype, list(shape))],
+        [("y", dtype, None)],
+        {"sc": np.array([1, 1, scale, scale], np.float32)},
+    )
 
 
 def float_binary(op, a_shape, b_shape):
@@ -85,8 +115,9 @@ def float_concat(shapes, axis):
     """Float ``Concat`` of inputs ``x0, x1, ...``."""
     names = [f"x{i}" for i in range(len(shapes))]
     node = helper.make_node("Concat", names, ["y"], axis=axis)
-    return ou.make_model([node], [(n, np.float32, list(s)) for n, s in zip(names, shapes)],
-                         [("y", np.float32, None)])
+    return ou.make_model(
+        [node], [(n, np.float32, list(s)) for n, s in zip(names, shapes)], [("y", np.float32, None)]
+    )
 
 
 def float_unary(op, shape, **attrs):

@@ -20,8 +20,9 @@ class Net(nn.Module):
     def __init__(self, kernel=5, act=nn.Hardswish, c=16, se=8, mid=24):
         super().__init__()
         self.stem = nn.Sequential(nn.Conv2d(3, c, 3, 2, 1), nn.BatchNorm2d(c), nn.ReLU())
-        self.dw = nn.Sequential(nn.Conv2d(c, c, kernel, 1, kernel // 2, groups=c),
-                                nn.BatchNorm2d(c), act())
+        self.dw = nn.Sequential(
+            nn.Conv2d(c, c, kernel, 1, kernel // 2, groups=c), nn.BatchNorm2d(c), act()
+        )
         self.se = se
         if se:
             self.se_reduce, self.se_expand = nn.Conv2d(c, se, 1), nn.Conv2d(se, c, 1)
@@ -81,13 +82,16 @@ def _cycles_of(path):
     return estimate(qpath, preset("ultra96"), "ultra96", 250.0)
 
 
-@pytest.mark.parametrize("kind,variant", [
-    ("depthwise kernel size", {"kernel": 3}),
-    ("table activations", {"act": nn.ReLU}),
-    ("squeeze-excite blocks", {"se": 0}),
-    # Every channel count rounded up to the array's 32 columns.
-    ("channel counts", {"c": 32, "se": 32, "mid": 32}),
-])
+@pytest.mark.parametrize(
+    "kind,variant",
+    [
+        ("depthwise kernel size", {"kernel": 3}),
+        ("table activations", {"act": nn.ReLU}),
+        ("squeeze-excite blocks", {"se": 0}),
+        # Every channel count rounded up to the array's 32 columns.
+        ("channel counts", {"c": 32, "se": 32, "mid": 32}),
+    ],
+)
 def test_finding_effect_matches_the_rewritten_network(advice, tmp_path, kind, variant):
     finding = next(f for f in advice["findings"] if f["kind"] == kind)
     theirs = _cycles_of(_export(tmp_path, kind.replace(" ", "_"), **variant))
@@ -108,13 +112,16 @@ def test_json_and_png_from_the_cli(float_model, tmp_path, capsys):
     assert res["board"] == "ultra96" and res["findings"] and png.stat().st_size > 1000
 
 
-@pytest.mark.parametrize("argv,message", [
-    (["advise", "missing.onnx"], "no such file"),
-    (["advise", "x.onnx", "--board", "zedboard"], "unknown board 'zedboard'"),
-    (["advise", "x.onnx", "--fps", "-1"], "--fps must be positive"),
-    (["advise", "x.onnx", "--sweep"], "--sweep needs a zoo family"),
-    (["advise", "mobilenet_v2", "--sweep", "--widths", "a"], "--widths must be"),
-])
+@pytest.mark.parametrize(
+    "argv,message",
+    [
+        (["advise", "missing.onnx"], "no such file"),
+        (["advise", "x.onnx", "--board", "zedboard"], "unknown board 'zedboard'"),
+        (["advise", "x.onnx", "--fps", "-1"], "--fps must be positive"),
+        (["advise", "x.onnx", "--sweep"], "--sweep needs a zoo family"),
+        (["advise", "mobilenet_v2", "--sweep", "--widths", "a"], "--widths must be"),
+    ],
+)
 def test_errors_are_one_line(argv, message, capsys):
     from bamboo.cli import main
 
@@ -138,8 +145,14 @@ def test_sweep_grid_marks_the_target_and_plots(tmp_path):
 
     acc = tmp_path / "acc.csv"
     acc.write_text("width,resolution,accuracy\n0.25,32,0.41\n0.25,64,0.52\n")
-    res = sweep("mobilenet_v2", fps=400, widths=[0.25], resolutions=[32, 64],
-                accuracy=str(acc), progress=False)
+    res = sweep(
+        "mobilenet_v2",
+        fps=400,
+        widths=[0.25],
+        resolutions=[32, 64],
+        accuracy=str(acc),
+        progress=False,
+    )
     assert [(p["width"], p["resolution"]) for p in res["points"]] == [(0.25, 32), (0.25, 64)]
     assert [p["accuracy"] for p in res["points"]] == [0.41, 0.52]
     for p in res["points"]:
@@ -151,10 +164,23 @@ def test_sweep_grid_marks_the_target_and_plots(tmp_path):
     assert (tmp_path / "sweep.png").stat().st_size > 1000
 
 
-@pytest.mark.parametrize("name", [
-    "mobilenet_v1", "mobilenet_v2", "mobilenet_v3_small", "mobilenet_v3_large",
-    "shufflenet_v1", "shufflenet_v2", "squeezenet1_1", "ghostnet", "efficientnet_b0", "mcunet",
-    "tiny_yolov3", "efficientnet_b4"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "mobilenet_v1",
+        "mobilenet_v2",
+        "mobilenet_v3_small",
+        "mobilenet_v3_large",
+        "shufflenet_v1",
+        "shufflenet_v2",
+        "squeezenet1_1",
+        "ghostnet",
+        "efficientnet_b0",
+        "mcunet",
+        "tiny_yolov3",
+        "efficientnet_b4",
+    ],
+)
 def test_every_zoo_model(name):
     from bamboo.models import zoo
 
@@ -178,7 +204,8 @@ def test_resolution_finding_matches_the_zoo_model_at_that_size():
     res = advise(zoo.build_quantized("mobilenet_v2", 32, 0.25))
     finding = next(f for f in res["findings"] if f["kind"] == "resolution")
     assert finding["change"] == "input 24x24"
-    theirs = estimate(zoo.build_quantized("mobilenet_v2", 24, 0.25), preset("ultra96"),
-                      "ultra96", 250.0)
+    theirs = estimate(
+        zoo.build_quantized("mobilenet_v2", 24, 0.25), preset("ultra96"), "ultra96", 250.0
+    )
     assert finding["after"]["macs"] == theirs.macs
     assert finding["after"]["cycles"] == pytest.approx(theirs.report.total, rel=0.01)

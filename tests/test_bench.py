@@ -10,10 +10,26 @@ import json
 import pytest
 
 SPEC = "mobilenet_v2@32x0.25"
-REQUIRED = ("model", "resolution", "macs", "cycles", "mac_utilization", "dw_utilization",
-            "pw_utilization", "dram_bytes", "ps_pl_bytes", "fps_187_5mhz", "fps_250mhz",
-            "bitexact", "fps_100mhz", "compile_s", "isa_sim_s", "dram_compulsory_bytes",
-            "cpu_ops", "bound")
+REQUIRED = (
+    "model",
+    "resolution",
+    "macs",
+    "cycles",
+    "mac_utilization",
+    "dw_utilization",
+    "pw_utilization",
+    "dram_bytes",
+    "ps_pl_bytes",
+    "fps_187_5mhz",
+    "fps_250mhz",
+    "bitexact",
+    "fps_100mhz",
+    "compile_s",
+    "isa_sim_s",
+    "dram_compulsory_bytes",
+    "cpu_ops",
+    "bound",
+)
 
 
 @pytest.fixture(scope="module")
@@ -29,9 +45,9 @@ def test_one_model_has_every_figure(row):
 
     assert set(REQUIRED) <= set(row)
     assert row["model"] == "mobilenet_v2" and row["resolution"] == "32x32"
-    assert row["bitexact"] is True            # the ISA simulator against onnxruntime
+    assert row["bitexact"] is True  # the ISA simulator against onnxruntime
     stats = zoo.graph_stats(zoo.build_float("mobilenet_v2", 32, 0.25))
-    assert row["macs"] == stats["macs"]       # conv + fc MACs of the float ONNX graph
+    assert row["macs"] == stats["macs"]  # conv + fc MACs of the float ONNX graph
     assert row["cpu_ops"] == {"fc": 1} and row["cpu_macs"] == 1280 * 1000
     assert row["cycles"] == row["cycles_250mhz"]
     assert row["dram_compulsory_bytes"] <= row["dram_bytes"]
@@ -61,27 +77,54 @@ def test_projected_clock_is_the_lower_of_design_clock_and_fmax(tmp_path, monkeyp
     monkeypatch.setattr(resources, "RECORDED", tmp_path)
     u96 = preset("ultra96")
     assert projected_clock(u96) == (250.0, None, None)
-    for name, config, fmax in (("a", "ultra96", 212.4), ("b", "ultra96", 230.0),
-                               ("c", "kv260", 100.0), ("d", "ultra96", None)):
+    for name, config, fmax in (
+        ("a", "ultra96", 212.4),
+        ("b", "ultra96", 230.0),
+        ("c", "kv260", 100.0),
+        ("d", "ultra96", None),
+    ):
         (tmp_path / f"{name}.json").write_text(json.dumps({"config": config, "fmax_mhz": fmax}))
     assert projected_clock(u96) == (212.4, 212.4, "boards/estimates/a.json")
     for name in "ab":
-        (tmp_path / f"{name}.json").write_text(json.dumps({"config": "ultra96",
-                                                           "fmax_mhz": 300.0}))
+        (tmp_path / f"{name}.json").write_text(json.dumps({"config": "ultra96", "fmax_mhz": 300.0}))
     assert projected_clock(u96) == (250.0, 300.0, "boards/estimates/a.json")
 
 
 def _row(**kw):
-    base = {"model": "mobilenet_v2", "width": 1.0, "resolution": "224x224",
-            "fps_250mhz": 120.0, "fabric_fps_250mhz": 130.0, "bound_250mhz": "compute",
-            "dw_utilization": 0.5, "pw_utilization": 0.9, "mac_utilization": 0.6,
-            "cpu_ms": 2.0, "cpu_ops": {"fc": 1}, "cpu_workstation_ms": {"fc": 0.5},
-            "host_slowdown": 4.0, "fabric_steps": 1, "ps_pl_bytes": 1000,
-            "memory_stall_share": 0.1, "dram_bytes": 1e7, "dram_vs_compulsory": 2.0,
-            "op_kinds": {"depthwise": {"utilization": 0.5, "share": 0.3, "occupancy": 0.6,
-                                       "compute_bound_share": 0.9},
-                         "pointwise": {"utilization": 0.9, "share": 0.6, "occupancy": 0.95,
-                                       "compute_bound_share": 0.8}}}
+    base = {
+        "model": "mobilenet_v2",
+        "width": 1.0,
+        "resolution": "224x224",
+        "fps_250mhz": 120.0,
+        "fabric_fps_250mhz": 130.0,
+        "bound_250mhz": "compute",
+        "dw_utilization": 0.5,
+        "pw_utilization": 0.9,
+        "mac_utilization": 0.6,
+        "cpu_ms": 2.0,
+        "cpu_ops": {"fc": 1},
+        "cpu_workstation_ms": {"fc": 0.5},
+        "host_slowdown": 4.0,
+        "fabric_steps": 1,
+        "ps_pl_bytes": 1000,
+        "memory_stall_share": 0.1,
+        "dram_bytes": 1e7,
+        "dram_vs_compulsory": 2.0,
+        "op_kinds": {
+            "depthwise": {
+                "utilization": 0.5,
+                "share": 0.3,
+                "occupancy": 0.6,
+                "compute_bound_share": 0.9,
+            },
+            "pointwise": {
+                "utilization": 0.9,
+                "share": 0.6,
+                "occupancy": 0.95,
+                "compute_bound_share": 0.8,
+            },
+        },
+    }
     base.update(kw)
     return base
 
@@ -92,8 +135,13 @@ def test_targets_met_missed_and_why():
     t = {x["target"][:40]: x for x in check_targets([_row()])}
     assert [x["met"] for x in t.values()] == [True, True, True, None]
     assert list(t.values())[-1]["why"] == "not benchmarked"
-    slow = _row(fps_250mhz=25.0, bound_250mhz="CPU", cpu_ms=40.0,
-                cpu_workstation_ms={"fc": 10.0}, dw_utilization=0.05)
+    slow = _row(
+        fps_250mhz=25.0,
+        bound_250mhz="CPU",
+        cpu_ms=40.0,
+        cpu_workstation_ms={"fc": 10.0},
+        dw_utilization=0.05,
+    )
     slow["op_kinds"]["depthwise"].update(utilization=0.05, occupancy=0.055)
     fps, dw, pw, _ = check_targets([slow])
     assert not fps["met"] and fps["miss"] == pytest.approx(0.75)
@@ -112,7 +160,7 @@ def test_main_writes_json_and_markdown(tmp_path, capsys):
     assert main([SPEC, "--no-sim", "--out", str(tmp_path)]) == 0
     rows = json.loads((tmp_path / "results.json").read_text())
     assert len(rows) == 1 and set(REQUIRED) - {"isa_sim_s"} <= set(rows[0])
-    assert rows[0]["bitexact"] is None       # --no-sim: nothing to compare
+    assert rows[0]["bitexact"] is None  # --no-sim: nothing to compare
     md = (tmp_path / "results.md").read_text()
     assert md.startswith(f"Generated by `python -m bamboo.bench {SPEC} --no-sim --out ")
     assert "| mobilenet_v2 x0.25 | 32x32 |" in md and "not benchmarked" in md
@@ -133,11 +181,16 @@ def test_rtl_record_round_trip_and_text(tmp_path):
 
     path = tmp_path / "rtl.json"
     assert rtl_cycle_summary(path) is None and "no record" in rtl_cycle_text(None)
-    record_rtl_cycles("layers", {"a": [{"rtl": 100, "model": 103}],
-                                 "b": [{"rtl": 200, "model": 190}, {"rtl": 50, "model": 50}]},
-                      "bamboo_top-x", path)
-    record_rtl_cycles("blocks", {"blk": [{"rtl": 1000, "model": 1010.4}]}, "bamboo_top-y",
-                      path)
+    record_rtl_cycles(
+        "layers",
+        {
+            "a": [{"rtl": 100, "model": 103}],
+            "b": [{"rtl": 200, "model": 190}, {"rtl": 50, "model": 50}],
+        },
+        "bamboo_top-x",
+        path,
+    )
+    record_rtl_cycles("blocks", {"blk": [{"rtl": 1000, "model": 1010.4}]}, "bamboo_top-y", path)
     s = rtl_cycle_summary(path)
     assert s["layers"]["names"] == 2 and s["layers"]["runs"] == 3
     assert s["layers"]["worst"] == pytest.approx(-0.05) and s["layers"]["worst_name"] == "b"

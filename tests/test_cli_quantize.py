@@ -26,19 +26,26 @@ H = W = 16
 
 def _float_model(path, batch="N", height=H):
     rng = np.random.default_rng(0)
-    inits = [numpy_helper.from_array(rng.normal(0, 0.3, (8, 3, 3, 3)).astype(np.float32), "w"),
-             numpy_helper.from_array(rng.normal(0, 0.1, 8).astype(np.float32), "b"),
-             numpy_helper.from_array(rng.normal(0, 0.3, (4, 8)).astype(np.float32), "fw"),
-             numpy_helper.from_array(rng.normal(0, 0.1, 4).astype(np.float32), "fb")]
-    nodes = [helper.make_node("Conv", ["input", "w", "b"], ["c"], pads=[1, 1, 1, 1]),
-             helper.make_node("Relu", ["c"], ["r"]),
-             helper.make_node("GlobalAveragePool", ["r"], ["g"]),
-             helper.make_node("Flatten", ["g"], ["f"]),
-             helper.make_node("Gemm", ["f", "fw", "fb"], ["output"], transB=1)]
+    inits = [
+        numpy_helper.from_array(rng.normal(0, 0.3, (8, 3, 3, 3)).astype(np.float32), "w"),
+        numpy_helper.from_array(rng.normal(0, 0.1, 8).astype(np.float32), "b"),
+        numpy_helper.from_array(rng.normal(0, 0.3, (4, 8)).astype(np.float32), "fw"),
+        numpy_helper.from_array(rng.normal(0, 0.1, 4).astype(np.float32), "fb"),
+    ]
+    nodes = [
+        helper.make_node("Conv", ["input", "w", "b"], ["c"], pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["c"], ["r"]),
+        helper.make_node("GlobalAveragePool", ["r"], ["g"]),
+        helper.make_node("Flatten", ["g"], ["f"]),
+        helper.make_node("Gemm", ["f", "fw", "fb"], ["output"], transB=1),
+    ]
     graph = helper.make_graph(
-        nodes, "tiny", [helper.make_tensor_value_info("input", TensorProto.FLOAT,
-                                                      [batch, 3, height, W])],
-        [helper.make_tensor_value_info("output", TensorProto.FLOAT, [batch, 4])], inits)
+        nodes,
+        "tiny",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [batch, 3, height, W])],
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, [batch, 4])],
+        inits,
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     onnx.save(model, str(path))
     return path
@@ -68,8 +75,19 @@ def test_npy_calibration_keeps_the_dynamic_batch(float_model, tmp_path, capsys):
     x = np.random.default_rng(1).uniform(-1.5, 2.5, (6, 3, H, W)).astype(np.float32)
     np.save(tmp_path / "calib.npy", x)
     out = tmp_path / "tiny.int8.onnx"
-    assert bamboo(["quantize", str(float_model), "-o", str(out),
-                   "--calibration", str(tmp_path / "calib.npy")]) == 0
+    assert (
+        bamboo(
+            [
+                "quantize",
+                str(float_model),
+                "-o",
+                str(out),
+                "--calibration",
+                str(tmp_path / "calib.npy"),
+            ]
+        )
+        == 0
+    )
     err = capsys.readouterr().err
     assert "calibrating [" in err and "6/6" in err and str(out) in err
     model = onnx.load(str(out))
@@ -99,9 +117,22 @@ def test_image_folder_with_mean_std_then_compile_and_run(float_model, tmp_path, 
     (folder / "notes.txt").write_text("not an image")
     mean, std = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
     out = tmp_path / "tiny.qdq.onnx"
-    argv = ["quantize", str(float_model), "-o", str(out), "--calibration", str(folder),
-            "--input-shape", f"input=1x3x{H}x{W}", "--mean", *map(str, mean),
-            "--std", *map(str, std), "--activation-type", "int8"]
+    argv = [
+        "quantize",
+        str(float_model),
+        "-o",
+        str(out),
+        "--calibration",
+        str(folder),
+        "--input-shape",
+        f"input=1x3x{H}x{W}",
+        "--mean",
+        *map(str, mean),
+        "--std",
+        *map(str, std),
+        "--activation-type",
+        "int8",
+    ]
     assert bamboo(argv) == 0
     assert "4/4" in capsys.readouterr().err
     model = onnx.load(str(out))
@@ -128,8 +159,22 @@ def test_qoperator_format(float_model, tmp_path):
     x = np.random.default_rng(3).standard_normal((3, 3, H, W), dtype=np.float32)
     np.save(tmp_path / "calib.npy", x)
     out = tmp_path / "tiny.qop.onnx"
-    assert bamboo(["quantize", str(float_model), "-o", str(out), "--calibration",
-                   str(tmp_path / "calib.npy"), "--format", "qop", "--quiet"]) == 0
+    assert (
+        bamboo(
+            [
+                "quantize",
+                str(float_model),
+                "-o",
+                str(out),
+                "--calibration",
+                str(tmp_path / "calib.npy"),
+                "--format",
+                "qop",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     ops = {n.op_type for n in onnx.load(str(out)).graph.node}
     assert "QLinearConv" in ops and "QuantizeLinear" in ops and "Conv" not in ops
 
@@ -145,26 +190,30 @@ def test_errors_are_one_line(float_model, tmp_path, capsys):
     npy = tmp_path / "calib.npy"
     np.save(npy, np.zeros((2, 3, H, W), np.float32))
     base = ["quantize", str(float_model), "--calibration", str(npy)]
-    assert "no such file" in _error(["quantize", str(tmp_path / "missing.onnx"),
-                                     "--calibration", str(npy)], capsys)
+    assert "no such file" in _error(
+        ["quantize", str(tmp_path / "missing.onnx"), "--calibration", str(npy)], capsys
+    )
     assert "--calibration is required" in _error(["quantize", str(float_model)], capsys)
     assert "expected NAME=DxDx" in _error(base + ["--input-shape", "1x3x16x16"], capsys)
     assert "names 'image'" in _error(base + ["--input-shape", "image=1x3x16x16"], capsys)
     assert "dimension 2 is 16" in _error(base + ["--input-shape", "input=1x3x8x16"], capsys)
-    assert "must be non-zero" in _error(["quantize", str(float_model), "--calibration",
-                                         str(tmp_path), "--std", "0.2", "0"], capsys)
+    assert "must be non-zero" in _error(
+        ["quantize", str(float_model), "--calibration", str(tmp_path), "--std", "0.2", "0"], capsys
+    )
     np.save(tmp_path / "wrong.npy", np.zeros((2, 3, 8, 8), np.float32))
-    assert "does not match" in _error(["quantize", str(float_model), "--calibration",
-                                       str(tmp_path / "wrong.npy")], capsys)
-    assert "no images" in _error(["quantize", str(float_model), "--calibration",
-                                  str(tmp_path)], capsys)
+    assert "does not match" in _error(
+        ["quantize", str(float_model), "--calibration", str(tmp_path / "wrong.npy")], capsys
+    )
+    assert "no images" in _error(
+        ["quantize", str(float_model), "--calibration", str(tmp_path)], capsys
+    )
     (tmp_path / "junk.onnx").write_bytes(b"\x00garbage")
     assert "not a readable ONNX model" in _error(
-        ["quantize", str(tmp_path / "junk.onnx"), "--calibration", str(npy)], capsys)
+        ["quantize", str(tmp_path / "junk.onnx"), "--calibration", str(npy)], capsys
+    )
     out = tmp_path / "q.onnx"
     assert bamboo(base + ["-o", str(out), "--quiet"]) == 0
-    assert "already quantized" in _error(["quantize", str(out), "--calibration", str(npy)],
-                                         capsys)
+    assert "already quantized" in _error(["quantize", str(out), "--calibration", str(npy)], capsys)
 
 
 def test_dynamic_spatial_dimension_names_the_flag(tmp_path, capsys):
@@ -174,5 +223,19 @@ def test_dynamic_spatial_dimension_names_the_flag(tmp_path, capsys):
     err = _error(["quantize", str(model), "--calibration", str(npy)], capsys)
     assert "dynamic dimension 'height'" in err and "--input-shape input=" in err
     out = tmp_path / "pinned.onnx"
-    assert bamboo(["quantize", str(model), "-o", str(out), "--calibration", str(npy),
-                   "--input-shape", f"input=1x3x{H}x{W}", "--quiet"]) == 0
+    assert (
+        bamboo(
+            [
+                "quantize",
+                str(model),
+                "-o",
+                str(out),
+                "--calibration",
+                str(npy),
+                "--input-shape",
+                f"input=1x3x{H}x{W}",
+                "--quiet",
+            ]
+        )
+        == 0
+    )

@@ -9,8 +9,13 @@ import pytest
 
 @pytest.mark.slow
 def test_demo_runs_and_is_bit_exact(tmp_path):
-    out = subprocess.run([sys.executable, "-m", "bamboo", "demo", "--out", str(tmp_path)],
-                         capture_output=True, text=True, timeout=1200, check=False)
+    out = subprocess.run(
+        [sys.executable, "-m", "bamboo", "demo", "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=1200,
+        check=False,
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     text = out.stdout
     assert "bit-exact with onnxruntime: 450/450 images (yes)" in text
@@ -36,7 +41,7 @@ def test_demo_segment_task(tmp_path, capsys):
     assert "bit-exact with onnxruntime: yes" in text
     png = (tmp_path / "segment.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
-    assert struct.unpack(">II", png[16:24]) == (64 * 8, 32 * 8)   # width, height
+    assert struct.unpack(">II", png[16:24]) == (64 * 8, 32 * 8)  # width, height
 
 
 # The astronaut's face in the detector's 320x240 picture, labelled by eye (hairline to chin,
@@ -67,8 +72,9 @@ def test_demo_detect_task(tmp_path, capsys):
     assert record["bit_exact"] and boxes.shape == (1, 4) and record["scores"][0] >= 0.9
     assert "face 1: score" in text
     picture = faces.demo_image()
-    ref_boxes, _ = faces.detect(ort_session(faces.build_float()).run(
-        None, {"input": faces.to_input(picture)}))
+    ref_boxes, _ = faces.detect(
+        ort_session(faces.build_float()).run(None, {"input": faces.to_input(picture)})
+    )
     assert len(ref_boxes) == 1 and faces.iou(boxes, ref_boxes)[0, 0] >= 0.85
     assert faces.iou(boxes, [ASTRONAUT_FACE])[0, 0] >= 0.6
     # The PNG is the picture scaled twice, changed on the box outline and nowhere far from it.
@@ -77,12 +83,14 @@ def test_demo_detect_task(tmp_path, capsys):
     plain = picture.repeat(scale, axis=0).repeat(scale, axis=1).astype(int)
     assert png.shape == plain.shape == (480, 640, 3)
     x0, y0, x1, y1 = (int(round(v * scale)) for v in boxes[0])
-    edges = [png[(y0 + y1) // 2, x0] - plain[(y0 + y1) // 2, x0],
-             png[(y0 + y1) // 2, x1] - plain[(y0 + y1) // 2, x1],
-             png[y1, (x0 + x1) // 2] - plain[y1, (x0 + x1) // 2]]
+    edges = [
+        png[(y0 + y1) // 2, x0] - plain[(y0 + y1) // 2, x0],
+        png[(y0 + y1) // 2, x1] - plain[(y0 + y1) // 2, x1],
+        png[y1, (x0 + x1) // 2] - plain[y1, (x0 + x1) // 2],
+    ]
     assert all(np.abs(d).sum() > 60 for d in edges)
     changed = np.abs(png - plain).sum(axis=2) > 0
-    assert changed[y0 - 30:y1 + 4, x0 - 4:x1 + 120].sum() == changed.sum() > 0
+    assert changed[y0 - 30 : y1 + 4, x0 - 4 : x1 + 120].sum() == changed.sum() > 0
 
 
 def test_demo_detect_unreadable_image(tmp_path, capsys):

@@ -10,16 +10,22 @@ from bamboo.explore import ExploreError, grid, pareto, parse_knobs
 
 
 def test_pareto_on_hand_made_points():
-    pts = [dict(fps=10, dsp=100),   # 0: front (cheapest)
-           dict(fps=20, dsp=200),   # 1: front
-           dict(fps=15, dsp=250),   # 2: dominated by 1
-           dict(fps=20, dsp=200),   # 3: equal to 1: neither dominates
-           dict(fps=30, dsp=300),   # 4: front (fastest)
-           dict(fps=9, dsp=100)]    # 5: dominated by 0
+    pts = [
+        dict(fps=10, dsp=100),  # 0: front (cheapest)
+        dict(fps=20, dsp=200),  # 1: front
+        dict(fps=15, dsp=250),  # 2: dominated by 1
+        dict(fps=20, dsp=200),  # 3: equal to 1: neither dominates
+        dict(fps=30, dsp=300),  # 4: front (fastest)
+        dict(fps=9, dsp=100),
+    ]  # 5: dominated by 0
     assert pareto(pts, ["fps"], ["dsp"]) == [0, 1, 3, 4]
     # Two models: a point best at one is on the front even if poor at the other.
-    two = [dict(a=1, b=9, dsp=5), dict(a=9, b=1, dsp=5), dict(a=5, b=5, dsp=5),
-           dict(a=4, b=4, dsp=5)]
+    two = [
+        dict(a=1, b=9, dsp=5),
+        dict(a=9, b=1, dsp=5),
+        dict(a=5, b=5, dsp=5),
+        dict(a=4, b=4, dsp=5),
+    ]
     assert pareto(two, ["a", "b"], ["dsp"]) == [0, 1, 2]
 
 
@@ -27,31 +33,52 @@ def test_grid_keeps_valid_configurations_and_says_why_not():
     from bamboo.arch import preset
 
     base = preset("ultra96")
-    valid, invalid = grid(base, {"rows": (8, 32), "cols": (32,), "dsp_packing": (True,),
-                                 "vector_lanes": (2,), "input_buffer_depth": (8192,),
-                                 "weight_buffer_depth": (512,), "output_buffer_depth": (2048,),
-                                 "depthwise_blocks": (2,), "depthwise_groups": (2,)})
+    valid, invalid = grid(
+        base,
+        {
+            "rows": (8, 32),
+            "cols": (32,),
+            "dsp_packing": (True,),
+            "vector_lanes": (2,),
+            "input_buffer_depth": (8192,),
+            "weight_buffer_depth": (512,),
+            "output_buffer_depth": (2048,),
+            "depthwise_blocks": (2,),
+            "depthwise_groups": (2,),
+        },
+    )
     # rows=32 leaves the depthwise blocks too few columns: refused with the reason.
     assert [c.config_id for c in valid] == [base.config_id] and valid[0].name == "ultra96"
     assert len(invalid) == 1 and "depthwise columns" in invalid[0][1]
 
 
-@pytest.mark.parametrize("spec, msg", [
-    ("rowz=8", "NAME one of"), ("rows", "NAME=V1"), ("rows=eight", "cannot read"),
-    ("rows=", "no values"), ("dsp_packing=maybe", "cannot read")])
+@pytest.mark.parametrize(
+    "spec, msg",
+    [
+        ("rowz=8", "NAME one of"),
+        ("rows", "NAME=V1"),
+        ("rows=eight", "cannot read"),
+        ("rows=", "no values"),
+        ("dsp_packing=maybe", "cannot read"),
+    ],
+)
 def test_bad_knobs_are_one_line_errors(spec, msg):
     with pytest.raises(ExploreError, match=msg):
         parse_knobs([spec])
 
 
-@pytest.mark.parametrize("argv, msg", [
-    (["--knob", "rows=3"], "rows must be a power of two"),
-    (["--knob", "speed=9"], "NAME one of"),
-    (["--board", "pynqz2"], "UltraScale+"),
-    (["--board", "nope"], "unknown board"),
-    (["--size", "huge"], "--size"),
-    (["--models", "resnet9000"], "unknown model"),
-    (["--top", "-1"], "--top")])
+@pytest.mark.parametrize(
+    "argv, msg",
+    [
+        (["--knob", "rows=3"], "rows must be a power of two"),
+        (["--knob", "speed=9"], "NAME one of"),
+        (["--board", "pynqz2"], "UltraScale+"),
+        (["--board", "nope"], "unknown board"),
+        (["--size", "huge"], "--size"),
+        (["--models", "resnet9000"], "unknown model"),
+        (["--top", "-1"], "--top"),
+    ],
+)
 def test_cli_errors_are_one_line(capsys, argv, msg):
     from bamboo.cli import main
 
@@ -62,11 +89,28 @@ def test_cli_errors_are_one_line(capsys, argv, msg):
 
 pytest.importorskip("torch", reason="the zoo models are built with torch")
 
-_TINY = ["--models", "mobilenet_v2@32", "--knob", "rows=8", "--knob", "cols=16,32",
-         "--knob", "dsp_packing=1", "--knob", "vector_lanes=2", "--knob",
-         "input_buffer_depth=8192", "--knob", "weight_buffer_depth=512", "--knob",
-         "output_buffer_depth=2048", "--knob", "depthwise_blocks=1,2", "--knob",
-         "depthwise_groups=2"]
+_TINY = [
+    "--models",
+    "mobilenet_v2@32",
+    "--knob",
+    "rows=8",
+    "--knob",
+    "cols=16,32",
+    "--knob",
+    "dsp_packing=1",
+    "--knob",
+    "vector_lanes=2",
+    "--knob",
+    "input_buffer_depth=8192",
+    "--knob",
+    "weight_buffer_depth=512",
+    "--knob",
+    "output_buffer_depth=2048",
+    "--knob",
+    "depthwise_blocks=1,2",
+    "--knob",
+    "depthwise_groups=2",
+]
 
 
 def test_cli_tiny_sweep_against_the_advise_chain(tmp_path, monkeypatch, capsys):
@@ -84,8 +128,7 @@ def test_cli_tiny_sweep_against_the_advise_chain(tmp_path, monkeypatch, capsys):
     text = capsys.readouterr().out
     assert "Pareto front" in text and "leave-one-out" in text and "preset 'ultra96'" in text
     assert png.stat().st_size > 0
-    rows = {(int(r["cols"]), int(r["depthwise_blocks"])): r
-            for r in csv.DictReader(out_csv.open())}
+    rows = {(int(r["cols"]), int(r["depthwise_blocks"])): r for r in csv.DictReader(out_csv.open())}
     # 8 x 16 packed has 8 depthwise columns: one block of 8 rows only.
     assert set(rows) == {(16, 1), (32, 1), (32, 2)}
     # The preset's FPS by the independent route of `bamboo advise` (compile, lower, cycle
@@ -96,25 +139,35 @@ def test_cli_tiny_sweep_against_the_advise_chain(tmp_path, monkeypatch, capsys):
     got = float(rows[32, 2]["fps mobilenet_v2@32"])
     assert rows[32, 2]["preset"] == "1"
     assert float(rows[32, 2]["fabric fps mobilenet_v2@32"]) == pytest.approx(
-        1.0 / ref.fabric_s, rel=1e-3)
+        1.0 / ref.fabric_s, rel=1e-3
+    )
     # The processor side is timed again here: its noise allows 30 %.
     assert got == pytest.approx(1.0 / max(ref.fabric_s, ref.cpu_s), rel=0.3)
     # Every point carries the model's prediction; the preset also Yosys's recorded counts.
     rec = recorded("ultra96")
-    assert int(rows[32, 2]["yosys dsp"]) == rec.dsp and float(rows[32, 2]["yosys bram36"]) == \
-        rec.bram36
+    assert (
+        int(rows[32, 2]["yosys dsp"]) == rec.dsp
+        and float(rows[32, 2]["yosys bram36"]) == rec.bram36
+    )
     assert int(rows[32, 2]["lut"]) == default_model().predict(cfg)["lut"]
     small = rows[16, 1]
     assert small["yosys lut"] == ""
-    assert int(small["lut"]) == default_model().predict(
-        cfg.__class__(**{**cfg.to_dict(), "cols": 16, "depthwise_blocks": 1}))["lut"]
+    assert (
+        int(small["lut"])
+        == default_model().predict(
+            cfg.__class__(**{**cfg.to_dict(), "cols": 16, "depthwise_blocks": 1})
+        )["lut"]
+    )
     # The 8 x 16 array has half the MACs: never faster on the fabric side.
-    assert float(rows[16, 1]["fabric fps mobilenet_v2@32"]) <= \
-        float(rows[32, 2]["fabric fps mobilenet_v2@32"])
+    assert float(rows[16, 1]["fabric fps mobilenet_v2@32"]) <= float(
+        rows[32, 2]["fabric fps mobilenet_v2@32"]
+    )
     # JSON: the cached second run returns the same figures.
     assert main(["explore", *_TINY, "--json"]) == 0
     res = json.loads(capsys.readouterr().out)
     assert res["cache_hits"] == 3
-    fps = {(p["config"]["cols"], p["config"]["depthwise_blocks"]): p["fps"]["mobilenet_v2@32"]
-           for p in res["points"]}
+    fps = {
+        (p["config"]["cols"], p["config"]["depthwise_blocks"]): p["fps"]["mobilenet_v2@32"]
+        for p in res["points"]
+    }
     assert fps[32, 2] == pytest.approx(got, abs=0.01)

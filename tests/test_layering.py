@@ -44,7 +44,11 @@ print(json.dumps(sorted(sys.modules)))
 def _loaded(package):
     out = subprocess.run(
         [sys.executable, "-c", PROBE, f"bamboo.{package}"],
-        capture_output=True, text=True, cwd=ROOT / "tests", check=False)
+        capture_output=True,
+        text=True,
+        cwd=ROOT / "tests",
+        check=False,
+    )
     assert out.returncode == 0, f"importing bamboo.{package} failed:\n{out.stderr}"
     return json.loads(out.stdout.splitlines()[-1])
 
@@ -56,7 +60,8 @@ def test_dependency_direction(package):
     ours -= {"cli", "__main__"}
     assert ours <= ALLOWED[package], (
         f"bamboo.{package} imports {sorted(ours - ALLOWED[package])}; "
-        f"it may import only {sorted(ALLOWED[package])}")
+        f"it may import only {sorted(ALLOWED[package])}"
+    )
     top = {m.split(".")[0] for m in modules} - set(sys.stdlib_module_names) - {"bamboo"}
     top = {m for m in top if not m.startswith("_")}
     if package != "models":
@@ -97,13 +102,16 @@ def _imports(path, package):
                 yield node.lineno, alias.name
         elif isinstance(node, ast.ImportFrom):
             if node.level:
-                base = parts[:-1]      # the module's package (an __init__'s is itself)
-                base = base[:len(base) - node.level + 1]
+                base = parts[:-1]  # the module's package (an __init__'s is itself)
+                base = base[: len(base) - node.level + 1]
                 yield node.lineno, ".".join(base + ([node.module] if node.module else []))
             else:
                 yield node.lineno, node.module
-        elif isinstance(node, ast.Constant) and isinstance(node.value, str) and \
-                re.fullmatch(r"bamboo\.(%s)(\.\w+)*" % "|".join(ALLOWED), node.value):
+        elif (
+            isinstance(node, ast.Constant)
+            and isinstance(node.value, str)
+            and re.fullmatch(r"bamboo\.(%s)(\.\w+)*" % "|".join(ALLOWED), node.value)
+        ):
             yield node.lineno, node.value
 
 
@@ -120,8 +128,9 @@ def test_every_import_respects_the_direction(package):
             target = module.split(".")[1]
             if target not in ALLOWED[package]:
                 bad.append(f"{rel}:{line}: {module}")
-    assert not bad, f"bamboo.{package} may import only {sorted(ALLOWED[package])}:\n" + \
-        "\n".join(bad)
+    assert not bad, f"bamboo.{package} may import only {sorted(ALLOWED[package])}:\n" + "\n".join(
+        bad
+    )
 
 
 def test_the_lazy_lookups_are_still_there():
@@ -133,8 +142,21 @@ def test_the_lazy_lookups_are_still_there():
 
 # The ONNX front end, bottom first: each module imports only modules listed before it, and
 # only at module level (no import inside a function holding a cycle together).
-FRONT_END = ["errors", "ir", "shapes", "lut", "tables", "onnx_common", "resize", "partition",
-             "onnx_moves", "onnx_compute", "onnx_qop", "onnx_ops", "onnx_import"]
+FRONT_END = [
+    "errors",
+    "ir",
+    "shapes",
+    "lut",
+    "tables",
+    "onnx_common",
+    "resize",
+    "partition",
+    "onnx_moves",
+    "onnx_compute",
+    "onnx_qop",
+    "onnx_ops",
+    "onnx_import",
+]
 
 
 def _compiler_imports(name):
@@ -142,9 +164,12 @@ def _compiler_imports(name):
     import ast
 
     tree = ast.parse((ROOT / "compiler" / f"{name}.py").read_text())
-    inner = {id(n) for f in ast.walk(tree) if isinstance(f, (ast.FunctionDef,
-                                                              ast.AsyncFunctionDef))
-             for n in ast.walk(f)}
+    inner = {
+        id(n)
+        for f in ast.walk(tree)
+        if isinstance(f, (ast.FunctionDef, ast.AsyncFunctionDef))
+        for n in ast.walk(f)
+    }
     for node in ast.walk(tree):
         if isinstance(node, ast.ImportFrom) and node.level == 1:
             mods = [node.module] if node.module else [a.name for a in node.names]

@@ -24,7 +24,8 @@ def test_every_package_folder_is_listed():
 
 
 def test_version_command():
-    out = subprocess.run([sys.executable, "-m", "bamboo", "--version"],
-                         capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "bamboo", "--version"], capture_output=True, text=True, check=True
+    )
     assert out.stdout.strip() == f"bamboo {bamboo.__version__}"
     assert bamboo.__version__ != "0.0.0+unknown"

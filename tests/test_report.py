@@ -47,7 +47,7 @@ def _onnx_convs(path):
         if n.op_type != "Conv":
             continue
         w = n.input[1]
-        while w not in weights:      # QDQ: the weight goes through DequantizeLinear
+        while w not in weights:  # QDQ: the weight goes through DequantizeLinear
             w = producers[w].input[0]
         cout, cg, kh, kw = weights[w].shape
         group = next((a.i for a in n.attribute if a.name == "group"), 1)
@@ -66,9 +66,10 @@ def test_layer_kinds_match_the_onnx_convolutions(model):
     path, compiled, _, rep = model
     rows = report.layer_rows(compiled, rep)
     kinds = [r.kind for r in rows]
-    assert (kinds.count("depthwise"), kinds.count("pointwise"), kinds.count("conv")) == \
-        _onnx_convs(path)
-    assert "fc" not in kinds       # the classifier runs on the CPU: no fabric layer
+    assert (kinds.count("depthwise"), kinds.count("pointwise"), kinds.count("conv")) == _onnx_convs(
+        path
+    )
+    assert "fc" not in kinds  # the classifier runs on the CPU: no fabric layer
     assert {r.kind for r in rows if r.macs == 0} <= {"other"}
 
 
@@ -83,16 +84,18 @@ def test_rows_add_up_to_the_cycle_report(model):
     assert sum(r.cycles for r in rows) == rep.total
     assert sum(r.bytes for r in rows) == rep.bytes == compiled.stats["dram_bytes"]
     g = compiled.graph
-    assert sum(r.macs for r in rows) == sum(macs(g, n) for n in g.nodes
-                                            if n.op == "conv" and n.target == "fabric")
+    assert sum(r.macs for r in rows) == sum(
+        macs(g, n) for n in g.nodes if n.op == "conv" and n.target == "fabric"
+    )
     for r in rows:
-        assert r.macs <= r.array_macs      # the array never does fewer MACs than the layer
+        assert r.macs <= r.array_macs  # the array never does fewer MACs than the layer
         assert 0.0 <= r.utilization <= 1.0
     summary = report.kind_summary(rows, cfg)
     assert abs(sum(v["share"] for v in summary.values()) - 1.0) < 1e-9
     dw = [r for r in rows if r.kind == "depthwise"]
     assert summary["depthwise"]["utilization"] == pytest.approx(
-        sum(r.macs for r in dw) / (cfg.macs_per_cycle * sum(r.cycles for r in dw)))
+        sum(r.macs for r in dw) / (cfg.macs_per_cycle * sum(r.cycles for r in dw))
+    )
 
 
 def test_cycle_table_lists_every_layer_and_the_total(model):
@@ -107,8 +110,9 @@ def test_cycle_table_lists_every_layer_and_the_total(model):
     for r, line in zip(rows, lines[1:-1]):
         assert line.split()[-7:-5] == [r.kind, str(r.cycles)]
     top = report.render_table(rows, rep, top=3).splitlines()
-    assert [int(line.split()[-6]) for line in top[1:-1]] == \
-        sorted((r.cycles for r in rows), reverse=True)[:3]
+    assert [int(line.split()[-6]) for line in top[1:-1]] == sorted(
+        (r.cycles for r in rows), reverse=True
+    )[:3]
 
 
 def test_host_time_counts_what_the_session_moves(model):
@@ -122,8 +126,9 @@ def test_host_time_counts_what_the_session_moves(model):
     t = report.host_time(blob, host, repeats=1)
     assert t["cpu_nodes"] == {"fc": 1} and t["fabric_steps"] == 1
     assert t["workstation_cpu_s"] > 0 and set(t["cpu_node_s"]) == {"fc"}
-    assert t["seconds"] == pytest.approx(host.seconds(t["workstation_cpu_s"], 1,
-                                                      t["exchange_bytes"]))
+    assert t["seconds"] == pytest.approx(
+        host.seconds(t["workstation_cpu_s"], 1, t["exchange_bytes"])
+    )
     with Session(blob, backend="isa") as sess:
         (arg,) = sess.get_inputs()
         sess.run(None, np.zeros(arg.shape, np.float32))
@@ -154,8 +159,9 @@ def test_pngs_are_written(model, tmp_path):
     rows = report.layer_rows(compiled, rep)
     cfg = compiled.config
     u = report.write_utilization_png(rows, cfg, tmp_path / "u.png", "utilization")
-    r = report.write_roofline_png(rows, cfg, BOARDS["ultra96"], CLOCK, tmp_path / "r.png",
-                                  "roofline")
+    r = report.write_roofline_png(
+        rows, cfg, BOARDS["ultra96"], CLOCK, tmp_path / "r.png", "roofline"
+    )
     w, h = _png_size(u)
     assert h == 400 and w >= 600
     assert _png_size(r) == (650, 450)

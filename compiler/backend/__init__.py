@@ -37,9 +37,9 @@ class Compiled:
     plan: object
     weights: bytes
     program: bytes
-    steps: list = field(default_factory=list)     # schedule: arch.metadata.Step, in order
-    layers: list = field(default_factory=list)    # (node, first insn, count)
-    words: list = field(default_factory=list)     # instruction integers
+    steps: list = field(default_factory=list)  # schedule: arch.metadata.Step, in order
+    layers: list = field(default_factory=list)  # (node, first insn, count)
+    words: list = field(default_factory=list)  # instruction integers
     stats: dict = field(default_factory=dict)
 
 
@@ -63,27 +63,38 @@ def lower_graph(graph, config, progress=None):
         nodes = [by_name[name] for name in seg.nodes]
         made = {t for n in nodes for t in n.outputs}
         later = {o.tensor for o in graph.outputs} | {
-            t for s in segs[k + 1:] for name in s.nodes for t in by_name[name].inputs}
+            t for s in segs[k + 1 :] for name in s.nodes for t in by_name[name].inputs
+        }
         if seg.target == CPU or all(n.op == "view" for n in nodes):
             # A run of views alone moves no data: the CPU reshapes (the buffer is shared).
             steps.append(Step(CPU, tuple(seg.nodes)))
             produced_before |= made
             continue
-        seg_steps = lowerer.segment(nodes, progress and (
-            lambda k, name, base=done: progress(base + k, total, name)))
+        seg_steps = lowerer.segment(
+            nodes, progress and (lambda k, name, base=done: progress(base + k, total, name))
+        )
         seg_words, ranges = encode_steps(seg_steps)
         first = len(words)
         layers += [(n, first + f, c) for n, f, c in ranges]
         words += seg_words
         nbytes += sum(op.nbytes for s in seg_steps for op in s.loads + s.stores)
         macs += sum(op.macs for s in seg_steps for op in s.computes)
+
         # Only exchange buffers cross PS/PL; fabric-to-fabric tensors stay in DRAM.
         def exchange(t):
             return plan.buffers[plan.alias.get(t, t)].region == "exchange"
 
         reads = {t for n in nodes for t in n.inputs if t not in made and exchange(t)}
-        steps.append(Step(FABRIC, tuple(seg.nodes), first, len(seg_words), tuple(sorted(reads)),
-                          tuple(sorted(t for t in made & later if exchange(t)))))
+        steps.append(
+            Step(
+                FABRIC,
+                tuple(seg.nodes),
+                first,
+                len(seg_words),
+                tuple(sorted(reads)),
+                tuple(sorted(t for t in made & later if exchange(t))),
+            )
+        )
         produced_before |= made
         done += len(nodes)
     program = encode_bytes(words)
@@ -91,11 +102,24 @@ def lower_graph(graph, config, progress=None):
     off = regions["program"][0]
     regions["program"] = (off, len(program))
     plan = plan.__class__(regions=regions, buffers=plan.buffers, alias=plan.alias)
-    stats = {"instructions": len(words), "dram_bytes": nbytes, "macs": macs,
-             "footprint": plan.footprint,
-             "regions": {k: v[1] for k, v in plan.regions.items()}}
-    return Compiled(graph=graph, config=config, plan=plan, weights=weights, program=program,
-                    steps=steps, layers=layers, words=words, stats=stats)
+    stats = {
+        "instructions": len(words),
+        "dram_bytes": nbytes,
+        "macs": macs,
+        "footprint": plan.footprint,
+        "regions": {k: v[1] for k, v in plan.regions.items()},
+    }
+    return Compiled(
+        graph=graph,
+        config=config,
+        plan=plan,
+        weights=weights,
+        program=program,
+        steps=steps,
+        layers=layers,
+        words=words,
+        stats=stats,
+    )
 
 
 def compile_artifact(graph, config, progress=None):

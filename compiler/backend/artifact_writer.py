@@ -22,11 +22,21 @@ __all__ = ["build", "decode_value", "encode_value", "ioquant", "metadata"]
 def encode_value(v):
     """A JSON-able form of an IR attribute value."""
     if isinstance(v, np.ndarray):
-        return {"__nd__": base64.b64encode(np.ascontiguousarray(v).tobytes()).decode(),
-                "dtype": str(v.dtype), "shape": list(v.shape)}
+        return {
+            "__nd__": base64.b64encode(np.ascontiguousarray(v).tobytes()).decode(),
+            "dtype": str(v.dtype),
+            "shape": list(v.shape),
+        }
     if isinstance(v, Requant):
-        return {"__rq__": {"m": encode_value(np.asarray(v.m)), "e": encode_value(np.asarray(v.e)),
-                           "zp": int(v.zp), "qmin": int(v.qmin), "qmax": int(v.qmax)}}
+        return {
+            "__rq__": {
+                "m": encode_value(np.asarray(v.m)),
+                "e": encode_value(np.asarray(v.e)),
+                "zp": int(v.zp),
+                "qmin": int(v.qmin),
+                "qmax": int(v.qmax),
+            }
+        }
     if isinstance(v, (tuple, list)):
         return [encode_value(x) for x in v]
     if isinstance(v, (np.integer,)):
@@ -39,8 +49,15 @@ def encode_value(v):
 def _tensor(t, plan):
     c = canon(t)
     placed = c is not None and (t.name in plan.buffers or t.name in plan.alias)
-    return md.Tensor(tuple(t.shape), t.layout, t.q.dtype, t.q.scale, t.q.zp,
-                     tuple(c) if placed else None, plan.offset(t.name) if placed else None)
+    return md.Tensor(
+        tuple(t.shape),
+        t.layout,
+        t.q.dtype,
+        t.q.scale,
+        t.q.zp,
+        tuple(c) if placed else None,
+        plan.offset(t.name) if placed else None,
+    )
 
 
 def metadata(compiled):
@@ -49,9 +66,16 @@ def metadata(compiled):
     g = compiled.graph
     # Every node the CPU runs: CPU nodes, and fabric views in CPU steps (a reshape only).
     on_cpu = {name for s in compiled.steps if s.target == CPU for name in s.nodes}
-    cpu = {n.name: md.CpuNode(n.op, tuple(n.inputs), tuple(n.outputs),
-                              {k: encode_value(v) for k, v in n.attrs.items()})
-           for n in g.nodes if n.target == CPU or n.name in on_cpu}
+    cpu = {
+        n.name: md.CpuNode(
+            n.op,
+            tuple(n.inputs),
+            tuple(n.outputs),
+            {k: encode_value(v) for k, v in n.attrs.items()},
+        )
+        for n in g.nodes
+        if n.target == CPU or n.name in on_cpu
+    }
     return md.Metadata(
         name=g.name,
         config=compiled.config.to_dict(),
@@ -72,18 +96,30 @@ def ioquant(compiled):
     def spec(s):
         t = g.tensors[s.tensor]
         placed = s.tensor in plan.buffers or s.tensor in plan.alias
-        return md.IoSpec(s.onnx_name, s.tensor, tuple(s.onnx_shape), bool(s.float), t.q.dtype,
-                         t.q.scale, t.q.zp, t.layout, plan.offset(s.tensor) if placed else None,
-                         tuple(s.mean_axes))
+        return md.IoSpec(
+            s.onnx_name,
+            s.tensor,
+            tuple(s.onnx_shape),
+            bool(s.float),
+            t.q.dtype,
+            t.q.scale,
+            t.q.zp,
+            t.layout,
+            plan.offset(s.tensor) if placed else None,
+            tuple(s.mean_axes),
+        )
 
     return md.IoQuant(tuple(spec(s) for s in g.inputs), tuple(spec(s) for s in g.outputs))
 
 
 def build(compiled):
     """The artifact bytes."""
-    return art.write_artifact({
-        art.Section.PROGRAM: compiled.program,
-        art.Section.WEIGHTS: compiled.weights,
-        art.Section.METADATA: metadata(compiled),
-        art.Section.IOQUANT: ioquant(compiled),
-    }, config_id=compiled.config.config_id)
+    return art.write_artifact(
+        {
+            art.Section.PROGRAM: compiled.program,
+            art.Section.WEIGHTS: compiled.weights,
+            art.Section.METADATA: metadata(compiled),
+            art.Section.IOQUANT: ioquant(compiled),
+        },
+        config_id=compiled.config.config_id,
+    )

@@ -58,8 +58,10 @@ def _conv_reason(node, graph, config, depthwise):
         if config.depthwise_channels < config.rows:
             return "depthwise needs cols / depthwise_column_step >= rows"
         if span * (config.depthwise_channels // config.rows) > config.input_buffer_depth // 2:
-            return "one output pixel's window of every depthwise block does not fit half " \
+            return (
+                "one output pixel's window of every depthwise block does not fit half "
                 "the input buffer"
+            )
         if kh > config.weight_buffer_depth // 2:
             return "kernel too tall for the weight buffer"
     elif kh * kw > config.weight_buffer_depth // 2:
@@ -107,10 +109,14 @@ def fabric_reason(node, graph, config):
         h, w, _ = canon(ts[0])
         if h * w > config.input_buffer_depth // 2:
             return f"global pool over {h}x{w} does not fit half the input buffer"
-        return None   # VEC AVG_POOL up to 15x15, else a CONV summing pixels (weights.py)
+        return None  # VEC AVG_POOL up to 15x15, else a CONV summing pixels (weights.py)
     if op == "maxpool":
-        if tuple(a["dilation"]) != (1, 1) or max(a["kernel"]) > _K_MAX or \
-                max(a["stride"]) > _S_MAX or max(a["pads"]) > _PAD_MAX:
+        if (
+            tuple(a["dilation"]) != (1, 1)
+            or max(a["kernel"]) > _K_MAX
+            or max(a["stride"]) > _S_MAX
+            or max(a["pads"]) > _PAD_MAX
+        ):
             return "max pool with dilation or window beyond the ISA"
         return None
     if op == "add":
@@ -153,8 +159,12 @@ def split_concat_luts(graph, config):
     nodes, tensors, changed = [], dict(graph.tensors), False
     for n in graph.nodes:
         luts = n.attrs.get("luts") if n.op == "concat" else None
-        if n.target != FABRIC or luts is None or all(t is None for t in luts) or \
-                move_kind(n, graph, config)[0] is not None:
+        if (
+            n.target != FABRIC
+            or luts is None
+            or all(t is None for t in luts)
+            or move_kind(n, graph, config)[0] is not None
+        ):
             nodes.append(n)
             continue
         tout = graph.tensors[n.outputs[0]]
@@ -166,12 +176,22 @@ def split_concat_luts(graph, config):
             t = graph.tensors[src]
             name = f"{n.name}/requant{k}"
             tensors[name] = ir.Tensor(name, t.shape, tout.q, t.layout)
-            nodes.append(ir.Node(name, "lut", (src,), (name,), {"table": table, "fn": "requant"},
-                                 source=n.source, target=FABRIC,
-                                 reason="concat input requantization (table)"))
+            nodes.append(
+                ir.Node(
+                    name,
+                    "lut",
+                    (src,),
+                    (name,),
+                    {"table": table, "fn": "requant"},
+                    source=n.source,
+                    target=FABRIC,
+                    reason="concat input requantization (table)",
+                )
+            )
             inputs.append(name)
-        nodes.append(n.replace(inputs=tuple(inputs),
-                               attrs={**n.attrs, "luts": (None,) * len(inputs)}))
+        nodes.append(
+            n.replace(inputs=tuple(inputs), attrs={**n.attrs, "luts": (None,) * len(inputs)})
+        )
         changed = True
     return graph.replace(nodes=tuple(nodes), tensors=tensors) if changed else graph
 
@@ -185,14 +205,19 @@ def widen_dilation_w(node, graph, config):
     so the MAC count stays the model's. Other nodes, and widened kernels the back end
     still cannot lower, are returned as they are."""
     a = node.attrs
-    if node.op != "conv" or node.target != FABRIC or a["dilation"][1] == 1 or \
-            not is_depthwise(node, graph):
+    if (
+        node.op != "conv"
+        or node.target != FABRIC
+        or a["dilation"][1] == 1
+        or not is_depthwise(node, graph)
+    ):
         return node
     (dh, dw), (o, kh, kw, _) = a["dilation"], a["w"].shape
     w = np.zeros((o, kh, (kw - 1) * dw + 1, 1), a["w"].dtype)
     w[:, :, ::dw] = a["w"]
-    wide = node.replace(attrs={**a, "w": w, "kernel": (kh, w.shape[2]), "dilation": (dh, 1),
-                               "w_stuffed": dw})
+    wide = node.replace(
+        attrs={**a, "w": w, "kernel": (kh, w.shape[2]), "dilation": (dh, 1), "w_stuffed": dw}
+    )
     return wide if fabric_reason(wide, graph, config) is None else node
 
 

@@ -73,8 +73,12 @@ class Step:
 def barrier_step(node, after_store=None):
     """A compute that moves nothing: orders loads after stores (``after_store``: the index
     of the step whose stores it waits for; None: every earlier store)."""
-    return Step(node, computes=[Op(isa.Opcode.VEC, {"vop": isa.VecOp.COPY, "out_h": 0})],
-                barrier=True, after_store=after_store)
+    return Step(
+        node,
+        computes=[Op(isa.Opcode.VEC, {"vop": isa.VecOp.COPY, "out_h": 0})],
+        barrier=True,
+        after_store=after_store,
+    )
 
 
 def finish_step(node="finish", irq=1):
@@ -100,17 +104,21 @@ class _DramWriters:
         n = span[1]
         a, row, pitch = (span[k] // self.unit for k in (0, 2, 3))
         if n == 1 or pitch == row:
-            return self.last[a:a + n * row]
+            return self.last[a : a + n * row]
         if pitch > row:
-            return self.last[a:a + n * pitch].reshape(n, pitch)[:, :row]
-        return self.last[a:a + (n - 1) * pitch + row]   # rows overlap: their hull
+            return self.last[a : a + n * pitch].reshape(n, pitch)[:, :row]
+        return self.last[a : a + (n - 1) * pitch + row]  # rows overlap: their hull
 
     def rows(self, op):
         """The last step storing each DRAM row of ``op`` (-1: none)."""
         a, n, row, pitch = op.dram
         u = self.unit
-        return np.array([self.last[(a + r * pitch) // u:(a + r * pitch + row) // u].max(
-            initial=-1) for r in range(n)])
+        return np.array(
+            [
+                self.last[(a + r * pitch) // u : (a + r * pitch + row) // u].max(initial=-1)
+                for r in range(n)
+            ]
+        )
 
     def writer(self, op):
         """The last step storing any byte ``op`` reads (-1: none)."""
@@ -129,12 +137,24 @@ def _split_rows(op, cuts):
     a, _, row, pitch = op.dram
     out = []
     for r0, r1 in zip([0] + cuts, cuts + [y]):
-        g = dict(f, y_size=r1 - r0, dram_addr=f["dram_addr"] + r0 * pitch,
-                 pad_top=f["pad_top"] if r0 == 0 else 0,
-                 pad_bottom=f["pad_bottom"] if r1 == y else 0,
-                 sram_addr=f["sram_addr"] + (f["pad_top"] + r0 if r0 else 0) * width)
-        out.append(Op(op.opcode, g, reads=op.reads, writes=op.writes,
-                      nbytes=(r1 - r0) * row, dram=(a + r0 * pitch, r1 - r0, row, pitch)))
+        g = dict(
+            f,
+            y_size=r1 - r0,
+            dram_addr=f["dram_addr"] + r0 * pitch,
+            pad_top=f["pad_top"] if r0 == 0 else 0,
+            pad_bottom=f["pad_bottom"] if r1 == y else 0,
+            sram_addr=f["sram_addr"] + (f["pad_top"] + r0 if r0 else 0) * width,
+        )
+        out.append(
+            Op(
+                op.opcode,
+                g,
+                reads=op.reads,
+                writes=op.writes,
+                nbytes=(r1 - r0) * row,
+                dram=(a + r0 * pitch, r1 - r0, row, pitch),
+            )
+        )
     return out
 
 
@@ -149,7 +169,7 @@ def _pieces(op, writers, covered):
     if rows.min() == rows.max():
         return [op]
     n = len(rows)
-    last = n - int(np.argmax(rows[::-1] != rows.max()))   # rows [last, n): the latest
+    last = n - int(np.argmax(rows[::-1] != rows.max()))  # rows [last, n): the latest
     cuts, size, end = [], n - last, last
     while end > 0 and rows[:end].max() > covered:
         cuts.append(end)
@@ -176,11 +196,12 @@ def _place_barriers(steps):
     returned list."""
     writers = _DramWriters([op for st in steps for op in st.loads + st.stores])
     last_reader, covered, stored, queued = {}, -1, [], -1
-    waits, after = [], {}    # (op, WAR, barrier after) per load; after[p] = store waited
+    waits, after = [], {}  # (op, WAR, barrier after) per load; after[p] = store waited
     for j, step in enumerate(steps):
         ops = [piece for op in step.loads for piece in _pieces(op, writers, covered)]
-        deps = [(op, max([last_reader.get(w, -1) for w in op.writes]), writers.writer(op))
-                for op in ops]
+        deps = [
+            (op, max([last_reader.get(w, -1) for w in op.writes]), writers.writer(op)) for op in ops
+        ]
         deps.sort(key=lambda x: (x[2] > covered, x[2] if x[2] > covered else x[1]))
         step.loads = [op for op, _, _ in deps]
         for op, war, dep in deps:
@@ -225,13 +246,16 @@ def assign_tokens(steps):
     steps with the DRAM barriers inserted (those left without tokens dropped)."""
     steps, load_wait = _place_barriers(steps)
     _set_tokens(steps, load_wait)
-    unused = {s for s, step in enumerate(steps) if step.after_store is not None and
-              not any(step.computes[0].tokens.values())}
+    unused = {
+        s
+        for s, step in enumerate(steps)
+        if step.after_store is not None and not any(step.computes[0].tokens.values())
+    }
     if not unused:
         return steps
     index, kept = {}, []
     for s, step in enumerate(steps):
-        index[s] = len(kept) - (s in unused)   # a dropped barrier: the step before it
+        index[s] = len(kept) - (s in unused)  # a dropped barrier: the step before it
         if s not in unused:
             kept.append(step)
         for op in step.loads + step.computes + step.stores:
@@ -245,7 +269,7 @@ def assign_tokens(steps):
 
 def _set_tokens(steps, load_wait):
     """The token bits of ``steps``; ``load_wait``: the step each load waits for."""
-    out_reader = {}       # OUT slot -> step index of its last store
+    out_reader = {}  # OUT slot -> step index of its last store
     wait_cl, wait_sc, last_store = -1, -1, -1
     for s, step in enumerate(steps):
         assert step.computes, "every step computes"
@@ -260,8 +284,9 @@ def _set_tokens(steps, load_wait):
             step.loads[-1].tokens["push_next"] = 1
             first_c.tokens["pop_prev"] = 1
         outs = {w for op in step.computes for w in op.writes}
-        store = -1 if not step.barrier else \
-            last_store if step.after_store is None else step.after_store
+        store = (
+            -1 if not step.barrier else last_store if step.after_store is None else step.after_store
+        )
         w = max([out_reader.get(slot, -1) for slot in outs] + [store])
         if w > wait_sc:
             first_c.tokens["pop_next"] = 1

@@ -55,17 +55,35 @@ class Lowerer:
         k, hit = self.slots.param.get(key)
         base = self.slots.param.bases[k]
         if not hit:
-            step.loads.append(load_op(isa.Buffer.PARAM, self.slots.param.slot(k), base,
-                                      self.wbase + dram, 1, words, words,
-                                      elem_bytes(self.c, isa.Buffer.PARAM)))
+            step.loads.append(
+                load_op(
+                    isa.Buffer.PARAM,
+                    self.slots.param.slot(k),
+                    base,
+                    self.wbase + dram,
+                    1,
+                    words,
+                    words,
+                    elem_bytes(self.c, isa.Buffer.PARAM),
+                )
+            )
         return base, self.slots.param.slot(k)
 
     def _load_lut(self, step, dram):
         k, hit = self.slots.lut.get(("lut", dram))
         if not hit:
-            step.loads.append(load_op(isa.Buffer.LUT, self.slots.lut.slot(k), k,
-                                      self.wbase + dram, 1, 1, 1,
-                                      elem_bytes(self.c, isa.Buffer.LUT)))
+            step.loads.append(
+                load_op(
+                    isa.Buffer.LUT,
+                    self.slots.lut.slot(k),
+                    k,
+                    self.wbase + dram,
+                    1,
+                    1,
+                    1,
+                    elem_bytes(self.c, isa.Buffer.LUT),
+                )
+            )
         return k, self.slots.lut.slot(k)
 
     def _post(self, node, step, reads, lut=False):
@@ -75,10 +93,17 @@ class Lowerer:
         tout = self.g.tensors[node.outputs[0]]
         rq = node.attrs.get("rq") if node.op in ("conv", "fc", "gap") else None
         # The requantizer's zero point: a fused LUT may map to another quantization.
-        zp, qmin, qmax = (rq.zp, rq.qmin, rq.qmax) if rq is not None else \
-            (tout.q.zp, *self.w[node.name]["qrange"])
-        f = {"out_zp": _codes(zp), "qmin": _codes(qmin), "qmax": _codes(qmax),
-                 "signed": int(tout.q.dtype == "int8")}
+        zp, qmin, qmax = (
+            (rq.zp, rq.qmin, rq.qmax)
+            if rq is not None
+            else (tout.q.zp, *self.w[node.name]["qrange"])
+        )
+        f = {
+            "out_zp": _codes(zp),
+            "qmin": _codes(qmin),
+            "qmax": _codes(qmax),
+            "signed": int(tout.q.dtype == "int8"),
+        }
         lut = self.w[node.name].get("lut") if lut is False else lut
         if lut is not None:
             slot, sl = self._load_lut(step, lut)
@@ -115,7 +140,7 @@ class Lowerer:
         B = c.rows
         tin, (h, w, cin), tbase = self._t(node.inputs[0])
         srcs = self.w[node.name].get("srcs")
-        if srcs is not None:   # a channel move: the inputs' blocks stacked
+        if srcs is not None:  # a channel move: the inputs' blocks stacked
             cin = len(srcs) * c.rows
             srcs = [(self.plan.offset(t), b) for t, b in srcs]
         _, (ho, wo, cout), obase = self._t(node.outputs[0])
@@ -123,9 +148,27 @@ class Lowerer:
         (sh, sw), (dh, dw) = a.get("stride", (1, 1)), a.get("dilation", (1, 1))
         pt, pl = a.get("pads", (0, 0, 0, 0))[:2]
         dw_mode = self.w[node.name]["depthwise"]
-        geo = {"h": h, "w": w, "kh": kh, "kw": kw, "sh": sh, "sw": sw, "dh": dh, "dw": dw,
-               "pt": pt, "pl": pl, "tbase": tbase, "obase": obase, "ho": ho, "wo": wo,
-               "tin": tin, "cin": cin, "cout": cout, "srcs": srcs, "node": node.name}
+        geo = {
+            "h": h,
+            "w": w,
+            "kh": kh,
+            "kw": kw,
+            "sh": sh,
+            "sw": sw,
+            "dh": dh,
+            "dw": dw,
+            "pt": pt,
+            "pl": pl,
+            "tbase": tbase,
+            "obase": obase,
+            "ho": ho,
+            "wo": wo,
+            "tin": tin,
+            "cin": cin,
+            "cout": cout,
+            "srcs": srcs,
+            "node": node.name,
+        }
         ib = act_blocks(cin, B)
         taps = kh * kw
         kc = 1 if dw_mode else min(ib, _IN_BLOCKS_MAX, (c.weight_buffer_depth // 2) // taps)
@@ -137,15 +180,24 @@ class Lowerer:
         def fits(kres):
             def f(th, tw):
                 r, q = ext(th, tw)
-                return th * tw <= pmax and fits_isa(th, tw, r, q) and \
-                    r * q * kres <= c.input_buffer_depth // 2 and r * q <= _BLOCK_STRIDE_MAX
+                return (
+                    th * tw <= pmax
+                    and fits_isa(th, tw, r, q)
+                    and r * q * kres <= c.input_buffer_depth // 2
+                    and r * q <= _BLOCK_STRIDE_MAX
+                )
+
             return f
 
         resident = not dw_mode
         # A depthwise CONV reads the input tiles of all its channel blocks (a missing
         # block's words too: they meet zero weights but must lie inside the slot).
-        tiles = spatial_tiles(ho, wo, fits(self._dw_blocks() if dw_mode else ib),
-                              self._dw_cost(geo, ext) if dw_mode else None)
+        tiles = spatial_tiles(
+            ho,
+            wo,
+            fits(self._dw_blocks() if dw_mode else ib),
+            self._dw_cost(geo, ext) if dw_mode else None,
+        )
         if tiles is None and not dw_mode:
             resident, tiles = False, spatial_tiles(ho, wo, fits(kc))
         assert tiles is not None, f"{node.name}: no tile fits (the check should have said so)"
@@ -167,7 +219,8 @@ class Lowerer:
         r, q = ext(th, tw)
         load = self._dw_blocks() * (T.load_chunks(c, c.rows, r * q) + LOAD_OVERHEAD)
         conv = CONV_OVERHEAD + sum(
-            T.conv_cycles(c, th * (g["sw"] * (tw - 1) + cx[1]), cx[3], th * tw) for cx in cols)
+            T.conv_cycles(c, th * (g["sw"] * (tw - 1) + cx[1]), cx[3], th * tw) for cx in cols
+        )
         return load, conv
 
     def _dw_cost(self, g, ext):
@@ -203,8 +256,11 @@ class Lowerer:
             cap = self.slots.wgt.size // dw_words if conv < inp + param + LOAD_OVERHEAD else 1
             wbatch = dict(wgt_batches(ob_n, max(1, cap)))
         taps = g["kw"] * g["kh"]
-        items = [(t, ob) for t in tiles for ob in range(ob_n)] if order == "spatial" else \
-            [(t, ob) for ob in range(ob_n) for t in tiles]
+        items = (
+            [(t, ob) for t in tiles for ob in range(ob_n)]
+            if order == "spatial"
+            else [(t, ob) for ob in range(ob_n) for t in tiles]
+        )
         zp = _codes(g["tin"].q.zp)
         steps = []
         for (oy0, th, ox0, tw), ob in items:
@@ -212,9 +268,14 @@ class Lowerer:
             tile_words = rows_in * cols_in
             ok, _ = self.slots.out.get(None)
             out_base, out_slot = self.slots.out.bases[ok], self.slots.out.slot(ok)
-            parts = [(k, b, (0, g["kw"])) for k, b in chunks] if not dw_mode else \
-                [(k, list(range(ob * nbg, min(nout, (ob + 1) * nbg))), cx[:2])
-                 for k, cx in enumerate(cols)]
+            parts = (
+                [(k, b, (0, g["kw"])) for k, b in chunks]
+                if not dw_mode
+                else [
+                    (k, list(range(ob * nbg, min(nout, (ob + 1) * nbg))), cx[:2])
+                    for k, cx in enumerate(cols)
+                ]
+            )
             for k, blocks, (kx0, kwc) in parts:
                 step = Step(nm)
                 if resident:
@@ -224,13 +285,27 @@ class Lowerer:
                 si, hit = self.slots.inp.get(key)
                 ibase = self.slots.inp.bases[si]
                 if not hit:
-                    tb, bl = (g["tbase"], blist) if g["srcs"] is None else \
-                        (None, [g["srcs"][b] for b in blist])
+                    tb, bl = (
+                        (g["tbase"], blist)
+                        if g["srcs"] is None
+                        else (None, [g["srcs"][b] for b in blist])
+                    )
                     step.loads += input_tile_loads(
-                        self.slots.inp, si, ibase, tb, bl, g["h"], g["w"],
-                        oy0 * g["sh"] - g["pt"], rows_in, ox0 * g["sw"] - g["pl"], cols_in,
-                        B, zp)
-                if dw_mode:   # the WGT words of the groups of ob's batch, all their chunks
+                        self.slots.inp,
+                        si,
+                        ibase,
+                        tb,
+                        bl,
+                        g["h"],
+                        g["w"],
+                        oy0 * g["sh"] - g["pt"],
+                        rows_in,
+                        ox0 * g["sw"] - g["pl"],
+                        cols_in,
+                        B,
+                        zp,
+                    )
+                if dw_mode:  # the WGT words of the groups of ob's batch, all their chunks
                     b0, nb = wbatch[ob]
                     wkey, first_word = (nm, "wgt", b0), b0 * dw_words
                     nwords, woff = nb * dw_words, (ob - b0) * dw_words + cols[k][2]
@@ -240,46 +315,103 @@ class Lowerer:
                 wk, hit = self.slots.wgt.get(wkey)
                 wbase = self.slots.wgt.bases[wk]
                 if not hit:
-                    step.loads.append(load_op(
-                        isa.Buffer.WGT, self.slots.wgt.slot(wk), wbase,
-                        self.wbase + info["wgt"] + first_word * B * C, 1, nwords, nwords,
-                        elem_bytes(c, isa.Buffer.WGT)))
+                    step.loads.append(
+                        load_op(
+                            isa.Buffer.WGT,
+                            self.slots.wgt.slot(wk),
+                            wbase,
+                            self.wbase + info["wgt"] + first_word * B * C,
+                            1,
+                            nwords,
+                            nwords,
+                            elem_bytes(c, isa.Buffer.WGT),
+                        )
+                    )
                 reads = [self.slots.inp.slot(si), self.slots.wgt.slot(wk)]
                 emit = k == len(parts) - 1
                 if k == 0:
                     p0 = ob // pw * pw
-                    pbase, pslot = self._param(step, (nm, "param", p0),
-                                               info["param"] + p0 * elem_bytes(c, isa.Buffer.PARAM),
-                                               min(pw, ob_n - p0))
+                    pbase, pslot = self._param(
+                        step,
+                        (nm, "param", p0),
+                        info["param"] + p0 * elem_bytes(c, isa.Buffer.PARAM),
+                        min(pw, ob_n - p0),
+                    )
                     pbase += ob - p0
                 reads.append(pslot)
                 fields = {
                     "mode": isa.ConvMode.DEPTHWISE if dw_mode else isa.ConvMode.DENSE,
-                    "kernel_h": g["kh"], "kernel_w": kwc, "stride_h": g["sh"],
-                    "stride_w": g["sw"], "dilation_h": g["dh"], "dilation_w": g["dw"],
-                    "out_h": th, "out_w": tw, "in_w": cols_in,
+                    "kernel_h": g["kh"],
+                    "kernel_w": kwc,
+                    "stride_h": g["sh"],
+                    "stride_w": g["sw"],
+                    "dilation_h": g["dh"],
+                    "dilation_w": g["dw"],
+                    "out_h": th,
+                    "out_w": tw,
+                    "in_w": cols_in,
                     "in_blocks": 1 if dw_mode else len(blocks),
                     "inp_addr": ibase + first * tile_words + kx0,
-                    "inp_block_stride": tile_words, "wgt_addr": wbase + woff, "param_addr": pbase,
-                    "out_addr": out_base, "acc_init": int(k == 0), "acc_emit": int(emit),
-                    "in_zp": _codes(info["in_zp"])}
+                    "inp_block_stride": tile_words,
+                    "wgt_addr": wbase + woff,
+                    "param_addr": pbase,
+                    "out_addr": out_base,
+                    "acc_init": int(k == 0),
+                    "acc_emit": int(emit),
+                    "in_zp": _codes(info["in_zp"]),
+                }
                 fields.update(self._post(node, step, reads))
                 # the array's MACs (as the ISA simulator and the cycle model count them)
-                macs = th * tw * (g["kh"] * kwc * c.depthwise_channels if dw_mode
-                                  else taps * len(blocks) * B * C)
-                step.computes.append(Op(isa.Opcode.CONV, fields, reads=tuple(reads),
-                                        writes=(out_slot,) if emit else (), macs=macs))
+                macs = (
+                    th
+                    * tw
+                    * (
+                        g["kh"] * kwc * c.depthwise_channels
+                        if dw_mode
+                        else taps * len(blocks) * B * C
+                    )
+                )
+                step.computes.append(
+                    Op(
+                        isa.Opcode.CONV,
+                        fields,
+                        reads=tuple(reads),
+                        writes=(out_slot,) if emit else (),
+                        macs=macs,
+                    )
+                )
                 if emit:
-                    lanes = list(enumerate(blocks)) if dw_mode else \
-                        [(j, ob * (C // B) + j) for j in range(C // B) if ob * (C // B) + j < nout]
-                    step.stores = store_ops(out_slot, out_base, g["obase"], lanes, g["ho"],
-                                            g["wo"], oy0, th, ox0, tw, B)
+                    lanes = (
+                        list(enumerate(blocks))
+                        if dw_mode
+                        else [
+                            (j, ob * (C // B) + j)
+                            for j in range(C // B)
+                            if ob * (C // B) + j < nout
+                        ]
+                    )
+                    step.stores = store_ops(
+                        out_slot, out_base, g["obase"], lanes, g["ho"], g["wo"], oy0, th, ox0, tw, B
+                    )
                 steps.append(step)
         return steps
 
     # vector unit --------------------------------------------------------------------------
-    def _vec(self, node, vop, srcs, kernel=(1, 1), stride=(1, 1), pads=(0, 0), pad_value=0,
-             extra=None, param=None, vector=None, blocks=None, lut=False):
+    def _vec(
+        self,
+        node,
+        vop,
+        srcs,
+        kernel=(1, 1),
+        stride=(1, 1),
+        pads=(0, 0),
+        pad_value=0,
+        extra=None,
+        param=None,
+        vector=None,
+        blocks=None,
+        lut=False,
+    ):
         """Tiles of a VEC op over the first source's map; ``vector``: a per-channel operand.
 
         ``blocks``: ``[(source block, output block)]`` (default: the same block)."""
@@ -295,8 +427,11 @@ class Lowerer:
 
         def fits(th, tw):
             r, q = ext(th, tw)
-            return th * tw <= c.output_buffer_depth // 2 and fits_isa(th, tw, r, q) and \
-                r * q * len(srcs) + (1 if vector else 0) <= c.input_buffer_depth // 2
+            return (
+                th * tw <= c.output_buffer_depth // 2
+                and fits_isa(th, tw, r, q)
+                and r * q * len(srcs) + (1 if vector else 0) <= c.input_buffer_depth // 2
+            )
 
         tiles = spatial_tiles(ho, wo, fits)
         steps = []
@@ -308,17 +443,50 @@ class Lowerer:
                 base = self.slots.inp.bases[si]
                 for k, (_, _, sbase) in enumerate(src):
                     step.loads += input_tile_loads(
-                        self.slots.inp, si, base + k * r * q, sbase, [blk], h, w,
-                        oy0 * sh - pads[0], r, ox0 * sw - pads[1], q, B, pad_value)
+                        self.slots.inp,
+                        si,
+                        base + k * r * q,
+                        sbase,
+                        [blk],
+                        h,
+                        w,
+                        oy0 * sh - pads[0],
+                        r,
+                        ox0 * sw - pads[1],
+                        q,
+                        B,
+                        pad_value,
+                    )
                 srcb = base + r * q if len(srcs) > 1 else 0
                 if vector:
                     vbase = self._t(vector)[2]
                     srcb = base + r * q * len(srcs)
-                    step.loads.append(load_op(isa.Buffer.INP, self.slots.inp.slot(si), srcb,
-                                              vbase + blk * B, 1, 1, 1, B))
+                    step.loads.append(
+                        load_op(
+                            isa.Buffer.INP,
+                            self.slots.inp.slot(si),
+                            srcb,
+                            vbase + blk * B,
+                            1,
+                            1,
+                            1,
+                            B,
+                        )
+                    )
                 reads = [self.slots.inp.slot(si)]
-                fields = dict(vop=vop, kernel_h=kh, kernel_w=kw, stride_h=sh, stride_w=sw,
-                              out_h=th, out_w=tw, in_w=q, src_a=base, src_b=srcb, **(extra or {}))
+                fields = dict(
+                    vop=vop,
+                    kernel_h=kh,
+                    kernel_w=kw,
+                    stride_h=sh,
+                    stride_w=sw,
+                    out_h=th,
+                    out_w=tw,
+                    in_w=q,
+                    src_a=base,
+                    src_b=srcb,
+                    **(extra or {}),
+                )
                 if param is not None:
                     pbase, pslot = self._param(step, (nm, "param"), param)
                     fields["param_addr"] = pbase
@@ -327,10 +495,12 @@ class Lowerer:
                 ok, _ = self.slots.out.get(None)
                 out_base, out_slot = self.slots.out.bases[ok], self.slots.out.slot(ok)
                 fields["out_addr"] = out_base
-                step.computes.append(Op(isa.Opcode.VEC, fields, reads=tuple(reads),
-                                        writes=(out_slot,)))
-                step.stores = store_ops(out_slot, out_base, obase, [(0, oblk)], ho, wo, oy0, th,
-                                        ox0, tw, B)
+                step.computes.append(
+                    Op(isa.Opcode.VEC, fields, reads=tuple(reads), writes=(out_slot,))
+                )
+                step.stores = store_ops(
+                    out_slot, out_base, obase, [(0, oblk)], ho, wo, oy0, th, ox0, tw, B
+                )
                 steps.append(step)
         return steps
 
@@ -338,23 +508,40 @@ class Lowerer:
         tin, (h, w, _), _ = self._t(node.inputs[0])
         if "ident" in self.w[node.name]:
             return self._gap_conv(node)
-        return self._vec(node, isa.VecOp.AVG_POOL, [node.inputs[0]], kernel=(h, w),
-                         extra={"a_zp": _codes(tin.q.zp)}, param=self.w[node.name]["param"])
+        return self._vec(
+            node,
+            isa.VecOp.AVG_POOL,
+            [node.inputs[0]],
+            kernel=(h, w),
+            extra={"a_zp": _codes(tin.q.zp)},
+            param=self.w[node.name]["param"],
+        )
 
     def _maxpool(self, node):
         a = node.attrs
         tin = self.g.tensors[node.inputs[0]]
-        return self._vec(node, isa.VecOp.MAX_POOL, [node.inputs[0]], kernel=a["kernel"],
-                         stride=a["stride"], pads=a["pads"][:2],
-                         pad_value=a.get("pad_value", tin.q.qmin))
+        return self._vec(
+            node,
+            isa.VecOp.MAX_POOL,
+            [node.inputs[0]],
+            kernel=a["kernel"],
+            stride=a["stride"],
+            pads=a["pads"][:2],
+            pad_value=a.get("pad_value", tin.q.qmin),
+        )
 
     def _add(self, node):
         ins = list(node.inputs)
         if self.w[node.name]["swap"]:
             ins.reverse()
         ta, tb = (self.g.tensors[i] for i in ins)
-        return self._vec(node, isa.VecOp.ADD, ins, param=self.w[node.name]["param"],
-                         extra={"a_zp": _codes(ta.q.zp), "b_zp": _codes(tb.q.zp)})
+        return self._vec(
+            node,
+            isa.VecOp.ADD,
+            ins,
+            param=self.w[node.name]["param"],
+            extra={"a_zp": _codes(ta.q.zp), "b_zp": _codes(tb.q.zp)},
+        )
 
     def _mul(self, node):
         d = self.w[node.name]
@@ -362,8 +549,14 @@ class Lowerer:
         zps = {"a_zp": _codes(tx.q.zp), "b_zp": _codes(ts.q.zp)}
         if d["elementwise"]:
             return self._vec(node, isa.VecOp.MUL, [d["x"], d["s"]], param=d["param"], extra=zps)
-        return self._vec(node, isa.VecOp.MUL_CHANNEL, [d["x"]], vector=d["s"], param=d["param"],
-                         extra={"a_zp": _codes(tx.q.zp), "b_zp": _codes(ts.q.zp)})
+        return self._vec(
+            node,
+            isa.VecOp.MUL_CHANNEL,
+            [d["x"]],
+            vector=d["s"],
+            param=d["param"],
+            extra={"a_zp": _codes(tx.q.zp), "b_zp": _codes(ts.q.zp)},
+        )
 
     def _resize(self, node):
         """Nearest resize by integer factors ``fh x fw`` as data movement, per input tile:
@@ -383,9 +576,11 @@ class Lowerer:
         qmin = tin.q.qmin
 
         def fits(th, tw):
-            return th * tw * fw <= c.output_buffer_depth // 2 and \
-                fits_isa(th, tw * fw, th, tw * fw) and \
-                th * tw * fw + fw <= c.input_buffer_depth // 2
+            return (
+                th * tw * fw <= c.output_buffer_depth // 2
+                and fits_isa(th, tw * fw, th, tw * fw)
+                and th * tw * fw + fw <= c.input_buffer_depth // 2
+            )
 
         steps = []
         for oy0, th, ox0, tw in spatial_tiles(h, w, fits):
@@ -394,26 +589,57 @@ class Lowerer:
                 si, _ = self.slots.inp.get((nm, oy0, ox0, blk))
                 base, islot = self.slots.inp.bases[si], self.slots.inp.slot(si)
                 rows = [(0, th)] if tw == w else [(iy, 1) for iy in range(th)]
-                for k, (iy, n) in enumerate(rows):   # whole rows: one LOAD of th * w pixels
+                for k, (iy, n) in enumerate(rows):  # whole rows: one LOAD of th * w pixels
                     last = k == len(rows) - 1
-                    step.loads.append(load_op(
-                        isa.Buffer.INP, islot, base + iy * tw * fw,
-                        tbase + ((blk * h + oy0 + iy) * w + ox0) * B, n * tw, 1, 1, B,
-                        (0, fw - 1, int(last), 0), qmin))
+                    step.loads.append(
+                        load_op(
+                            isa.Buffer.INP,
+                            islot,
+                            base + iy * tw * fw,
+                            tbase + ((blk * h + oy0 + iy) * w + ox0) * B,
+                            n * tw,
+                            1,
+                            1,
+                            B,
+                            (0, fw - 1, int(last), 0),
+                            qmin,
+                        )
+                    )
                 ok, _ = self.slots.out.get(None)
                 out_base, out_slot = self.slots.out.bases[ok], self.slots.out.slot(ok)
-                fields = dict(vop=isa.VecOp.MAX_POOL, kernel_h=1, kernel_w=fw, stride_h=1,
-                              stride_w=1, out_h=th, out_w=tw * fw, in_w=tw * fw, src_a=base,
-                              src_b=0, out_addr=out_base)
+                fields = dict(
+                    vop=isa.VecOp.MAX_POOL,
+                    kernel_h=1,
+                    kernel_w=fw,
+                    stride_h=1,
+                    stride_w=1,
+                    out_h=th,
+                    out_w=tw * fw,
+                    in_w=tw * fw,
+                    src_a=base,
+                    src_b=0,
+                    out_addr=out_base,
+                )
                 fields.update(self._post(node, step, []))
-                step.computes.append(Op(isa.Opcode.VEC, fields, reads=(islot,),
-                                        writes=(out_slot,)))
+                step.computes.append(Op(isa.Opcode.VEC, fields, reads=(islot,), writes=(out_slot,)))
                 for dy in range(fh):
                     dram = obase + ((blk * ho + oy0 * fh + dy) * wo + ox0 * fw) * B
-                    step.stores.append(Op(isa.Opcode.STORE, {
-                        "sram_addr": out_base, "dram_addr": dram, "y_size": th,
-                        "x_size": tw * fw, "x_stride": fh * wo, "lane": 0}, reads=(out_slot,),
-                        nbytes=th * tw * fw * B, dram=(dram, th, tw * fw * B, fh * wo * B)))
+                    step.stores.append(
+                        Op(
+                            isa.Opcode.STORE,
+                            {
+                                "sram_addr": out_base,
+                                "dram_addr": dram,
+                                "y_size": th,
+                                "x_size": tw * fw,
+                                "x_stride": fh * wo,
+                                "lane": 0,
+                            },
+                            reads=(out_slot,),
+                            nbytes=th * tw * fw * B,
+                            dram=(dram, th, tw * fw * B, fh * wo * B),
+                        )
+                    )
                 steps.append(step)
         return steps
 
@@ -421,7 +647,7 @@ class Lowerer:
         return self._vec(node, isa.VecOp.COPY, [node.inputs[0]])
 
     def _shuffle(self, node):
-        return self._conv(node)   # always a gather
+        return self._conv(node)  # always a gather
 
     def _concat(self, node):
         """Channel concat: each input's blocks copied (through its LUT) to its channel offset."""
@@ -441,8 +667,9 @@ class Lowerer:
             return self._conv(node)
         first = node.attrs["start"] // self.c.rows
         n = act_blocks(canon(self.g.tensors[node.outputs[0]])[2], self.c.rows)
-        return self._vec(node, isa.VecOp.COPY, [node.inputs[0]],
-                         blocks=[(first + b, b) for b in range(n)])
+        return self._vec(
+            node, isa.VecOp.COPY, [node.inputs[0]], blocks=[(first + b, b) for b in range(n)]
+        )
 
     def _gap_conv(self, node):
         """Global pool past the VEC window: per channel block, CONVs summing ``ident_n``
@@ -458,29 +685,61 @@ class Lowerer:
             step = Step(nm)
             si, _ = self.slots.inp.get((nm, blk))
             ibase = self.slots.inp.bases[si]
-            step.loads += input_tile_loads(self.slots.inp, si, ibase, tbase, [blk], h, w, 0, h,
-                                           0, w, B, 0)
+            step.loads += input_tile_loads(
+                self.slots.inp, si, ibase, tbase, [blk], h, w, 0, h, 0, w, B, 0
+            )
             wk, hit = self.slots.wgt.get((nm, "ident"))
             wbase = self.slots.wgt.bases[wk]
             if not hit:
-                step.loads.append(load_op(isa.Buffer.WGT, self.slots.wgt.slot(wk), wbase,
-                                          self.wbase + info["ident"], 1, n_id, n_id,
-                                          elem_bytes(c, isa.Buffer.WGT)))
+                step.loads.append(
+                    load_op(
+                        isa.Buffer.WGT,
+                        self.slots.wgt.slot(wk),
+                        wbase,
+                        self.wbase + info["ident"],
+                        1,
+                        n_id,
+                        n_id,
+                        elem_bytes(c, isa.Buffer.WGT),
+                    )
+                )
             pbase, pslot = self._param(step, (nm, "param"), info["param"])
             starts = list(range(0, h * w, n_id))
             for k, p0 in enumerate(starts):
                 n = min(n_id, h * w - p0)
                 reads = [self.slots.inp.slot(si), self.slots.wgt.slot(wk), pslot]
                 emit = k == len(starts) - 1
-                fields = {"mode": isa.ConvMode.DENSE, "kernel_h": 1, "kernel_w": 1,
-                          "stride_h": 1, "stride_w": 1, "dilation_h": 1, "dilation_w": 1,
-                          "out_h": 1, "out_w": 1, "in_w": 1, "in_blocks": n,
-                          "inp_addr": ibase + p0, "inp_block_stride": 1, "wgt_addr": wbase,
-                          "param_addr": pbase, "out_addr": out_base, "acc_init": int(k == 0),
-                          "acc_emit": int(emit), "in_zp": _codes(info["in_zp"])}
+                fields = {
+                    "mode": isa.ConvMode.DENSE,
+                    "kernel_h": 1,
+                    "kernel_w": 1,
+                    "stride_h": 1,
+                    "stride_w": 1,
+                    "dilation_h": 1,
+                    "dilation_w": 1,
+                    "out_h": 1,
+                    "out_w": 1,
+                    "in_w": 1,
+                    "in_blocks": n,
+                    "inp_addr": ibase + p0,
+                    "inp_block_stride": 1,
+                    "wgt_addr": wbase,
+                    "param_addr": pbase,
+                    "out_addr": out_base,
+                    "acc_init": int(k == 0),
+                    "acc_emit": int(emit),
+                    "in_zp": _codes(info["in_zp"]),
+                }
                 fields.update(self._post(node, step, reads))
-                step.computes.append(Op(isa.Opcode.CONV, fields, reads=tuple(reads),
-                                        writes=(out_slot,) if emit else (), macs=n * B * C))
+                step.computes.append(
+                    Op(
+                        isa.Opcode.CONV,
+                        fields,
+                        reads=tuple(reads),
+                        writes=(out_slot,) if emit else (),
+                        macs=n * B * C,
+                    )
+                )
             step.stores = store_ops(out_slot, out_base, obase, [(0, blk)], 1, 1, 0, 1, 0, 1, B)
             steps.append(step)
         return steps

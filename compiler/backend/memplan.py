@@ -57,9 +57,15 @@ class MemoryPlan:
 
     def schema(self):
         """The plan as the artifact records it (:class:`bamboo.arch.metadata.Memory`)."""
-        return Memory({k: tuple(v) for k, v in self.regions.items()}, self.footprint,
-                      {k: Buffer(b.region, b.offset, b.size, (b.start, b.end))
-                       for k, b in self.buffers.items()}, dict(self.alias))
+        return Memory(
+            {k: tuple(v) for k, v in self.regions.items()},
+            self.footprint,
+            {
+                k: Buffer(b.region, b.offset, b.size, (b.start, b.end))
+                for k, b in self.buffers.items()
+            },
+            dict(self.alias),
+        )
 
 
 def _tensor_bytes(graph, name, rows):
@@ -84,6 +90,7 @@ def plan_memory(graph, config, weights_size, program_size=0):
         if n.op == "view" and n.target == FABRIC:
             src = n.inputs[0]
             alias[n.outputs[0]] = alias.get(src, src)
+
     def root(t):
         return alias.get(t, t)
 
@@ -110,8 +117,14 @@ def plan_memory(graph, config, weights_size, program_size=0):
     act_base = off
     live = []  # (offset, size, start, end)
     act_top = act_base
-    for t in sorted((t for t in touched if side_in[t] == FABRIC and t not in outputs and
-                     side_out.get(t, set()) <= {FABRIC}), key=lambda t: (start[t], t)):
+    for t in sorted(
+        (
+            t
+            for t in touched
+            if side_in[t] == FABRIC and t not in outputs and side_out.get(t, set()) <= {FABRIC}
+        ),
+        key=lambda t: (start[t], t),
+    ):
         size = align(_tensor_bytes(graph, t, rows), a)
         s, e = start[t], end.get(t, start[t])
         busy = sorted((o, o + sz) for o, sz, bs, be in live if not (be < s or bs > e))
@@ -140,7 +153,7 @@ def check_plan(plan):
     """Assert that no two buffers with overlapping live ranges share a byte; return ``plan``."""
     bufs = sorted(plan.buffers.values(), key=lambda b: b.offset)
     for i, x in enumerate(bufs):
-        for y in bufs[i + 1:]:
+        for y in bufs[i + 1 :]:
             if y.offset >= x.offset + x.size:
                 break
             overlap_time = not (x.end < y.start or y.end < x.start)

@@ -55,15 +55,18 @@ def depthwise_weights(w, rows, cols, step=1, channels=None, groups=1):
     n = channels or rows
     rg = rows // groups
     if kw > rg or n * step > cols:
-        raise ValueError(f"a {kw}-wide kernel row in {groups} groups of {rows} rows, or "
-                         f"{n} channels at column step {step} in {cols} columns, does not fit")
+        raise ValueError(
+            f"a {kw}-wide kernel row in {groups} groups of {rows} rows, or "
+            f"{n} channels at column step {step} in {cols} columns, does not fit"
+        )
     nb, passes = -(-c // n), -(-kh // groups)
     full = np.zeros((nb * n, passes * groups, kw), np.int8)
     full[:c, :kh] = w[..., 0]
     words = np.zeros((nb, passes, cols, groups, rg), np.int8)
     # (nb, n, passes, groups, kw) -> (nb, passes, n, groups, kw)
-    words[:, :, :n * step:step, :, :kw] = \
-        full.reshape(nb, n, passes, groups, kw).transpose(0, 2, 1, 3, 4)
+    words[:, :, : n * step : step, :, :kw] = full.reshape(nb, n, passes, groups, kw).transpose(
+        0, 2, 1, 3, 4
+    )
     return words.reshape(nb, passes, cols * rows).view(np.uint8)
 
 
@@ -80,9 +83,13 @@ def param_words(bias, m, e, lanes_per_word, channels_per_word=None):
     lane[:] = param_lane(0, UNUSED_M, UNUSED_E)
     e = np.broadcast_to(np.asarray(e, np.int64), (n,))
     m = np.broadcast_to(np.asarray(m, np.int64), (n,))
-    val = np.array([param_lane(b, mm, ee) for b, mm, ee in zip(np.asarray(bias).tolist(),
-                                                               m.tolist(), e.tolist())],
-                   np.uint64)
+    val = np.array(
+        [
+            param_lane(b, mm, ee)
+            for b, mm, ee in zip(np.asarray(bias).tolist(), m.tolist(), e.tolist())
+        ],
+        np.uint64,
+    )
     idx = np.arange(n)
     lane[idx // cpw, idx % cpw] = val
     return lane.astype("<u8").view(np.uint8).reshape(words, lanes_per_word * 8)
@@ -119,5 +126,7 @@ def fold_in_zp(bias, w, x_zp, in_zp):
 def requant_of(rq, channels):
     """``(m, e)`` arrays of ``channels`` entries from a :class:`Requant` (scalar or per channel)."""
     assert isinstance(rq, Requant)
-    return (np.broadcast_to(np.asarray(rq.m, np.int64), (channels,)),
-            np.broadcast_to(np.asarray(rq.e, np.int64), (channels,)))
+    return (
+        np.broadcast_to(np.asarray(rq.m, np.int64), (channels,)),
+        np.broadcast_to(np.asarray(rq.e, np.int64), (channels,)),
+    )

@@ -31,8 +31,17 @@ from bamboo.arch.layout import PARAM_SLOT_WORDS, PARAM_SLOTS
 
 from .emit import Op
 
-__all__ = ["CONV_OVERHEAD", "LOAD_OVERHEAD", "SlotCache", "Slots", "fits_isa", "load_op",
-           "spatial_tiles", "store_ops", "wgt_batches"]
+__all__ = [
+    "CONV_OVERHEAD",
+    "LOAD_OVERHEAD",
+    "SlotCache",
+    "Slots",
+    "fits_isa",
+    "load_op",
+    "spatial_tiles",
+    "store_ops",
+    "wgt_batches",
+]
 
 #: Cycles a LOAD costs besides its chunks, as the tiler reckons: ~200 ns of read latency
 #: (ultra96 at 250 MHz, arch/timing.py BOARDS) and the load unit's fixed overheads; and a
@@ -43,10 +52,14 @@ CONV_OVERHEAD = 26
 
 # Field limits (arch/isa.py): output tile sides, input tile sides (CONV.in_w; LOAD
 # x_size and y_size), a LOAD's row pitch.
-_OUT_MAX = min(isa.field(op, n).max for op in (isa.Opcode.CONV, isa.Opcode.VEC)
-               for n in ("out_h", "out_w"))
-_IN_W_MAX = min(isa.field(isa.Opcode.CONV, "in_w").max,
-                isa.field(isa.Opcode.LOAD, "x_size").max, isa.field(isa.Opcode.LOAD, "y_size").max)
+_OUT_MAX = min(
+    isa.field(op, n).max for op in (isa.Opcode.CONV, isa.Opcode.VEC) for n in ("out_h", "out_w")
+)
+_IN_W_MAX = min(
+    isa.field(isa.Opcode.CONV, "in_w").max,
+    isa.field(isa.Opcode.LOAD, "x_size").max,
+    isa.field(isa.Opcode.LOAD, "y_size").max,
+)
 _X_SIZE_MAX = isa.field(isa.Opcode.LOAD, "x_size").max
 _Y_SIZE_MAX = isa.field(isa.Opcode.LOAD, "y_size").max
 _X_STRIDE_MAX = isa.field(isa.Opcode.LOAD, "x_stride").max
@@ -109,15 +122,18 @@ def spatial_tiles(ho, wo, fits, cost=None, widths=8):
     for n in range(nw, min(wo, nw + widths - 1) + 1) if cost else (nw,):
         tw = -(-wo // n)
         if n > nw and -(-wo // (n - 1)) == tw:
-            continue   # the same tiles
+            continue  # the same tiles
         lo, hi = 1, ho
         while lo < hi:  # largest th that fits (fits is monotone in th)
             mid = (lo + hi + 1) // 2
             lo, hi = (mid, hi) if fits(mid, tw) else (lo, mid - 1)
         nh = -(-ho // lo)
         th = -(-ho // nh)
-        tiles = [(oy, min(th, ho - oy), ox, min(tw, wo - ox))
-                 for oy in range(0, ho, th) for ox in range(0, wo, tw)]
+        tiles = [
+            (oy, min(th, ho - oy), ox, min(tw, wo - ox))
+            for oy in range(0, ho, th)
+            for ox in range(0, wo, tw)
+        ]
         c = cost(tiles) if cost else 0
         if best is None or c < best[0]:
             best = (c, tiles)
@@ -138,15 +154,40 @@ def wgt_batches(n, cap):
     return out
 
 
-def load_op(buffer, slot, sram_addr, dram_addr, y_size, x_size, x_stride, elem_bytes,
-            pads=(0, 0, 0, 0), pad_value=0):
+def load_op(
+    buffer,
+    slot,
+    sram_addr,
+    dram_addr,
+    y_size,
+    x_size,
+    x_stride,
+    elem_bytes,
+    pads=(0, 0, 0, 0),
+    pad_value=0,
+):
     """A LOAD op. ``pads`` = (top, left, bottom, right) around the ``y_size x x_size`` region."""
     pt, pl, pb, pr = pads
-    fields = {"buffer": buffer, "sram_addr": sram_addr, "dram_addr": dram_addr,
-              "y_size": y_size, "x_size": x_size, "x_stride": x_stride, "pad_top": pt,
-              "pad_left": pl, "pad_bottom": pb, "pad_right": pr, "pad_value": pad_value & 0xFF}
-    return Op(isa.Opcode.LOAD, fields, writes=(slot,), nbytes=y_size * x_size * elem_bytes,
-              dram=(dram_addr, y_size, x_size * elem_bytes, x_stride * elem_bytes))
+    fields = {
+        "buffer": buffer,
+        "sram_addr": sram_addr,
+        "dram_addr": dram_addr,
+        "y_size": y_size,
+        "x_size": x_size,
+        "x_stride": x_stride,
+        "pad_top": pt,
+        "pad_left": pl,
+        "pad_bottom": pb,
+        "pad_right": pr,
+        "pad_value": pad_value & 0xFF,
+    }
+    return Op(
+        isa.Opcode.LOAD,
+        fields,
+        writes=(slot,),
+        nbytes=y_size * x_size * elem_bytes,
+        dram=(dram_addr, y_size, x_size * elem_bytes, x_stride * elem_bytes),
+    )
 
 
 def store_ops(out_slot, sram_addr, tensor_base, blocks, h, w, oy0, th, ox0, tw, rows):
@@ -154,15 +195,28 @@ def store_ops(out_slot, sram_addr, tensor_base, blocks, h, w, oy0, th, ox0, tw, 
     ops = []
     for lane, blk in blocks:
         dram = tensor_base + ((blk * h + oy0) * w + ox0) * rows
-        ops.append(Op(isa.Opcode.STORE, {"sram_addr": sram_addr, "dram_addr": dram, "y_size": th,
-                                             "x_size": tw, "x_stride": w, "lane": lane},
-                      reads=(out_slot,), nbytes=th * tw * rows,
-                      dram=(dram, th, tw * rows, w * rows)))
+        ops.append(
+            Op(
+                isa.Opcode.STORE,
+                {
+                    "sram_addr": sram_addr,
+                    "dram_addr": dram,
+                    "y_size": th,
+                    "x_size": tw,
+                    "x_stride": w,
+                    "lane": lane,
+                },
+                reads=(out_slot,),
+                nbytes=th * tw * rows,
+                dram=(dram, th, tw * rows, w * rows),
+            )
+        )
     return ops
 
 
-def input_tile_loads(slots_inp, slot, base, tensor_base, blocks, h, w, iy0, in_rows, ix0,
-                     in_cols, rows, pad_value):
+def input_tile_loads(
+    slots_inp, slot, base, tensor_base, blocks, h, w, iy0, in_rows, ix0, in_cols, rows, pad_value
+):
     """LOADs of an input tile (rows ``iy0..``, cols ``ix0..``, may start outside the image)
     for channel ``blocks``, block ``k`` at INP word ``base + k * in_rows * in_cols``.
 
@@ -173,8 +227,7 @@ def input_tile_loads(slots_inp, slot, base, tensor_base, blocks, h, w, iy0, in_r
     x_lo, x_hi = max(ix0, 0), min(ix0 + in_cols, w)
     assert y_hi > y_lo and x_hi > x_lo, "a tile entirely in the padding"
     pads = (y_lo - iy0, x_lo - ix0, iy0 + in_rows - y_hi, ix0 + in_cols - x_hi)
-    whole = not any(pads) and in_cols == w and in_rows * w <= _X_SIZE_MAX and \
-        h * w <= _X_STRIDE_MAX
+    whole = not any(pads) and in_cols == w and in_rows * w <= _X_SIZE_MAX and h * w <= _X_STRIDE_MAX
     ops, k = [], 0
     while k < len(srcs):
         tb, blk = srcs[k]
@@ -183,12 +236,35 @@ def input_tile_loads(slots_inp, slot, base, tensor_base, blocks, h, w, iy0, in_r
             n += 1
         if n > 1:
             # Whole rows of consecutive blocks: one 2-D transfer, a block per DRAM "row".
-            ops.append(load_op(isa.Buffer.INP, slots_inp.slot(slot), base + k * in_rows * in_cols,
-                               tb + (blk * h + y_lo) * w * rows, n, in_rows * w, h * w, rows,
-                               (0, 0, 0, 0), pad_value))
+            ops.append(
+                load_op(
+                    isa.Buffer.INP,
+                    slots_inp.slot(slot),
+                    base + k * in_rows * in_cols,
+                    tb + (blk * h + y_lo) * w * rows,
+                    n,
+                    in_rows * w,
+                    h * w,
+                    rows,
+                    (0, 0, 0, 0),
+                    pad_value,
+                )
+            )
         else:
             dram = tb + ((blk * h + y_lo) * w + x_lo) * rows
-            ops.append(load_op(isa.Buffer.INP, slots_inp.slot(slot), base + k * in_rows * in_cols,
-                               dram, y_hi - y_lo, x_hi - x_lo, w, rows, pads, pad_value))
+            ops.append(
+                load_op(
+                    isa.Buffer.INP,
+                    slots_inp.slot(slot),
+                    base + k * in_rows * in_cols,
+                    dram,
+                    y_hi - y_lo,
+                    x_hi - x_lo,
+                    w,
+                    rows,
+                    pads,
+                    pad_value,
+                )
+            )
         k += n
     return ops

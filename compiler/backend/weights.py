@@ -49,7 +49,7 @@ def conv_weights_2d(node, graph=None):
     full = np.zeros((o, kh, kw, cg * g), np.int8)
     og = o // g
     for k in range(g):
-        full[k * og:(k + 1) * og, :, :, k * cg:(k + 1) * cg] = w[k * og:(k + 1) * og]
+        full[k * og : (k + 1) * og, :, :, k * cg : (k + 1) * cg] = w[k * og : (k + 1) * og]
     return full
 
 
@@ -66,9 +66,16 @@ def depthwise_chunks(w, config):
     blobs, chunks, first = [], [], 0
     for x0 in range(0, kw, rows):
         width = min(rows, kw - x0)
-        blobs.append(pack.depthwise_weights(
-            w[:, :, x0:x0 + width], rows, config.cols, config.depthwise_column_step,
-            config.depthwise_channels, config.depthwise_row_groups(width)))
+        blobs.append(
+            pack.depthwise_weights(
+                w[:, :, x0 : x0 + width],
+                rows,
+                config.cols,
+                config.depthwise_column_step,
+                config.depthwise_channels,
+                config.depthwise_row_groups(width),
+            )
+        )
         passes = config.depthwise_passes(kh, width)
         chunks.append((x0, width, first, passes))
         first += passes
@@ -100,8 +107,7 @@ def pack_weights(graph, config):
             if n.op == "conv" and is_depthwise(n, graph):
                 words, d["dw_chunks"] = depthwise_chunks(w, config)
                 d["wgt"] = img.add(words)
-                d["param"] = img.add(pack.param_words(bias, m, e, cols,
-                                                      config.depthwise_channels))
+                d["param"] = img.add(pack.param_words(bias, m, e, cols, config.depthwise_channels))
                 d["depthwise"] = True
             else:
                 d["wgt"] = img.add(pack.dense_weights(w, rows, cols))
@@ -119,8 +125,11 @@ def pack_weights(graph, config):
                 # Past the 15x15 pool window: a dense CONV whose "input blocks" are the
                 # pixels (inp_block_stride 1) and whose weights are identity words.
                 d["in_zp"] = pack.in_zp_for(config, tin.q.zp, signed)
-                d["ident_n"] = n_id = min(isa.field(isa.Opcode.CONV, "in_blocks").max,
-                                         config.weight_buffer_depth // 2, h * w)
+                d["ident_n"] = n_id = min(
+                    isa.field(isa.Opcode.CONV, "in_blocks").max,
+                    config.weight_buffer_depth // 2,
+                    h * w,
+                )
                 ident = np.zeros((n_id, cols, rows), np.int8)
                 ident[:, np.arange(rows), np.arange(rows)] = 1
                 d["ident"] = img.add(ident.view(np.uint8))
@@ -132,8 +141,11 @@ def pack_weights(graph, config):
             if swap:
                 ta, tb = tb, ta
             d["swap"] = swap
-            d["param"] = img.add(pack.add_params(ta.q.scale, tb.q.scale, tout.q.scale, ta.q.zp,
-                                                 tb.q.zp, tout.q.zp, cols))
+            d["param"] = img.add(
+                pack.add_params(
+                    ta.q.scale, tb.q.scale, tout.q.scale, ta.q.zp, tb.q.zp, tout.q.zp, cols
+                )
+            )
         elif n.op == "mul":
             x, s = n.inputs
             if canon(graph.tensors[x])[:2] == (1, 1) and canon(graph.tensors[s])[:2] != (1, 1):
@@ -145,10 +157,12 @@ def pack_weights(graph, config):
             if not -54 <= int(rq.e) <= 0:
                 raise ValueError(f"node {n.name!r}: mul scale out of range")
             d["x"], d["s"] = x, s
-            d["param"] = img.add(pack.param_words(np.zeros(1, np.int64), np.atleast_1d(rq.m),
-                                                  np.atleast_1d(rq.e), cols))
-        elif n.op in ("concat", "slice", "shuffle") and \
-                move_kind(n, graph, config)[0] == "gather":
+            d["param"] = img.add(
+                pack.param_words(
+                    np.zeros(1, np.int64), np.atleast_1d(rq.m), np.atleast_1d(rq.e), cols
+                )
+            )
+        elif n.op in ("concat", "slice", "shuffle") and move_kind(n, graph, config)[0] == "gather":
             _gather(n, graph, config, img, d)
         elif n.op == "concat":
             d["luts"] = [None if t is None else img.add(_lut_blob(t)) for t in a["luts"]]
@@ -170,7 +184,7 @@ def _gather(n, graph, config, img, d):
     for t in n.inputs:
         first[t] = len(srcs)
         srcs += [(t, b) for b in range(-(-canon(graph.tensors[t])[2] // rows))]
-    src = []   # input (tensor, channel) of each output channel
+    src = []  # input (tensor, channel) of each output channel
     if n.op == "concat":
         for t in n.inputs:
             src += [(t, c) for c in range(canon(graph.tensors[t])[2])]

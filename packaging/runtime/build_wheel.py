@@ -19,10 +19,13 @@ ROOT = HERE.parent.parent
 #: (package folder in the repository, package in the wheel, modules or "*" for every one)
 CONTENTS = (
     ("bamboo", "bamboo", ("__init__.py",)),
-    ("arch", "bamboo/arch", "*"),            # standard library only
-    ("runtime", "bamboo/runtime", "*"),      # numpy only (tests/test_layering.py)
-    ("sim", "bamboo/sim", ("__init__.py", "isa.py", "isa_ops.py", "isa_device.py",
-                           "pacing.py", "cycles.py")),
+    ("arch", "bamboo/arch", "*"),  # standard library only
+    ("runtime", "bamboo/runtime", "*"),  # numpy only (tests/test_layering.py)
+    (
+        "sim",
+        "bamboo/sim",
+        ("__init__.py", "isa.py", "isa_ops.py", "isa_device.py", "pacing.py", "cycles.py"),
+    ),
 )
 
 
@@ -65,9 +68,22 @@ def build(out, work=None):
     wheel = out / f"bamboo_runtime-{version}-py3-none-any.whl"
     if wheel.exists():
         wheel.unlink()
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps",
-                    "--no-build-isolation", "--wheel-dir", str(out), str(src)], check=True,
-                   cwd=work)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "--wheel-dir",
+            str(out),
+            str(src),
+        ],
+        check=True,
+        cwd=work,
+    )
     assert wheel.exists(), wheel
     return wheel
 

@@ -10,13 +10,17 @@ CFG = preset("tiny")
 
 
 def _blob(**kw):
-    return art.write_artifact({
-        art.Section.PROGRAM: bytes(range(96)),
-        art.Section.WEIGHTS: b"\x01\x02\x03",
-        art.Section.METADATA: {"name": "m", "steps": []},
-        art.Section.IOQUANT: {"inputs": [], "outputs": []},
-        77: b"future section",
-    }, config_id=CFG.config_id, **kw)
+    return art.write_artifact(
+        {
+            art.Section.PROGRAM: bytes(range(96)),
+            art.Section.WEIGHTS: b"\x01\x02\x03",
+            art.Section.METADATA: {"name": "m", "steps": []},
+            art.Section.IOQUANT: {"inputs": [], "outputs": []},
+            77: b"future section",
+        },
+        config_id=CFG.config_id,
+        **kw,
+    )
 
 
 def test_round_trip():
@@ -27,10 +31,10 @@ def test_round_trip():
     assert json.loads(a.sections[art.Section.METADATA]) == {"name": "m", "steps": []}
     assert json.loads(a.sections[art.Section.IOQUANT]) == {"inputs": [], "outputs": []}
     with pytest.raises(art.ArtifactError, match="without validation"):
-        a.metadata   # noqa: B018
+        a.metadata  # noqa: B018
     with pytest.raises(art.ArtifactCorruptError, match="invalid artifact: metadata lacks"):
         art.read_artifact(blob)
-    assert a.sections[77] == b"future section"   # unknown kinds are kept
+    assert a.sections[77] == b"future section"  # unknown kinds are kept
     assert (a.isa_version, a.config_id, a.format_version) == (ISA_VERSION, CFG.config_id, 1)
     assert blob[:8] == art.MAGIC
     # Sections start aligned; the header's checksum covers the file with itself zeroed.
@@ -64,8 +68,10 @@ def test_bad_magic_and_trailing_bytes():
 def test_mismatched_config_and_isa():
     blob = _blob()
     other = preset("ultra96").config_id
-    with pytest.raises(art.ArtifactMismatchError,
-                       match=f"config_id {CFG.config_id:#010x} does not match .*{other:#010x}"):
+    with pytest.raises(
+        art.ArtifactMismatchError,
+        match=f"config_id {CFG.config_id:#010x} does not match .*{other:#010x}",
+    ):
         art.read_artifact(blob, config_id=other)
     with pytest.raises(art.ArtifactMismatchError, match="compiled for ISA version 99"):
         art.read_artifact(_blob(isa_version=99))

@@ -26,11 +26,14 @@ def test_ultra96_dsp_budget():
     assert cfg.dsp_count <= 300
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"rows": 6}, "rows must be a power of two, not 6"),
-    ({"axi_data_width": 96}, "axi_data_width must be 32, 64 or 128, not 96"),
-    ({"clock_mhz": 0}, "clock_mhz must be positive, not 0"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"rows": 6}, "rows must be a power of two, not 6"),
+        ({"axi_data_width": 96}, "axi_data_width must be 32, 64 or 128, not 96"),
+        ({"clock_mhz": 0}, "clock_mhz must be positive, not 0"),
+    ],
+)
 def test_invalid_config_messages(kwargs, message):
     with pytest.raises(ConfigError, match=message):
         AcceleratorConfig(**kwargs)

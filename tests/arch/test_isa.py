@@ -43,5 +43,6 @@ def test_committed_doc_is_generated():
     import pathlib
 
     doc = pathlib.Path(__file__).resolve().parents[2] / "docs" / "isa.md"
-    assert doc.read_text() == isa.render_markdown(), \
+    assert doc.read_text() == isa.render_markdown(), (
         "docs/isa.md is stale: run `python -m bamboo.arch.isa > docs/isa.md`"
+    )

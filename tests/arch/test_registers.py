@@ -50,10 +50,26 @@ def test_fields_within_word_and_disjoint():
 
 
 def test_required_registers_present():
-    for name in ("CTRL", "STATUS", "IRQ_STATUS", "ERR_INSN", "INSN_BASE_LO", "INSN_BASE_HI",
-                 "INSN_COUNT", "WINDOW_BASE_LO", "WINDOW_BASE_HI", "WINDOW_SIZE_LO",
-                 "WINDOW_SIZE_HI", "HW_VERSION", "ISA_VERSION", "CONFIG_ID", "CYCLES_LO",
-                 "CYCLES_HI", "SCRATCH", "ID"):
+    for name in (
+        "CTRL",
+        "STATUS",
+        "IRQ_STATUS",
+        "ERR_INSN",
+        "INSN_BASE_LO",
+        "INSN_BASE_HI",
+        "INSN_COUNT",
+        "WINDOW_BASE_LO",
+        "WINDOW_BASE_HI",
+        "WINDOW_SIZE_LO",
+        "WINDOW_SIZE_HI",
+        "HW_VERSION",
+        "ISA_VERSION",
+        "CONFIG_ID",
+        "CYCLES_LO",
+        "CYCLES_HI",
+        "SCRATCH",
+        "ID",
+    ):
         register(name)
     for unit in regs.UNITS:
         assert register(f"{unit}_busy").access == "RO"
@@ -106,8 +122,12 @@ def test_table_entries_validate():
     with pytest.raises(RegisterError, match="field 'b' overlaps another"):
         Register("X", 0, "", (Field("a", 0, 4, "rw", ""), Field("b", 3, 2, "rw", "")))
     with pytest.raises(RegisterError, match="signal 'go' is both an input and an output"):
-        regs._check([Register("A", 0, "", (Field("x", 0, 1, "pulse", "", signal="go"),)),
-                     Register("B", 4, "", (Field("y", 0, 1, "status", "", signal="go"),))])
+        regs._check(
+            [
+                Register("A", 0, "", (Field("x", 0, 1, "pulse", "", signal="go"),)),
+                Register("B", 4, "", (Field("y", 0, 1, "status", "", signal="go"),)),
+            ]
+        )
 
 
 def test_render_markdown_lists_every_register_and_code():
@@ -120,12 +140,14 @@ def test_render_markdown_lists_every_register_and_code():
 
 
 def test_module_prints_the_document():
-    out = subprocess.run([sys.executable, "-m", "bamboo.arch.registers"],
-                         capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "bamboo.arch.registers"], capture_output=True, text=True, check=True
+    )
     assert out.stdout == regs.render_markdown()
 
 
 def test_register_map_document_is_current():
     doc = pathlib.Path(__file__).resolve().parents[2] / "docs" / "registers.md"
     assert doc.read_text() == regs.render_markdown(), (
-        "docs/registers.md is stale: run `python -m bamboo.arch.registers > docs/registers.md`")
+        "docs/registers.md is stale: run `python -m bamboo.arch.registers > docs/registers.md`"
+    )

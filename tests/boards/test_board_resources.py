@@ -19,10 +19,22 @@ from board_standin import accelerator_factory
 
 
 def test_count_cells():
-    cells = {"LUT6": 10, "LUT2": 5, "RAM64M": 3, "SRLC32E": 2, "FDRE": 40, "FDSE": 2,
-             "DSP48E2": 7, "RAMB36E2": 4, "RAMB18E2": 3, "CARRY8": 9, "MUXF7": 1}
+    cells = {
+        "LUT6": 10,
+        "LUT2": 5,
+        "RAM64M": 3,
+        "SRLC32E": 2,
+        "FDRE": 40,
+        "FDSE": 2,
+        "DSP48E2": 7,
+        "RAMB36E2": 4,
+        "RAMB18E2": 3,
+        "CARRY8": 9,
+        "MUXF7": 1,
+    }
     assert _count(cells, board("ultra96")) == dict(
-        dsp=7, lut=15 + 12 + 2, lutram=14, ff=42, bram36=5.5, uram=0)
+        dsp=7, lut=15 + 12 + 2, lutram=14, ff=42, bram36=5.5, uram=0
+    )
 
 
 def mac_verilog(path):
@@ -72,8 +84,12 @@ def test_tiny_config_fits_ultra96():
 
     b = board("ultra96")
     t0 = time.monotonic()
-    r = estimate("ultra96", config=preset("tiny"), accelerator=accelerator_factory(),
-                 folder=build_root() / "ultra96" / "config-tiny")
+    r = estimate(
+        "ultra96",
+        config=preset("tiny"),
+        accelerator=accelerator_factory(),
+        folder=build_root() / "ultra96" / "config-tiny",
+    )
     print(f"tiny: {time.monotonic() - t0:.0f} s (Yosys {r.seconds} s when measured)")
     print(r.table(b.capacity))
     _fits(r, b.capacity, dsp=64, lut_pct=25, bram_pct=10)
@@ -98,8 +114,9 @@ def build_root_of(name):
 
 
 def test_ultra96_has_a_recorded_estimate():
-    assert recorded("ultra96") is not None, \
+    assert recorded("ultra96") is not None, (
         "run `make resources BOARD=ultra96 RECORD=1` and commit boards/estimates/ultra96.json"
+    )
 
 
 @pytest.mark.parametrize("name", sorted(p.stem for p in RECORDED.glob("*.json")))
@@ -112,7 +129,8 @@ def test_recorded_estimate_is_this_design_and_fits(name):
     assert (r.config, r.config_id) == (config.name, config.config_id)
     assert r.design_hash == digest, (
         f"the hardware changed since boards/estimates/{name}.json was recorded: run "
-        f"`make resources BOARD={name} RECORD=1` (Yosys) and commit the new estimate")
+        f"`make resources BOARD={name} RECORD=1` (Yosys) and commit the new estimate"
+    )
     print(r.table(b.capacity))
     assert not r.over_budget(b), r.table(b.capacity)
 
@@ -128,7 +146,7 @@ def test_preset_buffers_fit_the_bram(name):
 def test_bram36_shapes():
     assert bram36_for(512, 72) == 1 and bram36_for(1024, 72) == 2
     assert bram36_for(2048, 4096) == 228  # 2K x 18 blocks side by side
-    assert bram36_for(8192, 128) == 30    # 4K x 9 blocks: 2 deep, 15 wide
+    assert bram36_for(8192, 128) == 30  # 4K x 9 blocks: 2 deep, 15 wide
 
 
 def test_design_hash_ignores_source_layout(tmp_path):
@@ -144,8 +162,9 @@ def test_design_hash_ignores_source_layout(tmp_path):
 
     original = pathlib.Path(__file__).parents[1] / "board_standin.py"
     moved = tmp_path / "board_standin_moved.py"
-    text = original.read_text().replace("        m = Module()\n", "\n        m = (\n\n"
-                                        "            Module()\n        )\n")
+    text = original.read_text().replace(
+        "        m = Module()\n", "\n        m = (\n\n            Module()\n        )\n"
+    )
     moved.write_text("\n\n\n" + text)
     spec = importlib.util.spec_from_file_location("board_standin_moved", moved)
     module = importlib.util.module_from_spec(spec)

@@ -21,15 +21,21 @@ def test_board_set_and_parts():
 
 
 def test_unknown_board_lists_valid_ones():
-    with pytest.raises(BoardError, match="unknown board 'typo'; valid boards: ultra96, "
-                                         "ultra96v1, zcu104, kv260, pynqz2"):
+    with pytest.raises(
+        BoardError,
+        match="unknown board 'typo'; valid boards: ultra96, ultra96v1, zcu104, kv260, pynqz2",
+    ):
         board("typo")
 
 
 @pytest.mark.parametrize("tool", ["vivado", "resources"])
 def test_cli_unknown_board_lists_valid_ones(tool):
-    out = subprocess.run([sys.executable, "-m", f"bamboo.boards.{tool}", "typo"],
-                         capture_output=True, text=True, check=False)
+    out = subprocess.run(
+        [sys.executable, "-m", f"bamboo.boards.{tool}", "typo"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert out.returncode == 1
     assert "valid boards: ultra96, ultra96v1, zcu104, kv260, pynqz2" in out.stderr
 
@@ -52,8 +58,11 @@ def test_ultra96_clocks():
     assert b.pl_clock(250) == (250.0, 6)
     assert b.pl_clock(187.5) == (187.5, 8)
     assert 200 not in b.clock_choices()
-    with pytest.raises(BoardError, match=r"cannot clock the PL at 200 MHz .*choose one of: "
-                                         r"300, 250, 214.286, 187.5"):
+    with pytest.raises(
+        BoardError,
+        match=r"cannot clock the PL at 200 MHz .*choose one of: "
+        r"300, 250, 214.286, 187.5",
+    ):
         b.pl_clock(200)
     assert b.config(187.5).clock_mhz == 187.5
     assert b.config(187.5).config_id != b.config().config_id

@@ -37,8 +37,12 @@ def test_held_out_yosys_builds_are_predicted_within_tolerance(points):
     rows, err = leave_one_out(points)
     for p, pred in rows:
         for res, tol in TOLERANCE.items():
-            assert abs(pred[res] - p[res]) <= tol / 100 * p[res], (p["name"], res, pred[res],
-                                                                   p[res])
+            assert abs(pred[res] - p[res]) <= tol / 100 * p[res], (
+                p["name"],
+                res,
+                pred[res],
+                p[res],
+            )
     assert err["dsp"][0] < err["lut"][0] + 1e-9 or err["dsp"][0] < 2.0
 
 
@@ -50,7 +54,8 @@ def test_array_dsp_is_structural(points):
     wide = cfg.__class__(**{**cfg.to_dict(), "cols": 32})
     per_col = model.coefficients["dsp"][1]
     assert model.predict(wide)["dsp"] - model.predict(cfg)["dsp"] == pytest.approx(
-        64 + 16 * per_col, abs=1)
+        64 + 16 * per_col, abs=1
+    )
     assert FEATURES["dsp"][0][2] == 1.0
 
 

@@ -11,8 +11,9 @@ import pytest
 from bamboo.boards.timing import XCZU3EG_1, TimingError, analyze
 
 T = XCZU3EG_1
-CALIBRATION = (Path(__file__).resolve().parents[2] / "boards" / "calibration"
-               / "vivado_xczu3eg_1.csv")
+CALIBRATION = (
+    Path(__file__).resolve().parents[2] / "boards" / "calibration" / "vivado_xczu3eg_1.csv"
+)
 
 
 class Netlist:
@@ -24,11 +25,15 @@ class Netlist:
 
     def add(self, ctype, name, pins, **params):
         self.cells[name] = {
-            "type": ctype, "parameters": params,
-            "port_directions": {p: {"in": "input", "out": "output"}[d] for p, (d, _) in
-                                pins.items()},
-            "connections": {p: list(b) if isinstance(b, (list, tuple)) else [b]
-                            for p, (_, b) in pins.items()}}
+            "type": ctype,
+            "parameters": params,
+            "port_directions": {
+                p: {"in": "input", "out": "output"}[d] for p, (d, _) in pins.items()
+            },
+            "connections": {
+                p: list(b) if isinstance(b, (list, tuple)) else [b] for p, (_, b) in pins.items()
+            },
+        }
 
     def name(self, name, bits):
         self.netnames[name] = {"hide_name": 0, "bits": list(bits)}
@@ -41,8 +46,9 @@ class Netlist:
         self.name(name, [q])
 
     def lut(self, k, name, ins, out):
-        self.add(f"LUT{k}", name, {**{f"I{i}": ("in", b) for i, b in enumerate(ins)},
-                                   "O": ("out", out)})
+        self.add(
+            f"LUT{k}", name, {**{f"I{i}": ("in", b) for i, b in enumerate(ins)}, "O": ("out", out)}
+        )
 
     def module(self):
         return {"cells": self.cells, "netnames": self.netnames, "ports": self.ports}
@@ -61,8 +67,17 @@ def test_lut_chain():
     r = analyze(n.module())
     # Net 11 drives one cell (six pins of l1 count once per pin: fanout 6); 12, 13 fanout 6
     # and 4; 14 drives `other` (2 pins) and dst: fanout 3.
-    expect_dst = (T.ff_clk_q + T.route(6) + T.lut["LUT6"] + T.route(6) + T.lut["LUT6"]
-                  + T.route(4) + T.lut["LUT4"] + T.route(3) + T.ff_setup_d)
+    expect_dst = (
+        T.ff_clk_q
+        + T.route(6)
+        + T.lut["LUT6"]
+        + T.route(6)
+        + T.lut["LUT6"]
+        + T.route(4)
+        + T.lut["LUT4"]
+        + T.route(3)
+        + T.ff_setup_d
+    )
     # `other` is a LUT whose only load is dst2's D: packed in its slice, local routing.
     expect_dst2 = expect_dst + T.lut["LUT2"] + T.route_local
     assert r.paths[0].ns == pytest.approx(expect_dst2, abs=1e-3)
@@ -81,8 +96,9 @@ def test_lut_packed_with_its_flip_flop():
     n.lut(1, "inv", [2], 3)
     n.ff("b", d=3, q=4)
     r = analyze(n.module())
-    assert r.paths[0].ns == pytest.approx(T.ff_clk_q + T.route(1) + T.lut["LUT1"] +
-                                          T.route_local + T.ff_setup_d)
+    assert r.paths[0].ns == pytest.approx(
+        T.ff_clk_q + T.route(1) + T.lut["LUT1"] + T.route_local + T.ff_setup_d
+    )
 
 
 def test_carry_chain():
@@ -101,9 +117,18 @@ def test_carry_chain():
             n.lut(2, f"s{k}_{i}", [q[4 * k + i], q[4 * k + i]], s[i])
         co = [next(bits) for _ in range(4)]
         o = [next(bits) for _ in range(4)]
-        n.add("CARRY4", f"c{k}", {"CI": ("in", ci), "CYINIT": ("in", "0"),
-                                  "DI": ("in", ["0"] * 4), "S": ("in", s),
-                                  "CO": ("out", co), "O": ("out", o)})
+        n.add(
+            "CARRY4",
+            f"c{k}",
+            {
+                "CI": ("in", ci),
+                "CYINIT": ("in", "0"),
+                "DI": ("in", ["0"] * 4),
+                "S": ("in", s),
+                "CO": ("out", co),
+                "O": ("out", o),
+            },
+        )
         ci = co[3]
         outs += o
     for i, b in enumerate(outs):
@@ -111,9 +136,18 @@ def test_carry_chain():
     r = analyze(n.module())
     worst = r.paths[0]
     # x0 -> LUT2 (fanout 2: both pins) -> S[0] of c0 -> CO[3] -> 2 x CI->CO[3] -> CI->O[3].
-    expect = (T.ff_clk_q + T.route(2) + T.lut["LUT2"] + T.route_local + T.carry_s_co
-              + 2 * (T.route_cascade + T.carry_ci_co / 2) + T.route_cascade + T.carry_ci_o
-              + T.route(1) + T.ff_setup_d)
+    expect = (
+        T.ff_clk_q
+        + T.route(2)
+        + T.lut["LUT2"]
+        + T.route_local
+        + T.carry_s_co
+        + 2 * (T.route_cascade + T.carry_ci_co / 2)
+        + T.route_cascade
+        + T.carry_ci_o
+        + T.route(1)
+        + T.ff_setup_d
+    )
     assert worst.ns == pytest.approx(expect, abs=1e-3)
     # S[0..3] of the first carry tie, as do O[0..3] of the last.
     assert worst.start in {f"x{i}" for i in range(4)}
@@ -122,8 +156,12 @@ def test_carry_chain():
 
 
 def _dsp(n, name, a, b, p, **params):
-    n.add("DSP48E2", name, {"CLK": ("in", 1), "A": ("in", a), "B": ("in", b),
-                            "CEP": ("in", "1"), "P": ("out", p)}, **params)
+    n.add(
+        "DSP48E2",
+        name,
+        {"CLK": ("in", 1), "A": ("in", a), "B": ("in", b), "CEP": ("in", "1"), "P": ("out", p)},
+        **params,
+    )
 
 
 @pytest.mark.parametrize("areg,mreg,preg", [(1, 1, 1), (1, 0, 1), (0, 0, 0), (1, 1, 0)])
@@ -166,34 +204,62 @@ def test_dsp_preadder_and_cascade():
     the multiplier stage; PCOUT -> PCIN is dedicated routing into the next ALU."""
     n = Netlist()
     n.ff("a", d=1, q=2)
-    n.add("DSP48E2", "d0", {"A": ("in", [2]), "B": ("in", [2]), "D": ("in", [2]),
-                            "PCOUT": ("out", [7])}, AMULTSEL="AD", ADREG=0, MREG=1,
-          AREG=1, BREG=1, DREG=1, PREG=1)
-    n.add("DSP48E2", "d1", {"PCIN": ("in", [7]), "P": ("out", [8])}, PREG=0, MREG=0,
-          AREG=0, BREG=0, CREG=0, OPMODEREG=0, ALUMODEREG=0, CARRYINREG=0,
-          CARRYINSELREG=0, INMODEREG=0)
+    n.add(
+        "DSP48E2",
+        "d0",
+        {"A": ("in", [2]), "B": ("in", [2]), "D": ("in", [2]), "PCOUT": ("out", [7])},
+        AMULTSEL="AD",
+        ADREG=0,
+        MREG=1,
+        AREG=1,
+        BREG=1,
+        DREG=1,
+        PREG=1,
+    )
+    n.add(
+        "DSP48E2",
+        "d1",
+        {"PCIN": ("in", [7]), "P": ("out", [8])},
+        PREG=0,
+        MREG=0,
+        AREG=0,
+        BREG=0,
+        CREG=0,
+        OPMODEREG=0,
+        ALUMODEREG=0,
+        CARRYINREG=0,
+        CARRYINSELREG=0,
+        INMODEREG=0,
+    )
     n.ff("p", d=8, q=9)
     r = analyze(n.module(), count=20)
     by_end = {p.end: p.ns for p in r.paths}
     assert by_end["d0.m_d"] == pytest.approx(
-        T.dsp_in_clk + T.dsp_preadd + T.dsp_mult + T.dsp_m_data + T.dsp_setup_m, abs=1e-3)
+        T.dsp_in_clk + T.dsp_preadd + T.dsp_mult + T.dsp_m_data + T.dsp_setup_m, abs=1e-3
+    )
     assert by_end["p"] == pytest.approx(
-        T.dsp_clk_p + T.route_cascade + T.dsp_pcin_alu + T.dsp_out_p + T.route(1)
-        + T.ff_setup_d, abs=1e-3)
+        T.dsp_clk_p + T.route_cascade + T.dsp_pcin_alu + T.dsp_out_p + T.route(1) + T.ff_setup_d,
+        abs=1e-3,
+    )
 
 
 @pytest.mark.parametrize("reg", [0, 1])
 def test_block_ram_output_register(reg):
     n = Netlist()
     n.ff("addr", d=1, q=2)
-    n.add("RAMB36E2", "mem", {"CLKARDCLK": ("in", 1), "ADDRARDADDR": ("in", [2]),
-                              "DOUTADOUT": ("out", [3])}, DOA_REG=reg)
+    n.add(
+        "RAMB36E2",
+        "mem",
+        {"CLKARDCLK": ("in", 1), "ADDRARDADDR": ("in", [2]), "DOUTADOUT": ("out", [3])},
+        DOA_REG=reg,
+    )
     n.lut(3, "use", [3, 3, 3], 4)
     n.ff("q", d=4, q=5, ce=3)
     r = analyze(n.module())
     clk_do = T.bram_clk_do_reg if reg else T.bram_clk_do
     assert r.paths[0].ns == pytest.approx(
-        clk_do + T.route(4) + T.lut["LUT3"] + T.route_local + T.ff_setup_d, abs=1e-3)
+        clk_do + T.route(4) + T.lut["LUT3"] + T.route_local + T.ff_setup_d, abs=1e-3
+    )
     assert (r.paths[0].start, r.paths[0].end) == ("mem", "q")
     into_ram = [p for p in r.paths if p.end == "mem"]
     assert into_ram[0].ns == pytest.approx(T.ff_clk_q + T.route(1) + T.bram_setup, abs=1e-3)
@@ -204,20 +270,31 @@ def test_lutram_read_and_write():
     end at the write clock; DOA starts at it."""
     n = Netlist()
     n.ff("ra", d=1, q=2)
-    n.lut(1, "l1", [2], 20)             # two LUTs before ADDRA: later than the clock's DO
+    n.lut(1, "l1", [2], 20)  # two LUTs before ADDRA: later than the clock's DO
     n.lut(1, "l2", [20], 21)
     n.ff("wa", d=3, q=4)
-    n.add("RAM32M16", "lr", {"WCLK": ("in", 1), "ADDRA": ("in", [21]), "ADDRH": ("in", [4]),
-                             "DIA": ("in", [4]), "WE": ("in", 4), "DOA": ("out", [5])})
+    n.add(
+        "RAM32M16",
+        "lr",
+        {
+            "WCLK": ("in", 1),
+            "ADDRA": ("in", [21]),
+            "ADDRH": ("in", [4]),
+            "DIA": ("in", [4]),
+            "WE": ("in", 4),
+            "DOA": ("out", [5]),
+        },
+    )
     n.ff("q", d=5, q=6)
     r = analyze(n.module(), count=20)
     by = {(p.start, p.end): p.ns for p in r.paths}
     into = T.ff_clk_q + 3 * T.route(1) + 2 * T.lut["LUT1"]
     assert into > T.lutram_clk_do
     assert by[("ra", "q")] == pytest.approx(
-        into + T.lutram_read + T.route(1) + T.ff_setup_d, abs=1e-3)
+        into + T.lutram_read + T.route(1) + T.ff_setup_d, abs=1e-3
+    )
     assert by[("wa", "lr")] == pytest.approx(T.ff_clk_q + T.route(3) + T.lutram_setup, abs=1e-3)
-    assert ("ra", "lr") not in by      # ADDRA is a read port only
+    assert ("ra", "lr") not in by  # ADDRA is a read port only
 
 
 def test_high_fanout_costs_routing():
@@ -245,17 +322,21 @@ def test_combinational_loop_and_unknown_cells_are_errors():
 
 # The table against the Vivado reports it cites -------------------------------------------------
 
+
 def _calibration():
     nets, arcs = [], {}
     with open(CALIBRATION) as f:
         rows = csv.DictReader(line for line in f if not line.startswith("#"))
         for row in rows:
             if row["kind"] == "net":
-                nets.append((int(row["fanout_or_count"]), float(row["delay_ns"]),
-                             row["name"]))
+                nets.append((int(row["fanout_or_count"]), float(row["delay_ns"]), row["name"]))
             else:
-                arcs[row["name"]] = (int(row["fanout_or_count"]), float(row["delay_ns"]),
-                                     float(row["median_ns"]), float(row["max_ns"]))
+                arcs[row["name"]] = (
+                    int(row["fanout_or_count"]),
+                    float(row["delay_ns"]),
+                    float(row["median_ns"]),
+                    float(row["max_ns"]),
+                )
     return nets, arcs
 
 
@@ -274,7 +355,7 @@ def test_routing_term_is_an_upper_envelope_of_routed_nets():
             continue
         ds.sort()
         p90 = ds[int(0.9 * (len(ds) - 1))]
-        assert T.route(2 ** k) >= p90, (2 ** k, p90, T.route(2 ** k))
+        assert T.route(2**k) >= p90, (2**k, p90, T.route(2**k))
         checked += 1
     assert checked >= 7
     xs = [math.log2(fo) for fo, _ in between]
@@ -282,8 +363,10 @@ def test_routing_term_is_an_upper_envelope_of_routed_nets():
     mx, my = statistics.fmean(xs), statistics.fmean(ys)
     slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sum((x - mx) ** 2 for x in xs)
     base = my - slope * mx
-    print(f"mean fit {base:.3f} + {slope:.3f} log2(fo); table {T.route_base} + "
-          f"{T.route_per_octave} log2(fo)")
+    print(
+        f"mean fit {base:.3f} + {slope:.3f} log2(fo); table {T.route_base} + "
+        f"{T.route_per_octave} log2(fo)"
+    )
     assert base < T.route_base and slope < T.route_per_octave
     local = sorted(d for fo, d, drv in nets if fo == 1 and drv.startswith("LUT"))
     assert statistics.median(local) <= T.route_local
@@ -312,17 +395,18 @@ def test_cell_delays_match_the_reports():
     assert T.carry_di_co == arc("CARRY8:Prop_CARRY8_DI[]_CO[]")[3]
     assert T.carry_di_o == arc("CARRY8:Prop_CARRY8_DI[]_O[]")[3]
     assert T.mux_data == arc("MUXF7:Prop_I0_O")[3]
-    for field, name in [("dsp_in", "DSP_A_B_DATA:Prop_DSP_A_B_DATA_B[]_B2_DATA[]"),
-                        ("dsp_in_clk", "DSP_A_B_DATA:Prop_DSP_A_B_DATA_CLK_B2_DATA[]"),
-                        ("dsp_preadd_bypass",
-                         "DSP_PREADD_DATA:Prop_DSP_PREADD_DATA_B2_DATA[]_B2B1[]"),
-                        ("dsp_mult", "DSP_MULTIPLIER:Prop_DSP_MULTIPLIER_B2B1[]_U[]"),
-                        ("dsp_m_data", "DSP_M_DATA:Prop_DSP_M_DATA_U[]_U_DATA[]"),
-                        ("dsp_alu", "DSP_ALU:Prop_DSP_ALU_U_DATA[]_ALU_OUT[]"),
-                        ("dsp_pcin_alu", "DSP_ALU:Prop_DSP_ALU_PCIN[]_ALU_OUT[]"),
-                        ("dsp_out_p", "DSP_OUTPUT:Prop_DSP_OUTPUT_ALU_OUT[]_P[]"),
-                        ("dsp_out_pcout", "DSP_OUTPUT:Prop_DSP_OUTPUT_ALU_OUT[]_PCOUT[]"),
-                        ("dsp_setup_p", "DSP_OUTPUT:Setup_DSP_OUTPUT_CLK_ALU_OUT[]")]:
+    for field, name in [
+        ("dsp_in", "DSP_A_B_DATA:Prop_DSP_A_B_DATA_B[]_B2_DATA[]"),
+        ("dsp_in_clk", "DSP_A_B_DATA:Prop_DSP_A_B_DATA_CLK_B2_DATA[]"),
+        ("dsp_preadd_bypass", "DSP_PREADD_DATA:Prop_DSP_PREADD_DATA_B2_DATA[]_B2B1[]"),
+        ("dsp_mult", "DSP_MULTIPLIER:Prop_DSP_MULTIPLIER_B2B1[]_U[]"),
+        ("dsp_m_data", "DSP_M_DATA:Prop_DSP_M_DATA_U[]_U_DATA[]"),
+        ("dsp_alu", "DSP_ALU:Prop_DSP_ALU_U_DATA[]_ALU_OUT[]"),
+        ("dsp_pcin_alu", "DSP_ALU:Prop_DSP_ALU_PCIN[]_ALU_OUT[]"),
+        ("dsp_out_p", "DSP_OUTPUT:Prop_DSP_OUTPUT_ALU_OUT[]_P[]"),
+        ("dsp_out_pcout", "DSP_OUTPUT:Prop_DSP_OUTPUT_ALU_OUT[]_PCOUT[]"),
+        ("dsp_setup_p", "DSP_OUTPUT:Setup_DSP_OUTPUT_CLK_ALU_OUT[]"),
+    ]:
         assert getattr(T, field) == arc(name)[2], field
 
 
@@ -353,6 +437,7 @@ def test_yosys_netlist_end_to_end(tmp_path):
 
 # In the resources flow ---------------------------------------------------------------------------
 
+
 def test_estimate_scores_the_netlist_yosys_writes(tmp_path, monkeypatch):
     """``estimate`` runs the analysis on the netlist beside Yosys's statistics and keeps
     Fmax and the worst paths in the result (Yosys replaced by a hand-made netlist)."""
@@ -370,20 +455,20 @@ def test_estimate_scores_the_netlist_yosys_writes(tmp_path, monkeypatch):
         n.ff("a", d=1, q=2)
         n.lut(6, "l", [2], 3)
         n.ff("b", d=3, q=4)
-        (Path(workdir) / resources.NETLIST).write_text(json.dumps({"modules": {
-            "top": n.module()}}))
+        (Path(workdir) / resources.NETLIST).write_text(json.dumps({"modules": {"top": n.module()}}))
         return {"FDRE": 2, "LUT6": 1}, 1, 0.1
 
     monkeypatch.setattr(resources, "synthesize", fake_yosys)
-    r = resources.estimate("ultra96", config=preset("tiny"), accelerator=PortStandIn,
-                           folder=tmp_path / "work")
+    r = resources.estimate(
+        "ultra96", config=preset("tiny"), accelerator=PortStandIn, folder=tmp_path / "work"
+    )
     ns = T.ff_clk_q + T.route(1) + T.lut["LUT6"] + T.route_local + T.ff_setup_d
     assert r.period_ns == pytest.approx(ns + T.clock_uncertainty, abs=1e-3)
     assert r.fmax_mhz == pytest.approx(1000 / r.period_ns, abs=0.1)
     assert r.worst_paths[0]["start"] == "a" and r.worst_paths[0]["end"] == "b"
     text = r.timing()
     assert text.startswith(f"estimated Fmax: {r.fmax_mhz:.0f} MHz") and "a  ->  b" in text
-    assert resources._timing(tmp_path, board("pynqz2")) == {}     # 7-series: no table
+    assert resources._timing(tmp_path, board("pynqz2")) == {}  # 7-series: no table
     r.fmax_mhz = None
     assert "none (the delay table is for UltraScale+ only)" in r.timing()
 
@@ -397,8 +482,9 @@ def test_recorded_ultrascale_estimates_have_timing(name):
     from bamboo.boards.resources import recorded
 
     r = recorded(name)
-    assert r.fmax_mhz is not None and r.timing_table == T.name, \
+    assert r.fmax_mhz is not None and r.timing_table == T.name, (
         f"run `make resources BOARD={name} RECORD=1` and commit boards/estimates/{name}.json"
+    )
     assert len(r.worst_paths) == 10
     assert r.worst_paths[0]["ns"] + T.clock_uncertainty == pytest.approx(r.period_ns, abs=2e-3)
     assert all(p["start"] and p["end"] for p in r.worst_paths)
@@ -407,18 +493,17 @@ def test_recorded_ultrascale_estimates_have_timing(name):
 
 # One component alone (boards/components.py) ------------------------------------------------------
 
+
 def test_registered_ports():
     """``registered_ports``: an input port starts at a flip-flop's clock-to-out, an
     output port ends at its setup; by default both are 0 ns."""
     n = Netlist()
     n.lut(6, "l", [2], 3)
-    n.ports = {"a": {"direction": "input", "bits": [2]},
-               "y": {"direction": "output", "bits": [3]}}
+    n.ports = {"a": {"direction": "input", "bits": [2]}, "y": {"direction": "output", "bits": [3]}}
     plain = analyze(n.module())
     reg = analyze(n.module(), registered_ports=True)
     assert (reg.paths[0].start, reg.paths[0].end) == ("port a", "port y")
-    assert reg.paths[0].ns == pytest.approx(plain.paths[0].ns + T.ff_clk_q + T.ff_setup_d,
-                                            abs=1e-3)
+    assert reg.paths[0].ns == pytest.approx(plain.paths[0].ns + T.ff_clk_q + T.ff_setup_d, abs=1e-3)
 
 
 def test_component_estimate(tmp_path, monkeypatch):
@@ -467,13 +552,30 @@ def test_component_cli_errors(capsys):
     assert "--record is for the whole design" in capsys.readouterr().err
 
 
-_BIG = {"vector", "compute", "postproc", "array"}        # tens of seconds each to elaborate
+_BIG = {"vector", "compute", "postproc", "array"}  # tens of seconds each to elaborate
 
 
-@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in _BIG else n
-                                  for n in ("vector", "compute", "postproc", "load", "store",
-                                            "fetcher", "dispatcher", "bus", "regfile", "array",
-                                            "fma1", "fma2", "requantizer")])
+@pytest.mark.parametrize(
+    "name",
+    [
+        pytest.param(n, marks=pytest.mark.slow) if n in _BIG else n
+        for n in (
+            "vector",
+            "compute",
+            "postproc",
+            "load",
+            "store",
+            "fetcher",
+            "dispatcher",
+            "bus",
+            "regfile",
+            "array",
+            "fma1",
+            "fma2",
+            "requantizer",
+        )
+    ],
+)
 def test_components_elaborate(name):
     """Every registered component elaborates at ultra96 with its ports (no Yosys; the
     big units in the slow set)."""

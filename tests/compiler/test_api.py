@@ -30,8 +30,9 @@ def test_inspect_is_what_the_cli_prints(model, capsys):
 
 def test_compile_is_what_the_cli_writes(model, tmp_path):
     out = tmp_path / "m.bmb"
-    args = build_parser().parse_args(["compile", str(model), "-o", str(out), "--config", "tiny",
-                                      "--quiet"])
+    args = build_parser().parse_args(
+        ["compile", str(model), "-o", str(out), "--config", "tiny", "--quiet"]
+    )
     args.func(args)
     assert bamboo.compiler.compile(model, "tiny") == out.read_bytes()
     assert bamboo.compiler.compile(model, PRESETS["tiny"]) == out.read_bytes()

@@ -22,11 +22,12 @@ CONFIGS = ["tiny", "ultra96"]
 
 # Layouts ------------------------------------------------------------------------------------
 
+
 def test_wgt_word_layout_matches_docs():
     rng = np.random.default_rng(0)
     w = rng.integers(-127, 128, (10, 3, 3, 7)).astype(np.int8)
     R, C = 4, 8
-    words = dense_weights(w, R, C).view(np.int8)   # (ob, ib, kh, kw, C*R)
+    words = dense_weights(w, R, C).view(np.int8)  # (ob, ib, kh, kw, C*R)
     for ob, blk, ky, kx, c, r in [(0, 0, 0, 0, 0, 0), (1, 1, 2, 1, 1, 2), (0, 1, 1, 2, 7, 2)]:
         o, i = ob * C + c, blk * R + r
         want = w[o, ky, kx, i] if o < 10 and i < 7 else 0
@@ -37,8 +38,9 @@ def test_wgt_word_layout_matches_docs():
     assert (dwords[:, :, :, 3] == 0).all() and (dwords[:, :, R:] == 0).all()
 
 
-@pytest.mark.parametrize("channels,groups,step,kw", [(16, 2, 2, 3), (8, 2, 1, 4), (8, 1, 1, 5),
-                                                     (16, 4, 2, 2)])
+@pytest.mark.parametrize(
+    "channels,groups,step,kw", [(16, 2, 2, 3), (8, 2, 1, 4), (8, 1, 1, 5), (16, 4, 2, 2)]
+)
 def test_depthwise_word_layout_groups_and_passes(channels, groups, step, kw):
     """Channel ``c`` of group ``c // N``, kernel row ``ky``: WGT word ``ky // G`` of the
     group, column ``(c % N) * step``, row ``(ky % G) * B / G + kx``; all else 0."""
@@ -51,34 +53,40 @@ def test_depthwise_word_layout_groups_and_passes(channels, groups, step, kw):
     want = np.zeros((nb, passes, C, R), np.int8)
     for c in range(21):
         for ky in range(kh):
-            want[c // channels, ky // groups, (c % channels) * step,
-                 (ky % groups) * (R // groups):(ky % groups) * (R // groups) + kw] = d[c, ky, :, 0]
+            want[
+                c // channels,
+                ky // groups,
+                (c % channels) * step,
+                (ky % groups) * (R // groups) : (ky % groups) * (R // groups) + kw,
+            ] = d[c, ky, :, 0]
     assert np.array_equal(words.reshape(want.shape), want)
     with pytest.raises(ValueError):
-        depthwise_weights(d, R, C, step, channels, groups=R)   # kw wider than a group
+        depthwise_weights(d, R, C, step, channels, groups=R)  # kw wider than a group
 
 
 def test_param_word_layout():
-    words = param_words(np.array([-5, 7]), np.array([0x800001, 0xFFFFFF]), np.array([-40, 300]),
-                        4)
+    words = param_words(np.array([-5, 7]), np.array([0x800001, 0xFFFFFF]), np.array([-40, 300]), 4)
     lanes = words.view("<u8").reshape(-1)
     assert lanes[0] == (2**32 - 5) | (0x800001 << 32) | ((-40 & 0xFF) << 56)
-    assert lanes[1] == 7 | (0xFFFFFF << 32) | (127 << 56)    # e clamped to 127
+    assert lanes[1] == 7 | (0xFFFFFF << 32) | (127 << 56)  # e clamped to 127
 
 
 # Capability check -----------------------------------------------------------------------------
 
+
 def test_unlowerable_nodes_go_to_cpu_with_a_reason():
     cfg = preset("tiny")
     g = partition(gap_graph(32, 24, 4))
-    assert fabric_reason(g.nodes[0], g, cfg) == \
-        "global pool over 32x24 does not fit half the input buffer"
+    assert (
+        fabric_reason(g.nodes[0], g, cfg)
+        == "global pool over 32x24 does not fit half the input buffer"
+    )
     compiled = lower_graph(g, cfg)
     node = compiled.graph.nodes[0]
     assert node.target == "cpu" and node.reason.startswith("back end: global pool over 32x24")
     assert compiled.words == [] and compiled.steps[0].target == "cpu"
     grouped = partition(conv_graph(8, 8, 8, 8, group=2))
-    assert fabric_reason(grouped.nodes[0], grouped, cfg) is None   # as dense, zero blocks
+    assert fabric_reason(grouped.nodes[0], grouped, cfg) is None  # as dense, zero blocks
 
 
 def test_depthwise_dilated_in_w_runs_widened_on_the_fabric():
@@ -104,6 +112,7 @@ def test_depthwise_dilated_in_w_runs_widened_on_the_fabric():
 
 # Memory plan, bounds, tokens --------------------------------------------------------------------
 
+
 def _model(name):
     return zoo_graph(name)[1]
 
@@ -113,8 +122,9 @@ def _accesses(f, c):
     op, out = f["opcode"], []
     if op == isa.Opcode.LOAD:
         eb = {0: c.rows, 1: c.rows * c.cols, 2: c.cols * 8, 3: 256}[f["buffer"]]
-        n = (f["pad_top"] + f["y_size"] + f["pad_bottom"]) * \
-            (f["pad_left"] + f["x_size"] + f["pad_right"])
+        n = (f["pad_top"] + f["y_size"] + f["pad_bottom"]) * (
+            f["pad_left"] + f["x_size"] + f["pad_right"]
+        )
         name = ["inp", "wgt", "param", "lut"][f["buffer"]]
         out.append((name, f["sram_addr"], f["sram_addr"] + n, True))
         for y in range(f["y_size"]):
@@ -128,27 +138,46 @@ def _accesses(f, c):
     elif op == isa.Opcode.CONV:
         dw = f["mode"] == isa.ConvMode.DEPTHWISE
         # depthwise: ceil(kernel_h / G) WGT words; every block of its channels read
-        taps = c.depthwise_passes(f["kernel_h"], f["kernel_w"]) if dw else \
-            f["kernel_h"] * f["kernel_w"] * f["in_blocks"]
+        taps = (
+            c.depthwise_passes(f["kernel_h"], f["kernel_w"])
+            if dw
+            else f["kernel_h"] * f["kernel_w"] * f["in_blocks"]
+        )
         blocks = -(-c.depthwise_channels // c.rows) if dw else f["in_blocks"]
-        last = f["inp_addr"] + (blocks - 1) * f["inp_block_stride"] + \
-            ((f["out_h"] - 1) * f["stride_h"] + (f["kernel_h"] - 1) * f["dilation_h"]) * \
-            f["in_w"] + (f["out_w"] - 1) * f["stride_w"] + (f["kernel_w"] - 1) * f["dilation_w"]
-        out += [("inp", f["inp_addr"], last + 1, False),
-                ("wgt", f["wgt_addr"], f["wgt_addr"] + taps, False)]
+        last = (
+            f["inp_addr"]
+            + (blocks - 1) * f["inp_block_stride"]
+            + ((f["out_h"] - 1) * f["stride_h"] + (f["kernel_h"] - 1) * f["dilation_h"]) * f["in_w"]
+            + (f["out_w"] - 1) * f["stride_w"]
+            + (f["kernel_w"] - 1) * f["dilation_w"]
+        )
+        out += [
+            ("inp", f["inp_addr"], last + 1, False),
+            ("wgt", f["wgt_addr"], f["wgt_addr"] + taps, False),
+        ]
         if f["acc_emit"]:
-            out += [("param", f["param_addr"], f["param_addr"] + 1, False),
-                    ("out", f["out_addr"], f["out_addr"] + f["out_h"] * f["out_w"], True)]
+            out += [
+                ("param", f["param_addr"], f["param_addr"] + 1, False),
+                ("out", f["out_addr"], f["out_addr"] + f["out_h"] * f["out_w"], True),
+            ]
             if f["act"] == isa.Activation.LUT:
                 out.append(("lut", f["lut_slot"], f["lut_slot"] + 1, False))
     elif op == isa.Opcode.VEC and f["out_h"] and f["out_w"]:
         p = f["out_h"] * f["out_w"]
-        last = f["src_a"] + ((f["out_h"] - 1) * f["stride_h"] + f["kernel_h"] - 1) * f["in_w"] + \
-            (f["out_w"] - 1) * f["stride_w"] + f["kernel_w"] - 1
+        last = (
+            f["src_a"]
+            + ((f["out_h"] - 1) * f["stride_h"] + f["kernel_h"] - 1) * f["in_w"]
+            + (f["out_w"] - 1) * f["stride_w"]
+            + f["kernel_w"]
+            - 1
+        )
         nb = {isa.VecOp.ADD: p, isa.VecOp.MUL: p, isa.VecOp.MUL_CHANNEL: 1}.get(f["vop"], 0)
-        out += [("inp", f["src_a"], last + 1, False), ("inp", f["src_b"], f["src_b"] + nb, False),
-                ("param", f["param_addr"], f["param_addr"] + 1, False),
-                ("out", f["out_addr"], f["out_addr"] + p, True)]
+        out += [
+            ("inp", f["src_a"], last + 1, False),
+            ("inp", f["src_b"], f["src_b"] + nb, False),
+            ("param", f["param_addr"], f["param_addr"] + 1, False),
+            ("out", f["out_addr"], f["out_addr"] + p, True),
+        ]
         if f["act"] == isa.Activation.LUT:
             out.append(("lut", f["lut_slot"], f["lut_slot"] + 1, False))
     return out
@@ -160,10 +189,16 @@ def race_check(words, config, footprint, seed):
     rng = np.random.default_rng(seed)
     fifo = {k: [] for k in ("l2c", "c2l", "c2s", "s2c")}
     used = {k: 0 for k in fifo}
-    pops = {"load": {"pop_next": "c2l"}, "compute": {"pop_prev": "l2c", "pop_next": "s2c"},
-            "store": {"pop_prev": "c2s"}}
-    pushes = {"load": {"push_next": "l2c"}, "compute": {"push_prev": "c2l", "push_next": "c2s"},
-              "store": {"push_prev": "s2c"}}
+    pops = {
+        "load": {"pop_next": "c2l"},
+        "compute": {"pop_prev": "l2c", "pop_next": "s2c"},
+        "store": {"pop_prev": "c2s"},
+    }
+    pushes = {
+        "load": {"push_next": "l2c"},
+        "compute": {"push_prev": "c2l", "push_next": "c2s"},
+        "store": {"push_prev": "s2c"},
+    }
     decoded = [isa.decode(w) for w in words]
     queues = {"load": [], "compute": [], "store": []}
     for i, f in enumerate(decoded):
@@ -190,9 +225,14 @@ def race_check(words, config, footprint, seed):
                 progressed = True
         assert progressed, "the queues deadlock"
     assert all(len(fifo[k]) == used[k] for k in fifo), "tokens left over"
-    sizes = {"inp": config.input_buffer_depth, "wgt": config.weight_buffer_depth,
-             "param": PARAM_WORDS_USED, "lut": config.lut_slots,
-             "out": config.output_buffer_depth, "dram": footprint}
+    sizes = {
+        "inp": config.input_buffer_depth,
+        "wgt": config.weight_buffer_depth,
+        "param": PARAM_WORDS_USED,
+        "lut": config.lut_slots,
+        "out": config.output_buffer_depth,
+        "dram": footprint,
+    }
     wend = {k: np.full(n, -1.0) for k, n in sizes.items()}
     rend = {k: np.full(n, -1.0) for k, n in sizes.items()}
     for i, f in enumerate(decoded):
@@ -223,9 +263,9 @@ def test_model_plan_bounds_and_tokens(model, config):
     assert compiled.stats["footprint"] == plan.footprint
     for step in compiled.steps:
         if step.on_fabric:
-            seg = compiled.words[step.insn_start:step.insn_start + step.insn_count]
+            seg = compiled.words[step.insn_start : step.insn_start + step.insn_count]
             ratio = race_check(seg, cfg, plan.footprint, seed=len(seg))
-            assert ratio < 0.9   # loads, compute and stores overlap
+            assert ratio < 0.9  # loads, compute and stores overlap
 
 
 def test_conv_loop_order_overlaps_and_tiles():
@@ -292,8 +332,7 @@ def test_frontend_nets_bit_exact(net, config):
     ref, got, _, compiled = run_both(graph, preset(config), partitioned=True)
     assert all(np.array_equal(a, b) for a, b in zip(ref, got))
     for n in compiled.graph.nodes:
-        assert n.reason, n.name   # every placement says why
-
+        assert n.reason, n.name  # every placement says why
 
 
 def _zoo_names():

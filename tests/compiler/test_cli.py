@@ -12,8 +12,14 @@ from test_frontend import ROOT, convnet, qdq  # noqa: E402
 
 
 def _inspect(path):
-    return subprocess.run([sys.executable, "-m", "bamboo", "inspect", str(path)], cwd=ROOT,
-                          capture_output=True, text=True, timeout=120, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "bamboo", "inspect", str(path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
 
 
 def _quantized():
@@ -47,14 +53,18 @@ def _empty(tmp_path):
     return path
 
 
-@pytest.mark.parametrize("make, words", [
-    (_truncated, ["cut.onnx", "truncated"]),
-    (_float, ["float", "quantize_static"]),
-    (lambda tmp: tmp / "missing.onnx", ["missing.onnx", "cannot read"]),
-    (lambda tmp: tmp, ["cannot read"]),  # a directory
-    (_opset9, ["opset 9", "convert_version"]),
-    (_empty, ["empty"]),
-], ids=["truncated", "float", "missing", "directory", "opset9", "empty"])
+@pytest.mark.parametrize(
+    "make, words",
+    [
+        (_truncated, ["cut.onnx", "truncated"]),
+        (_float, ["float", "quantize_static"]),
+        (lambda tmp: tmp / "missing.onnx", ["missing.onnx", "cannot read"]),
+        (lambda tmp: tmp, ["cannot read"]),  # a directory
+        (_opset9, ["opset 9", "convert_version"]),
+        (_empty, ["empty"]),
+    ],
+    ids=["truncated", "float", "missing", "directory", "opset9", "empty"],
+)
 def test_bad_model_is_one_line_and_exit_1(tmp_path, make, words):
     r = _inspect(make(tmp_path))
     assert "Traceback" not in r.stderr

@@ -24,8 +24,11 @@ U96 = preset("ultra96")
 
 
 def _loads(compiled, buffer):
-    return [f for f in map(isa.decode, compiled.words)
-            if f["opcode"] == isa.Opcode.LOAD and f["buffer"] == buffer]
+    return [
+        f
+        for f in map(isa.decode, compiled.words)
+        if f["opcode"] == isa.Opcode.LOAD and f["buffer"] == buffer
+    ]
 
 
 def _convs(compiled):
@@ -33,14 +36,26 @@ def _convs(compiled):
 
 
 def _words(f):
-    return (f["pad_top"] + f["y_size"] + f["pad_bottom"]) * \
-        (f["pad_left"] + f["x_size"] + f["pad_right"])
+    return (f["pad_top"] + f["y_size"] + f["pad_bottom"]) * (
+        f["pad_left"] + f["x_size"] + f["pad_right"]
+    )
 
 
 def test_wgt_batches_double_up_to_the_cap_and_cover_every_group():
-    assert [b for _, b in wgt_batches(12, 4)] == \
-        [(0, 1), (1, 2), (1, 2), (3, 4), (3, 4), (3, 4), (3, 4), (7, 4), (7, 4), (7, 4),
-         (7, 4), (11, 1)]
+    assert [b for _, b in wgt_batches(12, 4)] == [
+        (0, 1),
+        (1, 2),
+        (1, 2),
+        (3, 4),
+        (3, 4),
+        (3, 4),
+        (3, 4),
+        (7, 4),
+        (7, 4),
+        (7, 4),
+        (7, 4),
+        (11, 1),
+    ]
     for n in (1, 5, 60, 97):
         for cap in (1, 3, 16, 1 << 16):
             batches = dict(wgt_batches(n, cap))
@@ -92,7 +107,7 @@ CASES = {  # (h, w, channels, k, stride): groups batched or not, a last short gr
     "6x6_c100_k5": (6, 6, 100, 5, 1),
     "5x7_c90_k9": (5, 7, 90, 9, 1),
     "20x20_c48": (20, 20, 48, 3, 1),
-    "5x5_c64_k5_s2": (5, 5, 64, 5, 2),   # tiny: batches of two-chunk groups
+    "5x5_c64_k5_s2": (5, 5, 64, 5, 2),  # tiny: batches of two-chunk groups
 }
 
 
@@ -107,5 +122,5 @@ def test_depthwise_schedules_bit_exact(case, config):
     for word in compiled.words:
         check_bounds(word, cfg)
     race_check(compiled.words, cfg, compiled.plan.footprint, seed=3)
-    if case == "7x7_c200" and config == "ultra96":   # load-bound: batched
+    if case == "7x7_c200" and config == "ultra96":  # load-bound: batched
         assert len(_loads(compiled, isa.Buffer.WGT)) < len(_convs(compiled))

@@ -26,12 +26,18 @@ U96 = preset("ultra96")
 
 def _conv(name, x, y, cin, cout, k, group, rng):
     s_w = rng.uniform(0.002, 0.01, cout).astype(np.float32)
-    attrs = {"w": rng.integers(-127, 128, (cout, k, k, cin // group)).astype(np.int8),
-             "w_zp": np.zeros(cout, np.int8),
-             "bias": rng.integers(-3000, 3000, cout).astype(np.int32),
-             "rq": Requant.from_scale(conv_scale(0.02, s_w, 0.05), 110), "lut": None,
-             "kernel": (k, k), "stride": (1, 1), "dilation": (1, 1),
-             "pads": (k // 2,) * 4, "group": group}
+    attrs = {
+        "w": rng.integers(-127, 128, (cout, k, k, cin // group)).astype(np.int8),
+        "w_zp": np.zeros(cout, np.int8),
+        "bias": rng.integers(-3000, 3000, cout).astype(np.int32),
+        "rq": Requant.from_scale(conv_scale(0.02, s_w, 0.05), 110),
+        "lut": None,
+        "kernel": (k, k),
+        "stride": (1, 1),
+        "dilation": (1, 1),
+        "pads": (k // 2,) * 4,
+        "group": group,
+    }
     return ir.Node(name, "conv", (x,), (y,), attrs)
 
 
@@ -39,11 +45,15 @@ def chain_graph(h, w, c0, c1, c2, seed=0):
     """Pointwise ``c0 -> c1``, depthwise 3x3, pointwise ``c1 -> c2`` on an ``h x w`` map
     (an inverted residual block without the add)."""
     rng = np.random.default_rng(seed)
-    ts = {n: _t(n, (1, h, w, c), 0.02 if n == "x" else 0.05, 110 if n != "x" else 100)
-          for n, c in (("x", c0), ("a", c1), ("b", c1), ("y", c2))}
-    nodes = [_conv("expand", "x", "a", c0, c1, 1, 1, rng),
-             _conv("dw", "a", "b", c1, c1, 3, c1, rng),
-             _conv("project", "b", "y", c1, c2, 1, 1, rng)]
+    ts = {
+        n: _t(n, (1, h, w, c), 0.02 if n == "x" else 0.05, 110 if n != "x" else 100)
+        for n, c in (("x", c0), ("a", c1), ("b", c1), ("y", c2))
+    }
+    nodes = [
+        _conv("expand", "x", "a", c0, c1, 1, 1, rng),
+        _conv("dw", "a", "b", c1, c1, 3, c1, rng),
+        _conv("project", "b", "y", c1, c2, 1, 1, rng),
+    ]
     return _graph(nodes, ts, ["x"], ["y"])
 
 
@@ -51,12 +61,17 @@ def _times(compiled):
     """``{node: [(opcode, buffer, start, end)]}`` by the cycle model (ultra96, 250 MHz)."""
     (seg,) = [s for s in compiled.steps if s.on_fabric]
     start, end, fields = cycles.simulate(
-        U96, compiled.words[seg.insn_start:seg.insn_start + seg.insn_count],
-        T.BOARDS["ultra96"], 250.0)
+        U96,
+        compiled.words[seg.insn_start : seg.insn_start + seg.insn_count],
+        T.BOARDS["ultra96"],
+        250.0,
+    )
     out = {}
     for node, first, count in compiled.layers:
-        out[node] = [(f["opcode"], f.get("buffer"), start[i], end[i])
-                     for i, f in enumerate(fields[first:first + count], first)]
+        out[node] = [
+            (f["opcode"], f.get("buffer"), start[i], end[i])
+            for i, f in enumerate(fields[first : first + count], first)
+        ]
     return out
 
 
@@ -88,7 +103,7 @@ def test_a_long_input_load_is_cut_by_the_steps_that_stored_its_rows():
     ref, got, _, compiled = run_both(g, U96, partitioned=True)
     assert len(ref) == len(got) and all(np.array_equal(a, b) for a, b in zip(ref, got))
     node, first, count = [ly for ly in compiled.layers if ly[0] == "project"][0]
-    fields = [isa.decode(w) for w in compiled.words[first:first + count]]
+    fields = [isa.decode(w) for w in compiled.words[first : first + count]]
     head = []
     for f in fields:
         if f["opcode"] == isa.Opcode.CONV:
@@ -110,8 +125,9 @@ def _written(fields, elem):
         for q in range(width):
             y, x = r - f["pad_top"], q - f["pad_left"]
             inside = 0 <= y < f["y_size"] and 0 <= x < f["x_size"]
-            out[f["sram_addr"] + r * width + q] = \
+            out[f["sram_addr"] + r * width + q] = (
                 f["dram_addr"] + (y * f["x_stride"] + x) * elem if inside else ("pad", 7)
+            )
     return out
 
 
@@ -120,8 +136,9 @@ def test_split_rows_writes_the_same_words():
     assert isinstance(op, Op)
     for cuts in ([1], [4], [1, 2, 8], [3, 6]):
         pieces = _split_rows(op, cuts)
-        assert [p.fields["y_size"] for p in pieces] == \
-            [b - a for a, b in zip([0] + cuts, cuts + [9])]
+        assert [p.fields["y_size"] for p in pieces] == [
+            b - a for a, b in zip([0] + cuts, cuts + [9])
+        ]
         merged = {}
         for p in pieces:
             words = _written(p.fields, 8)

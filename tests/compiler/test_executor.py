@@ -15,8 +15,18 @@ from bamboo.compiler.passes import compile_graph
 from test_frontend import convnet, qdq, se_gemm, senet, ultraface_qdq
 
 # Conv/Gemm/Add must run as integer kernels; elementwise float between DQ and Q is allowed.
-COMPUTE_FLOAT = {"Conv", "ConvTranspose", "Gemm", "MatMul", "Add", "FusedConv", "FusedGemm",
-                 "AveragePool", "GlobalAveragePool", "Softmax"}
+COMPUTE_FLOAT = {
+    "Conv",
+    "ConvTranspose",
+    "Gemm",
+    "MatMul",
+    "Add",
+    "FusedConv",
+    "FusedGemm",
+    "AveragePool",
+    "GlobalAveragePool",
+    "Softmax",
+}
 
 
 def _assert_integer_compute(model):
@@ -35,11 +45,14 @@ def _compare(model, graph, feeds, diff_cases, kernel):
             diff_cases(kernel, a.size)
 
 
-@pytest.mark.parametrize("name,build,shape", [
-    ("convnet", convnet, (1, 3, 16, 16)),
-    ("senet", senet, (1, 3, 8, 8)),
-    ("se_gemm", se_gemm, (1, 3, 8, 8)),
-])
+@pytest.mark.parametrize(
+    "name,build,shape",
+    [
+        ("convnet", convnet, (1, 3, 16, 16)),
+        ("senet", senet, (1, 3, 8, 8)),
+        ("se_gemm", se_gemm, (1, 3, 8, 8)),
+    ],
+)
 def test_small_nets_bit_exact(name, build, shape, diff_cases):
     model = qdq(build(), shape, name)
     _assert_integer_compute(model)
@@ -92,8 +105,16 @@ def test_qoperator_model_bit_exact(diff_cases):
     """A QOperator graph (onnxruntime's own EXTENDED output of the convnet) runs the same."""
     model = ortutil.optimized_model(qdq(convnet(), (1, 3, 16, 16), "convnet"))
     ops = set(ortutil.op_types(model))
-    assert {"QLinearConv", "QLinearAdd", "QLinearConcat", "QGemm", "QLinearSoftmax",
-            "QLinearLeakyRelu", "QLinearSigmoid", "QLinearGlobalAveragePool"} <= ops
+    assert {
+        "QLinearConv",
+        "QLinearAdd",
+        "QLinearConcat",
+        "QGemm",
+        "QLinearSoftmax",
+        "QLinearLeakyRelu",
+        "QLinearSigmoid",
+        "QLinearGlobalAveragePool",
+    } <= ops
     graph = compile_graph(import_onnx(model), verify=True)
     rng = np.random.default_rng(3)
     feeds = [{"x": rng.uniform(-1.5, 1.5, (1, 3, 16, 16)).astype(np.float32)} for _ in range(3)]
@@ -115,10 +136,21 @@ def test_qlinear_matmul_and_qgemm_bit_exact(diff_cases):
     w = rng.integers(-127, 128, (24, 10)).astype(np.int8)
     x = rng.integers(0, 256, (3, 24)).astype(np.uint8)
     models = [
-        ortutil.qlinear_matmul((3, 24), np.uint8, 0.03, 120, w, np.float32(0.02), np.int8(0),
-                               0.4, 100),
-        ortutil.qgemm((3, 24), np.uint8, 0.03, 120, np.ascontiguousarray(w.T),
-                      np.full(10, 0.02, np.float32), 0, rng.integers(-500, 500, 10), 0.4, 100),
+        ortutil.qlinear_matmul(
+            (3, 24), np.uint8, 0.03, 120, w, np.float32(0.02), np.int8(0), 0.4, 100
+        ),
+        ortutil.qgemm(
+            (3, 24),
+            np.uint8,
+            0.03,
+            120,
+            np.ascontiguousarray(w.T),
+            np.full(10, 0.02, np.float32),
+            0,
+            rng.integers(-500, 500, 10),
+            0.4,
+            100,
+        ),
     ]
     for m in models:
         g = compile_graph(import_onnx(m), verify=True)
@@ -129,15 +161,21 @@ def test_qlinear_matmul_and_qgemm_bit_exact(diff_cases):
         diff_cases("executor:qoperator-fc", out.size)
 
 
-@pytest.mark.parametrize("kernel, stride, pads, x_zp", [
-    ((3, 3), (1, 1), (1, 1, 1, 1), 128), ((2, 2), (2, 2), (0, 0, 0, 0), 127),
-    ((2, 2), (1, 1), (0, 0, 1, 1), 3)])
+@pytest.mark.parametrize(
+    "kernel, stride, pads, x_zp",
+    [
+        ((3, 3), (1, 1), (1, 1, 1, 1), 128),
+        ((2, 2), (2, 2), (0, 0, 0, 0), 127),
+        ((2, 2), (1, 1), (0, 0, 1, 1), 3),
+    ],
+)
 def test_qlinear_average_pool_bit_exact(kernel, stride, pads, x_zp, diff_cases):
     """onnxruntime's QLinearAveragePool sums in float; the CPU kernel is that float form
     (the integer form was off on exact ties with an odd zero point: a 2x2 pool's quarter)."""
     rng = np.random.default_rng(8)
-    m = ortutil.qlinear_avg_pool((1, 8, 6, 6), np.uint8, 0.05, x_zp, 0.05, x_zp, kernel,
-                                 strides=stride, pads=pads)
+    m = ortutil.qlinear_avg_pool(
+        (1, 8, 6, 6), np.uint8, 0.05, x_zp, 0.05, x_zp, kernel, strides=stride, pads=pads
+    )
     g = compile_graph(import_onnx(m), verify=True)
     for _ in range(3):
         x = rng.integers(0, 256, (1, 8, 6, 6)).astype(np.uint8)
@@ -147,15 +185,30 @@ def test_qlinear_average_pool_bit_exact(kernel, stride, pads, x_zp, diff_cases):
         diff_cases("executor:qlinear-avgpool", out.size)
 
 
-@pytest.mark.parametrize("size,kernel,stride,pad", [
-    (5, 2, 2, 0), (7, 3, 2, 0), (7, 3, 2, 1), (6, 3, 3, 2), (3, 2, 2, 1), (8, 3, 3, 1),
-    (13, 3, 2, 0)])
+@pytest.mark.parametrize(
+    "size,kernel,stride,pad",
+    [
+        (5, 2, 2, 0),
+        (7, 3, 2, 0),
+        (7, 3, 2, 1),
+        (6, 3, 3, 2),
+        (3, 2, 2, 1),
+        (8, 3, 3, 1),
+        (13, 3, 2, 0),
+    ],
+)
 def test_maxpool_ceil_mode_bit_exact(size, kernel, stride, pad, diff_cases):
     """ceil_mode=1 (SqueezeNet): extra windows over the bottom/right edge, the last one
     starting inside the image or its leading pad, as onnxruntime (checked by shape too)."""
-    model = ortutil.qdq_single_op("MaxPool", [((1, 4, size, size + 1), 0.05, 128)], (0.05, 128),
-                                  kernel_shape=[kernel, kernel], strides=[stride, stride],
-                                  pads=[pad] * 4, ceil_mode=1)
+    model = ortutil.qdq_single_op(
+        "MaxPool",
+        [((1, 4, size, size + 1), 0.05, 128)],
+        (0.05, 128),
+        kernel_shape=[kernel, kernel],
+        strides=[stride, stride],
+        pads=[pad] * 4,
+        ceil_mode=1,
+    )
     graph = compile_graph(import_onnx(model), verify=True)
     x = np.random.default_rng(size).uniform(-6, 6, (1, 4, size, size + 1)).astype(np.float32)
     _compare(model, graph, [{"x0": x}], diff_cases, "executor:maxpool-ceil")

@@ -29,6 +29,7 @@ ULTRAFACE = ROOT / "models" / "pretrained" / "ultraface" / "ultraface_rfb_320.on
 
 # --- model builders -----------------------------------------------------------------------------
 
+
 class _Net:
     """Accumulates float nodes and initializers with seeded random weights."""
 
@@ -54,10 +55,15 @@ class _Net:
         w = self.rng.normal(0, 1.0 / np.sqrt(k * k * cin / group), (cout, cin // group, k, k))
         b = self.rng.normal(0, 0.1, cout)
         p = pads if pads is not None else [dil * (k // 2)] * 4
-        y = self.node("Conv", [x, self.const(w.astype(np.float32), "w"),
-                               self.const(b.astype(np.float32), "b")],
-                      kernel_shape=[k, k], strides=[stride, stride], group=group,
-                      dilations=[dil, dil], pads=p)
+        y = self.node(
+            "Conv",
+            [x, self.const(w.astype(np.float32), "w"), self.const(b.astype(np.float32), "b")],
+            kernel_shape=[k, k],
+            strides=[stride, stride],
+            group=group,
+            dilations=[dil, dil],
+            pads=p,
+        )
         if act == "relu":
             y = self.node("Relu", [y])
         elif act == "relu6":
@@ -65,9 +71,13 @@ class _Net:
         return y
 
     def model(self, x_shape, outputs, opset=13):
-        return ortutil.make_model(self.nodes, [("x", np.float32, list(x_shape))],
-                                  [(o, np.float32, None) for o in outputs], self.inits,
-                                  opset=opset)
+        return ortutil.make_model(
+            self.nodes,
+            [("x", np.float32, list(x_shape))],
+            [(o, np.float32, None) for o in outputs],
+            self.inits,
+            opset=opset,
+        )
 
 
 def se_gemm(seed=2):
@@ -77,8 +87,9 @@ def se_gemm(seed=2):
     g = n.node("Flatten", [n.node("GlobalAveragePool", [x])], axis=1)
     w1 = n.rng.normal(0, 0.5, (4, 8)).astype(np.float32)
     w2 = n.rng.normal(0, 0.5, (8, 4)).astype(np.float32)
-    f1 = n.node("Relu", [n.node("Gemm", [g, n.const(w1, "w"), n.const(np.zeros(4, np.float32))],
-                                transB=1)])
+    f1 = n.node(
+        "Relu", [n.node("Gemm", [g, n.const(w1, "w"), n.const(np.zeros(4, np.float32))], transB=1)]
+    )
     f2 = n.node("Gemm", [f1, n.const(w2, "w"), n.const(np.zeros(8, np.float32))], transB=1)
     s = n.node("Unsqueeze", [n.node("Sigmoid", [f2]), n.const(np.array([2, 3], np.int64))])
     y = n.conv(n.node("Mul", [x, s]), 8, 8, 1, act=None)
@@ -89,22 +100,21 @@ def convnet(seed=0, opset=13):
     """Conv variants (standard, depthwise, group, dilated, strided, asymmetric pad), ReLU/ReLU6,
     residual Add, Concat, MaxPool, Sigmoid, LeakyReLU, GAP, Flatten, Gemm, Softmax."""
     n = _Net(seed)
-    x = n.conv("x", 3, 8, 3, stride=2)                          # 16x16 -> 8x8
-    d = n.conv(x, 8, 8, 3, group=8, act="relu6")                # depthwise
-    p = n.conv(d, 8, 16, 1, act=None)                           # pointwise
-    r = n.conv(p, 16, 16, 3, group=4, act=None)                 # group conv
+    x = n.conv("x", 3, 8, 3, stride=2)  # 16x16 -> 8x8
+    d = n.conv(x, 8, 8, 3, group=8, act="relu6")  # depthwise
+    p = n.conv(d, 8, 16, 1, act=None)  # pointwise
+    r = n.conv(p, 16, 16, 3, group=4, act=None)  # group conv
     a = n.node("Add", [p, r])
-    dl = n.conv(a, 16, 8, 3, dil=2, act=None)                   # dilated
-    asy = n.conv(a, 16, 8, 3, pads=[0, 0, 2, 2], act=None)      # asymmetric pad
+    dl = n.conv(a, 16, 8, 3, dil=2, act=None)  # dilated
+    asy = n.conv(a, 16, 8, 3, pads=[0, 0, 2, 2], act=None)  # asymmetric pad
     sg = n.node("Sigmoid", [asy])
     lk = n.node("LeakyRelu", [dl], alpha=0.1)
-    c = n.node("Concat", [lk, sg], axis=1)                      # 16 channels
+    c = n.node("Concat", [lk, sg], axis=1)  # 16 channels
     m = n.node("MaxPool", [c], kernel_shape=[2, 2], strides=[2, 2])
     g = n.node("GlobalAveragePool", [m])
     f = n.node("Flatten", [g], axis=1)
     w = n.rng.normal(0, 0.3, (10, 16)).astype(np.float32)
-    fc = n.node("Gemm", [f, n.const(w, "fcw"), n.const(np.zeros(10, np.float32), "fcb")],
-                transB=1)
+    fc = n.node("Gemm", [f, n.const(w, "fcw"), n.const(np.zeros(10, np.float32), "fcb")], transB=1)
     sm = n.node("Softmax", [fc], axis=-1)
     return n.model((1, 3, 16, 16), [sm, m], opset=opset)
 
@@ -122,13 +132,20 @@ def senet(seed=1):
     r1 = n.node("Reshape", [se, n.const(np.array([1, 2, 8, 8, 8], np.int64), "shape")])
     tr = n.node("Transpose", [r1], perm=[0, 2, 1, 3, 4])
     sh = n.node("Reshape", [tr, n.const(np.array([1, 16, 8, 8], np.int64), "shape")])
-    s_a, s_b = n.node("Split", [sh, n.const(np.array([8, 8], np.int64), "split")], n_out=2,
-                      axis=1)
+    s_a, s_b = n.node("Split", [sh, n.const(np.array([8, 8], np.int64), "split")], n_out=2, axis=1)
     c = n.conv(s_a, 8, 8, 3, act=None)
     hw = n.node("HardSwish", [c])
-    up = n.node("Resize", [n.node("MaxPool", [s_b], kernel_shape=[2, 2], strides=[2, 2]), "",
-                           n.const(np.array([1, 1, 2, 2], np.float32), "scales")],
-                mode="nearest", coordinate_transformation_mode="asymmetric", nearest_mode="floor")
+    up = n.node(
+        "Resize",
+        [
+            n.node("MaxPool", [s_b], kernel_shape=[2, 2], strides=[2, 2]),
+            "",
+            n.const(np.array([1, 1, 2, 2], np.float32), "scales"),
+        ],
+        mode="nearest",
+        coordinate_transformation_mode="asymmetric",
+        nearest_mode="floor",
+    )
     y = n.node("Add", [hw, up])
     return n.model((1, 3, 8, 8), [y], opset=14)
 
@@ -153,15 +170,19 @@ def cached(key_model, make, tag):
 
 
 def qdq(float_model, shape, tag, per_channel=True):
-    return cached(float_model, lambda: ortutil.quantize_qdq(float_model, calib(shape),
-                                                            per_channel=per_channel), tag)
+    return cached(
+        float_model,
+        lambda: ortutil.quantize_qdq(float_model, calib(shape), per_channel=per_channel),
+        tag,
+    )
 
 
 def ultraface_qdq(height=240, width=320):
     """The face detector (opset 9 float) converted to opset 13, input resized, quantized QDQ
     with calibration on crops of scikit-image's astronaut photo."""
-    skimage_data = pytest.importorskip("skimage.data", reason="scikit-image gives the "
-                                       "calibration photo")
+    skimage_data = pytest.importorskip(
+        "skimage.data", reason="scikit-image gives the calibration photo"
+    )
     if not ULTRAFACE.exists():
         pytest.skip(f"{ULTRAFACE} is missing")
     from onnx import version_converter
@@ -179,7 +200,7 @@ def ultraface_qdq(height=240, width=320):
     def feeds():
         out = []
         for y, x in [(0, 0), (100, 150), (200, 100), (512 - height, 512 - width)]:
-            c = img[y:y + height, x:x + width].astype(np.float32)
+            c = img[y : y + height, x : x + width].astype(np.float32)
             out.append({"input": ((c - 127) / 128).transpose(2, 0, 1)[None].copy()})
         return out
 
@@ -191,6 +212,7 @@ def ultraface_qdq(height=240, width=320):
 
 
 # --- tests --------------------------------------------------------------------------------------
+
 
 def test_convnet_lowers_to_integer_ops():
     g = import_onnx(qdq(convnet(), (1, 3, 16, 16), "convnet"))
@@ -219,8 +241,7 @@ def test_conv_integer_params_match_the_model():
     tin = g.tensors[first.inputs[0]]
     tout = g.tensors[first.outputs[0]]
     ref = Requant.from_scale(conv_scale(tin.q.scale, ws, tout.q.scale), tout.q.zp)
-    assert np.array_equal(first.attrs["rq"].m, ref.m) and np.array_equal(first.attrs["rq"].e,
-                                                                          ref.e)
+    assert np.array_equal(first.attrs["rq"].m, ref.m) and np.array_equal(first.attrs["rq"].e, ref.e)
     assert tout.q.zp == 0  # ReLU vanished into the output range
 
 
@@ -233,8 +254,10 @@ def test_senet_lowers():
 def test_initializers_listed_as_inputs_are_constants():
     model = qdq(convnet(), (1, 3, 16, 16), "convnet")
     m = onnx.ModelProto.FromString(model.SerializeToString())
-    m.graph.input.extend(helper.make_tensor_value_info(
-        t.name, t.data_type, list(t.dims)) for t in m.graph.initializer)
+    m.graph.input.extend(
+        helper.make_tensor_value_info(t.name, t.data_type, list(t.dims))
+        for t in m.graph.initializer
+    )
     a, b = import_onnx(model), import_onnx(m)
     assert [n.op for n in a.nodes] == [n.op for n in b.nodes]
     assert [i.onnx_name for i in b.inputs] == ["x"]
@@ -264,12 +287,23 @@ def test_shape_subgraph_folds():
 
 # --- QOperator ----------------------------------------------------------------------------------
 
+
 def test_qoperator_conv_gap_matches_qdq_builders():
     rng = np.random.default_rng(5)
     w = rng.integers(-127, 128, (4, 3, 3, 3)).astype(np.int8)
-    model = ortutil.qlinear_conv((1, 3, 6, 6), np.uint8, 0.02, 128, w,
-                                 np.full(4, 0.01, np.float32), np.zeros(4, np.int8),
-                                 rng.integers(-100, 100, 4), 0.05, 10, pads=(1, 1, 1, 1))
+    model = ortutil.qlinear_conv(
+        (1, 3, 6, 6),
+        np.uint8,
+        0.02,
+        128,
+        w,
+        np.full(4, 0.01, np.float32),
+        np.zeros(4, np.int8),
+        rng.integers(-100, 100, 4),
+        0.05,
+        10,
+        pads=(1, 1, 1, 1),
+    )
     g = import_onnx(model)
     (conv,) = g.nodes
     assert conv.op == "conv" and conv.attrs["pads"] == (1, 1, 1, 1)
@@ -278,6 +312,7 @@ def test_qoperator_conv_gap_matches_qdq_builders():
 
 
 # --- errors -------------------------------------------------------------------------------------
+
 
 def _err(source, cls, *words):
     with pytest.raises(cls) as exc:
@@ -316,8 +351,11 @@ def test_dynamic_shape_and_missing_initializer():
     m.graph.input[0].type.tensor_type.shape.dim[1].dim_param = "channels"
     _err(m, errors.DynamicShapeError, "'x'", "'channels'", "--input-shape")
     m = onnx.ModelProto.FromString(model.SerializeToString())
-    victim = next(n for n in m.graph.node if n.op_type == "DequantizeLinear" and
-                  n.input[0] in {i.name for i in m.graph.initializer})
+    victim = next(
+        n
+        for n in m.graph.node
+        if n.op_type == "DequantizeLinear" and n.input[0] in {i.name for i in m.graph.initializer}
+    )
     init = next(i for i in m.graph.initializer if i.name == victim.input[0])
     m.graph.initializer.remove(init)
     _err(m, errors.MissingInitializerError, victim.name or "DequantizeLinear", init.name)
@@ -344,6 +382,7 @@ def _set_ints(op, name, values):
         attr = next(a for a in node.attribute if a.name == name)
         del attr.ints[:]
         attr.ints.extend(values)
+
     return mutate
 
 
@@ -352,10 +391,14 @@ def _input_type(m):
 
 
 # Found by test_fuzz.py: models that compiled, then failed in the executor.
-@pytest.mark.parametrize("mutate, words", [
-    (_set_ints("Conv", "strides", [1, 1, 1]), ["strides (1, 1, 1)", "2 entries"]),
-    (_input_type, ["'x'", "INT32", "float32 inputs"]),
-], ids=["conv-strides", "input-dtype"])
+@pytest.mark.parametrize(
+    "mutate, words",
+    [
+        (_set_ints("Conv", "strides", [1, 1, 1]), ["strides (1, 1, 1)", "2 entries"]),
+        (_input_type, ["'x'", "INT32", "float32 inputs"]),
+    ],
+    ids=["conv-strides", "input-dtype"],
+)
 def test_inconsistent_models_are_rejected(mutate, words):
     _err(_mutated(mutate), errors.UnsupportedOpError, *words)
 
@@ -382,6 +425,7 @@ def test_transpose_perm_and_concat_shapes_are_checked():
 
 # --- issue 14: SSA, external data, custom domains, local functions, all refusals ---------------
 
+
 def _convnet_copy():
     return onnx.ModelProto.FromString(qdq(convnet(), (1, 3, 16, 16), "convnet").SerializeToString())
 
@@ -399,8 +443,16 @@ def test_every_unsupported_node_is_listed():
     pool, conv = [n for n in m.graph.node if n.op_type == "Conv"][4:6]  # two parallel branches
     pool.op_type = "LpPool"
     conv.op_type, conv.domain = "FancyConv", "com.example"
-    msg = _err(m, errors.UnsupportedOpError, "2 nodes are not supported", pool.name, "LpPool",
-               conv.name, "custom op of domain 'com.example'", "export the model without it")
+    msg = _err(
+        m,
+        errors.UnsupportedOpError,
+        "2 nodes are not supported",
+        pool.name,
+        "LpPool",
+        conv.name,
+        "custom op of domain 'com.example'",
+        "export the model without it",
+    )
     assert msg.count("node ") == 2
 
 
@@ -408,8 +460,14 @@ def test_local_functions_are_inlined():
     m = _convnet_copy()
     pool = next(n for n in m.graph.node if n.op_type == "MaxPool")
     body = helper.make_node("MaxPool", ["a"], ["b"], kernel_shape=[2, 2], strides=[2, 2])
-    fn = helper.make_function("local.fn", "Pool2", ["a"], ["b"], [body],
-                              [helper.make_opsetid("", m.opset_import[0].version)])
+    fn = helper.make_function(
+        "local.fn",
+        "Pool2",
+        ["a"],
+        ["b"],
+        [body],
+        [helper.make_opsetid("", m.opset_import[0].version)],
+    )
     m.functions.append(fn)
     m.opset_import.append(helper.make_opsetid("local.fn", 1))
     del pool.attribute[:]
@@ -423,8 +481,13 @@ def test_external_data_is_read_beside_the_model(tmp_path, monkeypatch):
     model_dir = tmp_path / "model"
     model_dir.mkdir()
     path = model_dir / "net.onnx"
-    onnx.save(_convnet_copy(), str(path), save_as_external_data=True, location="net.data",
-              size_threshold=0)
+    onnx.save(
+        _convnet_copy(),
+        str(path),
+        save_as_external_data=True,
+        location="net.data",
+        size_threshold=0,
+    )
     assert (model_dir / "net.data").stat().st_size > 0
     monkeypatch.chdir(tmp_path)  # not the model's folder
     want = import_onnx(_convnet_copy())
@@ -435,8 +498,9 @@ def test_external_data_is_read_beside_the_model(tmp_path, monkeypatch):
             assert np.array_equal(a.attrs["w"], b.attrs["w"])
     _err(path.read_bytes(), errors.ModelLoadError, "external data file that was not loaded")
     (model_dir / "net.data").unlink()
-    _err(str(path), errors.ModelLoadError, "external data file 'net.data' is missing",
-         str(model_dir))
+    _err(
+        str(path), errors.ModelLoadError, "external data file 'net.data' is missing", str(model_dir)
+    )
 
 
 def test_identity_of_a_dequantized_weight():

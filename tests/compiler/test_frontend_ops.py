@@ -38,11 +38,11 @@ def _session_exact(model, shape, count=3, seed=0):
 
 def _head(n, x, c, classes=5):
     w = n.rng.normal(0, 0.3, (classes, c)).astype(np.float32)
-    return n.node("Gemm", [x, n.const(w, "w"), n.const(np.zeros(classes, np.float32))],
-                  transB=1)
+    return n.node("Gemm", [x, n.const(w, "w"), n.const(np.zeros(classes, np.float32))], transB=1)
 
 
 # --- ReduceMean -------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("keepdims", [0, 1])
 @pytest.mark.parametrize("opset", [13, 18])
@@ -57,8 +57,9 @@ def test_reduce_mean_spatial_is_a_global_pool(keepdims, opset):
         r = n.node("Flatten", [r], axis=1)
     y = _head(n, r, 8)
     shape = (1, 3, 12, 12)
-    g = _session_exact(qdq(n.model(shape, [y], opset=opset), shape, f"rmean{keepdims}-{opset}"),
-                       shape)
+    g = _session_exact(
+        qdq(n.model(shape, [y], opset=opset), shape, f"rmean{keepdims}-{opset}"), shape
+    )
     gap = next(v for v in g.nodes if v.op == "gap")
     assert gap.target == "fabric"
 
@@ -73,6 +74,7 @@ def test_reduce_mean_other_axes_is_refused_naming_them():
 
 
 # --- Pad --------------------------------------------------------------------------------------
+
 
 def _pad(n, x, pads, mode="constant", value=None):
     ins = [x, n.const(np.array(pads, np.int64))]
@@ -137,14 +139,18 @@ def test_other_pads_run_on_the_cpu_with_a_reason(mode):
 
 # --- Relu/Clip between DequantizeLinear and QuantizeLinear --------------------------------------
 
+
 @pytest.mark.parametrize("act", ["relu", "relu6"])
 def test_activation_on_a_shared_tensor_is_a_clamp(act):
     """A Conv whose output feeds both a ReLU and an Add keeps the ReLU between DQ and Q
     (the producer's range cannot clamp for both): it becomes a table, bit-exact."""
     n = _Net(40)
     x = n.conv("x", 3, 8, 3, act=None)
-    r = n.node("Relu", [x]) if act == "relu" else \
-        n.node("Clip", [x, n.const(np.float32(0)), n.const(np.float32(6))])
+    r = (
+        n.node("Relu", [x])
+        if act == "relu"
+        else n.node("Clip", [x, n.const(np.float32(0)), n.const(np.float32(6))])
+    )
     y = n.node("Add", [x, n.conv(r, 8, 8, 3, act=None)])
     shape = (1, 3, 6, 6)
     model = qdq(n.model(shape, [y]), shape, f"shared-{act}")
@@ -154,6 +160,7 @@ def test_activation_on_a_shared_tensor_is_a_clamp(act):
 
 
 # --- constant operands --------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("op", ["Add", "Mul"])
 @pytest.mark.parametrize("per_channel", [False, True])
@@ -204,13 +211,29 @@ def test_qlinear_matmul_then_constant_bias_add():
     w = rng.integers(-127, 128, (16, 6)).astype(np.int8)
     bias = rng.integers(0, 256, (6,)).astype(np.uint8)
     u8, f32 = (lambda v: np.array(v, np.uint8)), np.float32
-    inits = {"xs": f32(0.03), "xz": u8(120), "w": w, "ws": f32(0.01), "wz": np.array(0, np.int8),
-             "ms": f32(0.05), "mz": u8(128), "b": bias, "bs": f32(0.02), "bz": u8(128),
-             "ys": f32(0.06), "yz": u8(125)}
-    nodes = [helper.make_node("QLinearMatMul", ["x", "xs", "xz", "w", "ws", "wz", "ms", "mz"],
-                              ["m"]),
-             helper.make_node("QLinearAdd", ["m", "ms", "mz", "b", "bs", "bz", "ys", "yz"],
-                              ["y"], domain="com.microsoft")]
+    inits = {
+        "xs": f32(0.03),
+        "xz": u8(120),
+        "w": w,
+        "ws": f32(0.01),
+        "wz": np.array(0, np.int8),
+        "ms": f32(0.05),
+        "mz": u8(128),
+        "b": bias,
+        "bs": f32(0.02),
+        "bz": u8(128),
+        "ys": f32(0.06),
+        "yz": u8(125),
+    }
+    nodes = [
+        helper.make_node("QLinearMatMul", ["x", "xs", "xz", "w", "ws", "wz", "ms", "mz"], ["m"]),
+        helper.make_node(
+            "QLinearAdd",
+            ["m", "ms", "mz", "b", "bs", "bz", "ys", "yz"],
+            ["y"],
+            domain="com.microsoft",
+        ),
+    ]
     model = ortutil.make_model(nodes, [("x", np.uint8, [2, 16])], [("y", np.uint8, None)], inits)
     graph = compile_graph(import_onnx(model), verify=True)
     assert [v.op for v in graph.nodes] == ["fc", "add_const"]

@@ -30,15 +30,59 @@ from onnx import AttributeProto, TensorProto  # noqa: E402
 from test_frontend import convnet, qdq, ultraface_qdq  # noqa: E402
 
 CASES = {"ultraface": 160, "mobilenet_v3_small": 100, "tiny_yolov3_qop": 130, "convnet": 140}
-DTYPES = [TensorProto.FLOAT, TensorProto.UINT8, TensorProto.INT8, TensorProto.INT32,
-          TensorProto.INT64, TensorProto.FLOAT16, TensorProto.INT16, TensorProto.UINT16,
-          TensorProto.DOUBLE, TensorProto.BOOL, TensorProto.STRING, 0, 999]
-OP_TYPES = ["Conv", "Add", "Mul", "Relu", "MaxPool", "QLinearConv", "QLinearAdd", "Reshape",
-            "Concat", "DequantizeLinear", "QuantizeLinear", "Sigmoid", "Gemm", "Softmax",
-            "Resize", "Slice", "Transpose", "Foo"]
-KINDS = ["truncate", "bytes", "drop_initializer", "initializer_shape", "initializer_dtype",
-         "input_shape", "input_dtype", "drop_node", "attribute", "rewire", "opset", "op_type",
-         "extreme_shape", "ssa", "external_data", "function"]
+DTYPES = [
+    TensorProto.FLOAT,
+    TensorProto.UINT8,
+    TensorProto.INT8,
+    TensorProto.INT32,
+    TensorProto.INT64,
+    TensorProto.FLOAT16,
+    TensorProto.INT16,
+    TensorProto.UINT16,
+    TensorProto.DOUBLE,
+    TensorProto.BOOL,
+    TensorProto.STRING,
+    0,
+    999,
+]
+OP_TYPES = [
+    "Conv",
+    "Add",
+    "Mul",
+    "Relu",
+    "MaxPool",
+    "QLinearConv",
+    "QLinearAdd",
+    "Reshape",
+    "Concat",
+    "DequantizeLinear",
+    "QuantizeLinear",
+    "Sigmoid",
+    "Gemm",
+    "Softmax",
+    "Resize",
+    "Slice",
+    "Transpose",
+    "Foo",
+]
+KINDS = [
+    "truncate",
+    "bytes",
+    "drop_initializer",
+    "initializer_shape",
+    "initializer_dtype",
+    "input_shape",
+    "input_dtype",
+    "drop_node",
+    "attribute",
+    "rewire",
+    "opset",
+    "op_type",
+    "extreme_shape",
+    "ssa",
+    "external_data",
+    "function",
+]
 
 
 def _base(name):
@@ -52,8 +96,9 @@ def _base(name):
 
     zoo_name, fmt = ("tiny_yolov3", "qoperator") if name == "tiny_yolov3_qop" else (name, "qdq")
     entry = zoo.ZOO[zoo_name]
-    return onnx.load(str(zoo.build_quantized(zoo_name, entry.test_resolution, entry.test_width,
-                                             format=fmt)))
+    return onnx.load(
+        str(zoo.build_quantized(zoo_name, entry.test_resolution, entry.test_width, format=fmt))
+    )
 
 
 def _index(data, seq, label):
@@ -67,17 +112,32 @@ def _mutate_attribute(data, a):
         del a.ints[:]
         a.ints.extend(data.draw(st.lists(st.integers(-2, 6), max_size=5), label="ints"))
     elif a.type == AttributeProto.FLOAT:
-        a.f = data.draw(st.sampled_from([-1.0, 0.0, 1e-9, 0.5, 2.0, float("nan"),
-                                         float("inf")]), label="float")
+        a.f = data.draw(
+            st.sampled_from([-1.0, 0.0, 1e-9, 0.5, 2.0, float("nan"), float("inf")]), label="float"
+        )
     elif a.type == AttributeProto.STRING:
-        a.s = data.draw(st.sampled_from([b"", b"bogus", b"NOTSET", b"SAME_UPPER", b"VALID",
-                                         b"linear", b"nearest", b"half_pixel", b"floor"]),
-                        label="string")
+        a.s = data.draw(
+            st.sampled_from(
+                [
+                    b"",
+                    b"bogus",
+                    b"NOTSET",
+                    b"SAME_UPPER",
+                    b"VALID",
+                    b"linear",
+                    b"nearest",
+                    b"half_pixel",
+                    b"floor",
+                ]
+            ),
+            label="string",
+        )
     elif a.type == AttributeProto.TENSOR:
         a.t.data_type = data.draw(st.sampled_from(DTYPES), label="tensor dtype")
     else:
-        a.type = data.draw(st.sampled_from([AttributeProto.INT, AttributeProto.FLOATS]),
-                           label="attribute type")
+        a.type = data.draw(
+            st.sampled_from([AttributeProto.INT, AttributeProto.FLOATS]), label="attribute type"
+        )
 
 
 def _mutate_external(data, m, folder):
@@ -123,7 +183,7 @@ def _mutate_function(data, m):
 def _mutate(data, base, blob, kind, folder=None):
     """Serialized bytes of ``base`` after one mutation of ``kind`` (a path for external data)."""
     if kind == "truncate":
-        return blob[:data.draw(st.integers(0, len(blob) - 1), label="cut at")]
+        return blob[: data.draw(st.integers(0, len(blob) - 1), label="cut at")]
     if kind == "bytes":
         out = bytearray(blob)
         for _ in range(data.draw(st.integers(1, 8), label="flips")):
@@ -164,8 +224,9 @@ def _mutate(data, base, blob, kind, folder=None):
                 d.dim_param = "n"
             else:
                 v = d.dim_value
-                d.dim_value = data.draw(st.sampled_from([0, 1, 2, 3, v - 1, v + 1, 2 * v]),
-                                        label="size")
+                d.dim_value = data.draw(
+                    st.sampled_from([0, 1, 2, 3, v - 1, v + 1, 2 * v]), label="size"
+                )
     elif kind == "input_dtype":
         g.input[0].type.tensor_type.elem_type = data.draw(st.sampled_from(DTYPES), label="dtype")
     elif kind == "drop_node":
@@ -175,8 +236,11 @@ def _mutate(data, base, blob, kind, folder=None):
         n = nodes[_index(data, nodes, "node")]
         _mutate_attribute(data, n.attribute[_index(data, n.attribute, "attribute")])
     elif kind == "rewire":
-        names = sorted({o for n in g.node for o in n.output} |
-                       {t.name for t in g.initializer} | {"", "nowhere"})
+        names = sorted(
+            {o for n in g.node for o in n.output}
+            | {t.name for t in g.initializer}
+            | {"", "nowhere"}
+        )
         n = g.node[_index(data, g.node, "node")]
         if n.input:
             n.input[_index(data, n.input, "input")] = names[_index(data, names, "name")]
@@ -185,7 +249,8 @@ def _mutate(data, base, blob, kind, folder=None):
     elif kind == "extreme_shape":
         dims = g.input[0].type.tensor_type.shape.dim
         dims[_index(data, dims, "dim")].dim_value = data.draw(
-            st.sampled_from([0, -1, -7, 100000, 2**31, 2**40, 2**62]), label="size")
+            st.sampled_from([0, -1, -7, 100000, 2**31, 2**40, 2**62]), label="size"
+        )
     elif kind == "ssa":
         a, b = (g.node[_index(data, g.node, f"node {k}")] for k in "ab")
         if a.output and b.output:
@@ -195,8 +260,9 @@ def _mutate(data, base, blob, kind, folder=None):
     elif kind == "function":
         _mutate_function(data, m)
     else:
-        g.node[_index(data, g.node, "node")].op_type = data.draw(st.sampled_from(OP_TYPES),
-                                                                 label="op type")
+        g.node[_index(data, g.node, "node")].op_type = data.draw(
+            st.sampled_from(OP_TYPES), label="op type"
+        )
     return m.SerializeToString()
 
 
@@ -205,9 +271,11 @@ def _random_feeds(graph, seed):
     feeds = {}
     for spec in graph.inputs:
         q = graph.tensors[spec.tensor].q
-        feeds[spec.onnx_name] = (rng.uniform(-1.5, 1.5, spec.onnx_shape).astype(np.float32)
-                                 if spec.float else
-                                 rng.integers(q.qmin, q.qmax + 1, spec.onnx_shape, q.np_dtype))
+        feeds[spec.onnx_name] = (
+            rng.uniform(-1.5, 1.5, spec.onnx_shape).astype(np.float32)
+            if spec.float
+            else rng.integers(q.qmin, q.qmax + 1, spec.onnx_shape, q.np_dtype)
+        )
     return feeds
 
 
@@ -217,9 +285,17 @@ def test_mutated_models_fail_cleanly(name, diff_cases):
     blob = base.SerializeToString()
     outcomes = {"compiled": 0, "ran": 0, "rejected": 0}
 
-    @settings(max_examples=CASES[name], deadline=None, derandomize=True, database=None,
-              suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
-                                     HealthCheck.large_base_example])
+    @settings(
+        max_examples=CASES[name],
+        deadline=None,
+        derandomize=True,
+        database=None,
+        suppress_health_check=[
+            HealthCheck.too_slow,
+            HealthCheck.data_too_large,
+            HealthCheck.large_base_example,
+        ],
+    )
     @given(kind=st.sampled_from(KINDS), data=st.data(), seed=st.integers(0, 2**32 - 1))
     def case(kind, data, seed):
         with tempfile.TemporaryDirectory() as folder:

@@ -24,20 +24,23 @@ from isa_graphs import run_both  # noqa: E402
 
 def heads(seed=5, ctm="half_pixel"):
     n = tf._Net(seed)
-    x = n.conv("x", 3, 8, 3, stride=2)                                   # 16x16 -> 8x8
+    x = n.conv("x", 3, 8, 3, stride=2)  # 16x16 -> 8x8
     seg = n.conv(x, 8, 5, 1, act=None)
-    up = n.node("Resize", [seg, "", n.const(np.array([1, 1, 2, 2], np.float32), "scales")],
-                mode="linear", coordinate_transformation_mode=ctm)
-    sm = n.node("Softmax", [up], axis=1)                                 # over the classes
+    up = n.node(
+        "Resize",
+        [seg, "", n.const(np.array([1, 1, 2, 2], np.float32), "scales")],
+        mode="linear",
+        coordinate_transformation_mode=ctm,
+    )
+    sm = n.node("Softmax", [up], axis=1)  # over the classes
     outs = []
     for k, stride in enumerate((1, 2)):
         f = n.conv(x, 8, 8, 3, stride=stride) if stride > 1 else x
         hw = (8 // stride) ** 2
-        det = n.node("Sigmoid", [n.conv(f, 8, 12, 1, act=None)])        # 2 anchors x 6
+        det = n.node("Sigmoid", [n.conv(f, 8, 12, 1, act=None)])  # 2 anchors x 6
         r = n.node("Reshape", [det, n.const(np.array([1, 2, 6, hw], np.int64), "shape")])
         t = n.node("Transpose", [r], perm=[0, 1, 3, 2])
-        outs.append(n.node("Reshape", [t, n.const(np.array([1, 2 * hw, 6], np.int64),
-                                                   "shape")]))
+        outs.append(n.node("Reshape", [t, n.const(np.array([1, 2 * hw, 6], np.int64), "shape")]))
     cat = n.node("Concat", outs, axis=1)
     return n.model((1, 3, 16, 16), [sm, cat])
 
@@ -76,9 +79,10 @@ def _qdq(name, scale, zp, dtype):
     ``{name}_dq``)."""
     inits = {f"{name}_s": np.float32(scale), f"{name}_z": np.asarray(zp, dtype)}
     mk = ortutil.helper.make_node
-    return inits, [mk("QuantizeLinear", [name, f"{name}_s", f"{name}_z"], [f"{name}_q"]),
-                   mk("DequantizeLinear", [f"{name}_q", f"{name}_s", f"{name}_z"],
-                      [f"{name}_dq"])]
+    return inits, [
+        mk("QuantizeLinear", [name, f"{name}_s", f"{name}_z"], [f"{name}_q"]),
+        mk("DequantizeLinear", [f"{name}_q", f"{name}_s", f"{name}_z"], [f"{name}_dq"]),
+    ]
 
 
 def _bit_exact_everywhere(model, shape, tmp_path, seed):
@@ -95,8 +99,9 @@ def _bit_exact_everywhere(model, shape, tmp_path, seed):
             x = rng.normal(0, 2, shape).astype(np.float32)
             (want,) = ortutil.run(model, x)
             for got in (executor.run(graph, x)[0], sess.run(None, {"x": x})[0]):
-                assert got.shape == want.shape and np.array_equal(got.view(np.uint32),
-                                                                  want.view(np.uint32))
+                assert got.shape == want.shape and np.array_equal(
+                    got.view(np.uint32), want.view(np.uint32)
+                )
     return graph
 
 
@@ -110,16 +115,26 @@ def test_float_reduce_mean_head_runs_as_onnxruntime(dtype, tmp_path):
     c_init, c_nodes = _qdq("c", 0.031, zero + 3, dtype)
     rng = np.random.default_rng(3)
     mk = ortutil.helper.make_node
-    inits = {**i_init, **c_init, "w": rng.integers(-127, 128, (24, 4, 1, 1)).astype(np.int8),
-             "ws": np.float32(0.01), "wz": np.zeros((), np.int8),
-             "axes": np.array([2, 3], np.int64),
-             "shape": np.array([-1, 24], np.int64)}
-    nodes = [*i_nodes, mk("DequantizeLinear", ["w", "ws", "wz"], ["wdq"]),
-             mk("Conv", ["x_dq", "wdq"], ["c"]), *c_nodes,
-             mk("ReduceMean", ["c_dq", "axes"], ["m"], keepdims=1),
-             mk("Reshape", ["m", "shape"], ["y"])]
-    model = ortutil.make_model(nodes, [("x", np.float32, ("batch", 4, 5, 7))],
-                               [("y", np.float32, ("batch", 24))], inits)
+    inits = {
+        **i_init,
+        **c_init,
+        "w": rng.integers(-127, 128, (24, 4, 1, 1)).astype(np.int8),
+        "ws": np.float32(0.01),
+        "wz": np.zeros((), np.int8),
+        "axes": np.array([2, 3], np.int64),
+        "shape": np.array([-1, 24], np.int64),
+    }
+    nodes = [
+        *i_nodes,
+        mk("DequantizeLinear", ["w", "ws", "wz"], ["wdq"]),
+        mk("Conv", ["x_dq", "wdq"], ["c"]),
+        *c_nodes,
+        mk("ReduceMean", ["c_dq", "axes"], ["m"], keepdims=1),
+        mk("Reshape", ["m", "shape"], ["y"]),
+    ]
+    model = ortutil.make_model(
+        nodes, [("x", np.float32, ("batch", 4, 5, 7))], [("y", np.float32, ("batch", 24))], inits
+    )
     graph = _bit_exact_everywhere(model, (1, 4, 5, 7), tmp_path, 4)
     assert graph.outputs[0].mean_axes == (2, 3) and graph.outputs[0].onnx_shape == (1, 24)
     assert any("float ReduceMean" in note for note in graph.notes)
@@ -132,11 +147,22 @@ def test_float_op_then_nearest_resize_quantizes_before_the_copy(tmp_path):
     r_init, r_nodes = _qdq("r", 0.03, 20, np.uint8)
     mk = ortutil.helper.make_node
     inits = {**i_init, **r_init, "scales": np.array([1, 1, 2, 2], np.float32)}
-    nodes = [*i_nodes, mk("HardSwish", ["x_dq"], ["h"]),
-             mk("Resize", ["h", "", "scales"], ["r"], mode="nearest",
-                coordinate_transformation_mode="asymmetric", nearest_mode="floor"),
-             *r_nodes, mk("Identity", ["r_dq"], ["y"])]
-    model = ortutil.make_model(nodes, [("x", np.float32, (1, 3, 4, 4))],
-                               [("y", np.float32, (1, 3, 8, 8))], inits)
+    nodes = [
+        *i_nodes,
+        mk("HardSwish", ["x_dq"], ["h"]),
+        mk(
+            "Resize",
+            ["h", "", "scales"],
+            ["r"],
+            mode="nearest",
+            coordinate_transformation_mode="asymmetric",
+            nearest_mode="floor",
+        ),
+        *r_nodes,
+        mk("Identity", ["r_dq"], ["y"]),
+    ]
+    model = ortutil.make_model(
+        nodes, [("x", np.float32, (1, 3, 4, 4))], [("y", np.float32, (1, 3, 8, 8))], inits
+    )
     graph = _bit_exact_everywhere(model, (1, 3, 4, 4), tmp_path, 5)
     assert [n.op for n in graph.nodes][:2] == ["lut", "resize"]

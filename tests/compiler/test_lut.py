@@ -79,12 +79,12 @@ def test_table_on_quantize_static_graph(op, diff_cases):
     rng = np.random.default_rng(12)
     shape = (1, 8, 10, 10)
     feeds = [{"x": 3 * rng.standard_normal(shape).astype(f32)} for _ in range(4)]
-    model, qp = ou.strip_io_qdq(ou.quantize_qdq(oe.float_unary(op, shape, **ATTRS.get(op, {})),
-                                                feeds))
+    model, qp = ou.strip_io_qdq(
+        ou.quantize_qdq(oe.float_unary(op, shape, **ATTRS.get(op, {})), feeds)
+    )
     assert ou.assert_integer_graph(model) == KERNELS[op]
     (xs, xz), (ys, yz) = qp.values()
-    table = lut.build_lut(op, float(xs), int(xz), float(ys), int(yz), np.uint8,
-                          **ATTRS.get(op, {}))
+    table = lut.build_lut(op, float(xs), int(xz), float(ys), int(yz), np.uint8, **ATTRS.get(op, {}))
     x = _random_codes(rng, shape, np.uint8)
     np.testing.assert_array_equal(lut_apply(x, table), ou.run(model, x)[0])
     diff_cases("lut", x.size)

@@ -54,8 +54,14 @@ def test_fuse_clamp_narrows_the_requantizer():
     import ortutil
 
     fm = n.model((1, 3, 6, 6), [y])
-    m = ortutil.quantize_qdq(fm, [{"x": np.random.default_rng(0).uniform(
-        -1, 1, (1, 3, 6, 6)).astype(np.float32)} for _ in range(2)], activation_type="int8")
+    m = ortutil.quantize_qdq(
+        fm,
+        [
+            {"x": np.random.default_rng(0).uniform(-1, 1, (1, 3, 6, 6)).astype(np.float32)}
+            for _ in range(2)
+        ],
+        activation_type="int8",
+    )
     g = passes.fuse_activation(import_onnx(m))
     (conv,) = [n for n in g.nodes if n.op == "conv"]
     zp = g.tensors[conv.outputs[0]].q.zp
@@ -81,8 +87,9 @@ def test_squeeze_excite_on_cpu_and_option(se_graph):
     inner = next(iter(se.values()))
     by = {n.name: n for n in g.nodes}
     assert all(by[k].target == CPU for k in inner if by[k].op != "view")
-    assert all(n.target == FABRIC for n in g.nodes if n.op in ("conv", "mul") and n.name
-               not in inner)
+    assert all(
+        n.target == FABRIC for n in g.nodes if n.op in ("conv", "mul") and n.name not in inner
+    )
     g2 = passes.compile_graph(se_graph, fabric_options={"se_on_fabric": True})
     assert all(n.target == FABRIC for n in g2.nodes)
     assert len(summary(g2)["segments"]) == 1
@@ -94,8 +101,9 @@ def test_squeeze_excite_with_gemm():
     assert len(se) == 1
     by = {n.name: n for n in g.nodes}
     assert [by[k].op for k in reversed(se[next(iter(se))]) if by[k].op != "view"] == ["fc", "fc"]
-    assert {n.op for n in g.nodes if n.target == CPU} == {"fc", "view"} or \
-        {n.op for n in g.nodes if n.target == CPU} == {"fc"}
+    assert {n.op for n in g.nodes if n.target == CPU} == {"fc", "view"} or {
+        n.op for n in g.nodes if n.target == CPU
+    } == {"fc"}
     assert "transpose" not in {n.op for n in g.nodes}
 
 
@@ -151,16 +159,20 @@ def hardswish_convnet(seed=6):
     return n.model((1, 3, 10, 10), [y, z])
 
 
-@pytest.mark.parametrize("make, shape, fn, in_conv", [
-    (silu_convnet, (1, 3, 12, 12), "Sigmoid+Mul", [True, True]),
-    (hardswish_convnet, (1, 3, 10, 10), "HardSigmoid+Mul", [True, False])])
+@pytest.mark.parametrize(
+    "make, shape, fn, in_conv",
+    [
+        (silu_convnet, (1, 3, 12, 12), "Sigmoid+Mul", [True, True]),
+        (hardswish_convnet, (1, 3, 10, 10), "HardSigmoid+Mul", [True, False]),
+    ],
+)
 def test_fuse_unary_mul_makes_one_table_in_the_conv(make, shape, fn, in_conv):
     from bamboo.compiler import executor
     from ortutil import run
 
     m = qdq(make(), shape, make.__name__)
     g0 = import_onnx(m)
-    assert [n.op for n in g0.nodes].count("mul") == 2    # the quantizer kept the Mul apart
+    assert [n.op for n in g0.nodes].count("mul") == 2  # the quantizer kept the Mul apart
     g1 = passes.fuse_unary_mul(g0)
     ir.verify(g1)
     assert not [n for n in g1.nodes if n.op == "mul"]
@@ -191,9 +203,16 @@ def test_fuse_unary_mul_table_is_every_code_through_both_nodes():
     sig = next(by[k] for k in by if by[k].op == "lut" and by[k].outputs[0] in mul.inputs)
     t, s, y = (g0.tensors[k] for k in (sig.inputs[0], sig.outputs[0], mul.outputs[0]))
     codes = np.arange(256, dtype=np.uint8)
-    want = mul_channel(codes, np.float32(t.q.scale), t.q.zp,
-                       lut_apply(codes, sig.attrs["table"]), np.float32(s.q.scale), s.q.zp,
-                       np.float32(y.q.scale), y.q.zp)
+    want = mul_channel(
+        codes,
+        np.float32(t.q.scale),
+        t.q.zp,
+        lut_apply(codes, sig.attrs["table"]),
+        np.float32(s.q.scale),
+        s.q.zp,
+        np.float32(y.q.scale),
+        y.q.zp,
+    )
     (new,) = [n for n in passes.fuse_unary_mul(g0).nodes if n.name == mul.name]
     assert new.op == "lut" and new.inputs == (sig.inputs[0],)
     assert np.array_equal(new.attrs["table"], want)
@@ -274,8 +293,14 @@ def test_inspect_table(tmp_path, capsys):
     args = parser.parse_args(["inspect", str(path)])
     assert args.func(args) == 0
     out = capsys.readouterr().out
-    for word in ("shuffle", "squeeze-excite", "segments:", "transitions:",
-                 "bytes crossing PS/PL per frame", "HardSwish"):
+    for word in (
+        "shuffle",
+        "squeeze-excite",
+        "segments:",
+        "transitions:",
+        "bytes crossing PS/PL per frame",
+        "HardSwish",
+    ):
         assert word in out
 
 
@@ -293,7 +318,11 @@ def test_cli_prints_one_line(tmp_path):
         pytest.skip("bamboo inspect is not wired into bamboo/cli.py yet")
     bad = tmp_path / "bad.onnx"
     bad.write_bytes(b"\x08\x07garbage")
-    r = subprocess.run([sys.executable, "-m", "bamboo", "inspect", str(bad)], cwd=ROOT,
-                       capture_output=True, text=True)
+    r = subprocess.run(
+        [sys.executable, "-m", "bamboo", "inspect", str(bad)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode != 0 and "Traceback" not in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1

@@ -27,17 +27,22 @@ def _model(*dims):
 
 
 def test_parse_input_shapes():
-    assert parse_input_shapes(["x=1x3x224x224", "y:0=2X5"]) == {"x": (1, 3, 224, 224),
-                                                                "y:0": (2, 5)}
+    assert parse_input_shapes(["x=1x3x224x224", "y:0=2X5"]) == {
+        "x": (1, 3, 224, 224),
+        "y:0": (2, 5),
+    }
     assert parse_input_shapes([]) == {}
 
 
-@pytest.mark.parametrize("spec, words", [
-    ("x", ["'x'", "NAME=DxDx"]),
-    ("x=1x3xax4", ["integers"]),
-    ("x=1x0x4x4", ["at least 1"]),
-    ("=1x3", ["NAME="]),
-])
+@pytest.mark.parametrize(
+    "spec, words",
+    [
+        ("x", ["'x'", "NAME=DxDx"]),
+        ("x=1x3xax4", ["integers"]),
+        ("x=1x0x4x4", ["at least 1"]),
+        ("=1x3", ["NAME="]),
+    ],
+)
 def test_parse_input_shapes_errors(spec, words):
     with pytest.raises(errors.CompilerError) as exc:
         parse_input_shapes([spec])
@@ -60,17 +65,19 @@ def test_dynamic_spatial_dims_need_the_flag():
     with pytest.raises(errors.DynamicShapeError) as exc:
         import_onnx(_model("batch", 3, "height", "width"))
     assert "'height'" in str(exc.value) and "--input-shape x=" in str(exc.value)
-    g = import_onnx(_model("batch", 3, "height", "width"),
-                    input_shapes={"x": (1, 3, 16, 16)})
+    g = import_onnx(_model("batch", 3, "height", "width"), input_shapes={"x": (1, 3, 16, 16)})
     assert g.inputs[0].onnx_shape == (1, 3, 16, 16)
     assert "'height' = 16" in g.notes[0] and "--input-shape" in g.notes[0]
 
 
-@pytest.mark.parametrize("shapes, words", [
-    ({"y": (1, 3, 16, 16)}, ["'y'", "not an input", "'x'"]),
-    ({"x": (1, 3, 16)}, ["3 dimensions", "declares 4"]),
-    ({"x": (1, 4, 16, 16)}, ["dimension 1 is 3"]),
-])
+@pytest.mark.parametrize(
+    "shapes, words",
+    [
+        ({"y": (1, 3, 16, 16)}, ["'y'", "not an input", "'x'"]),
+        ({"x": (1, 3, 16)}, ["3 dimensions", "declares 4"]),
+        ({"x": (1, 4, 16, 16)}, ["dimension 1 is 3"]),
+    ],
+)
 def test_input_shape_must_fit_the_model(shapes, words):
     with pytest.raises(errors.CompilerError) as exc:
         import_onnx(_model("batch"), input_shapes=shapes)
@@ -98,8 +105,14 @@ def test_huge_declared_shape_is_refused_early():
 
 
 def _bamboo(*args):
-    return subprocess.run([sys.executable, "-m", "bamboo", *map(str, args)], cwd=ROOT,
-                          capture_output=True, text=True, timeout=300, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "bamboo", *map(str, args)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
 
 
 def test_cli_input_shape(tmp_path):

@@ -28,8 +28,13 @@ from bamboo.models import calibration, faces, zoo  # noqa: E402
 
 # tests/models/test_zoo.py keeps efficientnet_b4's build out of `make test`; here it stays
 # in the fast path (its reduced QDQ build takes seconds) so the whole zoo is covered.
-QOPERATOR_FAST = ("efficientnet_b0", "mobilenet_v2", "mobilenet_v3_small", "shufflenet_v2",
-                  "tiny_yolov3")
+QOPERATOR_FAST = (
+    "efficientnet_b0",
+    "mobilenet_v2",
+    "mobilenet_v3_small",
+    "shufflenet_v2",
+    "tiny_yolov3",
+)
 # Float ops onnxruntime leaves between DequantizeLinear and QuantizeLinear on purpose
 # (linear Resize stays float even with equal parameters: tests/runtime/test_resize.py).
 FLOAT_ISLANDS = frozenset({"HardSigmoid", "Resize"})
@@ -53,8 +58,9 @@ def _assert_integer_kernels(model):
     for n in opt.graph.node:
         if n.op_type == "DequantizeLinear":
             users = set(consumers.get(n.output[0], []))
-            assert users <= FLOAT_ISLANDS | CODE_MOVES and (users or n.output[0] in outputs), \
+            assert users <= FLOAT_ISLANDS | CODE_MOVES and (users or n.output[0] in outputs), (
                 f"DequantizeLinear {n.name!r} feeds float {sorted(users)}"
+            )
     return ops
 
 
@@ -68,7 +74,7 @@ def _check(path, images, diff_cases, kernel):
     sess = ortutil.session(model)
     (name,) = [i.name for i in sess.get_inputs()]
     for k in range(len(images)):
-        feed = {name: images[k:k + 1]}
+        feed = {name: images[k : k + 1]}
         ref = sess.run(None, feed)
         out = executor.run(graph, feed)
         assert [o.name for o in sess.get_outputs()] == [o.onnx_name for o in graph.outputs]
@@ -82,8 +88,7 @@ def _check(path, images, diff_cases, kernel):
 def _zoo(name, fmt, diff_cases):
     entry = zoo.ZOO[name]
     path = zoo.build_quantized(name, entry.test_resolution, entry.test_width, format=fmt)
-    _check(path, calibration.photos(entry.test_resolution, count=PHOTOS), diff_cases,
-           f"zoo:{fmt}")
+    _check(path, calibration.photos(entry.test_resolution, count=PHOTOS), diff_cases, f"zoo:{fmt}")
 
 
 @pytest.mark.parametrize("name", sorted(zoo.ZOO))
@@ -91,8 +96,13 @@ def test_zoo_qdq_bit_exact(name, diff_cases):
     _zoo(name, "qdq", diff_cases)
 
 
-@pytest.mark.parametrize("name", [
-    n if n in QOPERATOR_FAST else pytest.param(n, marks=pytest.mark.slow) for n in sorted(zoo.ZOO)])
+@pytest.mark.parametrize(
+    "name",
+    [
+        n if n in QOPERATOR_FAST else pytest.param(n, marks=pytest.mark.slow)
+        for n in sorted(zoo.ZOO)
+    ],
+)
 def test_zoo_qoperator_bit_exact(name, diff_cases):
     _zoo(name, "qoperator", diff_cases)
 

@@ -44,14 +44,15 @@ class AxiMemory:
             if bursts:
                 addr = bursts[0][0] + beat * bus
                 off = addr - self.base
-                ctx.set(axi.rdata, int.from_bytes(self.mem[off:off + bus].tobytes(), "little"))
+                ctx.set(axi.rdata, int.from_bytes(self.mem[off : off + bus].tobytes(), "little"))
                 ctx.set(axi.rresp, self._resp(addr))
                 ctx.set(axi.rlast, int(beat == bursts[0][1]))
                 ctx.set(axi.rvalid, self._offer())
             else:
                 ctx.set(axi.rvalid, 0)
             _, _, arvalid, arready, araddr, arlen, rvalid, rready = await ctx.tick().sample(
-                axi.arvalid, axi.arready, axi.araddr, axi.arlen, axi.rvalid, axi.rready)
+                axi.arvalid, axi.arready, axi.araddr, axi.arlen, axi.rvalid, axi.rready
+            )
             if rvalid and rready:
                 beat += 1
                 if beat > bursts[0][1]:
@@ -74,10 +75,31 @@ class AxiMemory:
             else:
                 ctx.set(axi.bvalid, 0)
             sampled = await ctx.tick().sample(
-                axi.awvalid, axi.awready, axi.awaddr, axi.awlen, axi.wvalid, axi.wready,
-                axi.wdata, axi.wstrb, axi.wlast, axi.bvalid, axi.bready)
-            (awvalid, awready, awaddr, awlen, wvalid, wready, wdata, wstrb, wlast, bvalid,
-             bready) = sampled[2:]
+                axi.awvalid,
+                axi.awready,
+                axi.awaddr,
+                axi.awlen,
+                axi.wvalid,
+                axi.wready,
+                axi.wdata,
+                axi.wstrb,
+                axi.wlast,
+                axi.bvalid,
+                axi.bready,
+            )
+            (
+                awvalid,
+                awready,
+                awaddr,
+                awlen,
+                wvalid,
+                wready,
+                wdata,
+                wstrb,
+                wlast,
+                bvalid,
+                bready,
+            ) = sampled[2:]
             if bvalid and bready:
                 responses.pop(0)
             if awvalid and awready:

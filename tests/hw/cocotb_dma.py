@@ -31,7 +31,7 @@ OUT_WORD = CFG.cols
 MEM_SIZE = 1 << 20
 WINDOW_BASE = 0x40000
 WINDOW_SIZE = 0x80000
-POISON = WINDOW_BASE + 0x7F000       # a page whose accesses answer SLVERR in the error tests
+POISON = WINDOW_BASE + 0x7F000  # a page whose accesses answer SLVERR in the error tests
 
 
 def _unpack(layout, value):
@@ -77,8 +77,9 @@ class Sink:
             await RisingEdge(self.clk)
             self.cycle += 1
             if not (self.valid.value.is_resolvable and self.ready.value.is_resolvable):
-                raise AssertionError(f"{self.valid._name}={self.valid.value} "
-                                     f"{self.ready._name}={self.ready.value}")
+                raise AssertionError(
+                    f"{self.valid._name}={self.valid.value} {self.ready._name}={self.ready.value}"
+                )
             if int(self.valid.value) and int(self.ready.value):
                 item = int(self.payload.value)
                 self.items.append((self.cycle, item))
@@ -96,9 +97,13 @@ class Bench:
         self.ram = AxiRam(AxiBus.from_prefix(dut, "m_axi_"), dut.clk, dut.rst, size=MEM_SIZE)
         self.stall = stall
         if stall:
-            for ch in (self.ram.read_if.ar_channel, self.ram.read_if.r_channel,
-                       self.ram.write_if.aw_channel, self.ram.write_if.w_channel,
-                       self.ram.write_if.b_channel):
+            for ch in (
+                self.ram.read_if.ar_channel,
+                self.ram.read_if.r_channel,
+                self.ram.write_if.aw_channel,
+                self.ram.write_if.w_channel,
+                self.ram.write_if.b_channel,
+            ):
                 ch.set_pause_generator(self._pauses(stall))
         self.rd_cmd = Source(dut, "rd_cmd", self.rng, stall)
         self.rd_data = Sink(dut, "rd_data", self.rng, stall)
@@ -124,8 +129,11 @@ class Bench:
         d = self.dut
         while True:
             await RisingEdge(d.clk)
-            if int(d.m_axi__arvalid.value) or int(d.m_axi__awvalid.value) or \
-                    int(d.m_axi__wvalid.value):
+            if (
+                int(d.m_axi__arvalid.value)
+                or int(d.m_axi__awvalid.value)
+                or int(d.m_axi__wvalid.value)
+            ):
                 self.bus_active += 1
 
     async def start(self):
@@ -134,8 +142,15 @@ class Bench:
         for _ in range(3):
             await RisingEdge(self.dut.clk)
         self.dut.rst.value = 0
-        for part in (self.rd_cmd, self.rd_data, self.rd_status, self.wr_cmd, self.wr_data,
-                     self.wr_req, self.wr_status):
+        for part in (
+            self.rd_cmd,
+            self.rd_data,
+            self.rd_status,
+            self.wr_cmd,
+            self.wr_data,
+            self.wr_req,
+            self.wr_status,
+        ):
             cocotb.start_soon(part.run())
         cocotb.start_soon(self._watch_bus())
         self.ram.write(0, self.np_rng.integers(0, 256, MEM_SIZE, dtype=np.uint8).tobytes())
@@ -158,18 +173,24 @@ def load_model(mem, cmd):
     x = np.arange(cmd["x_size"])[None, :, None]
     idx = WINDOW_BASE + cmd["dram_addr"] + (y * cmd["x_stride"] + x) * e + np.arange(e)
     tile = mem[idx] if idx.size else np.zeros((cmd["y_size"], cmd["x_size"], e), np.uint8)
-    return np.pad(tile, ((cmd["pad_top"], cmd["pad_bottom"]),
-                         (cmd["pad_left"], cmd["pad_right"]), (0, 0)),
-                  constant_values=cmd["pad_value"])
+    return np.pad(
+        tile,
+        ((cmd["pad_top"], cmd["pad_bottom"]), (cmd["pad_left"], cmd["pad_right"]), (0, 0)),
+        constant_values=cmd["pad_value"],
+    )
 
 
 def store_model(mem, out_words, cmd):
     """The memory after a STORE of ``out_words`` lanes."""
     e, y, x = STORE_ELEM, cmd["y_size"], cmd["x_size"]
     words = out_words[cmd["sram_addr"] + np.arange(y * x)]
-    elems = words[:, cmd["lane"] * e:(cmd["lane"] + 1) * e].reshape(y, x, e)
-    idx = (WINDOW_BASE + cmd["dram_addr"] + (np.arange(y)[:, None, None] * cmd["x_stride"]
-           + np.arange(x)[None, :, None]) * e + np.arange(e))
+    elems = words[:, cmd["lane"] * e : (cmd["lane"] + 1) * e].reshape(y, x, e)
+    idx = (
+        WINDOW_BASE
+        + cmd["dram_addr"]
+        + (np.arange(y)[:, None, None] * cmd["x_stride"] + np.arange(x)[None, :, None]) * e
+        + np.arange(e)
+    )
     mem = mem.copy()
     mem[idx] = elems
     return mem
@@ -187,7 +208,7 @@ def check_load(bench, cmd, chunks):
     assert len(got) == flat.shape[0] * parts, (len(got), flat.shape, cmd)
     for i, g in enumerate(got):
         elem, part = divmod(i, parts)
-        want = flat[elem, part * size:(part + 1) * size].tobytes()
+        want = flat[elem, part * size : (part + 1) * size].tobytes()
         have = g["data"].to_bytes(W, "little")[:size]
         assert (g["addr"], g["part"]) == ((cmd["sram_addr"] + elem) & 0xFFFF, part), (i, g, cmd)
         assert have == want, f"chunk {i} (element {elem} part {part}) of {cmd}"
@@ -199,10 +220,17 @@ def random_load(rng):
     log2 = rng.choice([2, 4, 5, 8] if W == 16 else [2, 3, 4, 8])
     e = 1 << log2
     max_x = max(1, 640 // e)
-    cmd = dict(elem_log2=log2, y_size=rng.randint(1, 6), x_size=rng.randint(1, min(40, max_x)),
-               pad_top=rng.randint(0, 2), pad_bottom=rng.randint(0, 2), pad_left=rng.randint(0, 3),
-               pad_right=rng.randint(0, 3), pad_value=rng.randint(0, 255),
-               sram_addr=rng.randint(0, 0xFFFF))
+    cmd = dict(
+        elem_log2=log2,
+        y_size=rng.randint(1, 6),
+        x_size=rng.randint(1, min(40, max_x)),
+        pad_top=rng.randint(0, 2),
+        pad_bottom=rng.randint(0, 2),
+        pad_left=rng.randint(0, 3),
+        pad_right=rng.randint(0, 3),
+        pad_value=rng.randint(0, 255),
+        sram_addr=rng.randint(0, 0xFFFF),
+    )
     cmd["x_stride"] = cmd["x_size"] + rng.choice([0, 0, 1, 7, 100, -min(cmd["x_size"] - 1, 3)])
     if rng.random() < 0.1:
         cmd["y_size"] = 0
@@ -212,7 +240,7 @@ def random_load(rng):
 def _place(rng, cmd, e):
     extent = (max(cmd["y_size"] - 1, 0) * cmd["x_stride"] + cmd["x_size"]) * e
     align = min(e, W)
-    if rng.random() < 0.5:   # straddle a 4 KiB page
+    if rng.random() < 0.5:  # straddle a 4 KiB page
         addr = rng.randrange(4096, WINDOW_SIZE - extent, 4096) - rng.randrange(0, 512, align)
     else:
         addr = rng.randrange(0, WINDOW_SIZE - extent, align)
@@ -261,17 +289,37 @@ async def load_efficiency(dut):
     await bench.start()
     report = {}
     for name, log2 in (("56x56x16", 4), ("56x56x4", 2)):
-        cmd = dict(elem_log2=log2, y_size=56, x_size=56, x_stride=56, dram_addr=0x1000,
-                   pad_top=0, pad_bottom=0, pad_left=0, pad_right=0, pad_value=0, sram_addr=0)
+        cmd = dict(
+            elem_log2=log2,
+            y_size=56,
+            x_size=56,
+            x_stride=56,
+            dram_addr=0x1000,
+            pad_top=0,
+            pad_bottom=0,
+            pad_left=0,
+            pad_right=0,
+            pad_value=0,
+            sram_addr=0,
+        )
         t0 = bench.rd_status.cycle
         chunks = await run_load(bench, cmd)
         cycles = bench.rd_status.items[-1][0] - t0
         check_load(bench, cmd, chunks)
         nbytes = 56 * 56 << log2
-        report[name] = {"bytes": nbytes, "cycles": cycles, "bus_bytes": W,
-                        "efficiency": nbytes / (cycles * W)}
-        dut._log.info("%s: %d bytes in %d cycles = %.3f of the bus", name, nbytes, cycles,
-                      nbytes / (cycles * W))
+        report[name] = {
+            "bytes": nbytes,
+            "cycles": cycles,
+            "bus_bytes": W,
+            "efficiency": nbytes / (cycles * W),
+        }
+        dut._log.info(
+            "%s: %d bytes in %d cycles = %.3f of the bus",
+            name,
+            nbytes,
+            cycles,
+            nbytes / (cycles * W),
+        )
     if os.environ.get("DMA_REPORT"):
         with open(os.environ["DMA_REPORT"], "w") as f:
             json.dump(report, f)
@@ -282,8 +330,18 @@ async def load_refusals(dut):
     """Out-of-window and misaligned loads: error, no bus request, no chunk."""
     bench = make_bench(dut, 3, 0.2)
     await bench.start()
-    base = dict(elem_log2=4, y_size=4, x_size=8, x_stride=8, pad_top=1, pad_bottom=0,
-                pad_left=1, pad_right=0, pad_value=7, sram_addr=0)
+    base = dict(
+        elem_log2=4,
+        y_size=4,
+        x_size=8,
+        x_stride=8,
+        pad_top=1,
+        pad_bottom=0,
+        pad_left=1,
+        pad_right=0,
+        pad_value=7,
+        sram_addr=0,
+    )
     cases = [
         (dict(base, dram_addr=WINDOW_SIZE - 4 * 8 * 16 + 16), ErrorCode.DMA_OUT_OF_WINDOW),
         (dict(base, dram_addr=0xFFFF_FFF0), ErrorCode.DMA_OUT_OF_WINDOW),
@@ -313,8 +371,19 @@ async def load_axi_error(dut):
 
     bench.ram.read_if._read = poisoned
     # Rows at 0x7E800, 0x7EE40 and 0x7F480: only the last one reads the poisoned page.
-    cmd = dict(elem_log2=4, y_size=3, x_size=20, x_stride=100, dram_addr=POISON - WINDOW_BASE
-               - 2048, pad_top=0, pad_bottom=1, pad_left=0, pad_right=1, pad_value=0, sram_addr=5)
+    cmd = dict(
+        elem_log2=4,
+        y_size=3,
+        x_size=20,
+        x_stride=100,
+        dram_addr=POISON - WINDOW_BASE - 2048,
+        pad_top=0,
+        pad_bottom=1,
+        pad_left=0,
+        pad_right=1,
+        pad_value=0,
+        sram_addr=5,
+    )
     chunks = await run_load(bench, cmd, ErrorCode.AXI_ERROR)
     assert len(chunks) == 4 * 21
     cmd["dram_addr"] = 0
@@ -322,8 +391,12 @@ async def load_axi_error(dut):
 
 
 def random_store(rng):
-    cmd = dict(y_size=rng.randint(1, 6), x_size=rng.randint(1, 40),
-               lane=rng.randrange(OUT_WORD // STORE_ELEM), sram_addr=rng.randint(0, 0xFFFF - 300))
+    cmd = dict(
+        y_size=rng.randint(1, 6),
+        x_size=rng.randint(1, 40),
+        lane=rng.randrange(OUT_WORD // STORE_ELEM),
+        sram_addr=rng.randint(0, 0xFFFF - 300),
+    )
     cmd["x_stride"] = cmd["x_size"] + rng.choice([0, 0, 1, 3, 100])
     return _place(rng, cmd, STORE_ELEM)
 
@@ -340,8 +413,9 @@ async def store_random_2d(dut):
         got = bench.memory()
         bad = np.flatnonzero(got != want)
         assert bad.size == 0, f"{bad.size} bytes differ, first at {bad[:4]}: {cmd}"
-        assert [a for _, a in bench.wr_req.items[-cmd["y_size"] * cmd["x_size"]:]] == \
-            [cmd["sram_addr"] + i for i in range(cmd["y_size"] * cmd["x_size"])]
+        assert [a for _, a in bench.wr_req.items[-cmd["y_size"] * cmd["x_size"] :]] == [
+            cmd["sram_addr"] + i for i in range(cmd["y_size"] * cmd["x_size"])
+        ]
 
 
 @cocotb.test()
@@ -352,11 +426,12 @@ async def store_refusals_and_errors(dut):
     before = bench.memory()
     base = dict(y_size=3, x_size=5, x_stride=9, lane=0, sram_addr=0)
     last_ok = WINDOW_SIZE - (2 * 9 + 5) * STORE_ELEM
-    for cmd, code in [(dict(base, dram_addr=last_ok + STORE_ELEM), ErrorCode.DMA_OUT_OF_WINDOW),
-                      (dict(base, dram_addr=0xFFFF_FFFC), ErrorCode.DMA_OUT_OF_WINDOW),
-                      (dict(base, dram_addr=1), ErrorCode.MALFORMED_INSTRUCTION),
-                      (dict(base, dram_addr=0, lane=OUT_WORD // STORE_ELEM),
-                       ErrorCode.MALFORMED_INSTRUCTION)]:
+    for cmd, code in [
+        (dict(base, dram_addr=last_ok + STORE_ELEM), ErrorCode.DMA_OUT_OF_WINDOW),
+        (dict(base, dram_addr=0xFFFF_FFFC), ErrorCode.DMA_OUT_OF_WINDOW),
+        (dict(base, dram_addr=1), ErrorCode.MALFORMED_INSTRUCTION),
+        (dict(base, dram_addr=0, lane=OUT_WORD // STORE_ELEM), ErrorCode.MALFORMED_INSTRUCTION),
+    ]:
         await run_store(bench, cmd, code)
     assert bench.bus_active == 0 and not bench.wr_req.items
     assert np.array_equal(bench.memory(), before)

@@ -56,9 +56,20 @@ async def _load_tables(dut, tables):
 def _payloads(vec, layout):
     beats, cols = vec.acc.shape
     params = [lane_params(lay) for lay in vec.layers]
-    return [pack(layout, [{"acc": int(vec.acc[b, c]), "bias": int(vec.bias[b, c]),
-                           "params": params[vec.layer[b, c]]} for c in range(cols)])
-            for b in range(beats)]
+    return [
+        pack(
+            layout,
+            [
+                {
+                    "acc": int(vec.acc[b, c]),
+                    "bias": int(vec.bias[b, c]),
+                    "params": params[vec.layer[b, c]],
+                }
+                for c in range(cols)
+            ],
+        )
+        for b in range(beats)
+    ]
 
 
 def _codes(bits, cols):
@@ -89,21 +100,32 @@ async def postproc_vectors(dut):
             dut.i__payload.value = payloads[sent]
         dut.o__ready.value = int(ready)
         if valid and int(dut.i__ready.value):
-            sent += 1                       # accepted at the coming rising edge
+            sent += 1  # accepted at the coming rising edge
         if ready and int(dut.o__valid.value):
             got.append(_codes(int(dut.o__payload.value), cfg.cols))
         await FallingEdge(dut.clk)
         cycles += 1
         assert cycles < 20 * beats + 1000, f"stuck: sent {sent}, received {len(got)}"
 
-    mismatches = [(b, c, got[b][c], int(vec.expected[b, c]))
-                  for b in range(beats) for c in range(cfg.cols)
-                  if got[b][c] != int(vec.expected[b, c])]
-    dut._log.info("%d beats x %d lanes = %d vectors in %d cycles, %d mismatches",
-                  beats, cfg.cols, beats * cfg.cols, cycles, len(mismatches))
-    detail = [f"beat {b} lane {c}: acc={int(vec.acc[b, c])} bias={int(vec.bias[b, c])} "
-              f"params={lane_params(vec.layers[vec.layer[b, c]])} got {g} expected {e}"
-              for b, c, g, e in mismatches[:5]]
+    mismatches = [
+        (b, c, got[b][c], int(vec.expected[b, c]))
+        for b in range(beats)
+        for c in range(cfg.cols)
+        if got[b][c] != int(vec.expected[b, c])
+    ]
+    dut._log.info(
+        "%d beats x %d lanes = %d vectors in %d cycles, %d mismatches",
+        beats,
+        cfg.cols,
+        beats * cfg.cols,
+        cycles,
+        len(mismatches),
+    )
+    detail = [
+        f"beat {b} lane {c}: acc={int(vec.acc[b, c])} bias={int(vec.bias[b, c])} "
+        f"params={lane_params(vec.layers[vec.layer[b, c]])} got {g} expected {e}"
+        for b, c, g, e in mismatches[:5]
+    ]
     assert not mismatches, f"{len(mismatches)} mismatches:\n" + "\n".join(detail)
 
 

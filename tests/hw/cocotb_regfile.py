@@ -22,8 +22,15 @@ __all__ = []
 CFG = preset(os.environ.get("REGFILE_CONFIG", "tiny"))
 SEED = int(os.environ.get("REGFILE_SEED", "1"))
 OFF = {r.name: r.offset for r in regs.REGISTERS}
-ENGINE_INPUTS = ("busy", "done", "done_irq", "error", "error_code", "err_insn",
-                 *(f"{u}_{w}" for u in regs.UNITS for w in ("busy", "stall")))
+ENGINE_INPUTS = (
+    "busy",
+    "done",
+    "done_irq",
+    "error",
+    "error_code",
+    "err_insn",
+    *(f"{u}_{w}" for u in regs.UNITS for w in ("busy", "stall")),
+)
 
 
 async def setup(dut):
@@ -62,7 +69,9 @@ async def identity_and_reset_values(dut):
     axil = await setup(dut)
     assert await rd(axil, "ID") == int.from_bytes(b"BAMB", "big")
     assert decode("HW_VERSION", await rd(axil, "HW_VERSION")) == {
-        "major": regs.HW_VERSION_MAJOR, "minor": regs.HW_VERSION_MINOR}
+        "major": regs.HW_VERSION_MAJOR,
+        "minor": regs.HW_VERSION_MINOR,
+    }
     assert await rd(axil, "ISA_VERSION") == regs.ISA_VERSION
     assert await rd(axil, "CONFIG_ID") == CFG.config_id
     for r in regs.REGISTERS:

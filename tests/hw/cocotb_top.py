@@ -76,8 +76,8 @@ class Bench:
         self.axil = AxiLiteMaster(AxiLiteBus.from_prefix(dut, "s_axi_"), dut.clk, dut.rst)
         self.cycles = 0
         self.wall = 0.0
-        self.cpu = 0.0          # this process's CPU time: the simulator runs inside it
-        self.poisoned = []      # (lo, hi, "r" or "w"): bus ranges that answer SLVERR
+        self.cpu = 0.0  # this process's CPU time: the simulator runs inside it
+        self.poisoned = []  # (lo, hi, "r" or "w"): bus ranges that answer SLVERR
 
     def poison(self, lo, hi, direction):
         """Answer SLVERR to reads (``"r"``) or writes (``"w"``) touching bus bytes [lo, hi).
@@ -89,8 +89,9 @@ class Bench:
             read, write = self.ram.read_if._read, self.ram.write_if._write
 
             def hit(address, length, d):
-                return any(k == d and address < b and a < address + length
-                           for a, b, k in self.poisoned)
+                return any(
+                    k == d and address < b and a < address + length for a, b, k in self.poisoned
+                )
 
             async def poisoned_read(address, length):
                 if hit(address, length, "r"):
@@ -118,8 +119,13 @@ class Bench:
 
     def stall(self, p):
         ram = self.ram
-        for ch in (ram.read_if.ar_channel, ram.read_if.r_channel, ram.write_if.aw_channel,
-                   ram.write_if.w_channel, ram.write_if.b_channel):
+        for ch in (
+            ram.read_if.ar_channel,
+            ram.read_if.r_channel,
+            ram.write_if.aw_channel,
+            ram.write_if.w_channel,
+            ram.write_if.b_channel,
+        ):
             ch.set_pause_generator(_pauses(self.rng, p) if p else None)
             if not p:
                 ch.pause = False  # a removed generator leaves its last value behind
@@ -142,10 +148,15 @@ class Bench:
         return self.memory()
 
     async def start(self, count, window_size=WINDOW_SIZE, insn_base=INSN_BASE, irq_enable=1):
-        for name, value in (("INSN_BASE_LO", insn_base), ("INSN_BASE_HI", 0),
-                            ("INSN_COUNT", count), ("WINDOW_BASE_LO", WINDOW_BASE),
-                            ("WINDOW_BASE_HI", 0), ("WINDOW_SIZE_LO", window_size),
-                            ("WINDOW_SIZE_HI", 0)):
+        for name, value in (
+            ("INSN_BASE_LO", insn_base),
+            ("INSN_BASE_HI", 0),
+            ("INSN_COUNT", count),
+            ("WINDOW_BASE_LO", WINDOW_BASE),
+            ("WINDOW_BASE_HI", 0),
+            ("WINDOW_SIZE_LO", window_size),
+            ("WINDOW_SIZE_HI", 0),
+        ):
             await self.wr(name, value)
         await self.wr("CTRL", encode("CTRL", start=1, irq_enable=irq_enable))
 
@@ -187,7 +198,7 @@ def expect(layer_words, window):
 
 def full_image(before, window):
     img = before.copy()
-    img[WINDOW_BASE:WINDOW_BASE + window.size] = window
+    img[WINDOW_BASE : WINDOW_BASE + window.size] = window
     return img
 
 
@@ -202,13 +213,15 @@ async def run_layer(bench, layer, limit_cycles=400_000):
     assert status["done"] and not status["error"] and not status["busy"], status
     assert irq == {"done": 1, "error": 0}, irq
     mem = bench.memory()
-    got = mem[WINDOW_BASE:WINDOW_BASE + WINDOW_SIZE]
+    got = mem[WINDOW_BASE : WINDOW_BASE + WINDOW_SIZE]
     out = output_codes(layer, got, CFG.rows)
     ref = layer.reference()
     bad = np.argwhere(out != ref)
-    assert bad.size == 0, (f"{layer.kind} output differs from the runtime kernels at "
-                           f"{len(bad)} codes, first (y, x, c) {bad[0].tolist()}: "
-                           f"{out[tuple(bad[0])]} != {ref[tuple(bad[0])]}")
+    assert bad.size == 0, (
+        f"{layer.kind} output differs from the runtime kernels at "
+        f"{len(bad)} codes, first (y, x, c) {bad[0].tolist()}: "
+        f"{out[tuple(bad[0])]} != {ref[tuple(bad[0])]}"
+    )
     assert np.array_equal(mem, full_image(before, want)), "memory differs from bamboo.sim.isa"
 
 
@@ -232,8 +245,10 @@ async def random_layers(dut):
         try:
             await run_layer(bench, layer, limit_cycles=100_000)
         except AssertionError as exc:
-            failures.append(f"case {i} (random_layer(np.random.default_rng([{SEED}, {i}]), "
-                            f"CFG, {kind!r})): {layer.describe()}: {exc}")
+            failures.append(
+                f"case {i} (random_layer(np.random.default_rng([{SEED}, {i}]), "
+                f"CFG, {kind!r})): {layer.describe()}: {exc}"
+            )
             dut._log.error("FAILED %s", failures[-1])
             if len(failures) == MAX_FAILURES:
                 break
@@ -245,12 +260,20 @@ async def random_layers(dut):
         for w in ("BUSY", "STALL"):
             counters[f"{u.upper()}_{w}"] = await bench.rd(f"{u.upper()}_{w}")
     _save("counters_last_layer", dict(counters, layer=layer.describe()))
-    _save("random_layers", {"cases": CASES, "passed": sum(counts.values()),
-                            "kinds": dict(counts), "failures": failures,
-                            "sim_cycles": bench.cycles, "wall_seconds": round(bench.wall, 3),
-                            "cycles_per_second": round(bench.cycles / max(bench.wall, 1e-9)),
-                            "cpu_seconds": round(bench.cpu, 3),
-                            "cycles_per_cpu_second": round(bench.cycles / max(bench.cpu, 1e-9))})
+    _save(
+        "random_layers",
+        {
+            "cases": CASES,
+            "passed": sum(counts.values()),
+            "kinds": dict(counts),
+            "failures": failures,
+            "sim_cycles": bench.cycles,
+            "wall_seconds": round(bench.wall, 3),
+            "cycles_per_second": round(bench.cycles / max(bench.wall, 1e-9)),
+            "cpu_seconds": round(bench.cpu, 3),
+            "cycles_per_cpu_second": round(bench.cycles / max(bench.cpu, 1e-9)),
+        },
+    )
     assert not failures, f"{len(failures)} failing layers:\n" + "\n".join(failures)
 
 
@@ -295,8 +318,11 @@ async def faults(dut):
         bad = words[:at] + [[0, 7, 15][trial] | (1 << 100)] + words[at:]
         await run_fault(bench, bad, window, ErrorCode.ILLEGAL_OPCODE, at)
         # A LOAD (of INP) whose extent leaves the window.
-        i = next(k for k, w in enumerate(words)
-                 if w & 0xF == Opcode.LOAD and isa.decode(w)["buffer"] == isa.Buffer.INP)
+        i = next(
+            k
+            for k, w in enumerate(words)
+            if w & 0xF == Opcode.LOAD and isa.decode(w)["buffer"] == isa.Buffer.INP
+        )
         f = isa.decode(words[i])
         f["dram_addr"] = WINDOW_SIZE - 4 * trial - CFG.rows
         f["y_size"] += 1
@@ -353,8 +379,9 @@ class BusWatch:
             await RisingEdge(self.dut.clk)
             self.cycle += 1
             if self.error_at is None:
-                if (sig("rvalid") and sig("rready") and sig("rresp") & 2) or \
-                        (sig("bvalid") and sig("bready") and sig("bresp") & 2):
+                if (sig("rvalid") and sig("rready") and sig("rresp") & 2) or (
+                    sig("bvalid") and sig("bready") and sig("bresp") & 2
+                ):
                     self.error_at = self.cycle
             elif sig("wvalid") and sig("wready") and sig("wstrb"):
                 self.late.append(self.cycle)
@@ -368,8 +395,12 @@ def extent(word):
     f = isa.decode(word)
     elem = CFG.rows
     if f["opcode"] == Opcode.LOAD:
-        elem = {isa.Buffer.INP: CFG.rows, isa.Buffer.WGT: CFG.rows * CFG.cols,
-                isa.Buffer.PARAM: CFG.cols * 8, isa.Buffer.LUT: 256}[f["buffer"]]
+        elem = {
+            isa.Buffer.INP: CFG.rows,
+            isa.Buffer.WGT: CFG.rows * CFG.cols,
+            isa.Buffer.PARAM: CFG.cols * 8,
+            isa.Buffer.LUT: 256,
+        }[f["buffer"]]
     lo = WINDOW_BASE + f["dram_addr"]
     return lo, lo + ((f["y_size"] - 1) * f["x_stride"] + f["x_size"]) * elem
 
@@ -390,16 +421,19 @@ async def run_axi_error(bench, words, window, index, poison, in_order=False):
     status, irq, err_insn = await bench.wait_irq()
     watch.stop()
     bench.unpoison()
-    assert status["error"] and not status["done"] and \
-        status["error_code"] == ErrorCode.AXI_ERROR, status
+    assert status["error"] and not status["done"] and status["error_code"] == ErrorCode.AXI_ERROR, (
+        status
+    )
     assert irq == {"done": 0, "error": 1}, irq
     assert err_insn == index, (err_insn, index)
     assert watch.error_at is not None, "no error response seen"
-    assert in_order or not watch.late, f"write strobes at cycles {watch.late} after the error at " \
-        f"{watch.error_at}"
+    assert in_order or not watch.late, (
+        f"write strobes at cycles {watch.late} after the error at {watch.error_at}"
+    )
     mem = bench.memory()
-    assert np.all((mem == before) | (mem == full_image(before, want))), \
+    assert np.all((mem == before) | (mem == full_image(before, want))), (
         "bytes neither as before nor as the instruction simulator leaves them"
+    )
     for lo, hi, _ in poison:
         assert np.array_equal(mem[lo:hi], before[lo:hi]), "a poisoned range changed"
     return before, mem
@@ -421,13 +455,18 @@ async def axi_errors(dut):
         """A layer with at least two output blocks and ``rows`` output rows."""
         while True:
             layer = make_layer(rng, CFG, kind, reuse=reuse)
-            if sum((w & 0xF) == Opcode.CONV for w in layer.words) >= 2 and \
-                    layer.out_shape[0] >= rows:
+            if (
+                sum((w & 0xF) == Opcode.CONV for w in layer.words) >= 2
+                and layer.out_shape[0] >= rows
+            ):
                 return layer, [isa.decode(w) for w in layer.words]
 
     def last(fields, opcode, buffer=None):
-        return max(k for k, f in enumerate(fields) if f["opcode"] == opcode and
-                   (buffer is None or f["buffer"] == buffer))
+        return max(
+            k
+            for k, f in enumerate(fields)
+            if f["opcode"] == opcode and (buffer is None or f["buffer"] == buffer)
+        )
 
     def fill(layer):
         return window_image(layer, rng.integers(0, 256, WINDOW_SIZE, dtype=np.uint8))
@@ -455,20 +494,27 @@ async def axi_errors(dut):
         words[stores[0]] = isa.encode(f.pop("opcode"), **f)
         lo, hi = extent(words[stores[0]])
         row = f["x_stride"] * CFG.rows
-        before, mem = await run_axi_error(bench, words, fill(layer), stores[0],
-                                          [(lo, lo + row, "w")])
-        assert np.array_equal(mem[hi - row:hi], before[hi - row:hi]), "the last row was written"
+        before, mem = await run_axi_error(
+            bench, words, fill(layer), stores[0], [(lo, lo + row, "w")]
+        )
+        assert np.array_equal(mem[hi - row : hi], before[hi - row : hi]), "the last row was written"
         for k in stores[1:]:
             lo, hi = extent(words[k])
             assert np.array_equal(mem[lo:hi], before[lo:hi]), f"store {k} wrote"
         # The fetch of the last store: the instructions before it run to completion.
         i = stores[-1]
         window = fill(layer)
-        before, mem = await run_axi_error(bench, layer.words, window, i,
-                                          [(INSN_BASE + 32 * i, INSN_BASE + 32 * i + 32, "r")],
-                                          in_order=True)
-        assert np.array_equal(mem, full_image(before, expect(layer.words[:i], window)[0])), \
+        before, mem = await run_axi_error(
+            bench,
+            layer.words,
+            window,
+            i,
+            [(INSN_BASE + 32 * i, INSN_BASE + 32 * i + 32, "r")],
+            in_order=True,
+        )
+        assert np.array_equal(mem, full_image(before, expect(layer.words[:i], window)[0])), (
             "memory differs from the instruction simulator's after the instructions before"
+        )
     await run_layer(bench, make_layer(rng, CFG))
 
 
@@ -485,8 +531,11 @@ async def finish_irq(dut):
     for _ in range(2):
         layer = make_layer(rng, CFG)
         assert isa.decode(layer.words[-1]) == isa.decode(isa.encode(Opcode.FINISH, irq=1))
-        for words, enable, irq_done in ((layer.words[:-1] + [quiet], 1, 0),
-                                        (layer.words[:-1], 1, 0), (layer.words, 0, 1)):
+        for words, enable, irq_done in (
+            (layer.words[:-1] + [quiet], 1, 0),
+            (layer.words[:-1], 1, 0),
+            (layer.words, 0, 1),
+        ):
             window = window_image(layer, rng.integers(0, 256, WINDOW_SIZE, dtype=np.uint8))
             before = bench.load(words, window)
             want, trap = expect(words, window)
@@ -496,8 +545,10 @@ async def finish_irq(dut):
             await bench.wait_idle()
             status = decode("STATUS", await bench.rd("STATUS"))
             assert status["done"] and not status["error"], status
-            assert decode("IRQ_STATUS", await bench.rd("IRQ_STATUS")) == \
-                {"done": irq_done, "error": 0}
+            assert decode("IRQ_STATUS", await bench.rd("IRQ_STATUS")) == {
+                "done": irq_done,
+                "error": 0,
+            }
             assert not int(dut.irq.value)
             if irq_done:
                 await bench.wr("CTRL", encode("CTRL", irq_enable=1))
@@ -505,8 +556,9 @@ async def finish_irq(dut):
                 await bench.wr("IRQ_STATUS", 3)
                 assert not int(dut.irq.value)
             mem = bench.memory()
-            assert np.array_equal(output_codes(layer, mem[WINDOW_BASE:], CFG.rows),
-                                  layer.reference())
+            assert np.array_equal(
+                output_codes(layer, mem[WINDOW_BASE:], CFG.rows), layer.reference()
+            )
             assert np.array_equal(mem, full_image(before, want))
     # An illegal opcode before a FINISH with irq = 0 still raises the error interrupt.
     layer = make_layer(rng, CFG, reuse=False)
@@ -578,12 +630,13 @@ async def compiled_graphs(dut):
         bench.ram.write(WINDOW_BASE, window.tobytes())
         before = bench.memory()
         for start, count in case["steps"]:
-            await bench.start(count, window_size=window.size,
-                              insn_base=WINDOW_BASE + case["program"] + 32 * start)
+            await bench.start(
+                count, window_size=window.size, insn_base=WINDOW_BASE + case["program"] + 32 * start
+            )
             status, irq, err = await bench.wait_irq()
             assert status["done"] and not status["error"], (case["args"], status, err)
         mem = bench.memory()
-        got = mem[WINDOW_BASE:WINDOW_BASE + window.size]
+        got = mem[WINDOW_BASE : WINDOW_BASE + window.size]
         for off, h, w, c, want in case["outputs"]:
             assert np.array_equal(from_blocked(got[off:], h, w, c, CFG.rows), want), case["args"]
         assert np.array_equal(mem, full_image(before, case["expected"])), case["args"]

@@ -51,7 +51,7 @@ async def _memory(dut, buf):
 
 async def _start(dut, cfg, lut):
     dut.i_insn__valid.value = 0
-    dut.i_insn__payload.value = 0   # the PARAM address follows it while idle
+    dut.i_insn__payload.value = 0  # the PARAM address follows it while idle
     dut.lut_w__en.value = 0
     dut.inp_r__data.value = 0
     dut.param_r__data.value = 0
@@ -79,7 +79,7 @@ async def _run_case(dut, cfg, buf, case):
     await FallingEdge(dut.clk)
     dut.i_insn__payload.value = case.word
     dut.i_insn__valid.value = 1
-    await FallingEdge(dut.clk)            # idle: accepted at the rising edge in between
+    await FallingEdge(dut.clk)  # idle: accepted at the rising edge in between
     dut.i_insn__valid.value = 0
     for cycle in range(case.pixels * 32 + 100):
         await ReadOnly()
@@ -88,25 +88,31 @@ async def _run_case(dut, cfg, buf, case):
         await FallingEdge(dut.clk)
     else:
         raise AssertionError(f"no done for {isa.decode(case.word)}")
-    await FallingEdge(dut.clk)            # the memory coroutine records the last write
+    await FallingEdge(dut.clk)  # the memory coroutine records the last write
     f = case.fields
     addrs = [a for a, _ in buf.writes]
     assert addrs == list(range(f["out_addr"], f["out_addr"] + case.pixels)), (f, addrs)
-    got = np.array([[(d >> (8 * c)) & 0xFF for c in range(cfg.cols)] for _, d in buf.writes],
-                   np.uint8)
+    got = np.array(
+        [[(d >> (8 * c)) & 0xFF for c in range(cfg.cols)] for _, d in buf.writes], np.uint8
+    )
     bad = np.argwhere(got != case.expected)
     if bad.size:
         p, c = bad[0]
-        dut._log.error("%s: pixel %d lane %d got %d expected %d", isa.decode(case.word), p, c,
-                       got[p, c], case.expected[p, c])
+        dut._log.error(
+            "%s: pixel %d lane %d got %d expected %d",
+            isa.decode(case.word),
+            p,
+            c,
+            got[p, c],
+            case.expected[p, c],
+        )
     return len(bad)
 
 
 def _add_word(cols, sa, sb, sc, za, zb, zc):
     from bamboo.compiler.backend.pack import add_params
 
-    return add_params(F32(sa), F32(sb), F32(sc), za, zb, zc, cols).view("<u8") \
-        .astype(np.uint64)[0]
+    return add_params(F32(sa), F32(sb), F32(sc), za, zb, zc, cols).view("<u8").astype(np.uint64)[0]
 
 
 @cocotb.test()
@@ -118,8 +124,10 @@ async def vector_add_pairs(dut):
     rng = np.random.default_rng(seed)
     buf = await _start(dut, cfg, np.zeros((cfg.lut_slots, 256), np.uint8))
     wrong = vectors = 0
-    for signed, quant in ((False, (0.0173, 0.0291, 0.0402, 128, 117, 121)),
-                          (True, (0.031, 0.0047, 0.02, -5, 20, 3))):
+    for signed, quant in (
+        (False, (0.0173, 0.0291, 0.0402, 128, 117, 121)),
+        (True, (0.031, 0.0047, 0.02, -5, 20, 3)),
+    ):
         first = int(rng.integers(0, 1 << 16))
         cases = add_exhaustive(cfg, _add_word(cfg.cols, *quant), signed, first_pair=first)
         for case in itertools.islice(cases, max(1, n // 2)):

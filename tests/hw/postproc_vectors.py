@@ -44,11 +44,11 @@ class Layer:
 class Vectors:
     """``beats`` x ``cols`` lane inputs, the layers they use, the tables and the expected bytes."""
 
-    acc: np.ndarray       # int64 (beats, cols)
-    bias: np.ndarray      # int64 (beats, cols)
-    layer: np.ndarray     # int (beats, cols), index into layers
+    acc: np.ndarray  # int64 (beats, cols)
+    bias: np.ndarray  # int64 (beats, cols)
+    layer: np.ndarray  # int (beats, cols), index into layers
     layers: list
-    tables: np.ndarray    # uint8 (slots, 256)
+    tables: np.ndarray  # uint8 (slots, 256)
     expected: np.ndarray  # uint8 (beats, cols), the output code bytes
 
 
@@ -67,7 +67,7 @@ def random_layer(rng, slots, scale=None):
     zp = int(rng.integers(lo, hi + 1)) if rng.random() < 0.7 else (0 if dtype == np.int8 else 128)
     clamp = None
     if rng.random() < 0.2:
-        clamp = (zp, hi)                                   # fused ReLU
+        clamp = (zp, hi)  # fused ReLU
     elif rng.random() < 0.1:
         a, b = sorted(int(v) for v in rng.integers(lo, hi + 1, 2))
         clamp = (a, b)
@@ -80,10 +80,10 @@ def random_layer(rng, slots, scale=None):
 def _random_acc(rng, layer):
     """(acc, bias) aimed at one of several regimes; 'target' lands inside the code range."""
     kind = rng.random()
-    if kind < 0.35:                                       # outputs near the code range
+    if kind < 0.35:  # outputs near the code range
         target = rng.uniform(-300, 300) / float(layer.rq.scale)
         total = int(np.clip(np.rint(target), -(1 << 31), (1 << 31) - 1))
-    elif kind < 0.6:                                      # log-uniform magnitude
+    elif kind < 0.6:  # log-uniform magnitude
         total = int(rng.choice([-1, 1]) * np.floor(2.0 ** rng.uniform(0, 31)))
     elif kind < 0.8:
         total = int(rng.integers(-(1 << 31), 1 << 31))
@@ -106,8 +106,23 @@ def _modinv_tie(rng, m):
 def _adversarial(rng, slots):
     """List of (acc, bias, layer) edge cases."""
     cases = []
-    edge = [0, 1, -1, 2, -2, (1 << 23), (1 << 24) - 1, 1 << 24, (1 << 24) + 1, (1 << 25) - 1,
-            (1 << 31) - 1, (1 << 31) - 64, (1 << 31) - 65, 12345678, 987654321]
+    edge = [
+        0,
+        1,
+        -1,
+        2,
+        -2,
+        (1 << 23),
+        (1 << 24) - 1,
+        1 << 24,
+        (1 << 24) + 1,
+        (1 << 25) - 1,
+        (1 << 31) - 1,
+        (1 << 31) - 64,
+        (1 << 31) - 65,
+        12345678,
+        987654321,
+    ]
     for a in edge + [-v for v in edge] + [-(1 << 31)]:
         for _ in range(3):
             cases.append((a, 0, random_layer(rng, slots)))
@@ -123,8 +138,13 @@ def _adversarial(rng, slots):
         if q is None:
             continue
         e = 5 - (q * m).bit_length()
-        lay = _layer(np.ldexp(np.float64(m), e), int(rng.integers(0, 64)), np.uint8,
-                     act=rng.choice(list(Activation)), slot=int(rng.integers(0, slots)))
+        lay = _layer(
+            np.ldexp(np.float64(m), e),
+            int(rng.integers(0, 64)),
+            np.uint8,
+            act=rng.choice(list(Activation)),
+            slot=int(rng.integers(0, slots)),
+        )
         assert int(lay.rq.m) == m and int(lay.rq.e) == e
         cases.append((int(rng.choice([-1, 1])) * q, 0, lay))
     # Step 4 ties: y = (odd) / 2 exactly, with power-of-two and trailing-zero mantissas.
@@ -132,23 +152,28 @@ def _adversarial(rng, slots):
         for j in (0, 1, 2, 3, int(rng.integers(4, 150))):
             for sign in (1, -1):
                 acc = sign * (j * (1 << k) + (1 << (k - 1)))
-                cases.append((acc, 0, _layer(2.0 ** -k, 128, np.uint8)))
-                cases.append((acc, 0, _layer(2.0 ** -k, 0, np.int8)))
+                cases.append((acc, 0, _layer(2.0**-k, 128, np.uint8)))
+                cases.append((acc, 0, _layer(2.0**-k, 0, np.int8)))
     for p in (0, 3, 10, 20, 27, 30):
         c = int(rng.integers(64, 128)) | 1
         cases.append((1 << p, 0, _layer(np.ldexp(np.float64(c << 17), -18 - p), 100, np.uint8)))
         cases.append((-(1 << p), 0, _layer(np.ldexp(np.float64(c << 17), -18 - p), 0, np.int8)))
     # Saturation and clip boundaries at scale 1: y + zp around qmin, qmax and |y| = 511.
-    for dtype, zp in ((np.uint8, 0), (np.uint8, 255), (np.int8, -128), (np.int8, 127),
-                      (np.uint8, 37)):
+    for dtype, zp in (
+        (np.uint8, 0),
+        (np.uint8, 255),
+        (np.int8, -128),
+        (np.int8, 127),
+        (np.uint8, 37),
+    ):
         lo, hi = qrange(dtype)
         for y in (lo - zp - 1, lo - zp, hi - zp, hi - zp + 1, 510, 511, 512, -510, -511, -512):
             for act in (Activation.NONE, Activation.LEAKY):
                 cases.append((y, 0, _layer(1.0, zp, dtype, act=act)))
     # int32 wrap of acc + bias, and exponents beyond the 8-bit field both ways.
     for a, b in (((1 << 31) - 1, 5), (-(1 << 31), -1), ((1 << 31) - 100, 300)):
-        cases.append((a, b, _layer(2.0 ** -20, 128, np.uint8)))
-    for scale in (2.0 ** -140, 2.0 ** -126, 2.0 ** -110, 1e-38, 2.0 ** 20, 2.0 ** 36, 3.0e10):
+        cases.append((a, b, _layer(2.0**-20, 128, np.uint8)))
+    for scale in (2.0**-140, 2.0**-126, 2.0**-110, 1e-38, 2.0**20, 2.0**36, 3.0e10):
         for a in (1, -1, 3, 1000, -(1 << 31), (1 << 31) - 1):
             if scale > 1 and abs(a) > 1000:
                 continue  # the numpy reference shifts within int64
@@ -207,8 +232,15 @@ def expected_codes(vec):
         code = codes[sel].astype(lay.dtype)
         if lay.act in (Activation.LEAKY, Activation.LEAKY_ROUNDED):
             # Equal input and output quantization: the requantization is the identity.
-            code = leaky_shift(code, 1.0, lay.rq.zp, 1.0, lay.rq.zp, lay.dtype,
-                               rounded=lay.act == Activation.LEAKY_ROUNDED)
+            code = leaky_shift(
+                code,
+                1.0,
+                lay.rq.zp,
+                1.0,
+                lay.rq.zp,
+                lay.dtype,
+                rounded=lay.act == Activation.LEAKY_ROUNDED,
+            )
         elif lay.act == Activation.LUT:
             code = lut_apply(code, vec.tables[lay.slot])
         out[sel] = code.view(np.uint8) if code.dtype != np.uint8 else code
@@ -218,5 +250,8 @@ def expected_codes(vec):
 def lane_params(lay):
     """The :class:`~bamboo.hw.postproc.LaneParams` fields of a layer."""
     rq = lay.rq
-    return {"rq": requant_fields(rq.m, rq.e, rq.zp, rq.qmin, rq.qmax),
-            "act": lay.act, "lut_slot": lay.slot}
+    return {
+        "rq": requant_fields(rq.m, rq.e, rq.zp, rq.qmin, rq.qmax),
+        "act": lay.act,
+        "lut_slot": lay.slot,
+    }

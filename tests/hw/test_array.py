@@ -18,8 +18,13 @@ def _run(rows, cols, seed, n_taps=6, gaps=True, packed=False):
     dut = SystolicArray(rows, cols, tag_shape=16, packed=packed)
     # Packed: 8-bit x and weights in [-127, 127]; the first tap holds the extremes.
     wlo, (xlo, xhi) = (-127 if packed else -128), ((-128, 128) if packed else (-255, 256))
-    taps = [(rng.integers(wlo, 128, (cols, rows)),
-             rng.integers(xlo, xhi, (int(rng.integers(1, 9)), rows))) for _ in range(n_taps)]
+    taps = [
+        (
+            rng.integers(wlo, 128, (cols, rows)),
+            rng.integers(xlo, xhi, (int(rng.integers(1, 9)), rows)),
+        )
+        for _ in range(n_taps)
+    ]
     if packed:
         taps[0][0][:] = np.where(np.arange(cols)[:, None] % 2, -127, 127)
         taps[0][1][0] = -128
@@ -29,7 +34,7 @@ def _run(rows, cols, seed, n_taps=6, gaps=True, packed=False):
     got, stamps = {}, {}
 
     async def bench(ctx):
-        cycle, word, last_use = 0, 0, {0: -10**6, 1: -10**6}
+        cycle, word, last_use = 0, 0, {0: -(10**6), 1: -(10**6)}
         pending = [(j, w, xs) for j, (w, xs) in enumerate(taps)]
         loaded = -1
         queue = []  # words of loaded taps: (bank, x, word index)
@@ -44,9 +49,12 @@ def _run(rows, cols, seed, n_taps=6, gaps=True, packed=False):
             ctx.set(dut.i_weight.valid, 0)
             ctx.set(dut.i_data.valid, 0)
             # Load the next tap's weights once its bank has drained (at most one ahead).
-            if pending and pending[0][0] <= loaded + 1 and \
-                    cycle - last_use[pending[0][0] % 2] >= dut.WEIGHT_GAP and \
-                    not any(b == pending[0][0] % 2 for b, _, _ in queue):
+            if (
+                pending
+                and pending[0][0] <= loaded + 1
+                and cycle - last_use[pending[0][0] % 2] >= dut.WEIGHT_GAP
+                and not any(b == pending[0][0] % 2 for b, _, _ in queue)
+            ):
                 j, w, xs = pending.pop(0)
                 ctx.set(dut.i_weight.valid, 1)
                 ctx.set(dut.i_weight.payload.bank, j % 2)
@@ -109,28 +117,33 @@ def test_array_rejects_bad_shape():
         SystolicArray(4, 3, packed=True)
 
 
-DW_CASES = ([(r, c, False, None, 1) for r, c in SHAPES] +
-            [(r, c, True, None, 1) for r, c in PACKED] +
-            # As the presets: ultra96 (two blocks, two row groups), pynqz2, tiny.
-            [(8, 32, True, 16, 2), (8, 8, False, 8, 2), (4, 4, False, 4, 2), (4, 16, True, 8, 4)])
+DW_CASES = (
+    [(r, c, False, None, 1) for r, c in SHAPES]
+    + [(r, c, True, None, 1) for r, c in PACKED]
+    +
+    # As the presets: ultra96 (two blocks, two row groups), pynqz2, tiny.
+    [(8, 32, True, 16, 2), (8, 8, False, 8, 2), (4, 4, False, 4, 2), (4, 16, True, 8, 4)]
+)
 
 
-@pytest.mark.parametrize("rows,cols,packed,channels,groups,grouped",
-                         [(*case, False) for case in DW_CASES] +
-                         [(*case, True) for case in DW_CASES if case[-1] > 1])
+@pytest.mark.parametrize(
+    "rows,cols,packed,channels,groups,grouped",
+    [(*case, False) for case in DW_CASES] + [(*case, True) for case in DW_CASES if case[-1] > 1],
+)
 def test_array_depthwise_fir(rows, cols, packed, channels, groups, grouped):
     """Depthwise mode: psum[c] of word t is sum_r dw_{t+r-g(r)*Rg}[g(r)][c] * w[c][r]
     for c < dw_channels (packed: pair c's low lane), g(r) = r // Rg, Rg = rows / groups
     when grouped, else 0: each group a FIR over its own stream, aligned on word t."""
     rng = np.random.default_rng(rows * 10 + cols + groups)
-    dut = SystolicArray(rows, cols, tag_shape=16, packed=packed, dw_channels=channels,
-                        dw_groups=groups)
+    dut = SystolicArray(
+        rows, cols, tag_shape=16, packed=packed, dw_channels=channels, dw_groups=groups
+    )
     lanes, G = dut.dw_channels, dut.dw_groups
     w = rng.integers(-127 if packed else -128, 128, (cols, rows))
     # Packed: channel c's weights in column 2c, zeros in 2c + 1 (depthwise_column_step).
     step = 2 if packed else 1
     w_word = np.zeros_like(w)
-    w_word[:lanes * step:step] = w[:lanes]
+    w_word[: lanes * step : step] = w[:lanes]
     xs = rng.integers(*((-128, 128) if packed else (-255, 256)), (rows + 8, G, lanes))
     got = {}
 
@@ -151,8 +164,9 @@ def test_array_depthwise_fir(rows, cols, packed, channels, groups, grouped):
                     for c in range(lanes):
                         ctx.set(dut.i_data.payload.dw[g][c], int(xs[cycle, g, c]))
             if ctx.get(dut.o_psum.valid):
-                got[ctx.get(dut.o_psum.payload.tag)] = \
-                    [ctx.get(dut.o_psum.payload.psum[c]) for c in range(cols)]
+                got[ctx.get(dut.o_psum.payload.tag)] = [
+                    ctx.get(dut.o_psum.payload.psum[c]) for c in range(cols)
+                ]
             await ctx.tick()
 
     sim = Simulator(dut)
@@ -162,8 +176,12 @@ def test_array_depthwise_fir(rows, cols, packed, channels, groups, grouped):
     rg = rows // G
     group = [r // rg if grouped else 0 for r in range(rows)]
     for t in range(len(xs) - rows + 1):
-        want = [int(sum(xs[t + r - group[r] * rg, group[r], c] * w[c, r] for r in range(rows)))
-                if c < lanes else 0 for c in range(cols)]
+        want = [
+            int(sum(xs[t + r - group[r] * rg, group[r], c] * w[c, r] for r in range(rows)))
+            if c < lanes
+            else 0
+            for c in range(cols)
+        ]
         assert got[t] == want, f"word {t}"
 
 

@@ -21,7 +21,7 @@ def _run(abort_after=None, seed=0):
     rng = np.random.default_rng(seed)
     wants = {"fetch": _bursts(rng, 0x10000, 6), "load": _bursts(rng, 0x20000, 6)}
     got = {"fetch": [], "load": []}
-    port = []           # bursts in the order the port saw them
+    port = []  # bursts in the order the port saw them
     state = {}
 
     async def memory(ctx):
@@ -40,8 +40,9 @@ def _run(abort_after=None, seed=0):
                 ctx.set(bus.rvalid, 0)
             # Handshakes as sampled at the clock edge (the readers set inputs meanwhile).
             _, _, arvalid, araddr, arlen, rvalid, rready = await ctx.tick().sample(
-                bus.arvalid, bus.araddr, bus.arlen, bus.rvalid, bus.rready)
-            if arvalid:     # arready is always 1
+                bus.arvalid, bus.araddr, bus.arlen, bus.rvalid, bus.rready
+            )
+            if arvalid:  # arready is always 1
                 port.append((araddr, arlen))
                 queue.append((araddr, arlen, 0))
             state["owed"] = sum(n + 1 - k for _, n, k in queue)
@@ -65,12 +66,13 @@ def _run(abort_after=None, seed=0):
                     ctx.set(unit.arvalid, 0)
                 ctx.set(unit.rready, int(rng.random() < 0.7))
                 _, _, arvalid, arready, rvalid, rready, rdata, rlast = await ctx.tick().sample(
-                    unit.arvalid, unit.arready, unit.rvalid, unit.rready, unit.rdata,
-                    unit.rlast)
+                    unit.arvalid, unit.arready, unit.rvalid, unit.rready, unit.rdata, unit.rlast
+                )
                 if pending and arvalid and arready:
                     pending.pop(0)
                 if rvalid and rready:
                     got[name].append((rdata, rlast))
+
         return bench
 
     async def control(ctx):
@@ -118,10 +120,10 @@ def test_each_reader_gets_its_own_beats_in_order():
 def test_abort_drains_without_handing_out_beats():
     wants, got, port, state = _run(abort_after=12, seed=4)
     assert state["idle_seen"] is not None, "the port never went idle after the abort"
-    assert state["owed_at_abort"] > 0           # there were beats to drain
-    assert state["owed"] == 0                   # and the port took them all
+    assert state["owed_at_abort"] > 0  # there were beats to drain
+    assert state["owed"] == 0  # and the port took them all
     # Nothing reached a reader after the abort, and nothing before it was wrong.
     for name in ("fetch", "load"):
         assert len(got[name]) == state["got_at_abort"][name]
-        assert got[name] == _beats(wants[name])[:len(got[name])]
-    assert len(port) < len(wants["fetch"]) + len(wants["load"])   # it stopped mid-way
+        assert got[name] == _beats(wants[name])[: len(got[name])]
+    assert len(port) < len(wants["fetch"]) + len(wants["load"])  # it stopped mid-way

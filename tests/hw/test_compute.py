@@ -11,19 +11,40 @@ from bamboo.runtime.conv import conv2d_acc
 
 CONFIGS = {
     "tiny": preset("tiny"),
-    "2x4": AcceleratorConfig(name="2x4", rows=2, cols=4, input_buffer_depth=1024,
-                             weight_buffer_depth=256, acc_buffer_depth=256,
-                             output_buffer_depth=256),
+    "2x4": AcceleratorConfig(
+        name="2x4",
+        rows=2,
+        cols=4,
+        input_buffer_depth=1024,
+        weight_buffer_depth=256,
+        acc_buffer_depth=256,
+        output_buffer_depth=256,
+    ),
     # Two multiplies per DSP48E2 (WP486), as ultra96: 8-bit x - in_zp, weights >= -127.
-    "4x8p": AcceleratorConfig(name="4x8p", rows=4, cols=8, input_buffer_depth=1024,
-                              weight_buffer_depth=256, acc_buffer_depth=256,
-                              output_buffer_depth=256, dsp_packing=True),
+    "4x8p": AcceleratorConfig(
+        name="4x8p",
+        rows=4,
+        cols=8,
+        input_buffer_depth=1024,
+        weight_buffer_depth=256,
+        acc_buffer_depth=256,
+        output_buffer_depth=256,
+        dsp_packing=True,
+    ),
     # The ultra96 array (two MACs per DSP, two depthwise blocks and row groups) with
     # small buffers.
-    "8x32p": AcceleratorConfig(name="8x32p", rows=8, cols=32, input_buffer_depth=1024,
-                               weight_buffer_depth=256, acc_buffer_depth=64,
-                               output_buffer_depth=64, dsp_packing=True,
-                               depthwise_blocks=2, depthwise_groups=2),
+    "8x32p": AcceleratorConfig(
+        name="8x32p",
+        rows=8,
+        cols=32,
+        input_buffer_depth=1024,
+        weight_buffer_depth=256,
+        acc_buffer_depth=64,
+        output_buffer_depth=64,
+        dsp_packing=True,
+        depthwise_blocks=2,
+        depthwise_groups=2,
+    ),
 }
 
 
@@ -77,15 +98,16 @@ def buffers(cfg, layer, inp_addr, wgt_addr, slack):
     for b in range(layer["blocks"]):
         for y in range(hp):
             for xx in range(wp):
-                inp[inp_addr + b * stride_blk + y * wp + xx] = \
-                    xp[y, xx, b * R:(b + 1) * R].view(np.uint8)
+                inp[inp_addr + b * stride_blk + y * wp + xx] = xp[y, xx, b * R : (b + 1) * R].view(
+                    np.uint8
+                )
     co, kh, kw, _ = layer["w"].shape
     wgt = {}
     for b in range(layer["blocks"]):
         for ky in range(kh):
             for kx in range(kw):
                 # WGT word layout: byte c * rows + r = w[c, ky, kx, b * rows + r].
-                wgt[wgt_addr + (b * kh + ky) * kw + kx] = layer["w"][:, ky, kx, b * R:(b + 1) * R]
+                wgt[wgt_addr + (b * kh + ky) * kw + kx] = layer["w"][:, ky, kx, b * R : (b + 1) * R]
     return inp, wgt, hp, wp, stride_blk
 
 
@@ -104,13 +126,29 @@ def run(cfg, layer, *, split=1, seed=0, ready_prob=1.0):
     insns = []
     for i in range(split):
         b0, b1 = cuts[i], cuts[i + 1]
-        insns.append(encode_conv(
-            mode=ConvMode.DENSE, kernel_h=kh, kernel_w=kw, stride_h=sh, stride_w=sw,
-            dilation_h=dh, dilation_w=dw, out_h=ho, out_w=wo, in_w=wp, in_blocks=b1 - b0,
-            inp_addr=inp_addr + b0 * stride_blk, inp_block_stride=stride_blk,
-            wgt_addr=wgt_addr + b0 * kh * kw, out_addr=5, acc_init=int(i == 0),
-            acc_emit=int(i == split - 1), signed=int(layer["x"].dtype == np.int8),
-            in_zp=layer["zp"] & 0xFF))
+        insns.append(
+            encode_conv(
+                mode=ConvMode.DENSE,
+                kernel_h=kh,
+                kernel_w=kw,
+                stride_h=sh,
+                stride_w=sw,
+                dilation_h=dh,
+                dilation_w=dw,
+                out_h=ho,
+                out_w=wo,
+                in_w=wp,
+                in_blocks=b1 - b0,
+                inp_addr=inp_addr + b0 * stride_blk,
+                inp_block_stride=stride_blk,
+                wgt_addr=wgt_addr + b0 * kh * kw,
+                out_addr=5,
+                acc_init=int(i == 0),
+                acc_emit=int(i == split - 1),
+                signed=int(layer["x"].dtype == np.int8),
+                in_zp=layer["zp"] & 0xFF,
+            )
+        )
     acc, stats = simulate(cfg, inp, wgt, insns, ho * wo, rng, ready_prob)
     stats.update(taps=kh * kw * nb)
     return acc.reshape(ho, wo, cfg.cols), stats
@@ -143,9 +181,13 @@ def simulate(cfg, inp, wgt, insns, n_pix, rng, ready_prob=1.0):
             if pending and ctx.get(dut.i_insn.ready):
                 pending.pop(0)
             if ctx.get(dut.o_acc.valid) and ready:
-                beats.append((ctx.get(dut.o_acc.payload.out_addr),
-                              [ctx.get(dut.o_acc.payload.acc[c]) for c in range(C)],
-                              ctx.get(dut.o_acc.payload.last)))
+                beats.append(
+                    (
+                        ctx.get(dut.o_acc.payload.out_addr),
+                        [ctx.get(dut.o_acc.payload.acc[c]) for c in range(C)],
+                        ctx.get(dut.o_acc.payload.last),
+                    )
+                )
             for k in stats:
                 stats[k] += ctx.get(getattr(dut.status, k))
             await ctx.tick()
@@ -166,8 +208,14 @@ def simulate(cfg, inp, wgt, insns, n_pix, rng, ready_prob=1.0):
 
 
 def expected(layer):
-    return conv2d_acc(layer["x"], layer["zp"], layer["w"], stride=layer["stride"],
-                      dilation=layer["dilation"], pads=layer["pads"])[0]
+    return conv2d_acc(
+        layer["x"],
+        layer["zp"],
+        layer["w"],
+        stride=layer["stride"],
+        dilation=layer["dilation"],
+        pads=layer["pads"],
+    )[0]
 
 
 @pytest.mark.parametrize("cfg_name", sorted(CONFIGS))
@@ -196,8 +244,9 @@ def test_split_over_blocks_accumulates(cfg_name):
 def test_extremes_and_single_pixel():
     """Full-scale codes (no int32 or 9-bit overflow) and 1-pixel taps (RMW hazard)."""
     cfg = CONFIGS["tiny"]
-    layer = random_layer(np.random.default_rng(1), cfg, kernel=3, stride=1, dilation=1,
-                         blocks=3, out=(1, 1))
+    layer = random_layer(
+        np.random.default_rng(1), cfg, kernel=3, stride=1, dilation=1, blocks=3, out=(1, 1)
+    )
     layer["x"][:] = 0
     layer["x"] = layer["x"].astype(np.uint8)
     layer["zp"] = 255
@@ -211,8 +260,9 @@ def test_utilization(shape, record_property):
     """Measured array utilization (active / busy cycles) for a few layer shapes."""
     k, s, ho, wo = shape
     cfg = CONFIGS["tiny"]
-    layer = random_layer(np.random.default_rng(2), cfg, kernel=k, stride=s, dilation=1,
-                         blocks=2, out=(ho, wo))
+    layer = random_layer(
+        np.random.default_rng(2), cfg, kernel=k, stride=s, dilation=1, blocks=2, out=(ho, wo)
+    )
     acc, stats = run(cfg, layer)
     np.testing.assert_array_equal(acc, expected(layer))
     assert stats["busy"] == conv_cycles(cfg, stats["pixels"], stats["taps"], stats["pixels"])

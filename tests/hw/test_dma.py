@@ -28,8 +28,9 @@ from bamboo.hw.dma_write import DMAWriter
 # Four-row array, 8 output channels, 128-bit bus: loads cover elements narrower than
 # (4 B), equal to (16 B) and wider than the bus (32 B, 256 B); stores pack 4-byte
 # elements four to a beat from one of two lanes.
-RTL_CONFIG = AcceleratorConfig(name="dma-test", rows=4, cols=8, axi_data_width=128,
-                               axi_addr_width=32)
+RTL_CONFIG = AcceleratorConfig(
+    name="dma-test", rows=4, cols=8, axi_data_width=128, axi_addr_width=32
+)
 
 
 def reference_bursts(addr, row_bytes, stride, rows, bus, max_beats):
@@ -70,8 +71,12 @@ def _run_bursts(bus, max_beats, commands, seed):
 
     async def drive(ctx):
         for addr, row_bytes, stride, rows in commands:
-            for name, value in (("addr", addr), ("row_bytes", row_bytes), ("stride", stride),
-                                ("rows", rows)):
+            for name, value in (
+                ("addr", addr),
+                ("row_bytes", row_bytes),
+                ("stride", stride),
+                ("rows", rows),
+            ):
                 ctx.set(getattr(dut.i_cmd.payload, name), value)
             ctx.set(dut.i_cmd.valid, 1)
             await ctx.tick().until(dut.i_cmd.ready)
@@ -98,12 +103,21 @@ def _run_bursts(bus, max_beats, commands, seed):
 @pytest.mark.parametrize("bus,max_beats", [(8, 256), (16, 256), (16, 16), (4, 3)])
 def test_burst_generator_matches_model(bus, max_beats):
     rng = random.Random(bus * 1000 + max_beats)
-    commands = [(4096 - bus, bus * 3, 0, 1), (0, 4096, 4096, 2), (4095 & -bus, 1, 1, 1),
-                (0x1234 & -bus, 20000, 0, 1)]
+    commands = [
+        (4096 - bus, bus * 3, 0, 1),
+        (0, 4096, 4096, 2),
+        (4095 & -bus, 1, 1, 1),
+        (0x1234 & -bus, 20000, 0, 1),
+    ]
     for _ in range(40):
         align = rng.choice([1, 4, bus])
-        addr = rng.choice([rng.randrange(0, 1 << 20), rng.randrange(1, 64) * 4096 - rng.randrange(
-            0, 256)]) // align * align
+        addr = (
+            rng.choice(
+                [rng.randrange(0, 1 << 20), rng.randrange(1, 64) * 4096 - rng.randrange(0, 256)]
+            )
+            // align
+            * align
+        )
         row_bytes = rng.choice([rng.randint(1, 64), rng.randint(1, 9000)]) // align * align or align
         stride = row_bytes + rng.choice([0, align, 4096, 37 * align])
         commands.append((addr, row_bytes, stride, rng.randint(1, 5)))
@@ -118,16 +132,38 @@ def test_window_check():
     dut = WindowCheck(32, bus, 9)
     rng = random.Random(7)
     base, size = 0x10000, 0x20000
-    cases = [(size - 64, 1, 4, 1, 4, ErrorCode.NONE), (size - 63 + 15, 1, 4, 1, 4, None),
-             (size - 48, 1, 4, 1, 4, ErrorCode.DMA_OUT_OF_WINDOW), (0, 2, 1, 0xFFFFF, 4, None),
-             (0xFFFFFFF0, 1, 1, 1, 4, None), (8, 1, 1, 1, 4, ErrorCode.MALFORMED_INSTRUCTION),
-             (4, 1, 1, 1, 2, ErrorCode.NONE), (0, 0, 5, 0xFFFFF, 4, ErrorCode.NONE),
-             (0, 1, 1, 1, 10, ErrorCode.MALFORMED_INSTRUCTION)]
+    cases = [
+        (size - 64, 1, 4, 1, 4, ErrorCode.NONE),
+        (size - 63 + 15, 1, 4, 1, 4, None),
+        (size - 48, 1, 4, 1, 4, ErrorCode.DMA_OUT_OF_WINDOW),
+        (0, 2, 1, 0xFFFFF, 4, None),
+        (0xFFFFFFF0, 1, 1, 1, 4, None),
+        (8, 1, 1, 1, 4, ErrorCode.MALFORMED_INSTRUCTION),
+        (4, 1, 1, 1, 2, ErrorCode.NONE),
+        (0, 0, 5, 0xFFFFF, 4, ErrorCode.NONE),
+        (0, 1, 1, 1, 10, ErrorCode.MALFORMED_INSTRUCTION),
+    ]
     for _ in range(200):
-        cases.append((rng.randrange(0, 1 << 32, 4), rng.randint(0, 4095), rng.randint(0, 4095),
-                      rng.randint(0, (1 << 20) - 1), rng.choice([2, 3, 4, 5, 9]), None))
-        cases.append((rng.randrange(0, size, 16), rng.randint(0, 20), rng.randint(0, 64),
-                      rng.randint(0, 300), rng.choice([2, 4, 9]), None))
+        cases.append(
+            (
+                rng.randrange(0, 1 << 32, 4),
+                rng.randint(0, 4095),
+                rng.randint(0, 4095),
+                rng.randint(0, (1 << 20) - 1),
+                rng.choice([2, 3, 4, 5, 9]),
+                None,
+            )
+        )
+        cases.append(
+            (
+                rng.randrange(0, size, 16),
+                rng.randint(0, 20),
+                rng.randint(0, 64),
+                rng.randint(0, 300),
+                rng.choice([2, 4, 9]),
+                None,
+            )
+        )
 
     def model(dram, y, x, stride, log2):
         if log2 > 9 or (base + dram) % min(1 << log2, bus):
@@ -140,8 +176,13 @@ def test_window_check():
         ctx.set(dut.window_base, base)
         ctx.set(dut.window_size, size)
         for dram, y, x, stride, log2, want in cases:
-            for sig, v in ((dut.dram_addr, dram), (dut.y_size, y), (dut.x_size, x),
-                           (dut.x_stride, stride), (dut.elem_log2, log2)):
+            for sig, v in (
+                (dut.dram_addr, dram),
+                (dut.y_size, y),
+                (dut.x_size, x),
+                (dut.x_stride, stride),
+                (dut.elem_log2, log2),
+            ):
                 ctx.set(sig, v)
             ctx.set(dut.start, 1)
             await ctx.tick()
@@ -196,8 +237,9 @@ def _store_in_amaranth_sim(config, elem_bytes, word_bytes, commands, seed, go=0.
                 data_valid = data_valid or (bool(data_q) and rng.random() < go)
                 ctx.set(dut.i_data.valid, data_valid)
                 if data_valid:
-                    ctx.set(dut.i_data.payload, int.from_bytes(words[data_q[0]].tobytes(),
-                                                               "little"))
+                    ctx.set(
+                        dut.i_data.payload, int.from_bytes(words[data_q[0]].tobytes(), "little")
+                    )
                 ctx.set(dut.o_status.ready, 1)
                 if ctx.get(axi.awvalid) and ctx.get(axi.awready):
                     addr, length = ctx.get(axi.awaddr), ctx.get(axi.awlen)
@@ -252,25 +294,42 @@ def test_writer_element_sizes(elem_bytes, word_bytes):
         x, y = rng.randint(1, 9), rng.randint(1, 4)
         stride = x + rng.choice([0, 1, 5])
         extent = ((y - 1) * stride + x) * elem_bytes
-        addr = rng.choice([8192 - SIM_BASE - rng.randrange(0, 8) * min(elem_bytes, 16),
-                           rng.randrange(0, SIM_SIZE - extent, min(elem_bytes, 16))])
-        commands.append(dict(dram_addr=addr, y_size=y, x_size=x, x_stride=stride,
-                             lane=rng.randrange(word_bytes // elem_bytes),
-                             sram_addr=rng.randrange(0, 60000)))
+        addr = rng.choice(
+            [
+                8192 - SIM_BASE - rng.randrange(0, 8) * min(elem_bytes, 16),
+                rng.randrange(0, SIM_SIZE - extent, min(elem_bytes, 16)),
+            ]
+        )
+        commands.append(
+            dict(
+                dram_addr=addr,
+                y_size=y,
+                x_size=x,
+                x_stride=stride,
+                lane=rng.randrange(word_bytes // elem_bytes),
+                sram_addr=rng.randrange(0, 60000),
+            )
+        )
     commands.append(dict(commands[0], dram_addr=SIM_SIZE - elem_bytes + min(elem_bytes, 16)))
     results, words = _store_in_amaranth_sim(RTL_CONFIG, elem_bytes, word_bytes, commands, 3)
     mem = np.zeros(SIM_MEM, np.uint8)
     for cmd, (got, status, _) in zip(commands, results, strict=True):
-        if cmd["dram_addr"] + ((cmd["y_size"] - 1) * cmd["x_stride"] + cmd["x_size"]) * \
-                elem_bytes > SIM_SIZE:
+        if (
+            cmd["dram_addr"] + ((cmd["y_size"] - 1) * cmd["x_stride"] + cmd["x_size"]) * elem_bytes
+            > SIM_SIZE
+        ):
             assert status == ErrorCode.DMA_OUT_OF_WINDOW
         else:
             assert status == ErrorCode.NONE
             y, x, e = cmd["y_size"], cmd["x_size"], elem_bytes
-            elems = words[cmd["sram_addr"] + np.arange(y * x), cmd["lane"] * e:
-                          (cmd["lane"] + 1) * e].reshape(y, x, e)
-            idx = cmd["dram_addr"] + (np.arange(y)[:, None, None] * cmd["x_stride"]
-                                      + np.arange(x)[None, :, None]) * e + np.arange(e)
+            elems = words[
+                cmd["sram_addr"] + np.arange(y * x), cmd["lane"] * e : (cmd["lane"] + 1) * e
+            ].reshape(y, x, e)
+            idx = (
+                cmd["dram_addr"]
+                + (np.arange(y)[:, None, None] * cmd["x_stride"] + np.arange(x)[None, :, None]) * e
+                + np.arange(e)
+            )
             mem[idx] = elems
         assert np.array_equal(got, mem), cmd
 
@@ -310,28 +369,42 @@ class DMATestTop(wiring.Component):
         self._reader = DMAReader(config)
         self._writer = DMAWriter(config)
         r, w = self._reader.signature.members, self._writer.signature.members
-        super().__init__({
-            "m_axi": Out(AXI4Signature.from_config(config)),
-            "window_base": In(config.axi_addr_width), "window_size": In(config.axi_addr_width),
-            "rd_cmd": r["i_cmd"], "rd_data": r["o_data"], "rd_status": r["o_status"],
-            "wr_cmd": w["i_cmd"], "wr_req": w["o_req"], "wr_data": w["i_data"],
-            "wr_status": w["o_status"],
-        })
+        super().__init__(
+            {
+                "m_axi": Out(AXI4Signature.from_config(config)),
+                "window_base": In(config.axi_addr_width),
+                "window_size": In(config.axi_addr_width),
+                "rd_cmd": r["i_cmd"],
+                "rd_data": r["o_data"],
+                "rd_status": r["o_status"],
+                "wr_cmd": w["i_cmd"],
+                "wr_req": w["o_req"],
+                "wr_data": w["i_data"],
+                "wr_status": w["o_status"],
+            }
+        )
 
     def elaborate(self, platform):
         m = Module()
         m.submodules.reader = rd = self._reader
         m.submodules.writer = wr = self._writer
         for engine in (rd, wr):
-            m.d.comb += [engine.window_base.eq(self.window_base),
-                         engine.window_size.eq(self.window_size)]
+            m.d.comb += [
+                engine.window_base.eq(self.window_base),
+                engine.window_size.eq(self.window_size),
+            ]
             for name, member in engine.m_axi.signature.members.items():
                 ours, theirs = getattr(self.m_axi, name), getattr(engine.m_axi, name)
-                m.d.comb += (ours.eq(theirs) if member.flow == wiring.Out else theirs.eq(ours))
-        for ours, theirs in (("rd_cmd", rd.i_cmd), ("rd_data", rd.o_data),
-                             ("rd_status", rd.o_status), ("wr_cmd", wr.i_cmd),
-                             ("wr_req", wr.o_req), ("wr_data", wr.i_data),
-                             ("wr_status", wr.o_status)):
+                m.d.comb += ours.eq(theirs) if member.flow == wiring.Out else theirs.eq(ours)
+        for ours, theirs in (
+            ("rd_cmd", rd.i_cmd),
+            ("rd_data", rd.o_data),
+            ("rd_status", rd.o_status),
+            ("wr_cmd", wr.i_cmd),
+            ("wr_req", wr.o_req),
+            ("wr_data", wr.i_data),
+            ("wr_status", wr.o_status),
+        ):
             port = getattr(self, ours)
             if self.signature.members[ours].flow == wiring.In:
                 wiring.connect(m, wiring.flipped(port), theirs)
@@ -342,8 +415,9 @@ class DMATestTop(wiring.Component):
 
 # Amaranth's Verilog (through Yosys) trips Verilator lint warnings that are fatal by
 # default (WIDTHEXPAND/WIDTHTRUNC...); harmless here.
-_LINT_OFF = "".join(f"/* verilator lint_off {w} */\n"
-                    for w in ("WIDTHEXPAND", "WIDTHTRUNC", "CASEINCOMPLETE"))
+_LINT_OFF = "".join(
+    f"/* verilator lint_off {w} */\n" for w in ("WIDTHEXPAND", "WIDTHTRUNC", "CASEINCOMPLETE")
+)
 
 
 @pytest.mark.sim
@@ -361,10 +435,18 @@ def test_rtl_dma_against_axi_ram(simulator, tmp_path):
         tmp.write_text(_LINT_OFF + source.read_text().replace("always @*", "always_comb"))
         tmp.replace(linted)
     report = tmp_path / "efficiency.json"
-    result = run_cocotb(linted, pathlib.Path(__file__).with_name("cocotb_dma.py"), simulator,
-                        name=name, extra_env={
-                            "DMA_CONFIG": json.dumps(RTL_CONFIG.to_dict()), "DMA_SEED": 1,
-                            "DMA_VECTORS": 12, "DMA_REPORT": report})
+    result = run_cocotb(
+        linted,
+        pathlib.Path(__file__).with_name("cocotb_dma.py"),
+        simulator,
+        name=name,
+        extra_env={
+            "DMA_CONFIG": json.dumps(RTL_CONFIG.to_dict()),
+            "DMA_SEED": 1,
+            "DMA_VECTORS": 12,
+            "DMA_REPORT": report,
+        },
+    )
     assert result.tests == 6
     efficiency = json.loads(report.read_text())
     # One 16-byte pixel per beat: the 128-bit bus must run nearly full.

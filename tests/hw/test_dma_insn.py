@@ -20,12 +20,15 @@ class _Engine(wiring.Component):
 
     def __init__(self):
         aw = CONFIG.axi_addr_width
-        super().__init__({
-            "i_cmd": In(stream.Signature(_CMD)),
-            "o_status": Out(stream.Signature(data.StructLayout({"error": 8}))),
-            "window_base": In(aw), "window_size": In(aw),
-            "m_axi": Out(AXI4Signature.from_config(CONFIG, write=False)),
-        })
+        super().__init__(
+            {
+                "i_cmd": In(stream.Signature(_CMD)),
+                "o_status": Out(stream.Signature(data.StructLayout({"error": 8}))),
+                "window_base": In(aw),
+                "window_size": In(aw),
+                "m_axi": Out(AXI4Signature.from_config(CONFIG, write=False)),
+            }
+        )
 
     def elaborate(self, platform):
         return Module()
@@ -34,8 +37,13 @@ class _Engine(wiring.Component):
 class _Unit(wiring.Component):
     def __init__(self):
         self.dma = _Engine()
-        super().__init__({**instruction_members(CONFIG), "hold": In(1),
-                          "m_axi": Out(AXI4Signature.from_config(CONFIG, write=False))})
+        super().__init__(
+            {
+                **instruction_members(CONFIG),
+                "hold": In(1),
+                "m_axi": Out(AXI4Signature.from_config(CONFIG, write=False)),
+            }
+        )
 
     def elaborate(self, platform):
         m = Module()
@@ -46,9 +54,11 @@ class _Unit(wiring.Component):
 def test_command_fields_and_status():
     dut = _Unit()
     eng = dut.dma
-    cases = [(dict(dram_addr=0x1234, y_size=7, x_stride=99), ErrorCode.NONE, 0),
-             (dict(dram_addr=0xFFFF_FF00, y_size=4095, x_stride=1), ErrorCode.AXI_ERROR, 3),
-             (dict(dram_addr=8, y_size=1, x_stride=(1 << 20) - 1), ErrorCode.DMA_OUT_OF_WINDOW, 1)]
+    cases = [
+        (dict(dram_addr=0x1234, y_size=7, x_stride=99), ErrorCode.NONE, 0),
+        (dict(dram_addr=0xFFFF_FF00, y_size=4095, x_stride=1), ErrorCode.AXI_ERROR, 3),
+        (dict(dram_addr=8, y_size=1, x_stride=(1 << 20) - 1), ErrorCode.DMA_OUT_OF_WINDOW, 1),
+    ]
 
     async def bench(ctx):
         ctx.set(dut.window_size, 1 << 20)
@@ -68,7 +78,7 @@ def test_command_fields_and_status():
             ctx.set(eng.o_status.payload.error, code)
             ctx.set(eng.o_status.valid, 1)
             ctx.set(dut.hold, 1)
-            for _ in range(hold):   # the status waits while held
+            for _ in range(hold):  # the status waits while held
                 assert not ctx.get(eng.o_status.ready)
                 assert not (ctx.get(dut.done) or ctx.get(dut.error))
                 await ctx.tick()

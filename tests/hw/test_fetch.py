@@ -15,7 +15,7 @@ from bamboo.sim.isa import Machine
 from bamboo.sim.isa_ops import Trap
 
 CONFIG = PRESETS["tiny"]
-WINDOW = 1 << 16          # DMA window bytes (window_base 0)
+WINDOW = 1 << 16  # DMA window bytes (window_base 0)
 C = CONFIG
 
 
@@ -25,8 +25,18 @@ def _word(op, **fields):
 
 _LOAD = dict(buffer=Buffer.INP, y_size=2, x_size=3, x_stride=3)
 _STORE = dict(y_size=2, x_size=3, x_stride=3)
-_CONV = dict(kernel_h=1, kernel_w=1, stride_h=1, stride_w=1, dilation_h=1, dilation_w=1,
-             out_h=2, out_w=2, in_w=2, in_blocks=1)
+_CONV = dict(
+    kernel_h=1,
+    kernel_w=1,
+    stride_h=1,
+    stride_w=1,
+    dilation_h=1,
+    dilation_w=1,
+    out_h=2,
+    out_w=2,
+    in_w=2,
+    in_blocks=1,
+)
 _VEC = dict(vop=VecOp.ADD, out_h=2, out_w=2, in_w=2, src_b=4)
 _HIGH = 1 << (isa.INSN_BITS - 1)
 
@@ -49,19 +59,30 @@ EDGE = [
     ("load zero rows", _word(Opcode.LOAD, **{**_LOAD, "y_size": 0})),
     ("store zero columns", _word(Opcode.STORE, **{**_STORE, "x_size": 0})),
     ("load past INP", _word(Opcode.LOAD, **{**_LOAD, "sram_addr": C.input_buffer_depth - 5})),
-    ("load past WGT", _word(Opcode.LOAD, **{**_LOAD, "buffer": Buffer.WGT,
-                                            "sram_addr": C.weight_buffer_depth - 5})),
-    ("load past PARAM", _word(Opcode.LOAD, **{**_LOAD, "buffer": Buffer.PARAM,
-                                              "sram_addr": 11})),
-    ("load past LUT", _word(Opcode.LOAD, buffer=Buffer.LUT, sram_addr=C.lut_slots,
-                            y_size=1, x_size=1, x_stride=1)),
-    ("load padding past INP", _word(Opcode.LOAD, **{**_LOAD, "pad_top": 15, "pad_left": 15,
-                                                     "sram_addr": C.input_buffer_depth - 300})),
+    (
+        "load past WGT",
+        _word(
+            Opcode.LOAD, **{**_LOAD, "buffer": Buffer.WGT, "sram_addr": C.weight_buffer_depth - 5}
+        ),
+    ),
+    ("load past PARAM", _word(Opcode.LOAD, **{**_LOAD, "buffer": Buffer.PARAM, "sram_addr": 11})),
+    (
+        "load past LUT",
+        _word(
+            Opcode.LOAD, buffer=Buffer.LUT, sram_addr=C.lut_slots, y_size=1, x_size=1, x_stride=1
+        ),
+    ),
+    (
+        "load padding past INP",
+        _word(
+            Opcode.LOAD,
+            **{**_LOAD, "pad_top": 15, "pad_left": 15, "sram_addr": C.input_buffer_depth - 300},
+        ),
+    ),
     ("load outside the window", _word(Opcode.LOAD, **{**_LOAD, "dram_addr": WINDOW - 8})),
     ("load misaligned", _word(Opcode.LOAD, **{**_LOAD, "dram_addr": 1})),
     ("store lane", _word(Opcode.STORE, lane=C.cols // C.rows, **_STORE)),
-    ("store past OUT", _word(Opcode.STORE, **{**_STORE,
-                                              "sram_addr": C.output_buffer_depth - 5})),
+    ("store past OUT", _word(Opcode.STORE, **{**_STORE, "sram_addr": C.output_buffer_depth - 5})),
     ("store outside the window", _word(Opcode.STORE, **{**_STORE, "dram_addr": WINDOW - 8})),
     ("conv kernel 0", _word(Opcode.CONV, **{**_CONV, "kernel_h": 0})),
     ("conv stride 0", _word(Opcode.CONV, **{**_CONV, "stride_w": 0})),
@@ -70,37 +91,76 @@ EDGE = [
     ("conv in_blocks 0", _word(Opcode.CONV, **{**_CONV, "in_blocks": 0})),
     ("conv mode", _word(Opcode.CONV, **{**_CONV, "mode": 2})),
     ("conv past ACC", _word(Opcode.CONV, **{**_CONV, "out_h": 17, "out_w": 16, "in_w": 16})),
-    ("depthwise kernel wider than rows", _word(Opcode.CONV, **{
-        **_CONV, "mode": ConvMode.DEPTHWISE, "kernel_w": C.rows + 1, "in_w": 8})),
-    ("depthwise dilation_w", _word(Opcode.CONV, **{
-        **_CONV, "mode": ConvMode.DEPTHWISE, "dilation_w": 2, "in_w": 4})),
+    (
+        "depthwise kernel wider than rows",
+        _word(
+            Opcode.CONV, **{**_CONV, "mode": ConvMode.DEPTHWISE, "kernel_w": C.rows + 1, "in_w": 8}
+        ),
+    ),
+    (
+        "depthwise dilation_w",
+        _word(Opcode.CONV, **{**_CONV, "mode": ConvMode.DEPTHWISE, "dilation_w": 2, "in_w": 4}),
+    ),
     ("conv past WGT", _word(Opcode.CONV, **{**_CONV, "wgt_addr": C.weight_buffer_depth})),
     ("conv past INP", _word(Opcode.CONV, **{**_CONV, "inp_addr": C.input_buffer_depth - 3})),
-    ("conv blocks past INP", _word(Opcode.CONV, **{**_CONV, "in_blocks": 3,
-                                                   "inp_block_stride": 600})),
-    ("conv past OUT", _word(Opcode.CONV, **{**_CONV, "acc_emit": 1,
-                                            "out_addr": C.output_buffer_depth - 3})),
+    (
+        "conv blocks past INP",
+        _word(Opcode.CONV, **{**_CONV, "in_blocks": 3, "inp_block_stride": 600}),
+    ),
+    (
+        "conv past OUT",
+        _word(Opcode.CONV, **{**_CONV, "acc_emit": 1, "out_addr": C.output_buffer_depth - 3}),
+    ),
     ("conv past PARAM", _word(Opcode.CONV, **{**_CONV, "acc_emit": 1, "param_addr": 16})),
-    ("conv LUT slot", _word(Opcode.CONV, **{**_CONV, "acc_emit": 1, "act": Activation.LUT,
-                                            "lut_slot": C.lut_slots})),
-    ("conv LUT slot unused without emit", _word(Opcode.CONV, **{
-        **_CONV, "act": Activation.LUT, "lut_slot": C.lut_slots})),
+    (
+        "conv LUT slot",
+        _word(
+            Opcode.CONV, **{**_CONV, "acc_emit": 1, "act": Activation.LUT, "lut_slot": C.lut_slots}
+        ),
+    ),
+    (
+        "conv LUT slot unused without emit",
+        _word(Opcode.CONV, **{**_CONV, "act": Activation.LUT, "lut_slot": C.lut_slots}),
+    ),
     ("vec vop", _word(Opcode.VEC, **{**_VEC, "vop": 6})),
     ("vec past OUT", _word(Opcode.VEC, **{**_VEC, "out_addr": C.output_buffer_depth - 3})),
-    ("vec pool window past INP", _word(Opcode.VEC, **{
-        **_VEC, "vop": VecOp.MAX_POOL, "kernel_h": 3, "kernel_w": 3,
-        "src_a": C.input_buffer_depth - 8})),
-    ("vec a past INP", _word(Opcode.VEC, **{**_VEC, "vop": VecOp.COPY,
-                                            "src_a": C.input_buffer_depth - 3})),
+    (
+        "vec pool window past INP",
+        _word(
+            Opcode.VEC,
+            **{
+                **_VEC,
+                "vop": VecOp.MAX_POOL,
+                "kernel_h": 3,
+                "kernel_w": 3,
+                "src_a": C.input_buffer_depth - 8,
+            },
+        ),
+    ),
+    (
+        "vec a past INP",
+        _word(Opcode.VEC, **{**_VEC, "vop": VecOp.COPY, "src_a": C.input_buffer_depth - 3}),
+    ),
     ("vec b past INP", _word(Opcode.VEC, **{**_VEC, "src_b": C.input_buffer_depth - 3})),
-    ("vec scale past INP", _word(Opcode.VEC, **{**_VEC, "vop": VecOp.MUL_CHANNEL,
-                                                "src_b": C.input_buffer_depth})),
-    ("vec past PARAM", _word(Opcode.VEC, **{**_VEC, "vop": VecOp.AVG_POOL,
-                                            "kernel_h": 1, "kernel_w": 1, "param_addr": 16})),
-    ("vec max pool reads no PARAM", _word(Opcode.VEC, **{
-        **_VEC, "vop": VecOp.MAX_POOL, "kernel_h": 1, "kernel_w": 1, "param_addr": 16})),
-    ("vec LUT slot", _word(Opcode.VEC, **{**_VEC, "act": Activation.LUT,
-                                          "lut_slot": C.lut_slots})),
+    (
+        "vec scale past INP",
+        _word(Opcode.VEC, **{**_VEC, "vop": VecOp.MUL_CHANNEL, "src_b": C.input_buffer_depth}),
+    ),
+    (
+        "vec past PARAM",
+        _word(
+            Opcode.VEC,
+            **{**_VEC, "vop": VecOp.AVG_POOL, "kernel_h": 1, "kernel_w": 1, "param_addr": 16},
+        ),
+    ),
+    (
+        "vec max pool reads no PARAM",
+        _word(
+            Opcode.VEC,
+            **{**_VEC, "vop": VecOp.MAX_POOL, "kernel_h": 1, "kernel_w": 1, "param_addr": 16},
+        ),
+    ),
+    ("vec LUT slot", _word(Opcode.VEC, **{**_VEC, "act": Activation.LUT, "lut_slot": C.lut_slots})),
 ]
 #: Checks that are the hardware's own (the simulator has no DMA alignment rule).
 HARDWARE_ONLY = {"load misaligned": ErrorCode.MALFORMED_INSTRUCTION}
@@ -132,7 +192,7 @@ RANDOM = _random_words(17, 300)
 def _simulator_verdict(word):
     """``("ok", queue)`` or ``("trap", ErrorCode)`` of the instruction simulator."""
     m = Machine(CONFIG, np.zeros(WINDOW, np.uint8))
-    m.tokens = dict.fromkeys(m.tokens, 1 << 20)     # the dispatcher does not wait on tokens
+    m.tokens = dict.fromkeys(m.tokens, 1 << 20)  # the dispatcher does not wait on tokens
     try:
         m.step(word)
     except Trap as trap:
@@ -204,9 +264,12 @@ def test_the_edge_cases_break_what_they_name():
     """Each edge case is refused by the simulator exactly when its name is not 'ok'."""
     for condition, word in EDGE:
         legal = _simulator_verdict(word)[0] == "ok"
-        assert legal == (condition.endswith(" ok") or condition in HARDWARE_ONLY or
-                         condition in ("vec barrier", "conv LUT slot unused without emit",
-                                       "vec max pool reads no PARAM")), condition
+        assert legal == (
+            condition.endswith(" ok")
+            or condition in HARDWARE_ONLY
+            or condition
+            in ("vec barrier", "conv LUT slot unused without emit", "vec max pool reads no PARAM")
+        ), condition
 
 
 def test_random_verdicts_are_the_simulators(verdicts):
@@ -219,5 +282,11 @@ def test_random_verdicts_are_the_simulators(verdicts):
     kinds = {_simulator_verdict(w) for w in RANDOM}
     # The draw reaches legal words of every queue and each kind of refusal.
     assert {("ok", "load"), ("ok", "compute"), ("ok", "store")} <= kinds
-    assert {("trap", c) for c in (ErrorCode.ILLEGAL_OPCODE, ErrorCode.MALFORMED_INSTRUCTION,
-                                  ErrorCode.DMA_OUT_OF_WINDOW)} <= kinds
+    assert {
+        ("trap", c)
+        for c in (
+            ErrorCode.ILLEGAL_OPCODE,
+            ErrorCode.MALFORMED_INSTRUCTION,
+            ErrorCode.DMA_OUT_OF_WINDOW,
+        )
+    } <= kinds

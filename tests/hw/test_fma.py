@@ -26,7 +26,7 @@ def _value(bits):
     exp = exp - (1 << 12) if exp >> 11 else exp
     if zero:
         return 0.0
-    return (-1.0) ** sign * mant * 2.0 ** exp
+    return (-1.0) ** sign * mant * 2.0**exp
 
 
 def _cases(seed, n):
@@ -37,10 +37,11 @@ def _cases(seed, n):
     z = (rng.choice([-1, 1], n) * 2.0 ** rng.uniform(-30, 30, n)).astype(F32)
     # Near cancellation: z close to -x * f, and exact zeros.
     k = n // 3
-    z[k:2 * k] = -(x[k:2 * k].astype(np.float64) * f[k:2 * k]).astype(F32) * \
-        F32(1) + rng.integers(-3, 4, k).astype(F32) * 2.0 ** rng.integers(-30, 0, k)
-    z[2 * k:2 * k + 20] = 0
-    x[2 * k + 20:2 * k + 40] = 0
+    z[k : 2 * k] = -(x[k : 2 * k].astype(np.float64) * f[k : 2 * k]).astype(F32) * F32(
+        1
+    ) + rng.integers(-3, 4, k).astype(F32) * 2.0 ** rng.integers(-30, 0, k)
+    z[2 * k : 2 * k + 20] = 0
+    x[2 * k + 20 : 2 * k + 40] = 0
     return x, f, z
 
 
@@ -57,11 +58,17 @@ class _Aligned(wiring.Component):
         m.submodules.fma = fma = self.fma
         p = self.i.payload
         za = align_addend(m, fma.x_width, p.f, p.z, "za")
-        for k in range(fma.ZA_LAG):             # given ZA_LAG cycles after x, f, z
+        for k in range(fma.ZA_LAG):  # given ZA_LAG cycles after x, f, z
             za = register(m, za, f"za{k}")
-        m.d.comb += [fma.i.valid.eq(self.i.valid), fma.i.payload.x.eq(p.x),
-                     fma.i.payload.f.eq(p.f), fma.i.payload.z.eq(p.z), fma.i.payload.za.eq(za),
-                     self.o.valid.eq(fma.o.valid), self.o.payload.eq(fma.o.payload)]
+        m.d.comb += [
+            fma.i.valid.eq(self.i.valid),
+            fma.i.payload.x.eq(p.x),
+            fma.i.payload.f.eq(p.f),
+            fma.i.payload.z.eq(p.z),
+            fma.i.payload.za.eq(za),
+            self.o.valid.eq(fma.o.valid),
+            self.o.payload.eq(fma.o.payload),
+        ]
         return m
 
 
@@ -94,8 +101,9 @@ def test_matches_fma_f32(seed, aligned):
     sim.run()
     got = np.array(got[:n])
     bad = np.nonzero(got != expected.astype(np.float64))[0]
-    assert bad.size == 0, [(int(x[i]), float(f[i]), float(z[i]), got[i], float(expected[i]))
-                           for i in bad[:5]]
+    assert bad.size == 0, [
+        (int(x[i]), float(f[i]), float(z[i]), got[i], float(expected[i])) for i in bad[:5]
+    ]
 
 
 def test_latency_is_declared():

@@ -22,7 +22,7 @@ from bamboo.sim.isa_ops import Trap
 from sim_bench import simulate
 
 BASE, WINDOW = 0x10000, 0x8000
-POISON = BASE + WINDOW - 4096       # the window's last page answers SLVERR
+POISON = BASE + WINDOW - 4096  # the window's last page answers SLVERR
 
 
 def _max(name):
@@ -33,12 +33,15 @@ def _load(config, rng, buf, **fixed):
     """A random LOAD into ``buf`` that fits its buffer and the window (unless ``fixed`` says)."""
     eb = elem_bytes(config, buf)
     depth = buffer_depth(config, buf)
-    f = dict(buffer=buf, **{p: int(rng.integers(0, 3)) for p in
-                            ("pad_top", "pad_bottom", "pad_left", "pad_right")},
-             pad_value=int(rng.integers(0, 256)))
+    f = dict(
+        buffer=buf,
+        **{p: int(rng.integers(0, 3)) for p in ("pad_top", "pad_bottom", "pad_left", "pad_right")},
+        pad_value=int(rng.integers(0, 256)),
+    )
     f.update({k: v for k, v in fixed.items() if k.startswith("pad")})
-    cols_room = max(1, min(24, depth // (f["pad_top"] + f["pad_bottom"] + 1))
-                    - f["pad_left"] - f["pad_right"])
+    cols_room = max(
+        1, min(24, depth // (f["pad_top"] + f["pad_bottom"] + 1)) - f["pad_left"] - f["pad_right"]
+    )
     f["x_size"] = fixed.get("x_size", int(rng.integers(1, cols_room + 1)))
     cols = f["pad_left"] + f["x_size"] + f["pad_right"]
     rows_room = max(1, depth // cols - f["pad_top"] - f["pad_bottom"])
@@ -48,7 +51,7 @@ def _load(config, rng, buf, **fixed):
     f["sram_addr"] = fixed.get("sram_addr", int(rng.integers(0, depth - n + 1)))
     extent = ((f["y_size"] - 1) * f["x_stride"] + f["x_size"]) * eb
     align = min(eb, config.axi_data_bytes)
-    room = (WINDOW - 4096 - extent) // align       # keep clear of the poisoned page
+    room = (WINDOW - 4096 - extent) // align  # keep clear of the poisoned page
     f["dram_addr"] = fixed.get("dram_addr", int(rng.integers(0, max(room, 0) + 1)) * align)
     return f
 
@@ -57,11 +60,12 @@ def _hardware(config, instructions, dram, seed):
     """Per instruction: the verdict (ErrorCode) and the buffers as written by the unit."""
     dut = LoadUnit(config)
     eb = {b: elem_bytes(config, b) for b in BUFFERS}
-    bufs = {b: np.zeros((buffer_depth(config, b), eb[b]), np.uint8)
-            for b in (isa.Buffer.INP, isa.Buffer.WGT, isa.Buffer.PARAM)}
+    bufs = {
+        b: np.zeros((buffer_depth(config, b), eb[b]), np.uint8)
+        for b in (isa.Buffer.INP, isa.Buffer.WGT, isa.Buffer.PARAM)
+    }
     lut = np.zeros((config.lut_slots * LUT_ENTRIES,), np.uint8)
-    mem = AxiMemory(dut.m_axi, dram.copy(), BASE, config.axi_data_bytes, seed=seed,
-                    poison=[POISON])
+    mem = AxiMemory(dut.m_axi, dram.copy(), BASE, config.axi_data_bytes, seed=seed, poison=[POISON])
     ports = {isa.Buffer.INP: dut.inp_w, isa.Buffer.WGT: dut.wgt_w, isa.Buffer.PARAM: dut.param_w}
     results = []
 
@@ -69,9 +73,12 @@ def _hardware(config, instructions, dram, seed):
         while True:
             _, _, *sampled = await ctx.tick().sample(
                 *[s for p in ports.values() for s in (p.en, p.addr, Value.cast(p.data))],
-                dut.lut_w.en, dut.lut_w.addr, dut.lut_w.data)
+                dut.lut_w.en,
+                dut.lut_w.addr,
+                dut.lut_w.data,
+            )
             for k, b in enumerate(ports):
-                en, addr, value = sampled[3 * k:3 * k + 3]
+                en, addr, value = sampled[3 * k : 3 * k + 3]
                 if en:
                     bufs[b][addr] = np.frombuffer(value.to_bytes(eb[b], "little"), np.uint8)
             en, addr, value = sampled[9:]
@@ -83,8 +90,7 @@ def _hardware(config, instructions, dram, seed):
         ctx.set(dut.window_size, WINDOW)
         for f in instructions:
             verdict = await execute(ctx, dut, isa.Opcode.LOAD, f)
-            results.append((verdict,
-                            {b: a.copy() for b, a in bufs.items()}, lut.copy()))
+            results.append((verdict, {b: a.copy() for b, a in bufs.items()}, lut.copy()))
 
     simulate(dut, bench, mem.reader, ports_bench)
     return results
@@ -94,8 +100,9 @@ def _check(config, instructions, seed):
     """Runs ``instructions`` on the unit and on the simulator; compares after each one."""
     dram = np.random.default_rng(seed).integers(0, 256, WINDOW, dtype=np.uint8)
     machine = Machine(config, dram.copy())
-    for f, (verdict, bufs, lut) in zip(instructions, _hardware(config, instructions, dram, seed),
-                                       strict=True):
+    for f, (verdict, bufs, lut) in zip(
+        instructions, _hardware(config, instructions, dram, seed), strict=True
+    ):
         try:
             machine.step(isa.encode(isa.Opcode.LOAD, **f))
             want = ErrorCode.AXI_ERROR if _touches_poison(config, f) else ErrorCode.NONE
@@ -107,10 +114,13 @@ def _check(config, instructions, seed):
             machine = _resync(machine, config, bufs, lut)
             continue
         assert np.array_equal(bufs[isa.Buffer.INP], machine.inp), f
-        assert np.array_equal(bufs[isa.Buffer.WGT], machine.wgt.view(np.uint8).reshape(
-            len(machine.wgt), -1)), f
-        assert np.array_equal(bufs[isa.Buffer.PARAM], machine.param.astype("<u8").view(
-            np.uint8).reshape(PARAM_DEPTH, -1)), f
+        assert np.array_equal(
+            bufs[isa.Buffer.WGT], machine.wgt.view(np.uint8).reshape(len(machine.wgt), -1)
+        ), f
+        assert np.array_equal(
+            bufs[isa.Buffer.PARAM],
+            machine.param.astype("<u8").view(np.uint8).reshape(PARAM_DEPTH, -1),
+        ), f
         assert np.array_equal(lut, machine.lut.ravel()), f
 
 
@@ -132,10 +142,22 @@ def _resync(machine, config, bufs, lut):
 def test_random_loads_match_simulator(cfg_name):
     config = PRESETS[cfg_name]
     rng = np.random.default_rng(5)
-    insns = [_load(config, rng, buf) for _ in range(6) for buf in
-             (isa.Buffer.INP, isa.Buffer.PARAM, isa.Buffer.INP, isa.Buffer.WGT)]
-    insns += [_load(config, rng, isa.Buffer.LUT, x_size=1, y_size=1, **{
-        p: 0 for p in ("pad_top", "pad_bottom", "pad_left", "pad_right")}) for _ in range(2)]
+    insns = [
+        _load(config, rng, buf)
+        for _ in range(6)
+        for buf in (isa.Buffer.INP, isa.Buffer.PARAM, isa.Buffer.INP, isa.Buffer.WGT)
+    ]
+    insns += [
+        _load(
+            config,
+            rng,
+            isa.Buffer.LUT,
+            x_size=1,
+            y_size=1,
+            **{p: 0 for p in ("pad_top", "pad_bottom", "pad_left", "pad_right")},
+        )
+        for _ in range(2)
+    ]
     rng.shuffle(insns)
     _check(config, insns, seed=11)
 
@@ -145,21 +167,29 @@ def test_edge_loads():
     largest row stride, and transfers that leave the window or hit a bus error."""
     config = PRESETS["tiny"]
     rng = np.random.default_rng(9)
-    inp, pmax = isa.Buffer.INP, {p: _max(p) for p in ("pad_top", "pad_bottom", "pad_left",
-                                                      "pad_right", "pad_value")}
+    inp, pmax = (
+        isa.Buffer.INP,
+        {p: _max(p) for p in ("pad_top", "pad_bottom", "pad_left", "pad_right", "pad_value")},
+    )
     depth = buffer_depth(config, inp)
     eb = elem_bytes(config, inp)
     insns = [
         _load(config, rng, inp, x_size=1, y_size=1, sram_addr=0, **pmax),
-        _load(config, rng, inp, x_size=1, y_size=1, sram_addr=depth - 1,
-              **{p: 0 for p in pmax}),
+        _load(config, rng, inp, x_size=1, y_size=1, sram_addr=depth - 1, **{p: 0 for p in pmax}),
         _load(config, rng, inp, x_size=3, y_size=1, x_stride=_max("x_stride")),
         _load(config, rng, inp, x_size=2, y_size=2, x_stride=(WINDOW - 4096) // eb - 2),
-        _load(config, rng, inp, x_size=2, y_size=2, x_stride=_max("x_stride")),   # leaves
-        _load(config, rng, inp, dram_addr=_max("dram_addr") // eb * eb),            # leaves
+        _load(config, rng, inp, x_size=2, y_size=2, x_stride=_max("x_stride")),  # leaves
+        _load(config, rng, inp, dram_addr=_max("dram_addr") // eb * eb),  # leaves
         _load(config, rng, isa.Buffer.WGT, x_size=1, y_size=1, dram_addr=WINDOW - 4096),
-        _load(config, rng, isa.Buffer.LUT, x_size=1, y_size=1, dram_addr=WINDOW - 4096,
-              **{p: 0 for p in pmax}),
-        _load(config, rng, inp, x_size=2, y_size=1),    # the unit still works afterwards
+        _load(
+            config,
+            rng,
+            isa.Buffer.LUT,
+            x_size=1,
+            y_size=1,
+            dram_addr=WINDOW - 4096,
+            **{p: 0 for p in pmax},
+        ),
+        _load(config, rng, inp, x_size=2, y_size=1),  # the unit still works afterwards
     ]
     _check(config, insns, seed=13)

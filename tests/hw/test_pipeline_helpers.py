@@ -37,11 +37,12 @@ class _Helpers(wiring.Component):
         m = Module()
         m.d.comb += self.reg.eq(register(m, self.i, "r"))
         c = delay_chain(m, self.valid, 3)
-        m.d.comb += [self.chain.eq(c[1] | (c[2] << 1) | (c[3] << 2)),
-                     self.length.eq(bit_length(m, self.i, "len")),
-                     # In two halves, slices of 5 bits (the last one of 2).
-                     self.length2.eq(combine_lengths(m, group_lengths(m, self.i, "g", 5),
-                                                     "len2", 5))]
+        m.d.comb += [
+            self.chain.eq(c[1] | (c[2] << 1) | (c[3] << 2)),
+            self.length.eq(bit_length(m, self.i, "len")),
+            # In two halves, slices of 5 bits (the last one of 2).
+            self.length2.eq(combine_lengths(m, group_lengths(m, self.i, "g", 5), "len2", 5)),
+        ]
         mant, carry = round_up(self.q, self.up)
         m.d.comb += [self.mant.eq(mant), self.carry.eq(carry)]
         taken = Signal(12)

@@ -77,9 +77,14 @@ def test_vectors_with_backpressure():
             valid = sent < beats and rnd.random() < 0.7
             ctx.set(dut.i.valid, valid)
             if valid:
-                row = [{"acc": int(vec.acc[sent, c]), "bias": int(vec.bias[sent, c]),
-                        "params": lane_params(vec.layers[vec.layer[sent, c]])}
-                       for c in range(TINY.cols)]
+                row = [
+                    {
+                        "acc": int(vec.acc[sent, c]),
+                        "bias": int(vec.bias[sent, c]),
+                        "params": lane_params(vec.layers[vec.layer[sent, c]]),
+                    }
+                    for c in range(TINY.cols)
+                ]
                 ctx.set(dut.i.payload.as_value(), pack(layout, row))
             ctx.set(dut.o.ready, rnd.random() < 0.5)
             if valid and ctx.get(dut.i.ready):
@@ -130,9 +135,13 @@ def test_rtl(simulator, record_property):
     """Thousands of vectors per build on each simulator, random back-pressure, full rate."""
     from bamboo.sim.harness import run_cocotb
 
-    result = run_cocotb(PostProcessor(TINY), COCOTB_MODULE, simulator, name="postproc",
-                        extra_env={"BAMBOO_CONFIG": TINY.name, "BAMBOO_BEATS": RTL_BEATS,
-                                   "BAMBOO_SEED": 11})
+    result = run_cocotb(
+        PostProcessor(TINY),
+        COCOTB_MODULE,
+        simulator,
+        name="postproc",
+        extra_env={"BAMBOO_CONFIG": TINY.name, "BAMBOO_BEATS": RTL_BEATS, "BAMBOO_SEED": 11},
+    )
     assert result.tests == 2
     record_property("vectors", RTL_BEATS * TINY.cols)
     record_property("build_seconds", round(result.build_seconds, 1))

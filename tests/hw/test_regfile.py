@@ -115,12 +115,15 @@ def test_reset_values():
     async def body(ctx, bus):
         assert await bus.reg("ID") == int.from_bytes(b"BAMB", "big")
         assert decode("HW_VERSION", await bus.reg("HW_VERSION")) == {
-            "major": regs.HW_VERSION_MAJOR, "minor": regs.HW_VERSION_MINOR}
+            "major": regs.HW_VERSION_MAJOR,
+            "minor": regs.HW_VERSION_MINOR,
+        }
         assert await bus.reg("ISA_VERSION") == regs.ISA_VERSION
         assert await bus.reg("CONFIG_ID") == CFG.config_id
         for name in RW_REGS + ["CTRL", "STATUS", "IRQ_STATUS", "ERR_INSN", "CYCLES_LO"]:
             assert await bus.reg(name) == 0, name
         assert not ctx.get(bus.dut.irq)
+
     run(RegisterFile(CFG), body)
 
 
@@ -129,6 +132,7 @@ def test_config_id_follows_config():
 
     async def body(ctx, bus):
         assert await bus.reg("CONFIG_ID") == cfg.config_id
+
     run(RegisterFile(cfg), body)
 
 
@@ -154,6 +158,7 @@ def test_rw_round_trip_and_outputs():
         await bus.set("CTRL", encode("CTRL", irq_enable=1))
         assert decode("CTRL", await bus.reg("CTRL"))["irq_enable"] == 1
         assert ctx.get(eng.irq_enable)
+
     run(RegisterFile(CFG), body)
 
 
@@ -163,6 +168,7 @@ def test_ro_ignores_writes():
         for name in RO_REGS:
             await bus.set(name, 0xFFFFFFFF)
         assert {name: await bus.reg(name) for name in RO_REGS} == before
+
     run(RegisterFile(CFG), body)
 
 
@@ -181,6 +187,7 @@ def test_start_and_soft_reset_pulse_once():
         await bus.set("CTRL", encode("CTRL", soft_reset=1))
         await ctx.tick().repeat(3)
         assert bus.pulses == {"start": 1, "soft_reset": 2}
+
     run(RegisterFile(CFG), body)
 
 
@@ -207,6 +214,7 @@ def test_counters_count_and_clear_on_start():
         await bus.set("CTRL", encode("CTRL", start=1))
         assert await bus.reg("CYCLES_LO") == 0
         assert await bus.reg("FETCH_BUSY") == 0
+
     run(RegisterFile(CFG), body)
 
 
@@ -224,6 +232,7 @@ def test_wide_counter_reads_consistently():
         assert await bus.reg("CYCLES_HI") == 0  # the high word as it was when LO was read
         lo = await bus.reg("CYCLES_LO")
         assert await bus.reg("CYCLES_HI") == 1 and lo < 0x100
+
     run(dut, body)
 
 
@@ -256,8 +265,12 @@ def test_status_errors_and_irq():
 
         await pulse(error=1, error_code=ErrorCode.DMA_OUT_OF_WINDOW, err_insn=1234)
         status = decode("STATUS", await bus.reg("STATUS"))
-        assert status == {"busy": 0, "done": 1, "error": 1,
-                          "error_code": ErrorCode.DMA_OUT_OF_WINDOW}
+        assert status == {
+            "busy": 0,
+            "done": 1,
+            "error": 1,
+            "error_code": ErrorCode.DMA_OUT_OF_WINDOW,
+        }
         assert await bus.reg("ERR_INSN") == 1234
         assert ctx.get(irq)
         # Start clears the status but leaves the unacknowledged interrupt pending.
@@ -268,6 +281,7 @@ def test_status_errors_and_irq():
         assert await bus.reg("IRQ_STATUS") == 0 and not ctx.get(irq)
         ctx.set(eng.busy, 1)
         assert decode("STATUS", await bus.reg("STATUS"))["busy"] == 1
+
     run(RegisterFile(CFG), body)
 
 
@@ -282,6 +296,7 @@ def test_unmapped_addresses(unmapped_error):
             assert await bus.write(addr, 0xFFFFFFFF) == expect
             assert await bus.read(addr) == (0, expect)
         assert await bus.read(OFF["ID"]) == (regs.MAGIC, RESP_OKAY)
+
     run(RegisterFile(CFG, unmapped_error=unmapped_error), body)
 
 
@@ -291,10 +306,12 @@ def test_write_channel_order_and_back_pressure():
     async def body(ctx, bus):
         for i in range(24):
             value = rng.getrandbits(32)
-            delays = dict(aw_delay=rng.randrange(4), w_delay=rng.randrange(4),
-                          b_delay=rng.randrange(4))
+            delays = dict(
+                aw_delay=rng.randrange(4), w_delay=rng.randrange(4), b_delay=rng.randrange(4)
+            )
             assert await bus.write(OFF["SCRATCH"], value, **delays) == RESP_OKAY
             assert await bus.read(OFF["SCRATCH"], r_delay=rng.randrange(4)) == (value, RESP_OKAY)
+
     run(RegisterFile(CFG), body)
 
 
@@ -308,8 +325,9 @@ def test_constructor_validates():
 # Amaranth's Verilog (through Yosys) trips Verilator lint warnings that are fatal by
 # default: WIDTHEXPAND/WIDTHTRUNC on `x == 6'h25` and `! x[11:2]`. They are harmless
 # here; silence them in the file until the harness passes -Wno-fatal itself.
-_LINT_OFF = "".join(f"/* verilator lint_off {w} */\n"
-                    for w in ("WIDTHEXPAND", "WIDTHTRUNC", "CASEINCOMPLETE"))
+_LINT_OFF = "".join(
+    f"/* verilator lint_off {w} */\n" for w in ("WIDTHEXPAND", "WIDTHTRUNC", "CASEINCOMPLETE")
+)
 
 
 @pytest.mark.sim
@@ -323,7 +341,11 @@ def test_rtl_with_cocotbext_axi(simulator):
         tmp = linted.with_suffix(f".tmp{os.getpid()}")
         tmp.write_text(_LINT_OFF + source.read_text())
         tmp.replace(linted)
-    result = run_cocotb(linted, pathlib.Path(__file__).with_name("cocotb_regfile.py"),
-                        simulator, name=name,
-                        extra_env={"REGFILE_CONFIG": CFG.name, "REGFILE_SEED": 1})
+    result = run_cocotb(
+        linted,
+        pathlib.Path(__file__).with_name("cocotb_regfile.py"),
+        simulator,
+        name=name,
+        extra_env={"REGFILE_CONFIG": CFG.name, "REGFILE_SEED": 1},
+    )
     assert result.tests == 3

@@ -18,8 +18,10 @@ def _simulate(vec):
     """Stream every vector through one lane, one per cycle; returns the codes in order."""
     dut = Requantizer()
     layout = dut.i.payload.shape()
-    lanes = [(int(a), int(b), vec.layers[k].rq)
-             for a, b, k in zip(vec.acc.ravel(), vec.bias.ravel(), vec.layer.ravel(), strict=True)]
+    lanes = [
+        (int(a), int(b), vec.layers[k].rq)
+        for a, b, k in zip(vec.acc.ravel(), vec.bias.ravel(), vec.layer.ravel(), strict=True)
+    ]
     got = []
 
     async def testbench(ctx):
@@ -27,8 +29,10 @@ def _simulate(vec):
             if n < len(lanes):
                 acc, bias, rq = lanes[n]
                 params = requant_fields(rq.m, rq.e, rq.zp, rq.qmin, rq.qmax)
-                ctx.set(dut.i.payload.as_value(),
-                        pack(layout, {"acc": acc, "bias": bias, "params": params}))
+                ctx.set(
+                    dut.i.payload.as_value(),
+                    pack(layout, {"acc": acc, "bias": bias, "params": params}),
+                )
             ctx.set(dut.i.valid, n < len(lanes))
             if ctx.get(dut.o.valid):
                 got.append(ctx.get(dut.o.payload.code))
@@ -69,20 +73,23 @@ def test_bit_exact_against_runtime(seed):
 
 
 def test_fields_clamp_the_exponent():
-    tiny = Requant.from_scale(np.float32(2.0 ** -140), 0)
+    tiny = Requant.from_scale(np.float32(2.0**-140), 0)
     assert int(tiny.e) < E_MIN
     assert requant_fields(tiny.m, tiny.e, 0, 0, 255)["e"] == E_MIN
     assert requant_fields(1 << 23, 200, 0, 0, 255)["e"] == E_MAX
     RequantParams.const(requant_fields(tiny.m, tiny.e, 3, 0, 255))  # fits the layout
 
 
-@pytest.mark.parametrize("args, message", [
-    ((0, 0, 0, 0, 255), r"mantissa must be in \[1, 2\*\*24\), not 0"),
-    ((1 << 24, 0, 0, 0, 255), r"mantissa must be in \[1, 2\*\*24\), not 16777216"),
-    ((1 << 23, 0, 256, 0, 255), r"zp must be in \[-128, 255\], not 256"),
-    ((1 << 23, 0, 0, -129, 255), r"qmin must be in \[-128, 255\], not -129"),
-    ((1 << 23, 0, 0, 10, 9), "qmin must not exceed qmax, not 10 > 9"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        ((0, 0, 0, 0, 255), r"mantissa must be in \[1, 2\*\*24\), not 0"),
+        ((1 << 24, 0, 0, 0, 255), r"mantissa must be in \[1, 2\*\*24\), not 16777216"),
+        ((1 << 23, 0, 256, 0, 255), r"zp must be in \[-128, 255\], not 256"),
+        ((1 << 23, 0, 0, -129, 255), r"qmin must be in \[-128, 255\], not -129"),
+        ((1 << 23, 0, 0, 10, 9), "qmin must not exceed qmax, not 10 > 9"),
+    ],
+)
 def test_fields_validate(args, message):
     with pytest.raises(ValueError, match=message):
         requant_fields(*args)

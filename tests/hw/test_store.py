@@ -19,7 +19,7 @@ from bamboo.sim.isa_ops import Trap
 from sim_bench import simulate
 
 BASE, WINDOW = 0x20000, 0x8000
-POISON = BASE + WINDOW - 4096       # the window's last page answers SLVERR
+POISON = BASE + WINDOW - 4096  # the window's last page answers SLVERR
 
 
 def _max(name):
@@ -29,8 +29,11 @@ def _max(name):
 def _store(config, rng, **fixed):
     """A random STORE that fits the OUT buffer and the window (unless ``fixed`` says)."""
     B, depth = config.rows, config.output_buffer_depth
-    f = dict(lane=int(rng.integers(0, config.cols // B)), x_size=int(rng.integers(1, 41)),
-             y_size=int(rng.integers(1, 5)))
+    f = dict(
+        lane=int(rng.integers(0, config.cols // B)),
+        x_size=int(rng.integers(1, 41)),
+        y_size=int(rng.integers(1, 5)),
+    )
     f.update({k: fixed[k] for k in ("lane", "x_size", "y_size") if k in fixed})
     f["x_stride"] = fixed.get("x_stride", f["x_size"] + int(rng.integers(0, 4)))
     n = f["x_size"] * f["y_size"]
@@ -45,8 +48,7 @@ def _store(config, rng, **fixed):
 def _hardware(config, instructions, out, dram, seed):
     """Per instruction: the verdict (ErrorCode) and the DRAM window afterwards."""
     dut = StoreUnit(config)
-    mem = AxiMemory(dut.m_axi, dram.copy(), BASE, config.axi_data_bytes, seed=seed,
-                    poison=[POISON])
+    mem = AxiMemory(dut.m_axi, dram.copy(), BASE, config.axi_data_bytes, seed=seed, poison=[POISON])
     words = [int.from_bytes(w.tobytes(), "little") for w in out]
     results = []
 
@@ -78,15 +80,18 @@ def _check(config, instructions, seed):
     for f, (verdict, window) in zip(instructions, got, strict=True):
         try:
             machine.step(isa.encode(isa.Opcode.STORE, **f))
-            end = BASE + f["dram_addr"] + ((f["y_size"] - 1) * f["x_stride"] + f["x_size"]) \
-                * config.rows
+            end = (
+                BASE
+                + f["dram_addr"]
+                + ((f["y_size"] - 1) * f["x_stride"] + f["x_size"]) * config.rows
+            )
             want = ErrorCode.AXI_ERROR if end > POISON else ErrorCode.NONE
         except Trap as trap:
             want = trap.args[0]
         assert verdict == want, f
         if want == ErrorCode.AXI_ERROR:
             # The simulator has no bus errors: the poisoned page keeps its bytes.
-            machine.dram[POISON - BASE:] = window[POISON - BASE:]
+            machine.dram[POISON - BASE :] = window[POISON - BASE :]
         assert np.array_equal(window, machine.dram), f
 
 
@@ -104,13 +109,19 @@ def test_edge_stores():
     rng = np.random.default_rng(8)
     B, lanes = config.rows, config.cols // config.rows
     insns = [
-        _store(config, rng, x_size=1, y_size=1, sram_addr=config.output_buffer_depth - 1,
-               lane=lanes - 1),
+        _store(
+            config,
+            rng,
+            x_size=1,
+            y_size=1,
+            sram_addr=config.output_buffer_depth - 1,
+            lane=lanes - 1,
+        ),
         _store(config, rng, x_size=2, y_size=1, x_stride=_max("x_stride"), lane=0),
         _store(config, rng, x_size=2, y_size=2, x_stride=(WINDOW - 4096) // B - 2),
-        _store(config, rng, x_size=2, y_size=2, x_stride=_max("x_stride")),     # leaves
-        _store(config, rng, dram_addr=_max("dram_addr") // B * B),              # leaves
-        _store(config, rng, x_size=3, y_size=1, dram_addr=WINDOW - 4096 - B),   # SLVERR
+        _store(config, rng, x_size=2, y_size=2, x_stride=_max("x_stride")),  # leaves
+        _store(config, rng, dram_addr=_max("dram_addr") // B * B),  # leaves
+        _store(config, rng, x_size=3, y_size=1, dram_addr=WINDOW - 4096 - B),  # SLVERR
         _store(config, rng, x_size=4, y_size=2, sram_addr=0),
     ]
     _check(config, insns, seed=6)

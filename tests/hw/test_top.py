@@ -54,8 +54,9 @@ def test_programs_match_runtime_on_the_isa_simulator(kind, diff_cases):
         machine = Machine(CFG, window)
         machine.run(layer.words)
         assert not any(machine.tokens.values())
-        assert np.array_equal(output_codes(layer, window, CFG.rows), layer.reference()), \
+        assert np.array_equal(output_codes(layer, window, CFG.rows), layer.reference()), (
             layer.describe()
+        )
     diff_cases(f"top programs isa/{kind}", 30)
 
 
@@ -97,12 +98,17 @@ def _for_icarus(verilog):
     """
     out = verilog.with_name(verilog.stem + "-icarus-kick.v")
     if not out.exists():
-        text, n = _KICK.subn(lambda mo: f"{mo.group(1)}\n  initial #0 {mo.group(2)} = 1'h1;",
-                             verilog.read_text())
+        text, n = _KICK.subn(
+            lambda mo: f"{mo.group(1)}\n  initial #0 {mo.group(2)} = 1'h1;", verilog.read_text()
+        )
         assert n, "no Yosys time-0 trigger register found"
         tmp = out.with_suffix(f".tmp{os.getpid()}")
-        tmp.write_text("// Icarus: always @* with a time-0 kick (tests/hw/test_top.py)."
-                       + " " * 600 + "\n" + text)
+        tmp.write_text(
+            "// Icarus: always @* with a time-0 kick (tests/hw/test_top.py)."
+            + " " * 600
+            + "\n"
+            + text
+        )
         tmp.replace(out)
     return out
 
@@ -117,13 +123,28 @@ def _run(simulator, tmp_path, cases, seed=1, testcase=None, cfg=CFG):
     report = tmp_path / "report.json"
     compiled = tmp_path / "compiled.pkl"
     with open(compiled, "wb") as f:
-        pickle.dump([compiled_case(cfg, b, a, seed=k)
-                     for k, (b, a) in enumerate(COMPILED_GRAPHS + VEC_GRAPHS)], f)
-    result = run_cocotb(verilog, os.path.join(os.path.dirname(__file__), "cocotb_top.py"),
-                        simulator, name="bamboo_top", testcase=testcase, extra_env={
-                            "TOP_CONFIG": json.dumps(cfg.to_dict()), "TOP_SEED": seed,
-                            "TOP_CASES": cases, "TOP_WATCHDOG": WATCHDOG,
-                            "TOP_REPORT": report, "TOP_COMPILED": compiled})
+        pickle.dump(
+            [
+                compiled_case(cfg, b, a, seed=k)
+                for k, (b, a) in enumerate(COMPILED_GRAPHS + VEC_GRAPHS)
+            ],
+            f,
+        )
+    result = run_cocotb(
+        verilog,
+        os.path.join(os.path.dirname(__file__), "cocotb_top.py"),
+        simulator,
+        name="bamboo_top",
+        testcase=testcase,
+        extra_env={
+            "TOP_CONFIG": json.dumps(cfg.to_dict()),
+            "TOP_SEED": seed,
+            "TOP_CASES": cases,
+            "TOP_WATCHDOG": WATCHDOG,
+            "TOP_REPORT": report,
+            "TOP_COMPILED": compiled,
+        },
+    )
     data = json.loads(report.read_text()) if report.exists() else {}
     print(simulator, json.dumps(data, indent=1))
     return result, data
@@ -146,14 +167,15 @@ def test_rtl_accelerator(simulator, tmp_path, diff_cases):
 # against the RTL. The hand-assembled random layers use zero points and -128 weights a
 # packed array does not take, so they run on `tiny` only. Two depthwise channel blocks
 # and two row groups, as ultra96: 3-wide kernels on all rows, 2-wide ones on groups.
-PACKED = dataclasses.replace(CFG, name="tiny-packed", cols=16, dsp_packing=True,
-                             depthwise_blocks=2, depthwise_groups=2)
+PACKED = dataclasses.replace(
+    CFG, name="tiny-packed", cols=16, dsp_packing=True, depthwise_blocks=2, depthwise_groups=2
+)
 
 
 @pytest.mark.sim
 def test_rtl_packed_accelerator(simulator, tmp_path):
     result, data = _run(simulator, tmp_path, cases=0, testcase="compiled_graphs", cfg=PACKED)
-    assert result.tests == 1     # run_cocotb raises on any failed cocotb test
+    assert result.tests == 1  # run_cocotb raises on any failed cocotb test
     assert len(data["compiled_graphs"]) == len(COMPILED_GRAPHS + VEC_GRAPHS)
 
 
@@ -164,8 +186,9 @@ def test_rtl_ultra96_accelerator(tmp_path):
     instruction simulator and the runtime kernels. The Verilator build of this size is
     the cost: 238 s measured here on two shared cores, then 2 s for the graphs (cached
     under build/sim by design hash; the same build serves tests/sim/test_cycles.py)."""
-    result, data = _run("verilator", tmp_path, cases=0, testcase="compiled_graphs",
-                        cfg=preset("ultra96"))
+    result, data = _run(
+        "verilator", tmp_path, cases=0, testcase="compiled_graphs", cfg=preset("ultra96")
+    )
     print(f"ultra96: build {result.build_seconds:.0f} s, run {result.run_seconds:.0f} s")
     assert result.tests == 1
     assert len(data["compiled_graphs"]) == len(COMPILED_GRAPHS + VEC_GRAPHS)

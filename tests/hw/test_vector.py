@@ -25,9 +25,12 @@ from vector_vectors import OPS, add_exhaustive, make_case, words
 COCOTB_MODULE = Path(__file__).with_name("cocotb_vector.py")
 TINY = preset("tiny")
 # Lane counts: the tiny preset's own, one lane (4 turns per pixel), one lane per row.
-LANES = {"tiny": TINY, "1-lane": dataclasses.replace(TINY, vector_lanes=1),
-         "4-lanes": dataclasses.replace(TINY, vector_lanes=4)}
-RTL_ADD_INSNS = 4   # x 256 pixels x 4 lanes = 4096 ADD vectors per simulator
+LANES = {
+    "tiny": TINY,
+    "1-lane": dataclasses.replace(TINY, vector_lanes=1),
+    "4-lanes": dataclasses.replace(TINY, vector_lanes=4),
+}
+RTL_ADD_INSNS = 4  # x 256 pixels x 4 lanes = 4096 ADD vectors per simulator
 F32 = np.float32
 
 
@@ -42,8 +45,15 @@ class Bench:
 
     async def memory(self, ctx):
         dut = self.dut
-        ports = (dut.inp_r.addr, dut.inp_r.en, dut.param_r.addr, dut.param_r.en,
-                 dut.out_w.en, dut.out_w.addr, dut.out_w.data.as_value())
+        ports = (
+            dut.inp_r.addr,
+            dut.inp_r.en,
+            dut.param_r.addr,
+            dut.param_r.en,
+            dut.out_w.en,
+            dut.out_w.addr,
+            dut.out_w.data.as_value(),
+        )
         while True:
             # What the ports hold at the clock edge, as a memory sees them.
             _, _, ai, ei, ap, ep, we, wa, wd = await ctx.tick().sample(*ports)
@@ -96,9 +106,11 @@ def _check(config, case, writes):
     assert addrs == list(range(f["out_addr"], f["out_addr"] + case.pixels)), (f, addrs)
     got = np.array([[(d >> (8 * c)) & 0xFF for c in range(C)] for _, d in writes], np.uint8)
     bad = np.argwhere(got != case.expected)
-    assert bad.size == 0, (f"{isa.decode(case.word)}: {len(bad)} wrong codes, first at "
-                           f"(pixel, lane) {tuple(bad[0])}: got {got[tuple(bad[0])]}, "
-                           f"expected {case.expected[tuple(bad[0])]}")
+    assert bad.size == 0, (
+        f"{isa.decode(case.word)}: {len(bad)} wrong codes, first at "
+        f"(pixel, lane) {tuple(bad[0])}: got {got[tuple(bad[0])]}, "
+        f"expected {case.expected[tuple(bad[0])]}"
+    )
 
 
 def _lut(seed):
@@ -131,25 +143,33 @@ def test_latency_and_cycles(lanes):
     rng = np.random.default_rng(7)
     lut = _lut(0)
     cases = []
-    for vop, kh, kw, oh, ow in [(isa.VecOp.COPY, 1, 1, 1, 1), (isa.VecOp.ADD, 1, 1, 2, 3),
-                                (isa.VecOp.MAX_POOL, 3, 2, 2, 2),
-                                (isa.VecOp.MUL_CHANNEL, 1, 1, 3, 1)]:
+    for vop, kh, kw, oh, ow in [
+        (isa.VecOp.COPY, 1, 1, 1, 1),
+        (isa.VecOp.ADD, 1, 1, 2, 3),
+        (isa.VecOp.MAX_POOL, 3, 2, 2, 2),
+        (isa.VecOp.MUL_CHANNEL, 1, 1, 3, 1),
+    ]:
         case = make_case(TINY, vop, rng, lut)
-        case.fields.update(kernel_h=kh, kernel_w=kw, stride_h=1, stride_w=1, out_h=oh, out_w=ow,
-                           in_w=ow + kw)
+        case.fields.update(
+            kernel_h=kh, kernel_w=kw, stride_h=1, stride_w=1, out_h=oh, out_w=ow, in_w=ow + kw
+        )
         case.word = isa.encode(isa.Opcode.VEC, **case.fields)
         cases.append(case)
     bench = Bench(TINY, cases, lut)
     bench.simulate()
     for case, cycles in zip(cases, bench.cycles):
         f = case.fields
-        elements = f["kernel_h"] * f["kernel_w"] if f["vop"] == isa.VecOp.MAX_POOL else \
-            (2 if f["vop"] == isa.VecOp.ADD else 1)
+        elements = (
+            f["kernel_h"] * f["kernel_w"]
+            if f["vop"] == isa.VecOp.MAX_POOL
+            else (2 if f["vop"] == isa.VecOp.ADD else 1)
+        )
         # accept, PARAM, SETUP, reads, LATENCY to the last write, done the cycle after
         pixels, turns = f["out_h"] * f["out_w"], TINY.vector_turns
         assert cycles == VectorUnit.cycles(TINY, pixels, elements)
-        assert cycles == (3 + (pixels - 1) * max(elements, turns) + elements
-                          + VectorUnit.LATENCY + turns - 1)
+        assert cycles == (
+            3 + (pixels - 1) * max(elements, turns) + elements + VectorUnit.LATENCY + turns - 1
+        )
 
 
 def test_barrier_is_done_at_once():
@@ -160,8 +180,9 @@ def test_barrier_is_done_at_once():
         ctx.set(dut.i_insn.payload.as_value(), isa.encode(isa.Opcode.VEC, out_h=0, out_w=3))
         ctx.set(dut.i_insn.valid, 1)
         for _ in range(4):
-            seen.append((ctx.get(dut.i_insn.ready), ctx.get(dut.status.done),
-                         ctx.get(dut.out_w.en)))
+            seen.append(
+                (ctx.get(dut.i_insn.ready), ctx.get(dut.status.done), ctx.get(dut.out_w.en))
+            )
             await ctx.tick()
 
     sim = Simulator(dut)
@@ -173,18 +194,21 @@ def test_barrier_is_done_at_once():
 
 ADD_QUANT = [  # (sa, sb, sc, za, zb, zc, signed); about a minute each in Amaranth's simulator
     pytest.param((0.0173, 0.0291, 0.0402, 128, 117, 121, False), id="uint8"),
-    pytest.param((0.05, 0.05, 0.1, -3, 7, -11, True), id="int8-equal",
-                 marks=pytest.mark.slow),
-    pytest.param((0.5, 0.002, 0.01, 10, 250, 3, False), id="uint8-ratio-50",
-                 marks=pytest.mark.slow),
+    pytest.param((0.05, 0.05, 0.1, -3, 7, -11, True), id="int8-equal", marks=pytest.mark.slow),
+    pytest.param(
+        (0.5, 0.002, 0.01, 10, 250, 3, False), id="uint8-ratio-50", marks=pytest.mark.slow
+    ),
 ]
 
 
 def _add_word(sa, sb, sc, za, zb, zc):
     from bamboo.compiler.backend.pack import add_params
 
-    return add_params(F32(sa), F32(sb), F32(sc), za, zb, zc, TINY.cols).view("<u8") \
+    return (
+        add_params(F32(sa), F32(sb), F32(sc), za, zb, zc, TINY.cols)
+        .view("<u8")
         .astype(np.uint64)[0]
+    )
 
 
 @pytest.mark.parametrize("quant", ADD_QUANT)
@@ -193,11 +217,11 @@ def test_add_all_code_pairs(quant, diff_cases):
     sa, sb, sc, za, zb, zc, signed = quant
     cases = list(add_exhaustive(TINY, _add_word(sa, sb, sc, za, zb, zc), signed))
     dtype = np.int8 if signed else np.uint8
-    a = np.concatenate([c.inp[:c.pixels].reshape(-1) for c in cases]).view(dtype)
-    b = np.concatenate([c.inp[c.pixels:2 * c.pixels].reshape(-1) for c in cases]).view(dtype)
+    a = np.concatenate([c.inp[: c.pixels].reshape(-1) for c in cases]).view(dtype)
+    b = np.concatenate([c.inp[c.pixels : 2 * c.pixels].reshape(-1) for c in cases]).view(dtype)
     ref = add_reference(a, sa, za, b, sb, zb, sc, zc).view(np.uint8)
-    sim_out = np.concatenate([c.expected[:, :TINY.rows].reshape(-1) for c in cases])
-    np.testing.assert_array_equal(sim_out, ref)       # the simulator is onnxruntime's formula
+    sim_out = np.concatenate([c.expected[:, : TINY.rows].reshape(-1) for c in cases])
+    np.testing.assert_array_equal(sim_out, ref)  # the simulator is onnxruntime's formula
     bench = Bench(TINY, cases, _lut(0))
     bench.simulate()
     for case, writes in zip(cases, bench.got):
@@ -217,9 +241,13 @@ def test_rtl(simulator, record_property):
     """Thousands of ADD vectors plus random instructions of every op on each simulator."""
     from bamboo.sim.harness import run_cocotb
 
-    result = run_cocotb(VectorUnit(TINY), COCOTB_MODULE, simulator, name="vector",
-                        extra_env={"BAMBOO_CONFIG": TINY.name, "BAMBOO_ADD_INSNS": RTL_ADD_INSNS,
-                                   "BAMBOO_SEED": 3})
+    result = run_cocotb(
+        VectorUnit(TINY),
+        COCOTB_MODULE,
+        simulator,
+        name="vector",
+        extra_env={"BAMBOO_CONFIG": TINY.name, "BAMBOO_ADD_INSNS": RTL_ADD_INSNS, "BAMBOO_SEED": 3},
+    )
     assert result.tests == 2
     record_property("vectors", RTL_ADD_INSNS * 256 * TINY.rows)
     record_property("build_seconds", round(result.build_seconds, 1))

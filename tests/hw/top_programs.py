@@ -24,10 +24,26 @@ from bamboo.arch.layout import param_lane
 from bamboo.runtime.conv import conv2d_acc, fully_connected_acc
 from bamboo.runtime.requant import Requant, requantize
 
-__all__ = ["INSN_BASE", "WINDOW_BASE", "WINDOW_SIZE", "MEM_SIZE", "OUT_OFF", "KINDS",
-           "CONV_KINDS", "Layer", "activate", "make_layer", "reference_codes", "to_blocked",
-           "from_blocked", "window_image", "output_codes", "COMPILED_GRAPHS", "VEC_GRAPHS",
-           "compiled_case"]
+__all__ = [
+    "INSN_BASE",
+    "WINDOW_BASE",
+    "WINDOW_SIZE",
+    "MEM_SIZE",
+    "OUT_OFF",
+    "KINDS",
+    "CONV_KINDS",
+    "Layer",
+    "activate",
+    "make_layer",
+    "reference_codes",
+    "to_blocked",
+    "from_blocked",
+    "window_image",
+    "output_codes",
+    "COMPILED_GRAPHS",
+    "VEC_GRAPHS",
+    "compiled_case",
+]
 
 MEM_SIZE = 1 << 19
 INSN_BASE = 0x1000
@@ -51,7 +67,7 @@ def to_blocked(x, rows):
 
 def from_blocked(buf, h, w, c, rows):
     nb = -(-c // rows)
-    x = np.asarray(buf[:nb * h * w * rows]).reshape(nb, h, w, rows).transpose(1, 2, 0, 3)
+    x = np.asarray(buf[: nb * h * w * rows]).reshape(nb, h, w, rows).transpose(1, 2, 0, 3)
     return np.ascontiguousarray(x.reshape(h, w, nb * rows)[..., :c])
 
 
@@ -59,19 +75,19 @@ def from_blocked(buf, h, w, c, rows):
 class Layer:
     kind: str
     signed: bool
-    x: np.ndarray            # (H, W, cin) codes
-    w: np.ndarray            # OHWI int8
+    x: np.ndarray  # (H, W, cin) codes
+    w: np.ndarray  # OHWI int8
     bias: np.ndarray
     rq: Requant
     in_zp: int
     stride: tuple
     dilation: tuple
-    pads: tuple              # (top, left, bottom, right)
+    pads: tuple  # (top, left, bottom, right)
     act: int
     lut: np.ndarray | None
     reuse: bool
     words: list = field(default_factory=list)
-    image: dict = field(default_factory=dict)   # window offset -> bytes
+    image: dict = field(default_factory=dict)  # window offset -> bytes
     out_shape: tuple = ()
     lut_slot: int = 1
 
@@ -80,11 +96,13 @@ class Layer:
 
     def describe(self):
         oh, ow, co = self.out_shape
-        return (f"{self.kind} {'int8' if self.signed else 'uint8'} x{self.x.shape} "
-                f"k{self.w.shape[1:3]} ->{(oh, ow, co)} s{self.stride} d{self.dilation} "
-                f"pads{self.pads} in_zp {self.in_zp} out_zp {self.rq.zp} "
-                f"clamp[{self.rq.qmin}, {self.rq.qmax}] act{self.act} slot{self.lut_slot} "
-                f"reuse{int(self.reuse)}")
+        return (
+            f"{self.kind} {'int8' if self.signed else 'uint8'} x{self.x.shape} "
+            f"k{self.w.shape[1:3]} ->{(oh, ow, co)} s{self.stride} d{self.dilation} "
+            f"pads{self.pads} in_zp {self.in_zp} out_zp {self.rq.zp} "
+            f"clamp[{self.rq.qmin}, {self.rq.qmax}] act{self.act} slot{self.lut_slot} "
+            f"reuse{int(self.reuse)}"
+        )
 
 
 def _code(v):
@@ -107,12 +125,21 @@ def reference_codes(layer):
     """The layer through the runtime kernels: (Ho, Wo, cout) codes as uint8 bytes."""
     if layer.kind == "fc":
         cout, cin = layer.w.shape[0], layer.x.shape[2]
-        acc = fully_connected_acc(layer.x.reshape(1, cin), layer.in_zp,
-                                  layer.w.reshape(cout, cin), layer.bias).reshape(1, 1, cout)
+        acc = fully_connected_acc(
+            layer.x.reshape(1, cin), layer.in_zp, layer.w.reshape(cout, cin), layer.bias
+        ).reshape(1, 1, cout)
     else:
         groups = layer.x.shape[2] if layer.kind == "depthwise" else 1
-        acc = conv2d_acc(layer.x[None], layer.in_zp, layer.w, layer.bias, stride=layer.stride,
-                         dilation=layer.dilation, pads=layer.pads, groups=groups)[0]
+        acc = conv2d_acc(
+            layer.x[None],
+            layer.in_zp,
+            layer.w,
+            layer.bias,
+            stride=layer.stride,
+            dilation=layer.dilation,
+            pads=layer.pads,
+            groups=groups,
+        )[0]
     acc = ((acc + (1 << 31)) & 0xFFFFFFFF) - (1 << 31)
     y = requantize(acc, layer.rq, axis=-1)
     return activate(y, layer.act, layer.rq.zp, layer.lut)
@@ -172,19 +199,47 @@ def make_layer(rng, cfg, kind=None, reuse=None):
     in_zp = int(rng.integers(lo, hi + 1))
     bias = rng.integers(-3000, 3000, cout).astype(np.int64)
     k = kh * kw * (1 if kind == "depthwise" else cin)
-    scale = (rng.uniform(0.3, 3.0, cout) * 2.0 ** rng.uniform(-2, 2)
-             / (128 * np.sqrt(k) * 40)).astype(np.float32)
+    scale = (
+        rng.uniform(0.3, 3.0, cout) * 2.0 ** rng.uniform(-2, 2) / (128 * np.sqrt(k) * 40)
+    ).astype(np.float32)
     out_zp = int(rng.integers(lo // 2, hi // 2 + 1))
-    act = int(rng.choice([Activation.NONE, Activation.NONE, Activation.LEAKY_SHIFT,
-                          Activation.LEAKY_ROUNDED, Activation.LUT]))
+    act = int(
+        rng.choice(
+            [
+                Activation.NONE,
+                Activation.NONE,
+                Activation.LEAKY_SHIFT,
+                Activation.LEAKY_ROUNDED,
+                Activation.LUT,
+            ]
+        )
+    )
     # ReLU (zero point up) or a ReLU6-like band.
-    clamp = ((out_zp, int(rng.choice([hi, rng.integers(out_zp, hi + 1)])))
-             if act == Activation.NONE and rng.random() < 0.3 else None)
+    clamp = (
+        (out_zp, int(rng.choice([hi, rng.integers(out_zp, hi + 1)])))
+        if act == Activation.NONE and rng.random() < 0.3
+        else None
+    )
     rq = Requant.from_scale(scale, out_zp, dt, clamp=clamp)
     lut = rng.integers(0, 256, 256).astype(np.uint8) if act == Activation.LUT else None
     reuse = bool(rng.integers(2)) if reuse is None else reuse
-    layer = Layer(kind, signed, x, wgt, bias, rq, in_zp, stride, dil, pads, act, lut, reuse,
-                  out_shape=(oh, ow, cout), lut_slot=int(rng.integers(cfg.lut_slots)))
+    layer = Layer(
+        kind,
+        signed,
+        x,
+        wgt,
+        bias,
+        rq,
+        in_zp,
+        stride,
+        dil,
+        pads,
+        act,
+        lut,
+        reuse,
+        out_shape=(oh, ow, cout),
+        lut_slot=int(rng.integers(cfg.lut_slots)),
+    )
     _assemble(layer, cfg, h, w, hp, wp, oh, ow, cin, cout, kh, kw)
     return layer
 
@@ -193,7 +248,7 @@ def _assemble(ly, cfg, h, w, hp, wp, oh, ow, cin, cout, kh, kw):
     B, C = cfg.rows, cfg.cols
     dw = ly.kind == "depthwise"
     nb = -(-cin // B)
-    per = cfg.depthwise_channels if dw else C          # output channels per CONV
+    per = cfg.depthwise_channels if dw else C  # output channels per CONV
     nob = -(-cout // per)
     # Depthwise: per // B channel blocks a CONV; kernel rows on row groups (arch/isa.py).
     groups = cfg.depthwise_row_groups(kw)
@@ -204,11 +259,26 @@ def _assemble(ly, cfg, h, w, hp, wp, oh, ow, cin, cout, kh, kw):
     rng_slot = ly.lut_slot if ly.act == Activation.LUT else 0
     if ly.act == Activation.LUT:
         ly.image[LUT_OFF] = ly.lut.tobytes()
-    common = dict(signed=int(ly.signed), in_zp=_code(ly.in_zp), out_zp=_code(ly.rq.zp),
-                  qmin=_code(ly.rq.qmin), qmax=_code(ly.rq.qmax), act=ly.act, lut_slot=rng_slot,
-                  stride_h=ly.stride[0], stride_w=ly.stride[1], dilation_h=ly.dilation[0],
-                  dilation_w=ly.dilation[1], kernel_h=kh, kernel_w=kw, out_h=oh, out_w=ow,
-                  in_w=wp, acc_init=1, acc_emit=1)
+    common = dict(
+        signed=int(ly.signed),
+        in_zp=_code(ly.in_zp),
+        out_zp=_code(ly.rq.zp),
+        qmin=_code(ly.rq.qmin),
+        qmax=_code(ly.rq.qmax),
+        act=ly.act,
+        lut_slot=rng_slot,
+        stride_h=ly.stride[0],
+        stride_w=ly.stride[1],
+        dilation_h=ly.dilation[0],
+        dilation_w=ly.dilation[1],
+        kernel_h=kh,
+        kernel_w=kw,
+        out_h=oh,
+        out_w=ow,
+        in_w=wp,
+        acc_init=1,
+        acc_emit=1,
+    )
     wgt_blob, param_blob = bytearray(), bytearray()
     taps = cfg.depthwise_passes(kh, kw) if dw else nb * kh * kw
     for ob in range(nob):
@@ -217,30 +287,47 @@ def _assemble(ly, cfg, h, w, hp, wp, oh, ow, cin, cout, kh, kw):
         for c in range(C):
             o = ob * per + c
             real = c < per and o < cout
-            lanes.append(param_lane(ly.bias[o], ly.rq.m[o], ly.rq.e[o]) if real
-                         else param_lane(0, 1 << 23, -30))
+            lanes.append(
+                param_lane(ly.bias[o], ly.rq.m[o], ly.rq.e[o])
+                if real
+                else param_lane(0, 1 << 23, -30)
+            )
             if not real:
                 continue
             if dw:
                 for ky in range(kh):
                     q, g = divmod(ky, groups)
-                    words[q, c * step, g * rg:g * rg + kw] = ly.w[o, ky, :, 0]
+                    words[q, c * step, g * rg : g * rg + kw] = ly.w[o, ky, :, 0]
             else:
                 for blk in range(nb):
                     r = min(B, cin - blk * B)
-                    words[blk * kh * kw:(blk + 1) * kh * kw, c, :r] = \
-                        ly.w[o, :, :, blk * B:blk * B + r].reshape(kh * kw, r)
+                    words[blk * kh * kw : (blk + 1) * kh * kw, c, :r] = ly.w[
+                        o, :, :, blk * B : blk * B + r
+                    ].reshape(kh * kw, r)
         wgt_blob += words.tobytes()
         param_blob += np.array(lanes, "<u8").tobytes()
     ly.image[WGT_OFF] = bytes(wgt_blob)
     ly.image[PARAM_OFF] = bytes(param_blob)
 
     def load(buf, sram, dram, y, x, stride, **kw_):
-        return dict(op=Opcode.LOAD, buffer=buf, sram_addr=sram, dram_addr=dram, y_size=y,
-                    x_size=x, x_stride=stride, **kw_)
+        return dict(
+            op=Opcode.LOAD,
+            buffer=buf,
+            sram_addr=sram,
+            dram_addr=dram,
+            y_size=y,
+            x_size=x,
+            x_stride=stride,
+            **kw_,
+        )
 
-    pad = dict(pad_top=ly.pads[0], pad_left=ly.pads[1], pad_bottom=ly.pads[2],
-               pad_right=ly.pads[3], pad_value=_code(ly.in_zp))
+    pad = dict(
+        pad_top=ly.pads[0],
+        pad_left=ly.pads[1],
+        pad_bottom=ly.pads[2],
+        pad_right=ly.pads[3],
+        pad_value=_code(ly.in_zp),
+    )
     prog = []
     if ly.act == Activation.LUT:
         prog.append(load(Buffer.LUT, rng_slot, LUT_OFF, 1, 1, 1))
@@ -254,11 +341,19 @@ def _assemble(ly, cfg, h, w, hp, wp, oh, ow, cin, cout, kh, kw):
         first = dict(pop_next=1) if ly.reuse and ob else {}
         prog.append(load(Buffer.WGT, wa, WGT_OFF + ob * taps * wgt_bytes, 1, taps, taps, **first))
         prog.append(load(Buffer.PARAM, pa, PARAM_OFF + ob * param_bytes, 1, 1, 1, push_next=1))
-        conv = dict(op=Opcode.CONV, mode=ConvMode.DEPTHWISE if dw else ConvMode.DENSE,
-                    in_blocks=1 if dw else nb,
-                    inp_addr=ob * (per // B) * blk_words if dw else 0,
-                    inp_block_stride=blk_words, wgt_addr=wa, param_addr=pa, out_addr=oa,
-                    pop_prev=1, push_next=1, **common)
+        conv = dict(
+            op=Opcode.CONV,
+            mode=ConvMode.DEPTHWISE if dw else ConvMode.DENSE,
+            in_blocks=1 if dw else nb,
+            inp_addr=ob * (per // B) * blk_words if dw else 0,
+            inp_block_stride=blk_words,
+            wgt_addr=wa,
+            param_addr=pa,
+            out_addr=oa,
+            pop_prev=1,
+            push_next=1,
+            **common,
+        )
         if ly.reuse and ob + 1 < nob:
             conv["push_prev"] = 1
         if ly.reuse and ob:
@@ -266,9 +361,16 @@ def _assemble(ly, cfg, h, w, hp, wp, oh, ow, cin, cout, kh, kw):
         prog.append(conv)
         lanes = per // B
         for lane in range(lanes):
-            st = dict(op=Opcode.STORE, sram_addr=oa,
-                      dram_addr=OUT_OFF + (ob * lanes + lane) * P * B, y_size=oh,
-                      x_size=ow, x_stride=ow, lane=lane, pop_prev=int(lane == 0))
+            st = dict(
+                op=Opcode.STORE,
+                sram_addr=oa,
+                dram_addr=OUT_OFF + (ob * lanes + lane) * P * B,
+                y_size=oh,
+                x_size=ow,
+                x_stride=ow,
+                lane=lane,
+                pop_prev=int(lane == 0),
+            )
             if ly.reuse and ob + 1 < nob and lane == lanes - 1:
                 st["push_prev"] = 1
             prog.append(st)
@@ -280,7 +382,7 @@ def window_image(layer, fill):
     """The DMA window's bytes before the run: ``fill`` with the layer's data written in."""
     win = fill.copy()
     for off, blob in layer.image.items():
-        win[off:off + len(blob)] = np.frombuffer(blob, np.uint8)
+        win[off : off + len(blob)] = np.frombuffer(blob, np.uint8)
     return win
 
 
@@ -299,8 +401,10 @@ COMPILED_GRAPHS = (
     ("conv_graph", dict(h=6, w=7, cin=5, cout=6, k=1, pad=0)),
     ("conv_graph", dict(h=8, w=8, cin=8, cout=8, k=3, group=8)),
     ("conv_graph", dict(h=9, w=9, cin=4, cout=12, k=3, stride=2, lut=True, signed=True)),
-    ("conv_graph", dict(h=7, w=5, cin=9, cout=5, k=3, dilation=2, pad=2, signed=True,
-                        clamp=(128, 255))),
+    (
+        "conv_graph",
+        dict(h=7, w=5, cin=9, cout=5, k=3, dilation=2, pad=2, signed=True, clamp=(128, 255)),
+    ),
     # Depthwise with a partial last channel group, strided; a 2-wide kernel fits the row
     # groups of a 4-row array.
     ("conv_graph", dict(h=7, w=9, cin=11, cout=11, k=3, stride=2, group=11, signed=True)),
@@ -338,9 +442,11 @@ def compiled_case(cfg, builder, graph_args, seed=0):
     from bamboo.compiler.partition import partition
     from bamboo.sim.isa import Machine
 
-    g = partition(getattr(isa_graphs, builder)(seed=seed, **graph_args)
-                  if "seed" in getattr(isa_graphs, builder).__code__.co_varnames
-                  else getattr(isa_graphs, builder)(**graph_args))
+    g = partition(
+        getattr(isa_graphs, builder)(seed=seed, **graph_args)
+        if "seed" in getattr(isa_graphs, builder).__code__.co_varnames
+        else getattr(isa_graphs, builder)(**graph_args)
+    )
     feeds = isa_graphs.random_feeds(g, seed)
     ref = executor.run(g, feeds, raw=True)
     compiled = lower_graph(g, cfg)
@@ -348,15 +454,15 @@ def compiled_case(cfg, builder, graph_args, seed=0):
     regions, tensors = meta.memory.regions, meta.tensors
     window = np.zeros(meta.memory.footprint, np.uint8)
     w0, p0 = regions["weights"][0], regions["program"][0]
-    window[w0:w0 + len(compiled.weights)] = np.frombuffer(compiled.weights, np.uint8)
-    window[p0:p0 + len(compiled.program)] = np.frombuffer(compiled.program, np.uint8)
+    window[w0 : w0 + len(compiled.weights)] = np.frombuffer(compiled.weights, np.uint8)
+    window[p0 : p0 + len(compiled.program)] = np.frombuffer(compiled.program, np.uint8)
     for spec in compiled.graph.inputs:
         t = compiled.graph.tensors[spec.tensor]
         x = np.asarray(feeds[spec.onnx_name]).astype(t.q.np_dtype)
         x = x.transpose(0, 2, 3, 1)[0] if t.layout == ir.NHWC else x.reshape(1, 1, -1)
         blob = to_blocked(np.ascontiguousarray(x), cfg.rows)
         off = tensors[spec.tensor].offset
-        window[off:off + blob.size] = blob
+        window[off : off + blob.size] = blob
     steps = [(s.insn_start, s.insn_count) for s in meta.steps if s.on_fabric]
     assert len(steps) == len(meta.steps), "a CPU step in a single-layer graph"
     machine = Machine(cfg, window.copy())
@@ -367,8 +473,14 @@ def compiled_case(cfg, builder, graph_args, seed=0):
         d = tensors[spec.tensor]
         h, w, c = d.canon
         want = np.ascontiguousarray(np.asarray(y).transpose(0, 2, 3, 1)[0]).view(np.uint8)
-        got = from_blocked(machine.dram[d.offset:], h, w, c, cfg.rows)
+        got = from_blocked(machine.dram[d.offset :], h, w, c, cfg.rows)
         assert np.array_equal(got, want), "instruction simulator differs from the executor"
         outputs.append((d.offset, h, w, c, want))
-    return {"window": window, "program": p0, "steps": steps, "expected": machine.dram,
-            "outputs": outputs, "args": f"{builder}({graph_args})"}
+    return {
+        "window": window,
+        "program": p0,
+        "steps": steps,
+        "expected": machine.dram,
+        "outputs": outputs,
+        "args": f"{builder}({graph_args})",
+    }

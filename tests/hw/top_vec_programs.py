@@ -40,8 +40,12 @@ VEC_KINDS = ("add", "maxpool", "avgpool", "gap")
 ALL_KINDS = CONV_KINDS + VEC_KINDS
 #: Window offset of the add's second operand (inside top_programs' INP area).
 INP_B_OFF = 0x4000
-_VOP = {"add": VecOp.ADD, "maxpool": VecOp.MAX_POOL, "avgpool": VecOp.AVG_POOL,
-        "gap": VecOp.AVG_POOL}
+_VOP = {
+    "add": VecOp.ADD,
+    "maxpool": VecOp.MAX_POOL,
+    "avgpool": VecOp.AVG_POOL,
+    "gap": VecOp.AVG_POOL,
+}
 _f32 = np.float32
 
 
@@ -49,29 +53,32 @@ _f32 = np.float32
 class VecLayer:
     kind: str
     signed: bool
-    x: np.ndarray               # (H, W, c) codes
+    x: np.ndarray  # (H, W, c) codes
     kernel: tuple
     stride: tuple
-    pads: tuple                 # (top, left, bottom, right)
-    quant: dict                 # scales and zero points
-    clamp: tuple                # (qmin, qmax) codes
+    pads: tuple  # (top, left, bottom, right)
+    quant: dict  # scales and zero points
+    clamp: tuple  # (qmin, qmax) codes
     act: int
     lut: np.ndarray | None
     lut_slot: int
-    want: np.ndarray            # (Ho, Wo, c) reference codes as bytes
+    want: np.ndarray  # (Ho, Wo, c) reference codes as bytes
     words: list = field(default_factory=list)
-    image: dict = field(default_factory=dict)   # window offset -> bytes
+    image: dict = field(default_factory=dict)  # window offset -> bytes
     out_shape: tuple = ()
 
     def reference(self):
         return self.want
 
     def describe(self):
-        q = ", ".join(f"{k} {v:.6g}" if isinstance(v, float) else f"{k} {v}"
-                      for k, v in self.quant.items())
-        return (f"{self.kind} {'int8' if self.signed else 'uint8'} x{self.x.shape} "
-                f"k{self.kernel} s{self.stride} pads{self.pads} ->{self.out_shape} {q} "
-                f"clamp{list(self.clamp)} act{self.act} slot{self.lut_slot}")
+        q = ", ".join(
+            f"{k} {v:.6g}" if isinstance(v, float) else f"{k} {v}" for k, v in self.quant.items()
+        )
+        return (
+            f"{self.kind} {'int8' if self.signed else 'uint8'} x{self.x.shape} "
+            f"k{self.kernel} s{self.stride} pads{self.pads} ->{self.out_shape} {q} "
+            f"clamp{list(self.clamp)} act{self.act} slot{self.lut_slot}"
+        )
 
 
 def random_layer(rng, cfg, kind):
@@ -88,7 +95,7 @@ def _window(rng, kind, B, cfg):
         if kind == "add":
             kernel, stride, pads = (1, 1), (1, 1), (0, 0, 0, 0)
             if h * w == 1:
-                continue    # the runtime swaps the operands of a single value (see add)
+                continue  # the runtime swaps the operands of a single value (see add)
         elif kind == "gap":
             h, w = (int(v) for v in rng.integers(1, 16, 2))
             kernel, stride, pads = (h, w), (1, 1), (0, 0, 0, 0)
@@ -99,8 +106,12 @@ def _window(rng, kind, B, cfg):
         hp, wp = h + pads[0] + pads[2], w + pads[1] + pads[3]
         oh, ow = (hp - kernel[0]) // stride[0] + 1, (wp - kernel[1]) // stride[1] + 1
         operands = 2 if kind == "add" else 1
-        if oh >= 1 and ow >= 1 and nb * oh * ow <= cfg.output_buffer_depth and \
-                nb * operands * hp * wp <= cfg.input_buffer_depth:
+        if (
+            oh >= 1
+            and ow >= 1
+            and nb * oh * ow <= cfg.output_buffer_depth
+            and nb * operands * hp * wp <= cfg.input_buffer_depth
+        ):
             return h, w, c, kernel, stride, pads, oh, ow
 
 
@@ -116,11 +127,20 @@ def make_vec_layer(rng, cfg, kind):
     x = rng.integers(lo, hi + 1, (h, w, c)).astype(dt)
     zx = int(rng.integers(lo, hi + 1))
     sx = float(_f32(rng.uniform(0.005, 0.1)))
-    act = int(rng.choice([Activation.NONE, Activation.NONE, Activation.LEAKY_SHIFT,
-                          Activation.LEAKY_ROUNDED, Activation.LUT]))
+    act = int(
+        rng.choice(
+            [
+                Activation.NONE,
+                Activation.NONE,
+                Activation.LEAKY_SHIFT,
+                Activation.LEAKY_ROUNDED,
+                Activation.LUT,
+            ]
+        )
+    )
     quant, params, b = {"x_zp": zx, "x_scale": sx}, None, None
     if kind == "maxpool":
-        zy = zx     # a quantized MaxPool keeps its input's scale and zero point
+        zy = zx  # a quantized MaxPool keeps its input's scale and zero point
         y = pool.max_pool(x[None], kernel, stride=stride, pads=pads)[0]
     else:
         zy = int(rng.integers(lo // 2, hi // 2 + 1))
@@ -141,17 +161,30 @@ def make_vec_layer(rng, cfg, kind):
         if kind == "gap":
             y = pool.global_avg_pool(x[None], zx, rq)[0]
         else:
-            y = pool.avg_pool(x[None], zx, sx, sy, zy, kernel, stride=stride, pads=pads,
-                              count_include_pad=True)[0]
+            y = pool.avg_pool(
+                x[None], zx, sx, sy, zy, kernel, stride=stride, pads=pads, count_include_pad=True
+            )[0]
         params = np.array([param_lane(0, rq.m, rq.e)] * C, "<u8")
     clamp = (lo, hi)
     if act == Activation.NONE and rng.random() < 0.4:
-        clamp = (max(lo, zy), int(rng.integers(max(lo, zy), hi + 1)))   # ReLU / ReLU6-like
+        clamp = (max(lo, zy), int(rng.integers(max(lo, zy), hi + 1)))  # ReLU / ReLU6-like
     y = np.clip(np.asarray(y, np.int64), *clamp)
     lut = rng.integers(0, 256, 256).astype(np.uint8) if act == Activation.LUT else None
-    layer = VecLayer(kind, signed, x, kernel, stride, pads, quant, clamp, act, lut,
-                     int(rng.integers(cfg.lut_slots)), activate(y, act, zy, lut),
-                     out_shape=(oh, ow, c))
+    layer = VecLayer(
+        kind,
+        signed,
+        x,
+        kernel,
+        stride,
+        pads,
+        quant,
+        clamp,
+        act,
+        lut,
+        int(rng.integers(cfg.lut_slots)),
+        activate(y, act, zy, lut),
+        out_shape=(oh, ow, c),
+    )
     _assemble(layer, cfg, b, params, zy)
     return layer
 
@@ -169,35 +202,97 @@ def _assemble(ly, cfg, b, params, out_zp):
     prog = []
     if ly.act == Activation.LUT:
         ly.image[LUT_OFF] = ly.lut.tobytes()
-        prog.append(dict(op=Opcode.LOAD, buffer=Buffer.LUT, sram_addr=ly.lut_slot,
-                         dram_addr=LUT_OFF, y_size=1, x_size=1, x_stride=1))
+        prog.append(
+            dict(
+                op=Opcode.LOAD,
+                buffer=Buffer.LUT,
+                sram_addr=ly.lut_slot,
+                dram_addr=LUT_OFF,
+                y_size=1,
+                x_size=1,
+                x_stride=1,
+            )
+        )
     if params is not None:
         ly.image[PARAM_OFF] = params.tobytes()
-        prog.append(dict(op=Opcode.LOAD, buffer=Buffer.PARAM, sram_addr=0, dram_addr=PARAM_OFF,
-                         y_size=1, x_size=1, x_stride=1))
+        prog.append(
+            dict(
+                op=Opcode.LOAD,
+                buffer=Buffer.PARAM,
+                sram_addr=0,
+                dram_addr=PARAM_OFF,
+                y_size=1,
+                x_size=1,
+                x_stride=1,
+            )
+        )
     signed = int(ly.signed)
     zx = ly.quant["x_zp"]
     # Max pool pads with the lowest code (never the maximum); average pool with the input
     # zero point (adds nothing to the sum, as count_include_pad wants).
     pad_value = (-128 if signed else 0) if ly.kind == "maxpool" else zx
-    pad = dict(pad_top=ly.pads[0], pad_left=ly.pads[1], pad_bottom=ly.pads[2],
-               pad_right=ly.pads[3], pad_value=pad_value & 0xFF)
+    pad = dict(
+        pad_top=ly.pads[0],
+        pad_left=ly.pads[1],
+        pad_bottom=ly.pads[2],
+        pad_right=ly.pads[3],
+        pad_value=pad_value & 0xFF,
+    )
     for blk in range(nb):
         base = blk * operands * hp * wp
         srcs = [(INP_OFF, base)] + ([(INP_B_OFF, base + hp * wp)] if b is not None else [])
         for k, (dram, sram) in enumerate(srcs):
-            prog.append(dict(op=Opcode.LOAD, buffer=Buffer.INP, sram_addr=sram,
-                             dram_addr=dram + blk * h * w * B, y_size=h, x_size=w, x_stride=w,
-                             push_next=int(k == len(srcs) - 1), **pad))
-        prog.append(dict(
-            op=Opcode.VEC, vop=_VOP[ly.kind], kernel_h=ly.kernel[0], kernel_w=ly.kernel[1],
-            stride_h=ly.stride[0], stride_w=ly.stride[1], out_h=oh, out_w=ow, in_w=wp,
-            src_a=base, src_b=base + hp * wp if b is not None else 0, out_addr=blk * P,
-            param_addr=0, act=ly.act, lut_slot=ly.lut_slot if ly.act == Activation.LUT else 0,
-            a_zp=zx & 0xFF, b_zp=ly.quant.get("b_zp", 0) & 0xFF, out_zp=out_zp & 0xFF,
-            qmin=ly.clamp[0] & 0xFF, qmax=ly.clamp[1] & 0xFF, signed=signed,
-            pop_prev=1, push_next=1))
-        prog.append(dict(op=Opcode.STORE, sram_addr=blk * P, dram_addr=OUT_OFF + blk * P * B,
-                         y_size=oh, x_size=ow, x_stride=ow, lane=0, pop_prev=1))
+            prog.append(
+                dict(
+                    op=Opcode.LOAD,
+                    buffer=Buffer.INP,
+                    sram_addr=sram,
+                    dram_addr=dram + blk * h * w * B,
+                    y_size=h,
+                    x_size=w,
+                    x_stride=w,
+                    push_next=int(k == len(srcs) - 1),
+                    **pad,
+                )
+            )
+        prog.append(
+            dict(
+                op=Opcode.VEC,
+                vop=_VOP[ly.kind],
+                kernel_h=ly.kernel[0],
+                kernel_w=ly.kernel[1],
+                stride_h=ly.stride[0],
+                stride_w=ly.stride[1],
+                out_h=oh,
+                out_w=ow,
+                in_w=wp,
+                src_a=base,
+                src_b=base + hp * wp if b is not None else 0,
+                out_addr=blk * P,
+                param_addr=0,
+                act=ly.act,
+                lut_slot=ly.lut_slot if ly.act == Activation.LUT else 0,
+                a_zp=zx & 0xFF,
+                b_zp=ly.quant.get("b_zp", 0) & 0xFF,
+                out_zp=out_zp & 0xFF,
+                qmin=ly.clamp[0] & 0xFF,
+                qmax=ly.clamp[1] & 0xFF,
+                signed=signed,
+                pop_prev=1,
+                push_next=1,
+            )
+        )
+        prog.append(
+            dict(
+                op=Opcode.STORE,
+                sram_addr=blk * P,
+                dram_addr=OUT_OFF + blk * P * B,
+                y_size=oh,
+                x_size=ow,
+                x_stride=ow,
+                lane=0,
+                pop_prev=1,
+            )
+        )
     prog.append(dict(op=Opcode.FINISH, irq=1))
     ly.words = [isa.encode(p.pop("op"), **p) for p in prog]

@@ -18,8 +18,14 @@ from bamboo.sim.isa import Machine
 
 __all__ = ["OPS", "Case", "add_exhaustive", "make_case", "words"]
 
-OPS = (isa.VecOp.ADD, isa.VecOp.MAX_POOL, isa.VecOp.AVG_POOL, isa.VecOp.MUL_CHANNEL,
-       isa.VecOp.COPY, isa.VecOp.MUL)
+OPS = (
+    isa.VecOp.ADD,
+    isa.VecOp.MAX_POOL,
+    isa.VecOp.AVG_POOL,
+    isa.VecOp.MUL_CHANNEL,
+    isa.VecOp.COPY,
+    isa.VecOp.MUL,
+)
 F32 = np.float32
 
 
@@ -29,10 +35,10 @@ class Case:
 
     fields: dict
     word: int
-    inp: np.ndarray        # (depth, rows) uint8
-    param: np.ndarray      # (PARAM_DEPTH, cols) uint64
-    lut: np.ndarray        # (slots, 256) uint8
-    expected: np.ndarray   # (P, cols) uint8: OUT words out_addr...
+    inp: np.ndarray  # (depth, rows) uint8
+    param: np.ndarray  # (PARAM_DEPTH, cols) uint64
+    lut: np.ndarray  # (slots, 256) uint8
+    expected: np.ndarray  # (P, cols) uint8: OUT words out_addr...
 
     @property
     def pixels(self):
@@ -48,7 +54,7 @@ def _run_reference(config, fields, inp, param, lut):
     m.lut[:] = lut
     isa_ops.vec(m, f)
     p = f["out_h"] * f["out_w"]
-    return Case(fields, word, inp, param, lut, m.out[f["out_addr"]:f["out_addr"] + p].copy())
+    return Case(fields, word, inp, param, lut, m.out[f["out_addr"] : f["out_addr"] + p].copy())
 
 
 def _add_param(rng, cols, signed):
@@ -92,16 +98,29 @@ def make_case(config, vop, rng, lut, max_pixels=None):
     src_a = int(rng.integers(0, depth - 2 * words - 1))
     src_b = src_a + words + (int(rng.integers(0, 3)) if vop == isa.VecOp.MUL_CHANNEL else 0)
     qmin, qmax = _codes(rng, lo, hi)
-    fields = dict(vop=vop, kernel_h=kh, kernel_w=kw, stride_h=sh, stride_w=sw, out_h=oh,
-                  out_w=ow, in_w=in_w, src_a=src_a, src_b=src_b,
-                  out_addr=int(rng.integers(0, config.output_buffer_depth - oh * ow + 1)),
-                  param_addr=int(rng.integers(0, PARAM_DEPTH)), act=int(rng.integers(0, 4)),
-                  lut_slot=int(rng.integers(0, config.lut_slots)),
-                  a_zp=int(rng.integers(lo, hi + 1)) & 0xFF,
-                  b_zp=int(rng.integers(lo, hi + 1)) & 0xFF,
-                  out_zp=int(rng.integers(lo, hi + 1)) & 0xFF,
-                  qmin=qmin & 0xFF, qmax=qmax & 0xFF, signed=signed)
-    if not pool and rng.random() < 0.3:      # pool fields are don't-care elsewhere
+    fields = dict(
+        vop=vop,
+        kernel_h=kh,
+        kernel_w=kw,
+        stride_h=sh,
+        stride_w=sw,
+        out_h=oh,
+        out_w=ow,
+        in_w=in_w,
+        src_a=src_a,
+        src_b=src_b,
+        out_addr=int(rng.integers(0, config.output_buffer_depth - oh * ow + 1)),
+        param_addr=int(rng.integers(0, PARAM_DEPTH)),
+        act=int(rng.integers(0, 4)),
+        lut_slot=int(rng.integers(0, config.lut_slots)),
+        a_zp=int(rng.integers(lo, hi + 1)) & 0xFF,
+        b_zp=int(rng.integers(lo, hi + 1)) & 0xFF,
+        out_zp=int(rng.integers(lo, hi + 1)) & 0xFF,
+        qmin=qmin & 0xFF,
+        qmax=qmax & 0xFF,
+        signed=signed,
+    )
+    if not pool and rng.random() < 0.3:  # pool fields are don't-care elsewhere
         fields.update(kernel_h=int(rng.integers(0, 16)), stride_w=int(rng.integers(0, 8)))
     inp = rng.integers(0, 256, (depth, B)).astype(np.uint8)
     param = rng.integers(0, 1 << 63, (PARAM_DEPTH, C), dtype=np.uint64)
@@ -113,8 +132,9 @@ def make_case(config, vop, rng, lut, max_pixels=None):
         for c in range(C):
             scale = F32(2.0 ** rng.uniform(-4, 1) / n)
             mant, exp = np.frexp(np.float64(scale))
-            param[pa, c] = param_lane(int(rng.integers(-3000, 3000)),
-                                      int(round(mant * (1 << 24))), int(exp) - 24)
+            param[pa, c] = param_lane(
+                int(rng.integers(-3000, 3000)), int(round(mant * (1 << 24))), int(exp) - 24
+            )
     elif vop in (isa.VecOp.MUL, isa.VecOp.MUL_CHANNEL):
         mant = int(rng.integers(1 << 23, 1 << 24))
         exp = int(rng.integers(-36, -20)) if rng.random() < 0.9 else int(rng.integers(-54, 1))
@@ -138,15 +158,26 @@ def add_exhaustive(config, ra_rb_k_word, signed, out_addr=0, first_pair=0):
         a = np.zeros(per, np.uint8)
         b = np.zeros(per, np.uint8)
         n = min(per, (1 << 16) - start)
-        a[:n], b[:n] = a_all[start:start + n], b_all[start:start + n]
+        a[:n], b[:n] = a_all[start : start + n], b_all[start : start + n]
         inp = np.zeros((config.input_buffer_depth, B), np.uint8)
         inp[:P] = a.reshape(P, B)
-        inp[P:2 * P] = b.reshape(P, B)
+        inp[P : 2 * P] = b.reshape(P, B)
         param = np.zeros((PARAM_DEPTH, C), np.uint64)
         param[0] = ra_rb_k_word
-        fields = dict(vop=isa.VecOp.ADD, out_h=1, out_w=P, in_w=P, src_a=0, src_b=P,
-                      out_addr=out_addr, param_addr=0, act=isa.Activation.NONE,
-                      qmin=lo & 0xFF, qmax=hi & 0xFF, signed=int(signed))
-        yield _run_reference(config, fields, inp, param,
-                             np.zeros((config.lut_slots, 256), np.uint8))
-
+        fields = dict(
+            vop=isa.VecOp.ADD,
+            out_h=1,
+            out_w=P,
+            in_w=P,
+            src_a=0,
+            src_b=P,
+            out_addr=out_addr,
+            param_addr=0,
+            act=isa.Activation.NONE,
+            qmin=lo & 0xFF,
+            qmax=hi & 0xFF,
+            signed=int(signed),
+        )
+        yield _run_reference(
+            config, fields, inp, param, np.zeros((config.lut_slots, 256), np.uint8)
+        )

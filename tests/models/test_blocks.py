@@ -6,10 +6,14 @@ torch = pytest.importorskip("torch", reason="the blocks are built with torch")
 from bamboo.models.blocks import BLOCKS, make_block  # noqa: E402
 
 
-@pytest.mark.parametrize("name,out,residual", [
-    ("block_mbv2_residual", (1, 24, 16, 16), True),
-    ("block_mbv2_stride2", (1, 32, 8, 8), False),
-    ("block_mbconv_se", (1, 24, 16, 16), True)])
+@pytest.mark.parametrize(
+    "name,out,residual",
+    [
+        ("block_mbv2_residual", (1, 24, 16, 16), True),
+        ("block_mbv2_stride2", (1, 32, 8, 8), False),
+        ("block_mbconv_se", (1, 24, 16, 16), True),
+    ],
+)
 def test_block_shapes(name, out, residual):
     net = make_block(name).eval()
     assert tuple(net(torch.zeros(1, 3, 32, 32)).shape) == out

@@ -30,19 +30,20 @@ from bamboo.cli import main as bamboo  # noqa: E402
 INPUTS = 2
 # Entries Bamboo still refuses (issue 13, open), each with the one line it must print: the
 # test fails when the refusal changes, and when the model starts working (then drop it here).
-REFUSED = {
-}
+REFUSED = {}
 NAMES = sorted(corpus.CORPUS)
 
 
 def _check(name, full, tmp_path, capsys, diff_cases):
     path = corpus.build(name, full)
     model = onnx.load(str(path))
-    (inp,) = [i for i in model.graph.input
-              if i.name not in {t.name for t in model.graph.initializer}]
+    (inp,) = [
+        i for i in model.graph.input if i.name not in {t.name for t in model.graph.initializer}
+    ]
     batch = inp.type.tensor_type.shape.dim[0]
-    assert batch.dim_param and not batch.HasField("dim_value"), \
+    assert batch.dim_param and not batch.HasField("dim_value"), (
         f"{path}: the batch axis is not dynamic as exported"
+    )
 
     if name in REFUSED:
         assert bamboo(["inspect", str(path)]) == 1
@@ -54,8 +55,9 @@ def _check(name, full, tmp_path, capsys, diff_cases):
     assert "bytes crossing PS/PL" in text, text
 
     artifact = tmp_path / f"{name}.bmb"
-    assert bamboo(["compile", str(path), "-o", str(artifact), "--config", "ultra96",
-                   "--quiet"]) == 0, capsys.readouterr().err
+    assert (
+        bamboo(["compile", str(path), "-o", str(artifact), "--config", "ultra96", "--quiet"]) == 0
+    ), capsys.readouterr().err
 
     # int8-activation QDQ: onnxruntime runs part of the graph in float; its integer result
     # is the uint8 twin's (tests/models/test_quantize.py). A no-op for the other entries.
@@ -88,8 +90,7 @@ def test_corpus_covers_every_axis():
     """Each exporter, pre-processing choice, format and activation type appears, and
     every format and activation type under both exporters."""
     entries = corpus.CORPUS.values()
-    seen = {(e.exporter, e.format) for e in entries} | {(e.exporter, e.activation)
-                                                        for e in entries}
+    seen = {(e.exporter, e.format) for e in entries} | {(e.exporter, e.activation) for e in entries}
     for exporter in ("legacy", "dynamo"):
         for value in ("qdq", "qoperator", "uint8", "int8"):
             assert (exporter, value) in seen, (exporter, value)

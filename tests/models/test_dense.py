@@ -23,8 +23,12 @@ from bamboo.compiler.errors import UnsupportedOpError  # noqa: E402
 from bamboo.models import calibration, zoo  # noqa: E402
 from bamboo.runtime.session import Session  # noqa: E402
 
-DENSE = ("lraspp_mobilenet_v3", "deeplabv3_mobilenet_v3", "ssdlite_mobilenet_v3",
-         "tiny_yolov3_darknet")
+DENSE = (
+    "lraspp_mobilenet_v3",
+    "deeplabv3_mobilenet_v3",
+    "ssdlite_mobilenet_v3",
+    "tiny_yolov3_darknet",
+)
 
 
 def _entry(name):
@@ -35,7 +39,7 @@ def _compile(path):
     try:
         return compile_model(path)
     except UnsupportedOpError as exc:
-        if "operator Pad is not supported" in str(exc):   # issue 20's Pad-before-MaxPool
+        if "operator Pad is not supported" in str(exc):  # issue 20's Pad-before-MaxPool
             pytest.xfail(f"the front end does not lower Pad yet: {exc}")
         raise
 
@@ -50,8 +54,9 @@ def _session_matches_ort(path, resolution, diff_cases):
         got = sess.run(None, {name: x})
     for g, w in zip(got, want):
         assert g.shape == w.shape
-        assert np.array_equal(g.view(np.uint32), w.view(np.uint32)), \
+        assert np.array_equal(g.view(np.uint32), w.view(np.uint32)), (
             f"{np.count_nonzero(g != w)} of {g.size} differ"
+        )
         diff_cases("dense-models", g.size)
 
 
@@ -103,9 +108,12 @@ def test_lraspp_dilated_depthwise_on_the_fabric():
     dilated = [n for n in g.nodes if n.op == "conv" and n.attrs["dilation"] != (1, 1)]
     assert len(dilated) == 3
     by_name = {n.name: n for n in placed.nodes}
-    assert all(by_name[n.name].target == "fabric" and by_name[n.name].attrs["w_stuffed"] == 2
-               for n in dilated)
+    assert all(
+        by_name[n.name].target == "fabric" and by_name[n.name].attrs["w_stuffed"] == 2
+        for n in dilated
+    )
     cpu = {n.op for n in placed.nodes if n.target == "cpu"}
     assert cpu <= {"conv", "resize"}
-    assert all("squeeze-excite" in n.reason for n in placed.nodes
-               if n.target == "cpu" and n.op == "conv")
+    assert all(
+        "squeeze-excite" in n.reason for n in placed.nodes if n.target == "cpu" and n.op == "conv"
+    )

@@ -46,8 +46,10 @@ def test_ultraface_quantizes_to_integer(ultraface):
 
 def test_ultraface_int8_agrees_with_float(ultraface):
     x = faces.calibration_images(1)  # the astronaut: one face
-    fout, qout = (ort.InferenceSession(str(p), providers=["CPUExecutionProvider"])
-                  .run(None, {"input": x}) for p in ultraface)
+    fout, qout = (
+        ort.InferenceSession(str(p), providers=["CPUExecutionProvider"]).run(None, {"input": x})
+        for p in ultraface
+    )
     assert fout[0].shape == qout[0].shape == (1, 4420, 2)
     assert np.corrcoef(fout[0].ravel(), qout[0].ravel())[0, 1] > 0.99
     assert np.corrcoef(fout[1].ravel(), qout[1].ravel())[0, 1] > 0.98
@@ -97,8 +99,9 @@ def test_ultraface_priors_follow_the_head_layout(ultraface):
     p = faces.priors()
     assert p.shape == (shape.dim[1].dim_value, 4) == (4420, 4)
     # Stride 8 (40x30 cells, sizes 10/16/24): cell (row 2, column 5), size 16.
-    np.testing.assert_allclose(p[(2 * 40 + 5) * 3 + 1], [5.5 / 40, 2.5 / 30, 16 / 320, 16 / 240],
-                               rtol=1e-6)
+    np.testing.assert_allclose(
+        p[(2 * 40 + 5) * 3 + 1], [5.5 / 40, 2.5 / 30, 16 / 320, 16 / 240], rtol=1e-6
+    )
     # The last prior: stride 64 (5x4 cells), size 256, its height clipped to the frame.
     np.testing.assert_allclose(p[-1], [4.5 / 5, 3.5 / 4, 256 / 320, 1.0], rtol=1e-6)
     assert p.min() >= 0 and p.max() <= 1
@@ -112,16 +115,25 @@ def test_ultraface_decode_inverts_the_encoding():
     cx = anchors[:, 0] + rng.uniform(-0.05, 0.05, 50)
     cy = anchors[:, 1] + rng.uniform(-0.05, 0.05, 50)
     w, h = anchors[:, 2] * rng.uniform(0.5, 2, 50), anchors[:, 3] * rng.uniform(0.5, 2, 50)
-    loc = np.stack([(cx - anchors[:, 0]) / anchors[:, 2] / 0.1,
-                    (cy - anchors[:, 1]) / anchors[:, 3] / 0.1,
-                    np.log(w / anchors[:, 2]) / 0.2, np.log(h / anchors[:, 3]) / 0.2], axis=1)
-    np.testing.assert_allclose(faces.decode(loc, anchors),
-                               np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], 1),
-                               atol=1e-6)
+    loc = np.stack(
+        [
+            (cx - anchors[:, 0]) / anchors[:, 2] / 0.1,
+            (cy - anchors[:, 1]) / anchors[:, 3] / 0.1,
+            np.log(w / anchors[:, 2]) / 0.2,
+            np.log(h / anchors[:, 3]) / 0.2,
+        ],
+        axis=1,
+    )
+    np.testing.assert_allclose(
+        faces.decode(loc, anchors),
+        np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], 1),
+        atol=1e-6,
+    )
 
 
 def _nms_reference(boxes, scores, threshold):
     """Greedy NMS one box at a time with a scalar IoU, as the textbook writes it."""
+
     def iou(a, b):
         iw = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
         ih = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
@@ -136,8 +148,9 @@ def _nms_reference(boxes, scores, threshold):
 
 
 def test_ultraface_nms_against_a_scalar_reference():
-    assert faces.iou([[0, 0, 2, 2]], [[1, 1, 3, 3], [0, 0, 2, 2], [5, 5, 6, 6]]).tolist() == \
-        [[1 / 7, 1.0, 0.0]]
+    assert faces.iou([[0, 0, 2, 2]], [[1, 1, 3, 3], [0, 0, 2, 2], [5, 5, 6, 6]]).tolist() == [
+        [1 / 7, 1.0, 0.0]
+    ]
     rng = np.random.default_rng(2)
     for _ in range(30):
         n = int(rng.integers(1, 40))
@@ -145,5 +158,6 @@ def test_ultraface_nms_against_a_scalar_reference():
         boxes = np.concatenate([xy, xy + rng.uniform(0.05, 0.4, (n, 2))], axis=1)
         scores = rng.uniform(0.7, 1.0, n)
         for threshold in (0.1, 0.3, 0.6):
-            assert faces.nms(boxes, scores, threshold).tolist() == \
-                _nms_reference(boxes, scores, threshold)
+            assert faces.nms(boxes, scores, threshold).tolist() == _nms_reference(
+                boxes, scores, threshold
+            )

@@ -22,22 +22,35 @@ C = 8
 def _block():
     """x -> Conv3x3 -> SiLU -> SE (GAP, 1x1, SiLU, 1x1, Sigmoid, Mul) -> Conv1x1 -> + x."""
     rng = np.random.default_rng(13)
-    w = {"w0": rng.normal(0, 0.3, (C, C, 3, 3)), "b0": rng.normal(0, 0.1, C),
-         "w1": rng.normal(0, 0.5, (4, C, 1, 1)), "b1": rng.normal(0, 0.1, 4),
-         "w2": rng.normal(0, 0.5, (C, 4, 1, 1)), "b2": rng.normal(0, 0.1, C),
-         "w3": rng.normal(0, 0.3, (C, C, 1, 1)), "b3": rng.normal(0, 0.1, C)}
+    w = {
+        "w0": rng.normal(0, 0.3, (C, C, 3, 3)),
+        "b0": rng.normal(0, 0.1, C),
+        "w1": rng.normal(0, 0.5, (4, C, 1, 1)),
+        "b1": rng.normal(0, 0.1, 4),
+        "w2": rng.normal(0, 0.5, (C, 4, 1, 1)),
+        "b2": rng.normal(0, 0.1, C),
+        "w3": rng.normal(0, 0.3, (C, C, 1, 1)),
+        "b3": rng.normal(0, 0.1, C),
+    }
     mk = helper.make_node
-    nodes = [mk("Conv", ["x", "w0", "b0"], ["c0"], pads=[1, 1, 1, 1]),
-             mk("Sigmoid", ["c0"], ["s0"]), mk("Mul", ["c0", "s0"], ["a0"]),
-             mk("GlobalAveragePool", ["a0"], ["g"]),
-             mk("Conv", ["g", "w1", "b1"], ["c1"]),
-             mk("Sigmoid", ["c1"], ["s1"]), mk("Mul", ["c1", "s1"], ["a1"]),
-             mk("Conv", ["a1", "w2", "b2"], ["c2"]), mk("Sigmoid", ["c2"], ["s2"]),
-             mk("Mul", ["a0", "s2"], ["se"]),
-             mk("Conv", ["se", "w3", "b3"], ["c3"]), mk("Add", ["c3", "x"], ["y"])]
+    nodes = [
+        mk("Conv", ["x", "w0", "b0"], ["c0"], pads=[1, 1, 1, 1]),
+        mk("Sigmoid", ["c0"], ["s0"]),
+        mk("Mul", ["c0", "s0"], ["a0"]),
+        mk("GlobalAveragePool", ["a0"], ["g"]),
+        mk("Conv", ["g", "w1", "b1"], ["c1"]),
+        mk("Sigmoid", ["c1"], ["s1"]),
+        mk("Mul", ["c1", "s1"], ["a1"]),
+        mk("Conv", ["a1", "w2", "b2"], ["c2"]),
+        mk("Sigmoid", ["c2"], ["s2"]),
+        mk("Mul", ["a0", "s2"], ["se"]),
+        mk("Conv", ["se", "w3", "b3"], ["c3"]),
+        mk("Add", ["c3", "x"], ["y"]),
+    ]
     inits = {k: v.astype(np.float32) for k, v in w.items()}
-    return ou.make_model(nodes, [("x", np.float32, (1, C, 6, 6))],
-                         [("y", np.float32, (1, C, 6, 6))], inits)
+    return ou.make_model(
+        nodes, [("x", np.float32, (1, C, 6, 6))], [("y", np.float32, (1, C, 6, 6))], inits
+    )
 
 
 def _inputs(n, seed):
@@ -69,10 +82,15 @@ def test_uint8_twin_is_the_same_model_and_runs_integer_only(int8_model):
     zps = {t.name: t.data_type for t in twin.graph.initializer if t.name.endswith("_uint8_twin")}
     assert zps and set(zps.values()) == {ou.onnx.TensorProto.UINT8}
     weights = {t.name for t in int8_model.graph.initializer}
-    assert [n.input[2] for n in twin.graph.node if n.op_type == "DequantizeLinear"
-            and n.input[0] in weights] == [
-        n.input[2] for n in int8_model.graph.node if n.op_type == "DequantizeLinear"
-        and n.input[0] in weights]
+    assert [
+        n.input[2]
+        for n in twin.graph.node
+        if n.op_type == "DequantizeLinear" and n.input[0] in weights
+    ] == [
+        n.input[2]
+        for n in int8_model.graph.node
+        if n.op_type == "DequantizeLinear" and n.input[0] in weights
+    ]
 
 
 def test_bamboo_equals_onnxruntime_on_the_uint8_twin(int8_model):
@@ -94,6 +112,7 @@ def test_uint8_twin_leaves_uint8_and_qoperator_models_alone():
     u8 = ou.qdq_single_op("Relu", [((1, 2, 2, 2), 0.1, 10)], (0.1, 10))
     assert uint8_twin(u8) == u8
     x = np.arange(-4, 4, dtype=np.int8).reshape(1, 2, 2, 2)
-    qop = ou.qlinear_conv(x.shape, np.int8, 0.05, 3, np.ones((2, 2, 1, 1), np.int8), 0.02, 0,
-                          None, 0.1, -2)
+    qop = ou.qlinear_conv(
+        x.shape, np.int8, 0.05, 3, np.ones((2, 2, 1, 1), np.int8), 0.02, 0, None, 0.1, -2
+    )
     assert uint8_twin(qop) == qop

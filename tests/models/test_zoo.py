@@ -19,9 +19,27 @@ pytest.importorskip("skimage", reason="calibration photos come from scikit-image
 from bamboo.models import calibration, export, quantize, zoo  # noqa: E402
 
 # Ops a float zoo graph may contain (what the quantizer and the compiler must handle).
-FLOAT_OPS = {"Conv", "Gemm", "Relu", "Clip", "HardSigmoid", "Sigmoid", "LeakyRelu", "Mul", "Add",
-             "GlobalAveragePool", "AveragePool", "MaxPool", "Concat", "Reshape", "Transpose",
-             "Flatten", "Slice", "Split", "Resize"}
+FLOAT_OPS = {
+    "Conv",
+    "Gemm",
+    "Relu",
+    "Clip",
+    "HardSigmoid",
+    "Sigmoid",
+    "LeakyRelu",
+    "Mul",
+    "Add",
+    "GlobalAveragePool",
+    "AveragePool",
+    "MaxPool",
+    "Concat",
+    "Reshape",
+    "Transpose",
+    "Flatten",
+    "Slice",
+    "Split",
+    "Resize",
+}
 SLOW = {"efficientnet_b4"}  # the quantizer alone takes ~25 s on its 500 tensors
 
 
@@ -108,13 +126,13 @@ def test_cache_reuses_files_and_keys_on_parameters():
     other = zoo._path("squeezenet1_1", 32, 0.5, 0, "qdq")
     assert other.name.split("-")[3] != first.name.split("-")[3]
     assert zoo._path("squeezenet1_1", 32, 0.25, 1, "qdq") != zoo._path(
-        "squeezenet1_1", 32, 0.25, 0, "qdq")
+        "squeezenet1_1", 32, 0.25, 0, "qdq"
+    )
 
 
 def test_tiny_yolo_stride1_pool_has_its_own_padding():
     entry = zoo.ZOO["tiny_yolov3"]
-    model = onnx.load(str(zoo.build_float("tiny_yolov3", entry.test_resolution,
-                                          entry.test_width)))
+    model = onnx.load(str(zoo.build_float("tiny_yolov3", entry.test_resolution, entry.test_width)))
     pools = [n for n in model.graph.node if n.op_type == "MaxPool"]
     attrs = [{a.name: onnx.helper.get_attribute_value(a) for a in p.attribute} for p in pools]
     assert [a["strides"] for a in attrs].count([1, 1]) == 1
@@ -127,11 +145,15 @@ def test_edge_pad_fold_matches_onnxruntime():
     h = onnx.helper
     x = np.random.default_rng(0).normal(size=(1, 2, 5, 6)).astype(np.float32)
     graph = h.make_graph(
-        [h.make_node("Pad", ["x", "pads"], ["p"], mode="edge"),
-         h.make_node("MaxPool", ["p"], ["y"], kernel_shape=[2, 3], strides=[1, 2])],
-        "g", [h.make_tensor_value_info("x", onnx.TensorProto.FLOAT, x.shape)],
+        [
+            h.make_node("Pad", ["x", "pads"], ["p"], mode="edge"),
+            h.make_node("MaxPool", ["p"], ["y"], kernel_shape=[2, 3], strides=[1, 2]),
+        ],
+        "g",
+        [h.make_tensor_value_info("x", onnx.TensorProto.FLOAT, x.shape)],
         [h.make_tensor_value_info("y", onnx.TensorProto.FLOAT, None)],
-        [onnx.numpy_helper.from_array(np.array([0, 0, 1, 0, 0, 0, 0, 2], np.int64), "pads")])
+        [onnx.numpy_helper.from_array(np.array([0, 0, 1, 0, 0, 0, 0, 2], np.int64), "pads")],
+    )
     model = h.make_model(graph, opset_imports=[h.make_opsetid("", 13)])
     want = ort.InferenceSession(model.SerializeToString()).run(None, {"x": x})[0]
     folded = export.fold_edge_pad_into_maxpool(model)
@@ -145,11 +167,17 @@ def test_graph_stats_counts_conv_and_gemm():
     w = onnx.numpy_helper.from_array(np.zeros((8, 2, 3, 3), np.float32), "w")  # groups 2
     g = onnx.numpy_helper.from_array(np.zeros((10, 8), np.float32), "g")
     graph = h.make_graph(
-        [h.make_node("Conv", ["x", "w"], ["c"], group=2, strides=[2, 2], pads=[1, 1, 1, 1]),
-         h.make_node("GlobalAveragePool", ["c"], ["p"]), h.make_node("Flatten", ["p"], ["f"]),
-         h.make_node("Gemm", ["f", "g"], ["y"], transB=1)],
-        "g", [h.make_tensor_value_info("x", onnx.TensorProto.FLOAT, (1, 4, 8, 8))],
-        [h.make_tensor_value_info("y", onnx.TensorProto.FLOAT, None)], [w, g])
+        [
+            h.make_node("Conv", ["x", "w"], ["c"], group=2, strides=[2, 2], pads=[1, 1, 1, 1]),
+            h.make_node("GlobalAveragePool", ["c"], ["p"]),
+            h.make_node("Flatten", ["p"], ["f"]),
+            h.make_node("Gemm", ["f", "g"], ["y"], transB=1),
+        ],
+        "g",
+        [h.make_tensor_value_info("x", onnx.TensorProto.FLOAT, (1, 4, 8, 8))],
+        [h.make_tensor_value_info("y", onnx.TensorProto.FLOAT, None)],
+        [w, g],
+    )
     stats = zoo.graph_stats(h.make_model(graph, opset_imports=[h.make_opsetid("", 13)]))
     assert stats == {"params": 8 * 2 * 9 + 80, "macs": 8 * 4 * 4 * 2 * 9 + 80}
 
@@ -161,15 +189,22 @@ def test_calibration_photos_are_deterministic():
     np.testing.assert_array_equal(a, calibration.photos(24, 40, count=3))
 
 
-@pytest.mark.parametrize("call, message", [
-    (lambda: zoo.build_float("resnet50"), "model must be one of"),
-    (lambda: zoo.build_float("tiny_yolov3", 48), "tiny_yolov3 resolution must be a positive "
-                                                  "multiple of 32, not 48"),
-    (lambda: zoo.build_float("mobilenet_v2", 32, 0), "width must be positive, not 0"),
-    (lambda: zoo.build_quantized("mobilenet_v2", 32, 0.25, format="int4"),
-     "format must be one of ('qdq', 'qoperator'), not 'int4'"),
-    (lambda: calibration.photos(8, count=0), "count must be in 1..8, not 0"),
-])
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (lambda: zoo.build_float("resnet50"), "model must be one of"),
+        (
+            lambda: zoo.build_float("tiny_yolov3", 48),
+            "tiny_yolov3 resolution must be a positive multiple of 32, not 48",
+        ),
+        (lambda: zoo.build_float("mobilenet_v2", 32, 0), "width must be positive, not 0"),
+        (
+            lambda: zoo.build_quantized("mobilenet_v2", 32, 0.25, format="int4"),
+            "format must be one of ('qdq', 'qoperator'), not 'int4'",
+        ),
+        (lambda: calibration.photos(8, count=0), "count must be in 1..8, not 0"),
+    ],
+)
 def test_arguments_are_validated(call, message):
     with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
         call()

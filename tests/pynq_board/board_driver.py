@@ -53,8 +53,11 @@ def main(folder):
     # 1. Overlay (.bit + .hwh), completion by polling (the default).
     sess = Session(model, backend="board", bitstream=str(folder / "bamboo.bit"))
     ov = sess.device.overlay
-    report["ip_dict"] = {k: {f: v.get(f) for f in ("phys_addr", "addr_range", "type")}
-                         | {"interrupts": sorted(v["interrupts"])} for k, v in ov.ip_dict.items()}
+    report["ip_dict"] = {
+        k: {f: v.get(f) for f in ("phys_addr", "addr_range", "type")}
+        | {"interrupts": sorted(v["interrupts"])}
+        for k, v in ov.ip_dict.items()
+    }
     report["interrupt_pins"] = sorted(ov.interrupt_pins)
     report["interrupt_controllers"] = ov.interrupt_controllers
     report["overlay_clock_at_download"] = events("download")[-1]
@@ -72,7 +75,7 @@ def main(folder):
     # 2. Interrupts: one loop-owning thread; waits from this thread and run_batch's workers.
     # (Session.run from several user threads at once is the session's own concern.)
     sess = Session(model, backend="board", bitstream=str(folder / "bamboo.bit"), interrupt=True)
-    device.engine.latency = 0.05      # each run ends after the wait has begun
+    device.engine.latency = 0.05  # each run ends after the wait has begun
     before = device.uio.count
     run_all(sess, "irq")
     name = sess.get_inputs()[0].name
@@ -100,11 +103,12 @@ def main(folder):
 
     # 4. A bare .bit: the clock is set before the download, the port widths after.
     for addr in (0xFD380000, 0xFD380014):
-        device.mmap(addr, 4)[0] = 2                      # back to 32 bits
+        device.mmap(addr, 4)[0] = 2  # back to 32 bits
     sess = Session(model, backend="board", bitstream=str(folder / "bare.bit"))
     report["bare_clock_at_download"] = events("download")[-1]
-    report["bare_hp0_width_regs"] = [int(device.mmap(a, 4)[0]) & 3
-                                     for a in (0xFD380000, 0xFD380014)]
+    report["bare_hp0_width_regs"] = [
+        int(device.mmap(a, 4)[0]) & 3 for a in (0xFD380000, 0xFD380014)
+    ]
     run_all(sess, "bare")
     sess.close()
     report["stale_reads"] = len(events("stale read"))

@@ -61,17 +61,31 @@ PL_WINDOW = (0xA000_0000, 0xB000_0000)
 _CRL, _CRF = 0xFF5E_0000, 0xFD1A_0000
 #: Boot values of the registers PYNQ reads or writes: Ultra96 IOPLL 33.333 MHz x 90 / 2,
 #: PL0 = IOPLL / 15 (100 MHz), HPM0_FPD at 128 bits, S_AXI_HP0_FPD (AFIFM2) at 32 bits.
-BOOT = {_CRL + 0x20: 90 << 8 | 1 << 16, _CRL + 0x30: 72 << 8 | 1 << 16,
-        _CRL + 0xC0: 1 << 24 | 1 << 16 | 15 << 8, _CRF + 0x20: 72 << 8,
-        _CRF + 0x2C: 64 << 8, _CRF + 0x38: 90 << 8 | 1 << 16, _CRF + 0x60: 1 << 8,
-        0xFD61_5000: 0xA00, 0xFD38_0000: 2, 0xFD38_0014: 2}
+BOOT = {
+    _CRL + 0x20: 90 << 8 | 1 << 16,
+    _CRL + 0x30: 72 << 8 | 1 << 16,
+    _CRL + 0xC0: 1 << 24 | 1 << 16 | 15 << 8,
+    _CRF + 0x20: 72 << 8,
+    _CRF + 0x2C: 64 << 8,
+    _CRF + 0x38: 90 << 8 | 1 << 16,
+    _CRF + 0x60: 1 << 8,
+    0xFD61_5000: 0xA00,
+    0xFD38_0000: 2,
+    0xFD38_0014: 2,
+}
 
 
 def write_bitstream(path, config, *, reg_base, intc_base, latency=0.0):
     """A ``.bit`` as Vivado frames one (the header fields ``pynq``'s ``parse_bit_header``
     reads) whose data names the design: the configuration and where its windows are."""
-    payload = json.dumps({"config": config.to_dict(), "reg_base": reg_base,
-                          "intc_base": intc_base, "latency": latency}).encode()
+    payload = json.dumps(
+        {
+            "config": config.to_dict(),
+            "reg_base": reg_base,
+            "intc_base": intc_base,
+            "latency": latency,
+        }
+    ).encode()
     payload += b" " * (-len(payload) % 4)
 
     def field(tag, text):
@@ -122,13 +136,18 @@ class _Intc:
     def read(self, offset):
         self._sample()
         ipr = self.isr & self.ier
-        return {0x00: self.isr, 0x04: ipr, 0x08: self.ier, 0x18: 0 if ipr & 1 else 0xFFFF_FFFF,
-                0x1C: self.mer}.get(offset, 0)
+        return {
+            0x00: self.isr,
+            0x04: ipr,
+            0x08: self.ier,
+            0x18: 0 if ipr & 1 else 0xFFFF_FFFF,
+            0x1C: self.mer,
+        }.get(offset, 0)
 
     def write(self, offset, value):
         if offset == 0x08:
             self.ier = value
-        elif offset == 0x0C:          # acknowledge; a level still high sets it again
+        elif offset == 0x0C:  # acknowledge; a level still high sets it again
             self.isr &= ~value
             self._sample()
         elif offset == 0x10:
@@ -151,8 +170,12 @@ class _Engine(RegisterModel):
         hi = lo + self._wide("WINDOW_SIZE")
         for bo in self.device.bos.values():
             inside = bo.addr < hi and lo < bo.addr + bo.ddr.size
-            if inside and bo.cacheable and not bo.engine_wrote and \
-                    not np.array_equal(bo.cpu, bo.ddr):
+            if (
+                inside
+                and bo.cacheable
+                and not bo.engine_wrote
+                and not np.array_equal(bo.cpu, bo.ddr)
+            ):
                 self.device.log.append(("stale read", bo.addr))
         self.device.log.append(("start", self._wide("INSN_BASE")))
         super()._start()
@@ -187,8 +210,9 @@ class _Memory:
             cpu = np.zeros(size, np.uint8) if cacheable else ddr
             handle = dev.next_bo = dev.next_bo + 1
             dev.bos[handle] = _Bo(addr, ddr, cpu, bool(cacheable))
-        buf = PynqBuffer(shape, dtype, bo=handle, device=dev, buffer=cpu,
-                         device_address=addr, coherent=False)
+        buf = PynqBuffer(
+            shape, dtype, bo=handle, device=dev, buffer=cpu, device_address=addr, coherent=False
+        )
         # PynqBuffer.freebuffer returns the pointer to us; there is no mmap of XRT's to
         # undo (``freed``), so a second freebuffer (e.g. from __del__) does nothing.
         buf.memory, buf.pointer, buf.return_to, buf.freed = self, handle, self, True
@@ -222,10 +246,10 @@ class _Uio:
             if ready:
                 data = os.read(self.master, 64)
                 for i in range(0, len(data) - 3, 4):
-                    self.enabled = data[i:i + 4] != b"\0\0\0\0"
+                    self.enabled = data[i : i + 4] != b"\0\0\0\0"
             if self.enabled and self.line():
                 self.count += 1
-                self.enabled = False          # masked until user space enables it again
+                self.enabled = False  # masked until user space enables it again
                 os.write(self.master, struct.pack("<I", self.count))
 
     def close(self):
@@ -243,7 +267,7 @@ class SimDevice(Device):
         self.lock = threading.RLock()
         self.memory = Memory()
         self.bos, self.next_bo = {}, 0
-        self.ps = {}              # 4 KiB pages of the PS's register space
+        self.ps = {}  # 4 KiB pages of the PS's register space
         self.design = self.engine = self.intc = None
         self.log = []
         self.uio = _Uio(self._irq_line)
@@ -256,8 +280,10 @@ class SimDevice(Device):
                 if base <= base_addr and base_addr + length <= base + size:
                     return _Window(self, model, base_addr - base, length)
             if PL_WINDOW[0] <= base_addr < PL_WINDOW[1]:
-                raise RuntimeError(f"MMIO at {base_addr:#x}: nothing in the PL answers there "
-                                   "(on the board the AXI read would hang the CPU)")
+                raise RuntimeError(
+                    f"MMIO at {base_addr:#x}: nothing in the PL answers there "
+                    "(on the board the AXI read would hang the CPU)"
+                )
             page = base_addr & ~0xFFF
             if base_addr + length > page + 0x1000:
                 raise ValueError("the simulated PS registers map within one 4 KiB page")
@@ -267,7 +293,7 @@ class SimDevice(Device):
                     if addr & ~0xFFF == page:
                         words[(addr & 0xFFF) // 4] = value
                 self.ps[page] = words
-            return self.ps[page][(base_addr - page) // 4:(base_addr - page + length) // 4]
+            return self.ps[page][(base_addr - page) // 4 : (base_addr - page + length) // 4]
 
     def _program(self, bin_data):
         """The FPGA manager: load the design the ``.bin`` names."""
@@ -277,8 +303,12 @@ class SimDevice(Device):
         with self.lock:
             self.engine = _Engine(self, config, data["latency"])
             self.intc = _Intc(lambda: self.engine.irq)
-            self.design = {"windows": [(data["reg_base"], 0x1000, self.engine),
-                                       (data["intc_base"], 0x1_0000, self.intc)]}
+            self.design = {
+                "windows": [
+                    (data["reg_base"], 0x1000, self.engine),
+                    (data["intc_base"], 0x1_0000, self.intc),
+                ]
+            }
         self.log.append(("download", self.pl_clock_mhz()))
 
     def _irq_line(self):
@@ -300,7 +330,7 @@ class SimDevice(Device):
     @property
     def default_memory(self):
         if self.design is None:
-            raise RuntimeError("Overlay is not downloaded")    # as EmbeddedDevice
+            raise RuntimeError("Overlay is not downloaded")  # as EmbeddedDevice
         return _Memory(self)
 
     def flush(self, bo, offset, ptr, size):
@@ -314,7 +344,7 @@ class SimDevice(Device):
         with self.lock:
             b = self.bos[bo]
             src, dst = (b.cpu, b.ddr) if kind == "flush" else (b.ddr, b.cpu)
-            dst[offset:offset + size] = src[offset:offset + size]
+            dst[offset : offset + size] = src[offset : offset + size]
             b.engine_wrote = False
             self.log.append((kind, b.addr))
 
@@ -332,7 +362,7 @@ class SimDevice(Device):
         if parser is None:
             parser = XclBin(xclbin_data=DEFAULT_XCLBIN)
         self._program(bit2bin(Path(bitstream.bitfile_name).read_bytes()))
-        EmbeddedDevice.set_axi_port_width(self, parser)     # PYNQ's own code
+        EmbeddedDevice.set_axi_port_width(self, parser)  # PYNQ's own code
         super().post_download(bitstream, parser, self.name)
 
     def close(self):
@@ -343,8 +373,8 @@ def install():
     """A new :class:`SimDevice`, made PYNQ's active device (the board's single device)."""
     device = SimDevice()
     Device.active_device = device
-    pynq.ps.CPU_ARCH = pynq.ps.ZU_ARCH                        # os.uname() on the board
-    pynq.interrupt.get_uio_irq = device.uio_for_irq           # /proc/interrupts, sysfs
+    pynq.ps.CPU_ARCH = pynq.ps.ZU_ARCH  # os.uname() on the board
+    pynq.interrupt.get_uio_irq = device.uio_for_irq  # /proc/interrupts, sysfs
     if hasattr(pynq.Clocks, "_real_instance"):
         del pynq.Clocks._real_instance
     return device

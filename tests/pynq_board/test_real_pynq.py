@@ -28,23 +28,36 @@ ROOT = Path(__file__).resolve().parents[2]
 PYNQ_PYTHON = ROOT / ".venv-pynq" / "bin" / "python"
 HERE = Path(__file__).resolve().parent
 
-pytestmark = pytest.mark.skipif(not (ROOT / ".venv-pynq" / ".setup-stamp").exists(),
-                                reason=".venv-pynq is missing (make setup makes it from "
-                                       "requirements-pynq.txt with a Python 3.10)")
+pytestmark = pytest.mark.skipif(
+    not (ROOT / ".venv-pynq" / ".setup-stamp").exists(),
+    reason=".venv-pynq is missing (make setup makes it from "
+    "requirements-pynq.txt with a Python 3.10)",
+)
 
 
 def _handoff(folder):
     """The ``.hwh`` of the Ultra96 block design (the board plumbing on the tiny array)."""
     b = board("ultra96")
     cfg = b.config()
-    small = dataclasses.replace(preset("tiny"), axi_data_width=cfg.axi_data_width,
-                                axi_addr_width=cfg.axi_addr_width, clock_mhz=cfg.clock_mhz)
-    project = check(generate("ultra96", config=small, accelerator=accelerator_factory(),
-                             folder=build_root() / "boards-test" / "ultra96-pynq"))
+    small = dataclasses.replace(
+        preset("tiny"),
+        axi_data_width=cfg.axi_data_width,
+        axi_addr_width=cfg.axi_addr_width,
+        clock_mhz=cfg.clock_mhz,
+    )
+    project = check(
+        generate(
+            "ultra96",
+            config=small,
+            accelerator=accelerator_factory(),
+            folder=build_root() / "boards-test" / "ultra96-pynq",
+        )
+    )
     design = (project.folder / "dry_run_design.txt").read_text()
     (folder / "bamboo.hwh").write_text(handoff(design, project.verilog.read_text(), b, cfg))
-    (folder / "design.json").write_text(json.dumps(
-        {"reg_base": b.reg_base, "intc_base": b.reg_base + INTC_OFFSET}))
+    (folder / "design.json").write_text(
+        json.dumps({"reg_base": b.reg_base, "intc_base": b.reg_base + INTC_OFFSET})
+    )
     return b, cfg
 
 
@@ -58,8 +71,13 @@ def board_run(tmp_path_factory):
     (folder / "model.bmb").write_bytes(compile_artifact(graph, cfg))
     xs = np.random.default_rng(19).standard_normal((3, 1, 32, 32)).astype(np.float32)
     np.savez(folder / "inputs.npz", x=xs)
-    out = subprocess.run([str(PYNQ_PYTHON), str(HERE / "board_driver.py"), str(folder)],
-                         cwd=HERE, capture_output=True, text=True, timeout=600)
+    out = subprocess.run(
+        [str(PYNQ_PYTHON), str(HERE / "board_driver.py"), str(folder)],
+        cwd=HERE,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert out.returncode == 0, out.stderr[-4000:]
     report = json.loads((folder / "report.json").read_text())
     return b, cfg, path, xs, dict(np.load(folder / "outputs.npz")), report
@@ -96,9 +114,9 @@ def test_clocks_and_port_widths(board_run):
     # the runtime does the same for a bare .bit. IOPLL 1499.985 MHz / 6.
     for key in ("overlay_clock_at_download", "bare_clock_at_download", "fclk0_mhz"):
         assert report[key] == pytest.approx(cfg.clock_mhz, rel=1e-4), key
-    assert report["hp0_width_regs"] == [0, 0]            # S_AXI_HP0_FPD at 128 bits
+    assert report["hp0_width_regs"] == [0, 0]  # S_AXI_HP0_FPD at 128 bits
     assert report["bare_hp0_width_regs"] == [0, 0]
-    assert report["hpm0_width_field"] == 0               # M_AXI_HPM0_FPD at 32 bits
+    assert report["hpm0_width_field"] == 0  # M_AXI_HPM0_FPD at 32 bits
 
 
 def test_cache_maintenance_interrupts_timeouts(board_run):

@@ -31,13 +31,20 @@ def test_npy_in_npy_out(digits_bmb, tmp_path):
     x = np.random.default_rng(0).standard_normal((1, 1, 32, 32)).astype(np.float32)
     np.save(tmp_path / "x.npy", x)
     out = io.StringIO()
-    assert cmd_run(_args([str(path), "--input", str(tmp_path / "x.npy"),
-                          "--output", str(tmp_path / "y.npy")]), out) == 0
+    assert (
+        cmd_run(
+            _args(
+                [str(path), "--input", str(tmp_path / "x.npy"), "--output", str(tmp_path / "y.npy")]
+            ),
+            out,
+        )
+        == 0
+    )
     y = np.load(tmp_path / "y.npy")
     assert np.array_equal(y, executor.run(graph, x)[0])
     text = out.getvalue()
     assert "float32[1, 10]" in text and "top-5: " in text
-    rows = preset("ultra96").rows          # one channel, padded to a block of rows
+    rows = preset("ultra96").rows  # one channel, padded to a block of rows
     assert f"PS->PL: 1 transfers, {32 * 32 * rows} bytes" in text and "cpu: " in text
     assert text.split("top-5: ")[1].startswith(str(int(np.argmax(y))))
 

@@ -14,9 +14,11 @@ from bamboo.runtime.requant import Requant, conv_scale
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-SETTINGS = settings(max_examples=100, deadline=None,
-                    suppress_health_check=[HealthCheck.too_slow,
-                                           HealthCheck.function_scoped_fixture])
+SETTINGS = settings(
+    max_examples=100,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
 
 
 def _codes(rng, shape, dtype):
@@ -28,7 +30,7 @@ def _scales(rng, k, o, per_channel):
     """Scales putting typical outputs tens of codes from the zero point, plus saturation."""
     s_x = np.float32(rng.uniform(0.002, 0.1))
     s_w = rng.uniform(0.001, 0.05, o if per_channel else ()).astype(np.float32)
-    target = 40.0 / (5400.0 * np.sqrt(k))          # ~40 codes per accumulator std
+    target = 40.0 / (5400.0 * np.sqrt(k))  # ~40 codes per accumulator std
     s_y = np.float32(s_x * np.mean(s_w) / target * rng.uniform(0.3, 3.0))
     return s_x, s_w, s_y
 
@@ -51,22 +53,34 @@ def conv_cases(draw):
     span = (dilation[0] * (kh - 1) + 1, dilation[1] * (kw - 1) + 1)
     h = draw(st.integers(max(1, span[0] - pads[0] - pads[2]), 10))
     w = draw(st.integers(max(1, span[1] - pads[1] - pads[3]), 10))
-    return dict(n=draw(st.integers(1, 2)), h=h, w=w, c=c, o=o, kh=kh, kw=kw, stride=stride,
-                dilation=dilation, pads=pads, groups=groups,
-                x_dtype=draw(st.sampled_from([np.uint8, np.int8])),
-                per_channel=draw(st.booleans()),
-                # Mostly symmetric int8 weights; sometimes a weight zero point
-                # (int8, or uint8 which onnxruntime takes with uint8 activations only).
-                w_kind=draw(st.sampled_from(["sym"] * 4 + ["int8_zp", "uint8_zp"])),
-                seed=draw(st.integers(0, 2**32 - 1)))
+    return dict(
+        n=draw(st.integers(1, 2)),
+        h=h,
+        w=w,
+        c=c,
+        o=o,
+        kh=kh,
+        kw=kw,
+        stride=stride,
+        dilation=dilation,
+        pads=pads,
+        groups=groups,
+        x_dtype=draw(st.sampled_from([np.uint8, np.int8])),
+        per_channel=draw(st.booleans()),
+        # Mostly symmetric int8 weights; sometimes a weight zero point
+        # (int8, or uint8 which onnxruntime takes with uint8 activations only).
+        w_kind=draw(st.sampled_from(["sym"] * 4 + ["int8_zp", "uint8_zp"])),
+        seed=draw(st.integers(0, 2**32 - 1)),
+    )
 
 
 def _run_conv(p):
     rng = np.random.default_rng(p["seed"])
     x = _codes(rng, (p["n"], p["h"], p["w"], p["c"]), p["x_dtype"])
     w_uint8 = p["w_kind"] == "uint8_zp" and p["x_dtype"] == np.uint8
-    w = _codes(rng, (p["o"], p["kh"], p["kw"], p["c"] // p["groups"]),
-               np.uint8 if w_uint8 else np.int8)
+    w = _codes(
+        rng, (p["o"], p["kh"], p["kw"], p["c"] // p["groups"]), np.uint8 if w_uint8 else np.int8
+    )
     w_zp = {"sym": 0, "int8_zp": int(rng.integers(-128, 128))}.get(p["w_kind"], 0)
     w_zp = int(rng.integers(0, 256)) if w_uint8 else w_zp
     qmin, qmax = (0, 255) if p["x_dtype"] == np.uint8 else (-128, 127)
@@ -77,13 +91,35 @@ def _run_conv(p):
     bias = rng.integers(-(1 << 26), 1 << 26, p["o"]) >> int(rng.integers(0, 14))
     bias = bias.astype(np.int32)
     model = ou.qlinear_conv(
-        (p["n"], p["c"], p["h"], p["w"]), p["x_dtype"], s_x, x_zp, w.transpose(0, 3, 1, 2).copy(),
-        s_w, w_zp, bias, s_y, y_zp, strides=p["stride"], dilations=p["dilation"],
-        pads=p["pads"], group=p["groups"])
+        (p["n"], p["c"], p["h"], p["w"]),
+        p["x_dtype"],
+        s_x,
+        x_zp,
+        w.transpose(0, 3, 1, 2).copy(),
+        s_w,
+        w_zp,
+        bias,
+        s_y,
+        y_zp,
+        strides=p["stride"],
+        dilations=p["dilation"],
+        pads=p["pads"],
+        group=p["groups"],
+    )
     want = ou.nchw_to_nhwc(ou.run(model, ou.nhwc_to_nchw(x))[0])
     rq = Requant.from_scale(conv_scale(s_x, s_w, s_y), y_zp, p["x_dtype"])
-    got = conv2d(x, x_zp, w, bias, rq, w_zp=w_zp, stride=p["stride"], dilation=p["dilation"],
-                 pads=p["pads"], groups=p["groups"])
+    got = conv2d(
+        x,
+        x_zp,
+        w,
+        bias,
+        rq,
+        w_zp=w_zp,
+        stride=p["stride"],
+        dilation=p["dilation"],
+        pads=p["pads"],
+        groups=p["groups"],
+    )
     return want, got
 
 
@@ -99,12 +135,13 @@ def test_conv2d_matches_qlinearconv(p, diff_cases):
 @pytest.mark.parametrize("x_dtype", [np.uint8, np.int8])
 def test_conv2d_mobilenet_layers(x_dtype, diff_cases):
     """Full-size MobileNet-v1 layer shapes: the first conv and a depthwise/pointwise pair."""
-    for p in (dict(n=1, h=224, w=224, c=3, o=32, kh=3, kw=3, stride=(2, 2), pads=(0, 0, 1, 1),
-                   groups=1),
-              dict(n=1, h=112, w=112, c=32, o=32, kh=3, kw=3, stride=(1, 1), pads=(1, 1, 1, 1),
-                   groups=32),
-              dict(n=1, h=56, w=56, c=64, o=128, kh=1, kw=1, stride=(1, 1), pads=(0, 0, 0, 0),
-                   groups=1)):
+    for p in (
+        dict(n=1, h=224, w=224, c=3, o=32, kh=3, kw=3, stride=(2, 2), pads=(0, 0, 1, 1), groups=1),
+        dict(
+            n=1, h=112, w=112, c=32, o=32, kh=3, kw=3, stride=(1, 1), pads=(1, 1, 1, 1), groups=32
+        ),
+        dict(n=1, h=56, w=56, c=64, o=128, kh=1, kw=1, stride=(1, 1), pads=(0, 0, 0, 0), groups=1),
+    ):
         p.update(dilation=(1, 1), x_dtype=x_dtype, per_channel=True, w_kind="sym", seed=7)
         want, got = _run_conv(p)
         np.testing.assert_array_equal(got, want)
@@ -121,16 +158,22 @@ def test_conv2d_matches_qdq_conv(activation, per_channel, depthwise, diff_cases)
     c, o, groups = (6, 6, 6) if depthwise else (5, 7, 1)
     wf = rng.normal(0, 0.3, (o, c // groups, 3, 3)).astype(np.float32)
     bf = rng.normal(0, 0.1, o).astype(np.float32)
-    nodes = [ou.helper.make_node("Conv", ["x", "W", "B"], ["c"], pads=[1, 0, 2, 1], strides=[2, 1],
-                              group=groups),
-             ou.helper.make_node("Relu", ["c"], ["y"])]
-    fmodel = ou.make_model(nodes, [("x", np.float32, [1, c, 11, 9])], [("y", np.float32, None)],
-                           {"W": wf, "B": bf})
+    nodes = [
+        ou.helper.make_node(
+            "Conv", ["x", "W", "B"], ["c"], pads=[1, 0, 2, 1], strides=[2, 1], group=groups
+        ),
+        ou.helper.make_node("Relu", ["c"], ["y"]),
+    ]
+    fmodel = ou.make_model(
+        nodes, [("x", np.float32, [1, c, 11, 9])], [("y", np.float32, None)], {"W": wf, "B": bf}
+    )
     calib = [{"x": rng.normal(0, 1, (1, c, 11, 9)).astype(np.float32)} for _ in range(8)]
     # Float in and out: see strip_io_qdq on why int8 needs the boundary Q and DQ.
-    qmodel, qp = ou.strip_io_qdq(ou.quantize_qdq(fmodel, calib, per_channel=per_channel,
-                                                 activation_type=activation),
-                                 inputs=False, outputs=False)
+    qmodel, qp = ou.strip_io_qdq(
+        ou.quantize_qdq(fmodel, calib, per_channel=per_channel, activation_type=activation),
+        inputs=False,
+        outputs=False,
+    )
     ops = ou.assert_integer_graph(qmodel)
     assert "QLinearConv" in ops
     conv = next(n for n in qmodel.graph.node if n.op_type == "Conv")
@@ -138,27 +181,47 @@ def test_conv2d_matches_qdq_conv(activation, per_channel, depthwise, diff_cases)
     w, s_w, w_zp, _ = dq[conv.input[1]]
     bias = dq[conv.input[2]][0]
     s_x, x_zp = qp["x"]
-    out_dq = next(n for n in qmodel.graph.node if n.op_type == "DequantizeLinear"
-                  and n.output[0] == "y")
+    out_dq = next(
+        n for n in qmodel.graph.node if n.op_type == "DequantizeLinear" and n.output[0] == "y"
+    )
     s_y, y_zp = (ou.initializers(qmodel)[i] for i in out_dq.input[1:])
     xf = rng.normal(0, 1.5, (1, c, 11, 9)).astype(np.float32)
-    x_nchw = ou.run(ou.make_model(
-        [ou.helper.make_node("QuantizeLinear", ["f", "s", "z"], ["q"])],
-        [("f", np.float32, [1, c, 11, 9])], [("q", x_zp.dtype, None)], {"s": s_x, "z": x_zp}),
-        xf)[0]
+    x_nchw = ou.run(
+        ou.make_model(
+            [ou.helper.make_node("QuantizeLinear", ["f", "s", "z"], ["q"])],
+            [("f", np.float32, [1, c, 11, 9])],
+            [("q", x_zp.dtype, None)],
+            {"s": s_x, "z": x_zp},
+        ),
+        xf,
+    )[0]
     want = ou.nchw_to_nhwc(ou.codes_from_dequantized(ou.run(qmodel, xf)[0], s_y, y_zp))
     rq = Requant.from_scale(conv_scale(s_x, s_w, s_y), int(y_zp), y_zp.dtype)
-    got = conv2d(ou.nchw_to_nhwc(x_nchw), int(x_zp), w.transpose(0, 2, 3, 1), bias, rq,
-                 w_zp=w_zp, stride=(2, 1), pads=(1, 0, 2, 1), groups=groups)
+    got = conv2d(
+        ou.nchw_to_nhwc(x_nchw),
+        int(x_zp),
+        w.transpose(0, 2, 3, 1),
+        bias,
+        rq,
+        w_zp=w_zp,
+        stride=(2, 1),
+        pads=(1, 0, 2, 1),
+        groups=groups,
+    )
     np.testing.assert_array_equal(got, want)
     diff_cases("conv2d", want.size)
 
 
 @st.composite
 def fc_cases(draw):
-    return dict(m=draw(st.integers(1, 16)), k=draw(st.integers(1, 300)), o=draw(st.integers(1, 40)),
-                x_dtype=draw(st.sampled_from([np.uint8, np.int8])),
-                per_channel=draw(st.booleans()), seed=draw(st.integers(0, 2**32 - 1)))
+    return dict(
+        m=draw(st.integers(1, 16)),
+        k=draw(st.integers(1, 300)),
+        o=draw(st.integers(1, 40)),
+        x_dtype=draw(st.sampled_from([np.uint8, np.int8])),
+        per_channel=draw(st.booleans()),
+        seed=draw(st.integers(0, 2**32 - 1)),
+    )
 
 
 def _fc_data(p):
@@ -210,9 +273,11 @@ def test_fully_connected_matches_qdq(activation, per_channel, op, diff_cases):
         inits = {"W": wf.T.copy()}
     fmodel = ou.make_model([node], [("x", np.float32, [5, k])], [("y", np.float32, None)], inits)
     calib = [{"x": rng.normal(0, 1, (5, k)).astype(np.float32)} for _ in range(6)]
-    qmodel, qp = ou.strip_io_qdq(ou.quantize_qdq(fmodel, calib, per_channel=per_channel,
-                                                 activation_type=activation),
-                                 inputs=False, outputs=False)
+    qmodel, qp = ou.strip_io_qdq(
+        ou.quantize_qdq(fmodel, calib, per_channel=per_channel, activation_type=activation),
+        inputs=False,
+        outputs=False,
+    )
     assert {"Gemm": "QGemm", "MatMul": "QLinearMatMul"}[op] in ou.assert_integer_graph(qmodel)
     fnode = next(n for n in qmodel.graph.node if n.op_type == op)
     dq = ou.dequantized_initializers(qmodel)
@@ -225,9 +290,15 @@ def test_fully_connected_matches_qdq(activation, per_channel, op, diff_cases):
     s_y, y_zp = (ou.initializers(qmodel)[i] for i in out_dq.input[1:])
     xf = rng.normal(0, 1.5, (5, k)).astype(np.float32)
     want = ou.codes_from_dequantized(ou.run(qmodel, xf)[0], s_y, y_zp)
-    x = ou.run(ou.make_model(
-        [ou.helper.make_node("QuantizeLinear", ["f", "s", "z"], ["q"])],
-        [("f", np.float32, [5, k])], [("q", x_zp.dtype, None)], {"s": s_x, "z": x_zp}), xf)[0]
+    x = ou.run(
+        ou.make_model(
+            [ou.helper.make_node("QuantizeLinear", ["f", "s", "z"], ["q"])],
+            [("f", np.float32, [5, k])],
+            [("q", x_zp.dtype, None)],
+            {"s": s_x, "z": x_zp},
+        ),
+        xf,
+    )[0]
     rq = Requant.from_scale(conv_scale(s_x, s_w, s_y), int(y_zp), y_zp.dtype)
     got = fully_connected(x, int(x_zp), w, bias, rq, w_zp=w_zp)
     np.testing.assert_array_equal(got, want)
@@ -245,7 +316,9 @@ def test_conv2d_acc_per_channel_weight_zero_point():
     for i in range(acc.shape[1]):
         for j in range(acc.shape[2]):
             for o in range(3):
-                ref = np.sum(xp[0, i:i + 2, j:j + 2] * (w[o].astype(np.int64) - w_zp[o])) + o + 1
+                ref = (
+                    np.sum(xp[0, i : i + 2, j : j + 2] * (w[o].astype(np.int64) - w_zp[o])) + o + 1
+                )
                 assert acc[0, i, j, o] == ref
 
 
@@ -258,9 +331,23 @@ def test_conv2d_lraspp_dilated_depthwise(x_dtype, block, monkeypatch, diff_cases
 
     if block == "one-row":
         monkeypatch.setattr(kconv, "DEPTHWISE_BLOCK", 1)
-    p = dict(n=1, h=32, w=32, c=240, o=240, kh=5, kw=5, stride=(1, 1), dilation=(2, 2),
-             pads=(4, 4, 4, 4), groups=240, x_dtype=x_dtype, per_channel=True, w_kind="sym",
-             seed=11)
+    p = dict(
+        n=1,
+        h=32,
+        w=32,
+        c=240,
+        o=240,
+        kh=5,
+        kw=5,
+        stride=(1, 1),
+        dilation=(2, 2),
+        pads=(4, 4, 4, 4),
+        groups=240,
+        x_dtype=x_dtype,
+        per_channel=True,
+        w_kind="sym",
+        seed=11,
+    )
     want, got = _run_conv(p)
     np.testing.assert_array_equal(got, want)
     diff_cases("conv2d", want.size)
@@ -274,8 +361,9 @@ def test_depthwise_float32_sums_are_exact_at_their_bound():
         x = np.zeros((1, k, k, 2), np.uint8)
         w = np.full((2, k, k, 1), -128 if w_dtype == np.int8 else 0, w_dtype)
         acc = conv2d_acc(x, 255, w, w_zp=w_zp, groups=2)
-        ref = np.einsum("hwc,chw->c", x[0].astype(np.int64) - 255,
-                        w[..., 0].astype(np.int64) - w_zp)
+        ref = np.einsum(
+            "hwc,chw->c", x[0].astype(np.int64) - 255, w[..., 0].astype(np.int64) - w_zp
+        )
         np.testing.assert_array_equal(acc[0, 0, 0], ref)
 
 

@@ -28,6 +28,7 @@ def _params(rng, dtype, n_scales, lo=-6.0, hi=-1.0):
 
 # --- fma ----------------------------------------------------------------------------------------
 
+
 def test_fma_f32_double_rounding_case():
     # x*y + z = 1 + 2**-23 + 2**-24 - 2**-60: just below a float32 tie. Rounding to
     # float64 first lands on the tie and then rounds up; a true fma rounds down.
@@ -39,6 +40,7 @@ def test_fma_f32_double_rounding_case():
 
 def test_fma_f32_against_rationals():
     from fractions import Fraction
+
     rng = np.random.default_rng(0)
     x, y = rng.standard_normal((2, 3000)).astype(f32)
     z = (rng.standard_normal(3000) * 2.0 ** rng.integers(-30, 5, 3000)).astype(f32)
@@ -51,6 +53,7 @@ def test_fma_f32_against_rationals():
 
 
 # --- Add ----------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_add_x86_exhaustive(dtype, diff_cases):
@@ -75,7 +78,7 @@ def _swap_sensitive(rng, dtype, shape_a, shape_b, tries=400):
         a = rng.integers(lo, lo + 256, shape_a).astype(dtype)
         b = rng.integers(lo, lo + 256, shape_b).astype(dtype)
         (sa, sb, sc), (za, zb, zc) = _params(rng, dtype, 3)
-        if a.size == 1:     # a lone code meets 256 b codes only: pick a sensitive one
+        if a.size == 1:  # a lone code meets 256 b codes only: pick a sensitive one
             fa, fb = oe.all_pairs(dtype)
         else:
             fa, fb = np.broadcast_to(a, out).copy(), np.broadcast_to(b, out).copy()
@@ -89,14 +92,17 @@ def _swap_sensitive(rng, dtype, shape_a, shape_b, tries=400):
     raise AssertionError("no order-sensitive quantization found")
 
 
-@pytest.mark.parametrize("shape_a, shape_b", [
-    ((1, 64, 8, 128), (1, 64, 1, 1)),    # per-channel b: b folded into the constant
-    ((1, 64, 1, 1), (1, 64, 8, 128)),    # per-channel a: onnxruntime swaps the operands
-    ((1,), (4, 128, 128)),               # scalar a
-    ((), ()),                            # two scalars: onnxruntime swaps too
-    ((64, 1, 128), (1, 64, 128)),        # innermost axis full on both: no swap
-    ((64, 128, 1), (1, 128, 64)),
-])
+@pytest.mark.parametrize(
+    "shape_a, shape_b",
+    [
+        ((1, 64, 8, 128), (1, 64, 1, 1)),  # per-channel b: b folded into the constant
+        ((1, 64, 1, 1), (1, 64, 8, 128)),  # per-channel a: onnxruntime swaps the operands
+        ((1,), (4, 128, 128)),  # scalar a
+        ((), ()),  # two scalars: onnxruntime swaps too
+        ((64, 1, 128), (1, 64, 128)),  # innermost axis full on both: no swap
+        ((64, 128, 1), (1, 128, 64)),
+    ],
+)
 def test_add_x86_broadcast(shape_a, shape_b, diff_cases):
     rng = np.random.default_rng(3)
     a, b, (sa, za, sb, zb, sc, zc) = _swap_sensitive(rng, np.uint8, shape_a, shape_b)
@@ -111,10 +117,16 @@ def test_add_qdq(dtype, diff_cases):
     """quantize_static's QDQ Add fuses into QLinearAdd and matches the x86 formula."""
     shape = (1, 8, 16, 16)
     rng = np.random.default_rng(4)
-    feeds = [{"a": rng.standard_normal(shape).astype(f32),
-              "b": 2 * rng.standard_normal(shape).astype(f32)} for _ in range(4)]
-    model, qp = ou.strip_io_qdq(ou.quantize_qdq(oe.float_binary("Add", shape, shape), feeds,
-                                                activation_type=dtype))
+    feeds = [
+        {
+            "a": rng.standard_normal(shape).astype(f32),
+            "b": 2 * rng.standard_normal(shape).astype(f32),
+        }
+        for _ in range(4)
+    ]
+    model, qp = ou.strip_io_qdq(
+        ou.quantize_qdq(oe.float_binary("Add", shape, shape), feeds, activation_type=dtype)
+    )
     assert ou.assert_integer_graph(model) == ["QLinearAdd"]
     (sa, za), (sb, zb), (sc, zc) = qp.values()
     a, b = (rng.integers(0, 256, (2,) + shape).astype(np.uint8).view(dtype) for _ in range(2))
@@ -129,14 +141,14 @@ def _mlas_neon_add(a, sa, za, b, sb, zb, sc, zc, qmin, qmax):
     ra, rb = f32(sa / sc), f32(sb / sc)
     exp = (int(max(ra, rb).view(np.uint32)) >> 23) - 127
     shift = 21 - exp
-    mult = f32(2.0 ** shift)
+    mult = f32(2.0**shift)
     ma, mb = int(np.rint(f32(ra * mult))), int(np.rint(f32(rb * mult)))
     assert 13 <= shift <= 31 and ma < 2**22 and mb < 2**22 and max(ma, mb) >= 2**21
     out = []
     for x, y in zip(a.ravel().tolist(), b.ravel().tolist()):
         acc = (x - za) * ma + (y - zb) * mb
-        acc += -1 if acc < 0 else 0                 # vsraq_n_s32(acc, acc, 31)
-        acc = (acc + (1 << (shift - 1))) >> shift   # vrshlq_s32(acc, -shift)
+        acc += -1 if acc < 0 else 0  # vsraq_n_s32(acc, acc, 31)
+        acc = (acc + (1 << (shift - 1))) >> shift  # vrshlq_s32(acc, -shift)
         out.append(min(max(acc + zc, qmin), qmax))
     return np.array(out).reshape(a.shape)
 
@@ -163,6 +175,7 @@ def test_add_fixed_point(dtype, diff_cases):
 
 
 # --- Mul ----------------------------------------------------------------------------------------
+
 
 def _zp_rounding_sensitive(rng, dtype, tries=3000):
     """A quantization where adding the zero point before rounding (onnxruntime) changes codes."""
@@ -199,10 +212,18 @@ def test_mul_channel_se_qdq(dtype, diff_cases):
     """Squeeze-excite scale: QDQ Mul (N,C,H,W) x (N,C,1,1) fuses to QLinearMul; NHWC kernel."""
     n, c, h, w = 2, 16, 7, 9
     rng = np.random.default_rng(8)
-    feeds = [{"a": rng.standard_normal((n, c, h, w)).astype(f32),
-              "b": rng.uniform(0, 1, (n, c, 1, 1)).astype(f32)} for _ in range(4)]
-    model, qp = ou.strip_io_qdq(ou.quantize_qdq(
-        oe.float_binary("Mul", (n, c, h, w), (n, c, 1, 1)), feeds, activation_type=dtype))
+    feeds = [
+        {
+            "a": rng.standard_normal((n, c, h, w)).astype(f32),
+            "b": rng.uniform(0, 1, (n, c, 1, 1)).astype(f32),
+        }
+        for _ in range(4)
+    ]
+    model, qp = ou.strip_io_qdq(
+        ou.quantize_qdq(
+            oe.float_binary("Mul", (n, c, h, w), (n, c, 1, 1)), feeds, activation_type=dtype
+        )
+    )
     assert ou.assert_integer_graph(model) == ["QLinearMul"]
     (sx, zx), (ss, zs), (sy, zy) = qp.values()
     x = rng.integers(0, 256, (n, c, h, w)).astype(np.uint8).view(dtype)
@@ -215,6 +236,7 @@ def test_mul_channel_se_qdq(dtype, diff_cases):
 
 
 # --- Concat -------------------------------------------------------------------------------------
+
 
 def _concat_sensitive(rng, dtype, tries=5000):
     """(scale, zp) in and out for which the requantizer form would differ from the table."""
@@ -234,10 +256,12 @@ def test_concat_qlinear(dtype, diff_cases):
     s0, z0, ys, yz = _concat_sensitive(rng, dtype)
     (s1,), (z1,) = _params(rng, dtype, 1)
     shapes = [(1, 4, 8, 8), (1, 3, 8, 8), (1, 2, 8, 8)]
-    scales, zps = [s0, s1, ys], [z0, z1, yz]           # the last input already uses the output's
+    scales, zps = [s0, s1, ys], [z0, z1, yz]  # the last input already uses the output's
     xs = [np.resize(oe.codes(dtype), sh) for sh in shapes]
-    want = ou.run(oe.qlinear_concat(dtype, shapes, scales, zps, ys, yz, axis=1),
-                  {f"x{i}": x for i, x in enumerate(xs)})[0]
+    want = ou.run(
+        oe.qlinear_concat(dtype, shapes, scales, zps, ys, yz, axis=1),
+        {f"x{i}": x for i, x in enumerate(xs)},
+    )[0]
     got = ew.concat([ou.nchw_to_nhwc(x) for x in xs], scales, zps, ys, yz, axis=-1)
     np.testing.assert_array_equal(ou.nhwc_to_nchw(got), want)
     diff_cases("concat", want.size)
@@ -246,12 +270,17 @@ def test_concat_qlinear(dtype, diff_cases):
 def test_concat_qdq(diff_cases):
     shapes = [(1, 4, 6, 6), (1, 5, 6, 6)]
     rng = np.random.default_rng(10)
-    feeds = [{"x0": rng.standard_normal(shapes[0]).astype(f32),
-              "x1": 3 * rng.standard_normal(shapes[1]).astype(f32)} for _ in range(4)]
+    feeds = [
+        {
+            "x0": rng.standard_normal(shapes[0]).astype(f32),
+            "x1": 3 * rng.standard_normal(shapes[1]).astype(f32),
+        }
+        for _ in range(4)
+    ]
     model, qp = ou.strip_io_qdq(ou.quantize_qdq(oe.float_concat(shapes, 1), feeds))
     assert ou.assert_integer_graph(model) == ["QLinearConcat"]
     (s0, z0), (s1, z1), (ys, yz) = qp.values()
-    assert (s0, z0) != (ys, yz)                     # one input really is re-coded
+    assert (s0, z0) != (ys, yz)  # one input really is re-coded
     xs = [rng.integers(0, 256, sh).astype(np.uint8) for sh in shapes]
     names = [i.name for i in model.graph.input]
     want = ou.run(model, dict(zip(names, xs)))[0]
@@ -262,9 +291,11 @@ def test_concat_qdq(diff_cases):
 
 # --- Upsample, tables ---------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("attrs", [{}, {"coordinate_transformation_mode": "asymmetric",
-                                        "nearest_mode": "floor"}])
+@pytest.mark.parametrize(
+    "attrs", [{}, {"coordinate_transformation_mode": "asymmetric", "nearest_mode": "floor"}]
+)
 def test_upsample_nearest2x(dtype, attrs, diff_cases):
     x = np.random.default_rng(11).integers(0, 256, (2, 3, 5, 7)).astype(np.uint8).view(dtype)
     want = ou.run(oe.resize_nearest(dtype, x.shape, **attrs), x)[0]
@@ -276,13 +307,14 @@ def test_upsample_nearest2x(dtype, attrs, diff_cases):
 def test_lut_apply_indexes_by_bit_pattern():
     table = np.arange(256, dtype=np.uint8)
     x = oe.codes(np.int8)
-    assert ew.lut_apply(x, table)[:2].tolist() == [128, 129]      # -128 -> entry 0x80
+    assert ew.lut_apply(x, table)[:2].tolist() == [128, 129]  # -128 -> entry 0x80
     assert ew.lut_apply(np.int8(-1), table) == 255
     with pytest.raises(QuantizationError, match="table must be 256"):
         ew.lut_apply(x, table[:255])
 
 
 # --- LeakyReLU shift ----------------------------------------------------------------------------
+
 
 def _leaky_error(dtype, xs, xz, ys, yz, **kw):
     """(codes wrong, max LSB error) of the shift against onnxruntime's QLinearLeakyRelu(0.1)."""
@@ -297,8 +329,9 @@ def _calibrated_leaky(dtype):
     rng = np.random.default_rng(0)
     shape = (1, 4, 8, 8)
     feeds = [{"x": rng.standard_normal(shape).astype(f32)} for _ in range(4)]
-    model, qp = ou.strip_io_qdq(ou.quantize_qdq(oe.float_unary("LeakyRelu", shape, alpha=0.1),
-                                                feeds, activation_type=dtype))
+    model, qp = ou.strip_io_qdq(
+        ou.quantize_qdq(oe.float_unary("LeakyRelu", shape, alpha=0.1), feeds, activation_type=dtype)
+    )
     assert ou.assert_integer_graph(model) == ["QLinearLeakyRelu"]
     (xs, xz), (ys, yz) = qp.values()
     return float(xs), int(xz), float(ys), int(yz)
@@ -323,10 +356,11 @@ def test_leaky_shift_error(dtype, case, diff_cases):
     scales, order, rounded = case
     if scales == "calibrated":
         params = _calibrated_leaky(dtype)
-    else:   # equal input and output quantization, zero point mid-range
+    else:  # equal input and output quantization, zero point mid-range
         params = (0.05, 128 if dtype == "uint8" else 0) * 2
-    assert _leaky_error(np.dtype(dtype), *params, rounded=rounded, order=order) == \
-        LEAKY_FIGURES[case]
+    assert (
+        _leaky_error(np.dtype(dtype), *params, rounded=rounded, order=order) == LEAKY_FIGURES[case]
+    )
     diff_cases("leaky_shift", 256)
 
 
@@ -338,6 +372,7 @@ def test_leaky_shift_same_params_is_shift():
 
 
 # --- argument checks ----------------------------------------------------------------------------
+
 
 def test_errors():
     a = np.zeros(4, np.uint8)

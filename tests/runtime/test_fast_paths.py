@@ -22,8 +22,7 @@ from bamboo.runtime.requant import Requant, requantize, requantize_int
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-SETTINGS = settings(max_examples=60, deadline=None,
-                    suppress_health_check=[HealthCheck.too_slow])
+SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
 F32 = np.float32
 
@@ -35,14 +34,31 @@ def _extreme_accumulators(rng, n):
     acc[: n // 2] = rng.integers(-(2**30), 2**30, n // 2) >> bits[: n // 2]
     ties = (2**24 + 2 * rng.integers(0, 2**23, 64) + 1) << rng.integers(0, 7, 64)
     acc[:64] = ties * rng.choice([-1, 1], 64)
-    acc[64:76] = [INT32_MIN, INT32_MAX, 0, 1, -1, 2**24, -(2**24), 2**24 + 1, -(2**24) - 1,
-                  2**31 - 64, -(2**31) + 64, 3]
+    acc[64:76] = [
+        INT32_MIN,
+        INT32_MAX,
+        0,
+        1,
+        -1,
+        2**24,
+        -(2**24),
+        2**24 + 1,
+        -(2**24) - 1,
+        2**31 - 64,
+        -(2**31) + 64,
+        3,
+    ]
     return acc
 
 
 @SETTINGS
-@given(dtype=st.sampled_from([np.uint8, np.int8]), channels=st.integers(1, 40),
-       log2_scale=st.floats(-60, 22), clamp=st.booleans(), seed=st.integers(0, 2**32 - 1))
+@given(
+    dtype=st.sampled_from([np.uint8, np.int8]),
+    channels=st.integers(1, 40),
+    log2_scale=st.floats(-60, 22),
+    clamp=st.booleans(),
+    seed=st.integers(0, 2**32 - 1),
+)
 def test_requantize_float_path_equals_integer_steps(dtype, channels, log2_scale, clamp, seed):
     """Per-channel scales spanning ``2**-60 .. 2**22``, on accumulators of every size."""
     rng = np.random.default_rng(seed)
@@ -63,8 +79,11 @@ def test_requantize_tiny_and_scalar_tensors():
     """SE-sized vectors and single values, per-tensor and per-channel."""
     rng = np.random.default_rng(7)
     for c in (1, 4, 8, 48, 1152):
-        acc = _extreme_accumulators(rng, 80)[:c].reshape(1, 1, 1, -1) if c <= 80 else \
-            rng.integers(INT32_MIN, INT32_MAX, (1, 1, 1, c))
+        acc = (
+            _extreme_accumulators(rng, 80)[:c].reshape(1, 1, 1, -1)
+            if c <= 80
+            else rng.integers(INT32_MIN, INT32_MAX, (1, 1, 1, c))
+        )
         for scale in (F32(3.1e-5), np.exp(rng.uniform(-14, -4, acc.shape[-1])).astype(F32)):
             rq = Requant.from_scale(scale, 11, np.int8)
             np.testing.assert_array_equal(requantize(acc, rq), requantize_int(acc, rq))
@@ -87,21 +106,25 @@ def _fc_reference(x, x_zp, w, w_zp, bias):
     return d @ wd.T + bias
 
 
-@pytest.mark.parametrize("x_dtype,x_zp,w_zp,k,o", [
-    (np.uint8, 255, 127, 1280, 7),       # |x - x_zp| = |w - w_zp| = 255: many slices
-    (np.uint8, 0, -128, 600, 5),
-    (np.int8, -128, 0, 1152, 48),
-    (np.int8, 127, -128, 96, 4),
-    (np.uint8, 131, 0, 8, 32),
-])
+@pytest.mark.parametrize(
+    "x_dtype,x_zp,w_zp,k,o",
+    [
+        (np.uint8, 255, 127, 1280, 7),  # |x - x_zp| = |w - w_zp| = 255: many slices
+        (np.uint8, 0, -128, 600, 5),
+        (np.int8, -128, 0, 1152, 48),
+        (np.int8, 127, -128, 96, 4),
+        (np.uint8, 131, 0, 8, 32),
+    ],
+)
 def test_fc_vector_slices_are_exact_at_the_bounds(x_dtype, x_zp, w_zp, k, o):
     """Codes and weights at their extremes, so each slice's sums reach ``2**24``."""
     rng = np.random.default_rng(k + o)
     lo, hi = (0, 255) if x_dtype == np.uint8 else (-128, 127)
     x = np.where(rng.random((1, k)) < 0.9, lo if x_zp > 0 else hi, rng.integers(lo, hi + 1, k))
     x = x.astype(x_dtype)
-    w = np.where(rng.random((o, k)) < 0.9, 127 if w_zp < 0 else -128,
-                 rng.integers(-128, 128, (o, k))).astype(np.int8)
+    w = np.where(
+        rng.random((o, k)) < 0.9, 127 if w_zp < 0 else -128, rng.integers(-128, 128, (o, k))
+    ).astype(np.int8)
     bias = rng.integers(-1000, 1000, o).astype(np.int32)
     wf = fc_weights(w, w_zp)
     if k * 255 * 255 >= 2**24:
@@ -109,47 +132,57 @@ def test_fc_vector_slices_are_exact_at_the_bounds(x_dtype, x_zp, w_zp, k, o):
     want = _fc_reference(x, x_zp, w, w_zp, bias)
     inside = np.all((want >= INT32_MIN) & (want <= INT32_MAX))
     if not inside:
-        pytest.skip("sums beyond int32")     # not with these sizes; keeps the test honest
+        pytest.skip("sums beyond int32")  # not with these sizes; keeps the test honest
     got = fully_connected_acc(x, x_zp, w, bias, w_zp=w_zp, weights=wf)
     np.testing.assert_array_equal(got, want)
-    rows = np.repeat(x, 3, axis=0)           # three rows: the float64 matrix path
-    np.testing.assert_array_equal(fully_connected_acc(rows, x_zp, w, bias, w_zp=w_zp,
-                                                      weights=wf), np.repeat(want, 3, axis=0))
+    rows = np.repeat(x, 3, axis=0)  # three rows: the float64 matrix path
+    np.testing.assert_array_equal(
+        fully_connected_acc(rows, x_zp, w, bias, w_zp=w_zp, weights=wf), np.repeat(want, 3, axis=0)
+    )
 
 
 @SETTINGS
-@given(k=st.integers(1, 1300), o=st.integers(1, 64), per_channel=st.booleans(),
-       seed=st.integers(0, 2**32 - 1))
+@given(
+    k=st.integers(1, 1300),
+    o=st.integers(1, 64),
+    per_channel=st.booleans(),
+    seed=st.integers(0, 2**32 - 1),
+)
 def test_fc_vector_equals_matrix_path(k, o, per_channel, seed):
     """Random single rows (as squeeze-excite's 1x1 convolutions) through both paths."""
     rng = np.random.default_rng(seed)
     x = rng.integers(0, 256, (1, 1, 1, k)).astype(np.uint8)
     w = rng.integers(-128, 128, (o, k)).astype(np.int8)
     w_zp = rng.integers(-20, 20, o) if per_channel else 0
-    bias = rng.integers(-2**20, 2**20, o).astype(np.int32)
+    bias = rng.integers(-(2**20), 2**20, o).astype(np.int32)
     x_zp = int(rng.integers(0, 256))
     rq = Requant.from_scale(np.exp(rng.uniform(-14, -6, o)).astype(F32), 3)
     want = _fc_reference(x.reshape(1, k), x_zp, w, w_zp, bias).reshape(1, 1, 1, o)
     got = fully_connected_acc(x, x_zp, w, bias, w_zp=w_zp)
     np.testing.assert_array_equal(got, want)
     np.testing.assert_array_equal(
-        fully_connected(x, x_zp, w, bias, rq, w_zp=w_zp),
-        requantize_int(want, rq).astype(np.uint8))
+        fully_connected(x, x_zp, w, bias, rq, w_zp=w_zp), requantize_int(want, rq).astype(np.uint8)
+    )
 
 
-@pytest.mark.parametrize("shape,dtype", [((1, 112, 112, 32), np.uint8), ((2, 7, 7, 96), np.int8),
-                                          ((1, 257, 256, 2), np.uint8),   # int64 branch
-                                          ((1, 1, 1, 5), np.int8)])
+@pytest.mark.parametrize(
+    "shape,dtype",
+    [
+        ((1, 112, 112, 32), np.uint8),
+        ((2, 7, 7, 96), np.int8),
+        ((1, 257, 256, 2), np.uint8),  # int64 branch
+        ((1, 1, 1, 5), np.int8),
+    ],
+)
 def test_global_avg_pool_float_sums_equal_int64(shape, dtype):
     rng = np.random.default_rng(3)
     lo, hi = (0, 255) if dtype == np.uint8 else (-128, 127)
     x = rng.integers(lo, hi + 1, shape).astype(dtype)
-    x[0, :, :, 0] = hi                       # a channel at the extreme
+    x[0, :, :, 0] = hi  # a channel at the extreme
     n = shape[1] * shape[2]
     rq = Requant.from_scale(F32(0.9 / n), 5, dtype)
     acc = x.sum(axis=(1, 2), dtype=np.int64, keepdims=True) - 7 * n
-    np.testing.assert_array_equal(global_avg_pool(x, 7, rq),
-                                  requantize_int(acc, rq).astype(dtype))
+    np.testing.assert_array_equal(global_avg_pool(x, 7, rq), requantize_int(acc, rq).astype(dtype))
 
 
 def _blocked_reference(x, rows):
@@ -163,8 +196,10 @@ def _blocked_reference(x, rows):
 
 
 @pytest.mark.parametrize("rows", [4, 6, 8, 16, 32])
-@pytest.mark.parametrize("hwc", [(224, 224, 3), (112, 112, 32), (1, 1, 1152), (1, 1, 20),
-                                 (7, 5, 13), (3, 3, 16), (4, 4, 1)])
+@pytest.mark.parametrize(
+    "hwc",
+    [(224, 224, 3), (112, 112, 32), (1, 1, 1152), (1, 1, 20), (7, 5, 13), (3, 3, 16), (4, 4, 1)],
+)
 def test_layout_word_moves_equal_the_rule(rows, hwc):
     rng = np.random.default_rng(rows)
     x = rng.integers(-128, 128, hwc).astype(np.int8)
@@ -175,8 +210,10 @@ def test_layout_word_moves_equal_the_rule(rows, hwc):
     np.testing.assert_array_equal(back, x)
 
 
-@pytest.mark.parametrize("dtype,zp", [(np.uint8, 0), (np.uint8, 255), (np.uint8, 97),
-                                      (np.int8, -128), (np.int8, 127), (np.int8, 0)])
+@pytest.mark.parametrize(
+    "dtype,zp",
+    [(np.uint8, 0), (np.uint8, 255), (np.uint8, 97), (np.int8, -128), (np.int8, 127), (np.int8, 0)],
+)
 def test_quantize_saturates_like_the_float64_formula(dtype, zp):
     """Quotients beyond ``2**24`` (where a float32 zero-point add rounds) and infinities."""
     rng = np.random.default_rng(zp & 0xFF)

@@ -18,10 +18,25 @@ from test_session import _compiled
 
 #: Integer fields whose change moves data or instructions (never a legitimate numeric
 #: change of the model): a mutation must be refused or leave the outputs unchanged.
-_STRUCTURAL = {"offset", "size", "footprint", "insn_start", "insn_count", "first", "count",
-               "live", "canon", "shape", "onnx_shape", "weights", "activations", "exchange",
-               "program", "version"}
-_JUNK = [None, "x", -1, 1.5, [], {}, True, 2 ** 40, "uint16", "NCHW"]
+_STRUCTURAL = {
+    "offset",
+    "size",
+    "footprint",
+    "insn_start",
+    "insn_count",
+    "first",
+    "count",
+    "live",
+    "canon",
+    "shape",
+    "onnx_shape",
+    "weights",
+    "activations",
+    "exchange",
+    "program",
+    "version",
+}
+_JUNK = [None, "x", -1, 1.5, [], {}, True, 2**40, "uint16", "NCHW"]
 CASES = 600
 
 
@@ -30,8 +45,13 @@ def _paths(node, path=()):
     if path[-1:] in (("attrs",), ("config",), ("placement",)):
         return
     yield path, node
-    items = node.items() if isinstance(node, dict) else \
-        enumerate(node) if isinstance(node, list) else ()
+    items = (
+        node.items()
+        if isinstance(node, dict)
+        else enumerate(node)
+        if isinstance(node, list)
+        else ()
+    )
     for k, v in items:
         yield from _paths(v, (*path, k))
 
@@ -50,7 +70,7 @@ _DELETE = object()
 
 def _mutate(rng, sections):
     kind = rng.integers(6)
-    if kind == 0:       # a section dropped, cut or grown
+    if kind == 0:  # a section dropped, cut or grown
         k = int(rng.choice(list(art.REQUIRED)))
         what = rng.integers(3)
         if what == 0:
@@ -73,9 +93,12 @@ def _mutate(rng, sections):
         new = value + int(rng.choice([-64, -1, 1, 32, 1 << 20]))
     else:
         new = _JUNK[int(rng.integers(len(_JUNK)))]
-    if isinstance(value, (str, float)) and not isinstance(new, (list, dict, type(None))) \
-            and type(new) is type(value):
-        new = _DELETE       # replacing a name or a scale by another of its type may be legal
+    if (
+        isinstance(value, (str, float))
+        and not isinstance(new, (list, dict, type(None)))
+        and type(new) is type(value)
+    ):
+        new = _DELETE  # replacing a name or a scale by another of its type may be legal
     _set(tree, path, new)
     sections[k] = tree
 
@@ -119,16 +142,27 @@ def test_random_feeds_and_misuse(digits):
     graph, blob = digits
     rng = np.random.default_rng(7)
     shapes = [(1, 1, 32, 32), (32, 32, 1), (1, 32, 32, 1), (1, 1, 32), (), (1, 1, 32, 33)]
-    dtypes = [np.float32, np.float64, np.float16, np.uint8, np.int64, np.complex64, np.bool_,
-              np.str_]
+    dtypes = [
+        np.float32,
+        np.float64,
+        np.float16,
+        np.uint8,
+        np.int64,
+        np.complex64,
+        np.bool_,
+        np.str_,
+    ]
     with Session(blob) as sess:
         for _ in range(60):
             shape = shapes[int(rng.integers(len(shapes)))]
             dtype = dtypes[int(rng.integers(len(dtypes)))]
             raw = bool(rng.integers(2))
-            with np.errstate(invalid="ignore", over="ignore"):    # 1e30 into ints
-                x = (rng.standard_normal(shape) * rng.choice([1, 100, 1e30])).astype(dtype) \
-                    if dtype is not np.str_ else np.full(shape, "a")
+            with np.errstate(invalid="ignore", over="ignore"):  # 1e30 into ints
+                x = (
+                    (rng.standard_normal(shape) * rng.choice([1, 100, 1e30])).astype(dtype)
+                    if dtype is not np.str_
+                    else np.full(shape, "a")
+                )
             if dtype in (np.float32, np.float64) and x.size:
                 x.flat[rng.integers(x.size, size=3)] = [np.nan, np.inf, -np.inf]
             try:

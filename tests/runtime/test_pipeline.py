@@ -47,8 +47,10 @@ def test_paced_device_gives_the_simulator_outputs_and_the_model_time():
         segments = sum(s.on_fabric for s in sess.steps)
         assert pacer.misses == 2 * segments and pacer.hits == 2 * segments
         for seg in sess.stats()["segments"]:
-            words = read_artifact(blob).program[seg["insn_start"] * INSN_BYTES:(
-                seg["insn_start"] + seg["insn_count"]) * INSN_BYTES]
+            words = read_artifact(blob).program[
+                seg["insn_start"] * INSN_BYTES : (seg["insn_start"] + seg["insn_count"])
+                * INSN_BYTES
+            ]
             modelled = pacer.program(words, sess.meta.memory.footprint).seconds
             assert modelled > 0 and seg["seconds"] / seg["runs"] >= modelled
 
@@ -57,7 +59,7 @@ def test_a_trap_is_not_memoized():
     _, _, blob = _compiled("digits")
     art = read_artifact(blob)
     program = bytearray(art.program)
-    program[5 * INSN_BYTES:6 * INSN_BYTES] = (15).to_bytes(INSN_BYTES, "little")
+    program[5 * INSN_BYTES : 6 * INSN_BYTES] = (15).to_bytes(INSN_BYTES, "little")
     sections = dict(art.sections)
     sections[Section.PROGRAM] = bytes(program)
     bad = write_artifact(sections, config_id=art.config_id)
@@ -96,9 +98,11 @@ def _pipelined(model, rounds=5):
         tp = throughput(sess, x, frames=8, rounds=rounds)
         outs = sess.run_batch([x] * 3, pipeline=True)
     assert tp["outputs_equal"] and all(np.array_equal(o[0], want) for o in outs)
-    print(f"{model}: host {host * 1e3:.2f} ms/frame, emulated fabric {stretch:.1f}x the "
-          f"model's {modelled * 1e3:.3f} ms: sequential {tp['sequential_fps']:.1f} frames/s, "
-          f"pipelined {tp['pipelined_fps']:.1f} frames/s, gain {tp['gain']:.2f}x")
+    print(
+        f"{model}: host {host * 1e3:.2f} ms/frame, emulated fabric {stretch:.1f}x the "
+        f"model's {modelled * 1e3:.3f} ms: sequential {tp['sequential_fps']:.1f} frames/s, "
+        f"pipelined {tp['pipelined_fps']:.1f} frames/s, gain {tp['gain']:.2f}x"
+    )
     return tp
 
 
@@ -138,7 +142,7 @@ def test_engine_serves_the_oldest_waiting_frame_first():
         engine.release()
 
     threads = []
-    for frame in (9, 7, 8):                  # arrive youngest first
+    for frame in (9, 7, 8):  # arrive youngest first
         t = threading.Thread(target=step, args=(frame,))
         t.start()
         threads.append(t)

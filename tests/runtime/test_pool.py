@@ -14,9 +14,11 @@ from bamboo.runtime.requant import Requant, pool_scale, requantize_int
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-SETTINGS = settings(max_examples=50, deadline=None,
-                    suppress_health_check=[HealthCheck.too_slow,
-                                           HealthCheck.function_scoped_fixture])
+SETTINGS = settings(
+    max_examples=50,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
 DTYPES = st.sampled_from([np.uint8, np.int8])
 
 
@@ -28,21 +30,29 @@ def _codes(rng, shape, dtype):
 def _qparams(rng, dtype):
     lo = 0 if np.dtype(dtype) == np.uint8 else -128
     s_x = np.float32(rng.uniform(0.005, 0.1))
-    s_y = np.float32(s_x * rng.uniform(0.2, 3.0))      # some outputs saturate, most do not
+    s_y = np.float32(s_x * rng.uniform(0.2, 3.0))  # some outputs saturate, most do not
     x_zp, y_zp = (int(v) for v in rng.integers(lo, lo + 256, 2))
     return s_x, x_zp, s_y, y_zp
 
 
 @settings(SETTINGS, max_examples=150)
-@given(h=st.integers(1, 56), w=st.integers(1, 56), c=st.integers(1, 12), n=st.integers(1, 2),
-       dtype=DTYPES, channels_last=st.booleans(), seed=st.integers(0, 2**32 - 1))
+@given(
+    h=st.integers(1, 56),
+    w=st.integers(1, 56),
+    c=st.integers(1, 12),
+    n=st.integers(1, 2),
+    dtype=DTYPES,
+    channels_last=st.booleans(),
+    seed=st.integers(0, 2**32 - 1),
+)
 def test_global_avg_pool_matches_qlinear(h, w, c, n, dtype, channels_last, seed, diff_cases):
     rng = np.random.default_rng(seed)
     x = _codes(rng, (n, h, w, c), dtype)
     s_x, x_zp, s_y, y_zp = _qparams(rng, dtype)
     shape = x.shape if channels_last else (n, c, h, w)
-    model = ou.qlinear_global_avg_pool(shape, dtype, s_x, x_zp, s_y, y_zp,
-                                       channels_last=int(channels_last))
+    model = ou.qlinear_global_avg_pool(
+        shape, dtype, s_x, x_zp, s_y, y_zp, channels_last=int(channels_last)
+    )
     out = ou.run(model, x if channels_last else ou.nhwc_to_nchw(x))[0]
     want = out if channels_last else ou.nchw_to_nhwc(out)
     rq = Requant.from_scale(pool_scale(s_x, s_y, h * w), y_zp, dtype)
@@ -52,9 +62,12 @@ def test_global_avg_pool_matches_qlinear(h, w, c, n, dtype, channels_last, seed,
 
 def _quantize(x, s, z):
     """QuantizeLinear by onnxruntime itself (the pooled codes must be the fused graph's)."""
-    model = ou.make_model([ou.helper.make_node("QuantizeLinear", ["f", "s", "z"], ["q"])],
-                          [("f", np.float32, list(x.shape))], [("q", z.dtype, None)],
-                          {"s": np.float32(s), "z": z})
+    model = ou.make_model(
+        [ou.helper.make_node("QuantizeLinear", ["f", "s", "z"], ["q"])],
+        [("f", np.float32, list(x.shape))],
+        [("q", z.dtype, None)],
+        {"s": np.float32(s), "z": z},
+    )
     return ou.run(model, x)[0]
 
 
@@ -66,8 +79,9 @@ def test_global_avg_pool_matches_qdq(activation, diff_cases):
     node = ou.helper.make_node("GlobalAveragePool", ["x"], ["y"])
     fmodel = ou.make_model([node], [("x", np.float32, [2, c, h, w])], [("y", np.float32, None)])
     calib = [{"x": rng.normal(0.5, 1, (2, c, h, w)).astype(np.float32)} for _ in range(4)]
-    qmodel, qp = ou.strip_io_qdq(ou.quantize_qdq(fmodel, calib, activation_type=activation),
-                                 inputs=False, outputs=False)
+    qmodel, qp = ou.strip_io_qdq(
+        ou.quantize_qdq(fmodel, calib, activation_type=activation), inputs=False, outputs=False
+    )
     assert "QLinearGlobalAveragePool" in ou.assert_integer_graph(qmodel)
     s_x, x_zp = qp["x"]
     out_dq = next(n for n in qmodel.graph.node if n.output[0] == "y")
@@ -81,12 +95,17 @@ def test_global_avg_pool_matches_qdq(activation, diff_cases):
 
 
 @pytest.mark.parametrize("dtype", [np.uint8, np.int8])
-@pytest.mark.parametrize("op,attrs", [
-    ("AveragePool", dict(kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 0])),
-    ("AveragePool", dict(kernel_shape=[2, 3], strides=[1, 2], pads=[1, 0, 0, 2],
-                         count_include_pad=1)),
-    ("MaxPool", dict(kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 0])),
-])
+@pytest.mark.parametrize(
+    "op,attrs",
+    [
+        ("AveragePool", dict(kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 0])),
+        (
+            "AveragePool",
+            dict(kernel_shape=[2, 3], strides=[1, 2], pads=[1, 0, 0, 2], count_include_pad=1),
+        ),
+        ("MaxPool", dict(kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 0])),
+    ],
+)
 def test_pools_match_qdq(dtype, op, attrs, diff_cases):
     """QDQ AveragePool fuses into QLinearAveragePool, QDQ MaxPool runs on codes; bit-exact."""
     rng = np.random.default_rng([dtype == np.int8, len(attrs)])
@@ -105,8 +124,11 @@ def test_pools_match_qdq(dtype, op, attrs, diff_cases):
         if op == "MaxPool":
             got = max_pool(x, attrs["kernel_shape"], stride=attrs["strides"], pads=tuple(p))
         else:
-            kw = dict(stride=attrs["strides"], pads=tuple(p),
-                      count_include_pad=bool(attrs.get("count_include_pad", 0)))
+            kw = dict(
+                stride=attrs["strides"],
+                pads=tuple(p),
+                count_include_pad=bool(attrs.get("count_include_pad", 0)),
+            )
             got = avg_pool_float(x, x_zp, s_x, s_y, y_zp, attrs["kernel_shape"], **kw)
             integer = avg_pool(x, x_zp, s_x, s_y, y_zp, attrs["kernel_shape"], **kw)
             assert np.abs(integer.astype(int) - got).max(initial=0) <= 1
@@ -122,23 +144,44 @@ def pool_geometry(draw, dilation=False):
     span = (dh * (kh - 1) + 1, dw * (kw - 1) + 1)
     h = draw(st.integers(max(1, span[0] - pads[0] - pads[2]), 14))
     w = draw(st.integers(max(1, span[1] - pads[1] - pads[3]), 14))
-    return dict(kernel=(kh, kw), stride=(draw(st.integers(1, 3)), draw(st.integers(1, 3))),
-                dilation=(dh, dw), pads=pads, h=h, w=w, c=draw(st.integers(1, 6)),
-                n=draw(st.integers(1, 2)))
+    return dict(
+        kernel=(kh, kw),
+        stride=(draw(st.integers(1, 3)), draw(st.integers(1, 3))),
+        dilation=(dh, dw),
+        pads=pads,
+        h=h,
+        w=w,
+        c=draw(st.integers(1, 6)),
+        n=draw(st.integers(1, 2)),
+    )
 
 
 @SETTINGS
-@given(g=pool_geometry(), dtype=DTYPES, count_include_pad=st.booleans(),
-       channels_last=st.booleans(), seed=st.integers(0, 2**32 - 1))
+@given(
+    g=pool_geometry(),
+    dtype=DTYPES,
+    count_include_pad=st.booleans(),
+    channels_last=st.booleans(),
+    seed=st.integers(0, 2**32 - 1),
+)
 def test_avg_pool_matches_qlinear(g, dtype, count_include_pad, channels_last, seed, diff_cases):
     rng = np.random.default_rng(seed)
     x = _codes(rng, (g["n"], g["h"], g["w"], g["c"]), dtype)
     s_x, x_zp, s_y, y_zp = _qparams(rng, dtype)
     shape = x.shape if channels_last else (g["n"], g["c"], g["h"], g["w"])
-    model = ou.qlinear_avg_pool(shape, dtype, s_x, x_zp, s_y, y_zp, g["kernel"],
-                                strides=g["stride"], pads=g["pads"],
-                                count_include_pad=int(count_include_pad),
-                                channels_last=int(channels_last))
+    model = ou.qlinear_avg_pool(
+        shape,
+        dtype,
+        s_x,
+        x_zp,
+        s_y,
+        y_zp,
+        g["kernel"],
+        strides=g["stride"],
+        pads=g["pads"],
+        count_include_pad=int(count_include_pad),
+        channels_last=int(channels_last),
+    )
     out = ou.run(model, x if channels_last else ou.nhwc_to_nchw(x))[0]
     want = out if channels_last else ou.nchw_to_nhwc(out)
     kw = dict(stride=g["stride"], pads=g["pads"], count_include_pad=count_include_pad)
@@ -175,16 +218,18 @@ def test_avg_pool_integer_contract_deviates_at_a_float_near_tie():
     s_x, s_y, x_zp, y_zp = np.float32(0.13284196), np.float32(0.33004206), 163, 227
     args = (x, x_zp, s_x, s_y, y_zp, (1, 7))
     kw = dict(stride=(1, 1), pads=(0, 0, 0, 0))
-    model = ou.qlinear_avg_pool(x.shape, np.uint8, s_x, x_zp, s_y, y_zp, (1, 7),
-                                strides=(1, 1), channels_last=1)
+    model = ou.qlinear_avg_pool(
+        x.shape, np.uint8, s_x, x_zp, s_y, y_zp, (1, 7), strides=(1, 1), channels_last=1
+    )
     want = ou.run(model, x)[0]
     assert want[0, 0, 1, 0] == 216
     np.testing.assert_array_equal(avg_pool_float(*args, **kw), want)
     assert avg_pool(*args, **kw)[0, 0, 1, 0] == 215
 
 
-def _avg_pool_reference(x, x_zp, s_x, s_y, y_zp, kernel, stride, pads, count_include_pad,
-                       out_dtype):
+def _avg_pool_reference(
+    x, x_zp, s_x, s_y, y_zp, kernel, stride, pads, count_include_pad, out_dtype
+):
     """The integer contract window by window: int64 sums, integer requantizer per divisor."""
     n, h, w, c = x.shape
     (kh, kw), (sh, sw), (pt, pl, pb, pr) = kernel, stride, pads
@@ -195,8 +240,7 @@ def _avg_pool_reference(x, x_zp, s_x, s_y, y_zp, kernel, stride, pads, count_inc
             r0, c0 = i * sh - pt, j * sw - pl
             r, q = slice(max(r0, 0), min(r0 + kh, h)), slice(max(c0, 0), min(c0 + kw, w))
             acc = (x[:, r, q].astype(np.int64) - x_zp).sum(axis=(1, 2))
-            count = kh * kw if count_include_pad else \
-                (r.stop - r.start) * (q.stop - q.start)
+            count = kh * kw if count_include_pad else (r.stop - r.start) * (q.stop - q.start)
             rq = Requant.from_scale(pool_scale(s_x, s_y, count), y_zp, out_dtype)
             y[:, i, j] = requantize_int(acc, rq)
     return y
@@ -209,17 +253,31 @@ def wide_pool_geometry(draw):
     pads = tuple(draw(st.integers(0, k - 1)) for k in (kh, kw, kh, kw))
     h = draw(st.integers(max(1, kh - pads[0] - pads[2]), 20))
     w = draw(st.integers(max(1, kw - pads[1] - pads[3]), 20))
-    return dict(kernel=(kh, kw), stride=(draw(st.integers(1, 15)), draw(st.integers(1, 15))),
-                pads=pads, h=h, w=w, c=draw(st.integers(1, 5)), n=draw(st.integers(1, 2)))
+    return dict(
+        kernel=(kh, kw),
+        stride=(draw(st.integers(1, 15)), draw(st.integers(1, 15))),
+        pads=pads,
+        h=h,
+        w=w,
+        c=draw(st.integers(1, 5)),
+        n=draw(st.integers(1, 2)),
+    )
 
 
 @settings(SETTINGS, max_examples=300)
-@given(g=wide_pool_geometry(), dtype=DTYPES, out_int8=st.booleans(),
-       count_include_pad=st.booleans(), fill=st.sampled_from(["random", "min", "max"]),
-       zp_end=st.sampled_from([None, "min", "max"]), s_y_scale=st.sampled_from([1e-3, 1, 1e3]),
-       seed=st.integers(0, 2**32 - 1))
-def test_avg_pool_matches_window_reference(g, dtype, out_int8, count_include_pad, fill, zp_end,
-                                           s_y_scale, seed):
+@given(
+    g=wide_pool_geometry(),
+    dtype=DTYPES,
+    out_int8=st.booleans(),
+    count_include_pad=st.booleans(),
+    fill=st.sampled_from(["random", "min", "max"]),
+    zp_end=st.sampled_from([None, "min", "max"]),
+    s_y_scale=st.sampled_from([1e-3, 1, 1e3]),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_avg_pool_matches_window_reference(
+    g, dtype, out_int8, count_include_pad, fill, zp_end, s_y_scale, seed
+):
     """The vectorised kernel (separable sums, look-up tables) is the per-window formula."""
     rng = np.random.default_rng(seed)
     lo = 0 if np.dtype(dtype) == np.uint8 else -128
@@ -232,10 +290,25 @@ def test_avg_pool_matches_window_reference(g, dtype, out_int8, count_include_pad
     s_y = np.float32(s_y * s_y_scale)
     out_dtype = np.dtype(np.int8 if out_int8 else np.uint8)
     y_zp = int(y_zp) - lo + (-128 if out_int8 else 0)
-    args = (x, x_zp, s_x, s_y, y_zp, g["kernel"], g["stride"], g["pads"], count_include_pad,
-            out_dtype)
-    got = avg_pool(*args[:6], stride=g["stride"], pads=g["pads"],
-                   count_include_pad=count_include_pad, out_dtype=out_dtype)
+    args = (
+        x,
+        x_zp,
+        s_x,
+        s_y,
+        y_zp,
+        g["kernel"],
+        g["stride"],
+        g["pads"],
+        count_include_pad,
+        out_dtype,
+    )
+    got = avg_pool(
+        *args[:6],
+        stride=g["stride"],
+        pads=g["pads"],
+        count_include_pad=count_include_pad,
+        out_dtype=out_dtype,
+    )
     assert got.dtype == out_dtype
     np.testing.assert_array_equal(got, _avg_pool_reference(*args))
 
@@ -245,11 +318,18 @@ def test_avg_pool_matches_window_reference(g, dtype, out_int8, count_include_pad
 def test_max_pool_matches_maxpool(g, dtype, seed, diff_cases):
     rng = np.random.default_rng(seed)
     x = _codes(rng, (g["n"], g["h"], g["w"], g["c"]), dtype)
-    node = ou.helper.make_node("MaxPool", ["x"], ["y"], kernel_shape=list(g["kernel"]),
-                            strides=list(g["stride"]), dilations=list(g["dilation"]),
-                            pads=list(g["pads"]))
-    model = ou.make_model([node], [("x", dtype, [g["n"], g["c"], g["h"], g["w"]])],
-                          [("y", dtype, None)])
+    node = ou.helper.make_node(
+        "MaxPool",
+        ["x"],
+        ["y"],
+        kernel_shape=list(g["kernel"]),
+        strides=list(g["stride"]),
+        dilations=list(g["dilation"]),
+        pads=list(g["pads"]),
+    )
+    model = ou.make_model(
+        [node], [("x", dtype, [g["n"], g["c"], g["h"], g["w"]])], [("y", dtype, None)]
+    )
     want = ou.nchw_to_nhwc(ou.run(model, ou.nhwc_to_nchw(x))[0])
     got = max_pool(x, g["kernel"], stride=g["stride"], dilation=g["dilation"], pads=g["pads"])
     np.testing.assert_array_equal(got, want)
@@ -266,26 +346,41 @@ def test_pool_errors_name_the_problem():
         avg_pool(x, -1, 0.1, 0.1, 0, (2, 2))
 
 
-@pytest.mark.parametrize("shape,axes", [
-    ((1, 37, 3, 3), (2, 3)), ((1, 37, 13, 13), (2, 3)), ((1, 37, 14, 14), (2, 3)),
-    ((1, 16, 4, 4), (2, 3)), ((1, 23, 1, 5), (2, 3)), ((1, 9, 2, 3), (2, 3)),
-    ((1, 11, 1, 1), (2, 3)), ((2, 5, 7, 7), (2, 3)), ((1, 1, 6, 6), (2, 3)),
-    ((1, 10, 30), (2,)), ((1, 6, 5, 8), (3,)), ((1, 4, 3, 3), (1, 2, 3)),
-])
+@pytest.mark.parametrize(
+    "shape,axes",
+    [
+        ((1, 37, 3, 3), (2, 3)),
+        ((1, 37, 13, 13), (2, 3)),
+        ((1, 37, 14, 14), (2, 3)),
+        ((1, 16, 4, 4), (2, 3)),
+        ((1, 23, 1, 5), (2, 3)),
+        ((1, 9, 2, 3), (2, 3)),
+        ((1, 11, 1, 1), (2, 3)),
+        ((2, 5, 7, 7), (2, 3)),
+        ((1, 1, 6, 6), (2, 3)),
+        ((1, 10, 30), (2,)),
+        ((1, 6, 5, 8), (3,)),
+        ((1, 4, 3, 3), (1, 2, 3)),
+    ],
+)
 def test_mean_float_is_onnxruntime_reduce_mean(shape, axes, diff_cases):
     """Dequantized codes (as SqueezeNet's head averages them), bit for bit."""
     rng = np.random.default_rng(len(shape) * 100 + shape[-1])
-    model = ou.make_model([ou.helper.make_node("ReduceMean", ["x", "axes"], ["y"], keepdims=1)],
-                          [("x", np.float32, shape)], [("y", np.float32, None)],
-                          {"axes": np.array(axes, np.int64)})
+    model = ou.make_model(
+        [ou.helper.make_node("ReduceMean", ["x", "axes"], ["y"], keepdims=1)],
+        [("x", np.float32, shape)],
+        [("y", np.float32, None)],
+        {"axes": np.array(axes, np.int64)},
+    )
     sess = ou.session(model)
     for k in range(8):
         scale = np.float32(rng.uniform(0.001, 0.5))
         x = (rng.integers(-128, 128, shape).astype(np.float32) * scale).astype(np.float32)
         (want,) = sess.run(None, {"x": x})
         got = mean_float(x, axes)
-        assert got.shape == want.shape and np.array_equal(got.view(np.uint32),
-                                                          want.view(np.uint32)), (k, scale)
+        assert got.shape == want.shape and np.array_equal(
+            got.view(np.uint32), want.view(np.uint32)
+        ), (k, scale)
         diff_cases("mean_float", want.size)
 
 

@@ -41,15 +41,18 @@ def test_rows_follow_the_schedule_and_the_simulator(digits):
     assert prof.frames == 2 and prof.backend == "isa" and prof.memory == "ultra96"
     fabric = [r for r in prof.rows if r.where == "fabric"]
     cpu = [r for r in prof.rows if r.where == "cpu"]
-    assert [r.name for r in fabric] == [ly.node for ly in sorted(
-        meta.layers, key=lambda ly: ly.first)]
-    assert [r.name for r in cpu] == [n for s in meta.steps if not s.on_fabric
-                                     for n in s.nodes]
+    assert [r.name for r in fabric] == [
+        ly.node for ly in sorted(meta.layers, key=lambda ly: ly.first)
+    ]
+    assert [r.name for r in cpu] == [n for s in meta.steps if not s.on_fabric for n in s.nodes]
     assert all(r.cycles is not None and r.source == "model" for r in fabric)
     assert all(r.seconds > 0 and r.source == "measured" for r in cpu)
     # Conv MACs: the cycle model against the simulator executing the program.
-    codes = {graph.inputs[0].onnx_name: np.random.default_rng(1).integers(
-        0, 256, (1, 1, 32, 32)).astype(np.uint8)}
+    codes = {
+        graph.inputs[0].onnx_name: np.random.default_rng(1)
+        .integers(0, 256, (1, 1, 32, 32))
+        .astype(np.uint8)
+    }
     _, machine = sim_outputs(graph, blob, codes, preset("ultra96"))
     executed = layer_stats(machine.stats, meta.layers)
     convs = [r for r in fabric if r.op == "conv"]
@@ -61,8 +64,12 @@ def test_rows_follow_the_schedule_and_the_simulator(digits):
     assert t["model_cycles"] == sum(s.model_cycles for s in prof.segments) > 0
     assert t["model_seconds"] == pytest.approx(t["model_cycles"] / 250e6)
     assert t["counter_cycles"] is None and t["fabric_source"] == "model"
-    assert t["ps_to_pl"]["bytes"] == st["ps_to_pl"]["bytes"] / 2 == \
-        sum(s.in_bytes for s in prof.segments) > 0
+    assert (
+        t["ps_to_pl"]["bytes"]
+        == st["ps_to_pl"]["bytes"] / 2
+        == sum(s.in_bytes for s in prof.segments)
+        > 0
+    )
     assert t["pl_to_ps"]["bytes"] == sum(s.out_bytes for s in prof.segments) > 0
     assert t["projected_frame_seconds"] == pytest.approx(sum(t["projected_split"].values()))
     text = render(prof)
@@ -77,8 +84,19 @@ def test_cli_table_json_and_png(digits, tmp_path, capsys):
     path = tmp_path / "digits.bmb"
     path.write_bytes(blob)
     np.save(tmp_path / "x.npy", x)
-    assert main(["profile", str(path), "--input", str(tmp_path / "x.npy"),
-                 "--png", str(tmp_path / "p.png")]) == 0
+    assert (
+        main(
+            [
+                "profile",
+                str(path),
+                "--input",
+                str(tmp_path / "x.npy"),
+                "--png",
+                str(tmp_path / "p.png"),
+            ]
+        )
+        == 0
+    )
     text = capsys.readouterr().out
     assert "cycle model behind ultra96 memory" in text and "PS->PL 1 transfers" in text
     assert (tmp_path / "p.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -95,9 +113,11 @@ def test_cli_errors_are_one_line(digits, tmp_path, capsys):
     _, blob, _ = digits
     path = tmp_path / "digits.bmb"
     path.write_bytes(blob)
-    for argv, message in (([str(tmp_path / "nope.bmb")], "cannot read artifact"),
-                          ([str(path), "--memory", "sdram"], "memory must be one of"),
-                          ([str(path), "--pace", "--backend", "board"], "isa backend only")):
+    for argv, message in (
+        ([str(tmp_path / "nope.bmb")], "cannot read artifact"),
+        ([str(path), "--memory", "sdram"], "memory must be one of"),
+        ([str(path), "--pace", "--backend", "board"], "isa backend only"),
+    ):
         assert main(argv) == 1
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and message in err, err
@@ -107,8 +127,12 @@ def test_png_without_matplotlib_is_a_clear_error(digits, monkeypatch, tmp_path):
     _, blob, x = digits
     with Session(blob, backend="isa") as sess:
         prof = profile(sess, x)
-    for mod in ("matplotlib", "matplotlib.figure", "matplotlib.backends.backend_agg",
-                "matplotlib.patches"):
+    for mod in (
+        "matplotlib",
+        "matplotlib.figure",
+        "matplotlib.backends.backend_agg",
+        "matplotlib.patches",
+    ):
         monkeypatch.setitem(sys.modules, mod, None)
     with pytest.raises(RuntimeBambooError, match="--png needs matplotlib"):
         save_chart(prof, tmp_path / "p.png")
@@ -133,7 +157,7 @@ def test_profile_on_the_fake_board(digits, tmp_path, monkeypatch):
     _, blob, x = digits
     sess = be.session(blob)
     sess.run(None, x)
-    prof = profile(sess)          # the frames already run
+    prof = profile(sess)  # the frames already run
     assert prof.backend == "board" and prof.frames == 1
     assert "measured on the board" in render(prof)
     with pytest.raises(RuntimeBambooError, match="ran no frame"):

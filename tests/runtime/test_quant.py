@@ -8,23 +8,33 @@ from bamboo.runtime.quant import dequantize, quantize
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-SETTINGS = settings(max_examples=60, deadline=None,
-                    suppress_health_check=[HealthCheck.too_slow,
-                                           HealthCheck.function_scoped_fixture])
+SETTINGS = settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
 DTYPES = st.sampled_from([np.uint8, np.int8])
 
 
 def _ort_quantize(x, scale, zp, axis=1):
     node = ou.helper.make_node("QuantizeLinear", ["x", "s", "z"], ["y"], axis=axis)
-    model = ou.make_model([node], [("x", np.float32, list(x.shape))], [("y", zp.dtype, None)],
-                          {"s": np.asarray(scale, np.float32), "z": zp})
+    model = ou.make_model(
+        [node],
+        [("x", np.float32, list(x.shape))],
+        [("y", zp.dtype, None)],
+        {"s": np.asarray(scale, np.float32), "z": zp},
+    )
     return ou.run(model, x)[0]
 
 
 def _ort_dequantize(q, scale, zp, axis=1):
     node = ou.helper.make_node("DequantizeLinear", ["q", "s", "z"], ["y"], axis=axis)
-    model = ou.make_model([node], [("q", q.dtype, list(q.shape))], [("y", np.float32, None)],
-                          {"s": np.asarray(scale, np.float32), "z": zp})
+    model = ou.make_model(
+        [node],
+        [("q", q.dtype, list(q.shape))],
+        [("y", np.float32, None)],
+        {"s": np.asarray(scale, np.float32), "z": zp},
+    )
     return ou.run(model, q)[0]
 
 
@@ -34,8 +44,11 @@ def _near_ties(rng, scale, n):
     x = ((k + np.float32(0.5)) * np.float32(scale)).astype(np.float32)
     for _ in range(3):
         step = rng.integers(-1, 2, n)
-        x = np.where(step > 0, np.nextafter(x, np.float32(np.inf)),
-                     np.where(step < 0, np.nextafter(x, np.float32(-np.inf)), x))
+        x = np.where(
+            step > 0,
+            np.nextafter(x, np.float32(np.inf)),
+            np.where(step < 0, np.nextafter(x, np.float32(-np.inf)), x),
+        )
     return x
 
 
@@ -46,11 +59,13 @@ def test_quantize_matches_quantizelinear(dtype, log_scale, seed, diff_cases):
     scale = np.float32(np.exp(log_scale))
     lo = 0 if dtype == np.uint8 else -128
     zp = np.asarray(rng.integers(lo, lo + 256), dtype)
-    x = np.concatenate([
-        _near_ties(rng, scale, 3000),
-        (rng.normal(0, 200, 1000) * scale).astype(np.float32),        # incl. saturation
-        np.array([0.0, -0.0, 1e30, -1e30, scale / 2, -scale / 2], np.float32),
-    ]).reshape(2, -1)
+    x = np.concatenate(
+        [
+            _near_ties(rng, scale, 3000),
+            (rng.normal(0, 200, 1000) * scale).astype(np.float32),  # incl. saturation
+            np.array([0.0, -0.0, 1e30, -1e30, scale / 2, -scale / 2], np.float32),
+        ]
+    ).reshape(2, -1)
     want = _ort_quantize(x, scale, zp)
     np.testing.assert_array_equal(quantize(x, scale, zp, dtype), want)
     diff_cases("quantize", want.size)
@@ -81,8 +96,13 @@ def test_reciprocal_multiply_is_not_quantizelinear():
 
 
 @SETTINGS
-@given(dtype=DTYPES, log_scale=st.floats(-20, 10), c=st.integers(1, 4),
-       per_axis=st.booleans(), seed=st.integers(0, 2**32 - 1))
+@given(
+    dtype=DTYPES,
+    log_scale=st.floats(-20, 10),
+    c=st.integers(1, 4),
+    per_axis=st.booleans(),
+    seed=st.integers(0, 2**32 - 1),
+)
 def test_dequantize_matches_dequantizelinear(dtype, log_scale, c, per_axis, seed, diff_cases):
     rng = np.random.default_rng(seed)
     lo = 0 if dtype == np.uint8 else -128

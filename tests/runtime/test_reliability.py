@@ -71,23 +71,34 @@ def _meta_change(fn):
         meta = json.loads(sections[art.Section.METADATA])
         fn(meta)
         sections[art.Section.METADATA] = meta
+
     return change
 
 
 INCONSISTENT = {
-    "short weights": (lambda s: s.__setitem__(art.Section.WEIGHTS, s[art.Section.WEIGHTS][:-8]),
-                      "WEIGHTS section has"),
-    "metadata not JSON": (lambda s: s.__setitem__(art.Section.METADATA, b"{not json"),
-                          "not UTF-8 JSON"),
+    "short weights": (
+        lambda s: s.__setitem__(art.Section.WEIGHTS, s[art.Section.WEIGHTS][:-8]),
+        "WEIGHTS section has",
+    ),
+    "metadata not JSON": (
+        lambda s: s.__setitem__(art.Section.METADATA, b"{not json"),
+        "not UTF-8 JSON",
+    ),
     "no METADATA": (lambda s: s.pop(art.Section.METADATA), "lacks its METADATA"),
     "no steps": (_meta_change(lambda m: m.pop("steps")), "lacks 'steps'"),
     "old schema": (_meta_change(lambda m: m.__setitem__("version", 0)), "schema version 0"),
-    "program past the end": (_meta_change(
-        lambda m: m["steps"][0].__setitem__("insn_count", 10 ** 6)), "instructions"),
-    "unknown tensor": (_meta_change(
-        lambda m: m["steps"][0].__setitem__("inputs", ["nope"])), "'nope'"),
-    "region outside window": (_meta_change(
-        lambda m: m["memory"].__setitem__("footprint", 64)), "outside the window"),
+    "program past the end": (
+        _meta_change(lambda m: m["steps"][0].__setitem__("insn_count", 10**6)),
+        "instructions",
+    ),
+    "unknown tensor": (
+        _meta_change(lambda m: m["steps"][0].__setitem__("inputs", ["nope"])),
+        "'nope'",
+    ),
+    "region outside window": (
+        _meta_change(lambda m: m["memory"].__setitem__("footprint", 64)),
+        "outside the window",
+    ),
 }
 
 
@@ -113,8 +124,10 @@ def test_feeds_follow_onnxruntime(digits):
     x = _frames(1)[0]
     with Session(blob) as sess:
         bad = {
-            "uint8": (x * 0).astype(np.uint8), "complex": x.astype(np.complex64),
-            "HWC": x.reshape(32, 32, 1), "strings": np.full((1, 1, 32, 32), "a"),
+            "uint8": (x * 0).astype(np.uint8),
+            "complex": x.astype(np.complex64),
+            "HWC": x.reshape(32, 32, 1),
+            "strings": np.full((1, 1, 32, 32), "a"),
         }
         for name, v in bad.items():
             with pytest.raises(RuntimeBambooError, match="input 'input'"):
@@ -125,8 +138,9 @@ def test_feeds_follow_onnxruntime(digits):
             sess.run(None, np.full((1, 1, 32, 32), 300, np.int64), raw=True)
         codes = np.random.default_rng(1).integers(0, 256, (1, 1, 32, 32)).astype(np.int64)
         (raw,) = sess.run(None, codes, raw=True)
-        assert np.array_equal(raw, executor.run(graph, {"input": codes.astype(np.uint8)},
-                                                raw=True)[0])
+        assert np.array_equal(
+            raw, executor.run(graph, {"input": codes.astype(np.uint8)}, raw=True)[0]
+        )
 
 
 def test_nan_input_keeps_stderr_clean(digits):
@@ -162,9 +176,13 @@ def test_api_misuse_raises_project_errors(digits):
         Session(blob, nonsense=1)
     sess = Session(blob)
     x = _frames(1)[0]
-    for call in (lambda: sess.run(None, None), lambda: sess.run("y", x),
-                 lambda: sess.run(["nope"], x), lambda: sess.run_batch(x),
-                 lambda: sess.run(None, {"other": x})):
+    for call in (
+        lambda: sess.run(None, None),
+        lambda: sess.run("y", x),
+        lambda: sess.run(["nope"], x),
+        lambda: sess.run_batch(x),
+        lambda: sess.run(None, {"other": x}),
+    ):
         with pytest.raises(RuntimeBambooError):
             call()
     sess.close()
@@ -174,8 +192,9 @@ def test_api_misuse_raises_project_errors(digits):
 
 
 def _bamboo(*argv, **kw):
-    return subprocess.run([sys.executable, "-m", "bamboo", *argv], capture_output=True,
-                          text=True, timeout=300, **kw)
+    return subprocess.run(
+        [sys.executable, "-m", "bamboo", *argv], capture_output=True, text=True, timeout=300, **kw
+    )
 
 
 def test_run_cli_inputs_and_outputs(digits, tmp_path):
@@ -195,26 +214,32 @@ def test_run_cli_inputs_and_outputs(digits, tmp_path):
         (["--input", str(tmp_path / "empty.npy")], "cannot read"),
         (["--input", str(tmp_path / "str.npy")], "input 'input'"),
         (["--input", str(tmp_path / "hwc.npy")], "no reshaping"),
-        (["--input", str(tmp_path / "x.npy"), "-o", str(tmp_path / "no" / "y.npy")],
-         "does not exist"),
+        (
+            ["--input", str(tmp_path / "x.npy"), "-o", str(tmp_path / "no" / "y.npy")],
+            "does not exist",
+        ),
         (["--input", str(tmp_path / "x.npy"), "-o", str(tmp_path)], "is a directory"),
         (["--input", str(tmp_path / "x.npy"), "-o", "/proc/y.npy"], "cannot write"),
         (["--input", str(tmp_path / "x.npy"), "-o", "/dev/full"], "cannot write"),
         (["--input", str(tmp_path / "x.npy"), "-o", str(model)], "refusing to overwrite"),
     ]
     import os
-    if os.geteuid() != 0:       # root writes into read-only folders
-        cases.append((["--input", str(tmp_path / "x.npy"), "-o", str(ro / "y.npy")],
-                      "cannot write"))
+
+    if os.geteuid() != 0:  # root writes into read-only folders
+        cases.append(
+            (["--input", str(tmp_path / "x.npy"), "-o", str(ro / "y.npy")], "cannot write")
+        )
     for argv, match in cases:
         r = _bamboo("run", str(model), *argv)
         assert r.returncode == 1 and match in r.stderr, (argv, r.stderr)
         assert r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
     assert model.read_bytes() == blob
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
-        ["d.bmb", "empty.npy", "str.npy", "hwc.npy", "x.npy", "ro"])
-    r = _bamboo("run", str(model), "--input", str(tmp_path / "x.npy"), "-o",
-                str(tmp_path / "y.npy"))
+        ["d.bmb", "empty.npy", "str.npy", "hwc.npy", "x.npy", "ro"]
+    )
+    r = _bamboo(
+        "run", str(model), "--input", str(tmp_path / "x.npy"), "-o", str(tmp_path / "y.npy")
+    )
     assert r.returncode == 0 and np.load(tmp_path / "y.npy").shape == (1, 10)
 
 
@@ -233,7 +258,7 @@ def test_errors_derive_from_bamboo_error():
 def onnx_model():
     import pathlib
 
-    return pathlib.Path(_compiled("digits")[0])     # the quantized digits model
+    return pathlib.Path(_compiled("digits")[0])  # the quantized digits model
 
 
 def test_compile_output_paths(onnx_model, tmp_path):
@@ -243,12 +268,16 @@ def test_compile_output_paths(onnx_model, tmp_path):
 
     src = tmp_path / "m.onnx"
     shutil.copy(onnx_model, src)
-    disguised = tmp_path / "model.bmb"        # an ONNX file named .bmb, no -o
+    disguised = tmp_path / "model.bmb"  # an ONNX file named .bmb, no -o
     shutil.copy(onnx_model, disguised)
-    cases = [(["-o", str(src)], "refusing to overwrite"), ([], "refusing to overwrite"),
-             (["-o", str(tmp_path / "no" / "m.bmb")], "does not exist"),
-             (["-o", str(tmp_path)], "is a directory"), (["-o", "/proc/m.bmb"], "cannot write"),
-             (["-o", "/dev/full"], "cannot write")]
+    cases = [
+        (["-o", str(src)], "refusing to overwrite"),
+        ([], "refusing to overwrite"),
+        (["-o", str(tmp_path / "no" / "m.bmb")], "does not exist"),
+        (["-o", str(tmp_path)], "is a directory"),
+        (["-o", "/proc/m.bmb"], "cannot write"),
+        (["-o", "/dev/full"], "cannot write"),
+    ]
     for argv, match in cases:
         model = str(disguised) if not argv else str(src)
         r = _bamboo("compile", model, "--config", "tiny", "--quiet", *argv)
@@ -262,6 +291,11 @@ def test_compile_output_paths(onnx_model, tmp_path):
 
 def test_inspect_into_a_closed_pipe_is_quiet(onnx_model):
     """Item 9: ``bamboo inspect MODEL | head -1`` prints one line, no BrokenPipeError."""
-    r = subprocess.run(f"{sys.executable} -m bamboo inspect {onnx_model} | head -1",
-                       shell=True, capture_output=True, text=True, timeout=300)
+    r = subprocess.run(
+        f"{sys.executable} -m bamboo inspect {onnx_model} | head -1",
+        shell=True,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert r.returncode == 0 and r.stdout.count("\n") == 1 and r.stderr == ""

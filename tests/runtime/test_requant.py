@@ -17,9 +17,11 @@ from bamboo.runtime.requant import Requant, conv_scale, requantize
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-SETTINGS = settings(max_examples=60, deadline=None,
-                    suppress_health_check=[HealthCheck.too_slow,
-                                           HealthCheck.function_scoped_fixture])
+SETTINGS = settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
 F32 = np.float32
 INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
 
@@ -36,8 +38,9 @@ def _check(acc, scale, zp, dtype, axis=-1):
     shape = [1] * np.ndim(acc)
     if np.ndim(scale):
         shape[axis] = -1
-    want = float_formula(acc, np.reshape(scale, shape) if np.ndim(scale) else scale, zp,
-                         rq.qmin, rq.qmax)
+    want = float_formula(
+        acc, np.reshape(scale, shape) if np.ndim(scale) else scale, zp, rq.qmin, rq.qmax
+    )
     np.testing.assert_array_equal(requantize(acc, rq, axis=axis), want)
     return want
 
@@ -60,20 +63,24 @@ def test_large_accumulators(dtype, seed):
 
 
 @SETTINGS
-@given(dtype=st.sampled_from([np.uint8, np.int8]), shift=st.integers(0, 6),
-       seed=st.integers(0, 2**32 - 1))
+@given(
+    dtype=st.sampled_from([np.uint8, np.int8]),
+    shift=st.integers(0, 6),
+    seed=st.integers(0, 2**32 - 1),
+)
 def test_ties_in_accumulator_rounding(dtype, shift, seed):
     """acc with 25 significant bits, the last one set: f32(acc) is a tie (to even)."""
     rng = np.random.default_rng(seed)
     odd = 2**24 + 2 * rng.integers(0, 2**23, 2000) + 1
     acc = (odd << shift) * rng.choice([-1, 1], 2000)
-    scale = F32(rng.uniform(0.5, 100) / 2**(25 + shift))
+    scale = F32(rng.uniform(0.5, 100) / 2 ** (25 + shift))
     _check(acc, scale, _zp(rng, dtype), dtype)
 
 
 @SETTINGS
-@given(dtype=st.sampled_from([np.uint8, np.int8]), d=st.integers(1, 29),
-       seed=st.integers(0, 2**32 - 1))
+@given(
+    dtype=st.sampled_from([np.uint8, np.int8]), d=st.integers(1, 29), seed=st.integers(0, 2**32 - 1)
+)
 def test_ties_in_product_rounding(dtype, d, seed):
     """acc * m exactly half-way between two 24-bit values.
 
@@ -83,7 +90,7 @@ def test_ties_in_product_rounding(dtype, d, seed):
     """
     rng = np.random.default_rng(seed)
     m = 2 * rng.integers(2**22, (2**25 // 3) // 2, 500) + 1
-    acc = 3 * 2**(d - 1) * rng.choice([-1, 1], 500)
+    acc = 3 * 2 ** (d - 1) * rng.choice([-1, 1], 500)
     # y = 3m * 2**(d-1+e) ~ 2**(24.6 + d - 1 + e); aim for tens of codes.
     e = -(d - 1) - int(rng.integers(18, 21))
     scale = np.ldexp(m.astype(np.float64), e).astype(F32)
@@ -92,13 +99,14 @@ def test_ties_in_product_rounding(dtype, d, seed):
 
 
 @SETTINGS
-@given(dtype=st.sampled_from([np.uint8, np.int8]), j=st.integers(1, 24),
-       seed=st.integers(0, 2**32 - 1))
+@given(
+    dtype=st.sampled_from([np.uint8, np.int8]), j=st.integers(1, 24), seed=st.integers(0, 2**32 - 1)
+)
 def test_ties_in_final_rounding(dtype, j, seed):
     """S = 2**-j and acc an odd multiple of 2**(j-1): acc * S is exactly k + 0.5."""
     rng = np.random.default_rng(seed)
     k = rng.integers(-200, 200, 1000)
-    acc = (2 * k + 1) * 2**(j - 1)
+    acc = (2 * k + 1) * 2 ** (j - 1)
     acc = acc[(acc >= INT32_MIN) & (acc <= INT32_MAX)]
     want = _check(acc, F32(2.0**-j), _zp(rng, dtype), dtype)
     assert want.size
@@ -122,7 +130,7 @@ def test_per_channel(c, axis, seed):
     scale = np.exp(rng.uniform(-20, 0, c)).astype(F32)
     shape = (3, c, 40) if axis == 1 else (3, 40, c)
     acc = rng.integers(-(2**20), 2**20, shape)
-    acc = acc * rng.integers(1, 2**10, shape) // 2**int(rng.integers(0, 10))
+    acc = acc * rng.integers(1, 2**10, shape) // 2 ** int(rng.integers(0, 10))
     acc = np.clip(acc, INT32_MIN, INT32_MAX)
     _check(acc, scale, _zp(rng, np.uint8), np.uint8, axis=axis)
 
@@ -165,8 +173,9 @@ def test_conv_scale_order_matters(diff_cases):
     acc = np.concatenate([acc[differ][:64], rng.integers(-span, span, 64)]).astype(np.int32)
     o = acc.size
     w = np.ones((o, 1, 1, 1), np.int8)
-    model = ou.qlinear_conv((1, 1, 1, 1), np.uint8, s_x, zp, w, np.full(o, s_w, F32), 0, acc,
-                            s_y, zp)
+    model = ou.qlinear_conv(
+        (1, 1, 1, 1), np.uint8, s_x, zp, w, np.full(o, s_w, F32), 0, acc, s_y, zp
+    )
     got = ou.run(model, np.full((1, 1, 1, 1), zp, np.uint8))[0].reshape(o)
     np.testing.assert_array_equal(got, requantize(acc, Requant.from_scale(ours, zp)))
     wrong = requantize(acc, Requant.from_scale(other, zp))

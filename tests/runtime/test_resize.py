@@ -24,8 +24,10 @@ def _case(rng, dtype):
     """One random Resize: shape, attributes, scales or sizes, output size."""
     h, w = (int(v) for v in rng.integers(1, 10, 2))
     mode = str(rng.choice(["nearest", "linear"]))
-    attrs = {"mode": mode,
-             "coordinate_transformation_mode": str(rng.choice(rs.COORDINATE_MODES[:4]))}
+    attrs = {
+        "mode": mode,
+        "coordinate_transformation_mode": str(rng.choice(rs.COORDINATE_MODES[:4])),
+    }
     if mode == "nearest":
         attrs["nearest_mode"] = str(rng.choice(rs.NEAREST_MODES[:4]))
     if rng.random() < 0.5:
@@ -52,11 +54,13 @@ def _kernel(x, attrs, hmap, wmap, requant=None):
     ctm = attrs["coordinate_transformation_mode"]
     if attrs["mode"] == "nearest":
         nm = attrs["nearest_mode"]
-        y = rs.resize_nearest(xn, rs.nearest_map(oh, h, sh, ctm, nm),
-                              rs.nearest_map(ow, w, sw, ctm, nm))
+        y = rs.resize_nearest(
+            xn, rs.nearest_map(oh, h, sh, ctm, nm), rs.nearest_map(ow, w, sw, ctm, nm)
+        )
     else:
-        y = rs.resize_linear(xn, rs.linear_map(oh, h, sh, ctm), rs.linear_map(ow, w, sw, ctm),
-                             requant)
+        y = rs.resize_linear(
+            xn, rs.linear_map(oh, h, sh, ctm), rs.linear_map(ow, w, sw, ctm), requant
+        )
     return ou.nhwc_to_nchw(y)
 
 
@@ -93,13 +97,17 @@ def test_resize_qdq_float(dtype, same, blocks, diff_cases):
         info = np.iinfo(dtype)
         s_in = np.float32(rng.uniform(0.005, 0.2))
         z_in = dtype(rng.integers(info.min, info.max + 1))
-        s_out, z_out = (s_in, z_in) if same else \
-            (np.float32(rng.uniform(0.005, 0.2)), dtype(rng.integers(info.min, info.max + 1)))
-        nodes = [helper.make_node("DequantizeLinear", ["x", "si", "zi"], ["xf"]),
-                 helper.make_node("Resize", _resize_inputs("xf", inputs), ["yf"], **attrs),
-                 helper.make_node("QuantizeLinear", ["yf", "so", "zo"], ["y"])]
-        inits = {**inputs, "si": s_in, "zi": np.asarray(z_in), "so": s_out,
-                 "zo": np.asarray(z_out)}
+        s_out, z_out = (
+            (s_in, z_in)
+            if same
+            else (np.float32(rng.uniform(0.005, 0.2)), dtype(rng.integers(info.min, info.max + 1)))
+        )
+        nodes = [
+            helper.make_node("DequantizeLinear", ["x", "si", "zi"], ["xf"]),
+            helper.make_node("Resize", _resize_inputs("xf", inputs), ["yf"], **attrs),
+            helper.make_node("QuantizeLinear", ["yf", "so", "zo"], ["y"]),
+        ]
+        inits = {**inputs, "si": s_in, "zi": np.asarray(z_in), "so": s_out, "zo": np.asarray(z_out)}
         model = ou.make_model(nodes, [("x", dtype, x.shape)], [("y", dtype, None)], inits)
         if k == 0 and attrs["mode"] == "linear":
             assert "DequantizeLinear" in ou.op_types(ou.optimized_model(model))
@@ -126,12 +134,20 @@ def test_resize10_is_asymmetric_simple(mode, diff_cases):
     for sh, sw in [(2.0, 2.0), (3.0, 1.0), (1.5, 2.5), (0.5, 0.75)]:
         x = rng.integers(0, 256, (1, 2, 6, 8)).astype(np.uint8)
         node = helper.make_node("Resize", ["x", "sc"], ["y"], mode=mode)
-        model = ou.make_model([node], [("x", np.uint8, x.shape)], [("y", np.uint8, None)],
-                              {"sc": np.array([1, 1, sh, sw], np.float32)}, opset=10)
+        model = ou.make_model(
+            [node],
+            [("x", np.uint8, x.shape)],
+            [("y", np.uint8, None)],
+            {"sc": np.array([1, 1, sh, sw], np.float32)},
+            opset=10,
+        )
         want = ou.run(model, x)[0]
         oh, ow = int(np.float32(sh) * 6), int(np.float32(sw) * 8)
-        attrs = {"mode": mode, "coordinate_transformation_mode": "asymmetric",
-                 "nearest_mode": "simple"}
+        attrs = {
+            "mode": mode,
+            "coordinate_transformation_mode": "asymmetric",
+            "nearest_mode": "simple",
+        }
         np.testing.assert_array_equal(_kernel(x, attrs, (oh, sh), (ow, sw)), want)
         n += want.size
     diff_cases("resize_codes", n)
@@ -149,9 +165,11 @@ def test_resize_lraspp_upsampling(dtype, same, diff_cases):
     s_out, z_out = (s_in, z_in) if same else (np.float32(0.0911), dtype(info.min + 3))
     attrs = {"mode": "linear", "coordinate_transformation_mode": "half_pixel"}
     inputs = {"sc": np.array([1, 1, 8, 8], np.float32)}
-    nodes = [helper.make_node("DequantizeLinear", ["x", "si", "zi"], ["xf"]),
-             helper.make_node("Resize", _resize_inputs("xf", inputs), ["yf"], **attrs),
-             helper.make_node("QuantizeLinear", ["yf", "so", "zo"], ["y"])]
+    nodes = [
+        helper.make_node("DequantizeLinear", ["x", "si", "zi"], ["xf"]),
+        helper.make_node("Resize", _resize_inputs("xf", inputs), ["yf"], **attrs),
+        helper.make_node("QuantizeLinear", ["yf", "so", "zo"], ["y"]),
+    ]
     inits = {**inputs, "si": s_in, "zi": np.asarray(z_in), "so": s_out, "zo": np.asarray(z_out)}
     model = ou.make_model(nodes, [("x", dtype, x.shape)], [("y", dtype, None)], inits)
     want = ou.run(model, x)[0]
@@ -170,10 +188,17 @@ def test_linear_on_codes_truncates():
     assert y.reshape(-1).tolist() == [0, 0, 0, 1]
 
 
-@pytest.mark.parametrize("ctm, nm, f", [
-    ("asymmetric", "floor", 2), ("asymmetric", "floor", 3), ("asymmetric", "simple", 4),
-    ("half_pixel", "round_prefer_floor", 2), ("pytorch_half_pixel", "round_prefer_ceil", 2),
-    ("half_pixel", "round_prefer_floor", 3)])
+@pytest.mark.parametrize(
+    "ctm, nm, f",
+    [
+        ("asymmetric", "floor", 2),
+        ("asymmetric", "floor", 3),
+        ("asymmetric", "simple", 4),
+        ("half_pixel", "round_prefer_floor", 2),
+        ("pytorch_half_pixel", "round_prefer_ceil", 2),
+        ("half_pixel", "round_prefer_floor", 3),
+    ],
+)
 def test_pixel_repeats(ctm, nm, f):
     """The nearest maps the fabric runs (README's operator table)."""
     assert rs.repeat_factor(rs.nearest_map(7 * f, 7, f, ctm, nm), 7) == f
@@ -182,11 +207,11 @@ def test_pixel_repeats(ctm, nm, f):
 @pytest.mark.parametrize("f", [1, 2, 3])
 def test_repeat_factor(f):
     assert rs.repeat_factor(np.arange(5 * f) // f, 5) == f
-    assert rs.repeat_factor(rs.nearest_map(5 * f, 5, f, "half_pixel", "round_prefer_ceil"),
-                            5) == f
+    assert rs.repeat_factor(rs.nearest_map(5 * f, 5, f, "half_pixel", "round_prefer_ceil"), 5) == f
     # asymmetric rounding shifts by half a pixel: [0, 1, 1, 2, 2, ...], not a repeat
-    assert rs.repeat_factor(rs.nearest_map(10, 5, 2.0, "asymmetric", "round_prefer_ceil"),
-                            5) is None
+    assert (
+        rs.repeat_factor(rs.nearest_map(10, 5, 2.0, "asymmetric", "round_prefer_ceil"), 5) is None
+    )
 
 
 def test_unknown_modes_are_refused():

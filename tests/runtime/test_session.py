@@ -75,14 +75,15 @@ class Backend:
 
     def close(self):
         for sess in self.sessions:
-            sess.close()     # the RTL simulation ends with its session
+            sess.close()  # the RTL simulation ends with its session
 
     def regs(self, sess):
         return sess.device.regs if self.name == "isa" else self.pynq.state.pl
 
 
-@pytest.fixture(params=["isa", "board", pytest.param("rtl", marks=[pytest.mark.sim,
-                                                                   pytest.mark.slow])])
+@pytest.fixture(
+    params=["isa", "board", pytest.param("rtl", marks=[pytest.mark.sim, pytest.mark.slow])]
+)
 def backend(request, tmp_path, monkeypatch):
     if request.param == "rtl":
         try:
@@ -135,7 +136,7 @@ def test_pipelined_batch_equals_sequential(backend):
     sess = backend.session(blob)
     name = sess.get_inputs()[0].name
     rng = np.random.default_rng(4)
-    n = 2 if backend.name == "rtl" else 4      # the RTL simulates every cycle
+    n = 2 if backend.name == "rtl" else 4  # the RTL simulates every cycle
     feeds = [{name: rng.standard_normal((1, 1, 32, 32)).astype(np.float32)} for _ in range(n)]
     seq = [sess.run(None, f)[0] for f in feeds]
     par = sess.run_batch(feeds, pipeline=True)
@@ -161,8 +162,8 @@ def test_engine_error_raises_with_instruction_index(backend):
     _, _, blob = _compiled("digits", backend.config)
     art = read_artifact(blob)
     program = bytearray(art.program)
-    index = 5      # inside the first fabric segment
-    program[index * INSN_BYTES:(index + 1) * INSN_BYTES] = (15).to_bytes(INSN_BYTES, "little")
+    index = 5  # inside the first fabric segment
+    program[index * INSN_BYTES : (index + 1) * INSN_BYTES] = (15).to_bytes(INSN_BYTES, "little")
     sections = dict(art.sections)
     sections[Section.PROGRAM] = bytes(program)
     bad = write_artifact(sections, config_id=art.config_id)
@@ -182,7 +183,7 @@ def test_timeout_soft_resets_and_raises(backend):
     with pytest.raises(DeviceTimeout, match="soft-reset"):
         sess.run(None, x)
     assert regs.soft_resets == 1 and sess.device.read_field("STATUS", "busy") == 0
-    regs.latency = 0.0        # the engine recovers after the reset
+    regs.latency = 0.0  # the engine recovers after the reset
     assert sess.run(None, x)[0].shape == (1, 10)
 
 
@@ -216,8 +217,8 @@ def test_board_bare_bitstream_sets_clock_and_port_widths(tmp_path, monkeypatch):
     sess = Session(blob, backend="board", bitstream=str(bit))
     assert be.pynq.Clocks.fclk0_mhz == cfg.clock_mhz
     events = [e for e, _ in be.pynq.state.events]
-    assert events.index("clock") < events.index("download")     # as Overlay.download
-    assert be.pynq.state.ps_regs[0xFD380000] & 3 == 0      # HP0 at 128 bits
+    assert events.index("clock") < events.index("download")  # as Overlay.download
+    assert be.pynq.state.ps_regs[0xFD380000] & 3 == 0  # HP0 at 128 bits
     assert sess.run(None, np.zeros((1, 1, 32, 32), np.float32))[0].shape == (1, 10)
 
 
@@ -261,7 +262,7 @@ def test_board_fake_accepts_no_more_than_pynq(tmp_path, monkeypatch):
     buf = pynq.allocate((16,), np.uint8)
     with pytest.warns(DeprecationWarning):
         buf.close()
-    assert any(b is buf for b in pynq.state.buffers)      # close() freed nothing
+    assert any(b is buf for b in pynq.state.buffers)  # close() freed nothing
 
 
 def test_unknown_backend_and_bad_feeds():
@@ -300,12 +301,11 @@ def test_rtl_runs_digits_end_to_end():
         segments = sess.stats()["segments"]
         assert segments and all(s["cycles"] > 0 for s in segments)
         print("RTL cycle counters per fabric segment:", [s["cycles"] for s in segments])
-        prof = profile(sess, memory="cocotb")      # the frame just run: no second RTL frame
+        prof = profile(sess, memory="cocotb")  # the frame just run: no second RTL frame
         assert [s.counter_cycles for s in prof.segments] == [s["cycles"] for s in segments]
         assert prof.totals["fabric_source"] == "counters"
         # tests/sim/test_cycles.py holds the model to 5 % per layer; the sum is as close.
-        assert prof.totals["model_cycles"] == pytest.approx(prof.totals["counter_cycles"],
-                                                            rel=0.05)
+        assert prof.totals["model_cycles"] == pytest.approx(prof.totals["counter_cycles"], rel=0.05)
         print(render(prof))
     finally:
         sess.close()

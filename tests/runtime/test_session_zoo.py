@@ -58,7 +58,7 @@ def _check(name, config, diff_cases):
         (spec,) = sess.io.inputs
         assert [o.name for o in sess.get_outputs()] == [o.name for o in ort.get_outputs()]
         for k in range(len(images)):
-            x = images[k:k + 1]
+            x = images[k : k + 1]
             want = ort.run(None, {spec.name: x})
             got = sess.run(None, {spec.name: x})
             for g, w, out in zip(got, want, sess.io.outputs):

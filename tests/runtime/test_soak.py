@@ -18,7 +18,7 @@ THREADS = 8
 
 def _rss_mb():
     with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * resource.getpagesize() / 2 ** 20
+        return int(f.read().split()[1]) * resource.getpagesize() / 2**20
 
 
 @pytest.mark.slow
@@ -44,7 +44,7 @@ def test_soak_shared_sessions():
                     wrong.append(i)
                 if k == 0 and i >= warm and (i // THREADS) % 50 == 0:
                     rss.append(_rss_mb())
-        except Exception as exc:      # reported below, with the frame
+        except Exception as exc:  # reported below, with the frame
             errors.append(repr(exc))
 
     threads = [threading.Thread(target=worker, args=(k,)) for k in range(THREADS)]

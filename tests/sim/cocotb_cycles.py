@@ -57,18 +57,25 @@ async def compiled_programs(dut):
         rows = []
         for first, count in case["runs"]:
             base = WINDOW_BASE + case["program_offset"] + first * isa.INSN_BYTES
-            for name, value in (("INSN_BASE_LO", base), ("INSN_BASE_HI", 0),
-                                ("INSN_COUNT", count), ("WINDOW_BASE_LO", WINDOW_BASE),
-                                ("WINDOW_BASE_HI", 0), ("WINDOW_SIZE_LO", image.size),
-                                ("WINDOW_SIZE_HI", 0)):
+            for name, value in (
+                ("INSN_BASE_LO", base),
+                ("INSN_BASE_HI", 0),
+                ("INSN_COUNT", count),
+                ("WINDOW_BASE_LO", WINDOW_BASE),
+                ("WINDOW_BASE_HI", 0),
+                ("WINDOW_SIZE_LO", image.size),
+                ("WINDOW_SIZE_HI", 0),
+            ):
                 await _wr(axil, name, value)
             await _wr(axil, "CTRL", encode("CTRL", start=1, irq_enable=1))
             if not int(dut.irq.value):
                 await First(RisingEdge(dut.irq), Timer(2_000_000 * PERIOD_NS, "ns"))
             status = decode("STATUS", await _rd(axil, "STATUS"))
-            row = {"status": {k: int(v) for k, v in status.items()},
-                   "err_insn": await _rd(axil, "ERR_INSN"),
-                   "CYCLES": await _rd(axil, "CYCLES_LO")}
+            row = {
+                "status": {k: int(v) for k, v in status.items()},
+                "err_insn": await _rd(axil, "ERR_INSN"),
+                "CYCLES": await _rd(axil, "CYCLES_LO"),
+            }
             for u in regs.UNITS:
                 for w in ("BUSY", "STALL"):
                     row[f"{u.upper()}_{w}"] = await _rd(axil, f"{u.upper()}_{w}")

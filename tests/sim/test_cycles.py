@@ -51,7 +51,7 @@ RTL_LAYERS = {
     "grouped_conv": lambda: conv_graph(8, 8, 12, 6, group=3, seed=9),
     "fc_64x10": lambda: fc_graph(64, 10),
     "fc_200x30": lambda: fc_graph(200, 30, seed=1),
-    "gap_large": lambda: gap_graph(19, 17, 10),     # CONV sums past the 15x15 window
+    "gap_large": lambda: gap_graph(19, 17, 10),  # CONV sums past the 15x15 window
     "gap": lambda: gap_graph(7, 7, 40),
     "maxpool": lambda: maxpool_graph(17, 16, 5),
     "add": lambda: add_graph(15, 14, 9),
@@ -73,19 +73,25 @@ def _runs(compiled):
 
 # Formulas against the hardware's -------------------------------------------------------------
 
+
 def test_conv_cycles_equals_the_compute_unit_formula():
     pytest.importorskip("amaranth")
     from bamboo.hw.compute import conv_cycles
 
-    configs = [TINY, preset("ultra96"), AcceleratorConfig(rows=8, cols=16),
-               AcceleratorConfig(rows=2, cols=4)]
+    configs = [
+        TINY,
+        preset("ultra96"),
+        AcceleratorConfig(rows=8, cols=16),
+        AcceleratorConfig(rows=2, cols=4),
+    ]
     n = 0
     for config in configs:
         for words in list(range(1, 70)) + [100, 196, 784, 1023]:
             for taps in (1, 2, 3, 4, 5, 9, 18, 27, 50, 255):
                 for emit in (0, words):
-                    assert T.conv_cycles(config, words, taps, emit) == \
-                        conv_cycles(config, words, taps, emit), (config.name, words, taps, emit)
+                    assert T.conv_cycles(config, words, taps, emit) == conv_cycles(
+                        config, words, taps, emit
+                    ), (config.name, words, taps, emit)
                     n += 1
     assert n > 5000
 
@@ -99,8 +105,9 @@ def test_vec_cycles_equals_the_vector_unit_formula():
     for config in configs + [dataclasses.replace(configs[1], vector_lanes=1)]:
         for pixels in (0, 1, 7, 64, 1000):
             for elements in (1, 2, 9, 49):
-                assert T.vec_cycles(config, pixels, elements) == \
-                    VectorUnit.cycles(config, pixels, elements)
+                assert T.vec_cycles(config, pixels, elements) == VectorUnit.cycles(
+                    config, pixels, elements
+                )
 
 
 def test_conv_cycles_rejects_empty_instructions():
@@ -128,8 +135,9 @@ def test_store_model_matches_the_write_engine(y, x, stride):
     cmd = dict(dram_addr=0, y_size=y, x_size=x, x_stride=stride, lane=1, sram_addr=0)
     results, _ = dma._store_in_amaranth_sim(config, 16, 32, [cmd], 1, go=1.0)
     measured = results[0][2]
-    eng = cycles._Engine(config, T.BOARDS["ideal"], config.clock_mhz,
-                         cycles.Calibration(store_pre=0, store_post=0))
+    eng = cycles._Engine(
+        config, T.BOARDS["ideal"], config.clock_mhz, cycles.Calibration(store_pre=0, store_post=0)
+    )
     model = eng.dma(dict(cmd, opcode=isa.Opcode.STORE), 0)
     print(f"store {y}x{x}: measured {measured}, engine-side model {model:.0f}")
     assert model == y * x and 0 <= measured - model <= 12, (model, measured)
@@ -148,8 +156,16 @@ def test_burst_issue_equals_the_bus_arbiter():
 
     async def bench(ctx):
         bus, ld, st = dut.m_axi, dut.load, dut.store
-        for sig in (bus.arready, bus.awready, bus.wready, ld.arvalid, ld.rready,
-                    st.awvalid, st.wvalid, st.bready):
+        for sig in (
+            bus.arready,
+            bus.awready,
+            bus.wready,
+            ld.arvalid,
+            ld.rready,
+            st.awvalid,
+            st.wvalid,
+            st.bready,
+        ):
             ctx.set(sig, 1)
         ctx.set(st.wstrb, -1)
         pending_r = pending_b = 0
@@ -158,8 +174,11 @@ def test_burst_issue_equals_the_bus_arbiter():
             ctx.set(bus.rlast, 1)
             ctx.set(bus.bvalid, int(pending_b > 0))
             _, _, ar, aw, r, b = await ctx.tick().sample(
-                bus.arvalid & bus.arready, bus.awvalid & bus.awready,
-                bus.rvalid & bus.rready, bus.bvalid & bus.bready)
+                bus.arvalid & bus.arready,
+                bus.awvalid & bus.awready,
+                bus.rvalid & bus.rready,
+                bus.bvalid & bus.bready,
+            )
             pending_r += ar - r
             pending_b += aw - b
             for name, hit in (("ar", ar), ("aw", aw)):
@@ -183,6 +202,7 @@ def test_program_region_is_instruction_aligned():
 
 # The event simulation ---------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("name", ["conv_tiled", "depthwise_s2", "pointwise_wide", "add", "gap"])
 @pytest.mark.parametrize("memory", ["ideal", "ultra96"])
 def test_model_bounds(name, memory):
@@ -202,7 +222,8 @@ def test_slower_memory_is_never_faster():
     fast = cycles.model_compiled(compiled, T.BOARDS["ideal"]).total
     slow = cycles.model_compiled(compiled, T.BOARDS["ultra96"]).total
     slower = cycles.model_compiled(
-        compiled, T.MemoryTiming("slow", bandwidth_gbps=0.5, read_latency_ns=400)).total
+        compiled, T.MemoryTiming("slow", bandwidth_gbps=0.5, read_latency_ns=400)
+    ).total
     assert fast <= slow <= slower
 
 
@@ -217,12 +238,13 @@ def test_ultra96_memory_figures():
 
 # Against the RTL ---------------------------------------------------------------------------------
 
+
 def _top_usable():
     """None if hw/top.py can run programs here, else why not."""
     try:
         from bamboo.hw.top import Accelerator  # noqa: F401
         from bamboo.sim.harness import find_simulators
-    except Exception as exc:    # the top is work in progress: say exactly what fails
+    except Exception as exc:  # the top is work in progress: say exactly what fails
         return f"hw/top.py does not import: {exc!r}"
     if not find_simulators()["verilator"].available:
         return "Verilator is not available"
@@ -251,23 +273,37 @@ def _rtl_cycle_errors(tmp_path, config, names, top, counts=None):
         plan = compiled.plan
         image = np.zeros(plan.footprint, np.uint8)
         w0 = plan.regions["weights"][0]
-        image[w0:w0 + len(compiled.weights)] = np.frombuffer(compiled.weights, np.uint8)
+        image[w0 : w0 + len(compiled.weights)] = np.frombuffer(compiled.weights, np.uint8)
         p0 = plan.regions["program"][0]
-        image[p0:p0 + len(compiled.program)] = np.frombuffer(compiled.program, np.uint8)
+        image[p0 : p0 + len(compiled.program)] = np.frombuffer(compiled.program, np.uint8)
         np.save(tmp_path / f"{name}.npy", image)
         runs = _runs(compiled)
-        vec = any(isa.decode(w)["opcode"] == isa.Opcode.VEC and isa.decode(w)["out_h"]
-                  for w in compiled.words)
-        cases.append({"name": name, "image": str(tmp_path / f"{name}.npy"), "runs": runs,
-                      "program_offset": p0, "vec": vec})
-        models[name] = [cycles.simulate(config, compiled.words[f:f + c], AXIRAM)[1][-1]
-                        for f, c in runs]
+        vec = any(
+            isa.decode(w)["opcode"] == isa.Opcode.VEC and isa.decode(w)["out_h"]
+            for w in compiled.words
+        )
+        cases.append(
+            {
+                "name": name,
+                "image": str(tmp_path / f"{name}.npy"),
+                "runs": runs,
+                "program_offset": p0,
+                "vec": vec,
+            }
+        )
+        models[name] = [
+            cycles.simulate(config, compiled.words[f : f + c], AXIRAM)[1][-1] for f, c in runs
+        ]
     (tmp_path / "cases.json").write_text(json.dumps(cases))
     report = tmp_path / "cycles_report.json"
     verilog = generate_verilog(top, "bamboo_top")
-    run_cocotb(verilog, os.path.join(os.path.dirname(__file__), "cocotb_cycles.py"), "verilator",
-               name="bamboo_top", extra_env={"CYCLES_CASES": tmp_path / "cases.json",
-                                             "CYCLES_REPORT": report})
+    run_cocotb(
+        verilog,
+        os.path.join(os.path.dirname(__file__), "cocotb_cycles.py"),
+        "verilator",
+        name="bamboo_top",
+        extra_env={"CYCLES_CASES": tmp_path / "cases.json", "CYCLES_REPORT": report},
+    )
     got = json.loads(report.read_text())
     errors, refused = {}, []
     for case in cases:
@@ -278,10 +314,10 @@ def _rtl_cycle_errors(tmp_path, config, names, top, counts=None):
             assert run["status"]["done"] and not run["status"]["error"], (case["name"], run)
             errors.setdefault(case["name"], []).append((model - run["CYCLES"]) / run["CYCLES"])
             if counts is not None:
-                counts.setdefault(case["name"], []).append({"rtl": run["CYCLES"],
-                                                            "model": model})
-    print(config.name, json.dumps({k: [round(e, 4) for e in v] for k, v in errors.items()},
-                                  indent=1))
+                counts.setdefault(case["name"], []).append({"rtl": run["CYCLES"], "model": model})
+    print(
+        config.name, json.dumps({k: [round(e, 4) for e in v] for k, v in errors.items()}, indent=1)
+    )
     return errors, refused, verilog.stem
 
 
@@ -297,8 +333,10 @@ def test_model_matches_rtl_cycle_counters(tmp_path):
     bad = {k: v for k, v in errors.items() if any(abs(e) > 0.05 for e in v)}
     assert not bad, bad
     if refused:
-        pytest.skip(f"{len(refused)} VEC layers refused by the RTL (hw/top.py has no vector "
-                    f"unit yet): {sorted(set(refused))}; {len(errors)} layers within 5 %")
+        pytest.skip(
+            f"{len(refused)} VEC layers refused by the RTL (hw/top.py has no vector "
+            f"unit yet): {sorted(set(refused))}; {len(errors)} layers within 5 %"
+        )
 
 
 #: A few layers of every unit for ``make test``; the slow set runs all of RTL_LAYERS.
@@ -313,20 +351,27 @@ def _ultra96_top():
 
 
 @pytest.mark.sim
-@pytest.mark.parametrize("names", [
-    pytest.param(ULTRA96_FAST, id="fast"),
-    pytest.param(tuple(RTL_LAYERS), id="all", marks=pytest.mark.slow)])
+@pytest.mark.parametrize(
+    "names",
+    [
+        pytest.param(ULTRA96_FAST, id="fast"),
+        pytest.param(tuple(RTL_LAYERS), id="all", marks=pytest.mark.slow),
+    ],
+)
 def test_model_matches_ultra96_rtl_cycle_counters(tmp_path, names):
     """The cycle model against the CYCLES counter of the ultra96 RTL (8 x 32 packed,
     depthwise blocks and row groups, two vector lanes): every run within 5 %. The full
     set records its figures for the bench (``bamboo.bench.RTL_RECORD``)."""
     counts = {}
-    errors, refused, design = _rtl_cycle_errors(tmp_path, preset("ultra96"), names,
-                                                _ultra96_top(), counts)
+    errors, refused, design = _rtl_cycle_errors(
+        tmp_path, preset("ultra96"), names, _ultra96_top(), counts
+    )
     assert not refused and set(errors) == set(names), (refused, sorted(errors))
     worst = max(abs(e) for v in errors.values() for e in v)
-    print(f"ultra96: {sum(map(len, errors.values()))} runs of {len(errors)} layers, "
-          f"worst model error {worst:.2%}")
+    print(
+        f"ultra96: {sum(map(len, errors.values()))} runs of {len(errors)} layers, "
+        f"worst model error {worst:.2%}"
+    )
     bad = {k: v for k, v in errors.items() if any(abs(e) > 0.05 for e in v)}
     assert not bad, bad
     if set(names) == set(RTL_LAYERS):

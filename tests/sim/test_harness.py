@@ -72,10 +72,13 @@ def test_discovery_reports_every_simulator():
             assert info.version
 
 
-@pytest.mark.parametrize("shape, value", [
-    (Item, {"x": -3, "kind": Kind.B, "y": 5}),
-    (data.ArrayLayout(Item, 3), [{"x": 15}, {"x": -16, "kind": Kind.B}, {"y": 7}]),
-])
+@pytest.mark.parametrize(
+    "shape, value",
+    [
+        (Item, {"x": -3, "kind": Kind.B, "y": 5}),
+        (data.ArrayLayout(Item, 3), [{"x": 15}, {"x": -16, "kind": Kind.B}, {"y": 7}]),
+    ],
+)
 def test_pack_matches_amaranth(shape, value):
     bits = pack(shape, value)
     assert bits == data.Layout.cast(shape).const(value).as_value().value
@@ -114,7 +117,10 @@ def test_builds_once_and_reports_failures(simulator):
     assert result.tests == 2  # one skipped
     again = run_cocotb(Probe(), COCOTB_MODULE, simulator, name="probe")
     assert not again.built and again.build_dir == result.build_dir
-    with pytest.raises(SimulationError, match=r"(?s)1 of 2 cocotb tests failed on "
-                       + simulator + r".*fails_on_purpose: this test fails on purpose"):
-        run_cocotb(Probe(), COCOTB_MODULE, simulator, name="probe",
-                   extra_env={"HARNESS_FAIL": "1"})
+    with pytest.raises(
+        SimulationError,
+        match=r"(?s)1 of 2 cocotb tests failed on "
+        + simulator
+        + r".*fails_on_purpose: this test fails on purpose",
+    ):
+        run_cocotb(Probe(), COCOTB_MODULE, simulator, name="probe", extra_env={"HARNESS_FAIL": "1"})

@@ -11,13 +11,16 @@ from bamboo.sim.isa_device import IsaDevice
 FINISH = isa.Opcode.FINISH
 
 
-@pytest.mark.parametrize("words, irq_done, error", [
-    ([isa.encode(FINISH, irq=1)], 1, 0),
-    ([isa.encode(FINISH, irq=0)], 0, 0),
-    ([isa.encode(FINISH, irq=0), isa.encode(FINISH, irq=1)], 0, 0),   # the first FINISH ends it
-    ([isa.encode(isa.Opcode.VEC)], 0, 0),                              # INSN_COUNT, no FINISH
-    ([7, isa.encode(FINISH, irq=0)], 0, 1),                            # illegal opcode
-])
+@pytest.mark.parametrize(
+    "words, irq_done, error",
+    [
+        ([isa.encode(FINISH, irq=1)], 1, 0),
+        ([isa.encode(FINISH, irq=0)], 0, 0),
+        ([isa.encode(FINISH, irq=0), isa.encode(FINISH, irq=1)], 0, 0),  # the first FINISH ends it
+        ([isa.encode(isa.Opcode.VEC)], 0, 0),  # INSN_COUNT, no FINISH
+        ([7, isa.encode(FINISH, irq=0)], 0, 1),  # illegal opcode
+    ],
+)
 def test_done_interrupt_needs_finish_irq(words, irq_done, error):
     dev = IsaDevice(preset("tiny"))
     buf = dev.allocate(4096)

@@ -64,10 +64,14 @@ def _run_block(name, x):
     with Session(blob, backend="rtl", watchdog=WATCHDOG) as sess:
         (got,) = sess.run(None, feed)
         prof = profile(sess, memory="cocotb")
-    for other, what in ((ort, "onnxruntime"), (ref, "the reference executor"),
-                        (isa, "the instruction simulator")):
-        assert np.array_equal(got, other), \
+    for other, what in (
+        (ort, "onnxruntime"),
+        (ref, "the reference executor"),
+        (isa, "the instruction simulator"),
+    ):
+        assert np.array_equal(got, other), (
             f"{name}: {np.count_nonzero(got != other)} of {got.size} differ from {what}"
+        )
         design = sess.device.design
     return design, [(s.counter_cycles, s.model_cycles) for s in prof.segments]
 
@@ -81,9 +85,10 @@ def _usable():
 
 
 @pytest.mark.sim
-@pytest.mark.parametrize("names", [
-    pytest.param(FAST, id="fast"),
-    pytest.param(tuple(BLOCKS), id="all", marks=pytest.mark.slow)])
+@pytest.mark.parametrize(
+    "names",
+    [pytest.param(FAST, id="fast"), pytest.param(tuple(BLOCKS), id="all", marks=pytest.mark.slow)],
+)
 def test_blocks_on_ultra96_rtl(names):
     """Every block bit-exact on the RTL; the cycle model within 5 % of ``CYCLES`` on each of
     its fabric segments. The full set records its figures for the bench."""
@@ -96,8 +101,10 @@ def test_blocks_on_ultra96_rtl(names):
     bad = {}
     for name, segs in segments.items():
         errors = [(model - rtl) / rtl for rtl, model in segs]
-        print(f"{name}: {len(segs)} fabric segments, RTL {[r for r, _ in segs]} cycles, "
-              f"model error {[f'{e:+.2%}' for e in errors]}")
+        print(
+            f"{name}: {len(segs)} fabric segments, RTL {[r for r, _ in segs]} cycles, "
+            f"model error {[f'{e:+.2%}' for e in errors]}"
+        )
         if any(abs(e) > TOLERANCE for e in errors):
             bad[name] = errors
     assert set(segments) == set(names)
@@ -105,8 +112,11 @@ def test_blocks_on_ultra96_rtl(names):
     if set(names) == set(BLOCKS):
         from bamboo.bench import record_rtl_cycles
 
-        record_rtl_cycles("blocks", {k: [{"rtl": r, "model": m} for r, m in v]
-                                     for k, v in segments.items()}, design)
+        record_rtl_cycles(
+            "blocks",
+            {k: [{"rtl": r, "model": m} for r, m in v] for k, v in segments.items()},
+            design,
+        )
 
 
 def test_blocks_cover_the_issue():
@@ -126,4 +136,3 @@ def test_blocks_cover_the_issue():
     assert "add" not in kinds["block_mbv2_stride2"][0]
     ops, fabric, cpu_ops = kinds["block_mbconv_se"]
     assert fabric == 2 and cpu_ops and "add" in ops, kinds["block_mbconv_se"]
-

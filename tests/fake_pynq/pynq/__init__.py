@@ -31,12 +31,23 @@ import numpy as np
 from bamboo.arch.config import AcceleratorConfig
 from bamboo.sim.isa_device import Memory, RegisterModel
 
-__all__ = ["MMIO", "Bitstream", "Clocks", "FakePynqError", "Interrupt", "Overlay", "PynqBuffer",
-           "allocate", "fake_bitstream", "reset", "state"]
+__all__ = [
+    "MMIO",
+    "Bitstream",
+    "Clocks",
+    "FakePynqError",
+    "Interrupt",
+    "Overlay",
+    "PynqBuffer",
+    "allocate",
+    "fake_bitstream",
+    "reset",
+    "state",
+]
 
 __version__ = "0.0-fake"
 REGISTER_BASE = 0xA000_0000
-IP_NAME = "bamboo"                 # the cell name in the block design (boards/tcl.py)
+IP_NAME = "bamboo"  # the cell name in the block design (boards/tcl.py)
 
 
 class FakePynqError(RuntimeError):
@@ -46,10 +57,10 @@ class FakePynqError(RuntimeError):
 class _State:
     def __init__(self):
         self.memory = Memory()
-        self.pl = None            # RegisterModel of the programmed "bitstream"
-        self.buffers = []         # live PynqBuffers
-        self.events = []          # ("flush"|"invalidate"|"start"|"soft_reset", address)
-        self.ps_regs = {}         # other MMIO writes (PS configuration registers)
+        self.pl = None  # RegisterModel of the programmed "bitstream"
+        self.buffers = []  # live PynqBuffers
+        self.events = []  # ("flush"|"invalidate"|"start"|"soft_reset", address)
+        self.ps_regs = {}  # other MMIO writes (PS configuration registers)
         self.downloads = []
         self.interrupt_pins = {}  # of the loaded overlay
 
@@ -86,17 +97,21 @@ class _PL(RegisterModel):
     def _window_buffers(self):
         lo = self._wide("WINDOW_BASE")
         hi = lo + self._wide("WINDOW_SIZE")
-        return [b for b in state.buffers
-                if b.physical_address < hi and lo < b.physical_address + b._ddr.size]
+        return [
+            b
+            for b in state.buffers
+            if b.physical_address < hi and lo < b.physical_address + b._ddr.size
+        ]
 
     def _start(self):
         for buf in self._window_buffers():
             if buf._pl_wrote:
-                continue     # differences may be engine writes not yet invalidated
+                continue  # differences may be engine writes not yet invalidated
             if not np.array_equal(buf.view(np.ndarray), buf._ddr):
                 raise FakePynqError(
                     f"engine started while the buffer at {buf.physical_address:#x} holds CPU "
-                    "writes that were never flushed (S_AXI_HP0 is not cache-coherent)")
+                    "writes that were never flushed (S_AXI_HP0 is not cache-coherent)"
+                )
         state.events.append(("start", self._wide("INSN_BASE")))
         super()._start()
         for buf in self._window_buffers():
@@ -133,14 +148,17 @@ class PynqBuffer(np.ndarray):
 
     def close(self):
         """As pynq 3.0.1: frees nothing."""
-        warnings.warn(".close no longer functional - use scopes to manage buffers",
-                      DeprecationWarning, stacklevel=2)
+        warnings.warn(
+            ".close no longer functional - use scopes to manage buffers",
+            DeprecationWarning,
+            stacklevel=2,
+        )
 
 
 def allocate(shape, dtype="u4", target=None, cacheable=False, **kwargs):
     """A physically contiguous buffer: a numpy array with ``physical_address``."""
     if state.pl is None:
-        raise RuntimeError("Overlay is not downloaded")      # EmbeddedDevice.default_memory
+        raise RuntimeError("Overlay is not downloaded")  # EmbeddedDevice.default_memory
     dtype = np.dtype(dtype)
     nbytes = int(np.prod(shape)) * dtype.itemsize
     addr, ddr = state.memory.add(nbytes)
@@ -162,8 +180,10 @@ class MMIO:
     def _pl(self, offset):
         if self.base == REGISTER_BASE:
             if state.pl is None:
-                raise FakePynqError("MMIO access to the register window with no bitstream "
-                                    "loaded (the real board would hang the AXI bus)")
+                raise FakePynqError(
+                    "MMIO access to the register window with no bitstream "
+                    "loaded (the real board would hang the AXI bus)"
+                )
             return state.pl
         return None
 
@@ -198,17 +218,21 @@ class Overlay:
         bit = Path(bitfile_name)
         hwh = bit.with_suffix(".hwh")
         if not hwh.exists():
-            raise ValueError(f"Cannot find HWH file for {bit}")   # as pynq does
+            raise ValueError(f"Cannot find HWH file for {bit}")  # as pynq does
         if download:
             _program(bit)
         info = json.loads(hwh.read_text())
         pin = {"controller": "intc", "index": 0, "fullpath": f"{IP_NAME}/irq"}
         self.interrupt_pins = {f"{IP_NAME}/irq": pin} if info.get("interrupt") else {}
         state.interrupt_pins = self.interrupt_pins
-        self.ip_dict = {IP_NAME: {
-            "phys_addr": REGISTER_BASE, "addr_range": 0x1000,
-            "type": "xilinx.com:module_ref:bamboo_top:1.0",
-            "interrupts": {"irq": pin} if info.get("interrupt") else {}}}
+        self.ip_dict = {
+            IP_NAME: {
+                "phys_addr": REGISTER_BASE,
+                "addr_range": 0x1000,
+                "type": "xilinx.com:module_ref:bamboo_top:1.0",
+                "interrupts": {"irq": pin} if info.get("interrupt") else {},
+            }
+        }
 
 
 class Interrupt:
