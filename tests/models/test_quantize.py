@@ -116,3 +116,11 @@ def test_uint8_twin_leaves_uint8_and_qoperator_models_alone():
         x.shape, np.int8, 0.05, 3, np.ones((2, 2, 1, 1), np.int8), 0.02, 0, None, 0.1, -2
     )
     assert uint8_twin(qop) == qop
+
+
+def test_inspect_notes_where_onnxruntime_would_run_int8_in_float(int8_model):
+    """The user is told, not left to find the difference: the int8 file's graph carries a
+    note naming the uint8 twin; its twin (all integer in onnxruntime) does not."""
+    (note,) = [n for n in import_onnx(int8_model).notes if n.startswith("int8 activations")]
+    assert "uint8_twin" in note
+    assert not [n for n in import_onnx(uint8_twin(int8_model)).notes if "int8 activations" in n]
