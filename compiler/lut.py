@@ -7,7 +7,7 @@ table is built by running onnxruntime itself on all 256 codes through the graph 
 quantized model contains, ``DequantizeLinear -> op -> QuantizeLinear``, at
 ORT_ENABLE_EXTENDED: exact by construction, whatever onnxruntime does inside.
 
-What onnxruntime 1.32 runs for that graph (Ref: ../shared/numerics.md,
+What onnxruntime 1.32 runs for that graph (Ref: docs/numerics.md,
 "Elementwise activations"; pinned by tests/compiler/test_lut.py):
 
 * LeakyRelu, Sigmoid: fused into com.microsoft QLinearLeakyRelu / QLinearSigmoid,

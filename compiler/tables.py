@@ -2,7 +2,7 @@
 
 A quantized elementwise op with fixed input and output scales is a function of
 the input code alone, so running onnxruntime on all 256 codes gives a table that
-reproduces it bit for bit (Ref: ../shared/numerics.md, "Elementwise activations":
+reproduces it bit for bit (Ref: docs/numerics.md, "Elementwise activations":
 computed tables were off by one LSB in a few entries). Front end only.
 """
 

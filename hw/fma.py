@@ -3,7 +3,7 @@
 ``r = round24(x * f + z)``: ``x`` an integer of ``x_width`` bits (a code, a zero
 point, or a product of two zero-point-corrected codes), ``f`` and ``z`` float32
 values, one round-to-nearest-even to 24 significant bits, as x86's ``vfmadd``
-(Ref: ../shared/numerics.md, "Add"; ``runtime/elementwise.py``'s ``fma_f32``).
+(Ref: docs/numerics.md, "Add"; ``runtime/elementwise.py``'s ``fma_f32``).
 Values travel as :class:`Float` (sign, 24-bit mantissa normalized to ``[2**23,
 2**24)``, exponent of the mantissa's last bit), which has no exponent range:
 float32's subnormal *results* are out of scope (the scales the compiler writes

@@ -8,7 +8,7 @@ One lane per array column (``cfg.cols``), each::
 * The LeakyReLU shift is ``runtime/elementwise.py``'s ``leaky_shift`` with equal
   input and output quantization (the requantized code ``x``, its zero point ``zp``):
   ``zp + (v >= 0 ? v : (v * 13) >> 7)`` with ``v = x - zp``, or ``(v * 13 + 64) >> 7``
-  when rounded. Opt-in and approximate (Ref: ../shared/numerics.md, "Elementwise
+  when rounded. Opt-in and approximate (Ref: docs/numerics.md, "Elementwise
   activations"); the exact path for any activation is the table.
 * The table is indexed by the code's bit pattern (``code & 0xFF``, int8 -128 is
   entry 128), as ``runtime/elementwise.py``'s ``lut_apply``. ``cfg.lut_slots``

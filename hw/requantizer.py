@@ -1,6 +1,6 @@
 """The requantizer: int32 accumulator plus bias to a saturated 8-bit code, bit-exact.
 
-Implements steps 1-4 of ``runtime/requant.py`` (Ref: ../shared/numerics.md,
+Implements steps 1-4 of ``runtime/requant.py`` (Ref: docs/numerics.md,
 "Conv, Gemm") in integers, on the magnitude and sign of the accumulator (every
 rounding there is symmetric in sign, so the sign rides along to the end):
 

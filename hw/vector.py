@@ -13,7 +13,7 @@ beat per pixel into ``rows`` lanes, each::
     MAX_POOL, COPY        -> (delay) ---------------------------------+
 
 ADD is onnxruntime's x86 formula ``sat(rint(fma(a, rA, fma(b, rB, K))))`` with
-float32 ``rA``, ``rB``, ``K`` from PARAM (Ref: ../shared/numerics.md, "Add"), done
+float32 ``rA``, ``rB``, ``K`` from PARAM (Ref: docs/numerics.md, "Add"), done
 in integers by :class:`~bamboo.hw.fma.FusedMultiplyAdd`. MUL and MUL_CHANNEL
 (``runtime.elementwise.mul_channel``'s integer form) use the same two units:
 ``round24(round24(p * R) + out_zp)`` is ``fma(out_zp, 1.0, fma(p, R, 0))`` with

@@ -1,6 +1,6 @@
 """Static quantization with onnxruntime, and checks of the quantized graph.
 
-Settings follow ``shared/numerics.md`` ("Which quantized graph to expect"): uint8
+Settings follow ``docs/numerics.md`` ("Which quantized graph to expect"): uint8
 asymmetric activations, int8 symmetric per-channel weights, int32 bias, MinMax
 calibration on real photos, QDQ (default) or QOperator format.
 """

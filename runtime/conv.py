@@ -1,6 +1,6 @@
 """Integer Conv2d (incl. group and depthwise) and fully connected layers: the reference kernels.
 
-The numeric contract (Ref: ../shared/numerics.md, "Conv, Gemm"; onnxruntime 1.32
+The numeric contract (Ref: docs/numerics.md, "Conv, Gemm"; onnxruntime 1.32
 QLinearConv / QGemm / QLinearMatMul and fused QDQ Conv/Gemm)::
 
     acc[o] = sum_k (x[k] - x_zp) * (w[o, k] - w_zp[o]) + bias[o]      (int32)

@@ -2,7 +2,7 @@
 
 Each kernel states which onnxruntime 1.32 kernel it reproduces and how; the
 differential tests (tests/runtime/test_elementwise.py) compare them bit for bit.
-Ref: ../shared/numerics.md ("Add", "Elementwise activations"). Layouts are NHWC,
+Ref: docs/numerics.md ("Add", "Elementwise activations"). Layouts are NHWC,
 as in conv.py; every kernel here is shape-agnostic except :func:`upsample_nearest2x`.
 
 Add (QLinearAdd, and QDQ Add fused at ORT_ENABLE_EXTENDED) is platform-dependent:

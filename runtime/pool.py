@@ -4,7 +4,7 @@
   channel, then the conv requantizer with ``S = pool_scale(s_x, s_y, N)``, i.e.
   ``f32(s_x / f32(s_y * N))``. Bit-exact with onnxruntime's
   QLinearGlobalAveragePool and fused QDQ GlobalAveragePool
-  (Ref: ../shared/numerics.md, "GlobalAveragePool").
+  (Ref: docs/numerics.md, "GlobalAveragePool").
 * ``avg_pool``: the same integer formula per window, with ``N`` the number of
   pixels averaged (the window area with ``count_include_pad``, else only the
   pixels inside the image). This is the hardware contract. It is *not* quite

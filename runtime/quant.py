@@ -5,7 +5,7 @@
   about 5 % of inputs that sit near a rounding tie.
 * ``dequantize``: ``x = f32(f32(q - zp) * s)``, as DequantizeLinear's float32 kernel.
 
-Ref: ../shared/numerics.md ("QuantizeLinear"), measured against onnxruntime 1.32;
+Ref: docs/numerics.md ("QuantizeLinear"), measured against onnxruntime 1.32;
 ONNX QuantizeLinear-21 / DequantizeLinear-21. These run on the host at the edge
 of the graph (the camera frame in, the logits out); the fabric sees codes only.
 """

@@ -10,7 +10,7 @@ integer-only form with the same result, which is what the fabric implements:
 3. round ``P`` to 24 significant bits, nearest-even (the float32 product);
 4. ``y = RNE(P * 2**e) + zp``, saturated to ``[qmin, qmax]``.
 
-Ref: ../shared/numerics.md ("Conv, Gemm"), measured against onnxruntime 1.32.
+Ref: docs/numerics.md ("Conv, Gemm"), measured against onnxruntime 1.32.
 Every kernel that requantizes calls :func:`requantize`; the parameters are made
 once per output channel by :meth:`Requant.from_scale`.
 

@@ -1,7 +1,7 @@
 """Single-op quantized ONNX models and an onnxruntime runner: the golden side of differential tests.
 
 Two ways to get a quantized op out of onnxruntime, both accepted as golden
-(Ref: ../shared/numerics.md, "Which quantized graph to expect"):
+(Ref: docs/numerics.md, "Which quantized graph to expect"):
 
 * **QOperator**: integer nodes written by hand with :func:`make_model`
   (``QLinearConv``, ``QLinearMatMul``, com.microsoft ``QGemm``,

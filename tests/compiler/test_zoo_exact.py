@@ -2,7 +2,7 @@
 
 Golden side: onnxruntime 1.32 (CPU, x86) at ORT_ENABLE_EXTENDED on the quantized file.
 Before a result is called golden, the optimized graph must run integer kernels
-(../shared/numerics.md, "Which quantized graph to expect"): no float Conv/Gemm/Add/
+(docs/numerics.md, "Which quantized graph to expect"): no float Conv/Gemm/Add/
 pool left, and a DequantizeLinear may feed only the graph output, a code move
 (Slice) or HardSigmoid, which has no quantized kernel and stays float between DQ and
 Q (the executor reproduces it by a table measured on onnxruntime).

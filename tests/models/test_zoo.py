@@ -1,6 +1,6 @@
 """The model zoo: every network builds at a reduced size, quantizes, and runs integer.
 
-Checks follow ../shared/numerics.md, "Which quantized graph to expect": QDQ around
+Checks follow docs/numerics.md, "Which quantized graph to expect": QDQ around
 every Conv (int8 per-channel weights, int32 bias, output straight into a
 QuantizeLinear), and no float Conv/Gemm/Add/Mul/pool left once onnxruntime has
 optimized the graph at EXTENDED.

@@ -4,7 +4,7 @@ The reference is onnxruntime's float expression, evaluated in numpy float32::
 
     y = sat(RNE(f32(f32(acc) * S)) + zp)
 
-(Ref: ../shared/numerics.md, "Conv, Gemm"). Inputs are built to hit every
+(Ref: docs/numerics.md, "Conv, Gemm"). Inputs are built to hit every
 rounding step exactly at a tie: f32(acc) for |acc| >= 2**24, the product's
 rounding to 24 bits, and the final round to an integer; plus saturation at both
 ends and per-channel parameters. The scale's own evaluation order is checked
