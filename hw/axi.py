@@ -10,8 +10,8 @@ Ref: AMBA AXI and ACE Protocol Specification (ARM IHI 0022E), part A (AXI4):
 A3.4.1 (a burst must not cross a 4 KiB boundary; INCR bursts up to 256 beats).
 """
 
-from amaranth.hdl import Cat, Const, Mux
-from amaranth.lib import wiring
+from amaranth.hdl import Cat, Const, Module, Mux, Signal
+from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
 __all__ = [
@@ -25,6 +25,7 @@ __all__ = [
     "MAX_BURST_BEATS",
     "PAGE_BYTES",
     "burst_split",
+    "RegisterSlice",
 ]
 
 BURST_INCR = 0b01
@@ -183,3 +184,50 @@ def burst_split(addr, end, *, bus_bytes, max_beats=MAX_BURST_BEATS):
     stop = Mux(end < limit, end, limit)
     beats = (stop - aligned + bus_bytes - 1) >> log_bus
     return stop, (beats - 1)[:8]
+
+
+class RegisterSlice(wiring.Component):
+    """A full-throughput register slice of a VALID/READY channel (a skid buffer).
+
+    ``o.valid``, ``o.payload`` and ``i.ready`` are flip-flops, so neither side's logic
+    reaches the other's in one cycle; a transfer takes one cycle more, and one per
+    cycle still passes. While ``o.ready`` is low a second transfer waits in the skid
+    register, after which ``i.ready`` falls. ``flush`` empties both registers (the
+    channel's beats are dropped; the caller keeps ``i.valid`` low meanwhile).
+
+    Parameters
+    ----------
+    shape : ShapeLike
+        The payload.
+
+    Attributes
+    ----------
+    i : In(stream.Signature(shape))
+    o : Out(stream.Signature(shape))
+    flush : In(1)
+    """
+
+    def __init__(self, shape):
+        super().__init__(
+            {
+                "i": In(stream.Signature(shape)),
+                "o": Out(stream.Signature(shape)),
+                "flush": In(1),
+            }
+        )
+
+    def elaborate(self, platform):
+        m = Module()
+        skid = Signal.like(self.i.payload)
+        skid_full = Signal()
+        m.d.comb += self.i.ready.eq(~skid_full)
+        with m.If(self.flush):
+            m.d.sync += [skid_full.eq(0), self.o.valid.eq(0)]
+        with m.Elif(self.o.ready | ~self.o.valid):
+            with m.If(skid_full):
+                m.d.sync += [self.o.payload.eq(skid), skid_full.eq(0)]
+            with m.Else():
+                m.d.sync += [self.o.payload.eq(self.i.payload), self.o.valid.eq(self.i.valid)]
+        with m.Elif(self.i.valid & ~skid_full):
+            m.d.sync += [skid.eq(self.i.payload), skid_full.eq(1)]
+        return m

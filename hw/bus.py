@@ -6,7 +6,13 @@ keeps the port legal when the engine aborts (error, soft reset, end of a run): t
 units are reset at once, but every burst the arbiter has already announced still
 completes. Read beats still owed are taken and dropped; write beats still owed are
 sent with ``WSTRB = 0`` (they write nothing, so an aborted STORE never writes
-partly past the point it was stopped at), and every write response is taken.
+partly past the point it was stopped at), and every write response is taken. After
+an error response to the load or the store unit (which stops the engine) the store
+unit's beats go out with ``WSTRB = 0`` as well, until the abort.
+
+The load unit's R beats and the store unit's W beats pass :class:`~bamboo.hw.axi.
+RegisterSlice` registers (one cycle more each way, one beat per cycle still), so the
+engines' logic and the arbiter's tracking FIFOs are never in one combinational path.
 ``idle`` says when nothing is outstanding and the engine may report that it stopped.
 
 A burst enters the arbiter's AR/AW register only when its tracking FIFO has room,
@@ -18,10 +24,10 @@ A3.3.1 (W may precede AW).
 """
 
 from amaranth.hdl import Module, Mux, Signal
-from amaranth.lib import fifo, wiring
+from amaranth.lib import data, fifo, wiring
 from amaranth.lib.wiring import In, Out
 
-from .axi import AXI4Signature
+from .axi import AXI4Signature, RegisterSlice
 
 __all__ = ["BusArbiter"]
 
@@ -92,18 +98,29 @@ class BusArbiter(wiring.Component):
         with m.If(bus.arvalid & bus.arready):
             m.d.sync += ar_full.eq(0)
 
-        # R: to the owner of the oldest burst; dropped while aborting.
+        # R: to the owner of the oldest burst; dropped while aborting. The load unit's
+        # beats pass a register slice: its read engine's chunk logic hangs off RVALID and
+        # drives RREADY, and the slice keeps the tracking FIFO's read out of those paths.
         owner_load = rtrack.r_data[0]
-        for unit, mine in ((fe, ~owner_load), (ld, owner_load)):
+        r_fields = ("rdata", "rresp", "rlast", "rid")
+        m.submodules.load_r = load_r = RegisterSlice(
+            data.StructLayout({name: len(getattr(bus, name)) for name in r_fields})
+        )
+        m.d.comb += [
+            load_r.flush.eq(self.abort),
+            load_r.i.valid.eq(bus.rvalid & rtrack.r_rdy & owner_load & ~self.abort),
+            ld.rvalid.eq(load_r.o.valid),
+            load_r.o.ready.eq(ld.rready),
+            fe.rvalid.eq(bus.rvalid & rtrack.r_rdy & ~owner_load & ~self.abort),
+        ]
+        for name in r_fields:
             m.d.comb += [
-                unit.rvalid.eq(bus.rvalid & rtrack.r_rdy & mine & ~self.abort),
-                unit.rdata.eq(bus.rdata),
-                unit.rresp.eq(bus.rresp),
-                unit.rlast.eq(bus.rlast),
-                unit.rid.eq(bus.rid),
+                getattr(load_r.i.payload, name).eq(getattr(bus, name)),
+                getattr(ld, name).eq(getattr(load_r.o.payload, name)),
+                getattr(fe, name).eq(getattr(bus, name)),
             ]
         m.d.comb += [
-            bus.rready.eq(rtrack.r_rdy & (self.abort | Mux(owner_load, ld.rready, fe.rready))),
+            bus.rready.eq(rtrack.r_rdy & (self.abort | Mux(owner_load, load_r.i.ready, fe.rready))),
             rtrack.r_en.eq(bus.rvalid & bus.rready & bus.rlast),
         ]
 
@@ -123,17 +140,38 @@ class BusArbiter(wiring.Component):
         with m.If(bus.awvalid & bus.awready):
             m.d.sync += aw_full.eq(0)
 
-        # W: the unit's beats of announced bursts; while aborting, empty beats.
+        # W: the unit's beats of announced bursts, through a register slice (the store
+        # engine's packer sees a registered WREADY); while aborting, empty beats.
+        w_fields = ("wdata", "wstrb")
+        m.submodules.store_w = store_w = RegisterSlice(
+            data.StructLayout({name: len(getattr(bus, name)) for name in w_fields})
+        )
+        m.d.comb += [
+            store_w.flush.eq(self.abort),
+            store_w.i.valid.eq(st.wvalid & ~self.abort),
+            st.wready.eq(store_w.i.ready),
+            store_w.i.payload.wdata.eq(st.wdata),
+            store_w.i.payload.wstrb.eq(st.wstrb),
+        ]
+        # After an error response to the load or the store unit, which stops the engine
+        # (hw/top.py), the store unit's beats go out empty until the abort: the slices
+        # delay both the load unit's view of an R error and the store unit's beats.
+        w_quiet = Signal()
+        load_rerr = load_r.i.valid & load_r.i.ready & bus.rresp[1]
+        with m.If(self.abort):
+            m.d.sync += w_quiet.eq(0)
+        with m.Elif(load_rerr | (bus.bvalid & bus.bready & bus.bresp[1])):
+            m.d.sync += w_quiet.eq(1)
         beat = Signal(8)
         last = beat == wtrack.r_data
         with m.If(self.abort):
             m.d.comb += [bus.wvalid.eq(wtrack.r_rdy), bus.wstrb.eq(0), bus.wdata.eq(0)]
         with m.Else():
             m.d.comb += [
-                bus.wvalid.eq(st.wvalid & wtrack.r_rdy),
-                bus.wstrb.eq(st.wstrb),
-                bus.wdata.eq(st.wdata),
-                st.wready.eq(bus.wready & wtrack.r_rdy),
+                bus.wvalid.eq(store_w.o.valid & wtrack.r_rdy),
+                bus.wstrb.eq(Mux(w_quiet, 0, store_w.o.payload.wstrb)),
+                bus.wdata.eq(store_w.o.payload.wdata),
+                store_w.o.ready.eq(bus.wready & wtrack.r_rdy),
             ]
         m.d.comb += bus.wlast.eq(last)
         with m.If(bus.wvalid & bus.wready):

@@ -22,7 +22,7 @@ from amaranth.lib.wiring import In, Out
 
 from ..arch.isa import FORMATS, Opcode
 from ..arch.registers import ErrorCode
-from .axi import MAX_BURST_BEATS, AXI4Signature, burst_split
+from .axi import MAX_BURST_BEATS, PAGE_BYTES, AXI4Signature
 from .pipeline import accept
 
 __all__ = [
@@ -72,7 +72,7 @@ def RowsLayout(addr_width, row_bytes_width, stride_width):
 
 
 class BurstGenerator(wiring.Component):
-    """Splits a 2-D byte transfer into AXI4 INCR bursts, one per cycle.
+    """Splits a 2-D byte transfer into AXI4 INCR bursts, one every two cycles.
 
     Parameters
     ----------
@@ -119,54 +119,92 @@ class BurstGenerator(wiring.Component):
         m = Module()
         aw = self.addr_width
         log_bus = (self.bus_bytes - 1).bit_length()
+        page_beats = max(1, PAGE_BYTES // self.bus_bytes)
+        bw = page_beats.bit_length()  # beat counts up to page_beats; all ones is more
         active = Signal()
         cur = Signal(aw)  # next byte to fetch
         row_start = Signal(aw)
-        row_end = Signal(aw)  # one past the current row's last byte
-        rows_left = Signal.like(self.i_cmd.payload.rows)
-        row_bytes = Signal.like(self.i_cmd.payload.row_bytes)
-        stride = Signal.like(self.i_cmd.payload.stride)
+        cmd_shape = self.i_cmd.payload
+        row_up = Signal(len(cmd_shape.row_bytes) + 1)  # row_bytes + bus_bytes - 1
+        beats_left = Signal(len(row_up))  # beats of the current row not yet in a burst
+        rows_left = Signal.like(cmd_shape.rows)
+        rows_one = Signal()  # rows_left == 1
+        stride = Signal.like(cmd_shape.stride)
+        o = self.o_burst
 
-        stop, length = burst_split(cur, row_end, bus_bytes=self.bus_bytes, max_beats=self.max_beats)
-        row_done = stop == row_end
+        # A burst takes two cycles: ``measure`` registers the row's beats left (saturated)
+        # and the beats to the next stop (4 KiB page or burst limit) from ``cur``; the
+        # next cycle picks the shorter and emits the burst. No adder feeds a compare in
+        # one cycle, and the bus arbiter takes a burst every two cycles anyway
+        # (arch/timing.py BURST_ISSUE_CYCLES).
+        measured = Signal()
+        to_end = Signal(bw)
+        to_stop = Signal(bw)
+        cur_beat = cur[log_bus:]
+        page_left = page_beats - cur_beat[: bw - 1]
+        stop_beats = page_left
+        if self.max_beats < page_beats:
+            stop_beats = Mux(page_left < self.max_beats, page_left, self.max_beats)
+        with m.If(active & ~measured):
+            m.d.sync += [
+                measured.eq(1),
+                to_end.eq(Mux(beats_left[bw:] != 0, (1 << bw) - 1, beats_left[:bw])),
+                to_stop.eq(stop_beats),
+            ]
+
+        def row_beats(start):
+            """Beats of a row starting at byte ``start`` (its first beat may be partial)."""
+            return (start[:log_bus] + row_up) >> log_bus
+
+        row_done = to_end <= to_stop
+        beats = Mux(row_done, to_end, to_stop)
         next_row = (row_start + stride)[:aw]
         m.d.comb += [
             self.i_cmd.ready.eq(~active),
-            self.busy.eq(active | self.o_burst.valid),
+            self.busy.eq(active | o.valid),
         ]
         with m.If(self.i_cmd.valid & ~active):
             cmd = self.i_cmd.payload
             m.d.sync += [
                 active.eq(1),
+                measured.eq(0),
                 cur.eq(cmd.addr),
                 row_start.eq(cmd.addr),
-                row_end.eq(cmd.addr + cmd.row_bytes),
+                row_up.eq(cmd.row_bytes + (self.bus_bytes - 1)),
+                beats_left.eq(
+                    (cmd.addr[:log_bus] + cmd.row_bytes + (self.bus_bytes - 1)) >> log_bus
+                ),
                 rows_left.eq(cmd.rows),
-                row_bytes.eq(cmd.row_bytes),
+                rows_one.eq(cmd.rows == 1),
                 stride.eq(cmd.stride),
             ]
-        # o_burst.valid is a register, so the address adders and the 4 KiB compare end
-        # in flip-flops instead of running on into the interconnect.
-        with m.If(active & (~self.o_burst.valid | self.o_burst.ready)):
+        # o_burst.valid is a register, so the address arithmetic ends in flip-flops
+        # instead of running on into the interconnect.
+        with m.If(active & measured & (~o.valid | o.ready)):
             m.d.sync += [
-                self.o_burst.valid.eq(1),
-                self.o_burst.payload.addr.eq(Cat(Const(0, log_bus), cur[log_bus:])),
-                self.o_burst.payload.len.eq(length),
-                self.o_burst.payload.last.eq(row_done & (rows_left == 1)),
+                measured.eq(0),
+                o.valid.eq(1),
+                o.payload.addr.eq(Cat(Const(0, log_bus), cur_beat)),
+                o.payload.len.eq((beats - 1)[:8]),
+                o.payload.last.eq(row_done & rows_one),
             ]
             with m.If(row_done):
                 m.d.sync += [
                     rows_left.eq(rows_left - 1),
+                    rows_one.eq(rows_left == 2),
                     row_start.eq(next_row),
                     cur.eq(next_row),
-                    row_end.eq(next_row + row_bytes),
+                    beats_left.eq(row_beats(next_row)),
                 ]
-                with m.If(rows_left == 1):
+                with m.If(rows_one):
                     m.d.sync += active.eq(0)
             with m.Else():
-                m.d.sync += cur.eq(stop)
-        with m.Elif(self.o_burst.ready):
-            m.d.sync += self.o_burst.valid.eq(0)
+                m.d.sync += [
+                    cur.eq(Cat(Const(0, log_bus), cur_beat + to_stop)),
+                    beats_left.eq(beats_left - to_stop),
+                ]
+        with m.Elif(o.ready):
+            m.d.sync += o.valid.eq(0)
         return m
 
 

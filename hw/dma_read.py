@@ -140,8 +140,6 @@ class DMAReader(wiring.Component):
         waddr = Signal.like(cmd.sram_addr)
         off = Signal(log_bus)  # byte of the current beat holding the next data chunk
         row_off = Signal(log_bus)  # beat offset of the current data row's first byte
-        row_hi, col_hi = Signal(16), Signal(16)  # one past the last data row / column
-        rows_last, cols_last = Signal(16), Signal(16)
         parts_last = Signal(range(self.max_parts))
         chunk_log2 = Signal(range(log_bus + 1))
         stride_lo = Signal(log_bus)
@@ -149,16 +147,21 @@ class DMAReader(wiring.Component):
 
         # Where the walker stands, as flags kept in registers: every decision of a cycle
         # (valid, RREADY, the beat release) is a few LUTs on them, not 16-bit compares of
-        # wr and wc. Each flag is computed for the walker's next position, a cycle ahead.
+        # wr and wc. Each flag is computed for the walker's next position, a cycle ahead,
+        # by equality compares of the position with targets fixed per command (``*_m1``:
+        # the position before the flag changes), which need no adder or magnitude compare.
         row_in, col_in = Signal(), Signal()  # a data row / a data column
         col_end = Signal()  # wc == col_hi - 1 (the row's last data)
         wc_last, wr_last = Signal(), Signal()  # wc == cols_last / wr == rows_last
+        top_m1, hi_m1, rows_m2 = Signal(16), Signal(16), Signal(16)
+        left_m1, chi_m1, chi_m2, cols_m2 = Signal(16), Signal(16), Signal(16), Signal(16)
+        col_in0, col_end0, wc_last0 = Signal(), Signal(), Signal()  # the flags at wc = 0
 
-        def col_flags(wc_n):
+        def col_flags_next():
             return [
-                col_in.eq((wc_n >= cmd.pad_left) & (wc_n < col_hi)),
-                col_end.eq(wc_n + 1 == col_hi),
-                wc_last.eq(wc_n == cols_last),
+                col_in.eq(Mux(wc == chi_m1, 0, Mux(wc == left_m1, 1, col_in))),
+                col_end.eq(wc == chi_m2),
+                wc_last.eq(wc == cols_m2),
             ]
 
         in_row = row_in
@@ -184,34 +187,52 @@ class DMAReader(wiring.Component):
                 m.d.sync += off.eq(chunk_end)
             m.d.sync += wp.eq(wp + 1)
             with m.If(last_part):
-                m.d.sync += [wp.eq(0), waddr.eq(waddr + 1), wc.eq(wc + 1), *col_flags(wc + 1)]
+                m.d.sync += [wp.eq(0), waddr.eq(waddr + 1), wc.eq(wc + 1), *col_flags_next()]
                 with m.If(wc_last):
                     next_off = Mux(in_row, row_off + stride_lo, row_off)[:log_bus]
-                    wr_n = wr + 1
                     m.d.sync += [
                         wc.eq(0),
-                        wr.eq(wr_n),
+                        wr.eq(wr + 1),
                         row_off.eq(next_off),
                         off.eq(next_off),
-                        *col_flags(Const(0, 16)),
-                        row_in.eq((wr_n >= cmd.pad_top) & (wr_n < row_hi)),
-                        wr_last.eq(wr_n == rows_last),
+                        col_in.eq(col_in0),
+                        col_end.eq(col_end0),
+                        wc_last.eq(wc_last0),
+                        row_in.eq(Mux(wr == hi_m1, 0, Mux(wr == top_m1, 1, row_in))),
+                        wr_last.eq(wr == rows_m2),
                     ]
                     with m.If(wr_last):
                         m.d.sync += walking.eq(0)
 
+        # The padded tile's extent, registered while the window check runs (``cmd`` is
+        # held from CHECK on, ``check.done`` comes two cycles later).
+        rows, cols = Signal(16), Signal(16)
+        row_hi, col_hi = Signal(16), Signal(16)  # one past the last data row / column
+        m.d.sync += [
+            rows.eq(cmd.pad_top + cmd.y_size + cmd.pad_bottom),
+            cols.eq(cmd.pad_left + cmd.x_size + cmd.pad_right),
+            row_hi.eq(cmd.pad_top + cmd.y_size),
+            col_hi.eq(cmd.pad_left + cmd.x_size),
+        ]
+
         with command_states(m, self, cmd, check, error):
             with m.State("WAIT"):
                 with m.If(check.done):
-                    rows = cmd.pad_top + cmd.y_size + cmd.pad_bottom
-                    cols = cmd.pad_left + cmd.x_size + cmd.pad_right
+                    col_in_0 = (cmd.pad_left == 0) & (cmd.x_size != 0)
+                    col_end_0 = col_hi == 1
                     m.d.sync += [
                         error.eq(check.error),
                         rerr.eq(0),
-                        row_hi.eq(cmd.pad_top + cmd.y_size),
-                        col_hi.eq(cmd.pad_left + cmd.x_size),
-                        rows_last.eq(rows - 1),
-                        cols_last.eq(cols - 1),
+                        top_m1.eq(cmd.pad_top - 1),
+                        hi_m1.eq(row_hi - 1),
+                        rows_m2.eq(rows - 2),
+                        left_m1.eq(cmd.pad_left - 1),
+                        chi_m1.eq(col_hi - 1),
+                        chi_m2.eq(col_hi - 2),
+                        cols_m2.eq(cols - 2),
+                        col_in0.eq(col_in_0),
+                        col_end0.eq(col_end_0),
+                        wc_last0.eq(cols == 1),
                         parts_last.eq(Mux(s > log_bus, (Const(1, 16) << (s - log_bus)[:4]) - 1, 0)),
                         chunk_log2.eq(Mux(s < log_bus, s, log_bus)),
                         stride_lo.eq(check.stride[:log_bus]),
@@ -220,8 +241,8 @@ class DMAReader(wiring.Component):
                         wp.eq(0),
                         waddr.eq(cmd.sram_addr),
                         row_in.eq((cmd.pad_top == 0) & (cmd.y_size != 0)),
-                        col_in.eq((cmd.pad_left == 0) & (cmd.x_size != 0)),
-                        col_end.eq(cmd.pad_left + cmd.x_size == 1),
+                        col_in.eq(col_in_0),
+                        col_end.eq(col_end_0),
                         wr_last.eq(rows == 1),
                         wc_last.eq(cols == 1),
                         off.eq(check.addr[:log_bus]),

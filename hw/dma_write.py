@@ -171,14 +171,23 @@ class DMAWriter(wiring.Component):
             cmd.lane[: max(1, (self.lanes - 1).bit_length())] if self.lanes > 1 else 0, 8 * e
         )
         piece = elem.word_select(p, 8 * chunk) if parts > 1 else elem
+        # ``full`` (off == slots - 1) and ``last_part`` (p == parts - 1) are registers too,
+        # set with ``off`` and ``p``.
+        last_part = Signal()
         if slots > 1:
             placed = piece << Cat(Const(0, 3 + log_chunk), off)
             strobe = Const((1 << chunk) - 1, bus) << Cat(Const(0, log_chunk), off)
-            full = off == slots - 1
+            full = Signal()
         else:
             placed, strobe, full = piece, Const((1 << bus) - 1, bus), Const(1, 1)
         placed, strobe = placed[: 8 * bus], strobe[:bus]
-        last_part = p == parts - 1
+
+        def set_off(value):
+            return [off.eq(value)] + ([full.eq(value == slots - 1)] if slots > 1 else [])
+
+        def set_p(value):
+            return [p.eq(value), last_part.eq(value == parts - 1)]
+
         row_last = x_last & last_part
         flush = full | row_last
         w_free = ~axi.wvalid | axi.wready
@@ -188,7 +197,7 @@ class DMAWriter(wiring.Component):
         with m.If(axi.wready):
             m.d.sync += axi.wvalid.eq(0)
         with m.If(take):
-            m.d.sync += [off.eq(off + 1), p.eq(p + 1)]
+            m.d.sync += [*set_off((off + 1)[: len(off)]), *set_p((p + 1)[: len(p)])]
             with m.If(flush):
                 m.d.sync += [
                     axi.wvalid.eq(1),
@@ -205,7 +214,7 @@ class DMAWriter(wiring.Component):
             with m.Else():
                 m.d.sync += [acc.eq(acc | placed), acc_strb.eq(acc_strb | strobe)]
             with m.If(last_part):
-                m.d.sync += [p.eq(0), x_left.eq(x_left - 1), x_last.eq(x_left == 1)]
+                m.d.sync += [*set_p(0), x_left.eq(x_left - 1), x_last.eq(x_left == 1)]
                 with m.If(x_last):
                     next_off = row_off + stride_lo
                     m.d.sync += [
@@ -214,7 +223,7 @@ class DMAWriter(wiring.Component):
                         rows_left.eq(rows_left - 1),
                         rows_one.eq(rows_left == 2),
                         row_off.eq(next_off),
-                        off.eq(next_off),
+                        *set_off(next_off[: len(off)]),
                     ]
                     with m.If(rows_one):
                         m.d.sync += packing.eq(0)
@@ -225,7 +234,7 @@ class DMAWriter(wiring.Component):
                     m.d.sync += [
                         error.eq(check.error),
                         berr.eq(0),
-                        p.eq(0),
+                        *set_p(0),
                         beat.eq(0),
                         x_left.eq(cmd.x_size - 1),
                         x_init.eq(cmd.x_size - 1),
@@ -233,7 +242,7 @@ class DMAWriter(wiring.Component):
                         x_one.eq(cmd.x_size == 1),
                         rows_left.eq(cmd.y_size),
                         rows_one.eq(cmd.y_size == 1),
-                        off.eq(check.addr[log_chunk:log_bus]),
+                        *set_off(check.addr[log_chunk:log_bus]),
                         row_off.eq(check.addr[log_chunk:log_bus]),
                         stride_lo.eq(check.stride[log_chunk:log_bus]),
                         req_addr.eq(cmd.sram_addr),

@@ -73,20 +73,28 @@ class Fetcher(wiring.Component):
         beats = max(1, INSN_BYTES // bus)
         axi = self.m_axi
         pc, left = Signal(INDEX_BITS), Signal(INDEX_BITS)
-        base = Signal.like(self.insn_base)
         word = Signal(8 * max(INSN_BYTES, bus))
         beat = Signal(range(beats + 1))
         fault = Signal(2)
-        log_insn = (INSN_BYTES - 1).bit_length()
         # An instruction is one burst, or two where it straddles a 4 KiB page (INSN_BASE
         # need only be bus aligned; AXI forbids a burst across 4 KiB, ARM IHI 0022E A3.4.1).
-        addr = Signal.like(base)
-        m.d.comb += addr.eq(base + (pc << log_insn) + (beat << log_bus))
-        page_beats = (PAGE_BYTES - addr[:12]) >> log_bus
-        rest = beats - beat
+        # ``start`` (the instruction's first byte), ``addr`` (the next beat's) and ``arlen``
+        # are registers, set on the way into ADDR: the AR channel is flip-flops.
+        start, addr = Signal.like(self.insn_base), Signal.like(self.insn_base)
+        arlen = Signal(8)
+
+        def first_burst(a):
+            """AxLEN of an instruction's first burst, from its first byte ``a``."""
+            # The beats left in the page, page_beats - idx, are fewer than the
+            # instruction's only near the page's end; then AxLEN = page_beats - idx - 1,
+            # which is ~idx: a compare with a constant and no adder.
+            idx = a[log_bus:12]
+            page_beats = PAGE_BYTES >> log_bus
+            return Mux(idx > page_beats - beats, ~idx, beats - 1)[:8]
+
         m.d.comb += [
             axi.araddr.eq(addr),
-            axi.arlen.eq(Mux(page_beats < rest, page_beats, rest) - 1),
+            axi.arlen.eq(arlen),
             axi.arsize.eq(log_bus),
             axi.arburst.eq(BURST_INCR),
             axi.arcache.eq(CACHE_MODIFIABLE_BUFFERABLE),
@@ -100,7 +108,9 @@ class Fetcher(wiring.Component):
                     m.d.sync += [
                         pc.eq(0),
                         left.eq(self.insn_count),
-                        base.eq(self.insn_base),
+                        start.eq(self.insn_base),
+                        addr.eq(self.insn_base),
+                        arlen.eq(first_burst(self.insn_base)),
                         beat.eq(0),
                         fault.eq(Fault.NONE),
                     ]
@@ -119,7 +129,9 @@ class Fetcher(wiring.Component):
                     for k in range(beats):
                         with m.If(beat == k):
                             m.d.sync += word[8 * bus * k : 8 * bus * (k + 1)].eq(axi.rdata)
-                    m.d.sync += beat.eq(beat + 1)
+                    m.d.sync += [beat.eq(beat + 1), addr.eq(addr + bus)]
+                    # A second burst starts on the page boundary: the instruction's rest.
+                    m.d.sync += arlen.eq(beats - 2 - beat)
                     with m.If(axi.rresp[1]):
                         m.d.sync += fault.eq(Fault.AXI_ERROR)
                     with m.If(axi.rlast):
@@ -129,7 +141,17 @@ class Fetcher(wiring.Component):
             with m.State("PUSH"):
                 m.d.comb += [self.o_insn.valid.eq(1), self.busy.eq(1)]
                 with m.If(self.o_insn.ready):
-                    m.d.sync += [pc.eq(pc + 1), left.eq(left - 1), beat.eq(0)]
+                    # The next instruction's first byte; ``addr`` is there already when
+                    # the instruction is whole beats.
+                    nxt = addr if bus <= INSN_BYTES else (start + INSN_BYTES)[: len(start)]
+                    m.d.sync += [
+                        pc.eq(pc + 1),
+                        left.eq(left - 1),
+                        beat.eq(0),
+                        start.eq(nxt),
+                        addr.eq(nxt),
+                        arlen.eq(first_burst(nxt)),
+                    ]
                     with m.If((left > 1) & (fault == Fault.NONE)):
                         m.next = "ADDR"
                     with m.Else():

@@ -2,15 +2,16 @@
 
 The DMA engine (hw/dma_read.py) emits the padded tile as bus-wide chunks, ``part`` 0
 first for elements wider than the bus. This unit gathers the parts of a word in a
-staging register and writes the whole word with its last part (INP, WGT and PARAM
-write ports are one word wide), and writes LUT chunks a byte per cycle into the
-post-processing tables (holding the DMA meanwhile). An instruction is done when the
-engine reports its status, which follows its last chunk (and waits for the last LUT
-byte); an error status (an AXI error response) is reported instead of done. Taking
-instructions and reporting status is the store unit's too (hw/dma_insn.py).
+staging register and writes the whole word the cycle after its last part (INP, WGT
+and PARAM write ports are one word wide, driven from registers), and writes LUT
+chunks a byte per cycle into the post-processing tables (holding the DMA meanwhile).
+An instruction is done when the engine reports its status, which follows its last
+chunk by two cycles (so the last word is written; the status waits for the last LUT
+byte too); an error status (an AXI error response) is reported instead of done.
+Taking instructions and reporting status is the store unit's too (hw/dma_insn.py).
 """
 
-from amaranth.hdl import Cat, Module, Mux, Signal, unsigned
+from amaranth.hdl import Module, Signal, unsigned
 from amaranth.lib import data, memory, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -95,31 +96,26 @@ class LoadUnit(wiring.Component):
                     m.d.comb += elog2.eq(log2(elem_bytes(cfg, buf)))
         m.d.comb += dma.i_cmd.payload.elem_log2.eq(elog2)
 
-        # Chunks: gather the parts of a word, write it with its last part.
+        # Chunks: gather the parts of a word in ``stage``, write it the cycle after its
+        # last part arrived. The write ports are driven from registers (enable and address
+        # one set per buffer, for their fanout over the buffer's RAMs; the data is
+        # ``stage``), so the read engine's chunk logic ends in flip-flops.
         chunk = dma.o_data.payload
-        words = (Buffer.INP, Buffer.WGT, Buffer.PARAM)  # written a word at a time
-        widest = max(elem_bytes(cfg, buf) for buf in words)
-        parts = max(1, widest // bus)
-        stage = Signal(8 * bus * parts)
-        whole = Cat(
-            *[
-                Mux(chunk.part == k, chunk.data, stage[8 * bus * k : 8 * bus * (k + 1)])
-                for k in range(parts)
-            ]
-        )
         take = dma.o_data.valid & dma.o_data.ready
         m.d.comb += dma.o_data.ready.eq(~lut_busy)
-        with m.If(take):
-            for k in range(parts):
-                with m.If(chunk.part == k):
-                    m.d.sync += stage[8 * bus * k : 8 * bus * (k + 1)].eq(chunk.data)
-        for port, buf in zip((self.inp_w, self.wgt_w, self.param_w), words):
+        for name, buf in (("inp", Buffer.INP), ("wgt", Buffer.WGT), ("param", Buffer.PARAM)):
+            port = getattr(self, f"{name}_w")
             e = elem_bytes(cfg, buf)
-            m.d.comb += [
-                port.en.eq(take & (cur.buffer == buf) & (chunk.part == max(1, e // bus) - 1)),
-                port.addr.eq(chunk.addr),
-                port.data.eq(whole[: 8 * e]),
-            ]
+            parts = max(1, e // bus)
+            stage = Signal(8 * e, name=f"{name}_stage")
+            en = Signal(name=f"{name}_en")
+            addr = Signal.like(port.addr, name=f"{name}_addr")
+            mine = take & (cur.buffer == buf)
+            for k in range(parts):
+                with m.If(mine & (chunk.part == k)):
+                    m.d.sync += stage[8 * bus * k : 8 * bus * (k + 1)].eq(chunk.data)
+            m.d.sync += [en.eq(mine & (chunk.part == parts - 1)), addr.eq(chunk.addr)]
+            m.d.comb += [port.en.eq(en), port.addr.eq(addr), port.data.eq(stage)]
 
         # LUT chunks: one byte per cycle into every lane's table.
         lut_data = Signal(8 * bus)

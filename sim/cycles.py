@@ -70,10 +70,10 @@ class Calibration:
     instructions a queue holds (hw/top.py QUEUE_DEPTH).
     """
 
-    load_pre: int = 8
-    load_post: int = 2
-    store_pre: int = 11
-    store_post: int = 0
+    load_pre: int = 9
+    load_post: int = 3
+    store_pre: int = 12
+    store_post: int = 1
     compute_post: int = 26
     vec_post: int = 6
     dispatch: int = 3
