@@ -198,10 +198,9 @@ class ComputeUnit(wiring.Component):
         # insn.mode == DEPTHWISE, decoded as the instruction is taken: the walker choice
         # and the array's mode come from a register, not from the decode.
         depthwise = Signal()
-        grouped, passes = depthwise_geometry(insn, R, groups)
+        grouped, _ = depthwise_geometry(insn, R, groups)
         dw_grouped = Signal()  # row groups hold kernel rows (set at SETUP)
         port_off = [Signal(self.inp_aw, name=f"port_off{k}") for k in range(blocks * groups)]
-        n_taps = Signal(16)  # weight words of the instruction
         n_pix = Signal(20)  # out_h * out_w, beats of the emit
 
         # The walker of the instruction's mode; both see the same instruction.
@@ -228,9 +227,14 @@ class ComputeUnit(wiring.Component):
 
         # Weight banks: tap wl goes to bank wl % 2 once the last command using that
         # bank (tap wl - 2) is COOL cycles old, at most one tap ahead of the stream.
-        wl = Signal(16)
+        # wl is kept as what the decisions need, all registers: the WGT address
+        # (wgt_addr + wl), its bank (wl % 2) and ahead = wl - cmd.tap (0 .. 2), which the
+        # walkers' tap_last flag moves; cmd.tap_final stops the loads at the last tap.
+        wgt_ptr, wbank = Signal(self.wgt_aw), Signal()
+        ahead = Signal(range(3))
         cool = [Signal(range(self.COOL + 1), name=f"cool{b}", init=self.COOL) for b in range(2)]
-        issue, load = Signal(), Signal()
+        cold = [Signal(name=f"cold{b}", init=1) for b in range(2)]  # cool[b] == COOL
+        issue, load, setup = Signal(), Signal(), Signal()
         drain = Signal(range(self.DRAIN + 1))
         emit_ptr = Signal(20)
         m.d.comb += self.status.active.eq(issue & cmd.write)
@@ -239,28 +243,28 @@ class ComputeUnit(wiring.Component):
             with m.State("IDLE"):
                 accept(m, self.i_insn, insn, "SETUP")
             with m.State("SETUP"):
+                m.d.comb += setup.eq(1)
                 m.d.sync += [
-                    n_taps.eq(
-                        Mux(depthwise, passes, insn.kernel_h * insn.kernel_w * insn.in_blocks)
-                    ),
                     dw_grouped.eq(grouped),
                     n_pix.eq(insn.out_h * insn.out_w),
-                    wl.eq(0),
+                    wgt_ptr.eq(insn.wgt_addr),
+                    wbank.eq(0),
+                    ahead.eq(0),
                 ]
                 m.next = "RUN"
             with m.State("RUN"):
                 m.d.comb += [
                     load.eq(
-                        (wl < n_taps)
-                        & (wl <= cmd.tap + 1)
-                        & (Mux(wl[0], cool[1], cool[0]) == self.COOL)
+                        ((ahead == 0) | ((ahead == 1) & ~cmd.tap_final))
+                        & Mux(wbank, cold[1], cold[0])
                     ),
-                    issue.eq(cmd_valid & (wl > cmd.tap)),
+                    issue.eq(cmd_valid & (ahead != 0)),
                     cmd_ready.eq(issue),
                     self.status.stall_weight.eq(~issue),
                 ]
                 with m.If(load):
-                    m.d.sync += wl.eq(wl + 1)
+                    m.d.sync += [wgt_ptr.eq(wgt_ptr + 1), wbank.eq(~wbank)]
+                m.d.sync += ahead.eq(ahead + load - (issue & cmd.tap_last))
                 with m.If(issue & cmd.last):
                     m.d.sync += drain.eq(self.DRAIN)
                     m.next = "DRAIN"
@@ -302,22 +306,23 @@ class ComputeUnit(wiring.Component):
         ]
         for b in range(2):
             with m.If(issue & (cmd.tap[0] == b)):
-                m.d.sync += cool[b].eq(1)
-            with m.Elif(cool[b] != self.COOL):
-                m.d.sync += cool[b].eq(cool[b] + 1)
+                m.d.sync += [cool[b].eq(1), cold[b].eq(self.COOL == 1)]
+            with m.Elif(~cold[b]):
+                m.d.sync += [cool[b].eq(cool[b] + 1), cold[b].eq(cool[b] == self.COOL - 1)]
 
         # Stage 0: reads. The read ports hold their data between issues, and the
         # stage registers below hold too: in depthwise mode a stalled stream must
         # keep presenting words of banks that hold this instruction's weights.
-        m.d.comb += [wgt_rd.addr.eq(insn.wgt_addr + wl), wgt_rd.en.eq(load)]
+        m.d.comb += [wgt_rd.addr.eq(wgt_ptr), wgt_rd.en.eq(load)]
         # Port (g, b) reads block b of group g's input row: g kernel rows further down.
         with m.If(self.i_insn.valid & self.i_insn.ready):
-            p = self.i_insn.payload
-            m.d.sync += depthwise.eq(p.mode == ConvMode.DEPTHWISE)
+            m.d.sync += depthwise.eq(self.i_insn.payload.mode == ConvMode.DEPTHWISE)
+        # From the instruction register, in SETUP: the first read issues two cycles later.
+        with m.If(setup):
             for g in range(groups):
                 for b in range(blocks):
                     m.d.sync += port_off[g * blocks + b].eq(
-                        b * p.inp_block_stride + g * p.dilation_h * p.in_w
+                        b * insn.inp_block_stride + g * insn.dilation_h * insn.in_w
                     )
         running = ~self.i_insn.ready
         for k, port in enumerate(inp_ports):
@@ -331,7 +336,7 @@ class ComputeUnit(wiring.Component):
                 m.d.comb += self.inp_r.data.eq(port.data)
         v1, wv1, wbank1 = Signal(), Signal(), Signal()
         bank1, tag1 = Signal(), Signal.like(array.i_data.payload.tag)
-        m.d.sync += [v1.eq(issue & cmd.write), wv1.eq(load), wbank1.eq(wl[0])]
+        m.d.sync += [v1.eq(issue & cmd.write), wv1.eq(load), wbank1.eq(wbank)]
         with m.If(issue):
             m.d.sync += [
                 bank1.eq(cmd.tap[0]),

@@ -43,7 +43,7 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .pipeline import accept
-from .walker import command_layout
+from .walker import Countdown, command_layout
 
 __all__ = ["DepthwiseWalker", "depthwise_geometry"]
 
@@ -89,25 +89,38 @@ class DepthwiseWalker(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         insn = Signal(self.insn_layout)
-        row_step, dil_row, row_len = Signal(16), Signal(16), Signal(14)
-        ky, oy = Signal(16), Signal(10)
-        j, ox = Signal(14), Signal(12)
+        row_step, dil_row = Signal(16), Signal(16)
+        ky = Signal(16)
+        # Loops: passes, output rows, words of a row (down-counters, registered flags).
+        kp, y, j = Countdown(8, "pass"), Countdown(10, "y"), Countdown(14, "j")
         phase = Signal(3)
-        tap_base, row_addr = Signal(16), Signal(16)
-        acc_row = Signal.like(self.o_cmd.payload.acc_addr)
+        wrap = Signal()  # phase == stride_w - 1
+        in_win = Signal()  # the word's window ox < out_w
+        win_left = Signal(12)  # windows of the row after the current one
+        tap_base, row_addr, inp_ptr = Signal(16), Signal(16), Signal(16)
+        acc_row, acc_ptr = Signal.like(self.o_cmd.payload.acc_addr), Signal.like(
+            self.o_cmd.payload.acc_addr
+        )
 
-        last_j = j == row_len - 1
-        last_y = oy == insn.out_h - 1
-        passes = Signal(8)
-        last_ky = ky == passes - 1
         cmd = self.o_cmd.payload
         m.d.comb += [
-            cmd.inp_addr.eq(row_addr + j),
-            cmd.acc_addr.eq(acc_row + ox),
+            cmd.inp_addr.eq(inp_ptr),
+            cmd.acc_addr.eq(acc_ptr),
             cmd.tap.eq(ky),
-            cmd.write.eq((phase == 0) & (ox < insn.out_w)),
-            cmd.last.eq(last_j & last_y & last_ky),
+            cmd.write.eq((phase == 0) & in_win),
+            cmd.tap_last.eq(j.last & y.last),
+            cmd.tap_final.eq(kp.last),
+            cmd.last.eq(cmd.tap_last & cmd.tap_final),
         ]
+
+        def start_row(base):
+            m.d.sync += [
+                phase.eq(0),
+                wrap.eq(insn.stride_w == 1),
+                in_win.eq(insn.out_w != 0),
+                win_left.eq(insn.out_w - 1),
+                inp_ptr.eq(base),
+            ]
 
         with m.FSM():
             with m.State("IDLE"):
@@ -115,6 +128,10 @@ class DepthwiseWalker(wiring.Component):
             with m.State("SETUP"):
                 grouped, n_pass = depthwise_geometry(insn, self.rows, self.groups)
                 shift = (self.groups - 1).bit_length()
+                kp.setup(m, n_pass - 1)
+                y.setup(m, insn.out_h - 1)
+                j.setup(m, insn.stride_w * (insn.out_w - 1) + insn.kernel_w - 1)
+                start_row(insn.inp_addr)
                 m.d.sync += [
                     row_step.eq(insn.stride_h * insn.in_w),
                     # One pass moves group 0 down G kernel rows when grouped.
@@ -125,14 +142,9 @@ class DepthwiseWalker(wiring.Component):
                             insn.dilation_h * insn.in_w,
                         )
                     ),
-                    passes.eq(n_pass),
-                    row_len.eq(insn.stride_w * (insn.out_w - 1) + insn.kernel_w),
                     ky.eq(0),
-                    oy.eq(0),
-                    j.eq(0),
-                    ox.eq(0),
-                    phase.eq(0),
                     acc_row.eq(0),
+                    acc_ptr.eq(0),
                     tap_base.eq(insn.inp_addr),
                     row_addr.eq(insn.inp_addr),
                 ]
@@ -140,26 +152,41 @@ class DepthwiseWalker(wiring.Component):
             with m.State("RUN"):
                 m.d.comb += self.o_cmd.valid.eq(1)
                 with m.If(self.o_cmd.ready):
-                    with m.If(~last_j):
-                        m.d.sync += j.eq(j + 1)
+                    with m.If(~j.last):
+                        j.step(m)
+                        m.d.sync += inp_ptr.eq(inp_ptr + 1)
                         # phase counts words modulo stride_w; a window starts at 0.
-                        with m.If(phase == insn.stride_w - 1):
-                            m.d.sync += [phase.eq(0), ox.eq(ox + 1)]
-                        with m.Else():
-                            m.d.sync += phase.eq(phase + 1)
-                    with m.Else():
-                        m.d.sync += [j.eq(0), phase.eq(0), ox.eq(0)]
-                        with m.If(~last_y):
+                        with m.If(wrap):
                             m.d.sync += [
-                                oy.eq(oy + 1),
-                                row_addr.eq(row_addr + row_step),
-                                acc_row.eq(acc_row + insn.out_w),
+                                phase.eq(0),
+                                wrap.eq(insn.stride_w == 1),
+                                acc_ptr.eq(acc_ptr + 1),
+                                win_left.eq(win_left - 1),
+                                in_win.eq(in_win & (win_left != 0)),
                             ]
                         with m.Else():
                             m.d.sync += [
-                                oy.eq(0),
+                                phase.eq(phase + 1),
+                                wrap.eq(phase + 2 == insn.stride_w),
+                            ]
+                    with m.Else():
+                        j.restart(m)
+                        with m.If(~y.last):
+                            y.step(m)
+                            start_row(row_addr + row_step)
+                            m.d.sync += [
+                                row_addr.eq(row_addr + row_step),
+                                acc_row.eq(acc_row + insn.out_w),
+                                acc_ptr.eq(acc_row + insn.out_w),
+                            ]
+                        with m.Else():
+                            y.restart(m)
+                            kp.step(m)
+                            start_row(tap_base + dil_row)
+                            m.d.sync += [
                                 ky.eq(ky + 1),
                                 acc_row.eq(0),
+                                acc_ptr.eq(0),
                                 tap_base.eq(tap_base + dil_row),
                                 row_addr.eq(tap_base + dil_row),
                             ]

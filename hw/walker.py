@@ -16,7 +16,7 @@ from amaranth.lib.wiring import In, Out
 
 from .pipeline import accept
 
-__all__ = ["command_layout", "DenseWalker"]
+__all__ = ["command_layout", "Countdown", "DenseWalker"]
 
 
 def command_layout(acc_addr_width):
@@ -34,10 +34,55 @@ def command_layout(acc_addr_width):
         The result is accumulated (0: the word only feeds the depthwise taps).
     last : unsigned(1)
         Last command of the instruction.
+    tap_last : unsigned(1)
+        Last command of its tap (the next command's ``tap`` is one more).
+    tap_final : unsigned(1)
+        The command belongs to the instruction's last tap.
+
+    The flags come from registers, so the sequencer needs no comparator on ``tap``.
     """
     return data.StructLayout(
-        {"inp_addr": 16, "acc_addr": acc_addr_width, "tap": 16, "write": 1, "last": 1}
+        {
+            "inp_addr": 16,
+            "acc_addr": acc_addr_width,
+            "tap": 16,
+            "write": 1,
+            "last": 1,
+            "tap_last": 1,
+            "tap_final": 1,
+        }
     )
+
+
+class Countdown:
+    """A loop counter as its registered ``last`` flag: ``left`` counts the iterations
+    after the current one, and ``last`` (``left == 0``) is set a cycle early, when
+    ``left`` steps from 1, so no comparator sits between the flag and its users.
+
+    ``setup(m, n_m1)`` (``m.d.sync``, once per instruction) keeps the loop length
+    ``n_m1 + 1`` and starts the loop; ``restart(m)`` starts it again from those
+    registers; ``step(m)`` counts one iteration.
+    """
+
+    def __init__(self, width, name):
+        self.left = Signal(width, name=f"{name}_left")
+        self.last = Signal(name=f"{name}_last")
+        self.n_m1 = Signal(width, name=f"{name}_n_m1")
+        self.one = Signal(name=f"{name}_one")  # a loop of one iteration
+
+    def setup(self, m, n_m1):
+        m.d.sync += [
+            self.n_m1.eq(n_m1),
+            self.one.eq(n_m1 == 0),
+            self.left.eq(n_m1),
+            self.last.eq(n_m1 == 0),
+        ]
+
+    def restart(self, m):
+        m.d.sync += [self.left.eq(self.n_m1), self.last.eq(self.one)]
+
+    def step(self, m):
+        m.d.sync += [self.left.eq(self.left - 1), self.last.eq(self.left == 1)]
 
 
 class DenseWalker(wiring.Component):
@@ -74,39 +119,40 @@ class DenseWalker(wiring.Component):
         insn = Signal(self.insn_layout)
         row_step, dil_row = Signal(16), Signal(16)
         s = Signal(16)
-        kx, ky, blk = Signal(4), Signal(4), Signal(8)
-        ox, oy = Signal(10), Signal(10)
+        # Loop counters: ox, oy, kx, ky, blk, as down-counters with registered flags.
+        x, y = Countdown(10, "x"), Countdown(10, "y")
+        kx, ky, blk = Countdown(4, "kx"), Countdown(4, "ky"), Countdown(8, "blk")
         pix = Signal.like(self.o_cmd.payload.acc_addr)
         blk_base, ky_base, tap_base = Signal(16), Signal(16), Signal(16)
         row_addr, pix_addr = Signal(16), Signal(16)
 
-        last_x = ox == insn.out_w - 1
-        last_y = oy == insn.out_h - 1
-        last_kx = kx == insn.kernel_w - 1
-        last_ky = ky == insn.kernel_h - 1
-        last_blk = blk == insn.in_blocks - 1
         cmd = self.o_cmd.payload
         m.d.comb += [
             cmd.inp_addr.eq(pix_addr),
             cmd.acc_addr.eq(pix),
             cmd.tap.eq(s),
             cmd.write.eq(1),
-            cmd.last.eq(last_x & last_y & last_kx & last_ky & last_blk),
+            cmd.tap_last.eq(x.last & y.last),
+            cmd.tap_final.eq(kx.last & ky.last & blk.last),
+            cmd.last.eq(cmd.tap_last & cmd.tap_final),
         ]
 
         with m.FSM():
             with m.State("IDLE"):
                 accept(m, self.i_insn, insn, "SETUP")
             with m.State("SETUP"):
+                for counter, n in (
+                    (x, insn.out_w),
+                    (y, insn.out_h),
+                    (kx, insn.kernel_w),
+                    (ky, insn.kernel_h),
+                    (blk, insn.in_blocks),
+                ):
+                    counter.setup(m, n - 1)
                 m.d.sync += [
                     row_step.eq(insn.stride_h * insn.in_w),
                     dil_row.eq(insn.dilation_h * insn.in_w),
                     s.eq(0),
-                    kx.eq(0),
-                    ky.eq(0),
-                    blk.eq(0),
-                    ox.eq(0),
-                    oy.eq(0),
                     pix.eq(0),
                     blk_base.eq(insn.inp_addr),
                     ky_base.eq(insn.inp_addr),
@@ -118,16 +164,13 @@ class DenseWalker(wiring.Component):
             with m.State("RUN"):
                 m.d.comb += self.o_cmd.valid.eq(1)
                 with m.If(self.o_cmd.ready):
-                    with m.If(~last_x):
+                    with m.If(~x.last):
+                        x.step(m)
+                        m.d.sync += [pix.eq(pix + 1), pix_addr.eq(pix_addr + insn.stride_w)]
+                    with m.Elif(~y.last):
+                        x.restart(m)
+                        y.step(m)
                         m.d.sync += [
-                            ox.eq(ox + 1),
-                            pix.eq(pix + 1),
-                            pix_addr.eq(pix_addr + insn.stride_w),
-                        ]
-                    with m.Elif(~last_y):
-                        m.d.sync += [
-                            ox.eq(0),
-                            oy.eq(oy + 1),
                             pix.eq(pix + 1),
                             row_addr.eq(row_addr + row_step),
                             pix_addr.eq(row_addr + row_step),
@@ -135,24 +178,23 @@ class DenseWalker(wiring.Component):
                     with m.Else():
                         # Next tap: kx steps by the dilation, then ky, then the block.
                         nb = Signal(16)
-                        with m.If(~last_kx):
+                        with m.If(~kx.last):
                             m.d.comb += nb.eq(tap_base + insn.dilation_w)
-                            m.d.sync += kx.eq(kx + 1)
-                        with m.Elif(~last_ky):
+                            kx.step(m)
+                        with m.Elif(~ky.last):
                             m.d.comb += nb.eq(ky_base + dil_row)
-                            m.d.sync += [kx.eq(0), ky.eq(ky + 1), ky_base.eq(nb)]
+                            kx.restart(m)
+                            ky.step(m)
+                            m.d.sync += ky_base.eq(nb)
                         with m.Else():
                             m.d.comb += nb.eq(blk_base + insn.inp_block_stride)
-                            m.d.sync += [
-                                kx.eq(0),
-                                ky.eq(0),
-                                blk.eq(blk + 1),
-                                blk_base.eq(nb),
-                                ky_base.eq(nb),
-                            ]
+                            kx.restart(m)
+                            ky.restart(m)
+                            blk.step(m)
+                            m.d.sync += [blk_base.eq(nb), ky_base.eq(nb)]
+                        x.restart(m)
+                        y.restart(m)
                         m.d.sync += [
-                            ox.eq(0),
-                            oy.eq(0),
                             pix.eq(0),
                             s.eq(s + 1),
                             tap_base.eq(nb),
