@@ -325,9 +325,11 @@ class ComputeUnit(wiring.Component):
                         b * insn.inp_block_stride + g * insn.dilation_h * insn.in_w
                     )
         running = ~self.i_insn.ready
+        dw_cmd = self.walkers[ConvMode.DEPTHWISE].o_cmd.payload
         for k, port in enumerate(inp_ports):
             if k < len(port_off):
-                addr = cmd.inp_addr + port_off[k] if k else cmd.inp_addr
+                # Ports past 0 serve depthwise words only: from that walker, no mode mux.
+                addr = dw_cmd.inp_addr + port_off[k] if k else cmd.inp_addr
                 m.d.comb += [port.addr.eq(addr), port.en.eq(issue)]
             if k == 1:
                 # Lent to the vector unit while idle.

@@ -98,8 +98,9 @@ class DepthwiseWalker(wiring.Component):
         in_win = Signal()  # the word's window ox < out_w
         win_left = Signal(12)  # windows of the row after the current one
         tap_base, row_addr, inp_ptr = Signal(16), Signal(16), Signal(16)
-        acc_row, acc_ptr = Signal.like(self.o_cmd.payload.acc_addr), Signal.like(
-            self.o_cmd.payload.acc_addr
+        acc_row, acc_ptr = (
+            Signal.like(self.o_cmd.payload.acc_addr),
+            Signal.like(self.o_cmd.payload.acc_addr),
         )
 
         cmd = self.o_cmd.payload
@@ -148,6 +149,10 @@ class DepthwiseWalker(wiring.Component):
                     tap_base.eq(insn.inp_addr),
                     row_addr.eq(insn.inp_addr),
                 ]
+                m.next = "ARM"
+            with m.State("ARM"):
+                for counter in (kp, y, j):
+                    counter.arm(m)
                 m.next = "RUN"
             with m.State("RUN"):
                 m.d.comb += self.o_cmd.valid.eq(1)

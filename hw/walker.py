@@ -60,8 +60,9 @@ class Countdown:
     ``left`` steps from 1, so no comparator sits between the flag and its users.
 
     ``setup(m, n_m1)`` (``m.d.sync``, once per instruction) keeps the loop length
-    ``n_m1 + 1`` and starts the loop; ``restart(m)`` starts it again from those
-    registers; ``step(m)`` counts one iteration.
+    ``n_m1 + 1`` and ``arm(m)``, a cycle later, starts the loop (the flags come from the
+    kept register, not from the setup arithmetic); ``restart(m)`` starts it again;
+    ``step(m)`` counts one iteration.
     """
 
     def __init__(self, width, name):
@@ -71,11 +72,13 @@ class Countdown:
         self.one = Signal(name=f"{name}_one")  # a loop of one iteration
 
     def setup(self, m, n_m1):
+        m.d.sync += self.n_m1.eq(n_m1)
+
+    def arm(self, m):
         m.d.sync += [
-            self.n_m1.eq(n_m1),
-            self.one.eq(n_m1 == 0),
-            self.left.eq(n_m1),
-            self.last.eq(n_m1 == 0),
+            self.one.eq(self.n_m1 == 0),
+            self.left.eq(self.n_m1),
+            self.last.eq(self.n_m1 == 0),
         ]
 
     def restart(self, m):
@@ -160,6 +163,10 @@ class DenseWalker(wiring.Component):
                     row_addr.eq(insn.inp_addr),
                     pix_addr.eq(insn.inp_addr),
                 ]
+                m.next = "ARM"
+            with m.State("ARM"):
+                for counter in (x, y, kx, ky, blk):
+                    counter.arm(m)
                 m.next = "RUN"
             with m.State("RUN"):
                 m.d.comb += self.o_cmd.valid.eq(1)
