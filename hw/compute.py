@@ -238,6 +238,12 @@ class ComputeUnit(wiring.Component):
         drain = Signal(range(self.DRAIN + 1))
         emit_ptr = Signal(20)
         m.d.comb += self.status.active.eq(issue & cmd.write)
+        # Not IDLE, as a register of its own (the queue's token counters hang off it).
+        busy = Signal()
+        with m.If(self.i_insn.valid & self.i_insn.ready):
+            m.d.sync += busy.eq(1)
+        with m.Elif(self.status.done):
+            m.d.sync += busy.eq(0)
 
         with m.FSM():
             with m.State("IDLE"):
@@ -300,7 +306,7 @@ class ComputeUnit(wiring.Component):
                         m.d.comb += self.status.done.eq(1)
                         m.next = "IDLE"
         m.d.comb += [
-            self.status.busy.eq(~self.i_insn.ready),
+            self.status.busy.eq(busy),
             self.o_acc.payload.acc.eq(acc_rd.data),
             self.o_acc.payload.insn.eq(insn),
         ]
@@ -324,7 +330,7 @@ class ComputeUnit(wiring.Component):
                     m.d.sync += port_off[g * blocks + b].eq(
                         b * insn.inp_block_stride + g * insn.dilation_h * insn.in_w
                     )
-        running = ~self.i_insn.ready
+        running = busy
         dw_cmd = self.walkers[ConvMode.DEPTHWISE].o_cmd.payload
         for k, port in enumerate(inp_ports):
             if k < len(port_off):

@@ -10,13 +10,13 @@ the weight banks and the accumulators and runs whichever walker the instruction'
 per instruction in a setup cycle.
 """
 
-from amaranth.hdl import Module, Signal
+from amaranth.hdl import Module, Mux, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .pipeline import accept
 
-__all__ = ["command_layout", "Countdown", "DenseWalker"]
+__all__ = ["command_layout", "Countdown", "DenseWalker", "pick"]
 
 
 def command_layout(acc_addr_width):
@@ -75,17 +75,32 @@ class Countdown:
         m.d.sync += self.n_m1.eq(n_m1)
 
     def arm(self, m):
-        m.d.sync += [
-            self.one.eq(self.n_m1 == 0),
-            self.left.eq(self.n_m1),
-            self.last.eq(self.n_m1 == 0),
-        ]
+        self.start(m, self.n_m1, self.n_m1 == 0)
+
+    def start(self, m, n_m1, one):
+        """Keep the length and start the loop in one go (``one``: ``n_m1 == 0``)."""
+        m.d.sync += [self.n_m1.eq(n_m1), self.one.eq(one), self.left.eq(n_m1), self.last.eq(one)]
 
     def restart(self, m):
         m.d.sync += [self.left.eq(self.n_m1), self.last.eq(self.one)]
 
     def step(self, m):
         m.d.sync += [self.left.eq(self.left - 1), self.last.eq(self.left == 1)]
+
+    def advance(self, m, step, restart=0):
+        """Count one iteration if ``step``, start again if ``restart`` (one-hot)."""
+        with m.If(step):
+            self.step(m)
+        with m.If(restart):
+            self.restart(m)
+
+
+def pick(*cases):
+    """AND-OR of ``(select, value)`` pairs with one-hot selects (0 if none)."""
+    out = 0
+    for sel, value in cases:
+        out = out | Mux(sel, value, 0)
+    return out
 
 
 class DenseWalker(wiring.Component):
@@ -129,6 +144,7 @@ class DenseWalker(wiring.Component):
         blk_base, ky_base, tap_base = Signal(16), Signal(16), Signal(16)
         row_addr, pix_addr = Signal(16), Signal(16)
 
+        go = Signal()  # RUN and the command is taken
         cmd = self.o_cmd.payload
         m.d.comb += [
             cmd.inp_addr.eq(pix_addr),
@@ -169,45 +185,42 @@ class DenseWalker(wiring.Component):
                     counter.arm(m)
                 m.next = "RUN"
             with m.State("RUN"):
-                m.d.comb += self.o_cmd.valid.eq(1)
-                with m.If(self.o_cmd.ready):
-                    with m.If(~x.last):
-                        x.step(m)
-                        m.d.sync += [pix.eq(pix + 1), pix_addr.eq(pix_addr + insn.stride_w)]
-                    with m.Elif(~y.last):
-                        x.restart(m)
-                        y.step(m)
-                        m.d.sync += [
-                            pix.eq(pix + 1),
-                            row_addr.eq(row_addr + row_step),
-                            pix_addr.eq(row_addr + row_step),
-                        ]
-                    with m.Else():
-                        # Next tap: kx steps by the dilation, then ky, then the block.
-                        nb = Signal(16)
-                        with m.If(~kx.last):
-                            m.d.comb += nb.eq(tap_base + insn.dilation_w)
-                            kx.step(m)
-                        with m.Elif(~ky.last):
-                            m.d.comb += nb.eq(ky_base + dil_row)
-                            kx.restart(m)
-                            ky.step(m)
-                            m.d.sync += ky_base.eq(nb)
-                        with m.Else():
-                            m.d.comb += nb.eq(blk_base + insn.inp_block_stride)
-                            kx.restart(m)
-                            ky.restart(m)
-                            blk.step(m)
-                            m.d.sync += [blk_base.eq(nb), ky_base.eq(nb)]
-                        x.restart(m)
-                        y.restart(m)
-                        m.d.sync += [
-                            pix.eq(0),
-                            s.eq(s + 1),
-                            tap_base.eq(nb),
-                            row_addr.eq(nb),
-                            pix_addr.eq(nb),
-                        ]
-                    with m.If(cmd.last):
-                        m.next = "IDLE"
+                m.d.comb += [self.o_cmd.valid.eq(1), go.eq(self.o_cmd.ready)]
+                with m.If(self.o_cmd.ready & cmd.last):
+                    m.next = "IDLE"
+
+        # RUN: what the next command changes, as one-hot cases of the registered loop
+        # flags, each register choosing among its candidates with an AND-OR: the
+        # next pixel (c_x), the next row (c_y), the next tap (c_t), which steps kx
+        # (t_kx), else ky (t_ky), else the block (t_blk), by the dilation or the pitch.
+        c_x = ~x.last
+        c_y = x.last & ~y.last
+        c_t = x.last & y.last
+        t_kx = c_t & ~kx.last
+        t_ky = c_t & kx.last & ~ky.last
+        t_blk = c_t & kx.last & ky.last
+        nb = pick(
+            (t_kx, tap_base + insn.dilation_w),
+            (t_ky, ky_base + dil_row),
+            (t_blk, blk_base + insn.inp_block_stride),
+        )
+        next_row = row_addr + row_step
+        with m.If(go):
+            x.advance(m, c_x, ~c_x)
+            y.advance(m, c_y, c_t)
+            kx.advance(m, t_kx, t_ky | t_blk)
+            ky.advance(m, t_ky, t_blk)
+            blk.advance(m, t_blk)
+            m.d.sync += [
+                pix.eq(Mux(c_t, 0, pix + 1)),
+                pix_addr.eq(pick((c_x, pix_addr + insn.stride_w), (c_y, next_row), (c_t, nb))),
+            ]
+            with m.If(~c_x):
+                m.d.sync += row_addr.eq(Mux(c_y, next_row, nb))
+            with m.If(c_t):
+                m.d.sync += [s.eq(s + 1), tap_base.eq(nb)]
+            with m.If(t_ky | t_blk):
+                m.d.sync += ky_base.eq(nb)
+            with m.If(t_blk):
+                m.d.sync += blk_base.eq(nb)
         return m
