@@ -26,7 +26,7 @@ from .array import SystolicArray, weight_layout
 from .depthwise import DepthwiseWalker, depthwise_geometry
 from .isa_layout import instruction_layout
 from .pipeline import accept
-from .walker import DenseWalker
+from .walker import Countdown, DenseWalker
 
 __all__ = ["ComputeUnit", "StatusSignature", "acc_layout", "conv_cycles"]
 
@@ -236,7 +236,10 @@ class ComputeUnit(wiring.Component):
         cold = [Signal(name=f"cold{b}", init=1) for b in range(2)]  # cool[b] == COOL
         issue, load, setup = Signal(), Signal(), Signal()
         drain = Signal(range(self.DRAIN + 1))
-        emit_ptr = Signal(20)
+        emit_ptr = Signal(self.acc_aw)
+        out_ptr = Signal(16)  # OUT word of the beat
+        beats = Countdown(20, "beats")  # o_acc beats of the emit
+        more, emitting, advance = Signal(), Signal(), Signal()
         m.d.comb += self.status.active.eq(issue & cmd.write)
         # Not IDLE, as a register of its own (the queue's token counters hang off it).
         busy = Signal()
@@ -277,8 +280,10 @@ class ComputeUnit(wiring.Component):
             with m.State("DRAIN"):
                 m.d.sync += drain.eq(drain - 1)
                 with m.If(drain == 0):
-                    m.d.sync += emit_ptr.eq(0)
+                    m.d.sync += [emit_ptr.eq(0), out_ptr.eq(insn.out_addr), more.eq(1)]
+                    beats.start(m, n_pix - 1, n_pix == 1)
                     with m.If(insn.acc_emit):
+                        m.d.sync += emitting.eq(1)
                         m.next = "EMIT"
                     with m.Else():
                         m.d.comb += self.status.done.eq(1)
@@ -286,25 +291,32 @@ class ComputeUnit(wiring.Component):
             with m.State("EMIT"):
                 # The ACC read port's output register doubles as the o_acc register:
                 # it only advances when the beat is taken, so backpressure needs no
-                # skid buffer.
-                advance = ~self.o_acc.valid | self.o_acc.ready
-                more = emit_ptr != n_pix
-                m.d.comb += [
-                    acc_rd.en.eq(advance),
-                    acc_rd.addr.eq(emit_ptr),
-                    self.status.stall_emit.eq(~advance),
-                ]
+                # skid buffer. One advance past the last beat ends the instruction.
                 with m.If(advance):
                     m.d.sync += [
                         self.o_acc.valid.eq(more),
-                        self.o_acc.payload.out_addr.eq(insn.out_addr + emit_ptr),
-                        self.o_acc.payload.last.eq(emit_ptr == n_pix - 1),
+                        self.o_acc.payload.out_addr.eq(out_ptr),
+                        self.o_acc.payload.last.eq(beats.last),
                     ]
                     with m.If(more):
-                        m.d.sync += emit_ptr.eq(emit_ptr + 1)
+                        beats.step(m)
+                        m.d.sync += [
+                            emit_ptr.eq(emit_ptr + 1),
+                            out_ptr.eq(out_ptr + 1),
+                            more.eq(~beats.last),
+                        ]
                     with m.Else():
+                        m.d.sync += emitting.eq(0)
                         m.d.comb += self.status.done.eq(1)
                         m.next = "IDLE"
+        # EMIT reads ACC from a flag of its own, not from the state decode.
+        m.d.comb += advance.eq(~self.o_acc.valid | self.o_acc.ready)
+        with m.If(emitting):
+            m.d.comb += [
+                acc_rd.en.eq(advance),
+                acc_rd.addr.eq(emit_ptr),
+                self.status.stall_emit.eq(~advance),
+            ]
         m.d.comb += [
             self.status.busy.eq(busy),
             self.o_acc.payload.acc.eq(acc_rd.data),
