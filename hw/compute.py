@@ -205,7 +205,7 @@ class ComputeUnit(wiring.Component):
 
         # The walker of the instruction's mode; both see the same instruction.
         cmd = Signal(self.walkers[ConvMode.DENSE].o_cmd.payload.shape())
-        cmd_valid, cmd_ready = Signal(), Signal()
+        cmd_ready = Signal()
         for mode, walker in self.walkers.items():
             m.submodules[f"walk_{mode}"] = walker
             # Any mode but DEPTHWISE walks dense, so a bad mode cannot hang the unit.
@@ -223,7 +223,7 @@ class ComputeUnit(wiring.Component):
                 walker.o_cmd.ready.eq(cmd_ready & mine),
             ]
             with m.If(mine):
-                m.d.comb += [cmd.eq(walker.o_cmd.payload), cmd_valid.eq(walker.o_cmd.valid)]
+                m.d.comb += cmd.eq(walker.o_cmd.payload)
 
         # Weight banks: tap wl goes to bank wl % 2 once the last command using that
         # bank (tap wl - 2) is COOL cycles old, at most one tap ahead of the stream.
@@ -241,6 +241,28 @@ class ComputeUnit(wiring.Component):
         beats = Countdown(20, "beats")  # o_acc beats of the emit
         more, emitting, advance = Signal(), Signal(), Signal()
         m.d.comb += self.status.active.eq(issue & cmd.write)
+        # RUN, as flags: streaming (the state is RUN) and issue, a register too: the
+        # next cycle issues if its ahead is not 0. The walker is valid whenever ahead
+        # is: it leaves ARM in the cycle the first weight load can make ahead 1.
+        streaming = Signal()
+        ahead_next = Signal(range(3))
+        m.d.comb += [
+            load.eq(
+                streaming
+                & ((ahead == 0) | ((ahead == 1) & ~cmd.tap_final))
+                & Mux(wbank, cold[1], cold[0])
+            ),
+            ahead_next.eq(ahead + load - (issue & cmd.tap_last)),
+            cmd_ready.eq(issue),
+            self.status.stall_weight.eq(streaming & ~issue),
+        ]
+        with m.If(load):
+            m.d.sync += [wgt_ptr.eq(wgt_ptr + 1), wbank.eq(~wbank)]
+        with m.If(streaming):
+            m.d.sync += [
+                ahead.eq(ahead_next),
+                issue.eq((ahead_next != 0) & ~(issue & cmd.last)),
+            ]
         # Not IDLE, as a register of its own (the queue's token counters hang off it).
         busy = Signal()
         with m.If(self.i_insn.valid & self.i_insn.ready):
@@ -259,23 +281,12 @@ class ComputeUnit(wiring.Component):
                     wgt_ptr.eq(insn.wgt_addr),
                     wbank.eq(0),
                     ahead.eq(0),
+                    streaming.eq(1),
                 ]
                 m.next = "RUN"
             with m.State("RUN"):
-                m.d.comb += [
-                    load.eq(
-                        ((ahead == 0) | ((ahead == 1) & ~cmd.tap_final))
-                        & Mux(wbank, cold[1], cold[0])
-                    ),
-                    issue.eq(cmd_valid & (ahead != 0)),
-                    cmd_ready.eq(issue),
-                    self.status.stall_weight.eq(~issue),
-                ]
-                with m.If(load):
-                    m.d.sync += [wgt_ptr.eq(wgt_ptr + 1), wbank.eq(~wbank)]
-                m.d.sync += ahead.eq(ahead + load - (issue & cmd.tap_last))
                 with m.If(issue & cmd.last):
-                    m.d.sync += drain.eq(self.DRAIN)
+                    m.d.sync += [drain.eq(self.DRAIN), streaming.eq(0)]
                     m.next = "DRAIN"
             with m.State("DRAIN"):
                 m.d.sync += drain.eq(drain - 1)
