@@ -26,7 +26,7 @@ from .array import SystolicArray, weight_layout
 from .depthwise import DepthwiseWalker, depthwise_geometry
 from .isa_layout import instruction_layout
 from .pipeline import accept
-from .walker import DenseWalker
+from .walker import Countdown, DenseWalker
 
 __all__ = ["ComputeUnit", "StatusSignature", "acc_layout", "conv_cycles"]
 
@@ -198,15 +198,14 @@ class ComputeUnit(wiring.Component):
         # insn.mode == DEPTHWISE, decoded as the instruction is taken: the walker choice
         # and the array's mode come from a register, not from the decode.
         depthwise = Signal()
-        grouped, passes = depthwise_geometry(insn, R, groups)
+        grouped, _ = depthwise_geometry(insn, R, groups)
         dw_grouped = Signal()  # row groups hold kernel rows (set at SETUP)
         port_off = [Signal(self.inp_aw, name=f"port_off{k}") for k in range(blocks * groups)]
-        n_taps = Signal(16)  # weight words of the instruction
         n_pix = Signal(20)  # out_h * out_w, beats of the emit
 
         # The walker of the instruction's mode; both see the same instruction.
         cmd = Signal(self.walkers[ConvMode.DENSE].o_cmd.payload.shape())
-        cmd_valid, cmd_ready = Signal(), Signal()
+        cmd_ready = Signal()
         for mode, walker in self.walkers.items():
             m.submodules[f"walk_{mode}"] = walker
             # Any mode but DEPTHWISE walks dense, so a bad mode cannot hang the unit.
@@ -224,51 +223,78 @@ class ComputeUnit(wiring.Component):
                 walker.o_cmd.ready.eq(cmd_ready & mine),
             ]
             with m.If(mine):
-                m.d.comb += [cmd.eq(walker.o_cmd.payload), cmd_valid.eq(walker.o_cmd.valid)]
+                m.d.comb += cmd.eq(walker.o_cmd.payload)
 
         # Weight banks: tap wl goes to bank wl % 2 once the last command using that
         # bank (tap wl - 2) is COOL cycles old, at most one tap ahead of the stream.
-        wl = Signal(16)
+        # wl is kept as what the decisions need, all registers: the WGT address
+        # (wgt_addr + wl), its bank (wl % 2) and ahead = wl - cmd.tap (0 .. 2), which the
+        # walkers' tap_last flag moves; cmd.tap_final stops the loads at the last tap.
+        wgt_ptr, wbank = Signal(self.wgt_aw), Signal()
+        ahead = Signal(range(3))
         cool = [Signal(range(self.COOL + 1), name=f"cool{b}", init=self.COOL) for b in range(2)]
-        issue, load = Signal(), Signal()
+        cold = [Signal(name=f"cold{b}", init=1) for b in range(2)]  # cool[b] == COOL
+        issue, load, setup = Signal(), Signal(), Signal()
         drain = Signal(range(self.DRAIN + 1))
-        emit_ptr = Signal(20)
+        emit_ptr = Signal(self.acc_aw)
+        out_ptr = Signal(16)  # OUT word of the beat
+        beats = Countdown(20, "beats")  # o_acc beats of the emit
+        more, emitting, advance = Signal(), Signal(), Signal()
         m.d.comb += self.status.active.eq(issue & cmd.write)
+        # RUN, as flags: streaming (the state is RUN) and issue, a register too: the
+        # next cycle issues if its ahead is not 0. The walker is valid whenever ahead
+        # is: it leaves ARM in the cycle the first weight load can make ahead 1.
+        streaming = Signal()
+        ahead_next = Signal(range(3))
+        m.d.comb += [
+            load.eq(
+                streaming
+                & ((ahead == 0) | ((ahead == 1) & ~cmd.tap_final))
+                & Mux(wbank, cold[1], cold[0])
+            ),
+            ahead_next.eq(ahead + load - (issue & cmd.tap_last)),
+            cmd_ready.eq(issue),
+            self.status.stall_weight.eq(streaming & ~issue),
+        ]
+        with m.If(load):
+            m.d.sync += [wgt_ptr.eq(wgt_ptr + 1), wbank.eq(~wbank)]
+        with m.If(streaming):
+            m.d.sync += [
+                ahead.eq(ahead_next),
+                issue.eq((ahead_next != 0) & ~(issue & cmd.last)),
+            ]
+        # Not IDLE, as a register of its own (the queue's token counters hang off it).
+        busy = Signal()
+        with m.If(self.i_insn.valid & self.i_insn.ready):
+            m.d.sync += busy.eq(1)
+        with m.Elif(self.status.done):
+            m.d.sync += busy.eq(0)
 
         with m.FSM():
             with m.State("IDLE"):
                 accept(m, self.i_insn, insn, "SETUP")
             with m.State("SETUP"):
+                m.d.comb += setup.eq(1)
                 m.d.sync += [
-                    n_taps.eq(
-                        Mux(depthwise, passes, insn.kernel_h * insn.kernel_w * insn.in_blocks)
-                    ),
                     dw_grouped.eq(grouped),
                     n_pix.eq(insn.out_h * insn.out_w),
-                    wl.eq(0),
+                    wgt_ptr.eq(insn.wgt_addr),
+                    wbank.eq(0),
+                    ahead.eq(0),
+                    streaming.eq(1),
                 ]
                 m.next = "RUN"
             with m.State("RUN"):
-                m.d.comb += [
-                    load.eq(
-                        (wl < n_taps)
-                        & (wl <= cmd.tap + 1)
-                        & (Mux(wl[0], cool[1], cool[0]) == self.COOL)
-                    ),
-                    issue.eq(cmd_valid & (wl > cmd.tap)),
-                    cmd_ready.eq(issue),
-                    self.status.stall_weight.eq(~issue),
-                ]
-                with m.If(load):
-                    m.d.sync += wl.eq(wl + 1)
                 with m.If(issue & cmd.last):
-                    m.d.sync += drain.eq(self.DRAIN)
+                    m.d.sync += [drain.eq(self.DRAIN), streaming.eq(0)]
                     m.next = "DRAIN"
             with m.State("DRAIN"):
                 m.d.sync += drain.eq(drain - 1)
                 with m.If(drain == 0):
-                    m.d.sync += emit_ptr.eq(0)
+                    m.d.sync += [emit_ptr.eq(0), out_ptr.eq(insn.out_addr), more.eq(1)]
+                    beats.start(m, n_pix - 1, n_pix == 1)
                     with m.If(insn.acc_emit):
+                        m.d.sync += emitting.eq(1)
                         m.next = "EMIT"
                     with m.Else():
                         m.d.comb += self.status.done.eq(1)
@@ -276,53 +302,63 @@ class ComputeUnit(wiring.Component):
             with m.State("EMIT"):
                 # The ACC read port's output register doubles as the o_acc register:
                 # it only advances when the beat is taken, so backpressure needs no
-                # skid buffer.
-                advance = ~self.o_acc.valid | self.o_acc.ready
-                more = emit_ptr != n_pix
-                m.d.comb += [
-                    acc_rd.en.eq(advance),
-                    acc_rd.addr.eq(emit_ptr),
-                    self.status.stall_emit.eq(~advance),
-                ]
+                # skid buffer. One advance past the last beat ends the instruction.
                 with m.If(advance):
                     m.d.sync += [
                         self.o_acc.valid.eq(more),
-                        self.o_acc.payload.out_addr.eq(insn.out_addr + emit_ptr),
-                        self.o_acc.payload.last.eq(emit_ptr == n_pix - 1),
+                        self.o_acc.payload.out_addr.eq(out_ptr),
+                        self.o_acc.payload.last.eq(beats.last),
                     ]
                     with m.If(more):
-                        m.d.sync += emit_ptr.eq(emit_ptr + 1)
+                        beats.step(m)
+                        m.d.sync += [
+                            emit_ptr.eq(emit_ptr + 1),
+                            out_ptr.eq(out_ptr + 1),
+                            more.eq(~beats.last),
+                        ]
                     with m.Else():
+                        m.d.sync += emitting.eq(0)
                         m.d.comb += self.status.done.eq(1)
                         m.next = "IDLE"
+        # EMIT reads ACC from a flag of its own, not from the state decode.
+        m.d.comb += advance.eq(~self.o_acc.valid | self.o_acc.ready)
+        with m.If(emitting):
+            m.d.comb += [
+                acc_rd.en.eq(advance),
+                acc_rd.addr.eq(emit_ptr),
+                self.status.stall_emit.eq(~advance),
+            ]
         m.d.comb += [
-            self.status.busy.eq(~self.i_insn.ready),
+            self.status.busy.eq(busy),
             self.o_acc.payload.acc.eq(acc_rd.data),
             self.o_acc.payload.insn.eq(insn),
         ]
         for b in range(2):
             with m.If(issue & (cmd.tap[0] == b)):
-                m.d.sync += cool[b].eq(1)
-            with m.Elif(cool[b] != self.COOL):
-                m.d.sync += cool[b].eq(cool[b] + 1)
+                m.d.sync += [cool[b].eq(1), cold[b].eq(self.COOL == 1)]
+            with m.Elif(~cold[b]):
+                m.d.sync += [cool[b].eq(cool[b] + 1), cold[b].eq(cool[b] == self.COOL - 1)]
 
         # Stage 0: reads. The read ports hold their data between issues, and the
         # stage registers below hold too: in depthwise mode a stalled stream must
         # keep presenting words of banks that hold this instruction's weights.
-        m.d.comb += [wgt_rd.addr.eq(insn.wgt_addr + wl), wgt_rd.en.eq(load)]
+        m.d.comb += [wgt_rd.addr.eq(wgt_ptr), wgt_rd.en.eq(load)]
         # Port (g, b) reads block b of group g's input row: g kernel rows further down.
         with m.If(self.i_insn.valid & self.i_insn.ready):
-            p = self.i_insn.payload
-            m.d.sync += depthwise.eq(p.mode == ConvMode.DEPTHWISE)
+            m.d.sync += depthwise.eq(self.i_insn.payload.mode == ConvMode.DEPTHWISE)
+        # From the instruction register, in SETUP: the first read issues two cycles later.
+        with m.If(setup):
             for g in range(groups):
                 for b in range(blocks):
                     m.d.sync += port_off[g * blocks + b].eq(
-                        b * p.inp_block_stride + g * p.dilation_h * p.in_w
+                        b * insn.inp_block_stride + g * insn.dilation_h * insn.in_w
                     )
-        running = ~self.i_insn.ready
+        running = busy
+        dw_cmd = self.walkers[ConvMode.DEPTHWISE].o_cmd.payload
         for k, port in enumerate(inp_ports):
             if k < len(port_off):
-                addr = cmd.inp_addr + port_off[k] if k else cmd.inp_addr
+                # Ports past 0 serve depthwise words only: from that walker, no mode mux.
+                addr = dw_cmd.inp_addr + port_off[k] if k else cmd.inp_addr
                 m.d.comb += [port.addr.eq(addr), port.en.eq(issue)]
             if k == 1:
                 # Lent to the vector unit while idle.
@@ -331,7 +367,7 @@ class ComputeUnit(wiring.Component):
                 m.d.comb += self.inp_r.data.eq(port.data)
         v1, wv1, wbank1 = Signal(), Signal(), Signal()
         bank1, tag1 = Signal(), Signal.like(array.i_data.payload.tag)
-        m.d.sync += [v1.eq(issue & cmd.write), wv1.eq(load), wbank1.eq(wl[0])]
+        m.d.sync += [v1.eq(issue & cmd.write), wv1.eq(load), wbank1.eq(wbank)]
         with m.If(issue):
             m.d.sync += [
                 bank1.eq(cmd.tap[0]),

@@ -43,7 +43,7 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .pipeline import accept
-from .walker import command_layout
+from .walker import Countdown, command_layout, pick
 
 __all__ = ["DepthwiseWalker", "depthwise_geometry"]
 
@@ -89,24 +89,31 @@ class DepthwiseWalker(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         insn = Signal(self.insn_layout)
-        row_step, dil_row, row_len = Signal(16), Signal(16), Signal(14)
-        ky, oy = Signal(16), Signal(10)
-        j, ox = Signal(14), Signal(12)
+        row_step, dil_row = Signal(16), Signal(16)
+        ky = Signal(16)
+        # Loops: passes, output rows, words of a row (down-counters, registered flags).
+        kp, y, j = Countdown(8, "pass"), Countdown(10, "y"), Countdown(14, "j")
         phase = Signal(3)
-        tap_base, row_addr = Signal(16), Signal(16)
-        acc_row = Signal.like(self.o_cmd.payload.acc_addr)
+        span = Signal(14)  # stride_w * (out_w - 1)
+        wrap = Signal()  # phase == stride_w - 1
+        in_win = Signal()  # the word's window ox < out_w
+        win_left = Signal(12)  # windows of the row after the current one
+        tap_base, row_addr, inp_ptr = Signal(16), Signal(16), Signal(16)
+        acc_row, acc_ptr = (
+            Signal.like(self.o_cmd.payload.acc_addr),
+            Signal.like(self.o_cmd.payload.acc_addr),
+        )
 
-        last_j = j == row_len - 1
-        last_y = oy == insn.out_h - 1
-        passes = Signal(8)
-        last_ky = ky == passes - 1
+        go = Signal()  # RUN and the command is taken
         cmd = self.o_cmd.payload
         m.d.comb += [
-            cmd.inp_addr.eq(row_addr + j),
-            cmd.acc_addr.eq(acc_row + ox),
+            cmd.inp_addr.eq(inp_ptr),
+            cmd.acc_addr.eq(acc_ptr),
             cmd.tap.eq(ky),
-            cmd.write.eq((phase == 0) & (ox < insn.out_w)),
-            cmd.last.eq(last_j & last_y & last_ky),
+            cmd.write.eq((phase == 0) & in_win),
+            cmd.tap_last.eq(j.last & y.last),
+            cmd.tap_final.eq(kp.last),
+            cmd.last.eq(cmd.tap_last & cmd.tap_final),
         ]
 
         with m.FSM():
@@ -115,6 +122,16 @@ class DepthwiseWalker(wiring.Component):
             with m.State("SETUP"):
                 grouped, n_pass = depthwise_geometry(insn, self.rows, self.groups)
                 shift = (self.groups - 1).bit_length()
+                kp.setup(m, n_pass - 1)
+                y.setup(m, insn.out_h - 1)
+                m.d.sync += span.eq(insn.stride_w * (insn.out_w - 1))
+                m.d.sync += [
+                    phase.eq(0),
+                    wrap.eq(insn.stride_w == 1),
+                    in_win.eq(insn.out_w != 0),
+                    win_left.eq(insn.out_w - 1),
+                    inp_ptr.eq(insn.inp_addr),
+                ]
                 m.d.sync += [
                     row_step.eq(insn.stride_h * insn.in_w),
                     # One pass moves group 0 down G kernel rows when grouped.
@@ -125,44 +142,54 @@ class DepthwiseWalker(wiring.Component):
                             insn.dilation_h * insn.in_w,
                         )
                     ),
-                    passes.eq(n_pass),
-                    row_len.eq(insn.stride_w * (insn.out_w - 1) + insn.kernel_w),
                     ky.eq(0),
-                    oy.eq(0),
-                    j.eq(0),
-                    ox.eq(0),
-                    phase.eq(0),
                     acc_row.eq(0),
+                    acc_ptr.eq(0),
                     tap_base.eq(insn.inp_addr),
                     row_addr.eq(insn.inp_addr),
                 ]
+                m.next = "ARM"
+            with m.State("ARM"):
+                for counter in (kp, y):
+                    counter.arm(m)
+                # Words of a row: span + kernel_w; one word only for out_w = kernel_w = 1
+                # (the dispatcher refuses zero out_w, stride_w and kernel_w).
+                j.start(m, span + insn.kernel_w - 1, (insn.out_w == 1) & (insn.kernel_w == 1))
                 m.next = "RUN"
             with m.State("RUN"):
-                m.d.comb += self.o_cmd.valid.eq(1)
-                with m.If(self.o_cmd.ready):
-                    with m.If(~last_j):
-                        m.d.sync += j.eq(j + 1)
-                        # phase counts words modulo stride_w; a window starts at 0.
-                        with m.If(phase == insn.stride_w - 1):
-                            m.d.sync += [phase.eq(0), ox.eq(ox + 1)]
-                        with m.Else():
-                            m.d.sync += phase.eq(phase + 1)
-                    with m.Else():
-                        m.d.sync += [j.eq(0), phase.eq(0), ox.eq(0)]
-                        with m.If(~last_y):
-                            m.d.sync += [
-                                oy.eq(oy + 1),
-                                row_addr.eq(row_addr + row_step),
-                                acc_row.eq(acc_row + insn.out_w),
-                            ]
-                        with m.Else():
-                            m.d.sync += [
-                                oy.eq(0),
-                                ky.eq(ky + 1),
-                                acc_row.eq(0),
-                                tap_base.eq(tap_base + dil_row),
-                                row_addr.eq(tap_base + dil_row),
-                            ]
-                    with m.If(cmd.last):
-                        m.next = "IDLE"
+                m.d.comb += [self.o_cmd.valid.eq(1), go.eq(self.o_cmd.ready)]
+                with m.If(self.o_cmd.ready & cmd.last):
+                    m.next = "IDLE"
+
+        # RUN, as one-hot cases of the registered loop flags (see DenseWalker): the
+        # next word of the row (c_j; it starts the next window if wrap), the next
+        # output row (c_y), the next pass (c_p).
+        c_j = ~j.last
+        c_y = j.last & ~y.last
+        c_p = j.last & y.last
+        win = c_j & wrap
+        next_row, next_tap = row_addr + row_step, tap_base + dil_row
+        acc_next_row = acc_row + insn.out_w
+        with m.If(go):
+            j.advance(m, c_j, ~c_j)
+            y.advance(m, c_y, c_p)
+            kp.advance(m, c_p)
+            m.d.sync += [
+                inp_ptr.eq(pick((c_j, inp_ptr + 1), (c_y, next_row), (c_p, next_tap))),
+                # phase counts words modulo stride_w; a window starts at 0.
+                phase.eq(Mux(c_j & ~wrap, phase + 1, 0)),
+                wrap.eq(Mux(c_j & ~wrap, phase + 2 == insn.stride_w, insn.stride_w == 1)),
+                acc_ptr.eq(pick((win, acc_ptr + 1), (c_j & ~wrap, acc_ptr), (c_y, acc_next_row))),
+            ]
+            with m.If(win):
+                m.d.sync += [win_left.eq(win_left - 1), in_win.eq(in_win & (win_left != 0))]
+            with m.If(~c_j):
+                m.d.sync += [
+                    win_left.eq(insn.out_w - 1),
+                    in_win.eq(insn.out_w != 0),
+                    row_addr.eq(Mux(c_y, next_row, next_tap)),
+                    acc_row.eq(Mux(c_y, acc_next_row, 0)),
+                ]
+            with m.If(c_p):
+                m.d.sync += [ky.eq(ky + 1), tap_base.eq(next_tap)]
         return m

@@ -10,13 +10,13 @@ the weight banks and the accumulators and runs whichever walker the instruction'
 per instruction in a setup cycle.
 """
 
-from amaranth.hdl import Module, Signal
+from amaranth.hdl import Module, Mux, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .pipeline import accept
 
-__all__ = ["command_layout", "DenseWalker"]
+__all__ = ["command_layout", "Countdown", "DenseWalker", "pick"]
 
 
 def command_layout(acc_addr_width):
@@ -34,10 +34,73 @@ def command_layout(acc_addr_width):
         The result is accumulated (0: the word only feeds the depthwise taps).
     last : unsigned(1)
         Last command of the instruction.
+    tap_last : unsigned(1)
+        Last command of its tap (the next command's ``tap`` is one more).
+    tap_final : unsigned(1)
+        The command belongs to the instruction's last tap.
+
+    The flags come from registers, so the sequencer needs no comparator on ``tap``.
     """
     return data.StructLayout(
-        {"inp_addr": 16, "acc_addr": acc_addr_width, "tap": 16, "write": 1, "last": 1}
+        {
+            "inp_addr": 16,
+            "acc_addr": acc_addr_width,
+            "tap": 16,
+            "write": 1,
+            "last": 1,
+            "tap_last": 1,
+            "tap_final": 1,
+        }
     )
+
+
+class Countdown:
+    """A loop counter as its registered ``last`` flag: ``left`` counts the iterations
+    after the current one, and ``last`` (``left == 0``) is set a cycle early, when
+    ``left`` steps from 1, so no comparator sits between the flag and its users.
+
+    ``setup(m, n_m1)`` (``m.d.sync``, once per instruction) keeps the loop length
+    ``n_m1 + 1`` and ``arm(m)``, a cycle later, starts the loop (the flags come from the
+    kept register, not from the setup arithmetic); ``restart(m)`` starts it again;
+    ``step(m)`` counts one iteration.
+    """
+
+    def __init__(self, width, name):
+        self.left = Signal(width, name=f"{name}_left")
+        self.last = Signal(name=f"{name}_last")
+        self.n_m1 = Signal(width, name=f"{name}_n_m1")
+        self.one = Signal(name=f"{name}_one")  # a loop of one iteration
+
+    def setup(self, m, n_m1):
+        m.d.sync += self.n_m1.eq(n_m1)
+
+    def arm(self, m):
+        self.start(m, self.n_m1, self.n_m1 == 0)
+
+    def start(self, m, n_m1, one):
+        """Keep the length and start the loop in one go (``one``: ``n_m1 == 0``)."""
+        m.d.sync += [self.n_m1.eq(n_m1), self.one.eq(one), self.left.eq(n_m1), self.last.eq(one)]
+
+    def restart(self, m):
+        m.d.sync += [self.left.eq(self.n_m1), self.last.eq(self.one)]
+
+    def step(self, m):
+        m.d.sync += [self.left.eq(self.left - 1), self.last.eq(self.left == 1)]
+
+    def advance(self, m, step, restart=0):
+        """Count one iteration if ``step``, start again if ``restart`` (one-hot)."""
+        with m.If(step):
+            self.step(m)
+        with m.If(restart):
+            self.restart(m)
+
+
+def pick(*cases):
+    """AND-OR of ``(select, value)`` pairs with one-hot selects (0 if none)."""
+    out = 0
+    for sel, value in cases:
+        out = out | Mux(sel, value, 0)
+    return out
 
 
 class DenseWalker(wiring.Component):
@@ -74,39 +137,41 @@ class DenseWalker(wiring.Component):
         insn = Signal(self.insn_layout)
         row_step, dil_row = Signal(16), Signal(16)
         s = Signal(16)
-        kx, ky, blk = Signal(4), Signal(4), Signal(8)
-        ox, oy = Signal(10), Signal(10)
+        # Loop counters: ox, oy, kx, ky, blk, as down-counters with registered flags.
+        x, y = Countdown(10, "x"), Countdown(10, "y")
+        kx, ky, blk = Countdown(4, "kx"), Countdown(4, "ky"), Countdown(8, "blk")
         pix = Signal.like(self.o_cmd.payload.acc_addr)
         blk_base, ky_base, tap_base = Signal(16), Signal(16), Signal(16)
         row_addr, pix_addr = Signal(16), Signal(16)
 
-        last_x = ox == insn.out_w - 1
-        last_y = oy == insn.out_h - 1
-        last_kx = kx == insn.kernel_w - 1
-        last_ky = ky == insn.kernel_h - 1
-        last_blk = blk == insn.in_blocks - 1
+        go = Signal()  # RUN and the command is taken
         cmd = self.o_cmd.payload
         m.d.comb += [
             cmd.inp_addr.eq(pix_addr),
             cmd.acc_addr.eq(pix),
             cmd.tap.eq(s),
             cmd.write.eq(1),
-            cmd.last.eq(last_x & last_y & last_kx & last_ky & last_blk),
+            cmd.tap_last.eq(x.last & y.last),
+            cmd.tap_final.eq(kx.last & ky.last & blk.last),
+            cmd.last.eq(cmd.tap_last & cmd.tap_final),
         ]
 
         with m.FSM():
             with m.State("IDLE"):
                 accept(m, self.i_insn, insn, "SETUP")
             with m.State("SETUP"):
+                for counter, n in (
+                    (x, insn.out_w),
+                    (y, insn.out_h),
+                    (kx, insn.kernel_w),
+                    (ky, insn.kernel_h),
+                    (blk, insn.in_blocks),
+                ):
+                    counter.setup(m, n - 1)
                 m.d.sync += [
                     row_step.eq(insn.stride_h * insn.in_w),
                     dil_row.eq(insn.dilation_h * insn.in_w),
                     s.eq(0),
-                    kx.eq(0),
-                    ky.eq(0),
-                    blk.eq(0),
-                    ox.eq(0),
-                    oy.eq(0),
                     pix.eq(0),
                     blk_base.eq(insn.inp_addr),
                     ky_base.eq(insn.inp_addr),
@@ -114,51 +179,48 @@ class DenseWalker(wiring.Component):
                     row_addr.eq(insn.inp_addr),
                     pix_addr.eq(insn.inp_addr),
                 ]
+                m.next = "ARM"
+            with m.State("ARM"):
+                for counter in (x, y, kx, ky, blk):
+                    counter.arm(m)
                 m.next = "RUN"
             with m.State("RUN"):
-                m.d.comb += self.o_cmd.valid.eq(1)
-                with m.If(self.o_cmd.ready):
-                    with m.If(~last_x):
-                        m.d.sync += [
-                            ox.eq(ox + 1),
-                            pix.eq(pix + 1),
-                            pix_addr.eq(pix_addr + insn.stride_w),
-                        ]
-                    with m.Elif(~last_y):
-                        m.d.sync += [
-                            ox.eq(0),
-                            oy.eq(oy + 1),
-                            pix.eq(pix + 1),
-                            row_addr.eq(row_addr + row_step),
-                            pix_addr.eq(row_addr + row_step),
-                        ]
-                    with m.Else():
-                        # Next tap: kx steps by the dilation, then ky, then the block.
-                        nb = Signal(16)
-                        with m.If(~last_kx):
-                            m.d.comb += nb.eq(tap_base + insn.dilation_w)
-                            m.d.sync += kx.eq(kx + 1)
-                        with m.Elif(~last_ky):
-                            m.d.comb += nb.eq(ky_base + dil_row)
-                            m.d.sync += [kx.eq(0), ky.eq(ky + 1), ky_base.eq(nb)]
-                        with m.Else():
-                            m.d.comb += nb.eq(blk_base + insn.inp_block_stride)
-                            m.d.sync += [
-                                kx.eq(0),
-                                ky.eq(0),
-                                blk.eq(blk + 1),
-                                blk_base.eq(nb),
-                                ky_base.eq(nb),
-                            ]
-                        m.d.sync += [
-                            ox.eq(0),
-                            oy.eq(0),
-                            pix.eq(0),
-                            s.eq(s + 1),
-                            tap_base.eq(nb),
-                            row_addr.eq(nb),
-                            pix_addr.eq(nb),
-                        ]
-                    with m.If(cmd.last):
-                        m.next = "IDLE"
+                m.d.comb += [self.o_cmd.valid.eq(1), go.eq(self.o_cmd.ready)]
+                with m.If(self.o_cmd.ready & cmd.last):
+                    m.next = "IDLE"
+
+        # RUN: what the next command changes, as one-hot cases of the registered loop
+        # flags, each register choosing among its candidates with an AND-OR: the
+        # next pixel (c_x), the next row (c_y), the next tap (c_t), which steps kx
+        # (t_kx), else ky (t_ky), else the block (t_blk), by the dilation or the pitch.
+        c_x = ~x.last
+        c_y = x.last & ~y.last
+        c_t = x.last & y.last
+        t_kx = c_t & ~kx.last
+        t_ky = c_t & kx.last & ~ky.last
+        t_blk = c_t & kx.last & ky.last
+        nb = pick(
+            (t_kx, tap_base + insn.dilation_w),
+            (t_ky, ky_base + dil_row),
+            (t_blk, blk_base + insn.inp_block_stride),
+        )
+        next_row = row_addr + row_step
+        with m.If(go):
+            x.advance(m, c_x, ~c_x)
+            y.advance(m, c_y, c_t)
+            kx.advance(m, t_kx, t_ky | t_blk)
+            ky.advance(m, t_ky, t_blk)
+            blk.advance(m, t_blk)
+            m.d.sync += [
+                pix.eq(Mux(c_t, 0, pix + 1)),
+                pix_addr.eq(pick((c_x, pix_addr + insn.stride_w), (c_y, next_row), (c_t, nb))),
+            ]
+            with m.If(~c_x):
+                m.d.sync += row_addr.eq(Mux(c_y, next_row, nb))
+            with m.If(c_t):
+                m.d.sync += [s.eq(s + 1), tap_base.eq(nb)]
+            with m.If(t_ky | t_blk):
+                m.d.sync += ky_base.eq(nb)
+            with m.If(t_blk):
+                m.d.sync += blk_base.eq(nb)
         return m

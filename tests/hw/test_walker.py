@@ -1,7 +1,8 @@
 """hw/walker.py's DenseWalker and hw/depthwise.py's DepthwiseWalker alone: the command
 stream of CONV instructions against a numpy model of each loop nest, for seeded random
 instructions and the largest field values (arch's ``field().max``), with a random
-``o_cmd.ready``. Only the commands are compared, never the cycles they take."""
+``o_cmd.ready``. Only the commands are compared, never the cycles they take; each
+command's ``tap_last`` and ``tap_final`` flags are derived from the model's taps."""
 
 import numpy as np
 import pytest
@@ -78,6 +79,16 @@ def depthwise_model(f, config):
     return [tuple(c) for c in out]
 
 
+def with_tap_flags(cmds):
+    """The model's commands plus ``tap_last`` (the next command has another tap, or
+    none follows) and ``tap_final`` (the instruction's last tap)."""
+    taps = [c[2] for c in cmds]
+    return [
+        (*c, i == len(cmds) - 1 or taps[i + 1] != c[2], c[2] == taps[-1])
+        for i, c in enumerate(cmds)
+    ]
+
+
 def _run(walker, instructions, seed):
     """Commands the walker emits for each instruction, with o_cmd.ready random."""
     rng = np.random.default_rng(seed)
@@ -97,7 +108,17 @@ def _run(walker, instructions, seed):
                     walker.o_cmd.valid, walker.o_cmd.ready, walker.o_cmd.payload
                 )
                 if valid and ready:
-                    cmds.append((cmd.inp_addr, cmd.acc_addr, cmd.tap, cmd.write, bool(cmd.last)))
+                    cmds.append(
+                        (
+                            cmd.inp_addr,
+                            cmd.acc_addr,
+                            cmd.tap,
+                            cmd.write,
+                            bool(cmd.last),
+                            bool(cmd.tap_last),
+                            bool(cmd.tap_final),
+                        )
+                    )
                     if cmd.last:
                         break
             ctx.set(walker.o_cmd.ready, 0)
@@ -157,7 +178,7 @@ def test_dense_walker_matches_loop_nest():
     ]
     walker = DenseWalker(instruction_layout(_CONV), _ACC_AW)
     for f, cmds in zip(insns, _run(walker, insns, seed=1), strict=True):
-        assert cmds == dense_model(f), f
+        assert cmds == with_tap_flags(dense_model(f)), f
 
 
 @pytest.mark.parametrize("cfg_name", ["tiny", "ultra96"])
@@ -220,4 +241,4 @@ def test_depthwise_walker_matches_loop_nest(cfg_name):
         instruction_layout(_CONV), _ACC_AW, config.rows, config.depthwise_groups
     )
     for f, cmds in zip(insns, _run(walker, insns, seed=2), strict=True):
-        assert cmds == depthwise_model(f, config), f
+        assert cmds == with_tap_flags(depthwise_model(f, config)), f
