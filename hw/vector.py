@@ -230,8 +230,10 @@ class VectorUnit(wiring.Component):
         gap, gap_len = Signal(range(T + 1)), Signal(range(T + 1))
         write = Signal()
         rd_addr, rd_en = Signal(self.inp_aw), Signal()
-        # Loop bounds less one, for equality compares in RUN.
+        # Loop bounds less one, and registered "counter at its bound" flags, each updated
+        # with its counter from the counter's next value (no compare on the RUN path).
         kw_m1, kh_m1, ow_m1, oh_m1 = Signal(4), Signal(4), Signal(10), Signal(10)
+        kx_end, ky_end, ox_end, oy_end = Signal(), Signal(), Signal(), Signal()
         m.d.sync += s_latch.eq(0)
 
         with m.FSM():
@@ -281,6 +283,10 @@ class VectorUnit(wiring.Component):
                     kh_m1.eq(kh - 1),
                     ow_m1.eq(insn.out_w - 1),
                     oh_m1.eq(insn.out_h - 1),
+                    kx_end.eq(kw == 1),
+                    ky_end.eq(kh == 1),
+                    ox_end.eq(insn.out_w == 1),
+                    oy_end.eq(insn.out_h == 1),
                     gap.eq(0),
                     row_step.eq(insn.in_w * step_h),
                     gap_len.eq(Mux(kh * kw < T, T - kh * kw, 0)),
@@ -294,7 +300,7 @@ class VectorUnit(wiring.Component):
                 m.d.comb += [
                     issue.eq(1),
                     first.eq((kx == 0) & (ky == 0)),
-                    last.eq((kx == kw_m1) & (ky == kh_m1)),
+                    last.eq(kx_end & ky_end),
                 ]
                 if T > 1:
                     with m.If(last & (gap_len != 0)):
@@ -303,24 +309,34 @@ class VectorUnit(wiring.Component):
                 base = Mux(two & (kx == 1), insn.src_b, insn.src_a)
                 offset = row_off + col_off + Mux(two, 0, win_off + kx)
                 m.d.comb += [rd_addr.eq(base + offset), rd_en.eq(1)]
-                m.d.sync += kx.eq(kx + 1)
-                with m.If(kx == kw_m1):
-                    m.d.sync += [kx.eq(0), ky.eq(ky + 1), win_off.eq(win_off + insn.in_w)]
-                    with m.If(ky == kh_m1):
+                m.d.sync += [kx.eq(kx + 1), kx_end.eq(kx + 1 == kw_m1)]
+                with m.If(kx_end):
+                    m.d.sync += [
+                        kx.eq(0),
+                        kx_end.eq(kw_m1 == 0),
+                        ky.eq(ky + 1),
+                        ky_end.eq(ky + 1 == kh_m1),
+                        win_off.eq(win_off + insn.in_w),
+                    ]
+                    with m.If(ky_end):
                         m.d.sync += [
                             ky.eq(0),
+                            ky_end.eq(kh_m1 == 0),
                             win_off.eq(0),
                             ox.eq(ox + 1),
+                            ox_end.eq(ox + 1 == ow_m1),
                             col_off.eq(col_off + sw),
                         ]
-                        with m.If(ox == ow_m1):
+                        with m.If(ox_end):
                             m.d.sync += [
                                 ox.eq(0),
+                                ox_end.eq(ow_m1 == 0),
                                 col_off.eq(0),
                                 oy.eq(oy + 1),
+                                oy_end.eq(oy + 1 == oh_m1),
                                 row_off.eq(row_off + row_step),
                             ]
-                            with m.If(oy == oh_m1):
+                            with m.If(oy_end):
                                 m.next = "DRAIN"
             with m.State("DRAIN"):
                 with m.If(written == n_pix):
