@@ -30,7 +30,7 @@ The unit is a free-running pipeline (no back-pressure: ``o`` is always ready);
 :class:`~bamboo.hw.postproc.PostProcessor` puts flow control around it.
 """
 
-from amaranth.hdl import Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 from bamboo.hw.pipeline import bit_length, delay_chain, register, round_up
@@ -115,6 +115,55 @@ def _rne_right(m, x, amount, cases, name):
                     sticky = x[: k - 1].any() if k > 1 else 0
                     m.d.comb += [q.eq(x[k:]), up.eq(guard & (sticky | x[k]))]
     return q, up
+
+
+#: Step 4's right shifts with a result: ``r`` normalized and ``t`` in ``[-24, -15]``.
+_STEP4 = range(1 - _CLIP_T, 25)
+
+
+def round_decode(m, r, up, t, zero, name):
+    """First half of ``y = RNE((r + up) * 2**t)``, min(y, 511), for ``r + up`` zero or in
+    ``[2**23, 2**24]``: decoded from the operands of ``r + up``, alongside that adder.
+
+    ``r + up`` normalized, ``t`` alone decides most cases: ``t >= -14`` gives ``y >= 512``,
+    which saturates for every zero point (module docstring), and ``t <= -25`` rounds to
+    0. Only the 10 shifts of :data:`_STEP4` remain; their sticky bits (the bits below
+    the guard bit of ``r + up``) are all-ones tests of ``r``'s low bits when ``up`` is
+    set (the +1 carries through them), any-bit tests otherwise.
+
+    Returns
+    -------
+    dict
+        ``zero`` (``r + up == 0``, from the caller), ``sat`` (``t >= -14``), ``sel``
+        (one-hot over :data:`_STEP4`, 0 when ``t`` is outside it) and ``sticky`` (per
+        shift), combinational; register them (:func:`register_fields`) and pass them
+        to :func:`round_select`.
+    """
+    sel = Signal(len(_STEP4), name=f"{name}_sel")
+    sticky = Signal(len(_STEP4), name=f"{name}_sticky")
+    for j, k in enumerate(_STEP4):
+        low = r[: k - 1]
+        m.d.comb += [sel[j].eq(t == -k), sticky[j].eq(Mux(up, ~low.all(), low.any()))]
+    return {"zero": zero, "sat": t >= _CLIP_T, "sel": sel, "sticky": sticky}
+
+
+def register_fields(m, fields, name, reg):
+    """``fields`` (a dict of values) registered, as a namespace of ``{name}_{key}``."""
+    from types import SimpleNamespace
+
+    return SimpleNamespace(**{k: reg(v, f"{name}_{k}") for k, v in fields.items()})
+
+
+def round_select(r, step):
+    """Second half: ``(y, round-up bit)`` from the sum ``r`` and the registered decode
+    ``step`` of :func:`round_decode`; ``y + up`` is the rounded, clipped magnitude."""
+    width = (_Y_CLIP + 1).bit_length()  # y reaches 512 (r = 2**24 at t = -15)
+    y, up = Mux(step.sat, _Y_CLIP, 0), Const(0)
+    for j, k in enumerate(_STEP4):
+        odd = r[k] if k < len(r) else 0
+        y = y | Mux(step.sel[j], r[k:], 0)
+        up = up | (step.sel[j] & r[k - 1] & (step.sticky[j] | odd))
+    return Mux(step.zero, 0, y[:width]), ~step.zero & up
 
 
 class Requantizer(wiring.Component):
@@ -224,23 +273,13 @@ class Requantizer(wiring.Component):
         r9, up9 = reg(r0[:24], "r9"), reg(up1, "up9")
         t9 = reg(s1_8 + s2_8 + e[8], "t9", signed(10))
         # Stage 10: add the round-up (r may reach 2**24); t = s1 + s2 + e is r's exponent.
+        # Step 4's case decode and sticky bits come from r9 and up9 alongside the adder.
         r10 = reg(r9 + up9, "r10", unsigned(25))
-        t10 = reg(t9, "t10")
-        # Stage 11: step 4, y = RNE(r * 2**t). r is 0 or normalized to [2**23, 2**24],
-        # so t alone decides most cases: t >= -14 gives y >= 512, which saturates for
-        # every zero point (module docstring), and t <= -25 rounds to 0. Only 10 shifts
-        # remain, and their results (at most 512) need no clip.
-        y11 = Signal(range(_Y_CLIP + 2), name="y_comb")
-        up11 = Signal(name="up_comb")
-        with m.If(r10 == 0):
-            pass
-        with m.Elif(t10 >= _CLIP_T):
-            m.d.comb += y11.eq(_Y_CLIP)
-        with m.Else(), m.Switch(t10):
-            for k in range(1 - _CLIP_T, 25):  # t <= -25 (no case) rounds to 0
-                with m.Case(-k):
-                    sticky = r10[: k - 1].any()
-                    m.d.comb += [y11.eq(r10[k:]), up11.eq(r10[k - 1] & (sticky | r10[k]))]
+        step4 = register_fields(
+            m, round_decode(m, r9, up9, t9, (r9 == 0) & ~up9, "step4"), "step4_10", reg
+        )
+        # Stage 11: step 4, y = RNE(r * 2**t) from the decoded case (:func:`round_decode`).
+        y11, up11 = round_select(r10, step4)
         y_11, up_11 = reg(y11, "y11"), reg(up11, "up11")
         # Stage 12: apply the sign and the zero point in one adder: zp +/- (y + up).
         y_up = y_11 + up_11

@@ -30,7 +30,7 @@ pixel, so half as many FMA lanes, each taking two lanes in turn, keep their rate
 cost"), measured by ``make resources``.
 """
 
-from amaranth.hdl import Array, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Array, Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 from bamboo.hw.pipeline import register
@@ -54,7 +54,7 @@ from .fma import (
 )
 from .isa_layout import instruction_layout
 from .postproc import Activation, ActivationUnit, LutWriteSignature
-from .requantizer import Requantizer
+from .requantizer import Requantizer, register_fields, round_decode, round_select
 
 __all__ = ["VectorStatusSignature", "VectorUnit"]
 
@@ -110,10 +110,13 @@ class VectorUnit(wiring.Component):
     status : ``Out(VectorStatusSignature())``
     """
 
-    _CORE = 2 + 2 * FusedMultiplyAdd.LATENCY + 3  # lane input to activation, every op
+    #: Cycles from an INP read's issue to the lanes' stage 0: the registered address, the
+    #: read data, the reducer.
+    _READ = 3
+    _CORE = 2 + 2 * FusedMultiplyAdd.LATENCY + 4  # lane input to activation, every op
     #: Cycles from the INP read of a pixel's last element to its OUT write (read data,
     #: reducer, lanes, activation).
-    LATENCY = 2 + _CORE + ActivationUnit.LATENCY
+    LATENCY = _READ + _CORE + ActivationUnit.LATENCY
     #: Cycles from accepting an instruction to its first INP read (PARAM read, setup).
     START = 3
 
@@ -175,10 +178,18 @@ class VectorUnit(wiring.Component):
         B = self.config.rows
         V, T = self.lanes, self.turns  # lanes, and cycles to take B channels
         insn = Signal(self.insn_layout)
-        vop = insn.vop
-        pool = (vop == VecOp.MAX_POOL) | (vop == VecOp.AVG_POOL)
-        two = (vop == VecOp.ADD) | (vop == VecOp.MUL)
-        fma_op = two | (vop == VecOp.MUL_CHANNEL)
+        # The operation decoded once, into flags registered with the instruction.
+        ops = {
+            "pool": (VecOp.MAX_POOL, VecOp.AVG_POOL),
+            "two": (VecOp.ADD, VecOp.MUL),
+            "fma_op": (VecOp.ADD, VecOp.MUL, VecOp.MUL_CHANNEL),
+            "is_add": (VecOp.ADD,),
+            "is_max": (VecOp.MAX_POOL,),
+            "is_avg": (VecOp.AVG_POOL,),
+            "is_mul_channel": (VecOp.MUL_CHANNEL,),
+        }
+        flags = {name: Signal(name=name) for name in ops}
+        pool, two, fma_op = flags["pool"], flags["two"], flags["fma_op"]
 
         def code(v):
             """An 8-bit field or INP byte as the code it stands for, signed(9)."""
@@ -218,6 +229,11 @@ class VectorUnit(wiring.Component):
         # Idle cycles after a pixel's reads so that pixels start >= T cycles apart.
         gap, gap_len = Signal(range(T + 1)), Signal(range(T + 1))
         write = Signal()
+        rd_addr, rd_en = Signal(self.inp_aw), Signal()
+        # Loop bounds less one, and registered "counter at its bound" flags, each updated
+        # with its counter from the counter's next value (no compare on the RUN path).
+        kw_m1, kh_m1, ow_m1, oh_m1 = Signal(4), Signal(4), Signal(10), Signal(10)
+        kx_end, ky_end, ox_end, oy_end = Signal(), Signal(), Signal(), Signal()
         m.d.sync += s_latch.eq(0)
 
         with m.FSM():
@@ -232,6 +248,9 @@ class VectorUnit(wiring.Component):
                         insn.eq(self.i_insn.payload),
                         wr_addr.eq(self.i_insn.payload.out_addr),
                     ]
+                    for name, vops in ops.items():
+                        vop_in = self.i_insn.payload.vop
+                        m.d.sync += flags[name].eq(Cat(vop_in == v for v in vops).any())
                     with m.If((self.i_insn.payload.out_h == 0) | (self.i_insn.payload.out_w == 0)):
                         m.d.comb += self.status.done.eq(1)  # a barrier: tokens only
                     with m.Else():
@@ -257,9 +276,17 @@ class VectorUnit(wiring.Component):
                 m.next = "SETUP"
             with m.State("SETUP"):
                 # MUL_CHANNEL's scale word; the lanes' constants settle from `param`.
-                m.d.comb += [self.inp_r.addr.eq(insn.src_b), self.inp_r.en.eq(1)]
+                m.d.comb += [rd_addr.eq(insn.src_b), rd_en.eq(1)]
                 m.d.sync += [
                     s_latch.eq(1),
+                    kw_m1.eq(kw - 1),
+                    kh_m1.eq(kh - 1),
+                    ow_m1.eq(insn.out_w - 1),
+                    oh_m1.eq(insn.out_h - 1),
+                    kx_end.eq(kw == 1),
+                    ky_end.eq(kh == 1),
+                    ox_end.eq(insn.out_w == 1),
+                    oy_end.eq(insn.out_h == 1),
                     gap.eq(0),
                     row_step.eq(insn.in_w * step_h),
                     gap_len.eq(Mux(kh * kw < T, T - kh * kw, 0)),
@@ -273,7 +300,7 @@ class VectorUnit(wiring.Component):
                 m.d.comb += [
                     issue.eq(1),
                     first.eq((kx == 0) & (ky == 0)),
-                    last.eq((kx == kw - 1) & (ky == kh - 1)),
+                    last.eq(kx_end & ky_end),
                 ]
                 if T > 1:
                     with m.If(last & (gap_len != 0)):
@@ -281,31 +308,43 @@ class VectorUnit(wiring.Component):
                         m.next = "GAP"
                 base = Mux(two & (kx == 1), insn.src_b, insn.src_a)
                 offset = row_off + col_off + Mux(two, 0, win_off + kx)
-                m.d.comb += [self.inp_r.addr.eq(base + offset), self.inp_r.en.eq(1)]
-                m.d.sync += kx.eq(kx + 1)
-                with m.If(kx == kw - 1):
-                    m.d.sync += [kx.eq(0), ky.eq(ky + 1), win_off.eq(win_off + insn.in_w)]
-                    with m.If(ky == kh - 1):
+                m.d.comb += [rd_addr.eq(base + offset), rd_en.eq(1)]
+                m.d.sync += [kx.eq(kx + 1), kx_end.eq(kx + 1 == kw_m1)]
+                with m.If(kx_end):
+                    m.d.sync += [
+                        kx.eq(0),
+                        kx_end.eq(kw_m1 == 0),
+                        ky.eq(ky + 1),
+                        ky_end.eq(ky + 1 == kh_m1),
+                        win_off.eq(win_off + insn.in_w),
+                    ]
+                    with m.If(ky_end):
                         m.d.sync += [
                             ky.eq(0),
+                            ky_end.eq(kh_m1 == 0),
                             win_off.eq(0),
                             ox.eq(ox + 1),
+                            ox_end.eq(ox + 1 == ow_m1),
                             col_off.eq(col_off + sw),
                         ]
-                        with m.If(ox == insn.out_w - 1):
+                        with m.If(ox_end):
                             m.d.sync += [
                                 ox.eq(0),
+                                ox_end.eq(ow_m1 == 0),
                                 col_off.eq(0),
                                 oy.eq(oy + 1),
+                                oy_end.eq(oy + 1 == oh_m1),
                                 row_off.eq(row_off + row_step),
                             ]
-                            with m.If(oy == insn.out_h - 1):
+                            with m.If(oy_end):
                                 m.next = "DRAIN"
             with m.State("DRAIN"):
                 with m.If(written == n_pix):
                     m.d.comb += self.status.done.eq(1)
                     m.next = "IDLE"
-        with m.If(s_latch):
+        # The INP read address and enable are registered (the read data comes a cycle later).
+        m.d.sync += [self.inp_r.addr.eq(rd_addr), self.inp_r.en.eq(rd_en)]
+        with m.If(ctl(s_latch, "s_latch_d")):
             m.d.sync += s_word.eq(self.inp_r.data)
         with m.If(write):
             m.d.sync += [written.eq(written + 1), wr_addr.eq(wr_addr + 1)]
@@ -326,7 +365,7 @@ class VectorUnit(wiring.Component):
             "r_mul",
             Float,
         )
-        is_add = vop == VecOp.ADD
+        is_add = flags["is_add"]
         f1 = reg(Mux(is_add, rb.as_value(), r_mul.as_value()), "f1", Float)
         z1 = reg(Mux(is_add, k.as_value(), Float.const(float_const(0)).as_value()), "z1", Float)
         f2 = reg(Mux(is_add, ra.as_value(), Float.const(float_const(1.0)).as_value()), "f2", Float)
@@ -348,9 +387,12 @@ class VectorUnit(wiring.Component):
             reg(code(getattr(insn, f)), f, signed(9))
             for f in ("a_zp", "b_zp", "out_zp", "qmin", "qmax")
         )
+        q_inverted = reg(qmin > qmax, "q_inverted")
 
         # ---- reducer: data of the read issued last cycle -----------------------------------
-        v1, first1, last1 = ctl(issue, "rd_valid"), reg(first, "rd_first"), reg(last, "rd_last")
+        v1 = ctl(ctl(issue, "rd_issue"), "rd_valid")
+        first1 = reg(reg(first, "rd_first0"), "rd_first")
+        last1 = reg(reg(last, "rd_last0"), "rd_last")
         emit = ctl(v1 & last1, "emit")  # Stage 0 of the lanes
         # Lane groups: channels g*V .. g*V + V - 1 enter the V lanes in cycle emit + g.
         turn = Signal(range(max(T, 2)), name="turn")
@@ -362,10 +404,10 @@ class VectorUnit(wiring.Component):
         in_turn = emit | (turn != 0)
         group = Mux(emit, 0, turn)
         valid, groups = [in_turn], [group]
-        for n in range(self.LATENCY - 2):
+        for n in range(self.LATENCY - self._READ):
             valid.append(ctl(valid[-1], f"valid{n + 1}"))
             groups.append(reg(groups[-1], f"group{n + 1}", unsigned(len(turn))))
-        write_now = valid[-1] & (groups[-1] == T - 1)
+        write_now = ctl(valid[-2] & (groups[-2] == T - 1), "write_now")
         m.d.comb += [write.eq(write_now), self.out_w.en.eq(write_now), self.out_w.addr.eq(wr_addr)]
 
         e_codes, e_sums, e_bs = [], [], []
@@ -383,9 +425,9 @@ class VectorUnit(wiring.Component):
             e_b = Signal(signed(9), name=f"e_b{c}")
             with m.If(v1 & last1):
                 m.d.sync += [
-                    e_code.eq(Mux(vop == VecOp.MAX_POOL, new_max, new_a)),
+                    e_code.eq(Mux(flags["is_max"], new_max, new_a)),
                     e_sum.eq(new_sum),
-                    e_b.eq(Mux(vop == VecOp.MUL_CHANNEL, code(s_word[c]), x)),
+                    e_b.eq(Mux(flags["is_mul_channel"], code(s_word[c]), x)),
                 ]
             e_codes.append(e_code)
             e_sums.append(e_sum)
@@ -419,33 +461,30 @@ class VectorUnit(wiring.Component):
                 fma2.i.payload.f.eq(f2),
                 fma2.i.payload.z.eq(fma1.o.payload.r),
             ]
-            # Stages 3 to 2 + 2 * FMA LATENCY (F): the two FMAs. Stage F + 3: round to an
-            # integer (RNE) and clip.
+            # Stages 3 to 2 + 2 * FMA LATENCY (F): the two FMAs. Stages F + 3 and F + 4:
+            # round to an integer (RNE) and clip at 511 (|v| >= 512 saturates), the
+            # requantizer's step 4 on the FMA's normalized result: its case decode, then
+            # the selection.
             r = fma2.o.payload.r
-            y16, up16 = Signal(range(512), name=f"y16_{i}"), Signal(name=f"up16_{i}")
-            with m.If(r.zero):
-                pass
-            with m.Elif(r.exp >= -14):  # |v| >= 512 saturates
-                m.d.comb += y16.eq(511)
-            with m.Else(), m.Switch(r.exp):
-                for sh in range(15, 25):  # exp <= -25: |v| < 0.5
-                    with m.Case(-sh):
-                        sticky = r.mant[: sh - 1].any()
-                        odd = r.mant[sh] if sh < len(r.mant) else 0
-                        m.d.comb += [y16.eq(r.mant[sh:]), up16.eq(r.mant[sh - 1] & (sticky | odd))]
+            step = register_fields(
+                m, round_decode(m, r.mant, 0, r.exp, r.zero, f"rnd{i}"), f"rnd{i}", reg
+            )
+            mant_r, sign_r = reg(r.mant, f"rnd{i}_mant"), reg(r.sign, f"rnd{i}_sign")
+            y16, up16 = round_select(mant_r, step)
             y_16, u_16, s_16 = (
                 reg(y16, f"y16r_{i}"),
                 reg(up16, f"up16r_{i}"),
-                reg(r.sign, f"s16r_{i}"),
+                reg(sign_r, f"s16r_{i}"),
             )
-            # Stage F + 4: the sign.
+            # Stage F + 5: the sign.
             mag = y_16 + u_16
             fma_y = reg(Mux(s_16, -mag, mag), f"fma_y{i}", signed(11))
-            # Stage F + 5 (_CORE): clamp, numpy's order (max with qmin, then min with qmax).
+            # Stage F + 6 (_CORE): clamp, numpy's order (max with qmin, then min with qmax:
+            # qmin when below it, unless qmin > qmax), or AVG_POOL's requantized code.
             plain = delay(l_code, self._CORE - 1, f"plain{i}")
             y = Mux(fma_op, fma_y, plain)
-            lo = Mux(y < qmin, qmin, y)
-            clamped = reg(Mux(lo > qmax, qmax, lo), f"clamped{i}", signed(9))
+            low = Mux(q_inverted, qmax, qmin)
+            clamp = Mux(y < qmin, low, Mux(y > qmax, qmax, y))
             # AVG_POOL through the requantizer from stage 1, delayed to stage _CORE.
             rq = Requantizer()
             m.submodules[f"requantizer{i}"] = rq
@@ -460,13 +499,14 @@ class VectorUnit(wiring.Component):
                 rq.i.payload.params.qmin.eq(qmin),
                 rq.i.payload.params.qmax.eq(qmax),
             ]
-            avg = delay(rq.o.payload.code, self._CORE - Requantizer.LATENCY, f"avg{i}")
+            avg = delay(rq.o.payload.code, self._CORE - 1 - Requantizer.LATENCY, f"avg{i}")
+            clamped = reg(Mux(flags["is_avg"], avg, clamp), f"clamped{i}", signed(9))
             # Stages _CORE + 1 on: activation (the lane's own tables).
             act = ActivationUnit(self.config.lut_slots)
             m.submodules[f"activation{i}"] = act
             m.d.comb += [
                 act.i.valid.eq(valid[self._CORE]),
-                act.i.payload.code.eq(Mux(vop == VecOp.AVG_POOL, avg, clamped)),
+                act.i.payload.code.eq(clamped),
                 act.i.payload.zp.eq(out_zp),
                 act.i.payload.tag.act.eq(insn.act),
                 act.i.payload.tag.lut_slot.eq(insn.lut_slot),  # mod lut_slots
@@ -480,5 +520,5 @@ class VectorUnit(wiring.Component):
                     m.d.sync += held[g * V + i].eq(act.o.payload)
                 m.d.comb += self.out_w.data[g * V + i].eq(held[g * V + i])
             m.d.comb += self.out_w.data[(T - 1) * V + i].eq(act.o.payload)
-        assert self._CORE >= Requantizer.LATENCY
+        assert self._CORE > Requantizer.LATENCY
         return m
