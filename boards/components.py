@@ -68,6 +68,13 @@ def _array(cfg):
     )
 
 
+def _control(cfg):
+    from ..hw.control import RunControl
+    from ..hw.top import WATCHDOG_CYCLES
+
+    return RunControl(cfg, watchdog=WATCHDOG_CYCLES)
+
+
 def _requantizer(cfg):
     from ..hw.requantizer import Requantizer
 
@@ -88,6 +95,7 @@ COMPONENTS = {
     "dispatcher": _unit("fetch", "Dispatcher"),
     "bus": _unit("bus", "BusArbiter"),
     "regfile": _unit("regfile", "RegisterFile"),
+    "control": _control,
     "array": _array,
     "fma1": _fma(True),
     "fma2": _fma(False),

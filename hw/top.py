@@ -49,10 +49,10 @@ from amaranth.lib.wiring import In, Out
 from ..arch.config import AcceleratorConfig
 from ..arch.isa import QUEUES, TOKEN_FIFOS, Activation, Opcode
 from ..arch.layout import PARAM_DEPTH
-from ..arch.registers import ErrorCode
 from .axi import AXI4Signature
 from .bus import BusArbiter
 from .compute import ComputeUnit
+from .control import RunControl
 from .fetch import Dispatcher, Fetcher
 from .isa_layout import instruction_layout
 from .load import LoadUnit, param_layout
@@ -114,20 +114,18 @@ class Accelerator(wiring.Component):
         m = Module()
         cfg = self.config
         C = cfg.cols
-        aw = cfg.axi_addr_width
-        abort = Signal()  # units held in reset
-        force = Signal()  # the bus did not go quiet: reset the arbiter too
+        m.submodules.regfile = regs = RegisterFile(cfg)
+        m.submodules.control = run = RunControl(cfg, watchdog=self.watchdog)
+        wiring.connect(m, wiring.flipped(self.s_axi), regs.s_axi)
+        wiring.connect(m, regs.engine, run.engine)
+        m.d.comb += self.irq.eq(regs.irq)
+        abort = run.abort  # units held in reset (a register)
 
         def unit(name, u, reset=abort):
             m.submodules[name] = ResetInserter({"sync": reset})(u)
             return u
 
-        m.submodules.regfile = regs = RegisterFile(cfg)
-        eng = regs.engine
-        wiring.connect(m, wiring.flipped(self.s_axi), regs.s_axi)
-        m.d.comb += self.irq.eq(regs.irq)
-
-        bus = unit("bus", BusArbiter(cfg), force)
+        bus = unit("bus", BusArbiter(cfg), run.force)
         wiring.connect(m, bus.m_axi, wiring.flipped(self.m_axi))
         m.d.comb += bus.abort.eq(abort)
         fetcher = unit("fetcher", Fetcher(cfg))
@@ -153,17 +151,14 @@ class Accelerator(wiring.Component):
         ]
 
         # Run parameters, sampled at start.
-        go = Signal()
-        base, count = Signal(aw), Signal.like(eng.insn_count)
-        win_base, win_size = Signal(aw), Signal(aw)
         for u in (disp, load, store):
-            m.d.comb += [u.window_base.eq(win_base), u.window_size.eq(win_size)]
+            m.d.comb += [u.window_base.eq(run.window_base), u.window_size.eq(run.window_size)]
         m.d.comb += [
-            fetcher.go.eq(go),
-            fetcher.insn_base.eq(base),
-            fetcher.insn_count.eq(count),
-            disp.go.eq(go),
-            disp.insn_count.eq(count),
+            fetcher.go.eq(run.go),
+            fetcher.insn_base.eq(run.insn_base),
+            fetcher.insn_count.eq(run.insn_count),
+            disp.go.eq(run.go),
+            disp.insn_count.eq(run.insn_count),
         ]
 
         # Queues and tokens.
@@ -248,9 +243,7 @@ class Accelerator(wiring.Component):
         m.d.comb += qc.done.eq(other_done | conv_end | vec_done)
         fin_layout = instruction_layout(Opcode.FINISH)
         fin = data.View(fin_layout, ex.payload.word[: fin_layout.size])
-        finish_irq = Signal()  # this run has executed a FINISH with irq set
-        with m.If(ex.valid & ex.ready & (fin.opcode == Opcode.FINISH) & fin.irq):
-            m.d.sync += finish_irq.eq(1)
+        m.d.comb += run.finish_irq.eq(ex.valid & ex.ready & (fin.opcode == Opcode.FINISH) & fin.irq)
 
         # ACC -> PostProcessor with the PARAM lanes of the instruction -> OUT.
         acc = compute.o_acc
@@ -284,8 +277,10 @@ class Accelerator(wiring.Component):
                 v = getattr(insn, {"zp": "out_zp"}.get(field, field))
                 m.d.comb += getattr(p.params.rq, field).eq(Mux(insn.signed, v.as_signed(), v))
         m.d.comb += [
-            post.i.valid.eq(acc.valid & addr_q.w_rdy),
-            acc.ready.eq(post.i.ready & addr_q.w_rdy),
+            # No w_rdy: the FIFO holds an address per beat inside the PostProcessor, at
+            # most its CREDITS (its depth), so it has room whenever post.i.ready.
+            post.i.valid.eq(acc.valid),
+            acc.ready.eq(post.i.ready),
             addr_q.w_en.eq(acc.valid & acc.ready),
             addr_q.w_data.eq(acc.payload.out_addr),
             post.o.ready.eq(1),
@@ -302,42 +297,32 @@ class Accelerator(wiring.Component):
                     out_wr.data.eq(vec.out_w.data),
                 ]
 
-        # Engine control.
-        err_code, err_index = Signal(8), Signal.like(eng.err_insn)
-        silent = Signal()
-        # An error response is acted on when it arrives; the DMAs report it only after their
-        # transfer, and a STORE's later bursts (or another unit's) would write meanwhile.
-        load_rerr = load.m_axi.rvalid & load.m_axi.rready & load.m_axi.rresp[1]
-        store_berr = store.m_axi.bvalid & store.m_axi.bready & store.m_axi.bresp[1]
-        load_fail = load.error | load_rerr
-        unit_error = load_fail | store.error | store_berr
-        unit_code = Mux(
-            load_fail,
-            Mux(load.error, load.error_code, ErrorCode.AXI_ERROR),
-            Mux(store.error, store.error_code, ErrorCode.AXI_ERROR),
-        )
-        unit_index = Mux(load_fail, ql.index, qs.index)
-        finished = disp.all_dispatched & ql.idle & qc.idle & qs.idle
-        quiescent = (ql.idle | ql.stall) & (qc.idle | qc.stall) & (qs.idle | qs.stall)
-        # The oldest instruction waiting for a token (for TIMEOUT's ERR_INSN).
-        waiting = Signal.like(err_index)
-        m.d.comb += waiting.eq(disp.error_index)
-        for q in (qs, ql, qc):
-            with m.If(
-                q.stall
-                & (
-                    ~(
-                        (ql.stall & (ql.index < q.index))
-                        | (qc.stall & (qc.index < q.index))
-                        | (qs.stall & (qs.index < q.index))
-                    )
-                )
-            ):
-                m.d.comb += waiting.eq(q.index)
-
-        progress = Signal()
+        # Run control (hw/control.py): what it watches.
+        m.d.comb += [
+            run.disp_error.eq(disp.error),
+            run.disp_code.eq(disp.error_code),
+            run.disp_index.eq(disp.error_index),
+            run.all_dispatched.eq(disp.all_dispatched),
+            run.bus_idle.eq(bus.idle),
+            run.load_error.eq(load.error),
+            run.load_code.eq(load.error_code),
+            run.load_resp_error.eq(load.m_axi.rvalid & load.m_axi.rready & load.m_axi.rresp[1]),
+            run.store_error.eq(store.error),
+            run.store_code.eq(store.error_code),
+            run.store_resp_error.eq(store.m_axi.bvalid & store.m_axi.bready & store.m_axi.bresp[1]),
+            run.status.fetch_busy.eq(fetcher.busy),
+            run.status.fetch_stall.eq(disp.stall),
+        ]
+        for name, q in queues.items():
+            m.d.comb += [
+                getattr(run, f"{name}_idle").eq(q.idle),
+                getattr(run, f"{name}_stall").eq(q.stall),
+                getattr(run, f"{name}_index").eq(q.index),
+                getattr(run.status, f"{name}_busy").eq(q.busy),
+                getattr(run.status, f"{name}_stall").eq(q.stall),
+            ]
         bus_port = self.m_axi
-        m.d.comb += progress.eq(
+        m.d.comb += run.progress.eq(
             (bus_port.arvalid & bus_port.arready)
             | (bus_port.rvalid & bus_port.rready)
             | (bus_port.awvalid & bus_port.awready)
@@ -354,83 +339,4 @@ class Accelerator(wiring.Component):
             | qs.i_insn.ready
             | (fetcher.o_insn.valid & fetcher.o_insn.ready)
         )
-        idle_cycles = Signal(range(self.watchdog + 1))
-        stuck = idle_cycles == self.watchdog
-        with m.If(progress | abort):
-            m.d.sync += idle_cycles.eq(0)
-        with m.Elif(~stuck):
-            m.d.sync += idle_cycles.eq(idle_cycles + 1)
-        drain_cycles = Signal(range(self.watchdog + 1))
-
-        m.d.sync += go.eq(0)
-        m.d.comb += [
-            eng.fetch_busy.eq(fetcher.busy),
-            eng.fetch_stall.eq(disp.stall),
-            eng.load_busy.eq(ql.busy),
-            eng.load_stall.eq(ql.stall),
-            eng.compute_busy.eq(qc.busy),
-            eng.compute_stall.eq(qc.stall),
-            eng.store_busy.eq(qs.busy),
-            eng.store_stall.eq(qs.stall),
-            eng.error_code.eq(err_code),
-            eng.err_insn.eq(err_index),
-        ]
-        with m.FSM():
-            with m.State("IDLE"):
-                m.d.comb += abort.eq(1)
-                with m.If(eng.start):
-                    wide = eng.window_size[aw:].any()
-                    m.d.sync += [
-                        go.eq(1),
-                        base.eq(eng.insn_base),
-                        count.eq(eng.insn_count),
-                        win_base.eq(eng.window_base),
-                        win_size.eq(Mux(wide, (1 << aw) - 1, eng.window_size)),
-                        err_code.eq(ErrorCode.NONE),
-                        silent.eq(0),
-                        finish_irq.eq(0),
-                    ]
-                    m.next = "RUN"
-            # RUN, and QUIESCE after a dispatch error (the instructions dispatched before it
-            # finish; a unit error among them is the older one): both end at once on a soft
-            # reset or a unit error.
-            for state in ("RUN", "QUIESCE"):
-                with m.State(state):
-                    m.d.comb += eng.busy.eq(1)
-                    with m.If(eng.soft_reset):
-                        m.d.sync += silent.eq(1)
-                        m.next = "DRAIN"
-                    with m.Elif(unit_error):
-                        m.d.sync += [err_code.eq(unit_code), err_index.eq(unit_index)]
-                        m.next = "DRAIN"
-                    if state == "RUN":
-                        with m.Elif(disp.error):
-                            m.d.sync += [
-                                err_code.eq(disp.error_code),
-                                err_index.eq(disp.error_index),
-                            ]
-                            m.next = "QUIESCE"
-                        with m.Elif(stuck):
-                            m.d.sync += [err_code.eq(ErrorCode.TIMEOUT), err_index.eq(waiting)]
-                            m.next = "DRAIN"
-                        with m.Elif(finished & ~go):
-                            m.next = "DRAIN"
-                    else:
-                        with m.Elif(quiescent | stuck):
-                            m.next = "DRAIN"
-            with m.State("DRAIN"):
-                m.d.comb += [abort.eq(1), eng.busy.eq(1)]
-                m.d.sync += drain_cycles.eq(drain_cycles + 1)
-                with m.If(eng.soft_reset):
-                    m.d.sync += silent.eq(1)
-                with m.If((bus.idle & (drain_cycles != 0)) | (drain_cycles == self.watchdog)):
-                    m.d.comb += force.eq(drain_cycles == self.watchdog)
-                    m.d.sync += drain_cycles.eq(0)
-                    with m.If(~silent & ~eng.soft_reset):
-                        m.d.comb += [
-                            eng.done.eq(err_code == ErrorCode.NONE),
-                            eng.done_irq.eq((err_code == ErrorCode.NONE) & finish_irq),
-                            eng.error.eq(err_code != ErrorCode.NONE),
-                        ]
-                    m.next = "IDLE"
         return m
