@@ -357,8 +357,11 @@ class Dispatcher(wiring.Component):
             ),
         )
 
+        # The queue the instruction goes to, registered in Stage 1 (the queues' valid and
+        # their FIFO levels then start at a register).
+        to_load, to_store, to_compute = Signal(), Signal(), Signal()
         target_ready = Mux(
-            is_load, self.o_load.ready, Mux(is_store, self.o_store.ready, self.o_compute.ready)
+            to_load, self.o_load.ready, Mux(to_store, self.o_store.ready, self.o_compute.ready)
         )
         for o in (self.o_load, self.o_store, self.o_compute):
             m.d.comb += o.payload.eq(cur)
@@ -392,6 +395,9 @@ class Dispatcher(wiring.Component):
                     v_col_out.eq((vec.out_w - 1) * one(vec.stride_w)),
                     last.eq(dispatched + 1 == count),
                     high.eq(high_now),
+                    to_load.eq(is_load),
+                    to_store.eq(is_store),
+                    to_compute.eq(~is_load & ~is_store),
                 ]
                 m.next = "S2"
             with m.State("S2"):
@@ -437,9 +443,9 @@ class Dispatcher(wiring.Component):
             with m.State("SEND"):
                 m.d.comb += [
                     self.stall.eq(~target_ready),
-                    self.o_load.valid.eq(is_load),
-                    self.o_store.valid.eq(is_store),
-                    self.o_compute.valid.eq(~is_load & ~is_store),
+                    self.o_load.valid.eq(to_load),
+                    self.o_store.valid.eq(to_store),
+                    self.o_compute.valid.eq(to_compute),
                 ]
                 with m.If(target_ready):
                     m.d.sync += dispatched.eq(dispatched + 1)
