@@ -366,6 +366,25 @@ class Dispatcher(wiring.Component):
         for o in (self.o_load, self.o_store, self.o_compute):
             m.d.comb += o.payload.eq(cur)
 
+        # The "size - 1" operands of the products, registered as the instruction is taken
+        # (from the prefetch FIFO's output register): the products start at registers.
+        minus1, minus1_in = {}, {}
+        for op, name in (
+            (Opcode.LOAD, "y_size"),
+            (Opcode.CONV, "out_h"),
+            (Opcode.CONV, "out_w"),
+            (Opcode.CONV, "kernel_h"),
+            (Opcode.CONV, "kernel_w"),
+            (Opcode.CONV, "in_blocks"),
+            (Opcode.VEC, "out_h"),
+            (Opcode.VEC, "out_w"),
+        ):
+            layout = instruction_layout(op)
+            incoming = data.View(layout, self.i_insn.payload.word[: layout.size])
+            value = getattr(incoming, name) - 1
+            minus1[op, name] = Signal(value.shape(), name=f"{name}_m1_op{op}")
+            minus1_in[op, name] = value
+
         with m.FSM():
             with m.State("IDLE"):
                 with m.If(self.go):
@@ -376,23 +395,24 @@ class Dispatcher(wiring.Component):
                     ]
                 with m.Elif(~self.all_dispatched):
                     accept(m, self.i_insn, cur, "S1")
+                    m.d.sync += [reg.eq(minus1_in[key]) for key, reg in minus1.items()]
             with m.State("S1"):
                 m.d.comb += self.busy.eq(1)
                 m.d.sync += [
-                    span.eq((ld.y_size - 1) * ld.x_stride),
+                    span.eq(minus1[Opcode.LOAD, "y_size"] * ld.x_stride),
                     rows_p.eq(ld.pad_top + ld.y_size + ld.pad_bottom),
                     cols_p.eq(ld.pad_left + ld.x_size + ld.pad_right),
                     tile.eq(sto.y_size * sto.x_size),
                     pix.eq(cv.out_h * cv.out_w),
                     khkw.eq(cv.kernel_h * cv.kernel_w),
-                    row1.eq((cv.out_h - 1) * cv.stride_h),
-                    row2.eq((cv.kernel_h - 1) * cv.dilation_h),
-                    blk_off.eq((cv.in_blocks - 1) * cv.inp_block_stride),
-                    col_out.eq((cv.out_w - 1) * cv.stride_w),
-                    col_ker.eq((cv.kernel_w - 1) * cv.dilation_w),
+                    row1.eq(minus1[Opcode.CONV, "out_h"] * cv.stride_h),
+                    row2.eq(minus1[Opcode.CONV, "kernel_h"] * cv.dilation_h),
+                    blk_off.eq(minus1[Opcode.CONV, "in_blocks"] * cv.inp_block_stride),
+                    col_out.eq(minus1[Opcode.CONV, "out_w"] * cv.stride_w),
+                    col_ker.eq(minus1[Opcode.CONV, "kernel_w"] * cv.dilation_w),
                     v_pix.eq(vec.out_h * vec.out_w),
-                    v_row.eq((vec.out_h - 1) * one(vec.stride_h)),
-                    v_col_out.eq((vec.out_w - 1) * one(vec.stride_w)),
+                    v_row.eq(minus1[Opcode.VEC, "out_h"] * one(vec.stride_h)),
+                    v_col_out.eq(minus1[Opcode.VEC, "out_w"] * one(vec.stride_w)),
                     last.eq(dispatched + 1 == count),
                     high.eq(high_now),
                     to_load.eq(is_load),
@@ -408,7 +428,7 @@ class Dispatcher(wiring.Component):
                     taps.eq(Mux(depthwise, cv.kernel_h, khkw * cv.in_blocks)),
                     row_off.eq((row1 + row2) * cv.in_w),
                     v_win_off.eq((v_row + one(vec.kernel_h) - 1) * vec.in_w),
-                    v_pix_off.eq((vec.out_h - 1) * vec.in_w),
+                    v_pix_off.eq(minus1[Opcode.VEC, "out_h"] * vec.in_w),
                     col.eq(col_out + col_ker),
                     v_col.eq(v_col_out + one(vec.kernel_w) - 1),
                     out_end.eq(Mux(opcode == Opcode.CONV, cv.out_addr + pix, vec.out_addr + v_pix)),

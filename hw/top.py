@@ -54,11 +54,11 @@ from .bus import BusArbiter
 from .compute import ComputeUnit
 from .control import RunControl
 from .fetch import Dispatcher, Fetcher
-from .isa_layout import instruction_layout
+from .isa_layout import instruction_layout, param_word_layout
 from .load import LoadUnit, param_layout
 from .postproc import Activation as PostActivation
 from .postproc import PostProcessor
-from .queues import QueueController, TokenCounter, entry_layout
+from .queues import QueueController, TokenCounter, entry_layout, header_layout
 from .regfile import AXI4LiteSignature, RegisterFile
 from .store import StoreUnit, out_layout
 from .vector import VectorUnit
@@ -216,10 +216,14 @@ class Accelerator(wiring.Component):
         # ends at once. One instruction at a time, so OUT has one writer at a time.
         ex = qc.o_exec
         size = instruction_layout(Opcode.CONV).size
-        is_conv = ex.payload.word[:4] == Opcode.CONV
-        is_vec = (ex.payload.word[:4] == Opcode.VEC) if vec is not None else 0
+        opcode = data.View(header_layout(), ex.payload.word[: header_layout().size]).opcode
+        is_conv = opcode == Opcode.CONV
+        is_vec = (opcode == Opcode.VEC) if vec is not None else 0
         conv_active, other_done, vec_done = Signal(), Signal(), Signal()
-        addr_q = unit("out_addr_fifo", fifo.SyncFIFO(width=16, depth=PostProcessor.CREDITS))
+        addr_q = unit(
+            "out_addr_fifo",
+            fifo.SyncFIFO(width=len(compute.o_acc.payload.out_addr), depth=PostProcessor.CREDITS),
+        )
         m.d.comb += [
             compute.i_insn.payload.eq(ex.payload.word[:size]),
             compute.i_insn.valid.eq(ex.valid & is_conv),
@@ -262,14 +266,15 @@ class Accelerator(wiring.Component):
                     m.d.comb += post_act.eq(hw_act)
             with m.Default():
                 m.d.comb += post_act.eq(PostActivation.NONE)
+        lanes = data.View(param_word_layout(cfg), param_rd.data)
         for c in range(C):
-            lane = param_rd.data[64 * c : 64 * (c + 1)]
+            lane = lanes[c]
             p = post.i.payload[c]
             m.d.comb += [
                 p.acc.eq(acc.payload.acc[c]),
-                p.bias.eq(lane[:32]),
-                p.params.rq.m.eq(lane[32:56]),
-                p.params.rq.e.eq(lane[56:64]),
+                p.bias.eq(lane.bias),
+                p.params.rq.m.eq(lane.m),
+                p.params.rq.e.eq(lane.e),
                 p.params.lut_slot.eq(insn.lut_slot),
                 p.params.act.eq(post_act),
             ]
