@@ -56,6 +56,7 @@ from .control import RunControl
 from .fetch import Dispatcher, Fetcher
 from .isa_layout import instruction_layout, param_word_layout
 from .load import LoadUnit, param_layout
+from .pipeline import connect_stream
 from .postproc import Activation as PostActivation
 from .postproc import PostProcessor
 from .queues import QueueController, TokenCounter, entry_layout, header_layout
@@ -141,14 +142,8 @@ class Accelerator(wiring.Component):
         # A small FIFO lets fetch run ahead of the checks; it also keeps Icarus's always_comb
         # from looping at time 0 over the fetcher's and the dispatcher's comb handshakes.
         prefetch = unit("prefetch", fifo.SyncFIFOBuffered(width=entry_layout().size, depth=2))
-        m.d.comb += [
-            prefetch.w_en.eq(fetcher.o_insn.valid),
-            prefetch.w_data.eq(fetcher.o_insn.payload),
-            fetcher.o_insn.ready.eq(prefetch.w_rdy),
-            disp.i_insn.valid.eq(prefetch.r_rdy),
-            disp.i_insn.payload.eq(prefetch.r_data),
-            prefetch.r_en.eq(disp.i_insn.ready),
-        ]
+        connect_stream(m, fetcher.o_insn, prefetch.w_stream)
+        connect_stream(m, prefetch.r_stream, disp.i_insn)
 
         # Run parameters, sampled at start.
         for u in (disp, load, store):
@@ -167,14 +162,8 @@ class Accelerator(wiring.Component):
             out, prev, nxt = getattr(disp, f"o_{name}"), k > 0, k < len(QUEUES) - 1
             q = unit(f"{name}_fifo", fifo.SyncFIFO(width=entry_layout().size, depth=QUEUE_DEPTH))
             ctl = unit(f"{name}_queue", QueueController(prev=prev, next=nxt))
-            m.d.comb += [
-                q.w_en.eq(out.valid),
-                q.w_data.eq(out.payload),
-                out.ready.eq(q.w_rdy),
-                ctl.i_insn.valid.eq(q.r_rdy),
-                ctl.i_insn.payload.eq(q.r_data),
-                q.r_en.eq(ctl.i_insn.ready),
-            ]
+            connect_stream(m, out, q.w_stream)
+            connect_stream(m, q.r_stream, ctl.i_insn)
             queues[name] = ctl
         ql, qc, qs = queues["load"], queues["compute"], queues["store"]
         for tok in TOKEN_FIFOS:
