@@ -11,7 +11,9 @@
 Queues run decoupled and synchronize through dependency tokens (hw/queues.py), so
 loads and stores overlap compute as the compiler's tokens allow (arch/isa.py).
 
-Runs end in one way: the units are held in reset and :class:`~bamboo.hw.bus.BusArbiter`
+Run control (:class:`~bamboo.hw.control.RunControl`, hw/control.py) starts and ends
+runs; this module only instantiates and connects the units. Runs end in one way: the
+units are held in reset and :class:`~bamboo.hw.bus.BusArbiter`
 finishes the bursts already announced (reads dropped, writes with no strobes), then
 ``done`` or ``error`` pulses into the register file. A run ends
 

@@ -569,6 +569,7 @@ _BIG = {"vector", "compute", "postproc", "array"}  # tens of seconds each to ela
             "dispatcher",
             "bus",
             "regfile",
+            "control",
             "array",
             "fma1",
             "fma2",
