@@ -75,6 +75,14 @@ def _control(cfg):
     return RunControl(cfg, watchdog=WATCHDOG_CYCLES)
 
 
+def _executor(cfg):
+    from ..hw.compute import ComputeUnit
+    from ..hw.executor import ComputeExecutor
+
+    # As the Accelerator builds it, with the ComputeUnit's accumulator stream.
+    return ComputeExecutor(cfg, acc=ComputeUnit(cfg).o_acc.signature)
+
+
 def _requantizer(cfg):
     from ..hw.requantizer import Requantizer
 
@@ -96,6 +104,7 @@ COMPONENTS = {
     "bus": _unit("bus", "BusArbiter"),
     "regfile": _unit("regfile", "RegisterFile"),
     "control": _control,
+    "executor": _executor,
     "array": _array,
     "fma1": _fma(True),
     "fma2": _fma(False),

@@ -44,24 +44,23 @@ runs one instruction at a time). Built without it (``vector=False``), VEC with p
 is refused by the dispatcher and VEC without pixels is a token barrier.
 """
 
-from amaranth.hdl import Module, Mux, ResetInserter, Signal
-from amaranth.lib import data, fifo, memory, wiring
+from amaranth.hdl import Module, ResetInserter
+from amaranth.lib import fifo, memory, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..arch.config import AcceleratorConfig
-from ..arch.isa import QUEUES, TOKEN_FIFOS, Activation, Opcode
+from ..arch.isa import QUEUES, TOKEN_FIFOS
 from ..arch.layout import PARAM_DEPTH
 from .axi import AXI4Signature
 from .bus import BusArbiter
 from .compute import ComputeUnit
 from .control import RunControl
+from .executor import ComputeExecutor
 from .fetch import Dispatcher, Fetcher
-from .isa_layout import instruction_layout, param_word_layout
 from .load import LoadUnit, param_layout
 from .pipeline import connect_stream
-from .postproc import Activation as PostActivation
 from .postproc import PostProcessor
-from .queues import QueueController, TokenCounter, entry_layout, header_layout
+from .queues import QueueController, TokenCounter, entry_layout
 from .regfile import AXI4LiteSignature, RegisterFile
 from .store import StoreUnit, out_layout
 from .vector import VectorUnit
@@ -116,7 +115,6 @@ class Accelerator(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         cfg = self.config
-        C = cfg.cols
         m.submodules.regfile = regs = RegisterFile(cfg)
         m.submodules.control = run = RunControl(cfg, watchdog=self.watchdog)
         wiring.connect(m, wiring.flipped(self.s_axi), regs.s_axi)
@@ -158,15 +156,21 @@ class Accelerator(wiring.Component):
             disp.insn_count.eq(run.insn_count),
         ]
 
-        # Queues and tokens.
-        queues = {}
+        # Queues and tokens. The queue FIFOs register their head (SyncFIFOBuffered): the
+        # controller's token check then starts at a register, not at a LUT RAM read behind
+        # the read pointer (one cycle more from dispatch to the head of an empty queue:
+        # sim/cycles.py Calibration.dispatch).
+        queues, fifos = {}, {}
         for k, name in enumerate(QUEUES):
             out, prev, nxt = getattr(disp, f"o_{name}"), k > 0, k < len(QUEUES) - 1
-            q = unit(f"{name}_fifo", fifo.SyncFIFO(width=entry_layout().size, depth=QUEUE_DEPTH))
+            q = unit(
+                f"{name}_fifo", fifo.SyncFIFOBuffered(width=entry_layout().size, depth=QUEUE_DEPTH)
+            )
             ctl = unit(f"{name}_queue", QueueController(prev=prev, next=nxt))
             connect_stream(m, out, q.w_stream)
             connect_stream(m, q.r_stream, ctl.i_insn)
             queues[name] = ctl
+            fifos[name] = q
         ql, qc, qs = queues["load"], queues["compute"], queues["store"]
         for tok in TOKEN_FIFOS:
             src, dst = queues[tok.src], queues[tok.dst]
@@ -202,96 +206,26 @@ class Accelerator(wiring.Component):
                 vec.lut_w.en.eq(load.lut_w.en),
             ]
 
-        # Compute queue executor: CONV to the ComputeUnit, VEC to the vector unit; FINISH
-        # (and VEC without a vector unit: a barrier, the dispatcher refused the others)
-        # ends at once. One instruction at a time, so OUT has one writer at a time.
-        ex = qc.o_exec
-        size = instruction_layout(Opcode.CONV).size
-        opcode = data.View(header_layout(), ex.payload.word[: header_layout().size]).opcode
-        is_conv = opcode == Opcode.CONV
-        is_vec = (opcode == Opcode.VEC) if vec is not None else 0
-        conv_active, other_done, vec_done = Signal(), Signal(), Signal()
-        addr_q = unit(
-            "out_addr_fifo",
-            fifo.SyncFIFO(width=len(compute.o_acc.payload.out_addr), depth=PostProcessor.CREDITS),
+        # The compute queue's executor: CONV, VEC, FINISH; ACC -> PostProcessor -> OUT.
+        ex = unit(
+            "executor", ComputeExecutor(cfg, acc=compute.o_acc.signature, vector=vec is not None)
         )
+        wiring.connect(m, qc.o_exec, ex.i_insn)
+        wiring.connect(m, ex.conv, compute.i_insn)
+        wiring.connect(m, compute.o_acc, ex.acc)
+        wiring.connect(m, ex.post_i, post.i)
+        wiring.connect(m, post.o, ex.post_o)
+        wiring.connect(m, ex.param_r, param_rd)
+        wiring.connect(m, ex.out_w, out_wr)
         m.d.comb += [
-            compute.i_insn.payload.eq(ex.payload.word[:size]),
-            compute.i_insn.valid.eq(ex.valid & is_conv),
-            ex.ready.eq(Mux(is_conv, compute.i_insn.ready, 1)),
+            qc.done.eq(ex.done),
+            run.finish_irq.eq(ex.finish_irq),
+            ex.conv_busy.eq(compute.status.busy),
         ]
         if vec is not None:
-            m.d.comb += [
-                vec.i_insn.payload.eq(ex.payload.word[: instruction_layout(Opcode.VEC).size]),
-                vec.i_insn.valid.eq(ex.valid & is_vec),
-            ]
-            with m.If(is_vec):
-                m.d.comb += ex.ready.eq(vec.i_insn.ready)
-            # Registered: a VEC without pixels is done in the cycle it is accepted.
-            m.d.sync += vec_done.eq(vec.status.done & ~abort)
-        m.d.sync += other_done.eq(ex.valid & ex.ready & ~is_conv & ~is_vec & ~abort)
-        conv_end = conv_active & ~compute.status.busy & (addr_q.level == 0)
-        with m.If(ex.valid & ex.ready & is_conv):
-            m.d.sync += conv_active.eq(1)
-        with m.Elif(conv_end):
-            m.d.sync += conv_active.eq(0)
-        m.d.comb += qc.done.eq(other_done | conv_end | vec_done)
-        fin_layout = instruction_layout(Opcode.FINISH)
-        fin = data.View(fin_layout, ex.payload.word[: fin_layout.size])
-        m.d.comb += run.finish_irq.eq(ex.valid & ex.ready & (fin.opcode == Opcode.FINISH) & fin.irq)
-
-        # ACC -> PostProcessor with the PARAM lanes of the instruction -> OUT.
-        acc = compute.o_acc
-        insn = acc.payload.insn
-        m.d.comb += [param_rd.addr.eq(insn.param_addr), param_rd.en.eq(1)]
-        # One process drives the activation and every lane copies it: Icarus's always_comb
-        # loops at time 0 when several processes write slices of one vector.
-        post_act = Signal(PostActivation)
-        with m.Switch(insn.act):
-            for isa_act, hw_act in (
-                (Activation.LEAKY_SHIFT, PostActivation.LEAKY),
-                (Activation.LEAKY_ROUNDED, PostActivation.LEAKY_ROUNDED),
-                (Activation.LUT, PostActivation.LUT),
-            ):
-                with m.Case(isa_act):
-                    m.d.comb += post_act.eq(hw_act)
-            with m.Default():
-                m.d.comb += post_act.eq(PostActivation.NONE)
-        lanes = data.View(param_word_layout(cfg), param_rd.data)
-        for c in range(C):
-            lane = lanes[c]
-            p = post.i.payload[c]
-            m.d.comb += [
-                p.acc.eq(acc.payload.acc[c]),
-                p.bias.eq(lane.bias),
-                p.params.rq.m.eq(lane.m),
-                p.params.rq.e.eq(lane.e),
-                p.params.lut_slot.eq(insn.lut_slot),
-                p.params.act.eq(post_act),
-            ]
-            for field in ("zp", "qmin", "qmax"):
-                v = getattr(insn, {"zp": "out_zp"}.get(field, field))
-                m.d.comb += getattr(p.params.rq, field).eq(Mux(insn.signed, v.as_signed(), v))
-        m.d.comb += [
-            # No w_rdy: the FIFO holds an address per beat inside the PostProcessor, at
-            # most its CREDITS (its depth), so it has room whenever post.i.ready.
-            post.i.valid.eq(acc.valid),
-            acc.ready.eq(post.i.ready),
-            addr_q.w_en.eq(acc.valid & acc.ready),
-            addr_q.w_data.eq(acc.payload.out_addr),
-            post.o.ready.eq(1),
-            addr_q.r_en.eq(post.o.valid),
-            out_wr.en.eq(post.o.valid),
-            out_wr.addr.eq(addr_q.r_data),
-            out_wr.data.eq(post.o.payload),
-        ]
-        if vec is not None:
-            with m.If(vec.out_w.en):
-                m.d.comb += [
-                    out_wr.en.eq(1),
-                    out_wr.addr.eq(vec.out_w.addr),
-                    out_wr.data.eq(vec.out_w.data),
-                ]
+            wiring.connect(m, ex.vec, vec.i_insn)
+            wiring.connect(m, vec.out_w, ex.vec_out_w)
+            m.d.comb += ex.vec_done.eq(vec.status.done)
 
         # Run control (hw/control.py): what it watches.
         m.d.comb += [
@@ -311,7 +245,8 @@ class Accelerator(wiring.Component):
         ]
         for name, q in queues.items():
             m.d.comb += [
-                getattr(run, f"{name}_idle").eq(q.idle),
+                # An instruction on its way to the FIFO's head register is not idle.
+                getattr(run, f"{name}_idle").eq(q.idle & (fifos[name].level == 0)),
                 getattr(run, f"{name}_stall").eq(q.stall),
                 getattr(run, f"{name}_index").eq(q.index),
                 getattr(run.status, f"{name}_busy").eq(q.busy),

@@ -570,6 +570,7 @@ _BIG = {"vector", "compute", "postproc", "array"}  # tens of seconds each to ela
             "bus",
             "regfile",
             "control",
+            "executor",
             "array",
             "fma1",
             "fma2",
