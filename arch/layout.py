@@ -28,6 +28,7 @@ __all__ = [
     "LUT_ENTRIES",
     "PARAM_DEPTH",
     "PARAM_LANE_BYTES",
+    "PARAM_LANE_FIELDS",
     "PARAM_SLOTS",
     "PARAM_SLOT_WORDS",
     "PARAM_WORDS_USED",
@@ -43,6 +44,9 @@ __all__ = [
 ]
 
 PARAM_LANE_BYTES = 8
+#: A PARAM lane's fields from bit 0: ``(name, bits, signed)`` (the table above;
+#: :func:`param_lane` packs them, the hardware views a lane through them).
+PARAM_LANE_FIELDS = (("bias", 32, True), ("m", 24, False), ("e", 8, True))
 #: PARAM slots the compiler double-buffers, and words per slot (one LOAD brings a slot).
 PARAM_SLOTS, PARAM_SLOT_WORDS = 2, 2
 #: PARAM words the compiler uses.

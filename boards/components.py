@@ -68,6 +68,21 @@ def _array(cfg):
     )
 
 
+def _control(cfg):
+    from ..hw.control import RunControl
+    from ..hw.top import WATCHDOG_CYCLES
+
+    return RunControl(cfg, watchdog=WATCHDOG_CYCLES)
+
+
+def _executor(cfg):
+    from ..hw.compute import ComputeUnit
+    from ..hw.executor import ComputeExecutor
+
+    # As the Accelerator builds it, with the ComputeUnit's accumulator stream.
+    return ComputeExecutor(cfg, acc=ComputeUnit(cfg).o_acc.signature)
+
+
 def _requantizer(cfg):
     from ..hw.requantizer import Requantizer
 
@@ -88,6 +103,8 @@ COMPONENTS = {
     "dispatcher": _unit("fetch", "Dispatcher"),
     "bus": _unit("bus", "BusArbiter"),
     "regfile": _unit("regfile", "RegisterFile"),
+    "control": _control,
+    "executor": _executor,
     "array": _array,
     "fma1": _fma(True),
     "fma2": _fma(False),

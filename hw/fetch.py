@@ -20,8 +20,10 @@ is an ``ILLEGAL_OPCODE``
 (``VEC`` with ``out_h = 0`` or ``out_w = 0`` is a token barrier and always legal).
 
 Checking takes three register stages (# Stage 1: products, # Stage 2: extents,
-# Stage 3: compares), a few cycles per instruction against tens to thousands of
-cycles of work each.
+# Stage 3: sums and the comparisons against registers), then the verdict compares
+the stage 3 sums with constants (a few cycles per instruction against tens to
+thousands of cycles of work each). The verdict is registered: ``error`` pulses in the
+cycle after the check, so nothing outside reads the checks' logic.
 """
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal
@@ -34,7 +36,7 @@ from ..arch.registers import ErrorCode
 from .axi import BURST_INCR, CACHE_MODIFIABLE_BUFFERABLE, PAGE_BYTES, AXI4Signature
 from .isa_layout import instruction_layout
 from .pipeline import accept
-from .queues import INDEX_BITS, Fault, entry_layout
+from .queues import INDEX_BITS, Fault, entry_layout, header_layout
 
 __all__ = ["Dispatcher", "Fetcher"]
 
@@ -199,7 +201,7 @@ class Dispatcher(wiring.Component):
                 "o_compute": Out(st),
                 "o_store": Out(st),
                 "error": Out(1),
-                "error_code": Out(8),
+                "error_code": Out(ErrorCode),
                 "error_index": Out(INDEX_BITS),
                 "all_dispatched": Out(1),
                 "busy": Out(1),
@@ -213,7 +215,7 @@ class Dispatcher(wiring.Component):
         R, C, bus = cfg.rows, cfg.cols, cfg.axi_data_bytes
         cur = Signal(entry_layout())
         word = cur.word
-        opcode = word[:4]
+        opcode = data.View(header_layout(), word[: header_layout().size]).opcode
         views = {
             op: data.View(instruction_layout(op), word[: instruction_layout(op).size])
             for op in (Opcode.LOAD, Opcode.STORE, Opcode.CONV, Opcode.VEC, Opcode.FINISH)
@@ -221,6 +223,7 @@ class Dispatcher(wiring.Component):
         ld, sto, cv, vec = (views[o] for o in (Opcode.LOAD, Opcode.STORE, Opcode.CONV, Opcode.VEC))
         dispatched = Signal(INDEX_BITS)
         count = Signal(INDEX_BITS)
+        last = Signal()  # this instruction is the last of insn_count (Stage 1)
 
         # Element bytes (as log2) and buffer depth of a LOAD's destination.
         log2 = lambda n: (n - 1).bit_length()  # noqa: E731
@@ -246,17 +249,24 @@ class Dispatcher(wiring.Component):
         rows_p, cols_p = Signal(16), Signal(16)
         pix = Signal(20)  # CONV out_h * out_w
         khkw = Signal(8)
-        row1, row2, blk_off, col = Signal(16), Signal(16), Signal(24), Signal(16)
+        row1, row2, blk_off = Signal(16), Signal(16), Signal(24)
+        col_out, col_ker = Signal(16), Signal(16)  # the two terms of col
         # Stage 2: extents.
         end = Signal(64)
         n_words = Signal(32)
         taps = Signal(16)
         row_off = Signal(32)
-        # Stage 3 reads these and the fields.
+        col = Signal(17)
+        out_end = Signal(33)  # CONV out_addr + pix, VEC out_addr + v_pix
+        # Stage 3: sums, and the comparisons against registers.
         inp_max = Signal(40)
+        words_end = Signal(33)  # LOAD / STORE sram_addr + n_words
+        wgt_end = Signal(17)
+        outside = Signal()  # end > window_size
+        misaligned = Signal()
         # VEC: pixels, window and pixel extents in INP (kernel and stride 0 count as 1).
         one = lambda v: Mux(v == 0, 1, v)  # noqa: E731
-        v_pix, v_row, v_col = Signal(20), Signal(16), Signal(16)
+        v_pix, v_row, v_col_out, v_col = Signal(20), Signal(16), Signal(16), Signal(17)
         v_win_off, v_pix_off = Signal(32), Signal(32)
         v_win_max, v_a_max, v_b_max = Signal(40), Signal(40), Signal(40)
 
@@ -273,59 +283,52 @@ class Dispatcher(wiring.Component):
                 cv.in_blocks == 0,
             ).any()
 
+        # The verdict in two parts: ``early`` from the fields alone (registered in Stage 2,
+        # ``high`` in Stage 1), ``late`` from the extents (compared in CHECK). Every check of
+        # ``late`` is MALFORMED and ranks after ``early``'s, then the window (LOAD, STORE):
+        # the first failing check wins, in the order of bamboo.sim.isa.
         size = {op: instruction_layout(op).size for op in views}
-        high = Signal()
+        high_now, high = Signal(), Signal()  # bits above the opcode's last field
         with m.Switch(opcode):
             for op, n in size.items():
                 with m.Case(op):
-                    m.d.comb += high.eq(word[n:] != 0)
+                    m.d.comb += high_now.eq(word[n:] != 0)
 
-        code = Signal(8)
+        early_now, early = Signal(ErrorCode), Signal(ErrorCode)
+        late = Signal()
         depthwise = cv.mode == ConvMode.DEPTHWISE
         align = Mux(elog2 < log2(bus), (Const(1, 16) << elog2) - 1, bus - 1)
-        misaligned = ((self.window_base + ld.dram_addr) & align) != 0
         zero_xfer = (ld.y_size == 0) | (ld.x_size == 0)
-        # Stage 3: the checks, first failing one wins (the order of bamboo.sim.isa).
         with m.Switch(opcode):
             with m.Case(Opcode.LOAD):
-                with m.If(ld.pop_prev | ld.push_prev | high):
-                    m.d.comb += code.eq(ErrorCode.MALFORMED_INSTRUCTION)
-                with m.Elif((ld.sram_addr + n_words > load_depth) | zero_xfer | misaligned):
-                    m.d.comb += code.eq(ErrorCode.MALFORMED_INSTRUCTION)
-                with m.Elif(end > self.window_size):
-                    m.d.comb += code.eq(ErrorCode.DMA_OUT_OF_WINDOW)
+                with m.If(ld.pop_prev | ld.push_prev | high | zero_xfer):
+                    m.d.comb += early_now.eq(ErrorCode.MALFORMED_INSTRUCTION)
+                m.d.comb += late.eq((words_end > load_depth) | misaligned)
             with m.Case(Opcode.STORE):
-                with m.If(
-                    sto.pop_next
-                    | sto.push_next
-                    | high
-                    | (sto.lane >= C // R)
-                    | (sto.sram_addr + n_words > cfg.output_buffer_depth)
-                    | zero_xfer
-                    | misaligned
-                ):
-                    m.d.comb += code.eq(ErrorCode.MALFORMED_INSTRUCTION)
-                with m.Elif(end > self.window_size):
-                    m.d.comb += code.eq(ErrorCode.DMA_OUT_OF_WINDOW)
+                with m.If(sto.pop_next | sto.push_next | high | (sto.lane >= C // R) | zero_xfer):
+                    m.d.comb += early_now.eq(ErrorCode.MALFORMED_INSTRUCTION)
+                m.d.comb += late.eq((words_end > cfg.output_buffer_depth) | misaligned)
             with m.Case(Opcode.CONV):
+                emit_bad = (
+                    (cv.param_addr >= PARAM_DEPTH)
+                    | (cv.act > Activation.LUT)
+                    | ((cv.act == Activation.LUT) & (cv.lut_slot >= cfg.lut_slots))
+                )
                 bad = Cat(
                     high,
                     ext_sizes_zero(),
                     cv.mode > ConvMode.DEPTHWISE,
-                    pix > cfg.acc_buffer_depth,
                     depthwise & ((cv.kernel_w > R) | (cv.dilation_w != 1)),
-                    cv.wgt_addr + taps > cfg.weight_buffer_depth,
-                    inp_max >= cfg.input_buffer_depth,
-                    cv.acc_emit
-                    & (
-                        (cv.out_addr + pix > cfg.output_buffer_depth)
-                        | (cv.param_addr >= PARAM_DEPTH)
-                        | (cv.act > Activation.LUT)
-                        | ((cv.act == Activation.LUT) & (cv.lut_slot >= cfg.lut_slots))
-                    ),
+                    cv.acc_emit & emit_bad,
                 )
                 with m.If(bad.any()):
-                    m.d.comb += code.eq(ErrorCode.MALFORMED_INSTRUCTION)
+                    m.d.comb += early_now.eq(ErrorCode.MALFORMED_INSTRUCTION)
+                m.d.comb += late.eq(
+                    (pix > cfg.acc_buffer_depth)
+                    | (wgt_end > cfg.weight_buffer_depth)
+                    | (inp_max >= cfg.input_buffer_depth)
+                    | (cv.acc_emit & (out_end > cfg.output_buffer_depth))
+                )
             with m.Case(Opcode.VEC):
                 vop = vec.vop
                 pool = (vop == VecOp.MAX_POOL) | (vop == VecOp.AVG_POOL)
@@ -333,38 +336,76 @@ class Dispatcher(wiring.Component):
                 depth = cfg.input_buffer_depth
                 bad = Cat(
                     vop > VecOp.MUL,
-                    vec.out_addr + v_pix > cfg.output_buffer_depth,
-                    pool & (v_win_max >= depth),
-                    ~pool & (v_a_max >= depth),
-                    two & (v_b_max >= depth),
                     (vop == VecOp.MUL_CHANNEL) & (vec.src_b >= depth),
                     ~((vop == VecOp.MAX_POOL) | (vop == VecOp.COPY))
                     & (vec.param_addr >= PARAM_DEPTH),
                     (vec.act == Activation.LUT) & (vec.lut_slot >= cfg.lut_slots),
                 )
+                pixels = (vec.out_h != 0) & (vec.out_w != 0)
                 with m.If(high):
-                    m.d.comb += code.eq(ErrorCode.MALFORMED_INSTRUCTION)
-                with m.Elif((vec.out_h != 0) & (vec.out_w != 0)):
+                    m.d.comb += early_now.eq(ErrorCode.MALFORMED_INSTRUCTION)
+                with m.Elif(pixels):
                     if self.vector:
                         with m.If(bad.any()):
-                            m.d.comb += code.eq(ErrorCode.MALFORMED_INSTRUCTION)
+                            m.d.comb += early_now.eq(ErrorCode.MALFORMED_INSTRUCTION)
                     else:
-                        m.d.comb += code.eq(ErrorCode.ILLEGAL_OPCODE)
+                        m.d.comb += early_now.eq(ErrorCode.ILLEGAL_OPCODE)
+                if self.vector:
+                    m.d.comb += late.eq(
+                        pixels
+                        & (
+                            (out_end > cfg.output_buffer_depth)
+                            | (pool & (v_win_max >= depth))
+                            | (~pool & (v_a_max >= depth))
+                            | (two & (v_b_max >= depth))
+                        )
+                    )
             with m.Case(Opcode.FINISH):
                 with m.If(high):
-                    m.d.comb += code.eq(ErrorCode.MALFORMED_INSTRUCTION)
+                    m.d.comb += early_now.eq(ErrorCode.MALFORMED_INSTRUCTION)
             with m.Default():
-                m.d.comb += code.eq(ErrorCode.ILLEGAL_OPCODE)
+                m.d.comb += early_now.eq(ErrorCode.ILLEGAL_OPCODE)
         with m.If(cur.fault == Fault.AXI_ERROR):
-            m.d.comb += code.eq(ErrorCode.AXI_ERROR)
+            m.d.comb += early_now.eq(ErrorCode.AXI_ERROR)
         with m.Elif(cur.fault == Fault.MISALIGNED):
-            m.d.comb += code.eq(ErrorCode.MALFORMED_INSTRUCTION)
+            m.d.comb += early_now.eq(ErrorCode.MALFORMED_INSTRUCTION)
+        code = Mux(
+            early != ErrorCode.NONE,
+            early,
+            Mux(
+                late,
+                ErrorCode.MALFORMED_INSTRUCTION,
+                Mux((is_load | is_store) & outside, ErrorCode.DMA_OUT_OF_WINDOW, ErrorCode.NONE),
+            ),
+        )
 
+        # The queue the instruction goes to, registered in Stage 1 (the queues' valid and
+        # their FIFO levels then start at a register).
+        to_load, to_store, to_compute = Signal(), Signal(), Signal()
         target_ready = Mux(
-            is_load, self.o_load.ready, Mux(is_store, self.o_store.ready, self.o_compute.ready)
+            to_load, self.o_load.ready, Mux(to_store, self.o_store.ready, self.o_compute.ready)
         )
         for o in (self.o_load, self.o_store, self.o_compute):
             m.d.comb += o.payload.eq(cur)
+
+        # The "size - 1" operands of the products, registered as the instruction is taken
+        # (from the prefetch FIFO's output register): the products start at registers.
+        minus1, minus1_in = {}, {}
+        for op, name in (
+            (Opcode.LOAD, "y_size"),
+            (Opcode.CONV, "out_h"),
+            (Opcode.CONV, "out_w"),
+            (Opcode.CONV, "kernel_h"),
+            (Opcode.CONV, "kernel_w"),
+            (Opcode.CONV, "in_blocks"),
+            (Opcode.VEC, "out_h"),
+            (Opcode.VEC, "out_w"),
+        ):
+            layout = instruction_layout(op)
+            incoming = data.View(layout, self.i_insn.payload.word[: layout.size])
+            value = getattr(incoming, name) - 1
+            minus1[op, name] = Signal(value.shape(), name=f"{name}_m1_op{op}")
+            minus1_in[op, name] = value
 
         with m.FSM():
             with m.State("IDLE"):
@@ -376,22 +417,29 @@ class Dispatcher(wiring.Component):
                     ]
                 with m.Elif(~self.all_dispatched):
                     accept(m, self.i_insn, cur, "S1")
+                    m.d.sync += [reg.eq(minus1_in[key]) for key, reg in minus1.items()]
             with m.State("S1"):
                 m.d.comb += self.busy.eq(1)
                 m.d.sync += [
-                    span.eq((ld.y_size - 1) * ld.x_stride),
+                    span.eq(minus1[Opcode.LOAD, "y_size"] * ld.x_stride),
                     rows_p.eq(ld.pad_top + ld.y_size + ld.pad_bottom),
                     cols_p.eq(ld.pad_left + ld.x_size + ld.pad_right),
                     tile.eq(sto.y_size * sto.x_size),
                     pix.eq(cv.out_h * cv.out_w),
                     khkw.eq(cv.kernel_h * cv.kernel_w),
-                    row1.eq((cv.out_h - 1) * cv.stride_h),
-                    row2.eq((cv.kernel_h - 1) * cv.dilation_h),
-                    blk_off.eq((cv.in_blocks - 1) * cv.inp_block_stride),
-                    col.eq((cv.out_w - 1) * cv.stride_w + (cv.kernel_w - 1) * cv.dilation_w),
+                    row1.eq(minus1[Opcode.CONV, "out_h"] * cv.stride_h),
+                    row2.eq(minus1[Opcode.CONV, "kernel_h"] * cv.dilation_h),
+                    blk_off.eq(minus1[Opcode.CONV, "in_blocks"] * cv.inp_block_stride),
+                    col_out.eq(minus1[Opcode.CONV, "out_w"] * cv.stride_w),
+                    col_ker.eq(minus1[Opcode.CONV, "kernel_w"] * cv.dilation_w),
                     v_pix.eq(vec.out_h * vec.out_w),
-                    v_row.eq((vec.out_h - 1) * one(vec.stride_h)),
-                    v_col.eq((vec.out_w - 1) * one(vec.stride_w) + one(vec.kernel_w) - 1),
+                    v_row.eq(minus1[Opcode.VEC, "out_h"] * one(vec.stride_h)),
+                    v_col_out.eq(minus1[Opcode.VEC, "out_w"] * one(vec.stride_w)),
+                    last.eq(dispatched + 1 == count),
+                    high.eq(high_now),
+                    to_load.eq(is_load),
+                    to_store.eq(is_store),
+                    to_compute.eq(~is_load & ~is_store),
                 ]
                 m.next = "S2"
             with m.State("S2"):
@@ -402,7 +450,11 @@ class Dispatcher(wiring.Component):
                     taps.eq(Mux(depthwise, cv.kernel_h, khkw * cv.in_blocks)),
                     row_off.eq((row1 + row2) * cv.in_w),
                     v_win_off.eq((v_row + one(vec.kernel_h) - 1) * vec.in_w),
-                    v_pix_off.eq((vec.out_h - 1) * vec.in_w),
+                    v_pix_off.eq(minus1[Opcode.VEC, "out_h"] * vec.in_w),
+                    col.eq(col_out + col_ker),
+                    v_col.eq(v_col_out + one(vec.kernel_w) - 1),
+                    out_end.eq(Mux(opcode == Opcode.CONV, cv.out_addr + pix, vec.out_addr + v_pix)),
+                    early.eq(early_now),
                 ]
                 m.next = "S3"
             with m.State("S3"):
@@ -412,12 +464,17 @@ class Dispatcher(wiring.Component):
                     v_win_max.eq(vec.src_a + v_win_off + v_col),
                     v_a_max.eq(vec.src_a + v_pix_off + vec.out_w - 1),
                     v_b_max.eq(vec.src_b + v_pix_off + vec.out_w - 1),
+                    words_end.eq(Mux(is_load, ld.sram_addr, sto.sram_addr) + n_words),
+                    wgt_end.eq(cv.wgt_addr + taps),
+                    outside.eq(end > self.window_size),
+                    misaligned.eq(((self.window_base + ld.dram_addr) & align) != 0),
                 ]
                 m.next = "CHECK"
             with m.State("CHECK"):
                 m.d.comb += self.busy.eq(1)
                 with m.If(code != ErrorCode.NONE):
-                    m.d.comb += [
+                    # Registered: the pulse comes a cycle later, from HALT.
+                    m.d.sync += [
                         self.error.eq(1),
                         self.error_code.eq(code),
                         self.error_index.eq(cur.index),
@@ -428,15 +485,19 @@ class Dispatcher(wiring.Component):
             with m.State("SEND"):
                 m.d.comb += [
                     self.stall.eq(~target_ready),
-                    self.o_load.valid.eq(is_load),
-                    self.o_store.valid.eq(is_store),
-                    self.o_compute.valid.eq(~is_load & ~is_store),
+                    self.o_load.valid.eq(to_load),
+                    self.o_store.valid.eq(to_store),
+                    self.o_compute.valid.eq(to_compute),
                 ]
                 with m.If(target_ready):
                     m.d.sync += dispatched.eq(dispatched + 1)
-                    with m.If((opcode == Opcode.FINISH) | (dispatched + 1 == count)):
+                    with m.If((opcode == Opcode.FINISH) | last):
                         m.d.sync += self.all_dispatched.eq(1)
                     m.next = "IDLE"
             with m.State("HALT"):
-                pass
+                m.d.sync += [
+                    self.error.eq(0),
+                    self.error_code.eq(ErrorCode.NONE),
+                    self.error_index.eq(0),
+                ]
         return m

@@ -11,8 +11,16 @@ from amaranth.hdl import signed, unsigned
 from amaranth.lib import data
 
 from ..arch.isa import FORMATS, HEADER
+from ..arch.layout import PARAM_LANE_FIELDS
 
-__all__ = ["field_shape", "instruction_fields", "instruction_layout", "field_offsets"]
+__all__ = [
+    "field_shape",
+    "instruction_fields",
+    "instruction_layout",
+    "field_offsets",
+    "param_lane_layout",
+    "param_word_layout",
+]
 
 
 def field_shape(field):
@@ -46,3 +54,16 @@ def field_offsets(opcode):
         out[f.name] = (pos, f.width)
         pos += f.width
     return out
+
+
+def param_lane_layout():
+    """One 64-bit PARAM lane (``bias``, ``m``, ``e``) from :data:`bamboo.arch.layout.
+    PARAM_LANE_FIELDS`, as :func:`bamboo.arch.layout.param_lane` packs it."""
+    return data.StructLayout(
+        {name: signed(bits) if sign else unsigned(bits) for name, bits, sign in PARAM_LANE_FIELDS}
+    )
+
+
+def param_word_layout(config):
+    """One PARAM word: ``config.cols`` lanes, lane ``c`` at bit ``64 * c``."""
+    return data.ArrayLayout(param_lane_layout(), config.cols)

@@ -1,6 +1,6 @@
 """Small helpers for pipelined datapaths and sequencers, shared by the units."""
 
-from amaranth.hdl import Mux, Signal
+from amaranth.hdl import Mux, Signal, Value
 
 __all__ = [
     "register",
@@ -10,6 +10,7 @@ __all__ = [
     "combine_lengths",
     "round_up",
     "accept",
+    "connect_stream",
 ]
 
 
@@ -76,3 +77,15 @@ def accept(m, port, reg, next_state):
     with m.If(port.valid):
         m.d.sync += reg.eq(port.payload)
         m.next = next_state
+
+
+def connect_stream(m, source, sink):
+    """Join two streams whose payloads have the same width but not the same shape (a
+    FIFO's ``r_stream`` / ``w_stream`` and a unit's structured stream), which
+    :func:`amaranth.lib.wiring.connect` refuses."""
+    assert len(Value.cast(source.payload)) == len(Value.cast(sink.payload))
+    m.d.comb += [
+        sink.valid.eq(source.valid),
+        sink.payload.eq(source.payload),
+        source.ready.eq(sink.ready),
+    ]

@@ -58,6 +58,11 @@ class TokenCounter(wiring.Component):
         One token in / out this cycle (pop only when ``avail``).
     avail : Out(1)
         At least one token is there.
+
+    ``push`` and ``pop`` only select among registers: ``count`` and the registers
+    ``count + 1`` and ``count - 1`` kept beside it, and the flags ``avail``
+    (``count != 0``) and ``one`` (``count == 1``), so a strobe decided late in the cycle
+    runs through one multiplexer rather than an adder's carry chain and a zero test.
     """
 
     def __init__(self, width=16):
@@ -66,18 +71,31 @@ class TokenCounter(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        # ``avail`` (count != 0) and ``one`` (count == 1) are registers updated with the
-        # count, so a pop decided late in the cycle only selects among values computed
-        # from registers (count + 1, count - 1, count == 2) instead of running through a
-        # three-operand adder and a 16-bit zero test.
         count = Signal(self._width)
-        one = Signal()
+        inc = Signal(self._width, init=1)  # count + 1
+        dec = Signal(self._width, init=(1 << self._width) - 1)  # count - 1
+        one = Signal()  # count == 1
+        two = Signal()  # count == 2
         avail = Signal()
         m.d.comb += self.avail.eq(avail)
         with m.If(self.push & ~self.pop):
-            m.d.sync += [count.eq(count + 1), avail.eq(1), one.eq(~avail)]
+            m.d.sync += [
+                count.eq(inc),
+                inc.eq(inc + 1),
+                dec.eq(count),
+                avail.eq(1),
+                one.eq(~avail),
+                two.eq(one),
+            ]
         with m.Elif(self.pop & ~self.push):
-            m.d.sync += [count.eq(count - 1), avail.eq(~one), one.eq(count == 2)]
+            m.d.sync += [
+                count.eq(dec),
+                inc.eq(count),
+                dec.eq(dec - 1),
+                avail.eq(~one),
+                one.eq(two),
+                two.eq(dec == 2),
+            ]
         return m
 
 
@@ -100,7 +118,9 @@ class QueueController(wiring.Component):
     prev_avail, next_avail : In(1)
         Tokens waiting from the previous / next queue.
     pop_prev, pop_next, push_prev, push_next : Out(1)
-        One-cycle strobes into the token counters.
+        One-cycle strobes into the token counters. The pops are registered: they strobe
+        in the cycle after the head is taken (in ISSUE), and this controller reads
+        ``*_avail`` again only in IDLE, two cycles later at the earliest.
     busy : Out(1)
         An instruction has been issued and is not done.
     stall : Out(1)
@@ -148,16 +168,17 @@ class QueueController(wiring.Component):
                 ]
                 with m.If(self.i_insn.valid):
                     with m.If(prev_ok & next_ok):
-                        m.d.comb += [
-                            self.i_insn.ready.eq(1),
+                        m.d.comb += self.i_insn.ready.eq(1)
+                        m.d.sync += [
+                            cur.eq(self.i_insn.payload),
                             self.pop_prev.eq(head.pop_prev if self._prev else 0),
                             self.pop_next.eq(head.pop_next if self._next else 0),
                         ]
-                        m.d.sync += cur.eq(self.i_insn.payload)
                         m.next = "ISSUE"
                     with m.Else():
                         m.d.comb += self.stall.eq(1)
             with m.State("ISSUE"):
+                m.d.sync += [self.pop_prev.eq(0), self.pop_next.eq(0)]
                 m.d.comb += [self.o_exec.valid.eq(1), self.busy.eq(1), self.index.eq(cur.index)]
                 with m.If(self.o_exec.ready):
                     m.next = "RUN"

@@ -11,7 +11,9 @@
 Queues run decoupled and synchronize through dependency tokens (hw/queues.py), so
 loads and stores overlap compute as the compiler's tokens allow (arch/isa.py).
 
-Runs end in one way: the units are held in reset and :class:`~bamboo.hw.bus.BusArbiter`
+Run control (:class:`~bamboo.hw.control.RunControl`, hw/control.py) starts and ends
+runs; this module only instantiates and connects the units. Runs end in one way: the
+units are held in reset and :class:`~bamboo.hw.bus.BusArbiter`
 finishes the bursts already announced (reads dropped, writes with no strobes), then
 ``done`` or ``error`` pulses into the register file. A run ends
 
@@ -42,21 +44,21 @@ runs one instruction at a time). Built without it (``vector=False``), VEC with p
 is refused by the dispatcher and VEC without pixels is a token barrier.
 """
 
-from amaranth.hdl import Module, Mux, ResetInserter, Signal
-from amaranth.lib import data, fifo, memory, wiring
+from amaranth.hdl import Module, ResetInserter
+from amaranth.lib import fifo, memory, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..arch.config import AcceleratorConfig
-from ..arch.isa import QUEUES, TOKEN_FIFOS, Activation, Opcode
+from ..arch.isa import QUEUES, TOKEN_FIFOS
 from ..arch.layout import PARAM_DEPTH
-from ..arch.registers import ErrorCode
 from .axi import AXI4Signature
 from .bus import BusArbiter
 from .compute import ComputeUnit
+from .control import RunControl
+from .executor import ComputeExecutor
 from .fetch import Dispatcher, Fetcher
-from .isa_layout import instruction_layout
 from .load import LoadUnit, param_layout
-from .postproc import Activation as PostActivation
+from .pipeline import connect_stream
 from .postproc import PostProcessor
 from .queues import QueueController, TokenCounter, entry_layout
 from .regfile import AXI4LiteSignature, RegisterFile
@@ -113,21 +115,18 @@ class Accelerator(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         cfg = self.config
-        C = cfg.cols
-        aw = cfg.axi_addr_width
-        abort = Signal()  # units held in reset
-        force = Signal()  # the bus did not go quiet: reset the arbiter too
+        m.submodules.regfile = regs = RegisterFile(cfg)
+        m.submodules.control = run = RunControl(cfg, watchdog=self.watchdog)
+        wiring.connect(m, wiring.flipped(self.s_axi), regs.s_axi)
+        wiring.connect(m, regs.engine, run.engine)
+        m.d.comb += self.irq.eq(regs.irq)
+        abort = run.abort  # units held in reset (a register)
 
         def unit(name, u, reset=abort):
             m.submodules[name] = ResetInserter({"sync": reset})(u)
             return u
 
-        m.submodules.regfile = regs = RegisterFile(cfg)
-        eng = regs.engine
-        wiring.connect(m, wiring.flipped(self.s_axi), regs.s_axi)
-        m.d.comb += self.irq.eq(regs.irq)
-
-        bus = unit("bus", BusArbiter(cfg), force)
+        bus = unit("bus", BusArbiter(cfg), run.force)
         wiring.connect(m, bus.m_axi, wiring.flipped(self.m_axi))
         m.d.comb += bus.abort.eq(abort)
         fetcher = unit("fetcher", Fetcher(cfg))
@@ -143,44 +142,35 @@ class Accelerator(wiring.Component):
         # A small FIFO lets fetch run ahead of the checks; it also keeps Icarus's always_comb
         # from looping at time 0 over the fetcher's and the dispatcher's comb handshakes.
         prefetch = unit("prefetch", fifo.SyncFIFOBuffered(width=entry_layout().size, depth=2))
-        m.d.comb += [
-            prefetch.w_en.eq(fetcher.o_insn.valid),
-            prefetch.w_data.eq(fetcher.o_insn.payload),
-            fetcher.o_insn.ready.eq(prefetch.w_rdy),
-            disp.i_insn.valid.eq(prefetch.r_rdy),
-            disp.i_insn.payload.eq(prefetch.r_data),
-            prefetch.r_en.eq(disp.i_insn.ready),
-        ]
+        connect_stream(m, fetcher.o_insn, prefetch.w_stream)
+        connect_stream(m, prefetch.r_stream, disp.i_insn)
 
         # Run parameters, sampled at start.
-        go = Signal()
-        base, count = Signal(aw), Signal.like(eng.insn_count)
-        win_base, win_size = Signal(aw), Signal(aw)
         for u in (disp, load, store):
-            m.d.comb += [u.window_base.eq(win_base), u.window_size.eq(win_size)]
+            m.d.comb += [u.window_base.eq(run.window_base), u.window_size.eq(run.window_size)]
         m.d.comb += [
-            fetcher.go.eq(go),
-            fetcher.insn_base.eq(base),
-            fetcher.insn_count.eq(count),
-            disp.go.eq(go),
-            disp.insn_count.eq(count),
+            fetcher.go.eq(run.go),
+            fetcher.insn_base.eq(run.insn_base),
+            fetcher.insn_count.eq(run.insn_count),
+            disp.go.eq(run.go),
+            disp.insn_count.eq(run.insn_count),
         ]
 
-        # Queues and tokens.
-        queues = {}
+        # Queues and tokens. The queue FIFOs register their head (SyncFIFOBuffered): the
+        # controller's token check then starts at a register, not at a LUT RAM read behind
+        # the read pointer (one cycle more from dispatch to the head of an empty queue:
+        # sim/cycles.py Calibration.dispatch).
+        queues, fifos = {}, {}
         for k, name in enumerate(QUEUES):
             out, prev, nxt = getattr(disp, f"o_{name}"), k > 0, k < len(QUEUES) - 1
-            q = unit(f"{name}_fifo", fifo.SyncFIFO(width=entry_layout().size, depth=QUEUE_DEPTH))
+            q = unit(
+                f"{name}_fifo", fifo.SyncFIFOBuffered(width=entry_layout().size, depth=QUEUE_DEPTH)
+            )
             ctl = unit(f"{name}_queue", QueueController(prev=prev, next=nxt))
-            m.d.comb += [
-                q.w_en.eq(out.valid),
-                q.w_data.eq(out.payload),
-                out.ready.eq(q.w_rdy),
-                ctl.i_insn.valid.eq(q.r_rdy),
-                ctl.i_insn.payload.eq(q.r_data),
-                q.r_en.eq(ctl.i_insn.ready),
-            ]
+            connect_stream(m, out, q.w_stream)
+            connect_stream(m, q.r_stream, ctl.i_insn)
             queues[name] = ctl
+            fifos[name] = q
         ql, qc, qs = queues["load"], queues["compute"], queues["store"]
         for tok in TOKEN_FIFOS:
             src, dst = queues[tok.src], queues[tok.dst]
@@ -216,128 +206,54 @@ class Accelerator(wiring.Component):
                 vec.lut_w.en.eq(load.lut_w.en),
             ]
 
-        # Compute queue executor: CONV to the ComputeUnit, VEC to the vector unit; FINISH
-        # (and VEC without a vector unit: a barrier, the dispatcher refused the others)
-        # ends at once. One instruction at a time, so OUT has one writer at a time.
-        ex = qc.o_exec
-        size = instruction_layout(Opcode.CONV).size
-        is_conv = ex.payload.word[:4] == Opcode.CONV
-        is_vec = (ex.payload.word[:4] == Opcode.VEC) if vec is not None else 0
-        conv_active, other_done, vec_done = Signal(), Signal(), Signal()
-        addr_q = unit("out_addr_fifo", fifo.SyncFIFO(width=16, depth=PostProcessor.CREDITS))
-        m.d.comb += [
-            compute.i_insn.payload.eq(ex.payload.word[:size]),
-            compute.i_insn.valid.eq(ex.valid & is_conv),
-            ex.ready.eq(Mux(is_conv, compute.i_insn.ready, 1)),
-        ]
-        if vec is not None:
-            m.d.comb += [
-                vec.i_insn.payload.eq(ex.payload.word[: instruction_layout(Opcode.VEC).size]),
-                vec.i_insn.valid.eq(ex.valid & is_vec),
-            ]
-            with m.If(is_vec):
-                m.d.comb += ex.ready.eq(vec.i_insn.ready)
-            # Registered: a VEC without pixels is done in the cycle it is accepted.
-            m.d.sync += vec_done.eq(vec.status.done & ~abort)
-        m.d.sync += other_done.eq(ex.valid & ex.ready & ~is_conv & ~is_vec & ~abort)
-        conv_end = conv_active & ~compute.status.busy & (addr_q.level == 0)
-        with m.If(ex.valid & ex.ready & is_conv):
-            m.d.sync += conv_active.eq(1)
-        with m.Elif(conv_end):
-            m.d.sync += conv_active.eq(0)
-        m.d.comb += qc.done.eq(other_done | conv_end | vec_done)
-        fin_layout = instruction_layout(Opcode.FINISH)
-        fin = data.View(fin_layout, ex.payload.word[: fin_layout.size])
-        finish_irq = Signal()  # this run has executed a FINISH with irq set
-        with m.If(ex.valid & ex.ready & (fin.opcode == Opcode.FINISH) & fin.irq):
-            m.d.sync += finish_irq.eq(1)
-
-        # ACC -> PostProcessor with the PARAM lanes of the instruction -> OUT.
-        acc = compute.o_acc
-        insn = acc.payload.insn
-        m.d.comb += [param_rd.addr.eq(insn.param_addr), param_rd.en.eq(1)]
-        # One process drives the activation and every lane copies it: Icarus's always_comb
-        # loops at time 0 when several processes write slices of one vector.
-        post_act = Signal(PostActivation)
-        with m.Switch(insn.act):
-            for isa_act, hw_act in (
-                (Activation.LEAKY_SHIFT, PostActivation.LEAKY),
-                (Activation.LEAKY_ROUNDED, PostActivation.LEAKY_ROUNDED),
-                (Activation.LUT, PostActivation.LUT),
-            ):
-                with m.Case(isa_act):
-                    m.d.comb += post_act.eq(hw_act)
-            with m.Default():
-                m.d.comb += post_act.eq(PostActivation.NONE)
-        for c in range(C):
-            lane = param_rd.data[64 * c : 64 * (c + 1)]
-            p = post.i.payload[c]
-            m.d.comb += [
-                p.acc.eq(acc.payload.acc[c]),
-                p.bias.eq(lane[:32]),
-                p.params.rq.m.eq(lane[32:56]),
-                p.params.rq.e.eq(lane[56:64]),
-                p.params.lut_slot.eq(insn.lut_slot),
-                p.params.act.eq(post_act),
-            ]
-            for field in ("zp", "qmin", "qmax"):
-                v = getattr(insn, {"zp": "out_zp"}.get(field, field))
-                m.d.comb += getattr(p.params.rq, field).eq(Mux(insn.signed, v.as_signed(), v))
-        m.d.comb += [
-            post.i.valid.eq(acc.valid & addr_q.w_rdy),
-            acc.ready.eq(post.i.ready & addr_q.w_rdy),
-            addr_q.w_en.eq(acc.valid & acc.ready),
-            addr_q.w_data.eq(acc.payload.out_addr),
-            post.o.ready.eq(1),
-            addr_q.r_en.eq(post.o.valid),
-            out_wr.en.eq(post.o.valid),
-            out_wr.addr.eq(addr_q.r_data),
-            out_wr.data.eq(post.o.payload),
-        ]
-        if vec is not None:
-            with m.If(vec.out_w.en):
-                m.d.comb += [
-                    out_wr.en.eq(1),
-                    out_wr.addr.eq(vec.out_w.addr),
-                    out_wr.data.eq(vec.out_w.data),
-                ]
-
-        # Engine control.
-        err_code, err_index = Signal(8), Signal.like(eng.err_insn)
-        silent = Signal()
-        # An error response is acted on when it arrives; the DMAs report it only after their
-        # transfer, and a STORE's later bursts (or another unit's) would write meanwhile.
-        load_rerr = load.m_axi.rvalid & load.m_axi.rready & load.m_axi.rresp[1]
-        store_berr = store.m_axi.bvalid & store.m_axi.bready & store.m_axi.bresp[1]
-        load_fail = load.error | load_rerr
-        unit_error = load_fail | store.error | store_berr
-        unit_code = Mux(
-            load_fail,
-            Mux(load.error, load.error_code, ErrorCode.AXI_ERROR),
-            Mux(store.error, store.error_code, ErrorCode.AXI_ERROR),
+        # The compute queue's executor: CONV, VEC, FINISH; ACC -> PostProcessor -> OUT.
+        ex = unit(
+            "executor", ComputeExecutor(cfg, acc=compute.o_acc.signature, vector=vec is not None)
         )
-        unit_index = Mux(load_fail, ql.index, qs.index)
-        finished = disp.all_dispatched & ql.idle & qc.idle & qs.idle
-        quiescent = (ql.idle | ql.stall) & (qc.idle | qc.stall) & (qs.idle | qs.stall)
-        # The oldest instruction waiting for a token (for TIMEOUT's ERR_INSN).
-        waiting = Signal.like(err_index)
-        m.d.comb += waiting.eq(disp.error_index)
-        for q in (qs, ql, qc):
-            with m.If(
-                q.stall
-                & (
-                    ~(
-                        (ql.stall & (ql.index < q.index))
-                        | (qc.stall & (qc.index < q.index))
-                        | (qs.stall & (qs.index < q.index))
-                    )
-                )
-            ):
-                m.d.comb += waiting.eq(q.index)
+        wiring.connect(m, qc.o_exec, ex.i_insn)
+        wiring.connect(m, ex.conv, compute.i_insn)
+        wiring.connect(m, compute.o_acc, ex.acc)
+        wiring.connect(m, ex.post_i, post.i)
+        wiring.connect(m, post.o, ex.post_o)
+        wiring.connect(m, ex.param_r, param_rd)
+        wiring.connect(m, ex.out_w, out_wr)
+        m.d.comb += [
+            qc.done.eq(ex.done),
+            run.finish_irq.eq(ex.finish_irq),
+            ex.conv_busy.eq(compute.status.busy),
+        ]
+        if vec is not None:
+            wiring.connect(m, ex.vec, vec.i_insn)
+            wiring.connect(m, vec.out_w, ex.vec_out_w)
+            m.d.comb += ex.vec_done.eq(vec.status.done)
 
-        progress = Signal()
+        # Run control (hw/control.py): what it watches.
+        m.d.comb += [
+            run.disp_error.eq(disp.error),
+            run.disp_code.eq(disp.error_code),
+            run.disp_index.eq(disp.error_index),
+            run.all_dispatched.eq(disp.all_dispatched),
+            run.bus_idle.eq(bus.idle),
+            run.load_error.eq(load.error),
+            run.load_code.eq(load.error_code),
+            run.load_resp_error.eq(load.m_axi.rvalid & load.m_axi.rready & load.m_axi.rresp[1]),
+            run.store_error.eq(store.error),
+            run.store_code.eq(store.error_code),
+            run.store_resp_error.eq(store.m_axi.bvalid & store.m_axi.bready & store.m_axi.bresp[1]),
+            run.status.fetch_busy.eq(fetcher.busy),
+            run.status.fetch_stall.eq(disp.stall),
+        ]
+        for name, q in queues.items():
+            m.d.comb += [
+                # An instruction on its way to the FIFO's head register is not idle.
+                getattr(run, f"{name}_idle").eq(q.idle & (fifos[name].level == 0)),
+                getattr(run, f"{name}_stall").eq(q.stall),
+                getattr(run, f"{name}_index").eq(q.index),
+                getattr(run.status, f"{name}_busy").eq(q.busy),
+                getattr(run.status, f"{name}_stall").eq(q.stall),
+            ]
         bus_port = self.m_axi
-        m.d.comb += progress.eq(
+        m.d.comb += run.progress.eq(
             (bus_port.arvalid & bus_port.arready)
             | (bus_port.rvalid & bus_port.rready)
             | (bus_port.awvalid & bus_port.awready)
@@ -354,83 +270,4 @@ class Accelerator(wiring.Component):
             | qs.i_insn.ready
             | (fetcher.o_insn.valid & fetcher.o_insn.ready)
         )
-        idle_cycles = Signal(range(self.watchdog + 1))
-        stuck = idle_cycles == self.watchdog
-        with m.If(progress | abort):
-            m.d.sync += idle_cycles.eq(0)
-        with m.Elif(~stuck):
-            m.d.sync += idle_cycles.eq(idle_cycles + 1)
-        drain_cycles = Signal(range(self.watchdog + 1))
-
-        m.d.sync += go.eq(0)
-        m.d.comb += [
-            eng.fetch_busy.eq(fetcher.busy),
-            eng.fetch_stall.eq(disp.stall),
-            eng.load_busy.eq(ql.busy),
-            eng.load_stall.eq(ql.stall),
-            eng.compute_busy.eq(qc.busy),
-            eng.compute_stall.eq(qc.stall),
-            eng.store_busy.eq(qs.busy),
-            eng.store_stall.eq(qs.stall),
-            eng.error_code.eq(err_code),
-            eng.err_insn.eq(err_index),
-        ]
-        with m.FSM():
-            with m.State("IDLE"):
-                m.d.comb += abort.eq(1)
-                with m.If(eng.start):
-                    wide = eng.window_size[aw:].any()
-                    m.d.sync += [
-                        go.eq(1),
-                        base.eq(eng.insn_base),
-                        count.eq(eng.insn_count),
-                        win_base.eq(eng.window_base),
-                        win_size.eq(Mux(wide, (1 << aw) - 1, eng.window_size)),
-                        err_code.eq(ErrorCode.NONE),
-                        silent.eq(0),
-                        finish_irq.eq(0),
-                    ]
-                    m.next = "RUN"
-            # RUN, and QUIESCE after a dispatch error (the instructions dispatched before it
-            # finish; a unit error among them is the older one): both end at once on a soft
-            # reset or a unit error.
-            for state in ("RUN", "QUIESCE"):
-                with m.State(state):
-                    m.d.comb += eng.busy.eq(1)
-                    with m.If(eng.soft_reset):
-                        m.d.sync += silent.eq(1)
-                        m.next = "DRAIN"
-                    with m.Elif(unit_error):
-                        m.d.sync += [err_code.eq(unit_code), err_index.eq(unit_index)]
-                        m.next = "DRAIN"
-                    if state == "RUN":
-                        with m.Elif(disp.error):
-                            m.d.sync += [
-                                err_code.eq(disp.error_code),
-                                err_index.eq(disp.error_index),
-                            ]
-                            m.next = "QUIESCE"
-                        with m.Elif(stuck):
-                            m.d.sync += [err_code.eq(ErrorCode.TIMEOUT), err_index.eq(waiting)]
-                            m.next = "DRAIN"
-                        with m.Elif(finished & ~go):
-                            m.next = "DRAIN"
-                    else:
-                        with m.Elif(quiescent | stuck):
-                            m.next = "DRAIN"
-            with m.State("DRAIN"):
-                m.d.comb += [abort.eq(1), eng.busy.eq(1)]
-                m.d.sync += drain_cycles.eq(drain_cycles + 1)
-                with m.If(eng.soft_reset):
-                    m.d.sync += silent.eq(1)
-                with m.If((bus.idle & (drain_cycles != 0)) | (drain_cycles == self.watchdog)):
-                    m.d.comb += force.eq(drain_cycles == self.watchdog)
-                    m.d.sync += drain_cycles.eq(0)
-                    with m.If(~silent & ~eng.soft_reset):
-                        m.d.comb += [
-                            eng.done.eq(err_code == ErrorCode.NONE),
-                            eng.done_irq.eq((err_code == ErrorCode.NONE) & finish_irq),
-                            eng.error.eq(err_code != ErrorCode.NONE),
-                        ]
-                    m.next = "IDLE"
         return m

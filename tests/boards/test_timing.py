@@ -569,6 +569,8 @@ _BIG = {"vector", "compute", "postproc", "array"}  # tens of seconds each to ela
             "dispatcher",
             "bus",
             "regfile",
+            "control",
+            "executor",
             "array",
             "fma1",
             "fma2",

@@ -33,3 +33,22 @@ def test_offsets_are_consecutive_from_bit_zero():
 def test_bad_opcode():
     with pytest.raises(ValueError, match=r"opcode must be one of \[1, 2, 3, 4, 5\], not 9"):
         instruction_layout(9)
+
+
+def test_param_lane_layout_reads_what_param_lane_packs():
+    """hw's view of a PARAM word against arch.layout.param_lane's packing, lane by lane."""
+    from bamboo.arch import PRESETS
+    from bamboo.arch.layout import param_lane
+    from bamboo.hw.isa_layout import param_word_layout
+
+    cfg = PRESETS["tiny"]
+    rng = random.Random(5)
+    lanes = [
+        (rng.randrange(-(1 << 31), 1 << 31), rng.randrange(1 << 24), rng.randrange(-128, 128))
+        for _ in range(cfg.cols)
+    ]
+    word = sum(param_lane(*lane) << (64 * c) for c, lane in enumerate(lanes))
+    layout = param_word_layout(cfg)
+    assert layout.size == 64 * cfg.cols
+    view = layout.from_bits(word)
+    assert [(view[c].bias, view[c].m, view[c].e) for c in range(cfg.cols)] == lanes
