@@ -86,6 +86,15 @@ class AcceleratorConfig:
         ``kernel_w <= rows / groups`` takes ``ceil(kernel_h / groups)`` passes instead of
         ``kernel_h``. The depthwise path reads ``depthwise_blocks * depthwise_groups``
         INP words a cycle (:attr:`depthwise_ports`).
+    dw_lanes : int
+        Channels per cycle of the standalone depthwise engine (hw/dwengine.py, engine
+        generation 2, docs/engine2.md): a power of two, or 0 for no engine (the default,
+        so no preset changes). Not yet wired into the accelerator.
+    dw_kernel : int
+        The engine's largest kernel, 3 or 5 (``dw_kernel**2 * dw_lanes`` multipliers); a
+        smaller odd kernel runs embedded in it with zero taps and one more padding.
+    dw_width : int
+        The engine's longest padded input row in pixels (line-buffer depth), a power of two.
     """
 
     name: str = "custom"
@@ -104,6 +113,9 @@ class AcceleratorConfig:
     vector_lanes: int | None = None
     depthwise_blocks: int = 1
     depthwise_groups: int = 1
+    dw_lanes: int = 0
+    dw_kernel: int = 3
+    dw_width: int = 256
 
     def __post_init__(self):
         for field in (
@@ -161,6 +173,16 @@ class AcceleratorConfig:
         if self.depthwise_groups > self.rows:
             raise ConfigError(
                 f"depthwise_groups must be at most rows ({self.rows}), not {self.depthwise_groups}"
+            )
+        if not isinstance(self.dw_lanes, int) or not (
+            self.dw_lanes == 0 or _is_pow2(self.dw_lanes)
+        ):
+            raise ConfigError(f"dw_lanes must be 0 or a power of two, not {self.dw_lanes!r}")
+        if self.dw_kernel not in (3, 5):
+            raise ConfigError(f"dw_kernel must be 3 or 5, not {self.dw_kernel!r}")
+        if not isinstance(self.dw_width, int) or not _is_pow2(self.dw_width) or self.dw_width < 8:
+            raise ConfigError(
+                f"dw_width must be a power of two of at least 8, not {self.dw_width!r}"
             )
         step = 2 if self.dsp_packing else 1
         if self.depthwise_blocks > 1 and self.depthwise_blocks * self.rows > self.cols // step:
@@ -265,6 +287,9 @@ class AcceleratorConfig:
         """
         fields = self.to_dict()
         del fields["name"]
+        if not self.dw_lanes:  # no depthwise engine: the identities from before it existed
+            for name in ("dw_lanes", "dw_kernel", "dw_width"):
+                del fields[name]
         blob = json.dumps(fields, sort_keys=True, separators=(",", ":")).encode()
         return int.from_bytes(hashlib.sha256(blob).digest()[:4], "little")
 

@@ -1,0 +1,330 @@
+"""The depthwise engine: line buffers and a ``k x k`` window per channel lane per cycle.
+
+Engine generation 2 (issue 15, docs/engine2.md): depthwise convolutions off the systolic
+array, as the DPU and most published MobileNet accelerators run them. Standalone and
+tested here; not yet wired into the accelerator (docs/engine2.md says what that needs).
+
+Dataflow for one frame of one channel block (``lanes`` channels, NHWC pixels)::
+
+    i_pixel ─▶ x - x_zp ─┬──────────────────────────────▶ col[k-1]     window
+                         └▶ line buffer k-2 ─▶ col[k-2]   ──────────▶  k x k x lanes
+              line buffer j+1 ─▶ line buffer j ─▶ col[j]                  │ x w
+                                                                        adder trees
+                                                                          ▼
+                                                 credit-gated FIFO ─▶ o_acc (int32)
+
+The engine scans the *padded* frame (``pad_top + height + pad_bottom`` rows of
+``pad_left + width + pad_right`` columns) in raster order, one position per cycle. A
+position inside the image takes one ``i_pixel`` beat; a padding position takes none and
+enters 0, the zero-point corrected code of ``x_zp`` (the real zero, Ref:
+../shared/numerics.md, "Conv": padding uses ``x_zp``), exactly as the array's
+``x - x_zp`` path (hw/compute.py). Each position's ``k``-high column (``k - 1`` rows from
+the line buffers, one new) shifts into the window; positions ``(r, c)`` with
+``r, c >= k - 1`` that the stride keeps emit ``acc[l] = sum_{ky,kx} win[ky][kx][l] *
+w[l][ky][kx]``, the accumulator of output pixel ``((r - k + 1) / s, (c - k + 1) / s)``.
+Bias and requantization follow in hw/postproc.py (its lanes take ``acc`` and add the
+bias), as for the array.
+
+A kernel smaller than ``kernel`` (3x3 on a 5x5 engine) runs embedded: its taps in the
+centre, zeros around, and ``(kernel - kh) / 2`` more padding on every side
+(:func:`embed_kernel`). That is the same convolution.
+
+Flow control: the datapath is a free-running pipeline (no clock enable on the adder
+trees). A position that emits is admitted only with a credit, i.e. when the output FIFO
+is sure to have room, so ``i_pixel.ready`` is a register compare with no combinational
+path from ``o_acc.ready``; input bubbles stall the scan, not the pipeline.
+"""
+
+from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.fifo import SyncFIFOBuffered
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+from bamboo.arch import AcceleratorConfig
+from bamboo.hw.pipeline import delay_chain, register
+
+__all__ = ["DepthwiseEngine", "embed_kernel", "params_layout"]
+
+#: ``x - x_zp`` of 8-bit codes and zero points, signed or unsigned: -255..255.
+X_WIDTH = 9
+
+
+def embed_kernel(w, kernel):
+    """``(w', extra_pad)``: the ``(..., kh, kw)`` taps ``w`` centred in a ``kernel x kernel``
+    grid of zeros, and the padding each side gains (``(kernel - kh) // 2``)."""
+    import numpy as np
+
+    w = np.asarray(w)
+    kh, kw = w.shape[-2:]
+    if kh != kw or kh % 2 == 0 or kh > kernel:
+        raise ValueError(f"kernel must be square, odd and at most {kernel}, not {kh} x {kw}")
+    e = (kernel - kh) // 2
+    out = np.zeros((*w.shape[:-2], kernel, kernel), dtype=w.dtype)
+    out[..., e : e + kh, e : e + kw] = w
+    return out, e
+
+
+def params_layout(lanes, kernel, width):
+    """One frame's parameters (an ``i_params`` beat)."""
+    dim = range(width + 1)
+    pad = range(kernel)
+    return data.StructLayout(
+        {
+            "width": dim,  # image columns (without padding)
+            "height": unsigned(16),  # image rows
+            "pad_top": pad,
+            "pad_left": pad,
+            "pad_bottom": pad,
+            "pad_right": pad,
+            "stride2": 1,  # 0: stride 1, 1: stride 2
+            "signed": 1,  # codes and zero point int8 (else uint8)
+            "zp": unsigned(8),  # input zero point, as CONV.in_zp
+            # w[l][ky * kernel + kx]: channel lane l's taps.
+            "w": data.ArrayLayout(data.ArrayLayout(signed(8), kernel * kernel), lanes),
+        }
+    )
+
+
+def _lut_product(x, w):
+    """``x * w`` (signed) as shift-and-add partial products, so synthesis builds it in
+    LUT carry chains instead of inferring a DSP48E2: bit 7 of ``w`` weighs ``-2**7``."""
+    terms = [Mux(w[i], x << i, 0) for i in range(len(w) - 1)]
+    total = terms[0]
+    for t in terms[1:]:
+        total = total + t
+    return total - Mux(w[len(w) - 1], x << (len(w) - 1), 0)
+
+
+class DepthwiseEngine(wiring.Component):
+    """Depthwise convolution of one channel block: ``lanes`` windows per cycle.
+
+    Parameters
+    ----------
+    lanes : int
+        Channels per cycle (``cfg.dw_lanes``), a power of two.
+    kernel : int
+        Kernel height and width (``cfg.dw_kernel``): 3 or 5.
+    width : int
+        Longest padded row (``cfg.dw_width``): the line buffers' depth.
+    multiplier : str
+        ``"dsp"``: ``*`` (Yosys infers one DSP48E2 per 9 x 8 product); ``"lut"``:
+        shift-and-add in LUTs (:func:`_lut_product`).
+
+    Attributes
+    ----------
+    LATENCY : int
+        Cycles from the last input beat of an output's window (its scan position) to
+        that output on ``o_acc`` (valid, with ``o_acc.ready`` high).
+    CREDITS : int
+        Emitting positions admitted but not yet delivered (the FIFO depth).
+
+    Members
+    -------
+    i_params : ``In(stream.Signature(params_layout(...)))``
+        One beat per frame, taken when the engine is idle and held in registers for the
+        frame (its geometry, zero point and the ``lanes x kernel**2`` weights).
+        ``pad_* < kernel``; the padded width at most ``width`` and at least ``kernel``,
+        the padded height at least ``kernel`` (the compiler checks; the engine trusts).
+    i_pixel : ``In(stream.Signature(ArrayLayout(unsigned(8), lanes)))``
+        The frame's ``height x width`` pixels in raster order, ``lanes`` channel codes a
+        beat (NHWC, one pixel's channel block).
+    o_acc : ``Out(stream.Signature(ArrayLayout(signed(32), lanes)))``
+        The output pixels' int32 accumulators in raster order (no bias).
+    busy : ``Out(1)``
+        A frame is being scanned (outputs may still be in flight after it falls).
+    """
+
+    def __init__(self, lanes, kernel=3, width=256, *, multiplier="dsp"):
+        if not isinstance(lanes, int) or lanes < 1 or lanes & (lanes - 1):
+            raise ValueError(f"lanes must be a power of two, not {lanes!r}")
+        if kernel not in (3, 5):
+            raise ValueError(f"kernel must be 3 or 5, not {kernel!r}")
+        if not isinstance(width, int) or width < 8 or width & (width - 1):
+            raise ValueError(f"width must be a power of two of at least 8, not {width!r}")
+        if multiplier not in ("dsp", "lut"):
+            raise ValueError(f"multiplier must be 'dsp' or 'lut', not {multiplier!r}")
+        self.lanes, self.kernel, self.width, self.multiplier = lanes, kernel, width, multiplier
+        taps = kernel * kernel
+        # Stage 1 x and line-buffer read, stage 2 window, stage 3 operands (DSP A/B),
+        # stage 4 product (M), stage 5 product (P), then one register per adder level.
+        self.tree_levels = (taps - 1).bit_length()
+        # Then the FIFO: its write, its output register.
+        self.LATENCY = 5 + self.tree_levels + 2
+        self.CREDITS = 32
+        self.acc_width = X_WIDTH + 8 + self.tree_levels
+        super().__init__(
+            {
+                "i_params": In(stream.Signature(params_layout(lanes, kernel, width))),
+                "i_pixel": In(stream.Signature(data.ArrayLayout(unsigned(8), lanes))),
+                "o_acc": Out(stream.Signature(data.ArrayLayout(signed(32), lanes))),
+                "busy": Out(1),
+            }
+        )
+
+    @classmethod
+    def from_config(cls, cfg, **kwargs):
+        """The engine of ``cfg`` (``dw_lanes``, ``dw_kernel``, ``dw_width``)."""
+        if not isinstance(cfg, AcceleratorConfig):
+            raise TypeError(f"cfg must be an AcceleratorConfig, not {cfg!r}")
+        if not cfg.dw_lanes:
+            raise ValueError(f"config {cfg.name!r} has no depthwise engine (dw_lanes = 0)")
+        return cls(cfg.dw_lanes, cfg.dw_kernel, cfg.dw_width, **kwargs)
+
+    def elaborate(self, platform):
+        m = Module()
+        L, K = self.lanes, self.kernel
+        assert self.CREDITS > self.LATENCY + 2  # else the credits limit the rate
+
+        # Frame parameters, latched when a frame starts.
+        prm = Signal(params_layout(L, K, self.width))
+        last_r = Signal(16 + 2)  # padded height - 1
+        last_c = Signal(range(self.width))  # padded width - 1
+        end_r = Signal(16 + 2)  # first padding row below the image
+        end_c = Signal(range(self.width + K))  # first padding column right of the image
+        busy = Signal()
+        fire = Signal()
+        # The weights feed stage 3: the next frame's replace them once the last position
+        # of this one has passed stage 2, two cycles after the scan ends.
+        valid = delay_chain(m, fire, 2)
+        start = Signal()
+        m.d.comb += [
+            self.busy.eq(busy),
+            self.i_params.ready.eq(~busy & ~valid[1] & ~valid[2]),
+            start.eq(self.i_params.valid & self.i_params.ready),
+        ]
+        with m.If(start):
+            p = self.i_params.payload
+            m.d.sync += [
+                prm.eq(p),
+                busy.eq(1),
+                last_r.eq(p.pad_top + p.height + p.pad_bottom - 1),
+                last_c.eq(p.pad_left + p.width + p.pad_right - 1),
+                end_r.eq(p.pad_top + p.height),
+                end_c.eq(p.pad_left + p.width),
+            ]
+
+        # Stage 0: the scan. Position (r, c) of the padded frame; the flags are registers
+        # kept alongside the counters so the handshake is a few gates from flip-flops.
+        r = Signal(16 + 2)
+        c = Signal(range(self.width))
+        row_in = Signal()  # pad_top <= r < end_r
+        col_in = Signal()  # pad_left <= c < end_c
+        row_emit = Signal()  # r >= K - 1 and the stride keeps row r
+        col_emit = Signal()  # c >= K - 1 and the stride keeps column c
+        credits = Signal(range(self.CREDITS + 1))
+        real = row_in & col_in
+        emit = row_emit & col_emit
+        can = busy & (~emit | (credits != self.CREDITS))
+        m.d.comb += [
+            self.i_pixel.ready.eq(can & real),
+            fire.eq(can & (~real | self.i_pixel.valid)),
+        ]
+        give = self.o_acc.valid & self.o_acc.ready
+        m.d.sync += credits.eq(credits + (fire & emit) - give)
+
+        def keeps(n):  # n >= K - 1 and, at stride 2, (n - (K - 1)) even: K is odd
+            return (n >= K - 1) & (~prm.stride2 | ~n[0])
+
+        last_col = c == last_c
+        with m.If(fire):
+            with m.If(last_col):
+                nr = r + 1
+                m.d.sync += [
+                    c.eq(0),
+                    r.eq(nr),
+                    col_in.eq(prm.pad_left == 0),
+                    col_emit.eq(0),
+                    row_in.eq((nr >= prm.pad_top) & (nr < end_r)),
+                    row_emit.eq(keeps(nr)),
+                ]
+                with m.If(r == last_r):
+                    m.d.sync += busy.eq(0)
+            with m.Else():
+                nc = c + 1
+                m.d.sync += [
+                    c.eq(nc),
+                    col_in.eq((nc >= prm.pad_left) & (nc < end_c)),
+                    col_emit.eq(keeps(nc)),
+                ]
+        with m.If(start):  # a new frame starts at (0, 0)
+            p = self.i_params.payload
+            m.d.sync += [
+                r.eq(0),
+                c.eq(0),
+                row_in.eq(p.pad_top == 0),
+                col_in.eq(p.pad_left == 0),
+                row_emit.eq(0),
+                col_emit.eq(0),
+            ]
+
+        # Line buffers: buffer j holds row r - K + 1 + j at the columns not yet scanned
+        # in row r. Read in stage 0 (synchronous), written back shifted in stage 1.
+        lbs = []
+        for j in range(K - 1):
+            mem = Memory(shape=data.ArrayLayout(signed(X_WIDTH), L), depth=self.width, init=[])
+            m.submodules[f"line{j}"] = mem
+            rd, wr = mem.read_port(), mem.write_port()
+            m.d.comb += rd.addr.eq(c)
+            lbs.append((rd, wr))
+
+        # Stage 1: x - x_zp (0 at padding positions), the buffered rows arrive.
+        emits = delay_chain(m, fire & emit, self.LATENCY - 2, prefix="emit")
+        zp = Mux(prm.signed, prm.zp.as_signed(), prm.zp)
+        x1 = Signal(data.ArrayLayout(signed(X_WIDTH), L), reset_less=True)
+        for lane in range(L):
+            code = self.i_pixel.payload[lane]
+            m.d.sync += x1[lane].eq(Mux(real, Mux(prm.signed, code.as_signed(), code) - zp, 0))
+        c1 = register(m, c, "c1")
+        col = [rd.data for rd, _ in lbs] + [x1]  # rows r - K + 1 .. r
+        for j, (_, wr) in enumerate(lbs):
+            m.d.comb += [wr.addr.eq(c1), wr.data.eq(col[j + 1]), wr.en.eq(valid[1])]
+
+        # Stage 2: the window, win[ky][kx], shifted left by one column per position.
+        win = [
+            [
+                Signal(data.ArrayLayout(signed(X_WIDTH), L), name=f"win{ky}_{kx}", reset_less=True)
+                for kx in range(K)
+            ]
+            for ky in range(K)
+        ]
+        with m.If(valid[1]):
+            for ky in range(K):
+                for kx in range(K - 1):
+                    m.d.sync += win[ky][kx].eq(win[ky][kx + 1])
+                m.d.sync += win[ky][K - 1].eq(col[ky])
+
+        # Stages 3-5: per lane and tap, operands, product, product (DSP48E2 A/B, M, P).
+        sums = []
+        for lane in range(L):
+            prods = []
+            for t in range(K * K):
+                ky, kx = divmod(t, K)
+                a = register(m, win[ky][kx][lane], f"a{lane}_{t}")
+                b = register(m, prm.w[lane][t], f"b{lane}_{t}")
+                prod = a * b if self.multiplier == "dsp" else _lut_product(a, b)
+                p4 = register(m, prod, f"m{lane}_{t}", signed(X_WIDTH + 8))
+                prods.append(register(m, p4, f"p{lane}_{t}"))
+            # Stages 6..: the adder tree, one registered level of pairwise sums each.
+            level = 0
+            while len(prods) > 1:
+                nxt = [
+                    register(m, prods[i] + prods[i + 1], f"s{lane}_{level}_{i // 2}")
+                    for i in range(0, len(prods) - 1, 2)
+                ]
+                if len(prods) % 2:
+                    nxt.append(register(m, prods[-1], f"s{lane}_{level}_{len(prods) // 2}"))
+                prods, level = nxt, level + 1
+            assert level == self.tree_levels
+            sums.append(prods[0])
+
+        wide = [Signal(signed(32), name=f"acc{lane}") for lane in range(L)]
+        m.d.comb += [w.eq(s) for w, s in zip(wide, sums)]  # sign-extended
+        m.submodules.fifo = fifo = SyncFIFOBuffered(width=32 * L, depth=self.CREDITS)
+        m.d.comb += [
+            fifo.w_en.eq(emits[-1]),
+            fifo.w_data.eq(Cat(*wide)),
+            self.o_acc.valid.eq(fifo.r_rdy),
+            self.o_acc.payload.eq(fifo.r_data),
+            fifo.r_en.eq(self.o_acc.ready),
+        ]
+        return m
