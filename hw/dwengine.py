@@ -173,86 +173,126 @@ class DepthwiseEngine(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         L, K = self.lanes, self.kernel
-        assert self.CREDITS > self.LATENCY + 2  # else the credits limit the rate
+        assert self.CREDITS - 1 > self.LATENCY + 2  # else the credits limit the rate
 
-        # Frame parameters, latched when a frame starts.
+        # Frame parameters, latched when a frame starts, and the scan positions where the
+        # flags below change (one less: the flags are set a position ahead).
         prm = Signal(params_layout(L, K, self.width))
-        last_r = Signal(16 + 2)  # padded height - 1
-        last_c = Signal(range(self.width))  # padded width - 1
-        end_r = Signal(16 + 2)  # first padding row below the image
-        end_c = Signal(range(self.width + K))  # first padding column right of the image
+        rw, cw = 16 + 2, (self.width + 2 * K).bit_length()
+        in_r, out_r, out_r2, last_r1 = (
+            Signal(rw, name=n) for n in ("in_r", "out_r", "out_r2", "last_r1")
+        )
+        in_c, out_c, out_c2, last_c1 = (
+            Signal(cw, name=n) for n in ("in_c", "out_c", "out_c2", "last_c1")
+        )
+        left0 = Signal()  # pad_left == 0: column 0 of every row is inside the image
         busy = Signal()
         fire = Signal()
         # The weights feed stage 3: the next frame's replace them once the last position
-        # of this one has passed stage 2, two cycles after the scan ends.
-        valid = delay_chain(m, fire, 2)
+        # of this one has passed stage 2, so the engine is idle two cycles after a scan.
+        valid = delay_chain(m, fire, 1)
+        idle = Signal(init=1)
         start = Signal()
         m.d.comb += [
             self.busy.eq(busy),
-            self.i_params.ready.eq(~busy & ~valid[1] & ~valid[2]),
-            start.eq(self.i_params.valid & self.i_params.ready),
+            self.i_params.ready.eq(idle),
+            start.eq(self.i_params.valid & idle),
+        ]
+        # A frame starts in three steps: `start` takes the beat, `begin` derives the scan
+        # limits from the registered parameters (one adder each), `begin2` the last
+        # position from those and starts the scan.
+        begin, begin2 = Signal(), Signal()
+        m.d.sync += [
+            idle.eq(~busy & ~valid[1] & ~start & ~begin & ~begin2),
+            begin.eq(start),
+            begin2.eq(begin),
         ]
         with m.If(start):
-            p = self.i_params.payload
+            m.d.sync += prm.eq(self.i_params.payload)
+        with m.If(begin):
             m.d.sync += [
-                prm.eq(p),
+                in_r.eq(prm.pad_top - 1),  # all ones (never reached) when 0
+                in_c.eq(prm.pad_left - 1),
+                out_r.eq(prm.pad_top + prm.height - 1),
+                out_c.eq(prm.pad_left + prm.width - 1),
+                out_r2.eq(prm.pad_top + prm.height - 2),
+                out_c2.eq(prm.pad_left + prm.width - 2),
+                left0.eq(prm.pad_left == 0),
+            ]
+        with m.If(begin2):
+            m.d.sync += [
                 busy.eq(1),
-                last_r.eq(p.pad_top + p.height + p.pad_bottom - 1),
-                last_c.eq(p.pad_left + p.width + p.pad_right - 1),
-                end_r.eq(p.pad_top + p.height),
-                end_c.eq(p.pad_left + p.width),
+                last_r1.eq(out_r2 + prm.pad_bottom),  # padded height - 2
+                last_c1.eq(out_c2 + prm.pad_right),  # padded width - 2
             ]
 
-        # Stage 0: the scan. Position (r, c) of the padded frame; the flags are registers
-        # kept alongside the counters so the handshake is a few gates from flip-flops.
-        r = Signal(16 + 2)
-        c = Signal(range(self.width))
-        row_in = Signal()  # pad_top <= r < end_r
-        col_in = Signal()  # pad_left <= c < end_c
+        # Stage 0: the scan. Position (r, c) of the padded frame. The flags are registers
+        # updated a position ahead from equality compares, so the handshake is one or two
+        # LUTs from flip-flops and no adder sits between a counter and a flag.
+        r = Signal(rw)
+        c = Signal(cw)
+        row_in = Signal()  # pad_top <= r < pad_top + height
+        col_in = Signal()  # pad_left <= c < pad_left + width
         row_emit = Signal()  # r >= K - 1 and the stride keeps row r
         col_emit = Signal()  # c >= K - 1 and the stride keeps column c
-        credits = Signal(range(self.CREDITS + 1))
+        # Credits: emitting positions in flight or in the FIFO. `room` lags the count by a
+        # cycle, so it keeps one in reserve for the position admitted meanwhile.
+        # Two free-running counters, so `fire` only enables an increment (no adder after it).
+        taken = Signal(range(2 * self.CREDITS))
+        given = Signal(range(2 * self.CREDITS))
+        room = Signal()
         real = row_in & col_in
         emit = row_emit & col_emit
-        can = busy & (~emit | (credits != self.CREDITS))
+        can = busy & (~emit | room)
         m.d.comb += [
             self.i_pixel.ready.eq(can & real),
             fire.eq(can & (~real | self.i_pixel.valid)),
         ]
         give = self.o_acc.valid & self.o_acc.ready
-        m.d.sync += credits.eq(credits + (fire & emit) - give)
+        with m.If(fire & emit):
+            m.d.sync += taken.eq(taken + 1)
+        with m.If(give):
+            m.d.sync += given.eq(given + 1)
+        in_flight = (taken - given)[: len(taken)]  # modulo 2 * CREDITS
+        m.d.sync += room.eq(in_flight < self.CREDITS - 1)
 
-        def keeps(n):  # n >= K - 1 and, at stride 2, (n - (K - 1)) even: K is odd
-            return (n >= K - 1) & (~prm.stride2 | ~n[0])
+        def keeps_next(n):  # n + 1 >= K - 1 and, at stride 2, n + 1 - (K - 1) even (K odd)
+            return (n >= K - 2) & (~prm.stride2 | n[0])
 
-        last_col = c == last_c
+        def flag_next(flag, n, on, off):
+            return Mux(n == on, 1, Mux(n == off, 0, flag))
+
+        at_last_c = Signal()  # c is the last column (set a position ahead)
+        at_last_r = Signal()  # r is the last row
         with m.If(fire):
-            with m.If(last_col):
-                nr = r + 1
+            with m.If(at_last_c):
                 m.d.sync += [
                     c.eq(0),
-                    r.eq(nr),
-                    col_in.eq(prm.pad_left == 0),
+                    r.eq(r + 1),
+                    at_last_c.eq(0),
+                    at_last_r.eq(r == last_r1),
+                    col_in.eq(left0),
                     col_emit.eq(0),
-                    row_in.eq((nr >= prm.pad_top) & (nr < end_r)),
-                    row_emit.eq(keeps(nr)),
+                    row_in.eq(flag_next(row_in, r, in_r, out_r)),
+                    row_emit.eq(keeps_next(r)),
                 ]
-                with m.If(r == last_r):
+                with m.If(at_last_r):
                     m.d.sync += busy.eq(0)
             with m.Else():
-                nc = c + 1
                 m.d.sync += [
-                    c.eq(nc),
-                    col_in.eq((nc >= prm.pad_left) & (nc < end_c)),
-                    col_emit.eq(keeps(nc)),
+                    c.eq(c + 1),
+                    at_last_c.eq(c == last_c1),
+                    col_in.eq(flag_next(col_in, c, in_c, out_c)),
+                    col_emit.eq(keeps_next(c)),
                 ]
-        with m.If(start):  # a new frame starts at (0, 0)
-            p = self.i_params.payload
+        with m.If(begin2):  # a new frame starts at (0, 0)
             m.d.sync += [
                 r.eq(0),
                 c.eq(0),
-                row_in.eq(p.pad_top == 0),
-                col_in.eq(p.pad_left == 0),
+                at_last_c.eq(0),
+                at_last_r.eq(0),
+                row_in.eq(prm.pad_top == 0),
+                col_in.eq(left0),
                 row_emit.eq(0),
                 col_emit.eq(0),
             ]
