@@ -117,6 +117,9 @@ class DepthwiseEngine(wiring.Component):
         that output on ``o_acc`` (valid, with ``o_acc.ready`` high).
     CREDITS : int
         Emitting positions admitted but not yet delivered (the FIFO depth).
+    FRAME_GAP : int
+        Idle cycles between two frames' scans when the next ``i_params`` beat waits: the
+        last position passes stage 2, then the three setup steps.
 
     Members
     -------
@@ -133,6 +136,8 @@ class DepthwiseEngine(wiring.Component):
     busy : ``Out(1)``
         A frame is being scanned (outputs may still be in flight after it falls).
     """
+
+    FRAME_GAP = 5
 
     def __init__(self, lanes, kernel=3, width=256, *, multiplier="dsp"):
         if not isinstance(lanes, int) or lanes < 1 or lanes & (lanes - 1):
@@ -169,6 +174,14 @@ class DepthwiseEngine(wiring.Component):
         if not cfg.dw_lanes:
             raise ValueError(f"config {cfg.name!r} has no depthwise engine (dw_lanes = 0)")
         return cls(cfg.dw_lanes, cfg.dw_kernel, cfg.dw_width, **kwargs)
+
+    @staticmethod
+    def scan_cycles(height, width, pads):
+        """Cycles one frame's scan takes when the input never stalls: one per padded
+        position, ``(pad_top + height + pad_bottom) * (pad_left + width + pad_right)``
+        (``pads`` as ONNX: top, left, bottom, right); add :attr:`FRAME_GAP` between frames."""
+        top, left, bottom, right = pads
+        return (top + height + bottom) * (left + width + right)
 
     def elaborate(self, platform):
         m = Module()

@@ -159,24 +159,21 @@ def test_extreme_codes():
 
 
 def test_scan_takes_one_cycle_per_padded_position():
-    """Throughput: the scan is busy for exactly (pad_top + H + pad_bottom) x (pad_left +
-    W + pad_right) cycles when the input never stalls and the FIFO never fills."""
+    """Throughput: at full rate each frame's scan is busy for exactly
+    DepthwiseEngine.scan_cycles, one cycle per padded position, and the next frame's
+    scan follows FRAME_GAP cycles later."""
     rng = np.random.default_rng(3)
-    params, x, exp = _frame(rng, 3, stride=1)
-    params.update(height=x.shape[0], pad_top=1, pad_bottom=1, pad_left=1, pad_right=1)
-    exp = conv2d_acc(
-        x[None],
-        params["zp"] - (256 if params["signed"] and params["zp"] > 127 else 0),
-        np.array(params["w"], np.int8).reshape(LANES, 3, 3, 1),
-        pads=(1, 1, 1, 1),
-        groups=LANES,
-    )[0]
+    frames = [_frame(rng, 3) for _ in range(3)]
     dut = DepthwiseEngine(LANES, 3, WIDTH)
-    got, busy = _run(dut, [(params, x, exp)])
-    np.testing.assert_array_equal(got, exp.reshape(-1, LANES))
-    h, w = x.shape[:2]
-    assert len(busy) == (h + 2) * (w + 2)
-    assert busy == list(range(busy[0], busy[0] + len(busy)))
+    got, busy = _run(dut, frames)
+    np.testing.assert_array_equal(got, np.concatenate([e.reshape(-1, LANES) for *_, e in frames]))
+    start = busy[0]
+    for params, x, _ in frames:
+        pads = [params[f"pad_{side}"] for side in ("top", "left", "bottom", "right")]
+        n = DepthwiseEngine.scan_cycles(*x.shape[:2], pads)
+        assert busy[:n] == list(range(start, start + n))
+        busy, start = busy[n:], start + n + DepthwiseEngine.FRAME_GAP
+    assert busy == []
 
 
 def test_latency_is_declared():
