@@ -42,6 +42,11 @@ def _is_pow2(v):
     return v > 0 and (v & (v - 1)) == 0
 
 
+#: The standalone depthwise engine's fields (hw/dwengine.py), absent from ``to_dict`` at
+#: their defaults and from ``config_id`` while ``dw_lanes`` is 0.
+_ENGINE_FIELDS = ("dw_lanes", "dw_kernel", "dw_width")
+
+
 @dataclass(frozen=True)
 class AcceleratorConfig:
     """Shape and sizes of one Bamboo accelerator build.
@@ -268,7 +273,14 @@ class AcceleratorConfig:
     # Identity ------------------------------------------------------------------------
 
     def to_dict(self):
-        return dataclasses.asdict(self)
+        """The fields as a dict; the depthwise engine's (``dw_*``) only where they differ
+        from their defaults, so configurations without an engine serialize as before it."""
+        out = dataclasses.asdict(self)
+        defaults = {f.name: f.default for f in dataclasses.fields(self)}
+        for name in _ENGINE_FIELDS:
+            if out[name] == defaults[name]:
+                del out[name]
+        return out
 
     @classmethod
     def from_dict(cls, data):
@@ -288,8 +300,8 @@ class AcceleratorConfig:
         fields = self.to_dict()
         del fields["name"]
         if not self.dw_lanes:  # no depthwise engine: the identities from before it existed
-            for name in ("dw_lanes", "dw_kernel", "dw_width"):
-                del fields[name]
+            for name in _ENGINE_FIELDS:
+                fields.pop(name, None)
         blob = json.dumps(fields, sort_keys=True, separators=(",", ":")).encode()
         return int.from_bytes(hashlib.sha256(blob).digest()[:4], "little")
 

@@ -85,14 +85,19 @@ def params_layout(lanes, kernel, width):
     )
 
 
-def _lut_product(x, w):
-    """``x * w`` (signed) as shift-and-add partial products, so synthesis builds it in
-    LUT carry chains instead of inferring a DSP48E2: bit 7 of ``w`` weighs ``-2**7``."""
-    terms = [Mux(w[i], x << i, 0) for i in range(len(w) - 1)]
-    total = terms[0]
-    for t in terms[1:]:
-        total = total + t
-    return total - Mux(w[len(w) - 1], x << (len(w) - 1), 0)
+def _lut_partials(x, w):
+    """``x * w`` (signed) as two sums of shift-and-add partial products (bits 0-3 of ``w``,
+    bits 4-7 with bit 7 weighing ``-2**7``), so synthesis builds it in LUT carry chains
+    instead of inferring a DSP48E2, and the halves can be registered before their sum."""
+    top = len(w) - 1
+    terms = [Mux(w[i], x << i, 0) for i in range(top)] + [-Mux(w[top], x << top, 0)]
+    halves = []
+    for part in (terms[:4], terms[4:]):
+        total = part[0]
+        for t in part[1:]:
+            total = total + t
+        halves.append(total)
+    return halves
 
 
 class DepthwiseEngine(wiring.Component):
@@ -108,7 +113,7 @@ class DepthwiseEngine(wiring.Component):
         Longest padded row (``cfg.dw_width``): the line buffers' depth.
     multiplier : str
         ``"dsp"``: ``*`` (Yosys infers one DSP48E2 per 9 x 8 product); ``"lut"``:
-        shift-and-add in LUTs (:func:`_lut_product`).
+        shift-and-add in LUTs (:func:`_lut_partials`), registered halfway.
 
     Attributes
     ----------
@@ -354,9 +359,15 @@ class DepthwiseEngine(wiring.Component):
                 ky, kx = divmod(t, K)
                 a = register(m, win[ky][kx][lane], f"a{lane}_{t}")
                 b = register(m, prm.w[lane][t], f"b{lane}_{t}")
-                prod = a * b if self.multiplier == "dsp" else _lut_product(a, b)
-                p4 = register(m, prod, f"m{lane}_{t}", signed(X_WIDTH + 8))
-                prods.append(register(m, p4, f"p{lane}_{t}"))
+                if self.multiplier == "dsp":
+                    p4 = register(m, a * b, f"m{lane}_{t}", signed(X_WIDTH + 8))
+                    prods.append(register(m, p4, f"p{lane}_{t}"))
+                else:  # the partial sums' halves, then their sum
+                    lo, hi = (
+                        register(m, h, f"m{lane}_{t}_{n}", signed(X_WIDTH + 8))
+                        for n, h in enumerate(_lut_partials(a, b))
+                    )
+                    prods.append(register(m, lo + hi, f"p{lane}_{t}", signed(X_WIDTH + 8)))
             # Stages 6..: the adder tree, one registered level of pairwise sums each.
             level = 0
             while len(prods) > 1:

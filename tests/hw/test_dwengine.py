@@ -239,8 +239,10 @@ def test_config_fields():
     assert base.dw_lanes == 0
     # No engine: the dw_* fields do not change the identity of existing builds.
     assert dataclasses.replace(base, dw_kernel=5, dw_width=64).config_id == base.config_id
+    assert not any(name.startswith("dw_") for name in base.to_dict())  # serialized as before
     on = dataclasses.replace(base, dw_lanes=16)
     assert on.config_id != base.config_id
+    assert type(on).from_dict(on.to_dict()) == on
     assert dataclasses.replace(on, dw_kernel=5).config_id != on.config_id
     for kwargs, message in (
         ({"dw_lanes": 12}, "dw_lanes must be 0 or a power of two, not 12"),
