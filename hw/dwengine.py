@@ -86,18 +86,22 @@ def params_layout(lanes, kernel, width):
 
 
 def _lut_partials(x, w):
-    """``x * w`` (signed) as two sums of shift-and-add partial products (bits 0-3 of ``w``,
-    bits 4-7 with bit 7 weighing ``-2**7``), so synthesis builds it in LUT carry chains
-    instead of inferring a DSP48E2, and the halves can be registered before their sum."""
-    top = len(w) - 1
-    terms = [Mux(w[i], x << i, 0) for i in range(top)] + [-Mux(w[top], x << top, 0)]
-    halves = []
-    for part in (terms[:4], terms[4:]):
-        total = part[0]
-        for t in part[1:]:
-            total = total + t
-        halves.append(total)
-    return halves
+    """``x * w`` (signed 8-bit ``w``) in LUTs as two halves to register before their sum,
+    so synthesis infers no DSP48E2. Radix-4 Booth: ``w = sum_i d_i 4**i`` with digits
+    ``d_i = -2 w[2i+1] + w[2i] + w[2i-1]`` in -2..2, four partial products ``d_i x``
+    instead of eight. A negative digit adds ``~|d_i x| = -|d_i x| - 1`` and its carry-in
+    ``+1`` separately (one small constant per half), so no partial product needs a negator.
+    Ref: Booth, "A signed binary multiplication technique" (1951); MacSorley (1961)."""
+    partials = []
+    for i in range(len(w) // 2):
+        b2, b1 = w[2 * i + 1], w[2 * i]
+        b0 = w[2 * i - 1] if i else 0
+        one = b1 ^ b0
+        two = (b2 & ~b1 & ~b0) | (~b2 & b1 & b0)
+        neg = b2 & ~(b1 & b0)
+        mag = Mux(one, x, Mux(two, x << 1, 0))
+        partials.append((Mux(neg, ~mag, mag) << (2 * i), neg << (2 * i)))
+    return [p0 + p1 + (c0 | c1) for (p0, c0), (p1, c1) in (partials[:2], partials[2:])]
 
 
 class DepthwiseEngine(wiring.Component):

@@ -12,6 +12,7 @@ import random
 
 import numpy as np
 import pytest
+from amaranth.hdl import Fragment
 from amaranth.sim import Simulator
 from bamboo.arch import ConfigError, preset
 from bamboo.hw.dwengine import DepthwiseEngine, embed_kernel, params_layout
@@ -227,9 +228,10 @@ def test_constructor_validates(kwargs, message):
 
 
 def test_from_config():
-    cfg = dataclasses.replace(preset("ultra96"), dw_lanes=16, dw_kernel=5, dw_width=128)
+    cfg = dataclasses.replace(preset("ultra96"), dw_lanes=2, dw_kernel=5, dw_width=128)
     dut = DepthwiseEngine.from_config(cfg)
-    assert (dut.lanes, dut.kernel, dut.width) == (16, 5, 128)
+    assert (dut.lanes, dut.kernel, dut.width) == (2, 5, 128)
+    Fragment.get(dut, None)  # it elaborates
     with pytest.raises(ValueError, match="has no depthwise engine"):
         DepthwiseEngine.from_config(preset("ultra96"))
 
@@ -256,3 +258,28 @@ def test_config_fields():
 def test_embed_kernel_refuses_even_or_large():
     with pytest.raises(ValueError, match="kernel must be square, odd and at most 3"):
         embed_kernel(np.zeros((1, 5, 5)), 3)
+
+
+def test_lut_product_every_operand_pair():
+    """The Booth LUT multiplier's two halves sum to x * w for every 9-bit x and 8-bit w."""
+    from amaranth.hdl import Module, Signal, signed
+    from bamboo.hw.dwengine import _lut_partials
+
+    m = Module()
+    x, w, y = Signal(signed(9)), Signal(signed(8)), Signal(signed(20))
+    lo, hi = _lut_partials(x, w)
+    m.d.comb += y.eq(lo + hi)
+    bad = []
+
+    async def testbench(ctx):
+        for xv in range(-256, 256):
+            ctx.set(x, xv)
+            for wv in range(-128, 128):
+                ctx.set(w, wv)
+                if ctx.get(y) != xv * wv:
+                    bad.append((xv, wv))
+
+    sim = Simulator(m)
+    sim.add_testbench(testbench)
+    sim.run()
+    assert bad == []
