@@ -42,6 +42,11 @@ def _is_pow2(v):
     return v > 0 and (v & (v - 1)) == 0
 
 
+#: The standalone depthwise engine's fields (hw/dwengine.py), absent from ``to_dict`` at
+#: their defaults and from ``config_id`` while ``dw_lanes`` is 0.
+_ENGINE_FIELDS = ("dw_lanes", "dw_kernel", "dw_width")
+
+
 @dataclass(frozen=True)
 class AcceleratorConfig:
     """Shape and sizes of one Bamboo accelerator build.
@@ -86,6 +91,15 @@ class AcceleratorConfig:
         ``kernel_w <= rows / groups`` takes ``ceil(kernel_h / groups)`` passes instead of
         ``kernel_h``. The depthwise path reads ``depthwise_blocks * depthwise_groups``
         INP words a cycle (:attr:`depthwise_ports`).
+    dw_lanes : int
+        Channels per cycle of the standalone depthwise engine (hw/dwengine.py, engine
+        generation 2, docs/engine2.md): a power of two, or 0 for no engine (the default,
+        so no preset changes). Not yet wired into the accelerator.
+    dw_kernel : int
+        The engine's largest kernel, 3 or 5 (``dw_kernel**2 * dw_lanes`` multipliers); a
+        smaller odd kernel runs embedded in it with zero taps and one more padding.
+    dw_width : int
+        The engine's longest padded input row in pixels (line-buffer depth), a power of two.
     """
 
     name: str = "custom"
@@ -104,6 +118,9 @@ class AcceleratorConfig:
     vector_lanes: int | None = None
     depthwise_blocks: int = 1
     depthwise_groups: int = 1
+    dw_lanes: int = 0
+    dw_kernel: int = 3
+    dw_width: int = 256
 
     def __post_init__(self):
         for field in (
@@ -161,6 +178,16 @@ class AcceleratorConfig:
         if self.depthwise_groups > self.rows:
             raise ConfigError(
                 f"depthwise_groups must be at most rows ({self.rows}), not {self.depthwise_groups}"
+            )
+        if not isinstance(self.dw_lanes, int) or not (
+            self.dw_lanes == 0 or _is_pow2(self.dw_lanes)
+        ):
+            raise ConfigError(f"dw_lanes must be 0 or a power of two, not {self.dw_lanes!r}")
+        if self.dw_kernel not in (3, 5):
+            raise ConfigError(f"dw_kernel must be 3 or 5, not {self.dw_kernel!r}")
+        if not isinstance(self.dw_width, int) or not _is_pow2(self.dw_width) or self.dw_width < 8:
+            raise ConfigError(
+                f"dw_width must be a power of two of at least 8, not {self.dw_width!r}"
             )
         step = 2 if self.dsp_packing else 1
         if self.depthwise_blocks > 1 and self.depthwise_blocks * self.rows > self.cols // step:
@@ -246,7 +273,14 @@ class AcceleratorConfig:
     # Identity ------------------------------------------------------------------------
 
     def to_dict(self):
-        return dataclasses.asdict(self)
+        """The fields as a dict; the depthwise engine's (``dw_*``) only where they differ
+        from their defaults, so configurations without an engine serialize as before it."""
+        out = dataclasses.asdict(self)
+        defaults = {f.name: f.default for f in dataclasses.fields(self)}
+        for name in _ENGINE_FIELDS:
+            if out[name] == defaults[name]:
+                del out[name]
+        return out
 
     @classmethod
     def from_dict(cls, data):
@@ -265,6 +299,9 @@ class AcceleratorConfig:
         """
         fields = self.to_dict()
         del fields["name"]
+        if not self.dw_lanes:  # no depthwise engine: the identities from before it existed
+            for name in _ENGINE_FIELDS:
+                fields.pop(name, None)
         blob = json.dumps(fields, sort_keys=True, separators=(",", ":")).encode()
         return int.from_bytes(hashlib.sha256(blob).digest()[:4], "little")
 

@@ -89,10 +89,28 @@ def _requantizer(cfg):
     return Requantizer()
 
 
+#: Lanes of the depthwise engine timed for a preset without one (``dw_lanes`` 0).
+DW_LANES_DEFAULT = 16
+
+
+def _dwengine(multiplier):
+    def make(cfg):
+        import dataclasses
+
+        from ..hw.dwengine import DepthwiseEngine
+
+        if not cfg.dw_lanes:  # no preset has the engine yet: time the proposed size
+            cfg = dataclasses.replace(cfg, dw_lanes=DW_LANES_DEFAULT)
+        return DepthwiseEngine.from_config(cfg, multiplier=multiplier)
+
+    return make
+
+
 #: ``{name: factory(config) -> wiring.Component}``: the accelerator's units by their
 #: submodule names in :class:`~bamboo.hw.top.Accelerator`, plus the compute unit's
 #: ``array``, one vector lane's ``fma1`` and ``fma2`` (:class:`~bamboo.hw.fma.
-#: FusedMultiplyAdd`) and ``requantizer``.
+#: FusedMultiplyAdd`) and ``requantizer``, and the standalone depthwise engine
+#: (hw/dwengine.py, not yet in the accelerator) with DSP or LUT multipliers.
 COMPONENTS = {
     "vector": _unit("vector", "VectorUnit"),
     "compute": _unit("compute", "ComputeUnit"),
@@ -109,6 +127,8 @@ COMPONENTS = {
     "fma1": _fma(True),
     "fma2": _fma(False),
     "requantizer": _requantizer,
+    "dwengine": _dwengine("dsp"),
+    "dwengine_lut": _dwengine("lut"),
 }
 
 
