@@ -301,6 +301,10 @@ class EngineLevers:
         padded frame).
     dw_multiplier : str
         ``"dsp"`` (a DSP48E2 per tap and lane) or ``"lut"`` (shift-and-add in LUTs).
+    postproc_lanes : int
+        Requantizer lanes of post-processing, 0 for one per output column (today); fewer
+        lanes (a power of two) emit a pixel in ``cols / postproc_lanes`` cycles and save
+        their DSP48E2s (two per lane).
     acc_pingpong : bool
         Two ACC banks: a CONV's emit (post-processing of its pixels) overlaps the next
         CONV's accumulation instead of holding the compute unit.
@@ -323,6 +327,7 @@ class EngineLevers:
     dw_lanes: int = 0
     dw_kernel: int = 3
     dw_multiplier: str = "dsp"
+    postproc_lanes: int = 0
     acc_pingpong: bool = False
     dma_words: int = 1
     fuse_add: bool = False
@@ -338,6 +343,12 @@ class EngineLevers:
             raise ConfigError(f"dw_kernel must be 3 or 5, not {self.dw_kernel!r}")
         if self.dw_multiplier not in ("dsp", "lut"):
             raise ConfigError(f"dw_multiplier must be dsp or lut, not {self.dw_multiplier!r}")
+        if not isinstance(self.postproc_lanes, int) or (
+            self.postproc_lanes < 0 or self.postproc_lanes & (self.postproc_lanes - 1)
+        ):
+            raise ConfigError(
+                f"postproc_lanes must be 0 or a power of two, not {self.postproc_lanes!r}"
+            )
         if self.dma_words not in (1, 2):
             raise ConfigError(f"dma_words must be 1 or 2, not {self.dma_words!r}")
 
@@ -350,7 +361,10 @@ class EngineLevers:
         """Short name of the levers that differ from today's engine (``"today"`` if none)."""
         parts = []
         if self.dw_lanes:
-            parts.append(f"dw{self.dw_lanes}x{self.dw_kernel}{'L' if self.dw_multiplier == 'lut' else ''}")
+            lut = "L" if self.dw_multiplier == "lut" else ""
+            parts.append(f"dw{self.dw_lanes}x{self.dw_kernel}{lut}")
+        if self.postproc_lanes:
+            parts.append(f"pp{self.postproc_lanes}")
         if self.acc_pingpong:
             parts.append("pingpong")
         if self.dma_words > 1:
@@ -359,6 +373,11 @@ class EngineLevers:
             if getattr(self, name):
                 parts.append(name.replace("fuse_", "fuse-"))
         return "+".join(parts) or "today"
+
+    def emit_turns(self, config):
+        """Cycles post-processing takes per emitted pixel: ``cols / postproc_lanes``."""
+        lanes = self.postproc_lanes or config.cols
+        return max(1, config.cols // lanes)
 
 
 def dw_engine_latency(kernel):
@@ -374,6 +393,9 @@ def dw_engine_cycles(levers, channels, in_h, in_w):
     The engine scans the padded frame one position per cycle for each group of
     ``dw_lanes`` channels (stride 2 scans every position too, emitting a quarter of
     them); a group's frame starts as the previous one's scan ends (the engine takes its
-    next parameters when it stops scanning), and the last one's pipeline drains."""
-    groups = -(-channels // levers.dw_lanes)
-    return groups * in_h * in_w + dw_engine_latency(levers.dw_kernel)
+    next parameters when it stops scanning), and the last one's pipeline drains.
+    ``channels / dw_lanes`` is not rounded up: an engine wider than the instruction's
+    channel tile is charged its share, as if the compiler gave it ``dw_lanes``-channel
+    tiles (an extrapolation: today's depthwise CONV carries
+    ``config.depthwise_channels``)."""
+    return channels * in_h * in_w / levers.dw_lanes + dw_engine_latency(levers.dw_kernel)

@@ -39,6 +39,7 @@ from bamboo.arch.layout import transfer_elem_bytes
 __all__ = [
     "Calibration",
     "CycleReport",
+    "concurrent_dw_cycles",
     "LayerCycles",
     "insn_costs",
     "model_artifact",
@@ -242,14 +243,18 @@ class _Engine:
             n = T.dw_engine_cycles(lv, self.c.depthwise_channels, in_h, in_w)
             end = start + n + (post if f["acc_emit"] else 0)
             return end, end
-        if op == isa.Opcode.CONV and lv.acc_pingpong:
-            # The MACs use one ACC bank while the emitter drains the other: the unit is
-            # free when the accumulation ends, the emit follows when the emitter is.
+        turns = lv.emit_turns(self.c)
+        if op == isa.Opcode.CONV and (lv.acc_pingpong or turns > 1):
+            # The emit (conv_cycles' ``emit_pixels + 1``) at ``turns`` cycles a pixel. With
+            # ping-pong the MACs use one ACC bank while the emitter drains the other: the
+            # unit is free when the accumulation ends, the emit follows when it can.
             begin = max(start, self.bank_free[self.bank])
             mac_end = begin + T.conv_insn_cycles(self.c, {**f, "acc_emit": 0})
             if not f["acc_emit"]:
                 return mac_end, mac_end
-            emit = f["out_h"] * f["out_w"] + 1 + post
+            emit = f["out_h"] * f["out_w"] * turns + 1 + post
+            if not lv.acc_pingpong:
+                return mac_end + emit, mac_end + emit
             end = max(mac_end, self.emit_free) + emit
             self.emit_free = self.bank_free[self.bank] = end
             self.bank ^= 1
@@ -373,14 +378,15 @@ def simulate(
 def layer_kind(fields):
     """What a layer's instructions do: ``"depthwise"``, ``"pointwise"`` (dense 1x1),
     ``"conv"`` (other dense), ``"add"``, ``"gap"`` (average pools to one pixel),
-    ``"scale"`` (MUL_CHANNEL), ``"vector"`` (other VEC) or ``"dma"``."""
+    ``"scale"`` (MUL_CHANNEL), ``"vector"`` (other VEC) or ``"dma"``. A VEC of no pixels
+    (the compiler's token plumbing) does not count."""
     convs = [f for f in fields if f["opcode"] == isa.Opcode.CONV]
     if any(f["mode"] == isa.ConvMode.DEPTHWISE for f in convs):
         return "depthwise"
     if convs:
         one = all(f["kernel_h"] == f["kernel_w"] == 1 for f in convs)
         return "pointwise" if one else "conv"
-    vecs = [f for f in fields if f["opcode"] == isa.Opcode.VEC]
+    vecs = [f for f in fields if f["opcode"] == isa.Opcode.VEC and f["out_h"] * f["out_w"]]
     vops = {f["vop"] for f in vecs}
     if vops == {isa.VecOp.ADD}:
         return "add"
@@ -391,8 +397,28 @@ def layer_kind(fields):
     return "vector" if vecs else "dma"
 
 
+def concurrent_dw_cycles(report):
+    """Total cycles of ``report`` if a depthwise engine ran concurrently with the array
+    inside each block: every depthwise layer hides behind its pointwise neighbours (the
+    expand before it, the project after it) as far as their cycles reach,
+    ``total - sum(min(dw, expand + project))``. An upper bound on the overlap (band
+    dependencies and the shared DMA not modelled), not an event simulation."""
+    rows, saved = report.layers, 0
+    for k, row in enumerate(rows):
+        if row.kind != "depthwise":
+            continue
+        near = [rows[j] for j in (k - 1, k + 1) if 0 <= j < len(rows)]
+        saved += min(row.cycles, sum(r.cycles for r in near if r.kind == "pointwise"))
+    return report.total - saved
+
+
 def _is(f, op, buffer=None):
     return f["opcode"] == op and (buffer is None or f["buffer"] == buffer)
+
+
+def _work(f):
+    """A VEC that moves pixels (not a zero-pixel token pass)."""
+    return f["opcode"] == isa.Opcode.VEC and f["out_h"] * f["out_w"] > 0
 
 
 def fused_away(fields, layers, levers):
@@ -421,16 +447,16 @@ def fused_away(fields, layers, levers):
             a, n = layers[k]
             loads = [i for i in range(a, a + n) if _is(fields[i], isa.Opcode.LOAD, isa.Buffer.INP)]
             skip.update(loads[1::2])
-            take(k, lambda f: _is(f, isa.Opcode.VEC) or _is(f, isa.Opcode.STORE))
+            take(k, lambda f: _work(f) or _is(f, isa.Opcode.STORE))
         if levers.fuse_se and kind == "scale":
             take(
                 k,
-                lambda f: _is(f, isa.Opcode.VEC)
+                lambda f: _work(f)
                 or _is(f, isa.Opcode.STORE)
                 or _is(f, isa.Opcode.LOAD, isa.Buffer.INP),
             )
         if levers.fuse_se and kind == "gap":
-            take(k, lambda f: _is(f, isa.Opcode.VEC) or _is(f, isa.Opcode.LOAD, isa.Buffer.INP))
+            take(k, lambda f: _work(f) or _is(f, isa.Opcode.LOAD, isa.Buffer.INP))
         if levers.fuse_block and k + 1 < len(kinds):
             pair = (kind, kinds[k + 1])
             if pair in (("pointwise", "depthwise"), ("depthwise", "pointwise")):
