@@ -526,9 +526,10 @@ def _model(config, words, runs, layers, memory, clock_mhz, cal, levers):
         run_words = words[first : first + count]
         skip = ()
         if levers.fused:
-            n = len(_decode_run(run_words))
+            decoded = _decode_run(run_words)
+            n = len(decoded)
             spans = [(a - first, min(c, n - (a - first))) for _, a, c in mine if a - first < n]
-            skip = fused_away(_decode_run(run_words), spans, levers)
+            skip = fused_away(decoded, spans, levers)
         start, end, fields = simulate(config, run_words, memory, clock, cal, levers, skip)
         _attribute(config, report, fields, start, end, mine, first, 0, skip)
     return _finish(config, report)
