@@ -112,8 +112,8 @@ FEATURES = {
 #: ``pingpong_col``: the ACC bank select and the emitter's second read path per column;
 #: ``dma2_byte``: one more write (INP) or read (OUT) byte lane with its bank select;
 #: ``add_col``: the skip operand's rescale and the saturating add per column;
-#: ``se_lane``: the GAP accumulator per column and the channel-scale product per INP
-#: byte on load; ``band``: the OUT -> INP band path and its row counters (fuse_block).
+#: ``se_lane``: the GAP accumulator per column (128 sums of 32 bits in LUT RAM, 64 LUTs)
+#: or the channel-scale path per INP byte on load; ``band``: the OUT -> INP band path and its row counters (fuse_block).
 LEVER_ESTIMATES = {
     "dw_tap": {"lut": 24, "ff": 30},
     "dw_lut_mult": {"lut": 45, "ff": 20},
@@ -122,7 +122,7 @@ LEVER_ESTIMATES = {
     "pingpong_col": {"lut": 20, "ff": 8},
     "dma2_byte": {"lut": 25, "ff": 10},
     "add_col": {"lut": 90, "ff": 70},
-    "se_lane": {"lut": 80, "ff": 60},
+    "se_lane": {"lut": 150, "ff": 60},
     "band": {"lut": 1200, "ff": 800},
 }
 
@@ -135,8 +135,8 @@ def lever_resources(config, levers, model=None):
     LUT multipliers) and ``dw_kernel - 1`` line buffers of ``dw_width = 256`` pixels x
     ``dw_lanes`` bytes; ping-pong a second ACC; two DMA words split INP (each copy) and
     OUT into two banks of half the depth; the fused Add one DSP per column (the skip
-    operand's 24-bit rescale); SE one per INP byte (the channel scale on load) and a GAP
-    accumulator memory (``acc_buffer_depth / cols`` sums of 32 bits per column); fewer
+    operand's 24-bit rescale); SE one per INP byte (the channel scale on load), its GAP
+    sums in LUT RAM; fewer
     post-processing lanes save the fitted DSP-per-column coefficient of ``model`` for
     each lane removed. LUT/FF: :data:`LEVER_ESTIMATES` (stated, not measured)."""
     model = model or default_model()
@@ -176,7 +176,6 @@ def lever_resources(config, levers, model=None):
         logic("add_col", config.cols)
     if levers.fuse_se:
         out["dsp"] += config.rows
-        out["bram36"] += _bram(max(1, config.acc_buffer_depth // config.cols), 32 * config.cols)
         logic("se_lane", config.cols + config.rows)
     if levers.fuse_block:
         logic("band", 1)
