@@ -145,8 +145,9 @@ class _Projector:
         return out
 
 
-def explore_gen2(board="ultra96", models=None, size="full", cache=True, progress=True):
-    """Project every lever alone and every combination that fits ``board``'s budget."""
+def explore_gen2(board="ultra96", models=None, size="full", cache=True, progress=True, axes=None):
+    """Project every lever alone and every combination that fits ``board``'s budget
+    (``axes``: names of :data:`AXES` to sweep, default all)."""
     from bamboo.boards.platforms import BOARDS
     from bamboo.boards.resource_model import default_model, predict_with_levers
 
@@ -158,12 +159,14 @@ def explore_gen2(board="ultra96", models=None, size="full", cache=True, progress
             f"--gen2: {board!r} is not an UltraScale+ board the resource model covers "
             "(ultra96, ultra96v1, zcu104, kv260)"
         )
+    if size not in ("reduced", "full"):
+        raise ExploreError(f"--size must be reduced or full, not {size!r}")
     b = BOARDS[board]
     specs = model_specs(models or DEFAULT_MODELS, size)
     base, model = b.config(), default_model()
     runner = _Models(specs, board, cache)
     proj = _Projector(specs, board, cache, runner)
-    singles, combos = _candidates()
+    singles, combos = _candidates(axes)
 
     def resources(label, levers, changes):
         cfg = dataclasses.replace(base, name="custom", **changes) if changes else base
@@ -228,11 +231,7 @@ def render_gen2(result, top=10):
     b, models = result["budget"], result["models"]
     pts = result["singles"] + result["combinations"]
     width = max(len(p["label"]) for p in pts)
-    head = (
-        "levers".ljust(width)
-        + "  DSP    LUT   BRAM fit "
-        + " ".join(f"{m:<50}" for m in models)
-    )
+    head = "levers".ljust(width) + "  DSP    LUT   BRAM fit " + " ".join(f"{m:<50}" for m in models)
     targets = ", ".join(f"{m} >= {v:g}" for m, v in TARGETS.items())
     lines = [
         f"bamboo explore --gen2 on {result['board']}: PROJECTIONS OF UNBUILT HARDWARE "

@@ -113,7 +113,8 @@ FEATURES = {
 #: ``dma2_byte``: one more write (INP) or read (OUT) byte lane with its bank select;
 #: ``add_col``: the skip operand's rescale and the saturating add per column;
 #: ``se_lane``: the GAP accumulator per column (128 sums of 32 bits in LUT RAM, 64 LUTs)
-#: or the channel-scale path per INP byte on load; ``band``: the OUT -> INP band path and its row counters (fuse_block).
+#: or the channel-scale path per INP byte on load; ``band``: the OUT -> INP band path
+#: and its row counters (fuse_block).
 LEVER_ESTIMATES = {
     "dw_tap": {"lut": 24, "ff": 30},
     "dw_lut_mult": {"lut": 45, "ff": 20},
@@ -187,10 +188,8 @@ def predict_with_levers(config, levers, model=None):
     model = model or default_model()
     base = model.predict(config)
     delta = lever_resources(config, levers, model)
-    return {
-        r: (round(2 * (base[r] + delta[r])) / 2 if r == "bram36" else int(round(base[r] + delta[r])))
-        for r in RESOURCES
-    }
+    total = {r: base[r] + delta[r] for r in RESOURCES}
+    return {r: round(2 * v) / 2 if r == "bram36" else int(round(v)) for r, v in total.items()}
 
 
 def _nnls(a, b, iters=200):

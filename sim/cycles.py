@@ -451,9 +451,9 @@ def fused_away(fields, layers, levers):
         if levers.fuse_se and kind == "scale":
             take(
                 k,
-                lambda f: _work(f)
-                or _is(f, isa.Opcode.STORE)
-                or _is(f, isa.Opcode.LOAD, isa.Buffer.INP),
+                lambda f: (
+                    _work(f) or _is(f, isa.Opcode.STORE) or _is(f, isa.Opcode.LOAD, isa.Buffer.INP)
+                ),
             )
         if levers.fuse_se and kind == "gap":
             take(k, lambda f: _work(f) or _is(f, isa.Opcode.LOAD, isa.Buffer.INP))

@@ -76,7 +76,8 @@ def test_depthwise_engine_by_hand():
     end, _ = _engine(EngineLevers(dw_lanes=8)).compute(f, 0)
     assert end == 2 * 100 + 11 + 26  # two channel groups
     # Stride 2, 4 x 4 outputs: the frame is 9 x 9, every position scanned.
-    end, _ = _engine(EngineLevers(dw_lanes=16)).compute(dict(f, stride_h=2, stride_w=2, out_h=4, out_w=4), 0)
+    s2 = dict(f, stride_h=2, stride_w=2, out_h=4, out_w=4)
+    end, _ = _engine(EngineLevers(dw_lanes=16)).compute(s2, 0)
     assert end == 9 * 9 + 11 + 26
     # A 3x3 kernel on a 5x5 engine runs embedded: one more padding each side (12 x 12).
     end, _ = _engine(EngineLevers(dw_lanes=16, dw_kernel=5)).compute(f, 0)
