@@ -685,22 +685,20 @@ def cmd_explore(args, out=None):
         from .explore_gen2 import explore_gen2, render_gen2
 
         result = explore_gen2(args.board, models, args.size, cache=not args.no_cache)
-        print(
-            json.dumps(_jsonable_gen2(result), indent=1, default=str)
-            if args.json
-            else render_gen2(result, args.top),
-            file=out,
+        as_json, as_text = _jsonable_gen2, render_gen2
+    else:
+        result = explore(
+            args.board, models, args.size, parse_knobs(args.knob), cache=not args.no_cache
         )
-        return 0
-    result = explore(args.board, models, args.size, parse_knobs(args.knob), cache=not args.no_cache)
-    if args.csv:
-        write_csv(result, args.csv)
-    if args.png:
-        write_png(result, args.png)
+        if args.csv:
+            write_csv(result, args.csv)
+        if args.png:
+            write_png(result, args.png)
+        as_json, as_text = _jsonable, render
     print(
-        json.dumps(_jsonable(result), indent=1, default=str)
+        json.dumps(as_json(result), indent=1, default=str)
         if args.json
-        else render(result, args.top),
+        else as_text(result, args.top),
         file=out,
     )
     return 0

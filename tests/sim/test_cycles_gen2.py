@@ -151,10 +151,14 @@ def _vec(vop, pixels=4):
 
 def test_fusion_removes_what_the_fused_hardware_does_elsewhere():
     dw = _conv(mode=isa.ConvMode.DEPTHWISE, kernel_h=3, kernel_w=3)
+
+    def conv_layer(conv):  # weights, input, CONV, store
+        return [_ld(isa.Buffer.WGT), _ld(), conv, _st()]
+
     fields = [
-        _ld(isa.Buffer.WGT), _ld(), _conv(), _st(),  # 0-3 expand (pointwise)
-        _ld(isa.Buffer.WGT), _ld(), dw, _st(),  # 4-7 depthwise
-        _ld(isa.Buffer.WGT), _ld(), _conv(), _st(),  # 8-11 project (pointwise)
+        *conv_layer(_conv()),  # 0-3 expand (pointwise)
+        *conv_layer(dw),  # 4-7 depthwise
+        *conv_layer(_conv()),  # 8-11 project (pointwise)
         _ld(), _ld(), _vec(isa.VecOp.ADD), _vec(isa.VecOp.COPY, 0), _st(),  # 12-16 add
         _ld(), _vec(isa.VecOp.AVG_POOL, 1), _st(),  # 17-19 global pool
         _ld(), _ld(isa.Buffer.PARAM), _vec(isa.VecOp.MUL_CHANNEL), _st(),  # 20-23 SE scale
