@@ -30,6 +30,7 @@ until measured on the board, see the comment there).
 
 from dataclasses import dataclass
 
+from .errors import ConfigError
 from .isa import ConvMode, VecOp
 
 __all__ = [
@@ -45,6 +46,9 @@ __all__ = [
     "transfer_beats",
     "vec_cycles",
     "vec_insn_cycles",
+    "EngineLevers",
+    "dw_engine_cycles",
+    "dw_engine_latency",
     "BURST_ISSUE_CYCLES",
     "LUT_BYTES_PER_CYCLE",
     "INSN_FETCH_OVERHEAD",
@@ -271,3 +275,127 @@ HOSTS = {
     #   flush or invalidate of its lines, ~1 GB/s on one A53.
     "ultra96": HostTiming("ultra96", slowdown=4.0, step_us=60.0, copy_bytes_per_us=1000.0),
 }
+
+
+# Engine generation 2 (issue 15): levers of unbuilt hardware ---------------------------
+
+
+@dataclass(frozen=True)
+class EngineLevers:
+    """What the cycle model projects of engine-generation-2 hardware that is not built.
+
+    Not part of :class:`~bamboo.arch.config.AcceleratorConfig` (nor of its ``config_id``):
+    no hardware, compiler or artifact reads these; only ``bamboo.sim.cycles`` (timing),
+    ``bamboo.boards.resource_model`` (cost) and ``bamboo explore --gen2``. Every default is
+    today's engine, so ``EngineLevers()`` leaves every figure as it is.
+    docs/engine2-levers.md says what of each model is RTL-validated and what is not.
+
+    Parameters
+    ----------
+    dw_lanes : int
+        Depthwise engine (hw/dwengine.py): channels per cycle, 0 for none. Depthwise CONVs
+        with a kernel of at most ``dw_kernel`` run on it (:func:`dw_engine_cycles`)
+        instead of the array's depthwise mapping.
+    dw_kernel : int
+        The engine's window, 3 or 5 (a smaller kernel runs embedded, scanning a wider
+        padded frame).
+    dw_multiplier : str
+        ``"dsp"`` (a DSP48E2 per tap and lane) or ``"lut"`` (shift-and-add in LUTs).
+    postproc_lanes : int
+        Requantizer lanes of post-processing, 0 for one per output column (today); fewer
+        lanes (a power of two) emit a pixel in ``cols / postproc_lanes`` cycles and save
+        their DSP48E2s (two per lane).
+    acc_pingpong : bool
+        Two ACC banks: a CONV's emit (post-processing of its pixels) overlaps the next
+        CONV's accumulation instead of holding the compute unit.
+    dma_words : int
+        INP/OUT words the load and store units move per cycle on the engine side (1 or 2);
+        the AXI port and the DDR are unchanged.
+    fuse_add : bool
+        Residual Add in the producing conv's post-processing: the VEC ADD, its store and
+        the reload of the conv's output disappear; the skip tensor is still read once.
+    fuse_se : bool
+        Squeeze-excite on the fly: the global average pool accumulated in the producing
+        conv's post-processing (the pool's reload disappears) and the channel scale
+        applied as the next conv loads (the MUL_CHANNEL pass disappears).
+    fuse_block : bool
+        Inverted-residual blocks (expand 1x1, depthwise, project 1x1) over row bands kept
+        on chip: the expanded tensor is neither stored by the expand conv nor loaded by
+        the depthwise conv, and the depthwise output is not stored nor reloaded.
+    """
+
+    dw_lanes: int = 0
+    dw_kernel: int = 3
+    dw_multiplier: str = "dsp"
+    postproc_lanes: int = 0
+    acc_pingpong: bool = False
+    dma_words: int = 1
+    fuse_add: bool = False
+    fuse_se: bool = False
+    fuse_block: bool = False
+
+    def __post_init__(self):
+        if not isinstance(self.dw_lanes, int) or (
+            self.dw_lanes and self.dw_lanes & (self.dw_lanes - 1)
+        ):
+            raise ConfigError(f"dw_lanes must be 0 or a power of two, not {self.dw_lanes!r}")
+        if self.dw_kernel not in (3, 5):
+            raise ConfigError(f"dw_kernel must be 3 or 5, not {self.dw_kernel!r}")
+        if self.dw_multiplier not in ("dsp", "lut"):
+            raise ConfigError(f"dw_multiplier must be dsp or lut, not {self.dw_multiplier!r}")
+        if not isinstance(self.postproc_lanes, int) or (
+            self.postproc_lanes < 0 or self.postproc_lanes & (self.postproc_lanes - 1)
+        ):
+            raise ConfigError(
+                f"postproc_lanes must be 0 or a power of two, not {self.postproc_lanes!r}"
+            )
+        if self.dma_words not in (1, 2):
+            raise ConfigError(f"dma_words must be 1 or 2, not {self.dma_words!r}")
+
+    @property
+    def fused(self):
+        """Whether any fusion lever is on (instructions whose work moves elsewhere)."""
+        return self.fuse_add or self.fuse_se or self.fuse_block
+
+    def describe(self):
+        """Short name of the levers that differ from today's engine (``"today"`` if none)."""
+        parts = []
+        if self.dw_lanes:
+            lut = "L" if self.dw_multiplier == "lut" else ""
+            parts.append(f"dw{self.dw_lanes}x{self.dw_kernel}{lut}")
+        if self.postproc_lanes:
+            parts.append(f"pp{self.postproc_lanes}")
+        if self.acc_pingpong:
+            parts.append("pingpong")
+        if self.dma_words > 1:
+            parts.append(f"dma{self.dma_words}")
+        for name in ("fuse_add", "fuse_se", "fuse_block"):
+            if getattr(self, name):
+                parts.append(name.replace("fuse_", "fuse-"))
+        return "+".join(parts) or "today"
+
+    def emit_turns(self, config):
+        """Cycles post-processing takes per emitted pixel: ``cols / postproc_lanes``."""
+        lanes = self.postproc_lanes or config.cols
+        return max(1, config.cols // lanes)
+
+
+def dw_engine_latency(kernel):
+    """hw/dwengine.py ``DepthwiseEngine.LATENCY``: five stages (x, window, operands, two
+    product registers), one register per adder-tree level, two for its output FIFO."""
+    return 5 + (kernel * kernel - 1).bit_length() + 2
+
+
+def dw_engine_cycles(levers, channels, in_h, in_w):
+    """Cycles of the depthwise engine on ``channels`` channels of a padded ``in_h x in_w``
+    input (a kernel smaller than ``levers.dw_kernel`` passed in already embedded).
+
+    The engine scans the padded frame one position per cycle for each group of
+    ``dw_lanes`` channels (stride 2 scans every position too, emitting a quarter of
+    them); a group's frame starts as the previous one's scan ends (the engine takes its
+    next parameters when it stops scanning), and the last one's pipeline drains.
+    ``channels / dw_lanes`` is not rounded up: an engine wider than the instruction's
+    channel tile is charged its share, as if the compiler gave it ``dw_lanes``-channel
+    tiles (an extrapolation: today's depthwise CONV carries
+    ``config.depthwise_channels``)."""
+    return channels * in_h * in_w / levers.dw_lanes + dw_engine_latency(levers.dw_kernel)

@@ -645,6 +645,12 @@ def add_explore_parser(subparsers):
     p.add_argument("--png", metavar="FILE", help="write FPS against DSP/LUT/BRAM36")
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
     p.add_argument("--no-cache", action="store_true", help="recompute cached results")
+    p.add_argument(
+        "--gen2",
+        action="store_true",
+        help="project the engine-generation-2 levers (unbuilt hardware, issue 15) on the "
+        "board's preset: each lever alone and every combination within the budget",
+    )
     p.set_defaults(func=cmd_explore)
     return p
 
@@ -652,6 +658,16 @@ def add_explore_parser(subparsers):
 def _jsonable(result):
     out = dict(result)
     out["points"] = [{**p, "config": p["config"].to_dict()} for p in result["points"]]
+    return out
+
+
+def _jsonable_gen2(result):
+    out = dict(result)
+    for key in ("singles", "combinations"):
+        out[key] = [
+            {**p, "config": p["config"].to_dict(), "levers": dataclasses.asdict(p["levers"])}
+            for p in result[key]
+        ]
     return out
 
 
@@ -663,15 +679,26 @@ def cmd_explore(args, out=None):
     models = [m for m in args.models.split(",") if m.strip()]
     if not models:
         raise ExploreError("--models names no model")
-    result = explore(args.board, models, args.size, parse_knobs(args.knob), cache=not args.no_cache)
-    if args.csv:
-        write_csv(result, args.csv)
-    if args.png:
-        write_png(result, args.png)
+    if args.gen2:
+        if args.knob or args.csv or args.png:
+            raise ExploreError("--gen2 takes no --knob, --csv or --png (it sweeps the levers)")
+        from .explore_gen2 import explore_gen2, render_gen2
+
+        result = explore_gen2(args.board, models, args.size, cache=not args.no_cache)
+        as_json, as_text = _jsonable_gen2, render_gen2
+    else:
+        result = explore(
+            args.board, models, args.size, parse_knobs(args.knob), cache=not args.no_cache
+        )
+        if args.csv:
+            write_csv(result, args.csv)
+        if args.png:
+            write_png(result, args.png)
+        as_json, as_text = _jsonable, render
     print(
-        json.dumps(_jsonable(result), indent=1, default=str)
+        json.dumps(as_json(result), indent=1, default=str)
         if args.json
-        else render(result, args.top),
+        else as_text(result, args.top),
         file=out,
     )
     return 0

@@ -27,7 +27,17 @@ import numpy as np
 
 from .resources import bram36_for
 
-__all__ = ["FEATURES", "RESOURCES", "ResourceModel", "fit", "leave_one_out", "main"]
+__all__ = [
+    "FEATURES",
+    "LEVER_ESTIMATES",
+    "RESOURCES",
+    "ResourceModel",
+    "fit",
+    "lever_resources",
+    "leave_one_out",
+    "predict_with_levers",
+    "main",
+]
 
 RESOURCES = ("dsp", "lut", "ff", "bram36")
 
@@ -88,6 +98,98 @@ FEATURES = {
     "lut": _LOGIC,
     "ff": _LOGIC,
 }
+
+
+# Engine generation 2 (arch/timing.py EngineLevers): unbuilt units ----------------------
+
+#: Per-unit LUT/FF figures of the engine-generation-2 levers no Yosys build has measured
+#: yet: stated estimates, to be replaced by measured component figures
+#: (``python -m bamboo.boards.resources ultra96 --component NAME``) once each is built.
+#: ``dw_tap``: one tap of one lane of hw/dwengine.py (window register, adder-tree input,
+#: 18-bit sums); ``dw_lut_mult``: a 9 x 8-bit shift-and-add product in LUTs (its
+#: ``multiplier="lut"``); ``dw_lane``: a lane's line-buffer ports, output FIFO and
+#: zero-point path; ``dw_fixed``: its scan counters and parameter registers;
+#: ``pingpong_col``: the ACC bank select and the emitter's second read path per column;
+#: ``dma2_byte``: one more write (INP) or read (OUT) byte lane with its bank select;
+#: ``add_col``: the skip operand's rescale and the saturating add per column;
+#: ``se_lane``: the GAP accumulator per column (128 sums of 32 bits in LUT RAM, 64 LUTs)
+#: or the channel-scale path per INP byte on load; ``band``: the OUT -> INP band path
+#: and its row counters (fuse_block).
+LEVER_ESTIMATES = {
+    "dw_tap": {"lut": 24, "ff": 30},
+    "dw_lut_mult": {"lut": 45, "ff": 20},
+    "dw_lane": {"lut": 60, "ff": 80},
+    "dw_fixed": {"lut": 400, "ff": 300},
+    "pingpong_col": {"lut": 20, "ff": 8},
+    "dma2_byte": {"lut": 25, "ff": 10},
+    "add_col": {"lut": 90, "ff": 70},
+    "se_lane": {"lut": 150, "ff": 60},
+    "band": {"lut": 1200, "ff": 800},
+}
+
+
+def lever_resources(config, levers, model=None):
+    """``{resource: change}`` the levers add to (or save from) ``config``'s resources.
+
+    DSP48E2 and BRAM36 are structural: the depthwise engine takes ``dw_lanes x
+    dw_kernel**2`` DSPs (one per product, hw/dwengine.py ``multiplier="dsp"``; none with
+    LUT multipliers) and ``dw_kernel - 1`` line buffers of ``dw_width = 256`` pixels x
+    ``dw_lanes`` bytes; ping-pong a second ACC; two DMA words split INP (each copy) and
+    OUT into two banks of half the depth; the fused Add one DSP per column (the skip
+    operand's 24-bit rescale); SE one per INP byte (the channel scale on load), its GAP
+    sums in LUT RAM; fewer
+    post-processing lanes save the fitted DSP-per-column coefficient of ``model`` for
+    each lane removed. LUT/FF: :data:`LEVER_ESTIMATES` (stated, not measured)."""
+    model = model or default_model()
+    est, out = LEVER_ESTIMATES, {r: 0.0 for r in RESOURCES}
+
+    def logic(name, n):
+        out["lut"] += est[name]["lut"] * n
+        out["ff"] += est[name]["ff"] * n
+
+    if levers.dw_lanes:
+        taps, lanes = levers.dw_kernel**2, levers.dw_lanes
+        if levers.dw_multiplier == "dsp":
+            out["dsp"] += lanes * taps
+        else:
+            logic("dw_lut_mult", lanes * taps)
+        logic("dw_tap", lanes * taps)
+        logic("dw_lane", lanes)
+        logic("dw_fixed", 1)
+        out["bram36"] += (levers.dw_kernel - 1) * _bram(256, 8 * lanes)
+    if levers.postproc_lanes and levers.postproc_lanes < config.cols:
+        per_col = dict(zip([f[0] for f in FEATURES["dsp"]], model.coefficients["dsp"]))
+        out["dsp"] -= per_col["per output column (requantizer)"] * (
+            config.cols - levers.postproc_lanes
+        )
+    if levers.acc_pingpong:
+        out["bram36"] += _bram(config.acc_buffer_depth, 32 * config.cols)
+        logic("pingpong_col", config.cols)
+    if levers.dma_words > 1:
+        for depth, width, copies in (
+            (config.input_buffer_depth, 8 * config.rows, inp_copies(config)),
+            (config.output_buffer_depth, 8 * config.cols, 1),
+        ):
+            out["bram36"] += copies * (2 * _bram(depth // 2, width) - _bram(depth, width))
+        logic("dma2_byte", config.rows + config.cols)
+    if levers.fuse_add:
+        out["dsp"] += config.cols
+        logic("add_col", config.cols)
+    if levers.fuse_se:
+        out["dsp"] += config.rows
+        logic("se_lane", config.cols + config.rows)
+    if levers.fuse_block:
+        logic("band", 1)
+    return out
+
+
+def predict_with_levers(config, levers, model=None):
+    """:meth:`ResourceModel.predict` of ``config`` plus :func:`lever_resources`."""
+    model = model or default_model()
+    base = model.predict(config)
+    delta = lever_resources(config, levers, model)
+    total = {r: base[r] + delta[r] for r in RESOURCES}
+    return {r: round(2 * v) / 2 if r == "bram36" else int(round(v)) for r, v in total.items()}
 
 
 def _nnls(a, b, iters=200):

@@ -21,6 +21,13 @@ An event simulation of the engine (hw/top.py) at instruction granularity:
 :func:`simulate` runs a list of instruction words; :func:`model_artifact` (or
 :func:`model_program`, from a loaded artifact's sections) runs every fabric segment of a
 ``.bmb`` and attributes cycles to layers. CPU steps are not timed.
+
+Engine generation 2 (:class:`bamboo.arch.timing.EngineLevers`, ``levers=``): projections
+of unbuilt hardware on the same instruction stream. The depthwise engine and the two
+DMA words change durations; ACC ping-pong lets a CONV's emit overlap the next
+accumulation; fusion levers remove the instructions whose work the fused hardware does
+elsewhere (:func:`fused_away`: no fetch, no time, no traffic). The defaults are today's
+engine, bit-identical (tests/sim/test_cycles.py).
 """
 
 from dataclasses import dataclass, field
@@ -32,11 +39,14 @@ from bamboo.arch.layout import transfer_elem_bytes
 __all__ = [
     "Calibration",
     "CycleReport",
+    "concurrent_dw_cycles",
     "LayerCycles",
     "insn_costs",
     "model_artifact",
     "model_compiled",
     "model_program",
+    "fused_away",
+    "layer_kind",
     "render",
     "simulate",
 ]
@@ -95,6 +105,7 @@ class LayerCycles:
     instructions: int = 0
     bound: str = ""
     utilization: float = 0.0
+    kind: str = ""  # layer_kind of its instructions
 
 
 @dataclass
@@ -138,8 +149,10 @@ def insn_costs(config, f):
 class _Engine:
     """The event simulation of one run (see the module docstring)."""
 
-    def __init__(self, config, memory, clock_mhz, cal):
-        self.c, self.cal = config, cal
+    def __init__(self, config, memory, clock_mhz, cal, levers=T.EngineLevers(), skip=()):
+        self.c, self.cal, self.levers, self.skip = config, cal, levers, frozenset(skip)
+        self.emit_free = 0.0  # ACC ping-pong: when the emitter is free
+        self.bank_free, self.bank = [0.0, 0.0], 0  # ... and each ACC bank
         self.bpc = memory.bytes_per_cycle(config, clock_mhz)
         self.rd_lat, self.wr_lat = memory.latencies(clock_mhz)
         self.burst_ovh = memory.burst_overhead_ns * clock_mhz / 1000.0
@@ -195,27 +208,66 @@ class _Engine:
             words = (f["pad_top"] + f["y_size"] + f["pad_bottom"]) * (
                 f["pad_left"] + f["x_size"] + f["pad_right"]
             )
-            engine = T.load_chunks(c, eb, words, lut=f["buffer"] == isa.Buffer.LUT)
+            lut = f["buffer"] == isa.Buffer.LUT
+            engine = T.load_chunks(c, eb, words, lut=lut)
+            if not lut:
+                engine = -(-engine // self.levers.dma_words)
             t0 = start + cal.load_pre
             mem_end = self._memory(0, t0, beats, bursts)
             return max(t0 + engine, mem_end) + self.rd_lat + cal.load_post
-        engine = f["y_size"] * f["x_size"]
+        engine = -(-f["y_size"] * f["x_size"] // self.levers.dma_words)
         t0 = start + cal.store_pre
         mem_end = self._memory(1, t0, beats, bursts)
         return max(t0 + engine, mem_end) + self.wr_lat + cal.store_post
 
+    def on_dw_engine(self, f):
+        """Whether a CONV runs on the depthwise engine (a square odd kernel that fits its
+        window, no dilation); the others keep the array's depthwise mapping."""
+        lv = self.levers
+        return (
+            lv.dw_lanes
+            and f["mode"] == isa.ConvMode.DEPTHWISE
+            and f["kernel_h"] == f["kernel_w"] <= lv.dw_kernel
+            and f["kernel_h"] % 2
+            and f["dilation_h"] <= 1
+            and f["dilation_w"] <= 1
+        )
+
     def compute(self, f, start):
-        op = f["opcode"]
+        """``(end, unit free)`` of a compute-queue instruction started at ``start``."""
+        op, post, lv = f["opcode"], self.cal.compute_post, self.levers
+        if op == isa.Opcode.CONV and self.on_dw_engine(f):
+            grow = lv.dw_kernel - f["kernel_h"]  # a smaller kernel runs embedded
+            in_h = f["stride_h"] * (f["out_h"] - 1) + f["kernel_h"] + grow
+            in_w = f["stride_w"] * (f["out_w"] - 1) + f["kernel_w"] + grow
+            n = T.dw_engine_cycles(lv, self.c.depthwise_channels, in_h, in_w)
+            end = start + n + (post if f["acc_emit"] else 0)
+            return end, end
+        turns = lv.emit_turns(self.c)
+        if op == isa.Opcode.CONV and (lv.acc_pingpong or turns > 1):
+            # The emit (conv_cycles' ``emit_pixels + 1``) at ``turns`` cycles a pixel. With
+            # ping-pong the MACs use one ACC bank while the emitter drains the other: the
+            # unit is free when the accumulation ends, the emit follows when it can.
+            begin = max(start, self.bank_free[self.bank])
+            mac_end = begin + T.conv_insn_cycles(self.c, {**f, "acc_emit": 0})
+            if not f["acc_emit"]:
+                return mac_end, mac_end
+            emit = f["out_h"] * f["out_w"] * turns + 1 + post
+            if not lv.acc_pingpong:
+                return mac_end + emit, mac_end + emit
+            end = max(mac_end, self.emit_free) + emit
+            self.emit_free = self.bank_free[self.bank] = end
+            self.bank ^= 1
+            return end, mac_end
         if op == isa.Opcode.CONV:
-            return (
-                start
-                + T.conv_insn_cycles(self.c, f)
-                + (self.cal.compute_post if f["acc_emit"] else 0)
-            )
+            end = start + T.conv_insn_cycles(self.c, f) + (post if f["acc_emit"] else 0)
+            return end, end
         if op == isa.Opcode.VEC:
+            start = max(start, self.emit_free)  # OUT's write port: after a pending emit
             n = T.vec_insn_cycles(self.c, f)
-            return start + (n + self.cal.vec_post if n else 0)
-        return start
+            end = start + (n + self.cal.vec_post if n else 0)
+            return end, end
+        return start, start
 
     def run(self, fields):
         """``(start, end)`` per instruction of one run (ends at FINISH or the last word)."""
@@ -245,6 +297,10 @@ class _Engine:
                     space = start[blocker]
                 else:
                     space = 0.0
+                if p in self.skip:  # fused away: never fetched
+                    disp[p] = max(fetched, space)
+                    p += 1
+                    continue
                 ready = fetched + self.fetch
                 self.fetch_issue.append(fetched + INSN_ISSUE)
                 disp[p] = max(ready, space)
@@ -257,7 +313,7 @@ class _Engine:
                 i = qlists[q][head[q]]
                 if disp[i] is None:
                     continue
-                t = max(disp[i] + cal.dispatch, free[q])
+                t = max(disp[i] if i in self.skip else disp[i] + cal.dispatch, free[q])
                 f = fields[i]
                 ok = True
                 for (qq, bit), fifo in _POP.items():
@@ -278,30 +334,138 @@ class _Engine:
             for (qq, bit), fifo in _POP.items():
                 if qq == q and f[bit]:
                     pops[fifo] += 1
-            e = self.dma(f, t) if q != _COMPUTE_Q else self.compute(f, t)
+            if i in self.skip:
+                e = busy = t
+            elif q != _COMPUTE_Q:
+                e = busy = self.dma(f, t)
+            else:
+                e, busy = self.compute(f, t)
             start[i], end[i] = t, e
             for (qq, bit), fifo in _PUSH.items():
                 if qq == q and f[bit]:
                     pushes[fifo].append(e)
-            free[q] = e + cal.gap
+            free[q] = busy if i in self.skip else busy + cal.gap
             head[q] += 1
             done += 1
         return start, end
 
 
-def simulate(config, words, memory=T.BOARDS["ideal"], clock_mhz=None, cal=Calibration()):
-    """``(start, end, fields)`` cycle times of ``words`` (ints, one run ending in FINISH)."""
-    clock = config.clock_mhz if clock_mhz is None else clock_mhz
+def _decode_run(words):
     fields = [isa.decode(w) for w in words]
     for k, f in enumerate(fields):
         if f["opcode"] == isa.Opcode.FINISH:
-            fields = fields[: k + 1]
-            break
-    start, end = _Engine(config, memory, clock, cal).run(fields)
+            return fields[: k + 1]
+    return fields
+
+
+def simulate(
+    config,
+    words,
+    memory=T.BOARDS["ideal"],
+    clock_mhz=None,
+    cal=Calibration(),
+    levers=T.EngineLevers(),
+    skip=(),
+):
+    """``(start, end, fields)`` cycle times of ``words`` (ints, one run ending in FINISH);
+    ``skip``: indices of instructions fused away (:func:`fused_away`)."""
+    clock = config.clock_mhz if clock_mhz is None else clock_mhz
+    fields = _decode_run(words)
+    start, end = _Engine(config, memory, clock, cal, levers, skip).run(fields)
     return start, end, fields
 
 
-def _attribute(config, report, fields, start, end, layers, offset, base):
+def layer_kind(fields):
+    """What a layer's instructions do: ``"depthwise"``, ``"pointwise"`` (dense 1x1),
+    ``"conv"`` (other dense), ``"add"``, ``"gap"`` (average pools to one pixel),
+    ``"scale"`` (MUL_CHANNEL), ``"vector"`` (other VEC) or ``"dma"``. A VEC of no pixels
+    (the compiler's token plumbing) does not count."""
+    convs = [f for f in fields if f["opcode"] == isa.Opcode.CONV]
+    if any(f["mode"] == isa.ConvMode.DEPTHWISE for f in convs):
+        return "depthwise"
+    if convs:
+        one = all(f["kernel_h"] == f["kernel_w"] == 1 for f in convs)
+        return "pointwise" if one else "conv"
+    vecs = [f for f in fields if f["opcode"] == isa.Opcode.VEC and f["out_h"] * f["out_w"]]
+    vops = {f["vop"] for f in vecs}
+    if vops == {isa.VecOp.ADD}:
+        return "add"
+    if vops == {isa.VecOp.MUL_CHANNEL}:
+        return "scale"
+    if vops == {isa.VecOp.AVG_POOL} and all(f["out_h"] == f["out_w"] == 1 for f in vecs):
+        return "gap"
+    return "vector" if vecs else "dma"
+
+
+def concurrent_dw_cycles(report):
+    """Total cycles of ``report`` if a depthwise engine ran concurrently with the array
+    inside each block: every depthwise layer hides behind its pointwise neighbours (the
+    expand before it, the project after it) as far as their cycles reach,
+    ``total - sum(min(dw, expand + project))``. An upper bound on the overlap (band
+    dependencies and the shared DMA not modelled), not an event simulation."""
+    rows, saved = report.layers, 0
+    for k, row in enumerate(rows):
+        if row.kind != "depthwise":
+            continue
+        near = [rows[j] for j in (k - 1, k + 1) if 0 <= j < len(rows)]
+        saved += min(row.cycles, sum(r.cycles for r in near if r.kind == "pointwise"))
+    return report.total - saved
+
+
+def _is(f, op, buffer=None):
+    return f["opcode"] == op and (buffer is None or f["buffer"] == buffer)
+
+
+def _work(f):
+    """A VEC that moves pixels (not a zero-pixel token pass)."""
+    return f["opcode"] == isa.Opcode.VEC and f["out_h"] * f["out_w"] > 0
+
+
+def fused_away(fields, layers, levers):
+    """Indices into ``fields`` of the instructions the fusion levers remove.
+
+    ``layers``: ``(first, count)`` per layer in program order, as indices into ``fields``.
+    * ``fuse_add``: an Add layer's VEC, its STOREs and every second INP LOAD (the
+      producing conv's output; the skip tensor is still read, now by post-processing).
+    * ``fuse_se``: a MUL_CHANNEL layer's VEC, INP LOADs and STOREs (the scale applied as
+      the next conv loads); a global average pool's VEC and INP LOADs (accumulated in
+      the producing conv's post-processing; its one-pixel STORE stays).
+    * ``fuse_block``: on every pointwise -> depthwise and depthwise -> pointwise edge, the
+      producer's STOREs and the consumer's INP LOADs (the band stays on chip).
+    """
+    if not levers.fused:
+        return set()
+    kinds = [layer_kind(fields[a : a + n]) for a, n in layers]
+    skip = set()
+
+    def take(k, pred):
+        a, n = layers[k]
+        skip.update(i for i in range(a, a + n) if pred(fields[i]))
+
+    for k, kind in enumerate(kinds):
+        if levers.fuse_add and kind == "add":
+            a, n = layers[k]
+            loads = [i for i in range(a, a + n) if _is(fields[i], isa.Opcode.LOAD, isa.Buffer.INP)]
+            skip.update(loads[1::2])
+            take(k, lambda f: _work(f) or _is(f, isa.Opcode.STORE))
+        if levers.fuse_se and kind == "scale":
+            take(
+                k,
+                lambda f: (
+                    _work(f) or _is(f, isa.Opcode.STORE) or _is(f, isa.Opcode.LOAD, isa.Buffer.INP)
+                ),
+            )
+        if levers.fuse_se and kind == "gap":
+            take(k, lambda f: _work(f) or _is(f, isa.Opcode.LOAD, isa.Buffer.INP))
+        if levers.fuse_block and k + 1 < len(kinds):
+            pair = (kind, kinds[k + 1])
+            if pair in (("pointwise", "depthwise"), ("depthwise", "pointwise")):
+                take(k, lambda f: _is(f, isa.Opcode.STORE))
+                take(k + 1, lambda f: _is(f, isa.Opcode.LOAD, isa.Buffer.INP))
+    return skip
+
+
+def _attribute(config, report, fields, start, end, layers, offset, base, skip=()):
     """Add the per-layer rows of one run to ``report`` (``layers``: ``(node, first, count)``
     in absolute instruction indices; ``offset``: index of ``fields[0]``)."""
     prev = 0.0
@@ -311,10 +475,13 @@ def _attribute(config, report, fields, start, end, layers, offset, base):
         if hi <= 0 or lo >= n:
             continue
         lo = max(lo, 0)
-        row = LayerCycles(node)
+        row = LayerCycles(node, kind=layer_kind(fields[lo:hi]))
         last = prev
         for i in range(lo, hi):
             f = fields[i]
+            if i in skip:
+                last = max(last, end[i])
+                continue
             q, macs, nbytes = insn_costs(config, f)
             dur = end[i] - start[i]
             if q == _LOAD_Q:
@@ -351,39 +518,62 @@ def _finish(config, report):
     return report
 
 
-def _model(config, words, runs, layers, memory, clock_mhz, cal):
+def _model(config, words, runs, layers, memory, clock_mhz, cal, levers):
     clock = config.clock_mhz if clock_mhz is None else clock_mhz
     report = CycleReport(config, memory, clock)
     for first, count in runs:
-        start, end, fields = simulate(config, words[first : first + count], memory, clock, cal)
         mine = [ly for ly in layers if first <= ly[1] < first + count]
-        _attribute(config, report, fields, start, end, mine, first, 0)
+        run_words = words[first : first + count]
+        skip = ()
+        if levers.fused:
+            decoded = _decode_run(run_words)
+            n = len(decoded)
+            spans = [(a - first, min(c, n - (a - first))) for _, a, c in mine if a - first < n]
+            skip = fused_away(decoded, spans, levers)
+        start, end, fields = simulate(config, run_words, memory, clock, cal, levers, skip)
+        _attribute(config, report, fields, start, end, mine, first, 0, skip)
     return _finish(config, report)
 
 
-def model_compiled(compiled, memory=T.BOARDS["ideal"], clock_mhz=None, cal=Calibration()):
+def model_compiled(
+    compiled,
+    memory=T.BOARDS["ideal"],
+    clock_mhz=None,
+    cal=Calibration(),
+    levers=T.EngineLevers(),
+):
     """:class:`CycleReport` of a :class:`bamboo.compiler.backend.Compiled`."""
     runs = [(s.insn_start, s.insn_count) for s in compiled.steps if s.on_fabric]
-    return _model(compiled.config, compiled.words, runs, compiled.layers, memory, clock_mhz, cal)
+    return _model(
+        compiled.config, compiled.words, runs, compiled.layers, memory, clock_mhz, cal, levers
+    )
 
 
-def model_artifact(blob, config, memory=T.BOARDS["ideal"], clock_mhz=None, cal=Calibration()):
+def model_artifact(
+    blob, config, memory=T.BOARDS["ideal"], clock_mhz=None, cal=Calibration(), levers=None
+):
     """:class:`CycleReport` of ``.bmb`` bytes for ``config``."""
     from bamboo.arch.artifact import read_artifact
 
     art = read_artifact(blob, config_id=config.config_id)
-    return model_program(config, art.program, art.metadata, memory, clock_mhz, cal)
+    return model_program(config, art.program, art.metadata, memory, clock_mhz, cal, levers)
 
 
 def model_program(
-    config, program, meta, memory=T.BOARDS["ideal"], clock_mhz=None, cal=Calibration()
+    config,
+    program,
+    meta,
+    memory=T.BOARDS["ideal"],
+    clock_mhz=None,
+    cal=Calibration(),
+    levers=None,
 ):
     """:class:`CycleReport` of an artifact's PROGRAM bytes and METADATA
     (:class:`bamboo.arch.metadata.Metadata`: steps, layers)."""
     words = isa.decode_bytes(program)
     runs = [(s.insn_start, s.insn_count) for s in meta.steps if s.on_fabric]
     layers = [(ly.node, ly.first, ly.count) for ly in meta.layers]
-    return _model(config, words, runs, layers, memory, clock_mhz, cal)
+    return _model(config, words, runs, layers, memory, clock_mhz, cal, levers or T.EngineLevers())
 
 
 def render(report, top=None):

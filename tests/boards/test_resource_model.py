@@ -82,3 +82,42 @@ def test_nnls_against_a_brute_force_search():
             if (z >= 0).all():
                 best = min(best, np.linalg.norm(a @ z - b))
         assert np.linalg.norm(a @ x - b) == pytest.approx(best, abs=1e-9)
+
+
+# Engine generation 2: the levers' resources (boards/resource_model.py lever_resources) ----
+
+
+def test_lever_resources_by_hand():
+    """DSP48E2 and BRAM36 of each lever, counted by hand from what it builds (ultra96)."""
+    from bamboo.arch import preset
+    from bamboo.arch.timing import EngineLevers as E
+    from bamboo.boards.resource_model import (
+        FEATURES,
+        LEVER_ESTIMATES,
+        default_model,
+        lever_resources,
+        predict_with_levers,
+    )
+
+    cfg, model = preset("ultra96"), default_model()
+    assert lever_resources(cfg, E(), model) == {"dsp": 0, "lut": 0, "ff": 0, "bram36": 0}
+    assert predict_with_levers(cfg, E(), model) == model.predict(cfg)
+    # Depthwise engine, 16 lanes x 9 taps with DSP multipliers: 144 DSPs; two line buffers
+    # of 256 pixels x 128 bits, each two RAMB36 (512 x 72 simple dual port, two wide).
+    dw = lever_resources(cfg, E(dw_lanes=16), model)
+    assert dw["dsp"] == 144 and dw["bram36"] == 4
+    est = LEVER_ESTIMATES
+    lut = 144 * est["dw_tap"]["lut"] + 16 * est["dw_lane"]["lut"] + est["dw_fixed"]["lut"]
+    assert dw["lut"] == lut
+    # LUT multipliers: no DSPs, 144 more LUT products.
+    dwl = lever_resources(cfg, E(dw_lanes=16, dw_multiplier="lut"), model)
+    assert dwl["dsp"] == 0 and dwl["lut"] == lut + 144 * est["dw_lut_mult"]["lut"]
+    # Ping-pong: a second ACC, as the structural feature counts today's.
+    acc = dict((n, f) for n, f, _ in FEATURES["bram36"])["ACC"](cfg)
+    assert lever_resources(cfg, E(acc_pingpong=True), model)["bram36"] == acc
+    # Half the post-processing lanes: 16 columns' requantizer DSPs saved.
+    per_col = model.coefficients["dsp"][1]
+    assert lever_resources(cfg, E(postproc_lanes=16), model)["dsp"] == pytest.approx(-16 * per_col)
+    # Fused Add: one DSP per column; fused SE: one per INP byte lane.
+    assert lever_resources(cfg, E(fuse_add=True), model)["dsp"] == 32
+    assert lever_resources(cfg, E(fuse_se=True), model)["dsp"] == 8
