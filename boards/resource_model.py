@@ -102,13 +102,15 @@ FEATURES = {
 
 # Engine generation 2 (arch/timing.py EngineLevers): unbuilt units ----------------------
 
-#: Per-unit LUT/FF figures of the engine-generation-2 levers no Yosys build has measured
-#: yet: stated estimates, to be replaced by measured component figures
-#: (``python -m bamboo.boards.resources ultra96 --component NAME``) once each is built.
-#: ``dw_tap``: one tap of one lane of hw/dwengine.py (window register, adder-tree input,
-#: 18-bit sums); ``dw_lut_mult``: a 9 x 8-bit shift-and-add product in LUTs (its
-#: ``multiplier="lut"``); ``dw_lane``: a lane's line-buffer ports, output FIFO and
-#: zero-point path; ``dw_fixed``: its scan counters and parameter registers;
+#: Per-unit LUT/FF figures of the engine-generation-2 levers. The depthwise engine's
+#: (``dw_*``) are fitted to its measured component builds (``python -m
+#: bamboo.boards.resources ultra96 --component dwengine`` / ``dwengine_lut`` and the
+#: sizes in docs/engine2.md: 16 and 32 lanes at 3x3, 8 and 16 at 5x5, within 7 % of each;
+#: ``tests/boards/test_resource_model.py`` holds the fit to those figures); the others are
+#: stated estimates of unbuilt units. ``dw_tap``: one tap of one lane of hw/dwengine.py
+#: (window and operand registers, adder-tree input); ``dw_lut_mult``: a 9 x 8-bit radix-4
+#: Booth product in LUTs (its ``multiplier="lut"``); ``dw_lane``: a lane's line-buffer
+#: ports and output FIFO; ``dw_fixed``: its scan counters and parameter registers;
 #: ``pingpong_col``: the ACC bank select and the emitter's second read path per column;
 #: ``dma2_byte``: one more write (INP) or read (OUT) byte lane with its bank select;
 #: ``add_col``: the skip operand's rescale and the saturating add per column;
@@ -116,10 +118,10 @@ FEATURES = {
 #: or the channel-scale path per INP byte on load; ``band``: the OUT -> INP band path
 #: and its row counters (fuse_block).
 LEVER_ESTIMATES = {
-    "dw_tap": {"lut": 24, "ff": 30},
-    "dw_lut_mult": {"lut": 45, "ff": 20},
-    "dw_lane": {"lut": 60, "ff": 80},
-    "dw_fixed": {"lut": 400, "ff": 300},
+    "dw_tap": {"lut": 20, "ff": 85},
+    "dw_lut_mult": {"lut": 86, "ff": 16},
+    "dw_lane": {"lut": 10, "ff": 0},
+    "dw_fixed": {"lut": 120, "ff": 300},
     "pingpong_col": {"lut": 20, "ff": 8},
     "dma2_byte": {"lut": 25, "ff": 10},
     "add_col": {"lut": 90, "ff": 70},
@@ -139,7 +141,8 @@ def lever_resources(config, levers, model=None):
     operand's 24-bit rescale); SE one per INP byte (the channel scale on load), its GAP
     sums in LUT RAM; fewer
     post-processing lanes save the fitted DSP-per-column coefficient of ``model`` for
-    each lane removed. LUT/FF: :data:`LEVER_ESTIMATES` (stated, not measured)."""
+    each lane removed. LUT/FF: :data:`LEVER_ESTIMATES` (the depthwise engine's fitted to
+    its component builds, the rest stated)."""
     model = model or default_model()
     est, out = LEVER_ESTIMATES, {r: 0.0 for r in RESOURCES}
 

