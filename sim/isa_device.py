@@ -78,7 +78,8 @@ class RegisterModel:
     memory : Memory
         DDR as the engine's DMA sees it.
     latency : float
-        Seconds after a start before STATUS reports the end (``inf``: never).
+        Seconds after the start returns (the simulation runs inside it) before STATUS
+        reports the end (``inf``: never).
     pacer : FabricPacer, optional
         Emulated fabric time: STATUS reports the end the cycle model's time after the
         start (plus ``latency``), and results are memoized (``bamboo.sim.pacing``).
@@ -186,7 +187,10 @@ class RegisterModel:
         result["done_irq"] = int(bool(result["done"]) and _finish_irq(raw))
         self.sig["busy"] = 1
         self.pending = result
-        self.ends_at = started + (paced.seconds if paced is not None else 0.0) + self.latency
+        # The fabric time counts from the start; ``latency`` from the write's return, so
+        # a slow simulation (a loaded machine) never eats the latency a test relies on.
+        fabric_end = started + (paced.seconds if paced is not None else 0.0)
+        self.ends_at = max(fabric_end, time.monotonic()) + self.latency
         self._settle()
 
     def _simulate(self, base, size, window, words, count):
