@@ -9,9 +9,9 @@ ends and reports it. The ways a run ends (hw/top.py's docstring has the whole st
 * a dispatcher error: the state QUIESCE lets the instructions dispatched before it
   finish (until every queue is idle or waits for a token), then ``error`` with the
   dispatcher's code and index;
-* a unit error (the load or store unit's own, or an AXI error response it receives):
-  at once, with that unit's instruction index; it wins over a dispatcher error,
-  being older;
+* a unit error (the load or store unit's own, or an AXI error response it receives,
+  the cycle after it arrives): at once, with that unit's instruction index; it wins
+  over a dispatcher error, being older;
 * ``watchdog`` cycles without ``progress``: ``TIMEOUT`` with the index of the oldest
   instruction waiting for a token;
 * ``soft_reset``: silently.
@@ -79,7 +79,7 @@ class RunControl(wiring.Component):
         the head or of the issued instruction.
     load_error, load_code, load_resp_error, store_error, store_code, store_resp_error : In
         A unit's error pulse and code, and an AXI error response it receives (acted on
-        when it arrives: the unit reports it only after its transfer).
+        the cycle after it arrives: the unit reports it only after its transfer).
     progress : In(1)
         Something moved this cycle (a bus handshake, a unit busy, an instruction).
     bus_idle : In(1)
@@ -133,9 +133,14 @@ class RunControl(wiring.Component):
         with m.If(self.finish_irq):
             m.d.sync += finish_irq.eq(1)
 
-        # The oldest failing unit: an AXI error response is acted on when it arrives.
-        load_fail = self.load_error | self.load_resp_error
-        unit_error = load_fail | self.store_error | self.store_resp_error
+        # The oldest failing unit: an AXI error response is acted on the cycle after it
+        # arrives. Registered: the strobe is RVALID & RREADY (BREADY), the end of the
+        # units' data-path cones; the unit reports its status two or more cycles after
+        # that beat, so its queue index is still the failing instruction's.
+        load_resp, store_resp = Signal(), Signal()
+        m.d.sync += [load_resp.eq(self.load_resp_error), store_resp.eq(self.store_resp_error)]
+        load_fail = self.load_error | load_resp
+        unit_error = load_fail | self.store_error | store_resp
         unit_code = Mux(
             load_fail,
             Mux(self.load_error, self.load_code, ErrorCode.AXI_ERROR),
