@@ -9,9 +9,9 @@ ends and reports it. The ways a run ends (hw/top.py's docstring has the whole st
 * a dispatcher error: the state QUIESCE lets the instructions dispatched before it
   finish (until every queue is idle or waits for a token), then ``error`` with the
   dispatcher's code and index;
-* a unit error (the load or store unit's own, or an AXI error response it receives,
-  the cycle after it arrives): at once, with that unit's instruction index; it wins
-  over a dispatcher error, being older;
+* a unit error (the load or store unit's own, or an AXI error response it receives):
+  the cycle after its pulse, with that unit's instruction index; it wins over a
+  dispatcher error, being older;
 * ``watchdog`` cycles without ``progress``: ``TIMEOUT`` with the index of the oldest
   instruction waiting for a token;
 * ``soft_reset``: silently.
@@ -133,20 +133,24 @@ class RunControl(wiring.Component):
         with m.If(self.finish_irq):
             m.d.sync += finish_irq.eq(1)
 
-        # The oldest failing unit: an AXI error response is acted on the cycle after it
-        # arrives. Registered: the strobe is RVALID & RREADY (BREADY), the end of the
-        # units' data-path cones; the unit reports its status two or more cycles after
-        # that beat, so its queue index is still the failing instruction's.
-        load_resp, store_resp = Signal(), Signal()
-        m.d.sync += [load_resp.eq(self.load_resp_error), store_resp.eq(self.store_resp_error)]
-        load_fail = self.load_error | load_resp
-        unit_error = load_fail | self.store_error | store_resp
-        unit_code = Mux(
-            load_fail,
-            Mux(self.load_error, self.load_code, ErrorCode.AXI_ERROR),
-            Mux(self.store_error, self.store_code, ErrorCode.AXI_ERROR),
-        )
-        unit_index = Mux(load_fail, self.load_index, self.store_index)
+        # The oldest failing unit, registered: acted on the cycle after its pulse (or the
+        # AXI error response's RVALID & RREADY, BVALID & BREADY), which end the units'
+        # status and data-path cones. The failing instruction stays issued (its queue
+        # waits for ``done``), so no run can finish in between.
+        load_fail = self.load_error | self.load_resp_error
+        unit_error = Signal()
+        unit_code, unit_index = Signal(ErrorCode), Signal.like(err_index)
+        m.d.sync += [
+            unit_error.eq(load_fail | self.store_error | self.store_resp_error),
+            unit_code.eq(
+                Mux(
+                    load_fail,
+                    Mux(self.load_error, self.load_code, ErrorCode.AXI_ERROR),
+                    Mux(self.store_error, self.store_code, ErrorCode.AXI_ERROR),
+                )
+            ),
+            unit_index.eq(Mux(load_fail, self.load_index, self.store_index)),
+        ]
         idle = {q: getattr(self, f"{q}_idle") for q in _QUEUES}
         stall = {q: getattr(self, f"{q}_stall") for q in _QUEUES}
         index = {q: getattr(self, f"{q}_index") for q in _QUEUES}
