@@ -205,7 +205,10 @@ class ComputeUnit(wiring.Component):
 
         # The walker of the instruction's mode; both see the same instruction.
         cmd = Signal(self.walkers[ConvMode.DENSE].o_cmd.payload.shape())
-        cmd_ready = Signal()
+        # ``issue`` per walker, registers of their own: a walker's ready (its counters'
+        # enable) does not pass through the mode's decode.
+        walker_issue = {mode: Signal(name=f"issue_{int(mode)}") for mode in self.walkers}
+        walker_mine = {}
         for mode, walker in self.walkers.items():
             m.submodules[f"walk_{mode}"] = walker
             # Any mode but DEPTHWISE walks dense, so a bad mode cannot hang the unit.
@@ -220,8 +223,9 @@ class ComputeUnit(wiring.Component):
                         == (mode == ConvMode.DEPTHWISE)
                     )
                 ),
-                walker.o_cmd.ready.eq(cmd_ready & mine),
+                walker.o_cmd.ready.eq(walker_issue[mode]),
             ]
+            walker_mine[mode] = mine
             with m.If(mine):
                 m.d.comb += cmd.eq(walker.o_cmd.payload)
 
@@ -253,16 +257,15 @@ class ComputeUnit(wiring.Component):
                 & Mux(wbank, cold[1], cold[0])
             ),
             ahead_next.eq(ahead + load - (issue & cmd.tap_last)),
-            cmd_ready.eq(issue),
             self.status.stall_weight.eq(streaming & ~issue),
         ]
         with m.If(load):
             m.d.sync += [wgt_ptr.eq(wgt_ptr + 1), wbank.eq(~wbank)]
         with m.If(streaming):
-            m.d.sync += [
-                ahead.eq(ahead_next),
-                issue.eq((ahead_next != 0) & ~(issue & cmd.last)),
-            ]
+            issue_next = (ahead_next != 0) & ~(issue & cmd.last)
+            m.d.sync += [ahead.eq(ahead_next), issue.eq(issue_next)]
+            for mode, mine in walker_mine.items():
+                m.d.sync += walker_issue[mode].eq(issue_next & mine)
         # Not IDLE, as a register of its own (the queue's token counters hang off it).
         busy = Signal()
         with m.If(self.i_insn.valid & self.i_insn.ready):
@@ -346,6 +349,11 @@ class ComputeUnit(wiring.Component):
         # Port (g, b) reads block b of group g's input row: g kernel rows further down.
         with m.If(self.i_insn.valid & self.i_insn.ready):
             m.d.sync += depthwise.eq(self.i_insn.payload.mode == ConvMode.DEPTHWISE)
+        # The array's copy of the mode, taken in SETUP (the first weight load is in RUN):
+        # the walkers' selection and the array's lanes do not share one register's fanout.
+        array_dw = Signal()
+        with m.If(setup):
+            m.d.sync += array_dw.eq(depthwise)
         # From the instruction register, in SETUP: the first read issues two cycles later.
         with m.If(setup):
             for g in range(groups):
@@ -379,7 +387,7 @@ class ComputeUnit(wiring.Component):
             array.i_weight.valid.eq(wv1),
             array.i_weight.payload.bank.eq(wbank1),
             array.i_weight.payload.w.eq(wgt_rd.data),
-            array.depthwise.eq(depthwise),
+            array.depthwise.eq(array_dw),
             array.dw_grouped.eq(dw_grouped),
         ]
         zp = Mux(insn.signed, insn.in_zp.as_signed(), insn.in_zp)

@@ -10,8 +10,8 @@ ends and reports it. The ways a run ends (hw/top.py's docstring has the whole st
   finish (until every queue is idle or waits for a token), then ``error`` with the
   dispatcher's code and index;
 * a unit error (the load or store unit's own, or an AXI error response it receives):
-  at once, with that unit's instruction index; it wins over a dispatcher error,
-  being older;
+  the cycle after its pulse, with that unit's instruction index; it wins over a
+  dispatcher error, being older;
 * ``watchdog`` cycles without ``progress``: ``TIMEOUT`` with the index of the oldest
   instruction waiting for a token;
 * ``soft_reset``: silently.
@@ -79,7 +79,7 @@ class RunControl(wiring.Component):
         the head or of the issued instruction.
     load_error, load_code, load_resp_error, store_error, store_code, store_resp_error : In
         A unit's error pulse and code, and an AXI error response it receives (acted on
-        when it arrives: the unit reports it only after its transfer).
+        the cycle after it arrives: the unit reports it only after its transfer).
     progress : In(1)
         Something moved this cycle (a bus handshake, a unit busy, an instruction).
     bus_idle : In(1)
@@ -133,15 +133,24 @@ class RunControl(wiring.Component):
         with m.If(self.finish_irq):
             m.d.sync += finish_irq.eq(1)
 
-        # The oldest failing unit: an AXI error response is acted on when it arrives.
+        # The oldest failing unit, registered: acted on the cycle after its pulse (or the
+        # AXI error response's RVALID & RREADY, BVALID & BREADY), which end the units'
+        # status and data-path cones. The failing instruction stays issued (its queue
+        # waits for ``done``), so no run can finish in between.
         load_fail = self.load_error | self.load_resp_error
-        unit_error = load_fail | self.store_error | self.store_resp_error
-        unit_code = Mux(
-            load_fail,
-            Mux(self.load_error, self.load_code, ErrorCode.AXI_ERROR),
-            Mux(self.store_error, self.store_code, ErrorCode.AXI_ERROR),
-        )
-        unit_index = Mux(load_fail, self.load_index, self.store_index)
+        unit_error = Signal()
+        unit_code, unit_index = Signal(ErrorCode), Signal.like(err_index)
+        m.d.sync += [
+            unit_error.eq(load_fail | self.store_error | self.store_resp_error),
+            unit_code.eq(
+                Mux(
+                    load_fail,
+                    Mux(self.load_error, self.load_code, ErrorCode.AXI_ERROR),
+                    Mux(self.store_error, self.store_code, ErrorCode.AXI_ERROR),
+                )
+            ),
+            unit_index.eq(Mux(load_fail, self.load_index, self.store_index)),
+        ]
         idle = {q: getattr(self, f"{q}_idle") for q in _QUEUES}
         stall = {q: getattr(self, f"{q}_stall") for q in _QUEUES}
         index = {q: getattr(self, f"{q}_index") for q in _QUEUES}

@@ -303,11 +303,9 @@ class Dispatcher(wiring.Component):
             with m.Case(Opcode.LOAD):
                 with m.If(ld.pop_prev | ld.push_prev | high | zero_xfer):
                     m.d.comb += early_now.eq(ErrorCode.MALFORMED_INSTRUCTION)
-                m.d.comb += late.eq((words_end > load_depth) | misaligned)
             with m.Case(Opcode.STORE):
                 with m.If(sto.pop_next | sto.push_next | high | (sto.lane >= C // R) | zero_xfer):
                     m.d.comb += early_now.eq(ErrorCode.MALFORMED_INSTRUCTION)
-                m.d.comb += late.eq((words_end > cfg.output_buffer_depth) | misaligned)
             with m.Case(Opcode.CONV):
                 emit_bad = (
                     (cv.param_addr >= PARAM_DEPTH)
@@ -323,16 +321,8 @@ class Dispatcher(wiring.Component):
                 )
                 with m.If(bad.any()):
                     m.d.comb += early_now.eq(ErrorCode.MALFORMED_INSTRUCTION)
-                m.d.comb += late.eq(
-                    (pix > cfg.acc_buffer_depth)
-                    | (wgt_end > cfg.weight_buffer_depth)
-                    | (inp_max >= cfg.input_buffer_depth)
-                    | (cv.acc_emit & (out_end > cfg.output_buffer_depth))
-                )
             with m.Case(Opcode.VEC):
                 vop = vec.vop
-                pool = (vop == VecOp.MAX_POOL) | (vop == VecOp.AVG_POOL)
-                two = (vop == VecOp.ADD) | (vop == VecOp.MUL)
                 depth = cfg.input_buffer_depth
                 bad = Cat(
                     vop > VecOp.MUL,
@@ -350,21 +340,44 @@ class Dispatcher(wiring.Component):
                             m.d.comb += early_now.eq(ErrorCode.MALFORMED_INSTRUCTION)
                     else:
                         m.d.comb += early_now.eq(ErrorCode.ILLEGAL_OPCODE)
-                if self.vector:
-                    m.d.comb += late.eq(
-                        pixels
-                        & (
-                            (out_end > cfg.output_buffer_depth)
-                            | (pool & (v_win_max >= depth))
-                            | (~pool & (v_a_max >= depth))
-                            | (two & (v_b_max >= depth))
-                        )
-                    )
             with m.Case(Opcode.FINISH):
                 with m.If(high):
                     m.d.comb += early_now.eq(ErrorCode.MALFORMED_INSTRUCTION)
             with m.Default():
                 m.d.comb += early_now.eq(ErrorCode.ILLEGAL_OPCODE)
+        # ``late`` in CHECK from registers only: the opcode's queue and class, the LOAD's
+        # buffer depth and the VEC's flags registered in Stage 1, the comparisons of
+        # Stage 1's and 2's values registered in Stage 3; the sums of Stage 3 compared here.
+        to_load, to_store, to_compute = Signal(), Signal(), Signal()
+        is_conv_r, is_vec_r, load_depth_r = Signal(), Signal(), Signal.like(load_depth)
+        emit_r, vpix_r, pool_r, two_r = Signal(), Signal(), Signal(), Signal()
+        pix_over, out_over = Signal(), Signal()
+        vec_late = 0
+        if self.vector:
+            vec_late = vpix_r & (
+                out_over
+                | (pool_r & (v_win_max >= cfg.input_buffer_depth))
+                | (~pool_r & (v_a_max >= cfg.input_buffer_depth))
+                | (two_r & (v_b_max >= cfg.input_buffer_depth))
+            )
+        conv_late = (
+            pix_over
+            | (wgt_end > cfg.weight_buffer_depth)
+            | (inp_max >= cfg.input_buffer_depth)
+            | (emit_r & out_over)
+        )
+        m.d.comb += late.eq(
+            Mux(
+                to_load,
+                (words_end > load_depth_r) | misaligned,
+                Mux(
+                    to_store,
+                    (words_end > cfg.output_buffer_depth) | misaligned,
+                    (is_conv_r & conv_late) | (is_vec_r & vec_late),
+                ),
+            )
+        )
+
         with m.If(cur.fault == Fault.AXI_ERROR):
             m.d.comb += early_now.eq(ErrorCode.AXI_ERROR)
         with m.Elif(cur.fault == Fault.MISALIGNED):
@@ -375,13 +388,12 @@ class Dispatcher(wiring.Component):
             Mux(
                 late,
                 ErrorCode.MALFORMED_INSTRUCTION,
-                Mux((is_load | is_store) & outside, ErrorCode.DMA_OUT_OF_WINDOW, ErrorCode.NONE),
+                Mux((to_load | to_store) & outside, ErrorCode.DMA_OUT_OF_WINDOW, ErrorCode.NONE),
             ),
         )
 
         # The queue the instruction goes to, registered in Stage 1 (the queues' valid and
         # their FIFO levels then start at a register).
-        to_load, to_store, to_compute = Signal(), Signal(), Signal()
         target_ready = Mux(
             to_load, self.o_load.ready, Mux(to_store, self.o_store.ready, self.o_compute.ready)
         )
@@ -440,6 +452,13 @@ class Dispatcher(wiring.Component):
                     to_load.eq(is_load),
                     to_store.eq(is_store),
                     to_compute.eq(~is_load & ~is_store),
+                    is_conv_r.eq(opcode == Opcode.CONV),
+                    is_vec_r.eq(opcode == Opcode.VEC),
+                    load_depth_r.eq(load_depth),
+                    emit_r.eq(cv.acc_emit),
+                    vpix_r.eq((vec.out_h != 0) & (vec.out_w != 0)),
+                    pool_r.eq((vec.vop == VecOp.MAX_POOL) | (vec.vop == VecOp.AVG_POOL)),
+                    two_r.eq((vec.vop == VecOp.ADD) | (vec.vop == VecOp.MUL)),
                 ]
                 m.next = "S2"
             with m.State("S2"):
@@ -466,6 +485,8 @@ class Dispatcher(wiring.Component):
                     v_b_max.eq(vec.src_b + v_pix_off + vec.out_w - 1),
                     words_end.eq(Mux(is_load, ld.sram_addr, sto.sram_addr) + n_words),
                     wgt_end.eq(cv.wgt_addr + taps),
+                    pix_over.eq(pix > cfg.acc_buffer_depth),
+                    out_over.eq(out_end > cfg.output_buffer_depth),
                     outside.eq(end > self.window_size),
                     misaligned.eq(((self.window_base + ld.dram_addr) & align) != 0),
                 ]

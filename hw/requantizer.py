@@ -127,24 +127,38 @@ def round_decode(m, r, up, t, zero, name):
 
     ``r + up`` normalized, ``t`` alone decides most cases: ``t >= -14`` gives ``y >= 512``,
     which saturates for every zero point (module docstring), and ``t <= -25`` rounds to
-    0. Only the 10 shifts of :data:`_STEP4` remain; their sticky bits (the bits below
-    the guard bit of ``r + up``) are all-ones tests of ``r``'s low bits when ``up`` is
-    set (the +1 carries through them), any-bit tests otherwise.
+    0. Only the 10 shifts ``k`` of :data:`_STEP4` remain (``t == -k``). Their sticky bits
+    (the bits of ``r + up`` below its guard bit ``k - 1``) are split in two: bits
+    ``[0, 14)``, below every case's guard bit, give one flag decoded here (an all-ones
+    test of ``r``'s bits when ``up`` is set, as the +1 carries through them, an any-bit
+    test otherwise); bits ``[14, 23)`` are masked by a thermometer of ``t`` and tested by
+    :func:`round_select` on the sum itself. No flag is a prefix of another: a chain of
+    prefix ORs is what a LUT mapper builds from per-case sticky bits.
 
     Returns
     -------
     dict
         ``zero`` (``r + up == 0``, from the caller), ``sat`` (``t >= -14``), ``sel``
-        (one-hot over :data:`_STEP4`, 0 when ``t`` is outside it) and ``sticky`` (per
-        shift), combinational; register them (:func:`register_fields`) and pass them
-        to :func:`round_select`.
+        (one-hot over :data:`_STEP4`, 0 when ``t`` is outside it), ``low`` (a sticky
+        bit among bits ``[0, 14)`` of ``r + up``) and ``therm`` (bit ``i``: bit
+        ``14 + i`` of ``r + up`` is below the selected case's guard bit), combinational;
+        register them (:func:`register_fields`) and pass them to :func:`round_select`.
     """
+    lo = _STEP4.start - 1
     sel = Signal(len(_STEP4), name=f"{name}_sel")
-    sticky = Signal(len(_STEP4), name=f"{name}_sticky")
+    therm = Signal(_STEP4.stop - 2 - lo, name=f"{name}_therm")
     for j, k in enumerate(_STEP4):
-        low = r[: k - 1]
-        m.d.comb += [sel[j].eq(t == -k), sticky[j].eq(Mux(up, ~low.all(), low.any()))]
-    return {"zero": zero, "sat": t >= _CLIP_T, "sel": sel, "sticky": sticky}
+        m.d.comb += sel[j].eq(t == -k)
+    for i in range(len(therm)):  # bit lo + i is below guard bit k - 1 for k >= lo + i + 2
+        m.d.comb += therm[i].eq((t >= -_STEP4[-1]) & (t <= -(lo + i + 2)))
+    low = r[:lo]
+    return {
+        "zero": zero,
+        "sat": t >= _CLIP_T,
+        "sel": sel,
+        "low": Mux(up, ~low.all(), low.any()),
+        "therm": therm,
+    }
 
 
 def register_fields(m, fields, name, reg):
@@ -158,12 +172,14 @@ def round_select(r, step):
     """Second half: ``(y, round-up bit)`` from the sum ``r`` and the registered decode
     ``step`` of :func:`round_decode`; ``y + up`` is the rounded, clipped magnitude."""
     width = (_Y_CLIP + 1).bit_length()  # y reaches 512 (r = 2**24 at t = -15)
-    y, up = Mux(step.sat, _Y_CLIP, 0), Const(0)
+    lo = _STEP4.start - 1
+    y, guard, odd = Mux(step.sat, _Y_CLIP, 0), Const(0), Const(0)
     for j, k in enumerate(_STEP4):
-        odd = r[k] if k < len(r) else 0
         y = y | Mux(step.sel[j], r[k:], 0)
-        up = up | (step.sel[j] & r[k - 1] & (step.sticky[j] | odd))
-    return Mux(step.zero, 0, y[:width]), ~step.zero & up
+        guard = guard | (step.sel[j] & r[k - 1])
+        odd = odd | (step.sel[j] & (r[k] if k < len(r) else 0))
+    sticky = step.low | (r[lo : lo + len(step.therm)] & step.therm).any()
+    return Mux(step.zero, 0, y[:width]), ~step.zero & guard & (sticky | odd)
 
 
 class Requantizer(wiring.Component):
