@@ -118,7 +118,7 @@ COMPONENTS = {
     "load": _unit("load", "LoadUnit"),
     "store": _unit("store", "StoreUnit"),
     "fetcher": _unit("fetch", "Fetcher"),
-    "dispatcher": _unit("fetch", "Dispatcher"),
+    "dispatcher": _unit("fetch", "Dispatcher", vector=True),  # as the Accelerator builds it
     "bus": _unit("bus", "BusArbiter"),
     "regfile": _unit("regfile", "RegisterFile"),
     "control": _control,

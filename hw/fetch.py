@@ -19,11 +19,14 @@ element must start on a multiple of ``min(element, bus)`` bytes
 is an ``ILLEGAL_OPCODE``
 (``VEC`` with ``out_h = 0`` or ``out_w = 0`` is a token barrier and always legal).
 
-Checking takes three register stages (# Stage 1: products, # Stage 2: extents,
-# Stage 3: sums and the comparisons against registers), then the verdict compares
-the stage 3 sums with constants (a few cycles per instruction against tens to
-thousands of cycles of work each). The verdict is registered: ``error`` pulses in the
-cycle after the check, so nothing outside reads the checks' logic.
+Checking takes three register stages after the instruction is taken (# Stage 0: the
+"size - 1" operands and the high bits' segments; # Stage 1: products and the field
+checks; # Stage 2: extents and partial sums; # Stage 3: the sums), then CHECK forms the
+verdict from registers and sign bits (a few cycles per instruction against tens to
+thousands of cycles of work each). Each bound is subtracted in an early stage, so a
+check "x past the buffer" is the sign of a sum, and no comparison follows an adder in
+the same cycle. The verdict is registered: ``error`` pulses in the cycle after the
+check, so nothing outside reads the checks' logic.
 """
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal
@@ -35,7 +38,7 @@ from ..arch.layout import BUFFERS, PARAM_DEPTH, buffer_depth, elem_bytes
 from ..arch.registers import ErrorCode
 from .axi import BURST_INCR, CACHE_MODIFIABLE_BUFFERABLE, PAGE_BYTES, AXI4Signature
 from .isa_layout import instruction_layout
-from .pipeline import accept
+from .pipeline import accept, register
 from .queues import INDEX_BITS, Fault, entry_layout, header_layout
 
 __all__ = ["Dispatcher", "Fetcher"]
@@ -222,8 +225,7 @@ class Dispatcher(wiring.Component):
         }
         ld, sto, cv, vec = (views[o] for o in (Opcode.LOAD, Opcode.STORE, Opcode.CONV, Opcode.VEC))
         dispatched = Signal(INDEX_BITS)
-        count = Signal(INDEX_BITS)
-        last = Signal()  # this instruction is the last of insn_count (Stage 1)
+        count = Signal(INDEX_BITS)  # insn_count - 1
 
         # Element bytes (as log2) and buffer depth of a LOAD's destination.
         log2 = lambda n: (n - 1).bit_length()  # noqa: E731
@@ -242,34 +244,58 @@ class Dispatcher(wiring.Component):
         )
         is_load, is_store = opcode == load_op, opcode == store_op
         elog2 = Mux(is_load, load_elog2, log2(R))
+        depthwise = cv.mode == ConvMode.DEPTHWISE
+        one = lambda v: Mux(v == 0, 1, v)  # noqa: E731  VEC: kernel and stride 0 count as 1
 
-        # Stage 1: products of fields.
-        span = Signal(32)  # (y_size - 1) * x_stride
-        tile = Signal(32)  # LOAD: padded rows and columns; STORE: y * x
-        rows_p, cols_p = Signal(16), Signal(16)
-        pix = Signal(20)  # CONV out_h * out_w
-        khkw = Signal(8)
-        row1, row2, blk_off = Signal(16), Signal(16), Signal(24)
-        col_out, col_ker = Signal(16), Signal(16)  # the two terms of col
-        # Stage 2: extents.
-        end = Signal(64)
-        n_words = Signal(32)
-        taps = Signal(16)
-        row_off = Signal(32)
-        col = Signal(17)
-        out_end = Signal(33)  # CONV out_addr + pix, VEC out_addr + v_pix
-        # Stage 3: sums, and the comparisons against registers.
-        inp_max = Signal(40)
-        words_end = Signal(33)  # LOAD / STORE sram_addr + n_words
-        wgt_end = Signal(17)
-        outside = Signal()  # end > window_size
-        misaligned = Signal()
-        # VEC: pixels, window and pixel extents in INP (kernel and stride 0 count as 1).
-        one = lambda v: Mux(v == 0, 1, v)  # noqa: E731
-        v_pix, v_row, v_col_out, v_col = Signal(20), Signal(16), Signal(16), Signal(17)
-        v_win_off, v_pix_off = Signal(32), Signal(32)
-        v_win_max, v_a_max, v_b_max = Signal(40), Signal(40), Signal(40)
+        # Stage 0: as the instruction is taken (from the prefetch FIFO's output register),
+        # the "size - 1" operands of the products, VEC's kernel and stride with 0 read as
+        # 1, and the bits above each opcode's last field: the stages start at registers.
+        size = {op: instruction_layout(op).size for op in views}
+        incoming = {
+            op: data.View(instruction_layout(op), self.i_insn.payload.word[: size[op]])
+            for op in views
+        }
+        i_ld, i_cv, i_vec = (incoming[o] for o in (Opcode.LOAD, Opcode.CONV, Opcode.VEC))
+        # A size of zero is an ``early`` error (VEC: no pixels, nothing to check), so
+        # "size - 1" keeps the field's width.
+        m1 = lambda v: (v - 1)[: len(v)]  # noqa: E731
+        taken = {
+            "y_size_m1": m1(i_ld.y_size),
+            "out_h_m1": m1(i_cv.out_h),
+            "out_w_m1": m1(i_cv.out_w),
+            "kernel_h_m1": m1(i_cv.kernel_h),
+            "kernel_w_m1": m1(i_cv.kernel_w),
+            # blk_off is 0 for a depthwise CONV (it reads one block)
+            "in_blocks_m1": Mux(i_cv.mode == ConvMode.DEPTHWISE, 0, m1(i_cv.in_blocks)),
+            "v_out_h_m1": m1(i_vec.out_h),
+            "v_out_w_m1": m1(i_vec.out_w),
+            "v_kernel_h_m1": m1(one(i_vec.kernel_h)),
+            "v_kernel_w_m1": m1(one(i_vec.kernel_w)),
+            "v_stride_h": one(i_vec.stride_h),
+            "v_stride_w": one(i_vec.stride_w),
+        }
+        # The bits above each opcode's last field, ORed in segments between the opcodes'
+        # sizes (of at most 36 bits: two LUT levels); Stage 1 ORs the opcode's.
+        word_in = self.i_insn.payload.word
+        cuts = sorted(set(size.values())) + [len(word_in)]
+        segments = {}  # size -> the names of the segments above it
+        for lo, hi in zip(cuts, cuts[1:]):
+            for a in range(lo, hi, 36):
+                name = f"above{a}"
+                taken[name] = word_in[a : min(a + 36, hi)].any()
+                for n in cuts[:-1]:
+                    if n <= a:
+                        segments.setdefault(n, []).append(name)
+        s0 = {name: Signal(v.shape(), name=name) for name, v in taken.items()}
 
+        # The stages below are registers without an enable: ``cur`` and the Stage 0
+        # registers hold still from the instruction's taking to its SEND, so Stage N's
+        # registers are right from the end of state SN on (the FSM only counts the
+        # cycles), and the FSM's state does not fan out to their enables. Their widths
+        # are their expressions' (exact: nothing wraps).
+        #
+        # Every bound check "x > depth" or "x >= depth" is the sign of x less the bound,
+        # the bound folded into an earlier stage's partial sum: CHECK reads sign bits.
         def ext_sizes_zero():
             return Cat(
                 cv.kernel_h == 0,
@@ -283,113 +309,184 @@ class Dispatcher(wiring.Component):
                 cv.in_blocks == 0,
             ).any()
 
-        # The verdict in two parts: ``early`` from the fields alone (registered in Stage 2,
-        # ``high`` in Stage 1), ``late`` from the extents (compared in CHECK). Every check of
-        # ``late`` is MALFORMED and ranks after ``early``'s, then the window (LOAD, STORE):
-        # the first failing check wins, in the order of bamboo.sim.isa.
-        size = {op: instruction_layout(op).size for op in views}
-        high_now, high = Signal(), Signal()  # bits above the opcode's last field
+        inp_depth = cfg.input_buffer_depth
+        emit_bad = (
+            (cv.param_addr >= PARAM_DEPTH)
+            | (cv.act > Activation.LUT)
+            | ((cv.act == Activation.LUT) & (cv.lut_slot >= cfg.lut_slots))
+        )
+        vop = vec.vop
+        high_now = Signal()
         with m.Switch(opcode):
             for op, n in size.items():
                 with m.Case(op):
-                    m.d.comb += high_now.eq(word[n:] != 0)
+                    m.d.comb += high_now.eq(Cat(s0[a] for a in segments.get(n, [])).any())
 
-        early_now, early = Signal(ErrorCode), Signal(ErrorCode)
-        late = Signal()
-        depthwise = cv.mode == ConvMode.DEPTHWISE
-        align = Mux(elog2 < log2(bus), (Const(1, 16) << elog2) - 1, bus - 1)
+        def stage(**exprs):
+            return [register(m, v, name) for name, v in exprs.items()]
+
+        # Stage 1: products of fields; the opcode's class; the field checks per opcode.
+        (span, rows_p, cols_p, tile, pix, khkw, blk_off) = stage(
+            span=s0["y_size_m1"] * ld.x_stride,
+            rows_p=ld.pad_top + ld.y_size + ld.pad_bottom,
+            cols_p=ld.pad_left + ld.x_size + ld.pad_right,
+            tile=sto.y_size * sto.x_size,
+            pix=cv.out_h * cv.out_w,
+            khkw=cv.kernel_h * cv.kernel_w,
+            blk_off=s0["in_blocks_m1"] * cv.inp_block_stride,
+        )
+        # CONV's INP window: inp_max = inp_addr + blk_off + (out_rows + ker_rows) * in_w
+        # + out_cols + ker_cols (rows and columns less one, each a product of its own).
+        (out_rows, out_cols, ker_rows, ker_cols, inp_base) = stage(
+            out_rows=s0["out_h_m1"] * cv.stride_h,
+            out_cols=s0["out_w_m1"] * cv.stride_w,
+            ker_rows=s0["kernel_h_m1"] * cv.dilation_h,
+            ker_cols=s0["kernel_w_m1"] * cv.dilation_w,
+            inp_base=cv.inp_addr - inp_depth,
+        )
+        # VEC's: v_win_max = src_a + (v_rows + kernel_h - 1) * in_w + v_cols + kernel_w - 1.
+        (v_rows, v_cols, v_win_base, v_ker_off) = stage(
+            v_rows=s0["v_out_h_m1"] * s0["v_stride_h"],
+            v_cols=s0["v_out_w_m1"] * s0["v_stride_w"],
+            v_win_base=vec.src_a + s0["v_kernel_w_m1"] - inp_depth,
+            v_ker_off=s0["v_kernel_h_m1"] * vec.in_w,
+        )
+        (v_pix, v_pix_off, v_a1, v_b1, wgt_base, elog2_r, room) = stage(
+            v_pix=vec.out_h * vec.out_w,
+            v_pix_off=s0["v_out_h_m1"] * vec.in_w,
+            v_a1=vec.src_a + s0["v_out_w_m1"] - inp_depth,
+            v_b1=vec.src_b + s0["v_out_w_m1"] - inp_depth,
+            wgt_base=cv.wgt_addr - (cfg.weight_buffer_depth + 1),
+            elog2_r=elog2,
+            room=self.window_size - ld.dram_addr,  # bytes
+        )
+        (last, high, to_load, to_store, to_compute, is_conv_r, is_vec_r, is_finish_r) = stage(
+            last=dispatched == count,  # ``count`` is insn_count - 1
+            high=high_now,  # bits above the opcode's last field
+            to_load=is_load,
+            to_store=is_store,
+            to_compute=~is_load & ~is_store,
+            is_conv_r=opcode == Opcode.CONV,
+            is_vec_r=opcode == Opcode.VEC,
+            is_finish_r=opcode == Opcode.FINISH,
+        )
+        (illegal_r, words_bound, emit_r, vpix_r, pool_r, two_r, fault_r) = stage(
+            illegal_r=~Cat(opcode == op for op in views).any(),
+            # LOAD / STORE: sram_addr + n_words past it is out of the buffer
+            words_bound=Mux(is_load, load_depth + 1, cfg.output_buffer_depth + 1),
+            emit_r=cv.acc_emit,
+            vpix_r=(vec.out_h != 0) & (vec.out_w != 0),
+            pool_r=(vop == VecOp.MAX_POOL) | (vop == VecOp.AVG_POOL),
+            two_r=(vop == VecOp.ADD) | (vop == VecOp.MUL),
+            fault_r=cur.fault,
+        )
         zero_xfer = (ld.y_size == 0) | (ld.x_size == 0)
-        with m.Switch(opcode):
-            with m.Case(Opcode.LOAD):
-                with m.If(ld.pop_prev | ld.push_prev | high | zero_xfer):
-                    m.d.comb += early_now.eq(ErrorCode.MALFORMED_INSTRUCTION)
-            with m.Case(Opcode.STORE):
-                with m.If(sto.pop_next | sto.push_next | high | (sto.lane >= C // R) | zero_xfer):
-                    m.d.comb += early_now.eq(ErrorCode.MALFORMED_INSTRUCTION)
-            with m.Case(Opcode.CONV):
-                emit_bad = (
-                    (cv.param_addr >= PARAM_DEPTH)
-                    | (cv.act > Activation.LUT)
-                    | ((cv.act == Activation.LUT) & (cv.lut_slot >= cfg.lut_slots))
-                )
-                bad = Cat(
-                    high,
-                    ext_sizes_zero(),
-                    cv.mode > ConvMode.DEPTHWISE,
-                    depthwise & ((cv.kernel_w > R) | (cv.dilation_w != 1)),
-                    cv.acc_emit & emit_bad,
-                )
-                with m.If(bad.any()):
-                    m.d.comb += early_now.eq(ErrorCode.MALFORMED_INSTRUCTION)
-            with m.Case(Opcode.VEC):
-                vop = vec.vop
-                depth = cfg.input_buffer_depth
-                bad = Cat(
-                    vop > VecOp.MUL,
-                    (vop == VecOp.MUL_CHANNEL) & (vec.src_b >= depth),
-                    ~((vop == VecOp.MAX_POOL) | (vop == VecOp.COPY))
-                    & (vec.param_addr >= PARAM_DEPTH),
-                    (vec.act == Activation.LUT) & (vec.lut_slot >= cfg.lut_slots),
-                )
-                pixels = (vec.out_h != 0) & (vec.out_w != 0)
-                with m.If(high):
-                    m.d.comb += early_now.eq(ErrorCode.MALFORMED_INSTRUCTION)
-                with m.Elif(pixels):
-                    if self.vector:
-                        with m.If(bad.any()):
-                            m.d.comb += early_now.eq(ErrorCode.MALFORMED_INSTRUCTION)
-                    else:
-                        m.d.comb += early_now.eq(ErrorCode.ILLEGAL_OPCODE)
-            with m.Case(Opcode.FINISH):
-                with m.If(high):
-                    m.d.comb += early_now.eq(ErrorCode.MALFORMED_INSTRUCTION)
-            with m.Default():
-                m.d.comb += early_now.eq(ErrorCode.ILLEGAL_OPCODE)
-        # ``late`` in CHECK from registers only: the opcode's queue and class, the LOAD's
-        # buffer depth and the VEC's flags registered in Stage 1, the comparisons of
-        # Stage 1's and 2's values registered in Stage 3; the sums of Stage 3 compared here.
-        to_load, to_store, to_compute = Signal(), Signal(), Signal()
-        is_conv_r, is_vec_r, load_depth_r = Signal(), Signal(), Signal.like(load_depth)
-        emit_r, vpix_r, pool_r, two_r = Signal(), Signal(), Signal(), Signal()
-        pix_over, out_over = Signal(), Signal()
-        vec_late = 0
-        if self.vector:
-            vec_late = vpix_r & (
-                out_over
-                | (pool_r & (v_win_max >= cfg.input_buffer_depth))
-                | (~pool_r & (v_a_max >= cfg.input_buffer_depth))
-                | (two_r & (v_b_max >= cfg.input_buffer_depth))
-            )
-        conv_late = (
-            pix_over
-            | (wgt_end > cfg.weight_buffer_depth)
-            | (inp_max >= cfg.input_buffer_depth)
-            | (emit_r & out_over)
-        )
-        m.d.comb += late.eq(
-            Mux(
-                to_load,
-                (words_end > load_depth_r) | misaligned,
-                Mux(
-                    to_store,
-                    (words_end > cfg.output_buffer_depth) | misaligned,
-                    (is_conv_r & conv_late) | (is_vec_r & vec_late),
-                ),
-            )
+        (ld_bad, st_bad, cv_bad, vec_bad) = stage(
+            ld_bad=ld.pop_prev | ld.push_prev | zero_xfer,
+            st_bad=sto.pop_next | sto.push_next | (sto.lane >= C // R) | zero_xfer,
+            cv_bad=Cat(
+                ext_sizes_zero(),
+                cv.mode > ConvMode.DEPTHWISE,
+                depthwise & ((cv.kernel_w > R) | (cv.dilation_w != 1)),
+                cv.acc_emit & emit_bad,
+            ).any(),
+            vec_bad=Cat(
+                vop > VecOp.MUL,
+                (vop == VecOp.MUL_CHANNEL) & (vec.src_b >= inp_depth),
+                ~((vop == VecOp.MAX_POOL) | (vop == VecOp.COPY)) & (vec.param_addr >= PARAM_DEPTH),
+                (vec.act == Activation.LUT) & (vec.lut_slot >= cfg.lut_slots),
+            ).any(),
         )
 
-        with m.If(cur.fault == Fault.AXI_ERROR):
+        # Stage 2: the field verdict ``early``, in the order of bamboo.sim.isa (the first
+        # failing check wins): the fetch fault, the opcode, the high bits, the fields.
+        early_now = Signal(ErrorCode)
+        with m.If(fault_r == Fault.AXI_ERROR):
             m.d.comb += early_now.eq(ErrorCode.AXI_ERROR)
-        with m.Elif(cur.fault == Fault.MISALIGNED):
+        with m.Elif(fault_r == Fault.MISALIGNED):
             m.d.comb += early_now.eq(ErrorCode.MALFORMED_INSTRUCTION)
-        code = Mux(
-            early != ErrorCode.NONE,
-            early,
-            Mux(
-                late,
-                ErrorCode.MALFORMED_INSTRUCTION,
-                Mux((to_load | to_store) & outside, ErrorCode.DMA_OUT_OF_WINDOW, ErrorCode.NONE),
+        with m.Elif(illegal_r):
+            m.d.comb += early_now.eq(ErrorCode.ILLEGAL_OPCODE)
+        with m.Elif(high):
+            m.d.comb += early_now.eq(ErrorCode.MALFORMED_INSTRUCTION)
+        with m.Elif(is_vec_r & vpix_r):
+            if self.vector:
+                with m.If(vec_bad):
+                    m.d.comb += early_now.eq(ErrorCode.MALFORMED_INSTRUCTION)
+            else:
+                m.d.comb += early_now.eq(ErrorCode.ILLEGAL_OPCODE)
+        with m.Elif((to_load & ld_bad) | (to_store & st_bad) | (is_conv_r & cv_bad)):
+            m.d.comb += early_now.eq(ErrorCode.MALFORMED_INSTRUCTION)
+        # ... and the extents, and the partial sums of the bounds.
+        (early, n_words, taps, row_off, ker_off, inp_part, v_win_off, v_win_part) = stage(
+            early=early_now,
+            n_words=Mux(to_load, rows_p * cols_p, tile),
+            taps=Mux(depthwise, cv.kernel_h, khkw * cv.in_blocks),
+            row_off=out_rows * cv.in_w,
+            ker_off=ker_rows * cv.in_w,
+            inp_part=inp_base + blk_off + out_cols + ker_cols,
+            v_win_off=v_rows * vec.in_w,
+            v_win_part=v_win_base + v_cols + v_ker_off,
+        )
+        # end = dram_addr + (extent << elog2) > window_size, as extent > room >> elog2
+        # (floored, and negative when dram_addr is past the window)
+        (v_a, v_b, out_end, words_base, extent, room_elems) = stage(
+            v_a=v_a1 + v_pix_off,  # v_a_max - INP depth
+            v_b=v_b1 + v_pix_off,
+            out_end=Mux(is_conv_r, cv.out_addr + pix, vec.out_addr + v_pix),
+            words_base=Mux(to_load, ld.sram_addr, sto.sram_addr) - words_bound,
+            extent=span + ld.x_size,  # elements
+            room_elems=room >> elog2_r,
+        )
+        # Which sums of Stage 3 make ``late`` (every check of ``late`` is MALFORMED and
+        # ranks after ``early``'s, then the window: LOAD, STORE).
+        vec_pix = is_vec_r & vpix_r if self.vector else 0
+        (early_any, dma, pix_over, check_win, check_a, check_b) = stage(
+            early_any=early_now != ErrorCode.NONE,
+            dma=to_load | to_store,
+            pix_over=pix > cfg.acc_buffer_depth,
+            check_win=vec_pix & pool_r,
+            check_a=vec_pix & ~pool_r,
+            check_b=vec_pix & two_r,
+        )
+        at_least = lambda s: ~s[-1]  # noqa: E731  a sum of "x - bound" is not negative
+
+        # Stage 3: the sums (their sign bits are the checks) and the other comparisons.
+        align = Mux(elog2_r < log2(bus), (Const(1, 16) << elog2_r) - 1, bus - 1)
+        (inp_sum, v_win_sum, words_sum, wgt_sum) = stage(
+            inp_sum=inp_part + row_off + ker_off,  # inp_max - INP depth
+            v_win_sum=v_win_part + v_win_off,  # v_win_max - INP depth
+            words_sum=words_base + n_words,  # words_end - depth - 1
+            wgt_sum=wgt_base + taps,  # wgt_end - WGT depth - 1
+        )
+        out_over = out_end > cfg.output_buffer_depth
+        misaligned = ((self.window_base + ld.dram_addr) & align) != 0
+        (late_flags, dma_outside) = stage(
+            # the checks of ``late`` that are not a sign of Stage 3
+            late_flags=Mux(
+                dma,
+                misaligned,
+                (is_conv_r & (pix_over | (emit_r & out_over)))
+                | (vec_pix & out_over)
+                | (check_a & at_least(v_a))
+                | (check_b & at_least(v_b)),
             ),
+            dma_outside=dma & (extent > room_elems),
+        )
+
+        # CHECK: the verdict from registers and Stage 3's sign bits.
+        late = Cat(
+            late_flags,
+            dma & at_least(words_sum),
+            is_conv_r & (at_least(wgt_sum) | at_least(inp_sum)),
+            check_win & at_least(v_win_sum),
+        ).any()
+        bad = early_any | late | dma_outside
+        # the code of a bad instruction (ErrorCode.NONE otherwise, never read)
+        code = Mux(
+            early_any,
+            early,
+            Mux(late, ErrorCode.MALFORMED_INSTRUCTION, ErrorCode.DMA_OUT_OF_WINDOW),
         )
 
         # The queue the instruction goes to, registered in Stage 1 (the queues' valid and
@@ -400,100 +497,30 @@ class Dispatcher(wiring.Component):
         for o in (self.o_load, self.o_store, self.o_compute):
             m.d.comb += o.payload.eq(cur)
 
-        # The "size - 1" operands of the products, registered as the instruction is taken
-        # (from the prefetch FIFO's output register): the products start at registers.
-        minus1, minus1_in = {}, {}
-        for op, name in (
-            (Opcode.LOAD, "y_size"),
-            (Opcode.CONV, "out_h"),
-            (Opcode.CONV, "out_w"),
-            (Opcode.CONV, "kernel_h"),
-            (Opcode.CONV, "kernel_w"),
-            (Opcode.CONV, "in_blocks"),
-            (Opcode.VEC, "out_h"),
-            (Opcode.VEC, "out_w"),
-        ):
-            layout = instruction_layout(op)
-            incoming = data.View(layout, self.i_insn.payload.word[: layout.size])
-            value = getattr(incoming, name) - 1
-            minus1[op, name] = Signal(value.shape(), name=f"{name}_m1_op{op}")
-            minus1_in[op, name] = value
-
         with m.FSM():
             with m.State("IDLE"):
                 with m.If(self.go):
                     m.d.sync += [
-                        count.eq(self.insn_count),
+                        count.eq(self.insn_count - 1),
                         dispatched.eq(0),
                         self.all_dispatched.eq(self.insn_count == 0),
                     ]
                 with m.Elif(~self.all_dispatched):
                     accept(m, self.i_insn, cur, "S1")
-                    m.d.sync += [reg.eq(minus1_in[key]) for key, reg in minus1.items()]
+                    with m.If(self.i_insn.valid):
+                        m.d.sync += [s0[name].eq(v) for name, v in taken.items()]
             with m.State("S1"):
                 m.d.comb += self.busy.eq(1)
-                m.d.sync += [
-                    span.eq(minus1[Opcode.LOAD, "y_size"] * ld.x_stride),
-                    rows_p.eq(ld.pad_top + ld.y_size + ld.pad_bottom),
-                    cols_p.eq(ld.pad_left + ld.x_size + ld.pad_right),
-                    tile.eq(sto.y_size * sto.x_size),
-                    pix.eq(cv.out_h * cv.out_w),
-                    khkw.eq(cv.kernel_h * cv.kernel_w),
-                    row1.eq(minus1[Opcode.CONV, "out_h"] * cv.stride_h),
-                    row2.eq(minus1[Opcode.CONV, "kernel_h"] * cv.dilation_h),
-                    blk_off.eq(minus1[Opcode.CONV, "in_blocks"] * cv.inp_block_stride),
-                    col_out.eq(minus1[Opcode.CONV, "out_w"] * cv.stride_w),
-                    col_ker.eq(minus1[Opcode.CONV, "kernel_w"] * cv.dilation_w),
-                    v_pix.eq(vec.out_h * vec.out_w),
-                    v_row.eq(minus1[Opcode.VEC, "out_h"] * one(vec.stride_h)),
-                    v_col_out.eq(minus1[Opcode.VEC, "out_w"] * one(vec.stride_w)),
-                    last.eq(dispatched + 1 == count),
-                    high.eq(high_now),
-                    to_load.eq(is_load),
-                    to_store.eq(is_store),
-                    to_compute.eq(~is_load & ~is_store),
-                    is_conv_r.eq(opcode == Opcode.CONV),
-                    is_vec_r.eq(opcode == Opcode.VEC),
-                    load_depth_r.eq(load_depth),
-                    emit_r.eq(cv.acc_emit),
-                    vpix_r.eq((vec.out_h != 0) & (vec.out_w != 0)),
-                    pool_r.eq((vec.vop == VecOp.MAX_POOL) | (vec.vop == VecOp.AVG_POOL)),
-                    two_r.eq((vec.vop == VecOp.ADD) | (vec.vop == VecOp.MUL)),
-                ]
                 m.next = "S2"
             with m.State("S2"):
                 m.d.comb += self.busy.eq(1)
-                m.d.sync += [
-                    end.eq(ld.dram_addr + ((span + ld.x_size) << elog2)),
-                    n_words.eq(Mux(is_load, rows_p * cols_p, tile)),
-                    taps.eq(Mux(depthwise, cv.kernel_h, khkw * cv.in_blocks)),
-                    row_off.eq((row1 + row2) * cv.in_w),
-                    v_win_off.eq((v_row + one(vec.kernel_h) - 1) * vec.in_w),
-                    v_pix_off.eq(minus1[Opcode.VEC, "out_h"] * vec.in_w),
-                    col.eq(col_out + col_ker),
-                    v_col.eq(v_col_out + one(vec.kernel_w) - 1),
-                    out_end.eq(Mux(opcode == Opcode.CONV, cv.out_addr + pix, vec.out_addr + v_pix)),
-                    early.eq(early_now),
-                ]
                 m.next = "S3"
             with m.State("S3"):
                 m.d.comb += self.busy.eq(1)
-                m.d.sync += [
-                    inp_max.eq(cv.inp_addr + Mux(depthwise, 0, blk_off) + row_off + col),
-                    v_win_max.eq(vec.src_a + v_win_off + v_col),
-                    v_a_max.eq(vec.src_a + v_pix_off + vec.out_w - 1),
-                    v_b_max.eq(vec.src_b + v_pix_off + vec.out_w - 1),
-                    words_end.eq(Mux(is_load, ld.sram_addr, sto.sram_addr) + n_words),
-                    wgt_end.eq(cv.wgt_addr + taps),
-                    pix_over.eq(pix > cfg.acc_buffer_depth),
-                    out_over.eq(out_end > cfg.output_buffer_depth),
-                    outside.eq(end > self.window_size),
-                    misaligned.eq(((self.window_base + ld.dram_addr) & align) != 0),
-                ]
                 m.next = "CHECK"
             with m.State("CHECK"):
                 m.d.comb += self.busy.eq(1)
-                with m.If(code != ErrorCode.NONE):
+                with m.If(bad):
                     # Registered: the pulse comes a cycle later, from HALT.
                     m.d.sync += [
                         self.error.eq(1),
@@ -512,7 +539,7 @@ class Dispatcher(wiring.Component):
                 ]
                 with m.If(target_ready):
                     m.d.sync += dispatched.eq(dispatched + 1)
-                    with m.If((opcode == Opcode.FINISH) | last):
+                    with m.If(is_finish_r | last):
                         m.d.sync += self.all_dispatched.eq(1)
                     m.next = "IDLE"
             with m.State("HALT"):
