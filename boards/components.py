@@ -83,6 +83,51 @@ def _executor(cfg):
     return ComputeExecutor(cfg, acc=ComputeUnit(cfg).o_acc.signature)
 
 
+def _queue(cfg):
+    from amaranth.hdl import Module
+    from amaranth.lib import stream, wiring
+    from amaranth.lib.wiring import In, Out
+
+    from ..hw.queues import QueueController, entry_layout
+    from ..hw.top import QUEUE_DEPTH, queue_fifo
+
+    class Queue(wiring.Component):
+        """One instruction queue as the Accelerator builds it: the FIFO and its controller
+        (the compute queue's, with both neighbours)."""
+
+        def __init__(self):
+            entry = stream.Signature(entry_layout())
+            self._ctl = QueueController()
+            ctl = self._ctl.signature.members
+            super().__init__(
+                {
+                    "i_insn": In(entry),
+                    "level": Out(range(QUEUE_DEPTH + 1)),
+                    **{name: ctl[name] for name in ctl if name != "i_insn"},
+                }
+            )
+
+        def elaborate(self, platform):
+            m = Module()
+            m.submodules.fifo = q = queue_fifo()
+            m.submodules.queue = ctl = self._ctl
+            wiring.connect(m, wiring.flipped(self.i_insn), q.w_stream)
+            wiring.connect(m, q.r_stream, ctl.i_insn)
+            m.d.comb += self.level.eq(q.level)
+            for name in ctl.signature.members:
+                if name != "i_insn":
+                    port, inner = getattr(self, name), getattr(ctl, name)
+                    if name == "o_exec":
+                        wiring.connect(m, inner, wiring.flipped(port))
+                    elif ctl.signature.members[name].flow == In:
+                        m.d.comb += inner.eq(port)
+                    else:
+                        m.d.comb += port.eq(inner)
+            return m
+
+    return Queue()
+
+
 def _requantizer(cfg):
     from ..hw.requantizer import Requantizer
 
@@ -107,7 +152,8 @@ def _dwengine(multiplier):
 
 
 #: ``{name: factory(config) -> wiring.Component}``: the accelerator's units by their
-#: submodule names in :class:`~bamboo.hw.top.Accelerator`, plus the compute unit's
+#: submodule names in :class:`~bamboo.hw.top.Accelerator`, plus one instruction ``queue``
+#: (a queue's FIFO and its controller, ``fifo`` and ``queue``), the compute unit's
 #: ``array``, one vector lane's ``fma1`` and ``fma2`` (:class:`~bamboo.hw.fma.
 #: FusedMultiplyAdd`) and ``requantizer``, and the standalone depthwise engine
 #: (hw/dwengine.py, not yet in the accelerator) with DSP or LUT multipliers.
@@ -119,6 +165,7 @@ COMPONENTS = {
     "store": _unit("store", "StoreUnit"),
     "fetcher": _unit("fetch", "Fetcher"),
     "dispatcher": _unit("fetch", "Dispatcher", vector=True),  # as the Accelerator builds it
+    "queue": _queue,
     "bus": _unit("bus", "BusArbiter"),
     "regfile": _unit("regfile", "RegisterFile"),
     "control": _control,

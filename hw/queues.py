@@ -13,7 +13,7 @@ Specialization" (VTA), 2019, section 3 (decoupled access-execute).
 """
 
 from amaranth.hdl import Module, Signal
-from amaranth.lib import data, stream, wiring
+from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..arch.isa import HEADER, INSN_BITS
@@ -21,6 +21,7 @@ from ..arch.isa import HEADER, INSN_BITS
 __all__ = [
     "INDEX_BITS",
     "Fault",
+    "InstructionFIFO",
     "QueueController",
     "TokenCounter",
     "entry_layout",
@@ -47,6 +48,84 @@ def entry_layout():
 def header_layout():
     """The header every instruction starts with (opcode and token flags)."""
     return data.StructLayout({f.name: f.width for f in HEADER})
+
+
+class InstructionFIFO(wiring.Component):
+    """A queue's FIFO of :func:`entry_layout` entries, its head in a register.
+
+    As :class:`amaranth.lib.fifo.SyncFIFOBuffered` seen from its ports (``depth``
+    entries, two cycles from a write into an empty FIFO to a valid head, ``w_stream.ready``
+    as soon as a read frees a place), but the head is refilled only while it is empty:
+    the refill's enable, which fans out to every bit of the head register, then comes
+    from registers alone, not from the reader's ``ready`` (a QueueController's token
+    check). After a read the head is empty for a cycle; a QueueController takes an
+    instruction at most every third cycle, so it never waits on the refill.
+
+    Parameters
+    ----------
+    depth : int
+        Entries held (the head and the LUT RAM behind it), a power of two.
+
+    Attributes
+    ----------
+    w_stream : In(stream.Signature(entry_layout()))
+    r_stream : Out(stream.Signature(entry_layout()))
+    level : Out(range(depth + 1))
+        Entries held.
+    """
+
+    def __init__(self, depth):
+        if not isinstance(depth, int) or depth < 2 or depth & (depth - 1):
+            raise ValueError(f"depth must be a power of two of at least 2, not {depth!r}")
+        self.depth = depth
+        entry = stream.Signature(entry_layout())
+        super().__init__(
+            {"w_stream": In(entry), "r_stream": Out(entry), "level": Out(range(depth + 1))}
+        )
+
+    def elaborate(self, platform):
+        m = Module()
+        depth = self.depth
+        # The RAM holds up to ``depth`` entries: all of them while the head is empty.
+        m.submodules.storage = storage = memory.Memory(shape=entry_layout(), depth=depth, init=[])
+        w_port = storage.write_port()
+        r_port = storage.read_port(domain="comb")
+        produce, consume = Signal(range(depth)), Signal(range(depth))
+        stored = Signal(range(depth + 1))  # entries in the RAM
+        head = Signal(entry_layout(), reset_less=True)
+        head_valid = Signal()
+        level = Signal.like(self.level)  # stored + head_valid
+        full = Signal()  # level == depth
+        m.d.comb += [
+            self.level.eq(level),
+            self.w_stream.ready.eq(~full),
+            self.r_stream.valid.eq(head_valid),
+            self.r_stream.payload.eq(head),
+        ]
+        write = self.w_stream.valid & ~full
+        read = head_valid & self.r_stream.ready
+        with m.If(write & ~read):
+            m.d.sync += [level.eq(level + 1), full.eq(level == depth - 1)]
+        with m.Elif(read & ~write):
+            m.d.sync += [level.eq(level - 1), full.eq(0)]
+        refill = (stored != 0) & ~head_valid  # registers only
+        m.d.comb += [
+            w_port.addr.eq(produce),
+            w_port.data.eq(self.w_stream.payload),
+            w_port.en.eq(write),
+            r_port.addr.eq(consume),
+        ]
+        with m.If(write):
+            m.d.sync += produce.eq(produce + 1)
+        with m.If(refill):
+            m.d.sync += [head.eq(r_port.data), head_valid.eq(1), consume.eq(consume + 1)]
+        with m.Elif(self.r_stream.ready):
+            m.d.sync += head_valid.eq(0)
+        with m.If(write & ~refill):
+            m.d.sync += stored.eq(stored + 1)
+        with m.Elif(refill & ~write):
+            m.d.sync += stored.eq(stored - 1)
+        return m
 
 
 class TokenCounter(wiring.Component):

@@ -60,17 +60,22 @@ from .fetch import Dispatcher, Fetcher
 from .load import LoadUnit, param_layout
 from .pipeline import connect_stream
 from .postproc import PostProcessor
-from .queues import QueueController, TokenCounter, entry_layout
+from .queues import InstructionFIFO, QueueController, TokenCounter, entry_layout
 from .regfile import AXI4LiteSignature, RegisterFile
 from .store import StoreUnit, out_layout
 from .vector import VectorUnit
 
-__all__ = ["Accelerator", "QUEUE_DEPTH", "WATCHDOG_CYCLES"]
+__all__ = ["Accelerator", "QUEUE_DEPTH", "WATCHDOG_CYCLES", "queue_fifo"]
 
 #: Instructions each queue holds ahead of its unit.
 QUEUE_DEPTH = 8
 #: Cycles without progress before a run stops with TIMEOUT.
 WATCHDOG_CYCLES = 1 << 20
+
+
+def queue_fifo():
+    """The FIFO of one instruction queue (between the dispatcher and a QueueController)."""
+    return InstructionFIFO(QUEUE_DEPTH)
 
 
 class Accelerator(wiring.Component):
@@ -156,19 +161,17 @@ class Accelerator(wiring.Component):
             disp.insn_count.eq(run.insn_count),
         ]
 
-        # Queues and tokens. The queue FIFOs register their head (SyncFIFOBuffered): the
+        # Queues and tokens. The queue FIFOs register their head (InstructionFIFO): the
         # controller's token check then starts at a register, not at a LUT RAM read behind
         # the read pointer (one cycle more from dispatch to the head of an empty queue:
         # sim/cycles.py Calibration.dispatch).
         queues, fifos = {}, {}
         for k, name in enumerate(QUEUES):
             out, prev, nxt = getattr(disp, f"o_{name}"), k > 0, k < len(QUEUES) - 1
-            q = unit(
-                f"{name}_fifo", fifo.SyncFIFOBuffered(width=entry_layout().size, depth=QUEUE_DEPTH)
-            )
+            q = unit(f"{name}_fifo", queue_fifo())
             ctl = unit(f"{name}_queue", QueueController(prev=prev, next=nxt))
-            connect_stream(m, out, q.w_stream)
-            connect_stream(m, q.r_stream, ctl.i_insn)
+            wiring.connect(m, out, q.w_stream)
+            wiring.connect(m, q.r_stream, ctl.i_insn)
             queues[name] = ctl
             fifos[name] = q
         ql, qc, qs = queues["load"], queues["compute"], queues["store"]

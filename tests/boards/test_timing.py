@@ -567,6 +567,7 @@ _BIG = {"vector", "compute", "postproc", "array"}  # tens of seconds each to ela
             "store",
             "fetcher",
             "dispatcher",
+            "queue",
             "bus",
             "regfile",
             "control",

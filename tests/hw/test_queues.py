@@ -1,13 +1,17 @@
-"""hw/queues.py: token counters against a counting model, and a queue controller's
-pop / issue / push order for every combination of token bits."""
+"""hw/queues.py: token counters against a counting model, a queue controller's
+pop / issue / push order for every combination of token bits, and the instruction FIFO
+against amaranth's SyncFIFOBuffered."""
 
+import gc
 import itertools
 
 import numpy as np
 import pytest
+from amaranth.hdl import Module
+from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.sim import Simulator
 from bamboo.arch import isa
-from bamboo.hw.queues import QueueController, TokenCounter
+from bamboo.hw.queues import InstructionFIFO, QueueController, TokenCounter, entry_layout
 
 _BITS = ("pop_prev", "pop_next", "push_prev", "push_next")
 
@@ -81,3 +85,51 @@ def test_controller_pops_issues_pushes(queue, bits):
         assert ctx.get(dut.idle)
 
     _run(dut, bench)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_instruction_fifo_as_sync_fifo_buffered(seed):
+    """Beside a SyncFIFOBuffered of the same depth, fed the same writes and read as a
+    QueueController reads (a head taken at most every third cycle): the same write ready
+    and level in every cycle, the same head and valid from the second cycle after a read
+    on (the refill's cycle; the controller looks again in the third)."""
+    depth = 8
+    m = Module()
+    m.submodules.dut = dut = InstructionFIFO(depth)
+    m.submodules.ref = ref = SyncFIFOBuffered(width=entry_layout().size, depth=depth)
+    rng = np.random.default_rng(seed)
+
+    async def bench(ctx):
+        since_read, serial = 3, 1
+        for _ in range(600):
+            # Bursts of writes and of reads, so the FIFO fills up and runs empty.
+            phase = (_ // 60) % 2
+            w_en = int(rng.random() < (0.8 if phase == 0 else 0.2))
+            word = (serial * 0x9E3779B97F4A7C15) % (1 << isa.INSN_BITS)
+            payload = {"word": word, "index": serial, "fault": serial % 3}
+            ctx.set(dut.w_stream.payload, payload)
+            ctx.set(dut.w_stream.valid, w_en)
+            ctx.set(ref.w_data, ctx.get(dut.w_stream.payload).as_value().value)
+            ctx.set(ref.w_en, w_en)
+            valid = ctx.get(dut.r_stream.valid)
+            assert ctx.get(dut.w_stream.ready) == ctx.get(ref.w_rdy)
+            assert ctx.get(dut.level) == ctx.get(ref.level)
+            if since_read >= 2:
+                assert valid == ctx.get(ref.r_rdy)
+            if valid:
+                assert ctx.get(dut.r_stream.payload).as_value().value == ctx.get(ref.r_data)
+            r_en = int(valid and since_read >= 3 and rng.random() < (0.3 if phase == 0 else 0.9))
+            ctx.set(dut.r_stream.ready, r_en)
+            ctx.set(ref.r_en, r_en)
+            since_read = 1 if r_en else since_read + 1
+            serial += w_en and ctx.get(dut.w_stream.ready)
+            await ctx.tick()
+
+    _run(m, bench)
+
+
+@pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable")
+def test_instruction_fifo_depth_is_checked():
+    with pytest.raises(ValueError, match="depth must be a power of two of at least 2, not 6"):
+        InstructionFIFO(6)
+    gc.collect()  # report the refused component's UnusedElaboratable inside this test
