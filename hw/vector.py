@@ -236,6 +236,7 @@ class VectorUnit(wiring.Component):
         s_latch = Signal(name="s_latch")
         # `run` is the RUN state as a register of its own: the loops' enable.
         run, first = Signal(name="run"), Signal(name="first")
+        # `last`: the pixel's last read (kx and ky last), a register of its own.
         last, final = Signal(name="last"), Signal(name="final")
         # Idle cycles after a pixel's reads so that pixels start >= T cycles apart.
         gap, gap_len = Signal(range(T + 1), name="gap"), Signal(range(T + 1), name="gap_len")
@@ -287,6 +288,7 @@ class VectorUnit(wiring.Component):
                 ky.start(m, kh - 1, kh == 1)
                 ox.start(m, insn.out_w - 1, insn.out_w == 1)
                 oy.start(m, insn.out_h - 1, insn.out_h == 1)
+                m.d.sync += last.eq((kw == 1) & (kh == 1))
                 # T - kh * kw when positive, as a table of the few small windows.
                 gap_cases = [
                     ((kh == a) & (kw == b), T - a * b)
@@ -324,9 +326,9 @@ class VectorUnit(wiring.Component):
         # RUN: the next read, as one-hot cases of the loops' flags: the next column of
         # the window (c_kx), its next row (c_ky), the next pixel (c_ox), the next row
         # of pixels (c_oy).
-        m.d.comb += [last.eq(kx.last & ky.last), final.eq(last & ox.last & oy.last)]
+        m.d.comb += final.eq(last & ox.last & oy.last)
         c_kx = ~kx.last
-        c_ky = kx.last & ~ky.last
+        c_ky = kx.last & ~last
         c_ox = last & ~ox.last
         c_oy = last & ox.last
         next_win = win_ptr + in_w
@@ -339,6 +341,15 @@ class VectorUnit(wiring.Component):
             oy.advance(m, c_oy)
             m.d.sync += [
                 first.eq(last),
+                # `last` (kx and ky last) from the flags' next values: a step ends on its
+                # last iteration at `left == 1`, a restart at once if its loop is one long.
+                last.eq(
+                    pick(
+                        (c_kx, (kx.left == 1) & ky.last),
+                        (c_ky, kx.one & (ky.left == 1)),
+                        (last, kx.one & ky.one),
+                    )
+                ),
                 ptr.eq(
                     pick(
                         (c_kx, ptr + col_step),
