@@ -354,12 +354,17 @@ class ComputeUnit(wiring.Component):
         array_dw = Signal()
         with m.If(setup):
             m.d.sync += array_dw.eq(depthwise)
-        # From the instruction register, in SETUP: the first read issues two cycles later.
+        # From the instruction register in two steps, SETUP (a kernel row's pitch) and the
+        # cycle after (the sums): the first read issues two cycles after SETUP.
+        dil_pitch, setup_d = Signal(self.inp_aw, name="dil_pitch"), Signal(name="setup_d")
+        m.d.sync += setup_d.eq(setup)
         with m.If(setup):
+            m.d.sync += dil_pitch.eq(insn.dilation_h * insn.in_w)
+        with m.If(setup_d):
             for g in range(groups):
                 for b in range(blocks):
                     m.d.sync += port_off[g * blocks + b].eq(
-                        b * insn.inp_block_stride + g * insn.dilation_h * insn.in_w
+                        b * insn.inp_block_stride + g * dil_pitch
                     )
         running = busy
         dw_cmd = self.walkers[ConvMode.DEPTHWISE].o_cmd.payload

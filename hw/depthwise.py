@@ -89,22 +89,24 @@ class DepthwiseWalker(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         insn = Signal(self.insn_layout)
-        row_step, dil_row = Signal(16), Signal(16)
-        ky = Signal(16)
+        row_step, dil_row = Signal(16, name="row_step"), Signal(16, name="dil_row")
+        ky = Signal(16, name="ky")
         # Loops: passes, output rows, words of a row (down-counters, registered flags).
         kp, y, j = Countdown(8, "pass"), Countdown(10, "y"), Countdown(14, "j")
-        phase = Signal(3)
-        span = Signal(14)  # stride_w * (out_w - 1)
-        wrap = Signal()  # phase == stride_w - 1
-        in_win = Signal()  # the word's window ox < out_w
-        win_left = Signal(12)  # windows of the row after the current one
-        tap_base, row_addr, inp_ptr = Signal(16), Signal(16), Signal(16)
-        acc_row, acc_ptr = (
-            Signal.like(self.o_cmd.payload.acc_addr),
-            Signal.like(self.o_cmd.payload.acc_addr),
-        )
+        phase = Signal(3, name="phase")
+        # Words of a row less one, stride_w * (out_w - 1) + kernel_w - 1, in two steps:
+        # the product stride_w * out_w and the rest, summed in ARM.
+        span = Signal(14, name="span")  # stride_w * out_w
+        span_adj = Signal(14, name="span_adj")  # kernel_w - 1 - stride_w, modulo 2**14
+        wrap = Signal(name="wrap")  # phase == stride_w - 1
+        in_win = Signal(name="in_win")  # the word's window ox < out_w
+        win_left = Signal(12, name="win_left")  # windows of the row after the current one
+        tap_base, row_addr = Signal(16, name="tap_base"), Signal(16, name="row_addr")
+        inp_ptr = Signal(16, name="inp_ptr")
+        acc_row = Signal.like(self.o_cmd.payload.acc_addr, name="acc_row")
+        acc_ptr = Signal.like(self.o_cmd.payload.acc_addr, name="acc_ptr")
 
-        go = Signal()  # RUN and the command is taken
+        go = Signal(name="go")  # RUN and the command is taken
         cmd = self.o_cmd.payload
         m.d.comb += [
             cmd.inp_addr.eq(inp_ptr),
@@ -124,7 +126,10 @@ class DepthwiseWalker(wiring.Component):
                 shift = (self.groups - 1).bit_length()
                 kp.setup(m, n_pass - 1)
                 y.setup(m, insn.out_h - 1)
-                m.d.sync += span.eq(insn.stride_w * (insn.out_w - 1))
+                m.d.sync += [
+                    span.eq(insn.stride_w * insn.out_w),
+                    span_adj.eq(insn.kernel_w - 1 - insn.stride_w),
+                ]
                 m.d.sync += [
                     phase.eq(0),
                     wrap.eq(insn.stride_w == 1),
@@ -154,7 +159,7 @@ class DepthwiseWalker(wiring.Component):
                     counter.arm(m)
                 # Words of a row: span + kernel_w; one word only for out_w = kernel_w = 1
                 # (the dispatcher refuses zero out_w, stride_w and kernel_w).
-                j.start(m, span + insn.kernel_w - 1, (insn.out_w == 1) & (insn.kernel_w == 1))
+                j.start(m, span + span_adj, (insn.out_w == 1) & (insn.kernel_w == 1))
                 m.next = "RUN"
             with m.State("RUN"):
                 m.d.comb += [self.o_cmd.valid.eq(1), go.eq(self.o_cmd.ready)]

@@ -55,6 +55,7 @@ from .fma import (
 from .isa_layout import instruction_layout
 from .postproc import Activation, ActivationUnit, LutWriteSignature
 from .requantizer import Requantizer, register_fields, round_decode, round_select
+from .walker import Countdown, pick
 
 __all__ = ["VectorStatusSignature", "VectorUnit"]
 
@@ -210,31 +211,40 @@ class VectorUnit(wiring.Component):
             return value
 
         # ---- sequencer --------------------------------------------------------------------
-        kh = Signal(4)
-        kw = Signal(4)
-        sw = Signal(3)
-        row_step = Signal(16)  # INP words between output rows
-        step_h = Signal(3)  # rows of INP between output rows
-        n_pix = Signal(20)
-        kx, ky = Signal(4), Signal(4)
-        ox, oy = Signal(10), Signal(10)
-        row_off, col_off, win_off = Signal(24), Signal(24), Signal(24)
-        written = Signal(20)
-        wr_addr = Signal(self.out_aw)
+        # Window geometry (0 reads as 1, as the simulator), set in PARAM.
+        kh, kw = Signal.like(insn.kernel_h, name="kh"), Signal.like(insn.kernel_w, name="kw")
+        sw = Signal.like(insn.stride_w, name="sw")
+        step_h = Signal.like(insn.stride_h, name="step_h")
+        # The loops (kx, ky: the window; ox, oy: the pixels) as down-counters whose
+        # registered `last` flags decide every step: no counter compare on the RUN path.
+        kx, ky = Countdown(len(kw), "kx"), Countdown(len(kh), "ky")
+        ox, oy = Countdown(len(insn.out_w), "ox"), Countdown(len(insn.out_h), "oy")
+        # The INP address, kept rather than summed: `ptr` is the next read, `win_ptr` its
+        # window row's start, `pix_ptr` its pixel's window, `row_ptr` its output row's
+        # first window. Each loop step is one add of a per-instruction step to one of
+        # them (modulo the INP depth, as the address itself).
+        ptr, win_ptr = Signal(self.inp_aw, name="ptr"), Signal(self.inp_aw, name="win_ptr")
+        pix_ptr, row_ptr = Signal(self.inp_aw, name="pix_ptr"), Signal(self.inp_aw, name="row_ptr")
+        # Window column step: 1, or src_b - src_a for ADD and MUL (a's word, then b's).
+        col_step = Signal(self.inp_aw, name="col_step")
+        in_w = Signal(self.inp_aw, name="in_w")
+        row_step = Signal(self.inp_aw, name="row_step")  # INP words between output rows
+        wr_addr = Signal(self.out_aw, name="wr_addr")
         lanes = max(B, 2)
         param = Signal(data.ArrayLayout(unsigned(64), lanes))
         s_word = Signal(data.ArrayLayout(unsigned(8), B))
-        s_latch = Signal()
-        issue, first, last = Signal(), Signal(), Signal()
+        s_latch = Signal(name="s_latch")
+        # `run` is the RUN state as a register of its own: the loops' enable.
+        run, first = Signal(name="run"), Signal(name="first")
+        # `last`: the pixel's last read (kx and ky last), a register of its own.
+        last, final = Signal(name="last"), Signal(name="final")
         # Idle cycles after a pixel's reads so that pixels start >= T cycles apart.
-        gap, gap_len = Signal(range(T + 1)), Signal(range(T + 1))
-        write = Signal()
-        rd_addr, rd_en = Signal(self.inp_aw), Signal()
-        # Loop bounds less one, and registered "counter at its bound" flags, each updated
-        # with its counter from the counter's next value (no compare on the RUN path).
-        kw_m1, kh_m1, ow_m1, oh_m1 = Signal(4), Signal(4), Signal(10), Signal(10)
-        kx_end, ky_end, ox_end, oy_end = Signal(), Signal(), Signal(), Signal()
+        gap, gap_len = Signal(range(T + 1), name="gap"), Signal(range(T + 1), name="gap_len")
+        write = Signal(name="write")
+        final_written = Signal(name="final_written")  # the last pixel's write, a cycle ago
+        rd_addr, rd_en = Signal(self.inp_aw, name="rd_addr"), Signal(name="rd_en")
         m.d.sync += s_latch.eq(0)
+        m.d.comb += [rd_addr.eq(ptr), rd_en.eq(run)]
 
         with m.FSM():
             with m.State("IDLE"):
@@ -263,94 +273,107 @@ class VectorUnit(wiring.Component):
                     kw.eq(Mux(pool, Mux(insn.kernel_w != 0, insn.kernel_w, 1), Mux(two, 2, 1))),
                     sw.eq(Mux(pool & (insn.stride_w != 0), insn.stride_w, 1)),
                     step_h.eq(Mux(pool & (insn.stride_h != 0), insn.stride_h, 1)),
-                    n_pix.eq(insn.out_h * insn.out_w),
-                    kx.eq(0),
-                    ky.eq(0),
-                    ox.eq(0),
-                    oy.eq(0),
-                    written.eq(0),
-                    row_off.eq(0),
-                    col_off.eq(0),
-                    win_off.eq(0),
+                    ptr.eq(insn.src_a),
+                    win_ptr.eq(insn.src_a),
+                    pix_ptr.eq(insn.src_a),
+                    row_ptr.eq(insn.src_a),
+                    col_step.eq(Mux(two, insn.src_b - insn.src_a, 1)),
+                    in_w.eq(insn.in_w),
                 ]
                 m.next = "SETUP"
             with m.State("SETUP"):
                 # MUL_CHANNEL's scale word; the lanes' constants settle from `param`.
                 m.d.comb += [rd_addr.eq(insn.src_b), rd_en.eq(1)]
+                kx.start(m, kw - 1, kw == 1)
+                ky.start(m, kh - 1, kh == 1)
+                ox.start(m, insn.out_w - 1, insn.out_w == 1)
+                oy.start(m, insn.out_h - 1, insn.out_h == 1)
+                m.d.sync += last.eq((kw == 1) & (kh == 1))
+                # T - kh * kw when positive, as a table of the few small windows.
+                gap_cases = [
+                    ((kh == a) & (kw == b), T - a * b)
+                    for a in range(1, T)
+                    for b in range(1, T)
+                    if a * b < T
+                ]
                 m.d.sync += [
                     s_latch.eq(1),
-                    kw_m1.eq(kw - 1),
-                    kh_m1.eq(kh - 1),
-                    ow_m1.eq(insn.out_w - 1),
-                    oh_m1.eq(insn.out_h - 1),
-                    kx_end.eq(kw == 1),
-                    ky_end.eq(kh == 1),
-                    ox_end.eq(insn.out_w == 1),
-                    oy_end.eq(insn.out_h == 1),
+                    first.eq(1),
+                    run.eq(1),
                     gap.eq(0),
-                    row_step.eq(insn.in_w * step_h),
-                    gap_len.eq(Mux(kh * kw < T, T - kh * kw, 0)),
+                    row_step.eq(in_w * step_h),
+                    gap_len.eq(pick(*gap_cases)),
                 ]
                 m.next = "RUN"
             with m.State("GAP"):
                 m.d.sync += gap.eq(gap - 1)
                 with m.If(gap == 1):
+                    m.d.sync += run.eq(1)
                     m.next = "RUN"
             with m.State("RUN"):
-                m.d.comb += [
-                    issue.eq(1),
-                    first.eq((kx == 0) & (ky == 0)),
-                    last.eq(kx_end & ky_end),
-                ]
+                with m.If(final):
+                    m.d.sync += run.eq(0)
+                    m.next = "DRAIN"
                 if T > 1:
-                    with m.If(last & (gap_len != 0)):
-                        m.d.sync += gap.eq(gap_len)
+                    with m.Elif(last & (gap_len != 0)):
+                        m.d.sync += [gap.eq(gap_len), run.eq(0)]
                         m.next = "GAP"
-                base = Mux(two & (kx == 1), insn.src_b, insn.src_a)
-                offset = row_off + col_off + Mux(two, 0, win_off + kx)
-                m.d.comb += [rd_addr.eq(base + offset), rd_en.eq(1)]
-                m.d.sync += [kx.eq(kx + 1), kx_end.eq(kx + 1 == kw_m1)]
-                with m.If(kx_end):
-                    m.d.sync += [
-                        kx.eq(0),
-                        kx_end.eq(kw_m1 == 0),
-                        ky.eq(ky + 1),
-                        ky_end.eq(ky + 1 == kh_m1),
-                        win_off.eq(win_off + insn.in_w),
-                    ]
-                    with m.If(ky_end):
-                        m.d.sync += [
-                            ky.eq(0),
-                            ky_end.eq(kh_m1 == 0),
-                            win_off.eq(0),
-                            ox.eq(ox + 1),
-                            ox_end.eq(ox + 1 == ow_m1),
-                            col_off.eq(col_off + sw),
-                        ]
-                        with m.If(ox_end):
-                            m.d.sync += [
-                                ox.eq(0),
-                                ox_end.eq(ow_m1 == 0),
-                                col_off.eq(0),
-                                oy.eq(oy + 1),
-                                oy_end.eq(oy + 1 == oh_m1),
-                                row_off.eq(row_off + row_step),
-                            ]
-                            with m.If(oy_end):
-                                m.next = "DRAIN"
             with m.State("DRAIN"):
-                with m.If(written == n_pix):
+                with m.If(final_written):
                     m.d.comb += self.status.done.eq(1)
                     m.next = "IDLE"
+
+        # RUN: the next read, as one-hot cases of the loops' flags: the next column of
+        # the window (c_kx), its next row (c_ky), the next pixel (c_ox), the next row
+        # of pixels (c_oy).
+        m.d.comb += final.eq(last & ox.last & oy.last)
+        c_kx = ~kx.last
+        c_ky = kx.last & ~last
+        c_ox = last & ~ox.last
+        c_oy = last & ox.last
+        next_win = win_ptr + in_w
+        next_pix = pix_ptr + sw
+        next_row = row_ptr + row_step
+        with m.If(run):
+            kx.advance(m, c_kx, kx.last)
+            ky.advance(m, c_ky, last)
+            ox.advance(m, c_ox, c_oy)
+            oy.advance(m, c_oy)
+            m.d.sync += [
+                first.eq(last),
+                # `last` (kx and ky last) from the flags' next values: a step ends on its
+                # last iteration at `left == 1`, a restart at once if its loop is one long.
+                last.eq(
+                    pick(
+                        (c_kx, (kx.left == 1) & ky.last),
+                        (c_ky, kx.one & (ky.left == 1)),
+                        (last, kx.one & ky.one),
+                    )
+                ),
+                ptr.eq(
+                    pick(
+                        (c_kx, ptr + col_step),
+                        (c_ky, next_win),
+                        (c_ox, next_pix),
+                        (c_oy, next_row),
+                    )
+                ),
+            ]
+            with m.If(kx.last):
+                m.d.sync += win_ptr.eq(pick((c_ky, next_win), (c_ox, next_pix), (c_oy, next_row)))
+            with m.If(last):
+                m.d.sync += pix_ptr.eq(Mux(ox.last, next_row, next_pix))
+            with m.If(c_oy):
+                m.d.sync += row_ptr.eq(next_row)
         # The INP read address and enable are registered (the read data comes a cycle later).
         m.d.sync += [self.inp_r.addr.eq(rd_addr), self.inp_r.en.eq(rd_en)]
         with m.If(ctl(s_latch, "s_latch_d")):
             m.d.sync += s_word.eq(self.inp_r.data)
         with m.If(write):
-            m.d.sync += [written.eq(written + 1), wr_addr.eq(wr_addr + 1)]
+            m.d.sync += wr_addr.eq(wr_addr + 1)
         m.d.comb += [
             self.status.busy.eq(~self.i_insn.ready),
-            self.status.stall.eq(~self.i_insn.ready & ~issue),
+            self.status.stall.eq(~self.i_insn.ready & ~run),
             self.status.active.eq(write),
         ]
 
@@ -390,10 +413,15 @@ class VectorUnit(wiring.Component):
         q_inverted = reg(qmin > qmax, "q_inverted")
 
         # ---- reducer: data of the read issued last cycle -----------------------------------
-        v1 = ctl(ctl(issue, "rd_issue"), "rd_valid")
+        v1 = ctl(ctl(run, "rd_issue"), "rd_valid")
         first1 = reg(reg(first, "rd_first0"), "rd_first")
         last1 = reg(reg(last, "rd_last0"), "rd_last")
+        final1 = reg(reg(final, "rd_final0"), "rd_final")
         emit = ctl(v1 & last1, "emit")  # Stage 0 of the lanes
+        # The instruction's last pixel, held with the pixel's beat: its write ends DRAIN.
+        e_final = Signal(name="e_final")
+        with m.If(v1 & last1):
+            m.d.sync += e_final.eq(final1)
         # Lane groups: channels g*V .. g*V + V - 1 enter the V lanes in cycle emit + g.
         turn = Signal(range(max(T, 2)), name="turn")
         if T > 1:
@@ -403,11 +431,14 @@ class VectorUnit(wiring.Component):
                 m.d.sync += turn.eq(Mux(turn == T - 1, 0, turn + 1))
         in_turn = emit | (turn != 0)
         group = Mux(emit, 0, turn)
-        valid, groups = [in_turn], [group]
+        valid, groups, finals = [in_turn], [group], [e_final]
         for n in range(self.LATENCY - self._READ):
             valid.append(ctl(valid[-1], f"valid{n + 1}"))
             groups.append(reg(groups[-1], f"group{n + 1}", unsigned(len(turn))))
-        write_now = ctl(valid[-2] & (groups[-2] == T - 1), "write_now")
+            finals.append(reg(finals[-1], f"final{n + 1}"))
+        write_last = valid[-2] & (groups[-2] == T - 1)
+        write_now = ctl(write_last, "write_now")
+        m.d.sync += final_written.eq(ctl(write_last & finals[-2], "write_final"))
         m.d.comb += [write.eq(write_now), self.out_w.en.eq(write_now), self.out_w.addr.eq(wr_addr)]
 
         e_codes, e_sums, e_bs = [], [], []
@@ -433,14 +464,14 @@ class VectorUnit(wiring.Component):
             e_sums.append(e_sum)
             e_bs.append(e_b)
 
-        def pick(values, i):
+        def operand(values, i):
             """Lane ``i``'s operand of the current group: channel ``group * V + i``."""
             return values[i] if T == 1 else Array(values[g * V + i] for g in range(T))[group]
 
         held = [Signal(8, name=f"out_held{c}") for c in range(B - V)]
         for i in range(V):
-            l_code, l_sum, l_b = pick(e_codes, i), pick(e_sums, i), pick(e_bs, i)
-            l_param = pick([param[c] for c in range(B)], i)
+            l_code, l_sum, l_b = operand(e_codes, i), operand(e_sums, i), operand(e_bs, i)
+            l_param = operand([param[c] for c in range(B)], i)
 
             # Stages 1-2: FMA operands. ADD: fma(a, rA, fma(b, rB, K)); MUL: fma(zp, 1,
             # fma(p, R, 0)) with p = (a - a_zp) * (b - b_zp), the zero points off first.

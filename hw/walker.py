@@ -135,25 +135,35 @@ class DenseWalker(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         insn = Signal(self.insn_layout)
-        row_step, dil_row = Signal(16), Signal(16)
-        s = Signal(16)
+        row_step, dil_row = Signal(16, name="row_step"), Signal(16, name="dil_row")
+        s = Signal.like(self.o_cmd.payload.tap, name="s")
         # Loop counters: ox, oy, kx, ky, blk, as down-counters with registered flags.
-        x, y = Countdown(10, "x"), Countdown(10, "y")
-        kx, ky, blk = Countdown(4, "kx"), Countdown(4, "ky"), Countdown(8, "blk")
-        pix = Signal.like(self.o_cmd.payload.acc_addr)
-        blk_base, ky_base, tap_base = Signal(16), Signal(16), Signal(16)
-        row_addr, pix_addr = Signal(16), Signal(16)
+        x, y = Countdown(len(insn.out_w), "x"), Countdown(len(insn.out_h), "y")
+        kx, ky = Countdown(len(insn.kernel_w), "kx"), Countdown(len(insn.kernel_h), "ky")
+        blk = Countdown(len(insn.in_blocks), "blk")
+        # Registered products of the flags, each set from the flags' next values: the
+        # command ends its tap (x and y last: ``tap_last``), the tap ends a kernel
+        # window (kx and ky last). No AND chain of the five flags sits before a step.
+        tap_last, win_last = Signal(name="tap_last"), Signal(name="win_last")
+        # RUN as a register of its own: the counters' enable does not decode the state.
+        running = Signal(name="running")
+        pix = Signal.like(self.o_cmd.payload.acc_addr, name="pix")
+        blk_base, ky_base = Signal(16, name="blk_base"), Signal(16, name="ky_base")
+        tap_base = Signal(16, name="tap_base")
+        row_addr, pix_addr = Signal(16, name="row_addr"), Signal(16, name="pix_addr")
 
-        go = Signal()  # RUN and the command is taken
+        go = Signal(name="go")  # RUN and the command is taken
         cmd = self.o_cmd.payload
         m.d.comb += [
             cmd.inp_addr.eq(pix_addr),
             cmd.acc_addr.eq(pix),
             cmd.tap.eq(s),
             cmd.write.eq(1),
-            cmd.tap_last.eq(x.last & y.last),
-            cmd.tap_final.eq(kx.last & ky.last & blk.last),
-            cmd.last.eq(cmd.tap_last & cmd.tap_final),
+            cmd.tap_last.eq(tap_last),
+            cmd.tap_final.eq(win_last & blk.last),
+            cmd.last.eq(tap_last & cmd.tap_final),
+            self.o_cmd.valid.eq(running),
+            go.eq(running & self.o_cmd.ready),
         ]
 
         with m.FSM():
@@ -183,10 +193,15 @@ class DenseWalker(wiring.Component):
             with m.State("ARM"):
                 for counter in (x, y, kx, ky, blk):
                     counter.arm(m)
+                m.d.sync += [
+                    tap_last.eq((x.n_m1 == 0) & (y.n_m1 == 0)),
+                    win_last.eq((kx.n_m1 == 0) & (ky.n_m1 == 0)),
+                    running.eq(1),
+                ]
                 m.next = "RUN"
             with m.State("RUN"):
-                m.d.comb += [self.o_cmd.valid.eq(1), go.eq(self.o_cmd.ready)]
-                with m.If(self.o_cmd.ready & cmd.last):
+                with m.If(go & cmd.last):
+                    m.d.sync += running.eq(0)
                     m.next = "IDLE"
 
         # RUN: what the next command changes, as one-hot cases of the registered loop
@@ -194,11 +209,11 @@ class DenseWalker(wiring.Component):
         # next pixel (c_x), the next row (c_y), the next tap (c_t), which steps kx
         # (t_kx), else ky (t_ky), else the block (t_blk), by the dilation or the pitch.
         c_x = ~x.last
-        c_y = x.last & ~y.last
-        c_t = x.last & y.last
+        c_y = x.last & ~tap_last
+        c_t = tap_last
         t_kx = c_t & ~kx.last
         t_ky = c_t & kx.last & ~ky.last
-        t_blk = c_t & kx.last & ky.last
+        t_blk = c_t & win_last
         nb = pick(
             (t_kx, tap_base + insn.dilation_w),
             (t_ky, ky_base + dil_row),
@@ -214,11 +229,30 @@ class DenseWalker(wiring.Component):
             m.d.sync += [
                 pix.eq(Mux(c_t, 0, pix + 1)),
                 pix_addr.eq(pick((c_x, pix_addr + insn.stride_w), (c_y, next_row), (c_t, nb))),
+                # The flags' products from their next values (`left == 1`: a step ends on
+                # the last iteration; `one`: a restart is its own last).
+                tap_last.eq(
+                    pick(
+                        (c_x, (x.left == 1) & y.last),
+                        (c_y, x.one & (y.left == 1)),
+                        (c_t, x.one & y.one),
+                    )
+                ),
             ]
             with m.If(~c_x):
                 m.d.sync += row_addr.eq(Mux(c_y, next_row, nb))
             with m.If(c_t):
-                m.d.sync += [s.eq(s + 1), tap_base.eq(nb)]
+                m.d.sync += [
+                    s.eq(s + 1),
+                    tap_base.eq(nb),
+                    win_last.eq(
+                        pick(
+                            (t_kx, (kx.left == 1) & ky.last),
+                            (t_ky, kx.one & (ky.left == 1)),
+                            (t_blk, kx.one & ky.one),
+                        )
+                    ),
+                ]
             with m.If(t_ky | t_blk):
                 m.d.sync += ky_base.eq(nb)
             with m.If(t_blk):
