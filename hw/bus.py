@@ -24,10 +24,11 @@ A3.3.1 (W may precede AW).
 """
 
 from amaranth.hdl import Module, Mux, Signal
-from amaranth.lib import data, fifo, wiring
+from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from .axi import AXI4Signature, RegisterSlice
+from .flagfifo import FlagFIFO
 
 __all__ = ["BusArbiter"]
 
@@ -75,8 +76,9 @@ class BusArbiter(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         bus, fe, ld, st = self.m_axi, self.fetch, self.load, self.store
-        m.submodules.rtrack = rtrack = fifo.SyncFIFO(width=1, depth=TRACK_DEPTH)
-        m.submodules.wtrack = wtrack = fifo.SyncFIFO(width=8, depth=TRACK_DEPTH)
+        # Register flags (FlagFIFO): RVALID/WREADY-driven pops reach a flip-flop in a LUT.
+        m.submodules.rtrack = rtrack = FlagFIFO(width=1, depth=TRACK_DEPTH)
+        m.submodules.wtrack = wtrack = FlagFIFO(width=8, depth=TRACK_DEPTH)
 
         # AR: one register, loaded from the fetch or the load unit (round robin).
         ar_full = Signal()

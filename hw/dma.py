@@ -211,12 +211,12 @@ class BurstGenerator(wiring.Component):
 class WindowCheck(wiring.Component):
     """Checks a 2-D transfer against the DMA window and the element alignment.
 
-    Two cycles after ``start``, ``done`` pulses with ``error`` (an ``ErrorCode``) and
+    Three cycles after ``start``, ``done`` pulses with ``error`` (an ``ErrorCode``) and
     the derived ``addr`` (absolute first byte), ``row_bytes``, ``stride`` and ``empty``
     (no byte to move) held until the next ``start``.
 
     # Stage 1: (y_size - 1) * x_stride and window_base + dram_addr.
-    # Stage 2: extent, window compare, alignment.
+    # Stage 2: extent in bytes, alignment. Stage 3: the window compare.
 
     Parameters
     ----------
@@ -228,7 +228,7 @@ class WindowCheck(wiring.Component):
         Largest element size accepted, as a power of two.
     """
 
-    LATENCY = 2
+    LATENCY = 3
 
     def __init__(self, addr_width, bus_bytes, max_elem_log2):
         f = transfer_fields(Opcode.LOAD, ["dram_addr", "y_size", "x_size", "x_stride"])
@@ -270,14 +270,23 @@ class WindowCheck(wiring.Component):
             self.row_bytes.eq(self.x_size << s),
             self.stride.eq(self.x_stride << s),
         ]
-        # Stage 2
-        extent = (rows_span + self.x_size) << s
-        end = self.dram_addr + extent
+        # Stage 2: the extent in bytes (the shift by the element size) and the format
+        # checks, registered, so no stage chains a shift, two adders and a compare.
+        busy2 = Signal()
+        extent = Signal(len(rows_span) + 1 + self.max_elem_log2)
+        malformed = Signal()
         align_log2 = Mux(s < log_bus, s, log_bus)
         misaligned = (self.addr & ((Const(1, 16) << align_log2) - 1)[: log_bus + 1]) != 0
-        m.d.sync += self.done.eq(busy1)
-        with m.If(busy1):
-            with m.If((s > self.max_elem_log2) | misaligned):
+        m.d.sync += [
+            busy2.eq(busy1),
+            extent.eq((rows_span + self.x_size) << s),
+            malformed.eq((s > self.max_elem_log2) | misaligned),
+        ]
+        # Stage 3: the transfer's end against the window.
+        end = self.dram_addr + extent
+        m.d.sync += self.done.eq(busy2)
+        with m.If(busy2):
+            with m.If(malformed):
                 m.d.sync += self.error.eq(ErrorCode.MALFORMED_INSTRUCTION)
             with m.Elif(~self.empty & (end > self.window_size)):
                 m.d.sync += self.error.eq(ErrorCode.DMA_OUT_OF_WINDOW)

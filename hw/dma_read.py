@@ -150,26 +150,46 @@ class DMAReader(wiring.Component):
         # wr and wc. Each flag is computed for the walker's next position, a cycle ahead,
         # by equality compares of the position with targets fixed per command (``*_m1``:
         # the position before the flag changes), which need no adder or magnitude compare.
-        row_in, col_in = Signal(), Signal()  # a data row / a data column
+        row_in = Signal()  # a data row
+        col_in = Signal()  # a data column
         col_end = Signal()  # wc == col_hi - 1 (the row's last data)
-        wc_last, wr_last = Signal(), Signal()  # wc == cols_last / wr == rows_last
-        top_m1, hi_m1, rows_m2 = Signal(16), Signal(16), Signal(16)
-        left_m1, chi_m1, chi_m2, cols_m2 = Signal(16), Signal(16), Signal(16), Signal(16)
-        col_in0, col_end0, wc_last0 = Signal(), Signal(), Signal()  # the flags at wc = 0
+        wc_last = Signal()  # wc == cols_last
+        wr_last = Signal()  # wr == rows_last
+        rows_m2 = Signal(16)  # targets of the compares, fixed per command
+        left_m1 = Signal(16)
+        chi_m1 = Signal(16)
+        chi_m2 = Signal(16)
+        cols_m2 = Signal(16)
+        col_in0 = Signal()  # col_in, col_end and wc_last at wc = 0
+        col_end0 = Signal()
+        wc_last0 = Signal()
+
+        at_top = Signal()  # wr == pad_top - 1: the next row is the first data row
+        at_hi = Signal()  # wr == row_hi - 1: the next row is past the data rows
+        top_m2 = Signal(16)
+        hi_m2 = Signal(16)
+        is_data = Signal()  # row_in & col_in, a register set with them
 
         def col_flags_next():
+            col_in_n = Mux(wc == chi_m1, 0, Mux(wc == left_m1, 1, col_in))
             return [
-                col_in.eq(Mux(wc == chi_m1, 0, Mux(wc == left_m1, 1, col_in))),
+                col_in.eq(col_in_n),
+                is_data.eq(row_in & col_in_n),
                 col_end.eq(wc == chi_m2),
                 wc_last.eq(wc == cols_m2),
             ]
 
         in_row = row_in
-        is_data = row_in & col_in
-        last_part = wp == parts_last
+        # ``last_part`` (wp == parts_last) and ``off_end`` (the chunk at ``off`` is the
+        # beat's last: off == bus - chunk) are registers set with ``wp`` and ``off``.
+        last_part = Signal()
+        part0_last = Signal()  # parts_last == 0: a part 0 is the last
+        off_end = Signal()
+        end_off = Signal(log_bus)  # bus - chunk: the offset of a beat's last chunk
+        end_m1 = Signal(log_bus)  # end_off - chunk: the chunk before it
         chunk_end = (off + (1 << chunk_log2))[: log_bus + 1]
         # Release the beat after its last chunk: beat full, or the row's last data chunk.
-        pop = (chunk_end == bus) | (col_end & last_part)
+        pop = off_end | (col_end & last_part)
         pad_word = Cat(*[cmd.pad_value] * bus)
         o = self.o_data
         m.d.comb += [
@@ -184,30 +204,43 @@ class DMAReader(wiring.Component):
             m.d.sync += rerr.eq(1)
         with m.If(o.valid & o.ready):
             with m.If(is_data):
-                m.d.sync += off.eq(chunk_end)
-            m.d.sync += wp.eq(wp + 1)
+                m.d.sync += [off.eq(chunk_end), off_end.eq(off == end_m1)]
+            m.d.sync += [wp.eq(wp + 1), last_part.eq(wp + 1 == parts_last)]
             with m.If(last_part):
-                m.d.sync += [wp.eq(0), waddr.eq(waddr + 1), wc.eq(wc + 1), *col_flags_next()]
+                m.d.sync += [
+                    wp.eq(0),
+                    last_part.eq(part0_last),
+                    waddr.eq(waddr + 1),
+                    wc.eq(wc + 1),
+                    *col_flags_next(),
+                ]
                 with m.If(wc_last):
                     next_off = Mux(in_row, row_off + stride_lo, row_off)[:log_bus]
+                    row_in_n = Mux(at_hi, 0, Mux(at_top, 1, row_in))
                     m.d.sync += [
                         wc.eq(0),
                         wr.eq(wr + 1),
                         row_off.eq(next_off),
                         off.eq(next_off),
+                        off_end.eq(next_off == end_off),
                         col_in.eq(col_in0),
                         col_end.eq(col_end0),
                         wc_last.eq(wc_last0),
-                        row_in.eq(Mux(wr == hi_m1, 0, Mux(wr == top_m1, 1, row_in))),
+                        row_in.eq(row_in_n),
+                        is_data.eq(row_in_n & col_in0),
+                        at_top.eq(wr == top_m2),
+                        at_hi.eq(wr == hi_m2),
                         wr_last.eq(wr == rows_m2),
                     ]
                     with m.If(wr_last):
                         m.d.sync += walking.eq(0)
 
         # The padded tile's extent, registered while the window check runs (``cmd`` is
-        # held from CHECK on, ``check.done`` comes two cycles later).
-        rows, cols = Signal(16), Signal(16)
-        row_hi, col_hi = Signal(16), Signal(16)  # one past the last data row / column
+        # held from CHECK on, ``check.done`` comes three cycles later).
+        rows = Signal(16)
+        cols = Signal(16)
+        row_hi = Signal(16)  # one past the last data row / column
+        col_hi = Signal(16)
         m.d.sync += [
             rows.eq(cmd.pad_top + cmd.y_size + cmd.pad_bottom),
             cols.eq(cmd.pad_left + cmd.x_size + cmd.pad_right),
@@ -219,12 +252,18 @@ class DMAReader(wiring.Component):
             with m.State("WAIT"):
                 with m.If(check.done):
                     col_in_0 = (cmd.pad_left == 0) & (cmd.x_size != 0)
+                    row_in_0 = (cmd.pad_top == 0) & (cmd.y_size != 0)
                     col_end_0 = col_hi == 1
+                    last_part_0 = Mux(s > log_bus, (Const(1, 16) << (s - log_bus)[:4]) - 1, 0)
+                    end_off_0 = Mux(s < log_bus, bus - (Const(1, log_bus + 1) << s[:3]), 0)
+                    end_m1_0 = Mux(s < log_bus, bus - (Const(2, log_bus + 2) << s[:3]), 0)
                     m.d.sync += [
                         error.eq(check.error),
                         rerr.eq(0),
-                        top_m1.eq(cmd.pad_top - 1),
-                        hi_m1.eq(row_hi - 1),
+                        top_m2.eq(cmd.pad_top - 2),
+                        hi_m2.eq(row_hi - 2),
+                        at_top.eq(cmd.pad_top == 1),
+                        at_hi.eq(row_hi == 1),
                         rows_m2.eq(rows - 2),
                         left_m1.eq(cmd.pad_left - 1),
                         chi_m1.eq(col_hi - 1),
@@ -233,15 +272,21 @@ class DMAReader(wiring.Component):
                         col_in0.eq(col_in_0),
                         col_end0.eq(col_end_0),
                         wc_last0.eq(cols == 1),
-                        parts_last.eq(Mux(s > log_bus, (Const(1, 16) << (s - log_bus)[:4]) - 1, 0)),
+                        parts_last.eq(last_part_0),
+                        last_part.eq(last_part_0 == 0),
+                        part0_last.eq(last_part_0 == 0),
                         chunk_log2.eq(Mux(s < log_bus, s, log_bus)),
+                        end_off.eq(end_off_0),
+                        end_m1.eq(end_m1_0),
+                        off_end.eq(check.addr[:log_bus] == end_off_0),
                         stride_lo.eq(check.stride[:log_bus]),
                         wr.eq(0),
                         wc.eq(0),
                         wp.eq(0),
                         waddr.eq(cmd.sram_addr),
-                        row_in.eq((cmd.pad_top == 0) & (cmd.y_size != 0)),
+                        row_in.eq(row_in_0),
                         col_in.eq(col_in_0),
+                        is_data.eq(row_in_0 & col_in_0),
                         col_end.eq(col_end_0),
                         wr_last.eq(rows == 1),
                         wc_last.eq(cols == 1),

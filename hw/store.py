@@ -1,14 +1,14 @@
 """The store unit: STORE instructions through a DMAWriter, reading the OUT buffer.
 
 The DMA engine (hw/dma_write.py) requests OUT words in order on ``o_req``; this unit
-reads them through the OUT buffer's synchronous read port and answers on
-``i_data``, holding the read port's data while the engine is not ready (a read
-port keeps its data when not enabled, so no skid buffer is needed). An instruction
+reads them through the OUT buffer's synchronous read port into a small FIFO that
+answers on ``i_data``: up to ``READ_AHEAD`` words are read ahead of the engine, so the
+read enable never waits on the engine's decision of the same cycle. An instruction
 is done when the engine reports its status, after the last write response. Taking
 instructions and reporting status is the load unit's too (hw/dma_insn.py).
 """
 
-from amaranth.hdl import Module, Signal, unsigned
+from amaranth.hdl import Cat, Module, Signal, unsigned
 from amaranth.lib import data, memory, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -16,8 +16,13 @@ from ..arch.isa import Opcode
 from .axi import AXI4Signature
 from .dma_insn import instruction_members, run_instructions
 from .dma_write import DMAWriter
+from .flagfifo import FlagFIFO
 
-__all__ = ["StoreUnit", "out_layout"]
+__all__ = ["READ_AHEAD", "StoreUnit", "out_layout"]
+
+#: OUT words read ahead of the DMA engine: the read in flight plus the FIFO's words.
+#: Four keep one word a cycle flowing with the enable decided from registers alone.
+READ_AHEAD = 4
 
 
 def out_layout(config):
@@ -64,18 +69,33 @@ class StoreUnit(wiring.Component):
         dma = self.dma
         run_instructions(m, self, Opcode.STORE)
 
-        # OUT reads: one request in flight, its word held until the engine takes it.
-        held = Signal()
-        req = dma.o_req.valid & dma.o_req.ready
+        # OUT reads run ahead of the engine into a small FIFO. The read enable depends
+        # on registers only (a credit per free FIFO slot, counting the read in flight),
+        # not on the engine taking a word in this cycle: that decision would otherwise
+        # reach every OUT block RAM's enable through the W packer's logic.
+        m.submodules.ahead = ahead = FlagFIFO(
+            width=len(self.out_r.data.as_value()), depth=READ_AHEAD
+        )
+        credits = Signal(range(READ_AHEAD + 1), init=READ_AHEAD)
+        has_credit = Signal(init=1)
+        in_flight = Signal()
+        req = dma.o_req.valid & has_credit
+        pop = ahead.r_en & ahead.r_rdy
         m.d.comb += [
-            dma.o_req.ready.eq(~held | dma.i_data.ready),
+            dma.o_req.ready.eq(has_credit),
             self.out_r.en.eq(req),
             self.out_r.addr.eq(dma.o_req.payload),
-            dma.i_data.valid.eq(held),
-            dma.i_data.payload.eq(self.out_r.data.as_value()),
+            ahead.w_en.eq(in_flight),
+            ahead.w_data.eq(self.out_r.data.as_value()),
+            dma.i_data.valid.eq(ahead.r_rdy),
+            dma.i_data.payload.eq(ahead.r_data),
+            ahead.r_en.eq(dma.i_data.ready),
         ]
-        with m.If(req):
-            m.d.sync += held.eq(1)
-        with m.Elif(dma.i_data.ready):
-            m.d.sync += held.eq(0)
+        m.d.sync += in_flight.eq(req)
+        # The credit count's candidates come from registers; ``req`` and ``pop`` select.
+        with m.Switch(Cat(req, pop)):
+            with m.Case(0b01):
+                m.d.sync += [credits.eq(credits - 1), has_credit.eq(credits != 1)]
+            with m.Case(0b10):
+                m.d.sync += [credits.eq(credits + 1), has_credit.eq(1)]
         return m

@@ -80,9 +80,9 @@ class Calibration:
     instructions a queue holds (hw/top.py QUEUE_DEPTH).
     """
 
-    load_pre: int = 9
+    load_pre: int = 10
     load_post: int = 3
-    store_pre: int = 12
+    store_pre: int = 13
     store_post: int = 1
     compute_post: int = 26
     vec_post: int = 6

@@ -1,0 +1,87 @@
+"""A small FIFO whose flags are registers and whose enables are a LUT from every register.
+
+Amaranth's ``SyncFIFO``/``SyncFIFOBuffered`` compute their level and flags through an
+adder and, for the buffered one, a handshake between the inner FIFO and the output
+register: a read enable that arrives late in the cycle (a consumer's decision) goes
+three or four LUTs and a carry chain deep before it reaches a flip-flop. Here the
+candidate next values (level plus and minus one, and the flags each would give) are
+computed from registers ahead of the enables, which then only select among them.
+``r_data`` is a mux of the word registers by the read pointer: meant for a few words.
+"""
+
+from amaranth.hdl import Array, Cat, Module, Signal
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+__all__ = ["FlagFIFO"]
+
+
+class FlagFIFO(wiring.Component):
+    """``depth`` words of ``width`` bits in registers.
+
+    The ports are those of Amaranth's ``FIFOInterface``: ``w_en`` without ``w_rdy``
+    and ``r_en`` without ``r_rdy`` do nothing. A word written in a cycle is readable in
+    the next one (``r_rdy`` rises a cycle after ``w_en``, as ``SyncFIFO``'s does).
+
+    Parameters
+    ----------
+    width : int
+    depth : int
+        A power of two, at least 2.
+
+    Attributes
+    ----------
+    w_en, w_data, r_en : In
+    w_rdy, r_rdy : Out(1)
+        Registers: not full, not empty.
+    r_data : Out(width)
+        The oldest word (valid when ``r_rdy``).
+    level : Out(range(depth + 1))
+        Words held (a register).
+    """
+
+    def __init__(self, *, width, depth):
+        if not isinstance(depth, int) or depth < 2 or depth & (depth - 1):
+            raise ValueError(f"depth must be a power of two of at least 2, not {depth!r}")
+        self.width, self.depth = width, depth
+        super().__init__(
+            {
+                "w_en": In(1),
+                "w_data": In(width),
+                "w_rdy": Out(1, init=1),
+                "r_en": In(1),
+                "r_data": Out(width),
+                "r_rdy": Out(1),
+                "level": Out(range(depth + 1)),
+            }
+        )
+
+    def elaborate(self, platform):
+        m = Module()
+        depth, level = self.depth, self.level
+        words = Array(Signal(self.width, name=f"word{k}", reset_less=True) for k in range(depth))
+        w_ptr = Signal(range(depth))
+        r_ptr = Signal(range(depth))
+        push = self.w_en & self.w_rdy
+        pop = self.r_en & self.r_rdy
+        m.d.comb += self.r_data.eq(words[r_ptr])
+        with m.If(push):
+            m.d.sync += [words[w_ptr].eq(self.w_data), w_ptr.eq(w_ptr + 1)]
+        with m.If(pop):
+            m.d.sync += r_ptr.eq(r_ptr + 1)
+
+        # Candidates from registers; the enables select one.
+        up, down = Signal.like(level), Signal.like(level)
+        last_in, last_out = Signal(), Signal()  # level == depth - 1, level == 1
+        m.d.comb += [
+            up.eq(level + 1),
+            down.eq(level - 1),
+            last_in.eq(level == depth - 1),
+            last_out.eq(level == 1),
+        ]
+        with m.Switch(Cat(push, pop)):
+            with m.Case(0b01):
+                m.d.sync += [level.eq(up), self.r_rdy.eq(1), self.w_rdy.eq(~last_in)]
+            with m.Case(0b10):
+                m.d.sync += [level.eq(down), self.r_rdy.eq(~last_out), self.w_rdy.eq(1)]
+        return m
