@@ -128,7 +128,8 @@ def test_store_model_matches_the_write_engine(y, x, stride):
     """The model's STORE engine side (one element per cycle plus a fixed overhead) against
     DMAWriter alone in amaranth.sim: the measured cycles minus the elements stay a small
     constant (the fixed part; the model's store_pre/store_post also hold the store unit's
-    and the queue's cycles, fitted on the whole engine)."""
+    and the queue's cycles, fitted on the whole engine). 13: the window check's three
+    stages, the burst setup and the last response."""
     pytest.importorskip("amaranth")
     dma = _dma_bench()
     config = AcceleratorConfig(rows=16, cols=32, axi_data_width=128, axi_addr_width=32)
@@ -140,7 +141,7 @@ def test_store_model_matches_the_write_engine(y, x, stride):
     )
     model = eng.dma(dict(cmd, opcode=isa.Opcode.STORE), 0)
     print(f"store {y}x{x}: measured {measured}, engine-side model {model:.0f}")
-    assert model == y * x and 0 <= measured - model <= 12, (model, measured)
+    assert model == y * x and 0 <= measured - model <= 13, (model, measured)
 
 
 def test_burst_issue_equals_the_bus_arbiter():
