@@ -55,7 +55,7 @@ from .fma import (
 from .isa_layout import instruction_layout
 from .postproc import Activation, ActivationUnit, LutWriteSignature
 from .requantizer import Requantizer, register_fields, round_decode, round_select
-from .walker import Countdown, pick
+from .walker import Countdown, both_last_next, pick
 
 __all__ = ["VectorStatusSignature", "VectorUnit"]
 
@@ -341,15 +341,7 @@ class VectorUnit(wiring.Component):
             oy.advance(m, c_oy)
             m.d.sync += [
                 first.eq(last),
-                # `last` (kx and ky last) from the flags' next values: a step ends on its
-                # last iteration at `left == 1`, a restart at once if its loop is one long.
-                last.eq(
-                    pick(
-                        (c_kx, (kx.left == 1) & ky.last),
-                        (c_ky, kx.one & (ky.left == 1)),
-                        (last, kx.one & ky.one),
-                    )
-                ),
+                last.eq(both_last_next(kx, ky, c_kx, c_ky, last)),
                 ptr.eq(
                     pick(
                         (c_kx, ptr + col_step),

@@ -16,7 +16,7 @@ from amaranth.lib.wiring import In, Out
 
 from .pipeline import accept
 
-__all__ = ["command_layout", "Countdown", "DenseWalker", "pick"]
+__all__ = ["command_layout", "both_last_next", "Countdown", "DenseWalker", "pick"]
 
 
 def command_layout(acc_addr_width):
@@ -93,6 +93,17 @@ class Countdown:
             self.step(m)
         with m.If(restart):
             self.restart(m)
+
+
+def both_last_next(inner, outer, step_inner, step_outer, restart):
+    """``inner.last & outer.last`` after this cycle's one-hot move of a two-level loop
+    nest, from the flags' next values: a step ends on its last iteration at
+    ``left == 1``, a restart (both loops from the start) at once if each is one long."""
+    return pick(
+        (step_inner, (inner.left == 1) & outer.last),
+        (step_outer, inner.one & (outer.left == 1)),
+        (restart, inner.one & outer.one),
+    )
 
 
 def pick(*cases):
@@ -229,15 +240,7 @@ class DenseWalker(wiring.Component):
             m.d.sync += [
                 pix.eq(Mux(c_t, 0, pix + 1)),
                 pix_addr.eq(pick((c_x, pix_addr + insn.stride_w), (c_y, next_row), (c_t, nb))),
-                # The flags' products from their next values (`left == 1`: a step ends on
-                # the last iteration; `one`: a restart is its own last).
-                tap_last.eq(
-                    pick(
-                        (c_x, (x.left == 1) & y.last),
-                        (c_y, x.one & (y.left == 1)),
-                        (c_t, x.one & y.one),
-                    )
-                ),
+                tap_last.eq(both_last_next(x, y, c_x, c_y, c_t)),
             ]
             with m.If(~c_x):
                 m.d.sync += row_addr.eq(Mux(c_y, next_row, nb))
@@ -245,13 +248,7 @@ class DenseWalker(wiring.Component):
                 m.d.sync += [
                     s.eq(s + 1),
                     tap_base.eq(nb),
-                    win_last.eq(
-                        pick(
-                            (t_kx, (kx.left == 1) & ky.last),
-                            (t_ky, kx.one & (ky.left == 1)),
-                            (t_blk, kx.one & ky.one),
-                        )
-                    ),
+                    win_last.eq(both_last_next(kx, ky, t_kx, t_ky, t_blk)),
                 ]
             with m.If(t_ky | t_blk):
                 m.d.sync += ky_base.eq(nb)
