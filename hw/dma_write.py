@@ -11,13 +11,14 @@ reads no OUT word and writes nothing.
 """
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal
-from amaranth.lib import data, fifo, stream, wiring
+from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..arch.isa import Opcode
 from ..arch.registers import ErrorCode
 from .axi import BURST_INCR, CACHE_MODIFIABLE_BUFFERABLE, MAX_BURST_BEATS
 from .dma import checked_bursts, command_states, engine_members, transfer_fields
+from .flagfifo import FlagFIFO
 
 __all__ = ["WriteCommandLayout", "DMAWriter"]
 
@@ -25,6 +26,9 @@ _FIELDS = ["sram_addr", "dram_addr", "y_size", "x_size", "x_stride", "lane"]
 # Bursts announced on AW whose beats are still to be sent on W; more lets AW run further
 # ahead of W through a slow interconnect.
 BURST_QUEUE_DEPTH = 4
+# Bursts announced on AW whose write response has not come back. AXI sets no limit; a
+# bound keeps the counter narrow, and an HP port accepts fewer than this anyway.
+MAX_OUTSTANDING = 31
 
 
 def WriteCommandLayout():
@@ -101,7 +105,7 @@ class DMAWriter(wiring.Component):
         cmd = Signal(WriteCommandLayout())
         error = Signal(8)
         check, bursts = checked_bursts(m, self, cmd, elem_log2, elem_log2)
-        m.submodules.queue = queue = fifo.SyncFIFOBuffered(width=8, depth=BURST_QUEUE_DEPTH)
+        m.submodules.queue = queue = FlagFIFO(width=8, depth=BURST_QUEUE_DEPTH)
 
         # AW channel: a burst is taken into the AW register and, in the same cycle, its
         # length into the queue the W side follows. W thus never waits for AWREADY, as
@@ -109,11 +113,12 @@ class DMAWriter(wiring.Component):
         # before it asserts AWREADY).
         ob = bursts.o_burst
         aw_free = ~axi.awvalid | axi.awready
+        aw_room = Signal(init=1)  # fewer than MAX_OUTSTANDING bursts await their response
         m.d.comb += [
             axi.awsize.eq(log_bus),
             axi.awburst.eq(BURST_INCR),
             axi.awcache.eq(CACHE_MODIFIABLE_BUFFERABLE),
-            ob.ready.eq(aw_free & queue.w_rdy),
+            ob.ready.eq(aw_free & queue.w_rdy & aw_room),
             queue.w_en.eq(ob.valid & ob.ready),
             queue.w_data.eq(ob.payload.len),
         ]
@@ -126,11 +131,14 @@ class DMAWriter(wiring.Component):
         with m.Elif(axi.awready):
             m.d.sync += axi.awvalid.eq(0)
 
-        # B channel: count bursts in flight, remember any error response.
-        outstanding = Signal(24)
+        # B channel: count bursts in flight, remember any error response. AW stops at
+        # MAX_OUTSTANDING unanswered bursts, which keeps the counter narrow (and its
+        # carry chain short).
+        outstanding = Signal(range(MAX_OUTSTANDING + 1))
         berr = Signal()
         m.d.comb += axi.bready.eq(1)
-        m.d.sync += outstanding.eq(outstanding + queue.w_en - axi.bvalid)
+        in_flight = outstanding + queue.w_en - axi.bvalid
+        m.d.sync += [outstanding.eq(in_flight), aw_room.eq(in_flight < MAX_OUTSTANDING)]
         with m.If(axi.bvalid & axi.bresp[1]):
             m.d.sync += berr.eq(1)
 
@@ -155,8 +163,9 @@ class DMAWriter(wiring.Component):
         slots = bus // chunk  # chunks per beat (1 for elements >= the bus)
         log_chunk = (chunk - 1).bit_length()
         packing = Signal()
-        x_left, x_init = Signal.like(cmd.x_size), Signal.like(cmd.x_size)
-        x_last, x_one = Signal(), Signal()
+        x_left = Signal.like(cmd.x_size)
+        x_init = Signal.like(cmd.x_size)
+        x_one = Signal()
         rows_left = Signal.like(cmd.y_size)
         rows_one = Signal()  # rows_left == 1
         p = Signal(range(parts))
@@ -165,65 +174,102 @@ class DMAWriter(wiring.Component):
         stride_lo = Signal(range(slots))
         acc = Signal(8 * bus)
         acc_strb = Signal(bus)
-        beat = Signal(8)  # beat index within the current burst
 
         elem = self.i_data.payload.word_select(
             cmd.lane[: max(1, (self.lanes - 1).bit_length())] if self.lanes > 1 else 0, 8 * e
         )
         piece = elem.word_select(p, 8 * chunk) if parts > 1 else elem
-        # ``full`` (off == slots - 1) and ``last_part`` (p == parts - 1) are registers too,
-        # set with ``off`` and ``p``.
+        # ``full`` (off == slots - 1), ``last_part`` (p == parts - 1) and ``x_last`` are
+        # registers written beside the values they flag, so ``flush`` (full, or the row's
+        # last piece) is one LUT from flip-flops. (A registered ``flush``, written through
+        # comb next-value signals that default to the registers, sends Icarus 11 into an
+        # endless zero-delay loop in cocotb_dma.store_random_2d; Verilator and
+        # amaranth.sim run it.)
         last_part = Signal()
+        x_last = Signal()
+        full = Signal() if slots > 1 else Const(1, 1)
         if slots > 1:
             placed = piece << Cat(Const(0, 3 + log_chunk), off)
             strobe = Const((1 << chunk) - 1, bus) << Cat(Const(0, log_chunk), off)
-            full = Signal()
         else:
-            placed, strobe, full = piece, Const((1 << bus) - 1, bus), Const(1, 1)
+            placed, strobe = piece, Const((1 << bus) - 1, bus)
         placed, strobe = placed[: 8 * bus], strobe[:bus]
+        flush = full | (x_last & last_part)
 
         def set_off(value):
-            return [off.eq(value)] + ([full.eq(value == slots - 1)] if slots > 1 else [])
+            m.d.sync += off.eq(value)
+            if slots > 1:
+                m.d.sync += full.eq(value == slots - 1)
 
         def set_p(value):
-            return [p.eq(value), last_part.eq(value == parts - 1)]
+            m.d.sync += [p.eq(value), last_part.eq(value == parts - 1)]
 
-        row_last = x_last & last_part
-        flush = full | row_last
+        def set_x_last(value):
+            m.d.sync += x_last.eq(value)
+
+        # The burst W is sending: ``cur_left`` beats after this one, ``cur_last`` when
+        # none (WLAST). It is loaded from the queue's head when a burst ends or none is
+        # loaded, so WLAST is a register and no comparison sits behind ``take``.
+        cur_v = Signal()
+        cur_left = Signal(8)
+        cur_last = Signal()
+        cur_one = Signal()  # cur_left == 1
+        cur_end = Signal()  # cur_v & cur_last
         w_free = ~axi.wvalid | axi.wready
-        take = packing & self.i_data.valid & (~flush | (w_free & queue.r_rdy))
+        valid = packing & self.i_data.valid
+        take = valid & (~flush | (w_free & cur_v))
         m.d.comb += self.i_data.ready.eq(take & last_part)
+
+        # ``adv`` (a beat goes out) and ``load`` are each written out from registers,
+        # not from ``take``: the queue's pop is then two LUTs from the flip-flops.
+        adv = valid & flush & cur_v & w_free
+        load = ~cur_v | (valid & flush & cur_end & w_free)
+        m.d.comb += queue.r_en.eq(load)
+        with m.If(load):
+            m.d.sync += [
+                cur_v.eq(queue.r_rdy),
+                cur_end.eq(queue.r_rdy & (queue.r_data == 0)),
+                cur_left.eq(queue.r_data),
+                cur_last.eq(queue.r_data == 0),
+                cur_one.eq(queue.r_data == 1),
+            ]
+        with m.Elif(adv):
+            m.d.sync += [
+                cur_left.eq(cur_left - 1),
+                cur_last.eq(cur_one),
+                cur_end.eq(cur_one),
+                cur_one.eq(cur_left == 2),
+            ]
 
         with m.If(axi.wready):
             m.d.sync += axi.wvalid.eq(0)
         with m.If(take):
-            m.d.sync += [*set_off((off + 1)[: len(off)]), *set_p((p + 1)[: len(p)])]
+            set_off((off + 1)[: len(off)])
+            set_p((p + 1)[: len(p)])
             with m.If(flush):
                 m.d.sync += [
                     axi.wvalid.eq(1),
                     axi.wdata.eq(acc | placed),
                     axi.wstrb.eq(acc_strb | strobe),
-                    axi.wlast.eq(beat == queue.r_data),
+                    axi.wlast.eq(cur_last),
                     acc.eq(0),
                     acc_strb.eq(0),
-                    beat.eq(beat + 1),
                 ]
-                with m.If(beat == queue.r_data):
-                    m.d.comb += queue.r_en.eq(1)
-                    m.d.sync += beat.eq(0)
             with m.Else():
                 m.d.sync += [acc.eq(acc | placed), acc_strb.eq(acc_strb | strobe)]
             with m.If(last_part):
-                m.d.sync += [*set_p(0), x_left.eq(x_left - 1), x_last.eq(x_left == 1)]
+                set_p(0)
+                set_x_last(x_left == 1)
+                m.d.sync += x_left.eq(x_left - 1)
                 with m.If(x_last):
                     next_off = row_off + stride_lo
+                    set_x_last(x_one)
+                    set_off(next_off[: len(off)])
                     m.d.sync += [
                         x_left.eq(x_init),
-                        x_last.eq(x_one),
                         rows_left.eq(rows_left - 1),
                         rows_one.eq(rows_left == 2),
                         row_off.eq(next_off),
-                        *set_off(next_off[: len(off)]),
                     ]
                     with m.If(rows_one):
                         m.d.sync += packing.eq(0)
@@ -231,18 +277,17 @@ class DMAWriter(wiring.Component):
         with command_states(m, self, cmd, check, error):
             with m.State("WAIT"):
                 with m.If(check.done):
+                    set_p(0)
+                    set_x_last(cmd.x_size == 1)
+                    set_off(check.addr[log_chunk:log_bus])
                     m.d.sync += [
                         error.eq(check.error),
                         berr.eq(0),
-                        *set_p(0),
-                        beat.eq(0),
                         x_left.eq(cmd.x_size - 1),
                         x_init.eq(cmd.x_size - 1),
-                        x_last.eq(cmd.x_size == 1),
                         x_one.eq(cmd.x_size == 1),
                         rows_left.eq(cmd.y_size),
                         rows_one.eq(cmd.y_size == 1),
-                        *set_off(check.addr[log_chunk:log_bus]),
                         row_off.eq(check.addr[log_chunk:log_bus]),
                         stride_lo.eq(check.stride[log_chunk:log_bus]),
                         req_addr.eq(cmd.sram_addr),
@@ -273,6 +318,7 @@ class DMAWriter(wiring.Component):
                     & ~bursts.busy
                     & ~axi.awvalid
                     & ~queue.r_rdy
+                    & ~cur_v
                     & ~axi.wvalid
                     & (outstanding == 0)
                 ):
