@@ -53,7 +53,8 @@ class BusArbiter(wiring.Component):
     m_axi : Out(AXI4Signature)
         The engine's port.
     abort : In(1)
-        The units are held in reset: take no new burst, drain the announced ones.
+        The units are held in reset: take no new burst from the next cycle on, drain the
+        announced ones (and one accepted in abort's first cycle).
     idle : Out(1)
         No burst announced and unfinished, no write response outstanding.
     """
@@ -80,11 +81,19 @@ class BusArbiter(wiring.Component):
         m.submodules.rtrack = rtrack = FlagFIFO(width=1, depth=TRACK_DEPTH)
         m.submodules.wtrack = wtrack = FlagFIFO(width=8, depth=TRACK_DEPTH)
 
+        # ``abort`` fans out into every unit's reset; the two accept paths, which lead on
+        # into the units' burst logic, take a local copy one cycle late instead. A burst
+        # accepted in abort's first cycle is drained like any other: the engine waits for
+        # ``idle`` from abort's second cycle on (hw/control.py), and the beats that reach
+        # the units stay gated by ``abort`` itself.
+        aborting = Signal(init=1)
+        m.d.sync += aborting.eq(self.abort)
+
         # AR: one register, loaded from the fetch or the load unit (round robin).
         ar_full = Signal()
         prio_fetch = Signal()
         pick_fetch = fe.arvalid & (~ld.arvalid | prio_fetch)
-        take_ar = ~ar_full & rtrack.w_rdy & ~self.abort & (fe.arvalid | ld.arvalid)
+        take_ar = ~ar_full & rtrack.w_rdy & ~aborting & (fe.arvalid | ld.arvalid)
         m.d.comb += [
             bus.arvalid.eq(ar_full),
             rtrack.w_en.eq(take_ar),
@@ -128,7 +137,7 @@ class BusArbiter(wiring.Component):
 
         # AW: one register; the burst's length goes to the W tracker at the same time.
         aw_full = Signal()
-        take_aw = ~aw_full & wtrack.w_rdy & ~self.abort & st.awvalid
+        take_aw = ~aw_full & wtrack.w_rdy & ~aborting & st.awvalid
         m.d.comb += [
             bus.awvalid.eq(aw_full),
             st.awready.eq(take_aw),

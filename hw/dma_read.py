@@ -155,28 +155,56 @@ class DMAReader(wiring.Component):
         col_end = Signal()  # wc == col_hi - 1 (the row's last data)
         wc_last = Signal()  # wc == cols_last
         wr_last = Signal()  # wr == rows_last
-        rows_m2 = Signal(16)  # targets of the compares, fixed per command
-        left_m1 = Signal(16)
-        chi_m1 = Signal(16)
-        chi_m2 = Signal(16)
-        cols_m2 = Signal(16)
         col_in0 = Signal()  # col_in, col_end and wc_last at wc = 0
         col_end0 = Signal()
         wc_last0 = Signal()
 
         at_top = Signal()  # wr == pad_top - 1: the next row is the first data row
         at_hi = Signal()  # wr == row_hi - 1: the next row is past the data rows
-        top_m2 = Signal(16)
-        hi_m2 = Signal(16)
+
+        # The flags' compares with targets fixed per command are not made in the cycle
+        # that uses them: that put a 32-input compare behind the walker's enable, and ABC
+        # chains the two. A position only steps by one or returns to 0, so ``pos == t`` is
+        # ``pos == t`` or ``pos == t - 1`` as registered a cycle earlier, or ``t == 0``.
+        def stepping(pos, name):
+            """The ``(stepped, zeroed)`` registers of ``pos`` (it stepped by one, or was
+            set to 0, at the last edge) and ``equals``, which makes a target."""
+            stepped, zeroed = Signal(name=f"{name}_stepped"), Signal(name=f"{name}_zeroed")
+            m.d.sync += [stepped.eq(0), zeroed.eq(0)]
+
+            def equals(name):
+                """``(pos == t, load)``: the exact value this cycle, and ``load(base, k)``,
+                the statements that set the target ``t = base - k`` (with ``zeroed``)."""
+                t, t_m1 = Signal(16, name=name), Signal(16, name=f"{name}_less1")
+                at0, eq0, eq1 = (Signal(name=f"{name}_{s}") for s in ("at0", "eq0", "eq1"))
+                m.d.sync += [eq0.eq(pos == t), eq1.eq(pos == t_m1)]
+                now = Mux(zeroed, at0, Mux(stepped, eq1, eq0))
+                return now, lambda base, k: [
+                    t.eq(base - k),
+                    t_m1.eq(base - (k + 1)),
+                    at0.eq(base == k),
+                ]
+
+            return stepped, zeroed, equals
+
+        wr_stepped, wr_zeroed, wr_equals = stepping(wr, "wr")
+        wc_stepped, wc_zeroed, wc_equals = stepping(wc, "wc")
+        top_now, top_load = wr_equals("top_m2")
+        hi_now, hi_load = wr_equals("hi_m2")
+        last_now, rows_load = wr_equals("rows_m2")
+        chi_now, chi_load = wc_equals("chi_m1")
+        left_now, left_load = wc_equals("left_m1")
+        chi2_now, chi2_load = wc_equals("chi_m2")
+        cols_now, cols_load = wc_equals("cols_m2")
         is_data = Signal()  # row_in & col_in, a register set with them
 
         def col_flags_next():
-            col_in_n = Mux(wc == chi_m1, 0, Mux(wc == left_m1, 1, col_in))
+            col_in_n = Mux(chi_now, 0, Mux(left_now, 1, col_in))
             return [
                 col_in.eq(col_in_n),
                 is_data.eq(row_in & col_in_n),
-                col_end.eq(wc == chi_m2),
-                wc_last.eq(wc == cols_m2),
+                col_end.eq(chi2_now),
+                wc_last.eq(cols_now),
             ]
 
         in_row = row_in
@@ -212,6 +240,7 @@ class DMAReader(wiring.Component):
                     last_part.eq(part0_last),
                     waddr.eq(waddr + 1),
                     wc.eq(wc + 1),
+                    wc_stepped.eq(1),
                     *col_flags_next(),
                 ]
                 with m.If(wc_last):
@@ -219,6 +248,8 @@ class DMAReader(wiring.Component):
                     row_in_n = Mux(at_hi, 0, Mux(at_top, 1, row_in))
                     m.d.sync += [
                         wc.eq(0),
+                        wc_stepped.eq(0),
+                        wc_zeroed.eq(1),
                         wr.eq(wr + 1),
                         row_off.eq(next_off),
                         off.eq(next_off),
@@ -228,9 +259,10 @@ class DMAReader(wiring.Component):
                         wc_last.eq(wc_last0),
                         row_in.eq(row_in_n),
                         is_data.eq(row_in_n & col_in0),
-                        at_top.eq(wr == top_m2),
-                        at_hi.eq(wr == hi_m2),
-                        wr_last.eq(wr == rows_m2),
+                        wr_stepped.eq(1),
+                        at_top.eq(top_now),
+                        at_hi.eq(hi_now),
+                        wr_last.eq(last_now),
                     ]
                     with m.If(wr_last):
                         m.d.sync += walking.eq(0)
@@ -260,15 +292,17 @@ class DMAReader(wiring.Component):
                     m.d.sync += [
                         error.eq(check.error),
                         rerr.eq(0),
-                        top_m2.eq(cmd.pad_top - 2),
-                        hi_m2.eq(row_hi - 2),
+                        *top_load(cmd.pad_top, 2),
+                        *hi_load(row_hi, 2),
+                        *rows_load(rows, 2),
+                        *left_load(cmd.pad_left, 1),
+                        *chi_load(col_hi, 1),
+                        *chi2_load(col_hi, 2),
+                        *cols_load(cols, 2),
+                        wr_zeroed.eq(1),
+                        wc_zeroed.eq(1),
                         at_top.eq(cmd.pad_top == 1),
                         at_hi.eq(row_hi == 1),
-                        rows_m2.eq(rows - 2),
-                        left_m1.eq(cmd.pad_left - 1),
-                        chi_m1.eq(col_hi - 1),
-                        chi_m2.eq(col_hi - 2),
-                        cols_m2.eq(cols - 2),
                         col_in0.eq(col_in_0),
                         col_end0.eq(col_end_0),
                         wc_last0.eq(cols == 1),

@@ -113,7 +113,7 @@ class DMAWriter(wiring.Component):
         # before it asserts AWREADY).
         ob = bursts.o_burst
         aw_free = ~axi.awvalid | axi.awready
-        aw_room = Signal(init=1)  # fewer than MAX_OUTSTANDING bursts await their response
+        aw_room = Signal(init=1)  # a burst may go out without passing MAX_OUTSTANDING
         m.d.comb += [
             axi.awsize.eq(log_bus),
             axi.awburst.eq(BURST_INCR),
@@ -137,8 +137,13 @@ class DMAWriter(wiring.Component):
         outstanding = Signal(range(MAX_OUTSTANDING + 1))
         berr = Signal()
         m.d.comb += axi.bready.eq(1)
-        in_flight = outstanding + queue.w_en - axi.bvalid
-        m.d.sync += [outstanding.eq(in_flight), aw_room.eq(in_flight < MAX_OUTSTANDING)]
+        # ``aw_room`` is registered from ``outstanding`` alone, one burst early: the burst
+        # taken in the cycle it is computed counts at most one, so one more may follow
+        # and the count never exceeds MAX_OUTSTANDING. AWREADY stays out of the compare.
+        m.d.sync += [
+            outstanding.eq(outstanding + queue.w_en - axi.bvalid),
+            aw_room.eq(outstanding < MAX_OUTSTANDING - 1),
+        ]
         with m.If(axi.bvalid & axi.bresp[1]):
             m.d.sync += berr.eq(1)
 

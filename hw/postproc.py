@@ -27,7 +27,7 @@ What it costs: docs/hardware.md ("Post-processing cost"), measured by
 ``make resources``.
 """
 
-from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, enum, stream, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.memory import Memory
@@ -174,15 +174,20 @@ class ActivationUnit(wiring.Component):
         # Stage 1: the zero-point-corrected value and its product by 13, written as
         # 8v + 4v + v: a `*` here would cost a DSP48E2 per lane (synthesis maps it so).
         assert LEAKY_MULT == 0b1101
+        # The activation is decoded here into flags (``shift1``: a negative value to
+        # shift; ``round1``: add half before the shift), so stage 2 is one adder and a mux.
         v = p.code - p.zp
-        v1 = reg(v, "v1", signed(10))
         v13 = reg((v << 3) + (v << 2) + v, "v13_1", signed(14))
         code1, zp1, tag1 = reg(p.code, "code1"), reg(p.zp, "zp1"), reg(p.tag, "tag1")
+        act = p.tag.act
+        leaky = (act == Activation.LEAKY) | (act == Activation.LEAKY_ROUNDED)
+        shift1 = reg(leaky & (v < 0), "shift1")
+        round1 = reg(act == Activation.LEAKY_ROUNDED, "round1")
         # Stage 2: shift negative values; the result lies between code and zp, so in range.
-        bias = Mux(tag1.act == Activation.LEAKY_ROUNDED, 1 << (LEAKY_SHIFT - 1), 0)
-        shifted = ((v13 + bias) >> LEAKY_SHIFT) + zp1
-        leaky = (tag1.act == Activation.LEAKY) | (tag1.act == Activation.LEAKY_ROUNDED)
-        code2 = reg(Mux(leaky & (v1 < 0), shifted, code1), "code2", signed(9))
+        # ((v13 + half) >> s) + zp is (v13 + (zp << s | half)) >> s: half < 2**s.
+        zp_half = Cat(Const(0, LEAKY_SHIFT - 1), round1, zp1).as_signed()
+        shifted = (v13 + zp_half) >> LEAKY_SHIFT
+        code2 = reg(Mux(shift1, shifted, code1), "code2", signed(9))
         tag2 = reg(tag1, "tag2")
         # Stage 3: the table read (the memory's own register) alongside the code itself.
         m.d.comb += rd.addr.eq(Cat(code2[:8], tag2.lut_slot))

@@ -33,7 +33,7 @@ The unit is a free-running pipeline (no back-pressure: ``o`` is always ready);
 from amaranth.hdl import Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
-from bamboo.hw.pipeline import bit_length, delay_chain, register, round_up
+from bamboo.hw.pipeline import delay_chain, register, round_up
 
 __all__ = [
     "CODE_MAX",
@@ -262,12 +262,22 @@ class Requantizer(wiring.Component):
         # Stage 3: the shift that puts the top bit of |acc| at bit 23: right (rounding,
         # step 1) when |acc| >= 2**24, left (exact) below. Normalizing small values too
         # makes the product's top bit 46 or 47, so step 3 below has two cases, not 25.
-        s1_3 = reg(bit_length(m, mag, "len_comb") - 24, "s1_3", signed(6))
+        # The priority encoder writes s1 = bit_length(|acc|) - 24 and the forms stage 4
+        # uses (the left shift, whether to shift right) as constants per case, so neither
+        # a subtractor nor a compare follows it.
+        s1_c = Signal(signed(6), name="s1_comb", init=-24)
+        lsh_c = Signal(5, name="lsh_comb", init=24)
+        rsh_c = Signal(name="rsh_comb")
+        for k in range(len(mag)):  # later assignments win: the highest set bit
+            with m.If(mag[k]):
+                m.d.comb += [s1_c.eq(k + 1 - 24), lsh_c.eq(max(0, 23 - k)), rsh_c.eq(k >= 24)]
+        s1_3 = reg(s1_c, "s1_3", signed(6))
+        lsh_3, rsh_3 = reg(lsh_c, "lsh3"), reg(rsh_c, "rsh3")
         mag3 = reg(mag, "mag3")
         # Stage 4: step 1 (shift and round-up bit), or the exact left shift.
         right, up0 = _rne_right(m, mag3, s1_3, range(1, 9), "step1")
-        left = mag3[:24] << Mux(s1_3 < 0, -s1_3, 0)[:5]
-        q4 = reg(Mux(s1_3 > 0, right[:24], left[:24]), "q4", unsigned(24))
+        left = mag3[:24] << lsh_3
+        q4 = reg(Mux(rsh_3, right[:24], left[:24]), "q4", unsigned(24))
         up4, s1_4 = reg(up0, "up4"), reg(s1_3, "s1_4")
         # Stage 5: add the round-up; a carry out to 2**24 renormalizes (exact: q = 2**23).
         q_up, carry = round_up(q4, up4)

@@ -447,7 +447,7 @@ def test_rtl_dma_against_axi_ram(simulator, tmp_path):
             "DMA_REPORT": report,
         },
     )
-    assert result.tests == 6
+    assert result.tests == 7
     efficiency = json.loads(report.read_text())
     # One 16-byte pixel per beat: the 128-bit bus must run nearly full.
     assert efficiency["56x56x16"]["efficiency"] > 0.9, efficiency
