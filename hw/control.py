@@ -24,11 +24,12 @@ the watchdog's ``progress`` and limit flags and the drain counter's flags; the d
 that end a run read registers and a few strobes only.
 """
 
-from amaranth.hdl import Module, Mux, Signal
+from amaranth.hdl import Cat, Module, Mux, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from ..arch.registers import ErrorCode
+from .pipeline import register
 from .queues import INDEX_BITS
 from .regfile import ControlSignature
 
@@ -161,15 +162,24 @@ class RunControl(wiring.Component):
             & (idle["compute"] | stall["compute"])
             & (idle["store"] | stall["store"])
         )
-        # The oldest instruction waiting for a token (TIMEOUT's ERR_INSN), registered: its
-        # 32-bit comparisons stay off the error registers' path, and a TIMEOUT comes after
-        # a whole watchdog period of the same stalls.
+        # The oldest instruction waiting for a token (TIMEOUT's ERR_INSN), in two registered
+        # steps (the stalls and the 32-bit comparisons, then the choice): it stays off the
+        # error registers' path, and a TIMEOUT comes after a whole watchdog period of the
+        # same stalls.
         waiting = Signal.like(err_index)
-        m.d.sync += waiting.eq(self.disp_index)
+        stall_r = {q: register(m, stall[q], f"{q}_stall_r") for q in _QUEUES}
+        index_r = {q: register(m, index[q], f"{q}_index_r") for q in _QUEUES}
+        before = {
+            (o, q): register(m, index[o] < index[q], f"{o}_before_{q}")
+            for q in _QUEUES
+            for o in _QUEUES
+            if o != q
+        }
+        m.d.sync += waiting.eq(register(m, self.disp_index, "disp_index_r"))
         for q in ("store", "load", "compute"):
-            older = [stall[o] & (index[o] < index[q]) for o in _QUEUES]
-            with m.If(stall[q] & ~(older[0] | older[1] | older[2])):
-                m.d.sync += waiting.eq(index[q])
+            older = [stall_r[o] & before[o, q] for o in _QUEUES if o != q]
+            with m.If(stall_r[q] & ~Cat(*older).any()):
+                m.d.sync += waiting.eq(index_r[q])
 
         # Watchdog: registered progress, and the limit as a flag set one count early.
         moved = Signal(init=1)

@@ -181,41 +181,52 @@ def partial_layout(x_width):
         {
             "part": unsigned(_MANT + 7),
             "hi": unsigned(max((top + _MANT).bit_length() - 3, 1)),
-            "sticky": 1,
             "pexp": signed(EXP_WIDTH),
         }
     )
 
 
-def shift_addend(m, x_width, z, sh, name):
-    """The second part of :func:`align_addend`: ``z``'s mantissa shifted by the low three
-    bits of ``sh.shift`` (:func:`addend_shift`), and the sticky bit: the mantissa's bits
-    that land below window bit 1, its bits below ``25 - shift``, taken with a mask
-    decoded from the shift (combinational; a Signal of :func:`partial_layout`)."""
-    below = _MANT
-    out = Signal(partial_layout(x_width), name=name)
-    mant = Mux(z.zero, 0, z.mant)
-    keep = Signal(_MANT, name=f"{name}_low")
-    with m.Switch(sh.shift):
-        for k in range(below + 1):
+def addend_mantissa(z):
+    """``z``'s mantissa, 0 for a zero ``z``: the input of :func:`shift_addend`."""
+    return Mux(z.zero, 0, z.mant)
+
+
+def addend_keep(m, shift, name):
+    """The mask of ``z``'s mantissa bits that land below window bit 1 (they only make the
+    sticky bit): its bits below ``25 - shift``, for the ``shift`` of :func:`addend_shift`
+    (combinational, a decoder). A pipeline registers it beside :func:`shift_addend`'s
+    result and takes the sticky bit a stage later, in parallel with
+    :func:`window_addend`'s shift."""
+    keep = Signal(_MANT, name=name)
+    with m.Switch(shift):
+        for k in range(_MANT + 1):
             with m.Case(k):
-                m.d.comb += keep.eq((1 << min(below + 1 - k, _MANT)) - 1)
+                m.d.comb += keep.eq((1 << min(_MANT + 1 - k, _MANT)) - 1)
+    return keep
+
+
+def shift_addend(m, x_width, mant, sh, name):
+    """The second part of :func:`align_addend`: the mantissa ``mant`` of ``z``
+    (:func:`addend_mantissa`, registered or not) shifted by the low three bits of
+    ``sh.shift`` (:func:`addend_shift`) (combinational; a Signal of
+    :func:`partial_layout`)."""
+    out = Signal(partial_layout(x_width), name=name)
     m.d.comb += [
         out.part.eq(mant << sh.shift[:3]),
         out.hi.eq(sh.shift[3:]),
-        out.sticky.eq((mant & keep).any()),
         out.pexp.eq(sh.pexp),
     ]
     return out
 
 
-def window_addend(m, x_width, part, name):
+def window_addend(m, x_width, part, sticky, name):
     """The last part of :func:`align_addend`: the partly shifted mantissa moved by the
-    multiple of eight left (combinational; a Signal of :func:`addend_layout`)."""
+    multiple of eight left, with the ``sticky`` bit, ``(mant & keep).any()`` of
+    :func:`addend_keep` (combinational; a Signal of :func:`addend_layout`)."""
     (_, width), below = _window(x_width), _MANT
     out = Signal(addend_layout(x_width), name=name)
     zwide = (part.part << Cat(Const(0, 3), part.hi))[: width + below]
-    m.d.comb += [out.win.eq(zwide[below + 1 :]), out.sticky.eq(part.sticky), out.pexp.eq(part.pexp)]
+    m.d.comb += [out.win.eq(zwide[below + 1 :]), out.sticky.eq(sticky), out.pexp.eq(part.pexp)]
     return out
 
 
@@ -226,11 +237,14 @@ def align_addend(m, x_width, f, z, name):
     shifter per instruction replaces one per lane (``FusedMultiplyAdd(aligned=True)``).
     Returns a Signal of :func:`addend_layout`: window bits 1 and up, the sticky bit 0,
     and the window's exponent (bit ``G`` weighs ``2**pexp``). A pipelined datapath
-    registers between its three parts: :func:`addend_shift`, :func:`shift_addend`,
-    :func:`window_addend`.
+    registers between its three parts: :func:`addend_shift`, :func:`shift_addend` (with
+    :func:`addend_keep`), :func:`window_addend` (with the sticky bit).
     """
+    mant = addend_mantissa(z)
     sh = addend_shift(m, x_width, f.exp, z.exp, z.exp - f.exp, f"{name}_sh")
-    return window_addend(m, x_width, shift_addend(m, x_width, z, sh, f"{name}_part"), name)
+    part = shift_addend(m, x_width, mant, sh, f"{name}_part")
+    sticky = (mant & addend_keep(m, sh.shift, f"{name}_keep")).any()
+    return window_addend(m, x_width, part, sticky, name)
 
 
 class FusedMultiplyAdd(wiring.Component):
@@ -331,13 +345,20 @@ class FusedMultiplyAdd(wiring.Component):
                 "sh2",
                 addend_shift_layout(self.x_width),
             )
+            # The sticky bit's mask is decoded in stage 3 and applied in stage 4, beside the
+            # window shift.
+            zmant2 = reg(addend_mantissa(s1.z), "zmant2", unsigned(_MANT))
             part3 = reg(
-                shift_addend(m, self.x_width, delay(s1.z, 1, "zs"), sh2, "part_comb"),
+                shift_addend(m, self.x_width, zmant2, sh2, "part_comb"),
                 "part3",
                 partial_layout(self.x_width),
             )
+            keep3 = reg(addend_keep(m, sh2.shift, "keep_comb"), "keep3")
+            zmant3 = reg(zmant2, "zmant3")
             za4 = reg(
-                window_addend(m, self.x_width, part3, "za_comb"), "za4", addend_layout(self.x_width)
+                window_addend(m, self.x_width, part3, (zmant3 & keep3).any(), "za_comb"),
+                "za4",
+                addend_layout(self.x_width),
             )
         s4 = stage(
             4,

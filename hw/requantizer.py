@@ -33,7 +33,7 @@ The unit is a free-running pipeline (no back-pressure: ``o`` is always ready);
 from amaranth.hdl import Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
-from bamboo.hw.pipeline import delay_chain, register, round_up
+from bamboo.hw.pipeline import delay_chain, group_lengths, register, round_up
 
 __all__ = [
     "CODE_MAX",
@@ -200,7 +200,7 @@ class Requantizer(wiring.Component):
         :data:`LATENCY` cycles after the input.
     """
 
-    LATENCY = 13
+    LATENCY = 14
 
     def __init__(self, tag_shape=_NO_TAG):
         self._tag_shape = tag_shape
@@ -247,76 +247,84 @@ class Requantizer(wiring.Component):
             return out
 
         # Parameters enter at stage 0; each is delayed only as far as its last use.
-        mant = carry(prm.m, "m", 0, 5)
-        e = carry(prm.e, "e", 0, 8)
+        mant = carry(prm.m, "m", 0, 6)
+        e = carry(prm.e, "e", 0, 9)
         zp = carry(prm.zp, "zp", 0, self.LATENCY)
-        qmin = carry(prm.qmin, "qmin", 0, 12)
-        qmax = carry(prm.qmax, "qmax", 0, 12)
+        qmin = carry(prm.qmin, "qmin", 0, 13)
+        qmax = carry(prm.qmax, "qmax", 0, 13)
         tag = carry(p.tag, "tag", 0, self.LATENCY)
 
         # Stage 1: acc + bias, wrapping at 32 bits as the int32 accumulator does.
         acc = reg((p.acc + p.bias)[:32].as_signed(), "acc1", signed(32))
         # Stage 2: sign and magnitude (|-2**31| = 2**31 still fits 32 unsigned bits).
-        neg = carry(reg(acc < 0, "neg2"), "neg", 2, 11)
+        neg = carry(reg(acc < 0, "neg2"), "neg", 2, 12)
         mag = reg(Mux(acc < 0, -acc, acc)[:32], "mag2", unsigned(32))
-        # Stage 3: the shift that puts the top bit of |acc| at bit 23: right (rounding,
+        # Stages 3-4: the shift that puts the top bit of |acc| at bit 23: right (rounding,
         # step 1) when |acc| >= 2**24, left (exact) below. Normalizing small values too
-        # makes the product's top bit 46 or 47, so step 3 below has two cases, not 25.
-        # The priority encoder writes s1 = bit_length(|acc|) - 24 and the forms stage 4
-        # uses (the left shift, whether to shift right) as constants per case, so neither
-        # a subtractor nor a compare follows it.
+        # makes the product's top bit 46 or 47, so step 6 below has two cases, not 25.
+        # The bit length in two registered steps, by bytes then whole; stage 4 writes
+        # s1 = bit_length(|acc|) - 24 and the forms stage 5 uses (the left shift, whether
+        # to shift right) with the byte's offset folded in, so no compare follows it.
+        groups = [
+            (reg(nz, f"nz{g}_3"), reg(length, f"len{g}_3"))
+            for g, (nz, length) in enumerate(group_lengths(m, mag, "glen"))
+        ]
+        mag3 = reg(mag, "mag3")
         s1_c = Signal(signed(6), name="s1_comb", init=-24)
         lsh_c = Signal(5, name="lsh_comb", init=24)
-        rsh_c = Signal(name="rsh_comb")
-        for k in range(len(mag)):  # later assignments win: the highest set bit
-            with m.If(mag[k]):
-                m.d.comb += [s1_c.eq(k + 1 - 24), lsh_c.eq(max(0, 23 - k)), rsh_c.eq(k >= 24)]
-        s1_3 = reg(s1_c, "s1_3", signed(6))
-        lsh_3, rsh_3 = reg(lsh_c, "lsh3"), reg(rsh_c, "rsh3")
-        mag3 = reg(mag, "mag3")
-        # Stage 4: step 1 (shift and round-up bit), or the exact left shift.
-        right, up0 = _rne_right(m, mag3, s1_3, range(1, 9), "step1")
-        left = mag3[:24] << lsh_3
-        q4 = reg(Mux(rsh_3, right[:24], left[:24]), "q4", unsigned(24))
-        up4, s1_4 = reg(up0, "up4"), reg(s1_3, "s1_4")
-        # Stage 5: add the round-up; a carry out to 2**24 renormalizes (exact: q = 2**23).
-        q_up, carry = round_up(q4, up4)
-        q5 = reg(q_up, "q5", unsigned(24))
-        s1_5 = reg(s1_4 + carry, "s1_5", signed(6))
-        # Stage 6: step 2, the 24 x 24 product as two 24 x 12 partial products (one
-        # DSP48E2 each, registered); stage 7 adds them.
-        lo6 = reg(q5 * mant[5][:12], "lo6", unsigned(36))
-        hi6 = reg(q5 * mant[5][12:], "hi6", unsigned(36))
-        s1_6 = reg(s1_5, "s1_6")
-        # Stage 7: the product.
-        prod7, s1_7 = reg(lo6 + (hi6 << 12), "prod7", unsigned(48)), reg(s1_6, "s1_7")
-        # Stage 8: with q and m both in [2**23, 2**24), step 3 drops 23 or 24 bits (q = 0
+        for g, (nz, length) in enumerate(groups):  # later assignments win: the top byte
+            with m.If(nz):
+                m.d.comb += s1_c.eq(8 * g - 24 + length)
+                if 8 * g < 24:
+                    m.d.comb += lsh_c.eq(24 - 8 * g - length)
+                else:
+                    m.d.comb += lsh_c.eq(0)
+        s1_4 = reg(s1_c, "s1_4", signed(6))
+        lsh_4, rsh_4 = reg(lsh_c, "lsh4"), reg(groups[3][0], "rsh4")  # bits 24 up
+        mag4 = reg(mag3, "mag4")
+        # Stage 5: step 1 (shift and round-up bit), or the exact left shift.
+        right, up0 = _rne_right(m, mag4, s1_4, range(1, 9), "step1")
+        left = mag4[:24] << lsh_4
+        q5 = reg(Mux(rsh_4, right[:24], left[:24]), "q5", unsigned(24))
+        up5, s1_5 = reg(up0, "up5"), reg(s1_4, "s1_5")
+        # Stage 6: add the round-up; a carry out to 2**24 renormalizes (exact: q = 2**23).
+        q_up, carry = round_up(q5, up5)
+        q6 = reg(q_up, "q6", unsigned(24))
+        s1_6 = reg(s1_5 + carry, "s1_6", signed(6))
+        # Stage 7: step 2, the 24 x 24 product as two 24 x 12 partial products (one
+        # DSP48E2 each, registered); stage 8 adds them.
+        lo7 = reg(q6 * mant[6][:12], "lo7", unsigned(36))
+        hi7 = reg(q6 * mant[6][12:], "hi7", unsigned(36))
+        s1_7 = reg(s1_6, "s1_7")
+        # Stage 8: the product.
+        prod8, s1_8 = reg(lo7 + (hi7 << 12), "prod8", unsigned(48)), reg(s1_7, "s1_8")
+        # Stage 9: with q and m both in [2**23, 2**24), step 3 drops 23 or 24 bits (q = 0
         # gives P = 0, which any shift keeps 0).
-        s2_8 = reg(23 + prod7[47], "s2_8", unsigned(5))
-        prod8, s1_8 = reg(prod7, "prod8"), reg(s1_7, "s1_8")
-        # Stage 9: step 3, round the product to 24 significant bits.
-        r0, up1 = _rne_right(m, prod8, s2_8, (23, 24), "step3")
-        r9, up9 = reg(r0[:24], "r9"), reg(up1, "up9")
-        t9 = reg(s1_8 + s2_8 + e[8], "t9", signed(10))
-        # Stage 10: add the round-up (r may reach 2**24); t = s1 + s2 + e is r's exponent.
-        # Step 4's case decode and sticky bits come from r9 and up9 alongside the adder.
-        r10 = reg(r9 + up9, "r10", unsigned(25))
+        s2_9 = reg(23 + prod8[47], "s2_9", unsigned(5))
+        prod9, s1_9 = reg(prod8, "prod9"), reg(s1_8, "s1_9")
+        # Stage 10: step 3, round the product to 24 significant bits.
+        r0, up1 = _rne_right(m, prod9, s2_9, (23, 24), "step3")
+        r10, up10 = reg(r0[:24], "r10"), reg(up1, "up10")
+        t10 = reg(s1_9 + s2_9 + e[9], "t10", signed(10))
+        # Stage 11: add the round-up (r may reach 2**24); t = s1 + s2 + e is r's exponent.
+        # Step 4's case decode and sticky bits come from r10 and up10 alongside the adder.
+        r11 = reg(r10 + up10, "r11", unsigned(25))
         step4 = register_fields(
-            m, round_decode(m, r9, up9, t9, (r9 == 0) & ~up9, "step4"), "step4_10", reg
+            m, round_decode(m, r10, up10, t10, (r10 == 0) & ~up10, "step4"), "step4_11", reg
         )
-        # Stage 11: step 4, y = RNE(r * 2**t) from the decoded case (:func:`round_decode`).
-        y11, up11 = round_select(r10, step4)
-        y_11, up_11 = reg(y11, "y11"), reg(up11, "up11")
-        # Stage 12: apply the sign and the zero point in one adder: zp +/- (y + up).
-        y_up = y_11 + up_11
-        yz = reg(Mux(neg[11], zp[11] - y_up, zp[11] + y_up), "yz12", signed(12))
-        # Stage 13: saturate to [qmin, qmax].
-        code = Mux(yz < qmin[12], qmin[12], Mux(yz > qmax[12], qmax[12], yz))
-        code13 = reg(code, "code13", signed(9))
+        # Stage 12: step 4, y = RNE(r * 2**t) from the decoded case (:func:`round_decode`).
+        y12, up12 = round_select(r11, step4)
+        y_12, up_12 = reg(y12, "y12"), reg(up12, "up12")
+        # Stage 13: apply the sign and the zero point in one adder: zp +/- (y + up).
+        y_up = y_12 + up_12
+        yz = reg(Mux(neg[12], zp[12] - y_up, zp[12] + y_up), "yz13", signed(12))
+        # Stage 14: saturate to [qmin, qmax].
+        code = Mux(yz < qmin[13], qmin[13], Mux(yz > qmax[13], qmax[13], yz))
+        code14 = reg(code, "code14", signed(9))
 
         m.d.comb += [
             self.o.valid.eq(valid[self.LATENCY]),
-            self.o.payload.code.eq(code13),
+            self.o.payload.code.eq(code14),
             self.o.payload.zp.eq(zp[self.LATENCY]),
             self.o.payload.tag.eq(tag[self.LATENCY]),
         ]

@@ -42,7 +42,9 @@ from ..arch.layout import PARAM_DEPTH
 from .fma import (
     Float,
     FusedMultiplyAdd,
+    addend_keep,
     addend_layout,
+    addend_mantissa,
     addend_shift,
     addend_shift_layout,
     float_const,
@@ -392,11 +394,15 @@ class VectorUnit(wiring.Component):
             "z1_sh",
             addend_shift_layout(_X1),
         )
+        z1_mant = addend_mantissa(z1)
         z1_part = reg(
-            shift_addend(m, _X1, z1, z1_sh, "z1_part_comb"), "z1_part", partial_layout(_X1)
+            shift_addend(m, _X1, z1_mant, z1_sh, "z1_part_comb"), "z1_part", partial_layout(_X1)
         )
+        z1_keep = reg(addend_keep(m, z1_sh.shift, "z1_keep_comb"), "z1_keep")
         z1_aligned = reg(
-            window_addend(m, _X1, z1_part, "z1_comb"), "z1_aligned", addend_layout(_X1)
+            window_addend(m, _X1, z1_part, (z1_mant & z1_keep).any(), "z1_comb"),
+            "z1_aligned",
+            addend_layout(_X1),
         )
         a_zp, b_zp, out_zp, qmin, qmax = (
             reg(code(getattr(insn, f)), f, signed(9))
