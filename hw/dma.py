@@ -179,8 +179,11 @@ class BurstGenerator(wiring.Component):
                 stride.eq(cmd.stride),
             ]
         # o_burst.valid is a register, so the address arithmetic ends in flip-flops
-        # instead of running on into the interconnect.
-        with m.If(active & measured & (~o.valid | o.ready)):
+        # instead of running on into the interconnect. A burst is emitted only into an
+        # empty output register (not also in the cycle the last one is taken): READY
+        # then reaches no more than that register, not the row counters. It costs a
+        # cycle only when a burst waited, since a burst takes two cycles anyway.
+        with m.If(active & measured & ~o.valid):
             m.d.sync += [
                 measured.eq(0),
                 o.valid.eq(1),

@@ -211,6 +211,9 @@ class DMAReader(wiring.Component):
         # ``last_part`` (wp == parts_last) and ``off_end`` (the chunk at ``off`` is the
         # beat's last: off == bus - chunk) are registers set with ``wp`` and ``off``.
         last_part = Signal()
+        # ``row_end`` (last_part & wc_last: the next chunk ends the row) is a register of
+        # its own, so the row's updates are enabled by one flag, not two in series.
+        row_end = Signal()
         part0_last = Signal()  # parts_last == 0: a part 0 is the last
         off_end = Signal()
         end_off = Signal(log_bus)  # bus - chunk: the offset of a beat's last chunk
@@ -233,39 +236,45 @@ class DMAReader(wiring.Component):
         with m.If(o.valid & o.ready):
             with m.If(is_data):
                 m.d.sync += [off.eq(chunk_end), off_end.eq(off == end_m1)]
-            m.d.sync += [wp.eq(wp + 1), last_part.eq(wp + 1 == parts_last)]
+            m.d.sync += [
+                wp.eq(wp + 1),
+                last_part.eq(wp + 1 == parts_last),
+                row_end.eq(wc_last & (wp + 1 == parts_last)),
+            ]
             with m.If(last_part):
                 m.d.sync += [
                     wp.eq(0),
                     last_part.eq(part0_last),
+                    row_end.eq(part0_last & cols_now),
                     waddr.eq(waddr + 1),
                     wc.eq(wc + 1),
                     wc_stepped.eq(1),
                     *col_flags_next(),
                 ]
-                with m.If(wc_last):
-                    next_off = Mux(in_row, row_off + stride_lo, row_off)[:log_bus]
-                    row_in_n = Mux(at_hi, 0, Mux(at_top, 1, row_in))
-                    m.d.sync += [
-                        wc.eq(0),
-                        wc_stepped.eq(0),
-                        wc_zeroed.eq(1),
-                        wr.eq(wr + 1),
-                        row_off.eq(next_off),
-                        off.eq(next_off),
-                        off_end.eq(next_off == end_off),
-                        col_in.eq(col_in0),
-                        col_end.eq(col_end0),
-                        wc_last.eq(wc_last0),
-                        row_in.eq(row_in_n),
-                        is_data.eq(row_in_n & col_in0),
-                        wr_stepped.eq(1),
-                        at_top.eq(top_now),
-                        at_hi.eq(hi_now),
-                        wr_last.eq(last_now),
-                    ]
-                    with m.If(wr_last):
-                        m.d.sync += walking.eq(0)
+            with m.If(row_end):  # last_part & wc_last; overrides the above
+                m.d.sync += row_end.eq(part0_last & wc_last0)
+                next_off = Mux(in_row, row_off + stride_lo, row_off)[:log_bus]
+                row_in_n = Mux(at_hi, 0, Mux(at_top, 1, row_in))
+                m.d.sync += [
+                    wc.eq(0),
+                    wc_stepped.eq(0),
+                    wc_zeroed.eq(1),
+                    wr.eq(wr + 1),
+                    row_off.eq(next_off),
+                    off.eq(next_off),
+                    off_end.eq(next_off == end_off),
+                    col_in.eq(col_in0),
+                    col_end.eq(col_end0),
+                    wc_last.eq(wc_last0),
+                    row_in.eq(row_in_n),
+                    is_data.eq(row_in_n & col_in0),
+                    wr_stepped.eq(1),
+                    at_top.eq(top_now),
+                    at_hi.eq(hi_now),
+                    wr_last.eq(last_now),
+                ]
+                with m.If(wr_last):
+                    m.d.sync += walking.eq(0)
 
         # The padded tile's extent, registered while the window check runs (``cmd`` is
         # held from CHECK on, ``check.done`` comes three cycles later).
@@ -273,6 +282,8 @@ class DMAReader(wiring.Component):
         cols = Signal(16)
         row_hi = Signal(16)  # one past the last data row / column
         col_hi = Signal(16)
+        has_area = Signal()  # rows and cols both non-zero, a cycle after them
+        m.d.sync += has_area.eq((rows != 0) & (cols != 0))
         m.d.sync += [
             rows.eq(cmd.pad_top + cmd.y_size + cmd.pad_bottom),
             cols.eq(cmd.pad_left + cmd.x_size + cmd.pad_right),
@@ -324,13 +335,14 @@ class DMAReader(wiring.Component):
                         col_end.eq(col_end_0),
                         wr_last.eq(rows == 1),
                         wc_last.eq(cols == 1),
+                        row_end.eq((last_part_0 == 0) & (cols == 1)),
                         off.eq(check.addr[:log_bus]),
                         row_off.eq(check.addr[:log_bus]),
                     ]
                     with m.If(check.error != ErrorCode.NONE):
                         m.next = "STATUS"
                     with m.Else():
-                        m.d.sync += walking.eq((rows != 0) & (cols != 0))
+                        m.d.sync += walking.eq(has_area)
                         m.next = "START"
             with m.State("START"):
                 m.d.comb += bursts.i_cmd.valid.eq(~check.empty)
