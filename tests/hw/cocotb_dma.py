@@ -216,6 +216,12 @@ def check_load(bench, cmd, chunks):
     return len(got)
 
 
+def load_cmd(**fields):
+    """A LOAD command: ``fields`` over no padding, pad value 0, SRAM address 0."""
+    plain = dict(pad_top=0, pad_bottom=0, pad_left=0, pad_right=0, pad_value=0, sram_addr=0)
+    return dict(plain, **fields)
+
+
 def random_load(rng):
     log2 = rng.choice([2, 4, 5, 8] if W == 16 else [2, 3, 4, 8])
     e = 1 << log2
@@ -291,7 +297,7 @@ async def load_one_element_rows(dut):
     pads = [(0, 0, 0, 0), (1, 2, 0, 0), (2, 1, 0, 0), (0, 0, 1, 0), (3, 3, 0, 1), (1, 0, 2, 2)]
     for log2 in (2, 3):  # one part per element on either bus
         for top, bottom, left, right in pads:
-            cmd = dict(
+            cmd = load_cmd(
                 elem_log2=log2,
                 y_size=5,
                 x_size=1,
@@ -314,19 +320,7 @@ async def load_efficiency(dut):
     await bench.start()
     report = {}
     for name, log2 in (("56x56x16", 4), ("56x56x4", 2)):
-        cmd = dict(
-            elem_log2=log2,
-            y_size=56,
-            x_size=56,
-            x_stride=56,
-            dram_addr=0x1000,
-            pad_top=0,
-            pad_bottom=0,
-            pad_left=0,
-            pad_right=0,
-            pad_value=0,
-            sram_addr=0,
-        )
+        cmd = load_cmd(elem_log2=log2, y_size=56, x_size=56, x_stride=56, dram_addr=0x1000)
         t0 = bench.rd_status.cycle
         chunks = await run_load(bench, cmd)
         cycles = bench.rd_status.items[-1][0] - t0
@@ -355,18 +349,7 @@ async def load_refusals(dut):
     """Out-of-window and misaligned loads: error, no bus request, no chunk."""
     bench = make_bench(dut, 3, 0.2)
     await bench.start()
-    base = dict(
-        elem_log2=4,
-        y_size=4,
-        x_size=8,
-        x_stride=8,
-        pad_top=1,
-        pad_bottom=0,
-        pad_left=1,
-        pad_right=0,
-        pad_value=7,
-        sram_addr=0,
-    )
+    base = load_cmd(elem_log2=4, y_size=4, x_size=8, x_stride=8, pad_top=1, pad_left=1, pad_value=7)
     cases = [
         (dict(base, dram_addr=WINDOW_SIZE - 4 * 8 * 16 + 16), ErrorCode.DMA_OUT_OF_WINDOW),
         (dict(base, dram_addr=0xFFFF_FFF0), ErrorCode.DMA_OUT_OF_WINDOW),
@@ -396,17 +379,14 @@ async def load_axi_error(dut):
 
     bench.ram.read_if._read = poisoned
     # Rows at 0x7E800, 0x7EE40 and 0x7F480: only the last one reads the poisoned page.
-    cmd = dict(
+    cmd = load_cmd(
         elem_log2=4,
         y_size=3,
         x_size=20,
         x_stride=100,
         dram_addr=POISON - WINDOW_BASE - 2048,
-        pad_top=0,
         pad_bottom=1,
-        pad_left=0,
         pad_right=1,
-        pad_value=0,
         sram_addr=5,
     )
     chunks = await run_load(bench, cmd, ErrorCode.AXI_ERROR)
