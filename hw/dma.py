@@ -16,7 +16,7 @@ beat aligned are handled by the engines with byte offsets and write strobes.
 
 import contextlib
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -262,19 +262,24 @@ class WindowCheck(wiring.Component):
         m = Module()
         log_bus = (self.bus_bytes - 1).bit_length()
         s = self.elem_log2
-        # Stage 1
+        # Stage 1: ``y_size * x_stride`` straight from the command registers into the
+        # multiplier (no subtractor in front of it), and ``x_size - x_stride`` beside it:
+        # stage 2 adds them, ``(y_size - 1) * x_stride + x_size`` elements.
         busy1 = Signal()
         rows_span = Signal(len(self.y_size) + len(self.x_stride))
+        reach = Signal(signed(max(len(self.x_size), len(self.x_stride)) + 1))
         m.d.sync += [
             busy1.eq(self.start),
-            rows_span.eq((self.y_size - 1) * self.x_stride),
+            rows_span.eq(self.y_size * self.x_stride),
+            reach.eq(self.x_size - self.x_stride),
             self.addr.eq(self.window_base + self.dram_addr),
             self.empty.eq((self.y_size == 0) | (self.x_size == 0)),
             self.row_bytes.eq(self.x_size << s),
             self.stride.eq(self.x_stride << s),
         ]
         # Stage 2: the extent in bytes (the shift by the element size) and the format
-        # checks, registered, so no stage chains a shift, two adders and a compare.
+        # checks, registered, so no stage chains a shift, two adders and a compare. With
+        # ``y_size`` 0 the sum is meaningless, but ``empty`` skips the window check.
         busy2 = Signal()
         extent = Signal(len(rows_span) + 1 + self.max_elem_log2)
         malformed = Signal()
@@ -282,7 +287,7 @@ class WindowCheck(wiring.Component):
         misaligned = (self.addr & ((Const(1, 16) << align_log2) - 1)[: log_bus + 1]) != 0
         m.d.sync += [
             busy2.eq(busy1),
-            extent.eq((rows_span + self.x_size) << s),
+            extent.eq((rows_span + reach)[: len(rows_span) + 1] << s),
             malformed.eq((s > self.max_elem_log2) | misaligned),
         ]
         # Stage 3: the transfer's end against the window.

@@ -2,10 +2,11 @@
 
 A STORE command writes ``y_size`` rows of ``x_size`` elements. Element ``i`` (row-major)
 is the ``lane``-th ``elem_bytes`` slice of OUT word ``sram_addr + i``: the engine
-requests the words on ``o_req`` (the store unit answers each, in order, on
-``i_data``), packs elements narrower than the bus into beats with byte strobes (a
-row's partial first and last beats strobe only its own bytes), splits elements wider
-than the bus into several beats, and writes them in INCR bursts that never cross
+requests the elements on ``o_req`` (word address and lane; the store unit answers
+each, in order, on ``i_data`` with that slice alone), packs elements narrower than the
+bus into beats with byte strobes (a row's partial first and last beats strobe only its
+own bytes), splits elements wider than the bus into several beats, queues the beats
+and writes them in INCR bursts that never cross
 4 KiB. The window check precedes the first request: a transfer leaving the window
 reads no OUT word and writes nothing.
 """
@@ -20,12 +21,15 @@ from .axi import BURST_INCR, CACHE_MODIFIABLE_BUFFERABLE, MAX_BURST_BEATS
 from .dma import checked_bursts, command_states, engine_members, transfer_fields
 from .flagfifo import FlagFIFO
 
-__all__ = ["WriteCommandLayout", "DMAWriter"]
+__all__ = ["WriteCommandLayout", "ElementRequestLayout", "DMAWriter"]
 
 _FIELDS = ["sram_addr", "dram_addr", "y_size", "x_size", "x_stride", "lane"]
 # Bursts announced on AW whose beats are still to be sent on W; more lets AW run further
 # ahead of W through a slow interconnect.
 BURST_QUEUE_DEPTH = 4
+# Packed W beats waiting for WREADY. Two keep one beat a cycle flowing while the packer
+# decides from the FIFO's registered not-full flag, never from WREADY itself.
+BEAT_QUEUE_DEPTH = 2
 # Bursts announced on AW whose write response has not come back. AXI sets no limit; a
 # bound keeps the counter narrow, and an HP port accepts fewer than this anyway.
 MAX_OUTSTANDING = 31
@@ -34,6 +38,11 @@ MAX_OUTSTANDING = 31
 def WriteCommandLayout():
     """The STORE transfer fields of the ISA (element size is fixed per engine)."""
     return data.StructLayout(transfer_fields(Opcode.STORE, _FIELDS))
+
+
+def ElementRequestLayout():
+    """One element asked of the OUT buffer: word ``addr``, slice ``lane``."""
+    return data.StructLayout(transfer_fields(Opcode.STORE, ["sram_addr", "lane"]))
 
 
 class DMAWriter(wiring.Component):
@@ -54,10 +63,10 @@ class DMAWriter(wiring.Component):
     Attributes
     ----------
     i_cmd : In(stream.Signature(WriteCommandLayout()))
-    o_req : Out(stream.Signature(sram_addr width))
-        OUT word addresses, one per element, in order.
-    i_data : In(stream.Signature(8 * word_bytes))
-        The requested OUT words, in request order.
+    o_req : Out(stream.Signature(ElementRequestLayout()))
+        One request per element, in order: the OUT word and the command's lane.
+    i_data : In(stream.Signature(8 * elem_bytes))
+        The requested elements (slice ``lane`` of each word), in request order.
     o_status : Out(stream.Signature(StatusLayout))
         One per command, after its last write response: ``NONE``, ``DMA_OUT_OF_WINDOW``
         (nothing read or written), ``MALFORMED_INSTRUCTION`` (misaligned ``dram_addr`` or
@@ -84,12 +93,11 @@ class DMAWriter(wiring.Component):
         self.word_bytes = word_bytes
         self.max_burst_beats = max_burst_beats
         self.lanes = word_bytes // elem_bytes
-        sram_width = transfer_fields(Opcode.STORE, ["sram_addr"])["sram_addr"]
         super().__init__(
             {
                 "i_cmd": In(stream.Signature(WriteCommandLayout())),
-                "o_req": Out(stream.Signature(sram_width)),
-                "i_data": In(stream.Signature(8 * word_bytes)),
+                "o_req": Out(stream.Signature(ElementRequestLayout())),
+                "i_data": In(stream.Signature(8 * elem_bytes)),
                 **engine_members(config, write=True),
             }
         )
@@ -152,7 +160,11 @@ class DMAWriter(wiring.Component):
         req_left = Signal(24)
         req_any = Signal()
         req_addr = Signal.like(cmd.sram_addr)
-        m.d.comb += [self.o_req.valid.eq(req_any), self.o_req.payload.eq(req_addr)]
+        m.d.comb += [
+            self.o_req.valid.eq(req_any),
+            self.o_req.payload.sram_addr.eq(req_addr),
+            self.o_req.payload.lane.eq(cmd.lane),
+        ]
         with m.If(self.o_req.valid & self.o_req.ready):
             m.d.sync += [
                 req_left.eq(req_left - 1),
@@ -162,8 +174,8 @@ class DMAWriter(wiring.Component):
 
         # W packer: element x of the row, part p of the element, chunk slot in the beat.
         # Every decision of a cycle reads flags kept in registers (the row's last element,
-        # the beat's last slot), so the take/flush logic is a few LUTs deep before it fans
-        # out to the beat register: ``x_left`` counts the row's elements after this one and
+        # the beat's last slot), so the take/flush logic is a LUT or two deep before it fans
+        # out to the slots and the row counters: ``x_left`` counts the row's elements after this one and
         # ``x_last`` is ``x_left == 0``, both updated a cycle ahead.
         slots = bus // chunk  # chunks per beat (1 for elements >= the bus)
         log_chunk = (chunk - 1).bit_length()
@@ -177,12 +189,14 @@ class DMAWriter(wiring.Component):
         off = Signal(range(slots))  # chunk slot of the next piece in the beat
         row_off = Signal(range(slots))
         stride_lo = Signal(range(slots))
-        acc = Signal(8 * bus)
-        acc_strb = Signal(bus)
+        # The beat being packed: one register per chunk slot, loaded straight from the
+        # element (no read-modify-write of a whole beat), and a bit per slot saying it
+        # holds a piece of this beat. A slot left over from an earlier beat goes out with
+        # its strobes low.
+        slot = [Signal(8 * chunk, name=f"slot{k}", reset_less=True) for k in range(slots)]
+        filled = Signal(slots)
 
-        elem = self.i_data.payload.word_select(
-            cmd.lane[: max(1, (self.lanes - 1).bit_length())] if self.lanes > 1 else 0, 8 * e
-        )
+        elem = self.i_data.payload
         piece = elem.word_select(p, 8 * chunk) if parts > 1 else elem
         # ``full`` (off == slots - 1), ``last_part`` (p == parts - 1) and ``x_last`` are
         # registers written beside the values they flag, so ``flush`` (full, or the row's
@@ -190,15 +204,12 @@ class DMAWriter(wiring.Component):
         # comb next-value signals that default to the registers, sends Icarus 11 into an
         # endless zero-delay loop in cocotb_dma.store_random_2d; Verilator and
         # amaranth.sim run it.)
-        last_part = Signal()
+        last_part = Signal() if parts > 1 else Const(1, 1)
         x_last = Signal()
         full = Signal() if slots > 1 else Const(1, 1)
-        if slots > 1:
-            placed = piece << Cat(Const(0, 3 + log_chunk), off)
-            strobe = Const((1 << chunk) - 1, bus) << Cat(Const(0, log_chunk), off)
-        else:
-            placed, strobe = piece, Const((1 << bus) - 1, bus)
-        placed, strobe = placed[: 8 * bus], strobe[:bus]
+        here = [off == k for k in range(slots)] if slots > 1 else [Const(1, 1)]
+        beat = Cat(Mux(here[k], piece, slot[k]) for k in range(slots))
+        beat_strb = Cat((here[k] | filled[k]).replicate(chunk) for k in range(slots))
         flush = full | (x_last & last_part)
 
         def set_off(value):
@@ -207,33 +218,42 @@ class DMAWriter(wiring.Component):
                 m.d.sync += full.eq(value == slots - 1)
 
         def set_p(value):
-            m.d.sync += [p.eq(value), last_part.eq(value == parts - 1)]
+            if parts > 1:
+                m.d.sync += [p.eq(value), last_part.eq(value == parts - 1)]
 
-        def set_x_last(value):
-            m.d.sync += x_last.eq(value)
+        # Packed beats go into a small FIFO, so the packer's ``take`` reads registers only
+        # (the FIFO's not-full flag among them) and never WREADY.
+        m.submodules.beats = beats = FlagFIFO(width=8 * bus + bus, depth=BEAT_QUEUE_DEPTH)
+        # ``packing`` stays out of ``take``: an element arrives only when requested, and
+        # the requests of a command (exactly its elements) start with ``packing``.
+        take = self.i_data.valid & (~flush | beats.w_rdy)
+        m.d.comb += [
+            self.i_data.ready.eq(take & last_part),
+            beats.w_en.eq(take & flush),
+            beats.w_data.eq(Cat(beat, beat_strb)),
+        ]
 
-        # The burst W is sending: ``cur_left`` beats after this one, ``cur_last`` when
-        # none (WLAST). It is loaded from the queue's head when a burst ends or none is
-        # loaded, so WLAST is a register and no comparison sits behind ``take``.
+        # W sends the queued beats of the burst at the head of the burst queue: ``cur_left``
+        # beats after this one, ``cur_last`` when none (WLAST). The burst is loaded from the
+        # queue when the previous one ends or none is loaded, so WLAST is a register.
         cur_v = Signal()
         cur_left = Signal(8)
         cur_last = Signal()
         cur_one = Signal()  # cur_left == 1
-        cur_end = Signal()  # cur_v & cur_last
-        w_free = ~axi.wvalid | axi.wready
-        valid = packing & self.i_data.valid
-        take = valid & (~flush | (w_free & cur_v))
-        m.d.comb += self.i_data.ready.eq(take & last_part)
-
-        # ``adv`` (a beat goes out) and ``load`` are each written out from registers,
-        # not from ``take``: the queue's pop is then two LUTs from the flip-flops.
-        adv = valid & flush & cur_v & w_free
-        load = ~cur_v | (valid & flush & cur_end & w_free)
+        m.d.comb += [
+            axi.wvalid.eq(beats.r_rdy & cur_v),
+            axi.wdata.eq(beats.r_data[: 8 * bus]),
+            axi.wstrb.eq(beats.r_data[8 * bus :]),
+            axi.wlast.eq(cur_last),
+            beats.r_en.eq(axi.wready & cur_v),
+        ]
+        adv = axi.wvalid & axi.wready
+        # ``~cur_v | (adv & cur_last)``, written without WVALID's own LUT in the way.
+        load = ~cur_v | (beats.r_rdy & axi.wready & cur_last)
         m.d.comb += queue.r_en.eq(load)
         with m.If(load):
             m.d.sync += [
                 cur_v.eq(queue.r_rdy),
-                cur_end.eq(queue.r_rdy & (queue.r_data == 0)),
                 cur_left.eq(queue.r_data),
                 cur_last.eq(queue.r_data == 0),
                 cur_one.eq(queue.r_data == 1),
@@ -242,35 +262,24 @@ class DMAWriter(wiring.Component):
             m.d.sync += [
                 cur_left.eq(cur_left - 1),
                 cur_last.eq(cur_one),
-                cur_end.eq(cur_one),
                 cur_one.eq(cur_left == 2),
             ]
 
-        with m.If(axi.wready):
-            m.d.sync += axi.wvalid.eq(0)
         with m.If(take):
             set_off((off + 1)[: len(off)])
             set_p((p + 1)[: len(p)])
-            with m.If(flush):
-                m.d.sync += [
-                    axi.wvalid.eq(1),
-                    axi.wdata.eq(acc | placed),
-                    axi.wstrb.eq(acc_strb | strobe),
-                    axi.wlast.eq(cur_last),
-                    acc.eq(0),
-                    acc_strb.eq(0),
-                ]
-            with m.Else():
-                m.d.sync += [acc.eq(acc | placed), acc_strb.eq(acc_strb | strobe)]
+            for k in range(slots):
+                with m.If(here[k]):
+                    m.d.sync += slot[k].eq(piece)
+            m.d.sync += filled.eq(Mux(flush, 0, filled | Cat(here)))
             with m.If(last_part):
                 set_p(0)
-                set_x_last(x_left == 1)
-                m.d.sync += x_left.eq(x_left - 1)
+                m.d.sync += [x_left.eq(x_left - 1), x_last.eq(x_left == 1)]
                 with m.If(x_last):
                     next_off = row_off + stride_lo
-                    set_x_last(x_one)
                     set_off(next_off[: len(off)])
                     m.d.sync += [
+                        x_last.eq(x_one),
                         x_left.eq(x_init),
                         rows_left.eq(rows_left - 1),
                         rows_one.eq(rows_left == 2),
@@ -283,9 +292,9 @@ class DMAWriter(wiring.Component):
             with m.State("WAIT"):
                 with m.If(check.done):
                     set_p(0)
-                    set_x_last(cmd.x_size == 1)
                     set_off(check.addr[log_chunk:log_bus])
                     m.d.sync += [
+                        x_last.eq(cmd.x_size == 1),
                         error.eq(check.error),
                         berr.eq(0),
                         x_left.eq(cmd.x_size - 1),
@@ -296,8 +305,7 @@ class DMAWriter(wiring.Component):
                         row_off.eq(check.addr[log_chunk:log_bus]),
                         stride_lo.eq(check.stride[log_chunk:log_bus]),
                         req_addr.eq(cmd.sram_addr),
-                        acc.eq(0),
-                        acc_strb.eq(0),
+                        filled.eq(0),
                     ]
                     with m.If(cmd.lane >= self.lanes):
                         m.d.sync += error.eq(ErrorCode.MALFORMED_INSTRUCTION)
@@ -324,7 +332,7 @@ class DMAWriter(wiring.Component):
                     & ~axi.awvalid
                     & ~queue.r_rdy
                     & ~cur_v
-                    & ~axi.wvalid
+                    & ~beats.r_rdy
                     & (outstanding == 0)
                 ):
                     m.d.sync += error.eq(Mux(berr, ErrorCode.AXI_ERROR, ErrorCode.NONE))

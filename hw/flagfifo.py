@@ -4,8 +4,9 @@ Amaranth's ``SyncFIFO``/``SyncFIFOBuffered`` compute their level and flags throu
 adder and, for the buffered one, a handshake between the inner FIFO and the output
 register: a read enable that arrives late in the cycle (a consumer's decision) goes
 three or four LUTs and a carry chain deep before it reaches a flip-flop. Here the
-candidate next values (level plus and minus one, and the flags each would give) are
-computed from registers ahead of the enables, which then only select among them.
+occupancy is a thermometer code, ``occ[k]`` = "more than ``k`` words": a push shifts a
+one in, a pop shifts it out, and the flags are its end bits. Each bit's next value is a
+function of the two enables and at most five register bits, one LUT6 up to depth 4.
 ``r_data`` is a mux of the word registers by the read pointer: meant for a few words.
 """
 
@@ -33,11 +34,13 @@ class FlagFIFO(wiring.Component):
     ----------
     w_en, w_data, r_en : In
     w_rdy, r_rdy : Out(1)
-        Registers: not full, not empty.
+        Not full, not empty: each a flip-flop of the occupancy code (``w_rdy`` through
+        an inverter that the consumer's LUT absorbs).
     r_data : Out(width)
         The oldest word (valid when ``r_rdy``).
     level : Out(range(depth + 1))
-        Words held (a register).
+        Words held: the occupancy code's population count, for observation (not a
+        register; no unit's handshake should depend on it).
     """
 
     def __init__(self, *, width, depth):
@@ -48,7 +51,7 @@ class FlagFIFO(wiring.Component):
             {
                 "w_en": In(1),
                 "w_data": In(width),
-                "w_rdy": Out(1, init=1),
+                "w_rdy": Out(1),
                 "r_en": In(1),
                 "r_data": Out(width),
                 "r_rdy": Out(1),
@@ -58,30 +61,26 @@ class FlagFIFO(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        depth, level = self.depth, self.level
+        depth = self.depth
         words = Array(Signal(self.width, name=f"word{k}", reset_less=True) for k in range(depth))
         w_ptr = Signal(range(depth))
         r_ptr = Signal(range(depth))
+        occ = Signal(depth)  # occ[k]: more than k words held
+        m.d.comb += [
+            self.r_rdy.eq(occ[0]),
+            self.w_rdy.eq(~occ[depth - 1]),
+            self.r_data.eq(words[r_ptr]),
+            self.level.eq(sum(occ[k] for k in range(depth))),
+        ]
         push = self.w_en & self.w_rdy
         pop = self.r_en & self.r_rdy
-        m.d.comb += self.r_data.eq(words[r_ptr])
         with m.If(push):
             m.d.sync += [words[w_ptr].eq(self.w_data), w_ptr.eq(w_ptr + 1)]
         with m.If(pop):
             m.d.sync += r_ptr.eq(r_ptr + 1)
-
-        # Candidates from registers; the enables select one.
-        up, down = Signal.like(level), Signal.like(level)
-        last_in, last_out = Signal(), Signal()  # level == depth - 1, level == 1
-        m.d.comb += [
-            up.eq(level + 1),
-            down.eq(level - 1),
-            last_in.eq(level == depth - 1),
-            last_out.eq(level == 1),
-        ]
         with m.Switch(Cat(push, pop)):
-            with m.Case(0b01):
-                m.d.sync += [level.eq(up), self.r_rdy.eq(1), self.w_rdy.eq(~last_in)]
-            with m.Case(0b10):
-                m.d.sync += [level.eq(down), self.r_rdy.eq(~last_out), self.w_rdy.eq(1)]
+            with m.Case(0b01):  # one more word: shift a one in at the bottom
+                m.d.sync += occ.eq(Cat(1, occ[:-1]))
+            with m.Case(0b10):  # one fewer: shift it out
+                m.d.sync += occ.eq(occ[1:])
         return m

@@ -1,9 +1,10 @@
 """The store unit: STORE instructions through a DMAWriter, reading the OUT buffer.
 
-The DMA engine (hw/dma_write.py) requests OUT words in order on ``o_req``; this unit
-reads them through the OUT buffer's synchronous read port into a small FIFO that
-answers on ``i_data``: up to ``READ_AHEAD`` words are read ahead of the engine, so the
-read enable never waits on the engine's decision of the same cycle. An instruction
+The DMA engine (hw/dma_write.py) requests elements (an OUT word and a lane) in order
+on ``o_req``; this unit reads the words through the OUT buffer's synchronous read port,
+keeps the requested lane of each and answers from a small FIFO on ``i_data``: up to
+``READ_AHEAD`` elements are read ahead of the engine, so the read enable never waits on
+the engine's decision of the same cycle. An instruction
 is done when the engine reports its status, after the last write response. Taking
 instructions and reporting status is the load unit's too (hw/dma_insn.py).
 """
@@ -20,8 +21,8 @@ from .flagfifo import FlagFIFO
 
 __all__ = ["READ_AHEAD", "StoreUnit", "out_layout"]
 
-#: OUT words read ahead of the DMA engine: the read in flight plus the FIFO's words.
-#: Four keep one word a cycle flowing with the enable decided from registers alone.
+#: OUT elements read ahead of the DMA engine: the read in flight plus the FIFO's.
+#: Four keep one element a cycle flowing with the enable decided from registers alone.
 READ_AHEAD = 4
 
 
@@ -71,27 +72,29 @@ class StoreUnit(wiring.Component):
 
         # OUT reads run ahead of the engine into a small FIFO. The read enable depends
         # on registers only (a credit per free FIFO slot, counting the read in flight),
-        # not on the engine taking a word in this cycle: that decision would otherwise
-        # reach every OUT block RAM's enable through the W packer's logic.
-        m.submodules.ahead = ahead = FlagFIFO(
-            width=len(self.out_r.data.as_value()), depth=READ_AHEAD
-        )
+        # not on the engine taking an element in this cycle: that decision would otherwise
+        # reach every OUT block RAM's enable through the W packer's logic. The lane is
+        # picked as the word leaves the block RAM, so the FIFO holds elements and the
+        # packer reads them through no lane multiplexer.
+        m.submodules.ahead = ahead = FlagFIFO(width=len(dma.i_data.payload), depth=READ_AHEAD)
         credits = Signal(range(READ_AHEAD + 1), init=READ_AHEAD)
         has_credit = Signal(init=1)
         in_flight = Signal()
+        # The lane of the word in flight (the engine checked it against ``lanes``).
+        lane = Signal(range(max(dma.lanes, 2)))
         req = dma.o_req.valid & has_credit
         pop = ahead.r_en & ahead.r_rdy
         m.d.comb += [
             dma.o_req.ready.eq(has_credit),
             self.out_r.en.eq(req),
-            self.out_r.addr.eq(dma.o_req.payload),
+            self.out_r.addr.eq(dma.o_req.payload.sram_addr),
             ahead.w_en.eq(in_flight),
-            ahead.w_data.eq(self.out_r.data.as_value()),
+            ahead.w_data.eq(self.out_r.data.as_value().word_select(lane, len(ahead.w_data))),
             dma.i_data.valid.eq(ahead.r_rdy),
             dma.i_data.payload.eq(ahead.r_data),
             ahead.r_en.eq(dma.i_data.ready),
         ]
-        m.d.sync += in_flight.eq(req)
+        m.d.sync += [in_flight.eq(req), lane.eq(dma.o_req.payload.lane[: len(lane)])]
         # The credit count's candidates come from registers; ``req`` and ``pop`` select.
         with m.Switch(Cat(req, pop)):
             with m.Case(0b01):

@@ -17,7 +17,7 @@ import numpy as np
 from bamboo.arch.config import AcceleratorConfig
 from bamboo.arch.registers import ErrorCode
 from bamboo.hw.dma_read import ReadChunkLayout, ReadCommandLayout
-from bamboo.hw.dma_write import WriteCommandLayout
+from bamboo.hw.dma_write import ElementRequestLayout, WriteCommandLayout
 from cocotb.clock import Clock
 from cocotb.triggers import RisingEdge
 from cocotbext.axi import AxiBus, AxiRam
@@ -121,8 +121,12 @@ class Bench:
         while True:
             yield self.rng.random() < p
 
-    def _answer(self, addr):
-        self.wr_data.queue.append(int.from_bytes(self.out_words[addr].tobytes(), "little"))
+    def _answer(self, request):
+        # The writer asks for one element: slice ``lane`` of OUT word ``sram_addr``.
+        req = _unpack(ElementRequestLayout(), request)
+        lane = slice(req["lane"] * STORE_ELEM, (req["lane"] + 1) * STORE_ELEM)
+        word = self.out_words[req["sram_addr"]]
+        self.wr_data.queue.append(int.from_bytes(word[lane].tobytes(), "little"))
 
     async def _watch_bus(self):
         # Counts cycles with any request or write data offered: must stay 0 on refusals.
@@ -418,9 +422,9 @@ async def store_random_2d(dut):
         got = bench.memory()
         bad = np.flatnonzero(got != want)
         assert bad.size == 0, f"{bad.size} bytes differ, first at {bad[:4]}: {cmd}"
-        assert [a for _, a in bench.wr_req.items[-cmd["y_size"] * cmd["x_size"] :]] == [
-            cmd["sram_addr"] + i for i in range(cmd["y_size"] * cmd["x_size"])
-        ]
+        n = cmd["y_size"] * cmd["x_size"]
+        asked = [_unpack(ElementRequestLayout(), r) for _, r in bench.wr_req.items[-n:]]
+        assert asked == [dict(sram_addr=cmd["sram_addr"] + i, lane=cmd["lane"]) for i in range(n)]
 
 
 @cocotb.test()

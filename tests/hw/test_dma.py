@@ -237,9 +237,9 @@ def _store_in_amaranth_sim(config, elem_bytes, word_bytes, commands, seed, go=0.
                 data_valid = data_valid or (bool(data_q) and rng.random() < go)
                 ctx.set(dut.i_data.valid, data_valid)
                 if data_valid:
-                    ctx.set(
-                        dut.i_data.payload, int.from_bytes(words[data_q[0]].tobytes(), "little")
-                    )
+                    addr, lane = data_q[0]
+                    elem = words[addr][lane * elem_bytes : (lane + 1) * elem_bytes]
+                    ctx.set(dut.i_data.payload, int.from_bytes(elem.tobytes(), "little"))
                 ctx.set(dut.o_status.ready, 1)
                 if ctx.get(axi.awvalid) and ctx.get(axi.awready):
                     addr, length = ctx.get(axi.awaddr), ctx.get(axi.awlen)
@@ -263,7 +263,8 @@ def _store_in_amaranth_sim(config, elem_bytes, word_bytes, commands, seed, go=0.
                 if ctx.get(axi.bvalid) and ctx.get(axi.bready):
                     pending_b -= 1
                 if ctx.get(dut.o_req.valid) and ctx.get(dut.o_req.ready):
-                    data_q.append(ctx.get(dut.o_req.payload))
+                    req = ctx.get(dut.o_req.payload)
+                    data_q.append((req.sram_addr, req.lane))
                 if data_valid and ctx.get(dut.i_data.ready):
                     data_q.pop(0)
                     data_valid = False
