@@ -54,9 +54,9 @@ __all__ = [
     "INSN_FETCH_OVERHEAD",
 ]
 
-#: hw/vector.py VectorUnit.START / LATENCY (3 + 32 + ActivationUnit.LATENCY: two 13-stage FMAs).
+#: hw/vector.py VectorUnit.START / LATENCY (4 + 32 + ActivationUnit.LATENCY: two 13-stage FMAs).
 VEC_START = 3
-VEC_LATENCY = 38
+VEC_LATENCY = 39
 #: The load unit writes LUT entries a byte per cycle.
 LUT_BYTES_PER_CYCLE = 1
 #: Fetcher cycles per instruction besides the read latency and the beats (ADDR, PUSH).

@@ -80,9 +80,10 @@ class RunControl(wiring.Component):
         the head or of the issued instruction.
     load_error, load_code, load_resp_error, store_error, store_code, store_resp_error : In
         A unit's error pulse and code, and an AXI error response it receives (acted on
-        the cycle after it arrives: the unit reports it only after its transfer).
+        two cycles after it arrives: the unit reports it only after its transfer).
     progress : In(1)
-        Something moved this cycle (a bus handshake, a unit busy, an instruction).
+        Something moved (a bus handshake, a unit busy, an instruction), this cycle or,
+        as hw/top.py registers the signs, the one before: the watchdog does not mind.
     bus_idle : In(1)
     finish_irq : In(1)
         Pulse: a FINISH with ``irq`` set was executed; ``done`` then interrupts.
@@ -134,23 +135,32 @@ class RunControl(wiring.Component):
         with m.If(self.finish_irq):
             m.d.sync += finish_irq.eq(1)
 
-        # The oldest failing unit, registered: acted on the cycle after its pulse (or the
+        # The oldest failing unit, registered: acted on two cycles after its pulse (or the
         # AXI error response's RVALID & RREADY, BVALID & BREADY), which end the units'
         # status and data-path cones. The failing instruction stays issued (its queue
         # waits for ``done``), so no run can finish in between.
-        load_fail = self.load_error | self.load_resp_error
+        # The pulses, codes and indexes are registered as they come (they are late
+        # signals, the AXI responses' handshakes among them) and combined a cycle later.
+        # Pulses have a reset; codes and indexes are datapath registers.
+        heard = {}
+        for name in ("load_error", "load_resp_error", "store_error", "store_resp_error"):
+            heard[name] = Signal(name=f"heard_{name}")
+            m.d.sync += heard[name].eq(getattr(self, name))
+        for name in ("load_code", "store_code", "load_index", "store_index"):
+            heard[name] = register(m, getattr(self, name), f"heard_{name}")
+        load_fail = heard["load_error"] | heard["load_resp_error"]
         unit_error = Signal()
         unit_code, unit_index = Signal(ErrorCode), Signal.like(err_index)
         m.d.sync += [
-            unit_error.eq(load_fail | self.store_error | self.store_resp_error),
+            unit_error.eq(load_fail | heard["store_error"] | heard["store_resp_error"]),
             unit_code.eq(
                 Mux(
                     load_fail,
-                    Mux(self.load_error, self.load_code, ErrorCode.AXI_ERROR),
-                    Mux(self.store_error, self.store_code, ErrorCode.AXI_ERROR),
+                    Mux(heard["load_error"], heard["load_code"], ErrorCode.AXI_ERROR),
+                    Mux(heard["store_error"], heard["store_code"], ErrorCode.AXI_ERROR),
                 )
             ),
-            unit_index.eq(Mux(load_fail, self.load_index, self.store_index)),
+            unit_index.eq(Mux(load_fail, heard["load_index"], heard["store_index"])),
         ]
         idle = {q: getattr(self, f"{q}_idle") for q in _QUEUES}
         stall = {q: getattr(self, f"{q}_stall") for q in _QUEUES}

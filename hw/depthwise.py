@@ -107,8 +107,12 @@ class DepthwiseWalker(wiring.Component):
         acc_ptr = Signal.like(self.o_cmd.payload.acc_addr, name="acc_ptr")
 
         go = Signal(name="go")  # RUN and the command is taken
+        # RUN as a register of its own (as in DenseWalker): ``go`` decodes no state.
+        running = Signal(name="running")
         cmd = self.o_cmd.payload
         m.d.comb += [
+            self.o_cmd.valid.eq(running),
+            go.eq(running & self.o_cmd.ready),
             cmd.inp_addr.eq(inp_ptr),
             cmd.acc_addr.eq(acc_ptr),
             cmd.tap.eq(ky),
@@ -160,10 +164,11 @@ class DepthwiseWalker(wiring.Component):
                 # Words of a row: span + kernel_w; one word only for out_w = kernel_w = 1
                 # (the dispatcher refuses zero out_w, stride_w and kernel_w).
                 j.start(m, span + span_adj, (insn.out_w == 1) & (insn.kernel_w == 1))
+                m.d.sync += running.eq(1)
                 m.next = "RUN"
             with m.State("RUN"):
-                m.d.comb += [self.o_cmd.valid.eq(1), go.eq(self.o_cmd.ready)]
-                with m.If(self.o_cmd.ready & cmd.last):
+                with m.If(go & cmd.last):
+                    m.d.sync += running.eq(0)
                     m.next = "IDLE"
 
         # RUN, as one-hot cases of the registered loop flags (see DenseWalker): the

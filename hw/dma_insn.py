@@ -64,7 +64,11 @@ def run_instructions(m, unit, opcode, *, hold=Const(0, 1)):
         if name in layout.members:
             m.d.comb += getattr(cmd, name).eq(getattr(cur, name))
 
+    # ``done``, ``error`` and ``error_code`` are registers, set in the cycle the engine's
+    # status is taken: the queue's token logic starts from flip-flops, not from the
+    # engine's state decode and the status compare.
     status = dma.o_status
+    m.d.sync += [unit.done.eq(0), unit.error.eq(0)]
     with m.FSM():
         with m.State("IDLE"):
             m.d.comb += unit.i_insn.ready.eq(1)
@@ -78,9 +82,11 @@ def run_instructions(m, unit, opcode, *, hold=Const(0, 1)):
         with m.State("RUN"):
             m.d.comb += [unit.busy.eq(1), status.ready.eq(~hold)]
             with m.If(status.valid & ~hold):
-                with m.If(status.payload.error == ErrorCode.NONE):
-                    m.d.comb += unit.done.eq(1)
-                with m.Else():
-                    m.d.comb += [unit.error.eq(1), unit.error_code.eq(status.payload.error)]
+                ok = status.payload.error == ErrorCode.NONE
+                m.d.sync += [
+                    unit.done.eq(ok),
+                    unit.error.eq(~ok),
+                    unit.error_code.eq(status.payload.error),
+                ]
                 m.next = "IDLE"
     return cur

@@ -174,9 +174,9 @@ class DMAWriter(wiring.Component):
 
         # W packer: element x of the row, part p of the element, chunk slot in the beat.
         # Every decision of a cycle reads flags kept in registers (the row's last element,
-        # the beat's last slot), so the take/flush logic is a LUT or two deep before it fans
-        # out to the slots and the row counters: ``x_left`` counts the row's elements after this one and
-        # ``x_last`` is ``x_left == 0``, both updated a cycle ahead.
+        # the beat's last slot), so the take/flush logic is a LUT or two deep before it
+        # fans out to the slots and the row counters: ``x_left`` counts the row's elements
+        # after this one and ``x_last`` is ``x_left == 0``, both updated a cycle ahead.
         slots = bus // chunk  # chunks per beat (1 for elements >= the bus)
         log_chunk = (chunk - 1).bit_length()
         packing = Signal()

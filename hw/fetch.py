@@ -107,6 +107,20 @@ class Fetcher(wiring.Component):
             self.o_insn.payload.index.eq(pc),
             self.o_insn.payload.fault.eq(fault),
         ]
+        # ARVALID and RREADY are registers set on entering ADDR and DATA and cleared on
+        # leaving them: the bus's R handshake and its burst tracker decode no state, nor
+        # does the capture of a beat (``in_data`` is the DATA state).
+        in_addr, in_data = Signal(name="in_addr"), Signal(name="in_data")
+        m.d.comb += [axi.arvalid.eq(in_addr), axi.rready.eq(in_data)]
+        with m.If(in_data & axi.rvalid):
+            for k in range(beats):
+                with m.If(beat == k):
+                    m.d.sync += word[8 * bus * k : 8 * bus * (k + 1)].eq(axi.rdata)
+            m.d.sync += [beat.eq(beat + 1), addr.eq(addr + bus)]
+            # A second burst starts on the page boundary: the instruction's rest.
+            m.d.sync += arlen.eq(beats - 2 - beat)
+            with m.If(axi.rresp[1]):
+                m.d.sync += fault.eq(Fault.AXI_ERROR)
         with m.FSM():
             with m.State("IDLE"):
                 with m.If(self.go):
@@ -123,23 +137,18 @@ class Fetcher(wiring.Component):
                         m.d.sync += fault.eq(Fault.MISALIGNED)
                         m.next = "PUSH"
                     with m.Elif(self.insn_count != 0):
+                        m.d.sync += in_addr.eq(1)
                         m.next = "ADDR"
             with m.State("ADDR"):
-                m.d.comb += [axi.arvalid.eq(1), self.busy.eq(1)]
+                m.d.comb += self.busy.eq(1)
                 with m.If(axi.arready):
+                    m.d.sync += [in_addr.eq(0), in_data.eq(1)]
                     m.next = "DATA"
             with m.State("DATA"):
-                m.d.comb += [axi.rready.eq(1), self.busy.eq(1)]
+                m.d.comb += self.busy.eq(1)
                 with m.If(axi.rvalid):
-                    for k in range(beats):
-                        with m.If(beat == k):
-                            m.d.sync += word[8 * bus * k : 8 * bus * (k + 1)].eq(axi.rdata)
-                    m.d.sync += [beat.eq(beat + 1), addr.eq(addr + bus)]
-                    # A second burst starts on the page boundary: the instruction's rest.
-                    m.d.sync += arlen.eq(beats - 2 - beat)
-                    with m.If(axi.rresp[1]):
-                        m.d.sync += fault.eq(Fault.AXI_ERROR)
                     with m.If(axi.rlast):
+                        m.d.sync += [in_data.eq(0), in_addr.eq(beat != beats - 1)]
                         m.next = "ADDR"
                         with m.If(beat == beats - 1):
                             m.next = "PUSH"
@@ -158,6 +167,7 @@ class Fetcher(wiring.Component):
                         arlen.eq(first_burst(nxt)),
                     ]
                     with m.If((left > 1) & (fault == Fault.NONE)):
+                        m.d.sync += in_addr.eq(1)
                         m.next = "ADDR"
                     with m.Else():
                         m.next = "IDLE"

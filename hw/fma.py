@@ -198,10 +198,9 @@ def addend_keep(m, shift, name):
     result and takes the sticky bit a stage later, in parallel with
     :func:`window_addend`'s shift."""
     keep = Signal(_MANT, name=name)
-    with m.Switch(shift):
-        for k in range(_MANT + 1):
-            with m.Case(k):
-                m.d.comb += keep.eq((1 << min(_MANT + 1 - k, _MANT)) - 1)
+    # Bit j is kept below bit 25 - shift: one compare of ``shift`` with a constant each,
+    # not a decoder whose shared terms the mapper chains.
+    m.d.comb += keep.eq(Cat(shift <= _MANT - j for j in range(_MANT)))
     return keep
 
 

@@ -44,7 +44,7 @@ runs one instruction at a time). Built without it (``vector=False``), VEC with p
 is refused by the dispatcher and VEC without pixels is a token barrier.
 """
 
-from amaranth.hdl import Module, ResetInserter
+from amaranth.hdl import Cat, Module, ResetInserter, Signal
 from amaranth.lib import fifo, memory, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -255,22 +255,28 @@ class Accelerator(wiring.Component):
                 getattr(run.status, f"{name}_busy").eq(q.busy),
                 getattr(run.status, f"{name}_stall").eq(q.stall),
             ]
+        # Each sign of progress is registered on its own and the OR taken after: the
+        # handshakes are late signals, and the watchdog can hear of them a cycle later.
         bus_port = self.m_axi
-        m.d.comb += run.progress.eq(
-            (bus_port.arvalid & bus_port.arready)
-            | (bus_port.rvalid & bus_port.rready)
-            | (bus_port.awvalid & bus_port.awready)
-            | (bus_port.wvalid & bus_port.wready)
-            | (bus_port.bvalid & bus_port.bready)
-            | compute.status.busy
-            | disp.busy
-            | (vec.status.busy if vec is not None else 0)
-            | load.done
-            | store.done
-            | qc.done
-            | ql.i_insn.ready
-            | qc.i_insn.ready
-            | qs.i_insn.ready
-            | (fetcher.o_insn.valid & fetcher.o_insn.ready)
-        )
+        signs = [
+            bus_port.arvalid & bus_port.arready,
+            bus_port.rvalid & bus_port.rready,
+            bus_port.awvalid & bus_port.awready,
+            bus_port.wvalid & bus_port.wready,
+            bus_port.bvalid & bus_port.bready,
+            compute.status.busy,
+            disp.busy,
+            load.done,
+            store.done,
+            qc.done,
+            ql.i_insn.ready,
+            qc.i_insn.ready,
+            qs.i_insn.ready,
+            fetcher.o_insn.valid & fetcher.o_insn.ready,
+        ]
+        if vec is not None:
+            signs.append(vec.status.busy)
+        seen = Signal(len(signs), name="progress_seen")
+        m.d.sync += seen.eq(Cat(*signs))
+        m.d.comb += run.progress.eq(seen.any())
         return m

@@ -114,8 +114,8 @@ class VectorUnit(wiring.Component):
     """
 
     #: Cycles from an INP read's issue to the lanes' stage 0: the registered address, the
-    #: read data, the reducer.
-    _READ = 3
+    #: read data, its register (the block RAM's output register), the reducer.
+    _READ = 4
     _CORE = 2 + 2 * FusedMultiplyAdd.LATENCY + 4  # lane input to activation, every op
     #: Cycles from the INP read of a pixel's last element to its OUT write (read data,
     #: reducer, lanes, activation).
@@ -410,11 +410,13 @@ class VectorUnit(wiring.Component):
         )
         q_inverted = reg(qmin > qmax, "q_inverted")
 
-        # ---- reducer: data of the read issued last cycle -----------------------------------
-        v1 = ctl(ctl(run, "rd_issue"), "rd_valid")
-        first1 = reg(reg(first, "rd_first0"), "rd_first")
-        last1 = reg(reg(last, "rd_last0"), "rd_last")
-        final1 = reg(reg(final, "rd_final0"), "rd_final")
+        # ---- reducer: data of the read issued two cycles ago, registered ------------------
+        v1 = ctl(ctl(ctl(run, "rd_issue"), "rd_data_valid"), "rd_valid")
+        first1 = reg(reg(reg(first, "rd_first0"), "rd_first1"), "rd_first")
+        last1 = reg(reg(reg(last, "rd_last0"), "rd_last1"), "rd_last")
+        final1 = reg(reg(reg(final, "rd_final0"), "rd_final1"), "rd_final")
+        rd_data = Signal(self.inp_r.data.shape(), name="rd_data")
+        m.d.sync += rd_data.eq(self.inp_r.data)
         emit = ctl(v1 & last1, "emit")  # Stage 0 of the lanes
         # The instruction's last pixel, held with the pixel's beat: its write ends DRAIN.
         e_final = Signal(name="e_final")
@@ -441,7 +443,7 @@ class VectorUnit(wiring.Component):
 
         e_codes, e_sums, e_bs = [], [], []
         for c in range(B):
-            x = code(self.inp_r.data[c])
+            x = code(rd_data[c])
             held_max, held_sum, held_a = Signal(signed(9)), Signal(signed(18)), Signal(signed(9))
             new_max = Mux(first1 | (x > held_max), x, held_max)
             new_sum = Mux(first1, 0, held_sum) + (x - a_zp)

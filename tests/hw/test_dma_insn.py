@@ -84,13 +84,17 @@ def test_command_fields_and_status():
                 await ctx.tick()
             ctx.set(dut.hold, 0)
             assert ctx.get(eng.o_status.ready)
+            assert not (ctx.get(dut.done) or ctx.get(dut.error))
+            await ctx.tick()
+            ctx.set(eng.o_status.valid, 0)
+            # The pulses are registered: out in the cycle after the status is taken.
+            assert not ctx.get(dut.busy)
             assert ctx.get(dut.done) == (code == ErrorCode.NONE)
             assert ctx.get(dut.error) == (code != ErrorCode.NONE)
             if code != ErrorCode.NONE:
                 assert ctx.get(dut.error_code) == code
             await ctx.tick()
-            ctx.set(eng.o_status.valid, 0)
-            assert not ctx.get(dut.busy)
+            assert not (ctx.get(dut.done) or ctx.get(dut.error))
 
     sim = Simulator(dut)
     sim.add_clock(1e-8)
