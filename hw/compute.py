@@ -295,7 +295,7 @@ class ComputeUnit(wiring.Component):
                 m.d.sync += drain.eq(drain - 1)
                 with m.If(drain == 0):
                     m.d.sync += [emit_ptr.eq(0), out_ptr.eq(insn.out_addr), more.eq(1)]
-                    beats.start(m, n_pix - 1, n_pix == 1)
+                    beats.start(m, n_pix - 1, n_pix == 1, n_pix == 2)
                     with m.If(insn.acc_emit):
                         m.d.sync += emitting.eq(1)
                         m.next = "EMIT"

@@ -161,9 +161,16 @@ class DepthwiseWalker(wiring.Component):
             with m.State("ARM"):
                 for counter in (kp, y):
                     counter.arm(m)
-                # Words of a row: span + kernel_w; one word only for out_w = kernel_w = 1
-                # (the dispatcher refuses zero out_w, stride_w and kernel_w).
-                j.start(m, span + span_adj, (insn.out_w == 1) & (insn.kernel_w == 1))
+                # Words of a row less one: span + span_adj, 0 only for out_w = kernel_w = 1
+                # and 1 only for out_w = 1, kernel_w = 2 or out_w = 2, stride_w =
+                # kernel_w = 1 (the dispatcher refuses zero out_w, stride_w and kernel_w).
+                j.start(
+                    m,
+                    span + span_adj,
+                    (insn.out_w == 1) & (insn.kernel_w == 1),
+                    ((insn.out_w == 1) & (insn.kernel_w == 2))
+                    | ((insn.out_w == 2) & (insn.stride_w == 1) & (insn.kernel_w == 1)),
+                )
                 m.d.sync += running.eq(1)
                 m.next = "RUN"
             with m.State("RUN"):

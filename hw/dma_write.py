@@ -145,12 +145,17 @@ class DMAWriter(wiring.Component):
         outstanding = Signal(range(MAX_OUTSTANDING + 1))
         berr = Signal()
         m.d.comb += axi.bready.eq(1)
-        # ``aw_room`` is registered from ``outstanding`` alone, one burst early: the burst
-        # taken in the cycle it is computed counts at most one, so one more may follow
-        # and the count never exceeds MAX_OUTSTANDING. AWREADY stays out of the compare.
+        # A burst taken is counted a cycle later, from ``taken`` (a register): AWREADY's
+        # handshake stays out of the counter's carry chain. Its response comes two
+        # cycles after the take at the earliest (AW leaves a cycle after), so the count
+        # never goes below zero. ``aw_room`` is registered from ``outstanding`` alone,
+        # three bursts early: the bursts taken in the two cycles not yet counted and in
+        # the cycle it is computed, so the count never exceeds MAX_OUTSTANDING.
+        taken = Signal()
         m.d.sync += [
-            outstanding.eq(outstanding + queue.w_en - axi.bvalid),
-            aw_room.eq(outstanding < MAX_OUTSTANDING - 1),
+            taken.eq(queue.w_en),
+            outstanding.eq(outstanding + taken - axi.bvalid),
+            aw_room.eq(outstanding < MAX_OUTSTANDING - 3),
         ]
         with m.If(axi.bvalid & axi.bresp[1]):
             m.d.sync += berr.eq(1)
@@ -330,6 +335,7 @@ class DMAWriter(wiring.Component):
                     ~packing
                     & ~bursts.busy
                     & ~axi.awvalid
+                    & ~taken
                     & ~queue.r_rdy
                     & ~cur_v
                     & ~beats.r_rdy

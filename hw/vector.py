@@ -286,10 +286,10 @@ class VectorUnit(wiring.Component):
             with m.State("SETUP"):
                 # MUL_CHANNEL's scale word; the lanes' constants settle from `param`.
                 m.d.comb += [rd_addr.eq(insn.src_b), rd_en.eq(1)]
-                kx.start(m, kw - 1, kw == 1)
-                ky.start(m, kh - 1, kh == 1)
-                ox.start(m, insn.out_w - 1, insn.out_w == 1)
-                oy.start(m, insn.out_h - 1, insn.out_h == 1)
+                kx.start(m, kw - 1, kw == 1, kw == 2)
+                ky.start(m, kh - 1, kh == 1, kh == 2)
+                ox.start(m, insn.out_w - 1, insn.out_w == 1, insn.out_w == 2)
+                oy.start(m, insn.out_h - 1, insn.out_h == 1, insn.out_h == 2)
                 m.d.sync += last.eq((kw == 1) & (kh == 1))
                 # T - kh * kw when positive, as a table of the few small windows.
                 gap_cases = [

@@ -57,7 +57,8 @@ def command_layout(acc_addr_width):
 class Countdown:
     """A loop counter as its registered ``last`` flag: ``left`` counts the iterations
     after the current one, and ``last`` (``left == 0``) is set a cycle early, when
-    ``left`` steps from 1, so no comparator sits between the flag and its users.
+    ``left`` steps from 1, so no comparator sits between the flag and its users;
+    ``penult`` (``left == 1``) likewise, for :func:`both_last_next`.
 
     ``setup(m, n_m1)`` (``m.d.sync``, once per instruction) keeps the loop length
     ``n_m1 + 1`` and ``arm(m)``, a cycle later, starts the loop (the flags come from the
@@ -70,22 +71,36 @@ class Countdown:
         self.last = Signal(name=f"{name}_last")
         self.n_m1 = Signal(width, name=f"{name}_n_m1")
         self.one = Signal(name=f"{name}_one")  # a loop of one iteration
+        self.two = Signal(name=f"{name}_two")  # a loop of two iterations
+        self.penult = Signal(name=f"{name}_penult")  # left == 1
 
     def setup(self, m, n_m1):
         m.d.sync += self.n_m1.eq(n_m1)
 
     def arm(self, m):
-        self.start(m, self.n_m1, self.n_m1 == 0)
+        self.start(m, self.n_m1, self.n_m1 == 0, self.n_m1 == 1)
 
-    def start(self, m, n_m1, one):
-        """Keep the length and start the loop in one go (``one``: ``n_m1 == 0``)."""
-        m.d.sync += [self.n_m1.eq(n_m1), self.one.eq(one), self.left.eq(n_m1), self.last.eq(one)]
+    def start(self, m, n_m1, one, two):
+        """Keep the length and start the loop in one go (``one``: ``n_m1 == 0``, ``two``:
+        ``n_m1 == 1``, each given from the loop's length without the subtraction)."""
+        m.d.sync += [
+            self.n_m1.eq(n_m1),
+            self.one.eq(one),
+            self.two.eq(two),
+            self.left.eq(n_m1),
+            self.last.eq(one),
+            self.penult.eq(two),
+        ]
 
     def restart(self, m):
-        m.d.sync += [self.left.eq(self.n_m1), self.last.eq(self.one)]
+        m.d.sync += [self.left.eq(self.n_m1), self.last.eq(self.one), self.penult.eq(self.two)]
 
     def step(self, m):
-        m.d.sync += [self.left.eq(self.left - 1), self.last.eq(self.left == 1)]
+        m.d.sync += [
+            self.left.eq(self.left - 1),
+            self.last.eq(self.penult),
+            self.penult.eq(self.left == 2),
+        ]
 
     def advance(self, m, step, restart=0):
         """Count one iteration if ``step``, start again if ``restart`` (one-hot)."""
@@ -100,8 +115,8 @@ def both_last_next(inner, outer, step_inner, step_outer, restart):
     nest, from the flags' next values: a step ends on its last iteration at
     ``left == 1``, a restart (both loops from the start) at once if each is one long."""
     return pick(
-        (step_inner, (inner.left == 1) & outer.last),
-        (step_outer, inner.one & (outer.left == 1)),
+        (step_inner, inner.penult & outer.last),
+        (step_outer, inner.one & outer.penult),
         (restart, inner.one & outer.one),
     )
 
