@@ -242,7 +242,7 @@ class ComputeUnit(wiring.Component):
         drain = Signal(range(self.DRAIN + 1))
         emit_ptr = Signal(self.acc_aw)
         out_ptr = Signal(16)  # OUT word of the beat
-        beats = Countdown(20, "beats")  # o_acc beats of the emit
+        beats = Countdown(m, 20, "beats")  # o_acc beats of the emit
         more, emitting, advance = Signal(), Signal(), Signal()
         m.d.comb += self.status.active.eq(issue & cmd.write)
         # RUN, as flags: streaming (the state is RUN) and issue, a register too: the

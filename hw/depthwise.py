@@ -92,7 +92,7 @@ class DepthwiseWalker(wiring.Component):
         row_step, dil_row = Signal(16, name="row_step"), Signal(16, name="dil_row")
         ky = Signal(16, name="ky")
         # Loops: passes, output rows, words of a row (down-counters, registered flags).
-        kp, y, j = Countdown(8, "pass"), Countdown(10, "y"), Countdown(14, "j")
+        kp, y, j = Countdown(m, 8, "pass"), Countdown(m, 10, "y"), Countdown(m, 14, "j")
         phase = Signal(3, name="phase")
         # Words of a row less one, stride_w * (out_w - 1) + kernel_w - 1, in two steps:
         # the product stride_w * out_w and the rest, summed in ARM.

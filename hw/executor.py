@@ -139,11 +139,14 @@ class ComputeExecutor(wiring.Component):
         )
         conv_active = Signal()
         conv_end = conv_active & ~self.conv_busy & (addr_q.level == 0)
+        # Registered, as the others: the queue's token logic starts from flip-flops.
+        conv_done = Signal()
+        m.d.sync += conv_done.eq(conv_end)
         with m.If(taken & is_conv):
             m.d.sync += conv_active.eq(1)
         with m.Elif(conv_end):
             m.d.sync += conv_active.eq(0)
-        m.d.comb += self.done.eq(other_done | conv_end | vec_done)
+        m.d.comb += self.done.eq(other_done | conv_done | vec_done)
 
         # ACC -> PostProcessor with the PARAM lanes of the instruction -> OUT.
         insn = acc.payload.insn

@@ -219,8 +219,8 @@ class VectorUnit(wiring.Component):
         step_h = Signal.like(insn.stride_h, name="step_h")
         # The loops (kx, ky: the window; ox, oy: the pixels) as down-counters whose
         # registered `last` flags decide every step: no counter compare on the RUN path.
-        kx, ky = Countdown(len(kw), "kx"), Countdown(len(kh), "ky")
-        ox, oy = Countdown(len(insn.out_w), "ox"), Countdown(len(insn.out_h), "oy")
+        kx, ky = Countdown(m, len(kw), "kx"), Countdown(m, len(kh), "ky")
+        ox, oy = Countdown(m, len(insn.out_w), "ox"), Countdown(m, len(insn.out_h), "oy")
         # The INP address, kept rather than summed: `ptr` is the next read, `win_ptr` its
         # window row's start, `pix_ptr` its pixel's window, `row_ptr` its output row's
         # first window. Each loop step is one add of a per-instruction step to one of

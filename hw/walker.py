@@ -58,7 +58,10 @@ class Countdown:
     """A loop counter as its registered ``last`` flag: ``left`` counts the iterations
     after the current one, and ``last`` (``left == 0``) is set a cycle early, when
     ``left`` steps from 1, so no comparator sits between the flag and its users;
-    ``penult`` (``left == 1``) likewise, for :func:`both_last_next`.
+    ``penult`` (``left == 1``) likewise, for :func:`both_last_next`. Its own next value
+    on a step, ``left == 2``, is not compared behind the step's enable either: ``left``
+    is compared with 2 and 3 every cycle into registers, and a step picks the one that
+    holds now (``left`` stepped since, or not; after a start, ``n_m1 == 2``).
 
     ``setup(m, n_m1)`` (``m.d.sync``, once per instruction) keeps the loop length
     ``n_m1 + 1`` and ``arm(m)``, a cycle later, starts the loop (the flags come from the
@@ -66,13 +69,23 @@ class Countdown:
     ``step(m)`` counts one iteration.
     """
 
-    def __init__(self, width, name):
+    def __init__(self, m, width, name):
         self.left = Signal(width, name=f"{name}_left")
         self.last = Signal(name=f"{name}_last")
         self.n_m1 = Signal(width, name=f"{name}_n_m1")
         self.one = Signal(name=f"{name}_one")  # a loop of one iteration
         self.two = Signal(name=f"{name}_two")  # a loop of two iterations
         self.penult = Signal(name=f"{name}_penult")  # left == 1
+        # ``left == 2`` and ``== 3`` as of the last edge, and what moved ``left`` then.
+        self._eq2, self._eq3 = Signal(name=f"{name}_eq2"), Signal(name=f"{name}_eq3")
+        self._stepped = Signal(name=f"{name}_stepped")
+        self._started = Signal(name=f"{name}_started")
+        m.d.sync += [
+            self._eq2.eq(self.left == 2),
+            self._eq3.eq(self.left == 3),
+            self._stepped.eq(0),
+            self._started.eq(0),
+        ]
 
     def setup(self, m, n_m1):
         m.d.sync += self.n_m1.eq(n_m1)
@@ -90,16 +103,24 @@ class Countdown:
             self.left.eq(n_m1),
             self.last.eq(one),
             self.penult.eq(two),
+            self._started.eq(1),
         ]
 
     def restart(self, m):
-        m.d.sync += [self.left.eq(self.n_m1), self.last.eq(self.one), self.penult.eq(self.two)]
+        m.d.sync += [
+            self.left.eq(self.n_m1),
+            self.last.eq(self.one),
+            self.penult.eq(self.two),
+            self._started.eq(1),
+        ]
 
     def step(self, m):
+        at2 = Mux(self._started, self.n_m1 == 2, Mux(self._stepped, self._eq3, self._eq2))
         m.d.sync += [
             self.left.eq(self.left - 1),
             self.last.eq(self.penult),
-            self.penult.eq(self.left == 2),
+            self.penult.eq(at2),
+            self._stepped.eq(1),
         ]
 
     def advance(self, m, step, restart=0):
@@ -164,9 +185,9 @@ class DenseWalker(wiring.Component):
         row_step, dil_row = Signal(16, name="row_step"), Signal(16, name="dil_row")
         s = Signal.like(self.o_cmd.payload.tap, name="s")
         # Loop counters: ox, oy, kx, ky, blk, as down-counters with registered flags.
-        x, y = Countdown(len(insn.out_w), "x"), Countdown(len(insn.out_h), "y")
-        kx, ky = Countdown(len(insn.kernel_w), "kx"), Countdown(len(insn.kernel_h), "ky")
-        blk = Countdown(len(insn.in_blocks), "blk")
+        x, y = Countdown(m, len(insn.out_w), "x"), Countdown(m, len(insn.out_h), "y")
+        kx, ky = Countdown(m, len(insn.kernel_w), "kx"), Countdown(m, len(insn.kernel_h), "ky")
+        blk = Countdown(m, len(insn.in_blocks), "blk")
         # Registered products of the flags, each set from the flags' next values: the
         # command ends its tap (x and y last: ``tap_last``), the tap ends a kernel
         # window (kx and ky last). No AND chain of the five flags sits before a step.
