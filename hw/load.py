@@ -110,7 +110,12 @@ class LoadUnit(wiring.Component):
             stage = Signal(8 * e, name=f"{name}_stage")
             en = Signal(name=f"{name}_en")
             addr = Signal.like(port.addr, name=f"{name}_addr")
-            mine = take & (cur.buffer == buf)
+            # ``cur.buffer == buf`` as a register: ``cur`` is held from the instruction's
+            # accept, and its first chunk comes cycles later (the engine's command, the
+            # window check), so the copy is current before any chunk arrives.
+            is_buf = Signal(name=f"{name}_is_buf")
+            m.d.sync += is_buf.eq(cur.buffer == buf)
+            mine = take & is_buf
             for k in range(parts):
                 with m.If(mine & (chunk.part == k)):
                     m.d.sync += stage[8 * bus * k : 8 * bus * (k + 1)].eq(chunk.data)
