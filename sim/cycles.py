@@ -81,10 +81,12 @@ class Calibration:
     """
 
     load_pre: int = 10
-    load_post: int = 3
+    # +1 each since session 11: the units' done pulses (hw/dma_insn.py, the executor's
+    # CONV done) are registered, a cycle after the engine's status.
+    load_post: int = 4
     store_pre: int = 13
-    store_post: int = 1
-    compute_post: int = 26
+    store_post: int = 2
+    compute_post: int = 27
     vec_post: int = 6
     dispatch: int = 3
     fetch: int = 0

@@ -67,21 +67,24 @@ def test_levers_are_checked():
 def test_depthwise_engine_by_hand():
     """A 3x3 depthwise CONV of 8 x 8 outputs, stride 1: the engine scans the padded
     10 x 10 frame once per ``lanes`` channels, then drains its pipeline (5 stages, 4
-    adder levels for 9 taps, 2 FIFO registers = 11), then post-processing (26)."""
+    adder levels for 9 taps, 2 FIFO registers = 11), then post-processing (``P``, the
+    calibration's ``compute_post``: 27)."""
+    P = cycles.Calibration().compute_post
+    assert P == 27
     assert T.dw_engine_latency(3) == 11 and T.dw_engine_latency(5) == 12
     f = _conv(mode=isa.ConvMode.DEPTHWISE, kernel_h=3, kernel_w=3, out_h=8, out_w=8)
     assert U96.depthwise_channels == 16
     end, free = _engine(EngineLevers(dw_lanes=16)).compute(f, 0)
-    assert end == free == 10 * 10 + 11 + 26
+    assert end == free == 10 * 10 + 11 + P
     end, _ = _engine(EngineLevers(dw_lanes=8)).compute(f, 0)
-    assert end == 2 * 100 + 11 + 26  # two channel groups
+    assert end == 2 * 100 + 11 + P  # two channel groups
     # Stride 2, 4 x 4 outputs: the frame is 9 x 9, every position scanned.
     s2 = dict(f, stride_h=2, stride_w=2, out_h=4, out_w=4)
     end, _ = _engine(EngineLevers(dw_lanes=16)).compute(s2, 0)
-    assert end == 9 * 9 + 11 + 26
+    assert end == 9 * 9 + 11 + P
     # A 3x3 kernel on a 5x5 engine runs embedded: one more padding each side (12 x 12).
     end, _ = _engine(EngineLevers(dw_lanes=16, dw_kernel=5)).compute(f, 0)
-    assert end == 12 * 12 + 12 + 26
+    assert end == 12 * 12 + 12 + P
     # A 7x7 kernel does not fit a 3x3 engine: the array's mapping, as today.
     f7 = dict(f, kernel_h=7, kernel_w=7)
     assert _engine(EngineLevers(dw_lanes=16)).compute(f7, 0) == _engine(EngineLevers()).compute(
@@ -91,35 +94,40 @@ def test_depthwise_engine_by_hand():
 
 def test_acc_pingpong_and_postproc_lanes_by_hand():
     """1x1 CONVs of 16 x 16 pixels, one tap: MACs ``1 + (1 + 256) + (26 + 3) = 287``
-    cycles, emit ``256 + 1`` plus post-processing 26."""
+    cycles (26: the array's latency, 8 + 16 + 2), emit ``256 + 1`` plus post-processing
+    ``P`` (the calibration's ``compute_post``: 27)."""
+    P = cycles.Calibration().compute_post
+    assert P == 27
     f = _conv(out_h=16, out_w=16)
     today, _ = _engine(EngineLevers()).compute(f, 0)
-    assert today == 287 + 257 + 26
+    assert today == 287 + 257 + P
     # Ping-pong: the unit is free after the MACs; the emit follows on its own.
     eng = _engine(EngineLevers(acc_pingpong=True))
-    assert eng.compute(f, 0) == (287 + 283, 287)
-    assert eng.compute(f, 288) == (288 + 287 + 283, 288 + 287)
-    # Half the requantizer lanes: an emitted pixel takes 2 cycles (emit 2 * 256 + 1 + 26 =
-    # 539, longer than the MACs). Ping-pong: conv 2's emit waits for conv 1's; conv 3 waits
-    # for its bank (conv 1's emit ends at 826).
+    assert eng.compute(f, 0) == (287 + 257 + P, 287)
+    assert eng.compute(f, 288) == (288 + 287 + 257 + P, 288 + 287)
+    # Half the requantizer lanes: an emitted pixel takes 2 cycles (emit 2 * 256 + 1 + P =
+    # 540, longer than the MACs). Ping-pong: conv 2's emit waits for conv 1's; conv 3 waits
+    # for its bank (conv 1's emit ends at 827).
+    emit = 2 * 256 + 1 + P
+    end1 = 287 + emit
     eng = _engine(EngineLevers(acc_pingpong=True, postproc_lanes=16))
-    assert eng.compute(f, 0) == (826, 287)
-    assert eng.compute(f, 288) == (826 + 539, 575)
-    assert eng.compute(f, 576) == (826 + 539 + 539, 826 + 287)
+    assert eng.compute(f, 0) == (end1, 287)
+    assert eng.compute(f, 288) == (end1 + emit, 575)
+    assert eng.compute(f, 576) == (end1 + 2 * emit, end1 + 287)
     # Without ping-pong the emit holds the unit.
-    assert _engine(EngineLevers(postproc_lanes=16)).compute(f, 0) == (826, 826)
+    assert _engine(EngineLevers(postproc_lanes=16)).compute(f, 0) == (end1, end1)
     # A VEC after a pending emit waits for it (OUT's write port).
     vec = dict(opcode=isa.Opcode.VEC, vop=isa.VecOp.COPY, out_h=1, out_w=4, kernel_h=0, kernel_w=0)
     n = T.vec_insn_cycles(U96, vec) + cycles.Calibration().vec_post
-    assert eng.compute(vec, 600) == (1904 + n, 1904 + n)
+    assert eng.compute(vec, 600) == (end1 + 2 * emit + n, end1 + 2 * emit + n)
 
 
 def test_two_dma_words_by_hand():
     """A LOAD of 64 INP words (8 bytes each) in one row, behind an ideal 16-byte bus: 32
     beats; the engine side takes 64 cycles today, 32 with two words a cycle. Pre 10, post
-    3 (``Calibration``). A STORE of 64 elements: 64 -> 32 engine cycles (pre 13, post 1)."""
+    4 (``Calibration``). A STORE of 64 elements: 64 -> 32 engine cycles (pre 13, post 2)."""
     cal = cycles.Calibration()
-    assert (cal.load_pre, cal.load_post, cal.store_pre, cal.store_post) == (10, 3, 13, 1)
+    assert (cal.load_pre, cal.load_post, cal.store_pre, cal.store_post) == (10, 4, 13, 2)
     load = dict(
         opcode=isa.Opcode.LOAD,
         buffer=isa.Buffer.INP,
@@ -132,11 +140,11 @@ def test_two_dma_words_by_hand():
         pad_left=0,
         pad_right=0,
     )
-    assert _engine(EngineLevers()).dma(load, 0) == 10 + 64 + 3
-    assert _engine(EngineLevers(dma_words=2)).dma(load, 0) == 10 + 32 + 3
+    assert _engine(EngineLevers()).dma(load, 0) == 10 + 64 + 4
+    assert _engine(EngineLevers(dma_words=2)).dma(load, 0) == 10 + 32 + 4
     store = dict(opcode=isa.Opcode.STORE, dram_addr=0, y_size=1, x_size=64, x_stride=64)
-    assert _engine(EngineLevers()).dma(store, 0) == 13 + 64 + 1
-    assert _engine(EngineLevers(dma_words=2)).dma(store, 0) == 13 + 32 + 1
+    assert _engine(EngineLevers()).dma(store, 0) == 13 + 64 + 2
+    assert _engine(EngineLevers(dma_words=2)).dma(store, 0) == 13 + 32 + 2
 
 
 def _ld(buffer=isa.Buffer.INP):
