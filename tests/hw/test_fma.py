@@ -72,14 +72,9 @@ class _Aligned(wiring.Component):
         return m
 
 
-@pytest.mark.parametrize("aligned", [False, True], ids=["plain", "aligned"])
-@pytest.mark.parametrize("seed", [1, 2])
-def test_matches_fma_f32(seed, aligned):
-    n = 1500
-    x, f, z = _cases(seed, n)
-    expected = fma_f32(x.astype(F32), f, z)
-    assert np.all(np.abs(x) < 1 << 24)
-    dut = _Aligned(18) if aligned else FusedMultiplyAdd(18)
+def _simulate(dut, x, f, z):
+    """``dut``'s results for the operations ``x``, ``f``, ``z``, as Python floats."""
+    n = len(x)
     got = []
 
     async def bench(ctx):
@@ -99,11 +94,77 @@ def test_matches_fma_f32(seed, aligned):
     sim.add_clock(1e-8)
     sim.add_testbench(bench)
     sim.run()
-    got = np.array(got[:n])
+    return np.array(got[:n])
+
+
+def _check(dut, x, f, z):
+    expected = fma_f32(x.astype(F32), f, z)
+    got = _simulate(dut, x, f, z)
     bad = np.nonzero(got != expected.astype(np.float64))[0]
     assert bad.size == 0, [
         (int(x[i]), float(f[i]), float(z[i]), got[i], float(expected[i])) for i in bad[:5]
     ]
+
+
+@pytest.mark.parametrize("aligned", [False, True], ids=["plain", "aligned"])
+@pytest.mark.parametrize("seed", [1, 2])
+def test_matches_fma_f32(seed, aligned):
+    x, f, z = _cases(seed, 1500)
+    assert np.all(np.abs(x) < 1 << 24)
+    _check(_Aligned(18) if aligned else FusedMultiplyAdd(18), x, f, z)
+
+
+def _sticky_cases():
+    """Operations whose rounding only the sticky bit of ``z``'s alignment decides.
+
+    With ``f`` in ``[1, 2)``, window bit 0 weighs ``u = 2**-26``. For each bit ``j`` of
+    ``z``'s mantissa, ``z``'s lowest set bit is ``j`` and lands at window bit 0 (then it
+    is the sticky bit alone: ``addend_keep`` must keep it) or at window bit 1 (the window
+    holds it and nothing is sticky: the mask must not keep it), the two sides of bit
+    ``j``'s compare, with shifts ``24 - j`` and ``25 - j``. A mask off by one there moves
+    ``|z|`` by ``u`` (down, or up); of a few candidates the first whose result that move
+    changes is taken (a rounding tie next to ``x * f + z``). The sums are exact in float64.
+    Returns ``(x, f, z, covered)``, ``covered`` the ``(j, window bit)`` pairs.
+    """
+    u = 2.0**-26
+    base, covered = [], []
+    for j in range(24):
+        for pos in (0, 1):
+            candidates = (
+                (x, fm * 2.0**-23, sign * zm * 2.0 ** (pos - 26 - j))
+                for x in (1, 3)
+                for fm in range(1 << 23, (1 << 23) + 4)
+                for zm in sorted({((low << j) | 1 << 23) & 0xFFFFFF for low in (1, 3, 5)})
+                for sign in (-1, 1)
+            )
+            for x, f, z in candidates:
+                moved = z + np.copysign(u, z) * (1 if pos else -1)
+                if F32(x * f + z) != F32(x * f + moved):
+                    base.append((x, f, z))
+                    covered.append((j, pos))
+                    break
+    # Each also with the product's and z's signs flipped together, and scaled.
+    ops = [
+        (sx * x, sf * f * 2.0**k, sx * sf * z * 2.0**k)
+        for x, f, z in base
+        for sx, sf, k in ((1, 1, 0), (-1, 1, -37), (1, -1, 29), (-1, -1, 5))
+    ]
+    x, f, z = (np.array(v) for v in zip(*ops))
+    return x, f.astype(F32), z.astype(F32), covered
+
+
+def test_sticky_cases_cover_every_mask_bit():
+    # Bit 22 at window bit 1 comes with bit 23 at window bit 2: in units of window bit 0
+    # the sum is 2 or 6 mod 8, and the only tie it can be (a difference, 2 mod 8, rounding
+    # at bit 2) rounds down to even, as a spurious sticky bit below it would.
+    *_, covered = _sticky_cases()
+    assert sorted(covered) == [(j, pos) for j in range(24) for pos in (0, 1) if (j, pos) != (22, 1)]
+
+
+@pytest.mark.parametrize("aligned", [False, True], ids=["plain", "aligned"])
+def test_sticky_boundary(aligned):
+    x, f, z, _ = _sticky_cases()
+    _check(_Aligned(18) if aligned else FusedMultiplyAdd(18), x, f, z)
 
 
 def test_latency_is_declared():
