@@ -77,7 +77,7 @@ def conv_cycles(config, words_per_tap, taps, emit_pixels=0):
     (``rows + cols + 2``, or ``rows + cols / 2 + 2`` packed), so with ``W`` words per
     tap and
     ``cool = L`` tap ``j`` starts at ``1 + (j // 2) * max(2W, W + cool) +
-    (j % 2) * W``. Busy = ``1 + run + (L + 3) + (emit_pixels + 1 if emit)``.
+    (j % 2) * W``. Busy = ``1 + run + (L + 4) + (emit_pixels + 1 if emit)``.
     Exact for ``hw/compute.py``'s sequencer: tests/hw/test_compute.py checks it against
     the RTL.
     """
@@ -88,7 +88,7 @@ def conv_cycles(config, words_per_tap, taps, emit_pixels=0):
     w, cool = words_per_tap, config.array_latency
     j = taps - 1
     run = 1 + (j // 2) * max(2 * w, w + cool) + (j % 2) * w + w
-    return 1 + run + (cool + 3) + (emit_pixels + 1 if emit_pixels else 0)
+    return 1 + run + (cool + 4) + (emit_pixels + 1 if emit_pixels else 0)
 
 
 def conv_insn_cycles(config, f):

@@ -12,8 +12,8 @@ accumulators to ``o_acc``). See docs/compute.md.
 
 Pipeline, counted from the cycle a command issues (Stage 0):
 Stage 1 INP data, Stage 2 ``x - x_zp`` enters the array, Stage 2 + LATENCY the
-column sums leave it and the ACC read is issued, Stage 3 + LATENCY the sum is
-written back.
+column sums leave it and the ACC read is issued, Stage 3 + LATENCY the old
+accumulators are registered, Stage 4 + LATENCY the sum is written back.
 """
 
 from amaranth.hdl import Module, Mux, Signal, signed, unsigned
@@ -63,7 +63,7 @@ def conv_cycles(config, words_per_tap, taps, emit_pixels=0):
         start = max(end[-1] + 1, end[-2] + cool + 1, 1)
         end.append(start + words_per_tap - 1)
     run = end[-1] + 1
-    return 1 + run + (latency + 3) + (emit_pixels + 1 if emit_pixels else 0)
+    return 1 + run + (latency + 4) + (emit_pixels + 1 if emit_pixels else 0)
 
 
 class StatusSignature(wiring.Signature):
@@ -142,8 +142,8 @@ class ComputeUnit(wiring.Component):
         # Pixel issue -> array input is 2 cycles, weight issue -> array input 1 cycle;
         # a bank may be reissued COOL cycles after the last pixel that used it issued.
         self.COOL = self.array.WEIGHT_GAP + 2 - 1
-        # Last pixel issued in cycle k -> its sum readable from ACC in cycle k + LATENCY + 4.
-        self.DRAIN = self.array.LATENCY + 2
+        # Last pixel issued in cycle k -> its sum readable from ACC in cycle k + LATENCY + 5.
+        self.DRAIN = self.array.LATENCY + 3
         super().__init__(
             {
                 "i_insn": In(stream.Signature(self.insn_layout)),
@@ -420,13 +420,29 @@ class ComputeUnit(wiring.Component):
 
         # Stage 2 + LATENCY: column sums out; fetch the accumulators they add to.
         out = array.o_psum
-        psum3, tag3, v3 = Signal(acc_layout(self.config)), Signal.like(out.payload.tag), Signal()
+        psum3 = Signal(acc_layout(self.config), reset_less=True)
+        tag3, v3 = Signal.like(out.payload.tag), Signal()
         with m.If(out.valid):
             m.d.comb += [acc_rd.addr.eq(out.payload.tag.addr), acc_rd.en.eq(1)]
         m.d.sync += [psum3.eq(out.payload.psum), tag3.eq(out.payload.tag), v3.eq(out.valid)]
-        # Stage 3 + LATENCY: add and write back (int32, wrapping like the hardware).
+        # Stage 3 + LATENCY: the old accumulators into a register, so the BRAM's output
+        # does not lead the adder. The word written this cycle (the previous sum) is not
+        # in the BRAM yet when the next sum to the same word read it: ``forward`` (same
+        # word, compared a stage earlier) takes the adder's output instead. The write of
+        # the sum before that is seen through the read port's transparency.
+        psum4, tag4, v4 = Signal.like(psum3, reset_less=True), Signal.like(tag3), Signal()
+        old4, forward = Signal.like(psum3, reset_less=True), Signal()
+        m.d.sync += [
+            psum4.eq(psum3),
+            tag4.eq(tag3),
+            v4.eq(v3),
+            forward.eq(v3 & (out.payload.tag.addr == tag3.addr)),
+        ]
         for c in range(C):
-            old = Mux(tag3.first, 0, acc_rd.data[c])
-            m.d.comb += acc_wr.data[c].eq(old + psum3[c])
-        m.d.comb += [acc_wr.addr.eq(tag3.addr), acc_wr.en.eq(v3)]
+            kept = Mux(forward, acc_wr.data[c], acc_rd.data[c])
+            m.d.sync += old4[c].eq(Mux(tag3.first, 0, kept))
+        # Stage 4 + LATENCY: add and write back (int32, wrapping like the hardware).
+        for c in range(C):
+            m.d.comb += acc_wr.data[c].eq(old4[c] + psum4[c])
+        m.d.comb += [acc_wr.addr.eq(tag4.addr), acc_wr.en.eq(v4)]
         return m
