@@ -25,7 +25,14 @@ from ..arch.isa import Opcode
 from ..arch.layout import BUFFERS, elem_bytes
 from ..arch.registers import ErrorCode
 from .axi import BURST_INCR, CACHE_MODIFIABLE_BUFFERABLE, MAX_BURST_BEATS
-from .dma import ELEM_LOG2_BITS, checked_bursts, command_states, engine_members, transfer_fields
+from .dma import (
+    ELEM_LOG2_BITS,
+    WindowCheck,
+    checked_bursts,
+    command_states,
+    engine_members,
+    transfer_fields,
+)
 
 __all__ = ["ReadCommandLayout", "ReadChunkLayout", "DMAReader"]
 
@@ -197,6 +204,10 @@ class DMAReader(wiring.Component):
         chi2_now, chi2_load = wc_equals("chi_m2")
         cols_now, cols_load = wc_equals("cols_m2")
         is_data = Signal()  # row_in & col_in, a register set with them
+        # wp == parts_last - 1 (the next part is the last), with no adder or compare
+        # behind the step.
+        wp_stepped, wp_zeroed, wp_equals = stepping(wp, "wp")
+        part_pen, pen_load = wp_equals("parts_m2")
 
         def col_flags_next():
             col_in_n = Mux(chi_now, 0, Mux(left_now, 1, col_in))
@@ -218,6 +229,7 @@ class DMAReader(wiring.Component):
         off_end = Signal()
         end_off = Signal(log_bus)  # bus - chunk: the offset of a beat's last chunk
         end_m1 = Signal(log_bus)  # end_off - chunk: the chunk before it
+        end_less_stride = Signal(log_bus)  # end_off - the row stride (mod bus)
         chunk_end = (off + (1 << chunk_log2))[: log_bus + 1]
         # Release the beat after its last chunk: beat full, or the row's last data chunk.
         pop = off_end | (col_end & last_part)
@@ -238,12 +250,15 @@ class DMAReader(wiring.Component):
                 m.d.sync += [off.eq(chunk_end), off_end.eq(off == end_m1)]
             m.d.sync += [
                 wp.eq(wp + 1),
-                last_part.eq(wp + 1 == parts_last),
-                row_end.eq(wc_last & (wp + 1 == parts_last)),
+                wp_stepped.eq(1),
+                last_part.eq(part_pen),
+                row_end.eq(wc_last & part_pen),
             ]
             with m.If(last_part):
                 m.d.sync += [
                     wp.eq(0),
+                    wp_stepped.eq(0),
+                    wp_zeroed.eq(1),
                     last_part.eq(part0_last),
                     row_end.eq(part0_last & cols_now),
                     waddr.eq(waddr + 1),
@@ -254,6 +269,9 @@ class DMAReader(wiring.Component):
             with m.If(row_end):  # last_part & wc_last; overrides the above
                 m.d.sync += row_end.eq(part0_last & wc_last0)
                 next_off = Mux(in_row, row_off + stride_lo, row_off)[:log_bus]
+                # next_off == end_off without the adder: row_off + stride_lo == end_off
+                # (mod bus) is row_off == end_off - stride_lo, a target set per command.
+                next_end = Mux(in_row, row_off == end_less_stride, row_off == end_off)
                 row_in_n = Mux(at_hi, 0, Mux(at_top, 1, row_in))
                 m.d.sync += [
                     wc.eq(0),
@@ -262,7 +280,7 @@ class DMAReader(wiring.Component):
                     wr.eq(wr + 1),
                     row_off.eq(next_off),
                     off.eq(next_off),
-                    off_end.eq(next_off == end_off),
+                    off_end.eq(next_end),
                     col_in.eq(col_in0),
                     col_end.eq(col_end0),
                     wc_last.eq(wc_last0),
@@ -291,54 +309,80 @@ class DMAReader(wiring.Component):
             col_hi.eq(cmd.pad_left + cmd.x_size),
         ]
 
+        # The start values that are flags of the command, as registers: ``cmd`` is held
+        # from CHECK on and ``check.done`` comes WindowCheck.LATENCY cycles after it, after
+        # two register stages (``rows`` .. ``col_hi`` above, then these).
+        assert WindowCheck.LATENCY >= 2
+
+        def ahead(value, name):
+            r = Signal(len(value), name=name)
+            m.d.sync += r.eq(value)
+            return r
+
+        col_in_0 = ahead((cmd.pad_left == 0) & (cmd.x_size != 0), "col_in_start")
+        row_in_0 = ahead((cmd.pad_top == 0) & (cmd.y_size != 0), "row_in_start")
+        col_end_0 = ahead(col_hi == 1, "col_end_start")
+        rows_one, cols_one = ahead(rows == 1, "rows_one"), ahead(cols == 1, "cols_one")
+        top_one, hi_one = ahead(cmd.pad_top == 1, "top_one"), ahead(row_hi == 1, "hi_one")
+        last_part_0 = ahead(
+            Mux(s > log_bus, (Const(1, 16) << (s - log_bus)[:4]) - 1, 0)[:16], "parts_start"
+        )
+        part0_one = ahead(Mux(s > log_bus, 0, 1), "part0_one")  # last_part_0 == 0
+        end_off_0 = ahead(
+            Mux(s < log_bus, bus - (Const(1, log_bus + 1) << s[:3]), 0)[:log_bus], "end_start"
+        )
+        end_m1_0 = ahead(
+            Mux(s < log_bus, bus - (Const(2, log_bus + 2) << s[:3]), 0)[:log_bus], "end_m1_start"
+        )
+        # The command's start, outside the FSM: ``check.done`` comes in WAIT only (three
+        # cycles after CHECK starts the check), so the state's decode stays off these
+        # registers' enables.
+        with m.If(check.done):
+            m.d.sync += [
+                error.eq(check.error),
+                rerr.eq(0),
+                *top_load(cmd.pad_top, 2),
+                *hi_load(row_hi, 2),
+                *rows_load(rows, 2),
+                *left_load(cmd.pad_left, 1),
+                *chi_load(col_hi, 1),
+                *chi2_load(col_hi, 2),
+                *cols_load(cols, 2),
+                wr_zeroed.eq(1),
+                wc_zeroed.eq(1),
+                at_top.eq(top_one),
+                at_hi.eq(hi_one),
+                col_in0.eq(col_in_0),
+                col_end0.eq(col_end_0),
+                wc_last0.eq(cols_one),
+                parts_last.eq(last_part_0),
+                last_part.eq(part0_one),
+                part0_last.eq(part0_one),
+                chunk_log2.eq(Mux(s < log_bus, s, log_bus)),
+                end_off.eq(end_off_0),
+                end_m1.eq(end_m1_0),
+                end_less_stride.eq(end_off_0 - check.stride[:log_bus]),
+                off_end.eq(check.addr[:log_bus] == end_off_0),
+                stride_lo.eq(check.stride[:log_bus]),
+                wr.eq(0),
+                wc.eq(0),
+                wp.eq(0),
+                wp_zeroed.eq(1),
+                *pen_load(last_part_0, 1),
+                waddr.eq(cmd.sram_addr),
+                row_in.eq(row_in_0),
+                col_in.eq(col_in_0),
+                is_data.eq(row_in_0 & col_in_0),
+                col_end.eq(col_end_0),
+                wr_last.eq(rows_one),
+                wc_last.eq(cols_one),
+                row_end.eq(part0_one & cols_one),
+                off.eq(check.addr[:log_bus]),
+                row_off.eq(check.addr[:log_bus]),
+            ]
         with command_states(m, self, cmd, check, error):
             with m.State("WAIT"):
                 with m.If(check.done):
-                    col_in_0 = (cmd.pad_left == 0) & (cmd.x_size != 0)
-                    row_in_0 = (cmd.pad_top == 0) & (cmd.y_size != 0)
-                    col_end_0 = col_hi == 1
-                    last_part_0 = Mux(s > log_bus, (Const(1, 16) << (s - log_bus)[:4]) - 1, 0)
-                    end_off_0 = Mux(s < log_bus, bus - (Const(1, log_bus + 1) << s[:3]), 0)
-                    end_m1_0 = Mux(s < log_bus, bus - (Const(2, log_bus + 2) << s[:3]), 0)
-                    m.d.sync += [
-                        error.eq(check.error),
-                        rerr.eq(0),
-                        *top_load(cmd.pad_top, 2),
-                        *hi_load(row_hi, 2),
-                        *rows_load(rows, 2),
-                        *left_load(cmd.pad_left, 1),
-                        *chi_load(col_hi, 1),
-                        *chi2_load(col_hi, 2),
-                        *cols_load(cols, 2),
-                        wr_zeroed.eq(1),
-                        wc_zeroed.eq(1),
-                        at_top.eq(cmd.pad_top == 1),
-                        at_hi.eq(row_hi == 1),
-                        col_in0.eq(col_in_0),
-                        col_end0.eq(col_end_0),
-                        wc_last0.eq(cols == 1),
-                        parts_last.eq(last_part_0),
-                        last_part.eq(last_part_0 == 0),
-                        part0_last.eq(last_part_0 == 0),
-                        chunk_log2.eq(Mux(s < log_bus, s, log_bus)),
-                        end_off.eq(end_off_0),
-                        end_m1.eq(end_m1_0),
-                        off_end.eq(check.addr[:log_bus] == end_off_0),
-                        stride_lo.eq(check.stride[:log_bus]),
-                        wr.eq(0),
-                        wc.eq(0),
-                        wp.eq(0),
-                        waddr.eq(cmd.sram_addr),
-                        row_in.eq(row_in_0),
-                        col_in.eq(col_in_0),
-                        is_data.eq(row_in_0 & col_in_0),
-                        col_end.eq(col_end_0),
-                        wr_last.eq(rows == 1),
-                        wc_last.eq(cols == 1),
-                        row_end.eq((last_part_0 == 0) & (cols == 1)),
-                        off.eq(check.addr[:log_bus]),
-                        row_off.eq(check.addr[:log_bus]),
-                    ]
                     with m.If(check.error != ErrorCode.NONE):
                         m.next = "STATUS"
                     with m.Else():

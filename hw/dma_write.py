@@ -118,9 +118,11 @@ class DMAWriter(wiring.Component):
         # AW channel: a burst is taken into the AW register and, in the same cycle, its
         # length into the queue the W side follows. W thus never waits for AWREADY, as
         # AXI requires (Ref: ARM IHI 0022E, A3.3.1: a subordinate may wait for WVALID
-        # before it asserts AWREADY).
+        # before it asserts AWREADY). The register is loaded only when empty, so
+        # AWREADY does not reach the burst queue's enables; hw/bus.py takes a burst every
+        # second cycle at best (``BURST_ISSUE_CYCLES``), which this rate matches.
         ob = bursts.o_burst
-        aw_free = ~axi.awvalid | axi.awready
+        aw_free = ~axi.awvalid
         aw_room = Signal(init=1)  # a burst may go out without passing MAX_OUTSTANDING
         m.d.comb += [
             axi.awsize.eq(log_bus),
