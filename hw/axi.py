@@ -193,7 +193,7 @@ class RegisterSlice(wiring.Component):
     reaches the other's in one cycle; a transfer takes one cycle more, and one per
     cycle still passes. While ``o.ready`` is low a second transfer waits in the skid
     register, after which ``i.ready`` falls. ``flush`` empties both registers (the
-    channel's beats are dropped; the caller keeps ``i.valid`` low meanwhile).
+    channel's beats are dropped, and so is one taken while it is high).
 
     Parameters
     ----------
@@ -221,13 +221,15 @@ class RegisterSlice(wiring.Component):
         skid = Signal.like(self.i.payload)
         skid_full = Signal()
         m.d.comb += self.i.ready.eq(~skid_full)
-        with m.If(self.flush):
-            m.d.sync += [skid_full.eq(0), self.o.valid.eq(0)]
-        with m.Elif(self.o.ready | ~self.o.valid):
+        # The payloads load as if no flush came (a flushed payload is never valid), so
+        # ``flush`` reaches the two flags only.
+        with m.If(self.o.ready | ~self.o.valid):
             with m.If(skid_full):
                 m.d.sync += [self.o.payload.eq(skid), skid_full.eq(0)]
             with m.Else():
                 m.d.sync += [self.o.payload.eq(self.i.payload), self.o.valid.eq(self.i.valid)]
         with m.Elif(self.i.valid & ~skid_full):
             m.d.sync += [skid.eq(self.i.payload), skid_full.eq(1)]
+        with m.If(self.flush):
+            m.d.sync += [skid_full.eq(0), self.o.valid.eq(0)]
         return m

@@ -119,10 +119,12 @@ class BusArbiter(wiring.Component):
         )
         m.d.comb += [
             load_r.flush.eq(self.abort),
-            load_r.i.valid.eq(bus.rvalid & rtrack.r_rdy & owner_load & ~self.abort),
+            # Not gated by ``abort``: the slice's flush drops what it takes meanwhile, and
+            # the fetcher is held in reset by it (hw/top.py).
+            load_r.i.valid.eq(bus.rvalid & rtrack.r_rdy & owner_load),
             ld.rvalid.eq(load_r.o.valid),
             load_r.o.ready.eq(ld.rready),
-            fe.rvalid.eq(bus.rvalid & rtrack.r_rdy & ~owner_load & ~self.abort),
+            fe.rvalid.eq(bus.rvalid & rtrack.r_rdy & ~owner_load),
         ]
         for name in r_fields:
             m.d.comb += [
@@ -131,7 +133,10 @@ class BusArbiter(wiring.Component):
                 getattr(fe, name).eq(getattr(bus, name)),
             ]
         m.d.comb += [
-            bus.rready.eq(rtrack.r_rdy & (self.abort | Mux(owner_load, load_r.i.ready, fe.rready))),
+            # Drained from ``aborting`` on: in abort's first cycle a beat the owner would
+            # take is taken and dropped (its valid is gated by ``abort``), one it would
+            # not is drained a cycle later. abort's fanout stays off the R tracker.
+            bus.rready.eq(rtrack.r_rdy & (aborting | Mux(owner_load, load_r.i.ready, fe.rready))),
             rtrack.r_en.eq(bus.rvalid & bus.rready & bus.rlast),
         ]
 

@@ -165,13 +165,18 @@ class RunControl(wiring.Component):
         idle = {q: getattr(self, f"{q}_idle") for q in _QUEUES}
         stall = {q: getattr(self, f"{q}_stall") for q in _QUEUES}
         index = {q: getattr(self, f"{q}_index") for q in _QUEUES}
-        finished = self.all_dispatched & idle["load"] & idle["compute"] & idle["store"]
-        quiescent = Signal()
-        m.d.comb += quiescent.eq(
-            (idle["load"] | stall["load"])
-            & (idle["compute"] | stall["compute"])
-            & (idle["store"] | stall["store"])
-        )
+        # Both as registers, a cycle late: the queues' handshakes stay off the FSM's
+        # decisions. Neither flag falls once it holds (all dispatched and every queue idle
+        # or waiting: nothing left runs to push a token), so a cycle late is only later.
+        finished, quiescent = Signal(), Signal()
+        m.d.sync += [
+            finished.eq(self.all_dispatched & idle["load"] & idle["compute"] & idle["store"]),
+            quiescent.eq(
+                (idle["load"] | stall["load"])
+                & (idle["compute"] | stall["compute"])
+                & (idle["store"] | stall["store"])
+            ),
+        ]
         # The oldest instruction waiting for a token (TIMEOUT's ERR_INSN), in two registered
         # steps (the stalls and the 32-bit comparisons, then the choice): it stays off the
         # error registers' path, and a TIMEOUT comes after a whole watchdog period of the

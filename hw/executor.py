@@ -16,11 +16,12 @@ post-processed beat. The vector unit's OUT writes (``vec_out_w``) pass through t
 """
 
 from amaranth.hdl import Module, Mux, Signal
-from amaranth.lib import data, fifo, memory, stream, wiring
+from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..arch.isa import Activation, Opcode
 from ..arch.layout import PARAM_DEPTH
+from .flagfifo import FlagFIFO
 from .isa_layout import instruction_layout, param_word_layout
 from .load import param_layout
 from .postproc import Activation as PostActivation
@@ -134,11 +135,13 @@ class ComputeExecutor(wiring.Component):
         # beat inside the PostProcessor, at most its CREDITS (the FIFO's depth), so it has
         # room whenever post_i.ready: no w_rdy in the handshake.
         acc = self.acc
-        m.submodules.out_addr_fifo = addr_q = fifo.SyncFIFO(
+        # Flags from a thermometer code (FlagFIFO): the level's adder stays off the
+        # handshakes of the beats.
+        m.submodules.out_addr_fifo = addr_q = FlagFIFO(
             width=len(acc.payload.out_addr), depth=PostProcessor.CREDITS
         )
         conv_active = Signal()
-        conv_end = conv_active & ~self.conv_busy & (addr_q.level == 0)
+        conv_end = conv_active & ~self.conv_busy & ~addr_q.r_rdy
         # Registered, as the others: the queue's token logic starts from flip-flops.
         conv_done = Signal()
         m.d.sync += conv_done.eq(conv_end)

@@ -263,8 +263,15 @@ class PostProcessor(wiring.Component):
         credits = Signal(range(self.CREDITS + 1))  # beats in the lanes or the FIFO
         take = self.i.valid & self.i.ready
         give = self.o.valid & self.o.ready
-        m.d.comb += self.i.ready.eq(credits != self.CREDITS)
+        # ``full`` (credits == CREDITS) as a register, set from a compare of the count
+        # alone: the taker's handshake does not wait on the count's compare.
+        full = Signal()
+        m.d.comb += self.i.ready.eq(~full)
         m.d.sync += credits.eq(credits + take - give)
+        with m.If(take & ~give):
+            m.d.sync += full.eq(credits == self.CREDITS - 1)
+        with m.Elif(give & ~take):
+            m.d.sync += full.eq(0)
 
         m.submodules.fifo = fifo = SyncFIFOBuffered(width=8 * cfg.cols, depth=self.CREDITS)
         codes = []

@@ -17,6 +17,7 @@ from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..arch.isa import HEADER, INSN_BITS
+from .flagfifo import occupancy
 
 __all__ = [
     "INDEX_BITS",
@@ -71,7 +72,9 @@ class InstructionFIFO(wiring.Component):
     w_stream : In(stream.Signature(entry_layout()))
     r_stream : Out(stream.Signature(entry_layout()))
     level : Out(range(depth + 1))
-        Entries held.
+        Entries held: a population count, for observation (no handshake should use it).
+    empty : Out(1)
+        No entry held, a flip-flop (through an inverter).
     """
 
     def __init__(self, depth):
@@ -80,7 +83,12 @@ class InstructionFIFO(wiring.Component):
         self.depth = depth
         entry = stream.Signature(entry_layout())
         super().__init__(
-            {"w_stream": In(entry), "r_stream": Out(entry), "level": Out(range(depth + 1))}
+            {
+                "w_stream": In(entry),
+                "r_stream": Out(entry),
+                "level": Out(range(depth + 1)),
+                "empty": Out(1),
+            }
         )
 
     def elaborate(self, platform):
@@ -94,20 +102,20 @@ class InstructionFIFO(wiring.Component):
         stored = Signal(range(depth + 1))  # entries in the RAM
         head = Signal(entry_layout(), reset_less=True)
         head_valid = Signal()
-        level = Signal.like(self.level)  # stored + head_valid
-        full = Signal()  # level == depth
+        full = Signal()
+        write = self.w_stream.valid & ~full
+        read = head_valid & self.r_stream.ready
+        # Entries held (stored + head_valid) as a thermometer code: the flags are its
+        # end bits, with no adder behind the read's handshake.
+        occ = occupancy(m, depth, write & ~read, read & ~write)
         m.d.comb += [
-            self.level.eq(level),
+            full.eq(occ[depth - 1]),
+            self.empty.eq(~occ[0]),
+            self.level.eq(sum(occ[k] for k in range(depth))),
             self.w_stream.ready.eq(~full),
             self.r_stream.valid.eq(head_valid),
             self.r_stream.payload.eq(head),
         ]
-        write = self.w_stream.valid & ~full
-        read = head_valid & self.r_stream.ready
-        with m.If(write & ~read):
-            m.d.sync += [level.eq(level + 1), full.eq(level == depth - 1)]
-        with m.Elif(read & ~write):
-            m.d.sync += [level.eq(level - 1), full.eq(0)]
         refill = (stored != 0) & ~head_valid  # registers only
         m.d.comb += [
             w_port.addr.eq(produce),

@@ -267,13 +267,23 @@ class RegisterFile(wiring.Component):
         # Byte-lane mask from WSTRB: a write touches only the lanes it enables.
         w_mask = Cat(*(b.replicate(8) for b in w_strb))
         w_ones = w_data & w_mask
+        # The registers take the write a cycle after AW and W are released, from a flag
+        # of its own, so the handshake's logic does not reach every field's enable;
+        # ``w_data``, ``w_strb`` and ``w_hit`` still hold the write then (the next AW or
+        # W is taken at that cycle's edge at the earliest). B answers in the same cycle
+        # (set below, after its handshake's clear): a write has taken effect when B
+        # comes, and the next cannot be released before B is free again.
+        write = Signal()
+        m.d.sync += write.eq(do_write)
         with m.If(do_write):
-            m.d.sync += [aw_full.eq(0), w_full.eq(0), bus.bvalid.eq(1), bus.bresp.eq(RESP_OKAY)]
+            m.d.sync += [aw_full.eq(0), w_full.eq(0)]
+        with m.If(write):
+            m.d.sync += [bus.bvalid.eq(1), bus.bresp.eq(RESP_OKAY)]
             if self.unmapped_error:
                 with m.If(~Cat(*w_hit.values()).any()):
                     m.d.sync += bus.bresp.eq(RESP_SLVERR)
         for reg in REGISTERS:
-            with m.If(do_write & w_hit[reg.name]):
+            with m.If(write & w_hit[reg.name]):
                 for f in reg.fields:
                     bits = slice(f.lsb, f.lsb + f.width)
                     if f.kind == "rw":

@@ -249,7 +249,7 @@ class Accelerator(wiring.Component):
         for name, q in queues.items():
             m.d.comb += [
                 # An instruction on its way to the FIFO's head register is not idle.
-                getattr(run, f"{name}_idle").eq(q.idle & (fifos[name].level == 0)),
+                getattr(run, f"{name}_idle").eq(q.idle & fifos[name].empty),
                 getattr(run, f"{name}_stall").eq(q.stall),
                 getattr(run, f"{name}_index").eq(q.index),
                 getattr(run.status, f"{name}_busy").eq(q.busy),

@@ -90,7 +90,9 @@ class Calibration:
     vec_post: int = 6
     dispatch: int = 3
     fetch: int = 0
-    run: int = 0
+    # +1 since session 12: the control unit's end-of-run test (every queue idle) is a
+    # register, a cycle after the queues go idle.
+    run: int = 1
     queue_depth: int = 8
     gap: int = 1
 
