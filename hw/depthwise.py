@@ -109,6 +109,9 @@ class DepthwiseWalker(wiring.Component):
         go = Signal(name="go")  # RUN and the command is taken
         # RUN as a register of its own (as in DenseWalker): ``go`` decodes no state.
         running = Signal(name="running")
+        # ``running & j.last`` (a row ends) and ``running & j.last & y.last`` (a pass
+        # ends) as registers of their own (see DenseWalker's run_tap).
+        run_row, run_pass = Signal(name="run_row"), Signal(name="run_pass")
         cmd = self.o_cmd.payload
         m.d.comb += [
             self.o_cmd.valid.eq(running),
@@ -128,8 +131,8 @@ class DepthwiseWalker(wiring.Component):
             with m.State("SETUP"):
                 grouped, n_pass = depthwise_geometry(insn, self.rows, self.groups)
                 shift = (self.groups - 1).bit_length()
-                kp.setup(m, n_pass - 1)
-                y.setup(m, insn.out_h - 1)
+                kp.setup(m, n_pass)
+                y.setup(m, insn.out_h)
                 m.d.sync += [
                     span.eq(insn.stride_w * insn.out_w),
                     span_adj.eq(insn.kernel_w - 1 - insn.stride_w),
@@ -161,17 +164,22 @@ class DepthwiseWalker(wiring.Component):
             with m.State("ARM"):
                 for counter in (kp, y):
                     counter.arm(m)
+                j_one = (insn.out_w == 1) & (insn.kernel_w == 1)
                 # Words of a row less one: span + span_adj, 0 only for out_w = kernel_w = 1
                 # and 1 only for out_w = 1, kernel_w = 2 or out_w = 2, stride_w =
                 # kernel_w = 1 (the dispatcher refuses zero out_w, stride_w and kernel_w).
                 j.start(
                     m,
                     span + span_adj,
-                    (insn.out_w == 1) & (insn.kernel_w == 1),
+                    j_one,
                     ((insn.out_w == 1) & (insn.kernel_w == 2))
                     | ((insn.out_w == 2) & (insn.stride_w == 1) & (insn.kernel_w == 1)),
                 )
-                m.d.sync += running.eq(1)
+                m.d.sync += [
+                    running.eq(1),
+                    run_row.eq(j_one),
+                    run_pass.eq(j_one & y.one),
+                ]
                 m.next = "RUN"
             with m.State("RUN"):
                 with m.If(go & cmd.last):
@@ -187,26 +195,35 @@ class DepthwiseWalker(wiring.Component):
         win = c_j & wrap
         next_row, next_tap = row_addr + row_step, tap_base + dil_row
         acc_next_row = acc_row + insn.out_w
+        ready = self.o_cmd.ready
+        end_row = ready & run_row  # go & ~c_j
+        end_pass = ready & run_pass  # go & c_p
+        # Each loop moves on one enable and restarts by its flag (DenseWalker's).
+        j.move(m, go, j.last)
+        y.move(m, end_row, y.last)
+        kp.advance(m, end_pass)
         with m.If(go):
-            j.advance(m, c_j, ~c_j)
-            y.advance(m, c_y, c_p)
-            kp.advance(m, c_p)
+            j_next = Mux(j.last, j.one, j.penult)
+            y_next = Mux(j.last, Mux(y.last, y.one, y.penult), y.last)
             m.d.sync += [
                 inp_ptr.eq(pick((c_j, inp_ptr + 1), (c_y, next_row), (c_p, next_tap))),
                 # phase counts words modulo stride_w; a window starts at 0.
                 phase.eq(Mux(c_j & ~wrap, phase + 1, 0)),
                 wrap.eq(Mux(c_j & ~wrap, phase + 2 == insn.stride_w, insn.stride_w == 1)),
                 acc_ptr.eq(pick((win, acc_ptr + 1), (c_j & ~wrap, acc_ptr), (c_y, acc_next_row))),
+                # After the last command ``running`` falls, and the products with it.
+                run_row.eq(j_next & ~cmd.last),
+                run_pass.eq(j_next & y_next & ~cmd.last),
             ]
             with m.If(win):
                 m.d.sync += [win_left.eq(win_left - 1), in_win.eq(in_win & (win_left != 0))]
-            with m.If(~c_j):
-                m.d.sync += [
-                    win_left.eq(insn.out_w - 1),
-                    in_win.eq(insn.out_w != 0),
-                    row_addr.eq(Mux(c_y, next_row, next_tap)),
-                    acc_row.eq(Mux(c_y, acc_next_row, 0)),
-                ]
-            with m.If(c_p):
-                m.d.sync += [ky.eq(ky + 1), tap_base.eq(next_tap)]
+        with m.If(end_row):
+            m.d.sync += [
+                win_left.eq(insn.out_w - 1),
+                in_win.eq(insn.out_w != 0),
+                row_addr.eq(Mux(c_y, next_row, next_tap)),
+                acc_row.eq(Mux(c_y, acc_next_row, 0)),
+            ]
+        with m.If(end_pass):
+            m.d.sync += [ky.eq(ky + 1), tap_base.eq(next_tap)]
         return m

@@ -32,10 +32,10 @@ from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 from bamboo.hw.pipeline import (
-    bit_length,
     combine_lengths,
     delay_chain,
     group_lengths,
+    leading_zeros,
     register,
     round_up,
 )
@@ -96,14 +96,14 @@ def float_const(value):
 
 def _normalized(m, mant, exp, name, stage=None):
     """``(mant << shift, exp - shift)`` with the top bit of the 24-bit ``mant`` at bit 23;
-    ``stage(value, name)``, if given, registers the bit length, ``mant`` and ``exp``
-    before the shift."""
-    length = bit_length(m, mant, f"{name}_len")
+    ``stage(value, name)``, if given, registers the shift (the leading zeros), ``mant``
+    and ``exp`` before the shift itself."""
+    assert len(mant) == _MANT
+    shift = leading_zeros(m, mant, f"{name}_lz")[:5]
     if stage is not None:
-        mant, exp, length = (
-            stage(v, f"{name}_{k}") for k, v in (("mant", mant), ("exp", exp), ("len", length))
+        mant, exp, shift = (
+            stage(v, f"{name}_{k}") for k, v in (("mant", mant), ("exp", exp), ("shift", shift))
         )
-    shift = (_MANT - length)[:5]
     return (mant << shift)[:_MANT], exp - shift
 
 

@@ -41,6 +41,17 @@ def bit_length(m, x, name):
     return length
 
 
+def leading_zeros(m, x, name):
+    """``len(x) - bit_length(x)`` of an unsigned value: a priority encoder of its own,
+    with no subtractor behind it. Combinational."""
+    count = Signal(range(len(x) + 1), name=name)
+    m.d.comb += count.eq(len(x))
+    for k in range(len(x)):  # later assignments win: the highest set bit
+        with m.If(x[k]):
+            m.d.comb += count.eq(len(x) - 1 - k)
+    return count
+
+
 def group_lengths(m, x, name, group=8):
     """The first half of a two-stage :func:`bit_length`: ``[(any, bit_length)]`` of each
     ``group``-bit slice of ``x`` from bit 0 (combinational, a few LUT levels)."""

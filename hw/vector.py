@@ -336,14 +336,16 @@ class VectorUnit(wiring.Component):
         next_win = win_ptr + in_w
         next_pix = pix_ptr + sw
         next_row = row_ptr + row_step
+        # Each loop moves on one enable and restarts by its own flag (Countdown.move):
+        # kx on every read, ky at a window row's end, ox at a window's end.
+        kx.move(m, run, kx.last)
+        ky.move(m, run & kx.last, ky.last)
+        ox.move(m, run & last, ox.last)
         with m.If(run):
-            kx.advance(m, c_kx, kx.last)
-            ky.advance(m, c_ky, last)
-            ox.advance(m, c_ox, c_oy)
             oy.advance(m, c_oy)
             m.d.sync += [
                 first.eq(last),
-                last.eq(both_last_next(kx, ky, c_kx, c_ky, last)),
+                last.eq(both_last_next(kx, ky)),
                 ptr.eq(
                     pick(
                         (c_kx, ptr + col_step),
@@ -444,12 +446,18 @@ class VectorUnit(wiring.Component):
         e_codes, e_sums, e_bs = [], [], []
         for c in range(B):
             x = code(rd_data[c])
-            held_max, held_sum, held_a = Signal(signed(9)), Signal(signed(18)), Signal(signed(9))
-            new_max = Mux(first1 | (x > held_max), x, held_max)
-            new_sum = Mux(first1, 0, held_sum) + (x - a_zp)
+            # The running max and sum start over after a pixel's last beat (-256 is below
+            # every code, 0 the empty sum), not at its first: ``first1``'s fanout then
+            # reaches no adder or compare, only ``held_a``'s mux.
+            held_max = Signal(signed(9), init=-256)
+            held_sum, held_a = Signal(signed(18)), Signal(signed(9))
+            new_max = Mux(x > held_max, x, held_max)
+            new_sum = held_sum + (x - a_zp)
             new_a = Mux(first1, x, held_a)
             with m.If(v1):
                 m.d.sync += [held_max.eq(new_max), held_sum.eq(new_sum), held_a.eq(new_a)]
+                with m.If(last1):
+                    m.d.sync += [held_max.eq(-256), held_sum.eq(0)]
             # Stage 0: one beat per pixel, held while its lane groups go through.
             e_code = Signal(signed(9), name=f"e_code{c}")
             e_sum = Signal(signed(18), name=f"e_sum{c}")

@@ -63,10 +63,9 @@ class Countdown:
     is compared with 2 and 3 every cycle into registers, and a step picks the one that
     holds now (``left`` stepped since, or not; after a start, ``n_m1 == 2``).
 
-    ``setup(m, n_m1)`` (``m.d.sync``, once per instruction) keeps the loop length
-    ``n_m1 + 1`` and ``arm(m)``, a cycle later, starts the loop (the flags come from the
-    kept register, not from the setup arithmetic); ``restart(m)`` starts it again;
-    ``step(m)`` counts one iteration.
+    ``setup(m, n)`` (``m.d.sync``, once per instruction) keeps the loop length ``n``
+    and its flags, and ``arm(m)``, a cycle later, starts the loop from those registers;
+    ``restart(m)`` starts it again; ``step(m)`` counts one iteration.
     """
 
     def __init__(self, m, width, name):
@@ -87,11 +86,12 @@ class Countdown:
             self._started.eq(0),
         ]
 
-    def setup(self, m, n_m1):
-        m.d.sync += self.n_m1.eq(n_m1)
+    def setup(self, m, n):
+        """Keep a loop of ``n`` iterations, with its one- and two-iteration flags."""
+        m.d.sync += [self.n_m1.eq(n - 1), self.one.eq(n == 1), self.two.eq(n == 2)]
 
     def arm(self, m):
-        self.start(m, self.n_m1, self.n_m1 == 0, self.n_m1 == 1)
+        self.start(m, self.n_m1, self.one, self.two)
 
     def start(self, m, n_m1, one, two):
         """Keep the length and start the loop in one go (``one``: ``n_m1 == 0``, ``two``:
@@ -130,15 +130,37 @@ class Countdown:
         with m.If(restart):
             self.restart(m)
 
+    def move(self, m, enable, restart):
+        """On ``enable``, start again if ``restart`` (a register, e.g. the loop's own
+        ``last``), else count one iteration. Each register then loads on ``enable``
+        alone (a flip-flop's clock enable) with a next value chosen by registers only,
+        so a late enable passes one LUT; :meth:`advance` with selects that include the
+        enable lets the mapper stack it up with the flags."""
+        at2 = Mux(self._started, self.n_m1 == 2, Mux(self._stepped, self._eq3, self._eq2))
+        with m.If(enable):
+            m.d.sync += [
+                self.left.eq(Mux(restart, self.n_m1, self.left - 1)),
+                self.last.eq(Mux(restart, self.one, self.penult)),
+                self.penult.eq(Mux(restart, self.two, at2)),
+                self._stepped.eq(~restart),
+                self._started.eq(restart),
+            ]
 
-def both_last_next(inner, outer, step_inner, step_outer, restart):
-    """``inner.last & outer.last`` after this cycle's one-hot move of a two-level loop
-    nest, from the flags' next values: a step ends on its last iteration at
-    ``left == 1``, a restart (both loops from the start) at once if each is one long."""
-    return pick(
-        (step_inner, inner.penult & outer.last),
-        (step_outer, inner.one & outer.penult),
-        (restart, inner.one & outer.one),
+
+def both_last_next(inner, outer):
+    """``inner.last & outer.last`` after one move of a two-level loop nest: ``inner``
+    steps unless last; else it restarts and ``outer`` steps unless last; else both
+    restart. A step ends on its last iteration at ``left == 1`` (``penult``), a restart
+    at once if the loop is one long.
+
+    Read from the two counters' flags alone (six inputs: one LUT), not from the move's
+    one-hot selects nor from a register holding the product, which would only add
+    inputs that the flags already decide.
+    """
+    return Mux(
+        inner.last,
+        inner.one & Mux(outer.last, outer.one, outer.penult),
+        inner.penult & outer.last,
     )
 
 
@@ -213,6 +235,13 @@ class DenseWalker(wiring.Component):
             go.eq(running & self.o_cmd.ready),
         ]
 
+        # ``running`` ANDed with the flags that select a tap's end (``tap_last``) and a
+        # window's end (``win_last``), kept as registers of their own, so the enables of
+        # the kernel loops are ``ready`` and one flip-flop: ``go`` (two) and the flags do
+        # not stack up in front of them.
+        run_tap, run_win = Signal(name="run_tap"), Signal(name="run_win")
+        run_x = Signal(name="run_x")  # running & x.last: a row of pixels ends
+
         with m.FSM():
             with m.State("IDLE"):
                 accept(m, self.i_insn, insn, "SETUP")
@@ -224,7 +253,7 @@ class DenseWalker(wiring.Component):
                     (ky, insn.kernel_h),
                     (blk, insn.in_blocks),
                 ):
-                    counter.setup(m, n - 1)
+                    counter.setup(m, n)
                 m.d.sync += [
                     row_step.eq(insn.stride_h * insn.in_w),
                     dil_row.eq(insn.dilation_h * insn.in_w),
@@ -240,10 +269,14 @@ class DenseWalker(wiring.Component):
             with m.State("ARM"):
                 for counter in (x, y, kx, ky, blk):
                     counter.arm(m)
+                tap0, win0 = x.one & y.one, kx.one & ky.one  # registers since SETUP
                 m.d.sync += [
-                    tap_last.eq((x.n_m1 == 0) & (y.n_m1 == 0)),
-                    win_last.eq((kx.n_m1 == 0) & (ky.n_m1 == 0)),
+                    tap_last.eq(tap0),
+                    win_last.eq(win0),
                     running.eq(1),
+                    run_tap.eq(tap0),
+                    run_win.eq(tap0 & win0),
+                    run_x.eq(x.one),
                 ]
                 m.next = "RUN"
             with m.State("RUN"):
@@ -253,41 +286,48 @@ class DenseWalker(wiring.Component):
 
         # RUN: what the next command changes, as one-hot cases of the registered loop
         # flags, each register choosing among its candidates with an AND-OR: the
-        # next pixel (c_x), the next row (c_y), the next tap (c_t), which steps kx
-        # (t_kx), else ky (t_ky), else the block (t_blk), by the dilation or the pitch.
+        # next pixel (c_x), the next row (c_y), the next tap (c_t), which steps kx,
+        # else ky, else the block (t_blk), by the dilation or the pitch.
+        # The data selects leave out ``go``; the enables are the ``t_*`` and ``step_t``.
         c_x = ~x.last
         c_y = x.last & ~tap_last
         c_t = tap_last
-        t_kx = c_t & ~kx.last
-        t_ky = c_t & kx.last & ~ky.last
-        t_blk = c_t & win_last
+        ready = self.o_cmd.ready
+        step_t = ready & run_tap  # go & c_t
+        t_row = step_t & kx.last  # t_ky | t_blk: a kernel row ends
+        t_blk = ready & run_win  # go & c_t & win_last
         nb = pick(
-            (t_kx, tap_base + insn.dilation_w),
-            (t_ky, ky_base + dil_row),
-            (t_blk, blk_base + insn.inp_block_stride),
+            (~kx.last, tap_base + insn.dilation_w),
+            (kx.last & ~ky.last, ky_base + dil_row),
+            (win_last, blk_base + insn.inp_block_stride),
         )
         next_row = row_addr + row_step
+        # Each loop moves on one enable and restarts by its flag: x on every command, y
+        # at a row's end (c_y or c_t), kx at a tap's end, ky at a kernel row's end
+        # (t_ky or t_blk), the block at a window's end.
+        x.move(m, go, x.last)
+        y.move(m, ready & run_x, tap_last)
+        kx.move(m, step_t, kx.last)
+        ky.move(m, t_row, ky.last)
+        blk.advance(m, t_blk)
         with m.If(go):
-            x.advance(m, c_x, ~c_x)
-            y.advance(m, c_y, c_t)
-            kx.advance(m, t_kx, t_ky | t_blk)
-            ky.advance(m, t_ky, t_blk)
-            blk.advance(m, t_blk)
+            tap_next = both_last_next(x, y)
+            win_next = Mux(c_t, both_last_next(kx, ky), win_last)
             m.d.sync += [
                 pix.eq(Mux(c_t, 0, pix + 1)),
                 pix_addr.eq(pick((c_x, pix_addr + insn.stride_w), (c_y, next_row), (c_t, nb))),
-                tap_last.eq(both_last_next(x, y, c_x, c_y, c_t)),
+                tap_last.eq(tap_next),
+                # After the last command ``running`` falls, and the products with it.
+                run_tap.eq(tap_next & ~cmd.last),
+                run_x.eq(Mux(x.last, x.one, x.penult) & ~cmd.last),
+                run_win.eq(tap_next & win_next & ~cmd.last),
             ]
             with m.If(~c_x):
                 m.d.sync += row_addr.eq(Mux(c_y, next_row, nb))
-            with m.If(c_t):
-                m.d.sync += [
-                    s.eq(s + 1),
-                    tap_base.eq(nb),
-                    win_last.eq(both_last_next(kx, ky, t_kx, t_ky, t_blk)),
-                ]
-            with m.If(t_ky | t_blk):
-                m.d.sync += ky_base.eq(nb)
-            with m.If(t_blk):
-                m.d.sync += blk_base.eq(nb)
+        with m.If(step_t):
+            m.d.sync += [s.eq(s + 1), tap_base.eq(nb), win_last.eq(both_last_next(kx, ky))]
+        with m.If(t_row):
+            m.d.sync += ky_base.eq(nb)
+        with m.If(t_blk):
+            m.d.sync += blk_base.eq(nb)
         return m

@@ -1,5 +1,5 @@
 """hw/pipeline.py's helpers against Python: registers and delay chains delay by their
-stage count, bit_length (whole or in two halves) and round_up compute what
+stage count, bit_length (whole or in two halves), leading_zeros and round_up compute what
 int.bit_length and addition do, accept takes a stream payload into a register."""
 
 import numpy as np
@@ -14,6 +14,7 @@ from bamboo.hw.pipeline import (
     connect_stream,
     delay_chain,
     group_lengths,
+    leading_zeros,
     register,
     round_up,
 )
@@ -28,6 +29,7 @@ class _Helpers(wiring.Component):
     chain: Out(3)
     length: Out(4)
     length2: Out(4)
+    zeros: Out(4)
     mant: Out(8)
     carry: Out(1)
     s: In(stream.Signature(12))
@@ -43,6 +45,7 @@ class _Helpers(wiring.Component):
             self.length.eq(bit_length(m, self.i, "len")),
             # In two halves, slices of 5 bits (the last one of 2).
             self.length2.eq(combine_lengths(m, group_lengths(m, self.i, "g", 5), "len2", 5)),
+            self.zeros.eq(leading_zeros(m, self.i, "lz")),
         ]
         mant, carry = round_up(self.q, self.up)
         m.d.comb += [self.mant.eq(mant), self.carry.eq(carry)]
@@ -75,6 +78,7 @@ def test_helpers_match_python():
             ctx.set(dut.i, x)
             ctx.set(dut.valid, v)
             assert ctx.get(dut.length) == ctx.get(dut.length2) == x.bit_length()
+            assert ctx.get(dut.zeros) == 12 - x.bit_length()
             await ctx.tick()
             assert ctx.get(dut.reg) == x
             past = [vs[n - k] if n - k >= 0 else 0 for k in range(3)]
