@@ -15,6 +15,7 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
 __all__ = [
+    "BurstCounter",
     "AXI4Signature",
     "BURST_INCR",
     "RESP_OKAY",
@@ -233,3 +234,38 @@ class RegisterSlice(wiring.Component):
         with m.If(self.flush):
             m.d.sync += [skid_full.eq(0), self.o.valid.eq(0)]
         return m
+
+
+class BurstCounter:
+    """The write burst W is in, for a W channel that follows queued AWLEN values.
+
+    ``valid`` (a burst is loaded), ``last`` (WLAST: the current beat is the burst's
+    last) and the count behind them are registers: loaded from a FIFO's head (a
+    :class:`~bamboo.hw.flagfifo.FlagFIFO` of AWLEN) when the previous burst ends or none
+    is loaded, counted down per beat, with ``last`` set a beat early from a
+    ``left == 1`` flag, so no compare sits between the queue and W.
+    """
+
+    def __init__(self, name):
+        self.valid = Signal(name=f"{name}_v")
+        self.last = Signal(name=f"{name}_last")
+        self._one = Signal(name=f"{name}_one")  # left == 1
+        self._left = Signal(8, name=f"{name}_left")  # beats after the current one
+
+    def follow(self, m, fifo, load, beat):
+        """Load the next burst from ``fifo`` on ``load`` (the caller's form of ``~valid
+        | (beat & last)``), else count one on ``beat`` (a W handshake)."""
+        m.d.comb += fifo.r_en.eq(load)
+        with m.If(load):
+            m.d.sync += [
+                self.valid.eq(fifo.r_rdy),
+                self._left.eq(fifo.r_data),
+                self.last.eq(fifo.r_data == 0),
+                self._one.eq(fifo.r_data == 1),
+            ]
+        with m.Elif(beat):
+            m.d.sync += [
+                self._left.eq(self._left - 1),
+                self.last.eq(self._one),
+                self._one.eq(self._left == 2),
+            ]

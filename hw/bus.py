@@ -27,7 +27,7 @@ from amaranth.hdl import Module, Mux, Signal
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-from .axi import AXI4Signature, RegisterSlice
+from .axi import AXI4Signature, BurstCounter, RegisterSlice
 from .flagfifo import FlagFIFO
 
 __all__ = ["BusArbiter"]
@@ -178,35 +178,23 @@ class BusArbiter(wiring.Component):
             m.d.sync += w_quiet.eq(0)
         with m.Elif(load_rerr | (bus.bvalid & bus.bready & bus.bresp[1])):
             m.d.sync += w_quiet.eq(1)
-        # The burst W is in: loaded from the tracker's head when the previous one ends
-        # (or none is loaded), with ``w_left`` beats after the current one and WLAST a
-        # register (``w_last``), so no compare sits between the tracker and W.
-        w_v, w_last, w_one = Signal(), Signal(), Signal()  # w_one: w_left == 1
-        w_left = Signal(8)
+        # The burst W is in, from the tracker's head (WLAST a register).
+        wb = BurstCounter("w")
         # ``aborting`` (abort a cycle late), not ``abort``: abort's fanout stays off the W
         # handshake. In abort's first cycle a beat the slice still holds goes out as it is.
         with m.If(aborting):
-            m.d.comb += [bus.wvalid.eq(w_v), bus.wstrb.eq(0), bus.wdata.eq(0)]
+            m.d.comb += [bus.wvalid.eq(wb.valid), bus.wstrb.eq(0), bus.wdata.eq(0)]
         with m.Else():
             m.d.comb += [
-                bus.wvalid.eq(store_w.o.valid & w_v),
+                bus.wvalid.eq(store_w.o.valid & wb.valid),
                 bus.wstrb.eq(Mux(w_quiet, 0, store_w.o.payload.wstrb)),
                 bus.wdata.eq(store_w.o.payload.wdata),
-                store_w.o.ready.eq(bus.wready & w_v),
+                store_w.o.ready.eq(bus.wready & wb.valid),
             ]
-        m.d.comb += bus.wlast.eq(w_last)
-        # ``~w_v | (WVALID & WREADY & w_last)``, written without WVALID's own LUT.
-        w_load = ~w_v | (bus.wready & w_last & (aborting | store_w.o.valid))
-        m.d.comb += wtrack.r_en.eq(w_load)
-        with m.If(w_load):
-            m.d.sync += [
-                w_v.eq(wtrack.r_rdy),
-                w_left.eq(wtrack.r_data),
-                w_last.eq(wtrack.r_data == 0),
-                w_one.eq(wtrack.r_data == 1),
-            ]
-        with m.Elif(bus.wvalid & bus.wready):
-            m.d.sync += [w_left.eq(w_left - 1), w_last.eq(w_one), w_one.eq(w_left == 2)]
+        m.d.comb += bus.wlast.eq(wb.last)
+        # ``~valid | (WVALID & WREADY & last)``, written without WVALID's own LUT.
+        w_load = ~wb.valid | (bus.wready & wb.last & (aborting | store_w.o.valid))
+        wb.follow(m, wtrack, w_load, bus.wvalid & bus.wready)
 
         # B: always taken; counted so the engine knows when every write has landed.
         pending_b = Signal(range(2 * TRACK_DEPTH + 2))
@@ -219,6 +207,6 @@ class BusArbiter(wiring.Component):
         m.d.sync += pending_b.eq(pending_b + take_aw - (bus.bvalid & bus.bready))
 
         m.d.comb += self.idle.eq(
-            ~ar_full & ~rtrack.r_rdy & ~aw_full & ~wtrack.r_rdy & ~w_v & (pending_b == 0)
+            ~ar_full & ~rtrack.r_rdy & ~aw_full & ~wtrack.r_rdy & ~wb.valid & (pending_b == 0)
         )
         return m

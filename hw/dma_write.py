@@ -17,7 +17,7 @@ from amaranth.lib.wiring import In, Out
 
 from ..arch.isa import Opcode
 from ..arch.registers import ErrorCode
-from .axi import BURST_INCR, CACHE_MODIFIABLE_BUFFERABLE, MAX_BURST_BEATS
+from .axi import BURST_INCR, CACHE_MODIFIABLE_BUFFERABLE, MAX_BURST_BEATS, BurstCounter
 from .dma import checked_bursts, command_states, engine_members, transfer_fields
 from .flagfifo import FlagFIFO
 
@@ -240,37 +240,19 @@ class DMAWriter(wiring.Component):
             beats.w_data.eq(Cat(beat, beat_strb)),
         ]
 
-        # W sends the queued beats of the burst at the head of the burst queue: ``cur_left``
-        # beats after this one, ``cur_last`` when none (WLAST). The burst is loaded from the
-        # queue when the previous one ends or none is loaded, so WLAST is a register.
-        cur_v = Signal()
-        cur_left = Signal(8)
-        cur_last = Signal()
-        cur_one = Signal()  # cur_left == 1
+        # W sends the queued beats of the burst at the head of the burst queue (WLAST a
+        # register).
+        cur = BurstCounter("cur")
         m.d.comb += [
-            axi.wvalid.eq(beats.r_rdy & cur_v),
+            axi.wvalid.eq(beats.r_rdy & cur.valid),
             axi.wdata.eq(beats.r_data[: 8 * bus]),
             axi.wstrb.eq(beats.r_data[8 * bus :]),
-            axi.wlast.eq(cur_last),
-            beats.r_en.eq(axi.wready & cur_v),
+            axi.wlast.eq(cur.last),
+            beats.r_en.eq(axi.wready & cur.valid),
         ]
-        adv = axi.wvalid & axi.wready
-        # ``~cur_v | (adv & cur_last)``, written without WVALID's own LUT in the way.
-        load = ~cur_v | (beats.r_rdy & axi.wready & cur_last)
-        m.d.comb += queue.r_en.eq(load)
-        with m.If(load):
-            m.d.sync += [
-                cur_v.eq(queue.r_rdy),
-                cur_left.eq(queue.r_data),
-                cur_last.eq(queue.r_data == 0),
-                cur_one.eq(queue.r_data == 1),
-            ]
-        with m.Elif(adv):
-            m.d.sync += [
-                cur_left.eq(cur_left - 1),
-                cur_last.eq(cur_one),
-                cur_one.eq(cur_left == 2),
-            ]
+        # ``~valid | (WVALID & WREADY & last)``, written without WVALID's own LUT.
+        load = ~cur.valid | (beats.r_rdy & axi.wready & cur.last)
+        cur.follow(m, queue, load, axi.wvalid & axi.wready)
 
         with m.If(take):
             set_off((off + 1)[: len(off)])
@@ -339,7 +321,7 @@ class DMAWriter(wiring.Component):
                     & ~axi.awvalid
                     & ~taken
                     & ~queue.r_rdy
-                    & ~cur_v
+                    & ~cur.valid
                     & ~beats.r_rdy
                     & (outstanding == 0)
                 ):
