@@ -492,7 +492,8 @@ def render_markdown():
         "An AXI4-Lite slave with 32-bit data, byte addresses, word-aligned registers "
         "(address bits 1:0 are ignored; WSTRB masks RW bytes). Unmapped offsets read "
         "as zero and ignore writes with an OKAY response (the register file can be "
-        "built to answer SLVERR instead). Unlisted bits read as zero.",
+        "built to answer SLVERR instead). Unlisted bits read as zero. A write has "
+        "taken effect when its B response comes.",
         "",
         "Wide values are `_LO`/`_HI` pairs. Write LO then HI; the engine samples "
         "them at start. For counters, reading `_LO` latches the high word, so read "

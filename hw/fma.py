@@ -94,17 +94,28 @@ def float_const(value):
     return {"zero": 0, "sign": int(value < 0), "mant": mant, "exp": exp - _MANT}
 
 
-def _normalized(m, mant, exp, name, stage=None):
-    """``(mant << shift, exp - shift)`` with the top bit of the 24-bit ``mant`` at bit 23;
-    ``stage(value, name)``, if given, registers the shift (the leading zeros), ``mant``
-    and ``exp`` before the shift itself."""
+def _normalized(m, mant, exp, name, stage=None, exp_offset=0):
+    """``(mant << shift, exp + exp_offset - shift)`` with the top bit of the 24-bit
+    ``mant`` at bit 23.
+
+    ``stage(value, name)``, if given, splits it in two balanced steps: by whole bytes
+    first (the highest non-zero byte moved to the top; the exponent and that byte's
+    leading zeros chosen from three of each formed beside the byte test), registered,
+    then by those zeros (0 to 7; 8 only for a zero ``mant``)."""
     assert len(mant) == _MANT
-    shift = leading_zeros(m, mant, f"{name}_lz")[:5]
-    if stage is not None:
-        mant, exp, shift = (
-            stage(v, f"{name}_{k}") for k, v in (("mant", mant), ("exp", exp), ("shift", shift))
-        )
-    return (mant << shift)[:_MANT], exp - shift
+    if stage is None:
+        shift = leading_zeros(m, mant, f"{name}_lz")[:5]
+        return (mant << shift)[:_MANT], exp + exp_offset - shift
+    hi, mid = mant[16:24].any(), mant[8:16].any()
+    coarse = Mux(hi, mant, Mux(mid, mant << 8, mant << 16))[:_MANT]
+    e0, e8, e16 = (exp + (exp_offset - s) for s in (0, 8, 16))
+    zeros = [leading_zeros(m, mant[lo : lo + 8], f"{name}_lz{lo}") for lo in (16, 8, 0)]
+    coarse, coarse_exp, fine = (
+        stage(coarse, f"{name}_bytes"),
+        stage(Mux(hi, e0, Mux(mid, e8, e16)), f"{name}_exp"),
+        stage(Mux(hi, zeros[0], Mux(mid, zeros[1], zeros[2])), f"{name}_fine"),
+    )
+    return (coarse << fine)[:_MANT], coarse_exp - fine
 
 
 def unpack_f32(m, bits, name, stage=None):
@@ -117,11 +128,11 @@ def unpack_f32(m, bits, name, stage=None):
     out = Signal(Float, name=name)
     e8, frac = bits[23:31], bits[:23]
     mant = Mux(e8 == 0, frac, frac | (1 << 23))
-    exp = Mux(e8 == 0, 1, e8) - 150
     zero, sign = mant == 0, bits[31]
     if stage is not None:
         zero, sign = stage(zero, f"{name}_zero"), stage(sign, f"{name}_sign")
-    norm, nexp = _normalized(m, mant[:_MANT], exp, name, stage)
+    # The exponent, Mux(e8 == 0, 1, e8) - 150, with the bias added by the normalizer.
+    norm, nexp = _normalized(m, mant[:_MANT], Mux(e8 == 0, 1, e8), name, stage, -150)
     m.d.comb += [out.zero.eq(zero), out.sign.eq(sign), out.mant.eq(norm), out.exp.eq(nexp)]
     return out
 

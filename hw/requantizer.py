@@ -149,8 +149,15 @@ def round_decode(m, r, up, t, zero, name):
     therm = Signal(_STEP4.stop - 2 - lo, name=f"{name}_therm")
     for j, k in enumerate(_STEP4):
         m.d.comb += sel[j].eq(t == -k)
-    for i in range(len(therm)):  # bit lo + i is below guard bit k - 1 for k >= lo + i + 2
-        m.d.comb += therm[i].eq((t >= -_STEP4[-1]) & (t <= -(lo + i + 2)))
+    # Bit lo + i is below guard bit k - 1 for k >= lo + i + 2: ``-24 <= t <= -(lo+i+2)``.
+    # Those t lie in [-32, -1], where t's bits above 5 are all ones and t = t[:5] - 32:
+    # one test of the high bits shared by all, and a 5-bit range per bit (one LUT), not
+    # two wide signed compares each.
+    assert t.shape().signed and len(t) >= 6 and -_STEP4[-1] >= -32
+    in_32 = t[5:].all()
+    for i in range(len(therm)):
+        low5 = t[:5]
+        m.d.comb += therm[i].eq(in_32 & (low5 >= 32 - _STEP4[-1]) & (low5 <= 32 - (lo + i + 2)))
     low = r[:lo]
     return {
         "zero": zero,
