@@ -99,23 +99,26 @@ def _normalized(m, mant, exp, name, stage=None, exp_offset=0):
     ``mant`` at bit 23.
 
     ``stage(value, name)``, if given, splits it in two balanced steps: by whole bytes
-    first (the highest non-zero byte moved to the top; the exponent and that byte's
-    leading zeros chosen from three of each formed beside the byte test), registered,
-    then by those zeros (0 to 7; 8 only for a zero ``mant``)."""
+    first (the highest non-zero byte moved to the top, that byte's leading zeros picked
+    from three formed beside the byte test), registered, then by those zeros (0 to 7; 8
+    only for a zero ``mant``), the exponent adjusted by both at once."""
     assert len(mant) == _MANT
     if stage is None:
         shift = leading_zeros(m, mant, f"{name}_lz")[:5]
         return (mant << shift)[:_MANT], exp + exp_offset - shift
     hi, mid = mant[16:24].any(), mant[8:16].any()
     coarse = Mux(hi, mant, Mux(mid, mant << 8, mant << 16))[:_MANT]
-    e0, e8, e16 = (exp + (exp_offset - s) for s in (0, 8, 16))
     zeros = [leading_zeros(m, mant[lo : lo + 8], f"{name}_lz{lo}") for lo in (16, 8, 0)]
-    coarse, coarse_exp, fine = (
+    coarse, exp, fine, by = (
         stage(coarse, f"{name}_bytes"),
-        stage(Mux(hi, e0, Mux(mid, e8, e16)), f"{name}_exp"),
+        stage(exp + exp_offset, f"{name}_exp"),
         stage(Mux(hi, zeros[0], Mux(mid, zeros[1], zeros[2])), f"{name}_fine"),
+        stage(Mux(hi, 0, Mux(mid, 1, 2)), f"{name}_by"),  # whole bytes shifted
     )
-    return (coarse << fine)[:_MANT], coarse_exp - fine
+    # shift = 8 * by + fine without an adder: fine <= 7 but for a zero mant (8, with
+    # by = 2), whose shift is 24.
+    shift = Cat(fine[:3], Mux(fine[3], 3, by))
+    return (coarse << fine)[:_MANT], exp - shift
 
 
 def unpack_f32(m, bits, name, stage=None):

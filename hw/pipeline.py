@@ -42,14 +42,21 @@ def bit_length(m, x, name):
 
 
 def leading_zeros(m, x, name):
-    """``len(x) - bit_length(x)`` of an unsigned value: a priority encoder of its own,
-    with no subtractor behind it. Combinational."""
-    count = Signal(range(len(x) + 1), name=name)
-    m.d.comb += count.eq(len(x))
-    for k in range(len(x)):  # later assignments win: the highest set bit
-        with m.If(x[k]):
-            m.d.comb += count.eq(len(x) - 1 - k)
-    return count
+    """``len(x) - bit_length(x)`` of an unsigned value, combinational: split in halves
+    recursively (the high half's count, or its width plus the low half's), a balanced
+    tree rather than the chain of a priority encoder, and no subtractor behind it."""
+
+    def count(bits):
+        n = len(bits)
+        if n == 1:
+            return ~bits[0]
+        half = n - n // 2  # the low half's width; the high half gets the rest
+        lo, hi = bits[:half], bits[half:]
+        return Mux(hi.any(), count(hi), len(hi) + count(lo))
+
+    result = Signal(range(len(x) + 1), name=name)
+    m.d.comb += result.eq(count(x))
+    return result
 
 
 def group_lengths(m, x, name, group=8):

@@ -147,16 +147,15 @@ def round_decode(m, r, up, t, zero, name):
     lo = _STEP4.start - 1
     sel = Signal(len(_STEP4), name=f"{name}_sel")
     therm = Signal(_STEP4.stop - 2 - lo, name=f"{name}_therm")
-    for j, k in enumerate(_STEP4):
-        m.d.comb += sel[j].eq(t == -k)
-    # Bit lo + i is below guard bit k - 1 for k >= lo + i + 2: ``-24 <= t <= -(lo+i+2)``.
-    # Those t lie in [-32, -1], where t's bits above 5 are all ones and t = t[:5] - 32:
-    # one test of the high bits shared by all, and a 5-bit range per bit (one LUT), not
-    # two wide signed compares each.
+    # Every t that selects a case lies in [-32, -1], where t's bits above 5 are all ones
+    # and t = t[:5] - 32: one test of the high bits shared by all, and a 5-bit compare
+    # per flag (one LUT), not a wide compare each.
     assert t.shape().signed and len(t) >= 6 and -_STEP4[-1] >= -32
-    in_32 = t[5:].all()
+    in_32, low5 = t[5:].all(), t[:5]
+    for j, k in enumerate(_STEP4):
+        m.d.comb += sel[j].eq(in_32 & (low5 == 32 - k))
+    # Bit lo + i is below guard bit k - 1 for k >= lo + i + 2: ``-24 <= t <= -(lo+i+2)``.
     for i in range(len(therm)):
-        low5 = t[:5]
         m.d.comb += therm[i].eq(in_32 & (low5 >= 32 - _STEP4[-1]) & (low5 <= 32 - (lo + i + 2)))
     low = r[:lo]
     return {
