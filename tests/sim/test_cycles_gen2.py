@@ -93,27 +93,29 @@ def test_depthwise_engine_by_hand():
 
 
 def test_acc_pingpong_and_postproc_lanes_by_hand():
-    """1x1 CONVs of 16 x 16 pixels, one tap: MACs ``1 + (1 + 256) + (26 + 3) = 287``
-    cycles (26: the array's latency, 8 + 16 + 2), emit ``256 + 1`` plus post-processing
-    ``P`` (the calibration's ``compute_post``: 27)."""
+    """1x1 CONVs of 16 x 16 pixels, one tap: MACs ``M = 1 + (1 + 256) + (26 + 4) = 288``
+    cycles (26: the array's latency, 8 + 16 + 2; 4: the ACC's read, old-word register,
+    add and write), emit ``256 + 1`` plus post-processing ``P`` (the calibration's
+    ``compute_post``: 27)."""
     P = cycles.Calibration().compute_post
     assert P == 27
+    M = 288
     f = _conv(out_h=16, out_w=16)
     today, _ = _engine(EngineLevers()).compute(f, 0)
-    assert today == 287 + 257 + P
+    assert today == M + 257 + P
     # Ping-pong: the unit is free after the MACs; the emit follows on its own.
     eng = _engine(EngineLevers(acc_pingpong=True))
-    assert eng.compute(f, 0) == (287 + 257 + P, 287)
-    assert eng.compute(f, 288) == (288 + 287 + 257 + P, 288 + 287)
+    assert eng.compute(f, 0) == (M + 257 + P, M)
+    assert eng.compute(f, M + 1) == (M + 1 + M + 257 + P, M + 1 + M)
     # Half the requantizer lanes: an emitted pixel takes 2 cycles (emit 2 * 256 + 1 + P =
     # 540, longer than the MACs). Ping-pong: conv 2's emit waits for conv 1's; conv 3 waits
-    # for its bank (conv 1's emit ends at 827).
+    # for its bank (conv 1's emit ends at 828).
     emit = 2 * 256 + 1 + P
-    end1 = 287 + emit
+    end1 = M + emit
     eng = _engine(EngineLevers(acc_pingpong=True, postproc_lanes=16))
-    assert eng.compute(f, 0) == (end1, 287)
-    assert eng.compute(f, 288) == (end1 + emit, 575)
-    assert eng.compute(f, 576) == (end1 + 2 * emit, end1 + 287)
+    assert eng.compute(f, 0) == (end1, M)
+    assert eng.compute(f, M + 1) == (end1 + emit, M + 1 + M)
+    assert eng.compute(f, 2 * (M + 1)) == (end1 + 2 * emit, end1 + M)
     # Without ping-pong the emit holds the unit.
     assert _engine(EngineLevers(postproc_lanes=16)).compute(f, 0) == (end1, end1)
     # A VEC after a pending emit waits for it (OUT's write port).
