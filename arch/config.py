@@ -45,6 +45,10 @@ def _is_pow2(v):
 #: The standalone depthwise engine's fields (hw/dwengine.py), absent from ``to_dict`` at
 #: their defaults and from ``config_id`` while ``dw_lanes`` is 0.
 _ENGINE_FIELDS = ("dw_lanes", "dw_kernel", "dw_width")
+#: Fields added after the presets' identities were fixed: absent from ``to_dict`` (and so
+#: from ``config_id``) at their defaults, so a configuration that does not use them keeps
+#: the identity, artifacts and recorded estimates it had before they existed.
+_LATER_FIELDS = _ENGINE_FIELDS + ("postproc_lanes",)
 
 
 @dataclass(frozen=True)
@@ -100,6 +104,13 @@ class AcceleratorConfig:
         smaller odd kernel runs embedded in it with zero taps and one more padding.
     dw_width : int
         The engine's longest padded input row in pixels (line-buffer depth), a power of two.
+    postproc_lanes : int or None
+        Post-processing lanes (requantizer and activation, hw/postproc.py); ``None``: one
+        per column. Fewer lanes take an ACC word's ``cols`` accumulators in ``cols /
+        postproc_lanes`` turns (:attr:`postproc_turns`), so an emit takes that many cycles
+        a pixel, for 2 DSP48E2 and several hundred LUTs less per lane removed
+        (docs/hardware.md, "Post-processing lanes"). A value equal to ``cols`` is stored
+        as ``None``: the same hardware has one identity.
     """
 
     name: str = "custom"
@@ -121,6 +132,7 @@ class AcceleratorConfig:
     dw_lanes: int = 0
     dw_kernel: int = 3
     dw_width: int = 256
+    postproc_lanes: int | None = None
 
     def __post_init__(self):
         for field in (
@@ -171,6 +183,18 @@ class AcceleratorConfig:
                 f"vector_lanes must be a power of two up to rows ({self.rows}), "
                 f"not {self.vector_lanes!r}"
             )
+        if self.postproc_lanes is not None:
+            if not (
+                isinstance(self.postproc_lanes, int)
+                and _is_pow2(self.postproc_lanes)
+                and self.postproc_lanes <= self.cols
+            ):
+                raise ConfigError(
+                    f"postproc_lanes must be a power of two up to cols ({self.cols}), "
+                    f"not {self.postproc_lanes!r}"
+                )
+            if self.postproc_lanes == self.cols:
+                object.__setattr__(self, "postproc_lanes", None)
         for field in ("depthwise_blocks", "depthwise_groups"):
             value = getattr(self, field)
             if not isinstance(value, int) or not _is_pow2(value):
@@ -263,6 +287,11 @@ class AcceleratorConfig:
         return self.rows // (self.vector_lanes or self.rows)
 
     @property
+    def postproc_turns(self):
+        """Cycles post-processing takes per ACC word: ``cols / postproc_lanes``."""
+        return self.cols // (self.postproc_lanes or self.cols)
+
+    @property
     def axi_data_bytes(self):
         return self.axi_data_width // 8
 
@@ -273,11 +302,12 @@ class AcceleratorConfig:
     # Identity ------------------------------------------------------------------------
 
     def to_dict(self):
-        """The fields as a dict; the depthwise engine's (``dw_*``) only where they differ
-        from their defaults, so configurations without an engine serialize as before it."""
+        """The fields as a dict; the depthwise engine's (``dw_*``) and ``postproc_lanes``
+        only where they differ from their defaults, so configurations that do not use them
+        serialize as before they existed."""
         out = dataclasses.asdict(self)
         defaults = {f.name: f.default for f in dataclasses.fields(self)}
-        for name in _ENGINE_FIELDS:
+        for name in _LATER_FIELDS:
             if out[name] == defaults[name]:
                 del out[name]
         return out

@@ -49,6 +49,7 @@ __all__ = [
     "EngineLevers",
     "dw_engine_cycles",
     "dw_engine_latency",
+    "postproc_group_latency",
     "BURST_ISSUE_CYCLES",
     "LUT_BYTES_PER_CYCLE",
     "INSN_FETCH_OVERHEAD",
@@ -77,7 +78,9 @@ def conv_cycles(config, words_per_tap, taps, emit_pixels=0):
     (``rows + cols + 2``, or ``rows + cols / 2 + 2`` packed), so with ``W`` words per
     tap and
     ``cool = L`` tap ``j`` starts at ``1 + (j // 2) * max(2W, W + cool) +
-    (j % 2) * W``. Busy = ``1 + run + (L + 4) + (emit_pixels + 1 if emit)``.
+    (j % 2) * W``. Busy = ``1 + run + (L + 4) + (emit_pixels * turns + 1 if emit)``,
+    ``turns = config.postproc_turns`` (post-processing takes an ACC word a cycle, or in
+    ``turns`` lane groups when it has fewer lanes than columns)
     Exact for ``hw/compute.py``'s sequencer: tests/hw/test_compute.py checks it against
     the RTL.
     """
@@ -88,7 +91,14 @@ def conv_cycles(config, words_per_tap, taps, emit_pixels=0):
     w, cool = words_per_tap, config.array_latency
     j = taps - 1
     run = 1 + (j // 2) * max(2 * w, w + cool) + (j % 2) * w + w
-    return 1 + run + (cool + 4) + (emit_pixels + 1 if emit_pixels else 0)
+    emit = emit_pixels * config.postproc_turns + 1 if emit_pixels else 0
+    return 1 + run + (cool + 4) + emit
+
+
+def postproc_group_latency(config):
+    """Cycles post-processing's lane groups add to its latency: hw/postproc.py registers
+    the group before the lanes when ``config.postproc_turns > 1``."""
+    return int(config.postproc_turns > 1)
 
 
 def conv_insn_cycles(config, f):
@@ -301,10 +311,6 @@ class EngineLevers:
         padded frame).
     dw_multiplier : str
         ``"dsp"`` (a DSP48E2 per tap and lane) or ``"lut"`` (shift-and-add in LUTs).
-    postproc_lanes : int
-        Requantizer lanes of post-processing, 0 for one per output column (today); fewer
-        lanes (a power of two) emit a pixel in ``cols / postproc_lanes`` cycles and save
-        their DSP48E2s (two per lane).
     acc_pingpong : bool
         Two ACC banks: a CONV's emit (post-processing of its pixels) overlaps the next
         CONV's accumulation instead of holding the compute unit.
@@ -327,7 +333,6 @@ class EngineLevers:
     dw_lanes: int = 0
     dw_kernel: int = 3
     dw_multiplier: str = "dsp"
-    postproc_lanes: int = 0
     acc_pingpong: bool = False
     dma_words: int = 1
     fuse_add: bool = False
@@ -343,12 +348,6 @@ class EngineLevers:
             raise ConfigError(f"dw_kernel must be 3 or 5, not {self.dw_kernel!r}")
         if self.dw_multiplier not in ("dsp", "lut"):
             raise ConfigError(f"dw_multiplier must be dsp or lut, not {self.dw_multiplier!r}")
-        if not isinstance(self.postproc_lanes, int) or (
-            self.postproc_lanes < 0 or self.postproc_lanes & (self.postproc_lanes - 1)
-        ):
-            raise ConfigError(
-                f"postproc_lanes must be 0 or a power of two, not {self.postproc_lanes!r}"
-            )
         if self.dma_words not in (1, 2):
             raise ConfigError(f"dma_words must be 1 or 2, not {self.dma_words!r}")
 
@@ -363,8 +362,6 @@ class EngineLevers:
         if self.dw_lanes:
             lut = "L" if self.dw_multiplier == "lut" else ""
             parts.append(f"dw{self.dw_lanes}x{self.dw_kernel}{lut}")
-        if self.postproc_lanes:
-            parts.append(f"pp{self.postproc_lanes}")
         if self.acc_pingpong:
             parts.append("pingpong")
         if self.dma_words > 1:
@@ -373,11 +370,6 @@ class EngineLevers:
             if getattr(self, name):
                 parts.append(name.replace("fuse_", "fuse-"))
         return "+".join(parts) or "today"
-
-    def emit_turns(self, config):
-        """Cycles post-processing takes per emitted pixel: ``cols / postproc_lanes``."""
-        lanes = self.postproc_lanes or config.cols
-        return max(1, config.cols // lanes)
 
 
 def dw_engine_latency(kernel):

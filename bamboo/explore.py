@@ -72,6 +72,10 @@ def _lanes(text):
     return None if text.strip().lower() in ("none", "rows") else int(text)
 
 
+def _pp_lanes(text):
+    return None if text.strip().lower() in ("none", "cols") else int(text)
+
+
 @dataclass(frozen=True)
 class Knob:
     """One searched field of :class:`AcceleratorConfig`: its default values and parser."""
@@ -90,6 +94,7 @@ KNOBS = (
     Knob("cols", (16, 32, 64), "cols"),
     Knob("dsp_packing", (True, False), "pack", _bool),
     Knob("vector_lanes", (2, 4, 8), "vl", _lanes),
+    Knob("postproc_lanes", (None, 16), "pp", _pp_lanes),
     Knob("input_buffer_depth", (4096, 8192), "inp"),
     Knob("weight_buffer_depth", (512, 1024), "wgt"),
     Knob("acc_buffer_depth", (1024,), "acc"),
@@ -383,12 +388,11 @@ def explore(
 
 
 def _knob_cells(cfg):
-    return [
-        str(getattr(cfg, k.field))
-        if k.field != "dsp_packing"
-        else ("y" if cfg.dsp_packing else "n")
-        for k in KNOBS
-    ]
+    shown = {
+        "dsp_packing": "y" if cfg.dsp_packing else "n",
+        "postproc_lanes": str(cfg.postproc_lanes or cfg.cols),
+    }
+    return [shown.get(k.field, str(getattr(cfg, k.field))) for k in KNOBS]
 
 
 def render(result, top=10):

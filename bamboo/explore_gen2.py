@@ -41,7 +41,8 @@ AXES = (
             ("dw16L", {"dw_lanes": 16, "dw_multiplier": "lut"}, {}),
         ],
     ),
-    ("post-processing lanes", [("", {}, {}), ("pp16", {"postproc_lanes": 16}, {})]),
+    # Built (hw/postproc.py lane groups): a configuration field, not a lever.
+    ("post-processing lanes", [("", {}, {}), ("pp16", {}, {"postproc_lanes": 16})]),
     (
         "ACC ping-pong",
         [
@@ -55,8 +56,18 @@ AXES = (
     ("fused SE", [("", {}, {}), ("fuse-se", {"fuse_se": True}, {})]),
     ("block fusion", [("", {}, {}), ("fuse-block", {"fuse_block": True}, {})]),
 )
-#: The peak lever: more MACs (a configuration, not an EngineLevers field).
-PEAK = ("peak16x32", {}, {"rows": 16, "depthwise_blocks": 1})
+#: The peak lever: more MACs (a configuration, not an EngineLevers field): a 16 x 32
+#: packed array as is (over the DSP budget with a lane per column), with 8
+#: post-processing lanes (the lanes' DSPs are what makes room for it), and with the
+#: emit overlapped (ping-pong), which the 4 cycles a pixel of 8 lanes need.
+PEAKS = (
+    [("peak16x32", {}, {"rows": 16, "depthwise_blocks": 1})],
+    [("peak16x32-pp8", {}, {"rows": 16, "depthwise_blocks": 1, "postproc_lanes": 8})],
+    [
+        ("peak16x32-pp8", {}, {"rows": 16, "depthwise_blocks": 1, "postproc_lanes": 8}),
+        ("pingpong", {"acc_pingpong": True}, {}),
+    ],
+)
 
 #: Issue 15's targets at 250 MHz, full size: ``{zoo name@size: FPS}``.
 TARGETS = {"mobilenet_v2@224": 200.0, "efficientnet_b4@256": 24.0, "tiny_yolov3@416": 30.0}
@@ -79,7 +90,7 @@ def _candidates(limit_axes=None):
     singles = [_point([])]
     for _, values in axes:
         singles += [_point([v]) for v in values[1:]]
-    singles.append(_point([PEAK]))
+    singles += [_point(parts) for parts in PEAKS]
     combos = [_point(list(c)) for c in itertools.product(*(vs for _, vs in axes))]
     return singles, [c for c in combos if c[0].count("+") >= 1]
 

@@ -17,7 +17,7 @@ import json
 import sys
 from pathlib import Path
 
-from ..arch.config import AcceleratorConfig
+from ..arch.config import PRESETS, AcceleratorConfig
 from .resources import RECORDED, estimate
 from .vivado import build_root
 
@@ -91,6 +91,15 @@ POINTS = {
             weight_buffer_depth=512,
             output_buffer_depth=2048,
             lut_slots=4,
+        ),
+        # The ultra96 preset with half its post-processing lanes (hw/postproc.py lane
+        # groups): the point that separates the per-lane cost from the per-column one.
+        AcceleratorConfig(
+            **{
+                **PRESETS["ultra96"].to_dict(),
+                "name": "ultra96-pp16",
+                "postproc_lanes": 16,
+            }
         ),
     ]
 }

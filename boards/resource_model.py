@@ -4,11 +4,12 @@
 the search predicts them. Every resource is a linear model over a few *features* of
 the configuration (:data:`FEATURES`), each a count of something the generator builds
 once per unit of the knob: DSP48E2 per array slice (exact: ``config.dsp_count``), per
-output column (the requantizer products of post-processing) and per vector lane; BRAM36
+post-processing lane (the requantizer products) and per vector lane; BRAM36
 entirely structural, per memory from its shape as Yosys maps it (RAMB36 or RAMB18
 halves, :func:`_bram`), the INP buffer once per depthwise read port
-(:func:`inp_copies`) and an activation table per column and per vector lane; LUT and FF
-per MAC, per column, per vector lane and per depthwise INP port. Structural
+(:func:`inp_copies`) and an activation table per post-processing lane and per vector
+lane; LUT and FF per MAC, per column, per post-processing lane, per vector lane and per
+depthwise INP port. Structural
 coefficients are fixed; the rest are fitted by non-negative least squares on Yosys's
 counts of real builds (:func:`bamboo.boards.calibrate.points`: the committed ``boards/calibration/
 resource_points.json`` and ``boards/estimates/*.json``).
@@ -65,14 +66,21 @@ def inp_copies(c):
 
 
 def _lut_tables(c):
-    """Activation tables: one ``lut_slots x 256``-byte memory per output column
-    (post-processing) and per vector lane."""
-    return (c.cols + _lanes(c)) * _bram(256 * c.lut_slots, 8)
+    """Activation tables: one ``lut_slots x 256``-byte memory per post-processing lane
+    and per vector lane."""
+    return (_pp_lanes(c) + _lanes(c)) * _bram(256 * c.lut_slots, 8)
+
+
+def _pp_lanes(c):
+    """Post-processing lanes (requantizer and activation): ``postproc_lanes`` or one per
+    column."""
+    return c.postproc_lanes or c.cols
 
 
 _LOGIC = [
     ("per MAC", lambda c: c.macs_per_cycle, None),
     ("per column", lambda c: c.cols, None),
+    ("per post-processing lane", _pp_lanes, None),
     ("per vector lane", _lanes, None),
     ("per INP byte x depthwise port", lambda c: c.rows * c.depthwise_ports, None),
     ("control", lambda c: 1, None),
@@ -83,7 +91,7 @@ _LOGIC = [
 FEATURES = {
     "dsp": [
         ("array DSP (rows x cols, / 2 packed)", lambda c: c.dsp_count, 1.0),
-        ("per output column (requantizer)", lambda c: c.cols, None),
+        ("per post-processing lane (requantizer)", _pp_lanes, None),
         ("per vector lane", _lanes, None),
         ("control", lambda c: 1, None),
     ],
@@ -139,10 +147,10 @@ def lever_resources(config, levers, model=None):
     ``dw_lanes`` bytes; ping-pong a second ACC; two DMA words split INP (each copy) and
     OUT into two banks of half the depth; the fused Add one DSP per column (the skip
     operand's 24-bit rescale); SE one per INP byte (the channel scale on load), its GAP
-    sums in LUT RAM; fewer
-    post-processing lanes save the fitted DSP-per-column coefficient of ``model`` for
-    each lane removed. LUT/FF: :data:`LEVER_ESTIMATES` (the depthwise engine's fitted to
-    its component builds, the rest stated)."""
+    sums in LUT RAM. (Fewer post-processing lanes are a configuration field,
+    ``postproc_lanes``, predicted by the fitted model itself.) LUT/FF:
+    :data:`LEVER_ESTIMATES` (the depthwise engine's fitted to its component builds, the
+    rest stated)."""
     model = model or default_model()
     est, out = LEVER_ESTIMATES, {r: 0.0 for r in RESOURCES}
 
@@ -160,11 +168,6 @@ def lever_resources(config, levers, model=None):
         logic("dw_lane", lanes)
         logic("dw_fixed", 1)
         out["bram36"] += (levers.dw_kernel - 1) * _bram(256, 8 * lanes)
-    if levers.postproc_lanes and levers.postproc_lanes < config.cols:
-        per_col = dict(zip([f[0] for f in FEATURES["dsp"]], model.coefficients["dsp"]))
-        out["dsp"] -= per_col["per output column (requantizer)"] * (
-            config.cols - levers.postproc_lanes
-        )
     if levers.acc_pingpong:
         out["bram36"] += _bram(config.acc_buffer_depth, 32 * config.cols)
         logic("pingpong_col", config.cols)

@@ -51,7 +51,10 @@ def conv_cycles(config, words_per_tap, taps, emit_pixels=0):
     taps : int
         Weight words: dense ``kernel_h * kernel_w * in_blocks``; depthwise ``kernel_h``.
     emit_pixels : int
-        ``out_h * out_w`` if ``acc_emit`` (drain to ``o_acc`` without backpressure), else 0.
+        ``out_h * out_w`` if ``acc_emit``, else 0. The drain takes a beat a cycle, or
+        ``config.postproc_turns`` cycles a beat when post-processing has fewer lanes than
+        columns (hw/postproc.py takes a beat with its last lane group); no other
+        back-pressure.
     """
     latency = config.array_latency  # SystolicArray.LATENCY
     cool = latency  # ComputeUnit.COOL
@@ -63,7 +66,8 @@ def conv_cycles(config, words_per_tap, taps, emit_pixels=0):
         start = max(end[-1] + 1, end[-2] + cool + 1, 1)
         end.append(start + words_per_tap - 1)
     run = end[-1] + 1
-    return 1 + run + (latency + 4) + (emit_pixels + 1 if emit_pixels else 0)
+    emit = emit_pixels * config.postproc_turns + 1 if emit_pixels else 0
+    return 1 + run + (latency + 4) + emit
 
 
 class StatusSignature(wiring.Signature):

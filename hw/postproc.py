@@ -1,6 +1,7 @@
 """The post-processing lanes: accumulator + bias to 8-bit codes, with activation.
 
-One lane per array column (``cfg.cols``), each::
+One lane per array column (``cfg.cols``), or ``cfg.postproc_lanes`` lanes taking the
+columns in turns (below), each::
 
     acc + bias -> Requantizer -> [LeakyReLU shift] -> [256-entry LUT] -> code byte
 
@@ -17,6 +18,16 @@ One lane per array column (``cfg.cols``), each::
 
 Every beat carries each lane's parameters (:class:`LaneParams`), so per-channel
 scales change with the output-channel tile without draining the pipeline.
+
+Fewer lanes than columns (``cfg.postproc_lanes``, ``T = cfg.postproc_turns`` turns): a
+beat's ``cols`` accumulators go through the lanes in ``T`` groups on consecutive
+cycles, group ``g`` holding columns ``g * lanes ..``; ``i.ready`` rises on the last
+group, so a beat takes ``T`` cycles and the input stays put meanwhile (the stream's
+rule). The group is registered before the lanes (one cycle of latency) and the codes of
+the first ``T - 1`` groups wait in a shift register for the last one, which writes the
+whole word to the FIFO. The requantizers are busy only while an ACC word is emitted,
+so fewer of them cost a CONV ``(T - 1)`` cycles per output pixel and save two DSP48E2
+and several hundred LUTs each (docs/hardware.md, "Post-processing lanes").
 
 Flow control: the lanes are free-running pipelines (no clock enable on thousands
 of datapath registers, which would not close timing at 250 MHz across 32 lanes).
@@ -202,12 +213,14 @@ class ActivationUnit(wiring.Component):
 
 
 class PostProcessor(wiring.Component):
-    """``cfg.cols`` post-processing lanes behind one stream, with back-pressure.
+    """Post-processing of ``cfg.cols`` accumulators a beat behind one stream, with
+    back-pressure.
 
     Parameters
     ----------
     cfg : AcceleratorConfig
-        ``cols`` lanes; ``lut_slots`` tables per lane.
+        ``postproc_lanes`` lanes (``cols`` by default), ``postproc_turns`` cycles a beat;
+        ``lut_slots`` tables per lane.
 
     Attributes
     ----------
@@ -221,7 +234,8 @@ class PostProcessor(wiring.Component):
     """
 
     #: Cycles from an accepted input beat to its output beat being valid (o.ready high):
-    #: the lanes, then the FIFO's write and its output register.
+    #: the lanes, then the FIFO's write and its output register; with fewer lanes than
+    #: columns one more, the group register (:meth:`latency`).
     LATENCY = Requantizer.LATENCY + ActivationUnit.LATENCY + 2
     #: Beats admitted but not yet delivered; covers the pipeline so the lanes run at full rate.
     CREDITS = 32
@@ -255,6 +269,11 @@ class PostProcessor(wiring.Component):
     def cfg(self):
         return self._cfg
 
+    @classmethod
+    def latency(cls, cfg):
+        """:data:`LATENCY` of ``cfg``'s build: one cycle more with lane groups."""
+        return cls.LATENCY + (cfg.postproc_turns > 1)
+
     def elaborate(self, platform):
         m = Module()
         cfg = self._cfg
@@ -266,23 +285,43 @@ class PostProcessor(wiring.Component):
         # ``full`` (credits == CREDITS) as a register, set from a compare of the count
         # alone: the taker's handshake does not wait on the count's compare.
         full = Signal()
-        m.d.comb += self.i.ready.eq(~full)
+        turns = cfg.postproc_turns
+        if turns == 1:
+            m.d.comb += self.i.ready.eq(~full)
         m.d.sync += credits.eq(credits + take - give)
         with m.If(take & ~give):
             m.d.sync += full.eq(credits == self.CREDITS - 1)
         with m.Elif(give & ~take):
             m.d.sync += full.eq(0)
+        if turns > 1:
+            # A beat is taken with its last group. ``i.ready`` is a register of its own,
+            # set from the next values of ``full`` and of the last-group flag: the
+            # executor's handshake (and its OUT-address FIFO's write) starts at one
+            # flip-flop, as with one group.
+            last_turn = Signal()  # the group of this cycle is the beat's last, a register
+            full_next = Signal()
+            m.d.comb += full_next.eq(full)
+            with m.If(take & ~give):
+                m.d.comb += full_next.eq(credits == self.CREDITS - 1)
+            with m.Elif(give & ~take):
+                m.d.comb += full_next.eq(0)
+            ready = Signal(name="ready_r")
+            m.d.comb += self.i.ready.eq(ready)
 
         m.submodules.fifo = fifo = SyncFIFOBuffered(width=8 * cfg.cols, depth=self.CREDITS)
+        if turns == 1:
+            lanes_in, feed = [self.i.payload[n] for n in range(cfg.cols)], take
+        else:
+            lanes_in, feed, group_last, last_next = self._groups(m, full, last_turn)
+            m.d.sync += ready.eq(~full_next & last_next)
         codes = []
-        for n in range(cfg.cols):
-            lane_in = self.i.payload[n]
+        for n, lane_in in enumerate(lanes_in):
             rq = Requantizer(tag_shape=_act_tag(cfg.lut_slots))
             act = ActivationUnit(cfg.lut_slots)
             m.submodules[f"requantizer{n}"] = rq
             m.submodules[f"activation{n}"] = act
             m.d.comb += [
-                rq.i.valid.eq(take),
+                rq.i.valid.eq(feed),
                 rq.i.payload.acc.eq(lane_in.acc),
                 rq.i.payload.bias.eq(lane_in.bias),
                 rq.i.payload.params.eq(lane_in.params.rq),
@@ -296,11 +335,51 @@ class PostProcessor(wiring.Component):
             codes.append(act.o.payload)
 
         # Every lane sees the same valid pattern, so any lane's valid stands for all of them.
+        if turns == 1:
+            m.d.comb += [fifo.w_en.eq(act.o.valid), fifo.w_data.eq(Cat(*codes))]
+        else:
+            # The first groups' codes wait in a shift register (group 0 lowest); the last
+            # group writes the word. A beat's groups leave the lanes on consecutive cycles.
+            lanes = Requantizer.LATENCY + ActivationUnit.LATENCY
+            out_last = delay_chain(m, group_last, lanes, "group_last")[-1]
+            group = Cat(*codes)
+            held = Signal(len(group) * (turns - 1), name="held_codes", reset_less=True)
+            with m.If(act.o.valid):
+                m.d.sync += held.eq(Cat(held[len(group) :], group))
+            m.d.comb += [
+                fifo.w_en.eq(act.o.valid & out_last),
+                fifo.w_data.eq(Cat(held, group)),
+            ]
         m.d.comb += [
-            fifo.w_en.eq(act.o.valid),
-            fifo.w_data.eq(Cat(*codes)),
             self.o.valid.eq(fifo.r_rdy),
             self.o.payload.eq(fifo.r_data),
             fifo.r_en.eq(self.o.ready),
         ]
         return m
+
+    def _groups(self, m, full, last_turn):
+        """Lane groups of the input beat: ``(lane inputs, their valid, last group of a
+        beat, the next value of last_turn)``, the first three registers. A group enters
+        whenever a beat is offered and a credit is free; ``full`` cannot rise within a
+        beat (only an accepted beat takes a credit), so a beat's groups run on
+        consecutive cycles."""
+        cfg = self._cfg
+        turns = cfg.postproc_turns
+        lanes = cfg.cols // turns
+        turn = Signal(range(turns))
+        go = self.i.valid & ~full
+        last_next = Signal()  # last_turn's next value
+        m.d.comb += last_next.eq(Mux(go, turn == turns - 2, last_turn))
+        m.d.sync += last_turn.eq(last_next)
+        with m.If(go):
+            m.d.sync += turn.eq(Mux(last_turn, 0, turn + 1))
+        lane_layout = self.input_layout(cfg).elem_shape
+        group = [Signal(lane_layout, name=f"group{j}", reset_less=True) for j in range(lanes)]
+        with m.Switch(turn):
+            for g in range(turns):
+                with m.Case(g):
+                    m.d.sync += [group[j].eq(self.i.payload[g * lanes + j]) for j in range(lanes)]
+        valid = Signal(name="group_valid")
+        last = Signal(name="group_last")
+        m.d.sync += [valid.eq(go), last.eq(go & last_turn)]
+        return group, valid, last, last_next

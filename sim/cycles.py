@@ -239,7 +239,8 @@ class _Engine:
 
     def compute(self, f, start):
         """``(end, unit free)`` of a compute-queue instruction started at ``start``."""
-        op, post, lv = f["opcode"], self.cal.compute_post, self.levers
+        op, lv = f["opcode"], self.levers
+        post = self.cal.compute_post + T.postproc_group_latency(self.c)
         if op == isa.Opcode.CONV and self.on_dw_engine(f):
             grow = lv.dw_kernel - f["kernel_h"]  # a smaller kernel runs embedded
             in_h = f["stride_h"] * (f["out_h"] - 1) + f["kernel_h"] + grow
@@ -247,18 +248,15 @@ class _Engine:
             n = T.dw_engine_cycles(lv, self.c.depthwise_channels, in_h, in_w)
             end = start + n + (post if f["acc_emit"] else 0)
             return end, end
-        turns = lv.emit_turns(self.c)
-        if op == isa.Opcode.CONV and (lv.acc_pingpong or turns > 1):
-            # The emit (conv_cycles' ``emit_pixels + 1``) at ``turns`` cycles a pixel. With
-            # ping-pong the MACs use one ACC bank while the emitter drains the other: the
-            # unit is free when the accumulation ends, the emit follows when it can.
+        if op == isa.Opcode.CONV and lv.acc_pingpong:
+            # The emit (conv_cycles' ``emit_pixels * turns + 1``). With ping-pong the MACs
+            # use one ACC bank while the emitter drains the other: the unit is free when
+            # the accumulation ends, the emit follows when it can.
             begin = max(start, self.bank_free[self.bank])
             mac_end = begin + T.conv_insn_cycles(self.c, {**f, "acc_emit": 0})
             if not f["acc_emit"]:
                 return mac_end, mac_end
-            emit = f["out_h"] * f["out_w"] * turns + 1 + post
-            if not lv.acc_pingpong:
-                return mac_end + emit, mac_end + emit
+            emit = f["out_h"] * f["out_w"] * self.c.postproc_turns + 1 + post
             end = max(mac_end, self.emit_free) + emit
             self.emit_free = self.bank_free[self.bank] = end
             self.bank ^= 1

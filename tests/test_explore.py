@@ -45,11 +45,12 @@ def test_grid_keeps_valid_configurations_and_says_why_not():
             "output_buffer_depth": (2048,),
             "depthwise_blocks": (2,),
             "depthwise_groups": (2,),
+            "postproc_lanes": (None, 32),  # 32 lanes on 32 columns is the same build
         },
     )
     # rows=32 leaves the depthwise blocks too few columns: refused with the reason.
     assert [c.config_id for c in valid] == [base.config_id] and valid[0].name == "ultra96"
-    assert len(invalid) == 1 and "depthwise columns" in invalid[0][1]
+    assert len(invalid) == 2 and all("depthwise columns" in why for _, why in invalid)
 
 
 @pytest.mark.parametrize(
@@ -110,6 +111,8 @@ _TINY = [
     "depthwise_blocks=1,2",
     "--knob",
     "depthwise_groups=2",
+    "--knob",
+    "postproc_lanes=cols",
 ]
 
 

@@ -26,7 +26,14 @@ def test_gen2_candidates_and_bad_board():
     from bamboo.explore_gen2 import _candidates
 
     singles, combos = _candidates(("two DMA words", "block fusion"))
-    assert [s[0] for s in singles] == ["today", "dma2", "fuse-block", "peak16x32"]
+    assert [s[0] for s in singles] == [
+        "today",
+        "dma2",
+        "fuse-block",
+        "peak16x32",
+        "peak16x32-pp8",
+        "peak16x32-pp8+pingpong",
+    ]
     assert [c[0] for c in combos] == ["dma2+fuse-block"]
     with pytest.raises(ExploreError):
         from bamboo.explore_gen2 import explore_gen2
@@ -49,7 +56,15 @@ def test_gen2_tiny_sweep(tmp_path, monkeypatch):
         "ultra96", [m], "reduced", progress=False, axes=("two DMA words", "block fusion")
     )
     pts = {p["label"]: p for p in res["singles"] + res["combinations"]}
-    assert set(pts) == {"today", "dma2", "fuse-block", "peak16x32", "dma2+fuse-block"}
+    assert set(pts) == {
+        "today",
+        "dma2",
+        "fuse-block",
+        "peak16x32",
+        "peak16x32-pp8",
+        "peak16x32-pp8+pingpong",
+        "dma2+fuse-block",
+    }
     # Today's point by the independent route of `bamboo advise` (compile, lower, model).
     cfg = preset("ultra96")
     ref = estimate(zoo.build_quantized("mobilenet_v2", 32, 1.0), cfg, "ultra96", cfg.clock_mhz)
@@ -63,6 +78,14 @@ def test_gen2_tiny_sweep(tmp_path, monkeypatch):
     # The 16 x 32 array is over the DSP budget (256 array DSPs + post-processing).
     peak = pts["peak16x32"]
     assert not peak["fits"] and peak["dsp"] > 300 and peak["config"].rows == 16
+    # With 8 post-processing lanes it saves 24 lanes' requantizers (2 DSP48E2 each), and
+    # the 4 cycles a pixel of its emits cost what ping-pong wins back.
+    pp8, ov = pts["peak16x32-pp8"], pts["peak16x32-pp8+pingpong"]
+    assert pp8["config"].postproc_turns == 4 and ov["config"] == pp8["config"]
+    assert peak["dsp"] - pp8["dsp"] == pytest.approx(
+        24 * default_model().coefficients["dsp"][1], abs=1
+    )
+    assert ov["models"][m]["fabric_fps"] > pp8["models"][m]["fabric_fps"]
     assert all(p["fits"] for p in res["combinations"])
     text = render_gen2(res)
     assert "PROJECTIONS OF UNBUILT HARDWARE" in text and "dma2+fuse-block" in text

@@ -22,6 +22,9 @@ from postproc_vectors import lane_params, make_vectors
 
 COCOTB_MODULE = Path(__file__).with_name("cocotb_postproc.py")
 TINY = preset("tiny")
+#: tiny with fewer post-processing lanes than columns: 2 groups of 2, 4 groups of 1.
+GROUPED = [dataclasses.replace(TINY, postproc_lanes=n) for n in (2, 1)]
+CONFIGS = [TINY, *GROUPED]
 RTL_BEATS = 5000  # x 4 lanes = 20,000 vectors per simulator, one build each
 
 
@@ -42,39 +45,68 @@ async def _load_tables(ctx, dut, tables):
     ctx.set(dut.lut_w.en, 0)
 
 
-def test_latency_is_declared():
-    dut = PostProcessor(TINY)
-    seen = []
+@pytest.mark.parametrize("cfg", CONFIGS, ids=lambda c: f"lanes{c.postproc_lanes or c.cols}")
+def test_latency_is_declared(cfg):
+    """A beat is taken after ``postproc_turns`` cycles and comes out ``latency`` later."""
+    dut = PostProcessor(cfg)
+    seen, taken = [], []
 
     async def testbench(ctx):
         ctx.set(dut.o.ready, 1)
         ctx.set(dut.i.valid, 1)
-        assert ctx.get(dut.i.ready)
-        await ctx.tick()
-        ctx.set(dut.i.valid, 0)
-        for cycle in range(1, 3 * PostProcessor.LATENCY):
+        for cycle in range(3 * PostProcessor.LATENCY):
+            if ctx.get(dut.i.valid) and ctx.get(dut.i.ready):
+                taken.append(cycle)
+            if ctx.get(dut.o.valid):
+                seen.append(cycle)
+            await ctx.tick()
+            if taken:
+                ctx.set(dut.i.valid, 0)
+
+    _run(dut, testbench)
+    assert taken == [cfg.postproc_turns - 1]
+    assert seen == [taken[0] + PostProcessor.latency(cfg)]
+
+
+@pytest.mark.parametrize("cfg", CONFIGS, ids=lambda c: f"lanes{c.postproc_lanes or c.cols}")
+def test_full_rate_is_one_beat_per_turns(cfg):
+    """Offered back to back with the output always ready, beats are taken every
+    ``postproc_turns`` cycles and leave at that rate."""
+    dut = PostProcessor(cfg)
+    beats, taken, seen = 20, [], []
+
+    async def testbench(ctx):
+        ctx.set(dut.o.ready, 1)
+        for cycle in range(beats * cfg.postproc_turns + 3 * PostProcessor.LATENCY):
+            ctx.set(dut.i.valid, len(taken) < beats)
+            if len(taken) < beats and ctx.get(dut.i.ready):
+                taken.append(cycle)
             if ctx.get(dut.o.valid):
                 seen.append(cycle)
             await ctx.tick()
 
     _run(dut, testbench)
-    assert seen == [PostProcessor.LATENCY]
+    t = cfg.postproc_turns
+    assert taken == [t - 1 + t * k for k in range(beats)]
+    assert seen == [c + PostProcessor.latency(cfg) for c in taken]
 
 
-def test_vectors_with_backpressure():
+@pytest.mark.parametrize("cfg", CONFIGS, ids=lambda c: f"lanes{c.postproc_lanes or c.cols}")
+def test_vectors_with_backpressure(cfg):
     """Random and adversarial vectors, all activations, random valid and ready."""
     beats = 300
-    vec = make_vectors(TINY.cols, TINY.lut_slots, beats, seed=2024)
-    dut = PostProcessor(TINY)
-    layout = PostProcessor.input_layout(TINY)
+    vec = make_vectors(cfg.cols, cfg.lut_slots, beats, seed=2024)
+    dut = PostProcessor(cfg)
+    layout = PostProcessor.input_layout(cfg)
     got = []
 
     async def testbench(ctx):
         rnd = random.Random(5)
         await _load_tables(ctx, dut, vec.tables)
-        sent = 0
+        sent, offered = 0, False
         while len(got) < beats:
-            valid = sent < beats and rnd.random() < 0.7
+            # A stream keeps an offered beat until it is taken.
+            valid = offered or (sent < beats and rnd.random() < 0.7)
             ctx.set(dut.i.valid, valid)
             if valid:
                 row = [
@@ -83,15 +115,16 @@ def test_vectors_with_backpressure():
                         "bias": int(vec.bias[sent, c]),
                         "params": lane_params(vec.layers[vec.layer[sent, c]]),
                     }
-                    for c in range(TINY.cols)
+                    for c in range(cfg.cols)
                 ]
                 ctx.set(dut.i.payload.as_value(), pack(layout, row))
             ctx.set(dut.o.ready, rnd.random() < 0.5)
+            offered = valid and not ctx.get(dut.i.ready)
             if valid and ctx.get(dut.i.ready):
                 sent += 1
             if ctx.get(dut.o.valid) and ctx.get(dut.o.ready):
                 bits = ctx.get(dut.o.payload.as_value())
-                got.append([(bits >> (8 * c)) & 0xFF for c in range(TINY.cols)])
+                got.append([(bits >> (8 * c)) & 0xFF for c in range(cfg.cols)])
             await ctx.tick()
 
     _run(dut, testbench)

@@ -16,7 +16,6 @@ them per kind and simulator. Conv and VEC graphs also go through the compiler ba
 instruction simulator's memory and the reference executor's outputs.
 """
 
-import dataclasses
 import gc
 import json
 import os
@@ -26,6 +25,7 @@ import re
 import numpy as np
 import pytest
 from bamboo.arch.config import AcceleratorConfig, preset
+from configs import TINY_PACKED, WATCHDOG
 from top_programs import (
     COMPILED_GRAPHS,
     VEC_GRAPHS,
@@ -38,7 +38,6 @@ from top_programs import (
 from top_vec_programs import ALL_KINDS, make_vec_layer, random_layer
 
 CFG = preset("tiny")
-WATCHDOG = 4096
 #: Random layer configurations of ``random_layers`` in ``make test``, per simulator.
 RANDOM_LAYERS = {"verilator": 225, "icarus": 27}
 
@@ -167,9 +166,10 @@ def test_rtl_accelerator(simulator, tmp_path, diff_cases):
 # against the RTL. The hand-assembled random layers use zero points and -128 weights a
 # packed array does not take, so they run on `tiny` only. Two depthwise channel blocks
 # and two row groups, as ultra96: 3-wide kernels on all rows, 2-wide ones on groups.
-PACKED = dataclasses.replace(
-    CFG, name="tiny-packed", cols=16, dsp_packing=True, depthwise_blocks=2, depthwise_groups=2
-)
+# Post-processing in two lane groups (8 lanes for 16 columns): every emit goes through
+# hw/postproc.py's group registers and the reassembled OUT word.
+PACKED = TINY_PACKED
+assert PACKED.postproc_turns == 2
 
 
 @pytest.mark.sim

@@ -2,6 +2,7 @@
 on hand-sized instructions against a hand computation, and the defaults against the
 model figures the RTL validated (``bench/rtl_cycles_ultra96.json``)."""
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -17,8 +18,8 @@ U96 = preset("ultra96")  # 8 x 32 packed: array latency 8 + 16 + 2 = 26
 RECORD = Path(__file__).parents[2] / "bench" / "rtl_cycles_ultra96.json"
 
 
-def _engine(levers, cal=cycles.Calibration()):
-    return cycles._Engine(U96, T.BOARDS["ideal"], U96.clock_mhz, cal, levers)
+def _engine(levers, cal=cycles.Calibration(), config=U96):
+    return cycles._Engine(config, T.BOARDS["ideal"], config.clock_mhz, cal, levers)
 
 
 def _conv(**f):
@@ -55,7 +56,6 @@ def test_levers_are_checked():
         (dict(dw_lanes=6), "dw_lanes"),
         (dict(dw_kernel=7), "dw_kernel"),
         (dict(dw_multiplier="x"), "dw_multiplier"),
-        (dict(postproc_lanes=3), "postproc_lanes"),
         (dict(dma_words=4), "dma_words"),
     ]:
         with pytest.raises(ConfigError, match=msg):
@@ -96,7 +96,8 @@ def test_acc_pingpong_and_postproc_lanes_by_hand():
     """1x1 CONVs of 16 x 16 pixels, one tap: MACs ``M = 1 + (1 + 256) + (26 + 4) = 288``
     cycles (26: the array's latency, 8 + 16 + 2; 4: the ACC's read, old-word register,
     add and write), emit ``256 + 1`` plus post-processing ``P`` (the calibration's
-    ``compute_post``: 27)."""
+    ``compute_post``: 27). ``postproc_lanes`` is a configuration field (hardware,
+    hw/postproc.py); ping-pong is a lever."""
     P = cycles.Calibration().compute_post
     assert P == 27
     M = 288
@@ -107,17 +108,20 @@ def test_acc_pingpong_and_postproc_lanes_by_hand():
     eng = _engine(EngineLevers(acc_pingpong=True))
     assert eng.compute(f, 0) == (M + 257 + P, M)
     assert eng.compute(f, M + 1) == (M + 1 + M + 257 + P, M + 1 + M)
-    # Half the requantizer lanes: an emitted pixel takes 2 cycles (emit 2 * 256 + 1 + P =
-    # 540, longer than the MACs). Ping-pong: conv 2's emit waits for conv 1's; conv 3 waits
-    # for its bank (conv 1's emit ends at 828).
-    emit = 2 * 256 + 1 + P
+    # Half the post-processing lanes: an emitted pixel takes 2 cycles and the lane-group
+    # register adds one to the latency (emit 2 * 256 + 1 + P + 1 = 541, longer than the
+    # MACs). Ping-pong: conv 2's emit waits for conv 1's; conv 3 waits for its bank
+    # (conv 1's emit ends at 829).
+    pp16 = dataclasses.replace(U96, postproc_lanes=16)
+    assert pp16.postproc_turns == 2 and T.postproc_group_latency(pp16) == 1
+    emit = 2 * 256 + 1 + P + 1
     end1 = M + emit
-    eng = _engine(EngineLevers(acc_pingpong=True, postproc_lanes=16))
+    eng = _engine(EngineLevers(acc_pingpong=True), config=pp16)
     assert eng.compute(f, 0) == (end1, M)
     assert eng.compute(f, M + 1) == (end1 + emit, M + 1 + M)
     assert eng.compute(f, 2 * (M + 1)) == (end1 + 2 * emit, end1 + M)
     # Without ping-pong the emit holds the unit.
-    assert _engine(EngineLevers(postproc_lanes=16)).compute(f, 0) == (end1, end1)
+    assert _engine(EngineLevers(), config=pp16).compute(f, 0) == (end1, end1)
     # A VEC after a pending emit waits for it (OUT's write port).
     vec = dict(opcode=isa.Opcode.VEC, vop=isa.VecOp.COPY, out_h=1, out_w=4, kernel_h=0, kernel_w=0)
     n = T.vec_insn_cycles(U96, vec) + cycles.Calibration().vec_post
