@@ -22,6 +22,7 @@ lane 0 = ``rA | rB << 32``, lane 1 = ``K`` (see the VEC docstring in ``isa.py``)
 from .isa import Buffer, Opcode
 
 __all__ = [
+    "ADD_PARAM_FIELDS",
     "E_MAX",
     "E_MIN",
     "BUFFERS",
@@ -47,6 +48,9 @@ PARAM_LANE_BYTES = 8
 #: A PARAM lane's fields from bit 0: ``(name, bits, signed)`` (the table above;
 #: :func:`param_lane` packs them, the hardware views a lane through them).
 PARAM_LANE_FIELDS = (("bias", 32, True), ("m", 24, False), ("e", 8, True))
+#: VEC ADD's float32 constants in a PARAM word (the table above): ``(name, lane, bit
+#: offset in the lane)``, 32 bits each: lane 0 = ``rA | rB << 32``, lane 1 = ``K``.
+ADD_PARAM_FIELDS = (("ra", 0, 0), ("rb", 0, 32), ("k", 1, 0))
 #: PARAM slots the compiler double-buffers, and words per slot (one LOAD brings a slot).
 PARAM_SLOTS, PARAM_SLOT_WORDS = 2, 2
 #: PARAM words the compiler uses.

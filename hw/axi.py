@@ -252,16 +252,28 @@ class BurstCounter:
         self._one = Signal(name=f"{name}_one")  # left == 1
         self._left = Signal(8, name=f"{name}_left")  # beats after the current one
 
-    def follow(self, m, fifo, load, beat):
+    def follow(self, m, fifo, load, beat, *, staged=False):
         """Load the next burst from ``fifo`` on ``load`` (the caller's form of ``~valid
-        | (beat & last)``), else count one on ``beat`` (a W handshake)."""
-        m.d.comb += fifo.r_en.eq(load)
+        | (beat & last)``), else count one on ``beat`` (a W handshake).
+
+        ``staged``: through a register of the next burst (its length and flags), refilled
+        from ``fifo`` only while it is empty, so the W handshake reaches this counter's
+        registers and not the FIFO's read side. A burst then follows the previous one
+        without a gap, a third one two cycles later at the earliest: the rate at which the
+        bus announces bursts (``BURST_ISSUE_CYCLES``); ``next_valid`` then says the
+        register holds one."""
+        if staged:
+            valid, left, last, one = self._stage(m, fifo, load)
+        else:
+            m.d.comb += fifo.r_en.eq(load)
+            valid, left = fifo.r_rdy, fifo.r_data
+            last, one = fifo.r_data == 0, fifo.r_data == 1
         with m.If(load):
             m.d.sync += [
-                self.valid.eq(fifo.r_rdy),
-                self._left.eq(fifo.r_data),
-                self.last.eq(fifo.r_data == 0),
-                self._one.eq(fifo.r_data == 1),
+                self.valid.eq(valid),
+                self._left.eq(left),
+                self.last.eq(last),
+                self._one.eq(one),
             ]
         with m.Elif(beat):
             m.d.sync += [
@@ -269,3 +281,21 @@ class BurstCounter:
                 self.last.eq(self._one),
                 self._one.eq(self._left == 2),
             ]
+
+    def _stage(self, m, fifo, load):
+        """The next burst's register: ``(valid, left, last, one)``."""
+        name = self.valid.name.removesuffix("_v")
+        self.next_valid = valid = Signal(name=f"{name}_next_v")
+        left = Signal(len(self._left), name=f"{name}_next_left")
+        last, one = Signal(name=f"{name}_next_last"), Signal(name=f"{name}_next_one")
+        m.d.comb += fifo.r_en.eq(~valid)
+        with m.If(~valid):
+            m.d.sync += [
+                valid.eq(fifo.r_rdy),
+                left.eq(fifo.r_data),
+                last.eq(fifo.r_data == 0),
+                one.eq(fifo.r_data == 1),
+            ]
+        with m.Elif(load):
+            m.d.sync += valid.eq(0)
+        return valid, left, last, one

@@ -203,8 +203,8 @@ class DepthwiseWalker(wiring.Component):
         y.move(m, end_row, y.last)
         kp.advance(m, end_pass)
         with m.If(go):
-            j_next = Mux(j.last, j.one, j.penult)
-            y_next = Mux(j.last, Mux(y.last, y.one, y.penult), y.last)
+            j_next = j.next_last
+            y_next = Mux(j.last, y.next_last, y.last)
             m.d.sync += [
                 inp_ptr.eq(pick((c_j, inp_ptr + 1), (c_y, next_row), (c_p, next_tap))),
                 # phase counts words modulo stride_w; a window starts at 0.

@@ -33,6 +33,7 @@ from .dma import (
     engine_members,
     transfer_fields,
 )
+from .pipeline import register, registered_equal
 
 __all__ = ["ReadCommandLayout", "ReadChunkLayout", "DMAReader"]
 
@@ -183,9 +184,8 @@ class DMAReader(wiring.Component):
                 """``(pos == t, load)``: the exact value this cycle, and ``load(base, k)``,
                 the statements that set the target ``t = base - k`` (with ``zeroed``)."""
                 t, t_m1 = Signal(16, name=name), Signal(16, name=f"{name}_less1")
-                at0, eq0, eq1 = (Signal(name=f"{name}_{s}") for s in ("at0", "eq0", "eq1"))
-                m.d.sync += [eq0.eq(pos == t), eq1.eq(pos == t_m1)]
-                now = Mux(zeroed, at0, Mux(stepped, eq1, eq0))
+                at0 = Signal(name=f"{name}_at0")
+                now = registered_equal(m, pos, t, t_m1, stepped, zeroed, at0, name)
                 return now, lambda base, k: [
                     t.eq(base - k),
                     t_m1.eq(base - (k + 1)),
@@ -314,25 +314,23 @@ class DMAReader(wiring.Component):
         # two register stages (``rows`` .. ``col_hi`` above, then these).
         assert WindowCheck.LATENCY >= 2
 
-        def ahead(value, name):
-            r = Signal(len(value), name=name)
-            m.d.sync += r.eq(value)
-            return r
-
-        col_in_0 = ahead((cmd.pad_left == 0) & (cmd.x_size != 0), "col_in_start")
-        row_in_0 = ahead((cmd.pad_top == 0) & (cmd.y_size != 0), "row_in_start")
-        col_end_0 = ahead(col_hi == 1, "col_end_start")
-        rows_one, cols_one = ahead(rows == 1, "rows_one"), ahead(cols == 1, "cols_one")
-        top_one, hi_one = ahead(cmd.pad_top == 1, "top_one"), ahead(row_hi == 1, "hi_one")
-        last_part_0 = ahead(
-            Mux(s > log_bus, (Const(1, 16) << (s - log_bus)[:4]) - 1, 0)[:16], "parts_start"
+        col_in_0 = register(m, (cmd.pad_left == 0) & (cmd.x_size != 0), "col_in_start")
+        row_in_0 = register(m, (cmd.pad_top == 0) & (cmd.y_size != 0), "row_in_start")
+        col_end_0 = register(m, col_hi == 1, "col_end_start")
+        rows_one, cols_one = register(m, rows == 1, "rows_one"), register(m, cols == 1, "cols_one")
+        top_one, hi_one = (
+            register(m, cmd.pad_top == 1, "top_one"),
+            register(m, row_hi == 1, "hi_one"),
         )
-        part0_one = ahead(Mux(s > log_bus, 0, 1), "part0_one")  # last_part_0 == 0
-        end_off_0 = ahead(
-            Mux(s < log_bus, bus - (Const(1, log_bus + 1) << s[:3]), 0)[:log_bus], "end_start"
+        last_part_0 = register(
+            m, Mux(s > log_bus, (Const(1, 16) << (s - log_bus)[:4]) - 1, 0)[:16], "parts_start"
         )
-        end_m1_0 = ahead(
-            Mux(s < log_bus, bus - (Const(2, log_bus + 2) << s[:3]), 0)[:log_bus], "end_m1_start"
+        part0_one = register(m, Mux(s > log_bus, 0, 1), "part0_one")  # last_part_0 == 0
+        end_off_0 = register(
+            m, Mux(s < log_bus, bus - (Const(1, log_bus + 1) << s[:3]), 0)[:log_bus], "end_start"
+        )
+        end_m1_0 = register(
+            m, Mux(s < log_bus, bus - (Const(2, log_bus + 2) << s[:3]), 0)[:log_bus], "end_m1_start"
         )
         # The command's start, outside the FSM: ``check.done`` comes in WAIT only (three
         # cycles after CHECK starts the check), so the state's decode stays off these

@@ -250,9 +250,10 @@ class DMAWriter(wiring.Component):
             axi.wlast.eq(cur.last),
             beats.r_en.eq(axi.wready & cur.valid),
         ]
-        # ``~valid | (WVALID & WREADY & last)``, written without WVALID's own LUT.
+        # ``~valid | (WVALID & WREADY & last)``, written without WVALID's own LUT. Staged:
+        # WREADY reaches the counter's registers, not the burst queue's read side.
         load = ~cur.valid | (beats.r_rdy & axi.wready & cur.last)
-        cur.follow(m, queue, load, axi.wvalid & axi.wready)
+        cur.follow(m, queue, load, axi.wvalid & axi.wready, staged=True)
 
         with m.If(take):
             set_off((off + 1)[: len(off)])
@@ -321,6 +322,7 @@ class DMAWriter(wiring.Component):
                     & ~axi.awvalid
                     & ~taken
                     & ~queue.r_rdy
+                    & ~cur.next_valid
                     & ~cur.valid
                     & ~beats.r_rdy
                     & (outstanding == 0)

@@ -80,13 +80,13 @@ class Fetcher(wiring.Component):
         pc, left = Signal(INDEX_BITS), Signal(INDEX_BITS)
         word = Signal(8 * max(INSN_BYTES, bus))
         beat = Signal(range(beats + 1))
-        fault = Signal(2)
+        fault = Signal(entry_layout()["fault"].shape)
         # An instruction is one burst, or two where it straddles a 4 KiB page (INSN_BASE
         # need only be bus aligned; AXI forbids a burst across 4 KiB, ARM IHI 0022E A3.4.1).
         # ``start`` (the instruction's first byte), ``addr`` (the next beat's) and ``arlen``
         # are registers, set on the way into ADDR: the AR channel is flip-flops.
         start, addr = Signal.like(self.insn_base), Signal.like(self.insn_base)
-        arlen = Signal(8)
+        arlen = Signal.like(axi.arlen)
 
         def first_burst(a):
             """AxLEN of an instruction's first burst, from its first byte ``a``."""
@@ -239,8 +239,8 @@ class Dispatcher(wiring.Component):
 
         # Element bytes (as log2) and buffer depth of a LOAD's destination.
         log2 = lambda n: (n - 1).bit_length()  # noqa: E731
-        load_elog2 = Signal(4)
-        load_depth = Signal(17)
+        load_elog2 = Signal(range(max(log2(elem_bytes(cfg, b)) for b in BUFFERS) + 1))
+        load_depth = Signal(range(max(buffer_depth(cfg, b) for b in BUFFERS) + 1))
         with m.Switch(ld.buffer):
             for buf in BUFFERS:
                 with m.Case(buf):

@@ -20,9 +20,11 @@ __all__ = ["FlagFIFO", "occupancy"]
 
 
 def occupancy(m, depth, push, pop, name="occ"):
-    """The thermometer code of a queue of up to ``depth`` entries: bit ``k`` is "more
-    than ``k`` entries held", shifted up by ``push`` alone and down by ``pop`` alone.
-    Its end bits are the not-empty and full flags, registers with no adder before them.
+    """``(code, level)`` of a queue of up to ``depth`` entries. ``code`` is a thermometer
+    code: bit ``k`` is "more than ``k`` entries held", shifted up by ``push`` alone and
+    down by ``pop`` alone. Its end bits are the not-empty and full flags, registers with
+    no adder before them. ``level``, the entries held (the code's population count), is
+    for observation: nothing that moves the queue should wait on its adder.
     """
     occ = Signal(depth, name=name)
     with m.Switch(Cat(push, pop)):
@@ -30,7 +32,7 @@ def occupancy(m, depth, push, pop, name="occ"):
             m.d.sync += occ.eq(Cat(1, occ[:-1]))
         with m.Case(0b10):  # one fewer: shift it out
             m.d.sync += occ.eq(occ[1:])
-    return occ
+    return occ, sum(occ[k] for k in range(depth))
 
 
 class FlagFIFO(wiring.Component):
@@ -84,12 +86,12 @@ class FlagFIFO(wiring.Component):
         head = Signal(self.width, reset_less=True)
         push = self.w_en & self.w_rdy
         pop = self.r_en & self.r_rdy
-        occ = occupancy(m, depth, push, pop)  # occ[k]: more than k words held
+        occ, level = occupancy(m, depth, push, pop)  # occ[k]: more than k words held
         m.d.comb += [
             self.r_rdy.eq(occ[0]),
             self.w_rdy.eq(~occ[depth - 1]),
             self.r_data.eq(head),
-            self.level.eq(sum(occ[k] for k in range(depth))),
+            self.level.eq(level),
         ]
         with m.If(push):
             m.d.sync += [words[w_ptr].eq(self.w_data), w_ptr.eq(w_ptr + 1)]

@@ -11,9 +11,10 @@ from amaranth.hdl import signed, unsigned
 from amaranth.lib import data
 
 from ..arch.isa import FORMATS, HEADER
-from ..arch.layout import PARAM_LANE_FIELDS
+from ..arch.layout import ADD_PARAM_FIELDS, PARAM_LANE_BYTES, PARAM_LANE_FIELDS
 
 __all__ = [
+    "add_param_layout",
     "field_shape",
     "instruction_fields",
     "instruction_layout",
@@ -67,3 +68,17 @@ def param_lane_layout():
 def param_word_layout(config):
     """One PARAM word: ``config.cols`` lanes, lane ``c`` at bit ``64 * c``."""
     return data.ArrayLayout(param_lane_layout(), config.cols)
+
+
+def add_param_layout():
+    """VEC ADD's float32 constants (``ra``, ``rb``, ``k``, as bit patterns) over the first
+    PARAM lanes, from :data:`bamboo.arch.layout.ADD_PARAM_FIELDS`."""
+    lane_bits = 8 * PARAM_LANE_BYTES
+    size = lane_bits * (1 + max(lane for _, lane, _ in ADD_PARAM_FIELDS))
+    return data.FlexibleLayout(
+        size,
+        {
+            name: data.Field(unsigned(32), lane * lane_bits + offset)
+            for name, lane, offset in ADD_PARAM_FIELDS
+        },
+    )

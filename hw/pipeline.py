@@ -11,6 +11,7 @@ __all__ = [
     "round_up",
     "accept",
     "connect_stream",
+    "registered_equal",
 ]
 
 
@@ -107,3 +108,18 @@ def connect_stream(m, source, sink):
         sink.payload.eq(source.payload),
         source.ready.eq(sink.ready),
     ]
+
+
+def registered_equal(m, value, target, before, moved, loaded, at_load, name):
+    """``value == target`` this cycle, with no compare after ``value``'s last edge.
+
+    For a counter that, at each edge, holds, moves by one step (``moved``, a register:
+    the counter moved at the last edge) or is loaded (``loaded``, likewise): ``value``
+    is compared every cycle with ``target`` and with ``before``, the value one step
+    short of it, into registers; the result is the one that holds now, or ``at_load``
+    (a register set with the load) after a load. ``target`` and ``before`` are
+    registers or constants, so each compare is a few LUTs from flip-flops.
+    """
+    eq, eq_before = Signal(name=f"{name}_eq"), Signal(name=f"{name}_eq_before")
+    m.d.sync += [eq.eq(value == target), eq_before.eq(value == before)]
+    return Mux(loaded, at_load, Mux(moved, eq_before, eq))

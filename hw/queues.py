@@ -107,11 +107,11 @@ class InstructionFIFO(wiring.Component):
         read = head_valid & self.r_stream.ready
         # Entries held (stored + head_valid) as a thermometer code: the flags are its
         # end bits, with no adder behind the read's handshake.
-        occ = occupancy(m, depth, write & ~read, read & ~write)
+        occ, level = occupancy(m, depth, write & ~read, read & ~write)
         m.d.comb += [
             full.eq(occ[depth - 1]),
             self.empty.eq(~occ[0]),
-            self.level.eq(sum(occ[k] for k in range(depth))),
+            self.level.eq(level),
             self.w_stream.ready.eq(~full),
             self.r_stream.valid.eq(head_valid),
             self.r_stream.payload.eq(head),

@@ -54,7 +54,7 @@ from .fma import (
     unpack_f32,
     window_addend,
 )
-from .isa_layout import instruction_layout
+from .isa_layout import add_param_layout, instruction_layout, param_lane_layout
 from .postproc import Activation, ActivationUnit, LutWriteSignature
 from .requantizer import Requantizer, register_fields, round_decode, round_select
 from .walker import Countdown, both_last_next, pick
@@ -233,7 +233,7 @@ class VectorUnit(wiring.Component):
         row_step = Signal(self.inp_aw, name="row_step")  # INP words between output rows
         wr_addr = Signal(self.out_aw, name="wr_addr")
         lanes = max(B, 2)
-        param = Signal(data.ArrayLayout(unsigned(64), lanes))
+        param = Signal(data.ArrayLayout(param_lane_layout(), lanes))
         s_word = Signal(data.ArrayLayout(unsigned(8), B))
         s_latch = Signal(name="s_latch")
         # `run` is the RUN state as a register of its own: the loops' enable.
@@ -376,11 +376,14 @@ class VectorUnit(wiring.Component):
         # ---- per-instruction constants of the lanes ---------------------------------------
         # Unpacked in two registered steps (bit length, normalizing shift), then chosen by
         # the operation.
-        ra = reg(unpack_f32(m, param[0][:32], "ra_comb", reg), "ra", Float)
-        rb = reg(unpack_f32(m, param[0][32:], "rb_comb", reg), "rb", Float)
-        k = reg(unpack_f32(m, param[1][:32], "k_comb", reg), "k", Float)
+        # PARAM read through the layouts of arch/layout.py: ADD's float32 constants, and
+        # MUL_CHANNEL's scale in lane 0 as a post-processing lane's ``m``/``e``.
+        add_c = data.View(add_param_layout(), param.as_value()[: add_param_layout().size])
+        ra = reg(unpack_f32(m, add_c.ra, "ra_comb", reg), "ra", Float)
+        rb = reg(unpack_f32(m, add_c.rb, "rb_comb", reg), "rb", Float)
+        k = reg(unpack_f32(m, add_c.k, "k_comb", reg), "k", Float)
         r_mul = reg(
-            mantissa_float(m, param[0][32:56], param[0][56:].as_signed(), "r_mul_comb", reg),
+            mantissa_float(m, param[0].m, param[0].e, "r_mul_comb", reg),
             "r_mul",
             Float,
         )
@@ -479,7 +482,9 @@ class VectorUnit(wiring.Component):
         held = [Signal(8, name=f"out_held{c}") for c in range(B - V)]
         for i in range(V):
             l_code, l_sum, l_b = operand(e_codes, i), operand(e_sums, i), operand(e_bs, i)
-            l_param = operand([param[c] for c in range(B)], i)
+            l_param = {
+                name: operand([param[c][name] for c in range(B)], i) for name in ("bias", "m", "e")
+            }
 
             # Stages 1-2: FMA operands. ADD: fma(a, rA, fma(b, rB, K)); MUL: fma(zp, 1,
             # fma(p, R, 0)) with p = (a - a_zp) * (b - b_zp), the zero points off first.
@@ -527,13 +532,12 @@ class VectorUnit(wiring.Component):
             # AVG_POOL through the requantizer from stage 1, delayed to stage _CORE.
             rq = Requantizer()
             m.submodules[f"requantizer{i}"] = rq
-            bias, mant, exp = l_param[:32], l_param[32:56], l_param[56:]
             m.d.comb += [
                 rq.i.valid.eq(in_turn),
                 rq.i.payload.acc.eq(l_sum),
-                rq.i.payload.bias.eq(bias.as_signed()),
-                rq.i.payload.params.m.eq(mant),
-                rq.i.payload.params.e.eq(exp.as_signed()),
+                rq.i.payload.bias.eq(l_param["bias"]),
+                rq.i.payload.params.m.eq(l_param["m"]),
+                rq.i.payload.params.e.eq(l_param["e"]),
                 rq.i.payload.params.zp.eq(out_zp),
                 rq.i.payload.params.qmin.eq(qmin),
                 rq.i.payload.params.qmax.eq(qmax),

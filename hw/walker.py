@@ -14,7 +14,7 @@ from amaranth.hdl import Module, Mux, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from .pipeline import accept
+from .pipeline import accept, registered_equal
 
 __all__ = ["command_layout", "both_last_next", "Countdown", "DenseWalker", "pick"]
 
@@ -59,13 +59,13 @@ class Countdown:
     after the current one, and ``last`` (``left == 0``) is set a cycle early, when
     ``left`` steps from 1, so no comparator sits between the flag and its users;
     ``penult`` (``left == 1``) likewise, for :func:`both_last_next`. Its own next value
-    on a step, ``left == 2``, is not compared behind the step's enable either: ``left``
-    is compared with 2 and 3 every cycle into registers, and a step picks the one that
-    holds now (``left`` stepped since, or not; after a start, ``n_m1 == 2``).
+    on a step, ``left == 2``, is not compared behind the step's enable either
+    (:func:`~bamboo.hw.pipeline.registered_equal`: ``left`` compared with 2 and 3 every
+    cycle into registers; after a start, ``n_m1 == 2``).
 
     ``setup(m, n)`` (``m.d.sync``, once per instruction) keeps the loop length ``n``
     and its flags, and ``arm(m)``, a cycle later, starts the loop from those registers;
-    ``restart(m)`` starts it again; ``step(m)`` counts one iteration.
+    ``step(m)`` counts one iteration; ``move(m, enable, restart)`` does either.
     """
 
     def __init__(self, m, width, name):
@@ -75,16 +75,14 @@ class Countdown:
         self.one = Signal(name=f"{name}_one")  # a loop of one iteration
         self.two = Signal(name=f"{name}_two")  # a loop of two iterations
         self.penult = Signal(name=f"{name}_penult")  # left == 1
-        # ``left == 2`` and ``== 3`` as of the last edge, and what moved ``left`` then.
-        self._eq2, self._eq3 = Signal(name=f"{name}_eq2"), Signal(name=f"{name}_eq3")
+        # What moved ``left`` at the last edge, and ``left == 2`` from compares made
+        # before it (``registered_equal``; after a start, the new length's).
         self._stepped = Signal(name=f"{name}_stepped")
         self._started = Signal(name=f"{name}_started")
-        m.d.sync += [
-            self._eq2.eq(self.left == 2),
-            self._eq3.eq(self.left == 3),
-            self._stepped.eq(0),
-            self._started.eq(0),
-        ]
+        m.d.sync += [self._stepped.eq(0), self._started.eq(0)]
+        self._at2_now = registered_equal(
+            m, self.left, 2, 3, self._stepped, self._started, self.n_m1 == 2, f"{name}_left2"
+        )
 
     def setup(self, m, n):
         """Keep a loop of ``n`` iterations, with its one- and two-iteration flags."""
@@ -106,42 +104,35 @@ class Countdown:
             self._started.eq(1),
         ]
 
-    def restart(self, m):
-        m.d.sync += [
-            self.left.eq(self.n_m1),
-            self.last.eq(self.one),
-            self.penult.eq(self.two),
-            self._started.eq(1),
-        ]
+    @property
+    def next_last(self):
+        """``last`` after a move that restarts the loop on its last iteration and steps
+        it otherwise: a one-iteration loop's, or ``penult``."""
+        return Mux(self.last, self.one, self.penult)
 
     def step(self, m):
-        at2 = Mux(self._started, self.n_m1 == 2, Mux(self._stepped, self._eq3, self._eq2))
         m.d.sync += [
             self.left.eq(self.left - 1),
             self.last.eq(self.penult),
-            self.penult.eq(at2),
+            self.penult.eq(self._at2_now),
             self._stepped.eq(1),
         ]
 
-    def advance(self, m, step, restart=0):
-        """Count one iteration if ``step``, start again if ``restart`` (one-hot)."""
+    def advance(self, m, step):
+        """Count one iteration if ``step``."""
         with m.If(step):
             self.step(m)
-        with m.If(restart):
-            self.restart(m)
 
     def move(self, m, enable, restart):
         """On ``enable``, start again if ``restart`` (a register, e.g. the loop's own
         ``last``), else count one iteration. Each register then loads on ``enable``
         alone (a flip-flop's clock enable) with a next value chosen by registers only,
-        so a late enable passes one LUT; :meth:`advance` with selects that include the
-        enable lets the mapper stack it up with the flags."""
-        at2 = Mux(self._started, self.n_m1 == 2, Mux(self._stepped, self._eq3, self._eq2))
+        so a late enable passes one LUT."""
         with m.If(enable):
             m.d.sync += [
                 self.left.eq(Mux(restart, self.n_m1, self.left - 1)),
                 self.last.eq(Mux(restart, self.one, self.penult)),
-                self.penult.eq(Mux(restart, self.two, at2)),
+                self.penult.eq(Mux(restart, self.two, self._at2_now)),
                 self._stepped.eq(~restart),
                 self._started.eq(restart),
             ]
@@ -159,7 +150,7 @@ def both_last_next(inner, outer):
     """
     return Mux(
         inner.last,
-        inner.one & Mux(outer.last, outer.one, outer.penult),
+        inner.one & outer.next_last,
         inner.penult & outer.last,
     )
 
@@ -319,7 +310,7 @@ class DenseWalker(wiring.Component):
                 tap_last.eq(tap_next),
                 # After the last command ``running`` falls, and the products with it.
                 run_tap.eq(tap_next & ~cmd.last),
-                run_x.eq(Mux(x.last, x.one, x.penult) & ~cmd.last),
+                run_x.eq(x.next_last & ~cmd.last),
                 run_win.eq(tap_next & win_next & ~cmd.last),
             ]
             with m.If(~c_x):

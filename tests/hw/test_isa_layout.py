@@ -52,3 +52,18 @@ def test_param_lane_layout_reads_what_param_lane_packs():
     assert layout.size == 64 * cfg.cols
     view = layout.from_bits(word)
     assert [(view[c].bias, view[c].m, view[c].e) for c in range(cfg.cols)] == lanes
+
+
+def test_add_param_layout_reads_what_the_compiler_packs():
+    """hw's view of VEC ADD's constants against compiler/backend/pack.py's add_params."""
+    import numpy as np
+    from bamboo.compiler.backend.pack import add_params
+    from bamboo.hw.isa_layout import add_param_layout
+
+    word = add_params(0.02, 0.05, 0.03, 3, -7, 11, lanes=4)
+    bits = int.from_bytes(word.tobytes(), "little")
+    layout = add_param_layout()
+    view = layout.from_bits(bits & ((1 << layout.size) - 1))
+    ra, rb, k = np.frombuffer(word.tobytes()[:12], "<u4")
+    assert (view.ra, view.rb, view.k) == (ra, rb, k)
+    assert len({view.ra, view.rb, view.k}) == 3  # three different constants, not one read thrice

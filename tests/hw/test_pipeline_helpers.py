@@ -1,6 +1,7 @@
 """hw/pipeline.py's helpers against Python: registers and delay chains delay by their
 stage count, bit_length (whole or in two halves), leading_zeros and round_up compute what
-int.bit_length and addition do, accept takes a stream payload into a register."""
+int.bit_length and addition do, accept takes a stream payload into a register,
+registered_equal follows a counter that holds, steps and loads."""
 
 import numpy as np
 from amaranth.hdl import Module, Signal
@@ -16,6 +17,7 @@ from bamboo.hw.pipeline import (
     group_lengths,
     leading_zeros,
     register,
+    registered_equal,
     round_up,
 )
 
@@ -136,3 +138,64 @@ def test_connect_stream_joins_shapes_of_one_width():
     sim.add_clock(1e-8)
     sim.add_testbench(bench)
     sim.run()
+
+
+class _Counter(wiring.Component):
+    """An up-counter that holds, steps by one or loads, and ``registered_equal`` of it
+    against a target (and the target less one) set with the load."""
+
+    hold: In(1)
+    load: In(1)
+    base: In(6)
+    k: In(6)
+    pos: Out(6)
+    now: Out(1)
+
+    def elaborate(self, platform):
+        m = Module()
+        t, t_m1 = Signal(6), Signal(6)
+        stepped, zeroed, at0 = Signal(), Signal(), Signal()
+        m.d.sync += [stepped.eq(0), zeroed.eq(0)]
+        with m.If(self.load):
+            m.d.sync += [
+                self.pos.eq(0),
+                zeroed.eq(1),
+                t.eq(self.base - self.k),
+                t_m1.eq(self.base - self.k - 1),
+                at0.eq(self.base == self.k),
+            ]
+        with m.Elif(~self.hold):
+            m.d.sync += [self.pos.eq(self.pos + 1), stepped.eq(1)]
+        m.d.comb += self.now.eq(registered_equal(m, self.pos, t, t_m1, stepped, zeroed, at0, "t"))
+        return m
+
+
+def test_registered_equal_follows_a_counter():
+    """Random holds, steps and loads: the flag equals ``pos == target`` every cycle after
+    the first load, including on the cycle after a step onto the target or a load."""
+    dut = _Counter()
+    rng = np.random.default_rng(3)
+    seen = {"hits": 0, "cycles": 0}
+
+    async def bench(ctx):
+        target = None
+        for cycle in range(3000):
+            load = cycle == 0 or rng.random() < 0.05
+            base, k = int(rng.integers(0, 12)), int(rng.integers(0, 4))
+            ctx.set(dut.load, load)
+            ctx.set(dut.hold, rng.random() < 0.4)
+            ctx.set(dut.base, base)
+            ctx.set(dut.k, k)
+            await ctx.tick()
+            if load:
+                target = (base - k) % 64
+            pos = ctx.get(dut.pos)
+            assert ctx.get(dut.now) == (pos == target), (cycle, pos, target)
+            seen["hits"] += pos == target
+            seen["cycles"] += 1
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    assert seen["hits"] > 100  # the target is reached often, not only missed
