@@ -13,9 +13,15 @@ import pytest
 from bamboo.boards import calibrate
 from bamboo.boards.resource_model import FEATURES, _nnls, fit, leave_one_out
 
-#: Largest held-out relative error per resource (percent): measured max 0.9, 3.9, 7.6 and
-#: 0.0 (BRAM36 is structural: exact) on 10 builds, plus margin.
-TOLERANCE = {"dsp": 2.0, "lut": 6.0, "ff": 12.0, "bram36": 0.0}
+#: Largest held-out relative error per resource (percent) on the 11 builds of session 13
+#: (every one of the current hardware): measured max 0.9, 4.3, 5.8 and 0.0 (BRAM36 is
+#: structural: exact), plus margin.
+TOLERANCE = {"dsp": 2.0, "lut": 6.0, "ff": 8.0, "bram36": 0.0}
+#: Builds that alone vary a feature, with their own tolerance: held out, nothing else
+#: tells that feature's cost from another's. ``ultra96-pp16`` is the only build with
+#: fewer post-processing lanes than columns: its LUTs are over-predicted by 10.5 % when
+#: it is held out (the per-lane LUT cost then looks like a per-column one).
+ALONE = {"ultra96-pp16": {"lut": 12.0}}
 
 
 @pytest.fixture(scope="module")
@@ -33,16 +39,11 @@ def test_data_points_are_committed_with_their_command(points):
         assert p["config"] == calibrate.POINTS[p["name"]].to_dict()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the seven calibration builds predate the pipelining merge (FF +32 %, LUT -5 % on "
-    "ultra96) while the presets' estimates were re-recorded after it: the fit mixes two "
-    "hardware generations until `python -m bamboo.boards.calibrate` is rerun (~1 h of Yosys)",
-)
 def test_held_out_yosys_builds_are_predicted_within_tolerance(points):
     rows, err = leave_one_out(points)
+    assert len(rows) >= 11
     for p, pred in rows:
-        for res, tol in TOLERANCE.items():
+        for res, tol in (TOLERANCE | ALONE.get(p["name"], {})).items():
             assert abs(pred[res] - p[res]) <= tol / 100 * p[res], (
                 p["name"],
                 res,
