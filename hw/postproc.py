@@ -286,14 +286,21 @@ class PostProcessor(wiring.Component):
         # alone: the taker's handshake does not wait on the count's compare.
         full = Signal()
         turns = cfg.postproc_turns
+
+        def update_full(domain, target):
+            """``full``'s next value into ``target``: set from the count's compare when a
+            beat comes in and none leaves, cleared when one leaves and none comes in."""
+            with m.If(take & ~give):
+                domain += target.eq(credits == self.CREDITS - 1)
+            with m.Elif(give & ~take):
+                domain += target.eq(0)
+
         if turns == 1:
             m.d.comb += self.i.ready.eq(~full)
         m.d.sync += credits.eq(credits + take - give)
-        with m.If(take & ~give):
-            m.d.sync += full.eq(credits == self.CREDITS - 1)
-        with m.Elif(give & ~take):
-            m.d.sync += full.eq(0)
-        if turns > 1:
+        if turns == 1:
+            update_full(m.d.sync, full)
+        else:
             # A beat is taken with its last group. ``i.ready`` is a register of its own,
             # set from the next values of ``full`` and of the last-group flag: the
             # executor's handshake (and its OUT-address FIFO's write) starts at one
@@ -301,10 +308,8 @@ class PostProcessor(wiring.Component):
             last_turn = Signal()  # the group of this cycle is the beat's last, a register
             full_next = Signal()
             m.d.comb += full_next.eq(full)
-            with m.If(take & ~give):
-                m.d.comb += full_next.eq(credits == self.CREDITS - 1)
-            with m.Elif(give & ~take):
-                m.d.comb += full_next.eq(0)
+            update_full(m.d.comb, full_next)
+            m.d.sync += full.eq(full_next)
             ready = Signal(name="ready_r")
             m.d.comb += self.i.ready.eq(ready)
 
