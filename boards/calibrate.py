@@ -101,6 +101,20 @@ POINTS = {
                 "postproc_lanes": 16,
             }
         ),
+        # A second lane count on another shape, so that neither lane-varying build is
+        # alone when the other is held out.
+        AcceleratorConfig(
+            name="x8x16p-pp4",
+            rows=8,
+            cols=16,
+            dsp_packing=True,
+            input_buffer_depth=4096,
+            weight_buffer_depth=512,
+            vector_lanes=4,
+            lut_slots=4,
+            depthwise_groups=2,
+            postproc_lanes=4,
+        ),
     ]
 }
 
