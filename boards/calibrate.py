@@ -13,6 +13,7 @@ presets; small ones take 1-3 minutes each on one core, the 8 x 32 ones ~6.
 """
 
 import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -31,6 +32,19 @@ _SMALL = dict(
     input_buffer_depth=1024, weight_buffer_depth=256, acc_buffer_depth=256, output_buffer_depth=256
 )
 
+#: A packed 8 x 16 point, also the base of its post-processing-lanes variant.
+_X8X16P = AcceleratorConfig(
+    name="x8x16p",
+    rows=8,
+    cols=16,
+    dsp_packing=True,
+    input_buffer_depth=4096,
+    weight_buffer_depth=512,
+    vector_lanes=4,
+    lut_slots=4,
+    depthwise_groups=2,
+)
+
 #: ``{name: AcceleratorConfig}``: the configurations synthesized beside the presets.
 POINTS = {
     p.name: p
@@ -45,17 +59,7 @@ POINTS = {
             **_SMALL,
         ),
         AcceleratorConfig(name="x8x8", rows=8, cols=8),
-        AcceleratorConfig(
-            name="x8x16p",
-            rows=8,
-            cols=16,
-            dsp_packing=True,
-            input_buffer_depth=4096,
-            weight_buffer_depth=512,
-            vector_lanes=4,
-            lut_slots=4,
-            depthwise_groups=2,
-        ),
+        _X8X16P,
         AcceleratorConfig(
             name="x4x16p",
             rows=4,
@@ -103,18 +107,7 @@ POINTS = {
         ),
         # A second lane count on another shape, so that neither lane-varying build is
         # alone when the other is held out.
-        AcceleratorConfig(
-            name="x8x16p-pp4",
-            rows=8,
-            cols=16,
-            dsp_packing=True,
-            input_buffer_depth=4096,
-            weight_buffer_depth=512,
-            vector_lanes=4,
-            lut_slots=4,
-            depthwise_groups=2,
-            postproc_lanes=4,
-        ),
+        dataclasses.replace(_X8X16P, name="x8x16p-pp4", postproc_lanes=4),
     ]
 }
 
