@@ -48,7 +48,7 @@ _ENGINE_FIELDS = ("dw_lanes", "dw_kernel", "dw_width")
 #: Fields added after the presets' identities were fixed: absent from ``to_dict`` (and so
 #: from ``config_id``) at their defaults, so a configuration that does not use them keeps
 #: the identity, artifacts and recorded estimates it had before they existed.
-_LATER_FIELDS = _ENGINE_FIELDS + ("postproc_lanes",)
+_LATER_FIELDS = _ENGINE_FIELDS + ("postproc_lanes", "acc_banks")
 
 
 @dataclass(frozen=True)
@@ -111,6 +111,12 @@ class AcceleratorConfig:
         a pixel, for 2 DSP48E2 and several hundred LUTs less per lane removed
         (docs/hardware.md, "Post-processing lanes"). A value equal to ``cols`` is stored
         as ``None``: the same hardware has one identity.
+    acc_banks : int
+        ACC banks of ``acc_buffer_depth`` words each, 1 or 2. With 2 (ping-pong), a CONV
+        that emits hands its bank to the emitter and the next CONV accumulates in the
+        other bank while post-processing drains the first (hw/compute.py). The bank is
+        implicit: it changes after every CONV with ``acc_emit``, so the ISA and the
+        compiler's tiling (at most ``acc_buffer_depth`` pixels a CONV) are unchanged.
     """
 
     name: str = "custom"
@@ -133,6 +139,7 @@ class AcceleratorConfig:
     dw_kernel: int = 3
     dw_width: int = 256
     postproc_lanes: int | None = None
+    acc_banks: int = 1
 
     def __post_init__(self):
         for field in (
@@ -199,6 +206,8 @@ class AcceleratorConfig:
             value = getattr(self, field)
             if not isinstance(value, int) or not _is_pow2(value):
                 raise ConfigError(f"{field} must be a power of two, not {value!r}")
+        if self.acc_banks not in (1, 2):
+            raise ConfigError(f"acc_banks must be 1 or 2, not {self.acc_banks!r}")
         if self.depthwise_groups > self.rows:
             raise ConfigError(
                 f"depthwise_groups must be at most rows ({self.rows}), not {self.depthwise_groups}"
@@ -302,9 +311,9 @@ class AcceleratorConfig:
     # Identity ------------------------------------------------------------------------
 
     def to_dict(self):
-        """The fields as a dict; the depthwise engine's (``dw_*``) and ``postproc_lanes``
-        only where they differ from their defaults, so configurations that do not use them
-        serialize as before they existed."""
+        """The fields as a dict; the depthwise engine's (``dw_*``), ``postproc_lanes`` and
+        ``acc_banks`` only where they differ from their defaults, so configurations that
+        do not use them serialize as before they existed."""
         out = dataclasses.asdict(self)
         defaults = {f.name: f.default for f in dataclasses.fields(self)}
         for name in _LATER_FIELDS:

@@ -311,9 +311,6 @@ class EngineLevers:
         padded frame).
     dw_multiplier : str
         ``"dsp"`` (a DSP48E2 per tap and lane) or ``"lut"`` (shift-and-add in LUTs).
-    acc_pingpong : bool
-        Two ACC banks: a CONV's emit (post-processing of its pixels) overlaps the next
-        CONV's accumulation instead of holding the compute unit.
     dma_words : int
         INP/OUT words the load and store units move per cycle on the engine side (1 or 2);
         the AXI port and the DDR are unchanged.
@@ -333,7 +330,6 @@ class EngineLevers:
     dw_lanes: int = 0
     dw_kernel: int = 3
     dw_multiplier: str = "dsp"
-    acc_pingpong: bool = False
     dma_words: int = 1
     fuse_add: bool = False
     fuse_se: bool = False
@@ -362,8 +358,6 @@ class EngineLevers:
         if self.dw_lanes:
             lut = "L" if self.dw_multiplier == "lut" else ""
             parts.append(f"dw{self.dw_lanes}x{self.dw_kernel}{lut}")
-        if self.acc_pingpong:
-            parts.append("pingpong")
         if self.dma_words > 1:
             parts.append(f"dma{self.dma_words}")
         for name in ("fuse_add", "fuse_se", "fuse_block"):

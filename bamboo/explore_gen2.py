@@ -43,12 +43,13 @@ AXES = (
     ),
     # Built (hw/postproc.py lane groups): a configuration field, not a lever.
     ("post-processing lanes", [("", {}, {}), ("pp16", {}, {"postproc_lanes": 16})]),
+    # Built (hw/compute.py two ACC banks): a configuration field too.
     (
         "ACC ping-pong",
         [
             ("", {}, {}),
-            ("pingpong", {"acc_pingpong": True}, {}),
-            ("pingpong-acc512", {"acc_pingpong": True}, {"acc_buffer_depth": 512}),
+            ("pingpong", {}, {"acc_banks": 2}),
+            ("pingpong-acc512", {}, {"acc_banks": 2, "acc_buffer_depth": 512}),
         ],
     ),
     ("two DMA words", [("", {}, {}), ("dma2", {"dma_words": 2}, {})]),
@@ -65,7 +66,7 @@ PEAKS = (
     [("peak16x32-pp8", {}, {"rows": 16, "depthwise_blocks": 1, "postproc_lanes": 8})],
     [
         ("peak16x32-pp8", {}, {"rows": 16, "depthwise_blocks": 1, "postproc_lanes": 8}),
-        ("pingpong", {"acc_pingpong": True}, {}),
+        ("pingpong", {}, {"acc_banks": 2}),
     ],
 )
 

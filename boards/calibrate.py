@@ -108,6 +108,19 @@ POINTS = {
         # A second lane count on another shape, so that neither lane-varying build is
         # alone when the other is held out.
         dataclasses.replace(_X8X16P, name="x8x16p-pp4", postproc_lanes=4),
+        # Two ACC banks (hw/compute.py ping-pong) at half the depth, as ``explore --gen2``'s
+        # ``pp16+pingpong-acc512``; and on the 8 x 16 shape at full depth, so that the
+        # second bank's logic per column is not fitted to one build.
+        AcceleratorConfig(
+            **{
+                **PRESETS["ultra96"].to_dict(),
+                "name": "ultra96-pp16-ab2",
+                "postproc_lanes": 16,
+                "acc_banks": 2,
+                "acc_buffer_depth": 512,
+            }
+        ),
+        dataclasses.replace(_X8X16P, name="x8x16p-ab2", acc_banks=2),
     ]
 }
 

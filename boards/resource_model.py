@@ -83,6 +83,7 @@ _LOGIC = [
     ("per post-processing lane", _pp_lanes, None),
     ("per vector lane", _lanes, None),
     ("per INP byte x depthwise port", lambda c: c.rows * c.depthwise_ports, None),
+    ("per column x second ACC bank", lambda c: c.cols * (c.acc_banks - 1), None),
     ("control", lambda c: 1, None),
 ]
 
@@ -97,7 +98,7 @@ FEATURES = {
     ],
     "bram36": [
         ("WGT", lambda c: _bram(c.weight_buffer_depth, 8 * c.rows * c.cols), 1.0),
-        ("ACC", lambda c: _bram(c.acc_buffer_depth, 32 * c.cols), 1.0),
+        ("ACC", lambda c: _bram(c.acc_buffer_depth, 32 * c.cols) * c.acc_banks, 1.0),
         ("OUT", lambda c: _bram(c.output_buffer_depth, 8 * c.cols), 1.0),
         ("INP x copies", lambda c: _bram(c.input_buffer_depth, 8 * c.rows) * inp_copies(c), 1.0),
         ("activation tables", _lut_tables, 1.0),
@@ -119,7 +120,6 @@ FEATURES = {
 #: (window and operand registers, adder-tree input); ``dw_lut_mult``: a 9 x 8-bit radix-4
 #: Booth product in LUTs (its ``multiplier="lut"``); ``dw_lane``: a lane's line-buffer
 #: ports and output FIFO; ``dw_fixed``: its scan counters and parameter registers;
-#: ``pingpong_col``: the ACC bank select and the emitter's second read path per column;
 #: ``dma2_byte``: one more write (INP) or read (OUT) byte lane with its bank select;
 #: ``add_col``: the skip operand's rescale and the saturating add per column;
 #: ``se_lane``: the GAP accumulator per column (128 sums of 32 bits in LUT RAM, 64 LUTs)
@@ -130,7 +130,6 @@ LEVER_ESTIMATES = {
     "dw_lut_mult": {"lut": 86, "ff": 16},
     "dw_lane": {"lut": 10, "ff": 0},
     "dw_fixed": {"lut": 120, "ff": 300},
-    "pingpong_col": {"lut": 20, "ff": 8},
     "dma2_byte": {"lut": 25, "ff": 10},
     "add_col": {"lut": 90, "ff": 70},
     "se_lane": {"lut": 150, "ff": 60},
@@ -144,11 +143,11 @@ def lever_resources(config, levers, model=None):
     DSP48E2 and BRAM36 are structural: the depthwise engine takes ``dw_lanes x
     dw_kernel**2`` DSPs (one per product, hw/dwengine.py ``multiplier="dsp"``; none with
     LUT multipliers) and ``dw_kernel - 1`` line buffers of ``dw_width = 256`` pixels x
-    ``dw_lanes`` bytes; ping-pong a second ACC; two DMA words split INP (each copy) and
+    ``dw_lanes`` bytes; two DMA words split INP (each copy) and
     OUT into two banks of half the depth; the fused Add one DSP per column (the skip
     operand's 24-bit rescale); SE one per INP byte (the channel scale on load), its GAP
-    sums in LUT RAM. (Fewer post-processing lanes are a configuration field,
-    ``postproc_lanes``, predicted by the fitted model itself.) LUT/FF:
+    sums in LUT RAM. (Fewer post-processing lanes and two ACC banks are configuration
+    fields, ``postproc_lanes`` and ``acc_banks``, predicted by the fitted model itself.) LUT/FF:
     :data:`LEVER_ESTIMATES` (the depthwise engine's fitted to its component builds, the
     rest stated)."""
     model = model or default_model()
@@ -168,9 +167,6 @@ def lever_resources(config, levers, model=None):
         logic("dw_lane", lanes)
         logic("dw_fixed", 1)
         out["bram36"] += (levers.dw_kernel - 1) * _bram(256, 8 * lanes)
-    if levers.acc_pingpong:
-        out["bram36"] += _bram(config.acc_buffer_depth, 32 * config.cols)
-        logic("pingpong_col", config.cols)
     if levers.dma_words > 1:
         for depth, width, copies in (
             (config.input_buffer_depth, 8 * config.rows, inp_copies(config)),

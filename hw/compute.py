@@ -10,6 +10,14 @@ streams. The column sums leaving the array are added to the command's ACC word
 instead (the bias is added once, in post-processing, when ``acc_emit`` drains the
 accumulators to ``o_acc``). See docs/compute.md.
 
+The drain is an emitter of its own. With ``config.acc_banks`` 2 (ping-pong), ACC is two
+memories: a CONV with ``acc_emit`` hands its bank to the emitter once its last sum is
+written, and the next CONV accumulates in the other bank while the emitter drains the
+first. The hand-over waits for the emitter to be free, so each bank holds one emitting
+instruction at a time; with one bank a CONV is taken only while the emitter is idle.
+Instructions finish in order: ``status.done`` pulses at the end of an emit, or, for a
+CONV without ``acc_emit``, at the end of its sums once no emit is left before it.
+
 Pipeline, counted from the cycle a command issues (Stage 0):
 Stage 1 INP data, Stage 2 ``x - x_zp`` enters the array, Stage 2 + LATENCY the
 column sums leave it and the ACC read is issued, Stage 3 + LATENCY the old
@@ -73,10 +81,11 @@ def conv_cycles(config, words_per_tap, taps, emit_pixels=0):
 class StatusSignature(wiring.Signature):
     """Strobes for the performance counters, one bit each, driven by the unit.
 
-    ``busy``: an instruction is in progress; ``active``: a word whose result is kept
-    entered the array (dense: ``rows * cols`` MAC slots used); ``stall_weight``: streaming
-    waits for a weight bank; ``stall_emit``: post-processing holds ``o_acc``; ``done``:
-    one-cycle pulse when an instruction finishes (the queue then pushes its tokens).
+    ``busy``: an instruction is in progress (accumulating or emitting); ``active``: a
+    word whose result is kept entered the array (dense: ``rows * cols`` MAC slots used);
+    ``stall_weight``: streaming waits for a weight bank; ``stall_emit``: post-processing
+    holds ``o_acc``; ``done``: one-cycle pulse when an instruction finishes, in the order
+    they were taken (the queue then pushes its tokens).
     """
 
     def __init__(self):
@@ -108,6 +117,10 @@ class ComputeUnit(wiring.Component):
         An INP read port lent to the vector unit while no CONV runs (the compute queue
         runs one instruction at a time); a depthwise CONV uses it as its second port.
     status : ``Out(StatusSignature())``
+    kept_done : ``Out(1)``
+        Pulse with ``status.done`` for a CONV without ``acc_emit`` (its sums stay in
+        ACC): the executor, which follows an emit's beats through post-processing, ends
+        such an instruction itself.
     """
 
     def __init__(self, config):
@@ -125,9 +138,10 @@ class ComputeUnit(wiring.Component):
         self.wgt_mem = memory.Memory(
             shape=weight_layout(R, C), depth=config.weight_buffer_depth, init=[]
         )
-        self.acc_mem = memory.Memory(
-            shape=acc_layout(config), depth=config.acc_buffer_depth, init=[]
-        )
+        self.acc_mems = [
+            memory.Memory(shape=acc_layout(config), depth=config.acc_buffer_depth, init=[])
+            for _ in range(config.acc_banks)
+        ]
         self.walkers = {
             ConvMode.DENSE: DenseWalker(self.insn_layout, self.acc_aw),
             ConvMode.DEPTHWISE: DepthwiseWalker(
@@ -177,6 +191,7 @@ class ComputeUnit(wiring.Component):
                     )
                 ),
                 "status": Out(StatusSignature()),
+                "kept_done": Out(1),
             }
         )
 
@@ -185,7 +200,8 @@ class ComputeUnit(wiring.Component):
         R, C = self.config.rows, self.config.cols
         m.submodules.inp_mem = self.inp_mem
         m.submodules.wgt_mem = self.wgt_mem
-        m.submodules.acc_mem = self.acc_mem
+        for k, mem in enumerate(self.acc_mems):
+            m.submodules[f"acc_mem{k or ''}"] = mem
         m.submodules.array = array = self.array
         wiring.connect(m, wiring.flipped(self.inp_w), self.inp_mem.write_port())
         wiring.connect(m, wiring.flipped(self.wgt_w), self.wgt_mem.write_port())
@@ -194,9 +210,20 @@ class ComputeUnit(wiring.Component):
         blocks, groups = self.config.depthwise_blocks, self.config.depthwise_groups
         inp_ports = [self.inp_mem.read_port() for _ in range(max(2, blocks * groups))]
         wgt_rd = self.wgt_mem.read_port()
-        acc_wr = self.acc_mem.write_port()
+        banks = self.config.acc_banks
+        acc_wr = [mem.write_port() for mem in self.acc_mems]
         # Transparent: a 1-pixel tap rereads the word written in the same cycle.
-        acc_rd = self.acc_mem.read_port(transparent_for=(acc_wr,))
+        acc_rd = [mem.read_port(transparent_for=(w,)) for mem, w in zip(self.acc_mems, acc_wr)]
+        # The bank the MACs accumulate in and the one the emitter drains (0 bits for one).
+        mac_bank, emit_bank = Signal(range(banks), name="mac_bank"), Signal(range(banks))
+
+        def on(bank, k):
+            return bank == k if banks > 1 else 1
+
+        def pick(bank, ports):
+            if banks == 1:
+                return ports[0].data
+            return data.View(acc_layout(self.config), Mux(bank, ports[1].data, ports[0].data))
 
         insn = Signal(self.insn_layout)
         # insn.mode == DEPTHWISE, decoded as the instruction is taken: the walker choice
@@ -248,6 +275,9 @@ class ComputeUnit(wiring.Component):
         out_ptr = Signal(16)  # OUT word of the beat
         beats = Countdown(m, 20, "beats")  # o_acc beats of the emit
         more, emitting, advance = Signal(), Signal(), Signal()
+        # The emitting instruction: with one bank the MACs wait for the emitter, so it is
+        # still the instruction register.
+        emit_insn = insn if banks == 1 else Signal(self.insn_layout, name="emit_insn")
         m.d.comb += self.status.active.eq(issue & cmd.write)
         # RUN, as flags: streaming (the state is RUN) and issue, a register too: the
         # next cycle issues if its ahead is not 0. The walker is valid whenever ahead
@@ -270,16 +300,17 @@ class ComputeUnit(wiring.Component):
             m.d.sync += [ahead.eq(ahead_next), issue.eq(issue_next)]
             for mode, mine in walker_mine.items():
                 m.d.sync += walker_issue[mode].eq(issue_next & mine)
-        # Not IDLE, as a register of its own (the queue's token counters hang off it).
-        busy = Signal()
+        # The MACs' side has an instruction (taken, not yet past its DRAIN), a register.
+        mac_busy = Signal()
         with m.If(self.i_insn.valid & self.i_insn.ready):
-            m.d.sync += busy.eq(1)
-        with m.Elif(self.status.done):
-            m.d.sync += busy.eq(0)
+            m.d.sync += mac_busy.eq(1)
 
         with m.FSM():
             with m.State("IDLE"):
-                accept(m, self.i_insn, insn, "SETUP")
+                # One bank: the emit before must have left it. Two: the hand-over flipped
+                # the MACs to the bank the emitter is not draining.
+                with m.If(~emitting if banks == 1 else 1):
+                    accept(m, self.i_insn, insn, "SETUP")
             with m.State("SETUP"):
                 m.d.comb += setup.eq(1)
                 m.d.sync += [
@@ -296,49 +327,60 @@ class ComputeUnit(wiring.Component):
                     m.d.sync += [drain.eq(self.DRAIN), streaming.eq(0)]
                     m.next = "DRAIN"
             with m.State("DRAIN"):
-                m.d.sync += drain.eq(drain - 1)
-                with m.If(drain == 0):
-                    m.d.sync += [emit_ptr.eq(0), out_ptr.eq(insn.out_addr), more.eq(1)]
-                    beats.start(m, n_pix - 1, n_pix == 1, n_pix == 2)
+                # The last sum is written when ``drain`` reaches 0; the instruction leaves
+                # once the emitter is free (at once with one bank: it was idle at SETUP).
+                with m.If(drain != 0):
+                    m.d.sync += drain.eq(drain - 1)
+                with m.Elif(~emitting):
+                    m.d.sync += mac_busy.eq(0)
                     with m.If(insn.acc_emit):
-                        m.d.sync += emitting.eq(1)
-                        m.next = "EMIT"
-                    with m.Else():
-                        m.d.comb += self.status.done.eq(1)
-                        m.next = "IDLE"
-            with m.State("EMIT"):
-                # The ACC read port's output register doubles as the o_acc register:
-                # it only advances when the beat is taken, so backpressure needs no
-                # skid buffer. One advance past the last beat ends the instruction.
-                with m.If(advance):
-                    m.d.sync += [
-                        self.o_acc.valid.eq(more),
-                        self.o_acc.payload.out_addr.eq(out_ptr),
-                        self.o_acc.payload.last.eq(beats.last),
-                    ]
-                    with m.If(more):
-                        beats.step(m)
+                        # Hand the bank to the emitter.
                         m.d.sync += [
-                            emit_ptr.eq(emit_ptr + 1),
-                            out_ptr.eq(out_ptr + 1),
-                            more.eq(~beats.last),
+                            emit_ptr.eq(0),
+                            out_ptr.eq(insn.out_addr),
+                            more.eq(1),
+                            emitting.eq(1),
                         ]
+                        beats.start(m, n_pix - 1, n_pix == 1, n_pix == 2)
+                        if banks > 1:
+                            m.d.sync += [
+                                emit_insn.eq(insn),
+                                emit_bank.eq(mac_bank),
+                                mac_bank.eq(~mac_bank),
+                            ]
                     with m.Else():
-                        m.d.sync += emitting.eq(0)
-                        m.d.comb += self.status.done.eq(1)
-                        m.next = "IDLE"
-        # EMIT reads ACC from a flag of its own, not from the state decode.
+                        m.d.comb += [self.status.done.eq(1), self.kept_done.eq(1)]
+                    m.next = "IDLE"
+
+        # The emitter. The ACC read port's output register doubles as the o_acc register:
+        # it only advances when the beat is taken, so backpressure needs no skid buffer.
+        # One advance past the last beat ends the instruction.
         m.d.comb += advance.eq(~self.o_acc.valid | self.o_acc.ready)
-        with m.If(emitting):
-            m.d.comb += [
-                acc_rd.en.eq(advance),
-                acc_rd.addr.eq(emit_ptr),
-                self.status.stall_emit.eq(~advance),
+        with m.If(emitting & advance):
+            m.d.sync += [
+                self.o_acc.valid.eq(more),
+                self.o_acc.payload.out_addr.eq(out_ptr),
+                self.o_acc.payload.last.eq(beats.last),
             ]
+            with m.If(more):
+                beats.step(m)
+                m.d.sync += [
+                    emit_ptr.eq(emit_ptr + 1),
+                    out_ptr.eq(out_ptr + 1),
+                    more.eq(~beats.last),
+                ]
+            with m.Else():
+                m.d.sync += emitting.eq(0)
+                m.d.comb += self.status.done.eq(1)
+        for k in range(banks):
+            with m.If(emitting & on(emit_bank, k)):
+                m.d.comb += [acc_rd[k].en.eq(advance), acc_rd[k].addr.eq(emit_ptr)]
+        with m.If(emitting):
+            m.d.comb += self.status.stall_emit.eq(~advance)
         m.d.comb += [
-            self.status.busy.eq(busy),
-            self.o_acc.payload.acc.eq(acc_rd.data),
-            self.o_acc.payload.insn.eq(insn),
+            self.status.busy.eq(mac_busy | emitting),
+            self.o_acc.payload.acc.eq(pick(emit_bank, acc_rd)),
+            self.o_acc.payload.insn.eq(emit_insn),
         ]
         for b in range(2):
             with m.If(issue & (cmd.tap[0] == b)):
@@ -370,7 +412,7 @@ class ComputeUnit(wiring.Component):
                     m.d.sync += port_off[g * blocks + b].eq(
                         b * insn.inp_block_stride + g * dil_pitch
                     )
-        running = busy
+        running = mac_busy
         dw_cmd = self.walkers[ConvMode.DEPTHWISE].o_cmd.payload
         for k, port in enumerate(inp_ports):
             if k < len(port_off):
@@ -426,8 +468,9 @@ class ComputeUnit(wiring.Component):
         out = array.o_psum
         psum3 = Signal(acc_layout(self.config), reset_less=True)
         tag3, v3 = Signal.like(out.payload.tag), Signal()
-        with m.If(out.valid):
-            m.d.comb += [acc_rd.addr.eq(out.payload.tag.addr), acc_rd.en.eq(1)]
+        for k in range(banks):
+            with m.If(out.valid & on(mac_bank, k)):
+                m.d.comb += [acc_rd[k].addr.eq(out.payload.tag.addr), acc_rd[k].en.eq(1)]
         m.d.sync += [psum3.eq(out.payload.psum), tag3.eq(out.payload.tag), v3.eq(out.valid)]
         # Stage 3 + LATENCY: the old accumulators into a register, so the BRAM's output
         # does not lead the adder. The word written this cycle (the previous sum) is not
@@ -442,11 +485,18 @@ class ComputeUnit(wiring.Component):
             v4.eq(v3),
             forward.eq(v3 & (out.payload.tag.addr == tag3.addr)),
         ]
+        sums = Signal(acc_layout(self.config))
+        old = pick(mac_bank, acc_rd)
         for c in range(C):
-            kept = Mux(forward, acc_wr.data[c], acc_rd.data[c])
+            kept = Mux(forward, sums[c], old[c])
             m.d.sync += old4[c].eq(Mux(tag3.first, 0, kept))
         # Stage 4 + LATENCY: add and write back (int32, wrapping like the hardware).
         for c in range(C):
-            m.d.comb += acc_wr.data[c].eq(old4[c] + psum4[c])
-        m.d.comb += [acc_wr.addr.eq(tag4.addr), acc_wr.en.eq(v4)]
+            m.d.comb += sums[c].eq(old4[c] + psum4[c])
+        for k in range(banks):
+            m.d.comb += [
+                acc_wr[k].data.eq(sums),
+                acc_wr[k].addr.eq(tag4.addr),
+                acc_wr[k].en.eq(v4 & on(mac_bank, k)),
+            ]
         return m

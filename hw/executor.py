@@ -4,18 +4,22 @@ accumulators through post-processing into OUT.
 :class:`ComputeExecutor` takes the compute queue's issued instruction (an
 :func:`~bamboo.hw.queues.entry_layout` stream), reads its opcode through the header
 layout and hands CONV to ``conv`` and VEC to ``vec``; FINISH (and VEC without a vector
-unit: a token barrier, the dispatcher refused the others) ends at once. One
-instruction at a time, so OUT has one writer at a time.
+unit: a token barrier, the dispatcher refused the others) ends at once.
 
-A CONV is done when the ComputeUnit is idle and its last beat has left the
-PostProcessor. Each ``acc`` beat goes to the PostProcessor with the PARAM lanes of the
-instruction's ``param_addr`` (read through :func:`~bamboo.hw.isa_layout.param_word_layout`)
+A CONV with ``acc_emit`` is done when its last beat (``last``) is written to OUT; one
+without, when the ComputeUnit reports it (``conv_kept``) and no beat of an emit before it
+is left in the PostProcessor. With two ACC banks the queue issues a CONV while the one
+before emits (hw/compute.py); everything else waits until no CONV is left, so OUT has
+one writer at a time and ``done`` pulses in issue order.
+
+Each ``acc`` beat goes to the PostProcessor with the PARAM lanes of the instruction's
+``param_addr`` (read through :func:`~bamboo.hw.isa_layout.param_word_layout`)
 and its zero point, bounds and activation; its OUT address waits in a FIFO for the
 post-processed beat. The vector unit's OUT writes (``vec_out_w``) pass through to
 ``out_w``.
 """
 
-from amaranth.hdl import Module, Mux, Signal
+from amaranth.hdl import Cat, Module, Mux, Signal
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -55,6 +59,8 @@ class ComputeExecutor(wiring.Component):
     conv : Out(stream.Signature(instruction_layout(Opcode.CONV)))
     conv_busy : In(1)
         The ComputeUnit is busy.
+    conv_kept : In(1)
+        The ComputeUnit's ``kept_done``: a CONV without ``acc_emit`` is done there.
     acc : In(acc)
     post_i : Out(stream.Signature(PostProcessor.input_layout(config)))
     post_o : In(stream.Signature(PostProcessor.output_layout(config)))
@@ -79,6 +85,7 @@ class ComputeExecutor(wiring.Component):
             "finish_irq": Out(1),
             "conv": Out(stream.Signature(instruction_layout(Opcode.CONV))),
             "conv_busy": In(1),
+            "conv_kept": In(1),
             "acc": In(acc),
             "post_i": Out(stream.Signature(PostProcessor.input_layout(config))),
             "post_o": In(stream.Signature(PostProcessor.output_layout(config))),
@@ -112,44 +119,55 @@ class ComputeExecutor(wiring.Component):
         is_conv = opcode == Opcode.CONV
         is_vec = (opcode == Opcode.VEC) if self.vector else 0
         taken = ex.valid & ex.ready
+        # No CONV left: the ComputeUnit idle, no beat in post-processing, no CONV waiting
+        # for its end to be reported. Anything but a CONV waits for it.
+        quiet = Signal()
         m.d.comb += [
             self.conv.payload.eq(view(Opcode.CONV)),
             self.conv.valid.eq(ex.valid & is_conv),
-            ex.ready.eq(Mux(is_conv, self.conv.ready, 1)),
+            ex.ready.eq(Mux(is_conv, self.conv.ready, quiet)),
             self.finish_irq.eq(taken & (opcode == Opcode.FINISH) & view(Opcode.FINISH).irq),
         ]
         vec_done = Signal()
         if self.vector:
             m.d.comb += [
                 self.vec.payload.eq(view(Opcode.VEC)),
-                self.vec.valid.eq(ex.valid & is_vec),
+                self.vec.valid.eq(ex.valid & is_vec & quiet),
             ]
             with m.If(is_vec):
-                m.d.comb += ex.ready.eq(self.vec.ready)
+                m.d.comb += ex.ready.eq(self.vec.ready & quiet)
             # Registered: a VEC without pixels is done in the cycle it is accepted.
             m.d.sync += vec_done.eq(self.vec_done)
         other_done = Signal()
         m.d.sync += other_done.eq(taken & ~is_conv & ~is_vec)
 
-        # A beat's OUT address waits for its post-processed beat. The FIFO holds one per
-        # beat inside the PostProcessor, at most its CREDITS (the FIFO's depth), so it has
-        # room whenever post_i.ready: no w_rdy in the handshake.
+        # A beat's OUT address (and its ``last``) waits for its post-processed beat. The
+        # FIFO holds one per beat inside the PostProcessor, at most its CREDITS (the
+        # FIFO's depth), so it has room whenever post_i.ready: no w_rdy in the handshake.
         acc = self.acc
         # Flags from a thermometer code (FlagFIFO): the level's adder stays off the
         # handshakes of the beats.
-        m.submodules.out_addr_fifo = addr_q = FlagFIFO(
-            width=len(acc.payload.out_addr), depth=PostProcessor.CREDITS
-        )
-        conv_active = Signal()
-        conv_end = conv_active & ~self.conv_busy & ~addr_q.r_rdy
-        # Registered, as the others: the queue's token logic starts from flip-flops.
-        conv_done = Signal()
-        m.d.sync += conv_done.eq(conv_end)
-        with m.If(taken & is_conv):
-            m.d.sync += conv_active.eq(1)
-        with m.Elif(conv_end):
-            m.d.sync += conv_active.eq(0)
-        m.d.comb += self.done.eq(other_done | conv_done | vec_done)
+        aw = len(acc.payload.out_addr)
+        m.submodules.out_addr_fifo = addr_q = FlagFIFO(width=aw + 1, depth=PostProcessor.CREDITS)
+        out_last = addr_q.r_data[aw]
+        # The ends of CONVs, registered as the others: the queue's token logic starts
+        # from flip-flops. An emit ends as its last beat is written; a kept CONV once no
+        # beat is left (its report comes after its emitter's last beat, so at most the
+        # beats of one emit are ahead of it).
+        emit_done, kept, kept_done = Signal(), Signal(), Signal()
+        kept_end = kept & ~addr_q.r_rdy
+        m.d.sync += [
+            emit_done.eq(self.post_o.valid & out_last),
+            kept_done.eq(kept_end),
+        ]
+        with m.If(self.conv_kept):
+            m.d.sync += kept.eq(1)
+        with m.Elif(kept_end):
+            m.d.sync += kept.eq(0)
+        m.d.comb += [
+            quiet.eq(~self.conv_busy & ~addr_q.r_rdy & ~kept),
+            self.done.eq(other_done | emit_done | kept_done | vec_done),
+        ]
 
         # ACC -> PostProcessor with the PARAM lanes of the instruction -> OUT.
         insn = acc.payload.insn
@@ -186,11 +204,11 @@ class ComputeExecutor(wiring.Component):
             self.post_i.valid.eq(acc.valid),
             acc.ready.eq(self.post_i.ready),
             addr_q.w_en.eq(acc.valid & acc.ready),
-            addr_q.w_data.eq(acc.payload.out_addr),
+            addr_q.w_data.eq(Cat(acc.payload.out_addr, acc.payload.last)),
             self.post_o.ready.eq(1),
             addr_q.r_en.eq(self.post_o.valid),
             out.en.eq(self.post_o.valid),
-            out.addr.eq(addr_q.r_data),
+            out.addr.eq(addr_q.r_data[:aw]),
             out.data.eq(self.post_o.payload),
         ]
         if self.vector:

@@ -12,7 +12,7 @@ Ref: Moreau et al., "A Hardware-Software Blueprint for Flexible Deep Learning
 Specialization" (VTA), 2019, section 3 (decoupled access-execute).
 """
 
-from amaranth.hdl import Module, Signal
+from amaranth.hdl import Module, Mux, Signal
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -194,6 +194,12 @@ class QueueController(wiring.Component):
     prev, next : bool
         Whether this queue has a previous / next neighbour (load has no previous,
         store no next; the dispatcher rejects token bits towards a missing one).
+    inflight : int
+        Instructions the unit may hold at once, 1 or 2. With 2 (the compute queue of an
+        accelerator with two ACC banks) the controller issues the next instruction
+        while the previous one still runs; the unit must then pulse ``done`` once per
+        instruction, in the order they were issued, and the push flags wait in a
+        two-entry FIFO for their ``done``.
 
     Attributes
     ----------
@@ -218,8 +224,11 @@ class QueueController(wiring.Component):
         Index of the head (when ``stall``) or of the issued instruction.
     """
 
-    def __init__(self, *, prev=True, next=True):
+    def __init__(self, *, prev=True, next=True, inflight=1):
+        if inflight not in (1, 2):
+            raise ValueError(f"inflight must be 1 or 2, not {inflight!r}")
         self._prev, self._next = prev, next
+        self.inflight = inflight
         super().__init__(
             {
                 "i_insn": In(stream.Signature(entry_layout())),
@@ -247,13 +256,48 @@ class QueueController(wiring.Component):
         next_ok = ~head.pop_next | self.next_avail if self._next else 1
         m.d.comb += self.o_exec.payload.eq(cur)
 
+        # inflight 2: the push flags of the issued instructions not yet done, oldest in
+        # slot 0.
+        pushes = data.StructLayout({"prev": 1, "next": 1})
+        slots = [Signal(pushes, name=f"push_slot{k}") for k in range(2)]
+        held = [Signal(name=f"held{k}") for k in range(2)]  # slot k holds an entry
+        if self.inflight == 2:
+            enq = self.o_exec.valid & self.o_exec.ready
+            mine = Signal(pushes)
+            m.d.comb += [
+                mine.prev.eq(hdr.push_prev if self._prev else 0),
+                mine.next.eq(hdr.push_next if self._next else 0),
+            ]
+            with m.If(self.done):
+                m.d.comb += [
+                    self.push_prev.eq(slots[0].prev),
+                    self.push_next.eq(slots[0].next),
+                ]
+            # Shift on done, append at the first free slot after the shift.
+            keep1 = held[1] & ~self.done
+            after0 = Mux(self.done, held[1], held[0])
+            m.d.sync += [
+                held[0].eq(after0 | enq),
+                held[1].eq(keep1 | (enq & after0)),
+            ]
+            with m.If(self.done):
+                m.d.sync += slots[0].eq(slots[1])
+            with m.If(enq & ~after0):
+                m.d.sync += slots[0].eq(mine)
+            with m.If(enq & after0):
+                m.d.sync += slots[1].eq(mine)
+        outstanding = held[0] if self.inflight == 2 else 0
+        room = ~held[1] if self.inflight == 2 else 1
+
         with m.FSM():
             with m.State("IDLE"):
                 m.d.comb += [
-                    self.idle.eq(~self.i_insn.valid),
+                    self.idle.eq(~self.i_insn.valid & ~outstanding),
                     self.index.eq(self.i_insn.payload.index),
+                    self.busy.eq(outstanding),
                 ]
-                with m.If(self.i_insn.valid):
+                # inflight 2: at most two outstanding, one of them issued here.
+                with m.If(self.i_insn.valid & room):
                     with m.If(prev_ok & next_ok):
                         m.d.comb += self.i_insn.ready.eq(1)
                         m.d.sync += [
@@ -268,7 +312,7 @@ class QueueController(wiring.Component):
                 m.d.sync += [self.pop_prev.eq(0), self.pop_next.eq(0)]
                 m.d.comb += [self.o_exec.valid.eq(1), self.busy.eq(1), self.index.eq(cur.index)]
                 with m.If(self.o_exec.ready):
-                    m.next = "RUN"
+                    m.next = "RUN" if self.inflight == 1 else "IDLE"
             with m.State("RUN"):
                 m.d.comb += [self.busy.eq(1), self.index.eq(cur.index)]
                 with m.If(self.done):

@@ -169,7 +169,9 @@ class Accelerator(wiring.Component):
         for k, name in enumerate(QUEUES):
             out, prev, nxt = getattr(disp, f"o_{name}"), k > 0, k < len(QUEUES) - 1
             q = unit(f"{name}_fifo", queue_fifo())
-            ctl = unit(f"{name}_queue", QueueController(prev=prev, next=nxt))
+            # With two ACC banks the compute queue issues a CONV while the one before emits.
+            inflight = cfg.acc_banks if name == "compute" else 1
+            ctl = unit(f"{name}_queue", QueueController(prev=prev, next=nxt, inflight=inflight))
             wiring.connect(m, out, q.w_stream)
             wiring.connect(m, q.r_stream, ctl.i_insn)
             queues[name] = ctl
@@ -224,6 +226,7 @@ class Accelerator(wiring.Component):
             qc.done.eq(ex.done),
             run.finish_irq.eq(ex.finish_irq),
             ex.conv_busy.eq(compute.status.busy),
+            ex.conv_kept.eq(compute.kept_done),
         ]
         if vec is not None:
             wiring.connect(m, ex.vec, vec.i_insn)

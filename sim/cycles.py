@@ -155,8 +155,8 @@ class _Engine:
 
     def __init__(self, config, memory, clock_mhz, cal, levers=T.EngineLevers(), skip=()):
         self.c, self.cal, self.levers, self.skip = config, cal, levers, frozenset(skip)
-        self.emit_free = 0.0  # ACC ping-pong: when the emitter is free
-        self.bank_free, self.bank = [0.0, 0.0], 0  # ... and each ACC bank
+        self.emit_free = 0.0  # two ACC banks: when the emitter is free
+        self.conv_end = 0.0  # when the last CONV is done (the executor is quiet)
         self.bpc = memory.bytes_per_cycle(config, clock_mhz)
         self.rd_lat, self.wr_lat = memory.latencies(clock_mhz)
         self.burst_ovh = memory.burst_overhead_ns * clock_mhz / 1000.0
@@ -248,24 +248,26 @@ class _Engine:
             n = T.dw_engine_cycles(lv, self.c.depthwise_channels, in_h, in_w)
             end = start + n + (post if f["acc_emit"] else 0)
             return end, end
-        if op == isa.Opcode.CONV and lv.acc_pingpong:
-            # The emit (conv_cycles' ``emit_pixels * turns + 1``). With ping-pong the MACs
-            # use one ACC bank while the emitter drains the other: the unit is free when
-            # the accumulation ends, the emit follows when it can.
-            begin = max(start, self.bank_free[self.bank])
-            mac_end = begin + T.conv_insn_cycles(self.c, {**f, "acc_emit": 0})
-            if not f["acc_emit"]:
-                return mac_end, mac_end
-            emit = f["out_h"] * f["out_w"] * self.c.postproc_turns + 1 + post
-            end = max(mac_end, self.emit_free) + emit
-            self.emit_free = self.bank_free[self.bank] = end
-            self.bank ^= 1
-            return end, mac_end
+        if op == isa.Opcode.CONV and self.c.acc_banks == 2:
+            # hw/compute.py with two ACC banks: the MACs' side hands its bank to the
+            # emitter once the emitter is free, and is then free for the next CONV, which
+            # accumulates in the other bank while the emit (conv_cycles'
+            # ``emit_pixels * turns + 1``) drains. Done pulses stay in order.
+            mac_end = start + T.conv_insn_cycles(self.c, {**f, "acc_emit": 0})
+            handoff = max(mac_end, self.emit_free)
+            if f["acc_emit"]:
+                self.emit_free = handoff + f["out_h"] * f["out_w"] * self.c.postproc_turns + 1
+                end = self.emit_free + post
+            else:
+                end = max(handoff, self.conv_end)
+            self.conv_end = end
+            return end, handoff
         if op == isa.Opcode.CONV:
             end = start + T.conv_insn_cycles(self.c, f) + (post if f["acc_emit"] else 0)
+            self.conv_end = end
             return end, end
+        start = max(start, self.conv_end)  # VEC and FINISH wait until no CONV is left
         if op == isa.Opcode.VEC:
-            start = max(start, self.emit_free)  # OUT's write port: after a pending emit
             n = T.vec_insn_cycles(self.c, f)
             end = start + (n + self.cal.vec_post if n else 0)
             return end, end

@@ -70,10 +70,18 @@ class Machine:
         self.wgt = np.zeros((c.weight_buffer_depth, C, B), np.int8)
         self.param = np.zeros((PARAM_DEPTH, C), np.uint64)
         self.lut = np.zeros((c.lut_slots, LUT_ENTRIES), np.uint8)
-        self.acc = np.zeros((c.acc_buffer_depth, C), np.int64)
+        # ACC banks (config.acc_banks): CONVs accumulate in ``acc``, the bank after the
+        # last CONV with acc_emit (hw/compute.py flips banks as it hands one to the emitter).
+        self.acc_banks = [np.zeros((c.acc_buffer_depth, C), np.int64) for _ in range(c.acc_banks)]
+        self.acc_bank = 0
         self.out = np.zeros((c.output_buffer_depth, C), np.uint8)
         self.stats = Stats()
         self.tokens = {t.name: 0 for t in isa.TOKEN_FIFOS}
+
+    @property
+    def acc(self):
+        """The ACC bank CONVs accumulate in."""
+        return self.acc_banks[self.acc_bank]
 
     # DMA ---------------------------------------------------------------------------------
     def _dram_rows(self, f, eb):

@@ -162,6 +162,7 @@ def conv(m, f):
     if f["acc_emit"]:
         _need(f["out_addr"] + P <= m.out.shape[0], "OUT words beyond depth")
         m.out[f["out_addr"] : f["out_addr"] + P] = _requant(m, f, m.acc[:P], C, signed)
+        m.acc_bank = (m.acc_bank + 1) % len(m.acc_banks)
     return macs
 
 

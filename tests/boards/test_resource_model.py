@@ -6,6 +6,7 @@ are the leave-one-out errors measured when the points were committed
 (``python -m bamboo.boards.resource_model`` prints them), rounded up.
 """
 
+import dataclasses
 import json
 
 import numpy as np
@@ -109,9 +110,9 @@ def test_lever_resources_by_hand():
     # LUT multipliers: no DSPs, 144 more LUT products.
     dwl = lever_resources(cfg, E(dw_lanes=16, dw_multiplier="lut"), model)
     assert dwl["dsp"] == 0 and dwl["lut"] == lut + 144 * est["dw_lut_mult"]["lut"]
-    # Ping-pong: a second ACC, as the structural feature counts today's.
-    acc = dict((n, f) for n, f, _ in FEATURES["bram36"])["ACC"](cfg)
-    assert lever_resources(cfg, E(acc_pingpong=True), model)["bram36"] == acc
+    # Two ACC banks (a configuration field): the structural feature counts both.
+    acc = dict((n, f) for n, f, _ in FEATURES["bram36"])["ACC"]
+    assert acc(dataclasses.replace(cfg, acc_banks=2)) == 2 * acc(cfg)
     # Fused Add: one DSP per column; fused SE: one per INP byte lane.
     assert lever_resources(cfg, E(fuse_add=True), model)["dsp"] == 32
     assert lever_resources(cfg, E(fuse_se=True), model)["dsp"] == 8

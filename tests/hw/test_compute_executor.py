@@ -62,24 +62,63 @@ def test_conv_goes_to_the_compute_unit_and_ends_after_its_beats():
         ctx.set(dut.i_insn.valid, 0)
         ctx.set(dut.conv.ready, 0)
         ctx.set(dut.conv_busy, 1)
-        # One beat into the PostProcessor, then the unit goes idle: not done until the
-        # beat has come out.
+        # Two beats into the PostProcessor, the second its last, then the unit goes
+        # idle: not done until the last beat has come out.
         ctx.set(dut.post_i.ready, 1)
-        ctx.set(dut.acc.valid, 1)
-        await ctx.tick()
+        for last in (0, 1):
+            ctx.set(dut.acc.valid, 1)
+            ctx.set(dut.acc.payload.last, last)
+            await ctx.tick()
         ctx.set(dut.acc.valid, 0)
         ctx.set(dut.conv_busy, 0)
         for _ in range(3):
             assert not ctx.get(dut.done)
             await ctx.tick()
+        for _ in range(2):
+            assert not ctx.get(dut.done)
+            ctx.set(dut.post_o.valid, 1)
+            await ctx.tick()
+        ctx.set(dut.post_o.valid, 0)
+        assert ctx.get(dut.done)  # the last beat's write ends it, registered
+        await ctx.tick()
+        assert not ctx.get(dut.done)
+
+    _run(dut, bench)
+
+
+def test_kept_conv_ends_after_the_emit_before_it_and_finish_waits():
+    """A CONV without acc_emit reported while the emit before it still has a beat in
+    post-processing ends after that beat (done pulses in order); a FINISH behind them is
+    not taken while a CONV is left."""
+    dut = _dut()
+
+    async def bench(ctx):
+        ctx.set(dut.post_i.ready, 1)
+        ctx.set(dut.acc.valid, 1)
+        ctx.set(dut.acc.payload.last, 1)
+        await ctx.tick()
+        ctx.set(dut.acc.valid, 0)
+        ctx.set(dut.conv_busy, 1)
+        ctx.set(dut.conv_kept, 1)
+        await ctx.tick()
+        ctx.set(dut.conv_kept, 0)
+        ctx.set(dut.conv_busy, 0)
+        ctx.set(dut.i_insn.payload, {"word": isa.encode(Opcode.FINISH), "index": 2, "fault": 0})
+        ctx.set(dut.i_insn.valid, 1)
+        for _ in range(3):
+            assert not ctx.get(dut.done) and not ctx.get(dut.i_insn.ready)
+            await ctx.tick()
         ctx.set(dut.post_o.valid, 1)
         await ctx.tick()
         ctx.set(dut.post_o.valid, 0)
-        assert not ctx.get(dut.done)  # the FIFO is empty: the CONV ends now,
-        await ctx.tick()
-        assert ctx.get(dut.done)  # and its done pulse is registered
-        await ctx.tick()
-        assert not ctx.get(dut.done)
+        dones = []
+        for _ in range(4):
+            dones.append(ctx.get(dut.done))
+            if ctx.get(dut.i_insn.ready):
+                break
+            await ctx.tick()
+        # The emit's end, then the kept CONV's, then the FINISH may go.
+        assert dones == [1, 1]
 
     _run(dut, bench)
 

@@ -41,13 +41,14 @@ def test_token_counter_counts():
     _run(dut, bench)
 
 
+@pytest.mark.parametrize("inflight", [1, 2])
 @pytest.mark.parametrize("queue", isa.QUEUES)
 @pytest.mark.parametrize("bits", list(itertools.product((0, 1), repeat=4)))
-def test_controller_pops_issues_pushes(queue, bits):
+def test_controller_pops_issues_pushes(queue, bits, inflight):
     """The head waits for the tokens it pops, issues, and pushes when its unit is done;
     bits towards a missing neighbour (arch.isa.token_bits) never strobe."""
     k = isa.QUEUES.index(queue)
-    dut = QueueController(prev=k > 0, next=k < len(isa.QUEUES) - 1)
+    dut = QueueController(prev=k > 0, next=k < len(isa.QUEUES) - 1, inflight=inflight)
     flags = dict(zip(_BITS, bits))
     legal = isa.token_bits(queue)
     word = isa.encode(isa.Opcode.FINISH, **flags)
@@ -85,6 +86,53 @@ def test_controller_pops_issues_pushes(queue, bits):
         assert ctx.get(dut.idle)
 
     _run(dut, bench)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_controller_with_two_in_flight_pushes_in_order(seed):
+    """inflight 2: the next instruction issues while the one before runs, never a third,
+    and each ``done`` (in issue order) pushes the flags of the oldest instruction."""
+    dut = QueueController(inflight=2)
+    rng = np.random.default_rng(seed)
+    n = 40
+    flags = [{"push_prev": int(b & 1), "push_next": int(b >> 1)} for b in rng.integers(0, 4, n)]
+    words = [isa.encode(isa.Opcode.FINISH, **f) for f in flags]
+
+    async def bench(ctx):
+        fed, running, pushed, overlapped = 0, [], [], 0
+        for _ in range(3000):
+            ctx.set(dut.i_insn.valid, fed < n)
+            if fed < n:
+                ctx.set(dut.i_insn.payload, {"word": words[fed], "index": fed, "fault": 0})
+            assert ctx.get(dut.busy) == (bool(running) or ctx.get(dut.o_exec.valid))
+            ready = len(running) < 2 and rng.random() < 0.5
+            ctx.set(dut.o_exec.ready, ready)
+            done = bool(running) and rng.random() < 0.3
+            ctx.set(dut.done, done)
+            if ctx.get(dut.i_insn.valid) and ctx.get(dut.i_insn.ready):
+                fed += 1
+            issued = ctx.get(dut.o_exec.valid) and ready
+            if issued:
+                overlapped += bool(running) and not done
+                running.append(ctx.get(dut.o_exec.payload.index))
+            if done:
+                pushed.append({b: ctx.get(getattr(dut, b)) for b in ("push_prev", "push_next")})
+                running.pop(0)
+            else:
+                assert not ctx.get(dut.push_prev) and not ctx.get(dut.push_next)
+            await ctx.tick()
+            if len(pushed) == n:
+                break
+        assert pushed == flags
+        assert overlapped > 5
+        assert ctx.get(dut.idle)
+
+    _run(dut, bench)
+
+
+def test_controller_inflight_is_checked():
+    with pytest.raises(ValueError, match="inflight must be 1 or 2, not 3"):
+        QueueController(inflight=3)
 
 
 @pytest.mark.parametrize("seed", range(3))

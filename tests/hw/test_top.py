@@ -167,9 +167,11 @@ def test_rtl_accelerator(simulator, tmp_path, diff_cases):
 # packed array does not take, so they run on `tiny` only. Two depthwise channel blocks
 # and two row groups, as ultra96: 3-wide kernels on all rows, 2-wide ones on groups.
 # Post-processing in two lane groups (8 lanes for 16 columns): every emit goes through
-# hw/postproc.py's group registers and the reassembled OUT word.
+# hw/postproc.py's group registers and the reassembled OUT word. Two ACC banks: each CONV
+# after an emitting one accumulates in the other bank while the emit drains, and the
+# compute queue holds two instructions (hw/queues.py inflight 2).
 PACKED = TINY_PACKED
-assert PACKED.postproc_turns == 2
+assert PACKED.postproc_turns == 2 and PACKED.acc_banks == 2
 
 
 @pytest.mark.sim

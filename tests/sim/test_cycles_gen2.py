@@ -92,40 +92,40 @@ def test_depthwise_engine_by_hand():
     )
 
 
-def test_acc_pingpong_and_postproc_lanes_by_hand():
+def test_acc_banks_and_postproc_lanes_by_hand():
     """1x1 CONVs of 16 x 16 pixels, one tap: MACs ``M = 1 + (1 + 256) + (26 + 4) = 288``
     cycles (26: the array's latency, 8 + 16 + 2; 4: the ACC's read, old-word register,
     add and write), emit ``256 + 1`` plus post-processing ``P`` (the calibration's
-    ``compute_post``: 27). ``postproc_lanes`` is a configuration field (hardware,
-    hw/postproc.py); ping-pong is a lever."""
+    ``compute_post``: 27). Both levers are configuration fields (hw/postproc.py lane
+    groups, hw/compute.py ACC banks)."""
     P = cycles.Calibration().compute_post
     assert P == 27
     M = 288
     f = _conv(out_h=16, out_w=16)
     today, _ = _engine(EngineLevers()).compute(f, 0)
     assert today == M + 257 + P
-    # Ping-pong: the unit is free after the MACs; the emit follows on its own.
-    eng = _engine(EngineLevers(acc_pingpong=True))
+    # Two banks: the MACs' side is free once it hands its bank to the emitter.
+    two = dataclasses.replace(U96, acc_banks=2)
+    eng = _engine(EngineLevers(), config=two)
     assert eng.compute(f, 0) == (M + 257 + P, M)
     assert eng.compute(f, M + 1) == (M + 1 + M + 257 + P, M + 1 + M)
     # Half the post-processing lanes: an emitted pixel takes 2 cycles and the lane-group
-    # register adds one to the latency (emit 2 * 256 + 1 + P + 1 = 541, longer than the
-    # MACs). Ping-pong: conv 2's emit waits for conv 1's; conv 3 waits for its bank
-    # (conv 1's emit ends at 829).
+    # register adds one to the latency (emit 2 * 256 + 1 = 513, longer than the MACs).
+    # Conv 2 hands over when conv 1's emitter is free (M + 513), conv 3 (taken as conv 2
+    # hands over) when conv 2's is.
     pp16 = dataclasses.replace(U96, postproc_lanes=16)
     assert pp16.postproc_turns == 2 and T.postproc_group_latency(pp16) == 1
-    emit = 2 * 256 + 1 + P + 1
-    end1 = M + emit
-    eng = _engine(EngineLevers(acc_pingpong=True), config=pp16)
-    assert eng.compute(f, 0) == (end1, M)
-    assert eng.compute(f, M + 1) == (end1 + emit, M + 1 + M)
-    assert eng.compute(f, 2 * (M + 1)) == (end1 + 2 * emit, end1 + M)
-    # Without ping-pong the emit holds the unit.
-    assert _engine(EngineLevers(), config=pp16).compute(f, 0) == (end1, end1)
-    # A VEC after a pending emit waits for it (OUT's write port).
+    emit, post = 2 * 256 + 1, P + 1
+    eng = _engine(EngineLevers(), config=dataclasses.replace(pp16, acc_banks=2))
+    assert eng.compute(f, 0) == (M + emit + post, M)
+    assert eng.compute(f, M + 1) == (M + 2 * emit + post, M + emit)
+    assert eng.compute(f, M + emit + 1) == (M + 3 * emit + post, M + 2 * emit)
+    # One bank: the emit holds the unit.
+    assert _engine(EngineLevers(), config=pp16).compute(f, 0) == (M + emit + post,) * 2
+    # A VEC waits until no CONV is left.
     vec = dict(opcode=isa.Opcode.VEC, vop=isa.VecOp.COPY, out_h=1, out_w=4, kernel_h=0, kernel_w=0)
     n = T.vec_insn_cycles(U96, vec) + cycles.Calibration().vec_post
-    assert eng.compute(vec, 600) == (end1 + 2 * emit + n, end1 + 2 * emit + n)
+    assert eng.compute(vec, 600) == (M + 3 * emit + post + n,) * 2
 
 
 def test_two_dma_words_by_hand():
