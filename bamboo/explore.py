@@ -98,6 +98,7 @@ KNOBS = (
     Knob("input_buffer_depth", (4096, 8192), "inp"),
     Knob("weight_buffer_depth", (512, 1024), "wgt"),
     Knob("acc_buffer_depth", (1024,), "acc"),
+    Knob("acc_banks", (1,), "accb"),
     Knob("output_buffer_depth", (2048,), "out"),
     Knob("lut_slots", (4,), "luts"),
     Knob("depthwise_blocks", (1, 2), "dwb"),

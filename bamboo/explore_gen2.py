@@ -24,7 +24,7 @@ from bamboo.arch.timing import EngineLevers
 
 __all__ = ["AXES", "TARGETS", "explore_gen2", "render_gen2"]
 
-_REV = "gen2-1"
+_REV = "gen2-2"
 
 #: The lever axes the sweep combines: ``(name, [(label, EngineLevers fields, config
 #: changes)])``, the first value of each axis being today's engine. The depthwise engine

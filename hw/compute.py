@@ -271,6 +271,10 @@ class ComputeUnit(wiring.Component):
         cold = [Signal(name=f"cold{b}", init=1) for b in range(2)]  # cool[b] == COOL
         issue, load, setup = Signal(), Signal(), Signal()
         drain = Signal(range(self.DRAIN + 1))
+        drained = Signal()  # drain == 0, a register
+        # The emit's length kept for the hand-over, from registers: the emitter's own
+        # Countdown may still run the emit before.
+        pix_m1, pix_one, pix_two = Signal(len(n_pix)), Signal(), Signal()
         emit_ptr = Signal(self.acc_aw)
         out_ptr = Signal(16)  # OUT word of the beat
         beats = Countdown(m, 20, "beats")  # o_acc beats of the emit
@@ -323,14 +327,16 @@ class ComputeUnit(wiring.Component):
                 ]
                 m.next = "RUN"
             with m.State("RUN"):
+                # n_pix is set from SETUP on.
+                m.d.sync += [pix_m1.eq(n_pix - 1), pix_one.eq(n_pix == 1), pix_two.eq(n_pix == 2)]
                 with m.If(issue & cmd.last):
-                    m.d.sync += [drain.eq(self.DRAIN), streaming.eq(0)]
+                    m.d.sync += [drain.eq(self.DRAIN), drained.eq(0), streaming.eq(0)]
                     m.next = "DRAIN"
             with m.State("DRAIN"):
                 # The last sum is written when ``drain`` reaches 0; the instruction leaves
                 # once the emitter is free (at once with one bank: it was idle at SETUP).
-                with m.If(drain != 0):
-                    m.d.sync += drain.eq(drain - 1)
+                with m.If(~drained):
+                    m.d.sync += [drain.eq(drain - 1), drained.eq(drain == 1)]
                 with m.Elif(~emitting):
                     m.d.sync += mac_busy.eq(0)
                     with m.If(insn.acc_emit):
@@ -341,7 +347,7 @@ class ComputeUnit(wiring.Component):
                             more.eq(1),
                             emitting.eq(1),
                         ]
-                        beats.start(m, n_pix - 1, n_pix == 1, n_pix == 2)
+                        beats.start(m, pix_m1, pix_one, pix_two)
                         if banks > 1:
                             m.d.sync += [
                                 emit_insn.eq(insn),

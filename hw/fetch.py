@@ -265,24 +265,47 @@ class Dispatcher(wiring.Component):
             op: data.View(instruction_layout(op), self.i_insn.payload.word[: size[op]])
             for op in views
         }
-        i_ld, i_cv, i_vec = (incoming[o] for o in (Opcode.LOAD, Opcode.CONV, Opcode.VEC))
+        i_ld, i_sto, i_cv, i_vec = (
+            incoming[o] for o in (Opcode.LOAD, Opcode.STORE, Opcode.CONV, Opcode.VEC)
+        )
+        i_op = data.View(header_layout(), self.i_insn.payload.word[: header_layout().size]).opcode
+        i_load, i_store, i_conv = (i_op == o for o in (load_op, store_op, Opcode.CONV))
         # A size of zero is an ``early`` error (VEC: no pixels, nothing to check), so
         # "size - 1" keeps the field's width.
         m1 = lambda v: (v - 1)[: len(v)]  # noqa: E731
+        v_out_h_m1 = m1(i_vec.out_h)
+        # The opcodes' products share multipliers (DSP48E2): each operand register takes
+        # the taken instruction's own field, selected by its opcode here, so no select
+        # sits between a register and a multiplier. ``pix``: CONV and VEC out_h * out_w,
+        # STORE's tile; ``rows`` / ``cols``: the output extent in input rows / columns less
+        # one, CONV and VEC; ``off``: CONV's block offset, VEC's last row offset, the DRAM
+        # span of LOAD and STORE (one layout there); ``in_w``: the row pitch of CONV or VEC.
         taken = {
-            "y_size_m1": m1(i_ld.y_size),
-            "out_h_m1": m1(i_cv.out_h),
-            "out_w_m1": m1(i_cv.out_w),
+            "pix_a": Mux(i_store, i_sto.y_size, Mux(i_conv, i_cv.out_h, i_vec.out_h)),
+            "pix_b": Mux(i_store, i_sto.x_size, Mux(i_conv, i_cv.out_w, i_vec.out_w)),
+            "rows_a": Mux(i_conv, m1(i_cv.out_h), v_out_h_m1),
+            "rows_b": Mux(i_conv, i_cv.stride_h, one(i_vec.stride_h)),
+            "cols_a": Mux(i_conv, m1(i_cv.out_w), m1(i_vec.out_w)),
+            "cols_b": Mux(i_conv, i_cv.stride_w, one(i_vec.stride_w)),
+            "off_a": Mux(
+                i_load | i_store,
+                m1(i_ld.y_size),
+                # blk_off is 0 for a depthwise CONV (it reads one block)
+                Mux(
+                    i_conv,
+                    Mux(i_cv.mode == ConvMode.DEPTHWISE, 0, m1(i_cv.in_blocks)),
+                    v_out_h_m1,
+                ),
+            ),
+            "off_b": Mux(
+                i_load | i_store, i_ld.x_stride, Mux(i_conv, i_cv.inp_block_stride, i_vec.in_w)
+            ),
+            "in_w": Mux(i_conv, i_cv.in_w, i_vec.in_w),
             "kernel_h_m1": m1(i_cv.kernel_h),
             "kernel_w_m1": m1(i_cv.kernel_w),
-            # blk_off is 0 for a depthwise CONV (it reads one block)
-            "in_blocks_m1": Mux(i_cv.mode == ConvMode.DEPTHWISE, 0, m1(i_cv.in_blocks)),
-            "v_out_h_m1": m1(i_vec.out_h),
             "v_out_w_m1": m1(i_vec.out_w),
             "v_kernel_h_m1": m1(one(i_vec.kernel_h)),
             "v_kernel_w_m1": m1(one(i_vec.kernel_w)),
-            "v_stride_h": one(i_vec.stride_h),
-            "v_stride_w": one(i_vec.stride_w),
         }
         # The bits above each opcode's last field, ORed in segments between the opcodes'
         # sizes (of at most 36 bits: two LUT levels); Stage 1 ORs the opcode's.
@@ -335,35 +358,38 @@ class Dispatcher(wiring.Component):
         def stage(**exprs):
             return [register(m, v, name) for name, v in exprs.items()]
 
+        def small_product(a, b):
+            """``a * b`` for a ``b`` of a few bits (a stride): shifted adds in LUTs, where
+            Yosys would take a DSP48E2 for the product."""
+            return sum(Mux(b[k], a << k, 0) for k in range(len(b)))
+
         # Stage 1: products of fields; the opcode's class; the field checks per opcode.
-        (span, rows_p, cols_p, tile, pix, khkw, blk_off) = stage(
-            span=s0["y_size_m1"] * ld.x_stride,
-            rows_p=ld.pad_top + ld.y_size + ld.pad_bottom,
-            cols_p=ld.pad_left + ld.x_size + ld.pad_right,
-            tile=sto.y_size * sto.x_size,
-            pix=cv.out_h * cv.out_w,
-            khkw=cv.kernel_h * cv.kernel_w,
-            blk_off=s0["in_blocks_m1"] * cv.inp_block_stride,
+        # A window's largest address less one is a sum of products: CONV's inp_max =
+        # inp_addr + blk_off + (rows + ker_rows) * in_w + cols + ker_cols; VEC's v_win_max
+        # = src_a + (rows + kernel_h - 1) * in_w + cols + kernel_w - 1 (``rows`` and
+        # ``cols`` the output extent less one in input pixels).
+        (pix, rows, cols, off, n_a, n_b) = stage(
+            pix=s0["pix_a"] * s0["pix_b"],
+            rows=small_product(s0["rows_a"], s0["rows_b"]),
+            cols=small_product(s0["cols_a"], s0["cols_b"]),
+            off=s0["off_a"] * s0["off_b"],
+            # the operands of Stage 2's ``n``: LOAD's padded rows and columns, or CONV's
+            # taps per block and blocks
+            n_a=Mux(is_load, ld.pad_top + ld.y_size + ld.pad_bottom, cv.kernel_h * cv.kernel_w),
+            n_b=Mux(is_load, ld.pad_left + ld.x_size + ld.pad_right, cv.in_blocks),
         )
-        # CONV's INP window: inp_max = inp_addr + blk_off + (out_rows + ker_rows) * in_w
-        # + out_cols + ker_cols (rows and columns less one, each a product of its own).
-        (out_rows, out_cols, ker_rows, ker_cols, inp_base) = stage(
-            out_rows=s0["out_h_m1"] * cv.stride_h,
-            out_cols=s0["out_w_m1"] * cv.stride_w,
-            ker_rows=s0["kernel_h_m1"] * cv.dilation_h,
+        (ker_rows, ker_cols, inp_base, v_win_base) = stage(
+            # the kernel's extent less one in input rows: CONV's or VEC's
+            ker_rows=Mux(
+                opcode == Opcode.CONV,
+                s0["kernel_h_m1"] * cv.dilation_h,
+                s0["v_kernel_h_m1"],
+            ),
             ker_cols=s0["kernel_w_m1"] * cv.dilation_w,
             inp_base=cv.inp_addr - inp_depth,
-        )
-        # VEC's: v_win_max = src_a + (v_rows + kernel_h - 1) * in_w + v_cols + kernel_w - 1.
-        (v_rows, v_cols, v_win_base, v_ker_off) = stage(
-            v_rows=s0["v_out_h_m1"] * s0["v_stride_h"],
-            v_cols=s0["v_out_w_m1"] * s0["v_stride_w"],
             v_win_base=vec.src_a + s0["v_kernel_w_m1"] - inp_depth,
-            v_ker_off=s0["v_kernel_h_m1"] * vec.in_w,
         )
-        (v_pix, v_pix_off, v_a1, v_b1, wgt_base, elog2_r, room) = stage(
-            v_pix=vec.out_h * vec.out_w,
-            v_pix_off=s0["v_out_h_m1"] * vec.in_w,
+        (v_a1, v_b1, wgt_base, elog2_r, room) = stage(
             v_a1=vec.src_a + s0["v_out_w_m1"] - inp_depth,
             v_b1=vec.src_b + s0["v_out_w_m1"] - inp_depth,
             wgt_base=cv.wgt_addr - (cfg.weight_buffer_depth + 1),
@@ -427,25 +453,26 @@ class Dispatcher(wiring.Component):
                 m.d.comb += early_now.eq(ErrorCode.ILLEGAL_OPCODE)
         with m.Elif((to_load & ld_bad) | (to_store & st_bad) | (is_conv_r & cv_bad)):
             m.d.comb += early_now.eq(ErrorCode.MALFORMED_INSTRUCTION)
-        # ... and the extents, and the partial sums of the bounds.
-        (early, n_words, taps, row_off, ker_off, inp_part, v_win_off, v_win_part) = stage(
+        # ... and the extents, the window's row offsets (CONV or VEC), the partial sums of
+        # the bounds.
+        n = n_a * n_b
+        (early, n_words, taps, row_off, ker_off, inp_part, v_win_part) = stage(
             early=early_now,
-            n_words=Mux(to_load, rows_p * cols_p, tile),
-            taps=Mux(depthwise, cv.kernel_h, khkw * cv.in_blocks),
-            row_off=out_rows * cv.in_w,
-            ker_off=ker_rows * cv.in_w,
-            inp_part=inp_base + blk_off + out_cols + ker_cols,
-            v_win_off=v_rows * vec.in_w,
-            v_win_part=v_win_base + v_cols + v_ker_off,
+            n_words=Mux(to_load, n, pix),  # LOAD's padded tile, STORE's
+            taps=Mux(depthwise, cv.kernel_h, n),
+            row_off=rows * s0["in_w"],
+            ker_off=ker_rows * s0["in_w"],
+            inp_part=inp_base + off + cols + ker_cols,
+            v_win_part=v_win_base + cols,
         )
         # end = dram_addr + (extent << elog2) > window_size, as extent > room >> elog2
         # (floored, and negative when dram_addr is past the window)
         (v_a, v_b, out_end, words_base, extent, room_elems) = stage(
-            v_a=v_a1 + v_pix_off,  # v_a_max - INP depth
-            v_b=v_b1 + v_pix_off,
-            out_end=Mux(is_conv_r, cv.out_addr + pix, vec.out_addr + v_pix),
+            v_a=v_a1 + off,  # v_a_max - INP depth
+            v_b=v_b1 + off,
+            out_end=Mux(is_conv_r, cv.out_addr, vec.out_addr) + pix,
             words_base=Mux(to_load, ld.sram_addr, sto.sram_addr) - words_bound,
-            extent=span + ld.x_size,  # elements
+            extent=off + ld.x_size,  # elements
             room_elems=room >> elog2_r,
         )
         # Which sums of Stage 3 make ``late`` (every check of ``late`` is MALFORMED and
@@ -465,7 +492,7 @@ class Dispatcher(wiring.Component):
         align = Mux(elog2_r < log2(bus), (Const(1, 16) << elog2_r) - 1, bus - 1)
         (inp_sum, v_win_sum, words_sum, wgt_sum) = stage(
             inp_sum=inp_part + row_off + ker_off,  # inp_max - INP depth
-            v_win_sum=v_win_part + v_win_off,  # v_win_max - INP depth
+            v_win_sum=v_win_part + row_off + ker_off,  # v_win_max - INP depth
             words_sum=words_base + n_words,  # words_end - depth - 1
             wgt_sum=wgt_base + taps,  # wgt_end - WGT depth - 1
         )
