@@ -279,6 +279,9 @@ class ComputeUnit(wiring.Component):
         out_ptr = Signal(16)  # OUT word of the beat
         beats = Countdown(m, 20, "beats")  # o_acc beats of the emit
         more, emitting, advance = Signal(), Signal(), Signal()
+        # The emitter drains bank k: registers, so a bank's read address and enable take
+        # one select from a flip-flop (with one bank, ``emitting``).
+        emit_on = [emitting] if banks == 1 else [Signal(name=f"emit_on{k}") for k in range(banks)]
         # The emitting instruction: with one bank the MACs wait for the emitter, so it is
         # still the instruction register.
         emit_insn = insn if banks == 1 else Signal(self.insn_layout, name="emit_insn")
@@ -335,9 +338,10 @@ class ComputeUnit(wiring.Component):
             with m.State("DRAIN"):
                 # The last sum is written when ``drain`` reaches 0; the instruction leaves
                 # once the emitter is free (at once with one bank: it was idle at SETUP).
-                with m.If(~drained):
-                    m.d.sync += [drain.eq(drain - 1), drained.eq(drain == 1)]
-                with m.Elif(~emitting):
+                # drain runs on (wrapping) while the instruction waits: only ``drained``
+                # is read then.
+                m.d.sync += [drain.eq(drain - 1), drained.eq(drained | (drain == 1))]
+                with m.If(drained & ~emitting):
                     m.d.sync += mac_busy.eq(0)
                     with m.If(insn.acc_emit):
                         # Hand the bank to the emitter.
@@ -354,6 +358,7 @@ class ComputeUnit(wiring.Component):
                                 emit_bank.eq(mac_bank),
                                 mac_bank.eq(~mac_bank),
                             ]
+                            m.d.sync += [emit_on[k].eq(on(mac_bank, k)) for k in range(banks)]
                     with m.Else():
                         m.d.comb += [self.status.done.eq(1), self.kept_done.eq(1)]
                     m.next = "IDLE"
@@ -376,11 +381,16 @@ class ComputeUnit(wiring.Component):
                     more.eq(~beats.last),
                 ]
             with m.Else():
-                m.d.sync += emitting.eq(0)
+                m.d.sync += [emitting.eq(0)] + [on_k.eq(0) for on_k in emit_on]
                 m.d.comb += self.status.done.eq(1)
+        # A bank's read port: the emitter's while it drains that bank, else the MACs'
+        # (Stage 2 + LATENCY below; a read of the bank the MACs are not in is not used).
         for k in range(banks):
-            with m.If(emitting & on(emit_bank, k)):
+            with m.If(emit_on[k]):
                 m.d.comb += [acc_rd[k].en.eq(advance), acc_rd[k].addr.eq(emit_ptr)]
+            with m.Else():
+                psum = array.o_psum
+                m.d.comb += [acc_rd[k].en.eq(psum.valid), acc_rd[k].addr.eq(psum.payload.tag.addr)]
         with m.If(emitting):
             m.d.comb += self.status.stall_emit.eq(~advance)
         m.d.comb += [
@@ -474,9 +484,6 @@ class ComputeUnit(wiring.Component):
         out = array.o_psum
         psum3 = Signal(acc_layout(self.config), reset_less=True)
         tag3, v3 = Signal.like(out.payload.tag), Signal()
-        for k in range(banks):
-            with m.If(out.valid & on(mac_bank, k)):
-                m.d.comb += [acc_rd[k].addr.eq(out.payload.tag.addr), acc_rd[k].en.eq(1)]
         m.d.sync += [psum3.eq(out.payload.psum), tag3.eq(out.payload.tag), v3.eq(out.valid)]
         # Stage 3 + LATENCY: the old accumulators into a register, so the BRAM's output
         # does not lead the adder. The word written this cycle (the previous sum) is not
