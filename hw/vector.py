@@ -428,14 +428,19 @@ class VectorUnit(wiring.Component):
         with m.If(v1 & last1):
             m.d.sync += e_final.eq(final1)
         # Lane groups: channels g*V .. g*V + V - 1 enter the V lanes in cycle emit + g.
+        # ``group`` (the lanes' operand select, fanning out to every channel's) is a
+        # register of its own: 0 at emit, then turn.
         turn = Signal(range(max(T, 2)), name="turn")
+        group = Signal(range(max(T, 2)), name="group0")
         if T > 1:
+            turn_next = Signal.like(turn)
+            m.d.comb += turn_next.eq(turn)
             with m.If(emit):
-                m.d.sync += turn.eq(1)
+                m.d.comb += turn_next.eq(1)
             with m.Elif(turn != 0):
-                m.d.sync += turn.eq(Mux(turn == T - 1, 0, turn + 1))
+                m.d.comb += turn_next.eq(Mux(turn == T - 1, 0, turn + 1))
+            m.d.sync += [turn.eq(turn_next), group.eq(Mux(v1 & last1, 0, turn_next))]
         in_turn = emit | (turn != 0)
-        group = Mux(emit, 0, turn)
         valid, groups, finals = [in_turn], [group], [e_final]
         for n in range(self.LATENCY - self._READ):
             valid.append(ctl(valid[-1], f"valid{n + 1}"))

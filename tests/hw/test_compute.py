@@ -124,9 +124,10 @@ def run(cfg, layer, *, split=1, seed=0, ready_prob=1.0):
     return acc.reshape(ho, wo, cfg.cols), stats
 
 
-def layer_program(cfg, layer, inp_addr, wgt_addr, split=1):
+def layer_program(cfg, layer, inp_addr, wgt_addr, split=1, init=True):
     """INP and WGT words of a layer at the given addresses and its CONV words (its blocks
-    split over ``split`` instructions): ``(inp, wgt, insns, (out_h, out_w))``."""
+    split over ``split`` instructions; ``init``: the first starts from zero):
+    ``(inp, wgt, insns, (out_h, out_w))``."""
     slack = 3
     inp, wgt, hp, wp, stride_blk = buffers(cfg, layer, inp_addr, wgt_addr, slack)
     (sh, sw), (dh, dw) = layer["stride"], layer["dilation"]
@@ -155,7 +156,7 @@ def layer_program(cfg, layer, inp_addr, wgt_addr, split=1):
                 inp_block_stride=stride_blk,
                 wgt_addr=wgt_addr + b0 * kh * kw,
                 out_addr=5,
-                acc_init=int(i == 0),
+                acc_init=int(i == 0 and init),
                 acc_emit=int(i == split - 1),
                 signed=int(layer["x"].dtype == np.int8),
                 in_zp=layer["zp"] & 0xFF,
@@ -309,6 +310,37 @@ def test_acc_pingpong_overlaps_and_keeps_banks_apart(ready_prob):
         runs[cfg.acc_banks] = stats
     # Each 15-pixel emit hides under the next instruction's 18 taps of 15 pixels.
     assert runs[2]["cycles"] < runs[1]["cycles"] - 4 * 15 * ready_prob
+
+
+def test_a_chain_after_an_emit_continues_the_bank_it_finds():
+    """A CONV without acc_init after an emitting one adds to the bank the MACs are in:
+    with one bank the emitted sums, with two the other bank (zero here), as
+    bamboo.sim.isa's banks (a compiler never emits such a chain; the hardware and the
+    simulator must still agree on it)."""
+    from bamboo.arch.isa import decode
+    from bamboo.sim.isa_ops import conv as isa_conv
+    from bamboo.sim.isa import Machine
+
+    one = CONFIGS["4x8p"]
+    rng = np.random.default_rng(5)
+    first = random_layer(rng, one, kernel=1, stride=1, dilation=1, blocks=1, out=(2, 3))
+    second = random_layer(rng, one, kernel=1, stride=1, dilation=1, blocks=1, out=(2, 3))
+    inp, wgt, insns, _ = layer_program(one, first, 0, 0)
+    i2, w2, insns2, _ = layer_program(one, second, max(inp) + 1, max(wgt) + 1, init=False)
+    inp, wgt, insns = {**inp, **i2}, {**wgt, **w2}, insns + insns2
+    a, b = expected(first).reshape(-1, one.cols), expected(second).reshape(-1, one.cols)
+    for cfg, before in ((one, a), (dataclasses.replace(one, acc_banks=2), 0 * a)):
+        acc, _ = simulate(cfg, inp, wgt, insns, [6, 6], np.random.default_rng(0))
+        np.testing.assert_array_equal(acc[6:], b + before)
+        # The instruction simulator's banks: the same accumulators before the emit.
+        m = Machine(cfg, np.zeros(16, np.uint8))
+        for addr, word in inp.items():
+            m.inp[addr] = word
+        for addr, word in wgt.items():
+            m.wgt[addr] = word
+        for word in insns:
+            isa_conv(m, decode(word))
+        np.testing.assert_array_equal(m.acc_banks[m.acc_bank - 1][:6], b + before)
 
 
 def test_compute_unit_wants_a_config():
