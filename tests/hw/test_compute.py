@@ -318,8 +318,8 @@ def test_a_chain_after_an_emit_continues_the_bank_it_finds():
     bamboo.sim.isa's banks (a compiler never emits such a chain; the hardware and the
     simulator must still agree on it)."""
     from bamboo.arch.isa import decode
-    from bamboo.sim.isa_ops import conv as isa_conv
     from bamboo.sim.isa import Machine
+    from bamboo.sim.isa_ops import conv as isa_conv
 
     one = CONFIGS["4x8p"]
     rng = np.random.default_rng(5)
