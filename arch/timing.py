@@ -52,6 +52,7 @@ __all__ = [
     "postproc_group_latency",
     "BURST_ISSUE_CYCLES",
     "LUT_BYTES_PER_CYCLE",
+    "LUT_CHUNK_OVERHEAD",
     "INSN_FETCH_OVERHEAD",
 ]
 
@@ -60,6 +61,10 @@ VEC_START = 3
 VEC_LATENCY = 39
 #: The load unit writes LUT entries a byte per cycle.
 LUT_BYTES_PER_CYCLE = 1
+#: Cycles a LUT chunk (one bus word) stops the read stream besides its bytes: the cycle
+#: it waits in the load unit's chunk register and the one that takes the next chunk
+#: (hw/load.py).
+LUT_CHUNK_OVERHEAD = 2
 #: Fetcher cycles per instruction besides the read latency and the beats (ADDR, PUSH).
 INSN_FETCH_OVERHEAD = 2
 #: Cycles between two bursts the engine's bus arbiter announces in one direction
@@ -143,7 +148,8 @@ def vec_insn_cycles(config, f):
 def load_chunks(config, elem_bytes, words, lut=False):
     """Engine-side cycles of a LOAD of ``words`` padded elements of ``elem_bytes``."""
     if lut:
-        return words * elem_bytes // LUT_BYTES_PER_CYCLE
+        chunks = -(-words * elem_bytes // config.axi_data_bytes)
+        return words * elem_bytes // LUT_BYTES_PER_CYCLE + chunks * LUT_CHUNK_OVERHEAD
     return words * max(1, elem_bytes // config.axi_data_bytes)
 
 

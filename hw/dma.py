@@ -218,7 +218,7 @@ class WindowCheck(wiring.Component):
     the derived ``addr`` (absolute first byte), ``row_bytes``, ``stride`` and ``empty``
     (no byte to move) held until the next ``start``.
 
-    # Stage 1: (y_size - 1) * x_stride and window_base + dram_addr.
+    # Stage 1: (y_size - 1) * x_stride, window_base + dram_addr, window_size - dram_addr.
     # Stage 2: extent in bytes, alignment. Stage 3: the window compare.
 
     Parameters
@@ -268,7 +268,12 @@ class WindowCheck(wiring.Component):
         busy1 = Signal()
         rows_span = Signal(len(self.y_size) + len(self.x_stride))
         reach = Signal(signed(max(len(self.x_size), len(self.x_stride)) + 1))
+        # The window's room past the transfer's start, for stage 3's compare (no adder
+        # in front of it): negative when the start itself is outside the window.
+        width = max(len(self.window_size), len(self.dram_addr)) + 1
+        room = Signal(signed(width), name="room")
         m.d.sync += [
+            room.eq(self.window_size - self.dram_addr),
             busy1.eq(self.start),
             rows_span.eq(self.y_size * self.x_stride),
             reach.eq(self.x_size - self.x_stride),
@@ -290,13 +295,13 @@ class WindowCheck(wiring.Component):
             extent.eq((rows_span + reach)[: len(rows_span) + 1] << s),
             malformed.eq((s > self.max_elem_log2) | misaligned),
         ]
-        # Stage 3: the transfer's end against the window.
-        end = self.dram_addr + extent
+        # Stage 3: the transfer's end against the window: ``dram_addr + extent >
+        # window_size``, as the extent against the room.
         m.d.sync += self.done.eq(busy2)
         with m.If(busy2):
             with m.If(malformed):
                 m.d.sync += self.error.eq(ErrorCode.MALFORMED_INSTRUCTION)
-            with m.Elif(~self.empty & (end > self.window_size)):
+            with m.Elif(~self.empty & (extent > room)):
                 m.d.sync += self.error.eq(ErrorCode.DMA_OUT_OF_WINDOW)
             with m.Else():
                 m.d.sync += self.error.eq(ErrorCode.NONE)

@@ -87,7 +87,8 @@ class LoadUnit(wiring.Component):
         bus = cfg.axi_data_bytes
         dma = self.dma
         lut_busy = Signal()
-        cur = run_instructions(m, self, Opcode.LOAD, hold=lut_busy)
+        c_valid = Signal(name="chunk_valid")  # a taken chunk waits in ``chunk``
+        cur = run_instructions(m, self, Opcode.LOAD, hold=lut_busy | c_valid)
         log2 = lambda n: (n - 1).bit_length()  # noqa: E731
         elog2 = Signal(4)
         with m.Switch(cur.buffer):
@@ -96,13 +97,28 @@ class LoadUnit(wiring.Component):
                     m.d.comb += elog2.eq(log2(elem_bytes(cfg, buf)))
         m.d.comb += dma.i_cmd.payload.elem_log2.eq(elog2)
 
-        # Chunks: gather the parts of a word in ``stage``, write it the cycle after its
-        # last part arrived. The write ports are driven from registers (enable and address
-        # one set per buffer, for their fanout over the buffer's RAMs; the data is
-        # ``stage``), so the read engine's chunk logic ends in flip-flops.
-        chunk = dma.o_data.payload
+        # Chunks: a taken chunk is registered first (``c_*``), so the bus's ``rvalid``
+        # ends in a few flip-flops rather than in the enables of every part of every
+        # ``stage`` (4096 for a 16 x 32 WGT word); the registered part selects the slice
+        # of ``stage`` it fills, and the word is written the cycle after its last part.
+        # The write ports are driven from registers (enable and address one set per
+        # buffer, for their fanout over the buffer's RAMs; the data is ``stage``). The
+        # engine's status waits while a chunk is in ``c_*`` (``hold``), so ``done``
+        # follows the last write as before. A LUT chunk stops the stream until its bytes
+        # are written (``lut_busy``), read from ``chunk`` meanwhile.
+        is_lut = Signal(name="lut_is_buf")
+        m.d.sync += is_lut.eq(cur.buffer == Buffer.LUT)
+        # ``stall``: the LUT chunk in ``chunk`` or its bytes still being written, a
+        # register of its own (``ready`` fans out over the read engine's state).
         take = dma.o_data.valid & dma.o_data.ready
-        m.d.comb += dma.o_data.ready.eq(~lut_busy)
+        stall = Signal(name="lut_stall")
+        lut_k = Signal(range(bus))
+        m.d.comb += dma.o_data.ready.eq(~stall)
+        m.d.sync += stall.eq(is_lut & (take | c_valid | (lut_busy & (lut_k != bus - 1))))
+        chunk = Signal.like(dma.o_data.payload, name="chunk", reset_less=True)
+        m.d.sync += c_valid.eq(take)
+        with m.If(take):
+            m.d.sync += chunk.eq(dma.o_data.payload)
         for name, buf in (("inp", Buffer.INP), ("wgt", Buffer.WGT), ("param", Buffer.PARAM)):
             port = getattr(self, f"{name}_w")
             e = elem_bytes(cfg, buf)
@@ -115,7 +131,7 @@ class LoadUnit(wiring.Component):
             # window check), so the copy is current before any chunk arrives.
             is_buf = Signal(name=f"{name}_is_buf")
             m.d.sync += is_buf.eq(cur.buffer == buf)
-            mine = take & is_buf
+            mine = c_valid & is_buf
             for k in range(parts):
                 with m.If(mine & (chunk.part == k)):
                     m.d.sync += stage[8 * bus * k : 8 * bus * (k + 1)].eq(chunk.data)
@@ -123,22 +139,19 @@ class LoadUnit(wiring.Component):
             m.d.comb += [port.en.eq(en), port.addr.eq(addr), port.data.eq(stage)]
 
         # LUT chunks: one byte per cycle into every lane's table.
-        lut_data = Signal(8 * bus)
         lut_addr = Signal.like(self.lut_w.addr)
-        lut_k = Signal(range(bus))
         log_bus = log2(bus)
-        with m.If(take & (cur.buffer == Buffer.LUT)):
+        with m.If(c_valid & is_lut):
             m.d.sync += [
                 lut_busy.eq(1),
                 lut_k.eq(0),
-                lut_data.eq(chunk.data),
                 lut_addr.eq((chunk.addr << 8) + (chunk.part << log_bus)),
             ]
         with m.If(lut_busy):
             m.d.comb += [
                 self.lut_w.en.eq(1),
                 self.lut_w.addr.eq(lut_addr + lut_k),
-                self.lut_w.data.eq(lut_data.word_select(lut_k, 8)),
+                self.lut_w.data.eq(chunk.data.word_select(lut_k, 8)),
             ]
             m.d.sync += lut_k.eq(lut_k + 1)
             with m.If(lut_k == bus - 1):

@@ -38,6 +38,9 @@ What it costs: docs/hardware.md ("Post-processing cost"), measured by
 ``make resources``.
 """
 
+import operator
+from functools import reduce
+
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, enum, stream, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
@@ -380,10 +383,16 @@ class PostProcessor(wiring.Component):
             m.d.sync += turn.eq(Mux(last_turn, 0, turn + 1))
         lane_layout = self.input_layout(cfg).elem_shape
         group = [Signal(lane_layout, name=f"group{j}", reset_less=True) for j in range(lanes)]
-        with m.Switch(turn):
-            for g in range(turns):
-                with m.Case(g):
-                    m.d.sync += [group[j].eq(self.i.payload[g * lanes + j]) for j in range(lanes)]
+        # Each lane selects its group by a one-hot copy of ``turn`` of its own (an AND-OR
+        # of registers, no decode of ``turn`` fanning out over every lane's bits).
+        for j in range(lanes):
+            sel = Signal(turns, init=1, name=f"turn_onehot{j}")
+            with m.If(go):
+                m.d.sync += sel.eq(Mux(last_turn, 1, sel << 1))
+            terms = [
+                Mux(sel[g], self.i.payload[g * lanes + j].as_value(), 0) for g in range(turns)
+            ]
+            m.d.sync += group[j].eq(reduce(operator.or_, terms))
         valid = Signal(name="group_valid")
         last = Signal(name="group_last")
         m.d.sync += [valid.eq(go), last.eq(go & last_turn)]

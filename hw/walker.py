@@ -208,8 +208,13 @@ class DenseWalker(wiring.Component):
         # RUN as a register of its own: the counters' enable does not decode the state.
         running = Signal(name="running")
         pix = Signal.like(self.o_cmd.payload.acc_addr, name="pix")
-        blk_base, ky_base = Signal(16, name="blk_base"), Signal(16, name="ky_base")
-        tap_base = Signal(16, name="tap_base")
+        # The addresses a tap can start from next, as registers: the next column of the
+        # kernel (``nb_tap``: this tap's base + the dilation), the next kernel row
+        # (``nb_ky``) and the next block (``nb_blk``); each is set to the chosen start
+        # plus its step when its loop moves, so no adder sits between a base and the
+        # pick of the next start.
+        nb_tap, nb_ky = Signal(16, name="nb_tap"), Signal(16, name="nb_ky")
+        nb_blk = Signal(16, name="nb_blk")
         row_addr, pix_addr = Signal(16, name="row_addr"), Signal(16, name="pix_addr")
 
         go = Signal(name="go")  # RUN and the command is taken
@@ -250,9 +255,8 @@ class DenseWalker(wiring.Component):
                     dil_row.eq(insn.dilation_h * insn.in_w),
                     s.eq(0),
                     pix.eq(0),
-                    blk_base.eq(insn.inp_addr),
-                    ky_base.eq(insn.inp_addr),
-                    tap_base.eq(insn.inp_addr),
+                    nb_tap.eq(insn.inp_addr + insn.dilation_w),
+                    nb_blk.eq(insn.inp_addr + insn.inp_block_stride),
                     row_addr.eq(insn.inp_addr),
                     pix_addr.eq(insn.inp_addr),
                 ]
@@ -262,6 +266,7 @@ class DenseWalker(wiring.Component):
                     counter.arm(m)
                 tap0, win0 = x.one & y.one, kx.one & ky.one  # registers since SETUP
                 m.d.sync += [
+                    nb_ky.eq(insn.inp_addr + dil_row),  # dil_row is set in SETUP
                     tap_last.eq(tap0),
                     win_last.eq(win0),
                     running.eq(1),
@@ -287,11 +292,7 @@ class DenseWalker(wiring.Component):
         step_t = ready & run_tap  # go & c_t
         t_row = step_t & kx.last  # t_ky | t_blk: a kernel row ends
         t_blk = ready & run_win  # go & c_t & win_last
-        nb = pick(
-            (~kx.last, tap_base + insn.dilation_w),
-            (kx.last & ~ky.last, ky_base + dil_row),
-            (win_last, blk_base + insn.inp_block_stride),
-        )
+        nb = pick((~kx.last, nb_tap), (kx.last & ~ky.last, nb_ky), (win_last, nb_blk))
         next_row = row_addr + row_step
         # Each loop moves on one enable and restarts by its flag: x on every command, y
         # at a row's end (c_y or c_t), kx at a tap's end, ky at a kernel row's end
@@ -316,9 +317,22 @@ class DenseWalker(wiring.Component):
             with m.If(~c_x):
                 m.d.sync += row_addr.eq(Mux(c_y, next_row, nb))
         with m.If(step_t):
-            m.d.sync += [s.eq(s + 1), tap_base.eq(nb), win_last.eq(both_last_next(kx, ky))]
-        with m.If(t_row):
-            m.d.sync += ky_base.eq(nb)
-        with m.If(t_blk):
-            m.d.sync += blk_base.eq(nb)
+            # The next start plus the dilation, picked after the adds (each from a
+            # register) so the pick's selects do not wait in front of a carry chain.
+            dw = insn.dilation_w
+            m.d.sync += [
+                s.eq(s + 1),
+                nb_tap.eq(
+                    pick(
+                        (~kx.last, nb_tap + dw),
+                        (kx.last & ~ky.last, nb_ky + dw),
+                        (win_last, nb_blk + dw),
+                    )
+                ),
+                win_last.eq(both_last_next(kx, ky)),
+            ]
+        with m.If(t_row):  # kx.last: the next start is nb_ky, or nb_blk if a window ends
+            m.d.sync += nb_ky.eq(Mux(win_last, nb_blk + dil_row, nb_ky + dil_row))
+        with m.If(t_blk):  # the next start is nb_blk
+            m.d.sync += nb_blk.eq(nb_blk + insn.inp_block_stride)
         return m
