@@ -121,6 +121,19 @@ POINTS = {
             }
         ),
         dataclasses.replace(_X8X16P, name="x8x16p-ab2", acc_banks=2),
+        # The 16 x 32 packed candidate of ``explore --gen2`` (``peak16x32-pp8+pingpong``
+        # with ACC 512): 512 MACs on 256 DSP48E2, 8 post-processing lanes, two ACC banks.
+        AcceleratorConfig(
+            **{
+                **PRESETS["ultra96"].to_dict(),
+                "name": "x16x32p-pp8-ab2",
+                "rows": 16,
+                "postproc_lanes": 8,
+                "acc_banks": 2,
+                "acc_buffer_depth": 512,
+                "depthwise_blocks": 1,
+            }
+        ),
     ]
 }
 

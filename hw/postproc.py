@@ -389,9 +389,7 @@ class PostProcessor(wiring.Component):
             sel = Signal(turns, init=1, name=f"turn_onehot{j}")
             with m.If(go):
                 m.d.sync += sel.eq(Mux(last_turn, 1, sel << 1))
-            terms = [
-                Mux(sel[g], self.i.payload[g * lanes + j].as_value(), 0) for g in range(turns)
-            ]
+            terms = [Mux(sel[g], self.i.payload[g * lanes + j].as_value(), 0) for g in range(turns)]
             m.d.sync += group[j].eq(reduce(operator.or_, terms))
         valid = Signal(name="group_valid")
         last = Signal(name="group_last")
