@@ -116,8 +116,10 @@ class LoadUnit(wiring.Component):
         m.d.comb += dma.o_data.ready.eq(~stall)
         m.d.sync += stall.eq(is_lut & (take | c_valid | (lut_busy & (lut_k != bus - 1))))
         chunk = Signal.like(dma.o_data.payload, name="chunk", reset_less=True)
+        # ``chunk`` loads whenever the stream is not stalled (whether or not a chunk is
+        # taken: ``c_valid`` says), so ``take`` does not fan out over its enables.
         m.d.sync += c_valid.eq(take)
-        with m.If(take):
+        with m.If(~stall):
             m.d.sync += chunk.eq(dma.o_data.payload)
         for name, buf in (("inp", Buffer.INP), ("wgt", Buffer.WGT), ("param", Buffer.PARAM)):
             port = getattr(self, f"{name}_w")
