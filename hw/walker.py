@@ -205,6 +205,10 @@ class DenseWalker(wiring.Component):
         # command ends its tap (x and y last: ``tap_last``), the tap ends a kernel
         # window (kx and ky last). No AND chain of the five flags sits before a step.
         tap_last, win_last = Signal(name="tap_last"), Signal(name="win_last")
+        # ``tap_last & win_last & blk.last`` (the instruction's last command) as a
+        # register of its own, set from the three flags' next values: the compute unit's
+        # state and issue logic take it from one flip-flop.
+        last, arming = Signal(name="last"), Signal(name="arming")
         # RUN as a register of its own: the counters' enable does not decode the state.
         running = Signal(name="running")
         pix = Signal.like(self.o_cmd.payload.acc_addr, name="pix")
@@ -226,7 +230,7 @@ class DenseWalker(wiring.Component):
             cmd.write.eq(1),
             cmd.tap_last.eq(tap_last),
             cmd.tap_final.eq(win_last & blk.last),
-            cmd.last.eq(tap_last & cmd.tap_final),
+            cmd.last.eq(last),
             self.o_cmd.valid.eq(running),
             go.eq(running & self.o_cmd.ready),
         ]
@@ -262,6 +266,7 @@ class DenseWalker(wiring.Component):
                 ]
                 m.next = "ARM"
             with m.State("ARM"):
+                m.d.comb += arming.eq(1)
                 for counter in (x, y, kx, ky, blk):
                     counter.arm(m)
                 tap0, win0 = x.one & y.one, kx.one & ky.one  # registers since SETUP
@@ -302,8 +307,15 @@ class DenseWalker(wiring.Component):
         kx.move(m, step_t, kx.last)
         ky.move(m, t_row, ky.last)
         blk.advance(m, t_blk)
+        tap_next = both_last_next(x, y)
+        m.d.sync += last.eq(
+            Mux(go, tap_next, tap_last)
+            & Mux(step_t, both_last_next(kx, ky), win_last)
+            & Mux(t_blk, blk.penult, blk.last)
+        )
+        with m.If(arming):  # the counters start: their one-iteration flags
+            m.d.sync += last.eq(x.one & y.one & kx.one & ky.one & blk.one)
         with m.If(go):
-            tap_next = both_last_next(x, y)
             win_next = Mux(c_t, both_last_next(kx, ky), win_last)
             m.d.sync += [
                 pix.eq(Mux(c_t, 0, pix + 1)),
