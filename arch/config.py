@@ -365,8 +365,11 @@ PRESETS = {
     # xczu3eg (Ultra96): 360 DSP48E2, 70,560 LUT, 216 BRAM36; budget 300 DSP.
     # The shape comes from the DSP count (Yosys, `make resources BOARD=ultra96`):
     # post-processing needs 2 DSP48E2 per column (32 x 24-bit requantizer products),
-    # the vector unit ~5 per row lane, control ~25. 16 x 32 packed would be 256 + 64
-    # + 82 + 25 = 427; 8 x 32 packed (WP486, two MACs per DSP) is 128 + 130 = 258.
+    # the vector unit ~5 per row lane, control ~14. 8 x 32 packed (WP486, two MACs per
+    # DSP) is 128 for the array, 218 in all. 16 x 32 packed with a lane per column is
+    # ~346; with 8 post-processing lanes and two ACC banks of 512 it is 298 by Yosys
+    # (calibration point x16x32p-pp8-ab2), but its estimated clock is 212 MHz, so its
+    # projections fall below this preset's (docs/hardware.md "The 16 x 32 candidate").
     # 256 MACs per cycle: 128 GOP/s at 250 MHz. Depthwise: two channel blocks and two
     # row groups read through four INP ports; Yosys replicates INP for the two new ones
     # (BRAM36 in all: boards/estimates/ultra96.json, budget 172.8).
