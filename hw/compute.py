@@ -232,7 +232,7 @@ class ComputeUnit(wiring.Component):
         grouped, _ = depthwise_geometry(insn, R, groups)
         dw_grouped = Signal()  # row groups hold kernel rows (set at SETUP)
         port_off = [Signal(self.inp_aw, name=f"port_off{k}") for k in range(blocks * groups)]
-        n_pix = Signal(20)  # out_h * out_w, beats of the emit
+        n_pix = Signal(len(insn.out_h) + len(insn.out_w))  # out_h * out_w, beats of the emit
 
         # The walker of the instruction's mode; both see the same instruction.
         cmd = Signal(self.walkers[ConvMode.DENSE].o_cmd.payload.shape())
@@ -276,8 +276,8 @@ class ComputeUnit(wiring.Component):
         # Countdown may still run the emit before.
         pix_m1, pix_one, pix_two = Signal(len(n_pix)), Signal(), Signal()
         emit_ptr = Signal(self.acc_aw)
-        out_ptr = Signal(16)  # OUT word of the beat
-        beats = Countdown(m, 20, "beats")  # o_acc beats of the emit
+        out_ptr = Signal.like(insn.out_addr)  # OUT word of the beat
+        beats = Countdown(m, len(n_pix), "beats")  # o_acc beats of the emit
         more, emitting, advance = Signal(), Signal(), Signal()
         # The emitter drains bank k: registers, so a bank's read address and enable take
         # one select from a flip-flop (with one bank, ``emitting``).

@@ -89,10 +89,14 @@ class DepthwiseWalker(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         insn = Signal(self.insn_layout)
-        row_step, dil_row = Signal(16, name="row_step"), Signal(16, name="dil_row")
-        ky = Signal(16, name="ky")
+        # INP addresses and their steps: the width of the instruction's INP address.
+        row_step = Signal.like(insn.inp_addr, name="row_step")
+        dil_row = Signal.like(insn.inp_addr, name="dil_row")
+        ky = Signal.like(insn.inp_addr, name="ky")
         # Loops: passes, output rows, words of a row (down-counters, registered flags).
-        kp, y, j = Countdown(m, 8, "pass"), Countdown(m, 10, "y"), Countdown(m, 14, "j")
+        kp = Countdown(m, 8, "pass")
+        y = Countdown(m, len(insn.out_h), "y")
+        j = Countdown(m, 14, "j")
         phase = Signal(3, name="phase")
         # Words of a row less one, stride_w * (out_w - 1) + kernel_w - 1, in two steps:
         # the product stride_w * out_w and the rest, summed in ARM.
@@ -101,8 +105,9 @@ class DepthwiseWalker(wiring.Component):
         wrap = Signal(name="wrap")  # phase == stride_w - 1
         in_win = Signal(name="in_win")  # the word's window ox < out_w
         win_left = Signal(12, name="win_left")  # windows of the row after the current one
-        tap_base, row_addr = Signal(16, name="tap_base"), Signal(16, name="row_addr")
-        inp_ptr = Signal(16, name="inp_ptr")
+        tap_base = Signal.like(insn.inp_addr, name="tap_base")
+        row_addr = Signal.like(insn.inp_addr, name="row_addr")
+        inp_ptr = Signal.like(insn.inp_addr, name="inp_ptr")
         acc_row = Signal.like(self.o_cmd.payload.acc_addr, name="acc_row")
         acc_ptr = Signal.like(self.o_cmd.payload.acc_addr, name="acc_ptr")
 

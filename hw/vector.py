@@ -242,6 +242,11 @@ class VectorUnit(wiring.Component):
         last, final = Signal(name="last"), Signal(name="final")
         # Idle cycles after a pixel's reads so that pixels start >= T cycles apart.
         gap, gap_len = Signal(range(T + 1), name="gap"), Signal(range(T + 1), name="gap_len")
+        # kh == a and kw == b for the windows smaller than T, registers set with kh and
+        # kw: gap_len's table reads them, not two compares behind kh and kw's muxes.
+        small = range(1, T)
+        kh_is = {a: Signal(name=f"kh_is{a}") for a in small}
+        kw_is = {b: Signal(name=f"kw_is{b}") for b in small}
         write = Signal(name="write")
         final_written = Signal(name="final_written")  # the last pixel's write, a cycle ago
         rd_addr, rd_en = Signal(self.inp_aw, name="rd_addr"), Signal(name="rd_en")
@@ -269,10 +274,14 @@ class VectorUnit(wiring.Component):
                         m.next = "PARAM"
             with m.State("PARAM"):
                 # The PARAM word read in IDLE; window geometry (0 reads as 1, as the simulator).
+                kh_next = Mux(pool & (insn.kernel_h != 0), insn.kernel_h, 1)
+                kw_next = Mux(pool, Mux(insn.kernel_w != 0, insn.kernel_w, 1), Mux(two, 2, 1))
+                m.d.sync += [kh_is[a].eq(kh_next == a) for a in small]
+                m.d.sync += [kw_is[b].eq(kw_next == b) for b in small]
                 m.d.sync += [
                     param.eq(self.param_r.data[: len(param.as_value())]),
-                    kh.eq(Mux(pool & (insn.kernel_h != 0), insn.kernel_h, 1)),
-                    kw.eq(Mux(pool, Mux(insn.kernel_w != 0, insn.kernel_w, 1), Mux(two, 2, 1))),
+                    kh.eq(kh_next),
+                    kw.eq(kw_next),
                     sw.eq(Mux(pool & (insn.stride_w != 0), insn.stride_w, 1)),
                     step_h.eq(Mux(pool & (insn.stride_h != 0), insn.stride_h, 1)),
                     ptr.eq(insn.src_a),
@@ -293,10 +302,7 @@ class VectorUnit(wiring.Component):
                 m.d.sync += last.eq((kw == 1) & (kh == 1))
                 # T - kh * kw when positive, as a table of the few small windows.
                 gap_cases = [
-                    ((kh == a) & (kw == b), T - a * b)
-                    for a in range(1, T)
-                    for b in range(1, T)
-                    if a * b < T
+                    (kh_is[a] & kw_is[b], T - a * b) for a in small for b in small if a * b < T
                 ]
                 m.d.sync += [
                     s_latch.eq(1),

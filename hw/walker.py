@@ -195,7 +195,9 @@ class DenseWalker(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         insn = Signal(self.insn_layout)
-        row_step, dil_row = Signal(16, name="row_step"), Signal(16, name="dil_row")
+        # INP addresses and their steps: the width of the instruction's INP address.
+        row_step = Signal.like(insn.inp_addr, name="row_step")
+        dil_row = Signal.like(insn.inp_addr, name="dil_row")
         s = Signal.like(self.o_cmd.payload.tap, name="s")
         # Loop counters: ox, oy, kx, ky, blk, as down-counters with registered flags.
         x, y = Countdown(m, len(insn.out_w), "x"), Countdown(m, len(insn.out_h), "y")
@@ -217,9 +219,11 @@ class DenseWalker(wiring.Component):
         # (``nb_ky``) and the next block (``nb_blk``); each is set to the chosen start
         # plus its step when its loop moves, so no adder sits between a base and the
         # pick of the next start.
-        nb_tap, nb_ky = Signal(16, name="nb_tap"), Signal(16, name="nb_ky")
-        nb_blk = Signal(16, name="nb_blk")
-        row_addr, pix_addr = Signal(16, name="row_addr"), Signal(16, name="pix_addr")
+        nb_tap = Signal.like(insn.inp_addr, name="nb_tap")
+        nb_ky = Signal.like(insn.inp_addr, name="nb_ky")
+        nb_blk = Signal.like(insn.inp_addr, name="nb_blk")
+        row_addr = Signal.like(insn.inp_addr, name="row_addr")
+        pix_addr = Signal.like(insn.inp_addr, name="pix_addr")
 
         go = Signal(name="go")  # RUN and the command is taken
         cmd = self.o_cmd.payload
@@ -266,19 +270,11 @@ class DenseWalker(wiring.Component):
                 ]
                 m.next = "ARM"
             with m.State("ARM"):
+                # The counters and flags start below, after the RUN updates: the start
+                # takes priority, so ``arming`` (a state decode) selects their data and
+                # ``ready`` only enables them.
                 m.d.comb += arming.eq(1)
-                for counter in (x, y, kx, ky, blk):
-                    counter.arm(m)
-                tap0, win0 = x.one & y.one, kx.one & ky.one  # registers since SETUP
-                m.d.sync += [
-                    nb_ky.eq(insn.inp_addr + dil_row),  # dil_row is set in SETUP
-                    tap_last.eq(tap0),
-                    win_last.eq(win0),
-                    running.eq(1),
-                    run_tap.eq(tap0),
-                    run_win.eq(tap0 & win0),
-                    run_x.eq(x.one),
-                ]
+                m.d.sync += running.eq(1)
                 m.next = "RUN"
             with m.State("RUN"):
                 with m.If(go & cmd.last):
@@ -289,7 +285,11 @@ class DenseWalker(wiring.Component):
         # flags, each register choosing among its candidates with an AND-OR: the
         # next pixel (c_x), the next row (c_y), the next tap (c_t), which steps kx,
         # else ky, else the block (t_blk), by the dilation or the pitch.
-        # The data selects leave out ``go``; the enables are the ``t_*`` and ``step_t``.
+        # ``ready`` (the compute unit's issue register) is only ever an enable: every
+        # register's next value is chosen by registers, and ``go``, ``step_t``,
+        # ``t_row`` and ``t_blk`` reach the flip-flops' clock enables alone. While
+        # running, ``run_tap`` equals ``tap_last`` and ``run_win`` equals ``tap_last &
+        # win_last``: the enables read the ``run_*`` registers, the data either.
         c_x = ~x.last
         c_y = x.last & ~tap_last
         c_t = tap_last
@@ -307,24 +307,22 @@ class DenseWalker(wiring.Component):
         kx.move(m, step_t, kx.last)
         ky.move(m, t_row, ky.last)
         blk.advance(m, t_blk)
+        # The flags after this command: the tap's end (x and y last), the window's end
+        # (kx and ky last, moved only at a tap's end) and the instruction's.
         tap_next = both_last_next(x, y)
-        m.d.sync += last.eq(
-            Mux(go, tap_next, tap_last)
-            & Mux(step_t, both_last_next(kx, ky), win_last)
-            & Mux(t_blk, blk.penult, blk.last)
-        )
-        with m.If(arming):  # the counters start: their one-iteration flags
-            m.d.sync += last.eq(x.one & y.one & kx.one & ky.one & blk.one)
+        win_next = Mux(c_t, both_last_next(kx, ky), win_last)
+        last_next = tap_next & win_next & Mux(run_win, blk.penult, blk.last)
         with m.If(go):
-            win_next = Mux(c_t, both_last_next(kx, ky), win_last)
             m.d.sync += [
                 pix.eq(Mux(c_t, 0, pix + 1)),
                 pix_addr.eq(pick((c_x, pix_addr + insn.stride_w), (c_y, next_row), (c_t, nb))),
                 tap_last.eq(tap_next),
+                win_last.eq(win_next),
+                last.eq(last_next),
                 # After the last command ``running`` falls, and the products with it.
-                run_tap.eq(tap_next & ~cmd.last),
-                run_x.eq(x.next_last & ~cmd.last),
-                run_win.eq(tap_next & win_next & ~cmd.last),
+                run_tap.eq(tap_next & ~last),
+                run_x.eq(x.next_last & ~last),
+                run_win.eq(tap_next & win_next & ~last),
             ]
             with m.If(~c_x):
                 m.d.sync += row_addr.eq(Mux(c_y, next_row, nb))
@@ -341,10 +339,22 @@ class DenseWalker(wiring.Component):
                         (win_last, nb_blk + dw),
                     )
                 ),
-                win_last.eq(both_last_next(kx, ky)),
             ]
         with m.If(t_row):  # kx.last: the next start is nb_ky, or nb_blk if a window ends
             m.d.sync += nb_ky.eq(Mux(win_last, nb_blk + dil_row, nb_ky + dil_row))
         with m.If(t_blk):  # the next start is nb_blk
             m.d.sync += nb_blk.eq(nb_blk + insn.inp_block_stride)
+        with m.If(arming):  # the counters start, with their one-iteration flags
+            for counter in (x, y, kx, ky, blk):
+                counter.arm(m)
+            tap0, win0 = x.one & y.one, kx.one & ky.one  # registers since SETUP
+            m.d.sync += [
+                nb_ky.eq(insn.inp_addr + dil_row),  # dil_row is set in SETUP
+                tap_last.eq(tap0),
+                win_last.eq(win0),
+                last.eq(tap0 & win0 & blk.one),
+                run_tap.eq(tap0),
+                run_win.eq(tap0 & win0),
+                run_x.eq(x.one),
+            ]
         return m
