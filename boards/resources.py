@@ -318,7 +318,9 @@ def estimate(board_name, *, config=None, accelerator=None, folder=None, record=F
     result = None
     if hit or (known is not None and known.design_hash == digest):
         result = Resources(**json.loads(hit.read_text())) if hit else known
-        result.board = b.name
+        # The same design under another name (a calibration point that became a
+        # preset): the cells are the design's, the labels the asker's.
+        result.board, result.config, result.config_id = b.name, config.name, config.config_id
         if result.fmax_mhz is None and _timing_table(b) is not None:
             result = None  # recorded before the timing estimate
     if result is None:

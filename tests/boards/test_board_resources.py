@@ -180,3 +180,40 @@ def test_design_hash_ignores_source_layout(tmp_path):
         located.append(rtlil.convert(BoardTop(cls(config)), emit_src=True))
     assert hashes[0] == hashes[1]
     assert located[0] != located[1]
+
+
+def test_a_cached_design_is_labelled_with_the_asking_configuration(tmp_path, monkeypatch):
+    """A design Yosys already measured under another name (a calibration point that became
+    a preset) is reused by its hash, labelled with the configuration that asks for it: a
+    recorded estimate never carries the calibration point's name."""
+    import dataclasses
+    import json
+
+    from bamboo.boards.resources import Resources
+    from board_standin import PortStandIn
+
+    monkeypatch.setenv("BAMBOO_BUILD", str(tmp_path / "build"))
+    config = preset("tiny")
+    _, _, digest = design_rtlil("ultra96", config=config, accelerator=PortStandIn)
+    folder = tmp_path / "point"
+    folder.mkdir()
+    measured = Resources(
+        board="ultra96",
+        config="some-point",
+        config_id=config.config_id,
+        design_hash=digest,
+        dsp=1,
+        lut=2,
+        lutram=0,
+        ff=3,
+        bram36=0.5,
+        uram=0,
+        levels=4,
+        cells={"LUT2": 2},
+        seconds=5.0,
+        fmax_mhz=300.0,
+    )
+    fields = {f.name: getattr(measured, f.name) for f in dataclasses.fields(measured)}
+    (folder / f"resources-{digest}.json").write_text(json.dumps(fields))
+    r = estimate("ultra96", config=config, accelerator=PortStandIn, folder=folder)
+    assert (r.config, r.config_id, r.design_hash, r.lut) == ("tiny", config.config_id, digest, 2)
