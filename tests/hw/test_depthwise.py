@@ -196,20 +196,24 @@ def test_depthwise_utilization(cfg_name, stride, record_property):
 
 @pytest.mark.parametrize("stride", [1, 2])
 def test_depthwise_utilization_ultra96_tiles(stride):
-    """3x3 depthwise on ultra96 for a 28x28 (ACC-sized) tile by conv_cycles, which
-    test_depthwise_utilization checks against the ComputeUnit: two channel blocks and
-    two row groups against one of each (the mapping before them). Prints the figures
-    docs/compute.md quotes (``-s``)."""
+    """3x3 depthwise for a 28x28 (ACC-sized) tile by conv_cycles, which
+    test_depthwise_utilization checks against the ComputeUnit: on the 8 x 32 packed array
+    (the ultra96 preset until session 16), two channel blocks and two row groups against
+    one of each (the mapping before them); and on today's ultra96 (16 x 32, one block, two
+    groups). Prints the figures docs/compute.md quotes (``-s``)."""
     from dataclasses import replace
 
     from bamboo.arch.config import preset
 
     ultra96 = preset("ultra96")
-    before = replace(ultra96, depthwise_blocks=1, depthwise_groups=1)
+    x8x32 = replace(
+        ultra96, rows=8, depthwise_blocks=2, postproc_lanes=None, acc_banks=1, acc_buffer_depth=1024
+    )
+    before = replace(x8x32, depthwise_blocks=1, depthwise_groups=1)
     ho = wo = 28
     words = ho * (stride * (wo - 1) + 3)
     util = {}
-    for name, cfg in (("now", ultra96), ("before", before)):
+    for name, cfg in (("8x32 now", x8x32), ("8x32 before", before), ("ultra96", ultra96)):
         passes = cfg.depthwise_passes(3, 3)
         macs = ho * wo * 9 * cfg.depthwise_channels
         busy = conv_cycles(cfg, words, passes, ho * wo)
@@ -220,4 +224,6 @@ def test_depthwise_utilization_ultra96_tiles(stride):
             f"(per DSP {2 * util[name]:.3f}), while streaming {streaming:.3f} "
             f"(per DSP {2 * streaming:.3f})"
         )
-    assert util["now"] > 2.5 * util["before"]
+    assert util["8x32 now"] > 2.5 * util["8x32 before"]
+    # 16 rows with one block: the same 16 depthwise channels on twice the MACs.
+    assert util["ultra96"] < util["8x32 now"]

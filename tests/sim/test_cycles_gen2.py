@@ -14,11 +14,23 @@ from bamboo.arch.timing import EngineLevers
 from bamboo.sim import cycles
 from test_cycles import AXIRAM, RTL_LAYERS, _compiled, _runs
 
-U96 = preset("ultra96")  # 8 x 32 packed: array latency 8 + 16 + 2 = 26
+U96 = preset("ultra96")  # the configuration of the RTL record
+#: The hand computations' array: 8 x 32 packed, a post-processing lane per column, one ACC
+#: bank of 1024, two depthwise blocks (the ultra96 preset until session 16): array
+#: latency 8 + 16 + 2 = 26.
+X8X32 = dataclasses.replace(
+    U96,
+    name="x8x32",
+    rows=8,
+    postproc_lanes=None,
+    acc_banks=1,
+    acc_buffer_depth=1024,
+    depthwise_blocks=2,
+)
 RECORD = Path(__file__).parents[2] / "bench" / "rtl_cycles_ultra96.json"
 
 
-def _engine(levers, cal=cycles.Calibration(), config=U96):
+def _engine(levers, cal=cycles.Calibration(), config=X8X32):
     return cycles._Engine(config, T.BOARDS["ideal"], config.clock_mhz, cal, levers)
 
 
@@ -73,7 +85,7 @@ def test_depthwise_engine_by_hand():
     assert P == 27
     assert T.dw_engine_latency(3) == 11 and T.dw_engine_latency(5) == 12
     f = _conv(mode=isa.ConvMode.DEPTHWISE, kernel_h=3, kernel_w=3, out_h=8, out_w=8)
-    assert U96.depthwise_channels == 16
+    assert X8X32.depthwise_channels == 16
     end, free = _engine(EngineLevers(dw_lanes=16)).compute(f, 0)
     assert end == free == 10 * 10 + 11 + P
     end, _ = _engine(EngineLevers(dw_lanes=8)).compute(f, 0)
@@ -105,7 +117,7 @@ def test_acc_banks_and_postproc_lanes_by_hand():
     today, _ = _engine(EngineLevers()).compute(f, 0)
     assert today == M + 257 + P
     # Two banks: the MACs' side is free once it hands its bank to the emitter.
-    two = dataclasses.replace(U96, acc_banks=2)
+    two = dataclasses.replace(X8X32, acc_banks=2)
     eng = _engine(EngineLevers(), config=two)
     assert eng.compute(f, 0) == (M + 257 + P, M)
     assert eng.compute(f, M + 1) == (M + 1 + M + 257 + P, M + 1 + M)
@@ -113,7 +125,7 @@ def test_acc_banks_and_postproc_lanes_by_hand():
     # register adds one to the latency (emit 2 * 256 + 1 = 513, longer than the MACs).
     # Conv 2 hands over when conv 1's emitter is free (M + 513), conv 3 (taken as conv 2
     # hands over) when conv 2's is.
-    pp16 = dataclasses.replace(U96, postproc_lanes=16)
+    pp16 = dataclasses.replace(X8X32, postproc_lanes=16)
     assert pp16.postproc_turns == 2 and T.postproc_group_latency(pp16) == 1
     emit, post = 2 * 256 + 1, P + 1
     eng = _engine(EngineLevers(), config=dataclasses.replace(pp16, acc_banks=2))
@@ -124,7 +136,7 @@ def test_acc_banks_and_postproc_lanes_by_hand():
     assert _engine(EngineLevers(), config=pp16).compute(f, 0) == (M + emit + post,) * 2
     # A VEC waits until no CONV is left.
     vec = dict(opcode=isa.Opcode.VEC, vop=isa.VecOp.COPY, out_h=1, out_w=4, kernel_h=0, kernel_w=0)
-    n = T.vec_insn_cycles(U96, vec) + cycles.Calibration().vec_post
+    n = T.vec_insn_cycles(X8X32, vec) + cycles.Calibration().vec_post
     assert eng.compute(vec, 600) == (M + 3 * emit + post + n,) * 2
 
 

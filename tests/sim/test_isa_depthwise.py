@@ -13,6 +13,7 @@ from bamboo.arch import AcceleratorConfig, isa, preset
 from bamboo.compiler.backend.pack import depthwise_weights
 from bamboo.runtime.conv import conv2d_acc
 from bamboo.sim.isa import IsaSimError, Machine
+from configs import X8X32
 
 #: rows 4 x cols 8 unpacked with two blocks (N = 8), and 8 x 32 with four blocks of
 #: four row groups (N = 32, two rows a group).
@@ -136,7 +137,7 @@ def test_depthwise_matches_conv2d_acc(name, channels, k, stride, dilation, signe
 
 def test_depthwise_reads_every_block_inside_inp():
     """The second block's words are read even when no channel of it is used."""
-    cfg = preset("ultra96")
+    cfg = X8X32
     m = Machine(cfg, np.zeros(64, np.uint8))
     conv = isa.encode(
         isa.Opcode.CONV,
