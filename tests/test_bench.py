@@ -153,6 +153,44 @@ def test_targets_met_missed_and_why():
     assert check_targets([ddr])[0]["why"].startswith("DMA-bound")
 
 
+def test_gen2_targets_both_senses_and_why():
+    """Issue #15's targets: FPS at least, DRAM and time shares at most; a miss says by how
+    much and what the figure is made of."""
+    from bamboo.bench import GEN2_TARGETS, check_gen2_targets, render_markdown
+
+    mbv2 = _row(fps_250mhz=220.0, dram_vs_compulsory=3.0, dram_bytes=3e7, dw_time_share=0.1)
+    t = {x["target"]: x for x in check_gen2_targets([mbv2])}
+    assert len(t) == len(GEN2_TARGETS)
+    fps, dram, dw = (t[text] for *_, text in GEN2_TARGETS[:3])
+    assert fps["met"] and dw["met"]
+    assert not dram["met"] and dram["miss"] == pytest.approx(0.2)
+    assert "30.0 MB/frame against 10.0 MB" in dram["why"]
+    # Models not benchmarked are said so, not passed.
+    yolo = t["Tiny-YOLOv3@416 >= 30 FPS"]
+    assert yolo["met"] is None and yolo["why"] == "not benchmarked"
+    b4 = _row(
+        model="efficientnet_b4",
+        resolution="256x256",
+        fps_250mhz=12.0,
+        fps_100mhz=4.8,
+        fabric_fps_100mhz=4.8,
+        bound_100mhz="compute",
+        macless_time_share=0.5,
+    )
+    b4["op_kinds"]["other"] = dict(
+        utilization=0.0, share=0.5, occupancy=0.0, compute_bound_share=0.9
+    )
+    t = {x["target"]: x for x in check_gen2_targets([b4])}
+    slow = t["EfficientNet-B4@256 >= 10 FPS at 100 MHz"]
+    assert not slow["met"] and slow["miss"] == pytest.approx(0.52)
+    assert slow["why"].startswith("compute-bound")
+    macless = t["EfficientNet-B4@256 layers without MACs <= 20 % of the fabric time"]
+    assert not macless["met"] and macless["miss"] == pytest.approx(1.5)
+    assert "without MACs" in macless["why"] and "50%" in macless["why"]
+    text = render_markdown([], [], "cmd", gen2=check_gen2_targets([b4]))
+    assert "Targets (issue #15" in text and "**missed** (4.8, 52% off)" in text
+
+
 def test_main_writes_json_and_markdown(tmp_path, capsys):
     pytest.importorskip("torch", reason="the model zoo needs torch")
     from bamboo.bench import main
