@@ -87,13 +87,15 @@ class Knob:
 
 
 #: The knobs the generator has today, in the order the tables show them. The default
-#: values (~200 configurations within the ultra96 budget) hold the ultra96 preset: 8
+#: values (~90 configurations within the ultra96 budget) hold the ultra96 preset: 8
 #: post-processing lanes (or one a column), ACC of 512 words in one bank or two (two
-#: banks of 512 take the BRAM of one of 1024); ``--knob`` widens any of them.
+#: banks of 512 take the BRAM of one of 1024). Arrays are packed: every board the
+#: resource model covers has DSP48E2s, and an unpacked array has half the MACs on the
+#: same DSPs (``--knob dsp_packing=0,1`` adds them). ``--knob`` widens any knob.
 KNOBS = (
     Knob("rows", (8, 16), "rows"),
     Knob("cols", (16, 32, 64), "cols"),
-    Knob("dsp_packing", (True, False), "pack", _bool),
+    Knob("dsp_packing", (True,), "pack", _bool),
     Knob("vector_lanes", (2, 4), "vl", _lanes),
     Knob("postproc_lanes", (None, 8), "pp", _pp_lanes),
     Knob("input_buffer_depth", (4096, 8192), "inp"),
