@@ -26,7 +26,7 @@ from bamboo.arch.timing import EngineLevers
 
 __all__ = ["AXES", "TARGETS", "explore_gen2", "render_gen2"]
 
-_REV = "gen2-3"
+_REV = "gen2-4"
 
 #: The lever axes the sweep combines: ``(name, [(label, EngineLevers fields, config
 #: changes)])``, the first value of each axis being today's engine. The depthwise engine
@@ -112,20 +112,21 @@ class _Projector:
         from bamboo.arch.timing import BOARDS
         from bamboo.sim import cycles
 
+        from .report import kind_summary, layer_rows
+
         compiled, compulsory = self._lowered(label, name, res, config)
         rep = cycles.model_compiled(compiled, BOARDS[self.board], config.clock_mhz, levers=levers)
-        kinds = {}
-        for row in rep.layers:
-            kinds[row.kind] = kinds.get(row.kind, 0) + row.cycles
-        total = rep.total or 1
-        macless = sum(v for k, v in kinds.items() if k not in ("depthwise", "pointwise", "conv"))
+        # The shares as `make bench` counts them (bamboo.report, by each layer's graph
+        # node): a global pool the back end runs on the array (identity weights) is a
+        # layer without MACs, not a pointwise one.
+        kinds = kind_summary(layer_rows(compiled, rep), config)
         conc = cycles.concurrent_dw_cycles(rep) if levers.dw_lanes else rep.total
         out = {
             "fabric_s": rep.seconds,
             "concurrent_s": conc / (rep.clock_mhz * 1e6),
             "cpu_s": self.runner.fps(label, name, res, config)["cpu_s"],
-            "depthwise": kinds.get("depthwise", 0) / total,
-            "macless": macless / total,
+            "depthwise": kinds.get("depthwise", {}).get("share", 0.0),
+            "macless": kinds.get("other", {}).get("share", 0.0),
             "dram_x": rep.bytes / compulsory if compulsory else 0.0,
         }
         if self.cache:

@@ -57,6 +57,20 @@ def test_gen2_tiny_sweep(tmp_path, monkeypatch):
     today = pts["today"]
     assert today["models"][m]["fabric_fps"] == pytest.approx(1.0 / ref.fabric_s, rel=1e-6)
     assert {k: today[k] for k in ("dsp", "lut", "ff", "bram36")} == default_model().predict(cfg)
+    # Its shares as `make bench` counts them (bamboo.report, by graph node).
+    from bamboo.arch.timing import BOARDS
+    from bamboo.compiler.backend import lower_graph
+    from bamboo.compiler.cli_inspect import compile_model
+    from bamboo.sim import cycles
+
+    from bamboo.report import kind_summary, layer_rows
+
+    compiled = lower_graph(compile_model(str(zoo.build_quantized("mobilenet_v2", 32, 1.0))), cfg)
+    kinds = kind_summary(
+        layer_rows(compiled, cycles.model_compiled(compiled, BOARDS["ultra96"])), cfg
+    )
+    assert today["models"][m]["depthwise"] == pytest.approx(kinds["depthwise"]["share"])
+    assert today["models"][m]["macless"] == pytest.approx(kinds.get("other", {}).get("share", 0))
     # Block fusion keeps the expanded tensors on chip: less DRAM, a smaller depthwise share.
     fb = pts["fuse-block"]["models"][m]
     assert fb["dram_x"] < today["models"][m]["dram_x"]
