@@ -401,10 +401,13 @@ PRESETS = {
     ),
     # xczu7ev (ZCU104): 1728 DSP48E2, 230,400 LUT, 312 BRAM36, 96 URAM.
     # The DSPs would allow a far larger array, but BRAM bounds what Yosys can place:
-    # it maps every buffer through 36-bit-wide true-dual-port blocks, which takes a
-    # 16 x 32 design to ~380 BRAM36 (budget 250). So the ultra96 array with deeper
-    # WGT/ACC buffers and a lane per row in the vector unit; INP as ultra96, since the
-    # depthwise path's four read ports replicate it four times. A wider array wants the
+    # it maps every buffer through 36-bit-wide true-dual-port blocks, which took a
+    # 16 x 32 design with these deeper buffers and a lane per column to ~380 BRAM36
+    # (budget 250). So the 8 x 32 array (ultra96's until session 16) with deeper WGT/ACC
+    # buffers and a lane per row in the vector unit; INP 8192, since the depthwise
+    # path's four read ports replicate it four times. The 16 x 32 ultra96 build (165.5
+    # BRAM36 with WGT 512, two ACC banks of 512, one depthwise block) would fit here too:
+    # not yet a preset (not synthesized for this board). A wider array wants the
     # buffers in URAM (not done).
     "zcu104": AcceleratorConfig(
         name="zcu104",
@@ -424,8 +427,9 @@ PRESETS = {
     # xck26 (Kria KV260): 1248 DSP48E2, 117,120 LUT, 144 BRAM36, 64 URAM.
     # BRAM bounds it: Yosys maps every buffer through 36-bit-wide true-dual-port
     # blocks, so a 16 x 32 weight word (4096 bits) alone takes 114 of the 115 BRAM36
-    # the budget allows. 8 x 32 packed as ultra96, with smaller INP/OUT buffers (fewer
-    # BRAM36: boards/estimates/kv260.json) and 4 vector lanes (more LUTs to spend).
+    # the budget allows at depth 1024 (the 16 x 32 ultra96 build takes 165.5 in all).
+    # 8 x 32 packed (ultra96's shape until session 16), with smaller INP/OUT buffers
+    # (fewer BRAM36: boards/estimates/kv260.json) and 4 vector lanes (more LUTs).
     "kv260": AcceleratorConfig(
         name="kv260",
         rows=8,
