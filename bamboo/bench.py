@@ -549,41 +549,13 @@ def _why(row, field, goal=None):
 def check_targets(rows):
     """Each of :data:`TARGETS` against ``rows``: dicts with ``target``, ``value``, ``goal``,
     ``met``, ``miss`` (the shortfall relative to the goal) and ``why`` when missed."""
-    out = []
-    for model, res, field, goal, text in TARGETS:
-        row = next(
-            (
-                r
-                for r in rows
-                if r["model"] == model and r["resolution"] == res and r.get("width", 1.0) == 1.0
-            ),
-            None,
-        )
-        if row is None or row.get(field) is None:
-            out.append(
-                {
-                    "target": text,
-                    "value": None,
-                    "goal": goal,
-                    "met": None,
-                    "miss": None,
-                    "why": "not benchmarked",
-                }
-            )
-            continue
-        value = row[field]
-        met = value >= goal
-        out.append(
-            {
-                "target": text,
-                "value": value,
-                "goal": goal,
-                "met": met,
-                "miss": None if met else round((goal - value) / goal, 4),
-                "why": None if met else _why(row, field, goal),
-            }
-        )
-    return out
+    return _check(rows, [(m, res, f, "min", goal, text) for m, res, f, goal, text in TARGETS])
+
+
+def check_gen2_targets(rows):
+    """Each of :data:`GEN2_TARGETS` against ``rows``, as :func:`check_targets` returns them;
+    ``miss`` is the shortfall (or the excess, for an at-most target) relative to the goal."""
+    return _check(rows, GEN2_TARGETS)
 
 
 def _why_max(row, field):
@@ -600,7 +572,7 @@ def _why_max(row, field):
     what = (
         "layers without MACs (pools, Add, channel scale, tables)"
         if kind == "other"
-        else ("depthwise layers")
+        else "depthwise layers"
     )
     bound = (
         f"{d['compute_bound_share']:.0%} of it compute-bound"
@@ -615,11 +587,10 @@ def _why_max(row, field):
     return f"{what} take {d['share']:.0%} of the fabric time at 250 MHz, {bound}"
 
 
-def check_gen2_targets(rows):
-    """Each of :data:`GEN2_TARGETS` against ``rows``, as :func:`check_targets` returns them;
-    ``miss`` is the shortfall (or the excess, for an at-most target) relative to the goal."""
+def _check(rows, targets):
+    """``targets``: ``(model, resolution, field, "min" or "max", goal, text)`` each."""
     out = []
-    for model, res, field, sense, goal, text in GEN2_TARGETS:
+    for model, res, field, sense, goal, text in targets:
         row = next(
             (
                 r
@@ -635,11 +606,19 @@ def check_gen2_targets(rows):
             continue
         value = row[field]
         met = value >= goal if sense == "min" else value <= goal
-        miss = None if met else round(abs(goal - value) / goal, 4)
         why = None
         if not met:
             why = _why(row, field, goal) if sense == "min" else _why_max(row, field)
-        out.append(dict(target=text, value=value, goal=goal, met=met, miss=miss, why=why))
+        out.append(
+            dict(
+                target=text,
+                value=value,
+                goal=goal,
+                met=met,
+                miss=None if met else round(abs(goal - value) / goal, 4),
+                why=why,
+            )
+        )
     return out
 
 

@@ -12,6 +12,7 @@ watchdog gives both the same Verilog, so one Verilator build.
 import dataclasses
 
 from bamboo.arch import preset
+from bamboo.boards.calibrate import POINTS
 
 TINY_PACKED = dataclasses.replace(
     preset("tiny"),
@@ -23,18 +24,11 @@ TINY_PACKED = dataclasses.replace(
     postproc_lanes=8,
     acc_banks=2,
 )
-#: The ``ultra96`` preset until session 16: 8 x 32 packed, two depthwise channel blocks
-#: and row groups, a post-processing lane per column, one ACC bank of 1024. The compiler's
-#: and the simulators' tests of two channel blocks at full size run on it (the 16 x 32
-#: preset has one block); ``boards/calibrate.py``'s ``ultra96-8x32`` is the same.
-X8X32 = dataclasses.replace(
-    preset("ultra96"),
-    name="x8x32",
-    rows=8,
-    acc_buffer_depth=1024,
-    depthwise_blocks=2,
-    postproc_lanes=None,
-    acc_banks=1,
-)
+#: The ``ultra96`` preset until session 16 (``boards/calibrate.py``'s point
+#: ``ultra96-8x32``): 8 x 32 packed, two depthwise channel blocks and row groups, a
+#: post-processing lane per column, one ACC bank of 1024. The compiler's and the
+#: simulators' tests of two channel blocks at full size run on it (the 16 x 32 preset has
+#: one block).
+X8X32 = POINTS["ultra96-8x32"]
 #: The watchdog of the tests' Accelerator builds.
 WATCHDOG = 4096

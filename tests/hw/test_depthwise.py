@@ -204,11 +204,9 @@ def test_depthwise_utilization_ultra96_tiles(stride):
     from dataclasses import replace
 
     from bamboo.arch.config import preset
+    from configs import X8X32 as x8x32
 
     ultra96 = preset("ultra96")
-    x8x32 = replace(
-        ultra96, rows=8, depthwise_blocks=2, postproc_lanes=None, acc_banks=1, acc_buffer_depth=1024
-    )
     before = replace(x8x32, depthwise_blocks=1, depthwise_groups=1)
     ho = wo = 28
     words = ho * (stride * (wo - 1) + 3)

@@ -12,21 +12,12 @@ from bamboo.arch import timing as T
 from bamboo.arch.errors import ConfigError
 from bamboo.arch.timing import EngineLevers
 from bamboo.sim import cycles
+from configs import X8X32
 from test_cycles import AXIRAM, RTL_LAYERS, _compiled, _runs
 
 U96 = preset("ultra96")  # the configuration of the RTL record
-#: The hand computations' array: 8 x 32 packed, a post-processing lane per column, one ACC
-#: bank of 1024, two depthwise blocks (the ultra96 preset until session 16): array
-#: latency 8 + 16 + 2 = 26.
-X8X32 = dataclasses.replace(
-    U96,
-    name="x8x32",
-    rows=8,
-    postproc_lanes=None,
-    acc_banks=1,
-    acc_buffer_depth=1024,
-    depthwise_blocks=2,
-)
+#: The hand computations' array: the 8 x 32 ultra96 of sessions 12-15 (array latency 8 +
+#: 16 + 2 = 26), tests/configs.py.
 RECORD = Path(__file__).parents[2] / "bench" / "rtl_cycles_ultra96.json"
 
 
