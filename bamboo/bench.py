@@ -579,7 +579,8 @@ def _why_max(row, field):
         + (
             f", the array at {d['occupancy']:.1%} of its peak while computing them"
             if kind != "other"
-            else " on the vector unit"
+            else " (the vector unit's operations, and global pools past its window, which run"
+            " on the array as CONVs with identity weights)"
         )
         if d["compute_bound_share"] >= 0.5
         else f"{1 - d['compute_bound_share']:.0%} of it waiting on the load/store units"
