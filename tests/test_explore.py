@@ -56,6 +56,20 @@ def test_grid_keeps_valid_configurations_and_says_why_not():
     assert len(valid) == 1 and valid[0].postproc_lanes is None and not invalid
 
 
+def test_default_grid_holds_the_ultra96_preset():
+    """The default knob values reach the ultra96 preset, so the search can reproduce the
+    choice (docs/explore.md); every default point is a packed array."""
+    from bamboo.arch import preset
+
+    base = preset("ultra96")
+    valid, _ = grid(base)
+    assert base.config_id in {c.config_id for c in valid}
+    assert all(c.dsp_packing for c in valid)
+    # Without the post-processing-lane or ACC-bank knobs the 16 x 32 preset is not a point.
+    narrow, _ = grid(base, {"postproc_lanes": (None,), "acc_banks": (1,)})
+    assert base.config_id not in {c.config_id for c in narrow}
+
+
 @pytest.mark.parametrize(
     "spec, msg",
     [
