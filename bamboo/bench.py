@@ -574,17 +574,19 @@ def _why_max(row, field):
         if kind == "other"
         else "depthwise layers"
     )
-    bound = (
-        f"{d['compute_bound_share']:.0%} of it compute-bound"
-        + (
-            f", the array at {d['occupancy']:.1%} of its peak while computing them"
-            if kind != "other"
-            else " (the vector unit's operations, and global pools past its window, which run"
-            " on the array as CONVs with identity weights)"
+    if d["compute_bound_share"] < 0.5:
+        bound = f"{1 - d['compute_bound_share']:.0%} of it waiting on the load/store units"
+    elif kind == "other":
+        bound = (
+            f"{d['compute_bound_share']:.0%} of it compute-bound (the vector unit's "
+            "operations, and global pools past its window, which run on the array as CONVs "
+            "with identity weights)"
         )
-        if d["compute_bound_share"] >= 0.5
-        else f"{1 - d['compute_bound_share']:.0%} of it waiting on the load/store units"
-    )
+    else:
+        bound = (
+            f"{d['compute_bound_share']:.0%} of it compute-bound, the array at "
+            f"{d['occupancy']:.1%} of its peak while computing them"
+        )
     return f"{what} take {d['share']:.0%} of the fabric time at 250 MHz, {bound}"
 
 
@@ -602,7 +604,15 @@ def _check(rows, targets):
         )
         if row is None or row.get(field) is None:
             out.append(
-                dict(target=text, value=None, goal=goal, met=None, miss=None, why="not benchmarked")
+                dict(
+                    target=text,
+                    field=field,
+                    value=None,
+                    goal=goal,
+                    met=None,
+                    miss=None,
+                    why="not benchmarked",
+                )
             )
             continue
         value = row[field]
@@ -613,6 +623,7 @@ def _check(rows, targets):
         out.append(
             dict(
                 target=text,
+                field=field,
                 value=value,
                 goal=goal,
                 met=met,
@@ -731,7 +742,7 @@ def render_markdown(rows, targets, command, seconds=None, rtl=None, gen2=()):
                 lines.append(f"- {t['target']}: {t['why']}")
                 continue
             value = f"{t['value']:.1f}" if t["goal"] > 1 else _pct(t["value"])
-            if "DRAM" in t["target"]:
+            if t["field"] == "dram_vs_compulsory":
                 value = f"{t['value']:.2f}x"
             if t["met"]:
                 lines.append(f"- {t['target']}: **met** ({value})")
