@@ -121,6 +121,7 @@ __all__ = [
     "field",
     "opcode_name",
     "QUEUES",
+    "QUEUE_DEPTH",
     "QUEUE_OF",
     "TokenFifo",
     "TOKEN_FIFOS",
@@ -289,6 +290,10 @@ _NAMES = {value: name for name, value in vars(Opcode).items() if name.isupper()}
 #: The three instruction queues, in neighbour order: a queue's ``prev`` is the one
 #: before it here and its ``next`` the one after.
 QUEUES = ("load", "compute", "store")
+#: Instructions each queue holds ahead of its unit: the dispatcher, which takes the
+#: program in order, stops at a full queue, so a LOAD behind more than this many
+#: computes waits for them to start.
+QUEUE_DEPTH = 8
 #: The queue each opcode is dispatched to.
 QUEUE_OF = {
     Opcode.LOAD: "load",

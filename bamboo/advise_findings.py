@@ -157,7 +157,7 @@ def _squeeze_excite(base, measure):
         "kind": "squeeze-excite blocks",
         "layers": sorted(names),
         "title": f"{len(se)} squeeze-excite blocks: a global pool and a channel Mul over "
-        "the whole map on the vector unit, a bottleneck between them",
+        "the whole map on the fabric (the Mul on the vector unit), a bottleneck between them",
         "cost": f"{fabric:.2f} ms/frame on the fabric ({fabric / (1e3 * base.fabric_s):.0%} "
         f"of its time) and {_cpu_ms(base, names):.2f} ms/frame on the processor",
         "change": "no squeeze-excite (the channel Mul passes the map through)",

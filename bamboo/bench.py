@@ -579,8 +579,8 @@ def _why_max(row, field):
     elif kind == "other":
         bound = (
             f"{d['compute_bound_share']:.0%} of it compute-bound (the vector unit's "
-            "operations, and global pools past its window, which run on the array as CONVs "
-            "with identity weights)"
+            "operations, and global pools past its window, which run on the array as "
+            "depthwise CONVs with all-ones kernels)"
         )
     else:
         bound = (

@@ -117,7 +117,7 @@ class _Projector:
         compiled, compulsory = self._lowered(label, name, res, config)
         rep = cycles.model_compiled(compiled, BOARDS[self.board], config.clock_mhz, levers=levers)
         # The shares as `make bench` counts them (bamboo.report, by each layer's graph
-        # node): a global pool the back end runs on the array (identity weights) is a
+        # node): a global pool the back end runs on the array (all-ones depthwise) is a
         # layer without MACs, not a pointwise one.
         kinds = kind_summary(layer_rows(compiled, rep), config)
         conc = cycles.concurrent_dw_cycles(rep) if levers.dw_lanes else rep.total

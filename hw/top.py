@@ -49,7 +49,7 @@ from amaranth.lib import fifo, memory, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..arch.config import AcceleratorConfig
-from ..arch.isa import QUEUES, TOKEN_FIFOS
+from ..arch.isa import QUEUE_DEPTH, QUEUES, TOKEN_FIFOS
 from ..arch.layout import PARAM_DEPTH
 from .axi import AXI4Signature
 from .bus import BusArbiter
@@ -67,8 +67,6 @@ from .vector import VectorUnit
 
 __all__ = ["Accelerator", "QUEUE_DEPTH", "WATCHDOG_CYCLES", "queue_fifo"]
 
-#: Instructions each queue holds ahead of its unit.
-QUEUE_DEPTH = 8
 #: Cycles without progress before a run stops with TIMEOUT.
 WATCHDOG_CYCLES = 1 << 20
 

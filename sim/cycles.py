@@ -94,7 +94,7 @@ class Calibration:
     # +1 since session 12: the control unit's end-of-run test (every queue idle) is a
     # register, a cycle after the queues go idle.
     run: int = 1
-    queue_depth: int = 8
+    queue_depth: int = isa.QUEUE_DEPTH
     gap: int = 1
 
 

@@ -7,13 +7,31 @@ their producer again and the schedule is recomputed.
 """
 
 import numpy as np
+from bamboo.arch import isa
 
 from .. import ir
 from ..partition import CPU, FABRIC, _schedule
+from .tiling import pool_bands
 
-__all__ = ["canon", "fabric_reason", "is_depthwise", "restrict_to_backend", "widen_dilation_w"]
+__all__ = [
+    "canon",
+    "fabric_reason",
+    "is_depthwise",
+    "pool_on_array",
+    "restrict_to_backend",
+    "widen_dilation_w",
+]
 
 _K_MAX, _S_MAX, _D_MAX, _PAD_MAX = 15, 7, 7, 15
+
+
+def pool_on_array(h, w):
+    """Whether a global pool over ``h x w`` is past VEC AVG_POOL's window and runs on the
+    array (depthwise CONVs with all-ones kernels, tiling.py)."""
+    return (
+        h > isa.field(isa.Opcode.VEC, "kernel_h").max
+        or w > isa.field(isa.Opcode.VEC, "kernel_w").max
+    )
 
 
 def canon(t):
@@ -107,9 +125,13 @@ def fabric_reason(node, graph, config):
         return _conv_reason(node, graph, config, op == "conv" and is_depthwise(node, graph))
     if op == "gap":
         h, w, _ = canon(ts[0])
-        if h * w > config.input_buffer_depth // 2:
-            return f"global pool over {h}x{w} does not fit half the input buffer"
-        return None  # VEC AVG_POOL up to 15x15, else a CONV summing pixels (weights.py)
+        if not pool_on_array(h, w):
+            return None  # VEC AVG_POOL
+        if config.depthwise_channels < config.rows:
+            return "global pool past 15x15 needs cols / depthwise_column_step >= rows"
+        if pool_bands(config, h, w) is None:
+            return f"global pool: a row of {w} pixels does not fit half the input buffer"
+        return None
     if op == "maxpool":
         if (
             tuple(a["dilation"]) != (1, 1)

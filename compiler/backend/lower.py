@@ -19,6 +19,8 @@ from .tiling import (
     fits_isa,
     input_tile_loads,
     load_op,
+    pool_bands,
+    pool_windows,
     spatial_tiles,
     store_ops,
     wgt_batches,
@@ -506,8 +508,8 @@ class Lowerer:
 
     def _gap(self, node):
         tin, (h, w, _), _ = self._t(node.inputs[0])
-        if "ident" in self.w[node.name]:
-            return self._gap_conv(node)
+        if "windows" in self.w[node.name]:
+            return self._gap_pool(node)
         return self._vec(
             node,
             isa.VecOp.AVG_POOL,
@@ -671,75 +673,83 @@ class Lowerer:
             node, isa.VecOp.COPY, [node.inputs[0]], blocks=[(first + b, b) for b in range(n)]
         )
 
-    def _gap_conv(self, node):
-        """Global pool past the VEC window: per channel block, CONVs summing ``ident_n``
-        pixels each (pixels as input blocks, identity weights) into one ACC word."""
+    def _gap_pool(self, node):
+        """Global pool past the VEC window: per group of depthwise channel blocks, CONVs
+        with all-ones kernels over bands of its rows (tiling.py), chained in one ACC word."""
         c, nm, info = self.c, node.name, self.w[node.name]
-        B, C = c.rows, c.cols
+        B = c.rows
         _, (h, w, ch), tbase = self._t(node.inputs[0])
         obase = self._t(node.outputs[0])[2]
-        n_id, steps = info["ident_n"], []
-        for blk in range(act_blocks(ch, B)):
+        nout, nbg = act_blocks(ch, B), self._dw_blocks()
+        bands = pool_bands(c, h, w)
+        steps = []
+        for g0 in range(0, nout, nbg):
+            blocks = list(range(g0, min(nout, g0 + nbg)))
             ok, _ = self.slots.out.get(None)
             out_base, out_slot = self.slots.out.bases[ok], self.slots.out.slot(ok)
-            step = Step(nm)
-            si, _ = self.slots.inp.get((nm, blk))
-            ibase = self.slots.inp.bases[si]
-            step.loads += input_tile_loads(
-                self.slots.inp, si, ibase, tbase, [blk], h, w, 0, h, 0, w, B, 0
-            )
-            wk, hit = self.slots.wgt.get((nm, "ident"))
-            wbase = self.slots.wgt.bases[wk]
-            if not hit:
-                step.loads.append(
-                    load_op(
-                        isa.Buffer.WGT,
-                        self.slots.wgt.slot(wk),
-                        wbase,
-                        self.wbase + info["ident"],
-                        1,
-                        n_id,
-                        n_id,
-                        elem_bytes(c, isa.Buffer.WGT),
+            for b, (y0, rows) in enumerate(bands):
+                step = Step(nm)
+                si, hit = self.slots.inp.get((nm, "inp", g0, y0))
+                ibase = self.slots.inp.bases[si]
+                if not hit:
+                    step.loads += input_tile_loads(
+                        self.slots.inp, si, ibase, tbase, blocks, h, w, y0, rows, 0, w, B, 0
                     )
-                )
-            pbase, pslot = self._param(step, (nm, "param"), info["param"])
-            starts = list(range(0, h * w, n_id))
-            for k, p0 in enumerate(starts):
-                n = min(n_id, h * w - p0)
-                reads = [self.slots.inp.slot(si), self.slots.wgt.slot(wk), pslot]
-                emit = k == len(starts) - 1
-                fields = {
-                    "mode": isa.ConvMode.DENSE,
-                    "kernel_h": 1,
-                    "kernel_w": 1,
-                    "stride_h": 1,
-                    "stride_w": 1,
-                    "dilation_h": 1,
-                    "dilation_w": 1,
-                    "out_h": 1,
-                    "out_w": 1,
-                    "in_w": 1,
-                    "in_blocks": n,
-                    "inp_addr": ibase + p0,
-                    "inp_block_stride": 1,
-                    "wgt_addr": wbase,
-                    "param_addr": pbase,
-                    "out_addr": out_base,
-                    "acc_init": int(k == 0),
-                    "acc_emit": int(emit),
-                    "in_zp": _codes(info["in_zp"]),
-                }
-                fields.update(self._post(node, step, reads))
-                step.computes.append(
-                    Op(
-                        isa.Opcode.CONV,
-                        fields,
-                        reads=tuple(reads),
-                        writes=(out_slot,) if emit else (),
-                        macs=n * B * C,
+                wk, hit = self.slots.wgt.get((nm, "ones"))
+                wbase = self.slots.wgt.bases[wk]
+                if not hit:
+                    step.loads.append(
+                        load_op(
+                            isa.Buffer.WGT,
+                            self.slots.wgt.slot(wk),
+                            wbase,
+                            self.wbase + info["wgt"],
+                            1,
+                            info["wgt_words"],
+                            info["wgt_words"],
+                            elem_bytes(c, isa.Buffer.WGT),
+                        )
                     )
-                )
-            step.stores = store_ops(out_slot, out_base, obase, [(0, blk)], 1, 1, 0, 1, 0, 1, B)
-            steps.append(step)
+                pbase, pslot = self._param(step, (nm, "param"), info["param"])
+                windows = pool_windows(c, rows * w)
+                for k, (p0, kh, kw) in enumerate(windows):
+                    reads = [self.slots.inp.slot(si), self.slots.wgt.slot(wk), pslot]
+                    first = b == 0 and k == 0
+                    emit = b == len(bands) - 1 and k == len(windows) - 1
+                    fields = {
+                        "mode": isa.ConvMode.DEPTHWISE,
+                        "kernel_h": kh,
+                        "kernel_w": kw,
+                        "stride_h": 1,
+                        "stride_w": 1,
+                        "dilation_h": 1,
+                        "dilation_w": 1,
+                        "out_h": 1,
+                        "out_w": 1,
+                        "in_w": kw,
+                        "in_blocks": 1,
+                        "inp_addr": ibase + p0,
+                        "inp_block_stride": rows * w,
+                        "wgt_addr": wbase + info["windows"][kh, kw],
+                        "param_addr": pbase,
+                        "out_addr": out_base,
+                        "acc_init": int(first),
+                        "acc_emit": int(emit),
+                        "in_zp": _codes(info["in_zp"]),
+                    }
+                    fields.update(self._post(node, step, reads))
+                    step.computes.append(
+                        Op(
+                            isa.Opcode.CONV,
+                            fields,
+                            reads=tuple(reads),
+                            writes=(out_slot,) if emit else (),
+                            macs=kh * kw * c.depthwise_channels,
+                        )
+                    )
+                if b == len(bands) - 1:
+                    step.stores = store_ops(
+                        out_slot, out_base, obase, list(enumerate(blocks)), 1, 1, 0, 1, 0, 1, B
+                    )
+                steps.append(step)
         return steps

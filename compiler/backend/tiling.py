@@ -24,9 +24,15 @@ When the LOADs bound the layer, the WGT words of several groups come in one LOAD
 (:func:`wgt_batches`), since every LOAD also pays the read latency.
 
 PARAM words: one LOAD brings a slot's two words (two output blocks or depthwise groups).
+
+Global pool past the VEC window: depthwise CONVs with all-ones kernels, chained in ACC
+over bands of the map's rows (:func:`pool_bands`). A band's pixels lie contiguous in INP,
+so each CONV sums ``kh * kw`` consecutive pixels as a ``kh x kw`` window of a map viewed
+``kw`` pixels wide (:func:`pool_windows`; ``in_w = kw``, one output pixel).
 """
 
 from bamboo.arch import isa
+from bamboo.arch import timing as T
 from bamboo.arch.layout import PARAM_SLOT_WORDS, PARAM_SLOTS
 
 from .emit import Op
@@ -38,6 +44,9 @@ __all__ = [
     "Slots",
     "fits_isa",
     "load_op",
+    "pool_bands",
+    "pool_kernel",
+    "pool_windows",
     "spatial_tiles",
     "store_ops",
     "wgt_batches",
@@ -63,6 +72,7 @@ _IN_W_MAX = min(
 _X_SIZE_MAX = isa.field(isa.Opcode.LOAD, "x_size").max
 _Y_SIZE_MAX = isa.field(isa.Opcode.LOAD, "y_size").max
 _X_STRIDE_MAX = isa.field(isa.Opcode.LOAD, "x_stride").max
+_BLOCK_STRIDE_MAX = isa.field(isa.Opcode.CONV, "inp_block_stride").max
 
 
 class SlotCache:
@@ -138,6 +148,60 @@ def spatial_tiles(ho, wo, fits, cost=None, widths=8):
         if best is None or c < best[0]:
             best = (c, tiles)
     return best[1]
+
+
+def pool_kernel(config):
+    """``(kh, kw)``: the all-ones depthwise window a global pool sums per CONV, the one
+    with the fewest cycles a pixel (``arch.timing.conv_cycles`` plus ``CONV_OVERHEAD``;
+    the array latency between passes makes small windows slow)."""
+    kh_max = isa.field(isa.Opcode.CONV, "kernel_h").max
+    kw_max = min(config.rows, isa.field(isa.Opcode.CONV, "kernel_w").max)
+    cost = {
+        (kh, kw): (T.conv_cycles(config, kw, config.depthwise_passes(kh, kw)) + CONV_OVERHEAD)
+        / (kh * kw)
+        for kh in range(1, kh_max + 1)
+        for kw in range(1, kw_max + 1)
+    }
+    return min(cost, key=lambda k: (cost[k], -k[0] * k[1]))
+
+
+def pool_windows(config, n):
+    """``[(first pixel, kh, kw)]``: the CONV windows summing ``n`` consecutive pixels:
+    :func:`pool_kernel` windows, then the rest as one window of whole ``kw`` rows and one
+    of a part row."""
+    kh, kw = pool_kernel(config)
+    out, p = [], 0
+    while n - p >= kh * kw:
+        out.append((p, kh, kw))
+        p += kh * kw
+    if n - p >= kw:
+        out.append((p, (n - p) // kw, kw))
+        p += (n - p) // kw * kw
+    if n > p:
+        out.append((p, 1, n - p))
+    return out
+
+
+def pool_bands(config, h, w):
+    """``[(first row, rows)]``: bands of an ``h x w`` map whose pixels, for each of a
+    depthwise CONV's channel blocks, fit an INP slot together; None if one row does not.
+
+    A band holds at most ``isa.QUEUE_DEPTH`` :func:`pool_kernel` windows (one row at
+    least): the next band's LOAD follows this band's CONVs in the program, so it starts
+    only once all but a queue of them have, and overlaps no more than those."""
+    blocks = config.depthwise_channels // config.rows
+    kh, kw = pool_kernel(config)
+    most = min(
+        (config.input_buffer_depth // 2) // (w * blocks),
+        _BLOCK_STRIDE_MAX // w,
+        _Y_SIZE_MAX,
+    )
+    if most < 1 or w > _X_SIZE_MAX:
+        return None
+    most = min(most, max(1, isa.QUEUE_DEPTH * kh * kw // w))
+    n = -(-h // most)
+    rows = -(-h // n)
+    return [(y, min(rows, h - y)) for y in range(0, h, rows)]
 
 
 def wgt_batches(n, cap):

@@ -6,14 +6,14 @@ image with ``{node name: {"wgt"|"param"|"lut": offset, ...}}``.
 """
 
 import numpy as np
-from bamboo.arch import isa
 from bamboo.arch.layout import align
 from bamboo.runtime.requant import Requant
 from bamboo.runtime.requant import qrange as _qrange
 
 from ..partition import FABRIC
 from . import pack
-from .check import canon, is_depthwise, move_kind
+from .check import canon, is_depthwise, move_kind, pool_on_array
+from .tiling import pool_bands, pool_windows
 
 __all__ = ["WeightImage", "conv_weights_2d", "depthwise_chunks", "pack_weights"]
 
@@ -117,24 +117,12 @@ def pack_weights(graph, config):
             if a.get("lut") is not None:
                 d["lut"] = img.add(_lut_blob(a["lut"]))
         elif n.op == "gap":
-            rq = a["rq"]
-            m, e = pack.requant_of(rq, rows)
             h, w, _ = canon(tin)
-            bias = np.zeros(rows, np.int64)
-            if h > 15 or w > 15:
-                # Past the 15x15 pool window: a dense CONV whose "input blocks" are the
-                # pixels (inp_block_stride 1) and whose weights are identity words.
-                d["in_zp"] = pack.in_zp_for(config, tin.q.zp, signed)
-                d["ident_n"] = n_id = min(
-                    isa.field(isa.Opcode.CONV, "in_blocks").max,
-                    config.weight_buffer_depth // 2,
-                    h * w,
-                )
-                ident = np.zeros((n_id, cols, rows), np.int8)
-                ident[:, np.arange(rows), np.arange(rows)] = 1
-                d["ident"] = img.add(ident.view(np.uint8))
-                bias += (d["in_zp"] - tin.q.zp) * h * w
-            d["param"] = img.add(pack.param_words(bias, m, e, cols))
+            if pool_on_array(h, w):
+                _gap_pool(n, tin, config, img, d)
+            else:
+                m, e = pack.requant_of(a["rq"], rows)
+                d["param"] = img.add(pack.param_words(np.zeros(rows, np.int64), m, e, cols))
         elif n.op == "add":
             ta, tb = graph.tensors[n.inputs[0]], graph.tensors[n.inputs[1]]
             swap = all(v == 1 for v in canon(ta))  # runtime swaps when nothing varies
@@ -171,6 +159,38 @@ def pack_weights(graph, config):
         d["qrange"] = _qrange(tout.q.np_dtype)
         info[n.name] = d
     return bytes(img.data), info
+
+
+def _gap_pool(n, tin, config, img, d):
+    """A global pool past the VEC window as depthwise CONVs with all-ones kernels
+    (tiling.py :func:`~.tiling.pool_windows`): ``d["windows"]`` ``{(kh, kw): WGT word}``
+    of the window shapes the bands take, their words in one blob ``d["wgt"]``; depthwise
+    PARAM words (one, the same for every channel group) with the input zero point folded
+    into the bias."""
+    h, w, _ = canon(tin)
+    n_ch, rows = config.depthwise_channels, config.rows
+    shapes = sorted(
+        {(kh, kw) for _, r in pool_bands(config, h, w) for _, kh, kw in pool_windows(config, r * w)}
+    )
+    words, d["windows"] = [], {}
+    for kh, kw in shapes:
+        d["windows"][kh, kw] = sum(len(x) for x in words)
+        words.append(
+            pack.depthwise_weights(
+                np.ones((n_ch, kh, kw, 1), np.int8),
+                rows,
+                config.cols,
+                config.depthwise_column_step,
+                n_ch,
+                config.depthwise_row_groups(kw),
+            )[0]
+        )
+    d["wgt"] = img.add(np.concatenate(words))
+    d["wgt_words"] = sum(len(x) for x in words)
+    d["in_zp"] = pack.in_zp_for(config, tin.q.zp, tin.q.dtype == "int8")
+    bias = np.full(n_ch, (d["in_zp"] - int(tin.q.zp)) * h * w, np.int64)
+    m, e = pack.requant_of(n.attrs["rq"], n_ch)
+    d["param"] = img.add(pack.param_words(bias, m, e, config.cols, n_ch))
 
 
 def _gather(n, graph, config, img, d):

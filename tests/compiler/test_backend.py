@@ -76,14 +76,14 @@ def test_param_word_layout():
 
 def test_unlowerable_nodes_go_to_cpu_with_a_reason():
     cfg = preset("tiny")
-    g = partition(gap_graph(32, 24, 4))
+    g = partition(gap_graph(16, 513, 4))  # a row past half of INP (512 words)
     assert (
         fabric_reason(g.nodes[0], g, cfg)
-        == "global pool over 32x24 does not fit half the input buffer"
+        == "global pool: a row of 513 pixels does not fit half the input buffer"
     )
     compiled = lower_graph(g, cfg)
     node = compiled.graph.nodes[0]
-    assert node.target == "cpu" and node.reason.startswith("back end: global pool over 32x24")
+    assert node.target == "cpu" and node.reason.startswith("back end: global pool: a row of 513")
     assert compiled.words == [] and compiled.steps[0].target == "cpu"
     grouped = partition(conv_graph(8, 8, 8, 8, group=2))
     assert fabric_reason(grouped.nodes[0], grouped, cfg) is None  # as dense, zero blocks

@@ -411,6 +411,9 @@ COMPILED_GRAPHS = (
     ("conv_graph", dict(h=6, w=7, cin=6, cout=6, k=2, pad=1, group=6)),
     # Depthwise dilated by 2 in W: the back end's zero-stuffed 3x5 kernel, in column chunks.
     ("conv_graph", dict(h=7, w=9, cin=6, cout=6, k=3, dilation=2, pad=2, group=6)),
+    # A global pool past the VEC window: all-ones depthwise CONVs over two bands of rows,
+    # chained in ACC across the bands' LOADs.
+    ("gap_graph", dict(h=20, w=30, c=6)),
 )
 VEC_GRAPHS = (
     ("add_graph", dict(h=6, w=5, c=7)),

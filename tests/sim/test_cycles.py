@@ -52,7 +52,8 @@ RTL_LAYERS = {
     "grouped_conv": lambda: conv_graph(8, 8, 12, 6, group=3, seed=9),
     "fc_64x10": lambda: fc_graph(64, 10),
     "fc_200x30": lambda: fc_graph(200, 30, seed=1),
-    "gap_large": lambda: gap_graph(19, 17, 10),  # CONV sums past the 15x15 window
+    "gap_large": lambda: gap_graph(19, 17, 10),  # past the 15x15 window: all-ones CONVs
+    "gap_banded": lambda: gap_graph(40, 36, 10),  # rows in bands, chained in ACC
     "gap": lambda: gap_graph(7, 7, 40),
     "maxpool": lambda: maxpool_graph(17, 16, 5),
     "add": lambda: add_graph(15, 14, 9),

@@ -56,7 +56,7 @@ LAYERS = {
     "add": lambda: add_graph(15, 14, 9),
     "maxpool": lambda: maxpool_graph(17, 16, 5),
     "gap": lambda: gap_graph(7, 7, 40),
-    "gap_large": lambda: gap_graph(19, 17, 10),  # past the 15x15 window: CONV sums
+    "gap_large": lambda: gap_graph(19, 17, 10),  # past the 15x15 window: all-ones CONVs
     "int8_conv3x3_s2": lambda: conv_graph(9, 7, 5, 9, stride=2, signed=True, seed=7),
     "int8_depthwise": lambda: conv_graph(8, 8, 6, 6, group=6, signed=True, seed=8),
     "int8_depthwise_1x1": lambda: conv_graph(
