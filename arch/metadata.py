@@ -241,6 +241,9 @@ class Step:
         target = _str(_get(d, "target", where), f"{where}.target", (FABRIC, CPU))
         nodes = _strs(_get(d, "nodes", where), f"{where}.nodes")
         if target == CPU:
+            extra = sorted(k for k in ("insn_start", "insn_count", "inputs", "outputs") if k in d)
+            if extra:
+                raise MetadataError(f"{where} runs on the CPU but has fabric fields {extra}")
             return cls(target, nodes)
         return cls(
             target,
@@ -652,6 +655,11 @@ def _check_io(meta, io):
             t = meta.tensors.get(s.tensor)
             if t is None:
                 raise MetadataError(f"model {kind} {s.name!r} is unknown tensor {s.tensor!r}")
+            if (s.scale, s.zp) != (t.scale, t.zp):
+                raise MetadataError(
+                    f"model {kind} {s.name!r} is quantized with scale {s.scale!r:.12}, zero "
+                    f"point {s.zp!r:.6}; its tensor with {t.scale!r:.12}, {t.zp!r:.6}"
+                )
             if s.mean_axes:
                 _check_mean(kind, s, t)
             elif (

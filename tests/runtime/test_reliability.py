@@ -66,6 +66,10 @@ def _rewrite(blob, change):
     return art.write_artifact(sections, config_id=a.config_id)
 
 
+def _fabric_step(meta):
+    return next(s for s in meta["steps"] if s["target"] == "fabric")
+
+
 def _meta_change(fn):
     def change(sections):
         meta = json.loads(sections[art.Section.METADATA])
@@ -88,12 +92,20 @@ INCONSISTENT = {
     "no steps": (_meta_change(lambda m: m.pop("steps")), "lacks 'steps'"),
     "old schema": (_meta_change(lambda m: m.__setitem__("version", 0)), "schema version 0"),
     "program past the end": (
-        _meta_change(lambda m: m["steps"][0].__setitem__("insn_count", 10**6)),
+        _meta_change(lambda m: _fabric_step(m).__setitem__("insn_count", 10**6)),
         "instructions",
     ),
     "unknown tensor": (
-        _meta_change(lambda m: m["steps"][0].__setitem__("inputs", ["nope"])),
+        _meta_change(lambda m: _fabric_step(m).__setitem__("inputs", ["nope"])),
         "'nope'",
+    ),
+    "fabric fields on a CPU step": (
+        _meta_change(
+            lambda m: next(s for s in m["steps"] if s["target"] == "cpu").__setitem__(
+                "insn_count", 3
+            )
+        ),
+        "runs on the CPU but has fabric fields",
     ),
     "region outside window": (
         _meta_change(lambda m: m["memory"].__setitem__("footprint", 64)),

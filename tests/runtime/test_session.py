@@ -68,8 +68,15 @@ class Backend:
         elif self.name == "board":
             bit = self.pynq.fake_bitstream(self.tmp / "bamboo.bit", cfg, latency=latency)
             sess = Session(blob, backend="board", bitstream=str(bit), **kw)
-        else:
-            sess = Session(blob, backend="rtl", **kw)
+        else:  # the RTL of this backend's config, not of the artifact's
+            from bamboo.sim.rtl_device import RtlDevice
+
+            device = RtlDevice(cfg)
+            try:
+                sess = Session(blob, device=device, **kw)
+            except Exception:
+                device.close()
+                raise
         self.sessions.append(sess)
         return sess
 
