@@ -299,8 +299,9 @@ def _first_layer(base, config):
     if stem is None or stem.name not in rows:
         return []
     cin = g.tensors[stem.inputs[0]].shape[-1]
-    if cin >= config.rows:
-        return []
+    lowered = next(n for n in base.compiled.graph.nodes if n.name == stem.name)
+    if cin >= config.rows or "columns_of" in lowered.attrs:
+        return []  # rows filled, or the kernel columns as channels (compiler/backend/stem.py)
     r = rows[stem.name]
     from bamboo.compiler.inspect import macs as node_macs
 

@@ -15,7 +15,8 @@ def macs(graph, node):
     """Multiply-accumulates of ``node`` per frame (0 for ops that only move codes)."""
     out = graph.tensors[node.outputs[0]]
     if node.op == "conv":
-        kh, kw, cg = node.attrs["w"].shape[1:]
+        # the model's kernel where the back end laid its columns out as channels (stem.py)
+        kh, kw, cg = node.attrs.get("columns_of", node.attrs["w"].shape[1:])
         stuffed = node.attrs.get("w_stuffed", 1)  # zero columns the back end added
         return out.size * kh * ((kw - 1) // stuffed + 1) * cg
     if node.op == "fc":

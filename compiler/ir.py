@@ -86,6 +86,7 @@ OPS = frozenset(
         "transpose",
         "softmax",
         "pad",
+        "column_taps",
         "add_const",
         "mul_const",
     }

@@ -49,6 +49,7 @@ CAPABILITIES = {
     "add_const": (CPU, "per-channel constant operand (CPU)"),
     "mul_const": (CPU, "per-channel constant operand (CPU)"),
     "pad": (CPU, "explicit Pad that does not fold into the next Conv/pool's padding"),
+    "column_taps": (CPU, "kernel columns of a conv's input as channels (back end)"),
 }
 
 

@@ -251,6 +251,18 @@ def _pad(a, x, tin, tout):
     )
 
 
+def _column_taps(a, x, tin, tout):
+    """NHWC codes -> pixel ``(y, j)`` holding inputs ``(y, j * stride_w + kx - pad_left)``
+    for ``kx < kernel_w`` as channels ``kx * C + c`` (the zero point's code outside the
+    map), ``width`` pixels a row: a conv's kernel columns laid out as channels."""
+    k, s, pl, wo = (int(a[n]) for n in ("kernel_w", "stride_w", "pad_left", "width"))
+    n, h, w, c = x.shape
+    right = max(0, (wo - 1) * s + k - pl - w)
+    xp = np.pad(x, ((0, 0), (0, 0), (pl, right), (0, 0)), constant_values=x.dtype.type(tin.zp))
+    cols = [xp[:, :, kx : kx + (wo - 1) * s + 1 : s, :] for kx in range(k)]
+    return np.ascontiguousarray(np.concatenate(cols, axis=3))
+
+
 def _table(a, x, tin, tout):
     return kel.lut_apply(x, a["table"])
 
@@ -302,6 +314,7 @@ KERNELS = {
     "lut": _table,
     "view": _view,
     "transpose": _transpose,
+    "column_taps": _column_taps,
     "softmax": _softmax,
     "pad": _pad,
     "add_const": _const_operand,

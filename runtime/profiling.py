@@ -339,7 +339,7 @@ def render(prof, width=44):
     lines = [
         f"{prof.name or 'model'} on {prof.backend} ({prof.config}, {prof.clock_mhz:g} MHz, "
         f"{memory}), {prof.frames} frame(s); times per frame",
-        f"{'step':>4}  {'layer':<{width}} {'op':<9} {'where':<6} {'MACs':>11} "
+        f"{'step':>4}  {'layer':<{width}} {'op':<11} {'where':<6} {'MACs':>11} "
         f"{'cycles':>9} {'time us':>10}  source",
     ]
     segs = {s.step: s for s in prof.segments}
@@ -351,7 +351,7 @@ def render(prof, width=44):
         t = None if r.seconds is None else r.seconds * 1e6
         name = r.name if len(r.name) <= width else "…" + r.name[-(width - 1) :]
         lines.append(
-            f"{r.step:>4}  {name:<{width}} {r.op:<9} {r.where:<6} {_num(r.macs):>11} "
+            f"{r.step:>4}  {name:<{width}} {r.op:<11} {r.where:<6} {_num(r.macs):>11} "
             f"{_num(r.cycles):>9} {_num(t, '{:.2f}'):>10}  {r.source}"
             + (f" ({r.bound})" if r.bound else "")
         )

@@ -67,12 +67,15 @@ def conv_graph(
     lut=False,
     clamp=None,
     signed=False,
+    pads=None,
 ):
+    """One conv; ``pads`` (top, left, bottom, right) overrides the symmetric ``pad``."""
     rng = np.random.default_rng(seed)
     dt, off = _types(signed)
     pad = k // 2 if pad is None else pad
-    ho = (h + 2 * pad - dilation * (k - 1) - 1) // stride + 1
-    wo = (w + 2 * pad - dilation * (k - 1) - 1) // stride + 1
+    pads = (pad,) * 4 if pads is None else tuple(pads)
+    ho = (h + pads[0] + pads[2] - dilation * (k - 1) - 1) // stride + 1
+    wo = (w + pads[1] + pads[3] - dilation * (k - 1) - 1) // stride + 1
     x = _t("x", (1, h, w, cin), 0.02, int(rng.integers(0, 256)) - off, dt)
     y = _t("y", (1, ho, wo, cout), 0.05, int(rng.integers(0, 256)) - off, dt)
     wt = rng.integers(-127, 128, (cout, k, k, cin // group)).astype(np.int8)
@@ -95,7 +98,7 @@ def conv_graph(
         "kernel": (k, k),
         "stride": (stride, stride),
         "dilation": (dilation, dilation),
-        "pads": (pad, pad, pad, pad),
+        "pads": pads,
         "group": group,
     }
     node = ir.Node("conv", "conv", ("x",), ("y",), attrs)
@@ -222,12 +225,15 @@ def sim_outputs(graph, blob, feeds, config):
     return outs, machine
 
 
-def run_both(graph, config, feeds=None, partitioned=False, **popts):
-    """``(reference outputs, simulator outputs, machine, compiled)`` for ``graph``."""
+def run_both(graph, config, feeds=None, partitioned=False, column_taps=False, **popts):
+    """``(reference outputs, simulator outputs, machine, compiled)`` for ``graph``.
+
+    ``column_taps`` off by default: a single layer keeps its own shape on the fabric
+    (tests/compiler/test_stem.py turns it on; the zoo tests compile as users do)."""
     g = graph if partitioned else partition(graph, **popts)
     feeds = random_feeds(g) if feeds is None else feeds
     ref = executor.run(g, feeds, raw=True)
-    compiled = lower_graph(g, config)
+    compiled = lower_graph(g, config, column_taps=column_taps)
     blob = artifact_writer.build(compiled)
     got, machine = sim_outputs(compiled.graph, blob, feeds, config)
     return ref, got, machine, compiled

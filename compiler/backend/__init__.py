@@ -43,12 +43,14 @@ class Compiled:
     stats: dict = field(default_factory=dict)
 
 
-def lower_graph(graph, config, progress=None):
+def lower_graph(graph, config, progress=None, column_taps=True):
     """Lower a partitioned graph for ``config``; returns a :class:`Compiled`.
 
     ``progress(done, total, node_name)`` is called per fabric node (for the CLI).
+    ``column_taps``: convs fed by the processor over their kernel columns as channels
+    where that takes fewer taps (stem.py); False keeps every conv's own shape.
     """
-    graph = restrict_to_backend(graph, config)
+    graph = restrict_to_backend(graph, config, column_taps)
     weights, winfo = pack_weights(graph, config)
     plan = check_plan(plan_memory(graph, config, len(weights)))
     by_name = {n.name: n for n in graph.nodes}

@@ -11,6 +11,7 @@ from bamboo.arch import isa
 
 from .. import ir
 from ..partition import CPU, FABRIC, _schedule
+from .stem import column_taps_stems
 from .tiling import pool_bands
 
 __all__ = [
@@ -243,10 +244,13 @@ def widen_dilation_w(node, graph, config):
     return wide if fabric_reason(wide, graph, config) is None else node
 
 
-def restrict_to_backend(graph, config):
+def restrict_to_backend(graph, config, column_taps=True):
     """Move fabric nodes the back end cannot lower for ``config`` to the CPU, with the reason
-    (after :func:`widen_dilation_w`)."""
+    (after :func:`~.stem.column_taps_stems`, if ``column_taps``, and
+    :func:`widen_dilation_w`)."""
     graph = split_concat_luts(graph, config)
+    if column_taps:
+        graph = column_taps_stems(graph, config, fabric_reason)
     prod = graph.producers()
     placed, nodes = {}, []
     for n in graph.nodes:

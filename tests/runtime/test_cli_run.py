@@ -44,8 +44,10 @@ def test_npy_in_npy_out(digits_bmb, tmp_path):
     assert np.array_equal(y, executor.run(graph, x)[0])
     text = out.getvalue()
     assert "float32[1, 10]" in text and "top-5: " in text
-    rows = preset("ultra96").rows  # one channel, padded to a block of rows
-    assert f"PS->PL: 1 transfers, {32 * 32 * rows} bytes" in text and "cpu: " in text
+    # the stride-2 stem's kernel columns as channels (compiler/backend/stem.py): 32 x 16
+    # pixels of 3 channels, padded to a block of rows
+    rows = preset("ultra96").rows
+    assert f"PS->PL: 1 transfers, {32 * 16 * rows} bytes" in text and "cpu: " in text
     assert text.split("top-5: ")[1].startswith(str(int(np.argmax(y))))
 
 

@@ -38,6 +38,8 @@ RTL_LAYERS = {
     "conv3x3_wide": lambda: conv_graph(12, 12, 8, 8, seed=1),
     "conv5x5_s2_dilated": lambda: conv_graph(13, 12, 8, 8, k=5, stride=2, dilation=2, pad=3),
     "conv_tiled": lambda: conv_graph(40, 37, 24, 40, seed=3),
+    # a 3-channel stride-2 stem over its kernel columns as channels (stem.py; 16 rows)
+    "stem_column_taps": lambda: conv_graph(24, 22, 3, 16, stride=2, seed=6),
     "conv_lut_clamp": lambda: conv_graph(5, 5, 4, 6, lut=True, clamp=(3, 200)),
     "int8_conv3x3_s2": lambda: conv_graph(9, 7, 5, 9, stride=2, signed=True, seed=7),
     "pointwise": lambda: conv_graph(6, 6, 20, 12, k=1, pad=0),
@@ -66,7 +68,10 @@ AXIRAM = T.BOARDS["cocotb"]
 
 
 def _compiled(name, config=TINY):
-    return lower_graph(partition(RTL_LAYERS[name](), fc_on_fabric=True), config)
+    """A layer of RTL_LAYERS as its own shape (no column-taps rewrite, but for
+    ``stem_column_taps``, which is the rewritten conv)."""
+    graph = partition(RTL_LAYERS[name](), fc_on_fabric=True)
+    return lower_graph(graph, config, column_taps=name.startswith("stem_"))
 
 
 def _runs(compiled):
