@@ -254,13 +254,21 @@ def _pad(a, x, tin, tout):
 def _column_taps(a, x, tin, tout):
     """NHWC codes -> pixel ``(y, j)`` holding inputs ``(y, j * stride_w + kx - pad_left)``
     for ``kx < kernel_w`` as channels ``kx * C + c`` (the zero point's code outside the
-    map), ``width`` pixels a row: a conv's kernel columns laid out as channels."""
+    map), ``width`` pixels a row: a conv's kernel columns laid out as channels. Channels
+    ``kx * C + c`` of a pixel are ``kernel_w * C`` consecutive codes of the padded row, so
+    the map is a read-only strided view of it: the channel blocking that carries it to
+    the fabric (``layout.to_blocked``) is its only copy."""
     k, s, pl, wo = (int(a[n]) for n in ("kernel_w", "stride_w", "pad_left", "width"))
     n, h, w, c = x.shape
     right = max(0, (wo - 1) * s + k - pl - w)
-    xp = np.pad(x, ((0, 0), (0, 0), (pl, right), (0, 0)), constant_values=x.dtype.type(tin.zp))
-    cols = [xp[:, :, kx : kx + (wo - 1) * s + 1 : s, :] for kx in range(k)]
-    return np.ascontiguousarray(np.concatenate(cols, axis=3))
+    xp = np.empty((n, h, pl + w + right, c), x.dtype)
+    xp[:, :, :pl] = xp[:, :, pl + w :] = x.dtype.type(tin.zp)
+    xp[:, :, pl : pl + w] = x
+    st = xp.strides
+    view = np.lib.stride_tricks.as_strided(
+        xp, (n, h, wo, k * c), (st[0], st[1], s * st[2], st[3]), writeable=False
+    )
+    return view
 
 
 def _table(a, x, tin, tout):
