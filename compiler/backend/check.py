@@ -12,7 +12,7 @@ from bamboo.arch import isa
 from .. import ir
 from ..partition import CPU, FABRIC, _schedule
 from .stem import column_taps_stems
-from .tiling import pool_bands
+from .tiling import pool_bands, pool_shapes
 
 __all__ = [
     "canon",
@@ -132,6 +132,9 @@ def fabric_reason(node, graph, config):
             return "global pool past 15x15 needs cols / depthwise_column_step >= rows"
         if pool_bands(config, h, w) is None:
             return f"global pool: a row of {w} pixels does not fit half the input buffer"
+        words = sum(config.depthwise_passes(kh, kw) for kh, kw in pool_shapes(config, h, w))
+        if words > config.weight_buffer_depth // 2:
+            return f"global pool: its {words} all-ones WGT words exceed half the weight buffer"
         return None
     if op == "maxpool":
         if (

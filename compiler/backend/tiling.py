@@ -46,6 +46,7 @@ __all__ = [
     "load_op",
     "pool_bands",
     "pool_kernel",
+    "pool_shapes",
     "pool_windows",
     "spatial_tiles",
     "store_ops",
@@ -180,6 +181,13 @@ def pool_windows(config, n):
     if n > p:
         out.append((p, 1, n - p))
     return out
+
+
+def pool_shapes(config, h, w):
+    """The window shapes ``[(kh, kw)]`` the bands of an ``h x w`` pool take (sorted): the
+    all-ones kernels whose WGT words it loads (each ``depthwise_passes(kh, kw)`` words)."""
+    bands = pool_bands(config, h, w) or []
+    return sorted({(kh, kw) for _, r in bands for _, kh, kw in pool_windows(config, r * w)})
 
 
 def pool_bands(config, h, w):

@@ -13,7 +13,7 @@ from bamboo.runtime.requant import qrange as _qrange
 from ..partition import FABRIC
 from . import pack
 from .check import canon, is_depthwise, move_kind, pool_on_array
-from .tiling import pool_bands, pool_windows
+from .tiling import pool_shapes
 
 __all__ = ["WeightImage", "conv_weights_2d", "depthwise_chunks", "pack_weights"]
 
@@ -169,11 +169,8 @@ def _gap_pool(n, tin, config, img, d):
     into the bias."""
     h, w, _ = canon(tin)
     n_ch, rows = config.depthwise_channels, config.rows
-    shapes = sorted(
-        {(kh, kw) for _, r in pool_bands(config, h, w) for _, kh, kw in pool_windows(config, r * w)}
-    )
     words, d["windows"] = [], {}
-    for kh, kw in shapes:
+    for kh, kw in pool_shapes(config, h, w):
         d["windows"][kh, kw] = sum(len(x) for x in words)
         words.append(
             pack.depthwise_weights(

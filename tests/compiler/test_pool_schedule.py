@@ -12,7 +12,10 @@ import pytest
 from bamboo.arch import isa, preset
 from bamboo.arch import timing as T
 from bamboo.compiler.backend import lower_graph
-from bamboo.compiler.backend.tiling import pool_bands, pool_kernel, pool_windows
+import dataclasses
+
+from bamboo.compiler.backend.check import fabric_reason
+from bamboo.compiler.backend.tiling import pool_bands, pool_kernel, pool_shapes, pool_windows
 from bamboo.compiler.partition import partition
 from bamboo.sim import cycles
 from configs import X8X32
@@ -65,11 +68,26 @@ def test_pool_bands_fit_inp_and_the_queue(name):
     assert pool_bands(preset("tiny"), 4, 513) is None  # a row past half of INP
 
 
+def test_pool_whose_weights_do_not_fit_goes_to_the_cpu():
+    """tiny's 14 x 4 windows over bands of two sizes: five shapes, 40 WGT words; a
+    weight buffer of 64 words (32 a slot) cannot hold them."""
+    c = preset("tiny")
+    shapes = pool_shapes(c, 17, 65)
+    assert sum(c.depthwise_passes(kh, kw) for kh, kw in shapes) == 40
+    g = partition(gap_graph(17, 65, 4))
+    assert fabric_reason(g.nodes[0], g, c) is None
+    small = dataclasses.replace(c, weight_buffer_depth=64)
+    assert fabric_reason(g.nodes[0], g, small) == (
+        "global pool: its 40 all-ones WGT words exceed half the weight buffer"
+    )
+
+
 CASES = {  # (h, w, channels, signed): bands, a short channel block, a short group
     "19x17_c10": (19, 17, 10, False),
     "40x36_c10": (40, 36, 10, False),  # bands on every config
     "33x64_c40_int8": (33, 64, 40, True),  # 8 x 32: a group of one block last
     "16x70_c17": (16, 70, 17, False),  # the pixels past the last whole window
+    "17x65_c4": (17, 65, 4, False),  # tiny: bands of two sizes, five window shapes
 }
 
 
