@@ -7,13 +7,13 @@ pixels exactly once; a band's LOAD overlaps the previous band's CONVs, so a larg
 is bound by its CONVs, not by LOADs waiting behind a full compute queue.
 """
 
+import dataclasses
+
 import numpy as np
 import pytest
 from bamboo.arch import isa, preset
 from bamboo.arch import timing as T
 from bamboo.compiler.backend import lower_graph
-import dataclasses
-
 from bamboo.compiler.backend.check import fabric_reason
 from bamboo.compiler.backend.tiling import pool_bands, pool_kernel, pool_shapes, pool_windows
 from bamboo.compiler.partition import partition
