@@ -53,6 +53,30 @@ __all__ = [
 DEFAULT_MODELS = ("mobilenet_v2", "efficientnet_b4", "tiny_yolov3")
 #: Part of the cache key: bump when what is cached changes.
 _REV = "explore-1"
+#: The code a cached result rests on (with :data:`_REV`, see :func:`code_revision`).
+_CODE = ("bamboo.arch", "bamboo.compiler", "bamboo.runtime", "bamboo.sim", "bamboo.models")
+
+
+def code_revision():
+    """A digest of the source a cached result rests on: the compiler, the cycle model,
+    the processor-side kernels, the models' builders (``_CODE``). A change to any of them
+    makes every earlier result stale, so it is part of the cache key (computed once)."""
+    global _CODE_REV
+    if _CODE_REV is None:
+        import importlib
+        from pathlib import Path
+
+        h = hashlib.sha256()
+        for name in _CODE:
+            root = Path(importlib.import_module(name).__file__).parent
+            for f in sorted(root.rglob("*.py")):
+                h.update(f"{name}/{f.relative_to(root).as_posix()}".encode() + b"\0")
+                h.update(f.read_bytes())
+        _CODE_REV = h.hexdigest()[:16]
+    return _CODE_REV
+
+
+_CODE_REV = None
 
 
 class ExploreError(BambooError):
@@ -222,7 +246,9 @@ class _Models:
 
         path = zoo.build_quantized(name, res, 1.0)
         key = hashlib.sha256(
-            json.dumps([_REV, path.name, self.board, config.to_dict()], sort_keys=True).encode()
+            json.dumps(
+                [_REV, code_revision(), path.name, self.board, config.to_dict()], sort_keys=True
+            ).encode()
         ).hexdigest()[:24]
         file = _cache_dir() / f"{key}.json"
         if self.cache and file.exists():

@@ -96,12 +96,19 @@ class _Projector:
         """``{"fabric_s", "cpu_s", "shares", "dram_x", "concurrent_s"}`` of one model."""
         from bamboo.models import zoo
 
-        from .explore import _cache_dir
+        from .explore import _cache_dir, code_revision
 
         path = zoo.build_quantized(name, res, 1.0)
         key = hashlib.sha256(
             json.dumps(
-                [_REV, path.name, self.board, config.to_dict(), dataclasses.asdict(levers)],
+                [
+                    _REV,
+                    code_revision(),
+                    path.name,
+                    self.board,
+                    config.to_dict(),
+                    dataclasses.asdict(levers),
+                ],
                 sort_keys=True,
             ).encode()
         ).hexdigest()[:24]

@@ -196,3 +196,22 @@ def test_cli_tiny_sweep_against_the_advise_chain(tmp_path, monkeypatch, capsys):
         for p in res["points"]
     }
     assert fps[16, 1] == pytest.approx(got, abs=0.01)
+
+
+def test_cache_key_rests_on_the_code(monkeypatch, tmp_path):
+    """A cached result is keyed by a digest of the compiler, cycle model, runtime
+    kernels and model builders: a source change there makes it stale."""
+    import bamboo.explore as ex
+
+    first = ex.code_revision()
+    assert first == ex.code_revision() and len(first) == 16
+    pkg = tmp_path / "fake_compiler"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("X = 1\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(ex, "_CODE", ex._CODE + ("fake_compiler",))
+    monkeypatch.setattr(ex, "_CODE_REV", None)
+    a = ex.code_revision()
+    (pkg / "__init__.py").write_text("X = 2\n")
+    monkeypatch.setattr(ex, "_CODE_REV", None)
+    assert a != first and ex.code_revision() != a
