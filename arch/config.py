@@ -377,10 +377,10 @@ PRESETS = {
     # +77 %, MobileNetV1 +42 %, EfficientNet-B4 +35 %, MobileNetV2 +10 %, GhostNet -2 %
     # (its depthwise layers lose the second block), no zoo model below -5 %.
     # The design-space search (`bamboo explore --board ultra96`, docs/explore.md) puts it
-    # on the Pareto front, second by geometric-mean FPS of MobileNetV2, EfficientNet-B4
-    # and Tiny-YOLOv3 to the same design with INP 4096 (1 % higher at full size, 30 BRAM36
-    # fewer), which costs Tiny-YOLOv3 its 30 FPS (28.4 against 30.6) and gains
-    # EfficientNet-B4 12 %, a tiling effect still to explain (docs/explore.md).
+    # on the Pareto front, tied by geometric-mean FPS of MobileNetV2, EfficientNet-B4 and
+    # Tiny-YOLOv3 with the same design at INP 4096 (1.00x, 30 BRAM36 fewer; session 16's
+    # 2 % lead of 4096 was EfficientNet-B4's global pools falling back to the CPU, which
+    # the back end's pool lowering of session 17 made moot).
     "ultra96": AcceleratorConfig(
         name="ultra96",
         rows=16,
