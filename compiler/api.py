@@ -29,13 +29,22 @@ def inspect(model, *, approx=(), se_on_fabric=False, fc_on_fabric=False):
 
 
 def compile(
-    model, config="ultra96", *, approx=(), se_on_fabric=False, fc_on_fabric=False, progress=None
+    model,
+    config="ultra96",
+    *,
+    approx=(),
+    se_on_fabric=False,
+    fc_on_fabric=False,
+    progress=None,
+    column_taps=True,
 ):
     """Compile ``model`` for ``config`` (a preset name or an
     :class:`~bamboo.arch.AcceleratorConfig`); returns the ``.bmb`` artifact's bytes, which
     ``bamboo.runtime.session.Session`` runs. Options as :func:`inspect`;
-    ``progress(done, total, layer)`` is called as layers are lowered."""
+    ``progress(done, total, layer)`` is called as layers are lowered; ``column_taps=False``
+    keeps a stem's own shape on the fabric (no processor-side ``column_taps`` node,
+    compiler/backend/stem.py)."""
     if not isinstance(config, AcceleratorConfig):
         config = preset(config)
     graph = inspect(model, approx=approx, se_on_fabric=se_on_fabric, fc_on_fabric=fc_on_fabric)
-    return compile_artifact(graph, config, progress)
+    return compile_artifact(graph, config, progress, column_taps)

@@ -22,6 +22,12 @@ def add_compile_parser(subparsers):
     from .cli_inspect import add_frontend_arguments
 
     add_frontend_arguments(p)
+    p.add_argument(
+        "--no-column-taps",
+        action="store_true",
+        help="keep a stem conv's own shape on the fabric: no processor-side column layout "
+        "(fewer CPU ms, more fabric cycles)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress output")
     p.set_defaults(func=cmd_compile)
     return p
@@ -50,7 +56,7 @@ def cmd_compile(args, out=None):
         if not args.quiet:
             print(f"\r[{done}/{total}] {name[:60]:<60}", end="", file=out, flush=True)
 
-    compiled = lower_graph(graph, config, progress)
+    compiled = lower_graph(graph, config, progress, column_taps=not args.no_column_taps)
     blob = artifact_writer.build(compiled)
     from bamboo.runtime.files import write_atomic
 

@@ -124,6 +124,7 @@ def lower_graph(graph, config, progress=None, column_taps=True):
     )
 
 
-def compile_artifact(graph, config, progress=None):
-    """Compile a partitioned IR ``graph`` for ``config`` to ``.bmb`` bytes."""
-    return artifact_writer.build(lower_graph(graph, config, progress))
+def compile_artifact(graph, config, progress=None, column_taps=True):
+    """Compile a partitioned IR ``graph`` for ``config`` to ``.bmb`` bytes (``column_taps``
+    as :func:`lower_graph`)."""
+    return artifact_writer.build(lower_graph(graph, config, progress, column_taps))

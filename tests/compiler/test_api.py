@@ -38,6 +38,23 @@ def test_compile_is_what_the_cli_writes(model, tmp_path):
     assert bamboo.compiler.compile(model, PRESETS["tiny"]) == out.read_bytes()
 
 
+def test_column_taps_option_in_the_cli_and_the_api(model, tmp_path):
+    """On ultra96 the 3-channel stem runs over its kernel columns (a CPU column_taps node);
+    ``--no-column-taps`` / ``column_taps=False`` keeps the conv's own shape."""
+    from bamboo.arch.artifact import read_artifact
+
+    def ops(blob):
+        return {n.op for n in read_artifact(blob).metadata.cpu_nodes.values()}
+
+    out = tmp_path / "m.bmb"
+    cli = ["compile", str(model), "-o", str(out), "--quiet", "--no-column-taps"]
+    args = build_parser().parse_args(cli)
+    args.func(args)
+    off = bamboo.compiler.compile(model, column_taps=False)
+    assert off == out.read_bytes() and "column_taps" not in ops(off)
+    assert "column_taps" in ops(bamboo.compiler.compile(model))
+
+
 def test_compiled_artifact_runs_bit_exact(model):
     from bamboo.runtime.session import Session
 
