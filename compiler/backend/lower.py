@@ -50,43 +50,36 @@ class Lowerer:
     def _t(self, name):
         return self.g.tensors[name], canon(self.g.tensors[name]), self.plan.offset(name)
 
-    def _param(self, step, key, dram, words=1):
-        """PARAM slot base of ``key``, loading ``words`` consecutive words from ``dram``
-        on a miss (at most a slot: several output blocks' words in one LOAD)."""
-        assert words <= self.slots.param.size
-        k, hit = self.slots.param.get(key)
-        base = self.slots.param.bases[k]
+    def _cached(self, step, cache, buffer, key, dram, words=1):
+        """``(base, slot)`` of ``key`` in ``cache`` (a slot cache of ``buffer``); on a miss,
+        one LOAD of ``words`` consecutive words from ``dram``, an offset into the weights
+        region (WGT, PARAM and LUT words: what no STORE writes)."""
+        k, hit = cache.get(key)
+        base = cache.bases[k]
         if not hit:
             step.loads.append(
                 load_op(
-                    isa.Buffer.PARAM,
-                    self.slots.param.slot(k),
+                    buffer,
+                    cache.slot(k),
                     base,
                     self.wbase + dram,
                     1,
                     words,
                     words,
-                    elem_bytes(self.c, isa.Buffer.PARAM),
+                    elem_bytes(self.c, buffer),
                 )
             )
-        return base, self.slots.param.slot(k)
+        return base, cache.slot(k)
+
+    def _param(self, step, key, dram, words=1):
+        """PARAM slot base of ``key``, loading ``words`` consecutive words from ``dram``
+        on a miss (at most a slot: several output blocks' words in one LOAD)."""
+        assert words <= self.slots.param.size
+        return self._cached(step, self.slots.param, isa.Buffer.PARAM, key, dram, words)
 
     def _load_lut(self, step, dram):
-        k, hit = self.slots.lut.get(("lut", dram))
-        if not hit:
-            step.loads.append(
-                load_op(
-                    isa.Buffer.LUT,
-                    self.slots.lut.slot(k),
-                    k,
-                    self.wbase + dram,
-                    1,
-                    1,
-                    1,
-                    elem_bytes(self.c, isa.Buffer.LUT),
-                )
-            )
-        return k, self.slots.lut.slot(k)
+        """``(LUT slot, slot tag)`` of the table at ``dram`` (a LUT slot's base is its index)."""
+        return self._cached(step, self.slots.lut, isa.Buffer.LUT, ("lut", dram), dram)
 
     def _post(self, node, step, reads, lut=False):
         """act / lut_slot / qmin / qmax / signed / out_zp fields of ``node``'s post-processing.
@@ -314,22 +307,15 @@ class Lowerer:
                 else:
                     wkey, first_word = (nm, "wgt", ob, k), ob * ib * taps + blocks[0] * taps
                     nwords, woff = len(blocks) * taps, 0
-                wk, hit = self.slots.wgt.get(wkey)
-                wbase = self.slots.wgt.bases[wk]
-                if not hit:
-                    step.loads.append(
-                        load_op(
-                            isa.Buffer.WGT,
-                            self.slots.wgt.slot(wk),
-                            wbase,
-                            self.wbase + info["wgt"] + first_word * B * C,
-                            1,
-                            nwords,
-                            nwords,
-                            elem_bytes(c, isa.Buffer.WGT),
-                        )
-                    )
-                reads = [self.slots.inp.slot(si), self.slots.wgt.slot(wk)]
+                wbase, wslot = self._cached(
+                    step,
+                    self.slots.wgt,
+                    isa.Buffer.WGT,
+                    wkey,
+                    info["wgt"] + first_word * B * C,
+                    nwords,
+                )
+                reads = [self.slots.inp.slot(si), wslot]
                 emit = k == len(parts) - 1
                 if k == 0:
                     p0 = ob // pw * pw
@@ -695,25 +681,12 @@ class Lowerer:
                     step.loads += input_tile_loads(
                         self.slots.inp, si, ibase, tbase, blocks, h, w, y0, rows, 0, w, B, 0
                     )
-                wk, hit = self.slots.wgt.get((nm, "ones"))
-                wbase = self.slots.wgt.bases[wk]
-                if not hit:
-                    step.loads.append(
-                        load_op(
-                            isa.Buffer.WGT,
-                            self.slots.wgt.slot(wk),
-                            wbase,
-                            self.wbase + info["wgt"],
-                            1,
-                            info["wgt_words"],
-                            info["wgt_words"],
-                            elem_bytes(c, isa.Buffer.WGT),
-                        )
-                    )
+                ones = (nm, "ones"), info["wgt"], info["wgt_words"]
+                wbase, wslot = self._cached(step, self.slots.wgt, isa.Buffer.WGT, *ones)
                 pbase, pslot = self._param(step, (nm, "param"), info["param"])
                 windows = pool_windows(c, rows * w)
                 for k, (p0, kh, kw) in enumerate(windows):
-                    reads = [self.slots.inp.slot(si), self.slots.wgt.slot(wk), pslot]
+                    reads = [self.slots.inp.slot(si), wslot, pslot]
                     first = b == 0 and k == 0
                     emit = b == len(bands) - 1 and k == len(windows) - 1
                     fields = {
