@@ -31,6 +31,8 @@ so each CONV sums ``kh * kw`` consecutive pixels as a ``kh x kw`` window of a ma
 ``kw`` pixels wide (:func:`pool_windows`; ``in_w = kw``, one output pixel).
 """
 
+import functools
+
 from bamboo.arch import isa
 from bamboo.arch import timing as T
 from bamboo.arch.layout import PARAM_SLOT_WORDS, PARAM_SLOTS
@@ -151,10 +153,12 @@ def spatial_tiles(ho, wo, fits, cost=None, widths=8):
     return best[1]
 
 
+@functools.lru_cache(maxsize=None)
 def pool_kernel(config):
     """``(kh, kw)``: the all-ones depthwise window a global pool sums per CONV, the one
     with the fewest cycles a pixel (``arch.timing.conv_cycles`` plus ``CONV_OVERHEAD``;
-    the array latency between passes makes small windows slow)."""
+    the array latency between passes makes small windows slow). A search over every
+    window the fields allow, so cached per configuration (a frozen dataclass)."""
     kh_max = isa.field(isa.Opcode.CONV, "kernel_h").max
     kw_max = min(config.rows, isa.field(isa.Opcode.CONV, "kernel_w").max)
     cost = {
