@@ -25,6 +25,7 @@ configuration and its values), nothing else.
 
 import csv
 import dataclasses
+import functools
 import hashlib
 import itertools
 import json
@@ -57,26 +58,21 @@ _REV = "explore-1"
 _CODE = ("bamboo.arch", "bamboo.compiler", "bamboo.runtime", "bamboo.sim", "bamboo.models")
 
 
+@functools.lru_cache(maxsize=None)
 def code_revision():
     """A digest of the source a cached result rests on: the compiler, the cycle model,
     the processor-side kernels, the models' builders (``_CODE``). A change to any of them
     makes every earlier result stale, so it is part of the cache key (computed once)."""
-    global _CODE_REV
-    if _CODE_REV is None:
-        import importlib
-        from pathlib import Path
+    import importlib
+    from pathlib import Path
 
-        h = hashlib.sha256()
-        for name in _CODE:
-            root = Path(importlib.import_module(name).__file__).parent
-            for f in sorted(root.rglob("*.py")):
-                h.update(f"{name}/{f.relative_to(root).as_posix()}".encode() + b"\0")
-                h.update(f.read_bytes())
-        _CODE_REV = h.hexdigest()[:16]
-    return _CODE_REV
-
-
-_CODE_REV = None
+    h = hashlib.sha256()
+    for name in _CODE:
+        root = Path(importlib.import_module(name).__file__).parent
+        for f in sorted(root.rglob("*.py")):
+            h.update(f"{name}/{f.relative_to(root).as_posix()}".encode() + b"\0")
+            h.update(f.read_bytes())
+    return h.hexdigest()[:16]
 
 
 class ExploreError(BambooError):

@@ -210,8 +210,11 @@ def test_cache_key_rests_on_the_code(monkeypatch, tmp_path):
     (pkg / "__init__.py").write_text("X = 1\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.setattr(ex, "_CODE", ex._CODE + ("fake_compiler",))
-    monkeypatch.setattr(ex, "_CODE_REV", None)
-    a = ex.code_revision()
-    (pkg / "__init__.py").write_text("X = 2\n")
-    monkeypatch.setattr(ex, "_CODE_REV", None)
-    assert a != first and ex.code_revision() != a
+    try:
+        ex.code_revision.cache_clear()
+        a = ex.code_revision()
+        (pkg / "__init__.py").write_text("X = 2\n")
+        ex.code_revision.cache_clear()
+        assert a != first and ex.code_revision() != a
+    finally:
+        ex.code_revision.cache_clear()  # the real sources' digest for later tests
