@@ -168,22 +168,14 @@ def _gap_pool(n, tin, config, img, d):
     PARAM words (one, the same for every channel group) with the input zero point folded
     into the bias."""
     h, w, _ = canon(tin)
-    n_ch, rows = config.depthwise_channels, config.rows
+    n_ch = config.depthwise_channels
     words, d["windows"] = [], {}
-    for kh, kw in pool_shapes(config, h, w):
-        d["windows"][kh, kw] = sum(len(x) for x in words)
-        words.append(
-            pack.depthwise_weights(
-                np.ones((n_ch, kh, kw, 1), np.int8),
-                rows,
-                config.cols,
-                config.depthwise_column_step,
-                n_ch,
-                config.depthwise_row_groups(kw),
-            )[0]
-        )
-    d["wgt"] = img.add(np.concatenate(words))
-    d["wgt_words"] = sum(len(x) for x in words)
+    for kh, kw in pool_shapes(config, h, w):  # kw <= rows: one column chunk, one group
+        d["windows"][kh, kw] = len(words)
+        ones, _ = depthwise_chunks(np.ones((n_ch, kh, kw, 1), np.int8), config)
+        words += list(ones[0])
+    d["wgt"] = img.add(np.stack(words))
+    d["wgt_words"] = len(words)
     d["in_zp"] = pack.in_zp_for(config, tin.q.zp, tin.q.dtype == "int8")
     bias = np.full(n_ch, (d["in_zp"] - int(tin.q.zp)) * h * w, np.int64)
     m, e = pack.requant_of(n.attrs["rq"], n_ch)
