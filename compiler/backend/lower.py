@@ -668,12 +668,13 @@ class Lowerer:
         obase = self._t(node.outputs[0])[2]
         nout, nbg = act_blocks(ch, B), self._dw_blocks()
         bands = pool_bands(c, h, w)
+        windows = [pool_windows(c, rows * w) for _, rows in bands]  # the same for every group
         steps = []
         for g0 in range(0, nout, nbg):
             blocks = list(range(g0, min(nout, g0 + nbg)))
             ok, _ = self.slots.out.get(None)
             out_base, out_slot = self.slots.out.bases[ok], self.slots.out.slot(ok)
-            for b, (y0, rows) in enumerate(bands):
+            for b, ((y0, rows), wins) in enumerate(zip(bands, windows)):
                 step = Step(nm)
                 si, hit = self.slots.inp.get((nm, "inp", g0, y0))
                 ibase = self.slots.inp.bases[si]
@@ -684,11 +685,10 @@ class Lowerer:
                 ones = (nm, "ones"), info["wgt"], info["wgt_words"]
                 wbase, wslot = self._cached(step, self.slots.wgt, isa.Buffer.WGT, *ones)
                 pbase, pslot = self._param(step, (nm, "param"), info["param"])
-                windows = pool_windows(c, rows * w)
-                for k, (p0, kh, kw) in enumerate(windows):
+                for k, (p0, kh, kw) in enumerate(wins):
                     reads = [self.slots.inp.slot(si), wslot, pslot]
                     first = b == 0 and k == 0
-                    emit = b == len(bands) - 1 and k == len(windows) - 1
+                    emit = b == len(bands) - 1 and k == len(wins) - 1
                     fields = {
                         "mode": isa.ConvMode.DEPTHWISE,
                         "kernel_h": kh,
