@@ -387,14 +387,12 @@ def progress(label, i, n, start, now, out=None):
 
 
 def ort_session(path):
-    """An onnxruntime session of ``path`` as the references are made: EXTENDED graph
-    optimizations (the level Bamboo's numerics match), one thread, CPU."""
-    import onnxruntime as ort
+    """An onnxruntime session of ``path`` as the references are made
+    (``bamboo.compiler.reference``: EXTENDED graph optimizations, the level Bamboo's
+    numerics match, one thread, CPU, exact integer kernels on every processor)."""
+    from bamboo.compiler.reference import reference_session
 
-    opts = ort.SessionOptions()
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
-    opts.intra_op_num_threads = 1
-    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    return reference_session(path)
 
 
 def bit_equal(a, b):

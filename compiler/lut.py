@@ -142,13 +142,9 @@ def run_on_codes(model, dtype):
     onnxruntime, CPU, ``ORT_ENABLE_EXTENDED`` (the level at which DQ->op->Q groups
     fuse into the integer kernels a quantized graph really runs); returns the output.
     """
-    import onnxruntime as ort
+    from .reference import reference_session
 
-    so = ort.SessionOptions()
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
-    so.intra_op_num_threads = 1
-    so.log_severity_level = 3
-    sess = ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
+    sess = reference_session(model)
     (out,) = sess.run(None, {"x": input_codes(dtype)})
     return out
 

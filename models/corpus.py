@@ -396,11 +396,11 @@ def evaluate(name, full=False, config="ultra96", count=2):
         ``error`` (the one-line message) when the compiler refuses the model.
     """
     import onnx
-    import onnxruntime as ort
     from bamboo.arch import preset
     from bamboo.arch.errors import BambooError
     from bamboo.compiler.backend import compile_artifact
     from bamboo.compiler.cli_inspect import compile_model
+    from bamboo.compiler.reference import reference_session
     from bamboo.runtime.session import Session
 
     from .quantize import uint8_twin
@@ -412,16 +412,9 @@ def evaluate(name, full=False, config="ultra96", count=2):
     except BambooError as exc:
         return {"error": str(exc).splitlines()[0]}
     cpu = [n for n in graph.nodes if n.target == "cpu"]
-    opts = ort.SessionOptions()
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
-    opts.intra_op_num_threads = 1
-    opts.log_severity_level = 3
     model = onnx.load(str(path))
     twin = uint8_twin(model)
-    refs = [
-        ort.InferenceSession(m.SerializeToString(), opts, providers=["CPUExecutionProvider"])
-        for m in ([twin, model] if twin != model else [twin])
-    ]
+    refs = [reference_session(m) for m in ([twin, model] if twin != model else [twin])]
     differ = [0] * len(refs)
     with Session(blob, backend="isa") as sess:
         (spec,) = sess.io.inputs

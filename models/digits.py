@@ -133,12 +133,9 @@ def build_quantized(format="qdq"):  # noqa: A002
 
 def onnx_predict(path):
     """A ``predict(x) -> logits`` running ``path`` in onnxruntime (optimization EXTENDED)."""
-    import onnxruntime as ort
+    from bamboo.compiler.reference import reference_session
 
-    opts = ort.SessionOptions()
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
-    opts.intra_op_num_threads = 1
-    session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    session = reference_session(path)
     return lambda x: np.concatenate(
         [session.run(None, {"input": x[i : i + 1]})[0] for i in range(len(x))]
     )

@@ -174,17 +174,11 @@ def lfw_accuracy(indices=None, config="ultra96", out=None):
         ``bit_exact`` (images whose every output matched onnxruntime's bit for bit).
     """
     import numpy as np
-    import onnxruntime as ort
     from bamboo.arch import preset
     from bamboo.compiler.backend import compile_artifact
     from bamboo.compiler.cli_inspect import compile_model
+    from bamboo.compiler.reference import reference_session as session
     from bamboo.runtime.session import Session
-
-    def session(path):
-        opts = ort.SessionOptions()
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
-        opts.intra_op_num_threads = 1
-        return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
 
     x, labels = lfw_inputs(indices)
     qpath = build_quantized()

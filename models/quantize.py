@@ -147,22 +147,15 @@ def optimized_model(path, level="extended"):
     -------
     onnx.ModelProto
     """
-    import onnxruntime as ort
+    from bamboo.compiler.reference import reference_session
 
-    levels = {
-        "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
-        "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
-        "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
-    }
+    levels = ("basic", "extended", "all")
     if level not in levels:
         raise ValueError(f"level must be one of {sorted(levels)}, not {level!r}")
     with tempfile.TemporaryDirectory(prefix="bamboo-ort-") as tmp:
-        opts = ort.SessionOptions()
-        opts.graph_optimization_level = levels[level]
-        opts.intra_op_num_threads = 1
-        opts.optimized_model_filepath = os.path.join(tmp, "opt.onnx")
-        ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-        return onnx.load(opts.optimized_model_filepath)
+        optimized = os.path.join(tmp, "opt.onnx")
+        reference_session(path, level, optimized_path=optimized)
+        return onnx.load(optimized)
 
 
 def float_ops_after_optimization(path, level="extended"):

@@ -31,6 +31,7 @@ import pytest
 # Importing this module skips the importing test module when the golden side is missing.
 onnx = pytest.importorskip("onnx", reason="differential tests need onnx")
 ort = pytest.importorskip("onnxruntime", reason="differential tests need onnxruntime")
+from bamboo.compiler.reference import reference_session  # noqa: E402
 from onnx import helper, numpy_helper  # noqa: E402
 
 __all__ = [
@@ -87,12 +88,6 @@ FLOAT_OPS = frozenset(
     }
 )
 EXTENDED = "extended"
-_LEVELS = {
-    "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
-    "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
-    EXTENDED: ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
-    "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
-}
 
 
 # --- building -----------------------------------------------------------------------------------
@@ -452,15 +447,9 @@ def codes_from_dequantized(y, scale, zp):
 
 
 def session(model, level=EXTENDED, optimized_path=None):
-    """An InferenceSession (CPU, one thread: deterministic and kind to shared machines)."""
-    so = ort.SessionOptions()
-    so.graph_optimization_level = _LEVELS[level]
-    so.intra_op_num_threads = 1
-    so.inter_op_num_threads = 1
-    so.log_severity_level = 3  # errors only: "ALL serializes hardware-specific ops" is noise here
-    if optimized_path:
-        so.optimized_model_filepath = optimized_path
-    return ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
+    """An InferenceSession (CPU, one thread: deterministic and kind to shared machines;
+    exact integer kernels on every processor: bamboo.compiler.reference)."""
+    return reference_session(model, level, optimized_path)
 
 
 def run(model, feeds, level=EXTENDED):

@@ -5,9 +5,10 @@ import numpy as np
 import pytest
 
 onnx = pytest.importorskip("onnx")
-ort = pytest.importorskip("onnxruntime")
+pytest.importorskip("onnxruntime")
 import bamboo.compiler  # noqa: E402
 from bamboo.arch import PRESETS, ConfigError  # noqa: E402
+from bamboo.compiler.reference import reference_session  # noqa: E402
 from test_frontend import convnet, qdq  # noqa: E402
 
 from bamboo.cli import build_parser  # noqa: E402
@@ -59,7 +60,7 @@ def test_compiled_artifact_runs_bit_exact(model):
     from bamboo.runtime.session import Session
 
     blob = bamboo.compiler.compile(model, "tiny")
-    ref = ort.InferenceSession(str(model))
+    ref = reference_session(model)
     x = np.random.default_rng(0).standard_normal((1, 3, 16, 16)).astype(np.float32)
     name = ref.get_inputs()[0].name
     with Session(blob, backend="isa", config=PRESETS["tiny"]) as sess:

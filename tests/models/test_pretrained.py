@@ -5,9 +5,10 @@ import pytest
 
 pytest.importorskip("torch", reason="the model zoo needs torch")
 onnx = pytest.importorskip("onnx")
-ort = pytest.importorskip("onnxruntime")
+pytest.importorskip("onnxruntime")
 pytest.importorskip("sklearn", reason="the digits data set comes from scikit-learn")
 
+from bamboo.compiler.reference import reference_session  # noqa: E402
 from bamboo.models import digits, faces, quantize  # noqa: E402
 
 
@@ -46,10 +47,7 @@ def test_ultraface_quantizes_to_integer(ultraface):
 
 def test_ultraface_int8_agrees_with_float(ultraface):
     x = faces.calibration_images(1)  # the astronaut: one face
-    fout, qout = (
-        ort.InferenceSession(str(p), providers=["CPUExecutionProvider"]).run(None, {"input": x})
-        for p in ultraface
-    )
+    fout, qout = (reference_session(p).run(None, {"input": x}) for p in ultraface)
     assert fout[0].shape == qout[0].shape == (1, 4420, 2)
     assert np.corrcoef(fout[0].ravel(), qout[0].ravel())[0, 1] > 0.99
     assert np.corrcoef(fout[1].ravel(), qout[1].ravel())[0, 1] > 0.98

@@ -13,9 +13,10 @@ import pytest
 
 pytest.importorskip("torch", reason="the model zoo needs torch")
 onnx = pytest.importorskip("onnx")
-ort = pytest.importorskip("onnxruntime")
+pytest.importorskip("onnxruntime")
 pytest.importorskip("skimage", reason="calibration photos come from scikit-image")
 
+from bamboo.compiler.reference import reference_session  # noqa: E402
 from bamboo.models import calibration, export, quantize, zoo  # noqa: E402
 
 # Ops a float zoo graph may contain (what the quantizer and the compiler must handle).
@@ -48,10 +49,7 @@ def _params(names):
 
 
 def _session(path):
-    opts = ort.SessionOptions()
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
-    opts.intra_op_num_threads = 1
-    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    return reference_session(path)
 
 
 def _per_channel_problems(model):
@@ -155,10 +153,10 @@ def test_edge_pad_fold_matches_onnxruntime():
         [onnx.numpy_helper.from_array(np.array([0, 0, 1, 0, 0, 0, 0, 2], np.int64), "pads")],
     )
     model = h.make_model(graph, opset_imports=[h.make_opsetid("", 13)])
-    want = ort.InferenceSession(model.SerializeToString()).run(None, {"x": x})[0]
+    want = reference_session(model).run(None, {"x": x})[0]
     folded = export.fold_edge_pad_into_maxpool(model)
     assert [n.op_type for n in folded.graph.node] == ["MaxPool"]
-    got = ort.InferenceSession(folded.SerializeToString()).run(None, {"x": x})[0]
+    got = reference_session(folded).run(None, {"x": x})[0]
     np.testing.assert_array_equal(got, want)
 
 
