@@ -275,6 +275,22 @@ class AcceleratorConfig:
         return min(self.depthwise_blocks * self.rows, self.cols // self.depthwise_column_step)
 
     @property
+    def depthwise_emit_turns(self):
+        """Cycles post-processing takes per ACC word of a depthwise CONV. Its results sit in
+        columns ``0 .. depthwise_channels - 1`` (the other columns' OUT bytes are written
+        0), so the lane groups past them are skipped: ``ceil(depthwise_channels /
+        postproc_lanes)`` turns, at least 2 (a one-turn beat would have to know it is
+        one before its first group), or :attr:`postproc_turns` when that is no fewer."""
+        lanes = self.cols // self.postproc_turns
+        short = max(2, -(-self.depthwise_channels // lanes))
+        return min(short, self.postproc_turns)
+
+    def emit_turns(self, depthwise):
+        """Cycles post-processing takes per ACC word of a CONV: :attr:`depthwise_emit_turns`
+        for a depthwise one, else :attr:`postproc_turns`."""
+        return self.depthwise_emit_turns if depthwise else self.postproc_turns
+
+    @property
     def depthwise_ports(self):
         """INP words the depthwise path reads a cycle: one per channel block and row group."""
         return self.depthwise_blocks * self.depthwise_groups

@@ -75,7 +75,7 @@ BURST_ISSUE_CYCLES = 2
 _MAX_BURST_BEATS = 256
 
 
-def conv_cycles(config, words_per_tap, taps, emit_pixels=0):
+def conv_cycles(config, words_per_tap, taps, emit_pixels=0, depthwise=False):
     """Cycles a CONV instruction keeps the compute unit busy (docs/compute.md).
 
     Closed form of the sequencer's recurrence: tap ``j`` starts at
@@ -84,8 +84,9 @@ def conv_cycles(config, words_per_tap, taps, emit_pixels=0):
     tap and
     ``cool = L`` tap ``j`` starts at ``1 + (j // 2) * max(2W, W + cool) +
     (j % 2) * W``. Busy = ``1 + run + (L + 4) + (emit_pixels * turns + 1 if emit)``,
-    ``turns = config.postproc_turns`` (post-processing takes an ACC word a cycle, or in
-    ``turns`` lane groups when it has fewer lanes than columns)
+    ``turns = config.emit_turns(depthwise)`` (post-processing takes an ACC word a cycle,
+    or in ``turns`` lane groups when it has fewer lanes than columns; a depthwise CONV's
+    skip the groups past its channels).
     Exact for ``hw/compute.py``'s sequencer: tests/hw/test_compute.py checks it against
     the RTL.
     """
@@ -96,7 +97,7 @@ def conv_cycles(config, words_per_tap, taps, emit_pixels=0):
     w, cool = words_per_tap, config.array_latency
     j = taps - 1
     run = 1 + (j // 2) * max(2 * w, w + cool) + (j % 2) * w + w
-    emit = emit_pixels * config.postproc_turns + 1 if emit_pixels else 0
+    emit = emit_pixels * config.emit_turns(depthwise) + 1 if emit_pixels else 0
     return 1 + run + (cool + 4) + emit
 
 
@@ -115,7 +116,8 @@ def conv_insn_cycles(config, f):
         taps = config.depthwise_passes(f["kernel_h"], f["kernel_w"])
     else:
         words, taps = oh * ow, f["kernel_h"] * f["kernel_w"] * f["in_blocks"]
-    return conv_cycles(config, words, taps, oh * ow if f["acc_emit"] else 0)
+    depthwise = f["mode"] == ConvMode.DEPTHWISE
+    return conv_cycles(config, words, taps, oh * ow if f["acc_emit"] else 0, depthwise)
 
 
 def vec_cycles(config, pixels, elements):

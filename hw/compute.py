@@ -44,7 +44,7 @@ def acc_layout(config):
     return data.ArrayLayout(signed(32), config.cols)
 
 
-def conv_cycles(config, words_per_tap, taps, emit_pixels=0):
+def conv_cycles(config, words_per_tap, taps, emit_pixels=0, depthwise=False):
     """Cycles a CONV instruction keeps :class:`ComputeUnit` busy (``status.busy``).
 
     Exact for this sequencer (the tests check it against the RTL): the compiler's
@@ -60,9 +60,11 @@ def conv_cycles(config, words_per_tap, taps, emit_pixels=0):
         Weight words: dense ``kernel_h * kernel_w * in_blocks``; depthwise ``kernel_h``.
     emit_pixels : int
         ``out_h * out_w`` if ``acc_emit``, else 0. The drain takes a beat a cycle, or
-        ``config.postproc_turns`` cycles a beat when post-processing has fewer lanes than
-        columns (hw/postproc.py takes a beat with its last lane group); no other
-        back-pressure.
+        ``config.emit_turns(depthwise)`` cycles a beat when post-processing has fewer lanes
+        than columns (hw/postproc.py takes a beat with its last lane group, and skips the
+        groups past a depthwise CONV's channels); no other back-pressure.
+    depthwise : bool
+        The CONV is depthwise (``mode`` DEPTHWISE).
     """
     latency = config.array_latency  # SystolicArray.LATENCY
     cool = latency  # ComputeUnit.COOL
@@ -74,7 +76,7 @@ def conv_cycles(config, words_per_tap, taps, emit_pixels=0):
         start = max(end[-1] + 1, end[-2] + cool + 1, 1)
         end.append(start + words_per_tap - 1)
     run = end[-1] + 1
-    emit = emit_pixels * config.postproc_turns + 1 if emit_pixels else 0
+    emit = emit_pixels * config.emit_turns(depthwise) + 1 if emit_pixels else 0
     return 1 + run + (latency + 4) + emit
 
 

@@ -14,7 +14,8 @@ one writer at a time and ``done`` pulses in issue order.
 
 Each ``acc`` beat goes to the PostProcessor with the PARAM lanes of the instruction's
 ``param_addr`` (read through :func:`~bamboo.hw.isa_layout.param_word_layout`)
-and its zero point, bounds and activation; its OUT address waits in a FIFO for the
+and its zero point, bounds and activation (a depthwise CONV's beats ``narrow``: its
+channels fill the first columns only); its OUT address waits in a FIFO for the
 post-processed beat. The vector unit's OUT writes (``vec_out_w``) pass through to
 ``out_w``.
 """
@@ -23,7 +24,7 @@ from amaranth.hdl import Cat, Module, Mux, Signal
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from ..arch.isa import Activation, Opcode
+from ..arch.isa import Activation, ConvMode, Opcode
 from ..arch.layout import PARAM_DEPTH
 from .flagfifo import FlagFIFO
 from .isa_layout import instruction_layout, param_word_layout
@@ -186,8 +187,9 @@ class ComputeExecutor(wiring.Component):
             with m.Default():
                 m.d.comb += post_act.eq(PostActivation.NONE)
         lanes = data.View(param_word_layout(cfg), self.param_r.data)
+        m.d.comb += self.post_i.payload.narrow.eq(insn.mode == ConvMode.DEPTHWISE)
         for c in range(cfg.cols):
-            lane, p = lanes[c], self.post_i.payload[c]
+            lane, p = lanes[c], self.post_i.payload.lanes[c]
             m.d.comb += [
                 p.acc.eq(acc.payload.acc[c]),
                 p.bias.eq(lane.bias),

@@ -29,6 +29,12 @@ whole word to the FIFO. The requantizers are busy only while an ACC word is emit
 so fewer of them cost a CONV ``(T - 1)`` cycles per output pixel and save two DSP48E2
 and several hundred LUTs each (docs/hardware.md, "Post-processing lanes").
 
+A depthwise CONV's results sit in the first ``N = cfg.depthwise_channels`` columns. Its
+beats come with ``narrow`` set: they take ``S = cfg.depthwise_emit_turns`` turns (the
+groups past the channels are skipped; ``S = T`` when that saves nothing) and the word's
+columns from ``N`` on are written 0, as the ISA's CONV DEPTHWISE states. On ``ultra96``
+(16 channels, 8 lanes for 32 columns) a depthwise pixel takes 2 cycles instead of 4.
+
 Flow control: the lanes are free-running pipelines (no clock enable on thousands
 of datapath registers, which would not close timing at 250 MHz across 32 lanes).
 A credit counter admits a beat only when the output FIFO is sure to have room for
@@ -227,9 +233,10 @@ class PostProcessor(wiring.Component):
 
     Attributes
     ----------
-    i : In(stream.Signature(ArrayLayout(lane_in, cols)))
-        Per lane: ``acc``, ``bias`` (int32, summed with 32-bit wrap) and
-        ``params`` (:class:`LaneParams`).
+    i : In(stream.Signature(StructLayout({lanes, narrow})))
+        ``lanes`` (``ArrayLayout(lane_in, cols)``), per lane: ``acc``, ``bias`` (int32,
+        summed with 32-bit wrap) and ``params`` (:class:`LaneParams`); ``narrow``: only
+        the first ``cfg.depthwise_channels`` columns hold results (a depthwise CONV).
     o : Out(stream.Signature(ArrayLayout(unsigned(8), cols)))
         Per lane, the output code byte (uint8, or int8 in two's complement).
     lut_w : In(LutWriteSignature(cfg.lut_slots))
@@ -261,7 +268,7 @@ class PostProcessor(wiring.Component):
     def input_layout(cfg):
         """Payload layout of ``i`` for ``cfg`` (testbenches pack beats without a component)."""
         lane = data.StructLayout({"acc": signed(32), "bias": signed(32), "params": LaneParams})
-        return data.ArrayLayout(lane, cfg.cols)
+        return data.StructLayout({"lanes": data.ArrayLayout(lane, cfg.cols), "narrow": 1})
 
     @staticmethod
     def output_layout(cfg):
@@ -318,9 +325,10 @@ class PostProcessor(wiring.Component):
 
         m.submodules.fifo = fifo = SyncFIFOBuffered(width=8 * cfg.cols, depth=self.CREDITS)
         if turns == 1:
-            lanes_in, feed = [self.i.payload[n] for n in range(cfg.cols)], take
+            lanes_in, feed = [self.i.payload.lanes[n] for n in range(cfg.cols)], take
+            narrow = self.i.payload.narrow
         else:
-            lanes_in, feed, group_last, last_next = self._groups(m, full, last_turn)
+            lanes_in, feed, group_last, narrow, last_next = self._groups(m, full, last_turn)
             m.d.sync += ready.eq(~full_next & last_next)
         codes = []
         for n, lane_in in enumerate(lanes_in):
@@ -343,21 +351,29 @@ class PostProcessor(wiring.Component):
             codes.append(act.o.payload)
 
         # Every lane sees the same valid pattern, so any lane's valid stands for all of them.
+        lanes = Requantizer.LATENCY + ActivationUnit.LATENCY
+        out_narrow = delay_chain(m, narrow, lanes, "narrow")[-1]
+        n = cfg.depthwise_channels
         if turns == 1:
-            m.d.comb += [fifo.w_en.eq(act.o.valid), fifo.w_data.eq(Cat(*codes))]
+            word = Cat(*codes)
+            m.d.comb += fifo.w_en.eq(act.o.valid)
         else:
             # The first groups' codes wait in a shift register (group 0 lowest); the last
-            # group writes the word. A beat's groups leave the lanes on consecutive cycles.
-            lanes = Requantizer.LATENCY + ActivationUnit.LATENCY
+            # group writes the word. A beat's groups leave the lanes on consecutive cycles;
+            # a narrow beat's S groups are the top S - 1 held ones and the last.
             out_last = delay_chain(m, group_last, lanes, "group_last")[-1]
             group = Cat(*codes)
             held = Signal(len(group) * (turns - 1), name="held_codes", reset_less=True)
             with m.If(act.o.valid):
                 m.d.sync += held.eq(Cat(held[len(group) :], group))
-            m.d.comb += [
-                fifo.w_en.eq(act.o.valid & out_last),
-                fifo.w_data.eq(Cat(held, group)),
-            ]
+            m.d.comb += fifo.w_en.eq(act.o.valid & out_last)
+            short = turns - cfg.depthwise_emit_turns  # groups a narrow beat skips
+            word = Cat(held, group)
+            if short:
+                word = Mux(out_narrow, Cat(held[len(group) * short :], group), word)
+        if n < cfg.cols:
+            word = Cat(word[: 8 * n], Mux(out_narrow, 0, word[8 * n :]))
+        m.d.comb += fifo.w_data.eq(word)
         m.d.comb += [
             self.o.valid.eq(fifo.r_rdy),
             self.o.payload.eq(fifo.r_data),
@@ -367,21 +383,26 @@ class PostProcessor(wiring.Component):
 
     def _groups(self, m, full, last_turn):
         """Lane groups of the input beat: ``(lane inputs, their valid, last group of a
-        beat, the next value of last_turn)``, the first three registers. A group enters
-        whenever a beat is offered and a credit is free; ``full`` cannot rise within a
-        beat (only an accepted beat takes a credit), so a beat's groups run on
-        consecutive cycles."""
+        beat, the beat's narrow flag, the next value of last_turn)``, the first four
+        registers. A group enters whenever a beat is offered and a credit is free;
+        ``full`` cannot rise within a beat (only an accepted beat takes a credit), so a
+        beat's groups run on consecutive cycles. A narrow beat ends after
+        ``cfg.depthwise_emit_turns`` groups (at least 2, so ``last_turn`` is known a
+        cycle ahead from the payload)."""
         cfg = self._cfg
-        turns = cfg.postproc_turns
+        turns, short = cfg.postproc_turns, cfg.depthwise_emit_turns
         lanes = cfg.cols // turns
         turn = Signal(range(turns))
         go = self.i.valid & ~full
         last_next = Signal()  # last_turn's next value
-        m.d.comb += last_next.eq(Mux(go, turn == turns - 2, last_turn))
+        ends = turn == turns - 2
+        if short < turns:
+            ends = Mux(self.i.payload.narrow, turn == short - 2, ends)
+        m.d.comb += last_next.eq(Mux(go, ends, last_turn))
         m.d.sync += last_turn.eq(last_next)
         with m.If(go):
             m.d.sync += turn.eq(Mux(last_turn, 0, turn + 1))
-        lane_layout = self.input_layout(cfg).elem_shape
+        lane_layout = self.input_layout(cfg).members["lanes"].elem_shape
         group = [Signal(lane_layout, name=f"group{j}", reset_less=True) for j in range(lanes)]
         # Each lane selects its group by a one-hot copy of ``turn`` of its own (an AND-OR
         # of registers, no decode of ``turn`` fanning out over every lane's bits).
@@ -389,9 +410,12 @@ class PostProcessor(wiring.Component):
             sel = Signal(turns, init=1, name=f"turn_onehot{j}")
             with m.If(go):
                 m.d.sync += sel.eq(Mux(last_turn, 1, sel << 1))
-            terms = [Mux(sel[g], self.i.payload[g * lanes + j].as_value(), 0) for g in range(turns)]
+            terms = [
+                Mux(sel[g], self.i.payload.lanes[g * lanes + j].as_value(), 0) for g in range(turns)
+            ]
             m.d.sync += group[j].eq(reduce(operator.or_, terms))
         valid = Signal(name="group_valid")
         last = Signal(name="group_last")
-        m.d.sync += [valid.eq(go), last.eq(go & last_turn)]
-        return group, valid, last, last_next
+        narrow = Signal(name="group_narrow")
+        m.d.sync += [valid.eq(go), last.eq(go & last_turn), narrow.eq(self.i.payload.narrow)]
+        return group, valid, last, narrow, last_next

@@ -161,7 +161,10 @@ def conv(m, f):
     m.acc[:P] = ((m.acc[:P] + (1 << 31)) & 0xFFFFFFFF) - (1 << 31)
     if f["acc_emit"]:
         _need(f["out_addr"] + P <= m.out.shape[0], "OUT words beyond depth")
-        m.out[f["out_addr"] : f["out_addr"] + P] = _requant(m, f, m.acc[:P], C, signed)
+        y = _requant(m, f, m.acc[:P], C, signed)
+        if depthwise:  # columns past the channels are written 0
+            y[:, m.config.depthwise_channels :] = 0
+        m.out[f["out_addr"] : f["out_addr"] + P] = y
         m.acc_bank = (m.acc_bank + 1) % len(m.acc_banks)
     return macs
 

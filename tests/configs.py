@@ -2,8 +2,9 @@
 
 ``TINY_PACKED``: ``tiny`` with the packed array (two INT8 MACs per DSP48E2), two
 depthwise channel blocks and two row groups, fewer post-processing lanes than columns
-(8 lanes in 2 turns; ``ultra96`` has 8 for 32 columns, 4 turns) and two ACC banks (a
-CONV's emit overlaps the next CONV's MACs), as ``ultra96``.
+(4 lanes in 4 turns, 2 for a depthwise CONV's 8 channels, as ``ultra96``'s 8 lanes for 32
+columns and 16 channels) and two ACC banks (a CONV's emit overlaps the next CONV's MACs),
+as ``ultra96``.
 tests/hw/test_top.py runs the compiled graphs on it in both simulators;
 tests/sim/test_cycles.py checks the cycle model against its ``CYCLES`` counter. The same
 watchdog gives both the same Verilog, so one Verilator build.
@@ -21,7 +22,7 @@ TINY_PACKED = dataclasses.replace(
     dsp_packing=True,
     depthwise_blocks=2,
     depthwise_groups=2,
-    postproc_lanes=8,
+    postproc_lanes=4,
     acc_banks=2,
 )
 #: The ``ultra96`` preset until session 16 (``boards/calibrate.py``'s point

@@ -214,7 +214,8 @@ class Lowerer:
         r, q = ext(th, tw)
         load = self._dw_blocks() * (T.load_chunks(c, c.rows, r * q) + LOAD_OVERHEAD)
         conv = CONV_OVERHEAD + sum(
-            T.conv_cycles(c, th * (g["sw"] * (tw - 1) + cx[1]), cx[3], th * tw) for cx in cols
+            T.conv_cycles(c, th * (g["sw"] * (tw - 1) + cx[1]), cx[3], th * tw, depthwise=True)
+            for cx in cols
         )
         return load, conv
 

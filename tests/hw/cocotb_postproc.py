@@ -56,17 +56,22 @@ async def _load_tables(dut, tables):
 def _payloads(vec, layout):
     beats, cols = vec.acc.shape
     params = [lane_params(lay) for lay in vec.layers]
+    # ``narrow`` alternates: the build's columns are all depthwise channels, so it
+    # changes nothing in the codes, and the test checks that.
     return [
         pack(
             layout,
-            [
-                {
-                    "acc": int(vec.acc[b, c]),
-                    "bias": int(vec.bias[b, c]),
-                    "params": params[vec.layer[b, c]],
-                }
-                for c in range(cols)
-            ],
+            {
+                "lanes": [
+                    {
+                        "acc": int(vec.acc[b, c]),
+                        "bias": int(vec.bias[b, c]),
+                        "params": params[vec.layer[b, c]],
+                    }
+                    for c in range(cols)
+                ],
+                "narrow": b % 2,
+            },
         )
         for b in range(beats)
     ]

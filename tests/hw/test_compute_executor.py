@@ -204,7 +204,7 @@ def test_accumulators_meet_their_param_lanes_and_out_address(signed):
             ctx.set(dut.acc.payload.acc[c], a)
         assert ctx.get(dut.param_r.addr) == 6 and ctx.get(dut.param_r.en)
         for c in range(CFG.cols):
-            p = ctx.get(dut.post_i.payload[c])
+            p = ctx.get(dut.post_i.payload.lanes[c])
             assert (p.acc, p.bias, p.params.rq.m, p.params.rq.e) == (accs[c], *lanes[c])
             rq = p.params.rq
             assert (rq.zp, rq.qmin, rq.qmax) == (as_int8(zp), as_int8(qmin), as_int8(qmax))

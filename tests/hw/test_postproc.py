@@ -24,7 +24,22 @@ COCOTB_MODULE = Path(__file__).with_name("cocotb_postproc.py")
 TINY = preset("tiny")
 #: tiny with fewer post-processing lanes than columns: 2 groups of 2, 4 groups of 1.
 GROUPED = [dataclasses.replace(TINY, postproc_lanes=n) for n in (2, 1)]
-CONFIGS = [TINY, *GROUPED]
+#: Packed 4 x 16 with 8 depthwise channels: 4 lanes take 4 turns, 2 for a depthwise beat
+#: (as ``ultra96``'s 8 lanes for 32 columns and 16 channels); 8 lanes take 2 turns for
+#: both and zero columns 8-15 of a depthwise beat.
+PACKED = [
+    dataclasses.replace(
+        TINY, cols=16, dsp_packing=True, depthwise_blocks=2, postproc_lanes=n, name=f"p{n}"
+    )
+    for n in (4, 8)
+]
+CONFIGS = [TINY, *GROUPED, *PACKED]
+
+
+def _id(cfg):
+    return f"{cfg.cols}cols-lanes{cfg.postproc_lanes or cfg.cols}"
+
+
 RTL_BEATS = 5000  # x 4 lanes = 20,000 vectors per simulator, one build each
 
 
@@ -45,7 +60,7 @@ async def _load_tables(ctx, dut, tables):
     ctx.set(dut.lut_w.en, 0)
 
 
-@pytest.mark.parametrize("cfg", CONFIGS, ids=lambda c: f"lanes{c.postproc_lanes or c.cols}")
+@pytest.mark.parametrize("cfg", CONFIGS, ids=_id)
 def test_latency_is_declared(cfg):
     """A beat is taken after ``postproc_turns`` cycles and comes out ``latency`` later."""
     dut = PostProcessor(cfg)
@@ -68,7 +83,7 @@ def test_latency_is_declared(cfg):
     assert seen == [taken[0] + PostProcessor.latency(cfg)]
 
 
-@pytest.mark.parametrize("cfg", CONFIGS, ids=lambda c: f"lanes{c.postproc_lanes or c.cols}")
+@pytest.mark.parametrize("cfg", CONFIGS, ids=_id)
 def test_full_rate_is_one_beat_per_turns(cfg):
     """Offered back to back with the output always ready, beats are taken every
     ``postproc_turns`` cycles and leave at that rate."""
@@ -91,7 +106,35 @@ def test_full_rate_is_one_beat_per_turns(cfg):
     assert seen == [c + PostProcessor.latency(cfg) for c in taken]
 
 
-@pytest.mark.parametrize("cfg", CONFIGS, ids=lambda c: f"lanes{c.postproc_lanes or c.cols}")
+@pytest.mark.parametrize("cfg", CONFIGS, ids=_id)
+def test_narrow_beats_take_the_depthwise_turns(cfg):
+    """Narrow (depthwise) beats back to back, then wide ones, then alternating: a narrow
+    beat is taken after ``depthwise_emit_turns`` cycles, a wide one after
+    ``postproc_turns``, and each leaves ``latency`` after it is taken."""
+    dut = PostProcessor(cfg)
+    flags = [1] * 6 + [0] * 4 + [1, 0] * 4
+    taken, seen = [], []
+
+    async def testbench(ctx):
+        ctx.set(dut.o.ready, 1)
+        for cycle in range(len(flags) * cfg.postproc_turns + 3 * PostProcessor.LATENCY):
+            more = len(taken) < len(flags)
+            ctx.set(dut.i.valid, more)
+            if more:
+                ctx.set(dut.i.payload.narrow, flags[len(taken)])
+                if ctx.get(dut.i.ready):
+                    taken.append(cycle)
+            if ctx.get(dut.o.valid):
+                seen.append(cycle)
+            await ctx.tick()
+
+    _run(dut, testbench)
+    turns = [cfg.emit_turns(bool(f)) for f in flags]
+    assert taken == [sum(turns[: k + 1]) - 1 for k in range(len(flags))]
+    assert seen == [c + PostProcessor.latency(cfg) for c in taken]
+
+
+@pytest.mark.parametrize("cfg", CONFIGS, ids=_id)
 def test_vectors_with_backpressure(cfg):
     """Random and adversarial vectors, all activations, random valid and ready."""
     beats = 300
@@ -99,6 +142,10 @@ def test_vectors_with_backpressure(cfg):
     dut = PostProcessor(cfg)
     layout = PostProcessor.input_layout(cfg)
     got = []
+    # Narrow (depthwise) beats: the columns past the depthwise channels are written 0.
+    narrow = np.random.default_rng(3).random(beats) < 0.4
+    expected = vec.expected.copy()
+    expected[narrow, cfg.depthwise_channels :] = 0
 
     async def testbench(ctx):
         rnd = random.Random(5)
@@ -117,7 +164,8 @@ def test_vectors_with_backpressure(cfg):
                     }
                     for c in range(cfg.cols)
                 ]
-                ctx.set(dut.i.payload.as_value(), pack(layout, row))
+                beat = {"lanes": row, "narrow": int(narrow[sent])}
+                ctx.set(dut.i.payload.as_value(), pack(layout, beat))
             ctx.set(dut.o.ready, rnd.random() < 0.5)
             offered = valid and not ctx.get(dut.i.ready)
             if valid and ctx.get(dut.i.ready):
@@ -128,7 +176,7 @@ def test_vectors_with_backpressure(cfg):
             await ctx.tick()
 
     _run(dut, testbench)
-    np.testing.assert_array_equal(np.array(got, np.uint8), vec.expected)
+    np.testing.assert_array_equal(np.array(got, np.uint8), expected)
 
 
 def test_vectors_cover_the_corners():
@@ -158,7 +206,7 @@ def test_activation_unit_rejects_bad_slots(slots):
 
 def test_signature_follows_the_configuration():
     cfg = preset("ultra96")
-    assert PostProcessor.input_layout(cfg).length == 32
+    assert PostProcessor.input_layout(cfg).members["lanes"].length == 32
     assert PostProcessor.output_layout(cfg).length == 32
     assert Shape.cast(LutWriteSignature(cfg.lut_slots).members["addr"].shape).width == 10
 

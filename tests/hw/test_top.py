@@ -166,12 +166,14 @@ def test_rtl_accelerator(simulator, tmp_path, diff_cases):
 # against the RTL. The hand-assembled random layers use zero points and -128 weights a
 # packed array does not take, so they run on `tiny` only. Two depthwise channel blocks
 # and two row groups, as ultra96: 3-wide kernels on all rows, 2-wide ones on groups.
-# Post-processing in two lane groups (8 lanes for 16 columns): every emit goes through
-# hw/postproc.py's group registers and the reassembled OUT word. Two ACC banks: each CONV
+# Post-processing in four lane groups (4 lanes for 16 columns), two for a depthwise CONV's
+# 8 channels (as ultra96: 4 and 2): every emit goes through hw/postproc.py's group
+# registers and the reassembled OUT word, a depthwise one through the narrow word (its zeroed
+# columns: tests/hw/test_postproc.py). Two ACC banks: each CONV
 # after an emitting one accumulates in the other bank while the emit drains, and the
 # compute queue holds two instructions (hw/queues.py inflight 2).
 PACKED = TINY_PACKED
-assert PACKED.postproc_turns == 2 and PACKED.acc_banks == 2
+assert PACKED.postproc_turns == 4 and PACKED.depthwise_emit_turns == 2 and PACKED.acc_banks == 2
 
 
 @pytest.mark.sim

@@ -90,17 +90,17 @@ def test_conv_cycles_equals_the_compute_unit_formula():
         preset("ultra96"),
         AcceleratorConfig(rows=8, cols=16),
         AcceleratorConfig(rows=2, cols=4),
-        TINY_PACKED,  # post-processing in two lane groups: two cycles an emitted pixel
+        TINY_PACKED,  # post-processing in four lane groups, two for a depthwise pixel
         AcceleratorConfig(rows=8, cols=32, postproc_lanes=8),
     ]
     n = 0
     for config in configs:
         for words in list(range(1, 70)) + [100, 196, 784, 1023]:
             for taps in (1, 2, 3, 4, 5, 9, 18, 27, 50, 255):
-                for emit in (0, words):
-                    assert T.conv_cycles(config, words, taps, emit) == conv_cycles(
-                        config, words, taps, emit
-                    ), (config.name, words, taps, emit)
+                for emit, dw in ((0, False), (words, False), (words, True)):
+                    assert T.conv_cycles(config, words, taps, emit, dw) == conv_cycles(
+                        config, words, taps, emit, dw
+                    ), (config.name, words, taps, emit, dw)
                     n += 1
     assert n > 5000
 
@@ -358,8 +358,9 @@ PINGPONG_LAYERS = ("depthwise_5x5", "conv3x3_wide")
 
 @pytest.mark.sim
 def test_model_matches_grouped_postproc_rtl_cycle_counters(tmp_path):
-    """Post-processing with fewer lanes than columns (``TINY_PACKED``: 8 lanes, 16
-    columns) and two ACC banks: the emit's two cycles a pixel, the group register's
+    """Post-processing with fewer lanes than columns (``TINY_PACKED``: 4 lanes, 16
+    columns) and two ACC banks: the emit's four cycles a pixel (two for a depthwise
+    CONV's 8 channels), the group register's
     cycle of latency and the emits overlapping the next tile, against the CYCLES counter,
     within 5 % on every run. The Verilog of tests/hw/test_top.py's packed accelerator (one
     build)."""
