@@ -69,7 +69,7 @@ PARAM ``C*8``, LUT 256; codes are int8 when ``signed`` else uint8; ``zp``, ``qmi
             (dsp_packing: x - in_zp is taken as 8 bits and weights must be in [-127, 127])
     CONV (both): ACC[p] = (acc_init ? 0 : ACC[p]) + part[p]      (int32, wrapping)
             if acc_emit: OUT[out_addr + p] = post(ACC[p], PARAM[param_addr])
-            (DEPTHWISE: OUT lanes c >= N are written 0)
+            (DEPTHWISE or narrow: OUT lanes c >= N are written 0)
     post(acc, P)[c] = act(requantize(acc[c] + P[c].bias, P[c].m, P[c].e, out_zp, qmin, qmax))
             requantize: bamboo.runtime.requant (24-bit rounding steps, then saturation)
             act NONE: y; LEAKY_SHIFT: v = y - out_zp, v < 0 ? out_zp + ((v*13) >> 7) : y;
@@ -258,6 +258,12 @@ FORMATS = {
         Field("qmax", 8, "upper clamp, as a code"),
         Field("signed", 1, "codes are int8 (1) or uint8 (0)"),
         Field("in_zp", 8, "input zero point, subtracted from every INP code before the array"),
+        Field(
+            "narrow",
+            1,
+            "only OUT lanes c < N = config.depthwise_channels hold results (the rest are "
+            "written 0; the emit skips them); implied by DEPTHWISE",
+        ),
     ),
     Opcode.VEC: (
         Field("vop", 3, "see VecOp"),

@@ -116,8 +116,8 @@ def conv_insn_cycles(config, f):
         taps = config.depthwise_passes(f["kernel_h"], f["kernel_w"])
     else:
         words, taps = oh * ow, f["kernel_h"] * f["kernel_w"] * f["in_blocks"]
-    depthwise = f["mode"] == ConvMode.DEPTHWISE
-    return conv_cycles(config, words, taps, oh * ow if f["acc_emit"] else 0, depthwise)
+    narrow = f["mode"] == ConvMode.DEPTHWISE or bool(f.get("narrow"))
+    return conv_cycles(config, words, taps, oh * ow if f["acc_emit"] else 0, narrow)
 
 
 def vec_cycles(config, pixels, elements):

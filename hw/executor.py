@@ -14,10 +14,10 @@ one writer at a time and ``done`` pulses in issue order.
 
 Each ``acc`` beat goes to the PostProcessor with the PARAM lanes of the instruction's
 ``param_addr`` (read through :func:`~bamboo.hw.isa_layout.param_word_layout`)
-and its zero point, bounds and activation (a depthwise CONV's beats ``narrow``: its
-channels fill the first columns only); its OUT address waits in a FIFO for the
-post-processed beat. The vector unit's OUT writes (``vec_out_w``) pass through to
-``out_w``.
+and its zero point, bounds and activation (a depthwise CONV's beats, and those of a CONV
+with ``narrow``, are narrow: their results fill the first columns only); its OUT address
+waits in a FIFO for the post-processed beat. The vector unit's OUT writes
+(``vec_out_w``) pass through to ``out_w``.
 """
 
 from amaranth.hdl import Cat, Module, Mux, Signal
@@ -187,7 +187,7 @@ class ComputeExecutor(wiring.Component):
             with m.Default():
                 m.d.comb += post_act.eq(PostActivation.NONE)
         lanes = data.View(param_word_layout(cfg), self.param_r.data)
-        m.d.comb += self.post_i.payload.narrow.eq(insn.mode == ConvMode.DEPTHWISE)
+        m.d.comb += self.post_i.payload.narrow.eq((insn.mode == ConvMode.DEPTHWISE) | insn.narrow)
         for c in range(cfg.cols):
             lane, p = lanes[c], self.post_i.payload.lanes[c]
             m.d.comb += [

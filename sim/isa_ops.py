@@ -162,7 +162,7 @@ def conv(m, f):
     if f["acc_emit"]:
         _need(f["out_addr"] + P <= m.out.shape[0], "OUT words beyond depth")
         y = _requant(m, f, m.acc[:P], C, signed)
-        if depthwise:  # columns past the channels are written 0
+        if depthwise or f["narrow"]:  # columns past the first N are written 0
             y[:, m.config.depthwise_channels :] = 0
         m.out[f["out_addr"] : f["out_addr"] + P] = y
         m.acc_bank = (m.acc_bank + 1) % len(m.acc_banks)

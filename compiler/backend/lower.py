@@ -348,6 +348,12 @@ class Lowerer:
                     "acc_init": int(k == 0),
                     "acc_emit": int(emit),
                     "in_zp": _codes(info["in_zp"]),
+                    # an output block of at most N channels: the emit skips the rest
+                    "narrow": int(
+                        not dw_mode
+                        and g["cout"] - ob * C <= c.depthwise_channels
+                        and c.depthwise_emit_turns < c.postproc_turns
+                    ),
                 }
                 fields.update(self._post(node, step, reads))
                 # the array's MACs (as the ISA simulator and the cycle model count them)
