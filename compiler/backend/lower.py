@@ -221,8 +221,19 @@ class Lowerer:
 
     def _dw_cost(self, g, ext):
         """The tiling cost of a depthwise layer: its tiles' loads and compute overlap (the
-        loads run a tile ahead), so each tile costs the larger of the two."""
-        return lambda tiles: sum(max(self._dw_cycles(g, ext, th, tw)) for _, th, _, tw in tiles)
+        loads run a tile ahead), so each tile costs the larger of the two, plus a
+        sixteenth of the smaller: the overlap is not perfect (the first tile's load, the
+        stores sharing the bus), and of two tilings bound alike the one with less work
+        wins. Without it, once the emit got cheaper (session 18) the load-bound layers
+        took tilings with longer compute: the same FPS today, but a block-fusion
+        projection (which removes the loads, docs/engine2-levers.md) fell from 159.5 to
+        128.6 FPS on MobileNetV2."""
+
+        def cost(tiles):
+            parts = [self._dw_cycles(g, ext, th, tw) for _, th, _, tw in tiles]
+            return sum(max(p) for p in parts) + sum(min(p) for p in parts) / 16
+
+        return cost
 
     def _conv_steps(self, node, g, tiles, order, ext, kc, resident, dw_mode):
         c, nm, info = self.c, node.name, self.w[node.name]

@@ -182,7 +182,7 @@ def test_depthwise_utilization(cfg_name, stride, record_property):
     np.testing.assert_array_equal(acc, expected)
     passes = cfg.depthwise_passes(kh, kw)
     assert passes == (2 if cfg_name == "8x32p" else 3)
-    assert stats["busy"] == conv_cycles(cfg, ho * (sw * (wo - 1) + kw), passes, ho * wo)
+    assert stats["busy"] == conv_cycles(cfg, ho * (sw * (wo - 1) + kw), passes, ho * wo, True)
     macs = ho * wo * kh * kw * cfg.depthwise_channels
     util = macs / (cfg.macs_per_cycle * stats["busy"])
     dsp = macs / (cfg.dsp_count * stats["busy"])
@@ -214,7 +214,7 @@ def test_depthwise_utilization_ultra96_tiles(stride):
     for name, cfg in (("8x32 now", x8x32), ("8x32 before", before), ("ultra96", ultra96)):
         passes = cfg.depthwise_passes(3, 3)
         macs = ho * wo * 9 * cfg.depthwise_channels
-        busy = conv_cycles(cfg, words, passes, ho * wo)
+        busy = conv_cycles(cfg, words, passes, ho * wo, depthwise=True)
         util[name] = macs / (cfg.macs_per_cycle * busy)
         streaming = macs / (cfg.macs_per_cycle * passes * words)
         print(
