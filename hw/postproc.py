@@ -29,11 +29,12 @@ whole word to the FIFO. The requantizers are busy only while an ACC word is emit
 so fewer of them cost a CONV ``(T - 1)`` cycles per output pixel and save two DSP48E2
 and several hundred LUTs each (docs/hardware.md, "Post-processing lanes").
 
-A depthwise CONV's results sit in the first ``N = cfg.depthwise_channels`` columns. Its
-beats come with ``narrow`` set: they take ``S = cfg.depthwise_emit_turns`` turns (the
-groups past the channels are skipped; ``S = T`` when that saves nothing) and the word's
-columns from ``N`` on are written 0, as the ISA's CONV DEPTHWISE states. On ``ultra96``
-(16 channels, 8 lanes for 32 columns) a depthwise pixel takes 2 cycles instead of 4.
+A depthwise CONV's results sit in the first ``N = cfg.depthwise_channels`` columns, as a
+dense CONV's do when the instruction's ``narrow`` says its output block has at most N
+channels. Their beats come with ``narrow`` set: they take ``S = cfg.depthwise_emit_turns``
+turns (the groups past the first N columns are skipped; ``S = T`` when that saves
+nothing) and the word's columns from ``N`` on are written 0, as the ISA's CONV states.
+On ``ultra96`` (16 channels, 8 lanes for 32 columns) such a pixel takes 2 cycles, not 4.
 
 Flow control: the lanes are free-running pipelines (no clock enable on thousands
 of datapath registers, which would not close timing at 250 MHz across 32 lanes).
@@ -236,7 +237,8 @@ class PostProcessor(wiring.Component):
     i : In(stream.Signature(StructLayout({lanes, narrow})))
         ``lanes`` (``ArrayLayout(lane_in, cols)``), per lane: ``acc``, ``bias`` (int32,
         summed with 32-bit wrap) and ``params`` (:class:`LaneParams`); ``narrow``: only
-        the first ``cfg.depthwise_channels`` columns hold results (a depthwise CONV).
+        the first ``cfg.depthwise_channels`` columns hold results (a depthwise CONV, or
+        one with ``narrow``).
     o : Out(stream.Signature(ArrayLayout(unsigned(8), cols)))
         Per lane, the output code byte (uint8, or int8 in two's complement).
     lut_w : In(LutWriteSignature(cfg.lut_slots))
@@ -367,10 +369,10 @@ class PostProcessor(wiring.Component):
             with m.If(act.o.valid):
                 m.d.sync += held.eq(Cat(held[len(group) :], group))
             m.d.comb += fifo.w_en.eq(act.o.valid & out_last)
-            short = turns - cfg.depthwise_emit_turns  # groups a narrow beat skips
+            skipped = turns - cfg.depthwise_emit_turns  # groups a narrow beat skips
             word = Cat(held, group)
-            if short:
-                word = Mux(out_narrow, Cat(held[len(group) * short :], group), word)
+            if skipped:
+                word = Mux(out_narrow, Cat(held[len(group) * skipped :], group), word)
         if n < cfg.cols:
             word = Cat(word[: 8 * n], Mux(out_narrow, 0, word[8 * n :]))
         m.d.comb += fifo.w_data.eq(word)
@@ -390,14 +392,14 @@ class PostProcessor(wiring.Component):
         ``cfg.depthwise_emit_turns`` groups (at least 2, so ``last_turn`` is known a
         cycle ahead from the payload)."""
         cfg = self._cfg
-        turns, short = cfg.postproc_turns, cfg.depthwise_emit_turns
+        turns, narrow_turns = cfg.postproc_turns, cfg.depthwise_emit_turns
         lanes = cfg.cols // turns
         turn = Signal(range(turns))
         go = self.i.valid & ~full
         last_next = Signal()  # last_turn's next value
         ends = turn == turns - 2
-        if short < turns:
-            ends = Mux(self.i.payload.narrow, turn == short - 2, ends)
+        if narrow_turns < turns:
+            ends = Mux(self.i.payload.narrow, turn == narrow_turns - 2, ends)
         m.d.comb += last_next.eq(Mux(go, ends, last_turn))
         m.d.sync += last_turn.eq(last_next)
         with m.If(go):
