@@ -42,6 +42,7 @@ __all__ = [
     "VEC_START",
     "conv_cycles",
     "conv_insn_cycles",
+    "narrow_emit",
     "load_chunks",
     "transfer_beats",
     "vec_cycles",
@@ -107,6 +108,12 @@ def postproc_group_latency(config):
     return int(config.postproc_turns > 1)
 
 
+def narrow_emit(f):
+    """A decoded CONV ``f`` emits narrow (only its first ``depthwise_channels`` columns):
+    every depthwise CONV, and a dense one with ``narrow`` (arch/isa.py)."""
+    return f["mode"] == ConvMode.DEPTHWISE or bool(f.get("narrow"))
+
+
 def conv_insn_cycles(config, f):
     """:func:`conv_cycles` of a decoded CONV instruction ``f`` (a dict of fields)."""
     oh, ow = f["out_h"], f["out_w"]
@@ -116,8 +123,7 @@ def conv_insn_cycles(config, f):
         taps = config.depthwise_passes(f["kernel_h"], f["kernel_w"])
     else:
         words, taps = oh * ow, f["kernel_h"] * f["kernel_w"] * f["in_blocks"]
-    narrow = f["mode"] == ConvMode.DEPTHWISE or bool(f.get("narrow"))
-    return conv_cycles(config, words, taps, oh * ow if f["acc_emit"] else 0, narrow)
+    return conv_cycles(config, words, taps, oh * ow if f["acc_emit"] else 0, narrow_emit(f))
 
 
 def vec_cycles(config, pixels, elements):

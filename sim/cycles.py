@@ -257,7 +257,7 @@ class _Engine:
             mac_end = start + T.conv_insn_cycles(self.c, {**f, "acc_emit": 0})
             handoff = max(mac_end, self.emit_free)
             if f["acc_emit"]:
-                turns = self.c.emit_turns(f["mode"] == isa.ConvMode.DEPTHWISE or f.get("narrow", 0))
+                turns = self.c.emit_turns(T.narrow_emit(f))
                 self.emit_free = handoff + f["out_h"] * f["out_w"] * turns + 1
                 end = self.emit_free + post
             else:
